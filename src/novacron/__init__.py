@@ -1,0 +1,3 @@
+"""NovaCron: a distributed virtual-machine management platform."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,66 @@
+"""Settings of one NovaCron process, read once from the environment.
+
+Every path the platform writes lives under ``state_dir`` so that several
+nodes (and test instances) can run side by side on one machine.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"NOVACRON_{name}", default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    state_dir: Path
+    database_url: str
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8080
+    #: "auto" picks KVM only where the host really supports it, else TCG.
+    accelerator: str = "auto"
+    #: hypervisor driver of the local node agent: "qemu" or "simulated".
+    compute_driver: str = "qemu"
+    host_name: str = field(default_factory=lambda: os.uname().nodename)
+    access_token_ttl_s: int = 900
+    refresh_token_ttl_s: int = 7 * 24 * 3600
+    #: run the embedded node agent inside the server process (all-in-one node).
+    embedded_agent: bool = True
+    metrics_interval_s: float = 1.0
+
+    @property
+    def images_dir(self) -> Path:
+        return self.state_dir / "images"
+
+    @property
+    def instances_dir(self) -> Path:
+        return self.state_dir / "instances"
+
+    @property
+    def run_dir(self) -> Path:
+        """Sockets and pidfiles: short paths, since unix sockets cap at 107 bytes."""
+        return self.state_dir / "run"
+
+    def ensure_dirs(self) -> None:
+        for d in (self.state_dir, self.images_dir, self.instances_dir, self.run_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        state_dir = Path(_env("STATE_DIR", "/var/lib/novacron")).resolve()
+        return cls(
+            state_dir=state_dir,
+            database_url=_env("DATABASE_URL", f"sqlite:///{state_dir}/novacron.db"),
+            listen_host=_env("LISTEN_HOST", "127.0.0.1"),
+            listen_port=int(_env("LISTEN_PORT", "8080")),
+            accelerator=_env("ACCELERATOR", "auto"),
+            compute_driver=_env("COMPUTE_DRIVER", "qemu"),
+            host_name=_env("HOST_NAME", os.uname().nodename),
+            access_token_ttl_s=int(_env("ACCESS_TOKEN_TTL", "900")),
+            embedded_agent=_env("EMBEDDED_AGENT", "1") == "1",
+            metrics_interval_s=float(_env("METRICS_INTERVAL", "1.0")),
+        )
