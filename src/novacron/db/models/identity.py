@@ -36,6 +36,8 @@ class User(Timestamped, Versioned, Base):
     #: one of admin, tenant-admin, member, viewer
     role: Mapped[str] = mapped_column(String(32))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: access tokens issued before this instant are refused (password change, "log out everywhere")
+    tokens_valid_after: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class SigningKey(Timestamped, Base):
@@ -55,6 +57,8 @@ class RefreshToken(Timestamped, Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: one login session: every rotated successor keeps the id of the first token
+    family_id: Mapped[str | None] = mapped_column(String(40), index=True, nullable=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
