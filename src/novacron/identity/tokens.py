@@ -1,0 +1,273 @@
+"""Access tokens (signed JWTs) and refresh tokens (opaque, single use, rotated).
+
+Access token claims: ``iss``, ``sub`` (user id), ``tid`` (tenant id or null), ``role``,
+``jti``, ``iat`` (millisecond precision), ``exp``, ``sid`` (login session); header ``kid``.
+
+``authenticate`` verifies the signature with the key named by ``kid`` (never trusting the
+header's ``alg``), the expiry and the issuer, then does ONE primary-key lookup that reads
+the user and the revocation list together, so revoking a token, disabling a user, changing
+a role or ending all sessions takes effect on the very next request. Role and tenant come
+from the database row, not from the token.
+
+Refresh tokens are random strings stored only as SHA-256 hashes. Each use consumes the
+token (atomically) and returns a new one of the same login session (``family_id``).
+Presenting an already-consumed token means it was copied: every session of that user is
+revoked (refresh tokens and outstanding access tokens).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import secrets
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+from sqlalchemy import bindparam, delete, exists, select, update
+from sqlalchemy.orm import Session
+
+from novacron.api.errors import Problem
+from novacron.config import Settings
+from novacron.db.base import Database, new_id, utcnow
+from novacron.db.models import RefreshToken, RevokedToken, User
+from novacron.identity.keys import KeyRing
+from novacron.identity.passwords import hash_password, needs_rehash, verify_password
+from novacron.identity.permissions import permissions_of
+from novacron.identity.principal import Principal
+
+log = logging.getLogger(__name__)
+
+ISSUER = "novacron"
+REFRESH_PREFIX = "ncr_"
+#: tolerated clock difference between API replicas, seconds
+LEEWAY_S = 10
+_CACHE_MAX = 4096
+
+_AUTH_HEADER = {"WWW-Authenticate": 'Bearer realm="novacron", error="invalid_token"'}
+
+
+def unauthorized(detail: str) -> Problem:
+    return Problem(401, "Unauthorized", detail, headers=dict(_AUTH_HEADER))
+
+
+def hash_refresh_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _as_datetime(value: datetime | float) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromtimestamp(value, UTC)
+
+
+class TokenService:
+    """Issues and verifies tokens. One per process; thread-safe."""
+
+    def __init__(self, db: Database, settings: Settings, *, issuer: str = ISSUER) -> None:
+        self.db = db
+        self.settings = settings
+        self.issuer = issuer
+        self.keys = KeyRing(db, settings)
+        #: token -> verified claims. Signatures of a given token never change, so this only
+        #: skips the ECDSA check; expiry and the database lookup still run on every call.
+        self._verified: dict[str, dict[str, Any]] = {}
+        # one round trip on a primary key: the user row and whether the jti is on the revocation list
+        self._lookup = select(
+            User.username,
+            User.role,
+            User.tenant_id,
+            User.disabled,
+            User.tokens_valid_after,
+            exists().where(RevokedToken.jti == bindparam("jti")).label("revoked"),
+        ).where(User.id == bindparam("uid"))
+
+    # -- issuing -----------------------------------------------------------------------------
+
+    def issue(self, session: Session, user: User, *, family_id: str | None = None) -> tuple[str, str, int]:
+        """A new (access_token, refresh_token, expires_in) for ``user``; rows go into ``session``."""
+        key = self.keys.ensure_active(session)
+        now = time.time()
+        ttl = self.settings.access_token_ttl_s
+        refresh_id = new_id("rt")
+        family = family_id or refresh_id
+        claims = {
+            "iss": self.issuer,
+            "sub": user.id,
+            "tid": user.tenant_id,
+            "role": user.role,
+            "name": user.username,
+            "jti": new_id("at"),
+            "sid": family,
+            # millisecond precision (RFC 7519 allows fractions) so "sessions ended at T" is exact
+            "iat": math.floor(now * 1000) / 1000,
+            "exp": int(now) + ttl,
+        }
+        access = jwt.encode(claims, key.private, algorithm=key.alg, headers={"kid": key.kid})
+        refresh = REFRESH_PREFIX + secrets.token_urlsafe(32)
+        session.execute(
+            delete(RefreshToken).where(RefreshToken.user_id == user.id, RefreshToken.expires_at < utcnow())
+        )
+        session.add(
+            RefreshToken(
+                id=refresh_id,
+                user_id=user.id,
+                token_hash=hash_refresh_token(refresh),
+                family_id=family,
+                expires_at=utcnow() + timedelta(seconds=self.settings.refresh_token_ttl_s),
+            )
+        )
+        return access, refresh, ttl
+
+    def check_password(self, session: Session, username: str, password: str) -> User:
+        """The user whose credentials these are, or 401 (same answer for unknown user and bad password)."""
+        user = session.scalar(select(User).where(User.username == username))
+        if not verify_password(user.password_hash if user else None, password) or user is None:
+            raise unauthorized("Wrong username or password.")
+        if user.disabled:
+            raise unauthorized(f"The account '{username}' is disabled; ask an administrator.")
+        if needs_rehash(user.password_hash):
+            user.password_hash = hash_password(password)
+        return user
+
+    def refresh(self, refresh_token: str) -> tuple[str, str, int]:
+        """Consume ``refresh_token`` and return a fresh (access, refresh, expires_in).
+
+        Runs in its own transactions (the theft response must commit although the call fails).
+        """
+        token_hash = hash_refresh_token(refresh_token)
+        stolen_from: str | None = None
+        with self.db.session() as session:
+            row = session.scalar(select(RefreshToken).where(RefreshToken.token_hash == token_hash))
+            if row is None:
+                raise unauthorized("Unknown refresh token (it may have been signed out); log in again.")
+            if row.expires_at <= utcnow():
+                raise unauthorized("The refresh token expired; log in again.")
+            consumed = session.execute(
+                update(RefreshToken)
+                .where(RefreshToken.id == row.id, RefreshToken.revoked_at.is_(None))
+                .values(revoked_at=utcnow())
+            )
+            if consumed.rowcount != 1:  # type: ignore[attr-defined]
+                stolen_from = row.user_id
+            else:
+                user = session.get(User, row.user_id)
+                if user is None or user.disabled:
+                    raise unauthorized("The refresh token's user no longer exists or is disabled.")
+                return self.issue(session, user, family_id=row.family_id or row.id)
+        log.warning("refresh token reuse for user %s: revoking all of its sessions", stolen_from)
+        with self.db.session() as session:
+            self.revoke_user_sessions(stolen_from, session=session)
+        raise unauthorized(
+            "This refresh token was already used. As a precaution against token theft every session "
+            "of this user has been revoked; log in again."
+        )
+
+    # -- revoking ----------------------------------------------------------------------------
+
+    def revoke_access(self, jti: str, exp: datetime | float, *, session: Session | None = None) -> None:
+        """Refuse the access token ``jti`` from now on (kept on the list until it would expire)."""
+        if session is None:
+            with self.db.session() as own:
+                self._revoke_access(own, jti, _as_datetime(exp))
+        else:
+            self._revoke_access(session, jti, _as_datetime(exp))
+
+    def _revoke_access(self, session: Session, jti: str, exp: datetime) -> None:
+        session.execute(delete(RevokedToken).where(RevokedToken.expires_at < utcnow()))
+        if session.get(RevokedToken, jti) is None:
+            session.add(RevokedToken(jti=jti, expires_at=exp))
+        session.flush()
+
+    def revoke_session(self, family_id: str, *, session: Session) -> None:
+        """Delete the refresh tokens of one login session (sign-out; a later use is 'unknown')."""
+        session.execute(delete(RefreshToken).where(RefreshToken.family_id == family_id))
+
+    def revoke_user_sessions(self, user_id: str, *, session: Session | None = None) -> None:
+        """End every session of a user: refresh tokens and all access tokens issued until now."""
+        if session is None:
+            with self.db.session() as own:
+                self._revoke_user(own, user_id)
+        else:
+            self._revoke_user(session, user_id)
+
+    def _revoke_user(self, session: Session, user_id: str) -> None:
+        now = utcnow()
+        session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        user = session.get(User, user_id)
+        if user is not None:
+            user.tokens_valid_after = now
+        session.flush()
+
+    # -- verifying ---------------------------------------------------------------------------
+
+    def _verify(self, token: str) -> dict[str, Any]:
+        claims = self._verified.get(token)
+        if claims is not None:
+            if claims["exp"] + LEEWAY_S <= time.time():
+                raise unauthorized(
+                    "The access token expired; refresh it with POST /v1/tokens/refresh or log in again."
+                )
+            return claims
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError as exc:
+            raise unauthorized("The bearer token is not a well-formed JWT; log in again.") from exc
+        kid = header.get("kid")
+        key = self.keys.verification_key(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise unauthorized("The token was signed by an unknown or retired key; log in again.")
+        try:
+            claims = jwt.decode(
+                token,
+                key.public,
+                algorithms=[key.alg],
+                issuer=self.issuer,
+                leeway=LEEWAY_S,
+                options={"require": ["exp", "iat", "sub", "jti", "iss"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise unauthorized(
+                "The access token expired; refresh it with POST /v1/tokens/refresh or log in again."
+            ) from exc
+        except jwt.InvalidIssuerError as exc:
+            raise unauthorized(f"The token was not issued by this platform ('{self.issuer}').") from exc
+        except jwt.InvalidSignatureError as exc:
+            raise unauthorized("The token's signature does not verify; log in again.") from exc
+        except jwt.InvalidTokenError as exc:
+            raise unauthorized(f"Invalid access token: {exc}.") from exc
+        if len(self._verified) >= _CACHE_MAX:
+            self._verified.clear()
+        self._verified[token] = claims
+        return claims
+
+    def authenticate(self, token: str) -> Principal:
+        """The caller behind ``token``, or ``Problem(401)`` saying why not."""
+        claims = self._verify(token)
+        with self.db.engine.connect() as conn:
+            row = conn.execute(self._lookup, {"uid": claims["sub"], "jti": claims["jti"]}).first()
+        if row is None:
+            raise unauthorized("The token's user no longer exists.")
+        username, role, tenant_id, disabled, valid_after, revoked = row
+        if revoked:
+            raise unauthorized("The access token was revoked; log in again.")
+        if disabled:
+            raise unauthorized(f"The account '{username}' is disabled.")
+        if valid_after is not None and float(claims["iat"]) < valid_after.timestamp():
+            raise unauthorized("All sessions of this account were ended (password change?); log in again.")
+        return Principal(
+            user_id=claims["sub"],
+            username=username,
+            role=role,
+            tenant_id=tenant_id,
+            permissions=permissions_of(role),
+            token_id=claims["jti"],
+            extra={"exp": str(claims["exp"]), "sid": str(claims.get("sid") or "")},
+        )
+
