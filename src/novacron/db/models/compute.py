@@ -16,6 +16,7 @@ class Image(Timestamped, Versioned, Base):
     __table_args__ = (UniqueConstraint("project_id", "name"),)
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(128))
     #: "queued" (no data yet), "importing", "active", "error"
     status: Mapped[str] = mapped_column(String(16), default="queued")

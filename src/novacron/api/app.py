@@ -1,0 +1,77 @@
+"""The FastAPI application: routers, problem+json errors, audit, and the background loops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.middleware.gzip import GZipMiddleware
+
+from novacron import __version__
+from novacron.api.errors import install_handlers
+from novacron.api.routers import console, events, flavors, hosts, images, tasks, vms
+from novacron.context import Context
+
+log = logging.getLogger(__name__)
+
+
+def _include_optional(app: FastAPI) -> None:
+    """Areas that live in their own packages plug in here."""
+    from novacron.api.routers import identity
+    from novacron.identity.audit import install_audit
+
+    app.include_router(identity.router)
+    install_audit(app)
+
+
+async def start_background(ctx: Context) -> list[asyncio.Task[None]]:
+    loops: list[asyncio.Task[None]] = []
+    if ctx.agent is not None:
+        ctx.agent.register()
+        # observe once before serving, so states reflect QEMU after a restart
+        await ctx.agent.reconcile_once()
+        loops.append(asyncio.create_task(ctx.agent.run_forever(), name="agent"))
+    if ctx.tasks is not None:
+        loops.append(asyncio.create_task(ctx.tasks.run_forever(), name="tasks"))
+    return loops
+
+
+def create_app(ctx: Context, *, background: bool = True) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loops = await start_background(ctx) if background else []
+        try:
+            yield
+        finally:
+            if ctx.agent is not None:
+                ctx.agent.stop()
+            if ctx.tasks is not None:
+                await ctx.tasks.stop()
+            for loop in loops:
+                loop.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+
+    app = FastAPI(
+        title="NovaCron API",
+        version=__version__,
+        description="Virtual machines, images, flavors, tasks, hosts, identity and events.",
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url="/redoc",
+    )
+    app.state.ctx = ctx
+    install_handlers(app)
+    app.add_middleware(GZipMiddleware, minimum_size=2048)
+    for module in (vms, console, images, flavors, tasks, hosts, events):
+        app.include_router(module.router)
+    _include_optional(app)
+
+    @app.get("/healthz", tags=["meta"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    return app

@@ -1,0 +1,103 @@
+"""ETags and ``If-Match`` for updates; ``Idempotency-Key`` for creates."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from novacron.api.errors import Problem
+from novacron.db.models import IdempotencyRecord
+from novacron.identity.principal import Principal
+
+
+def etag_of(resource: Any) -> str:
+    return f'"{resource.id}.v{resource.version}"'
+
+
+def set_etag(response: Response, resource: Any) -> None:
+    response.headers["ETag"] = etag_of(resource)
+
+
+def check_if_match(request: Request, resource: Any) -> None:
+    """412 when the client edited a copy older than what is stored now."""
+    expected = request.headers.get("if-match")
+    if expected is None or expected.strip() == "*":
+        return
+    candidates = {tag.strip().removeprefix("W/") for tag in expected.split(",")}
+    if etag_of(resource) not in candidates:
+        raise Problem(
+            412,
+            "Precondition Failed",
+            f"The resource changed since you read it (now {etag_of(resource)}); GET it again and retry.",
+        )
+
+
+class Idempotency:
+    """The first response to a keyed request is stored in the same transaction as its effect.
+
+    A retry with the same key gets that response again; the same key with a
+    different body is refused, so a client bug cannot silently change meaning.
+    """
+
+    def __init__(self, request: Request, principal: Principal, session: Session, body: Any) -> None:
+        self.key = request.headers.get("idempotency-key")
+        self.session = session
+        self.principal = principal
+        self.method = request.method
+        self.path = request.url.path
+        payload = body.model_dump(mode="json") if hasattr(body, "model_dump") else body
+        self.request_hash = hashlib.sha256(
+            json.dumps([self.method, self.path, payload], sort_keys=True).encode()
+        ).hexdigest()
+        if self.key is not None and not 1 <= len(self.key) <= 255:
+            raise Problem(
+                400,
+                "Invalid request",
+                "Idempotency-Key must be 1 to 255 characters",
+                errors=[{"field": "header.Idempotency-Key", "reason": "must be 1 to 255 characters"}],
+            )
+
+    def replay(self) -> JSONResponse | None:
+        if self.key is None:
+            return None
+        record = self.session.scalar(
+            select(IdempotencyRecord).where(
+                IdempotencyRecord.principal_id == self.principal.user_id,
+                IdempotencyRecord.key == self.key,
+            )
+        )
+        if record is None:
+            return None
+        if record.request_hash != self.request_hash:
+            raise Problem(
+                422,
+                "Idempotency key reused",
+                "This Idempotency-Key was already used for a different request; use a new key.",
+                errors=[{"field": "header.Idempotency-Key", "reason": "already used with another body"}],
+            )
+        return JSONResponse(
+            json.loads(record.response_body),
+            status_code=record.status_code,
+            headers={"Idempotent-Replayed": "true"},
+        )
+
+    def remember(self, status_code: int, body: Any) -> None:
+        if self.key is None:
+            return
+        self.session.add(
+            IdempotencyRecord(
+                principal_id=self.principal.user_id,
+                key=self.key,
+                method=self.method,
+                path=self.path,
+                request_hash=self.request_hash,
+                status_code=status_code,
+                response_body=json.dumps(body, default=str),
+            )
+        )

@@ -1,0 +1,72 @@
+"""FastAPI dependencies: the process context, a database session, the caller."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from novacron.api.errors import Problem
+from novacron.identity.principal import Principal
+
+if TYPE_CHECKING:
+    from novacron.context import Context
+
+
+def get_ctx(request: Request) -> Context:
+    ctx: Context = request.app.state.ctx
+    return ctx
+
+
+CtxDep = Annotated["Context", Depends(get_ctx)]
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with get_ctx(request).db.session() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token:
+        return token.strip()
+    # browsers cannot set headers on EventSource / WebSocket: accept a cookie or query parameter
+    return request.cookies.get("novacron_token") or request.query_params.get("access_token")
+
+
+def current_principal(request: Request) -> Principal:
+    token = bearer_token(request)
+    if not token:
+        raise Problem(
+            401,
+            "Unauthorized",
+            "Send 'Authorization: Bearer <token>'; get one with POST /v1/tokens or 'novacron login'.",
+            headers={"WWW-Authenticate": 'Bearer realm="novacron"'},
+        )
+    principal = get_ctx(request).tokens.authenticate(token)
+    request.state.principal = principal
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+
+
+def require(permission: str) -> Callable[[Principal], Principal]:
+    def check(principal: PrincipalDep) -> Principal:
+        if not principal.can(permission):
+            raise Problem(
+                403, "Forbidden", f"Your role '{principal.role}' lacks the permission '{permission}'."
+            )
+        return principal
+
+    return check
+
+
+def Requires(permission: str) -> type[Principal]:  # noqa: N802 - reads like a type in signatures
+    return Annotated[Principal, Depends(require(permission))]  # type: ignore[return-value]

@@ -1,0 +1,101 @@
+"""RFC 9457 problem details: every error the API returns has this shape.
+
+``errors`` lists each offending field as ``{"field": "body.name", "reason": "..."}``
+so clients can point at the input that was wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger(__name__)
+
+
+class Problem(Exception):
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str = "",
+        *,
+        errors: list[dict[str, str]] | None = None,
+        type_: str = "about:blank",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.errors = errors or []
+        self.type = type_
+        self.headers = headers or {}
+
+    def body(self, instance: str) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": self.type,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail or self.title,
+            "instance": instance,
+        }
+        if self.errors:
+            body["errors"] = self.errors
+        return body
+
+
+def not_found(kind: str, ident: str) -> Problem:
+    return Problem(404, "Not Found", f"No {kind} '{ident}' exists or it is not visible to you.")
+
+
+def invalid(field: str, reason: str, status: int = 422) -> Problem:
+    return Problem(status, "Invalid request", f"{field}: {reason}", errors=[{"field": field, "reason": reason}])
+
+
+def conflict(detail: str) -> Problem:
+    return Problem(409, "Conflict", detail)
+
+
+def problem_response(problem: Problem, request: Request) -> JSONResponse:
+    return JSONResponse(
+        problem.body(request.url.path),
+        status_code=problem.status,
+        media_type=PROBLEM_JSON,
+        headers=problem.headers,
+    )
+
+
+def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(exc, request)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"field": _field_name(e["loc"]), "reason": str(e["msg"])} for e in exc.errors()]
+        detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors)
+        return problem_response(Problem(422, "Invalid request", detail, errors=errors), request)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        title = {404: "Not Found", 405: "Method Not Allowed"}.get(exc.status_code, "Error")
+        headers = dict(exc.headers or {})
+        return problem_response(Problem(exc.status_code, title, str(exc.detail), headers=headers), request)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(
+            Problem(500, "Internal Server Error", "An unexpected error occurred; it has been logged."),
+            request,
+        )

@@ -1,0 +1,108 @@
+"""/v1/events: the event log, as a page, as server-sent events, or over WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, WebSocket
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from novacron import events
+from novacron.api.deps import CtxDep, Requires, SessionDep
+from novacron.api.errors import Problem
+from novacron.context import Context
+from novacron.identity.principal import Principal
+
+router = APIRouter(tags=["events"])
+POLL_S = 0.25
+
+
+class EventOut(BaseModel):
+    seq: int
+    time: str
+    type: str
+    resource_type: str
+    resource_id: str
+    tenant_id: str | None
+    project_id: str | None
+    data: dict[str, Any]
+
+
+class EventPage(BaseModel):
+    items: list[EventOut]
+    last_seq: int
+
+
+def _types(types: str | None) -> list[str]:
+    return [t for t in (types or "").split(",") if t]
+
+
+@router.get("/v1/events", response_model=EventPage)
+def list_events(
+    session: SessionDep, principal: Requires("event:read"),
+    after: int = Query(0, ge=0, description="only events with a larger seq"),
+    limit: int = Query(100, ge=1, le=1000), types: str | None = Query(None, description="e.g. vm.*,task.failed"),
+) -> EventPage:
+    rows = events.visible_since(session, principal, after, limit, _types(types))
+    items = [EventOut(**events.as_dict(e)) for e in rows]
+    return EventPage(items=items, last_seq=items[-1].seq if items else after)
+
+
+async def _follow(
+    ctx: Context, principal: Principal, after: int | None, types: list[str]
+) -> AsyncIterator[list[dict[str, Any]]]:
+    with ctx.db.session() as s:
+        cursor = events.latest_seq(s) if after is None else after
+    while True:
+        with ctx.db.session() as s:
+            rows = [events.as_dict(e) for e in events.visible_since(s, principal, cursor, 500, types)]
+        if rows:
+            cursor = rows[-1]["seq"]
+            yield rows
+        else:
+            await asyncio.sleep(POLL_S)
+
+
+@router.get("/v1/events/stream", responses={200: {"content": {"text/event-stream": {}}}})
+async def stream_events(
+    request: Request, ctx: CtxDep, principal: Requires("event:read"),
+    after: int | None = Query(None, ge=0, description="replay from here; default: only new events"),
+    types: str | None = None,
+) -> StreamingResponse:
+    """Server-sent events; ``Last-Event-ID`` resumes where a dropped connection stopped."""
+    last_id = request.headers.get("last-event-id")
+    if last_id is not None and last_id.isdigit():
+        after = int(last_id)
+
+    async def body() -> AsyncIterator[str]:
+        yield ": following events\n\n"
+        async for batch in _follow(ctx, principal, after, _types(types)):
+            if await request.is_disconnected():
+                return
+            for e in batch:
+                yield f"id: {e['seq']}\nevent: {e['type']}\ndata: {json.dumps(e)}\n\n"
+
+    return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+@router.websocket("/v1/events/ws")
+async def events_ws(websocket: WebSocket, after: int | None = None, types: str | None = None) -> None:
+    ctx: Context = websocket.app.state.ctx
+    token = websocket.headers.get("authorization", "").partition(" ")[2] or websocket.query_params.get(
+        "access_token", ""
+    )
+    try:
+        principal = ctx.tokens.authenticate(token)
+        if not principal.can("event:read"):
+            raise Problem(403, "Forbidden", "missing event:read")
+    except Problem as exc:
+        await websocket.close(code=4000 + exc.status, reason=exc.detail[:120])
+        return
+    await websocket.accept()
+    async for batch in _follow(ctx, principal, after, _types(types)):
+        for e in batch:
+            await websocket.send_json(e)

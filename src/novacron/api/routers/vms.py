@@ -1,0 +1,257 @@
+"""/v1/vms: virtual machines and their lifecycle actions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+
+from novacron.api.concurrency import Idempotency, check_if_match, set_etag
+from novacron.api.deps import CtxDep, Requires, SessionDep
+from novacron.api.errors import invalid
+from novacron.api.listing import ListParams, Page, paginate
+from novacron.compute import vms as vm_service
+from novacron.compute.scope import get_visible, resolve_project, scoped
+from novacron.db.models import VM, Flavor, Task
+from novacron.virt.base import MetricsSample
+
+router = APIRouter(prefix="/v1/vms", tags=["vms"])
+
+NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+
+
+class VMCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=NAME, description="DNS-style name, unique in the project; also the hostname")
+    image: str = Field(min_length=1, max_length=128, description="image id or name")
+    flavor: str = Field(min_length=1, max_length=64, description="flavor id or name")
+    project_id: str | None = Field(default=None, max_length=40)
+    user_data: str = Field(default="", description="cloud-init user-data, up to 64 KiB")
+    metadata: dict[str, Annotated[str, Field(max_length=255)]] = Field(default_factory=dict, max_length=64)
+
+
+class VMUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    flavor: str | None = Field(default=None, min_length=1, max_length=64)
+    vcpus: int | None = Field(default=None, ge=1, le=64)
+    ram_mb: int | None = Field(default=None, ge=64, le=262144)
+    metadata: dict[str, Annotated[str, Field(max_length=255)]] | None = Field(default=None, max_length=64)
+
+
+class ActionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    force: bool = Field(default=False, description="stop: power off at once instead of ACPI shutdown")
+    timeout_s: float = Field(default=60, ge=1, le=3600, description="stop: wait this long before forcing")
+
+
+class SnapshotRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    image_name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class VMOut(BaseModel):
+    id: str
+    name: str
+    project_id: str
+    tenant_id: str
+    image_id: str | None
+    flavor_id: str | None
+    host_id: str | None
+    vcpus: int
+    ram_mb: int
+    disk_gb: int
+    state: str
+    desired_state: str
+    task_state: str | None
+    error: str | None
+    metadata: dict[str, str]
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+    @classmethod
+    def of(cls, vm: VM) -> VMOut:
+        return cls(
+            id=vm.id, name=vm.name, project_id=vm.project_id, tenant_id=vm.tenant_id, image_id=vm.image_id,
+            flavor_id=vm.flavor_id, host_id=vm.host_id, vcpus=vm.vcpus, ram_mb=vm.ram_mb,
+            disk_gb=vm.disk_gb, state=vm.state, desired_state=vm.desired_state, task_state=vm.task_state,
+            error=vm.error, metadata=dict(vm.meta or {}), created_at=vm.created_at,
+            updated_at=vm.updated_at, version=vm.version,
+        )
+
+
+class Accepted(BaseModel):
+    task_id: str
+    vm: VMOut
+
+
+class SnapshotAccepted(BaseModel):
+    task_id: str
+    image_id: str
+
+
+class MetricsOut(BaseModel):
+    vm_id: str
+    interval_s: float
+    samples: list[dict[str, float | int]]
+
+
+def _accepted(ctx: CtxDep, idem: Idempotency, task: Task, body: BaseModel) -> JSONResponse:
+    payload = body.model_dump(mode="json")
+    idem.remember(202, payload)
+    if ctx.tasks is not None:
+        ctx.tasks.wake()
+    return JSONResponse(payload, status_code=202, headers={"Location": f"/v1/tasks/{task.id}"})
+
+
+@router.get("", response_model=Page[VMOut])
+def list_vms(
+    session: SessionDep,
+    principal: Requires("vm:read"),
+    limit: int = Query(50, ge=1, le=500),
+    cursor: str | None = None,
+    sort: str = "created_at",
+    name: str | None = None,
+    state: str | None = None,
+    project_id: str | None = None,
+    host_id: str | None = None,
+) -> Page[VMOut]:
+    stmt = scoped(select(VM), VM, principal)
+    for col, value in ((VM.name, name), (VM.state, state), (VM.project_id, project_id), (VM.host_id, host_id)):
+        if value is not None:
+            stmt = stmt.where(col == value)
+    rows, nxt = paginate(
+        session, stmt, VM, ListParams(limit, cursor, sort), ("created_at", "name", "state", "updated_at")
+    )
+    return Page[VMOut](items=[VMOut.of(v) for v in rows], next_cursor=nxt)
+
+
+@router.post("", status_code=202, response_model=Accepted, responses={202: {"model": Accepted}})
+def create_vm(
+    request: Request, ctx: CtxDep, session: SessionDep, principal: Requires("vm:create"), body: VMCreate
+) -> Response:
+    idem = Idempotency(request, principal, session, body)
+    if (replay := idem.replay()) is not None:
+        return replay
+    project = resolve_project(session, principal, body.project_id)
+    vm, task = vm_service.create_vm(
+        session, principal, project, name=body.name, image_ref=body.image, flavor_ref=body.flavor,
+        user_data=body.user_data, metadata=body.metadata,
+    )
+    return _accepted(ctx, idem, task, Accepted(task_id=task.id, vm=VMOut.of(vm)))
+
+
+@router.get("/{vm_id}", response_model=VMOut)
+def get_vm(vm_id: str, response: Response, session: SessionDep, principal: Requires("vm:read")) -> VMOut:
+    vm = get_visible(session, VM, vm_id, principal, "vm")
+    set_etag(response, vm)
+    return VMOut.of(vm)
+
+
+@router.patch("/{vm_id}", response_model=VMOut)
+def update_vm(
+    vm_id: str, body: VMUpdate, request: Request, response: Response, session: SessionDep,
+    principal: Requires("vm:update"),
+) -> VMOut:
+    vm = get_visible(session, VM, vm_id, principal, "vm")
+    check_if_match(request, vm)
+    if body.flavor is not None or body.vcpus is not None or body.ram_mb is not None:
+        flavor = None
+        if body.flavor is not None:
+            flavor = session.scalar(select(Flavor).where((Flavor.id == body.flavor) | (Flavor.name == body.flavor)))
+            if flavor is None:
+                raise invalid("body.flavor", f"no flavor '{body.flavor}'")
+        vm_service.resize(vm, flavor, body.vcpus, body.ram_mb)
+    if body.metadata is not None:
+        vm.meta = dict(body.metadata)
+    session.flush()
+    set_etag(response, vm)
+    return VMOut.of(vm)
+
+
+@router.delete("/{vm_id}", status_code=202, response_model=Accepted)
+def delete_vm(
+    vm_id: str, request: Request, ctx: CtxDep, session: SessionDep, principal: Requires("vm:delete")
+) -> Response:
+    vm = get_visible(session, VM, vm_id, principal, "vm")
+    check_if_match(request, vm)
+    idem = Idempotency(request, principal, session, {"delete": vm.id})
+    if (replay := idem.replay()) is not None:
+        return replay
+    task = vm_service.request_delete(session, vm)
+    session.flush()
+    return _accepted(ctx, idem, task, Accepted(task_id=task.id, vm=VMOut.of(vm)))
+
+
+@router.post("/{vm_id}/actions/{action}", status_code=202, response_model=Accepted)
+def vm_action(
+    vm_id: str,
+    action: Literal["start", "stop", "reboot", "pause", "resume"],
+    request: Request,
+    ctx: CtxDep,
+    session: SessionDep,
+    principal: Requires("vm:power"),
+    body: Annotated[ActionRequest | None, Body()] = None,
+) -> Response:
+    vm = get_visible(session, VM, vm_id, principal, "vm")
+    params = (body or ActionRequest()).model_dump()
+    idem = Idempotency(request, principal, session, {"action": action, **params})
+    if (replay := idem.replay()) is not None:
+        return replay
+    task = vm_service.request_action(session, vm, action, params)
+    session.flush()
+    return _accepted(ctx, idem, task, Accepted(task_id=task.id, vm=VMOut.of(vm)))
+
+
+@router.post("/{vm_id}/snapshot", status_code=202, response_model=SnapshotAccepted)
+def snapshot_vm(
+    vm_id: str, body: SnapshotRequest, request: Request, ctx: CtxDep, session: SessionDep,
+    principal: Requires("vm:snapshot"),
+) -> Response:
+    vm = get_visible(session, VM, vm_id, principal, "vm")
+    idem = Idempotency(request, principal, session, body)
+    if (replay := idem.replay()) is not None:
+        return replay
+    image, task = vm_service.request_snapshot(session, vm, body.image_name)
+    return _accepted(ctx, idem, task, SnapshotAccepted(task_id=task.id, image_id=image.id))
+
+
+@router.get("/{vm_id}/console-log", response_class=PlainTextResponse)
+def console_log(
+    vm_id: str, ctx: CtxDep, session: SessionDep, principal: Requires("vm:console"),
+    offset: int = Query(0, ge=0, description="byte offset to read from"),
+    tail: int | None = Query(None, ge=1, le=1_048_576, description="only the last N bytes"),
+) -> PlainTextResponse:
+    vm = get_visible(session, VM, vm_id, principal, "vm")
+    data = b""
+    if ctx.agent is not None and vm.host_id == ctx.agent.host_id:
+        path = ctx.agent.driver.console_log(vm.id)
+        if path.exists():
+            with path.open("rb") as f:
+                size = f.seek(0, 2)
+                start = max(size - tail, 0) if tail is not None else min(offset, size)
+                f.seek(start)
+                data = f.read(1_048_576)
+                offset = start + len(data)
+    return PlainTextResponse(
+        data.decode("utf-8", "replace"), headers={"X-Next-Offset": str(offset if data else offset)}
+    )
+
+
+@router.get("/{vm_id}/metrics", response_model=MetricsOut)
+def vm_metrics(
+    vm_id: str, ctx: CtxDep, session: SessionDep, principal: Requires("metrics:read"),
+    since: float | None = Query(None, description="only samples after this unix time"),
+) -> MetricsOut:
+    vm = get_visible(session, VM, vm_id, principal, "vm")
+    samples: list[MetricsSample] = []
+    if ctx.agent is not None:
+        samples = list(ctx.agent.metrics.get(vm.id, ()))
+    if since is not None:
+        samples = [s for s in samples if s.time > since]
+    out: list[dict[str, Any]] = [s.as_dict() for s in samples]
+    return MetricsOut(vm_id=vm.id, interval_s=ctx.settings.metrics_interval_s, samples=out)

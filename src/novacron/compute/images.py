@@ -1,0 +1,134 @@
+"""Image import: the disk is written beside its row, checked with ``qemu-img info``, then activated."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+import httpx
+
+from novacron import events
+from novacron.compute import storage
+from novacron.db.models import Image, Task
+from novacron.tasks.runner import StepFailed, TaskHandler
+from novacron.virt.base import ComputeDriver, ImageInfo, InvalidImage
+
+if TYPE_CHECKING:
+    from novacron.context import Context
+
+ACCEPTED_FORMATS = ("raw", "qcow2")
+MAX_IMAGE_BYTES = 64 * 2**30
+
+
+class ImageTooLarge(Exception):
+    pass
+
+
+async def write_stream(chunks: AsyncIterator[bytes], dest: Path, on_progress: object = None) -> tuple[int, str]:
+    """Write to ``dest`` through a temp file renamed at the end, so a half upload never looks whole."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(".part")
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with tmp.open("wb") as f:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > MAX_IMAGE_BYTES:
+                    raise ImageTooLarge(f"larger than {MAX_IMAGE_BYTES // 2**30} GiB")
+                digest.update(chunk)
+                f.write(chunk)
+                if callable(on_progress):
+                    on_progress(size)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return size, digest.hexdigest()
+
+
+async def activate_disk(ctx: Context, driver: ComputeDriver, image_id: str, size: int, sha256: str) -> ImageInfo:
+    """Validate the stored disk and mark the image active; an invalid file is removed, not kept."""
+    path = storage.image_disk(ctx.settings, image_id)
+    try:
+        info = await asyncio.to_thread(driver.inspect_image, path)
+    except InvalidImage:
+        path.unlink(missing_ok=True)
+        raise
+    with ctx.db.session() as s:
+        image = s.get(Image, image_id)
+        assert image is not None
+        image.disk_format = info.format
+        image.virtual_size_bytes = info.virtual_size_bytes
+        image.size_bytes = size
+        image.checksum_sha256 = sha256
+        image.status = "active"
+        image.error = None
+        events.publish(s, "image.active", "image", image.id, tenant_id=image.tenant_id, project_id=image.project_id)
+    return info
+
+
+def remove_files(ctx: Context, image_id: str) -> None:
+    shutil.rmtree(storage.image_dir(ctx.settings, image_id), ignore_errors=True)
+
+
+class ImportImage(TaskHandler):
+    """Download an image from a URL with progress, then validate it."""
+
+    kind = "image.import"
+    steps: ClassVar[list[str]] = ["download", "validate"]
+
+    async def run_step(self, ctx: Context, task: Task, step: str) -> None:
+        image_id = task.resource_id
+        dest = storage.image_disk(ctx.settings, image_id)
+        if step == "download":
+            await self._download(ctx, task, task.params["source_url"], dest)
+        else:
+            if ctx.agent is None:
+                raise StepFailed("No node agent is available to inspect the image.")
+            try:
+                await activate_disk(ctx, ctx.agent.driver, image_id, task.params["size"], task.params["sha256"])
+            except InvalidImage as exc:
+                raise StepFailed(str(exc)) from exc
+
+    async def _download(self, ctx: Context, task: Task, url: str, dest: Path) -> None:
+        def progress(done: int, total: int) -> None:
+            with ctx.db.session() as s:
+                row = s.get(Task, task.id)
+                if row is not None and total:
+                    row.progress = min(49, int(50 * done / total))
+
+        try:
+            async with httpx.AsyncClient(follow_redirects=True, timeout=60) as client, client.stream("GET", url) as r:
+                if r.status_code != 200:
+                    raise StepFailed(f"GET {url} answered HTTP {r.status_code}.")
+                total = int(r.headers.get("content-length", "0") or 0)
+                marks = {"last": 0}
+
+                def on_progress(done: int) -> None:
+                    if done - marks["last"] >= 8 * 2**20:
+                        marks["last"] = done
+                        progress(done, total)
+
+                size, sha = await write_stream(r.aiter_bytes(), dest, on_progress)
+        except httpx.HTTPError as exc:
+            raise StepFailed(f"Could not download {url}: {exc}") from exc
+        except ImageTooLarge as exc:
+            raise StepFailed(f"The image at {url} is {exc}.") from exc
+        with ctx.db.session() as s:
+            row = s.get(Task, task.id)
+            assert row is not None
+            row.params = {**row.params, "size": size, "sha256": sha}
+            task.params = row.params
+
+    async def rollback(self, ctx: Context, task: Task, error: str) -> None:
+        remove_files(ctx, task.resource_id)
+        with ctx.db.session() as s:
+            image = s.get(Image, task.resource_id)
+            if image is not None:
+                image.status = "error"
+                image.error = error

@@ -1,0 +1,53 @@
+"""Tenant scoping of queries: the one place that decides what a caller may see."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, or_, select
+from sqlalchemy.orm import Session
+
+from novacron.api.errors import invalid, not_found
+from novacron.db.models import Image, Project
+from novacron.identity.principal import Principal
+
+M = TypeVar("M")
+
+
+def scoped(stmt: Select[tuple[M]], model: Any, principal: Principal) -> Select[tuple[M]]:
+    if principal.is_global:
+        return stmt
+    if model is Image:
+        return stmt.where(or_(Image.tenant_id == principal.tenant_id, Image.public.is_(True)))
+    return stmt.where(model.tenant_id == principal.tenant_id)
+
+
+def get_visible(session: Session, model: type[M], ident: str, principal: Principal, kind: str) -> M:
+    """Fetch by id, or by name when unique among what the caller sees; 404 for anything invisible."""
+    row = session.scalar(scoped(select(model).where(model.id == ident), model, principal))  # type: ignore[attr-defined]
+    if row is None and hasattr(model, "name"):
+        rows = list(
+            session.scalars(scoped(select(model).where(model.name == ident), model, principal).limit(2))  # type: ignore[attr-defined]
+        )
+        if len(rows) == 1:
+            row = rows[0]
+        elif len(rows) > 1:
+            raise invalid(kind, f"the name '{ident}' is ambiguous; use the id", 409)
+    if row is None:
+        raise not_found(kind, ident)
+    return row
+
+
+def resolve_project(session: Session, principal: Principal, project_id: str | None) -> Project:
+    """The project a new resource goes to: the one named, or the caller's only project."""
+    if project_id is not None:
+        project = session.get(Project, project_id)
+        if project is None or not principal.sees_tenant(project.tenant_id):
+            raise invalid("body.project_id", f"no project '{project_id}' is visible to you", 404)
+        return project
+    if principal.tenant_id is None:
+        raise invalid("body.project_id", "required for platform administrators")
+    projects = list(session.scalars(select(Project).where(Project.tenant_id == principal.tenant_id).limit(2)))
+    if len(projects) != 1:
+        raise invalid("body.project_id", "your tenant has several projects (or none): name one")
+    return projects[0]

@@ -1,0 +1,163 @@
+"""VM requests: checks that answer at once, and the tasks that do the work."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from novacron import events
+from novacron.api.errors import Problem, conflict, invalid
+from novacron.compute import tasks as vm_tasks
+from novacron.compute.scope import get_visible
+from novacron.db.base import new_id
+from novacron.db.models import VM, Flavor, Image, Project, Task
+from novacron.identity.principal import Principal
+from novacron.tasks.runner import TaskHandler, create_task
+
+MAX_USER_DATA = 64 * 1024
+
+#: action -> (handler, states it is allowed from, task_state while it runs)
+ACTIONS: dict[str, tuple[type[TaskHandler], tuple[str, ...], str]] = {
+    "start": (vm_tasks.StartVM, ("stopped", "crashed"), "starting"),
+    "stop": (vm_tasks.StopVM, ("running", "paused", "crashed"), "stopping"),
+    "reboot": (vm_tasks.RebootVM, ("running",), "rebooting"),
+    "pause": (vm_tasks.PauseVM, ("running",), "pausing"),
+    "resume": (vm_tasks.ResumeVM, ("paused",), "resuming"),
+}
+
+
+def create_vm(
+    session: Session,
+    principal: Principal,
+    project: Project,
+    *,
+    name: str,
+    image_ref: str,
+    flavor_ref: str,
+    user_data: str,
+    metadata: dict[str, str],
+) -> tuple[VM, Task]:
+    image = get_visible(session, Image, image_ref, principal, "image")
+    if image.status != "active":
+        raise invalid("body.image", f"image '{image.name}' is {image.status}, not active; upload its disk first")
+    flavor = session.scalar(select(Flavor).where((Flavor.id == flavor_ref) | (Flavor.name == flavor_ref)))
+    if flavor is None:
+        raise invalid("body.flavor", f"no flavor '{flavor_ref}'; see GET /v1/flavors", 422)
+    if len(user_data.encode()) > MAX_USER_DATA:
+        raise invalid("body.user_data", f"larger than {MAX_USER_DATA} bytes")
+    if session.scalar(select(VM.id).where(VM.project_id == project.id, VM.name == name)):
+        raise Problem(
+            409, "Conflict", f"A VM named '{name}' already exists in this project.",
+            errors=[{"field": "body.name", "reason": "already used in this project"}],
+        )
+    vm = VM(
+        id=new_id("vm"),
+        project_id=project.id,
+        tenant_id=project.tenant_id,
+        name=name,
+        image_id=image.id,
+        flavor_id=flavor.id,
+        vcpus=flavor.vcpus,
+        ram_mb=flavor.ram_mb,
+        disk_gb=max(flavor.disk_gb, -(-image.virtual_size_bytes // 2**30)),
+        user_data=user_data,
+        meta=metadata,
+        desired_state="running",
+        state="building",
+        task_state="creating",
+    )
+    session.add(vm)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise conflict(f"A VM named '{name}' already exists in this project.") from exc
+    events.publish(
+        session, "vm.created", "vm", vm.id, tenant_id=vm.tenant_id, project_id=vm.project_id, name=name
+    )
+    task = create_task(
+        session, vm_tasks.CreateVM, "vm", vm.id, tenant_id=vm.tenant_id, project_id=vm.project_id
+    )
+    return vm, task
+
+
+def _ensure_idle(vm: VM) -> None:
+    if vm.task_state is not None:
+        raise Problem(
+            409,
+            "Conflict",
+            f"VM '{vm.name}' is busy ({vm.task_state}); wait for its task to finish (novacron task list).",
+        )
+
+
+def request_action(session: Session, vm: VM, action: str, params: dict[str, Any]) -> Task:
+    handler, allowed, busy_state = ACTIONS[action]
+    _ensure_idle(vm)
+    if vm.state not in allowed:
+        raise Problem(
+            409,
+            "Conflict",
+            f"Cannot {action} VM '{vm.name}' while it is {vm.state}; allowed from: {', '.join(allowed)}.",
+        )
+    vm.task_state = busy_state
+    vm.desired_state = {"start": "running", "stop": "stopped", "pause": "paused", "resume": "running"}.get(
+        action, vm.desired_state
+    )
+    return create_task(
+        session, handler, "vm", vm.id, tenant_id=vm.tenant_id, project_id=vm.project_id, params=params
+    )
+
+
+def request_delete(session: Session, vm: VM) -> Task:
+    if vm.task_state == "deleting":
+        task = session.scalar(
+            select(Task).where(Task.resource_id == vm.id, Task.kind == "vm.delete", Task.state != "failed")
+        )
+        if task is not None:
+            return task
+    if vm.task_state not in (None, "deleting"):
+        _ensure_idle(vm)
+    vm.task_state = "deleting"
+    vm.desired_state = "deleted"
+    return create_task(session, vm_tasks.DeleteVM, "vm", vm.id, tenant_id=vm.tenant_id, project_id=vm.project_id)
+
+
+def request_snapshot(session: Session, vm: VM, image_name: str) -> tuple[Image, Task]:
+    _ensure_idle(vm)
+    if vm.state != "stopped":
+        raise Problem(409, "Conflict", f"Stop VM '{vm.name}' before taking a snapshot (it is {vm.state}).")
+    if session.scalar(select(Image.id).where(Image.project_id == vm.project_id, Image.name == image_name)):
+        raise Problem(
+            409, "Conflict", f"An image named '{image_name}' already exists in this project.",
+            errors=[{"field": "body.image_name", "reason": "already used in this project"}],
+        )
+    image = Image(
+        id=new_id("img"),
+        project_id=vm.project_id,
+        tenant_id=vm.tenant_id,
+        name=image_name,
+        status="importing",
+    )
+    session.add(image)
+    vm.task_state = "snapshotting"
+    session.flush()
+    task = create_task(
+        session, vm_tasks.SnapshotVM, "vm", vm.id, tenant_id=vm.tenant_id, project_id=vm.project_id,
+        params={"image_id": image.id},
+    )
+    return image, task
+
+
+def resize(vm: VM, flavor: Flavor | None, vcpus: int | None, ram_mb: int | None) -> None:
+    """Offline resize: the new size applies at the next start."""
+    _ensure_idle(vm)
+    if vm.state not in ("stopped", "error"):
+        raise Problem(409, "Conflict", f"Stop VM '{vm.name}' before resizing it (it is {vm.state}).")
+    if flavor is not None:
+        vm.flavor_id, vm.vcpus, vm.ram_mb = flavor.id, flavor.vcpus, flavor.ram_mb
+    if vcpus is not None:
+        vm.vcpus = vcpus
+    if ram_mb is not None:
+        vm.ram_mb = ram_mb

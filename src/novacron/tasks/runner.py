@@ -1,0 +1,302 @@
+"""Durable tasks: long work as rows with steps, run under a lease, resumed after a crash.
+
+A task's ``step_index`` is committed after each step, so a restarted runner
+resumes at the first step not yet done. Steps are idempotent: a step that was
+running when the process died runs again. A step that fails makes the handler
+roll back what the earlier steps did, and the task ends ``failed``.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+import os
+import secrets
+import socket
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from novacron import events
+from novacron.db.base import new_id, utcnow
+from novacron.db.models import Task
+
+if TYPE_CHECKING:
+    from novacron.context import Context
+
+log = logging.getLogger(__name__)
+LEASE = timedelta(seconds=15)
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+class StepFailed(Exception):
+    """A step could not complete; the message is shown to the user as the task error."""
+
+
+class TaskHandler(abc.ABC):
+    kind: ClassVar[str]
+    steps: ClassVar[list[str]]
+
+    @abc.abstractmethod
+    async def run_step(self, ctx: Context, task: Task, step: str) -> None: ...
+
+    async def rollback(self, ctx: Context, task: Task, error: str) -> None:  # noqa: B027 - optional hook
+        """Undo what earlier steps did; must be safe to call more than once."""
+
+    async def on_success(self, ctx: Context, task: Task) -> None:  # noqa: B027 - optional hook
+        """Called once, after the last step."""
+
+
+def create_task(
+    session: Session,
+    handler: type[TaskHandler],
+    resource_type: str,
+    resource_id: str,
+    *,
+    tenant_id: str | None,
+    project_id: str | None,
+    params: dict[str, Any] | None = None,
+) -> Task:
+    task = Task(
+        id=new_id("task"),
+        tenant_id=tenant_id,
+        project_id=project_id,
+        kind=handler.kind,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        steps=list(handler.steps),
+        params=params or {},
+        state="pending",
+    )
+    session.add(task)
+    session.flush()
+    events.publish(
+        session, "task.created", "task", task.id, tenant_id=tenant_id, project_id=project_id, kind=task.kind
+    )
+    return task
+
+
+def _owner_alive(owner: str | None) -> bool:
+    """An owner is ``host:pid:nonce``; on this host a dead pid means the lease is void at once."""
+    if not owner:
+        return False
+    host, _, rest = owner.partition(":")
+    pid_text, _, _ = rest.partition(":")
+    if host != socket.gethostname():
+        return True  # another host's lease expires on its own
+    try:
+        os.kill(int(pid_text), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class TaskRunner:
+    def __init__(self, ctx: Context, handlers: list[TaskHandler], concurrency: int = 8) -> None:
+        self.ctx = ctx
+        self.handlers = {h.kind: h for h in handlers}
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.concurrency = concurrency
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    def wake(self) -> None:
+        """Look for new work now rather than at the next poll."""
+        self._wake.set()
+
+    async def run_forever(self, poll_s: float = 0.5) -> None:
+        while not self._stopping:
+            try:
+                self._claim_and_start()
+            except Exception:
+                log.exception("task runner poll failed")
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), poll_s)
+            except TimeoutError:
+                pass
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        for t in list(self._running.values()):
+            t.cancel()
+        await asyncio.gather(*self._running.values(), return_exceptions=True)
+
+    async def drain(self, timeout_s: float = 60.0) -> None:
+        """Wait until no task is pending or running (for tests and orderly shutdown)."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while asyncio.get_running_loop().time() < deadline:
+            with self.ctx.db.session() as s:
+                busy = s.scalar(select(Task.id).where(Task.state.in_(("pending", "running"))).limit(1))
+            if busy is None and not self._running:
+                return
+            self.wake()
+            await asyncio.sleep(0.1)
+        raise TimeoutError("tasks still running")
+
+    def _claim_and_start(self) -> None:
+        free = self.concurrency - len(self._running)
+        if free <= 0:
+            return
+        now = utcnow()
+        with self.ctx.db.session() as s:
+            candidates = list(
+                s.scalars(
+                    select(Task)
+                    .where(
+                        or_(
+                            Task.state == "pending",
+                            and_(Task.state == "running", Task.lease_owner != self.owner),
+                        )
+                    )
+                    .order_by(Task.created_at)
+                    .limit(100)
+                )
+            )
+            busy_resources = {t.resource_id for t in candidates if t.id in self._running}
+            for task in candidates:
+                if free <= 0:
+                    break
+                if task.id in self._running or task.resource_id in busy_resources:
+                    continue
+                if task.state == "running":
+                    lease_valid = task.lease_expires is not None and task.lease_expires > now
+                    if lease_valid and _owner_alive(task.lease_owner):
+                        busy_resources.add(task.resource_id)
+                        continue
+                    log.warning("resuming task %s at step %s after its owner died", task.id, task.step_index)
+                # one task per resource at a time, in creation order
+                earlier = s.scalar(
+                    select(Task.id).where(
+                        Task.resource_id == task.resource_id,
+                        Task.state.in_(("pending", "running")),
+                        Task.created_at < task.created_at,
+                        Task.id != task.id,
+                    )
+                )
+                if earlier is not None:
+                    busy_resources.add(task.resource_id)
+                    continue
+                # ``attempts`` fences the claim: only one runner moves it from the value it read
+                claimed = s.execute(
+                    update(Task)
+                    .where(Task.id == task.id, Task.attempts == task.attempts)
+                    .values(
+                        state="running",
+                        lease_owner=self.owner,
+                        lease_expires=now + LEASE,
+                        attempts=task.attempts + 1,
+                    )
+                ).rowcount  # type: ignore[attr-defined]
+                if claimed:
+                    busy_resources.add(task.resource_id)
+                    free -= 1
+                    self._running[task.id] = asyncio.create_task(self._execute(task.id))
+
+    async def _renew_lease(self, task_id: str) -> None:
+        while True:
+            await asyncio.sleep(LEASE.total_seconds() / 3)
+            with self.ctx.db.session() as s:
+                s.execute(
+                    update(Task)
+                    .where(Task.id == task_id, Task.lease_owner == self.owner)
+                    .values(lease_expires=utcnow() + LEASE)
+                )
+
+    async def _execute(self, task_id: str) -> None:
+        renew = asyncio.create_task(self._renew_lease(task_id))
+        try:
+            await self._execute_steps(task_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("task %s crashed", task_id)
+        finally:
+            renew.cancel()
+            self._running.pop(task_id, None)
+            self.wake()
+
+    def _load(self, task_id: str) -> Task:
+        with self.ctx.db.session() as s:
+            task = s.get(Task, task_id)
+            assert task is not None
+            return task
+
+    async def _execute_steps(self, task_id: str) -> None:
+        task = self._load(task_id)
+        handler = self.handlers.get(task.kind)
+        if handler is None:
+            self._finish(task_id, "failed", error=f"no handler for task kind {task.kind}")
+            return
+        if task.step_index == 0:
+            self._publish(task, "task.started")
+        while task.step_index < len(task.steps):
+            step = task.steps[task.step_index]
+            try:
+                await handler.run_step(self.ctx, task, step)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                error = str(exc) if isinstance(exc, StepFailed) else f"{step}: {type(exc).__name__}: {exc}"
+                if not isinstance(exc, StepFailed):
+                    log.exception("task %s step %s failed", task_id, step)
+                try:
+                    await handler.rollback(self.ctx, task, error)
+                except Exception:
+                    log.exception("rollback of task %s failed", task_id)
+                self._finish(task_id, "failed", error=error)
+                return
+            with self.ctx.db.session() as s:
+                row = s.get(Task, task_id)
+                assert row is not None
+                row.step_index += 1
+                row.progress = int(100 * row.step_index / max(len(row.steps), 1))
+                events.publish(
+                    s,
+                    "task.progress",
+                    "task",
+                    row.id,
+                    tenant_id=row.tenant_id,
+                    project_id=row.project_id,
+                    step=step,
+                    progress=row.progress,
+                )
+                task = row
+        await handler.on_success(self.ctx, task)
+        self._finish(task_id, "succeeded")
+
+    def _publish(self, task: Task, type_: str, **data: Any) -> None:
+        with self.ctx.db.session() as s:
+            events.publish(
+                s, type_, "task", task.id, tenant_id=task.tenant_id, project_id=task.project_id, **data
+            )
+
+    def _finish(self, task_id: str, state: str, error: str | None = None) -> None:
+        with self.ctx.db.session() as s:
+            row = s.get(Task, task_id)
+            assert row is not None
+            row.state = state
+            row.error = error
+            row.lease_owner = None
+            row.lease_expires = None
+            row.finished_at = utcnow()
+            if state == "succeeded":
+                row.progress = 100
+            events.publish(
+                s,
+                f"task.{state}",
+                "task",
+                row.id,
+                tenant_id=row.tenant_id,
+                project_id=row.project_id,
+                kind=row.kind,
+                resource_id=row.resource_id,
+                error=error,
+            )
