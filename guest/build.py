@@ -144,7 +144,8 @@ def module_order(moddir: Path, wanted: list[str]) -> list[Path]:
         seen.add(key)
         ko = index.get(key)
         if ko is None:
-            builtin = (moddir / "modules.builtin").read_text() if (moddir / "modules.builtin").exists() else ""
+            bfile = moddir / "modules.builtin"
+            builtin = bfile.read_text() if bfile.exists() else ""
             if f"/{name}.ko" in builtin or f"/{key}.ko" in builtin:
                 return
             raise SystemExit(f"kernel module {name} not found in {moddir}")

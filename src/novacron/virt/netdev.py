@@ -1,0 +1,80 @@
+"""Host side of a VM NIC: a persistent tap device enslaved to a Linux bridge (pyroute2)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from novacron.virt.base import DriverError
+
+
+def tap_name(instance_id: str) -> str:
+    """The tap device of an instance: ``nc`` + 8 hex of sha256(id) (<= 15 chars, stable)."""
+    return "nc" + hashlib.sha256(instance_id.encode()).hexdigest()[:8]
+
+
+def link_exists(name: str) -> bool:
+    return Path("/sys/class/net", name).exists()
+
+
+def ensure_bridge(bridge: str) -> None:
+    """Create ``bridge`` (no uplink) if missing and bring it up."""
+    from pyroute2 import IPRoute
+
+    try:
+        with IPRoute() as ipr:
+            idx = ipr.link_lookup(ifname=bridge)
+            if not idx:
+                ipr.link("add", ifname=bridge, kind="bridge")
+                idx = ipr.link_lookup(ifname=bridge)
+            ipr.link("set", index=idx[0], state="up")
+    except Exception as e:  # pyroute2 raises NetlinkError and OSError subclasses
+        raise DriverError(
+            f"cannot create or bring up bridge {bridge}: {e} (needs root / CAP_NET_ADMIN)"
+        ) from e
+
+
+def ensure_tap(tap: str, bridge: str, mtu: int | None = None) -> None:
+    """Create persistent tap ``tap`` if missing, enslave it to ``bridge`` and bring it up."""
+    from pyroute2 import IPRoute
+
+    ensure_bridge(bridge)
+    try:
+        with IPRoute() as ipr:
+            idx = ipr.link_lookup(ifname=tap)
+            if not idx:
+                ipr.link("add", ifname=tap, kind="tuntap", mode="tap")
+                idx = ipr.link_lookup(ifname=tap)
+            br = ipr.link_lookup(ifname=bridge)[0]
+            kwargs: dict[str, object] = {"master": br, "state": "up"}
+            if mtu:
+                kwargs["mtu"] = mtu
+            ipr.link("set", index=idx[0], **kwargs)
+    except Exception as e:
+        raise DriverError(f"cannot set up tap {tap} on bridge {bridge}: {e}") from e
+
+
+def delete_link(name: str) -> None:
+    """Remove a link if it exists (idempotent)."""
+    if not link_exists(name):
+        return
+    from pyroute2 import IPRoute
+
+    try:
+        with IPRoute() as ipr:
+            for idx in ipr.link_lookup(ifname=name):
+                ipr.link("del", index=idx)
+    except Exception as e:
+        if link_exists(name):
+            raise DriverError(f"cannot delete link {name}: {e}") from e
+
+
+def nic_counters(tap: str) -> tuple[int, int]:
+    """(guest rx bytes, guest tx bytes) of a tap: the host's tx is the guest's rx."""
+    stats = Path("/sys/class/net", tap, "statistics")
+    try:
+        host_tx = int((stats / "tx_bytes").read_text())
+        host_rx = int((stats / "rx_bytes").read_text())
+    except (OSError, ValueError):
+        return 0, 0
+    return host_tx, host_rx

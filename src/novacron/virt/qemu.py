@@ -1,0 +1,363 @@
+"""The QEMU driver: real VMs, daemonized QEMU processes controlled over QMP.
+
+Per instance:
+  instances_dir/<id>/disk.qcow2   qcow2 overlay on the image (grown to disk_gb)
+  instances_dir/<id>/seed.iso     NoCloud seed (label ``cidata``)
+  instances_dir/<id>/console.log  everything the guest wrote on its serial console (appended)
+  instances_dir/<id>/qemu.log     QEMU's own stderr (launch errors)
+  run_dir/<key>.qmp .ser .pid     QMP socket, serial-console socket, pidfile (short paths)
+
+QEMU runs with ``-daemonize`` in its own session, so it outlives the agent; a new driver
+object re-attaches through the pidfile and the QMP socket with no state of its own.
+With ``-no-reboot`` a guest-initiated reboot makes QEMU exit; ``reboot()`` therefore uses
+QMP ``system_reset``, which resets the machine in place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from novacron.virt import images, netdev, procs
+from novacron.virt.accel import choose_accelerator
+from novacron.virt.base import (
+    ComputeDriver,
+    DriverError,
+    HostFacts,
+    ImageInfo,
+    InstanceSpec,
+    InvalidImage,
+    MetricsSample,
+    Observation,
+    PowerState,
+)
+from novacron.virt.cidata import render_meta_data, write_cidata_iso
+from novacron.virt.qmp import QmpUnavailable, qmp_call
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+#: QMP query-status -> power state
+_STATUS = {
+    "running": PowerState.RUNNING,
+    "paused": PowerState.PAUSED,
+    "suspended": PowerState.PAUSED,
+    "prelaunch": PowerState.PAUSED,
+    "inmigrate": PowerState.PAUSED,
+    "postmigrate": PowerState.PAUSED,
+    "finish-migrate": PowerState.PAUSED,
+    "save-vm": PowerState.PAUSED,
+    "restore-vm": PowerState.PAUSED,
+    "debug": PowerState.PAUSED,
+    "colo": PowerState.RUNNING,
+    "shutdown": PowerState.SHUTOFF,
+    "internal-error": PowerState.CRASHED,
+    "io-error": PowerState.CRASHED,
+    "guest-panicked": PowerState.CRASHED,
+    "watchdog": PowerState.CRASHED,
+}
+UNIX_PATH_MAX = 107
+
+
+class QemuDriver(ComputeDriver):
+    name = "qemu"
+    machine = "pc"
+
+    def __init__(
+        self,
+        instances_dir: Path,
+        run_dir: Path,
+        accelerator: str = "auto",
+        bridge: str | None = "novacron0",
+        qemu_binary: str = "qemu-system-x86_64",
+    ) -> None:
+        self.instances_dir = Path(instances_dir)
+        self.run_dir = Path(run_dir)
+        self.bridge = bridge
+        self.qemu_binary = qemu_binary
+        self.accelerator = choose_accelerator(accelerator)
+        if len(str(self.run_dir)) + 16 + 5 > UNIX_PATH_MAX:
+            raise DriverError(
+                f"run_dir {self.run_dir} is too long for unix socket paths ({UNIX_PATH_MAX} bytes max); "
+                f"use a shorter state directory"
+            )
+        self.instances_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    # ---- paths -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_id(instance_id: str) -> str:
+        if not _SAFE_ID.match(instance_id):
+            raise DriverError(f"invalid instance id {instance_id!r} (letters, digits, '-', '_', '.'; <= 64)")
+        return instance_id
+
+    def _key(self, instance_id: str) -> str:
+        """Short, stable name of the run files (16 hex of sha256 of the id)."""
+        return hashlib.sha256(self._check_id(instance_id).encode()).hexdigest()[:16]
+
+    def instance_dir(self, instance_id: str) -> Path:
+        return self.instances_dir / self._check_id(instance_id)
+
+    def disk_path(self, instance_id: str) -> Path:
+        return self.instance_dir(instance_id) / "disk.qcow2"
+
+    def seed_path(self, instance_id: str) -> Path:
+        return self.instance_dir(instance_id) / "seed.iso"
+
+    def qmp_socket(self, instance_id: str) -> Path:
+        return self.run_dir / f"{self._key(instance_id)}.qmp"
+
+    def pidfile(self, instance_id: str) -> Path:
+        return self.run_dir / f"{self._key(instance_id)}.pid"
+
+    def console_socket(self, instance_id: str) -> Path:
+        return self.run_dir / f"{self._key(instance_id)}.ser"
+
+    def console_log(self, instance_id: str) -> Path:
+        return self.instance_dir(instance_id) / "console.log"
+
+    def tap_name(self, instance_id: str) -> str | None:
+        return netdev.tap_name(instance_id) if self.bridge else None
+
+    def pid(self, instance_id: str) -> int | None:
+        """The pid of the instance's live QEMU process, or None."""
+        return procs.live_pid(self.pidfile(instance_id))
+
+    # ---- host and images ---------------------------------------------------------------------
+
+    def host_facts(self) -> HostFacts:
+        return procs.host_facts(self.instances_dir, self.accelerator)
+
+    def inspect_image(self, path: Path) -> ImageInfo:
+        return images.inspect_image(path)
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    async def prepare(self, spec: InstanceSpec) -> None:
+        idir = self.instance_dir(spec.id)
+        idir.mkdir(parents=True, exist_ok=True)
+        disk = self.disk_path(spec.id)
+        want = spec.disk_gb * (1 << 30)
+        if not disk.exists():
+            info = await asyncio.to_thread(self.inspect_image, spec.image_path)
+            if spec.image_format and spec.image_format != info.format:
+                raise InvalidImage(
+                    f"image {spec.image_path.name} is {info.format}, but the VM declares {spec.image_format}"
+                )
+            size = want if want > info.virtual_size_bytes else None
+            await images.create_overlay(spec.image_path, info.format, disk, size)
+        elif self.pid(spec.id) is None:
+            await images.grow(disk, want)
+        meta = dict(spec.meta_data)
+        network_config = meta.pop("network-config", None) or meta.pop("network_config", None)
+        if network_config is not None and not isinstance(network_config, str):
+            network_config = json.dumps(network_config)
+        await asyncio.to_thread(
+            write_cidata_iso,
+            self.seed_path(spec.id),
+            render_meta_data(meta, spec.id, spec.name),
+            spec.user_data,
+            network_config,
+        )
+
+    def _argv(self, spec: InstanceSpec) -> list[str]:
+        i = spec.id
+        name = re.sub(r"[^A-Za-z0-9_.-]", "-", spec.name or i)[:64]
+        cpu = "host" if self.accelerator == "kvm" else "max"
+        argv = [
+            self.qemu_binary,
+            "-name", f"{name},process=nc-{i[:10]}",
+            "-machine", f"{self.machine},accel={self.accelerator}",
+            "-cpu", cpu,
+            "-smp", str(max(1, spec.vcpus)),
+            "-m", str(max(16, spec.ram_mb)),
+            "-nodefaults", "-no-reboot", "-display", "none", "-no-user-config",
+            "-daemonize",
+            "-pidfile", str(self.pidfile(i)),
+            "-qmp", f"unix:{self.qmp_socket(i)},server=on,wait=off",
+            "-chardev",
+            f"socket,id=ser0,path={self.console_socket(i)},server=on,wait=off,"
+            f"logfile={self.console_log(i)},logappend=on",
+            "-serial", "chardev:ser0",
+            "-drive", f"file={self.disk_path(i)},if=none,id=vda,format=qcow2,cache=writeback,discard=unmap",
+            "-device", "virtio-blk-pci,drive=vda,id=vda-dev,bootindex=1",
+            "-drive", f"file={self.seed_path(i)},if=none,id=vdb,format=raw,readonly=on",
+            "-device", "virtio-blk-pci,drive=vdb,id=vdb-dev",
+        ]
+        tap = self.tap_name(i)
+        if tap:
+            argv += ["-netdev", f"tap,id=net0,ifname={tap},script=no,downscript=no"]
+        else:
+            argv += ["-netdev", "user,id=net0"]
+        argv += ["-device", f"virtio-net-pci,netdev=net0,id=net0-dev,mac={spec.mac}"]
+        if spec.kernel_path:
+            argv += ["-kernel", str(spec.kernel_path)]
+            if spec.initrd_path:
+                argv += ["-initrd", str(spec.initrd_path)]
+            argv += ["-append", spec.kernel_cmdline or "console=ttyS0"]
+        return argv
+
+    async def launch(self, spec: InstanceSpec) -> None:
+        i = spec.id
+        if self.pid(i) is not None:
+            return
+        if not self.disk_path(i).exists() or not self.seed_path(i).exists():
+            await self.prepare(spec)
+        if not re.fullmatch(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}", spec.mac):
+            raise DriverError(f"invalid MAC address {spec.mac!r}")
+        tap = self.tap_name(i)
+        if tap and self.bridge:
+            await asyncio.to_thread(netdev.ensure_tap, tap, self.bridge)
+        for p in (self.qmp_socket(i), self.console_socket(i), self.pidfile(i)):
+            p.unlink(missing_ok=True)
+        argv = self._argv(spec)
+        idir = self.instance_dir(i)
+        (idir / "launch.json").write_text(json.dumps({"argv": argv, "time": time.time()}, indent=1))
+        log = idir / "qemu.log"
+        with open(log, "ab") as err:
+            err.write(f"--- launch {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
+            err.flush()
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                stderr=err, cwd=str(idir), start_new_session=True,
+            )
+            rc = await asyncio.wait_for(proc.wait(), 120)
+        if rc != 0:
+            tail = log.read_text(errors="replace").splitlines()[-5:]
+            raise DriverError(f"QEMU failed to start instance {i} (exit {rc}): {' | '.join(tail)}")
+        if self.pid(i) is None:
+            raise DriverError(f"QEMU for instance {i} exited right after start; see {log}")
+
+    async def _qmp(self, instance_id: str, command: str, args: dict[str, Any] | None = None) -> Any:
+        return await qmp_call(self.qmp_socket(instance_id), command, args)
+
+    async def qmp(self, instance_id: str, command: str, args: dict[str, Any] | None = None) -> Any:
+        """Run any QMP command on a running instance (for backup, migration, diagnostics)."""
+        if self.pid(instance_id) is None:
+            raise DriverError(f"instance {instance_id} is not running")
+        return await self._qmp(instance_id, command, args)
+
+    async def observe(self, instance_id: str) -> Observation:
+        pid = self.pid(instance_id)
+        if pid is None:
+            if self.instance_dir(instance_id).exists():
+                return Observation(PowerState.SHUTOFF)
+            return Observation(PowerState.ABSENT)
+        try:
+            res = await qmp_call(self.qmp_socket(instance_id), "query-status", timeout_s=5.0)
+        except QmpUnavailable:
+            if self.pid(instance_id) is None:  # exited while we asked
+                return await self.observe(instance_id)
+            # alive but the monitor is busy with another client: it still runs
+            return Observation(PowerState.RUNNING, pid=pid, status=None)
+        status = str(res.get("status", "")) if isinstance(res, dict) else ""
+        return Observation(_STATUS.get(status, PowerState.RUNNING), pid=pid, status=status)
+
+    def list_instances(self) -> list[str]:
+        if not self.instances_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.instances_dir.iterdir() if p.is_dir() and _SAFE_ID.match(p.name))
+
+    async def _wait_exit(self, instance_id: str, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self.pid(instance_id) is None:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+
+    def _signal(self, instance_id: str, sig: signal.Signals) -> None:
+        pid = self.pid(instance_id)  # verified against the cmdline, so never a recycled pid
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    async def shutdown(self, instance_id: str, timeout_s: float) -> bool:
+        if self.pid(instance_id) is None:
+            return True
+        with contextlib.suppress(QmpUnavailable):
+            await self._qmp(instance_id, "system_powerdown")
+        if await self._wait_exit(instance_id, timeout_s):
+            return True
+        await self.power_off(instance_id)
+        return False
+
+    async def power_off(self, instance_id: str) -> None:
+        if self.pid(instance_id) is None:
+            return
+        with contextlib.suppress(DriverError):
+            await qmp_call(self.qmp_socket(instance_id), "quit", timeout_s=3.0)
+        if await self._wait_exit(instance_id, 5.0):
+            return
+        self._signal(instance_id, signal.SIGTERM)
+        if await self._wait_exit(instance_id, 5.0):
+            return
+        self._signal(instance_id, signal.SIGKILL)
+        if not await self._wait_exit(instance_id, 10.0):
+            raise DriverError(f"QEMU of instance {instance_id} survived SIGKILL")
+
+    async def reboot(self, instance_id: str) -> None:
+        """Hard reset through QMP ``system_reset`` (a guest reboot would end QEMU under -no-reboot)."""
+        await self.qmp(instance_id, "system_reset")
+
+    async def pause(self, instance_id: str) -> None:
+        await self.qmp(instance_id, "stop")
+
+    async def resume(self, instance_id: str) -> None:
+        await self.qmp(instance_id, "cont")
+
+    async def destroy(self, instance_id: str) -> None:
+        await self.power_off(instance_id)
+        tap = netdev.tap_name(instance_id)
+        if netdev.link_exists(tap):
+            await asyncio.to_thread(netdev.delete_link, tap)
+        for p in (self.qmp_socket(instance_id), self.console_socket(instance_id), self.pidfile(instance_id)):
+            p.unlink(missing_ok=True)
+        idir = self.instance_dir(instance_id)
+        if idir.exists():
+            await asyncio.to_thread(shutil.rmtree, idir, True)
+
+    async def snapshot_disk(self, instance_id: str, dest: Path) -> ImageInfo:
+        if self.pid(instance_id) is not None:
+            raise DriverError(f"instance {instance_id} is running; stop it before snapshotting its disk")
+        disk = self.disk_path(instance_id)
+        if not disk.exists():
+            raise DriverError(f"instance {instance_id} has no disk on this host")
+        return await images.flatten(disk, Path(dest))
+
+    async def sample(self, instance_id: str) -> MetricsSample | None:
+        pid = self.pid(instance_id)
+        if pid is None:
+            return None
+        rd = wr = rd_ops = wr_ops = 0
+        try:
+            for dev in await self._qmp(instance_id, "query-blockstats") or []:
+                if dev.get("device") == "vda" or dev.get("qdev", "").startswith("vda"):
+                    st = dev.get("stats", {})
+                    rd, wr = int(st.get("rd_bytes", 0)), int(st.get("wr_bytes", 0))
+                    rd_ops, wr_ops = int(st.get("rd_operations", 0)), int(st.get("wr_operations", 0))
+                    break
+        except QmpUnavailable:
+            pass
+        tap = self.tap_name(instance_id)
+        rx, tx = netdev.nic_counters(tap) if tap else (0, 0)
+        return MetricsSample(
+            time=time.time(),
+            cpu_time_s=procs.cpu_time_s(pid),
+            rss_bytes=procs.rss_bytes(pid),
+            disk_read_bytes=rd,
+            disk_write_bytes=wr,
+            disk_read_ops=rd_ops,
+            disk_write_ops=wr_ops,
+            net_rx_bytes=rx,
+            net_tx_bytes=tx,
+        )
