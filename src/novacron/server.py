@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, help="listen port (default 8080)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     settings = Settings.from_env()
     ctx = build_context(settings)
     password = ensure_defaults(ctx)

@@ -1,0 +1,207 @@
+"""Shared fixtures: real guests, real servers, real databases; nothing of ours is mocked."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+GUEST_OUT = ROOT / "guest" / "out"
+IN_CI = bool(os.environ.get("CI"))
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip on a developer machine that lacks a part; under CI a missing part is a failure."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"required under CI: {reason}")
+    pytest.skip(reason)
+
+
+def short_tmpdir(prefix: str = "nc") -> Path:
+    """Unix socket paths cap at 107 bytes: state dirs with sockets live directly under /tmp."""
+    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Guest:
+    kernel: Path
+    initrd: Path
+    disk: Path
+    cmdline: str
+
+
+@pytest.fixture(scope="session")
+def guest() -> Guest:
+    """The test guest (Debian kernel + busybox initramfs), built by guest/build.py if missing."""
+    if not (GUEST_OUT / "vmlinux").exists():
+        subprocess.run([sys.executable, str(ROOT / "guest" / "build.py")], check=True)
+    require(shutil.which("qemu-system-x86_64") is not None, "qemu-system-x86_64 is not installed")
+    return Guest(
+        kernel=GUEST_OUT / "vmlinux",
+        initrd=GUEST_OUT / "initrd.img",
+        disk=GUEST_OUT / "disk.qcow2",
+        cmdline=(GUEST_OUT / "cmdline").read_text().strip(),
+    )
+
+
+@dataclass
+class Server:
+    """A real ``novacron-server`` process on its own state dir and port."""
+
+    state_dir: Path
+    port: int
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log_path = self.state_dir / "server.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin_password(self) -> str:
+        return (self.state_dir / "admin-password").read_text().strip()
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        import time
+
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "novacron.server"], env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server did not answer in {timeout_s}s: {self.log_path.read_text()[-3000:]}")
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def token(self, username: str = "admin", password: str | None = None) -> str:
+        r = httpx.post(
+            f"{self.url}/v1/tokens",
+            json={"username": username, "password": password or self.admin_password},
+            timeout=10,
+        )
+        r.raise_for_status()
+        return str(r.json()["access_token"])
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {token or self.token()}"},
+            timeout=30,
+        )
+
+
+def make_server(**env_overrides: str) -> Server:
+    state = short_tmpdir()
+    env = dict(os.environ)
+    env.update(
+        NOVACRON_STATE_DIR=str(state),
+        NOVACRON_LISTEN_PORT=str(free_port()),
+        NOVACRON_HOST_NAME=f"test-{state.name}",
+    )
+    env.update(env_overrides)
+    return Server(state_dir=state, port=int(env["NOVACRON_LISTEN_PORT"]), env=env)
+
+
+def destroy_server(server: Server) -> None:
+    """Stop the server and kill every QEMU it left behind (they outlive it by design)."""
+    server.stop()
+    subprocess.run(["pkill", "-9", "-f", f"{server.state_dir}/"], check=False)
+    shutil.rmtree(server.state_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    srv = make_server()
+    srv.start()
+    try:
+        yield srv
+    finally:
+        destroy_server(srv)
+
+
+def import_guest_image(client: httpx.Client, guest: Guest, name: str = "test-guest", public: bool = True) -> str:
+    r = client.post("/v1/images", json={"name": name, "public": public, "kernel_cmdline": guest.cmdline,
+                                        "project_id": default_project(client)})
+    assert r.status_code == 201, r.text
+    image_id = str(r.json()["id"])
+    for part, path in (("kernel", guest.kernel), ("initrd", guest.initrd), ("file", guest.disk)):
+        with path.open("rb") as f:
+            r = client.put(f"/v1/images/{image_id}/{part}", content=f.read(),
+                           headers={"Content-Type": "application/octet-stream"})
+        assert r.status_code == 200, r.text
+    assert r.json()["status"] == "active"
+    return image_id
+
+
+def default_project(client: httpx.Client) -> str:
+    r = client.get("/v1/projects", params={"name": "default"})
+    assert r.status_code == 200, r.text
+    return str(r.json()["items"][0]["id"])
+
+
+def wait_task(client: httpx.Client, task_id: str, timeout_s: float = 120.0) -> dict[str, object]:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        task = client.get(f"/v1/tasks/{task_id}").json()
+        if task["state"] in ("succeeded", "failed"):
+            return dict(task)
+        time.sleep(0.2)
+    raise AssertionError(f"task {task_id} did not finish in {timeout_s}s: {task}")
+
+
+def wait_console(client: httpx.Client, vm_id: str, needle: str, timeout_s: float = 90.0) -> str:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    text = ""
+    while time.monotonic() < deadline:
+        text = client.get(f"/v1/vms/{vm_id}/console-log").text
+        if needle in text:
+            return text
+        time.sleep(0.3)
+    raise AssertionError(f"{needle!r} not on the console of {vm_id} after {timeout_s}s:\n{text[-2000:]}")
