@@ -270,4 +270,3 @@ class TokenService:
             token_id=claims["jti"],
             extra={"exp": str(claims["exp"]), "sid": str(claims.get("sid") or "")},
         )
-
