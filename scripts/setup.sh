@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Set up everything NovaCron needs on a Debian 12 host, as root, from the package registries only:
+# system packages (apt), the Python virtualenv .venv with pinned dependencies (PyPI, constrained by
+# requirements.lock) and the test guest (guest/out, built from Debian packages).
+#
+# Idempotent and fast on a second run: apt is not touched when every package is installed, pip is not
+# run when requirements.lock, pyproject.toml and the interpreter are unchanged, and the guest builder
+# returns at once when its outputs are current.
+#
+#   bash scripts/setup.sh          set up (or bring up to date)
+#   bash scripts/setup.sh --lock   also rewrite requirements.lock from the working venv (pip freeze)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+LOCK=0
+for arg in "$@"; do
+    case "$arg" in
+        --lock) LOCK=1 ;;
+        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        *) echo "setup.sh: unknown argument: $arg" >&2; exit 2 ;;
+    esac
+done
+
+say() { printf '[setup] %s\n' "$*" >&2; }
+die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
+SECONDS=0
+
+[ "$(id -u)" -eq 0 ] || die "run as root (sudo bash scripts/setup.sh): it installs Debian packages"
+export DEBIAN_FRONTEND=noninteractive
+
+# --- system packages ---------------------------------------------------------------------------
+# Everything the platform and its tests use at run time. Tests start their own servers from these
+# binaries (PostgreSQL is never started as a system service by this script).
+APT_PACKAGES=(
+    python3 python3-venv
+    qemu-system-x86 qemu-utils busybox-static cpio xz-utils
+    postgresql-15
+    iproute2 nftables
+    chromium chromium-driver
+    curl ca-certificates git
+)
+
+APT_UPDATED=0
+apt_update_once() {
+    if [ "$APT_UPDATED" -eq 0 ]; then
+        say "apt-get update"
+        apt-get update -q >/dev/null || apt-get update
+        APT_UPDATED=1
+    fi
+}
+
+installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
+}
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+    installed "$p" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    apt_update_once
+    say "apt-get install ${missing[*]}"
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null \
+        || apt-get install -y --no-install-recommends "${missing[@]}"
+    # Debian's postgresql-15 creates and starts a 'main' cluster; tests start their own servers
+    # as a non-root user, so leave the packaged cluster stopped.
+    if [ -d /run/systemd/system ]; then
+        systemctl disable --now postgresql >/dev/null 2>&1 || true
+    else
+        pg_ctlcluster 15 main stop >/dev/null 2>&1 || true
+    fi
+fi
+[ -x /usr/lib/postgresql/15/bin/initdb ] || die "PostgreSQL 15 binaries missing in /usr/lib/postgresql/15/bin"
+
+# --- Python virtualenv ---------------------------------------------------------------------------
+pick_python() {
+    local c
+    for c in python3 /usr/bin/python3; do
+        if command -v "$c" >/dev/null 2>&1 \
+            && "$c" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+            command -v "$c"
+            return 0
+        fi
+    done
+    return 1
+}
+
+VENV="$ROOT/.venv"
+STAMP="$VENV/.novacron-setup"
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
+then
+    PY="$(pick_python)" || die "no python3 >= 3.11 with venv support found"
+    say "creating $VENV with $PY ($("$PY" --version 2>&1))"
+    rm -rf "$VENV"
+    "$PY" -m venv "$VENV"
+fi
+
+want_stamp() {
+    {
+        "$VENV/bin/python" -c 'import sys; print(sys.version)'
+        sha256sum requirements.lock pyproject.toml 2>/dev/null || true
+    } | sha256sum | cut -d' ' -f1
+}
+
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$(want_stamp)" ] \
+    || ! "$VENV/bin/python" -c 'import novacron' 2>/dev/null; then
+    say "pip install -e .[test] (constraints: requirements.lock)"
+    export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+    if [ ! -f requirements.lock ]; then
+        say "WARNING: no requirements.lock; installing from pyproject.toml's pins"
+        "$VENV/bin/pip" install -q -e '.[test]'
+    elif ! "$VENV/bin/pip" install -q -c requirements.lock -e '.[test]'; then
+        # A pin in pyproject.toml newer than requirements.lock makes the constraints unsatisfiable.
+        # Don't leave the platform uninstallable: say so loudly and install from pyproject's pins.
+        say "WARNING: requirements.lock disagrees with pyproject.toml; installing without it."
+        say "WARNING: refresh it with: bash scripts/setup.sh --lock"
+        "$VENV/bin/pip" install -q -e '.[test]'
+    fi
+    want_stamp >"$STAMP"
+fi
+
+if [ "$LOCK" -eq 1 ]; then
+    say "writing requirements.lock"
+    {
+        echo "# Pinned full dependency set of NovaCron (pip freeze of the working venv, minus the project)."
+        echo "# Used as constraints: pip install -c requirements.lock -e '.[test]'. Regenerate: bash scripts/setup.sh --lock"
+        "$VENV/bin/pip" freeze --exclude-editable 2>/dev/null | grep -viE '^(novacron|-e )' | LC_ALL=C sort -f
+    } >requirements.lock.tmp
+    mv requirements.lock.tmp requirements.lock
+    want_stamp >"$STAMP"
+fi
+
+# --- test guest ---------------------------------------------------------------------------------
+# guest/build.py needs apt's package lists to resolve and download the kernel package on first build.
+if [ ! -f guest/out/.stamp ] && ! apt-cache policy linux-image-amd64 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+    apt_update_once
+fi
+"$VENV/bin/python" guest/build.py >/dev/null
+
+say "ready in ${SECONDS}s (venv: $VENV, guest: $ROOT/guest/out)"
