@@ -1,0 +1,1 @@
+"""Real outside services started for tests (PostgreSQL, ...), each from Debian's or PyPI's packages."""
