@@ -1,0 +1,339 @@
+"""The CLI's REST client: server URL and stored tokens, automatic refresh, errors as exceptions.
+
+The CLI talks to NovaCron only through this client, never to the database.
+Credentials live in ``$NOVACRON_CONFIG`` or ``~/.config/novacron/credentials.json`` (mode 0600);
+``NOVACRON_URL`` and ``NOVACRON_TOKEN`` override what is stored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+DEFAULT_SERVER = "http://127.0.0.1:8080"
+START_HINT = (
+    "Is the server running? Start it with `novacron-server` "
+    "(or point the CLI elsewhere with --server URL or NOVACRON_URL)."
+)
+
+
+class CliError(Exception):
+    """An error the CLI reports in one readable block, then exits with ``exit_code``."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str = "", exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class ApiError(CliError):
+    """The server answered with an error (RFC 9457 problem+json, or something else)."""
+
+    def __init__(self, status: int, problem: dict[str, Any], *, hint: str = "") -> None:
+        self.status = status
+        self.problem = problem
+        super().__init__(str(problem.get("detail") or problem.get("title") or f"HTTP {status}"), hint=hint)
+
+
+class ConnectError(CliError):
+    exit_code = 2
+
+
+def problem_of(response: httpx.Response) -> dict[str, Any]:
+    """The problem document of an error response; a synthesized one when the body is not JSON."""
+    try:
+        body = response.json()
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    if isinstance(body, dict) and ("title" in body or "detail" in body):
+        return body
+    text = response.text.strip()[:500] if response.content else ""
+    return {
+        "type": "about:blank",
+        "title": response.reason_phrase or f"HTTP {response.status_code}",
+        "status": response.status_code,
+        "detail": text or response.reason_phrase or "",
+    }
+
+
+# ---------------------------------------------------------------- credentials
+
+
+def config_path() -> Path:
+    env = os.environ.get("NOVACRON_CONFIG")
+    if env:
+        return Path(env).expanduser()
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "novacron" / "credentials.json"
+
+
+def normalize_server(url: str) -> str:
+    url = url.strip().rstrip("/")
+    if "://" not in url:
+        url = "http://" + url
+    return url
+
+
+@dataclass
+class Credentials:
+    server: str = ""
+    username: str = ""
+    access_token: str = ""
+    refresh_token: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> Credentials:
+        path = path or config_path()
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            return cls()
+        except (OSError, ValueError) as exc:
+            raise CliError(f"cannot read credentials file {path}: {exc}",
+                           hint="Delete it and run `novacron login` again.") from exc
+        if not isinstance(data, dict):
+            return cls()
+        names = ("server", "username", "access_token", "refresh_token")
+        known = {k: str(data.pop(k, "") or "") for k in names}
+        return cls(**known, extra=data)
+
+    def save(self, path: Path | None = None) -> Path:
+        """Write atomically with mode 0600 (the directory 0700): tokens are secrets."""
+        path = path or config_path()
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        data = {**self.extra, "server": self.server, "username": self.username,
+                "access_token": self.access_token, "refresh_token": self.refresh_token}
+        fd, tmp = tempfile.mkstemp(prefix=".credentials-", dir=path.parent)
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f, indent=2)
+                f.write("\n")
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return path
+
+
+# ---------------------------------------------------------------- client
+
+
+class Client:
+    """A thin synchronous client. Every method raises ``ApiError``/``ConnectError``, never httpx errors."""
+
+    def __init__(
+        self,
+        server: str | None = None,
+        *,
+        token: str | None = None,
+        credentials_path: Path | None = None,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.credentials_path = credentials_path or config_path()
+        self.creds = Credentials.load(self.credentials_path)
+        chosen = server or os.environ.get("NOVACRON_URL") or self.creds.server or DEFAULT_SERVER
+        self.server = normalize_server(chosen)
+        env_token = token or os.environ.get("NOVACRON_TOKEN")
+        self.fixed_token = bool(env_token)
+        if env_token:
+            self.token = env_token
+        elif self.creds.server and normalize_server(self.creds.server) == self.server:
+            self.token = self.creds.access_token
+        else:
+            self.token = ""
+        self.http = httpx.Client(base_url=self.server, timeout=timeout, transport=transport)
+
+    def close(self) -> None:
+        self.http.close()
+
+    # -- low level
+
+    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        headers = {"Accept": "application/json, application/problem+json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        headers.update(extra or {})
+        return headers
+
+    def _connect_error(self, exc: httpx.TransportError) -> ConnectError:
+        reason = str(exc) or type(exc).__name__
+        if isinstance(exc, httpx.TimeoutException):
+            return ConnectError(f"{self.server} did not answer in time ({reason}).")
+        return ConnectError(f"cannot connect to {self.server}: {reason}", hint=START_HINT)
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: dict[str, Any] | None = None,
+        content: Callable[[], Iterable[bytes]] | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        auth: bool = True,
+    ) -> httpx.Response:
+        """One request, refreshing the access token once on 401. Raises on any error status."""
+        params = {k: v for k, v in (params or {}).items() if v is not None}
+        for attempt in (1, 2):
+            try:
+                response = self.http.request(
+                    method, path, json=json_body, params=params,
+                    content=content() if content is not None else None,
+                    headers=self._headers(headers) if auth else {**(headers or {})},
+                    timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+                )
+            except httpx.TransportError as exc:
+                raise self._connect_error(exc) from exc
+            if response.status_code == 401 and auth and attempt == 1 and self.try_refresh():
+                continue
+            break
+        if response.is_error:
+            raise self.error_for(response)
+        return response
+
+    def error_for(self, response: httpx.Response) -> ApiError:
+        hint = ""
+        if response.status_code == 401:
+            hint = (
+                "NOVACRON_TOKEN was refused; unset it or use a valid token."
+                if self.fixed_token
+                else f"Log in first: novacron login --server {self.server}"
+            )
+        return ApiError(response.status_code, problem_of(response), hint=hint)
+
+    def try_refresh(self) -> bool:
+        """Exchange the stored refresh token for new tokens; False when that is not possible."""
+        if self.fixed_token or not self.creds.refresh_token or not self.token:
+            return False
+        try:
+            r = self.http.post("/v1/tokens/refresh", json={"refresh_token": self.creds.refresh_token})
+        except httpx.TransportError as exc:
+            raise self._connect_error(exc) from exc
+        if r.is_error:
+            return False
+        self.store_tokens(r.json(), self.creds.username)
+        return True
+
+    def store_tokens(self, tokens: dict[str, Any], username: str) -> Path:
+        self.creds.server = self.server
+        self.creds.username = username
+        self.creds.access_token = str(tokens["access_token"])
+        self.creds.refresh_token = str(tokens.get("refresh_token") or "")
+        self.token = self.creds.access_token
+        return self.creds.save(self.credentials_path)
+
+    # -- JSON helpers
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.send("GET", path, params=params).json()
+
+    def post(self, path: str, body: Any = None, **params: Any) -> Any:
+        r = self.send("POST", path, json_body=body if body is not None else {}, params=params)
+        return r.json() if r.content else None
+
+    def patch(self, path: str, body: Any) -> Any:
+        return self.send("PATCH", path, json_body=body).json()
+
+    def delete(self, path: str) -> Any:
+        r = self.send("DELETE", path)
+        return r.json() if r.content else None
+
+    def list_all(self, path: str, *, limit: int | None = None, **params: Any) -> dict[str, Any]:
+        """A page when ``limit`` is given; otherwise every page, merged into one ``{items, next_cursor}``."""
+        if limit is not None:
+            page: dict[str, Any] = self.get(path, limit=limit, **params)
+            return page
+        items: list[Any] = []
+        cursor: str | None = params.pop("cursor", None)
+        while True:
+            page = self.get(path, limit=500, cursor=cursor, **params)
+            items.extend(page.get("items", []))
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return {"items": items, "next_cursor": None}
+
+    @contextlib.contextmanager
+    def stream(self, path: str, **params: Any) -> Iterator[httpx.Response]:
+        """A streaming GET (server-sent events); refreshes once on 401 like ``send``."""
+        params = {k: v for k, v in params.items() if v is not None}
+        for attempt in (1, 2):
+            try:
+                with self.http.stream(
+                    "GET", path, params=params, headers=self._headers({"Accept": "text/event-stream"}),
+                    timeout=httpx.Timeout(30.0, read=None),
+                ) as response:
+                    if response.status_code == 401 and attempt == 1 and self.try_refresh():
+                        continue
+                    if response.is_error:
+                        response.read()
+                        raise self.error_for(response)
+                    yield response
+                    return
+            except httpx.TransportError as exc:
+                raise self._connect_error(exc) from exc
+
+
+def parse_sse(lines: Iterable[str]) -> Iterator[tuple[str, str, str]]:
+    """``(id, event, data)`` for each server-sent event in a stream of lines; comments are skipped."""
+    ident = event = ""
+    data: list[str] = []
+    for raw in lines:
+        line = raw.rstrip("\r\n")
+        if not line:
+            if data:
+                yield ident, event or "message", "\n".join(data)
+            event, data = "", []
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "id":
+            ident = value
+        elif name == "event":
+            event = value
+        elif name == "data":
+            data.append(value)
+    if data:
+        yield ident, event or "message", "\n".join(data)
+
+
+# ---------------------------------------------------------------- name resolution
+
+
+def resolve(client: Client, collection: str, ref: str, kind: str) -> dict[str, Any]:
+    """Find one resource by exact name (``?name=``) or by id; clean errors when none or several match."""
+    page = client.get(f"/v1/{collection}", name=ref, limit=50)
+    items: list[dict[str, Any]] = page.get("items", [])
+    if len(items) == 1:
+        return items[0]
+    if len(items) > 1:
+        ids = ", ".join(f"{i['id']} (project {i.get('project_id', '?')})" for i in items)
+        raise CliError(f"{len(items)} {kind}s are named '{ref}': {ids}", hint=f"Give the {kind} id instead.")
+    try:
+        found: dict[str, Any] = client.get(f"/v1/{collection}/{ref}")
+        return found
+    except ApiError as exc:
+        if exc.status == 404:
+            raise CliError(
+                f"no {kind} named '{ref}' (and no {kind} with that id)",
+                hint=f"List them with: novacron {kind} list",
+            ) from exc
+        raise

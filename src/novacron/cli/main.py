@@ -1,0 +1,109 @@
+"""``novacron``: the command-line client of the NovaCron REST API."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import typer
+from typer._click.core import Context as ClickContext
+from typer.core import TyperGroup
+
+from novacron.cli.client import CliError, config_path
+from novacron.cli.common import JSON, State, client_of, state_of
+from novacron.cli.output import info, print_detail, print_error
+
+
+class NovaGroup(TyperGroup):
+    """Turns every ``CliError`` of any subcommand into a readable message and an exit code."""
+
+    def invoke(self, ctx: ClickContext) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CliError as exc:
+            print_error(exc)
+            raise typer.Exit(exc.exit_code) from None
+        finally:
+            state = ctx.obj
+            if isinstance(state, State):
+                state.close()
+
+
+app = typer.Typer(
+    cls=NovaGroup, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="NovaCron: manage virtual machines, images, flavors, tasks, hosts and events over the REST API.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    server: str | None = typer.Option(
+        None, "--server", "-s", metavar="URL",
+        help="API base URL (default: NOVACRON_URL, then the one stored by login, then http://127.0.0.1:8080)",
+    ),
+) -> None:
+    ctx.obj = State(server=server)
+
+
+@app.command()
+def login(
+    ctx: typer.Context,
+    server: str | None = typer.Option(None, "--server", "-s", metavar="URL", help="API base URL to log into"),
+    username: str = typer.Option("admin", "--username", "-u"),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="read the password from stdin"),
+) -> None:
+    """Log in and store the server URL and tokens (mode 0600) for the next commands."""
+    state = state_of(ctx)
+    if server:
+        state.server = server
+    client = state.client()
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt(f"Password for {username}@{client.server}", hide_input=True)
+    if not password:
+        raise CliError("empty password")
+    tokens = client.send(
+        "POST", "/v1/tokens", json_body={"username": username, "password": password}, auth=False
+    ).json()
+    path = client.store_tokens(tokens, username)
+    info(f"[green]Logged in to {client.server} as {username}.[/] Credentials saved in {path}")
+
+
+@app.command()
+def logout(ctx: typer.Context) -> None:
+    """Revoke the current token on the server and forget the stored tokens."""
+    client = client_of(ctx)
+    if client.token:
+        try:
+            client.send("DELETE", "/v1/tokens/current")
+        except CliError as exc:
+            info(f"[yellow]The server did not revoke the token: {exc.message}[/]")
+    client.creds.access_token = client.creds.refresh_token = ""
+    client.creds.save(client.credentials_path)
+    info(f"Logged out; tokens removed from {config_path()}")
+
+
+@app.command()
+def whoami(ctx: typer.Context, as_json: bool = JSON) -> None:
+    """Show who the current token belongs to."""
+    print_detail(client_of(ctx).get("/v1/tokens/current"), as_json=as_json)
+
+
+def _register() -> None:
+    from novacron.cli import image, misc, vm
+
+    app.add_typer(vm.app, name="vm", help="Virtual machines: create, power actions, console, logs, metrics.")
+    app.add_typer(image.app, name="image", help="Disk images: import from a file or URL, list, delete.")
+    app.add_typer(misc.flavor_app, name="flavor", help="VM sizes.")
+    app.add_typer(misc.task_app, name="task", help="Durable tasks: list, show, watch.")
+    app.add_typer(misc.host_app, name="host", help="Hypervisor hosts.")
+    app.command(name="events")(misc.events)
+
+
+_register()
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,155 @@
+"""``novacron flavor|task|host ...`` and ``novacron events``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import typer
+from rich.markup import escape
+
+from novacron.cli.client import parse_sse
+from novacron.cli.common import CURSOR, JSON, LIMIT, client_of
+from novacron.cli.output import Column, human_time, out, print_detail, print_json, print_list
+from novacron.cli.watch import step_label, watch_task
+
+flavor_app = typer.Typer(no_args_is_help=True)
+task_app = typer.Typer(no_args_is_help=True)
+host_app = typer.Typer(no_args_is_help=True)
+
+FLAVOR_COLUMNS: list[Column] = [
+    ("NAME", "name"), ("ID", "id"), ("VCPUS", "vcpus"), ("RAM MB", "ram_mb"), ("DISK GB", "disk_gb"),
+]
+TASK_COLUMNS: list[Column] = [
+    ("ID", "id"), ("KIND", "kind"), ("RESOURCE", "resource_id"), ("STATE", "state"),
+    ("STEP", step_label), ("PROGRESS", lambda t: f"{t.get('progress', 0)}%"), ("ERROR", "error"),
+    ("CREATED", lambda t: human_time(t.get("created_at"))),
+]
+HOST_COLUMNS: list[Column] = [
+    ("NAME", "name"), ("ID", "id"), ("STATE", "state"), ("DRIVER", "driver"), ("ACCEL", "accelerator"),
+    ("VCPUS", lambda h: f"{h.get('vcpus_used')}/{h.get('cpus')} x{h.get('cpu_allocation_ratio')}"),
+    ("RAM MB", lambda h: f"{h.get('ram_mb_used')}/{h.get('ram_mb')}"), ("DISK GB", "disk_gb"),
+    ("HEARTBEAT", lambda h: human_time(h.get("last_heartbeat"))),
+]
+
+
+# ---------------------------------------------------------------- flavors
+
+
+@flavor_app.command("list")
+def flavor_list(ctx: typer.Context, limit: int | None = LIMIT, cursor: str | None = CURSOR,
+                as_json: bool = JSON) -> None:
+    """List flavors."""
+    page = client_of(ctx).list_all("/v1/flavors", limit=limit, cursor=cursor)
+    print_list(page, FLAVOR_COLUMNS, as_json=as_json, empty="No flavors.")
+
+
+@flavor_app.command("create")
+def flavor_create(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="flavor name, e.g. m1.small"),
+    vcpus: int = typer.Option(..., "--vcpus", min=1),
+    ram: int = typer.Option(..., "--ram", min=1, help="RAM in MiB"),
+    disk: int = typer.Option(0, "--disk", min=0, help="root disk in GiB (0: the image's size)"),
+    as_json: bool = JSON,
+) -> None:
+    """Create a flavor (administrators only)."""
+    body = {"name": name, "vcpus": vcpus, "ram_mb": ram, "disk_gb": disk}
+    flavor = client_of(ctx).post("/v1/flavors", body)
+    print_detail(flavor, as_json=as_json)
+
+
+# ---------------------------------------------------------------- tasks
+
+
+@task_app.command("list")
+def task_list(
+    ctx: typer.Context,
+    state: str | None = typer.Option(None, "--state", help="pending, running, succeeded or failed"),
+    resource: str | None = typer.Option(None, "--resource", help="only tasks of this resource id"),
+    limit: int | None = typer.Option(50, "--limit", min=1, max=500, help="at most this many, newest first"),
+    cursor: str | None = CURSOR, as_json: bool = JSON,
+) -> None:
+    """List tasks, newest first."""
+    page = client_of(ctx).list_all("/v1/tasks", limit=limit, cursor=cursor, state=state, resource_id=resource)
+    print_list(page, TASK_COLUMNS, as_json=as_json, empty="No tasks.")
+
+
+@task_app.command("show")
+def task_show(ctx: typer.Context, task_id: str = typer.Argument(..., metavar="ID"),
+              as_json: bool = JSON) -> None:
+    """Show one task with its steps."""
+    print_detail(client_of(ctx).get(f"/v1/tasks/{task_id}"), as_json=as_json)
+
+
+@task_app.command("watch")
+def task_watch(
+    ctx: typer.Context, task_id: str = typer.Argument(..., metavar="ID"),
+    timeout: float | None = typer.Option(None, "--timeout", help="give up after this many seconds"),
+    as_json: bool = JSON,
+) -> None:
+    """Follow a task with a progress bar until it succeeds (exit 0) or fails (exit 1)."""
+    task = watch_task(client_of(ctx), task_id, timeout_s=timeout, show=not as_json)
+    if as_json:
+        print_json(task)
+    else:
+        out.print(f"[green]task {escape(task_id)} succeeded[/]")
+
+
+# ---------------------------------------------------------------- hosts
+
+
+@host_app.command("list")
+def host_list(ctx: typer.Context, limit: int | None = LIMIT, cursor: str | None = CURSOR,
+              as_json: bool = JSON) -> None:
+    """List hypervisor hosts with their capacity and allocation."""
+    page = client_of(ctx).list_all("/v1/hosts", limit=limit, cursor=cursor)
+    print_list(page, HOST_COLUMNS, as_json=as_json, empty="No hosts.")
+
+
+# ---------------------------------------------------------------- events
+
+
+def event_line(e: dict[str, Any]) -> str:
+    data = e.get("data") or {}
+    extra = " ".join(f"{k}={v}" for k, v in data.items()) if isinstance(data, dict) else str(data)
+    resource = f"{e.get('resource_type', '')}/{e.get('resource_id', '')}"
+    return (f"[dim]{escape(str(e.get('time', '')))}[/] [bold]{escape(str(e.get('type', '')))}[/] "
+            f"{escape(resource)} {escape(extra)}")
+
+
+def events(
+    ctx: typer.Context,
+    follow: bool = typer.Option(False, "--follow", "-f", help="stream new events as they happen (SSE)"),
+    types: str | None = typer.Option(None, "--types", help="comma-separated patterns, e.g. vm.*,task.failed"),
+    after: int | None = typer.Option(None, "--after", min=0, help="only events after this sequence number"),
+    limit: int = typer.Option(100, "--limit", min=1, max=1000),
+    as_json: bool = typer.Option(False, "--json", help="the API's JSON (with --follow: one event per line)"),
+) -> None:
+    """Show recent events, or follow them live with --follow."""
+    client = client_of(ctx)
+    if not follow:
+        page = client.get("/v1/events", after=after or 0, limit=limit, types=types)
+        if as_json:
+            print_json(page)
+        elif not page.get("items"):
+            out.print("[dim]No events.[/]")
+        else:
+            for e in page["items"]:
+                out.print(event_line(e))
+        return
+    try:
+        with client.stream("/v1/events/stream", after=after, types=types) as response:
+            for _, _, data in parse_sse(response.iter_lines()):
+                try:
+                    e = json.loads(data)
+                except ValueError:
+                    continue
+                if as_json:
+                    sys.stdout.write(json.dumps(e) + "\n")
+                    sys.stdout.flush()
+                else:
+                    out.print(event_line(e))
+    except KeyboardInterrupt:
+        return

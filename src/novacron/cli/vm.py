@@ -1,0 +1,286 @@
+"""``novacron vm ...``: virtual machines. Every command takes a VM name or id."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from novacron.cli.client import CliError
+from novacron.cli.common import CURSOR, JSON, LIMIT, client_of, resolve_vm
+from novacron.cli.output import Column, human_time, info, out, print_detail, print_json, print_list
+from novacron.cli.watch import watch_task
+
+app = typer.Typer(no_args_is_help=True)
+
+VM_COLUMNS: list[Column] = [
+    ("NAME", "name"), ("ID", "id"), ("STATE", "state"), ("TASK", "task_state"), ("VCPUS", "vcpus"),
+    ("RAM MB", "ram_mb"), ("DISK GB", "disk_gb"), ("HOST", "host_id"),
+    ("CREATED", lambda v: human_time(v.get("created_at"))),
+]
+VM_FIELDS: list[Column] = [
+    ("name", "name"), ("id", "id"), ("state", "state"), ("desired_state", "desired_state"),
+    ("task_state", "task_state"), ("error", "error"), ("vcpus", "vcpus"), ("ram_mb", "ram_mb"),
+    ("disk_gb", "disk_gb"), ("image_id", "image_id"), ("flavor_id", "flavor_id"), ("host_id", "host_id"),
+    ("project_id", "project_id"), ("tenant_id", "tenant_id"), ("metadata", "metadata"),
+    ("created_at", "created_at"), ("updated_at", "updated_at"),
+]
+WAIT = typer.Option(True, "--wait/--no-wait", help="wait for the task to finish (default) or return at once")
+TIMEOUT = typer.Option(None, "--wait-timeout", help="give up waiting after this many seconds")
+
+
+def _finish(
+    ctx: typer.Context, accepted: dict[str, Any], *, wait: bool, as_json: bool, label: str,
+    wait_timeout: float | None, show_vm: bool = True,
+) -> None:
+    """After a 202: either print the acceptance, or follow the task and show the VM as it ends up."""
+    client = client_of(ctx)
+    task_id = accepted["task_id"]
+    if not wait:
+        if as_json:
+            print_json(accepted)
+        else:
+            info(f"{label}: accepted as task {task_id} (follow it with: novacron task watch {task_id})")
+        return
+    watch_task(client, task_id, label=label, timeout_s=wait_timeout, show=not as_json)
+    if not show_vm:
+        if as_json:
+            print_json(client.get(f"/v1/tasks/{task_id}"))
+        return
+    vm = client.get(f"/v1/vms/{accepted['vm']['id']}")
+    if as_json:
+        print_json(vm)
+    else:
+        print_detail(vm, as_json=False, fields=VM_FIELDS)
+
+
+@app.command("list")
+def list_vms(
+    ctx: typer.Context,
+    name: str | None = typer.Option(None, "--name", help="only VMs with this exact name"),
+    state: str | None = typer.Option(None, "--state", help="only VMs in this state"),
+    sort: str = typer.Option("created_at", "--sort", help="created_at, name, state, updated_at; -x descends"),
+    limit: int | None = LIMIT, cursor: str | None = CURSOR, as_json: bool = JSON,
+) -> None:
+    """List virtual machines."""
+    page = client_of(ctx).list_all("/v1/vms", limit=limit, cursor=cursor, name=name, state=state, sort=sort)
+    print_list(page, VM_COLUMNS, as_json=as_json, empty="No VMs.")
+
+
+@app.command()
+def show(ctx: typer.Context, vm: str = typer.Argument(..., help="VM name or id"),
+         as_json: bool = JSON) -> None:
+    """Show one VM."""
+    print_detail(resolve_vm(ctx, vm), as_json=as_json, fields=VM_FIELDS)
+
+
+@app.command()
+def create(
+    ctx: typer.Context,
+    name: str = typer.Option(..., "--name", "-n", help="DNS-style name, also the hostname"),
+    image: str = typer.Option(..., "--image", "-i", help="image name or id"),
+    flavor: str = typer.Option(..., "--flavor", "-f", help="flavor name or id"),
+    user_data: Path | None = typer.Option(None, "--user-data", exists=True, dir_okay=False, readable=True,
+                                          help="cloud-init user-data file"),
+    project: str | None = typer.Option(None, "--project", help="project id (default: your project)"),
+    metadata: list[str] = typer.Option([], "--meta", help="KEY=VALUE, repeatable"),
+    wait: bool = WAIT, wait_timeout: float | None = TIMEOUT, as_json: bool = JSON,
+) -> None:
+    """Create a VM; by default wait until it runs, with a progress bar over the task's steps."""
+    meta: dict[str, str] = {}
+    for item in metadata:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CliError(f"--meta expects KEY=VALUE, got '{item}'")
+        meta[key] = value
+    body: dict[str, Any] = {"name": name, "image": image, "flavor": flavor, "metadata": meta}
+    if project:
+        body["project_id"] = project
+    if user_data is not None:
+        try:
+            body["user_data"] = user_data.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CliError(f"cannot read user-data {user_data}: {exc}") from exc
+    accepted = client_of(ctx).post("/v1/vms", body)
+    _finish(ctx, accepted, wait=wait, as_json=as_json, label=f"create {name}", wait_timeout=wait_timeout)
+
+
+def _action(
+    ctx: typer.Context, ref: str, action: str, body: dict[str, Any], wait: bool, as_json: bool,
+    wait_timeout: float | None,
+) -> None:
+    vm = resolve_vm(ctx, ref)
+    accepted = client_of(ctx).post(f"/v1/vms/{vm['id']}/actions/{action}", body)
+    label = f"{action} {vm['name']}"
+    _finish(ctx, accepted, wait=wait, as_json=as_json, label=label, wait_timeout=wait_timeout)
+
+
+VM_ARG = typer.Argument(..., help="VM name or id")
+
+
+@app.command()
+def start(ctx: typer.Context, vm: str = VM_ARG, wait: bool = WAIT, wait_timeout: float | None = TIMEOUT,
+          as_json: bool = JSON) -> None:
+    """Power a stopped VM on."""
+    _action(ctx, vm, "start", {}, wait, as_json, wait_timeout)
+
+
+@app.command()
+def stop(
+    ctx: typer.Context, vm: str = VM_ARG,
+    force: bool = typer.Option(False, "--force", help="power off at once instead of an ACPI shutdown"),
+    timeout: float = typer.Option(60, "--timeout", min=1, max=3600, help="seconds to wait before forcing"),
+    wait: bool = WAIT, wait_timeout: float | None = TIMEOUT, as_json: bool = JSON,
+) -> None:
+    """Shut a VM down (ACPI, forced after --timeout), or power it off at once with --force."""
+    _action(ctx, vm, "stop", {"force": force, "timeout_s": timeout}, wait, as_json, wait_timeout)
+
+
+@app.command()
+def reboot(ctx: typer.Context, vm: str = VM_ARG, wait: bool = WAIT, wait_timeout: float | None = TIMEOUT,
+           as_json: bool = JSON) -> None:
+    """Reboot a VM."""
+    _action(ctx, vm, "reboot", {}, wait, as_json, wait_timeout)
+
+
+@app.command()
+def pause(ctx: typer.Context, vm: str = VM_ARG, wait: bool = WAIT, wait_timeout: float | None = TIMEOUT,
+          as_json: bool = JSON) -> None:
+    """Freeze a running VM's vCPUs."""
+    _action(ctx, vm, "pause", {}, wait, as_json, wait_timeout)
+
+
+@app.command()
+def resume(ctx: typer.Context, vm: str = VM_ARG, wait: bool = WAIT, wait_timeout: float | None = TIMEOUT,
+           as_json: bool = JSON) -> None:
+    """Resume a paused VM."""
+    _action(ctx, vm, "resume", {}, wait, as_json, wait_timeout)
+
+
+@app.command()
+def delete(ctx: typer.Context, vm: str = VM_ARG, wait: bool = WAIT, wait_timeout: float | None = TIMEOUT,
+           as_json: bool = JSON) -> None:
+    """Delete a VM and its disks."""
+    found = resolve_vm(ctx, vm)
+    accepted = client_of(ctx).delete(f"/v1/vms/{found['id']}")
+    _finish(ctx, accepted, wait=wait, as_json=as_json, label=f"delete {found['name']}",
+            wait_timeout=wait_timeout, show_vm=False)
+    if wait and not as_json:
+        info(f"[green]VM {found['name']} ({found['id']}) deleted.[/]")
+
+
+@app.command()
+def resize(
+    ctx: typer.Context, vm: str = VM_ARG,
+    flavor: str | None = typer.Option(None, "--flavor", help="new flavor name or id"),
+    vcpus: int | None = typer.Option(None, "--vcpus", min=1, max=64),
+    ram: int | None = typer.Option(None, "--ram", min=64, help="RAM in MiB"),
+    as_json: bool = JSON,
+) -> None:
+    """Resize a stopped VM (offline resize); it takes effect at the next start."""
+    body = {k: v for k, v in (("flavor", flavor), ("vcpus", vcpus), ("ram_mb", ram)) if v is not None}
+    if not body:
+        raise CliError("nothing to change", hint="Give --flavor, or --vcpus and/or --ram.")
+    found = resolve_vm(ctx, vm)
+    print_detail(client_of(ctx).patch(f"/v1/vms/{found['id']}", body), as_json=as_json, fields=VM_FIELDS)
+
+
+@app.command()
+def snapshot(
+    ctx: typer.Context, vm: str = VM_ARG,
+    image_name: str = typer.Option(..., "--image-name", help="name of the new image"),
+    wait: bool = WAIT, wait_timeout: float | None = TIMEOUT, as_json: bool = JSON,
+) -> None:
+    """Save the VM's disk as a new image."""
+    client = client_of(ctx)
+    found = resolve_vm(ctx, vm)
+    accepted = client.post(f"/v1/vms/{found['id']}/snapshot", {"image_name": image_name})
+    if wait:
+        watch_task(client, accepted["task_id"], label=f"snapshot {found['name']}", timeout_s=wait_timeout,
+                   show=not as_json)
+        image = client.get(f"/v1/images/{accepted['image_id']}")
+        if as_json:
+            print_json(image)
+        else:
+            info(f"[green]Image {image['name']} ({image['id']}) is {image['status']}.[/]")
+    elif as_json:
+        print_json(accepted)
+    else:
+        info(f"snapshot accepted: image {accepted['image_id']}, task {accepted['task_id']}")
+
+
+@app.command()
+def logs(
+    ctx: typer.Context, vm: str = VM_ARG,
+    follow: bool = typer.Option(False, "--follow", "-f", help="keep printing new output"),
+    tail: int | None = typer.Option(None, "--tail", min=1, help="start with only the last N bytes"),
+    interval: float = typer.Option(1.0, "--interval", min=0.1, help="seconds between polls with --follow"),
+) -> None:
+    """Print the VM's serial console log (and follow it with --follow)."""
+    client = client_of(ctx)
+    vm_id = resolve_vm(ctx, vm)["id"]
+    offset = 0
+    first = True
+    try:
+        while True:
+            params: dict[str, Any] = {"tail": tail} if first and tail else {"offset": offset}
+            r = client.send("GET", f"/v1/vms/{vm_id}/console-log", params=params)
+            first = False
+            text = r.text
+            nxt = r.headers.get("X-Next-Offset", "")
+            offset = int(nxt) if nxt.isdigit() else offset + len(r.content)
+            if text:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+                continue  # there may be more than one response's worth
+            if not follow:
+                return
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return
+
+
+@app.command()
+def metrics(
+    ctx: typer.Context, vm: str = VM_ARG,
+    last: int = typer.Option(10, "--last", min=1, help="show this many most recent samples"),
+    as_json: bool = JSON,
+) -> None:
+    """Show the VM's recent resource samples (CPU, memory, disk and network)."""
+    found = resolve_vm(ctx, vm)
+    data = client_of(ctx).get(f"/v1/vms/{found['id']}/metrics")
+    if as_json:
+        print_json(data)
+        return
+    samples: list[dict[str, Any]] = data.get("samples", [])[-last:]
+    if not samples:
+        out.print(f"[dim]No samples for {found['name']} yet (is it running?).[/]")
+        return
+    keys = list(samples[-1].keys())
+    columns: list[Column] = [(k.upper(), _metric_getter(k)) for k in keys]
+    print_list({"items": samples}, columns, as_json=False, empty="",
+               title=f"{found['name']}: one sample every {data.get('interval_s')} s")
+
+
+def _metric_getter(key: str) -> Any:
+    def get(row: dict[str, Any]) -> str:
+        value = row.get(key)
+        if key == "time" and isinstance(value, int | float):
+            return time.strftime("%H:%M:%S", time.localtime(value))
+        if isinstance(value, float):
+            return f"{value:.2f}"
+        return "" if value is None else str(value)
+
+    return get
+
+
+def _register_console() -> None:
+    from novacron.cli.console import console
+
+    app.command("console")(console)
+
+
+_register_console()

@@ -1,0 +1,68 @@
+"""Following a durable task until it ends: a progress bar over its steps."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from novacron.cli.client import Client, CliError
+from novacron.cli.output import err
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+POLL_S = 0.5
+
+
+def step_label(task: dict[str, Any]) -> str:
+    """``launch (4/5)`` for a running task, else its state."""
+    steps: list[str] = task.get("steps") or []
+    index = int(task.get("step_index") or 0)
+    state = str(task.get("state") or "")
+    if state == "running" and steps:
+        current = task.get("current_step") or steps[min(index, len(steps) - 1)]
+        return f"{current} ({min(index + 1, len(steps))}/{len(steps)})"
+    return state
+
+
+def task_failed(task: dict[str, Any]) -> CliError:
+    what = f"{task.get('kind', 'task')} {task.get('resource_id', '')}".strip()
+    reason = task.get("error") or "no error message recorded"
+    return CliError(f"task {task.get('id')} ({what}) {task.get('state')}: {reason}",
+                    hint=f"Details: novacron task show {task.get('id')}")
+
+
+def watch_task(
+    client: Client, task_id: str, *, label: str = "", timeout_s: float | None = None, show: bool = True
+) -> dict[str, Any]:
+    """Poll the task until it is terminal. Returns it when it succeeded, raises ``CliError`` otherwise."""
+    deadline = time.monotonic() + timeout_s if timeout_s else None
+    progress = Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("[dim]{task.fields[step]}"), TimeElapsedColumn(), console=err, transient=False,
+        disable=not show,
+    )
+    task: dict[str, Any] = client.get(f"/v1/tasks/{task_id}")
+    title = escape(label or f"{task.get('kind', 'task')} {task.get('resource_id', '')}".strip())
+    try:
+        with progress:
+            bar = progress.add_task(title, total=100, step=step_label(task))
+            while True:
+                progress.update(bar, completed=int(task.get("progress") or 0), step=escape(step_label(task)))
+                if task.get("state") in TERMINAL:
+                    if task.get("state") == "succeeded":
+                        progress.update(bar, completed=100)
+                    break
+                if deadline is not None and time.monotonic() > deadline:
+                    raise CliError(f"task {task_id} is still {task.get('state')} after {timeout_s:.0f} s",
+                                   hint=f"It goes on in the background: novacron task watch {task_id}")
+                time.sleep(POLL_S)
+                task = client.get(f"/v1/tasks/{task_id}")
+    except KeyboardInterrupt:
+        raise CliError(f"stopped watching task {task_id}; it goes on in the background",
+                       hint=f"Resume with: novacron task watch {task_id}", exit_code=130) from None
+    if task.get("state") != "succeeded":
+        raise task_failed(task)
+    return task
