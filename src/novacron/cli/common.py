@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import typer
 
-from novacron.cli.client import Client, resolve
+from novacron.cli.client import ApiError, Client, CliError, resolve
+from novacron.cli.output import info
+
+DEFAULT_PROJECT = "default"
 
 
 @dataclass
@@ -43,3 +47,43 @@ def resolve_vm(ctx: typer.Context, ref: str) -> dict[str, object]:
 JSON = typer.Option(False, "--json", help="print the API's JSON instead of a table")
 LIMIT = typer.Option(None, "--limit", min=1, max=500, help="one page of at most this many (default: all)")
 CURSOR = typer.Option(None, "--cursor", help="continue a listing from this cursor (with --limit)")
+
+
+def project_id(client: Client, ref: str) -> str:
+    """A project id from an id or a name (``GET /v1/projects?name=``)."""
+    if ref.startswith("project-"):
+        return ref
+    items = client.get("/v1/projects", name=ref, limit=50).get("items", [])
+    if len(items) == 1:
+        return str(items[0]["id"])
+    if not items:
+        raise CliError(f"no project named '{ref}' is visible to you")
+    ids = ", ".join(f"{p['id']} (tenant {p.get('tenant_id')})" for p in items)
+    raise CliError(f"{len(items)} projects are named '{ref}': {ids}", hint="Pass the project id instead.")
+
+
+def _needs_project(exc: ApiError) -> bool:
+    return exc.status == 422 and any(
+        isinstance(e, dict) and e.get("field") == "body.project_id"
+        and "administrator" in str(e.get("reason"))
+        for e in exc.problem.get("errors") or []
+    )
+
+
+def create_in_project(client: Client, path: str, body: dict[str, Any], project: str | None) -> Any:
+    """POST a new resource. A platform administrator (no tenant of their own) who names no project gets
+    the bootstrap project ``default``, with a note, instead of an error."""
+    if project:
+        return client.post(path, {**body, "project_id": project_id(client, project)})
+    try:
+        return client.post(path, body)
+    except ApiError as exc:
+        if not _needs_project(exc):
+            raise
+        items = client.get("/v1/projects", name=DEFAULT_PROJECT, limit=2).get("items", [])
+        if len(items) != 1:
+            exc.hint = "Name the project with --project NAME|ID."
+            raise
+        info(f"[dim]Platform administrator without a tenant: using project '{DEFAULT_PROJECT}' "
+             f"({items[0]['id']}); choose another with --project.[/]")
+        return client.post(path, {**body, "project_id": items[0]["id"]})

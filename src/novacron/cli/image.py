@@ -20,17 +20,8 @@ from rich.progress import (
 )
 
 from novacron.cli.client import ApiError, Client, CliError, resolve
-from novacron.cli.common import CURSOR, JSON, LIMIT, client_of
-from novacron.cli.output import (
-    Column,
-    err,
-    human_size,
-    human_time,
-    info,
-    print_detail,
-    print_json,
-    print_list,
-)
+from novacron.cli.common import CURSOR, JSON, LIMIT, client_of, create_in_project
+from novacron.cli.output import Column, ago, err, human_size, info, print_detail, print_json, print_list
 from novacron.cli.watch import watch_task
 
 app = typer.Typer(no_args_is_help=True)
@@ -40,7 +31,7 @@ IMAGE_COLUMNS: list[Column] = [
     ("NAME", "name"), ("ID", "id"), ("STATUS", "status"), ("FORMAT", "disk_format"),
     ("SIZE", lambda i: human_size(i.get("size_bytes"))),
     ("VIRTUAL", lambda i: human_size(i.get("virtual_size_bytes"))),
-    ("PUBLIC", "public"), ("KERNEL", "has_kernel"), ("CREATED", lambda i: human_time(i.get("created_at"))),
+    ("PUBLIC", "public"), ("KERNEL", "has_kernel"), ("CREATED", lambda i: ago(i.get("created_at"))),
 ]
 
 
@@ -86,10 +77,11 @@ def _check_file(path: Path, what: str) -> Path:
 
 
 def _import_file(
-    client: Client, path: Path, body: dict[str, Any], kernel: Path | None, initrd: Path | None, quiet: bool
+    client: Client, path: Path, body: dict[str, Any], project: str | None, kernel: Path | None,
+    initrd: Path | None, quiet: bool,
 ) -> dict[str, Any]:
     parts = [("file", path)] + [(p, f) for p, f in (("kernel", kernel), ("initrd", initrd)) if f is not None]
-    image: dict[str, Any] = client.post("/v1/images", body)
+    image: dict[str, Any] = create_in_project(client, "/v1/images", body, project)
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
         TimeRemainingColumn(), console=err, disable=quiet,
@@ -123,21 +115,19 @@ def import_image(
     initrd: Path | None = typer.Option(None, "--initrd", help="initrd for direct kernel boot"),
     cmdline: str = typer.Option("", "--cmdline", help="kernel command line for direct kernel boot"),
     public: bool = typer.Option(False, "--public", help="visible to every tenant (administrators only)"),
-    project: str | None = typer.Option(None, "--project", help="project id (default: your project)"),
+    project: str | None = typer.Option(None, "--project", help="project name or id (default: your project)"),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="URL: wait for the import task to finish"),
     as_json: bool = JSON,
 ) -> None:
     """Import an image: upload a local file (with a progress bar), or have the server fetch a URL."""
     client = client_of(ctx)
     body: dict[str, Any] = {"name": name, "public": public, "kernel_cmdline": cmdline}
-    if project:
-        body["project_id"] = project
     if is_url(source):
         if kernel or initrd:
             raise CliError("--kernel and --initrd need a local disk file, not a URL",
                            hint="Import the URL, then upload them with the API (PUT /v1/images/{id}/kernel).")
         body["source_url"] = source
-        image: dict[str, Any] = client.post("/v1/images", body)
+        image: dict[str, Any] = create_in_project(client, "/v1/images", body, project)
         if wait and image.get("task_id"):
             watch_task(client, image["task_id"], label=f"import {name}", show=not as_json)
             image = client.get(f"/v1/images/{image['id']}")
@@ -148,7 +138,7 @@ def import_image(
         path = _check_file(Path(source).expanduser(), "image file")
         kernel = _check_file(kernel, "kernel") if kernel else None
         initrd = _check_file(initrd, "initrd") if initrd else None
-        image = _import_file(client, path, body, kernel, initrd, quiet=as_json)
+        image = _import_file(client, path, body, project, kernel, initrd, quiet=as_json)
     if as_json:
         print_json(image)
     else:

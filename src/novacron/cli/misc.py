@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from novacron.cli.client import parse_sse
 from novacron.cli.common import CURSOR, JSON, LIMIT, client_of
-from novacron.cli.output import Column, human_time, out, print_detail, print_json, print_list
+from novacron.cli.output import Column, ago, out, print_detail, print_json, print_list
 from novacron.cli.watch import step_label, watch_task
 
 flavor_app = typer.Typer(no_args_is_help=True)
@@ -24,13 +24,13 @@ FLAVOR_COLUMNS: list[Column] = [
 TASK_COLUMNS: list[Column] = [
     ("ID", "id"), ("KIND", "kind"), ("RESOURCE", "resource_id"), ("STATE", "state"),
     ("STEP", step_label), ("PROGRESS", lambda t: f"{t.get('progress', 0)}%"), ("ERROR", "error"),
-    ("CREATED", lambda t: human_time(t.get("created_at"))),
+    ("CREATED", lambda t: ago(t.get("created_at"))),
 ]
 HOST_COLUMNS: list[Column] = [
     ("NAME", "name"), ("ID", "id"), ("STATE", "state"), ("DRIVER", "driver"), ("ACCEL", "accelerator"),
     ("VCPUS", lambda h: f"{h.get('vcpus_used')}/{h.get('cpus')} x{h.get('cpu_allocation_ratio')}"),
     ("RAM MB", lambda h: f"{h.get('ram_mb_used')}/{h.get('ram_mb')}"), ("DISK GB", "disk_gb"),
-    ("HEARTBEAT", lambda h: human_time(h.get("last_heartbeat"))),
+    ("HEARTBEAT", lambda h: ago(h.get("last_heartbeat"))),
 ]
 
 

@@ -45,29 +45,43 @@ def human_size(n: int | float | None) -> str:
     return f"{size:.1f} TiB"  # pragma: no cover
 
 
+def _parse_time(value: str) -> datetime | None:
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+def _span(secs: int) -> str:
+    if secs < 60:
+        return f"{secs}s"
+    if secs < 3600:
+        return f"{secs // 60}m"
+    if secs < 86400:
+        return f"{secs // 3600}h"
+    return f"{secs // 86400}d"
+
+
+def ago(value: str | None, now: datetime | None = None) -> str:
+    """``3m ago`` or ``in 14m``, for tables; the input itself when it does not parse."""
+    if not value:
+        return ""
+    t = _parse_time(value)
+    if t is None:
+        return value
+    secs = int(((now or datetime.now(UTC)) - t).total_seconds())
+    return f"in {_span(-secs)}" if secs < 0 else f"{_span(secs)} ago"
+
+
 def human_time(value: str | None, now: datetime | None = None) -> str:
     """``2024-05-01 12:00:03 (3m ago)`` from an ISO timestamp; the input itself when it does not parse."""
     if not value:
         return ""
-    try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+    t = _parse_time(value)
+    if t is None:
         return value
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=UTC)
-    now = now or datetime.now(UTC)
-    secs = int((now - t).total_seconds())
-    if secs < 0:
-        ago = "in the future"
-    elif secs < 60:
-        ago = f"{secs}s ago"
-    elif secs < 3600:
-        ago = f"{secs // 60}m ago"
-    elif secs < 86400:
-        ago = f"{secs // 3600}h ago"
-    else:
-        ago = f"{secs // 86400}d ago"
-    return f"{t.astimezone(UTC):%Y-%m-%d %H:%M:%S} ({ago})"
+    return f"{t.astimezone(UTC):%Y-%m-%d %H:%M:%S} ({ago(value, now)})"
 
 
 def cell(value: Any) -> str:
@@ -94,7 +108,8 @@ def _value(row: dict[str, Any], getter: str | Callable[[dict[str, Any]], Any]) -
 def build_table(rows: Sequence[dict[str, Any]], columns: Sequence[Column], title: str | None = None) -> Table:
     table = Table(title=title, header_style="bold", show_lines=False)
     for header, _ in columns:
-        table.add_column(header, overflow="fold")
+        # ids and names stay whole and copyable; the other columns give way on narrow terminals
+        table.add_column(header, overflow="fold", no_wrap=header in ("ID", "NAME"))
     for row in rows:
         table.add_row(*(
             styled(getter if isinstance(getter, str) else "", _value(row, getter)) for _, getter in columns
@@ -156,6 +171,7 @@ def format_problem(error: CliError) -> str:
                 name = str(e.get("field") or "")
                 for prefix in ("body.", "query.", "path."):
                     name = name.removeprefix(prefix)
+                name = "request body" if name == "body" else name
                 reason = str(e.get("reason") or "")
                 lines.append(f"[red]  - {escape(name or '(request)')}: {escape(reason)}[/]")
     else:

@@ -10,8 +10,8 @@ from typing import Any
 import typer
 
 from novacron.cli.client import CliError
-from novacron.cli.common import CURSOR, JSON, LIMIT, client_of, resolve_vm
-from novacron.cli.output import Column, human_time, info, out, print_detail, print_json, print_list
+from novacron.cli.common import CURSOR, JSON, LIMIT, client_of, create_in_project, resolve_vm
+from novacron.cli.output import Column, ago, info, out, print_detail, print_json, print_list
 from novacron.cli.watch import watch_task
 
 app = typer.Typer(no_args_is_help=True)
@@ -19,7 +19,7 @@ app = typer.Typer(no_args_is_help=True)
 VM_COLUMNS: list[Column] = [
     ("NAME", "name"), ("ID", "id"), ("STATE", "state"), ("TASK", "task_state"), ("VCPUS", "vcpus"),
     ("RAM MB", "ram_mb"), ("DISK GB", "disk_gb"), ("HOST", "host_id"),
-    ("CREATED", lambda v: human_time(v.get("created_at"))),
+    ("CREATED", lambda v: ago(v.get("created_at"))),
 ]
 VM_FIELDS: list[Column] = [
     ("name", "name"), ("id", "id"), ("state", "state"), ("desired_state", "desired_state"),
@@ -85,7 +85,7 @@ def create(
     flavor: str = typer.Option(..., "--flavor", "-f", help="flavor name or id"),
     user_data: Path | None = typer.Option(None, "--user-data", exists=True, dir_okay=False, readable=True,
                                           help="cloud-init user-data file"),
-    project: str | None = typer.Option(None, "--project", help="project id (default: your project)"),
+    project: str | None = typer.Option(None, "--project", help="project name or id (default: your project)"),
     metadata: list[str] = typer.Option([], "--meta", help="KEY=VALUE, repeatable"),
     wait: bool = WAIT, wait_timeout: float | None = TIMEOUT, as_json: bool = JSON,
 ) -> None:
@@ -97,14 +97,12 @@ def create(
             raise CliError(f"--meta expects KEY=VALUE, got '{item}'")
         meta[key] = value
     body: dict[str, Any] = {"name": name, "image": image, "flavor": flavor, "metadata": meta}
-    if project:
-        body["project_id"] = project
     if user_data is not None:
         try:
             body["user_data"] = user_data.read_text()
         except (OSError, UnicodeDecodeError) as exc:
             raise CliError(f"cannot read user-data {user_data}: {exc}") from exc
-    accepted = client_of(ctx).post("/v1/vms", body)
+    accepted = create_in_project(client_of(ctx), "/v1/vms", body, project)
     _finish(ctx, accepted, wait=wait, as_json=as_json, label=f"create {name}", wait_timeout=wait_timeout)
 
 
