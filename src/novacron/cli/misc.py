@@ -23,8 +23,8 @@ FLAVOR_COLUMNS: list[Column] = [
 ]
 TASK_COLUMNS: list[Column] = [
     ("ID", "id"), ("KIND", "kind"), ("RESOURCE", "resource_id"), ("STATE", "state"),
-    ("STEP", step_label), ("PROGRESS", lambda t: f"{t.get('progress', 0)}%"), ("ERROR", "error"),
-    ("CREATED", lambda t: ago(t.get("created_at"))),
+    ("PROGRESS", lambda t: f"{t.get('progress', 0)}% {step_label(t) if t.get('state') == 'running' else ''}"),
+    ("CREATED", lambda t: ago(t.get("created_at"))), ("ERROR", "error"),
 ]
 HOST_COLUMNS: list[Column] = [
     ("NAME", "name"), ("ID", "id"), ("STATE", "state"), ("DRIVER", "driver"), ("ACCEL", "accelerator"),

@@ -11,15 +11,14 @@ import typer
 
 from novacron.cli.client import CliError
 from novacron.cli.common import CURSOR, JSON, LIMIT, client_of, create_in_project, resolve_vm
-from novacron.cli.output import Column, ago, info, out, print_detail, print_json, print_list
+from novacron.cli.output import Column, ago, human_size, info, out, print_detail, print_json, print_list
 from novacron.cli.watch import watch_task
 
 app = typer.Typer(no_args_is_help=True)
 
 VM_COLUMNS: list[Column] = [
     ("NAME", "name"), ("ID", "id"), ("STATE", "state"), ("TASK", "task_state"), ("VCPUS", "vcpus"),
-    ("RAM MB", "ram_mb"), ("DISK GB", "disk_gb"), ("HOST", "host_id"),
-    ("CREATED", lambda v: ago(v.get("created_at"))),
+    ("RAM MB", "ram_mb"), ("CREATED", lambda v: ago(v.get("created_at"))),
 ]
 VM_FIELDS: list[Column] = [
     ("name", "name"), ("id", "id"), ("state", "state"), ("desired_state", "desired_state"),
@@ -258,7 +257,9 @@ def metrics(
         out.print(f"[dim]No samples for {found['name']} yet (is it running?).[/]")
         return
     keys = list(samples[-1].keys())
-    columns: list[Column] = [(k.upper(), _metric_getter(k)) for k in keys]
+    columns: list[Column] = [
+        (k.removesuffix("_bytes").replace("_", " ").upper(), _metric_getter(k)) for k in keys
+    ]
     print_list({"items": samples}, columns, as_json=False, empty="",
                title=f"{found['name']}: one sample every {data.get('interval_s')} s")
 
@@ -268,6 +269,8 @@ def _metric_getter(key: str) -> Any:
         value = row.get(key)
         if key == "time" and isinstance(value, int | float):
             return time.strftime("%H:%M:%S", time.localtime(value))
+        if key.endswith("_bytes") and isinstance(value, int | float):
+            return human_size(value)
         if isinstance(value, float):
             return f"{value:.2f}"
         return "" if value is None else str(value)
