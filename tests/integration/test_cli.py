@@ -1,0 +1,180 @@
+"""The ``novacron`` CLI, run as a real subprocess against a real ``novacron-server``."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Guest, Server, destroy_server, free_port, make_server
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> object:
+        return json.loads(self.out)
+
+
+@dataclass
+class Cli:
+    config: Path
+    server: Server
+
+    def __call__(self, *args: str, stdin: str | None = None, timeout: float = 120, **env: str) -> Result:
+        exe = Path(sys.executable).with_name("novacron")
+        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "novacron.cli.main"]
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("NOVACRON_")}
+        environ.update(NOVACRON_CONFIG=str(self.config), COLUMNS="200", **env)
+        p = subprocess.run([*cmd, *args], input=stdin, capture_output=True, text=True, timeout=timeout,
+                           env=environ)
+        return Result(p.returncode, p.stdout, p.stderr)
+
+    def ok(self, *args: str, **kw: str) -> Result:
+        r = self(*args, **kw)
+        assert r.code == 0, f"novacron {' '.join(args)} -> {r.code}\n{r.out}\n{r.err}"
+        assert "Traceback" not in r.err
+        return r
+
+
+@pytest.fixture(scope="module")
+def cli_server() -> Iterator[Server]:
+    srv = make_server(NOVACRON_COMPUTE_DRIVER="qemu")
+    srv.start()
+    try:
+        yield srv
+    finally:
+        destroy_server(srv)
+
+
+@pytest.fixture(scope="module")
+def cli(cli_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Cli:
+    c = Cli(tmp_path_factory.mktemp("cli") / "novacron" / "credentials.json", cli_server)
+    r = c.ok("login", "--server", cli_server.url, "--username", "admin", "--password-stdin",
+             stdin=cli_server.admin_password + "\n")
+    assert "Logged in" in r.err
+    return c
+
+
+def test_login_stores_credentials_0600(cli: Cli) -> None:
+    assert stat.S_IMODE(cli.config.stat().st_mode) == 0o600
+    stored = json.loads(cli.config.read_text())
+    assert stored["server"] == cli.server.url and stored["access_token"] and stored["refresh_token"]
+    assert "admin" in cli.ok("whoami").out
+
+
+def test_wrong_password_is_a_clean_401(cli: Cli, tmp_path: Path) -> None:
+    other = Cli(tmp_path / "c.json", cli.server)
+    r = other("login", "--server", cli.server.url, "--password-stdin", stdin="wrong\n")
+    assert r.code == 1 and "Traceback" not in r.err
+    assert "401" in r.err
+    assert not (tmp_path / "c.json").exists()
+
+
+def test_flavor_list_shows_tiny(cli: Cli) -> None:
+    assert "tiny" in cli.ok("flavor", "list").out
+    names = [f["name"] for f in cli.ok("flavor", "list", "--json").json()["items"]]  # type: ignore[index]
+    assert "tiny" in names
+
+
+def test_vm_list_json_is_empty(cli: Cli) -> None:
+    data = cli.ok("vm", "list", "--json").json()
+    assert data == {"items": [], "next_cursor": None}
+    assert "No VMs" in cli.ok("vm", "list").out
+
+
+def test_unknown_vm_is_a_clean_error(cli: Cli) -> None:
+    for command in (["vm", "show", "no-such-vm"], ["vm", "start", "no-such-vm"], ["vm", "logs", "no-such-vm"]):
+        r = cli(*command)
+        assert r.code == 1, r
+        assert "no vm named 'no-such-vm'" in r.err
+        assert "Traceback" not in r.err and "Traceback" not in r.out
+
+
+def test_text_file_is_refused_as_an_image(cli: Cli, tmp_path: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("these are my notes, not a disk image\n" * 50)
+    r = cli("image", "import", str(text), "--name", "notes")
+    assert r.code == 1, r
+    assert "Traceback" not in r.err
+    assert "contains text, not a disk" in r.err
+    assert "raw or qcow2" in r.err
+    # the half-made image was removed, so the name is free again
+    assert cli.ok("image", "list", "--json").json()["items"] == []  # type: ignore[index]
+
+
+def test_validation_errors_name_the_field(cli: Cli) -> None:
+    r = cli("flavor", "create", "x1", "--vcpus", "1", "--ram", "10")
+    assert r.code == 1 and "ram_mb" in r.err and "Invalid request (422)" in r.err
+
+
+def test_expired_access_token_is_refreshed(cli: Cli) -> None:
+    stored = json.loads(cli.config.read_text())
+    stored["access_token"] = "not-a-valid-token"
+    cli.config.write_text(json.dumps(stored))
+    cli.ok("host", "list")
+    assert json.loads(cli.config.read_text())["access_token"] != "not-a-valid-token"
+
+
+def test_not_logged_in_hints_login(cli: Cli, tmp_path: Path) -> None:
+    other = Cli(tmp_path / "none.json", cli.server)
+    r = other("--server", cli.server.url, "vm", "list")
+    assert r.code == 1 and "novacron login" in r.err and "Traceback" not in r.err
+
+
+def test_server_down_is_exit_2_with_hint(cli: Cli) -> None:
+    r = cli("vm", "list", NOVACRON_URL=f"http://127.0.0.1:{free_port()}")
+    assert r.code == 2, r
+    assert "novacron-server" in r.err and "Traceback" not in r.err
+
+
+def test_events_and_tasks(cli: Cli) -> None:
+    events = cli.ok("events", "--json", "--after", "0").json()
+    assert any(e["type"] == "host.registered" for e in events["items"])  # type: ignore[index]
+    assert cli.ok("task", "list", "--json").json()["items"] is not None  # type: ignore[index]
+    r = cli("task", "show", "task-nope")
+    assert r.code == 1 and "Not Found (404)" in r.err
+
+
+@pytest.mark.qemu
+def test_vm_lifecycle_from_the_cli(cli: Cli, guest: Guest) -> None:
+    r = cli.ok("image", "import", str(guest.disk), "--name", "cli-guest", "--kernel", str(guest.kernel),
+               "--initrd", str(guest.initrd), "--cmdline", guest.cmdline, "--json")
+    image = r.json()
+    assert image["status"] == "active" and image["has_kernel"] and image["has_initrd"]  # type: ignore[index]
+
+    vm = cli.ok("vm", "create", "--name", "cli-vm", "--image", "cli-guest", "--flavor", "tiny", "--json").json()
+    assert vm["state"] == "running"  # type: ignore[index]
+    assert "cli-vm" in cli.ok("vm", "list").out
+
+    deadline = time.monotonic() + 90
+    log = ""
+    while "NOVACRON-GUEST-READY" not in log and time.monotonic() < deadline:
+        time.sleep(0.5)
+        log = cli.ok("vm", "logs", "cli-vm").out
+    assert "NOVACRON-GUEST-READY" in log
+
+    # the console without a terminal: stdin piped to the guest, its answer on stdout
+    r = cli.ok("vm", "console", "cli-vm", "--linger", "2", stdin="\necho cli-$((6*7))\n")
+    assert "cli-42" in r.out
+
+    for action in ("pause", "resume", "reboot"):
+        cli.ok("vm", action, "cli-vm")
+    cli.ok("vm", "stop", "cli-vm", "--force")
+    assert cli.ok("vm", "show", "cli-vm", "--json").json()["state"] == "stopped"  # type: ignore[index]
+    snap = cli.ok("vm", "snapshot", "cli-vm", "--image-name", "cli-snap", "--json").json()
+    assert snap["status"] == "active"  # type: ignore[index]
+    cli.ok("vm", "start", "cli-vm")
+    cli.ok("vm", "delete", "cli-vm")
+    assert cli.ok("vm", "list", "--json").json()["items"] == []  # type: ignore[index]
