@@ -9,8 +9,8 @@ Per instance:
 
 QEMU runs with ``-daemonize`` in its own session, so it outlives the agent; a new driver
 object re-attaches through the pidfile and the QMP socket with no state of its own.
-With ``-no-reboot`` a guest-initiated reboot makes QEMU exit; ``reboot()`` therefore uses
-QMP ``system_reset``, which resets the machine in place.
+With ``-no-reboot`` a guest-initiated reboot makes QEMU exit; ``reboot()`` therefore resets
+the machine in place with QMP ``system_reset`` (see there).
 """
 
 from __future__ import annotations
@@ -213,12 +213,15 @@ class QemuDriver(ComputeDriver):
             await self.prepare(spec)
         if not re.fullmatch(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}", spec.mac):
             raise DriverError(f"invalid MAC address {spec.mac!r}")
+        argv = self._argv(spec)
+        await self._start(i, argv)
+
+    async def _start(self, i: str, argv: list[str]) -> None:
         tap = self.tap_name(i)
         if tap and self.bridge:
             await asyncio.to_thread(netdev.ensure_tap, tap, self.bridge)
         for p in (self.qmp_socket(i), self.console_socket(i), self.pidfile(i)):
             p.unlink(missing_ok=True)
-        argv = self._argv(spec)
         idir = self.instance_dir(i)
         (idir / "launch.json").write_text(json.dumps({"argv": argv, "time": time.time()}, indent=1))
         log = idir / "qemu.log"
@@ -306,8 +309,19 @@ class QemuDriver(ComputeDriver):
             raise DriverError(f"QEMU of instance {instance_id} survived SIGKILL")
 
     async def reboot(self, instance_id: str) -> None:
-        """Hard reset through QMP ``system_reset`` (a guest reboot would end QEMU under -no-reboot)."""
-        await self.qmp(instance_id, "system_reset")
+        """Cold restart: the QEMU process is ended and started again with the same command line.
+
+        Under ``-no-reboot`` QEMU turns every reset into an exit: QMP ``system_reset`` included,
+        and switching the reboot action to ``reset`` for the request is not enough, because
+        SeaBIOS resets the machine once more on a warm boot. A reboot from inside the guest
+        likewise ends the process (the agent sees the VM stopped and starts it if it should run).
+        """
+        if self.pid(instance_id) is None:
+            raise DriverError(f"instance {instance_id} is not running")
+        launch = self.instance_dir(instance_id) / "launch.json"
+        argv = json.loads(launch.read_text())["argv"]
+        await self.power_off(instance_id)
+        await self._start(instance_id, argv)
 
     async def pause(self, instance_id: str) -> None:
         await self.qmp(instance_id, "stop")
