@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,7 @@ class Result:
     out: str
     err: str
 
-    def json(self) -> object:
+    def json(self) -> Any:
         return json.loads(self.out)
 
 
@@ -41,8 +42,8 @@ class Cli:
                            env=environ)
         return Result(p.returncode, p.stdout, p.stderr)
 
-    def ok(self, *args: str, **kw: str) -> Result:
-        r = self(*args, **kw)
+    def ok(self, *args: str, stdin: str | None = None, **env: str) -> Result:
+        r = self(*args, stdin=stdin, **env)
         assert r.code == 0, f"novacron {' '.join(args)} -> {r.code}\n{r.out}\n{r.err}"
         assert "Traceback" not in r.err
         return r
@@ -84,7 +85,7 @@ def test_wrong_password_is_a_clean_401(cli: Cli, tmp_path: Path) -> None:
 
 def test_flavor_list_shows_tiny(cli: Cli) -> None:
     assert "tiny" in cli.ok("flavor", "list").out
-    names = [f["name"] for f in cli.ok("flavor", "list", "--json").json()["items"]]  # type: ignore[index]
+    names = [f["name"] for f in cli.ok("flavor", "list", "--json").json()["items"]]
     assert "tiny" in names
 
 
@@ -95,7 +96,8 @@ def test_vm_list_json_is_empty(cli: Cli) -> None:
 
 
 def test_unknown_vm_is_a_clean_error(cli: Cli) -> None:
-    for command in (["vm", "show", "no-such-vm"], ["vm", "start", "no-such-vm"], ["vm", "logs", "no-such-vm"]):
+    for verb in ("show", "start", "logs", "delete"):
+        command = ["vm", verb, "no-such-vm"]
         r = cli(*command)
         assert r.code == 1, r
         assert "no vm named 'no-such-vm'" in r.err
@@ -111,7 +113,7 @@ def test_text_file_is_refused_as_an_image(cli: Cli, tmp_path: Path) -> None:
     assert "contains text, not a disk" in r.err
     assert "raw or qcow2" in r.err
     # the half-made image was removed, so the name is free again
-    assert cli.ok("image", "list", "--json").json()["items"] == []  # type: ignore[index]
+    assert cli.ok("image", "list", "--json").json()["items"] == []
 
 
 def test_validation_errors_name_the_field(cli: Cli) -> None:
@@ -141,8 +143,8 @@ def test_server_down_is_exit_2_with_hint(cli: Cli) -> None:
 
 def test_events_and_tasks(cli: Cli) -> None:
     events = cli.ok("events", "--json", "--after", "0").json()
-    assert any(e["type"] == "host.registered" for e in events["items"])  # type: ignore[index]
-    assert cli.ok("task", "list", "--json").json()["items"] is not None  # type: ignore[index]
+    assert any(e["type"] == "host.registered" for e in events["items"])
+    assert cli.ok("task", "list", "--json").json()["items"] is not None
     r = cli("task", "show", "task-nope")
     assert r.code == 1 and "Not Found (404)" in r.err
 
@@ -152,10 +154,11 @@ def test_vm_lifecycle_from_the_cli(cli: Cli, guest: Guest) -> None:
     r = cli.ok("image", "import", str(guest.disk), "--name", "cli-guest", "--kernel", str(guest.kernel),
                "--initrd", str(guest.initrd), "--cmdline", guest.cmdline, "--json")
     image = r.json()
-    assert image["status"] == "active" and image["has_kernel"] and image["has_initrd"]  # type: ignore[index]
+    assert image["status"] == "active" and image["has_kernel"] and image["has_initrd"]
 
-    vm = cli.ok("vm", "create", "--name", "cli-vm", "--image", "cli-guest", "--flavor", "tiny", "--json").json()
-    assert vm["state"] == "running"  # type: ignore[index]
+    created = cli.ok("vm", "create", "--name", "cli-vm", "--image", "cli-guest", "--flavor", "tiny", "--json")
+    vm = created.json()
+    assert vm["state"] == "running"
     assert "cli-vm" in cli.ok("vm", "list").out
 
     deadline = time.monotonic() + 90
@@ -172,9 +175,9 @@ def test_vm_lifecycle_from_the_cli(cli: Cli, guest: Guest) -> None:
     for action in ("pause", "resume", "reboot"):
         cli.ok("vm", action, "cli-vm")
     cli.ok("vm", "stop", "cli-vm", "--force")
-    assert cli.ok("vm", "show", "cli-vm", "--json").json()["state"] == "stopped"  # type: ignore[index]
+    assert cli.ok("vm", "show", "cli-vm", "--json").json()["state"] == "stopped"
     snap = cli.ok("vm", "snapshot", "cli-vm", "--image-name", "cli-snap", "--json").json()
-    assert snap["status"] == "active"  # type: ignore[index]
+    assert snap["status"] == "active"
     cli.ok("vm", "start", "cli-vm")
     cli.ok("vm", "delete", "cli-vm")
-    assert cli.ok("vm", "list", "--json").json()["items"] == []  # type: ignore[index]
+    assert cli.ok("vm", "list", "--json").json()["items"] == []

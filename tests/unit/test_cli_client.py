@@ -39,7 +39,7 @@ def vm_api(request: httpx.Request) -> httpx.Response:
 def make_client(tmp_path: Path, handler: Callable[[httpx.Request], httpx.Response], **creds: str) -> Client:
     path = tmp_path / "credentials.json"
     if creds:
-        Credentials(**creds).save(path)
+        Credentials(creds["server"], "admin", creds["access_token"], creds["refresh_token"]).save(path)
     return Client("http://api.test", credentials_path=path, transport=httpx.MockTransport(handler))
 
 
