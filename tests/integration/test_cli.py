@@ -33,17 +33,19 @@ class Cli:
     config: Path
     server: Server
 
-    def __call__(self, *args: str, stdin: str | None = None, timeout: float = 120, **env: str) -> Result:
+    def __call__(
+        self, *args: str, stdin: str | None = None, timeout: float = 120, env: dict[str, str] | None = None
+    ) -> Result:
         exe = Path(sys.executable).with_name("novacron")
         cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "novacron.cli.main"]
         environ = {k: v for k, v in os.environ.items() if not k.startswith("NOVACRON_")}
-        environ.update(NOVACRON_CONFIG=str(self.config), COLUMNS="200", **env)
+        environ.update(NOVACRON_CONFIG=str(self.config), COLUMNS="200", **(env or {}))
         p = subprocess.run([*cmd, *args], input=stdin, capture_output=True, text=True, timeout=timeout,
                            env=environ)
         return Result(p.returncode, p.stdout, p.stderr)
 
-    def ok(self, *args: str, stdin: str | None = None, **env: str) -> Result:
-        r = self(*args, stdin=stdin, **env)
+    def ok(self, *args: str, stdin: str | None = None) -> Result:
+        r = self(*args, stdin=stdin)
         assert r.code == 0, f"novacron {' '.join(args)} -> {r.code}\n{r.out}\n{r.err}"
         assert "Traceback" not in r.err
         return r
@@ -136,7 +138,7 @@ def test_not_logged_in_hints_login(cli: Cli, tmp_path: Path) -> None:
 
 
 def test_server_down_is_exit_2_with_hint(cli: Cli) -> None:
-    r = cli("vm", "list", NOVACRON_URL=f"http://127.0.0.1:{free_port()}")
+    r = cli("vm", "list", env={"NOVACRON_URL": f"http://127.0.0.1:{free_port()}"})
     assert r.code == 2, r
     assert "novacron-server" in r.err and "Traceback" not in r.err
 
