@@ -16,6 +16,7 @@ Only the standard library is used, so it runs before any virtualenv exists.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import gzip
 import hashlib
 import io
@@ -23,9 +24,9 @@ import json
 import lzma
 import os
 import re
-import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -74,32 +75,33 @@ def ensure_packages() -> None:
 
 def kernel_package() -> str:
     """The real package behind the linux-image-amd64 metapackage, e.g. linux-image-6.1.0-56-amd64."""
+    pattern = r"Depends:\s*(linux-image-[0-9][^\s]*-amd64)\b"
+    res = subprocess.run(["apt-cache", "depends", "linux-image-amd64"], capture_output=True, text=True)
+    if not re.search(pattern, res.stdout):  # fresh system without package lists
+        log("apt-get update")
+        subprocess.run(["apt-get", "update"], check=False, capture_output=True)
     out = run("apt-cache", "depends", "linux-image-amd64")
-    m = re.search(r"Depends:\s*(linux-image-[0-9][^\s]*-amd64)\b", out)
+    m = re.search(pattern, out)
     if not m:
         raise SystemExit(f"cannot resolve linux-image-amd64 to a kernel package:\n{out}")
     return m.group(1)
 
 
 def fetch_kernel(cache: Path, pkg: str) -> Path:
-    """Download and unpack the kernel .deb into cache/<pkg>/root; return that root."""
-    root = cache / pkg / "root"
-    if (root / "boot").is_dir() and (root / ".complete").exists():
-        return root
-    dl = cache / pkg
-    shutil.rmtree(dl, ignore_errors=True)
-    dl.mkdir(parents=True)
+    """The kernel .deb, downloaded once into ``cache`` (70 MB; the unpacked tree is 400 MB)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    debs = sorted(cache.glob(f"{pkg}_*.deb"))
+    if debs:
+        return debs[-1]
+    for old in cache.glob("*.deb"):  # a previous kernel version
+        old.unlink()
     log(f"downloading {pkg}")
     # apt-get download as root warns about the _apt sandbox; harmless.
-    run("apt-get", "download", pkg, cwd=dl)
-    debs = list(dl.glob("*.deb"))
+    run("apt-get", "download", pkg, cwd=cache)
+    debs = sorted(cache.glob(f"{pkg}_*.deb"))
     if not debs:
         raise SystemExit(f"apt-get download {pkg} produced no .deb")
-    run("dpkg-deb", "-x", str(debs[0]), str(root))
-    for d in debs:
-        d.unlink()
-    (root / ".complete").write_text("ok\n")
-    return root
+    return debs[-1]
 
 
 def extract_vmlinux(vmlinuz: Path, dest: Path) -> None:
@@ -230,6 +232,12 @@ OUTPUTS = ("vmlinux", "initrd.img", "disk.qcow2", "cmdline")
 
 def build(out: Path, force: bool = False) -> dict[str, str]:
     out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent callers wait, then take the fast path
+        return _build(out, force)
+
+
+def _build(out: Path, force: bool) -> dict[str, str]:
     stamp = out / ".stamp"
     have_all = all((out / o).exists() for o in OUTPUTS)
     if have_all and not force and stamp.exists():
@@ -240,12 +248,15 @@ def build(out: Path, force: bool = False) -> dict[str, str]:
     ensure_packages()
     pkg = kernel_package()
     digest = inputs_digest(pkg)
-    kroot = fetch_kernel(out / "cache", pkg)
+    deb = fetch_kernel(out / "cache", pkg)
     kver = pkg.removeprefix("linux-image-")
-    vmlinuz = kroot / "boot" / f"vmlinuz-{kver}"
-    if force or not (out / "vmlinux").exists() or not stamp.exists():
-        extract_vmlinux(vmlinuz, out / "vmlinux")
-    build_initrd(kroot, kver, out / "initrd.img")
+    with tempfile.TemporaryDirectory(prefix="novacron-guest-") as tmp:
+        kroot = Path(tmp)
+        run("dpkg-deb", "-x", str(deb), str(kroot))
+        prev_pkg = json.loads(stamp.read_text()).get("kernel_package") if stamp.exists() else None
+        if force or not (out / "vmlinux").exists() or prev_pkg != pkg:
+            extract_vmlinux(kroot / "boot" / f"vmlinuz-{kver}", out / "vmlinux")
+        build_initrd(kroot, kver, out / "initrd.img")
     if not (out / "disk.qcow2").exists():
         tmp = out / "disk.tmp.qcow2"
         run("qemu-img", "create", "-q", "-f", "qcow2", str(tmp), DISK_SIZE)
