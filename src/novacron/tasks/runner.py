@@ -216,8 +216,12 @@ class TaskRunner:
             await self._execute_steps(task_id)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             log.exception("task %s crashed", task_id)
+            try:
+                self._finish(task_id, "failed", error=f"internal error: {type(exc).__name__}: {exc}")
+            except Exception:
+                log.exception("could not record the failure of task %s", task_id)
         finally:
             renew.cancel()
             self._running.pop(task_id, None)
@@ -297,6 +301,6 @@ class TaskRunner:
                 tenant_id=row.tenant_id,
                 project_id=row.project_id,
                 kind=row.kind,
-                resource_id=row.resource_id,
+                target=f"{row.resource_type}/{row.resource_id}",
                 error=error,
             )

@@ -27,16 +27,19 @@ async def console(websocket: WebSocket, vm_id: str) -> None:
             vm = get_visible(s, VM, vm_id, principal, "vm")
             vm_id, host_id = vm.id, vm.host_id
     except Problem as exc:
-        # 4000 + HTTP status, the WebSocket convention for application close codes
+        # accept, then close with 4000 + HTTP status: the same answer whether or not the VM exists
+        await websocket.accept()
         await websocket.close(code=4000 + exc.status, reason=exc.detail[:120])
         return
     agent = ctx.agent
     if agent is None or host_id != agent.host_id:
+        await websocket.accept()
         await websocket.close(code=4409, reason="VM is not running on a reachable host")
         return
     try:
         reader, writer = await asyncio.open_unix_connection(str(agent.driver.console_socket(vm_id)))
     except OSError:
+        await websocket.accept()
         await websocket.close(code=4409, reason="VM console is not available (is the VM running?)")
         return
     await websocket.accept()

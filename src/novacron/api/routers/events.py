@@ -100,6 +100,7 @@ async def events_ws(websocket: WebSocket, after: int | None = None, types: str |
         if not principal.can("event:read"):
             raise Problem(403, "Forbidden", "missing event:read")
     except Problem as exc:
+        await websocket.accept()
         await websocket.close(code=4000 + exc.status, reason=exc.detail[:120])
         return
     await websocket.accept()
