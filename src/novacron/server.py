@@ -60,7 +60,7 @@ def main() -> None:
               flush=True)
     from novacron.api.app import create_app
 
-    uvicorn.run(create_app(ctx), host=host, port=port, log_level="warning", ws="websockets")
+    uvicorn.run(create_app(ctx), host=host, port=port, log_level="warning", ws="websockets-sansio")
 
 
 if __name__ == "__main__":
