@@ -34,7 +34,7 @@ CMDLINE = "console=ttyS0 quiet panic=-1"
 DISK_SIZE = "64M"
 #: modules the guest loads, by name; their dependencies are added automatically
 WANTED_MODULES = [
-    "virtio_pci", "virtio_blk", "virtio_net", "isofs", "button", "evdev",
+    "virtio_pci", "virtio_blk", "virtio_net", "isofs", "button", "evdev", "pvpanic_mmio",
 ]
 #: apt package -> a command it provides
 APT_NEEDS = {

@@ -144,6 +144,11 @@ def test_observe_and_sample_running(env: Env) -> None:
     assert s.disk_write_bytes > 0 and s.disk_write_ops > 0  # the user-data wrote /dev/vda
     tap = drv.tap_name(VM)
     assert tap and Path(f"/sys/class/net/{tap}/master").resolve().name == env.bridge
+    # the guest's DHCP discover leaves through its NIC: guest tx (the tap's host-side rx) grows
+    deadline = time.monotonic() + 15
+    while (s := asyncio.run(drv.sample(VM))) and s.net_tx_bytes == 0:
+        assert time.monotonic() < deadline, "no traffic counted from the guest NIC"
+        time.sleep(0.2)
     assert VM in drv.list_instances()
 
 
@@ -252,6 +257,19 @@ def test_destroy_removes_everything(env: Env) -> None:
         assert iid not in drv.list_instances()
     assert gone(pid)
     assert not netdev.link_exists(tap)
+
+
+def test_guest_panic_is_observed_as_crashed(env: Env) -> None:
+    drv = env.driver()
+    iid = "vm-" + secrets.token_hex(4)
+    asyncio.run(drv.launch(env.spec(iid, "panicky", "#!/bin/sh\necho c > /proc/sysrq-trigger\n")))
+    deadline = time.monotonic() + 60
+    while (obs := asyncio.run(drv.observe(iid))).power_state != PowerState.CRASHED:
+        assert time.monotonic() < deadline, f"panic not observed: {obs}"
+        time.sleep(0.2)
+    assert obs.status == "guest-panicked" and obs.pid
+    asyncio.run(drv.destroy(iid))
+    assert asyncio.run(drv.observe(iid)).power_state == PowerState.ABSENT
 
 
 # ---- images ----------------------------------------------------------------------------------

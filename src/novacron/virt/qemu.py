@@ -180,6 +180,8 @@ class QemuDriver(ComputeDriver):
             "-smp", str(max(1, spec.vcpus)),
             "-m", str(max(16, spec.ram_mb)),
             "-nodefaults", "-no-reboot", "-display", "none", "-no-user-config",
+            # a guest kernel panic pauses the VM with status guest-panicked (observed as CRASHED)
+            "-device", "pvpanic", "-action", "panic=pause",
             "-daemonize",
             "-pidfile", str(self.pidfile(i)),
             "-qmp", f"unix:{self.qmp_socket(i)},server=on,wait=off",
