@@ -35,18 +35,25 @@ def ensure_bridge(bridge: str) -> None:
 
 
 def ensure_tap(tap: str, bridge: str, mtu: int | None = None) -> None:
-    """Create persistent tap ``tap`` if missing, enslave it to ``bridge`` and bring it up."""
+    """Create persistent tap ``tap`` if missing, enslave it to ``bridge`` and bring it up.
+
+    A tap that is already enslaved (the network backend may have moved it to a tenant
+    network's bridge) stays where it is; it is only brought up.
+    """
     from pyroute2 import IPRoute
 
-    ensure_bridge(bridge)
+    enslaved = Path("/sys/class/net", tap, "master").exists()
+    if not enslaved:
+        ensure_bridge(bridge)
     try:
         with IPRoute() as ipr:
             idx = ipr.link_lookup(ifname=tap)
             if not idx:
                 ipr.link("add", ifname=tap, kind="tuntap", mode="tap")
                 idx = ipr.link_lookup(ifname=tap)
-            br = ipr.link_lookup(ifname=bridge)[0]
-            kwargs: dict[str, object] = {"master": br, "state": "up"}
+            kwargs: dict[str, object] = {"state": "up"}
+            if not enslaved:
+                kwargs["master"] = ipr.link_lookup(ifname=bridge)[0]
             if mtu:
                 kwargs["mtu"] = mtu
             ipr.link("set", index=idx[0], **kwargs)
