@@ -70,12 +70,19 @@ def env() -> Iterator[Env]:
     bridge = "ncqbr" + secrets.token_hex(3)
     e = Env(base, bridge, OUT / "vmlinux", OUT / "initrd.img", OUT / "disk.qcow2",
             (OUT / "cmdline").read_text().strip())
-    yield e
-    drv = e.driver()
-    for iid in drv.list_instances():
-        asyncio.run(drv.destroy(iid))
-    netdev.delete_link(bridge)
-    shutil.rmtree(base, ignore_errors=True)
+    try:
+        yield e
+    finally:
+        drv = e.driver()
+        errors = []
+        for iid in drv.list_instances():
+            try:
+                asyncio.run(drv.destroy(iid))
+            except Exception as err:  # keep cleaning; report at the end
+                errors.append(f"{iid}: {err}")
+        netdev.delete_link(bridge)
+        shutil.rmtree(base, ignore_errors=True)
+        assert not errors, errors
 
 
 def wait_console(path: Path, pattern: str, timeout_s: float = 60.0, count: int = 1) -> re.Match[str]:
@@ -302,6 +309,16 @@ def test_invalid_images_are_refused(env: Env) -> None:
     with pytest.raises(InvalidImage):
         asyncio.run(drv.prepare(bad))
     asyncio.run(drv.destroy("vm-bad"))
+
+
+def test_launch_failure_is_reported(env: Env) -> None:
+    drv = env.driver()
+    iid = "vm-" + secrets.token_hex(4)
+    bad = InstanceSpec(**{**env.spec(iid, "nokernel").__dict__, "kernel_path": env.base / "no-such-kernel"})
+    with pytest.raises(DriverError, match="QEMU failed to start"):
+        asyncio.run(drv.launch(bad))
+    assert asyncio.run(drv.observe(iid)).power_state == PowerState.SHUTOFF
+    asyncio.run(drv.destroy(iid))
 
 
 def test_host_facts(env: Env) -> None:

@@ -1,0 +1,52 @@
+"""The QEMU command line the driver builds (no QEMU started)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from novacron.virt.base import DriverError, InstanceSpec
+from novacron.virt.qemu import QemuDriver
+
+
+def spec(**kw: object) -> InstanceSpec:
+    base: dict[str, object] = dict(
+        id="0f8c2d1e-1111-4222-8333-444455556666", name="web 1", vcpus=2, ram_mb=512, disk_gb=4,
+        image_path=Path("/img/base.qcow2"), image_format="qcow2", mac="52:54:00:aa:bb:cc",
+    )
+    base.update(kw)
+    return InstanceSpec(**base)  # type: ignore[arg-type]
+
+
+def test_argv_has_the_essentials(tmp_path: Path) -> None:
+    d = QemuDriver(tmp_path / "i", tmp_path / "r", accelerator="tcg", bridge="novacron0")
+    s = spec(kernel_path=Path("/k/vmlinux"), initrd_path=Path("/k/initrd"), kernel_cmdline="console=ttyS0")
+    argv = d._argv(s)
+    line = " ".join(argv)
+    assert "-daemonize" in argv and "-no-reboot" in argv and "-nodefaults" in argv
+    assert "pc,accel=tcg" in line and "-cpu max" in line and "-smp 2" in line and "-m 512" in line
+    assert f"-pidfile {d.pidfile(s.id)}" in line
+    assert f"unix:{d.qmp_socket(s.id)},server=on,wait=off" in line
+    assert f"logfile={d.console_log(s.id)},logappend=on" in line
+    assert "id=vda,format=qcow2" in line and "id=vdb,format=raw,readonly=on" in line
+    assert f"ifname={d.tap_name(s.id)}" in line and "mac=52:54:00:aa:bb:cc" in line
+    assert "-kernel /k/vmlinux -initrd /k/initrd -append console=ttyS0" in line
+    assert "web-1" in line  # the name is sanitised for -name
+    for p in (d.pidfile(s.id), d.qmp_socket(s.id), d.console_socket(s.id)):
+        assert len(str(p)) < 107
+
+
+def test_without_bridge_uses_user_networking(tmp_path: Path) -> None:
+    d = QemuDriver(tmp_path / "i", tmp_path / "r", accelerator="tcg", bridge=None)
+    argv = d._argv(spec())
+    assert "user,id=net0" in argv and "-kernel" not in argv
+    assert d.tap_name("x") is None
+
+
+def test_rejects_bad_ids_and_long_run_dirs(tmp_path: Path) -> None:
+    d = QemuDriver(tmp_path / "i", tmp_path / "r", accelerator="tcg")
+    with pytest.raises(DriverError):
+        d.instance_dir("../etc")
+    with pytest.raises(DriverError, match="too long"):
+        QemuDriver(tmp_path / "i", Path("/tmp/" + "x" * 100), accelerator="tcg")
