@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from novacron.virt import images, netdev, procs
-from novacron.virt.accel import choose_accelerator
+from novacron.virt.accel import choose_accelerator, kvm_probe
 from novacron.virt.base import (
     ComputeDriver,
     DriverError,
@@ -82,7 +82,7 @@ class QemuDriver(ComputeDriver):
         self.run_dir = Path(run_dir)
         self.bridge = bridge
         self.qemu_binary = qemu_binary
-        self.accelerator = choose_accelerator(accelerator)
+        self.accelerator = choose_accelerator(accelerator, probe=lambda: kvm_probe(qemu_binary))
         if len(str(self.run_dir)) + 16 + 5 > UNIX_PATH_MAX:
             raise DriverError(
                 f"run_dir {self.run_dir} is too long for unix socket paths ({UNIX_PATH_MAX} bytes max); "
