@@ -50,3 +50,9 @@ def test_rejects_bad_ids_and_long_run_dirs(tmp_path: Path) -> None:
         d.instance_dir("../etc")
     with pytest.raises(DriverError, match="too long"):
         QemuDriver(tmp_path / "i", Path("/tmp/" + "x" * 100), accelerator="tcg")
+
+
+def test_commas_in_paths_are_escaped(tmp_path: Path) -> None:
+    d = QemuDriver(tmp_path / "a,b" / "i", tmp_path / "r", accelerator="tcg")
+    line = " ".join(d._argv(spec()))
+    assert "a,,b/i/" in line and "a,b/i/" not in line.replace("a,,b", "")

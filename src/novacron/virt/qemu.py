@@ -170,6 +170,10 @@ class QemuDriver(ComputeDriver):
 
     def _argv(self, spec: InstanceSpec) -> list[str]:
         i = spec.id
+
+        def opt(p: Path) -> str:  # a path inside a QEMU option string: commas are doubled
+            return str(p).replace(",", ",,")
+
         name = re.sub(r"[^A-Za-z0-9_.-]", "-", spec.name or i)[:64]
         cpu = "host" if self.accelerator == "kvm" else "max"
         argv = [
@@ -184,14 +188,15 @@ class QemuDriver(ComputeDriver):
             "-device", "pvpanic", "-action", "panic=pause",
             "-daemonize",
             "-pidfile", str(self.pidfile(i)),
-            "-qmp", f"unix:{self.qmp_socket(i)},server=on,wait=off",
+            "-qmp", f"unix:{opt(self.qmp_socket(i))},server=on,wait=off",
             "-chardev",
-            f"socket,id=ser0,path={self.console_socket(i)},server=on,wait=off,"
-            f"logfile={self.console_log(i)},logappend=on",
+            f"socket,id=ser0,path={opt(self.console_socket(i))},server=on,wait=off,"
+            f"logfile={opt(self.console_log(i))},logappend=on",
             "-serial", "chardev:ser0",
-            "-drive", f"file={self.disk_path(i)},if=none,id=vda,format=qcow2,cache=writeback,discard=unmap",
+            "-drive",
+            f"file={opt(self.disk_path(i))},if=none,id=vda,format=qcow2,cache=writeback,discard=unmap",
             "-device", "virtio-blk-pci,drive=vda,id=vda-dev,bootindex=1",
-            "-drive", f"file={self.seed_path(i)},if=none,id=vdb,format=raw,readonly=on",
+            "-drive", f"file={opt(self.seed_path(i))},if=none,id=vdb,format=raw,readonly=on",
             "-device", "virtio-blk-pci,drive=vdb,id=vdb-dev",
         ]
         tap = self.tap_name(i)
