@@ -279,6 +279,41 @@ def test_guest_panic_is_observed_as_crashed(env: Env) -> None:
     assert asyncio.run(drv.observe(iid)).power_state == PowerState.ABSENT
 
 
+def test_live_migration_between_two_drivers(env: Env) -> None:
+    """Two state dirs stand for two hosts; user networking, since both would want one tap name."""
+    src = QemuDriver(env.base / "a" / "i", env.base / "a" / "r", accelerator="auto", bridge=None)
+    dst = QemuDriver(env.base / "b" / "i", env.base / "b" / "r", accelerator="auto", bridge=None)
+    iid = "vm-" + secrets.token_hex(4)
+    mark = "migrated-" + secrets.token_hex(4)
+    spec = env.spec(iid, "mover", f"#!/bin/sh\nprintf '{mark}\\n' > /dev/vda\nsync\n")
+    try:
+        asyncio.run(src.launch(spec))
+        wait_console(src.console_log(iid), r"^NOVACRON-GUEST-READY")
+        target = asyncio.run(dst.migrate_receive(spec))
+        assert asyncio.run(dst.observe(iid)).status == "inmigrate"
+        stats = asyncio.run(src.migrate_send(iid, target, timeout_s=120))
+        assert stats.total_time_ms > 0 and stats.transferred_bytes > 0
+        assert asyncio.run(src.observe(iid)).status == "postmigrate"
+        asyncio.run(dst.migrate_finish(iid))
+        assert asyncio.run(dst.observe(iid)).power_state == PowerState.RUNNING
+        asyncio.run(src.destroy(iid))
+        # the guest lives on: its shell answers on the destination's console
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(str(dst.console_socket(iid)))
+            s.settimeout(0.5)
+            s.sendall(b"\necho moved-$$\n")
+            buf, deadline = b"", time.monotonic() + 20
+            while not re.search(rb"\nmoved-\d+", buf):
+                assert time.monotonic() < deadline, buf
+                with contextlib.suppress(TimeoutError):
+                    buf += s.recv(4096)
+        assert asyncio.run(dst.shutdown(iid, 30)) is True
+        assert read_disk_head(dst.disk_path(iid)).startswith(mark.encode())  # the disk came along
+    finally:
+        for d in (src, dst):
+            asyncio.run(d.destroy(iid))
+
+
 # ---- images ----------------------------------------------------------------------------------
 
 

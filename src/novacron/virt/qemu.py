@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from novacron.virt import images, netdev, procs
+from novacron.virt import images, migration, netdev, procs
 from novacron.virt.accel import choose_accelerator, kvm_probe
 from novacron.virt.base import (
     ComputeDriver,
@@ -41,6 +41,7 @@ from novacron.virt.base import (
     PowerState,
 )
 from novacron.virt.cidata import render_meta_data, write_cidata_iso
+from novacron.virt.migration import MigrationStats, MigrationTarget
 from novacron.virt.qmp import QmpUnavailable, qmp_call
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -194,7 +195,8 @@ class QemuDriver(ComputeDriver):
             f"logfile={opt(self.console_log(i))},logappend=on",
             "-serial", "chardev:ser0",
             "-drive",
-            f"file={opt(self.disk_path(i))},if=none,id=vda,format=qcow2,cache=writeback,discard=unmap",
+            f"file={opt(self.disk_path(i))},if=none,id=vda,node-name=vda-disk,format=qcow2,"
+            "cache=writeback,discard=unmap",
             "-device", "virtio-blk-pci,drive=vda,id=vda-dev,bootindex=1",
             "-drive", f"file={opt(self.seed_path(i))},if=none,id=vdb,format=raw,readonly=on",
             "-device", "virtio-blk-pci,drive=vdb,id=vdb-dev",
@@ -245,6 +247,22 @@ class QemuDriver(ComputeDriver):
             raise DriverError(f"QEMU failed to start instance {i} (exit {rc}): {' | '.join(tail)}")
         if self.pid(i) is None:
             raise DriverError(f"QEMU for instance {i} exited right after start; see {log}")
+
+    # ---- live migration (QEMU only; see novacron.virt.migration) ------------------------------
+
+    async def migrate_receive(self, spec: InstanceSpec, host: str = "127.0.0.1") -> MigrationTarget:
+        """Destination step 1: QEMU waits paused for the state; its disk is exported over NBD."""
+        return await migration.receive(self, spec, host)
+
+    async def migrate_send(
+        self, instance_id: str, target: MigrationTarget, timeout_s: float = 600.0
+    ) -> MigrationStats:
+        """Source step: mirror the disk and migrate; the source ends paused (destroy it after)."""
+        return await migration.send(self, instance_id, target, timeout_s)
+
+    async def migrate_finish(self, instance_id: str) -> None:
+        """Destination step 2: stop the NBD export and run the guest."""
+        await migration.finish(self, instance_id)
 
     async def _qmp(self, instance_id: str, command: str, args: dict[str, Any] | None = None) -> Any:
         return await qmp_call(self.qmp_socket(instance_id), command, args)
