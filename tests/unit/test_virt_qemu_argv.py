@@ -29,7 +29,7 @@ def test_argv_has_the_essentials(tmp_path: Path) -> None:
     assert f"-pidfile {d.pidfile(s.id)}" in line
     assert f"unix:{d.qmp_socket(s.id)},server=on,wait=off" in line
     assert f"logfile={d.console_log(s.id)},logappend=on" in line
-    assert "id=vda,format=qcow2" in line and "id=vdb,format=raw,readonly=on" in line
+    assert "id=vda,node-name=vda-disk,format=qcow2" in line and "id=vdb,format=raw,readonly=on" in line
     assert f"ifname={d.tap_name(s.id)}" in line and "mac=52:54:00:aa:bb:cc" in line
     assert "-kernel /k/vmlinux -initrd /k/initrd -append console=ttyS0" in line
     assert "web-1" in line  # the name is sanitised for -name
