@@ -67,5 +67,7 @@ def test_factory(tmp_path: Path) -> None:
 
     settings = Settings(state_dir=tmp_path, database_url="sqlite://")
     assert make_driver("simulated", settings).name == "simulated"
+    qemu = make_driver("qemu", Settings(state_dir=tmp_path, database_url="sqlite://", accelerator="tcg"))
+    assert qemu.name == "qemu" and qemu.host_facts().accelerator == "tcg"
     with pytest.raises(DriverError):
         make_driver("xen", settings)
