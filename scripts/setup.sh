@@ -52,7 +52,7 @@ apt_update_once() {
 }
 
 installed() {
-    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
+    [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" == *"install ok installed"* ]]
 }
 
 missing=()
@@ -134,7 +134,9 @@ fi
 
 # --- test guest ---------------------------------------------------------------------------------
 # guest/build.py needs apt's package lists to resolve and download the kernel package on first build.
-if [ ! -f guest/out/.stamp ] && ! apt-cache policy linux-image-amd64 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+# (Capture apt-cache's output first: with pipefail, `grep -q` closing the pipe early fails the pipeline.)
+if [ ! -f guest/out/.stamp ] \
+    && [[ "$(apt-cache policy linux-image-amd64 2>/dev/null)" != *"Candidate: "[0-9]* ]]; then
     apt_update_once
 fi
 "$VENV/bin/python" guest/build.py >/dev/null
