@@ -27,7 +27,7 @@ say() { printf '[setup] %s\n' "$*" >&2; }
 die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
 SECONDS=0
 
-[ "$(id -u)" -eq 0 ] || die "run as root (sudo bash scripts/setup.sh): it installs Debian packages"
+[ "$(id -u)" -eq 0 ] || die "run as root: it installs Debian packages"
 export DEBIAN_FRONTEND=noninteractive
 
 # --- system packages ---------------------------------------------------------------------------

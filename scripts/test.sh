@@ -2,8 +2,8 @@
 # Set everything up (scripts/setup.sh), then run the whole check: ruff, mypy and the pytest suite
 # (unit, integration with real QEMU / PostgreSQL / networking, e2e in headless Chromium).
 #
-#   sudo bash scripts/test.sh                  everything, as CI does (.ci/run calls exactly this)
-#   sudo bash scripts/test.sh tests/unit -x    extra arguments go to pytest (lint still runs)
+#   bash scripts/test.sh                  everything, as CI does (.ci/run calls exactly this)
+#   bash scripts/test.sh tests/unit -x    extra arguments go to pytest (lint still runs)
 #
 # Environment: NOVACRON_SKIP_LINT=1 skips ruff and mypy; NOVACRON_TEST_TIMEOUT (seconds, default
 # 2400) bounds the pytest run as a whole. The exit code is non-zero if any stage failed, and pytest

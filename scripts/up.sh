@@ -4,7 +4,7 @@
 # the host really supports KVM). On the first start it imports the test guest as the public image
 # 'novacron-test-guest' and prints the admin password.
 #
-#   sudo bash scripts/up.sh
+#   bash scripts/up.sh
 #
 # Environment: NOVACRON_STATE_DIR (default /var/lib/novacron), NOVACRON_LISTEN_HOST (127.0.0.1),
 # NOVACRON_LISTEN_PORT (8080); every NOVACRON_* setting of src/novacron/config.py applies.
