@@ -19,15 +19,16 @@ def test_no_server_errors_under_generated_input(server: Server) -> None:
             str(st), "run", f"{server.url}/openapi.json",
             "--checks", "not_a_server_error",
             "-H", f"Authorization: Bearer {token}",
-            "--max-examples", "15",
+            # the fuzzing phase only: the coverage phase quadruples the run time on 2 cores
+            "--phases", "examples,fuzzing",
+            "--max-examples", "10",
             "--generation-deterministic",
             "--request-timeout", "20",
             # revoking our own token or rotating keys mid-run would only make later calls 401
             "--exclude-path", "/v1/tokens/current",
-            "--exclude-path-regex", "console$",
         ],
         capture_output=True, text=True, timeout=900,
     )
     tail = result.stdout[-6000:] + result.stderr[-2000:]
     assert result.returncode == 0, tail
-    assert "500" not in "\n".join(l for l in result.stdout.splitlines() if "Server error" in l), tail
+    assert "Server error" not in result.stdout, tail

@@ -14,6 +14,7 @@ from novacron import __version__
 from novacron.api.errors import install_handlers
 from novacron.api.routers import console, events, flavors, hosts, images, tasks, vms
 from novacron.context import Context
+from novacron.workers import BackgroundWorkers
 
 log = logging.getLogger(__name__)
 
@@ -27,32 +28,17 @@ def _include_optional(app: FastAPI) -> None:
     install_audit(app)
 
 
-async def start_background(ctx: Context) -> list[asyncio.Task[None]]:
-    loops: list[asyncio.Task[None]] = []
-    if ctx.agent is not None:
-        ctx.agent.register()
-        # observe once before serving, so states reflect QEMU after a restart
-        await ctx.agent.reconcile_once()
-        loops.append(asyncio.create_task(ctx.agent.run_forever(), name="agent"))
-    if ctx.tasks is not None:
-        loops.append(asyncio.create_task(ctx.tasks.run_forever(), name="tasks"))
-    return loops
-
-
 def create_app(ctx: Context, *, background: bool = True) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loops = await start_background(ctx) if background else []
+        workers = BackgroundWorkers(ctx) if background else None
+        if workers is not None:
+            await asyncio.to_thread(workers.start)
         try:
             yield
         finally:
-            if ctx.agent is not None:
-                ctx.agent.stop()
-            if ctx.tasks is not None:
-                await ctx.tasks.stop()
-            for loop in loops:
-                loop.cancel()
-            await asyncio.gather(*loops, return_exceptions=True)
+            if workers is not None:
+                await asyncio.to_thread(workers.stop)
 
     app = FastAPI(
         title="NovaCron API",

@@ -51,11 +51,11 @@ async def write_stream(chunks: AsyncIterator[bytes], dest: Path, on_progress: ob
     return size, digest.hexdigest()
 
 
-async def activate_disk(ctx: Context, driver: ComputeDriver, image_id: str, size: int, sha256: str) -> ImageInfo:
+def activate_disk(ctx: Context, driver: ComputeDriver, image_id: str, size: int, sha256: str) -> ImageInfo:
     """Validate the stored disk and mark the image active; an invalid file is removed, not kept."""
     path = storage.image_disk(ctx.settings, image_id)
     try:
-        info = await asyncio.to_thread(driver.inspect_image, path)
+        info = driver.inspect_image(path)
     except InvalidImage:
         path.unlink(missing_ok=True)
         raise
@@ -91,7 +91,9 @@ class ImportImage(TaskHandler):
             if ctx.agent is None:
                 raise StepFailed("No node agent is available to inspect the image.")
             try:
-                await activate_disk(ctx, ctx.agent.driver, image_id, task.params["size"], task.params["sha256"])
+                await asyncio.to_thread(
+                    activate_disk, ctx, ctx.agent.driver, image_id, task.params["size"], task.params["sha256"]
+                )
             except InvalidImage as exc:
                 raise StepFailed(str(exc)) from exc
 

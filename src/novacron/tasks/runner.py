@@ -104,11 +104,18 @@ class TaskRunner:
         self.concurrency = concurrency
         self._running: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
 
+    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
     def wake(self) -> None:
-        """Look for new work now rather than at the next poll."""
-        self._wake.set()
+        """Look for new work now rather than at the next poll; callable from any thread."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        loop.call_soon_threadsafe(self._wake.set)
 
     async def run_forever(self, poll_s: float = 0.5) -> None:
         while not self._stopping:
@@ -137,7 +144,7 @@ class TaskRunner:
                 busy = s.scalar(select(Task.id).where(Task.state.in_(("pending", "running"))).limit(1))
             if busy is None and not self._running:
                 return
-            self.wake()
+            self._wake.set()
             await asyncio.sleep(0.1)
         raise TimeoutError("tasks still running")
 
@@ -225,7 +232,7 @@ class TaskRunner:
         finally:
             renew.cancel()
             self._running.pop(task_id, None)
-            self.wake()
+            self._wake.set()
 
     def _load(self, task_id: str) -> Task:
         with self.ctx.db.session() as s:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from starlette.concurrency import run_in_threadpool
 
 from novacron.api.errors import Problem
 from novacron.compute.scope import get_visible
@@ -19,13 +20,17 @@ async def console(websocket: WebSocket, vm_id: str) -> None:
     ctx = websocket.app.state.ctx
     header = websocket.headers.get("authorization", "")
     token = header.partition(" ")[2] or websocket.query_params.get("access_token", "")
-    try:
+
+    def authorize() -> tuple[str, str | None]:
         principal = ctx.tokens.authenticate(token)
         if not principal.can("vm:console"):
             raise Problem(403, "Forbidden", "missing vm:console")
         with ctx.db.session() as s:
             vm = get_visible(s, VM, vm_id, principal, "vm")
-            vm_id, host_id = vm.id, vm.host_id
+            return vm.id, vm.host_id
+
+    try:
+        vm_id, host_id = await run_in_threadpool(authorize)
     except Problem as exc:
         # accept, then close with 4000 + HTTP status: the same answer whether or not the VM exists
         await websocket.accept()

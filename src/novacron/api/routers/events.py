@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request, WebSocket
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from novacron import events
@@ -55,11 +56,18 @@ def list_events(
 async def _follow(
     ctx: Context, principal: Principal, after: int | None, types: list[str]
 ) -> AsyncIterator[list[dict[str, Any]]]:
-    with ctx.db.session() as s:
-        cursor = events.latest_seq(s) if after is None else after
-    while True:
+    def latest() -> int:
         with ctx.db.session() as s:
-            rows = [events.as_dict(e) for e in events.visible_since(s, principal, cursor, 500, types)]
+            return events.latest_seq(s)
+
+    def batch(after_seq: int) -> list[dict[str, Any]]:
+        with ctx.db.session() as s:
+            return [events.as_dict(e) for e in events.visible_since(s, principal, after_seq, 500, types)]
+
+    # in threads: the event loop must not wait on the SQLite write lock
+    cursor = await run_in_threadpool(latest) if after is None else after
+    while True:
+        rows = await run_in_threadpool(batch, cursor)
         if rows:
             cursor = rows[-1]["seq"]
             yield rows
@@ -96,7 +104,7 @@ async def events_ws(websocket: WebSocket, after: int | None = None, types: str |
         "access_token", ""
     )
     try:
-        principal = ctx.tokens.authenticate(token)
+        principal = await run_in_threadpool(ctx.tokens.authenticate, token)
         if not principal.can("event:read"):
             raise Problem(403, "Forbidden", "missing event:read")
     except Problem as exc:

@@ -7,6 +7,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
@@ -158,11 +159,16 @@ async def upload_part(
     principal: Requires("image:write"),
 ) -> ImageOut:
     """Upload the disk (``file``: raw or qcow2), or a kernel/initrd for direct kernel boot."""
-    with ctx.db.session() as s:
-        image = _owned(s, principal, image_id)
-        image_id = image.id
-        if part == "file" and image.status not in ("queued", "error"):
-            raise Problem(409, "Conflict", f"Image '{image.name}' already has its disk ({image.status}).")
+
+    # database work runs in threads: the event loop must not wait on the SQLite write lock
+    def check() -> str:
+        with ctx.db.session() as s:
+            image = _owned(s, principal, image_id)
+            if part == "file" and image.status not in ("queued", "error"):
+                raise Problem(409, "Conflict", f"Image '{image.name}' already has its disk ({image.status}).")
+            return image.id
+
+    image_id = await run_in_threadpool(check)
     dest = {
         "file": storage.image_disk, "kernel": storage.image_kernel, "initrd": storage.image_initrd
     }[part](ctx.settings, image_id)
@@ -177,18 +183,20 @@ async def upload_part(
         if ctx.agent is None:
             raise Problem(503, "Service Unavailable", "No node agent can inspect images right now; retry later.")
         try:
-            await image_service.activate_disk(ctx, ctx.agent.driver, image_id, size, sha)
+            await run_in_threadpool(image_service.activate_disk, ctx, ctx.agent.driver, image_id, size, sha)
         except InvalidImage as exc:
             raise invalid("body", str(exc), 422) from exc
-    else:
+
+    def finish() -> ImageOut:
         with ctx.db.session() as s:
             image = s.get(Image, image_id)
             assert image is not None
-            setattr(image, f"has_{part}", True)
-    with ctx.db.session() as s:
-        image = s.get(Image, image_id)
-        assert image is not None
-        return ImageOut.of(image)
+            if part != "file":
+                setattr(image, f"has_{part}", True)
+            s.flush()
+            return ImageOut.of(image)
+
+    return await run_in_threadpool(finish)
 
 
 @router.delete("/{image_id}", status_code=204)
