@@ -162,15 +162,27 @@ def server() -> Iterator[Server]:
         destroy_server(srv)
 
 
-def import_guest_image(client: httpx.Client, guest: Guest, name: str = "test-guest", public: bool = True) -> str:
-    r = client.post("/v1/images", json={"name": name, "public": public, "kernel_cmdline": guest.cmdline,
-                                        "project_id": default_project(client)})
+def import_guest_image(
+    client: httpx.Client, guest: Guest, name: str = "test-guest", public: bool = True
+) -> str:
+    r = client.post(
+        "/v1/images",
+        json={
+            "name": name,
+            "public": public,
+            "kernel_cmdline": guest.cmdline,
+            "project_id": default_project(client),
+        },
+    )
     assert r.status_code == 201, r.text
     image_id = str(r.json()["id"])
     for part, path in (("kernel", guest.kernel), ("initrd", guest.initrd), ("file", guest.disk)):
         with path.open("rb") as f:
-            r = client.put(f"/v1/images/{image_id}/{part}", content=f.read(),
-                           headers={"Content-Type": "application/octet-stream"})
+            r = client.put(
+                f"/v1/images/{image_id}/{part}",
+                content=f.read(),
+                headers={"Content-Type": "application/octet-stream"},
+            )
         assert r.status_code == 200, r.text
     assert r.json()["status"] == "active"
     return image_id

@@ -56,8 +56,10 @@ def main() -> None:
     url = f"http://{host}:{port}"
     print(f"NovaCron {url}  (API docs: {url}/docs)", flush=True)
     if password:
-        print(f"First start: user 'admin', password '{password}' (also in {settings.state_dir}/admin-password)",
-              flush=True)
+        print(
+            f"First start: user 'admin', password '{password}' (also in {settings.state_dir}/admin-password)",
+            flush=True,
+        )
     from novacron.api.app import create_app
 
     uvicorn.run(create_app(ctx), host=host, port=port, log_level="warning", ws="websockets-sansio")

@@ -16,18 +16,28 @@ def test_no_server_errors_under_generated_input(server: Server) -> None:
     token = server.token()
     result = subprocess.run(
         [
-            str(st), "run", f"{server.url}/openapi.json",
-            "--checks", "not_a_server_error",
-            "-H", f"Authorization: Bearer {token}",
+            str(st),
+            "run",
+            f"{server.url}/openapi.json",
+            "--checks",
+            "not_a_server_error",
+            "-H",
+            f"Authorization: Bearer {token}",
             # the fuzzing phase only: the coverage phase quadruples the run time on 2 cores
-            "--phases", "examples,fuzzing",
-            "--max-examples", "10",
+            "--phases",
+            "examples,fuzzing",
+            "--max-examples",
+            "10",
             "--generation-deterministic",
-            "--request-timeout", "20",
+            "--request-timeout",
+            "20",
             # revoking our own token or rotating keys mid-run would only make later calls 401
-            "--exclude-path", "/v1/tokens/current",
+            "--exclude-path",
+            "/v1/tokens/current",
         ],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     tail = result.stdout[-6000:] + result.stderr[-2000:]
     assert result.returncode == 0, tail

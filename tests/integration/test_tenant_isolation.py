@@ -17,8 +17,10 @@ PASSWORD = "correct-horse-battery-9"
 def _tenant_user(admin: httpx.Client, server: Server, name: str) -> tuple[httpx.Client, str]:
     tenant = admin.post("/v1/tenants", json={"name": name}).json()
     project = admin.post("/v1/projects", json={"name": "main", "tenant_id": tenant["id"]}).json()
-    r = admin.post("/v1/users", json={"username": f"{name}-user", "password": PASSWORD, "role": "member",
-                                      "tenant_id": tenant["id"]})
+    r = admin.post(
+        "/v1/users",
+        json={"username": f"{name}-user", "password": PASSWORD, "role": "member", "tenant_id": tenant["id"]},
+    )
     assert r.status_code == 201, r.text
     return server.client(server.token(f"{name}-user", PASSWORD)), project["id"]
 
@@ -30,8 +32,10 @@ def test_other_tenant_gets_404_everywhere(server: Server, guest: Guest) -> None:
         bob, _ = _tenant_user(admin, server, "beta")
     with alice, bob:
         private = alice.post("/v1/images", json={"name": "alpha-private"}).json()
-        r = alice.post("/v1/vms", json={"name": "secret", "image": "test-guest", "flavor": "tiny",
-                                        "user_data": "alpha only"})
+        r = alice.post(
+            "/v1/vms",
+            json={"name": "secret", "image": "test-guest", "flavor": "tiny", "user_data": "alpha only"},
+        )
         assert r.status_code == 202, r.text
         vm_id, task_id = r.json()["vm"]["id"], r.json()["task_id"]
         assert wait_task(alice, task_id)["state"] == "succeeded"
@@ -47,7 +51,10 @@ def test_other_tenant_gets_404_everywhere(server: Server, guest: Guest) -> None:
             bob.get("/v1/vms/secret"),
             bob.patch(f"/v1/vms/{vm_id}", json={"vcpus": 2}),
             bob.delete(f"/v1/vms/{vm_id}"),
-            *(bob.post(f"/v1/vms/{vm_id}/actions/{a}") for a in ("stop", "pause", "reboot", "start", "resume")),
+            *(
+                bob.post(f"/v1/vms/{vm_id}/actions/{a}")
+                for a in ("stop", "pause", "reboot", "start", "resume")
+            ),
             bob.post(f"/v1/vms/{vm_id}/snapshot", json={"image_name": "stolen"}),
             bob.get(f"/v1/vms/{vm_id}/console-log"),
             bob.get(f"/v1/vms/{vm_id}/metrics"),
@@ -55,8 +62,10 @@ def test_other_tenant_gets_404_everywhere(server: Server, guest: Guest) -> None:
             bob.get(f"/v1/images/{private['id']}"),
             bob.put(f"/v1/images/{private['id']}/file", content=b"x"),
             bob.delete(f"/v1/images/{private['id']}"),
-            bob.post("/v1/vms", json={"name": "x", "image": "test-guest", "flavor": "tiny",
-                                      "project_id": alice_project}),
+            bob.post(
+                "/v1/vms",
+                json={"name": "x", "image": "test-guest", "flavor": "tiny", "project_id": alice_project},
+            ),
         ]
         for r in probes:
             assert r.status_code == 404, (r.request.method, r.request.url, r.status_code, r.text)
@@ -82,7 +91,9 @@ def test_other_tenant_gets_404_everywhere(server: Server, guest: Guest) -> None:
         async def owner_console() -> str:
             url = server.url.replace("http", "ws") + f"/v1/vms/{vm_id}/console"
             seen = b""
-            async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {owner_token}"}) as ws:
+            async with websockets.connect(
+                url, additional_headers={"Authorization": f"Bearer {owner_token}"}
+            ) as ws:
                 await ws.send(b"echo answer-$((6*7))\n")
                 while b"answer-42" not in seen:
                     data = await asyncio.wait_for(ws.recv(), 20)

@@ -26,8 +26,16 @@ def _qemu_pids(server: Server) -> list[int]:
 
 
 def _create(client: httpx.Client, name: str, user_data: str, image: str = "test-guest") -> tuple[str, str]:
-    r = client.post("/v1/vms", json={"name": name, "image": image, "flavor": "tiny", "user_data": user_data,
-                                     "project_id": client.get("/v1/projects", params={"name": "default"}).json()["items"][0]["id"]})
+    r = client.post(
+        "/v1/vms",
+        json={
+            "name": name,
+            "image": image,
+            "flavor": "tiny",
+            "user_data": user_data,
+            "project_id": client.get("/v1/projects", params={"name": "default"}).json()["items"][0]["id"],
+        },
+    )
     assert r.status_code == 202, r.text
     return r.json()["vm"]["id"], r.json()["task_id"]
 
@@ -92,8 +100,11 @@ def test_events_follow_a_create(server: Server, guest: Guest) -> None:
         last = c.get("/v1/events", params={"limit": 1000}).json()["last_seq"]
         vm_id, task_id = _create(c, "evt-1", "")
         assert wait_task(c, task_id)["state"] == "succeeded"
-        types = [e["type"] for e in c.get("/v1/events", params={"after": last, "limit": 1000}).json()["items"]
-                 if e["resource_id"] in (vm_id, task_id)]
+        types = [
+            e["type"]
+            for e in c.get("/v1/events", params={"after": last, "limit": 1000}).json()["items"]
+            if e["resource_id"] in (vm_id, task_id)
+        ]
         assert types[0] == "vm.created"
         assert "task.succeeded" in types and "vm.state_changed" in types
         with c.stream("GET", "/v1/events/stream", params={"after": last}) as stream:

@@ -66,7 +66,3 @@ def require(permission: str) -> Callable[[Principal], Principal]:
         return principal
 
     return check
-
-
-def Requires(permission: str) -> type[Principal]:  # noqa: N802 - reads like a type in signatures
-    return Annotated[Principal, Depends(require(permission))]  # type: ignore[return-value]

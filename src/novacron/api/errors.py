@@ -55,7 +55,9 @@ def not_found(kind: str, ident: str) -> Problem:
 
 
 def invalid(field: str, reason: str, status: int = 422) -> Problem:
-    return Problem(status, "Invalid request", f"{field}: {reason}", errors=[{"field": field, "reason": reason}])
+    return Problem(
+        status, "Invalid request", f"{field}: {reason}", errors=[{"field": field, "reason": reason}]
+    )
 
 
 def conflict(detail: str) -> Problem:

@@ -55,7 +55,7 @@ def _decode(cursor: str) -> tuple[Any, str]:
 
 def paginate(
     session: Session,
-    stmt: Select[tuple[M]],
+    stmt: Select[Any],
     model: type[M],
     params: ListParams,
     sortable: Sequence[str],
@@ -76,7 +76,7 @@ def paginate(
         else:
             stmt = stmt.where(or_(col > value, and_(col == value, id_col > ident)))
     order = (col.desc(), id_col.desc()) if desc else (col.asc(), id_col.asc())
-    rows = list(session.scalars(stmt.order_by(*order).limit(params.limit + 1)))
+    rows: list[M] = list(session.scalars(stmt.order_by(*order).limit(params.limit + 1)))
     next_cursor = None
     if len(rows) > params.limit:
         rows = rows[: params.limit]

@@ -29,7 +29,9 @@ class ImageTooLarge(Exception):
     pass
 
 
-async def write_stream(chunks: AsyncIterator[bytes], dest: Path, on_progress: object = None) -> tuple[int, str]:
+async def write_stream(
+    chunks: AsyncIterator[bytes], dest: Path, on_progress: object = None
+) -> tuple[int, str]:
     """Write to ``dest`` through a temp file renamed at the end, so a half upload never looks whole."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_suffix(".part")
@@ -68,7 +70,9 @@ def activate_disk(ctx: Context, driver: ComputeDriver, image_id: str, size: int,
         image.checksum_sha256 = sha256
         image.status = "active"
         image.error = None
-        events.publish(s, "image.active", "image", image.id, tenant_id=image.tenant_id, project_id=image.project_id)
+        events.publish(
+            s, "image.active", "image", image.id, tenant_id=image.tenant_id, project_id=image.project_id
+        )
     return info
 
 
@@ -105,7 +109,10 @@ class ImportImage(TaskHandler):
                     row.progress = min(49, int(50 * done / total))
 
         try:
-            async with httpx.AsyncClient(follow_redirects=True, timeout=60) as client, client.stream("GET", url) as r:
+            async with (
+                httpx.AsyncClient(follow_redirects=True, timeout=60) as client,
+                client.stream("GET", url) as r,
+            ):
                 if r.status_code != 200:
                     raise StepFailed(f"GET {url} answered HTTP {r.status_code}.")
                 total = int(r.headers.get("content-length", "0") or 0)

@@ -14,7 +14,7 @@ from novacron.identity.principal import Principal
 M = TypeVar("M")
 
 
-def scoped(stmt: Select[tuple[M]], model: Any, principal: Principal) -> Select[tuple[M]]:
+def scoped(stmt: Select[Any], model: Any, principal: Principal) -> Select[Any]:
     if principal.is_global:
         return stmt
     if model is Image:
@@ -24,10 +24,11 @@ def scoped(stmt: Select[tuple[M]], model: Any, principal: Principal) -> Select[t
 
 def get_visible(session: Session, model: type[M], ident: str, principal: Principal, kind: str) -> M:
     """Fetch by id, or by name when unique among what the caller sees; 404 for anything invisible."""
-    row = session.scalar(scoped(select(model).where(model.id == ident), model, principal))  # type: ignore[attr-defined]
+    table: Any = model
+    row: M | None = session.scalar(scoped(select(model).where(table.id == ident), model, principal))
     if row is None and hasattr(model, "name"):
-        rows = list(
-            session.scalars(scoped(select(model).where(model.name == ident), model, principal).limit(2))  # type: ignore[attr-defined]
+        rows: list[M] = list(
+            session.scalars(scoped(select(model).where(table.name == ident), model, principal).limit(2))
         )
         if len(rows) == 1:
             row = rows[0]

@@ -114,7 +114,12 @@ class CreateVM(VMOperation):
                     except scheduler.NoValidHost as exc:
                         raise StepFailed(str(exc)) from exc
                     events.publish(
-                        s, "vm.placed", "vm", vm.id, tenant_id=vm.tenant_id, project_id=vm.project_id,
+                        s,
+                        "vm.placed",
+                        "vm",
+                        vm.id,
+                        tenant_id=vm.tenant_id,
+                        project_id=vm.project_id,
                         host=host.name,
                     )
         elif step == "prepare":
@@ -225,7 +230,12 @@ class DeleteVM(TaskHandler):
                 vm = s.get(VM, task.resource_id)
                 if vm is not None:
                     events.publish(
-                        s, "vm.deleted", "vm", vm.id, tenant_id=vm.tenant_id, project_id=vm.project_id,
+                        s,
+                        "vm.deleted",
+                        "vm",
+                        vm.id,
+                        tenant_id=vm.tenant_id,
+                        project_id=vm.project_id,
                         name=vm.name,
                     )
                     s.delete(vm)
@@ -247,7 +257,9 @@ class SnapshotVM(TaskHandler):
         if step == "copy_disk":
             storage.image_dir(settings, image_id).mkdir(parents=True, exist_ok=True)
             try:
-                info = await _agent_for(ctx, vm).driver.snapshot_disk(vm.id, storage.image_disk(settings, image_id))
+                info = await _agent_for(ctx, vm).driver.snapshot_disk(
+                    vm.id, storage.image_disk(settings, image_id)
+                )
             except DriverError as exc:
                 raise StepFailed(str(exc)) from exc
             with ctx.db.session() as s:
@@ -258,7 +270,10 @@ class SnapshotVM(TaskHandler):
                 image.virtual_size_bytes = info.virtual_size_bytes
                 image.size_bytes = info.actual_size_bytes
                 if source is not None:
-                    for flag, path_of in (("has_kernel", storage.image_kernel), ("has_initrd", storage.image_initrd)):
+                    for flag, path_of in (
+                        ("has_kernel", storage.image_kernel),
+                        ("has_initrd", storage.image_initrd),
+                    ):
                         if getattr(source, flag):
                             shutil.copyfile(path_of(settings, source.id), path_of(settings, image_id))
                             setattr(image, flag, True)

@@ -42,7 +42,9 @@ def create_vm(
 ) -> tuple[VM, Task]:
     image = get_visible(session, Image, image_ref, principal, "image")
     if image.status != "active":
-        raise invalid("body.image", f"image '{image.name}' is {image.status}, not active; upload its disk first")
+        raise invalid(
+            "body.image", f"image '{image.name}' is {image.status}, not active; upload its disk first"
+        )
     flavor = session.scalar(select(Flavor).where((Flavor.id == flavor_ref) | (Flavor.name == flavor_ref)))
     if flavor is None:
         raise invalid("body.flavor", f"no flavor '{flavor_ref}'; see GET /v1/flavors", 422)
@@ -50,7 +52,9 @@ def create_vm(
         raise invalid("body.user_data", f"larger than {MAX_USER_DATA} bytes")
     if session.scalar(select(VM.id).where(VM.project_id == project.id, VM.name == name)):
         raise Problem(
-            409, "Conflict", f"A VM named '{name}' already exists in this project.",
+            409,
+            "Conflict",
+            f"A VM named '{name}' already exists in this project.",
             errors=[{"field": "body.name", "reason": "already used in this project"}],
         )
     vm = VM(
@@ -121,7 +125,9 @@ def request_delete(session: Session, vm: VM) -> Task:
         _ensure_idle(vm)
     vm.task_state = "deleting"
     vm.desired_state = "deleted"
-    return create_task(session, vm_tasks.DeleteVM, "vm", vm.id, tenant_id=vm.tenant_id, project_id=vm.project_id)
+    return create_task(
+        session, vm_tasks.DeleteVM, "vm", vm.id, tenant_id=vm.tenant_id, project_id=vm.project_id
+    )
 
 
 def request_snapshot(session: Session, vm: VM, image_name: str) -> tuple[Image, Task]:
@@ -130,7 +136,9 @@ def request_snapshot(session: Session, vm: VM, image_name: str) -> tuple[Image, 
         raise Problem(409, "Conflict", f"Stop VM '{vm.name}' before taking a snapshot (it is {vm.state}).")
     if session.scalar(select(Image.id).where(Image.project_id == vm.project_id, Image.name == image_name)):
         raise Problem(
-            409, "Conflict", f"An image named '{image_name}' already exists in this project.",
+            409,
+            "Conflict",
+            f"An image named '{image_name}' already exists in this project.",
             errors=[{"field": "body.image_name", "reason": "already used in this project"}],
         )
     image = Image(
@@ -144,7 +152,12 @@ def request_snapshot(session: Session, vm: VM, image_name: str) -> tuple[Image, 
     vm.task_state = "snapshotting"
     session.flush()
     task = create_task(
-        session, vm_tasks.SnapshotVM, "vm", vm.id, tenant_id=vm.tenant_id, project_id=vm.project_id,
+        session,
+        vm_tasks.SnapshotVM,
+        "vm",
+        vm.id,
+        tenant_id=vm.tenant_id,
+        project_id=vm.project_id,
         params={"image_id": image.id},
     )
     return image, task

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -124,10 +125,8 @@ class TaskRunner:
             except Exception:
                 log.exception("task runner poll failed")
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), poll_s)
-            except TimeoutError:
-                pass
 
     async def stop(self) -> None:
         self._stopping = True

@@ -5,20 +5,22 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, WebSocket
+from fastapi import APIRouter, Depends, Query, Request, WebSocket
 from fastapi.responses import StreamingResponse
-from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from novacron import events
-from novacron.api.deps import CtxDep, Requires, SessionDep
+from novacron.api.deps import CtxDep, SessionDep, require
 from novacron.api.errors import Problem
 from novacron.context import Context
 from novacron.identity.principal import Principal
 
 router = APIRouter(tags=["events"])
+
+CanEventRead = Annotated[Principal, Depends(require("event:read"))]
 POLL_S = 0.25
 
 
@@ -44,9 +46,11 @@ def _types(types: str | None) -> list[str]:
 
 @router.get("/v1/events", response_model=EventPage)
 def list_events(
-    session: SessionDep, principal: Requires("event:read"),
+    session: SessionDep,
+    principal: CanEventRead,
     after: int = Query(0, ge=0, description="only events with a larger seq"),
-    limit: int = Query(100, ge=1, le=1000), types: str | None = Query(None, description="e.g. vm.*,task.failed"),
+    limit: int = Query(100, ge=1, le=1000),
+    types: str | None = Query(None, description="e.g. vm.*,task.failed"),
 ) -> EventPage:
     rows = events.visible_since(session, principal, after, limit, _types(types))
     items = [EventOut(**events.as_dict(e)) for e in rows]
@@ -77,7 +81,9 @@ async def _follow(
 
 @router.get("/v1/events/stream", responses={200: {"content": {"text/event-stream": {}}}})
 async def stream_events(
-    request: Request, ctx: CtxDep, principal: Requires("event:read"),
+    request: Request,
+    ctx: CtxDep,
+    principal: CanEventRead,
     after: int | None = Query(None, ge=0, description="replay from here; default: only new events"),
     types: str | None = None,
 ) -> StreamingResponse:

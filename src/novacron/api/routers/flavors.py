@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from novacron.api.concurrency import Idempotency, set_etag
-from novacron.api.deps import Requires, SessionDep
+from novacron.api.deps import SessionDep, require
 from novacron.api.errors import Problem, not_found
 from novacron.api.listing import ListParams, Page, paginate
 from novacron.db.base import new_id
 from novacron.db.models import VM, Flavor
+from novacron.identity.principal import Principal
 
 router = APIRouter(prefix="/v1/flavors", tags=["flavors"])
+
+CanFlavorRead = Annotated[Principal, Depends(require("flavor:read"))]
+CanFlavorWrite = Annotated[Principal, Depends(require("flavor:write"))]
 
 
 class FlavorCreate(BaseModel):
@@ -37,13 +42,19 @@ class FlavorOut(BaseModel):
 
     @classmethod
     def of(cls, f: Flavor) -> FlavorOut:
-        return cls(id=f.id, name=f.name, vcpus=f.vcpus, ram_mb=f.ram_mb, disk_gb=f.disk_gb, created_at=f.created_at)
+        return cls(
+            id=f.id, name=f.name, vcpus=f.vcpus, ram_mb=f.ram_mb, disk_gb=f.disk_gb, created_at=f.created_at
+        )
 
 
 @router.get("", response_model=Page[FlavorOut])
 def list_flavors(
-    session: SessionDep, principal: Requires("flavor:read"), limit: int = Query(50, ge=1, le=500),
-    cursor: str | None = None, sort: str = "name", name: str | None = None,
+    session: SessionDep,
+    principal: CanFlavorRead,
+    limit: int = Query(50, ge=1, le=500),
+    cursor: str | None = None,
+    sort: str = "name",
+    name: str | None = None,
 ) -> Page[FlavorOut]:
     stmt = select(Flavor)
     if name is not None:
@@ -56,14 +67,18 @@ def list_flavors(
 
 @router.post("", status_code=201, response_model=FlavorOut)
 def create_flavor(
-    body: FlavorCreate, request: Request, session: SessionDep, principal: Requires("flavor:write")
+    body: FlavorCreate, request: Request, session: SessionDep, principal: CanFlavorWrite
 ) -> Response:
     idem = Idempotency(request, principal, session, body)
     if (replay := idem.replay()) is not None:
         return replay
     if session.scalar(select(Flavor.id).where(Flavor.name == body.name)):
-        raise Problem(409, "Conflict", f"A flavor named '{body.name}' exists.",
-                      errors=[{"field": "body.name", "reason": "already used"}])
+        raise Problem(
+            409,
+            "Conflict",
+            f"A flavor named '{body.name}' exists.",
+            errors=[{"field": "body.name", "reason": "already used"}],
+        )
     flavor = Flavor(id=new_id("flv"), **body.model_dump())
     session.add(flavor)
     session.flush()
@@ -73,7 +88,9 @@ def create_flavor(
 
 
 @router.get("/{flavor_id}", response_model=FlavorOut)
-def get_flavor(flavor_id: str, response: Response, session: SessionDep, principal: Requires("flavor:read")) -> FlavorOut:
+def get_flavor(
+    flavor_id: str, response: Response, session: SessionDep, principal: CanFlavorRead
+) -> FlavorOut:
     flavor = session.scalar(select(Flavor).where((Flavor.id == flavor_id) | (Flavor.name == flavor_id)))
     if flavor is None:
         raise not_found("flavor", flavor_id)
@@ -82,7 +99,7 @@ def get_flavor(flavor_id: str, response: Response, session: SessionDep, principa
 
 
 @router.delete("/{flavor_id}", status_code=204)
-def delete_flavor(flavor_id: str, session: SessionDep, principal: Requires("flavor:write")) -> Response:
+def delete_flavor(flavor_id: str, session: SessionDep, principal: CanFlavorWrite) -> Response:
     flavor = session.scalar(select(Flavor).where((Flavor.id == flavor_id) | (Flavor.name == flavor_id)))
     if flavor is None:
         raise not_found("flavor", flavor_id)

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
 from novacron.api.concurrency import Idempotency, check_if_match, set_etag
-from novacron.api.deps import CtxDep, Requires, SessionDep
+from novacron.api.deps import CtxDep, SessionDep, require
 from novacron.api.errors import Problem, invalid
 from novacron.api.listing import ListParams, Page, paginate
 from novacron.compute import images as image_service
@@ -25,6 +25,9 @@ from novacron.tasks.runner import create_task
 from novacron.virt.base import InvalidImage
 
 router = APIRouter(prefix="/v1/images", tags=["images"])
+
+CanImageRead = Annotated[Principal, Depends(require("image:read"))]
+CanImageWrite = Annotated[Principal, Depends(require("image:write"))]
 
 
 class ImageCreate(BaseModel):
@@ -62,10 +65,21 @@ class ImageOut(BaseModel):
     @classmethod
     def of(cls, i: Image, task_id: str | None = None) -> ImageOut:
         return cls(
-            id=i.id, name=i.name, project_id=i.project_id, status=i.status, disk_format=i.disk_format,
-            size_bytes=i.size_bytes, virtual_size_bytes=i.virtual_size_bytes, checksum_sha256=i.checksum_sha256,
-            public=i.public, has_kernel=i.has_kernel, has_initrd=i.has_initrd, kernel_cmdline=i.kernel_cmdline,
-            error=i.error, created_at=i.created_at, task_id=task_id,
+            id=i.id,
+            name=i.name,
+            project_id=i.project_id,
+            status=i.status,
+            disk_format=i.disk_format,
+            size_bytes=i.size_bytes,
+            virtual_size_bytes=i.virtual_size_bytes,
+            checksum_sha256=i.checksum_sha256,
+            public=i.public,
+            has_kernel=i.has_kernel,
+            has_initrd=i.has_initrd,
+            kernel_cmdline=i.kernel_cmdline,
+            error=i.error,
+            created_at=i.created_at,
+            task_id=task_id,
         )
 
 
@@ -79,20 +93,27 @@ def _owned(session: SessionDep, principal: Principal, image_id: str) -> Image:
 
 @router.get("", response_model=Page[ImageOut])
 def list_images(
-    session: SessionDep, principal: Requires("image:read"), limit: int = Query(50, ge=1, le=500),
-    cursor: str | None = None, sort: str = "created_at", name: str | None = None, status: str | None = None,
+    session: SessionDep,
+    principal: CanImageRead,
+    limit: int = Query(50, ge=1, le=500),
+    cursor: str | None = None,
+    sort: str = "created_at",
+    name: str | None = None,
+    status: str | None = None,
 ) -> Page[ImageOut]:
     stmt = scoped(select(Image), Image, principal)
     for col, value in ((Image.name, name), (Image.status, status)):
         if value is not None:
             stmt = stmt.where(col == value)
-    rows, nxt = paginate(session, stmt, Image, ListParams(limit, cursor, sort), ("created_at", "name", "size_bytes"))
+    rows, nxt = paginate(
+        session, stmt, Image, ListParams(limit, cursor, sort), ("created_at", "name", "size_bytes")
+    )
     return Page[ImageOut](items=[ImageOut.of(i) for i in rows], next_cursor=nxt)
 
 
 @router.post("", status_code=201, response_model=ImageOut)
 def create_image(
-    body: ImageCreate, request: Request, ctx: CtxDep, session: SessionDep, principal: Requires("image:write")
+    body: ImageCreate, request: Request, ctx: CtxDep, session: SessionDep, principal: CanImageWrite
 ) -> Response:
     idem = Idempotency(request, principal, session, body)
     if (replay := idem.replay()) is not None:
@@ -101,11 +122,19 @@ def create_image(
         raise invalid("body.public", "only administrators publish images", 403)
     project = resolve_project(session, principal, body.project_id)
     if session.scalar(select(Image.id).where(Image.project_id == project.id, Image.name == body.name)):
-        raise Problem(409, "Conflict", f"An image named '{body.name}' exists in this project.",
-                      errors=[{"field": "body.name", "reason": "already used in this project"}])
+        raise Problem(
+            409,
+            "Conflict",
+            f"An image named '{body.name}' exists in this project.",
+            errors=[{"field": "body.name", "reason": "already used in this project"}],
+        )
     image = Image(
-        id=new_id("img"), project_id=project.id, tenant_id=project.tenant_id, name=body.name,
-        public=body.public, kernel_cmdline=body.kernel_cmdline,
+        id=new_id("img"),
+        project_id=project.id,
+        tenant_id=project.tenant_id,
+        name=body.name,
+        public=body.public,
+        kernel_cmdline=body.kernel_cmdline,
         status="importing" if body.source_url else "queued",
     )
     session.add(image)
@@ -113,8 +142,13 @@ def create_image(
     task_id = None
     if body.source_url is not None:
         task = create_task(
-            session, image_service.ImportImage, "image", image.id, tenant_id=image.tenant_id,
-            project_id=image.project_id, params={"source_url": str(body.source_url)},
+            session,
+            image_service.ImportImage,
+            "image",
+            image.id,
+            tenant_id=image.tenant_id,
+            project_id=image.project_id,
+            params={"source_url": str(body.source_url)},
         )
         task_id = task.id
         if ctx.tasks is not None:
@@ -125,7 +159,7 @@ def create_image(
 
 
 @router.get("/{image_id}", response_model=ImageOut)
-def get_image(image_id: str, response: Response, session: SessionDep, principal: Requires("image:read")) -> ImageOut:
+def get_image(image_id: str, response: Response, session: SessionDep, principal: CanImageRead) -> ImageOut:
     image = get_visible(session, Image, image_id, principal, "image")
     set_etag(response, image)
     return ImageOut.of(image)
@@ -133,8 +167,12 @@ def get_image(image_id: str, response: Response, session: SessionDep, principal:
 
 @router.patch("/{image_id}", response_model=ImageOut)
 def update_image(
-    image_id: str, body: ImageUpdate, request: Request, response: Response, session: SessionDep,
-    principal: Requires("image:write"),
+    image_id: str,
+    body: ImageUpdate,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    principal: CanImageWrite,
 ) -> ImageOut:
     image = _owned(session, principal, image_id)
     check_if_match(request, image)
@@ -152,11 +190,19 @@ def update_image(
 @router.put(
     "/{image_id}/{part}",
     response_model=ImageOut,
-    openapi_extra={"requestBody": {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}, "required": True}},
+    openapi_extra={
+        "requestBody": {
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+            "required": True,
+        }
+    },
 )
 async def upload_part(
-    image_id: str, part: Literal["file", "kernel", "initrd"], request: Request, ctx: CtxDep,
-    principal: Requires("image:write"),
+    image_id: str,
+    part: Literal["file", "kernel", "initrd"],
+    request: Request,
+    ctx: CtxDep,
+    principal: CanImageWrite,
 ) -> ImageOut:
     """Upload the disk (``file``: raw or qcow2), or a kernel/initrd for direct kernel boot."""
 
@@ -169,9 +215,9 @@ async def upload_part(
             return image.id
 
     image_id = await run_in_threadpool(check)
-    dest = {
-        "file": storage.image_disk, "kernel": storage.image_kernel, "initrd": storage.image_initrd
-    }[part](ctx.settings, image_id)
+    dest = {"file": storage.image_disk, "kernel": storage.image_kernel, "initrd": storage.image_initrd}[part](
+        ctx.settings, image_id
+    )
     try:
         size, sha = await image_service.write_stream(request.stream(), dest)
     except image_service.ImageTooLarge as exc:
@@ -181,7 +227,9 @@ async def upload_part(
         raise invalid("body", "empty upload; send the file's bytes as application/octet-stream", 400)
     if part == "file":
         if ctx.agent is None:
-            raise Problem(503, "Service Unavailable", "No node agent can inspect images right now; retry later.")
+            raise Problem(
+                503, "Service Unavailable", "No node agent can inspect images right now; retry later."
+            )
         try:
             await run_in_threadpool(image_service.activate_disk, ctx, ctx.agent.driver, image_id, size, sha)
         except InvalidImage as exc:
@@ -200,7 +248,7 @@ async def upload_part(
 
 
 @router.delete("/{image_id}", status_code=204)
-def delete_image(image_id: str, ctx: CtxDep, session: SessionDep, principal: Requires("image:write")) -> Response:
+def delete_image(image_id: str, ctx: CtxDep, session: SessionDep, principal: CanImageWrite) -> Response:
     image = _owned(session, principal, image_id)
     if session.scalar(select(VM.id).where(VM.image_id == image.id).limit(1)):
         raise Problem(409, "Conflict", f"Image '{image.name}' backs existing VMs; delete them first.")

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from novacron.api.deps import Requires, SessionDep
+from novacron.api.deps import SessionDep, require
 from novacron.api.listing import ListParams, Page, paginate
 from novacron.compute.scope import get_visible, scoped
 from novacron.db.models import Task
+from novacron.identity.principal import Principal
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+
+CanTaskRead = Annotated[Principal, Depends(require("task:read"))]
 
 
 class TaskOut(BaseModel):
@@ -39,27 +42,46 @@ class TaskOut(BaseModel):
     def of(cls, t: Task) -> TaskOut:
         current = t.steps[t.step_index] if t.step_index < len(t.steps) and t.state == "running" else None
         return cls(
-            id=t.id, kind=t.kind, resource_type=t.resource_type, resource_id=t.resource_id,
-            project_id=t.project_id, state=t.state, steps=list(t.steps), current_step=current,
-            step_index=t.step_index, progress=t.progress, error=t.error, result=t.result,
-            attempts=t.attempts, created_at=t.created_at, updated_at=t.updated_at, finished_at=t.finished_at,
+            id=t.id,
+            kind=t.kind,
+            resource_type=t.resource_type,
+            resource_id=t.resource_id,
+            project_id=t.project_id,
+            state=t.state,
+            steps=list(t.steps),
+            current_step=current,
+            step_index=t.step_index,
+            progress=t.progress,
+            error=t.error,
+            result=t.result,
+            attempts=t.attempts,
+            created_at=t.created_at,
+            updated_at=t.updated_at,
+            finished_at=t.finished_at,
         )
 
 
 @router.get("", response_model=Page[TaskOut])
 def list_tasks(
-    session: SessionDep, principal: Requires("task:read"), limit: int = Query(50, ge=1, le=500),
-    cursor: str | None = None, sort: str = "-created_at", state: str | None = None,
-    resource_id: str | None = None, kind: str | None = None,
+    session: SessionDep,
+    principal: CanTaskRead,
+    limit: int = Query(50, ge=1, le=500),
+    cursor: str | None = None,
+    sort: str = "-created_at",
+    state: str | None = None,
+    resource_id: str | None = None,
+    kind: str | None = None,
 ) -> Page[TaskOut]:
     stmt = scoped(select(Task), Task, principal)
     for col, value in ((Task.state, state), (Task.resource_id, resource_id), (Task.kind, kind)):
         if value is not None:
             stmt = stmt.where(col == value)
-    rows, nxt = paginate(session, stmt, Task, ListParams(limit, cursor, sort), ("created_at", "updated_at", "state"))
+    rows, nxt = paginate(
+        session, stmt, Task, ListParams(limit, cursor, sort), ("created_at", "updated_at", "state")
+    )
     return Page[TaskOut](items=[TaskOut.of(t) for t in rows], next_cursor=nxt)
 
 
 @router.get("/{task_id}", response_model=TaskOut)
-def get_task(task_id: str, session: SessionDep, principal: Requires("task:read")) -> TaskOut:
+def get_task(task_id: str, session: SessionDep, principal: CanTaskRead) -> TaskOut:
     return TaskOut.of(get_visible(session, Task, task_id, principal, "task"))

@@ -5,21 +5,31 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from novacron.api.concurrency import Idempotency, check_if_match, set_etag
-from novacron.api.deps import CtxDep, Requires, SessionDep
+from novacron.api.deps import CtxDep, SessionDep, require
 from novacron.api.errors import invalid
 from novacron.api.listing import ListParams, Page, paginate
 from novacron.compute import vms as vm_service
 from novacron.compute.scope import get_visible, resolve_project, scoped
 from novacron.db.models import VM, Flavor, Task
+from novacron.identity.principal import Principal
 from novacron.virt.base import MetricsSample
 
 router = APIRouter(prefix="/v1/vms", tags=["vms"])
+
+CanMetricsRead = Annotated[Principal, Depends(require("metrics:read"))]
+CanVmConsole = Annotated[Principal, Depends(require("vm:console"))]
+CanVmCreate = Annotated[Principal, Depends(require("vm:create"))]
+CanVmDelete = Annotated[Principal, Depends(require("vm:delete"))]
+CanVmPower = Annotated[Principal, Depends(require("vm:power"))]
+CanVmRead = Annotated[Principal, Depends(require("vm:read"))]
+CanVmSnapshot = Annotated[Principal, Depends(require("vm:snapshot"))]
+CanVmUpdate = Annotated[Principal, Depends(require("vm:update"))]
 
 NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 
@@ -76,11 +86,24 @@ class VMOut(BaseModel):
     @classmethod
     def of(cls, vm: VM) -> VMOut:
         return cls(
-            id=vm.id, name=vm.name, project_id=vm.project_id, tenant_id=vm.tenant_id, image_id=vm.image_id,
-            flavor_id=vm.flavor_id, host_id=vm.host_id, vcpus=vm.vcpus, ram_mb=vm.ram_mb,
-            disk_gb=vm.disk_gb, state=vm.state, desired_state=vm.desired_state, task_state=vm.task_state,
-            error=vm.error, metadata=dict(vm.meta or {}), created_at=vm.created_at,
-            updated_at=vm.updated_at, version=vm.version,
+            id=vm.id,
+            name=vm.name,
+            project_id=vm.project_id,
+            tenant_id=vm.tenant_id,
+            image_id=vm.image_id,
+            flavor_id=vm.flavor_id,
+            host_id=vm.host_id,
+            vcpus=vm.vcpus,
+            ram_mb=vm.ram_mb,
+            disk_gb=vm.disk_gb,
+            state=vm.state,
+            desired_state=vm.desired_state,
+            task_state=vm.task_state,
+            error=vm.error,
+            metadata=dict(vm.meta or {}),
+            created_at=vm.created_at,
+            updated_at=vm.updated_at,
+            version=vm.version,
         )
 
 
@@ -111,7 +134,7 @@ def _accepted(ctx: CtxDep, idem: Idempotency, task: Task, body: BaseModel) -> JS
 @router.get("", response_model=Page[VMOut])
 def list_vms(
     session: SessionDep,
-    principal: Requires("vm:read"),
+    principal: CanVmRead,
     limit: int = Query(50, ge=1, le=500),
     cursor: str | None = None,
     sort: str = "created_at",
@@ -121,7 +144,12 @@ def list_vms(
     host_id: str | None = None,
 ) -> Page[VMOut]:
     stmt = scoped(select(VM), VM, principal)
-    for col, value in ((VM.name, name), (VM.state, state), (VM.project_id, project_id), (VM.host_id, host_id)):
+    for col, value in (
+        (VM.name, name),
+        (VM.state, state),
+        (VM.project_id, project_id),
+        (VM.host_id, host_id),
+    ):
         if value is not None:
             stmt = stmt.where(col == value)
     rows, nxt = paginate(
@@ -132,21 +160,27 @@ def list_vms(
 
 @router.post("", status_code=202, response_model=Accepted, responses={202: {"model": Accepted}})
 def create_vm(
-    request: Request, ctx: CtxDep, session: SessionDep, principal: Requires("vm:create"), body: VMCreate
+    request: Request, ctx: CtxDep, session: SessionDep, principal: CanVmCreate, body: VMCreate
 ) -> Response:
     idem = Idempotency(request, principal, session, body)
     if (replay := idem.replay()) is not None:
         return replay
     project = resolve_project(session, principal, body.project_id)
     vm, task = vm_service.create_vm(
-        session, principal, project, name=body.name, image_ref=body.image, flavor_ref=body.flavor,
-        user_data=body.user_data, metadata=body.metadata,
+        session,
+        principal,
+        project,
+        name=body.name,
+        image_ref=body.image,
+        flavor_ref=body.flavor,
+        user_data=body.user_data,
+        metadata=body.metadata,
     )
     return _accepted(ctx, idem, task, Accepted(task_id=task.id, vm=VMOut.of(vm)))
 
 
 @router.get("/{vm_id}", response_model=VMOut)
-def get_vm(vm_id: str, response: Response, session: SessionDep, principal: Requires("vm:read")) -> VMOut:
+def get_vm(vm_id: str, response: Response, session: SessionDep, principal: CanVmRead) -> VMOut:
     vm = get_visible(session, VM, vm_id, principal, "vm")
     set_etag(response, vm)
     return VMOut.of(vm)
@@ -154,15 +188,21 @@ def get_vm(vm_id: str, response: Response, session: SessionDep, principal: Requi
 
 @router.patch("/{vm_id}", response_model=VMOut)
 def update_vm(
-    vm_id: str, body: VMUpdate, request: Request, response: Response, session: SessionDep,
-    principal: Requires("vm:update"),
+    vm_id: str,
+    body: VMUpdate,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    principal: CanVmUpdate,
 ) -> VMOut:
     vm = get_visible(session, VM, vm_id, principal, "vm")
     check_if_match(request, vm)
     if body.flavor is not None or body.vcpus is not None or body.ram_mb is not None:
         flavor = None
         if body.flavor is not None:
-            flavor = session.scalar(select(Flavor).where((Flavor.id == body.flavor) | (Flavor.name == body.flavor)))
+            flavor = session.scalar(
+                select(Flavor).where((Flavor.id == body.flavor) | (Flavor.name == body.flavor))
+            )
             if flavor is None:
                 raise invalid("body.flavor", f"no flavor '{body.flavor}'")
         vm_service.resize(vm, flavor, body.vcpus, body.ram_mb)
@@ -175,7 +215,7 @@ def update_vm(
 
 @router.delete("/{vm_id}", status_code=202, response_model=Accepted)
 def delete_vm(
-    vm_id: str, request: Request, ctx: CtxDep, session: SessionDep, principal: Requires("vm:delete")
+    vm_id: str, request: Request, ctx: CtxDep, session: SessionDep, principal: CanVmDelete
 ) -> Response:
     vm = get_visible(session, VM, vm_id, principal, "vm")
     check_if_match(request, vm)
@@ -194,7 +234,7 @@ def vm_action(
     request: Request,
     ctx: CtxDep,
     session: SessionDep,
-    principal: Requires("vm:power"),
+    principal: CanVmPower,
     body: Annotated[ActionRequest | None, Body()] = None,
 ) -> Response:
     vm = get_visible(session, VM, vm_id, principal, "vm")
@@ -209,8 +249,12 @@ def vm_action(
 
 @router.post("/{vm_id}/snapshot", status_code=202, response_model=SnapshotAccepted)
 def snapshot_vm(
-    vm_id: str, body: SnapshotRequest, request: Request, ctx: CtxDep, session: SessionDep,
-    principal: Requires("vm:snapshot"),
+    vm_id: str,
+    body: SnapshotRequest,
+    request: Request,
+    ctx: CtxDep,
+    session: SessionDep,
+    principal: CanVmSnapshot,
 ) -> Response:
     vm = get_visible(session, VM, vm_id, principal, "vm")
     idem = Idempotency(request, principal, session, body)
@@ -222,7 +266,10 @@ def snapshot_vm(
 
 @router.get("/{vm_id}/console-log", response_class=PlainTextResponse)
 def console_log(
-    vm_id: str, ctx: CtxDep, session: SessionDep, principal: Requires("vm:console"),
+    vm_id: str,
+    ctx: CtxDep,
+    session: SessionDep,
+    principal: CanVmConsole,
     offset: int = Query(0, ge=0, description="byte offset to read from"),
     tail: int | None = Query(None, ge=1, le=1_048_576, description="only the last N bytes"),
 ) -> PlainTextResponse:
@@ -244,7 +291,10 @@ def console_log(
 
 @router.get("/{vm_id}/metrics", response_model=MetricsOut)
 def vm_metrics(
-    vm_id: str, ctx: CtxDep, session: SessionDep, principal: Requires("metrics:read"),
+    vm_id: str,
+    ctx: CtxDep,
+    session: SessionDep,
+    principal: CanMetricsRead,
     since: float | None = Query(None, description="only samples after this unix time"),
 ) -> MetricsOut:
     vm = get_visible(session, VM, vm_id, principal, "vm")

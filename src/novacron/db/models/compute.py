@@ -68,7 +68,9 @@ class VM(Timestamped, Versioned, Base):
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(64))
     image_id: Mapped[str | None] = mapped_column(ForeignKey("images.id", ondelete="SET NULL"), nullable=True)
-    flavor_id: Mapped[str | None] = mapped_column(ForeignKey("flavors.id", ondelete="SET NULL"), nullable=True)
+    flavor_id: Mapped[str | None] = mapped_column(
+        ForeignKey("flavors.id", ondelete="SET NULL"), nullable=True
+    )
     host_id: Mapped[str | None] = mapped_column(ForeignKey("hosts.id"), nullable=True, index=True)
     vcpus: Mapped[int] = mapped_column(Integer)
     ram_mb: Mapped[int] = mapped_column(Integer)
