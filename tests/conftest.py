@@ -217,3 +217,19 @@ def wait_console(client: httpx.Client, vm_id: str, needle: str, timeout_s: float
             return text
         time.sleep(0.3)
     raise AssertionError(f"{needle!r} not on the console of {vm_id} after {timeout_s}s:\n{text[-2000:]}")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[object]:
+    """One throwaway PostgreSQL 15 server for the session, run as a non-root user."""
+    from tests.services.postgres import PostgresUnavailable, start_postgres
+
+    try:
+        pg = start_postgres()
+    except PostgresUnavailable as exc:
+        require(False, f"PostgreSQL could not start: {exc}")
+        raise
+    try:
+        yield pg
+    finally:
+        pg.stop()

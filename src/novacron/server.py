@@ -36,7 +36,7 @@ def ensure_defaults(ctx: Context) -> str | None:
     from novacron.compute.defaults import ensure_flavors
     from novacron.identity.bootstrap import ensure_bootstrap
 
-    password = ensure_bootstrap(ctx.db)
+    password = ensure_bootstrap(ctx.db, ctx.settings.state_dir)
     ensure_flavors(ctx.db)
     return password
 

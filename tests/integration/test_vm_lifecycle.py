@@ -149,3 +149,23 @@ def test_restart_keeps_vms_running_and_managed(server: Server, guest: Guest) -> 
         assert _act(c, vm_id, "pause")["state"] == "paused"
         assert _act(c, vm_id, "stop", force=True)["state"] == "stopped"
         assert _qemu_pids(server) == []
+
+
+def test_platform_runs_on_postgresql(postgres: object, guest: Guest) -> None:
+    """The same server and VM flow with PostgreSQL as the store instead of SQLite."""
+    from tests.conftest import destroy_server, make_server
+
+    url = postgres.create_database("aio_pg")  # type: ignore[attr-defined]
+    srv = make_server(NOVACRON_DATABASE_URL=url)
+    srv.start()
+    try:
+        with srv.client() as c:
+            import_guest_image(c, guest)
+            vm_id, task_id = _create(c, "pg-1", "stored in postgres")
+            assert wait_task(c, task_id)["state"] == "succeeded"
+            wait_console(c, vm_id, "user-data: stored in postgres")
+            r = c.delete(f"/v1/vms/{vm_id}")
+            assert wait_task(c, r.json()["task_id"])["state"] == "succeeded"
+            assert c.get("/v1/vms").json()["items"] == []
+    finally:
+        destroy_server(srv)
