@@ -40,7 +40,10 @@ def create_vm(
     user_data: str,
     metadata: dict[str, str],
 ) -> tuple[VM, Task]:
-    image = get_visible(session, Image, image_ref, principal, "image")
+    try:
+        image = get_visible(session, Image, image_ref, principal, "image")
+    except Problem as exc:
+        raise invalid("body.image", f"no image '{image_ref}' is visible to you; see GET /v1/images") from exc
     if image.status != "active":
         raise invalid(
             "body.image", f"image '{image.name}' is {image.status}, not active; upload its disk first"

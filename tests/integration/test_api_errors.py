@@ -1,0 +1,80 @@
+"""Bad input gets a clear problem+json naming the field, and leaves nothing half-created."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import Server, default_project
+
+PROBLEM = "application/problem+json"
+
+
+def _fields(r: httpx.Response) -> set[str]:
+    assert r.headers["content-type"].startswith(PROBLEM), r.text
+    body = r.json()
+    assert {"type", "title", "status", "detail"} <= set(body) and body["status"] == r.status_code
+    return {e["field"] for e in body.get("errors", [])}
+
+
+def test_vm_create_validation_names_fields_and_creates_nothing(server: Server) -> None:
+    with server.client() as c:
+        pid = default_project(c)
+        r = c.post("/v1/vms", json={})
+        assert r.status_code == 422 and {"body.name", "body.image", "body.flavor"} <= _fields(r)
+        r = c.post("/v1/vms", json={"name": "Bad_Name", "image": "x", "flavor": "tiny", "project_id": pid})
+        assert r.status_code == 422 and _fields(r) == {"body.name"}
+        r = c.post("/v1/vms", json={"name": "ok", "image": "x", "flavor": "tiny", "colour": "red"})
+        assert r.status_code == 422 and _fields(r) == {"body.colour"}
+        r = c.post("/v1/vms", content=b"{not json", headers={"Content-Type": "application/json"})
+        assert r.status_code == 422 and _fields(r)
+        r = c.post(
+            "/v1/vms", json={"name": "ok", "image": "no-such-image", "flavor": "tiny", "project_id": pid}
+        )
+        assert r.status_code == 422 and _fields(r) == {"body.image"} and "no-such-image" in r.json()["detail"]
+        assert c.get("/v1/vms").json()["items"] == []
+        assert c.get("/v1/tasks").json()["items"] == []
+
+
+def test_lists_reject_bad_paging(server: Server) -> None:
+    with server.client() as c:
+        assert _fields(c.get("/v1/vms", params={"limit": 0})) == {"query.limit"}
+        r = c.get("/v1/vms", params={"cursor": "garbage!"})
+        assert r.status_code == 400 and _fields(r) == {"query.cursor"}
+        r = c.get("/v1/vms", params={"sort": "password"})
+        assert r.status_code == 400 and _fields(r) == {"query.sort"}
+
+
+def test_unauthenticated_requests_are_told_how_to_log_in(server: Server) -> None:
+    r = httpx.get(f"{server.url}/v1/vms")
+    assert r.status_code == 401 and r.headers["content-type"].startswith(PROBLEM)
+    assert "novacron login" in r.json()["detail"]
+    r = httpx.get(f"{server.url}/v1/vms", headers={"Authorization": "Bearer not.a.jwt"})
+    assert r.status_code == 401
+
+
+def test_image_of_unsupported_format_is_refused_and_not_kept(server: Server, tmp_path: Path) -> None:
+    vmdk = tmp_path / "disk.vmdk"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "vmdk", str(vmdk), "16M"], check=True)
+    with server.client() as c:
+        image = c.post("/v1/images", json={"name": "vm-ware", "project_id": default_project(c)}).json()
+        r = c.put(f"/v1/images/{image['id']}/file", content=vmdk.read_bytes())
+        assert r.status_code == 422 and _fields(r) == {"body"}
+        assert "vmdk" in r.json()["detail"] and "qcow2" in r.json()["detail"]
+        assert c.get(f"/v1/images/{image['id']}").json()["status"] == "queued"
+        assert not (server.state_dir / "images" / image["id"] / "disk").exists()
+
+
+def test_idempotent_create_is_created_once(server: Server) -> None:
+    with server.client() as c:
+        body = {"name": "m1", "vcpus": 1, "ram_mb": 128, "disk_gb": 1}
+        first = c.post("/v1/flavors", json=body, headers={"Idempotency-Key": "abc-1"})
+        again = c.post("/v1/flavors", json=body, headers={"Idempotency-Key": "abc-1"})
+        assert first.status_code == again.status_code == 201
+        assert first.json()["id"] == again.json()["id"]
+        assert again.headers.get("idempotent-replayed") == "true"
+        assert [f["name"] for f in c.get("/v1/flavors", params={"name": "m1"}).json()["items"]] == ["m1"]
+        other = c.post("/v1/flavors", json={**body, "vcpus": 2}, headers={"Idempotency-Key": "abc-1"})
+        assert other.status_code == 422 and _fields(other) == {"header.Idempotency-Key"}
