@@ -57,19 +57,27 @@ def list_events(
     return EventPage(items=items, last_seq=items[-1].seq if items else after)
 
 
-async def _follow(
-    ctx: Context, principal: Principal, after: int | None, types: list[str]
-) -> AsyncIterator[list[dict[str, Any]]]:
+async def _start_seq(ctx: Context, after: int | None) -> int:
+    """Where following starts: ``after``, or the newest event now (taken before accepting)."""
+    if after is not None:
+        return after
+
     def latest() -> int:
         with ctx.db.session() as s:
             return events.latest_seq(s)
 
+    return await run_in_threadpool(latest)
+
+
+async def _follow(
+    ctx: Context, principal: Principal, after: int | None, types: list[str]
+) -> AsyncIterator[list[dict[str, Any]]]:
     def batch(after_seq: int) -> list[dict[str, Any]]:
         with ctx.db.session() as s:
             return [events.as_dict(e) for e in events.visible_since(s, principal, after_seq, 500, types)]
 
     # in threads: the event loop must not wait on the SQLite write lock
-    cursor = await run_in_threadpool(latest) if after is None else after
+    cursor = await _start_seq(ctx, after)
     while True:
         rows = await run_in_threadpool(batch, cursor)
         if rows:
@@ -117,7 +125,8 @@ async def events_ws(websocket: WebSocket, after: int | None = None, types: str |
         await websocket.accept()
         await websocket.close(code=4000 + exc.status, reason=exc.detail[:120])
         return
+    start = await _start_seq(ctx, after)
     await websocket.accept()
-    async for batch in _follow(ctx, principal, after, _types(types)):
+    async for batch in _follow(ctx, principal, start, _types(types)):
         for e in batch:
             await websocket.send_json(e)

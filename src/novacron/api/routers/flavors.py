@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
+from novacron import events
 from novacron.api.concurrency import Idempotency, set_etag
 from novacron.api.deps import SessionDep, require
 from novacron.api.errors import Problem, not_found
@@ -82,6 +83,7 @@ def create_flavor(
     flavor = Flavor(id=new_id("flv"), **body.model_dump())
     session.add(flavor)
     session.flush()
+    events.publish(session, "flavor.created", "flavor", flavor.id, tenant_id=None, name=flavor.name)
     out = FlavorOut.of(flavor).model_dump(mode="json")
     idem.remember(201, out)
     return JSONResponse(out, status_code=201)
@@ -105,5 +107,6 @@ def delete_flavor(flavor_id: str, session: SessionDep, principal: CanFlavorWrite
         raise not_found("flavor", flavor_id)
     if session.scalar(select(VM.id).where(VM.flavor_id == flavor.id).limit(1)):
         raise Problem(409, "Conflict", f"Flavor '{flavor.name}' is used by VMs; resize or delete them first.")
+    events.publish(session, "flavor.deleted", "flavor", flavor.id, tenant_id=None, name=flavor.name)
     session.delete(flavor)
     return Response(status_code=204)

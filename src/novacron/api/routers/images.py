@@ -11,6 +11,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from novacron import events
 from novacron.api.concurrency import Idempotency, check_if_match, set_etag
 from novacron.api.deps import CtxDep, SessionDep, require
 from novacron.api.errors import Problem, invalid
@@ -139,6 +140,15 @@ def create_image(
     )
     session.add(image)
     session.flush()
+    events.publish(
+        session,
+        "image.created",
+        "image",
+        image.id,
+        tenant_id=image.tenant_id,
+        project_id=image.project_id,
+        name=image.name,
+    )
     task_id = None
     if body.source_url is not None:
         task = create_task(
@@ -252,6 +262,15 @@ def delete_image(image_id: str, ctx: CtxDep, session: SessionDep, principal: Can
     image = _owned(session, principal, image_id)
     if session.scalar(select(VM.id).where(VM.image_id == image.id).limit(1)):
         raise Problem(409, "Conflict", f"Image '{image.name}' backs existing VMs; delete them first.")
+    events.publish(
+        session,
+        "image.deleted",
+        "image",
+        image.id,
+        tenant_id=image.tenant_id,
+        project_id=image.project_id,
+        name=image.name,
+    )
     session.delete(image)
     session.flush()
     image_service.remove_files(ctx, image.id)
