@@ -1,0 +1,231 @@
+"""GET /v1/vms latency with 1,000 VMs: p50/p99 from a client on loopback.
+
+SCALE SIMULATION: the server runs the *simulated* compute driver (NOVACRON_COMPUTE_DRIVER=simulated,
+src/novacron/virt/simulated.py) and the default SQLite store. No QEMU runs; the figures are those of
+the API, the store and the control plane. All 1,000 VMs are created through the API
+(POST /v1/vms, flavor tiny, a thread pool of clients) and their create tasks awaited; the time that
+takes is printed as well. Nothing is inserted behind the API.
+
+The simulated host has 64 CPUs by default, i.e. 256 vCPUs at the scheduler's allocation ratio of 4:
+too few for 1,000 one-vCPU VMs, and novacron-server has no setting for the simulated host's size.
+``--sim-cpus`` (default 256) therefore starts the server through a launcher that only changes the
+SimulatedDriver's ``cpus`` constructor default before ``novacron.server.main()``; ``--sim-cpus 64``
+runs the stock server (VMs past the 256th then fail placement, which the output shows).
+
+Then, over one keep-alive client with the admin token, each of:
+  GET /v1/vms                     (default page of 50)
+  GET /v1/vms?limit=500
+  GET /v1/vms?state=running       (filter, default page)
+is timed ``--requests`` times (default 500), after 20 warm-up requests.
+
+Run: .venv/bin/python bench/bench_list_vms.py [--vms 1000] [--requests 500] [--sim-cpus 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+from common import (
+    GUEST_OUT,
+    Guest,
+    Server,
+    default_project,
+    import_guest_image,
+    load,
+    machine,
+    make_server,
+    pct,
+)
+
+GOAL_P99_MS = 20.0
+
+
+def serve_simulated(cpus: int) -> None:
+    """Server mode (in the child): novacron-server with a simulated host of ``cpus`` CPUs."""
+    import novacron.virt.simulated as sim
+
+    original = sim.SimulatedDriver.__init__
+
+    def init(self: sim.SimulatedDriver, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("cpus", cpus)
+        original(self, *args, **kwargs)
+
+    sim.SimulatedDriver.__init__ = init
+    from novacron.server import main as server_main
+
+    sys.argv = [sys.argv[0]]
+    server_main()
+
+
+class SimServer(Server):
+    """tests/conftest.py's Server, started through ``serve_simulated`` when the host size changes."""
+
+    sim_cpus: int = 64
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        argv = [sys.executable, "-m", "novacron.server"]
+        if self.sim_cpus != 64:
+            argv = [sys.executable, __file__, "--serve-simulated", str(self.sim_cpus)]
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server did not answer in {timeout_s}s")
+
+
+def count(c: httpx.Client, path: str, **params: str) -> int:
+    """Items of a list, following cursors (500 a page)."""
+    n, cursor = 0, None
+    while True:
+        q: dict[str, str | int] = {**params, "limit": 500}
+        if cursor:
+            q["cursor"] = cursor
+        page = c.get(path, params=q).json()
+        n += len(page["items"])
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return n
+
+
+def create_vms(srv: Server, image_id: str, project_id: str, n: int, threads: int) -> list[float]:
+    """POST n VMs from ``threads`` clients; returns each POST's latency in seconds."""
+    token = srv.token()
+
+    def worker(k: int) -> list[float]:
+        lat: list[float] = []
+        with srv.client(token) as c:
+            for i in range(k, n, threads):
+                t0 = time.perf_counter()
+                r = c.post(
+                    "/v1/vms",
+                    json={
+                        "name": f"vm{i:04d}",
+                        "image": image_id,
+                        "flavor": "tiny",
+                        "project_id": project_id,
+                    },
+                )
+                lat.append(time.perf_counter() - t0)
+                if r.status_code != 202:
+                    raise RuntimeError(f"POST /v1/vms {r.status_code}: {r.text}")
+        return lat
+
+    with ThreadPoolExecutor(threads) as pool:
+        return [x for part in pool.map(worker, range(threads)) for x in part]
+
+
+def wait_tasks(srv: Server, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    with srv.client() as c:
+        while time.monotonic() < deadline:
+            busy = sum(
+                len(c.get("/v1/tasks", params={"state": s, "limit": 1}).json()["items"])
+                for s in ("pending", "running")
+            )
+            if not busy:
+                return
+            time.sleep(0.25)
+    raise TimeoutError(f"create tasks still running after {timeout_s}s")
+
+
+def measure(c: httpx.Client, label: str, params: dict[str, str | int], requests: int) -> float:
+    for _ in range(20):
+        c.get("/v1/vms", params=params).raise_for_status()
+    samples: list[float] = []
+    items = 0
+    for _ in range(requests):
+        t0 = time.perf_counter()
+        r = c.get("/v1/vms", params=params)
+        samples.append(time.perf_counter() - t0)
+        r.raise_for_status()
+        items = len(r.json()["items"])
+    p99 = pct(samples, 0.99) * 1e3
+    print(
+        f"{label:<34} items/page={items:<4} n={requests}  p50={pct(samples, 0.50) * 1e3:7.2f} ms  "
+        f"p99={p99:7.2f} ms  max={max(samples) * 1e3:7.2f} ms  mean={statistics.fmean(samples) * 1e3:7.2f} ms"
+        f"  goal p99<{GOAL_P99_MS:g} ms: {'met' if p99 < GOAL_P99_MS else 'NOT met'}"
+    )
+    return p99
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--serve-simulated":
+        serve_simulated(int(sys.argv[2]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--vms", type=int, default=1000)
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--threads", type=int, default=8, help="concurrent clients creating VMs")
+    parser.add_argument("--sim-cpus", type=int, default=256, help="CPUs of the simulated host (stock: 64)")
+    args = parser.parse_args()
+    guest = Guest(
+        kernel=GUEST_OUT / "vmlinux",
+        initrd=GUEST_OUT / "initrd.img",
+        disk=GUEST_OUT / "disk.qcow2",
+        cmdline=(GUEST_OUT / "cmdline").read_text().strip(),
+    )
+    print(f"bench_list_vms: {machine()}")
+    print("SCALE SIMULATION: simulated compute driver (no QEMU), SQLite store, client on loopback")
+    print(f"start: {load()}")
+    base = make_server(NOVACRON_COMPUTE_DRIVER="simulated")
+    srv = SimServer(state_dir=base.state_dir, port=base.port, env=base.env)
+    srv.sim_cpus = args.sim_cpus
+    srv.start()
+    try:
+        with srv.client() as c:
+            image_id = import_guest_image(c, guest, name="bench-guest")
+            project_id = default_project(c)
+            host = c.get("/v1/hosts").json()["items"][0]
+        print(
+            f"host: driver={host['driver']} cpus={host['cpus']} x{host['cpu_allocation_ratio']:g} "
+            f"ram={host['ram_mb']} MiB x{host['ram_allocation_ratio']:g}"
+        )
+        t0 = time.perf_counter()
+        post_lat = create_vms(srv, image_id, project_id, args.vms, args.threads)
+        t_posted = time.perf_counter() - t0
+        wait_tasks(srv, timeout_s=1800)
+        t_done = time.perf_counter() - t0
+        print(
+            f"create {args.vms} VMs ({args.threads} client threads): all POSTs answered in {t_posted:.1f} s "
+            f"({args.vms / t_posted:.0f}/s; POST p50={pct(post_lat, 0.5) * 1e3:.1f} ms "
+            f"p99={pct(post_lat, 0.99) * 1e3:.1f} ms); all create tasks finished after {t_done:.1f} s "
+            f"({args.vms / t_done:.1f} VMs/s)"
+        )
+        with srv.client() as c:
+            ok = count(c, "/v1/tasks", kind="vm.create", state="succeeded")
+            failed = count(c, "/v1/tasks", kind="vm.create", state="failed")
+            running = count(c, "/v1/vms", state="running")
+            total = count(c, "/v1/vms")
+            if failed:
+                err = c.get("/v1/tasks", params={"kind": "vm.create", "state": "failed", "limit": 1}).json()
+                print(f"  first failure: {err['items'][0].get('error')}")
+        print(f"create tasks: {ok} succeeded, {failed} failed; VMs listed: {total}, running: {running}")
+        print(f"before measuring: {load()}")
+        with srv.client() as c:
+            measure(c, "GET /v1/vms (default limit 50)", {}, args.requests)
+            measure(c, "GET /v1/vms?limit=500", {"limit": 500}, args.requests)
+            measure(c, "GET /v1/vms?state=running", {"state": "running"}, args.requests)
+        print(f"end: {load()}")
+    finally:
+        srv.stop()
+        import shutil
+
+        shutil.rmtree(srv.state_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
