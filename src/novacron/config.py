@@ -15,6 +15,12 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(f"NOVACRON_{name}", default)
 
 
+def _strategy(value: str) -> str:
+    if value not in ("spread", "pack"):
+        raise ValueError(f"NOVACRON_PLACEMENT_STRATEGY must be 'spread' or 'pack', not {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     state_dir: Path
@@ -31,6 +37,8 @@ class Settings:
     #: run the embedded node agent inside the server process (all-in-one node).
     embedded_agent: bool = True
     metrics_interval_s: float = 1.0
+    #: placement strategy: "spread" (most free RAM first) or "pack" (fill hosts before using new ones)
+    placement_strategy: str = "spread"
 
     @property
     def images_dir(self) -> Path:
@@ -63,4 +71,5 @@ class Settings:
             access_token_ttl_s=int(_env("ACCESS_TOKEN_TTL", "900")),
             embedded_agent=_env("EMBEDDED_AGENT", "1") == "1",
             metrics_interval_s=float(_env("METRICS_INTERVAL", "1.0")),
+            placement_strategy=_strategy(_env("PLACEMENT_STRATEGY", "spread")),
         )

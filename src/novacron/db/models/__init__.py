@@ -1,6 +1,15 @@
 """All tables, one module per area; importing this package registers them."""
 
-from novacron.db.models.compute import VM, Flavor, Host, Image
+from novacron.db.models.compute import (
+    VM,
+    Aggregate,
+    AggregateHost,
+    Allocation,
+    Flavor,
+    Host,
+    Image,
+    ServerGroup,
+)
 from novacron.db.models.identity import (
     Project,
     RefreshToken,
@@ -13,6 +22,9 @@ from novacron.db.models.ops import AuditRecord, Event, IdempotencyRecord, Task
 
 __all__ = [
     "VM",
+    "Aggregate",
+    "AggregateHost",
+    "Allocation",
     "AuditRecord",
     "Event",
     "Flavor",
@@ -22,6 +34,7 @@ __all__ = [
     "Project",
     "RefreshToken",
     "RevokedToken",
+    "ServerGroup",
     "SigningKey",
     "Task",
     "Tenant",

@@ -5,10 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
-from novacron.db.base import Base, Timestamped, UTCDateTime, Versioned
+from novacron.db.base import Base, Timestamped, UTCDateTime, Versioned, utcnow
 
 
 class Image(Timestamped, Versioned, Base):
@@ -41,6 +51,9 @@ class Flavor(Timestamped, Versioned, Base):
     vcpus: Mapped[int] = mapped_column(Integer)
     ram_mb: Mapped[int] = mapped_column(Integer)
     disk_gb: Mapped[int] = mapped_column(Integer)
+    #: traits a host must have (``gpu``, ``hw:avx512``) and traits it must not have
+    required_traits: Mapped[list[str]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
+    forbidden_traits: Mapped[list[str]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
 
 
 class Host(Timestamped, Versioned, Base):
@@ -58,6 +71,56 @@ class Host(Timestamped, Versioned, Base):
     last_heartbeat: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     cpu_allocation_ratio: Mapped[float] = mapped_column(default=4.0)
     ram_allocation_ratio: Mapped[float] = mapped_column(default=1.0)
+    #: placement counters: the sum of this host's allocations, changed only by the
+    #: conditional UPDATEs of ``compute.placement.claims`` (never through the ORM)
+    vcpus_used: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    ram_mb_used: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: ``{"zone": "a", "rack": "r12"}``: matched by a VM's ``placement.labels``
+    labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
+    #: free strings (``gpu``, ``hw:avx512``, ``sriov``) matched by flavor traits
+    traits: Mapped[list[str]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
+
+
+class Allocation(Base):
+    """What a VM holds on its host (Placement's allocation): released exactly once."""
+
+    __tablename__ = "allocations"
+    vm_id: Mapped[str] = mapped_column(ForeignKey("vms.id", ondelete="CASCADE"), primary_key=True)
+    host_id: Mapped[str] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"), index=True)
+    vcpus: Mapped[int] = mapped_column(Integer)
+    ram_mb: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Aggregate(Timestamped, Versioned, Base):
+    """A named group of hosts with metadata (rack, power domain, dedicated hardware)."""
+
+    __tablename__ = "aggregates"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    meta: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+
+
+class AggregateHost(Base):
+    __tablename__ = "aggregate_hosts"
+    aggregate_id: Mapped[str] = mapped_column(
+        ForeignKey("aggregates.id", ondelete="CASCADE"), primary_key=True
+    )
+    host_id: Mapped[str] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"), primary_key=True)
+
+
+class ServerGroup(Timestamped, Versioned, Base):
+    """VMs placed together (affinity) or apart (anti-affinity); hard refuses, soft only weighs."""
+
+    __tablename__ = "server_groups"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    #: "affinity" or "anti-affinity"
+    policy: Mapped[str] = mapped_column(String(16))
+    hard: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
 class VM(Timestamped, Versioned, Base):
@@ -85,3 +148,8 @@ class VM(Timestamped, Versioned, Base):
     task_state: Mapped[str | None] = mapped_column(String(32), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     state_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    server_group_id: Mapped[str | None] = mapped_column(
+        ForeignKey("server_groups.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    #: the request spec, fixed at create time: aggregate id, labels, required/forbidden traits
+    placement: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))

@@ -1,0 +1,358 @@
+"""Claims: the database decides, with one conditional UPDATE per attempt.
+
+A claim adds the VM's vCPUs and RAM to its host's counters only if the result stays within
+``cpus * cpu_allocation_ratio`` and ``ram_mb * ram_allocation_ratio`` and the host is up with a
+fresh heartbeat::
+
+    UPDATE hosts SET vcpus_used = vcpus_used + :v, ram_mb_used = ram_mb_used + :r
+     WHERE id = :h AND state = 'up' AND last_heartbeat >= :cutoff
+       AND vcpus_used + :v <= cpus * cpu_allocation_ratio
+       AND ram_mb_used + :r <= ram_mb * ram_allocation_ratio
+
+One row updated means the claim won; zero means another claim took the room first (or the host
+went into maintenance), and the next candidate is tried. PostgreSQL re-evaluates the WHERE on the
+newest row version after waiting for a concurrent writer (READ COMMITTED), SQLite serialises
+writers (``BEGIN IMMEDIATE``), so no interleaving over-commits a host. The allocation row and the
+VM's ``host_id`` are written in the same transaction, and ``release`` undoes exactly what the
+allocation says, once.
+
+Server groups: the group row is locked (``FOR UPDATE``) before its members are read, so two
+members placed at the same time see each other and hard (anti-)affinity holds under concurrency.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, delete, event, func, insert, select, update
+from sqlalchemy.orm import Session, attributes
+
+from novacron.compute.placement.spec import RequestSpec
+from novacron.compute.placement.view import HEARTBEAT_GRACE_S, PlacementView, view_for
+from novacron.db.base import utcnow
+from novacron.db.models import VM, Allocation, Host, ServerGroup
+
+STRATEGIES = ("spread", "pack")
+#: NoValidHost lists every host up to this many, then counts reasons
+EXPLAIN_HOSTS = 10
+
+
+class NoValidHost(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class HostUsage:
+    host: Host
+    vcpus_used: int
+    ram_mb_used: int
+
+    @property
+    def vcpus_free(self) -> float:
+        return self.host.cpus * self.host.cpu_allocation_ratio - self.vcpus_used
+
+    @property
+    def ram_mb_free(self) -> float:
+        return self.host.ram_mb * self.host.ram_allocation_ratio - self.ram_mb_used
+
+
+def host_usage(session: Session, host: Host, exclude_vm: str | None = None) -> HostUsage:
+    """The host's allocated vCPU and RAM (its claim counters), optionally without one VM's share."""
+    vcpus, ram = host.vcpus_used, host.ram_mb_used
+    if exclude_vm is not None:
+        alloc = session.get(Allocation, exclude_vm)
+        if alloc is not None and alloc.host_id == host.id:
+            vcpus, ram = vcpus - alloc.vcpus, ram - alloc.ram_mb
+    return HostUsage(host, vcpus, ram)
+
+
+def _is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def try_claim(session: Session, host_id: str, vcpus: int, ram_mb: int) -> bool:
+    """The conditional UPDATE: True when the host had room and now counts the claim."""
+    cutoff = utcnow() - timedelta(seconds=HEARTBEAT_GRACE_S)
+    stmt = (
+        update(Host)
+        .where(
+            Host.id == host_id,
+            Host.state == "up",
+            Host.last_heartbeat >= cutoff,
+            Host.vcpus_used + vcpus <= Host.cpus * Host.cpu_allocation_ratio,
+            Host.ram_mb_used + ram_mb <= Host.ram_mb * Host.ram_allocation_ratio,
+        )
+        .values(vcpus_used=Host.vcpus_used + vcpus, ram_mb_used=Host.ram_mb_used + ram_mb)
+        .execution_options(synchronize_session=False)
+    )
+    result = cast(CursorResult[Any], session.execute(stmt))
+    return result.rowcount == 1
+
+
+@dataclass
+class _Group:
+    group: ServerGroup
+    #: host id -> members already placed there (this VM excluded)
+    members: Counter[str]
+
+    def label(self) -> str:
+        return (
+            f"server group '{self.group.name}' ({self.group.policy}, {'hard' if self.group.hard else 'soft'})"
+        )
+
+
+def _load_group(session: Session, vm: VM) -> _Group | None:
+    if vm.server_group_id is None:
+        return None
+    stmt = select(ServerGroup).where(ServerGroup.id == vm.server_group_id)
+    if _is_postgres(session):
+        stmt = stmt.with_for_update()  # members of one group are placed one at a time
+    group = session.scalar(stmt)
+    if group is None:
+        return None
+    hosts = session.scalars(
+        select(VM.host_id).where(VM.server_group_id == group.id, VM.host_id.is_not(None), VM.id != vm.id)
+    )
+    return _Group(group, Counter(h for h in hosts if h is not None))
+
+
+def _choose(
+    view: PlacementView,
+    spec: RequestSpec,
+    vm: VM,
+    strategy: str,
+    group: _Group | None,
+    lost: set[int],
+) -> int | None:
+    v, r = vm.vcpus, vm.ram_mb
+    if group is None or not group.members:
+        return view.select(spec, v, r, strategy, lost)
+    member_idx = {view.by_id[h] for h in group.members if h in view.by_id}
+    if group.group.policy == "affinity":
+        idx = view.select(spec, v, r, strategy, lost, only=member_idx)
+        if idx is None and not group.group.hard:
+            idx = view.select(spec, v, r, strategy, lost)
+        return idx
+    idx = view.select(spec, v, r, strategy, lost | member_idx)
+    if idx is None and not group.group.hard:
+        # soft anti-affinity: the host with the fewest members that fits
+        by_count = sorted(member_idx, key=lambda i: group.members[view.hosts[i].id])
+        for i in by_count:
+            idx = view.select(spec, v, r, strategy, lost, only=(i,))
+            if idx is not None:
+                break
+    return idx
+
+
+def claim(session: Session, vm: VM, strategy: str = "spread") -> Host:
+    """Choose a host for ``vm`` and claim its resources atomically; idempotent for a placed VM.
+
+    Raises NoValidHost naming why each host (or each class of host) was refused.
+    """
+    if vm.host_id is not None:
+        host = session.get(Host, vm.host_id)
+        if host is not None:
+            return host
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown placement strategy {strategy!r}")
+    if vm in session.new:
+        session.flush()  # the allocation row references the VM row
+    spec = RequestSpec.from_dict(vm.placement)
+    group = _load_group(session, vm)
+    view = view_for(session)
+    view.ensure_fresh(session)
+    lost: set[int] = set()
+    while True:
+        idx = _choose(view, spec, vm, strategy, group, lost)
+        if idx is None:
+            break
+        host_id = view.hosts[idx].id
+        if try_claim(session, host_id, vm.vcpus, vm.ram_mb):
+            session.execute(
+                insert(Allocation).values(
+                    vm_id=vm.id, host_id=host_id, vcpus=vm.vcpus, ram_mb=vm.ram_mb, created_at=utcnow()
+                )
+            )
+            session.info.setdefault(_CLAIMED, set()).add(vm.id)
+            vm.host_id = host_id
+            session.flush()
+            view.adjust(host_id, vm.vcpus, vm.ram_mb)
+            host = session.get(Host, host_id)
+            assert host is not None
+            return host
+        lost.add(idx)
+        view.reload_host(session, host_id)
+        if view.stale():  # the host's configuration changed under us: rebuild, keep what lost
+            lost_ids = {view.hosts[i].id for i in lost}
+            view.refresh(session)
+            lost = {view.by_id[h] for h in lost_ids if h in view.by_id}
+    view.refresh(session)  # explain from what the database says now
+    raise NoValidHost(_explain(view, spec, vm, group))
+
+
+def _explain(view: PlacementView, spec: RequestSpec, vm: VM, group: _Group | None) -> str:
+    if not view.hosts:
+        return "No host can take this VM: no host is registered."
+    reasons = view.explain(spec, vm.vcpus, vm.ram_mb)
+    if group is not None and group.members:
+        members = {view.hosts[view.by_id[h]].name for h in group.members if h in view.by_id}
+        if group.group.policy == "anti-affinity":
+            reasons = [(n, f"has a member of {group.label()}" if n in members else r) for n, r in reasons]
+        else:
+            reasons = [(n, r if n in members else f"not the host of {group.label()}") for n, r in reasons]
+    if len(reasons) <= EXPLAIN_HOSTS:
+        detail = "; ".join(f"{n}: {r}" for n, r in reasons)
+    else:
+        counts = Counter(
+            "too little free vCPU" if "vCPU free" in r else "too little free RAM" if "RAM free" in r else r
+            for _, r in reasons
+        )
+        detail = "; ".join(f"{c} host(s): {r}" for r, c in counts.most_common())
+    want = f"{vm.vcpus} vCPU, {vm.ram_mb} MiB"
+    if spec.to_dict():
+        want += f", {spec.describe()}"
+    return f"No host can take this VM ({want}): {detail}."
+
+
+def release(session: Session, vm: VM) -> None:
+    """Give back what ``vm`` holds on its host; a second call does nothing."""
+    _drop_allocation(session, vm.id)
+    vm.host_id = None
+    session.flush()
+
+
+def _drop_allocation(session: Session, vm_id: str) -> None:
+    conn = session.connection()
+    row = conn.execute(
+        select(Allocation.host_id, Allocation.vcpus, Allocation.ram_mb).where(Allocation.vm_id == vm_id)
+    ).one_or_none()
+    if row is None:
+        return
+    conn.execute(
+        update(Host)
+        .where(Host.id == row.host_id)
+        .values(vcpus_used=Host.vcpus_used - row.vcpus, ram_mb_used=Host.ram_mb_used - row.ram_mb)
+    )
+    conn.execute(delete(Allocation).where(Allocation.vm_id == vm_id))
+    view_for(session).adjust(row.host_id, -row.vcpus, -row.ram_mb)
+
+
+def _adopt(session: Session, vm: VM) -> None:
+    """Count a VM someone put on a host without ``claim`` (migration, manual fix): no refusal."""
+    assert vm.host_id is not None
+    conn = session.connection()
+    conn.execute(
+        update(Host)
+        .where(Host.id == vm.host_id)
+        .values(vcpus_used=Host.vcpus_used + vm.vcpus, ram_mb_used=Host.ram_mb_used + vm.ram_mb)
+    )
+    conn.execute(
+        insert(Allocation).values(
+            vm_id=vm.id, host_id=vm.host_id, vcpus=vm.vcpus, ram_mb=vm.ram_mb, created_at=utcnow()
+        )
+    )
+    view_for(session).adjust(vm.host_id, vm.vcpus, vm.ram_mb)
+
+
+#: session.info key: VMs whose allocation ``claim`` already wrote in this flush
+_CLAIMED = "placement.claimed"
+
+
+@event.listens_for(Session, "before_flush")
+def _release_deleted(session: Session, _ctx: object, _instances: object) -> None:
+    """A deleted VM gives its allocation back (before the FK cascade would drop it unaccounted)."""
+    for obj in session.deleted:
+        if isinstance(obj, VM):
+            _drop_allocation(session, obj.id)
+
+
+@event.listens_for(Session, "after_flush")
+def _follow_vm_rows(session: Session, _ctx: object) -> None:
+    """Keep allocations equal to the VM rows, whichever code moved, cleared or resized a VM.
+
+    ``claim`` and ``release`` do their own accounting; this catches the rest (``vm.host_id = None``
+    in a rollback, a migration writing the destination, an offline resize of a placed VM).
+    """
+    claimed: set[str] = session.info.get(_CLAIMED, set())
+    for obj in list(session.new) + list(session.dirty):
+        if not isinstance(obj, VM):
+            continue
+        if obj.id in claimed:
+            claimed.discard(obj.id)
+            continue
+        moved = attributes.get_history(obj, "host_id").has_changes()
+        resized = (
+            attributes.get_history(obj, "vcpus").has_changes()
+            or attributes.get_history(obj, "ram_mb").has_changes()
+        )
+        if obj in session.new:
+            if obj.host_id is not None:
+                _adopt(session, obj)
+            continue
+        if not (moved or resized):
+            continue
+        alloc = (
+            session.connection()
+            .execute(
+                select(Allocation.host_id, Allocation.vcpus, Allocation.ram_mb).where(
+                    Allocation.vm_id == obj.id
+                )
+            )
+            .one_or_none()
+        )
+        if alloc is not None and tuple(alloc) == (obj.host_id, obj.vcpus, obj.ram_mb):
+            continue
+        if alloc is not None:
+            _drop_allocation(session, obj.id)
+        if obj.host_id is not None:
+            _adopt(session, obj)
+
+
+def reconcile_usage(session: Session) -> dict[str, tuple[int, int]]:
+    """Make allocations match the VM rows and the host counters match the allocations.
+
+    Returns ``{host name: (vcpus delta, ram delta)}`` of the counters it corrected. On PostgreSQL
+    the host rows are locked first, so concurrent claims wait instead of being miscounted.
+    """
+    host_q = select(Host).order_by(Host.id)
+    if _is_postgres(session):
+        host_q = host_q.with_for_update()
+    hosts = list(session.scalars(host_q))
+    allocs = {a.vm_id: a for a in session.scalars(select(Allocation))}
+    for vm_id, host_id, vcpus, ram_mb in session.execute(
+        select(VM.id, VM.host_id, VM.vcpus, VM.ram_mb).where(VM.host_id.is_not(None))
+    ):
+        assert host_id is not None
+        a = allocs.pop(vm_id, None)
+        if a is None:
+            session.add(Allocation(vm_id=vm_id, host_id=host_id, vcpus=vcpus, ram_mb=ram_mb))
+        elif (a.host_id, a.vcpus, a.ram_mb) != (host_id, vcpus, ram_mb):
+            a.host_id, a.vcpus, a.ram_mb = host_id, vcpus, ram_mb
+    for orphan in allocs.values():
+        session.delete(orphan)
+    session.flush()
+    sums = {
+        h: (int(v), int(r))
+        for h, v, r in session.execute(
+            select(Allocation.host_id, func.sum(Allocation.vcpus), func.sum(Allocation.ram_mb)).group_by(
+                Allocation.host_id
+            )
+        )
+    }
+    fixed: dict[str, tuple[int, int]] = {}
+    for host in hosts:
+        session.refresh(host, ["vcpus_used", "ram_mb_used"])
+        v, r = sums.get(host.id, (0, 0))
+        if (host.vcpus_used, host.ram_mb_used) != (v, r):
+            fixed[host.name] = (v - host.vcpus_used, r - host.ram_mb_used)
+            session.execute(
+                update(Host)
+                .where(Host.id == host.id)
+                .values(vcpus_used=v, ram_mb_used=r)
+                .execution_options(synchronize_session=False)
+            )
+    view_for(session).invalidate()
+    return fixed

@@ -1,0 +1,312 @@
+"""Placement against the real store (SQLite and PostgreSQL): atomic claims, filters, weighers, groups.
+
+Hosts here are rows (the scheduler only reads rows); no hypervisor is involved.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from novacron.compute.placement import NoValidHost, claim, reconcile_usage, release
+from novacron.db.base import Database, new_id, utcnow
+from novacron.db.migrate import upgrade
+from novacron.db.models import VM, Aggregate, AggregateHost, Allocation, Host, Project, ServerGroup, Tenant
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/placement.db"
+    else:
+        pg: Any = request.getfixturevalue("postgres")
+        url = pg.create_database(f"placement_{secrets.token_hex(4)}")
+    database = Database(url)
+    upgrade(database)
+    yield database
+    database.engine.dispose()
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Iterator[Database]:
+    database = Database(f"sqlite:///{tmp_path}/placement.db")
+    upgrade(database)
+    yield database
+    database.engine.dispose()
+
+
+def _project(db: Database) -> tuple[str, str]:
+    with db.session() as s:
+        t = Tenant(id=new_id("tenant"), name=f"t-{secrets.token_hex(3)}")
+        s.add(t)
+        s.flush()
+        p = Project(id=new_id("project"), tenant_id=t.id, name="main")
+        s.add(p)
+    return t.id, p.id
+
+
+def _host(db: Database, name: str, cpus: int = 4, ram_mb: int = 8192, **kw: Any) -> str:
+    with db.session() as s:
+        h = Host(
+            id=new_id("host"),
+            name=name,
+            driver="simulated",
+            accelerator="tcg",
+            cpus=cpus,
+            ram_mb=ram_mb,
+            last_heartbeat=utcnow(),
+            **kw,
+        )
+        s.add(h)
+    return h.id
+
+
+def _vms(
+    db: Database, tp: tuple[str, str], n: int, vcpus: int = 1, ram_mb: int = 128, **kw: Any
+) -> list[str]:
+    ids = []
+    with db.session() as s:
+        for _ in range(n):
+            vm = VM(
+                id=new_id("vm"),
+                tenant_id=tp[0],
+                project_id=tp[1],
+                name=f"vm-{secrets.token_hex(4)}",
+                vcpus=vcpus,
+                ram_mb=ram_mb,
+                disk_gb=1,
+                **kw,
+            )
+            s.add(vm)
+            ids.append(vm.id)
+    return ids
+
+
+def _place(db: Database, vm_id: str, strategy: str = "spread") -> str:
+    with db.session() as s:
+        vm = s.get(VM, vm_id)
+        assert vm is not None
+        return claim(s, vm, strategy).name
+
+
+def _usage(db: Database) -> dict[str, tuple[int, int, int, int]]:
+    """host name -> (vcpus counter, ram counter, vcpus summed from VM rows, ram summed)."""
+    with db.session() as s:
+        out = {}
+        for h in s.scalars(select(Host)):
+            v, r = s.execute(
+                select(func.coalesce(func.sum(VM.vcpus), 0), func.coalesce(func.sum(VM.ram_mb), 0)).where(
+                    VM.host_id == h.id
+                )
+            ).one()
+            out[h.name] = (h.vcpus_used, h.ram_mb_used, int(v), int(r))
+        return out
+
+
+def test_50_concurrent_claims_place_exactly_20(db: Database) -> None:
+    tp = _project(db)
+    # room for exactly 20 tiny VMs: 8 + 8 by vCPU (2 CPUs x 4.0), 4 by RAM (512 MiB x 1.0)
+    _host(db, "a", cpus=2, ram_mb=8192)
+    _host(db, "b", cpus=2, ram_mb=8192)
+    _host(db, "c", cpus=8, ram_mb=512)
+    vm_ids = _vms(db, tp, 50)
+    # five engines = five API replicas, each with its own placement view
+    replicas = [db] + [Database(db.url) for _ in range(4)]
+    barrier = threading.Barrier(50)
+    placed: list[str] = []
+    refused: list[str] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def worker(i: int) -> None:
+        replica = replicas[i % len(replicas)]
+        try:
+            barrier.wait()
+            name = _place(replica, vm_ids[i])
+            with lock:
+                placed.append(name)
+        except NoValidHost as exc:
+            with lock:
+                refused.append(str(exc))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for r in replicas[1:]:
+        r.engine.dispose()
+    assert not errors, errors
+    assert len(placed) == 20 and len(refused) == 30
+    assert sorted(set(placed)) == ["a", "b", "c"]
+    assert {n: placed.count(n) for n in "abc"} == {"a": 8, "b": 8, "c": 4}
+    for name, (v, r, v_rows, r_rows) in _usage(db).items():
+        assert (v, r) == (v_rows, r_rows), name
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Allocation)) == 20
+        for h in s.scalars(select(Host)):
+            assert h.vcpus_used <= h.cpus * h.cpu_allocation_ratio
+            assert h.ram_mb_used <= h.ram_mb * h.ram_allocation_ratio
+    assert "vCPU free" in refused[0] or "RAM free" in refused[0]
+
+
+def test_release_frees_room_once_and_reconcile_repairs_drift(db: Database) -> None:
+    tp = _project(db)
+    _host(db, "only", cpus=1, ram_mb=4096)  # 4 vCPU
+    ids = _vms(db, tp, 5)
+    for vm_id in ids[:4]:
+        assert _place(db, vm_id) == "only"
+    with pytest.raises(NoValidHost, match="0 vCPU free"):
+        _place(db, ids[4])
+    with db.session() as s:
+        vm = s.get(VM, ids[0])
+        assert vm is not None
+        release(s, vm)
+        release(s, vm)  # idempotent
+    assert _usage(db)["only"][:2] == (3, 384)
+    assert _place(db, ids[4]) == "only"
+    # the counters follow the VM rows whatever code changes them: a resize, a cleared host_id
+    # (a failed create's rollback), a deleted row
+    with db.session() as s:
+        resized, cleared, deleted = (s.get(VM, i) for i in ids[1:4])
+        assert resized is not None and cleared is not None and deleted is not None
+        resized.ram_mb = 256
+        cleared.host_id = None
+        s.delete(deleted)
+    v, r, v_rows, r_rows = _usage(db)["only"]
+    assert (v, r) == (v_rows, r_rows) == (2, 384)
+    # drift from outside the ORM (a raw UPDATE, a cascade) is repaired by reconcile
+    with db.session() as s:
+        s.execute(Host.__table__.update().values(vcpus_used=0))
+    with db.session() as s:
+        fixed = reconcile_usage(s)
+    assert fixed == {"only": (2, 0)}
+    v, r, v_rows, r_rows = _usage(db)["only"]
+    assert (v, r) == (v_rows, r_rows) == (2, 384)
+    with db.session() as s:
+        assert reconcile_usage(s) == {}
+
+
+def test_hard_anti_affinity_concurrent_members_land_on_distinct_hosts(db: Database) -> None:
+    tp = _project(db)
+    for n in "abc":
+        _host(db, n)
+    with db.session() as s:
+        g = ServerGroup(
+            id=new_id("sg"), tenant_id=tp[0], project_id=tp[1], name="web", policy="anti-affinity"
+        )
+        s.add(g)
+    ids = _vms(db, tp, 4, server_group_id=g.id)
+    replicas = [db, Database(db.url)]
+    barrier = threading.Barrier(4)
+    results: list[str] = []
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        try:
+            results.append(_place(replicas[i % 2], ids[i]))
+        except NoValidHost as exc:
+            results.append(f"refused: {exc}")
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    replicas[1].engine.dispose()
+    placed = sorted(r for r in results if not r.startswith("refused"))
+    assert placed == ["a", "b", "c"]
+    [refusal] = [r for r in results if r.startswith("refused")]
+    assert "has a member of server group 'web' (anti-affinity, hard)" in refusal
+
+
+def test_soft_anti_affinity_and_affinity(sqlite_db: Database) -> None:
+    db = sqlite_db
+    tp = _project(db)
+    for n in "ab":
+        _host(db, n)
+    with db.session() as s:
+        soft = ServerGroup(
+            id=new_id("sg"), tenant_id=tp[0], project_id=tp[1], name="s", policy="anti-affinity", hard=False
+        )
+        aff = ServerGroup(id=new_id("sg"), tenant_id=tp[0], project_id=tp[1], name="db", policy="affinity")
+        s.add_all([soft, aff])
+    spread = [_place(db, i) for i in _vms(db, tp, 4, server_group_id=soft.id)]
+    assert sorted(spread[:2]) == ["a", "b"]  # distinct while it can
+    assert sorted(spread) == ["a", "a", "b", "b"]  # then the fewest members, never refused
+    together = {_place(db, i) for i in _vms(db, tp, 5, server_group_id=aff.id)}
+    assert len(together) == 1  # affinity packs even under spread
+    # hard affinity whose host is full refuses with the reason
+    host = together.pop()
+    with db.session() as s:
+        s.execute(Host.__table__.update().where(Host.name == host).values(state="maintenance"))
+    [late] = _vms(db, tp, 1, server_group_id=aff.id)
+    with pytest.raises(NoValidHost, match=f"{host}: in maintenance"):
+        _place(db, late)
+
+
+def test_traits_labels_aggregates_and_maintenance_filter(sqlite_db: Database) -> None:
+    db = sqlite_db
+    tp = _project(db)
+    gpu = _host(db, "gpu1", traits=["gpu", "hw:avx512"], labels={"zone": "a"})
+    _host(db, "plain1", labels={"zone": "a"})
+    _host(db, "plain2", labels={"zone": "b"})
+    with db.session() as s:
+        agg = Aggregate(id=new_id("agg"), name="fast", meta={"ssd": "true"})
+        s.add(agg)
+        s.flush()
+        s.add(AggregateHost(aggregate_id=agg.id, host_id=gpu))
+    [needs_gpu] = _vms(db, tp, 1, placement={"required_traits": ["gpu"]})
+    assert _place(db, needs_gpu) == "gpu1"
+    no_gpu = _vms(db, tp, 6, placement={"forbidden_traits": ["gpu"]})
+    assert {_place(db, i) for i in no_gpu} == {"plain1", "plain2"}
+    [zone_a] = _vms(db, tp, 1, placement={"labels": {"zone": "a"}, "forbidden_traits": ["gpu"]})
+    assert _place(db, zone_a) == "plain1"
+    [in_agg] = _vms(db, tp, 1, placement={"aggregate": agg.id})
+    assert _place(db, in_agg) == "gpu1"
+    [avx_in_b] = _vms(db, tp, 1, placement={"required_traits": ["hw:avx512"], "labels": {"zone": "b"}})
+    with pytest.raises(NoValidHost) as exc:
+        _place(db, avx_in_b)
+    msg = str(exc.value)
+    assert "gpu1: label zone=a, zone=b requested" in msg and "plain2: lacks trait hw:avx512" in msg
+    # maintenance: the host gets nothing new, even through a stale view
+    with db.session() as s:
+        s.execute(Host.__table__.update().where(Host.name == "plain2").values(state="maintenance"))
+    [nz] = _vms(db, tp, 1, placement={"labels": {"zone": "b"}})
+    with pytest.raises(NoValidHost, match="plain2: in maintenance"):
+        _place(db, nz)
+
+
+def test_pack_and_spread_choose_differently(sqlite_db: Database) -> None:
+    db = sqlite_db
+    tp = _project(db)
+    _host(db, "big", cpus=8, ram_mb=16384)
+    _host(db, "small", cpus=8, ram_mb=4096)
+    first = _vms(db, tp, 2, ram_mb=1024)
+    assert _place(db, first[0], "spread") == "big"  # most free RAM
+    assert _place(db, first[1], "pack") == "small"  # the tightest fit
+    packed = [_place(db, i, "pack") for i in _vms(db, tp, 3, ram_mb=1024)]
+    assert packed == ["small", "small", "small"]  # filled before the big host is touched
+    spread = [_place(db, i, "spread") for i in _vms(db, tp, 3, ram_mb=1024)]
+    assert spread == ["big", "big", "big"]
+
+
+def test_stale_heartbeat_excluded(sqlite_db: Database) -> None:
+    from datetime import timedelta
+
+    db = sqlite_db
+    tp = _project(db)
+    _host(db, "dead")
+    with db.session() as s:
+        s.execute(Host.__table__.update().values(last_heartbeat=utcnow() - timedelta(minutes=5)))
+    [vm] = _vms(db, tp, 1)
+    with pytest.raises(NoValidHost, match="dead: no heartbeat"):
+        _place(db, vm)
