@@ -21,10 +21,11 @@ log = logging.getLogger(__name__)
 
 def _include_optional(app: FastAPI) -> None:
     """Areas that live in their own packages plug in here."""
-    from novacron.api.routers import identity
+    from novacron.api.routers import aggregates, identity, server_groups
     from novacron.identity.audit import install_audit
 
-    app.include_router(identity.router)
+    for module in (identity, aggregates, server_groups):
+        app.include_router(module.router)
     install_audit(app)
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from novacron import events
 from novacron.api.errors import Problem, conflict, invalid
 from novacron.compute import tasks as vm_tasks
+from novacron.compute.placement.requests import request_for_create
 from novacron.compute.scope import get_visible
 from novacron.db.base import new_id
 from novacron.db.models import VM, Flavor, Image, Project, Task
@@ -39,6 +40,9 @@ def create_vm(
     flavor_ref: str,
     user_data: str,
     metadata: dict[str, str],
+    server_group: str | None = None,
+    aggregate: str | None = None,
+    labels: dict[str, str] | None = None,
 ) -> tuple[VM, Task]:
     try:
         image = get_visible(session, Image, image_ref, principal, "image")
@@ -53,6 +57,9 @@ def create_vm(
         raise invalid("body.flavor", f"no flavor '{flavor_ref}'; see GET /v1/flavors", 422)
     if len(user_data.encode()) > MAX_USER_DATA:
         raise invalid("body.user_data", f"larger than {MAX_USER_DATA} bytes")
+    placement, group_id = request_for_create(
+        session, principal, project, flavor, server_group=server_group, aggregate=aggregate, labels=labels
+    )
     if session.scalar(select(VM.id).where(VM.project_id == project.id, VM.name == name)):
         raise Problem(
             409,
@@ -72,6 +79,8 @@ def create_vm(
         disk_gb=max(flavor.disk_gb, -(-image.virtual_size_bytes // 2**30)),
         user_data=user_data,
         meta=metadata,
+        placement=placement,
+        server_group_id=group_id,
         desired_state="running",
         state="building",
         task_state="creating",

@@ -16,6 +16,7 @@ VIEW = frozenset(
         "host:read",
         "project:read",
         "metrics:read",
+        "server-group:read",
     }
 )
 MEMBER = VIEW | {
@@ -27,6 +28,7 @@ MEMBER = VIEW | {
     "vm:snapshot",
     "image:write",
     "task:cancel",
+    "server-group:write",
 }
 TENANT_ADMIN = MEMBER | {
     "project:write",
@@ -39,6 +41,7 @@ ADMIN = TENANT_ADMIN | {
     "tenant:write",
     "flavor:write",
     "host:write",
+    "aggregate:write",
     "image:publish",
     "key:rotate",
     # see and act across every tenant

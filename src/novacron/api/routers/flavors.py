@@ -13,8 +13,9 @@ from sqlalchemy import select
 from novacron import events
 from novacron.api.concurrency import Idempotency, set_etag
 from novacron.api.deps import SessionDep, require
-from novacron.api.errors import Problem, not_found
+from novacron.api.errors import Problem, invalid, not_found
 from novacron.api.listing import ListParams, Page, paginate
+from novacron.api.routers.hosts import Trait
 from novacron.db.base import new_id
 from novacron.db.models import VM, Flavor
 from novacron.identity.principal import Principal
@@ -31,6 +32,14 @@ class FlavorCreate(BaseModel):
     vcpus: int = Field(ge=1, le=64)
     ram_mb: int = Field(ge=64, le=262144)
     disk_gb: int = Field(ge=0, le=16384)
+    required_traits: list[Trait] = Field(
+        default_factory=list,
+        max_length=32,
+        description="host traits a VM of this flavor needs (gpu, hw:avx512)",
+    )
+    forbidden_traits: list[Trait] = Field(
+        default_factory=list, max_length=32, description="host traits a VM of this flavor must not land on"
+    )
 
 
 class FlavorOut(BaseModel):
@@ -39,12 +48,21 @@ class FlavorOut(BaseModel):
     vcpus: int
     ram_mb: int
     disk_gb: int
+    required_traits: list[str]
+    forbidden_traits: list[str]
     created_at: datetime
 
     @classmethod
     def of(cls, f: Flavor) -> FlavorOut:
         return cls(
-            id=f.id, name=f.name, vcpus=f.vcpus, ram_mb=f.ram_mb, disk_gb=f.disk_gb, created_at=f.created_at
+            id=f.id,
+            name=f.name,
+            vcpus=f.vcpus,
+            ram_mb=f.ram_mb,
+            disk_gb=f.disk_gb,
+            required_traits=list(f.required_traits or []),
+            forbidden_traits=list(f.forbidden_traits or []),
+            created_at=f.created_at,
         )
 
 
@@ -80,7 +98,13 @@ def create_flavor(
             f"A flavor named '{body.name}' exists.",
             errors=[{"field": "body.name", "reason": "already used"}],
         )
-    flavor = Flavor(id=new_id("flv"), **body.model_dump())
+    both = set(body.required_traits) & set(body.forbidden_traits)
+    if both:
+        raise invalid("body.forbidden_traits", f"also required: {', '.join(sorted(both))}")
+    fields = body.model_dump()
+    fields["required_traits"] = sorted(set(body.required_traits))
+    fields["forbidden_traits"] = sorted(set(body.forbidden_traits))
+    flavor = Flavor(id=new_id("flv"), **fields)
     session.add(flavor)
     session.flush()
     events.publish(session, "flavor.created", "flavor", flavor.id, tenant_id=None, name=flavor.name)

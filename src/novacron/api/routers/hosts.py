@@ -1,25 +1,34 @@
-"""/v1/hosts: hypervisor hosts with their capacity and allocation."""
+"""/v1/hosts: hypervisor hosts with their capacity, allocation, labels, traits and maintenance state."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from novacron import events
 from novacron.api.deps import SessionDep, require
-from novacron.api.errors import not_found
+from novacron.api.errors import Problem, not_found
 from novacron.api.listing import ListParams, Page, paginate
-from novacron.compute.scheduler import host_usage
-from novacron.db.models import Host
+from novacron.compute.placement import invalidate
+from novacron.db.models import AggregateHost, Host
 from novacron.identity.principal import Principal
 
 router = APIRouter(prefix="/v1/hosts", tags=["hosts"])
 
 CanHostRead = Annotated[Principal, Depends(require("host:read"))]
+CanHostWrite = Annotated[Principal, Depends(require("host:write"))]
+
+LABEL_KEY = r"^[a-z0-9]([a-z0-9._/-]{0,61}[a-z0-9])?$"
+TRAIT = r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,63}$"
+Labels = dict[Annotated[str, Field(pattern=LABEL_KEY)], Annotated[str, Field(max_length=63)]]
+Trait = Annotated[str, Field(pattern=TRAIT)]
 
 
 class HostOut(BaseModel):
@@ -36,11 +45,14 @@ class HostOut(BaseModel):
     ram_mb_used: int
     cpu_allocation_ratio: float
     ram_allocation_ratio: float
+    labels: dict[str, str]
+    traits: list[str]
+    aggregates: list[str]
     last_heartbeat: datetime | None
 
     @classmethod
     def of(cls, session: Session, h: Host) -> HostOut:
-        usage = host_usage(session, h)
+        aggregates = session.scalars(select(AggregateHost.aggregate_id).where(AggregateHost.host_id == h.id))
         return cls(
             id=h.id,
             name=h.name,
@@ -51,12 +63,56 @@ class HostOut(BaseModel):
             cpu_model=h.cpu_model,
             ram_mb=h.ram_mb,
             disk_gb=h.disk_gb,
-            vcpus_used=usage.vcpus_used,
-            ram_mb_used=usage.ram_mb_used,
+            vcpus_used=h.vcpus_used,
+            ram_mb_used=h.ram_mb_used,
             cpu_allocation_ratio=h.cpu_allocation_ratio,
             ram_allocation_ratio=h.ram_allocation_ratio,
+            labels=dict(h.labels or {}),
+            traits=sorted(h.traits or []),
+            aggregates=sorted(aggregates),
             last_heartbeat=h.last_heartbeat,
         )
+
+
+class HostUpdate(BaseModel):
+    """Administrators' settings of a host; every field is optional and replaces the stored value."""
+
+    model_config = ConfigDict(extra="forbid")
+    state: Literal["up", "maintenance"] | None = Field(
+        default=None, description="maintenance: the host keeps its VMs but gets no new ones"
+    )
+    labels: Labels | None = Field(default=None, max_length=64)
+    traits: list[Trait] | None = Field(default=None, max_length=64)
+    cpu_allocation_ratio: float | None = Field(default=None, gt=0, le=64)
+    ram_allocation_ratio: float | None = Field(default=None, gt=0, le=16)
+
+
+def host_etag(h: Host) -> str:
+    """The ETag covers what an administrator sets, not heartbeats and counters that change every second."""
+    config = json.dumps(
+        [h.state, h.labels or {}, sorted(h.traits or []), h.cpu_allocation_ratio, h.ram_allocation_ratio],
+        sort_keys=True,
+    )
+    return f'"{h.id}.{hashlib.sha256(config.encode()).hexdigest()[:16]}"'
+
+
+def _check_if_match(request: Request, h: Host) -> None:
+    expected = request.headers.get("if-match")
+    if expected is None or expected.strip() == "*":
+        return
+    if host_etag(h) not in {tag.strip().removeprefix("W/") for tag in expected.split(",")}:
+        raise Problem(
+            412,
+            "Precondition Failed",
+            f"Host '{h.name}' changed since you read it (now {host_etag(h)}); GET it again and retry.",
+        )
+
+
+def _get(session: Session, host_id: str) -> Host:
+    host = session.scalar(select(Host).where((Host.id == host_id) | (Host.name == host_id)))
+    if host is None:
+        raise not_found("host", host_id)
+    return host
 
 
 @router.get("", response_model=Page[HostOut])
@@ -78,8 +134,34 @@ def list_hosts(
 
 
 @router.get("/{host_id}", response_model=HostOut)
-def get_host(host_id: str, session: SessionDep, principal: CanHostRead) -> HostOut:
-    host = session.scalar(select(Host).where((Host.id == host_id) | (Host.name == host_id)))
-    if host is None:
-        raise not_found("host", host_id)
+def get_host(host_id: str, response: Response, session: SessionDep, principal: CanHostRead) -> HostOut:
+    host = _get(session, host_id)
+    response.headers["ETag"] = host_etag(host)
+    return HostOut.of(session, host)
+
+
+@router.patch("/{host_id}", response_model=HostOut)
+def update_host(
+    host_id: str,
+    body: HostUpdate,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    principal: CanHostWrite,
+) -> HostOut:
+    """Labels, traits, allocation ratios and maintenance; honours ``If-Match``."""
+    host = _get(session, host_id)
+    _check_if_match(request, host)
+    changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    if "traits" in changes:
+        changes["traits"] = sorted(set(changes["traits"]))
+    for field, value in changes.items():
+        setattr(host, field, value)
+    if changes:
+        session.flush()
+        events.publish(
+            session, "host.updated", "host", host.id, tenant_id=None, name=host.name, changed=sorted(changes)
+        )
+        invalidate(session)
+    response.headers["ETag"] = host_etag(host)
     return HostOut.of(session, host)

@@ -14,6 +14,7 @@ from novacron.api.concurrency import Idempotency, check_if_match, set_etag
 from novacron.api.deps import CtxDep, SessionDep, require
 from novacron.api.errors import invalid
 from novacron.api.listing import ListParams, Page, paginate
+from novacron.api.routers.hosts import Labels
 from novacron.compute import vms as vm_service
 from novacron.compute.scope import get_visible, resolve_project, scoped
 from novacron.db.models import VM, Flavor, Task
@@ -34,6 +35,14 @@ CanVmUpdate = Annotated[Principal, Depends(require("vm:update"))]
 NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 
 
+class PlacementRequest(BaseModel):
+    """Where the VM may go, beyond its flavor's traits: an aggregate and host labels."""
+
+    model_config = ConfigDict(extra="forbid")
+    aggregate: str | None = Field(default=None, min_length=1, max_length=64, description="id or name")
+    labels: Labels = Field(default_factory=dict, max_length=16, description="host labels, all must match")
+
+
 class VMCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=NAME, description="DNS-style name, unique in the project; also the hostname")
@@ -42,6 +51,10 @@ class VMCreate(BaseModel):
     project_id: str | None = Field(default=None, max_length=40)
     user_data: str = Field(default="", description="cloud-init user-data, up to 64 KiB")
     metadata: dict[str, Annotated[str, Field(max_length=255)]] = Field(default_factory=dict, max_length=64)
+    server_group: str | None = Field(
+        default=None, min_length=1, max_length=64, description="server group id or name (same project)"
+    )
+    placement: PlacementRequest | None = None
 
 
 class VMUpdate(BaseModel):
@@ -79,6 +92,8 @@ class VMOut(BaseModel):
     task_state: str | None
     error: str | None
     metadata: dict[str, str]
+    server_group_id: str | None = None
+    placement: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime
     updated_at: datetime
     version: int
@@ -101,6 +116,8 @@ class VMOut(BaseModel):
             task_state=vm.task_state,
             error=vm.error,
             metadata=dict(vm.meta or {}),
+            server_group_id=vm.server_group_id,
+            placement=dict(vm.placement or {}),
             created_at=vm.created_at,
             updated_at=vm.updated_at,
             version=vm.version,
@@ -175,6 +192,9 @@ def create_vm(
         flavor_ref=body.flavor,
         user_data=body.user_data,
         metadata=body.metadata,
+        server_group=body.server_group,
+        aggregate=body.placement.aggregate if body.placement else None,
+        labels=body.placement.labels if body.placement else None,
     )
     return _accepted(ctx, idem, task, Accepted(task_id=task.id, vm=VMOut.of(vm)))
 

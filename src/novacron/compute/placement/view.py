@@ -22,7 +22,7 @@ from bisect import bisect_left, insort
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session
 
 from novacron.compute.placement.spec import RequestSpec
@@ -291,5 +291,11 @@ def view_for(session: Session) -> PlacementView:
 
 
 def invalidate(session: Session) -> None:
-    """Call after changing a host's state, labels, traits, ratios or aggregates."""
-    view_for(session).invalidate()
+    """Call after changing a host's state, labels, traits, ratios or aggregates.
+
+    The view reloads on its next decision and again after this transaction commits, so a reload
+    that raced the commit cannot keep the old configuration for a whole TTL.
+    """
+    view = view_for(session)
+    view.invalidate()
+    event.listen(session, "after_commit", lambda _s: view.invalidate(), once=True)
