@@ -142,15 +142,21 @@ def wait_tasks(srv: Server, timeout_s: float) -> None:
     raise TimeoutError(f"create tasks still running after {timeout_s}s")
 
 
-def measure(c: httpx.Client, label: str, params: dict[str, str | int], requests: int) -> float:
+def measure(
+    c: httpx.Client, label: str, params: dict[str, str | int], requests: int, trace_ms: float = 0.0
+) -> float:
     for _ in range(20):
         c.get("/v1/vms", params=params).raise_for_status()
     samples: list[float] = []
+    slow: list[tuple[float, float]] = []
     items = 0
+    start = time.perf_counter()
     for _ in range(requests):
         t0 = time.perf_counter()
         r = c.get("/v1/vms", params=params)
         samples.append(time.perf_counter() - t0)
+        if trace_ms and samples[-1] * 1e3 > trace_ms:
+            slow.append((t0 - start, samples[-1]))
         r.raise_for_status()
         items = len(r.json()["items"])
     p99 = pct(samples, 0.99) * 1e3
@@ -159,6 +165,15 @@ def measure(c: httpx.Client, label: str, params: dict[str, str | int], requests:
         f"p99={p99:7.2f} ms  max={max(samples) * 1e3:7.2f} ms  mean={statistics.fmean(samples) * 1e3:7.2f} ms"
         f"  goal p99<{GOAL_P99_MS:g} ms: {'met' if p99 < GOAL_P99_MS else 'NOT met'}"
     )
+    if trace_ms:
+        print(
+            f"  requests over {trace_ms:g} ms: {len(slow)} of {requests}; when (s from start), latency, gap:"
+        )
+        prev = None
+        for t, lat in slow:
+            gap = f"{t - prev:6.3f} s" if prev is not None else "      -"
+            print(f"    t={t:7.3f} s  {lat * 1e3:6.1f} ms  gap {gap}")
+            prev = t
     return p99
 
 
@@ -171,6 +186,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--threads", type=int, default=8, help="concurrent clients creating VMs")
     parser.add_argument("--sim-cpus", type=int, default=256, help="CPUs of the simulated host (stock: 64)")
+    parser.add_argument(
+        "--trace-slow-ms", type=float, default=0.0, help="list the default-page requests slower than this"
+    )
     args = parser.parse_args()
     guest = Guest(
         kernel=GUEST_OUT / "vmlinux",
@@ -216,7 +234,7 @@ def main() -> None:
         print(f"create tasks: {ok} succeeded, {failed} failed; VMs listed: {total}, running: {running}")
         print(f"before measuring: {load()}")
         with srv.client() as c:
-            measure(c, "GET /v1/vms (default limit 50)", {}, args.requests)
+            measure(c, "GET /v1/vms (default limit 50)", {}, args.requests, args.trace_slow_ms)
             measure(c, "GET /v1/vms?limit=500", {"limit": 500}, args.requests)
             measure(c, "GET /v1/vms?state=running", {"state": "running"}, args.requests)
         print(f"end: {load()}")
