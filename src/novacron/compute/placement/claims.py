@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, event, func, insert, select, update
+from sqlalchemy import CursorResult, bindparam, delete, event, func, insert, select, update
 from sqlalchemy.orm import Session, attributes
 
 from novacron.compute.placement.spec import RequestSpec
@@ -73,22 +73,27 @@ def _is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+#: built once: compiling the statement per claim costs more than running it
+_CLAIM = (
+    update(Host)
+    .where(
+        Host.id == bindparam("h"),
+        Host.state == "up",
+        Host.last_heartbeat >= bindparam("cutoff", type_=Host.last_heartbeat.type),
+        Host.vcpus_used + bindparam("v") <= Host.cpus * Host.cpu_allocation_ratio,
+        Host.ram_mb_used + bindparam("r") <= Host.ram_mb * Host.ram_allocation_ratio,
+    )
+    .values(vcpus_used=Host.vcpus_used + bindparam("v"), ram_mb_used=Host.ram_mb_used + bindparam("r"))
+)
+
+
 def try_claim(session: Session, host_id: str, vcpus: int, ram_mb: int) -> bool:
     """The conditional UPDATE: True when the host had room and now counts the claim."""
     cutoff = utcnow() - timedelta(seconds=HEARTBEAT_GRACE_S)
-    stmt = (
-        update(Host)
-        .where(
-            Host.id == host_id,
-            Host.state == "up",
-            Host.last_heartbeat >= cutoff,
-            Host.vcpus_used + vcpus <= Host.cpus * Host.cpu_allocation_ratio,
-            Host.ram_mb_used + ram_mb <= Host.ram_mb * Host.ram_allocation_ratio,
-        )
-        .values(vcpus_used=Host.vcpus_used + vcpus, ram_mb_used=Host.ram_mb_used + ram_mb)
-        .execution_options(synchronize_session=False)
+    result = cast(
+        CursorResult[Any],
+        session.connection().execute(_CLAIM, {"h": host_id, "cutoff": cutoff, "v": vcpus, "r": ram_mb}),
     )
-    result = cast(CursorResult[Any], session.execute(stmt))
     return result.rowcount == 1
 
 
