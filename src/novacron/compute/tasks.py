@@ -110,7 +110,7 @@ class CreateVM(VMOperation):
                 assert vm is not None
                 if vm.host_id is None:
                     try:
-                        host = scheduler.place(s, vm)
+                        host = scheduler.claim(s, vm, ctx.settings.placement_strategy)
                     except scheduler.NoValidHost as exc:
                         raise StepFailed(str(exc)) from exc
                     events.publish(
