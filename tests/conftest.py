@@ -139,6 +139,7 @@ def make_server(**env_overrides: str) -> Server:
     env.update(
         NOVACRON_STATE_DIR=str(state),
         NOVACRON_LISTEN_PORT=str(free_port()),
+        NOVACRON_AGENT_PORT=str(free_port()),
         NOVACRON_HOST_NAME=f"test-{state.name}",
     )
     env.update(env_overrides)

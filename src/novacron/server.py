@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 
 import uvicorn
@@ -10,10 +11,12 @@ import uvicorn
 from novacron.config import Settings
 from novacron.context import Context
 from novacron.db.base import Database
+from novacron.identity.pki import ensure_server_tls
 
 
 def build_context(settings: Settings) -> Context:
-    from novacron.agent.agent import NodeAgent
+    from novacron.agent.control import LocalControlPlane
+    from novacron.agent.runtime import AgentRuntime
     from novacron.compute.images import ImportImage
     from novacron.compute.tasks import HANDLERS
     from novacron.db.migrate import upgrade
@@ -27,7 +30,9 @@ def build_context(settings: Settings) -> Context:
     ctx = Context(settings=settings, db=db, tokens=TokenService(db, settings))
     ctx.tasks = TaskRunner(ctx, [*HANDLERS, ImportImage()])
     if settings.embedded_agent:
-        ctx.agent = NodeAgent(ctx, make_driver(settings.compute_driver, settings), settings.host_name)
+        driver = make_driver(settings.compute_driver, settings)
+        control = LocalControlPlane(ctx, settings.host_name, driver.name)
+        ctx.agent = AgentRuntime(driver, control, settings.metrics_interval_s)
     return ctx
 
 
@@ -62,7 +67,38 @@ def main() -> None:
         )
     from novacron.api.app import create_app
 
-    uvicorn.run(create_app(ctx), host=host, port=port, log_level="warning", ws="websockets-sansio")
+    app = create_app(ctx)
+    servers = [
+        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", ws="websockets-sansio"))
+    ]
+    if settings.agent_port:
+        tls = ensure_server_tls(
+            settings.state_dir, sorted({host, "127.0.0.1", "localhost", settings.host_name})
+        )
+        ctx.extras.update(
+            tls=tls, ca_fingerprint=tls.ca_fingerprint(), agent_url=f"https://{host}:{settings.agent_port}"
+        )
+        print(f"Agents join at https://{host}:{settings.agent_port} (CA {tls.ca_fingerprint()})", flush=True)
+        # the same app on HTTPS for node agents; the plain listener runs the background workers
+        servers.append(
+            uvicorn.Server(
+                uvicorn.Config(
+                    app,
+                    host=host,
+                    port=settings.agent_port,
+                    log_level="warning",
+                    lifespan="off",
+                    ssl_certfile=str(tls.cert),
+                    ssl_keyfile=str(tls.key),
+                    ws="websockets-sansio",
+                )
+            )
+        )
+    asyncio.run(_serve(servers))
+
+
+async def _serve(servers: list[uvicorn.Server]) -> None:
+    await asyncio.gather(*(server.serve() for server in servers))
 
 
 if __name__ == "__main__":

@@ -36,9 +36,8 @@ class BackgroundWorkers:
         loops: list[asyncio.Task[None]] = []
         try:
             if self.ctx.agent is not None:
-                self.ctx.agent.register()
-                # observe once before serving, so states reflect QEMU after a restart
-                await self.ctx.agent.reconcile_once()
+                # registers and reports once before serving, so states reflect QEMU after a restart
+                await self.ctx.agent.start()
                 loops.append(asyncio.create_task(self.ctx.agent.run_forever(), name="agent"))
             if self.ctx.tasks is not None:
                 self.ctx.tasks.bind_loop(self.loop)

@@ -40,6 +40,15 @@ def bearer_token(request: Request) -> str | None:
     return request.cookies.get("novacron_token") or request.query_params.get("access_token")
 
 
+def authenticate_any(ctx: Context, token: str) -> Principal:
+    """A user's access token, or a joined node's credential."""
+    from novacron.compute import nodes
+
+    if token.startswith(nodes.NODE_PREFIX):
+        return nodes.authenticate(ctx.db, token)
+    return ctx.tokens.authenticate(token)
+
+
 def current_principal(request: Request) -> Principal:
     token = bearer_token(request)
     if not token:
@@ -49,7 +58,7 @@ def current_principal(request: Request) -> Principal:
             "Send 'Authorization: Bearer <token>'; get one with POST /v1/tokens or 'novacron login'.",
             headers={"WWW-Authenticate": 'Bearer realm="novacron"'},
         )
-    principal = get_ctx(request).tokens.authenticate(token)
+    principal = authenticate_any(get_ctx(request), token)
     request.state.principal = principal
     return principal
 

@@ -102,8 +102,10 @@ class Credentials:
         except FileNotFoundError:
             return cls()
         except (OSError, ValueError) as exc:
-            raise CliError(f"cannot read credentials file {path}: {exc}",
-                           hint="Delete it and run `novacron login` again.") from exc
+            raise CliError(
+                f"cannot read credentials file {path}: {exc}",
+                hint="Delete it and run `novacron login` again.",
+            ) from exc
         if not isinstance(data, dict):
             return cls()
         names = ("server", "username", "access_token", "refresh_token")
@@ -114,8 +116,13 @@ class Credentials:
         """Write atomically with mode 0600 (the directory 0700): tokens are secrets."""
         path = path or config_path()
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        data = {**self.extra, "server": self.server, "username": self.username,
-                "access_token": self.access_token, "refresh_token": self.refresh_token}
+        data = {
+            **self.extra,
+            "server": self.server,
+            "username": self.username,
+            "access_token": self.access_token,
+            "refresh_token": self.refresh_token,
+        }
         fd, tmp = tempfile.mkstemp(prefix=".credentials-", dir=path.parent)
         try:
             os.fchmod(fd, 0o600)
@@ -194,7 +201,10 @@ class Client:
         for attempt in (1, 2):
             try:
                 response = self.http.request(
-                    method, path, json=json_body, params=params,
+                    method,
+                    path,
+                    json=json_body,
+                    params=params,
                     content=content() if content is not None else None,
                     headers=self._headers(headers) if auth else {**(headers or {})},
                     timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
@@ -276,7 +286,10 @@ class Client:
         for attempt in (1, 2):
             try:
                 with self.http.stream(
-                    "GET", path, params=params, headers=self._headers({"Accept": "text/event-stream"}),
+                    "GET",
+                    path,
+                    params=params,
+                    headers=self._headers({"Accept": "text/event-stream"}),
                     timeout=httpx.Timeout(30.0, read=None),
                 ) as response:
                     if response.status_code == 401 and attempt == 1 and self.try_refresh():

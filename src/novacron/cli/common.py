@@ -64,7 +64,8 @@ def project_id(client: Client, ref: str) -> str:
 
 def _needs_project(exc: ApiError) -> bool:
     return exc.status == 422 and any(
-        isinstance(e, dict) and e.get("field") == "body.project_id"
+        isinstance(e, dict)
+        and e.get("field") == "body.project_id"
         and "administrator" in str(e.get("reason"))
         for e in exc.problem.get("errors") or []
     )
@@ -84,6 +85,8 @@ def create_in_project(client: Client, path: str, body: dict[str, Any], project: 
         if len(items) != 1:
             exc.hint = "Name the project with --project NAME|ID."
             raise
-        info(f"[dim]Platform administrator without a tenant: using project '{DEFAULT_PROJECT}' "
-             f"({items[0]['id']}); choose another with --project.[/]")
+        info(
+            f"[dim]Platform administrator without a tenant: using project '{DEFAULT_PROJECT}' "
+            f"({items[0]['id']}); choose another with --project.[/]"
+        )
         return client.post(path, {**body, "project_id": items[0]["id"]})

@@ -26,9 +26,9 @@ DETACH = b"\x1d"  # Ctrl-]
 def ws_url(server: str, vm_id: str) -> str:
     base = server.rstrip("/")
     if base.startswith("https://"):
-        base = "wss://" + base[len("https://"):]
+        base = "wss://" + base[len("https://") :]
     elif base.startswith("http://"):
-        base = "ws://" + base[len("http://"):]
+        base = "ws://" + base[len("http://") :]
     return f"{base}/v1/vms/{vm_id}/console"
 
 
@@ -66,8 +66,10 @@ async def _bridge(url: str, token: str, interactive: bool, linger: float) -> str
         ws = await ws_cm.__aenter__()
     except InvalidStatus as exc:
         status = exc.response.status_code
-        raise CliError(f"the server refused the console (HTTP {status})",
-                       hint="The VM must run on a reachable host; your token needs vm:console.") from exc
+        raise CliError(
+            f"the server refused the console (HTTP {status})",
+            hint="The VM must run on a reachable host; your token needs vm:console.",
+        ) from exc
     except (OSError, TimeoutError) as exc:
         raise CliError(f"cannot open the console WebSocket at {url}: {exc}", exit_code=2) from exc
     keys: asyncio.Queue[bytes] = asyncio.Queue()
@@ -142,15 +144,21 @@ async def _bridge(url: str, token: str, interactive: bool, linger: float) -> str
 def console(
     ctx: typer.Context,
     vm: str = typer.Argument(..., help="VM name or id"),
-    linger: float = typer.Option(2.0, "--linger", min=0, help="without a terminal: seconds of guest silence "
-                                                              "to wait for after stdin ends"),
+    linger: float = typer.Option(
+        2.0,
+        "--linger",
+        min=0,
+        help="without a terminal: seconds of guest silence to wait for after stdin ends",
+    ),
 ) -> None:
     """Attach to the VM's serial console (detach with Ctrl-])."""
     client = client_of(ctx)
     found: dict[str, Any] = resolve_vm(ctx, vm)  # also refreshes an expired access token
     if found.get("state") not in ("running", "paused"):
-        raise CliError(f"VM {found['name']} is {found.get('state')}; its console exists only while it runs",
-                       hint=f"Start it with: novacron vm start {found['name']}")
+        raise CliError(
+            f"VM {found['name']} is {found.get('state')}; its console exists only while it runs",
+            hint=f"Start it with: novacron vm start {found['name']}",
+        )
     url = ws_url(client.server, str(found["id"]))
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     if interactive:

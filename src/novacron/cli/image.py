@@ -28,10 +28,15 @@ app = typer.Typer(no_args_is_help=True)
 CHUNK = 1 << 20
 
 IMAGE_COLUMNS: list[Column] = [
-    ("NAME", "name"), ("ID", "id"), ("STATUS", "status"), ("FORMAT", "disk_format"),
+    ("NAME", "name"),
+    ("ID", "id"),
+    ("STATUS", "status"),
+    ("FORMAT", "disk_format"),
     ("SIZE", lambda i: human_size(i.get("size_bytes"))),
     ("VIRTUAL", lambda i: human_size(i.get("virtual_size_bytes"))),
-    ("PUBLIC", "public"), ("KERNEL", "has_kernel"), ("CREATED", lambda i: ago(i.get("created_at"))),
+    ("PUBLIC", "public"),
+    ("KERNEL", "has_kernel"),
+    ("CREATED", lambda i: ago(i.get("created_at"))),
 ]
 
 
@@ -58,7 +63,9 @@ def upload(
         return file_chunks(path, lambda n: progress.advance(bar, n))
 
     r = client.send(
-        "PUT", f"/v1/images/{image_id}/{part}", content=body,
+        "PUT",
+        f"/v1/images/{image_id}/{part}",
+        content=body,
         headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
         timeout=httpx.Timeout(60.0, read=600.0),
     )
@@ -77,14 +84,24 @@ def _check_file(path: Path, what: str) -> Path:
 
 
 def _import_file(
-    client: Client, path: Path, body: dict[str, Any], project: str | None, kernel: Path | None,
-    initrd: Path | None, quiet: bool,
+    client: Client,
+    path: Path,
+    body: dict[str, Any],
+    project: str | None,
+    kernel: Path | None,
+    initrd: Path | None,
+    quiet: bool,
 ) -> dict[str, Any]:
     parts = [("file", path)] + [(p, f) for p, f in (("kernel", kernel), ("initrd", initrd)) if f is not None]
     image: dict[str, Any] = create_in_project(client, "/v1/images", body, project)
     progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-        TimeRemainingColumn(), console=err, disable=quiet,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=quiet,
     )
     try:
         with progress:
@@ -124,8 +141,10 @@ def import_image(
     body: dict[str, Any] = {"name": name, "public": public, "kernel_cmdline": cmdline}
     if is_url(source):
         if kernel or initrd:
-            raise CliError("--kernel and --initrd need a local disk file, not a URL",
-                           hint="Import the URL, then upload them with the API (PUT /v1/images/{id}/kernel).")
+            raise CliError(
+                "--kernel and --initrd need a local disk file, not a URL",
+                hint="Import the URL, then upload them with the API (PUT /v1/images/{id}/kernel).",
+            )
         body["source_url"] = source
         image: dict[str, Any] = create_in_project(client, "/v1/images", body, project)
         if wait and image.get("task_id"):
@@ -150,7 +169,9 @@ def list_images(
     ctx: typer.Context,
     name: str | None = typer.Option(None, "--name"),
     status: str | None = typer.Option(None, "--status"),
-    limit: int | None = LIMIT, cursor: str | None = CURSOR, as_json: bool = JSON,
+    limit: int | None = LIMIT,
+    cursor: str | None = CURSOR,
+    as_json: bool = JSON,
 ) -> None:
     """List images."""
     page = client_of(ctx).list_all("/v1/images", limit=limit, cursor=cursor, name=name, status=status)
@@ -158,8 +179,9 @@ def list_images(
 
 
 @app.command()
-def show(ctx: typer.Context, image: str = typer.Argument(..., help="image name or id"),
-         as_json: bool = JSON) -> None:
+def show(
+    ctx: typer.Context, image: str = typer.Argument(..., help="image name or id"), as_json: bool = JSON
+) -> None:
     """Show one image."""
     print_detail(resolve(client_of(ctx), "images", image, "image"), as_json=as_json)
 

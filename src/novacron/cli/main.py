@@ -30,7 +30,10 @@ class NovaGroup(TyperGroup):
 
 
 app = typer.Typer(
-    cls=NovaGroup, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    cls=NovaGroup,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
     help="NovaCron: manage virtual machines, images, flavors, tasks, hosts and events over the REST API.",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -40,7 +43,10 @@ app = typer.Typer(
 def main(
     ctx: typer.Context,
     server: str | None = typer.Option(
-        None, "--server", "-s", metavar="URL",
+        None,
+        "--server",
+        "-s",
+        metavar="URL",
         help="API base URL (default: NOVACRON_URL, then the one stored by login, then http://127.0.0.1:8080)",
     ),
 ) -> None:
@@ -93,7 +99,7 @@ def whoami(ctx: typer.Context, as_json: bool = JSON) -> None:
 
 
 def _register() -> None:
-    from novacron.cli import image, misc, vm
+    from novacron.cli import agent, image, misc, vm
 
     app.add_typer(vm.app, name="vm", help="Virtual machines: create, power actions, console, logs, metrics.")
     app.add_typer(image.app, name="image", help="Disk images: import from a file or URL, list, delete.")
@@ -101,6 +107,7 @@ def _register() -> None:
     app.add_typer(misc.task_app, name="task", help="Durable tasks: list, show, watch.")
     app.add_typer(misc.host_app, name="host", help="Hypervisor hosts.")
     app.command(name="events")(misc.events)
+    app.command(name="agent")(agent.agent)
 
 
 _register()

@@ -19,17 +19,30 @@ task_app = typer.Typer(no_args_is_help=True)
 host_app = typer.Typer(no_args_is_help=True)
 
 FLAVOR_COLUMNS: list[Column] = [
-    ("NAME", "name"), ("ID", "id"), ("VCPUS", "vcpus"), ("RAM MB", "ram_mb"), ("DISK GB", "disk_gb"),
+    ("NAME", "name"),
+    ("ID", "id"),
+    ("VCPUS", "vcpus"),
+    ("RAM MB", "ram_mb"),
+    ("DISK GB", "disk_gb"),
 ]
 TASK_COLUMNS: list[Column] = [
-    ("ID", "id"), ("KIND", "kind"), ("RESOURCE", "resource_id"), ("STATE", "state"),
+    ("ID", "id"),
+    ("KIND", "kind"),
+    ("RESOURCE", "resource_id"),
+    ("STATE", "state"),
     ("PROGRESS", lambda t: f"{t.get('progress', 0)}% {step_label(t) if t.get('state') == 'running' else ''}"),
-    ("CREATED", lambda t: ago(t.get("created_at"))), ("ERROR", "error"),
+    ("CREATED", lambda t: ago(t.get("created_at"))),
+    ("ERROR", "error"),
 ]
 HOST_COLUMNS: list[Column] = [
-    ("NAME", "name"), ("ID", "id"), ("STATE", "state"), ("DRIVER", "driver"), ("ACCEL", "accelerator"),
+    ("NAME", "name"),
+    ("ID", "id"),
+    ("STATE", "state"),
+    ("DRIVER", "driver"),
+    ("ACCEL", "accelerator"),
     ("VCPUS", lambda h: f"{h.get('vcpus_used')}/{h.get('cpus')} x{h.get('cpu_allocation_ratio')}"),
-    ("RAM MB", lambda h: f"{h.get('ram_mb_used')}/{h.get('ram_mb')}"), ("DISK GB", "disk_gb"),
+    ("RAM MB", lambda h: f"{h.get('ram_mb_used')}/{h.get('ram_mb')}"),
+    ("DISK GB", "disk_gb"),
     ("HEARTBEAT", lambda h: ago(h.get("last_heartbeat"))),
 ]
 
@@ -38,8 +51,9 @@ HOST_COLUMNS: list[Column] = [
 
 
 @flavor_app.command("list")
-def flavor_list(ctx: typer.Context, limit: int | None = LIMIT, cursor: str | None = CURSOR,
-                as_json: bool = JSON) -> None:
+def flavor_list(
+    ctx: typer.Context, limit: int | None = LIMIT, cursor: str | None = CURSOR, as_json: bool = JSON
+) -> None:
     """List flavors."""
     page = client_of(ctx).list_all("/v1/flavors", limit=limit, cursor=cursor)
     print_list(page, FLAVOR_COLUMNS, as_json=as_json, empty="No flavors.")
@@ -69,7 +83,8 @@ def task_list(
     state: str | None = typer.Option(None, "--state", help="pending, running, succeeded or failed"),
     resource: str | None = typer.Option(None, "--resource", help="only tasks of this resource id"),
     limit: int | None = typer.Option(50, "--limit", min=1, max=500, help="at most this many, newest first"),
-    cursor: str | None = CURSOR, as_json: bool = JSON,
+    cursor: str | None = CURSOR,
+    as_json: bool = JSON,
 ) -> None:
     """List tasks, newest first."""
     page = client_of(ctx).list_all("/v1/tasks", limit=limit, cursor=cursor, state=state, resource_id=resource)
@@ -77,15 +92,17 @@ def task_list(
 
 
 @task_app.command("show")
-def task_show(ctx: typer.Context, task_id: str = typer.Argument(..., metavar="ID"),
-              as_json: bool = JSON) -> None:
+def task_show(
+    ctx: typer.Context, task_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JSON
+) -> None:
     """Show one task with its steps."""
     print_detail(client_of(ctx).get(f"/v1/tasks/{task_id}"), as_json=as_json)
 
 
 @task_app.command("watch")
 def task_watch(
-    ctx: typer.Context, task_id: str = typer.Argument(..., metavar="ID"),
+    ctx: typer.Context,
+    task_id: str = typer.Argument(..., metavar="ID"),
     timeout: float | None = typer.Option(None, "--timeout", help="give up after this many seconds"),
     as_json: bool = JSON,
 ) -> None:
@@ -101,8 +118,9 @@ def task_watch(
 
 
 @host_app.command("list")
-def host_list(ctx: typer.Context, limit: int | None = LIMIT, cursor: str | None = CURSOR,
-              as_json: bool = JSON) -> None:
+def host_list(
+    ctx: typer.Context, limit: int | None = LIMIT, cursor: str | None = CURSOR, as_json: bool = JSON
+) -> None:
     """List hypervisor hosts with their capacity and allocation."""
     page = client_of(ctx).list_all("/v1/hosts", limit=limit, cursor=cursor)
     print_list(page, HOST_COLUMNS, as_json=as_json, empty="No hosts.")
@@ -115,8 +133,10 @@ def event_line(e: dict[str, Any]) -> str:
     data = e.get("data") or {}
     extra = " ".join(f"{k}={v}" for k, v in data.items()) if isinstance(data, dict) else str(data)
     resource = f"{e.get('resource_type', '')}/{e.get('resource_id', '')}"
-    return (f"[dim]{escape(str(e.get('time', '')))}[/] [bold]{escape(str(e.get('type', '')))}[/] "
-            f"{escape(resource)} {escape(extra)}")
+    return (
+        f"[dim]{escape(str(e.get('time', '')))}[/] [bold]{escape(str(e.get('type', '')))}[/] "
+        f"{escape(resource)} {escape(extra)}"
+    )
 
 
 def events(

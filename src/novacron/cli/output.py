@@ -20,11 +20,26 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 Column = tuple[str, str | Callable[[dict[str, Any]], Any]]
 
 STATE_STYLES = {
-    "running": "green", "active": "green", "succeeded": "green", "up": "green",
-    "stopped": "dim", "shutoff": "dim", "paused": "yellow", "pending": "yellow", "queued": "yellow",
-    "scheduling": "yellow", "building": "yellow", "importing": "yellow", "starting": "yellow",
-    "stopping": "yellow", "deleting": "yellow", "saving": "yellow",
-    "error": "red", "failed": "red", "down": "red", "cancelled": "red",
+    "running": "green",
+    "active": "green",
+    "succeeded": "green",
+    "up": "green",
+    "stopped": "dim",
+    "shutoff": "dim",
+    "paused": "yellow",
+    "pending": "yellow",
+    "queued": "yellow",
+    "scheduling": "yellow",
+    "building": "yellow",
+    "importing": "yellow",
+    "starting": "yellow",
+    "stopping": "yellow",
+    "deleting": "yellow",
+    "saving": "yellow",
+    "error": "red",
+    "failed": "red",
+    "down": "red",
+    "cancelled": "red",
 }
 
 
@@ -111,9 +126,9 @@ def build_table(rows: Sequence[dict[str, Any]], columns: Sequence[Column], title
         # ids and names stay whole and copyable; the other columns give way on narrow terminals
         table.add_column(header, overflow="fold", no_wrap=header in ("ID", "NAME"))
     for row in rows:
-        table.add_row(*(
-            styled(getter if isinstance(getter, str) else "", _value(row, getter)) for _, getter in columns
-        ))
+        table.add_row(
+            *(styled(getter if isinstance(getter, str) else "", _value(row, getter)) for _, getter in columns)
+        )
     return table
 
 
@@ -137,9 +152,11 @@ def detail_table(obj: dict[str, Any], fields: Sequence[Column] | None = None) ->
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold cyan", no_wrap=True)
     table.add_column(overflow="fold")
-    pairs = [(h, _value(obj, g), g if isinstance(g, str) else "") for h, g in fields] if fields else [
-        (k, v, k) for k, v in obj.items()
-    ]
+    pairs = (
+        [(h, _value(obj, g), g if isinstance(g, str) else "") for h, g in fields]
+        if fields
+        else [(k, v, k) for k, v in obj.items()]
+    )
     for header, value, key in pairs:
         if isinstance(value, str) and key.endswith("_at"):
             value = human_time(value)

@@ -17,23 +17,46 @@ from novacron.cli.watch import watch_task
 app = typer.Typer(no_args_is_help=True)
 
 VM_COLUMNS: list[Column] = [
-    ("NAME", "name"), ("ID", "id"), ("STATE", "state"), ("TASK", "task_state"), ("VCPUS", "vcpus"),
-    ("RAM MB", "ram_mb"), ("CREATED", lambda v: ago(v.get("created_at"))),
+    ("NAME", "name"),
+    ("ID", "id"),
+    ("STATE", "state"),
+    ("TASK", "task_state"),
+    ("VCPUS", "vcpus"),
+    ("RAM MB", "ram_mb"),
+    ("CREATED", lambda v: ago(v.get("created_at"))),
 ]
 VM_FIELDS: list[Column] = [
-    ("name", "name"), ("id", "id"), ("state", "state"), ("desired_state", "desired_state"),
-    ("task_state", "task_state"), ("error", "error"), ("vcpus", "vcpus"), ("ram_mb", "ram_mb"),
-    ("disk_gb", "disk_gb"), ("image_id", "image_id"), ("flavor_id", "flavor_id"), ("host_id", "host_id"),
-    ("project_id", "project_id"), ("tenant_id", "tenant_id"), ("metadata", "metadata"),
-    ("created_at", "created_at"), ("updated_at", "updated_at"),
+    ("name", "name"),
+    ("id", "id"),
+    ("state", "state"),
+    ("desired_state", "desired_state"),
+    ("task_state", "task_state"),
+    ("error", "error"),
+    ("vcpus", "vcpus"),
+    ("ram_mb", "ram_mb"),
+    ("disk_gb", "disk_gb"),
+    ("image_id", "image_id"),
+    ("flavor_id", "flavor_id"),
+    ("host_id", "host_id"),
+    ("project_id", "project_id"),
+    ("tenant_id", "tenant_id"),
+    ("metadata", "metadata"),
+    ("created_at", "created_at"),
+    ("updated_at", "updated_at"),
 ]
 WAIT = typer.Option(True, "--wait/--no-wait", help="wait for the task to finish (default) or return at once")
 TIMEOUT = typer.Option(None, "--wait-timeout", help="give up waiting after this many seconds")
 
 
 def _finish(
-    ctx: typer.Context, accepted: dict[str, Any], *, wait: bool, as_json: bool, label: str,
-    wait_timeout: float | None, show_vm: bool = True,
+    ctx: typer.Context,
+    accepted: dict[str, Any],
+    *,
+    wait: bool,
+    as_json: bool,
+    label: str,
+    wait_timeout: float | None,
+    show_vm: bool = True,
 ) -> None:
     """After a 202: either print the acceptance, or follow the task and show the VM as it ends up."""
     client = client_of(ctx)
@@ -62,7 +85,9 @@ def list_vms(
     name: str | None = typer.Option(None, "--name", help="only VMs with this exact name"),
     state: str | None = typer.Option(None, "--state", help="only VMs in this state"),
     sort: str = typer.Option("created_at", "--sort", help="created_at, name, state, updated_at; -x descends"),
-    limit: int | None = LIMIT, cursor: str | None = CURSOR, as_json: bool = JSON,
+    limit: int | None = LIMIT,
+    cursor: str | None = CURSOR,
+    as_json: bool = JSON,
 ) -> None:
     """List virtual machines."""
     page = client_of(ctx).list_all("/v1/vms", limit=limit, cursor=cursor, name=name, state=state, sort=sort)
@@ -70,8 +95,9 @@ def list_vms(
 
 
 @app.command()
-def show(ctx: typer.Context, vm: str = typer.Argument(..., help="VM name or id"),
-         as_json: bool = JSON) -> None:
+def show(
+    ctx: typer.Context, vm: str = typer.Argument(..., help="VM name or id"), as_json: bool = JSON
+) -> None:
     """Show one VM."""
     print_detail(resolve_vm(ctx, vm), as_json=as_json, fields=VM_FIELDS)
 
@@ -82,11 +108,14 @@ def create(
     name: str = typer.Option(..., "--name", "-n", help="DNS-style name, also the hostname"),
     image: str = typer.Option(..., "--image", "-i", help="image name or id"),
     flavor: str = typer.Option(..., "--flavor", "-f", help="flavor name or id"),
-    user_data: Path | None = typer.Option(None, "--user-data", exists=True, dir_okay=False, readable=True,
-                                          help="cloud-init user-data file"),
+    user_data: Path | None = typer.Option(
+        None, "--user-data", exists=True, dir_okay=False, readable=True, help="cloud-init user-data file"
+    ),
     project: str | None = typer.Option(None, "--project", help="project name or id (default: your project)"),
     metadata: list[str] = typer.Option([], "--meta", help="KEY=VALUE, repeatable"),
-    wait: bool = WAIT, wait_timeout: float | None = TIMEOUT, as_json: bool = JSON,
+    wait: bool = WAIT,
+    wait_timeout: float | None = TIMEOUT,
+    as_json: bool = JSON,
 ) -> None:
     """Create a VM; by default wait until it runs, with a progress bar over the task's steps."""
     meta: dict[str, str] = {}
@@ -106,7 +135,12 @@ def create(
 
 
 def _action(
-    ctx: typer.Context, ref: str, action: str, body: dict[str, Any], wait: bool, as_json: bool,
+    ctx: typer.Context,
+    ref: str,
+    action: str,
+    body: dict[str, Any],
+    wait: bool,
+    as_json: bool,
     wait_timeout: float | None,
 ) -> None:
     vm = resolve_vm(ctx, ref)
@@ -119,59 +153,95 @@ VM_ARG = typer.Argument(..., help="VM name or id")
 
 
 @app.command()
-def start(ctx: typer.Context, vm: str = VM_ARG, wait: bool = WAIT, wait_timeout: float | None = TIMEOUT,
-          as_json: bool = JSON) -> None:
+def start(
+    ctx: typer.Context,
+    vm: str = VM_ARG,
+    wait: bool = WAIT,
+    wait_timeout: float | None = TIMEOUT,
+    as_json: bool = JSON,
+) -> None:
     """Power a stopped VM on."""
     _action(ctx, vm, "start", {}, wait, as_json, wait_timeout)
 
 
 @app.command()
 def stop(
-    ctx: typer.Context, vm: str = VM_ARG,
+    ctx: typer.Context,
+    vm: str = VM_ARG,
     force: bool = typer.Option(False, "--force", help="power off at once instead of an ACPI shutdown"),
     timeout: float = typer.Option(60, "--timeout", min=1, max=3600, help="seconds to wait before forcing"),
-    wait: bool = WAIT, wait_timeout: float | None = TIMEOUT, as_json: bool = JSON,
+    wait: bool = WAIT,
+    wait_timeout: float | None = TIMEOUT,
+    as_json: bool = JSON,
 ) -> None:
     """Shut a VM down (ACPI, forced after --timeout), or power it off at once with --force."""
     _action(ctx, vm, "stop", {"force": force, "timeout_s": timeout}, wait, as_json, wait_timeout)
 
 
 @app.command()
-def reboot(ctx: typer.Context, vm: str = VM_ARG, wait: bool = WAIT, wait_timeout: float | None = TIMEOUT,
-           as_json: bool = JSON) -> None:
+def reboot(
+    ctx: typer.Context,
+    vm: str = VM_ARG,
+    wait: bool = WAIT,
+    wait_timeout: float | None = TIMEOUT,
+    as_json: bool = JSON,
+) -> None:
     """Reboot a VM."""
     _action(ctx, vm, "reboot", {}, wait, as_json, wait_timeout)
 
 
 @app.command()
-def pause(ctx: typer.Context, vm: str = VM_ARG, wait: bool = WAIT, wait_timeout: float | None = TIMEOUT,
-          as_json: bool = JSON) -> None:
+def pause(
+    ctx: typer.Context,
+    vm: str = VM_ARG,
+    wait: bool = WAIT,
+    wait_timeout: float | None = TIMEOUT,
+    as_json: bool = JSON,
+) -> None:
     """Freeze a running VM's vCPUs."""
     _action(ctx, vm, "pause", {}, wait, as_json, wait_timeout)
 
 
 @app.command()
-def resume(ctx: typer.Context, vm: str = VM_ARG, wait: bool = WAIT, wait_timeout: float | None = TIMEOUT,
-           as_json: bool = JSON) -> None:
+def resume(
+    ctx: typer.Context,
+    vm: str = VM_ARG,
+    wait: bool = WAIT,
+    wait_timeout: float | None = TIMEOUT,
+    as_json: bool = JSON,
+) -> None:
     """Resume a paused VM."""
     _action(ctx, vm, "resume", {}, wait, as_json, wait_timeout)
 
 
 @app.command()
-def delete(ctx: typer.Context, vm: str = VM_ARG, wait: bool = WAIT, wait_timeout: float | None = TIMEOUT,
-           as_json: bool = JSON) -> None:
+def delete(
+    ctx: typer.Context,
+    vm: str = VM_ARG,
+    wait: bool = WAIT,
+    wait_timeout: float | None = TIMEOUT,
+    as_json: bool = JSON,
+) -> None:
     """Delete a VM and its disks."""
     found = resolve_vm(ctx, vm)
     accepted = client_of(ctx).delete(f"/v1/vms/{found['id']}")
-    _finish(ctx, accepted, wait=wait, as_json=as_json, label=f"delete {found['name']}",
-            wait_timeout=wait_timeout, show_vm=False)
+    _finish(
+        ctx,
+        accepted,
+        wait=wait,
+        as_json=as_json,
+        label=f"delete {found['name']}",
+        wait_timeout=wait_timeout,
+        show_vm=False,
+    )
     if wait and not as_json:
         info(f"[green]VM {found['name']} ({found['id']}) deleted.[/]")
 
 
 @app.command()
 def resize(
-    ctx: typer.Context, vm: str = VM_ARG,
+    ctx: typer.Context,
+    vm: str = VM_ARG,
     flavor: str | None = typer.Option(None, "--flavor", help="new flavor name or id"),
     vcpus: int | None = typer.Option(None, "--vcpus", min=1, max=64),
     ram: int | None = typer.Option(None, "--ram", min=64, help="RAM in MiB"),
@@ -187,17 +257,25 @@ def resize(
 
 @app.command()
 def snapshot(
-    ctx: typer.Context, vm: str = VM_ARG,
+    ctx: typer.Context,
+    vm: str = VM_ARG,
     image_name: str = typer.Option(..., "--image-name", help="name of the new image"),
-    wait: bool = WAIT, wait_timeout: float | None = TIMEOUT, as_json: bool = JSON,
+    wait: bool = WAIT,
+    wait_timeout: float | None = TIMEOUT,
+    as_json: bool = JSON,
 ) -> None:
     """Save the VM's disk as a new image."""
     client = client_of(ctx)
     found = resolve_vm(ctx, vm)
     accepted = client.post(f"/v1/vms/{found['id']}/snapshot", {"image_name": image_name})
     if wait:
-        watch_task(client, accepted["task_id"], label=f"snapshot {found['name']}", timeout_s=wait_timeout,
-                   show=not as_json)
+        watch_task(
+            client,
+            accepted["task_id"],
+            label=f"snapshot {found['name']}",
+            timeout_s=wait_timeout,
+            show=not as_json,
+        )
         image = client.get(f"/v1/images/{accepted['image_id']}")
         if as_json:
             print_json(image)
@@ -211,7 +289,8 @@ def snapshot(
 
 @app.command()
 def logs(
-    ctx: typer.Context, vm: str = VM_ARG,
+    ctx: typer.Context,
+    vm: str = VM_ARG,
     follow: bool = typer.Option(False, "--follow", "-f", help="keep printing new output"),
     tail: int | None = typer.Option(None, "--tail", min=1, help="start with only the last N bytes"),
     interval: float = typer.Option(1.0, "--interval", min=0.1, help="seconds between polls with --follow"),
@@ -242,7 +321,8 @@ def logs(
 
 @app.command()
 def metrics(
-    ctx: typer.Context, vm: str = VM_ARG,
+    ctx: typer.Context,
+    vm: str = VM_ARG,
     last: int = typer.Option(10, "--last", min=1, help="show this many most recent samples"),
     as_json: bool = JSON,
 ) -> None:
@@ -260,8 +340,13 @@ def metrics(
     columns: list[Column] = [
         (k.removesuffix("_bytes").replace("_", " ").upper(), _metric_getter(k)) for k in keys
     ]
-    print_list({"items": samples}, columns, as_json=False, empty="",
-               title=f"{found['name']}: one sample every {data.get('interval_s')} s")
+    print_list(
+        {"items": samples},
+        columns,
+        as_json=False,
+        empty="",
+        title=f"{found['name']}: one sample every {data.get('interval_s')} s",
+    )
 
 
 def _metric_getter(key: str) -> Any:

@@ -29,8 +29,10 @@ def step_label(task: dict[str, Any]) -> str:
 def task_failed(task: dict[str, Any]) -> CliError:
     what = f"{task.get('kind', 'task')} {task.get('resource_id', '')}".strip()
     reason = task.get("error") or "no error message recorded"
-    return CliError(f"task {task.get('id')} ({what}) {task.get('state')}: {reason}",
-                    hint=f"Details: novacron task show {task.get('id')}")
+    return CliError(
+        f"task {task.get('id')} ({what}) {task.get('state')}: {reason}",
+        hint=f"Details: novacron task show {task.get('id')}",
+    )
 
 
 def watch_task(
@@ -39,9 +41,14 @@ def watch_task(
     """Poll the task until it is terminal. Returns it when it succeeded, raises ``CliError`` otherwise."""
     deadline = time.monotonic() + timeout_s if timeout_s else None
     progress = Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
         TextColumn("{task.percentage:>3.0f}%"),
-        TextColumn("[dim]{task.fields[step]}"), TimeElapsedColumn(), console=err, transient=False,
+        TextColumn("[dim]{task.fields[step]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
         disable=not show,
     )
     task: dict[str, Any] = client.get(f"/v1/tasks/{task_id}")
@@ -56,13 +63,18 @@ def watch_task(
                         progress.update(bar, completed=100)
                     break
                 if deadline is not None and time.monotonic() > deadline:
-                    raise CliError(f"task {task_id} is still {task.get('state')} after {timeout_s:.0f} s",
-                                   hint=f"It goes on in the background: novacron task watch {task_id}")
+                    raise CliError(
+                        f"task {task_id} is still {task.get('state')} after {timeout_s:.0f} s",
+                        hint=f"It goes on in the background: novacron task watch {task_id}",
+                    )
                 time.sleep(POLL_S)
                 task = client.get(f"/v1/tasks/{task_id}")
     except KeyboardInterrupt:
-        raise CliError(f"stopped watching task {task_id}; it goes on in the background",
-                       hint=f"Resume with: novacron task watch {task_id}", exit_code=130) from None
+        raise CliError(
+            f"stopped watching task {task_id}; it goes on in the background",
+            hint=f"Resume with: novacron task watch {task_id}",
+            exit_code=130,
+        ) from None
     if task.get("state") != "succeeded":
         raise task_failed(task)
     return task

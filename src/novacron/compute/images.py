@@ -16,7 +16,8 @@ from novacron import events
 from novacron.compute import storage
 from novacron.db.models import Image, Task
 from novacron.tasks.runner import StepFailed, TaskHandler
-from novacron.virt.base import ComputeDriver, ImageInfo, InvalidImage
+from novacron.virt.base import ImageInfo, InvalidImage
+from novacron.virt.images import inspect_image
 
 if TYPE_CHECKING:
     from novacron.context import Context
@@ -53,11 +54,11 @@ async def write_stream(
     return size, digest.hexdigest()
 
 
-def activate_disk(ctx: Context, driver: ComputeDriver, image_id: str, size: int, sha256: str) -> ImageInfo:
-    """Validate the stored disk and mark the image active; an invalid file is removed, not kept."""
+def activate_disk(ctx: Context, image_id: str, size: int, sha256: str) -> ImageInfo:
+    """Validate the stored disk (``qemu-img info``) and mark the image active; an invalid file is removed."""
     path = storage.image_disk(ctx.settings, image_id)
     try:
-        info = driver.inspect_image(path)
+        info = inspect_image(path)
     except InvalidImage:
         path.unlink(missing_ok=True)
         raise
@@ -92,11 +93,9 @@ class ImportImage(TaskHandler):
         if step == "download":
             await self._download(ctx, task, task.params["source_url"], dest)
         else:
-            if ctx.agent is None:
-                raise StepFailed("No node agent is available to inspect the image.")
             try:
                 await asyncio.to_thread(
-                    activate_disk, ctx, ctx.agent.driver, image_id, task.params["size"], task.params["sha256"]
+                    activate_disk, ctx, image_id, task.params["size"], task.params["sha256"]
                 )
             except InvalidImage as exc:
                 raise StepFailed(str(exc)) from exc

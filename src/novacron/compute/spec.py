@@ -2,12 +2,39 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.orm import Session
 
 from novacron.compute import storage
 from novacron.config import Settings
 from novacron.db.models import VM, Image
 from novacron.virt.base import InstanceSpec
+
+
+def spec_payload(session: Session, vm: VM) -> dict[str, Any]:
+    """The instance spec as the agent receives it: image by id (the agent finds or fetches the files)."""
+    image = session.get(Image, vm.image_id) if vm.image_id else None
+    if image is None or image.status != "active" or image.disk_format is None:
+        raise ValueError(f"image {vm.image_id} of VM {vm.name} is missing or not active")
+    return {
+        "spec": {
+            "id": vm.id,
+            "name": vm.name,
+            "vcpus": vm.vcpus,
+            "ram_mb": vm.ram_mb,
+            "disk_gb": vm.disk_gb,
+            "image_id": image.id,
+            "image_sha256": image.checksum_sha256,
+            "image_format": image.disk_format,
+            "has_kernel": image.has_kernel,
+            "has_initrd": image.has_initrd,
+            "kernel_cmdline": image.kernel_cmdline,
+            "mac": storage.mac_for(vm.id),
+            "user_data": vm.user_data,
+            "meta_data": {"instance-id": vm.id, "local-hostname": vm.name},
+        }
+    }
 
 
 def instance_spec(settings: Settings, session: Session, vm: VM) -> InstanceSpec:

@@ -1,30 +1,27 @@
-"""Task handlers of VM lifecycle operations: each step is idempotent and safe to re-run."""
+"""Task handlers of VM lifecycle operations: each step is idempotent and safe to re-run.
+
+Steps that touch the hypervisor queue an operation for the agent of the VM's host
+(``hostops.call``) and wait for its answer; the same path serves the embedded agent of an
+all-in-one node and remote agents.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import shutil
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from novacron import events
-from novacron.agent.agent import NodeAgent, observed_state
-from novacron.compute import scheduler, storage
-from novacron.compute.spec import instance_spec
+from novacron.compute import hostops, scheduler, storage
+from novacron.compute.reports import STATE_OF
+from novacron.compute.spec import spec_payload
 from novacron.db.models import VM, Image, Task
 from novacron.tasks.runner import StepFailed, TaskHandler
-from novacron.virt.base import DriverError, PowerState
 
 if TYPE_CHECKING:
     from novacron.context import Context
 
 BOOT_TIMEOUT_S = 120.0
-
-
-def _agent_for(ctx: Context, vm: VM) -> NodeAgent:
-    agent = ctx.agent
-    if agent is None or vm.host_id is None or agent.host_id != vm.host_id:
-        raise StepFailed(f"The agent of host {vm.host_id} is not reachable from this server.")
-    return agent
 
 
 def _load_vm(ctx: Context, task: Task) -> VM:
@@ -35,57 +32,58 @@ def _load_vm(ctx: Context, task: Task) -> VM:
         return vm
 
 
-def _finish_op(ctx: Context, vm_id: str, state: str | None = None, error: str | None = None) -> None:
+def _host_of(vm: VM) -> str:
+    if vm.host_id is None:
+        raise StepFailed(f"VM {vm.name} is not placed on any host.")
+    return vm.host_id
+
+
+async def _on_host(
+    ctx: Context, task: Task, vm: VM, op: str, payload: dict[str, Any] | None = None, timeout_s: float = 300
+) -> dict[str, Any]:
+    return await hostops.call(ctx, _host_of(vm), task, op, vm.id, payload, timeout_s)
+
+
+def _payload(ctx: Context, vm: VM) -> dict[str, Any]:
+    with ctx.db.session() as s:
+        try:
+            return spec_payload(s, vm)
+        except ValueError as exc:
+            raise StepFailed(str(exc)) from exc
+
+
+def _finish_op(ctx: Context, vm_id: str, power_state: str | None = None, error: str | None = None) -> None:
+    """End the VM's operation: clear ``task_state`` and record the state the host observed."""
+    from novacron.compute.reports import record_state
+
     with ctx.db.session() as s:
         vm = s.get(VM, vm_id)
         if vm is None:
             return
         vm.task_state = None
         vm.error = error
-        if state is not None and vm.state != state:
-            events.publish(
-                s,
-                "vm.state_changed",
-                "vm",
-                vm.id,
-                tenant_id=vm.tenant_id,
-                project_id=vm.project_id,
-                old=vm.state,
-                new=state,
-            )
-            vm.state = state
-
-
-async def _observe(ctx: Context, vm: VM) -> PowerState:
-    return (await _agent_for(ctx, vm).driver.observe(vm.id)).power_state
-
-
-async def _wait_for(ctx: Context, vm: VM, wanted: set[PowerState], timeout_s: float) -> PowerState:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        power = await _observe(ctx, vm)
-        if power in wanted:
-            return power
-        if power == PowerState.CRASHED or asyncio.get_running_loop().time() > deadline:
-            raise StepFailed(f"VM {vm.name} is {power.value}, expected {', '.join(w.value for w in wanted)}.")
-        await asyncio.sleep(0.2)
+        if power_state is not None:
+            record_state(s, vm, STATE_OF.get(power_state, power_state), error)
 
 
 class VMOperation(TaskHandler):
     """A power operation: on success the observed state is recorded and ``task_state`` cleared."""
 
-    async def on_success(self, ctx: Context, task: Task) -> None:
+    async def _observe_and_finish(self, ctx: Context, task: Task, error: str | None = None) -> None:
         vm = _load_vm(ctx, task)
-        _finish_op(ctx, vm.id, observed_state(await _observe(ctx, vm)))
+        power = None
+        if vm.host_id is not None:
+            try:
+                power = (await _on_host(ctx, task, vm, "observe", timeout_s=30))["power_state"]
+            except StepFailed:
+                power = None
+        _finish_op(ctx, vm.id, power, error if power in (None, "absent") else None)
+
+    async def on_success(self, ctx: Context, task: Task) -> None:
+        await self._observe_and_finish(ctx, task)
 
     async def rollback(self, ctx: Context, task: Task, error: str) -> None:
-        with ctx.db.session() as s:
-            vm = s.get(VM, task.resource_id)
-            host_known = vm is not None and ctx.agent is not None and vm.host_id == ctx.agent.host_id
-        state = None
-        if host_known and vm is not None:
-            state = observed_state(await _observe(ctx, vm))
-        _finish_op(ctx, task.resource_id, state)
+        await self._observe_and_finish(ctx, task, error)
 
 
 class CreateVM(VMOperation):
@@ -93,80 +91,59 @@ class CreateVM(VMOperation):
     steps: ClassVar[list[str]] = ["validate", "place", "prepare", "launch", "wait_running"]
 
     async def run_step(self, ctx: Context, task: Task, step: str) -> None:
+        vm = _load_vm(ctx, task)
         if step == "validate":
-            with ctx.db.session() as s:
-                vm = s.get(VM, task.resource_id)
-                if vm is None:
-                    raise StepFailed("The VM was deleted before it was built.")
-                try:
-                    spec = instance_spec(ctx.settings, s, vm)
-                except ValueError as exc:
-                    raise StepFailed(str(exc)) from exc
-                if not spec.image_path.exists():
-                    raise StepFailed(f"The disk file of image {vm.image_id} is missing on this host.")
+            payload = _payload(ctx, vm)
+            if not storage.image_disk(ctx.settings, payload["spec"]["image_id"]).exists():
+                raise StepFailed(f"The disk file of image {vm.image_id} is missing from the image store.")
         elif step == "place":
             with ctx.db.session() as s:
-                vm = s.get(VM, task.resource_id)
-                assert vm is not None
-                if vm.host_id is None:
+                row = s.get(VM, task.resource_id)
+                assert row is not None
+                if row.host_id is None:
                     try:
-                        host = scheduler.claim(s, vm, ctx.settings.placement_strategy)
+                        host = scheduler.claim(s, row, ctx.settings.placement_strategy)
                     except scheduler.NoValidHost as exc:
                         raise StepFailed(str(exc)) from exc
                     events.publish(
                         s,
                         "vm.placed",
                         "vm",
-                        vm.id,
-                        tenant_id=vm.tenant_id,
-                        project_id=vm.project_id,
+                        row.id,
+                        tenant_id=row.tenant_id,
+                        project_id=row.project_id,
                         host=host.name,
                     )
-        elif step == "prepare":
-            vm = _load_vm(ctx, task)
-            with ctx.db.session() as s:
-                spec = instance_spec(ctx.settings, s, vm)
-            await _agent_for(ctx, vm).driver.prepare(spec)
-        elif step == "launch":
-            vm = _load_vm(ctx, task)
-            with ctx.db.session() as s:
-                spec = instance_spec(ctx.settings, s, vm)
-            await _agent_for(ctx, vm).driver.launch(spec)
+        elif step in ("prepare", "launch"):
+            await _on_host(ctx, task, vm, step, _payload(ctx, vm))
         elif step == "wait_running":
-            vm = _load_vm(ctx, task)
-            await _wait_for(ctx, vm, {PowerState.RUNNING}, BOOT_TIMEOUT_S)
+            await _on_host(ctx, task, vm, "wait_state", {"wanted": ["running"], "timeout_s": BOOT_TIMEOUT_S})
 
     async def rollback(self, ctx: Context, task: Task, error: str) -> None:
         """A failed create leaves no process, disk or claim: only the VM row in ``error`` with the reason."""
+        vm = _load_vm(ctx, task)
+        if vm.host_id is not None:
+            # if the agent cannot, its orphan sweep removes the instance once the claim is gone
+            with contextlib.suppress(StepFailed):
+                await _on_host(ctx, task, vm, "destroy", timeout_s=60)
         with ctx.db.session() as s:
-            vm = s.get(VM, task.resource_id)
-            if vm is None:
-                return
-            host_id = vm.host_id
-        if ctx.agent is not None and host_id == ctx.agent.host_id:
-            await ctx.agent.driver.destroy(task.resource_id)
-        with ctx.db.session() as s:
-            vm = s.get(VM, task.resource_id)
-            if vm is not None:
-                vm.host_id = None
-        _finish_op(ctx, task.resource_id, "error", error)
+            row = s.get(VM, task.resource_id)
+            if row is not None:
+                row.host_id = None
+        _finish_op(ctx, task.resource_id, "absent", error)
 
 
 class StartVM(VMOperation):
     kind = "vm.start"
-    steps: ClassVar[list[str]] = ["launch", "wait_running"]
+    steps: ClassVar[list[str]] = ["prepare", "launch", "wait_running"]
 
     async def run_step(self, ctx: Context, task: Task, step: str) -> None:
         vm = _load_vm(ctx, task)
-        if step == "launch":
-            with ctx.db.session() as s:
-                spec = instance_spec(ctx.settings, s, vm)
-            driver = _agent_for(ctx, vm).driver
-            # the seed carries the VM's current name and user-data; rebuild after a resize too
-            await driver.prepare(spec)
-            await driver.launch(spec)
+        if step == "wait_running":
+            await _on_host(ctx, task, vm, "wait_state", {"wanted": ["running"], "timeout_s": BOOT_TIMEOUT_S})
         else:
-            await _wait_for(ctx, vm, {PowerState.RUNNING}, BOOT_TIMEOUT_S)
+            # prepare rebuilds the seed (name, user-data) and keeps the disk; a resize applies here
+            await _on_host(ctx, task, vm, step, _payload(ctx, vm))
 
 
 class StopVM(VMOperation):
@@ -175,38 +152,36 @@ class StopVM(VMOperation):
 
     async def run_step(self, ctx: Context, task: Task, step: str) -> None:
         vm = _load_vm(ctx, task)
-        driver = _agent_for(ctx, vm).driver
         if task.params.get("force"):
-            await driver.power_off(vm.id)
+            await _on_host(ctx, task, vm, "power_off")
         else:
-            await driver.shutdown(vm.id, float(task.params.get("timeout_s", 60)))
+            timeout = float(task.params.get("timeout_s", 60))
+            await _on_host(ctx, task, vm, "shutdown", {"timeout_s": timeout}, timeout_s=timeout + 60)
 
 
-class RebootVM(VMOperation):
+class _SimpleOp(VMOperation):
+    op: ClassVar[str]
+
+    async def run_step(self, ctx: Context, task: Task, step: str) -> None:
+        await _on_host(ctx, task, _load_vm(ctx, task), self.op)
+
+
+class RebootVM(_SimpleOp):
     kind = "vm.reboot"
+    op = "reboot"
     steps: ClassVar[list[str]] = ["reboot"]
 
-    async def run_step(self, ctx: Context, task: Task, step: str) -> None:
-        vm = _load_vm(ctx, task)
-        await _agent_for(ctx, vm).driver.reboot(vm.id)
 
-
-class PauseVM(VMOperation):
+class PauseVM(_SimpleOp):
     kind = "vm.pause"
+    op = "pause"
     steps: ClassVar[list[str]] = ["pause"]
 
-    async def run_step(self, ctx: Context, task: Task, step: str) -> None:
-        vm = _load_vm(ctx, task)
-        await _agent_for(ctx, vm).driver.pause(vm.id)
 
-
-class ResumeVM(VMOperation):
+class ResumeVM(_SimpleOp):
     kind = "vm.resume"
+    op = "resume"
     steps: ClassVar[list[str]] = ["resume"]
-
-    async def run_step(self, ctx: Context, task: Task, step: str) -> None:
-        vm = _load_vm(ctx, task)
-        await _agent_for(ctx, vm).driver.resume(vm.id)
 
 
 class DeleteVM(TaskHandler):
@@ -218,30 +193,24 @@ class DeleteVM(TaskHandler):
             vm = s.get(VM, task.resource_id)
             if vm is None:
                 return
-            host_id = vm.host_id
-        if step == "destroy":
-            if ctx.agent is not None and (host_id is None or host_id == ctx.agent.host_id):
-                await ctx.agent.driver.destroy(task.resource_id)
-                ctx.agent.metrics.pop(task.resource_id, None)
-            elif host_id is not None:
-                raise StepFailed(f"The agent of host {host_id} is not reachable; retry when it is back.")
-        else:
-            with ctx.db.session() as s:
-                vm = s.get(VM, task.resource_id)
-                if vm is not None:
-                    events.publish(
-                        s,
-                        "vm.deleted",
-                        "vm",
-                        vm.id,
-                        tenant_id=vm.tenant_id,
-                        project_id=vm.project_id,
-                        name=vm.name,
-                    )
-                    s.delete(vm)
+            if step == "forget":
+                events.publish(
+                    s,
+                    "vm.deleted",
+                    "vm",
+                    vm.id,
+                    tenant_id=vm.tenant_id,
+                    project_id=vm.project_id,
+                    name=vm.name,
+                )
+                s.delete(vm)
+                ctx.metrics.forget(vm.id)
+                return
+        if vm.host_id is not None:
+            await _on_host(ctx, task, vm, "destroy", timeout_s=120)
 
     async def rollback(self, ctx: Context, task: Task, error: str) -> None:
-        _finish_op(ctx, task.resource_id, "error", error)
+        _finish_op(ctx, task.resource_id, None, error)
 
 
 class SnapshotVM(TaskHandler):
@@ -255,20 +224,21 @@ class SnapshotVM(TaskHandler):
         image_id = task.params["image_id"]
         settings = ctx.settings
         if step == "copy_disk":
-            storage.image_dir(settings, image_id).mkdir(parents=True, exist_ok=True)
-            try:
-                info = await _agent_for(ctx, vm).driver.snapshot_disk(
-                    vm.id, storage.image_disk(settings, image_id)
+            if ctx.agent is None or vm.host_id != ctx.agent.host_id:
+                raise StepFailed(
+                    "Snapshots are taken on the host that holds the image store; "
+                    "this VM is on another host (not supported yet)."
                 )
-            except DriverError as exc:
-                raise StepFailed(str(exc)) from exc
+            storage.image_dir(settings, image_id).mkdir(parents=True, exist_ok=True)
+            dest = storage.image_disk(settings, image_id)
+            info = await _on_host(ctx, task, vm, "snapshot", {"dest": str(dest)}, timeout_s=1800)
             with ctx.db.session() as s:
                 image = s.get(Image, image_id)
                 source = s.get(Image, vm.image_id) if vm.image_id else None
                 assert image is not None
-                image.disk_format = info.format
-                image.virtual_size_bytes = info.virtual_size_bytes
-                image.size_bytes = info.actual_size_bytes
+                image.disk_format = info["format"]
+                image.virtual_size_bytes = info["virtual_size_bytes"]
+                image.size_bytes = info["actual_size_bytes"]
                 if source is not None:
                     for flag, path_of in (
                         ("has_kernel", storage.image_kernel),

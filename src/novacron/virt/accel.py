@@ -46,10 +46,21 @@ def kvm_probe(qemu_binary: str = "qemu-system-x86_64", timeout_s: float = 10.0) 
     """Start QEMU with accel=kvm and no guest for an instant; True when KVM initialised."""
     try:
         res = subprocess.run(
-            [qemu_binary, "-machine", "none,accel=kvm", "-nodefaults", "-display", "none",
-             "-S", "-qmp", "stdio"],
+            [
+                qemu_binary,
+                "-machine",
+                "none,accel=kvm",
+                "-nodefaults",
+                "-display",
+                "none",
+                "-S",
+                "-qmp",
+                "stdio",
+            ],
             input='{"execute":"qmp_capabilities"}\n{"execute":"quit"}\n',
-            capture_output=True, text=True, timeout=timeout_s,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
         )
     except (OSError, subprocess.TimeoutExpired):
         return False

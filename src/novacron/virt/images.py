@@ -31,7 +31,9 @@ def qemu_img_info(path: Path) -> dict[str, Any]:
     try:
         res = subprocess.run(
             [QEMU_IMG, "info", "--output=json", "--force-share", str(path)],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     except (OSError, subprocess.TimeoutExpired) as e:
         raise DriverError(f"cannot run {QEMU_IMG} info on {path}: {e}") from e
@@ -97,8 +99,18 @@ async def create_overlay(base: Path, base_format: str, dest: Path, size_bytes: i
     """A qcow2 overlay ``dest`` backed by ``base`` (absolute path), written atomically."""
     tmp = dest.with_name(dest.name + ".tmp")
     tmp.unlink(missing_ok=True)
-    cmd = [QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", str(Path(base).resolve()), "-F", base_format,
-           str(tmp)]
+    cmd = [
+        QEMU_IMG,
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-b",
+        str(Path(base).resolve()),
+        "-F",
+        base_format,
+        str(tmp),
+    ]
     if size_bytes:
         cmd.append(str(size_bytes))
     await run_tool(*cmd)

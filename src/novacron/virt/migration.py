@@ -68,10 +68,16 @@ async def receive(drv: QemuDriver, spec: InstanceSpec, host: str = "127.0.0.1") 
     argv = drv._argv(spec) + INCOMING_ARGS
     await drv._start(spec.id, argv)
     target = MigrationTarget(host, _free_port(host), _free_port(host))
-    await drv.qmp(spec.id, "nbd-server-start",
-                  {"addr": {"type": "inet", "data": {"host": host, "port": str(target.nbd_port)}}})
-    await drv.qmp(spec.id, "block-export-add",
-                  {"type": "nbd", "id": DISK_NODE, "node-name": DISK_NODE, "writable": True})
+    await drv.qmp(
+        spec.id,
+        "nbd-server-start",
+        {"addr": {"type": "inet", "data": {"host": host, "port": str(target.nbd_port)}}},
+    )
+    await drv.qmp(
+        spec.id,
+        "block-export-add",
+        {"type": "nbd", "id": DISK_NODE, "node-name": DISK_NODE, "writable": True},
+    )
     await drv.qmp(spec.id, "migrate-incoming", {"uri": target.ram_uri})
     return target
 
@@ -90,15 +96,26 @@ async def _wait_job_ready(drv: QemuDriver, instance_id: str, deadline: float) ->
 
 
 async def send(
-    drv: QemuDriver, instance_id: str, target: MigrationTarget, timeout_s: float = 600.0,
+    drv: QemuDriver,
+    instance_id: str,
+    target: MigrationTarget,
+    timeout_s: float = 600.0,
     max_bandwidth: int = 1 << 30,
 ) -> MigrationStats:
     """Source: mirror the disk, migrate RAM and state; the source ends paused (postmigrate)."""
     deadline = time.monotonic() + timeout_s
-    await drv.qmp(instance_id, "drive-mirror", {
-        "job-id": "mirror-vda", "device": "vda", "target": target.nbd_uri, "format": "raw",
-        "sync": "top", "mode": "existing",
-    })
+    await drv.qmp(
+        instance_id,
+        "drive-mirror",
+        {
+            "job-id": "mirror-vda",
+            "device": "vda",
+            "target": target.nbd_uri,
+            "format": "raw",
+            "sync": "top",
+            "mode": "existing",
+        },
+    )
     try:
         await _wait_job_ready(drv, instance_id, deadline)
         await drv.qmp(instance_id, "migrate-set-parameters", {"max-bandwidth": max_bandwidth})
@@ -150,6 +167,6 @@ async def finish(drv: QemuDriver, instance_id: str, timeout_s: float = 60.0) -> 
     launch = drv.instance_dir(instance_id) / "launch.json"
     data = json.loads(launch.read_text())
     argv = data["argv"]
-    if argv[-len(INCOMING_ARGS):] == INCOMING_ARGS:
+    if argv[-len(INCOMING_ARGS) :] == INCOMING_ARGS:
         data["argv"] = argv[: -len(INCOMING_ARGS)]
         launch.write_text(json.dumps(data, indent=1))

@@ -179,27 +179,45 @@ class QemuDriver(ComputeDriver):
         cpu = "host" if self.accelerator == "kvm" else "max"
         argv = [
             self.qemu_binary,
-            "-name", f"{name},process=nc-{i[:10]}",
-            "-machine", f"{self.machine},accel={self.accelerator}",
-            "-cpu", cpu,
-            "-smp", str(max(1, spec.vcpus)),
-            "-m", str(max(16, spec.ram_mb)),
-            "-nodefaults", "-no-reboot", "-display", "none", "-no-user-config",
+            "-name",
+            f"{name},process=nc-{i[:10]}",
+            "-machine",
+            f"{self.machine},accel={self.accelerator}",
+            "-cpu",
+            cpu,
+            "-smp",
+            str(max(1, spec.vcpus)),
+            "-m",
+            str(max(16, spec.ram_mb)),
+            "-nodefaults",
+            "-no-reboot",
+            "-display",
+            "none",
+            "-no-user-config",
             # a guest kernel panic pauses the VM with status guest-panicked (observed as CRASHED)
-            "-device", "pvpanic", "-action", "panic=pause",
+            "-device",
+            "pvpanic",
+            "-action",
+            "panic=pause",
             "-daemonize",
-            "-pidfile", str(self.pidfile(i)),
-            "-qmp", f"unix:{opt(self.qmp_socket(i))},server=on,wait=off",
+            "-pidfile",
+            str(self.pidfile(i)),
+            "-qmp",
+            f"unix:{opt(self.qmp_socket(i))},server=on,wait=off",
             "-chardev",
             f"socket,id=ser0,path={opt(self.console_socket(i))},server=on,wait=off,"
             f"logfile={opt(self.console_log(i))},logappend=on",
-            "-serial", "chardev:ser0",
+            "-serial",
+            "chardev:ser0",
             "-drive",
             f"file={opt(self.disk_path(i))},if=none,id=vda,node-name=vda-disk,format=qcow2,"
             "cache=writeback,discard=unmap",
-            "-device", "virtio-blk-pci,drive=vda,id=vda-dev,bootindex=1",
-            "-drive", f"file={opt(self.seed_path(i))},if=none,id=vdb,format=raw,readonly=on",
-            "-device", "virtio-blk-pci,drive=vdb,id=vdb-dev",
+            "-device",
+            "virtio-blk-pci,drive=vda,id=vda-dev,bootindex=1",
+            "-drive",
+            f"file={opt(self.seed_path(i))},if=none,id=vdb,format=raw,readonly=on",
+            "-device",
+            "virtio-blk-pci,drive=vdb,id=vdb-dev",
         ]
         tap = self.tap_name(i)
         if tap:
@@ -238,8 +256,12 @@ class QemuDriver(ComputeDriver):
             err.write(f"--- launch {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
             err.flush()
             proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-                stderr=err, cwd=str(idir), start_new_session=True,
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=err,
+                cwd=str(idir),
+                start_new_session=True,
             )
             rc = await asyncio.wait_for(proc.wait(), 120)
         if rc != 0:

@@ -236,12 +236,8 @@ async def upload_part(
         dest.unlink(missing_ok=True)
         raise invalid("body", "empty upload; send the file's bytes as application/octet-stream", 400)
     if part == "file":
-        if ctx.agent is None:
-            raise Problem(
-                503, "Service Unavailable", "No node agent can inspect images right now; retry later."
-            )
         try:
-            await run_in_threadpool(image_service.activate_disk, ctx, ctx.agent.driver, image_id, size, sha)
+            await run_in_threadpool(image_service.activate_disk, ctx, image_id, size, sha)
         except InvalidImage as exc:
             raise invalid("body", str(exc), 422) from exc
 

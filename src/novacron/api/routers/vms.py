@@ -19,7 +19,6 @@ from novacron.compute import vms as vm_service
 from novacron.compute.scope import get_visible, resolve_project, scoped
 from novacron.db.models import VM, Flavor, Task
 from novacron.identity.principal import Principal
-from novacron.virt.base import MetricsSample
 
 router = APIRouter(prefix="/v1/vms", tags=["vms"])
 
@@ -318,10 +317,5 @@ def vm_metrics(
     since: float | None = Query(None, description="only samples after this unix time"),
 ) -> MetricsOut:
     vm = get_visible(session, VM, vm_id, principal, "vm")
-    samples: list[MetricsSample] = []
-    if ctx.agent is not None:
-        samples = list(ctx.agent.metrics.get(vm.id, ()))
-    if since is not None:
-        samples = [s for s in samples if s.time > since]
-    out: list[dict[str, Any]] = [s.as_dict() for s in samples]
-    return MetricsOut(vm_id=vm.id, interval_s=ctx.settings.metrics_interval_s, samples=out)
+    samples: list[dict[str, Any]] = ctx.metrics.get(vm.id, since)
+    return MetricsOut(vm_id=vm.id, interval_s=ctx.settings.metrics_interval_s, samples=samples)

@@ -1,5 +1,6 @@
 """All tables, one module per area; importing this package registers them."""
 
+from novacron.db.models.agents import HostOperation, JoinToken, NodeCredential
 from novacron.db.models.compute import (
     VM,
     Aggregate,
@@ -29,8 +30,11 @@ __all__ = [
     "Event",
     "Flavor",
     "Host",
+    "HostOperation",
     "IdempotencyRecord",
     "Image",
+    "JoinToken",
+    "NodeCredential",
     "Project",
     "RefreshToken",
     "RevokedToken",

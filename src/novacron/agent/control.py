@@ -1,0 +1,178 @@
+"""How an agent reaches the control plane: in-process for the all-in-one node, HTTPS otherwise.
+
+Both implementations offer the same five calls, so the agent's logic is one and the same
+whether it runs inside the server or on another machine.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import hashlib
+import ssl
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from novacron.compute import hostops, reports, storage
+from novacron.virt.base import HostFacts
+
+if TYPE_CHECKING:
+    from novacron.context import Context
+
+IMAGE_PARTS = ("file", "kernel", "initrd")
+
+
+class ControlPlane(abc.ABC):
+    host_id: str
+
+    @abc.abstractmethod
+    async def register(self, facts: HostFacts) -> str: ...
+
+    @abc.abstractmethod
+    async def report(self, power_states: dict[str, str], samples: dict[str, dict[str, Any]]) -> set[str]:
+        """Send observations; returns the instances this host should keep."""
+
+    @abc.abstractmethod
+    async def claim(self, wait_s: float) -> list[dict[str, Any]]:
+        """Operations queued for this host, waiting up to ``wait_s`` for one to arrive."""
+
+    @abc.abstractmethod
+    async def complete(self, op_id: str, result: dict[str, Any] | None, error: str | None) -> None: ...
+
+    @abc.abstractmethod
+    async def image_path(self, image_id: str, part: str, sha256: str | None) -> Path:
+        """A local path holding the image's ``part`` (fetched once and cached if remote)."""
+
+
+class LocalControlPlane(ControlPlane):
+    """The embedded agent of an all-in-one node: same database, same image store."""
+
+    def __init__(self, ctx: Context, host_name: str, driver_name: str) -> None:
+        self.ctx = ctx
+        self.host_name = host_name
+        self.driver_name = driver_name
+        self.host_id = ""
+        self._queued = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        hostops.on_queued(self._on_queued)
+
+    def _on_queued(self, host_id: str) -> None:
+        if host_id == self.host_id and self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._queued.set)
+
+    async def register(self, facts: HostFacts) -> str:
+        self._loop = asyncio.get_running_loop()
+        self.host_id = reports.register_host(self.ctx.db, self.host_name, self.driver_name, facts)
+        hostops.requeue_unanswered(self.ctx, self.host_id)
+        return self.host_id
+
+    async def report(self, power_states: dict[str, str], samples: dict[str, dict[str, Any]]) -> set[str]:
+        return reports.apply_report(self.ctx.db, self.ctx.metrics, self.host_id, power_states, samples)
+
+    async def claim(self, wait_s: float) -> list[dict[str, Any]]:
+        ops = hostops.claim(self.ctx, self.host_id)
+        if not ops:
+            self._queued.clear()
+            try:
+                await asyncio.wait_for(self._queued.wait(), wait_s)
+            except TimeoutError:
+                return []
+            ops = hostops.claim(self.ctx, self.host_id)
+        return ops
+
+    async def complete(self, op_id: str, result: dict[str, Any] | None, error: str | None) -> None:
+        hostops.complete(self.ctx, self.host_id, op_id, result, error)
+
+    async def image_path(self, image_id: str, part: str, sha256: str | None) -> Path:
+        paths = {"file": storage.image_disk, "kernel": storage.image_kernel, "initrd": storage.image_initrd}
+        return paths[part](self.ctx.settings, image_id)
+
+
+class HttpControlPlane(ControlPlane):
+    """A remote agent: every call is an HTTPS request authenticated by the node credential."""
+
+    def __init__(
+        self, server: str, credential: str, ca_file: Path, host_name: str, driver_name: str, images_dir: Path
+    ) -> None:
+        self.client = httpx.AsyncClient(
+            base_url=server,
+            verify=ssl.create_default_context(cafile=str(ca_file)),
+            timeout=60,
+            headers={"Authorization": f"Bearer {credential}"},
+        )
+        self.host_name = host_name
+        self.driver_name = driver_name
+        self.images_dir = images_dir
+        self.host_id = ""
+
+    async def _post(self, path: str, body: dict[str, Any], timeout: float | None = None) -> Any:
+        r = await self.client.post(path, json=body, timeout=timeout or 60)
+        if r.status_code >= 400:
+            raise AgentRefused(r.status_code, r.text)
+        return r.json() if r.content else None
+
+    async def register(self, facts: HostFacts) -> str:
+        body = {"driver": self.driver_name, "facts": facts_dict(facts)}
+        self.host_id = str((await self._post("/v1/agent/register", body))["host_id"])
+        return self.host_id
+
+    async def report(self, power_states: dict[str, str], samples: dict[str, dict[str, Any]]) -> set[str]:
+        answer = await self._post("/v1/agent/report", {"power_states": power_states, "samples": samples})
+        return set(answer["keep"])
+
+    async def claim(self, wait_s: float) -> list[dict[str, Any]]:
+        answer = await self._post("/v1/agent/claim", {"wait_s": wait_s}, timeout=wait_s + 30)
+        return list(answer["operations"])
+
+    async def complete(self, op_id: str, result: dict[str, Any] | None, error: str | None) -> None:
+        await self._post("/v1/agent/complete", {"id": op_id, "result": result, "error": error})
+
+    async def image_path(self, image_id: str, part: str, sha256: str | None) -> Path:
+        dest = self.images_dir / image_id / part
+        if dest.exists():
+            return dest
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_suffix(".part")
+        digest = hashlib.sha256()
+        async with self.client.stream("GET", f"/v1/images/{image_id}/{part}", timeout=600) as r:
+            if r.status_code != 200:
+                raise AgentRefused(r.status_code, f"cannot fetch {part} of image {image_id}")
+            with tmp.open("wb") as f:
+                async for chunk in r.aiter_bytes():
+                    digest.update(chunk)
+                    f.write(chunk)
+        if part == "file" and sha256 and digest.hexdigest() != sha256:
+            tmp.unlink()
+            raise AgentRefused(502, f"image {image_id} arrived corrupted (sha256 mismatch)")
+        tmp.rename(dest)
+        return dest
+
+
+class AgentRefused(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"control plane answered {status}: {detail[:300]}")
+        self.status = status
+
+
+def facts_dict(facts: HostFacts) -> dict[str, Any]:
+    return {
+        "cpus": facts.cpus,
+        "cpu_model": facts.cpu_model,
+        "cpu_flags": sorted(facts.cpu_flags),
+        "ram_mb": facts.ram_mb,
+        "disk_gb": facts.disk_gb,
+        "accelerator": facts.accelerator,
+    }
+
+
+def facts_of(data: dict[str, Any]) -> HostFacts:
+    return HostFacts(
+        cpus=int(data["cpus"]),
+        cpu_model=str(data.get("cpu_model", "")),
+        cpu_flags=frozenset(data.get("cpu_flags", [])),
+        ram_mb=int(data["ram_mb"]),
+        disk_gb=int(data.get("disk_gb", 0)),
+        accelerator=str(data["accelerator"]),
+    )

@@ -1,0 +1,156 @@
+"""The node agent: registers its host, reports what QEMU says every second, runs queued operations.
+
+The same code runs embedded in an all-in-one server and as ``novacron agent`` on other hosts;
+only the ControlPlane it talks to differs. QEMU processes outlive the agent: a restarted agent
+finds them through the driver (pidfiles, QMP sockets) and reports them as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from novacron.agent.control import AgentRefused, ControlPlane
+from novacron.virt.base import ComputeDriver, InstanceSpec, PowerState
+
+log = logging.getLogger(__name__)
+WAIT_POLL_S = 0.1
+
+
+class AgentRuntime:
+    def __init__(self, driver: ComputeDriver, control: ControlPlane, report_interval_s: float = 1.0) -> None:
+        self.driver = driver
+        self.control = control
+        self.report_interval_s = report_interval_s
+        self._stopping = False
+        self._busy: set[str] = set()
+        self._running_ops: set[asyncio.Task[None]] = set()
+
+    @property
+    def host_id(self) -> str:
+        return self.control.host_id
+
+    async def start(self) -> None:
+        await self.control.register(self.driver.host_facts())
+        await self.report_once()
+
+    async def run_forever(self) -> None:
+        await asyncio.gather(self._report_loop(), self._work_loop())
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    async def _report_loop(self) -> None:
+        while not self._stopping:
+            started = asyncio.get_running_loop().time()
+            try:
+                await self.report_once()
+            except AgentRefused as exc:
+                if exc.status == 401:
+                    raise  # revoked: stop at once rather than retry
+                log.warning("agent report refused: %s", exc)
+            except Exception:
+                log.exception("agent report failed")
+            elapsed = asyncio.get_running_loop().time() - started
+            await asyncio.sleep(max(0.05, self.report_interval_s - elapsed))
+
+    async def report_once(self) -> None:
+        power: dict[str, str] = {}
+        samples: dict[str, dict[str, Any]] = {}
+        for instance_id in self.driver.list_instances():
+            observation = await self.driver.observe(instance_id)
+            power[instance_id] = observation.power_state.value
+            if observation.power_state in (PowerState.RUNNING, PowerState.PAUSED):
+                sample = await self.driver.sample(instance_id)
+                if sample is not None:
+                    samples[instance_id] = sample.as_dict()
+        keep = await self.control.report(power, samples)
+        for instance_id in set(power) - keep - self._busy:
+            log.warning("destroying orphan instance %s (no VM owns it)", instance_id)
+            await self.driver.destroy(instance_id)
+
+    async def _work_loop(self) -> None:
+        while not self._stopping:
+            try:
+                ops = await self.control.claim(wait_s=1.0)
+            except AgentRefused as exc:
+                if exc.status == 401:
+                    raise
+                log.warning("agent could not fetch operations: %s", exc)
+                await asyncio.sleep(1.0)
+                continue
+            except Exception:
+                log.exception("agent could not fetch operations")
+                await asyncio.sleep(1.0)
+                continue
+            for op in ops:
+                task = asyncio.create_task(self._run(op))
+                self._running_ops.add(task)
+                task.add_done_callback(self._running_ops.discard)
+
+    async def _run(self, op: dict[str, Any]) -> None:
+        instance_id = str(op["instance_id"])
+        self._busy.add(instance_id)
+        try:
+            result = await self.execute(str(op["op"]), instance_id, dict(op.get("payload") or {}))
+        except Exception as exc:
+            log.warning("operation %s on %s failed: %s", op["op"], instance_id, exc)
+            await self.control.complete(str(op["id"]), None, str(exc) or type(exc).__name__)
+        else:
+            await self.control.complete(str(op["id"]), result, None)
+        finally:
+            self._busy.discard(instance_id)
+
+    async def _spec(self, payload: dict[str, Any]) -> InstanceSpec:
+        s = dict(payload["spec"])
+        image_id, sha = str(s.pop("image_id")), s.pop("image_sha256", None)
+        has_kernel, has_initrd = bool(s.pop("has_kernel")), bool(s.pop("has_initrd"))
+        return InstanceSpec(
+            image_path=await self.control.image_path(image_id, "file", sha),
+            kernel_path=await self.control.image_path(image_id, "kernel", None) if has_kernel else None,
+            initrd_path=await self.control.image_path(image_id, "initrd", None) if has_initrd else None,
+            **s,
+        )
+
+    async def execute(self, op: str, instance_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        d = self.driver
+        if op == "prepare":
+            await d.prepare(await self._spec(payload))
+        elif op == "launch":
+            await d.launch(await self._spec(payload))
+        elif op == "wait_state":
+            wanted = {PowerState(p) for p in payload["wanted"]}
+            deadline = asyncio.get_running_loop().time() + float(payload.get("timeout_s", 120))
+            while True:
+                power = (await d.observe(instance_id)).power_state
+                if power in wanted:
+                    return {"power_state": power.value}
+                if power == PowerState.CRASHED or asyncio.get_running_loop().time() > deadline:
+                    raise RuntimeError(
+                        f"the VM is {power.value}, expected {', '.join(sorted(payload['wanted']))}"
+                    )
+                await asyncio.sleep(WAIT_POLL_S)
+        elif op == "observe":
+            return {"power_state": (await d.observe(instance_id)).power_state.value}
+        elif op == "shutdown":
+            return {"clean": await d.shutdown(instance_id, float(payload.get("timeout_s", 60)))}
+        elif op in ("power_off", "reboot", "pause", "resume", "destroy"):
+            await getattr(d, op)(instance_id)
+        elif op == "snapshot":
+            info = await d.snapshot_disk(instance_id, Path(payload["dest"]))
+            return {
+                "format": info.format,
+                "virtual_size_bytes": info.virtual_size_bytes,
+                "actual_size_bytes": info.actual_size_bytes,
+            }
+        else:
+            raise ValueError(f"unknown operation {op!r}")
+        return {}
+
+    async def drain(self) -> None:
+        for task in list(self._running_ops):
+            with contextlib.suppress(Exception):
+                await task

@@ -1,0 +1,177 @@
+"""Node agents: join tokens for operators, and the calls agents make over HTTPS."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Response
+from fastapi.responses import FileResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from novacron.agent.control import facts_of
+from novacron.api.deps import CtxDep, SessionDep, require
+from novacron.api.errors import Problem, not_found
+from novacron.compute import hostops, nodes, reports, storage
+from novacron.compute.scope import get_visible
+from novacron.db.models import Host, Image
+from novacron.identity.principal import Principal
+
+router = APIRouter(tags=["agents"])
+
+CanHostWrite = Annotated[Principal, Depends(require("host:write"))]
+IsAgent = Annotated[Principal, Depends(require("agent"))]
+CanImageRead = Annotated[Principal, Depends(require("image:read"))]
+NAME = r"^[a-z0-9]([a-z0-9.-]{0,126}[a-z0-9])?$"
+
+
+class JoinTokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ttl_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600, description="how long the token may be used")
+
+
+class JoinTokenOut(BaseModel):
+    join_token: str
+    expires_at: datetime
+    ca_fingerprint: str
+    command: str
+
+
+class JoinRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    join_token: str = Field(min_length=8, max_length=200)
+    name: str = Field(pattern=NAME, description="the host's name, unique in the cluster")
+
+
+class JoinOut(BaseModel):
+    host_id: str
+    credential: str
+
+
+class RegisterRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    driver: Literal["qemu", "simulated"]
+    facts: dict[str, Any]
+
+
+class ReportRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    power_states: dict[str, str] = Field(default_factory=dict)
+    samples: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class ClaimRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    wait_s: float = Field(default=0, ge=0, le=30)
+
+
+class CompleteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(max_length=120)
+    result: dict[str, Any] | None = None
+    error: str | None = Field(default=None, max_length=4000)
+
+
+@router.post("/v1/hosts/join-tokens", status_code=201, response_model=JoinTokenOut, tags=["hosts"])
+def create_join_token(body: JoinTokenRequest, ctx: CtxDep, principal: CanHostWrite) -> JoinTokenOut:
+    token, row = nodes.create_join_token(ctx.db, principal.user_id, timedelta(seconds=body.ttl_s))
+    fingerprint = ctx.extras.get("ca_fingerprint", "")
+    server = ctx.extras.get("agent_url", "https://<server>:8443")
+    return JoinTokenOut(
+        join_token=token,
+        expires_at=row.expires_at,
+        ca_fingerprint=fingerprint,
+        command=f"novacron agent --server {server} --join-token {token} --ca-fingerprint {fingerprint}",
+    )
+
+
+@router.post("/v1/hosts/{host_id}/revoke", status_code=204, tags=["hosts"])
+def revoke_host(host_id: str, ctx: CtxDep, session: SessionDep, principal: CanHostWrite) -> Response:
+    host = session.scalar(select(Host).where((Host.id == host_id) | (Host.name == host_id)))
+    if host is None:
+        raise not_found("host", host_id)
+    hid = host.id
+    session.close()
+    if not nodes.revoke(ctx.db, hid):
+        raise Problem(
+            409, "Conflict", f"Host '{host_id}' has no agent credential (the embedded agent has none)."
+        )
+    return Response(status_code=204)
+
+
+@router.get("/v1/agents/ca", response_class=PlainTextResponse)
+def platform_ca(ctx: CtxDep) -> PlainTextResponse:
+    """The platform CA (public); agents check it against the fingerprint printed with their join token."""
+    tls = ctx.extras.get("tls")
+    if tls is None:
+        raise Problem(404, "Not Found", "This server has no agent listener (HTTPS) configured.")
+    return PlainTextResponse(tls.ca_cert.read_text(), media_type="application/x-pem-file")
+
+
+@router.post("/v1/agents/join", response_model=JoinOut)
+def join(body: JoinRequest, ctx: CtxDep) -> JoinOut:
+    host_id, credential = nodes.join(ctx.db, body.join_token, body.name)
+    return JoinOut(host_id=host_id, credential=credential)
+
+
+@router.post("/v1/agent/register")
+def register(body: RegisterRequest, ctx: CtxDep, node: IsAgent) -> dict[str, str]:
+    try:
+        facts = facts_of(body.facts)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise Problem(
+            422, "Invalid request", f"body.facts: {exc}", errors=[{"field": "body.facts", "reason": str(exc)}]
+        ) from exc
+    host_id = reports.register_host(ctx.db, node.username, body.driver, facts)
+    hostops.requeue_unanswered(ctx, host_id)
+    return {"host_id": host_id}
+
+
+@router.post("/v1/agent/report")
+def report(body: ReportRequest, ctx: CtxDep, node: IsAgent) -> dict[str, list[str]]:
+    keep = reports.apply_report(ctx.db, ctx.metrics, node.user_id, body.power_states, body.samples)
+    return {"keep": sorted(keep)}
+
+
+@router.post("/v1/agent/claim")
+async def claim(body: ClaimRequest, ctx: CtxDep, node: IsAgent) -> dict[str, list[dict[str, Any]]]:
+    """Long-poll: answers as soon as an operation is queued for the host, or after ``wait_s``."""
+    deadline = asyncio.get_running_loop().time() + body.wait_s
+    while True:
+        ops = await run_in_threadpool(hostops.claim, ctx, node.user_id)
+        if ops or asyncio.get_running_loop().time() >= deadline:
+            return {"operations": ops}
+        await asyncio.sleep(hostops.POLL_S)
+
+
+@router.post("/v1/agent/complete", status_code=204)
+def complete(body: CompleteRequest, ctx: CtxDep, node: IsAgent) -> Response:
+    if not hostops.complete(ctx, node.user_id, body.id, body.result, body.error):
+        raise Problem(409, "Conflict", f"Operation '{body.id}' is not running on this host.")
+    return Response(status_code=204)
+
+
+@router.get("/v1/images/{image_id}/{part}", response_class=FileResponse, tags=["images"])
+def download_image(
+    image_id: str,
+    part: Literal["file", "kernel", "initrd"],
+    ctx: CtxDep,
+    session: SessionDep,
+    principal: CanImageRead,
+) -> FileResponse:
+    """The image's disk (or kernel/initrd): agents fetch what their VMs need; tenants their own."""
+    if principal.kind == "node":
+        image = session.get(Image, image_id)
+        if image is None:
+            raise not_found("image", image_id)
+    else:
+        image = get_visible(session, Image, image_id, principal, "image")
+    path = {"file": storage.image_disk, "kernel": storage.image_kernel, "initrd": storage.image_initrd}[part](
+        ctx.settings, image.id
+    )
+    if not path.exists():
+        raise Problem(404, "Not Found", f"Image '{image.name}' has no {part} uploaded.")
+    return FileResponse(path, media_type="application/octet-stream")

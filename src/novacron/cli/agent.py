@@ -1,0 +1,37 @@
+"""``novacron agent``: run this machine as a hypervisor host of a NovaCron cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+from pathlib import Path
+
+import typer
+
+from novacron.cli.output import err
+
+
+def agent(
+    server: str = typer.Option(..., "--server", help="the server's agent URL, e.g. https://10.0.0.1:8443"),
+    join_token: str | None = typer.Option(None, "--join-token", help="from 'POST /v1/hosts/join-tokens'"),
+    ca_fingerprint: str | None = typer.Option(None, "--ca-fingerprint", help="printed with the join token"),
+    name: str = typer.Option(os.uname().nodename, "--name", help="this host's name in the cluster"),
+    state_dir: Path = typer.Option(Path("/var/lib/novacron-agent"), "--state-dir", help="instances, sockets"),
+    driver: str = typer.Option("qemu", "--driver", help="qemu, or simulated (scale simulation only)"),
+) -> None:
+    """Join this host to a NovaCron server and run its VMs (stays in the foreground)."""
+    from novacron.agent.main import JoinFailed, run_agent
+    from novacron.config import Settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    base = Settings.from_env()
+    settings = dataclasses.replace(
+        base, state_dir=state_dir.resolve(), compute_driver=driver, host_name=name, embedded_agent=False
+    )
+    try:
+        asyncio.run(run_agent(settings, server.rstrip("/"), name, join_token, ca_fingerprint))
+    except JoinFailed as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc

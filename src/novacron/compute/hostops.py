@@ -1,0 +1,134 @@
+"""Operations the control plane asks of a host's agent, queued as rows and awaited.
+
+A task step calls ``call()``: it queues a HostOperation (once: the id is derived from the task and
+step) and waits for the host's agent to report the result. Agents claim the operations of their own
+host only, whether they run in this process (all-in-one) or on another machine over HTTPS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import or_, select, update
+
+from novacron.db.base import utcnow
+from novacron.db.models import HostOperation, Task
+from novacron.tasks.runner import StepFailed
+
+if TYPE_CHECKING:
+    from novacron.context import Context
+
+POLL_S = 0.05
+#: an operation claimed this long ago by an agent that has not answered is offered again
+RECLAIM_AFTER = timedelta(minutes=10)
+
+#: called when an operation is queued, so an in-process agent need not wait for its next poll
+_listeners: list[Callable[[str], None]] = []
+
+
+def on_queued(listener: Callable[[str], None]) -> None:
+    _listeners.append(listener)
+
+
+def operation_id(task: Task, op: str) -> str:
+    return f"{task.id}:{task.step_index}:{op}"
+
+
+async def call(
+    ctx: Context,
+    host_id: str,
+    task: Task,
+    op: str,
+    instance_id: str,
+    payload: dict[str, Any] | None = None,
+    timeout_s: float = 300.0,
+) -> dict[str, Any]:
+    op_id = operation_id(task, op)
+    with ctx.db.session() as s:
+        if s.get(HostOperation, op_id) is None:
+            s.add(
+                HostOperation(
+                    id=op_id,
+                    host_id=host_id,
+                    task_id=task.id,
+                    op=op,
+                    instance_id=instance_id,
+                    payload=payload or {},
+                )
+            )
+    for listener in _listeners:
+        listener(host_id)
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        with ctx.db.session() as s:
+            row = s.get(HostOperation, op_id)
+            assert row is not None
+            state, result, error = row.state, row.result, row.error
+        if state == "done":
+            return result or {}
+        if state == "failed":
+            raise StepFailed(error or f"{op} failed on the host")
+        if asyncio.get_running_loop().time() > deadline:
+            raise StepFailed(f"The agent of host {host_id} did not answer '{op}' within {timeout_s:.0f}s.")
+        await asyncio.sleep(POLL_S)
+
+
+def claim(ctx: Context, host_id: str, limit: int = 16) -> list[dict[str, Any]]:
+    """Hand the host's pending operations to its agent (and ones it claimed but never answered)."""
+    now = utcnow()
+    with ctx.db.session() as s:
+        rows = list(
+            s.scalars(
+                select(HostOperation)
+                .where(
+                    HostOperation.host_id == host_id,
+                    or_(
+                        HostOperation.state == "pending",
+                        (HostOperation.state == "running") & (HostOperation.claimed_at < now - RECLAIM_AFTER),
+                    ),
+                )
+                .order_by(HostOperation.created_at)
+                .limit(limit)
+            )
+        )
+        for row in rows:
+            row.state = "running"
+            row.claimed_at = now
+        return [{"id": r.id, "op": r.op, "instance_id": r.instance_id, "payload": r.payload} for r in rows]
+
+
+def requeue_unanswered(ctx: Context, host_id: str) -> None:
+    """An agent that restarted never answers what it had claimed: offer those again at once."""
+    with ctx.db.session() as s:
+        s.execute(
+            update(HostOperation)
+            .where(HostOperation.host_id == host_id, HostOperation.state == "running")
+            .values(state="pending", claimed_at=None)
+        )
+
+
+def complete(
+    ctx: Context, host_id: str, op_id: str, result: dict[str, Any] | None, error: str | None
+) -> bool:
+    with ctx.db.session() as s:
+        row = s.get(HostOperation, op_id)
+        if row is None or row.host_id != host_id or row.state != "running":
+            return False
+        row.state = "failed" if error else "done"
+        row.result = result
+        row.error = error
+        return True
+
+
+def pending_instances(ctx: Context, host_id: str) -> set[str]:
+    with ctx.db.session() as s:
+        return set(
+            s.scalars(
+                select(HostOperation.instance_id).where(
+                    HostOperation.host_id == host_id, HostOperation.state.in_(("pending", "running"))
+                )
+            )
+        )

@@ -1,0 +1,123 @@
+"""What agents tell the control plane every second: host facts, VM power states, metrics.
+
+The control plane keeps each VM's ``state`` equal to what QEMU reports (not what the API last
+wrote) and answers with the instances the host should have, so the agent can remove the rest.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any
+
+from sqlalchemy import select
+
+from novacron import events
+from novacron.db.base import Database, new_id, utcnow
+from novacron.db.models import VM, Host, Task
+from novacron.virt.base import HostFacts
+
+HISTORY = 3600
+#: operations during which the task, not the observer, owns the VM's state
+TASK_OWNED = ("creating", "deleting")
+#: the agent reports power states; the VM's state is named the same, except for a missing instance
+STATE_OF = {
+    "running": "running",
+    "paused": "paused",
+    "stopped": "stopped",
+    "crashed": "crashed",
+    "absent": "error",
+}
+
+
+class MetricsStore:
+    """The last hour of per-second samples of each VM, as the agents report them."""
+
+    def __init__(self) -> None:
+        self._series: dict[str, deque[dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, vm_id: str, sample: dict[str, Any]) -> None:
+        with self._lock:
+            self._series.setdefault(vm_id, deque(maxlen=HISTORY)).append(sample)
+
+    def get(self, vm_id: str, since: float | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            samples = list(self._series.get(vm_id, ()))
+        return [s for s in samples if since is None or s["time"] > since]
+
+    def forget(self, vm_id: str) -> None:
+        with self._lock:
+            self._series.pop(vm_id, None)
+
+
+def register_host(db: Database, name: str, driver: str, facts: HostFacts) -> str:
+    with db.session() as s:
+        host = s.scalar(select(Host).where(Host.name == name))
+        if host is None:
+            host = Host(id=new_id("host"), name=name, driver=driver)
+            s.add(host)
+            events.publish(s, "host.registered", "host", host.id, tenant_id=None, name=name)
+        host.driver = driver
+        host.accelerator = facts.accelerator
+        host.cpus = facts.cpus
+        host.cpu_model = facts.cpu_model
+        host.ram_mb = facts.ram_mb
+        host.disk_gb = facts.disk_gb
+        host.last_heartbeat = utcnow()
+        if host.state == "down":
+            host.state = "up"
+        s.flush()
+        return host.id
+
+
+def record_state(s: Any, vm: VM, new_state: str, error: str | None = None) -> None:
+    if vm.state == new_state:
+        return
+    old = vm.state
+    vm.state = new_state
+    vm.state_changed_at = utcnow()
+    if new_state == "error":
+        vm.error = error or "The instance's disk and process are gone from its host."
+    events.publish(
+        s,
+        "vm.state_changed",
+        "vm",
+        vm.id,
+        tenant_id=vm.tenant_id,
+        project_id=vm.project_id,
+        old=old,
+        new=new_state,
+    )
+
+
+def apply_report(
+    db: Database,
+    metrics: MetricsStore,
+    host_id: str,
+    power_states: dict[str, str],
+    samples: dict[str, dict[str, Any]],
+) -> set[str]:
+    """Record a host's observations; return the ids of the instances it should keep."""
+    with db.session() as s:
+        host = s.get(Host, host_id)
+        if host is not None:
+            host.last_heartbeat = utcnow()
+        vms = list(s.scalars(select(VM).where(VM.host_id == host_id)))
+        for vm in vms:
+            if vm.task_state in TASK_OWNED:
+                continue
+            record_state(s, vm, STATE_OF.get(power_states.get(vm.id, "absent"), "error"))
+        keep = {vm.id for vm in vms}
+        # a VM being created may have files before its row names this host
+        keep |= set(
+            s.scalars(
+                select(Task.resource_id).where(
+                    Task.resource_type == "vm", Task.state.in_(("pending", "running"))
+                )
+            )
+        )
+    for vm_id, sample in samples.items():
+        if vm_id in keep:
+            metrics.add(vm_id, sample)
+    return keep

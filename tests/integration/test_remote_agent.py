@@ -1,0 +1,185 @@
+"""A second hypervisor host: an agent process that joins over HTTPS and runs real QEMU guests."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import (
+    Guest,
+    Server,
+    destroy_server,
+    import_guest_image,
+    make_server,
+    short_tmpdir,
+    wait_task,
+)
+
+
+class Agent:
+    def __init__(self, server: Server, name: str) -> None:
+        self.server = server
+        self.name = name
+        self.state_dir = short_tmpdir("nca")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.server.env['NOVACRON_AGENT_PORT']}"
+
+    def start(self, join_token: str | None = None, fingerprint: str | None = None) -> subprocess.Popen[bytes]:
+        argv = [
+            sys.executable,
+            "-m",
+            "novacron.cli.main",
+            "agent",
+            "--server",
+            self.url,
+            "--name",
+            self.name,
+            "--state-dir",
+            str(self.state_dir),
+        ]
+        if join_token:
+            argv += ["--join-token", join_token, "--ca-fingerprint", fingerprint or ""]
+        log = (self.state_dir / "agent.log").open("ab")
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+        return self.proc
+
+    def log(self) -> str:
+        return (self.state_dir / "agent.log").read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+
+@pytest.fixture
+def cluster() -> Iterator[tuple[Server, Agent]]:
+    """A control plane with no embedded agent, and one remote agent host."""
+    server = make_server(NOVACRON_EMBEDDED_AGENT="0")
+    server.start()
+    agent = Agent(server, "node-b")
+    try:
+        yield server, agent
+    finally:
+        agent.stop()
+        subprocess.run(["pkill", "-9", "-f", f"{agent.state_dir}/"], check=False)
+        shutil.rmtree(agent.state_dir, ignore_errors=True)
+        destroy_server(server)
+
+
+def _wait_host(c: httpx.Client, name: str, timeout_s: float = 30) -> dict[str, object]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        hosts = {h["name"]: h for h in c.get("/v1/hosts").json()["items"]}
+        if name in hosts and hosts[name]["state"] == "up" and int(hosts[name]["cpus"]) > 0:
+            return dict(hosts[name])
+        time.sleep(0.2)
+    raise AssertionError(f"host {name} did not come up: {c.get('/v1/hosts').text}")
+
+
+def _console(agent: Agent, vm_id: str) -> str:
+    path = agent.state_dir / "instances" / vm_id / "console.log"
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def _wait_console(agent: Agent, vm_id: str, needle: str, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while needle not in _console(agent, vm_id):
+        assert time.monotonic() < deadline, f"{needle!r} not on the console: {_console(agent, vm_id)[-1500:]}"
+        time.sleep(0.3)
+
+
+def test_agent_joins_runs_vms_survives_restart_and_is_revoked(
+    cluster: tuple[Server, Agent], guest: Guest
+) -> None:
+    server, agent = cluster
+    with server.client() as c:
+        token = c.post("/v1/hosts/join-tokens", json={"ttl_s": 600}).json()
+        assert token["ca_fingerprint"].startswith("sha256:") and "novacron agent" in token["command"]
+
+        # a wrong CA fingerprint is refused before anything secret is sent
+        impostor = Agent(server, "node-x")
+        assert impostor.start(token["join_token"], "sha256:" + "0" * 64).wait(60) == 1
+        assert "refusing to join" in impostor.log()
+        shutil.rmtree(impostor.state_dir, ignore_errors=True)
+
+        agent.start(token["join_token"], token["ca_fingerprint"])
+        host = _wait_host(c, "node-b")
+        assert host["driver"] == "qemu" and host["accelerator"] in ("tcg", "kvm")
+        assert (agent.state_dir / "agent.json").stat().st_mode & 0o777 == 0o600
+        # the join token was spent
+        again = httpx.post(
+            f"{agent.url}/v1/agents/join",
+            verify=False,
+            json={"join_token": token["join_token"], "name": "node-c"},
+        )
+        assert again.status_code == 401
+
+        import_guest_image(c, guest)
+        r = c.post(
+            "/v1/vms",
+            json={
+                "name": "remote-1",
+                "image": "test-guest",
+                "flavor": "tiny",
+                "user_data": "hello from node-b",
+                "project_id": host_project(c),
+            },
+        )
+        vm_id = r.json()["vm"]["id"]
+        assert wait_task(c, r.json()["task_id"])["state"] == "succeeded"
+        assert c.get(f"/v1/vms/{vm_id}").json()["host_id"] == host["id"]
+        _wait_console(agent, vm_id, "user-data: hello from node-b")
+        # the agent fetched the image over HTTPS into its own store
+        assert any((agent.state_dir / "images").rglob("file"))
+
+        # QEMU outlives the agent; a restarted agent (no join token needed) manages it again
+        agent.stop()
+        time.sleep(1)
+        assert c.get(f"/v1/vms/{vm_id}").json()["state"] == "running"
+        agent.start()
+        r = c.post(f"/v1/vms/{vm_id}/actions/pause")
+        assert wait_task(c, r.json()["task_id"])["state"] == "succeeded"
+        assert c.get(f"/v1/vms/{vm_id}").json()["state"] == "paused"
+        r = c.post(f"/v1/vms/{vm_id}/actions/stop", json={"force": True})
+        assert wait_task(c, r.json()["task_id"])["state"] == "succeeded"
+        assert c.get(f"/v1/vms/{vm_id}").json()["state"] == "stopped"
+        r = c.delete(f"/v1/vms/{vm_id}")
+        assert wait_task(c, r.json()["task_id"])["state"] == "succeeded"
+        assert not (agent.state_dir / "instances" / vm_id).exists()
+
+        # revocation takes effect at once: the very next request with the credential is refused
+        credential = json.loads((agent.state_dir / "agent.json").read_text())["credential"]
+        assert c.post(f"/v1/hosts/{host['id']}/revoke").status_code == 204
+        r = httpx.post(
+            f"{agent.url}/v1/agent/report",
+            json={},
+            verify=ssl.create_default_context(cafile=str(agent.state_dir / "ca.crt")),
+            headers={"Authorization": f"Bearer {credential}"},
+        )
+        assert r.status_code == 401
+        assert agent.proc is not None and agent.proc.wait(30) == 1
+        assert c.get(f"/v1/hosts/{host['id']}").json()["state"] == "down"
+
+
+def host_project(c: httpx.Client) -> str:
+    return str(c.get("/v1/projects", params={"name": "default"}).json()["items"][0]["id"])
+
+
+def test_agent_state_dir_paths_stay_short() -> None:
+    # unix sockets cap at 107 bytes: the agent's run dir must leave room for its socket names
+    assert len(str(Path(short_tmpdir("nca")) / "run" / ("x" * 16 + ".qmp"))) < 100
