@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from novacron.compute import placement
 from novacron.compute.placement import NoValidHost, claim, reconcile_usage, release
 from novacron.db.base import Database, new_id, utcnow
 from novacron.db.migrate import upgrade
@@ -277,6 +278,19 @@ def test_traits_labels_aggregates_and_maintenance_filter(sqlite_db: Database) ->
         _place(db, avx_in_b)
     msg = str(exc.value)
     assert "gpu1: label zone=a, zone=b requested" in msg and "plain2: lacks trait hw:avx512" in msg
+    # an aggregate whose metadata reserves its hosts for tenants keeps everyone else off them
+    other = _project(db)
+    with db.session() as s:
+        s.execute(Aggregate.__table__.update().values(meta={"tenants": other[0]}))
+    with db.session() as s:
+        placement.invalidate(s)
+    [mine] = _vms(db, tp, 1, placement={"required_traits": ["gpu"]})
+    with pytest.raises(NoValidHost, match="gpu1: reserved for other tenants"):
+        _place(db, mine)
+    [theirs] = _vms(db, other, 1, placement={"required_traits": ["gpu"]})
+    assert _place(db, theirs) == "gpu1"
+    [open_host] = _vms(db, tp, 1)
+    assert _place(db, open_host) in ("plain1", "plain2")
     # maintenance: the host gets nothing new, even through a stale view
     with db.session() as s:
         s.execute(Host.__table__.update().where(Host.name == "plain2").values(state="maintenance"))

@@ -1,7 +1,9 @@
 """/v1/aggregates: named groups of hosts with metadata, defined by administrators.
 
 A VM asks for one with ``placement: {aggregate: NAME}``; only the aggregate's hosts are then
-candidates. Readable by whoever may read hosts; written by platform administrators.
+candidates. The metadata key ``tenants`` (comma-separated tenant ids) reserves the aggregate's hosts
+for those tenants: no other tenant's VM is placed there (Nova's multi-tenancy isolation).
+Readable by whoever may read hosts; written by platform administrators.
 """
 
 from __future__ import annotations

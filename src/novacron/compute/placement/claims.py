@@ -23,7 +23,7 @@ members placed at the same time see each other and hard (anti-)affinity holds un
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, cast
 
@@ -165,10 +165,12 @@ def claim(session: Session, vm: VM, strategy: str = "spread") -> Host:
         raise ValueError(f"unknown placement strategy {strategy!r}")
     if vm in session.new:
         session.flush()  # the allocation row references the VM row
-    spec = RequestSpec.from_dict(vm.placement)
     group = _load_group(session, vm)
     view = view_for(session)
     view.ensure_fresh(session)
+    spec = RequestSpec.from_dict(vm.placement)
+    if view.isolating:
+        spec = replace(spec, tenant=vm.tenant_id)
     lost: set[int] = set()
     while True:
         idx = _choose(view, spec, vm, strategy, group, lost)

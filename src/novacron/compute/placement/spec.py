@@ -16,6 +16,8 @@ class RequestSpec:
     labels: tuple[tuple[str, str], ...] = ()
     required_traits: frozenset[str] = field(default_factory=frozenset)
     forbidden_traits: frozenset[str] = field(default_factory=frozenset)
+    #: the VM's tenant, set at claim time only when some aggregate reserves hosts for tenants
+    tenant: str | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> RequestSpec:

@@ -26,7 +26,7 @@ from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session
 
 from novacron.compute.placement.spec import RequestSpec
-from novacron.db.models import AggregateHost, Host
+from novacron.db.models import Aggregate, AggregateHost, Host
 
 #: a host whose agent has not reported for this long gets no new VMs
 HEARTBEAT_GRACE_S = 30.0
@@ -53,6 +53,8 @@ class HostEntry:
     labels: dict[str, str]
     traits: frozenset[str]
     aggregates: frozenset[str]
+    #: tenants this host is reserved for (aggregate metadata ``tenants``), None when open to all
+    tenants: frozenset[str] | None = None
 
     @property
     def free_vcpus(self) -> float:
@@ -67,6 +69,8 @@ def static_refusal(e: HostEntry, spec: RequestSpec) -> str | None:
     """Why ``e`` can never take a VM of ``spec`` (until its configuration changes), or None."""
     if e.state != "up":
         return f"in {e.state}"
+    if e.tenants is not None and spec.tenant not in e.tenants:
+        return "reserved for other tenants (aggregate metadata 'tenants')"
     if spec.aggregate is not None and spec.aggregate not in e.aggregates:
         return "not in the requested aggregate"
     for k, v in spec.labels:
@@ -88,6 +92,8 @@ class PlacementView:
         self.hosts: list[HostEntry] = []
         self.by_id: dict[str, int] = {}
         self.loaded_at = float("-inf")
+        #: some aggregate reserves its hosts for tenants: requests then carry their tenant
+        self.isolating = False
         self._lists: dict[RequestSpec, list[tuple[float, int]]] = {}
         self._host_specs: list[list[RequestSpec]] = []
 
@@ -120,6 +126,15 @@ class PlacementView:
         aggregates: dict[str, set[str]] = {}
         for agg_id, host_id in session.execute(select(AggregateHost.aggregate_id, AggregateHost.host_id)):
             aggregates.setdefault(host_id, set()).add(agg_id)
+        reserved: dict[str, frozenset[str]] = {}
+        for agg_id, meta in session.execute(select(Aggregate.id, Aggregate.meta)):
+            if isinstance(meta, dict) and meta.get("tenants"):
+                reserved[agg_id] = frozenset(t.strip() for t in str(meta["tenants"]).split(",") if t.strip())
+
+        def tenants_of(host_id: str) -> frozenset[str] | None:
+            sets = [reserved[a] for a in aggregates.get(host_id, ()) if a in reserved]
+            return frozenset().union(*sets) if sets else None
+
         hosts = [
             HostEntry(
                 idx=i,
@@ -136,10 +151,12 @@ class PlacementView:
                 labels=dict(r.labels or {}),
                 traits=frozenset(r.traits or ()),
                 aggregates=frozenset(aggregates.get(r.id, ())),
+                tenants=tenants_of(r.id),
             )
             for i, r in enumerate(rows)
         ]
         with self.lock:
+            self.isolating = bool(reserved)
             self.hosts = hosts
             self.by_id = {h.id: h.idx for h in hosts}
             self._lists = {}
