@@ -27,6 +27,8 @@ class Settings:
     database_url: str
     listen_host: str = "127.0.0.1"
     listen_port: int = 8080
+    #: the address this host's agent listens on for incoming live migrations
+    migration_address: str = "127.0.0.1"
     #: HTTPS listener for node agents (0 turns it off)
     agent_port: int = 8443
     #: "auto" picks KVM only where the host really supports it, else TCG.
@@ -68,6 +70,7 @@ class Settings:
             listen_host=_env("LISTEN_HOST", "127.0.0.1"),
             listen_port=int(_env("LISTEN_PORT", "8080")),
             agent_port=int(_env("AGENT_PORT", "8443")),
+            migration_address=_env("MIGRATION_ADDRESS", "127.0.0.1"),
             accelerator=_env("ACCELERATOR", "auto"),
             compute_driver=_env("COMPUTE_DRIVER", "qemu"),
             host_name=_env("HOST_NAME", os.uname().nodename),

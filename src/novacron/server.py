@@ -18,6 +18,7 @@ def build_context(settings: Settings) -> Context:
     from novacron.agent.control import LocalControlPlane
     from novacron.agent.runtime import AgentRuntime
     from novacron.compute.images import ImportImage
+    from novacron.compute.migration import MigrateVM
     from novacron.compute.tasks import HANDLERS
     from novacron.db.migrate import upgrade
     from novacron.identity.tokens import TokenService
@@ -28,11 +29,11 @@ def build_context(settings: Settings) -> Context:
     db = Database(settings.database_url)
     upgrade(db)
     ctx = Context(settings=settings, db=db, tokens=TokenService(db, settings))
-    ctx.tasks = TaskRunner(ctx, [*HANDLERS, ImportImage()])
+    ctx.tasks = TaskRunner(ctx, [*HANDLERS, ImportImage(), MigrateVM()])
     if settings.embedded_agent:
         driver = make_driver(settings.compute_driver, settings)
         control = LocalControlPlane(ctx, settings.host_name, driver.name)
-        ctx.agent = AgentRuntime(driver, control, settings.metrics_interval_s)
+        ctx.agent = AgentRuntime(driver, control, settings.metrics_interval_s, settings.migration_address)
     return ctx
 
 

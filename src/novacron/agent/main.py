@@ -83,7 +83,9 @@ async def run_agent(
 
     settings.ensure_dirs()
     identity = ensure_joined(settings.state_dir, server, name, join_token, fingerprint)
-    driver = make_driver(settings.compute_driver, settings)
+    # agents sharing one kernel (tests, labs) must not share tap device names
+    extra = {"tap_salt": name} if settings.compute_driver == "qemu" else {}
+    driver = make_driver(settings.compute_driver, settings, **extra)
     control = HttpControlPlane(
         identity["server"],
         identity["credential"],
@@ -92,7 +94,7 @@ async def run_agent(
         driver.name,
         settings.images_dir,
     )
-    runtime = AgentRuntime(driver, control, settings.metrics_interval_s)
+    runtime = AgentRuntime(driver, control, settings.metrics_interval_s, settings.migration_address)
     await runtime.start()
     log.info("agent of host %s (%s) joined %s", name, control.host_id, server)
     try:

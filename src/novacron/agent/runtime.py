@@ -21,8 +21,16 @@ WAIT_POLL_S = 0.1
 
 
 class AgentRuntime:
-    def __init__(self, driver: ComputeDriver, control: ControlPlane, report_interval_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        driver: ComputeDriver,
+        control: ControlPlane,
+        report_interval_s: float = 1.0,
+        migration_address: str = "127.0.0.1",
+    ) -> None:
         self.driver = driver
+        #: where this host listens for incoming migrations (RAM and disk mirror)
+        self.migration_address = migration_address
         self.control = control
         self.report_interval_s = report_interval_s
         self._stopping = False
@@ -146,9 +154,33 @@ class AgentRuntime:
                 "virtual_size_bytes": info.virtual_size_bytes,
                 "actual_size_bytes": info.actual_size_bytes,
             }
+        elif op.startswith("migrate_"):
+            return await self._migrate(op, instance_id, payload)
         else:
             raise ValueError(f"unknown operation {op!r}")
         return {}
+
+    async def _migrate(self, op: str, instance_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        from novacron.virt.migration import MigrationTarget
+        from novacron.virt.qemu import QemuDriver
+
+        d = self.driver
+        if not isinstance(d, QemuDriver):
+            raise RuntimeError(f"the {d.name} driver cannot live-migrate")
+        if op == "migrate_receive":
+            target = await d.migrate_receive(await self._spec(payload), host=self.migration_address)
+            return {"host": target.host, "ram_port": target.ram_port, "nbd_port": target.nbd_port}
+        if op == "migrate_send":
+            stats = await d.migrate_send(instance_id, MigrationTarget(**payload["target"]))
+            return {
+                "total_time_ms": stats.total_time_ms,
+                "downtime_ms": stats.downtime_ms,
+                "transferred_bytes": stats.transferred_bytes,
+            }
+        if op == "migrate_finish":
+            await d.migrate_finish(instance_id)
+            return {}
+        raise ValueError(f"unknown operation {op!r}")
 
     async def drain(self) -> None:
         for task in list(self._running_ops):

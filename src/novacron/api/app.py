@@ -12,7 +12,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 
 from novacron import __version__
 from novacron.api.errors import install_handlers
-from novacron.api.routers import agents, console, events, flavors, hosts, images, tasks, vms
+from novacron.api.routers import agents, console, events, flavors, hosts, images, migration, tasks, vms
 from novacron.context import Context
 from novacron.workers import BackgroundWorkers
 
@@ -53,7 +53,7 @@ def create_app(ctx: Context, *, background: bool = True) -> FastAPI:
     app.state.ctx = ctx
     install_handlers(app)
     app.add_middleware(GZipMiddleware, minimum_size=2048)
-    for module in (agents, vms, console, images, flavors, tasks, hosts, events):
+    for module in (agents, migration, vms, console, images, flavors, tasks, hosts, events):
         app.include_router(module.router)
     _include_optional(app)
 

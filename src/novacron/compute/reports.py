@@ -19,7 +19,7 @@ from novacron.virt.base import HostFacts
 
 HISTORY = 3600
 #: operations during which the task, not the observer, owns the VM's state
-TASK_OWNED = ("creating", "deleting")
+TASK_OWNED = ("creating", "deleting", "migrating")
 #: the agent reports power states; the VM's state is named the same, except for a missing instance
 STATE_OF = {
     "running": "running",

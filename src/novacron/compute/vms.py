@@ -186,3 +186,21 @@ def resize(vm: VM, flavor: Flavor | None, vcpus: int | None, ram_mb: int | None)
         vm.vcpus = vcpus
     if ram_mb is not None:
         vm.ram_mb = ram_mb
+
+
+def request_migrate(session: Session, vm: VM, target_host_id: str | None) -> Task:
+    from novacron.compute.migration import MigrateVM
+
+    _ensure_idle(vm)
+    if vm.state != "running" or vm.host_id is None:
+        raise Problem(409, "Conflict", f"Only a running VM can be live-migrated; '{vm.name}' is {vm.state}.")
+    vm.task_state = "migrating"
+    return create_task(
+        session,
+        MigrateVM,
+        "vm",
+        vm.id,
+        tenant_id=vm.tenant_id,
+        project_id=vm.project_id,
+        params={"source_host_id": vm.host_id, "target_host_id": target_host_id, "was": vm.state},
+    )

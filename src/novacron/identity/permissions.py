@@ -41,6 +41,7 @@ ADMIN = TENANT_ADMIN | {
     "tenant:write",
     "flavor:write",
     "host:write",
+    "vm:migrate",
     "aggregate:write",
     "image:publish",
     "key:rotate",

@@ -8,9 +8,13 @@ from pathlib import Path
 from novacron.virt.base import DriverError
 
 
-def tap_name(instance_id: str) -> str:
-    """The tap device of an instance: ``nc`` + 8 hex of sha256(id) (<= 15 chars, stable)."""
-    return "nc" + hashlib.sha256(instance_id.encode()).hexdigest()[:8]
+def tap_name(instance_id: str, salt: str = "") -> str:
+    """The tap device of an instance: ``nc`` + 8 hex of sha256(salt + id) (<= 15 chars, stable).
+
+    Hosts that share one kernel (several agents on one machine, as in tests) pass different
+    salts, so the source and destination of a migration never want the same device.
+    """
+    return "nc" + hashlib.sha256((salt + instance_id).encode()).hexdigest()[:8]
 
 
 def link_exists(name: str) -> bool:

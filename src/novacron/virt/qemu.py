@@ -78,8 +78,10 @@ class QemuDriver(ComputeDriver):
         accelerator: str = "auto",
         bridge: str | None = "novacron0",
         qemu_binary: str = "qemu-system-x86_64",
+        tap_salt: str = "",
     ) -> None:
         self.instances_dir = Path(instances_dir)
+        self.tap_salt = tap_salt
         self.run_dir = Path(run_dir)
         self.bridge = bridge
         self.qemu_binary = qemu_binary
@@ -126,7 +128,7 @@ class QemuDriver(ComputeDriver):
         return self.instance_dir(instance_id) / "console.log"
 
     def tap_name(self, instance_id: str) -> str | None:
-        return netdev.tap_name(instance_id) if self.bridge else None
+        return netdev.tap_name(instance_id, self.tap_salt) if self.bridge else None
 
     def pid(self, instance_id: str) -> int | None:
         """The pid of the instance's live QEMU process, or None."""
@@ -378,7 +380,7 @@ class QemuDriver(ComputeDriver):
 
     async def destroy(self, instance_id: str) -> None:
         await self.power_off(instance_id)
-        tap = netdev.tap_name(instance_id)
+        tap = netdev.tap_name(instance_id, self.tap_salt)
         if netdev.link_exists(tap):
             await asyncio.to_thread(netdev.delete_link, tap)
         for p in (self.qmp_socket(instance_id), self.console_socket(instance_id), self.pidfile(instance_id)):
