@@ -144,6 +144,9 @@ def test_agent_joins_runs_vms_survives_restart_and_is_revoked(
         assert wait_task(c, r.json()["task_id"])["state"] == "succeeded"
         assert c.get(f"/v1/vms/{vm_id}").json()["host_id"] == host["id"]
         _wait_console(agent, vm_id, "user-data: hello from node-b")
+        # the API reads the console log on the VM's host, wherever that is
+        log = c.get(f"/v1/vms/{vm_id}/console-log", params={"tail": 4096})
+        assert log.status_code == 200 and "user-data: hello from node-b" in log.text
         # the agent fetched the image over HTTPS into its own store
         assert any((agent.state_dir / "images").rglob("file"))
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from novacron.agent.control import AgentRefused, ControlPlane
 from novacron.virt.base import ComputeDriver, InstanceSpec, PowerState
+from novacron.virt.consolelog import read_log
 
 log = logging.getLogger(__name__)
 WAIT_POLL_S = 0.1
@@ -154,6 +155,11 @@ class AgentRuntime:
                 "virtual_size_bytes": info.virtual_size_bytes,
                 "actual_size_bytes": info.actual_size_bytes,
             }
+        elif op == "console_read":
+            data, next_offset = read_log(
+                d.console_log(instance_id), int(payload.get("offset", 0)), payload.get("tail")
+            )
+            return {"text": data.decode("utf-8", "replace"), "next_offset": next_offset}
         elif op.startswith("migrate_"):
             return await self._migrate(op, instance_id, payload)
         else:

@@ -8,6 +8,8 @@ host only, whether they run in this process (all-in-one) or on another machine o
 from __future__ import annotations
 
 import asyncio
+import secrets
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -37,6 +39,48 @@ def operation_id(task: Task, op: str) -> str:
     return f"{task.id}:{task.step_index}:{op}"
 
 
+def _queue(
+    ctx: Context,
+    op_id: str,
+    host_id: str,
+    task_id: str | None,
+    op: str,
+    instance_id: str,
+    payload: dict[str, Any] | None,
+) -> None:
+    with ctx.db.session() as s:
+        if s.get(HostOperation, op_id) is None:
+            s.add(
+                HostOperation(
+                    id=op_id,
+                    host_id=host_id,
+                    task_id=task_id,
+                    op=op,
+                    instance_id=instance_id,
+                    payload=payload or {},
+                )
+            )
+    for listener in _listeners:
+        listener(host_id)
+
+
+def _outcome(ctx: Context, op_id: str, host_id: str, op: str) -> dict[str, Any] | None:
+    """The result once the agent answered, None while it has not; raises StepFailed on failure."""
+    with ctx.db.session() as s:
+        row = s.get(HostOperation, op_id)
+        assert row is not None
+        state, result, error = row.state, row.result, row.error
+    if state == "done":
+        return result or {}
+    if state == "failed":
+        raise StepFailed(error or f"{op} failed on host {host_id}")
+    return None
+
+
+def _timed_out(host_id: str, op: str, timeout_s: float) -> StepFailed:
+    return StepFailed(f"The agent of host {host_id} did not answer '{op}' within {timeout_s:.0f}s.")
+
+
 async def call(
     ctx: Context,
     host_id: str,
@@ -46,34 +90,29 @@ async def call(
     payload: dict[str, Any] | None = None,
     timeout_s: float = 300.0,
 ) -> dict[str, Any]:
+    """Queue ``op`` for a task step (once per step) and wait for the host's answer."""
     op_id = operation_id(task, op)
-    with ctx.db.session() as s:
-        if s.get(HostOperation, op_id) is None:
-            s.add(
-                HostOperation(
-                    id=op_id,
-                    host_id=host_id,
-                    task_id=task.id,
-                    op=op,
-                    instance_id=instance_id,
-                    payload=payload or {},
-                )
-            )
-    for listener in _listeners:
-        listener(host_id)
+    _queue(ctx, op_id, host_id, task.id, op, instance_id, payload)
     deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        with ctx.db.session() as s:
-            row = s.get(HostOperation, op_id)
-            assert row is not None
-            state, result, error = row.state, row.result, row.error
-        if state == "done":
-            return result or {}
-        if state == "failed":
-            raise StepFailed(error or f"{op} failed on the host")
+    while (result := _outcome(ctx, op_id, host_id, op)) is None:
         if asyncio.get_running_loop().time() > deadline:
-            raise StepFailed(f"The agent of host {host_id} did not answer '{op}' within {timeout_s:.0f}s.")
+            raise _timed_out(host_id, op, timeout_s)
         await asyncio.sleep(POLL_S)
+    return result
+
+
+def call_blocking(
+    ctx: Context, host_id: str, op: str, instance_id: str, payload: dict[str, Any], timeout_s: float = 10.0
+) -> dict[str, Any]:
+    """A one-off request outside any task (reading a console log); for worker threads, not event loops."""
+    op_id = f"req-{secrets.token_hex(8)}:{op}"
+    _queue(ctx, op_id, host_id, None, op, instance_id, payload)
+    deadline = time.monotonic() + timeout_s
+    while (result := _outcome(ctx, op_id, host_id, op)) is None:
+        if time.monotonic() > deadline:
+            raise _timed_out(host_id, op, timeout_s)
+        time.sleep(POLL_S)
+    return result
 
 
 def claim(ctx: Context, host_id: str, limit: int = 16) -> list[dict[str, Any]]:

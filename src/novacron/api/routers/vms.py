@@ -12,13 +12,16 @@ from sqlalchemy import select
 
 from novacron.api.concurrency import Idempotency, check_if_match, set_etag
 from novacron.api.deps import CtxDep, SessionDep, require
-from novacron.api.errors import invalid
+from novacron.api.errors import Problem, invalid
 from novacron.api.listing import ListParams, Page, paginate
 from novacron.api.routers.hosts import Labels
+from novacron.compute import hostops
 from novacron.compute import vms as vm_service
 from novacron.compute.scope import get_visible, resolve_project, scoped
 from novacron.db.models import VM, Flavor, Task
 from novacron.identity.principal import Principal
+from novacron.tasks.runner import StepFailed
+from novacron.virt.consolelog import read_log
 
 router = APIRouter(prefix="/v1/vms", tags=["vms"])
 
@@ -287,25 +290,29 @@ def snapshot_vm(
 def console_log(
     vm_id: str,
     ctx: CtxDep,
-    session: SessionDep,
     principal: CanVmConsole,
     offset: int = Query(0, ge=0, description="byte offset to read from"),
     tail: int | None = Query(None, ge=1, le=1_048_576, description="only the last N bytes"),
 ) -> PlainTextResponse:
-    vm = get_visible(session, VM, vm_id, principal, "vm")
-    data = b""
-    if ctx.agent is not None and vm.host_id == ctx.agent.host_id:
-        path = ctx.agent.driver.console_log(vm.id)
-        if path.exists():
-            with path.open("rb") as f:
-                size = f.seek(0, 2)
-                start = max(size - tail, 0) if tail is not None else min(offset, size)
-                f.seek(start)
-                data = f.read(1_048_576)
-                offset = start + len(data)
-    return PlainTextResponse(
-        data.decode("utf-8", "replace"), headers={"X-Next-Offset": str(offset if data else offset)}
-    )
+    """The serial console log, read on the VM's host; ``X-Next-Offset`` is where to read on from."""
+    # no request session here: a remote host's answer is awaited, and no lock may be held meanwhile
+    with ctx.db.session() as s:
+        vm = get_visible(s, VM, vm_id, principal, "vm")
+        vm_id, host_id = vm.id, vm.host_id
+    if host_id is None:
+        return PlainTextResponse("", headers={"X-Next-Offset": str(offset)})
+    if ctx.agent is not None and host_id == ctx.agent.host_id:
+        data, next_offset = read_log(ctx.agent.driver.console_log(vm_id), offset, tail)
+        text = data.decode("utf-8", "replace")
+    else:
+        try:
+            answer = hostops.call_blocking(
+                ctx, host_id, "console_read", vm_id, {"offset": offset, "tail": tail}
+            )
+        except StepFailed as exc:
+            raise Problem(503, "Service Unavailable", f"{exc} Retry when the host is back.") from exc
+        text, next_offset = str(answer["text"]), int(answer["next_offset"])
+    return PlainTextResponse(text, headers={"X-Next-Offset": str(next_offset)})
 
 
 @router.get("/{vm_id}/metrics", response_model=MetricsOut)
