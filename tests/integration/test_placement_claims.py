@@ -324,3 +324,111 @@ def test_stale_heartbeat_excluded(sqlite_db: Database) -> None:
     [vm] = _vms(db, tp, 1)
     with pytest.raises(NoValidHost, match="dead: no heartbeat"):
         _place(db, vm)
+
+
+def test_migration_0002_keeps_placed_vms_and_counts_them(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Upgrading a store that already has hosts and placed VMs: rows kept, allocations and counters
+    derived from them (on SQLite the new columns are added in place: a table copy of ``hosts``
+    would be refused by the VMs' foreign keys)."""
+    import sqlalchemy as sa
+
+    for kind in ("sqlite", "postgresql"):
+        if kind == "sqlite":
+            url = f"sqlite:///{tmp_path}/old.db"
+        else:
+            pg: Any = request.getfixturevalue("postgres")
+            url = pg.create_database(f"mig_{secrets.token_hex(4)}")
+        database = Database(url)
+        try:
+            upgrade(database, "0001")
+            now = utcnow()
+            stamp = {"created_at": now, "updated_at": now, "version": 1}
+            t = sa.table
+            c = sa.column
+            with database.engine.begin() as conn:
+                conn.execute(
+                    t("tenants", c("id"), c("name"), c("description"), *map(c, stamp)).insert(),
+                    {"id": "t", "name": "t", "description": "", **stamp},
+                )
+                conn.execute(
+                    t(
+                        "projects", c("id"), c("tenant_id"), c("name"), c("description"), *map(c, stamp)
+                    ).insert(),
+                    {"id": "p", "tenant_id": "t", "name": "main", "description": "", **stamp},
+                )
+                host_cols = (
+                    "id",
+                    "name",
+                    "driver",
+                    "accelerator",
+                    "cpus",
+                    "cpu_model",
+                    "ram_mb",
+                    "disk_gb",
+                    "state",
+                    "cpu_allocation_ratio",
+                    "ram_allocation_ratio",
+                )
+                conn.execute(
+                    t("hosts", *map(c, host_cols), *map(c, stamp)).insert(),
+                    {
+                        "id": "h",
+                        "name": "h",
+                        "driver": "qemu",
+                        "accelerator": "tcg",
+                        "cpus": 2,
+                        "cpu_model": "",
+                        "ram_mb": 4096,
+                        "disk_gb": 10,
+                        "state": "up",
+                        "cpu_allocation_ratio": 4.0,
+                        "ram_allocation_ratio": 1.0,
+                        **stamp,
+                    },
+                )
+                vm_cols = (
+                    "id",
+                    "project_id",
+                    "tenant_id",
+                    "name",
+                    "host_id",
+                    "vcpus",
+                    "ram_mb",
+                    "disk_gb",
+                    "user_data",
+                    "desired_state",
+                    "state",
+                )
+                conn.execute(
+                    t("vms", *map(c, vm_cols), c("meta", sa.JSON), *map(c, stamp)).insert(),
+                    [
+                        {
+                            "id": f"v{i}",
+                            "project_id": "p",
+                            "tenant_id": "t",
+                            "name": f"n{i}",
+                            "host_id": "h",
+                            "vcpus": 2,
+                            "ram_mb": 256,
+                            "disk_gb": 1,
+                            "user_data": "",
+                            "desired_state": "running",
+                            "state": "running",
+                            "meta": {},
+                            **stamp,
+                        }
+                        for i in range(3)
+                    ],
+                )
+            upgrade(database)
+            with database.session() as s:
+                host = s.scalar(select(Host))
+                assert host is not None
+                assert (host.vcpus_used, host.ram_mb_used, host.labels, host.traits) == (6, 768, {}, [])
+                assert s.scalar(select(func.count()).select_from(Allocation)) == 3
+                assert all(v.placement == {} and v.server_group_id is None for v in s.scalars(select(VM)))
+                assert reconcile_usage(s) == {}
+        finally:
+            database.engine.dispose()
