@@ -432,3 +432,38 @@ def test_migration_0002_keeps_placed_vms_and_counts_them(
                 assert reconcile_usage(s) == {}
         finally:
             database.engine.dispose()
+
+
+def test_reserve_elsewhere_for_migration_honours_group_and_counts_once(db: Database) -> None:
+    tp = _project(db)
+    for n in ("h1", "h2", "h3"):
+        _host(db, n)
+    with db.session() as s:
+        g = ServerGroup(id=new_id("sg"), tenant_id=tp[0], project_id=tp[1], name="ha", policy="anti-affinity")
+        s.add(g)
+    a, b = _vms(db, tp, 2, server_group_id=g.id)
+    placed = {_place(db, a), _place(db, b)}
+    free = ({"h1", "h2", "h3"} - placed).pop()
+    with db.session() as s:
+        vm = s.get(VM, a)
+        assert vm is not None
+        source = vm.host_id
+        target = placement.reserve_elsewhere(s, vm)
+        assert target.name == free  # not its own host, not the host of the other member
+        # the migration's switch: give the reservation back, then move the row (re-counted once)
+        placement.unreserve(s, target.id, vm.vcpus, vm.ram_mb)
+        vm.host_id = target.id
+    usage = _usage(db)
+    for name, (v, r, v_rows, r_rows) in usage.items():
+        assert (v, r) == (v_rows, r_rows), name
+    assert usage[free][0] == 1
+    with db.session() as s:
+        s.execute(Host.__table__.update().where(Host.id == source).values(state="maintenance"))
+        placement.invalidate(s)
+    with db.session() as s:
+        vm = s.get(VM, a)
+        assert vm is not None
+        with pytest.raises(NoValidHost) as exc:
+            placement.reserve_elsewhere(s, vm)  # the one host left has the other member
+    assert f"{free}: the VM's current host" in str(exc.value)
+    assert "has a member of server group 'ha'" in str(exc.value) and "in maintenance" in str(exc.value)

@@ -13,7 +13,9 @@ from novacron.compute.placement.claims import (
     host_usage,
     reconcile_usage,
     release,
+    reserve_elsewhere,
     try_claim,
+    unreserve,
 )
 from novacron.compute.placement.spec import RequestSpec
 from novacron.compute.placement.view import HEARTBEAT_GRACE_S, PlacementView, invalidate, view_for
@@ -30,6 +32,8 @@ __all__ = [
     "invalidate",
     "reconcile_usage",
     "release",
+    "reserve_elsewhere",
     "try_claim",
+    "unreserve",
     "view_for",
 ]

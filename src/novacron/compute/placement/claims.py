@@ -161,35 +161,64 @@ def claim(session: Session, vm: VM, strategy: str = "spread") -> Host:
         host = session.get(Host, vm.host_id)
         if host is not None:
             return host
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown placement strategy {strategy!r}")
     if vm in session.new:
         session.flush()  # the allocation row references the VM row
+    host_id = _claim_counters(session, vm, strategy, avoid=frozenset())
+    session.execute(
+        insert(Allocation).values(
+            vm_id=vm.id, host_id=host_id, vcpus=vm.vcpus, ram_mb=vm.ram_mb, created_at=utcnow()
+        )
+    )
+    session.info.setdefault(_CLAIMED, set()).add(vm.id)
+    vm.host_id = host_id
+    session.flush()
+    host = session.get(Host, host_id)
+    assert host is not None
+    return host
+
+
+def reserve_elsewhere(session: Session, vm: VM, strategy: str = "spread") -> Host:
+    """For a migration: choose and reserve another host for ``vm`` (every filter and its server
+    group's policy apply; its current host is excluded). Only the target's counters are claimed;
+    writing ``vm.host_id = target`` later moves the allocation (the ORM hook re-counts it), so the
+    caller gives the reservation back first with ``unreserve`` (or on failure).
+    """
+    avoid = frozenset({vm.host_id}) if vm.host_id else frozenset()
+    host = session.get(Host, _claim_counters(session, vm, strategy, avoid))
+    assert host is not None
+    return host
+
+
+def unreserve(session: Session, host_id: str, vcpus: int, ram_mb: int) -> None:
+    """Give back counters claimed by ``reserve_elsewhere`` (or ``try_claim``)."""
+    session.execute(
+        update(Host)
+        .where(Host.id == host_id)
+        .values(vcpus_used=Host.vcpus_used - vcpus, ram_mb_used=Host.ram_mb_used - ram_mb)
+        .execution_options(synchronize_session=False)
+    )
+    view_for(session).adjust(host_id, -vcpus, -ram_mb)
+
+
+def _claim_counters(session: Session, vm: VM, strategy: str, avoid: frozenset[str]) -> str:
+    """Decide from the view, claim with the conditional UPDATE, move on when a claim loses."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown placement strategy {strategy!r}")
     group = _load_group(session, vm)
     view = view_for(session)
     view.ensure_fresh(session)
     spec = RequestSpec.from_dict(vm.placement)
     if view.isolating:
         spec = replace(spec, tenant=vm.tenant_id)
-    lost: set[int] = set()
+    lost: set[int] = {view.by_id[h] for h in avoid if h in view.by_id}
     while True:
         idx = _choose(view, spec, vm, strategy, group, lost)
         if idx is None:
             break
         host_id = view.hosts[idx].id
         if try_claim(session, host_id, vm.vcpus, vm.ram_mb):
-            session.execute(
-                insert(Allocation).values(
-                    vm_id=vm.id, host_id=host_id, vcpus=vm.vcpus, ram_mb=vm.ram_mb, created_at=utcnow()
-                )
-            )
-            session.info.setdefault(_CLAIMED, set()).add(vm.id)
-            vm.host_id = host_id
-            session.flush()
             view.adjust(host_id, vm.vcpus, vm.ram_mb)
-            host = session.get(Host, host_id)
-            assert host is not None
-            return host
+            return host_id
         lost.add(idx)
         view.reload_host(session, host_id)
         if view.stale():  # the host's configuration changed under us: rebuild, keep what lost
@@ -197,13 +226,18 @@ def claim(session: Session, vm: VM, strategy: str = "spread") -> Host:
             view.refresh(session)
             lost = {view.by_id[h] for h in lost_ids if h in view.by_id}
     view.refresh(session)  # explain from what the database says now
-    raise NoValidHost(_explain(view, spec, vm, group))
+    raise NoValidHost(_explain(view, spec, vm, group, avoid))
 
 
-def _explain(view: PlacementView, spec: RequestSpec, vm: VM, group: _Group | None) -> str:
+def _explain(
+    view: PlacementView, spec: RequestSpec, vm: VM, group: _Group | None, avoid: frozenset[str] = frozenset()
+) -> str:
     if not view.hosts:
         return "No host can take this VM: no host is registered."
     reasons = view.explain(spec, vm.vcpus, vm.ram_mb)
+    if avoid:
+        current = {view.hosts[view.by_id[h]].name for h in avoid if h in view.by_id}
+        reasons = [(n, "the VM's current host" if n in current else r) for n, r in reasons]
     if group is not None and group.members:
         members = {view.hosts[view.by_id[h]].name for h in group.members if h in view.by_id}
         if group.group.policy == "anti-affinity":
