@@ -467,3 +467,30 @@ def test_reserve_elsewhere_for_migration_honours_group_and_counts_once(db: Datab
             placement.reserve_elsewhere(s, vm)  # the one host left has the other member
     assert f"{free}: the VM's current host" in str(exc.value)
     assert "has a member of server group 'ha'" in str(exc.value) and "in maintenance" in str(exc.value)
+
+
+def test_offline_resize_grows_the_claim_or_is_refused(db: Database) -> None:
+    from novacron.api.errors import Problem
+    from novacron.compute import vms as vm_service
+
+    tp = _project(db)
+    _host(db, "small", cpus=1, ram_mb=2048)  # 4 vCPU, 2048 MiB
+    a, b = _vms(db, tp, 2, state="stopped")
+    assert _place(db, a) == "small" and _place(db, b) == "small"
+    with db.session() as s:
+        vm = s.get(VM, a)
+        assert vm is not None
+        vm_service.resize(vm, None, 3, 1024)  # 3 + 1 vCPU, 1024 + 128 MiB: fits
+    assert _usage(db)["small"] == (4, 1152, 4, 1152)
+    with db.session() as s:
+        vm = s.get(VM, b)
+        assert vm is not None
+        with pytest.raises(Problem) as exc:
+            vm_service.resize(vm, None, 2, None)  # one vCPU more than the host has
+        assert exc.value.status == 409 and "0 vCPU" in exc.value.detail
+    with db.session() as s:
+        vm = s.get(VM, a)
+        assert vm is not None
+        vm_service.resize(vm, None, 1, 128)  # shrinking always fits
+    v, r, v_rows, r_rows = _usage(db)["small"]
+    assert (v, r) == (v_rows, r_rows) == (2, 256)

@@ -31,6 +31,15 @@ def get_session(request: Request) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
+def get_read_session(request: Request) -> Iterator[Session]:
+    with get_ctx(request).db.read_session() as session:
+        yield session
+
+
+#: for handlers that only read (GET): no write lock, so reads never queue behind writers
+ReadSessionDep = Annotated[Session, Depends(get_read_session)]
+
+
 def bearer_token(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")

@@ -6,10 +6,11 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from novacron import events
 from novacron.api.errors import Problem, conflict, invalid
+from novacron.compute import placement
 from novacron.compute import tasks as vm_tasks
 from novacron.compute.placement.requests import request_for_create
 from novacron.compute.scope import get_visible
@@ -180,12 +181,17 @@ def resize(vm: VM, flavor: Flavor | None, vcpus: int | None, ram_mb: int | None)
     _ensure_idle(vm)
     if vm.state not in ("stopped", "error"):
         raise Problem(409, "Conflict", f"Stop VM '{vm.name}' before resizing it (it is {vm.state}).")
+    new_vcpus = vcpus if vcpus is not None else flavor.vcpus if flavor is not None else vm.vcpus
+    new_ram = ram_mb if ram_mb is not None else flavor.ram_mb if flavor is not None else vm.ram_mb
+    session = object_session(vm)
+    if session is not None:  # a stopped VM keeps its host's claim: grow it there, or refuse
+        try:
+            placement.resize_claim(session, vm, new_vcpus, new_ram)
+        except placement.NoValidHost as exc:
+            raise Problem(409, "Conflict", str(exc)) from exc
     if flavor is not None:
-        vm.flavor_id, vm.vcpus, vm.ram_mb = flavor.id, flavor.vcpus, flavor.ram_mb
-    if vcpus is not None:
-        vm.vcpus = vcpus
-    if ram_mb is not None:
-        vm.ram_mb = ram_mb
+        vm.flavor_id = flavor.id
+    vm.vcpus, vm.ram_mb = new_vcpus, new_ram
 
 
 def request_migrate(session: Session, vm: VM, target_host_id: str | None) -> Task:

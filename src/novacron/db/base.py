@@ -62,7 +62,8 @@ class Versioned:
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 - SQLAlchemy API
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, readonly: bool = False) -> Engine:
+    """An engine; on SQLite, writers take the write lock up front and ``readonly`` ones never do."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -77,11 +78,12 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         @event.listens_for(engine, "begin")
-        def _begin_immediate(conn):  # type: ignore[no-untyped-def]
+        def _begin(conn):  # type: ignore[no-untyped-def]
             # A deferred transaction that reads, then writes after another writer committed,
             # fails at once with "database is locked" (WAL snapshot too old). Taking the write
-            # lock up front makes writers queue on the busy timeout instead.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # lock up front makes writers queue on the busy timeout instead. Readers need no
+            # lock in WAL mode: their deferred transaction reads one consistent snapshot.
+            conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
@@ -94,6 +96,8 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.read_engine = make_engine(url, readonly=True) if url.startswith("sqlite") else self.engine
+        self.read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -106,6 +110,16 @@ class Database:
             s.rollback()
             raise
         finally:
+            s.close()
+
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A unit of work that only reads: never waits for, nor holds, the SQLite write lock."""
+        s = self.read_sessions()
+        try:
+            yield s
+        finally:
+            s.rollback()
             s.close()
 
     def create_all(self) -> None:

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from novacron.agent.control import facts_of
-from novacron.api.deps import CtxDep, SessionDep, require
+from novacron.api.deps import CtxDep, ReadSessionDep, SessionDep, require
 from novacron.api.errors import Problem, not_found
 from novacron.compute import hostops, nodes, reports, storage
 from novacron.compute.scope import get_visible
@@ -159,7 +159,7 @@ def download_image(
     image_id: str,
     part: Literal["file", "kernel", "initrd"],
     ctx: CtxDep,
-    session: SessionDep,
+    session: ReadSessionDep,
     principal: CanImageRead,
 ) -> FileResponse:
     """The image's disk (or kernel/initrd): agents fetch what their VMs need; tenants their own."""

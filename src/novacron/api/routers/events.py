@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from novacron import events
-from novacron.api.deps import CtxDep, SessionDep, require
+from novacron.api.deps import CtxDep, ReadSessionDep, require
 from novacron.api.errors import Problem
 from novacron.context import Context
 from novacron.identity.principal import Principal
@@ -46,7 +46,7 @@ def _types(types: str | None) -> list[str]:
 
 @router.get("/v1/events", response_model=EventPage)
 def list_events(
-    session: SessionDep,
+    session: ReadSessionDep,
     principal: CanEventRead,
     after: int = Query(0, ge=0, description="only events with a larger seq"),
     limit: int = Query(100, ge=1, le=1000),

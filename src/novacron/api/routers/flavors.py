@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from novacron import events
 from novacron.api.concurrency import Idempotency, set_etag
-from novacron.api.deps import SessionDep, require
+from novacron.api.deps import ReadSessionDep, SessionDep, require
 from novacron.api.errors import Problem, invalid, not_found
 from novacron.api.listing import ListParams, Page, paginate
 from novacron.api.routers.hosts import Trait
@@ -68,7 +68,7 @@ class FlavorOut(BaseModel):
 
 @router.get("", response_model=Page[FlavorOut])
 def list_flavors(
-    session: SessionDep,
+    session: ReadSessionDep,
     principal: CanFlavorRead,
     limit: int = Query(50, ge=1, le=500),
     cursor: str | None = None,
@@ -115,7 +115,7 @@ def create_flavor(
 
 @router.get("/{flavor_id}", response_model=FlavorOut)
 def get_flavor(
-    flavor_id: str, response: Response, session: SessionDep, principal: CanFlavorRead
+    flavor_id: str, response: Response, session: ReadSessionDep, principal: CanFlavorRead
 ) -> FlavorOut:
     flavor = session.scalar(select(Flavor).where((Flavor.id == flavor_id) | (Flavor.name == flavor_id)))
     if flavor is None:

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from novacron import events
-from novacron.api.deps import SessionDep, require
+from novacron.api.deps import ReadSessionDep, SessionDep, require
 from novacron.api.errors import Problem, not_found
 from novacron.api.listing import ListParams, Page, paginate
 from novacron.compute.placement import invalidate
@@ -117,7 +117,7 @@ def _get(session: Session, host_id: str) -> Host:
 
 @router.get("", response_model=Page[HostOut])
 def list_hosts(
-    session: SessionDep,
+    session: ReadSessionDep,
     principal: CanHostRead,
     limit: int = Query(50, ge=1, le=500),
     cursor: str | None = None,
@@ -134,7 +134,7 @@ def list_hosts(
 
 
 @router.get("/{host_id}", response_model=HostOut)
-def get_host(host_id: str, response: Response, session: SessionDep, principal: CanHostRead) -> HostOut:
+def get_host(host_id: str, response: Response, session: ReadSessionDep, principal: CanHostRead) -> HostOut:
     host = _get(session, host_id)
     response.headers["ETag"] = host_etag(host)
     return HostOut.of(session, host)

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from novacron import events
 from novacron.api.concurrency import Idempotency, check_if_match, set_etag
-from novacron.api.deps import CtxDep, SessionDep, require
+from novacron.api.deps import CtxDep, ReadSessionDep, SessionDep, require
 from novacron.api.errors import Problem, invalid
 from novacron.api.listing import ListParams, Page, paginate
 from novacron.compute import images as image_service
@@ -94,7 +94,7 @@ def _owned(session: SessionDep, principal: Principal, image_id: str) -> Image:
 
 @router.get("", response_model=Page[ImageOut])
 def list_images(
-    session: SessionDep,
+    session: ReadSessionDep,
     principal: CanImageRead,
     limit: int = Query(50, ge=1, le=500),
     cursor: str | None = None,
@@ -169,7 +169,9 @@ def create_image(
 
 
 @router.get("/{image_id}", response_model=ImageOut)
-def get_image(image_id: str, response: Response, session: SessionDep, principal: CanImageRead) -> ImageOut:
+def get_image(
+    image_id: str, response: Response, session: ReadSessionDep, principal: CanImageRead
+) -> ImageOut:
     image = get_visible(session, Image, image_id, principal, "image")
     set_etag(response, image)
     return ImageOut.of(image)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from novacron.api.deps import SessionDep, require
+from novacron.api.deps import ReadSessionDep, require
 from novacron.api.listing import ListParams, Page, paginate
 from novacron.compute.scope import get_visible, scoped
 from novacron.db.models import Task
@@ -63,7 +63,7 @@ class TaskOut(BaseModel):
 
 @router.get("", response_model=Page[TaskOut])
 def list_tasks(
-    session: SessionDep,
+    session: ReadSessionDep,
     principal: CanTaskRead,
     limit: int = Query(50, ge=1, le=500),
     cursor: str | None = None,
@@ -83,5 +83,5 @@ def list_tasks(
 
 
 @router.get("/{task_id}", response_model=TaskOut)
-def get_task(task_id: str, session: SessionDep, principal: CanTaskRead) -> TaskOut:
+def get_task(task_id: str, session: ReadSessionDep, principal: CanTaskRead) -> TaskOut:
     return TaskOut.of(get_visible(session, Task, task_id, principal, "task"))

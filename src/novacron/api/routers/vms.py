@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from novacron.api.concurrency import Idempotency, check_if_match, set_etag
-from novacron.api.deps import CtxDep, SessionDep, require
+from novacron.api.deps import CtxDep, ReadSessionDep, SessionDep, require
 from novacron.api.errors import Problem, invalid
 from novacron.api.listing import ListParams, Page, paginate
 from novacron.api.routers.hosts import Labels
@@ -152,7 +152,7 @@ def _accepted(ctx: CtxDep, idem: Idempotency, task: Task, body: BaseModel) -> JS
 
 @router.get("", response_model=Page[VMOut])
 def list_vms(
-    session: SessionDep,
+    session: ReadSessionDep,
     principal: CanVmRead,
     limit: int = Query(50, ge=1, le=500),
     cursor: str | None = None,
@@ -202,7 +202,7 @@ def create_vm(
 
 
 @router.get("/{vm_id}", response_model=VMOut)
-def get_vm(vm_id: str, response: Response, session: SessionDep, principal: CanVmRead) -> VMOut:
+def get_vm(vm_id: str, response: Response, session: ReadSessionDep, principal: CanVmRead) -> VMOut:
     vm = get_visible(session, VM, vm_id, principal, "vm")
     set_etag(response, vm)
     return VMOut.of(vm)
@@ -319,7 +319,7 @@ def console_log(
 def vm_metrics(
     vm_id: str,
     ctx: CtxDep,
-    session: SessionDep,
+    session: ReadSessionDep,
     principal: CanMetricsRead,
     since: float | None = Query(None, description="only samples after this unix time"),
 ) -> MetricsOut:

@@ -14,6 +14,7 @@ from novacron.compute.placement.claims import (
     reconcile_usage,
     release,
     reserve_elsewhere,
+    resize_claim,
     try_claim,
     unreserve,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "reconcile_usage",
     "release",
     "reserve_elsewhere",
+    "resize_claim",
     "try_claim",
     "unreserve",
     "view_for",

@@ -265,6 +265,51 @@ def release(session: Session, vm: VM) -> None:
     session.flush()
 
 
+def resize_claim(session: Session, vm: VM, vcpus: int, ram_mb: int) -> None:
+    """Grow (conditionally) or shrink a placed VM's allocation to a new size, before the VM row changes.
+
+    Raises NoValidHost when the VM's host lacks room for the growth. A VM not placed holds nothing.
+    Call it before writing the new size: the ORM hook then finds the allocation already matching.
+    """
+    conn = session.connection()
+    alloc = conn.execute(
+        select(Allocation.host_id, Allocation.vcpus, Allocation.ram_mb).where(Allocation.vm_id == vm.id)
+    ).one_or_none()
+    if alloc is None:
+        return
+    dv, dr = vcpus - alloc.vcpus, ram_mb - alloc.ram_mb
+    if dv == 0 and dr == 0:
+        return
+    stmt = update(Host).where(Host.id == alloc.host_id)
+    if dv > 0:
+        stmt = stmt.where(Host.vcpus_used + dv <= Host.cpus * Host.cpu_allocation_ratio)
+    if dr > 0:
+        stmt = stmt.where(Host.ram_mb_used + dr <= Host.ram_mb * Host.ram_allocation_ratio)
+    result = cast(
+        CursorResult[Any],
+        conn.execute(stmt.values(vcpus_used=Host.vcpus_used + dv, ram_mb_used=Host.ram_mb_used + dr)),
+    )
+    if result.rowcount != 1:
+        host = conn.execute(
+            select(
+                Host.name,
+                Host.cpus,
+                Host.cpu_allocation_ratio,
+                Host.vcpus_used,
+                Host.ram_mb,
+                Host.ram_allocation_ratio,
+                Host.ram_mb_used,
+            ).where(Host.id == alloc.host_id)
+        ).one()
+        raise NoValidHost(
+            f"Host {host.name} has {host.cpus * host.cpu_allocation_ratio - host.vcpus_used:g} vCPU and "
+            f"{host.ram_mb * host.ram_allocation_ratio - host.ram_mb_used:g} MiB RAM free; growing to "
+            f"{vcpus} vCPU, {ram_mb} MiB needs {max(dv, 0)} vCPU and {max(dr, 0)} MiB more."
+        )
+    conn.execute(update(Allocation).where(Allocation.vm_id == vm.id).values(vcpus=vcpus, ram_mb=ram_mb))
+    view_for(session).adjust(alloc.host_id, dv, dr)
+
+
 def _drop_allocation(session: Session, vm_id: str) -> None:
     conn = session.connection()
     row = conn.execute(
