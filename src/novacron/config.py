@@ -43,10 +43,13 @@ class Settings:
     metrics_interval_s: float = 1.0
     #: placement strategy: "spread" (most free RAM first) or "pack" (fill hosts before using new ones)
     placement_strategy: str = "spread"
+    #: the image store when it is not ``<state_dir>/images``: replicas of one control plane share
+    #: it (shared or network storage), since any replica may receive an upload or run a task
+    shared_images_dir: Path | None = None
 
     @property
     def images_dir(self) -> Path:
-        return self.state_dir / "images"
+        return self.shared_images_dir or self.state_dir / "images"
 
     @property
     def instances_dir(self) -> Path:
@@ -78,4 +81,5 @@ class Settings:
             embedded_agent=_env("EMBEDDED_AGENT", "1") == "1",
             metrics_interval_s=float(_env("METRICS_INTERVAL", "1.0")),
             placement_strategy=_strategy(_env("PLACEMENT_STRATEGY", "spread")),
+            shared_images_dir=Path(_env("IMAGES_DIR", "")).resolve() if _env("IMAGES_DIR", "") else None,
         )

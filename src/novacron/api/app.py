@@ -14,7 +14,7 @@ from novacron import __version__
 from novacron.api.errors import install_handlers
 from novacron.api.routers import agents, console, events, flavors, hosts, images, migration, tasks, vms
 from novacron.context import Context
-from novacron.workers import BackgroundWorkers
+from novacron.workers import BackgroundWorkers, is_leader
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def create_app(ctx: Context, *, background: bool = True) -> FastAPI:
     _include_optional(app)
 
     @app.get("/healthz", tags=["meta"])
-    def healthz() -> dict[str, str]:
-        return {"status": "ok", "version": __version__}
+    def healthz() -> dict[str, str | bool]:
+        return {"status": "ok", "version": __version__, "leader": is_leader(ctx)}
 
     return app

@@ -18,7 +18,7 @@ import socket
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from novacron import events
@@ -35,6 +35,10 @@ TERMINAL = ("succeeded", "failed", "cancelled")
 
 class StepFailed(Exception):
     """A step could not complete; the message is shown to the user as the task error."""
+
+
+class LeaseLost(Exception):
+    """Another runner took the task over; this one must stop touching it."""
 
 
 class TaskHandler(abc.ABC):
@@ -80,13 +84,13 @@ def create_task(
     return task
 
 
-def _owner_alive(owner: str | None) -> bool:
+def _owner_alive(owner: str | None, this_host: str | None = None) -> bool:
     """An owner is ``host:pid:nonce``; on this host a dead pid means the lease is void at once."""
     if not owner:
         return False
     host, _, rest = owner.partition(":")
     pid_text, _, _ = rest.partition(":")
-    if host != socket.gethostname():
+    if host != (this_host or socket.gethostname()):
         return True  # another host's lease expires on its own
     try:
         os.kill(int(pid_text), 0)
@@ -101,12 +105,18 @@ class TaskRunner:
     def __init__(self, ctx: Context, handlers: list[TaskHandler], concurrency: int = 8) -> None:
         self.ctx = ctx
         self.handlers = {h.kind: h for h in handlers}
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        # the configured host name (the machine's by default): two replicas given different names
+        # on one machine are treated as two hosts, whose pids mean nothing to each other
+        self.host = ctx.settings.host_name
+        self.owner = f"{self.host}:{os.getpid()}:{secrets.token_hex(4)}"
         self.concurrency = concurrency
         self._running: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
+        #: set while this runner provably is the only one (it holds the cluster's leader lock):
+        #: then a lease held by any other owner is void, whoever and wherever that owner is
+        self.exclusive = False
 
     def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -119,6 +129,7 @@ class TaskRunner:
         loop.call_soon_threadsafe(self._wake.set)
 
     async def run_forever(self, poll_s: float = 0.5) -> None:
+        self._stopping = False  # a runner stopped when leadership was lost runs again when it is won
         while not self._stopping:
             try:
                 self._claim_and_start()
@@ -156,12 +167,7 @@ class TaskRunner:
             candidates = list(
                 s.scalars(
                     select(Task)
-                    .where(
-                        or_(
-                            Task.state == "pending",
-                            and_(Task.state == "running", Task.lease_owner != self.owner),
-                        )
-                    )
+                    .where(Task.state.in_(("pending", "running")))
                     .order_by(Task.created_at)
                     .limit(100)
                 )
@@ -174,10 +180,23 @@ class TaskRunner:
                     continue
                 if task.state == "running":
                     lease_valid = task.lease_expires is not None and task.lease_expires > now
-                    if lease_valid and _owner_alive(task.lease_owner):
+                    # our own lease on a task we no longer run (stopped when leadership was lost) is void
+                    foreign = task.lease_owner != self.owner
+                    if (
+                        lease_valid
+                        and foreign
+                        and not self.exclusive
+                        and _owner_alive(task.lease_owner, self.host)
+                    ):
                         busy_resources.add(task.resource_id)
                         continue
-                    log.warning("resuming task %s at step %s after its owner died", task.id, task.step_index)
+                    log.warning(
+                        "resuming task %s at step %s from %s (%s)",
+                        task.id,
+                        task.step_index,
+                        task.lease_owner,
+                        "this runner leads" if lease_valid else "owner gone",
+                    )
                 # one task per resource at a time, in creation order
                 earlier = s.scalar(
                     select(Task.id).where(
@@ -210,11 +229,17 @@ class TaskRunner:
         while True:
             await asyncio.sleep(LEASE.total_seconds() / 3)
             with self.ctx.db.session() as s:
-                s.execute(
+                renewed = s.execute(
                     update(Task)
-                    .where(Task.id == task_id, Task.lease_owner == self.owner)
+                    .where(Task.id == task_id, Task.lease_owner == self.owner, Task.state == "running")
                     .values(lease_expires=utcnow() + LEASE)
-                )
+                ).rowcount  # type: ignore[attr-defined]
+            if not renewed:
+                log.warning("task %s: lease taken over by another runner; stopping here", task_id)
+                running = self._running.get(task_id)
+                if running is not None:
+                    running.cancel()
+                return
 
     async def _execute(self, task_id: str) -> None:
         renew = asyncio.create_task(self._renew_lease(task_id))
@@ -222,6 +247,8 @@ class TaskRunner:
             await self._execute_steps(task_id)
         except asyncio.CancelledError:
             raise
+        except LeaseLost:
+            log.warning("task %s: lease taken over by another runner; stopping here", task_id)
         except Exception as exc:
             log.exception("task %s crashed", task_id)
             try:
@@ -257,6 +284,7 @@ class TaskRunner:
                 error = str(exc) if isinstance(exc, StepFailed) else f"{step}: {type(exc).__name__}: {exc}"
                 if not isinstance(exc, StepFailed):
                     log.exception("task %s step %s failed", task_id, step)
+                self._check_lease(task_id)
                 try:
                     await handler.rollback(self.ctx, task, error)
                 except Exception:
@@ -266,6 +294,8 @@ class TaskRunner:
             with self.ctx.db.session() as s:
                 row = s.get(Task, task_id)
                 assert row is not None
+                if row.lease_owner != self.owner:
+                    raise LeaseLost(task_id)
                 row.step_index += 1
                 row.progress = int(100 * row.step_index / max(len(row.steps), 1))
                 events.publish(
@@ -279,8 +309,14 @@ class TaskRunner:
                     progress=row.progress,
                 )
                 task = row
+        self._check_lease(task_id)
         await handler.on_success(self.ctx, task)
         self._finish(task_id, "succeeded")
+
+    def _check_lease(self, task_id: str) -> None:
+        with self.ctx.db.session() as s:
+            if s.scalar(select(Task.lease_owner).where(Task.id == task_id)) != self.owner:
+                raise LeaseLost(task_id)
 
     def _publish(self, task: Task, type_: str, **data: Any) -> None:
         with self.ctx.db.session() as s:
@@ -292,6 +328,8 @@ class TaskRunner:
         with self.ctx.db.session() as s:
             row = s.get(Task, task_id)
             assert row is not None
+            if row.lease_owner != self.owner:
+                raise LeaseLost(task_id)
             row.state = state
             row.error = error
             row.lease_owner = None

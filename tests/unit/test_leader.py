@@ -1,0 +1,88 @@
+"""Leadership: one leader per controller name among PostgreSQL sessions; SQLite always leads."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+from sqlalchemy import create_engine, text
+
+from novacron.tasks.leader import PostgresAdvisoryLock, SingleProcess, leadership_for, lock_key
+
+
+def test_lock_keys_are_stable_signed_64_bit_and_distinct() -> None:
+    assert lock_key("novacron.tasks") == lock_key("novacron.tasks")
+    assert lock_key("novacron.tasks") != lock_key("novacron.scheduler")
+    for name in ("novacron.tasks", "novacron.scheduler", "novacron.ha", "x"):
+        assert -(2**63) <= lock_key(name) < 2**63
+
+
+def test_sqlite_is_one_process_that_always_leads() -> None:
+    leadership = leadership_for("sqlite:////tmp/x.db", "novacron.tasks")
+    assert isinstance(leadership, SingleProcess)
+    assert leadership.is_leader and not leadership.exclusive
+
+    async def main() -> None:
+        await asyncio.wait_for(leadership.wait_until_leader(), 1)
+
+    asyncio.run(main())
+
+
+async def _until(predicate: Any, timeout_s: float = 10.0) -> float:
+    start = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - start < timeout_s, "condition not reached"
+        await asyncio.sleep(0.02)
+    return time.monotonic() - start
+
+
+def test_two_sessions_one_leader_and_takeover_on_close(postgres: Any) -> None:
+    url = postgres.create_database("leader_unit")
+
+    async def main() -> None:
+        first = PostgresAdvisoryLock("novacron.tasks", url, retry_s=0.2, check_s=0.2)
+        second = PostgresAdvisoryLock("novacron.tasks", url, retry_s=0.2, check_s=0.2)
+        other = PostgresAdvisoryLock("novacron.scheduler", url, retry_s=0.2, check_s=0.2)
+        changes: list[bool] = []
+        first.on_change(changes.append)
+        run_first = asyncio.create_task(first.run())
+        await asyncio.wait_for(first.wait_until_leader(), 10)
+        run_second = asyncio.create_task(second.run())
+        run_other = asyncio.create_task(other.run())
+        # another controller's name is another lock: it leads independently
+        await asyncio.wait_for(other.wait_until_leader(), 10)
+        await asyncio.sleep(1.0)  # several campaign rounds
+        assert first.is_leader and not second.is_leader
+
+        # the leader goes away: its session ends, the lock is free, the other session takes it
+        run_first.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run_first
+        assert not first.is_leader and changes == [True, False]
+        took = await _until(lambda: second.is_leader)
+        assert took < 2.0
+
+        # the same leader whose session PostgreSQL terminates notices and steps down at once
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            killed = conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name = 'novacron-leader:novacron.tasks'"
+                )
+            ).all()
+        engine.dispose()
+        assert len(killed) == 1
+        lost_after = await _until(lambda: not second.is_leader, 5)
+        assert lost_after <= second.loss_detection_s + 0.5
+        # and wins again on a fresh session (nobody else campaigns)
+        await asyncio.wait_for(second.wait_until_leader(), 10)
+
+        for task in (run_second, run_other):
+            task.cancel()
+        await asyncio.gather(run_second, run_other, return_exceptions=True)
+        assert not second.is_leader and not other.is_leader
+
+    asyncio.run(main())
