@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import hashlib
+import os
 import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -106,6 +107,7 @@ class HttpControlPlane(ControlPlane):
         self.driver_name = driver_name
         self.images_dir = images_dir
         self.host_id = ""
+        self._fetch_locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     async def _post(self, path: str, body: dict[str, Any], timeout: float | None = None) -> Any:
         r = await self.client.post(path, json=body, timeout=timeout or 60)
@@ -131,23 +133,29 @@ class HttpControlPlane(ControlPlane):
 
     async def image_path(self, image_id: str, part: str, sha256: str | None) -> Path:
         dest = self.images_dir / image_id / part
-        if dest.exists():
-            return dest
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_suffix(".part")
-        digest = hashlib.sha256()
-        async with self.client.stream("GET", f"/v1/images/{image_id}/{part}", timeout=600) as r:
-            if r.status_code != 200:
-                raise AgentRefused(r.status_code, f"cannot fetch {part} of image {image_id}")
-            with tmp.open("wb") as f:
-                async for chunk in r.aiter_bytes():
-                    digest.update(chunk)
-                    f.write(chunk)
-        if part == "file" and sha256 and digest.hexdigest() != sha256:
-            tmp.unlink()
-            raise AgentRefused(502, f"image {image_id} arrived corrupted (sha256 mismatch)")
-        tmp.rename(dest)
+        # concurrent creates from one image fetch it once
+        async with self._fetch_locks.setdefault((image_id, part), asyncio.Lock()):
+            if not dest.exists():
+                await self._fetch(image_id, part, sha256, dest)
         return dest
+
+    async def _fetch(self, image_id: str, part: str, sha256: str | None, dest: Path) -> None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{part}.{os.getpid()}.part")
+        digest = hashlib.sha256()
+        try:
+            async with self.client.stream("GET", f"/v1/images/{image_id}/{part}", timeout=600) as r:
+                if r.status_code != 200:
+                    raise AgentRefused(r.status_code, f"cannot fetch {part} of image {image_id}")
+                with tmp.open("wb") as f:
+                    async for chunk in r.aiter_bytes():
+                        digest.update(chunk)
+                        f.write(chunk)
+            if part == "file" and sha256 and digest.hexdigest() != sha256:
+                raise AgentRefused(502, f"image {image_id} arrived corrupted (sha256 mismatch)")
+            tmp.rename(dest)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 class AgentRefused(Exception):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -23,16 +24,31 @@ from novacron.tasks.runner import StepFailed
 if TYPE_CHECKING:
     from novacron.context import Context
 
-POLL_S = 0.05
+#: the database is polled this often only as a fallback: this process is woken by events when it
+#: queues or completes an operation itself (other replicas are seen at the next poll)
+POLL_S = 0.5
 #: an operation claimed this long ago by an agent that has not answered is offered again
 RECLAIM_AFTER = timedelta(minutes=10)
 
 #: called when an operation is queued, so an in-process agent need not wait for its next poll
 _listeners: list[Callable[[str], None]] = []
+_queued: dict[str, threading.Event] = {}
+_completed: dict[str, threading.Event] = {}
+_events_lock = threading.Lock()
 
 
 def on_queued(listener: Callable[[str], None]) -> None:
     _listeners.append(listener)
+
+
+def _event(table: dict[str, threading.Event], key: str) -> threading.Event:
+    with _events_lock:
+        return table.setdefault(key, threading.Event())
+
+
+def queued_event(host_id: str) -> threading.Event:
+    """Set when an operation is queued for ``host_id`` in this process (long-polling agents wait on it)."""
+    return _event(_queued, host_id)
 
 
 def operation_id(task: Task, op: str) -> str:
@@ -60,6 +76,7 @@ def _queue(
                     payload=payload or {},
                 )
             )
+    queued_event(host_id).set()
     for listener in _listeners:
         listener(host_id)
 
@@ -93,11 +110,16 @@ async def call(
     """Queue ``op`` for a task step (once per step) and wait for the host's answer."""
     op_id = operation_id(task, op)
     _queue(ctx, op_id, host_id, task.id, op, instance_id, payload)
+    done = _event(_completed, op_id)
     deadline = asyncio.get_running_loop().time() + timeout_s
-    while (result := _outcome(ctx, op_id, host_id, op)) is None:
-        if asyncio.get_running_loop().time() > deadline:
-            raise _timed_out(host_id, op, timeout_s)
-        await asyncio.sleep(POLL_S)
+    try:
+        while (result := _outcome(ctx, op_id, host_id, op)) is None:
+            if asyncio.get_running_loop().time() > deadline:
+                raise _timed_out(host_id, op, timeout_s)
+            await asyncio.to_thread(done.wait, POLL_S)
+    finally:
+        with _events_lock:
+            _completed.pop(op_id, None)
     return result
 
 
@@ -107,11 +129,16 @@ def call_blocking(
     """A one-off request outside any task (reading a console log); for worker threads, not event loops."""
     op_id = f"req-{secrets.token_hex(8)}:{op}"
     _queue(ctx, op_id, host_id, None, op, instance_id, payload)
+    done = _event(_completed, op_id)
     deadline = time.monotonic() + timeout_s
-    while (result := _outcome(ctx, op_id, host_id, op)) is None:
-        if time.monotonic() > deadline:
-            raise _timed_out(host_id, op, timeout_s)
-        time.sleep(POLL_S)
+    try:
+        while (result := _outcome(ctx, op_id, host_id, op)) is None:
+            if time.monotonic() > deadline:
+                raise _timed_out(host_id, op, timeout_s)
+            done.wait(POLL_S)
+    finally:
+        with _events_lock:
+            _completed.pop(op_id, None)
     return result
 
 
@@ -159,7 +186,11 @@ def complete(
         row.state = "failed" if error else "done"
         row.result = result
         row.error = error
-        return True
+    with _events_lock:
+        waiter = _completed.get(op_id)
+    if waiter is not None:
+        waiter.set()
+    return True
 
 
 def pending_instances(ctx: Context, host_id: str) -> set[str]:

@@ -10,17 +10,14 @@ half-built destination, returns the reservation, and leaves the VM running at th
 from __future__ import annotations
 
 import contextlib
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
-
-from sqlalchemy import select, update
 
 from novacron import events
 from novacron.compute import hostops
-from novacron.compute.placement.claims import try_claim
+from novacron.compute.placement import NoValidHost
+from novacron.compute.placement.claims import reserve_elsewhere, try_claim, unreserve
 from novacron.compute.reports import record_state
 from novacron.compute.spec import spec_payload
-from novacron.db.base import utcnow
 from novacron.db.models import VM, Host, Task
 from novacron.tasks.runner import StepFailed, TaskHandler
 
@@ -29,15 +26,10 @@ if TYPE_CHECKING:
 
     from novacron.context import Context
 
-HEARTBEAT_GRACE = timedelta(seconds=30)
 
 
 def _unreserve(session: Session, host_id: str, vm: VM) -> None:
-    session.execute(
-        update(Host)
-        .where(Host.id == host_id)
-        .values(vcpus_used=Host.vcpus_used - vm.vcpus, ram_mb_used=Host.ram_mb_used - vm.ram_mb)
-    )
+    unreserve(session, host_id, vm.vcpus, vm.ram_mb)
 
 
 def _save_params(ctx: Context, task: Task, **values: Any) -> None:
@@ -120,16 +112,10 @@ class MigrateVM(TaskHandler):
                     f"Host {name} is down, in maintenance, or lacks room for {vm.vcpus} vCPU/{vm.ram_mb} MiB."
                 )
             return target
-        cutoff = utcnow() - HEARTBEAT_GRACE
-        candidates = s.scalars(
-            select(Host.id)
-            .where(Host.id != source, Host.state == "up", Host.last_heartbeat >= cutoff)
-            .order_by((Host.ram_mb * Host.ram_allocation_ratio - Host.ram_mb_used).desc())
-        )
-        for host_id in candidates:
-            if try_claim(s, host_id, vm.vcpus, vm.ram_mb):
-                return str(host_id)
-        raise StepFailed("No other host is up with room for this VM.")
+        try:
+            return reserve_elsewhere(s, vm).id
+        except NoValidHost as exc:
+            raise StepFailed(f"No other host can take this VM: {exc}") from exc
 
     async def on_success(self, ctx: Context, task: Task) -> None:
         ctx.metrics.forget(task.resource_id)

@@ -10,7 +10,7 @@ import threading
 from collections import deque
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from novacron import events
 from novacron.db.base import Database, new_id, utcnow
@@ -98,17 +98,25 @@ def apply_report(
     power_states: dict[str, str],
     samples: dict[str, dict[str, Any]],
 ) -> set[str]:
-    """Record a host's observations; return the ids of the instances it should keep."""
+    """Record a host's observations; return the ids of the instances it should keep.
+
+    Runs every second per host: it reads three columns of the host's VMs and loads rows only
+    for the VMs whose state changed, so a host of a thousand VMs costs milliseconds.
+    """
     with db.session() as s:
-        host = s.get(Host, host_id)
-        if host is not None:
-            host.last_heartbeat = utcnow()
-        vms = list(s.scalars(select(VM).where(VM.host_id == host_id)))
-        for vm in vms:
-            if vm.task_state in TASK_OWNED:
-                continue
-            record_state(s, vm, STATE_OF.get(power_states.get(vm.id, "absent"), "error"))
-        keep = {vm.id for vm in vms}
+        s.execute(update(Host).where(Host.id == host_id).values(last_heartbeat=utcnow()))
+        rows = s.execute(select(VM.id, VM.state, VM.task_state).where(VM.host_id == host_id)).all()
+        observed = {vm_id: STATE_OF.get(power_states.get(vm_id, "absent"), "error") for vm_id, _, _ in rows}
+        changed = [
+            vm_id
+            for vm_id, state, task_state in rows
+            if task_state not in TASK_OWNED and observed[vm_id] != state
+        ]
+        if changed:
+            for vm in s.scalars(select(VM).where(VM.id.in_(changed))):
+                if vm.task_state not in TASK_OWNED:
+                    record_state(s, vm, observed[vm.id])
+        keep = set(observed)
         # a VM being created may have files before its row names this host
         keep |= set(
             s.scalars(

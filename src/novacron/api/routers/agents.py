@@ -139,12 +139,15 @@ def report(body: ReportRequest, ctx: CtxDep, node: IsAgent) -> dict[str, list[st
 @router.post("/v1/agent/claim")
 async def claim(body: ClaimRequest, ctx: CtxDep, node: IsAgent) -> dict[str, list[dict[str, Any]]]:
     """Long-poll: answers as soon as an operation is queued for the host, or after ``wait_s``."""
+    queued = hostops.queued_event(node.user_id)
     deadline = asyncio.get_running_loop().time() + body.wait_s
     while True:
+        queued.clear()  # before looking, so an operation queued meanwhile still wakes us
         ops = await run_in_threadpool(hostops.claim, ctx, node.user_id)
-        if ops or asyncio.get_running_loop().time() >= deadline:
+        remaining = deadline - asyncio.get_running_loop().time()
+        if ops or remaining <= 0:
             return {"operations": ops}
-        await asyncio.sleep(hostops.POLL_S)
+        await run_in_threadpool(queued.wait, min(remaining, hostops.POLL_S))
 
 
 @router.post("/v1/agent/complete", status_code=204)
