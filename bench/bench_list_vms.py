@@ -87,6 +87,40 @@ class SimServer(Server):
         raise RuntimeError(f"server did not answer in {timeout_s}s")
 
 
+def start_agents(srv: Server, c: httpx.Client, n: int) -> list[subprocess.Popen[bytes]]:
+    """``n`` simulated hosts, each its own agent process, joined with a join token like any host."""
+    procs = []
+    for i in range(n):
+        token = c.post("/v1/hosts/join-tokens", json={}).json()
+        state = srv.state_dir / f"agent-{i}"
+        argv = [
+            sys.executable,
+            "-m",
+            "novacron.cli.main",
+            "agent",
+            "--driver",
+            "simulated",
+            "--server",
+            f"https://127.0.0.1:{srv.env['NOVACRON_AGENT_PORT']}",
+            "--name",
+            f"sim-{i:02d}",
+            "--state-dir",
+            str(state),
+            "--join-token",
+            token["join_token"],
+            "--ca-fingerprint",
+            token["ca_fingerprint"],
+        ]
+        log = (srv.state_dir / f"agent-{i}.log").open("ab")
+        procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
+    deadline = time.monotonic() + 60
+    while n and sum(h["state"] == "up" for h in c.get("/v1/hosts").json()["items"]) < n:
+        if time.monotonic() > deadline:
+            raise RuntimeError("simulated agents did not all come up")
+        time.sleep(0.3)
+    return procs
+
+
 def count(c: httpx.Client, path: str, **params: str) -> int:
     """Items of a list, following cursors (500 a page)."""
     n, cursor = 0, None
@@ -187,6 +221,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8, help="concurrent clients creating VMs")
     parser.add_argument("--sim-cpus", type=int, default=256, help="CPUs of the simulated host (stock: 64)")
     parser.add_argument(
+        "--hosts",
+        type=int,
+        default=10,
+        help="simulated hosts, each a separate 'novacron agent --driver simulated' process joined over "
+        "HTTPS (the production topology); 0 = one embedded simulated host inside the server process",
+    )
+    parser.add_argument(
         "--trace-slow-ms", type=float, default=0.0, help="list the default-page requests slower than this"
     )
     args = parser.parse_args()
@@ -199,18 +240,28 @@ def main() -> None:
     print(f"bench_list_vms: {machine()}")
     print("SCALE SIMULATION: simulated compute driver (no QEMU), SQLite store, client on loopback")
     print(f"start: {load()}")
-    base = make_server(NOVACRON_COMPUTE_DRIVER="simulated")
+    if args.hosts:
+        base = make_server(NOVACRON_COMPUTE_DRIVER="simulated", NOVACRON_EMBEDDED_AGENT="0")
+    else:
+        base = make_server(NOVACRON_COMPUTE_DRIVER="simulated")
     srv = SimServer(state_dir=base.state_dir, port=base.port, env=base.env)
     srv.sim_cpus = args.sim_cpus
     srv.start()
+    agents: list[subprocess.Popen[bytes]] = []
     try:
         with srv.client() as c:
             image_id = import_guest_image(c, guest, name="bench-guest")
             project_id = default_project(c)
-            host = c.get("/v1/hosts").json()["items"][0]
+            agents = start_agents(srv, c, args.hosts)
+            hosts = c.get("/v1/hosts").json()["items"]
+        for host in hosts[:3]:
+            print(
+                f"host {host['name']}: driver={host['driver']} "
+                f"cpus={host['cpus']} x{host['cpu_allocation_ratio']:g} "
+                f"ram={host['ram_mb']} MiB x{host['ram_allocation_ratio']:g}"
+            )
         print(
-            f"host: driver={host['driver']} cpus={host['cpus']} x{host['cpu_allocation_ratio']:g} "
-            f"ram={host['ram_mb']} MiB x{host['ram_allocation_ratio']:g}"
+            f"hosts: {len(hosts)} ({'separate agent processes' if args.hosts else 'embedded in the server'})"
         )
         t0 = time.perf_counter()
         post_lat = create_vms(srv, image_id, project_id, args.vms, args.threads)
@@ -239,6 +290,9 @@ def main() -> None:
             measure(c, "GET /v1/vms?state=running", {"state": "running"}, args.requests)
         print(f"end: {load()}")
     finally:
+        for agent in agents:
+            agent.kill()
+            agent.wait()
         srv.stop()
         import shutil
 

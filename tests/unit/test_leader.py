@@ -75,8 +75,8 @@ def test_two_sessions_one_leader_and_takeover_on_close(postgres: Any) -> None:
             ).all()
         engine.dispose()
         assert len(killed) == 1
-        lost_after = await _until(lambda: not second.is_leader, 5)
-        assert lost_after <= second.loss_detection_s + 0.5
+        lost_after = await _until(lambda: not second.is_leader, 10)
+        assert lost_after <= second.loss_detection_s + 2.0  # slack for a loaded 2-core machine
         # and wins again on a fresh session (nobody else campaigns)
         await asyncio.wait_for(second.wait_until_leader(), 10)
 

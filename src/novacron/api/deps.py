@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Callable, Coroutine, Iterator
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
@@ -15,16 +15,21 @@ if TYPE_CHECKING:
     from novacron.context import Context
 
 
-def get_ctx(request: Request) -> Context:
+def ctx_of(request: Request) -> Context:
     ctx: Context = request.app.state.ctx
     return ctx
+
+
+async def get_ctx(request: Request) -> Context:
+    # async on purpose: FastAPI runs sync dependencies in the thread pool, a hop per request
+    return ctx_of(request)
 
 
 CtxDep = Annotated["Context", Depends(get_ctx)]
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    with get_ctx(request).db.session() as session:
+    with ctx_of(request).db.session() as session:
         yield session
 
 
@@ -32,7 +37,7 @@ SessionDep = Annotated[Session, Depends(get_session)]
 
 
 def get_read_session(request: Request) -> Iterator[Session]:
-    with get_ctx(request).db.read_session() as session:
+    with ctx_of(request).db.read_session() as session:
         yield session
 
 
@@ -67,7 +72,7 @@ def current_principal(request: Request) -> Principal:
             "Send 'Authorization: Bearer <token>'; get one with POST /v1/tokens or 'novacron login'.",
             headers={"WWW-Authenticate": 'Bearer realm="novacron"'},
         )
-    principal = authenticate_any(get_ctx(request), token)
+    principal = authenticate_any(ctx_of(request), token)
     request.state.principal = principal
     return principal
 
@@ -75,8 +80,8 @@ def current_principal(request: Request) -> Principal:
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
 
 
-def require(permission: str) -> Callable[[Principal], Principal]:
-    def check(principal: PrincipalDep) -> Principal:
+def require(permission: str) -> Callable[[Principal], Coroutine[Any, Any, Principal]]:
+    async def check(principal: PrincipalDep) -> Principal:
         if not principal.can(permission):
             raise Problem(
                 403, "Forbidden", f"Your role '{principal.role}' lacks the permission '{permission}'."
