@@ -223,7 +223,7 @@ def main() -> None:
     parser.add_argument(
         "--hosts",
         type=int,
-        default=10,
+        default=0,
         help="simulated hosts, each a separate 'novacron agent --driver simulated' process joined over "
         "HTTPS (the production topology); 0 = one embedded simulated host inside the server process",
     )
