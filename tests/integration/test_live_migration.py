@@ -86,6 +86,8 @@ def test_live_migration_keeps_the_guest_running_and_drain_empties_a_host(
         assert r.status_code == 202, r.text
         task = wait_task(c, r.json()["task_id"], timeout_s=180)
         assert task["state"] == "succeeded", task
+        result = task["result"]
+        assert isinstance(result, dict) and result["downtime_ms"] >= 0 and result["total_time_ms"] > 0
         vm = c.get(f"/v1/vms/{vm_id}").json()
         target = vm["host_id"]
         assert target != source and vm["state"] == "running" and vm["task_state"] is None

@@ -59,6 +59,8 @@ def paginate(
     model: type[M],
     params: ListParams,
     sortable: Sequence[str],
+    *,
+    as_rows: bool = False,
 ) -> tuple[list[M], str | None]:
     """Run ``stmt`` one page at a time, ordered by the sort field then id (stable, index-friendly)."""
     if not 1 <= params.limit <= MAX_LIMIT:
@@ -76,7 +78,9 @@ def paginate(
         else:
             stmt = stmt.where(or_(col > value, and_(col == value, id_col > ident)))
     order = (col.desc(), id_col.desc()) if desc else (col.asc(), id_col.asc())
-    rows: list[M] = list(session.scalars(stmt.order_by(*order).limit(params.limit + 1)))
+    result = session.execute(stmt.order_by(*order).limit(params.limit + 1))
+    # ``as_rows``: the statement selects columns of ``model``, and the rows come back as they are
+    rows: list[M] = list(result.all() if as_rows else result.scalars())  # type: ignore[arg-type]
     next_cursor = None
     if len(rows) > params.limit:
         rows = rows[: params.limit]

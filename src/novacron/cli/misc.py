@@ -126,6 +126,27 @@ def host_list(
     print_list(page, HOST_COLUMNS, as_json=as_json, empty="No hosts.")
 
 
+@host_app.command("drain")
+def host_drain(
+    ctx: typer.Context,
+    host: str = typer.Argument(..., metavar="HOST", help="host name or id"),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="follow the migrations until done"),
+    as_json: bool = JSON,
+) -> None:
+    """Put a host in maintenance and live-migrate every running VM off it."""
+    client = client_of(ctx)
+    answer = client.post(f"/v1/hosts/{host}/drain")
+    if wait:
+        for task_id in answer["task_ids"]:
+            watch_task(client, task_id, label=f"migrate ({task_id})", show=not as_json)
+    if as_json:
+        print_json(answer)
+        return
+    out.print(f"host {escape(host)} is in maintenance; {len(answer['task_ids'])} VM(s) migrated")
+    if answer["left"]:
+        out.print(f"[yellow]not moved (not running): {', '.join(answer['left'])}[/]")
+
+
 # ---------------------------------------------------------------- events
 
 

@@ -288,6 +288,42 @@ def snapshot(
 
 
 @app.command()
+def migrate(
+    ctx: typer.Context,
+    vm: str = VM_ARG,
+    host: str | None = typer.Option(None, "--host", help="target host (default: placement chooses)"),
+    wait: bool = WAIT,
+    wait_timeout: float | None = TIMEOUT,
+    as_json: bool = JSON,
+) -> None:
+    """Live-migrate a running VM to another host (its disk is mirrored; the guest keeps running)."""
+    client = client_of(ctx)
+    found = resolve_vm(ctx, vm)
+    accepted = client.post(f"/v1/vms/{found['id']}/migrate", {"host": host} if host else {})
+    if wait:
+        task = watch_task(
+            client,
+            accepted["task_id"],
+            label=f"migrate {found['name']}",
+            timeout_s=wait_timeout,
+            show=not as_json,
+        )
+        stats = task.get("result") or {}
+        moved = client.get(f"/v1/vms/{found['id']}")
+        if as_json:
+            print_json(moved)
+        else:
+            info(
+                f"[green]VM {moved['name']} now runs on host {moved['host_id']}[/] "
+                f"(downtime {stats.get('downtime_ms', '?')} ms, total {stats.get('total_time_ms', '?')} ms)."
+            )
+    elif as_json:
+        print_json(accepted)
+    else:
+        info(f"migration accepted: task {accepted['task_id']}")
+
+
+@app.command()
 def logs(
     ctx: typer.Context,
     vm: str = VM_ARG,

@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from novacron.context import Context
 
 
-
 def _unreserve(session: Session, host_id: str, vm: VM) -> None:
     unreserve(session, host_id, vm.vcpus, vm.ram_mb)
 
@@ -119,6 +118,11 @@ class MigrateVM(TaskHandler):
 
     async def on_success(self, ctx: Context, task: Task) -> None:
         ctx.metrics.forget(task.resource_id)
+        with ctx.db.session() as s:
+            row = s.get(Task, task.id)
+            if row is not None:
+                # total time, downtime and bytes, as QEMU measured them
+                row.result = {**task.params.get("stats", {}), "target_host_id": task.params["target_host_id"]}
 
     async def rollback(self, ctx: Context, task: Task, error: str) -> None:
         """Before the switch: the VM stays (or runs again) at the source; the destination goes."""

@@ -75,8 +75,12 @@ def upgrade() -> None:
 
     # plain ADD COLUMN (constant defaults): SQLite can do it in place, while a batch would copy
     # and drop the table, which foreign keys from existing rows (vms -> hosts) refuse
-    op.add_column("flavors", sa.Column("required_traits", sa.JSON(), server_default=sa.text("'[]'"), nullable=False))
-    op.add_column("flavors", sa.Column("forbidden_traits", sa.JSON(), server_default=sa.text("'[]'"), nullable=False))
+    op.add_column(
+        "flavors", sa.Column("required_traits", sa.JSON(), server_default=sa.text("'[]'"), nullable=False)
+    )
+    op.add_column(
+        "flavors", sa.Column("forbidden_traits", sa.JSON(), server_default=sa.text("'[]'"), nullable=False)
+    )
     op.add_column("hosts", sa.Column("vcpus_used", sa.Integer(), server_default="0", nullable=False))
     op.add_column("hosts", sa.Column("ram_mb_used", sa.Integer(), server_default="0", nullable=False))
     op.add_column("hosts", sa.Column("labels", sa.JSON(), server_default=sa.text("'{}'"), nullable=False))
