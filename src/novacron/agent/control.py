@@ -32,8 +32,10 @@ class ControlPlane(abc.ABC):
     async def register(self, facts: HostFacts) -> str: ...
 
     @abc.abstractmethod
-    async def report(self, power_states: dict[str, str], samples: dict[str, dict[str, Any]]) -> set[str]:
-        """Send observations; returns the instances this host should keep."""
+    async def report(
+        self, power_states: dict[str, str], samples: dict[str, dict[str, Any]], age_s: float = 0.0
+    ) -> set[str]:
+        """Send observations begun ``age_s`` ago; returns the instances this host should keep."""
 
     @abc.abstractmethod
     async def claim(self, wait_s: float) -> list[dict[str, Any]]:
@@ -69,8 +71,10 @@ class LocalControlPlane(ControlPlane):
         hostops.requeue_unanswered(self.ctx, self.host_id)
         return self.host_id
 
-    async def report(self, power_states: dict[str, str], samples: dict[str, dict[str, Any]]) -> set[str]:
-        return reports.apply_report(self.ctx.db, self.ctx.metrics, self.host_id, power_states, samples)
+    async def report(
+        self, power_states: dict[str, str], samples: dict[str, dict[str, Any]], age_s: float = 0.0
+    ) -> set[str]:
+        return reports.apply_report(self.ctx.db, self.ctx.metrics, self.host_id, power_states, samples, age_s)
 
     async def claim(self, wait_s: float) -> list[dict[str, Any]]:
         ops = hostops.claim(self.ctx, self.host_id)
@@ -120,8 +124,11 @@ class HttpControlPlane(ControlPlane):
         self.host_id = str((await self._post("/v1/agent/register", body))["host_id"])
         return self.host_id
 
-    async def report(self, power_states: dict[str, str], samples: dict[str, dict[str, Any]]) -> set[str]:
-        answer = await self._post("/v1/agent/report", {"power_states": power_states, "samples": samples})
+    async def report(
+        self, power_states: dict[str, str], samples: dict[str, dict[str, Any]], age_s: float = 0.0
+    ) -> set[str]:
+        body = {"power_states": power_states, "samples": samples, "age_s": age_s}
+        answer = await self._post("/v1/agent/report", body)
         return set(answer["keep"])
 
     async def claim(self, wait_s: float) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -97,20 +98,28 @@ def apply_report(
     host_id: str,
     power_states: dict[str, str],
     samples: dict[str, dict[str, Any]],
+    age_s: float = 0.0,
 ) -> set[str]:
     """Record a host's observations; return the ids of the instances it should keep.
 
     Runs every second per host: it reads three columns of the host's VMs and loads rows only
     for the VMs whose state changed, so a host of a thousand VMs costs milliseconds.
     """
+    # what the agent saw began ``age_s`` ago (its own clock's duration, so host clocks may differ):
+    # a state recorded since then (a task finishing) is newer than the observation and stands
+    observed_at = utcnow() - timedelta(seconds=age_s)
     with db.session() as s:
         s.execute(update(Host).where(Host.id == host_id).values(last_heartbeat=utcnow()))
-        rows = s.execute(select(VM.id, VM.state, VM.task_state).where(VM.host_id == host_id)).all()
-        observed = {vm_id: STATE_OF.get(power_states.get(vm_id, "absent"), "error") for vm_id, _, _ in rows}
+        rows = s.execute(
+            select(VM.id, VM.state, VM.task_state, VM.state_changed_at).where(VM.host_id == host_id)
+        ).all()
+        observed = {row.id: STATE_OF.get(power_states.get(row.id, "absent"), "error") for row in rows}
         changed = [
-            vm_id
-            for vm_id, state, task_state in rows
-            if task_state not in TASK_OWNED and observed[vm_id] != state
+            row.id
+            for row in rows
+            if row.task_state not in TASK_OWNED
+            and observed[row.id] != row.state
+            and (row.state_changed_at is None or row.state_changed_at < observed_at)
         ]
         if changed:
             for vm in s.scalars(select(VM).where(VM.id.in_(changed))):

@@ -61,6 +61,7 @@ class ReportRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     power_states: dict[str, str] = Field(default_factory=dict)
     samples: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    age_s: float = Field(default=0.0, ge=0, le=3600, description="how long ago the observation began")
 
 
 class ClaimRequest(BaseModel):
@@ -132,7 +133,9 @@ def register(body: RegisterRequest, ctx: CtxDep, node: IsAgent) -> dict[str, str
 
 @router.post("/v1/agent/report")
 def report(body: ReportRequest, ctx: CtxDep, node: IsAgent) -> dict[str, list[str]]:
-    keep = reports.apply_report(ctx.db, ctx.metrics, node.user_id, body.power_states, body.samples)
+    keep = reports.apply_report(
+        ctx.db, ctx.metrics, node.user_id, body.power_states, body.samples, body.age_s
+    )
     return {"keep": sorted(keep)}
 
 
