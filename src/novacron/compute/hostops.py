@@ -191,14 +191,3 @@ def complete(
     if waiter is not None:
         waiter.set()
     return True
-
-
-def pending_instances(ctx: Context, host_id: str) -> set[str]:
-    with ctx.db.session() as s:
-        return set(
-            s.scalars(
-                select(HostOperation.instance_id).where(
-                    HostOperation.host_id == host_id, HostOperation.state.in_(("pending", "running"))
-                )
-            )
-        )

@@ -7,9 +7,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from novacron.compute import storage
-from novacron.config import Settings
 from novacron.db.models import VM, Image
-from novacron.virt.base import InstanceSpec
 
 
 def spec_payload(session: Session, vm: VM) -> dict[str, Any]:
@@ -35,24 +33,3 @@ def spec_payload(session: Session, vm: VM) -> dict[str, Any]:
             "meta_data": {"instance-id": vm.id, "local-hostname": vm.name},
         }
     }
-
-
-def instance_spec(settings: Settings, session: Session, vm: VM) -> InstanceSpec:
-    image = session.get(Image, vm.image_id) if vm.image_id else None
-    if image is None or image.status != "active" or image.disk_format is None:
-        raise ValueError(f"image {vm.image_id} of VM {vm.name} is missing or not active")
-    return InstanceSpec(
-        id=vm.id,
-        name=vm.name,
-        vcpus=vm.vcpus,
-        ram_mb=vm.ram_mb,
-        disk_gb=vm.disk_gb,
-        image_path=storage.image_disk(settings, image.id),
-        image_format=image.disk_format,
-        mac=storage.mac_for(vm.id),
-        kernel_path=storage.image_kernel(settings, image.id) if image.has_kernel else None,
-        initrd_path=storage.image_initrd(settings, image.id) if image.has_initrd else None,
-        kernel_cmdline=image.kernel_cmdline,
-        user_data=vm.user_data,
-        meta_data={"instance-id": vm.id, "local-hostname": vm.name},
-    )
