@@ -60,6 +60,17 @@ def invalid(field: str, reason: str, status: int = 422) -> Problem:
     )
 
 
+def name_taken(kind: str, name: str, field: str, scope: str = "in this project") -> Problem:
+    """409 for a name that must be unique and is not; names the field so clients can point at it."""
+    article = "An" if kind[0] in "aeiou" else "A"
+    return Problem(
+        409,
+        "Conflict",
+        f"{article} {kind} named '{name}' already exists {scope}.",
+        errors=[{"field": field, "reason": f"already used {scope}"}],
+    )
+
+
 def conflict(detail: str) -> Problem:
     return Problem(409, "Conflict", detail)
 

@@ -18,6 +18,7 @@ from novacron.compute.placement import NoValidHost
 from novacron.compute.placement.claims import reserve_elsewhere, try_claim, unreserve
 from novacron.compute.reports import record_state
 from novacron.compute.spec import spec_payload
+from novacron.compute.tasks import end_operation
 from novacron.db.models import VM, Host, Task
 from novacron.tasks.runner import StepFailed, TaskHandler
 
@@ -25,10 +26,6 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from novacron.context import Context
-
-
-def _unreserve(session: Session, host_id: str, vm: VM) -> None:
-    unreserve(session, host_id, vm.vcpus, vm.ram_mb)
 
 
 def _save_params(ctx: Context, task: Task, **values: Any) -> None:
@@ -82,7 +79,7 @@ class MigrateVM(TaskHandler):
                 assert row is not None
                 if row.host_id != target:
                     # the reservation becomes the VM's allocation (the move re-counts it)
-                    _unreserve(s, target, row)
+                    unreserve(s, target, row.vcpus, row.ram_mb)
                     row.host_id = target
                     row.task_state = None
                     record_state(s, row, "running")
@@ -131,7 +128,7 @@ class MigrateVM(TaskHandler):
             vm = s.get(VM, task.resource_id)
             switched = vm is not None and vm.host_id == target
         if switched or vm is None:
-            _finish(ctx, task.resource_id)
+            end_operation(ctx, task.resource_id)
             return
         if target is not None and task.params.get("migration_target"):
             with contextlib.suppress(StepFailed):
@@ -144,12 +141,5 @@ class MigrateVM(TaskHandler):
             with ctx.db.session() as s:
                 row = s.get(VM, task.resource_id)
                 if row is not None:
-                    _unreserve(s, target, row)
-        _finish(ctx, task.resource_id)
-
-
-def _finish(ctx: Context, vm_id: str) -> None:
-    with ctx.db.session() as s:
-        vm = s.get(VM, vm_id)
-        if vm is not None:
-            vm.task_state = None
+                    unreserve(s, target, row.vcpus, row.ram_mb)
+        end_operation(ctx, task.resource_id)

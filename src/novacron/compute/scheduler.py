@@ -7,8 +7,6 @@ server group; weighs: spread or pack) and claims its vCPU/RAM with a conditional
 
 from __future__ import annotations
 
-from sqlalchemy.orm import Session
-
 from novacron.compute.placement import (
     HostUsage,
     NoValidHost,
@@ -18,7 +16,6 @@ from novacron.compute.placement import (
     reconcile_usage,
     release,
 )
-from novacron.db.models import VM, Host
 
 __all__ = [
     "HostUsage",
@@ -26,12 +23,6 @@ __all__ = [
     "claim",
     "host_usage",
     "invalidate",
-    "place",
     "reconcile_usage",
     "release",
 ]
-
-
-def place(session: Session, vm: VM, strategy: str = "spread") -> Host:
-    """Former name of ``claim``."""
-    return claim(session, vm, strategy)

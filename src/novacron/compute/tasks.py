@@ -52,7 +52,7 @@ def _payload(ctx: Context, vm: VM) -> dict[str, Any]:
             raise StepFailed(str(exc)) from exc
 
 
-def _finish_op(ctx: Context, vm_id: str, power_state: str | None = None, error: str | None = None) -> None:
+def end_operation(ctx: Context, vm_id: str, power_state: str | None = None, error: str | None = None) -> None:
     """End the VM's operation: clear ``task_state`` and record the state the host observed."""
     from novacron.compute.reports import record_state
 
@@ -77,7 +77,7 @@ class VMOperation(TaskHandler):
                 power = (await _on_host(ctx, task, vm, "observe", timeout_s=30))["power_state"]
             except StepFailed:
                 power = None
-        _finish_op(ctx, vm.id, power, error if power in (None, "absent") else None)
+        end_operation(ctx, vm.id, power, error if power in (None, "absent") else None)
 
     async def on_success(self, ctx: Context, task: Task) -> None:
         await self._observe_and_finish(ctx, task)
@@ -130,7 +130,7 @@ class CreateVM(VMOperation):
             row = s.get(VM, task.resource_id)
             if row is not None:
                 row.host_id = None
-        _finish_op(ctx, task.resource_id, "absent", error)
+        end_operation(ctx, task.resource_id, "absent", error)
 
 
 class StartVM(VMOperation):
@@ -210,7 +210,7 @@ class DeleteVM(TaskHandler):
             await _on_host(ctx, task, vm, "destroy", timeout_s=120)
 
     async def rollback(self, ctx: Context, task: Task, error: str) -> None:
-        _finish_op(ctx, task.resource_id, None, error)
+        end_operation(ctx, task.resource_id, None, error)
 
 
 class SnapshotVM(TaskHandler):
@@ -258,7 +258,7 @@ class SnapshotVM(TaskHandler):
                 )
 
     async def on_success(self, ctx: Context, task: Task) -> None:
-        _finish_op(ctx, task.resource_id)
+        end_operation(ctx, task.resource_id)
 
     async def rollback(self, ctx: Context, task: Task, error: str) -> None:
         image_id = task.params["image_id"]
@@ -268,7 +268,7 @@ class SnapshotVM(TaskHandler):
             if image is not None:
                 image.status = "error"
                 image.error = error
-        _finish_op(ctx, task.resource_id)
+        end_operation(ctx, task.resource_id)
 
 
 HANDLERS: list[TaskHandler] = [

@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session
 
 from novacron import events
-from novacron.api.errors import Problem, conflict, invalid
+from novacron.api.errors import Problem, invalid, name_taken
 from novacron.compute import placement
 from novacron.compute import tasks as vm_tasks
 from novacron.compute.placement.requests import request_for_create
@@ -62,12 +62,7 @@ def create_vm(
         session, principal, project, flavor, server_group=server_group, aggregate=aggregate, labels=labels
     )
     if session.scalar(select(VM.id).where(VM.project_id == project.id, VM.name == name)):
-        raise Problem(
-            409,
-            "Conflict",
-            f"A VM named '{name}' already exists in this project.",
-            errors=[{"field": "body.name", "reason": "already used in this project"}],
-        )
+        raise name_taken("VM", name, "body.name")
     vm = VM(
         id=new_id("vm"),
         project_id=project.id,
@@ -90,7 +85,7 @@ def create_vm(
     try:
         session.flush()
     except IntegrityError as exc:
-        raise conflict(f"A VM named '{name}' already exists in this project.") from exc
+        raise name_taken("VM", name, "body.name") from exc
     events.publish(
         session, "vm.created", "vm", vm.id, tenant_id=vm.tenant_id, project_id=vm.project_id, name=name
     )
@@ -148,12 +143,7 @@ def request_snapshot(session: Session, vm: VM, image_name: str) -> tuple[Image, 
     if vm.state != "stopped":
         raise Problem(409, "Conflict", f"Stop VM '{vm.name}' before taking a snapshot (it is {vm.state}).")
     if session.scalar(select(Image.id).where(Image.project_id == vm.project_id, Image.name == image_name)):
-        raise Problem(
-            409,
-            "Conflict",
-            f"An image named '{image_name}' already exists in this project.",
-            errors=[{"field": "body.image_name", "reason": "already used in this project"}],
-        )
+        raise name_taken("image", image_name, "body.image_name")
     image = Image(
         id=new_id("img"),
         project_id=vm.project_id,

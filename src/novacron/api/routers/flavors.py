@@ -13,7 +13,7 @@ from sqlalchemy import select
 from novacron import events
 from novacron.api.concurrency import Idempotency, set_etag
 from novacron.api.deps import ReadSessionDep, SessionDep, require
-from novacron.api.errors import Problem, invalid, not_found
+from novacron.api.errors import Problem, invalid, name_taken, not_found
 from novacron.api.listing import ListParams, Page, paginate
 from novacron.api.routers.hosts import Trait
 from novacron.db.base import new_id
@@ -92,12 +92,7 @@ def create_flavor(
     if (replay := idem.replay()) is not None:
         return replay
     if session.scalar(select(Flavor.id).where(Flavor.name == body.name)):
-        raise Problem(
-            409,
-            "Conflict",
-            f"A flavor named '{body.name}' exists.",
-            errors=[{"field": "body.name", "reason": "already used"}],
-        )
+        raise name_taken("flavor", body.name, "body.name", scope="in this platform")
     both = set(body.required_traits) & set(body.forbidden_traits)
     if both:
         raise invalid("body.forbidden_traits", f"also required: {', '.join(sorted(both))}")

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from novacron import events
 from novacron.api.concurrency import Idempotency, check_if_match, set_etag
 from novacron.api.deps import CtxDep, ReadSessionDep, SessionDep, require
-from novacron.api.errors import Problem, invalid
+from novacron.api.errors import Problem, invalid, name_taken
 from novacron.api.listing import ListParams, Page, paginate
 from novacron.compute import images as image_service
 from novacron.compute import storage
@@ -123,12 +123,7 @@ def create_image(
         raise invalid("body.public", "only administrators publish images", 403)
     project = resolve_project(session, principal, body.project_id)
     if session.scalar(select(Image.id).where(Image.project_id == project.id, Image.name == body.name)):
-        raise Problem(
-            409,
-            "Conflict",
-            f"An image named '{body.name}' exists in this project.",
-            errors=[{"field": "body.name", "reason": "already used in this project"}],
-        )
+        raise name_taken("image", body.name, "body.name")
     image = Image(
         id=new_id("img"),
         project_id=project.id,

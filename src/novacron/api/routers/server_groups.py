@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from novacron import events
 from novacron.api.concurrency import Idempotency, check_if_match, set_etag
 from novacron.api.deps import SessionDep, require
-from novacron.api.errors import Problem
+from novacron.api.errors import Problem, name_taken
 from novacron.api.listing import ListParams, Page, paginate
 from novacron.compute.scope import get_visible, resolve_project, scoped
 from novacron.db.base import new_id
@@ -96,12 +96,7 @@ def create_server_group(
     if session.scalar(
         select(ServerGroup.id).where(ServerGroup.project_id == project.id, ServerGroup.name == body.name)
     ):
-        raise Problem(
-            409,
-            "Conflict",
-            f"A server group named '{body.name}' exists in this project.",
-            errors=[{"field": "body.name", "reason": "already used in this project"}],
-        )
+        raise name_taken("server group", body.name, "body.name")
     group = ServerGroup(
         id=new_id("sg"),
         project_id=project.id,
