@@ -81,7 +81,8 @@ class LocalControlPlane(ControlPlane):
         if not ops:
             self._queued.clear()
             try:
-                await asyncio.wait_for(self._queued.wait(), wait_s)
+                async with asyncio.timeout(wait_s):  # not wait_for: it can swallow a cancel on 3.11
+                    await self._queued.wait()
             except TimeoutError:
                 return []
             ops = hostops.claim(self.ctx, self.host_id)

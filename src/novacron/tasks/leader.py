@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -137,6 +138,10 @@ class PostgresAdvisoryLock(Leadership):
         self.loss_detection_s = check_s + timeout_s
         self._engine: Engine | None = None
         self._conn: Connection | None = None
+        # a cancelled campaign leaves its worker thread running; this lock makes close() wait for
+        # it, and ``_closed`` stops it opening a session (that would hold the lock) after close()
+        self._io = threading.Lock()
+        self._closed = False
 
     # -- blocking calls, run in a worker thread -------------------------------------------------
 
@@ -156,13 +161,24 @@ class PostgresAdvisoryLock(Leadership):
         return self._engine
 
     def _try_acquire(self) -> bool:
+        with self._io:
+            if self._closed:
+                return False
+            return self._try_acquire_locked()
+
+    def _try_acquire_locked(self) -> bool:
         if self._conn is None:
             self._conn = self._engine_for().connect().execution_options(isolation_level="AUTOCOMMIT")
         got = self._conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key}).scalar()
         return bool(got)
 
     def _still_held(self) -> bool:
-        assert self._conn is not None
+        with self._io:
+            return self._still_held_locked()
+
+    def _still_held_locked(self) -> bool:
+        if self._conn is None:
+            return False
         # a bigint key shows in pg_locks as classid (high 32 bits) and objid (low 32 bits), objsubid 1
         held = self._conn.execute(
             text(
@@ -175,6 +191,10 @@ class PostgresAdvisoryLock(Leadership):
         return bool(held)
 
     def _drop_connection(self) -> None:
+        with self._io:
+            self._drop_connection_locked()
+
+    def _drop_connection_locked(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(Exception):
@@ -183,18 +203,30 @@ class PostgresAdvisoryLock(Leadership):
                 conn.close()
 
     def _release(self) -> None:
-        conn = self._conn
-        if conn is not None and self._leader:
-            with contextlib.suppress(Exception):
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
-        self._drop_connection()
+        # bounded: a worker stuck on an unreachable server must not stall shutdown; dropping the
+        # connection afterwards ends the session, which releases the lock anyway
+        locked = self._io.acquire(timeout=self.timeout_s + 1.0)
+        try:
+            self._closed = True
+            conn = self._conn
+            if conn is not None and self._leader:
+                with contextlib.suppress(Exception):
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+            self._drop_connection_locked()
+        finally:
+            if locked:
+                self._io.release()
 
     # -- the campaign ---------------------------------------------------------------------------
 
     async def _blocking(self, fn: Callable[[], bool]) -> bool:
-        return await asyncio.wait_for(asyncio.to_thread(fn), self.timeout_s)
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the result when a cancel
+        # arrives as the thread finishes (gh-86296), and the campaign would never stop
+        async with asyncio.timeout(self.timeout_s):
+            return await asyncio.to_thread(fn)
 
     async def run(self) -> None:
+        self._closed = False
         try:
             while True:
                 if not self._leader:

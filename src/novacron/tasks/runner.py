@@ -136,8 +136,10 @@ class TaskRunner:
             except Exception:
                 log.exception("task runner poll failed")
             self._wake.clear()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel (gh-86296)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), poll_s)
+                async with asyncio.timeout(poll_s):
+                    await self._wake.wait()
 
     async def stop(self) -> None:
         self._stopping = True
