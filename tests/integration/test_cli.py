@@ -40,8 +40,9 @@ class Cli:
         cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "novacron.cli.main"]
         environ = {k: v for k, v in os.environ.items() if not k.startswith("NOVACRON_")}
         environ.update(NOVACRON_CONFIG=str(self.config), COLUMNS="200", **(env or {}))
-        p = subprocess.run([*cmd, *args], input=stdin, capture_output=True, text=True, timeout=timeout,
-                           env=environ)
+        p = subprocess.run(
+            [*cmd, *args], input=stdin, capture_output=True, text=True, timeout=timeout, env=environ
+        )
         return Result(p.returncode, p.stdout, p.stderr)
 
     def ok(self, *args: str, stdin: str | None = None) -> Result:
@@ -64,8 +65,15 @@ def cli_server() -> Iterator[Server]:
 @pytest.fixture(scope="module")
 def cli(cli_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Cli:
     c = Cli(tmp_path_factory.mktemp("cli") / "novacron" / "credentials.json", cli_server)
-    r = c.ok("login", "--server", cli_server.url, "--username", "admin", "--password-stdin",
-             stdin=cli_server.admin_password + "\n")
+    r = c.ok(
+        "login",
+        "--server",
+        cli_server.url,
+        "--username",
+        "admin",
+        "--password-stdin",
+        stdin=cli_server.admin_password + "\n",
+    )
     assert "Logged in" in r.err
     return c
 
@@ -153,8 +161,20 @@ def test_events_and_tasks(cli: Cli) -> None:
 
 @pytest.mark.qemu
 def test_vm_lifecycle_from_the_cli(cli: Cli, guest: Guest) -> None:
-    r = cli.ok("image", "import", str(guest.disk), "--name", "cli-guest", "--kernel", str(guest.kernel),
-               "--initrd", str(guest.initrd), "--cmdline", guest.cmdline, "--json")
+    r = cli.ok(
+        "image",
+        "import",
+        str(guest.disk),
+        "--name",
+        "cli-guest",
+        "--kernel",
+        str(guest.kernel),
+        "--initrd",
+        str(guest.initrd),
+        "--cmdline",
+        guest.cmdline,
+        "--json",
+    )
     image = r.json()
     assert image["status"] == "active" and image["has_kernel"] and image["has_initrd"]
 

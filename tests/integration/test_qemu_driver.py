@@ -54,9 +54,17 @@ class Env:
     def spec(self, instance_id: str, name: str, user_data: str = "", disk_gb: int = 1) -> InstanceSpec:
         mac = "52:54:00:" + ":".join(secrets.token_hex(1) for _ in range(3))
         return InstanceSpec(
-            id=instance_id, name=name, vcpus=1, ram_mb=256, disk_gb=disk_gb,
-            image_path=self.disk, image_format="qcow2", mac=mac,
-            kernel_path=self.kernel, initrd_path=self.initrd, kernel_cmdline=self.cmdline,
+            id=instance_id,
+            name=name,
+            vcpus=1,
+            ram_mb=256,
+            disk_gb=disk_gb,
+            image_path=self.disk,
+            image_format="qcow2",
+            mac=mac,
+            kernel_path=self.kernel,
+            initrd_path=self.initrd,
+            kernel_cmdline=self.cmdline,
             user_data=user_data,
         )
 
@@ -68,8 +76,14 @@ def env() -> Iterator[Env]:
     subprocess.run([sys.executable, str(ROOT / "guest" / "build.py")], check=True, capture_output=True)
     base = Path(tempfile.mkdtemp(prefix="ncq", dir="/tmp"))
     bridge = "ncqbr" + secrets.token_hex(3)
-    e = Env(base, bridge, OUT / "vmlinux", OUT / "initrd.img", OUT / "disk.qcow2",
-            (OUT / "cmdline").read_text().strip())
+    e = Env(
+        base,
+        bridge,
+        OUT / "vmlinux",
+        OUT / "initrd.img",
+        OUT / "disk.qcow2",
+        (OUT / "cmdline").read_text().strip(),
+    )
     try:
         yield e
     finally:
@@ -328,8 +342,10 @@ def test_invalid_images_are_refused(env: Env) -> None:
     with pytest.raises(InvalidImage, match=r"'vmdk'.*raw or qcow2"):
         drv.inspect_image(vmdk)
     overlay = env.base / "overlay.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(env.disk), "-F", "qcow2",
-                    str(overlay)], check=True)
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(env.disk), "-F", "qcow2", str(overlay)],
+        check=True,
+    )
     with pytest.raises(InvalidImage, match="backing"):
         drv.inspect_image(overlay)
     with pytest.raises(InvalidImage):

@@ -69,9 +69,19 @@ def _ensure_user(name: str) -> pwd.struct_passwd:
     except KeyError:
         pass
     subprocess.run(
-        ["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-         "--shell", "/usr/sbin/nologin", name],
-        check=False, capture_output=True, text=True,
+        [
+            "useradd",
+            "--system",
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/usr/sbin/nologin",
+            name,
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
     )
     try:
         return pwd.getpwnam(name)
@@ -118,7 +128,12 @@ class PostgresServer:
 
     def _run(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            self._cmd(*argv), cwd="/", capture_output=True, text=True, timeout=timeout, check=False,
+            self._cmd(*argv),
+            cwd="/",
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
             env={**os.environ, "LC_ALL": "C", "LANG": "C"},
         )
 
@@ -154,8 +169,9 @@ class PostgresServer:
         self._stopped = True
         pid = self.postmaster_pid()
         if pid is not None:
-            self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "-w", "-t", "30",
-                      "stop")
+            self._run(
+                str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "-w", "-t", "30", "stop"
+            )
             _wait_gone(pid, 15.0)
         shutil.rmtree(self.base_dir, ignore_errors=True)
         shutil.rmtree(self.socket_dir, ignore_errors=True)
@@ -177,8 +193,12 @@ def _accessible_dir(parent: Path | None, run_as: str | None, prefix: str) -> Pat
         cand = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
         if run_as is None:
             return cand
-        ok = subprocess.run(["runuser", "-u", run_as, "--", "test", "-x", str(cand)],
-                            capture_output=True, check=False).returncode == 0
+        ok = (
+            subprocess.run(
+                ["runuser", "-u", run_as, "--", "test", "-x", str(cand)], capture_output=True, check=False
+            ).returncode
+            == 0
+        )
         if ok:
             return cand
         shutil.rmtree(cand, ignore_errors=True)
@@ -186,7 +206,10 @@ def _accessible_dir(parent: Path | None, run_as: str | None, prefix: str) -> Pat
 
 
 def start_postgres(
-    tmp_root: Path | None = None, *, dbname: str = DEFAULT_DB, timeout_s: float = 60.0,
+    tmp_root: Path | None = None,
+    *,
+    dbname: str = DEFAULT_DB,
+    timeout_s: float = 60.0,
     attempts: int = 3,
 ) -> PostgresServer:
     """Start a fresh PostgreSQL 15 server and create ``dbname``; the caller must ``stop()`` it.
@@ -214,22 +237,47 @@ def start_postgres(
     server = PostgresServer(base_dir=base, socket_dir=sock, port=0, run_as=run_as, dbname=dbname)
     try:
         res = server._run(
-            str(PG_BIN / "initdb"), "-D", str(server.data_dir), "-U", SUPERUSER, "--auth=trust",
-            "--encoding=UTF8", "--locale=C", "--no-sync", "--no-instructions",
+            str(PG_BIN / "initdb"),
+            "-D",
+            str(server.data_dir),
+            "-U",
+            SUPERUSER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
+            "--no-instructions",
         )
         if res.returncode != 0:
             raise PostgresUnavailable(f"initdb failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
         last_error = ""
         for _ in range(attempts):
             server.port = _free_port()
-            opts = " ".join([
-                "-c listen_addresses=127.0.0.1", f"-p {server.port}", f"-k {sock}",
-                "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off",
-                "-c max_connections=200", "-c shared_buffers=64MB",
-            ])
+            opts = " ".join(
+                [
+                    "-c listen_addresses=127.0.0.1",
+                    f"-p {server.port}",
+                    f"-k {sock}",
+                    "-c fsync=off",
+                    "-c synchronous_commit=off",
+                    "-c full_page_writes=off",
+                    "-c max_connections=200",
+                    "-c shared_buffers=64MB",
+                ]
+            )
             res = server._run(
-                str(PG_BIN / "pg_ctl"), "-D", str(server.data_dir), "-l", str(server.log_path),
-                "-o", opts, "-w", "-t", str(int(timeout_s)), "start", timeout=timeout_s + 10,
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(server.data_dir),
+                "-l",
+                str(server.log_path),
+                "-o",
+                opts,
+                "-w",
+                "-t",
+                str(int(timeout_s)),
+                "start",
+                timeout=timeout_s + 10,
             )
             if res.returncode == 0:
                 break

@@ -20,9 +20,17 @@ VMS = [
 
 
 def not_found(path: str) -> httpx.Response:
-    return httpx.Response(404, json={"type": "about:blank", "title": "Not Found", "status": 404,
-                                     "detail": "No vm exists", "instance": path},
-                          headers={"content-type": "application/problem+json"})
+    return httpx.Response(
+        404,
+        json={
+            "type": "about:blank",
+            "title": "Not Found",
+            "status": 404,
+            "detail": "No vm exists",
+            "instance": path,
+        },
+        headers={"content-type": "application/problem+json"},
+    )
 
 
 def vm_api(request: httpx.Request) -> httpx.Response:
@@ -74,8 +82,10 @@ def test_refresh_on_401_and_retry_once(tmp_path: Path) -> None:
         seen.append((request.url.path, request.headers.get("authorization", "")))
         if request.url.path == "/v1/tokens/refresh":
             assert json.loads(request.content) == {"refresh_token": "r1"}
-            return httpx.Response(200, json={"access_token": "a2", "refresh_token": "r2",
-                                             "token_type": "bearer", "expires_in": 900})
+            return httpx.Response(
+                200,
+                json={"access_token": "a2", "refresh_token": "r2", "token_type": "bearer", "expires_in": 900},
+            )
         if request.headers.get("authorization") != "Bearer a2":
             return httpx.Response(401, json={"title": "Unauthorized", "status": 401, "detail": "expired"})
         return httpx.Response(200, json={"items": [], "next_cursor": None})

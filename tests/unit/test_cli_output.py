@@ -23,11 +23,15 @@ def render(markup: str) -> str:
 
 def test_problem_with_field_errors_is_readable() -> None:
     problem = {
-        "type": "about:blank", "title": "Invalid request", "status": 422,
+        "type": "about:blank",
+        "title": "Invalid request",
+        "status": 422,
         "detail": "body.name: String should match pattern; body.ram_mb: too small",
         "instance": "/v1/flavors",
-        "errors": [{"field": "body.name", "reason": "String should match pattern"},
-                   {"field": "body.ram_mb", "reason": "too small"}],
+        "errors": [
+            {"field": "body.name", "reason": "String should match pattern"},
+            {"field": "body.ram_mb", "reason": "too small"},
+        ],
     }
     text = render(output.format_problem(ApiError(422, problem)))
     assert "Error: Invalid request (422)" in text
@@ -96,14 +100,31 @@ def test_table_rows_and_empty_message() -> None:
 
 
 def test_parse_sse() -> None:
-    lines = [": following events", "", "id: 3", "event: vm.created", 'data: {"seq": 3}', "",
-             "id: 4", "data: a", "data: b", ""]
+    lines = [
+        ": following events",
+        "",
+        "id: 3",
+        "event: vm.created",
+        'data: {"seq": 3}',
+        "",
+        "id: 4",
+        "data: a",
+        "data: b",
+        "",
+    ]
     assert list(parse_sse(lines)) == [("3", "vm.created", '{"seq": 3}'), ("4", "message", "a\nb")]
 
 
 def test_task_step_label_and_failure() -> None:
-    task = {"id": "task-1", "kind": "vm.create", "resource_id": "vm-1", "state": "running",
-            "steps": ["validate", "place", "launch"], "step_index": 1, "current_step": "place"}
+    task = {
+        "id": "task-1",
+        "kind": "vm.create",
+        "resource_id": "vm-1",
+        "state": "running",
+        "steps": ["validate", "place", "launch"],
+        "step_index": 1,
+        "current_step": "place",
+    }
     assert step_label(task) == "place (2/3)"
     assert step_label({**task, "state": "succeeded"}) == "succeeded"
     err = task_failed({**task, "state": "failed", "error": "no host has room"})

@@ -12,8 +12,14 @@ from novacron.virt.qemu import QemuDriver
 
 def spec(**kw: object) -> InstanceSpec:
     base: dict[str, object] = dict(
-        id="0f8c2d1e-1111-4222-8333-444455556666", name="web 1", vcpus=2, ram_mb=512, disk_gb=4,
-        image_path=Path("/img/base.qcow2"), image_format="qcow2", mac="52:54:00:aa:bb:cc",
+        id="0f8c2d1e-1111-4222-8333-444455556666",
+        name="web 1",
+        vcpus=2,
+        ram_mb=512,
+        disk_gb=4,
+        image_path=Path("/img/base.qcow2"),
+        image_format="qcow2",
+        mac="52:54:00:aa:bb:cc",
     )
     base.update(kw)
     return InstanceSpec(**base)  # type: ignore[arg-type]

@@ -13,8 +13,17 @@ from novacron.virt.simulated import SimulatedDriver
 
 
 def spec(i: str) -> InstanceSpec:
-    return InstanceSpec(id=i, name=f"n-{i}", vcpus=2, ram_mb=512, disk_gb=10, image_path=Path("/img/x.qcow2"),
-                        image_format="qcow2", mac="52:54:00:00:00:01", user_data="hello")
+    return InstanceSpec(
+        id=i,
+        name=f"n-{i}",
+        vcpus=2,
+        ram_mb=512,
+        disk_gb=10,
+        image_path=Path("/img/x.qcow2"),
+        image_format="qcow2",
+        mac="52:54:00:00:00:01",
+        user_data="hello",
+    )
 
 
 def test_lifecycle_and_counters(tmp_path: Path) -> None:
