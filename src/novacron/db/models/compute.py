@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -69,6 +70,8 @@ class Host(Timestamped, Versioned, Base):
     #: "up", "down", "maintenance"
     state: Mapped[str] = mapped_column(String(16), default="up")
     last_heartbeat: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: when the HA monitor declared the host failed and fenced (its agent's lease had run out)
+    fenced_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     cpu_allocation_ratio: Mapped[float] = mapped_column(default=4.0)
     ram_allocation_ratio: Mapped[float] = mapped_column(default=1.0)
     #: placement counters: the sum of this host's allocations, changed only by the
@@ -153,3 +156,8 @@ class VM(Timestamped, Versioned, Base):
     )
     #: the request spec, fixed at create time: aggregate id, labels, required/forbidden traits
     placement: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
+    #: restart on another host when this one fails (after it is fenced); higher priority first
+    ha: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    ha_priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: when a migration (live, cold, rebalance or HA restart) last moved it: the rebalance cool-down
+    moved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
