@@ -74,10 +74,16 @@ def main() -> None:
     ]
     if settings.agent_port:
         tls = ensure_server_tls(
+            ctx.db,
             settings.state_dir, sorted({host, "127.0.0.1", "localhost", settings.host_name})
         )
+        # where agents dial this replica back (console relays): a wildcard listener is named by host
+        advertised = settings.host_name if host in ("0.0.0.0", "::", "") else host
         ctx.extras.update(
-            tls=tls, ca_fingerprint=tls.ca_fingerprint(), agent_url=f"https://{host}:{settings.agent_port}"
+            tls=tls,
+            ca_fingerprint=tls.ca_fingerprint(),
+            agent_url=f"https://{host}:{settings.agent_port}",
+            relay_url=f"https://{advertised}:{settings.agent_port}",
         )
         print(f"Agents join at https://{host}:{settings.agent_port} (CA {tls.ca_fingerprint()})", flush=True)
         # the same app on HTTPS for node agents; the plain listener runs the background workers

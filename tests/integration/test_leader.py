@@ -13,6 +13,7 @@ import contextlib
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -110,6 +111,13 @@ def test_kill_the_leader_replica_and_another_finishes_the_task_in_flight(
         password = a.admin_password  # one database: one admin, whose password A wrote on first start
         with b.client(b.token(password=password)) as cb:
             join = cb.post("/v1/hosts/join-tokens", json={"ttl_s": 600}).json()
+            # one CA for the cluster: an agent that joined through B trusts A as well
+            with a.client(a.token(password=password)) as ca:
+                join_a = ca.post("/v1/hosts/join-tokens", json={"ttl_s": 60}).json()
+            assert join_a["ca_fingerprint"] == join["ca_fingerprint"]
+            a_agent_port = int(a.env["NOVACRON_AGENT_PORT"])
+            pinned = ssl.create_default_context(cafile=str(b.state_dir / "pki" / "ca.crt"))
+            assert httpx.get(f"https://127.0.0.1:{a_agent_port}/healthz", verify=pinned).status_code == 200
             agent.start(join["join_token"], join["ca_fingerprint"])
             _wait_host(cb, "node-l")
             import_guest_image(cb, guest)  # lands in the shared image store

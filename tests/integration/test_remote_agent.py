@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import ssl
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import websockets
 
 from tests.conftest import (
     Guest,
@@ -147,6 +150,8 @@ def test_agent_joins_runs_vms_survives_restart_and_is_revoked(
         # the API reads the console log on the VM's host, wherever that is
         log = c.get(f"/v1/vms/{vm_id}/console-log", params={"tail": 4096})
         assert log.status_code == 200 and "user-data: hello from node-b" in log.text
+        # the interactive console of a VM on another host, relayed through the server
+        assert re.search(r"\nremote-\d+", asyncio.run(_console_echo(server, c, vm_id)))
         # the agent fetched the image over HTTPS into its own store
         assert any((agent.state_dir / "images").rglob("file"))
 
@@ -177,6 +182,19 @@ def test_agent_joins_runs_vms_survives_restart_and_is_revoked(
         assert r.status_code == 401
         assert agent.proc is not None and agent.proc.wait(30) == 1
         assert c.get(f"/v1/hosts/{host['id']}").json()["state"] == "down"
+
+
+async def _console_echo(server: Server, c: httpx.Client, vm_id: str) -> str:
+    token = c.headers["Authorization"].partition(" ")[2]
+    url = f"ws://127.0.0.1:{server.port}/v1/vms/{vm_id}/console"
+    seen = b""
+    async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+        await ws.send(b"\necho remote-$$\n")
+        async with asyncio.timeout(30):
+            while not re.search(rb"\nremote-\d+", seen):
+                message = await ws.recv()
+                seen += message if isinstance(message, bytes) else message.encode()
+    return seen.decode("utf-8", "replace")
 
 
 def host_project(c: httpx.Client) -> str:

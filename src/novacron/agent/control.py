@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from websockets.asyncio.client import ClientConnection, connect
 
 from novacron.compute import hostops, reports, storage
 from novacron.virt.base import HostFacts
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from novacron.context import Context
 
 IMAGE_PARTS = ("file", "kernel", "initrd")
+ReportAnswer = reports.ReportAnswer
 
 
 class ControlPlane(abc.ABC):
@@ -34,8 +36,9 @@ class ControlPlane(abc.ABC):
     @abc.abstractmethod
     async def report(
         self, power_states: dict[str, str], samples: dict[str, dict[str, Any]], age_s: float = 0.0
-    ) -> set[str]:
-        """Send observations begun ``age_s`` ago; returns the instances this host should keep."""
+    ) -> ReportAnswer:
+        """Send observations begun ``age_s`` ago; the answer names the instances this host should
+        keep and renews its self-fencing lease."""
 
     @abc.abstractmethod
     async def claim(self, wait_s: float) -> list[dict[str, Any]]:
@@ -47,6 +50,10 @@ class ControlPlane(abc.ABC):
     @abc.abstractmethod
     async def image_path(self, image_id: str, part: str, sha256: str | None) -> Path:
         """A local path holding the image's ``part`` (fetched once and cached if remote)."""
+
+    async def console_channel(self, session: str, relay_url: str | None) -> ClientConnection:
+        """A WebSocket to the server replica that holds a user's console ``session``."""
+        raise RuntimeError("the server reaches this host's consoles directly")
 
 
 class LocalControlPlane(ControlPlane):
@@ -73,8 +80,16 @@ class LocalControlPlane(ControlPlane):
 
     async def report(
         self, power_states: dict[str, str], samples: dict[str, dict[str, Any]], age_s: float = 0.0
-    ) -> set[str]:
-        return reports.apply_report(self.ctx.db, self.ctx.metrics, self.host_id, power_states, samples, age_s)
+    ) -> ReportAnswer:
+        return reports.apply_report(
+            self.ctx.db,
+            self.ctx.metrics,
+            self.host_id,
+            power_states,
+            samples,
+            age_s,
+            lease_s=self.ctx.settings.ha_lease_s,
+        )
 
     async def claim(self, wait_s: float) -> list[dict[str, Any]]:
         ops = hostops.claim(self.ctx, self.host_id)
@@ -102,12 +117,9 @@ class HttpControlPlane(ControlPlane):
     def __init__(
         self, server: str, credential: str, ca_file: Path, host_name: str, driver_name: str, images_dir: Path
     ) -> None:
-        self.client = httpx.AsyncClient(
-            base_url=server,
-            verify=ssl.create_default_context(cafile=str(ca_file)),
-            timeout=60,
-            headers={"Authorization": f"Bearer {credential}"},
-        )
+        self._tls = ssl.create_default_context(cafile=str(ca_file))
+        self._auth = {"Authorization": f"Bearer {credential}"}
+        self.client = httpx.AsyncClient(base_url=server, verify=self._tls, timeout=60, headers=self._auth)
         self.host_name = host_name
         self.driver_name = driver_name
         self.images_dir = images_dir
@@ -127,10 +139,10 @@ class HttpControlPlane(ControlPlane):
 
     async def report(
         self, power_states: dict[str, str], samples: dict[str, dict[str, Any]], age_s: float = 0.0
-    ) -> set[str]:
+    ) -> ReportAnswer:
         body = {"power_states": power_states, "samples": samples, "age_s": age_s}
         answer = await self._post("/v1/agent/report", body)
-        return set(answer["keep"])
+        return ReportAnswer(set(answer["keep"]), float(answer.get("lease_s", 0.0)))
 
     async def claim(self, wait_s: float) -> list[dict[str, Any]]:
         answer = await self._post("/v1/agent/claim", {"wait_s": wait_s}, timeout=wait_s + 30)
@@ -146,6 +158,13 @@ class HttpControlPlane(ControlPlane):
             if not dest.exists():
                 await self._fetch(image_id, part, sha256, dest)
         return dest
+
+    async def console_channel(self, session: str, relay_url: str | None) -> ClientConnection:
+        # the replica holding the user's socket, when it said where it listens; any replica
+        # presents a certificate of the one platform CA, so the pinned trust still holds
+        base = (relay_url or str(self.client.base_url)).rstrip("/")
+        url = "wss://" + base.removeprefix("https://") + f"/v1/agent/console/{session}"
+        return await connect(url, ssl=self._tls, additional_headers=self._auth, open_timeout=10)
 
     async def _fetch(self, image_id: str, part: str, sha256: str | None, dest: Path) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -180,6 +199,7 @@ def facts_dict(facts: HostFacts) -> dict[str, Any]:
         "ram_mb": facts.ram_mb,
         "disk_gb": facts.disk_gb,
         "accelerator": facts.accelerator,
+        "shared_storage": facts.shared_storage,
     }
 
 
@@ -191,4 +211,5 @@ def facts_of(data: dict[str, Any]) -> HostFacts:
         ram_mb=int(data["ram_mb"]),
         disk_gb=int(data.get("disk_gb", 0)),
         accelerator=str(data["accelerator"]),
+        shared_storage=str(data.get("shared_storage", "")),
     )

@@ -1,8 +1,9 @@
 """The platform's own certificate authority: the server's TLS certificate for agents to pin.
 
-On first start the node makes an EC P-256 CA and a server certificate signed by it, under
-``<state_dir>/pki``. Agents learn the CA's SHA-256 fingerprint out of band (it is printed with
-each join token, as kubeadm does) and verify the server against that CA from then on.
+The first server to start makes an EC P-256 CA and keeps it in the database, so that every
+replica of the server signs its own TLS certificate (under ``<state_dir>/pki``) with the same CA.
+Agents learn the CA's SHA-256 fingerprint out of band (it is printed with each join token, as
+kubeadm does) and verify whichever replica they reach against that CA from then on.
 """
 
 from __future__ import annotations
@@ -13,14 +14,22 @@ import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from sqlalchemy.exc import IntegrityError
+
+from novacron.db.models import CertificateAuthority
+
+if TYPE_CHECKING:
+    from novacron.db.base import Database
 
 CA_DAYS = 3650
 SERVER_DAYS = 825
+PLATFORM_CA = "platform"
 
 
 @dataclass(frozen=True)
@@ -50,57 +59,104 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def ensure_server_tls(state_dir: Path, names: list[str]) -> ServerTLS:
-    """Create the CA and a server certificate for ``names`` (DNS names or IPs) if missing."""
+def _new_ca() -> tuple[bytes, bytes]:
+    """A fresh CA: (certificate PEM, private key PEM)."""
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "NovaCron platform CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=CA_DAYS))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return ca.public_bytes(serialization.Encoding.PEM), _key_pem(ca_key)
+
+
+def shared_ca(db: Database, pki: Path) -> tuple[bytes, bytes]:
+    """The platform CA from the database, created on the first start of the first replica.
+
+    A node that made its CA on disk before the CA moved to the database offers that one, so the
+    agents that pinned it keep trusting the server.
+    """
+    with db.read_session() as s:
+        row = s.get(CertificateAuthority, PLATFORM_CA)
+        if row is not None:
+            return row.cert_pem.encode(), row.key_pem.encode()
+    cert_path, key_path = pki / "ca.crt", pki / "ca.key"
+    if cert_path.exists() and key_path.exists():
+        cert, key = cert_path.read_bytes(), key_path.read_bytes()
+    else:
+        cert, key = _new_ca()
+    try:
+        with db.session() as s:
+            s.add(CertificateAuthority(name=PLATFORM_CA, cert_pem=cert.decode(), key_pem=key.decode()))
+    except IntegrityError:
+        pass  # another replica stored its CA first: use that one
+    with db.read_session() as s:
+        row = s.get(CertificateAuthority, PLATFORM_CA)
+        assert row is not None
+        return row.cert_pem.encode(), row.key_pem.encode()
+
+
+def _names_of(cert_pem: bytes) -> set[str]:
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    try:
+        alt = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    return {str(n.value) for n in alt}
+
+
+def ensure_server_tls(db: Database, state_dir: Path, names: list[str]) -> ServerTLS:
+    """This replica's TLS certificate for ``names`` (DNS names or IPs), signed by the shared CA."""
     pki = state_dir / "pki"
     pki.mkdir(mode=0o700, parents=True, exist_ok=True)
     tls = ServerTLS(ca_cert=pki / "ca.crt", cert=pki / "server.crt", key=pki / "server.key")
-    ca_key_path = pki / "ca.key"
-    now = dt.datetime.now(dt.UTC)
-    if not tls.ca_cert.exists():
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "NovaCron platform CA")])
-        ca = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(ca_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=CA_DAYS))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
-        _write_private(ca_key_path, _key_pem(ca_key))
-        tls.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    ca_pem, ca_key_pem = shared_ca(db, pki)
+    if not tls.ca_cert.exists() or tls.ca_cert.read_bytes() != ca_pem:
+        _write_private(pki / "ca.key", ca_key_pem)
+        tls.ca_cert.write_bytes(ca_pem)
         tls.cert.unlink(missing_ok=True)
+    if tls.cert.exists() and _names_of(tls.cert.read_bytes()) != set(names):
+        tls.cert.unlink()
     if not tls.cert.exists():
-        loaded = serialization.load_pem_private_key(ca_key_path.read_bytes(), None)
-        assert isinstance(loaded, ec.EllipticCurvePrivateKey)
-        ca_key = loaded
-        ca = x509.load_pem_x509_certificate(tls.ca_cert.read_bytes())
-        key = ec.generate_private_key(ec.SECP256R1())
-        alt: list[x509.GeneralName] = []
-        for n in names:
-            try:
-                alt.append(x509.IPAddress(ipaddress.ip_address(n)))
-            except ValueError:
-                alt.append(x509.DNSName(n))
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-            .issuer_name(ca.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=SERVER_DAYS))
-            .add_extension(x509.SubjectAlternativeName(alt), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256())
-        )
-        _write_private(tls.key, _key_pem(key))
-        tls.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        _issue_server_cert(tls, ca_pem, ca_key_pem, names)
     return tls
+
+
+def _issue_server_cert(tls: ServerTLS, ca_pem: bytes, ca_key_pem: bytes, names: list[str]) -> None:
+    now = dt.datetime.now(dt.UTC)
+    loaded = serialization.load_pem_private_key(ca_key_pem, None)
+    assert isinstance(loaded, ec.EllipticCurvePrivateKey)
+    ca_key = loaded
+    ca = x509.load_pem_x509_certificate(ca_pem)
+    key = ec.generate_private_key(ec.SECP256R1())
+    alt: list[x509.GeneralName] = []
+    for n in names:
+        try:
+            alt.append(x509.IPAddress(ipaddress.ip_address(n)))
+        except ValueError:
+            alt.append(x509.DNSName(n))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=SERVER_DAYS))
+        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    _write_private(tls.key, _key_pem(key))
+    tls.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))

@@ -1,25 +1,89 @@
-"""The serial console over WebSocket: bytes in both directions, bridged to QEMU's unix socket."""
+"""The serial console over WebSocket: bytes in both directions, bridged to the guest's serial port.
+
+A VM of this process's embedded agent is bridged straight to QEMU's unix socket. A VM on another
+host is relayed: the server opens a console session, asks the host's agent (a ``console_attach``
+operation) to dial back to ``/v1/agent/console/{session}`` with its node credential, and joins the
+two WebSockets. Sessions live in this process only; the agent is told which replica to dial.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
 from novacron.api.errors import Problem
+from novacron.compute import hostops, nodes
 from novacron.compute.scope import get_visible
 from novacron.db.models import VM
+from novacron.tasks.runner import StepFailed
 
 router = APIRouter(tags=["vms"])
+
+RELAYS_KEY = "console_relays"
+#: how long the agent of a remote host has to dial back
+ATTACH_TIMEOUT_S = 15.0
+
+Receive = Callable[[], Awaitable[bytes | None]]
+Send = Callable[[bytes], Awaitable[None]]
+
+
+@dataclass
+class _Relay:
+    host_id: str
+    agent_side: asyncio.Future[WebSocket]
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def _bearer(websocket: WebSocket) -> str:
+    header = websocket.headers.get("authorization", "")
+    return header.partition(" ")[2] or websocket.query_params.get("access_token", "")
+
+
+async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
+    # accept, then close with a reason: browsers never see the reason of a refused handshake
+    await websocket.accept()
+    await websocket.close(code=code, reason=reason[:120])
+
+
+def _ws_receiver(websocket: WebSocket) -> Receive:
+    async def receive() -> bytes | None:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return None
+        return message.get("bytes") or (message.get("text") or "").encode()
+
+    return receive
+
+
+async def _bridge(a: tuple[Receive, Send], b: tuple[Receive, Send]) -> None:
+    """Copy bytes both ways until either side ends."""
+
+    async def pump(receive: Receive, send: Send) -> None:
+        while (data := await receive()) is not None and data != b"":
+            await send(data)
+
+    pumps = [asyncio.create_task(pump(a[0], b[1])), asyncio.create_task(pump(b[0], a[1]))]
+    try:
+        await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        for p in pumps:
+            p.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
 
 
 @router.websocket("/v1/vms/{vm_id}/console")
 async def console(websocket: WebSocket, vm_id: str) -> None:
     ctx = websocket.app.state.ctx
-    header = websocket.headers.get("authorization", "")
-    token = header.partition(" ")[2] or websocket.query_params.get("access_token", "")
+    token = _bearer(websocket)
 
     def authorize() -> tuple[str, str | None]:
         principal = ctx.tokens.authenticate(token)
@@ -32,44 +96,91 @@ async def console(websocket: WebSocket, vm_id: str) -> None:
     try:
         vm_id, host_id = await run_in_threadpool(authorize)
     except Problem as exc:
-        # accept, then close with 4000 + HTTP status: the same answer whether or not the VM exists
-        await websocket.accept()
-        await websocket.close(code=4000 + exc.status, reason=exc.detail[:120])
+        # close with 4000 + HTTP status: the same answer whether or not the VM exists
+        await _refuse(websocket, 4000 + exc.status, exc.detail)
+        return
+    if host_id is None:
+        await _refuse(websocket, 4409, "The VM is not placed on a host; start it first.")
         return
     agent = ctx.agent
-    if agent is None or host_id != agent.host_id:
-        await websocket.accept()
-        await websocket.close(code=4409, reason="VM is not running on a reachable host")
-        return
+    if agent is not None and host_id == agent.host_id:
+        await _local_console(websocket, agent.driver.console_socket(vm_id))
+    else:
+        await _relayed_console(websocket, ctx, vm_id, host_id)
+
+
+async def _local_console(websocket: WebSocket, socket_path: Any) -> None:
     try:
-        reader, writer = await asyncio.open_unix_connection(str(agent.driver.console_socket(vm_id)))
+        reader, writer = await asyncio.open_unix_connection(str(socket_path))
     except OSError:
-        await websocket.accept()
-        await websocket.close(code=4409, reason="VM console is not available (is the VM running?)")
+        await _refuse(websocket, 4409, "VM console is not available (is the VM running?)")
         return
     await websocket.accept()
 
-    async def guest_to_client() -> None:
-        while data := await reader.read(4096):
-            await websocket.send_bytes(data)
+    async def to_guest(data: bytes) -> None:
+        writer.write(data)
+        await writer.drain()
 
-    async def client_to_guest() -> None:
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            data = message.get("bytes") or (message.get("text") or "").encode()
-            writer.write(data)
-            await writer.drain()
-
-    tasks = [asyncio.create_task(guest_to_client()), asyncio.create_task(client_to_guest())]
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    except WebSocketDisconnect:
-        pass
+        await _bridge((_ws_receiver(websocket), websocket.send_bytes), (lambda: reader.read(4096), to_guest))
     finally:
-        for t in tasks:
-            t.cancel()
         writer.close()
         with contextlib.suppress(Exception):
             await websocket.close()
+
+
+async def _relayed_console(websocket: WebSocket, ctx: Any, vm_id: str, host_id: str) -> None:
+    relays: dict[str, _Relay] = ctx.extras.setdefault(RELAYS_KEY, {})
+    session = secrets.token_urlsafe(24)
+    relay = _Relay(host_id, asyncio.get_running_loop().create_future())
+    relays[session] = relay
+    payload: dict[str, Any] = {"session": session}
+    if relay_url := ctx.extras.get("relay_url"):
+        payload["relay_url"] = relay_url
+    try:
+        try:
+            await run_in_threadpool(
+                hostops.call_blocking, ctx, host_id, "console_attach", vm_id, payload, ATTACH_TIMEOUT_S
+            )
+            async with asyncio.timeout(ATTACH_TIMEOUT_S):
+                agent_ws = await relay.agent_side
+        except (StepFailed, TimeoutError) as exc:
+            reason = str(exc) if isinstance(exc, StepFailed) else "the host's agent did not connect"
+            await _refuse(websocket, 4409, f"VM console is not available: {reason}")
+            return
+        await websocket.accept()
+        try:
+            await _bridge(
+                (_ws_receiver(websocket), websocket.send_bytes), (_ws_receiver(agent_ws), agent_ws.send_bytes)
+            )
+        finally:
+            with contextlib.suppress(Exception):
+                await websocket.close()
+    finally:
+        relay.finished.set()
+        relays.pop(session, None)
+
+
+@router.websocket("/v1/agent/console/{session}")
+async def agent_console(websocket: WebSocket, session: str) -> None:
+    """The agent's end of a relayed console: held open until the user's end closes."""
+    ctx = websocket.app.state.ctx
+    token = _bearer(websocket)
+    if not token.startswith(nodes.NODE_PREFIX):
+        await _refuse(websocket, 4401, "a node credential is required")
+        return
+    try:
+        principal = await run_in_threadpool(nodes.authenticate, ctx.db, token)
+    except Problem as exc:
+        await _refuse(websocket, 4000 + exc.status, exc.detail)
+        return
+    relay: _Relay | None = ctx.extras.get(RELAYS_KEY, {}).get(session)
+    # another host's session looks exactly like an unknown one
+    if relay is None or relay.host_id != principal.user_id or relay.agent_side.done():
+        await _refuse(websocket, 4404, "no such console session")
+        return
+    await websocket.accept()
+    relay.agent_side.set_result(websocket)
+    await relay.finished.wait()
+    with contextlib.suppress(Exception):
+        await websocket.close()

@@ -1,6 +1,6 @@
 """All tables, one module per area; importing this package registers them."""
 
-from novacron.db.models.agents import HostOperation, JoinToken, NodeCredential
+from novacron.db.models.agents import CertificateAuthority, HostOperation, JoinToken, NodeCredential
 from novacron.db.models.compute import (
     VM,
     Aggregate,
@@ -27,6 +27,7 @@ __all__ = [
     "AggregateHost",
     "Allocation",
     "AuditRecord",
+    "CertificateAuthority",
     "Event",
     "Flavor",
     "Host",

@@ -22,6 +22,19 @@ class JoinToken(Timestamped, Base):
     used_by_host: Mapped[str | None] = mapped_column(String(40), nullable=True)
 
 
+class CertificateAuthority(Timestamped, Base):
+    """The platform CA, kept in the database so every server replica signs with the same one.
+
+    Agents pin this CA's fingerprint at join; a replica with a CA of its own would be refused by
+    every agent that joined through another replica. The key is stored like the JWT signing keys.
+    """
+
+    __tablename__ = "certificate_authorities"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    cert_pem: Mapped[str] = mapped_column(Text)
+    key_pem: Mapped[str] = mapped_column(Text)
+
+
 class NodeCredential(Timestamped, Base):
     """The secret a joined agent presents on every request; revoking it locks the host out at once."""
 
