@@ -46,6 +46,10 @@ class Settings:
     #: the image store when it is not ``<state_dir>/images``: replicas of one control plane share
     #: it (shared or network storage), since any replica may receive an upload or run a task
     shared_images_dir: Path | None = None
+    #: a VM moved (migration, HA restart, rebalance) this recently is not moved again by a rebalance
+    rebalance_cooldown_s: float = 1800.0
+    #: a rebalance moves a VM only to a host whose load is at least this much lower (0.10: 10 points)
+    rebalance_threshold: float = 0.10
 
     @property
     def images_dir(self) -> Path:
@@ -82,4 +86,6 @@ class Settings:
             metrics_interval_s=float(_env("METRICS_INTERVAL", "1.0")),
             placement_strategy=_strategy(_env("PLACEMENT_STRATEGY", "spread")),
             shared_images_dir=Path(_env("IMAGES_DIR", "")).resolve() if _env("IMAGES_DIR", "") else None,
+            rebalance_cooldown_s=float(_env("REBALANCE_COOLDOWN_S", "1800")),
+            rebalance_threshold=float(_env("REBALANCE_THRESHOLD", "0.10")),
         )

@@ -12,7 +12,18 @@ from fastapi.middleware.gzip import GZipMiddleware
 
 from novacron import __version__
 from novacron.api.errors import install_handlers
-from novacron.api.routers import agents, console, events, flavors, hosts, images, migration, tasks, vms
+from novacron.api.routers import (
+    agents,
+    cluster,
+    console,
+    events,
+    flavors,
+    hosts,
+    images,
+    migration,
+    tasks,
+    vms,
+)
 from novacron.context import Context
 from novacron.workers import BackgroundWorkers, is_leader
 
@@ -53,7 +64,7 @@ def create_app(ctx: Context, *, background: bool = True) -> FastAPI:
     app.state.ctx = ctx
     install_handlers(app)
     app.add_middleware(GZipMiddleware, minimum_size=2048)
-    for module in (agents, migration, vms, console, images, flavors, tasks, hosts, events):
+    for module in (agents, migration, cluster, vms, console, images, flavors, tasks, hosts, events):
         app.include_router(module.router)
     _include_optional(app)
 

@@ -47,6 +47,23 @@ class MetricsStore:
             samples = list(self._series.get(vm_id, ()))
         return [s for s in samples if since is None or s["time"] > since]
 
+    def cpu_cores(self, vm_id: str, window_s: float) -> float | None:
+        """Mean CPU use in cores over the last ``window_s`` seconds of samples (the agent's clock),
+        or None with fewer than two samples. Walks back from the newest, so it costs the window only."""
+        with self._lock:
+            series = self._series.get(vm_id)
+            if series is None or len(series) < 2:
+                return None
+            last = first = series[-1]
+            for sample in reversed(series):
+                first = sample
+                if last["time"] - sample["time"] >= window_s:
+                    break
+        span = float(last["time"]) - float(first["time"])
+        if span <= 0:
+            return None
+        return max(0.0, (float(last["cpu_time_s"]) - float(first["cpu_time_s"])) / span)
+
     def forget(self, vm_id: str) -> None:
         with self._lock:
             self._series.pop(vm_id, None)

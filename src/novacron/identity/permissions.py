@@ -42,6 +42,7 @@ ADMIN = TENANT_ADMIN | {
     "flavor:write",
     "host:write",
     "vm:migrate",
+    "cluster:rebalance",
     "aggregate:write",
     "image:publish",
     "key:rotate",

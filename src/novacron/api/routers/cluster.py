@@ -1,0 +1,194 @@
+"""/v1/cluster/rebalance: plan (and optionally start) the live migrations that even out host load."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+
+from novacron.api.concurrency import Idempotency
+from novacron.api.deps import CtxDep, SessionDep, require
+from novacron.api.errors import Problem, invalid
+from novacron.compute import rebalance
+from novacron.db.models import Host
+from novacron.identity.principal import Principal
+
+router = APIRouter(prefix="/v1/cluster", tags=["cluster"])
+
+CanRebalance = Annotated[Principal, Depends(require("cluster:rebalance"))]
+
+FIGURES = (
+    "cpu: measured CPU use of the host's VMs (mean of the last 60 s of agent samples; a VM without "
+    "samples counts its vCPUs) over physical cores; vcpu: allocated vCPUs over cpus x "
+    "cpu_allocation_ratio; ram: allocated RAM over ram_mb x ram_allocation_ratio; load: the largest "
+    "of the three; imbalance: root mean square of the three standard deviations over hosts that are up"
+)
+
+
+class MoveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    vm: str = Field(max_length=64, description="VM id")
+    source: str | None = Field(
+        default=None, alias="from", max_length=128, description="host id the VM must still be on"
+    )
+    to: str = Field(max_length=128, description="target host id or name")
+
+
+class RebalanceRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dry_run: bool = Field(default=True, description="only plan and simulate; change nothing")
+    max_moves: int = Field(default=10, ge=1, le=100, description="at most this many migrations")
+    threshold: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="a VM moves only to a host at least this much less loaded (default: server setting)",
+    )
+    moves: list[MoveIn] | None = Field(
+        default=None,
+        max_length=100,
+        description="apply exactly these moves (a reviewed dry run) instead of planning anew",
+    )
+
+
+class LoadOut(BaseModel):
+    cpu: float
+    vcpu: float
+    ram: float
+    load: float
+    vms: int
+
+    @classmethod
+    def of(cls, h: rebalance.HostLoad) -> LoadOut:
+        r = 4
+        return cls(
+            cpu=round(h.cpu, r), vcpu=round(h.vcpu, r), ram=round(h.ram, r), load=round(h.load, r), vms=h.vms
+        )
+
+
+class HostLoadOut(BaseModel):
+    host_id: str
+    name: str
+    before: LoadOut
+    after: LoadOut
+
+
+class MoveOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    vm: str
+    vm_name: str
+    source: str = Field(serialization_alias="from")
+    source_name: str = Field(serialization_alias="from_name")
+    to: str
+    to_name: str
+    reason: str
+
+
+class RebalanceOut(BaseModel):
+    dry_run: bool
+    moves: list[MoveOut]
+    hosts: list[HostLoadOut]
+    imbalance_before: float
+    imbalance_after: float
+    #: max - min of the hosts' load
+    spread_before: float
+    spread_after: float
+    threshold: float
+    cooldown_s: float
+    #: VMs left alone, by reason
+    skipped: dict[str, int]
+    figures: str = FIGURES
+    #: the live-migration tasks created (empty on a dry run)
+    task_ids: list[str] = []
+
+
+def _host_ids(session: SessionDep, moves: list[MoveIn]) -> list[tuple[str, str | None, str]]:
+    out = []
+    for k, m in enumerate(moves):
+        host = session.scalar(select(Host.id).where((Host.id == m.to) | (Host.name == m.to)))
+        if host is None:
+            raise invalid(f"body.moves.{k}.to", f"no host '{m.to}'")
+        out.append((m.vm, m.source, host))
+    return out
+
+
+def _out(
+    plan: rebalance.Plan, options: rebalance.Options, dry_run: bool, task_ids: list[str]
+) -> RebalanceOut:
+    names = {h.host_id: h.name for h in plan.before}
+    after = {h.host_id: h for h in plan.after}
+    return RebalanceOut(
+        dry_run=dry_run,
+        moves=[
+            MoveOut(
+                vm=m.vm_id,
+                vm_name=m.vm_name,
+                source=m.source,
+                source_name=names.get(m.source, m.source),
+                to=m.target,
+                to_name=names.get(m.target, m.target),
+                reason=m.reason,
+            )
+            for m in plan.moves
+        ],
+        hosts=[
+            HostLoadOut(
+                host_id=h.host_id, name=h.name, before=LoadOut.of(h), after=LoadOut.of(after[h.host_id])
+            )
+            for h in plan.before
+        ],
+        imbalance_before=round(plan.imbalance_before, 4),
+        imbalance_after=round(plan.imbalance_after, 4),
+        spread_before=round(plan.spread_before, 4),
+        spread_after=round(plan.spread_after, 4),
+        threshold=options.threshold,
+        cooldown_s=options.cooldown_s,
+        skipped=plan.skipped,
+        task_ids=task_ids,
+    )
+
+
+@router.post("/rebalance", response_model=RebalanceOut, responses={202: {"model": RebalanceOut}})
+def rebalance_cluster(
+    request: Request,
+    ctx: CtxDep,
+    session: SessionDep,
+    principal: CanRebalance,
+    body: RebalanceRequest | None = None,
+) -> Response:
+    """Plan live migrations that even out CPU and RAM load across hosts; with ``dry_run: false``
+    start them. Every placement filter holds in the plan (ratios, traits, aggregates, server groups,
+    maintenance); recently moved and busy VMs stay; nothing moves on a balanced cluster."""
+    body = body or RebalanceRequest()
+    if body.moves is not None and len(body.moves) > body.max_moves:
+        raise invalid("body.moves", f"{len(body.moves)} moves, more than max_moves ({body.max_moves})")
+    idem = Idempotency(request, principal, session, body.model_dump(mode="json"))
+    if not body.dry_run and (replay := idem.replay()) is not None:
+        return replay
+    options = rebalance.Options(
+        max_moves=body.max_moves,
+        threshold=body.threshold if body.threshold is not None else ctx.settings.rebalance_threshold,
+        cooldown_s=ctx.settings.rebalance_cooldown_s,
+    )
+    snapshot = rebalance.load_snapshot(session, ctx.metrics)
+    if body.moves is None:
+        plan = rebalance.plan(snapshot, options)
+    else:
+        try:
+            plan = rebalance.check_moves(snapshot, options, _host_ids(session, body.moves))
+        except rebalance.PlanRejected as exc:
+            raise invalid(f"body.moves.{exc.index}", exc.reason, 409) from exc
+    if body.dry_run:
+        return JSONResponse(_out(plan, options, True, []).model_dump(mode="json", by_alias=True))
+    try:
+        tasks = rebalance.start_moves(session, plan.moves)
+    except rebalance.MoveConflict as exc:
+        raise Problem(409, "Conflict", str(exc)) from exc
+    payload = _out(plan, options, False, [t.id for t in tasks]).model_dump(mode="json", by_alias=True)
+    idem.remember(202, payload)
+    if ctx.tasks is not None and tasks:
+        ctx.tasks.wake()
+    return JSONResponse(payload, status_code=202)
