@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import re
@@ -166,12 +167,47 @@ def test_agent_joins_runs_vms_survives_restart_and_is_revoked(
         r = c.post(f"/v1/vms/{vm_id}/actions/stop", json={"force": True})
         assert wait_task(c, r.json()["task_id"])["state"] == "succeeded"
         assert c.get(f"/v1/vms/{vm_id}").json()["state"] == "stopped"
+        credential = json.loads((agent.state_dir / "agent.json").read_text())["credential"]
+        # a snapshot of a VM on another host: flattened there, uploaded into the server's store
+        r = c.post(f"/v1/vms/{vm_id}/snapshot", json={"image_name": "remote-snap"})
+        assert r.status_code == 202, r.text
+        assert wait_task(c, r.json()["task_id"], 120)["state"] == "succeeded"
+        snap = c.get(f"/v1/images/{r.json()['image_id']}").json()
+        assert snap["status"] == "active" and snap["disk_format"] == "qcow2", snap
+        assert snap["virtual_size_bytes"] > 0
+        assert not any((agent.state_dir / "images" / ".snapshots").iterdir())  # scratch removed
+        # a node may only send the disk of a snapshot it was asked to take
+        r = httpx.put(
+            f"{agent.url}/v1/agent/snapshots/{snap['id']}",
+            content=b"x" * 512,
+            verify=ssl.create_default_context(cafile=str(agent.state_dir / "ca.crt")),
+            headers={
+                "Authorization": f"Bearer {credential}",
+                "X-Checksum-SHA256": hashlib.sha256(b"x" * 512).hexdigest(),
+            },
+        )
+        assert r.status_code == 404, r.text
+        r = c.post(
+            "/v1/vms",
+            json={
+                "name": "from-remote-snap",
+                "image": "remote-snap",
+                "flavor": "tiny",
+                "user_data": "booted from the snapshot",
+                "project_id": host_project(c),
+            },
+        )
+        assert r.status_code == 202, r.text
+        clone_id = r.json()["vm"]["id"]
+        assert wait_task(c, r.json()["task_id"])["state"] == "succeeded"
+        _wait_console(agent, clone_id, "user-data: booted from the snapshot")
+        r = c.delete(f"/v1/vms/{clone_id}")
+        assert wait_task(c, r.json()["task_id"])["state"] == "succeeded"
         r = c.delete(f"/v1/vms/{vm_id}")
         assert wait_task(c, r.json()["task_id"])["state"] == "succeeded"
         assert not (agent.state_dir / "instances" / vm_id).exists()
 
         # revocation takes effect at once: the very next request with the credential is refused
-        credential = json.loads((agent.state_dir / "agent.json").read_text())["credential"]
         assert c.post(f"/v1/hosts/{host['id']}/revoke").status_code == 204
         r = httpx.post(
             f"{agent.url}/v1/agent/report",

@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import os
 import ssl
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,14 @@ class ControlPlane(abc.ABC):
     @abc.abstractmethod
     async def image_path(self, image_id: str, part: str, sha256: str | None) -> Path:
         """A local path holding the image's ``part`` (fetched once and cached if remote)."""
+
+    @abc.abstractmethod
+    def snapshot_dest(self, image_id: str) -> Path:
+        """Where to write the flattened disk of a snapshot for image ``image_id``."""
+
+    @abc.abstractmethod
+    async def snapshot_taken(self, image_id: str, path: Path) -> None:
+        """The disk is written: hand it to the image store (a no-op where it already is there)."""
 
     async def console_channel(self, session: str, relay_url: str | None) -> ClientConnection:
         """A WebSocket to the server replica that holds a user's console ``session``."""
@@ -100,6 +109,12 @@ class LocalControlPlane(ControlPlane):
         paths = {"file": storage.image_disk, "kernel": storage.image_kernel, "initrd": storage.image_initrd}
         return paths[part](self.ctx.settings, image_id)
 
+    def snapshot_dest(self, image_id: str) -> Path:
+        return storage.image_disk(self.ctx.settings, image_id)
+
+    async def snapshot_taken(self, image_id: str, path: Path) -> None:
+        return None
+
 
 class HttpControlPlane(ControlPlane):
     """A remote agent: every call is an HTTPS request authenticated by the node credential."""
@@ -149,6 +164,31 @@ class HttpControlPlane(ControlPlane):
                 await self._fetch(image_id, part, sha256, dest)
         return dest
 
+    def snapshot_dest(self, image_id: str) -> Path:
+        scratch = self.images_dir / ".snapshots"
+        scratch.mkdir(parents=True, exist_ok=True)
+        return scratch / f"{image_id}.img"
+
+    async def snapshot_taken(self, image_id: str, path: Path) -> None:
+        digest = await asyncio.to_thread(_sha256_of, path)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            with path.open("rb") as f:
+                while chunk := await asyncio.to_thread(f.read, 1 << 20):
+                    yield chunk
+
+        try:
+            r = await self.client.put(
+                f"/v1/agent/snapshots/{image_id}",
+                content=chunks(),
+                headers={"Content-Type": "application/octet-stream", "X-Checksum-SHA256": digest},
+                timeout=1800,
+            )
+            if r.status_code >= 400:
+                raise AgentRefused(r.status_code, r.text)
+        finally:
+            path.unlink(missing_ok=True)
+
     async def console_channel(self, session: str, relay_url: str | None) -> ClientConnection:
         # the replica holding the user's socket, when it said where it listens; any replica
         # presents a certificate of the one platform CA, so the pinned trust still holds
@@ -173,6 +213,14 @@ class HttpControlPlane(ControlPlane):
             tmp.rename(dest)
         finally:
             tmp.unlink(missing_ok=True)
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class AgentRefused(Exception):

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 from novacron.agent.control import AgentRefused, ControlPlane
@@ -163,12 +162,12 @@ class AgentRuntime:
         elif op in ("power_off", "reboot", "pause", "resume", "destroy"):
             await getattr(d, op)(instance_id)
         elif op == "snapshot":
-            info = await d.snapshot_disk(instance_id, Path(payload["dest"]))
-            return {
-                "format": info.format,
-                "virtual_size_bytes": info.virtual_size_bytes,
-                "actual_size_bytes": info.actual_size_bytes,
-            }
+            # flattened where the control plane wants it: straight into the image store when it is
+            # this process's, else into a scratch file that is uploaded and then removed
+            image_id = str(payload["image_id"])
+            dest = self.control.snapshot_dest(image_id)
+            await d.snapshot_disk(instance_id, dest)
+            await self.control.snapshot_taken(image_id, dest)
         elif op == "console_read":
             data, next_offset = read_log(
                 d.console_log(instance_id), int(payload.get("offset", 0)), payload.get("tail")

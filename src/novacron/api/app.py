@@ -13,6 +13,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 from novacron import __version__
 from novacron.api.errors import install_handlers
 from novacron.api.routers import (
+    agent_uploads,
     agents,
     cluster,
     console,
@@ -64,7 +65,19 @@ def create_app(ctx: Context, *, background: bool = True) -> FastAPI:
     app.state.ctx = ctx
     install_handlers(app)
     app.add_middleware(GZipMiddleware, minimum_size=2048)
-    for module in (agents, migration, cluster, vms, console, images, flavors, tasks, hosts, events):
+    for module in (
+        agents,
+        agent_uploads,
+        migration,
+        cluster,
+        vms,
+        console,
+        images,
+        flavors,
+        tasks,
+        hosts,
+        events,
+    ):
         app.include_router(module.router)
     _include_optional(app)
 

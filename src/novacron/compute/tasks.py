@@ -7,6 +7,7 @@ all-in-one node and remote agents.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -17,6 +18,8 @@ from novacron.compute.reports import STATE_OF
 from novacron.compute.spec import spec_payload
 from novacron.db.models import VM, Image, Task
 from novacron.tasks.runner import StepFailed, TaskHandler
+from novacron.virt.base import InvalidImage
+from novacron.virt.images import inspect_image
 
 if TYPE_CHECKING:
     from novacron.context import Context
@@ -224,21 +227,21 @@ class SnapshotVM(TaskHandler):
         image_id = task.params["image_id"]
         settings = ctx.settings
         if step == "copy_disk":
-            if ctx.agent is None or vm.host_id != ctx.agent.host_id:
-                raise StepFailed(
-                    "Snapshots are taken on the host that holds the image store; "
-                    "this VM is on another host (not supported yet)."
-                )
             storage.image_dir(settings, image_id).mkdir(parents=True, exist_ok=True)
-            dest = storage.image_disk(settings, image_id)
-            info = await _on_host(ctx, task, vm, "snapshot", {"dest": str(dest)}, timeout_s=1800)
+            # the host flattens the disk into the image store (its own, or uploaded to ours)
+            await _on_host(ctx, task, vm, "snapshot", {"image_id": image_id}, timeout_s=1800)
+            # checked here, not taken from the host: a standalone raw or qcow2 file, no backing file
+            try:
+                info = await asyncio.to_thread(inspect_image, storage.image_disk(settings, image_id))
+            except InvalidImage as exc:
+                raise StepFailed(f"The snapshot's disk is not a valid image: {exc}") from exc
             with ctx.db.session() as s:
                 image = s.get(Image, image_id)
                 source = s.get(Image, vm.image_id) if vm.image_id else None
                 assert image is not None
-                image.disk_format = info["format"]
-                image.virtual_size_bytes = info["virtual_size_bytes"]
-                image.size_bytes = info["actual_size_bytes"]
+                image.disk_format = info.format
+                image.virtual_size_bytes = info.virtual_size_bytes
+                image.size_bytes = info.actual_size_bytes
                 if source is not None:
                     for flag, path_of in (
                         ("has_kernel", storage.image_kernel),
