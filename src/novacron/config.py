@@ -50,6 +50,17 @@ class Settings:
     rebalance_cooldown_s: float = 1800.0
     #: a rebalance moves a VM only to a host whose load is at least this much lower (0.10: 10 points)
     rebalance_threshold: float = 0.10
+    #: a host whose agent has not reported for this long is marked down (HA monitor)
+    host_down_after_s: float = 15.0
+    #: an agent's self-fencing lease: renewed by every accepted report; when it runs out the agent
+    #: (or its watchdog, if the agent died) hard-stops every VM of its host
+    ha_lease_s: float = 20.0
+    #: slack for clock rates and a slow kill: the HA monitor treats a host as fenced only after
+    #: ``last_heartbeat + ha_lease_s + ha_fence_margin_s``
+    ha_fence_margin_s: float = 5.0
+    #: VM disks live here instead of the instance directory: storage other hosts reach at the same
+    #: path (NFS, CephFS), which is what lets HA restart a VM on another host from its disk
+    shared_storage_dir: Path | None = None
 
     @property
     def images_dir(self) -> Path:
@@ -88,4 +99,10 @@ class Settings:
             shared_images_dir=Path(_env("IMAGES_DIR", "")).resolve() if _env("IMAGES_DIR", "") else None,
             rebalance_cooldown_s=float(_env("REBALANCE_COOLDOWN_S", "1800")),
             rebalance_threshold=float(_env("REBALANCE_THRESHOLD", "0.10")),
+            host_down_after_s=float(_env("HOST_DOWN_AFTER_S", "15")),
+            ha_lease_s=float(_env("HA_LEASE_S", "20")),
+            ha_fence_margin_s=float(_env("HA_FENCE_MARGIN_S", "5")),
+            shared_storage_dir=(
+                Path(_env("SHARED_STORAGE_DIR", "")).resolve() if _env("SHARED_STORAGE_DIR", "") else None
+            ),
         )

@@ -17,6 +17,7 @@ from novacron.identity.pki import ensure_server_tls
 def build_context(settings: Settings) -> Context:
     from novacron.agent.control import LocalControlPlane
     from novacron.agent.runtime import AgentRuntime
+    from novacron.compute.ha import HARestartVM
     from novacron.compute.images import ImportImage
     from novacron.compute.migration import MigrateVM
     from novacron.compute.tasks import HANDLERS
@@ -29,11 +30,13 @@ def build_context(settings: Settings) -> Context:
     db = Database(settings.database_url)
     upgrade(db)
     ctx = Context(settings=settings, db=db, tokens=TokenService(db, settings))
-    ctx.tasks = TaskRunner(ctx, [*HANDLERS, ImportImage(), MigrateVM()])
+    ctx.tasks = TaskRunner(ctx, [*HANDLERS, ImportImage(), MigrateVM(), HARestartVM()])
     if settings.embedded_agent:
         driver = make_driver(settings.compute_driver, settings)
         control = LocalControlPlane(ctx, settings.host_name, driver.name)
-        ctx.agent = AgentRuntime(driver, control, settings.metrics_interval_s, settings.migration_address)
+        ctx.agent = AgentRuntime(
+            driver, control, settings.metrics_interval_s, settings.migration_address, settings.run_dir
+        )
     return ctx
 
 

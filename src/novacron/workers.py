@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 #: controller name -> Leadership, in ``ctx.extras`` (read by ``GET /healthz``)
 LEADERS_KEY = "leaders"
 TASKS_CONTROLLER = "novacron.tasks"
+HA_CONTROLLER = "novacron.ha"
 
 
 @dataclass
@@ -68,6 +69,11 @@ class BackgroundWorkers:
             self.controllers.append(
                 Controller(TASKS_CONTROLLER, tasks.run_forever, tasks.stop, tasks_exclusive)
             )
+        if ctx.tasks is not None:  # its restarts are tasks
+            from novacron.compute.ha import HAMonitor
+
+            monitor = HAMonitor(ctx)
+            self.controllers.append(Controller(HA_CONTROLLER, monitor.run_forever, monitor.stop))
         self.leaders: dict[str, Leadership] = {
             c.name: leadership_for(ctx.settings.database_url, c.name) for c in self.controllers
         }

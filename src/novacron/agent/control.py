@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from novacron.context import Context
 
 IMAGE_PARTS = ("file", "kernel", "initrd")
+ReportAnswer = reports.ReportAnswer
 
 
 class ControlPlane(abc.ABC):
@@ -36,8 +37,9 @@ class ControlPlane(abc.ABC):
     @abc.abstractmethod
     async def report(
         self, power_states: dict[str, str], samples: dict[str, dict[str, Any]], age_s: float = 0.0
-    ) -> set[str]:
-        """Send observations begun ``age_s`` ago; returns the instances this host should keep."""
+    ) -> ReportAnswer:
+        """Send observations begun ``age_s`` ago; the answer names the instances this host should
+        keep and renews its self-fencing lease."""
 
     @abc.abstractmethod
     async def claim(self, wait_s: float) -> list[dict[str, Any]]:
@@ -87,8 +89,16 @@ class LocalControlPlane(ControlPlane):
 
     async def report(
         self, power_states: dict[str, str], samples: dict[str, dict[str, Any]], age_s: float = 0.0
-    ) -> set[str]:
-        return reports.apply_report(self.ctx.db, self.ctx.metrics, self.host_id, power_states, samples, age_s)
+    ) -> ReportAnswer:
+        return reports.apply_report(
+            self.ctx.db,
+            self.ctx.metrics,
+            self.host_id,
+            power_states,
+            samples,
+            age_s,
+            lease_s=self.ctx.settings.ha_lease_s,
+        )
 
     async def claim(self, wait_s: float) -> list[dict[str, Any]]:
         ops = hostops.claim(self.ctx, self.host_id)
@@ -144,10 +154,10 @@ class HttpControlPlane(ControlPlane):
 
     async def report(
         self, power_states: dict[str, str], samples: dict[str, dict[str, Any]], age_s: float = 0.0
-    ) -> set[str]:
+    ) -> ReportAnswer:
         body = {"power_states": power_states, "samples": samples, "age_s": age_s}
         answer = await self._post("/v1/agent/report", body)
-        return set(answer["keep"])
+        return ReportAnswer(set(answer["keep"]), float(answer.get("lease_s", 0.0)))
 
     async def claim(self, wait_s: float) -> list[dict[str, Any]]:
         answer = await self._post("/v1/agent/claim", {"wait_s": wait_s}, timeout=wait_s + 30)
@@ -237,6 +247,7 @@ def facts_dict(facts: HostFacts) -> dict[str, Any]:
         "ram_mb": facts.ram_mb,
         "disk_gb": facts.disk_gb,
         "accelerator": facts.accelerator,
+        "shared_storage": facts.shared_storage,
     }
 
 
@@ -248,4 +259,5 @@ def facts_of(data: dict[str, Any]) -> HostFacts:
         ram_mb=int(data["ram_mb"]),
         disk_gb=int(data.get("disk_gb", 0)),
         accelerator=str(data["accelerator"]),
+        shared_storage=str(data.get("shared_storage", "")),
     )

@@ -94,7 +94,9 @@ async def run_agent(
         driver.name,
         settings.images_dir,
     )
-    runtime = AgentRuntime(driver, control, settings.metrics_interval_s, settings.migration_address)
+    runtime = AgentRuntime(
+        driver, control, settings.metrics_interval_s, settings.migration_address, settings.run_dir
+    )
     await runtime.start()
     log.info("agent of host %s (%s) joined %s", name, control.host_id, server)
     try:

@@ -11,9 +11,11 @@ import asyncio
 import contextlib
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from novacron.agent.control import AgentRefused, ControlPlane
+from novacron.agent.watchdog import Lease
 from novacron.virt.base import ComputeDriver, InstanceSpec, PowerState
 from novacron.virt.consolelog import read_log
 
@@ -21,6 +23,10 @@ log = logging.getLogger(__name__)
 WAIT_POLL_S = 0.1
 #: instances observed between two pauses when a report is spread over the interval
 SLICE = 50
+#: how often the agent checks its own lease
+LEASE_CHECK_S = 0.2
+#: operations that would run a guest: refused while the host is fenced
+STARTS = ("prepare", "launch", "reboot", "resume", "migrate_receive", "migrate_finish")
 
 
 class AgentRuntime:
@@ -30,8 +36,12 @@ class AgentRuntime:
         control: ControlPlane,
         report_interval_s: float = 1.0,
         migration_address: str = "127.0.0.1",
+        lease_dir: Path | None = None,
     ) -> None:
         self.driver = driver
+        #: self-fencing (agent/watchdog.py); ``lease_dir`` is where the watchdog process finds it
+        self.lease = Lease(lease_dir)
+        self.fenced = False
         #: where this host listens for incoming migrations (RAM and disk mirror)
         self.migration_address = migration_address
         self.control = control
@@ -50,10 +60,27 @@ class AgentRuntime:
         await self.report_once()
 
     async def run_forever(self) -> None:
-        await asyncio.gather(self._report_loop(), self._work_loop())
+        await asyncio.gather(self._report_loop(), self._work_loop(), self._lease_loop())
 
     def stop(self) -> None:
         self._stopping = True
+        self.lease.stop()
+
+    async def _lease_loop(self) -> None:
+        """Fence this host when its lease runs out, and keep it fenced until a report is accepted."""
+        while not self._stopping:
+            if self.lease.expired():
+                if not self.fenced:
+                    log.error("lease expired (no accepted report in time): hard-stopping every VM")
+                    self.fenced = True
+                for instance_id in self.driver.list_instances():
+                    try:
+                        await self.driver.power_off(instance_id)
+                    except Exception:
+                        log.exception("could not stop %s while fencing", instance_id)
+                await asyncio.sleep(1.0)
+            else:
+                await asyncio.sleep(LEASE_CHECK_S)
 
     async def _report_loop(self) -> None:
         while not self._stopping:
@@ -89,10 +116,16 @@ class AgentRuntime:
                 sample = await self.driver.sample(instance_id)
                 if sample is not None:
                     samples[instance_id] = sample.as_dict()
-        keep = await self.control.report(power, samples, time.monotonic() - started)
-        for instance_id in set(power) - keep - self._busy:
-            log.warning("destroying orphan instance %s (no VM owns it)", instance_id)
-            await self.driver.destroy(instance_id)
+        sent_at = time.monotonic()
+        answer = await self.control.report(power, samples, sent_at - started)
+        self.lease.renew(sent_at, answer.lease_s)
+        if self.fenced:
+            log.warning("report accepted again: this host is no longer fenced")
+            self.fenced = False
+        for instance_id in set(power) - answer.keep - self._busy:
+            # a VM moved away (HA restart) or deleted; a disk on shared storage is its new host's
+            log.warning("removing orphan instance %s (no VM of this host owns it)", instance_id)
+            await self.driver.forget(instance_id)
 
     async def _work_loop(self) -> None:
         while not self._stopping:
@@ -139,6 +172,10 @@ class AgentRuntime:
 
     async def execute(self, op: str, instance_id: str, payload: dict[str, Any]) -> dict[str, Any]:
         d = self.driver
+        if self.fenced and op in STARTS:
+            raise RuntimeError(
+                "this host is fenced (its lease ran out): it runs no VM until it reports again"
+            )
         if op == "prepare":
             await d.prepare(await self._spec(payload))
         elif op == "launch":

@@ -38,6 +38,8 @@ VM_FIELDS: list[Column] = [
     ("image_id", "image_id"),
     ("flavor_id", "flavor_id"),
     ("host_id", "host_id"),
+    ("ha", "ha"),
+    ("ha_priority", "ha_priority"),
     ("project_id", "project_id"),
     ("tenant_id", "tenant_id"),
     ("metadata", "metadata"),
@@ -113,6 +115,10 @@ def create(
     ),
     project: str | None = typer.Option(None, "--project", help="project name or id (default: your project)"),
     metadata: list[str] = typer.Option([], "--meta", help="KEY=VALUE, repeatable"),
+    ha: bool = typer.Option(
+        False, "--ha", help="restart it on another host when its host fails (needs shared storage)"
+    ),
+    ha_priority: int = typer.Option(0, "--ha-priority", help="HA restart order: higher restarts first"),
     wait: bool = WAIT,
     wait_timeout: float | None = TIMEOUT,
     as_json: bool = JSON,
@@ -125,6 +131,8 @@ def create(
             raise CliError(f"--meta expects KEY=VALUE, got '{item}'")
         meta[key] = value
     body: dict[str, Any] = {"name": name, "image": image, "flavor": flavor, "metadata": meta}
+    if ha:
+        body.update(ha=True, ha_priority=ha_priority)
     if user_data is not None:
         try:
             body["user_data"] = user_data.read_text()

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import or_, select, update
 
 from novacron.db.base import utcnow
-from novacron.db.models import HostOperation, Task
+from novacron.db.models import Host, HostOperation, Task
 from novacron.tasks.runner import StepFailed
 
 if TYPE_CHECKING:
@@ -65,6 +65,10 @@ def _queue(
     payload: dict[str, Any] | None,
 ) -> None:
     with ctx.db.session() as s:
+        fenced = s.execute(select(Host.name, Host.fenced_at).where(Host.id == host_id)).one_or_none()
+        if fenced is not None and fenced.fenced_at is not None:
+            # its agent is cut off or dead and runs nothing: waiting for an answer would be in vain
+            raise StepFailed(f"Host {fenced.name} failed and was fenced; it runs no operation.")
         if s.get(HostOperation, op_id) is None:
             s.add(
                 HostOperation(

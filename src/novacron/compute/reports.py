@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -20,7 +21,9 @@ from novacron.virt.base import HostFacts
 
 HISTORY = 3600
 #: operations during which the task, not the observer, owns the VM's state
-TASK_OWNED = ("creating", "deleting", "migrating")
+TASK_OWNED = ("creating", "deleting", "migrating", "ha_restarting")
+#: host trait naming the shared storage its VM disks live on (hosts with the same one share disks)
+SHARED_STORAGE_TRAIT = "shared-storage:"
 #: the agent reports power states; the VM's state is named the same, except for a missing instance
 STATE_OF = {
     "running": "running",
@@ -29,6 +32,14 @@ STATE_OF = {
     "crashed": "crashed",
     "absent": "error",
 }
+
+
+@dataclass(frozen=True)
+class ReportAnswer:
+    #: instances the host should keep (it removes the others)
+    keep: set[str]
+    #: the host's self-fencing lease, renewed by this answer; 0 when not armed (no HA VM there)
+    lease_s: float = 0.0
 
 
 class MetricsStore:
@@ -83,10 +94,22 @@ def register_host(db: Database, name: str, driver: str, facts: HostFacts) -> str
         host.ram_mb = facts.ram_mb
         host.disk_gb = facts.disk_gb
         host.last_heartbeat = utcnow()
+        traits = [t for t in host.traits or [] if not t.startswith(SHARED_STORAGE_TRAIT)]
+        if facts.shared_storage:
+            traits.append(SHARED_STORAGE_TRAIT + facts.shared_storage)
+        if sorted(traits) != sorted(host.traits or []):
+            host.traits = sorted(traits)
         if host.state == "down":
-            host.state = "up"
+            host_back(s, host)
         s.flush()
         return host.id
+
+
+def host_back(s: Any, host: Host) -> None:
+    """A down (maybe fenced) host reports again: it takes VMs again; its VMs show what it observes."""
+    host.state = "up"
+    host.fenced_at = None
+    events.publish(s, "host.up", "host", host.id, tenant_id=None, name=host.name)
 
 
 def record_state(s: Any, vm: VM, new_state: str, error: str | None = None) -> None:
@@ -116,8 +139,10 @@ def apply_report(
     power_states: dict[str, str],
     samples: dict[str, dict[str, Any]],
     age_s: float = 0.0,
-) -> set[str]:
-    """Record a host's observations; return the ids of the instances it should keep.
+    lease_s: float = 0.0,
+) -> ReportAnswer:
+    """Record a host's observations; answer with the ids of the instances it should keep, and
+    the lease it may run VMs under (``lease_s`` when the host holds an HA VM, else 0).
 
     Runs every second per host: it reads three columns of the host's VMs and loads rows only
     for the VMs whose state changed, so a host of a thousand VMs costs milliseconds.
@@ -127,8 +152,13 @@ def apply_report(
     observed_at = utcnow() - timedelta(seconds=age_s)
     with db.session() as s:
         s.execute(update(Host).where(Host.id == host_id).values(last_heartbeat=utcnow()))
+        # the one extra read a heartbeat costs: is this a host the HA monitor had declared down?
+        if s.scalar(select(Host.state).where(Host.id == host_id)) == "down":
+            host = s.get(Host, host_id)
+            assert host is not None
+            host_back(s, host)
         rows = s.execute(
-            select(VM.id, VM.state, VM.task_state, VM.state_changed_at).where(VM.host_id == host_id)
+            select(VM.id, VM.state, VM.task_state, VM.state_changed_at, VM.ha).where(VM.host_id == host_id)
         ).all()
         observed = {row.id: STATE_OF.get(power_states.get(row.id, "absent"), "error") for row in rows}
         changed = [
@@ -154,4 +184,4 @@ def apply_report(
     for vm_id, sample in samples.items():
         if vm_id in keep:
             metrics.add(vm_id, sample)
-    return keep
+    return ReportAnswer(keep, lease_s if any(row.ha for row in rows) else 0.0)

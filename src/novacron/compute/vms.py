@@ -44,6 +44,8 @@ def create_vm(
     server_group: str | None = None,
     aggregate: str | None = None,
     labels: dict[str, str] | None = None,
+    ha: bool = False,
+    ha_priority: int = 0,
 ) -> tuple[VM, Task]:
     try:
         image = get_visible(session, Image, image_ref, principal, "image")
@@ -77,6 +79,8 @@ def create_vm(
         meta=metadata,
         placement=placement,
         server_group_id=group_id,
+        ha=ha,
+        ha_priority=ha_priority,
         desired_state="running",
         state="building",
         task_state="creating",

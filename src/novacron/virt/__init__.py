@@ -21,6 +21,7 @@ def make_driver(name: str, settings: Settings, **kwargs: Any) -> ComputeDriver:
             instances_dir=settings.instances_dir,
             run_dir=settings.run_dir,
             accelerator=settings.accelerator,
+            shared_dir=settings.shared_storage_dir,
             **kwargs,
         )
     if name == "simulated":

@@ -46,6 +46,9 @@ class HostFacts:
     ram_mb: int
     disk_gb: int
     accelerator: str
+    #: id of the shared storage holding this host's VM disks ("" when they are local): hosts
+    #: reporting the same id reach the same disks, so a VM can restart on any of them
+    shared_storage: str = ""
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,10 @@ class ComputeDriver(abc.ABC):
     @abc.abstractmethod
     async def destroy(self, instance_id: str) -> None:
         """Kill the process and remove every disk, socket and file of the instance."""
+
+    async def forget(self, instance_id: str) -> None:
+        """Remove the instance from this host but keep a disk on shared storage (the VM moved)."""
+        await self.destroy(instance_id)
 
     @abc.abstractmethod
     async def snapshot_disk(self, instance_id: str, dest: Path) -> ImageInfo:

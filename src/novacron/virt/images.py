@@ -117,6 +117,19 @@ async def create_overlay(base: Path, base_format: str, dest: Path, size_bytes: i
     tmp.replace(dest)
 
 
+async def point_backing(disk: Path, base: Path, base_format: str) -> None:
+    """Make ``disk`` name ``base`` as its backing file when it names another path.
+
+    A disk on shared storage moves between hosts, while each host caches the image in its own
+    store: the content is the same (checked by SHA-256 on fetch), so an unsafe rebase, which only
+    rewrites the name, is correct.
+    """
+    info = await asyncio.to_thread(qemu_img_info, disk)
+    want = str(Path(base).resolve())
+    if info.get("backing-filename") != want:
+        await run_tool(QEMU_IMG, "rebase", "-q", "-u", "-b", want, "-F", base_format, str(disk))
+
+
 async def grow(disk: Path, size_bytes: int) -> None:
     info = await asyncio.to_thread(qemu_img_info, disk)
     if int(info.get("virtual-size", 0)) < size_bytes:

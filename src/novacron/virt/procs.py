@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import secrets
+import time
 from pathlib import Path
 
 from novacron.virt.accel import cpu_flags, read_cpuinfo
@@ -103,3 +105,23 @@ def host_facts(instances_dir: Path, accelerator: str) -> HostFacts:
         disk_gb=(st.f_blocks * st.f_frsize) // (1 << 30),
         accelerator=accelerator,
     )
+
+
+def shared_storage_id(shared_dir: Path) -> str:
+    """The id of the shared storage at ``shared_dir``, written there by the first host to use it.
+
+    Hosts that read the same id really reach the same files, whatever path each mounts them at.
+    """
+    shared_dir.mkdir(parents=True, exist_ok=True)
+    marker = shared_dir / ".novacron-storage-id"
+    try:
+        with open(marker, "x") as f:  # exclusive: concurrent first starts agree on one id
+            f.write(secrets.token_hex(8))
+    except FileExistsError:
+        pass
+    for _ in range(50):  # the winner may not have written its id yet
+        text = marker.read_text().strip()
+        if text:
+            return text
+        time.sleep(0.02)
+    raise OSError(f"{marker} stays empty")

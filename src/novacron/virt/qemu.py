@@ -24,6 +24,7 @@ import re
 import shutil
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +80,11 @@ class QemuDriver(ComputeDriver):
         bridge: str | None = "novacron0",
         qemu_binary: str = "qemu-system-x86_64",
         tap_salt: str = "",
+        shared_dir: Path | None = None,
     ) -> None:
         self.instances_dir = Path(instances_dir)
+        #: disks live here (``<id>/disk.qcow2``) when set: storage that other hosts reach too
+        self.shared_dir = Path(shared_dir) if shared_dir else None
         self.tap_salt = tap_salt
         self.run_dir = Path(run_dir)
         self.bridge = bridge
@@ -93,6 +97,7 @@ class QemuDriver(ComputeDriver):
             )
         self.instances_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.storage_id = procs.shared_storage_id(self.shared_dir) if self.shared_dir else ""
 
     # ---- paths -------------------------------------------------------------------------------
 
@@ -110,6 +115,8 @@ class QemuDriver(ComputeDriver):
         return self.instances_dir / self._check_id(instance_id)
 
     def disk_path(self, instance_id: str) -> Path:
+        if self.shared_dir is not None:
+            return self.shared_dir / self._check_id(instance_id) / "disk.qcow2"
         return self.instance_dir(instance_id) / "disk.qcow2"
 
     def seed_path(self, instance_id: str) -> Path:
@@ -137,7 +144,7 @@ class QemuDriver(ComputeDriver):
     # ---- host and images ---------------------------------------------------------------------
 
     def host_facts(self) -> HostFacts:
-        return procs.host_facts(self.instances_dir, self.accelerator)
+        return replace(procs.host_facts(self.instances_dir, self.accelerator), shared_storage=self.storage_id)
 
     def inspect_image(self, path: Path) -> ImageInfo:
         return images.inspect_image(path)
@@ -148,7 +155,12 @@ class QemuDriver(ComputeDriver):
         idir = self.instance_dir(spec.id)
         idir.mkdir(parents=True, exist_ok=True)
         disk = self.disk_path(spec.id)
+        disk.parent.mkdir(parents=True, exist_ok=True)
         want = spec.disk_gb * (1 << 30)
+        if disk.exists() and self.shared_dir is not None and self.pid(spec.id) is None:
+            # the disk may come from another host (HA restart): back it with this host's image copy
+            fmt = spec.image_format or (await asyncio.to_thread(self.inspect_image, spec.image_path)).format
+            await images.point_backing(disk, spec.image_path, fmt)
         if not disk.exists():
             info = await asyncio.to_thread(self.inspect_image, spec.image_path)
             if spec.image_format and spec.image_format != info.format:
@@ -379,6 +391,11 @@ class QemuDriver(ComputeDriver):
         await self.qmp(instance_id, "cont")
 
     async def destroy(self, instance_id: str) -> None:
+        await self.forget(instance_id)
+        if self.shared_dir is not None:
+            await asyncio.to_thread(shutil.rmtree, self.disk_path(instance_id).parent, True)
+
+    async def forget(self, instance_id: str) -> None:
         await self.power_off(instance_id)
         tap = netdev.tap_name(instance_id, self.tap_salt)
         if netdev.link_exists(tap):

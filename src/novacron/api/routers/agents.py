@@ -132,11 +132,19 @@ def register(body: RegisterRequest, ctx: CtxDep, node: IsAgent) -> dict[str, str
 
 
 @router.post("/v1/agent/report")
-def report(body: ReportRequest, ctx: CtxDep, node: IsAgent) -> dict[str, list[str]]:
-    keep = reports.apply_report(
-        ctx.db, ctx.metrics, node.user_id, body.power_states, body.samples, body.age_s
+def report(body: ReportRequest, ctx: CtxDep, node: IsAgent) -> dict[str, Any]:
+    """The answer names the instances the host keeps and renews its self-fencing lease: the agent
+    hard-stops its VMs if no report is accepted within ``lease_s`` (0: not armed, no HA VM here)."""
+    answer = reports.apply_report(
+        ctx.db,
+        ctx.metrics,
+        node.user_id,
+        body.power_states,
+        body.samples,
+        body.age_s,
+        lease_s=ctx.settings.ha_lease_s,
     )
-    return {"keep": sorted(keep)}
+    return {"keep": sorted(answer.keep), "lease_s": answer.lease_s}
 
 
 @router.post("/v1/agent/claim")

@@ -57,6 +57,10 @@ class VMCreate(BaseModel):
         default=None, min_length=1, max_length=64, description="server group id or name (same project)"
     )
     placement: PlacementRequest | None = None
+    ha: bool = Field(
+        default=False, description="restart on another host when its host fails (shared storage)"
+    )
+    ha_priority: int = Field(default=0, ge=-1000, le=1000, description="HA restart order: higher first")
 
 
 class VMUpdate(BaseModel):
@@ -65,6 +69,8 @@ class VMUpdate(BaseModel):
     vcpus: int | None = Field(default=None, ge=1, le=64)
     ram_mb: int | None = Field(default=None, ge=64, le=262144)
     metadata: dict[str, Annotated[str, Field(max_length=255)]] | None = Field(default=None, max_length=64)
+    ha: bool | None = Field(default=None, description="restart on another host when its host fails")
+    ha_priority: int | None = Field(default=None, ge=-1000, le=1000, description="HA restart order")
 
 
 class ActionRequest(BaseModel):
@@ -96,6 +102,8 @@ class VMOut(BaseModel):
     metadata: dict[str, str]
     server_group_id: str | None = None
     placement: dict[str, Any] = Field(default_factory=dict)
+    ha: bool = False
+    ha_priority: int = 0
     created_at: datetime
     updated_at: datetime
     version: int
@@ -120,6 +128,8 @@ class VMOut(BaseModel):
             metadata=dict(vm.meta or {}),
             server_group_id=vm.server_group_id,
             placement=dict(vm.placement or {}),
+            ha=vm.ha,
+            ha_priority=vm.ha_priority,
             created_at=vm.created_at,
             updated_at=vm.updated_at,
             version=vm.version,
@@ -145,6 +155,8 @@ LIST_COLUMNS = (
     VM.meta.label("metadata"),
     VM.server_group_id,
     VM.placement,
+    VM.ha,
+    VM.ha_priority,
     VM.created_at,
     VM.updated_at,
     VM.version,
@@ -237,6 +249,8 @@ def create_vm(
         server_group=body.server_group,
         aggregate=body.placement.aggregate if body.placement else None,
         labels=body.placement.labels if body.placement else None,
+        ha=body.ha,
+        ha_priority=body.ha_priority,
     )
     return _accepted(ctx, idem, task, Accepted(task_id=task.id, vm=VMOut.of(vm)))
 
@@ -270,6 +284,10 @@ def update_vm(
         vm_service.resize(vm, flavor, body.vcpus, body.ram_mb)
     if body.metadata is not None:
         vm.meta = dict(body.metadata)
+    if body.ha is not None:
+        vm.ha = body.ha
+    if body.ha_priority is not None:
+        vm.ha_priority = body.ha_priority
     session.flush()
     set_etag(response, vm)
     return VMOut.of(vm)

@@ -177,14 +177,17 @@ def claim(session: Session, vm: VM, strategy: str = "spread") -> Host:
     return host
 
 
-def reserve_elsewhere(session: Session, vm: VM, strategy: str = "spread") -> Host:
+def reserve_elsewhere(
+    session: Session, vm: VM, strategy: str = "spread", require_traits: frozenset[str] = frozenset()
+) -> Host:
     """For a migration: choose and reserve another host for ``vm`` (every filter and its server
-    group's policy apply; its current host is excluded). Only the target's counters are claimed;
+    group's policy apply, plus ``require_traits``: an HA restart needs the host that shares the
+    VM's disk storage; its current host is excluded). Only the target's counters are claimed;
     writing ``vm.host_id = target`` later moves the allocation (the ORM hook re-counts it), so the
     caller gives the reservation back first with ``unreserve`` (or on failure).
     """
     avoid = frozenset({vm.host_id}) if vm.host_id else frozenset()
-    host = session.get(Host, _claim_counters(session, vm, strategy, avoid))
+    host = session.get(Host, _claim_counters(session, vm, strategy, avoid, require_traits))
     assert host is not None
     return host
 
@@ -200,7 +203,13 @@ def unreserve(session: Session, host_id: str, vcpus: int, ram_mb: int) -> None:
     view_for(session).adjust(host_id, -vcpus, -ram_mb)
 
 
-def _claim_counters(session: Session, vm: VM, strategy: str, avoid: frozenset[str]) -> str:
+def _claim_counters(
+    session: Session,
+    vm: VM,
+    strategy: str,
+    avoid: frozenset[str],
+    require_traits: frozenset[str] = frozenset(),
+) -> str:
     """Decide from the view, claim with the conditional UPDATE, move on when a claim loses."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown placement strategy {strategy!r}")
@@ -208,6 +217,8 @@ def _claim_counters(session: Session, vm: VM, strategy: str, avoid: frozenset[st
     view = view_for(session)
     view.ensure_fresh(session)
     spec = RequestSpec.from_dict(vm.placement)
+    if require_traits:
+        spec = replace(spec, required_traits=spec.required_traits | require_traits)
     if view.isolating:
         spec = replace(spec, tenant=vm.tenant_id)
     lost: set[int] = {view.by_id[h] for h in avoid if h in view.by_id}
