@@ -251,3 +251,25 @@ def test_a_killed_agent_is_fenced_by_its_watchdog(
         _wait("watchdog fenced the host", lambda: not _qemu_pids(guarded), LEASE_S + 5, poll_s=0.1)
         print(f"watchdog fenced {time.monotonic() - killed:.1f}s after the agent died")
         assert os.path.exists(a.state_dir / "instances" / guarded)  # ... and its disk is kept
+
+
+def test_a_host_back_before_its_fencing_deadline_recovers_its_vms(
+    ha_cluster: tuple[Server, Agent, Agent, Path], guest: Guest
+) -> None:
+    """An agent silent past the down timeout but back before the fencing deadline: nothing moves."""
+    server, a, _b, _shared = ha_cluster
+    with server.client() as c:
+        host_a = _join(c, a)
+        import_guest_image(c, guest)
+        plain = _create(c, "plain")
+        assert a.proc is not None
+        a.proc.send_signal(signal.SIGSTOP)  # failure injection: the agent hangs
+        try:
+            _wait("node-a down", lambda: c.get(f"/v1/hosts/{host_a['id']}").json()["state"] == "down", 30)
+            _wait("VM shown host_down", lambda: c.get(f"/v1/vms/{plain}").json()["state"] == "host_down", 10)
+        finally:
+            a.proc.send_signal(signal.SIGCONT)
+        _wait("node-a up again", lambda: c.get(f"/v1/hosts/{host_a['id']}").json()["state"] == "up", 30)
+        _wait("VM running again", lambda: c.get(f"/v1/vms/{plain}").json()["state"] == "running", 30)
+        assert len(_qemu_pids(plain)) == 1  # not an HA host: nothing was fenced
+        assert [e["type"] for e in _events(c, "host.*")][-2:] == ["host.down", "host.up"]
