@@ -78,7 +78,7 @@ class SimulatedDriver(ComputeDriver):
             cpu_flags=frozenset({"sse2", "avx2", "vmx"}),
             ram_mb=self.ram_mb,
             disk_gb=self.disk_gb,
-            accelerator="simulated",
+            accelerator="none",  # hosts.accelerator is VARCHAR(8): PostgreSQL refuses longer
         )
 
     def inspect_image(self, path: Path) -> ImageInfo:
