@@ -19,7 +19,7 @@ def build_context(settings: Settings) -> Context:
     from novacron.agent.runtime import AgentRuntime
     from novacron.compute.ha import HARestartVM
     from novacron.compute.images import ImportImage
-    from novacron.compute.migration import MigrateVM
+    from novacron.compute.migration import ColdMigrateVM, MigrateVM
     from novacron.compute.tasks import HANDLERS
     from novacron.db.migrate import upgrade
     from novacron.identity.tokens import TokenService
@@ -30,7 +30,7 @@ def build_context(settings: Settings) -> Context:
     db = Database(settings.database_url)
     upgrade(db)
     ctx = Context(settings=settings, db=db, tokens=TokenService(db, settings))
-    ctx.tasks = TaskRunner(ctx, [*HANDLERS, ImportImage(), MigrateVM(), HARestartVM()])
+    ctx.tasks = TaskRunner(ctx, [*HANDLERS, ImportImage(), MigrateVM(), ColdMigrateVM(), HARestartVM()])
     if settings.embedded_agent:
         driver = make_driver(settings.compute_driver, settings)
         control = LocalControlPlane(ctx, settings.host_name, driver.name)
@@ -77,8 +77,7 @@ def main() -> None:
     ]
     if settings.agent_port:
         tls = ensure_server_tls(
-            ctx.db,
-            settings.state_dir, sorted({host, "127.0.0.1", "localhost", settings.host_name})
+            ctx.db, settings.state_dir, sorted({host, "127.0.0.1", "localhost", settings.host_name})
         )
         # where agents dial this replica back (console relays): a wildcard listener is named by host
         advertised = settings.host_name if host in ("0.0.0.0", "::", "") else host

@@ -1,9 +1,16 @@
-"""Live migration between two hosts on real QEMU: the guest keeps ticking, never reboots."""
+"""Migration between two hosts on real QEMU and real agents.
+
+Live (local storage: disk mirrored over NBD; shared storage: the same disk opened by the
+destination): the guest keeps ticking, never reboots. Limits reach QEMU, progress is shown while a
+slow migration runs, a cancel leaves the VM running at the source. Cold: a stopped VM's disk is
+copied and it boots on the destination with its data.
+"""
 
 from __future__ import annotations
 
 import re
 import shutil
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -12,10 +19,21 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Guest, Server, destroy_server, import_guest_image, make_server, wait_task
+from tests.conftest import (
+    Guest,
+    Server,
+    destroy_server,
+    import_guest_image,
+    make_server,
+    short_tmpdir,
+    wait_console,
+    wait_task,
+)
 from tests.integration.test_remote_agent import Agent, _wait_host, host_project
 
 TICKER = "#!/bin/sh\n( i=0; while true; do i=$((i+1)); echo tick-$i; sleep 1; done ) &\n"
+#: prints what the disk holds, then writes a marker: a second boot shows the first one's write
+DISK_MARKER = '#!/bin/sh\necho "disk says $(head -c 14 /dev/vda)"\nprintf cold-marker-42 > /dev/vda\nsync\n'
 
 
 @pytest.fixture
@@ -31,6 +49,66 @@ def two_hosts() -> Iterator[tuple[Server, Agent]]:
         subprocess.run(["pkill", "-9", "-f", f"{agent.state_dir}/"], check=False)
         shutil.rmtree(agent.state_dir, ignore_errors=True)
         destroy_server(server)
+
+
+@pytest.fixture
+def shared_hosts(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Server, Agent, Path]]:
+    """Two hosts whose VM disks live in one shared directory (as on NFS: same path on both)."""
+    shared = Path(short_tmpdir("ncs"))
+    monkeypatch.setenv("NOVACRON_SHARED_STORAGE_DIR", str(shared))  # read by both processes
+    server = make_server()
+    server.start()
+    agent = Agent(server, "node-b")
+    try:
+        yield server, agent, shared
+    finally:
+        agent.stop()
+        subprocess.run(["pkill", "-9", "-f", f"{agent.state_dir}/"], check=False)
+        shutil.rmtree(agent.state_dir, ignore_errors=True)
+        destroy_server(server)
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+def _join(c: httpx.Client, agent: Agent) -> dict[str, str]:
+    """Start the agent, wait for its host; returns host id -> name."""
+    token = c.post("/v1/hosts/join-tokens", json={}).json()
+    agent.start(token["join_token"], token["ca_fingerprint"])
+    _wait_host(c, "node-b")
+    hosts = {h["id"]: h["name"] for h in c.get("/v1/hosts").json()["items"]}
+    assert len(hosts) == 2
+    return hosts
+
+
+def _create(c: httpx.Client, name: str, user_data: str) -> str:
+    r = c.post(
+        "/v1/vms",
+        json={
+            "name": name,
+            "image": "test-guest",
+            "flavor": "tiny",
+            "user_data": user_data,
+            "project_id": host_project(c),
+        },
+    )
+    assert r.status_code == 202, r.text
+    assert wait_task(c, r.json()["task_id"])["state"] == "succeeded"
+    return str(r.json()["vm"]["id"])
+
+
+def _wait_ticks(log: Path, above: int = 0, timeout_s: float = 60) -> int:
+    deadline = time.monotonic() + timeout_s
+    while not _ticks(log) or max(_ticks(log)) <= above:
+        assert time.monotonic() < deadline, (
+            f"no ticks past {above}: {log.read_text()[-800:] if log.exists() else ''}"
+        )
+        time.sleep(0.3)
+    return max(_ticks(log))
+
+
+def _moved_at(server: Server, vm_id: str) -> str | None:
+    with sqlite3.connect(f"file:{server.state_dir / 'novacron.db'}?mode=ro", uri=True) as db:
+        row = db.execute("SELECT moved_at FROM vms WHERE id = ?", (vm_id,)).fetchone()
+    return row[0] if row else None
 
 
 def _console_of(server: Server, agent: Agent, host_name: str, vm_id: str) -> Path:
@@ -85,7 +163,7 @@ def test_live_migration_keeps_the_guest_running_and_drain_empties_a_host(
         r = c.post(f"/v1/vms/{vm_id}/migrate", json={})
         assert r.status_code == 202, r.text
         task = wait_task(c, r.json()["task_id"], timeout_s=180)
-        assert task["state"] == "succeeded", task
+        assert task["state"] == "succeeded", task["error"]
         result = task["result"]
         assert isinstance(result, dict) and result["downtime_ms"] >= 0 and result["total_time_ms"] > 0
         vm = c.get(f"/v1/vms/{vm_id}").json()
@@ -102,6 +180,8 @@ def test_live_migration_keeps_the_guest_running_and_drain_empties_a_host(
         assert "NOVACRON-GUEST-UP" not in target_log.read_text()
         assert not source_log.parent.exists(), "the source instance must be gone"
         assert _qemu_count(vm_id) == 1
+        assert result["storage"] == "local"
+        assert _moved_at(server, vm_id) is not None
         migrated = [e for e in c.get("/v1/events", params={"types": "vm.migrated"}).json()["items"]]
         assert migrated and migrated[-1]["data"]["downtime_ms"] >= 0
 
@@ -160,3 +240,152 @@ def test_migration_to_a_host_without_room_leaves_the_vm_running(
         assert vm["state"] == "running" and vm["task_state"] is None and vm["host_id"] != other
         assert _qemu_count(vm_id) == 1
         assert httpx.get(f"{server.url}/healthz").status_code == 200
+
+
+def test_shared_storage_migration_opens_the_same_disk_with_the_limits_asked(
+    shared_hosts: tuple[Server, Agent, Path], guest: Guest
+) -> None:
+    server, agent, shared = shared_hosts
+    with server.client() as c:
+        hosts = _join(c, agent)
+        import_guest_image(c, guest)
+        vm_id = _create(c, "shared-ticker", TICKER)
+        disk = shared / vm_id / "disk.qcow2"
+        assert disk.exists(), "the VM's disk must live on the shared storage"
+        source = c.get(f"/v1/vms/{vm_id}").json()["host_id"]
+        source_log = _console_of(server, agent, hosts[source], vm_id)
+        last_on_source = _wait_ticks(source_log, 2)
+
+        # a local mirror onto the very file it reads would destroy the disk: refused, VM untouched
+        r = c.post(f"/v1/vms/{vm_id}/migrate", json={"storage": "local"})
+        task = wait_task(c, r.json()["task_id"], timeout_s=120)
+        assert task["state"] == "failed" and "share" in str(task["error"]), task
+        assert c.get(f"/v1/vms/{vm_id}").json()["host_id"] == source
+        assert _qemu_count(vm_id) == 1
+
+        r = c.post(
+            f"/v1/vms/{vm_id}/migrate",
+            json={
+                "storage": "shared",
+                "max_downtime_ms": 120,
+                "max_bandwidth_mbps": 4000,
+                "auto_converge": True,
+            },
+        )
+        assert r.status_code == 202, r.text
+        task = wait_task(c, r.json()["task_id"], timeout_s=180)
+        assert task["state"] == "succeeded", task["error"]
+        result = task["result"]
+        assert isinstance(result, dict) and result["storage"] == "shared"
+        # what QEMU ran with (query-migrate-parameters on the source)
+        assert result["settings"] == {
+            "downtime_limit_ms": 120,
+            "max_bandwidth_bps": 4000 * 125_000,
+            "auto_converge": True,
+        }
+        vm = c.get(f"/v1/vms/{vm_id}").json()
+        assert vm["host_id"] != source and vm["state"] == "running"
+        target_log = _console_of(server, agent, hosts[vm["host_id"]], vm_id)
+        _wait_ticks(target_log, last_on_source + 2, 30)
+        ticks = _ticks(target_log)
+        assert ticks == sorted(ticks) and "NOVACRON-GUEST-UP" not in target_log.read_text()
+        assert not source_log.parent.exists(), "the source instance must be gone"
+        assert disk.exists(), "the shared disk stays when the source instance goes"
+        assert _qemu_count(vm_id) == 1
+        assert _moved_at(server, vm_id) is not None
+
+
+def test_slow_migration_shows_progress_and_cancel_leaves_the_vm_at_the_source(
+    two_hosts: tuple[Server, Agent], guest: Guest
+) -> None:
+    server, agent = two_hosts
+    with server.client() as c:
+        hosts = _join(c, agent)
+        import_guest_image(c, guest)
+        vm_id = _create(c, "slow-ticker", TICKER)
+        source = c.get(f"/v1/vms/{vm_id}").json()["host_id"]
+        target = next(h for h in hosts if h != source)
+        source_log = _console_of(server, agent, hosts[source], vm_id)
+        _wait_ticks(source_log, 2)
+        ram_used_before = c.get(f"/v1/hosts/{target}").json()["ram_mb_used"]
+
+        r = c.post(f"/v1/vms/{vm_id}/migrate", json={"max_bandwidth_mbps": 0})
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.max_bandwidth_mbps", r.text
+        r = c.post(f"/v1/vms/{vm_id}/migrate", json={"storage": "nfs"})
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.storage", r.text
+
+        # 4 Mbit/s: the guest's RAM takes minutes to move
+        r = c.post(f"/v1/vms/{vm_id}/migrate", json={"host": target, "max_bandwidth_mbps": 4})
+        assert r.status_code == 202, r.text
+        task_id = r.json()["task_id"]
+        deadline = time.monotonic() + 180
+        seen: dict[str, object] = {}
+        while True:
+            task = c.get(f"/v1/tasks/{task_id}").json()
+            assert task["state"] in ("pending", "running"), task["error"]
+            detail = (task["result"] or {}).get("progress")
+            if detail and detail.get("ram", {}).get("transferred", 0) > 0 and 0 < task["progress"] < 100:
+                seen = {"progress": task["progress"], **detail}
+                break
+            assert time.monotonic() < deadline, task
+            time.sleep(0.5)
+        assert seen["settings"]["max_bandwidth_bps"] == 4 * 125_000, seen  # type: ignore[index]
+        assert "disk" in seen or seen["status"] == "active", seen
+        time.sleep(2)
+        later = c.get(f"/v1/tasks/{task_id}").json()
+        assert later["result"]["progress"]["ram"]["transferred"] > seen["ram"]["transferred"]  # type: ignore[index]
+
+        r = c.post(f"/v1/tasks/{task_id}/cancel")
+        assert r.status_code == 202 and r.json()["cancel_requested"] is True, r.text
+        deadline = time.monotonic() + 120
+        while (task := c.get(f"/v1/tasks/{task_id}").json())["state"] in ("pending", "running"):
+            assert time.monotonic() < deadline, task
+            time.sleep(0.5)
+        assert task["state"] == "cancelled" and "Cancelled" in str(task["error"]), task
+        vm = c.get(f"/v1/vms/{vm_id}").json()
+        assert vm["host_id"] == source and vm["state"] == "running" and vm["task_state"] is None
+        assert _qemu_count(vm_id) == 1, "no QEMU may be left on the target"
+        assert not _console_of(server, agent, hosts[target], vm_id).parent.exists()
+        assert c.get(f"/v1/hosts/{target}").json()["ram_mb_used"] == ram_used_before
+        # the guest never stopped at the source
+        last = max(_ticks(source_log))
+        _wait_ticks(source_log, last + 2, 30)
+        assert _moved_at(server, vm_id) is None
+
+        # a finished task, or one that is not a migration, cannot be cancelled
+        r = c.post(f"/v1/tasks/{task_id}/cancel")
+        assert r.status_code == 409 and r.headers["content-type"].startswith("application/problem+json")
+        r = c.post(f"/v1/vms/{vm_id}/actions/pause")
+        r = c.post(f"/v1/tasks/{r.json()['task_id']}/cancel")
+        assert r.status_code == 409, r.text
+
+
+def test_cold_migration_by_drain_moves_a_stopped_vm_with_its_disk(
+    two_hosts: tuple[Server, Agent], guest: Guest
+) -> None:
+    server, agent = two_hosts
+    with server.client() as c:
+        _join(c, agent)
+        import_guest_image(c, guest)
+        vm_id = _create(c, "cold", DISK_MARKER)
+        wait_console(c, vm_id, "NOVACRON-USER-DATA-DONE", 120)
+        assert "disk says cold-marker-42" not in c.get(f"/v1/vms/{vm_id}/console-log").text
+        r = c.post(f"/v1/vms/{vm_id}/actions/stop")
+        assert wait_task(c, r.json()["task_id"], timeout_s=120)["state"] == "succeeded"
+        source = c.get(f"/v1/vms/{vm_id}").json()["host_id"]
+
+        r = c.post(f"/v1/hosts/{source}/drain")
+        assert r.status_code == 202 and r.json()["left"] == [], r.text
+        (task_id,) = r.json()["task_ids"]
+        task = wait_task(c, task_id, timeout_s=180)
+        assert task["state"] == "succeeded" and task["kind"] == "vm.cold_migrate", task
+        assert task["result"]["storage"] == "local"
+        vm = c.get(f"/v1/vms/{vm_id}").json()
+        assert vm["host_id"] != source and vm["state"] == "stopped" and vm["task_state"] is None
+        assert _moved_at(server, vm_id) is not None
+        assert _qemu_count(vm_id) == 0
+
+        r = c.post(f"/v1/vms/{vm_id}/actions/start")
+        assert wait_task(c, r.json()["task_id"], timeout_s=120)["state"] == "succeeded"
+        wait_console(c, vm_id, "disk says cold-marker-42", 120)
+        assert c.get(f"/v1/vms/{vm_id}").json()["host_id"] == vm["host_id"]

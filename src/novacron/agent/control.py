@@ -53,6 +53,10 @@ class ControlPlane(abc.ABC):
         """A local path holding the image's ``part`` (fetched once and cached if remote)."""
 
     @abc.abstractmethod
+    async def progress(self, op_id: str, detail: dict[str, Any]) -> bool:
+        """Report a long operation's progress; answers True when the user asked to cancel it."""
+
+    @abc.abstractmethod
     def snapshot_dest(self, image_id: str) -> Path:
         """Where to write the flattened disk of a snapshot for image ``image_id``."""
 
@@ -115,6 +119,9 @@ class LocalControlPlane(ControlPlane):
     async def complete(self, op_id: str, result: dict[str, Any] | None, error: str | None) -> None:
         hostops.complete(self.ctx, self.host_id, op_id, result, error)
 
+    async def progress(self, op_id: str, detail: dict[str, Any]) -> bool:
+        return hostops.progress(self.ctx, self.host_id, op_id, detail)
+
     async def image_path(self, image_id: str, part: str, sha256: str | None) -> Path:
         paths = {"file": storage.image_disk, "kernel": storage.image_kernel, "initrd": storage.image_initrd}
         return paths[part](self.ctx.settings, image_id)
@@ -165,6 +172,10 @@ class HttpControlPlane(ControlPlane):
 
     async def complete(self, op_id: str, result: dict[str, Any] | None, error: str | None) -> None:
         await self._post("/v1/agent/complete", {"id": op_id, "result": result, "error": error})
+
+    async def progress(self, op_id: str, detail: dict[str, Any]) -> bool:
+        answer = await self._post("/v1/agent/progress", {"id": op_id, "detail": detail})
+        return bool(answer["cancel"])
 
     async def image_path(self, image_id: str, part: str, sha256: str | None) -> Path:
         dest = self.images_dir / image_id / part

@@ -11,13 +11,17 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from novacron.agent.control import AgentRefused, ControlPlane
 from novacron.agent.watchdog import Lease
 from novacron.virt.base import ComputeDriver, InstanceSpec, PowerState
 from novacron.virt.consolelog import read_log
+
+if TYPE_CHECKING:
+    from novacron.virt.migration import Progress
 
 log = logging.getLogger(__name__)
 WAIT_POLL_S = 0.1
@@ -150,7 +154,9 @@ class AgentRuntime:
         instance_id = str(op["instance_id"])
         self._busy.add(instance_id)
         try:
-            result = await self.execute(str(op["op"]), instance_id, dict(op.get("payload") or {}))
+            result = await self.execute(
+                str(op["op"]), instance_id, dict(op.get("payload") or {}), op_id=str(op["id"])
+            )
         except Exception as exc:
             log.warning("operation %s on %s failed: %s", op["op"], instance_id, exc)
             await self.control.complete(str(op["id"]), None, str(exc) or type(exc).__name__)
@@ -170,7 +176,9 @@ class AgentRuntime:
             **s,
         )
 
-    async def execute(self, op: str, instance_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+    async def execute(
+        self, op: str, instance_id: str, payload: dict[str, Any], op_id: str | None = None
+    ) -> dict[str, Any]:
         d = self.driver
         if self.fenced and op in STARTS:
             raise RuntimeError(
@@ -213,30 +221,66 @@ class AgentRuntime:
         elif op == "console_attach":
             await self._console_attach(instance_id, str(payload["session"]), payload.get("relay_url"))
         elif op.startswith("migrate_"):
-            return await self._migrate(op, instance_id, payload)
+            return await self._migrate(op, instance_id, payload, op_id)
         else:
             raise ValueError(f"unknown operation {op!r}")
         return {}
 
-    async def _migrate(self, op: str, instance_id: str, payload: dict[str, Any]) -> dict[str, Any]:
-        from novacron.virt.migration import MigrationTarget
+    def _progress(self, op_id: str | None) -> Progress | None:
+        """A progress callback for a long operation: sends at most once a second, best effort."""
+        if op_id is None:
+            return None
+        sent_at, cancel = 0.0, False
+
+        async def report(detail: dict[str, Any]) -> bool:
+            nonlocal sent_at, cancel
+            if time.monotonic() - sent_at >= 1.0:
+                sent_at = time.monotonic()
+                try:
+                    cancel = await self.control.progress(op_id, detail)
+                except Exception as exc:  # progress is informative: the transfer goes on without it
+                    log.warning("could not report the progress of %s: %s", op_id, exc)
+            return cancel
+
+        return report
+
+    async def _migrate(
+        self, op: str, instance_id: str, payload: dict[str, Any], op_id: str | None
+    ) -> dict[str, Any]:
+        from novacron.virt import coldmove, migration
         from novacron.virt.qemu import QemuDriver
 
         d = self.driver
         if not isinstance(d, QemuDriver):
-            raise RuntimeError(f"the {d.name} driver cannot live-migrate")
+            raise RuntimeError(f"the {d.name} driver cannot migrate")
+        if op == "migrate_source_disk":
+            return migration.storage_of(d, instance_id)
+        if op == "migrate_storage":
+            chosen = migration.choose_storage(d, instance_id, payload["storage"], payload["source"])
+            return {"storage": chosen}
         if op == "migrate_receive":
-            target = await d.migrate_receive(await self._spec(payload), host=self.migration_address)
-            return {"host": target.host, "ram_port": target.ram_port, "nbd_port": target.nbd_port}
+            spec = await self._spec(payload)
+            target = await d.migrate_receive(spec, self.migration_address, payload.get("storage", "local"))
+            return asdict(target)
         if op == "migrate_send":
-            stats = await d.migrate_send(instance_id, MigrationTarget(**payload["target"]))
-            return {
-                "total_time_ms": stats.total_time_ms,
-                "downtime_ms": stats.downtime_ms,
-                "transferred_bytes": stats.transferred_bytes,
-            }
+            settings = migration.MigrationSettings(**payload.get("settings", {}))
+            target = migration.MigrationTarget(**payload["target"])
+            stats = await d.migrate_send(instance_id, target, settings, self._progress(op_id))
+            return stats.as_dict()
         if op == "migrate_finish":
-            await d.migrate_finish(instance_id)
+            await d.migrate_finish(instance_id, payload.get("storage", "local"))
+            return {}
+        if op == "migrate_forget":
+            await d.forget(instance_id)
+            return {}
+        if op == "migrate_serve_disk":
+            return await coldmove.serve_disk(d, instance_id, self.migration_address)
+        if op == "migrate_fetch_disk":
+            source = payload["source"]
+            spec = await self._spec(payload)
+            await coldmove.fetch_disk(
+                d, spec, source["host"], int(source["port"]), int(source["size"]), self._progress(op_id)
+            )
             return {}
         raise ValueError(f"unknown operation {op!r}")
 

@@ -114,6 +114,20 @@ def task_watch(
         out.print(f"[green]task {escape(task_id)} succeeded[/]")
 
 
+@task_app.command("cancel")
+def task_cancel(
+    ctx: typer.Context, task_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JSON
+) -> None:
+    """Cancel a running migration (before its VM switches host); the VM stays where it was."""
+    task = client_of(ctx).post(f"/v1/tasks/{task_id}/cancel")
+    if as_json:
+        print_json(task)
+    else:
+        out.print(
+            f"cancel requested for task {escape(task_id)}; follow it with: novacron task watch {task_id}"
+        )
+
+
 # ---------------------------------------------------------------- hosts
 
 

@@ -300,14 +300,30 @@ def migrate(
     ctx: typer.Context,
     vm: str = VM_ARG,
     host: str | None = typer.Option(None, "--host", help="target host (default: placement chooses)"),
+    storage: str = typer.Option(
+        "auto", "--storage", help="auto, local (mirror/copy the disk) or shared (same disk on both hosts)"
+    ),
+    max_downtime: int | None = typer.Option(None, "--max-downtime", help="longest final pause, ms"),
+    max_bandwidth: int | None = typer.Option(None, "--max-bandwidth", help="transfer cap, megabits/s"),
+    auto_converge: bool = typer.Option(
+        False, "--auto-converge", help="throttle a guest that dirties RAM fast"
+    ),
     wait: bool = WAIT,
     wait_timeout: float | None = TIMEOUT,
     as_json: bool = JSON,
 ) -> None:
-    """Live-migrate a running VM to another host (its disk is mirrored; the guest keeps running)."""
+    """Move a VM to another host: live if it runs (the guest keeps running), cold if it is stopped."""
     client = client_of(ctx)
     found = resolve_vm(ctx, vm)
-    accepted = client.post(f"/v1/vms/{found['id']}/migrate", {"host": host} if host else {})
+    body: dict[str, object] = {"storage": storage, "auto_converge": auto_converge}
+    for key, value in (
+        ("host", host),
+        ("max_downtime_ms", max_downtime),
+        ("max_bandwidth_mbps", max_bandwidth),
+    ):
+        if value is not None:
+            body[key] = value
+    accepted = client.post(f"/v1/vms/{found['id']}/migrate", body)
     if wait:
         task = watch_task(
             client,

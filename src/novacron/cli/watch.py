@@ -15,14 +15,33 @@ TERMINAL = ("succeeded", "failed", "cancelled")
 POLL_S = 0.5
 
 
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.1f}"
+
+
+def transfer_label(result: object) -> str:
+    """``RAM 12.0/256.0 MiB, disk 3.0/40.0 MiB`` from a running task's ``result.progress``."""
+    detail = result.get("progress") if isinstance(result, dict) else None
+    if not isinstance(detail, dict):
+        return ""
+    parts = []
+    if ram := detail.get("ram"):
+        parts.append(f"RAM {_mib(ram['total'] - ram['remaining'])}/{_mib(ram['total'])} MiB")
+    if disk := detail.get("disk"):
+        parts.append(f"disk {_mib(disk['offset'])}/{_mib(disk['len'])} MiB")
+    return ", ".join(parts)
+
+
 def step_label(task: dict[str, Any]) -> str:
-    """``launch (4/5)`` for a running task, else its state."""
+    """``launch (4/5)`` for a running task (with its transfer, if any), else its state."""
     steps: list[str] = task.get("steps") or []
     index = int(task.get("step_index") or 0)
     state = str(task.get("state") or "")
     if state == "running" and steps:
         current = task.get("current_step") or steps[min(index, len(steps) - 1)]
-        return f"{current} ({min(index + 1, len(steps))}/{len(steps)})"
+        label = f"{current} ({min(index + 1, len(steps))}/{len(steps)})"
+        transfer = transfer_label(task.get("result"))
+        return f"{label} {transfer}" if transfer else label
     return state
 
 

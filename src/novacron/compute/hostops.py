@@ -195,3 +195,22 @@ def complete(
     if waiter is not None:
         waiter.set()
     return True
+
+
+def progress(ctx: Context, host_id: str, op_id: str, detail: dict[str, Any]) -> bool:
+    """Show a running operation's progress on its task; True when the user asked to cancel it.
+
+    ``detail["fraction"]`` (0-1) is the operation's share of its step; the task's ``progress``
+    moves within that step, and ``result.progress`` shows the detail until the task ends.
+    """
+    with ctx.db.session() as s:
+        op = s.get(HostOperation, op_id)
+        if op is None or op.host_id != host_id or op.state != "running" or op.task_id is None:
+            return False
+        task = s.get(Task, op.task_id)
+        if task is None or task.state != "running":
+            return False
+        fraction = min(max(float(detail.get("fraction", 0.0)), 0.0), 1.0)
+        task.progress = max(task.progress, int(100 * (task.step_index + fraction) / max(len(task.steps), 1)))
+        task.result = {"progress": detail}
+        return bool(task.cancel_requested)

@@ -1,10 +1,18 @@
-"""Live migration of a running VM to another host, as a durable task.
+"""Moving a VM to another host, as a durable task: live (running VM) or cold (stopped VM).
 
-The destination's resources are reserved first (a conditional UPDATE on its counters, like any
-claim), the destination QEMU waits for the state with its disk exported over NBD, the source
-mirrors the disk and migrates RAM (copy-storage-all), the destination runs the guest, and only
-then does the VM row move and the source instance go. Any failure before the switch destroys the
-half-built destination, returns the reservation, and leaves the VM running at the source.
+Both reserve the destination's resources first (a conditional UPDATE on its counters, like any
+claim) and ask the destination whether it reaches the VM's disk on shared storage (``storage``
+"auto" picks shared then, local otherwise; "shared" and "local" insist).
+
+Live: the destination QEMU waits for the state (its new overlay exported over NBD in local mode),
+the source mirrors the disk (local mode) and migrates RAM with the requested downtime limit,
+bandwidth and auto-converge, reporting progress every second; the destination runs the guest,
+and only then does the VM row move and the source instance go. Cold: the stopped VM's overlay is
+copied from host to host (nothing to copy on shared storage) and the row moves; the VM stays
+stopped and boots on the destination at its next start.
+
+Any failure or cancel before the switch destroys the half-built destination, returns the
+reservation, and leaves the VM as it was at the source.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from novacron.compute.placement.claims import reserve_elsewhere, try_claim, unre
 from novacron.compute.reports import record_state
 from novacron.compute.spec import spec_payload
 from novacron.compute.tasks import end_operation
+from novacron.db.base import utcnow
 from novacron.db.models import VM, Host, Task
 from novacron.tasks.runner import StepFailed, TaskHandler
 
@@ -26,6 +35,10 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from novacron.context import Context
+
+STORAGE_MODES = ("auto", "local", "shared")
+#: one megabit per second in bytes per second (QEMU's max-bandwidth unit)
+MBPS = 125_000
 
 
 def _save_params(ctx: Context, task: Task, **values: Any) -> None:
@@ -36,71 +49,40 @@ def _save_params(ctx: Context, task: Task, **values: Any) -> None:
         task.params = row.params
 
 
-class MigrateVM(TaskHandler):
-    kind = "vm.migrate"
-    steps: ClassVar[list[str]] = [
-        "reserve",
-        "prepare_target",
-        "transfer",
-        "start_target",
-        "switch",
-        "cleanup_source",
-    ]
+def qemu_settings(options: dict[str, Any]) -> dict[str, Any]:
+    """The request's options as ``virt.migration.MigrationSettings`` fields."""
+    mbps = options.get("max_bandwidth_mbps")
+    return {
+        "max_downtime_ms": options.get("max_downtime_ms"),
+        "max_bandwidth_bps": int(mbps) * MBPS if mbps else None,
+        "auto_converge": bool(options.get("auto_converge", False)),
+    }
 
-    async def run_step(self, ctx: Context, task: Task, step: str) -> None:
+
+class _Move(TaskHandler):
+    """What live and cold migration share: the reservation, the storage choice, the switch."""
+
+    kind: ClassVar[str] = ""
+
+    def _vm(self, ctx: Context, task: Task) -> VM:
         with ctx.db.session() as s:
             vm = s.get(VM, task.resource_id)
             if vm is None:
                 raise StepFailed("The VM no longer exists.")
-        source: str = task.params["source_host_id"]
-        if step == "reserve":
-            if task.params.get("reserved"):
-                return
-            with ctx.db.session() as s:
-                chosen = self._reserve(s, vm, source, task.params.get("target_host_id"))
-            _save_params(ctx, task, target_host_id=chosen, reserved=True)
-            return
-        target: str = task.params["target_host_id"]
-        if step == "prepare_target":
-            with ctx.db.session() as s:
-                payload = spec_payload(s, vm)
-            answer = await hostops.call(ctx, target, task, "migrate_receive", vm.id, payload)
-            _save_params(ctx, task, migration_target=answer)
-        elif step == "transfer":
-            stats = await hostops.call(
-                ctx, source, task, "migrate_send", vm.id, {"target": task.params["migration_target"]}, 1800
-            )
-            _save_params(ctx, task, stats=stats)
-        elif step == "start_target":
-            await hostops.call(ctx, target, task, "migrate_finish", vm.id)
-        elif step == "switch":
-            with ctx.db.session() as s:
-                row = s.get(VM, vm.id)
-                assert row is not None
-                if row.host_id != target:
-                    # the reservation becomes the VM's allocation (the move re-counts it)
-                    unreserve(s, target, row.vcpus, row.ram_mb)
-                    row.host_id = target
-                    row.task_state = None
-                    record_state(s, row, "running")
-                    events.publish(
-                        s,
-                        "vm.migrated",
-                        "vm",
-                        row.id,
-                        tenant_id=row.tenant_id,
-                        project_id=row.project_id,
-                        source=source,
-                        target=target,
-                        **task.params.get("stats", {}),
-                    )
-        elif step == "cleanup_source":
-            await hostops.call(ctx, source, task, "destroy", vm.id, timeout_s=120)
+            return vm
 
-    def _reserve(self, s: Session, vm: VM, source: str, target: str | None) -> str:
+    def _reserve(self, ctx: Context, task: Task, vm: VM) -> None:
+        if task.params.get("reserved"):
+            return
+        source, target = task.params["source_host_id"], task.params.get("target_host_id")
+        with ctx.db.session() as s:
+            chosen = self._claim(s, vm, source, target)
+        _save_params(ctx, task, target_host_id=chosen, reserved=True)
+
+    def _claim(self, s: Session, vm: VM, source: str, target: str | None) -> str:
         if target is not None:
             if target == source:
-                raise StepFailed("The VM already runs on that host.")
+                raise StepFailed("The VM already is on that host.")
             if not try_claim(s, target, vm.vcpus, vm.ram_mb):
                 host = s.get(Host, target)
                 name = host.name if host else target
@@ -113,33 +95,158 @@ class MigrateVM(TaskHandler):
         except NoValidHost as exc:
             raise StepFailed(f"No other host can take this VM: {exc}") from exc
 
+    async def _choose_storage(self, ctx: Context, task: Task, vm: VM) -> str:
+        """Ask the destination whether it reaches the source's disk on shared storage."""
+        source, target = task.params["source_host_id"], task.params["target_host_id"]
+        where = await hostops.call(ctx, source, task, "migrate_source_disk", vm.id, timeout_s=60)
+        requested = task.params.get("options", {}).get("storage", "auto")
+        payload = {"storage": requested, "source": where}
+        answer = await hostops.call(ctx, target, task, "migrate_storage", vm.id, payload, 60)
+        chosen = str(answer["storage"])
+        _save_params(ctx, task, storage=chosen)
+        return chosen
+
+    def _switch(self, ctx: Context, task: Task, vm_id: str, state: str | None) -> None:
+        source, target = task.params["source_host_id"], task.params["target_host_id"]
+        with ctx.db.session() as s:
+            row = s.get(VM, vm_id)
+            assert row is not None
+            if row.host_id == target:
+                return
+            # the reservation becomes the VM's allocation (the move re-counts it)
+            unreserve(s, target, row.vcpus, row.ram_mb)
+            row.host_id = target
+            row.moved_at = utcnow()
+            row.task_state = None
+            if state is not None:
+                record_state(s, row, state)
+            events.publish(
+                s,
+                "vm.migrated",
+                "vm",
+                row.id,
+                tenant_id=row.tenant_id,
+                project_id=row.project_id,
+                source=source,
+                target=target,
+                **{
+                    "live": state is not None,
+                    "storage": task.params.get("storage"),
+                    **task.params.get("stats", {}),
+                },
+            )
+
+    def _release_op(self, task: Task) -> str:
+        """A disk on shared storage stays when an instance leaves a host; a local one goes."""
+        return "migrate_forget" if task.params.get("storage") == "shared" else "destroy"
+
     async def on_success(self, ctx: Context, task: Task) -> None:
         ctx.metrics.forget(task.resource_id)
         with ctx.db.session() as s:
             row = s.get(Task, task.id)
             if row is not None:
-                # total time, downtime and bytes, as QEMU measured them
-                row.result = {**task.params.get("stats", {}), "target_host_id": task.params["target_host_id"]}
+                row.result = {
+                    **task.params.get("stats", {}),
+                    "storage": task.params.get("storage"),
+                    "target_host_id": task.params["target_host_id"],
+                }
+
+    async def _rollback(self, ctx: Context, task: Task, target_touched: bool) -> bool:
+        """Destroy the destination's instance and return the reservation; False when already switched."""
+        target = task.params.get("target_host_id")
+        with ctx.db.session() as s:
+            vm = s.get(VM, task.resource_id)
+            if vm is None or vm.host_id == target:
+                end_operation(ctx, task.resource_id)
+                return False
+            vcpus, ram_mb = vm.vcpus, vm.ram_mb
+        if target is not None and target_touched:
+            with contextlib.suppress(StepFailed):
+                await hostops.call(ctx, target, task, self._release_op(task), task.resource_id, timeout_s=120)
+        if target is not None and task.params.get("reserved"):
+            with ctx.db.session() as s:
+                unreserve(s, target, vcpus, ram_mb)
+        return True
+
+
+class MigrateVM(_Move):
+    kind = "vm.migrate"
+    steps: ClassVar[list[str]] = [
+        "reserve",
+        "prepare_target",
+        "transfer",
+        "start_target",
+        "switch",
+        "cleanup_source",
+    ]
+    cancellable_steps = frozenset({"reserve", "prepare_target", "transfer", "start_target"})
+
+    async def run_step(self, ctx: Context, task: Task, step: str) -> None:
+        vm = self._vm(ctx, task)
+        if step == "reserve":
+            self._reserve(ctx, task, vm)
+            return
+        source, target = task.params["source_host_id"], task.params["target_host_id"]
+        if step == "prepare_target":
+            storage = await self._choose_storage(ctx, task, vm)
+            with ctx.db.session() as s:
+                payload = {**spec_payload(s, vm), "storage": storage}
+            answer = await hostops.call(ctx, target, task, "migrate_receive", vm.id, payload)
+            _save_params(ctx, task, migration_target=answer)
+        elif step == "transfer":
+            payload = {
+                "target": task.params["migration_target"],
+                "settings": qemu_settings(task.params.get("options", {})),
+            }
+            stats = await hostops.call(ctx, source, task, "migrate_send", vm.id, payload, 4 * 3600)
+            _save_params(ctx, task, stats=stats)
+        elif step == "start_target":
+            payload = {"storage": task.params.get("storage", "local")}
+            await hostops.call(ctx, target, task, "migrate_finish", vm.id, payload)
+        elif step == "switch":
+            self._switch(ctx, task, vm.id, "running")
+        elif step == "cleanup_source":
+            await hostops.call(ctx, source, task, self._release_op(task), vm.id, timeout_s=120)
 
     async def rollback(self, ctx: Context, task: Task, error: str) -> None:
         """Before the switch: the VM stays (or runs again) at the source; the destination goes."""
-        source, target = task.params["source_host_id"], task.params.get("target_host_id")
-        with ctx.db.session() as s:
-            vm = s.get(VM, task.resource_id)
-            switched = vm is not None and vm.host_id == target
-        if switched or vm is None:
-            end_operation(ctx, task.resource_id)
+        if not await self._rollback(ctx, task, bool(task.params.get("migration_target"))):
             return
-        if target is not None and task.params.get("migration_target"):
-            with contextlib.suppress(StepFailed):
-                await hostops.call(ctx, target, task, "destroy", vm.id, timeout_s=120)
+        source = task.params["source_host_id"]
         with contextlib.suppress(StepFailed):
-            state = (await hostops.call(ctx, source, task, "observe", vm.id, timeout_s=30))["power_state"]
+            state = (await hostops.call(ctx, source, task, "observe", task.resource_id, timeout_s=30))[
+                "power_state"
+            ]
+            # after a completed transfer the source is paused ("postmigrate"): it runs again
             if state == "paused" and task.params.get("was") == "running":
-                await hostops.call(ctx, source, task, "resume", vm.id, timeout_s=30)
-        if target is not None and task.params.get("reserved"):
-            with ctx.db.session() as s:
-                row = s.get(VM, task.resource_id)
-                if row is not None:
-                    unreserve(s, target, row.vcpus, row.ram_mb)
+                await hostops.call(ctx, source, task, "resume", task.resource_id, timeout_s=30)
         end_operation(ctx, task.resource_id)
+
+
+class ColdMigrateVM(_Move):
+    kind = "vm.cold_migrate"
+    steps: ClassVar[list[str]] = ["reserve", "copy_disk", "switch", "cleanup_source"]
+    cancellable_steps = frozenset({"reserve", "copy_disk"})
+
+    async def run_step(self, ctx: Context, task: Task, step: str) -> None:
+        vm = self._vm(ctx, task)
+        if step == "reserve":
+            self._reserve(ctx, task, vm)
+            return
+        source, target = task.params["source_host_id"], task.params["target_host_id"]
+        if step == "copy_disk":
+            if await self._choose_storage(ctx, task, vm) == "shared":
+                return  # the destination opens the same disk at the VM's next start
+            served = await hostops.call(ctx, source, task, "migrate_serve_disk", vm.id, timeout_s=60)
+            with ctx.db.session() as s:
+                payload = {**spec_payload(s, vm), "source": served}
+            _save_params(ctx, task, copying=True)
+            await hostops.call(ctx, target, task, "migrate_fetch_disk", vm.id, payload, 4 * 3600)
+        elif step == "switch":
+            self._switch(ctx, task, vm.id, None)
+        elif step == "cleanup_source":
+            await hostops.call(ctx, source, task, self._release_op(task), vm.id, timeout_s=120)
+
+    async def rollback(self, ctx: Context, task: Task, error: str) -> None:
+        if await self._rollback(ctx, task, bool(task.params.get("copying"))):
+            end_operation(ctx, task.resource_id)

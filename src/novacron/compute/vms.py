@@ -188,19 +188,31 @@ def resize(vm: VM, flavor: Flavor | None, vcpus: int | None, ram_mb: int | None)
     vm.vcpus, vm.ram_mb = new_vcpus, new_ram
 
 
-def request_migrate(session: Session, vm: VM, target_host_id: str | None) -> Task:
-    from novacron.compute.migration import MigrateVM
+def request_migrate(
+    session: Session, vm: VM, target_host_id: str | None, options: dict[str, Any] | None = None
+) -> Task:
+    """Live-migrate a running VM, cold-migrate a stopped one (``options``: storage, limits)."""
+    from novacron.compute.migration import ColdMigrateVM, MigrateVM
 
     _ensure_idle(vm)
-    if vm.state != "running" or vm.host_id is None:
-        raise Problem(409, "Conflict", f"Only a running VM can be live-migrated; '{vm.name}' is {vm.state}.")
+    if vm.state not in ("running", "stopped") or vm.host_id is None:
+        raise Problem(
+            409,
+            "Conflict",
+            f"Only a running (live) or stopped (cold) VM can be migrated; '{vm.name}' is {vm.state}.",
+        )
     vm.task_state = "migrating"
     return create_task(
         session,
-        MigrateVM,
+        MigrateVM if vm.state == "running" else ColdMigrateVM,
         "vm",
         vm.id,
         tenant_id=vm.tenant_id,
         project_id=vm.project_id,
-        params={"source_host_id": vm.host_id, "target_host_id": target_host_id, "was": vm.state},
+        params={
+            "source_host_id": vm.host_id,
+            "target_host_id": target_host_id,
+            "was": vm.state,
+            "options": options or {},
+        },
     )

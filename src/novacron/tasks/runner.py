@@ -41,9 +41,21 @@ class LeaseLost(Exception):
     """Another runner took the task over; this one must stop touching it."""
 
 
+#: kind -> the steps during (or before) which a task of that kind can still be cancelled
+CANCELLABLE: dict[str, frozenset[str]] = {}
+
+
 class TaskHandler(abc.ABC):
     kind: ClassVar[str]
     steps: ClassVar[list[str]]
+    #: a cancel asked for before or during one of these steps rolls the task back and ends it
+    #: ``cancelled``; once a later step began it is too late and the task runs to its end
+    cancellable_steps: ClassVar[frozenset[str]] = frozenset()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.cancellable_steps:
+            CANCELLABLE[cls.kind] = cls.cancellable_steps
 
     @abc.abstractmethod
     async def run_step(self, ctx: Context, task: Task, step: str) -> None: ...
@@ -53,6 +65,18 @@ class TaskHandler(abc.ABC):
 
     async def on_success(self, ctx: Context, task: Task) -> None:  # noqa: B027 - optional hook
         """Called once, after the last step."""
+
+
+def can_cancel(task: Task) -> bool:
+    """Whether a cancel asked for now would still stop ``task``."""
+    steps = CANCELLABLE.get(task.kind, frozenset())
+    if task.state not in ("pending", "running") or task.step_index >= len(task.steps):
+        return False
+    return task.steps[task.step_index] in steps
+
+
+class Cancelled(Exception):
+    """The user cancelled the task while a cancellable step ran or was next."""
 
 
 def create_task(
@@ -279,19 +303,27 @@ class TaskRunner:
         while task.step_index < len(task.steps):
             step = task.steps[task.step_index]
             try:
+                if self._cancel_requested(task_id, handler, step):
+                    raise Cancelled
                 await handler.run_step(self.ctx, task, step)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                error = str(exc) if isinstance(exc, StepFailed) else f"{step}: {type(exc).__name__}: {exc}"
-                if not isinstance(exc, StepFailed):
+                # a step cut short by the user's cancel fails with the cancel as its cause
+                cancelled = isinstance(exc, Cancelled) or self._cancel_requested(task_id, handler, step)
+                if cancelled:
+                    error = f"Cancelled on request (during step {step})."
+                elif isinstance(exc, StepFailed):
+                    error = str(exc)
+                else:
+                    error = f"{step}: {type(exc).__name__}: {exc}"
                     log.exception("task %s step %s failed", task_id, step)
                 self._check_lease(task_id)
                 try:
                     await handler.rollback(self.ctx, task, error)
                 except Exception:
                     log.exception("rollback of task %s failed", task_id)
-                self._finish(task_id, "failed", error=error)
+                self._finish(task_id, "cancelled" if cancelled else "failed", error=error)
                 return
             with self.ctx.db.session() as s:
                 row = s.get(Task, task_id)
@@ -314,6 +346,12 @@ class TaskRunner:
         self._check_lease(task_id)
         await handler.on_success(self.ctx, task)
         self._finish(task_id, "succeeded")
+
+    def _cancel_requested(self, task_id: str, handler: TaskHandler, step: str) -> bool:
+        if step not in handler.cancellable_steps:
+            return False
+        with self.ctx.db.session() as s:
+            return bool(s.scalar(select(Task.cancel_requested).where(Task.id == task_id)))
 
     def _check_lease(self, task_id: str) -> None:
         with self.ctx.db.session() as s:

@@ -42,7 +42,7 @@ from novacron.virt.base import (
     PowerState,
 )
 from novacron.virt.cidata import render_meta_data, write_cidata_iso
-from novacron.virt.migration import MigrationStats, MigrationTarget
+from novacron.virt.migration import MigrationSettings, MigrationStats, MigrationTarget
 from novacron.virt.qmp import QmpUnavailable, qmp_call
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -286,19 +286,26 @@ class QemuDriver(ComputeDriver):
 
     # ---- live migration (QEMU only; see novacron.virt.migration) ------------------------------
 
-    async def migrate_receive(self, spec: InstanceSpec, host: str = "127.0.0.1") -> MigrationTarget:
-        """Destination step 1: QEMU waits paused for the state; its disk is exported over NBD."""
-        return await migration.receive(self, spec, host)
+    async def migrate_receive(
+        self, spec: InstanceSpec, host: str = "127.0.0.1", storage: str = "local"
+    ) -> MigrationTarget:
+        """Destination step 1: QEMU waits paused for the state (its disk exported over NBD if local)."""
+        return await migration.receive(self, spec, host, storage)
 
     async def migrate_send(
-        self, instance_id: str, target: MigrationTarget, timeout_s: float = 600.0
+        self,
+        instance_id: str,
+        target: MigrationTarget,
+        settings: MigrationSettings | None = None,
+        report: migration.Progress | None = None,
+        timeout_s: float = 3600.0,
     ) -> MigrationStats:
-        """Source step: mirror the disk and migrate; the source ends paused (destroy it after)."""
-        return await migration.send(self, instance_id, target, timeout_s)
+        """Source step: mirror the disk (local) and migrate; the source ends paused (destroy it after)."""
+        return await migration.send(self, instance_id, target, settings, report, timeout_s)
 
-    async def migrate_finish(self, instance_id: str) -> None:
-        """Destination step 2: stop the NBD export and run the guest."""
-        await migration.finish(self, instance_id)
+    async def migrate_finish(self, instance_id: str, storage: str = "local") -> None:
+        """Destination step 2: stop the NBD export (local) and run the guest."""
+        await migration.finish(self, instance_id, storage)
 
     async def _qmp(self, instance_id: str, command: str, args: dict[str, Any] | None = None) -> Any:
         return await qmp_call(self.qmp_socket(instance_id), command, args)

@@ -168,6 +168,18 @@ def complete(body: CompleteRequest, ctx: CtxDep, node: IsAgent) -> Response:
     return Response(status_code=204)
 
 
+class ProgressRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(max_length=120)
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+@router.post("/v1/agent/progress")
+def progress(body: ProgressRequest, ctx: CtxDep, node: IsAgent) -> dict[str, bool]:
+    """A long operation's progress, shown on its task; the answer says whether to cancel it."""
+    return {"cancel": hostops.progress(ctx, node.user_id, body.id, body.detail)}
+
+
 @router.get("/v1/images/{image_id}/{part}", response_class=FileResponse, tags=["images"])
 def download_image(
     image_id: str,

@@ -1,8 +1,8 @@
-"""Live migration of one VM, and draining a host (every running VM off it, then maintenance)."""
+"""Migrating one VM (live when running, cold when stopped), and draining a host (every VM off it)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
@@ -29,13 +29,28 @@ class MigrateRequest(BaseModel):
     host: str | None = Field(
         default=None, max_length=128, description="target host id or name; default: chosen"
     )
+    storage: Literal["auto", "local", "shared"] = Field(
+        default="auto",
+        description="shared: the destination opens the same disk on shared storage (nothing copied); "
+        "local: the disk is mirrored (live) or copied (cold); auto: shared when the destination "
+        "reaches the VM's disk, else local",
+    )
+    max_downtime_ms: int | None = Field(
+        default=None, ge=1, le=60_000, description="longest pause for the final copy (QEMU default 300 ms)"
+    )
+    max_bandwidth_mbps: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="cap on RAM and disk transfer, megabits/s (live)"
+    )
+    auto_converge: bool = Field(
+        default=False, description="throttle the guest's vCPUs when it dirties RAM faster than it moves"
+    )
 
 
 class DrainOut(BaseModel):
     host_id: str
     state: str
     task_ids: list[str]
-    #: VMs not moved (stopped ones: cold migration is not built yet)
+    #: VMs not moved (busy with another task, or neither running nor stopped)
     left: list[str]
 
 
@@ -55,7 +70,7 @@ def migrate_vm(
     principal: CanMigrate,
     body: MigrateRequest | None = None,
 ) -> Response:
-    """Live-migrate a running VM (its disk is mirrored while it runs); the guest does not restart."""
+    """Live-migrate a running VM (the guest does not restart), or cold-migrate a stopped one."""
     body = body or MigrateRequest()
     vm = get_visible(session, VM, vm_id, principal, "vm")
     idem = Idempotency(request, principal, session, {"migrate": vm.id, **body.model_dump()})
@@ -64,7 +79,8 @@ def migrate_vm(
     target = _host(session, body.host, "body.host").id if body.host else None
     if target is not None and target == vm.host_id:
         raise invalid("body.host", "the VM already runs there", 409)
-    task = vm_service.request_migrate(session, vm, target)
+    options = body.model_dump(exclude={"host"}, exclude_none=True)
+    task = vm_service.request_migrate(session, vm, target, options)
     session.flush()
     payload = Accepted(task_id=task.id, vm=VMOut.of(vm)).model_dump(mode="json")
     idem.remember(202, payload)
@@ -75,7 +91,7 @@ def migrate_vm(
 
 @router.post("/v1/hosts/{host_id}/drain", status_code=202, response_model=DrainOut, tags=["hosts"])
 def drain_host(host_id: str, ctx: CtxDep, session: SessionDep, principal: CanMigrate) -> DrainOut:
-    """Put the host in maintenance (no new VMs) and live-migrate every running VM off it."""
+    """Put the host in maintenance (no new VMs); live-migrate its running VMs, cold-migrate stopped ones."""
     host = session.scalar(select(Host).where((Host.id == host_id) | (Host.name == host_id)))
     if host is None:
         raise not_found("host", host_id)
@@ -85,7 +101,7 @@ def drain_host(host_id: str, ctx: CtxDep, session: SessionDep, principal: CanMig
     events.publish(session, "host.maintenance", "host", host.id, tenant_id=None, name=host.name)
     task_ids, left = [], []
     for vm in session.scalars(select(VM).where(VM.host_id == host.id)):
-        if vm.state == "running" and vm.task_state is None:
+        if vm.state in ("running", "stopped") and vm.task_state is None:
             task_ids.append(vm_service.request_migrate(session, vm, None).id)
         else:
             left.append(vm.id)

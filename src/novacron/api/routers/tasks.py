@@ -9,15 +9,18 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from novacron.api.deps import ReadSessionDep, require
+from novacron.api.deps import ReadSessionDep, SessionDep, require
+from novacron.api.errors import Problem
 from novacron.api.listing import ListParams, Page, paginate
 from novacron.compute.scope import get_visible, scoped
 from novacron.db.models import Task
 from novacron.identity.principal import Principal
+from novacron.tasks.runner import TERMINAL, can_cancel
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
 CanTaskRead = Annotated[Principal, Depends(require("task:read"))]
+CanTaskCancel = Annotated[Principal, Depends(require("task:cancel"))]
 
 
 class TaskOut(BaseModel):
@@ -34,6 +37,7 @@ class TaskOut(BaseModel):
     error: str | None
     result: dict[str, Any] | None
     attempts: int
+    cancel_requested: bool
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
@@ -55,6 +59,7 @@ class TaskOut(BaseModel):
             error=t.error,
             result=t.result,
             attempts=t.attempts,
+            cancel_requested=t.cancel_requested,
             created_at=t.created_at,
             updated_at=t.updated_at,
             finished_at=t.finished_at,
@@ -85,3 +90,17 @@ def list_tasks(
 @router.get("/{task_id}", response_model=TaskOut)
 def get_task(task_id: str, session: ReadSessionDep, principal: CanTaskRead) -> TaskOut:
     return TaskOut.of(get_visible(session, Task, task_id, principal, "task"))
+
+
+@router.post("/{task_id}/cancel", status_code=202, response_model=TaskOut)
+def cancel_task(task_id: str, session: SessionDep, principal: CanTaskCancel) -> TaskOut:
+    """Ask a running task to stop (migrations, before the VM switches host); it ends ``cancelled``."""
+    task = get_visible(session, Task, task_id, principal, "task")
+    if task.state in TERMINAL:
+        raise Problem(409, "Conflict", f"Task '{task.id}' already ended ({task.state}).")
+    if not can_cancel(task):
+        step = task.steps[task.step_index] if task.step_index < len(task.steps) else "its end"
+        raise Problem(409, "Conflict", f"Task '{task.id}' ({task.kind}) cannot be cancelled at step {step}.")
+    task.cancel_requested = True
+    session.flush()
+    return TaskOut.of(task)
