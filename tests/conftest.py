@@ -34,10 +34,25 @@ def short_tmpdir(prefix: str = "nc") -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free port below the kernel's ephemeral range (32768+), so no outgoing connection of
+    another test takes it between now and the moment a server binds it."""
+    import random
+
+    while True:
+        port = random.randrange(20000, 32768)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
 
 
 @dataclass(frozen=True)
@@ -62,6 +77,10 @@ def guest() -> Guest:
     )
 
 
+class PortTaken(RuntimeError):
+    pass
+
+
 @dataclass
 class Server:
     """A real ``novacron-server`` process on its own state dir and port."""
@@ -84,8 +103,20 @@ class Server:
         return (self.state_dir / "admin-password").read_text().strip()
 
     def start(self, timeout_s: float = 30.0) -> None:
+        for attempt in range(3):
+            try:
+                return self._start(timeout_s)
+            except PortTaken:
+                if attempt == 2:
+                    raise
+                # another process bound the port after we chose it: choose again
+                self.port = free_port()
+                self.env.update(NOVACRON_LISTEN_PORT=str(self.port), NOVACRON_AGENT_PORT=str(free_port()))
+
+    def _start(self, timeout_s: float) -> None:
         import time
 
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "novacron.server"], env=self.env, stdout=log, stderr=subprocess.STDOUT
@@ -93,7 +124,10 @@ class Server:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
+                tail = self.log_path.read_text()[offset:][-3000:]
+                if "address already in use" in tail:
+                    raise PortTaken(tail)
+                raise RuntimeError(f"server exited: {tail}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return
