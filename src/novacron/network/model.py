@@ -1,0 +1,165 @@
+"""The seam between the network control plane and a host's datapath.
+
+The control plane (API, database, IPAM, policy resolution) describes what a host must have in these
+frozen dataclasses; a ``NetworkBackend`` (``linux`` today: bridges, VXLAN, nftables, tc, dnsmasq in
+namespaces; OVN later) makes the host match them. Every ``ensure_*`` is idempotent and converges
+(re-applying the same spec changes nothing; a changed spec is applied in place), and every
+``remove_*`` of something absent is a no-op, so the agent can simply re-apply after a restart.
+Security-group and label policies arrive already resolved to addresses: the datapath never reads
+the database.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Literal
+
+Direction = Literal["ingress", "egress"]
+EtherType = Literal["IPv4", "IPv6"]
+#: transport protocols, or application protocols detected from the traffic itself
+Protocol = Literal["tcp", "udp", "icmp", "icmpv6", "http", "tls", "ssh", "dns"]
+VnicType = Literal["normal", "direct", "vhost-user"]
+
+
+@dataclass(frozen=True)
+class SubnetSpec:
+    id: str
+    cidr: str
+    gateway_ip: str | None
+    dhcp: bool = True
+    #: inclusive (first, last) address ranges handed out by IPAM
+    allocation_pools: tuple[tuple[str, str], ...] = ()
+    dns_servers: tuple[str, ...] = ()
+    #: (destination CIDR, next hop)
+    host_routes: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    id: str
+    tenant_id: str
+    #: the VXLAN network identifier, unique in the cluster
+    vni: int
+    mtu: int = 1450
+    subnets: tuple[SubnetSpec, ...] = ()
+    #: a provider network: bridged to the host's ``physical_interface`` instead of VXLAN
+    external: bool = False
+    physical_interface: str | None = None
+
+
+@dataclass(frozen=True)
+class FixedIP:
+    subnet_id: str
+    ip: str
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One allow (or deny) rule of a port, with its remote side resolved to CIDRs.
+
+    ``remote_cidrs`` empty means anywhere; a rule naming a remote security group or a label
+    selector arrives as the current addresses of its members (``/32`` or ``/128``).
+    """
+
+    direction: Direction
+    ethertype: EtherType = "IPv4"
+    #: None: any protocol
+    protocol: Protocol | None = None
+    port_min: int | None = None
+    port_max: int | None = None
+    remote_cidrs: tuple[str, ...] = ()
+    #: for ``tls``: the server names allowed (exact, or ``*.example.com`` for a suffix)
+    sni_allow: tuple[str, ...] = ()
+    action: Literal["allow", "deny"] = "allow"
+
+
+@dataclass(frozen=True)
+class QosSpec:
+    """Port limits in kbit/s; the port's class sits under its network's and its tenant's."""
+
+    ingress_kbps: int | None = None
+    egress_kbps: int | None = None
+    #: the rate guaranteed to the port within its network's class (HTB ``rate``; the limits are ``ceil``)
+    guaranteed_kbps: int | None = None
+    #: DSCP value (0-63) written on the port's egress packets
+    dscp: int | None = None
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    id: str
+    network_id: str
+    tenant_id: str
+    mac: str
+    fixed_ips: tuple[FixedIP, ...]
+    #: the tap (or veth) device on the host, at most 15 characters
+    device: str
+    #: enforce anti-spoofing and ``rules`` (default deny inbound, stateful); False: pass everything
+    port_security: bool = True
+    rules: tuple[Rule, ...] = ()
+    qos: QosSpec | None = None
+    vnic_type: VnicType = "normal"
+    #: for ``direct`` (SR-IOV): the PCI address of the virtual function given to the guest
+    pci_address: str | None = None
+
+
+@dataclass(frozen=True)
+class NatRule:
+    """A floating IP: ``external_ip`` on the external network is DNAT'ed to ``internal_ip``."""
+
+    external_ip: str
+    internal_ip: str
+
+
+@dataclass(frozen=True)
+class RouterInterface:
+    network_id: str
+    subnet_id: str
+    #: the router's address on that subnet (usually the gateway)
+    ip: str
+    prefix_len: int
+
+
+@dataclass(frozen=True)
+class RouterSpec:
+    id: str
+    tenant_id: str
+    interfaces: tuple[RouterInterface, ...] = ()
+    #: the external network, and the router's address on it (SNAT source for the inside)
+    external_network_id: str | None = None
+    external_ip: str | None = None
+    external_prefix_len: int | None = None
+    external_gateway: str | None = None
+    snat: bool = True
+    floating_ips: tuple[NatRule, ...] = ()
+
+
+class NetworkBackend(abc.ABC):
+    """One host's datapath. Runs in that host's agent (or in tests, against a namespace)."""
+
+    name: str
+
+    @abc.abstractmethod
+    def ensure_network(self, network: NetworkSpec, peers: tuple[str, ...]) -> None:
+        """The network's bridge exists, joined to ``peers`` (other hosts' underlay IPs, VTEPs)."""
+
+    @abc.abstractmethod
+    def remove_network(self, network_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def ensure_port(self, port: PortSpec, network: NetworkSpec) -> None:
+        """The port's device is on the network's bridge with its firewall rules and QoS applied."""
+
+    @abc.abstractmethod
+    def remove_port(self, port_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def ensure_dhcp(self, network: NetworkSpec, ports: tuple[PortSpec, ...]) -> None:
+        """DHCP and DNS for the network (static leases for ``ports``), on this host."""
+
+    @abc.abstractmethod
+    def ensure_router(self, router: RouterSpec, networks: tuple[NetworkSpec, ...]) -> None: ...
+
+    @abc.abstractmethod
+    def remove_router(self, router_id: str) -> None: ...
