@@ -45,9 +45,9 @@ if TYPE_CHECKING:
 #: seconds of samples the CPU rate of a VM is averaged over
 RATE_WINDOW_S = 60.0
 #: the most loaded hosts whose VMs are considered for each move
-SOURCES_PER_MOVE = 8
+SOURCES_PER_MOVE = 3
 #: feasible targets (least loaded first) evaluated per VM and move
-TARGETS_PER_VM = 16
+TARGETS_PER_VM = 4
 DIMS = ("cpu", "vcpu", "ram")
 _EPS = 1e-12
 
@@ -264,14 +264,19 @@ class _Sim:
         return vm.cpu_load, float(vm.vcpus), float(vm.ram_mb)
 
     def delta(self, vm: VMSnap, s: int, t: int) -> float:
-        """How much the objective changes if ``vm`` moves from host ``s`` to host ``t``."""
-        s1, s2 = list(self.s1), list(self.s2)
+        """How much the objective changes if ``vm`` moves from host ``s`` to host ``t`` (O(1)).
+
+        Per dimension, with the sums S1 = sum(u) and S2 = sum(u^2) over n hosts, the variance is
+        S2/n - (S1/n)^2; the move changes u_s by ds and u_t by dt."""
+        n = len(self.hosts)
+        total = 0.0
         for d, x in enumerate(self._amounts(vm)):
-            us, ut = self.util[d][s], self.util[d][t]
-            ns, nt = us - x / self.cap[d][s], ut + x / self.cap[d][t]
-            s1[d] += ns - us + nt - ut
-            s2[d] += ns * ns - us * us + nt * nt - ut * ut
-        return self.objective(s1, s2) - self.objective()
+            util, cap = self.util[d], self.cap[d]
+            ds, dt = -x / cap[s], x / cap[t]
+            d1 = ds + dt
+            d2 = ds * (2 * util[s] + ds) + dt * (2 * util[t] + dt)
+            total += d2 / n - d1 * (2 * self.s1[d] + d1) / (n * n)
+        return total
 
     def apply(self, vm: VMSnap, s: int, t: int) -> None:
         for d, x in enumerate(self._amounts(vm)):
@@ -298,7 +303,8 @@ class _Sim:
         )
 
     def best_move(self) -> tuple[float, VMSnap, int, int] | None:
-        order = sorted(range(len(self.hosts)), key=lambda i: (self.load(i), self.hosts[i].name))
+        loads = [self.load(i) for i in range(len(self.hosts))]
+        order = sorted(range(len(self.hosts)), key=lambda i: (loads[i], self.hosts[i].name))
         best: tuple[float, VMSnap, int, int] | None = None
         for s in reversed(order[-SOURCES_PER_MOVE:]):
             for vm in sorted(self.vms_on[s], key=lambda v: v.id):
@@ -306,7 +312,7 @@ class _Sim:
                     continue
                 tried = 0
                 for t in order:
-                    if self.load(s) - self.load(t) < self.options.threshold or tried >= TARGETS_PER_VM:
+                    if loads[s] - loads[t] < self.options.threshold or tried >= TARGETS_PER_VM:
                         break
                     if self.why_not_fits(vm, t) is not None:
                         continue
