@@ -167,9 +167,13 @@ def test_rebalance_dry_run_then_apply_moves_one_vm_live(
 
         # right after: nothing to do (the moved VM cools down, the rest is balanced)
         tasks_before = _task_ids(c)
-        r = c.post("/v1/cluster/rebalance", json={"dry_run": False})
+        key = {"Idempotency-Key": "rebalance-2"}
+        r = c.post("/v1/cluster/rebalance", json={"dry_run": False}, headers=key)
         assert r.status_code == 202, r.text
         assert r.json()["moves"] == [] and r.json()["task_ids"] == []
+        again = c.post("/v1/cluster/rebalance", json={"dry_run": False}, headers=key)
+        assert again.headers.get("Idempotent-Replayed") == "true" and again.json() == r.json()
+        _problem(c.post("/v1/cluster/rebalance", json={"dry_run": False, "max_moves": 3}, headers=key), 422)
         assert _task_ids(c) == tasks_before
         cli = _cli(server, server.token(), "cluster", "rebalance", "--yes")
         assert cli.returncode == 0 and "Balanced" in cli.stdout, cli.stdout + cli.stderr
