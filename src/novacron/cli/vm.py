@@ -303,7 +303,9 @@ def migrate(
     storage: str = typer.Option(
         "auto", "--storage", help="auto, local (mirror/copy the disk) or shared (same disk on both hosts)"
     ),
-    max_downtime: int | None = typer.Option(None, "--max-downtime", help="longest final pause, ms"),
+    max_downtime: int | None = typer.Option(
+        None, "--max-downtime", help="longest final pause, ms (default 30)"
+    ),
     max_bandwidth: int | None = typer.Option(None, "--max-bandwidth", help="transfer cap, megabits/s"),
     auto_converge: bool = typer.Option(
         False, "--auto-converge", help="throttle a guest that dirties RAM fast"
