@@ -4,6 +4,7 @@ right after is empty."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -50,7 +51,7 @@ def _cli(server: Server, token: str, *args: str) -> subprocess.CompletedProcess[
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=300,  # the apply follows the live migration to its end
     )
 
 
@@ -147,13 +148,16 @@ def test_rebalance_dry_run_then_apply_moves_one_vm_live(
         # apply: the same move, as a live migration; the guest keeps ticking on B
         source_log = server.state_dir / "instances" / move["vm"] / "console.log"
         last_on_source = max(_ticks(source_log))
-        r = c.post("/v1/cluster/rebalance", json={"dry_run": False, "max_moves": 5})
-        assert r.status_code == 202, r.text
-        applied = r.json()
+        # through the CLI: it plans, (--yes) skips the question, sends the moves it planned, and
+        # follows the migration to its end
+        cli = _cli(server, server.token(), "cluster", "rebalance", "--yes", "--max-moves", "5", "--json")
+        assert cli.returncode == 0, cli.stdout + cli.stderr
+        applied = json.loads(cli.stdout)
+        assert applied["dry_run"] is False
         assert [(m["vm"], m["to"]) for m in applied["moves"]] == [(move["vm"], move["to"])]
         [task_id] = applied["task_ids"]
         task = wait_task(c, task_id, timeout_s=240)
-        assert task["state"] == "succeeded", task["error"]
+        assert task["state"] == "succeeded" and task["kind"] == "vm.migrate", task["error"]
         vm = c.get(f"/v1/vms/{move['vm']}").json()
         assert vm["host_id"] == host_b["id"] and vm["state"] == "running" and vm["task_state"] is None
         stay = next(v for v in vm_ids if v != move["vm"])
