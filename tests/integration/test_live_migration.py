@@ -29,6 +29,7 @@ from tests.conftest import (
     wait_console,
     wait_task,
 )
+from tests.integration.test_cli import Cli
 from tests.integration.test_remote_agent import Agent, _wait_host, host_project
 
 TICKER = "#!/bin/sh\n( i=0; while true; do i=$((i+1)); echo tick-$i; sleep 1; done ) &\n"
@@ -297,7 +298,7 @@ def test_shared_storage_migration_opens_the_same_disk_with_the_limits_asked(
 
 
 def test_slow_migration_shows_progress_and_cancel_leaves_the_vm_at_the_source(
-    two_hosts: tuple[Server, Agent], guest: Guest
+    two_hosts: tuple[Server, Agent], guest: Guest, tmp_path: Path
 ) -> None:
     server, agent = two_hosts
     with server.client() as c:
@@ -315,9 +316,18 @@ def test_slow_migration_shows_progress_and_cancel_leaves_the_vm_at_the_source(
         r = c.post(f"/v1/vms/{vm_id}/migrate", json={"storage": "nfs"})
         assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.storage", r.text
 
-        # 4 Mbit/s: the guest's RAM takes minutes to move
-        r = c.post(f"/v1/vms/{vm_id}/migrate", json={"host": target, "max_bandwidth_mbps": 4})
-        assert r.status_code == 202, r.text
+        # 4 Mbit/s: the guest's RAM takes minutes to move (asked through the CLI)
+        cli = Cli(tmp_path / "novacron" / "credentials.json", server)
+        cli.ok(
+            "login",
+            "--server",
+            server.url,
+            "--username",
+            "admin",
+            "--password-stdin",
+            stdin=server.admin_password + "\n",
+        )
+        r = cli.ok("vm", "migrate", vm_id, "--host", target, "--max-bandwidth", "4", "--no-wait", "--json")
         task_id = r.json()["task_id"]
         deadline = time.monotonic() + 180
         seen: dict[str, object] = {}
@@ -336,8 +346,7 @@ def test_slow_migration_shows_progress_and_cancel_leaves_the_vm_at_the_source(
         later = c.get(f"/v1/tasks/{task_id}").json()
         assert later["result"]["progress"]["ram"]["transferred"] > seen["ram"]["transferred"]  # type: ignore[index]
 
-        r = c.post(f"/v1/tasks/{task_id}/cancel")
-        assert r.status_code == 202 and r.json()["cancel_requested"] is True, r.text
+        assert cli.ok("task", "cancel", task_id, "--json").json()["cancel_requested"] is True
         deadline = time.monotonic() + 120
         while (task := c.get(f"/v1/tasks/{task_id}").json())["state"] in ("pending", "running"):
             assert time.monotonic() < deadline, task

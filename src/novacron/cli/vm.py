@@ -338,6 +338,8 @@ def migrate(
         moved = client.get(f"/v1/vms/{found['id']}")
         if as_json:
             print_json(moved)
+        elif moved["state"] == "stopped":
+            info(f"[green]VM {moved['name']} moved to host {moved['host_id']}[/] (stopped: it boots there).")
         else:
             info(
                 f"[green]VM {moved['name']} now runs on host {moved['host_id']}[/] "
