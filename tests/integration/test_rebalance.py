@@ -44,11 +44,12 @@ def _ticks(path: Path) -> list[int]:
     return [int(n) for n in re.findall(r"tick-(\d+)", text)]
 
 
-def _cli(server: Server, token: str, *args: str) -> subprocess.CompletedProcess[str]:
+def _cli(server: Server, token: str, *args: str, answer: str = "") -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "NOVACRON_URL": server.url, "NOVACRON_TOKEN": token, "COLUMNS": "200"}
     return subprocess.run(
         [sys.executable, "-m", "novacron.cli.main", *args],
         env=env,
+        input=answer,
         capture_output=True,
         text=True,
         timeout=300,  # the apply follows the live migration to its end
@@ -143,6 +144,12 @@ def test_rebalance_dry_run_then_apply_moves_one_vm_live(
         cli = _cli(server, server.token(), "cluster", "rebalance", "--dry-run")
         assert cli.returncode == 0, cli.stderr
         assert "node-b" in cli.stdout and "imbalance" in cli.stdout and move["vm_name"] in cli.stdout
+        assert _task_ids(c) == tasks_before
+        # without --yes it asks first; "no" changes nothing
+        cli = _cli(server, server.token(), "cluster", "rebalance", answer="n\n")
+        assert cli.returncode == 1 and "Start these 1 live migration(s)?" in cli.stdout, (
+            cli.stdout + cli.stderr
+        )
         assert _task_ids(c) == tasks_before
 
         # apply: the same move, as a live migration; the guest keeps ticking on B
