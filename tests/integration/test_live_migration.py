@@ -296,6 +296,21 @@ def test_shared_storage_migration_opens_the_same_disk_with_the_limits_asked(
         assert _qemu_count(vm_id) == 1
         assert _moved_at(server, vm_id) is not None
 
+        # cold, back again: nothing is copied, the VM boots over there from the same disk
+        r = c.post(f"/v1/vms/{vm_id}/actions/stop")
+        assert wait_task(c, r.json()["task_id"], timeout_s=120)["state"] == "succeeded"
+        r = c.post(f"/v1/vms/{vm_id}/migrate", json={})
+        task = wait_task(c, r.json()["task_id"], timeout_s=120)
+        assert task["state"] == "succeeded", task["error"]
+        assert task["kind"] == "vm.cold_migrate" and task["result"]["storage"] == "shared"
+        vm = c.get(f"/v1/vms/{vm_id}").json()
+        assert vm["host_id"] == source and vm["state"] == "stopped"
+        assert disk.exists() and not target_log.parent.exists()
+        r = c.post(f"/v1/vms/{vm_id}/actions/start")
+        assert wait_task(c, r.json()["task_id"], timeout_s=120)["state"] == "succeeded"
+        wait_console(c, vm_id, "NOVACRON-GUEST-UP", 120)
+        assert _qemu_count(vm_id) == 1
+
 
 def test_slow_migration_shows_progress_and_cancel_leaves_the_vm_at_the_source(
     two_hosts: tuple[Server, Agent], guest: Guest, tmp_path: Path
