@@ -445,7 +445,8 @@ def start_moves(session: Session, moves: Sequence[Move]) -> list[Task]:
     tasks = []
     now = utcnow()
     for move in moves:
-        vm = session.get(VM, move.vm_id)
+        # locked (PostgreSQL): a concurrent apply waits, then finds the VM busy (409), not stale
+        vm = session.get(VM, move.vm_id, with_for_update=True)
         if vm is None or vm.host_id != move.source:
             raise MoveConflict(f"VM {move.vm_name} moved or was deleted meanwhile; plan again")
         tasks.append(request_migrate(session, vm, move.target))
