@@ -183,6 +183,7 @@ def test_live_migration_keeps_the_guest_running_and_drain_empties_a_host(
         assert _qemu_count(vm_id) == 1
         assert result["storage"] == "local"
         assert result["settings"]["downtime_limit_ms"] == 30, "the platform's default downtime limit"
+        assert result["guest_pause_ms"] >= result["downtime_ms"]
         assert _moved_at(server, vm_id) is not None
         migrated = [e for e in c.get("/v1/events", params={"types": "vm.migrated"}).json()["items"]]
         assert migrated and migrated[-1]["data"]["downtime_ms"] >= 0

@@ -90,6 +90,9 @@ class MigrationStats:
     storage: str
     #: the parameters QEMU ran the migration with (query-migrate-parameters)
     settings: dict[str, Any]
+    #: wall-clock time (s since the epoch) the source stopped the guest: with the destination's
+    #: ``finish`` time it gives the pause the guest really saw (QEMU's downtime ends at the source)
+    stopped_at: float
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -299,6 +302,7 @@ async def send(
             info: dict[str, Any] = await drv.qmp(instance_id, "query-migrate")
             status = str(info.get("status"))
             if status == "completed" and info.get("total-time"):
+                stopped_at = time.time() - int(info.get("downtime", 0)) / 1000
                 break
             if status in ("failed", "cancelled"):
                 raise DriverError(f"migration of {instance_id} {status}: {info.get('error-desc', '')}")
@@ -327,11 +331,17 @@ async def send(
         transferred_bytes=int(ram.get("transferred", 0)),
         storage=target.storage,
         settings=applied,
+        stopped_at=stopped_at,
     )
 
 
-async def finish(drv: QemuDriver, instance_id: str, storage: str = "local", timeout_s: float = 60.0) -> None:
-    """Destination: once the incoming state is loaded, stop the NBD export and run the guest."""
+async def finish(drv: QemuDriver, instance_id: str, storage: str = "local", timeout_s: float = 60.0) -> float:
+    """Destination: once the incoming state is loaded, run the guest, then stop the NBD export.
+
+    The source completed its mirror before this is called, so the export is idle: the guest runs
+    first, since every QMP round trip before ``cont`` adds to its pause. Returns the wall-clock
+    time the guest runs again.
+    """
     deadline = time.monotonic() + timeout_s
     while True:
         status = (await drv.qmp(instance_id, "query-status")).get("status")
@@ -340,11 +350,13 @@ async def finish(drv: QemuDriver, instance_id: str, storage: str = "local", time
         if time.monotonic() > deadline:
             raise DriverError(f"incoming migration of {instance_id} did not complete (status {status})")
         await asyncio.sleep(0.02)
-    if storage == "local":
-        await drv.qmp(instance_id, "block-export-del", {"id": DISK_NODE})
-        await drv.qmp(instance_id, "nbd-server-stop")
     if status != "running":
         await drv.qmp(instance_id, "cont")
+    resumed_at = time.time()
+    if storage == "local":
+        with contextlib.suppress(DriverError):  # already gone when this step runs again
+            await drv.qmp(instance_id, "block-export-del", {"id": DISK_NODE})
+            await drv.qmp(instance_id, "nbd-server-stop")
     # a later reboot restarts QEMU from launch.json: drop the incoming-migration arguments
     launch = drv.instance_dir(instance_id) / "launch.json"
     data = json.loads(launch.read_text())
@@ -352,3 +364,4 @@ async def finish(drv: QemuDriver, instance_id: str, storage: str = "local", time
     if argv[-len(INCOMING_ARGS) :] == INCOMING_ARGS:
         data["argv"] = argv[: -len(INCOMING_ARGS)]
         launch.write_text(json.dumps(data, indent=1))
+    return resumed_at

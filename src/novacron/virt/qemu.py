@@ -303,9 +303,9 @@ class QemuDriver(ComputeDriver):
         """Source step: mirror the disk (local) and migrate; the source ends paused (destroy it after)."""
         return await migration.send(self, instance_id, target, settings, report, timeout_s)
 
-    async def migrate_finish(self, instance_id: str, storage: str = "local") -> None:
-        """Destination step 2: stop the NBD export (local) and run the guest."""
-        await migration.finish(self, instance_id, storage)
+    async def migrate_finish(self, instance_id: str, storage: str = "local") -> float:
+        """Destination step 2: stop the NBD export (local) and run the guest; returns when it ran."""
+        return await migration.finish(self, instance_id, storage)
 
     async def _qmp(self, instance_id: str, command: str, args: dict[str, Any] | None = None) -> Any:
         return await qmp_call(self.qmp_socket(instance_id), command, args)
