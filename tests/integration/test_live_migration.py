@@ -38,21 +38,6 @@ DISK_MARKER = '#!/bin/sh\necho "disk says $(head -c 14 /dev/vda)"\nprintf cold-m
 
 
 @pytest.fixture
-def two_hosts() -> Iterator[tuple[Server, Agent]]:
-    """The all-in-one node (its embedded agent is one host) plus a remote agent host."""
-    server = make_server()
-    server.start()
-    agent = Agent(server, "node-b")
-    try:
-        yield server, agent
-    finally:
-        agent.stop()
-        subprocess.run(["pkill", "-9", "-f", f"{agent.state_dir}/"], check=False)
-        shutil.rmtree(agent.state_dir, ignore_errors=True)
-        destroy_server(server)
-
-
-@pytest.fixture
 def shared_hosts(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Server, Agent, Path]]:
     """Two hosts whose VM disks live in one shared directory (as on NFS: same path on both)."""
     shared = Path(short_tmpdir("ncs"))

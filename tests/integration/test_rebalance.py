@@ -7,36 +7,18 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.conftest import Guest, Server, destroy_server, import_guest_image, make_server, wait_task
+from tests.conftest import Guest, Server, import_guest_image, wait_task
 from tests.integration.test_remote_agent import Agent, _wait_host, host_project
 
 TICKER = "#!/bin/sh\n( i=0; while true; do i=$((i+1)); echo tick-$i; sleep 1; done ) &\n"
 PASSWORD = "correct-horse-battery-9"
-
-
-@pytest.fixture
-def two_hosts() -> Iterator[tuple[Server, Agent]]:
-    """The all-in-one node (its embedded agent is host A) plus a remote agent, host B."""
-    server = make_server()
-    server.start()
-    agent = Agent(server, "node-b")
-    try:
-        yield server, agent
-    finally:
-        agent.stop()
-        subprocess.run(["pkill", "-9", "-f", f"{agent.state_dir}/"], check=False)
-        shutil.rmtree(agent.state_dir, ignore_errors=True)
-        destroy_server(server)
 
 
 def _ticks(path: Path) -> list[int]:

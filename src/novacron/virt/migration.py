@@ -34,7 +34,6 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from novacron.virt.base import DriverError, InstanceSpec
-from novacron.virt.cidata import render_meta_data, write_cidata_iso
 
 if TYPE_CHECKING:
     from novacron.virt.qemu import QemuDriver
@@ -128,22 +127,6 @@ def choose_storage(drv: QemuDriver, instance_id: str, requested: str, source: di
     return "shared" if shared else "local"
 
 
-async def _write_seed(drv: QemuDriver, spec: InstanceSpec) -> None:
-    """Shared mode: the destination's own seed ISO, leaving the (shared, in use) disk alone."""
-    drv.instance_dir(spec.id).mkdir(parents=True, exist_ok=True)
-    meta = dict(spec.meta_data)
-    network_config = meta.pop("network-config", None) or meta.pop("network_config", None)
-    if network_config is not None and not isinstance(network_config, str):
-        network_config = json.dumps(network_config)
-    await asyncio.to_thread(
-        write_cidata_iso,
-        drv.seed_path(spec.id),
-        render_meta_data(meta, spec.id, spec.name),
-        spec.user_data,
-        network_config,
-    )
-
-
 async def receive(
     drv: QemuDriver, spec: InstanceSpec, host: str = "127.0.0.1", storage: str = "local"
 ) -> MigrationTarget:
@@ -151,7 +134,7 @@ async def receive(
     if drv.pid(spec.id) is not None:
         raise DriverError(f"instance {spec.id} already runs on the destination")
     if storage == "shared":
-        await _write_seed(drv, spec)
+        await drv.write_seed(spec)  # the disk is shared and in use: leave it alone
     else:
         await drv.prepare(spec)
     await drv._start(spec.id, drv._argv(spec) + INCOMING_ARGS)

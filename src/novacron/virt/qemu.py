@@ -171,6 +171,11 @@ class QemuDriver(ComputeDriver):
             await images.create_overlay(spec.image_path, info.format, disk, size)
         elif self.pid(spec.id) is None:
             await images.grow(disk, want)
+        await self.write_seed(spec)
+
+    async def write_seed(self, spec: InstanceSpec) -> None:
+        """The instance's NoCloud seed ISO (meta-data, user-data, network-config)."""
+        self.instance_dir(spec.id).mkdir(parents=True, exist_ok=True)
         meta = dict(spec.meta_data)
         network_config = meta.pop("network-config", None) or meta.pop("network_config", None)
         if network_config is not None and not isinstance(network_config, str):
