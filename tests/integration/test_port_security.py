@@ -139,6 +139,8 @@ def test_ssh_and_dns_rules(topo: tuple[Topology, Path]) -> None:
     assert connect(vm3, vm1.ip, 81, b"GET / HTTP/1.0\r\n\r\n") != "OK"
     assert udp(vm3, vm1.ip, 5353, DNS_QUERY) == "OK"
     assert udp(vm3, vm1.ip, 5353, b"not a dns query at all") == "TimeoutError"
+    # the same query from the DHCP server port: a VM may not act as a DHCP server
+    assert udp(vm3, vm1.ip, 5353, DNS_QUERY, sport=67) == "TimeoutError"
 
 
 def test_port_security_off_passes_everything_and_clear_leaves_nothing(topo: tuple[Topology, Path]) -> None:

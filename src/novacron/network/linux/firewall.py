@@ -123,6 +123,10 @@ class _Compiler:
         r.append(f"ip6 saddr != {{ {', '.join(v6)} }} drop")
         targets = ", ".join(f"{int(ipaddress.IPv6Address(a)):#x}" for a in v6)
         r.append(f"icmpv6 type nd-neighbor-advert @th,64,128 != {{ {targets} }} drop")
+        # no DHCP servers and no IPv6 routers among the VMs
+        r.append("ip protocol udp udp sport 67 drop")
+        r.append("ip6 nexthdr udp udp sport 547 drop")
+        r.append("icmpv6 type nd-router-advert drop")
         r.append("ether type != { ip, ip6, arp } drop")
         return r
 
@@ -180,7 +184,6 @@ class _Compiler:
 
     def _egress_chain(self, p: PortSpec, i: int, rules: list[Rule]) -> str:
         body = [
-            "udp sport 67 drop",  # no rogue DHCP servers
             "udp sport 68 udp dport 67 return",
             "udp sport 546 udp dport 547 return",
             "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, "
