@@ -26,6 +26,7 @@ import functools
 import hashlib
 import ipaddress
 import json
+import shutil
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -342,3 +343,4 @@ class Firewall:
         )
         nft.nft_apply(self.netns, script)
         classifier.stop(self.netns, self.state_dir)
+        shutil.rmtree(self.state_dir, ignore_errors=True)
