@@ -127,6 +127,18 @@ def test_application_protocols_detected_from_traffic(topo: tuple[Topology, Path]
     assert b"SSH-" not in log80
     assert b"just bytes" not in (tmp / "log8080").read_bytes()
     assert b"GET /" in (tmp / "log8081").read_bytes()
+    # the same on the way out: VM 3 may only speak TLS to allowed names (an egress rule)
+    fw.apply(
+        [
+            vm1.port((Rule("ingress", protocol="tcp"),)),
+            vm2.port(),
+            vm3.port((Rule("egress", protocol="tls", sni_allow=("allowed.test",)),)),
+        ]
+    )
+    assert tls_connect(vm3, vm1.ip, 8443, "allowed.test") == "OK"
+    assert tls_connect(vm3, vm1.ip, 8443, "evil.test") != "OK"
+    assert connect(vm3, vm1.ip, 8081, b"GET / HTTP/1.0\r\n\r\n") != "OK"
+    assert connect(vm2, vm1.ip, 8081, b"GET / HTTP/1.0\r\n\r\n") == "OK"
 
 
 def test_ssh_and_dns_rules(topo: tuple[Topology, Path]) -> None:
