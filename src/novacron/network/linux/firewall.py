@@ -323,6 +323,8 @@ class Firewall:
         self.state_dir = state_dir or Path("/run/novacron/firewall") / (netns or "host")
 
     def apply(self, ports: Sequence[PortSpec]) -> None:
+        """Make the host's firewall exactly ``ports``' (all of them, every call). Call it after the
+        devices are enslaved: each bridge's conntrack zone is read from the devices' masters."""
         # bridged IP packets must traverse the inet hooks (per namespace since Linux 5.3)
         nft.sysctl(self.netns, "net.bridge.bridge-nf-call-iptables", "1")
         nft.sysctl(self.netns, "net.bridge.bridge-nf-call-ip6tables", "1")
