@@ -316,6 +316,10 @@ class GCSTarget(Target):
     def put_if_absent(self, key: str, data: bytes) -> bool:
         from google.api_core.exceptions import PreconditionFailed
 
+        # GCS makes the generation-0 precondition atomic; gcp-storage-emulator ignores it, so the
+        # existence check in front keeps the contract (non-atomically) there too
+        if self.has(key):
+            return False
         try:
             self.bucket.blob(self._k(key)).upload_from_string(
                 data, content_type="application/octet-stream", if_generation_match=0
