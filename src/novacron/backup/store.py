@@ -27,13 +27,26 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from novacron.backup import gc as gcmod
+from novacron.backup import retention
 from novacron.backup.codec import AEADS, DIGESTS, Codec, CorruptObject
 from novacron.backup.keys import KeyService, TenantKeyring, check_id
+from novacron.backup.model import (
+    DiskIndex,
+    DiskInfo,
+    PruneReport,
+    SnapshotHeld,
+    SnapshotImmutable,
+    SnapshotInfo,
+    SnapshotNotFound,
+    VerifyReport,
+    WriteStats,
+)
+from novacron.backup.retention import RetentionPolicy
 from novacron.backup.targets import ObjectNotFound, Target
 
 MiB = 1 << 20
@@ -41,95 +54,6 @@ Reader = Callable[[int, int], "bytes | None"]
 Writer = Callable[[int, bytes], None]
 #: journal a backup's progress after this many chunks (and at the end)
 JOURNAL_EVERY = 32
-
-
-class SnapshotNotFound(LookupError):
-    pass
-
-
-class SnapshotHeld(PermissionError):
-    """A legal hold protects the snapshot: nobody can delete or prune it until it is released."""
-
-
-class SnapshotImmutable(PermissionError):
-    """The snapshot is inside its policy's immutability window."""
-
-
-@dataclass
-class WriteStats:
-    chunks_total: int = 0
-    #: chunks read from the disk (the changed ones for an incremental backup)
-    chunks_read: int = 0
-    bytes_read: int = 0
-    #: chunks sealed and sent to the target, and their stored size
-    chunks_uploaded: int = 0
-    bytes_uploaded: int = 0
-    #: chunks read whose content the target already had (deduplicated)
-    chunks_deduplicated: int = 0
-    #: index entries copied from the parent without reading
-    chunks_from_parent: int = 0
-    #: index entries taken from the journal of an interrupted earlier attempt
-    chunks_resumed: int = 0
-    holes: int = 0
-    full_read: bool = True
-    #: why the whole disk was read (no parent, no change list, parent lacks the disk, size changed)
-    full_read_reason: str = ""
-    #: chunks re-uploaded because a garbage collection ran during the backup and removed them
-    chunks_repaired: int = 0
-    seconds: float = 0.0
-
-
-@dataclass
-class DiskIndex:
-    tenant_id: str
-    snapshot_id: str
-    disk: str
-    size: int
-    chunk_size: int
-    digest: str
-    chunks: list[str | None]
-    created_at: float
-    parent: str | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-    immutable_until: float | None = None
-    stats: dict[str, Any] = field(default_factory=dict)
-
-    def referenced(self) -> set[str]:
-        return {c for c in self.chunks if c}
-
-
-@dataclass
-class DiskInfo:
-    name: str
-    size: int
-    chunks: int
-    holes: int
-    stats: dict[str, Any]
-
-
-@dataclass
-class SnapshotInfo:
-    tenant_id: str
-    snapshot_id: str
-    created_at: float
-    parent: str | None
-    meta: dict[str, Any]
-    immutable_until: float | None
-    disks: dict[str, DiskInfo]
-    holds: list[str] = field(default_factory=list)
-
-
-@dataclass
-class VerifyReport:
-    tenant_id: str
-    snapshot_id: str
-    ok: bool
-    chunks_checked: int
-    bytes_checked: int
-    #: (disk, chunk index, chunk id, reason) of every bad entry
-    errors: list[tuple[str, int, str, str]]
-    started_at: float
-    seconds: float
 
 
 def chunks_for_ranges(ranges: Iterable[tuple[int, int]], chunk_size: int = 4 * MiB) -> set[int]:
@@ -641,6 +565,34 @@ class ChunkStore:
             self.target.delete(self.index_key(tenant_id, snapshot_id, disk))
         for key in list(self.target.list(f"results/{tenant_id}/{snapshot_id}/")):
             self.target.delete(key)
+
+    def prune(
+        self,
+        tenant_id: str,
+        policy: RetentionPolicy,
+        group: Callable[[SnapshotInfo], str] = lambda info: str(info.meta.get("vm_id", "")),
+        now: float | None = None,
+        dry_run: bool = False,
+    ) -> PruneReport:
+        """Apply a retention policy to each group (by default: VM) of the tenant's snapshots.
+        Held and immutable snapshots are never removed; the report says which the policy would
+        have removed and why they stay."""
+        report = PruneReport()
+        groups: dict[str, list[SnapshotInfo]] = {}
+        for info in self.list_snapshots(tenant_id):
+            groups.setdefault(group(info), []).append(info)
+        for infos in groups.values():
+            keep = retention.select([(i.snapshot_id, i.created_at) for i in infos], policy)
+            for info in infos:
+                if info.snapshot_id in keep:
+                    report.kept[info.snapshot_id] = keep[info.snapshot_id]
+                elif why := self.deletable(info, now):
+                    report.protected[info.snapshot_id] = why
+                else:
+                    if not dry_run:
+                        self.delete_snapshot(tenant_id, info.snapshot_id, now)
+                    report.removed.append(info.snapshot_id)
+        return report
 
     def collect_garbage(self, grace_s: float = 3600.0, now: float | None = None) -> gcmod.GCReport:
         return gcmod.collect(self, grace_s, now)
