@@ -6,12 +6,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from novacron.backup.keys import KeyService
 from novacron.backup.store import ChunkStore
-from novacron.backup.targets import LocalTarget, ObjectNotFound, Target
+from novacron.backup.targets import LocalTarget, ObjectNotFound, Target, target_from_url
 
 KINDS = ["local", "s3", "azure", "gcs"]
 CHUNK = 64 * 1024
@@ -101,3 +102,30 @@ def test_store_round_trip(target: Target, tmp_path: Path) -> None:
     report = store.verify("tenant-a", "s1")
     assert not report.ok and {e[2] for e in report.errors} == {victim.rsplit("/", 1)[1]}
     assert store.results("tenant-a", "s1")["verify"]["ok"] is False
+
+
+def test_targets_from_urls(s3_emulator: Any, azure_emulator: Any, gcs_emulator: Any, tmp_path: Path) -> None:
+    from tests.services.object_stores import AZURITE_KEY
+
+    s3_bucket = s3_emulator.target().bucket  # a bucket that exists
+    targets = [
+        target_from_url(f"file://{tmp_path}/repo"),
+        target_from_url(
+            f"s3://{s3_bucket}/region-a",
+            endpoint_url=s3_emulator.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="k",
+            aws_secret_access_key="s",
+        ),
+        target_from_url(
+            "azure://dr-site/store",
+            connection_string="DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+            f"AccountKey={AZURITE_KEY};BlobEndpoint={azure_emulator.endpoint}/devstoreaccount1;",
+        ),
+        target_from_url("gs://nc-url-bucket/store", endpoint=gcs_emulator.endpoint, create=True),
+    ]
+    for t in targets:
+        t.put("keys/x.json", b"{}")
+        assert list(t.list("keys/")) == ["keys/x.json"], t.describe()
+    with pytest.raises(ValueError):
+        target_from_url("ftp://host/x")

@@ -355,3 +355,43 @@ class GCSTarget(Target):
 
     def describe(self) -> str:
         return f"gs://{self.name}/{self.prefix}"
+
+
+def target_from_url(url: str, **options: Any) -> Target:
+    """A target from a URL, as a backup policy or a DR site names it:
+
+    - ``/path`` or ``file:///path``: LocalTarget
+    - ``s3://bucket/prefix``: S3Target; options go to ``boto3.client`` (``endpoint_url``,
+      ``region_name``, ``aws_access_key_id``, ``aws_secret_access_key``)
+    - ``azure://container/prefix``: AzureTarget; option ``connection_string`` (required)
+    - ``gs://bucket/prefix``: GCSTarget; option ``project``, ``endpoint`` (an emulator's URL, with
+      anonymous credentials), ``create`` (make the bucket if missing)
+    """
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    prefix = parts.path.lstrip("/")
+    if parts.scheme in ("", "file"):
+        return LocalTarget(parts.path if parts.scheme else url, fsync=options.get("fsync", True))
+    if parts.scheme == "s3":
+        return S3Target(parts.netloc, prefix, **options)
+    if parts.scheme == "azure":
+        if "connection_string" not in options:
+            raise ValueError("an azure:// target needs the option connection_string")
+        return AzureTarget(parts.netloc, options["connection_string"], prefix)
+    if parts.scheme == "gs":
+        from google.cloud import storage
+
+        endpoint = options.get("endpoint")
+        if endpoint:
+            from google.auth.credentials import AnonymousCredentials
+
+            client = storage.Client(
+                project=options.get("project", "test"),
+                credentials=AnonymousCredentials(),
+                client_options={"api_endpoint": endpoint},
+            )
+        else:
+            client = storage.Client(project=options.get("project"))
+        return GCSTarget(parts.netloc, prefix, client=client, create=bool(options.get("create")))
+    raise ValueError(f"unknown backup target scheme {parts.scheme!r}: use file, s3, azure or gs")
