@@ -184,6 +184,7 @@ def test_gc_loop_racing_a_writer_thread(tmp_path: Path, kek: KeyService) -> None
         while not stop.is_set():
             store.collect_garbage(grace_s=0, now=time.time() + 1)
             collections += 1
+            time.sleep(0.05)  # back to back, a collection would starve the writer's fence
     finally:
         thread.join(120)
     assert not errors and collections > 3
@@ -239,3 +240,33 @@ def test_kek_rotation_rewraps_tenant_keys(tmp_path: Path) -> None:
     assert fresh.read_snapshot("t", "s1", "vda", 0, 10) == bytes(disk[:10])
     with pytest.raises(KeyError):  # another platform's key service cannot unwrap the tenant key
         ChunkStore(target, KeyService(tmp_path / "other")).read_snapshot("t", "s1", "vda", 0, 10)
+
+
+def test_chacha20_store_restores_through_a_writer_and_keeps_its_parameters(
+    tmp_path: Path, kek: KeyService
+) -> None:
+    target = LocalTarget(tmp_path / "repo", fsync=False)
+    store = ChunkStore(target, kek, chunk_size=CHUNK, digest="blake3", aead="chacha20-poly1305")
+    disk = bytearray(os.urandom(CHUNK * 3 + 17)) + bytearray(CHUNK)
+    policy = RetentionPolicy(keep_daily=7, immutable_days=30)
+    store.write_snapshot(
+        "t",
+        "s1",
+        "vda",
+        reader_of(disk),
+        len(disk),
+        created_at=1000.0,
+        immutable_until=policy.immutable_until(1000.0),
+    )
+    assert store.get_snapshot("t", "s1").immutable_until == 1000.0 + 30 * 86400
+    got = bytearray(len(disk))
+
+    def writer(off: int, data: bytes) -> None:
+        got[off : off + len(data)] = data
+
+    store.restore_to("t", "s1", "vda", writer)
+    assert got == disk
+    # reopening with other parameters keeps the store's own: chunk names depend on them
+    again = ChunkStore(target, kek, chunk_size=4 * CHUNK, digest="sha256")
+    assert (again.chunk_size, again.digest, again.aead) == (CHUNK, "blake3", "chacha20-poly1305")
+    assert again.verify("t", "s1").ok

@@ -45,6 +45,10 @@ class RetentionPolicy:
             ("keep_yearly", self.keep_yearly),
         ]
 
+    def immutable_until(self, created_at: float) -> float | None:
+        """The ``immutable_until`` a backup taken at ``created_at`` under this policy gets."""
+        return created_at + self.immutable_days * 86400.0 if self.immutable_days else None
+
     def keeps_nothing(self) -> bool:
         return all(v == 0 for _, v in self.rules())
 

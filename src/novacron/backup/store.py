@@ -366,7 +366,7 @@ class ChunkStore:
                 if data is not None and len(data) != length:
                     raise OSError(f"short read at offset {offset}: {len(data)} of {length} bytes")
                 stats.bytes_read += length
-                if data is None or data == zero[:length]:
+                if data is None or (data == zero if length == cs else not data.strip(b"\0")):
                     stats.holes += 1
                     entries[i] = None
                     finished[i] = None
