@@ -48,9 +48,19 @@ class FlakyTarget(Target):
         return self.inner.scan(prefix)
 
 
-def _backup(store: ChunkStore, sid: str, disk: bytearray, parent: str | None = None, changed: Any = None) -> None:
-    store.write_snapshot("t1", sid, "vda", lambda o, n: bytes(disk[o : o + n]), len(disk), changed, parent,
-                         meta={"vm_id": "vm1"})
+def _backup(
+    store: ChunkStore, sid: str, disk: bytearray, parent: str | None = None, changed: Any = None
+) -> None:
+    store.write_snapshot(
+        "t1",
+        sid,
+        "vda",
+        lambda o, n: bytes(disk[o : o + n]),
+        len(disk),
+        changed,
+        parent,
+        meta={"vm_id": "vm1"},
+    )
 
 
 def _restored(store: ChunkStore, sid: str, tmp: Path) -> bytes:
@@ -65,7 +75,9 @@ def source(tmp_path: Path) -> tuple[ChunkStore, KeyService]:
     return ChunkStore(LocalTarget(tmp_path / "region-a", fsync=False), kek, chunk_size=CHUNK), kek
 
 
-def test_one_to_one_moves_only_missing_chunks_and_resumes(source: Any, s3_emulator: Any, tmp_path: Path) -> None:
+def test_one_to_one_moves_only_missing_chunks_and_resumes(
+    source: Any, s3_emulator: Any, tmp_path: Path
+) -> None:
     store, kek = source
     disk = bytearray(os.urandom(CHUNK * 40))
     _backup(store, "s1", disk)
@@ -120,7 +132,9 @@ def test_fan_out_and_chained(source: Any, azure_emulator: Any, gcs_emulator: Any
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            if all(r.lag().snapshots_behind == 0 for r in [*fan, chain]) and ChunkStore(gcs, kek).snapshot_ids("t1"):
+            if all(r.lag().snapshots_behind == 0 for r in [*fan, chain]) and ChunkStore(
+                gcs, kek
+            ).snapshot_ids("t1"):
                 break
             time.sleep(0.5)
         disk[0:4] = b"abcd"
