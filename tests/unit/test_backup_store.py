@@ -270,3 +270,29 @@ def test_chacha20_store_restores_through_a_writer_and_keeps_its_parameters(
     again = ChunkStore(target, kek, chunk_size=4 * CHUNK, digest="sha256")
     assert (again.chunk_size, again.digest, again.aead) == (CHUNK, "blake3", "chacha20-poly1305")
     assert again.verify("t", "s1").ok
+
+
+def test_gc_keeps_a_live_journal_and_clears_a_dead_one(tmp_path: Path, kek: KeyService) -> None:
+    target = CountingTarget(tmp_path / "repo", fail_after=5)
+    store = ChunkStore(target, kek, chunk_size=CHUNK, workers=1)
+    disk = bytearray(os.urandom(CHUNK * 40))
+    with pytest.raises(ConnectionError):  # dies after 5 uploads, before any journal entry
+        store.write_snapshot("t", "s1", "vda", reader_of(disk), len(disk))
+    target.fail_after = 36
+    with pytest.raises(ConnectionError):  # second attempt journals 32 chunks, then dies
+        store.write_snapshot("t", "s1", "vda", reader_of(disk), len(disk))
+    # a collection now (even with no grace) keeps the journaled chunks of the interrupted backup
+    report = store.collect_garbage(grace_s=0, now=time.time() + 1)
+    assert report.leases_active == 1 and report.chunks_referenced == 32 and report.chunks_removed == 4
+    target.fail_after = None
+    reads: list[int] = []
+    info = store.write_snapshot("t", "s1", "vda", reader_of(disk, reads), len(disk))
+    assert info.disks["vda"].stats["chunks_resumed"] == 32 and len(reads) == 8
+    assert store.verify("t", "s1").ok
+    # a backup dead for longer than the lease TTL loses its journal and its chunks
+    target.fail_after = target.chunk_puts + 3
+    with pytest.raises(ConnectionError):
+        store.write_snapshot("t", "s2", "vda", reader_of(bytearray(os.urandom(CHUNK * 4))), CHUNK * 4)
+    report = store.collect_garbage(grace_s=0, now=time.time() + 8 * 86400)
+    assert report.leases_stale == 1 and report.chunks_removed == 3 and list(target.list("inflight/")) == []
+    assert store.verify("t", "s1").ok

@@ -59,6 +59,7 @@ class GCReport:
     #: unreferenced chunks kept because they are younger than the grace period
     chunks_young: int
     leases_active: int
+    #: leases of backups dead for longer than LEASE_TTL_S, removed with their journals
     leases_stale: int
     seconds: float
 
@@ -155,16 +156,18 @@ def _lock(target: Target) -> None:
         raise GCBusy("garbage collection already running")
 
 
-def _lease_refs(store: ChunkStore, now: float) -> tuple[set[str], int, int]:
+def _lease_refs(store: ChunkStore, now: float) -> tuple[set[str], int, list[str]]:
+    """Chunks named by live leases and journals, how many leases live, the prefixes of dead ones."""
     refs: set[str] = set()
-    active = stale = 0
+    active = 0
+    stale: list[str] = []
     keys = list(store.target.list("inflight/"))
     live_prefixes = set()
     for key in keys:
         if key.endswith("/lease.json"):
             lease = json.loads(store.target.get(key))
             if now - lease.get("heartbeat", 0) > LEASE_TTL_S:
-                stale += 1
+                stale.append(key[: -len("lease.json")])
             else:
                 active += 1
                 live_prefixes.add(key[: -len("lease.json")])
@@ -209,6 +212,11 @@ def collect(store: ChunkStore, grace_s: float, now: float | None = None) -> GCRe
                     target.delete(key)
                     removed += 1
                     removed_bytes += size
+            # a backup that died long ago starts afresh if ever retried (its chunks may be gone;
+            # one still alive would rewrite its lease and be caught by the generation fence)
+            for prefix in stale:
+                for key in sorted(target.list(prefix), key=lambda k: k.endswith("lease.json")):
+                    target.delete(key)
         finally:
             done = {"generation": generation, "running": False, "finished": time.time()}
             target.put(STATE, json.dumps(done).encode())
@@ -222,6 +230,6 @@ def collect(store: ChunkStore, grace_s: float, now: float | None = None) -> GCRe
         removed_bytes,
         young,
         active,
-        stale,
+        len(stale),
         round(time.monotonic() - t0, 3),
     )
