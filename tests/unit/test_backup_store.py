@@ -296,3 +296,13 @@ def test_gc_keeps_a_live_journal_and_clears_a_dead_one(tmp_path: Path, kek: KeyS
     report = store.collect_garbage(grace_s=0, now=time.time() + 8 * 86400)
     assert report.leases_stale == 1 and report.chunks_removed == 3 and list(target.list("inflight/")) == []
     assert store.verify("t", "s1").ok
+
+
+def test_open_by_url_with_the_state_dirs_key_service(tmp_path: Path) -> None:
+    store = ChunkStore.open(f"file://{tmp_path}/repo", tmp_path / "state", chunk_size=CHUNK, digest="blake3")
+    disk = bytearray(os.urandom(CHUNK + 5))
+    store.write_snapshot("t", "a", "vda", reader_of(disk), len(disk))
+    again = ChunkStore.open(str(tmp_path / "repo"), tmp_path / "state")
+    assert (again.chunk_size, again.digest) == (CHUNK, "blake3")
+    assert again.read_snapshot("t", "a", "vda", 0, len(disk)) == bytes(disk)
+    assert [p.stem for p in (tmp_path / "state" / "backup-keys").glob("*.kek")] == again.keyring.kek.kek_ids()

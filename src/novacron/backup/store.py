@@ -47,7 +47,7 @@ from novacron.backup.model import (
     WriteStats,
 )
 from novacron.backup.retention import RetentionPolicy
-from novacron.backup.targets import ObjectNotFound, Target
+from novacron.backup.targets import ObjectNotFound, Target, target_from_url
 
 MiB = 1 << 20
 Reader = Callable[[int, int], "bytes | None"]
@@ -111,6 +111,14 @@ class ChunkStore:
         self.aead: str = existing["aead"]
         self._codecs: dict[str, Codec] = {}
         self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, url: str, state_dir: str | os.PathLike[str], **options: Any) -> ChunkStore:
+        """The store at a target URL (see ``target_from_url``), keyed by the platform KEKs of
+        ``state_dir``. Options for the store (chunk_size, digest, aead, workers) are taken out;
+        the rest go to the target."""
+        store_opts = {k: options.pop(k) for k in ("chunk_size", "digest", "aead", "workers") if k in options}
+        return cls(target_from_url(url, **options), KeyService.for_state_dir(state_dir), **store_opts)
 
     # --- naming -------------------------------------------------------------------------------
 
