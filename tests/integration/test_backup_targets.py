@@ -95,7 +95,9 @@ def test_store_round_trip(target: Target, tmp_path: Path) -> None:
     assert store.verify("tenant-a", "s2").ok
 
     # a flipped byte in one stored chunk is found by verify, naming the disk and chunk
-    victim = next(iter(sorted(target.list("chunks/tenant-a/"))))
+    first = store.load_index("tenant-a", "s1", "vda").chunks[0]
+    assert first is not None
+    victim = store.chunk_key("tenant-a", first)
     blob = bytearray(target.get(victim))
     blob[-1] ^= 0x01
     target.put(victim, bytes(blob))
