@@ -17,6 +17,8 @@ from novacron.identity.pki import ensure_server_tls
 def build_context(settings: Settings) -> Context:
     from novacron.agent.control import LocalControlPlane
     from novacron.agent.runtime import AgentRuntime
+    from novacron.backup.dr import DRDrill
+    from novacron.backup.tasks import HANDLERS as BACKUP_HANDLERS
     from novacron.compute.ha import HARestartVM
     from novacron.compute.images import ImportImage
     from novacron.compute.migration import ColdMigrateVM, MigrateVM
@@ -30,7 +32,10 @@ def build_context(settings: Settings) -> Context:
     db = Database(settings.database_url)
     upgrade(db)
     ctx = Context(settings=settings, db=db, tokens=TokenService(db, settings))
-    ctx.tasks = TaskRunner(ctx, [*HANDLERS, ImportImage(), MigrateVM(), ColdMigrateVM(), HARestartVM()])
+    ctx.tasks = TaskRunner(
+        ctx,
+        [*HANDLERS, ImportImage(), MigrateVM(), ColdMigrateVM(), HARestartVM(), *BACKUP_HANDLERS, DRDrill()],
+    )
     if settings.embedded_agent:
         driver = make_driver(settings.compute_driver, settings)
         control = LocalControlPlane(ctx, settings.host_name, driver.name)

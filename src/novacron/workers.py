@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 LEADERS_KEY = "leaders"
 TASKS_CONTROLLER = "novacron.tasks"
 HA_CONTROLLER = "novacron.ha"
+BACKUP_CONTROLLER = "novacron.backups"
 
 
 @dataclass
@@ -74,6 +75,10 @@ class BackgroundWorkers:
 
             monitor = HAMonitor(ctx)
             self.controllers.append(Controller(HA_CONTROLLER, monitor.run_forever, monitor.stop))
+            from novacron.backup.scheduler import BackupScheduler
+
+            backups = BackupScheduler(ctx)
+            self.controllers.append(Controller(BACKUP_CONTROLLER, backups.run_forever, backups.stop))
         self.leaders: dict[str, Leadership] = {
             c.name: leadership_for(ctx.settings.database_url, c.name) for c in self.controllers
         }

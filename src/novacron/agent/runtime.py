@@ -222,6 +222,13 @@ class AgentRuntime:
             await self._console_attach(instance_id, str(payload["session"]), payload.get("relay_url"))
         elif op.startswith("migrate_"):
             return await self._migrate(op, instance_id, payload, op_id)
+        elif op in ("backup_disk", "restore_disk", "wait_console"):
+            from novacron.backup import agentops
+
+            result: dict[str, Any] = await getattr(agentops, op)(
+                d, instance_id, payload, self._progress(op_id)
+            )
+            return result
         else:
             raise ValueError(f"unknown operation {op!r}")
         return {}

@@ -99,7 +99,7 @@ def whoami(ctx: typer.Context, as_json: bool = JSON) -> None:
 
 
 def _register() -> None:
-    from novacron.cli import agent, cluster, image, misc, vm
+    from novacron.cli import agent, backup, cluster, image, misc, vm
 
     app.add_typer(vm.app, name="vm", help="Virtual machines: create, power actions, console, logs, metrics.")
     app.add_typer(image.app, name="image", help="Disk images: import from a file or URL, list, delete.")
@@ -107,6 +107,10 @@ def _register() -> None:
     app.add_typer(misc.task_app, name="task", help="Durable tasks: list, show, watch.")
     app.add_typer(misc.host_app, name="host", help="Hypervisor hosts.")
     app.add_typer(cluster.app, name="cluster", help="The cluster as a whole: rebalance.")
+    app.add_typer(
+        backup.app, name="backup", help="VM backups: create, list, restore, verify, holds, policies."
+    )
+    app.add_typer(backup.dr_app, name="dr", help="Disaster recovery: runbooks, drills, RPO and RTO.")
     app.command(name="events")(misc.events)
     app.command(name="agent")(agent.agent)
 

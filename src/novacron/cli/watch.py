@@ -29,6 +29,12 @@ def transfer_label(result: object) -> str:
         parts.append(f"RAM {_mib(ram['total'] - ram['remaining'])}/{_mib(ram['total'])} MiB")
     if disk := detail.get("disk"):
         parts.append(f"disk {_mib(disk['offset'])}/{_mib(disk['len'])} MiB")
+    if "bytes_read" in detail:  # a backup: what QEMU read, then chunks stored
+        parts.append(f"read {_mib(detail['bytes_read'])} MiB")
+        if "chunks_done" in detail:
+            parts.append(f"chunks {detail['chunks_done']}/{detail['chunks_to_do']}")
+    if "bytes_written" in detail:  # a restore
+        parts.append(f"written {_mib(detail['bytes_written'])} MiB")
     return ", ".join(parts)
 
 

@@ -110,9 +110,13 @@ async def call(
     instance_id: str,
     payload: dict[str, Any] | None = None,
     timeout_s: float = 300.0,
+    key: str = "",
 ) -> dict[str, Any]:
-    """Queue ``op`` for a task step (once per step) and wait for the host's answer."""
-    op_id = operation_id(task, op)
+    """Queue ``op`` for a task step (once per step and ``key``) and wait for the host's answer.
+
+    ``key`` tells apart several operations of the same kind in one step (one per VM of a runbook).
+    """
+    op_id = operation_id(task, op) + (f":{key}" if key else "")
     _queue(ctx, op_id, host_id, task.id, op, instance_id, payload)
     done = _event(_completed, op_id)
     deadline = asyncio.get_running_loop().time() + timeout_s
@@ -190,6 +194,9 @@ def complete(
         row.state = "failed" if error else "done"
         row.result = result
         row.error = error
+        if "secrets" in (row.payload or {}):
+            # keys handed to the agent for this operation only (backups): not kept in the database
+            row.payload = {k: v for k, v in row.payload.items() if k != "secrets"}
     with _events_lock:
         waiter = _completed.get(op_id)
     if waiter is not None:

@@ -17,6 +17,8 @@ VIEW = frozenset(
         "project:read",
         "metrics:read",
         "server-group:read",
+        "backup:read",
+        "dr:read",
     }
 )
 MEMBER = VIEW | {
@@ -29,6 +31,9 @@ MEMBER = VIEW | {
     "image:write",
     "task:cancel",
     "server-group:write",
+    "backup:create",
+    "backup:restore",
+    "backup:delete",
 }
 TENANT_ADMIN = MEMBER | {
     "project:write",
@@ -36,6 +41,8 @@ TENANT_ADMIN = MEMBER | {
     "user:write",
     "audit:read",
     "tenant:read",
+    "backup:policy",
+    "dr:write",
 }
 ADMIN = TENANT_ADMIN | {
     "tenant:write",
@@ -46,15 +53,22 @@ ADMIN = TENANT_ADMIN | {
     "aggregate:write",
     "image:publish",
     "key:rotate",
+    "backup-target:write",
     # see and act across every tenant
     "global",
 }
+
+#: legal holds: placed and released only by the compliance role, never by admins (separation of
+#: duties); an admin may grant the role without holding its permission
+SEPARATED = frozenset({"backup:hold"})
+COMPLIANCE = VIEW | SEPARATED
 
 ROLES: dict[str, frozenset[str]] = {
     "viewer": frozenset(VIEW),
     "member": frozenset(MEMBER),
     "tenant-admin": frozenset(TENANT_ADMIN),
     "admin": frozenset(ADMIN),
+    "compliance": frozenset(COMPLIANCE),
 }
 
 

@@ -134,6 +134,10 @@ class QemuDriver(ComputeDriver):
     def console_log(self, instance_id: str) -> Path:
         return self.instance_dir(instance_id) / "console.log"
 
+    def qga_socket(self, instance_id: str) -> Path:
+        """The guest agent's channel (``org.qemu.guest_agent.0``): backups freeze filesystems through it."""
+        return self.run_dir / f"{self._key(instance_id)}.qga"
+
     def tap_name(self, instance_id: str) -> str | None:
         return netdev.tap_name(instance_id, self.tap_salt) if self.bridge else None
 
@@ -237,6 +241,13 @@ class QemuDriver(ComputeDriver):
             f"file={opt(self.seed_path(i))},if=none,id=vdb,format=raw,readonly=on",
             "-device",
             "virtio-blk-pci,drive=vdb,id=vdb-dev",
+            # qemu-guest-agent's channel, when the guest runs one: application-consistent backups
+            "-chardev",
+            f"socket,id=qga0,path={opt(self.qga_socket(i))},server=on,wait=off",
+            "-device",
+            "virtio-serial-pci,id=vser0",
+            "-device",
+            "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
         ]
         tap = self.tap_name(i)
         if tap:
@@ -266,7 +277,7 @@ class QemuDriver(ComputeDriver):
         tap = self.tap_name(i)
         if tap and self.bridge:
             await asyncio.to_thread(netdev.ensure_tap, tap, self.bridge)
-        for p in (self.qmp_socket(i), self.console_socket(i), self.pidfile(i)):
+        for p in (self.qmp_socket(i), self.console_socket(i), self.qga_socket(i), self.pidfile(i)):
             p.unlink(missing_ok=True)
         idir = self.instance_dir(i)
         (idir / "launch.json").write_text(json.dumps({"argv": argv, "time": time.time()}, indent=1))
@@ -412,7 +423,12 @@ class QemuDriver(ComputeDriver):
         tap = netdev.tap_name(instance_id, self.tap_salt)
         if netdev.link_exists(tap):
             await asyncio.to_thread(netdev.delete_link, tap)
-        for p in (self.qmp_socket(instance_id), self.console_socket(instance_id), self.pidfile(instance_id)):
+        for p in (
+            self.qmp_socket(instance_id),
+            self.console_socket(instance_id),
+            self.qga_socket(instance_id),
+            self.pidfile(instance_id),
+        ):
             p.unlink(missing_ok=True)
         idir = self.instance_dir(instance_id)
         if idir.exists():

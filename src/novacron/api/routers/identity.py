@@ -26,7 +26,7 @@ from novacron.db.models import VM, AuditRecord, Project, Tenant, User
 from novacron.identity.audit import audit_hint
 from novacron.identity.keys import SUPPORTED_ALGS
 from novacron.identity.passwords import PasswordPolicyError, check_policy, hash_password, verify_password
-from novacron.identity.permissions import permissions_of
+from novacron.identity.permissions import SEPARATED, permissions_of
 from novacron.identity.principal import Principal
 
 router = APIRouter()
@@ -43,7 +43,7 @@ CanUserWrite = Annotated[Principal, Depends(require("user:write"))]
 
 NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 USERNAME = r"^[a-z0-9][a-z0-9._@-]{0,63}$"
-Role = Literal["admin", "tenant-admin", "member", "viewer"]
+Role = Literal["admin", "tenant-admin", "member", "viewer", "compliance"]
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
@@ -526,7 +526,9 @@ def _get_user(session: Session, principal: Principal, user_id: str) -> User:
 
 def _check_role_grant(principal: Principal, role: str) -> None:
     """Nobody grants a role with permissions they do not hold themselves (no escalation)."""
-    if not permissions_of(role) <= principal.permissions:
+    # separated duties (legal holds) are granted by admins who do not hold them themselves
+    held = principal.permissions | (SEPARATED if principal.can("tenant:write") else frozenset())
+    if not permissions_of(role) <= held:
         raise _forbidden(f"Your role '{principal.role}' cannot grant the role '{role}'.", "body.role")
 
 

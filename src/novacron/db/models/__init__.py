@@ -1,6 +1,7 @@
 """All tables, one module per area; importing this package registers them."""
 
 from novacron.db.models.agents import CertificateAuthority, HostOperation, JoinToken, NodeCredential
+from novacron.db.models.backups import BackupPolicy, BackupSnapshot, BackupTarget, DRRunbook, RestoreJob
 from novacron.db.models.compute import (
     VM,
     Aggregate,
@@ -27,6 +28,10 @@ __all__ = [
     "AggregateHost",
     "Allocation",
     "AuditRecord",
+    "BackupPolicy",
+    "BackupSnapshot",
+    "BackupTarget",
+    "DRRunbook",
     "CertificateAuthority",
     "Event",
     "Flavor",
@@ -38,6 +43,7 @@ __all__ = [
     "NodeCredential",
     "Project",
     "RefreshToken",
+    "RestoreJob",
     "RevokedToken",
     "ServerGroup",
     "SigningKey",

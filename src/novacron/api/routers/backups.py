@@ -1,0 +1,379 @@
+"""/v1/backups, /v1/backup-targets: VM backups, restores, verification, legal holds.
+
+Every backup is a durable task on the VM (``backup.create``): incremental from the previous backup
+when the disk's dirty bitmap allows, full otherwise, and the backup says which and why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import select
+
+from novacron.api.concurrency import Idempotency, check_if_match, set_etag
+from novacron.api.deps import CtxDep, ReadSessionDep, SessionDep, require
+from novacron.api.errors import Problem, invalid, name_taken
+from novacron.api.listing import ListParams, Page, paginate
+from novacron.backup import service, vmstore
+from novacron.compute.scope import get_visible, scoped
+from novacron.db.base import new_id
+from novacron.db.models import VM, BackupSnapshot, BackupTarget
+from novacron.identity.principal import Principal
+
+router = APIRouter(tags=["backups"])
+
+CanRead = Annotated[Principal, Depends(require("backup:read"))]
+CanCreate = Annotated[Principal, Depends(require("backup:create"))]
+CanRestore = Annotated[Principal, Depends(require("backup:restore"))]
+CanDelete = Annotated[Principal, Depends(require("backup:delete"))]
+CanHold = Annotated[Principal, Depends(require("backup:hold"))]
+CanTargets = Annotated[Principal, Depends(require("backup-target:write"))]
+
+NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+
+
+class TargetCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=NAME)
+    type: Literal["local", "s3", "azure", "gcs"]
+    config: dict[str, Any] = Field(
+        description="local: path; s3: bucket, prefix, endpoint_url, credentials; azure: container, "
+        "connection_string; gcs: bucket, prefix"
+    )
+    chunk_size: int = Field(default=4 << 20, ge=1 << 16, le=1 << 26, description="a power of two")
+
+
+class TargetOut(BaseModel):
+    id: str
+    name: str
+    type: str
+    chunk_size: int
+    #: only shown to those who may edit targets (it may hold credentials)
+    config: dict[str, Any] | None = None
+    created_at: datetime
+
+
+class BackupCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    vm: str = Field(min_length=1, max_length=64, description="VM id or name")
+    target: str | None = Field(
+        default=None, max_length=64, description="target id or name (default: the only one)"
+    )
+    full: bool = Field(default=False, description="read the whole disk even when changes are tracked")
+
+
+class RestoreRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    new_vm: str | None = Field(default=None, pattern=NAME, description="restore into a new VM of this name")
+    vm: str | None = Field(default=None, max_length=64, description="restore over this stopped VM")
+    image_name: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
+        description="restore the disk as a new image",
+    )
+
+    @model_validator(mode="after")
+    def _one(self) -> RestoreRequest:
+        if sum(v is not None for v in (self.new_vm, self.vm, self.image_name)) != 1:
+            raise ValueError("give exactly one of new_vm, vm and image_name")
+        return self
+
+
+class RestoreTestRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    marker: str | None = Field(
+        default=None, min_length=1, max_length=200, description="console line to wait for"
+    )
+
+
+class HoldRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class BackupOut(BaseModel):
+    id: str
+    vm_id: str | None
+    vm_name: str
+    project_id: str
+    tenant_id: str
+    target_id: str
+    policy_id: str | None
+    parent_id: str | None
+    state: str
+    mode: str | None
+    reason: str | None
+    consistency: str | None
+    disks: list[dict[str, Any]]
+    size_bytes: int
+    bytes_read: int
+    changed_bytes: int
+    chunks_total: int
+    chunks_changed: int
+    chunks_uploaded: int
+    bytes_uploaded: int
+    verify_result: dict[str, Any] | None
+    restore_test_result: dict[str, Any] | None
+    legal_hold: bool
+    hold_reason: str | None
+    immutable_until: datetime | None
+    task_id: str | None
+    error: str | None
+    created_at: datetime
+    completed_at: datetime | None
+    version: int
+
+    @classmethod
+    def of(cls, s: BackupSnapshot) -> BackupOut:
+        return cls.model_validate(s, from_attributes=True)
+
+
+class Accepted(BaseModel):
+    task_id: str
+    backup: BackupOut | None = None
+    restore_job_id: str | None = None
+    vm_id: str | None = None
+    image_id: str | None = None
+
+
+def _accepted(ctx: CtxDep, idem: Idempotency, body: Accepted) -> JSONResponse:
+    payload = body.model_dump(mode="json")
+    idem.remember(202, payload)
+    if ctx.tasks is not None:
+        ctx.tasks.wake()
+    return JSONResponse(payload, status_code=202, headers={"Location": f"/v1/tasks/{body.task_id}"})
+
+
+# ---- targets ---------------------------------------------------------------------------------
+
+
+def _target_out(t: BackupTarget, principal: Principal) -> TargetOut:
+    config = dict(t.config) if principal.can("backup-target:write") else None
+    return TargetOut(
+        id=t.id, name=t.name, type=t.type, chunk_size=t.chunk_size, config=config, created_at=t.created_at
+    )
+
+
+@router.post("/v1/backup-targets", status_code=201, response_model=TargetOut)
+def create_target(request: Request, session: SessionDep, principal: CanTargets, body: TargetCreate) -> Any:
+    idem = Idempotency(request, principal, session, body)
+    if (replay := idem.replay()) is not None:
+        return replay
+    if body.chunk_size & (body.chunk_size - 1):
+        raise invalid("body.chunk_size", "must be a power of two")
+    if session.scalar(select(BackupTarget.id).where(BackupTarget.name == body.name)):
+        raise name_taken("backup target", body.name, "body.name", "")
+    if body.type == "local":
+        _check_local(body.config)
+    try:
+        store = vmstore.ChunkStore(
+            vmstore.target_from_config(body.type, body.config), key_service_stub(), body.chunk_size
+        )
+    except (KeyError, TypeError) as exc:
+        raise invalid("body.config", f"missing or wrong setting for a {body.type} target: {exc}") from exc
+    except Exception as exc:
+        raise invalid("body.config", f"the target does not answer: {exc}") from exc
+    # an existing store keeps the chunk size it was made with
+    target = BackupTarget(
+        id=new_id("bkt"), name=body.name, type=body.type, config=body.config, chunk_size=store.chunk_size
+    )
+    session.add(target)
+    session.flush()
+    out = _target_out(target, principal)
+    idem.remember(201, out.model_dump(mode="json"))
+    return out
+
+
+def _check_local(config: dict[str, Any]) -> None:
+    """A local target is a new or empty directory, or an existing store; never any other folder."""
+    path = Path(str(config.get("path", "")))
+    if not path.is_absolute() or ".." in path.parts:
+        raise invalid("body.config.path", "must be an absolute path without '..'")
+    if not path.parent.is_dir():
+        raise invalid("body.config.path", f"its parent {path.parent} is not a directory")
+    if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not (path / "config.json").exists())):
+        raise invalid("body.config.path", "exists and is neither empty nor a backup store")
+
+
+def key_service_stub() -> vmstore.KeyService:
+    """Opening a store to check it needs no tenant key."""
+    return vmstore.HandedKey("", b"")
+
+
+@router.get("/v1/backup-targets", response_model=Page[TargetOut])
+def list_targets(session: ReadSessionDep, principal: CanRead) -> Page[TargetOut]:
+    rows = session.scalars(select(BackupTarget).order_by(BackupTarget.name).limit(500))
+    return Page[TargetOut](items=[_target_out(t, principal) for t in rows])
+
+
+# ---- backups ---------------------------------------------------------------------------------
+
+
+@router.post("/v1/backups", status_code=202, response_model=Accepted)
+def create_backup(
+    request: Request, ctx: CtxDep, session: SessionDep, principal: CanCreate, body: BackupCreate
+) -> Any:
+    idem = Idempotency(request, principal, session, body)
+    if (replay := idem.replay()) is not None:
+        return replay
+    try:
+        vm = get_visible(session, VM, body.vm, principal, "vm")
+    except Problem as exc:
+        raise invalid("body.vm", f"no VM '{body.vm}' is visible to you", 404) from exc
+    target = service.default_target(session, body.target)
+    snap, task = service.request_backup(session, vm, target, body.full)
+    session.flush()
+    return _accepted(ctx, idem, Accepted(task_id=task.id, backup=BackupOut.of(snap), vm_id=vm.id))
+
+
+@router.get("/v1/backups", response_model=Page[BackupOut])
+def list_backups(
+    session: ReadSessionDep,
+    principal: CanRead,
+    limit: int = Query(50, ge=1, le=500),
+    cursor: str | None = None,
+    sort: str = "-created_at",
+    vm_id: str | None = None,
+    vm_name: str | None = None,
+    state: str | None = None,
+    project_id: str | None = None,
+    policy_id: str | None = None,
+) -> Page[BackupOut]:
+    stmt = scoped(select(BackupSnapshot), BackupSnapshot, principal)
+    for col, value in (
+        (BackupSnapshot.vm_id, vm_id),
+        (BackupSnapshot.vm_name, vm_name),
+        (BackupSnapshot.state, state),
+        (BackupSnapshot.project_id, project_id),
+        (BackupSnapshot.policy_id, policy_id),
+    ):
+        if value is not None:
+            stmt = stmt.where(col == value)
+    rows, nxt = paginate(
+        session,
+        stmt,
+        BackupSnapshot,
+        ListParams(limit, cursor, sort),
+        ("created_at", "completed_at", "vm_name"),
+    )
+    return Page[BackupOut](items=[BackupOut.of(r) for r in rows], next_cursor=nxt)
+
+
+def _visible(session: Any, backup_id: str, principal: Principal) -> BackupSnapshot:
+    return get_visible(session, BackupSnapshot, backup_id, principal, "backup")
+
+
+@router.get("/v1/backups/{backup_id}", response_model=BackupOut)
+def get_backup(backup_id: str, response: Response, session: ReadSessionDep, principal: CanRead) -> BackupOut:
+    snap = _visible(session, backup_id, principal)
+    set_etag(response, snap)
+    return BackupOut.of(snap)
+
+
+@router.delete("/v1/backups/{backup_id}", status_code=204)
+def delete_backup(
+    backup_id: str, request: Request, ctx: CtxDep, session: SessionDep, principal: CanDelete
+) -> Response:
+    snap = _visible(session, backup_id, principal)
+    check_if_match(request, snap)
+    target = session.get(BackupTarget, snap.target_id)
+    store = vmstore.server_store(ctx.settings, target) if target is not None else None
+    service.delete_snapshot(session, snap, store)
+    return Response(status_code=204)
+
+
+@router.post("/v1/backups/{backup_id}/restore", status_code=202, response_model=Accepted)
+def restore_backup(
+    backup_id: str,
+    request: Request,
+    ctx: CtxDep,
+    session: SessionDep,
+    principal: CanRestore,
+    body: RestoreRequest,
+) -> Any:
+    snap = _visible(session, backup_id, principal)
+    idem = Idempotency(request, principal, session, body)
+    if (replay := idem.replay()) is not None:
+        return replay
+    if body.image_name is not None:
+        job, task, image = service.request_restore_image(session, snap, body.image_name)
+        session.flush()
+        return _accepted(ctx, idem, Accepted(task_id=task.id, restore_job_id=job.id, image_id=image.id))
+    vm = None
+    if body.vm is not None:
+        try:
+            vm = get_visible(session, VM, body.vm, principal, "vm")
+        except Problem as exc:
+            raise invalid("body.vm", f"no VM '{body.vm}' is visible to you", 404) from exc
+    job, task, target_vm = service.request_restore(session, snap, principal, body.new_vm, vm)
+    session.flush()
+    return _accepted(ctx, idem, Accepted(task_id=task.id, restore_job_id=job.id, vm_id=target_vm.id))
+
+
+@router.post("/v1/backups/{backup_id}/verify", status_code=202, response_model=Accepted)
+def verify_backup(
+    backup_id: str, request: Request, ctx: CtxDep, session: SessionDep, principal: CanRestore
+) -> Any:
+    snap = _visible(session, backup_id, principal)
+    idem = Idempotency(request, principal, session, {"verify": snap.id})
+    if (replay := idem.replay()) is not None:
+        return replay
+    task = service.request_verify(session, snap)
+    return _accepted(ctx, idem, Accepted(task_id=task.id))
+
+
+@router.post("/v1/backups/{backup_id}/restore-test", status_code=202, response_model=Accepted)
+def restore_test(
+    backup_id: str,
+    request: Request,
+    ctx: CtxDep,
+    session: SessionDep,
+    principal: CanRestore,
+    body: RestoreTestRequest | None = None,
+) -> Any:
+    snap = _visible(session, backup_id, principal)
+    body = body or RestoreTestRequest()
+    idem = Idempotency(request, principal, session, body)
+    if (replay := idem.replay()) is not None:
+        return replay
+    task = service.request_restore_test(session, snap, body.marker)
+    return _accepted(ctx, idem, Accepted(task_id=task.id, vm_id=task.params["vm_id"]))
+
+
+def _store_hold(ctx: CtxDep, session: Any, snap: BackupSnapshot, hold: bool, reason: str, who: str) -> None:
+    """Mirror the hold into the store, so pruning by the store itself refuses it too."""
+    target = session.get(BackupTarget, snap.target_id)
+    if target is None or snap.state != "available":
+        return
+    store = vmstore.server_store(ctx.settings, target)
+    if hold:
+        store.place_hold(snap.tenant_id, snap.id, "legal", reason, who)
+    else:
+        with contextlib.suppress(LookupError):
+            store.release_hold(snap.tenant_id, snap.id, "legal", who)
+
+
+@router.post("/v1/backups/{backup_id}/hold", response_model=BackupOut)
+def hold_backup(
+    backup_id: str, ctx: CtxDep, session: SessionDep, principal: CanHold, body: HoldRequest
+) -> BackupOut:
+    snap = _visible(session, backup_id, principal)
+    _store_hold(ctx, session, snap, True, body.reason, principal.username)
+    service.set_hold(snap, True, body.reason, principal)
+    session.flush()
+    return BackupOut.of(snap)
+
+
+@router.post("/v1/backups/{backup_id}/release", response_model=BackupOut)
+def release_backup(backup_id: str, ctx: CtxDep, session: SessionDep, principal: CanHold) -> BackupOut:
+    snap = _visible(session, backup_id, principal)
+    _store_hold(ctx, session, snap, False, "", principal.username)
+    service.set_hold(snap, False, None, principal)
+    session.flush()
+    return BackupOut.of(snap)

@@ -1,0 +1,399 @@
+"""Durable tasks of backups: back up, restore (new VM or over a stopped one), verify, restore test.
+
+Work on the VM's host goes through its agent (``backup_disk``, ``restore_disk``, ``wait_console``
+host operations); verification reads the store from the control plane. Every step is safe to run
+again: host operations are keyed by task and step, and catalogue updates are idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import time
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from sqlalchemy import select
+
+from novacron import events
+from novacron.backup import vmstore
+from novacron.compute import hostops, scheduler, storage
+from novacron.compute.spec import spec_payload
+from novacron.compute.tasks import BOOT_TIMEOUT_S, end_operation
+from novacron.db.base import utcnow
+from novacron.db.models import VM, BackupPolicy, BackupSnapshot, BackupTarget, Image, RestoreJob, Task
+from novacron.tasks.runner import StepFailed, TaskHandler
+from novacron.virt.images import inspect_image
+
+if TYPE_CHECKING:
+    from novacron.context import Context
+
+BACKUP_TIMEOUT_S = 6 * 3600.0
+#: what a restore test waits for on the restored VM's console unless told otherwise
+DEFAULT_MARKER = "NOVACRON-GUEST-UP"
+
+
+def _snapshot(ctx: Context, snapshot_id: str) -> tuple[BackupSnapshot, BackupTarget]:
+    with ctx.db.session() as s:
+        snap = s.get(BackupSnapshot, snapshot_id)
+        if snap is None:
+            raise StepFailed(f"Backup {snapshot_id} no longer exists.")
+        target = s.get(BackupTarget, snap.target_id)
+        assert target is not None
+        return snap, target
+
+
+def _vm(ctx: Context, vm_id: str) -> VM:
+    with ctx.db.session() as s:
+        vm = s.get(VM, vm_id)
+        if vm is None:
+            raise StepFailed(f"VM {vm_id} no longer exists.")
+        return vm
+
+
+def set_result(ctx: Context, task: Task, result: dict[str, Any]) -> None:
+    with ctx.db.session() as s:
+        row = s.get(Task, task.id)
+        assert row is not None
+        row.result = result
+
+
+def secrets_for(ctx: Context, target: BackupTarget, tenant_id: str) -> dict[str, Any]:
+    try:
+        return vmstore.agent_payload(ctx.settings, target, tenant_id)
+    except Exception as exc:  # a target that cannot be reached or read: the user's problem to fix
+        raise StepFailed(f"Backup target {target.name} is not usable: {exc}") from exc
+
+
+class BackupVM(TaskHandler):
+    """Back a VM up: incremental from its previous backup when the disk's dirty bitmap allows."""
+
+    kind = "backup.create"
+    steps: ClassVar[list[str]] = ["backup"]
+
+    async def run_step(self, ctx: Context, task: Task, step: str) -> None:
+        snap, target = _snapshot(ctx, task.params["snapshot_id"])
+        vm = _vm(ctx, task.resource_id)
+        if vm.host_id is None:
+            raise StepFailed(f"VM {vm.name} is not placed on any host: nothing to back up.")
+        with ctx.db.session() as s:
+            parent = s.scalar(
+                select(BackupSnapshot.id)
+                .where(
+                    BackupSnapshot.vm_id == vm.id,
+                    BackupSnapshot.target_id == target.id,
+                    BackupSnapshot.state == "available",
+                    BackupSnapshot.id != snap.id,
+                )
+                .order_by(BackupSnapshot.completed_at.desc())
+                .limit(1)
+            )
+            row = s.get(BackupSnapshot, snap.id)
+            assert row is not None
+            row.state, row.parent_id = "running", parent
+        immutable_s = 0
+        if snap.policy_id:
+            with ctx.db.session() as s:
+                policy = s.get(BackupPolicy, snap.policy_id)
+                immutable_s = policy.immutable_s if policy is not None else 0
+        payload = {
+            "snapshot_id": snap.id,
+            "parent_id": parent,
+            # the store refuses deletion until then, whoever asks (the catalogue says the same)
+            "immutable_until": time.time() + immutable_s if immutable_s else None,
+            "full": bool(task.params.get("full")),
+            "secrets": secrets_for(ctx, target, vm.tenant_id),
+        }
+        result = await hostops.call(ctx, vm.host_id, task, "backup_disk", vm.id, payload, BACKUP_TIMEOUT_S)
+        store = dict(result.get("store") or {})
+        with ctx.db.session() as s:
+            row = s.get(BackupSnapshot, snap.id)
+            assert row is not None
+            policy = s.get(BackupPolicy, row.policy_id) if row.policy_id else None
+            row.state = "available"
+            row.mode, row.reason, row.consistency = result["mode"], result["reason"], result["consistency"]
+            row.disks = [{"name": "vda", "size": int(result["size"])}]
+            row.size_bytes = int(result["size"])
+            row.bytes_read = int(result["bytes_read"])
+            row.changed_bytes = int(result["changed_bytes"])
+            row.chunks_changed = int(result["chunks_changed"])
+            row.chunks_total = int(store.get("chunks_total", -(-row.size_bytes // target.chunk_size)))
+            row.chunks_uploaded = int(store.get("chunks_uploaded", 0))
+            row.bytes_uploaded = int(store.get("bytes_uploaded", 0))
+            row.completed_at = utcnow()
+            if policy is not None and policy.immutable_s:
+                row.immutable_until = row.completed_at + timedelta(seconds=policy.immutable_s)
+            events.publish(
+                s,
+                "backup.completed",
+                "backup",
+                row.id,
+                tenant_id=row.tenant_id,
+                project_id=row.project_id,
+                vm=vm.name,
+                mode=row.mode,
+                bytes_read=row.bytes_read,
+            )
+        set_result(ctx, task, {"snapshot_id": snap.id, "parent_id": parent, **result})
+
+    async def rollback(self, ctx: Context, task: Task, error: str) -> None:
+        with ctx.db.session() as s:
+            row = s.get(BackupSnapshot, task.params["snapshot_id"])
+            if row is not None and row.state != "available":
+                row.state, row.error = "failed", error
+
+
+async def _wait_console(
+    ctx: Context, task: Task, host_id: str, vm_id: str, marker: str, key: str = ""
+) -> dict[str, Any]:
+    payload = {"needle": marker, "timeout_s": BOOT_TIMEOUT_S}
+    return await hostops.call(ctx, host_id, task, "wait_console", vm_id, payload, BOOT_TIMEOUT_S + 60, key)
+
+
+async def restore_new_vm(
+    ctx: Context, task: Task, snapshot_id: str, vm_id: str, marker: str | None, key: str = ""
+) -> dict[str, Any]:
+    """Place, prepare, restore the disk into, and boot a VM row made for this restore."""
+    snap, target = _snapshot(ctx, snapshot_id)
+    started = time.monotonic()
+    with ctx.db.session() as s:
+        vm = s.get(VM, vm_id)
+        if vm is None:
+            raise StepFailed(f"VM {vm_id} no longer exists.")
+        if vm.host_id is None:
+            try:
+                scheduler.claim(s, vm, ctx.settings.placement_strategy)
+            except scheduler.NoValidHost as exc:
+                raise StepFailed(str(exc)) from exc
+        host_id = vm.host_id
+        assert host_id is not None
+        try:
+            spec = spec_payload(s, vm)
+        except ValueError as exc:
+            raise StepFailed(str(exc)) from exc
+    await hostops.call(ctx, host_id, task, "prepare", vm_id, spec, 300, key)
+    payload = {
+        "snapshot_id": snap.id,
+        "size": snap.size_bytes,
+        "secrets": secrets_for(ctx, target, snap.tenant_id),
+    }
+    await hostops.call(ctx, host_id, task, "restore_disk", vm_id, payload, BACKUP_TIMEOUT_S, key)
+    restored_s = time.monotonic() - started
+    await hostops.call(ctx, host_id, task, "launch", vm_id, spec, 300, key)
+    if marker:
+        await _wait_console(ctx, task, host_id, vm_id, marker, key)
+    else:
+        wanted = {"wanted": ["running"], "timeout_s": BOOT_TIMEOUT_S}
+        await hostops.call(ctx, host_id, task, "wait_state", vm_id, wanted, BOOT_TIMEOUT_S + 60, key)
+    end_operation(ctx, vm_id, "running")
+    return {
+        "vm_id": vm_id,
+        "restore_s": round(restored_s, 2),
+        "ready_s": round(time.monotonic() - started, 2),
+    }
+
+
+def _finish_job(
+    ctx: Context, job_id: str | None, state: str, result: dict[str, Any] | None, error: str | None
+) -> None:
+    if not job_id:
+        return
+    with ctx.db.session() as s:
+        job = s.get(RestoreJob, job_id)
+        if job is not None:
+            job.state, job.result, job.error, job.finished_at = state, result, error, utcnow()
+
+
+class RestoreNewVM(TaskHandler):
+    """Restore a snapshot into a new VM (made from the snapshot's recorded image and sizes)."""
+
+    kind = "backup.restore_new"
+    steps: ClassVar[list[str]] = ["restore"]
+
+    async def run_step(self, ctx: Context, task: Task, step: str) -> None:
+        result = await restore_new_vm(
+            ctx, task, task.params["snapshot_id"], task.resource_id, task.params.get("marker")
+        )
+        set_result(ctx, task, result)
+        _finish_job(ctx, task.params.get("job_id"), "succeeded", result, None)
+
+    async def rollback(self, ctx: Context, task: Task, error: str) -> None:
+        vm = _vm(ctx, task.resource_id)
+        if vm.host_id is not None:
+            with contextlib.suppress(StepFailed):
+                await hostops.call(ctx, vm.host_id, task, "destroy", vm.id, timeout_s=60)
+        with ctx.db.session() as s:
+            row = s.get(VM, task.resource_id)
+            if row is not None:
+                row.host_id = None
+        end_operation(ctx, task.resource_id, "absent", error)
+        _finish_job(ctx, task.params.get("job_id"), "failed", None, error)
+
+
+class RestoreOverVM(TaskHandler):
+    """Restore a snapshot over the disk of an existing, stopped VM."""
+
+    kind = "backup.restore"
+    steps: ClassVar[list[str]] = ["restore"]
+
+    async def run_step(self, ctx: Context, task: Task, step: str) -> None:
+        snap, target = _snapshot(ctx, task.params["snapshot_id"])
+        vm = _vm(ctx, task.resource_id)
+        if vm.host_id is None:
+            raise StepFailed(f"VM {vm.name} is not placed on any host.")
+        payload = {
+            "snapshot_id": snap.id,
+            "size": snap.size_bytes,
+            "secrets": secrets_for(ctx, target, snap.tenant_id),
+        }
+        result = await hostops.call(ctx, vm.host_id, task, "restore_disk", vm.id, payload, BACKUP_TIMEOUT_S)
+        set_result(ctx, task, result)
+        _finish_job(ctx, task.params.get("job_id"), "succeeded", result, None)
+
+    async def on_success(self, ctx: Context, task: Task) -> None:
+        end_operation(ctx, task.resource_id)
+
+    async def rollback(self, ctx: Context, task: Task, error: str) -> None:
+        end_operation(ctx, task.resource_id, None, error)
+        _finish_job(ctx, task.params.get("job_id"), "failed", None, error)
+
+
+class VerifySnapshot(TaskHandler):
+    """Re-read every chunk of a snapshot from the target and check it; the result stays with it."""
+
+    kind = "backup.verify"
+    steps: ClassVar[list[str]] = ["verify"]
+
+    async def run_step(self, ctx: Context, task: Task, step: str) -> None:
+        snap, target = _snapshot(ctx, task.resource_id)
+        store = vmstore.server_store(ctx.settings, target)
+        started = time.monotonic()
+        report = await asyncio.to_thread(store.verify, snap.tenant_id, snap.id)
+        outcome = vmstore.verify_outcome(report)
+        outcome.update(at=utcnow().isoformat(), duration_s=round(time.monotonic() - started, 2))
+        with ctx.db.session() as s:
+            row = s.get(BackupSnapshot, snap.id)
+            assert row is not None
+            row.verify_result = outcome
+        set_result(ctx, task, outcome)
+        if not outcome["ok"]:
+            with ctx.db.session() as s:
+                events.publish(
+                    s,
+                    "backup.corrupt",
+                    "backup",
+                    snap.id,
+                    tenant_id=snap.tenant_id,
+                    project_id=snap.project_id,
+                    bad_chunks=outcome["bad_chunks"],
+                )
+            raise StepFailed(
+                f"Backup {snap.id} is damaged: {outcome['bad_chunks']} chunk(s) failed their check."
+            )
+
+
+class RestoreTest(TaskHandler):
+    """Restore a snapshot into a scratch VM, boot it to its console marker, then remove it."""
+
+    kind = "backup.restore_test"
+    steps: ClassVar[list[str]] = ["boot", "cleanup"]
+
+    async def run_step(self, ctx: Context, task: Task, step: str) -> None:
+        vm_id = task.params["vm_id"]
+        if step == "boot":
+            marker = task.params.get("marker") or DEFAULT_MARKER
+            result = await restore_new_vm(ctx, task, task.resource_id, vm_id, marker)
+            outcome = {"ok": True, "marker": marker, "boot_s": result["ready_s"], "at": utcnow().isoformat()}
+            self._record(ctx, task, outcome)
+        else:
+            await self._remove(ctx, task, vm_id)
+
+    def _record(self, ctx: Context, task: Task, outcome: dict[str, Any]) -> None:
+        with ctx.db.session() as s:
+            row = s.get(BackupSnapshot, task.resource_id)
+            if row is not None:
+                row.restore_test_result = outcome
+        set_result(ctx, task, outcome)
+
+    async def _remove(self, ctx: Context, task: Task, vm_id: str) -> None:
+        with ctx.db.session() as s:
+            vm = s.get(VM, vm_id)
+            host_id = vm.host_id if vm is not None else None
+        if host_id is not None:
+            await hostops.call(ctx, host_id, task, "destroy", vm_id, timeout_s=120)
+        with ctx.db.session() as s:
+            vm = s.get(VM, vm_id)
+            if vm is not None:
+                s.delete(vm)
+
+    async def rollback(self, ctx: Context, task: Task, error: str) -> None:
+        self._record(ctx, task, {"ok": False, "error": error, "at": utcnow().isoformat()})
+        with contextlib.suppress(StepFailed):
+            await self._remove(ctx, task, task.params["vm_id"])
+
+
+class RestoreImage(TaskHandler):
+    """Restore a snapshot's disk as a new image (kernel and initrd of the VM's image carried over)."""
+
+    kind = "backup.restore_image"
+    steps: ClassVar[list[str]] = ["restore"]
+
+    async def run_step(self, ctx: Context, task: Task, step: str) -> None:
+        snap, target = _snapshot(ctx, task.params["snapshot_id"])
+        image_id, settings = task.resource_id, ctx.settings
+        folder = storage.image_dir(settings, image_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        raw = folder / "restore.raw"
+        store = vmstore.server_store(settings, target)
+        try:
+            await asyncio.to_thread(store.restore_to, snap.tenant_id, snap.id, "vda", raw)
+            proc = await asyncio.create_subprocess_exec(
+                "qemu-img", "convert", "-O", "qcow2", str(raw), str(storage.image_disk(settings, image_id)),
+                stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            _, err = await proc.communicate()
+            if proc.returncode != 0:
+                raise StepFailed(f"qemu-img convert failed: {err.decode(errors='replace').strip()}")
+        finally:
+            raw.unlink(missing_ok=True)
+        info = await asyncio.to_thread(inspect_image, storage.image_disk(settings, image_id))
+        with ctx.db.session() as s:
+            image = s.get(Image, image_id)
+            assert image is not None
+            source = s.get(Image, snap.source.get("image_id")) if snap.source.get("image_id") else None
+            image.disk_format, image.virtual_size_bytes = info.format, info.virtual_size_bytes
+            image.size_bytes = info.actual_size_bytes
+            if source is not None:
+                for flag, path_of in (
+                    ("has_kernel", storage.image_kernel),
+                    ("has_initrd", storage.image_initrd),
+                ):
+                    if getattr(source, flag):
+                        shutil.copyfile(path_of(settings, source.id), path_of(settings, image_id))
+                        setattr(image, flag, True)
+                image.kernel_cmdline = source.kernel_cmdline
+            image.status = "active"
+            events.publish(
+                s, "image.active", "image", image.id, tenant_id=image.tenant_id, project_id=image.project_id
+            )
+        set_result(ctx, task, {"image_id": image_id, "size": info.virtual_size_bytes})
+        _finish_job(ctx, task.params.get("job_id"), "succeeded", {"image_id": image_id}, None)
+
+    async def rollback(self, ctx: Context, task: Task, error: str) -> None:
+        shutil.rmtree(storage.image_dir(ctx.settings, task.resource_id), ignore_errors=True)
+        with ctx.db.session() as s:
+            image = s.get(Image, task.resource_id)
+            if image is not None:
+                image.status, image.error = "error", error
+        _finish_job(ctx, task.params.get("job_id"), "failed", None, error)
+
+
+HANDLERS: list[TaskHandler] = [
+    BackupVM(),
+    RestoreNewVM(),
+    RestoreOverVM(),
+    RestoreImage(),
+    VerifySnapshot(),
+    RestoreTest(),
+]

@@ -1,0 +1,348 @@
+"""``novacron backup ...`` and ``novacron dr ...``: VM backups, restores, holds, policies, DR runbooks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from novacron.cli.client import CliError
+from novacron.cli.common import CURSOR, JSON, LIMIT, client_of, project_id, resolve_vm
+from novacron.cli.output import Column, ago, human_size, info, print_detail, print_json, print_list
+from novacron.cli.watch import watch_task
+
+app = typer.Typer(no_args_is_help=True)
+policy_app = typer.Typer(no_args_is_help=True)
+target_app = typer.Typer(no_args_is_help=True)
+dr_app = typer.Typer(no_args_is_help=True)
+runbook_app = typer.Typer(no_args_is_help=True)
+app.add_typer(policy_app, name="policy", help="Backup schedules and retention per VM or project.")
+app.add_typer(target_app, name="target", help="Where backups are stored (admins).")
+dr_app.add_typer(runbook_app, name="runbook", help="Runbooks: VMs restored in order, RPO/RTO targets.")
+
+WAIT = typer.Option(True, "--wait/--no-wait", help="wait for the task to finish (default) or return at once")
+
+BACKUP_COLUMNS: list[Column] = [
+    ("ID", "id"),
+    ("VM", "vm_name"),
+    ("STATE", "state"),
+    ("MODE", "mode"),
+    ("CONSISTENCY", "consistency"),
+    ("SIZE", lambda b: human_size(b.get("size_bytes"))),
+    ("READ", lambda b: human_size(b.get("bytes_read"))),
+    ("UPLOADED", lambda b: human_size(b.get("bytes_uploaded"))),
+    ("HOLD", "legal_hold"),
+    ("TAKEN", lambda b: ago(b.get("completed_at") or b.get("created_at"))),
+]
+BACKUP_FIELDS: list[Column] = [
+    (k, k)
+    for k in (
+        "id", "vm_name", "vm_id", "state", "mode", "reason", "consistency", "parent_id", "size_bytes",
+        "bytes_read", "changed_bytes", "chunks_total", "chunks_changed", "chunks_uploaded",
+        "bytes_uploaded", "verify_result", "restore_test_result", "legal_hold", "hold_reason",
+        "immutable_until", "target_id", "task_id", "error", "created_at", "completed_at",
+    )
+]  # fmt: skip
+
+
+def _follow(
+    ctx: typer.Context, accepted: dict[str, Any], wait: bool, as_json: bool, label: str
+) -> dict[str, Any]:
+    client = client_of(ctx)
+    if not wait:
+        if as_json:
+            print_json(accepted)
+        else:
+            info(
+                f"{label}: accepted as task {accepted['task_id']} (novacron task watch {accepted['task_id']})"
+            )
+        return {}
+    return watch_task(client, accepted["task_id"], label=label, show=not as_json)
+
+
+def _show_backup(ctx: typer.Context, backup_id: str, as_json: bool) -> None:
+    print_detail(client_of(ctx).get(f"/v1/backups/{backup_id}"), as_json=as_json, fields=BACKUP_FIELDS)
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    vm: str = typer.Argument(..., help="VM name or id"),
+    full: bool = typer.Option(False, "--full", help="read the whole disk even when changes are tracked"),
+    target: str | None = typer.Option(None, "--target", help="backup target (default: the only one)"),
+    wait: bool = WAIT,
+    as_json: bool = JSON,
+) -> None:
+    """Back a VM up (running or stopped); incremental when its disk's changes are tracked."""
+    vm_id = str(resolve_vm(ctx, vm)["id"])
+    accepted = client_of(ctx).post("/v1/backups", {"vm": vm_id, "target": target, "full": full})
+    _follow(ctx, accepted, wait, as_json, f"backup {vm}")
+    if wait:
+        _show_backup(ctx, accepted["backup"]["id"], as_json)
+
+
+@app.command("list")
+def list_backups(
+    ctx: typer.Context,
+    vm: str | None = typer.Argument(None, help="only the backups of this VM (name or id)"),
+    limit: int | None = LIMIT,
+    cursor: str | None = CURSOR,
+    as_json: bool = JSON,
+) -> None:
+    """List backups, newest first."""
+    params: dict[str, Any] = {}
+    if vm is not None:
+        try:
+            params["vm_id"] = resolve_vm(ctx, vm)["id"]
+        except CliError:  # the VM may be gone: its backups are still listed by name
+            params["vm_name"] = vm
+    page = client_of(ctx).list_all("/v1/backups", limit=limit, cursor=cursor, **params)
+    print_list(page, BACKUP_COLUMNS, as_json=as_json, empty="No backups.")
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context, backup: str = typer.Argument(..., help="backup id"), as_json: bool = JSON
+) -> None:
+    """Show one backup: what was read and why, consistency, verify and restore-test results."""
+    _show_backup(ctx, backup, as_json)
+
+
+@app.command("restore")
+def restore(
+    ctx: typer.Context,
+    backup: str = typer.Argument(..., help="backup id"),
+    new_vm: str | None = typer.Option(None, "--new-vm", help="restore into a new VM of this name"),
+    vm: str | None = typer.Option(None, "--vm", help="restore over this existing, stopped VM"),
+    disk: str | None = typer.Option(
+        None, "--disk", help="restore the disk alone, as a new image of this name"
+    ),
+    wait: bool = WAIT,
+    as_json: bool = JSON,
+) -> None:
+    """Restore a backup into a new VM (which boots), over a stopped VM's disk, or as a disk image."""
+    if sum(x is not None for x in (new_vm, vm, disk)) != 1:
+        raise CliError("give exactly one of --new-vm NAME, --vm EXISTING and --disk IMAGE_NAME")
+    if new_vm:
+        body = {"new_vm": new_vm}
+    elif disk:
+        body = {"image_name": disk}
+    else:
+        body = {"vm": str(resolve_vm(ctx, str(vm))["id"])}
+    accepted = client_of(ctx).post(f"/v1/backups/{backup}/restore", body)
+    _follow(ctx, accepted, wait, as_json, f"restore {backup}")
+    if wait:
+        what = f"/v1/images/{accepted['image_id']}" if disk else f"/v1/vms/{accepted['vm_id']}"
+        print_detail(client_of(ctx).get(what), as_json=as_json)
+
+
+@app.command("verify")
+def verify(
+    ctx: typer.Context,
+    backup: str = typer.Argument(..., help="backup id"),
+    wait: bool = WAIT,
+    as_json: bool = JSON,
+) -> None:
+    """Re-read every chunk of a backup from its target and check it."""
+    accepted = client_of(ctx).post(f"/v1/backups/{backup}/verify")
+    try:
+        _follow(ctx, accepted, wait, as_json, f"verify {backup}")
+    finally:
+        if wait:
+            result = client_of(ctx).get(f"/v1/backups/{backup}").get("verify_result")
+            print_detail(result or {}, as_json=as_json)
+
+
+@app.command("restore-test")
+def restore_test(
+    ctx: typer.Context,
+    backup: str = typer.Argument(..., help="backup id"),
+    marker: str | None = typer.Option(None, "--marker", help="console line the restored VM must print"),
+    as_json: bool = JSON,
+) -> None:
+    """Restore into a scratch VM, boot it to its marker, remove it; the result stays with the backup."""
+    body = {"marker": marker} if marker else {}
+    accepted = client_of(ctx).post(f"/v1/backups/{backup}/restore-test", body)
+    _follow(ctx, accepted, True, as_json, f"restore test {backup}")
+    print_detail(client_of(ctx).get(f"/v1/backups/{backup}")["restore_test_result"], as_json=as_json)
+
+
+@app.command("hold")
+def hold(
+    ctx: typer.Context,
+    backup: str = typer.Argument(..., help="backup id"),
+    reason: str = typer.Option(..., "--reason", help="why (case number)"),
+    as_json: bool = JSON,
+) -> None:
+    """Put a legal hold on a backup: nobody, admins included, can delete or prune it (compliance role)."""
+    print_detail(
+        client_of(ctx).post(f"/v1/backups/{backup}/hold", {"reason": reason}),
+        as_json=as_json,
+        fields=BACKUP_FIELDS,
+    )
+
+
+@app.command("release")
+def release(
+    ctx: typer.Context, backup: str = typer.Argument(..., help="backup id"), as_json: bool = JSON
+) -> None:
+    """Release a legal hold (compliance role)."""
+    print_detail(client_of(ctx).post(f"/v1/backups/{backup}/release"), as_json=as_json, fields=BACKUP_FIELDS)
+
+
+@app.command("delete")
+def delete(ctx: typer.Context, backup: str = typer.Argument(..., help="backup id")) -> None:
+    """Delete a backup (refused under legal hold or inside its immutability window)."""
+    client_of(ctx).delete(f"/v1/backups/{backup}")
+    info(f"backup {backup} deleted")
+
+
+# ---- targets and policies ---------------------------------------------------------------------
+
+
+@target_app.command("create")
+def target_create(
+    ctx: typer.Context,
+    name: str = typer.Argument(...),
+    kind: str = typer.Option("local", "--type", help="local, s3, azure, gcs"),
+    config: list[str] = typer.Option([], "--set", help="KEY=VALUE of the target's configuration, repeatable"),
+    as_json: bool = JSON,
+) -> None:
+    """Create a backup target (admins)."""
+    conf = dict(item.split("=", 1) for item in config if "=" in item)
+    print_detail(
+        client_of(ctx).post("/v1/backup-targets", {"name": name, "type": kind, "config": conf}),
+        as_json=as_json,
+    )
+
+
+@target_app.command("list")
+def target_list(ctx: typer.Context, as_json: bool = JSON) -> None:
+    print_list(
+        client_of(ctx).get("/v1/backup-targets"),
+        [
+            ("NAME", "name"),
+            ("ID", "id"),
+            ("TYPE", "type"),
+            ("CHUNK", lambda t: human_size(t.get("chunk_size"))),
+        ],
+        as_json=as_json,
+        empty="No targets.",
+    )
+
+
+@policy_app.command("create")
+def policy_create(
+    ctx: typer.Context,
+    name: str = typer.Argument(...),
+    vm: str | None = typer.Option(None, "--vm", help="one VM (default: every VM of the project)"),
+    project: str | None = typer.Option(None, "--project", help="project name or id"),
+    target: str | None = typer.Option(None, "--target"),
+    every: int = typer.Option(86400, "--every", help="seconds between backups"),
+    keep: list[str] = typer.Option(
+        [], "--keep", help="GFS: last=N, hourly=N, daily=N, weekly=N, monthly=N, yearly=N"
+    ),
+    immutable: int = typer.Option(
+        0, "--immutable", help="seconds a backup cannot be deleted after it is taken"
+    ),
+    as_json: bool = JSON,
+) -> None:
+    """Create a backup policy: a schedule and a GFS retention for one VM or a whole project."""
+    client = client_of(ctx)
+    retention = {}
+    for item in keep:
+        key, sep, value = item.partition("=")
+        if not sep or not value.isdigit():
+            raise CliError(
+                f"--keep expects RULE=N (last, hourly, daily, weekly, monthly, yearly), got '{item}'"
+            )
+        retention[key if key.startswith("keep_") else f"keep_{key}"] = int(value)
+    body: dict[str, Any] = {
+        "name": name,
+        "interval_s": every,
+        "retention": retention,
+        "immutable_s": immutable,
+    }
+    if vm:
+        body["vm"] = str(resolve_vm(ctx, vm)["id"])
+    if project:
+        body["project_id"] = project_id(client, project)
+    if target:
+        body["target"] = target
+    print_detail(client.post("/v1/backup-policies", body), as_json=as_json)
+
+
+@policy_app.command("list")
+def policy_list(ctx: typer.Context, as_json: bool = JSON) -> None:
+    page = client_of(ctx).list_all("/v1/backup-policies")
+    print_list(
+        page,
+        [
+            ("NAME", "name"),
+            ("ID", "id"),
+            ("VM", "vm_id"),
+            ("EVERY S", "interval_s"),
+            ("RETENTION", "retention"),
+            ("LAST RUN", lambda p: ago(p.get("last_run_at"))),
+        ],
+        as_json=as_json,
+        empty="No policies.",
+    )
+
+
+@policy_app.command("delete")
+def policy_delete(ctx: typer.Context, policy: str = typer.Argument(..., help="policy id")) -> None:
+    client_of(ctx).delete(f"/v1/backup-policies/{policy}")
+    info(f"policy {policy} deleted")
+
+
+# ---- DR ---------------------------------------------------------------------------------------
+
+
+@runbook_app.command("create")
+def runbook_create(
+    ctx: typer.Context,
+    name: str = typer.Argument(...),
+    vm: list[str] = typer.Option(..., "--vm", help="VM to restore (in order): NAME[:NEW_NAME[:MARKER]]"),
+    rpo: int = typer.Option(86400, "--rpo", help="RPO target in seconds"),
+    rto: int = typer.Option(3600, "--rto", help="RTO target in seconds"),
+    project: str | None = typer.Option(None, "--project"),
+    as_json: bool = JSON,
+) -> None:
+    """Create a runbook: the VMs to bring back from their newest backups, in order."""
+    client = client_of(ctx)
+    steps = []
+    for item in vm:
+        parts = item.split(":", 2)
+        step: dict[str, str] = {"vm": parts[0]}
+        if len(parts) > 1 and parts[1]:
+            step["name"] = parts[1]
+        if len(parts) > 2 and parts[2]:
+            step["wait_for"] = parts[2]
+        steps.append(step)
+    body: dict[str, Any] = {"name": name, "steps": steps, "rpo_target_s": rpo, "rto_target_s": rto}
+    if project:
+        body["project_id"] = project_id(client, project)
+    print_detail(client.post("/v1/dr/runbooks", body), as_json=as_json)
+
+
+def _runbook(ctx: typer.Context, ref: str) -> dict[str, Any]:
+    from novacron.cli.client import resolve
+
+    found = resolve(client_of(ctx), "dr/runbooks", ref, "runbook")
+    return dict(client_of(ctx).get(f"/v1/dr/runbooks/{found['id']}"))
+
+
+@runbook_app.command("show")
+def runbook_show(ctx: typer.Context, runbook: str = typer.Argument(...), as_json: bool = JSON) -> None:
+    """Show a runbook with each VM's RPO now and the last drill's RTO."""
+    print_detail(_runbook(ctx, runbook), as_json=as_json)
+
+
+@runbook_app.command("run")
+def runbook_run(ctx: typer.Context, runbook: str = typer.Argument(...), as_json: bool = JSON) -> None:
+    """Drill the runbook: restore its VMs in order from their newest backups, measure RPO and RTO."""
+    found = _runbook(ctx, runbook)
+    accepted = client_of(ctx).post(f"/v1/dr/runbooks/{found['id']}/drill")
+    _follow(ctx, accepted, True, as_json, f"DR drill {found['name']}")
+    print_detail(client_of(ctx).get(f"/v1/dr/runbooks/{found['id']}")["last_drill"], as_json=as_json)
