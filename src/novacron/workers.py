@@ -74,6 +74,10 @@ class BackgroundWorkers:
 
             monitor = HAMonitor(ctx)
             self.controllers.append(Controller(HA_CONTROLLER, monitor.run_forever, monitor.stop))
+        from novacron.quota.controller import QUOTA_CONTROLLER, QuotaController
+
+        quota = QuotaController(ctx)
+        self.controllers.append(Controller(QUOTA_CONTROLLER, quota.run_forever, quota.stop))
         self.leaders: dict[str, Leadership] = {
             c.name: leadership_for(ctx.settings.database_url, c.name) for c in self.controllers
         }

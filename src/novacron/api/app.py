@@ -33,10 +33,10 @@ log = logging.getLogger(__name__)
 
 def _include_optional(app: FastAPI) -> None:
     """Areas that live in their own packages plug in here."""
-    from novacron.api.routers import aggregates, identity, server_groups
+    from novacron.api.routers import aggregates, identity, quota, server_groups, usage
     from novacron.identity.audit import install_audit
 
-    for module in (identity, aggregates, server_groups):
+    for module in (identity, aggregates, server_groups, quota, usage):
         app.include_router(module.router)
     install_audit(app)
 

@@ -17,6 +17,9 @@ VIEW = frozenset(
         "project:read",
         "metrics:read",
         "server-group:read",
+        "quota:read",
+        "reservation:read",
+        "usage:read",
     }
 )
 MEMBER = VIEW | {
@@ -29,6 +32,7 @@ MEMBER = VIEW | {
     "image:write",
     "task:cancel",
     "server-group:write",
+    "reservation:write",
 }
 TENANT_ADMIN = MEMBER | {
     "project:write",
@@ -36,6 +40,11 @@ TENANT_ADMIN = MEMBER | {
     "user:write",
     "audit:read",
     "tenant:read",
+    # limits of projects, sub-projects and users inside the tenant (never the tenant's own)
+    "quota:write",
+    "budget:write",
+    # create past the month's budget
+    "budget:override",
 }
 ADMIN = TENANT_ADMIN | {
     "tenant:write",
@@ -46,6 +55,9 @@ ADMIN = TENANT_ADMIN | {
     "aggregate:write",
     "image:publish",
     "key:rotate",
+    "quota:admin",
+    "policy:write",
+    "price:write",
     # see and act across every tenant
     "global",
 }

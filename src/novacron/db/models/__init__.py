@@ -20,6 +20,19 @@ from novacron.db.models.identity import (
     User,
 )
 from novacron.db.models.ops import AuditRecord, Event, IdempotencyRecord, Task
+from novacron.db.models.quota import (
+    Budget,
+    CapacityReservation,
+    LedgerEntry,
+    MeterState,
+    PolicyRule,
+    Price,
+    QuotaCharge,
+    QuotaLimit,
+    QuotaNode,
+    QuotaTemplate,
+    QuotaUsage,
+)
 
 __all__ = [
     "VM",
@@ -27,6 +40,8 @@ __all__ = [
     "AggregateHost",
     "Allocation",
     "AuditRecord",
+    "Budget",
+    "CapacityReservation",
     "CertificateAuthority",
     "Event",
     "Flavor",
@@ -35,8 +50,17 @@ __all__ = [
     "IdempotencyRecord",
     "Image",
     "JoinToken",
+    "LedgerEntry",
+    "MeterState",
     "NodeCredential",
+    "PolicyRule",
+    "Price",
     "Project",
+    "QuotaCharge",
+    "QuotaLimit",
+    "QuotaNode",
+    "QuotaTemplate",
+    "QuotaUsage",
     "RefreshToken",
     "RevokedToken",
     "ServerGroup",
