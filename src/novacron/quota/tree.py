@@ -42,9 +42,11 @@ def insert_ignore(session: Session, model: Any, rows: list[dict[str, Any]]) -> i
     if not rows:
         return 0
     dialect = session.get_bind().dialect.name
-    ins: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
-    result: Any = session.execute(ins.on_conflict_do_nothing(), rows)
-    return int(result.rowcount or 0)
+    ins: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model.__table__)
+    result: Any = session.connection().execute(
+        ins.on_conflict_do_nothing(), rows[0] if len(rows) == 1 else rows
+    )
+    return max(int(result.rowcount or 0), 0)
 
 
 @dataclass(frozen=True)
