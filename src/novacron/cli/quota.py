@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from novacron.cli.client import Client, CliError
-from novacron.cli.common import CURSOR, JSON, LIMIT, client_of, project_id
+from novacron.cli.common import CURSOR, JSON, LIMIT, client_of, create_in_project, project_id
 from novacron.cli.output import Column, info, out, print_detail, print_json, print_list
 
 quota_app = typer.Typer(no_args_is_help=True)
@@ -202,21 +202,16 @@ def reservation_create(
 ) -> None:
     """Book capacity for a project during a window; the scheduler keeps it free for that project."""
     client = client_of(ctx)
-    body = {
+    body: dict[str, Any] = {
         "name": name,
         "vcpus": vcpus,
         "ram_mb": ram_mb,
         "starts_at": _when(start),
         "ends_at": _when(end),
-        "project_id": project_id(client, project) if project else None,
-        "host": host,
     }
-    r = client.send(
-        "POST",
-        "/v1/reservations",
-        json_body={k: v for k, v in body.items() if v is not None},
-        headers={"Idempotency-Key": str(uuid.uuid4())},
-    ).json()
+    if host:
+        body["host"] = host
+    r = create_in_project(client, "/v1/reservations", body, project)
     print_detail(r, as_json=as_json)
 
 
