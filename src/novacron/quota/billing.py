@@ -85,12 +85,18 @@ def check_budget(
     """Refuse a create whose first hour would take a tenant's or project's month past its budget,
     unless the caller asked to override and holds ``budget:override``."""
     month = month_of(utcnow())
-    price_list = prices(session)
-    cost = hourly_cost(amounts, price_list)
-    for node_id in chain:
-        if not node_id.startswith(("tenant:", "project:")):
-            continue
-        budget = budget_for(session, node_id, month)
+    scoped = [n for n in chain if n.startswith(("tenant:", "project:"))]
+    found: dict[str, Budget] = {}
+    for b in session.scalars(
+        select(Budget).where(Budget.node_id.in_(scoped), (Budget.month == month) | Budget.month.is_(None))
+    ):
+        if b.node_id not in found or b.month == month:  # this month's budget wins over the standing one
+            found[b.node_id] = b
+    if not found:
+        return
+    cost = hourly_cost(amounts, prices(session))
+    for node_id in scoped:
+        budget = found.get(node_id)
         if budget is None:
             continue
         used = spent(session, node_id, month)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, case, delete, func, null, or_, select, update
+from sqlalchemy import BigInteger, Table, and_, bindparam, case, delete, func, null, or_, select, update
 from sqlalchemy.orm import Session
 
 from novacron.db.base import utcnow
@@ -32,6 +32,38 @@ from novacron.quota.tree import ancestors, chain_specs, ensure_nodes, insert_ign
 
 _USAGE: Table = QuotaUsage.__table__  # type: ignore[assignment]
 _NOW = bindparam("now", type_=QuotaUsage.over_since.type)
+_N = bindparam("n", type_=BigInteger())
+_WHERE = (_USAGE.c.node_id == bindparam("node"), _USAGE.c.resource == bindparam("res"))
+#: when usage first goes above the limit: the start of a burst (kept while above, cleared below)
+_OVER = case(
+    (_USAGE.c.used + _N > bindparam("lim", type_=BigInteger()), func.coalesce(_USAGE.c.over_since, _NOW)),
+    else_=null(),
+)
+# built once: building and compiling the statement per counter cost more than running it
+_ADD = (
+    update(_USAGE).where(*_WHERE).values(used=_USAGE.c.used + _N, over_since=null()).returning(_USAGE.c.used)
+)
+_ADD_TRACKED = (
+    update(_USAGE).where(*_WHERE).values(used=_USAGE.c.used + _N, over_since=_OVER).returning(_USAGE.c.used)
+)
+_ADD_CHECKED = (
+    update(_USAGE)
+    .where(
+        *_WHERE,
+        or_(
+            _USAGE.c.used + _N <= bindparam("ceil", type_=BigInteger()),
+            and_(
+                _USAGE.c.used + _N <= bindparam("burst", type_=BigInteger()),
+                or_(
+                    _USAGE.c.over_since.is_(None),
+                    _USAGE.c.over_since >= bindparam("cutoff", type_=QuotaUsage.over_since.type),
+                ),
+            ),
+        ),
+    )
+    .values(used=_USAGE.c.used + _N, over_since=_OVER)
+    .returning(_USAGE.c.used)
+)
 
 
 def _ensure_usage(session: Session, chain: list[str], resources: list[str]) -> None:
@@ -68,31 +100,22 @@ def apply(
         n = amounts[resource]
         for node_id in reversed(chain):  # root first: the global lock order
             limit = limits.get((node_id, resource))
-            stmt = update(_USAGE).where(_USAGE.c.node_id == node_id, _USAGE.c.resource == resource)
+            params: dict[str, Any] = {"node": node_id, "res": resource, "n": n, "lim": limit, "now": now}
             ceil = None
-            if limit is not None and enforce and n > 0:
-                ceil = policy.ceiling(rules, resource, role, node_id, chain, limit, now)
-                cond = _USAGE.c.used + n <= ceil.normal
-                if ceil.burst is not None and ceil.burst > ceil.normal:
-                    cond = or_(
-                        cond,
-                        and_(
-                            _USAGE.c.used + n <= ceil.burst,
-                            or_(_USAGE.c.over_since.is_(None), _USAGE.c.over_since >= ceil.burst_cutoff),
-                        ),
-                    )
-                stmt = stmt.where(cond)
             if limit is None:
-                over: Any = null()
-            else:
-                # when usage first goes above the limit: the start of a burst
-                over = case(
-                    (_USAGE.c.used + n > limit, func.coalesce(_USAGE.c.over_since, _NOW)), else_=null()
+                stmt = _ADD
+            elif enforce and n > 0:
+                ceil = policy.ceiling(rules, resource, role, node_id, chain, limit, now)
+                burst = ceil.burst if ceil.burst is not None and ceil.burst > ceil.normal else None
+                params.update(
+                    ceil=ceil.normal,
+                    burst=burst if burst is not None else -1,
+                    cutoff=ceil.burst_cutoff or now,
                 )
-            row = conn.execute(
-                stmt.values(used=_USAGE.c.used + n, over_since=over).returning(_USAGE.c.used),
-                {"now": now},
-            ).first()
+                stmt = _ADD_CHECKED
+            else:
+                stmt = _ADD_TRACKED
+            row = conn.execute(stmt, params).first()
             if row is None:
                 assert ceil is not None and limit is not None
                 raise _refusal(session, decisions, node_id, resource, n, limit, ceil)
