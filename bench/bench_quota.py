@@ -24,11 +24,11 @@ from sqlalchemy import insert
 
 from novacron.db.base import Database, new_id, utcnow
 from novacron.db.migrate import upgrade
-from novacron.db.models import Project, QuotaLimit, QuotaNode, Tenant, User
+from novacron.db.models import Project, QuotaLimit, QuotaNode, QuotaUsage, Tenant, User
 from novacron.identity.permissions import permissions_of
 from novacron.identity.principal import Principal
 from novacron.quota import enforce
-from novacron.quota.registry import vm_amounts
+from novacron.quota.registry import RESOURCES, vm_amounts
 
 TENANTS, PROJECTS_PER_TENANT, SUBS_PER_PROJECT = 10, 100, 9
 AMOUNTS = vm_amounts(1, 128, 1)
@@ -115,6 +115,22 @@ def build(db: Database, nested: bool) -> tuple[list[str], list[Principal]]:
                 )
                 limits += [{"node_id": f"project:{sid}", "resource": "vcpus", "limit": 10**4}]
                 leaves.append(sid)
+    # steady state: each project's user node and every counter exist (a first create inserts them)
+    for leaf in leaves:
+        tid, uid = f"tenant-b{int(leaf[9:11]):04d}", f"user-b{int(leaf[9:11]):04d}"
+        nodes.append(
+            {
+                "id": f"user:{leaf}:{uid}",
+                "kind": "user",
+                "parent_id": f"project:{leaf}",
+                "tenant_id": tid,
+                "ref_id": uid,
+                "depth": 4 if len(leaf) > 14 else 3,
+                **stamp,
+            }
+        )
+    usage = [{"node_id": n["id"], "resource": r, "used": 0} for n in nodes for r in RESOURCES]
+    usage += [{"node_id": "system", "resource": r, "used": 0} for r in RESOURCES]
     with db.engine.begin() as conn:
         for model, rows in (
             (Tenant, tenants),
@@ -124,6 +140,7 @@ def build(db: Database, nested: bool) -> tuple[list[str], list[Principal]]:
             (QuotaLimit, limits),
         ):
             conn.execute(insert(model.__table__), rows)
+        conn.execute(insert(QuotaUsage.__table__), usage)
     principals = [
         Principal(u["id"], u["username"], "member", u["tenant_id"], permissions_of("member")) for u in users
     ]

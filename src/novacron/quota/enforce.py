@@ -66,12 +66,33 @@ _ADD_CHECKED = (
 )
 
 
-def _ensure_usage(session: Session, chain: list[str], resources: list[str]) -> None:
-    insert_ignore(
-        session,
-        QuotaUsage,
-        [{"node_id": n, "resource": r, "used": 0} for r in resources for n in reversed(chain)],
+def _ensure_usage(session: Session, chain: list[str], resources: list[str]) -> bool:
+    """Create missing counters (of a resource registered after the node); True if any was missing."""
+    return (
+        insert_ignore(
+            session,
+            QuotaUsage,
+            [{"node_id": n, "resource": r, "used": 0} for r in resources for n in reversed(chain)],
+        )
+        > 0
     )
+
+
+_ADD_MANY = (
+    update(_USAGE)
+    .where(_USAGE.c.resource == bindparam("res"), _USAGE.c.node_id.in_(bindparam("nodes", expanding=True)))
+    .values(used=_USAGE.c.used + _N, over_since=null())
+)
+
+
+def _add_free(session: Session, nodes: list[str], resource: str, n: int) -> None:
+    """Move the counters of nodes without a limit on ``resource`` in one statement."""
+    conn = session.connection()
+    result: Any = conn.execute(_ADD_MANY, {"res": resource, "nodes": nodes, "n": n})
+    if result.rowcount != len(nodes):  # a counter is missing (a resource registered later)
+        conn.execute(_ADD_MANY, {"res": resource, "nodes": nodes, "n": -n})
+        _ensure_usage(session, nodes, [resource])
+        conn.execute(_ADD_MANY, {"res": resource, "nodes": nodes, "n": n})
 
 
 def apply(
@@ -92,14 +113,23 @@ def apply(
         return
     now = now or utcnow()
     decisions = decisions if decisions is not None else Decisions()
-    _ensure_usage(session, chain, resources)
     limits = limits_of(session, chain)
     rules = rules if rules is not None else (policy.load(session) if enforce else [])
     conn = session.connection()
+    # SQLite serialises writers, so the counters without a limit can move in one statement per
+    # resource; PostgreSQL updates row by row in the global order (a multi-row UPDATE locks in scan
+    # order, which could deadlock with another charge)
+    bulk = conn.dialect.name == "sqlite"
     for resource in resources:
         n = amounts[resource]
+        if bulk:
+            free = [node for node in chain if (node, resource) not in limits]
+            if free:
+                _add_free(session, free, resource, n)
         for node_id in reversed(chain):  # root first: the global lock order
             limit = limits.get((node_id, resource))
+            if bulk and limit is None:
+                continue
             params: dict[str, Any] = {"node": node_id, "res": resource, "n": n, "lim": limit, "now": now}
             ceil = None
             if limit is None:
@@ -116,6 +146,8 @@ def apply(
             else:
                 stmt = _ADD_TRACKED
             row = conn.execute(stmt, params).first()
+            if row is None and _ensure_usage(session, [node_id], [resource]):
+                row = conn.execute(stmt, params).first()  # the counter was missing: now it exists
             if row is None:
                 assert ceil is not None and limit is not None
                 raise _refusal(session, decisions, node_id, resource, n, limit, ceil)

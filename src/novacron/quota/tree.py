@@ -121,6 +121,8 @@ def ensure_nodes(session: Session, specs: list[NodeSpec]) -> None:
                 }
             ],
         )
+        # every registered resource's counter exists from the start: charges only UPDATE
+        insert_ignore(session, QuotaUsage, [{"node_id": s.id, "resource": r, "used": 0} for r in RESOURCES])
         limits = templates.get(s.kind) or {}
         if created and limits:
             insert_ignore(
