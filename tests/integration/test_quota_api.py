@@ -316,9 +316,15 @@ def test_budget_refusal_override_and_policy_decisions_in_the_audit_log(
         warned = _vm(member, "third", project)
         assert warned.status_code == 202 and "warn-50" in warned.json()["warnings"][0], warned.text
 
-        member_log = _audit(admin, "gamma-member")
-        decisions = [json.loads(r["detail"]) for r in member_log if r["detail"]]
-        outcomes = {(d["rule"], d["outcome"]) for ds in decisions for d in ds}
+        # the audit record is written just after the response: wait for the last one
+        deadline = time.monotonic() + 30
+        while True:
+            member_log = _audit(admin, "gamma-member")
+            decisions = [json.loads(r["detail"]) for r in member_log if r["detail"]]
+            outcomes = {(d["rule"], d["outcome"]) for ds in decisions for d in ds}
+            if ("warn-50", "warn") in outcomes or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         assert {("budget", "deny"), ("members-max-1", "deny"), ("warn-50", "warn")} <= outcomes, outcomes
         denied_big = next(r for r in member_log if r["detail"] and "members-max-1" in r["detail"])
         assert denied_big["outcome"] == "denied" and denied_big["status_code"] == 403
