@@ -72,7 +72,12 @@ def _counter_drift(session: Session, repair: bool) -> list[dict[str, Any]]:
             for r, v in amounts.items():
                 expected[(cur, r)] += int(v)
             cur = parents.get(cur)
-    stmt = select(QuotaUsage).order_by(QuotaUsage.resource, QuotaUsage.node_id)
+    # the charges' lock order (resource, then root first), so a repair never deadlocks with them
+    stmt = (
+        select(QuotaUsage)
+        .join(QuotaNode, QuotaNode.id == QuotaUsage.node_id)
+        .order_by(QuotaUsage.resource, QuotaNode.depth, QuotaNode.id)
+    )
     if repair and session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update()
     out = []
