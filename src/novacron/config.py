@@ -61,6 +61,12 @@ class Settings:
     #: VM disks live here instead of the instance directory: storage other hosts reach at the same
     #: path (NFS, CephFS), which is what lets HA restart a VM on another host from its disk
     shared_storage_dir: Path | None = None
+    #: how often usage is metered into the ledger (hourly; tests shorten it)
+    metering_interval_s: float = 3600.0
+    #: how often the quota controller compares counters with what exists (reporting drift)
+    quota_reconcile_interval_s: float = 600.0
+    #: how often reservation windows are opened and closed
+    reservation_tick_s: float = 5.0
 
     @property
     def images_dir(self) -> Path:
@@ -102,6 +108,9 @@ class Settings:
             host_down_after_s=float(_env("HOST_DOWN_AFTER_S", "15")),
             ha_lease_s=float(_env("HA_LEASE_S", "20")),
             ha_fence_margin_s=float(_env("HA_FENCE_MARGIN_S", "5")),
+            metering_interval_s=float(_env("METERING_INTERVAL_S", "3600")),
+            quota_reconcile_interval_s=float(_env("QUOTA_RECONCILE_INTERVAL_S", "600")),
+            reservation_tick_s=float(_env("RESERVATION_TICK_S", "5")),
             shared_storage_dir=(
                 Path(_env("SHARED_STORAGE_DIR", "")).resolve() if _env("SHARED_STORAGE_DIR", "") else None
             ),

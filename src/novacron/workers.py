@@ -79,6 +79,10 @@ class BackgroundWorkers:
 
             backups = BackupScheduler(ctx)
             self.controllers.append(Controller(BACKUP_CONTROLLER, backups.run_forever, backups.stop))
+        from novacron.quota.controller import QUOTA_CONTROLLER, QuotaController
+
+        quota = QuotaController(ctx)
+        self.controllers.append(Controller(QUOTA_CONTROLLER, quota.run_forever, quota.stop))
         self.leaders: dict[str, Leadership] = {
             c.name: leadership_for(ctx.settings.database_url, c.name) for c in self.controllers
         }

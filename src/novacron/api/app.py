@@ -33,10 +33,19 @@ log = logging.getLogger(__name__)
 
 def _include_optional(app: FastAPI) -> None:
     """Areas that live in their own packages plug in here."""
-    from novacron.api.routers import aggregates, backup_policies, backups, dr, identity, server_groups
+    from novacron.api.routers import (
+        aggregates,
+        backup_policies,
+        backups,
+        dr,
+        identity,
+        quota,
+        server_groups,
+        usage,
+    )
     from novacron.identity.audit import install_audit
 
-    for module in (identity, aggregates, server_groups, backups, backup_policies, dr):
+    for module in (identity, aggregates, server_groups, backups, backup_policies, dr, quota, usage):
         app.include_router(module.router)
     install_audit(app)
 

@@ -28,8 +28,11 @@ class Problem(Exception):
         errors: list[dict[str, str]] | None = None,
         type_: str = "about:blank",
         headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(detail or title)
+        #: extension members of the problem (RFC 9457 section 3.2), e.g. the policy decision
+        self.extra = extra or {}
         self.status = status
         self.title = title
         self.detail = detail
@@ -47,6 +50,7 @@ class Problem(Exception):
         }
         if self.errors:
             body["errors"] = self.errors
+        body.update(self.extra)
         return body
 
 

@@ -99,7 +99,7 @@ def whoami(ctx: typer.Context, as_json: bool = JSON) -> None:
 
 
 def _register() -> None:
-    from novacron.cli import agent, backup, cluster, image, misc, vm
+    from novacron.cli import agent, backup, cluster, image, misc, quota, vm
 
     app.add_typer(vm.app, name="vm", help="Virtual machines: create, power actions, console, logs, metrics.")
     app.add_typer(image.app, name="image", help="Disk images: import from a file or URL, list, delete.")
@@ -111,6 +111,12 @@ def _register() -> None:
         backup.app, name="backup", help="VM backups: create, list, restore, verify, holds, policies."
     )
     app.add_typer(backup.dr_app, name="dr", help="Disaster recovery: runbooks, drills, RPO and RTO.")
+    app.add_typer(quota.quota_app, name="quota", help="Quota tree: show and set limits, reconcile.")
+    app.add_typer(quota.reservation_app, name="reservation", help="Capacity bookings for a time window.")
+    app.add_typer(quota.usage_app, name="usage", help="Metered consumption and cost: report, meter.")
+    app.add_typer(quota.budget_app, name="budget", help="Monthly budgets of tenants and projects.")
+    app.add_typer(quota.price_app, name="price", help="Price list per resource and hour.")
+    app.add_typer(quota.policy_app, name="policy", help="Policy rules: thresholds, bursts, size caps.")
     app.command(name="events")(misc.events)
     app.command(name="agent")(agent.agent)
 

@@ -16,7 +16,10 @@ from novacron import events
 from novacron.compute import hostops, scheduler, storage
 from novacron.compute.reports import STATE_OF
 from novacron.compute.spec import spec_payload
-from novacron.db.models import VM, Image, Task
+from novacron.db.models import VM, Image, QuotaCharge, Task
+from novacron.quota import enforce as quota
+from novacron.quota.registry import vm_amounts
+from novacron.quota.tree import node_for_ref
 from novacron.tasks.runner import StepFailed, TaskHandler
 from novacron.virt.base import InvalidImage
 from novacron.virt.images import inspect_image
@@ -133,6 +136,7 @@ class CreateVM(VMOperation):
             row = s.get(VM, task.resource_id)
             if row is not None:
                 row.host_id = None
+            quota.release(s, "vm", task.resource_id)  # a VM in error from a failed create holds nothing
         end_operation(ctx, task.resource_id, "absent", error)
 
 
@@ -213,6 +217,14 @@ class DeleteVM(TaskHandler):
             await _on_host(ctx, task, vm, "destroy", timeout_s=120)
 
     async def rollback(self, ctx: Context, task: Task, error: str) -> None:
+        """The VM stays: it holds its quota again (without a limit check: it never stopped existing)."""
+        with ctx.db.session() as s:
+            vm = s.get(VM, task.resource_id)
+            if vm is not None:
+                vm.desired_state = "running" if vm.state in ("running", "paused") else "stopped"
+                if s.get(QuotaCharge, ("vm", vm.id)) is None:
+                    node = node_for_ref(s, project_id=vm.project_id)
+                    quota.charge_node(s, node, "vm", vm.id, vm_amounts(vm.vcpus, vm.ram_mb, vm.disk_gb))
         end_operation(ctx, task.resource_id, None, error)
 
 

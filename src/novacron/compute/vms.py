@@ -17,6 +17,9 @@ from novacron.compute.scope import get_visible
 from novacron.db.base import new_id
 from novacron.db.models import VM, Flavor, Image, Project, Task
 from novacron.identity.principal import Principal
+from novacron.quota import enforce as quota
+from novacron.quota.policy import Decisions
+from novacron.quota.registry import vm_amounts
 from novacron.tasks.runner import TaskHandler, create_task
 
 MAX_USER_DATA = 64 * 1024
@@ -46,6 +49,8 @@ def create_vm(
     labels: dict[str, str] | None = None,
     ha: bool = False,
     ha_priority: int = 0,
+    budget_override: bool = False,
+    decisions: Decisions | None = None,
 ) -> tuple[VM, Task]:
     try:
         image = get_visible(session, Image, image_ref, principal, "image")
@@ -90,6 +95,17 @@ def create_vm(
         session.flush()
     except IntegrityError as exc:
         raise name_taken("VM", name, "body.name") from exc
+    # in the transaction of the VM row: a refusal or any later failure of this request rolls both back
+    quota.charge(
+        session,
+        principal,
+        project,
+        "vm",
+        vm.id,
+        vm_amounts(vm.vcpus, vm.ram_mb, vm.disk_gb),
+        decisions,
+        budget_override=budget_override,
+    )
     events.publish(
         session, "vm.created", "vm", vm.id, tenant_id=vm.tenant_id, project_id=vm.project_id, name=name
     )
@@ -137,6 +153,7 @@ def request_delete(session: Session, vm: VM) -> Task:
         _ensure_idle(vm)
     vm.task_state = "deleting"
     vm.desired_state = "deleted"
+    quota.release(session, "vm", vm.id)  # at once: the room is the tenant's again
     return create_task(
         session, vm_tasks.DeleteVM, "vm", vm.id, tenant_id=vm.tenant_id, project_id=vm.project_id
     )
@@ -178,6 +195,8 @@ def resize(vm: VM, flavor: Flavor | None, vcpus: int | None, ram_mb: int | None)
     new_vcpus = vcpus if vcpus is not None else flavor.vcpus if flavor is not None else vm.vcpus
     new_ram = ram_mb if ram_mb is not None else flavor.ram_mb if flavor is not None else vm.ram_mb
     session = object_session(vm)
+    if session is not None:
+        quota.resize(session, "vm", vm.id, vm_amounts(new_vcpus, new_ram, vm.disk_gb), role=None)
     if session is not None:  # a stopped VM keeps its host's claim: grow it there, or refuse
         try:
             placement.resize_claim(session, vm, new_vcpus, new_ram)

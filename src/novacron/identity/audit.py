@@ -41,6 +41,12 @@ def audit_hint(request: Request, **fields: str | None) -> None:
     request.state.audit = hints
 
 
+def audit_detail(request: Request, detail: Any) -> None:
+    """Record ``detail`` (JSON-able; may still be filled in after this call, e.g. a list the handler
+    appends decisions to) with this request's audit record, whatever its outcome."""
+    request.state.audit_detail = detail
+
+
 def _singular(word: str) -> str:
     if word.endswith("ies"):
         return word[:-3] + "y"
@@ -151,7 +157,9 @@ class AuditMiddleware:
         if tenant_id is None and isinstance(payload, dict) and isinstance(payload.get("tenant_id"), str):
             tenant_id = payload["tenant_id"]  # an admin acting inside a tenant: the tenant sees it
         client = scope.get("client")
+        detail = state.get("audit_detail")
         return AuditRecord(
+            detail=json.dumps(detail, default=str)[:16384] if detail else None,
             actor_id=principal.user_id if principal is not None else hints.get("actor_id"),
             actor_name=principal.username if principal is not None else hints.get("actor_name"),
             tenant_id=tenant_id,

@@ -19,6 +19,9 @@ VIEW = frozenset(
         "server-group:read",
         "backup:read",
         "dr:read",
+        "quota:read",
+        "reservation:read",
+        "usage:read",
     }
 )
 MEMBER = VIEW | {
@@ -34,6 +37,7 @@ MEMBER = VIEW | {
     "backup:create",
     "backup:restore",
     "backup:delete",
+    "reservation:write",
 }
 TENANT_ADMIN = MEMBER | {
     "project:write",
@@ -43,6 +47,11 @@ TENANT_ADMIN = MEMBER | {
     "tenant:read",
     "backup:policy",
     "dr:write",
+    # limits of projects, sub-projects and users inside the tenant (never the tenant's own)
+    "quota:write",
+    "budget:write",
+    # create past the month's budget
+    "budget:override",
 }
 ADMIN = TENANT_ADMIN | {
     "tenant:write",
@@ -54,6 +63,9 @@ ADMIN = TENANT_ADMIN | {
     "image:publish",
     "key:rotate",
     "backup-target:write",
+    "quota:admin",
+    "policy:write",
+    "price:write",
     # see and act across every tenant
     "global",
 }

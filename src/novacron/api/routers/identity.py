@@ -28,6 +28,7 @@ from novacron.identity.keys import SUPPORTED_ALGS
 from novacron.identity.passwords import PasswordPolicyError, check_policy, hash_password, verify_password
 from novacron.identity.permissions import SEPARATED, permissions_of
 from novacron.identity.principal import Principal
+from novacron.quota.tree import MAX_DEPTH, forget_project, project_ancestry
 
 router = APIRouter()
 
@@ -322,6 +323,8 @@ class ProjectCreate(BaseModel):
     description: str = Field("", max_length=255)
     #: required for platform administrators; others create in their own tenant
     tenant_id: str | None = Field(None, max_length=64)
+    #: a sub-project: its quota nests inside the parent's (same tenant)
+    parent_id: str | None = Field(None, max_length=40)
 
 
 class ProjectUpdate(BaseModel):
@@ -335,6 +338,7 @@ class ProjectOut(BaseModel):
     tenant_id: str
     name: str
     description: str
+    parent_id: str | None = None
     created_at: datetime
     updated_at: datetime
     version: int
@@ -344,6 +348,7 @@ class ProjectOut(BaseModel):
         return cls(
             id=p.id,
             tenant_id=p.tenant_id,
+            parent_id=p.parent_id,
             name=p.name,
             description=p.description,
             created_at=p.created_at,
@@ -412,7 +417,19 @@ def create_project(
     tenant_id = _target_tenant(session, principal, body.tenant_id)
     if session.scalar(select(Project.id).where(Project.tenant_id == tenant_id, Project.name == body.name)):
         raise _duplicate("body.name", body.name, "project in this tenant")
-    project = Project(id=new_id("project"), tenant_id=tenant_id, name=body.name, description=body.description)
+    if body.parent_id is not None:
+        parent = session.get(Project, body.parent_id)
+        if parent is None or parent.tenant_id != tenant_id:
+            raise invalid("body.parent_id", f"no project '{body.parent_id}' in this tenant", 404)
+        if len(project_ancestry(session, parent)) + 2 > MAX_DEPTH:
+            raise invalid("body.parent_id", f"sub-projects nest at most {MAX_DEPTH - 2} deep")
+    project = Project(
+        id=new_id("project"),
+        tenant_id=tenant_id,
+        name=body.name,
+        description=body.description,
+        parent_id=body.parent_id,
+    )
     session.add(project)
     _flush_unique(session, "body.name", body.name, "project in this tenant")
     return _created(idem, ProjectOut.of(project).model_dump(mode="json"))
@@ -457,6 +474,9 @@ def delete_project(project_id: str, session: SessionDep, principal: CanProjectWr
     project = _get_project(session, principal, project_id)
     if session.scalar(select(VM.id).where(VM.project_id == project.id).limit(1)):
         raise Problem(409, "Conflict", f"Project '{project.name}' still has VMs; delete them first.")
+    if session.scalar(select(Project.id).where(Project.parent_id == project.id).limit(1)):
+        raise Problem(409, "Conflict", f"Project '{project.name}' has sub-projects; delete them first.")
+    forget_project(session, project.id)
     session.delete(project)
     return Response(status_code=204)
 
@@ -680,6 +700,8 @@ class AuditOut(BaseModel):
     source_ip: str | None
     status_code: int
     outcome: str
+    #: JSON of what the handler decided (the policy engine's decisions on a create), if anything
+    detail: str | None = None
 
 
 def _audit_cursor(record_id: int) -> str:

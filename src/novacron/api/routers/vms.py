@@ -19,7 +19,9 @@ from novacron.compute import hostops
 from novacron.compute import vms as vm_service
 from novacron.compute.scope import get_visible, resolve_project, scoped
 from novacron.db.models import VM, Flavor, Task
+from novacron.identity.audit import audit_detail
 from novacron.identity.principal import Principal
+from novacron.quota.policy import Decisions
 from novacron.tasks.runner import StepFailed
 from novacron.virt.consolelog import read_log
 
@@ -61,6 +63,9 @@ class VMCreate(BaseModel):
         default=False, description="restart on another host when its host fails (shared storage)"
     )
     ha_priority: int = Field(default=0, ge=-1000, le=1000, description="HA restart order: higher first")
+    budget_override: bool = Field(
+        default=False, description="create even past the month's budget (needs budget:override)"
+    )
 
 
 class VMUpdate(BaseModel):
@@ -174,6 +179,8 @@ def _out_of_row(row: Any) -> VMOut:
 class Accepted(BaseModel):
     task_id: str
     vm: VMOut
+    #: the policy engine's warnings (a threshold passed, a burst in use, a budget overridden)
+    warnings: list[str] = Field(default_factory=list)
 
 
 class SnapshotAccepted(BaseModel):
@@ -237,6 +244,8 @@ def create_vm(
     if (replay := idem.replay()) is not None:
         return replay
     project = resolve_project(session, principal, body.project_id)
+    decisions = Decisions()
+    audit_detail(request, decisions.items)  # recorded whatever the outcome, refusals included
     vm, task = vm_service.create_vm(
         session,
         principal,
@@ -251,8 +260,12 @@ def create_vm(
         labels=body.placement.labels if body.placement else None,
         ha=body.ha,
         ha_priority=body.ha_priority,
+        budget_override=body.budget_override,
+        decisions=decisions,
     )
-    return _accepted(ctx, idem, task, Accepted(task_id=task.id, vm=VMOut.of(vm)))
+    if not decisions.items:
+        decisions.add("allow", "quota", "within every quota, policy rule and budget")
+    return _accepted(ctx, idem, task, Accepted(task_id=task.id, vm=VMOut.of(vm), warnings=decisions.warnings))
 
 
 @router.get("/{vm_id}", response_model=VMOut)

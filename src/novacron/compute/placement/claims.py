@@ -33,7 +33,8 @@ from sqlalchemy.orm import Session, attributes
 from novacron.compute.placement.spec import RequestSpec
 from novacron.compute.placement.view import HEARTBEAT_GRACE_S, PlacementView, view_for
 from novacron.db.base import utcnow
-from novacron.db.models import VM, Allocation, Host, ServerGroup
+from novacron.db.models import VM, Allocation, CapacityReservation, Host, ServerGroup
+from novacron.quota import reservations
 
 STRATEGIES = ("spread", "pack")
 #: NoValidHost lists every host up to this many, then counts reasons
@@ -80,8 +81,9 @@ _CLAIM = (
         Host.id == bindparam("h"),
         Host.state == "up",
         Host.last_heartbeat >= bindparam("cutoff", type_=Host.last_heartbeat.type),
-        Host.vcpus_used + bindparam("v") <= Host.cpus * Host.cpu_allocation_ratio,
-        Host.ram_mb_used + bindparam("r") <= Host.ram_mb * Host.ram_allocation_ratio,
+        # capacity held by active reservations counts as taken (quota/reservations.py)
+        Host.vcpus_used + Host.vcpus_reserved + bindparam("v") <= Host.cpus * Host.cpu_allocation_ratio,
+        Host.ram_mb_used + Host.ram_mb_reserved + bindparam("r") <= Host.ram_mb * Host.ram_allocation_ratio,
     )
     .values(vcpus_used=Host.vcpus_used + bindparam("v"), ram_mb_used=Host.ram_mb_used + bindparam("r"))
 )
@@ -163,10 +165,18 @@ def claim(session: Session, vm: VM, strategy: str = "spread") -> Host:
             return host
     if vm in session.new:
         session.flush()  # the allocation row references the VM row
-    host_id = _claim_counters(session, vm, strategy, avoid=frozenset())
+    # the project's own active reservation first: its room is kept free for exactly this
+    through = reservations.claim_through(session, vm.project_id, vm.vcpus, vm.ram_mb)
+    values: dict[str, Any] = {}
+    if through is not None:
+        reservation_id, host_id = through
+        values = {"reservation_id": reservation_id, "res_vcpus": vm.vcpus, "res_ram_mb": vm.ram_mb}
+        view_for(session).invalidate()
+    else:
+        host_id = _claim_counters(session, vm, strategy, avoid=frozenset())
     session.execute(
         insert(Allocation).values(
-            vm_id=vm.id, host_id=host_id, vcpus=vm.vcpus, ram_mb=vm.ram_mb, created_at=utcnow()
+            vm_id=vm.id, host_id=host_id, vcpus=vm.vcpus, ram_mb=vm.ram_mb, created_at=utcnow(), **values
         )
     )
     session.info.setdefault(_CLAIMED, set()).add(vm.id)
@@ -293,9 +303,11 @@ def resize_claim(session: Session, vm: VM, vcpus: int, ram_mb: int) -> None:
         return
     stmt = update(Host).where(Host.id == alloc.host_id)
     if dv > 0:
-        stmt = stmt.where(Host.vcpus_used + dv <= Host.cpus * Host.cpu_allocation_ratio)
+        stmt = stmt.where(Host.vcpus_used + Host.vcpus_reserved + dv <= Host.cpus * Host.cpu_allocation_ratio)
     if dr > 0:
-        stmt = stmt.where(Host.ram_mb_used + dr <= Host.ram_mb * Host.ram_allocation_ratio)
+        stmt = stmt.where(
+            Host.ram_mb_used + Host.ram_mb_reserved + dr <= Host.ram_mb * Host.ram_allocation_ratio
+        )
     result = cast(
         CursorResult[Any],
         conn.execute(stmt.values(vcpus_used=Host.vcpus_used + dv, ram_mb_used=Host.ram_mb_used + dr)),
@@ -324,7 +336,14 @@ def resize_claim(session: Session, vm: VM, vcpus: int, ram_mb: int) -> None:
 def _drop_allocation(session: Session, vm_id: str) -> None:
     conn = session.connection()
     row = conn.execute(
-        select(Allocation.host_id, Allocation.vcpus, Allocation.ram_mb).where(Allocation.vm_id == vm_id)
+        select(
+            Allocation.host_id,
+            Allocation.vcpus,
+            Allocation.ram_mb,
+            Allocation.reservation_id,
+            Allocation.res_vcpus,
+            Allocation.res_ram_mb,
+        ).where(Allocation.vm_id == vm_id)
     ).one_or_none()
     if row is None:
         return
@@ -333,6 +352,8 @@ def _drop_allocation(session: Session, vm_id: str) -> None:
         .where(Host.id == row.host_id)
         .values(vcpus_used=Host.vcpus_used - row.vcpus, ram_mb_used=Host.ram_mb_used - row.ram_mb)
     )
+    if row.reservation_id is not None:
+        reservations.give_back(session, row.reservation_id, row.host_id, row.res_vcpus, row.res_ram_mb)
     conn.execute(delete(Allocation).where(Allocation.vm_id == vm_id))
     view_for(session).adjust(row.host_id, -row.vcpus, -row.ram_mb)
 
@@ -439,6 +460,7 @@ def reconcile_usage(session: Session) -> dict[str, tuple[int, int]]:
             )
         )
     }
+    _reconcile_reservations(session)
     fixed: dict[str, tuple[int, int]] = {}
     for host in hosts:
         session.refresh(host, ["vcpus_used", "ram_mb_used"])
@@ -453,3 +475,33 @@ def reconcile_usage(session: Session) -> dict[str, tuple[int, int]]:
             )
     view_for(session).invalidate()
     return fixed
+
+
+def _reconcile_reservations(session: Session) -> None:
+    """Active reservations' use equals their allocations; hosts hold exactly their unused remainder."""
+    used: dict[str, tuple[int, int]] = {
+        r: (int(v), int(m))
+        for r, v, m in session.execute(
+            select(Allocation.reservation_id, func.sum(Allocation.res_vcpus), func.sum(Allocation.res_ram_mb))
+            .where(Allocation.reservation_id.is_not(None))
+            .group_by(Allocation.reservation_id)
+        )
+        if r is not None
+    }
+    held: dict[str, list[int]] = {}
+    for res in session.scalars(select(CapacityReservation).where(CapacityReservation.status == "active")):
+        res.vcpus_used, res.ram_mb_used = used.get(res.id, (0, 0))
+        h = held.setdefault(res.host_id, [0, 0])
+        h[0] += res.vcpus - res.vcpus_used
+        h[1] += res.ram_mb - res.ram_mb_used
+    for host_id, vcpus_reserved, ram_reserved in session.execute(
+        select(Host.id, Host.vcpus_reserved, Host.ram_mb_reserved)
+    ):
+        want = held.get(host_id, [0, 0])
+        if (vcpus_reserved, ram_reserved) != tuple(want):
+            session.execute(
+                update(Host)
+                .where(Host.id == host_id)
+                .values(vcpus_reserved=want[0], ram_mb_reserved=want[1])
+                .execution_options(synchronize_session=False)
+            )

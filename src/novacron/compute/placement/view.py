@@ -55,14 +55,17 @@ class HostEntry:
     aggregates: frozenset[str]
     #: tenants this host is reserved for (aggregate metadata ``tenants``), None when open to all
     tenants: frozenset[str] | None = None
+    #: held by active capacity reservations (their own projects claim through them instead)
+    vcpus_reserved: int = 0
+    ram_mb_reserved: int = 0
 
     @property
     def free_vcpus(self) -> float:
-        return self.cpus * self.cpu_ratio - self.vcpus_used
+        return self.cpus * self.cpu_ratio - self.vcpus_used - self.vcpus_reserved
 
     @property
     def free_ram_mb(self) -> float:
-        return self.ram_mb * self.ram_ratio - self.ram_mb_used
+        return self.ram_mb * self.ram_ratio - self.ram_mb_used - self.ram_mb_reserved
 
 
 def static_refusal(e: HostEntry, spec: RequestSpec) -> str | None:
@@ -119,6 +122,8 @@ class PlacementView:
                 Host.ram_allocation_ratio,
                 Host.vcpus_used,
                 Host.ram_mb_used,
+                Host.vcpus_reserved,
+                Host.ram_mb_reserved,
                 Host.labels,
                 Host.traits,
             ).order_by(Host.name)
@@ -152,6 +157,8 @@ class PlacementView:
                 traits=frozenset(r.traits or ()),
                 aggregates=frozenset(aggregates.get(r.id, ())),
                 tenants=tenants_of(r.id),
+                vcpus_reserved=r.vcpus_reserved,
+                ram_mb_reserved=r.ram_mb_reserved,
             )
             for i, r in enumerate(rows)
         ]
@@ -170,9 +177,14 @@ class PlacementView:
     def reload_host(self, session: Session, host_id: str) -> None:
         """Re-read one host's counters and state after a claim on it lost."""
         row = session.execute(
-            select(Host.state, Host.last_heartbeat, Host.vcpus_used, Host.ram_mb_used).where(
-                Host.id == host_id
-            )
+            select(
+                Host.state,
+                Host.last_heartbeat,
+                Host.vcpus_used,
+                Host.ram_mb_used,
+                Host.vcpus_reserved,
+                Host.ram_mb_reserved,
+            ).where(Host.id == host_id)
         ).one_or_none()
         with self.lock:
             idx = self.by_id.get(host_id)
@@ -183,6 +195,9 @@ class PlacementView:
                 self.loaded_at = float("-inf")  # configuration changed: rebuild on the next decision
                 return
             e.heartbeat = row.last_heartbeat.timestamp() if row.last_heartbeat is not None else 0.0
+            if (e.vcpus_reserved, e.ram_mb_reserved) != (row.vcpus_reserved, row.ram_mb_reserved):
+                self.loaded_at = float("-inf")  # a reservation opened or closed: rebuild the lists
+                return
             self._set_used(idx, row.vcpus_used, row.ram_mb_used)
 
     # -- counters ------------------------------------------------------------------------------

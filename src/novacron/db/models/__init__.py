@@ -21,6 +21,19 @@ from novacron.db.models.identity import (
     User,
 )
 from novacron.db.models.ops import AuditRecord, Event, IdempotencyRecord, Task
+from novacron.db.models.quota import (
+    Budget,
+    CapacityReservation,
+    LedgerEntry,
+    MeterState,
+    PolicyRule,
+    Price,
+    QuotaCharge,
+    QuotaLimit,
+    QuotaNode,
+    QuotaTemplate,
+    QuotaUsage,
+)
 
 __all__ = [
     "VM",
@@ -32,6 +45,8 @@ __all__ = [
     "BackupSnapshot",
     "BackupTarget",
     "DRRunbook",
+    "Budget",
+    "CapacityReservation",
     "CertificateAuthority",
     "Event",
     "Flavor",
@@ -40,8 +55,17 @@ __all__ = [
     "IdempotencyRecord",
     "Image",
     "JoinToken",
+    "LedgerEntry",
+    "MeterState",
     "NodeCredential",
+    "PolicyRule",
+    "Price",
     "Project",
+    "QuotaCharge",
+    "QuotaLimit",
+    "QuotaNode",
+    "QuotaTemplate",
+    "QuotaUsage",
     "RefreshToken",
     "RestoreJob",
     "RevokedToken",

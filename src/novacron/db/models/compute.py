@@ -78,6 +78,10 @@ class Host(Timestamped, Versioned, Base):
     #: conditional UPDATEs of ``compute.placement.claims`` (never through the ORM)
     vcpus_used: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     ram_mb_used: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: capacity held for active reservations (``quota.reservations``) and not yet used by their VMs:
+    #: other projects' claims count it as taken
+    vcpus_reserved: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    ram_mb_reserved: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     #: ``{"zone": "a", "rack": "r12"}``: matched by a VM's ``placement.labels``
     labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
     #: free strings (``gpu``, ``hw:avx512``, ``sriov``) matched by flavor traits
@@ -93,6 +97,10 @@ class Allocation(Base):
     vcpus: Mapped[int] = mapped_column(Integer)
     ram_mb: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: the reservation this VM was placed through, and how much of it it uses (given back on release)
+    reservation_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    res_vcpus: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    res_ram_mb: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Aggregate(Timestamped, Versioned, Base):

@@ -24,6 +24,8 @@ class Project(Timestamped, Versioned, Base):
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(64))
     description: Mapped[str] = mapped_column(String(255), default="")
+    #: a sub-project's parent (same tenant); quotas nest along it. No FK: SQLite cannot add one in place
+    parent_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
 
 
 class User(Timestamped, Versioned, Base):

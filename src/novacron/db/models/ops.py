@@ -67,6 +67,8 @@ class AuditRecord(Base):
     status_code: Mapped[int] = mapped_column(Integer)
     #: "success", "denied", "failed"
     outcome: Mapped[str] = mapped_column(String(16))
+    #: what the handler decided and why (the policy engine's decisions, as JSON)
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class IdempotencyRecord(Base):

@@ -1,0 +1,281 @@
+"""Charging and releasing quota in the caller's transaction, race-free on SQLite and PostgreSQL.
+
+A charge adds its amounts to the usage counter of every node from the system down to the leaf
+with one conditional UPDATE each::
+
+    UPDATE quota_usage SET used = used + :n, over_since = CASE ... END
+     WHERE node_id = :node AND resource = :r AND used + :n <= :ceiling
+    RETURNING used
+
+No row back means the node is full: the caller's transaction (which also holds the resource row)
+rolls back, and with it every counter already raised. PostgreSQL re-checks the WHERE on the
+newest row version after waiting for a concurrent writer; SQLite serialises writers
+(``BEGIN IMMEDIATE``). Rows are always updated in one global order (resource, then depth from the
+root), so two transactions never wait on each other in a cycle: no deadlocks.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Table, and_, bindparam, case, delete, func, null, or_, select, update
+from sqlalchemy.orm import Session
+
+from novacron.db.base import utcnow
+from novacron.db.models import Project, QuotaCharge, QuotaUsage
+from novacron.identity.principal import Principal
+from novacron.quota import billing, policy
+from novacron.quota.policy import Decisions
+from novacron.quota.registry import RESOURCES
+from novacron.quota.tree import ancestors, chain_specs, ensure_nodes, insert_ignore, limits_of
+
+_USAGE: Table = QuotaUsage.__table__  # type: ignore[assignment]
+_NOW = bindparam("now", type_=QuotaUsage.over_since.type)
+_N = bindparam("n", type_=BigInteger())
+_WHERE = (_USAGE.c.node_id == bindparam("node"), _USAGE.c.resource == bindparam("res"))
+#: when usage first goes above the limit: the start of a burst (kept while above, cleared below)
+_OVER = case(
+    (_USAGE.c.used + _N > bindparam("lim", type_=BigInteger()), func.coalesce(_USAGE.c.over_since, _NOW)),
+    else_=null(),
+)
+# built once: building and compiling the statement per counter cost more than running it
+_ADD = (
+    update(_USAGE).where(*_WHERE).values(used=_USAGE.c.used + _N, over_since=null()).returning(_USAGE.c.used)
+)
+_ADD_TRACKED = (
+    update(_USAGE).where(*_WHERE).values(used=_USAGE.c.used + _N, over_since=_OVER).returning(_USAGE.c.used)
+)
+_ADD_CHECKED = (
+    update(_USAGE)
+    .where(
+        *_WHERE,
+        or_(
+            _USAGE.c.used + _N <= bindparam("ceil", type_=BigInteger()),
+            and_(
+                _USAGE.c.used + _N <= bindparam("burst", type_=BigInteger()),
+                or_(
+                    _USAGE.c.over_since.is_(None),
+                    _USAGE.c.over_since >= bindparam("cutoff", type_=QuotaUsage.over_since.type),
+                ),
+            ),
+        ),
+    )
+    .values(used=_USAGE.c.used + _N, over_since=_OVER)
+    .returning(_USAGE.c.used)
+)
+
+
+def _ensure_usage(session: Session, chain: list[str], resources: list[str]) -> bool:
+    """Create missing counters (of a resource registered after the node); True if any was missing."""
+    return (
+        insert_ignore(
+            session,
+            QuotaUsage,
+            [{"node_id": n, "resource": r, "used": 0} for r in resources for n in reversed(chain)],
+        )
+        > 0
+    )
+
+
+_ADD_MANY = (
+    update(_USAGE)
+    .where(_USAGE.c.resource == bindparam("res"), _USAGE.c.node_id.in_(bindparam("nodes", expanding=True)))
+    .values(used=_USAGE.c.used + _N, over_since=null())
+)
+
+
+def _add_free(session: Session, nodes: list[str], resource: str, n: int) -> None:
+    """Move the counters of nodes without a limit on ``resource`` in one statement."""
+    conn = session.connection()
+    result: Any = conn.execute(_ADD_MANY, {"res": resource, "nodes": nodes, "n": n})
+    if result.rowcount != len(nodes):  # a counter is missing (a resource registered later)
+        conn.execute(_ADD_MANY, {"res": resource, "nodes": nodes, "n": -n})
+        _ensure_usage(session, nodes, [resource])
+        conn.execute(_ADD_MANY, {"res": resource, "nodes": nodes, "n": n})
+
+
+def apply(
+    session: Session,
+    chain: list[str],
+    amounts: dict[str, int],
+    *,
+    enforce: bool,
+    role: str | None = None,
+    decisions: Decisions | None = None,
+    rules: list[policy.Rule] | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Add ``amounts`` (negative to give back) along ``chain`` (leaf first), checking ceilings when
+    ``enforce``; raises the policy's refusal naming the rule and the numbers."""
+    resources = sorted(r for r, n in amounts.items() if n)
+    if not resources:
+        return
+    now = now or utcnow()
+    decisions = decisions if decisions is not None else Decisions()
+    limits = limits_of(session, chain)
+    rules = rules if rules is not None else (policy.load(session) if enforce else [])
+    conn = session.connection()
+    # SQLite serialises writers, so the counters without a limit can move in one statement per
+    # resource; PostgreSQL updates row by row in the global order (a multi-row UPDATE locks in scan
+    # order, which could deadlock with another charge)
+    bulk = conn.dialect.name == "sqlite"
+    for resource in resources:
+        n = amounts[resource]
+        if bulk:
+            free = [node for node in chain if (node, resource) not in limits]
+            if free:
+                _add_free(session, free, resource, n)
+        for node_id in reversed(chain):  # root first: the global lock order
+            limit = limits.get((node_id, resource))
+            if bulk and limit is None:
+                continue
+            params: dict[str, Any] = {"node": node_id, "res": resource, "n": n, "lim": limit, "now": now}
+            ceil = None
+            if limit is None:
+                stmt = _ADD
+            elif enforce and n > 0:
+                ceil = policy.ceiling(rules, resource, role, node_id, chain, limit, now)
+                burst = ceil.burst if ceil.burst is not None and ceil.burst > ceil.normal else None
+                params.update(
+                    ceil=ceil.normal,
+                    burst=burst if burst is not None else -1,
+                    cutoff=ceil.burst_cutoff or now,
+                )
+                stmt = _ADD_CHECKED
+            else:
+                stmt = _ADD_TRACKED
+            row = conn.execute(stmt, params).first()
+            if row is None and _ensure_usage(session, [node_id], [resource]):
+                row = conn.execute(stmt, params).first()  # the counter was missing: now it exists
+            if row is None:
+                assert ceil is not None and limit is not None
+                raise _refusal(session, decisions, node_id, resource, n, limit, ceil)
+            if ceil is not None and limit is not None:
+                _note(decisions, node_id, resource, n, int(row[0]), limit, ceil)
+
+
+def _note(d: Decisions, node: str, resource: str, n: int, used: int, limit: int, c: policy.Ceiling) -> None:
+    if used > c.normal and c.burst_rule is not None:
+        d.add(
+            "burst",
+            c.burst_rule,
+            f"Rule '{c.burst_rule}' (burst): node '{node}' uses {used} of {limit} {resource} "
+            f"({100 * used / max(limit, 1):.0f} %), allowed for a limited time.",
+            node=node,
+            resource=resource,
+            used=used,
+            requested=n,
+            limit=limit,
+            ceiling=c.burst,
+        )
+    elif c.warn_at is not None and used > c.warn_at and c.warn_rule is not None:
+        d.add(
+            "warn",
+            c.warn_rule,
+            f"Rule '{c.warn_rule}' (threshold): node '{node}' uses {used} of {limit} {resource} "
+            f"({100 * used / max(limit, 1):.0f} %, warning above {c.warn_at:g}).",
+            node=node,
+            resource=resource,
+            used=used,
+            requested=n,
+            limit=limit,
+            warn_at=c.warn_at,
+        )
+
+
+def _refusal(
+    session: Session, d: Decisions, node: str, resource: str, n: int, limit: int, c: policy.Ceiling
+) -> Exception:
+    used, over_since = session.execute(
+        select(QuotaUsage.used, QuotaUsage.over_since).where(
+            QuotaUsage.node_id == node, QuotaUsage.resource == resource
+        )
+    ).one()
+    numbers = {"node": node, "resource": resource, "used": int(used), "requested": n, "limit": limit}
+    if c.burst is not None and used + n <= c.burst and over_since is not None:
+        return policy.refused(
+            d,
+            c.burst_rule or policy.LIMIT_RULE,
+            f"Rule '{c.burst_rule}' (burst): node '{node}' has been above its {resource} limit {limit} since "
+            f"{over_since.isoformat(timespec='seconds')}, longer than the burst allows; it uses {used}, "
+            f"this request needs {n} more.",
+            ceiling=c.normal,
+            over_since=over_since.isoformat(),
+            **numbers,
+        )
+    top = c.burst if c.burst is not None and c.burst > c.normal else c.normal
+    rule = c.burst_rule if top != c.normal else c.normal_rule
+    how = "quota limit" if rule == policy.LIMIT_RULE else f"rule '{rule}'"
+    return policy.refused(
+        d,
+        rule or policy.LIMIT_RULE,
+        f"Quota exceeded ({how}): node '{node}' uses {used} of {limit} {resource} (refused above {top}); "
+        f"this request needs {n} more.",
+        ceiling=top,
+        **numbers,
+    )
+
+
+def charge(
+    session: Session,
+    principal: Principal,
+    project: Project,
+    kind: str,
+    resource_id: str,
+    amounts: dict[str, int],
+    decisions: Decisions | None = None,
+    budget_override: bool = False,
+) -> Decisions:
+    """Charge a new resource row to the caller's user node in ``project`` (same transaction)."""
+    unknown = set(amounts) - set(RESOURCES)
+    if unknown:
+        raise ValueError(f"unregistered resources {sorted(unknown)}")
+    decisions = decisions if decisions is not None else Decisions()
+    specs = chain_specs(session, project, principal.user_id if principal.kind == "user" else None)
+    ensure_nodes(session, specs)
+    chain = [s.id for s in specs]
+    rules = policy.load(session)
+    policy.check_size(rules, principal.role, chain, amounts, decisions)
+    apply(session, chain, amounts, enforce=True, role=principal.role, decisions=decisions, rules=rules)
+    billing.check_budget(session, chain, amounts, principal, budget_override, decisions)
+    session.add(QuotaCharge(kind=kind, resource_id=resource_id, node_id=chain[0], amounts=dict(amounts)))
+    session.flush()
+    return decisions
+
+
+def charge_node(session: Session, node_id: str, kind: str, resource_id: str, amounts: dict[str, int]) -> None:
+    """Count an existing row without checking limits (reconciliation found it uncounted)."""
+    chain = [n.id for n in ancestors(session, node_id)]
+    apply(session, chain, amounts, enforce=False)
+    session.add(QuotaCharge(kind=kind, resource_id=resource_id, node_id=node_id, amounts=dict(amounts)))
+    session.flush()
+
+
+def release(session: Session, kind: str, resource_id: str) -> bool:
+    """Give back what a resource row holds, at once; a second call does nothing."""
+    row = session.execute(
+        select(QuotaCharge.node_id, QuotaCharge.amounts).where(
+            QuotaCharge.kind == kind, QuotaCharge.resource_id == resource_id
+        )
+    ).one_or_none()
+    if row is None:
+        return False
+    chain = [n.id for n in ancestors(session, row.node_id)]
+    apply(session, chain, {r: -int(v) for r, v in row.amounts.items()}, enforce=False)
+    session.execute(
+        delete(QuotaCharge).where(QuotaCharge.kind == kind, QuotaCharge.resource_id == resource_id)
+    )
+    return True
+
+
+def resize(session: Session, kind: str, resource_id: str, amounts: dict[str, int], role: str | None) -> None:
+    """Change what a row holds (a resize): growth is checked like a create, shrinking always passes."""
+    charge_row = session.get(QuotaCharge, (kind, resource_id))
+    if charge_row is None:
+        return
+    delta = {r: int(v) - int(charge_row.amounts.get(r, 0)) for r, v in amounts.items()}
+    chain = [n.id for n in ancestors(session, charge_row.node_id)]
+    apply(session, chain, {r: v for r, v in delta.items() if v < 0}, enforce=False)
+    apply(session, chain, {r: v for r, v in delta.items() if v > 0}, enforce=True, role=role)
+    charge_row.amounts = dict(amounts)

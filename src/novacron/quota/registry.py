@@ -1,0 +1,115 @@
+"""The resource registry: what can be limited, and how rows of other areas count against it.
+
+A later area registers its resources with one call (``register_resource("volumes", "volumes")``)
+and, when its rows should be reconciled and metered, a counter: a function that reads what really
+exists and yields ``(kind, resource id, project id, tenant id, amounts)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from novacron.db.models import VM
+
+
+@dataclass(frozen=True)
+class Resource:
+    name: str
+    unit: str
+    description: str
+    #: what one unit costs per hour is expressed in this unit (``ram_mb`` is billed per GiB-hour)
+    billing_unit: str
+    #: billing units per counted unit (``ram_mb``: 1/1024 GiB)
+    billing_factor: float = 1.0
+
+
+@dataclass(frozen=True)
+class Existing:
+    kind: str
+    resource_id: str
+    project_id: str
+    tenant_id: str
+    amounts: dict[str, int]
+    #: metered only while true (a stopped VM pays for its disk, not its vCPU and RAM)
+    running: bool = True
+
+
+Counter = Callable[[Session], Iterator[Existing]]
+
+RESOURCES: dict[str, Resource] = {}
+COUNTERS: dict[str, Counter] = {}
+#: resources metered only while their row is running (the rest accrue while the row exists)
+RUNTIME_ONLY: set[str] = set()
+
+
+def register_resource(
+    name: str, unit: str, description: str = "", billing_unit: str | None = None, billing_factor: float = 1.0
+) -> Resource:
+    res = Resource(name, unit, description, billing_unit or unit, billing_factor)
+    RESOURCES[name] = res
+    return res
+
+
+def register_counter(kind: str, counter: Counter) -> None:
+    COUNTERS[kind] = counter
+
+
+def known(name: str) -> bool:
+    return name in RESOURCES
+
+
+def vm_amounts(vcpus: int, ram_mb: int, disk_gb: int) -> dict[str, int]:
+    return {"vcpus": vcpus, "ram_mb": ram_mb, "disk_gb": disk_gb, "vms": 1}
+
+
+def vm_counts(state: str, host_id: str | None, desired_state: str) -> bool:
+    """Whether a VM row holds quota: not once its delete was asked, nor after its create failed
+    (``error`` with no host: nothing was left of it)."""
+    return desired_state != "deleted" and not (state == "error" and host_id is None)
+
+
+def _vms(session: Session) -> Iterator[Existing]:
+    rows = session.execute(
+        select(
+            VM.id,
+            VM.project_id,
+            VM.tenant_id,
+            VM.vcpus,
+            VM.ram_mb,
+            VM.disk_gb,
+            VM.state,
+            VM.host_id,
+            VM.desired_state,
+        )
+    )
+    for r in rows:
+        if vm_counts(r.state, r.host_id, r.desired_state):
+            yield Existing(
+                "vm",
+                r.id,
+                r.project_id,
+                r.tenant_id,
+                vm_amounts(r.vcpus, r.ram_mb, r.disk_gb),
+                running=r.state in ("running", "paused", "building"),
+            )
+
+
+for _name, _unit, _desc, _bunit, _factor in (
+    ("vcpus", "vCPU", "virtual CPUs of VMs", "vCPU", 1.0),
+    ("ram_mb", "MiB", "RAM of VMs", "GiB", 1 / 1024),
+    ("disk_gb", "GiB", "root disks of VMs", "GiB", 1.0),
+    ("vms", "VMs", "virtual machines", "VM", 1.0),
+    ("snapshots", "snapshots", "VM snapshots", "snapshot", 1.0),
+    ("networks", "networks", "tenant networks", "network", 1.0),
+    ("ports", "ports", "network ports", "port", 1.0),
+    ("floating_ips", "IPs", "floating IPs", "IP", 1.0),
+    ("backup_storage_gb", "GiB", "backup storage", "GiB", 1.0),
+    ("load_balancers", "LBs", "load balancers", "LB", 1.0),
+):
+    register_resource(_name, _unit, _desc, _bunit, _factor)
+RUNTIME_ONLY.update({"vcpus", "ram_mb"})
+register_counter("vm", _vms)
