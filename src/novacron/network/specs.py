@@ -348,7 +348,7 @@ class Layout:
 def host_state(session: Session, host_id: str, moving: dict[str, str] | None = None) -> HostState:
     """Everything the host's datapath must have; ``moving`` places VMs about to arrive there."""
     layout = Layout(session, moving)
-    underlay = dict(session.execute(select(Host.id, Host.underlay_ip)).tuples().all())
+    underlay: dict[str, str | None] = {h: ip for h, ip in session.execute(select(Host.id, Host.underlay_ip))}
     resolver = Resolver(session)
     networks: list[HostNetwork] = []
     for network_id in sorted(n for n, hosts in layout.presence.items() if host_id in hosts):
