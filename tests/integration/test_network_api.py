@@ -11,6 +11,7 @@ import secrets
 import sqlite3
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -376,3 +377,115 @@ def test_vm_networks_labels_and_resolved_policy(server: Server, guest: Guest) ->
         assert web_sources() == {f"{ip[other['id']]}/32"}
         r = c.post("/v1/ports", json={"network": "app", "fixed_ips": [{"ip": "10.20.0.50"}]})
         assert r.status_code == 201, r.text
+
+        # an SR-IOV NIC needs a host with the trait sriov: placement honours it
+        r = c.post(
+            "/v1/vms",
+            json={
+                "name": "fast",
+                "image": "test-guest",
+                "flavor": "tiny",
+                "networks": [{"network": "app", "vnic_type": "direct"}],
+            },
+        )
+        assert r.status_code == 202, r.text
+        assert r.json()["vm"]["placement"]["required_traits"] == ["sriov"]
+        task = wait_task(c, r.json()["task_id"], 120)
+        assert task["state"] == "failed" and "sriov" in str(task["error"]), task
+
+
+def test_router_gateway_and_floating_ip(server: Server) -> None:
+    with server.client() as admin:
+        r = admin.post(
+            "/v1/networks",
+            json={"name": "public", "external": True, "project_id": _default_project(admin)},
+        )
+        assert r.status_code == 201, r.text
+        r = admin.post(
+            "/v1/subnets", json={"network": "public", "name": "public-v4", "cidr": "203.0.113.0/24"}
+        )
+        assert r.status_code == 201, r.text
+        c = _tenant(admin, server, "epsilon")
+    with c:
+        assert [n["name"] for n in c.get("/v1/networks", params={"external": True}).json()["items"]] == [
+            "public"
+        ]
+        _problem(c.post("/v1/ports", json={"network": "public"}), 403, "body.network")
+        net_id, subnet_id = _net(c, "inside", "10.30.0.0/24")
+        port = c.post("/v1/ports", json={"network": net_id}).json()
+        r = c.post("/v1/floating-ips", json={"network": "public", "port": port["id"]})
+        assert "no router" in _problem(r, 409, "body.port")
+        assert [p["id"] for p in c.get("/v1/ports", params={"network_id": net_id}).json()["items"]] == [
+            port["id"]
+        ]
+        _problem(
+            c.post("/v1/routers", json={"name": "r", "external_network": "inside"}),
+            422,
+            "body.external_network",
+        )
+        r = c.post("/v1/routers", json={"name": "r1", "external_network": "public"})
+        assert r.status_code == 201, r.text
+        router = r.json()
+        assert router["external_ip"] == "203.0.113.2"
+        r = c.post(f"/v1/routers/{router['id']}/interfaces", json={"subnet": subnet_id})
+        assert r.status_code == 200, r.text
+        assert r.json()["interfaces"][0]["ip"] == "10.30.0.1"
+        r = c.post("/v1/floating-ips", json={"network": "public", "port": port["id"]})
+        assert r.status_code == 201, r.text
+        fip = r.json()
+        assert fip["ip"] == "203.0.113.3" and fip["router_id"] == router["id"]
+        assert fip["fixed_ip"] == port["fixed_ips"][0]["ip"]
+        detail = c.delete(f"/v1/networks/{net_id}").json()["detail"]
+        assert router["id"] in detail, detail
+        # dissociate, then release: the address is free again
+        r = c.patch(f"/v1/floating-ips/{fip['id']}", json={"port": None})
+        assert r.status_code == 200 and r.json()["port_id"] is None
+        assert c.delete(f"/v1/floating-ips/{fip['id']}").status_code == 204
+        assert c.delete(f"/v1/routers/{router['id']}").status_code == 204
+        assert c.delete(f"/v1/ports/{port['id']}").status_code == 204
+        assert c.delete(f"/v1/networks/{net_id}").status_code == 204
+
+
+def _default_project(client: httpx.Client) -> str:
+    from tests.conftest import default_project
+
+    return default_project(client)
+
+
+def test_cli_networks(server: Server, tmp_path: Path) -> None:
+    from tests.integration.test_cli import Cli
+
+    cli = Cli(tmp_path / "novacron" / "credentials.json", server)
+    cli.ok(
+        "login",
+        "--server",
+        server.url,
+        "--username",
+        "admin",
+        "--password-stdin",
+        stdin=server.admin_password + "\n",
+    )
+    cli.ok("network", "create", "web")
+    cli.ok("subnet", "create", "web-v4", "--network", "web", "--cidr", "10.5.0.0/24", "--dns", "10.5.0.1")
+    assert "web" in cli.ok("network", "list").out
+    assert "10.5.0.0/24" in cli.ok("subnet", "list").out
+    cli.ok("security-group", "create", "db", "--selector", "tier=db")
+    cli.ok(
+        "security-group", "rule-add", "db", "--protocol", "tcp", "--port", "80", "--remote-label", "tier=web"
+    )
+    r = cli("security-group", "rule-add", "db", "--protocol", "icmp", "--ethertype", "IPv6")
+    assert r.code == 1 and "protocol: icmp is IPv4" in r.err and "Traceback" not in r.err
+    listing = cli.ok("security-group", "list").out
+    assert "80-80" in listing and "tier=web" in listing and "selector tier=db" in listing
+    cli.ok("qos-policy", "create", "slow", "--egress-kbps", "10000", "--dscp", "10")
+    assert "10000" in cli.ok("qos-policy", "list").out
+    cli.ok("router", "create", "r1")
+    cli.ok("router", "add-interface", "r1", "web-v4")
+    ports = cli.ok("port", "list", "--json").out
+    assert "router_interface" in ports and "10.5.0.1" in ports
+    r = cli("network", "delete", "web")
+    assert r.code == 1 and "router" in r.err
+    cli.ok("router", "delete", "r1")
+    cli.ok("subnet", "delete", "web-v4")
+    cli.ok("network", "delete", "web")
+    assert "No networks." in cli.ok("network", "list").out

@@ -146,15 +146,21 @@ def _insert(session: Session, subnet: Subnet, port_id: str, ip: str) -> bool:
     return True
 
 
-def allocate(session: Session, subnet: Subnet, port_id: str, requested: str | None = None) -> str:
-    """Hold ``requested`` (anywhere in the subnet but the gateway), or the next free pool address."""
+def allocate(
+    session: Session, subnet: Subnet, port_id: str, requested: str | None = None, *, gateway_ok: bool = False
+) -> str:
+    """Hold ``requested`` (anywhere in the subnet; its gateway only for a router), or the next free one."""
     if requested is not None:
         addr = ipaddress.ip_address(requested)
         net = ipaddress.ip_network(subnet.cidr)
         first, last = usable(net)
         if addr.version != net.version or not int(first) <= int(addr) <= int(last):
             raise ValueError(f"{addr} is not a usable address of subnet {subnet.cidr}")
-        if subnet.gateway_ip is not None and addr == ipaddress.ip_address(subnet.gateway_ip):
+        if (
+            not gateway_ok
+            and subnet.gateway_ip is not None
+            and addr == ipaddress.ip_address(subnet.gateway_ip)
+        ):
             raise Taken(f"{addr} is the gateway of subnet {subnet.cidr}")
         if not _insert(session, subnet, port_id, str(addr)):
             raise Taken(f"{addr} is already used in subnet {subnet.cidr}")

@@ -116,7 +116,7 @@ def find_qos(session: Session, principal: Principal, ref: str, field: str) -> Qo
 
 
 def _allocate(
-    session: Session, network: Network, port_id: str, wanted: list[FixedIPRequest], field: str
+    session: Session, network: Network, port: Port, wanted: list[FixedIPRequest], field: str
 ) -> None:
     subnets = list(
         session.scalars(select(Subnet).where(Subnet.network_id == network.id).order_by(Subnet.created_at))
@@ -148,7 +148,7 @@ def _allocate(
         if subnet is None:
             raise invalid(subnet_field, "name a subnet or an ip")
         try:
-            ipam.allocate(session, subnet, port_id, req.ip)
+            ipam.allocate(session, subnet, port.id, req.ip, gateway_ok=port.owner == "router_interface")
         except ValueError as exc:
             raise invalid(ip_field, str(exc)) from exc
         except ipam.Taken as exc:
@@ -212,7 +212,7 @@ def create_port(
                 session.add(PortSecurityGroup(port_id=port.id, group_id=group.id))
     elif security_groups:
         raise invalid(f"{field}.security_groups", "a port without port security has no security groups")
-    _allocate(session, network, port.id, fixed_ips or [], field)
+    _allocate(session, network, port, fixed_ips or [], field)
     session.flush()
     return port
 
