@@ -26,8 +26,8 @@ PASSWORD = "correct-horse-battery-9"
 def server() -> Iterator[Server]:
     """A server given time to start on a machine shared with other test runs."""
     srv = make_server()
-    srv.start(120)
     try:
+        srv.start(120)
         yield srv
     finally:
         destroy_server(srv)
@@ -40,8 +40,8 @@ def any_server(request: pytest.FixtureRequest) -> Iterator[Server]:
         pg = request.getfixturevalue("postgres")
         env["NOVACRON_DATABASE_URL"] = pg.create_database(f"net_{secrets.token_hex(4)}")
     srv = make_server(**env)
-    srv.start(120)
     try:
+        srv.start(120)
         yield srv
     finally:
         destroy_server(srv)
