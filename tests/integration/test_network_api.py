@@ -489,3 +489,79 @@ def test_cli_networks(server: Server, tmp_path: Path) -> None:
     cli.ok("subnet", "delete", "web-v4")
     cli.ok("network", "delete", "web")
     assert "No networks." in cli.ok("network", "list").out
+
+
+def test_migrated_vm_ports_reach_the_destination_first(monkeypatch: pytest.MonkeyPatch, guest: Guest) -> None:
+    import json
+    import shutil
+    import subprocess
+
+    from tests.integration.test_remote_agent import Agent, _wait_host, host_project
+
+    monkeypatch.setenv("NOVACRON_UNDERLAY_IP", "10.99.0.1")  # the all-in-one node's embedded agent
+    server = make_server()
+    agent = Agent(server, "node-b")
+    try:
+        server.start(120)
+        with server.client() as c:
+            monkeypatch.setenv("NOVACRON_UNDERLAY_IP", "10.99.0.2")  # read by the agent process
+            token = c.post("/v1/hosts/join-tokens", json={}).json()
+            agent.start(token["join_token"], token["ca_fingerprint"])
+            _wait_host(c, "node-b")
+            hosts = {h["id"]: h for h in c.get("/v1/hosts").json()["items"]}
+            assert sorted(h["underlay_ip"] for h in hosts.values()) == ["10.99.0.1", "10.99.0.2"]
+            import_guest_image(c, guest)
+            project = host_project(c)
+            assert c.post("/v1/networks", json={"name": "mig", "project_id": project}).status_code == 201
+            r = c.post("/v1/subnets", json={"network": "mig", "name": "mig-v4", "cidr": "10.40.0.0/24"})
+            assert r.status_code == 201, r.text
+            r = c.post(
+                "/v1/vms",
+                json={
+                    "name": "mover",
+                    "image": "test-guest",
+                    "flavor": "tiny",
+                    "project_id": project,
+                    "networks": [{"network": "mig"}],
+                },
+            )
+            assert r.status_code == 202, r.text
+            vm_id = r.json()["vm"]["id"]
+            assert wait_task(c, r.json()["task_id"], 180)["state"] == "succeeded"
+            source = c.get(f"/v1/vms/{vm_id}").json()["host_id"]
+            (target,) = [h for h in hosts if h != source]
+            (port,) = c.get("/v1/ports", params={"vm_id": vm_id}).json()["items"]
+
+            r = c.post(f"/v1/vms/{vm_id}/migrate", json={"host": target})
+            assert r.status_code == 202, r.text
+            assert wait_task(c, r.json()["task_id"], 300)["state"] == "succeeded"
+            assert c.get(f"/v1/vms/{vm_id}").json()["host_id"] == target
+            assert c.get(f"/v1/ports/{port['id']}").json()["host_id"] == target
+
+        db = sqlite3.connect(server.state_dir / "novacron.db")
+        try:
+            ops = list(
+                db.execute(
+                    "SELECT host_id, op, payload, created_at FROM host_operations "
+                    "WHERE op IN ('network_sync', 'migrate_receive') ORDER BY created_at, rowid"
+                )
+            )
+        finally:
+            db.close()
+
+        def ports_in(payload: str) -> set[str]:
+            return {p["id"] for p in json.loads(payload)["state"]["ports"]}
+
+        receive_at = next(at for h, op, _, at in ops if op == "migrate_receive" and h == target)
+        first_on_target = next(
+            at for h, op, p, at in ops if op == "network_sync" and h == target and port["id"] in ports_in(p)
+        )
+        assert first_on_target < receive_at  # the destination had the port before the VM arrived
+        last = {h: p for h, op, p, _ in ops if op == "network_sync"}
+        assert port["id"] in ports_in(last[target]) and port["id"] not in ports_in(last[source])
+        assert json.loads(last[target])["state"]["underlay_ip"] == hosts[target]["underlay_ip"]
+    finally:
+        agent.stop()
+        subprocess.run(["pkill", "-9", "-f", f"{agent.state_dir}/"], check=False)
+        shutil.rmtree(agent.state_dir, ignore_errors=True)
+        destroy_server(server)
