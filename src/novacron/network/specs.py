@@ -14,6 +14,7 @@ peers of a host on a network are the underlay addresses of the other hosts where
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections import defaultdict
 from dataclasses import replace
 from typing import Any
@@ -105,12 +106,15 @@ class _Tenant:
             self.project[port_id] = project_id
             self.labels[port_id] = labels or {}
         self.ips: dict[str, list[str]] = defaultdict(list)
-        for port_id, ip in session.execute(
-            select(IPAllocation.port_id, IPAllocation.ip)
+        self.fixed: dict[str, list[FixedIP]] = defaultdict(list)
+        for port_id, subnet_id, ip in session.execute(
+            select(IPAllocation.port_id, IPAllocation.subnet_id, IPAllocation.ip)
             .join(Port, Port.id == IPAllocation.port_id)
             .where(Port.tenant_id == tenant_id, Port.owner == "compute")
+            .order_by(IPAllocation.port_id, IPAllocation.subnet_id)
         ):
             self.ips[port_id].append(ip)
+            self.fixed[port_id].append(FixedIP(subnet_id, ip))
         self.explicit: dict[str, set[str]] = defaultdict(set)
         for port_id, group_id in session.execute(
             select(PortSecurityGroup.port_id, PortSecurityGroup.group_id)
@@ -129,19 +133,30 @@ class _Tenant:
             .order_by(SecurityGroupRule.created_at, SecurityGroupRule.id)
         ):
             self.rules[rule.group_id].append(rule)
+        self._groups_of: dict[str, list[str]] = {}
+        self._members: dict[str, list[str]] | None = None
+        self._remote: dict[tuple[str, str, str], tuple[str, ...]] = {}
+        self._resolved: dict[str, Rule | None] = {}
 
     def groups_of(self, port_id: str) -> list[str]:
-        labelled = [
-            g.id
-            for g in self.groups.values()
-            if g.selector
-            and g.project_id == self.project.get(port_id)
-            and label_match(g.selector, self.labels.get(port_id))
-        ]
-        return sorted(self.explicit.get(port_id, set()) | set(labelled))
+        if port_id not in self._groups_of:
+            labelled = [
+                g.id
+                for g in self.groups.values()
+                if g.selector
+                and g.project_id == self.project.get(port_id)
+                and label_match(g.selector, self.labels.get(port_id))
+            ]
+            self._groups_of[port_id] = sorted(self.explicit.get(port_id, set()) | set(labelled))
+        return self._groups_of[port_id]
 
     def members(self, group_id: str) -> list[str]:
-        return [p for p in self.project if group_id in self.groups_of(p)]
+        if self._members is None:  # one pass over the ports answers every group
+            self._members = defaultdict(list)
+            for p in self.project:
+                for g in self.groups_of(p):
+                    self._members[g].append(p)
+        return self._members.get(group_id, [])
 
     def selected(self, selector: dict[str, str]) -> list[str]:
         return [p for p, labels in self.labels.items() if label_match(selector, labels)]
@@ -159,16 +174,24 @@ class _Tenant:
             )
         )
 
+    def remote(self, r: SecurityGroupRule) -> tuple[str, ...]:
+        """The current addresses of a rule's remote group or selector (computed once per tenant read)."""
+        key = (r.remote_group_id or "", json.dumps(r.remote_labels, sort_keys=True), r.ethertype)
+        if key not in self._remote:
+            if r.remote_group_id:
+                ports = self.members(r.remote_group_id)
+            else:
+                ports = self.selected(r.remote_labels or {})
+            self._remote[key] = self.addresses(ports, r.ethertype)
+        return self._remote[key]
+
     def rule(self, r: SecurityGroupRule) -> Rule | None:
         """The rule with its remote side resolved; None when that side has no member (matches nothing)."""
         remote: tuple[str, ...] = ()
         if r.remote_cidr:
             remote = (r.remote_cidr,)
         elif r.remote_group_id or r.remote_labels:
-            ports = (
-                self.members(r.remote_group_id) if r.remote_group_id else self.selected(r.remote_labels or {})
-            )
-            remote = self.addresses(ports, r.ethertype)
+            remote = self.remote(r)
             if not remote:
                 return None
         return Rule(
@@ -184,10 +207,14 @@ class _Tenant:
 
     def rules_of(self, port_id: str) -> tuple[Rule, ...]:
         out: list[Rule] = []
+        seen: set[Rule] = set()
         for group_id in self.groups_of(port_id):
             for r in self.rules.get(group_id, []):
-                resolved = self.rule(r)
-                if resolved is not None and resolved not in out:
+                if r.id not in self._resolved:  # a rule resolves the same for every port
+                    self._resolved[r.id] = self.rule(r)
+                resolved = self._resolved[r.id]
+                if resolved is not None and resolved not in seen:
+                    seen.add(resolved)
                     out.append(resolved)
         return tuple(out)
 
@@ -216,18 +243,22 @@ class Resolver:
         return self._qos[policy_id]
 
     def port(self, port: Port) -> PortSpec:
-        fixed = self.session.execute(
-            select(IPAllocation.subnet_id, IPAllocation.ip)
-            .where(IPAllocation.port_id == port.id)
-            .order_by(IPAllocation.subnet_id)
-        )
         tenant = self.tenant(port.tenant_id)
+        if port.id in tenant.project:
+            fixed = list(tenant.fixed.get(port.id, []))
+        else:  # a port made after the tenant was read
+            rows = self.session.execute(
+                select(IPAllocation.subnet_id, IPAllocation.ip)
+                .where(IPAllocation.port_id == port.id)
+                .order_by(IPAllocation.subnet_id)
+            )
+            fixed = [FixedIP(sub, ip) for sub, ip in rows]
         return PortSpec(
             id=port.id,
             network_id=port.network_id,
             tenant_id=port.tenant_id,
             mac=port.mac,
-            fixed_ips=tuple(FixedIP(s, ip) for s, ip in fixed),
+            fixed_ips=tuple(fixed),
             device=port.device,
             port_security=port.port_security,
             rules=tenant.rules_of(port.id) if port.port_security else (),
@@ -312,6 +343,9 @@ class Layout:
     def __init__(self, session: Session, moving: dict[str, str] | None = None) -> None:
         self.session = session
         self.bound = bound_ports(session, moving)
+        self.underlay: dict[str, str | None] = {
+            h: ip for h, ip in session.execute(select(Host.id, Host.underlay_ip))
+        }
         nodes = network_nodes(session)
         self.node = nodes[0] if nodes else None
         first_host: dict[str, str] = {}
@@ -345,11 +379,21 @@ class Layout:
         return set().union(*self.presence.values()) if self.presence else set()
 
 
-def host_state(session: Session, host_id: str, moving: dict[str, str] | None = None) -> HostState:
-    """Everything the host's datapath must have; ``moving`` places VMs about to arrive there."""
-    layout = Layout(session, moving)
-    underlay: dict[str, str | None] = {h: ip for h, ip in session.execute(select(Host.id, Host.underlay_ip))}
-    resolver = Resolver(session)
+def host_state(
+    session: Session,
+    host_id: str,
+    moving: dict[str, str] | None = None,
+    *,
+    layout: Layout | None = None,
+    resolver: Resolver | None = None,
+) -> HostState:
+    """Everything the host's datapath must have; ``moving`` places VMs about to arrive there.
+
+    ``layout`` and ``resolver`` may be shared by the states of several hosts of one session.
+    """
+    layout = layout or Layout(session, moving)
+    underlay = layout.underlay
+    resolver = resolver or Resolver(session)
     networks: list[HostNetwork] = []
     for network_id in sorted(n for n, hosts in layout.presence.items() if host_id in hosts):
         network = session.get(Network, network_id)

@@ -17,20 +17,24 @@ from sqlalchemy.orm import Session
 
 from novacron.compute import hostops
 from novacron.db.models import VM, Host, HostOperation, Port
-from novacron.network.specs import affected_hosts, host_state
+from novacron.network.specs import Layout, Resolver, affected_hosts, host_state
 from novacron.network.wire import to_dict
 
 OP = "network_sync"
 
 
-def sync_payload(session: Session, host_id: str, moving: dict[str, str] | None = None) -> dict[str, Any]:
-    return {"state": to_dict(host_state(session, host_id, moving))}
+def sync_payload(
+    session: Session, host_id: str, moving: dict[str, str] | None = None, *, shared: tuple[Layout, Resolver]
+) -> dict[str, Any]:
+    layout, resolver = shared
+    return {"state": to_dict(host_state(session, host_id, moving, layout=layout, resolver=resolver))}
 
 
 def push(session: Session, host_ids: Iterable[str], moving: dict[str, str] | None = None) -> list[str]:
     """Queue each host's current state (fire-and-forget); the agents are woken after the commit."""
     session.flush()
     queued: list[str] = []
+    shared = (Layout(session, moving), Resolver(session))  # read once for every host's state
     for host_id in sorted(set(host_ids)):
         host = session.get(Host, host_id)
         if host is None or host.fenced_at is not None:
@@ -50,7 +54,7 @@ def push(session: Session, host_ids: Iterable[str], moving: dict[str, str] | Non
                 task_id=None,
                 op=OP,
                 instance_id=host_id[:40],
-                payload=sync_payload(session, host_id, moving),
+                payload=sync_payload(session, host_id, moving, shared=shared),
             )
         )
         queued.append(host_id)
