@@ -67,6 +67,8 @@ class Settings:
     quota_reconcile_interval_s: float = 600.0
     #: how often reservation windows are opened and closed
     reservation_tick_s: float = 5.0
+    #: this host's address on the underlay (the VXLAN tunnels' endpoint), reported by its agent
+    underlay_ip: str = ""
 
     @property
     def images_dir(self) -> Path:
@@ -114,4 +116,5 @@ class Settings:
             shared_storage_dir=(
                 Path(_env("SHARED_STORAGE_DIR", "")).resolve() if _env("SHARED_STORAGE_DIR", "") else None
             ),
+            underlay_ip=_env("UNDERLAY_IP", ""),
         )

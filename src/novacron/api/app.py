@@ -39,13 +39,30 @@ def _include_optional(app: FastAPI) -> None:
         backups,
         dr,
         identity,
+        networks,
+        ports,
         quota,
+        routers,
+        security_groups,
         server_groups,
         usage,
     )
     from novacron.identity.audit import install_audit
 
-    for module in (identity, aggregates, server_groups, backups, backup_policies, dr, quota, usage):
+    for module in (
+        identity,
+        aggregates,
+        server_groups,
+        backups,
+        backup_policies,
+        dr,
+        quota,
+        usage,
+        networks,
+        ports,
+        security_groups,
+        routers,
+    ):
         app.include_router(module.router)
     install_audit(app)
 

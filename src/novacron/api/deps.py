@@ -33,7 +33,9 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+#: ``scope="function"``: the transaction commits before the response is sent, so a client that got
+#: 201 reads its write at once, and a failed commit is the response's error rather than unseen
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def get_read_session(request: Request) -> Iterator[Session]:

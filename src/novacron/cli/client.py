@@ -261,6 +261,9 @@ class Client:
     def patch(self, path: str, body: Any) -> Any:
         return self.send("PATCH", path, json_body=body).json()
 
+    def put(self, path: str, body: Any) -> Any:
+        return self.send("PUT", path, json_body=body).json()
+
     def delete(self, path: str) -> Any:
         r = self.send("DELETE", path)
         return r.json() if r.content else None

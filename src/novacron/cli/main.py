@@ -99,7 +99,7 @@ def whoami(ctx: typer.Context, as_json: bool = JSON) -> None:
 
 
 def _register() -> None:
-    from novacron.cli import agent, backup, cluster, image, misc, quota, vm
+    from novacron.cli import agent, backup, cluster, image, misc, network, quota, vm
 
     app.add_typer(vm.app, name="vm", help="Virtual machines: create, power actions, console, logs, metrics.")
     app.add_typer(image.app, name="image", help="Disk images: import from a file or URL, list, delete.")
@@ -117,6 +117,13 @@ def _register() -> None:
     app.add_typer(quota.budget_app, name="budget", help="Monthly budgets of tenants and projects.")
     app.add_typer(quota.price_app, name="price", help="Price list per resource and hour.")
     app.add_typer(quota.policy_app, name="policy", help="Policy rules: thresholds, bursts, size caps.")
+    app.add_typer(network.network_app, name="network", help="Tenant networks (VXLAN segments).")
+    app.add_typer(network.subnet_app, name="subnet", help="Subnets: address ranges, gateway, DHCP.")
+    app.add_typer(network.port_app, name="port", help="Ports: NICs with addresses and rules.")
+    app.add_typer(network.router_app, name="router", help="Routers: interfaces, external gateway (SNAT).")
+    app.add_typer(network.fip_app, name="floating-ip", help="Floating IPs (DNAT from an external network).")
+    app.add_typer(network.sg_app, name="security-group", help="Security groups, rules and label policies.")
+    app.add_typer(network.qos_app, name="qos-policy", help="QoS policies: rate limits and DSCP.")
     app.command(name="events")(misc.events)
     app.command(name="agent")(agent.agent)
 

@@ -43,6 +43,7 @@ VM_FIELDS: list[Column] = [
     ("project_id", "project_id"),
     ("tenant_id", "tenant_id"),
     ("metadata", "metadata"),
+    ("labels", "labels"),
     ("created_at", "created_at"),
     ("updated_at", "updated_at"),
 ]
@@ -119,6 +120,11 @@ def create(
         False, "--ha", help="restart it on another host when its host fails (needs shared storage)"
     ),
     ha_priority: int = typer.Option(0, "--ha-priority", help="HA restart order: higher restarts first"),
+    network: list[str] = typer.Option(
+        [], "--network", help="NIC on this network (name or id), repeatable; NAME=IP asks for an address"
+    ),
+    security_group: list[str] = typer.Option([], "--security-group", help="for every NIC (default: default)"),
+    label: list[str] = typer.Option([], "--label", help="KEY=VALUE for label policies, repeatable"),
     wait: bool = WAIT,
     wait_timeout: float | None = TIMEOUT,
     as_json: bool = JSON,
@@ -133,6 +139,25 @@ def create(
     body: dict[str, Any] = {"name": name, "image": image, "flavor": flavor, "metadata": meta}
     if ha:
         body.update(ha=True, ha_priority=ha_priority)
+    if network:
+        nics: list[dict[str, Any]] = []
+        for item in network:
+            net, _, ip = item.partition("=")
+            nic: dict[str, Any] = {"network": net}
+            if ip:
+                nic["fixed_ip"] = ip
+            if security_group:
+                nic["security_groups"] = security_group
+            nics.append(nic)
+        body["networks"] = nics
+    if label:
+        labels: dict[str, str] = {}
+        for item in label:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise CliError(f"--label expects KEY=VALUE, got '{item}'")
+            labels[key] = value
+        body["labels"] = labels
     if user_data is not None:
         try:
             body["user_data"] = user_data.read_text()

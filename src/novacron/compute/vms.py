@@ -17,6 +17,9 @@ from novacron.compute.scope import get_visible
 from novacron.db.base import new_id
 from novacron.db.models import VM, Flavor, Image, Project, Task
 from novacron.identity.principal import Principal
+from novacron.network import service as network_service
+from novacron.network.service import NicRequest
+from novacron.network.sync import syncing
 from novacron.quota import enforce as quota
 from novacron.quota.policy import Decisions
 from novacron.quota.registry import vm_amounts
@@ -51,6 +54,8 @@ def create_vm(
     ha_priority: int = 0,
     budget_override: bool = False,
     decisions: Decisions | None = None,
+    vm_labels: dict[str, str] | None = None,
+    nics: list[NicRequest] | None = None,
 ) -> tuple[VM, Task]:
     try:
         image = get_visible(session, Image, image_ref, principal, "image")
@@ -70,6 +75,9 @@ def create_vm(
     )
     if session.scalar(select(VM.id).where(VM.project_id == project.id, VM.name == name)):
         raise name_taken("VM", name, "body.name")
+    traits = network_service.vm_traits(nics or [])
+    if traits:  # SR-IOV and DPDK NICs need hosts that have them
+        placement["required_traits"] = sorted(set(placement.get("required_traits", ())) | traits)  # type: ignore[call-overload]
     vm = VM(
         id=new_id("vm"),
         project_id=project.id,
@@ -86,6 +94,7 @@ def create_vm(
         server_group_id=group_id,
         ha=ha,
         ha_priority=ha_priority,
+        labels=dict(vm_labels or {}),
         desired_state="running",
         state="building",
         task_state="creating",
@@ -106,6 +115,9 @@ def create_vm(
         decisions,
         budget_override=budget_override,
     )
+    if nics:
+        with syncing(session, vm.tenant_id):  # its addresses may join others' remote groups
+            network_service.create_vm_ports(session, principal, project, vm, nics)
     events.publish(
         session, "vm.created", "vm", vm.id, tenant_id=vm.tenant_id, project_id=vm.project_id, name=name
     )

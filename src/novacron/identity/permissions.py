@@ -22,6 +22,7 @@ VIEW = frozenset(
         "quota:read",
         "reservation:read",
         "usage:read",
+        "network:read",
     }
 )
 MEMBER = VIEW | {
@@ -38,6 +39,7 @@ MEMBER = VIEW | {
     "backup:restore",
     "backup:delete",
     "reservation:write",
+    "network:write",
 }
 TENANT_ADMIN = MEMBER | {
     "project:write",
@@ -66,6 +68,7 @@ ADMIN = TENANT_ADMIN | {
     "quota:admin",
     "policy:write",
     "price:write",
+    "network:admin",
     # see and act across every tenant
     "global",
 }
