@@ -37,7 +37,7 @@ APT_PACKAGES=(
     python3 python3-venv
     qemu-system-x86 qemu-utils busybox-static cpio xz-utils
     postgresql-15
-    iproute2 nftables
+    iproute2 nftables dnsmasq-base iperf3
     chromium chromium-driver
     curl ca-certificates git
 )

@@ -23,6 +23,7 @@ def build_context(settings: Settings) -> Context:
     from novacron.compute.tasks import HANDLERS
     from novacron.db.migrate import upgrade
     from novacron.identity.tokens import TokenService
+    from novacron.network import make_backend
     from novacron.tasks.runner import TaskRunner
     from novacron.virt import make_driver
 
@@ -35,7 +36,12 @@ def build_context(settings: Settings) -> Context:
         driver = make_driver(settings.compute_driver, settings)
         control = LocalControlPlane(ctx, settings.host_name, driver.name)
         ctx.agent = AgentRuntime(
-            driver, control, settings.metrics_interval_s, settings.migration_address, settings.run_dir
+            driver,
+            control,
+            settings.metrics_interval_s,
+            settings.migration_address,
+            settings.run_dir,
+            make_backend(settings, scope=settings.host_name),
         )
     return ctx
 

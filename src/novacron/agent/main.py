@@ -79,6 +79,7 @@ def ensure_joined(
 async def run_agent(
     settings: Settings, server: str, name: str, join_token: str | None, fingerprint: str | None
 ) -> None:
+    from novacron.network import make_backend
     from novacron.virt import make_driver
 
     settings.ensure_dirs()
@@ -95,7 +96,12 @@ async def run_agent(
         settings.images_dir,
     )
     runtime = AgentRuntime(
-        driver, control, settings.metrics_interval_s, settings.migration_address, settings.run_dir
+        driver,
+        control,
+        settings.metrics_interval_s,
+        settings.migration_address,
+        settings.run_dir,
+        make_backend(settings, scope=name),
     )
     await runtime.start()
     log.info("agent of host %s (%s) joined %s", name, control.host_id, server)

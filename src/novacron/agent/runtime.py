@@ -11,16 +11,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from novacron.agent.control import AgentRefused, ControlPlane
 from novacron.agent.watchdog import Lease
-from novacron.virt.base import ComputeDriver, InstanceSpec, PowerState
+from novacron.virt.base import ComputeDriver, InstanceSpec, Nic, PowerState
 from novacron.virt.consolelog import read_log
 
 if TYPE_CHECKING:
+    from novacron.network.model import NetworkBackend
     from novacron.virt.migration import Progress
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,11 @@ class AgentRuntime:
         report_interval_s: float = 1.0,
         migration_address: str = "127.0.0.1",
         lease_dir: Path | None = None,
+        network: NetworkBackend | None = None,
     ) -> None:
         self.driver = driver
+        #: this host's tenant-network datapath (None: the host has none)
+        self.network = network
         #: self-fencing (agent/watchdog.py); ``lease_dir`` is where the watchdog process finds it
         self.lease = Lease(lease_dir)
         self.fenced = False
@@ -60,7 +64,9 @@ class AgentRuntime:
         return self.control.host_id
 
     async def start(self) -> None:
-        await self.control.register(self.driver.host_facts())
+        facts = self.driver.host_facts()
+        underlay = getattr(self.network, "underlay_ip", None)
+        await self.control.register(replace(facts, underlay_ip=underlay) if underlay else facts)
         await self.report_once()
 
     async def run_forever(self) -> None:
@@ -169,6 +175,7 @@ class AgentRuntime:
         s = dict(payload["spec"])
         image_id, sha = str(s.pop("image_id")), s.pop("image_sha256", None)
         has_kernel, has_initrd = bool(s.pop("has_kernel")), bool(s.pop("has_initrd"))
+        s["nics"] = tuple(Nic(**n) for n in s.pop("nics", None) or ())
         return InstanceSpec(
             image_path=await self.control.image_path(image_id, "file", sha),
             kernel_path=await self.control.image_path(image_id, "kernel", None) if has_kernel else None,
@@ -222,9 +229,21 @@ class AgentRuntime:
             await self._console_attach(instance_id, str(payload["session"]), payload.get("relay_url"))
         elif op.startswith("migrate_"):
             return await self._migrate(op, instance_id, payload, op_id)
+        elif op == "network_sync":
+            return await self._network_sync(payload)
         else:
             raise ValueError(f"unknown operation {op!r}")
         return {}
+
+    async def _network_sync(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Make this host's datapath match the whole desired state in ``payload`` (wire.py)."""
+        from novacron.network.linux import LinuxBackend
+        from novacron.network.wire import state_from_dict
+
+        if not isinstance(self.network, LinuxBackend):
+            raise RuntimeError("this host has no network backend (NOVACRON_NETWORK_BACKEND=none)")
+        state = state_from_dict(payload)
+        return await asyncio.to_thread(self.network.sync, state)
 
     def _progress(self, op_id: str | None) -> Progress | None:
         """A progress callback for a long operation: sends at most once a second, best effort."""

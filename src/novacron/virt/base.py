@@ -49,6 +49,18 @@ class HostFacts:
     #: id of the shared storage holding this host's VM disks ("" when they are local): hosts
     #: reporting the same id reach the same disks, so a VM can restart on any of them
     shared_storage: str = ""
+    #: the host's VXLAN tunnel endpoint on the underlay ("" when it has none)
+    underlay_ip: str = ""
+
+
+@dataclass(frozen=True)
+class Nic:
+    """A guest NIC on a tenant network: its port's tap ``device`` is made by the network backend."""
+
+    port_id: str
+    mac: str
+    device: str
+    network_id: str
 
 
 @dataclass(frozen=True)
@@ -68,6 +80,8 @@ class InstanceSpec:
     kernel_cmdline: str = ""
     user_data: str = ""
     meta_data: dict[str, Any] = field(default_factory=dict)
+    #: one NIC per tenant-network port, in guest order; none: the host's default NIC
+    nics: tuple[Nic, ...] = ()
 
 
 @dataclass(frozen=True)

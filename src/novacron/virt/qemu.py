@@ -233,12 +233,18 @@ class QemuDriver(ComputeDriver):
             "-device",
             "virtio-blk-pci,drive=vdb,id=vdb-dev",
         ]
-        tap = self.tap_name(i)
-        if tap:
-            argv += ["-netdev", f"tap,id=net0,ifname={tap},script=no,downscript=no"]
+        if spec.nics:
+            # tenant-network ports: their taps are made (and firewalled) by the network backend
+            for n, nic in enumerate(spec.nics):
+                argv += ["-netdev", f"tap,id=net{n},ifname={nic.device},script=no,downscript=no"]
+                argv += ["-device", f"virtio-net-pci,netdev=net{n},id=net{n}-dev,mac={nic.mac}"]
         else:
-            argv += ["-netdev", "user,id=net0"]
-        argv += ["-device", f"virtio-net-pci,netdev=net0,id=net0-dev,mac={spec.mac}"]
+            tap = self.tap_name(i)
+            if tap:
+                argv += ["-netdev", f"tap,id=net0,ifname={tap},script=no,downscript=no"]
+            else:
+                argv += ["-netdev", "user,id=net0"]
+            argv += ["-device", f"virtio-net-pci,netdev=net0,id=net0-dev,mac={spec.mac}"]
         if spec.kernel_path:
             argv += ["-kernel", str(spec.kernel_path)]
             if spec.initrd_path:
@@ -252,15 +258,25 @@ class QemuDriver(ComputeDriver):
             return
         if not self.disk_path(i).exists() or not self.seed_path(i).exists():
             await self.prepare(spec)
-        if not re.fullmatch(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}", spec.mac):
-            raise DriverError(f"invalid MAC address {spec.mac!r}")
+        for mac in [spec.mac, *(nic.mac for nic in spec.nics)]:
+            if not re.fullmatch(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}", mac):
+                raise DriverError(f"invalid MAC address {mac!r}")
         argv = self._argv(spec)
         await self._start(i, argv)
 
     async def _start(self, i: str, argv: list[str]) -> None:
-        tap = self.tap_name(i)
-        if tap and self.bridge:
-            await asyncio.to_thread(netdev.ensure_tap, tap, self.bridge)
+        default = self.tap_name(i)
+        ports = [t for t in argv_taps(argv) if t != default]
+        if ports:
+            for device in ports:
+                if not netdev.link_exists(device):
+                    # a guest started without it would boot with a dead NIC
+                    raise DriverError(
+                        f"the tap {device} of a port of instance {i} does not exist on this host: "
+                        "its network was not synced here before the launch"
+                    )
+        elif default and self.bridge:
+            await asyncio.to_thread(netdev.ensure_tap, default, self.bridge)
         for p in (self.qmp_socket(i), self.console_socket(i), self.pidfile(i)):
             p.unlink(missing_ok=True)
         idir = self.instance_dir(i)
@@ -448,3 +464,14 @@ class QemuDriver(ComputeDriver):
             net_rx_bytes=rx,
             net_tx_bytes=tx,
         )
+
+
+def argv_taps(argv: list[str]) -> list[str]:
+    """The tap devices a QEMU command line opens."""
+    taps = []
+    for a, b in zip(argv, argv[1:], strict=False):
+        if a == "-netdev" and b.startswith("tap,"):
+            opts = dict(kv.split("=", 1) for kv in b.split(",")[1:] if "=" in kv)
+            if opts.get("ifname"):
+                taps.append(opts["ifname"])
+    return taps
