@@ -8,6 +8,7 @@ the frozen specs of ``network/model.py`` through plain JSON types (tuples become
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from collections.abc import Mapping
@@ -15,22 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from novacron.network.model import (
-    FixedIP,
-    NatRule,
     NetworkSpec,
     PortSpec,
-    QosSpec,
-    RouterInterface,
     RouterSpec,
-    Rule,
-    SubnetSpec,
 )
 
 T = TypeVar("T")
-_SPECS: dict[str, type] = {
-    c.__name__: c
-    for c in (FixedIP, NatRule, NetworkSpec, PortSpec, QosSpec, RouterInterface, RouterSpec, Rule, SubnetSpec)
-}
 
 
 @dataclass(frozen=True)
@@ -79,9 +70,14 @@ def _convert(tp: Any, value: Any) -> Any:
     return value
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
 def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
     """Build ``cls`` (a spec dataclass) from ``to_dict`` output; unknown keys are refused."""
-    hints = typing.get_type_hints(cls, globalns={**globals(), **_SPECS})
+    hints = _hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = set(data) - names
     if unknown:

@@ -18,7 +18,11 @@ def tap_name(instance_id: str, salt: str = "") -> str:
 
 
 def link_exists(name: str) -> bool:
-    return Path("/sys/class/net", name).exists()
+    """Asked over netlink: /sys shows the namespace it was mounted in, not the caller's."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        return bool(ipr.link_lookup(ifname=name))
 
 
 def ensure_bridge(bridge: str) -> None:

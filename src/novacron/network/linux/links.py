@@ -11,7 +11,7 @@ import subprocess
 from collections.abc import Iterator
 from typing import Any
 
-from pyroute2 import IPRoute, NetlinkError, NetNS, netns
+from pyroute2 import IPRoute, NetlinkError, netns
 
 ZERO_MAC = "00:00:00:00:00:00"
 VXLAN_PORT = 4789
@@ -24,7 +24,8 @@ class NetError(Exception):
 @contextlib.contextmanager
 def route(ns: str | None = None) -> Iterator[Any]:
     """A netlink socket in namespace ``ns`` (None: the caller's own)."""
-    sock: Any = NetNS(ns) if ns else IPRoute()
+    # flags=0: never create a namespace by opening it (pyroute2's default would)
+    sock: Any = IPRoute(netns=ns, flags=0) if ns else IPRoute()
     try:
         yield sock
     finally:
@@ -172,18 +173,24 @@ def ensure_default_route(ipr: Any, gateway: str | None) -> None:
 
 def ensure_ns(name: str) -> None:
     if name not in netns.listnetns():
-        netns.create(name)
+        _ip("netns", "add", name)
     with route(name) as ns:
         ns.link("set", index=index(ns, "lo"), state="up")
 
 
 def remove_ns(name: str) -> None:
     if name in netns.listnetns():
-        netns.remove(name)
+        _ip("netns", "del", name)
 
 
 def list_ns(prefix: str) -> list[str]:
     return [n for n in netns.listnetns() if n.startswith(prefix)]
+
+
+def _ip(*argv: str) -> None:
+    res = subprocess.run(["ip", *argv], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise NetError(f"ip {' '.join(argv)} failed: {res.stderr.strip()}")
 
 
 def in_ns(ns: str, *argv: str, stdin: str | None = None) -> str:
