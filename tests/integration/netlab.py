@@ -158,12 +158,14 @@ def guest_pids(state_dir: Path) -> list[int]:
 
 
 def _sync(state_dir: Path, scope: str, underlay: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """The agent's own ``network_sync`` operation (the control plane is not needed for it)."""
+    from novacron.agent.runtime import AgentRuntime
     from novacron.network.linux import LinuxBackend
-    from novacron.network.wire import state_from_dict
 
     backend = LinuxBackend(state_dir / "network", underlay, scope)
+    runtime = AgentRuntime(None, None, network=backend)  # type: ignore[arg-type]
     started = time.monotonic()
-    counts = backend.sync(state_from_dict(payload))
+    counts = asyncio.run(runtime.execute("network_sync", "", payload))
     return {**counts, "seconds": time.monotonic() - started}
 
 

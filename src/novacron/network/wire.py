@@ -77,7 +77,7 @@ def _hints(cls: type) -> dict[str, Any]:
 
 def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
     """Build ``cls`` (a spec dataclass) from ``to_dict`` output; unknown keys are refused."""
-    hints = _hints(cls)
+    hints = _hints(cls)  # type: ignore[arg-type]
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = set(data) - names
     if unknown:

@@ -18,7 +18,9 @@ def tap_name(instance_id: str, salt: str = "") -> str:
 
 
 def link_exists(name: str) -> bool:
-    """Asked over netlink: /sys shows the namespace it was mounted in, not the caller's."""
+    """Asked over netlink: /sys shows the namespace it was mounted in, not the caller's.
+
+    Blocking (pyroute2 runs its own event loop): call it from a thread in async code."""
     from pyroute2 import IPRoute
 
     with IPRoute() as ipr:

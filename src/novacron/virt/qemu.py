@@ -269,7 +269,7 @@ class QemuDriver(ComputeDriver):
         ports = [t for t in argv_taps(argv) if t != default]
         if ports:
             for device in ports:
-                if not netdev.link_exists(device):
+                if not await asyncio.to_thread(netdev.link_exists, device):
                     # a guest started without it would boot with a dead NIC
                     raise DriverError(
                         f"the tap {device} of a port of instance {i} does not exist on this host: "
@@ -421,8 +421,7 @@ class QemuDriver(ComputeDriver):
     async def forget(self, instance_id: str) -> None:
         await self.power_off(instance_id)
         tap = netdev.tap_name(instance_id, self.tap_salt)
-        if netdev.link_exists(tap):
-            await asyncio.to_thread(netdev.delete_link, tap)
+        await asyncio.to_thread(netdev.delete_link, tap)
         for p in (self.qmp_socket(instance_id), self.console_socket(instance_id), self.pidfile(instance_id)):
             p.unlink(missing_ok=True)
         idir = self.instance_dir(instance_id)

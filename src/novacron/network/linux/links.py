@@ -136,7 +136,26 @@ def ensure_veth_into(ipr: Any, name: str, peer: str, ns: str) -> None:
             if index(inner, peer) is not None:
                 return
         ipr.link("del", index=index(ipr, name))
-    ipr.link("add", ifname=name, kind="veth", peer={"ifname": peer, "net_ns_fd": ns})
+    ipr.link("add", ifname=name, kind="veth", peer=peer)
+    # a namespace's own packets (DHCP offers, routed replies) leave with a partial checksum that
+    # a guest reading raw sockets (udhcpc) drops: the veth computes them in software instead
+    no_tx_checksum(peer)
+    no_tx_checksum(name)
+    ipr.link("set", index=index(ipr, peer), net_ns_fd=ns)
+
+
+def no_tx_checksum(name: str) -> None:
+    from pyroute2.ethtool import Ethtool
+
+    tool = Ethtool()
+    try:
+        features = tool.get_features(name)
+        for feature, state in features.features.items():
+            if feature.startswith("tx-checksum"):
+                state.enable = False
+        tool.set_features(name, features)
+    finally:
+        tool.close()
 
 
 def sync_addresses(ipr: Any, name: str, wanted: list[str]) -> None:
