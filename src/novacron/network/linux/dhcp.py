@@ -32,7 +32,9 @@ def server_ip(subnet: SubnetSpec) -> str:
     return str(ip)
 
 
-def _config(network: NetworkSpec, iface: str, run: Path) -> str:
+def _config(network: NetworkSpec, ports: tuple[PortSpec, ...], iface: str, run: Path) -> str:
+    """The whole configuration, leases included: dnsmasq reads its config before it drops root,
+    while files it rereads on SIGHUP it reads as ``nobody``, who may not reach the state dir."""
     lines = [
         f"interface={iface}",
         "bind-interfaces",
@@ -42,8 +44,6 @@ def _config(network: NetworkSpec, iface: str, run: Path) -> str:
         "no-ping",
         f"pid-file={run / 'dnsmasq.pid'}",
         f"dhcp-leasefile={run / 'leases'}",
-        f"dhcp-hostsfile={run / 'hosts'}",
-        f"addn-hosts={run / 'dns'}",
         f"log-facility={run / 'dnsmasq.log'}",
         "dhcp-authoritative",
     ]
@@ -71,19 +71,13 @@ def _config(network: NetworkSpec, iface: str, run: Path) -> str:
                 lines.append(f"dhcp-option=tag:{tag},option6:dns-server,{servers}")
     if v6:
         lines.append("enable-ra")
-    return "\n".join(lines) + "\n"
-
-
-def _hosts(ports: tuple[PortSpec, ...]) -> tuple[str, str]:
-    """(dhcp-hostsfile, DNS hosts file): one static lease and one name per port address."""
-    dhcp, dns = [], []
+    # one static lease and one DNS name per port
     for port in sorted(ports, key=lambda p: p.id):
         ips = [f.ip if ":" not in f.ip else f"[{f.ip}]" for f in port.fixed_ips]
         if ips:
-            dhcp.append(",".join([port.mac, *ips]))
-        for f in port.fixed_ips:
-            dns.append(f"{f.ip} port-{port.id[:8]}")
-    return "\n".join(dhcp) + "\n", "\n".join(dns) + "\n"
+            lines.append(f"dhcp-host={','.join([port.mac, *ips])}")
+            lines.append(f"host-record=port-{port.id[:8]},{','.join(f.ip for f in port.fixed_ips)}")
+    return "\n".join(lines) + "\n"
 
 
 class Dnsmasq:
@@ -116,18 +110,14 @@ class Dnsmasq:
             links.sync_addresses(inner, peer, addrs)
         run = self.run_dir(network.id)
         run.mkdir(parents=True, exist_ok=True)
-        conf, hosts = _config(network, peer, run), _hosts(ports)
-        dhcp_hosts, dns_hosts = hosts
-        changed_conf = _write(run / "dnsmasq.conf", conf)
-        changed_hosts = _write(run / "hosts", dhcp_hosts) | _write(run / "dns", dns_hosts)
+        changed = _write(run / "dnsmasq.conf", _config(network, ports, peer, run))
         pid = self.pid(network.id)
-        if pid is not None and changed_conf:
+        if pid is not None and changed:
+            # leases are static: a restart loses nothing a guest holds
             self._kill(pid)
             pid = None
         if pid is None:
             links.in_ns(ns, "dnsmasq", f"--conf-file={run / 'dnsmasq.conf'}")
-        elif changed_hosts:
-            os.kill(pid, signal.SIGHUP)  # rereads dhcp-hostsfile and addn-hosts
 
     def stop(self, network_id: str) -> None:
         self._stop(names.h(network_id))
