@@ -121,35 +121,40 @@ def _allocate(
     subnets = list(
         session.scalars(select(Subnet).where(Subnet.network_id == network.id).order_by(Subnet.created_at))
     )
-    if not wanted:
+    implicit = not wanted
+    if implicit:  # one address from each subnet, as Neutron does
         wanted = [FixedIPRequest(subnet=s.id) for s in subnets]
     for i, req in enumerate(wanted):
-        where = f"{field}.fixed_ips.{i}" if len(wanted) > 1 or "networks" not in field else field
+        if field.startswith("body.networks") or implicit:
+            # a VM's NIC names ``network`` and ``fixed_ip``; a port without fixed_ips its ``network``
+            ip_field, subnet_field = f"{field}.fixed_ip", f"{field}.network"
+        else:
+            ip_field, subnet_field = f"{field}.fixed_ips.{i}.ip", f"{field}.fixed_ips.{i}.subnet"
         subnet: Subnet | None = None
         if req.subnet is not None:
             subnet = next((s for s in subnets if req.subnet in (s.id, s.name)), None)
             if subnet is None:
-                raise invalid(f"{where}.subnet", f"network '{network.name}' has no subnet '{req.subnet}'")
+                raise invalid(subnet_field, f"network '{network.name}' has no subnet '{req.subnet}'")
         if req.ip is not None:
             try:
                 addr = ipaddress.ip_address(req.ip)
             except ValueError as exc:
-                raise invalid(f"{where}.ip", f"'{req.ip}' is not an IP address") from exc
+                raise invalid(ip_field, f"'{req.ip}' is not an IP address") from exc
             inside = [s for s in subnets if addr in ipaddress.ip_network(s.cidr)]
             if subnet is None and inside:
                 subnet = inside[0]
             if subnet is None or subnet not in inside:
-                raise invalid(f"{where}.ip", f"{addr} is in no subnet of network '{network.name}'")
+                raise invalid(ip_field, f"{addr} is in no subnet of network '{network.name}'")
         if subnet is None:
-            raise invalid(f"{where}.subnet", "name a subnet or an ip")
+            raise invalid(subnet_field, "name a subnet or an ip")
         try:
             ipam.allocate(session, subnet, port_id, req.ip)
         except ValueError as exc:
-            raise invalid(f"{where}.ip", str(exc)) from exc
+            raise invalid(ip_field, str(exc)) from exc
         except ipam.Taken as exc:
-            raise invalid(f"{where}.ip", str(exc), 409) from exc
+            raise invalid(ip_field, str(exc), 409) from exc
         except ipam.Exhausted as exc:
-            raise invalid(where if req.subnet is None else f"{where}.subnet", str(exc), 409) from exc
+            raise invalid(subnet_field, str(exc), 409) from exc
 
 
 def create_port(
@@ -255,3 +260,69 @@ def users_of_network(session: Session, network: Network) -> list[str]:
     for router_id in session.scalars(select(Router.id).where(Router.external_network_id == network.id)):
         out.append(f"router {router_id} (gateway)")
     return out
+
+
+@dataclass(frozen=True)
+class NicRequest:
+    """One entry of a VM create's ``networks``."""
+
+    network: str
+    fixed_ip: str | None = None
+    security_groups: tuple[str, ...] | None = None
+    vnic_type: str = "normal"
+    qos_policy: str | None = None
+
+
+#: the host trait a vNIC type needs (the scheduler adds it to the VM's required traits)
+VNIC_TRAITS = {"direct": "sriov", "vhost-user": "dpdk"}
+
+
+def vm_traits(nics: list[NicRequest]) -> set[str]:
+    return {VNIC_TRAITS[n.vnic_type] for n in nics if n.vnic_type in VNIC_TRAITS}
+
+
+def create_vm_ports(
+    session: Session, principal: Principal, project: Project, vm: VM, nics: list[NicRequest]
+) -> list[Port]:
+    """The VM's ports, in order, in the VM's own transaction (a refusal leaves neither)."""
+    ports: list[Port] = []
+    for i, nic in enumerate(nics):
+        field = f"body.networks.{i}"
+        network = find_network(session, principal, nic.network, f"{field}.network")
+        ports.append(
+            create_port(
+                session,
+                principal,
+                project,
+                network,
+                field=field,
+                name=f"{vm.name}-{i}",
+                fixed_ips=[FixedIPRequest(ip=nic.fixed_ip)] if nic.fixed_ip else None,
+                security_groups=list(nic.security_groups) if nic.security_groups is not None else None,
+                vnic_type=nic.vnic_type,
+                qos_policy=nic.qos_policy,
+                vm=vm,
+                position=i,
+            )
+        )
+    return ports
+
+
+def delete_vm_ports(session: Session, vm_id: str) -> None:
+    for port in session.scalars(select(Port).where(Port.vm_id == vm_id)):
+        delete_port(session, port)
+
+
+def nics_of(session: Session, vm_id: str) -> list[dict[str, str]]:
+    """What the VM's QEMU needs per NIC, in order (``spec_payload``'s ``nics``)."""
+    ports = session.scalars(select(Port).where(Port.vm_id == vm_id).order_by(Port.position, Port.created_at))
+    return [
+        {
+            "port_id": p.id,
+            "mac": p.mac,
+            "device": p.device,
+            "network_id": p.network_id,
+            "vnic_type": p.vnic_type,
+        }
+        for p in ports
+    ]

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import delete, event, select
 from sqlalchemy.orm import Session
 
 from novacron.compute import hostops
-from novacron.db.models import Host, HostOperation, Port
+from novacron.db.models import VM, Host, HostOperation, Port
 from novacron.network.specs import affected_hosts, host_state
 from novacron.network.wire import to_dict
 
@@ -27,7 +27,7 @@ def sync_payload(session: Session, host_id: str, moving: dict[str, str] | None =
     return {"state": to_dict(host_state(session, host_id, moving))}
 
 
-def push(session: Session, host_ids: Iterable[str]) -> list[str]:
+def push(session: Session, host_ids: Iterable[str], moving: dict[str, str] | None = None) -> list[str]:
     """Queue each host's current state (fire-and-forget); the agents are woken after the commit."""
     session.flush()
     queued: list[str] = []
@@ -50,7 +50,7 @@ def push(session: Session, host_ids: Iterable[str]) -> list[str]:
                 task_id=None,
                 op=OP,
                 instance_id=host_id[:40],
-                payload=sync_payload(session, host_id),
+                payload=sync_payload(session, host_id, moving),
             )
         )
         queued.append(host_id)
@@ -76,3 +76,8 @@ def syncing(session: Session, tenant_id: str, *extra_hosts: str | None) -> Itera
 
 def vm_has_ports(session: Session, vm_id: str) -> bool:
     return session.scalar(select(Port.id).where(Port.vm_id == vm_id).limit(1)) is not None
+
+
+def syncing_vm(session: Session, vm: VM) -> AbstractContextManager[None]:
+    """``syncing`` for a change of a VM's placement or existence; nothing for a VM without ports."""
+    return syncing(session, vm.tenant_id) if vm_has_ports(session, vm.id) else nullcontext()
