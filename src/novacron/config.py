@@ -61,6 +61,8 @@ class Settings:
     #: VM disks live here instead of the instance directory: storage other hosts reach at the same
     #: path (NFS, CephFS), which is what lets HA restart a VM on another host from its disk
     shared_storage_dir: Path | None = None
+    #: this host's address on the underlay (the VXLAN tunnels' endpoint), reported by its agent
+    underlay_ip: str = ""
 
     @property
     def images_dir(self) -> Path:
@@ -105,4 +107,5 @@ class Settings:
             shared_storage_dir=(
                 Path(_env("SHARED_STORAGE_DIR", "")).resolve() if _env("SHARED_STORAGE_DIR", "") else None
             ),
+            underlay_ip=_env("UNDERLAY_IP", ""),
         )

@@ -35,7 +35,12 @@ def build_context(settings: Settings) -> Context:
         driver = make_driver(settings.compute_driver, settings)
         control = LocalControlPlane(ctx, settings.host_name, driver.name)
         ctx.agent = AgentRuntime(
-            driver, control, settings.metrics_interval_s, settings.migration_address, settings.run_dir
+            driver,
+            control,
+            settings.metrics_interval_s,
+            settings.migration_address,
+            settings.run_dir,
+            underlay_ip=settings.underlay_ip,
         )
     return ctx
 

@@ -259,6 +259,7 @@ def facts_dict(facts: HostFacts) -> dict[str, Any]:
         "disk_gb": facts.disk_gb,
         "accelerator": facts.accelerator,
         "shared_storage": facts.shared_storage,
+        "underlay_ip": facts.underlay_ip,
     }
 
 
@@ -271,4 +272,5 @@ def facts_of(data: dict[str, Any]) -> HostFacts:
         disk_gb=int(data.get("disk_gb", 0)),
         accelerator=str(data["accelerator"]),
         shared_storage=str(data.get("shared_storage", "")),
+        underlay_ip=str(data.get("underlay_ip", "")),
     )

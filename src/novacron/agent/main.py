@@ -95,7 +95,12 @@ async def run_agent(
         settings.images_dir,
     )
     runtime = AgentRuntime(
-        driver, control, settings.metrics_interval_s, settings.migration_address, settings.run_dir
+        driver,
+        control,
+        settings.metrics_interval_s,
+        settings.migration_address,
+        settings.run_dir,
+        underlay_ip=settings.underlay_ip,
     )
     await runtime.start()
     log.info("agent of host %s (%s) joined %s", name, control.host_id, server)

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +41,7 @@ class AgentRuntime:
         report_interval_s: float = 1.0,
         migration_address: str = "127.0.0.1",
         lease_dir: Path | None = None,
+        underlay_ip: str = "",
     ) -> None:
         self.driver = driver
         #: self-fencing (agent/watchdog.py); ``lease_dir`` is where the watchdog process finds it
@@ -48,6 +49,8 @@ class AgentRuntime:
         self.fenced = False
         #: where this host listens for incoming migrations (RAM and disk mirror)
         self.migration_address = migration_address
+        #: reported at registration: the VTEP address other hosts' VXLAN tunnels reach this one at
+        self.underlay_ip = underlay_ip
         self.control = control
         self.report_interval_s = report_interval_s
         self._stopping = False
@@ -60,7 +63,7 @@ class AgentRuntime:
         return self.control.host_id
 
     async def start(self) -> None:
-        await self.control.register(self.driver.host_facts())
+        await self.control.register(replace(self.driver.host_facts(), underlay_ip=self.underlay_ip))
         await self.report_once()
 
     async def run_forever(self) -> None:

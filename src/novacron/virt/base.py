@@ -49,6 +49,8 @@ class HostFacts:
     #: id of the shared storage holding this host's VM disks ("" when they are local): hosts
     #: reporting the same id reach the same disks, so a VM can restart on any of them
     shared_storage: str = ""
+    #: the host's underlay address for VXLAN (NOVACRON_UNDERLAY_IP; "" when not set)
+    underlay_ip: str = ""
 
 
 @dataclass(frozen=True)
