@@ -284,6 +284,7 @@ def delete_network(network_id: str, request: Request, session: SessionDep, princ
         )
         for subnet in session.scalars(select(Subnet).where(Subnet.network_id == network.id)):
             session.delete(subnet)
+        session.flush()  # before the network's row, whose deletion would cascade to them unseen
         session.delete(network)
     return Response(status_code=204)
 
