@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -172,6 +172,9 @@ class AgentRuntime:
         s = dict(payload["spec"])
         image_id, sha = str(s.pop("image_id")), s.pop("image_sha256", None)
         has_kernel, has_initrd = bool(s.pop("has_kernel")), bool(s.pop("has_initrd"))
+        # a newer control plane may send more (``nics``): a driver that does not know a key ignores it
+        known = {f.name for f in fields(InstanceSpec)}
+        s = {k: v for k, v in s.items() if k in known}
         return InstanceSpec(
             image_path=await self.control.image_path(image_id, "file", sha),
             kernel_path=await self.control.image_path(image_id, "kernel", None) if has_kernel else None,
