@@ -15,12 +15,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from novacron.network.model import FixedIP, NetworkSpec, PortSpec, SubnetSpec  # noqa: E402
-from novacron.network.wire import HostNetworkState, to_dict  # noqa: E402
+from novacron.network.wire import HostNetwork, HostState, to_dict  # noqa: E402
 from tests.integration.netlab import Lab, sh  # noqa: E402
 
 SECONDS = 5
@@ -35,10 +36,29 @@ def iperf(server_ns: str, client_ns: str, server_ip: str) -> float:
     return float(json.loads(out)["end"]["sum_received"]["bits_per_second"]) / 1e9
 
 
+def state(host: str, network: HostNetwork, ports: tuple[PortSpec, ...]) -> dict[str, Any]:
+    return {"state": to_dict(HostState(host, None, (network,), ports))}
+
+
 def endpoint(host_ns: str | None, ns: str, outer: str, ip: str, mtu: int) -> None:
     sh("ip", "netns", "add", ns)
     where = ["-n", host_ns] if host_ns else []
-    sh("ip", *where, "link", "add", outer, "mtu", str(mtu), "type", "veth", "peer", "name", "eth0", "netns", ns)
+    sh(
+        "ip",
+        *where,
+        "link",
+        "add",
+        outer,
+        "mtu",
+        str(mtu),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        ns,
+    )
     sh("ip", "-n", ns, "link", "set", "eth0", "mtu", str(mtu), "up")
     sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", "eth0")
 
@@ -57,14 +77,28 @@ def main() -> None:
         endpoint(h1.ns, "nbn-e1", "bp1", "10.9.0.1", net.mtu)
         endpoint(h2.ns, "nbn-e2", "bp2", "10.9.0.2", net.mtu)
         extra_ns += ["nbn-e1", "nbn-e2"]
-        h1.sync(to_dict(HostNetworkState((net,), {net.id: (h2.underlay_ip,)}, (p1,))))
-        h2.sync(to_dict(HostNetworkState((net,), {net.id: (h1.underlay_ip,)}, (p2,))))
+        h1.sync(state(h1.name, HostNetwork(net, (h2.underlay_ip,)), (p1,)))
+        h2.sync(state(h2.name, HostNetwork(net, (h1.underlay_ip,)), (p2,)))
         vxlan = iperf("nbn-e2", "nbn-e1", "10.9.0.2")
         # the peer: the same two kinds of endpoint namespaces, one veth between them
         sh("ip", "netns", "add", "nbn-d1")
         sh("ip", "netns", "add", "nbn-d2")
         extra_ns += ["nbn-d1", "nbn-d2"]
-        sh("ip", "-n", "nbn-d1", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", "nbn-d2")
+        sh(
+            "ip",
+            "-n",
+            "nbn-d1",
+            "link",
+            "add",
+            "eth0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            "nbn-d2",
+        )
         for n, ns in enumerate(("nbn-d1", "nbn-d2"), 1):
             sh("ip", "-n", ns, "link", "set", "eth0", "mtu", str(net.mtu), "up")
             sh("ip", "-n", ns, "addr", "add", f"10.8.0.{n}/24", "dev", "eth0")
@@ -75,16 +109,22 @@ def main() -> None:
         print(f"  ratio: {vxlan / direct:.2f}")
 
         ports = tuple(
-            PortSpec(f"port-{i}", net.id, "t", f"52:54:00:aa:{i >> 8:02x}:{i & 255:02x}",
-                     (FixedIP("s", f"10.9.{1 + i // 250}.{1 + i % 250}"),), f"bt{i}")
+            PortSpec(
+                f"port-{i}",
+                net.id,
+                "t",
+                f"52:54:00:aa:{i >> 8:02x}:{i & 255:02x}",
+                (FixedIP("s", f"10.9.{1 + i // 250}.{1 + i % 250}"),),
+                f"bt{i}",
+            )
             for i in range(1000)
         )
-        state = HostNetworkState((net,), {net.id: (h2.underlay_ip,)}, (p1, *ports))
-        first = h1.sync(to_dict(state))["seconds"]
-        again = h1.sync(to_dict(state))["seconds"]
-        gone = h1.sync(to_dict(HostNetworkState((net,), {net.id: (h2.underlay_ip,)}, (p1,))))["seconds"]
+        many = state(h1.name, HostNetwork(net, (h2.underlay_ip,)), (p1, *ports))
+        first = h1.sync(many)["seconds"]
+        again = h1.sync(many)["seconds"]
+        gone = h1.sync(state(h1.name, HostNetwork(net, (h2.underlay_ip,)), (p1,)))["seconds"]
         print("1,000 ports (taps on the network's bridge) through network_sync on one host:")
-        print(f"  program: {first:.2f} s ({first / 1000 * 1000:.2f} ms/port); re-apply unchanged: {again:.2f} s;")
+        print(f"  program: {first:.2f} s ({first:.2f} ms/port); re-apply unchanged: {again:.2f} s;")
         print(f"  remove all 1,000: {gone:.2f} s")
     finally:
         for ns in extra_ns:

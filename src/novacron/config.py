@@ -61,8 +61,8 @@ class Settings:
     #: VM disks live here instead of the instance directory: storage other hosts reach at the same
     #: path (NFS, CephFS), which is what lets HA restart a VM on another host from its disk
     shared_storage_dir: Path | None = None
-    #: this host's address on the underlay network: its VXLAN tunnel endpoint (VTEP)
-    underlay_ip: str | None = None
+    #: this host's address on the underlay (the VXLAN tunnels' endpoint), reported by its agent
+    underlay_ip: str = ""
     #: the network backend of this host's agent: "linux", or "none" for a host without tenant networks
     network_backend: str = "linux"
 
@@ -109,6 +109,6 @@ class Settings:
             shared_storage_dir=(
                 Path(_env("SHARED_STORAGE_DIR", "")).resolve() if _env("SHARED_STORAGE_DIR", "") else None
             ),
-            underlay_ip=_env("UNDERLAY_IP", "") or None,
+            underlay_ip=_env("UNDERLAY_IP", ""),
             network_backend=_env("NETWORK_BACKEND", "linux"),
         )

@@ -41,7 +41,8 @@ def build_context(settings: Settings) -> Context:
             settings.metrics_interval_s,
             settings.migration_address,
             settings.run_dir,
-            make_backend(settings, scope=settings.host_name),
+            underlay_ip=settings.underlay_ip,
+            network=make_backend(settings, scope=settings.host_name),
         )
     return ctx
 

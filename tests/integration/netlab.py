@@ -131,7 +131,9 @@ class Lab:
         namespaces = [h.ns for h in self.hosts] + ([self.internet_ns] if self.internet_ns else [])
         for host in self.hosts:
             with contextlib.suppress(Exception):
-                host.sync({})  # the backend removes its namespaces, dnsmasq, devices
+                host.sync(
+                    {"state": {"host_id": host.name}}
+                )  # the backend removes its namespaces, dnsmasq, devices
         for ns in namespaces:
             for pid in sh("ip", "netns", "pids", ns, check=False).split():
                 with contextlib.suppress(ProcessLookupError, ValueError):

@@ -28,7 +28,7 @@ from novacron.network.model import (
     RouterSpec,
     SubnetSpec,
 )
-from novacron.network.wire import HostNetworkState, to_dict
+from novacron.network.wire import HostNetwork, HostState, to_dict
 from tests.conftest import Guest, require, short_tmpdir
 from tests.integration.netlab import INTERNET_IP, Lab, guest_pids, sh
 
@@ -102,8 +102,15 @@ echo NETLAB-DONE
 """
 
 
-def host_state(**kw: Any) -> dict[str, Any]:
-    return dict(to_dict(HostNetworkState(**kw)))
+def host_state(
+    host: Any = None,
+    networks: tuple[HostNetwork, ...] = (),
+    ports: tuple[PortSpec, ...] = (),
+    routers: tuple[RouterSpec, ...] = (),
+) -> dict[str, Any]:
+    """The ``network_sync`` payload, as the control plane's ``network/sync.py`` sends it."""
+    state = HostState(host.name if host else "", host.underlay_ip if host else None, networks, ports, routers)
+    return {"state": to_dict(state)}
 
 
 @pytest.fixture
@@ -171,18 +178,20 @@ def test_two_hosts_dhcp_vxlan_isolation_snat_floating_ip_and_clean_delete(lab: L
     h1, h2 = lab.hosts
     # host 1: tenant 1's network (DHCP here), the external network, tenant 1's router; VM A
     state1 = host_state(
-        networks=(NET1, NET2, EXT),
-        peers={NET1.id: (h2.underlay_ip,), NET2.id: (h2.underlay_ip,)},
+        h1,
+        (
+            HostNetwork(NET1, (h2.underlay_ip,), dhcp=True, leases=(PA, PB)),
+            HostNetwork(NET2, (h2.underlay_ip,)),
+            HostNetwork(EXT),
+        ),
         ports=(PA,),
-        dhcp={NET1.id: (PA, PB)},
         routers=(ROUTER,),
     )
     # host 2: VM B of tenant 1 and VM C of tenant 2 (tenant 2's DHCP here)
     state2 = host_state(
-        networks=(NET1, NET2),
-        peers={NET1.id: (h1.underlay_ip,), NET2.id: (h1.underlay_ip,)},
+        h2,
+        (HostNetwork(NET1, (h1.underlay_ip,)), HostNetwork(NET2, (h1.underlay_ip,), dhcp=True, leases=(PC,))),
         ports=(PB, PC),
-        dhcp={NET2.id: (PC,)},
     )
     assert h1.sync(state1)["ports"] == 1
     assert h2.sync(state2)["ports"] == 2

@@ -101,7 +101,8 @@ async def run_agent(
         settings.metrics_interval_s,
         settings.migration_address,
         settings.run_dir,
-        make_backend(settings, scope=name),
+        underlay_ip=settings.underlay_ip,
+        network=make_backend(settings, scope=name),
     )
     await runtime.start()
     log.info("agent of host %s (%s) joined %s", name, control.host_id, server)

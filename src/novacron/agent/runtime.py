@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +42,7 @@ class AgentRuntime:
         report_interval_s: float = 1.0,
         migration_address: str = "127.0.0.1",
         lease_dir: Path | None = None,
+        underlay_ip: str = "",
         network: NetworkBackend | None = None,
     ) -> None:
         self.driver = driver
@@ -52,6 +53,8 @@ class AgentRuntime:
         self.fenced = False
         #: where this host listens for incoming migrations (RAM and disk mirror)
         self.migration_address = migration_address
+        #: reported at registration: the VTEP address other hosts' VXLAN tunnels reach this one at
+        self.underlay_ip = underlay_ip
         self.control = control
         self.report_interval_s = report_interval_s
         self._stopping = False
@@ -64,9 +67,7 @@ class AgentRuntime:
         return self.control.host_id
 
     async def start(self) -> None:
-        facts = self.driver.host_facts()
-        underlay = getattr(self.network, "underlay_ip", None)
-        await self.control.register(replace(facts, underlay_ip=underlay) if underlay else facts)
+        await self.control.register(replace(self.driver.host_facts(), underlay_ip=self.underlay_ip))
         await self.report_once()
 
     async def run_forever(self) -> None:
@@ -176,6 +177,9 @@ class AgentRuntime:
         image_id, sha = str(s.pop("image_id")), s.pop("image_sha256", None)
         has_kernel, has_initrd = bool(s.pop("has_kernel")), bool(s.pop("has_initrd"))
         s["nics"] = tuple(Nic(**n) for n in s.pop("nics", None) or ())
+        # a newer control plane may send more: keys the driver does not know are ignored
+        known = {f.name for f in fields(InstanceSpec)}
+        s = {k: v for k, v in s.items() if k in known}
         return InstanceSpec(
             image_path=await self.control.image_path(image_id, "file", sha),
             kernel_path=await self.control.image_path(image_id, "kernel", None) if has_kernel else None,
@@ -238,11 +242,11 @@ class AgentRuntime:
     async def _network_sync(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Make this host's datapath match the whole desired state in ``payload`` (wire.py)."""
         from novacron.network.linux import LinuxBackend
-        from novacron.network.wire import state_from_dict
+        from novacron.network.wire import HostState, from_dict
 
         if not isinstance(self.network, LinuxBackend):
             raise RuntimeError("this host has no network backend (NOVACRON_NETWORK_BACKEND=none)")
-        state = state_from_dict(payload)
+        state = from_dict(HostState, payload["state"])
         return await asyncio.to_thread(self.network.sync, state)
 
     def _progress(self, op_id: str | None) -> Progress | None:

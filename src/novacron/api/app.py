@@ -33,10 +33,18 @@ log = logging.getLogger(__name__)
 
 def _include_optional(app: FastAPI) -> None:
     """Areas that live in their own packages plug in here."""
-    from novacron.api.routers import aggregates, identity, server_groups
+    from novacron.api.routers import (
+        aggregates,
+        identity,
+        networks,
+        ports,
+        routers,
+        security_groups,
+        server_groups,
+    )
     from novacron.identity.audit import install_audit
 
-    for module in (identity, aggregates, server_groups):
+    for module in (identity, aggregates, server_groups, networks, ports, security_groups, routers):
         app.include_router(module.router)
     install_audit(app)
 

@@ -36,6 +36,7 @@ from novacron.compute.reports import SHARED_STORAGE_TRAIT, record_state
 from novacron.compute.tasks import StartVM
 from novacron.db.base import utcnow
 from novacron.db.models import VM, Host, HostOperation, Task
+from novacron.network.sync import syncing_vm
 from novacron.tasks.runner import TERMINAL, create_task
 
 if TYPE_CHECKING:
@@ -199,7 +200,8 @@ class HAMonitor:
             return None
         # the reservation becomes the allocation when the row moves (the ORM hook re-counts it)
         unreserve(s, target.id, vm.vcpus, vm.ram_mb)
-        vm.host_id = target.id
+        with syncing_vm(s, vm):  # the new host gets its ports (a fenced host is pushed nothing)
+            vm.host_id = target.id
         vm.moved_at = now
         vm.task_state = "ha_restarting"
         vm.error = None

@@ -80,6 +80,11 @@ def _queue(
                     payload=payload or {},
                 )
             )
+    wake(host_id)
+
+
+def wake(host_id: str) -> None:
+    """Tell this process's waiting agents that ``host_id`` has a new operation (after its commit)."""
     queued_event(host_id).set()
     for listener in _listeners:
         listener(host_id)

@@ -29,6 +29,7 @@ from novacron.compute.spec import spec_payload
 from novacron.compute.tasks import end_operation
 from novacron.db.base import utcnow
 from novacron.db.models import VM, Host, Task
+from novacron.network.sync import push, syncing_vm, vm_has_ports
 from novacron.tasks.runner import StepFailed, TaskHandler
 
 if TYPE_CHECKING:
@@ -115,7 +116,8 @@ class _Move(TaskHandler):
                 return
             # the reservation becomes the VM's allocation (the move re-counts it)
             unreserve(s, target, row.vcpus, row.ram_mb)
-            row.host_id = target
+            with syncing_vm(s, row):  # its ports (and the rules naming it) follow it
+                row.host_id = target
             row.moved_at = utcnow()
             row.task_state = None
             if state is not None:
@@ -190,6 +192,8 @@ class MigrateVM(_Move):
         if step == "prepare_target":
             storage = await self._choose_storage(ctx, task, vm)
             with ctx.db.session() as s:
+                if vm_has_ports(s, vm.id):  # the destination has the VM's ports before it lands
+                    push(s, [target], moving={vm.id: target})
                 payload = {**spec_payload(s, vm), "storage": storage}
             answer = await hostops.call(ctx, target, task, "migrate_receive", vm.id, payload)
             _save_params(ctx, task, migration_target=answer)

@@ -93,6 +93,7 @@ def register_host(db: Database, name: str, driver: str, facts: HostFacts) -> str
         host.cpu_model = facts.cpu_model
         host.ram_mb = facts.ram_mb
         host.disk_gb = facts.disk_gb
+        host.underlay_ip = facts.underlay_ip or None
         host.last_heartbeat = utcnow()
         traits = [t for t in host.traits or [] if not t.startswith(SHARED_STORAGE_TRAIT)]
         if facts.shared_storage:

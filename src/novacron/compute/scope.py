@@ -8,7 +8,7 @@ from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
 from novacron.api.errors import invalid, not_found
-from novacron.db.models import Image, Project
+from novacron.db.models import Image, Network, Project
 from novacron.identity.principal import Principal
 
 M = TypeVar("M")
@@ -19,6 +19,12 @@ def scoped(stmt: Select[Any], model: Any, principal: Principal) -> Select[Any]:
         return stmt
     if model is Image:
         return stmt.where(or_(Image.tenant_id == principal.tenant_id, Image.public.is_(True)))
+    if model is Network:  # shared and external networks are usable by every tenant
+        return stmt.where(
+            or_(
+                Network.tenant_id == principal.tenant_id, Network.shared.is_(True), Network.external.is_(True)
+            )
+        )
     return stmt.where(model.tenant_id == principal.tenant_id)
 
 

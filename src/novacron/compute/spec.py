@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from novacron.compute import storage
 from novacron.db.models import VM, Image
+from novacron.network.service import nics_of
 
 
 def spec_payload(session: Session, vm: VM) -> dict[str, Any]:
@@ -15,21 +16,23 @@ def spec_payload(session: Session, vm: VM) -> dict[str, Any]:
     image = session.get(Image, vm.image_id) if vm.image_id else None
     if image is None or image.status != "active" or image.disk_format is None:
         raise ValueError(f"image {vm.image_id} of VM {vm.name} is missing or not active")
-    return {
-        "spec": {
-            "id": vm.id,
-            "name": vm.name,
-            "vcpus": vm.vcpus,
-            "ram_mb": vm.ram_mb,
-            "disk_gb": vm.disk_gb,
-            "image_id": image.id,
-            "image_sha256": image.checksum_sha256,
-            "image_format": image.disk_format,
-            "has_kernel": image.has_kernel,
-            "has_initrd": image.has_initrd,
-            "kernel_cmdline": image.kernel_cmdline,
-            "mac": storage.mac_for(vm.id),
-            "user_data": vm.user_data,
-            "meta_data": {"instance-id": vm.id, "local-hostname": vm.name},
-        }
+    spec: dict[str, Any] = {
+        "id": vm.id,
+        "name": vm.name,
+        "vcpus": vm.vcpus,
+        "ram_mb": vm.ram_mb,
+        "disk_gb": vm.disk_gb,
+        "image_id": image.id,
+        "image_sha256": image.checksum_sha256,
+        "image_format": image.disk_format,
+        "has_kernel": image.has_kernel,
+        "has_initrd": image.has_initrd,
+        "kernel_cmdline": image.kernel_cmdline,
+        "mac": storage.mac_for(vm.id),
+        "user_data": vm.user_data,
+        "meta_data": {"instance-id": vm.id, "local-hostname": vm.name},
     }
+    nics = nics_of(session, vm.id)
+    if nics:  # NICs on tenant networks (a VM without any keeps the default bridge's NIC)
+        spec["nics"] = nics
+    return {"spec": spec}

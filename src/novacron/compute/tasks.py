@@ -17,6 +17,8 @@ from novacron.compute import hostops, scheduler, storage
 from novacron.compute.reports import STATE_OF
 from novacron.compute.spec import spec_payload
 from novacron.db.models import VM, Image, Task
+from novacron.network.service import delete_vm_ports
+from novacron.network.sync import syncing_vm
 from novacron.tasks.runner import StepFailed, TaskHandler
 from novacron.virt.base import InvalidImage
 from novacron.virt.images import inspect_image
@@ -105,7 +107,8 @@ class CreateVM(VMOperation):
                 assert row is not None
                 if row.host_id is None:
                     try:
-                        host = scheduler.claim(s, row, ctx.settings.placement_strategy)
+                        with syncing_vm(s, row):  # the host gets the VM's ports before prepare
+                            host = scheduler.claim(s, row, ctx.settings.placement_strategy)
                     except scheduler.NoValidHost as exc:
                         raise StepFailed(str(exc)) from exc
                     events.publish(
@@ -132,7 +135,8 @@ class CreateVM(VMOperation):
         with ctx.db.session() as s:
             row = s.get(VM, task.resource_id)
             if row is not None:
-                row.host_id = None
+                with syncing_vm(s, row):
+                    row.host_id = None
         end_operation(ctx, task.resource_id, "absent", error)
 
 
@@ -197,6 +201,8 @@ class DeleteVM(TaskHandler):
             if vm is None:
                 return
             if step == "forget":
+                with syncing_vm(s, vm):  # its ports and addresses go with it
+                    delete_vm_ports(s, vm.id)
                 events.publish(
                     s,
                     "vm.deleted",

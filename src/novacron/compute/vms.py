@@ -17,6 +17,9 @@ from novacron.compute.scope import get_visible
 from novacron.db.base import new_id
 from novacron.db.models import VM, Flavor, Image, Project, Task
 from novacron.identity.principal import Principal
+from novacron.network import service as network_service
+from novacron.network.service import NicRequest
+from novacron.network.sync import syncing
 from novacron.tasks.runner import TaskHandler, create_task
 
 MAX_USER_DATA = 64 * 1024
@@ -46,6 +49,8 @@ def create_vm(
     labels: dict[str, str] | None = None,
     ha: bool = False,
     ha_priority: int = 0,
+    vm_labels: dict[str, str] | None = None,
+    nics: list[NicRequest] | None = None,
 ) -> tuple[VM, Task]:
     try:
         image = get_visible(session, Image, image_ref, principal, "image")
@@ -65,6 +70,9 @@ def create_vm(
     )
     if session.scalar(select(VM.id).where(VM.project_id == project.id, VM.name == name)):
         raise name_taken("VM", name, "body.name")
+    traits = network_service.vm_traits(nics or [])
+    if traits:  # SR-IOV and DPDK NICs need hosts that have them
+        placement["required_traits"] = sorted(set(placement.get("required_traits", ())) | traits)  # type: ignore[call-overload]
     vm = VM(
         id=new_id("vm"),
         project_id=project.id,
@@ -81,6 +89,7 @@ def create_vm(
         server_group_id=group_id,
         ha=ha,
         ha_priority=ha_priority,
+        labels=dict(vm_labels or {}),
         desired_state="running",
         state="building",
         task_state="creating",
@@ -90,6 +99,9 @@ def create_vm(
         session.flush()
     except IntegrityError as exc:
         raise name_taken("VM", name, "body.name") from exc
+    if nics:
+        with syncing(session, vm.tenant_id):  # its addresses may join others' remote groups
+            network_service.create_vm_ports(session, principal, project, vm, nics)
     events.publish(
         session, "vm.created", "vm", vm.id, tenant_id=vm.tenant_id, project_id=vm.project_id, name=name
     )

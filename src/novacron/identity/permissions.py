@@ -17,6 +17,7 @@ VIEW = frozenset(
         "project:read",
         "metrics:read",
         "server-group:read",
+        "network:read",
     }
 )
 MEMBER = VIEW | {
@@ -29,6 +30,7 @@ MEMBER = VIEW | {
     "image:write",
     "task:cancel",
     "server-group:write",
+    "network:write",
 }
 TENANT_ADMIN = MEMBER | {
     "project:write",
@@ -46,6 +48,7 @@ ADMIN = TENANT_ADMIN | {
     "aggregate:write",
     "image:publish",
     "key:rotate",
+    "network:admin",
     # see and act across every tenant
     "global",
 }

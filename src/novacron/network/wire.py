@@ -1,89 +1,73 @@
-"""JSON form of a host's desired network state: what a ``network_sync`` host operation carries.
+"""A host's desired network state, and its JSON form for the agent's ``network_sync`` operation.
 
-The control plane sends a host its *whole* network state each time (not a diff), so an agent that
-missed an operation or restarted converges on the next one. ``to_dict``/``from_dict`` round-trip
-the frozen specs of ``network/model.py`` through plain JSON types (tuples become lists).
+``to_dict`` is ``dataclasses.asdict`` (tuples become lists); ``from_dict`` rebuilds the frozen
+dataclasses from their type hints, so the agent gets back exactly what the control plane resolved
+(``from_dict(HostState, to_dict(state)) == state``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import types
 import typing
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
-from novacron.network.model import (
-    NetworkSpec,
-    PortSpec,
-    RouterSpec,
-)
+from novacron.network.model import NetworkSpec, PortSpec, RouterSpec
 
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class HostNetworkState:
-    """Everything one host's datapath must have; anything else of ours on the host is removed."""
+class HostNetwork:
+    network: NetworkSpec
+    #: underlay (VTEP) addresses of the other hosts where this network is present
+    peers: tuple[str, ...] = ()
+    #: this host runs the network's DHCP server (``ensure_dhcp(network, leases)``)
+    dhcp: bool = False
+    #: every VM port of the network (on any host), for static leases; rules left out
+    leases: tuple[PortSpec, ...] = ()
 
-    networks: tuple[NetworkSpec, ...] = ()
-    #: network id -> the underlay IPs (VTEPs) of the other hosts that have that network
-    peers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    #: the ports whose devices live on this host
+
+@dataclass(frozen=True)
+class HostState:
+    """Everything one host's datapath must have; what it has beyond this is to be removed."""
+
+    host_id: str
+    underlay_ip: str | None = None
+    networks: tuple[HostNetwork, ...] = ()
     ports: tuple[PortSpec, ...] = ()
-    #: network id -> every port of that network (static leases), for the networks whose DHCP
-    #: server runs on this host
-    dhcp: Mapping[str, tuple[PortSpec, ...]] = field(default_factory=dict)
-    #: routers whose namespace runs on this host
     routers: tuple[RouterSpec, ...] = ()
 
 
-def to_dict(obj: Any) -> Any:
-    """A spec (or a tuple/dict of them) as JSON-ready values."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, tuple | list):
-        return [to_dict(v) for v in obj]
-    if isinstance(obj, Mapping):
-        return {str(k): to_dict(v) for k, v in obj.items()}
-    return obj
+def to_dict(obj: Any) -> dict[str, Any]:
+    out: dict[str, Any] = dataclasses.asdict(obj)
+    return out
 
 
 def _convert(tp: Any, value: Any) -> Any:
     if value is None:
         return None
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
+    origin = get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        inner = [a for a in args if a is not type(None)]
-        return _convert(inner[0], value) if len(inner) == 1 else value
+        options = [a for a in get_args(tp) if a is not type(None)]
+        return _convert(options[0], value) if len(options) == 1 else value
     if origin is tuple:
+        args = get_args(tp)
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_convert(args[0], v) for v in value)
         return tuple(_convert(a, v) for a, v in zip(args, value, strict=True))
-    if origin in (Mapping, dict) or tp is Mapping:
-        return {str(k): _convert(args[1], v) for k, v in value.items()}
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        return from_dict(tp, value)
+    if origin is typing.Literal or tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value)  # type: ignore[arg-type]
+    if tp in (int, float, str, bool):
+        return tp(value)
     return value
 
 
-@functools.cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
-    """Build ``cls`` (a spec dataclass) from ``to_dict`` output; unknown keys are refused."""
-    hints = _hints(cls)  # type: ignore[arg-type]
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = set(data) - names
-    if unknown:
-        raise ValueError(f"{cls.__name__}: unknown field(s) {', '.join(sorted(unknown))}")
-    return cls(**{k: _convert(hints[k], v) for k, v in data.items()})
-
-
-def state_from_dict(data: Mapping[str, Any]) -> HostNetworkState:
-    return from_dict(HostNetworkState, data)
+def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """Rebuild ``cls`` from its dict form, converting nested specs and tuples by type hint."""
+    hints = get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: _convert(hints[k], v) for k, v in data.items() if k in fields})

@@ -49,7 +49,7 @@ class HostFacts:
     #: id of the shared storage holding this host's VM disks ("" when they are local): hosts
     #: reporting the same id reach the same disks, so a VM can restart on any of them
     shared_storage: str = ""
-    #: the host's VXLAN tunnel endpoint on the underlay ("" when it has none)
+    #: the host's underlay address for VXLAN (NOVACRON_UNDERLAY_IP; "" when not set)
     underlay_ip: str = ""
 
 
@@ -61,6 +61,7 @@ class Nic:
     mac: str
     device: str
     network_id: str
+    vnic_type: str = "normal"
 
 
 @dataclass(frozen=True)

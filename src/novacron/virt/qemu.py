@@ -236,6 +236,8 @@ class QemuDriver(ComputeDriver):
         if spec.nics:
             # tenant-network ports: their taps are made (and firewalled) by the network backend
             for n, nic in enumerate(spec.nics):
+                if nic.vnic_type != "normal":
+                    raise DriverError(f"port {nic.port_id}: vnic_type {nic.vnic_type} is not available here")
                 argv += ["-netdev", f"tap,id=net{n},ifname={nic.device},script=no,downscript=no"]
                 argv += ["-device", f"virtio-net-pci,netdev=net{n},id=net{n}-dev,mac={nic.mac}"]
         else:

@@ -49,6 +49,7 @@ class HostOut(BaseModel):
     traits: list[str]
     aggregates: list[str]
     last_heartbeat: datetime | None
+    underlay_ip: str | None = None
 
     @classmethod
     def of(cls, session: Session, h: Host) -> HostOut:
@@ -71,6 +72,7 @@ class HostOut(BaseModel):
             traits=sorted(h.traits or []),
             aggregates=sorted(aggregates),
             last_heartbeat=h.last_heartbeat,
+            underlay_ip=h.underlay_ip,
         )
 
 

@@ -20,6 +20,8 @@ from novacron.compute import vms as vm_service
 from novacron.compute.scope import get_visible, resolve_project, scoped
 from novacron.db.models import VM, Flavor, Task
 from novacron.identity.principal import Principal
+from novacron.network.service import NicRequest
+from novacron.network.sync import syncing
 from novacron.tasks.runner import StepFailed
 from novacron.virt.consolelog import read_log
 
@@ -45,6 +47,20 @@ class PlacementRequest(BaseModel):
     labels: Labels = Field(default_factory=dict, max_length=16, description="host labels, all must match")
 
 
+class NicIn(BaseModel):
+    """A NIC on a tenant network: a port made with the VM and deleted with it."""
+
+    model_config = ConfigDict(extra="forbid")
+    network: str = Field(min_length=1, max_length=64, description="network id or name")
+    fixed_ip: str | None = Field(default=None, max_length=64, description="a specific address")
+    security_groups: list[str] | None = Field(default=None, max_length=16, description="default: 'default'")
+    vnic_type: Literal["normal", "direct", "vhost-user"] = Field(
+        default="normal",
+        description="direct (SR-IOV) needs a host with trait sriov, vhost-user one with dpdk",
+    )
+    qos_policy: str | None = Field(default=None, max_length=64)
+
+
 class VMCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=NAME, description="DNS-style name, unique in the project; also the hostname")
@@ -61,6 +77,8 @@ class VMCreate(BaseModel):
         default=False, description="restart on another host when its host fails (shared storage)"
     )
     ha_priority: int = Field(default=0, ge=-1000, le=1000, description="HA restart order: higher first")
+    networks: list[NicIn] | None = Field(default=None, max_length=8, description="NICs on tenant networks")
+    labels: Labels = Field(default_factory=dict, max_length=32, description="what label policies select")
 
 
 class VMUpdate(BaseModel):
@@ -71,6 +89,7 @@ class VMUpdate(BaseModel):
     metadata: dict[str, Annotated[str, Field(max_length=255)]] | None = Field(default=None, max_length=64)
     ha: bool | None = Field(default=None, description="restart on another host when its host fails")
     ha_priority: int | None = Field(default=None, ge=-1000, le=1000, description="HA restart order")
+    labels: Labels | None = Field(default=None, max_length=32, description="replaces the VM's labels")
 
 
 class ActionRequest(BaseModel):
@@ -104,6 +123,7 @@ class VMOut(BaseModel):
     placement: dict[str, Any] = Field(default_factory=dict)
     ha: bool = False
     ha_priority: int = 0
+    labels: dict[str, str] = Field(default_factory=dict)
     created_at: datetime
     updated_at: datetime
     version: int
@@ -130,6 +150,7 @@ class VMOut(BaseModel):
             placement=dict(vm.placement or {}),
             ha=vm.ha,
             ha_priority=vm.ha_priority,
+            labels=dict(vm.labels or {}),
             created_at=vm.created_at,
             updated_at=vm.updated_at,
             version=vm.version,
@@ -157,6 +178,7 @@ LIST_COLUMNS = (
     VM.placement,
     VM.ha,
     VM.ha_priority,
+    VM.labels,
     VM.created_at,
     VM.updated_at,
     VM.version,
@@ -167,6 +189,7 @@ def _out_of_row(row: Any) -> VMOut:
     fields = dict(row._mapping)
     fields["metadata"] = fields["metadata"] or {}
     fields["placement"] = fields["placement"] or {}
+    fields["labels"] = fields["labels"] or {}
     # rows of our own table, already typed by their columns: no validation pass needed
     return VMOut.model_construct(**fields)
 
@@ -251,6 +274,17 @@ def create_vm(
         labels=body.placement.labels if body.placement else None,
         ha=body.ha,
         ha_priority=body.ha_priority,
+        vm_labels=body.labels,
+        nics=[
+            NicRequest(
+                n.network,
+                n.fixed_ip,
+                tuple(n.security_groups) if n.security_groups is not None else None,
+                n.vnic_type,
+                n.qos_policy,
+            )
+            for n in body.networks or []
+        ],
     )
     return _accepted(ctx, idem, task, Accepted(task_id=task.id, vm=VMOut.of(vm)))
 
@@ -288,6 +322,9 @@ def update_vm(
         vm.ha = body.ha
     if body.ha_priority is not None:
         vm.ha_priority = body.ha_priority
+    if body.labels is not None and body.labels != (vm.labels or {}):
+        with syncing(session, vm.tenant_id):  # label policies now select other addresses
+            vm.labels = dict(body.labels)
     session.flush()
     set_etag(response, vm)
     return VMOut.of(vm)

@@ -82,6 +82,8 @@ class Host(Timestamped, Versioned, Base):
     labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
     #: free strings (``gpu``, ``hw:avx512``, ``sriov``) matched by flavor traits
     traits: Mapped[list[str]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
+    #: the agent-reported address its VXLAN tunnels use (NOVACRON_UNDERLAY_IP)
+    underlay_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class Allocation(Base):
@@ -161,3 +163,5 @@ class VM(Timestamped, Versioned, Base):
     ha_priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     #: when a migration (live, cold, rebalance or HA restart) last moved it: the rebalance cool-down
     moved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: ``{"tier": "web"}``: what security-group label policies select
+    labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))

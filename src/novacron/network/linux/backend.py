@@ -143,13 +143,13 @@ class LinuxBackend(NetworkBackend):
 
     # ---- the whole host ----------------------------------------------------------------------
 
-    def sync(self, state: wire.HostNetworkState) -> dict[str, int]:
+    def sync(self, state: wire.HostState) -> dict[str, int]:
         """Make the host match ``state`` exactly: what it lists is ensured, everything else of
         ours (networks, ports, DHCP servers, routers) is removed. Returns counts for the caller."""
         with self._lock, self.batch():
-            nets = {n.id: n for n in state.networks}
-            for net in state.networks:
-                self.ensure_network(net, tuple(state.peers.get(net.id, ())))
+            nets = {hn.network.id: hn.network for hn in state.networks}
+            for hn in state.networks:
+                self.ensure_network(hn.network, hn.peers)
             wanted_ports = {p.id for p in state.ports}
             for port_id in list(self._ports):
                 if port_id not in wanted_ports:
@@ -158,11 +158,12 @@ class LinuxBackend(NetworkBackend):
                 if port.network_id not in nets:
                     raise links.NetError(f"port {port.id}: its network {port.network_id} is not in the state")
                 self.ensure_port(port, nets[port.network_id])
-            for net_id, ports in state.dhcp.items():
-                self.ensure_dhcp(nets[net_id], tuple(ports))
+            dhcp = [hn for hn in state.networks if hn.dhcp]
+            for hn in dhcp:
+                self.ensure_dhcp(hn.network, hn.leases)
             for r in state.routers:
-                self.ensure_router(r, state.networks)
-            self._prune(set(nets), set(state.dhcp), {r.id for r in state.routers})
+                self.ensure_router(r, tuple(nets.values()))
+            self._prune(set(nets), {hn.network.id for hn in dhcp}, {r.id for r in state.routers})
         return {"networks": len(nets), "ports": len(state.ports), "routers": len(state.routers)}
 
     def _prune(self, networks: set[str], dhcp_networks: set[str], routers: set[str]) -> None:
@@ -199,7 +200,7 @@ class LinuxBackend(NetworkBackend):
 
     def clear(self) -> None:
         """Remove everything of ours from the host (the backend's state included)."""
-        self.sync(wire.HostNetworkState())
+        self.sync(wire.HostState(host_id=""))
         for policy in self.policies:
             policy.clear()
 
