@@ -1,0 +1,1 @@
+"""The ``linux`` network backend: bridges, VXLAN, dnsmasq, routers, nftables firewall, tc QoS."""
