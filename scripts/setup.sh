@@ -35,6 +35,7 @@ export DEBIAN_FRONTEND=noninteractive
 # binaries (PostgreSQL is never started as a system service by this script).
 APT_PACKAGES=(
     python3 python3-venv
+    iptables iperf3 tcpdump
     qemu-system-x86 qemu-utils busybox-static cpio xz-utils
     postgresql-15
     iproute2 nftables

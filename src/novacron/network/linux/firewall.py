@@ -182,7 +182,7 @@ class _Compiler:
         return f"chain eg_{i} {{\n" + "\n".join(body) + "\n}"
 
     def _rules(self, p: PortSpec, i: int, rules: list[Rule], verdict: str) -> list[str]:
-        out = []
+        out, app = [], False
         ordered = [r for r in rules if r.action == "deny"] + [r for r in rules if r.action == "allow"]
         for n, r in enumerate(ordered):
             match = self._match(r, i, n)
@@ -193,11 +193,16 @@ class _Compiler:
             elif r.protocol == "dns":
                 # a UDP query is judged on its only packet: QR=0, one question, no answers
                 out.append(f"{match} meta l4proto udp @ih,16,1 0 @ih,32,16 1 @ih,48,32 0 {verdict}")
-                out.append(f"{match} meta l4proto tcp ct state new ct mark set ct mark | 0x8 {verdict}")
+                out.append(f"{match} meta l4proto tcp ct state new ct mark set ct mark | 0x8")
+                app = True
             elif r.protocol in APP_BITS:
-                out.append(f"{match} {self._app_start(r)} {verdict}")
+                # no verdict yet: every application rule that matches adds its protocol as a candidate
+                out.append(f"{match} {self._app_start(r)}")
+                app = True
             else:
                 out.append(f"{match} {verdict}")
+        if app:
+            out.append(f"ct state new ct mark & 0xff != 0 {verdict}")
         return out
 
     def _match(self, r: Rule, i: int, n: int) -> str | None:
@@ -241,9 +246,11 @@ class _Compiler:
         """The first packet of a flow that may become ``r.protocol``: remember the candidates."""
         bits = APP_BITS[r.protocol or ""]
         if r.protocol == "tls" and r.sni_allow:
+            # one SNI list per flow: the first matching tls rule's (its id rides in bits 16-27)
             rid = len(self.sni) + 1
             self.sni[rid] = list(r.sni_allow)
-            bits |= CT_SNI | (rid << 16)
+            bits |= CT_SNI | rid << 16
+            return f"ct state new ct mark & {CT_SNI:#x} == 0 ct mark set ct mark | {bits:#x}"
         return f"ct state new ct mark set ct mark | {bits:#x}"
 
     def _app_chain(self) -> str:
