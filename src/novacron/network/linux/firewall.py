@@ -5,11 +5,12 @@ the work is split between two tables named ``novacron``, replaced together by on
 
 * ``bridge novacron`` sees every frame with its bridge port (tap/veth) as ``iifname``/``oifname``:
   it drops spoofed frames (MAC, ARP sender, IPv4/IPv6 source, neighbour advertisements for others'
-  addresses) and tags the packet mark with the index of the port it came in on (bits 0-13) and the
-  port it leaves by (bits 14-27), because the ``inet`` hooks only see the bridge device.
+  addresses) and writes the index of the port a packet leaves by into the packet mark, because the
+  ``inet`` hooks only see the bridge device.
 * ``inet novacron`` runs on bridged IP traffic through br_netfilter, where conntrack works: one
   conntrack zone per bridge (tenants may reuse addresses), ``established,related`` accepted, then
-  the source port's egress chain and the destination port's ingress chain chosen by the mark.
+  the source port's egress chain (by source MAC, which anti-spoofing made trustworthy) and the
+  destination port's ingress chain (by the mark).
 
 Semantics (OpenStack-like): inbound to a port is denied unless a rule allows it (DHCP replies and
 IPv6 neighbour discovery always pass); egress is allowed unless the port has egress allow rules,
@@ -21,6 +22,8 @@ sends the ClientHello to the user-space classifier (``classifier.py``) over NFQU
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import ipaddress
 import json
 import zlib
@@ -31,7 +34,8 @@ from novacron.network.linux import nft
 from novacron.network.model import PortSpec, Rule
 
 TABLE = "novacron"
-IN_MASK, OUT_SHIFT, OUT_MASK = 0x3FFF, 14, 0x3FFF << 14
+#: packet mark bits 0-13: the index of the port a bridged packet leaves by
+OUT_MASK = 0x3FFF
 #: packet mark bits: send to the classifier; its verdicts (read back by the ``verdicts`` chain)
 QUEUE_BIT, CLS_ALLOW_BIT, CLS_DENY_BIT = 1 << 28, 1 << 29, 1 << 30
 #: conntrack mark bits: candidate application protocols of a pending flow; decided flows
@@ -39,7 +43,7 @@ APP_BITS = {"http": 0x1, "tls": 0x2, "ssh": 0x4, "dns": 0x8}
 CT_ALLOWED, CT_DENIED, CT_SNI = 0x100, 0x200, 0x400
 #: a rule's remote CIDRs go into a named interval set above this size (one lookup, any size)
 INLINE_CIDRS = 8
-MAX_PORTS = IN_MASK
+MAX_PORTS = OUT_MASK
 QUEUE_NUM = 7
 HTTP_METHODS = ("GET ", "POST", "HEAD", "PUT ", "DELE", "OPTI", "PATC", "CONN", "TRAC")
 
@@ -53,6 +57,11 @@ def eui64_link_local(mac: str) -> str:
     b[0] ^= 0x02
     iid = bytes(b[:3]) + b"\xff\xfe" + bytes(b[3:])
     return str(ipaddress.IPv6Address(b"\xfe\x80" + b"\x00" * 6 + iid))
+
+
+@functools.lru_cache(maxsize=65536)
+def _network(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(cidr, strict=False)
 
 
 def zone_of(bridge: str) -> int:
@@ -72,6 +81,7 @@ class _Compiler:
         self.idx = {p.device: i + 1 for i, p in enumerate(self.ports)}
         self.bridges = bridges
         self.sets: list[str] = []
+        self.set_names: set[str] = set()
         self.chains: list[str] = []
         #: classifier table: rule id -> allowed server names
         self.sni: dict[int, list[str]] = {}
@@ -81,12 +91,11 @@ class _Compiler:
         pre, fwd, chains = [], [], []
         for p in self.ports:
             i = self.idx[p.device]
-            chains.append(f"chain to_{i} {{\nmeta mark set meta mark | {i << OUT_SHIFT:#x}\n}}")
-            fwd.append(f"{_quote(p.device)} : jump to_{i}")
+            fwd.append(f"{_quote(p.device)} : {i:#x}")
             if not p.port_security:
                 continue
             pre.append(f"{_quote(p.device)} : jump from_{i}")
-            chains.append(f"chain from_{i} {{\n" + "\n".join(self._antispoof(p, i)) + "\n}")
+            chains.append(f"chain from_{i} {{\n" + "\n".join(self._antispoof(p)) + "\n}")
         out = [f"table bridge {TABLE} {{"]
         out.append("chain tag_in { type filter hook prerouting priority -300; policy accept;")
         if pre:
@@ -94,16 +103,16 @@ class _Compiler:
         out.append("}")
         out.append("chain tag_out { type filter hook forward priority -200; policy accept;")
         if fwd:
-            out.append(f"oifname vmap {{ {', '.join(fwd)} }}")
+            out.append(f"meta mark set oifname map {{ {', '.join(fwd)} }}")
         out.append("}")
         out += chains
         out.append("}")
         return "\n".join(out)
 
-    def _antispoof(self, p: PortSpec, i: int) -> list[str]:
+    def _antispoof(self, p: PortSpec) -> list[str]:
         mac = p.mac.lower()
         v4, v6 = _ips(p, 4), _ips(p, 6) + [eui64_link_local(mac)]
-        r = [f"meta mark set {i:#x}", f"ether saddr != {mac} drop"]
+        r = [f"ether saddr != {mac} drop"]
         r.append(f"ether type arp arp saddr ether != {mac} drop")
         r.append(f"ether type arp arp saddr ip != {{ {', '.join(v4 + ['0.0.0.0'])} }} drop")
         r.append("ether type arp return")
@@ -126,9 +135,9 @@ class _Compiler:
             i = self.idx[p.device]
             eg = [r for r in p.rules if r.direction == "egress"]
             if eg:
-                egress_map.append(f"{i:#x} : jump eg_{i}")
+                egress_map.append(f"{p.mac.lower()} : jump eg_{i}")
                 self.chains.append(self._egress_chain(p, i, eg))
-            ingress_map.append(f"{i << OUT_SHIFT:#x} : jump in_{i}")
+            ingress_map.append(f"{i:#x} : jump in_{i}")
             self.chains.append(self._ingress_chain(p, i, [r for r in p.rules if r.direction == "ingress"]))
         zones = sorted({(b, zone_of(b)) for b in self.bridges.values()})
         out = [f"table inet {TABLE} {{"]
@@ -143,7 +152,8 @@ class _Compiler:
         out.append("ct state established,related accept")
         out.append("ct state invalid drop")
         if egress_map:
-            out.append(f"meta mark & {IN_MASK:#x} vmap {{ {', '.join(egress_map)} }}")
+            # the source MAC names the sending port: the bridge table dropped every other one
+            out.append(f"ether saddr vmap {{ {', '.join(egress_map)} }}")
         if ingress_map:
             out.append(f"meta mark & {OUT_MASK:#x} vmap {{ {', '.join(ingress_map)} }}")
         out.append("}")
@@ -184,8 +194,8 @@ class _Compiler:
     def _rules(self, p: PortSpec, i: int, rules: list[Rule], verdict: str) -> list[str]:
         out, app = [], False
         ordered = [r for r in rules if r.action == "deny"] + [r for r in rules if r.action == "allow"]
-        for n, r in enumerate(ordered):
-            match = self._match(r, i, n)
+        for r in ordered:
+            match = self._match(r)
             if match is None:
                 continue
             if r.action == "deny":
@@ -205,23 +215,16 @@ class _Compiler:
             out.append(f"ct state new ct mark & 0xff != 0 {verdict}")
         return out
 
-    def _match(self, r: Rule, i: int, n: int) -> str | None:
+    def _match(self, r: Rule) -> str | None:
         fam, addr = ("ip", "ip") if r.ethertype == "IPv4" else ("ip6", "ip6")
         m = [f"meta nfproto {'ipv4' if fam == 'ip' else 'ipv6'}"]
         if r.remote_cidrs:
-            nets = [ipaddress.ip_network(c, strict=False) for c in r.remote_cidrs]
-            nets = [x for x in nets if (x.version == 4) == (fam == "ip")]
+            nets = [x for x in map(_network, r.remote_cidrs) if (x.version == 4) == (fam == "ip")]
             if not nets:
                 return None  # a remote group with no member of this family matches nothing
             key = "saddr" if r.direction == "ingress" else "daddr"
             if len(nets) > INLINE_CIDRS:
-                name = f"r{i}_{n}"
-                kind = "ipv4_addr" if fam == "ip" else "ipv6_addr"
-                elems = ", ".join(str(x) for x in nets)
-                self.sets.append(
-                    f"set {name} {{ type {kind}; flags interval; auto-merge; elements = {{ {elems} }} }}"
-                )
-                m.append(f"{addr} {key} @{name}")
+                m.append(f"{addr} {key} @{self._named_set(fam, nets)}")
             else:
                 m.append(f"{addr} {key} {{ {', '.join(str(x) for x in nets)} }}")
         proto = r.protocol
@@ -241,6 +244,18 @@ class _Compiler:
         elif proto in APP_BITS:
             m.append(f"tcp dport {ports}" if ports else "meta l4proto tcp")
         return " ".join(m)
+
+    def _named_set(self, fam: str, nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> str:
+        """One interval set per distinct remote group: ports sharing a group share its set."""
+        elems = ", ".join(sorted({str(x) for x in nets}))
+        name = "g" + hashlib.sha1(f"{fam} {elems}".encode()).hexdigest()[:12]
+        if name not in self.set_names:
+            self.set_names.add(name)
+            kind = "ipv4_addr" if fam == "ip" else "ipv6_addr"
+            self.sets.append(
+                f"set {name} {{ type {kind}; flags interval; auto-merge; elements = {{ {elems} }} }}"
+            )
+        return name
 
     def _app_start(self, r: Rule) -> str:
         """The first packet of a flow that may become ``r.protocol``: remember the candidates."""
@@ -291,11 +306,9 @@ def compile_ruleset(ports: Sequence[PortSpec], bridges: dict[str, str]) -> tuple
     """The nft script replacing both ``novacron`` tables, and the classifier's SNI lists."""
     c = _Compiler(ports, bridges)
     bridge, inet = c.bridge_table(), c.inet_table()
-    head = (
-        f"table bridge {TABLE} {{}}\ndelete table bridge {TABLE}\n"
-        f"table inet {TABLE} {{}}\ndelete table inet {TABLE}\n"
-    )
-    return head + bridge + "\n" + inet + "\n", c.sni
+    # each table's delete right before its new body: nft evaluates this order several times faster
+    reset = "table {0} {1} {{}}\ndelete table {0} {1}\n"
+    return reset.format("bridge", TABLE) + bridge + "\n" + reset.format("inet", TABLE) + inet + "\n", c.sni
 
 
 class Firewall:
