@@ -74,6 +74,8 @@ class Topology:
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:5])
     vms: list[VM] = field(default_factory=list)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    #: more namespaces to delete (a second host)
+    extra: list[str] = field(default_factory=list)
 
     @property
     def host(self) -> str:
@@ -126,12 +128,28 @@ class Topology:
             )
         )
 
+    def serve_udp(self, vm: VM, port: int) -> None:
+        """A UDP server in ``vm`` answering each datagram with OK."""
+        code = f"""
+            import socket
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", {port}))
+            while True:
+                data, peer = s.recvfrom(2048); s.sendto(b"OK", peer)
+        """
+        self.procs.append(
+            subprocess.Popen(
+                ["ip", "netns", "exec", vm.ns, sys.executable, "-c", textwrap.dedent(code)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+
     def down(self) -> None:
         for p in self.procs:
             p.kill()
             p.wait(timeout=10)
-        for vm in self.vms:
-            sh(f"ip netns del {vm.ns}", check=False)
+        for ns in [vm.ns for vm in self.vms] + self.extra:
+            sh(f"ip netns del {ns}", check=False)
         sh(f"ip netns del {self.host}", check=False)
 
 
@@ -169,3 +187,22 @@ def tls_connect(vm: VM, ip: str, port: int, server_name: str, timeout: float = 4
         """,
         timeout=timeout * 3 + 30,
     )
+
+
+def udp(vm: VM, ip: str, port: int, payload: bytes, timeout: float = 3) -> str:
+    return vm.py(
+        f"""
+        import socket
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout({timeout})
+        s.sendto({payload!r}, ({ip!r}, {port}))
+        try:
+            print(s.recv(100).decode())
+        except Exception as e:
+            print(type(e).__name__)
+        """,
+        timeout=timeout + 30,
+    )
+
+
+#: a DNS query for example.com, type A (id 0x1234, recursion desired)
+DNS_QUERY = bytes.fromhex("123401000001000000000000") + b"\x07example\x03com\x00\x00\x01\x00\x01"

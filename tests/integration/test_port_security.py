@@ -13,7 +13,7 @@ import pytest
 from novacron.network.linux.firewall import Firewall
 from novacron.network.model import Rule
 from tests.conftest import require, short_tmpdir
-from tests.integration.netsec_topo import Topology, connect, have_netns, sh, tls_connect
+from tests.integration.netsec_topo import DNS_QUERY, Topology, connect, have_netns, sh, tls_connect, udp
 
 WEB_TIER = ("10.9.0.2/32",)  # what the label policy tier=web resolves to: VM 2
 
@@ -32,8 +32,9 @@ def topo() -> Iterator[tuple[Topology, Path]]:
             capture_output=True,
         )
         vm1 = t.vms[0]
-        for port in (80, 81, 8080, 8081):
+        for port in (80, 81, 2222, 8080, 8081):
             t.serve(vm1, port, tmp / f"log{port}")
+        t.serve_udp(vm1, 5353)
         t.serve(vm1, 8443, tmp / "log8443", tls=(tmp / "cert.pem", tmp / "key.pem"))
         # every server answers before any firewall is there
         for port in (80, 8080):
@@ -128,6 +129,18 @@ def test_application_protocols_detected_from_traffic(topo: tuple[Topology, Path]
     assert b"GET /" in (tmp / "log8081").read_bytes()
 
 
+def test_ssh_and_dns_rules(topo: tuple[Topology, Path]) -> None:
+    t, tmp = topo
+    vm1, vm2, vm3 = t.vms
+    Firewall(t.host).apply(
+        [vm1.port((Rule("ingress", protocol="ssh"), Rule("ingress", protocol="dns"))), vm2.port(), vm3.port()]
+    )
+    assert connect(vm3, vm1.ip, 2222, b"SSH-2.0-OpenSSH_9.2\r\n") == "OK"
+    assert connect(vm3, vm1.ip, 81, b"GET / HTTP/1.0\r\n\r\n") != "OK"
+    assert udp(vm3, vm1.ip, 5353, DNS_QUERY) == "OK"
+    assert udp(vm3, vm1.ip, 5353, b"not a dns query at all") == "TimeoutError"
+
+
 def test_port_security_off_passes_everything_and_clear_leaves_nothing(topo: tuple[Topology, Path]) -> None:
     t, _ = topo
     vm1, vm2, vm3 = t.vms
@@ -140,3 +153,32 @@ def test_port_security_off_passes_everything_and_clear_leaves_nothing(topo: tupl
     assert sh(f"ip netns exec {t.host} nft list ruleset").stdout.strip() == ""
     assert "classifier" not in sh("ps -eo args").stdout or t.host not in sh("ps -eo args").stdout
     assert connect(vm3, vm1.ip, 81, b"no-firewall") == "OK"
+
+
+def test_rules_follow_a_migrated_vm(topo: tuple[Topology, Path]) -> None:
+    """VM 1 moves to a second host (its device moves namespace, the hosts' bridges are joined by a
+    veth standing in for the VXLAN underlay); the destination applies the same PortSpec."""
+    t, _ = topo
+    vm1, vm2, vm3 = t.vms
+    rules = (Rule("ingress", protocol="tcp", port_min=80, remote_cidrs=WEB_TIER),)
+    Firewall(t.host).apply([vm1.port(rules), vm2.port(), vm3.port()])
+    assert connect(vm2, vm1.ip, 80, b"before") == "OK"
+    dest = f"{t.host}b"
+    t.extra.append(dest)
+    sh(f"ip netns add {dest} && ip -n {dest} link add br0 type bridge && ip -n {dest} link set br0 up")
+    sh(f"ip -n {t.host} link add uplink type veth peer name uplink netns {dest}")
+    for ns in (t.host, dest):
+        sh(f"ip -n {ns} link set uplink master br0 up")
+    dst_fw = Firewall(dest)
+    try:
+        sh(f"ip -n {t.host} link set {vm1.device} netns {dest}")
+        sh(f"ip -n {dest} link set {vm1.device} master br0 up")
+        dst_fw.apply([vm1.port(rules)])
+        Firewall(t.host).apply([vm2.port(), vm3.port()])
+        assert connect(vm2, vm1.ip, 80, b"after") == "OK"
+        assert connect(vm3, vm1.ip, 80, b"after-other") == "TimeoutError"
+        assert connect(vm3, vm1.ip, 8080, b"closed-now") == "TimeoutError"
+    finally:
+        dst_fw.clear()
+        sh(f"ip -n {dest} link set {vm1.device} netns {t.host}", check=False)
+        sh(f"ip -n {t.host} link set {vm1.device} master br0 up", check=False)
