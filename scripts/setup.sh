@@ -35,9 +35,10 @@ export DEBIAN_FRONTEND=noninteractive
 # binaries (PostgreSQL is never started as a system service by this script).
 APT_PACKAGES=(
     python3 python3-venv
+    iptables iperf3 tcpdump
     qemu-system-x86 qemu-utils busybox-static cpio xz-utils
     postgresql-15
-    iproute2 nftables dnsmasq-base iperf3
+    iproute2 nftables dnsmasq-base
     chromium chromium-driver
     curl ca-certificates git
 )

@@ -164,7 +164,7 @@ def _sync(state_dir: Path, scope: str, underlay: str, payload: dict[str, Any]) -
     from novacron.agent.runtime import AgentRuntime
     from novacron.network.linux import LinuxBackend
 
-    backend = LinuxBackend(state_dir / "network", underlay, scope)
+    backend = LinuxBackend.for_host(state_dir / "network", underlay, scope)
     runtime = AgentRuntime(None, None, network=backend)  # type: ignore[arg-type]
     started = time.monotonic()
     counts = asyncio.run(runtime.execute("network_sync", "", payload))

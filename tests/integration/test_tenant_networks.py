@@ -1,5 +1,8 @@
 """Tenant networks on the ``linux`` backend, end to end with real QEMU guests on two "hosts".
 
+Isolation between the tenants here is the overlay's (separate VNIs and bridges): VM C's pings
+come from inside the CIDR the others' security groups allow, so only L2 separation stops them.
+
 Hosts are network namespaces on an underlay bridge (netlab.py). Each host's datapath is driven by
 the agent's ``network_sync`` operation (AgentRuntime.execute) with the host's whole desired state,
 as the control plane sends it; guests are QEMU (TCG) on the ports' taps, and report what they see
@@ -26,6 +29,7 @@ from novacron.network.model import (
     PortSpec,
     RouterInterface,
     RouterSpec,
+    Rule,
     SubnetSpec,
 )
 from novacron.network.wire import HostNetwork, HostState, to_dict
@@ -48,21 +52,23 @@ EXT = NetworkSpec(
 FLOATING_IP = "203.0.113.50"
 
 
-def port(pid: str, net: NetworkSpec, mac: str, ip: str) -> PortSpec:
-    # port security (firewall) belongs to the netsec area's Firewall; this test is the bare datapath
-    return PortSpec(
-        pid,
-        net.id,
-        net.tenant_id,
-        mac,
-        (FixedIP(net.subnets[0].id, ip),),
-        f"tp{pid[-6:]}",
-        port_security=False,
-    )
+PING_FROM_SUBNET = Rule("ingress", protocol="icmp", remote_cidrs=("10.0.0.0/24",))
+
+
+def port(pid: str, net: NetworkSpec, mac: str, ip: str, *rules: Rule) -> PortSpec:
+    """A port with its security group (the netsec area's Firewall): default deny inbound."""
+    ips = (FixedIP(net.subnets[0].id, ip),)
+    return PortSpec(pid, net.id, net.tenant_id, mac, ips, f"tp{pid[-6:]}", rules=(PING_FROM_SUBNET, *rules))
 
 
 PA = port("port-vm-a", NET1, "52:54:00:10:00:0a", "10.0.0.10")
-PB = port("port-vm-b", NET1, "52:54:00:10:00:0b", "10.0.0.11")
+PB = port(
+    "port-vm-b",
+    NET1,
+    "52:54:00:10:00:0b",
+    "10.0.0.11",
+    Rule("ingress", protocol="tcp", port_min=80, port_max=80),
+)
 PC = port("port-vm-c", NET2, "52:54:00:20:00:0c", "10.0.0.12")
 ROUTER = RouterSpec(
     "router-t1",
@@ -233,6 +239,10 @@ def test_two_hosts_dhcp_vxlan_isolation_snat_floating_ip_and_clean_delete(lab: L
     # a floating IP: the internet reaches VM B (on host 2) through the router on host 1
     answer = lab.internet("curl", "-s", "-m", "20", "--retry", "5", f"http://{FLOATING_IP}/", check=False)
     assert answer.strip() == "vm-b-answers"
+    # ... through B's security group: tcp/80 from anywhere, ping only from its own subnet
+    assert "0 packets received" in lab.internet(
+        "busybox", "ping", "-c", "2", "-W", "2", FLOATING_IP, check=False
+    )
 
     assert wait_for(con_c, r"(?m)^NETLAB-PING 10.0.0.254 (ok|fail)").group(1) == "ok"
     assert wait_for(con_c, r"(?m)^NETLAB-PING 10.0.0.10 (ok|fail)").group(1) == "fail"

@@ -19,5 +19,5 @@ def make_backend(settings: Settings, scope: str = "") -> NetworkBackend | None:
     if settings.network_backend == "linux":
         from novacron.network.linux import LinuxBackend
 
-        return LinuxBackend(settings.state_dir / "network", settings.underlay_ip or None, scope)
+        return LinuxBackend.for_host(settings.state_dir / "network", settings.underlay_ip or None, scope)
     raise ValueError(f"NOVACRON_NETWORK_BACKEND must be one of {', '.join(BACKENDS)}")

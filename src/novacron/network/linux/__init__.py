@@ -1,4 +1,4 @@
-"""The ``linux`` network backend: bridges, VXLAN, veths and namespaces (pyroute2), nftables, dnsmasq."""
+"""The ``linux`` network backend: bridges, VXLAN, dnsmasq, routers, nftables firewall, tc QoS."""
 
 from novacron.network.linux.backend import LinuxBackend
 

@@ -54,6 +54,20 @@ class LinuxBackend(NetworkBackend):
         self._ports_file = self.state_dir / "ports.json"
         self._ports: dict[str, PortSpec] = self._load_ports()
 
+    @classmethod
+    def for_host(cls, state_dir: Path, underlay_ip: str | None, scope: str = "") -> LinuxBackend:
+        """The backend as an agent runs it: with the port firewall and the QoS shaper."""
+        from novacron.network.linux.firewall import Firewall
+        from novacron.network.linux.qos import Shaper
+
+        state_dir = Path(state_dir)
+        return cls(
+            state_dir,
+            underlay_ip,
+            scope,
+            (Firewall(None, state_dir / "firewall"), Shaper(None, state_dir / "qos")),
+        )
+
     # ---- networks ----------------------------------------------------------------------------
 
     def ensure_network(self, network: NetworkSpec, peers: tuple[str, ...]) -> None:
@@ -230,7 +244,10 @@ class LinuxBackend(NetworkBackend):
         tmp.replace(self._ports_file)
         ports = sorted(self._ports.values(), key=lambda p: p.device)
         for policy in self.policies:
-            policy.apply(ports)
+            if ports:
+                policy.apply(ports)
+            else:  # no port left: no table, qdisc or classifier either
+                policy.clear()
 
     def _load_ports(self) -> dict[str, PortSpec]:
         try:
