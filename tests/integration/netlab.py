@@ -171,22 +171,52 @@ def _sync(state_dir: Path, scope: str, underlay: str, payload: dict[str, Any]) -
     return {**counts, "seconds": time.monotonic() - started}
 
 
-def _launch(state_dir: Path, scope: str, payload: dict[str, Any]) -> dict[str, Any]:
-    from novacron.virt.base import InstanceSpec, Nic
+def _driver(state_dir: Path, scope: str) -> Any:
     from novacron.virt.qemu import QemuDriver
 
-    driver = QemuDriver(state_dir / "instances", state_dir / "run", "auto", bridge=None, tap_salt=scope)
-    nics = tuple(Nic(**n) for n in payload.pop("nics"))
-    spec = InstanceSpec(
+    return QemuDriver(state_dir / "instances", state_dir / "run", "auto", bridge=None, tap_salt=scope)
+
+
+def _spec(payload: dict[str, Any]) -> Any:
+    from novacron.virt.base import InstanceSpec, Nic
+
+    p = dict(payload)
+    nics = tuple(Nic(**n) for n in p.pop("nics"))
+    return InstanceSpec(
         nics=nics,
         mac=nics[0].mac,
-        image_path=Path(payload.pop("image_path")),
-        kernel_path=Path(payload.pop("kernel_path")),
-        initrd_path=Path(payload.pop("initrd_path")),
-        **payload,
+        image_path=Path(p.pop("image_path")),
+        kernel_path=Path(p.pop("kernel_path")),
+        initrd_path=Path(p.pop("initrd_path")),
+        **p,
     )
-    asyncio.run(driver.launch(spec))
-    return {"pid": driver.pid(spec.id), "console": str(driver.console_log(spec.id))}
+
+
+async def _vm(
+    command: str, state_dir: Path, scope: str, underlay: str, payload: dict[str, Any]
+) -> dict[str, Any]:
+    """The agent's VM operations on this host (launch, live migration steps)."""
+    from dataclasses import asdict
+
+    from novacron.virt.migration import MigrationTarget
+
+    driver = _driver(state_dir, scope)
+    if command == "launch":
+        spec = _spec(payload)
+        await driver.launch(spec)
+        return {"pid": driver.pid(spec.id), "console": str(driver.console_log(spec.id))}
+    if command == "migrate_receive":
+        spec = _spec(payload)
+        target = await driver.migrate_receive(spec, underlay, "local")
+        return {"target": asdict(target), "console": str(driver.console_log(spec.id))}
+    if command == "migrate_send":
+        stats = await driver.migrate_send(payload["id"], MigrationTarget(**payload["target"]))
+        await driver.forget(payload["id"])
+        return {"stats": stats.as_dict()}
+    if command == "migrate_finish":
+        await driver.migrate_finish(payload["id"], "local")
+        return {"pid": driver.pid(payload["id"])}
+    raise SystemExit(f"unknown command {command}")
 
 
 def main() -> None:
@@ -194,10 +224,8 @@ def main() -> None:
     payload = json.loads(sys.stdin.read() or "{}")
     if command == "sync":
         out = _sync(Path(state_dir), scope, underlay, payload)
-    elif command == "launch":
-        out = _launch(Path(state_dir), scope, payload)
     else:
-        raise SystemExit(f"unknown command {command}")
+        out = asyncio.run(_vm(command, Path(state_dir), scope, underlay, payload))
     print(json.dumps(out))
 
 

@@ -81,6 +81,10 @@ ROUTER = RouterSpec(
     floating_ips=(NatRule(FLOATING_IP, PB.fixed_ips[0].ip),),
 )
 
+B_SCRIPT = (
+    "mkdir -p /tmp/www && echo vm-b-answers > /tmp/www/index.html && httpd -p 80 -h /tmp/www\n"
+    "probe 10.0.0.10 150"
+)
 GUEST_SCRIPT = """#!/bin/sh
 cat > /tmp/dh <<'DH'
 #!/bin/sh
@@ -135,25 +139,25 @@ def lab() -> Iterator[Lab]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def vm_payload(guest: Guest, vm_id: str, p: PortSpec, script: str) -> dict[str, Any]:
+    return {
+        "id": vm_id,
+        "name": vm_id,
+        "vcpus": 1,
+        "ram_mb": 128,
+        "disk_gb": 1,
+        "image_path": str(guest.disk),
+        "image_format": "qcow2",
+        "kernel_path": str(guest.kernel),
+        "initrd_path": str(guest.initrd),
+        "kernel_cmdline": guest.cmdline,
+        "user_data": GUEST_SCRIPT % script,
+        "nics": [{"port_id": p.id, "mac": p.mac, "device": p.device, "network_id": p.network_id}],
+    }
+
+
 def launch(host: Any, guest: Guest, vm_id: str, p: PortSpec, script: str) -> Path:
-    out = host.helper(
-        "launch",
-        {
-            "id": vm_id,
-            "name": vm_id,
-            "vcpus": 1,
-            "ram_mb": 128,
-            "disk_gb": 1,
-            "image_path": str(guest.disk),
-            "image_format": "qcow2",
-            "kernel_path": str(guest.kernel),
-            "initrd_path": str(guest.initrd),
-            "kernel_cmdline": guest.cmdline,
-            "user_data": GUEST_SCRIPT % script,
-            "nics": [{"port_id": p.id, "mac": p.mac, "device": p.device, "network_id": p.network_id}],
-        },
-    )
-    return Path(out["console"])
+    return Path(host.helper("launch", vm_payload(guest, vm_id, p, script))["console"])
 
 
 def wait_for(console: Path, pattern: str, timeout_s: float = 300) -> re.Match[str]:
@@ -212,8 +216,7 @@ def test_two_hosts_dhcp_vxlan_isolation_snat_floating_ip_and_clean_delete(lab: L
         guest,
         "vm-b",
         PB,
-        "mkdir -p /tmp/www && echo vm-b-answers > /tmp/www/index.html && httpd -p 80 -h /tmp/www\n"
-        f"probe {PA.fixed_ips[0].ip} 150",
+        B_SCRIPT,
     )
     # the guests got the addresses IPAM gave their ports, from dnsmasq on host 1 over VXLAN for B
     assert wait_for(con_a, r"(?m)^NETLAB-DHCP ([0-9.]+)").group(1) == "10.0.0.10"
@@ -248,6 +251,40 @@ def test_two_hosts_dhcp_vxlan_isolation_snat_floating_ip_and_clean_delete(lab: L
     assert wait_for(con_c, r"(?m)^NETLAB-PING 10.0.0.10 (ok|fail)").group(1) == "fail"
     assert wait_for(con_c, r"(?m)^NETLAB-PING 10.0.0.11 (ok|fail)").group(1) == "fail"
     assert wait_for(con_c, r"(?m)^NETLAB-PING 203.0.113.1 (ok|fail)").group(1) == "fail"
+
+    # live migration of B to host 1: host 1 gets B's port (tap, rules) first, then the guest moves;
+    # it keeps its address, its running httpd and its security group
+    state1_b = host_state(
+        h1,
+        (
+            HostNetwork(NET1, (h2.underlay_ip,), dhcp=True, leases=(PA, PB)),
+            HostNetwork(NET2, (h2.underlay_ip,)),
+            HostNetwork(EXT),
+        ),
+        ports=(PA, PB),
+        routers=(ROUTER,),
+    )
+    assert h1.sync(state1_b)["ports"] == 2
+    b_spec = vm_payload(guest, "vm-b", PB, B_SCRIPT)
+    target = h1.helper("migrate_receive", b_spec)["target"]
+    h2.helper("migrate_send", {"id": "vm-b", "target": target}, timeout=600)
+    assert h1.helper("migrate_finish", {"id": "vm-b"})["pid"]
+    h2.sync(
+        host_state(
+            h2,
+            (
+                HostNetwork(NET1, (h1.underlay_ip,)),
+                HostNetwork(NET2, (h1.underlay_ip,), dhcp=True, leases=(PC,)),
+            ),
+            ports=(PC,),
+        )
+    )
+    assert PB.device not in h2.links() and PB.device in h1.links()
+    answer = lab.internet("curl", "-s", "-m", "20", "--retry", "5", f"http://{FLOATING_IP}/", check=False)
+    assert answer.strip() == "vm-b-answers"
+    assert "0 packets received" in lab.internet(
+        "busybox", "ping", "-c", "2", "-W", "2", FLOATING_IP, check=False
+    )
 
     # delete: guests gone, then the hosts' desired state is empty
     for host in lab.hosts:
