@@ -15,7 +15,7 @@ import json
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from novacron.network import wire
 from novacron.network.linux import dhcp, links, names, router
@@ -51,6 +51,7 @@ class LinuxBackend(NetworkBackend):
         self._lock = threading.RLock()
         self._batch = 0
         self._dirty = False
+        self._shared: Any = None
         self._ports_file = self.state_dir / "ports.json"
         self._ports: dict[str, PortSpec] = self._load_ports()
 
@@ -71,7 +72,7 @@ class LinuxBackend(NetworkBackend):
     # ---- networks ----------------------------------------------------------------------------
 
     def ensure_network(self, network: NetworkSpec, peers: tuple[str, ...]) -> None:
-        with self._lock, links.route() as ipr:
+        with self._lock, self._route() as ipr:
             br = links.ensure_bridge(ipr, names.bridge(network.id))
             if network.external:
                 if not network.physical_interface:
@@ -94,7 +95,7 @@ class LinuxBackend(NetworkBackend):
             with self.batch():
                 for port_id in gone:
                     self.remove_port(port_id)
-            with links.route() as ipr:
+            with self._route() as ipr:
                 bridge = links.link_info(ipr, names.bridge(network_id))
                 if bridge is not None:
                     # whatever is still plugged in is ours (router legs, stray taps) except a
@@ -116,28 +117,31 @@ class LinuxBackend(NetworkBackend):
             raise links.NetError(f"port {port.id}: device name {port.device!r} is longer than 15 characters")
         with self._lock:
             if port.vnic_type == "normal":
-                with links.route() as ipr:
+                with self._route() as ipr:
                     br = links.index(ipr, names.bridge(network.id))
                     if br is None:
                         raise links.NetError(f"port {port.id}: no bridge of network {network.id} here")
                     links.ensure_port_link(ipr, port.device, br, network.mtu)
-            if self._ports.get(port.id) != port:
-                self._ports[port.id] = port
-                self._changed()
+            self._remember(port)
+
+    def _remember(self, port: PortSpec) -> None:
+        if self._ports.get(port.id) != port:
+            self._ports[port.id] = port
+            self._changed()
 
     def remove_port(self, port_id: str) -> None:
         with self._lock:
             port = self._ports.pop(port_id, None)
             if port is None:
                 return
-            with links.route() as ipr:
+            with self._route() as ipr:
                 links.delete(ipr, port.device)
             self._changed()
 
     # ---- DHCP and routers --------------------------------------------------------------------
 
     def ensure_dhcp(self, network: NetworkSpec, ports: tuple[PortSpec, ...]) -> None:
-        with self._lock, links.route() as ipr:
+        with self._lock, self._route() as ipr:
             br = links.index(ipr, names.bridge(network.id))
             if br is None:
                 raise links.NetError(f"DHCP of network {network.id}: no bridge on this host")
@@ -168,10 +172,24 @@ class LinuxBackend(NetworkBackend):
             for port_id in list(self._ports):
                 if port_id not in wanted_ports:
                     self.remove_port(port_id)
+            # one dump instead of a netlink round trip or three per port: most are already right
+            with self._route() as ipr:
+                have = {lk.get_attr("IFLA_IFNAME"): lk for lk in ipr.get_links()}
+            bridges = {n: have[names.bridge(n)]["index"] for n in nets if names.bridge(n) in have}
             for port in state.ports:
                 if port.network_id not in nets:
                     raise links.NetError(f"port {port.id}: its network {port.network_id} is not in the state")
-                self.ensure_port(port, nets[port.network_id])
+                link, mtu = have.get(port.device), nets[port.network_id].mtu
+                if (
+                    port.vnic_type == "normal"
+                    and link is not None
+                    and link.get_attr("IFLA_MASTER") == bridges.get(port.network_id)
+                    and link.get_attr("IFLA_MTU") == mtu
+                    and link["flags"] & 1  # IFF_UP
+                ):
+                    self._remember(port)
+                else:
+                    self.ensure_port(port, nets[port.network_id])
             dhcp = [hn for hn in state.networks if hn.dhcp]
             for hn in dhcp:
                 self.ensure_dhcp(hn.network, hn.leases)
@@ -191,14 +209,14 @@ class LinuxBackend(NetworkBackend):
                     router.remove_ns_named(ns)
                 else:
                     self.dnsmasq.stop_ns_named(ns)
-        with links.route() as ipr:
+        with self._route() as ipr:
             stale = [b for b in links.names(ipr, names.BRIDGE) if b not in wanted_bridges]
         for bridge in stale:
             self._remove_bridge_named(bridge)
 
     def _remove_bridge_named(self, bridge: str) -> None:
         """A network known only by its bridge (the host restarted since): remove what hangs on it."""
-        with links.route() as ipr:
+        with self._route() as ipr:
             idx = links.index(ipr, bridge)
             if idx is None:
                 return
@@ -222,15 +240,33 @@ class LinuxBackend(NetworkBackend):
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
-        """Apply the port policies once, at the end, however many ports change inside."""
+        """Apply the port policies once, at the end, however many ports change inside; share one
+        netlink socket meanwhile (opening one costs more than most changes)."""
         with self._lock:
             self._batch += 1
+            outer = self._batch == 1
             try:
-                yield
+                if outer:
+                    with links.route() as ipr:
+                        self._shared = ipr
+                        try:
+                            yield
+                        finally:
+                            self._shared = None
+                else:
+                    yield
             finally:
                 self._batch -= 1
                 if self._batch == 0 and self._dirty:
                     self._flush()
+
+    @contextlib.contextmanager
+    def _route(self) -> Iterator[Any]:
+        if self._shared is not None:
+            yield self._shared
+        else:
+            with links.route() as ipr:
+                yield ipr
 
     def _changed(self) -> None:
         self._dirty = True
