@@ -39,10 +39,63 @@ def iperf(t: Topology) -> float:
     return float(json.loads(out)["end"]["sum_received"]["bits_per_second"]) / 1e6
 
 
-def rules(n: int) -> tuple[Rule, ...]:
-    other = [Rule("ingress", protocol="tcp", port_min=5201, remote_cidrs=(f"10.200.{i // 250}.{i % 250}/32",))
+def rules(n: int, port: int = 5201) -> tuple[Rule, ...]:
+    """``n`` rules, the one allowing VM 1 last; the others each a different /32 (no set: linear)."""
+    other = [Rule("ingress", protocol="tcp", port_min=port, remote_cidrs=(f"10.200.{i // 250}.{i % 250}/32",))
              for i in range(n - 1)]  # fmt: skip
-    return (*other, Rule("ingress", protocol="tcp", port_min=5201, remote_cidrs=("10.9.0.1/32",)))
+    return (*other, Rule("ingress", protocol="tcp", port_min=port, remote_cidrs=("10.9.0.1/32",)))
+
+
+def group_rule(n: int, port: int = 5201) -> tuple[Rule, ...]:
+    """One rule whose remote group has ``n`` members (a named set), VM 1 among them."""
+    members = tuple(f"10.200.{i // 250}.{i % 250}/32" for i in range(n - 1)) + ("10.9.0.1/32",)
+    return (Rule("ingress", protocol="tcp", port_min=port, remote_cidrs=members),)
+
+
+def conn_rate(t: Topology, port: int, seconds: float = 6) -> float:
+    """New TCP connections per second VM 1 -> VM 2 (each one walks the rules once)."""
+    code = f"""
+import socket, time
+n, end = 0, time.monotonic() + {seconds}
+while time.monotonic() < end:
+    s = socket.create_connection(({t.vms[1].ip!r}, {port}), timeout=5); s.close(); n += 1
+print(n / {seconds})
+"""
+    return float(t.vms[0].py(code, timeout=seconds + 60))
+
+
+def udp_pps(t: Topology) -> tuple[float, float]:
+    """Small (100-byte) UDP datagrams as fast as iperf3 sends them: received packets/s, loss %."""
+    out = t.vms[0].run(f"iperf3 -c {t.vms[1].ip} -p 5201 -u -l 100 -b 0 -t 8 -J", timeout=120).stdout
+    s = json.loads(out)["end"]["sum"]
+    return s["packets"] * (1 - s["lost_percent"] / 100) / s["seconds"], s["lost_percent"]
+
+
+def classifier_throughput(t: Topology) -> tuple[float, float, float, float]:
+    """Every packet of an iperf3 flow through the classifier (a bench-only table queues them all;
+    with no firewall table the verdict mark is ignored, so all pass): Mbit/s and packets/s."""
+    from novacron.network.linux import classifier
+
+    state = Path(sh("mktemp -d /tmp/ncclsXXXX").stdout.strip())
+    classifier.ensure(t.host, state, 7, {1: ["bench.test"]})
+    sh(
+        f"ip netns exec {t.host} nft 'add table inet benchq; "
+        "add chain inet benchq f { type filter hook forward priority -20; }; "
+        "add rule inet benchq f meta l4proto { tcp, udp } th dport 5201 counter meta mark set 0x10000000; "
+        "add rule inet benchq f meta l4proto { tcp, udp } th sport 5201 counter meta mark set 0x10000000'"
+    )
+    try:
+        t0 = time.monotonic()
+        mbit = iperf(t)
+        elapsed = time.monotonic() - t0
+        out = json.loads(sh(f"ip netns exec {t.host} nft -j list chain inet benchq f").stdout)["nftables"]
+        packets = sum(x["rule"]["expr"][-2]["counter"]["packets"] for x in out if "rule" in x)
+        pps, loss = udp_pps(t)
+        return mbit, packets / elapsed, pps, loss
+    finally:
+        sh(f"ip netns exec {t.host} nft delete table inet benchq", check=False)
+        classifier.stop(t.host, state)
+        sh(f"rm -rf {state}")
 
 
 def tls_rate(t: Topology, seconds: float = 8) -> float:
@@ -87,7 +140,27 @@ def main() -> None:
         for n in (1, 10, 1000):
             fw.apply([vm1.port(), vm2.port(rules(n))])
             print(f"  firewall, {n:>4} rules on the receiving port: {iperf(t):.0f} Mbit/s")
+        fw.apply([vm1.port(), vm2.port(group_rule(1000))])
+        print(f"  firewall, 1 rule with a 1000-member remote group (set): {iperf(t):.0f} Mbit/s")
         fw.clear()
+        t.serve(vm2, 7000, Path("/dev/null"))
+        time.sleep(1)
+        print(f"new TCP connections/s VM1 -> VM2, no platform tables: {conn_rate(t, 7000):.0f}/s")
+        for label, rs in (("1 rule", rules(1, 7000)), ("1000 rules", rules(1000, 7000)),
+                          ("1000-member set", group_rule(1000, 7000))):  # fmt: skip
+            fw.apply([vm1.port(), vm2.port(rs)])
+            print(f"  firewall, {label}: {conn_rate(t, 7000):.0f}/s")
+        fw.clear()
+        plain_pps, plain_loss = udp_pps(t)
+        print(
+            f"UDP 100-byte datagrams, no platform tables: {plain_pps:.0f} packets/s received, "
+            f"{plain_loss:.0f}% lost"
+        )
+        mbit, pps, upps, uloss = classifier_throughput(t)
+        print(
+            f"every packet through the NFQUEUE classifier: TCP {mbit:.0f} Mbit/s ({pps:.0f} GSO packets/s); "
+            f"UDP 100-byte {upps:.0f} packets/s received, {uloss:.0f}% lost"
+        )
 
         group = tuple(f"10.7.0.{k}/32" for k in range(50))
         three = (

@@ -189,11 +189,12 @@ def tls_connect(vm: VM, ip: str, port: int, server_name: str, timeout: float = 4
     )
 
 
-def udp(vm: VM, ip: str, port: int, payload: bytes, timeout: float = 3) -> str:
+def udp(vm: VM, ip: str, port: int, payload: bytes, timeout: float = 3, sport: int = 0) -> str:
     return vm.py(
         f"""
         import socket
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout({timeout})
+        s.bind(("0.0.0.0", {sport}))
         s.sendto({payload!r}, ({ip!r}, {port}))
         try:
             print(s.recv(100).decode())

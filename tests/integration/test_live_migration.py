@@ -29,26 +29,12 @@ from tests.conftest import (
     wait_console,
     wait_task,
 )
+from tests.integration.test_cli import Cli
 from tests.integration.test_remote_agent import Agent, _wait_host, host_project
 
 TICKER = "#!/bin/sh\n( i=0; while true; do i=$((i+1)); echo tick-$i; sleep 1; done ) &\n"
 #: prints what the disk holds, then writes a marker: a second boot shows the first one's write
 DISK_MARKER = '#!/bin/sh\necho "disk says $(head -c 14 /dev/vda)"\nprintf cold-marker-42 > /dev/vda\nsync\n'
-
-
-@pytest.fixture
-def two_hosts() -> Iterator[tuple[Server, Agent]]:
-    """The all-in-one node (its embedded agent is one host) plus a remote agent host."""
-    server = make_server()
-    server.start()
-    agent = Agent(server, "node-b")
-    try:
-        yield server, agent
-    finally:
-        agent.stop()
-        subprocess.run(["pkill", "-9", "-f", f"{agent.state_dir}/"], check=False)
-        shutil.rmtree(agent.state_dir, ignore_errors=True)
-        destroy_server(server)
 
 
 @pytest.fixture
@@ -181,6 +167,8 @@ def test_live_migration_keeps_the_guest_running_and_drain_empties_a_host(
         assert not source_log.parent.exists(), "the source instance must be gone"
         assert _qemu_count(vm_id) == 1
         assert result["storage"] == "local"
+        assert result["settings"]["downtime_limit_ms"] == 30, "the platform's default downtime limit"
+        assert result["guest_pause_ms"] >= result["downtime_ms"]
         assert _moved_at(server, vm_id) is not None
         migrated = [e for e in c.get("/v1/events", params={"types": "vm.migrated"}).json()["items"]]
         assert migrated and migrated[-1]["data"]["downtime_ms"] >= 0
@@ -294,9 +282,24 @@ def test_shared_storage_migration_opens_the_same_disk_with_the_limits_asked(
         assert _qemu_count(vm_id) == 1
         assert _moved_at(server, vm_id) is not None
 
+        # cold, back again: nothing is copied, the VM boots over there from the same disk
+        r = c.post(f"/v1/vms/{vm_id}/actions/stop")
+        assert wait_task(c, r.json()["task_id"], timeout_s=120)["state"] == "succeeded"
+        r = c.post(f"/v1/vms/{vm_id}/migrate", json={})
+        task = wait_task(c, r.json()["task_id"], timeout_s=120)
+        assert task["state"] == "succeeded", task["error"]
+        assert task["kind"] == "vm.cold_migrate" and task["result"]["storage"] == "shared"
+        vm = c.get(f"/v1/vms/{vm_id}").json()
+        assert vm["host_id"] == source and vm["state"] == "stopped"
+        assert disk.exists() and not target_log.parent.exists()
+        r = c.post(f"/v1/vms/{vm_id}/actions/start")
+        assert wait_task(c, r.json()["task_id"], timeout_s=120)["state"] == "succeeded"
+        wait_console(c, vm_id, "NOVACRON-GUEST-UP", 120)
+        assert _qemu_count(vm_id) == 1
+
 
 def test_slow_migration_shows_progress_and_cancel_leaves_the_vm_at_the_source(
-    two_hosts: tuple[Server, Agent], guest: Guest
+    two_hosts: tuple[Server, Agent], guest: Guest, tmp_path: Path
 ) -> None:
     server, agent = two_hosts
     with server.client() as c:
@@ -314,9 +317,18 @@ def test_slow_migration_shows_progress_and_cancel_leaves_the_vm_at_the_source(
         r = c.post(f"/v1/vms/{vm_id}/migrate", json={"storage": "nfs"})
         assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.storage", r.text
 
-        # 4 Mbit/s: the guest's RAM takes minutes to move
-        r = c.post(f"/v1/vms/{vm_id}/migrate", json={"host": target, "max_bandwidth_mbps": 4})
-        assert r.status_code == 202, r.text
+        # 4 Mbit/s: the guest's RAM takes minutes to move (asked through the CLI)
+        cli = Cli(tmp_path / "novacron" / "credentials.json", server)
+        cli.ok(
+            "login",
+            "--server",
+            server.url,
+            "--username",
+            "admin",
+            "--password-stdin",
+            stdin=server.admin_password + "\n",
+        )
+        r = cli.ok("vm", "migrate", vm_id, "--host", target, "--max-bandwidth", "4", "--no-wait", "--json")
         task_id = r.json()["task_id"]
         deadline = time.monotonic() + 180
         seen: dict[str, object] = {}
@@ -335,8 +347,7 @@ def test_slow_migration_shows_progress_and_cancel_leaves_the_vm_at_the_source(
         later = c.get(f"/v1/tasks/{task_id}").json()
         assert later["result"]["progress"]["ram"]["transferred"] > seen["ram"]["transferred"]  # type: ignore[index]
 
-        r = c.post(f"/v1/tasks/{task_id}/cancel")
-        assert r.status_code == 202 and r.json()["cancel_requested"] is True, r.text
+        assert cli.ok("task", "cancel", task_id, "--json").json()["cancel_requested"] is True
         deadline = time.monotonic() + 120
         while (task := c.get(f"/v1/tasks/{task_id}").json())["state"] in ("pending", "running"):
             assert time.monotonic() < deadline, task

@@ -127,6 +127,18 @@ def test_application_protocols_detected_from_traffic(topo: tuple[Topology, Path]
     assert b"SSH-" not in log80
     assert b"just bytes" not in (tmp / "log8080").read_bytes()
     assert b"GET /" in (tmp / "log8081").read_bytes()
+    # the same on the way out: VM 3 may only speak TLS to allowed names (an egress rule)
+    fw.apply(
+        [
+            vm1.port((Rule("ingress", protocol="tcp"),)),
+            vm2.port(),
+            vm3.port((Rule("egress", protocol="tls", sni_allow=("allowed.test",)),)),
+        ]
+    )
+    assert tls_connect(vm3, vm1.ip, 8443, "allowed.test") == "OK"
+    assert tls_connect(vm3, vm1.ip, 8443, "evil.test") != "OK"
+    assert connect(vm3, vm1.ip, 8081, b"GET / HTTP/1.0\r\n\r\n") != "OK"
+    assert connect(vm2, vm1.ip, 8081, b"GET / HTTP/1.0\r\n\r\n") == "OK"
 
 
 def test_ssh_and_dns_rules(topo: tuple[Topology, Path]) -> None:
@@ -139,6 +151,8 @@ def test_ssh_and_dns_rules(topo: tuple[Topology, Path]) -> None:
     assert connect(vm3, vm1.ip, 81, b"GET / HTTP/1.0\r\n\r\n") != "OK"
     assert udp(vm3, vm1.ip, 5353, DNS_QUERY) == "OK"
     assert udp(vm3, vm1.ip, 5353, b"not a dns query at all") == "TimeoutError"
+    # the same query from the DHCP server port: a VM may not act as a DHCP server
+    assert udp(vm3, vm1.ip, 5353, DNS_QUERY, sport=67) == "TimeoutError"
 
 
 def test_port_security_off_passes_everything_and_clear_leaves_nothing(topo: tuple[Topology, Path]) -> None:
@@ -149,9 +163,12 @@ def test_port_security_off_passes_everything_and_clear_leaves_nothing(topo: tupl
     assert connect(vm3, vm1.ip, 81, b"anything") == "OK"
     fw.apply([vm1.port((Rule("ingress", protocol="tls", sni_allow=("x.test",)),)), vm2.port(), vm3.port()])
     assert "novacron" in sh(f"ip netns exec {t.host} nft list tables").stdout
+    pid = int((fw.state_dir / "classifier.pid").read_text())
+    assert Path(f"/proc/{pid}").exists()
     fw.clear()
+    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
     assert sh(f"ip netns exec {t.host} nft list ruleset").stdout.strip() == ""
-    assert "classifier" not in sh("ps -eo args").stdout or t.host not in sh("ps -eo args").stdout
+    assert not fw.state_dir.exists()
     assert connect(vm3, vm1.ip, 81, b"no-firewall") == "OK"
 
 

@@ -80,6 +80,7 @@ def test_port_limits_within_10_percent_dscp_and_clear(topo: Topology) -> None:
         assert sh(f"ip -n {t.host} link show {dev}", check=False).returncode != 0
     assert "clsact" not in sh(f"ip netns exec {t.host} tc qdisc show dev {vm1.device}").stdout
     assert "novacron_qos" not in sh(f"ip netns exec {t.host} nft list tables").stdout
+    assert not shaper.state.parent.exists()
     assert iperf(t, reverse=False) > 5 * LIMIT_KBPS
 
 

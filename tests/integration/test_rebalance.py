@@ -4,38 +4,21 @@ right after is empty."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.conftest import Guest, Server, destroy_server, import_guest_image, make_server, wait_task
+from tests.conftest import Guest, Server, import_guest_image, wait_task
 from tests.integration.test_remote_agent import Agent, _wait_host, host_project
 
 TICKER = "#!/bin/sh\n( i=0; while true; do i=$((i+1)); echo tick-$i; sleep 1; done ) &\n"
 PASSWORD = "correct-horse-battery-9"
-
-
-@pytest.fixture
-def two_hosts() -> Iterator[tuple[Server, Agent]]:
-    """The all-in-one node (its embedded agent is host A) plus a remote agent, host B."""
-    server = make_server()
-    server.start()
-    agent = Agent(server, "node-b")
-    try:
-        yield server, agent
-    finally:
-        agent.stop()
-        subprocess.run(["pkill", "-9", "-f", f"{agent.state_dir}/"], check=False)
-        shutil.rmtree(agent.state_dir, ignore_errors=True)
-        destroy_server(server)
 
 
 def _ticks(path: Path) -> list[int]:
@@ -43,14 +26,15 @@ def _ticks(path: Path) -> list[int]:
     return [int(n) for n in re.findall(r"tick-(\d+)", text)]
 
 
-def _cli(server: Server, token: str, *args: str) -> subprocess.CompletedProcess[str]:
+def _cli(server: Server, token: str, *args: str, answer: str = "") -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "NOVACRON_URL": server.url, "NOVACRON_TOKEN": token, "COLUMNS": "200"}
     return subprocess.run(
         [sys.executable, "-m", "novacron.cli.main", *args],
         env=env,
+        input=answer,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=300,  # the apply follows the live migration to its end
     )
 
 
@@ -143,17 +127,26 @@ def test_rebalance_dry_run_then_apply_moves_one_vm_live(
         assert cli.returncode == 0, cli.stderr
         assert "node-b" in cli.stdout and "imbalance" in cli.stdout and move["vm_name"] in cli.stdout
         assert _task_ids(c) == tasks_before
+        # without --yes it asks first; "no" changes nothing
+        cli = _cli(server, server.token(), "cluster", "rebalance", answer="n\n")
+        assert cli.returncode == 1 and "Start these 1 live migration(s)?" in cli.stdout, (
+            cli.stdout + cli.stderr
+        )
+        assert _task_ids(c) == tasks_before
 
         # apply: the same move, as a live migration; the guest keeps ticking on B
         source_log = server.state_dir / "instances" / move["vm"] / "console.log"
         last_on_source = max(_ticks(source_log))
-        r = c.post("/v1/cluster/rebalance", json={"dry_run": False, "max_moves": 5})
-        assert r.status_code == 202, r.text
-        applied = r.json()
+        # through the CLI: it plans, (--yes) skips the question, sends the moves it planned, and
+        # follows the migration to its end
+        cli = _cli(server, server.token(), "cluster", "rebalance", "--yes", "--max-moves", "5", "--json")
+        assert cli.returncode == 0, cli.stdout + cli.stderr
+        applied = json.loads(cli.stdout)
+        assert applied["dry_run"] is False
         assert [(m["vm"], m["to"]) for m in applied["moves"]] == [(move["vm"], move["to"])]
         [task_id] = applied["task_ids"]
         task = wait_task(c, task_id, timeout_s=240)
-        assert task["state"] == "succeeded", task["error"]
+        assert task["state"] == "succeeded" and task["kind"] == "vm.migrate", task["error"]
         vm = c.get(f"/v1/vms/{move['vm']}").json()
         assert vm["host_id"] == host_b["id"] and vm["state"] == "running" and vm["task_state"] is None
         stay = next(v for v in vm_ids if v != move["vm"])
@@ -167,9 +160,13 @@ def test_rebalance_dry_run_then_apply_moves_one_vm_live(
 
         # right after: nothing to do (the moved VM cools down, the rest is balanced)
         tasks_before = _task_ids(c)
-        r = c.post("/v1/cluster/rebalance", json={"dry_run": False})
+        key = {"Idempotency-Key": "rebalance-2"}
+        r = c.post("/v1/cluster/rebalance", json={"dry_run": False}, headers=key)
         assert r.status_code == 202, r.text
         assert r.json()["moves"] == [] and r.json()["task_ids"] == []
+        again = c.post("/v1/cluster/rebalance", json={"dry_run": False}, headers=key)
+        assert again.headers.get("Idempotent-Replayed") == "true" and again.json() == r.json()
+        _problem(c.post("/v1/cluster/rebalance", json={"dry_run": False, "max_moves": 3}, headers=key), 422)
         assert _task_ids(c) == tasks_before
         cli = _cli(server, server.token(), "cluster", "rebalance", "--yes")
         assert cli.returncode == 0 and "Balanced" in cli.stdout, cli.stdout + cli.stderr

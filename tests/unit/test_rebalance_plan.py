@@ -107,6 +107,14 @@ def test_no_tiny_moves_below_the_threshold() -> None:
     assert plan(snap, Options(threshold=0.01)).moves == []  # no move lowers the imbalance either
 
 
+def test_a_plan_below_the_minimum_improvement_is_empty() -> None:
+    snap = snapshot([host("a"), host("b")], [vm("v1", "a"), vm("v2", "a")])
+    p = plan(snap, Options())
+    assert len(p.moves) == 1 and p.imbalance_before - p.imbalance_after > 0.05
+    p = plan(snap, Options(min_improvement=p.imbalance_before - p.imbalance_after + 0.01))
+    assert p.moves == [] and p.after == p.before and p.imbalance_after == p.imbalance_before
+
+
 def test_cool_down_busy_and_stopped_vms_stay() -> None:
     vms = [
         vm("recent", "a", moved_at=NOW - 60),

@@ -291,8 +291,7 @@ class AgentRuntime:
             stats = await d.migrate_send(instance_id, target, settings, self._progress(op_id))
             return stats.as_dict()
         if op == "migrate_finish":
-            await d.migrate_finish(instance_id, payload.get("storage", "local"))
-            return {}
+            return {"resumed_at": await d.migrate_finish(instance_id, payload.get("storage", "local"))}
         if op == "migrate_forget":
             await d.forget(instance_id)
             return {}

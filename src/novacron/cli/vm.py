@@ -303,7 +303,9 @@ def migrate(
     storage: str = typer.Option(
         "auto", "--storage", help="auto, local (mirror/copy the disk) or shared (same disk on both hosts)"
     ),
-    max_downtime: int | None = typer.Option(None, "--max-downtime", help="longest final pause, ms"),
+    max_downtime: int | None = typer.Option(
+        None, "--max-downtime", help="longest final pause, ms (default 30)"
+    ),
     max_bandwidth: int | None = typer.Option(None, "--max-bandwidth", help="transfer cap, megabits/s"),
     auto_converge: bool = typer.Option(
         False, "--auto-converge", help="throttle a guest that dirties RAM fast"
@@ -336,6 +338,8 @@ def migrate(
         moved = client.get(f"/v1/vms/{found['id']}")
         if as_json:
             print_json(moved)
+        elif moved["state"] == "stopped":
+            info(f"[green]VM {moved['name']} moved to host {moved['host_id']}[/] (stopped: it boots there).")
         else:
             info(
                 f"[green]VM {moved['name']} now runs on host {moved['host_id']}[/] "

@@ -15,7 +15,8 @@ heartbeat); a plan lowers it one move at a time, each move the one that lowers i
 VMs of the most loaded hosts and the least loaded hosts that pass every placement filter
 (``static_refusal``: state, tenant reservation, aggregate, labels, traits; room within the
 allocation ratios; server-group anti-affinity). No tiny moves: a move only goes from a host to one
-whose load is at least ``threshold`` lower, and only if it lowers the imbalance. A VM moved within the
+whose load is at least ``threshold`` lower, and only if it lowers the imbalance; a plan lowering it
+by less than ``min_improvement`` in all is empty. A VM moved within the
 cool-down, a busy one (``task_state``), one not running, and a member of an affinity group with
 placed companions (it would have to move with them) stay where they are.
 """
@@ -94,6 +95,8 @@ class Options:
     #: a move goes only to a host whose load is at least this much lower (0.10 = 10 points)
     threshold: float = 0.10
     cooldown_s: float = 1800.0
+    #: a plan lowering the imbalance by less than this is not worth its migrations: it is empty
+    min_improvement: float = 0.001
 
 
 @dataclass(frozen=True)
@@ -336,6 +339,8 @@ def plan(snap: Snapshot, options: Options) -> Plan:
         _, vm, s, t = best
         moves.append(Move(vm.id, vm.name, sim.hosts[s].id, sim.hosts[t].id, sim.reason(vm, s, t)))
         sim.apply(vm, s, t)
+    if imbalance_before - sim.imbalance() < options.min_improvement:
+        return Plan([], before, before, imbalance_before, imbalance_before, dict(skipped))
     return Plan(moves, before, sim.loads(), imbalance_before, sim.imbalance(), dict(skipped))
 
 
@@ -402,8 +407,9 @@ def load_snapshot(session: Session, metrics: MetricsStore) -> Snapshot:
         ).where(VM.host_id.is_not(None))
     ).all()
     vms = []
+    unconstrained = RequestSpec()
     for r in rows:
-        spec = RequestSpec.from_dict(r.placement)
+        spec = RequestSpec.from_dict(r.placement) if r.placement else unconstrained
         if view.isolating:
             spec = replace(spec, tenant=r.tenant_id)
         vms.append(
@@ -439,7 +445,8 @@ def start_moves(session: Session, moves: Sequence[Move]) -> list[Task]:
     tasks = []
     now = utcnow()
     for move in moves:
-        vm = session.get(VM, move.vm_id)
+        # locked (PostgreSQL): a concurrent apply waits, then finds the VM busy (409), not stale
+        vm = session.get(VM, move.vm_id, with_for_update=True)
         if vm is None or vm.host_id != move.source:
             raise MoveConflict(f"VM {move.vm_name} moved or was deleted meanwhile; plan again")
         tasks.append(request_migrate(session, vm, move.target))

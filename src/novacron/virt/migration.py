@@ -34,7 +34,6 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from novacron.virt.base import DriverError, InstanceSpec
-from novacron.virt.cidata import render_meta_data, write_cidata_iso
 
 if TYPE_CHECKING:
     from novacron.virt.qemu import QemuDriver
@@ -90,6 +89,9 @@ class MigrationStats:
     storage: str
     #: the parameters QEMU ran the migration with (query-migrate-parameters)
     settings: dict[str, Any]
+    #: wall-clock time (s since the epoch) the source stopped the guest: with the destination's
+    #: ``finish`` time it gives the pause the guest really saw (QEMU's downtime ends at the source)
+    stopped_at: float
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,22 +127,6 @@ def choose_storage(drv: QemuDriver, instance_id: str, requested: str, source: di
     return "shared" if shared else "local"
 
 
-async def _write_seed(drv: QemuDriver, spec: InstanceSpec) -> None:
-    """Shared mode: the destination's own seed ISO, leaving the (shared, in use) disk alone."""
-    drv.instance_dir(spec.id).mkdir(parents=True, exist_ok=True)
-    meta = dict(spec.meta_data)
-    network_config = meta.pop("network-config", None) or meta.pop("network_config", None)
-    if network_config is not None and not isinstance(network_config, str):
-        network_config = json.dumps(network_config)
-    await asyncio.to_thread(
-        write_cidata_iso,
-        drv.seed_path(spec.id),
-        render_meta_data(meta, spec.id, spec.name),
-        spec.user_data,
-        network_config,
-    )
-
-
 async def receive(
     drv: QemuDriver, spec: InstanceSpec, host: str = "127.0.0.1", storage: str = "local"
 ) -> MigrationTarget:
@@ -148,7 +134,7 @@ async def receive(
     if drv.pid(spec.id) is not None:
         raise DriverError(f"instance {spec.id} already runs on the destination")
     if storage == "shared":
-        await _write_seed(drv, spec)
+        await drv.write_seed(spec)  # the disk is shared and in use: leave it alone
     else:
         await drv.prepare(spec)
     await drv._start(spec.id, drv._argv(spec) + INCOMING_ARGS)
@@ -299,6 +285,7 @@ async def send(
             info: dict[str, Any] = await drv.qmp(instance_id, "query-migrate")
             status = str(info.get("status"))
             if status == "completed" and info.get("total-time"):
+                stopped_at = time.time() - int(info.get("downtime", 0)) / 1000
                 break
             if status in ("failed", "cancelled"):
                 raise DriverError(f"migration of {instance_id} {status}: {info.get('error-desc', '')}")
@@ -327,11 +314,17 @@ async def send(
         transferred_bytes=int(ram.get("transferred", 0)),
         storage=target.storage,
         settings=applied,
+        stopped_at=stopped_at,
     )
 
 
-async def finish(drv: QemuDriver, instance_id: str, storage: str = "local", timeout_s: float = 60.0) -> None:
-    """Destination: once the incoming state is loaded, stop the NBD export and run the guest."""
+async def finish(drv: QemuDriver, instance_id: str, storage: str = "local", timeout_s: float = 60.0) -> float:
+    """Destination: once the incoming state is loaded, run the guest, then stop the NBD export.
+
+    The source completed its mirror before this is called, so the export is idle: the guest runs
+    first, since every QMP round trip before ``cont`` adds to its pause. Returns the wall-clock
+    time the guest runs again.
+    """
     deadline = time.monotonic() + timeout_s
     while True:
         status = (await drv.qmp(instance_id, "query-status")).get("status")
@@ -340,11 +333,13 @@ async def finish(drv: QemuDriver, instance_id: str, storage: str = "local", time
         if time.monotonic() > deadline:
             raise DriverError(f"incoming migration of {instance_id} did not complete (status {status})")
         await asyncio.sleep(0.02)
-    if storage == "local":
-        await drv.qmp(instance_id, "block-export-del", {"id": DISK_NODE})
-        await drv.qmp(instance_id, "nbd-server-stop")
     if status != "running":
         await drv.qmp(instance_id, "cont")
+    resumed_at = time.time()
+    if storage == "local":
+        with contextlib.suppress(DriverError):  # already gone when this step runs again
+            await drv.qmp(instance_id, "block-export-del", {"id": DISK_NODE})
+            await drv.qmp(instance_id, "nbd-server-stop")
     # a later reboot restarts QEMU from launch.json: drop the incoming-migration arguments
     launch = drv.instance_dir(instance_id) / "launch.json"
     data = json.loads(launch.read_text())
@@ -352,3 +347,4 @@ async def finish(drv: QemuDriver, instance_id: str, storage: str = "local", time
     if argv[-len(INCOMING_ARGS) :] == INCOMING_ARGS:
         data["argv"] = argv[: -len(INCOMING_ARGS)]
         launch.write_text(json.dumps(data, indent=1))
+    return resumed_at

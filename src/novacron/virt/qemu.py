@@ -171,6 +171,11 @@ class QemuDriver(ComputeDriver):
             await images.create_overlay(spec.image_path, info.format, disk, size)
         elif self.pid(spec.id) is None:
             await images.grow(disk, want)
+        await self.write_seed(spec)
+
+    async def write_seed(self, spec: InstanceSpec) -> None:
+        """The instance's NoCloud seed ISO (meta-data, user-data, network-config)."""
+        self.instance_dir(spec.id).mkdir(parents=True, exist_ok=True)
         meta = dict(spec.meta_data)
         network_config = meta.pop("network-config", None) or meta.pop("network_config", None)
         if network_config is not None and not isinstance(network_config, str):
@@ -321,9 +326,9 @@ class QemuDriver(ComputeDriver):
         """Source step: mirror the disk (local) and migrate; the source ends paused (destroy it after)."""
         return await migration.send(self, instance_id, target, settings, report, timeout_s)
 
-    async def migrate_finish(self, instance_id: str, storage: str = "local") -> None:
-        """Destination step 2: stop the NBD export (local) and run the guest."""
-        await migration.finish(self, instance_id, storage)
+    async def migrate_finish(self, instance_id: str, storage: str = "local") -> float:
+        """Destination step 2: stop the NBD export (local) and run the guest; returns when it ran."""
+        return await migration.finish(self, instance_id, storage)
 
     async def _qmp(self, instance_id: str, command: str, args: dict[str, Any] | None = None) -> Any:
         return await qmp_call(self.qmp_socket(instance_id), command, args)

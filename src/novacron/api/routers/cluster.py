@@ -8,9 +8,10 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from novacron.api.concurrency import Idempotency
-from novacron.api.deps import CtxDep, SessionDep, require
+from novacron.api.deps import CtxDep, require
 from novacron.api.errors import Problem, invalid
 from novacron.compute import rebalance
 from novacron.db.models import Host
@@ -105,7 +106,7 @@ class RebalanceOut(BaseModel):
     task_ids: list[str] = []
 
 
-def _host_ids(session: SessionDep, moves: list[MoveIn]) -> list[tuple[str, str | None, str]]:
+def _host_ids(session: Session, moves: list[MoveIn]) -> list[tuple[str, str | None, str]]:
     out = []
     for k, m in enumerate(moves):
         host = session.scalar(select(Host.id).where((Host.id == m.to) | (Host.name == m.to)))
@@ -155,7 +156,6 @@ def _out(
 def rebalance_cluster(
     request: Request,
     ctx: CtxDep,
-    session: SessionDep,
     principal: CanRebalance,
     body: RebalanceRequest | None = None,
 ) -> Response:
@@ -165,30 +165,42 @@ def rebalance_cluster(
     body = body or RebalanceRequest()
     if body.moves is not None and len(body.moves) > body.max_moves:
         raise invalid("body.moves", f"{len(body.moves)} moves, more than max_moves ({body.max_moves})")
-    idem = Idempotency(request, principal, session, body.model_dump(mode="json"))
-    if not body.dry_run and (replay := idem.replay()) is not None:
-        return replay
     options = rebalance.Options(
         max_moves=body.max_moves,
         threshold=body.threshold if body.threshold is not None else ctx.settings.rebalance_threshold,
         cooldown_s=ctx.settings.rebalance_cooldown_s,
     )
-    snapshot = rebalance.load_snapshot(session, ctx.metrics)
-    if body.moves is None:
-        plan = rebalance.plan(snapshot, options)
-    else:
-        try:
-            plan = rebalance.check_moves(snapshot, options, _host_ids(session, body.moves))
-        except rebalance.PlanRejected as exc:
-            raise invalid(f"body.moves.{exc.index}", exc.reason, 409) from exc
+    key_body = body.model_dump(mode="json")
+    # planning reads every placed VM: a read session, so it never holds SQLite's write lock
+    with ctx.db.read_session() as rs:
+        if (
+            not body.dry_run
+            and (replay := Idempotency(request, principal, rs, key_body).replay()) is not None
+        ):
+            return replay
+        wanted = _host_ids(rs, body.moves) if body.moves is not None else None
+        snapshot = rebalance.load_snapshot(rs, ctx.metrics)
+    try:
+        plan = (
+            rebalance.plan(snapshot, options)
+            if wanted is None
+            else rebalance.check_moves(snapshot, options, wanted)
+        )
+    except rebalance.PlanRejected as exc:
+        raise invalid(f"body.moves.{exc.index}", exc.reason, 409) from exc
     if body.dry_run:
         return JSONResponse(_out(plan, options, True, []).model_dump(mode="json", by_alias=True))
-    try:
-        tasks = rebalance.start_moves(session, plan.moves)
-    except rebalance.MoveConflict as exc:
-        raise Problem(409, "Conflict", str(exc)) from exc
-    payload = _out(plan, options, False, [t.id for t in tasks]).model_dump(mode="json", by_alias=True)
-    idem.remember(202, payload)
+    with ctx.db.session() as session:
+        idem = Idempotency(request, principal, session, key_body)
+        if (replay := idem.replay()) is not None:  # the same request, committed meanwhile
+            return replay
+        try:
+            # each VM must still be where the plan found it, and idle (409 otherwise)
+            tasks = rebalance.start_moves(session, plan.moves)
+        except rebalance.MoveConflict as exc:
+            raise Problem(409, "Conflict", str(exc)) from exc
+        payload = _out(plan, options, False, [t.id for t in tasks]).model_dump(mode="json", by_alias=True)
+        idem.remember(202, payload)
     if ctx.tasks is not None and tasks:
         ctx.tasks.wake()
     return JSONResponse(payload, status_code=202)

@@ -36,7 +36,7 @@ class MigrateRequest(BaseModel):
         "reaches the VM's disk, else local",
     )
     max_downtime_ms: int | None = Field(
-        default=None, ge=1, le=60_000, description="longest pause for the final copy (QEMU default 300 ms)"
+        default=None, ge=1, le=60_000, description="longest pause for the final copy, ms (default 30)"
     )
     max_bandwidth_mbps: int | None = Field(
         default=None, ge=1, le=1_000_000, description="cap on RAM and disk transfer, megabits/s (live)"

@@ -31,9 +31,12 @@ from novacron.network.linux import nft
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_QUEUE = 3
 MSG_PACKET, MSG_VERDICT, MSG_CONFIG = 0, 1, 2
-CFG_CMD, CFG_PARAMS = 1, 2
+CFG_CMD, CFG_PARAMS, CFG_MASK, CFG_FLAGS = 1, 2, 4, 5
+#: hand GSO super-packets over whole instead of segmenting them in the kernel first
+F_GSO = 1 << 2
 CMD_BIND = 1
 COPY_PACKET = 2
+COPY_RANGE = 4096
 A_PACKET_HDR, A_VERDICT_HDR, A_MARK, A_PAYLOAD = 1, 2, 3, 10
 NF_DROP, NF_ACCEPT = 0, 1
 NLM_F_REQUEST, NLM_F_ACK = 1, 4
@@ -106,7 +109,9 @@ class Classifier:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         self.sock.bind((0, 0))
         self._config(_attr(CFG_CMD, struct.pack("=BBH", CMD_BIND, 0, 0)))
-        self._config(_attr(CFG_PARAMS, struct.pack("!IB", 0xFFFF, COPY_PACKET)))
+        # the ClientHello's server name sits in the first ~600 bytes: copy no more than this
+        self._config(_attr(CFG_PARAMS, struct.pack("!IB", COPY_RANGE, COPY_PACKET)))
+        self._config(_attr(CFG_MASK, struct.pack("!I", F_GSO)) + _attr(CFG_FLAGS, struct.pack("!I", F_GSO)))
 
     def _config(self, attrs: bytes) -> None:
         self.sock.send(_msg(MSG_CONFIG, self.queue, attrs, NLM_F_REQUEST | NLM_F_ACK))

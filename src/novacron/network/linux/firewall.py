@@ -26,6 +26,7 @@ import functools
 import hashlib
 import ipaddress
 import json
+import shutil
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -123,6 +124,10 @@ class _Compiler:
         r.append(f"ip6 saddr != {{ {', '.join(v6)} }} drop")
         targets = ", ".join(f"{int(ipaddress.IPv6Address(a)):#x}" for a in v6)
         r.append(f"icmpv6 type nd-neighbor-advert @th,64,128 != {{ {targets} }} drop")
+        # no DHCP servers and no IPv6 routers among the VMs
+        r.append("ip protocol udp udp sport 67 drop")
+        r.append("ip6 nexthdr udp udp sport 547 drop")
+        r.append("icmpv6 type nd-router-advert drop")
         r.append("ether type != { ip, ip6, arp } drop")
         return r
 
@@ -180,7 +185,6 @@ class _Compiler:
 
     def _egress_chain(self, p: PortSpec, i: int, rules: list[Rule]) -> str:
         body = [
-            "udp sport 67 drop",  # no rogue DHCP servers
             "udp sport 68 udp dport 67 return",
             "udp sport 546 udp dport 547 return",
             "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, "
@@ -319,6 +323,8 @@ class Firewall:
         self.state_dir = state_dir or Path("/run/novacron/firewall") / (netns or "host")
 
     def apply(self, ports: Sequence[PortSpec]) -> None:
+        """Make the host's firewall exactly ``ports``' (all of them, every call). Call it after the
+        devices are enslaved: each bridge's conntrack zone is read from the devices' masters."""
         # bridged IP packets must traverse the inet hooks (per namespace since Linux 5.3)
         nft.sysctl(self.netns, "net.bridge.bridge-nf-call-iptables", "1")
         nft.sysctl(self.netns, "net.bridge.bridge-nf-call-ip6tables", "1")
@@ -339,3 +345,4 @@ class Firewall:
         )
         nft.nft_apply(self.netns, script)
         classifier.stop(self.netns, self.state_dir)
+        shutil.rmtree(self.state_dir, ignore_errors=True)

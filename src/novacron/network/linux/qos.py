@@ -13,6 +13,7 @@ written on a port's egress packets by the ``bridge novacron_qos`` nftables table
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -155,3 +156,5 @@ class Shaper:
         self._remove_ifbs()
         nft.nft_apply(self.netns, f"table bridge {TABLE} {{}}\ndelete table bridge {TABLE}\n")
         self.state.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.state.parent.rmdir()
