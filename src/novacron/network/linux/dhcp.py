@@ -17,19 +17,20 @@ from novacron.network.linux import links, names
 from novacron.network.model import NetworkSpec, PortSpec, SubnetSpec
 
 
-def server_ip(subnet: SubnetSpec) -> str:
-    """The DHCP server's own address: the subnet's last usable address.
+def server_ip(subnet: SubnetSpec, taken: frozenset[str] = frozenset()) -> str:
+    """The DHCP server's own address: the highest one of the subnet that is neither the gateway
+    nor a port's (``taken``).
 
-    IPAM keeps allocation pools (and so ports) below it; a pool that reaches the top of the
-    subnet would hand it out twice, so it is refused here rather than found out by a guest.
+    IPAM fills its pools from the bottom, so the top is the last address it hands out; should it
+    give that one to a port, the port's lease moves the server down one at the next sync.
     """
-    ip = ipaddress.ip_network(subnet.cidr)[-2]
-    for first, end in subnet.allocation_pools:
-        if int(ipaddress.ip_address(first)) <= int(ip) <= int(ipaddress.ip_address(end)):
-            raise links.NetError(
-                f"subnet {subnet.id}: allocation pool {first}-{end} holds the DHCP server's address {ip}"
-            )
-    return str(ip)
+    net = ipaddress.ip_network(subnet.cidr)
+    avoid = set(taken) | ({subnet.gateway_ip} if subnet.gateway_ip else set())
+    for n in range(2, min(net.num_addresses, 4096)):
+        ip = str(net[-n])
+        if ip not in avoid:
+            return ip
+    raise links.NetError(f"subnet {subnet.id}: no address left for the DHCP server")
 
 
 def _config(network: NetworkSpec, ports: tuple[PortSpec, ...], iface: str, run: Path) -> str:
@@ -48,6 +49,7 @@ def _config(network: NetworkSpec, ports: tuple[PortSpec, ...], iface: str, run: 
         "dhcp-authoritative",
     ]
     v6 = False
+    taken = frozenset(f.ip for p in ports for f in p.fixed_ips)
     for n, subnet in enumerate(s for s in network.subnets if s.dhcp):
         net = ipaddress.ip_network(subnet.cidr)
         tag = f"s{n}"
@@ -55,7 +57,7 @@ def _config(network: NetworkSpec, ports: tuple[PortSpec, ...], iface: str, run: 
             lines.append(f"dhcp-range=set:{tag},{net.network_address},static,{net.netmask},12h")
             if subnet.gateway_ip:
                 lines.append(f"dhcp-option=tag:{tag},option:router,{subnet.gateway_ip}")
-            dns = ",".join(subnet.dns_servers) or server_ip(subnet)
+            dns = ",".join(subnet.dns_servers) or server_ip(subnet, taken)
             lines.append(f"dhcp-option=tag:{tag},option:dns-server,{dns}")
             lines.append(f"dhcp-option=tag:{tag},option:mtu,{network.mtu}")
             if subnet.host_routes:
@@ -101,10 +103,11 @@ class Dnsmasq:
         with links.route() as ipr:
             links.ensure_veth_into(ipr, veth, peer, ns)
             links.ensure_port_link(ipr, veth, bridge_idx, network.mtu, link_kind="veth")
+        taken = frozenset(f.ip for p in ports for f in p.fixed_ips)
         addrs = []
         for s in network.subnets:
             if s.dhcp:
-                addrs.append(f"{server_ip(s)}/{ipaddress.ip_network(s.cidr).prefixlen}")
+                addrs.append(f"{server_ip(s, taken)}/{ipaddress.ip_network(s.cidr).prefixlen}")
         with links.route(ns) as inner:
             inner.link("set", index=links.index(inner, peer), mtu=network.mtu)
             links.sync_addresses(inner, peer, addrs)
