@@ -213,6 +213,9 @@ async def _vm(
         stats = await driver.migrate_send(payload["id"], MigrationTarget(**payload["target"]))
         await driver.forget(payload["id"])
         return {"stats": stats.as_dict()}
+    if command == "sample":
+        sample = await driver.sample(payload["id"])
+        return sample.as_dict() if sample else {}
     if command == "migrate_finish":
         await driver.migrate_finish(payload["id"], "local")
         return {"pid": driver.pid(payload["id"])}

@@ -236,6 +236,9 @@ def test_two_hosts_dhcp_vxlan_isolation_snat_floating_ip_and_clean_delete(lab: L
     assert wait_for(con_a, r"(?m)^NETLAB-PING 10.0.0.11 (ok|fail)").group(1) == "ok"
     assert wait_for(con_b, r"(?m)^NETLAB-PING 10.0.0.10 (ok|fail)").group(1) == "ok"
     assert wait_for(con_a, rf"(?m)^NETLAB-PING {INTERNET_IP} (ok|fail)").group(1) == "ok"
+    # the guest's traffic is counted on its port's tap (the VM's metrics)
+    sample = h1.helper("sample", {"id": "vm-a"})
+    assert sample["net_tx_bytes"] > 0 and sample["net_rx_bytes"] > 0
     # the internet has no route to 10.0.0.0/24: the reply came back only because of SNAT
     assert "10.0.0" not in lab.internet("ip", "route")
 

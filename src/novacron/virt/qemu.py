@@ -98,6 +98,8 @@ class QemuDriver(ComputeDriver):
         self.instances_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.storage_id = procs.shared_storage_id(self.shared_dir) if self.shared_dir else ""
+        #: instance id -> the taps its QEMU opened (known from its command line)
+        self._taps: dict[str, list[str]] = {}
 
     # ---- paths -------------------------------------------------------------------------------
 
@@ -288,6 +290,7 @@ class QemuDriver(ComputeDriver):
             p.unlink(missing_ok=True)
         idir = self.instance_dir(i)
         (idir / "launch.json").write_text(json.dumps({"argv": argv, "time": time.time()}, indent=1))
+        self._taps[i] = argv_taps(argv)
         log = idir / "qemu.log"
         with open(log, "ab") as err:
             err.write(f"--- launch {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
@@ -427,6 +430,7 @@ class QemuDriver(ComputeDriver):
 
     async def forget(self, instance_id: str) -> None:
         await self.power_off(instance_id)
+        self._taps.pop(instance_id, None)
         tap = netdev.tap_name(instance_id, self.tap_salt)
         await asyncio.to_thread(netdev.delete_link, tap)
         for p in (self.qmp_socket(instance_id), self.console_socket(instance_id), self.pidfile(instance_id)):
@@ -443,6 +447,17 @@ class QemuDriver(ComputeDriver):
             raise DriverError(f"instance {instance_id} has no disk on this host")
         return await images.flatten(disk, Path(dest))
 
+    def _instance_taps(self, instance_id: str) -> list[str]:
+        """Every tap of the instance (one per port, or the default one), for its traffic counters."""
+        if instance_id not in self._taps:
+            try:
+                argv = json.loads((self.instance_dir(instance_id) / "launch.json").read_text())["argv"]
+            except (OSError, ValueError, KeyError):
+                default = self.tap_name(instance_id)
+                return [default] if default else []
+            self._taps[instance_id] = argv_taps(argv)
+        return self._taps[instance_id]
+
     async def sample(self, instance_id: str) -> MetricsSample | None:
         pid = self.pid(instance_id)
         if pid is None:
@@ -457,8 +472,13 @@ class QemuDriver(ComputeDriver):
                     break
         except QmpUnavailable:
             pass
-        tap = self.tap_name(instance_id)
-        rx, tx = netdev.nic_counters(tap) if tap else (0, 0)
+        rx = tx = 0
+        for tap in self._instance_taps(instance_id):
+            if netdev.sys_has(tap):  # the cheap way, when /sys shows this namespace's devices
+                tap_rx, tap_tx = netdev.nic_counters(tap)
+            else:
+                tap_rx, tap_tx = await asyncio.to_thread(netdev.nic_counters_netlink, tap)
+            rx, tx = rx + tap_rx, tx + tap_tx
         return MetricsSample(
             time=time.time(),
             cpu_time_s=procs.cpu_time_s(pid),
