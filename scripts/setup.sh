@@ -41,7 +41,10 @@ APT_PACKAGES=(
     iproute2 nftables dnsmasq-base
     chromium chromium-driver
     curl ca-certificates git
+    restic borgbackup
 )
+# Node.js runs the Azure Blob emulator (azurite, from npm) of the backup target tests.
+command -v node >/dev/null 2>&1 || APT_PACKAGES+=(nodejs npm)
 
 APT_UPDATED=0
 apt_update_once() {
@@ -131,6 +134,18 @@ if [ "$LOCK" -eq 1 ]; then
     } >requirements.lock.tmp
     mv requirements.lock.tmp requirements.lock
     want_stamp >"$STAMP"
+fi
+
+# --- npm tools (git-ignored build/npm) ---------------------------------------------------------
+# The Azure Blob Storage emulator, for the backup target tests (build/npm/node_modules/.bin/azurite-blob).
+AZURITE_VERSION=3.37.0
+NPM_DIR="$ROOT/build/npm"
+if [ "$(cat "$NPM_DIR/node_modules/azurite/package.json" 2>/dev/null \
+        | "$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["version"])' 2>/dev/null)" \
+        != "$AZURITE_VERSION" ]; then
+    say "npm install azurite@$AZURITE_VERSION into $NPM_DIR"
+    mkdir -p "$NPM_DIR"
+    npm install --prefix "$NPM_DIR" --no-audit --no-fund --loglevel=error "azurite@$AZURITE_VERSION" >/dev/null
 fi
 
 # --- test guest ---------------------------------------------------------------------------------

@@ -268,3 +268,35 @@ def postgres() -> Iterator[object]:
         yield pg
     finally:
         pg.stop()
+
+
+def _emulator(kind: str) -> Iterator[object]:
+    from tests.services.object_stores import EmulatorUnavailable, start
+
+    try:
+        emulator = start(kind)
+    except EmulatorUnavailable as exc:
+        require(False, f"{kind} emulator could not start: {exc}")
+        raise
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_emulator() -> Iterator[object]:
+    """moto_server (S3 API) on loopback; ``.target()`` makes a fresh bucket as a backup Target."""
+    yield from _emulator("s3")
+
+
+@pytest.fixture(scope="session")
+def azure_emulator() -> Iterator[object]:
+    """Azurite (Azure Blob API) on loopback; ``.target()`` makes a fresh container."""
+    yield from _emulator("azure")
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator() -> Iterator[object]:
+    """gcp-storage-emulator (GCS API) on loopback; ``.target()`` makes a fresh bucket."""
+    yield from _emulator("gcs")
