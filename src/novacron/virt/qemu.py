@@ -66,6 +66,8 @@ _STATUS = {
     "watchdog": PowerState.CRASHED,
 }
 UNIX_PATH_MAX = 107
+#: how long a launch waits for its ports' taps (made by the host's network_sync)
+PORT_WAIT_S = 60.0
 
 
 class QemuDriver(ComputeDriver):
@@ -277,13 +279,17 @@ class QemuDriver(ComputeDriver):
         default = self.tap_name(i)
         ports = [t for t in argv_taps(argv) if t != default]
         if ports:
+            # the host's network_sync, queued with the placement, may still be running
+            deadline = time.monotonic() + PORT_WAIT_S
             for device in ports:
-                if not await asyncio.to_thread(netdev.link_exists, device):
-                    # a guest started without it would boot with a dead NIC
-                    raise DriverError(
-                        f"the tap {device} of a port of instance {i} does not exist on this host: "
-                        "its network was not synced here before the launch"
-                    )
+                while not await asyncio.to_thread(netdev.link_exists, device):
+                    if time.monotonic() > deadline:
+                        # a guest started without it would boot with a dead NIC
+                        raise DriverError(
+                            f"the tap {device} of a port of instance {i} does not exist on this host: "
+                            "its network was not synced here before the launch"
+                        )
+                    await asyncio.sleep(0.2)
         elif default and self.bridge:
             await asyncio.to_thread(netdev.ensure_tap, default, self.bridge)
         for p in (self.qmp_socket(i), self.console_socket(i), self.pidfile(i)):

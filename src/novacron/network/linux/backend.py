@@ -79,6 +79,11 @@ class LinuxBackend(NetworkBackend):
                     raise links.NetError(f"external network {network.id} names no physical interface")
                 links.ensure_port_link(ipr, network.physical_interface, br, network.mtu, link_kind="phys")
                 return
+            others = tuple(p for p in peers if p != self.underlay_ip)
+            if not self.underlay_ip and not others:
+                # a single host (all-in-one): the network needs no tunnel until another host has it
+                links.delete(ipr, names.vxlan(network.id))
+                return
             if not self.underlay_ip:
                 raise links.NetError(
                     "this host has no underlay address (NOVACRON_UNDERLAY_IP): it cannot join VXLAN networks"
