@@ -38,7 +38,7 @@ APT_PACKAGES=(
     iptables iperf3 tcpdump
     qemu-system-x86 qemu-utils busybox-static cpio xz-utils
     postgresql-15
-    iproute2 nftables
+    iproute2 nftables dnsmasq-base
     chromium chromium-driver
     curl ca-certificates git
     restic borgbackup

@@ -69,6 +69,8 @@ class Settings:
     reservation_tick_s: float = 5.0
     #: this host's address on the underlay (the VXLAN tunnels' endpoint), reported by its agent
     underlay_ip: str = ""
+    #: the network backend of this host's agent: "linux", or "none" for a host without tenant networks
+    network_backend: str = "linux"
 
     @property
     def images_dir(self) -> Path:
@@ -117,4 +119,5 @@ class Settings:
                 Path(_env("SHARED_STORAGE_DIR", "")).resolve() if _env("SHARED_STORAGE_DIR", "") else None
             ),
             underlay_ip=_env("UNDERLAY_IP", ""),
+            network_backend=_env("NETWORK_BACKEND", "linux"),
         )

@@ -25,6 +25,7 @@ def build_context(settings: Settings) -> Context:
     from novacron.compute.tasks import HANDLERS
     from novacron.db.migrate import upgrade
     from novacron.identity.tokens import TokenService
+    from novacron.network import make_backend
     from novacron.tasks.runner import TaskRunner
     from novacron.virt import make_driver
 
@@ -46,6 +47,7 @@ def build_context(settings: Settings) -> Context:
             settings.migration_address,
             settings.run_dir,
             underlay_ip=settings.underlay_ip,
+            network=make_backend(settings, scope=settings.host_name),
         )
     return ctx
 

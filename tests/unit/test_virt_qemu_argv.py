@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from novacron.virt.base import DriverError, InstanceSpec
-from novacron.virt.qemu import QemuDriver
+from novacron.virt.base import DriverError, InstanceSpec, Nic
+from novacron.virt.qemu import QemuDriver, argv_taps
 
 
 def spec(**kw: object) -> InstanceSpec:
@@ -62,3 +62,24 @@ def test_commas_in_paths_are_escaped(tmp_path: Path) -> None:
     d = QemuDriver(tmp_path / "a,b" / "i", tmp_path / "r", accelerator="tcg")
     line = " ".join(d._argv(spec()))
     assert "a,,b/i/" in line and "a,b/i/" not in line.replace("a,,b", "")
+
+
+def test_one_tap_nic_per_port_instead_of_the_default(tmp_path: Path) -> None:
+    d = QemuDriver(tmp_path / "i", tmp_path / "r", accelerator="tcg", bridge="novacron0")
+    nics = (
+        Nic("port-1", "52:54:00:00:00:01", "tp000001", "net-1"),
+        Nic("port-2", "52:54:00:00:00:02", "tp000002", "net-2"),
+    )
+    argv = d._argv(spec(nics=nics))
+    line = " ".join(argv)
+    assert "tap,id=net0,ifname=tp000001,script=no,downscript=no" in line
+    assert "virtio-net-pci,netdev=net0,id=net0-dev,mac=52:54:00:00:00:01" in line
+    assert "tap,id=net1,ifname=tp000002" in line and "mac=52:54:00:00:00:02" in line
+    assert f"ifname={d.tap_name(spec().id)}" not in line  # no NIC on the default bridge
+    assert argv_taps(argv) == ["tp000001", "tp000002"]
+
+
+def test_a_port_type_this_host_cannot_give_is_refused(tmp_path: Path) -> None:
+    d = QemuDriver(tmp_path / "i", tmp_path / "r", accelerator="tcg", bridge="novacron0")
+    with pytest.raises(DriverError, match="vnic_type direct"):
+        d._argv(spec(nics=(Nic("port-1", "52:54:00:00:00:01", "tp000001", "net-1", "direct"),)))

@@ -79,6 +79,7 @@ def ensure_joined(
 async def run_agent(
     settings: Settings, server: str, name: str, join_token: str | None, fingerprint: str | None
 ) -> None:
+    from novacron.network import make_backend
     from novacron.virt import make_driver
 
     settings.ensure_dirs()
@@ -101,6 +102,7 @@ async def run_agent(
         settings.migration_address,
         settings.run_dir,
         underlay_ip=settings.underlay_ip,
+        network=make_backend(settings, scope=name),
     )
     await runtime.start()
     log.info("agent of host %s (%s) joined %s", name, control.host_id, server)

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from novacron.agent.control import AgentRefused, ControlPlane
 from novacron.agent.watchdog import Lease
-from novacron.virt.base import ComputeDriver, InstanceSpec, PowerState
+from novacron.virt.base import ComputeDriver, InstanceSpec, Nic, PowerState
 from novacron.virt.consolelog import read_log
 
 if TYPE_CHECKING:
+    from novacron.network.model import NetworkBackend
     from novacron.virt.migration import Progress
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,11 @@ class AgentRuntime:
         migration_address: str = "127.0.0.1",
         lease_dir: Path | None = None,
         underlay_ip: str = "",
+        network: NetworkBackend | None = None,
     ) -> None:
         self.driver = driver
+        #: this host's tenant-network datapath (None: the host has none)
+        self.network = network
         #: self-fencing (agent/watchdog.py); ``lease_dir`` is where the watchdog process finds it
         self.lease = Lease(lease_dir)
         self.fenced = False
@@ -172,7 +176,8 @@ class AgentRuntime:
         s = dict(payload["spec"])
         image_id, sha = str(s.pop("image_id")), s.pop("image_sha256", None)
         has_kernel, has_initrd = bool(s.pop("has_kernel")), bool(s.pop("has_initrd"))
-        # a newer control plane may send more (``nics``): a driver that does not know a key ignores it
+        s["nics"] = tuple(Nic(**n) for n in s.pop("nics", None) or ())
+        # a newer control plane may send more: keys the driver does not know are ignored
         known = {f.name for f in fields(InstanceSpec)}
         s = {k: v for k, v in s.items() if k in known}
         return InstanceSpec(
@@ -235,9 +240,21 @@ class AgentRuntime:
                 d, instance_id, payload, self._progress(op_id)
             )
             return result
+        elif op == "network_sync":
+            return await self._network_sync(payload)
         else:
             raise ValueError(f"unknown operation {op!r}")
         return {}
+
+    async def _network_sync(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Make this host's datapath match the whole desired state in ``payload`` (wire.py)."""
+        from novacron.network.linux import LinuxBackend
+        from novacron.network.wire import HostState, from_dict
+
+        if not isinstance(self.network, LinuxBackend):
+            raise RuntimeError("this host has no network backend (NOVACRON_NETWORK_BACKEND=none)")
+        state = from_dict(HostState, payload["state"])
+        return await asyncio.to_thread(self.network.sync, state)
 
     def _progress(self, op_id: str | None) -> Progress | None:
         """A progress callback for a long operation: sends at most once a second, best effort."""

@@ -54,6 +54,17 @@ class HostFacts:
 
 
 @dataclass(frozen=True)
+class Nic:
+    """A guest NIC on a tenant network: its port's tap ``device`` is made by the network backend."""
+
+    port_id: str
+    mac: str
+    device: str
+    network_id: str
+    vnic_type: str = "normal"
+
+
+@dataclass(frozen=True)
 class InstanceSpec:
     """Everything needed to build and launch one VM; derived from the VM row and its image."""
 
@@ -70,6 +81,8 @@ class InstanceSpec:
     kernel_cmdline: str = ""
     user_data: str = ""
     meta_data: dict[str, Any] = field(default_factory=dict)
+    #: one NIC per tenant-network port, in guest order; none: the host's default NIC
+    nics: tuple[Nic, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,19 @@ def tap_name(instance_id: str, salt: str = "") -> str:
     return "nc" + hashlib.sha256((salt + instance_id).encode()).hexdigest()[:8]
 
 
-def link_exists(name: str) -> bool:
+def sys_has(name: str) -> bool:
+    """Whether /sys shows device ``name`` (it shows the namespace it was mounted in)."""
     return Path("/sys/class/net", name).exists()
+
+
+def link_exists(name: str) -> bool:
+    """Asked over netlink: /sys shows the namespace it was mounted in, not the caller's.
+
+    Blocking (pyroute2 runs its own event loop): call it from a thread in async code."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        return bool(ipr.link_lookup(ifname=name))
 
 
 def ensure_bridge(bridge: str) -> None:
@@ -89,3 +100,18 @@ def nic_counters(tap: str) -> tuple[int, int]:
     except (OSError, ValueError):
         return 0, 0
     return host_tx, host_rx
+
+
+def nic_counters_netlink(tap: str) -> tuple[int, int]:
+    """``nic_counters`` over netlink, for a process whose /sys shows another namespace's devices
+    (an agent entered into a host namespace with ``nsenter --net``). Blocking: call from a thread."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=tap)
+        if not found:
+            return 0, 0
+        stats = ipr.get_links(found[0])[0].get_attr("IFLA_STATS64")
+    if not stats:
+        return 0, 0
+    return int(stats["tx_bytes"]), int(stats["rx_bytes"])

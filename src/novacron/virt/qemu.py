@@ -66,6 +66,8 @@ _STATUS = {
     "watchdog": PowerState.CRASHED,
 }
 UNIX_PATH_MAX = 107
+#: how long a launch waits for its ports' taps (made by the host's network_sync)
+PORT_WAIT_S = 60.0
 
 
 class QemuDriver(ComputeDriver):
@@ -98,6 +100,8 @@ class QemuDriver(ComputeDriver):
         self.instances_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.storage_id = procs.shared_storage_id(self.shared_dir) if self.shared_dir else ""
+        #: instance id -> the taps its QEMU opened (known from its command line)
+        self._taps: dict[str, list[str]] = {}
 
     # ---- paths -------------------------------------------------------------------------------
 
@@ -249,12 +253,20 @@ class QemuDriver(ComputeDriver):
             "-device",
             "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
         ]
-        tap = self.tap_name(i)
-        if tap:
-            argv += ["-netdev", f"tap,id=net0,ifname={tap},script=no,downscript=no"]
+        if spec.nics:
+            # tenant-network ports: their taps are made (and firewalled) by the network backend
+            for n, nic in enumerate(spec.nics):
+                if nic.vnic_type != "normal":
+                    raise DriverError(f"port {nic.port_id}: vnic_type {nic.vnic_type} is not available here")
+                argv += ["-netdev", f"tap,id=net{n},ifname={nic.device},script=no,downscript=no"]
+                argv += ["-device", f"virtio-net-pci,netdev=net{n},id=net{n}-dev,mac={nic.mac}"]
         else:
-            argv += ["-netdev", "user,id=net0"]
-        argv += ["-device", f"virtio-net-pci,netdev=net0,id=net0-dev,mac={spec.mac}"]
+            tap = self.tap_name(i)
+            if tap:
+                argv += ["-netdev", f"tap,id=net0,ifname={tap},script=no,downscript=no"]
+            else:
+                argv += ["-netdev", "user,id=net0"]
+            argv += ["-device", f"virtio-net-pci,netdev=net0,id=net0-dev,mac={spec.mac}"]
         if spec.kernel_path:
             argv += ["-kernel", str(spec.kernel_path)]
             if spec.initrd_path:
@@ -268,19 +280,34 @@ class QemuDriver(ComputeDriver):
             return
         if not self.disk_path(i).exists() or not self.seed_path(i).exists():
             await self.prepare(spec)
-        if not re.fullmatch(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}", spec.mac):
-            raise DriverError(f"invalid MAC address {spec.mac!r}")
+        for mac in [spec.mac, *(nic.mac for nic in spec.nics)]:
+            if not re.fullmatch(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}", mac):
+                raise DriverError(f"invalid MAC address {mac!r}")
         argv = self._argv(spec)
         await self._start(i, argv)
 
     async def _start(self, i: str, argv: list[str]) -> None:
-        tap = self.tap_name(i)
-        if tap and self.bridge:
-            await asyncio.to_thread(netdev.ensure_tap, tap, self.bridge)
+        default = self.tap_name(i)
+        ports = [t for t in argv_taps(argv) if t != default]
+        if ports:
+            # the host's network_sync, queued with the placement, may still be running
+            deadline = time.monotonic() + PORT_WAIT_S
+            for device in ports:
+                while not await asyncio.to_thread(netdev.link_exists, device):
+                    if time.monotonic() > deadline:
+                        # a guest started without it would boot with a dead NIC
+                        raise DriverError(
+                            f"the tap {device} of a port of instance {i} does not exist on this host: "
+                            "its network was not synced here before the launch"
+                        )
+                    await asyncio.sleep(0.2)
+        elif default and self.bridge:
+            await asyncio.to_thread(netdev.ensure_tap, default, self.bridge)
         for p in (self.qmp_socket(i), self.console_socket(i), self.qga_socket(i), self.pidfile(i)):
             p.unlink(missing_ok=True)
         idir = self.instance_dir(i)
         (idir / "launch.json").write_text(json.dumps({"argv": argv, "time": time.time()}, indent=1))
+        self._taps[i] = argv_taps(argv)
         log = idir / "qemu.log"
         with open(log, "ab") as err:
             err.write(f"--- launch {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
@@ -420,6 +447,7 @@ class QemuDriver(ComputeDriver):
 
     async def forget(self, instance_id: str) -> None:
         await self.power_off(instance_id)
+        self._taps.pop(instance_id, None)
         tap = netdev.tap_name(instance_id, self.tap_salt)
         if netdev.link_exists(tap):
             await asyncio.to_thread(netdev.delete_link, tap)
@@ -442,6 +470,17 @@ class QemuDriver(ComputeDriver):
             raise DriverError(f"instance {instance_id} has no disk on this host")
         return await images.flatten(disk, Path(dest))
 
+    def _instance_taps(self, instance_id: str) -> list[str]:
+        """Every tap of the instance (one per port, or the default one), for its traffic counters."""
+        if instance_id not in self._taps:
+            try:
+                argv = json.loads((self.instance_dir(instance_id) / "launch.json").read_text())["argv"]
+            except (OSError, ValueError, KeyError):
+                default = self.tap_name(instance_id)
+                return [default] if default else []
+            self._taps[instance_id] = argv_taps(argv)
+        return self._taps[instance_id]
+
     async def sample(self, instance_id: str) -> MetricsSample | None:
         pid = self.pid(instance_id)
         if pid is None:
@@ -456,8 +495,13 @@ class QemuDriver(ComputeDriver):
                     break
         except QmpUnavailable:
             pass
-        tap = self.tap_name(instance_id)
-        rx, tx = netdev.nic_counters(tap) if tap else (0, 0)
+        rx = tx = 0
+        for tap in self._instance_taps(instance_id):
+            if netdev.sys_has(tap):  # the cheap way, when /sys shows this namespace's devices
+                tap_rx, tap_tx = netdev.nic_counters(tap)
+            else:
+                tap_rx, tap_tx = await asyncio.to_thread(netdev.nic_counters_netlink, tap)
+            rx, tx = rx + tap_rx, tx + tap_tx
         return MetricsSample(
             time=time.time(),
             cpu_time_s=procs.cpu_time_s(pid),
@@ -469,3 +513,14 @@ class QemuDriver(ComputeDriver):
             net_rx_bytes=rx,
             net_tx_bytes=tx,
         )
+
+
+def argv_taps(argv: list[str]) -> list[str]:
+    """The tap devices a QEMU command line opens."""
+    taps = []
+    for a, b in zip(argv, argv[1:], strict=False):
+        if a == "-netdev" and b.startswith("tap,"):
+            opts = dict(kv.split("=", 1) for kv in b.split(",")[1:] if "=" in kv)
+            if opts.get("ifname"):
+                taps.append(opts["ifname"])
+    return taps

@@ -1,0 +1,299 @@
+"""``LinuxBackend``: one host's datapath from the kernel's own parts.
+
+Per network a bridge, joined to the other hosts that have the network by a VXLAN device (no
+learning, no multicast: one all-zero FDB entry per peer VTEP, so broadcasts are replicated to
+each peer and unicast floods likewise until the bridge has learnt the MAC); a provider network's
+bridge has a physical interface instead. Ports are taps on their network's bridge; their firewall
+and shaping are applied for all the host's ports at once (nftables and tc are replaced wholesale).
+DHCP/DNS and routers live in namespaces (dhcp.py, router.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from novacron.network import wire
+from novacron.network.linux import dhcp, links, names, router
+from novacron.network.model import NetworkBackend, NetworkSpec, PortSpec, RouterSpec
+
+
+class PortPolicy(Protocol):
+    """Host-wide port policy (firewall, shaping): replaced as a whole for the ports given."""
+
+    def apply(self, ports: Sequence[PortSpec]) -> None: ...
+
+    def clear(self) -> None: ...
+
+
+class LinuxBackend(NetworkBackend):
+    name = "linux"
+
+    def __init__(
+        self,
+        state_dir: Path,
+        underlay_ip: str | None,
+        scope: str = "",
+        policies: Sequence[PortPolicy] = (),
+    ) -> None:
+        """``scope`` tags the namespaces of this host (hosts sharing a kernel pass different ones);
+        ``policies`` are applied to every port of the host after each change of its ports."""
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.underlay_ip = underlay_ip
+        self.scope = scope
+        self.policies = tuple(policies)
+        self.dnsmasq = dhcp.Dnsmasq(self.state_dir, scope)
+        self._lock = threading.RLock()
+        self._batch = 0
+        self._dirty = False
+        self._shared: Any = None
+        self._ports_file = self.state_dir / "ports.json"
+        self._ports: dict[str, PortSpec] = self._load_ports()
+
+    @classmethod
+    def for_host(cls, state_dir: Path, underlay_ip: str | None, scope: str = "") -> LinuxBackend:
+        """The backend as an agent runs it: with the port firewall and the QoS shaper."""
+        from novacron.network.linux.firewall import Firewall
+        from novacron.network.linux.qos import Shaper
+
+        state_dir = Path(state_dir)
+        return cls(
+            state_dir,
+            underlay_ip,
+            scope,
+            (Firewall(None, state_dir / "firewall"), Shaper(None, state_dir / "qos")),
+        )
+
+    # ---- networks ----------------------------------------------------------------------------
+
+    def ensure_network(self, network: NetworkSpec, peers: tuple[str, ...]) -> None:
+        with self._lock, self._route() as ipr:
+            br = links.ensure_bridge(ipr, names.bridge(network.id))
+            if network.external:
+                if not network.physical_interface:
+                    raise links.NetError(f"external network {network.id} names no physical interface")
+                links.ensure_port_link(ipr, network.physical_interface, br, network.mtu, link_kind="phys")
+                return
+            others = tuple(p for p in peers if p != self.underlay_ip)
+            if not self.underlay_ip and not others:
+                # a single host (all-in-one): the network needs no tunnel until another host has it
+                links.delete(ipr, names.vxlan(network.id))
+                return
+            if not self.underlay_ip:
+                raise links.NetError(
+                    "this host has no underlay address (NOVACRON_UNDERLAY_IP): it cannot join VXLAN networks"
+                )
+            vx = links.ensure_vxlan(
+                ipr, names.vxlan(network.id), network.vni, self.underlay_ip, network.mtu, br
+            )
+            links.sync_flood_entries(ipr, vx, tuple(p for p in peers if p != self.underlay_ip))
+
+    def remove_network(self, network_id: str) -> None:
+        with self._lock:
+            self.dnsmasq.stop(network_id)
+            gone = [p.id for p in self._ports.values() if p.network_id == network_id]
+            with self.batch():
+                for port_id in gone:
+                    self.remove_port(port_id)
+            with self._route() as ipr:
+                bridge = links.link_info(ipr, names.bridge(network_id))
+                if bridge is not None:
+                    # whatever is still plugged in is ours (router legs, stray taps) except a
+                    # provider network's physical interface, which is only unplugged
+                    for link in ipr.get_links():
+                        if link.get_attr("IFLA_MASTER") == bridge["index"]:
+                            name = link.get_attr("IFLA_IFNAME")
+                            if links.kind(link) in ("veth", "tun", "vxlan") and name.startswith("nc"):
+                                links.delete(ipr, name)
+                            else:
+                                ipr.link("set", index=link["index"], master=0)
+                links.delete(ipr, names.vxlan(network_id))
+                links.delete(ipr, names.bridge(network_id))
+
+    # ---- ports -------------------------------------------------------------------------------
+
+    def ensure_port(self, port: PortSpec, network: NetworkSpec) -> None:
+        if len(port.device) > 15:
+            raise links.NetError(f"port {port.id}: device name {port.device!r} is longer than 15 characters")
+        with self._lock:
+            if port.vnic_type == "normal":
+                with self._route() as ipr:
+                    br = links.index(ipr, names.bridge(network.id))
+                    if br is None:
+                        raise links.NetError(f"port {port.id}: no bridge of network {network.id} here")
+                    links.ensure_port_link(ipr, port.device, br, network.mtu)
+            self._remember(port)
+
+    def _remember(self, port: PortSpec) -> None:
+        if self._ports.get(port.id) != port:
+            self._ports[port.id] = port
+            self._changed()
+
+    def remove_port(self, port_id: str) -> None:
+        with self._lock:
+            port = self._ports.pop(port_id, None)
+            if port is None:
+                return
+            with self._route() as ipr:
+                links.delete(ipr, port.device)
+            self._changed()
+
+    # ---- DHCP and routers --------------------------------------------------------------------
+
+    def ensure_dhcp(self, network: NetworkSpec, ports: tuple[PortSpec, ...]) -> None:
+        with self._lock, self._route() as ipr:
+            br = links.index(ipr, names.bridge(network.id))
+            if br is None:
+                raise links.NetError(f"DHCP of network {network.id}: no bridge on this host")
+        self.dnsmasq.ensure(network, ports, br)
+
+    def stop_dhcp(self, network_id: str) -> None:
+        with self._lock:
+            self.dnsmasq.stop(network_id)
+
+    def ensure_router(self, router_spec: RouterSpec, networks: tuple[NetworkSpec, ...]) -> None:
+        with self._lock:
+            router.ensure(self.scope, router_spec, {n.id: n for n in networks})
+
+    def remove_router(self, router_id: str) -> None:
+        with self._lock:
+            router.remove(self.scope, router_id)
+
+    # ---- the whole host ----------------------------------------------------------------------
+
+    def sync(self, state: wire.HostState) -> dict[str, int]:
+        """Make the host match ``state`` exactly: what it lists is ensured, everything else of
+        ours (networks, ports, DHCP servers, routers) is removed. Returns counts for the caller."""
+        with self._lock, self.batch():
+            nets = {hn.network.id: hn.network for hn in state.networks}
+            for hn in state.networks:
+                self.ensure_network(hn.network, hn.peers)
+            wanted_ports = {p.id for p in state.ports}
+            for port_id in list(self._ports):
+                if port_id not in wanted_ports:
+                    self.remove_port(port_id)
+            # one dump instead of a netlink round trip or three per port: most are already right
+            with self._route() as ipr:
+                have = {lk.get_attr("IFLA_IFNAME"): lk for lk in ipr.get_links()}
+            bridges = {n: have[names.bridge(n)]["index"] for n in nets if names.bridge(n) in have}
+            for port in state.ports:
+                if port.network_id not in nets:
+                    raise links.NetError(f"port {port.id}: its network {port.network_id} is not in the state")
+                link, mtu = have.get(port.device), nets[port.network_id].mtu
+                if (
+                    port.vnic_type == "normal"
+                    and link is not None
+                    and link.get_attr("IFLA_MASTER") == bridges.get(port.network_id)
+                    and link.get_attr("IFLA_MTU") == mtu
+                    and link["flags"] & 1  # IFF_UP
+                ):
+                    self._remember(port)
+                else:
+                    self.ensure_port(port, nets[port.network_id])
+            dhcp = [hn for hn in state.networks if hn.dhcp]
+            for hn in dhcp:
+                self.ensure_dhcp(hn.network, hn.leases)
+            for r in state.routers:
+                self.ensure_router(r, tuple(nets.values()))
+            self._prune(set(nets), {hn.network.id for hn in dhcp}, {r.id for r in state.routers})
+        return {"networks": len(nets), "ports": len(state.ports), "routers": len(state.routers)}
+
+    def _prune(self, networks: set[str], dhcp_networks: set[str], routers: set[str]) -> None:
+        wanted_bridges = {names.bridge(n) for n in networks}
+        wanted_ns = {names.dhcp_ns(self.scope, n) for n in dhcp_networks}
+        wanted_ns |= {names.router_ns(self.scope, r) for r in routers}
+        prefix = names.ns_prefix(self.scope)
+        for ns in links.list_ns(prefix):
+            if ns not in wanted_ns:
+                if ns.startswith(prefix + "r"):
+                    router.remove_ns_named(ns)
+                else:
+                    self.dnsmasq.stop_ns_named(ns)
+        with self._route() as ipr:
+            stale = [b for b in links.names(ipr, names.BRIDGE) if b not in wanted_bridges]
+        for bridge in stale:
+            self._remove_bridge_named(bridge)
+
+    def _remove_bridge_named(self, bridge: str) -> None:
+        """A network known only by its bridge (the host restarted since): remove what hangs on it."""
+        with self._route() as ipr:
+            idx = links.index(ipr, bridge)
+            if idx is None:
+                return
+            for link in ipr.get_links():
+                if link.get_attr("IFLA_MASTER") == idx:
+                    name = link.get_attr("IFLA_IFNAME")
+                    if links.kind(link) in ("veth", "tun", "vxlan") and name.startswith("nc"):
+                        links.delete(ipr, name)
+                    else:
+                        ipr.link("set", index=link["index"], master=0)
+            links.delete(ipr, bridge)
+            links.delete(ipr, names.VXLAN + bridge[len(names.BRIDGE) :])
+
+    def clear(self) -> None:
+        """Remove everything of ours from the host (the backend's state included)."""
+        self.sync(wire.HostState(host_id=""))
+        for policy in self.policies:
+            policy.clear()
+
+    # ---- port policies -----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Apply the port policies once, at the end, however many ports change inside; share one
+        netlink socket meanwhile (opening one costs more than most changes)."""
+        with self._lock:
+            self._batch += 1
+            outer = self._batch == 1
+            try:
+                if outer:
+                    with links.route() as ipr:
+                        self._shared = ipr
+                        try:
+                            yield
+                        finally:
+                            self._shared = None
+                else:
+                    yield
+            finally:
+                self._batch -= 1
+                if self._batch == 0 and self._dirty:
+                    self._flush()
+
+    @contextlib.contextmanager
+    def _route(self) -> Iterator[Any]:
+        if self._shared is not None:
+            yield self._shared
+        else:
+            with links.route() as ipr:
+                yield ipr
+
+    def _changed(self) -> None:
+        self._dirty = True
+        if self._batch == 0:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._dirty = False
+        tmp = self._ports_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps([wire.to_dict(p) for p in self._ports.values()]))
+        tmp.replace(self._ports_file)
+        ports = sorted(self._ports.values(), key=lambda p: p.device)
+        for policy in self.policies:
+            if ports:
+                policy.apply(ports)
+            else:  # no port left: no table, qdisc or classifier either
+                policy.clear()
+
+    def _load_ports(self) -> dict[str, PortSpec]:
+        try:
+            raw = json.loads(self._ports_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        ports = [wire.from_dict(PortSpec, p) for p in raw]
+        return {p.id: p for p in ports}
