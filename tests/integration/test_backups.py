@@ -89,7 +89,8 @@ def _backup(c: httpx.Client, vm_id: str, **body: object) -> tuple[dict[str, obje
 def _power(c: httpx.Client, vm_id: str, action: str) -> None:
     r = c.post(f"/v1/vms/{vm_id}/actions/{action}", json={"timeout_s": 30} if action == "stop" else None)
     assert r.status_code == 202, r.text
-    assert wait_task(c, r.json()["task_id"], timeout_s=300)["state"] == "succeeded"
+    done = wait_task(c, r.json()["task_id"], timeout_s=300)
+    assert done["state"] == "succeeded", done["error"]
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +125,8 @@ def env(guest: Guest) -> Iterator[Env]:
             )
             assert r.status_code == 202, r.text
             vm_id = r.json()["vm"]["id"]
-            assert wait_task(c, r.json()["task_id"], timeout_s=300)["state"] == "succeeded"
+            done = wait_task(c, r.json()["task_id"], timeout_s=300)
+            assert done["state"] == "succeeded", done["error"]
             wait_console(c, vm_id, "TICK 2", timeout_s=180)
             yield Env(server, c, vm_id, target_dir, {})
     finally:
@@ -201,7 +203,8 @@ def test_restore_to_new_vm_boots_with_the_data_and_is_byte_identical(env: Env) -
     # restore over an existing stopped VM: it must be stopped, and then its disk is the backup's
     r = c.post(f"/v1/backups/{env.backups['full']['id']}/restore", json={"vm": new_id})
     assert r.status_code == 202, r.text
-    assert wait_task(c, r.json()["task_id"], timeout_s=600)["state"] == "succeeded"
+    done = wait_task(c, r.json()["task_id"], timeout_s=600)
+    assert done["state"] == "succeeded", done["error"]
     data = subprocess.run(
         [
             "qemu-img",
@@ -251,7 +254,8 @@ def test_restore_test_and_dr_drill_report_rpo_and_rto(env: Env) -> None:
     latest = env.backups["latest"]
     r = c.post(f"/v1/backups/{latest['id']}/restore-test", json={"marker": "DISK-B: MARKER-B-0042"})
     assert r.status_code == 202, r.text
-    assert wait_task(c, r.json()["task_id"], timeout_s=600)["state"] == "succeeded"
+    done = wait_task(c, r.json()["task_id"], timeout_s=600)
+    assert done["state"] == "succeeded", done["error"]
     result = c.get(f"/v1/backups/{latest['id']}").json()["restore_test_result"]
     assert result["ok"] is True and result["boot_s"] > 0, result
     assert c.get(f"/v1/vms/{r.json()['vm_id']}").status_code == 404  # the scratch VM is gone
@@ -306,7 +310,8 @@ def test_restore_disk_as_image_boots_a_vm_with_the_data(env: Env) -> None:
     c = env.c
     r = c.post(f"/v1/backups/{env.backups['latest']['id']}/restore", json={"image_name": "src-disk"})
     assert r.status_code == 202, r.text
-    assert wait_task(c, r.json()["task_id"], timeout_s=600)["state"] == "succeeded"
+    done = wait_task(c, r.json()["task_id"], timeout_s=600)
+    assert done["state"] == "succeeded", done["error"]
     image = c.get(f"/v1/images/{r.json()['image_id']}").json()
     assert image["status"] == "active" and image["virtual_size_bytes"] == 1 << 30, image
     project = c.get("/v1/projects", params={"name": "default"}).json()["items"][0]["id"]
@@ -321,7 +326,8 @@ def test_restore_disk_as_image_boots_a_vm_with_the_data(env: Env) -> None:
         },
     )
     assert r.status_code == 202, r.text
-    assert wait_task(c, r.json()["task_id"], timeout_s=300)["state"] == "succeeded"
+    done = wait_task(c, r.json()["task_id"], timeout_s=300)
+    assert done["state"] == "succeeded", done["error"]
     wait_console(c, r.json()["vm"]["id"], "DISK-B: MARKER-B-0042", timeout_s=180)
     _power(c, r.json()["vm"]["id"], "stop")
 
@@ -347,7 +353,8 @@ def test_verify_finds_a_corrupted_chunk(env: Env) -> None:
     latest = env.backups["latest"]
     r = c.post(f"/v1/backups/{latest['id']}/verify")
     assert r.status_code == 202, r.text
-    assert wait_task(c, r.json()["task_id"], timeout_s=300)["state"] == "succeeded"
+    done = wait_task(c, r.json()["task_id"], timeout_s=300)
+    assert done["state"] == "succeeded", done["error"]
     assert c.get(f"/v1/backups/{latest['id']}").json()["verify_result"]["ok"] is True
     # failure injection: flip one byte in every stored chunk of the target
     chunks = [p for p in (env.target_dir / "chunks").rglob("*") if p.is_file()]

@@ -449,8 +449,7 @@ class QemuDriver(ComputeDriver):
         await self.power_off(instance_id)
         self._taps.pop(instance_id, None)
         tap = netdev.tap_name(instance_id, self.tap_salt)
-        if netdev.link_exists(tap):
-            await asyncio.to_thread(netdev.delete_link, tap)
+        await asyncio.to_thread(netdev.delete_link, tap)  # pyroute2 runs its own loop: not in ours
         for p in (
             self.qmp_socket(instance_id),
             self.console_socket(instance_id),
