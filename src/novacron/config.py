@@ -71,6 +71,9 @@ class Settings:
     underlay_ip: str = ""
     #: the network backend of this host's agent: "linux", or "none" for a host without tenant networks
     network_backend: str = "linux"
+    #: the dashboard's third-party browser assets (``npm ci`` of web/package.json puts them in
+    #: web/node_modules of the checkout); None: that default
+    web_vendor_dir: Path | None = None
 
     @property
     def images_dir(self) -> Path:
@@ -120,4 +123,5 @@ class Settings:
             ),
             underlay_ip=_env("UNDERLAY_IP", ""),
             network_backend=_env("NETWORK_BACKEND", "linux"),
+            web_vendor_dir=Path(_env("WEB_VENDOR_DIR", "")).resolve() if _env("WEB_VENDOR_DIR", "") else None,
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
 from novacron.db.models import Event
@@ -39,16 +39,27 @@ def publish(
     return event
 
 
-def visible_since(
-    session: Session, principal: Principal, after_seq: int, limit: int = 200, types: Sequence[str] = ()
-) -> list[Event]:
-    stmt = select(Event).where(Event.seq > after_seq)
+def _visible(principal: Principal, types: Sequence[str]) -> Select[tuple[Event]]:
+    stmt = select(Event)
     if not principal.is_global:
         # tenant-less events (hosts, platform) are shown to admins only
         stmt = stmt.where(Event.tenant_id == principal.tenant_id)
     if types:
         stmt = stmt.where(or_(*(Event.type.like(t.replace("*", "%")) for t in types)))
+    return stmt
+
+
+def visible_since(
+    session: Session, principal: Principal, after_seq: int, limit: int = 200, types: Sequence[str] = ()
+) -> list[Event]:
+    stmt = _visible(principal, types).where(Event.seq > after_seq)
     return list(session.scalars(stmt.order_by(Event.seq).limit(limit)))
+
+
+def visible_tail(session: Session, principal: Principal, limit: int, types: Sequence[str] = ()) -> list[Event]:
+    """The newest ``limit`` events the principal may see, oldest first (a dashboard's "recent")."""
+    stmt = _visible(principal, types).order_by(Event.seq.desc()).limit(limit)
+    return list(reversed(list(session.scalars(stmt))))
 
 
 def latest_seq(session: Session) -> int:

@@ -67,6 +67,13 @@ def _include_optional(app: FastAPI) -> None:
     install_audit(app)
 
 
+def _include_web(app: FastAPI, ctx: Context) -> None:
+    """The dashboard at ``/``: last, so no page route shadows an API route."""
+    from novacron.web.routes import install
+
+    install(app, ctx.settings)
+
+
 def create_app(ctx: Context, *, background: bool = True) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -106,6 +113,7 @@ def create_app(ctx: Context, *, background: bool = True) -> FastAPI:
     ):
         app.include_router(module.router)
     _include_optional(app)
+    _include_web(app, ctx)
 
     @app.get("/healthz", tags=["meta"])
     def healthz() -> dict[str, str | bool]:

@@ -51,8 +51,12 @@ def list_events(
     after: int = Query(0, ge=0, description="only events with a larger seq"),
     limit: int = Query(100, ge=1, le=1000),
     types: str | None = Query(None, description="e.g. vm.*,task.failed"),
+    tail: bool = Query(False, description="the newest `limit` events instead of those after `after`"),
 ) -> EventPage:
-    rows = events.visible_since(session, principal, after, limit, _types(types))
+    if tail:
+        rows = events.visible_tail(session, principal, limit, _types(types))
+    else:
+        rows = events.visible_since(session, principal, after, limit, _types(types))
     items = [EventOut(**events.as_dict(e)) for e in rows]
     return EventPage(items=items, last_seq=items[-1].seq if items else after)
 

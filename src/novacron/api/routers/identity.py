@@ -26,7 +26,7 @@ from novacron.db.models import VM, AuditRecord, Project, Tenant, User
 from novacron.identity.audit import audit_hint
 from novacron.identity.keys import SUPPORTED_ALGS
 from novacron.identity.passwords import PasswordPolicyError, check_policy, hash_password, verify_password
-from novacron.identity.permissions import SEPARATED, permissions_of
+from novacron.identity.permissions import ROLES, SEPARATED, permissions_of
 from novacron.identity.principal import Principal
 from novacron.quota.tree import MAX_DEPTH, forget_project, project_ancestry
 
@@ -191,6 +191,22 @@ def rotate_keys(
     assert alg in SUPPORTED_ALGS
     key = ctx.tokens.keys.rotate(session, alg)
     return SigningKeyOut(kid=key.kid, alg=key.alg, created_at=key.created_at)
+
+
+# ------------------------------------------------------------------------------------------
+# roles
+# ------------------------------------------------------------------------------------------
+
+
+class RoleOut(BaseModel):
+    name: str
+    permissions: list[str]
+
+
+@router.get("/v1/roles", response_model=list[RoleOut], tags=["roles"])
+def list_roles(principal: PrincipalDep) -> list[RoleOut]:
+    """The roles a user can hold and the permissions each grants (the same for every caller)."""
+    return [RoleOut(name=name, permissions=sorted(perms)) for name, perms in ROLES.items()]
 
 
 # ------------------------------------------------------------------------------------------

@@ -1,0 +1,140 @@
+// The REST API with the user's own access token: every page reads and writes through here, so
+// authentication and tenant scoping are the API's, never the dashboard's.
+
+const KEY = 'novacron.session';
+// refresh this long before the access token expires
+const REFRESH_MARGIN_MS = 60_000;
+
+export class ApiError extends Error {
+  constructor(status, problem) {
+    super(problem.detail || problem.title || `HTTP ${status}`);
+    this.status = status;
+    this.problem = problem;
+  }
+  /** problem+json `errors[]` as {field: reason}, field names as the API gives them (body.name). */
+  get fieldErrors() {
+    const out = {};
+    for (const e of this.problem.errors || []) out[e.field] = e.reason;
+    return out;
+  }
+}
+
+// sessionStorage: the token lives as long as the tab, is sent only in the Authorization header
+// (no cookie, so no cross-site request carries it) and is never written into a URL but the
+// console WebSocket's, which browsers cannot give a header.
+export const session = {
+  get() {
+    try { return JSON.parse(sessionStorage.getItem(KEY)); } catch { return null; }
+  },
+  set(tokens) {
+    sessionStorage.setItem(KEY, JSON.stringify({
+      access: tokens.access_token,
+      refresh: tokens.refresh_token,
+      expires: Date.now() + tokens.expires_in * 1000,
+    }));
+  },
+  clear() { sessionStorage.removeItem(KEY); },
+};
+
+let onUnauthorized = () => {};
+export function setUnauthorizedHandler(fn) { onUnauthorized = fn; }
+
+async function parse(resp) {
+  const type = resp.headers.get('content-type') || '';
+  if (resp.status === 204) return null;
+  if (type.includes('json')) return resp.json();
+  return resp.text();
+}
+
+export async function login(username, password) {
+  const resp = await fetch('/v1/tokens', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ username, password }),
+  });
+  const body = await parse(resp);
+  if (!resp.ok) throw new ApiError(resp.status, typeof body === 'object' && body ? body : { detail: String(body) });
+  session.set(body);
+}
+
+let refreshing = null;
+async function refresh() {
+  const s = session.get();
+  if (!s) return false;
+  // one refresh at a time: refresh tokens are single use, a second spend would revoke the family
+  refreshing ??= (async () => {
+    const resp = await fetch('/v1/tokens/refresh', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ refresh_token: s.refresh }),
+    });
+    if (!resp.ok) return false;
+    session.set(await resp.json());
+    return true;
+  })().finally(() => { refreshing = null; });
+  return refreshing;
+}
+
+/** A valid access token (refreshed when close to expiry), or null when signed out. */
+export async function accessToken() {
+  let s = session.get();
+  if (!s) return null;
+  if (s.expires - Date.now() < REFRESH_MARGIN_MS) {
+    if (!(await refresh())) { session.clear(); return null; }
+    s = session.get();
+  }
+  return s.access;
+}
+
+function randomKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/**
+ * Call the API. Returns {data, etag, status}. Throws ApiError with the problem+json body.
+ * `idempotent: true` sends an Idempotency-Key so a retried create is not done twice.
+ */
+export async function request(path, { method = 'GET', body, ifMatch, idempotent = false, signal } = {}) {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const token = await accessToken();
+    if (!token) { onUnauthorized(); throw new ApiError(401, { title: 'Signed out' }); }
+    const headers = { Authorization: `Bearer ${token}`, Accept: 'application/json, application/problem+json' };
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    if (ifMatch) headers['If-Match'] = ifMatch;
+    if (idempotent) headers['Idempotency-Key'] = randomKey();
+    const resp = await fetch(path, {
+      method, headers, signal, body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (resp.status === 401 && attempt === 0 && (await refresh())) continue;
+    const data = await parse(resp);
+    if (resp.status === 401) { session.clear(); onUnauthorized(); }
+    if (!resp.ok) {
+      throw new ApiError(resp.status, data && typeof data === 'object' ? data : { detail: String(data || resp.statusText) });
+    }
+    return { data, etag: resp.headers.get('etag'), status: resp.status };
+  }
+  throw new ApiError(401, { title: 'Signed out' });
+}
+
+export async function get(path, opts) { return (await request(path, opts)).data; }
+export async function post(path, body, opts = {}) { return (await request(path, { ...opts, method: 'POST', body })).data; }
+
+/** Every item of a paginated list, following next_cursor up to `max` items. */
+export async function listAll(path, params = {}, max = 2000) {
+  const items = [];
+  let cursor = null;
+  do {
+    const q = new URLSearchParams({ limit: '500', ...params });
+    if (cursor) q.set('cursor', cursor);
+    const page = await get(`${path}?${q}`);
+    items.push(...page.items);
+    cursor = page.next_cursor;
+  } while (cursor && items.length < max);
+  return items;
+}
+
+export async function logout() {
+  try { await request('/v1/tokens/current', { method: 'DELETE' }); } catch { /* signed out anyway */ }
+  session.clear();
+}

@@ -1,0 +1,87 @@
+// One follower of /v1/events/stream per tab, shared by every page. The stream is read with fetch
+// (not EventSource) so the token goes in the Authorization header; the API scopes it to the
+// caller's tenant. A dropped stream resumes after the last sequence number it delivered.
+
+import { accessToken } from './api.js';
+
+const listeners = new Set();
+const statusListeners = new Set();
+let controller = null;
+let lastSeq = null;
+let status = 'off';
+
+function setStatus(s) {
+  status = s;
+  for (const fn of statusListeners) fn(s);
+}
+
+export function onStatus(fn) { statusListeners.add(fn); fn(status); return () => statusListeners.delete(fn); }
+
+/** Call fn(event) for each event whose type matches one of `patterns` ('vm.*', 'task.progress'). */
+export function subscribe(patterns, fn) {
+  const res = patterns.map((p) => new RegExp(`^${p.replace(/[.]/g, '\\.').replace(/\*/g, '.*')}$`));
+  const entry = (e) => { if (res.some((r) => r.test(e.type))) fn(e); };
+  listeners.add(entry);
+  return () => listeners.delete(entry);
+}
+
+function dispatch(event) {
+  for (const fn of [...listeners]) {
+    try { fn(event); } catch (err) { console.error('event listener failed', err); }
+  }
+}
+
+async function follow(signal) {
+  const token = await accessToken();
+  if (!token) throw new Error('signed out');
+  const q = lastSeq === null ? '' : `?after=${lastSeq}`;
+  const resp = await fetch(`/v1/events/stream${q}`, {
+    headers: { Authorization: `Bearer ${token}`, Accept: 'text/event-stream' }, signal,
+  });
+  if (!resp.ok) throw new Error(`event stream: HTTP ${resp.status}`);
+  setStatus('live');
+  const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let cut;
+    while ((cut = buffer.indexOf('\n\n')) >= 0) {
+      const frame = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      const data = frame.split('\n').filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n');
+      if (!data) continue;
+      const event = JSON.parse(data);
+      lastSeq = event.seq;
+      dispatch(event);
+    }
+  }
+}
+
+export function start() {
+  if (controller) return;
+  controller = new AbortController();
+  const { signal } = controller;
+  (async () => {
+    while (!signal.aborted) {
+      try {
+        await follow(signal);
+      } catch (err) {
+        if (signal.aborted) break;
+        if (String(err.message).includes('signed out')) break;
+      }
+      if (signal.aborted) break;
+      setStatus('retrying');
+      await new Promise((r) => setTimeout(r, 1500));
+    }
+    setStatus('off');
+  })();
+}
+
+export function stop() {
+  controller?.abort();
+  controller = null;
+  lastSeq = null;
+  setStatus('off');
+}

@@ -1,0 +1,191 @@
+// The shell: sign-in, header, navigation built from the page registry, and the hash router.
+
+import * as api from './api.js';
+import * as live from './live.js';
+import { match, navFor } from './registry.js';
+import { h, clear, errorBox, pageHead } from './ui.js';
+import './pages/index.js';
+
+const app = document.getElementById('app');
+let me = null;
+let current = null; // {controller, cleanups}
+
+// --- theme: the system's unless the user chose one ----------------------------------------------
+const THEME_KEY = 'novacron.theme';
+function applyTheme() {
+  const t = localStorage.getItem(THEME_KEY);
+  if (t) document.documentElement.dataset.theme = t; else delete document.documentElement.dataset.theme;
+}
+function effectiveTheme() {
+  return document.documentElement.dataset.theme
+    || (matchMedia('(prefers-color-scheme: dark)').matches ? 'dark' : 'light');
+}
+applyTheme();
+
+// --- sign-in ------------------------------------------------------------------------------------
+function renderLogin(message) {
+  live.stop();
+  me = null;
+  document.title = 'Sign in · NovaCron';
+  const error = h('div', { id: 'login-error', role: 'alert' });
+  if (message) error.append(h('div', { class: 'alert info' }, message));
+  const user = h('input', { id: 'username', name: 'username', autocomplete: 'username', required: true, autocapitalize: 'none' });
+  const pass = h('input', { id: 'password', name: 'password', type: 'password', autocomplete: 'current-password', required: true });
+  const submit = h('button', { type: 'submit', class: 'primary' }, 'Sign in');
+  const form = h('form', { class: 'card', novalidate: false },
+    h('div', { class: 'field' }, h('label', { for: 'username' }, 'Username'), user),
+    h('div', { class: 'field' }, h('label', { for: 'password' }, 'Password'), pass),
+    submit);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    submit.disabled = true;
+    clear(error);
+    try {
+      await api.login(user.value.trim(), pass.value);
+      await boot();
+    } catch (err) {
+      error.append(errorBox(err));
+      submit.disabled = false;
+      pass.select();
+    }
+  });
+  clear(app, h('main', { class: 'login', id: 'main' },
+    h('h1', {}, h('span', { class: 'brand' }, 'Nova', h('span', {}, 'Cron')), ' sign in'),
+    error, form));
+  user.focus();
+}
+
+api.setUnauthorizedHandler(() => {
+  if (me) renderLogin('Your session ended; sign in again.');
+});
+
+// --- shell --------------------------------------------------------------------------------------
+let mainEl;
+let navEl;
+
+function renderShell() {
+  const liveLabel = h('span', { class: 'label' }, 'offline');
+  const liveEl = h('span', { class: 'live', 'data-state': 'off', title: 'Live updates' }, liveLabel);
+  live.onStatus((s) => {
+    liveEl.dataset.state = s;
+    liveLabel.textContent = s === 'live' ? 'live' : s === 'retrying' ? 'reconnecting' : 'offline';
+  });
+  const themeBtn = h('button', { type: 'button' });
+  const setThemeLabel = () => {
+    const next = effectiveTheme() === 'dark' ? 'light' : 'dark';
+    themeBtn.textContent = next === 'dark' ? 'Dark' : 'Light';
+    themeBtn.setAttribute('aria-label', `${themeBtn.textContent} theme`);
+  };
+  themeBtn.addEventListener('click', () => {
+    localStorage.setItem(THEME_KEY, effectiveTheme() === 'dark' ? 'light' : 'dark');
+    applyTheme();
+    setThemeLabel();
+    window.dispatchEvent(new CustomEvent('novacron:theme'));
+  });
+  setThemeLabel();
+  navEl = h('nav', { class: 'sidenav', id: 'sidenav', 'aria-label': 'Main' });
+  const menuBtn = h('button', {
+    type: 'button', class: 'menu-toggle', 'aria-controls': 'sidenav', 'aria-expanded': 'false',
+  }, 'Menu');
+  menuBtn.addEventListener('click', () => {
+    const open = navEl.classList.toggle('open');
+    menuBtn.setAttribute('aria-expanded', String(open));
+  });
+  const skip = h('button', { type: 'button', class: 'visually-hidden-focusable', onclick: () => mainEl.focus() }, 'Skip to content');
+  skip.classList.add('skip');
+  mainEl = h('main', { id: 'main', tabindex: '-1' });
+  const who = `${me.username} · ${me.role}${me.tenant_name ? ` · ${me.tenant_name}` : ''}`;
+  const signOut = h('button', { type: 'button' }, 'Sign out');
+  signOut.addEventListener('click', async () => { await api.logout(); renderLogin('Signed out.'); });
+  clear(app, h('div', { class: 'shell' },
+    h('header', { class: 'topbar' },
+      menuBtn,
+      h('a', { class: 'brand', href: '#/' }, 'Nova', h('span', {}, 'Cron')),
+      liveEl,
+      h('span', { class: 'spacer' }),
+      h('span', { class: 'who', 'data-testid': 'who' }, who),
+      themeBtn, signOut),
+    navEl, mainEl));
+  renderNav();
+}
+
+function currentPath() {
+  const raw = location.hash.replace(/^#/, '') || '/';
+  const [path, query = ''] = raw.split('?');
+  return { path, query: new URLSearchParams(query) };
+}
+
+function renderNav() {
+  const { path } = currentPath();
+  const groups = navFor(me.permissions);
+  clear(navEl, groups.map((g) => {
+    const id = `nav-${g.section.toLowerCase().replace(/\W+/g, '-')}`;
+    return h('div', {},
+      h('h2', { id }, g.section),
+      h('ul', { 'aria-labelledby': id }, g.pages.map((p) => {
+        const active = p.path === '/' ? path === '/' : path === p.path || path.startsWith(`${p.path}/`);
+        return h('li', {}, h('a', { href: `#${p.path}`, 'aria-current': active ? 'page' : null }, p.title));
+      })));
+  }));
+}
+
+async function route() {
+  if (!me) return;
+  if (current) {
+    current.controller.abort();
+    for (const fn of current.cleanups) { try { fn(); } catch { /* page already gone */ } }
+  }
+  const { path, query } = currentPath();
+  const controller = new AbortController();
+  const cleanups = [];
+  current = { controller, cleanups };
+  renderNav();
+  navEl.classList.remove('open');
+  delete mainEl.dataset.ready;
+  const found = match(path);
+  clear(mainEl);
+  if (!found) {
+    document.title = 'Not found · NovaCron';
+    mainEl.append(pageHead('Not found'), h('p', {}, 'There is no such page. ', h('a', { href: '#/' }, 'Back to the overview')));
+    mainEl.dataset.ready = 'true';
+    return;
+  }
+  document.title = `${found.page.title} · NovaCron`;
+  const ctx = {
+    main: mainEl,
+    params: found.params,
+    query,
+    me,
+    can: (perm) => me.permissions.includes(perm),
+    signal: controller.signal,
+    onCleanup: (fn) => cleanups.push(fn),
+    navigate: (to) => { location.hash = `#${to}`; },
+  };
+  try {
+    await found.page.render(ctx);
+  } catch (err) {
+    if (controller.signal.aborted) return;
+    clear(mainEl, pageHead(err?.status === 404 ? 'Not found' : found.page.title), errorBox(err));
+  }
+  if (controller.signal.aborted) return;
+  // a hook for people and tests alike: the page has its data
+  mainEl.dataset.ready = 'true';
+  if (document.activeElement === document.body) mainEl.focus({ preventScroll: true });
+}
+
+async function boot() {
+  if (!api.session.get()) { renderLogin(); return; }
+  try {
+    me = await api.get('/v1/tokens/current');
+  } catch {
+    api.session.clear();
+    renderLogin();
+    return;
+  }
+  renderShell();
+  live.start();
+  await route();
+}
+
+window.addEventListener('hashchange', () => { route(); });
+boot();

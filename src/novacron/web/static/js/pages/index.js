@@ -1,0 +1,8 @@
+// Every area's pages, registered on import. A new area adds one line here (and its module).
+import './overview.js';
+import './vms.js';
+import './vm_detail.js';
+import './catalog.js';
+import './hosts.js';
+import './tasks.js';
+import './admin.js';

@@ -1,0 +1,153 @@
+// One VM: live state, metrics charts (every second), the serial console, actions, its tasks.
+
+import { ApiError, accessToken, get, listAll, request } from '../api.js';
+import { subscribe } from '../live.js';
+import { registerPage } from '../registry.js';
+import {
+  h, clear, badge, card, confirmDialog, errorBox, fmtMB, link, pageHead, progress, table,
+  throttle, timeEl, toast,
+} from '../ui.js';
+import { mountCharts } from './vm_metrics.js';
+import { openConsole } from './vm_console.js';
+
+// which action makes sense in which state; the API has the last word
+const ACTIONS = [
+  { action: 'start', label: 'Start', states: ['stopped', 'error', 'host_down'], perm: 'vm:power' },
+  { action: 'stop', label: 'Stop', states: ['running', 'paused'], perm: 'vm:power', danger: true },
+  { action: 'reboot', label: 'Reboot', states: ['running'], perm: 'vm:power' },
+  { action: 'pause', label: 'Pause', states: ['running'], perm: 'vm:power' },
+  { action: 'resume', label: 'Resume', states: ['paused'], perm: 'vm:power' },
+];
+
+function details(vm, hosts) {
+  const rows = [
+    ['ID', h('code', {}, vm.id)],
+    ['State', badge(vm.state)],
+    ['Desired state', vm.desired_state],
+    ['Task', vm.task_state || 'none'],
+    ['Host', vm.host_id ? hosts[vm.host_id] || vm.host_id : 'not placed'],
+    ['Size', `${vm.vcpus} vCPU · ${fmtMB(vm.ram_mb)} RAM · ${vm.disk_gb} GB disk`],
+    ['HA', vm.ha ? `restart elsewhere (priority ${vm.ha_priority})` : 'off'],
+    ['Project', h('code', {}, vm.project_id)],
+    ['Created', timeEl(vm.created_at)],
+    ['Updated', timeEl(vm.updated_at)],
+  ];
+  if (vm.error) rows.push(['Error', h('span', { class: 'badge bad' }, vm.error)]);
+  return h('dl', { class: 'kv', 'data-testid': 'vm-details' }, rows.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
+}
+
+async function migrateDialog(vm, hosts) {
+  const sel = h('select', { id: 'migrate-host' }, h('option', { value: '' }, 'Let placement choose'),
+    Object.entries(hosts).filter(([id]) => id !== vm.host_id).map(([id, name]) => h('option', { value: id }, name)));
+  const ok = await confirmDialog(`Migrate ${vm.name}?`,
+    vm.state === 'running' ? 'The VM moves live to another host.' : 'The stopped VM moves to another host (cold).',
+    { confirm: 'Migrate', body: h('div', { class: 'field' }, h('label', { for: 'migrate-host' }, 'Target host'), sel) });
+  if (!ok) return;
+  const body = sel.value ? { host: sel.value } : {};
+  await request(`/v1/vms/${vm.id}/migrate`, { method: 'POST', body, idempotent: true });
+  toast(`Migration of ${vm.name} started.`);
+}
+
+registerPage({
+  path: '/vms/:id',
+  title: 'VM',
+  permission: 'vm:read',
+  async render(ctx) {
+    const { main, params, can, signal } = ctx;
+    let vm = await get(`/v1/vms/${encodeURIComponent(params.id)}`, { signal });
+    const hosts = can('host:read') ? Object.fromEntries((await listAll('/v1/hosts')).map((x) => [x.id, x.name])) : {};
+    document.title = `${vm.name} · NovaCron`;
+
+    const head = h('div');
+    const actions = h('div', { class: 'actions', role: 'group', 'aria-label': 'VM actions' });
+    const detailBox = h('div');
+    const tasksBox = h('div', { 'aria-live': 'polite' });
+    const consoleBox = h('div', { class: 'stack' });
+    const chartsBox = h('div', { class: 'charts' });
+    clear(main, head,
+      h('div', { class: 'grid' }, card('Details', detailBox), card('Tasks', tasksBox)),
+      card('Metrics', h('p', { class: 'muted' }, 'Updated every second from the host agent.'), chartsBox),
+      card('Serial console', consoleBox));
+
+    const act = async (a) => {
+      const ok = await confirmDialog(`${a.label} ${vm.name}?`,
+        a.action === 'stop' ? 'The guest gets an ACPI shutdown, then is powered off if it does not stop.' : `The VM will ${a.action}.`,
+        { confirm: a.label, danger: !!a.danger });
+      if (!ok) return;
+      try {
+        await request(`/v1/vms/${vm.id}/actions/${a.action}`, { method: 'POST', idempotent: true });
+        toast(`${a.label}: requested for ${vm.name}.`);
+      } catch (err) { toast(err.message, 'bad'); }
+    };
+    const remove = async () => {
+      const ok = await confirmDialog(`Delete ${vm.name}?`, 'The VM and its disk are destroyed. This cannot be undone.', { confirm: 'Delete', danger: true });
+      if (!ok) return;
+      try {
+        await request(`/v1/vms/${vm.id}`, { method: 'DELETE', idempotent: true });
+        toast(`Deleting ${vm.name}.`);
+      } catch (err) { toast(err.message, 'bad'); }
+    };
+
+    const drawHead = () => {
+      clear(actions,
+        ACTIONS.filter((a) => can(a.perm)).map((a) => h('button', {
+          type: 'button', disabled: !a.states.includes(vm.state) || !!vm.task_state, onclick: () => act(a),
+        }, a.label)),
+        can('vm:migrate') ? h('button', {
+          type: 'button', disabled: !['running', 'stopped'].includes(vm.state) || !!vm.task_state,
+          onclick: () => migrateDialog(vm, hosts).catch((err) => toast(err.message, 'bad')),
+        }, 'Migrate') : null,
+        can('vm:delete') ? h('button', { type: 'button', class: 'danger', disabled: vm.task_state === 'deleting', onclick: remove }, 'Delete') : null);
+      clear(head, h('p', {}, link('#/vms', '← Virtual machines')),
+        h('div', { class: 'page-head' },
+          h('h1', { id: 'page-title' }, vm.name, ' ', h('span', { 'data-testid': 'vm-state' }, badge(vm.state, vm.task_state))),
+          actions));
+      clear(detailBox, details(vm, hosts));
+    };
+    const loadTasks = async () => {
+      const page = await get(`/v1/tasks?resource_id=${vm.id}&limit=10&sort=-created_at`);
+      const running = page.items.filter((t) => t.state === 'running' || t.state === 'queued');
+      clear(tasksBox,
+        running.map((t) => progress(`${t.kind}: ${t.current_step || t.state}`, t.progress)),
+        table([
+          { label: 'Task', cell: (t) => link(`#/tasks/${t.id}`, t.kind) },
+          { label: 'State', cell: (t) => badge(t.state) },
+          { label: 'Progress', cell: (t) => `${t.progress}%${t.current_step ? ` (${t.current_step})` : ''}` },
+          { label: 'Started', cell: (t) => timeEl(t.created_at) },
+        ], page.items, { empty: 'No tasks.' }));
+    };
+    drawHead();
+    await loadTasks();
+
+    const reloadVm = throttle(async () => {
+      try {
+        vm = await get(`/v1/vms/${vm.id}`);
+        drawHead();
+      } catch (err) {
+        if (err instanceof ApiError && err.status === 404) {
+          clear(main, pageHead(`${vm.name} was deleted`), h('p', {}, link('#/vms', 'Back to the VM list')));
+        }
+      }
+    }, 300);
+    const reloadTasks = throttle(() => loadTasks().catch(() => {}), 300);
+    ctx.onCleanup(subscribe(['vm.*'], (e) => { if (e.resource_id === vm.id) reloadVm(); }));
+    ctx.onCleanup(subscribe(['task.*'], () => reloadTasks()));
+
+    ctx.onCleanup(mountCharts(chartsBox, vm.id, signal));
+    const openBtn = h('button', { type: 'button', class: 'primary' }, 'Open console');
+    const status = h('p', { class: 'muted', 'aria-live': 'polite' });
+    const term = h('div', { class: 'console-wrap', hidden: true });
+    clear(consoleBox, h('div', {}, openBtn), status, term);
+    if (!can('vm:console')) { openBtn.disabled = true; status.textContent = 'Your role cannot open consoles.'; }
+    openBtn.addEventListener('click', async () => {
+      openBtn.disabled = true;
+      term.hidden = false;
+      try {
+        const close = await openConsole(term, vm.id, accessToken, (s) => { status.textContent = s; });
+        ctx.onCleanup(close);
+      } catch (err) {
+        consoleBox.append(errorBox(err));
+      }
+    });
+  },
+});

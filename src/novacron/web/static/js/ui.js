@@ -1,0 +1,164 @@
+// Small DOM helpers. Data is only ever set as text (never innerHTML), so nothing the API returns
+// can become markup.
+
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') el.className = v;
+    else if (k === 'text') el.textContent = v;
+    else if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
+    else if (k === 'style' && typeof v === 'object') Object.assign(el.style, v);
+    else if (k in el && typeof v !== 'string') el[k] = v;
+    else el.setAttribute(k, v === true ? '' : String(v));
+  }
+  append(el, children);
+  return el;
+}
+
+function append(el, children) {
+  for (const c of children.flat(Infinity)) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+}
+
+export function clear(el, ...children) {
+  el.replaceChildren();
+  append(el, children);
+  return el;
+}
+
+export function link(href, text, attrs = {}) { return h('a', { href, ...attrs }, text); }
+
+// --- formatting -----------------------------------------------------------------------------
+
+export function fmtBytes(n) {
+  if (n === null || n === undefined) return '–';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let v = Number(n);
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return `${v.toFixed(v >= 100 || i === 0 ? 0 : 1)} ${units[i]}`;
+}
+export const fmtMB = (mb) => fmtBytes(mb * 1024 * 1024);
+
+export function fmtTime(iso) {
+  if (!iso) return '–';
+  const d = new Date(iso);
+  return d.toLocaleString(undefined, { dateStyle: 'short', timeStyle: 'medium' });
+}
+
+export function ago(iso) {
+  if (!iso) return 'never';
+  const s = Math.round((Date.now() - new Date(iso).getTime()) / 1000);
+  if (s < 60) return `${Math.max(s, 0)} s ago`;
+  if (s < 3600) return `${Math.round(s / 60)} min ago`;
+  if (s < 86400) return `${Math.round(s / 3600)} h ago`;
+  return `${Math.round(s / 86400)} d ago`;
+}
+
+export function timeEl(iso) { return h('time', { datetime: iso, title: fmtTime(iso) }, fmtTime(iso)); }
+
+// --- states, bars, tables -------------------------------------------------------------------
+
+const TONES = {
+  running: 'ok', up: 'ok', succeeded: 'ok', active: 'ok', success: 'ok', enabled: 'ok',
+  building: 'info', queued: 'info', pending: 'info', importing: 'info', migrating: 'info', paused: 'warn',
+  maintenance: 'warn', stopped: 'idle', shutoff: 'idle', cancelled: 'idle', disabled: 'idle',
+  error: 'bad', failed: 'bad', down: 'bad', host_down: 'bad', denied: 'bad', deleted: 'idle',
+};
+export const STATE_COLORS = { ok: 'var(--ok)', info: 'var(--info)', warn: 'var(--warn)', idle: 'var(--idle)', bad: 'var(--bad)' };
+export function tone(state) { return TONES[state] || 'info'; }
+
+export function badge(state, extra) {
+  return h('span', { class: `badge ${tone(state)}`, 'data-state': state }, state + (extra ? ` · ${extra}` : ''));
+}
+
+/** A labelled bar: used of total (an accessible progressbar). */
+export function meter(label, used, total, fmt = (v) => String(v)) {
+  const pct = total > 0 ? Math.min(100, (100 * used) / total) : 0;
+  const cls = pct >= 95 ? 'fill full' : pct >= 80 ? 'fill hot' : 'fill';
+  return h('div', { class: 'meter' },
+    h('div', { class: 'label' }, h('span', {}, label), h('span', { class: 'muted' }, `${fmt(used)} / ${fmt(total)} (${pct.toFixed(0)}%)`)),
+    h('div', {
+      class: 'track', role: 'progressbar', 'aria-label': label,
+      'aria-valuemin': '0', 'aria-valuemax': '100', 'aria-valuenow': pct.toFixed(0),
+    }, h('div', { class: cls, style: { width: `${pct}%` } })));
+}
+
+export function progress(label, pct) {
+  return h('div', { class: 'meter progress' },
+    h('div', { class: 'label' }, h('span', {}, label), h('span', { class: 'muted' }, `${pct}%`)),
+    h('div', { class: 'track', role: 'progressbar', 'aria-label': label, 'aria-valuemin': '0', 'aria-valuemax': '100', 'aria-valuenow': String(pct) },
+      h('div', { class: 'fill', style: { width: `${pct}%` } })));
+}
+
+/**
+ * A table whose rows become labelled cards on a phone.
+ * columns: [{label, cell: (row) => Node|string}]
+ */
+export function table(columns, rows, { caption, empty = 'Nothing here yet.', rowAttrs } = {}) {
+  if (!rows.length) return h('p', { class: 'empty' }, empty);
+  return h('table', { class: 'responsive' },
+    caption ? h('caption', {}, caption) : null,
+    h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col' }, c.label)))),
+    h('tbody', {}, rows.map((r) => h('tr', rowAttrs ? rowAttrs(r) : {},
+      columns.map((c) => h('td', { 'data-label': c.label }, c.cell(r)))))));
+}
+
+export function card(title, ...children) {
+  return h('section', { class: 'card', 'aria-label': typeof title === 'string' ? title : undefined },
+    title ? h('h2', {}, title) : null, ...children);
+}
+
+export function pageHead(title, ...actions) {
+  return h('div', { class: 'page-head' }, h('h1', { id: 'page-title' }, title),
+    actions.length ? h('div', { class: 'actions' }, ...actions) : null);
+}
+
+export function errorBox(err) {
+  const p = err?.problem;
+  return h('div', { class: 'alert', role: 'alert' },
+    h('strong', {}, p?.title || 'Error'), ' ', err?.message || String(err));
+}
+
+// --- dialogs and toasts ---------------------------------------------------------------------
+
+/** A modal confirmation; resolves true when confirmed. */
+export function confirmDialog(title, message, { confirm = 'Confirm', danger = false, body = null } = {}) {
+  return new Promise((resolve) => {
+    const id = `dlg-${Math.random().toString(36).slice(2)}`;
+    const dlg = h('dialog', { 'aria-labelledby': `${id}-t`, 'aria-describedby': `${id}-d` },
+      h('h2', { id: `${id}-t` }, title),
+      h('p', { id: `${id}-d` }, message),
+      body,
+      h('div', { class: 'buttons' },
+        h('button', { type: 'button', value: 'cancel', onclick: () => dlg.close('cancel') }, 'Cancel'),
+        h('button', { type: 'button', class: danger ? 'danger' : 'primary', onclick: () => dlg.close('ok') }, confirm)));
+    dlg.addEventListener('close', () => { dlg.remove(); resolve(dlg.returnValue === 'ok'); });
+    document.body.append(dlg);
+    dlg.showModal();
+  });
+}
+
+export function toast(message, kind = 'info') {
+  const el = h('div', { class: `toast ${kind}` }, message);
+  document.getElementById('toasts').append(el);
+  setTimeout(() => el.remove(), 6000);
+}
+
+/** Call fn at most once per `ms`, the last call winning (for refreshes driven by events). */
+export function throttle(fn, ms = 400) {
+  let timer = null;
+  return (...args) => {
+    if (timer) return;
+    timer = setTimeout(() => { timer = null; fn(...args); }, ms);
+  };
+}
+
+/** Add a stylesheet once (vendor CSS is loaded by the pages that need it). */
+export function loadCss(href) {
+  if (document.querySelector(`link[href="${href}"]`)) return;
+  document.head.append(h('link', { rel: 'stylesheet', href }));
+}

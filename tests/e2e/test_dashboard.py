@@ -1,0 +1,248 @@
+"""The dashboard in a real browser (Debian's Chromium) against a real server and real QEMU guests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import wait_task
+from tests.e2e.conftest import ARTIFACTS, AXE, DESKTOP, PASSWORD, PHONE, Cluster
+
+BOOT_S = 120_000  # ms: a TCG guest on a busy 2-core machine
+
+
+class Browser:
+    """One page in a fresh context; collects uncaught page errors so a test can assert there were none."""
+
+    def __init__(self, browser: Any, url: str, viewport: dict[str, int], scheme: str = "light") -> None:
+        # bypass_csp only so the test can inject axe-core; the app itself runs under its CSP
+        self.context = browser.new_context(viewport=viewport, color_scheme=scheme, bypass_csp=True)
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(30_000)
+        self.url = url
+        self.errors: list[str] = []
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+
+    def login(self, username: str, password: str) -> None:
+        self.page.goto(f"{self.url}/")
+        self.page.fill("#username", username)
+        self.page.fill("#password", password)
+        self.page.click("form button[type=submit]")
+        self.page.wait_for_selector("[data-testid=who]", state="attached")
+        self.ready()
+
+    def go(self, route: str) -> None:
+        self.page.evaluate("delete document.querySelector('main')?.dataset.ready")
+        self.page.goto(f"{self.url}/#{route}")
+        self.ready()
+
+    def ready(self) -> None:
+        self.page.wait_for_selector("main[data-ready=true]")
+
+    def main_text(self) -> str:
+        return str(self.page.inner_text("main"))
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def _member_token(cluster: Cluster, tenant: str) -> str:
+    return cluster.server.token(cluster.tenants[tenant][0], PASSWORD)
+
+
+@pytest.fixture(scope="module")
+def alpha_vm(cluster: Cluster) -> Iterator[dict[str, str]]:
+    """A running VM of tenant alpha, made through the API."""
+    with cluster.server.client(_member_token(cluster, "alpha")) as alpha:
+        r = alpha.post("/v1/vms", json={"name": "alpha-secret", "image": "test-guest", "flavor": "tiny"})
+        assert r.status_code == 202, r.text
+        assert wait_task(alpha, r.json()["task_id"], 180)["state"] == "succeeded"
+        yield {"id": r.json()["vm"]["id"], "task_id": r.json()["task_id"]}
+
+
+def test_create_watch_console_stop_delete(cluster: Cluster, browser: Any) -> None:
+    username, _ = cluster.tenants["alpha"]
+    b = Browser(browser, cluster.server.url, DESKTOP)
+    page = b.page
+    try:
+        b.login(username, PASSWORD)
+        b.go("/vms/new")
+        # the API's own validation message appears next to the field it names
+        with httpx.Client(base_url=cluster.server.url, timeout=30) as raw:
+            token = _member_token(cluster, "alpha")
+            bad = raw.post(
+                "/v1/vms",
+                json={"name": "Bad_Name", "image": "test-guest", "flavor": "tiny"},
+                headers={"Authorization": f"Bearer {token}"},
+            ).json()
+        reason = next(e["reason"] for e in bad["errors"] if e["field"] == "body.name")
+        page.fill("#f-name", "Bad_Name")
+        page.select_option("#f-image", "test-guest")
+        page.select_option("#f-flavor", "tiny")
+        page.click("form button[type=submit]")
+        page.wait_for_selector("#f-name[aria-invalid=true]")
+        assert page.inner_text("#f-name-error") == reason
+
+        page.fill("#f-name", "web-e2e")
+        page.fill("#f-user_data", "hello from the browser")
+        page.evaluate("window.__sameDocument = true")
+        page.click("form button[type=submit]")
+        page.wait_for_url("**/#/vms/vm-*")
+        b.ready()
+        # building -> running arrives over the event stream: no reload (the marker survives)
+        page.wait_for_selector("[data-testid=vm-state] .badge[data-state=running]", timeout=BOOT_S)
+        assert page.evaluate("window.__sameDocument") is True
+        vm_id = page.url.rsplit("/", 1)[1]
+        page.wait_for_function(
+            "() => /vm.create\\s+succeeded\\s+100%/.test(document.querySelector('main').innerText)",
+            timeout=30_000,
+        )
+
+        # metrics: the charts get the agent's samples every second
+        page.wait_for_function(
+            "() => /CPU \\d/.test(document.querySelector('.chart .value')?.textContent || '')", timeout=30_000
+        )
+
+        # the serial console in xterm.js: the boot marker, then a command typed in the browser
+        page.click("text=Open console")
+        rows = page.locator(".xterm-rows")
+        page.wait_for_function(
+            "() => (document.querySelector('.xterm-rows')?.innerText || '').includes('NOVACRON-GUEST-UP hostname=web-e2e')",
+            timeout=BOOT_S,
+        )
+        assert "user-data: hello from the browser" in rows.inner_text()
+        page.wait_for_selector("text=Connected")
+        page.wait_for_function(
+            "() => /web-e2e#/.test(document.querySelector('.xterm-rows')?.innerText || '')", timeout=BOOT_S
+        )
+        page.click(".xterm")
+        page.keyboard.type("echo typed-$((6*7))\n")
+        page.wait_for_function(
+            "() => /^typed-42$/m.test(document.querySelector('.xterm-rows')?.innerText || '')", timeout=30_000
+        )
+        page.screenshot(path=str(ARTIFACTS / "vm-console-desktop-light.png"), full_page=True)
+
+        # stop, with confirmation; the state changes live
+        page.click("main button:text-is('Stop')")
+        page.click("dialog button.danger")
+        page.wait_for_selector("[data-testid=vm-state] .badge[data-state=stopped]", timeout=90_000)
+
+        page.click("main button:text-is('Delete')")
+        page.click("dialog button.danger")
+        page.wait_for_selector("h1:text('web-e2e was deleted')", timeout=90_000)
+        deadline = time.monotonic() + 30
+        with cluster.server.client(_member_token(cluster, "alpha")) as alpha:
+            while alpha.get(f"/v1/vms/{vm_id}").status_code != 404 and time.monotonic() < deadline:
+                time.sleep(0.3)
+            assert alpha.get(f"/v1/vms/{vm_id}").status_code == 404
+        assert b.errors == []
+    finally:
+        b.close()
+
+
+def test_other_tenant_sees_only_its_own(cluster: Cluster, browser: Any, alpha_vm: dict[str, str]) -> None:
+    alpha = Browser(browser, cluster.server.url, DESKTOP)
+    beta = Browser(browser, cluster.server.url, PHONE)
+    try:
+        alpha.login(cluster.tenants["alpha"][0], PASSWORD)
+        alpha.go("/vms")
+        assert "alpha-secret" in alpha.main_text()
+
+        beta.login(cluster.tenants["beta"][0], PASSWORD)
+        beta.go("/vms")
+        assert "alpha-secret" not in beta.main_text()
+        assert "No VMs yet." in beta.main_text()
+        beta.go(f"/vms/{alpha_vm['id']}")
+        assert beta.page.inner_text("main h1") == "Not found"
+        assert "alpha-secret" not in beta.main_text()
+        beta.go(f"/tasks/{alpha_vm['task_id']}")
+        assert beta.page.inner_text("main h1") == "Not found"
+
+        # live updates: while beta watches its overview, alpha's VM changes state; beta's live
+        # stream is connected, yet nothing of alpha's reaches the page
+        beta.go("/")
+        beta.page.wait_for_selector(".live[data-state=live]")
+        with cluster.server.client(_member_token(cluster, "alpha")) as api:
+            r = api.post(f"/v1/vms/{alpha_vm['id']}/actions/reboot")
+            assert r.status_code == 202, r.text
+            assert wait_task(api, r.json()["task_id"], 120)["state"] == "succeeded"
+        alpha.go("/")
+        alpha.page.wait_for_selector("main .events li:has-text('task.succeeded')")
+        time.sleep(1.0)  # several of beta's stream polls (every 250 ms) have passed
+        text = beta.main_text()
+        assert "alpha-secret" not in text and alpha_vm["id"] not in text and "task." not in text
+        assert beta.errors == [] and alpha.errors == []
+    finally:
+        alpha.close()
+        beta.close()
+
+
+def _axe(page: Any) -> list[str]:
+    page.add_script_tag(path=str(AXE))
+    found = page.evaluate(
+        """async () => {
+            const r = await axe.run(document, {resultTypes: ['violations']});
+            return r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')
+              .map(v => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(', ')}`);
+        }"""
+    )
+    return list(found)
+
+
+def test_every_page_phone_and_desktop_light_and_dark(
+    cluster: Cluster, browser: Any, alpha_vm: dict[str, str]
+) -> None:
+    routes = [
+        "/",
+        "/vms",
+        "/vms/new",
+        f"/vms/{alpha_vm['id']}",
+        "/images",
+        "/flavors",
+        "/hosts",
+        "/tasks",
+        f"/tasks/{alpha_vm['task_id']}",
+        "/tenants",
+        "/projects",
+        "/users",
+        "/roles",
+        "/audit",
+    ]
+    problems: list[str] = []
+    for size, viewport in (("phone", PHONE), ("desktop", DESKTOP)):
+        for scheme in ("light", "dark"):
+            b = Browser(browser, cluster.server.url, viewport, scheme)
+            try:
+                b.page.goto(f"{cluster.server.url}/")
+                b.page.wait_for_selector("#username")
+                b.page.screenshot(path=str(ARTIFACTS / f"login-{size}-{scheme}.png"))
+                problems += [f"login {size} {scheme}: {v}" for v in _axe(b.page)]
+                b.login("admin", cluster.server.admin_password)
+                for route in routes:
+                    b.go(route)
+                    if route.startswith("/vms/vm-"):
+                        b.page.wait_for_function(
+                            "() => /CPU \\d/.test(document.querySelector('.chart .value')?.textContent || '')"
+                        )
+                    name = route.strip("/").split("/")[0] or "overview"
+                    if route.count("/") > 1:
+                        name += "-detail" if route != "/vms/new" else "-new"
+                    b.page.screenshot(path=str(ARTIFACTS / f"{name}-{size}-{scheme}.png"), full_page=True)
+                    problems += [f"{route} {size} {scheme}: {v}" for v in _axe(b.page)]
+                    # the page fits the width: nothing scrolls sideways on a phone
+                    overflow = b.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+                    if overflow > 1:
+                        problems.append(f"{route} {size} {scheme}: {overflow}px wider than the window")
+                if size == "desktop" and scheme == "light":
+                    b.go("/hosts")
+                    b.page.click("text=Plan a rebalance (dry run)")
+                    plan = b.page.wait_for_selector("[data-testid=rebalance-plan]")
+                    assert "Imbalance" in plan.inner_text()
+                assert b.errors == [], b.errors
+            finally:
+                b.close()
+    assert problems == []
