@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything NovaCron needs on a Debian 12 host, as root, from the package registries only:
 # system packages (apt), the Python virtualenv .venv with pinned dependencies (PyPI, constrained by
-# requirements.lock) and the test guest (guest/out, built from Debian packages).
+# requirements.lock), the dashboard's pinned npm assets (web/node_modules) and the test guest
+# (guest/out, built from Debian packages).
 #
 # Idempotent and fast on a second run: apt is not touched when every package is installed, pip is not
 # run when requirements.lock, pyproject.toml and the interpreter are unchanged, and the guest builder
@@ -43,8 +44,13 @@ APT_PACKAGES=(
     curl ca-certificates git
     restic borgbackup
 )
-# Node.js runs the Azure Blob emulator (azurite, from npm) of the backup target tests.
-command -v node >/dev/null 2>&1 || APT_PACKAGES+=(nodejs npm)
+# Node.js and npm: the dashboard's pinned browser assets (web/package-lock.json) and the Azure Blob
+# emulator (azurite) of the backup target tests. Debian 12's are enough; a newer node already on the
+# machine (with its npm) is kept rather than downgraded.
+if ! { command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 \
+    && node -e 'process.exit(Number(process.versions.node.split(".")[0]) < 18 ? 1 : 0)' 2>/dev/null; }; then
+    APT_PACKAGES+=(nodejs npm)
+fi
 
 APT_UPDATED=0
 apt_update_once() {
@@ -146,6 +152,17 @@ if [ "$(cat "$NPM_DIR/node_modules/azurite/package.json" 2>/dev/null \
     say "npm install azurite@$AZURITE_VERSION into $NPM_DIR"
     mkdir -p "$NPM_DIR"
     npm install --prefix "$NPM_DIR" --no-audit --no-fund --loglevel=error "azurite@$AZURITE_VERSION" >/dev/null
+fi
+
+# --- dashboard vendor files ------------------------------------------------------------------------
+# xterm.js, uPlot and axe-core from the npm registry at the versions web/package-lock.json pins, into
+# web/node_modules (git-ignored, served by the API server under /vendor). Re-run when the lock changes.
+WEB_STAMP="web/node_modules/.novacron-lock.sha256"
+if [ ! -f "$WEB_STAMP" ] || [ "$(cat "$WEB_STAMP")" != "$(sha256sum web/package-lock.json | cut -d' ' -f1)" ]; then
+    say "npm ci (web/package-lock.json)"
+    (cd web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null) \
+        || die "npm ci failed in web/"
+    sha256sum web/package-lock.json | cut -d' ' -f1 >"$WEB_STAMP"
 fi
 
 # --- test guest ---------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ def publish(
     return event
 
 
-def _visible(principal: Principal, types: Sequence[str]) -> Select[tuple[Event]]:
+def _visible(principal: Principal, types: Sequence[str]) -> Select[Event]:
     stmt = select(Event)
     if not principal.is_global:
         # tenant-less events (hosts, platform) are shown to admins only
@@ -56,7 +56,9 @@ def visible_since(
     return list(session.scalars(stmt.order_by(Event.seq).limit(limit)))
 
 
-def visible_tail(session: Session, principal: Principal, limit: int, types: Sequence[str] = ()) -> list[Event]:
+def visible_tail(
+    session: Session, principal: Principal, limit: int, types: Sequence[str] = ()
+) -> list[Event]:
     """The newest ``limit`` events the principal may see, oldest first (a dashboard's "recent")."""
     stmt = _visible(principal, types).order_by(Event.seq.desc()).limit(limit)
     return list(reversed(list(session.scalars(stmt))))

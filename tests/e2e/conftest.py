@@ -6,7 +6,6 @@ Playwright or dashboard vendor files (scripts/setup.sh installs them) fail the r
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,7 +68,7 @@ def cluster(guest: Guest) -> Iterator[Cluster]:
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
-    require(Path(CHROMIUM).exists() or shutil.which("chromium") is not None, "Debian's chromium is not installed")
+    require(Path(CHROMIUM).exists(), f"Debian's chromium is not installed at {CHROMIUM}")
     require(AXE.exists(), f"dashboard vendor files missing in {VENDOR}: run scripts/setup.sh")
     try:
         from playwright.sync_api import sync_playwright

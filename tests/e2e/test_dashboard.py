@@ -50,6 +50,15 @@ class Browser:
         self.context.close()
 
 
+def _wait_xterm(page: Any, pattern: str, timeout_ms: int) -> None:
+    """Wait until the terminal's rendered rows match ``pattern`` (a JavaScript regex, multiline)."""
+    page.wait_for_function(
+        "p => new RegExp(p, 'm').test(document.querySelector('.xterm-rows')?.innerText || '')",
+        arg=pattern,
+        timeout=timeout_ms,
+    )
+
+
 def _member_token(cluster: Cluster, tenant: str) -> str:
     return cluster.server.token(cluster.tenants[tenant][0], PASSWORD)
 
@@ -109,21 +118,13 @@ def test_create_watch_console_stop_delete(cluster: Cluster, browser: Any) -> Non
 
         # the serial console in xterm.js: the boot marker, then a command typed in the browser
         page.click("text=Open console")
-        rows = page.locator(".xterm-rows")
-        page.wait_for_function(
-            "() => (document.querySelector('.xterm-rows')?.innerText || '').includes('NOVACRON-GUEST-UP hostname=web-e2e')",
-            timeout=BOOT_S,
-        )
-        assert "user-data: hello from the browser" in rows.inner_text()
+        _wait_xterm(page, "NOVACRON-GUEST-UP hostname=web-e2e", BOOT_S)
+        assert "user-data: hello from the browser" in page.inner_text(".xterm-rows")
         page.wait_for_selector("text=Connected")
-        page.wait_for_function(
-            "() => /web-e2e#/.test(document.querySelector('.xterm-rows')?.innerText || '')", timeout=BOOT_S
-        )
+        _wait_xterm(page, "web-e2e#", BOOT_S)  # the guest's shell prompt
         page.click(".xterm")
         page.keyboard.type("echo typed-$((6*7))\n")
-        page.wait_for_function(
-            "() => /^typed-42$/m.test(document.querySelector('.xterm-rows')?.innerText || '')", timeout=30_000
-        )
+        _wait_xterm(page, "^typed-42$", 30_000)
         page.screenshot(path=str(ARTIFACTS / "vm-console-desktop-light.png"), full_page=True)
 
         # stop, with confirmation; the state changes live
@@ -187,7 +188,8 @@ def _axe(page: Any) -> list[str]:
         """async () => {
             const r = await axe.run(document, {resultTypes: ['violations']});
             return r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')
-              .map(v => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(', ')}`);
+              .map(v => `${v.id} (${v.impact}): `
+                + v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(', '));
         }"""
     )
     return list(found)
