@@ -75,12 +75,16 @@ export function badge(state, extra) {
   return h('span', { class: `badge ${tone(state)}`, 'data-state': state }, state + (extra ? ` · ${extra}` : ''));
 }
 
-/** A labelled bar: used of total (an accessible progressbar). */
-export function meter(label, used, total, fmt = (v) => String(v)) {
+/**
+ * A labelled bar: used of total (an accessible progressbar). `shown` replaces the visible label
+ * where the context already says it (a table column), the accessible name keeps the full label.
+ */
+export function meter(label, used, total, fmt = (v) => String(v), shown = label) {
   const pct = total > 0 ? Math.min(100, (100 * used) / total) : 0;
   const cls = pct >= 95 ? 'fill full' : pct >= 80 ? 'fill hot' : 'fill';
   return h('div', { class: 'meter' },
-    h('div', { class: 'label' }, h('span', {}, label), h('span', { class: 'muted' }, `${fmt(used)} / ${fmt(total)} (${pct.toFixed(0)}%)`)),
+    h('div', { class: 'label' }, shown ? h('span', {}, shown) : null,
+      h('span', { class: 'muted' }, `${fmt(used)} / ${fmt(total)} (${pct.toFixed(0)}%)`)),
     h('div', {
       class: 'track', role: 'progressbar', 'aria-label': label,
       'aria-valuemin': '0', 'aria-valuemax': '100', 'aria-valuenow': pct.toFixed(0),

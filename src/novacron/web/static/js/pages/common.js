@@ -27,9 +27,11 @@ export function taskLine(t) {
 export function eventLine(e) {
   const d = e.data || {};
   const detail = d.state || d.name || d.step || '';
-  const target = e.resource_type === 'vm'
-    ? link(`#/vms/${e.resource_id}`, d.name || e.resource_id.slice(0, 8))
-    : h('span', {}, `${e.resource_type} ${d.name || e.resource_id.slice(0, 8)}`);
+  const pages = { vm: 'vms', task: 'tasks' };
+  const label = d.name || e.resource_id.slice(0, 13);
+  const target = pages[e.resource_type]
+    ? link(`#/${pages[e.resource_type]}/${e.resource_id}`, `${e.resource_type} ${label}`)
+    : h('span', {}, `${e.resource_type} ${label}`);
   return h('li', {}, timeEl(e.time), h('strong', {}, e.type), target,
     detail && detail !== d.name ? h('span', { class: 'muted' }, String(detail)) : null,
     d.progress !== undefined ? h('span', { class: 'muted' }, `${d.progress}%`) : null);

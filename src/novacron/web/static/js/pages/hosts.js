@@ -86,8 +86,8 @@ registerPage({
       clear(box, table([
         { label: 'Host', cell: (x) => h('div', {}, h('strong', {}, x.name), h('div', { class: 'muted' }, `${x.driver} · ${x.accelerator} · ${x.cpu_model}`)) },
         { label: 'State', cell: (x) => badge(x.state) },
-        { label: 'vCPUs', cell: (x) => meter(`${x.name} vCPUs`, x.vcpus_used, Math.floor(x.cpus * x.cpu_allocation_ratio)) },
-        { label: 'RAM', cell: (x) => meter(`${x.name} RAM`, x.ram_mb_used, Math.floor(x.ram_mb * x.ram_allocation_ratio), fmtMB) },
+        { label: 'vCPUs', cell: (x) => meter(`${x.name} vCPUs`, x.vcpus_used, Math.floor(x.cpus * x.cpu_allocation_ratio), String, '') },
+        { label: 'RAM', cell: (x) => meter(`${x.name} RAM`, x.ram_mb_used, Math.floor(x.ram_mb * x.ram_allocation_ratio), fmtMB, '') },
         { label: 'Heartbeat', cell: (x) => ago(x.last_heartbeat) },
         { label: 'Labels', cell: (x) => Object.entries(x.labels).map(([k, v]) => `${k}=${v}`).join(', ') || '–' },
         { label: 'Actions', cell: (x) => h('div', { class: 'actions', style: { display: 'flex', gap: '.4rem', flexWrap: 'wrap' } },

@@ -84,9 +84,11 @@ registerPage({
   permission: 'vm:create',
   async render(ctx) {
     const { main, navigate } = ctx;
-    const [images, flavors, projects] = await Promise.all([
+    const [images, flavors, projects, tenants] = await Promise.all([
       listAll('/v1/images'), listAll('/v1/flavors'), listAll('/v1/projects'),
+      ctx.can('tenant:read') ? listAll('/v1/tenants') : [],
     ]);
+    const tenantName = Object.fromEntries(tenants.map((t) => [t.id, t.name]));
     const active = images.filter((i) => i.status === 'active');
     const name = h('input', { id: 'f-name', name: 'name', autocomplete: 'off', 'aria-describedby': 'f-name-hint f-name-error' });
     const image = h('select', { id: 'f-image', 'aria-describedby': 'f-image-error' }, h('option', { value: '' }, 'Choose an image'),
@@ -94,7 +96,7 @@ registerPage({
     const flavor = h('select', { id: 'f-flavor', 'aria-describedby': 'f-flavor-error' }, h('option', { value: '' }, 'Choose a flavor'),
       flavors.map((f) => h('option', { value: f.name }, `${f.name}: ${f.vcpus} vCPU, ${fmtMB(f.ram_mb)}, ${f.disk_gb} GB`)));
     const project = h('select', { id: 'f-project', 'aria-describedby': 'f-project-error' },
-      projects.map((p) => h('option', { value: p.id }, p.name)));
+      projects.map((p) => h('option', { value: p.id }, tenantName[p.tenant_id] ? `${tenantName[p.tenant_id]} / ${p.name}` : p.name)));
     const userData = h('textarea', { id: 'f-user_data', spellcheck: false, 'aria-describedby': 'f-user_data-hint f-user_data-error' });
     const ha = h('input', { id: 'f-ha', type: 'checkbox' });
     const formError = h('div', { role: 'alert' });
