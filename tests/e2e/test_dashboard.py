@@ -251,6 +251,15 @@ def test_every_page_phone_and_desktop_light_and_dark(
                     b.page.click("text=Plan a rebalance (dry run)")
                     plan = b.page.wait_for_selector("[data-testid=rebalance-plan]")
                     assert "Imbalance" in plan.inner_text()
+                    # maintenance on and off, each confirmed; the table follows the host's events
+                    b.page.click("main button:text-is('Maintenance')")
+                    b.page.click("dialog button.primary")
+                    b.page.wait_for_selector("td .badge[data-state=maintenance]")
+                    assert cluster.admin.get("/v1/hosts").json()["items"][0]["state"] == "maintenance"
+                    b.page.click("main button:text-is('End maintenance')")
+                    b.page.click("dialog button.primary")
+                    b.page.wait_for_selector("td .badge[data-state=up]")
+                    assert cluster.admin.get("/v1/hosts").json()["items"][0]["state"] == "up"
                 assert b.errors == [], b.errors
             finally:
                 b.close()
