@@ -22,6 +22,8 @@ router = APIRouter(tags=["events"])
 
 CanEventRead = Annotated[Principal, Depends(require("event:read"))]
 POLL_S = 0.25
+#: sequence numbers are 64-bit integers in the database: a larger ``after`` is a 422, not an overflow
+MAX_SEQ = 2**63 - 1
 
 
 class EventOut(BaseModel):
@@ -48,7 +50,7 @@ def _types(types: str | None) -> list[str]:
 def list_events(
     session: ReadSessionDep,
     principal: CanEventRead,
-    after: int = Query(0, ge=0, description="only events with a larger seq"),
+    after: int = Query(0, ge=0, le=MAX_SEQ, description="only events with a larger seq"),
     limit: int = Query(100, ge=1, le=1000),
     types: str | None = Query(None, description="e.g. vm.*,task.failed"),
     tail: bool = Query(False, description="the newest `limit` events instead of those after `after`"),
@@ -96,12 +98,14 @@ async def stream_events(
     request: Request,
     ctx: CtxDep,
     principal: CanEventRead,
-    after: int | None = Query(None, ge=0, description="replay from here; default: only new events"),
+    after: int | None = Query(
+        None, ge=0, le=MAX_SEQ, description="replay from here; default: only new events"
+    ),
     types: str | None = None,
 ) -> StreamingResponse:
     """Server-sent events; ``Last-Event-ID`` resumes where a dropped connection stopped."""
     last_id = request.headers.get("last-event-id")
-    if last_id is not None and last_id.isdigit():
+    if last_id is not None and last_id.isascii() and last_id.isdigit() and int(last_id) <= MAX_SEQ:
         after = int(last_id)
 
     async def body() -> AsyncIterator[str]:
