@@ -25,10 +25,17 @@ class Browser:
         self.page.set_default_timeout(30_000)
         self.url = url
         self.errors: list[str] = []
+        self.console: list[str] = []
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}"))
+        self.page.on("requestfailed", lambda r: self.console.append(f"request failed: {r.url} {r.failure}"))
 
     def login(self, username: str, password: str) -> None:
         self.page.goto(f"{self.url}/")
+        try:
+            self.page.wait_for_selector("#username")
+        except Exception as exc:
+            raise AssertionError(f"no login form; browser said: {self.console}") from exc
         self.page.fill("#username", username)
         self.page.fill("#password", password)
         self.page.click("form button[type=submit]")
@@ -127,6 +134,13 @@ def test_create_watch_console_stop_delete(cluster: Cluster, browser: Any) -> Non
         _wait_xterm(page, "^typed-42$", 30_000)
         page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=str(ARTIFACTS / "vm-console-desktop-light.png"), full_page=True)
+
+        # the HA flag, changed with If-Match behind a confirmation
+        page.click("main button:text-is('HA on')")
+        page.click("dialog button.primary")
+        page.wait_for_selector("[data-testid=vm-details] dd:has-text('restart elsewhere (priority 0)')")
+        with cluster.server.client(_member_token(cluster, "alpha")) as alpha:
+            assert alpha.get(f"/v1/vms/{vm_id}").json()["ha"] is True
 
         # stop, with confirmation; the state changes live
         page.click("main button:text-is('Stop')")

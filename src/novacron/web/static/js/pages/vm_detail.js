@@ -7,8 +7,6 @@ import {
   h, clear, badge, card, confirmDialog, errorBox, fmtMB, link, pageHead, progress, table,
   throttle, timeEl, toast,
 } from '../ui.js';
-import { mountCharts } from './vm_metrics.js';
-import { openConsole } from './vm_console.js';
 
 // which action makes sense in which state; the API has the last word
 const ACTIONS = [
@@ -69,6 +67,7 @@ registerPage({
       card('Metrics', h('p', { class: 'muted' }, 'Updated every second from the host agent.'), chartsBox),
       card('Serial console', consoleBox));
 
+    let reloadVm = () => {};
     const act = async (a) => {
       const ok = await confirmDialog(`${a.label} ${vm.name}?`,
         a.action === 'stop' ? 'The guest gets an ACPI shutdown, then is powered off if it does not stop.' : `The VM will ${a.action}.`,
@@ -77,6 +76,20 @@ registerPage({
       try {
         await request(`/v1/vms/${vm.id}/actions/${a.action}`, { method: 'POST', idempotent: true });
         toast(`${a.label}: requested for ${vm.name}.`);
+      } catch (err) { toast(err.message, 'bad'); }
+    };
+    const toggleHa = async () => {
+      const on = !vm.ha;
+      const ok = await confirmDialog(on ? `Turn on HA for ${vm.name}?` : `Turn off HA for ${vm.name}?`,
+        on ? 'When its host fails, the VM restarts on another host (its disk must be on shared storage).'
+          : 'When its host fails, the VM stays down with it.', { confirm: on ? 'HA on' : 'HA off' });
+      if (!ok) return;
+      try {
+        // If-Match: a change made meanwhile by someone else is refused (412), not overwritten
+        const { etag } = await request(`/v1/vms/${vm.id}`);
+        await request(`/v1/vms/${vm.id}`, { method: 'PATCH', body: { ha: on }, ifMatch: etag });
+        toast(`HA ${on ? 'on' : 'off'} for ${vm.name}.`);
+        reloadVm();
       } catch (err) { toast(err.message, 'bad'); }
     };
     const remove = async () => {
@@ -97,6 +110,7 @@ registerPage({
           type: 'button', disabled: !['running', 'stopped'].includes(vm.state) || !!vm.task_state,
           onclick: () => migrateDialog(vm, hosts).catch((err) => toast(err.message, 'bad')),
         }, 'Migrate') : null,
+        can('vm:update') ? h('button', { type: 'button', onclick: toggleHa }, vm.ha ? 'HA off' : 'HA on') : null,
         can('vm:delete') ? h('button', { type: 'button', class: 'danger', disabled: vm.task_state === 'deleting', onclick: remove }, 'Delete') : null);
       clear(head, h('p', {}, link('#/vms', '← Virtual machines')),
         h('div', { class: 'page-head' },
@@ -119,7 +133,7 @@ registerPage({
     drawHead();
     await loadTasks();
 
-    const reloadVm = throttle(async () => {
+    reloadVm = throttle(async () => {
       try {
         vm = await get(`/v1/vms/${vm.id}`);
         drawHead();
@@ -133,6 +147,8 @@ registerPage({
     ctx.onCleanup(subscribe(['vm.*'], (e) => { if (e.resource_id === vm.id) reloadVm(); }));
     ctx.onCleanup(subscribe(['task.*'], () => reloadTasks()));
 
+    // the charting and terminal libraries load with the first VM page, not with the shell
+    const [{ mountCharts }, { openConsole }] = await Promise.all([import('./vm_metrics.js'), import('./vm_console.js')]);
     ctx.onCleanup(mountCharts(chartsBox, vm.id, signal));
     const openBtn = h('button', { type: 'button', class: 'primary' }, 'Open console');
     const status = h('p', { class: 'muted', 'aria-live': 'polite' });

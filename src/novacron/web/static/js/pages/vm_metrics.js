@@ -43,7 +43,8 @@ function makePlot(spec, el, width) {
     width, height: 150,
     legend: { show: false },
     cursor: { show: false },
-    scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(max * 1.15, spec.key === 'cpu' ? 10 : 1)] } },
+    // a floor on the range keeps an idle series from labelling its axis with fractions of a byte
+    scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(max * 1.15, spec.key === 'cpu' ? 10 : 4096)] } },
     axes: [axis, { ...axis, size: 70, values: (u, vals) => vals.map((v) => spec.fmt(v)) }],
     series: [{}, ...spec.series.map(([label, color]) => ({ label, stroke: css(color), width: 2, points: { show: false } }))],
   }, [[], ...spec.series.map(() => [])], el);
