@@ -30,12 +30,30 @@ class Browser:
         self.page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}"))
         self.page.on("requestfailed", lambda r: self.console.append(f"request failed: {r.url} {r.failure}"))
 
+    def _network_changed(self, since: int) -> bool:
+        return any("ERR_NETWORK_CHANGED" in line for line in self.console[since:])
+
+    def _load(self, action: Any, selector: str) -> None:
+        """Run ``action`` until ``selector`` shows. Chromium aborts requests in flight with
+        ERR_NETWORK_CHANGED whenever any interface on the machine changes (other tests create and
+        delete netns, veths and bridges): only then is the page loaded again, at most twice."""
+        for attempt in range(3):
+            mark = len(self.console)
+            action()
+            try:
+                self.page.wait_for_selector(selector)
+            except Exception as exc:
+                if attempt < 2 and self._network_changed(mark):
+                    action = self.page.reload
+                    continue
+                raise AssertionError(f"{selector} never showed; browser said: {self.console}") from exc
+            if attempt < 2 and self._network_changed(mark):
+                action = self.page.reload
+                continue
+            return
+
     def login(self, username: str, password: str) -> None:
-        self.page.goto(f"{self.url}/")
-        try:
-            self.page.wait_for_selector("#username")
-        except Exception as exc:
-            raise AssertionError(f"no login form; browser said: {self.console}") from exc
+        self._load(lambda: self.page.goto(f"{self.url}/"), "#username")
         self.page.fill("#username", username)
         self.page.fill("#password", password)
         self.page.click("form button[type=submit]")
@@ -44,8 +62,7 @@ class Browser:
 
     def go(self, route: str) -> None:
         self.page.evaluate("delete document.querySelector('main')?.dataset.ready")
-        self.page.goto(f"{self.url}/#{route}")
-        self.ready()
+        self._load(lambda: self.page.goto(f"{self.url}/#{route}"), "main[data-ready=true]")
 
     def ready(self) -> None:
         self.page.wait_for_selector("main[data-ready=true]")
