@@ -153,7 +153,7 @@ def test_create_watch_console_stop_delete(cluster: Cluster, browser: Any) -> Non
         page.screenshot(path=str(ARTIFACTS / "vm-console-desktop-light.png"), full_page=True)
 
         # the HA flag, changed with If-Match behind a confirmation
-        page.click("main button:text-is('HA on')")
+        page.click("main button:text-is('Turn HA on')")
         page.click("dialog button.primary")
         page.wait_for_selector("[data-testid=vm-details] dd:has-text('restart elsewhere (priority 0)')")
         with cluster.server.client(_member_token(cluster, "alpha")) as alpha:

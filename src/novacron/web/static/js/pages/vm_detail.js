@@ -110,7 +110,7 @@ registerPage({
           type: 'button', disabled: !['running', 'stopped'].includes(vm.state) || !!vm.task_state,
           onclick: () => migrateDialog(vm, hosts).catch((err) => toast(err.message, 'bad')),
         }, 'Migrate') : null,
-        can('vm:update') ? h('button', { type: 'button', onclick: toggleHa }, vm.ha ? 'HA off' : 'HA on') : null,
+        can('vm:update') ? h('button', { type: 'button', onclick: toggleHa }, vm.ha ? 'Turn HA off' : 'Turn HA on') : null,
         can('vm:delete') ? h('button', { type: 'button', class: 'danger', disabled: vm.task_state === 'deleting', onclick: remove }, 'Delete') : null);
       clear(head, h('p', {}, link('#/vms', '← Virtual machines')),
         h('div', { class: 'page-head' },
