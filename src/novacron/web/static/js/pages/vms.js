@@ -111,7 +111,7 @@ registerPage({
       field('f-user_data', 'User data', userData, 'cloud-init user-data (a #! script runs at boot).'),
       h('div', { class: 'field' }, h('label', { class: 'check', for: 'f-ha' }, ha, 'Restart on another host when its host fails (HA)'),
         h('div', { class: 'error', id: 'f-ha-error' })),
-      h('p', { class: 'muted' }, 'Networks and security groups: coming with tenant networks.'),
+      h('p', { class: 'muted' }, 'Networks and security groups: not in this form yet (the API and CLI take them).'),
       submit);
     clear(main, pageHead('Create VM'), form);
     name.focus();
