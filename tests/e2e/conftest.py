@@ -66,8 +66,10 @@ def cluster(guest: Guest) -> Iterator[Cluster]:
         destroy_server(srv)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Module-scoped: Playwright's sync API keeps an event loop running in the main thread while it
+    lives, and every later test that calls ``asyncio.run`` would fail on it."""
     require(Path(CHROMIUM).exists(), f"Debian's chromium is not installed at {CHROMIUM}")
     require(AXE.exists(), f"dashboard vendor files missing in {VENDOR}: run scripts/setup.sh")
     try:
