@@ -6,7 +6,7 @@
 #   bash scripts/test.sh tests/unit -x    extra arguments go to pytest (lint still runs)
 #
 # Environment: NOVACRON_SKIP_LINT=1 skips ruff and mypy; NOVACRON_TEST_TIMEOUT (seconds, default
-# 2400) bounds the pytest run as a whole. The exit code is non-zero if any stage failed, and pytest
+# 4800) bounds the pytest run as a whole. The exit code is non-zero if any stage failed, and pytest
 # collecting no test at all counts as a failure.
 set -euo pipefail
 
@@ -36,7 +36,7 @@ if [ "${NOVACRON_SKIP_LINT:-0}" != "1" ]; then
     mypy || failed+=("mypy")
 fi
 
-timeout_s="${NOVACRON_TEST_TIMEOUT:-2400}"
+timeout_s="${NOVACRON_TEST_TIMEOUT:-4800}"
 say "pytest (limit ${timeout_s}s)"
 pytest_args=(-p no:cacheprovider -q -rfEs -o faulthandler_timeout=600 --durations=15)
 if [ "$#" -gt 0 ]; then
