@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -101,3 +102,9 @@ class Idempotency:
                 response_body=json.dumps(body, default=str),
             )
         )
+
+    def created(self, out: BaseModel, resource: Any) -> JSONResponse:
+        """The 201 answer to a create (remembered for a retry with the same key), with its ETag."""
+        payload = out.model_dump(mode="json")
+        self.remember(201, payload)
+        return JSONResponse(payload, status_code=201, headers={"ETag": etag_of(resource)})

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from novacron import events
 from novacron.api.errors import Problem, conflict, invalid, name_taken
 from novacron.backup import tasks as backup_tasks
+from novacron.compute.vms import new_derived_image
 from novacron.db.base import new_id, utcnow
 from novacron.db.models import VM, BackupSnapshot, BackupTarget, Image, RestoreJob, Task
 from novacron.identity.principal import Principal
@@ -169,20 +170,12 @@ def request_restore_image(
 ) -> tuple[RestoreJob, Task, Image]:
     """Restore the backup's disk as a new image of its project (the ``--disk`` restore)."""
     _available(snap)
-    if session.scalar(select(Image.id).where(Image.project_id == snap.project_id, Image.name == image_name)):
-        raise name_taken("image", image_name, "body.image_name")
-    image = Image(
-        id=new_id("img"),
-        project_id=snap.project_id,
-        tenant_id=snap.tenant_id,
-        name=image_name,
-        status="importing",
-    )
+    image = new_derived_image(session, snap.tenant_id, snap.project_id, image_name)
     job = RestoreJob(
         id=new_id("rst"), tenant_id=snap.tenant_id, project_id=snap.project_id, snapshot_id=snap.id,
         mode="image", state="running",
     )  # fmt: skip
-    session.add_all([image, job])
+    session.add(job)
     session.flush()
     task = create_task(
         session,

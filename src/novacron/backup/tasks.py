@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -19,6 +18,7 @@ from sqlalchemy import select
 from novacron import events
 from novacron.backup import vmstore
 from novacron.compute import hostops, scheduler, storage
+from novacron.compute.images import describe_derived, remove_files
 from novacron.compute.spec import spec_payload
 from novacron.compute.tasks import BOOT_TIMEOUT_S, end_operation
 from novacron.db.base import utcnow
@@ -362,17 +362,7 @@ class RestoreImage(TaskHandler):
             image = s.get(Image, image_id)
             assert image is not None
             source = s.get(Image, snap.source.get("image_id")) if snap.source.get("image_id") else None
-            image.disk_format, image.virtual_size_bytes = info.format, info.virtual_size_bytes
-            image.size_bytes = info.actual_size_bytes
-            if source is not None:
-                for flag, path_of in (
-                    ("has_kernel", storage.image_kernel),
-                    ("has_initrd", storage.image_initrd),
-                ):
-                    if getattr(source, flag):
-                        shutil.copyfile(path_of(settings, source.id), path_of(settings, image_id))
-                        setattr(image, flag, True)
-                image.kernel_cmdline = source.kernel_cmdline
+            describe_derived(settings, image, info, source)
             image.status = "active"
             events.publish(
                 s, "image.active", "image", image.id, tenant_id=image.tenant_id, project_id=image.project_id
@@ -381,7 +371,7 @@ class RestoreImage(TaskHandler):
         _finish_job(ctx, task.params.get("job_id"), "succeeded", {"image_id": image_id}, None)
 
     async def rollback(self, ctx: Context, task: Task, error: str) -> None:
-        shutil.rmtree(storage.image_dir(ctx.settings, task.resource_id), ignore_errors=True)
+        remove_files(ctx, task.resource_id)
         with ctx.db.session() as s:
             image = s.get(Image, task.resource_id)
             if image is not None:

@@ -20,6 +20,7 @@ from novacron.virt.base import ImageInfo, InvalidImage
 from novacron.virt.images import inspect_image
 
 if TYPE_CHECKING:
+    from novacron.config import Settings
     from novacron.context import Context
 
 ACCEPTED_FORMATS = ("raw", "qcow2")
@@ -75,6 +76,21 @@ def activate_disk(ctx: Context, image_id: str, size: int, sha256: str) -> ImageI
             s, "image.active", "image", image.id, tenant_id=image.tenant_id, project_id=image.project_id
         )
     return info
+
+
+def describe_derived(settings: Settings, image: Image, info: ImageInfo, source: Image | None) -> None:
+    """An image made from a VM's disk (snapshot, restore): its disk figures, and the kernel, initrd
+    and command line of the image the VM booted from, so it boots the same way."""
+    image.disk_format = info.format
+    image.virtual_size_bytes = info.virtual_size_bytes
+    image.size_bytes = info.actual_size_bytes
+    if source is None:
+        return
+    for flag, path_of in (("has_kernel", storage.image_kernel), ("has_initrd", storage.image_initrd)):
+        if getattr(source, flag):
+            shutil.copyfile(path_of(settings, source.id), path_of(settings, image.id))
+            setattr(image, flag, True)
+    image.kernel_cmdline = source.kernel_cmdline
 
 
 def remove_files(ctx: Context, image_id: str) -> None:

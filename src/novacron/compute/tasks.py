@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from novacron import events
 from novacron.compute import hostops, scheduler, storage
+from novacron.compute.images import describe_derived, remove_files
 from novacron.compute.reports import STATE_OF
 from novacron.compute.spec import spec_payload
 from novacron.db.models import VM, Image, QuotaCharge, Task
@@ -257,18 +257,7 @@ class SnapshotVM(TaskHandler):
                 image = s.get(Image, image_id)
                 source = s.get(Image, vm.image_id) if vm.image_id else None
                 assert image is not None
-                image.disk_format = info.format
-                image.virtual_size_bytes = info.virtual_size_bytes
-                image.size_bytes = info.actual_size_bytes
-                if source is not None:
-                    for flag, path_of in (
-                        ("has_kernel", storage.image_kernel),
-                        ("has_initrd", storage.image_initrd),
-                    ):
-                        if getattr(source, flag):
-                            shutil.copyfile(path_of(settings, source.id), path_of(settings, image_id))
-                            setattr(image, flag, True)
-                    image.kernel_cmdline = source.kernel_cmdline
+                describe_derived(settings, image, info, source)
         else:
             with ctx.db.session() as s:
                 image = s.get(Image, image_id)
@@ -283,7 +272,7 @@ class SnapshotVM(TaskHandler):
 
     async def rollback(self, ctx: Context, task: Task, error: str) -> None:
         image_id = task.params["image_id"]
-        shutil.rmtree(storage.image_dir(ctx.settings, image_id), ignore_errors=True)
+        remove_files(ctx, image_id)
         with ctx.db.session() as s:
             image = s.get(Image, image_id)
             if image is not None:

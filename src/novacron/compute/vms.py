@@ -171,20 +171,20 @@ def request_delete(session: Session, vm: VM) -> Task:
     )
 
 
+def new_derived_image(session: Session, tenant_id: str, project_id: str, name: str) -> Image:
+    """The row of an image a task will fill from a VM's disk (snapshot, restore as image)."""
+    if session.scalar(select(Image.id).where(Image.project_id == project_id, Image.name == name)):
+        raise name_taken("image", name, "body.image_name")
+    image = Image(id=new_id("img"), project_id=project_id, tenant_id=tenant_id, name=name, status="importing")
+    session.add(image)
+    return image
+
+
 def request_snapshot(session: Session, vm: VM, image_name: str) -> tuple[Image, Task]:
     _ensure_idle(vm)
     if vm.state != "stopped":
         raise Problem(409, "Conflict", f"Stop VM '{vm.name}' before taking a snapshot (it is {vm.state}).")
-    if session.scalar(select(Image.id).where(Image.project_id == vm.project_id, Image.name == image_name)):
-        raise name_taken("image", image_name, "body.image_name")
-    image = Image(
-        id=new_id("img"),
-        project_id=vm.project_id,
-        tenant_id=vm.tenant_id,
-        name=image_name,
-        status="importing",
-    )
-    session.add(image)
+    image = new_derived_image(session, vm.tenant_id, vm.project_id, image_name)
     vm.task_state = "snapshotting"
     session.flush()
     task = create_task(

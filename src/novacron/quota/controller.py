@@ -67,8 +67,10 @@ class QuotaController:
                     await asyncio.to_thread(job)
                 except Exception:  # noqa: BLE001 - one failed round must not stop the controller
                     log.exception("quota controller: %s failed", job.__name__)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the controller's cancel
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), settings.reservation_tick_s)
+                async with asyncio.timeout(settings.reservation_tick_s):
+                    await self._stop.wait()
 
     async def stop(self) -> None:
         self._stop.set()

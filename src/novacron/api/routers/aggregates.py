@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -146,9 +145,7 @@ def create_aggregate(
     session.flush()
     events.publish(session, "aggregate.created", "aggregate", agg.id, tenant_id=None, name=agg.name)
     invalidate(session)
-    out = AggregateOut.of(session, agg).model_dump(mode="json")
-    idem.remember(201, out)
-    return JSONResponse(out, status_code=201, headers={"ETag": f'"{agg.id}.v{agg.version}"'})
+    return idem.created(AggregateOut.of(session, agg), agg)
 
 
 @router.get("/{aggregate_id}", response_model=AggregateOut)

@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -157,12 +156,6 @@ class SubnetOut(BaseModel):
         )
 
 
-def _created(idem: Idempotency, out: BaseModel, row: Network | Subnet) -> JSONResponse:
-    payload = out.model_dump(mode="json")
-    idem.remember(201, payload)
-    return JSONResponse(payload, status_code=201, headers={"ETag": f'"{row.id}.v{row.version}"'})
-
-
 # ---- networks ----------------------------------------------------------------------------------
 
 
@@ -221,7 +214,7 @@ def create_network(
         name=network.name,
         vni=network.vni,
     )
-    return _created(idem, NetworkOut.of(session, network), network)
+    return idem.created(NetworkOut.of(session, network), network)
 
 
 @router.get("/v1/networks/{network_id}", response_model=NetworkOut)
@@ -374,7 +367,7 @@ def create_subnet(body: SubnetCreate, request: Request, session: SessionDep, pri
             project_id=subnet.project_id,
             cidr=subnet.cidr,
         )
-    return _created(idem, SubnetOut.of(session, subnet), subnet)
+    return idem.created(SubnetOut.of(session, subnet), subnet)
 
 
 def _visible_subnet(session: Session, subnet_id: str, principal: Principal) -> Subnet:

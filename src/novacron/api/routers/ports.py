@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -150,9 +149,7 @@ def create_port(body: PortCreate, request: Request, session: SessionDep, princip
         events.publish(
             session, "port.created", "port", port.id, tenant_id=port.tenant_id, project_id=port.project_id
         )
-    out = PortOut.of(session, port).model_dump(mode="json")
-    idem.remember(201, out)
-    return JSONResponse(out, status_code=201, headers={"ETag": f'"{port.id}.v{port.version}"'})
+    return idem.created(PortOut.of(session, port), port)
 
 
 @router.get("/{port_id}", response_model=PortOut)

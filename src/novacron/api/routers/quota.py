@@ -331,9 +331,7 @@ def create_rule(body: RuleIn, request: Request, session: SessionDep, principal: 
     )
     session.add(rule)
     session.flush()
-    payload = RuleOut.model_validate(rule, from_attributes=True).model_dump(mode="json")
-    idem.remember(201, payload)
-    return JSONResponse(payload, status_code=201, headers={"ETag": etag_of(rule)})
+    return idem.created(RuleOut.model_validate(rule, from_attributes=True), rule)
 
 
 def _rule(session: Any, rule_id: str) -> PolicyRule:

@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -170,9 +169,7 @@ def create_router(body: RouterCreate, request: Request, session: SessionDep, pri
             project_id=r.project_id,
             name=r.name,
         )
-    payload = RouterOut.of(session, r).model_dump(mode="json")
-    idem.remember(201, payload)
-    return JSONResponse(payload, status_code=201, headers={"ETag": f'"{r.id}.v{r.version}"'})
+    return idem.created(RouterOut.of(session, r), r)
 
 
 @router.get("/v1/routers/{router_id}", response_model=RouterOut)
@@ -405,9 +402,7 @@ def create_floating(
         session.flush()
         _associate(session, principal, fip, body.port, "body.port")
         session.flush()
-    payload = FloatingOut.of(session, fip).model_dump(mode="json")
-    idem.remember(201, payload)
-    return JSONResponse(payload, status_code=201, headers={"ETag": f'"{fip.id}.v{fip.version}"'})
+    return idem.created(FloatingOut.of(session, fip), fip)
 
 
 @router.get("/v1/floating-ips/{fip_id}", response_model=FloatingOut)

@@ -200,12 +200,6 @@ def _rule(
     )
 
 
-def _created(idem: Idempotency, out: BaseModel, ident: str, version: int) -> JSONResponse:
-    payload = out.model_dump(mode="json")
-    idem.remember(201, payload)
-    return JSONResponse(payload, status_code=201, headers={"ETag": f'"{ident}.v{version}"'})
-
-
 @router.get("/v1/security-groups", response_model=Page[GroupOut])
 def list_groups(
     session: SessionDep,
@@ -265,7 +259,7 @@ def create_group(body: GroupCreate, request: Request, session: SessionDep, princ
             project_id=group.project_id,
             name=group.name,
         )
-    return _created(idem, GroupOut.of(session, group), group.id, group.version)
+    return idem.created(GroupOut.of(session, group), group)
 
 
 @router.get("/v1/security-groups/{group_id}", response_model=GroupOut)
@@ -455,7 +449,7 @@ def create_qos(body: QosCreate, request: Request, session: SessionDep, principal
     )
     session.add(policy)
     session.flush()
-    return _created(idem, QosOut.of(policy), policy.id, policy.version)
+    return idem.created(QosOut.of(policy), policy)
 
 
 @router.get("/v1/qos-policies/{policy_id}", response_model=QosOut)

@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -116,9 +115,7 @@ def create_server_group(
         project_id=group.project_id,
         name=group.name,
     )
-    out = ServerGroupOut.of(session, group).model_dump(mode="json")
-    idem.remember(201, out)
-    return JSONResponse(out, status_code=201, headers={"ETag": f'"{group.id}.v{group.version}"'})
+    return idem.created(ServerGroupOut.of(session, group), group)
 
 
 @router.get("/{group_id}", response_model=ServerGroupOut)
