@@ -96,7 +96,8 @@ class Server:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        # a server listening on a lab's underlay address is reached there (it is local too)
+        return f"http://{self.env.get('NOVACRON_LISTEN_HOST', '127.0.0.1')}:{self.port}"
 
     @property
     def admin_password(self) -> str:
@@ -184,7 +185,20 @@ def destroy_server(server: Server) -> None:
     """Stop the server and kill every QEMU it left behind (they outlive it by design)."""
     server.stop()
     subprocess.run(["pkill", "-9", "-f", f"{server.state_dir}/"], check=False)
+    release_host_network(server)
     shutil.rmtree(server.state_dir, ignore_errors=True)
+
+
+def release_host_network(server: Server) -> None:
+    """Remove the tenant-network datapath an all-in-one server's embedded agent made in the root
+    namespace (bridges, VXLANs, taps, DHCP and router namespaces, dnsmasq), and only its own: other
+    servers of the same kernel keep theirs."""
+    net_dir = server.state_dir / "network"
+    if not net_dir.is_dir() or os.geteuid() != 0 or server.env.get("NOVACRON_NETWORK_BACKEND") == "none":
+        return
+    from novacron.network.linux import LinuxBackend
+
+    LinuxBackend.for_host(net_dir, None, server.env["NOVACRON_HOST_NAME"]).release()
 
 
 @pytest.fixture

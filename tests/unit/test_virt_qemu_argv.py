@@ -83,3 +83,13 @@ def test_a_port_type_this_host_cannot_give_is_refused(tmp_path: Path) -> None:
     d = QemuDriver(tmp_path / "i", tmp_path / "r", accelerator="tcg", bridge="novacron0")
     with pytest.raises(DriverError, match="vnic_type direct"):
         d._argv(spec(nics=(Nic("port-1", "52:54:00:00:00:01", "tp000001", "net-1", "direct"),)))
+
+
+def test_forget_runs_inside_an_event_loop(tmp_path: Path) -> None:
+    # pyroute2 runs its own event loop: called on the agent's loop thread it raised "This event
+    # loop is already running", and every delete of a VM on a remote agent failed
+    import asyncio
+
+    d = QemuDriver(tmp_path / "i", tmp_path / "r", accelerator="tcg", bridge="novacron0")
+    asyncio.run(d.forget("vm-that-never-ran"))
+    assert not d.pidfile("vm-that-never-ran").exists()

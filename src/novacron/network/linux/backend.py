@@ -54,6 +54,8 @@ class LinuxBackend(NetworkBackend):
         self._shared: Any = None
         self._ports_file = self.state_dir / "ports.json"
         self._ports: dict[str, PortSpec] = self._load_ports()
+        #: the networks whose bridges this backend made: what ``release`` may remove
+        self._networks_file = self.state_dir / "networks.json"
 
     @classmethod
     def for_host(cls, state_dir: Path, underlay_ip: str | None, scope: str = "") -> LinuxBackend:
@@ -171,6 +173,9 @@ class LinuxBackend(NetworkBackend):
         ours (networks, ports, DHCP servers, routers) is removed. Returns counts for the caller."""
         with self._lock, self.batch():
             nets = {hn.network.id: hn.network for hn in state.networks}
+            # recorded before anything is made, so a sync that fails halfway can still be undone
+            known = self._known_networks()
+            self._record_networks(known | set(nets))
             for hn in state.networks:
                 self.ensure_network(hn.network, hn.peers)
             wanted_ports = {p.id for p in state.ports}
@@ -200,24 +205,32 @@ class LinuxBackend(NetworkBackend):
                 self.ensure_dhcp(hn.network, hn.leases)
             for r in state.routers:
                 self.ensure_router(r, tuple(nets.values()))
-            self._prune(set(nets), {hn.network.id for hn in dhcp}, {r.id for r in state.routers})
+            self._prune(set(nets), {hn.network.id for hn in dhcp}, {r.id for r in state.routers}, known)
+            self._record_networks(set(nets))
         return {"networks": len(nets), "ports": len(state.ports), "routers": len(state.routers)}
 
-    def _prune(self, networks: set[str], dhcp_networks: set[str], routers: set[str]) -> None:
+    def _prune(self, networks: set[str], dhcp_networks: set[str], routers: set[str], known: set[str]) -> None:
+        """Only bridges of networks this backend made (``known``) are removed: another host sharing
+        the namespace (all-in-one servers in the root one) keeps its own."""
         wanted_bridges = {names.bridge(n) for n in networks}
+        ours = {names.bridge(n) for n in known}
         wanted_ns = {names.dhcp_ns(self.scope, n) for n in dhcp_networks}
         wanted_ns |= {names.router_ns(self.scope, r) for r in routers}
+        self._remove_namespaces(wanted_ns)
+        with self._route() as ipr:
+            stale = [b for b in links.names(ipr, names.BRIDGE) if b in ours and b not in wanted_bridges]
+        for bridge in stale:
+            self._remove_bridge_named(bridge)
+
+    def _remove_namespaces(self, wanted: set[str]) -> None:
+        """This host's DHCP and router namespaces (by its scope's prefix), but the ``wanted``."""
         prefix = names.ns_prefix(self.scope)
         for ns in links.list_ns(prefix):
-            if ns not in wanted_ns:
+            if ns not in wanted:
                 if ns.startswith(prefix + "r"):
                     router.remove_ns_named(ns)
                 else:
                     self.dnsmasq.stop_ns_named(ns)
-        with self._route() as ipr:
-            stale = [b for b in links.names(ipr, names.BRIDGE) if b not in wanted_bridges]
-        for bridge in stale:
-            self._remove_bridge_named(bridge)
 
     def _remove_bridge_named(self, bridge: str) -> None:
         """A network known only by its bridge (the host restarted since): remove what hangs on it."""
@@ -240,6 +253,32 @@ class LinuxBackend(NetworkBackend):
         self.sync(wire.HostState(host_id=""))
         for policy in self.policies:
             policy.clear()
+
+    def release(self) -> None:
+        """Remove what this backend made and nothing else: its ports, its scope's namespaces and the
+        bridges of the networks it recorded, as ``clear`` does, but without a sync. The nftables
+        tables and tc trees are host-wide: they go with the last port, as in any sync."""
+        with self._lock:
+            with self.batch():
+                for port_id in list(self._ports):
+                    self.remove_port(port_id)
+            self._remove_namespaces(set())
+            for network_id in self._known_networks():
+                self._remove_bridge_named(names.bridge(network_id))
+            self._networks_file.unlink(missing_ok=True)
+
+    def _known_networks(self) -> set[str]:
+        """The networks recorded, and those of the ports remembered (a state from before the record)."""
+        try:
+            recorded = set(json.loads(self._networks_file.read_text()))
+        except (OSError, ValueError):
+            recorded = set()
+        return recorded | {p.network_id for p in self._ports.values()}
+
+    def _record_networks(self, network_ids: set[str]) -> None:
+        tmp = self._networks_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(sorted(network_ids)))
+        tmp.replace(self._networks_file)
 
     # ---- port policies -----------------------------------------------------------------------
 
