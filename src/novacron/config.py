@@ -69,6 +69,10 @@ class Settings:
     reservation_tick_s: float = 5.0
     #: this host's address on the underlay (the VXLAN tunnels' endpoint), reported by its agent
     underlay_ip: str = ""
+    #: PCI addresses of this host's SR-IOV virtual functions for ``direct`` ports (NOVACRON_SRIOV_VFS)
+    sriov_vfs: tuple[str, ...] = ()
+    #: the vhost-user socket directory of this host's DPDK switch (NOVACRON_VHOST_USER_DIR)
+    vhost_user_dir: Path | None = None
     #: the network backend of this host's agent: "linux", or "none" for a host without tenant networks
     network_backend: str = "linux"
     #: the dashboard's third-party browser assets (``npm ci`` of web/package.json puts them in
@@ -122,6 +126,8 @@ class Settings:
                 Path(_env("SHARED_STORAGE_DIR", "")).resolve() if _env("SHARED_STORAGE_DIR", "") else None
             ),
             underlay_ip=_env("UNDERLAY_IP", ""),
+            sriov_vfs=tuple(vf.strip() for vf in _env("SRIOV_VFS", "").split(",") if vf.strip()),
+            vhost_user_dir=Path(_env("VHOST_USER_DIR", "")) if _env("VHOST_USER_DIR", "") else None,
             network_backend=_env("NETWORK_BACKEND", "linux"),
             web_vendor_dir=Path(_env("WEB_VENDOR_DIR", "")).resolve() if _env("WEB_VENDOR_DIR", "") else None,
         )

@@ -16,9 +16,12 @@ from sqlalchemy import func, select
 
 from novacron.compute import placement
 from novacron.compute.placement import NoValidHost, claim, reconcile_usage, release
+from novacron.compute.reports import register_host
 from novacron.db.base import Database, new_id, utcnow
 from novacron.db.migrate import upgrade
 from novacron.db.models import VM, Aggregate, AggregateHost, Allocation, Host, Project, ServerGroup, Tenant
+from novacron.network.service import NicRequest, vm_traits
+from novacron.virt.base import HostFacts
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -494,3 +497,33 @@ def test_offline_resize_grows_the_claim_or_is_refused(db: Database) -> None:
         vm_service.resize(vm, None, 1, 128)  # shrinking always fits
     v, r, v_rows, r_rows = _usage(db)["small"]
     assert (v, r) == (v_rows, r_rows) == (2, 256)
+
+
+def test_nic_hardware_reported_by_hosts_steers_sriov_and_dpdk_vms(sqlite_db: Database) -> None:
+    db = sqlite_db
+    tp = _project(db)
+
+    def facts(*nic_traits: str) -> HostFacts:
+        return HostFacts(cpus=4, cpu_model="x", cpu_flags=frozenset(), ram_mb=8192, disk_gb=10,
+                         accelerator="tcg", nic_traits=nic_traits)  # fmt: skip
+
+    register_host(db, "sriov1", "simulated", facts("sriov"))
+    register_host(db, "dpdk1", "simulated", facts("dpdk"))
+    plain = register_host(db, "plain1", "simulated", facts())
+    with db.session() as s:  # a trait set by hand that the hardware does not back is not kept
+        s.execute(Host.__table__.update().where(Host.id == plain).values(traits=["gpu", "sriov"]))
+    register_host(db, "plain1", "simulated", facts())
+    with db.session() as s:
+        assert s.get(Host, plain).traits == ["gpu"]  # type: ignore[union-attr]
+
+    def nic_vm(vnic_type: str) -> str:
+        traits = sorted(vm_traits([NicRequest(network="n", vnic_type=vnic_type)]))
+        [vm] = _vms(db, tp, 1, placement={"required_traits": traits})
+        return vm
+
+    assert {_place(db, nic_vm("direct")) for _ in range(3)} == {"sriov1"}
+    assert _place(db, nic_vm("vhost-user")) == "dpdk1"
+    assert _place(db, nic_vm("normal")) in {"sriov1", "dpdk1", "plain1"}
+    register_host(db, "sriov1", "simulated", facts())  # its virtual functions were taken away
+    with pytest.raises(NoValidHost, match="sriov1: lacks trait sriov"):
+        _place(db, nic_vm("direct"))

@@ -260,6 +260,7 @@ def facts_dict(facts: HostFacts) -> dict[str, Any]:
         "accelerator": facts.accelerator,
         "shared_storage": facts.shared_storage,
         "underlay_ip": facts.underlay_ip,
+        "nic_traits": list(facts.nic_traits),
     }
 
 
@@ -273,4 +274,5 @@ def facts_of(data: dict[str, Any]) -> HostFacts:
         accelerator=str(data["accelerator"]),
         shared_storage=str(data.get("shared_storage", "")),
         underlay_ip=str(data.get("underlay_ip", "")),
+        nic_traits=tuple(str(t) for t in data.get("nic_traits", ())),
     )

@@ -15,9 +15,11 @@ from typing import Any
 from sqlalchemy import select, update
 
 from novacron import events
+from novacron.compute import placement
 from novacron.db.base import Database, new_id, utcnow
 from novacron.db.models import VM, Host, Task
 from novacron.virt.base import HostFacts
+from novacron.virt.nics import VNIC_TRAITS
 
 HISTORY = 3600
 #: operations during which the task, not the observer, owns the VM's state
@@ -95,15 +97,22 @@ def register_host(db: Database, name: str, driver: str, facts: HostFacts) -> str
         host.disk_gb = facts.disk_gb
         host.underlay_ip = facts.underlay_ip or None
         host.last_heartbeat = utcnow()
-        traits = [t for t in host.traits or [] if not t.startswith(SHARED_STORAGE_TRAIT)]
+        # traits of the host's own hardware and storage are what it reports, not what was set by hand
+        traits = [t for t in host.traits or [] if not reported_trait(t)]
+        traits += facts.nic_traits
         if facts.shared_storage:
             traits.append(SHARED_STORAGE_TRAIT + facts.shared_storage)
         if sorted(traits) != sorted(host.traits or []):
             host.traits = sorted(traits)
+            placement.invalidate(s)
         if host.state == "down":
             host_back(s, host)
         s.flush()
         return host.id
+
+
+def reported_trait(trait: str) -> bool:
+    return trait.startswith(SHARED_STORAGE_TRAIT) or trait in VNIC_TRAITS.values()
 
 
 def host_back(s: Any, host: Host) -> None:

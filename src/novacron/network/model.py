@@ -100,8 +100,6 @@ class PortSpec:
     rules: tuple[Rule, ...] = ()
     qos: QosSpec | None = None
     vnic_type: VnicType = "normal"
-    #: for ``direct`` (SR-IOV): the PCI address of the virtual function given to the guest
-    pci_address: str | None = None
 
 
 @dataclass(frozen=True)

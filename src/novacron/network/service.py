@@ -31,6 +31,7 @@ from novacron.db.models import (
 )
 from novacron.identity.principal import Principal
 from novacron.network import ipam
+from novacron.virt.nics import VNIC_TRAITS
 
 DEFAULT_GROUP = "default"
 
@@ -273,11 +274,8 @@ class NicRequest:
     qos_policy: str | None = None
 
 
-#: the host trait a vNIC type needs (the scheduler adds it to the VM's required traits)
-VNIC_TRAITS = {"direct": "sriov", "vhost-user": "dpdk"}
-
-
 def vm_traits(nics: list[NicRequest]) -> set[str]:
+    """The host traits the VM's NICs need (the scheduler adds them to its required traits)."""
     return {VNIC_TRAITS[n.vnic_type] for n in nics if n.vnic_type in VNIC_TRAITS}
 
 

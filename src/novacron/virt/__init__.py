@@ -22,6 +22,8 @@ def make_driver(name: str, settings: Settings, **kwargs: Any) -> ComputeDriver:
             run_dir=settings.run_dir,
             accelerator=settings.accelerator,
             shared_dir=settings.shared_storage_dir,
+            sriov_vfs=settings.sriov_vfs,
+            vhost_user_dir=settings.vhost_user_dir,
             **kwargs,
         )
     if name == "simulated":

@@ -51,6 +51,8 @@ class HostFacts:
     shared_storage: str = ""
     #: the host's underlay address for VXLAN (NOVACRON_UNDERLAY_IP; "" when not set)
     underlay_ip: str = ""
+    #: NIC hardware the host offers to ports (``sriov``, ``dpdk``): host traits the scheduler matches
+    nic_traits: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ class Nic:
     device: str
     network_id: str
     vnic_type: str = "normal"
+    #: ``direct`` (SR-IOV): the PCI address of the host's virtual function given to the guest
+    pci_address: str = ""
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from novacron.virt import images, migration, netdev, procs
+from novacron.virt import images, migration, netdev, nics, procs
 from novacron.virt.accel import choose_accelerator, kvm_probe
 from novacron.virt.base import (
     ComputeDriver,
@@ -83,11 +83,17 @@ class QemuDriver(ComputeDriver):
         qemu_binary: str = "qemu-system-x86_64",
         tap_salt: str = "",
         shared_dir: Path | None = None,
+        sriov_vfs: tuple[str, ...] = (),
+        vhost_user_dir: Path | None = None,
     ) -> None:
         self.instances_dir = Path(instances_dir)
         #: disks live here (``<id>/disk.qcow2``) when set: storage that other hosts reach too
         self.shared_dir = Path(shared_dir) if shared_dir else None
         self.tap_salt = tap_salt
+        #: this host's SR-IOV virtual functions (PCI addresses) that ``direct`` ports may get
+        self.sriov_vfs = sriov_vfs
+        #: where this host's DPDK switch keeps its vhost-user sockets
+        self.vhost_user_dir = vhost_user_dir
         self.run_dir = Path(run_dir)
         self.bridge = bridge
         self.qemu_binary = qemu_binary
@@ -152,7 +158,11 @@ class QemuDriver(ComputeDriver):
     # ---- host and images ---------------------------------------------------------------------
 
     def host_facts(self) -> HostFacts:
-        return replace(procs.host_facts(self.instances_dir, self.accelerator), shared_storage=self.storage_id)
+        return replace(
+            procs.host_facts(self.instances_dir, self.accelerator),
+            shared_storage=self.storage_id,
+            nic_traits=nics.host_nic_traits(self.sriov_vfs, self.vhost_user_dir),
+        )
 
     def inspect_image(self, path: Path) -> ImageInfo:
         return images.inspect_image(path)
@@ -256,10 +266,8 @@ class QemuDriver(ComputeDriver):
         if spec.nics:
             # tenant-network ports: their taps are made (and firewalled) by the network backend
             for n, nic in enumerate(spec.nics):
-                if nic.vnic_type != "normal":
-                    raise DriverError(f"port {nic.port_id}: vnic_type {nic.vnic_type} is not available here")
-                argv += ["-netdev", f"tap,id=net{n},ifname={nic.device},script=no,downscript=no"]
-                argv += ["-device", f"virtio-net-pci,netdev=net{n},id=net{n}-dev,mac={nic.mac}"]
+                argv += nics.nic_args(nic, n, self.vhost_user_dir)
+            argv += nics.memory_args(spec.nics, max(16, spec.ram_mb))
         else:
             tap = self.tap_name(i)
             if tap:
@@ -283,8 +291,23 @@ class QemuDriver(ComputeDriver):
         for mac in [spec.mac, *(nic.mac for nic in spec.nics)]:
             if not re.fullmatch(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}", mac):
                 raise DriverError(f"invalid MAC address {mac!r}")
-        argv = self._argv(spec)
-        await self._start(i, argv)
+        await self._start(i, self._launch_argv(spec))
+
+    def _launch_argv(self, spec: InstanceSpec) -> list[str]:
+        """The command line of a start now: ``direct`` NICs get a virtual function no running VM has."""
+        if any(n.vnic_type == "direct" for n in spec.nics):
+            spec = replace(spec, nics=tuple(nics.assign_vfs(spec.nics, self._free_vfs())))
+        return self._argv(spec)
+
+    def _free_vfs(self) -> list[str]:
+        """This host's virtual functions that no running QEMU has (read from their command lines)."""
+        taken: set[str] = set()
+        for launch in self.instances_dir.glob("*/launch.json"):
+            if self.pid(launch.parent.name) is None:
+                continue
+            argv = json.loads(launch.read_text()).get("argv", [])
+            taken.update(a.split("host=", 1)[1].split(",")[0] for a in argv if a.startswith("vfio-pci,host="))
+        return [vf for vf in self.sriov_vfs if vf not in taken]
 
     async def _start(self, i: str, argv: list[str]) -> None:
         default = self.tap_name(i)
