@@ -61,6 +61,9 @@ class AgentRuntime:
         self._busy: set[str] = set()
         self._running_ops: set[asyncio.Task[None]] = set()
         self._consoles: set[asyncio.Task[None]] = set()
+        #: the newest network state received: an older one still waiting for its turn is skipped
+        self._newest_network_state = 0
+        self._network_turn = asyncio.Lock()
 
     @property
     def host_id(self) -> str:
@@ -254,7 +257,14 @@ class AgentRuntime:
         if not isinstance(self.network, LinuxBackend):
             raise RuntimeError("this host has no network backend (NOVACRON_NETWORK_BACKEND=none)")
         state = from_dict(HostState, payload["state"])
-        return await asyncio.to_thread(self.network.sync, state)
+        # Syncs claimed while one runs may queue in any order; each carries the whole state, so
+        # only the newest matters and an older one applied last would undo it.
+        generation = int(payload.get("generation", 0))
+        self._newest_network_state = max(self._newest_network_state, generation)
+        async with self._network_turn:
+            if generation < self._newest_network_state:
+                return {"superseded_by": self._newest_network_state}
+            return await asyncio.to_thread(self.network.sync, state)
 
     def _progress(self, op_id: str | None) -> Progress | None:
         """A progress callback for a long operation: sends at most once a second, best effort."""

@@ -1,13 +1,15 @@
 """Pushing desired state: a ``network_sync`` host operation carrying the host's whole state.
 
 Queued in the same transaction as the change that caused it, so a rolled-back change pushes
-nothing. The latest state wins: a newer sync replaces the host's syncs not yet claimed, and since
-each carries the full state, an agent that missed one converges at the next.
+nothing. The latest state wins: a newer sync replaces the host's syncs not yet claimed, an agent
+skips a claimed one older than the newest it has received (``generation``), and since each carries
+the full state, an agent that missed one converges at the next.
 """
 
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
@@ -27,7 +29,13 @@ def sync_payload(
     session: Session, host_id: str, moving: dict[str, str] | None = None, *, shared: tuple[Layout, Resolver]
 ) -> dict[str, Any]:
     layout, resolver = shared
-    return {"state": to_dict(host_state(session, host_id, moving, layout=layout, resolver=resolver))}
+    return {
+        "state": to_dict(host_state(session, host_id, moving, layout=layout, resolver=resolver)),
+        # the agent applies the newest it has received: pushes to one host are serialised by its row
+        # lock, so the clock orders them (replicas' clocks are assumed synchronised, as PostgreSQL
+        # replication and TLS already need)
+        "generation": time.time_ns(),
+    }
 
 
 def push(session: Session, host_ids: Iterable[str], moving: dict[str, str] | None = None) -> list[str]:
@@ -36,7 +44,8 @@ def push(session: Session, host_ids: Iterable[str], moving: dict[str, str] | Non
     queued: list[str] = []
     shared = (Layout(session, moving), Resolver(session))  # read once for every host's state
     for host_id in sorted(set(host_ids)):
-        host = session.get(Host, host_id)
+        # the host's row lock orders concurrent pushes (PostgreSQL; SQLite serialises writers anyway)
+        host = session.get(Host, host_id, with_for_update=True)
         if host is None or host.fenced_at is not None:
             continue
         session.execute(
