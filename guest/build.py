@@ -42,7 +42,11 @@ APT_NEEDS = {
     "busybox-static": None,
     "cpio": "cpio",
     "xz-utils": "xz",
+    "iperf3": "iperf3",
 }
+#: dynamically linked programs copied into the guest with their libraries: iperf3 measures
+#: bandwidth from inside a guest (QoS tests), as a tenant would
+GUEST_PROGRAMS = ["/usr/bin/iperf3"]
 
 
 def log(msg: str) -> None:
@@ -186,6 +190,26 @@ def cpio_newc(entries: list[tuple[str, int, bytes]]) -> bytes:
     return buf.getvalue()
 
 
+def shared_libraries(program: str) -> list[Path]:
+    """The shared objects ``program`` loads (the dynamic loader included), by ldd."""
+    libs = []
+    for line in run("ldd", program).splitlines():
+        path = line.split("=>")[-1].split("(")[0].strip()
+        if path.startswith("/"):
+            libs.append(Path(path))
+    return libs
+
+
+def program_entries(programs: list[str]) -> list[tuple[str, int, bytes]]:
+    files = {Path(p) for p in programs}
+    for program in programs:
+        files.update(shared_libraries(program))
+    dirs = sorted({str(parent.relative_to("/")) for f in files for parent in f.parents if str(parent) != "/"})
+    entries = [(d, 0o040755, b"") for d in dirs]
+    # contents through symlinks (libfoo.so.1 -> libfoo.so.1.2): the guest needs only the names
+    return entries + [(str(f.relative_to("/")), 0o100755, f.resolve().read_bytes()) for f in sorted(files)]
+
+
 def build_initrd(kroot: Path, kver: str, dest: Path) -> None:
     moddir = kroot / "lib" / "modules" / kver
     mods = module_order(moddir, WANTED_MODULES)
@@ -202,6 +226,8 @@ def build_initrd(kroot: Path, kver: str, dest: Path) -> None:
     entries.append(("etc/passwd", 0o100644, b"root:x:0:0:root:/root:/bin/sh\n"))
     entries.append(("etc/group", 0o100644, b"root:x:0:\n"))
     entries.append(("etc/profile", 0o100644, b'export PATH=/sbin:/bin:/usr/sbin:/usr/bin\nPS1="\\h# "\n'))
+    have = {e[0] for e in entries}
+    entries += [e for e in program_entries(GUEST_PROGRAMS) if e[0] not in have]
     names = []
     for ko in mods:
         entries.append((f"lib/modules/{ko.name}", 0o100644, ko.read_bytes()))
@@ -220,10 +246,10 @@ def inputs_digest(pkg: str) -> str:
     h.update((HERE / "init").read_bytes())
     h.update(pkg.encode())
     h.update(CMDLINE.encode())
-    busybox = Path("/bin/busybox")
-    if busybox.exists():
-        st = busybox.stat()
-        h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+    for program in [Path("/bin/busybox"), *map(Path, GUEST_PROGRAMS)]:
+        if program.exists():
+            st = program.stat()
+            h.update(f"{program}:{st.st_size}:{st.st_mtime_ns}".encode())
     return h.hexdigest()
 
 

@@ -26,6 +26,7 @@ from novacron.network.linux import names
 from tests.conftest import (
     Guest,
     Server,
+    default_project,
     destroy_server,
     import_guest_image,
     make_server,
@@ -33,7 +34,7 @@ from tests.conftest import (
     short_tmpdir,
     wait_task,
 )
-from tests.integration.netlab import Host, Lab, guest_pids, sh
+from tests.integration.netlab import INTERNET_IP, Host, Lab, guest_pids, sh
 from tests.integration.test_remote_agent import _wait_host
 
 PASSWORD = "correct-horse-battery-9"
@@ -41,6 +42,7 @@ CIDR = "10.40.0.0/24"
 POOL = [{"start": "10.40.0.10", "end": "10.40.0.200"}]
 SRV, WEB, OTHER, INTRUDER = "10.40.0.20", "10.40.0.21", "10.40.0.22", "10.40.0.30"
 DHCP_SERVER = "10.40.0.254"  # dnsmasq takes the subnet's second-to-last address
+PUBLIC = "203.0.113.0/24"  # the provider network: netlab's "internet" is INTERNET_IP on it
 
 GUEST_SCRIPT = """#!/bin/sh
 %s
@@ -48,6 +50,7 @@ cat > /tmp/dh <<'DH'
 #!/bin/sh
 if [ "$1" = bound ]; then
   ip addr add $ip/${mask:-24} dev $interface
+  [ -n "$router" ] && ip route add default via ${router%%%% *}
   echo "NETLAB-DHCP $ip" > /dev/console
 fi
 exit 0
@@ -75,12 +78,26 @@ hprobe() {
   done
   echo "NETLAB-HTTP $1 fail"
 }
+iperf() {
+  i=0
+  while [ $i -lt 40 ]; do
+    r=$(iperf3 -c $1 -t 10 -O 2 -f k $3 2>/dev/null | sed -n 's|.* \\([0-9.]*\\) Kbits/s.*receiver|\\1|p')
+    if [ -n "$r" ]; then echo "NETLAB-IPERF $2 $r"; return; fi
+    i=$((i + 1))
+    sleep 2
+  done
+  echo "NETLAB-IPERF $2 fail"
+}
 %s
 echo NETLAB-DONE
 """
 #: the server starts httpd before it has an address: whoever pinged it can expect an answer on 80
 #: (the probes use nc: this busybox's ``wget -T`` segfaults)
 HTTPD = "mkdir -p /tmp/www && echo srv-answers > /tmp/www/index.html && httpd -p 80 -h /tmp/www"
+#: web's port has this QoS policy (both directions); iperf3 in the guests measures it
+LIMIT_KBPS = 10_000
+#: the policy limits the port's Ethernet frames; iperf3 counts TCP payload: 1448 of 1514 bytes
+GOODPUT_KBPS = LIMIT_KBPS * 1448 / 1514
 
 
 @dataclass
@@ -174,6 +191,8 @@ def _vm(
     nic: dict[str, Any] = {"network": net, "fixed_ip": ip}
     if "groups" in extra:
         nic["security_groups"] = extra.pop("groups")
+    if "qos" in extra:
+        nic["qos_policy"] = extra.pop("qos")
     body = {
         "name": name,
         "image": "test-guest",
@@ -226,10 +245,37 @@ def test_tenant_networks_through_the_api(api_lab: tuple[Lab, Server, list[HostAg
             assert r.status_code == 200, r.text
             hosts[slot] = host
         import_guest_image(admin, guest)
+        # the provider network leaves h1 (the network node) through its interface ext0
+        r = admin.post(
+            "/v1/networks",
+            json={
+                "name": "public",
+                "external": True,
+                "physical_interface": "ext0",
+                "shared": True,
+                "project_id": default_project(admin),
+            },  # fmt: skip
+        )
+        assert r.status_code == 201, r.text
+        public = r.json()["id"]
+        body = {
+            "network": public,
+            "name": "public-v4",
+            "cidr": PUBLIC,
+            "gateway_ip": INTERNET_IP,
+            "dhcp": False,
+        }
+        r = admin.post("/v1/subnets", json=body)
+        assert r.status_code == 201, r.text
         alpha, beta = _tenant(admin, server, "alpha"), _tenant(admin, server, "beta")
 
     with alpha, beta:
-        a_net, _ = _network(alpha, "a-net")
+        a_net, a_subnet = _network(alpha, "a-net")
+        r = alpha.post("/v1/routers", json={"name": "edge", "external_network": public})
+        assert r.status_code == 201, r.text
+        router = r.json()["id"]
+        r = alpha.post(f"/v1/routers/{router}/interfaces", json={"subnet": a_subnet})
+        assert r.status_code == 200, r.text
         b_net, _ = _network(beta, "b-net")  # the same addresses: only the overlay keeps them apart
         r = alpha.post(
             "/v1/security-groups",
@@ -244,21 +290,37 @@ def test_tenant_networks_through_the_api(api_lab: tuple[Lab, Server, list[HostAg
                         "port_max": 80,
                         "remote_labels": {"tier": "web"},
                     },
+                    {"direction": "ingress", "protocol": "tcp", "port_min": 5201, "port_max": 5201},
+                    {
+                        "direction": "ingress",
+                        "protocol": "tcp",
+                        "port_min": 80,
+                        "port_max": 80,
+                        "remote_cidr": PUBLIC,
+                    },
                 ],
             },
         )
         assert r.status_code == 201, r.text
+        r = alpha.post(
+            "/v1/qos-policies",
+            json={"name": "ten-mbit", "ingress_kbps": LIMIT_KBPS, "egress_kbps": LIMIT_KBPS},
+        )
+        assert r.status_code == 201, r.text
 
         srv = _vm(
-            alpha, "srv", "h2", "a-net", SRV, GUEST_SCRIPT % (HTTPD, f"probe {WEB} 200"),
+            alpha, "srv", "h2", "a-net", SRV, GUEST_SCRIPT % (HTTPD + "\niperf3 -s -D", f"probe {WEB} 200"),
             groups=["app"], labels={"tier": "db"},
         )  # fmt: skip
         web = _vm(
-            alpha, "web", "h1", "a-net", WEB, GUEST_SCRIPT % ("", f"probe {SRV} 200\nhprobe {SRV} 60"),
-            groups=["app"], labels={"tier": "web"},
+            alpha, "web", "h1", "a-net", WEB,
+            GUEST_SCRIPT % ("", f"probe {SRV} 200\nhprobe {SRV} 60\nprobe {INTERNET_IP} 30\n"
+                             f"iperf {SRV} up\niperf {SRV} down -R"),
+            groups=["app"], labels={"tier": "web"}, qos="ten-mbit",
         )  # fmt: skip
         other = _vm(
-            alpha, "other", "h1", "a-net", OTHER, GUEST_SCRIPT % ("", f"probe {SRV} 200\nhprobe {SRV} 10"),
+            alpha, "other", "h1", "a-net", OTHER,
+            GUEST_SCRIPT % ("", f"probe {SRV} 200\nhprobe {SRV} 10\niperf {SRV} free"),
             groups=["app"], labels={"tier": "batch"},
         )  # fmt: skip
         intruder = _vm(
@@ -290,14 +352,37 @@ def test_tenant_networks_through_the_api(api_lab: tuple[Lab, Server, list[HostAg
         # tcp/80 only from VMs labelled tier=web: real connections from an allowed and a refused source
         assert _console(alpha, ids["web"], rf"(?m)^NETLAB-HTTP {SRV} (ok|fail)") == "ok"
         assert _console(alpha, ids["other"], rf"(?m)^NETLAB-HTTP {SRV} (ok|fail)") == "fail"
+        # SNAT: web reaches the internet through the router (which has no route back to 10.40.0.0/24)
+        assert _console(alpha, ids["web"], rf"(?m)^NETLAB-PING {INTERNET_IP} (ok|fail)") == "ok"
+        assert "10.40.0" not in lab.internet("ip", "route")
+        # a floating IP: the internet reaches srv (on h2) through the router on h1, and its group
+        [srv_port] = alpha.get("/v1/ports", params={"vm_id": ids["srv"]}).json()["items"]
+        r = alpha.post("/v1/floating-ips", json={"network": public, "port": srv_port["id"]})
+        assert r.status_code == 201, r.text
+        fip = r.json()
+        answer = lab.internet("curl", "-s", "-m", "10", "--retry", "10", "--retry-all-errors",
+                              f"http://{fip['ip']}/", check=False)  # fmt: skip
+        assert answer.strip() == "srv-answers"
+        # web's 10 Mbit/s QoS policy, measured by iperf3 in the guests over VXLAN, both directions,
+        # against the same path without a policy (from "other", on the same host)
+        free = _console(alpha, ids["other"], r"(?m)^NETLAB-IPERF free (\S+)", 600)
+        assert free != "fail" and float(free) > 1.5 * LIMIT_KBPS, f"the path is too slow: {free} kbit/s"
+        for direction in ("up", "down"):
+            rate = _console(alpha, ids["web"], rf"(?m)^NETLAB-IPERF {direction} (\S+)", 600)
+            measured = (direction, rate, free)
+            print(f"iperf3 in the guests: {direction} {rate} kbit/s with the policy, {free} kbit/s without")
+            assert rate != "fail" and abs(float(rate) - GOODPUT_KBPS) <= 0.1 * GOODPUT_KBPS, measured
         # tenant B, same addresses, same hosts: its own DHCP server answers, tenant A does not
         assert _console(beta, ids["intruder"], rf"(?m)^NETLAB-PING {DHCP_SERVER} (ok|fail)") == "ok"
         assert _console(beta, ids["intruder"], rf"(?m)^NETLAB-PING {SRV} (ok|fail)") == "fail"
         assert _console(beta, ids["intruder"], rf"(?m)^NETLAB-PING {WEB} (ok|fail)") == "fail"
 
         # delete everything through the API: nothing of these networks is left on the hosts
-        taps = {str(p["device"]) for c in (alpha, beta) for p in c.get("/v1/ports").json()["items"]}
+        ports = [p for c in (alpha, beta) for p in c.get("/v1/ports").json()["items"]]
+        taps = {str(p["device"]) for p in ports if p["vm_id"]}  # router legs are ports too
         assert len(taps) == 4
+        assert alpha.delete(f"/v1/floating-ips/{fip['id']}").status_code == 204
+        assert alpha.delete(f"/v1/routers/{router}").status_code == 204
         for c, v in vms.values():
             r = c.delete(f"/v1/vms/{v['vm']['id']}")
             assert r.status_code == 202, r.text
