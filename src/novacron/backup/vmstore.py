@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from novacron.backup.keys import KeyService, TenantKeyring
-from novacron.backup.store import ChunkStore, Reader
+from novacron.backup.store import ChunkStore
 from novacron.backup.targets import Target, target_from_url
 
 if TYPE_CHECKING:
@@ -96,22 +95,6 @@ def agent_store(secrets: dict[str, Any]) -> ChunkStore:
     keys = HandedKey(str(secrets["tenant_id"]), base64.b64decode(secrets["key"]))
     target = target_from_config(secrets["target"]["type"], dict(secrets["target"]["config"]))
     return ChunkStore(target, keys, int(secrets["chunk_size"]), DIGEST)
-
-
-def sparse_reader(path: Path) -> tuple[Reader, Any]:
-    """A reader of a sparse raw file that answers None (zeros) for holes without reading them."""
-    fd = os.open(path, os.O_RDONLY)
-
-    def read(offset: int, length: int) -> bytes | None:
-        try:
-            data_at = os.lseek(fd, offset, os.SEEK_DATA)
-        except OSError:  # ENXIO: only a hole from here to the end
-            return None
-        if data_at >= offset + length:
-            return None
-        return os.pread(fd, length, offset)
-
-    return read, lambda: os.close(fd)
 
 
 def verify_outcome(report: Any) -> dict[str, Any]:
