@@ -1,9 +1,11 @@
 """VM backup: full vs incremental (change-block tracking) of a running QEMU guest, against restic and borg.
 
 Platform path measured: ``novacron.backup.agentops.backup_disk`` (what a host's agent runs for a
-``backup.create`` task): point-in-time copy by ``blockdev-backup`` in a QMP transaction with the
-new persistent dirty bitmap, then ``ChunkStore.write_snapshot`` into a local target (4 MiB chunks,
-SHA-256-keyed names, zstd, AES-256-GCM). No server: the driver and store are called directly.
+``backup.create`` task): point in time by a QMP transaction (new persistent dirty bitmap, frozen
+copy of the parent's bitmap, ``blockdev-backup sync=none`` into a fleecing overlay), exported by QEMU
+over NBD on a unix socket; the agent reads only the dirty chunks with libnbd straight into
+``ChunkStore.write_snapshot`` on a local target (4 MiB chunks, SHA-256-keyed names, zstd,
+AES-256-GCM). No server: the driver and store are called directly.
 
 Data: an ext4 filesystem holding a copy of ``/usr/share`` (``mkfs.ext4 -d``), in a disk of
 ``--disk-gib`` GiB, as the base image of the guest's qcow2 overlay. The test guest (guest/out)

@@ -56,7 +56,7 @@ async def backup_disk(
                 d, instance_id, workdir, chunk, snapshot_id, parent_id, report, bool(payload.get("full"))
             )
         else:
-            view = cbt.offline_view(d, instance_id, snapshot_id)
+            view = cbt.offline_view(d, instance_id)
         async with view as pit:
             done = [0, 1]
 

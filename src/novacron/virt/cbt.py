@@ -68,7 +68,6 @@ class PointInTime:
     mode: str
     reason: str
     consistency: str
-    bitmap: str
     reader: NbdReader
 
     @property
@@ -298,9 +297,12 @@ class _Fleece:
             *(["bitmap:" + self.frozen] if self.frozen in names else []),
             *(["node"] if self.name in nodes else []),
             *(["job"] if self.name in jobs else []),
-            *(["export"] if self.name in exports else []),
+            *(["server", "export"] if self.name in exports else []),
         ]
         await self.close()
+        if not exports:  # an NBD server with nothing exported is a crashed try's: QEMU runs one at most
+            with contextlib.suppress(DriverError):
+                await self.qmp("nbd-server-stop")
 
     async def close(self) -> None:
         """Undo what was made, newest first; every step is tried."""
@@ -456,7 +458,6 @@ async def point_in_time(
                 mode=mode,
                 reason=reason or "changed chunks from the dirty bitmap of the previous backup",
                 consistency="application" if frozen_fs else "crash",
-                bitmap=new,
                 reader=reader,
             )
             await fleece.check_job()
@@ -475,7 +476,7 @@ async def point_in_time(
 
 
 @contextlib.asynccontextmanager
-async def offline_view(driver: QemuDriver, instance_id: str, snapshot_id: str) -> AsyncIterator[PointInTime]:
+async def offline_view(driver: QemuDriver, instance_id: str) -> AsyncIterator[PointInTime]:
     """A stopped VM: its disk file is the point in time; ``qemu-nbd`` exports it read-only, whole."""
     disk = driver.disk_path(instance_id)
     if not disk.exists():
@@ -490,7 +491,6 @@ async def offline_view(driver: QemuDriver, instance_id: str, snapshot_id: str) -
             mode="full",
             reason="the VM is stopped: its disk is read whole",
             consistency="application",  # a cleanly stopped guest has nothing in flight
-            bitmap=bitmap_name(snapshot_id),
             reader=reader,
         )
     finally:
