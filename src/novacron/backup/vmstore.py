@@ -24,6 +24,10 @@ if TYPE_CHECKING:
     from novacron.db.models import BackupTarget
 
 DIGEST = "sha256"
+#: zstd level of VM disk chunks: level 1 compresses a 4 MiB chunk of filesystem data about 4x
+#: faster than the store's default 3 for ~6 % larger output (measured on an ext4 of /usr/share);
+#: the agent's read is CPU-bound, so time wins. Reading is the same for any level.
+VM_ZSTD_LEVEL = 1
 #: target type -> URL scheme of ``targets.target_from_url``
 SCHEMES = {"local": "file", "s3": "s3", "azure": "azure", "gcs": "gs"}
 
@@ -94,7 +98,7 @@ def agent_store(secrets: dict[str, Any]) -> ChunkStore:
     """The store as an agent opens it from ``agent_payload``."""
     keys = HandedKey(str(secrets["tenant_id"]), base64.b64decode(secrets["key"]))
     target = target_from_config(secrets["target"]["type"], dict(secrets["target"]["config"]))
-    return ChunkStore(target, keys, int(secrets["chunk_size"]), DIGEST)
+    return ChunkStore(target, keys, int(secrets["chunk_size"]), DIGEST, compression_level=VM_ZSTD_LEVEL)
 
 
 def verify_outcome(report: Any) -> dict[str, Any]:

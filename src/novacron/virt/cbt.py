@@ -52,6 +52,9 @@ JOB_POLL_S = 0.1
 BITMAP_CONTEXT = "qemu:dirty-bitmap:"
 #: block status is asked in spans of at most this (QEMU answers up to 4 GiB - 1 per request)
 STATUS_SPAN = 1 << 30
+#: NBD reads are asked in requests of this size: QEMU 7.2 serves a 4 MiB chunk 3-4x faster as four
+#: 1 MiB requests than as one (measured here: 748 MiB in 1.2-2.1 s vs 5.4 s over a unix socket)
+READ_REQUEST = 1 << 20
 #: block-status flags: ``qemu:dirty-bitmap`` bit 0 (libnbd 1.14 has no name for it); base:allocation
 DIRTY = 1
 ZERO = nbd.STATE_ZERO
@@ -110,9 +113,12 @@ class NbdReader:
         if length <= 0 or self._all_zero(offset, offset + length):
             return None
         with self._lock:
-            data: bytes = self.handle.pread(length, offset)
+            parts = [
+                self.handle.pread(min(READ_REQUEST, length - at), offset + at)
+                for at in range(0, length, READ_REQUEST)
+            ]
             self.bytes_read += length
-        return data
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def close(self) -> None:
         _disconnect(self.handle)
