@@ -29,11 +29,11 @@ whole through the same reader.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import json
 import shutil
 import tempfile
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,29 +95,24 @@ class NbdReader:
     handle: Any
     zero: list[tuple[int, int]] = field(default_factory=list)
     bytes_read: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _zi: int = 0
 
     def _all_zero(self, start: int, end: int) -> bool:
-        # offsets only grow (the store reads in order): walk the zero spans once
-        while self._zi < len(self.zero) and self.zero[self._zi][1] <= start:
-            self._zi += 1
+        # the zero spans are sorted and disjoint: start from the first one ending after ``start``
+        i = bisect.bisect_right(self.zero, start, key=lambda span: span[1])
         pos = start
-        i = self._zi
         while i < len(self.zero) and self.zero[i][0] <= pos < end:
-            pos = max(pos, self.zero[i][1])
+            pos = self.zero[i][1]
             i += 1
         return pos >= end
 
     def read(self, offset: int, length: int) -> bytes | None:
         if length <= 0 or self._all_zero(offset, offset + length):
             return None
-        with self._lock:
-            parts = [
-                self.handle.pread(min(READ_REQUEST, length - at), offset + at)
-                for at in range(0, length, READ_REQUEST)
-            ]
-            self.bytes_read += length
+        parts = [
+            self.handle.pread(min(READ_REQUEST, length - at), offset + at)
+            for at in range(0, length, READ_REQUEST)
+        ]
+        self.bytes_read += length
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def close(self) -> None:
