@@ -43,6 +43,7 @@ APT_PACKAGES=(
     chromium chromium-driver
     curl ca-certificates git
     restic borgbackup
+    python3-libnbd
 )
 # Node.js and npm: the dashboard's pinned browser assets (web/package-lock.json) and the Azure Blob
 # emulator (azurite) of the backup target tests. Debian 12's are enough; a newer node already on the
@@ -130,6 +131,17 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$(want_stamp)" ] \
     fi
     want_stamp >"$STAMP"
 fi
+
+# libnbd's Python bindings (python3-libnbd): the NBD client that reads VM disks for backups
+# (virt/cbt.py). Debian ships them for its python3 only and the venv does not see system
+# site-packages (on purpose: nothing else of the system leaks in), so exactly these two modules
+# are linked in, when the venv's Python has the same ABI.
+SITE="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+EXT="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')"
+NBD_SO="/usr/lib/python3/dist-packages/libnbdmod$EXT"
+[ -f "$NBD_SO" ] || die "python3-libnbd has no module for the venv's Python ($EXT); VM backups need it"
+ln -sf /usr/lib/python3/dist-packages/nbd.py "$NBD_SO" "$SITE/"
+"$VENV/bin/python" -c 'import nbd' || die "libnbd's Python bindings do not load in $VENV"
 
 if [ "$LOCK" -eq 1 ]; then
     say "writing requirements.lock"

@@ -1,29 +1,51 @@
-"""Change-block tracking decisions: which chunks changed, and when a bitmap can be trusted."""
+"""Change-block tracking decisions (which chunks changed, when a bitmap can be trusted) and the NBD reader."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from pathlib import Path
+
 from novacron.virt import cbt
+from tests.conftest import require
 
 MiB = 1 << 20
 
 
-def test_changed_chunks_come_from_present_extents_only() -> None:
-    # as ``qemu-img map`` shows the scratch image of an incremental backup job
+def test_dirty_chunks_come_from_dirty_extents_only() -> None:
+    # (start, length, flags) as the qemu:dirty-bitmap meta context answers: flag 1 is dirty
     extents = [
-        {"start": 0, "length": 10 * MiB, "present": False},
-        {"start": 10 * MiB, "length": 64 << 10, "present": True, "data": True},
-        {"start": (10 * MiB) + (64 << 10), "length": MiB - (64 << 10), "present": True, "zero": True},
-        {"start": 11 * MiB, "length": 89 * MiB, "present": False},
-        # a run the guest zeroed still changed: it is present (as zeros)
-        {"start": 100 * MiB, "length": MiB, "present": True, "zero": True, "data": False},
-        {"start": 101 * MiB, "length": 155 * MiB, "present": False},
+        (0, 8 * MiB, 0),
+        (8 * MiB, 4 * MiB, cbt.DIRTY),
+        (12 * MiB, 88 * MiB, 0),
+        (100 * MiB, 8 * MiB, cbt.DIRTY),
+        (108 * MiB, 148 * MiB, 0),
     ]
-    assert cbt.changed_chunks(extents, 4 * MiB) == [2, 25]
-    assert cbt.changed_chunks(extents, MiB) == [10, 100]
+    assert cbt.dirty_chunks(extents, 4 * MiB) == [2, 25, 26]
+    assert cbt.dirty_chunks(extents, 64 * MiB) == [0, 1]
 
 
 def test_extent_across_chunk_boundary_marks_both() -> None:
-    assert cbt.changed_chunks([{"start": 3 * MiB, "length": 2 * MiB, "present": True}], 4 * MiB) == [0, 1]
+    assert cbt.dirty_chunks([(3 * MiB, 2 * MiB, cbt.DIRTY)], 4 * MiB) == [0, 1]
+
+
+def test_reader_answers_zero_spans_without_reading(tmp_path: Path) -> None:
+    require(shutil.which("qemu-nbd") is not None, "qemu-nbd is not installed")
+    disk = tmp_path / "d.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "64M"], check=True)
+    writes = ["-c", "write -P 7 9M 1M", "-c", "write -z 20M 4M", "-c", "write -P 0 40M 1M"]
+    subprocess.run(["qemu-io", "-f", "qcow2", *writes, str(disk)], check=True, capture_output=True)
+    argv = ["qemu-nbd", "--read-only", "--format=qcow2", f"--export-name={cbt.EXPORT}", str(disk)]
+    reader, changed = cbt.open_reader(64 * MiB, 4 * MiB, None, argv=argv)
+    try:
+        assert changed is None
+        got = {i: reader.read(i * 4 * MiB, 4 * MiB) for i in range(16)}
+        # chunk 2 holds data; chunk 10 was written as zeros, so it is read (only the server knows)
+        assert {i for i, data in got.items() if data is not None} == {2, 10}
+        assert got[2] == bytes(MiB) + bytes([7]) * MiB + bytes(2 * MiB)
+        assert reader.bytes_read == 8 * MiB
+    finally:
+        reader.close()
 
 
 def test_bitmap_trust() -> None:

@@ -2,7 +2,7 @@
 
 Both are host operations (``compute/hostops``), so they work for VMs on remote hosts. The chunk
 store is opened from the operation's ``secrets`` (``backup/vmstore.py``); the point-in-time
-copy of a running VM comes from ``virt/cbt.py``.
+view of a disk, read over NBD without an intermediate copy, comes from ``virt/cbt.py``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import shutil
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from novacron.backup.vmstore import agent_store, sparse_reader
+from novacron.backup.vmstore import agent_store
 from novacron.virt import cbt
 from novacron.virt.base import DriverError
 from novacron.virt.qemu import QemuDriver
@@ -52,24 +52,23 @@ async def backup_disk(
     running = d.pid(instance_id) is not None
     try:
         if running:
-            pit = await cbt.point_in_time(
+            view = cbt.point_in_time(
                 d, instance_id, workdir, chunk, snapshot_id, parent_id, report, bool(payload.get("full"))
             )
         else:
-            pit = await cbt.offline_copy(d, instance_id, workdir, snapshot_id, parent_id)
-        read, close = sparse_reader(pit.raw)
-        done = [0, 1]
+            view = cbt.offline_view(d, instance_id)
+        async with view as pit:
+            done = [0, 1]
 
-        def counted(finished: int, total: int) -> None:
-            done[0], done[1] = finished, max(total, 1)
+            def counted(finished: int, total: int) -> None:
+                done[0], done[1] = finished, max(total, 1)
 
-        def write() -> Any:
-            try:
+            def write() -> Any:
                 return store.write_snapshot(
                     str(secrets["tenant_id"]),
                     snapshot_id,
                     DISK,
-                    read,
+                    pit.reader.read,
                     pit.size,
                     changed=pit.changed,
                     parent=parent_id if pit.changed is not None else None,
@@ -82,19 +81,17 @@ async def backup_disk(
                     progress=counted,
                     immutable_until=payload.get("immutable_until"),
                 )
-            finally:
-                close()
 
-        def poll() -> dict[str, Any]:
-            return {
-                "phase": "upload",
-                "bytes_read": pit.bytes_read,
-                "chunks_done": done[0],
-                "chunks_to_do": done[1],
-                "fraction": 0.5 + 0.5 * done[0] / done[1],
-            }
+            def poll() -> dict[str, Any]:
+                return {
+                    "phase": "read",
+                    "bytes_read": pit.bytes_read,
+                    "chunks_done": done[0],
+                    "chunks_to_do": done[1],
+                    "fraction": done[0] / done[1],
+                }
 
-        stats = await _with_progress(write, poll, report)
+            stats = await _with_progress(write, poll, report)
         if running or pit.mode == "full":
             # only now does the new bitmap become the one the next backup starts from
             await cbt.commit(d, instance_id, snapshot_id, chunk)

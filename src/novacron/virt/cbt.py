@@ -1,36 +1,45 @@
-"""Change-block tracking and point-in-time copies of a VM disk, on QEMU 7.2.
+"""Change-block tracking and point-in-time views of a VM disk, on QEMU 7.2, read over NBD.
 
-How a backup of a running VM reads its disk:
+How a backup of a running VM reads its disk (pull-mode backup with image fleecing, as libvirt
+does it for oVirt and Proxmox-style incremental backups):
 
 - Every backup leaves a persistent dirty bitmap ``nc-<snapshot id>`` on the disk's format node
   (``vda-disk``) whose granularity is the chunk size of the store, so one dirty bit is one chunk.
   QEMU keeps it in the qcow2 overlay across a clean restart; a QEMU killed without closing the
   image leaves it marked in use ("inconsistent"), and then it is not trusted.
-- The point in time is one QMP ``transaction``: ``block-dirty-bitmap-add`` of the new bitmap and
-  ``blockdev-backup`` into a scratch qcow2. The backup job does copy-before-write, so the guest
-  keeps running and writing while the copy is read; it is never paused.
-- Full: ``sync=full``. Incremental: ``sync=bitmap`` with the previous backup's bitmap and
-  ``bitmap-mode=never``, so QEMU reads only the dirty chunks and the old bitmap is left as it was
-  (it keeps recording): if anything later fails, the old bitmap still covers every change and
-  only the new one is dropped. Once the snapshot is stored, the older bitmaps are removed.
-- Which chunks changed is read back from the scratch qcow2 (``qemu-img map``: ``present``
-  extents; a chunk the guest zeroed is present too), and the scratch image is converted to a
-  sparse raw file the chunk store reads at chunk offsets.
+- The point in time is one QMP ``transaction``: add the new bitmap; for an incremental, add a
+  disabled temporary bitmap and merge the parent's bitmap into it (the frozen set of chunks
+  changed between the parent's point in time and this one); and ``blockdev-backup sync=none``
+  from the disk into a fleecing overlay (an empty qcow2 whose backing node is the disk). That job
+  copies nothing by itself: its copy-before-write filter saves the old content of a cluster into
+  the overlay before the guest overwrites it, so the overlay reads as the disk at the point in
+  time while the guest keeps running and writing (it is never paused).
+- QEMU exports the overlay read-only over NBD on a unix socket (``nbd-server-start`` +
+  ``block-export-add``, with the frozen bitmap as the ``qemu:dirty-bitmap:`` meta context). The
+  agent's NBD client (libnbd) asks block status for the dirty and allocated extents, and reads
+  only the dirty chunks that hold data, straight into the chunk store: no intermediate file.
+- The parent's bitmap is never disabled or cleared: it keeps recording, so if anything fails the
+  next backup from the same parent still sees every change, and only this backup's bitmaps are
+  dropped. Once the snapshot is stored, the older bitmaps are removed.
 
-Chosen over NBD fleecing (``copy-before-write`` filter + ``qemu:dirty-bitmap`` meta context)
-because it needs no NBD client with meta-context support, uses only long-stable QMP, and the
-job's own counters say how many bytes QEMU read. The cost is one local copy of the changed data.
+A stopped VM's disk is exported by ``qemu-nbd`` (socket-activated by libnbd, read-only) and read
+whole through the same reader.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import json
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import nbd
 
 from novacron.virt import guestagent
 from novacron.virt.base import DriverError
@@ -38,28 +47,164 @@ from novacron.virt.qemu import QemuDriver
 
 NODE = "vda-disk"
 PREFIX = "nc-"
-JOB_POLL_S = 0.2
+EXPORT = "vda"
+JOB_POLL_S = 0.1
+BITMAP_CONTEXT = "qemu:dirty-bitmap:"
+#: block status is asked in spans of at most this (QEMU answers up to 4 GiB - 1 per request)
+STATUS_SPAN = 1 << 30
+#: NBD reads are asked in requests of this size: QEMU 7.2 serves a 4 MiB chunk 3-4x faster as four
+#: 1 MiB requests than as one (measured here: 748 MiB in 1.2-2.1 s vs 5.4 s over a unix socket)
+READ_REQUEST = 1 << 20
+#: block-status flags: ``qemu:dirty-bitmap`` bit 0 (libnbd 1.14 has no name for it); base:allocation
+DIRTY = 1
+ZERO = nbd.STATE_ZERO
 Progress = Callable[[dict[str, Any]], Awaitable[bool]]
 
 
 @dataclass
 class PointInTime:
-    """A disk as it was at the backup's point in time, readable as a sparse raw file."""
+    """A disk as it was at the backup's point in time, readable chunk by chunk over NBD."""
 
-    raw: Path
     size: int
     #: chunk indexes that changed since the parent; None means every chunk (a full backup)
     changed: list[int] | None
     mode: str
     reason: str
     consistency: str
-    #: bytes QEMU read from the disk for this backup
-    bytes_read: int
-    bitmap: str
+    reader: NbdReader
+
+    @property
+    def bytes_read(self) -> int:
+        """Bytes read from the disk for this backup (so far)."""
+        return self.reader.bytes_read
 
 
 def bitmap_name(snapshot_id: str) -> str:
     return PREFIX + snapshot_id
+
+
+@dataclass
+class NbdReader:
+    """Reads a point-in-time export; holes and zeroed spans answer None without being read.
+
+    ``zero`` lists the (start, end) spans the export reports as reading zeros. The store calls
+    ``read`` from one thread; libnbd releases the GIL while it waits on the socket, so the
+    reads overlap the hashing and sealing in the store's worker threads.
+    """
+
+    handle: Any
+    zero: list[tuple[int, int]] = field(default_factory=list)
+    bytes_read: int = 0
+
+    def _all_zero(self, start: int, end: int) -> bool:
+        # the zero spans are sorted and disjoint: start from the first one ending after ``start``
+        i = bisect.bisect_right(self.zero, start, key=lambda span: span[1])
+        pos = start
+        while i < len(self.zero) and self.zero[i][0] <= pos < end:
+            pos = self.zero[i][1]
+            i += 1
+        return pos >= end
+
+    def read(self, offset: int, length: int) -> bytes | None:
+        if length <= 0 or self._all_zero(offset, offset + length):
+            return None
+        parts = [
+            self.handle.pread(min(READ_REQUEST, length - at), offset + at)
+            for at in range(0, length, READ_REQUEST)
+        ]
+        self.bytes_read += length
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def close(self) -> None:
+        _disconnect(self.handle)
+        self.handle = None
+
+
+def _disconnect(handle: Any) -> None:
+    # libnbd 1.14 has no close(): the handle (and a socket-activated server) goes when freed
+    with contextlib.suppress(nbd.Error):
+        handle.shutdown()
+
+
+def _spans(extents: list[tuple[int, int, int]], flag: int) -> list[tuple[int, int]]:
+    """Merged (start, end) spans of the extents whose flags include ``flag``."""
+    out: list[tuple[int, int]] = []
+    for start, length, flags in extents:
+        if flags & flag:
+            if out and out[-1][1] == start:
+                out[-1] = (out[-1][0], start + length)
+            else:
+                out.append((start, start + length))
+    return out
+
+
+def dirty_chunks(extents: list[tuple[int, int, int]], chunk_size: int) -> list[int]:
+    """Chunk indexes overlapping the extents the dirty-bitmap context marks dirty."""
+    chunks: set[int] = set()
+    for start, end in _spans(extents, DIRTY):
+        chunks.update(range(start // chunk_size, -(-end // chunk_size)))
+    return sorted(chunks)
+
+
+def block_status(handle: Any, size: int, contexts: list[str]) -> dict[str, list[tuple[int, int, int]]]:
+    """Every extent of each meta context, (start, length, flags), covering [0, size) once."""
+    found: dict[str, list[tuple[int, int, int]]] = {c: [] for c in contexts}
+    covered = dict.fromkeys(contexts, 0)
+
+    def extent(metacontext: str, offset: int, entries: list[int], err: Any) -> int:
+        if metacontext not in found:
+            return 0
+        pos = offset
+        for i in range(0, len(entries) - 1, 2):
+            length, flags = entries[i], entries[i + 1]
+            start, end = max(pos, covered[metacontext]), min(pos + length, size)
+            if end > start:  # a context can answer past what another did: keep each byte once
+                found[metacontext].append((start, end - start, flags))
+                covered[metacontext] = end
+            pos += length
+        return 0
+
+    offset = 0
+    while offset < size:
+        handle.block_status(min(size - offset, STATUS_SPAN), offset, extent)
+        reached = min(covered.values())
+        if reached <= offset:
+            raise DriverError(f"the NBD server answered no block status at offset {offset}")
+        offset = reached
+    return found
+
+
+def _connect(sock: Path | None, argv: list[str] | None, contexts: list[str]) -> Any:
+    handle = nbd.NBD()
+    for context in contexts:
+        handle.add_meta_context(context)
+    handle.set_export_name(EXPORT)
+    if sock is not None:
+        handle.connect_unix(str(sock))
+    else:
+        handle.connect_systemd_socket_activation(argv)
+    for context in contexts:
+        if not handle.can_meta_context(context):
+            _disconnect(handle)
+            raise DriverError(f"the NBD export does not offer the {context} meta context")
+    return handle
+
+
+def open_reader(
+    size: int, chunk_size: int, bitmap: str | None, sock: Path | None = None, argv: list[str] | None = None
+) -> tuple[NbdReader, list[int] | None]:
+    """Connect to the export (a unix socket, or a socket-activated ``argv``); the reader, and the
+    dirty chunks when ``bitmap`` is given."""
+    contexts = ["base:allocation"] + ([BITMAP_CONTEXT + bitmap] if bitmap else [])
+    handle = _connect(sock, argv, contexts)
+    try:
+        status = block_status(handle, size, contexts)
+    except BaseException:
+        _disconnect(handle)
+        raise
+    reader = NbdReader(handle, _spans(status["base:allocation"], ZERO))
+    changed = dirty_chunks(status[contexts[1]], chunk_size) if bitmap else None
+    return reader, changed
 
 
 async def _run(*argv: str) -> str:
@@ -91,6 +236,16 @@ async def disk_size(driver: QemuDriver, instance_id: str) -> int:
     return int(info["virtual-size"])
 
 
+async def _agent_connected(driver: QemuDriver, instance_id: str) -> bool:
+    """Whether a guest agent has the channel open: QEMU's chardev frontend is open exactly while
+    the guest holds its virtio-serial port (as libvirt reads it), so a guest without an agent
+    costs no wait for a ping that nothing will answer."""
+    for dev in await driver.qmp(instance_id, "query-chardev"):
+        if dev.get("label") == "qga0":
+            return bool(dev.get("frontend-open"))
+    return False
+
+
 def _usable(found: dict[str, Any] | None, chunk_size: int) -> str | None:
     """Why a parent's bitmap cannot drive an incremental backup, or None when it can."""
     if found is None:
@@ -107,36 +262,100 @@ def _usable(found: dict[str, Any] | None, chunk_size: int) -> str | None:
     return None
 
 
-def changed_chunks(map_json: list[dict[str, Any]], chunk_size: int) -> list[int]:
-    """Chunk indexes overlapping the extents the backup job wrote into the scratch image."""
-    chunks: set[int] = set()
-    for extent in map_json:
-        if not extent.get("present"):
-            continue
-        start, end = int(extent["start"]), int(extent["start"]) + int(extent["length"])
-        chunks.update(range(start // chunk_size, -(-end // chunk_size)))
-    return sorted(chunks)
+@dataclass
+class _Fleece:
+    """The QEMU objects of one point-in-time view, torn down in reverse order."""
+
+    driver: QemuDriver
+    instance_id: str
+    snapshot_id: str
+    workdir: Path
+    made: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"nc-bk-{self.snapshot_id}"[:31]
+
+    @property
+    def frozen(self) -> str:
+        return f"nc-frozen-{self.snapshot_id}"
+
+    @property
+    def sock(self) -> Path:
+        return self.workdir / "nbd.sock"
+
+    async def qmp(self, command: str, args: dict[str, Any] | None = None) -> Any:
+        return await self.driver.qmp(self.instance_id, command, args)
+
+    async def stale(self) -> None:
+        """A retry of this very backup on the same QEMU: drop what the failed try left."""
+        jobs = {j["id"] for j in await self.qmp("query-jobs")}
+        exports = {e["id"] for e in await self.qmp("query-block-exports")}
+        nodes = {n["node-name"] for n in await self.qmp("query-named-block-nodes", {"flat": True})}
+        names = {b["name"] for b in await bitmaps(self.driver, self.instance_id)}
+        self.made = [
+            *(["bitmap:" + bitmap_name(self.snapshot_id)] if bitmap_name(self.snapshot_id) in names else []),
+            *(["bitmap:" + self.frozen] if self.frozen in names else []),
+            *(["node"] if self.name in nodes else []),
+            *(["job"] if self.name in jobs else []),
+            *(["server", "export"] if self.name in exports else []),
+        ]
+        await self.close()
+        if not exports:  # an NBD server with nothing exported is a crashed try's: QEMU runs one at most
+            with contextlib.suppress(DriverError):
+                await self.qmp("nbd-server-stop")
+
+    async def close(self) -> None:
+        """Undo what was made, newest first; every step is tried."""
+        errors = []
+        for what in reversed(self.made):
+            try:
+                await self._undo(what)
+            except DriverError as e:
+                errors.append(f"{what}: {e}")
+        self.made.clear()
+        if errors:
+            raise DriverError("cleaning up the backup's point in time failed: " + "; ".join(errors))
+
+    async def _undo(self, what: str) -> None:
+        if what == "export":
+            # hard: a client that did not say goodbye (a crashed reader) must not keep it
+            await self.qmp("block-export-del", {"id": self.name, "mode": "hard"})
+            await self._until(lambda: self._gone("query-block-exports", "id"))
+        elif what == "server":
+            await self.qmp("nbd-server-stop")
+        elif what == "job":
+            with contextlib.suppress(DriverError):  # already concluded (failed)
+                await self.qmp("job-cancel", {"id": self.name})
+            await self._until(self._job_concluded)
+            await self.qmp("job-dismiss", {"id": self.name})
+        elif what == "node":
+            await self.qmp("blockdev-del", {"node-name": self.name})
+        elif what.startswith("bitmap:"):
+            await self.qmp("block-dirty-bitmap-remove", {"node": NODE, "name": what.partition(":")[2]})
+
+    async def _gone(self, query: str, key: str) -> bool:
+        return all(item[key] != self.name for item in await self.qmp(query))
+
+    async def _job_concluded(self) -> bool:
+        jobs = {j["id"]: j for j in await self.qmp("query-jobs")}
+        return self.name not in jobs or jobs[self.name]["status"] == "concluded"
+
+    async def _until(self, done: Callable[[], Awaitable[bool]], timeout_s: float = 60) -> None:
+        async with asyncio.timeout(timeout_s):
+            while not await done():
+                await asyncio.sleep(JOB_POLL_S)
+
+    async def check_job(self) -> None:
+        """The copy-before-write job must still run: if it failed, the view is no longer the point in time."""
+        jobs = {j["id"]: j for j in await self.qmp("query-jobs")}
+        job = jobs.get(self.name)
+        if job is None or job["status"] not in ("running", "ready"):
+            why = (job or {}).get("error", "it is gone")
+            raise DriverError(f"the point-in-time (copy-before-write) job stopped: {why}")
 
 
-async def _wait_job(driver: QemuDriver, instance_id: str, job: str, report: Progress | None) -> int:
-    """Wait for a backup job to conclude; its total is the bytes QEMU copied from the disk."""
-    total = 0
-    while True:
-        jobs = {j["id"]: j for j in await driver.qmp(instance_id, "query-jobs")}
-        state = jobs.get(job)
-        if state is None:
-            raise DriverError(f"backup job {job} vanished")
-        total = int(state.get("total-progress", 0))
-        if state["status"] == "concluded":
-            if state.get("error"):
-                raise DriverError(f"backup job failed: {state['error']}")
-            return total
-        if report is not None:
-            current = int(state.get("current-progress", 0))
-            await report({"phase": "copy", "bytes_read": current, "fraction": 0.5 * current / max(total, 1)})
-        await asyncio.sleep(JOB_POLL_S)
-
-
+@contextlib.asynccontextmanager
 async def point_in_time(
     driver: QemuDriver,
     instance_id: str,
@@ -146,99 +365,137 @@ async def point_in_time(
     parent_id: str | None,
     report: Progress | None = None,
     force_full: bool = False,
-) -> PointInTime:
-    """Copy the running VM's disk as it is now (only the changed chunks when a bitmap allows)."""
-    workdir.mkdir(parents=True, exist_ok=True)
+) -> AsyncIterator[PointInTime]:
+    """The running VM's disk as it is now, exported by QEMU over NBD while the body reads it.
+
+    On a clean exit the new bitmap stays (``commit`` makes it the only one once the snapshot is
+    stored); on an error it is dropped and the parent's bitmap, which never stopped recording,
+    still covers every change.
+    """
     size = await disk_size(driver, instance_id)
+    # the socket path must fit a sockaddr_un: a short private directory, not the instance's
+    fleece = _Fleece(driver, instance_id, snapshot_id, Path(tempfile.mkdtemp(prefix="nc-fleece-")))
+    workdir.mkdir(parents=True, exist_ok=True)
     new = bitmap_name(snapshot_id)
-    present = {b["name"]: b for b in await bitmaps(driver, instance_id)}
-    if new in present:  # a retry of this very backup: start its point in time again
-        await driver.qmp(instance_id, "block-dirty-bitmap-remove", {"node": NODE, "name": new})
-    if force_full:
-        reason = "a full backup was asked for"
-    elif parent_id is None:
-        reason = "first backup of this disk"
-    else:
-        reason = _usable(present.get(bitmap_name(parent_id)), chunk_size) or ""
-    mode = "incremental" if not reason else "full"
-    scratch = workdir / "pit.qcow2"
-    await _run("qemu-img", "create", "-q", "-f", "qcow2", str(scratch), str(size))
-    node, job = f"nc-bk-{snapshot_id}"[:31], f"nc-bk-{snapshot_id}"[:31]
-    await driver.qmp(
-        instance_id,
-        "blockdev-add",
-        {"driver": "qcow2", "node-name": node, "file": {"driver": "file", "filename": str(scratch)}},
-    )
-    backup: dict[str, Any] = {"device": NODE, "target": node, "job-id": job, "auto-dismiss": False}
-    if mode == "incremental":
-        backup.update(sync="bitmap", bitmap=bitmap_name(str(parent_id)), **{"bitmap-mode": "never"})
-    else:
-        backup["sync"] = "full"
-    frozen = await guestagent.freeze(driver.qga_socket(instance_id))
     try:
-        await driver.qmp(
-            instance_id,
-            "transaction",
+        await fleece.stale()
+        present = {b["name"]: b for b in await bitmaps(driver, instance_id)}
+        if force_full:
+            reason = "a full backup was asked for"
+        elif parent_id is None:
+            reason = "first backup of this disk"
+        else:
+            reason = _usable(present.get(bitmap_name(parent_id)), chunk_size) or ""
+        mode = "incremental" if not reason else "full"
+        overlay = workdir / "fleece.qcow2"
+        await _run("qemu-img", "create", "-q", "-f", "qcow2", str(overlay), str(size))
+        await fleece.qmp(
+            "blockdev-add",
             {
-                "actions": [
-                    {
-                        "type": "block-dirty-bitmap-add",
-                        "data": {"node": NODE, "name": new, "persistent": True, "granularity": chunk_size},
-                    },
-                    {"type": "blockdev-backup", "data": backup},
-                ]
+                "driver": "qcow2",
+                "node-name": fleece.name,
+                "file": {"driver": "file", "filename": str(overlay)},
+                "backing": NODE,
             },
         )
-    finally:
-        if frozen:
-            await guestagent.thaw(driver.qga_socket(instance_id))
-    try:
-        bytes_read = await _wait_job(driver, instance_id, job, report)
+        fleece.made.append("node")
+        actions: list[dict[str, Any]] = [
+            {
+                "type": "block-dirty-bitmap-add",
+                "data": {"node": NODE, "name": new, "persistent": True, "granularity": chunk_size},
+            }
+        ]
+        if mode == "incremental":
+            frozen = {"node": NODE, "name": fleece.frozen}
+            actions += [
+                {
+                    "type": "block-dirty-bitmap-add",
+                    "data": {**frozen, "persistent": False, "disabled": True, "granularity": chunk_size},
+                },
+                {
+                    "type": "block-dirty-bitmap-merge",
+                    "data": {"node": NODE, "target": fleece.frozen, "bitmaps": [bitmap_name(str(parent_id))]},
+                },
+            ]
+        actions.append(
+            {
+                "type": "blockdev-backup",
+                "data": {
+                    "device": NODE,
+                    "target": fleece.name,
+                    "sync": "none",
+                    "job-id": fleece.name,
+                    "auto-dismiss": False,
+                },
+            }
+        )
+        frozen_fs = await _agent_connected(driver, instance_id) and await guestagent.freeze(
+            driver.qga_socket(instance_id)
+        )
+        try:
+            await fleece.qmp("transaction", {"actions": actions})
+        finally:
+            if frozen_fs:
+                await guestagent.thaw(driver.qga_socket(instance_id))
+        fleece.made += ["bitmap:" + new, "job"]
+        if mode == "incremental":
+            fleece.made.insert(-1, "bitmap:" + fleece.frozen)
+        await fleece.qmp("nbd-server-start", {"addr": {"type": "unix", "data": {"path": str(fleece.sock)}}})
+        fleece.made.append("server")
+        export: dict[str, Any] = {"type": "nbd", "id": fleece.name, "node-name": fleece.name, "name": EXPORT}
+        if mode == "incremental":
+            export["bitmaps"] = [fleece.frozen]
+        await fleece.qmp("block-export-add", {**export, "writable": False})
+        fleece.made.append("export")
+        if report is not None:
+            await report({"phase": "point-in-time", "fraction": 0.0})
+        reader, changed = await asyncio.to_thread(
+            open_reader, size, chunk_size, fleece.frozen if mode == "incremental" else None, fleece.sock
+        )
+        try:
+            yield PointInTime(
+                size=size,
+                changed=changed,
+                mode=mode,
+                reason=reason or "changed chunks from the dirty bitmap of the previous backup",
+                consistency="application" if frozen_fs else "crash",
+                reader=reader,
+            )
+            await fleece.check_job()
+        finally:
+            await asyncio.to_thread(reader.close)
+        fleece.made.remove("bitmap:" + new)  # read whole: it becomes the next backup's parent bitmap
     except BaseException:
-        await discard(driver, instance_id, snapshot_id)
+        with contextlib.suppress(Exception):  # the first error is the one to report
+            await fleece.close()
         raise
+    else:
+        await fleece.close()
     finally:
-        with contextlib.suppress(DriverError):
-            await driver.qmp(instance_id, "job-dismiss", {"id": job})
-        with contextlib.suppress(DriverError):
-            await driver.qmp(instance_id, "blockdev-del", {"node-name": node})
-    extents = json.loads(await _run("qemu-img", "map", "--output=json", str(scratch)))
-    raw = workdir / "pit.raw"
-    await _run("qemu-img", "convert", "-O", "raw", str(scratch), str(raw))
-    scratch.unlink()
-    return PointInTime(
-        raw=raw,
-        size=size,
-        changed=changed_chunks(extents, chunk_size) if mode == "incremental" else None,
-        mode=mode,
-        reason=reason or "changed chunks from the dirty bitmap of the previous backup",
-        consistency="application" if frozen else "crash",
-        bytes_read=bytes_read,
-        bitmap=new,
-    )
+        shutil.rmtree(fleece.workdir, ignore_errors=True)
+        (workdir / "fleece.qcow2").unlink(missing_ok=True)
 
 
-async def offline_copy(
-    driver: QemuDriver, instance_id: str, workdir: Path, snapshot_id: str, parent_id: str | None
-) -> PointInTime:
-    """A stopped VM: its disk file is the point in time; read it whole (nothing can change it)."""
-    workdir.mkdir(parents=True, exist_ok=True)
+@contextlib.asynccontextmanager
+async def offline_view(driver: QemuDriver, instance_id: str) -> AsyncIterator[PointInTime]:
+    """A stopped VM: its disk file is the point in time; ``qemu-nbd`` exports it read-only, whole."""
     disk = driver.disk_path(instance_id)
     if not disk.exists():
         raise DriverError(f"instance {instance_id} has no disk on this host")
     size = await disk_size(driver, instance_id)
-    raw = workdir / "pit.raw"
-    await _run("qemu-img", "convert", "-U", "-O", "raw", str(disk), str(raw))
-    return PointInTime(
-        raw=raw,
-        size=size,
-        changed=None,
-        mode="full",
-        reason="the VM is stopped: its disk is read whole",
-        consistency="application",  # a cleanly stopped guest has nothing in flight
-        bytes_read=size,
-        bitmap=bitmap_name(snapshot_id),
-    )
+    argv = ["qemu-nbd", "--read-only", "--format=qcow2", f"--export-name={EXPORT}", "--shared=1", str(disk)]
+    reader, _ = await asyncio.to_thread(open_reader, size, 1, None, None, argv)
+    try:
+        yield PointInTime(
+            size=size,
+            changed=None,
+            mode="full",
+            reason="the VM is stopped: its disk is read whole",
+            consistency="application",  # a cleanly stopped guest has nothing in flight
+            reader=reader,
+        )
+    finally:
+        await asyncio.to_thread(reader.close)
 
 
 async def commit(driver: QemuDriver, instance_id: str, snapshot_id: str, chunk_size: int) -> None:
@@ -261,7 +518,8 @@ async def commit(driver: QemuDriver, instance_id: str, snapshot_id: str, chunk_s
 
 
 async def discard(driver: QemuDriver, instance_id: str, snapshot_id: str) -> None:
-    """The backup failed: drop its bitmap; the parent's still records every change since."""
+    """The backup failed after its view was closed: drop its bitmap; the parent's still records
+    every change since."""
     if driver.pid(instance_id) is None:
         return
     names = {b["name"] for b in await bitmaps(driver, instance_id)}
