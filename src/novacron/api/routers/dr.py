@@ -249,14 +249,12 @@ def _run(
     idem = Idempotency(request, principal, session, {kind: runbook.id})
     if (replay := idem.replay()) is not None:
         return replay
-    if kind != "dr.dry_run" and runbook.recovery_group is None:
-        raise conflict("The runbook names no recovery_group; create it with one to fail over.")
-    if kind == "dr.failover" and runbook.state == "failed-over":
-        raise conflict(f"Runbook '{runbook.name}' is already failed over; fail it back first.")
     if kind == "dr.failback" and runbook.state != "failed-over":
         raise conflict(f"Runbook '{runbook.name}' is {runbook.state}: only a failed-over runbook fails back.")
-    if kind == "dr.dry_run" and runbook.recovery_group is None:
-        raise conflict("The runbook names no recovery_group; a dry run restores there.")
+    if kind != "dr.failback" and runbook.recovery_group is None:
+        raise conflict("The runbook names no recovery_group (the host group to restore into).")
+    if kind == "dr.failover" and runbook.state == "failed-over":
+        raise conflict(f"Runbook '{runbook.name}' is already failed over; fail it back first.")
     if session.scalar(
         select(Task.id).where(Task.resource_id == runbook.id, Task.state.in_(("pending", "running"))).limit(1)
     ):
