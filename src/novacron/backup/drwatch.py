@@ -3,8 +3,9 @@
 Replication (``replicate_due``): a target with a ``replica_target_id`` is copied there by
 ``replication.Replicator`` every ``replicate_every_s``; after a pass, each catalogue snapshot whose
 index reached the replica gets ``replicated_at``: from then on failover can restore it at the
-recovery site. Snapshots taken at the replica itself (fail-back backups) are never deleted by a
-mirrored deletion.
+recovery site. A deletion is mirrored only for snapshots the catalogue no longer has, so neither
+the replica's own (fail-back) backups nor replicated ones missing from a source restored empty
+are lost.
 
 RPO (``check_rpo``): for every runbook step, the age of the VM's newest good *replicated* snapshot
 is its RPO now. A VM that misses its target (or has no replicated snapshot) raises
@@ -53,9 +54,10 @@ def newest_replicated(session: Session, project_id: str, vm_ref: str) -> BackupS
 
 def _replicate(ctx: Context, source: BackupTarget, replica: BackupTarget) -> int:
     with ctx.db.session() as s:
-        # snapshots the recovery site took itself: a deletion mirrored from the source spares them
+        # a deletion is mirrored only for snapshots the catalogue deleted: neither the recovery
+        # site's own (fail-back) backups nor anything a source that came back empty lacks
         own = {(t, i) for t, i in s.execute(
-            select(BackupSnapshot.tenant_id, BackupSnapshot.id).where(BackupSnapshot.target_id == replica.id)
+            select(BackupSnapshot.tenant_id, BackupSnapshot.id).where(BackupSnapshot.state == "available")
         )}  # fmt: skip
     dest = vmstore.target_from_config(replica.type, replica.config)
     store = vmstore.server_store(ctx.settings, source)
