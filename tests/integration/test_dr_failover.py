@@ -113,10 +113,11 @@ def site(guest: Guest) -> Iterator[Site]:
         shutil.rmtree(agent.state_dir, ignore_errors=True)
 
 
-def _runbook(c: httpx.Client, name: str, vms: list[str]) -> str:
+def _runbook(c: httpx.Client, name: str, vms: list[str], after: str = HOOK) -> str:
     steps = [
         {"vm": vm, "health": {"kind": "console", "marker": MARKER, "timeout_s": 240},
-         "hooks": [{"when": w, "command": ["sh", "-c", HOOK]} for w in ("before", "after")]}
+         "hooks": [{"when": "before", "command": ["sh", "-c", HOOK]},
+                   {"when": "after", "command": ["sh", "-c", after]}]}
         for vm in vms
     ]  # fmt: skip
     r = c.post(
@@ -132,7 +133,8 @@ def test_dry_run_restores_in_isolation_on_group_b_and_leaves_production_untouche
     c = site.c
     before = {name: _pids(vm_id) for name, vm_id in site.vms.items()}
     assert all(before.values()), before
-    rid = _runbook(c, "proof", ["app"])
+    # the after hook shows the dry run's QEMU command line while it runs: no NIC at all
+    rid = _runbook(c, "proof", ["app"], after='exec pgrep -af "qemu-system.*$NOVACRON_VM_ID"')
     r = c.post(f"/v1/dr/runbooks/{rid}/failover", json={"dry_run": True})
     assert r.status_code == 202, r.text
     task = wait_task(c, r.json()["task_id"], timeout_s=600)
@@ -141,6 +143,8 @@ def test_dry_run_restores_in_isolation_on_group_b_and_leaves_production_untouche
     assert report["dry_run"] is True and report["rto_s"] > 0
     (step,) = report["steps"]
     assert step["host"] == "node-b" and step["health"]["ok"] and step["backup_id"] == site.backups["app"]
+    qemu_line = step["hooks"][1]["output"]
+    assert step["vm_id"] in qemu_line and "-kernel" in qemu_line and "-netdev" not in qemu_line, qemu_line
     # what the dry run made is gone: the VM row, its QEMU and its files on node-b
     assert c.get(f"/v1/vms/{step['vm_id']}").status_code == 404
     assert _pids(step["vm_id"]) == []

@@ -110,6 +110,31 @@ def test_runbook_references_and_states_are_checked(srv: tuple[Server, httpx.Clie
         json={"name": "bad", "steps": [{"vm": "x", "health": {"kind": "console"}}], "project_id": project_id},
     )
     assert r.status_code == 422 and "marker" in r.text, r.text
+    nets = {}
+    for name in ("net-a", "net-b"):
+        r = c.post("/v1/networks", json={"name": name, "project_id": project_id})
+        assert r.status_code == 201, r.text
+        nets[name] = r.json()["id"]
+    r = c.post(
+        "/v1/dr/runbooks",
+        json={
+            "name": "bad",
+            "steps": [{"vm": "x"}],
+            "network_map": {"net-a": "nope"},
+            "project_id": project_id,
+        },
+    )
+    assert r.status_code == 422 and "body.network_map.net-a" in r.text, r.text
+    r = c.post(
+        "/v1/dr/runbooks",
+        json={"name": "mapped", "steps": [{"vm": "x"}], "network_map": {"net-a": "net-b"},
+              "test_network": "net-b", "project_id": project_id},
+    )  # fmt: skip
+    assert r.status_code == 201, r.text
+    assert (
+        r.json()["network_map"] == {nets["net-a"]: nets["net-b"]}
+        and r.json()["test_network"] == nets["net-b"]
+    )
     r = c.post("/v1/dr/runbooks", json={"name": "plain", "steps": [{"vm": "x"}], "project_id": project_id})
     assert r.status_code == 201, r.text
     rid = r.json()["id"]
