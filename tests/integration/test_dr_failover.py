@@ -141,6 +141,7 @@ def test_dry_run_restores_in_isolation_on_group_b_and_leaves_production_untouche
     assert task["state"] == "succeeded", task["error"]
     report: dict[str, Any] = task["result"]  # type: ignore[assignment]
     assert report["dry_run"] is True and report["rto_s"] > 0
+    print(f"\nDR dry run (1 VM) RTO {report['rto_s']} s")
     (step,) = report["steps"]
     assert step["host"] == "node-b" and step["health"]["ok"] and step["backup_id"] == site.backups["app"]
     qemu_line = step["hooks"][1]["output"]
@@ -171,6 +172,7 @@ def test_failover_to_group_b_from_the_replica_in_order_with_hooks(site: Site, tm
     assert r.code == 0, r.err
     report = r.json()
     steps = report["steps"]
+    print(f"\nDR failover (2 VMs, from the replica) RTO {report['rto_s']} s")
     assert [s["vm"] for s in steps] == ["db", "app"] and all(s["host"] == "node-b" for s in steps)
     assert steps[0]["up_after_s"] <= steps[1]["up_after_s"]
     # hooks ran around each step, in the runbook's order, and their output is kept in the task
@@ -205,6 +207,7 @@ def test_failback_brings_the_changes_home_to_group_a(site: Site, tmp_path: Path)
     assert r.status_code == 202, r.text
     task = wait_task(c, r.json()["task_id"], timeout_s=900)
     assert task["state"] == "succeeded", task["error"]
+    print(f"\nDR fail-back (2 VMs) {task['result']['duration_s']} s")  # type: ignore[index]
     embedded = site.hosts[site.server.env["NOVACRON_HOST_NAME"]]
     for vm_id in site.vms.values():
         vm = c.get(f"/v1/vms/{vm_id}").json()

@@ -92,6 +92,7 @@ def test_an_old_replicated_snapshot_misses_a_1s_rpo_and_raises_one_alert(
     assert missed["web1"]["data"]["backup_id"] is None
     shown = c.get(f"/v1/dr/runbooks/{runbook['id']}").json()
     assert shown["rpo_missed"] == ["db1", "web1"] and shown["state"] == "normal"
+    assert shown["rpo"][0]["replicated"]["rpo_met"] is False and shown["rpo"][0]["replicated"]["backup_id"]
     time.sleep(6)  # another pass of the controller: an alert is raised once, not every pass
     assert len(_events(c, "dr.rpo_missed")) == 2
     assert c.get("/v1/backup-targets").json()["items"][0]["replication_error"] is None

@@ -15,6 +15,7 @@ from novacron.api.deps import CtxDep, ReadSessionDep, SessionDep, require
 from novacron.api.errors import conflict, invalid, name_taken
 from novacron.api.listing import ListParams, Page, paginate
 from novacron.backup.dr import DRDrill, rpo_status
+from novacron.backup.drwatch import rpo_of
 from novacron.backup.failover import DRDryRun, DRFailback, DRFailover
 from novacron.compute.scope import get_visible, resolve_project, scoped
 from novacron.db.base import new_id
@@ -118,7 +119,8 @@ class RunbookOut(BaseModel):
     failover: list[dict[str, Any]] | None
     last_test: dict[str, Any] | None
     rpo_missed: list[str]
-    #: each VM's RPO now (age of its newest available backup)
+    #: each VM's RPO now: age of its newest available backup, and (``replicated``) of its newest
+    #: good replicated one against the VM's target (what ``dr.rpo_missed`` watches)
     rpo: list[dict[str, Any]] = Field(default_factory=list)
     created_at: datetime
     version: int
@@ -153,8 +155,11 @@ def _references(
 
 def _out(session: Any, r: DRRunbook, with_rpo: bool = False) -> RunbookOut:
     out = RunbookOut.model_validate(r, from_attributes=True)
-    if with_rpo:
-        out.rpo = rpo_status(session, r)
+    if with_rpo:  # the newest backup anywhere, and the newest at the recovery site (what failover uses)
+        out.rpo = [
+            {**now, "replicated": rpo_of(session, r, step)}
+            for now, step in zip(rpo_status(session, r), r.steps, strict=True)
+        ]
     return out
 
 
