@@ -209,9 +209,11 @@ def test_failback_brings_the_changes_home_to_group_a(site: Site, tmp_path: Path)
     assert task["state"] == "succeeded", task["error"]
     print(f"\nDR fail-back (2 VMs) {task['result']['duration_s']} s")  # type: ignore[index]
     embedded = site.hosts[site.server.env["NOVACRON_HOST_NAME"]]
-    for vm_id in site.vms.values():
+    for name, vm_id in site.vms.items():
         vm = c.get(f"/v1/vms/{vm_id}").json()
         assert vm["state"] == "running" and vm["host_id"] == embedded, vm
+        # the health check waited for this boot's marker, not the first boot's still in the log
+        assert c.get(f"/v1/vms/{vm_id}/console-log").text.count(f"{MARKER} hostname={name}") == 2
     # the change made at the recovery site came back with the fail-back
     wait_console(c, site.vms["db"], "DISK-B: CHANGED-AT-B", timeout_s=60)
     for vm_id in recovered:

@@ -92,15 +92,48 @@ async def _tcp(address: str, port: int, deadline: float) -> None:
             return
 
 
+def console_end(ctx: Context, host_id: str, vm_id: str) -> int:
+    """Where the VM's console log ends now: a marker counts only when printed after this."""
+    out = hostops.call_blocking(ctx, host_id, "console_read", vm_id, {"offset": 0, "tail": 0}, 30)
+    return int(out["next_offset"])
+
+
+async def _console_since(
+    ctx: Context, host_id: str, vm_id: str, marker: str, offset: int, deadline: float
+) -> None:
+    window = ""
+    while True:
+        out = await asyncio.to_thread(
+            hostops.call_blocking, ctx, host_id, "console_read", vm_id, {"offset": offset}, 30
+        )
+        window = window[-len(marker) :] + str(out["text"])  # a marker may straddle two reads
+        offset = int(out["next_offset"])
+        if marker in window:
+            return
+        if time.monotonic() > deadline:
+            raise StepFailed(f"{marker!r} did not appear on the console")
+        await asyncio.sleep(1)
+
+
 async def check_health(
-    ctx: Context, task: Task, host_id: str, vm_id: str, check: dict[str, Any], key: str
+    ctx: Context,
+    task: Task,
+    host_id: str,
+    vm_id: str,
+    check: dict[str, Any],
+    key: str,
+    since: int | None = None,
 ) -> dict[str, Any]:
-    """Wait until the VM is healthy by ``check`` ({kind: console|tcp|running, ...}, timeout_s)."""
+    """Wait until the VM is healthy by ``check`` ({kind: console|tcp|running, ...}, timeout_s).
+
+    ``since``: the console offset the marker must come after (a VM that booted before has it)."""
     kind = check.get("kind", "running")
     timeout = float(check.get("timeout_s") or DEFAULT_HEALTH_TIMEOUT_S)
     started = time.monotonic()
     try:
-        if kind == "console":
+        if kind == "console" and since is not None:
+            await _console_since(ctx, host_id, vm_id, str(check["marker"]), since, started + timeout)
+        elif kind == "console":
             payload = {"needle": check["marker"], "timeout_s": timeout}
             await hostops.call(ctx, host_id, task, "wait_console", vm_id, payload, timeout + 60, f"h{key}")
         elif kind == "tcp":

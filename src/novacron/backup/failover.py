@@ -17,6 +17,7 @@ health check; the recovered VMs are removed and the runbook is ``failed-back``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -351,8 +352,10 @@ class DRFailback(TaskHandler):
             payload = {"snapshot_id": snap.id, "size": snap.size_bytes, "secrets": secrets}
             await hostops.call(ctx, host_id, task, "restore_disk", vm.id, payload, 6 * 3600.0, f"r{n}")
             await hostops.call(ctx, host_id, task, "prepare", vm.id, spec, 300, f"r{n}")
+            # the original booted before: only what its console prints from now on counts
+            since = await asyncio.to_thread(drsteps.console_end, ctx, host_id, vm.id)
             await hostops.call(ctx, host_id, task, "launch", vm.id, spec, 300, f"r{n}")
-            health = await drsteps.check_health(ctx, task, host_id, vm.id, item["health"], f"r{n}")
+            health = await drsteps.check_health(ctx, task, host_id, vm.id, item["health"], f"r{n}", since)
             end_operation(ctx, vm.id, "running")
             after = await _hooks(ctx, task, item, n, "after")
             result = {
