@@ -18,6 +18,7 @@ def build_context(settings: Settings) -> Context:
     from novacron.agent.control import LocalControlPlane
     from novacron.agent.runtime import AgentRuntime
     from novacron.backup.dr import DRDrill
+    from novacron.backup.failover import HANDLERS as DR_HANDLERS
     from novacron.backup.tasks import HANDLERS as BACKUP_HANDLERS
     from novacron.compute.ha import HARestartVM
     from novacron.compute.images import ImportImage
@@ -35,7 +36,16 @@ def build_context(settings: Settings) -> Context:
     ctx = Context(settings=settings, db=db, tokens=TokenService(db, settings))
     ctx.tasks = TaskRunner(
         ctx,
-        [*HANDLERS, ImportImage(), MigrateVM(), ColdMigrateVM(), HARestartVM(), *BACKUP_HANDLERS, DRDrill()],
+        [
+            *HANDLERS,
+            ImportImage(),
+            MigrateVM(),
+            ColdMigrateVM(),
+            HARestartVM(),
+            *BACKUP_HANDLERS,
+            DRDrill(),
+            *DR_HANDLERS,
+        ],
     )
     if settings.embedded_agent:
         driver = make_driver(settings.compute_driver, settings)

@@ -93,3 +93,11 @@ def test_forget_runs_inside_an_event_loop(tmp_path: Path) -> None:
     d = QemuDriver(tmp_path / "i", tmp_path / "r", accelerator="tcg", bridge="novacron0")
     asyncio.run(d.forget("vm-that-never-ran"))
     assert not d.pidfile("vm-that-never-ran").exists()
+
+
+def test_an_isolated_vm_gets_no_nic_at_all(tmp_path: Path) -> None:
+    """A DR dry run's VM: neither the default bridge's tap nor user networking."""
+    for bridge in ("novacron0", None):
+        d = QemuDriver(tmp_path / "i", tmp_path / "r", accelerator="tcg", bridge=bridge)
+        line = " ".join(d._argv(spec(isolated=True)))
+        assert "-netdev" not in line and "virtio-net" not in line and "-nodefaults" in line

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -50,11 +51,19 @@ class Lag:
 
 class Replicator:
     def __init__(
-        self, source: ChunkStore, dest: Target, mirror_deletes: bool = True, workers: int = 4
+        self,
+        source: ChunkStore,
+        dest: Target,
+        mirror_deletes: bool = True,
+        workers: int = 4,
+        keep: Callable[[str, str], bool] | None = None,
     ) -> None:
         self.source = source
         self.dest = dest
         self.mirror_deletes = mirror_deletes
+        #: (tenant, snapshot) -> True for the replica's own snapshots (taken there while failed
+        #: over), which a deletion mirrored from the source must not take
+        self.keep = keep
         self.workers = workers
         self.last_success: float | None = None
         self.last_error: str | None = None
@@ -135,7 +144,9 @@ class Replicator:
         self._sync_holds(tenant_id, source_ids)
         if self.mirror_deletes:
             for sid, disks in at_dest.items():
-                if sid in source_ids or any(True for _ in self.dest.list(f"holds/{tenant_id}/{sid}/")):
+                if sid in source_ids or (self.keep is not None and self.keep(tenant_id, sid)):
+                    continue
+                if any(True for _ in self.dest.list(f"holds/{tenant_id}/{sid}/")):
                     continue
                 for disk in disks:
                     self.dest.delete(f"snapshots/{tenant_id}/{sid}/{disk}")

@@ -1,5 +1,8 @@
 """The backup scheduler (controller ``novacron.backups``, leader replica only).
 
+Besides schedules and retention it runs the DR duties of ``drwatch``: replication of targets to
+their replicas and the RPO watch that raises ``dr.rpo_missed``.
+
 Each policy whose interval has passed gets one backup task per VM it covers (one VM, or every
 placed VM of its project), unless that VM's previous backup is still queued or running. After
 backups complete, each policy's GFS retention prunes the VM's older backups taken under it; a
@@ -17,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from novacron.api.errors import Problem
-from novacron.backup import retention, service, vmstore
+from novacron.backup import drwatch, retention, service, vmstore
 from novacron.db.base import utcnow
 from novacron.db.models import VM, BackupPolicy, BackupSnapshot, BackupTarget
 
@@ -111,6 +114,8 @@ class BackupScheduler:
             try:
                 await asyncio.to_thread(run_due, self.ctx)
                 await asyncio.to_thread(prune, self.ctx)
+                await asyncio.to_thread(drwatch.replicate_due, self.ctx)
+                await asyncio.to_thread(drwatch.check_rpo, self.ctx)
             except Exception:
                 log.exception("backup scheduler pass failed")
             await asyncio.sleep(CHECK_S)

@@ -34,12 +34,15 @@ BACKUP_TIMEOUT_S = 6 * 3600.0
 DEFAULT_MARKER = "NOVACRON-GUEST-UP"
 
 
-def _snapshot(ctx: Context, snapshot_id: str) -> tuple[BackupSnapshot, BackupTarget]:
+def _snapshot(
+    ctx: Context, snapshot_id: str, target_id: str | None = None
+) -> tuple[BackupSnapshot, BackupTarget]:
+    """The snapshot and the target to read it from (its own, or ``target_id``: its replica)."""
     with ctx.db.session() as s:
         snap = s.get(BackupSnapshot, snapshot_id)
         if snap is None:
             raise StepFailed(f"Backup {snapshot_id} no longer exists.")
-        target = s.get(BackupTarget, snap.target_id)
+        target = s.get(BackupTarget, target_id or snap.target_id)
         assert target is not None
         return snap, target
 
@@ -106,35 +109,7 @@ class BackupVM(TaskHandler):
             "secrets": secrets_for(ctx, target, vm.tenant_id),
         }
         result = await hostops.call(ctx, vm.host_id, task, "backup_disk", vm.id, payload, BACKUP_TIMEOUT_S)
-        store = dict(result.get("store") or {})
-        with ctx.db.session() as s:
-            row = s.get(BackupSnapshot, snap.id)
-            assert row is not None
-            policy = s.get(BackupPolicy, row.policy_id) if row.policy_id else None
-            row.state = "available"
-            row.mode, row.reason, row.consistency = result["mode"], result["reason"], result["consistency"]
-            row.disks = [{"name": "vda", "size": int(result["size"])}]
-            row.size_bytes = int(result["size"])
-            row.bytes_read = int(result["bytes_read"])
-            row.changed_bytes = int(result["changed_bytes"])
-            row.chunks_changed = int(result["chunks_changed"])
-            row.chunks_total = int(store.get("chunks_total", -(-row.size_bytes // target.chunk_size)))
-            row.chunks_uploaded = int(store.get("chunks_uploaded", 0))
-            row.bytes_uploaded = int(store.get("bytes_uploaded", 0))
-            row.completed_at = utcnow()
-            if policy is not None and policy.immutable_s:
-                row.immutable_until = row.completed_at + timedelta(seconds=policy.immutable_s)
-            events.publish(
-                s,
-                "backup.completed",
-                "backup",
-                row.id,
-                tenant_id=row.tenant_id,
-                project_id=row.project_id,
-                vm=vm.name,
-                mode=row.mode,
-                bytes_read=row.bytes_read,
-            )
+        record_backup(ctx, snap.id, target, vm.name, result)
         set_result(ctx, task, {"snapshot_id": snap.id, "parent_id": parent, **result})
 
     async def rollback(self, ctx: Context, task: Task, error: str) -> None:
@@ -142,6 +117,41 @@ class BackupVM(TaskHandler):
             row = s.get(BackupSnapshot, task.params["snapshot_id"])
             if row is not None and row.state != "available":
                 row.state, row.error = "failed", error
+
+
+def record_backup(
+    ctx: Context, snapshot_id: str, target: BackupTarget, vm_name: str, result: dict[str, Any]
+) -> None:
+    """Fill the catalogue row from the agent's ``backup_disk`` answer: the snapshot is available."""
+    store = dict(result.get("store") or {})
+    with ctx.db.session() as s:
+        row = s.get(BackupSnapshot, snapshot_id)
+        assert row is not None
+        policy = s.get(BackupPolicy, row.policy_id) if row.policy_id else None
+        row.state = "available"
+        row.mode, row.reason, row.consistency = result["mode"], result["reason"], result["consistency"]
+        row.disks = [{"name": "vda", "size": int(result["size"])}]
+        row.size_bytes = int(result["size"])
+        row.bytes_read = int(result["bytes_read"])
+        row.changed_bytes = int(result["changed_bytes"])
+        row.chunks_changed = int(result["chunks_changed"])
+        row.chunks_total = int(store.get("chunks_total", -(-row.size_bytes // target.chunk_size)))
+        row.chunks_uploaded = int(store.get("chunks_uploaded", 0))
+        row.bytes_uploaded = int(store.get("bytes_uploaded", 0))
+        row.completed_at = utcnow()
+        if policy is not None and policy.immutable_s:
+            row.immutable_until = row.completed_at + timedelta(seconds=policy.immutable_s)
+        events.publish(
+            s,
+            "backup.completed",
+            "backup",
+            row.id,
+            tenant_id=row.tenant_id,
+            project_id=row.project_id,
+            vm=vm_name,
+            mode=row.mode,
+            bytes_read=row.bytes_read,
+        )
 
 
 async def _wait_console(
@@ -152,10 +162,18 @@ async def _wait_console(
 
 
 async def restore_new_vm(
-    ctx: Context, task: Task, snapshot_id: str, vm_id: str, marker: str | None, key: str = ""
+    ctx: Context,
+    task: Task,
+    snapshot_id: str,
+    vm_id: str,
+    marker: str | None,
+    key: str = "",
+    target_id: str | None = None,
 ) -> dict[str, Any]:
-    """Place, prepare, restore the disk into, and boot a VM row made for this restore."""
-    snap, target = _snapshot(ctx, snapshot_id)
+    """Place, prepare, restore the disk into, and boot a VM row made for this restore.
+
+    ``target_id``: read the snapshot from that target (its replica at a recovery site)."""
+    snap, target = _snapshot(ctx, snapshot_id, target_id)
     started = time.monotonic()
     with ctx.db.session() as s:
         vm = s.get(VM, vm_id)

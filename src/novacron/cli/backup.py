@@ -120,7 +120,9 @@ def restore(
     wait: bool = WAIT,
     as_json: bool = JSON,
 ) -> None:
-    """Restore a backup into a new VM (which boots), over a stopped VM's disk, or as a disk image."""
+    """Restore a backup into a new VM (which boots), over a stopped VM's disk, or as a disk image.
+
+    ``novacron restore`` is this command (``novacron backup restore`` is the same)."""
     if sum(x is not None for x in (new_vm, vm, disk)) != 1:
         raise CliError("give exactly one of --new-vm NAME, --vm EXISTING and --disk IMAGE_NAME")
     if new_vm:
@@ -206,14 +208,16 @@ def target_create(
     name: str = typer.Argument(...),
     kind: str = typer.Option("local", "--type", help="local, s3, azure, gcs"),
     config: list[str] = typer.Option([], "--set", help="KEY=VALUE of the target's configuration, repeatable"),
+    replicate_to: str | None = typer.Option(None, "--replicate-to", help="copy it to this target (DR site)"),
+    replicate_every: int = typer.Option(300, "--replicate-every", help="seconds between replication passes"),
     as_json: bool = JSON,
 ) -> None:
     """Create a backup target (admins)."""
     conf = dict(item.split("=", 1) for item in config if "=" in item)
-    print_detail(
-        client_of(ctx).post("/v1/backup-targets", {"name": name, "type": kind, "config": conf}),
-        as_json=as_json,
-    )
+    body: dict[str, Any] = {"name": name, "type": kind, "config": conf}
+    if replicate_to:
+        body.update(replicate_to=replicate_to, replicate_every_s=replicate_every)
+    print_detail(client_of(ctx).post("/v1/backup-targets", body), as_json=as_json)
 
 
 @target_app.command("list")
@@ -303,15 +307,24 @@ def policy_delete(ctx: typer.Context, policy: str = typer.Argument(..., help="po
 def runbook_create(
     ctx: typer.Context,
     name: str = typer.Argument(...),
-    vm: list[str] = typer.Option(..., "--vm", help="VM to restore (in order): NAME[:NEW_NAME[:MARKER]]"),
+    vm: list[str] = typer.Option([], "--vm", help="VM to restore (in order): NAME[:NEW_NAME[:MARKER]]"),
     rpo: int = typer.Option(86400, "--rpo", help="RPO target in seconds"),
     rto: int = typer.Option(3600, "--rto", help="RTO target in seconds"),
     project: str | None = typer.Option(None, "--project"),
+    recovery_group: str | None = typer.Option(None, "--recovery-group", help="aggregate to fail over to"),
+    network_map: list[str] = typer.Option([], "--map", help="SOURCE_NET=RECOVERY_NET, repeatable"),
+    test_network: str | None = typer.Option(None, "--test-network", help="dry runs' network (default none)"),
+    steps_file: str | None = typer.Option(
+        None, "--steps-file", help="JSON list of steps (vm, name, health, hooks) instead of --vm"
+    ),
     as_json: bool = JSON,
 ) -> None:
     """Create a runbook: the VMs to bring back from their newest backups, in order."""
+    import json
+    from pathlib import Path
+
     client = client_of(ctx)
-    steps = []
+    steps: list[dict[str, Any]] = json.loads(Path(steps_file).read_text()) if steps_file else []
     for item in vm:
         parts = item.split(":", 2)
         step: dict[str, str] = {"vm": parts[0]}
@@ -321,6 +334,12 @@ def runbook_create(
             step["wait_for"] = parts[2]
         steps.append(step)
     body: dict[str, Any] = {"name": name, "steps": steps, "rpo_target_s": rpo, "rto_target_s": rto}
+    if recovery_group:
+        body["recovery_group"] = recovery_group
+    if network_map:
+        body["network_map"] = dict(item.split("=", 1) for item in network_map if "=" in item)
+    if test_network:
+        body["test_network"] = test_network
     if project:
         body["project_id"] = project_id(client, project)
     print_detail(client.post("/v1/dr/runbooks", body), as_json=as_json)

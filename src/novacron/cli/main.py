@@ -99,7 +99,7 @@ def whoami(ctx: typer.Context, as_json: bool = JSON) -> None:
 
 
 def _register() -> None:
-    from novacron.cli import agent, backup, cluster, image, misc, network, quota, vm
+    from novacron.cli import agent, backup, cluster, dr, image, misc, network, quota, vm
 
     app.add_typer(vm.app, name="vm", help="Virtual machines: create, power actions, console, logs, metrics.")
     app.add_typer(image.app, name="image", help="Disk images: import from a file or URL, list, delete.")
@@ -110,7 +110,11 @@ def _register() -> None:
     app.add_typer(
         backup.app, name="backup", help="VM backups: create, list, restore, verify, holds, policies."
     )
-    app.add_typer(backup.dr_app, name="dr", help="Disaster recovery: runbooks, drills, RPO and RTO.")
+    assert dr.failover is not None  # its commands join the ``dr`` app on import
+    app.add_typer(
+        backup.dr_app, name="dr", help="Disaster recovery: runbooks, drills, failover, fail-back, RPO/RTO."
+    )
+    app.command(name="restore")(backup.restore)
     app.add_typer(quota.quota_app, name="quota", help="Quota tree: show and set limits, reconcile.")
     app.add_typer(quota.reservation_app, name="reservation", help="Capacity bookings for a time window.")
     app.add_typer(quota.usage_app, name="usage", help="Metered consumption and cost: report, meter.")

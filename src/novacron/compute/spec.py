@@ -35,4 +35,6 @@ def spec_payload(session: Session, vm: VM) -> dict[str, Any]:
     nics = nics_of(session, vm.id)
     if nics:  # NICs on tenant networks (a VM without any keeps the default bridge's NIC)
         spec["nics"] = nics
+    if (vm.meta or {}).get("dr_isolated") == "true":  # a DR dry run's VM: no NIC at all
+        spec["isolated"] = True
     return {"spec": spec}

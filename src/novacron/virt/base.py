@@ -87,6 +87,8 @@ class InstanceSpec:
     meta_data: dict[str, Any] = field(default_factory=dict)
     #: one NIC per tenant-network port, in guest order; none: the host's default NIC
     nics: tuple[Nic, ...] = ()
+    #: no NIC at all (a DR dry run's VM must not reach production networks)
+    isolated: bool = False
 
 
 @dataclass(frozen=True)

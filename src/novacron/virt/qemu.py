@@ -268,7 +268,7 @@ class QemuDriver(ComputeDriver):
             for n, nic in enumerate(spec.nics):
                 argv += nics.nic_args(nic, n, self.vhost_user_dir)
             argv += nics.memory_args(spec.nics, max(16, spec.ram_mb))
-        else:
+        elif not spec.isolated:
             tap = self.tap_name(i)
             if tap:
                 argv += ["-netdev", f"tap,id=net0,ifname={tap},script=no,downscript=no"]

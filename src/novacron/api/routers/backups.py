@@ -47,6 +47,10 @@ class TargetCreate(BaseModel):
         "connection_string; gcs: bucket, prefix"
     )
     chunk_size: int = Field(default=4 << 20, ge=1 << 16, le=1 << 26, description="a power of two")
+    replicate_to: str | None = Field(
+        default=None, max_length=64, description="target (id or name) at the recovery site to copy to"
+    )
+    replicate_every_s: int = Field(default=300, ge=1, le=86400, description="how often replication runs")
 
 
 class TargetOut(BaseModel):
@@ -54,6 +58,10 @@ class TargetOut(BaseModel):
     name: str
     type: str
     chunk_size: int
+    replica_target_id: str | None = None
+    replicate_every_s: int = 300
+    replicated_at: datetime | None = None
+    replication_error: str | None = None
     #: only shown to those who may edit targets (it may hold credentials)
     config: dict[str, Any] | None = None
     created_at: datetime
@@ -127,6 +135,9 @@ class BackupOut(BaseModel):
     error: str | None
     created_at: datetime
     completed_at: datetime | None
+    #: the replica target holding a complete copy (what failover restores from), and since when
+    replica_target_id: str | None = None
+    replicated_at: datetime | None = None
     version: int
 
     @classmethod
@@ -156,8 +167,10 @@ def _accepted(ctx: CtxDep, idem: Idempotency, body: Accepted) -> JSONResponse:
 def _target_out(t: BackupTarget, principal: Principal) -> TargetOut:
     config = dict(t.config) if principal.can("backup-target:write") else None
     return TargetOut(
-        id=t.id, name=t.name, type=t.type, chunk_size=t.chunk_size, config=config, created_at=t.created_at
-    )
+        id=t.id, name=t.name, type=t.type, chunk_size=t.chunk_size, config=config, created_at=t.created_at,
+        replica_target_id=t.replica_target_id, replicate_every_s=t.replicate_every_s,
+        replicated_at=t.replicated_at, replication_error=t.replication_error,
+    )  # fmt: skip
 
 
 @router.post("/v1/backup-targets", status_code=201, response_model=TargetOut)
@@ -179,10 +192,23 @@ def create_target(request: Request, session: SessionDep, principal: CanTargets, 
         raise invalid("body.config", f"missing or wrong setting for a {body.type} target: {exc}") from exc
     except Exception as exc:
         raise invalid("body.config", f"the target does not answer: {exc}") from exc
+    replica = None
+    if body.replicate_to is not None:
+        replica = session.scalar(
+            select(BackupTarget).where(
+                (BackupTarget.id == body.replicate_to) | (BackupTarget.name == body.replicate_to)
+            )
+        )
+        if replica is None:
+            raise invalid("body.replicate_to", f"no backup target '{body.replicate_to}'")
+        if replica.chunk_size != store.chunk_size:  # the replica is a byte copy: chunk names must agree
+            why = f"its chunk size is {replica.chunk_size}, not {store.chunk_size}"
+            raise invalid("body.replicate_to", why)
     # an existing store keeps the chunk size it was made with
     target = BackupTarget(
-        id=new_id("bkt"), name=body.name, type=body.type, config=body.config, chunk_size=store.chunk_size
-    )
+        id=new_id("bkt"), name=body.name, type=body.type, config=body.config, chunk_size=store.chunk_size,
+        replica_target_id=replica.id if replica else None, replicate_every_s=body.replicate_every_s,
+    )  # fmt: skip
     session.add(target)
     session.flush()
     out = _target_out(target, principal)

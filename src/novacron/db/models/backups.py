@@ -21,6 +21,12 @@ class BackupTarget(Timestamped, Versioned, Base):
     type: Mapped[str] = mapped_column(String(16))
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     chunk_size: Mapped[int] = mapped_column(Integer, default=4 << 20)
+    #: the target (at the recovery site) this one's objects are copied to by the backup controller
+    replica_target_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    replicate_every_s: Mapped[int] = mapped_column(Integer, default=300, server_default="300")
+    #: when the last replication pass finished, and why the last one failed (None: it did not)
+    replicated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    replication_error: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class BackupPolicy(Timestamped, Versioned, Base):
@@ -85,6 +91,9 @@ class BackupSnapshot(Timestamped, Versioned, Base):
     task_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: where a complete copy of it is (the replica of its target), and since when: what failover uses
+    replica_target_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    replicated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class RestoreJob(Timestamped, Base):
@@ -121,3 +130,18 @@ class DRRunbook(Timestamped, Versioned, Base):
     rto_target_s: Mapped[int] = mapped_column(Integer, default=3600)
     last_drill: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     last_drill_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: the aggregate (host group) the VMs fail over to
+    recovery_group: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    #: source network id -> network id at the recovery site
+    network_map: Mapped[dict[str, str]] = mapped_column(JSON, default=dict, server_default="{}")
+    #: where a dry run's VMs are attached (an isolated network); None: no NIC at all
+    test_network: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    #: normal, failed-over, failed-back
+    state: Mapped[str] = mapped_column(String(16), default="normal", server_default="normal")
+    state_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: while failed over: [{vm_id (original), recovered_vm_id, name, backup_id}]
+    failover: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    #: the last dry run's report (RTO measured there)
+    last_test: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    #: VMs whose RPO is missed now (an alert is raised when one joins)
+    rpo_missed: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")

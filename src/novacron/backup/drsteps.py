@@ -1,0 +1,198 @@
+"""The parts of a runbook step: hooks, health checks, network mapping, removing a VM made by a run.
+
+Hooks run on the control plane (where the task runs), before or after a step: a command (argv, no
+shell; platform admins only, checked when the runbook is written) or an HTTP webhook (POST of the
+step's context as JSON). Their output is kept in the task. A failing hook fails the step unless it
+says ``on_failure: continue``. Health checks: the VM's console shows a marker (read by its host's
+agent), or a TCP port answers (from the control plane), or the VM runs; each with a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from novacron.compute import hostops, placement
+from novacron.db.models import VM, Project
+from novacron.identity.principal import Principal
+from novacron.network import service as network_service
+from novacron.network.sync import syncing_vm
+from novacron.tasks.runner import StepFailed
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from novacron.context import Context
+    from novacron.db.models import Task
+
+OUTPUT_MAX = 4000
+DEFAULT_HOOK_TIMEOUT_S = 60.0
+DEFAULT_HEALTH_TIMEOUT_S = 300.0
+
+
+async def _command(hook: dict[str, Any], env: dict[str, str], timeout: float) -> dict[str, Any]:
+    proc = await asyncio.create_subprocess_exec(
+        *hook["command"], stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        stdin=asyncio.subprocess.DEVNULL, env={**os.environ, **env},
+    )  # fmt: skip
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return {"ok": False, "exit_code": None, "output": f"timed out after {timeout:g}s"}
+    return {"ok": proc.returncode == 0, "exit_code": proc.returncode, "output": out.decode(errors="replace")}
+
+
+async def _webhook(hook: dict[str, Any], env: dict[str, str], timeout: float) -> dict[str, Any]:
+    try:
+        async with httpx.AsyncClient(timeout=timeout) as client:
+            r = await client.post(hook["url"], json=env)
+    except httpx.HTTPError as exc:
+        return {"ok": False, "status": None, "output": f"{type(exc).__name__}: {exc}"}
+    return {"ok": r.is_success, "status": r.status_code, "output": r.text}
+
+
+async def run_hooks(hooks: list[dict[str, Any]], when: str, env: dict[str, str]) -> list[dict[str, Any]]:
+    """Run the step's ``when`` (before/after) hooks in order; each result keeps its output."""
+    results = []
+    for hook in (h for h in hooks if h.get("when", "before") == when):
+        started = time.monotonic()
+        timeout = float(hook.get("timeout_s") or DEFAULT_HOOK_TIMEOUT_S)
+        run = _command if hook.get("command") else _webhook
+        outcome = await run(hook, {**env, "NOVACRON_HOOK": when}, timeout)
+        outcome["output"] = outcome["output"][-OUTPUT_MAX:]
+        what = {"command": hook["command"]} if hook.get("command") else {"url": hook["url"]}
+        results.append(
+            {"when": when, **what, **outcome, "duration_s": round(time.monotonic() - started, 2),
+             "on_failure": hook.get("on_failure", "fail")}
+        )  # fmt: skip
+    return results
+
+
+def failed_hook(results: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return next((r for r in results if not r["ok"] and r["on_failure"] != "continue"), None)
+
+
+async def _tcp(address: str, port: int, deadline: float) -> None:
+    while True:
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(address, port), 5)
+        except (OSError, TimeoutError):
+            if time.monotonic() > deadline:
+                raise StepFailed(f"{address}:{port} did not answer") from None
+            await asyncio.sleep(1)
+        else:
+            writer.close()
+            return
+
+
+def console_end(ctx: Context, host_id: str, vm_id: str) -> int:
+    """Where the VM's console log ends now: a marker counts only when printed after this."""
+    out = hostops.call_blocking(ctx, host_id, "console_read", vm_id, {"offset": 0, "tail": 0}, 30)
+    return int(out["next_offset"])
+
+
+async def _console_since(
+    ctx: Context, host_id: str, vm_id: str, marker: str, offset: int, deadline: float
+) -> None:
+    window = ""
+    while True:
+        out = await asyncio.to_thread(
+            hostops.call_blocking, ctx, host_id, "console_read", vm_id, {"offset": offset}, 30
+        )
+        window = window[-len(marker) :] + str(out["text"])  # a marker may straddle two reads
+        offset = int(out["next_offset"])
+        if marker in window:
+            return
+        if time.monotonic() > deadline:
+            raise StepFailed(f"{marker!r} did not appear on the console")
+        await asyncio.sleep(1)
+
+
+async def check_health(
+    ctx: Context,
+    task: Task,
+    host_id: str,
+    vm_id: str,
+    check: dict[str, Any],
+    key: str,
+    since: int | None = None,
+) -> dict[str, Any]:
+    """Wait until the VM is healthy by ``check`` ({kind: console|tcp|running, ...}, timeout_s).
+
+    ``since``: the console offset the marker must come after (a VM that booted before has it)."""
+    kind = check.get("kind", "running")
+    timeout = float(check.get("timeout_s") or DEFAULT_HEALTH_TIMEOUT_S)
+    started = time.monotonic()
+    try:
+        if kind == "console" and since is not None:
+            await _console_since(ctx, host_id, vm_id, str(check["marker"]), since, started + timeout)
+        elif kind == "console":
+            payload = {"needle": check["marker"], "timeout_s": timeout}
+            await hostops.call(ctx, host_id, task, "wait_console", vm_id, payload, timeout + 60, f"h{key}")
+        elif kind == "tcp":
+            await _tcp(str(check["address"]), int(check["port"]), started + timeout)
+        else:
+            wanted = {"wanted": ["running"], "timeout_s": timeout}
+            await hostops.call(ctx, host_id, task, "wait_state", vm_id, wanted, timeout + 60, f"h{key}")
+    except StepFailed as exc:
+        raise StepFailed(f"health check {kind} failed within {timeout:g}s: {exc}") from exc
+    return {"kind": kind, "ok": True, "after_s": round(time.monotonic() - started, 1)}
+
+
+def map_ports(
+    session: Session, runbook_tenant: str, vm: VM, source_vm: VM | None, network_map: dict[str, str],
+    test_network: str | None, dry_run: bool,
+) -> list[dict[str, str]]:  # fmt: skip
+    """Give the recovered VM one port per NIC of the source VM, on the mapped network.
+
+    A dry run puts every NIC on the runbook's test network, or gives the VM no NIC at all."""
+    from novacron.db.models import Network
+
+    sources = network_service.nics_of(session, source_vm.id) if source_vm is not None else []
+    wanted = []
+    for nic in sources:
+        net = test_network if dry_run else network_map.get(nic["network_id"], nic["network_id"])
+        if net is not None:
+            wanted.append((nic["network_id"], net))
+    if dry_run and test_network is None:
+        vm.meta = {**vm.meta, "dr_isolated": "true"}
+    project = session.get(Project, vm.project_id)
+    assert project is not None
+    system = Principal("dr", "dr-runbook", "system", runbook_tenant, frozenset())
+    mapped = []
+    with syncing_vm(session, vm):
+        for i, (source_net, net_id) in enumerate(wanted):
+            network = session.get(Network, net_id)
+            if network is None:
+                raise StepFailed(f"network {net_id} (mapped from {source_net}) no longer exists")
+            network_service.create_port(
+                session, system, project, network, field=f"network_map.{source_net}",
+                name=f"{vm.name}-{i}", vm=vm, position=i,
+            )  # fmt: skip
+            mapped.append({"from": source_net, "to": net_id})
+    return mapped
+
+
+async def remove_vm(ctx: Context, task: Task, vm_id: str, key: str) -> None:
+    """Remove a VM a run created: its process and disk on the host, its ports, claim and row."""
+    with ctx.db.session() as s:
+        vm = s.get(VM, vm_id)
+        host_id = vm.host_id if vm is not None else None
+    if host_id is not None:
+        with contextlib.suppress(StepFailed):  # the agent's orphan sweep removes it once the row is gone
+            await hostops.call(ctx, host_id, task, "destroy", vm_id, timeout_s=120, key=f"rm{key}")
+    with ctx.db.session() as s:
+        vm = s.get(VM, vm_id)
+        if vm is None:
+            return
+        with syncing_vm(s, vm):
+            network_service.delete_vm_ports(s, vm.id)
+        placement.release(s, vm)
+        s.delete(vm)
