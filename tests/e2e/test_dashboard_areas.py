@@ -14,10 +14,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import wait_task
+from tests.conftest import wait_console, wait_task
 from tests.e2e.browser import Browser, axe_violations
 from tests.e2e.conftest import ARTIFACTS, DESKTOP, PASSWORD, PHONE, Cluster
 
+#: the guest writes 4 MiB to its disk, so the backup and its verify have chunks to check
+WRITE = """#!/bin/sh
+dd if=/dev/urandom of=/dev/vda bs=1M count=4 seek=8 conv=fsync 2>/dev/null
+echo WEB-DISK-WRITTEN
+"""
 NEW_PAGES = [
     "Networks",
     "Security groups",
@@ -47,7 +52,18 @@ def _member(cluster: Cluster, tenant: str) -> httpx.Client:
 
 
 @pytest.fixture(scope="module")
-def areas(cluster: Cluster) -> Iterator[Areas]:
+def booting(cluster: Cluster) -> tuple[str, str]:
+    """Tenant alpha's VM, asked for first: the guest boots while the networking test runs."""
+    with _member(cluster, "alpha") as alpha:
+        r = alpha.post(
+            "/v1/vms", json={"name": "alpha-app", "image": "test-guest", "flavor": "tiny", "user_data": WRITE}
+        )
+        assert r.status_code == 202, r.text
+        return r.json()["vm"]["id"], r.json()["task_id"]
+
+
+@pytest.fixture(scope="module")
+def areas(cluster: Cluster, booting: tuple[str, str]) -> Iterator[Areas]:
     """Tenant alpha's VM (booted), a verified backup of it, a quota limit, a schedule, a runbook."""
     admin = cluster.admin
     r = admin.post(
@@ -60,10 +76,9 @@ def areas(cluster: Cluster) -> Iterator[Areas]:
     r = admin.patch(f"/v1/quota/nodes/{node['id']}", json={"limits": {"vcpus": 8, "ram_mb": 8192, "vms": 4}})
     assert r.status_code == 200, r.text
     with _member(cluster, "alpha") as alpha:
-        r = alpha.post("/v1/vms", json={"name": "alpha-app", "image": "test-guest", "flavor": "tiny"})
-        assert r.status_code == 202, r.text
-        vm_id = r.json()["vm"]["id"]
-        assert wait_task(alpha, r.json()["task_id"], 180)["state"] == "succeeded"
+        vm_id, task_id = booting
+        assert wait_task(alpha, task_id, 180)["state"] == "succeeded"
+        wait_console(alpha, vm_id, "WEB-DISK-WRITTEN", 180)
         r = alpha.post("/v1/backups", json={"vm": vm_id})
         assert r.status_code == 202, r.text
         backup_id = r.json()["backup"]["id"]
@@ -92,7 +107,9 @@ def _reason(resp: httpx.Response, field: str) -> str:
     return str(next(e["reason"] for e in body["errors"] if e["field"] == field))
 
 
-def test_network_form_rules_and_tenant_scope(cluster: Cluster, browser: Any) -> None:
+def test_network_form_rules_and_tenant_scope(
+    booting: tuple[str, str], cluster: Cluster, browser: Any
+) -> None:
     alpha = Browser(browser, cluster.server.url, DESKTOP)
     beta = Browser(browser, cluster.server.url, PHONE)
     page = alpha.page
@@ -202,6 +219,7 @@ def test_quota_backups_dr_and_reservations(cluster: Cluster, browser: Any, areas
             # the backup, with its verify result, on the Backups page and on the VM's page
             snap = api.get(f"/v1/backups/{areas.backup_id}").json()
             assert snap["state"] == "available" and snap["verify_result"]["ok"] is True
+            assert snap["verify_result"]["chunks_checked"] >= 1
             b.go("/backups")
             row = page.wait_for_selector(f"tr[data-backup='{areas.backup_id}']")
             text = row.inner_text()
@@ -277,7 +295,7 @@ def test_new_pages_phone_and_desktop_light_and_dark(cluster: Cluster, browser: A
                 assert missing == [], f"not in the menu: {missing}"
                 for route in routes:
                     b.go(route)
-                    name = route.strip("/").replace("/", "-")[:40]
+                    name = route.strip("/").split("/")[0] + ("-detail" if route.count("/") > 1 else "")
                     b.page.screenshot(path=str(ARTIFACTS / f"{name}-{size}-{scheme}.png"), full_page=True)
                     problems += [
                         f"{route} {size} {scheme}: {v}" for v in axe_violations(b.page, scheme == "dark")
