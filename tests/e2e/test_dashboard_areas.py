@@ -42,7 +42,8 @@ class Areas:
     vm_id: str
     backup_id: str
     tenant_node: str
-    runbook: str
+    project_node: str
+    sub_node: str
 
 
 def _member(cluster: Cluster, tenant: str) -> httpx.Client:
@@ -75,6 +76,15 @@ def areas(cluster: Cluster, booting: tuple[str, str]) -> Iterator[Areas]:
     node = admin.get("/v1/quota", params={"tenant_id": tenant_id}).json()
     r = admin.patch(f"/v1/quota/nodes/{node['id']}", json={"limits": {"vcpus": 8, "ram_mb": 8192, "vms": 4}})
     assert r.status_code == 200, r.text
+    project = cluster.tenants["alpha"][1]
+    project_node = admin.get("/v1/quota", params={"project_id": project}).json()["id"]
+    r = admin.post("/v1/projects", json={"name": "web", "tenant_id": tenant_id, "parent_id": project})
+    assert r.status_code == 201, r.text
+    sub = admin.get("/v1/quota", params={"project_id": r.json()["id"]}).json()
+    r = admin.patch(f"/v1/quota/nodes/{sub['id']}", json={"limits": {"vcpus": 2}})
+    assert r.status_code == 200, r.text
+    # a price, so that metering gives the usage report a cost
+    assert admin.put("/v1/prices/vcpus", json={"per_hour": 0.5}).status_code == 200
     with _member(cluster, "alpha") as alpha:
         vm_id, task_id = booting
         assert wait_task(alpha, task_id, 180)["state"] == "succeeded"
@@ -85,7 +95,6 @@ def areas(cluster: Cluster, booting: tuple[str, str]) -> Iterator[Areas]:
         assert wait_task(alpha, r.json()["task_id"], 300)["state"] == "succeeded"
         r = alpha.post(f"/v1/backups/{backup_id}/verify")
         assert wait_task(alpha, r.json()["task_id"], 120)["state"] == "succeeded"
-        project = cluster.tenants["alpha"][1]
         r = admin.post(
             "/v1/backup-policies",
             json={"name": "nightly", "vm": vm_id, "interval_s": 86400, "enabled": False},
@@ -97,9 +106,10 @@ def areas(cluster: Cluster, booting: tuple[str, str]) -> Iterator[Areas]:
             json={"name": "app-dr", "project_id": project, "steps": [{"vm": vm_id}], "rpo_target_s": 1},
         )
         assert r.status_code == 201, r.text
-        r = alpha.post("/v1/routers", json={"name": "edge"})
+        r = alpha.post("/v1/routers", json={"name": "edge", "project_id": project})
         assert r.status_code == 201, r.text
-        yield Areas(vm_id, backup_id, node["id"], r.json()["id"])
+        assert admin.post("/v1/usage/meter").status_code == 200
+        yield Areas(vm_id, backup_id, node["id"], project_node, sub["id"])
 
 
 def _reason(resp: httpx.Response, field: str) -> str:
@@ -215,6 +225,27 @@ def test_quota_backups_dr_and_reservations(cluster: Cluster, browser: Any, areas
                 assert f"{used}" in bar.inner_text() and f"/ {limit}" in bar.inner_text()
                 now = bar.query_selector("[role=progressbar]").get_attribute("aria-valuenow")
                 assert now == str(int(100 * used / limit + 0.5))  # rounded half up, as toFixed(0)
+
+            # the sub-project nests under its project, with its own (lower) vCPU limit
+            sub = page.wait_for_selector(
+                f"li:has(> [data-node='{areas.project_node}']) > ul [data-node='{areas.sub_node}']"
+            )
+            assert sub.query_selector("[data-resource=vcpus]").get_attribute("data-limit") == "2"
+
+            # the month's usage report: the API's rows and total, and the same as CSV
+            report = api.get("/v1/usage").json()
+            assert report["items"] and report["total_cost"] > 0
+            b.go("/usage")
+            assert page.inner_text("[data-testid=usage-total]") == f"Total {report['total_cost']:.2f}"
+            assert len(page.query_selector_all("main tbody tr")) == len(report["items"])
+            csv = page.evaluate(
+                "async () => (await fetch(document.querySelector('a[download]').href)).text()"
+            )
+            lines = csv.strip().split("\n")
+            assert (
+                lines[0] == "project,resource,quantity,unit,cost" and len(lines) == len(report["items"]) + 2
+            )
+            assert lines[-1].endswith(str(report["total_cost"]))
 
             # the backup, with its verify result, on the Backups page and on the VM's page
             snap = api.get(f"/v1/backups/{areas.backup_id}").json()

@@ -13,7 +13,8 @@ export function fixedIps(port) {
   return port.fixed_ips.map((f) => f.ip).join(', ') || '–';
 }
 
-async function projectOptions(ctx) {
+/** [[id, 'tenant / project'], ...] of the projects the caller sees, for a form's Project field. */
+export async function projectOptions(ctx) {
   const [projects, tenants] = await Promise.all([
     listAll('/v1/projects', { sort: 'name' }),
     ctx.can('tenant:read') ? listAll('/v1/tenants') : [],

@@ -6,6 +6,7 @@ import { subscribe } from '../live.js';
 import { registerPage } from '../registry.js';
 import { h, clear, badge, card, confirmDialog, errorBox, fmtMB, meter, pageHead, table, throttle, timeEl, toast } from '../ui.js';
 import { clearFieldErrors, field, showFieldErrors } from './common.js';
+import { projectOptions } from './networks.js';
 
 function nodeBars(node) {
   if (!node.resources.length) return h('p', { class: 'muted' }, 'Nothing used, no limit set.');
@@ -64,7 +65,7 @@ function localInput(date) {
   return d.toISOString().slice(0, 16);
 }
 
-function reservationForm(done) {
+function reservationForm(projects, done) {
   const start = new Date(Date.now() + 3600_000);
   const c = {
     name: h('input', { id: 'res-name', autocomplete: 'off' }),
@@ -72,6 +73,7 @@ function reservationForm(done) {
     ram_mb: h('input', { id: 'res-ram_mb', type: 'number', inputmode: 'numeric', value: '512' }),
     starts_at: h('input', { id: 'res-starts_at', type: 'datetime-local', value: localInput(start) }),
     ends_at: h('input', { id: 'res-ends_at', type: 'datetime-local', value: localInput(new Date(start.getTime() + 3600_000)) }),
+    project_id: h('select', { id: 'res-project' }, projects.map(([v, t]) => h('option', { value: v }, t))),
   };
   const formError = h('div', { role: 'alert' });
   const submit = h('button', { type: 'submit', class: 'primary' }, 'Reserve');
@@ -80,6 +82,7 @@ function reservationForm(done) {
     h('div', { class: 'form-grid' }, field('res-vcpus', 'vCPUs', c.vcpus), field('res-ram_mb', 'RAM (MiB)', c.ram_mb)),
     field('res-starts_at', 'Starts (your time zone)', c.starts_at),
     field('res-ends_at', 'Ends', c.ends_at),
+    projects.length > 1 ? field('res-project', 'Project', c.project_id) : null,
     submit);
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
@@ -89,6 +92,7 @@ function reservationForm(done) {
       name: c.name.value.trim(), vcpus: Number(c.vcpus.value), ram_mb: Number(c.ram_mb.value),
       starts_at: toIso(c.starts_at.value), ends_at: toIso(c.ends_at.value),
     };
+    if (projects.length > 1) body.project_id = c.project_id.value;
     submit.disabled = true;
     try {
       const r = await post('/v1/reservations', body, { idempotent: true });
@@ -137,8 +141,9 @@ registerPage({
         }] : []),
       ], rows, { caption: 'Capacity reservations', empty: 'No reservations.', rowAttrs: (r) => ({ 'data-reservation': r.name }) }));
     };
+    const projects = ctx.can('reservation:write') ? await projectOptions(ctx) : [];
     clear(ctx.main, pageHead('Reservations'), h('div', { class: 'grid' }, card(null, box),
-      ctx.can('reservation:write') ? card('Reserve capacity', reservationForm(load)) : null));
+      ctx.can('reservation:write') ? card('Reserve capacity', reservationForm(projects, load)) : null));
     await load();
   },
 });
