@@ -170,7 +170,7 @@ export function portTable(ports, empty = 'No ports.') {
     { label: 'Network', cell: (p) => link(`#/networks/${p.network_id}`, p.network_id.slice(0, 12)) },
     { label: 'MAC', cell: (p) => h('code', {}, p.mac) },
     { label: 'Addresses', cell: (p) => fixedIps(p) },
-    { label: 'Security groups', cell: (p) => (p.port_security ? p.security_groups.map((g) => link(`#/security-groups/${g}`, g.slice(0, 12))) : 'port security off') },
+    { label: 'Security groups', cell: (p) => (p.port_security ? h('span', {}, p.security_groups.map((g) => [link(`#/security-groups/${g}`, g.slice(0, 12)), ' '])) : 'port security off') },
   ], ports, { caption: 'Ports', empty });
 }
 
@@ -207,7 +207,7 @@ registerPage({
     clear(ctx.main, pageHead('Floating IPs'), card(null, table([
       { label: 'Address', cell: (f) => h('code', {}, f.ip) },
       { label: 'State', cell: (f) => badge(f.port_id ? 'associated' : 'unassociated') },
-      { label: 'Maps to', cell: (f) => (f.port_id ? [f.fixed_ip || '–', ' ', portVm[f.port_id] ? link(`#/vms/${portVm[f.port_id]}`, 'VM') : null] : '–') },
+      { label: 'Maps to', cell: (f) => (f.port_id ? h('span', {}, f.fixed_ip || '–', ' ', portVm[f.port_id] ? link(`#/vms/${portVm[f.port_id]}`, 'VM') : null) : '–') },
       { label: 'Network', cell: (f) => netName[f.network_id] || f.network_id },
       { label: 'Created', cell: (f) => timeEl(f.created_at) },
     ], fips, { caption: 'Floating IPs', empty: 'No floating IPs yet.' })));

@@ -5,7 +5,7 @@ import { ApiError, get, listAll, post, request } from '../api.js';
 import { subscribe } from '../live.js';
 import { registerPage } from '../registry.js';
 import { h, clear, badge, card, confirmDialog, errorBox, fmtMB, meter, pageHead, table, throttle, timeEl, toast } from '../ui.js';
-import { clearFieldErrors, field, showFieldErrors } from './common.js';
+import { clearFieldErrors, field, hostNames, showFieldErrors } from './common.js';
 import { projectOptions } from './networks.js';
 
 function nodeBars(node) {
@@ -117,6 +117,7 @@ registerPage({
   order: 20,
   async render(ctx) {
     const box = h('div', { 'aria-live': 'polite' });
+    const hosts = await hostNames(ctx.can);
     const cancel = async (r) => {
       if (!(await confirmDialog(`Cancel ${r.name}?`, 'Its unused room is freed at once; VMs placed through it keep running.', { confirm: 'Cancel reservation', danger: true }))) return;
       try {
@@ -132,8 +133,8 @@ registerPage({
         { label: 'Status', cell: (r) => badge(r.status) },
         { label: 'vCPUs', cell: (r) => `${r.vcpus_used} of ${r.vcpus} used` },
         { label: 'RAM', cell: (r) => `${fmtMB(r.ram_mb_used)} of ${fmtMB(r.ram_mb)} used` },
-        { label: 'Window', cell: (r) => [timeEl(r.starts_at), ' – ', timeEl(r.ends_at)] },
-        { label: 'Host', cell: (r) => h('code', {}, r.host_id) },
+        { label: 'Window', cell: (r) => h('span', {}, timeEl(r.starts_at), ' – ', timeEl(r.ends_at)) },
+        { label: 'Host', cell: (r) => hosts[r.host_id] || h('code', {}, r.host_id) },
         ...(ctx.can('reservation:write') ? [{
           label: 'Cancel',
           cell: (r) => (['pending', 'active'].includes(r.status)
