@@ -304,6 +304,26 @@ def test_quota_backups_dr_and_reservations(cluster: Cluster, browser: Any, areas
         b.close()
 
 
+def _schedule_form(cluster: Cluster, b: Browser, areas: Areas) -> None:
+    """A backup schedule made in the form (a tenant admin's or an admin's): first refused by name."""
+    page = b.page
+    b.go("/backup-policies")
+    page.fill("#pol-name", "Weekly!")
+    page.click("form[aria-label='New schedule'] button[type=submit]")
+    page.wait_for_selector("#pol-name[aria-invalid=true]")
+    refused = cluster.admin.post("/v1/backup-policies", json={"name": "Weekly!", "vm": areas.vm_id})
+    assert page.inner_text("#pol-name-error") == _reason(refused, "body.name")
+    page.fill("#pol-name", "weekly")
+    page.select_option("#pol-vm", areas.vm_id)
+    page.select_option("#pol-interval", "604800")
+    page.fill("#pol-keep", "4")
+    page.click("form[aria-label='New schedule'] button[type=submit]")
+    row = page.wait_for_selector("tr[data-policy=weekly]")
+    assert "alpha-app" in row.inner_text() and "last 4" in row.inner_text() and "7.0 d" in row.inner_text()
+    made = cluster.admin.get("/v1/backup-policies", params={"name": "weekly"}).json()["items"][0]
+    assert (made["vm_id"], made["interval_s"], made["retention"]) == (areas.vm_id, 604800, {"keep_last": 4})
+
+
 def test_new_pages_phone_and_desktop_light_and_dark(cluster: Cluster, browser: Any, areas: Areas) -> None:
     net = cluster.admin.get("/v1/networks", params={"name": "web-net"}).json()["items"]
     groups = cluster.admin.get("/v1/security-groups").json()["items"]
@@ -334,6 +354,8 @@ def test_new_pages_phone_and_desktop_light_and_dark(cluster: Cluster, browser: A
                     overflow = b.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
                     if overflow > 1:
                         problems.append(f"{route} {size} {scheme}: {overflow}px wider than the window")
+                if size == "desktop" and scheme == "light":
+                    _schedule_form(cluster, b, areas)
                 if size == "phone" and scheme == "light":
                     # keyboard only: open the menu, Tab to a new page's link, follow it with Enter
                     b.page.focus("button.menu-toggle")

@@ -1,11 +1,11 @@
 // Backup and DR: snapshots (per VM too), verify and restore with their task progress, schedules
 // (backup policies), and DR runbooks with their RPO and RTO against the targets.
 
-import { get, listAll, post, request } from '../api.js';
+import { ApiError, get, listAll, post } from '../api.js';
 import { subscribe } from '../live.js';
 import { registerPage } from '../registry.js';
-import { h, clear, badge, card, confirmDialog, fmtBytes, link, pageHead, table, throttle, timeEl, toast } from '../ui.js';
-import { fmtSeconds, taskBox } from './common.js';
+import { h, clear, badge, card, confirmDialog, errorBox, fmtBytes, link, pageHead, table, throttle, timeEl, toast } from '../ui.js';
+import { clearFieldErrors, checkField, field, fmtSeconds, showFieldErrors, taskBox } from './common.js';
 
 export function verifyCell(b) {
   const v = b.verify_result;
@@ -92,6 +92,49 @@ registerPage({
 
 const retentionText = (r) => Object.entries(r).map(([k, v]) => `${k.replace('keep_', '')} ${v}`).join(', ') || 'keep all';
 
+const INTERVALS = [[3600, 'every hour'], [21600, 'every 6 hours'], [86400, 'every day'], [604800, 'every week']];
+
+function policyForm(vms, done) {
+  const c = {
+    name: h('input', { id: 'pol-name', autocomplete: 'off' }),
+    vm: h('select', { id: 'pol-vm' }, h('option', { value: '' }, 'every VM of my project'), vms.map((v) => h('option', { value: v.id }, v.name))),
+    interval_s: h('select', { id: 'pol-interval' }, INTERVALS.map(([v, t]) => h('option', { value: String(v), selected: v === 86400 }, t))),
+    retention: h('input', { id: 'pol-keep', type: 'number', inputmode: 'numeric', value: '7' }),
+    enabled: h('input', { id: 'pol-enabled', type: 'checkbox', checked: true }),
+  };
+  const formError = h('div', { role: 'alert' });
+  const submit = h('button', { type: 'submit', class: 'primary' }, 'Create schedule');
+  const form = h('form', { novalidate: true, 'aria-label': 'New schedule' }, formError,
+    field('pol-name', 'Name', c.name, 'Lower-case letters, digits and dashes.'),
+    field('pol-vm', 'Covers', c.vm),
+    field('pol-interval', 'Runs', c.interval_s),
+    field('pol-keep', 'Keep the last', c.retention, 'backups; older ones are pruned.'),
+    checkField('pol-enabled', 'Enabled', c.enabled),
+    submit);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    clear(formError);
+    clearFieldErrors(c);
+    const body = { name: c.name.value.trim(), interval_s: Number(c.interval_s.value), enabled: c.enabled.checked };
+    if (c.vm.value) body.vm = c.vm.value;
+    if (c.retention.value !== '') body.retention = { keep_last: Number(c.retention.value) };
+    submit.disabled = true;
+    try {
+      const p = await post('/v1/backup-policies', body, { idempotent: true });
+      toast(`Schedule ${p.name} created.`);
+      form.reset();
+      await done();
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
+      showFieldErrors(err, c);
+      formError.append(errorBox(err));
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  return form;
+}
+
 registerPage({
   path: '/backup-policies',
   title: 'Schedules',
@@ -99,19 +142,24 @@ registerPage({
   permission: 'backup:read',
   order: 20,
   async render(ctx) {
-    const [policies, vms] = await Promise.all([
-      listAll('/v1/backup-policies'), ctx.can('vm:read') ? listAll('/v1/vms') : [],
-    ]);
+    const vms = ctx.can('vm:read') ? await listAll('/v1/vms', { sort: 'name' }) : [];
     const vmName = Object.fromEntries(vms.map((v) => [v.id, v.name]));
-    clear(ctx.main, pageHead('Backup schedules'), card(null, table([
-      { label: 'Name', cell: (p) => h('strong', {}, p.name) },
-      { label: 'Covers', cell: (p) => (p.vm_id ? link(`#/vms/${p.vm_id}`, vmName[p.vm_id] || p.vm_id) : 'every VM of the project') },
-      { label: 'Every', cell: (p) => fmtSeconds(p.interval_s) },
-      { label: 'Retention', cell: (p) => retentionText(p.retention) },
-      { label: 'Immutable for', cell: (p) => (p.immutable_s ? fmtSeconds(p.immutable_s) : '–') },
-      { label: 'State', cell: (p) => badge(p.enabled ? 'enabled' : 'disabled') },
-      { label: 'Last run', cell: (p) => (p.last_run_at ? timeEl(p.last_run_at) : 'never') },
-    ], policies, { caption: 'Backup schedules', empty: 'No schedules: backups run only when asked.' })));
+    const box = h('div', { 'aria-live': 'polite' });
+    const load = async () => {
+      const policies = await listAll('/v1/backup-policies');
+      clear(box, table([
+        { label: 'Name', cell: (p) => h('strong', {}, p.name) },
+        { label: 'Covers', cell: (p) => (p.vm_id ? link(`#/vms/${p.vm_id}`, vmName[p.vm_id] || p.vm_id) : 'every VM of the project') },
+        { label: 'Every', cell: (p) => fmtSeconds(p.interval_s) },
+        { label: 'Retention', cell: (p) => retentionText(p.retention) },
+        { label: 'Immutable for', cell: (p) => (p.immutable_s ? fmtSeconds(p.immutable_s) : '–') },
+        { label: 'State', cell: (p) => badge(p.enabled ? 'enabled' : 'disabled') },
+        { label: 'Last run', cell: (p) => (p.last_run_at ? timeEl(p.last_run_at) : 'never') },
+      ], policies, { caption: 'Backup schedules', empty: 'No schedules: backups run only when asked.', rowAttrs: (p) => ({ 'data-policy': p.name }) }));
+    };
+    clear(ctx.main, pageHead('Backup schedules'), h('div', { class: 'grid' }, card(null, box),
+      ctx.can('backup:policy') ? card('New schedule', policyForm(vms, load)) : null));
+    await load();
   },
 });
 
