@@ -264,6 +264,15 @@ def test_quota_backups_dr_and_reservations(cluster: Cluster, browser: Any, areas
                 timeout=60_000,
             )
             assert api.get(f"/v1/backups/{areas.backup_id}").json()["verify_result"]["at"] != old
+            # "Back up now": a second (incremental) backup appears in the list as it completes
+            page.select_option("#backup-vm", areas.vm_id)
+            page.click("main button:text-is('Back up')")
+            page.wait_for_selector(
+                f"tr[data-backup]:not([data-backup='{areas.backup_id}']) .badge[data-state=available]",
+                timeout=120_000,
+            )
+            both = api.get("/v1/backups", params={"vm_id": areas.vm_id}).json()["items"]
+            assert [x["state"] for x in both] == ["available", "available"]
             b.go(f"/vms/{areas.vm_id}")
             page.wait_for_selector(f"tr[data-backup='{areas.backup_id}'] [data-testid=verify]")
             assert "No network ports." in b.main_text()
