@@ -68,9 +68,9 @@ registerPage({
     const backupsBox = h('div', { 'aria-live': 'polite' });
     clear(main, head,
       h('div', { class: 'grid' }, card('Details', detailBox), card('Tasks', tasksBox)),
-      can('network:read') ? card('Network ports', portsBox) : null,
-      can('backup:read') ? card('Backups', backupsBox) : null,
       card('Metrics', h('p', { class: 'muted' }, 'Updated every second from the host agent.'), chartsBox),
+      can('backup:read') ? card('Backups', backupsBox) : null,
+      can('network:read') ? card('Network ports', portsBox) : null,
       card('Serial console', consoleBox));
 
     let reloadVm = () => {};
