@@ -333,6 +333,24 @@ def _schedule_form(cluster: Cluster, b: Browser, areas: Areas) -> None:
     assert (made["vm_id"], made["interval_s"], made["retention"]) == (areas.vm_id, 604800, {"keep_last": 4})
 
 
+def _limit_form(cluster: Cluster, b: Browser, areas: Areas) -> None:
+    """A sub-project's limit set in the form: above its tenant's it is refused, and says why."""
+    page = b.page
+    b.go("/quota")
+    refused = cluster.admin.patch(f"/v1/quota/nodes/{areas.sub_node}", json={"limits": {"vcpus": 100}})
+    page.select_option("#lim-node", areas.sub_node)
+    page.select_option("#lim-resource", "vcpus")
+    page.fill("#lim-value", "100")
+    page.click("form[aria-label='Set a limit'] button[type=submit]")
+    page.wait_for_selector("#lim-value[aria-invalid=true]")
+    assert page.inner_text("#lim-value-error") == _reason(refused, "body.limits.vcpus")
+    page.fill("#lim-value", "3")
+    page.click("form[aria-label='Set a limit'] button[type=submit]")
+    page.wait_for_selector(f"[data-node='{areas.sub_node}'] [data-resource=vcpus][data-limit='3']")
+    node = cluster.admin.get("/v1/quota", params={"node_id": areas.sub_node}).json()
+    assert next(r["limit"] for r in node["resources"] if r["resource"] == "vcpus") == 3
+
+
 def test_new_pages_phone_and_desktop_light_and_dark(cluster: Cluster, browser: Any, areas: Areas) -> None:
     net = cluster.admin.get("/v1/networks", params={"name": "web-net"}).json()["items"]
     groups = cluster.admin.get("/v1/security-groups").json()["items"]
@@ -365,6 +383,7 @@ def test_new_pages_phone_and_desktop_light_and_dark(cluster: Cluster, browser: A
                         problems.append(f"{route} {size} {scheme}: {overflow}px wider than the window")
                 if size == "desktop" and scheme == "light":
                     _schedule_form(cluster, b, areas)
+                    _limit_form(cluster, b, areas)
                 if size == "phone" and scheme == "light":
                     # keyboard only: open the menu, Tab to a new page's link, follow it with Enter
                     b.page.focus("button.menu-toggle")

@@ -37,6 +37,49 @@ function tree(nodes) {
   return h('div', { class: 'tree' }, branch(kids[''] || []));
 }
 
+/**
+ * Set or unset one limit of a node. PATCH with If-Match (the node's ETag from a fresh read), so a
+ * change made meanwhile is refused rather than overwritten; the API refuses a limit above the
+ * parent's (or below a descendant's) and names the field.
+ */
+function limitForm(nodes, resources, done) {
+  const c = {
+    node: h('select', { id: 'lim-node' }, nodes.map((n) => h('option', { value: n.id }, `${n.name} (${n.kind})`))),
+    resource: h('select', { id: 'lim-resource' }, resources.map((r) => h('option', { value: r.name }, `${r.name} (${r.unit})`))),
+    limits: h('input', { id: 'lim-value', type: 'number', inputmode: 'numeric', min: '0' }),
+  };
+  const formError = h('div', { role: 'alert' });
+  const submit = h('button', { type: 'submit', class: 'primary' }, 'Set limit');
+  const form = h('form', { novalidate: true, 'aria-label': 'Set a limit' }, formError,
+    h('div', { class: 'form-grid' },
+      field('lim-node', 'Node', c.node), field('lim-resource', 'Resource', c.resource),
+      field('lim-value', 'Limit', c.limits, 'Empty: unset (inherit from above).')),
+    submit);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    clear(formError);
+    clearFieldErrors(c);
+    submit.disabled = true;
+    try {
+      const node = encodeURIComponent(c.node.value);
+      const { etag } = await request(`/v1/quota?node_id=${node}`);
+      const value = c.limits.value === '' ? null : Number(c.limits.value);
+      const { data } = await request(`/v1/quota/nodes/${node}`, {
+        method: 'PATCH', body: { limits: { [c.resource.value]: value } }, ifMatch: etag,
+      });
+      toast([`${data.name}: ${c.resource.value} ${value === null ? 'unset' : `limit ${value}`}.`, ...data.notes].join(' '));
+      await done();
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
+      showFieldErrors(err, c);
+      formError.append(errorBox(err));
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  return form;
+}
+
 registerPage({
   path: '/quota',
   title: 'Quotas',
@@ -45,16 +88,24 @@ registerPage({
   order: 10,
   async render(ctx) {
     const box = h('div', { 'aria-live': 'polite' });
+    const formBox = h('div');
     const load = async () => {
       // nodes are made on first use: reading the caller's own makes sure a tenant's tree has its root
       if (ctx.me.tenant_id) await get('/v1/quota');
       const nodes = (await listAll('/v1/quota/nodes', { sort: 'depth' })).filter((n) => n.kind !== 'user' || n.resources.length);
       clear(box, nodes.length ? tree(nodes) : h('p', { class: 'empty' }, 'No quota nodes yet.'));
+      return nodes;
     };
     clear(ctx.main, pageHead('Quotas'),
       h('p', { class: 'muted' }, 'Usage against the nearest limit on the way up the tree: a project never exceeds its tenant.'),
-      card(null, box));
-    await load();
+      card(null, box), formBox);
+    const nodes = await load();
+    if (ctx.can('quota:write')) {
+      // tenant admins set limits inside their tenant; the tenant's and the system's are the platform's
+      const writable = nodes.filter((n) => ctx.me.tenant_id === null || !['system', 'tenant'].includes(n.kind));
+      const resources = await get('/v1/quota/resources');
+      if (writable.length) formBox.append(card('Set a limit', limitForm(writable, resources, load)));
+    }
     ctx.onCleanup(subscribe(['vm.*', 'quota.*'], throttle(() => load().catch(() => {}), 800)));
   },
 });
