@@ -183,6 +183,19 @@ def test_network_form_rules_and_tenant_scope(
             page.wait_for_selector(f"tr[data-rule='{added['id']}']", state="detached")
             assert len(api.get(f"/v1/security-groups/{group_id}").json()["rules"]) == before
 
+            # a router made in the form: a bad name first, with the API's reason next to the field
+            refused = api.post("/v1/routers", json={"name": "web router"})
+            alpha.go("/routers")
+            page.fill("#rt-name", "web router")
+            page.click("form[aria-label='New router'] button[type=submit]")
+            page.wait_for_selector("#rt-name[aria-invalid=true]")
+            assert page.inner_text("#rt-name-error") == _reason(refused, "body.name")
+            page.fill("#rt-name", "web-router")
+            page.click("form[aria-label='New router'] button[type=submit]")
+            assert "no gateway" in page.wait_for_selector("tr[data-router=web-router]").inner_text()
+            made = api.get("/v1/routers", params={"name": "web-router"}).json()["items"]
+            assert [(r["external_network_id"], r["snat"]) for r in made] == [(None, True)]
+
         # another tenant: the network's and group's URLs are not found, the lists do not show them
         beta.login(cluster.tenants["beta"][0], PASSWORD)
         beta.go(f"/networks/{net['id']}")

@@ -174,6 +174,46 @@ export function portTable(ports, empty = 'No ports.') {
   ], ports, { caption: 'Ports', empty });
 }
 
+function routerForm(projects, externals, done) {
+  const c = {
+    name: h('input', { id: 'rt-name', autocomplete: 'off' }),
+    external_network: h('select', { id: 'rt-gateway' }, h('option', { value: '' }, 'none (internal only)'),
+      externals.map((n) => h('option', { value: n.id }, n.name))),
+    snat: h('input', { id: 'rt-snat', type: 'checkbox', checked: true }),
+    project_id: h('select', { id: 'rt-project' }, projects.map(([v, t]) => h('option', { value: v }, t))),
+  };
+  const formError = h('div', { role: 'alert' });
+  const submit = h('button', { type: 'submit', class: 'primary' }, 'Create router');
+  const form = h('form', { novalidate: true, 'aria-label': 'New router' }, formError,
+    field('rt-name', 'Name', c.name, 'Letters, digits, . _ -'),
+    field('rt-gateway', 'Gateway network', c.external_network, 'An external network to route out through.'),
+    checkField('rt-snat', 'SNAT (VMs without a floating IP reach out through the gateway address)', c.snat),
+    projects.length > 1 ? field('rt-project', 'Project', c.project_id) : null,
+    submit);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    clear(formError);
+    clearFieldErrors(c);
+    const body = { name: c.name.value.trim(), snat: c.snat.checked };
+    if (c.external_network.value) body.external_network = c.external_network.value;
+    if (projects.length > 1) body.project_id = c.project_id.value;
+    submit.disabled = true;
+    try {
+      const r = await post('/v1/routers', body, { idempotent: true });
+      toast(`Router ${r.name} created.`);
+      form.reset();
+      await done();
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
+      showFieldErrors(err, c);
+      formError.append(errorBox(err));
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  return form;
+}
+
 registerPage({
   path: '/routers',
   title: 'Routers',
@@ -181,16 +221,24 @@ registerPage({
   permission: 'network:read',
   order: 30,
   async render(ctx) {
-    const [routers, nets] = await Promise.all([listAll('/v1/routers', { sort: 'name' }), listAll('/v1/networks')]);
+    const nets = await listAll('/v1/networks');
     const netName = Object.fromEntries(nets.map((n) => [n.id, n.name]));
-    clear(ctx.main, pageHead('Routers'), card(null, table([
-      { label: 'Name', cell: (r) => h('strong', {}, r.name) },
-      // a router without a gateway only joins its subnets; with one it also routes out (SNAT or not)
-      { label: 'State', cell: (r) => badge(r.external_network_id ? 'active' : 'internal', r.external_network_id ? (r.snat ? 'SNAT' : 'no SNAT') : 'no gateway') },
-      { label: 'Gateway', cell: (r) => (r.external_network_id ? `${netName[r.external_network_id] || r.external_network_id} · ${r.external_ip || '–'}` : '–') },
-      { label: 'Interfaces', cell: (r) => (r.interfaces.length ? h('ul', { class: 'plain' }, r.interfaces.map((i) => h('li', {}, `${i.ip} on `, link(`#/networks/${i.network_id}`, netName[i.network_id] || i.network_id)))) : 'none') },
-      { label: 'Created', cell: (r) => timeEl(r.created_at) },
-    ], routers, { caption: 'Routers', empty: 'No routers yet.', rowAttrs: (r) => ({ 'data-router': r.name }) })));
+    const box = h('div', { 'aria-live': 'polite' });
+    const load = async () => {
+      const routers = await listAll('/v1/routers', { sort: 'name' });
+      clear(box, table([
+        { label: 'Name', cell: (r) => h('strong', {}, r.name) },
+        // a router without a gateway only joins its subnets; with one it also routes out (SNAT or not)
+        { label: 'State', cell: (r) => badge(r.external_network_id ? 'active' : 'internal', r.external_network_id ? (r.snat ? 'SNAT' : 'no SNAT') : 'no gateway') },
+        { label: 'Gateway', cell: (r) => (r.external_network_id ? `${netName[r.external_network_id] || r.external_network_id} · ${r.external_ip || '–'}` : '–') },
+        { label: 'Interfaces', cell: (r) => (r.interfaces.length ? h('ul', { class: 'plain' }, r.interfaces.map((i) => h('li', {}, `${i.ip} on `, link(`#/networks/${i.network_id}`, netName[i.network_id] || i.network_id)))) : 'none') },
+        { label: 'Created', cell: (r) => timeEl(r.created_at) },
+      ], routers, { caption: 'Routers', empty: 'No routers yet.', rowAttrs: (r) => ({ 'data-router': r.name }) }));
+    };
+    const projects = ctx.can('network:write') ? await projectOptions(ctx) : [];
+    clear(ctx.main, pageHead('Routers'), h('div', { class: 'grid' }, card(null, box),
+      ctx.can('network:write') ? card('New router', routerForm(projects, nets.filter((n) => n.external), load)) : null));
+    await load();
   },
 });
 
