@@ -5,7 +5,7 @@
 const pages = [];
 
 /** Navigation sections, in the order they appear. An area may add its own with addSection(). */
-export const sections = ['Compute', 'Infrastructure', 'Administration'];
+export const sections = ['Compute', 'Network', 'Backup', 'Usage', 'Infrastructure', 'Administration'];
 
 export function addSection(name, { before } = {}) {
   if (sections.includes(name)) return;

@@ -90,3 +90,59 @@ export function apiForm(idPrefix, fields, submitLabel, submit) {
   });
   return form;
 }
+
+/** A labelled control with its hint and the slot its API error goes into (`<id>-error`). */
+export function field(id, label, control, hint) {
+  control.setAttribute('aria-describedby', `${hint ? `${id}-hint ` : ''}${id}-error`);
+  return h('div', { class: 'field' }, h('label', { for: id }, label), control,
+    hint ? h('div', { class: 'hint', id: `${id}-hint` }, hint) : null,
+    h('div', { class: 'error', id: `${id}-error` }));
+}
+
+export function checkField(id, label, control) {
+  return h('div', { class: 'field' }, h('label', { class: 'check', for: id }, control, label),
+    h('div', { class: 'error', id: `${id}-error` }));
+}
+
+export function clearFieldErrors(controls) {
+  for (const el of Object.values(controls)) {
+    el.removeAttribute('aria-invalid');
+    const slot = document.getElementById(`${el.id}-error`);
+    if (slot) slot.textContent = '';
+  }
+}
+
+/**
+ * Put each problem+json `errors[].reason` next to the control its field names: `controls` maps the
+ * API's field (`name` for `body.name`, `dns_servers` for `body.dns_servers.2`) to the element.
+ * Focuses the first; returns how many were placed.
+ */
+export function showFieldErrors(err, controls) {
+  let placed = 0;
+  for (const e of err?.problem?.errors || []) {
+    const key = String(e.field).replace(/^(body|query|path)\./, '').split('.')[0];
+    const el = controls[key];
+    const slot = el && document.getElementById(`${el.id}-error`);
+    if (!slot) continue;
+    el.setAttribute('aria-invalid', 'true');
+    slot.textContent = slot.textContent ? `${slot.textContent}; ${e.reason}` : e.reason;
+    if (!placed) el.focus();
+    placed++;
+  }
+  return placed;
+}
+
+/** Running tasks of the given kinds (prefix match), as progress lines; re-read on task events. */
+export async function taskBox(box, kinds) {
+  const tasks = (await activeTasks()).filter((t) => kinds.some((k) => t.kind.startsWith(k)));
+  clear(box, tasks.length ? h('ul', { class: 'events' }, tasks.map(taskLine)) : null);
+}
+
+/** Seconds as the largest sensible unit: 90 -> "1.5 min". */
+export function fmtSeconds(s) {
+  if (s === null || s === undefined) return '–';
+  if (s < 120) return `${Number(s).toFixed(s < 10 ? 1 : 0)} s`;
+  if (s < 7200) return `${(s / 60).toFixed(1)} min`;
+  if (s < 172800) return `${(s / 3600).toFixed(1)} h`;
+  return `${(s / 86400).toFixed(1)} d`;
+}

@@ -7,6 +7,8 @@ import {
   h, clear, badge, card, confirmDialog, errorBox, fmtMB, link, pageHead, progress, table,
   throttle, timeEl, toast,
 } from '../ui.js';
+import { backupList } from './backups.js';
+import { portTable } from './networks.js';
 
 // which action makes sense in which state; the API has the last word
 const ACTIONS = [
@@ -62,9 +64,13 @@ registerPage({
     const tasksBox = h('div', { 'aria-live': 'polite' });
     const consoleBox = h('div', { class: 'stack' });
     const chartsBox = h('div', { class: 'charts' });
+    const portsBox = h('div');
+    const backupsBox = h('div', { 'aria-live': 'polite' });
     clear(main, head,
       h('div', { class: 'grid' }, card('Details', detailBox), card('Tasks', tasksBox)),
       card('Metrics', h('p', { class: 'muted' }, 'Updated every second from the host agent.'), chartsBox),
+      can('backup:read') ? card('Backups', backupsBox) : null,
+      can('network:read') ? card('Network ports', portsBox) : null,
       card('Serial console', consoleBox));
 
     let reloadVm = () => {};
@@ -131,7 +137,12 @@ registerPage({
         ], page.items, { empty: 'No tasks.' }));
     };
     drawHead();
-    await loadTasks();
+    const loadBackups = backupList(ctx, backupsBox, vm.id);
+    await Promise.all([
+      loadTasks(),
+      can('backup:read') ? loadBackups() : null,
+      can('network:read') ? listAll('/v1/ports', { vm_id: vm.id }).then((ports) => clear(portsBox, portTable(ports, 'No network ports.'))) : null,
+    ]);
 
     reloadVm = throttle(async () => {
       try {
@@ -146,6 +157,10 @@ registerPage({
     const reloadTasks = throttle(() => loadTasks().catch(() => {}), 300);
     ctx.onCleanup(subscribe(['vm.*'], (e) => { if (e.resource_id === vm.id) reloadVm(); }));
     ctx.onCleanup(subscribe(['task.*'], () => reloadTasks()));
+    if (can('backup:read')) {
+      const reloadBackups = throttle(() => loadBackups().catch(() => {}), 500);
+      ctx.onCleanup(subscribe(['backup.*', 'task.*'], reloadBackups));
+    }
 
     // the charting and terminal libraries load with the first VM page, not with the shell
     const [{ mountCharts }, { openConsole }] = await Promise.all([import('./vm_metrics.js'), import('./vm_console.js')]);

@@ -1,0 +1,213 @@
+// Backup and DR: snapshots (per VM too), verify and restore with their task progress, schedules
+// (backup policies), and DR runbooks with their RPO and RTO against the targets.
+
+import { ApiError, get, listAll, post } from '../api.js';
+import { subscribe } from '../live.js';
+import { registerPage } from '../registry.js';
+import { h, clear, badge, card, confirmDialog, errorBox, fmtBytes, link, pageHead, table, throttle, timeEl, toast } from '../ui.js';
+import { clearFieldErrors, checkField, field, fmtSeconds, showFieldErrors, taskBox } from './common.js';
+
+export function verifyCell(b) {
+  const v = b.verify_result;
+  if (!v) return h('span', { class: 'muted' }, 'not verified');
+  return h('span', { 'data-testid': 'verify', 'data-at': v.at }, badge(v.ok ? 'verified' : 'corrupt'),
+    ` ${v.chunks_checked} chunks, ${fmtBytes(v.bytes_checked)}${v.bad_chunks ? `, ${v.bad_chunks} bad` : ''} · `,
+    timeEl(v.at));
+}
+
+async function restoreDialog(b) {
+  const name = h('input', { id: 'restore-name', autocomplete: 'off', value: `${b.vm_name}-restored`.slice(0, 63) });
+  const ok = await confirmDialog(`Restore ${b.vm_name}?`, 'The backup becomes a new VM, booted from the restored disk.',
+    { confirm: 'Restore', body: h('div', { class: 'field' }, h('label', { for: 'restore-name' }, 'New VM name'), name) });
+  if (!ok) return;
+  const r = await post(`/v1/backups/${b.id}/restore`, { new_vm: name.value.trim() }, { idempotent: true });
+  toast(h('span', {}, 'Restoring into ', link(`#/vms/${r.vm_id}`, name.value.trim()), '.'));
+}
+
+/**
+ * The snapshots table with verify and restore; `vmId` narrows it to one VM (the VM page's card).
+ * Returns a loader, to call again when something changed.
+ */
+export function backupList(ctx, box, vmId = null) {
+  const canRestore = ctx.can('backup:restore');
+  const verify = async (b) => {
+    try {
+      await post(`/v1/backups/${b.id}/verify`, undefined, { idempotent: true });
+      toast(`Verifying the backup of ${b.vm_name}.`);
+    } catch (err) { toast(err.message, 'bad'); }
+  };
+  return async () => {
+    const params = { sort: '-created_at' };
+    if (vmId) params.vm_id = vmId;
+    const rows = await listAll('/v1/backups', params, 500);
+    clear(box, table([
+      ...(vmId ? [] : [{ label: 'VM', cell: (b) => (b.vm_id ? link(`#/vms/${b.vm_id}`, b.vm_name) : `${b.vm_name} (deleted)`) }]),
+      { label: 'State', cell: (b) => badge(b.state, b.legal_hold ? 'legal hold' : null) },
+      { label: 'Taken', cell: (b) => timeEl(b.completed_at || b.created_at) },
+      { label: 'Kind', cell: (b) => `${b.mode || '–'}${b.consistency ? ` · ${b.consistency}` : ''}` },
+      { label: 'Size', cell: (b) => `${fmtBytes(b.size_bytes)} (${fmtBytes(b.bytes_uploaded)} sent)` },
+      { label: 'Verified', cell: verifyCell },
+      ...(canRestore ? [{
+        label: 'Actions',
+        cell: (b) => (b.state === 'available' ? h('div', { class: 'row-actions' },
+          h('button', { type: 'button', 'aria-label': `Verify backup of ${b.vm_name} taken ${b.created_at}`, onclick: () => verify(b) }, 'Verify'),
+          h('button', { type: 'button', 'aria-label': `Restore backup of ${b.vm_name} taken ${b.created_at}`, onclick: () => restoreDialog(b).catch((err) => toast(err.message, 'bad')) }, 'Restore'))
+          : (b.error ? h('span', { class: 'muted' }, b.error) : '–')),
+      }] : []),
+    ], rows, { caption: vmId ? 'Backups of this VM' : 'Backups', empty: 'No backups yet.', rowAttrs: (b) => ({ 'data-backup': b.id }) }));
+  };
+}
+
+registerPage({
+  path: '/backups',
+  title: 'Backups',
+  section: 'Backup',
+  permission: 'backup:read',
+  order: 10,
+  async render(ctx) {
+    const box = h('div', { 'aria-live': 'polite' });
+    const tasks = h('div', { 'aria-live': 'polite', 'data-testid': 'backup-tasks' });
+    const vmSel = h('select', { id: 'backup-vm' });
+    const vms = ctx.can('vm:read') ? await listAll('/v1/vms', { sort: 'name' }) : [];
+    vmSel.append(...vms.map((v) => h('option', { value: v.id }, v.name)));
+    const backupNow = async (ev) => {
+      ev.preventDefault();
+      try {
+        await post('/v1/backups', { vm: vmSel.value }, { idempotent: true });
+        toast('Backup started.');
+      } catch (err) { toast(err.message, 'bad'); }
+    };
+    const load = backupList(ctx, box);
+    clear(ctx.main, pageHead('Backups'),
+      tasks,
+      ctx.can('backup:create') && vms.length ? card('Back up now', h('form', { class: 'filters', onsubmit: backupNow },
+        h('div', { class: 'field' }, h('label', { for: 'backup-vm' }, 'VM'), vmSel),
+        h('button', { type: 'submit', class: 'primary' }, 'Back up'))) : null,
+      card(null, box));
+    await Promise.all([load(), taskBox(tasks, ['backup.'])]);
+    const reload = throttle(() => { load().catch(() => {}); taskBox(tasks, ['backup.']).catch(() => {}); }, 500);
+    ctx.onCleanup(subscribe(['backup.*', 'task.*'], reload));
+  },
+});
+
+const retentionText = (r) => Object.entries(r).map(([k, v]) => `${k.replace('keep_', '')} ${v}`).join(', ') || 'keep all';
+
+const INTERVALS = [[3600, 'every hour'], [21600, 'every 6 hours'], [86400, 'every day'], [604800, 'every week']];
+
+function policyForm(vms, done) {
+  const c = {
+    name: h('input', { id: 'pol-name', autocomplete: 'off' }),
+    vm: h('select', { id: 'pol-vm' }, h('option', { value: '' }, 'every VM of my project'), vms.map((v) => h('option', { value: v.id }, v.name))),
+    interval_s: h('select', { id: 'pol-interval' }, INTERVALS.map(([v, t]) => h('option', { value: String(v), selected: v === 86400 }, t))),
+    retention: h('input', { id: 'pol-keep', type: 'number', inputmode: 'numeric', value: '7' }),
+    enabled: h('input', { id: 'pol-enabled', type: 'checkbox', checked: true }),
+  };
+  const formError = h('div', { role: 'alert' });
+  const submit = h('button', { type: 'submit', class: 'primary' }, 'Create schedule');
+  const form = h('form', { novalidate: true, 'aria-label': 'New schedule' }, formError,
+    field('pol-name', 'Name', c.name, 'Lower-case letters, digits and dashes.'),
+    field('pol-vm', 'Covers', c.vm),
+    field('pol-interval', 'Runs', c.interval_s),
+    field('pol-keep', 'Keep the last', c.retention, 'backups; older ones are pruned.'),
+    checkField('pol-enabled', 'Enabled', c.enabled),
+    submit);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    clear(formError);
+    clearFieldErrors(c);
+    const body = { name: c.name.value.trim(), interval_s: Number(c.interval_s.value), enabled: c.enabled.checked };
+    if (c.vm.value) body.vm = c.vm.value;
+    if (c.retention.value !== '') body.retention = { keep_last: Number(c.retention.value) };
+    submit.disabled = true;
+    try {
+      const p = await post('/v1/backup-policies', body, { idempotent: true });
+      toast(`Schedule ${p.name} created.`);
+      form.reset();
+      await done();
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
+      showFieldErrors(err, c);
+      formError.append(errorBox(err));
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  return form;
+}
+
+registerPage({
+  path: '/backup-policies',
+  title: 'Schedules',
+  section: 'Backup',
+  permission: 'backup:read',
+  order: 20,
+  async render(ctx) {
+    const vms = ctx.can('vm:read') ? await listAll('/v1/vms', { sort: 'name' }) : [];
+    const vmName = Object.fromEntries(vms.map((v) => [v.id, v.name]));
+    const box = h('div', { 'aria-live': 'polite' });
+    const load = async () => {
+      const policies = await listAll('/v1/backup-policies');
+      clear(box, table([
+        { label: 'Name', cell: (p) => h('strong', {}, p.name) },
+        { label: 'Covers', cell: (p) => (p.vm_id ? link(`#/vms/${p.vm_id}`, vmName[p.vm_id] || p.vm_id) : 'every VM of the project') },
+        { label: 'Every', cell: (p) => fmtSeconds(p.interval_s) },
+        { label: 'Retention', cell: (p) => retentionText(p.retention) },
+        { label: 'Immutable for', cell: (p) => (p.immutable_s ? fmtSeconds(p.immutable_s) : '–') },
+        { label: 'State', cell: (p) => badge(p.enabled ? 'enabled' : 'disabled') },
+        { label: 'Last run', cell: (p) => (p.last_run_at ? timeEl(p.last_run_at) : 'never') },
+      ], policies, { caption: 'Backup schedules', empty: 'No schedules: backups run only when asked.', rowAttrs: (p) => ({ 'data-policy': p.name }) }));
+    };
+    clear(ctx.main, pageHead('Backup schedules'), h('div', { class: 'grid' }, card(null, box),
+      ctx.can('backup:policy') ? card('New schedule', policyForm(vms, load)) : null));
+    await load();
+  },
+});
+
+/** A figure against its target: "12 s of 60 s", red with "missed" when over. */
+function against(value, target, met) {
+  if (value === null || value === undefined) return h('span', { class: 'badge bad', 'data-state': 'missed' }, 'no backup');
+  return h('span', {}, `${fmtSeconds(value)} of ${fmtSeconds(target)} `, badge(met ? 'met' : 'missed'));
+}
+
+registerPage({
+  path: '/dr',
+  title: 'DR runbooks',
+  section: 'Backup',
+  permission: 'dr:read',
+  order: 30,
+  async render(ctx) {
+    const box = h('div', { 'aria-live': 'polite' });
+    const tasks = h('div', { 'aria-live': 'polite' });
+    const drill = async (r) => {
+      if (!(await confirmDialog(`Drill ${r.name}?`, 'Every VM of the runbook is restored from its newest backup as a new VM, in order, and RPO and RTO are measured.', { confirm: 'Run drill' }))) return;
+      try {
+        await post(`/v1/dr/runbooks/${r.id}/drill`, undefined, { idempotent: true });
+        toast(`Drill of ${r.name} started.`);
+      } catch (err) { toast(err.message, 'bad'); }
+    };
+    const load = async () => {
+      // the list leaves out each VM's current RPO; one read per runbook has it
+      const runbooks = await Promise.all((await listAll('/v1/dr/runbooks')).map((r) => get(`/v1/dr/runbooks/${r.id}`)));
+      clear(box, runbooks.length ? runbooks.map((r) => {
+        const d = r.last_drill;
+        return h('section', { class: 'card', 'aria-labelledby': `rb-${r.id}`, 'data-runbook': r.name },
+          h('div', { class: 'page-head' }, h('h2', { id: `rb-${r.id}` }, r.name),
+            ctx.can('dr:write') ? h('div', { class: 'actions' }, h('button', { type: 'button', onclick: () => drill(r) }, 'Run drill')) : null),
+          h('dl', { class: 'kv' },
+            h('dt', {}, 'Targets'), h('dd', {}, `RPO ${fmtSeconds(r.rpo_target_s)} · RTO ${fmtSeconds(r.rto_target_s)}`),
+            h('dt', {}, 'Last drill'), h('dd', { 'data-testid': 'last-drill' }, !d ? 'never'
+              : d.ok ? ['RTO ', against(d.rto_s, d.rto_target_s, d.rto_met), ' · RPO ', badge(d.rpo_met ? 'met' : 'missed'), ' · ', timeEl(r.last_drill_at)]
+                : [badge('failed'), ` ${d.error || ''}`])),
+          table([
+            { label: 'Step', cell: (s) => String(s.n) },
+            { label: 'VM', cell: (s) => s.vm },
+            { label: 'RPO now', cell: (s) => h('span', { 'data-testid': 'rpo' }, against(s.rpo_s, r.rpo_target_s, s.rpo_met)) },
+          ], r.rpo.map((s, i) => ({ ...s, n: i + 1 })), { caption: `Recovery order of ${r.name}` }));
+      }) : h('p', { class: 'empty' }, 'No runbooks yet.'));
+    };
+    clear(ctx.main, pageHead('DR runbooks'), tasks, box);
+    await Promise.all([load(), taskBox(tasks, ['dr.'])]);
+    const reload = throttle(() => { load().catch(() => {}); taskBox(tasks, ['dr.']).catch(() => {}); }, 800);
+    ctx.onCleanup(subscribe(['task.*', 'dr.*', 'backup.*'], reload));
+  },
+});

@@ -1,0 +1,263 @@
+// Networking: networks with their subnets and ports, routers and floating IPs. Security groups are
+// in security_groups.js. Everything is read and written through the API, which scopes it by tenant.
+
+import { ApiError, get, listAll, post, request } from '../api.js';
+import { subscribe } from '../live.js';
+import { registerPage } from '../registry.js';
+import { h, clear, badge, card, confirmDialog, errorBox, link, pageHead, table, throttle, timeEl, toast } from '../ui.js';
+import { checkField, clearFieldErrors, field, showFieldErrors } from './common.js';
+
+const csv = (s) => s.split(',').map((x) => x.trim()).filter(Boolean);
+
+export function fixedIps(port) {
+  return port.fixed_ips.map((f) => f.ip).join(', ') || '–';
+}
+
+/** [[id, 'tenant / project'], ...] of the projects the caller sees, for a form's Project field. */
+export async function projectOptions(ctx) {
+  const [projects, tenants] = await Promise.all([
+    listAll('/v1/projects', { sort: 'name' }),
+    ctx.can('tenant:read') ? listAll('/v1/tenants') : [],
+  ]);
+  const tenantName = Object.fromEntries(tenants.map((t) => [t.id, t.name]));
+  return projects.map((p) => [p.id, tenantName[p.tenant_id] ? `${tenantName[p.tenant_id]} / ${p.name}` : p.name]);
+}
+
+/**
+ * The network + subnet form. Two API calls: when the subnet is refused the new network is deleted
+ * again, so a refused form leaves nothing behind, and the subnet's errors show next to its fields.
+ */
+function networkForm(projects, done) {
+  const c = {
+    name: h('input', { id: 'net-name', autocomplete: 'off' }),
+    mtu: h('input', { id: 'net-mtu', type: 'number', value: '1450', inputmode: 'numeric' }),
+    project_id: h('select', { id: 'net-project' }, projects.map(([v, t]) => h('option', { value: v }, t))),
+  };
+  const s = {
+    name: h('input', { id: 'sub-name', autocomplete: 'off', value: '' }),
+    cidr: h('input', { id: 'sub-cidr', autocomplete: 'off', placeholder: '10.0.0.0/24' }),
+    gateway_ip: h('input', { id: 'sub-gateway', autocomplete: 'off' }),
+    dns_servers: h('input', { id: 'sub-dns', autocomplete: 'off' }),
+    dhcp: h('input', { id: 'sub-dhcp', type: 'checkbox', checked: true }),
+  };
+  const formError = h('div', { role: 'alert' });
+  const submit = h('button', { type: 'submit', class: 'primary' }, 'Create network');
+  const form = h('form', { novalidate: true, 'aria-label': 'New network' }, formError,
+    field('net-name', 'Network name', c.name, 'Letters, digits, . _ -'),
+    field('net-mtu', 'MTU', c.mtu, 'The guests\' MTU; VXLAN adds 50 bytes.'),
+    projects.length > 1 ? field('net-project', 'Project', c.project_id) : null,
+    h('fieldset', {}, h('legend', {}, 'First subnet (optional)'),
+      field('sub-name', 'Subnet name', s.name, 'Default: the network name with -subnet.'),
+      field('sub-cidr', 'CIDR', s.cidr, 'e.g. 10.0.0.0/24 or fd00::/64; empty: no subnet yet.'),
+      field('sub-gateway', 'Gateway', s.gateway_ip, 'Default: the first usable address.'),
+      field('sub-dns', 'DNS servers', s.dns_servers, 'Comma-separated addresses.'),
+      checkField('sub-dhcp', 'DHCP', s.dhcp)),
+    submit);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    clear(formError);
+    clearFieldErrors(c);
+    clearFieldErrors(s);
+    submit.disabled = true;
+    const body = { name: c.name.value.trim(), mtu: Number(c.mtu.value) };
+    if (projects.length > 1 && c.project_id.value) body.project_id = c.project_id.value;
+    let net = null;
+    try {
+      net = await post('/v1/networks', body, { idempotent: true });
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
+      showFieldErrors(err, c);
+      formError.append(errorBox(err));
+      submit.disabled = false;
+      return;
+    }
+    if (s.cidr.value.trim()) {
+      const sub = {
+        network: net.id, name: s.name.value.trim() || `${net.name}-subnet`, cidr: s.cidr.value.trim(),
+        dns_servers: csv(s.dns_servers.value), dhcp: s.dhcp.checked,
+      };
+      if (s.gateway_ip.value.trim()) sub.gateway_ip = s.gateway_ip.value.trim();
+      try {
+        await post('/v1/subnets', sub, { idempotent: true });
+      } catch (err) {
+        await request(`/v1/networks/${net.id}`, { method: 'DELETE' }).catch(() => {});
+        if (!(err instanceof ApiError)) throw err;
+        showFieldErrors(err, s);
+        formError.append(errorBox(err));
+        submit.disabled = false;
+        return;
+      }
+    }
+    submit.disabled = false;
+    form.reset();
+    toast(`Network ${net.name} created.`);
+    await done(net);
+  });
+  return form;
+}
+
+registerPage({
+  path: '/networks',
+  title: 'Networks',
+  section: 'Network',
+  permission: 'network:read',
+  order: 10,
+  async render(ctx) {
+    const box = h('div', { 'aria-live': 'polite' });
+    const load = async () => {
+      const [nets, subnets] = await Promise.all([listAll('/v1/networks', { sort: 'name' }), listAll('/v1/subnets')]);
+      const byNet = {};
+      for (const s of subnets) (byNet[s.network_id] ||= []).push(s);
+      clear(box, table([
+        { label: 'Name', cell: (n) => link(`#/networks/${n.id}`, n.name) },
+        { label: 'Subnets', cell: (n) => (byNet[n.id] || []).map((s) => `${s.cidr}`).join(', ') || 'none' },
+        { label: 'VNI', cell: (n) => String(n.vni) },
+        { label: 'MTU', cell: (n) => String(n.mtu) },
+        { label: 'Kind', cell: (n) => [n.external ? 'external' : 'tenant', n.shared ? 'shared' : null].filter(Boolean).join(', ') },
+        { label: 'Created', cell: (n) => timeEl(n.created_at) },
+      ], nets, { caption: 'Networks', empty: 'No networks yet.', rowAttrs: (n) => ({ 'data-network': n.name }) }));
+    };
+    const projects = ctx.can('network:write') ? await projectOptions(ctx) : [];
+    clear(ctx.main, pageHead('Networks'), h('div', { class: 'grid' }, card(null, box),
+      ctx.can('network:write') ? card('New network', networkForm(projects, load)) : null));
+    await load();
+    ctx.onCleanup(subscribe(['network.*', 'subnet.*'], throttle(() => load().catch(() => {}), 500)));
+  },
+});
+
+registerPage({
+  path: '/networks/:id',
+  title: 'Network',
+  permission: 'network:read',
+  async render(ctx) {
+    const net = await get(`/v1/networks/${encodeURIComponent(ctx.params.id)}`, { signal: ctx.signal });
+    document.title = `${net.name} · NovaCron`;
+    const [subnets, ports] = await Promise.all([
+      listAll('/v1/subnets', { network_id: net.id }), listAll('/v1/ports', { network_id: net.id }),
+    ]);
+    const remove = async () => {
+      if (!(await confirmDialog(`Delete ${net.name}?`, 'The network and its subnets are deleted.', { confirm: 'Delete', danger: true }))) return;
+      try {
+        await request(`/v1/networks/${net.id}`, { method: 'DELETE' });
+        toast(`Network ${net.name} deleted.`);
+        ctx.navigate('/networks');
+      } catch (err) { toast(err.message, 'bad'); }
+    };
+    clear(ctx.main, h('p', {}, link('#/networks', '← Networks')),
+      pageHead(net.name, ctx.can('network:write') ? h('button', { type: 'button', class: 'danger', onclick: remove }, 'Delete') : null),
+      card('Details', h('dl', { class: 'kv' }, [
+        ['ID', h('code', {}, net.id)], ['VNI', String(net.vni)], ['MTU', String(net.mtu)],
+        ['External', net.external ? `yes${net.physical_interface ? ` (${net.physical_interface})` : ''}` : 'no'],
+        ['Shared', net.shared ? 'yes' : 'no'], ['Project', h('code', {}, net.project_id)], ['Created', timeEl(net.created_at)],
+      ].map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]))),
+      card('Subnets', table([
+        { label: 'Name', cell: (s) => h('strong', {}, s.name) },
+        { label: 'CIDR', cell: (s) => h('code', {}, s.cidr) },
+        { label: 'Gateway', cell: (s) => s.gateway_ip || 'none' },
+        { label: 'Pools', cell: (s) => s.allocation_pools.map((p) => `${p.start}–${p.end}`).join(', ') },
+        { label: 'DNS', cell: (s) => s.dns_servers.join(', ') || '–' },
+        { label: 'DHCP', cell: (s) => (s.dhcp ? 'on' : 'off') },
+        { label: 'Used IPs', cell: (s) => String(s.used_ips) },
+      ], subnets, { caption: 'Subnets', empty: 'No subnets.' })),
+      card('Ports', portTable(ports)));
+  },
+});
+
+export function portTable(ports, empty = 'No ports.') {
+  return table([
+    { label: 'Port', cell: (p) => h('code', {}, p.name || p.id) },
+    { label: 'Owner', cell: (p) => (p.vm_id ? link(`#/vms/${p.vm_id}`, `VM ${p.vm_id.slice(0, 11)}`) : p.owner) },
+    { label: 'Network', cell: (p) => link(`#/networks/${p.network_id}`, p.network_id.slice(0, 12)) },
+    { label: 'MAC', cell: (p) => h('code', {}, p.mac) },
+    { label: 'Addresses', cell: (p) => fixedIps(p) },
+    { label: 'Security groups', cell: (p) => (p.port_security ? h('span', {}, p.security_groups.map((g) => [link(`#/security-groups/${g}`, g.slice(0, 12)), ' '])) : 'port security off') },
+  ], ports, { caption: 'Ports', empty });
+}
+
+function routerForm(projects, externals, done) {
+  const c = {
+    name: h('input', { id: 'rt-name', autocomplete: 'off' }),
+    external_network: h('select', { id: 'rt-gateway' }, h('option', { value: '' }, 'none (internal only)'),
+      externals.map((n) => h('option', { value: n.id }, n.name))),
+    snat: h('input', { id: 'rt-snat', type: 'checkbox', checked: true }),
+    project_id: h('select', { id: 'rt-project' }, projects.map(([v, t]) => h('option', { value: v }, t))),
+  };
+  const formError = h('div', { role: 'alert' });
+  const submit = h('button', { type: 'submit', class: 'primary' }, 'Create router');
+  const form = h('form', { novalidate: true, 'aria-label': 'New router' }, formError,
+    field('rt-name', 'Name', c.name, 'Letters, digits, . _ -'),
+    field('rt-gateway', 'Gateway network', c.external_network, 'An external network to route out through.'),
+    checkField('rt-snat', 'SNAT (VMs without a floating IP reach out through the gateway address)', c.snat),
+    projects.length > 1 ? field('rt-project', 'Project', c.project_id) : null,
+    submit);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    clear(formError);
+    clearFieldErrors(c);
+    const body = { name: c.name.value.trim(), snat: c.snat.checked };
+    if (c.external_network.value) body.external_network = c.external_network.value;
+    if (projects.length > 1) body.project_id = c.project_id.value;
+    submit.disabled = true;
+    try {
+      const r = await post('/v1/routers', body, { idempotent: true });
+      toast(`Router ${r.name} created.`);
+      form.reset();
+      await done();
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
+      showFieldErrors(err, c);
+      formError.append(errorBox(err));
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  return form;
+}
+
+registerPage({
+  path: '/routers',
+  title: 'Routers',
+  section: 'Network',
+  permission: 'network:read',
+  order: 30,
+  async render(ctx) {
+    const nets = await listAll('/v1/networks');
+    const netName = Object.fromEntries(nets.map((n) => [n.id, n.name]));
+    const box = h('div', { 'aria-live': 'polite' });
+    const load = async () => {
+      const routers = await listAll('/v1/routers', { sort: 'name' });
+      clear(box, table([
+        { label: 'Name', cell: (r) => h('strong', {}, r.name) },
+        // a router without a gateway only joins its subnets; with one it also routes out (SNAT or not)
+        { label: 'State', cell: (r) => badge(r.external_network_id ? 'active' : 'internal', r.external_network_id ? (r.snat ? 'SNAT' : 'no SNAT') : 'no gateway') },
+        { label: 'Gateway', cell: (r) => (r.external_network_id ? `${netName[r.external_network_id] || r.external_network_id} · ${r.external_ip || '–'}` : '–') },
+        { label: 'Interfaces', cell: (r) => (r.interfaces.length ? h('ul', { class: 'plain' }, r.interfaces.map((i) => h('li', {}, `${i.ip} on `, link(`#/networks/${i.network_id}`, netName[i.network_id] || i.network_id)))) : 'none') },
+        { label: 'Created', cell: (r) => timeEl(r.created_at) },
+      ], routers, { caption: 'Routers', empty: 'No routers yet.', rowAttrs: (r) => ({ 'data-router': r.name }) }));
+    };
+    const projects = ctx.can('network:write') ? await projectOptions(ctx) : [];
+    clear(ctx.main, pageHead('Routers'), h('div', { class: 'grid' }, card(null, box),
+      ctx.can('network:write') ? card('New router', routerForm(projects, nets.filter((n) => n.external), load)) : null));
+    await load();
+  },
+});
+
+registerPage({
+  path: '/floating-ips',
+  title: 'Floating IPs',
+  section: 'Network',
+  permission: 'network:read',
+  order: 40,
+  async render(ctx) {
+    const [fips, nets, ports] = await Promise.all([listAll('/v1/floating-ips'), listAll('/v1/networks'), listAll('/v1/ports')]);
+    const netName = Object.fromEntries(nets.map((n) => [n.id, n.name]));
+    const portVm = Object.fromEntries(ports.map((p) => [p.id, p.vm_id]));
+    clear(ctx.main, pageHead('Floating IPs'), card(null, table([
+      { label: 'Address', cell: (f) => h('code', {}, f.ip) },
+      { label: 'State', cell: (f) => badge(f.port_id ? 'associated' : 'unassociated') },
+      { label: 'Maps to', cell: (f) => (f.port_id ? h('span', {}, f.fixed_ip || '–', ' ', portVm[f.port_id] ? link(`#/vms/${portVm[f.port_id]}`, 'VM') : null) : '–') },
+      { label: 'Network', cell: (f) => netName[f.network_id] || f.network_id },
+      { label: 'Created', cell: (f) => timeEl(f.created_at) },
+    ], fips, { caption: 'Floating IPs', empty: 'No floating IPs yet.' })));
+  },
+});
