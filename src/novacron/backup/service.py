@@ -14,8 +14,9 @@ from novacron.api.errors import Problem, conflict, invalid, name_taken
 from novacron.backup import tasks as backup_tasks
 from novacron.compute.vms import new_derived_image
 from novacron.db.base import new_id, utcnow
-from novacron.db.models import VM, BackupSnapshot, BackupTarget, Image, RestoreJob, Task
+from novacron.db.models import VM, BackupSnapshot, BackupTarget, Image, Project, RestoreJob, Task
 from novacron.identity.principal import Principal
+from novacron.quota import enforce as quota
 from novacron.tasks.runner import create_task
 
 if TYPE_CHECKING:
@@ -51,6 +52,10 @@ def request_backup(
 ) -> tuple[BackupSnapshot, Task]:
     if vm.host_id is None or vm.state in ("building", "error", "deleted"):
         raise conflict(f"VM '{vm.name}' is {vm.state} and has no disk to back up yet.")
+    project = session.get(Project, vm.project_id)
+    assert project is not None
+    # its size is known only once taken (charged then, BackupVM): refused while the project is full
+    quota.require_room(session, project, "backup_storage_gb", f"a new backup of VM '{vm.name}'")
     image = session.get(Image, vm.image_id) if vm.image_id else None
     snap = BackupSnapshot(
         id=new_id("bk"),
@@ -242,6 +247,7 @@ def delete_snapshot(session: Session, snap: BackupSnapshot, store: ChunkStore | 
         with contextlib.suppress(SnapshotNotFound):
             store.delete_snapshot(snap.tenant_id, snap.id)
     session.delete(snap)
+    quota.release(session, "backup", snap.id)
 
 
 def set_hold(snap: BackupSnapshot, hold: bool, reason: str | None, principal: Principal) -> dict[str, Any]:

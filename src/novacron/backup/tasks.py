@@ -22,7 +22,19 @@ from novacron.compute.images import describe_derived, remove_files
 from novacron.compute.spec import spec_payload
 from novacron.compute.tasks import BOOT_TIMEOUT_S, end_operation
 from novacron.db.base import utcnow
-from novacron.db.models import VM, BackupPolicy, BackupSnapshot, BackupTarget, Image, RestoreJob, Task
+from novacron.db.models import (
+    VM,
+    BackupPolicy,
+    BackupSnapshot,
+    BackupTarget,
+    Image,
+    QuotaCharge,
+    RestoreJob,
+    Task,
+)
+from novacron.quota import enforce as quota
+from novacron.quota.registry import backup_amounts
+from novacron.quota.tree import node_for_ref
 from novacron.tasks.runner import StepFailed, TaskHandler
 from novacron.virt.images import inspect_image
 
@@ -124,6 +136,10 @@ class BackupVM(TaskHandler):
             row.completed_at = utcnow()
             if policy is not None and policy.immutable_s:
                 row.immutable_until = row.completed_at + timedelta(seconds=policy.immutable_s)
+            # recorded with the snapshot, not checked: the backup exists (the request checked room)
+            if s.get(QuotaCharge, ("backup", row.id)) is None:
+                node = node_for_ref(s, project_id=row.project_id)
+                quota.charge_node(s, node, "backup", row.id, backup_amounts(row.size_bytes))
             events.publish(
                 s,
                 "backup.completed",

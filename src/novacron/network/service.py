@@ -31,6 +31,8 @@ from novacron.db.models import (
 )
 from novacron.identity.principal import Principal
 from novacron.network import ipam
+from novacron.quota import enforce as quota
+from novacron.quota.registry import CHARGED_PORT_OWNERS
 from novacron.virt.nics import VNIC_TRAITS
 
 DEFAULT_GROUP = "default"
@@ -203,6 +205,8 @@ def create_port(
     )
     session.add(port)
     session.flush()
+    if owner in CHARGED_PORT_OWNERS:  # in the port's transaction: a refusal leaves no port
+        quota.charge(session, principal, project, "port", port.id, {"ports": 1})
     if owner == "compute" and port_security:
         refs = security_groups if security_groups is not None else [DEFAULT_GROUP]
         seen: set[str] = set()
@@ -226,6 +230,7 @@ def delete_port(session: Session, port: Port) -> None:
     session.execute(delete(PortSecurityGroup).where(PortSecurityGroup.port_id == port.id))
     session.execute(delete(IPAllocation).where(IPAllocation.port_id == port.id))
     session.delete(port)
+    quota.release(session, "port", port.id)
     session.flush()
 
 
@@ -283,6 +288,11 @@ def create_vm_ports(
     session: Session, principal: Principal, project: Project, vm: VM, nics: list[NicRequest]
 ) -> list[Port]:
     """The VM's ports, in order, in the VM's own transaction (a refusal leaves neither)."""
+    if len(nics) > 1:  # each port is charged on its own: refuse first with the usage before the VM
+        user = principal.user_id if principal.kind == "user" else None
+        quota.require_room(
+            session, project, "ports", f"VM '{vm.name}' with {len(nics)} ports", len(nics), user
+        )
     ports: list[Port] = []
     for i, nic in enumerate(nics):
         field = f"body.networks.{i}"

@@ -244,6 +244,49 @@ def charge(
     return decisions
 
 
+def require_room(
+    session: Session, project: Project, resource: str, what: str, n: int = 1, user_id: str | None = None
+) -> None:
+    """Refuse ``what`` unless ``n`` more ``resource`` fit under every limit from ``project`` (or its
+    ``user_id`` node) up: for a resource whose amount is known only once the work is done (a backup's
+    size, charged then), or one request charged row by row (a VM's ports), so the refusal states the
+    usage before the request. The charge itself stays the race-free check."""
+    specs = chain_specs(session, project, user_id)
+    ensure_nodes(session, specs)
+    chain = [s.id for s in specs]
+    limits = limits_of(session, chain)
+    if not any((n, resource) in limits for n in chain):
+        return
+    used = dict(
+        session.execute(
+            select(QuotaUsage.node_id, QuotaUsage.used).where(
+                QuotaUsage.node_id.in_(chain), QuotaUsage.resource == resource
+            )
+        ).all()
+    )
+    rules = policy.load(session)
+    now = utcnow()
+    for node_id in reversed(chain):
+        limit = limits.get((node_id, resource))
+        if limit is None:
+            continue
+        ceil = policy.ceiling(rules, resource, None, node_id, chain, limit, now)
+        now_used = int(used.get(node_id, 0))
+        if now_used + n > ceil.normal:
+            raise policy.refused(
+                Decisions(),
+                ceil.normal_rule or policy.LIMIT_RULE,
+                f"Quota exceeded: node '{node_id}' uses {now_used} of {limit} {resource}; {what} needs "
+                f"{n} more and is refused until some is freed or the limit is raised.",
+                node=node_id,
+                resource=resource,
+                used=now_used,
+                requested=n,
+                limit=limit,
+                ceiling=ceil.normal,
+            )
+
+
 def charge_node(session: Session, node_id: str, kind: str, resource_id: str, amounts: dict[str, int]) -> None:
     """Count an existing row without checking limits (reconciliation found it uncounted)."""
     chain = [n.id for n in ancestors(session, node_id)]
