@@ -177,6 +177,7 @@ def create_port(
     router: Router | None = None,
     owner: str = "compute",
     position: int = 0,
+    charge: bool = True,
 ) -> Port:
     """A port with its addresses held and its groups set (the project's ``default`` when none named)."""
     if network.tenant_id != project.tenant_id and not (network.shared or network.external):
@@ -205,8 +206,6 @@ def create_port(
     )
     session.add(port)
     session.flush()
-    if owner in CHARGED_PORT_OWNERS:  # in the port's transaction: a refusal leaves no port
-        quota.charge(session, principal, project, "port", port.id, {"ports": 1})
     if owner == "compute" and port_security:
         refs = security_groups if security_groups is not None else [DEFAULT_GROUP]
         seen: set[str] = set()
@@ -219,7 +218,16 @@ def create_port(
         raise invalid(f"{field}.security_groups", "a port without port security has no security groups")
     _allocate(session, network, port, fixed_ips or [], field)
     session.flush()
+    if charge and owner in CHARGED_PORT_OWNERS:
+        charge_port(session, principal, project, port)
     return port
+
+
+def charge_port(session: Session, principal: Principal, project: Project, port: Port) -> None:
+    """In the port's transaction (a refusal leaves no port), after its addresses: the counters stay
+    locked until commit, and a transaction holding them must not then wait for an address another
+    one holds (PostgreSQL would find a deadlock)."""
+    quota.charge(session, principal, project, "port", port.id, {"ports": 1})
 
 
 def delete_port(session: Session, port: Port) -> None:
@@ -311,8 +319,11 @@ def create_vm_ports(
                 qos_policy=nic.qos_policy,
                 vm=vm,
                 position=i,
+                charge=False,
             )
         )
+    for port in ports:  # every address first, then the counters (see charge_port)
+        charge_port(session, principal, project, port)
     return ports
 
 
