@@ -17,6 +17,8 @@ from novacron.db.base import new_id, utcnow
 from novacron.db.models import VM, BackupSnapshot, BackupTarget, Image, Project, RestoreJob, Task
 from novacron.identity.principal import Principal
 from novacron.quota import enforce as quota
+from novacron.quota.registry import vm_amounts
+from novacron.quota.tree import node_for_ref
 from novacron.tasks.runner import create_task
 
 if TYPE_CHECKING:
@@ -96,8 +98,16 @@ def _available(snap: BackupSnapshot) -> None:
         raise conflict(f"Backup {snap.id} is {snap.state}; only an available backup can be used.")
 
 
-def new_vm_row(session: Session, snap: BackupSnapshot, name: str, field: str = "body.new_vm") -> VM:
-    """A VM to restore into, shaped like the one backed up (image for its kernel, sizes, user-data)."""
+def new_vm_row(
+    session: Session,
+    snap: BackupSnapshot,
+    name: str,
+    field: str = "body.new_vm",
+    principal: Principal | None = None,
+) -> VM:
+    """A VM to restore into, shaped like the one backed up (image for its kernel, sizes, user-data),
+    charged to the project's quota like any VM: checked for a user's request, counted unchecked for
+    a DR drill (a recovery is not refused)."""
     src = snap.source
     image = session.get(Image, src.get("image_id")) if src.get("image_id") else None
     if image is None or image.status != "active":
@@ -123,6 +133,13 @@ def new_vm_row(session: Session, snap: BackupSnapshot, name: str, field: str = "
     )
     session.add(vm)
     session.flush()
+    amounts = vm_amounts(vm.vcpus, vm.ram_mb, vm.disk_gb)
+    if principal is not None:
+        project = session.get(Project, snap.project_id)
+        assert project is not None
+        quota.charge(session, principal, project, "vm", vm.id, amounts)
+    else:
+        quota.charge_node(session, node_for_ref(session, project_id=snap.project_id), "vm", vm.id, amounts)
     events.publish(
         session, "vm.created", "vm", vm.id, tenant_id=vm.tenant_id, project_id=vm.project_id, name=name
     )
@@ -142,7 +159,7 @@ def request_restore(
         state="running",
     )
     if new_vm:
-        target_vm = new_vm_row(session, snap, new_vm)
+        target_vm = new_vm_row(session, snap, new_vm, principal=principal)
         handler: type[backup_tasks.TaskHandler] = backup_tasks.RestoreNewVM
     else:
         assert vm is not None
@@ -208,10 +225,12 @@ def request_verify(session: Session, snap: BackupSnapshot) -> Task:
     )
 
 
-def request_restore_test(session: Session, snap: BackupSnapshot, marker: str | None) -> Task:
+def request_restore_test(
+    session: Session, snap: BackupSnapshot, marker: str | None, principal: Principal | None = None
+) -> Task:
     _available(snap)
     _busy(session, snap.id)
-    vm = new_vm_row(session, snap, f"restore-test-{snap.id[-8:]}", "path.snapshot_id")
+    vm = new_vm_row(session, snap, f"restore-test-{snap.id[-8:]}", "path.snapshot_id", principal)
     return create_task(
         session,
         backup_tasks.RestoreTest,

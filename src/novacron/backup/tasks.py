@@ -243,6 +243,7 @@ class RestoreNewVM(TaskHandler):
             row = s.get(VM, task.resource_id)
             if row is not None:
                 row.host_id = None
+            quota.release(s, "vm", task.resource_id)  # left in error without a host: it holds nothing
         end_operation(ctx, task.resource_id, "absent", error)
         _finish_job(ctx, task.params.get("job_id"), "failed", None, error)
 
@@ -342,6 +343,7 @@ class RestoreTest(TaskHandler):
             vm = s.get(VM, vm_id)
             if vm is not None:
                 s.delete(vm)
+                quota.release(s, "vm", vm_id)
 
     async def rollback(self, ctx: Context, task: Task, error: str) -> None:
         self._record(ctx, task, {"ok": False, "error": error, "at": utcnow().isoformat()})
