@@ -2,9 +2,10 @@
 
 The tree: system → 10 tenants → 1,000 projects → 9,000 sub-projects (10,000 projects in all) →
 one user node per create, limits on every level. Each measured operation is one VM's worth of
-quota taken the way the create path takes it: in its own transaction, the policy rules read, the
-chain resolved, a conditional UPDATE per node and resource (vcpus, ram_mb, disk_gb, vms: 20
-counters), the budget checked, the charge row written, committed. Then the same for the release.
+quota taken the way the create path takes it: in its own transaction, the project row loaded, the
+chain and its limits resolved (one recursive query), the policy rules read, the 20 counters
+(vcpus, ram_mb, disk_gb, vms on 5 nodes) moved and checked (one UPDATE ... FROM VALUES), the
+budget probed, the charge row written, committed. Then the same for the release.
 Compares against: the same charge on a flat tree (project → system only), the shape of Keystone's
 two-level unified limits, the only peer structure available here (no Keystone on this machine).
 Run: .venv/bin/python bench/bench_quota.py [creates] [sqlite|postgres URL]

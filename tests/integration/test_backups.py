@@ -25,6 +25,7 @@ import websockets
 from tests.conftest import (
     Guest,
     Server,
+    default_project,
     destroy_server,
     import_guest_image,
     make_server,
@@ -32,6 +33,7 @@ from tests.conftest import (
     wait_task,
 )
 from tests.integration.test_cli import Cli
+from tests.integration.test_quota_api import _set_limits, _used
 
 MiB = 1 << 20
 CHUNK = 4 * MiB
@@ -394,3 +396,46 @@ def test_policy_schedules_backups_and_prunes_by_retention(env: Env) -> None:
             time.sleep(1)
     finally:
         assert c.delete(f"/v1/backup-policies/{policy['id']}").status_code == 204
+
+
+def test_backup_storage_quota_counts_refuses_at_the_limit_and_frees_on_delete(env: Env) -> None:
+    c = env.c
+    project = default_project(c)
+    deadline = time.monotonic() + 300
+    while True:  # a backup the policy queued before it was deleted is charged when it completes
+        items = c.get("/v1/backups", params={"limit": 100}).json()["items"]
+        if not any(b["state"] in ("pending", "running") for b in items):
+            break
+        assert time.monotonic() < deadline, items
+        time.sleep(1)
+    if not any(b["state"] == "available" for b in items):  # run alone: take one
+        items.append(_backup(c, env.vm_id)[0])
+    available = [b for b in items if b["state"] == "available"]
+    gib = {b["id"]: -(-int(b["size_bytes"]) // (1 << 30)) for b in available}
+    held = sum(gib.values())
+    # every available backup holds its disk's size (1 GiB here); the pruned and deleted ones nothing
+    assert held == len(available) > 0, available
+    assert _used(c, {"project_id": project}, "backup_storage_gb") == held
+    _set_limits(c, {"project_id": project}, {"backup_storage_gb": held})
+    try:
+        r = c.post("/v1/backups", json={"vm": env.vm_id})
+        assert r.status_code == 403 and r.headers["content-type"].startswith("application/problem+json"), (
+            r.text
+        )
+        policy = r.json()["policy"]
+        assert (policy["resource"], policy["used"], policy["limit"], policy["node"]) == (
+            "backup_storage_gb",
+            held,
+            held,
+            f"project:{project}",
+        ), policy
+        assert "new backup of VM 'src'" in r.json()["detail"]
+        victim = next(b for b in available if not b["legal_hold"])
+        assert c.delete(f"/v1/backups/{victim['id']}").status_code == 204
+        assert _used(c, {"project_id": project}, "backup_storage_gb") == held - gib[victim["id"]]
+        taken, _ = _backup(c, env.vm_id)
+        assert _used(c, {"project_id": project}, "backup_storage_gb") == held
+        assert _used(c, {"tenant_id": str(taken["tenant_id"])}, "backup_storage_gb") == held
+        assert not c.post("/v1/quota/reconcile", json={}).json()["drift"]
+    finally:
+        _set_limits(c, {"project_id": project}, {"backup_storage_gb": None})

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import Guest, Server, import_guest_image, wait_console, wait_task
+from tests.conftest import Guest, Server, default_project, import_guest_image, wait_console, wait_task
+from tests.integration.test_quota_api import _set_limits, _used
 from tests.integration.test_vm_lifecycle import _act, _create
 
 WRITE_MARKER = "#!/bin/sh\nprintf persisted-marker-77 > /dev/vda\nsync\n"
@@ -49,6 +50,14 @@ def test_resize_then_snapshot_carries_the_disk(server: Server, guest: Guest) -> 
         assert wait_task(c, r.json()["task_id"])["state"] == "succeeded"
         snap = c.get(f"/v1/images/{r.json()['image_id']}").json()
         assert snap["status"] == "active" and snap["disk_format"] == "qcow2" and snap["has_kernel"]
+        # the snapshot holds one of its project's snapshots quota: at a limit of one, the next is refused
+        project = default_project(c)
+        assert _used(c, {"project_id": project}, "snapshots") == 1
+        _set_limits(c, {"project_id": project}, {"snapshots": 1})
+        r = c.post(f"/v1/vms/{vm_id}/snapshot", json={"image_name": "orig-snap-2"})
+        assert r.status_code == 403 and r.json()["policy"]["resource"] == "snapshots", r.text
+        assert (r.json()["policy"]["used"], r.json()["policy"]["limit"]) == (1, 1)
+        _set_limits(c, {"project_id": project}, {"snapshots": None})
 
         assert _act(c, vm_id, "start")["state"] == "running"
         argv = _qemu_argv(server)
@@ -58,3 +67,9 @@ def test_resize_then_snapshot_carries_the_disk(server: Server, guest: Guest) -> 
         clone_id, task_id = _create(c, "clone", READ_MARKER, image="orig-snap")
         assert wait_task(c, task_id)["state"] == "succeeded"
         wait_console(c, clone_id, "disk says persisted-marker-77")
+
+        # deleting the snapshot gives its quota back (its clone goes first: it backs it)
+        r = c.delete(f"/v1/vms/{clone_id}")
+        assert wait_task(c, r.json()["task_id"])["state"] == "succeeded"
+        assert c.delete(f"/v1/images/{snap['id']}").status_code == 204
+        assert _used(c, {"project_id": project}, "snapshots") == 0

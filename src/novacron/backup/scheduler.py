@@ -59,7 +59,11 @@ def run_due(ctx: Context) -> int:
                     )
                 )
                 if busy is None:
-                    service.request_backup(s, vm, target, False, policy.id)
+                    try:
+                        service.request_backup(s, vm, target, False, policy.id)
+                    except Problem as exc:  # the project's backup storage is full: next time
+                        log.warning("policy %s: no backup of VM %s: %s", policy.name, vm.name, exc.detail)
+                        continue
                     queued += 1
             policy.last_run_at = now
     if queued and ctx.tasks is not None:

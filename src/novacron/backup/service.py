@@ -14,8 +14,11 @@ from novacron.api.errors import Problem, conflict, invalid, name_taken
 from novacron.backup import tasks as backup_tasks
 from novacron.compute.vms import new_derived_image
 from novacron.db.base import new_id, utcnow
-from novacron.db.models import VM, BackupSnapshot, BackupTarget, Image, RestoreJob, Task
+from novacron.db.models import VM, BackupSnapshot, BackupTarget, Image, Project, RestoreJob, Task
 from novacron.identity.principal import Principal
+from novacron.quota import enforce as quota
+from novacron.quota.registry import vm_amounts
+from novacron.quota.tree import node_for_ref
 from novacron.tasks.runner import create_task
 
 if TYPE_CHECKING:
@@ -51,6 +54,10 @@ def request_backup(
 ) -> tuple[BackupSnapshot, Task]:
     if vm.host_id is None or vm.state in ("building", "error", "deleted"):
         raise conflict(f"VM '{vm.name}' is {vm.state} and has no disk to back up yet.")
+    project = session.get(Project, vm.project_id)
+    assert project is not None
+    # its size is known only once taken (charged then, BackupVM): refused while the project is full
+    quota.require_room(session, project, "backup_storage_gb", f"a new backup of VM '{vm.name}'")
     image = session.get(Image, vm.image_id) if vm.image_id else None
     snap = BackupSnapshot(
         id=new_id("bk"),
@@ -91,8 +98,16 @@ def _available(snap: BackupSnapshot) -> None:
         raise conflict(f"Backup {snap.id} is {snap.state}; only an available backup can be used.")
 
 
-def new_vm_row(session: Session, snap: BackupSnapshot, name: str, field: str = "body.new_vm") -> VM:
-    """A VM to restore into, shaped like the one backed up (image for its kernel, sizes, user-data)."""
+def new_vm_row(
+    session: Session,
+    snap: BackupSnapshot,
+    name: str,
+    field: str = "body.new_vm",
+    principal: Principal | None = None,
+) -> VM:
+    """A VM to restore into, shaped like the one backed up (image for its kernel, sizes, user-data),
+    charged to the project's quota like any VM: checked for a user's request, counted unchecked for
+    a DR drill (a recovery is not refused)."""
     src = snap.source
     image = session.get(Image, src.get("image_id")) if src.get("image_id") else None
     if image is None or image.status != "active":
@@ -118,6 +133,13 @@ def new_vm_row(session: Session, snap: BackupSnapshot, name: str, field: str = "
     )
     session.add(vm)
     session.flush()
+    amounts = vm_amounts(vm.vcpus, vm.ram_mb, vm.disk_gb)
+    if principal is not None:
+        project = session.get(Project, snap.project_id)
+        assert project is not None
+        quota.charge(session, principal, project, "vm", vm.id, amounts)
+    else:
+        quota.charge_node(session, node_for_ref(session, project_id=snap.project_id), "vm", vm.id, amounts)
     events.publish(
         session, "vm.created", "vm", vm.id, tenant_id=vm.tenant_id, project_id=vm.project_id, name=name
     )
@@ -137,7 +159,7 @@ def request_restore(
         state="running",
     )
     if new_vm:
-        target_vm = new_vm_row(session, snap, new_vm)
+        target_vm = new_vm_row(session, snap, new_vm, principal=principal)
         handler: type[backup_tasks.TaskHandler] = backup_tasks.RestoreNewVM
     else:
         assert vm is not None
@@ -203,10 +225,12 @@ def request_verify(session: Session, snap: BackupSnapshot) -> Task:
     )
 
 
-def request_restore_test(session: Session, snap: BackupSnapshot, marker: str | None) -> Task:
+def request_restore_test(
+    session: Session, snap: BackupSnapshot, marker: str | None, principal: Principal | None = None
+) -> Task:
     _available(snap)
     _busy(session, snap.id)
-    vm = new_vm_row(session, snap, f"restore-test-{snap.id[-8:]}", "path.snapshot_id")
+    vm = new_vm_row(session, snap, f"restore-test-{snap.id[-8:]}", "path.snapshot_id", principal)
     return create_task(
         session,
         backup_tasks.RestoreTest,
@@ -242,6 +266,7 @@ def delete_snapshot(session: Session, snap: BackupSnapshot, store: ChunkStore | 
         with contextlib.suppress(SnapshotNotFound):
             store.delete_snapshot(snap.tenant_id, snap.id)
     session.delete(snap)
+    quota.release(session, "backup", snap.id)
 
 
 def set_hold(snap: BackupSnapshot, hold: bool, reason: str | None, principal: Principal) -> dict[str, Any]:

@@ -22,7 +22,19 @@ from novacron.compute.images import describe_derived, remove_files
 from novacron.compute.spec import spec_payload
 from novacron.compute.tasks import BOOT_TIMEOUT_S, end_operation
 from novacron.db.base import utcnow
-from novacron.db.models import VM, BackupPolicy, BackupSnapshot, BackupTarget, Image, RestoreJob, Task
+from novacron.db.models import (
+    VM,
+    BackupPolicy,
+    BackupSnapshot,
+    BackupTarget,
+    Image,
+    QuotaCharge,
+    RestoreJob,
+    Task,
+)
+from novacron.quota import enforce as quota
+from novacron.quota.registry import backup_amounts
+from novacron.quota.tree import node_for_ref
 from novacron.tasks.runner import StepFailed, TaskHandler
 from novacron.virt.images import inspect_image
 
@@ -141,6 +153,10 @@ def record_backup(
         row.completed_at = utcnow()
         if policy is not None and policy.immutable_s:
             row.immutable_until = row.completed_at + timedelta(seconds=policy.immutable_s)
+        # recorded with the snapshot, not checked: the backup exists (the request checked room)
+        if s.get(QuotaCharge, ("backup", row.id)) is None:
+            node = node_for_ref(s, project_id=row.project_id)
+            quota.charge_node(s, node, "backup", row.id, backup_amounts(row.size_bytes))
         events.publish(
             s,
             "backup.completed",
@@ -245,6 +261,7 @@ class RestoreNewVM(TaskHandler):
             row = s.get(VM, task.resource_id)
             if row is not None:
                 row.host_id = None
+            quota.release(s, "vm", task.resource_id)  # left in error without a host: it holds nothing
         end_operation(ctx, task.resource_id, "absent", error)
         _finish_job(ctx, task.params.get("job_id"), "failed", None, error)
 
@@ -344,6 +361,7 @@ class RestoreTest(TaskHandler):
             vm = s.get(VM, vm_id)
             if vm is not None:
                 s.delete(vm)
+                quota.release(s, "vm", vm_id)
 
     async def rollback(self, ctx: Context, task: Task, error: str) -> None:
         self._record(ctx, task, {"ok": False, "error": error, "at": utcnow().isoformat()})

@@ -278,6 +278,7 @@ class SnapshotVM(TaskHandler):
             if image is not None:
                 image.status = "error"
                 image.error = error
+            quota.release(s, "snapshot", image_id)  # a failed snapshot holds nothing
         end_operation(ctx, task.resource_id)
 
 

@@ -171,20 +171,33 @@ def request_delete(session: Session, vm: VM) -> Task:
     )
 
 
-def new_derived_image(session: Session, tenant_id: str, project_id: str, name: str) -> Image:
+def new_derived_image(
+    session: Session, tenant_id: str, project_id: str, name: str, snapshot_of: str | None = None
+) -> Image:
     """The row of an image a task will fill from a VM's disk (snapshot, restore as image)."""
     if session.scalar(select(Image.id).where(Image.project_id == project_id, Image.name == name)):
         raise name_taken("image", name, "body.image_name")
-    image = Image(id=new_id("img"), project_id=project_id, tenant_id=tenant_id, name=name, status="importing")
+    image = Image(
+        id=new_id("img"),
+        project_id=project_id,
+        tenant_id=tenant_id,
+        name=name,
+        status="importing",
+        snapshot_of=snapshot_of,
+    )
     session.add(image)
     return image
 
 
-def request_snapshot(session: Session, vm: VM, image_name: str) -> tuple[Image, Task]:
+def request_snapshot(session: Session, principal: Principal, vm: VM, image_name: str) -> tuple[Image, Task]:
     _ensure_idle(vm)
     if vm.state != "stopped":
         raise Problem(409, "Conflict", f"Stop VM '{vm.name}' before taking a snapshot (it is {vm.state}).")
-    image = new_derived_image(session, vm.tenant_id, vm.project_id, image_name)
+    image = new_derived_image(session, vm.tenant_id, vm.project_id, image_name, snapshot_of=vm.id)
+    project = session.get(Project, vm.project_id)
+    assert project is not None
+    # with the image row: a refusal leaves neither (a failed snapshot task gives it back)
+    quota.charge(session, principal, project, "snapshot", image.id, {"snapshots": 1})
     vm.task_state = "snapshotting"
     session.flush()
     task = create_task(

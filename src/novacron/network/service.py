@@ -31,6 +31,8 @@ from novacron.db.models import (
 )
 from novacron.identity.principal import Principal
 from novacron.network import ipam
+from novacron.quota import enforce as quota
+from novacron.quota.registry import CHARGED_PORT_OWNERS
 from novacron.virt.nics import VNIC_TRAITS
 
 DEFAULT_GROUP = "default"
@@ -175,6 +177,7 @@ def create_port(
     router: Router | None = None,
     owner: str = "compute",
     position: int = 0,
+    charge: bool = True,
 ) -> Port:
     """A port with its addresses held and its groups set (the project's ``default`` when none named)."""
     if network.tenant_id != project.tenant_id and not (network.shared or network.external):
@@ -215,7 +218,16 @@ def create_port(
         raise invalid(f"{field}.security_groups", "a port without port security has no security groups")
     _allocate(session, network, port, fixed_ips or [], field)
     session.flush()
+    if charge and owner in CHARGED_PORT_OWNERS:
+        charge_port(session, principal, project, port)
     return port
+
+
+def charge_port(session: Session, principal: Principal, project: Project, port: Port) -> None:
+    """In the port's transaction (a refusal leaves no port), after its addresses: the counters stay
+    locked until commit, and a transaction holding them must not then wait for an address another
+    one holds (PostgreSQL would find a deadlock)."""
+    quota.charge(session, principal, project, "port", port.id, {"ports": 1})
 
 
 def delete_port(session: Session, port: Port) -> None:
@@ -226,6 +238,7 @@ def delete_port(session: Session, port: Port) -> None:
     session.execute(delete(PortSecurityGroup).where(PortSecurityGroup.port_id == port.id))
     session.execute(delete(IPAllocation).where(IPAllocation.port_id == port.id))
     session.delete(port)
+    quota.release(session, "port", port.id)
     session.flush()
 
 
@@ -283,6 +296,11 @@ def create_vm_ports(
     session: Session, principal: Principal, project: Project, vm: VM, nics: list[NicRequest]
 ) -> list[Port]:
     """The VM's ports, in order, in the VM's own transaction (a refusal leaves neither)."""
+    if len(nics) > 1:  # each port is charged on its own: refuse first with the usage before the VM
+        user = principal.user_id if principal.kind == "user" else None
+        quota.require_room(
+            session, project, "ports", f"VM '{vm.name}' with {len(nics)} ports", len(nics), user
+        )
     ports: list[Port] = []
     for i, nic in enumerate(nics):
         field = f"body.networks.{i}"
@@ -301,8 +319,11 @@ def create_vm_ports(
                 qos_policy=nic.qos_policy,
                 vm=vm,
                 position=i,
+                charge=False,
             )
         )
+    for port in ports:  # every address first, then the counters (see charge_port)
+        charge_port(session, principal, project, port)
     return ports
 
 

@@ -16,19 +16,42 @@ root), so two transactions never wait on each other in a cycle: no deadlocks.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Table, and_, bindparam, case, delete, func, null, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    null,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from novacron.db.base import utcnow
-from novacron.db.models import Project, QuotaCharge, QuotaUsage
+from novacron.db.models import Project, QuotaCharge, QuotaNode, QuotaUsage
 from novacron.identity.principal import Principal
 from novacron.quota import billing, policy
 from novacron.quota.policy import Decisions
 from novacron.quota.registry import RESOURCES
-from novacron.quota.tree import ancestors, chain_specs, ensure_nodes, insert_ignore, limits_of
+from novacron.quota.tree import (
+    chain_limits,
+    chain_specs,
+    ensure_nodes,
+    insert_ignore,
+    limits_of,
+    project_node,
+    user_node,
+)
 
 _USAGE: Table = QuotaUsage.__table__  # type: ignore[assignment]
 _NOW = bindparam("now", type_=QuotaUsage.over_since.type)
@@ -105,6 +128,7 @@ def apply(
     decisions: Decisions | None = None,
     rules: list[policy.Rule] | None = None,
     now: datetime | None = None,
+    limits: dict[tuple[str, str], int] | None = None,
 ) -> None:
     """Add ``amounts`` (negative to give back) along ``chain`` (leaf first), checking ceilings when
     ``enforce``; raises the policy's refusal naming the rule and the numbers."""
@@ -113,8 +137,130 @@ def apply(
         return
     now = now or utcnow()
     decisions = decisions if decisions is not None else Decisions()
-    limits = limits_of(session, chain)
+    limits = limits if limits is not None else limits_of(session, chain)
     rules = rules if rules is not None else (policy.load(session) if enforce else [])
+    rows: list[_Row] = []  # the global order: resource, then root first
+    ceilings: dict[tuple[str, str], policy.Ceiling] = {}
+    for resource in resources:
+        n = amounts[resource]
+        for node_id in reversed(chain):
+            limit = limits.get((node_id, resource))
+            cap = None
+            if limit is not None and enforce and n > 0:
+                c = policy.ceiling(rules, resource, role, node_id, chain, limit, now)
+                if c.burst is not None and c.burst > c.normal:  # rare: the row-by-row statements
+                    return _apply_rowwise(
+                        session, chain, amounts, resources, limits, enforce, role, decisions, rules, now
+                    )
+                ceilings[(node_id, resource)] = c
+                cap = c.normal
+            rows.append(_Row(node_id, resource, n, cap, limit))
+    got = _update(session, rows, now)
+    if len(got) < len(rows):
+        left = [r for r in rows if (r.node, r.res) not in got]
+        if _ensure_usage_pairs(session, left):  # counters of a resource registered after the node
+            got.update(_update(session, left, now))
+        for r in rows:
+            if (r.node, r.res) not in got:
+                c = ceilings[(r.node, r.res)]
+                raise _refusal(session, decisions, r.node, r.res, r.n, c.limit, c)
+    for (node_id, resource), c in ceilings.items():
+        _note(decisions, node_id, resource, amounts[resource], got[(node_id, resource)], c.limit, c)
+
+
+@dataclass(frozen=True)
+class _Row:
+    node: str
+    res: str
+    n: int
+    cap: int | None
+    lim: int | None
+
+
+_UPDATE_SQL: dict[tuple[str, int], Any] = {}
+_SET = (
+    "used = {u}.used + req.n, over_since = CASE WHEN req.lim IS NOT NULL AND {u}.used + req.n > req.lim "
+    "THEN COALESCE({u}.over_since, :now) ELSE NULL END"
+)
+_MATCH = (
+    "{u}.node_id = req.node AND {u}.resource = req.res AND (req.cap IS NULL OR {u}.used + req.n <= req.cap)"
+)
+
+
+def _update_sql(dialect: str, count: int) -> Any:
+    """One UPDATE of every counter a charge moves, each checked against its own ceiling; built
+    once per dialect and row count (bind parameters only)."""
+    key = (dialect, count)
+    if key not in _UPDATE_SQL:
+        if dialect == "postgresql":
+            typed = (("n", "VARCHAR"), ("r", "VARCHAR"), ("a", "BIGINT"), ("c", "BIGINT"), ("l", "BIGINT"))
+            values = ", ".join(
+                "(" + ", ".join(f"CAST(:{p}{i} AS {t})" for p, t in typed) + ")" for i in range(count)
+            )
+            sql = (
+                f"UPDATE quota_usage AS u SET {_SET.format(u='u')} "
+                f"FROM (VALUES {values}) AS req(node, res, n, cap, lim) "
+                f"WHERE {_MATCH.format(u='u')} RETURNING u.node_id, u.resource, u.used"
+            )
+        else:
+            values = ", ".join(f"(:n{i}, :r{i}, :a{i}, :c{i}, :l{i})" for i in range(count))
+            sql = (
+                f"WITH req(node, res, n, cap, lim) AS (VALUES {values}) "
+                f"UPDATE quota_usage SET {_SET.format(u='quota_usage')} FROM req "
+                f"WHERE {_MATCH.format(u='quota_usage')} RETURNING node_id, resource, used"
+            )
+        _UPDATE_SQL[key] = text(sql).bindparams(bindparam("now", type_=QuotaUsage.over_since.type))
+    return _UPDATE_SQL[key]
+
+
+_LOCK = (
+    select(_USAGE.c.node_id)
+    .join(QuotaNode.__table__, QuotaNode.__table__.c.id == _USAGE.c.node_id)
+    .where(
+        _USAGE.c.node_id.in_(bindparam("nodes", expanding=True)),
+        _USAGE.c.resource.in_(bindparam("res", expanding=True)),
+    )
+    .order_by(_USAGE.c.resource, QuotaNode.__table__.c.depth, _USAGE.c.node_id)
+    .with_for_update(of=_USAGE)
+)
+
+
+def _update(session: Session, rows: list[_Row], now: datetime) -> dict[tuple[str, str], int]:
+    """Move the counters; returns the new usage of those that moved (a missing one was full, or
+    does not exist). PostgreSQL first locks them in the global order (one statement, so two charges
+    never wait on each other in a cycle); SQLite serialises writers (``BEGIN IMMEDIATE``)."""
+    conn = session.connection()
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        conn.execute(_LOCK, {"nodes": sorted({r.node for r in rows}), "res": sorted({r.res for r in rows})})
+    params: dict[str, Any] = {"now": now}
+    for i, r in enumerate(rows):
+        params.update({f"n{i}": r.node, f"r{i}": r.res, f"a{i}": r.n, f"c{i}": r.cap, f"l{i}": r.lim})
+    result = conn.execute(_update_sql(dialect, len(rows)), params)
+    return {(node, res): int(used) for node, res, used in result}
+
+
+def _ensure_usage_pairs(session: Session, rows: list[_Row]) -> bool:
+    return (
+        insert_ignore(session, QuotaUsage, [{"node_id": r.node, "resource": r.res, "used": 0} for r in rows])
+        > 0
+    )
+
+
+def _apply_rowwise(
+    session: Session,
+    chain: list[str],
+    amounts: dict[str, int],
+    resources: list[str],
+    limits: dict[tuple[str, str], int],
+    enforce: bool,
+    role: str | None,
+    decisions: Decisions,
+    rules: list[policy.Rule],
+    now: datetime,
+) -> None:
+    """One conditional UPDATE per counter: needed when a burst rule lets a counter pass its limit
+    for a while (the condition then depends on since when it is over)."""
     conn = session.connection()
     # SQLite serialises writers, so the counters without a limit can move in one statement per
     # resource; PostgreSQL updates row by row in the global order (a multi-row UPDATE locks in scan
@@ -232,40 +378,117 @@ def charge(
     if unknown:
         raise ValueError(f"unregistered resources {sorted(unknown)}")
     decisions = decisions if decisions is not None else Decisions()
-    specs = chain_specs(session, project, principal.user_id if principal.kind == "user" else None)
-    ensure_nodes(session, specs)
-    chain = [s.id for s in specs]
+    chain, limits = _chain_of(session, project, principal.user_id if principal.kind == "user" else None)
     rules = policy.load(session)
     policy.check_size(rules, principal.role, chain, amounts, decisions)
-    apply(session, chain, amounts, enforce=True, role=principal.role, decisions=decisions, rules=rules)
+    apply(
+        session,
+        chain,
+        amounts,
+        enforce=True,
+        role=principal.role,
+        decisions=decisions,
+        rules=rules,
+        limits=limits,
+    )
     billing.check_budget(session, chain, amounts, principal, budget_override, decisions)
-    session.add(QuotaCharge(kind=kind, resource_id=resource_id, node_id=chain[0], amounts=dict(amounts)))
-    session.flush()
+    _record(session, kind, resource_id, chain[0], amounts)
     return decisions
+
+
+_INSERT_CHARGE = insert(QuotaCharge.__table__)  # type: ignore[arg-type]
+
+
+def _record(session: Session, kind: str, resource_id: str, node_id: str, amounts: dict[str, int]) -> None:
+    """The charge row, written without the ORM's unit of work (it is never read back in this
+    transaction as an object: release and reconcile select it)."""
+    session.connection().execute(
+        _INSERT_CHARGE,
+        {
+            "kind": kind,
+            "resource_id": resource_id,
+            "node_id": node_id,
+            "amounts": dict(amounts),
+            "created_at": utcnow(),
+        },
+    )
+
+
+def _chain_of(
+    session: Session, project: Project, user_id: str | None
+) -> tuple[list[str], dict[tuple[str, str], int]]:
+    """The leaf's chain and limits in one query; the nodes are created on a first use."""
+    leaf = user_node(project.id, user_id) if user_id is not None else project_node(project.id)
+    chain, limits = chain_limits(session, leaf)
+    if not chain:
+        ensure_nodes(session, chain_specs(session, project, user_id))
+        chain, limits = chain_limits(session, leaf)
+    return chain, limits
+
+
+def require_room(
+    session: Session, project: Project, resource: str, what: str, n: int = 1, user_id: str | None = None
+) -> None:
+    """Refuse ``what`` unless ``n`` more ``resource`` fit under every limit from ``project`` (or its
+    ``user_id`` node) up: for a resource whose amount is known only once the work is done (a backup's
+    size, charged then), or one request charged row by row (a VM's ports), so the refusal states the
+    usage before the request. The charge itself stays the race-free check."""
+    specs = chain_specs(session, project, user_id)
+    ensure_nodes(session, specs)
+    chain = [s.id for s in specs]
+    limits = limits_of(session, chain)
+    if not any((n, resource) in limits for n in chain):
+        return
+    used = dict(
+        session.execute(
+            select(QuotaUsage.node_id, QuotaUsage.used).where(
+                QuotaUsage.node_id.in_(chain), QuotaUsage.resource == resource
+            )
+        ).all()
+    )
+    rules = policy.load(session)
+    now = utcnow()
+    for node_id in reversed(chain):
+        limit = limits.get((node_id, resource))
+        if limit is None:
+            continue
+        ceil = policy.ceiling(rules, resource, None, node_id, chain, limit, now)
+        now_used = int(used.get(node_id, 0))
+        if now_used + n > ceil.normal:
+            raise policy.refused(
+                Decisions(),
+                ceil.normal_rule or policy.LIMIT_RULE,
+                f"Quota exceeded: node '{node_id}' uses {now_used} of {limit} {resource}; {what} needs "
+                f"{n} more and is refused until some is freed or the limit is raised.",
+                node=node_id,
+                resource=resource,
+                used=now_used,
+                requested=n,
+                limit=limit,
+                ceiling=ceil.normal,
+            )
 
 
 def charge_node(session: Session, node_id: str, kind: str, resource_id: str, amounts: dict[str, int]) -> None:
     """Count an existing row without checking limits (reconciliation found it uncounted)."""
-    chain = [n.id for n in ancestors(session, node_id)]
-    apply(session, chain, amounts, enforce=False)
-    session.add(QuotaCharge(kind=kind, resource_id=resource_id, node_id=node_id, amounts=dict(amounts)))
-    session.flush()
+    chain, limits = chain_limits(session, node_id)
+    apply(session, chain, amounts, enforce=False, limits=limits)
+    _record(session, kind, resource_id, node_id, amounts)
+
+
+_CHARGE_KEY = (QuotaCharge.kind == bindparam("kind"), QuotaCharge.resource_id == bindparam("rid"))
+_FIND_CHARGE = select(QuotaCharge.node_id, QuotaCharge.amounts).where(*_CHARGE_KEY)
+_DELETE_CHARGE = delete(QuotaCharge).where(*_CHARGE_KEY)
 
 
 def release(session: Session, kind: str, resource_id: str) -> bool:
     """Give back what a resource row holds, at once; a second call does nothing."""
-    row = session.execute(
-        select(QuotaCharge.node_id, QuotaCharge.amounts).where(
-            QuotaCharge.kind == kind, QuotaCharge.resource_id == resource_id
-        )
-    ).one_or_none()
+    row = session.connection().execute(_FIND_CHARGE, {"kind": kind, "rid": resource_id}).one_or_none()
     if row is None:
         return False
-    chain = [n.id for n in ancestors(session, row.node_id)]
-    apply(session, chain, {r: -int(v) for r, v in row.amounts.items()}, enforce=False)
-    session.execute(
-        delete(QuotaCharge).where(QuotaCharge.kind == kind, QuotaCharge.resource_id == resource_id)
-    )
+    chain, limits = chain_limits(session, row.node_id)
+    apply(session, chain, {r: -int(v) for r, v in row.amounts.items()}, enforce=False, limits=limits)
+    session.connection().execute(_DELETE_CHARGE, {"kind": kind, "rid": resource_id})
     return True
 
 
@@ -275,7 +498,7 @@ def resize(session: Session, kind: str, resource_id: str, amounts: dict[str, int
     if charge_row is None:
         return
     delta = {r: int(v) - int(charge_row.amounts.get(r, 0)) for r, v in amounts.items()}
-    chain = [n.id for n in ancestors(session, charge_row.node_id)]
-    apply(session, chain, {r: v for r, v in delta.items() if v < 0}, enforce=False)
-    apply(session, chain, {r: v for r, v in delta.items() if v > 0}, enforce=True, role=role)
+    chain, limits = chain_limits(session, charge_row.node_id)
+    apply(session, chain, {r: v for r, v in delta.items() if v < 0}, enforce=False, limits=limits)
+    apply(session, chain, {r: v for r, v in delta.items() if v > 0}, enforce=True, role=role, limits=limits)
     charge_row.amounts = dict(amounts)

@@ -120,19 +120,23 @@ def validate_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def load(session: Session) -> list[Rule]:
-    rows = session.execute(
-        select(
-            PolicyRule.name,
-            PolicyRule.kind,
-            PolicyRule.resource,
-            PolicyRule.role,
-            PolicyRule.node_id,
-            PolicyRule.params,
-        )
-        .where(PolicyRule.enabled.is_(True))
-        .order_by(PolicyRule.name)
+# built once: read on every charge
+_LOAD = (
+    select(
+        PolicyRule.name,
+        PolicyRule.kind,
+        PolicyRule.resource,
+        PolicyRule.role,
+        PolicyRule.node_id,
+        PolicyRule.params,
     )
+    .where(PolicyRule.enabled.is_(True))
+    .order_by(PolicyRule.name)
+)
+
+
+def load(session: Session) -> list[Rule]:
+    rows = session.connection().execute(_LOAD)
     return [Rule(r.name, r.kind, r.resource, r.role, r.node_id, dict(r.params or {})) for r in rows]
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from novacron.db.models import VM
+from novacron.db.models import VM, BackupSnapshot, FloatingIP, Image, Network, Port
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,59 @@ def vm_counts(state: str, host_id: str | None, desired_state: str) -> bool:
     return desired_state != "deleted" and not (state == "error" and host_id is None)
 
 
+#: ports a project asks for (a VM's NICs, its routers' interfaces); a floating IP's own port and a
+#: router's gateway port sit on the external network and count as the floating IP or not at all
+CHARGED_PORT_OWNERS = ("compute", "router_interface")
+GIB = 2**30
+
+
+def backup_amounts(size_bytes: int) -> dict[str, int]:
+    """A backup holds its disk's logical size, in whole GiB (as Cinder's backup_gigabytes)."""
+    return {"backup_storage_gb": max(1, -(-size_bytes // GIB))}
+
+
+def _rows(
+    session: Session, kind: str, model: Any, *where: Any, amounts: Callable[[Any], dict[str, int]]
+) -> Iterator[Existing]:
+    row: Any
+    for row in session.scalars(select(model).where(*where)):
+        yield Existing(kind, row.id, row.project_id, row.tenant_id, amounts(row))
+
+
+def _networks(session: Session) -> Iterator[Existing]:
+    return _rows(session, "network", Network, amounts=lambda _: {"networks": 1})
+
+
+def _ports(session: Session) -> Iterator[Existing]:
+    return _rows(session, "port", Port, Port.owner.in_(CHARGED_PORT_OWNERS), amounts=lambda _: {"ports": 1})
+
+
+def _floating_ips(session: Session) -> Iterator[Existing]:
+    return _rows(session, "floating_ip", FloatingIP, amounts=lambda _: {"floating_ips": 1})
+
+
+def _snapshots(session: Session) -> Iterator[Existing]:
+    """Images made from a VM's disk, unless the snapshot failed (its row stays, in ``error``)."""
+    return _rows(
+        session,
+        "snapshot",
+        Image,
+        Image.snapshot_of.is_not(None),
+        Image.status != "error",
+        amounts=lambda _: {"snapshots": 1},
+    )
+
+
+def _backups(session: Session) -> Iterator[Existing]:
+    return _rows(
+        session,
+        "backup",
+        BackupSnapshot,
+        BackupSnapshot.state == "available",
+        amounts=lambda r: backup_amounts(r.size_bytes),
+    )
+
+
 def _vms(session: Session) -> Iterator[Existing]:
     rows = session.execute(
         select(
@@ -113,3 +167,11 @@ for _name, _unit, _desc, _bunit, _factor in (
     register_resource(_name, _unit, _desc, _bunit, _factor)
 RUNTIME_ONLY.update({"vcpus", "ram_mb"})
 register_counter("vm", _vms)
+for _kind, _counter in (
+    ("network", _networks),
+    ("port", _ports),
+    ("floating_ip", _floating_ips),
+    ("snapshot", _snapshots),
+    ("backup", _backups),
+):
+    register_counter(_kind, _counter)

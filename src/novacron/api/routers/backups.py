@@ -368,7 +368,7 @@ def restore_test(
     idem = Idempotency(request, principal, session, body)
     if (replay := idem.replay()) is not None:
         return replay
-    task = service.request_restore_test(session, snap, body.marker)
+    task = service.request_restore_test(session, snap, body.marker, principal)
     return _accepted(ctx, idem, Accepted(task_id=task.id, vm_id=task.params["vm_id"]))
 
 

@@ -22,6 +22,7 @@ from novacron.compute.scope import get_visible, resolve_project, scoped
 from novacron.db.base import new_id
 from novacron.db.models import VM, Image
 from novacron.identity.principal import Principal
+from novacron.quota import enforce as quota
 from novacron.tasks.runner import create_task
 from novacron.virt.base import InvalidImage
 
@@ -265,6 +266,7 @@ def delete_image(image_id: str, ctx: CtxDep, session: SessionDep, principal: Can
         name=image.name,
     )
     session.delete(image)
+    quota.release(session, "snapshot", image.id)
     session.flush()
     image_service.remove_files(ctx, image.id)
     return Response(status_code=204)

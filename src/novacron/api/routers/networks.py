@@ -26,6 +26,7 @@ from novacron.db.models import IPAllocation, Network, Subnet
 from novacron.identity.principal import Principal
 from novacron.network import ipam, service
 from novacron.network.sync import syncing
+from novacron.quota import enforce as quota
 
 router = APIRouter(tags=["networks"])
 
@@ -204,6 +205,7 @@ def create_network(
         shared=body.shared,
     )
     ipam.allocate_vni(session, network)
+    quota.charge(session, principal, project, "network", network.id, {"networks": 1})
     events.publish(
         session,
         "network.created",
@@ -279,6 +281,7 @@ def delete_network(network_id: str, request: Request, session: SessionDep, princ
             session.delete(subnet)
         session.flush()  # before the network's row, whose deletion would cascade to them unseen
         session.delete(network)
+        quota.release(session, "network", network.id)
     return Response(status_code=204)
 
 

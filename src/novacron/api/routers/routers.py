@@ -29,6 +29,7 @@ from novacron.identity.principal import Principal
 from novacron.network import service
 from novacron.network.specs import internal_ipv4
 from novacron.network.sync import syncing
+from novacron.quota import enforce as quota
 
 router = APIRouter(tags=["routers"])
 
@@ -400,6 +401,7 @@ def create_floating(
         )
         session.add(fip)
         session.flush()
+        quota.charge(session, principal, project, "floating_ip", fip.id, {"floating_ips": 1})
         _associate(session, principal, fip, body.port, "body.port")
         session.flush()
     return idem.created(FloatingOut.of(session, fip), fip)
@@ -439,6 +441,7 @@ def delete_floating(fip_id: str, request: Request, session: SessionDep, principa
         own = session.get(Port, fip.own_port_id)
         session.delete(fip)
         session.flush()
+        quota.release(session, "floating_ip", fip.id)
         if own is not None:
             service.delete_port(session, own)
     return Response(status_code=204)

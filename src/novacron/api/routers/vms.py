@@ -390,7 +390,7 @@ def snapshot_vm(
     idem = Idempotency(request, principal, session, body)
     if (replay := idem.replay()) is not None:
         return replay
-    image, task = vm_service.request_snapshot(session, vm, body.image_name)
+    image, task = vm_service.request_snapshot(session, principal, vm, body.image_name)
     return _accepted(ctx, idem, task, SnapshotAccepted(task_id=task.id, image_id=image.id))
 
 

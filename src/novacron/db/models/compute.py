@@ -43,6 +43,8 @@ class Image(Timestamped, Versioned, Base):
     has_initrd: Mapped[bool] = mapped_column(Boolean, default=False)
     kernel_cmdline: Mapped[str] = mapped_column(String(1024), default="")
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: the VM whose disk this image was made from (a snapshot: counted by the ``snapshots`` quota)
+    snapshot_of: Mapped[str | None] = mapped_column(String(40), nullable=True)
 
 
 class Flavor(Timestamped, Versioned, Base):
