@@ -34,7 +34,7 @@ CMDLINE = "console=ttyS0 quiet panic=-1"
 DISK_SIZE = "64M"
 #: modules the guest loads, by name; their dependencies are added automatically
 WANTED_MODULES = [
-    "virtio_pci", "virtio_blk", "virtio_net", "isofs", "button", "evdev", "pvpanic_mmio",
+    "virtio_pci", "virtio_blk", "virtio_net", "virtio_console", "crc32c_generic", "ext4", "isofs", "button", "evdev", "pvpanic_mmio",
 ]
 #: apt package -> a command it provides
 APT_NEEDS = {
@@ -43,10 +43,12 @@ APT_NEEDS = {
     "cpio": "cpio",
     "xz-utils": "xz",
     "iperf3": "iperf3",
+    "qemu-guest-agent": "qemu-ga",
 }
-#: dynamically linked programs copied into the guest with their libraries: iperf3 measures
-#: bandwidth from inside a guest (QoS tests), as a tenant would
-GUEST_PROGRAMS = ["/usr/bin/iperf3"]
+#: dynamically linked programs copied into the guest with their libraries, started by user-data
+#: when a test wants them, as a tenant would: iperf3 measures bandwidth from inside a guest (QoS),
+#: qemu-ga freezes the guest's filesystems for application-consistent backups
+GUEST_PROGRAMS = ["/usr/bin/iperf3", "/usr/sbin/qemu-ga"]
 
 
 def log(msg: str) -> None:

@@ -439,3 +439,52 @@ def test_backup_storage_quota_counts_refuses_at_the_limit_and_frees_on_delete(en
         assert not c.post("/v1/quota/reconcile", json={}).json()["drift"]
     finally:
         _set_limits(c, {"project_id": project}, {"backup_storage_gb": None})
+
+
+def _restored_files(env: Env, backup_id: str, tmp_path: Path, *names: str) -> list[str]:
+    """The contents of ``/name``s on the ext2 filesystem of a backup's disk ('' for a missing one)."""
+    c = env.c
+    r = c.post(f"/v1/backups/{backup_id}/restore", json={"image_name": f"fs-{backup_id[-8:]}"})
+    assert r.status_code == 202, r.text
+    done = wait_task(c, r.json()["task_id"], timeout_s=600)
+    assert done["state"] == "succeeded", done["error"]
+    image = env.server.state_dir / "images" / r.json()["image_id"] / "disk"
+    raw = tmp_path / f"{backup_id}.raw"
+    subprocess.run(["qemu-img", "convert", "-O", "raw", str(image), str(raw)], check=True)
+    cat = [
+        subprocess.run(["debugfs", "-R", f"cat /{n}", str(raw)], capture_output=True, text=True)
+        for n in names
+    ]
+    return [out.stdout for out in cat]
+
+
+def test_guest_agent_freezes_the_filesystem_for_an_application_consistent_backup(
+    env: Env, tmp_path: Path
+) -> None:
+    """Last in the module: it puts a filesystem on the source VM's disk. Writeback is held off in the
+    guest, so a file written just before a backup is only in its page cache: a crash-consistent
+    backup lacks it, one taken with qemu-guest-agent's fsfreeze (which flushes) has it."""
+    server, c, vm = env.server, env.c, env.vm_id
+    _console(server, c, vm, "echo 360000 > /proc/sys/vm/dirty_expire_centisecs; "
+             "echo 0 > /proc/sys/vm/dirty_writeback_centisecs; mke2fs -q -F /dev/vda && mkdir -p /mnt/d && "
+             "mount -t ext2 /dev/vda /mnt/d && sync && echo FS-$((40+2))-READY", "FS-42-READY")  # fmt: skip
+    _console(server, c, vm, "echo before-agent > /mnt/d/crash.txt; echo W1-$((40+2))", "W1-42")
+    crash, _ = _backup(c, vm)
+    assert crash["consistency"] == "crash"
+    assert _restored_files(env, str(crash["id"]), tmp_path, "crash.txt") == [""]
+    # the tenant starts the agent on its virtio-serial port (udev would name it; the test guest has none)
+    start_agent = (
+        'for p in /sys/class/virtio-ports/*; do [ "$(cat $p/name)" = org.qemu.guest_agent.0 ] && '
+        "qemu-ga -d -m virtio-serial -p /dev/${p##*/} -t /tmp -f /tmp/qga.pid; done; sleep 1; "
+        "echo QGA-$((40+2))"
+    )
+    _console(server, c, vm, start_agent, "QGA-42")
+    _console(server, c, vm, "echo with-agent > /mnt/d/app.txt; echo W2-$((40+2))", "W2-42")
+    app, _ = _backup(c, vm)
+    assert app["consistency"] == "application", app
+    assert _restored_files(env, str(app["id"]), tmp_path, "app.txt", "crash.txt") == [
+        "with-agent\n",
+        "before-agent\n",
+    ]
+    # thawed: the guest writes to the filesystem again
+    _console(server, c, vm, "echo after > /mnt/d/after.txt && echo THAWED-$((40+2))", "THAWED-42")
