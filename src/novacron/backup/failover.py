@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import or_, select
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from novacron.context import Context
 
 SHUTDOWN_S = 60.0
+StepWork = Callable[[int, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 def _runbook(session: Any, task: Task) -> DRRunbook:
@@ -74,6 +76,26 @@ async def _hooks(ctx: Context, task: Task, item: dict[str, Any], n: int, when: s
     if (bad := drsteps.failed_hook(results)) is not None:
         raise StepFailed(f"step {n + 1} ({item['vm']}): {when} hook failed: {bad['output'][-300:]}")
     return results
+
+
+async def _run_steps(ctx: Context, task: Task, start: int, span: int, work: StepWork) -> None:
+    """The plan's steps not done yet, in order, each between its before and after hooks: `work` brings
+    the VM back and returns its own fields of the step's result; progress goes from start over span."""
+    done = {r["step"] for r in task.params.get("results", [])}
+    plan = task.params["plan"]
+    for n, item in enumerate(plan):
+        if n + 1 in done:
+            continue
+        # in order: the next VM starts once this one is healthy (a database before its app servers)
+        before = await _hooks(ctx, task, item, n, "before")
+        fields = await work(n, item)
+        after = await _hooks(ctx, task, item, n, "after")
+        result = {
+            "step": n + 1, "vm": item["vm"], **fields, "hooks": [*before, *after],
+            "up_after_s": round(time.time() - float(task.params["t0"]), 1),
+        }  # fmt: skip
+        results = [*task.params.get("results", []), result]
+        _save(ctx, task, progress=int(start + span * len(results) / len(plan)), results=results)
 
 
 async def _shutdown(ctx: Context, task: Task, vm_id: str, key: str) -> str:
@@ -157,13 +179,7 @@ class _Recover(TaskHandler):
         _save(ctx, task, plan=plan, runbook=runbook_name, t0=time.time(), started_at=utcnow().isoformat())
 
     async def _recover(self, ctx: Context, task: Task) -> None:
-        done = {r["step"] for r in task.params.get("results", [])}
-        plan = task.params["plan"]
-        for n, item in enumerate(plan):
-            if n + 1 in done:
-                continue
-            # in order: the next VM starts once this one is healthy (a database before its app servers)
-            before = await _hooks(ctx, task, item, n, "before")
+        async def recover(n: int, item: dict[str, Any]) -> dict[str, Any]:
             source_state = None
             if not self.dry_run and item["source_vm_id"]:
                 source_state = await _shutdown(ctx, task, item["source_vm_id"], str(n))
@@ -177,15 +193,13 @@ class _Recover(TaskHandler):
                 host_row = s.get(Host, host_id)
                 host = host_row.name if host_row is not None else host_id
             health = await drsteps.check_health(ctx, task, host_id, item["vm_id"], item["health"], str(n))
-            after = await _hooks(ctx, task, item, n, "after")
-            result = {
-                "step": n + 1, "vm": item["vm"], "vm_id": item["vm_id"], "name": item["name"], "host": host,
-                "backup_id": item["backup_id"], "source": source_state, "health": health,
-                "restore_s": restored["restore_s"], "hooks": [*before, *after],
-                "up_after_s": round(time.time() - float(task.params["t0"]), 1), "rpo_s": item["rpo_s"],
+            return {
+                "vm_id": item["vm_id"], "name": item["name"], "host": host, "backup_id": item["backup_id"],
+                "source": source_state, "health": health, "restore_s": restored["restore_s"],
+                "rpo_s": item["rpo_s"],
             }  # fmt: skip
-            results = [*task.params.get("results", []), result]
-            _save(ctx, task, progress=int(20 + 60 * len(results) / len(plan)), results=results)
+
+        await _run_steps(ctx, task, 20, 60, recover)
 
     def _report(self, ctx: Context, task: Task) -> None:
         rto = round(time.time() - float(task.params["t0"]), 1)
@@ -329,12 +343,7 @@ class DRFailback(TaskHandler):
             _save(ctx, task, progress=progress, backed_up=sorted(done))
 
     async def _restore(self, ctx: Context, task: Task) -> None:
-        done = {r["step"] for r in task.params.get("results", [])}
-        plan = task.params["plan"]
-        for n, item in enumerate(plan):
-            if n + 1 in done:
-                continue
-            before = await _hooks(ctx, task, item, n, "before")
+        async def restore(n: int, item: dict[str, Any]) -> dict[str, Any]:
             await _shutdown(ctx, task, item["vm_id"], f"r{n}")  # normally already stopped by the failover
             with ctx.db.session() as s:
                 vm = s.get(VM, item["vm_id"])
@@ -357,13 +366,9 @@ class DRFailback(TaskHandler):
             await hostops.call(ctx, host_id, task, "launch", vm.id, spec, 300, f"r{n}")
             health = await drsteps.check_health(ctx, task, host_id, vm.id, item["health"], f"r{n}", since)
             end_operation(ctx, vm.id, "running")
-            after = await _hooks(ctx, task, item, n, "after")
-            result = {
-                "step": n + 1, "vm": item["vm"], "vm_id": vm.id, "backup_id": snap.id, "health": health,
-                "hooks": [*before, *after], "up_after_s": round(time.time() - float(task.params["t0"]), 1),
-            }  # fmt: skip
-            results = [*task.params.get("results", []), result]
-            _save(ctx, task, progress=int(50 + 40 * len(results) / len(plan)), results=results)
+            return {"vm_id": vm.id, "backup_id": snap.id, "health": health}
+
+        await _run_steps(ctx, task, 50, 40, restore)
 
     async def _report(self, ctx: Context, task: Task) -> None:
         for n, item in enumerate(task.params["plan"]):

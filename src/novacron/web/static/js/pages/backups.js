@@ -1,11 +1,11 @@
 // Backup and DR: snapshots (per VM too), verify and restore with their task progress, schedules
 // (backup policies), and DR runbooks with their RPO and RTO against the targets.
 
-import { ApiError, get, listAll, post } from '../api.js';
+import { get, listAll, post } from '../api.js';
 import { subscribe } from '../live.js';
 import { registerPage } from '../registry.js';
-import { h, clear, badge, card, confirmDialog, errorBox, fmtBytes, link, pageHead, table, throttle, timeEl, toast } from '../ui.js';
-import { clearFieldErrors, checkField, field, fmtSeconds, showFieldErrors, taskBox } from './common.js';
+import { h, clear, badge, card, confirmDialog, fmtBytes, link, pageHead, table, throttle, timeEl, toast } from '../ui.js';
+import { checkField, field, fmtSeconds, onSubmit, taskBox } from './common.js';
 
 export function verifyCell(b) {
   const v = b.verify_result;
@@ -111,26 +111,14 @@ function policyForm(vms, done) {
     field('pol-keep', 'Keep the last', c.retention, 'backups; older ones are pruned.'),
     checkField('pol-enabled', 'Enabled', c.enabled),
     submit);
-  form.addEventListener('submit', async (ev) => {
-    ev.preventDefault();
-    clear(formError);
-    clearFieldErrors(c);
+  onSubmit(form, { controls: c, submit, formError }, async () => {
     const body = { name: c.name.value.trim(), interval_s: Number(c.interval_s.value), enabled: c.enabled.checked };
     if (c.vm.value) body.vm = c.vm.value;
     if (c.retention.value !== '') body.retention = { keep_last: Number(c.retention.value) };
-    submit.disabled = true;
-    try {
-      const p = await post('/v1/backup-policies', body, { idempotent: true });
-      toast(`Schedule ${p.name} created.`);
-      form.reset();
-      await done();
-    } catch (err) {
-      if (!(err instanceof ApiError)) throw err;
-      showFieldErrors(err, c);
-      formError.append(errorBox(err));
-    } finally {
-      submit.disabled = false;
-    }
+    const p = await post('/v1/backup-policies', body, { idempotent: true });
+    toast(`Schedule ${p.name} created.`);
+    form.reset();
+    await done();
   });
   return form;
 }

@@ -1,6 +1,6 @@
 // Pieces several pages share: host names, task progress rows, event lines.
 
-import { get, listAll } from '../api.js';
+import { ApiError, get, listAll } from '../api.js';
 import { h, clear, badge, progress, timeEl, link, errorBox } from '../ui.js';
 
 /** {id: name} of the hosts the caller may see (empty when it may not read hosts). */
@@ -63,32 +63,38 @@ export function apiForm(idPrefix, fields, submitLabel, submit) {
       h('div', { class: 'error', id: `${id}-error` }));
   });
   const form = h('form', { novalidate: true }, formError, rows, button);
+  // these forms have always shown every error (a failed fetch too), not only the API's
+  onSubmit(form, { controls, submit: button, formError, anyError: true }, async () => {
+    await submit(Object.fromEntries(Object.entries(controls).map(([k, el]) => [k, el.value])));
+    form.reset();
+  });
+  return form;
+}
+
+/**
+ * Run `action` when `form` is submitted: the old errors cleared, `submit` disabled meanwhile, an API
+ * refusal put next to its fields and into `formError`; any other error propagates (unless
+ * `anyError`). `controls`: a control map, or several (all cleared); the errors go to the first,
+ * or to the one `action` last passed to its argument (a form whose later step has other fields).
+ */
+export function onSubmit(form, { controls, submit, formError, anyError = false }, action) {
+  const maps = [].concat(controls);
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     clear(formError);
-    for (const [name, el] of Object.entries(controls)) {
-      el.removeAttribute('aria-invalid');
-      document.getElementById(`${idPrefix}-${name}-error`).textContent = '';
-    }
-    const values = Object.fromEntries(Object.entries(controls).map(([k, el]) => [k, el.value]));
-    button.disabled = true;
+    maps.forEach(clearFieldErrors);
+    let errorsTo = maps[0];
+    submit.disabled = true;
     try {
-      await submit(values);
-      form.reset();
+      await action((m) => { errorsTo = m; });
     } catch (err) {
-      for (const e of err.problem?.errors || []) {
-        const name = String(e.field).replace(/^body\./, '').split('.')[0];
-        if (controls[name]) {
-          controls[name].setAttribute('aria-invalid', 'true');
-          document.getElementById(`${idPrefix}-${name}-error`).textContent = e.reason;
-        }
-      }
+      if (!anyError && !(err instanceof ApiError)) throw err;
+      showFieldErrors(err, errorsTo);
       formError.append(errorBox(err));
     } finally {
-      button.disabled = false;
+      submit.disabled = false;
     }
   });
-  return form;
 }
 
 /** A labelled control with its hint and the slot its API error goes into (`<id>-error`). */

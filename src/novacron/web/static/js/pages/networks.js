@@ -1,11 +1,11 @@
 // Networking: networks with their subnets and ports, routers and floating IPs. Security groups are
 // in security_groups.js. Everything is read and written through the API, which scopes it by tenant.
 
-import { ApiError, get, listAll, post, request } from '../api.js';
+import { get, listAll, post, request } from '../api.js';
 import { subscribe } from '../live.js';
 import { registerPage } from '../registry.js';
-import { h, clear, badge, card, confirmDialog, errorBox, link, pageHead, table, throttle, timeEl, toast } from '../ui.js';
-import { checkField, clearFieldErrors, field, showFieldErrors } from './common.js';
+import { h, clear, badge, card, confirmDialog, link, pageHead, table, throttle, timeEl, toast } from '../ui.js';
+import { checkField, field, onSubmit } from './common.js';
 
 const csv = (s) => s.split(',').map((x) => x.trim()).filter(Boolean);
 
@@ -53,42 +53,25 @@ function networkForm(projects, done) {
       field('sub-dns', 'DNS servers', s.dns_servers, 'Comma-separated addresses.'),
       checkField('sub-dhcp', 'DHCP', s.dhcp)),
     submit);
-  form.addEventListener('submit', async (ev) => {
-    ev.preventDefault();
-    clear(formError);
-    clearFieldErrors(c);
-    clearFieldErrors(s);
-    submit.disabled = true;
+  onSubmit(form, { controls: [c, s], submit, formError }, async (errorsTo) => {
     const body = { name: c.name.value.trim(), mtu: Number(c.mtu.value) };
     if (projects.length > 1 && c.project_id.value) body.project_id = c.project_id.value;
-    let net = null;
-    try {
-      net = await post('/v1/networks', body, { idempotent: true });
-    } catch (err) {
-      if (!(err instanceof ApiError)) throw err;
-      showFieldErrors(err, c);
-      formError.append(errorBox(err));
-      submit.disabled = false;
-      return;
-    }
+    const net = await post('/v1/networks', body, { idempotent: true });
     if (s.cidr.value.trim()) {
       const sub = {
         network: net.id, name: s.name.value.trim() || `${net.name}-subnet`, cidr: s.cidr.value.trim(),
         dns_servers: csv(s.dns_servers.value), dhcp: s.dhcp.checked,
       };
       if (s.gateway_ip.value.trim()) sub.gateway_ip = s.gateway_ip.value.trim();
+      errorsTo(s);
       try {
         await post('/v1/subnets', sub, { idempotent: true });
       } catch (err) {
+        // no half-created network: the subnet was part of the request
         await request(`/v1/networks/${net.id}`, { method: 'DELETE' }).catch(() => {});
-        if (!(err instanceof ApiError)) throw err;
-        showFieldErrors(err, s);
-        formError.append(errorBox(err));
-        submit.disabled = false;
-        return;
+        throw err;
       }
     }
-    submit.disabled = false;
     form.reset();
     toast(`Network ${net.name} created.`);
     await done(net);
@@ -190,26 +173,14 @@ function routerForm(projects, externals, done) {
     checkField('rt-snat', 'SNAT (VMs without a floating IP reach out through the gateway address)', c.snat),
     projects.length > 1 ? field('rt-project', 'Project', c.project_id) : null,
     submit);
-  form.addEventListener('submit', async (ev) => {
-    ev.preventDefault();
-    clear(formError);
-    clearFieldErrors(c);
+  onSubmit(form, { controls: c, submit, formError }, async () => {
     const body = { name: c.name.value.trim(), snat: c.snat.checked };
     if (c.external_network.value) body.external_network = c.external_network.value;
     if (projects.length > 1) body.project_id = c.project_id.value;
-    submit.disabled = true;
-    try {
-      const r = await post('/v1/routers', body, { idempotent: true });
-      toast(`Router ${r.name} created.`);
-      form.reset();
-      await done();
-    } catch (err) {
-      if (!(err instanceof ApiError)) throw err;
-      showFieldErrors(err, c);
-      formError.append(errorBox(err));
-    } finally {
-      submit.disabled = false;
-    }
+    const r = await post('/v1/routers', body, { idempotent: true });
+    toast(`Router ${r.name} created.`);
+    form.reset();
+    await done();
   });
   return form;
 }

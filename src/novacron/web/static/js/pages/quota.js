@@ -1,11 +1,11 @@
 // Quotas and usage: the quota tree with a bar per resource, capacity reservations, and the monthly
 // usage and cost report.
 
-import { ApiError, get, listAll, post, request } from '../api.js';
+import { get, listAll, post, request } from '../api.js';
 import { subscribe } from '../live.js';
 import { registerPage } from '../registry.js';
-import { h, clear, badge, card, confirmDialog, errorBox, fmtMB, meter, pageHead, table, throttle, timeEl, toast } from '../ui.js';
-import { clearFieldErrors, field, hostNames, showFieldErrors } from './common.js';
+import { h, clear, badge, card, confirmDialog, fmtMB, meter, pageHead, table, throttle, timeEl, toast } from '../ui.js';
+import { field, hostNames, onSubmit } from './common.js';
 import { projectOptions } from './networks.js';
 
 function nodeBars(node) {
@@ -55,27 +55,15 @@ function limitForm(nodes, resources, done) {
       field('lim-node', 'Node', c.node), field('lim-resource', 'Resource', c.resource),
       field('lim-value', 'Limit', c.limits, 'Empty: unset (inherit from above).')),
     submit);
-  form.addEventListener('submit', async (ev) => {
-    ev.preventDefault();
-    clear(formError);
-    clearFieldErrors(c);
-    submit.disabled = true;
-    try {
-      const node = encodeURIComponent(c.node.value);
-      const { etag } = await request(`/v1/quota?node_id=${node}`);
-      const value = c.limits.value === '' ? null : Number(c.limits.value);
-      const { data } = await request(`/v1/quota/nodes/${node}`, {
-        method: 'PATCH', body: { limits: { [c.resource.value]: value } }, ifMatch: etag,
-      });
-      toast([`${data.name}: ${c.resource.value} ${value === null ? 'unset' : `limit ${value}`}.`, ...data.notes].join(' '));
-      await done();
-    } catch (err) {
-      if (!(err instanceof ApiError)) throw err;
-      showFieldErrors(err, c);
-      formError.append(errorBox(err));
-    } finally {
-      submit.disabled = false;
-    }
+  onSubmit(form, { controls: c, submit, formError }, async () => {
+    const node = encodeURIComponent(c.node.value);
+    const { etag } = await request(`/v1/quota?node_id=${node}`);
+    const value = c.limits.value === '' ? null : Number(c.limits.value);
+    const { data } = await request(`/v1/quota/nodes/${node}`, {
+      method: 'PATCH', body: { limits: { [c.resource.value]: value } }, ifMatch: etag,
+    });
+    toast([`${data.name}: ${c.resource.value} ${value === null ? 'unset' : `limit ${value}`}.`, ...data.notes].join(' '));
+    await done();
   });
   return form;
 }
@@ -135,27 +123,15 @@ function reservationForm(projects, done) {
     field('res-ends_at', 'Ends', c.ends_at),
     projects.length > 1 ? field('res-project', 'Project', c.project_id) : null,
     submit);
-  form.addEventListener('submit', async (ev) => {
-    ev.preventDefault();
-    clear(formError);
-    clearFieldErrors(c);
+  onSubmit(form, { controls: c, submit, formError }, async () => {
     const body = {
       name: c.name.value.trim(), vcpus: Number(c.vcpus.value), ram_mb: Number(c.ram_mb.value),
       starts_at: toIso(c.starts_at.value), ends_at: toIso(c.ends_at.value),
     };
     if (projects.length > 1) body.project_id = c.project_id.value;
-    submit.disabled = true;
-    try {
-      const r = await post('/v1/reservations', body, { idempotent: true });
-      toast(`Reservation ${r.name} booked.`);
-      await done();
-    } catch (err) {
-      if (!(err instanceof ApiError)) throw err;
-      showFieldErrors(err, c);
-      formError.append(errorBox(err));
-    } finally {
-      submit.disabled = false;
-    }
+    const r = await post('/v1/reservations', body, { idempotent: true });
+    toast(`Reservation ${r.name} booked.`);
+    await done();
   });
   return form;
 }

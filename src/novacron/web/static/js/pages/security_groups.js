@@ -1,10 +1,10 @@
 // Security groups: the list, and one group's rules with an editor (add a rule, remove a rule).
 
-import { ApiError, get, listAll, post, request } from '../api.js';
+import { get, listAll, post, request } from '../api.js';
 import { subscribe } from '../live.js';
 import { registerPage } from '../registry.js';
-import { h, clear, card, confirmDialog, errorBox, link, pageHead, table, throttle, timeEl, toast } from '../ui.js';
-import { apiForm, clearFieldErrors, field, showFieldErrors } from './common.js';
+import { h, clear, card, confirmDialog, link, pageHead, table, throttle, timeEl, toast } from '../ui.js';
+import { apiForm, field, onSubmit } from './common.js';
 
 const PROTOCOLS = ['', 'tcp', 'udp', 'icmp', 'icmpv6', 'http', 'tls', 'ssh', 'dns'];
 
@@ -73,27 +73,15 @@ function ruleForm(group, done) {
       field('rule-remote_cidr', 'Remote CIDR', c.remote_cidr, 'Empty: anywhere.'),
       field('rule-action', 'Action', c.action)),
     submit);
-  form.addEventListener('submit', async (ev) => {
-    ev.preventDefault();
-    clear(formError);
-    clearFieldErrors(c);
+  onSubmit(form, { controls: c, submit, formError }, async () => {
     const body = { direction: c.direction.value, ethertype: c.ethertype.value, action: c.action.value };
     if (c.protocol.value) body.protocol = c.protocol.value;
     for (const k of ['port_min', 'port_max']) if (c[k].value !== '') body[k] = Number(c[k].value);
     if (c.remote_cidr.value.trim()) body.remote_cidr = c.remote_cidr.value.trim();
-    submit.disabled = true;
-    try {
-      const rule = await post(`/v1/security-groups/${group.id}/rules`, body, { idempotent: true });
-      form.reset();
-      toast(`Rule ${ruleText(rule)} added.`);
-      await done();
-    } catch (err) {
-      if (!(err instanceof ApiError)) throw err;
-      showFieldErrors(err, c);
-      formError.append(errorBox(err));
-    } finally {
-      submit.disabled = false;
-    }
+    const rule = await post(`/v1/security-groups/${group.id}/rules`, body, { idempotent: true });
+    form.reset();
+    toast(`Rule ${ruleText(rule)} added.`);
+    await done();
   });
   return form;
 }

@@ -1,10 +1,10 @@
 // VMs: the list with search and filters, and the create form.
 
-import { ApiError, listAll, request } from '../api.js';
+import { listAll, request } from '../api.js';
 import { subscribe } from '../live.js';
 import { registerPage } from '../registry.js';
-import { h, clear, badge, card, link, pageHead, table, fmtMB, timeEl, throttle, toast, errorBox } from '../ui.js';
-import { hostNames } from './common.js';
+import { h, clear, badge, card, link, pageHead, table, fmtMB, timeEl, throttle, toast } from '../ui.js';
+import { hostNames, onSubmit } from './common.js';
 
 const STATES = ['building', 'running', 'stopped', 'paused', 'migrating', 'error', 'host_down'];
 
@@ -116,39 +116,12 @@ registerPage({
     clear(main, pageHead('Create VM'), form);
     name.focus();
 
-    form.addEventListener('submit', async (ev) => {
-      ev.preventDefault();
-      clear(formError);
-      for (const [key, el] of Object.entries(inputs)) {
-        el.removeAttribute('aria-invalid');
-        const err = document.getElementById(`f-${key}-error`);
-        if (err) err.textContent = '';
-      }
+    onSubmit(form, { controls: inputs, submit, formError }, async () => {
       const body = { name: name.value.trim(), image: image.value, flavor: flavor.value, user_data: userData.value, ha: ha.checked };
       if (project.value) body.project_id = project.value;
-      submit.disabled = true;
-      try {
-        const { data } = await request('/v1/vms', { method: 'POST', body, idempotent: true });
-        toast(`VM ${data.vm.name} is being created.`);
-        navigate(`/vms/${data.vm.id}`);
-      } catch (err) {
-        submit.disabled = false;
-        if (!(err instanceof ApiError)) throw err;
-        // the API names each bad field (body.name, body.flavor...): show the reason next to it
-        let placed = 0;
-        for (const [fieldName, reason] of Object.entries(err.fieldErrors)) {
-          const key = fieldName.replace(/^body\./, '').split('.')[0];
-          const el = inputs[key];
-          const slot = document.getElementById(`f-${key}-error`);
-          if (el && slot) {
-            el.setAttribute('aria-invalid', 'true');
-            slot.textContent = reason;
-            if (!placed) el.focus();
-            placed++;
-          }
-        }
-        formError.append(errorBox(err));
-      }
+      const { data } = await request('/v1/vms', { method: 'POST', body, idempotent: true });
+      toast(`VM ${data.vm.name} is being created.`);
+      navigate(`/vms/${data.vm.id}`);
     });
   },
 });
