@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from novacron.db.base import Database, new_id, utcnow
-from novacron.db.models import BackupSnapshot, Project
+from novacron.db.models import BackupSnapshot, DRRunbook, Project
 from tests.conftest import Server, default_project, destroy_server, make_server
 
 
@@ -143,3 +143,33 @@ def test_runbook_references_and_states_are_checked(srv: tuple[Server, httpx.Clie
     assert r.status_code == 409 and "normal" in r.json()["detail"], r.text
     r = c.post(f"/v1/dr/runbooks/{rid}/failover", json={"dry_run": True})
     assert r.status_code == 409 and "recovery_group" in r.json()["detail"], r.text
+
+
+def test_hooks_and_tcp_checks_are_for_platform_admins_and_a_failed_over_runbook_stays(
+    srv: tuple[Server, httpx.Client],
+) -> None:
+    server, admin = srv
+    t = admin.post("/v1/tenants", json={"name": "drtenant"}).json()
+    assert admin.post("/v1/projects", json={"name": "main", "tenant_id": t["id"]}).status_code == 201
+    user = {"username": "dr-admin", "password": "Correct-Horse-42!", "role": "tenant-admin"}
+    user["tenant_id"] = t["id"]
+    assert admin.post("/v1/users", json=user).status_code == 201
+    with server.client(server.token("dr-admin", "Correct-Horse-42!")) as tenant:
+        hook = {"when": "before", "url": "http://169.254.169.254/latest/meta-data/"}
+        r = tenant.post("/v1/dr/runbooks", json={"name": "probe", "steps": [{"vm": "x", "hooks": [hook]}]})
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.steps.hooks", r.text
+        check = {"kind": "tcp", "address": "127.0.0.1", "port": 5432}
+        r = tenant.post("/v1/dr/runbooks", json={"name": "probe", "steps": [{"vm": "x", "health": check}]})
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.steps.health.kind", r.text
+        r = tenant.post("/v1/dr/runbooks", json={"name": "plain", "steps": [{"vm": "x"}]})
+        assert r.status_code == 201, r.text
+        rid = r.json()["id"]
+    db = Database(f"sqlite:///{server.state_dir}/novacron.db")
+    with db.session() as s:  # as a failover leaves it: the runbook maps the recovered VMs
+        runbook = s.get(DRRunbook, rid)
+        assert runbook is not None
+        runbook.state = "failed-over"
+    db.engine.dispose()
+    r = admin.delete(f"/v1/dr/runbooks/{rid}")
+    assert r.status_code == 409 and "fail it back first" in r.json()["detail"], r.text
+    assert admin.get(f"/v1/dr/runbooks/{rid}").status_code == 200

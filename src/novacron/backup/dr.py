@@ -45,13 +45,14 @@ def rpo_status(session: Session, runbook: DRRunbook) -> list[dict[str, Any]]:
     out = []
     for step in runbook.steps:
         snap = newest_backup(session, runbook, step["vm"])
+        target = int(step.get("rpo_target_s") or runbook.rpo_target_s)
         age = (now - snap.completed_at).total_seconds() if snap and snap.completed_at else None
         out.append(
             {
                 "vm": step["vm"],
                 "backup_id": snap.id if snap else None,
                 "rpo_s": round(age, 1) if age is not None else None,
-                "rpo_met": age is not None and age <= runbook.rpo_target_s,
+                "rpo_met": age is not None and age <= target,
             }
         )
     return out

@@ -22,6 +22,7 @@ from novacron.db.models import VM, Project
 from novacron.identity.principal import Principal
 from novacron.network import service as network_service
 from novacron.network.sync import syncing_vm
+from novacron.quota import enforce as quota
 from novacron.tasks.runner import StepFailed
 
 if TYPE_CHECKING:
@@ -195,4 +196,5 @@ async def remove_vm(ctx: Context, task: Task, vm_id: str, key: str) -> None:
         with syncing_vm(s, vm):
             network_service.delete_vm_ports(s, vm.id)
         placement.release(s, vm)
+        quota.release(s, "vm", vm.id)
         s.delete(vm)

@@ -183,6 +183,8 @@ class _Recover(TaskHandler):
             source_state = None
             if not self.dry_run and item["source_vm_id"]:
                 source_state = await _shutdown(ctx, task, item["source_vm_id"], str(n))
+                if source_state == "stopped":  # known at once: a later failure of this step restarts it
+                    _save(ctx, task, stopped=[*task.params.get("stopped", []), item["source_vm_id"]])
             restored = await restore_new_vm(
                 ctx, task, item["backup_id"], item["vm_id"], None, key=str(n), target_id=item["target_id"]
             )
@@ -240,9 +242,9 @@ class _Recover(TaskHandler):
             if not self.dry_run:
                 from novacron.compute.vms import request_action
 
-                for r in task.params.get("results", []):
-                    vm = s.get(VM, next(i["source_vm_id"] for i in plan if i["vm_id"] == r["vm_id"]) or "")
-                    if vm is not None and r["source"] == "stopped" and vm.task_state is None:
+                for vm_id in task.params.get("stopped", []):
+                    vm = s.get(VM, vm_id)
+                    if vm is not None and vm.task_state is None:
                         request_action(s, vm, "start", {})
                         restarted.append(vm.name)
             runbook = s.get(DRRunbook, task.resource_id)
@@ -384,18 +386,31 @@ class DRFailback(TaskHandler):
         set_result(ctx, task, {"ok": True, "duration_s": duration, "steps": task.params["results"]})
 
     async def rollback(self, ctx: Context, task: Task, error: str) -> None:
-        """The runbook stays failed over (the recovered VMs keep serving); a half-taken backup is failed."""
+        """The runbook stays failed over: the recovered VMs of the steps not failed back are started
+        again (the backup step stopped them), an original whose restore broke off is left stopped, and
+        a half-taken backup is failed."""
+        from novacron.compute.vms import request_action
+
+        back = {r["vm_id"] for r in task.params.get("results", [])}
+        for item in task.params.get("plan") or []:
+            if item["vm_id"] not in back:
+                end_operation(ctx, item["vm_id"], "stopped")
         with ctx.db.session() as s:
             for item in task.params.get("plan") or []:
                 snap = s.get(BackupSnapshot, item["snapshot_id"])
                 if snap is not None and snap.state != "available":
                     snap.state, snap.error = "failed", error
+                recovered = s.get(VM, item["recovered_vm_id"])
+                if item["vm_id"] not in back and recovered is not None and recovered.task_state is None:
+                    request_action(s, recovered, "start", {})
             runbook = s.get(DRRunbook, task.resource_id)
             if runbook is not None:
                 events.publish(
                     s, "dr.run_failed", "dr-runbook", runbook.id, tenant_id=runbook.tenant_id,
                     project_id=runbook.project_id, kind=task.kind, error=error,
                 )  # fmt: skip
+        if ctx.tasks is not None:
+            ctx.tasks.wake()
         set_result(ctx, task, {"ok": False, "error": error, "steps": task.params.get("results", [])})
 
 

@@ -42,12 +42,14 @@ def push(session: Session, host_ids: Iterable[str], moving: dict[str, str] | Non
     """Queue each host's current state (fire-and-forget); the agents are woken after the commit."""
     session.flush()
     queued: list[str] = []
+    # the hosts' row locks, in one order, serialise concurrent pushes (PostgreSQL; SQLite serialises
+    # writers anyway); the state is read after them, so a later generation never carries older rows
+    hosts = [session.get(Host, h, with_for_update=True) for h in sorted(set(host_ids))]
     shared = (Layout(session, moving), Resolver(session))  # read once for every host's state
-    for host_id in sorted(set(host_ids)):
-        # the host's row lock orders concurrent pushes (PostgreSQL; SQLite serialises writers anyway)
-        host = session.get(Host, host_id, with_for_update=True)
+    for host in hosts:
         if host is None or host.fenced_at is not None:
             continue
+        host_id = host.id
         session.execute(
             delete(HostOperation).where(
                 HostOperation.host_id == host_id,

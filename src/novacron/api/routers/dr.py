@@ -169,8 +169,12 @@ def create_runbook(request: Request, session: SessionDep, principal: CanWrite, b
     if (replay := idem.replay()) is not None:
         return replay
     project = resolve_project(session, principal, body.project_id)
-    if any(h.command for st in body.steps for h in st.hooks) and not principal.is_global:
-        raise invalid("body.steps.hooks.command", "command hooks run on the control plane: admins only")
+    if not principal.is_global:
+        # both act from inside the control plane's network: a tenant could reach internal services
+        if any(st.hooks for st in body.steps):
+            raise invalid("body.steps.hooks", "hooks run on the control plane: platform admins only")
+        if any(st.health and st.health.kind == "tcp" for st in body.steps):
+            raise invalid("body.steps.health.kind", "tcp checks connect from the control plane: admins only")
     group, network_map, test_network = _references(session, principal, body)
     if session.scalar(
         select(DRRunbook.id).where(DRRunbook.project_id == project.id, DRRunbook.name == body.name)
@@ -220,10 +224,20 @@ def get_runbook(
     return _out(session, runbook, with_rpo=True)
 
 
+def _refuse_while_running(session: Any, runbook: DRRunbook) -> None:
+    if session.scalar(
+        select(Task.id).where(Task.resource_id == runbook.id, Task.state.in_(("pending", "running"))).limit(1)
+    ):
+        raise conflict(f"A run of runbook '{runbook.name}' is still going; wait for it (novacron task list).")
+
+
 @router.delete("/{runbook_id}", status_code=204)
 def delete_runbook(runbook_id: str, request: Request, session: SessionDep, principal: CanWrite) -> Response:
     runbook = get_visible(session, DRRunbook, runbook_id, principal, "runbook")
     check_if_match(request, runbook)
+    if runbook.state == "failed-over":
+        raise conflict(f"Runbook '{runbook.name}' is failed over; fail it back first.")
+    _refuse_while_running(session, runbook)
     session.delete(runbook)
     return Response(status_code=204)
 
@@ -260,10 +274,7 @@ def _run(
         raise conflict("The runbook names no recovery_group (the host group to restore into).")
     if kind == "dr.failover" and runbook.state == "failed-over":
         raise conflict(f"Runbook '{runbook.name}' is already failed over; fail it back first.")
-    if session.scalar(
-        select(Task.id).where(Task.resource_id == runbook.id, Task.state.in_(("pending", "running"))).limit(1)
-    ):
-        raise conflict(f"A run of runbook '{runbook.name}' is still going; wait for it (novacron task list).")
+    _refuse_while_running(session, runbook)
     handlers: dict[str, type[TaskHandler]] = {
         "dr.failover": DRFailover, "dr.dry_run": DRDryRun, "dr.failback": DRFailback
     }  # fmt: skip
