@@ -370,6 +370,11 @@ def test_verify_finds_a_corrupted_chunk(env: Env) -> None:
     assert task["state"] == "failed" and "damaged" in str(task["error"]), task
     result = c.get(f"/v1/backups/{latest['id']}").json()["verify_result"]
     assert result["ok"] is False and result["bad_chunks"] >= 1, result
+    # the damaged chunks were put out of the way: the next backup is full and stores them anew
+    fresh, _ = _backup(c, env.vm_id)
+    assert fresh["mode"] == "full" and "verify" in str(fresh["reason"]), fresh
+    r = c.post(f"/v1/backups/{fresh['id']}/verify")
+    assert wait_task(c, r.json()["task_id"], timeout_s=300)["state"] == "succeeded"
 
 
 def test_policy_schedules_backups_and_prunes_by_retention(env: Env) -> None:

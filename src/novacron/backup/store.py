@@ -486,13 +486,20 @@ class ChunkStore:
             raise SnapshotNotFound(f"no snapshot {snapshot_id!r} for tenant {tenant_id!r}")
 
         def check(cid: str) -> tuple[str, int, str | None]:
+            key = self.chunk_key(tenant_id, cid)
             try:
-                data = codec.open_chunk(cid, self.target.get(self.chunk_key(tenant_id, cid)))
+                data = codec.open_chunk(cid, self.target.get(key))
                 return cid, len(data), None
             except ObjectNotFound:
                 return cid, 0, "missing"
             except CorruptObject as e:
-                return cid, 0, str(e)
+                # out of the way, as Proxmox Backup Server does: a backup that dedups against a damaged
+                # chunk would be damaged too; the next full backup of the disk uploads it again
+                try:
+                    self.target.delete(key)
+                except Exception as exc:  # an immutable target keeps it: the report says so
+                    return cid, 0, f"{e} (could not be removed: {exc})"
+                return cid, 0, f"{e} (removed: the next full backup uploads it again)"
 
         with ThreadPoolExecutor(self.workers, thread_name_prefix="verify") as pool:
             for cid, n, err in pool.map(check, by_chunk):

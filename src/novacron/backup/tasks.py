@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import select
@@ -104,9 +104,13 @@ class BackupVM(TaskHandler):
                 .order_by(BackupSnapshot.completed_at.desc())
                 .limit(1)
             )
+            # a verify that found damage since the last full backup: chunks were removed, and an
+            # incremental would reuse them from its parent; a full one uploads them again
+            damaged = parent is not None and _damaged_since_full(s, vm.id, target.id)
             row = s.get(BackupSnapshot, snap.id)
             assert row is not None
-            row.state, row.parent_id = "running", parent
+            row.state, row.parent_id = "running", None if damaged else parent
+            parent = row.parent_id
         immutable_s = 0
         if snap.policy_id:
             with ctx.db.session() as s:
@@ -117,10 +121,12 @@ class BackupVM(TaskHandler):
             "parent_id": parent,
             # the store refuses deletion until then, whoever asks (the catalogue says the same)
             "immutable_until": time.time() + immutable_s if immutable_s else None,
-            "full": bool(task.params.get("full")),
+            "full": bool(task.params.get("full")) or damaged,
             "secrets": secrets_for(ctx, target, vm.tenant_id),
         }
         result = await hostops.call(ctx, vm.host_id, task, "backup_disk", vm.id, payload, BACKUP_TIMEOUT_S)
+        if damaged:
+            result["reason"] = "a verify found damage since the last full backup: full, to store it anew"
         record_backup(ctx, snap.id, target, vm.name, result)
         set_result(ctx, task, {"snapshot_id": snap.id, "parent_id": parent, **result})
 
@@ -129,6 +135,24 @@ class BackupVM(TaskHandler):
             row = s.get(BackupSnapshot, task.params["snapshot_id"])
             if row is not None and row.state != "available":
                 row.state, row.error = "failed", error
+
+
+def _damaged_since_full(s: Any, vm_id: str, target_id: str) -> bool:
+    """Whether a verify of this VM's backups on the target failed after its newest full backup."""
+    rows = s.execute(
+        select(BackupSnapshot.mode, BackupSnapshot.completed_at, BackupSnapshot.verify_result)
+        .where(
+            BackupSnapshot.vm_id == vm_id,
+            BackupSnapshot.target_id == target_id,
+            BackupSnapshot.state == "available",
+        )
+        .order_by(BackupSnapshot.completed_at.desc())
+    ).all()
+    last_full = next((done for mode, done, _ in rows if mode == "full"), None)
+    failed_at = [
+        datetime.fromisoformat(str(v["at"])) for _, _, v in rows if v and v.get("ok") is False and v.get("at")
+    ]
+    return any(last_full is None or at > last_full for at in failed_at)
 
 
 def record_backup(
