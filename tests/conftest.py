@@ -237,6 +237,22 @@ def import_guest_image(
     return image_id
 
 
+TENANT_PASSWORD = "correct-horse-battery-9"
+
+
+def tenant_user(
+    admin: httpx.Client, server: Server, name: str, role: str = "member"
+) -> tuple[httpx.Client, str]:
+    """A new tenant ``name`` with a project "main" and a user ``<name>-user`` of ``role``: that
+    user's client and the project's id."""
+    tenant = admin.post("/v1/tenants", json={"name": name}).json()
+    r = admin.post("/v1/projects", json={"name": "main", "tenant_id": tenant["id"]})
+    assert r.status_code == 201, r.text
+    user = {"username": f"{name}-user", "password": TENANT_PASSWORD, "role": role, "tenant_id": tenant["id"]}
+    assert admin.post("/v1/users", json=user).status_code == 201
+    return server.client(server.token(f"{name}-user", TENANT_PASSWORD)), str(r.json()["id"])
+
+
 def default_project(client: httpx.Client) -> str:
     r = client.get("/v1/projects", params={"name": "default"})
     assert r.status_code == 200, r.text

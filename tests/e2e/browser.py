@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.e2e.conftest import AXE
+from tests.e2e.conftest import ARTIFACTS, AXE
 
 
 class Browser:
@@ -83,3 +83,14 @@ def axe_violations(page: Any, only_colours: bool = False) -> list[str]:
         only_colours,
     )
     return list(found)
+
+
+def page_problems(b: Browser, route: str, name: str, size: str, scheme: str) -> list[str]:
+    """Screenshot the page shown (``<name>-<size>-<scheme>.png``), then what is wrong with it: axe-core
+    violations and a width that scrolls sideways (nothing may, on a phone)."""
+    b.page.screenshot(path=str(ARTIFACTS / f"{name}-{size}-{scheme}.png"), full_page=True)
+    problems = [f"{route} {size} {scheme}: {v}" for v in axe_violations(b.page, scheme == "dark")]
+    overflow = b.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    if overflow > 1:
+        problems.append(f"{route} {size} {scheme}: {overflow}px wider than the window")
+    return problems

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.conftest import wait_task
-from tests.e2e.browser import Browser, axe_violations
+from tests.e2e.browser import Browser, axe_violations, page_problems
 from tests.e2e.conftest import ARTIFACTS, DESKTOP, PASSWORD, PHONE, Cluster
 
 BOOT_S = 120_000  # ms: a TCG guest on a busy 2-core machine
@@ -194,14 +194,7 @@ def test_every_page_phone_and_desktop_light_and_dark(
                     name = route.strip("/").split("/")[0] or "overview"
                     if route.count("/") > 1:
                         name += "-detail" if route != "/vms/new" else "-new"
-                    b.page.screenshot(path=str(ARTIFACTS / f"{name}-{size}-{scheme}.png"), full_page=True)
-                    problems += [
-                        f"{route} {size} {scheme}: {v}" for v in axe_violations(b.page, scheme == "dark")
-                    ]
-                    # the page fits the width: nothing scrolls sideways on a phone
-                    overflow = b.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-                    if overflow > 1:
-                        problems.append(f"{route} {size} {scheme}: {overflow}px wider than the window")
+                    problems += page_problems(b, route, name, size, scheme)
                 if size == "desktop" and scheme == "light":
                     b.go("/hosts")
                     b.page.click("text=Plan a rebalance (dry run)")

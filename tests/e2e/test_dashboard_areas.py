@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from tests.conftest import wait_console, wait_task
-from tests.e2e.browser import Browser, axe_violations
-from tests.e2e.conftest import ARTIFACTS, DESKTOP, PASSWORD, PHONE, Cluster
+from tests.e2e.browser import Browser, page_problems
+from tests.e2e.conftest import DESKTOP, PASSWORD, PHONE, Cluster
 
 #: the guest writes 4 MiB to its disk, so the backup and its verify have chunks to check
 WRITE = """#!/bin/sh
@@ -387,13 +387,7 @@ def test_new_pages_phone_and_desktop_light_and_dark(cluster: Cluster, browser: A
                 for route in routes:
                     b.go(route)
                     name = route.strip("/").split("/")[0] + ("-detail" if route.count("/") > 1 else "")
-                    b.page.screenshot(path=str(ARTIFACTS / f"{name}-{size}-{scheme}.png"), full_page=True)
-                    problems += [
-                        f"{route} {size} {scheme}: {v}" for v in axe_violations(b.page, scheme == "dark")
-                    ]
-                    overflow = b.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-                    if overflow > 1:
-                        problems.append(f"{route} {size} {scheme}: {overflow}px wider than the window")
+                    problems += page_problems(b, route, name, size, scheme)
                 if size == "desktop" and scheme == "light":
                     _schedule_form(cluster, b, areas)
                     _limit_form(cluster, b, areas)

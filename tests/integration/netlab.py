@@ -234,3 +234,34 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+#: the start of a lab guest's user-data: its DHCP lease on the console (``NETLAB-DHCP <ip>``, a default
+#: route via the router option) and ``probe ADDR N``: up to N pings, then ``NETLAB-PING ADDR ok|fail``
+GUEST_NET = """cat > /tmp/dh <<'DH'
+#!/bin/sh
+if [ "$1" = bound ]; then
+  ip addr add $ip/${mask:-24} dev $interface
+  [ -n "$router" ] && ip route add default via ${router%% *}
+  echo "NETLAB-DHCP $ip" > /dev/console
+fi
+exit 0
+DH
+chmod +x /tmp/dh
+ip link set lo up
+ip link set eth0 up
+udhcpc -q -f -n -t 60 -T 2 -i eth0 -s /tmp/dh >/dev/null 2>&1 || echo NETLAB-DHCP-FAIL
+probe() {
+  i=0
+  while [ $i -lt $2 ]; do
+    if ping -c 1 -W 1 $1 >/dev/null 2>&1; then echo "NETLAB-PING $1 ok"; return; fi
+    i=$((i + 1))
+  done
+  echo "NETLAB-PING $1 fail"
+}
+"""
+
+
+def guest_script(body: str, before: str = "", functions: str = "") -> str:
+    """User-data: ``before`` (runs before the NIC has an address), the lease, the probes and
+    ``functions``, then ``body``, then ``NETLAB-DONE``."""
+    return f"#!/bin/sh\n{before}\n{GUEST_NET}{functions}{body}\necho NETLAB-DONE\n"

@@ -16,7 +16,7 @@ import pytest
 
 from novacron.db.base import Database, new_id, utcnow
 from novacron.db.models import BackupSnapshot, DRRunbook, Project
-from tests.conftest import Server, default_project, destroy_server, make_server
+from tests.conftest import Server, default_project, destroy_server, make_server, tenant_user
 
 
 @pytest.fixture(scope="module")
@@ -149,12 +149,7 @@ def test_hooks_and_tcp_checks_are_for_platform_admins_and_a_failed_over_runbook_
     srv: tuple[Server, httpx.Client],
 ) -> None:
     server, admin = srv
-    t = admin.post("/v1/tenants", json={"name": "drtenant"}).json()
-    assert admin.post("/v1/projects", json={"name": "main", "tenant_id": t["id"]}).status_code == 201
-    user = {"username": "dr-admin", "password": "Correct-Horse-42!", "role": "tenant-admin"}
-    user["tenant_id"] = t["id"]
-    assert admin.post("/v1/users", json=user).status_code == 201
-    with server.client(server.token("dr-admin", "Correct-Horse-42!")) as tenant:
+    with tenant_user(admin, server, "drtenant", role="tenant-admin")[0] as tenant:
         hook = {"when": "before", "url": "http://169.254.169.254/latest/meta-data/"}
         r = tenant.post("/v1/dr/runbooks", json={"name": "probe", "steps": [{"vm": "x", "hooks": [hook]}]})
         assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.steps.hooks", r.text

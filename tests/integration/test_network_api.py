@@ -17,9 +17,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Guest, Server, destroy_server, import_guest_image, make_server, wait_task
-
-PASSWORD = "correct-horse-battery-9"
+from tests.conftest import (
+    Guest,
+    Server,
+    destroy_server,
+    import_guest_image,
+    make_server,
+    tenant_user,
+    wait_task,
+)
 
 
 @pytest.fixture
@@ -47,18 +53,6 @@ def any_server(request: pytest.FixtureRequest) -> Iterator[Server]:
         destroy_server(srv)
 
 
-def _tenant(admin: httpx.Client, server: Server, name: str) -> httpx.Client:
-    tenant = admin.post("/v1/tenants", json={"name": name}).json()
-    r = admin.post("/v1/projects", json={"name": "main", "tenant_id": tenant["id"]})
-    assert r.status_code == 201, r.text
-    r = admin.post(
-        "/v1/users",
-        json={"username": f"{name}-user", "password": PASSWORD, "role": "member", "tenant_id": tenant["id"]},
-    )
-    assert r.status_code == 201, r.text
-    return server.client(server.token(f"{name}-user", PASSWORD))
-
-
 def _net(c: httpx.Client, name: str, cidr: str, **subnet: Any) -> tuple[str, str]:
     r = c.post("/v1/networks", json={"name": name})
     assert r.status_code == 201, r.text
@@ -78,7 +72,7 @@ def _problem(r: httpx.Response, status: int, field: str) -> str:
 
 def test_crud_validation_and_isolation(server: Server) -> None:
     with server.client() as admin:
-        alice, bob = _tenant(admin, server, "alpha"), _tenant(admin, server, "beta")
+        alice, bob = tenant_user(admin, server, "alpha")[0], tenant_user(admin, server, "beta")[0]
     with alice, bob:
         r = alice.post("/v1/networks", json={"name": "web"}, headers={"Idempotency-Key": "net-web-1"})
         assert r.status_code == 201, r.text
@@ -231,7 +225,7 @@ def test_crud_validation_and_isolation(server: Server) -> None:
 
 def test_ipam_exhaustion_and_concurrent_ports(any_server: Server) -> None:
     with any_server.client() as admin:
-        c = _tenant(admin, any_server, "gamma")
+        c = tenant_user(admin, any_server, "gamma")[0]
     with c:
         net_id, subnet_id = _net(c, "tiny", "10.9.0.0/29")  # .2 - .6: five addresses
         made: list[dict[str, Any]] = []
@@ -279,7 +273,7 @@ def _sync_ops(server: Server) -> list[tuple[str, str]]:
 def test_vm_networks_labels_and_resolved_policy(server: Server, guest: Guest) -> None:
     with server.client() as admin:
         import_guest_image(admin, guest)
-        c = _tenant(admin, server, "delta")
+        c = tenant_user(admin, server, "delta")[0]
     with c:
         net_id, subnet_id = _net(c, "app", "10.20.0.0/24")
         db_sg = c.post(
@@ -405,7 +399,7 @@ def test_router_gateway_and_floating_ip(server: Server) -> None:
             "/v1/subnets", json={"network": "public", "name": "public-v4", "cidr": "203.0.113.0/24"}
         )
         assert r.status_code == 201, r.text
-        c = _tenant(admin, server, "epsilon")
+        c = tenant_user(admin, server, "epsilon")[0]
     with c:
         assert [n["name"] for n in c.get("/v1/networks", params={"external": True}).json()["items"]] == [
             "public"

@@ -5,20 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import Guest, Server, import_guest_image, wait_task
-
-PASSWORD = "correct-horse-battery-9"
-
-
-def _tenant_user(admin: httpx.Client, server: Server, name: str) -> tuple[httpx.Client, str]:
-    tenant = admin.post("/v1/tenants", json={"name": name}).json()
-    project = admin.post("/v1/projects", json={"name": "main", "tenant_id": tenant["id"]}).json()
-    r = admin.post(
-        "/v1/users",
-        json={"username": f"{name}-user", "password": PASSWORD, "role": "member", "tenant_id": tenant["id"]},
-    )
-    assert r.status_code == 201, r.text
-    return server.client(server.token(f"{name}-user", PASSWORD)), project["id"]
+from tests.conftest import Guest, Server, import_guest_image, tenant_user, wait_task
 
 
 def _problem(r: httpx.Response, status: int, field: str | None = None) -> None:
@@ -31,8 +18,8 @@ def _problem(r: httpx.Response, status: int, field: str | None = None) -> None:
 def test_hosts_aggregates_server_groups(server: Server, guest: Guest) -> None:
     with server.client() as admin:
         import_guest_image(admin, guest)
-        alice, _ = _tenant_user(admin, server, "alpha")
-        bob, _ = _tenant_user(admin, server, "beta")
+        alice, _ = tenant_user(admin, server, "alpha")
+        bob, _ = tenant_user(admin, server, "beta")
         [host] = admin.get("/v1/hosts").json()["items"]
         assert host["state"] == "up" and host["vcpus_used"] == 0 and host["traits"] == []
 

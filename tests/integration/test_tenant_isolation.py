@@ -4,32 +4,18 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
 import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import Guest, Server, import_guest_image, wait_console, wait_task
-
-PASSWORD = "correct-horse-battery-9"
-
-
-def _tenant_user(admin: httpx.Client, server: Server, name: str) -> tuple[httpx.Client, str]:
-    tenant = admin.post("/v1/tenants", json={"name": name}).json()
-    project = admin.post("/v1/projects", json={"name": "main", "tenant_id": tenant["id"]}).json()
-    r = admin.post(
-        "/v1/users",
-        json={"username": f"{name}-user", "password": PASSWORD, "role": "member", "tenant_id": tenant["id"]},
-    )
-    assert r.status_code == 201, r.text
-    return server.client(server.token(f"{name}-user", PASSWORD)), project["id"]
+from tests.conftest import Guest, Server, import_guest_image, tenant_user, wait_console, wait_task
 
 
 def test_other_tenant_gets_404_everywhere(server: Server, guest: Guest) -> None:
     with server.client() as admin:
         import_guest_image(admin, guest)
-        alice, alice_project = _tenant_user(admin, server, "alpha")
-        bob, _ = _tenant_user(admin, server, "beta")
+        alice, alice_project = tenant_user(admin, server, "alpha")
+        bob, _ = tenant_user(admin, server, "beta")
     with alice, bob:
         private = alice.post("/v1/images", json={"name": "alpha-private"}).json()
         r = alice.post(

@@ -34,7 +34,7 @@ from novacron.network.model import (
 )
 from novacron.network.wire import HostNetwork, HostState, to_dict
 from tests.conftest import Guest, require, short_tmpdir
-from tests.integration.netlab import INTERNET_IP, Lab, guest_pids, sh
+from tests.integration.netlab import INTERNET_IP, Lab, guest_pids, guest_script, sh
 
 SUB1 = SubnetSpec("sub-1", "10.0.0.0/24", "10.0.0.1", allocation_pools=(("10.0.0.10", "10.0.0.200"),))
 SUB2 = SubnetSpec("sub-2", "10.0.0.0/24", None, allocation_pools=(("10.0.0.10", "10.0.0.200"),))
@@ -85,31 +85,6 @@ B_SCRIPT = (
     "mkdir -p /tmp/www && echo vm-b-answers > /tmp/www/index.html && httpd -p 80 -h /tmp/www\n"
     "probe 10.0.0.10 150"
 )
-GUEST_SCRIPT = """#!/bin/sh
-cat > /tmp/dh <<'DH'
-#!/bin/sh
-if [ "$1" = bound ]; then
-  ip addr add $ip/${mask:-24} dev $interface
-  [ -n "$router" ] && ip route add default via ${router%% *}
-  echo "NETLAB-DHCP $ip" > /dev/console
-fi
-exit 0
-DH
-chmod +x /tmp/dh
-ip link set lo up
-ip link set eth0 up
-udhcpc -q -f -n -t 40 -T 2 -i eth0 -s /tmp/dh >/dev/null 2>&1 || echo NETLAB-DHCP-FAIL
-probe() {
-  i=0
-  while [ $i -lt $2 ]; do
-    if ping -c 1 -W 1 $1 >/dev/null 2>&1; then echo "NETLAB-PING $1 ok"; return; fi
-    i=$((i + 1))
-  done
-  echo "NETLAB-PING $1 fail"
-}
-%s
-echo NETLAB-DONE
-"""
 
 
 def host_state(
@@ -151,7 +126,7 @@ def vm_payload(guest: Guest, vm_id: str, p: PortSpec, script: str) -> dict[str, 
         "kernel_path": str(guest.kernel),
         "initrd_path": str(guest.initrd),
         "kernel_cmdline": guest.cmdline,
-        "user_data": GUEST_SCRIPT % script,
+        "user_data": guest_script(script),
         "nics": [{"port_id": p.id, "mac": p.mac, "device": p.device, "network_id": p.network_id}],
     }
 

@@ -32,42 +32,20 @@ from tests.conftest import (
     make_server,
     require,
     short_tmpdir,
+    tenant_user,
     wait_task,
 )
-from tests.integration.netlab import INTERNET_IP, Host, Lab, guest_pids, sh
+from tests.integration.netlab import INTERNET_IP, Host, Lab, guest_pids, guest_script, sh
 from tests.integration.test_remote_agent import _wait_host
 
-PASSWORD = "correct-horse-battery-9"
 CIDR = "10.40.0.0/24"
 POOL = [{"start": "10.40.0.10", "end": "10.40.0.200"}]
 SRV, WEB, OTHER, INTRUDER = "10.40.0.20", "10.40.0.21", "10.40.0.22", "10.40.0.30"
 DHCP_SERVER = "10.40.0.254"  # dnsmasq takes the subnet's second-to-last address
 PUBLIC = "203.0.113.0/24"  # the provider network: netlab's "internet" is INTERNET_IP on it
 
-GUEST_SCRIPT = """#!/bin/sh
-%s
-cat > /tmp/dh <<'DH'
-#!/bin/sh
-if [ "$1" = bound ]; then
-  ip addr add $ip/${mask:-24} dev $interface
-  [ -n "$router" ] && ip route add default via ${router%%%% *}
-  echo "NETLAB-DHCP $ip" > /dev/console
-fi
-exit 0
-DH
-chmod +x /tmp/dh
-ip link set lo up
-ip link set eth0 up
-udhcpc -q -f -n -t 60 -T 2 -i eth0 -s /tmp/dh >/dev/null 2>&1 || echo NETLAB-DHCP-FAIL
-probe() {
-  i=0
-  while [ $i -lt $2 ]; do
-    if ping -c 1 -W 1 $1 >/dev/null 2>&1; then echo "NETLAB-PING $1 ok"; return; fi
-    i=$((i + 1))
-  done
-  echo "NETLAB-PING $1 fail"
-}
-hprobe() {
+#: the API test's own probes: an HTTP GET on port 80, and iperf3 (``$3``: ``-R`` to receive)
+PROBES = """hprobe() {
   i=0
   while [ $i -lt $2 ]; do
     rm -f /tmp/got
@@ -88,8 +66,6 @@ iperf() {
   done
   echo "NETLAB-IPERF $2 fail"
 }
-%s
-echo NETLAB-DONE
 """
 #: the server starts httpd before it has an address: whoever pinged it can expect an answer on 80
 #: (the probes use nc: this busybox's ``wget -T`` segfaults)
@@ -161,18 +137,6 @@ def api_lab() -> Iterator[tuple[Lab, Server, list[HostAgent]]]:
             destroy_server(server)
         subprocess.run(["pkill", "-9", "-f", f"{work}/"], check=False)
         shutil.rmtree(work, ignore_errors=True)
-
-
-def _tenant(admin: httpx.Client, server: Server, name: str) -> httpx.Client:
-    tenant = admin.post("/v1/tenants", json={"name": name}).json()
-    r = admin.post("/v1/projects", json={"name": "main", "tenant_id": tenant["id"]})
-    assert r.status_code == 201, r.text
-    r = admin.post(
-        "/v1/users",
-        json={"username": f"{name}-user", "password": PASSWORD, "role": "member", "tenant_id": tenant["id"]},
-    )
-    assert r.status_code == 201, r.text
-    return server.client(server.token(f"{name}-user", PASSWORD))
 
 
 def _network(c: httpx.Client, name: str) -> tuple[str, str]:
@@ -267,7 +231,7 @@ def test_tenant_networks_through_the_api(api_lab: tuple[Lab, Server, list[HostAg
         }
         r = admin.post("/v1/subnets", json=body)
         assert r.status_code == 201, r.text
-        alpha, beta = _tenant(admin, server, "alpha"), _tenant(admin, server, "beta")
+        alpha, beta = tenant_user(admin, server, "alpha")[0], tenant_user(admin, server, "beta")[0]
 
     with alpha, beta:
         a_net, a_subnet = _network(alpha, "a-net")
@@ -309,23 +273,24 @@ def test_tenant_networks_through_the_api(api_lab: tuple[Lab, Server, list[HostAg
         assert r.status_code == 201, r.text
 
         srv = _vm(
-            alpha, "srv", "h2", "a-net", SRV, GUEST_SCRIPT % (HTTPD + "\niperf3 -s -D", f"probe {WEB} 200"),
+            alpha, "srv", "h2", "a-net", SRV,
+            guest_script(f"probe {WEB} 200", before=HTTPD + "\niperf3 -s -D", functions=PROBES),
             groups=["app"], labels={"tier": "db"},
         )  # fmt: skip
         web = _vm(
             alpha, "web", "h1", "a-net", WEB,
-            GUEST_SCRIPT % ("", f"probe {SRV} 200\nhprobe {SRV} 60\nprobe {INTERNET_IP} 30\n"
-                             f"iperf {SRV} up\niperf {SRV} down -R"),
+            guest_script(f"probe {SRV} 200\nhprobe {SRV} 60\nprobe {INTERNET_IP} 30\n"
+                         f"iperf {SRV} up\niperf {SRV} down -R", functions=PROBES),
             groups=["app"], labels={"tier": "web"}, qos="ten-mbit",
         )  # fmt: skip
         other = _vm(
             alpha, "other", "h1", "a-net", OTHER,
-            GUEST_SCRIPT % ("", f"probe {SRV} 200\nhprobe {SRV} 10\niperf {SRV} free"),
+            guest_script(f"probe {SRV} 200\nhprobe {SRV} 10\niperf {SRV} free", functions=PROBES),
             groups=["app"], labels={"tier": "batch"},
         )  # fmt: skip
         intruder = _vm(
             beta, "intruder", "h2", "b-net", INTRUDER,
-            GUEST_SCRIPT % ("", f"probe {DHCP_SERVER} 100\nprobe {SRV} 15\nprobe {WEB} 15"),
+            guest_script(f"probe {DHCP_SERVER} 100\nprobe {SRV} 15\nprobe {WEB} 15"),
         )  # fmt: skip
         vms = {
             "srv": (alpha, srv),

@@ -10,19 +10,17 @@ agent), or a TCP port answers (from the control plane), or the VM runs; each wit
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from novacron.compute import hostops, placement
+from novacron.compute import hostops
 from novacron.db.models import VM, Project
 from novacron.identity.principal import Principal
 from novacron.network import service as network_service
 from novacron.network.sync import syncing_vm
-from novacron.quota import enforce as quota
 from novacron.tasks.runner import StepFailed
 
 if TYPE_CHECKING:
@@ -179,22 +177,3 @@ def map_ports(
             )  # fmt: skip
             mapped.append({"from": source_net, "to": net_id})
     return mapped
-
-
-async def remove_vm(ctx: Context, task: Task, vm_id: str, key: str) -> None:
-    """Remove a VM a run created: its process and disk on the host, its ports, claim and row."""
-    with ctx.db.session() as s:
-        vm = s.get(VM, vm_id)
-        host_id = vm.host_id if vm is not None else None
-    if host_id is not None:
-        with contextlib.suppress(StepFailed):  # the agent's orphan sweep removes it once the row is gone
-            await hostops.call(ctx, host_id, task, "destroy", vm_id, timeout_s=120, key=f"rm{key}")
-    with ctx.db.session() as s:
-        vm = s.get(VM, vm_id)
-        if vm is None:
-            return
-        with syncing_vm(s, vm):
-            network_service.delete_vm_ports(s, vm.id)
-        placement.release(s, vm)
-        quota.release(s, "vm", vm.id)
-        s.delete(vm)

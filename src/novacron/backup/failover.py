@@ -32,7 +32,7 @@ from novacron.backup.drwatch import newest_replicated
 from novacron.backup.tasks import record_backup, restore_new_vm, secrets_for, set_result
 from novacron.compute import hostops
 from novacron.compute.spec import spec_payload
-from novacron.compute.tasks import end_operation
+from novacron.compute.tasks import end_operation, remove_vm
 from novacron.db.base import new_id, utcnow
 from novacron.db.models import VM, BackupSnapshot, BackupTarget, DRRunbook, Host, Task
 from novacron.tasks.runner import StepFailed, TaskHandler
@@ -129,7 +129,7 @@ class _Recover(TaskHandler):
             await self._recover(ctx, task)
         elif step == "cleanup":
             for n, item in enumerate(task.params["plan"]):
-                await drsteps.remove_vm(ctx, task, item["vm_id"], str(n))
+                await remove_vm(ctx, task, item["vm_id"], str(n))
         else:
             self._report(ctx, task)
 
@@ -236,7 +236,7 @@ class _Recover(TaskHandler):
         plan = task.params.get("plan") or []
         for n, item in enumerate(plan):
             with contextlib.suppress(Exception):
-                await drsteps.remove_vm(ctx, task, item["vm_id"], f"x{n}")
+                await remove_vm(ctx, task, item["vm_id"], f"x{n}")
         restarted = []
         with ctx.db.session() as s:
             if not self.dry_run:
@@ -374,7 +374,7 @@ class DRFailback(TaskHandler):
 
     async def _report(self, ctx: Context, task: Task) -> None:
         for n, item in enumerate(task.params["plan"]):
-            await drsteps.remove_vm(ctx, task, item["recovered_vm_id"], f"f{n}")
+            await remove_vm(ctx, task, item["recovered_vm_id"], f"f{n}")
         with ctx.db.session() as s:
             runbook = _runbook(s, task)
             runbook.state, runbook.state_changed_at, runbook.failover = "failed-back", utcnow(), None

@@ -20,7 +20,7 @@ from novacron.backup import vmstore
 from novacron.compute import hostops, scheduler, storage
 from novacron.compute.images import describe_derived, remove_files
 from novacron.compute.spec import spec_payload
-from novacron.compute.tasks import BOOT_TIMEOUT_S, end_operation
+from novacron.compute.tasks import BOOT_TIMEOUT_S, end_operation, remove_vm
 from novacron.db.base import utcnow
 from novacron.db.models import (
     VM,
@@ -366,7 +366,7 @@ class RestoreTest(TaskHandler):
             outcome = {"ok": True, "marker": marker, "boot_s": result["ready_s"], "at": utcnow().isoformat()}
             self._record(ctx, task, outcome)
         else:
-            await self._remove(ctx, task, vm_id)
+            await remove_vm(ctx, task, vm_id, "rt")
 
     def _record(self, ctx: Context, task: Task, outcome: dict[str, Any]) -> None:
         with ctx.db.session() as s:
@@ -375,22 +375,10 @@ class RestoreTest(TaskHandler):
                 row.restore_test_result = outcome
         set_result(ctx, task, outcome)
 
-    async def _remove(self, ctx: Context, task: Task, vm_id: str) -> None:
-        with ctx.db.session() as s:
-            vm = s.get(VM, vm_id)
-            host_id = vm.host_id if vm is not None else None
-        if host_id is not None:
-            await hostops.call(ctx, host_id, task, "destroy", vm_id, timeout_s=120)
-        with ctx.db.session() as s:
-            vm = s.get(VM, vm_id)
-            if vm is not None:
-                s.delete(vm)
-                quota.release(s, "vm", vm_id)
-
     async def rollback(self, ctx: Context, task: Task, error: str) -> None:
         self._record(ctx, task, {"ok": False, "error": error, "at": utcnow().isoformat()})
         with contextlib.suppress(StepFailed):
-            await self._remove(ctx, task, task.params["vm_id"])
+            await remove_vm(ctx, task, task.params["vm_id"], "rt")
 
 
 class RestoreImage(TaskHandler):

@@ -195,6 +195,33 @@ class ResumeVM(_SimpleOp):
     steps: ClassVar[list[str]] = ["resume"]
 
 
+def forget_vm(ctx: Context, s: Any, vm: VM) -> None:
+    """Drop a VM's row and all it holds: its ports (their hosts synced), its quota, its metrics."""
+    with syncing_vm(s, vm):  # its ports and addresses go with it
+        delete_vm_ports(s, vm.id)
+    quota.release(s, "vm", vm.id)  # a deleted VM gave it back at the request: then nothing is left
+    events.publish(
+        s, "vm.deleted", "vm", vm.id, tenant_id=vm.tenant_id, project_id=vm.project_id, name=vm.name
+    )
+    s.delete(vm)
+    ctx.metrics.forget(vm.id)
+
+
+async def remove_vm(ctx: Context, task: Task, vm_id: str, key: str) -> None:
+    """Remove a VM a task made for itself (a restore test's, a DR run's): its process and disk on the
+    host, then its row and all it holds."""
+    with ctx.db.session() as s:
+        vm = s.get(VM, vm_id)
+        host_id = vm.host_id if vm is not None else None
+    if host_id is not None:
+        with contextlib.suppress(StepFailed):  # the agent's orphan sweep removes it once the row is gone
+            await hostops.call(ctx, host_id, task, "destroy", vm_id, timeout_s=120, key=f"rm{key}")
+    with ctx.db.session() as s:
+        vm = s.get(VM, vm_id)
+        if vm is not None:
+            forget_vm(ctx, s, vm)
+
+
 class DeleteVM(TaskHandler):
     kind = "vm.delete"
     steps: ClassVar[list[str]] = ["destroy", "forget"]
@@ -205,19 +232,7 @@ class DeleteVM(TaskHandler):
             if vm is None:
                 return
             if step == "forget":
-                with syncing_vm(s, vm):  # its ports and addresses go with it
-                    delete_vm_ports(s, vm.id)
-                events.publish(
-                    s,
-                    "vm.deleted",
-                    "vm",
-                    vm.id,
-                    tenant_id=vm.tenant_id,
-                    project_id=vm.project_id,
-                    name=vm.name,
-                )
-                s.delete(vm)
-                ctx.metrics.forget(vm.id)
+                forget_vm(ctx, s, vm)
                 return
         if vm.host_id is not None:
             await _on_host(ctx, task, vm, "destroy", timeout_s=120)
