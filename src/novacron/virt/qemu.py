@@ -385,7 +385,8 @@ class QemuDriver(ComputeDriver):
     async def observe(self, instance_id: str) -> Observation:
         pid = self.pid(instance_id)
         if pid is None:
-            if self.instance_dir(instance_id).exists():
+            # a stopped VM moved here over shared storage has its disk but no instance dir until it starts
+            if self.instance_dir(instance_id).exists() or self.disk_path(instance_id).exists():
                 return Observation(PowerState.SHUTOFF)
             return Observation(PowerState.ABSENT)
         try:
