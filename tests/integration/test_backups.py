@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import re
 import signal
@@ -225,6 +226,56 @@ def test_restore_to_new_vm_boots_with_the_data_and_is_byte_identical(env: Env) -
     ).stdout
     assert b"MARKER-B" not in data  # the full backup predates the marker
     _power(c, env.vm_id, "start")
+
+
+def test_instant_restore_runs_the_vm_from_the_backup_while_its_disk_is_copied_in(env: Env) -> None:
+    c, server = env.c, env.server
+    inc = env.backups["inc"]
+    url = f"/v1/backups/{inc['id']}/restore"
+    for body, field in (
+        ({"vm": env.vm_id, "instant": True}, "body.instant"),
+        ({"new_vm": "slow", "copy_rate_mib": 1}, "body.copy_rate_mib"),
+    ):
+        r = c.post(url, json=body)
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == field, r.text
+    # the source has not written to its disk since this backup: its disk is what a restore must give
+    r = c.post(url, json={"new_vm": "instant", "instant": True, "copy_rate_mib": 1})
+    assert r.status_code == 202, r.text
+    task_id, new_id = r.json()["task_id"], r.json()["vm_id"]
+    disk = _disk(server, new_id)
+    copying: list[dict[str, object]] = []
+    deadline = time.monotonic() + 600
+    while (task := c.get(f"/v1/tasks/{task_id}").json())["state"] not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline
+        if task["current_step"] == "copy":
+            info = subprocess.run(
+                ["qemu-img", "info", "-U", "--output=json", str(disk)], capture_output=True, text=True
+            )
+            backing = info.returncode == 0 and "nbd+unix" in info.stdout
+            copying.append({"vm": c.get(f"/v1/vms/{new_id}").json()["state"], "backing": backing,
+                            "progress": (task["result"] or {}).get("progress")})  # fmt: skip
+        time.sleep(0.2)
+    assert task["state"] == "succeeded", task
+    # the VM ran while its disk still read from the backup over NBD, and the copy showed progress
+    assert any(s["vm"] == "running" and s["backing"] for s in copying), copying
+    assert any(s["progress"] and 0 < s["progress"]["fraction"] < 1 for s in copying), copying  # type: ignore[index]
+    assert task["kind"] == "backup.restore_instant" and task["result"]["vm_id"] == new_id, task
+    wait_console(c, new_id, "DISK-B: MARKER-B-0042", timeout_s=180)  # it read the backup's data
+    vm = c.get(f"/v1/vms/{new_id}").json()
+    assert vm["state"] == "running" and vm["task_state"] is None, vm
+    # standalone now: no backing file, and the backup's NBD server has ended
+    info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", str(disk)],
+                                     capture_output=True, text=True, check=True).stdout)  # fmt: skip
+    assert "backing-filename" not in info, info
+    assert not subprocess.run(["pgrep", "-f", f"nbdkit.*{new_id}"], capture_output=True).stdout
+    compare = subprocess.run(
+        ["qemu-img", "compare", "-U", str(_disk(server, env.vm_id)), str(disk)],
+        capture_output=True,
+        text=True,
+    )
+    assert compare.returncode == 0 and "identical" in compare.stdout, compare.stdout + compare.stderr
+    r = c.delete(f"/v1/vms/{new_id}")
+    assert r.status_code == 202 and wait_task(c, r.json()["task_id"])["state"] == "succeeded"
 
 
 def test_bitmap_survives_restart_and_a_lost_bitmap_means_a_full_backup(env: Env) -> None:

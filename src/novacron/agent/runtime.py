@@ -243,6 +243,17 @@ class AgentRuntime:
                 d, instance_id, payload, self._progress(op_id)
             )
             return result
+        elif op in ("instant_restore_disk", "stream_disk"):
+            from novacron.backup import instant
+
+            streamed: dict[str, Any] = await getattr(instant, op)(
+                d, instance_id, payload, self._progress(op_id)
+            )
+            return streamed
+        elif op == "stop_restore_source":
+            from novacron.backup import instant
+
+            instant.stop_source(instant.qemu_driver(d), instance_id)
         elif op == "network_sync":
             return await self._network_sync(payload)
         else:

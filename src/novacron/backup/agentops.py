@@ -34,7 +34,7 @@ async def _with_progress(
     return job.result()
 
 
-def _qemu(driver: Any) -> QemuDriver:
+def qemu_driver(driver: Any) -> QemuDriver:
     if not isinstance(driver, QemuDriver):
         raise DriverError(f"the {driver.name} driver cannot back VMs up")
     return driver
@@ -43,7 +43,7 @@ def _qemu(driver: Any) -> QemuDriver:
 async def backup_disk(
     driver: Any, instance_id: str, payload: dict[str, Any], report: Progress | None
 ) -> dict[str, Any]:
-    d = _qemu(driver)
+    d = qemu_driver(driver)
     secrets = payload["secrets"]
     store = agent_store(secrets)
     snapshot_id, parent_id = str(payload["snapshot_id"]), payload.get("parent_id")
@@ -124,7 +124,7 @@ async def restore_disk(
     driver: Any, instance_id: str, payload: dict[str, Any], report: Progress | None
 ) -> dict[str, Any]:
     """Write a snapshot's disk as the stopped VM's disk (a standalone qcow2, no backing file)."""
-    d = _qemu(driver)
+    d = qemu_driver(driver)
     if d.pid(instance_id) is not None:
         raise DriverError("the VM is running: stop it before restoring over its disk")
     secrets = payload["secrets"]

@@ -147,7 +147,13 @@ def new_vm_row(
 
 
 def request_restore(
-    session: Session, snap: BackupSnapshot, principal: Principal, new_vm: str | None, vm: VM | None
+    session: Session,
+    snap: BackupSnapshot,
+    principal: Principal,
+    new_vm: str | None,
+    vm: VM | None,
+    instant: bool = False,
+    copy_rate_mib: int | None = None,
 ) -> tuple[RestoreJob, Task, VM]:
     _available(snap)
     job = RestoreJob(
@@ -155,12 +161,14 @@ def request_restore(
         tenant_id=snap.tenant_id,
         project_id=snap.project_id,
         snapshot_id=snap.id,
-        mode="new_vm" if new_vm else "existing_vm",
+        mode=("instant" if instant else "new_vm") if new_vm else "existing_vm",
         state="running",
     )
     if new_vm:
         target_vm = new_vm_row(session, snap, new_vm, principal=principal)
-        handler: type[backup_tasks.TaskHandler] = backup_tasks.RestoreNewVM
+        handler: type[backup_tasks.TaskHandler] = (
+            backup_tasks.InstantRestoreNewVM if instant else backup_tasks.RestoreNewVM
+        )
     else:
         assert vm is not None
         if vm.tenant_id != snap.tenant_id:
@@ -181,7 +189,7 @@ def request_restore(
         target_vm.id,
         tenant_id=snap.tenant_id,
         project_id=snap.project_id,
-        params={"snapshot_id": snap.id, "job_id": job.id},
+        params={"snapshot_id": snap.id, "job_id": job.id, "copy_rate_mib": copy_rate_mib},
     )
     job.task_id = task.id
     return job, task, target_vm

@@ -19,6 +19,7 @@ from novacron import events
 from novacron.backup import vmstore
 from novacron.compute import hostops, scheduler, storage
 from novacron.compute.images import describe_derived, remove_files
+from novacron.compute.reports import record_state
 from novacron.compute.spec import spec_payload
 from novacron.compute.tasks import BOOT_TIMEOUT_S, end_operation, remove_vm
 from novacron.db.base import utcnow
@@ -209,10 +210,13 @@ async def restore_new_vm(
     marker: str | None,
     key: str = "",
     target_id: str | None = None,
+    instant: bool = False,
 ) -> dict[str, Any]:
     """Place, prepare, restore the disk into, and boot a VM row made for this restore.
 
-    ``target_id``: read the snapshot from that target (its replica at a recovery site)."""
+    ``target_id``: read the snapshot from that target (its replica at a recovery site).
+    ``instant``: the disk reads from the backup until ``stream_restored_disk`` has copied it in;
+    the VM is then running but its operation goes on (``task_state`` stays ``restoring``)."""
     snap, target = _snapshot(ctx, snapshot_id, target_id)
     started = time.monotonic()
     with ctx.db.session() as s:
@@ -236,7 +240,8 @@ async def restore_new_vm(
         "size": snap.size_bytes,
         "secrets": secrets_for(ctx, target, snap.tenant_id),
     }
-    await hostops.call(ctx, host_id, task, "restore_disk", vm_id, payload, BACKUP_TIMEOUT_S, key)
+    op = "instant_restore_disk" if instant else "restore_disk"
+    await hostops.call(ctx, host_id, task, op, vm_id, payload, BACKUP_TIMEOUT_S, key)
     restored_s = time.monotonic() - started
     await hostops.call(ctx, host_id, task, "launch", vm_id, spec, 300, key)
     if marker:
@@ -244,7 +249,13 @@ async def restore_new_vm(
     else:
         wanted = {"wanted": ["running"], "timeout_s": BOOT_TIMEOUT_S}
         await hostops.call(ctx, host_id, task, "wait_state", vm_id, wanted, BOOT_TIMEOUT_S + 60, key)
-    end_operation(ctx, vm_id, "running")
+    if instant:
+        with ctx.db.session() as s:
+            row = s.get(VM, vm_id)
+            if row is not None:
+                record_state(s, row, "running")
+    else:
+        end_operation(ctx, vm_id, "running")
     return {
         "vm_id": vm_id,
         "restore_s": round(restored_s, 2),
@@ -288,6 +299,53 @@ class RestoreNewVM(TaskHandler):
             quota.release(s, "vm", task.resource_id)  # left in error without a host: it holds nothing
         end_operation(ctx, task.resource_id, "absent", error)
         _finish_job(ctx, task.params.get("job_id"), "failed", None, error)
+
+
+class InstantRestoreNewVM(RestoreNewVM):
+    """Restore into a new VM that boots at once from the backup, then copy the data in behind it."""
+
+    kind = "backup.restore_instant"
+    steps: ClassVar[list[str]] = ["boot", "copy"]
+
+    async def run_step(self, ctx: Context, task: Task, step: str) -> None:
+        if step == "boot":
+            result = await restore_new_vm(
+                ctx,
+                task,
+                task.params["snapshot_id"],
+                task.resource_id,
+                task.params.get("marker"),
+                instant=True,
+            )
+            set_result(ctx, task, result)
+            return
+        snap, target = _snapshot(ctx, task.params["snapshot_id"])
+        vm = _vm(ctx, task.resource_id)
+        assert vm.host_id is not None
+        started = time.monotonic()
+        payload = {
+            "snapshot_id": snap.id,
+            "size": snap.size_bytes,
+            "speed_bytes": int(task.params.get("copy_rate_mib") or 0) * 2**20,
+            "secrets": secrets_for(ctx, target, snap.tenant_id),
+        }
+        await hostops.call(ctx, vm.host_id, task, "stream_disk", vm.id, payload, BACKUP_TIMEOUT_S)
+        end_operation(ctx, vm.id, "running")
+        with ctx.db.session() as s:
+            row = s.get(Task, task.id)
+            assert row is not None
+            result = {k: v for k, v in (row.result or {}).items() if k != "progress"}
+            result["copy_s"] = round(time.monotonic() - started, 2)
+            row.result = result
+        _finish_job(ctx, task.params.get("job_id"), "succeeded", result, None)
+
+    async def rollback(self, ctx: Context, task: Task, error: str) -> None:
+        vm = _vm(ctx, task.resource_id)
+        if vm.host_id is not None:
+            # before the VM's QEMU has connected, nothing else would end the backup's NBD server
+            with contextlib.suppress(StepFailed):
+                await hostops.call(ctx, vm.host_id, task, "stop_restore_source", vm.id, timeout_s=60)
+        await super().rollback(ctx, task, error)
 
 
 class RestoreOverVM(TaskHandler):

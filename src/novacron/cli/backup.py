@@ -117,6 +117,10 @@ def restore(
     disk: str | None = typer.Option(
         None, "--disk", help="restore the disk alone, as a new image of this name"
     ),
+    instant: bool = typer.Option(
+        False, "--instant", help="with --new-vm: boot at once from the backup, copy the disk in behind"
+    ),
+    copy_rate: int | None = typer.Option(None, "--copy-rate", help="--instant: cap the copy (MiB/s)"),
     wait: bool = WAIT,
     as_json: bool = JSON,
 ) -> None:
@@ -125,12 +129,17 @@ def restore(
     ``novacron restore`` is this command (``novacron backup restore`` is the same)."""
     if sum(x is not None for x in (new_vm, vm, disk)) != 1:
         raise CliError("give exactly one of --new-vm NAME, --vm EXISTING and --disk IMAGE_NAME")
+    body: dict[str, object]
     if new_vm:
         body = {"new_vm": new_vm}
     elif disk:
         body = {"image_name": disk}
     else:
         body = {"vm": str(resolve_vm(ctx, str(vm))["id"])}
+    if instant:  # with anything but --new-vm, the API says why not
+        body["instant"] = True
+    if copy_rate is not None:
+        body["copy_rate_mib"] = copy_rate
     accepted = client_of(ctx).post(f"/v1/backups/{backup}/restore", body)
     _follow(ctx, accepted, wait, as_json, f"restore {backup}")
     if wait:

@@ -224,5 +224,5 @@ def progress(ctx: Context, host_id: str, op_id: str, detail: dict[str, Any]) -> 
             return False
         fraction = min(max(float(detail.get("fraction", 0.0)), 0.0), 1.0)
         task.progress = max(task.progress, int(100 * (task.step_index + fraction) / max(len(task.steps), 1)))
-        task.result = {"progress": detail}
+        task.result = {**(task.result or {}), "progress": detail}  # an earlier step's result stays
         return bool(task.cancel_requested)

@@ -85,6 +85,13 @@ class RestoreRequest(BaseModel):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
         description="restore the disk as a new image",
     )
+    instant: bool = Field(
+        default=False,
+        description="with new_vm: boot at once reading from the backup, and copy the disk in behind",
+    )
+    copy_rate_mib: int | None = Field(
+        default=None, ge=1, le=100_000, description="instant restore: cap the copy at this many MiB/s"
+    )
 
     @model_validator(mode="after")
     def _one(self) -> RestoreRequest:
@@ -327,6 +334,10 @@ def restore_backup(
     idem = Idempotency(request, principal, session, body)
     if (replay := idem.replay()) is not None:
         return replay
+    if body.instant and body.new_vm is None:
+        raise invalid("body.instant", "an instant restore makes a new VM: give new_vm")
+    if body.copy_rate_mib is not None and not body.instant:
+        raise invalid("body.copy_rate_mib", "the copy rate applies to an instant restore only")
     if body.image_name is not None:
         job, task, image = service.request_restore_image(session, snap, body.image_name)
         session.flush()
@@ -337,7 +348,9 @@ def restore_backup(
             vm = get_visible(session, VM, body.vm, principal, "vm")
         except Problem as exc:
             raise invalid("body.vm", f"no VM '{body.vm}' is visible to you", 404) from exc
-    job, task, target_vm = service.request_restore(session, snap, principal, body.new_vm, vm)
+    job, task, target_vm = service.request_restore(
+        session, snap, principal, body.new_vm, vm, body.instant, body.copy_rate_mib
+    )
     session.flush()
     return _accepted(ctx, idem, Accepted(task_id=task.id, restore_job_id=job.id, vm_id=target_vm.id))
 

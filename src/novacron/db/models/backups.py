@@ -104,7 +104,7 @@ class RestoreJob(Timestamped, Base):
     snapshot_id: Mapped[str] = mapped_column(
         ForeignKey("backup_snapshots.id", ondelete="CASCADE"), index=True
     )
-    #: new_vm, existing_vm, test, drill
+    #: new_vm, instant (a new VM booted from the backup), existing_vm, image, test, drill
     mode: Mapped[str] = mapped_column(String(16))
     vm_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     task_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
