@@ -6,6 +6,7 @@ target, then verified) and counts against its tenant's quota.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import wait_console, wait_task
+from tests.conftest import default_project, wait_console, wait_task
 from tests.e2e.browser import Browser, page_problems
 from tests.e2e.conftest import DESKTOP, PASSWORD, PHONE, Cluster
 
@@ -211,6 +212,130 @@ def test_network_form_rules_and_tenant_scope(
         beta.close()
 
 
+def _confirm(page: Any, button: str) -> None:
+    """Press a destroying button and confirm in its dialog."""
+    page.click(button)
+    page.click("dialog button.danger")
+    page.wait_for_selector("dialog", state="detached")
+
+
+def test_subnet_router_interface_and_floating_ip_actions(
+    booting: tuple[str, str], cluster: Cluster, browser: Any
+) -> None:
+    """Add and delete a subnet; join it to a router, set and clear the gateway; allocate, associate,
+    disassociate and release a floating IP; delete the router. Each checked in the API, and each
+    refused input shows the API's reason next to its field."""
+    admin = cluster.admin
+    r = admin.post(
+        "/v1/networks", json={"name": "public", "external": True, "project_id": default_project(admin)}
+    )
+    assert r.status_code == 201, r.text
+    assert (
+        admin.post(
+            "/v1/subnets", json={"network": "public", "name": "public-v4", "cidr": "203.0.113.0/24"}
+        ).status_code
+        == 201
+    )
+    b = Browser(browser, cluster.server.url, DESKTOP)
+    page = b.page
+    try:
+        with _member(cluster, "alpha") as api:
+            net = api.post("/v1/networks", json={"name": "app-net"}).json()
+            rt = api.post("/v1/routers", json={"name": "app-router"}).json()
+            bad = api.post(
+                "/v1/subnets", json={"network": net["id"], "name": "app-v4", "cidr": "10.30.0.0/33"}
+            )
+            b.login(cluster.tenants["alpha"][0], PASSWORD)
+            b.go(f"/networks/{net['id']}")
+            page.fill("#nsub-name", "app-v4")
+            page.fill("#nsub-cidr", "10.30.0.0/33")
+            page.click("form[aria-label='Add a subnet'] button[type=submit]")
+            page.wait_for_selector("#nsub-cidr[aria-invalid=true]")
+            assert page.inner_text("#nsub-cidr-error") == _reason(bad, "body.cidr")
+            page.fill("#nsub-cidr", "10.30.0.0/24")
+            page.click("form[aria-label='Add a subnet'] button[type=submit]")
+            page.wait_for_selector("tr[data-subnet=app-v4]:has-text('10.30.0.1')")
+            page.fill("#nsub-name", "spare")
+            page.fill("#nsub-cidr", "10.31.0.0/24")
+            page.click("form[aria-label='Add a subnet'] button[type=submit]")
+            page.wait_for_selector("tr[data-subnet=spare]")
+            _confirm(page, "tr[data-subnet=spare] button:text-is('Delete')")
+            page.wait_for_selector("tr[data-subnet=spare]", state="detached")
+            subnets = api.get("/v1/subnets", params={"network_id": net["id"]}).json()["items"]
+            assert [(x["name"], x["cidr"], x["gateway_ip"]) for x in subnets] == [
+                ("app-v4", "10.30.0.0/24", "10.30.0.1")
+            ]
+
+            # a VM with a port on the new subnet (associating needs only its port: no wait for the boot)
+            r = api.post("/v1/vms", json={"name": "alpha-web", "image": "test-guest", "flavor": "tiny",
+                                          "networks": [{"network": "app-net"}]})  # fmt: skip
+            assert r.status_code == 202, r.text
+            web_vm = r.json()["vm"]["id"]
+            port = api.get("/v1/ports", params={"vm_id": web_vm}).json()["items"][0]
+
+            b.go("/routers")
+            page.click("tr[data-router=app-router] a")
+            b.ready()
+            page.select_option("#rif-subnet", subnets[0]["id"])
+            page.click("form[aria-label='Add an interface'] button[type=submit]")
+            page.wait_for_selector("tr[data-interface='10.30.0.1']")
+            joined = api.get(f"/v1/routers/{rt['id']}").json()["interfaces"]
+            assert [(i["ip"], i["network_id"]) for i in joined] == [("10.30.0.1", net["id"])]
+            again = api.post(f"/v1/routers/{rt['id']}/interfaces", json={"subnet": subnets[0]["id"]})
+            page.click("form[aria-label='Add an interface'] button[type=submit]")
+            page.wait_for_selector("#rif-subnet[aria-invalid=true]")
+            assert page.inner_text("#rif-subnet-error") == _reason(again, "body.subnet")
+
+            # a floating IP: allocated, then refused for the VM's port while the router has no gateway
+            b.go("/floating-ips")
+            page.click("form[aria-label='Allocate a floating IP'] button[type=submit]")
+            fip = page.wait_for_selector("tr[data-fip] code").inner_text()
+            made = api.get("/v1/floating-ips").json()["items"]
+            assert [(f["ip"], f["port_id"]) for f in made] == [(fip, None)]
+            refused = api.patch(f"/v1/floating-ips/{made[0]['id']}", json={"port": port["id"]})
+            page.select_option("#fipa-port", port["id"])
+            page.click("form[aria-label='Associate a floating IP'] button[type=submit]")
+            page.wait_for_selector("#fipa-port[aria-invalid=true]")
+            assert page.inner_text("#fipa-port-error") == _reason(refused, "body.port")
+
+            b.go(f"/routers/{rt['id']}")
+            page.click("form[aria-label='Set the gateway'] button[type=submit]")
+            page.wait_for_selector("[data-testid=router-details]:has-text('203.0.113.')")
+            assert (
+                api.get(f"/v1/routers/{rt['id']}").json()["external_network_id"]
+                == admin.get("/v1/networks", params={"name": "public"}).json()["items"][0]["id"]
+            )
+
+            b.go("/floating-ips")
+            page.select_option("#fipa-port", port["id"])
+            page.click("form[aria-label='Associate a floating IP'] button[type=submit]")
+            page.wait_for_selector(f"tr[data-fip='{fip}'] .badge[data-state=associated]")
+            got = api.get(f"/v1/floating-ips/{made[0]['id']}").json()
+            assert (got["port_id"], got["fixed_ip"]) == (port["id"], port["fixed_ips"][0]["ip"])
+            assert "alpha-web" in page.inner_text(f"tr[data-fip='{fip}']")
+            _confirm(page, f"tr[data-fip='{fip}'] button:text-is('Disassociate')")
+            page.wait_for_selector(f"tr[data-fip='{fip}'] .badge[data-state=unassociated]")
+            assert api.get(f"/v1/floating-ips/{made[0]['id']}").json()["port_id"] is None
+            _confirm(page, f"tr[data-fip='{fip}'] button:text-is('Release')")
+            page.wait_for_selector(f"tr[data-fip='{fip}']", state="detached")
+            assert api.get("/v1/floating-ips").json()["items"] == []
+
+            b.go(f"/routers/{rt['id']}")
+            _confirm(page, "main button:text-is('Clear gateway')")
+            page.wait_for_selector("[data-testid=router-details]:has-text('no gateway')")
+            assert api.get(f"/v1/routers/{rt['id']}").json()["external_network_id"] is None
+            _confirm(page, "tr[data-interface='10.30.0.1'] button:text-is('Remove')")
+            page.wait_for_selector("tr[data-interface='10.30.0.1']", state="detached")
+            assert api.get(f"/v1/routers/{rt['id']}").json()["interfaces"] == []
+            _confirm(page, "main .page-head button:text-is('Delete')")
+            page.wait_for_url("**/#/routers")
+            assert api.get(f"/v1/routers/{rt['id']}").status_code == 404
+            assert api.delete(f"/v1/vms/{web_vm}").status_code == 202
+        assert b.errors == [], b.errors
+    finally:
+        b.close()
+
+
 def _local(page: Any, when: datetime) -> str:
     """``when`` as a datetime-local input's value in the browser's time zone."""
     js = "d => { const x = new Date(d); return new Date(x - x.getTimezoneOffset() * 60000)"
@@ -250,7 +375,7 @@ def test_quota_backups_dr_and_reservations(cluster: Cluster, browser: Any, areas
             assert report["items"] and report["total_cost"] > 0
             b.go("/usage")
             assert page.inner_text("[data-testid=usage-total]") == f"Total {report['total_cost']:.2f}"
-            assert len(page.query_selector_all("main tbody tr")) == len(report["items"])
+            assert len(page.query_selector_all("main tr[data-usage]")) == len(report["items"])
             csv = page.evaluate(
                 "async () => (await fetch(document.querySelector('a[download]').href)).text()"
             )
@@ -370,6 +495,8 @@ def test_new_pages_phone_and_desktop_light_and_dark(cluster: Cluster, browser: A
     routes = ["/networks", "/security-groups", "/routers", "/floating-ips"]
     routes += [f"/networks/{net[0]['id']}"] if net else []  # made by the first test of the module
     routes += [f"/security-groups/{groups[0]['id']}"] if groups else []
+    edge = cluster.admin.get("/v1/routers", params={"name": "edge"}).json()["items"][0]
+    routes += [f"/routers/{edge['id']}"]
     routes += ["/quota", "/reservations", "/usage", "/backups", "/backup-policies", "/dr"]
     problems: list[str] = []
     for size, viewport in (("phone", PHONE), ("desktop", DESKTOP)):
@@ -408,3 +535,103 @@ def test_new_pages_phone_and_desktop_light_and_dark(cluster: Cluster, browser: A
             finally:
                 b.close()
     assert problems == []
+
+
+def test_runbook_form_dry_run_budget_and_price(cluster: Cluster, browser: Any, areas: Areas) -> None:
+    """An admin makes a runbook in the form (refused first, by field), starts its dry run from the
+    page and follows the task to succeeded; a failover asked for and cancelled starts nothing; a
+    price and a budget set in their forms (refused first) are what the API then gives."""
+    admin = cluster.admin
+    # a replicated backup and a recovery group, what a dry run restores from and into; a target of
+    # its own, so the other tests' backups keep their only (default) target until now
+    for name, extra in (("site-b", {}), ("dr-src", {"replicate_to": "site-b", "replicate_every_s": 1})):
+        config = {"path": str(cluster.server.state_dir / f"bkt-{name}")}
+        r = admin.post("/v1/backup-targets", json={"name": name, "type": "local", "config": config, **extra})
+        assert r.status_code == 201, r.text
+    host = admin.get("/v1/hosts").json()["items"][0]["name"]
+    assert admin.post("/v1/aggregates", json={"name": "recovery", "hosts": [host]}).status_code == 201
+    r = admin.post("/v1/backups", json={"vm": areas.vm_id, "target": "dr-src"})
+    assert r.status_code == 202, r.text
+    backup_id = r.json()["backup"]["id"]
+    b = Browser(browser, cluster.server.url, DESKTOP)
+    page = b.page
+    try:
+        b.login("admin", cluster.server.admin_password)
+        b.go("/dr")
+        project = cluster.tenants["alpha"][1]
+        page.select_option("#rb-project", project)
+        page.fill("#rb-name", "Web DR")  # a bad name and no VM: both refused, each by its field
+        page.select_option("#rb-group", "recovery")
+        page.click("form[aria-label='New runbook'] button[type=submit]")
+        page.wait_for_selector("#rb-steps[aria-invalid=true]")
+        refused = admin.post("/v1/dr/runbooks", json={"name": "Web DR", "project_id": project, "steps": []})
+        assert page.inner_text("#rb-name-error") == _reason(refused, "body.name")
+        assert page.inner_text("#rb-steps-error") == _reason(refused, "body.steps")
+        page.fill("#rb-name", "web-dr")
+        page.select_option("#rb-steps", areas.vm_id)
+        page.click("form[aria-label='New runbook'] button:text-is('Add VM')")
+        page.wait_for_selector(f"[data-testid=rb-order] li[data-vm='{areas.vm_id}']")
+        page.fill("#rb-rpo", "600")
+        page.click("form[aria-label='New runbook'] button[type=submit]")
+        page.wait_for_selector("[data-runbook=web-dr]")
+        made = admin.get("/v1/dr/runbooks", params={"name": "web-dr"}).json()["items"]
+        group = admin.get("/v1/aggregates").json()["items"][0]["id"]
+        assert [([st["vm"] for st in x["steps"]], x["recovery_group"], x["rpo_target_s"]) for x in made] == [
+            ([areas.vm_id], group, 600)
+        ]
+        runbook = made[0]
+
+        # a failover asked for and cancelled: nothing starts
+        page.click("[data-runbook=web-dr] button:text-is('Fail over')")
+        page.click("dialog button:text-is('Cancel')")
+        assert admin.get("/v1/tasks", params={"resource_id": runbook["id"]}).json()["items"] == []
+
+        assert wait_task(admin, r.json()["task_id"], 300)["state"] == "succeeded"
+        deadline = time.monotonic() + 60
+        while not admin.get(f"/v1/backups/{backup_id}").json()["replicated_at"]:
+            assert time.monotonic() < deadline, admin.get("/v1/backup-targets").text
+            time.sleep(0.5)
+        page.click("[data-runbook=web-dr] button:text-is('Dry run')")
+        page.click("dialog button.primary")
+        run = page.wait_for_selector("[data-runbook=web-dr] [data-testid=run]")
+        task_id = run.get_attribute("data-task")
+        page.wait_for_selector(
+            "[data-runbook=web-dr] [data-testid=run]:is([data-state=succeeded], [data-state=failed])",
+            timeout=240_000,
+        )
+        task = admin.get(f"/v1/tasks/{task_id}").json()
+        assert (task["kind"], task["state"]) == ("dr.dry_run", "succeeded"), task
+        assert page.get_attribute("[data-runbook=web-dr] [data-testid=run]", "data-state") == "succeeded"
+        page.wait_for_selector("[data-runbook=web-dr] [data-testid=last-test]:has-text('RTO')")
+
+        # a price: a negative one refused next to its field, then set
+        b.go("/usage")
+        refused = admin.put("/v1/prices/ram_mb", json={"per_hour": -1})
+        page.select_option("#price-resource", "ram_mb")
+        page.fill("#price-per_hour", "-1")
+        page.click("form[aria-label='Set a price'] button[type=submit]")
+        page.wait_for_selector("#price-per_hour[aria-invalid=true]")
+        assert page.inner_text("#price-per_hour-error") == _reason(refused, "body.per_hour")
+        page.fill("#price-per_hour", "0.001")
+        page.click("form[aria-label='Set a price'] button[type=submit]")
+        page.wait_for_selector("tr[data-price=ram_mb]:has-text('0.001')")
+        prices = {p["resource"]: p["per_hour"] for p in admin.get("/v1/prices").json()["items"]}
+        assert prices["ram_mb"] == 0.001
+
+        # a budget for tenant alpha
+        tenant_id = admin.get("/v1/tenants", params={"name": "alpha"}).json()["items"][0]["id"]
+        refused = admin.put("/v1/budgets", json={"tenant_id": tenant_id, "amount": -5})
+        page.select_option("#bud-scope", f"tenant:{tenant_id}")
+        page.fill("#bud-amount", "-5")
+        page.click("form[aria-label='Set a budget'] button[type=submit]")
+        page.wait_for_selector("#bud-amount[aria-invalid=true]")
+        assert page.inner_text("#bud-amount-error") == _reason(refused, "body.amount")
+        page.fill("#bud-amount", "100")
+        page.click("form[aria-label='Set a budget'] button[type=submit]")
+        page.wait_for_selector("tr[data-budget][data-month='']:has-text('100.00')")
+        budgets = admin.get("/v1/budgets").json()["items"]
+        assert [(x["tenant_id"], x["month"], x["amount"]) for x in budgets] == [(tenant_id, None, 100.0)]
+        assert "of a budget of 100.00" in b.main_text()  # the report above follows
+        assert b.errors == [], b.errors
+    finally:
+        b.close()

@@ -1,7 +1,7 @@
-// Backup and DR: snapshots (per VM too), verify and restore with their task progress, schedules
-// (backup policies), and DR runbooks with their RPO and RTO against the targets.
+// Backup: snapshots (per VM too), verify and restore with their task progress, and schedules
+// (backup policies). DR runbooks are in dr.js.
 
-import { get, listAll, post } from '../api.js';
+import { listAll, post } from '../api.js';
 import { subscribe } from '../live.js';
 import { registerPage } from '../registry.js';
 import { h, clear, badge, card, confirmDialog, fmtBytes, link, pageHead, table, throttle, timeEl, toast } from '../ui.js';
@@ -148,54 +148,5 @@ registerPage({
     clear(ctx.main, pageHead('Backup schedules'), h('div', { class: 'grid' }, card(null, box),
       ctx.can('backup:policy') ? card('New schedule', policyForm(vms, load)) : null));
     await load();
-  },
-});
-
-/** A figure against its target: "12 s of 60 s", red with "missed" when over. */
-function against(value, target, met) {
-  if (value === null || value === undefined) return h('span', { class: 'badge bad', 'data-state': 'missed' }, 'no backup');
-  return h('span', {}, `${fmtSeconds(value)} of ${fmtSeconds(target)} `, badge(met ? 'met' : 'missed'));
-}
-
-registerPage({
-  path: '/dr',
-  title: 'DR runbooks',
-  section: 'Backup',
-  permission: 'dr:read',
-  order: 30,
-  async render(ctx) {
-    const box = h('div', { 'aria-live': 'polite' });
-    const tasks = h('div', { 'aria-live': 'polite' });
-    const drill = async (r) => {
-      if (!(await confirmDialog(`Drill ${r.name}?`, 'Every VM of the runbook is restored from its newest backup as a new VM, in order, and RPO and RTO are measured.', { confirm: 'Run drill' }))) return;
-      try {
-        await post(`/v1/dr/runbooks/${r.id}/drill`, undefined, { idempotent: true });
-        toast(`Drill of ${r.name} started.`);
-      } catch (err) { toast(err.message, 'bad'); }
-    };
-    const load = async () => {
-      // the list leaves out each VM's current RPO; one read per runbook has it
-      const runbooks = await Promise.all((await listAll('/v1/dr/runbooks')).map((r) => get(`/v1/dr/runbooks/${r.id}`)));
-      clear(box, runbooks.length ? runbooks.map((r) => {
-        const d = r.last_drill;
-        return h('section', { class: 'card', 'aria-labelledby': `rb-${r.id}`, 'data-runbook': r.name },
-          h('div', { class: 'page-head' }, h('h2', { id: `rb-${r.id}` }, r.name),
-            ctx.can('dr:write') ? h('div', { class: 'actions' }, h('button', { type: 'button', onclick: () => drill(r) }, 'Run drill')) : null),
-          h('dl', { class: 'kv' },
-            h('dt', {}, 'Targets'), h('dd', {}, `RPO ${fmtSeconds(r.rpo_target_s)} · RTO ${fmtSeconds(r.rto_target_s)}`),
-            h('dt', {}, 'Last drill'), h('dd', { 'data-testid': 'last-drill' }, !d ? 'never'
-              : d.ok ? ['RTO ', against(d.rto_s, d.rto_target_s, d.rto_met), ' · RPO ', badge(d.rpo_met ? 'met' : 'missed'), ' · ', timeEl(r.last_drill_at)]
-                : [badge('failed'), ` ${d.error || ''}`])),
-          table([
-            { label: 'Step', cell: (s) => String(s.n) },
-            { label: 'VM', cell: (s) => s.vm },
-            { label: 'RPO now', cell: (s) => h('span', { 'data-testid': 'rpo' }, against(s.rpo_s, r.rpo_target_s, s.rpo_met)) },
-          ], r.rpo.map((s, i) => ({ ...s, n: i + 1 })), { caption: `Recovery order of ${r.name}` }));
-      }) : h('p', { class: 'empty' }, 'No runbooks yet.'));
-    };
-    clear(ctx.main, pageHead('DR runbooks'), tasks, box);
-    await Promise.all([load(), taskBox(tasks, ['dr.'])]);
-    const reload = throttle(() => { load().catch(() => {}); taskBox(tasks, ['dr.']).catch(() => {}); }, 800);
-    ctx.onCleanup(subscribe(['task.*', 'dr.*', 'backup.*'], reload));
   },
 });

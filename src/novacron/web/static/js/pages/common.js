@@ -13,7 +13,7 @@ export async function hostNames(can) {
 export async function activeTasks(params = {}) {
   const q = new URLSearchParams({ limit: '100', sort: '-created_at', ...params });
   const page = await get(`/v1/tasks?${q}`);
-  return page.items.filter((t) => t.state === 'queued' || t.state === 'running');
+  return page.items.filter((t) => t.state === 'pending' || t.state === 'running');
 }
 
 export function taskLine(t) {

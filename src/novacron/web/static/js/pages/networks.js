@@ -1,10 +1,10 @@
-// Networking: networks with their subnets and ports, routers and floating IPs. Security groups are
-// in security_groups.js. Everything is read and written through the API, which scopes it by tenant.
+// Networking: networks with their subnets (add, delete) and ports. Routers and floating IPs are in
+// routers.js, security groups in security_groups.js. The API scopes everything by tenant.
 
 import { get, listAll, post, request } from '../api.js';
 import { subscribe } from '../live.js';
 import { registerPage } from '../registry.js';
-import { h, clear, badge, card, confirmDialog, link, pageHead, table, throttle, timeEl, toast } from '../ui.js';
+import { h, clear, card, confirmDialog, link, pageHead, table, throttle, timeEl, toast } from '../ui.js';
 import { checkField, field, onSubmit } from './common.js';
 
 const csv = (s) => s.split(',').map((x) => x.trim()).filter(Boolean);
@@ -108,6 +108,38 @@ registerPage({
   },
 });
 
+/** Add a subnet to an existing network; the API's reasons show next to the fields they name. */
+function subnetForm(net, done) {
+  const c = {
+    name: h('input', { id: 'nsub-name', autocomplete: 'off' }),
+    cidr: h('input', { id: 'nsub-cidr', autocomplete: 'off', placeholder: '10.1.0.0/24' }),
+    gateway_ip: h('input', { id: 'nsub-gateway', autocomplete: 'off' }),
+    dns_servers: h('input', { id: 'nsub-dns', autocomplete: 'off' }),
+    dhcp: h('input', { id: 'nsub-dhcp', type: 'checkbox', checked: true }),
+  };
+  const formError = h('div', { role: 'alert' });
+  const submit = h('button', { type: 'submit', class: 'primary' }, 'Add subnet');
+  const form = h('form', { novalidate: true, 'aria-label': 'Add a subnet' }, formError,
+    field('nsub-name', 'Name', c.name, 'Letters, digits, . _ -'),
+    field('nsub-cidr', 'CIDR', c.cidr, 'e.g. 10.1.0.0/24 or fd00:1::/64'),
+    field('nsub-gateway', 'Gateway', c.gateway_ip, 'Default: the first usable address.'),
+    field('nsub-dns', 'DNS servers', c.dns_servers, 'Comma-separated addresses.'),
+    checkField('nsub-dhcp', 'DHCP', c.dhcp),
+    submit);
+  onSubmit(form, { controls: c, submit, formError }, async () => {
+    const body = {
+      network: net.id, name: c.name.value.trim(), cidr: c.cidr.value.trim(),
+      dns_servers: csv(c.dns_servers.value), dhcp: c.dhcp.checked,
+    };
+    if (c.gateway_ip.value.trim()) body.gateway_ip = c.gateway_ip.value.trim();
+    const sub = await post('/v1/subnets', body, { idempotent: true });
+    form.reset();
+    toast(`Subnet ${sub.name} (${sub.cidr}) added.`);
+    await done();
+  });
+  return form;
+}
+
 registerPage({
   path: '/networks/:id',
   title: 'Network',
@@ -115,9 +147,9 @@ registerPage({
   async render(ctx) {
     const net = await get(`/v1/networks/${encodeURIComponent(ctx.params.id)}`, { signal: ctx.signal });
     document.title = `${net.name} · NovaCron`;
-    const [subnets, ports] = await Promise.all([
-      listAll('/v1/subnets', { network_id: net.id }), listAll('/v1/ports', { network_id: net.id }),
-    ]);
+    const canWrite = ctx.can('network:write');
+    const subnetBox = h('div', { 'aria-live': 'polite' });
+    const portBox = h('div');
     const remove = async () => {
       if (!(await confirmDialog(`Delete ${net.name}?`, 'The network and its subnets are deleted.', { confirm: 'Delete', danger: true }))) return;
       try {
@@ -126,14 +158,19 @@ registerPage({
         ctx.navigate('/networks');
       } catch (err) { toast(err.message, 'bad'); }
     };
-    clear(ctx.main, h('p', {}, link('#/networks', '← Networks')),
-      pageHead(net.name, ctx.can('network:write') ? h('button', { type: 'button', class: 'danger', onclick: remove }, 'Delete') : null),
-      card('Details', h('dl', { class: 'kv' }, [
-        ['ID', h('code', {}, net.id)], ['VNI', String(net.vni)], ['MTU', String(net.mtu)],
-        ['External', net.external ? `yes${net.physical_interface ? ` (${net.physical_interface})` : ''}` : 'no'],
-        ['Shared', net.shared ? 'yes' : 'no'], ['Project', h('code', {}, net.project_id)], ['Created', timeEl(net.created_at)],
-      ].map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]))),
-      card('Subnets', table([
+    const removeSubnet = async (s) => {
+      if (!(await confirmDialog(`Delete subnet ${s.name}?`, `${s.cidr} is removed from ${net.name}; the API refuses while ports hold addresses in it.`, { confirm: 'Delete subnet', danger: true }))) return;
+      try {
+        await request(`/v1/subnets/${s.id}`, { method: 'DELETE' });
+        toast(`Subnet ${s.name} deleted.`);
+      } catch (err) { toast(err.message, 'bad'); }
+      await load();
+    };
+    const load = async () => {
+      const [subnets, ports] = await Promise.all([
+        listAll('/v1/subnets', { network_id: net.id }), listAll('/v1/ports', { network_id: net.id }),
+      ]);
+      clear(subnetBox, table([
         { label: 'Name', cell: (s) => h('strong', {}, s.name) },
         { label: 'CIDR', cell: (s) => h('code', {}, s.cidr) },
         { label: 'Gateway', cell: (s) => s.gateway_ip || 'none' },
@@ -141,8 +178,26 @@ registerPage({
         { label: 'DNS', cell: (s) => s.dns_servers.join(', ') || '–' },
         { label: 'DHCP', cell: (s) => (s.dhcp ? 'on' : 'off') },
         { label: 'Used IPs', cell: (s) => String(s.used_ips) },
-      ], subnets, { caption: 'Subnets', empty: 'No subnets.' })),
-      card('Ports', portTable(ports)));
+        ...(canWrite ? [{
+          label: 'Delete',
+          cell: (s) => h('button', { type: 'button', class: 'danger', 'aria-label': `Delete subnet ${s.name} (${s.cidr})`, onclick: () => removeSubnet(s) }, 'Delete'),
+        }] : []),
+      ], subnets, { caption: 'Subnets', empty: 'No subnets.', rowAttrs: (s) => ({ 'data-subnet': s.name }) }));
+      clear(portBox, portTable(ports));
+    };
+    clear(ctx.main, h('p', {}, link('#/networks', '← Networks')),
+      pageHead(net.name, canWrite ? h('button', { type: 'button', class: 'danger', onclick: remove }, 'Delete') : null),
+      card('Details', h('dl', { class: 'kv' }, [
+        ['ID', h('code', {}, net.id)], ['VNI', String(net.vni)], ['MTU', String(net.mtu)],
+        ['External', net.external ? `yes${net.physical_interface ? ` (${net.physical_interface})` : ''}` : 'no'],
+        ['Shared', net.shared ? 'yes' : 'no'], ['Project', h('code', {}, net.project_id)], ['Created', timeEl(net.created_at)],
+      ].map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]))),
+      card('Subnets', subnetBox),
+      canWrite ? card('Add a subnet', subnetForm(net, load)) : null,
+      card('Ports', portBox));
+    await load();
+    const reload = throttle(() => load().catch(() => {}), 500);
+    ctx.onCleanup(subscribe(['subnet.*', 'port.*'], reload));
   },
 });
 
@@ -156,79 +211,3 @@ export function portTable(ports, empty = 'No ports.') {
     { label: 'Security groups', cell: (p) => (p.port_security ? h('span', {}, p.security_groups.map((g) => [link(`#/security-groups/${g}`, g.slice(0, 12)), ' '])) : 'port security off') },
   ], ports, { caption: 'Ports', empty });
 }
-
-function routerForm(projects, externals, done) {
-  const c = {
-    name: h('input', { id: 'rt-name', autocomplete: 'off' }),
-    external_network: h('select', { id: 'rt-gateway' }, h('option', { value: '' }, 'none (internal only)'),
-      externals.map((n) => h('option', { value: n.id }, n.name))),
-    snat: h('input', { id: 'rt-snat', type: 'checkbox', checked: true }),
-    project_id: h('select', { id: 'rt-project' }, projects.map(([v, t]) => h('option', { value: v }, t))),
-  };
-  const formError = h('div', { role: 'alert' });
-  const submit = h('button', { type: 'submit', class: 'primary' }, 'Create router');
-  const form = h('form', { novalidate: true, 'aria-label': 'New router' }, formError,
-    field('rt-name', 'Name', c.name, 'Letters, digits, . _ -'),
-    field('rt-gateway', 'Gateway network', c.external_network, 'An external network to route out through.'),
-    checkField('rt-snat', 'SNAT (VMs without a floating IP reach out through the gateway address)', c.snat),
-    projects.length > 1 ? field('rt-project', 'Project', c.project_id) : null,
-    submit);
-  onSubmit(form, { controls: c, submit, formError }, async () => {
-    const body = { name: c.name.value.trim(), snat: c.snat.checked };
-    if (c.external_network.value) body.external_network = c.external_network.value;
-    if (projects.length > 1) body.project_id = c.project_id.value;
-    const r = await post('/v1/routers', body, { idempotent: true });
-    toast(`Router ${r.name} created.`);
-    form.reset();
-    await done();
-  });
-  return form;
-}
-
-registerPage({
-  path: '/routers',
-  title: 'Routers',
-  section: 'Network',
-  permission: 'network:read',
-  order: 30,
-  async render(ctx) {
-    const nets = await listAll('/v1/networks');
-    const netName = Object.fromEntries(nets.map((n) => [n.id, n.name]));
-    const box = h('div', { 'aria-live': 'polite' });
-    const load = async () => {
-      const routers = await listAll('/v1/routers', { sort: 'name' });
-      clear(box, table([
-        { label: 'Name', cell: (r) => h('strong', {}, r.name) },
-        // a router without a gateway only joins its subnets; with one it also routes out (SNAT or not)
-        { label: 'State', cell: (r) => badge(r.external_network_id ? 'active' : 'internal', r.external_network_id ? (r.snat ? 'SNAT' : 'no SNAT') : 'no gateway') },
-        { label: 'Gateway', cell: (r) => (r.external_network_id ? `${netName[r.external_network_id] || r.external_network_id} · ${r.external_ip || '–'}` : '–') },
-        { label: 'Interfaces', cell: (r) => (r.interfaces.length ? h('ul', { class: 'plain' }, r.interfaces.map((i) => h('li', {}, `${i.ip} on `, link(`#/networks/${i.network_id}`, netName[i.network_id] || i.network_id)))) : 'none') },
-        { label: 'Created', cell: (r) => timeEl(r.created_at) },
-      ], routers, { caption: 'Routers', empty: 'No routers yet.', rowAttrs: (r) => ({ 'data-router': r.name }) }));
-    };
-    const projects = ctx.can('network:write') ? await projectOptions(ctx) : [];
-    clear(ctx.main, pageHead('Routers'), h('div', { class: 'grid' }, card(null, box),
-      ctx.can('network:write') ? card('New router', routerForm(projects, nets.filter((n) => n.external), load)) : null));
-    await load();
-  },
-});
-
-registerPage({
-  path: '/floating-ips',
-  title: 'Floating IPs',
-  section: 'Network',
-  permission: 'network:read',
-  order: 40,
-  async render(ctx) {
-    const [fips, nets, ports] = await Promise.all([listAll('/v1/floating-ips'), listAll('/v1/networks'), listAll('/v1/ports')]);
-    const netName = Object.fromEntries(nets.map((n) => [n.id, n.name]));
-    const portVm = Object.fromEntries(ports.map((p) => [p.id, p.vm_id]));
-    clear(ctx.main, pageHead('Floating IPs'), card(null, table([
-      { label: 'Address', cell: (f) => h('code', {}, f.ip) },
-      { label: 'State', cell: (f) => badge(f.port_id ? 'associated' : 'unassociated') },
-      { label: 'Maps to', cell: (f) => (f.port_id ? h('span', {}, f.fixed_ip || '–', ' ', portVm[f.port_id] ? link(`#/vms/${portVm[f.port_id]}`, 'VM') : null) : '–') },
-      { label: 'Network', cell: (f) => netName[f.network_id] || f.network_id },
-      { label: 'Created', cell: (f) => timeEl(f.created_at) },
-    ], fips, { caption: 'Floating IPs', empty: 'No floating IPs yet.' })));
-  },
-});

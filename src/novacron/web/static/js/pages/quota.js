@@ -1,10 +1,11 @@
 // Quotas and usage: the quota tree with a bar per resource, capacity reservations, and the monthly
-// usage and cost report.
+// usage and cost report (with budgets and prices, billing.js).
 
 import { get, listAll, post, request } from '../api.js';
 import { subscribe } from '../live.js';
 import { registerPage } from '../registry.js';
 import { h, clear, badge, card, confirmDialog, fmtMB, meter, pageHead, table, throttle, timeEl, toast } from '../ui.js';
+import { budgetCard, priceCard } from './billing.js';
 import { field, hostNames, onSubmit } from './common.js';
 import { projectOptions } from './networks.js';
 
@@ -218,7 +219,7 @@ registerPage({
             { label: 'Resource', cell: (i) => i.resource },
             { label: 'Quantity', cell: (i) => `${i.quantity} ${i.unit}` },
             { label: 'Cost', cell: (i) => i.cost.toFixed(4) },
-          ], report.items, { caption: `Usage in ${report.month}`, empty: 'Nothing metered in this month yet (metering runs hourly).' }));
+          ], report.items, { caption: `Usage in ${report.month}`, rowAttrs: (i) => ({ 'data-usage': i.resource }), empty: 'Nothing metered in this month yet (metering runs hourly).' }));
       } catch (err) {
         clear(box, errorBox(err));
       }
@@ -229,5 +230,7 @@ registerPage({
       h('button', { type: 'submit' }, 'Show'));
     clear(main, pageHead('Usage and cost'), card(null, form, box));
     await load();
+    const reload = () => load();
+    main.append(h('div', { class: 'grid' }, await budgetCard(ctx, reload), await priceCard(ctx, reload)));
   },
 });

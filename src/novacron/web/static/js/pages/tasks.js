@@ -5,7 +5,7 @@ import { subscribe } from '../live.js';
 import { registerPage } from '../registry.js';
 import { h, clear, badge, card, confirmDialog, link, pageHead, progress, table, timeEl, throttle, toast } from '../ui.js';
 
-const STATES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'];
+const STATES = ['pending', 'running', 'succeeded', 'failed', 'cancelled'];
 
 registerPage({
   path: '/tasks',
@@ -47,7 +47,7 @@ registerPage({
     const { main, params, can } = ctx;
     const draw = async () => {
       const t = await get(`/v1/tasks/${encodeURIComponent(params.id)}`);
-      const cancel = can('task:cancel') && ['queued', 'running'].includes(t.state) && !t.cancel_requested
+      const cancel = can('task:cancel') && ['pending', 'running'].includes(t.state) && !t.cancel_requested
         ? h('button', {
           type: 'button', class: 'danger', onclick: async () => {
             if (!(await confirmDialog('Cancel this task?', 'Only some steps can be cancelled; the API answers if it is too late.', { confirm: 'Cancel task', danger: true }))) return;

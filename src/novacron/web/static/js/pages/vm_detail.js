@@ -126,7 +126,7 @@ registerPage({
     };
     const loadTasks = async () => {
       const page = await get(`/v1/tasks?resource_id=${vm.id}&limit=10&sort=-created_at`);
-      const running = page.items.filter((t) => t.state === 'running' || t.state === 'queued');
+      const running = page.items.filter((t) => t.state === 'running' || t.state === 'pending');
       clear(tasksBox,
         running.map((t) => progress(`${t.kind}: ${t.current_step || t.state}`, t.progress)),
         table([
