@@ -635,3 +635,31 @@ def test_runbook_form_dry_run_budget_and_price(cluster: Cluster, browser: Any, a
         assert b.errors == [], b.errors
     finally:
         b.close()
+
+
+def test_instant_restore_from_the_backups_page(cluster: Cluster, browser: Any, areas: Areas) -> None:
+    """The restore dialog's Instant option: the new VM boots from the backup and its disk is copied in."""
+    b = Browser(browser, cluster.server.url, DESKTOP)
+    page = b.page
+    try:
+        b.login(cluster.tenants["alpha"][0], PASSWORD)
+        b.go("/backups")
+        page.click(f"tr[data-backup='{areas.backup_id}'] button:text-is('Restore')")
+        page.fill("#restore-name", "alpha-instant")
+        page.check("#restore-instant")
+        page.click("dialog button.primary")
+        page.wait_for_selector("dialog", state="detached")
+        vm_link = page.wait_for_selector("#toasts a")
+        assert "Booting from the backup as" in str(page.inner_text("#toasts"))
+        vm_id = str(vm_link.get_attribute("href")).rpartition("/")[2]
+    finally:
+        b.close()
+    with _member(cluster, "alpha") as api:
+        tasks = api.get("/v1/tasks", params={"resource_id": vm_id}).json()["items"]
+        assert [t["kind"] for t in tasks] == ["backup.restore_instant"], tasks
+        done = wait_task(api, tasks[0]["id"], 300)
+        assert done["state"] == "succeeded", done
+        vm = api.get(f"/v1/vms/{vm_id}").json()
+        assert vm["name"] == "alpha-instant" and vm["state"] == "running" and vm["task_state"] is None, vm
+        r = api.delete(f"/v1/vms/{vm_id}")
+        assert r.status_code == 202 and wait_task(api, r.json()["task_id"], 120)["state"] == "succeeded"

@@ -3,7 +3,8 @@
 A snapshot with never-stored (all-zero) chunks and a short last chunk is served by nbdkit straight
 from the encrypted chunk store; what a client reads is the disk, the holes are reported as holes
 (so a copy skips them), the tenant key file is gone once nbdkit runs, and nbdkit ends with its
-last client. The stopped-VM path of ``stream_disk`` (``qemu-img rebase``) makes the overlay
+last client. The overlay a VM boots from already holds those holes as its own zero clusters. The
+stopped-VM path of ``stream_disk`` (``qemu-img rebase``) makes the overlay
 standalone and identical. The running-VM path (``block-stream``) is in ``test_backups.py``.
 """
 
@@ -93,6 +94,11 @@ def test_a_stopped_vms_overlay_is_copied_in_standalone_and_identical(
     overlay = driver.disk_path("vm-b")
     info = json.loads(_qemu_img("info", "--output=json", "-U", str(overlay)).stdout)
     assert made["size"] == SIZE and info["backing-filename"].startswith("nbd+unix://"), info
+    # the never-stored chunk is a zero cluster of the overlay itself: the copy has nothing to fetch
+    assert made["zero_bytes"] == CHUNK, made
+    top = _qemu_img("map", "--output=json", "--image-opts", f"driver=qcow2,file.filename={overlay},backing=")
+    own = [(e["start"], e["length"]) for e in json.loads(top.stdout) if e["present"] and e["zero"]]
+    assert own == [(0, CHUNK)], top.stdout + top.stderr
     pid = int((driver.instance_dir("vm-b") / "restore-source.pid").read_text())
 
     assert asyncio.run(instant.stream_disk(driver, "vm-b", payload, None)) == {"streamed": True}

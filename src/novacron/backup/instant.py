@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from novacron.backup import nbdsource
-from novacron.backup.agentops import Progress, qemu_driver
+from novacron.backup.agentops import DISK, Progress, qemu_driver
+from novacron.backup.vmstore import agent_store
 from novacron.virt.base import DriverError
 from novacron.virt.qemu import QemuDriver
 
@@ -113,21 +114,46 @@ async def instant_restore_disk(
     d = qemu_driver(driver)
     if d.pid(instance_id) is not None:
         raise DriverError("the VM is running: stop it before restoring over its disk")
+    secrets = payload["secrets"]
+    index = await asyncio.to_thread(
+        agent_store(secrets).load_index, str(secrets["tenant_id"]), str(payload["snapshot_id"]), DISK
+    )
+    holes = zero_runs(index.chunks, int(index.chunk_size), int(payload["size"]))
     sock = await start_source(d, instance_id, payload)
     disk = d.disk_path(instance_id)
     tmp = disk.with_suffix(".restoring")
+    size = str(int(payload["size"]))
     try:
-        # -u: the size is known, so qemu-img does not connect (nbdkit's first client must be QEMU,
-        # as it exits when its last client leaves)
-        await _run(
-            "qemu-img", "create", "-q", "-f", "qcow2", "-u", "-F", "raw", "-b", _backing_uri(sock),
-            str(tmp), str(int(payload["size"])),
-        )  # fmt: skip
+        await _run("qemu-img", "create", "-q", "-f", "qcow2", str(tmp), size)
+        if holes:
+            # zero clusters in the overlay itself: block-stream skips what the top layer has, so
+            # the chunks the backup never stored are neither read nor counted against the rate cap
+            writes = [a for off, n in holes for a in ("-c", f"write -z {off} {n}")]
+            await _run("qemu-io", "-f", "qcow2", *writes, str(tmp))
+        # -u: nbdkit is not contacted (its first client must be QEMU: it exits when its last leaves)
+        await _run("qemu-img", "rebase", "-q", "-u", "-F", "raw", "-b", _backing_uri(sock), str(tmp))
     except BaseException:
+        tmp.unlink(missing_ok=True)
         stop_source(d, instance_id)
         raise
     tmp.replace(disk)
-    return {"size": int(payload["size"]), "source": str(sock.name)}
+    zero_bytes = sum(n for _, n in holes)
+    return {"size": int(payload["size"]), "source": str(sock.name), "zero_bytes": zero_bytes}
+
+
+def zero_runs(chunks: list[str | None], chunk_size: int, size: int) -> list[tuple[int, int]]:
+    """(offset, length) runs of the chunks a snapshot never stored (they read as zeros)."""
+    runs: list[tuple[int, int]] = []
+    for i, cid in enumerate(chunks):
+        if cid is not None:
+            continue
+        start = i * chunk_size
+        length = min(chunk_size, size - start)
+        if runs and runs[-1][0] + runs[-1][1] == start:
+            runs[-1] = (runs[-1][0], runs[-1][1] + length)
+        elif length > 0:
+            runs.append((start, length))
+    return runs
 
 
 async def stream_disk(

@@ -488,6 +488,7 @@ class RestoreImage(TaskHandler):
 HANDLERS: list[TaskHandler] = [
     BackupVM(),
     RestoreNewVM(),
+    InstantRestoreNewVM(),
     RestoreOverVM(),
     RestoreImage(),
     VerifySnapshot(),

@@ -86,6 +86,22 @@ export async function accessToken() {
   return s.access;
 }
 
+/**
+ * fetch, sent again (twice at most) when the answer was lost on the way: browsers abort requests
+ * in flight when the machine's network changes (ERR_NETWORK_CHANGED), which on a hypervisor host
+ * happens whenever a VM's interface comes or goes. Only requests safe to repeat are resent.
+ */
+async function fetchResending(path, init, safe) {
+  for (let n = 0; ; n++) {
+    try {
+      return { resp: await fetch(path, init), resent: n > 0 };
+    } catch (err) {
+      if (!safe || n >= 2 || err.name === 'AbortError') throw err;
+      await new Promise((done) => setTimeout(done, 250 * (n + 1)));
+    }
+  }
+}
+
 function randomKey() {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
   return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
@@ -96,16 +112,18 @@ function randomKey() {
  * `idempotent: true` sends an Idempotency-Key so a retried create is not done twice.
  */
 export async function request(path, { method = 'GET', body, ifMatch, idempotent = false, signal } = {}) {
+  // one key for every attempt: a create whose answer was lost is answered, not done twice
+  const key = idempotent ? randomKey() : null;
   for (let attempt = 0; attempt < 2; attempt++) {
     const token = await accessToken();
     if (!token) { onUnauthorized(); throw new ApiError(401, { title: 'Signed out' }); }
     const headers = { Authorization: `Bearer ${token}`, Accept: 'application/json, application/problem+json' };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     if (ifMatch) headers['If-Match'] = ifMatch;
-    if (idempotent) headers['Idempotency-Key'] = randomKey();
-    const resp = await fetch(path, {
-      method, headers, signal, body: body === undefined ? undefined : JSON.stringify(body),
-    });
+    if (key) headers['Idempotency-Key'] = key;
+    const init = { method, headers, signal, body: body === undefined ? undefined : JSON.stringify(body) };
+    const { resp, resent } = await fetchResending(path, init, method === 'GET' || key !== null || method === 'DELETE');
+    if (resent && method === 'DELETE' && resp.status === 404) return { data: null, etag: null, status: 204 };
     if (resp.status === 401 && attempt === 0 && (await refresh())) continue;
     const data = await parse(resp);
     if (resp.status === 401) { session.clear(); onUnauthorized(); }

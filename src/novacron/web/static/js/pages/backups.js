@@ -17,11 +17,16 @@ export function verifyCell(b) {
 
 async function restoreDialog(b) {
   const name = h('input', { id: 'restore-name', autocomplete: 'off', value: `${b.vm_name}-restored`.slice(0, 63) });
+  const instant = h('input', { id: 'restore-instant', type: 'checkbox' });
   const ok = await confirmDialog(`Restore ${b.vm_name}?`, 'The backup becomes a new VM, booted from the restored disk.',
-    { confirm: 'Restore', body: h('div', { class: 'field' }, h('label', { for: 'restore-name' }, 'New VM name'), name) });
+    { confirm: 'Restore', body: h('div', {},
+      h('div', { class: 'field' }, h('label', { for: 'restore-name' }, 'New VM name'), name),
+      checkField('restore-instant', 'Instant: boot now, reading from the backup, and copy the disk in behind', instant)) });
   if (!ok) return;
-  const r = await post(`/v1/backups/${b.id}/restore`, { new_vm: name.value.trim() }, { idempotent: true });
-  toast(h('span', {}, 'Restoring into ', link(`#/vms/${r.vm_id}`, name.value.trim()), '.'));
+  const body = { new_vm: name.value.trim() };
+  if (instant.checked) body.instant = true;
+  const r = await post(`/v1/backups/${b.id}/restore`, body, { idempotent: true });
+  toast(h('span', {}, instant.checked ? 'Booting from the backup as ' : 'Restoring into ', link(`#/vms/${r.vm_id}`, name.value.trim()), '.'));
 }
 
 /**
