@@ -289,8 +289,12 @@ def test_shared_storage_migration_opens_the_same_disk_with_the_limits_asked(
         task = wait_task(c, r.json()["task_id"], timeout_s=120)
         assert task["state"] == "succeeded", task["error"]
         assert task["kind"] == "vm.cold_migrate" and task["result"]["storage"] == "shared"
-        vm = c.get(f"/v1/vms/{vm_id}").json()
-        assert vm["host_id"] == source and vm["state"] == "stopped"
+        # and it stays so through the reports of its new host (several, one a second)
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            vm = c.get(f"/v1/vms/{vm_id}").json()
+            assert vm["host_id"] == source and vm["state"] == "stopped", vm
+            time.sleep(0.5)
         assert disk.exists() and not target_log.parent.exists()
         r = c.post(f"/v1/vms/{vm_id}/actions/start")
         assert wait_task(c, r.json()["task_id"], timeout_s=120)["state"] == "succeeded"

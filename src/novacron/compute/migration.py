@@ -258,7 +258,12 @@ class ColdMigrateVM(_Move):
         source, target = task.params["source_host_id"], task.params["target_host_id"]
         if step == "copy_disk":
             if await self._choose_storage(ctx, task, vm) == "shared":
-                return  # the destination opens the same disk at the VM's next start
+                # nothing to copy; the destination takes the instance now (its dir and seed, the
+                # disk backed by its own image copy), so its reports show the VM there, stopped
+                with ctx.db.session() as s:
+                    payload = spec_payload(s, vm)
+                await hostops.call(ctx, target, task, "prepare", vm.id, payload, timeout_s=300)
+                return
             served = await hostops.call(ctx, source, task, "migrate_serve_disk", vm.id, timeout_s=60)
             with ctx.db.session() as s:
                 payload = {**spec_payload(s, vm), "source": served}
