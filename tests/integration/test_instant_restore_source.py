@@ -4,8 +4,8 @@ A snapshot with never-stored (all-zero) chunks and a short last chunk is served 
 from the encrypted chunk store; what a client reads is the disk, the holes are reported as holes
 (so a copy skips them), the tenant key file is gone once nbdkit runs, and nbdkit ends with its
 last client. The overlay a VM boots from already holds those holes as its own zero clusters. The
-stopped-VM path of ``stream_disk`` (``qemu-img rebase``) makes the overlay
-standalone and identical. The running-VM path (``block-stream``) is in ``test_backups.py``.
+stopped-VM path of ``stream_disk`` (``qemu-img rebase``) makes the overlay standalone and
+identical. The running-VM path (``block-stream``) is in ``test_backups.py``.
 """
 
 from __future__ import annotations

@@ -118,13 +118,14 @@ async def instant_restore_disk(
     index = await asyncio.to_thread(
         agent_store(secrets).load_index, str(secrets["tenant_id"]), str(payload["snapshot_id"]), DISK
     )
-    holes = zero_runs(index.chunks, int(index.chunk_size), int(payload["size"]))
+    size = int(payload["size"])
+    runs = nbdsource.chunk_runs(index.chunks, int(index.chunk_size), size)
+    holes = [(offset, length) for offset, length, stored in runs if not stored]
     sock = await start_source(d, instance_id, payload)
     disk = d.disk_path(instance_id)
     tmp = disk.with_suffix(".restoring")
-    size = str(int(payload["size"]))
     try:
-        await _run("qemu-img", "create", "-q", "-f", "qcow2", str(tmp), size)
+        await _run("qemu-img", "create", "-q", "-f", "qcow2", str(tmp), str(size))
         if holes:
             # zero clusters in the overlay itself: block-stream skips what the top layer has, so
             # the chunks the backup never stored are neither read nor counted against the rate cap
@@ -137,23 +138,7 @@ async def instant_restore_disk(
         stop_source(d, instance_id)
         raise
     tmp.replace(disk)
-    zero_bytes = sum(n for _, n in holes)
-    return {"size": int(payload["size"]), "source": str(sock.name), "zero_bytes": zero_bytes}
-
-
-def zero_runs(chunks: list[str | None], chunk_size: int, size: int) -> list[tuple[int, int]]:
-    """(offset, length) runs of the chunks a snapshot never stored (they read as zeros)."""
-    runs: list[tuple[int, int]] = []
-    for i, cid in enumerate(chunks):
-        if cid is not None:
-            continue
-        start = i * chunk_size
-        length = min(chunk_size, size - start)
-        if runs and runs[-1][0] + runs[-1][1] == start:
-            runs[-1] = (runs[-1][0], runs[-1][1] + length)
-        elif length > 0:
-            runs.append((start, length))
-    return runs
+    return {"size": size, "source": str(sock.name), "zero_bytes": sum(n for _, n in holes)}
 
 
 async def stream_disk(

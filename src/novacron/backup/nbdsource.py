@@ -61,19 +61,12 @@ class SnapshotSource:
     def extents(self, count: int, offset: int, hole: int) -> list[tuple[int, int, int]]:
         """(offset, length, type) runs from ``offset``: a chunk never stored reads as zeros, so the
         copy into the VM's disk skips it instead of writing zeros there."""
-        runs: list[tuple[int, int, int]] = []
-        pos, end = offset, min(offset + count, self.size)
-        while pos < end:
-            i = pos // self.chunk_size
-            take = min((i + 1) * self.chunk_size, end) - pos
-            kind = hole if self.index.chunks[i] is None else 0
-            if runs and runs[-1][2] == kind:
-                start, length, _ = runs[-1]
-                runs[-1] = (start, length + take, kind)
-            else:
-                runs.append((pos, take, kind))
-            pos += take
-        return runs
+        return [
+            (start, length, 0 if stored else hole)
+            for start, length, stored in chunk_runs(
+                self.index.chunks, self.chunk_size, self.size, offset, offset + count
+            )
+        ]
 
     def read_into(self, buf: memoryview, offset: int) -> None:
         pos, end, out = offset, offset + len(buf), 0
@@ -90,6 +83,25 @@ class SnapshotSource:
                     buf[out + len(piece) : out + take] = bytes(take - len(piece))
             pos += take
             out += take
+
+
+def chunk_runs(
+    chunks: list[str | None], chunk_size: int, size: int, start: int = 0, end: int | None = None
+) -> list[tuple[int, int, bool]]:
+    """(offset, length, stored) runs of a snapshot's bytes from ``start`` to ``end`` (the disk's
+    end by default): ``stored`` is False where the chunks were never stored (all zeros)."""
+    runs: list[tuple[int, int, bool]] = []
+    pos, end = start, size if end is None else min(end, size)
+    while pos < end:
+        i = pos // chunk_size
+        take = min((i + 1) * chunk_size, end) - pos
+        stored = chunks[i] is not None
+        if runs and runs[-1][2] == stored:
+            runs[-1] = (runs[-1][0], runs[-1][1] + take, stored)
+        else:
+            runs.append((pos, take, stored))
+        pos += take
+    return runs
 
 
 def open_source(secrets_path: str, cache_chunks: int) -> SnapshotSource:

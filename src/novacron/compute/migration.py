@@ -257,18 +257,18 @@ class ColdMigrateVM(_Move):
             return
         source, target = task.params["source_host_id"], task.params["target_host_id"]
         if step == "copy_disk":
+            with ctx.db.session() as s:
+                payload = spec_payload(s, vm)
             if await self._choose_storage(ctx, task, vm) == "shared":
                 # nothing to copy; the destination takes the instance now (its dir and seed, the
                 # disk backed by its own image copy), so its reports show the VM there, stopped
-                with ctx.db.session() as s:
-                    payload = spec_payload(s, vm)
                 await hostops.call(ctx, target, task, "prepare", vm.id, payload, timeout_s=300)
                 return
             served = await hostops.call(ctx, source, task, "migrate_serve_disk", vm.id, timeout_s=60)
-            with ctx.db.session() as s:
-                payload = {**spec_payload(s, vm), "source": served}
             _save_params(ctx, task, copying=True)
-            await hostops.call(ctx, target, task, "migrate_fetch_disk", vm.id, payload, 4 * 3600)
+            await hostops.call(
+                ctx, target, task, "migrate_fetch_disk", vm.id, {**payload, "source": served}, 4 * 3600
+            )
         elif step == "switch":
             self._switch(ctx, task, vm.id, None)
         elif step == "cleanup_source":

@@ -385,8 +385,7 @@ class QemuDriver(ComputeDriver):
     async def observe(self, instance_id: str) -> Observation:
         pid = self.pid(instance_id)
         if pid is None:
-            # a VM on shared storage has its disk here before this host has prepared its instance dir
-            if self.instance_dir(instance_id).exists() or self.disk_path(instance_id).exists():
+            if self.instance_dir(instance_id).exists():
                 return Observation(PowerState.SHUTOFF)
             return Observation(PowerState.ABSENT)
         try:
