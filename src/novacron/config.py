@@ -9,6 +9,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from novacron.netguard import IPNetwork
 
 
 def _env(name: str, default: str) -> str:
@@ -19,6 +23,12 @@ def _strategy(value: str) -> str:
     if value not in ("spread", "pack"):
         raise ValueError(f"NOVACRON_PLACEMENT_STRATEGY must be 'spread' or 'pack', not {value!r}")
     return value
+
+
+def _egress_allow(value: str) -> tuple[IPNetwork, ...]:
+    from novacron.netguard import parse_networks
+
+    return parse_networks(value)
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,10 @@ class Settings:
     #: the dashboard's third-party browser assets (``npm ci`` of web/package.json puts them in
     #: web/node_modules of the checkout); None: that default
     web_vendor_dir: Path | None = None
+    #: ranges outbound requests made for tenants may reach although private (image URLs, webhooks,
+    #: health checks): NOVACRON_EGRESS_ALLOW=10.0.5.0/24,fd00:5::/64; this host's own addresses
+    #: stay closed whatever it says
+    egress_allow: tuple[IPNetwork, ...] = ()
 
     @property
     def images_dir(self) -> Path:
@@ -130,4 +144,5 @@ class Settings:
             vhost_user_dir=Path(_env("VHOST_USER_DIR", "")) if _env("VHOST_USER_DIR", "") else None,
             network_backend=_env("NETWORK_BACKEND", "linux"),
             web_vendor_dir=Path(_env("WEB_VENDOR_DIR", "")).resolve() if _env("WEB_VENDOR_DIR", "") else None,
+            egress_allow=_egress_allow(_env("EGRESS_ALLOW", "")),
         )

@@ -22,6 +22,7 @@ from novacron.compute.scope import get_visible, resolve_project, scoped
 from novacron.db.base import new_id
 from novacron.db.models import VM, Image
 from novacron.identity.principal import Principal
+from novacron.netguard import EgressDenied
 from novacron.quota import enforce as quota
 from novacron.tasks.runner import create_task
 from novacron.virt.base import InvalidImage
@@ -123,6 +124,11 @@ def create_image(
     if body.public and not principal.can("image:publish"):
         raise invalid("body.public", "only administrators publish images", 403)
     project = resolve_project(session, principal, body.project_id)
+    if body.source_url is not None:  # before any row, task or request exists
+        try:
+            image_service.check_source_url(ctx.settings, str(body.source_url))
+        except EgressDenied as exc:
+            raise invalid("body.source_url", str(exc)) from exc
     if session.scalar(select(Image.id).where(Image.project_id == project.id, Image.name == body.name)):
         raise name_taken("image", body.name, "body.name")
     image = Image(
