@@ -13,7 +13,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import Guest, Server, require, tenant_user
+from tests.conftest import Guest, Server, require, tenant_user, wait_task
+from tests.integration.test_vm_lifecycle import _act
 
 PIB = 1 << 50
 
@@ -80,6 +81,13 @@ def test_image_must_fit_the_flavor_disk_and_vms_are_charged_the_flavor(
         assert r.status_code == 202, r.text
         vm = r.json()["vm"]
         assert vm["disk_gb"] == 4 and _disk_used(tenant, pid) == 4
+        assert wait_task(tenant, r.json()["task_id"])["state"] == "succeeded"
+        # nor does a resize shrink it: a smaller flavor is refused with both sizes
+        assert _act(tenant, vm["id"], "stop")["state"] == "stopped"
+        r = tenant.patch(f"/v1/vms/{vm['id']}", json={"flavor": "tiny"})
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.flavor", r.text
+        assert "1 GiB disk" in r.json()["detail"] and "4 GiB" in r.json()["detail"]
+        assert tenant.get(f"/v1/vms/{vm['id']}").json()["disk_gb"] == 4 and _disk_used(tenant, pid) == 4
 
 
 def test_uploads_naming_host_files_are_refused(server: Server, tmp_path: Path) -> None:
