@@ -24,6 +24,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -244,7 +245,7 @@ async def _check_async(url: str, policy: EgressPolicy) -> Target:
 
 
 async def send_to(
-    target: Target, method: str, timeout: float, json: Any = None
+    target: Target, method: str, timeout: float, json: Any = None, verify: ssl.SSLContext | bool = True
 ) -> tuple[httpx.AsyncClient, httpx.Response]:
     """One request to the checked address (a client per hop: no connection is reused for another
     name). The caller closes both. httpx errors propagate."""
@@ -252,7 +253,7 @@ async def send_to(
     headers = {"Host": url.netloc.decode("ascii")}
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
     # trust_env=False: a proxy from the environment would resolve the name again, elsewhere
-    client = httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False)
+    client = httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False, verify=verify)
     try:
         request = client.build_request(
             method, target.pinned_url(), headers=headers, json=json, extensions=extensions

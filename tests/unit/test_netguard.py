@@ -1,10 +1,16 @@
-"""The egress guard's judgement of addresses, with the real resolver (no connection is made)."""
+"""The egress guard: its judgement of addresses with the real resolver, and pinned HTTPS."""
 
 from __future__ import annotations
 
+import asyncio
+import datetime
 import ipaddress
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 
 from novacron import netguard
@@ -58,3 +64,74 @@ def test_the_platforms_listen_address_is_its_own() -> None:
     settings = Settings(state_dir=Path("/tmp"), database_url="", listen_host="93.184.216.34")
     policy = netguard.EgressPolicy.from_settings(settings)
     assert policy.refusal(ipaddress.ip_address("93.184.216.34")) == "an address of the platform itself"
+
+
+def _self_signed(tmp_path: Path, name: str) -> tuple[Path, Path, bytes]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    (tmp_path / "c.pem").write_bytes(pem)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    (tmp_path / "k.pem").write_bytes(key_pem)
+    return tmp_path / "c.pem", tmp_path / "k.pem", pem
+
+
+def _tls_origin(tmp_path: Path, name: str) -> tuple[ssl.SSLContext, int, HTTPServer]:
+    """An HTTPS server on loopback whose self-signed certificate names only ``name``."""
+    cert, key, pem = _self_signed(tmp_path, name)
+    server = HTTPServer(("127.0.0.1", 0), _Hello)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return ssl.create_default_context(cadata=pem.decode()), server.server_port, server
+
+
+class _Hello(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = f"{self.headers['Host']}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_pinned_https_keeps_sni_and_certificate_check_on_the_name(tmp_path: Path) -> None:
+    client_ctx, port, server = _tls_origin(tmp_path, "images.example.test")
+    loopback = ipaddress.ip_address("127.0.0.1")
+
+    async def get(name: str) -> str:
+        target = netguard.Target(f"https://{name}:{port}/", "https", name, port, loopback)
+        client, response = await netguard.send_to(target, "GET", 5, verify=client_ctx)
+        try:
+            return (await response.aread()).decode()
+        finally:
+            await response.aclose()
+            await client.aclose()
+
+    try:
+        assert asyncio.run(get("images.example.test")) == f"images.example.test:{port}"
+        with pytest.raises(httpx.ConnectError, match="certificate|hostname"):
+            asyncio.run(get("other.example.test"))  # same address, a name the certificate lacks
+    finally:
+        server.shutdown()
+        server.server_close()
