@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from novacron import netguard
-from novacron.backup.drsteps import failed_hook, run_hooks, tcp_check
+from novacron.backup.drsteps import WEBHOOK_FAILED, failed_hook, run_hooks, tcp_check
 from novacron.tasks.runner import StepFailed
 
 ENV = {"NOVACRON_RUNBOOK": "site", "NOVACRON_STEP": "2", "NOVACRON_VM": "db"}
@@ -101,4 +101,4 @@ def test_webhooks_and_tcp_checks_pass_the_egress_guard(webhook: tuple[str, list[
         )
         outputs.append(result["output"])
     silent.close()
-    assert outputs[0] == outputs[1] == f"webhook: {netguard.FETCH_FAILED}"
+    assert outputs[0] == outputs[1] == WEBHOOK_FAILED

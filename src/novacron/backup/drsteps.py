@@ -14,6 +14,7 @@ to the checked address when they run, and their failures say nothing a port scan
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from typing import TYPE_CHECKING, Any
@@ -34,9 +35,12 @@ if TYPE_CHECKING:
     from novacron.context import Context
     from novacron.db.models import Task
 
+log = logging.getLogger(__name__)
 OUTPUT_MAX = 4000
 DEFAULT_HOOK_TIMEOUT_S = 60.0
 DEFAULT_HEALTH_TIMEOUT_S = 300.0
+#: what a webhook that could not be reached says, whatever the cause (the server log has it)
+WEBHOOK_FAILED = "the webhook could not be reached"
 
 
 async def _command(hook: dict[str, Any], env: dict[str, str], timeout: float) -> dict[str, Any]:
@@ -79,9 +83,10 @@ async def _webhook(
             text = (await r.aread()).decode(errors="replace")
     except netguard.EgressDenied as exc:
         return {"ok": False, "status": None, "output": f"refused: {exc}"}
-    except (netguard.FetchFailed, httpx.HTTPError):
+    except (netguard.FetchFailed, httpx.HTTPError) as exc:
         # one message for refused, reset, timed out: the hook's output must not scan ports
-        return {"ok": False, "status": None, "output": f"webhook: {netguard.FETCH_FAILED}"}
+        log.warning("webhook %s failed: %r", hook["url"], exc)
+        return {"ok": False, "status": None, "output": WEBHOOK_FAILED}
     return {"ok": r.is_success, "status": r.status_code, "output": text}
 
 
