@@ -56,14 +56,17 @@ def internal(tmp_path: Path) -> Iterator[int]:
 
 @contextmanager
 def hosts_entries(*lines: str) -> Iterator[None]:
-    """Lines added to /etc/hosts (a real resolver path) and removed after."""
+    """Lines added to /etc/hosts (a real resolver path), then removed (only they: other processes
+    may edit the file meanwhile)."""
     hosts = Path("/etc/hosts")
-    before = hosts.read_text()
+    sep = "" if hosts.read_text().endswith("\n") else "\n"
+    with hosts.open("a") as f:
+        f.write(sep + "".join(f"{line}\n" for line in lines))
     try:
-        hosts.write_text(before + "".join(f"{line}\n" for line in lines))
         yield
     finally:
-        hosts.write_text(before)
+        kept = [ln for ln in hosts.read_text().splitlines(keepends=True) if ln.rstrip("\n") not in lines]
+        hosts.write_text("".join(kept))
 
 
 @pytest.fixture
