@@ -92,6 +92,16 @@ class Settings:
     #: health checks): NOVACRON_EGRESS_ALLOW=10.0.5.0/24,fd00:5::/64; this host's own addresses
     #: stay closed whatever it says
     egress_allow: tuple[IPNetwork, ...] = ()
+    #: the API/dashboard listener's certificate and key (PEM files) when the operator brings their
+    #: own (NOVACRON_TLS_CERT, NOVACRON_TLS_KEY); None: a certificate of the platform CA
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: extra DNS names and IP addresses for the platform CA's server certificate (NOVACRON_TLS_NAMES,
+    #: comma-separated): the names clients reach this node by
+    tls_names: tuple[str, ...] = ()
+    #: serve the API/dashboard over plain HTTP (NOVACRON_PLAIN_HTTP=1): refused unless the listen
+    #: address is loopback (tests, or a TLS-terminating proxy on the same host)
+    plain_http: bool = False
 
     @property
     def images_dir(self) -> Path:
@@ -145,4 +155,8 @@ class Settings:
             network_backend=_env("NETWORK_BACKEND", "linux"),
             web_vendor_dir=Path(_env("WEB_VENDOR_DIR", "")).resolve() if _env("WEB_VENDOR_DIR", "") else None,
             egress_allow=_egress_allow(_env("EGRESS_ALLOW", "")),
+            tls_cert=Path(_env("TLS_CERT", "")).resolve() if _env("TLS_CERT", "") else None,
+            tls_key=Path(_env("TLS_KEY", "")).resolve() if _env("TLS_KEY", "") else None,
+            tls_names=tuple(n.strip() for n in _env("TLS_NAMES", "").split(",") if n.strip()),
+            plain_http=_env("PLAIN_HTTP", "0") == "1",
         )

@@ -16,6 +16,7 @@ from novacron.api.concurrency import Idempotency, check_if_match, set_etag
 from novacron.api.deps import CtxDep, ReadSessionDep, SessionDep, require
 from novacron.api.errors import Problem, invalid, name_taken
 from novacron.api.listing import ListParams, Page, paginate
+from novacron.api.transport import streamed_body
 from novacron.compute import images as image_service
 from novacron.compute import storage
 from novacron.compute.scope import get_visible, resolve_project, scoped
@@ -211,6 +212,7 @@ def update_image(
         }
     },
 )
+@streamed_body
 async def upload_part(
     image_id: str,
     part: Literal["file", "kernel", "initrd"],

@@ -13,6 +13,7 @@ from novacron.db.models.compute import (
     ServerGroup,
 )
 from novacron.db.models.identity import (
+    AccessTicket,
     Project,
     RefreshToken,
     RevokedToken,
@@ -86,6 +87,7 @@ __all__ = [
     "QuotaUsage",
     "RefreshToken",
     "RestoreJob",
+    "AccessTicket",
     "RevokedToken",
     "Router",
     "SecurityGroup",
