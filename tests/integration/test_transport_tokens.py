@@ -111,3 +111,25 @@ def test_a_ticket_opens_the_console_once(server: Server, guest: Guest) -> None:
         pending = ticket()
         assert alice.delete("/v1/tokens/current").status_code == 204
         assert asyncio.run(_refusal(f"{ws_base}?ticket={pending}")) == 4401
+
+
+def test_a_node_credential_in_the_url_does_not_open_a_relay(server: Server) -> None:
+    """Sibling: the agents' console dial-back took ``?access_token=`` too; only the header now."""
+    with server.client() as admin:
+        join = admin.post("/v1/hosts/join-tokens", json={}).json()["join_token"]
+    r = httpx.post(f"{server.url}/v1/agents/join", json={"join_token": join, "name": "url-probe"})
+    assert r.status_code == 200, r.text
+    credential = r.json()["credential"]
+    relay = server.url.replace("http", "ws", 1) + "/v1/agent/console/no-such-session"
+    assert asyncio.run(_refusal(f"{relay}?access_token={credential}")) == 4401
+
+    async def with_header() -> int:
+        headers = {"Authorization": f"Bearer {credential}"}
+        async with websockets.connect(relay, additional_headers=headers) as ws:
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 20)
+        assert closed.value.rcvd is not None
+        return int(closed.value.rcvd.code)
+
+    # the same credential in the header is recognised (and told the session does not exist)
+    assert asyncio.run(with_header()) == 4404
