@@ -95,6 +95,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def url_of(scheme: str, host: str, port: int) -> str:
+    """``scheme://host:port`` with an IPv6 address in brackets (RFC 3986)."""
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
 def refuse_plain_http_off_loopback(settings: Settings, host: str) -> None:
     """Plain HTTP only where nobody but this host can listen in: exits naming the setting."""
     if settings.plain_http and not is_loopback(host):
@@ -153,7 +158,7 @@ def main() -> None:
     names = {host, "127.0.0.1", "localhost", settings.host_name, *settings.tls_names}
     tls = ensure_server_tls(ctx.db, settings.state_dir, sorted(names))
     api_tls = api_certificate(settings, tls)
-    url = f"{'https' if api_tls else 'http'}://{host}:{port}"
+    url = url_of("https" if api_tls else "http", host, port)
     print(f"NovaCron {url}  (API docs: {url}/docs)", flush=True)
     if api_tls == (tls.cert, tls.key):
         print(f"TLS: a certificate of the platform CA; clients trust {tls.ca_cert}", flush=True)
@@ -172,10 +177,10 @@ def main() -> None:
         ctx.extras.update(
             tls=tls,
             ca_fingerprint=tls.ca_fingerprint(),
-            agent_url=f"https://{host}:{settings.agent_port}",
-            relay_url=f"https://{advertised}:{settings.agent_port}",
+            agent_url=url_of("https", host, settings.agent_port),
+            relay_url=url_of("https", advertised, settings.agent_port),
         )
-        print(f"Agents join at https://{host}:{settings.agent_port} (CA {tls.ca_fingerprint()})", flush=True)
+        print(f"Agents join at {ctx.extras['agent_url']} (CA {tls.ca_fingerprint()})", flush=True)
         # the same app for node agents, always with the platform CA's certificate (agents pin the
         # CA); the API listener runs the background workers
         servers.append(_listener(app, host, settings.agent_port, (tls.cert, tls.key), lifespan="off"))
