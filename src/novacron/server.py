@@ -94,8 +94,15 @@ def main() -> None:
     from novacron.api.app import create_app
 
     app = create_app(ctx)
+    # proxy_headers=False: uvicorn would believe X-Forwarded-For from 127.0.0.1 by default and
+    # rewrite the client address; the app does that itself, from NOVACRON_TRUSTED_PROXIES only
+    # (identity/clientaddr.py)
     servers = [
-        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", ws="websockets-sansio"))
+        uvicorn.Server(
+            uvicorn.Config(
+                app, host=host, port=port, log_level="warning", ws="websockets-sansio", proxy_headers=False
+            )
+        )
     ]
     if settings.agent_port:
         tls = ensure_server_tls(
@@ -122,6 +129,7 @@ def main() -> None:
                     ssl_certfile=str(tls.cert),
                     ssl_keyfile=str(tls.key),
                     ws="websockets-sansio",
+                    proxy_headers=False,
                 )
             )
         )

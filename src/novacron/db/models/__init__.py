@@ -13,6 +13,7 @@ from novacron.db.models.compute import (
     ServerGroup,
 )
 from novacron.db.models.identity import (
+    LoginFailure,
     Project,
     RefreshToken,
     RevokedToken,
@@ -48,6 +49,7 @@ from novacron.db.models.quota import (
 )
 
 __all__ = [
+    "LoginFailure",
     "VM",
     "Aggregate",
     "AggregateHost",
