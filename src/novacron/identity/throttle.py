@@ -39,6 +39,7 @@ from novacron.db.base import Database, utcnow
 from novacron.db.models import AuditRecord, LoginFailure
 
 _PRUNE_EVERY_S = 60.0
+_REMEMBER_MAX = 10_000
 
 
 class Throttled(Exception):
@@ -81,6 +82,9 @@ class LoginThrottle:
         self.settings = settings
         self._pruned_at = 0.0
         self._lock = threading.Lock()
+        #: blocks this process has seen (key -> until): a flood of blocked attempts is answered
+        #: without a database read. Only ever refuses what the database said is blocked.
+        self._blocked: dict[str, datetime] = {}
 
     def _keys(self, username: str, source: str | None) -> dict[str, int]:
         """Each key with the failures it may have before its backoff starts."""
@@ -92,14 +96,29 @@ class LoginThrottle:
     def check(self, session: Session, username: str, source: str | None) -> None:
         """Raise ``Throttled`` while the account or the source is blocked (before any hashing)."""
         now = utcnow()
-        until = session.scalar(
-            select(LoginFailure.blocked_until)
-            .where(LoginFailure.key.in_(self._keys(username, source)), LoginFailure.blocked_until > now)
-            .order_by(LoginFailure.blocked_until.desc())
-            .limit(1)
-        )
+        keys = self._keys(username, source)
+        until = max((u for k in keys if (u := self._blocked.get(k)) is not None and u > now), default=None)
+        if until is None:
+            rows = session.execute(
+                select(LoginFailure.key, LoginFailure.blocked_until).where(
+                    LoginFailure.key.in_(keys), LoginFailure.blocked_until > now
+                )
+            ).all()
+            blocks = [(key, blocked) for key, blocked in rows if blocked is not None]
+            for key, blocked in blocks:
+                self._remember(key, blocked)
+            until = max((blocked for _, blocked in blocks), default=None)
         if until is not None:
             raise Throttled(max(1, math.ceil((until - now).total_seconds())))
+
+    def _remember(self, key: str, until: datetime) -> None:
+        with self._lock:
+            if len(self._blocked) >= _REMEMBER_MAX:
+                now = utcnow()
+                self._blocked = {k: u for k, u in self._blocked.items() if u > now}
+                if len(self._blocked) >= _REMEMBER_MAX:
+                    return
+            self._blocked[key] = until
 
     def failed(self, session: Session, username: str, source: str | None) -> list[Lockout]:
         """Count one failed password; returns the keys this failure blocked for the first time."""
@@ -130,6 +149,7 @@ class LoginThrottle:
             wait = min(settings.login_backoff_s * 2 ** min(failures - free, 40), settings.login_backoff_max_s)
             until = now + timedelta(seconds=wait)
             session.execute(table.update().where(table.c.key == key).values(blocked_until=until))
+            self._remember(key, until)
             if failures == free:
                 lockouts.append(Lockout(key.split(":", 1)[0], failures, until))
         self._prune(session, cutoff)
