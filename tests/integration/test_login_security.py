@@ -16,6 +16,7 @@ import httpx
 import jwt
 import pytest
 from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 from novacron.api.app import create_app
 from novacron.config import Settings
@@ -163,6 +164,13 @@ def test_forged_token_get_is_audited_and_a_flood_is_bounded(env: Env) -> None:
     [rec] = _audit(env, admin, action="vm.get")
     assert rec["outcome"] == "denied" and rec["status_code"] == 401 and rec["method"] == "GET"
     assert "unknown or retired key" in rec["detail"] and rec["actor_id"] is None
+    # a WebSocket refused for its token is audited too
+    with c.websocket_connect("/v1/events/ws", headers={"Authorization": "Bearer not-a-jwt"}) as ws:
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+        assert closed.value.code == 4401
+    [rec] = _audit(env, admin, action="event.ws")
+    assert rec["method"] == "WS" and rec["outcome"] == "denied" and "well-formed" in rec["detail"]
     # an anonymous flood: 200 refused GETs from one address leave at most 20 records a minute
     for _ in range(200):
         c.get("/v1/projects", headers={"Authorization": "Bearer not-a-jwt"})

@@ -107,7 +107,8 @@ def _presents_credential(scope: Scope) -> bool:
     """A request that showed a token: its 401 is a refused credential (forged, expired, revoked)."""
     if any(name.lower() == b"authorization" for name, _ in scope.get("headers") or []):
         return True
-    return b"access_token=" in (scope.get("query_string") or b"")
+    query = scope.get("query_string") or b""
+    return b"access_token=" in query or b"ticket=" in query
 
 
 class AuditMiddleware:
@@ -116,6 +117,9 @@ class AuditMiddleware:
         self.refusals = RefusalLimiter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and _presents_credential(scope):
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -149,6 +153,22 @@ class AuditMiddleware:
                 await self._audit(
                     scope, status, b"".join(chunks) if is_json and size <= _BODY_CAPTURE_MAX else b""
                 )
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket whose credential is refused is closed with 4401 and a reason: audit that."""
+        refused: list[str] = []
+
+        async def watch(message: Message) -> None:
+            if message["type"] == "websocket.close" and message.get("code") == 4000 + 401:
+                refused.append(str(message.get("reason") or ""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            if refused:
+                body = json.dumps({"detail": refused[0] or "refused credential"}).encode()
+                await self._audit(dict(scope, method="WS"), 401, body)
 
     async def _audit(self, scope: Scope, status: int, body: bytes) -> None:
         try:
