@@ -45,9 +45,10 @@ _REMEMBER_MAX = 10_000
 class Throttled(Exception):
     """Too many failed logins for this account or source: wait ``retry_after`` seconds."""
 
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"retry after {retry_after} s")
-        self.retry_after = retry_after
+    def __init__(self, remaining_s: float) -> None:
+        self.retry_after = max(1, math.ceil(remaining_s))
+        super().__init__(f"retry after {self.retry_after} s")
+        self.remaining_s = remaining_s
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ class LoginThrottle:
                 self._remember(key, blocked)
             until = max((blocked for _, blocked in blocks), default=None)
         if until is not None:
-            raise Throttled(max(1, math.ceil((until - now).total_seconds())))
+            raise Throttled((until - now).total_seconds())
 
     def _remember(self, key: str, until: datetime) -> None:
         with self._lock:
