@@ -134,6 +134,16 @@ def test_unknown_user_and_wrong_password_answer_alike(env: Env) -> None:
     assert abs(times["admin"] - times["no-such-user"]) < 0.5 * max(times.values()), times
 
 
+def test_lone_surrogates_are_a_422_not_a_500(env: Env) -> None:
+    c = env.client
+    raw = b'{"username": "admin", "password": "\\ud800\\ud800"}'
+    r = c.post("/v1/tokens", content=raw, headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.password", r.text
+    raw = b'{"username": "\\udfff", "password": "whatever-it-is"}'
+    r = c.post("/v1/tokens", content=raw, headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.username", r.text
+
+
 # -- finding 12: what the audit log shows --------------------------------------------------------
 
 

@@ -183,12 +183,15 @@ def record_lockouts(
 ) -> None:
     """A security event and an audit record for each key that just became blocked.
 
-    An account lockout names the user and lands in its tenant (its tenant-admin sees it); a
-    source lockout is the platform's (admins). An unknown username gets the same records,
+    An account lockout names the user and lands in its tenant (its tenant-admin sees the audit
+    record, with the address; its users see the event, without); a source lockout is the
+    platform's (admins). An unknown username gets the same records,
     without a user id, so the responses and timing stay those of a real account."""
     for lock in lockouts:
         account = lock.kind == "account"
-        data: dict[str, Any] = {"username": username[:64], "source": source, "failures": lock.failures}
+        data: dict[str, Any] = {"username": username[:64], "failures": lock.failures}
+        if not account:  # an account's event is seen by its whole tenant: the address only in the audit log
+            data["source"] = source
         events.publish(
             session,
             "login.locked_out",

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy import Select, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -87,11 +87,23 @@ def _created(idem: Idempotency, out: dict[str, Any]) -> JSONResponse:
 # ------------------------------------------------------------------------------------------
 
 
+def _unicode(value: str) -> str:
+    # JSON may carry lone surrogates ("\ud800"): they cannot be hashed or stored, so 422, not 500
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (no lone surrogate code points)") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_unicode)]
+
+
 class PasswordGrant(BaseModel):
     model_config = ConfigDict(extra="forbid")
     grant_type: Literal["password"] = "password"
-    username: str = Field(min_length=1, max_length=64)
-    password: str = Field(min_length=1, max_length=1024)
+    username: Text = Field(min_length=1, max_length=64)
+    password: Text = Field(min_length=1, max_length=1024)
 
 
 class RefreshGrant(BaseModel):
@@ -557,7 +569,7 @@ class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     username: str = Field(pattern=USERNAME)
     #: at least 12 characters, not a common or breached password, not easy to guess (zxcvbn)
-    password: str = Field(min_length=12, max_length=1024)
+    password: Text = Field(min_length=12, max_length=1024)
     role: Role = "member"
     #: required for platform administrators creating tenant users; must be null for role admin
     tenant_id: str | None = Field(None, max_length=64)
@@ -572,9 +584,9 @@ class UserUpdate(BaseModel):
 class PasswordChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
     #: at least 12 characters, not a common or breached password, not easy to guess (zxcvbn)
-    password: str = Field(min_length=12, max_length=1024)
+    password: Text = Field(min_length=12, max_length=1024)
     #: required when changing your own password
-    current_password: str | None = Field(None, max_length=1024)
+    current_password: Text | None = Field(None, max_length=1024)
 
 
 class UserOut(BaseModel):
