@@ -56,11 +56,9 @@ class Env:
         return tid, self.headers(f"{name}-admin", PW)
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
+def _make_env(tmp_path: Path, **overrides: Any) -> Iterator[Env]:
     settings = Settings(state_dir=tmp_path, database_url=f"sqlite:///{tmp_path}/nc.db", embedded_agent=False)
-    # failures are throttled from the 6th on; these tests fail a few times on purpose
-    settings = replace(settings, login_account_failures=50, login_source_failures=50)
+    settings = replace(settings, **overrides)
     settings.ensure_dirs()
     db = Database(settings.database_url)
     upgrade(db)
@@ -70,6 +68,17 @@ def env(tmp_path: Path) -> Iterator[Env]:
     with TestClient(create_app(ctx, background=False)) as client:
         yield Env(client, password, db)
     db.engine.dispose()
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    # failures are throttled from the 6th on; these tests fail a few times on purpose
+    yield from _make_env(tmp_path, login_account_failures=50, login_source_failures=50)
+
+
+@pytest.fixture
+def strict_env(tmp_path: Path) -> Iterator[Env]:
+    yield from _make_env(tmp_path, login_account_failures=2, login_source_failures=50, login_backoff_s=60)
 
 
 def _whoami(c: TestClient | httpx.Client, token: str) -> int:
@@ -142,6 +151,24 @@ def test_lone_surrogates_are_a_422_not_a_500(env: Env) -> None:
     raw = b'{"username": "\\udfff", "password": "whatever-it-is"}'
     r = c.post("/v1/tokens", content=raw, headers={"Content-Type": "application/json"})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.username", r.text
+
+
+def test_current_password_guesses_go_through_the_login_throttle(strict_env: Env) -> None:
+    """A sibling of finding 5: with a stolen access token, "change my password" checked the
+    current password without any throttle: an unlimited guessing oracle."""
+    c = strict_env.client
+    _, ta = strict_env.tenant("oracle")
+    uid = c.post("/v1/users", json={"username": "oracle-user", "password": PW}, headers=ta).json()["id"]
+    stolen = strict_env.headers("oracle-user", PW)
+    for guess in ("guess-number-one", "guess-number-two"):
+        body = {"password": PW2, "current_password": guess}
+        r = c.post(f"/v1/users/{uid}/password", json=body, headers=stolen)
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.current_password"
+    body = {"password": PW2, "current_password": PW}  # even the right one, now
+    r = c.post(f"/v1/users/{uid}/password", json=body, headers=stolen)
+    assert r.status_code == 429 and int(r.headers["retry-after"]) > 1, r.text
+    r = c.post("/v1/tokens", json={"username": "oracle-user", "password": PW})
+    assert r.status_code == 429  # the same account key as the login
 
 
 # -- finding 12: what the audit log shows --------------------------------------------------------
