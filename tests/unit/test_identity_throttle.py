@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +17,7 @@ from novacron.config import Settings
 from novacron.db.base import Database
 from novacron.db.migrate import upgrade
 from novacron.db.models import LoginFailure
+from novacron.identity.login import HashPool, LoginBusy
 from novacron.identity.throttle import LoginThrottle, Throttled, account_key, source_key
 
 
@@ -98,3 +101,31 @@ def test_concurrent_failures_lose_no_count(db: Database, tmp_path: Path) -> None
         list(pool.map(fail, range(40)))
     with db.session() as s:
         assert s.get(LoginFailure, account_key("target")).failures == 40  # type: ignore[union-attr]
+
+
+def test_hash_pool_bounds_concurrency_and_queue() -> None:
+    pool = HashPool(workers=1, queue=1)
+    running, release = threading.Event(), threading.Event()
+    peak, active, lock = [0], [0], threading.Lock()
+
+    def slow() -> int:
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        running.set()
+        release.wait(5)
+        with lock:
+            active[0] -= 1
+        return 1
+
+    async def main() -> list[object]:
+        first = asyncio.ensure_future(pool.run(slow))
+        second = asyncio.ensure_future(pool.run(slow))  # queued
+        await asyncio.sleep(0.05)
+        with pytest.raises(LoginBusy):  # a third waiter is turned away at once
+            await pool.run(slow)
+        release.set()
+        return list(await asyncio.gather(first, second))
+
+    assert asyncio.run(main()) == [1, 1]
+    assert peak[0] == 1  # never two hashes at once
