@@ -239,6 +239,9 @@ def test_refresh_reuse_ends_only_its_family_and_is_audited_with_the_user(env: En
     [rec] = _audit(env, ta, action="token.refresh", outcome="denied")
     assert rec["actor_id"] == uid and rec["actor_name"] == "fam-user" and rec["tenant_id"] == tid
     assert "already used" in rec["detail"]
+    # and so is every successful refresh (it was recorded without any actor)
+    ok = _audit(env, ta, action="token.refresh", outcome="success")
+    assert len(ok) == 2 and {r["actor_id"] for r in ok} == {uid}
 
 
 def test_stale_refresh_token_after_password_change_does_not_end_the_new_session(env: Env) -> None:
