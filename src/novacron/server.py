@@ -137,8 +137,13 @@ def _listener(app: ASGIApp, host: str, port: int, tls: tuple[Path, Path] | None,
         # HSTS on TLS listeners only: never on plain HTTP
         app = SecurityHeaders(app, hsts=True)
         kw.update(ssl_certfile=str(tls[0]), ssl_keyfile=str(tls[1]))
+    # proxy_headers=False: uvicorn would believe X-Forwarded-For from 127.0.0.1 by default and
+    # rewrite the client address; the app does that itself, from NOVACRON_TRUSTED_PROXIES only
+    # (identity/clientaddr.py)
     return uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, log_level="warning", ws="websockets-sansio", **kw)
+        uvicorn.Config(
+            app, host=host, port=port, log_level="warning", ws="websockets-sansio", proxy_headers=False, **kw
+        )
     )
 
 

@@ -29,6 +29,7 @@ from novacron.api.routers import (
 )
 from novacron.api.transport import BodyGuard, SecurityHeaders
 from novacron.context import Context
+from novacron.identity.clientaddr import ClientAddressMiddleware
 from novacron.workers import BackgroundWorkers, is_leader
 
 log = logging.getLogger(__name__)
@@ -132,4 +133,9 @@ def create_app(ctx: Context, *, background: bool = True) -> FastAPI:
     def healthz() -> dict[str, str | bool]:
         return {"status": "ok", "version": __version__, "leader": is_leader(ctx)}
 
+    # added last, so outermost: audit and login throttling see the client a trusted proxy reports
+    settings = ctx.settings
+    app.add_middleware(
+        ClientAddressMiddleware, proxies=settings.trusted_proxies, header=settings.proxy_header
+    )
     return app

@@ -14,6 +14,7 @@ from novacron.db.models.compute import (
 )
 from novacron.db.models.identity import (
     AccessTicket,
+    LoginFailure,
     Project,
     RefreshToken,
     RevokedToken,
@@ -49,6 +50,7 @@ from novacron.db.models.quota import (
 )
 
 __all__ = [
+    "LoginFailure",
     "VM",
     "Aggregate",
     "AggregateHost",

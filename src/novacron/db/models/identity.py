@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from novacron.db.base import Base, Timestamped, UTCDateTime, Versioned
@@ -89,3 +89,16 @@ class AccessTicket(Base):
     session_id: Mapped[str] = mapped_column(String(40), default="")
     path: Mapped[str] = mapped_column(String(512))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class LoginFailure(Base):
+    """Recent failed logins of one account or one client address: the brute-force throttle's
+    state, in the database so every API replica sees the same counts. Pruned once forgotten."""
+
+    __tablename__ = "login_failures"
+    #: ``account:<sha256 of the lowercased username>`` or ``source:<address or IPv6 /64>``
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    #: no login for this key is even checked before this instant
+    blocked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
