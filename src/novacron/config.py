@@ -102,6 +102,9 @@ class Settings:
     #: serve the API/dashboard over plain HTTP (NOVACRON_PLAIN_HTTP=1): refused unless the listen
     #: address is loopback (tests, or a TLS-terminating proxy on the same host)
     plain_http: bool = False
+    #: a new tenant's default quota limits (NOVACRON_TENANT_QUOTA_DEFAULTS): "" the built-in ones,
+    #: "vms=20,vcpus=40" those overridden, "none" no default limits (see novacron.quota.defaults)
+    tenant_quota_defaults: str = ""
 
     @property
     def images_dir(self) -> Path:
@@ -159,4 +162,5 @@ class Settings:
             tls_key=Path(_env("TLS_KEY", "")).resolve() if _env("TLS_KEY", "") else None,
             tls_names=tuple(n.strip() for n in _env("TLS_NAMES", "").split(",") if n.strip()),
             plain_http=_env("PLAIN_HTTP", "0") == "1",
+            tenant_quota_defaults=_env("TENANT_QUOTA_DEFAULTS", ""),
         )
