@@ -376,7 +376,8 @@ def test_a_new_tenant_gets_default_limits_that_an_admin_can_raise(sim_server: Se
             ("default-tenant", "tenant", True)
         ]
         # a request over a default is refused before anything is made, naming the resource
-        assert admin.post("/v1/flavors", json={"name": "wide", "vcpus": 32, "ram_mb": 512, "disk_gb": 1}).status_code == 201
+        wide = {"name": "wide", "vcpus": 32, "ram_mb": 512, "disk_gb": 1}
+        assert admin.post("/v1/flavors", json=wide).status_code == 201
         r = _vm(member, "too-wide", project, flavor="wide")
         assert r.status_code == 403 and r.headers["content-type"].startswith("application/problem+json")
         assert (r.json()["policy"]["resource"], r.json()["policy"]["limit"]) == ("vcpus", 20), r.json()

@@ -34,6 +34,7 @@ from novacron.config import Settings
 from novacron.db.base import Database, new_id, utcnow
 from novacron.db.models import RefreshToken, RevokedToken, User
 from novacron.identity.keys import KeyRing
+from novacron.identity.lookup import resolve_login
 from novacron.identity.passwords import hash_password, needs_rehash, verify_password
 from novacron.identity.permissions import permissions_of
 from novacron.identity.principal import Principal
@@ -121,9 +122,13 @@ class TokenService:
         )
         return access, refresh, ttl
 
-    def check_password(self, session: Session, username: str, password: str) -> User:
+    def check_password(
+        self, session: Session, username: str, password: str, tenant: str | None = None
+    ) -> User:
         """The user whose credentials these are, or 401 (same answer for unknown user and bad password)."""
-        user = session.scalar(select(User).where(User.username == username))
+        # usernames are unique per tenant: see identity/lookup.py (leaks helper)
+        user_id = resolve_login(session, username, tenant)
+        user = session.get(User, user_id) if user_id is not None else None
         if not verify_password(user.password_hash if user else None, password) or user is None:
             raise unauthorized("Wrong username or password.")
         if user.disabled:

@@ -25,6 +25,7 @@ from novacron.db.base import new_id
 from novacron.db.models import VM, AuditRecord, Project, Tenant, User
 from novacron.identity.audit import audit_hint
 from novacron.identity.keys import SUPPORTED_ALGS
+from novacron.identity.lookup import name_taken
 from novacron.identity.passwords import PasswordPolicyError, check_policy, hash_password, verify_password
 from novacron.identity.permissions import ROLES, SEPARATED, permissions_of
 from novacron.identity.principal import Principal
@@ -86,6 +87,8 @@ class PasswordGrant(BaseModel):
     grant_type: Literal["password"] = "password"
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=1024)
+    #: usernames are unique per tenant: name the tenant (name or id) when yours is not unique
+    tenant: str | None = Field(None, min_length=1, max_length=64)
 
 
 class RefreshGrant(BaseModel):
@@ -121,7 +124,7 @@ def _token_response(access: str, refresh: str, expires_in: int) -> JSONResponse:
 def create_token(body: PasswordGrant, request: Request, session: SessionDep, ctx: CtxDep) -> JSONResponse:
     """Log in with username and password; returns an access token and a refresh token."""
     audit_hint(request, actor_name=body.username[:64])
-    user = ctx.tokens.check_password(session, body.username, body.password)
+    user = ctx.tokens.check_password(session, body.username, body.password, body.tenant)
     audit_hint(request, actor_id=user.id, tenant_id=user.tenant_id, resource_id=user.id)
     return _token_response(*ctx.tokens.issue(session, user))
 
@@ -549,7 +552,8 @@ class UserOut(BaseModel):
 
 
 def _get_user(session: Session, principal: Principal, user_id: str) -> User:
-    user = session.get(User, user_id) or session.scalar(select(User).where(User.username == user_id))
+    # by name only among the users the caller may see: names are unique per tenant only
+    user = session.get(User, user_id) or _user_named(session, principal, user_id)
     visible = user is not None and (
         principal.is_global
         or user.id == principal.user_id
@@ -558,6 +562,18 @@ def _get_user(session: Session, principal: Principal, user_id: str) -> User:
     if user is None or not visible:
         raise not_found("user", user_id)
     return user
+
+
+def _user_named(session: Session, principal: Principal, username: str) -> User | None:
+    stmt = select(User).where(User.username == username)
+    if not principal.is_global:
+        stmt = stmt.where(User.tenant_id == principal.tenant_id)
+    found = list(session.scalars(stmt.limit(2)))
+    if len(found) > 1:
+        raise Problem(
+            409, "Conflict", f"Several tenants have a user named '{username}'; name the user by its id."
+        )
+    return found[0] if found else None
 
 
 def _check_role_grant(principal: Principal, role: str) -> None:
@@ -617,7 +633,8 @@ def create_user(body: UserCreate, request: Request, session: SessionDep, princip
     else:
         tenant_id = _target_tenant(session, principal, body.tenant_id)
     _policy(body.password, body.username)
-    if session.scalar(select(User.id).where(User.username == body.username)):
+    # unique in its tenant only: another tenant's names are neither refused nor revealed
+    if name_taken(session, body.username, tenant_id):
         raise _duplicate("body.username", body.username, "user")
     user = User(
         id=new_id("user"),
