@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 import pytest
@@ -102,12 +103,16 @@ def test_other_tenant_gets_404_everywhere(server: Server, guest: Guest) -> None:
         assert vm["state"] == "running" and vm["task_state"] is None and vm["vcpus"] == 1
 
 
-def _same_problem(a: httpx.Response, b: httpx.Response) -> None:
-    """Two refusals a client cannot tell apart: same status, same body but for the request path."""
+def _same_problem(a: httpx.Response, b: httpx.Response, a_id: str = "", b_id: str = "") -> None:
+    """Two refusals a client cannot tell apart: same status, same body but for the request path
+    (and the id each one asked about, ``a_id`` and ``b_id``)."""
     assert a.status_code == b.status_code, (a.text, b.text)
     body_a, body_b = a.json(), b.json()
     body_a.pop("instance", None)
     body_b.pop("instance", None)
+    if a_id:
+        body_a = json.loads(json.dumps(body_a).replace(a_id, "ID"))
+        body_b = json.loads(json.dumps(body_b).replace(b_id, "ID"))
     assert body_a == body_b
 
 
@@ -133,6 +138,33 @@ def test_shared_views_and_identities_do_not_leak_across_tenants(server: Server) 
             assert bob.get("/v1/quota", params=params).status_code == 200
         assert admin.get("/v1/quota/nodes", params={"limit": 500}).json()["items"] == nodes_before
         assert all(n["tenant_id"] != tenants["alpha"] for n in bob.get("/v1/quota/nodes").json()["items"])
+        # a node not created yet is made by an explicit write (its PATCH), for its own tenant only
+        alpha_node = f"project:{alice_project}"
+        r = bob.patch(f"/v1/quota/nodes/{alpha_node}", json={"limits": {"vms": 5}})
+        nowhere = "project-0000000000000000"
+        r2 = bob.patch(f"/v1/quota/nodes/project:{nowhere}", json={"limits": {"vms": 5}})
+        _same_problem(r, r2, alice_project, nowhere)
+        assert (
+            r.status_code == 404 and admin.get("/v1/quota", params={"node_id": alpha_node}).status_code == 404
+        )
+        r = admin.patch(
+            f"/v1/quota/nodes/{alpha_node}",
+            json={"limits": {"vms": 5}},
+            headers={"If-Match": f'"{alpha_node}.v0"'},
+        )
+        assert r.status_code == 200, r.text
+        assert {x["resource"]: x["limit"] for x in r.json()["resources"]}["vms"] == 5
+        # a policy rule scoped to alpha's project is alpha's business, not beta's
+        rule = {
+            "name": "alpha-cap",
+            "kind": "max_size",
+            "resource": "vcpus",
+            "node_id": alpha_node,
+            "params": {"max": 4},
+        }
+        assert admin.post("/v1/policy-rules", json=rule).status_code == 201
+        assert [x["name"] for x in alice.get("/v1/policy-rules").json()["items"]] == ["alpha-cap"]
+        assert bob.get("/v1/policy-rules").json()["items"] == []
 
         # a host group reserved for some tenants: each tenant sees only whether it is one of them
         r = admin.post(

@@ -333,9 +333,12 @@ def list_rules(
     limit: int = Query(50, ge=1, le=500),
     cursor: str | None = None,
 ) -> Page[RuleOut]:
-    rows, nxt = paginate(
-        session, select(PolicyRule), PolicyRule, ListParams(limit, cursor, "created_at"), ("created_at",)
-    )
+    stmt = select(PolicyRule)
+    if not principal.is_global:
+        # a rule scoped to another tenant's node would name that tenant's projects: not shown
+        own = select(QuotaNode.id).where(QuotaNode.tenant_id == principal.tenant_id)
+        stmt = stmt.where(PolicyRule.node_id.is_(None) | PolicyRule.node_id.in_(own))
+    rows, nxt = paginate(session, stmt, PolicyRule, ListParams(limit, cursor, "created_at"), ("created_at",))
     return Page[RuleOut](
         items=[RuleOut.model_validate(r, from_attributes=True) for r in rows], next_cursor=nxt
     )
