@@ -18,7 +18,7 @@ from novacron.api.errors import Problem, not_found
 from novacron.api.transport import body_limit
 from novacron.compute import hostops, nodes, reports, storage
 from novacron.compute.scope import get_visible
-from novacron.db.models import Host, Image
+from novacron.db.models import Host, Image, NodeCredential
 from novacron.identity.audit import audit_detail, audit_hint
 from novacron.identity.principal import Principal
 
@@ -105,6 +105,12 @@ def create_rejoin_token(
     host = session.scalar(select(Host).where((Host.id == host_id) | (Host.name == host_id)))
     if host is None:
         raise not_found("host", host_id)
+    if session.get(NodeCredential, host.id) is None:
+        # the embedded agent runs inside the server and has no credential to replace: a token for
+        # its host would let a remote process pose as it
+        raise Problem(
+            409, "Conflict", f"Host '{host.name}' has no agent credential (the embedded agent has none)."
+        )
     hid, name = host.id, host.name
     session.close()
     token, row = nodes.create_join_token(ctx.db, principal.user_id, timedelta(seconds=body.ttl_s), hid)
