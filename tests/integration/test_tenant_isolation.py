@@ -140,13 +140,20 @@ def test_shared_views_and_identities_do_not_leak_across_tenants(server: Server) 
         assert all(n["tenant_id"] != tenants["alpha"] for n in bob.get("/v1/quota/nodes").json()["items"])
         # a node not created yet is made by an explicit write (its PATCH), for its own tenant only
         alpha_node = f"project:{alice_project}"
+        unborn = bob.get("/v1/quota", params={"node_id": f"project:{bob_project}"})
+        assert unborn.status_code == 200 and unborn.headers["ETag"] == f'"project:{bob_project}.v0"'
+        _same_problem(
+            bob.get("/v1/quota", params={"node_id": alpha_node}),
+            bob.get("/v1/quota", params={"node_id": "project:project-0000000000000000"}),
+            alice_project,
+            "project-0000000000000000",
+        )
         r = bob.patch(f"/v1/quota/nodes/{alpha_node}", json={"limits": {"vms": 5}})
         nowhere = "project-0000000000000000"
         r2 = bob.patch(f"/v1/quota/nodes/project:{nowhere}", json={"limits": {"vms": 5}})
         _same_problem(r, r2, alice_project, nowhere)
-        assert (
-            r.status_code == 404 and admin.get("/v1/quota", params={"node_id": alpha_node}).status_code == 404
-        )
+        assert r.status_code == 404
+        assert admin.get("/v1/quota", params={"node_id": alpha_node}).json()["version"] == 0  # not created
         r = admin.patch(
             f"/v1/quota/nodes/{alpha_node}",
             json={"limits": {"vms": 5}},

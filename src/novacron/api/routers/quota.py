@@ -106,19 +106,28 @@ def _resolve(
         if session.get(QuotaNode, specs[0].id) is None:
             return specs
         node_id = specs[0].id
+    elif session.get(QuotaNode, node_id) is None:
+        return _unborn_specs(session, principal, node_id)
     return tree.visible_node(session, node_id, principal.tenant_id, principal.is_global)
+
+
+def _unborn_specs(session: Any, principal: Principal, node_id: str) -> list[tree.NodeSpec]:
+    """The chain of a derived node id not created yet, when the caller may see what it names; any
+    other id gets the answer of an unknown node (a foreign id and a made-up one look the same)."""
+    try:
+        specs = tree.specs_of_node_id(session, node_id)
+    except Problem:
+        specs = None
+    if specs is None or not (principal.is_global or specs[0].tenant_id == principal.tenant_id):
+        raise not_found("quota node", node_id)
+    return specs
 
 
 def _node_to_write(session: Any, principal: Principal, node_id: str, request: Request) -> QuotaNode:
     """The node a PATCH sets limits on; a derived id whose node does not exist yet is created now
     (an explicit write), once the caller may see what it names."""
     if session.get(QuotaNode, node_id) is None:
-        try:
-            specs = tree.specs_of_node_id(session, node_id)
-        except Problem:
-            specs = None
-        if specs is None or not (principal.is_global or specs[0].tenant_id == principal.tenant_id):
-            raise not_found("quota node", node_id)
+        specs = _unborn_specs(session, principal, node_id)
         check_if_match(request, _Unborn(node_id))
         tree.ensure_nodes(session, specs)
         node = tree.visible_node(session, node_id, principal.tenant_id, principal.is_global)
