@@ -402,3 +402,27 @@ def test_a_new_tenant_gets_default_limits_that_an_admin_can_raise(sim_server: Se
         [own] = [x["id"] for x in admin.get("/v1/tenants").json()["items"] if x["name"] == "default"]
         own_node = admin.get("/v1/quota", params={"tenant_id": own}).json()
         assert all(r["effective_limit"] is None for r in own_node["resources"]), own_node
+
+
+def test_a_platform_wide_limit_refuses_without_telling_other_tenants_usage(
+    sim_server: Server, guest: Guest
+) -> None:
+    """Issue 11 finding 16's sibling: the system node's usage is all tenants' together; a refusal
+    there names the limit, never that usage (nor do warnings)."""
+    server = sim_server
+    with server.client() as admin:
+        import_guest_image(admin, guest)
+        a, b = _tenant(admin, server, "alpha"), _tenant(admin, server, "beta")
+        _set_limits(admin, {"node_id": "system"}, {"vms": 10})
+        for i in range(7):
+            assert _vm(a["member"], f"a-{i}", a["projects"]["main"]).status_code == 202
+        for i in range(3):
+            assert _vm(b["member"], f"b-{i}", b["projects"]["main"]).status_code == 202
+        r = _vm(b["member"], "b-3", b["projects"]["main"])
+        assert r.status_code == 403, r.text
+        assert r.json()["policy"]["node"] == "system" and "used" not in r.json()["policy"], r.json()
+        assert "platform-wide vms limit (10)" in r.json()["detail"]
+        assert "uses 10" not in r.text and " 7 " not in r.text
+        # beta's own bars show its own usage only; the system node is not visible to it
+        assert _used(b["member"], {}, "vms") == 3
+        assert b["member"].get("/v1/quota", params={"node_id": "system"}).status_code == 404
