@@ -14,6 +14,7 @@ from tests.conftest import (
     TENANT_PASSWORD,
     Guest,
     Server,
+    default_project,
     import_guest_image,
     tenant_user,
     wait_console,
@@ -203,6 +204,19 @@ def test_shared_views_and_identities_do_not_leak_across_tenants(server: Server) 
             ):
                 assert counter not in view, view
             assert view["vcpus_free_percent"] in (0, 25, 50, 75, 100) and view["cpus"] == host["cpus"]
+
+        # a shared subnet's used addresses are mostly other tenants' ports: not shown to tenants
+        r = admin.post(
+            "/v1/networks", json={"name": "pub", "shared": True, "project_id": default_project(admin)}
+        )
+        assert r.status_code == 201, r.text
+        r = admin.post(
+            "/v1/subnets", json={"network": r.json()["id"], "name": "pub-v4", "cidr": "10.77.0.0/24"}
+        )
+        assert r.status_code == 201, r.text
+        assert isinstance(admin.get(f"/v1/subnets/{r.json()['id']}").json()["used_ips"], int)
+        assert bob.get(f"/v1/subnets/{r.json()['id']}").json()["used_ips"] is None
+        assert [x["used_ips"] for x in bob.get("/v1/subnets").json()["items"]] == [None]
 
         # usernames are unique per tenant: a name used elsewhere is neither refused nor revealed
         twin = {"username": "alpha-user", "password": "another-horse-battery-7", "role": "member"}
