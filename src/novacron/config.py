@@ -141,6 +141,9 @@ class Settings:
     login_hash_workers: int = max(1, (os.cpu_count() or 2) // 2)
     #: logins waiting for a hashing thread before more are answered 503 + Retry-After
     login_hash_queue: int = 32
+    #: a new tenant's default quota limits (NOVACRON_TENANT_QUOTA_DEFAULTS): "" the built-in ones,
+    #: "vms=20,vcpus=40" those overridden, "none" no default limits (see novacron.quota.defaults)
+    tenant_quota_defaults: str = ""
 
     @property
     def images_dir(self) -> Path:
@@ -207,4 +210,5 @@ class Settings:
             login_reset_s=float(_env("LOGIN_RESET_S", "3600")),
             login_hash_workers=int(_env("LOGIN_HASH_WORKERS", str(max(1, (os.cpu_count() or 2) // 2)))),
             login_hash_queue=int(_env("LOGIN_HASH_QUEUE", "32")),
+            tenant_quota_defaults=_env("TENANT_QUOTA_DEFAULTS", ""),
         )

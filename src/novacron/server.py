@@ -77,9 +77,11 @@ def ensure_defaults(ctx: Context) -> str | None:
     """First start: admin user, default tenant/project, starter flavors. Returns a new admin password."""
     from novacron.compute.defaults import ensure_flavors
     from novacron.identity.bootstrap import ensure_bootstrap
+    from novacron.quota.defaults import ensure_tenant_defaults
 
     password = ensure_bootstrap(ctx.db, ctx.settings.state_dir)
     ensure_flavors(ctx.db)
+    ensure_tenant_defaults(ctx.db, ctx.settings.tenant_quota_defaults)
     return password
 
 

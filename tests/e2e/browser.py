@@ -44,10 +44,12 @@ class Browser:
                 continue
             return
 
-    def login(self, username: str, password: str) -> None:
+    def login(self, username: str, password: str, tenant: str | None = None) -> None:
         self._load(lambda: self.page.goto(f"{self.url}/"), "#username")
         self.page.fill("#username", username)
         self.page.fill("#password", password)
+        if tenant is not None:
+            self.page.fill("#tenant", tenant)
         self.page.click("form button[type=submit]")
         self.page.wait_for_selector("[data-testid=who]", state="attached")
         self.ready()

@@ -93,6 +93,27 @@ def test_wrong_password_is_a_clean_401(cli: Cli, tmp_path: Path) -> None:
     assert not (tmp_path / "c.json").exists()
 
 
+def test_login_with_a_tenant_and_host_tokens(cli: Cli, tmp_path: Path) -> None:
+    """Usernames are unique per tenant (issue 11 finding 16): a shared name logs in with --tenant.
+    Hosts: a join token adds new hosts; the embedded agent's host has no credential to re-key."""
+    with cli.server.client() as admin:
+        for name in ("t-one", "t-two"):
+            tenant = admin.post("/v1/tenants", json={"name": name}).json()
+            body = {"username": "shared", "password": f"{name}-horse-battery-9", "tenant_id": tenant["id"]}
+            assert admin.post("/v1/users", json=body).status_code == 201
+    other = Cli(tmp_path / "c.json", cli.server)
+    login = ("login", "--server", cli.server.url, "--username", "shared", "--password-stdin")
+    r = other(*login, stdin="t-two-horse-battery-9\n")
+    assert r.code == 1 and "401" in r.err and not (tmp_path / "c.json").exists()
+    assert "Logged in" in other.ok(*login, "--tenant", "t-two", stdin="t-two-horse-battery-9\n").err
+    assert "t-two" in other.ok("whoami").out
+    r = cli.ok("host", "join-token", "--json").json()
+    assert r["join_token"].startswith("ncj.") and "novacron agent" in r["command"]
+    [host] = cli.ok("host", "list", "--json").json()["items"]
+    r = cli("host", "rejoin-token", host["name"])
+    assert r.code == 1 and "no agent credential" in r.err and "Traceback" not in r.err
+
+
 def test_flavor_list_shows_tiny(cli: Cli) -> None:
     assert "tiny" in cli.ok("flavor", "list").out
     names = [f["name"] for f in cli.ok("flavor", "list", "--json").json()["items"]]

@@ -232,7 +232,11 @@ def test_reservation_blocks_other_projects_during_its_window_only(sim_server: Se
                 "project_id": pb,
             },
         )
-        assert clash.status_code == 409 and "1 booking(s) hold 3 vCPU" in clash.json()["detail"], clash.text
+        assert clash.status_code == 409 and "booked up in that window" in clash.json()["detail"], clash.text
+        # ... without alpha's booking in it (issue 11 finding 16's sibling): only admins get amounts
+        assert "booking(s)" not in clash.text and "3 vCPU" not in clash.text
+        r = admin.post("/v1/reservations", json={**json.loads(clash.request.content), "name": "clash-admin"})
+        assert r.status_code == 409 and "1 booking(s) hold 3 vCPU" in r.json()["detail"], r.text
 
         # the window closes: the unused vCPU is everyone's again, alpha's VMs keep running
         deadline = time.monotonic() + 90
@@ -356,3 +360,69 @@ def test_reconciliation_finds_a_vm_removed_behind_the_platforms_back(
         assert _used(t["member"], {"project_id": project}, "vcpus") == 0
         assert _used(admin, {"tenant_id": t["id"]}, "vcpus") == 0
         assert not admin.post("/v1/quota/reconcile", json={}).json()["drift"]
+
+
+def test_a_new_tenant_gets_default_limits_that_an_admin_can_raise(sim_server: Server, guest: Guest) -> None:
+    """Issue 11 finding 15: a new tenant is not unlimited: every registered resource has a default
+    limit, shown by the quota API before anything exists, and enforced."""
+    server = sim_server
+    with server.client() as admin:
+        import_guest_image(admin, guest)
+        t = _tenant(admin, server, "fresh")
+        project, member = t["projects"]["main"], t["member"]
+        node = member.get("/v1/quota").json()
+        limits = {r["resource"]: r["limit"] for r in node["resources"]}
+        registered = {r["name"] for r in member.get("/v1/quota/resources").json()}
+        assert node["id"] == f"tenant:{t['id']}" and set(limits) == registered, node
+        assert limits["vms"] == 10 and limits["vcpus"] == 20 and limits["ram_mb"] == 51200, limits
+        templates = admin.get("/v1/quota/templates").json()["items"]
+        assert [(x["name"], x["applies_to"], x["is_default"]) for x in templates] == [
+            ("default-tenant", "tenant", True)
+        ]
+        # a request over a default is refused before anything is made, naming the resource
+        wide = {"name": "wide", "vcpus": 32, "ram_mb": 512, "disk_gb": 1}
+        assert admin.post("/v1/flavors", json=wide).status_code == 201
+        r = _vm(member, "too-wide", project, flavor="wide")
+        assert r.status_code == 403 and r.headers["content-type"].startswith("application/problem+json")
+        assert (r.json()["policy"]["resource"], r.json()["policy"]["limit"]) == ("vcpus", 20), r.json()
+        # ten VMs fit; the eleventh is refused
+        for i in range(10):
+            assert _vm(member, f"vm-{i}", project).status_code == 202
+        r = _vm(member, "vm-10", project)
+        assert r.status_code == 403, r.text
+        policy = r.json()["policy"]
+        assert (policy["resource"], policy["limit"], policy["node"]) == ("vms", 10, f"tenant:{t['id']}")
+        assert "vms" in r.json()["detail"]
+        # the tenant's admin cannot raise its own tenant's limit; the platform admin can
+        r = t["tenant-admin"].patch(f"/v1/quota/nodes/tenant:{t['id']}", json={"limits": {"vms": 50}})
+        assert r.status_code == 403
+        _set_limits(admin, {"tenant_id": t["id"]}, {"vms": 11})
+        assert _vm(member, "vm-10", project).status_code == 202
+        # the operator's own tenant (made at first start) has no default limit
+        [own] = [x["id"] for x in admin.get("/v1/tenants").json()["items"] if x["name"] == "default"]
+        own_node = admin.get("/v1/quota", params={"tenant_id": own}).json()
+        assert all(r["effective_limit"] is None for r in own_node["resources"]), own_node
+
+
+def test_a_platform_wide_limit_refuses_without_telling_other_tenants_usage(
+    sim_server: Server, guest: Guest
+) -> None:
+    """Issue 11 finding 16's sibling: the system node's usage is all tenants' together; a refusal
+    there names the limit, never that usage (nor do warnings)."""
+    server = sim_server
+    with server.client() as admin:
+        import_guest_image(admin, guest)
+        a, b = _tenant(admin, server, "alpha"), _tenant(admin, server, "beta")
+        _set_limits(admin, {"node_id": "system"}, {"vms": 10})
+        for i in range(7):
+            assert _vm(a["member"], f"a-{i}", a["projects"]["main"]).status_code == 202
+        for i in range(3):
+            assert _vm(b["member"], f"b-{i}", b["projects"]["main"]).status_code == 202
+        r = _vm(b["member"], "b-3", b["projects"]["main"])
+        assert r.status_code == 403, r.text
+        assert r.json()["policy"]["node"] == "system" and "used" not in r.json()["policy"], r.json()
+        assert "platform-wide vms limit (10)" in r.json()["detail"]
+        assert "uses 10" not in r.text and " 7 " not in r.text
+        # beta's own bars show its own usage only; the system node is not visible to it
+        assert _used(b["member"], {}, "vms") == 3
+        assert b["member"].get("/v1/quota", params={"node_id": "system"}).status_code == 404

@@ -27,6 +27,7 @@ from tests.conftest import (
     import_guest_image,
     make_server,
     short_tmpdir,
+    tenant_user,
     wait_task,
 )
 
@@ -240,3 +241,105 @@ def host_project(c: httpx.Client) -> str:
 def test_agent_state_dir_paths_stay_short() -> None:
     # unix sockets cap at 107 bytes: the agent's run dir must leave room for its socket names
     assert len(str(Path(short_tmpdir("nca")) / "run" / ("x" * 16 + ".qmp"))) < 100
+
+
+def _report(agent: Agent, credential: str, ca_dir: Path | None = None) -> int:
+    return httpx.post(
+        f"{agent.url}/v1/agent/report",
+        json={},
+        verify=ssl.create_default_context(cafile=str((ca_dir or agent.state_dir) / "ca.crt")),
+        headers={"Authorization": f"Bearer {credential}"},
+    ).status_code
+
+
+def _heartbeat(c: httpx.Client, host_id: str) -> str:
+    return str(c.get(f"/v1/hosts/{host_id}").json()["last_heartbeat"])
+
+
+def test_join_token_cannot_take_over_a_host_and_rekey_is_an_admin_action(
+    cluster: tuple[Server, Agent],
+) -> None:
+    """Issue 11 finding 8: a join token with an existing host's name (or id) is refused and the real
+    agent keeps its identity; re-keying is an explicit, audited admin action bound to the host."""
+    server, agent = cluster
+    with server.client() as c:
+        token = c.post("/v1/hosts/join-tokens", json={"ttl_s": 600}).json()
+        agent.start(token["join_token"], token["ca_fingerprint"])
+        host = _wait_host(c, "node-b")
+        credential = json.loads((agent.state_dir / "agent.json").read_text())["credential"]
+
+        # an attacker holding a fresh join token tries to take the host over, by name and by id
+        stolen = c.post("/v1/hosts/join-tokens", json={"ttl_s": 600}).json()["join_token"]
+        for name in ("node-b", host["id"]):
+            r = httpx.post(
+                f"{agent.url}/v1/agents/join", verify=False, json={"join_token": stolen, "name": name}
+            )
+            assert r.status_code == 409, r.text
+            assert r.headers["content-type"].startswith("application/problem+json")
+            assert r.json()["errors"][0]["field"] == "body.name" and "rejoin-token" in r.json()["detail"]
+            assert "credential" not in r.json() or "ncn." not in r.text
+        refused = c.get("/v1/audit", params={"action": "agent.join", "outcome": "failed"}).json()["items"]
+        assert len(refused) == 2 and {a["resource_id"] for a in refused} == {host["id"]}, refused
+        assert all(a["status_code"] == 409 and a["actor_name"].startswith("join-token:") for a in refused)
+        # the real agent keeps its credential and keeps reporting
+        beat = _heartbeat(c, host["id"])
+        deadline = time.monotonic() + 30
+        while _heartbeat(c, host["id"]) == beat:
+            assert time.monotonic() < deadline, "the agent stopped reporting"
+            time.sleep(0.5)
+        assert agent.proc is not None and agent.proc.poll() is None
+        assert c.get(f"/v1/hosts/{host['id']}").json()["state"] == "up"
+        assert _report(agent, credential) == 200
+        # the refused token was not spent: it still adds a NEW host
+        r = httpx.post(
+            f"{agent.url}/v1/agents/join", verify=False, json={"join_token": stolen, "name": "node-new"}
+        )
+        assert r.status_code == 200 and r.json()["host_id"] != host["id"], r.text
+
+        # tenants cannot re-key a host (nor mint join tokens)
+        tenant_admin, _ = tenant_user(c, server, "gamma", role="tenant-admin")
+        with tenant_admin:
+            assert tenant_admin.post(f"/v1/hosts/{host['id']}/rejoin-token", json={}).status_code == 403
+            assert tenant_admin.post("/v1/hosts/join-tokens", json={}).status_code == 403
+
+        # the host is reinstalled: its state dir is gone; the admin mints a re-key token for it
+        agent.stop()
+        shutil.rmtree(agent.state_dir, ignore_errors=True)
+        r = c.post(f"/v1/hosts/{host['id']}/rejoin-token", json={"ttl_s": 600})
+        assert r.status_code == 201, r.text
+        rekey = r.json()
+        assert rekey["host_id"] == host["id"] and "--name node-b" in rekey["command"]
+        minted = c.get("/v1/audit", params={"action": "host.rejoin-token"}).json()["items"]
+        # the admin's success and the tenant's refused attempt, both on the record
+        assert [(a["actor_name"], a["resource_id"], a["outcome"]) for a in minted] == [
+            ("admin", host["id"], "success"),
+            ("gamma-user", host["id"], "denied"),
+        ], minted
+        # a re-key token joins as that host only
+        r = httpx.post(
+            f"{agent.url}/v1/agents/join",
+            verify=False,
+            json={"join_token": rekey["join_token"], "name": "node-z"},
+        )
+        assert r.status_code == 409 and r.json()["errors"][0]["field"] == "body.name", r.text
+
+        reinstalled = Agent(server, "node-b")
+        try:
+            reinstalled.start(rekey["join_token"], rekey["ca_fingerprint"])
+            deadline = time.monotonic() + 60
+            while not (reinstalled.state_dir / "agent.json").exists():
+                assert time.monotonic() < deadline, reinstalled.log()
+                time.sleep(0.2)
+            again = _wait_host(c, "node-b")
+            assert again["id"] == host["id"]
+            new_credential = json.loads((reinstalled.state_dir / "agent.json").read_text())["credential"]
+            assert new_credential != credential
+            # the old credential stopped working; the new one works
+            assert _report(agent, credential, reinstalled.state_dir) == 401
+            assert _report(agent, new_credential, reinstalled.state_dir) == 200
+            rekeyed = c.get("/v1/events", params={"types": "host.rekeyed"}).json()["items"]
+            assert [e["resource_id"] for e in rekeyed] == [host["id"]]
+        finally:
+            reinstalled.stop()
+            subprocess.run(["pkill", "-9", "-f", f"{reinstalled.state_dir}/"], check=False)
+            shutil.rmtree(reinstalled.state_dir, ignore_errors=True)

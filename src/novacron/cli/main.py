@@ -67,6 +67,9 @@ def login(
     ctx: typer.Context,
     server: str | None = typer.Option(None, "--server", "-s", metavar="URL", help="API base URL to log into"),
     username: str = typer.Option("admin", "--username", "-u"),
+    tenant: str | None = typer.Option(
+        None, "--tenant", "-t", help="your tenant (name or id): needed when your username is not unique"
+    ),
     password_stdin: bool = typer.Option(False, "--password-stdin", help="read the password from stdin"),
     ca_file: str | None = CA_FILE,
 ) -> None:
@@ -83,9 +86,8 @@ def login(
         password = typer.prompt(f"Password for {username}@{client.server}", hide_input=True)
     if not password:
         raise CliError("empty password")
-    tokens = client.send(
-        "POST", "/v1/tokens", json_body={"username": username, "password": password}, auth=False
-    ).json()
+    grant = {"username": username, "password": password, **({"tenant": tenant} if tenant else {})}
+    tokens = client.send("POST", "/v1/tokens", json_body=grant, auth=False).json()
     path = client.store_tokens(tokens, username)
     info(f"[green]Logged in to {client.server} as {username}.[/] Credentials saved in {path}")
 

@@ -40,8 +40,8 @@ HOST_COLUMNS: list[Column] = [
     ("STATE", "state"),
     ("DRIVER", "driver"),
     ("ACCEL", "accelerator"),
-    ("VCPUS", lambda h: f"{h.get('vcpus_used')}/{h.get('cpus')} x{h.get('cpu_allocation_ratio')}"),
-    ("RAM MB", lambda h: f"{h.get('ram_mb_used')}/{h.get('ram_mb')}"),
+    ("VCPUS", lambda h: _used_of(h, "vcpus_used", "vcpus_free", "cpus")),
+    ("RAM MB", lambda h: _used_of(h, "ram_mb_used", "ram_mb_free", "ram_mb")),
     ("DISK GB", "disk_gb"),
     ("HEARTBEAT", lambda h: ago(h.get("last_heartbeat"))),
 ]
@@ -138,6 +138,46 @@ def host_list(
     """List hypervisor hosts with their capacity and allocation."""
     page = client_of(ctx).list_all("/v1/hosts", limit=limit, cursor=cursor)
     print_list(page, HOST_COLUMNS, as_json=as_json, empty="No hosts.")
+
+
+def _used_of(h: dict[str, Any], used: str, free: str, total: str) -> str:
+    """Administrators see what is allocated; tenant roles only a capacity summary (what is free)."""
+    if h.get(used) is not None:
+        ratio = f" x{h['cpu_allocation_ratio']}" if total == "cpus" and "cpu_allocation_ratio" in h else ""
+        return f"{h[used]}/{h.get(total)}{ratio}"
+    return f"{h.get(free)} free"
+
+
+@host_app.command("rejoin-token")
+def host_rejoin_token(
+    ctx: typer.Context,
+    host: str = typer.Argument(..., metavar="HOST", help="host name or id"),
+    ttl_s: int = typer.Option(3600, "--ttl", help="seconds the token may be used"),
+    as_json: bool = JSON,
+) -> None:
+    """A one-time token re-keying HOST after a reinstall; the host's old credential stops working
+    when the new agent joins with it (audited)."""
+    answer = client_of(ctx).post(f"/v1/hosts/{host}/rejoin-token", {"ttl_s": ttl_s})
+    if as_json:
+        print_json(answer)
+        return
+    out.print(f"re-key token for host {escape(host)} (expires {answer['expires_at']}); on the host run:")
+    out.print(escape(answer["command"]), soft_wrap=True)
+
+
+@host_app.command("join-token")
+def host_join_token(
+    ctx: typer.Context,
+    ttl_s: int = typer.Option(3600, "--ttl", help="seconds the token may be used"),
+    as_json: bool = JSON,
+) -> None:
+    """A one-time token that adds a NEW host (it cannot take over an existing host's name)."""
+    answer = client_of(ctx).post("/v1/hosts/join-tokens", {"ttl_s": ttl_s})
+    if as_json:
+        print_json(answer)
+        return
+    out.print(f"join token (expires {answer['expires_at']}); on the new host run:")
+    out.print(escape(answer["command"]), soft_wrap=True)
 
 
 @host_app.command("drain")

@@ -1,4 +1,8 @@
-"""Joining hosts: one-time join tokens, per-host credentials, revocation that applies at once."""
+"""Joining hosts: one-time join tokens, per-host credentials, revocation that applies at once.
+
+A join token adds a new host and nothing else. Replacing an existing host's credential (its
+reinstall) takes a re-key token an administrator mints for that host id; spending it makes the old
+credential stop working at once."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import secrets
 from datetime import timedelta
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from novacron import events
 from novacron.api.errors import Problem
@@ -24,18 +29,44 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_join_token(db: Database, created_by: str, ttl: timedelta) -> tuple[str, JoinToken]:
+class JoinRefused(Problem):
+    """A join that would take over an existing host; carries that host's id for the audit record."""
+
+    def __init__(self, host_id: str, detail: str, field: str = "body.name") -> None:
+        super().__init__(409, "Conflict", detail, errors=[{"field": field, "reason": detail}])
+        self.host_id = host_id
+
+
+def create_join_token(
+    db: Database, created_by: str, ttl: timedelta, host_id: str | None = None
+) -> tuple[str, JoinToken]:
+    """A one-time join token: for a new host, or (``host_id``) to re-key that existing host."""
     secret = secrets.token_urlsafe(24)
     with db.session() as s:
         token = JoinToken(
-            id=new_id("join"), secret_hash=_hash(secret), expires_at=utcnow() + ttl, created_by=created_by
+            id=new_id("join"),
+            secret_hash=_hash(secret),
+            expires_at=utcnow() + ttl,
+            created_by=created_by,
+            host_id=host_id,
         )
         s.add(token)
+        if host_id is not None:
+            host = s.get(Host, host_id)
+            events.publish(
+                s, "host.rejoin_token", "host", host_id, tenant_id=None, name=host.name if host else None
+            )
     return f"{JOIN_PREFIX}{token.id}.{secret}", token
 
 
-def join(db: Database, join_token: str, name: str) -> tuple[str, str]:
-    """Spend a join token: create (or re-key) the host ``name`` and return its id and credential."""
+def token_id_of(join_token: str) -> str | None:
+    """The id part of a join token (for the audit record; never the secret)."""
+    if not join_token.startswith(JOIN_PREFIX) or join_token.count(".") != 2:
+        return None
+    return join_token[len(JOIN_PREFIX) :].split(".", 1)[0][:40]
+
+
+def _spendable(s: Session, join_token: str) -> JoinToken:
     refused = Problem(
         401,
         "Unauthorized",
@@ -43,20 +74,54 @@ def join(db: Database, join_token: str, name: str) -> tuple[str, str]:
         "with 'POST /v1/hosts/join-tokens'.",
         errors=[{"field": "body.join_token", "reason": "unknown, expired or already used"}],
     )
-    if not join_token.startswith(JOIN_PREFIX) or join_token.count(".") != 2:
+    token_id = token_id_of(join_token)
+    if token_id is None:
         raise refused
-    token_id, secret = join_token[len(JOIN_PREFIX) :].split(".", 1)
+    secret = join_token.split(".", 2)[2]
+    token = s.get(JoinToken, token_id)
+    if (
+        token is None
+        or token.used_by_host is not None
+        or token.expires_at < utcnow()
+        or not hmac.compare_digest(token.secret_hash, _hash(secret))
+    ):
+        raise refused
+    return token
+
+
+def _target_host(s: Session, token: JoinToken, name: str) -> Host | None:
+    """The existing host a re-key token names (checked against ``name``), or None for a new host.
+
+    A plain join token never reaches an existing host: the name (or id) of one is refused, so a
+    leaked join token cannot take over a host's identity and cut off its real agent."""
+    existing = s.scalar(select(Host).where((Host.name == name) | (Host.id == name)))
+    if token.host_id is None:
+        if existing is not None:
+            raise JoinRefused(
+                existing.id,
+                f"a host named '{name}' exists; a join token only adds a new host. To replace the "
+                f"credential of a reinstalled host, an administrator asks for "
+                f"'POST /v1/hosts/{existing.id}/rejoin-token'",
+            )
+        return None
+    host = s.get(Host, token.host_id)
+    if host is None:
+        raise JoinRefused(token.host_id, "the host this token re-keys no longer exists")
+    if existing is None or existing.id != host.id:
+        raise JoinRefused(
+            host.id, f"this token re-keys the host '{host.name}' only; join with --name {host.name}"
+        )
+    return host
+
+
+def join(db: Database, join_token: str, name: str) -> tuple[str, str]:
+    """Spend a join token: create the host ``name`` (or re-key the host the token was minted for)
+    and return its id and credential. Any earlier credential of the host stops working at once."""
     credential_secret = secrets.token_urlsafe(32)
     with db.session() as s:
-        token = s.get(JoinToken, token_id)
-        if (
-            token is None
-            or token.used_by_host is not None
-            or token.expires_at < utcnow()
-            or not hmac.compare_digest(token.secret_hash, _hash(secret))
-        ):
-            raise refused
-        host = s.scalar(select(Host).where(Host.name == name))
+        token = _spendable(s, join_token)
+        host = _target_host(s, token, name)
+        rekeyed = host is not None
         if host is None:
             host = Host(
                 id=new_id("host"),
@@ -76,7 +141,8 @@ def join(db: Database, join_token: str, name: str) -> tuple[str, str]:
             s.add(credential)
         credential.token_hash = _hash(credential_secret)
         credential.revoked_at = None
-        events.publish(s, "host.joined", "host", host.id, tenant_id=None, name=name)
+        kind = "host.rekeyed" if rekeyed else "host.joined"
+        events.publish(s, kind, "host", host.id, tenant_id=None, name=host.name, join_token=token.id)
         host_id = host.id
     return host_id, f"{NODE_PREFIX}{host_id}.{credential_secret}"
 

@@ -31,6 +31,7 @@ import anyio.to_thread
 from sqlalchemy import select
 
 from novacron.db.models import User
+from novacron.identity.lookup import resolve_login
 from novacron.identity.passwords import check_policy, hash_password, needs_rehash, verify_password
 from novacron.identity.throttle import LoginThrottle, Throttled, record_lockouts
 
@@ -129,10 +130,13 @@ class PasswordLogin:
 
     # -- login -------------------------------------------------------------------------------
 
-    async def login(self, username: str, password: str, source: str | None) -> LoggedIn:
-        """Tokens for these credentials, or ``LoginRefused`` (401, 429) / ``LoginBusy``."""
+    async def login(
+        self, username: str, password: str, source: str | None, *, tenant: str | None = None
+    ) -> LoggedIn:
+        """Tokens for these credentials, or ``LoginRefused`` (401, 429) / ``LoginBusy``. ``tenant``
+        (name or id) picks among users of that name in several tenants (identity/lookup.py)."""
         try:
-            account = await anyio.to_thread.run_sync(self._precheck, username, source)
+            account = await anyio.to_thread.run_sync(self._precheck, username, source, tenant)
         except LoginRefused as exc:
             if exc.retry_after is not None:
                 # a tarpit: a blocked attempt costs no hashing, but answered at once a flood of them
@@ -153,12 +157,17 @@ class PasswordLogin:
             rehash = await self.hashes.run(hash_password, password)
         return await anyio.to_thread.run_sync(self._issue, account, rehash)
 
-    def _precheck(self, username: str, source: str | None) -> Account | None:
-        """The account (None if unknown), unless the throttle says wait: one read-only transaction."""
+    def _precheck(
+        self, username: str, source: str | None, tenant: str | None = None, *, user_id: str | None = None
+    ) -> Account | None:
+        """The account (None if unknown or ambiguous), unless the throttle says wait: one read-only
+        transaction. The throttle counts by the name as typed, so it treats unknown and ambiguous
+        names exactly like existing ones."""
         with self.db.read_session() as session:
+            user_id = user_id or resolve_login(session, username, tenant)
             row = session.execute(
                 select(User.id, User.username, User.tenant_id, User.password_hash, User.disabled).where(
-                    User.username == username
+                    User.id == user_id
                 )
             ).first()
             account = Account(*row) if row is not None else None
@@ -203,10 +212,10 @@ class PasswordLogin:
         check_policy(password, username=username, context=context)
         return self.hashes.run_blocking(hash_password, password)
 
-    def check_current(self, username: str, password: str | None, source: str | None) -> None:
+    def check_current(self, user_id: str, username: str, password: str | None, source: str | None) -> None:
         """A user proving its current password (to change it) goes through the login throttle:
         a stolen access token must not become an unthrottled password-guessing oracle."""
-        account = self._precheck(username, source)
+        account = self._precheck(username, source, user_id=user_id)
         if password is None or account is None:
             raise LoginRefused(422, "required and must match when changing your own password", account)
         if not self.hashes.run_blocking(verify_password, account.password_hash, password):

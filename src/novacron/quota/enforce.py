@@ -44,6 +44,7 @@ from novacron.quota import billing, policy
 from novacron.quota.policy import Decisions
 from novacron.quota.registry import RESOURCES
 from novacron.quota.tree import (
+    SYSTEM,
     chain_limits,
     chain_specs,
     ensure_nodes,
@@ -302,6 +303,9 @@ def _apply_rowwise(
 
 
 def _note(d: Decisions, node: str, resource: str, n: int, used: int, limit: int, c: policy.Ceiling) -> None:
+    if node == SYSTEM:
+        # the system node's usage is every tenant's together: no caller is told it
+        return
     if used > c.normal and c.burst_rule is not None:
         d.add(
             "burst",
@@ -339,6 +343,8 @@ def _refusal(
         )
     ).one()
     numbers = {"node": node, "resource": resource, "used": int(used), "requested": n, "limit": limit}
+    if node == SYSTEM:
+        return _platform_refusal(d, c.normal_rule or policy.LIMIT_RULE, resource, n, limit)
     if c.burst is not None and used + n <= c.burst and over_since is not None:
         return policy.refused(
             d,
@@ -360,6 +366,20 @@ def _refusal(
         f"this request needs {n} more.",
         ceiling=top,
         **numbers,
+    )
+
+
+def _platform_refusal(d: Decisions, rule: str, resource: str, n: int, limit: int) -> Exception:
+    """A refusal at the system node, without its usage: that is every tenant's usage together."""
+    return policy.refused(
+        d,
+        rule,
+        f"Quota exceeded: the platform-wide {resource} limit ({limit}) is reached; this request needs "
+        f"{n} more and is refused until some is freed or an administrator raises the limit.",
+        node=SYSTEM,
+        resource=resource,
+        requested=n,
+        limit=limit,
     )
 
 
@@ -454,6 +474,8 @@ def require_room(
             continue
         ceil = policy.ceiling(rules, resource, None, node_id, chain, limit, now)
         now_used = int(used.get(node_id, 0))
+        if now_used + n > ceil.normal and node_id == SYSTEM:
+            raise _platform_refusal(Decisions(), ceil.normal_rule or policy.LIMIT_RULE, resource, n, limit)
         if now_used + n > ceil.normal:
             raise policy.refused(
                 Decisions(),

@@ -47,7 +47,12 @@ def book(
     start: datetime,
     end: datetime,
     host_ref: str | None = None,
+    *,
+    detailed: bool = True,
 ) -> CapacityReservation:
+    """Book room on a host for the window. ``detailed``: a refusal gives each host's bookings and
+    free amounts (platform administrators); otherwise only that the host is full, since those
+    amounts are other tenants' bookings and VMs."""
     now = utcnow()
     if end <= start:
         raise invalid("body.ends_at", "must be after starts_at")
@@ -77,6 +82,8 @@ def book(
             reasons.append(
                 f"{host.name}: {count} booking(s) hold {bv} vCPU, {br} MiB in that window; capacity "
                 f"{cap_v:g} vCPU, {cap_r:g} MiB"
+                if detailed
+                else f"{host.name}: booked up in that window"
             )
             continue
         if starts_now and (
@@ -86,6 +93,8 @@ def book(
             reasons.append(
                 f"{host.name}: only {cap_v - host.vcpus_used - host.vcpus_reserved:g} vCPU, "
                 f"{cap_r - host.ram_mb_used - host.ram_mb_reserved:g} MiB free now"
+                if detailed
+                else f"{host.name}: too little free room now"
             )
             continue
         chosen = host

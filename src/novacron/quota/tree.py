@@ -59,6 +59,9 @@ class NodeSpec:
     depth: int
 
 
+_SYSTEM_SPEC = NodeSpec(SYSTEM, "system", None, None, None, 0)
+
+
 def project_ancestry(session: Session, project: Project) -> list[Project]:
     """The project and its parent projects, the project first."""
     out = [project]
@@ -77,7 +80,7 @@ def project_ancestry(session: Session, project: Project) -> list[Project]:
 def chain_specs(session: Session, project: Project, user_id: str | None) -> list[NodeSpec]:
     """The nodes from the leaf (user, or the project) up to the system node, leaf first."""
     projects = list(reversed(project_ancestry(session, project)))  # top project first
-    specs = [NodeSpec(SYSTEM, "system", None, None, None, 0)]
+    specs = [_SYSTEM_SPEC]
     specs.append(
         NodeSpec(tenant_node(project.tenant_id), "tenant", SYSTEM, project.tenant_id, project.tenant_id, 1)
     )
@@ -136,6 +139,33 @@ def ensure_nodes(session: Session, specs: list[NodeSpec]) -> None:
             )
 
 
+def specs_for_ref(
+    session: Session,
+    *,
+    tenant_id: str | None = None,
+    project_id: str | None = None,
+    user_id: str | None = None,
+) -> list[NodeSpec]:
+    """The chain (leaf first) of a tenant, project or user-in-project node, without writing.
+
+    A user must belong to the project's tenant: any other id is answered as one that does not
+    exist (a foreign user id must not become a node, nor show its username)."""
+    if project_id is not None:
+        project = session.get(Project, project_id)
+        if project is None:
+            raise not_found("project", project_id)
+        if user_id is not None:
+            user = session.get(User, user_id)
+            if user is None or user.tenant_id != project.tenant_id:
+                raise not_found("user", user_id)
+        return chain_specs(session, project, user_id)
+    if tenant_id is not None:
+        if session.get(Tenant, tenant_id) is None:
+            raise not_found("tenant", tenant_id)
+        return [NodeSpec(tenant_node(tenant_id), "tenant", SYSTEM, tenant_id, tenant_id, 1), _SYSTEM_SPEC]
+    return [_SYSTEM_SPEC]
+
+
 def node_for_ref(
     session: Session,
     *,
@@ -143,23 +173,72 @@ def node_for_ref(
     project_id: str | None = None,
     user_id: str | None = None,
 ) -> str:
-    """The node of a tenant, project or user-in-project (created when missing)."""
-    if project_id is not None:
-        project = session.get(Project, project_id)
-        if project is None:
-            raise not_found("project", project_id)
-        if user_id is not None and session.get(User, user_id) is None:
-            raise not_found("user", user_id)
-        specs = chain_specs(session, project, user_id)
-        ensure_nodes(session, specs)
-        return specs[0].id
-    if tenant_id is not None:
-        if session.get(Tenant, tenant_id) is None:
-            raise not_found("tenant", tenant_id)
-        spec = NodeSpec(tenant_node(tenant_id), "tenant", SYSTEM, tenant_id, tenant_id, 1)
-        ensure_nodes(session, [spec])
-        return spec.id
-    return SYSTEM
+    """The node of a tenant, project or user-in-project (created when missing: callers that write)."""
+    specs = specs_for_ref(session, tenant_id=tenant_id, project_id=project_id, user_id=user_id)
+    ensure_nodes(session, specs)
+    return specs[0].id
+
+
+def specs_of_node_id(session: Session, node_id: str) -> list[NodeSpec] | None:
+    """The chain of a derived node id (``tenant:<id>``, ``project:<id>``, ``user:<project>:<user>``)
+    whose node does not exist yet; None when the id is not of that form."""
+    kind, _, rest = node_id.partition(":")
+    if kind == "tenant" and rest:
+        return specs_for_ref(session, tenant_id=rest)
+    if kind == "project" and rest:
+        return specs_for_ref(session, project_id=rest)
+    if kind == "user" and rest.count(":") == 1:
+        project_id, _, user_id = rest.partition(":")
+        return specs_for_ref(session, project_id=project_id, user_id=user_id)
+    if node_id == SYSTEM:
+        return [_SYSTEM_SPEC]
+    return None
+
+
+def default_limits(session: Session) -> dict[str, dict[str, int]]:
+    """Per node kind, the limits a new node of that kind gets (its default template)."""
+    return {
+        t.applies_to: {r: int(v) for r, v in (t.limits or {}).items() if r in RESOURCES}
+        for t in session.scalars(select(QuotaTemplate).where(QuotaTemplate.is_default.is_(True)))
+    }
+
+
+def peek_view(session: Session, specs: list[NodeSpec]) -> dict[str, Any]:
+    """The view of ``specs[0]`` as it would be once created, for a node not created yet: nothing
+    used, its default template's limits, its ancestors' effective ones. Reading never writes."""
+    defaults = default_limits(session)
+    stored = {
+        n.id: n for n in session.scalars(select(QuotaNode).where(QuotaNode.id.in_([s.id for s in specs])))
+    }
+    lims = limits_of(session, list(stored))
+    chain: list[dict[str, int]] = []
+    for spec in specs:
+        if spec.id in stored:
+            chain.append({r: v for (n, r), v in lims.items() if n == spec.id})
+        else:
+            chain.append(dict(defaults.get(spec.kind, {})))
+    leaf = specs[0]
+    resources = []
+    for r in sorted(RESOURCES):
+        own = chain[0].get(r)
+        effective = next((c[r] for c in chain if r in c), None)
+        if own is None and effective is None:
+            continue
+        resources.append(
+            {"resource": r, "unit": RESOURCES[r].unit, "used": 0, "limit": own,
+             "effective_limit": effective, "percent": 0.0 if effective else None}
+        )  # fmt: skip
+    stub = QuotaNode(id=leaf.id, kind=leaf.kind, ref_id=leaf.ref_id)
+    return {
+        "id": leaf.id,
+        "kind": leaf.kind,
+        "name": _names(session, [stub]).get(leaf.id, leaf.id),
+        "parent_id": leaf.parent_id,
+        "tenant_id": leaf.tenant_id,
+        "depth": leaf.depth,
+        "version": 0,
+        "resources": resources,
+    }
 
 
 def ancestors(session: Session, node_id: str) -> list[QuotaNode]:

@@ -6,7 +6,7 @@ import asyncio
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
@@ -18,7 +18,8 @@ from novacron.api.errors import Problem, not_found
 from novacron.api.transport import body_limit
 from novacron.compute import hostops, nodes, reports, storage
 from novacron.compute.scope import get_visible
-from novacron.db.models import Host, Image
+from novacron.db.models import Host, Image, NodeCredential
+from novacron.identity.audit import audit_detail, audit_hint
 from novacron.identity.principal import Principal
 
 #: a host's report lists every VM of the host with its samples: larger than a user's document
@@ -42,6 +43,8 @@ class JoinTokenOut(BaseModel):
     expires_at: datetime
     ca_fingerprint: str
     command: str
+    #: set on a re-key token: the only host it can join as
+    host_id: str | None = None
 
 
 class JoinRequest(BaseModel):
@@ -93,6 +96,36 @@ def create_join_token(body: JoinTokenRequest, ctx: CtxDep, principal: CanHostWri
     )
 
 
+@router.post("/v1/hosts/{host_id}/rejoin-token", status_code=201, response_model=JoinTokenOut, tags=["hosts"])
+def create_rejoin_token(
+    host_id: str, body: JoinTokenRequest, ctx: CtxDep, session: SessionDep, principal: CanHostWrite
+) -> JoinTokenOut:
+    """A one-time token that re-keys this host (after a reinstall): the agent joining with it gets
+    the host's identity and a new credential, and the old credential stops working at once."""
+    host = session.scalar(select(Host).where((Host.id == host_id) | (Host.name == host_id)))
+    if host is None:
+        raise not_found("host", host_id)
+    if session.get(NodeCredential, host.id) is None:
+        # the embedded agent runs inside the server and has no credential to replace: a token for
+        # its host would let a remote process pose as it
+        raise Problem(
+            409, "Conflict", f"Host '{host.name}' has no agent credential (the embedded agent has none)."
+        )
+    hid, name = host.id, host.name
+    session.close()
+    token, row = nodes.create_join_token(ctx.db, principal.user_id, timedelta(seconds=body.ttl_s), hid)
+    fingerprint = ctx.extras.get("ca_fingerprint", "")
+    server = ctx.extras.get("agent_url", "https://<server>:8443")
+    return JoinTokenOut(
+        join_token=token,
+        expires_at=row.expires_at,
+        ca_fingerprint=fingerprint,
+        command=f"novacron agent --server {server} --name {name} --join-token {token} "
+        f"--ca-fingerprint {fingerprint}",
+        host_id=hid,
+    )
+
+
 @router.post("/v1/hosts/{host_id}/revoke", status_code=204, tags=["hosts"])
 def revoke_host(host_id: str, ctx: CtxDep, session: SessionDep, principal: CanHostWrite) -> Response:
     host = session.scalar(select(Host).where((Host.id == host_id) | (Host.name == host_id)))
@@ -117,8 +150,18 @@ def platform_ca(ctx: CtxDep) -> PlainTextResponse:
 
 
 @router.post("/v1/agents/join", response_model=JoinOut)
-def join(body: JoinRequest, ctx: CtxDep) -> JoinOut:
-    host_id, credential = nodes.join(ctx.db, body.join_token, body.name)
+def join(body: JoinRequest, request: Request, ctx: CtxDep) -> JoinOut:
+    """Spend a join token. A plain token adds a new host only (an existing host's name is refused
+    with 409); a re-key token from 'POST /v1/hosts/{id}/rejoin-token' replaces that host's credential."""
+    token_id = nodes.token_id_of(body.join_token)
+    audit_hint(request, actor_name=f"join-token:{token_id}" if token_id else "join-token")
+    try:
+        host_id, credential = nodes.join(ctx.db, body.join_token, body.name)
+    except nodes.JoinRefused as exc:
+        audit_hint(request, resource_id=exc.host_id)
+        audit_detail(request, {"name": body.name, "reason": exc.detail})
+        raise
+    audit_hint(request, resource_id=host_id)
     return JoinOut(host_id=host_id, credential=credential)
 
 

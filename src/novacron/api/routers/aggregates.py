@@ -3,7 +3,9 @@
 A VM asks for one with ``placement: {aggregate: NAME}``; only the aggregate's hosts are then
 candidates. The metadata key ``tenants`` (comma-separated tenant ids) reserves the aggregate's hosts
 for those tenants: no other tenant's VM is placed there (Nova's multi-tenancy isolation).
-Readable by whoever may read hosts; written by platform administrators.
+Readable by whoever may read hosts (tenant roles see a reservation only when it names their own
+tenant: which tenants a group is kept for is theirs to know, not the others'); written by
+platform administrators.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from sqlalchemy.orm.attributes import flag_modified
 
 from novacron import events
 from novacron.api.concurrency import Idempotency, check_if_match, set_etag
-from novacron.api.deps import SessionDep, require
+from novacron.api.deps import ReadSessionDep, SessionDep, require
 from novacron.api.errors import Problem, invalid, not_found
 from novacron.api.listing import ListParams, Page, paginate
 from novacron.compute.placement import invalidate
@@ -64,7 +66,7 @@ class AggregateOut(BaseModel):
     version: int
 
     @classmethod
-    def of(cls, session: Session, a: Aggregate) -> AggregateOut:
+    def of(cls, session: Session, a: Aggregate, principal: Principal | None = None) -> AggregateOut:
         hosts = session.scalars(
             select(Host.name)
             .join(AggregateHost, AggregateHost.host_id == Host.id)
@@ -74,11 +76,28 @@ class AggregateOut(BaseModel):
         return cls(
             id=a.id,
             name=a.name,
-            metadata=dict(a.meta or {}),
+            metadata=metadata_for(a.meta or {}, principal),
             hosts=list(hosts),
             created_at=a.created_at,
             version=a.version,
         )
+
+
+#: the metadata key reserving an aggregate's hosts for some tenants (comma-separated tenant ids)
+TENANTS_KEY = "tenants"
+
+
+def metadata_for(meta: dict[str, str], principal: Principal | None) -> dict[str, str]:
+    """The metadata a caller may see: all of it for platform administrators; for anyone else, the
+    reservation only when it names the caller's own tenant (and then only that tenant), never
+    which other tenants a host group is kept for."""
+    if principal is None or principal.is_global:
+        return dict(meta)
+    shown = {k: v for k, v in meta.items() if k != TENANTS_KEY}
+    reserved_for = {t.strip() for t in meta.get(TENANTS_KEY, "").split(",") if t.strip()}
+    if principal.tenant_id is not None and principal.tenant_id in reserved_for:
+        shown[TENANTS_KEY] = principal.tenant_id
+    return shown
 
 
 def _get(session: Session, ident: str) -> Aggregate:
@@ -116,7 +135,7 @@ def _name_taken(session: Session, name: str, but: str | None = None) -> None:
 
 @router.get("", response_model=Page[AggregateOut])
 def list_aggregates(
-    session: SessionDep,
+    session: ReadSessionDep,
     principal: CanRead,
     limit: int = Query(50, ge=1, le=500),
     cursor: str | None = None,
@@ -127,7 +146,7 @@ def list_aggregates(
     if name is not None:
         stmt = stmt.where(Aggregate.name == name)
     rows, nxt = paginate(session, stmt, Aggregate, ListParams(limit, cursor, sort), ("name", "created_at"))
-    return Page[AggregateOut](items=[AggregateOut.of(session, a) for a in rows], next_cursor=nxt)
+    return Page[AggregateOut](items=[AggregateOut.of(session, a, principal) for a in rows], next_cursor=nxt)
 
 
 @router.post("", status_code=201, response_model=AggregateOut)
@@ -150,11 +169,11 @@ def create_aggregate(
 
 @router.get("/{aggregate_id}", response_model=AggregateOut)
 def get_aggregate(
-    aggregate_id: str, response: Response, session: SessionDep, principal: CanRead
+    aggregate_id: str, response: Response, session: ReadSessionDep, principal: CanRead
 ) -> AggregateOut:
     agg = _get(session, aggregate_id)
     set_etag(response, agg)
-    return AggregateOut.of(session, agg)
+    return AggregateOut.of(session, agg, principal)
 
 
 @router.patch("/{aggregate_id}", response_model=AggregateOut)

@@ -1,4 +1,8 @@
-"""/v1/hosts: hypervisor hosts with their capacity, allocation, labels, traits and maintenance state."""
+"""/v1/hosts: hypervisor hosts with their capacity, allocation, labels, traits and maintenance state.
+
+Hosts are shared by every tenant: platform administrators see all of a host; tenant roles see a
+capacity summary (size, state, free capacity in coarse steps) and never the allocation counters,
+heartbeats or underlay addresses, which would show other tenants' VMs coming and going."""
 
 from __future__ import annotations
 
@@ -76,6 +80,51 @@ class HostOut(BaseModel):
         )
 
 
+#: free capacity is shown to tenant roles in steps this coarse: exact counters would show other
+#: tenants' VMs coming and going on a shared host
+FREE_STEP = 25
+
+
+def _free_percent(used: int, total: int, ratio: float) -> int:
+    capacity = total * ratio
+    if capacity <= 0:
+        return 0
+    free = max(0.0, 1 - used / capacity) * 100
+    return int(free // FREE_STEP) * FREE_STEP
+
+
+class HostSummary(BaseModel):
+    """What a tenant role sees of a shared host: its size and state, and how free it is in steps of
+    25 % (not the allocation counters, which follow other tenants' VMs)."""
+
+    id: str
+    name: str
+    state: str
+    accelerator: str
+    cpus: int
+    ram_mb: int
+    disk_gb: int
+    vcpus_free_percent: int
+    ram_free_percent: int
+    labels: dict[str, str]
+    traits: list[str]
+    aggregates: list[str]
+
+    @classmethod
+    def of(cls, session: Session, h: Host) -> HostSummary:
+        full = HostOut.of(session, h)
+        return cls(
+            **full.model_dump(include=set(cls.model_fields) & set(HostOut.model_fields)),
+            vcpus_free_percent=_free_percent(h.vcpus_used, h.cpus, h.cpu_allocation_ratio),
+            ram_free_percent=_free_percent(h.ram_mb_used, h.ram_mb, h.ram_allocation_ratio),
+        )
+
+
+def view_of(session: Session, principal: Principal, h: Host) -> HostOut | HostSummary:
+    """Platform administrators see the whole host; every other role a capacity summary."""
+    return HostOut.of(session, h) if principal.is_global else HostSummary.of(session, h)
+
+
 class HostUpdate(BaseModel):
     """Administrators' settings of a host; every field is optional and replaces the stored value."""
 
@@ -117,7 +166,7 @@ def _get(session: Session, host_id: str) -> Host:
     return host
 
 
-@router.get("", response_model=Page[HostOut])
+@router.get("", response_model=Page[HostOut] | Page[HostSummary])
 def list_hosts(
     session: ReadSessionDep,
     principal: CanHostRead,
@@ -125,21 +174,25 @@ def list_hosts(
     cursor: str | None = None,
     sort: str = "name",
     state: str | None = None,
-) -> Page[HostOut]:
+) -> Page[HostOut] | Page[HostSummary]:
     stmt = select(Host)
     if state is not None:
         stmt = stmt.where(Host.state == state)
     rows, nxt = paginate(
         session, stmt, Host, ListParams(limit, cursor, sort), ("name", "created_at", "state")
     )
-    return Page[HostOut](items=[HostOut.of(session, h) for h in rows], next_cursor=nxt)
+    if principal.is_global:
+        return Page[HostOut](items=[HostOut.of(session, h) for h in rows], next_cursor=nxt)
+    return Page[HostSummary](items=[HostSummary.of(session, h) for h in rows], next_cursor=nxt)
 
 
-@router.get("/{host_id}", response_model=HostOut)
-def get_host(host_id: str, response: Response, session: ReadSessionDep, principal: CanHostRead) -> HostOut:
+@router.get("/{host_id}", response_model=HostOut | HostSummary)
+def get_host(
+    host_id: str, response: Response, session: ReadSessionDep, principal: CanHostRead
+) -> HostOut | HostSummary:
     host = _get(session, host_id)
     response.headers["ETag"] = host_etag(host)
-    return HostOut.of(session, host)
+    return view_of(session, principal, host)
 
 
 @router.patch("/{host_id}", response_model=HostOut)

@@ -27,6 +27,7 @@ from novacron.identity.audit import audit_hint
 from novacron.identity.clientaddr import client_address
 from novacron.identity.keys import SUPPORTED_ALGS
 from novacron.identity.login import LoginBusy, LoginRefused
+from novacron.identity.lookup import name_taken
 from novacron.identity.passwords import PasswordPolicyError
 from novacron.identity.permissions import ROLES, SEPARATED, permissions_of
 from novacron.identity.principal import Principal
@@ -104,6 +105,8 @@ class PasswordGrant(BaseModel):
     grant_type: Literal["password"] = "password"
     username: Text = Field(min_length=1, max_length=64)
     password: Text = Field(min_length=1, max_length=1024)
+    #: usernames are unique per tenant: name the tenant (name or id) when yours is not unique
+    tenant: Text | None = Field(None, min_length=1, max_length=64)
 
 
 class RefreshGrant(BaseModel):
@@ -169,7 +172,9 @@ async def create_token(body: PasswordGrant, request: Request, ctx: CtxDep) -> JS
     try must wait longer (429 with ``Retry-After``), whether or not the password is right."""
     audit_hint(request, actor_name=body.username[:64])
     try:
-        done = await ctx.tokens.logins.login(body.username, body.password, client_address(request))
+        done = await ctx.tokens.logins.login(
+            body.username, body.password, client_address(request), tenant=body.tenant
+        )
     except LoginRefused as exc:
         raise _login_refused(request, exc) from None
     except LoginBusy:
@@ -614,7 +619,8 @@ class UserOut(BaseModel):
 
 
 def _get_user(session: Session, principal: Principal, user_id: str) -> User:
-    user = session.get(User, user_id) or session.scalar(select(User).where(User.username == user_id))
+    # by name only among the users the caller may see: names are unique per tenant only
+    user = session.get(User, user_id) or _user_named(session, principal, user_id)
     visible = user is not None and (
         principal.is_global
         or user.id == principal.user_id
@@ -623,6 +629,18 @@ def _get_user(session: Session, principal: Principal, user_id: str) -> User:
     if user is None or not visible:
         raise not_found("user", user_id)
     return user
+
+
+def _user_named(session: Session, principal: Principal, username: str) -> User | None:
+    stmt = select(User).where(User.username == username)
+    if not principal.is_global:
+        stmt = stmt.where(User.tenant_id == principal.tenant_id)
+    found = list(session.scalars(stmt.limit(2)))
+    if len(found) > 1:
+        raise Problem(
+            409, "Conflict", f"Several tenants have a user named '{username}'; name the user by its id."
+        )
+    return found[0] if found else None
 
 
 def _check_role_grant(principal: Principal, role: str) -> None:
@@ -688,7 +706,8 @@ def create_user(
         tenant_id: str | None = None
     else:
         tenant_id = _target_tenant(session, principal, body.tenant_id)
-    if session.scalar(select(User.id).where(User.username == body.username)):
+    # unique in its tenant only: another tenant's names are neither refused nor revealed
+    if name_taken(session, body.username, tenant_id):
         raise _duplicate("body.username", body.username, "user")
     user = User(
         id=new_id("user"),
@@ -769,7 +788,9 @@ def change_password(
         _check_role_grant(principal, user.role)
     else:
         try:
-            ctx.tokens.logins.check_current(user.username, body.current_password, client_address(request))
+            ctx.tokens.logins.check_current(
+                user.id, user.username, body.current_password, client_address(request)
+            )
         except LoginRefused as exc:
             raise _login_refused(request, exc) from None
         except LoginBusy:

@@ -131,13 +131,17 @@ class SubnetOut(BaseModel):
     dns_servers: list[str]
     host_routes: list[HostRoute]
     dhcp: bool
-    used_ips: int
+    #: addresses held in the subnet; None on another tenant's shared or external subnet, whose
+    #: addresses are mostly other tenants' ports and floating IPs coming and going
+    used_ips: int | None
     created_at: datetime
     version: int
 
     @classmethod
-    def of(cls, session: Session, s: Subnet) -> SubnetOut:
-        used = len(list(session.scalars(select(IPAllocation.ip).where(IPAllocation.subnet_id == s.id))))
+    def of(cls, session: Session, s: Subnet, principal: Principal | None = None) -> SubnetOut:
+        used: int | None = None
+        if principal is None or principal.sees_tenant(s.tenant_id):
+            used = len(list(session.scalars(select(IPAllocation.ip).where(IPAllocation.subnet_id == s.id))))
         return cls(
             id=s.id,
             name=s.name,
@@ -324,7 +328,7 @@ def list_subnets(
         if value is not None:
             stmt = stmt.where(col == value)
     rows, nxt = paginate(session, stmt, Subnet, ListParams(limit, cursor, sort), ("created_at", "name"))
-    return Page[SubnetOut](items=[SubnetOut.of(session, s) for s in rows], next_cursor=nxt)
+    return Page[SubnetOut](items=[SubnetOut.of(session, s, principal) for s in rows], next_cursor=nxt)
 
 
 @router.post("/v1/subnets", status_code=201, response_model=SubnetOut)
@@ -389,7 +393,7 @@ def _visible_subnet(session: Session, subnet_id: str, principal: Principal) -> S
 def get_subnet(subnet_id: str, response: Response, session: ReadSessionDep, principal: CanRead) -> SubnetOut:
     subnet = _visible_subnet(session, subnet_id, principal)
     set_etag(response, subnet)
-    return SubnetOut.of(session, subnet)
+    return SubnetOut.of(session, subnet, principal)
 
 
 @router.delete("/v1/subnets/{subnet_id}", status_code=204)

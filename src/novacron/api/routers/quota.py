@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from novacron.api.concurrency import Idempotency, check_if_match, etag_of
 from novacron.api.deps import ReadSessionDep, SessionDep, require
-from novacron.api.errors import invalid, name_taken, not_found
+from novacron.api.errors import Problem, invalid, name_taken, not_found
 from novacron.api.listing import ListParams, Page, paginate
 from novacron.db.base import new_id
 from novacron.db.models import PolicyRule, QuotaNode, QuotaTemplate
@@ -90,7 +90,8 @@ def _resolve(
     tenant_id: str | None,
     project_id: str | None,
     user_id: str | None,
-) -> QuotaNode:
+) -> QuotaNode | list[tree.NodeSpec]:
+    """The stored node, or (not created yet) its chain of specs; never writes."""
     if node_id is None:
         if project_id is None and tenant_id is None:
             tenant_id = principal.tenant_id
@@ -101,8 +102,49 @@ def _resolve(
                 owner = _tenant_of(session, field, value)
                 if owner != principal.tenant_id:
                     raise not_found(field.removesuffix("_id"), value)
-        node_id = tree.node_for_ref(session, tenant_id=tenant_id, project_id=project_id, user_id=user_id)
+        specs = tree.specs_for_ref(session, tenant_id=tenant_id, project_id=project_id, user_id=user_id)
+        if session.get(QuotaNode, specs[0].id) is None:
+            return specs
+        node_id = specs[0].id
+    elif session.get(QuotaNode, node_id) is None:
+        return _unborn_specs(session, principal, node_id)
     return tree.visible_node(session, node_id, principal.tenant_id, principal.is_global)
+
+
+def _unborn_specs(session: Any, principal: Principal, node_id: str) -> list[tree.NodeSpec]:
+    """The chain of a derived node id not created yet, when the caller may see what it names; any
+    other id gets the answer of an unknown node (a foreign id and a made-up one look the same)."""
+    try:
+        specs = tree.specs_of_node_id(session, node_id)
+    except Problem:
+        specs = None
+    if specs is None or not (principal.is_global or specs[0].tenant_id == principal.tenant_id):
+        raise not_found("quota node", node_id)
+    return specs
+
+
+def _node_to_write(session: Any, principal: Principal, node_id: str, request: Request) -> QuotaNode:
+    """The node a PATCH sets limits on; a derived id whose node does not exist yet is created now
+    (an explicit write), once the caller may see what it names."""
+    if session.get(QuotaNode, node_id) is None:
+        specs = _unborn_specs(session, principal, node_id)
+        check_if_match(request, _Unborn(node_id))
+        tree.ensure_nodes(session, specs)
+        node = tree.visible_node(session, node_id, principal.tenant_id, principal.is_global)
+        tree.check_writable(node, principal.is_global)
+        return node
+    node = tree.visible_node(session, node_id, principal.tenant_id, principal.is_global)
+    check_if_match(request, node)
+    tree.check_writable(node, principal.is_global)
+    return node
+
+
+class _Unborn:
+    """What a GET showed for a node not created yet: version 0."""
+
+    def __init__(self, node_id: str) -> None:
+        self.id = node_id
+        self.version = 0
 
 
 def _tenant_of(session: Any, field: str, value: str) -> str | None:
@@ -117,17 +159,22 @@ def _tenant_of(session: Any, field: str, value: str) -> str | None:
 @router.get("/v1/quota", response_model=NodeOut)
 def show_quota(
     response: Response,
-    session: SessionDep,
+    session: ReadSessionDep,
     principal: CanQuotaRead,
     node_id: str | None = Query(None, max_length=100),
     tenant_id: str | None = Query(None, max_length=40),
     project_id: str | None = Query(None, max_length=40),
     user_id: str | None = Query(None, max_length=40),
 ) -> NodeOut:
-    """One node's limits and usage (the caller's tenant by default); nodes are created on first use."""
-    node = _resolve(session, principal, node_id, tenant_id, project_id, user_id)
-    response.headers["ETag"] = etag_of(node)
-    return NodeOut.model_validate(tree.node_view(session, [node])[0])
+    """One node's limits and usage (the caller's tenant by default). A node not created yet is shown
+    as it would be (version 0); reading never creates it."""
+    found = _resolve(session, principal, node_id, tenant_id, project_id, user_id)
+    if isinstance(found, list):
+        view = tree.peek_view(session, found)
+        response.headers["ETag"] = etag_of(_Unborn(view["id"]))
+        return NodeOut.model_validate(view)
+    response.headers["ETag"] = etag_of(found)
+    return NodeOut.model_validate(tree.node_view(session, [found])[0])
 
 
 @router.get("/v1/quota/nodes", response_model=Page[NodeOut])
@@ -168,9 +215,7 @@ def set_limits(
     principal: CanQuotaWrite,
 ) -> LimitsOut:
     """Set or unset limits at once; a child's limit never exceeds its parent's (If-Match honoured)."""
-    node = tree.visible_node(session, node_id, principal.tenant_id, principal.is_global)
-    check_if_match(request, node)
-    tree.check_writable(node, principal.is_global)
+    node = _node_to_write(session, principal, node_id, request)
     notes = tree.set_limits(session, node, dict(body.limits))
     response.headers["ETag"] = etag_of(node)
     return LimitsOut.model_validate({**tree.node_view(session, [node])[0], "notes": notes})
@@ -297,9 +342,12 @@ def list_rules(
     limit: int = Query(50, ge=1, le=500),
     cursor: str | None = None,
 ) -> Page[RuleOut]:
-    rows, nxt = paginate(
-        session, select(PolicyRule), PolicyRule, ListParams(limit, cursor, "created_at"), ("created_at",)
-    )
+    stmt = select(PolicyRule)
+    if not principal.is_global:
+        # a rule scoped to another tenant's node would name that tenant's projects: not shown
+        own = select(QuotaNode.id).where(QuotaNode.tenant_id == principal.tenant_id)
+        stmt = stmt.where(PolicyRule.node_id.is_(None) | PolicyRule.node_id.in_(own))
+    rows, nxt = paginate(session, stmt, PolicyRule, ListParams(limit, cursor, "created_at"), ("created_at",))
     return Page[RuleOut](
         items=[RuleOut.model_validate(r, from_attributes=True) for r in rows], next_cursor=nxt
     )

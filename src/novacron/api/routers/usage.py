@@ -107,7 +107,15 @@ def create_reservation(
             raise invalid(f"body.{field}", "give a time zone (e.g. 2026-11-30T09:00:00Z)")
     project = resolve_project(session, principal, body.project_id)
     res = reservations.book(
-        session, project, body.name, body.vcpus, body.ram_mb, body.starts_at, body.ends_at, body.host
+        session,
+        project,
+        body.name,
+        body.vcpus,
+        body.ram_mb,
+        body.starts_at,
+        body.ends_at,
+        body.host,
+        detailed=principal.is_global,
     )
     payload = _res_out(res).model_dump(mode="json")
     idem.remember(201, payload)

@@ -268,10 +268,7 @@ def _explain(
     if len(reasons) <= EXPLAIN_HOSTS:
         detail = "; ".join(f"{n}: {r}" for n, r in reasons)
     else:
-        counts = Counter(
-            "too little free vCPU" if "vCPU free" in r else "too little free RAM" if "RAM free" in r else r
-            for _, r in reasons
-        )
+        counts = Counter(r.split(" (")[0] if r.startswith("too little free") else r for _, r in reasons)
         detail = "; ".join(f"{c} host(s): {r}" for r, c in counts.most_common())
     want = f"{vm.vcpus} vCPU, {vm.ram_mb} MiB"
     if spec.to_dict():
@@ -313,21 +310,11 @@ def resize_claim(session: Session, vm: VM, vcpus: int, ram_mb: int) -> None:
         conn.execute(stmt.values(vcpus_used=Host.vcpus_used + dv, ram_mb_used=Host.ram_mb_used + dr)),
     )
     if result.rowcount != 1:
-        host = conn.execute(
-            select(
-                Host.name,
-                Host.cpus,
-                Host.cpu_allocation_ratio,
-                Host.vcpus_used,
-                Host.ram_mb,
-                Host.ram_allocation_ratio,
-                Host.ram_mb_used,
-            ).where(Host.id == alloc.host_id)
-        ).one()
+        name = conn.execute(select(Host.name).where(Host.id == alloc.host_id)).scalar_one()
+        # not the host's free amounts: a tenant reads this, and they would show others' VMs
         raise NoValidHost(
-            f"Host {host.name} has {host.cpus * host.cpu_allocation_ratio - host.vcpus_used:g} vCPU and "
-            f"{host.ram_mb * host.ram_allocation_ratio - host.ram_mb_used:g} MiB RAM free; growing to "
-            f"{vcpus} vCPU, {ram_mb} MiB needs {max(dv, 0)} vCPU and {max(dr, 0)} MiB more."
+            f"Host {name} has too little free room: growing to {vcpus} vCPU, {ram_mb} MiB needs "
+            f"{max(dv, 0)} vCPU and {max(dr, 0)} MiB more."
         )
     conn.execute(update(Allocation).where(Allocation.vm_id == vm.id).values(vcpus=vcpus, ram_mb=ram_mb))
     view_for(session).adjust(alloc.host_id, dv, dr)

@@ -299,10 +299,12 @@ class PlacementView:
                 reason = static_refusal(e, spec)
                 if reason is None and e.heartbeat < cutoff:
                     reason = "no heartbeat"
+                # no free amounts: the reason reaches tenants, and a host's exact free room would
+                # show other tenants' VMs on it
                 if reason is None and e.free_vcpus < vcpus:
-                    reason = f"{e.free_vcpus:g} vCPU free, {vcpus} needed"
+                    reason = f"too little free vCPU ({vcpus} needed)"
                 if reason is None and e.free_ram_mb < ram_mb:
-                    reason = f"{e.free_ram_mb:g} MiB RAM free, {ram_mb} needed"
+                    reason = f"too little free RAM ({ram_mb} MiB needed)"
                 out.append((e.name, reason or "fits"))
         return out
 

@@ -20,6 +20,9 @@ class JoinToken(Timestamped, Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_by: Mapped[str | None] = mapped_column(String(40), nullable=True)
     used_by_host: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    #: set: the token re-keys this existing host (its reinstall) and nothing else; None: it joins a
+    #: new host and never takes over an existing one
+    host_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
 
 
 class CertificateAuthority(Timestamped, Base):

@@ -30,10 +30,13 @@ class Project(Timestamped, Versioned, Base):
 
 class User(Timestamped, Versioned, Base):
     __tablename__ = "users"
+    #: unique per tenant, so one tenant cannot learn the names another uses; platform users (no
+    #: tenant: NULLs never collide) are kept unique among themselves by the service
+    __table_args__ = (UniqueConstraint("tenant_id", "username"),)
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     #: ``None`` only for platform administrators, who belong to no tenant.
     tenant_id: Mapped[str | None] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
-    username: Mapped[str] = mapped_column(String(64), unique=True)
+    username: Mapped[str] = mapped_column(String(64), index=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     #: one of admin, tenant-admin, member, viewer
     role: Mapped[str] = mapped_column(String(32))

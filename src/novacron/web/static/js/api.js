@@ -46,11 +46,13 @@ async function parse(resp) {
   return resp.text();
 }
 
-export async function login(username, password) {
+export async function login(username, password, tenant) {
+  // usernames are unique per tenant: the tenant is sent only when given (ambiguous names need it)
+  const grant = tenant ? { username, password, tenant } : { username, password };
   const resp = await fetch('/v1/tokens', {
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ username, password }),
+    body: JSON.stringify(grant),
   });
   const body = await parse(resp);
   if (!resp.ok) throw new ApiError(resp.status, typeof body === 'object' && body ? body : { detail: String(body) });

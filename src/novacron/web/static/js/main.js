@@ -31,17 +31,19 @@ function renderLogin(message) {
   if (message) error.append(h('div', { class: 'alert info' }, message));
   const user = h('input', { id: 'username', name: 'username', autocomplete: 'username', required: true, autocapitalize: 'none' });
   const pass = h('input', { id: 'password', name: 'password', type: 'password', autocomplete: 'current-password', required: true });
+  const tenant = h('input', { id: 'tenant', name: 'tenant', autocomplete: 'organization', autocapitalize: 'none', placeholder: 'only if your username is not unique' });
   const submit = h('button', { type: 'submit', class: 'primary' }, 'Sign in');
   const form = h('form', { class: 'card', novalidate: false },
     h('div', { class: 'field' }, h('label', { for: 'username' }, 'Username'), user),
     h('div', { class: 'field' }, h('label', { for: 'password' }, 'Password'), pass),
+    h('div', { class: 'field' }, h('label', { for: 'tenant' }, 'Tenant (optional)'), tenant),
     submit);
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     submit.disabled = true;
     clear(error);
     try {
-      await api.login(user.value.trim(), pass.value);
+      await api.login(user.value.trim(), pass.value, tenant.value.trim());
       await boot();
     } catch (err) {
       error.append(errorBox(err));

@@ -84,10 +84,13 @@ registerPage({
     const load = async () => {
       const hosts = await listAll('/v1/hosts', { sort: 'name' });
       clear(box, table([
-        { label: 'Host', cell: (x) => h('div', {}, h('strong', {}, x.name), h('div', { class: 'muted' }, `${x.driver} · ${x.accelerator} · ${x.cpu_model}`)) },
+        { label: 'Host', cell: (x) => h('div', {}, h('strong', {}, x.name), h('div', { class: 'muted' }, [x.driver, x.accelerator, x.cpu_model].filter(Boolean).join(' · '))) },
         { label: 'State', cell: (x) => badge(x.state) },
-        { label: 'vCPUs', cell: (x) => meter(`${x.name} vCPUs`, x.vcpus_used, Math.floor(x.cpus * x.cpu_allocation_ratio), String, '') },
-        { label: 'RAM', cell: (x) => meter(`${x.name} RAM`, x.ram_mb_used, Math.floor(x.ram_mb * x.ram_allocation_ratio), fmtMB, '') },
+        // tenant roles get free room in 25 % steps instead of the allocation counters
+        { label: 'vCPUs', cell: (x) => (x.vcpus_used === undefined ? `${x.vcpus_free_percent}% free`
+          : meter(`${x.name} vCPUs`, x.vcpus_used, Math.floor(x.cpus * x.cpu_allocation_ratio), String, '')) },
+        { label: 'RAM', cell: (x) => (x.ram_mb_used === undefined ? `${x.ram_free_percent}% free`
+          : meter(`${x.name} RAM`, x.ram_mb_used, Math.floor(x.ram_mb * x.ram_allocation_ratio), fmtMB, '')) },
         { label: 'Heartbeat', cell: (x) => ago(x.last_heartbeat) },
         { label: 'Labels', cell: (x) => Object.entries(x.labels).map(([k, v]) => `${k}=${v}`).join(', ') || '–' },
         { label: 'Actions', cell: (x) => h('div', { class: 'actions', style: { display: 'flex', gap: '.4rem', flexWrap: 'wrap' } },

@@ -177,7 +177,7 @@ registerPage({
         { label: 'Pools', cell: (s) => s.allocation_pools.map((p) => `${p.start}–${p.end}`).join(', ') },
         { label: 'DNS', cell: (s) => s.dns_servers.join(', ') || '–' },
         { label: 'DHCP', cell: (s) => (s.dhcp ? 'on' : 'off') },
-        { label: 'Used IPs', cell: (s) => String(s.used_ips) },
+        { label: 'Used IPs', cell: (s) => (s.used_ips === null ? '–' : String(s.used_ips)) },
         ...(canWrite ? [{
           label: 'Delete',
           cell: (s) => h('button', { type: 'button', class: 'danger', 'aria-label': `Delete subnet ${s.name} (${s.cidr})`, onclick: () => removeSubnet(s) }, 'Delete'),

@@ -3,10 +3,22 @@
 import { get, listAll } from '../api.js';
 import { subscribe } from '../live.js';
 import { registerPage } from '../registry.js';
-import { h, clear, card, meter, pageHead, fmtMB, tone, STATE_COLORS, throttle, badge } from '../ui.js';
+import { h, clear, card, meter, progress, pageHead, fmtMB, tone, STATE_COLORS, throttle, badge } from '../ui.js';
 import { activeTasks, eventLine, taskLine } from './common.js';
 
+// tenant roles get a capacity summary of shared hosts (free room in 25 % steps), not allocations
+function summary(hosts) {
+  const up = hosts.filter((x) => x.state === 'up');
+  return card('Cluster capacity',
+    h('p', { class: 'muted' }, `${up.length} of ${hosts.length} hosts up`),
+    hosts.slice(0, 12).map((x) => h('div', {},
+      h('h3', { class: 'muted', style: { fontSize: '.9rem', margin: '.6rem 0 .2rem' } }, x.name, ' ', badge(x.state)),
+      progress(`${x.name} vCPUs free`, x.vcpus_free_percent),
+      progress(`${x.name} RAM free`, x.ram_free_percent))));
+}
+
 function capacity(hosts) {
+  if (hosts.length && hosts[0].vcpus_used === undefined) return summary(hosts);
   const up = hosts.filter((x) => x.state === 'up');
   const sum = (f) => up.reduce((a, x) => a + f(x), 0);
   return card('Cluster capacity',

@@ -79,9 +79,18 @@ registerPage({
     const box = h('div', { 'aria-live': 'polite' });
     const formBox = h('div');
     const load = async () => {
-      // nodes are made on first use: reading the caller's own makes sure a tenant's tree has its root
-      if (ctx.me.tenant_id) await get('/v1/quota');
       const nodes = (await listAll('/v1/quota/nodes', { sort: 'depth' })).filter((n) => n.kind !== 'user' || n.resources.length);
+      if (ctx.me.tenant_id) {
+        // a read never creates a node: the caller's tenant and projects not charged yet are shown as
+        // they will be (version 0, the default limits); setting a limit on one creates it
+        const have = new Set(nodes.map((n) => n.id));
+        const unborn = have.has(`tenant:${ctx.me.tenant_id}`) ? [] : [get('/v1/quota')];
+        for (const p of await listAll('/v1/projects')) {
+          if (!have.has(`project:${p.id}`)) unborn.push(get(`/v1/quota?project_id=${encodeURIComponent(p.id)}`));
+        }
+        nodes.push(...(await Promise.all(unborn)));
+        nodes.sort((a, b) => a.depth - b.depth);
+      }
       clear(box, nodes.length ? tree(nodes) : h('p', { class: 'empty' }, 'No quota nodes yet.'));
       return nodes;
     };
