@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import or_, select, update
 
 from novacron.db.base import utcnow
-from novacron.db.models import Host, HostOperation, Task
+from novacron.db.models import VM, Host, HostOperation, Image, Task
 from novacron.tasks.runner import StepFailed
 
 if TYPE_CHECKING:
@@ -187,6 +187,20 @@ def requeue_unanswered(ctx: Context, host_id: str) -> None:
             .where(HostOperation.host_id == host_id, HostOperation.state == "running")
             .values(state="pending", claimed_at=None)
         )
+
+
+def host_needs_image(session: Any, host_id: str, image: Image) -> bool:
+    """Whether ``host_id``'s agent may fetch ``image``: a public one, or the image of a VM the host
+    runs or has an operation for (a VM arriving by migration is not yet the host's). A node
+    credential must not read every tenant's private images."""
+    if image.public:
+        return True
+    on_host = (VM.host_id == host_id) | VM.id.in_(
+        select(HostOperation.instance_id).where(
+            HostOperation.host_id == host_id, HostOperation.state.in_(("pending", "running"))
+        )
+    )
+    return session.scalar(select(VM.id).where(VM.image_id == image.id, on_host).limit(1)) is not None
 
 
 def complete(

@@ -197,8 +197,9 @@ def download_image(
 ) -> FileResponse:
     """The image's disk (or kernel/initrd): agents fetch what their VMs need; tenants their own."""
     if principal.kind == "node":
+        # a host's agent reads the images of its own VMs only; any other looks unknown
         image = session.get(Image, image_id)
-        if image is None:
+        if image is None or not hostops.host_needs_image(session, principal.user_id, image):
             raise not_found("image", image_id)
     else:
         image = get_visible(session, Image, image_id, principal, "image")

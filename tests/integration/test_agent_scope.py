@@ -1,0 +1,50 @@
+"""A compromised node agent: its credential acts for its own host only.
+
+The agent's credential is used here as an attacker who copied it off a host would: straight
+against the API, with no agent process behind it.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.conftest import Server, tenant_user
+
+
+def _node_client(server: Server, admin: httpx.Client, name: str) -> httpx.Client:
+    """A joined host's credential, as a client (the host runs no VM)."""
+    token = admin.post("/v1/hosts/join-tokens", json={}).json()["join_token"]
+    r = httpx.post(f"{server.url}/v1/agents/join", json={"join_token": token, "name": name}, timeout=10)
+    assert r.status_code == 200, r.text
+    return server.client(r.json()["credential"])
+
+
+def _image(client: httpx.Client, project_id: str, name: str, data: bytes, public: bool = False) -> str:
+    r = client.post("/v1/images", json={"name": name, "project_id": project_id, "public": public})
+    assert r.status_code == 201, r.text
+    image_id = str(r.json()["id"])
+    r = client.put(
+        f"/v1/images/{image_id}/file", content=data, headers={"Content-Type": "application/octet-stream"}
+    )
+    assert r.status_code == 200, r.text
+    return image_id
+
+
+def test_node_credential_cannot_read_other_hosts_tenant_images(server: Server) -> None:
+    admin = server.client()
+    tenant, project = tenant_user(admin, server, "victim")
+    secret = b"\x00\xfftenant secret disk\x00" * 4096
+    private = _image(tenant, project, "private-disk", secret)
+    node = _node_client(server, admin, "evil-node")
+
+    r = node.get(f"/v1/images/{private}/file")
+    # before: 200 with the tenant's disk, byte for byte
+    assert r.status_code == 404, r.status_code
+    assert secret not in r.content
+    assert node.get(f"/v1/images/{private}").status_code == 404
+    assert private not in node.get("/v1/images").text
+
+    # a public image is any host's to fetch (every tenant may boot it anywhere)
+    public = _image(admin, str(admin.get("/v1/projects").json()["items"][0]["id"]), "pub", b"\x01" * 65536, True)
+    r = node.get(f"/v1/images/{public}/file")
+    assert r.status_code == 200 and r.content == b"\x01" * 65536
