@@ -45,6 +45,7 @@ def test_node_credential_cannot_read_other_hosts_tenant_images(server: Server) -
     assert private not in node.get("/v1/images").text
 
     # a public image is any host's to fetch (every tenant may boot it anywhere)
-    public = _image(admin, str(admin.get("/v1/projects").json()["items"][0]["id"]), "pub", b"\x01" * 65536, True)
+    admin_project = str(admin.get("/v1/projects").json()["items"][0]["id"])
+    public = _image(admin, admin_project, "pub", b"\x01" * 65536, True)
     r = node.get(f"/v1/images/{public}/file")
     assert r.status_code == 200 and r.content == b"\x01" * 65536
