@@ -49,3 +49,20 @@ def test_node_credential_cannot_read_other_hosts_tenant_images(server: Server) -
     public = _image(admin, admin_project, "pub", b"\x01" * 65536, True)
     r = node.get(f"/v1/images/{public}/file")
     assert r.status_code == 200 and r.content == b"\x01" * 65536
+
+
+def test_node_bodies_with_nan_are_422_naming_the_field(server: Server) -> None:
+    """Python's JSON parser takes NaN and Infinity; an agent's samples, progress or result holding
+    one were stored, and the tenant's metrics or task could then not be rendered (a 500)."""
+    node = _node_client(server, server.client(), "nan-node")
+    cases = {
+        "/v1/agent/report": (b'{"samples": {"vm-x": {"cpu": NaN}}}', "body.samples"),
+        "/v1/agent/progress": (b'{"id": "op-x", "detail": {"fraction": Infinity}}', "body.detail"),
+        "/v1/agent/complete": (b'{"id": "op-x", "result": {"bytes": -Infinity}}', "body.result"),
+    }
+    for path, (body, field) in cases.items():
+        r = node.post(path, content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 422, (path, r.status_code, r.text)
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert [e["field"] for e in r.json()["errors"]] == [field], r.text
+        assert "finite" in r.text

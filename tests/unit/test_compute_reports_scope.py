@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,3 +40,31 @@ def test_another_hosts_vm_in_creation_is_not_in_a_report_answer(db: Database) ->
     answer_a = apply_report(db, metrics, "host-a", {}, {"vm-1": {"cpu": 1.0}})
     assert "vm-1" in answer_a.keep
     assert [m["cpu"] for m in metrics.get("vm-1")] == [1.0]
+
+
+@pytest.mark.parametrize("fraction", ["half", float("nan"), float("inf"), [1], None])
+def test_progress_with_a_bad_fraction_is_no_error(db: Database, fraction: object) -> None:
+    """``float(detail["fraction"])`` raised on text or a list, and ``int()`` on NaN: the agent's
+    progress call was a 500. Now such a fraction counts as 0."""
+    from types import SimpleNamespace
+
+    from novacron.compute import hostops
+
+    with db.session() as s:
+        s.add(Host(id="host-a", name="host-a", driver="qemu", accelerator="tcg", cpus=4, ram_mb=4096))
+        s.flush()
+        s.add(
+            Task(id="t1", kind="k", resource_type="vm", resource_id="vm-1", state="running", steps=["a", "b"])
+        )
+        s.add(
+            HostOperation(
+                id="op-1", host_id="host-a", task_id="t1", op="x", instance_id="vm-1", state="running"
+            )
+        )
+    ctx: Any = SimpleNamespace(db=db)
+    assert hostops.progress(ctx, "host-a", "op-1", {"fraction": fraction}) is False
+    with db.session() as s:
+        assert s.get(Task, "t1").progress == 0  # type: ignore[union-attr]
+    assert hostops.progress(ctx, "host-a", "op-1", {"fraction": 0.5}) is False
+    with db.session() as s:
+        assert s.get(Task, "t1").progress == 25  # type: ignore[union-attr]

@@ -8,6 +8,7 @@ host only, whether they run in this process (all-in-one) or on another machine o
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 import threading
 import time
@@ -236,7 +237,17 @@ def progress(ctx: Context, host_id: str, op_id: str, detail: dict[str, Any]) -> 
         task = s.get(Task, op.task_id)
         if task is None or task.state != "running":
             return False
-        fraction = min(max(float(detail.get("fraction", 0.0)), 0.0), 1.0)
+        fraction = _fraction(detail.get("fraction"))
         task.progress = max(task.progress, int(100 * (task.step_index + fraction) / max(len(task.steps), 1)))
         task.result = {**(task.result or {}), "progress": detail}  # an earlier step's result stays
         return bool(task.cancel_requested)
+
+
+def _fraction(value: Any) -> float:
+    """An agent's ``fraction`` as a number in [0, 1]: 0 for anything else (text, NaN, a list)."""
+    try:
+        fraction = float(value or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
+    return min(max(fraction, 0.0), 1.0) if math.isfinite(fraction) else 0.0
+
