@@ -90,6 +90,8 @@ class LoginThrottle:
         #: blocked attempts costs one database read per key every ``_REMEMBER_S``. Only ever
         #: refuses what the database said is blocked a moment ago.
         self._blocked: dict[str, tuple[datetime, float]] = {}
+        #: attempts of each key being hashed in this process (``admit``/``release``)
+        self._inflight: dict[str, int] = {}
 
     def _keys(self, username: str, source: str | None) -> dict[str, int]:
         """Each key with the failures it may have before its backoff starts."""
@@ -115,6 +117,37 @@ class LoginThrottle:
             until = max((blocked for _, blocked in blocks), default=None)
         if until is not None:
             raise Throttled((until - now).total_seconds())
+
+    def admit(self, session: Session, username: str, source: str | None) -> list[str]:
+        """``check``, then take a place among the attempts being hashed right now; give the keys
+        back with ``release`` once the attempt is counted. Past a key's free failures only one
+        attempt at a time: the count is written only after the ~0.35 s hash, so a burst checked
+        all at once was hashed whole (33 guesses where 5 were allowed, again after every backoff).
+        The places are this process's: each replica admits at most one such attempt per key."""
+        self.check(session, username, source)
+        keys = self._keys(username, source)
+        cutoff = utcnow() - timedelta(seconds=self.settings.login_reset_s)
+        rows = session.execute(
+            select(LoginFailure.key, LoginFailure.failures, LoginFailure.last_failure_at).where(
+                LoginFailure.key.in_(keys)
+            )
+        ).all()
+        counted = {key: failures for key, failures, last in rows if last >= cutoff}
+        with self._lock:
+            for key, free in keys.items():
+                busy = self._inflight.get(key, 0)
+                if busy and counted.get(key, 0) + busy >= free:
+                    raise Throttled(1.0)  # about one hash from now
+            for key in keys:
+                self._inflight[key] = self._inflight.get(key, 0) + 1
+        return list(keys)
+
+    def release(self, keys: list[str]) -> None:
+        with self._lock:
+            for key in keys:
+                busy = self._inflight.pop(key, 0) - 1
+                if busy > 0:
+                    self._inflight[key] = busy
 
     def _remembered(self, key: str, now: datetime) -> datetime | None:
         until, seen = self._blocked.get(key, (None, 0.0))
