@@ -16,6 +16,17 @@ if TYPE_CHECKING:
     from novacron.netguard import IPNetwork
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a listen address or a URL's host) is this machine only: the one test the
+    server (plain HTTP only there) and the CLI (the local node's CA) share."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def _env(name: str, default: str) -> str:
     return os.environ.get(f"NOVACRON_{name}", default)
 

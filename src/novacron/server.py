@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import logging
 import ssl
 from pathlib import Path
@@ -19,7 +18,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from novacron.api.transport import SecurityHeaders
-from novacron.config import Settings
+from novacron.config import Settings, is_loopback
 from novacron.context import Context
 from novacron.db.base import Database
 from novacron.identity.pki import ServerTLS, ensure_server_tls
@@ -86,15 +85,6 @@ def ensure_defaults(ctx: Context) -> str | None:
 
 
 WILDCARD = ("0.0.0.0", "::", "")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def url_of(scheme: str, host: str, port: int) -> str:

@@ -335,6 +335,33 @@ def test_account_throttle_backs_off_exponentially_even_for_the_right_password(st
         assert {e["data"]["username"] for e in events} == {"victim", "ghost"}
 
 
+def test_a_parallel_burst_gets_no_more_guesses_than_the_throttle_allows(start: Any) -> None:
+    """The throttle counted a failure only after its hash, so 40 wrong passwords sent at once were
+    all checked before the first was counted: 33 hashed (the pool's limit) where 5 were allowed,
+    and a burst again after every backoff. Now past the free tries one guess at a time."""
+    import asyncio
+
+    srv = start(
+        NOVACRON_LOGIN_ACCOUNT_FAILURES="5",
+        NOVACRON_LOGIN_SOURCE_FAILURES="1000",
+        NOVACRON_LOGIN_BACKOFF_S="1",
+        NOVACRON_LOGIN_BACKOFF_MAX_S="4",
+    )
+
+    async def burst() -> list[int]:
+        limits = httpx.Limits(max_connections=40)
+        async with httpx.AsyncClient(base_url=srv.url, timeout=60, limits=limits) as c:
+            body = [{"username": "admin", "password": f"wrong-{i}"} for i in range(40)]
+            answers = await asyncio.gather(*(c.post("/v1/tokens", json=b) for b in body))
+            return [r.status_code for r in answers]
+
+    codes = asyncio.run(burst())
+    assert codes.count(401) == 5 and codes.count(429) == 35, codes
+    time.sleep(1.1)  # the first backoff is over: one more guess, not another burst
+    codes = asyncio.run(burst())
+    assert codes.count(401) == 1, codes
+
+
 def test_source_throttle_and_forged_forwarded_for(start: Any) -> None:
     srv = start(
         NOVACRON_LOGIN_ACCOUNT_FAILURES="1000",

@@ -160,3 +160,27 @@ def test_credentials_file_mode_0600(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(CliError):
         Credentials.load(path)
+
+
+@pytest.mark.parametrize(
+    ("host", "local"),
+    [
+        ("localhost", True),
+        ("LocalHost", True),
+        ("127.0.0.2", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("10.0.0.1", False),
+        ("localhost.example", False),
+    ],
+)
+def test_one_loopback_test_for_server_and_cli(host: str, local: bool) -> None:
+    """The server (plain HTTP only on loopback) and the CLI (the local node's CA) ask the same."""
+    from novacron import server
+    from novacron.cli import client
+    from novacron.config import is_loopback
+
+    assert is_loopback(host) is local
+    assert server.is_loopback is client.is_loopback is is_loopback

@@ -129,3 +129,33 @@ def test_hash_pool_bounds_concurrency_and_queue() -> None:
 
     assert asyncio.run(main()) == [1, 1]
     assert peak[0] == 1  # never two hashes at once
+
+
+def test_lifted_block_is_not_remembered_past_the_database(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An administrator's password reset lifts a lockout (``succeeded``): the replica that did it
+    at once, every other replica within a moment, not after the whole backoff (was: up to 15 min
+    of 429s from the block each process remembered)."""
+    from novacron.identity import throttle
+
+    monkeypatch.setattr(throttle, "_REMEMBER_S", 0.3, raising=False)
+    here = _throttle(db, tmp_path, login_backoff_s=600.0)
+    there = _throttle(db, tmp_path, login_backoff_s=600.0)
+    for _ in range(3):
+        with db.session() as s:
+            here.failed(s, "alice", None)
+    assert _check(db, here, "alice", None) is not None
+    assert _check(db, there, "alice", None) is not None  # both processes now remember the block
+    with db.session() as s:
+        here.succeeded(s, "alice")  # the new password is set on this replica
+    assert _check(db, here, "alice", None) is None
+    time.sleep(0.4)
+    assert _check(db, there, "alice", None) is None
+
+
+def test_ipv4_mapped_sources_are_their_ipv4_address() -> None:
+    """A dual-stack socket reports IPv4 clients as ``::ffff:a.b.c.d``: taken as an IPv6 /64 they
+    all shared ONE source key, so one client's wrong passwords blocked every IPv4 client."""
+    assert source_key("::ffff:198.51.100.7") == source_key("198.51.100.7") == "source:198.51.100.7"
+    assert source_key("::ffff:198.51.100.7") != source_key("::ffff:203.0.113.9")

@@ -12,7 +12,6 @@ HTTPS is verified, always: against ``--ca-file`` / ``NOVACRON_CA_FILE`` / the CA
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import os
 import ssl
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from novacron.config import is_loopback
 
 DEFAULT_SERVER = "https://127.0.0.1:8080"
 DEFAULT_STATE_DIR = "/var/lib/novacron"
@@ -94,13 +95,7 @@ def normalize_server(url: str) -> str:
 
 
 def _is_local(server: str) -> bool:
-    host = httpx.URL(server).host
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback(httpx.URL(server).host)
 
 
 def choose_ca_file(server: str, explicit: str | None, stored: str) -> str | None:

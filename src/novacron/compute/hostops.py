@@ -8,6 +8,7 @@ host only, whether they run in this process (all-in-one) or on another machine o
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 import threading
 import time
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import or_, select, update
 
 from novacron.db.base import utcnow
-from novacron.db.models import Host, HostOperation, Task
+from novacron.db.models import VM, Host, HostOperation, Image, Task
 from novacron.tasks.runner import StepFailed
 
 if TYPE_CHECKING:
@@ -189,6 +190,20 @@ def requeue_unanswered(ctx: Context, host_id: str) -> None:
         )
 
 
+def host_needs_image(session: Any, host_id: str, image: Image) -> bool:
+    """Whether ``host_id``'s agent may fetch ``image``: a public one, or the image of a VM the host
+    runs or has an operation for (a VM arriving by migration is not yet the host's). A node
+    credential must not read every tenant's private images."""
+    if image.public:
+        return True
+    on_host = (VM.host_id == host_id) | VM.id.in_(
+        select(HostOperation.instance_id).where(
+            HostOperation.host_id == host_id, HostOperation.state.in_(("pending", "running"))
+        )
+    )
+    return session.scalar(select(VM.id).where(VM.image_id == image.id, on_host).limit(1)) is not None
+
+
 def complete(
     ctx: Context, host_id: str, op_id: str, result: dict[str, Any] | None, error: str | None
 ) -> bool:
@@ -222,7 +237,16 @@ def progress(ctx: Context, host_id: str, op_id: str, detail: dict[str, Any]) -> 
         task = s.get(Task, op.task_id)
         if task is None or task.state != "running":
             return False
-        fraction = min(max(float(detail.get("fraction", 0.0)), 0.0), 1.0)
+        fraction = _fraction(detail.get("fraction"))
         task.progress = max(task.progress, int(100 * (task.step_index + fraction) / max(len(task.steps), 1)))
         task.result = {**(task.result or {}), "progress": detail}  # an earlier step's result stays
         return bool(task.cancel_requested)
+
+
+def _fraction(value: Any) -> float:
+    """An agent's ``fraction`` as a number in [0, 1]: 0 for anything else (text, NaN, a list)."""
+    try:
+        fraction = float(value or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
+    return min(max(fraction, 0.0), 1.0) if math.isfinite(fraction) else 0.0

@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from novacron import events
 from novacron.compute import placement
 from novacron.db.base import Database, new_id, utcnow
-from novacron.db.models import VM, Host, Task
+from novacron.db.models import VM, Host, HostOperation, Task
 from novacron.virt.base import HostFacts
 from novacron.virt.nics import VNIC_TRAITS
 
@@ -183,11 +183,16 @@ def apply_report(
                 if vm.task_state not in TASK_OWNED:
                     record_state(s, vm, observed[vm.id])
         keep = set(observed)
-        # a VM being created may have files before its row names this host
+        # a VM being created or moved here may have files before its row names this host; only
+        # one this host was given an operation for (another host's agent learns nothing of it)
         keep |= set(
             s.scalars(
                 select(Task.resource_id).where(
-                    Task.resource_type == "vm", Task.state.in_(("pending", "running"))
+                    Task.resource_type == "vm",
+                    Task.state.in_(("pending", "running")),
+                    Task.resource_id.in_(
+                        select(HostOperation.instance_id).where(HostOperation.host_id == host_id)
+                    ),
                 )
             )
         )

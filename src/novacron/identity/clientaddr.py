@@ -29,9 +29,10 @@ def parse_networks(cidrs: Sequence[str]) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
 
 
-def _address(text: str) -> Address | None:
+def parse_address(text: str) -> Address | None:
     """``1.2.3.4``, ``1.2.3.4:80``, ``[::1]:80``, ``::1``, quoted or not; None for anything else
-    (``unknown``, obfuscated ``_hidden`` names, garbage)."""
+    (``unknown``, obfuscated ``_hidden`` names, garbage). An IPv4-mapped IPv6 address is the IPv4
+    address it carries: that is the client, whichever socket family it came in on."""
     text = text.strip().strip('"').strip()
     if text.startswith("["):
         text = text[1 : text.find("]")] if "]" in text else ""
@@ -69,11 +70,11 @@ def resolve_client(
     """The client's address: ``peer`` unless it is a trusted proxy, then read from ``header``."""
     if peer is None or not proxies:
         return peer
-    addr = _address(peer)
+    addr = parse_address(peer)
     if addr is None or not _trusted(addr, proxies):
         return peer
     for hop in reversed(_hops(headers, header)):
-        seen = _address(hop)
+        seen = parse_address(hop)
         if seen is None:  # a hop we cannot read: the last trusted proxy's word is all there is
             break
         addr = seen

@@ -5,7 +5,9 @@ write transaction on the shared thread pool, so a flood of wrong passwords held 
 write lock and every worker thread: other users' requests waited seconds. Now:
 
 - the throttle (``throttle.py``) is asked first, in a read-only transaction: a blocked
-  account or source is answered 429 + ``Retry-After`` without hashing anything;
+  account or source is answered 429 + ``Retry-After`` without hashing anything, and so is
+  a second attempt on a key past its free tries while one is being hashed (a burst sent at
+  once is not hashed whole before its first failure is counted);
 - hashes run on ``HashPool``: ``login_hash_workers`` threads of their own (argon2 releases
   the GIL), so the event loop and the shared thread pool serving other requests stay free;
   when more than ``login_hash_queue`` logins already wait, the next one is answered 503 +
@@ -136,7 +138,7 @@ class PasswordLogin:
         """Tokens for these credentials, or ``LoginRefused`` (401, 429) / ``LoginBusy``. ``tenant``
         (name or id) picks among users of that name in several tenants (identity/lookup.py)."""
         try:
-            account = await anyio.to_thread.run_sync(self._precheck, username, source, tenant)
+            account, admitted = await anyio.to_thread.run_sync(self._precheck, username, source, tenant)
         except LoginRefused as exc:
             if exc.retry_after is not None:
                 # a tarpit: a blocked attempt costs no hashing, but answered at once a flood of them
@@ -146,10 +148,13 @@ class PasswordLogin:
                 exc.retry_after = max(1, math.ceil(exc.remaining_s - TARPIT_S))
                 exc.detail = _throttled(exc.retry_after)
             raise
-        ok = await self.hashes.run(verify_password, account.password_hash if account else None, password)
-        if not ok or account is None:
-            await anyio.to_thread.run_sync(self._failed, username, source, account)
-            raise LoginRefused(401, WRONG, account)
+        try:
+            ok = await self.hashes.run(verify_password, account.password_hash if account else None, password)
+            if not ok or account is None:
+                await anyio.to_thread.run_sync(self._failed, username, source, account)
+                raise LoginRefused(401, WRONG, account)
+        finally:
+            self.throttle.release(admitted)
         if account.disabled:
             raise LoginRefused(401, f"The account '{username}' is disabled; ask an administrator.", account)
         rehash = None
@@ -159,8 +164,9 @@ class PasswordLogin:
 
     def _precheck(
         self, username: str, source: str | None, tenant: str | None = None, *, user_id: str | None = None
-    ) -> Account | None:
-        """The account (None if unknown or ambiguous), unless the throttle says wait: one read-only
+    ) -> tuple[Account | None, list[str]]:
+        """The account (None if unknown or ambiguous) and the throttle keys admitted (``release``
+        them once the attempt is counted), unless the throttle says wait: one read-only
         transaction. The throttle counts by the name as typed, so it treats unknown and ambiguous
         names exactly like existing ones."""
         with self.db.read_session() as session:
@@ -172,7 +178,7 @@ class PasswordLogin:
             ).first()
             account = Account(*row) if row is not None else None
             try:
-                self.throttle.check(session, username, source)
+                admitted = self.throttle.admit(session, username, source)
             except Throttled as exc:
                 raise LoginRefused(
                     429,
@@ -180,7 +186,7 @@ class PasswordLogin:
                     account,
                     exc,
                 ) from None
-        return account
+        return account, admitted
 
     def _failed(self, username: str, source: str | None, account: Account | None) -> None:
         with self.db.session() as session:
@@ -215,12 +221,15 @@ class PasswordLogin:
     def check_current(self, user_id: str, username: str, password: str | None, source: str | None) -> None:
         """A user proving its current password (to change it) goes through the login throttle:
         a stolen access token must not become an unthrottled password-guessing oracle."""
-        account = self._precheck(username, source, user_id=user_id)
-        if password is None or account is None:
-            raise LoginRefused(422, "required and must match when changing your own password", account)
-        if not self.hashes.run_blocking(verify_password, account.password_hash, password):
-            self._failed(username, source, account)
-            raise LoginRefused(422, "required and must match when changing your own password", account)
+        account, admitted = self._precheck(username, source, user_id=user_id)
+        try:
+            if password is None or account is None:
+                raise LoginRefused(422, "required and must match when changing your own password", account)
+            if not self.hashes.run_blocking(verify_password, account.password_hash, password):
+                self._failed(username, source, account)
+                raise LoginRefused(422, "required and must match when changing your own password", account)
+        finally:
+            self.throttle.release(admitted)
 
     def set_password(self, user_id: str, password_hash: str) -> None:
         """Store a new hash and end every session of the user (log in again with the new one)."""

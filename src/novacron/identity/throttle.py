@@ -37,9 +37,13 @@ from novacron import events
 from novacron.config import Settings
 from novacron.db.base import Database, utcnow
 from novacron.db.models import AuditRecord, LoginFailure
+from novacron.identity.clientaddr import parse_address
 
 _PRUNE_EVERY_S = 60.0
 _REMEMBER_MAX = 10_000
+#: how long a remembered block is believed without asking the database again: another replica
+#: (or an administrator's password reset) may have lifted it meanwhile
+_REMEMBER_S = 2.0
 
 
 class Throttled(Exception):
@@ -68,9 +72,8 @@ def account_key(username: str) -> str:
 def source_key(source: str | None) -> str | None:
     if not source:
         return None
-    try:
-        addr = ipaddress.ip_address(source)
-    except ValueError:
+    addr = parse_address(source)
+    if addr is None:
         return "source:" + source[:64]
     if isinstance(addr, ipaddress.IPv6Address):
         return "source:" + str(ipaddress.ip_network(f"{addr}/64", strict=False))
@@ -83,9 +86,12 @@ class LoginThrottle:
         self.settings = settings
         self._pruned_at = 0.0
         self._lock = threading.Lock()
-        #: blocks this process has seen (key -> until): a flood of blocked attempts is answered
-        #: without a database read. Only ever refuses what the database said is blocked.
-        self._blocked: dict[str, datetime] = {}
+        #: blocks this process has seen (key -> (until, when the database said so)): a flood of
+        #: blocked attempts costs one database read per key every ``_REMEMBER_S``. Only ever
+        #: refuses what the database said is blocked a moment ago.
+        self._blocked: dict[str, tuple[datetime, float]] = {}
+        #: attempts of each key being hashed in this process (``admit``/``release``)
+        self._inflight: dict[str, int] = {}
 
     def _keys(self, username: str, source: str | None) -> dict[str, int]:
         """Each key with the failures it may have before its backoff starts."""
@@ -98,7 +104,7 @@ class LoginThrottle:
         """Raise ``Throttled`` while the account or the source is blocked (before any hashing)."""
         now = utcnow()
         keys = self._keys(username, source)
-        until = max((u for k in keys if (u := self._blocked.get(k)) is not None and u > now), default=None)
+        until = max((u for k in keys if (u := self._remembered(k, now)) is not None), default=None)
         if until is None:
             rows = session.execute(
                 select(LoginFailure.key, LoginFailure.blocked_until).where(
@@ -112,14 +118,51 @@ class LoginThrottle:
         if until is not None:
             raise Throttled((until - now).total_seconds())
 
+    def admit(self, session: Session, username: str, source: str | None) -> list[str]:
+        """``check``, then take a place among the attempts being hashed right now; give the keys
+        back with ``release`` once the attempt is counted. Past a key's free failures only one
+        attempt at a time: the count is written only after the ~0.35 s hash, so a burst checked
+        all at once was hashed whole (33 guesses where 5 were allowed, again after every backoff).
+        The places are this process's: each replica admits at most one such attempt per key."""
+        self.check(session, username, source)
+        keys = self._keys(username, source)
+        cutoff = utcnow() - timedelta(seconds=self.settings.login_reset_s)
+        rows = session.execute(
+            select(LoginFailure.key, LoginFailure.failures, LoginFailure.last_failure_at).where(
+                LoginFailure.key.in_(keys)
+            )
+        ).all()
+        counted = {key: failures for key, failures, last in rows if last >= cutoff}
+        with self._lock:
+            for key, free in keys.items():
+                busy = self._inflight.get(key, 0)
+                if busy and counted.get(key, 0) + busy >= free:
+                    raise Throttled(1.0)  # about one hash from now
+            for key in keys:
+                self._inflight[key] = self._inflight.get(key, 0) + 1
+        return list(keys)
+
+    def release(self, keys: list[str]) -> None:
+        with self._lock:
+            for key in keys:
+                busy = self._inflight.pop(key, 0) - 1
+                if busy > 0:
+                    self._inflight[key] = busy
+
+    def _remembered(self, key: str, now: datetime) -> datetime | None:
+        until, seen = self._blocked.get(key, (None, 0.0))
+        if until is None or until <= now or time.monotonic() - seen > _REMEMBER_S:
+            return None
+        return until
+
     def _remember(self, key: str, until: datetime) -> None:
         with self._lock:
             if len(self._blocked) >= _REMEMBER_MAX:
                 now = utcnow()
-                self._blocked = {k: u for k, u in self._blocked.items() if u > now}
+                self._blocked = {k: v for k, v in self._blocked.items() if self._remembered(k, now)}
                 if len(self._blocked) >= _REMEMBER_MAX:
                     return
-            self._blocked[key] = until
+            self._blocked[key] = (until, time.monotonic())
 
     def failed(self, session: Session, username: str, source: str | None) -> list[Lockout]:
         """Count one failed password; returns the keys this failure blocked for the first time."""
@@ -157,7 +200,12 @@ class LoginThrottle:
         return lockouts
 
     def succeeded(self, session: Session, username: str) -> None:
-        session.execute(delete(LoginFailure).where(LoginFailure.key == account_key(username)))
+        """A correct password, or an administrator setting a new one: the account is unblocked
+        (here at once; on other replicas within ``_REMEMBER_S``)."""
+        key = account_key(username)
+        session.execute(delete(LoginFailure).where(LoginFailure.key == key))
+        with self._lock:
+            self._blocked.pop(key, None)
 
     def _prune(self, session: Session, cutoff: datetime) -> None:
         with self._lock:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse, PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
@@ -58,6 +59,19 @@ class JoinOut(BaseModel):
     credential: str
 
 
+def _finite(value: Any) -> Any:
+    # JSON bodies may carry NaN and Infinity (Python's parser takes them); stored, they would make
+    # a tenant's task or metrics unreadable (no JSON answer can carry them back out)
+    try:
+        json.dumps(value, allow_nan=False)
+    except ValueError:
+        raise ValueError("numbers must be finite (no NaN or Infinity)") from None
+    return value
+
+
+Finite = AfterValidator(_finite)
+
+
 class RegisterRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     driver: Literal["qemu", "simulated"]
@@ -67,7 +81,7 @@ class RegisterRequest(BaseModel):
 class ReportRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     power_states: dict[str, str] = Field(default_factory=dict)
-    samples: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    samples: Annotated[dict[str, dict[str, Any]], Finite] = Field(default_factory=dict)
     age_s: float = Field(default=0.0, ge=0, le=3600, description="how long ago the observation began")
 
 
@@ -79,7 +93,7 @@ class ClaimRequest(BaseModel):
 class CompleteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str = Field(max_length=120)
-    result: dict[str, Any] | None = None
+    result: Annotated[dict[str, Any] | None, Finite] = None
     error: str | None = Field(default=None, max_length=4000)
 
 
@@ -221,7 +235,7 @@ def complete(body: CompleteRequest, ctx: CtxDep, node: IsAgent) -> Response:
 class ProgressRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str = Field(max_length=120)
-    detail: dict[str, Any] = Field(default_factory=dict)
+    detail: Annotated[dict[str, Any], Finite] = Field(default_factory=dict)
 
 
 @router.post("/v1/agent/progress")
@@ -240,8 +254,9 @@ def download_image(
 ) -> FileResponse:
     """The image's disk (or kernel/initrd): agents fetch what their VMs need; tenants their own."""
     if principal.kind == "node":
+        # a host's agent reads the images of its own VMs only; any other looks unknown
         image = session.get(Image, image_id)
-        if image is None:
+        if image is None or not hostops.host_needs_image(session, principal.user_id, image):
             raise not_found("image", image_id)
     else:
         image = get_visible(session, Image, image_id, principal, "image")
