@@ -78,6 +78,12 @@ class Settings:
     #: the dashboard's third-party browser assets (``npm ci`` of web/package.json puts them in
     #: web/node_modules of the checkout); None: that default
     web_vendor_dir: Path | None = None
+    #: where key-encryption keys live: "file" (``<state_dir>/kek``), "pkcs11" or "vault"
+    #: (NOVACRON_KEK_PROVIDER; see identity/kek.py)
+    kek_provider: str = "file"
+    #: the provider's other NOVACRON_KEK_* settings, lower-cased without the prefix (``vault_url``,
+    #: ``vault_token_file``, ``pkcs11_module``, ``pkcs11_token``, ``pkcs11_pin_file``, ...)
+    kek_options: tuple[tuple[str, str], ...] = ()
 
     @property
     def images_dir(self) -> Path:
@@ -93,8 +99,9 @@ class Settings:
         return self.state_dir / "run"
 
     def ensure_dirs(self) -> None:
+        """Make the state directories, private to the account the node runs as (0700)."""
         for d in (self.state_dir, self.images_dir, self.instances_dir, self.run_dir):
-            d.mkdir(parents=True, exist_ok=True)
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -130,4 +137,12 @@ class Settings:
             vhost_user_dir=Path(_env("VHOST_USER_DIR", "")) if _env("VHOST_USER_DIR", "") else None,
             network_backend=_env("NETWORK_BACKEND", "linux"),
             web_vendor_dir=Path(_env("WEB_VENDOR_DIR", "")).resolve() if _env("WEB_VENDOR_DIR", "") else None,
+            kek_provider=_env("KEK_PROVIDER", "file"),
+            kek_options=tuple(
+                sorted(
+                    (k[len("NOVACRON_KEK_") :].lower(), v)
+                    for k, v in os.environ.items()
+                    if k.startswith("NOVACRON_KEK_") and k != "NOVACRON_KEK_PROVIDER"
+                )
+            ),
         )

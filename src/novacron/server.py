@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from pathlib import Path
 
 import uvicorn
 
 from novacron.config import Settings
 from novacron.context import Context
 from novacron.db.base import Database
+from novacron.identity.encryption import encryption_for
 from novacron.identity.pki import ensure_server_tls
+from novacron.private import set_private_umask
 
 
 def build_context(settings: Settings) -> Context:
@@ -25,6 +28,7 @@ def build_context(settings: Settings) -> Context:
     from novacron.compute.migration import ColdMigrateVM, MigrateVM
     from novacron.compute.tasks import HANDLERS
     from novacron.db.migrate import upgrade
+    from novacron.identity.sealing import seal_clear_rows
     from novacron.identity.tokens import TokenService
     from novacron.network import make_backend
     from novacron.tasks.runner import TaskRunner
@@ -32,7 +36,10 @@ def build_context(settings: Settings) -> Context:
 
     settings.ensure_dirs()
     db = Database(settings.database_url)
-    upgrade(db)
+    enc = encryption_for(settings)
+    upgrade(db, encryption=enc)
+    _make_private(settings, db)
+    seal_clear_rows(db, enc)
     ctx = Context(settings=settings, db=db, tokens=TokenService(db, settings))
     ctx.tasks = TaskRunner(
         ctx,
@@ -62,6 +69,26 @@ def build_context(settings: Settings) -> Context:
     return ctx
 
 
+def _make_private(settings: Settings, db: Database) -> None:
+    """The state dir private (an older install's tree is tightened once), the database files too."""
+    from sqlalchemy import select
+
+    from novacron.db.models import BackupTarget
+    from novacron.private import harden_once, private_tree
+
+    with db.read_session() as s:
+        local = [Path(str(c.get("path"))) for c in s.scalars(select(BackupTarget.config).where(
+            BackupTarget.type == "local")) if c.get("path")]  # fmt: skip
+    shared = [p for p in (settings.shared_images_dir, settings.shared_storage_dir) if p is not None]
+    harden_once(settings.state_dir, [*shared, *local])
+    if db.url.startswith("sqlite:///"):
+        # the database and its -wal/-shm, whatever umask made them (SQLite copies the file's mode)
+        path = Path(db.url.removeprefix("sqlite:///"))
+        for f in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if f.exists():
+                private_tree(f)
+
+
 def ensure_defaults(ctx: Context) -> str | None:
     """First start: admin user, default tenant/project, starter flavors. Returns a new admin password."""
     from novacron.compute.defaults import ensure_flavors
@@ -77,6 +104,7 @@ def main() -> None:
     parser.add_argument("--host", help="listen address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="listen port (default 8080)")
     args = parser.parse_args()
+    set_private_umask()  # everything the node and its children (QEMU) create: 0600/0700
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     settings = Settings.from_env()
@@ -99,7 +127,10 @@ def main() -> None:
     ]
     if settings.agent_port:
         tls = ensure_server_tls(
-            ctx.db, settings.state_dir, sorted({host, "127.0.0.1", "localhost", settings.host_name})
+            ctx.db,
+            settings.state_dir,
+            sorted({host, "127.0.0.1", "localhost", settings.host_name}),
+            encryption_for(settings),
         )
         # where agents dial this replica back (console relays): a wildcard listener is named by host
         advertised = settings.host_name if host in ("0.0.0.0", "::", "") else host

@@ -59,7 +59,7 @@ def _replicate(ctx: Context, source: BackupTarget, replica: BackupTarget) -> int
         own = {(t, i) for t, i in s.execute(
             select(BackupSnapshot.tenant_id, BackupSnapshot.id).where(BackupSnapshot.state == "available")
         )}  # fmt: skip
-    dest = vmstore.target_from_config(replica.type, replica.config)
+    dest = vmstore.open_target(ctx.settings, replica)
     store = vmstore.server_store(ctx.settings, source)
     Replicator(store, dest, keep=lambda tenant, sid: (tenant, sid) in own).run_once()
     marked = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -19,8 +20,11 @@ def alembic_config(db: Database) -> Config:
     return cfg
 
 
-def upgrade(db: Database, revision: str = "head") -> None:
+def upgrade(db: Database, revision: str = "head", encryption: Any = None) -> None:
+    """Migrate to ``revision``; ``encryption`` (the encryption service) lets the migrations that
+    seal stored secrets do so (without it, the server's start-up seals them)."""
     cfg = alembic_config(db)
+    cfg.attributes["encryption"] = encryption
     with db.engine.connect() as conn:
         sqlite = conn.dialect.name == "sqlite"
         # SQLite alters a table by copying and dropping it: with foreign keys on, dropping `vms`
