@@ -38,6 +38,7 @@ def _include_optional(app: FastAPI) -> None:
         backup_policies,
         backups,
         dr,
+        encryption,
         identity,
         networks,
         ports,
@@ -51,6 +52,7 @@ def _include_optional(app: FastAPI) -> None:
 
     for module in (
         identity,
+        encryption,
         aggregates,
         server_groups,
         backups,
