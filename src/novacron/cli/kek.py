@@ -29,7 +29,8 @@ def rotate(
         return
     out.print(f"new KEK {report['new_kek']}: {report['rewrapped']} stored secrets re-wrapped")
     for name, count in report["targets"].items():
-        out.print(f"  backup target {name}: {'failed' if count is None else f'{count} tenant keys re-wrapped'}")
+        done = "failed" if count is None else f"{count} tenant keys re-wrapped"
+        out.print(f"  backup target {name}: {done}")
     if report["retired"]:
         out.print(f"retired: {', '.join(report['retired'])}")
     if report["kept"]:

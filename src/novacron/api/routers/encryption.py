@@ -38,7 +38,9 @@ class KEKRotate(BaseModel):
 class KEKRotationOut(BaseModel):
     new_kek: str
     rewrapped: int = Field(description="sealed values of the database re-wrapped")
-    targets: dict[str, int | None] = Field(description="backup target -> tenant keys re-wrapped (null: failed)")
+    targets: dict[str, int | None] = Field(
+        description="backup target -> tenant keys re-wrapped (null: failed)"
+    )
     retired: list[str]
     kept: list[str] = Field(description="old KEKs still needed (see errors) or kept on request")
     errors: list[str]
