@@ -8,9 +8,11 @@ the HSM or Vault as well. Settings come from ``NOVACRON_KEK_*`` (``config.Settin
 from __future__ import annotations
 
 import base64
+import contextlib
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +47,10 @@ class PKCS11KEK:
 
         self._pkcs11 = pkcs11
         self.token = pkcs11.lib(module).get_token(token_label=token_label)
-        self._pin = pin
-        self._lock = threading.Lock()  # one session at a time: modules differ in thread safety
+        # one logged-in session for the process (a PKCS#11 login is per application: a second
+        # session's login fails), used under a lock since modules differ in thread safety
+        self._open = self.token.open(user_pin=pin, rw=True)
+        self._lock = threading.Lock()
         if not self.kek_ids():
             self.rotate()
 
@@ -58,8 +62,9 @@ class PKCS11KEK:
             _required(settings, "pkcs11_pin"),
         )
 
-    def _session(self) -> Any:
-        return self.token.open(user_pin=self._pin, rw=True)
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[Any]:
+        yield self._open
 
     def owns(self, kek_id: str) -> bool:
         return kek_id.startswith("pkcs11:")
@@ -83,7 +88,8 @@ class PKCS11KEK:
     def rotate(self) -> str:
         from pkcs11 import Attribute, KeyType
 
-        label = LABEL_PREFIX + time.strftime("%Y%m%d%H%M%S", time.gmtime()) + "-" + secrets.token_hex(4)
+        # nanoseconds since the epoch, zero-padded: labels sort in creation order
+        label = f"{LABEL_PREFIX}{time.time_ns():020d}-{secrets.token_hex(4)}"
         template = {Attribute.EXTRACTABLE: False, Attribute.SENSITIVE: True, Attribute.TOKEN: True}
         with self._lock, self._session() as s:
             s.generate_key(KeyType.AES, 256, label=label, store=True, template=template)

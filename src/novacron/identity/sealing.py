@@ -80,10 +80,15 @@ def scrub_free_pages(db: Database) -> None:
     """On SQLite: rewrite the file (VACUUM) and empty the WAL, so replaced clear values are gone."""
     if not db.url.startswith("sqlite"):
         return  # PostgreSQL's dead tuples go at the next VACUUM; its files are the server's own
-    with db.engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-        conn.exec_driver_sql("VACUUM")
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    # on the driver's connection: the engine would open a transaction, and VACUUM runs outside one
+    raw = db.engine.raw_connection()
+    try:
+        for statement in ("PRAGMA wal_checkpoint(TRUNCATE)", "VACUUM", "PRAGMA wal_checkpoint(TRUNCATE)"):
+            raw.driver_connection.execute(statement)  # type: ignore[union-attr]
+    except Exception as exc:  # busy readers: secure_delete still zeroes pages as they are reused
+        log.warning("could not scrub the database file of replaced secrets now: %s", exc)
+    finally:
+        raw.close()
 
 
 @dataclass

@@ -1,0 +1,138 @@
+"""The encryption service, the file KEK provider and the private state directory, in process."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography.exceptions import InvalidTag
+
+from novacron.identity.encryption import (
+    PREFIX,
+    EncryptionService,
+    is_sealed,
+    redact,
+    scrub,
+    secrets_set,
+)
+from novacron.identity.kek import KeyService, kek_dir
+from novacron.private import MARKER, harden_once, private_tree, write_private
+
+PEM = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n"
+
+
+def _mode(p: Path) -> int:
+    return stat.S_IMODE(os.lstat(p).st_mode)
+
+
+@pytest.fixture
+def enc(tmp_path: Path) -> EncryptionService:
+    return EncryptionService(KeyService(tmp_path / "kek"))
+
+
+def test_sealed_value_names_its_kek_and_version_and_is_bound_to_its_place(enc: EncryptionService) -> None:
+    sealed = enc.seal_text(PEM, "signing_keys.private_pem:key-1")
+    assert sealed.startswith(PREFIX) and "PRIVATE KEY" not in sealed
+    assert enc.kek_of(sealed) == enc.keys.current_id
+    assert enc.open_text(sealed, "signing_keys.private_pem:key-1") == PEM
+    # copied into another row, it does not open
+    with pytest.raises(InvalidTag):
+        enc.open_text(sealed, "signing_keys.private_pem:key-2")
+
+
+def test_another_kek_cannot_open_it(tmp_path: Path, enc: EncryptionService) -> None:
+    sealed = enc.seal_text(PEM, "x")
+    stranger = EncryptionService(KeyService(tmp_path / "other"))
+    with pytest.raises(KeyError):
+        stranger.open_text(sealed, "x")
+
+
+def test_rotation_rewraps_and_the_old_kek_can_be_retired(enc: EncryptionService) -> None:
+    sealed = enc.seal_text(PEM, "a")
+    old = enc.keys.current_id
+    new = enc.keys.rotate()
+    assert enc.rewrap(sealed, "a") is not None
+    rewrapped = enc.rewrap(sealed, "a")
+    assert rewrapped is not None and enc.kek_of(rewrapped) == new
+    assert enc.rewrap(rewrapped, "a") is None  # already current
+    enc.keys.retire(old)
+    assert enc.open_text(rewrapped, "a") == PEM
+    with pytest.raises(KeyError):
+        enc.open_text(sealed, "a")  # still under the retired KEK
+    with pytest.raises(ValueError):
+        enc.keys.retire(new)
+
+
+def test_secret_fields_sealed_one_by_one_and_never_shown(enc: EncryptionService) -> None:
+    config = {
+        "bucket": "b",
+        "endpoint_url": "http://127.0.0.1:9",
+        "aws_access_key_id": "AKIAEXAMPLE",
+        "aws_secret_access_key": "wJalrXUtnFEMI/K7MDENG",
+        "connection_string": "AccountName=a;AccountKey=c2VjcmV0",
+        "credentials": {"private_key": "-----BEGIN PRIVATE KEY-----"},
+    }
+    sealed = enc.seal_fields(config, "backup_targets.config:bkt-1")
+    assert sealed["bucket"] == "b" and sealed["aws_access_key_id"] == "AKIAEXAMPLE"
+    assert all(is_sealed(sealed[k]) for k in ("aws_secret_access_key", "connection_string", "credentials"))
+    assert enc.open_fields(sealed, "backup_targets.config:bkt-1") == config
+    assert redact(sealed)["aws_secret_access_key"] == "***" and redact(sealed)["bucket"] == "b"
+    assert secrets_set(sealed) == ["aws_secret_access_key", "connection_string", "credentials"]
+    message = "the target does not answer: bad key wJalrXUtnFEMI/K7MDENG in AccountName=a;AccountKey=c2VjcmV0"
+    assert "wJalr" not in scrub(message, config) and "c2VjcmV0" not in scrub(message, config)
+
+
+def test_kek_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        keys = KeyService(tmp_path / "kek")
+        keys.rotate()
+    finally:
+        os.umask(old)
+    assert _mode(tmp_path / "kek") == 0o700
+    assert {_mode(p) for p in (tmp_path / "kek").iterdir()} == {0o600}
+
+
+def test_backup_keys_of_an_older_install_move_to_the_one_kek_directory(tmp_path: Path) -> None:
+    legacy = KeyService(tmp_path / "backup-keys")
+    wrapped = legacy.wrap(b"k" * 32, "tenant-1")
+    moved = KeyService(kek_dir(tmp_path))
+    assert not (tmp_path / "backup-keys").exists()
+    assert moved.unwrap(wrapped, "tenant-1") == b"k" * 32
+
+
+def test_an_older_installs_world_readable_tree_is_tightened_once_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = tmp_path / "state"
+    (state / "instances" / "vm-1").mkdir(parents=True)
+    os.chmod(state, 0o755)
+    os.chmod(state / "instances", 0o755)
+    for name, mode in (("novacron.db", 0o644), ("novacron.db-wal", 0o644), ("instances/vm-1/seed.iso", 0o644)):
+        (state / name).write_bytes(b"x")
+        os.chmod(state / name, mode)
+    (state / "script.sh").write_bytes(b"#!/bin/sh\n")
+    os.chmod(state / "script.sh", 0o755)
+    with caplog.at_level(logging.WARNING, logger="novacron.private"):
+        changes = harden_once(state)
+    assert any("novacron.db: 0644 -> 0600" in c for c in changes)
+    assert "seed.iso: 0644 -> 0600" in caplog.text
+    for p in [state, *state.rglob("*")]:
+        want = 0o700 if p.is_dir() or p.name == "script.sh" else 0o600
+        assert _mode(p) == want, p
+    os.chmod(state / "novacron.db", 0o644)
+    assert harden_once(state) == []  # the marker: walked once only
+    assert (state / MARKER).exists()
+    assert private_tree(state) == [f"{state / 'novacron.db'}: 0644 -> 0600"]
+
+
+def test_write_private_ignores_a_wide_umask(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        write_private(tmp_path / "f", "secret")
+    finally:
+        os.umask(old)
+    assert _mode(tmp_path / "f") == 0o600
