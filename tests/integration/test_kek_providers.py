@@ -92,7 +92,9 @@ def test_pkcs11_token_holds_a_non_extractable_kek_and_rotates(hsm: SoftHSM, tmp_
 
 
 def test_vault_transit_kek_rotates_and_retires_versions(bao: Bao, tmp_path: Path) -> None:
-    keys = KeyService(tmp_path / "kek", provider=VaultKEK(bao.url, bao.token, key="unit-" + os.urandom(3).hex()))
+    keys = KeyService(
+        tmp_path / "kek", provider=VaultKEK(bao.url, bao.token, key="unit-" + os.urandom(3).hex())
+    )
     assert keys.kind == "vault" and keys.current_id.endswith(":v1")
     _rotation_contract(keys)
     _backup_roundtrip(keys, tmp_path)
@@ -102,7 +104,9 @@ def test_an_install_moves_from_the_file_kek_to_vault_by_rotating(bao: Bao, tmp_p
     file_keys = KeyService(tmp_path / "kek")
     before = EncryptionService(file_keys).seal_text("secret", "a")
     file_kek = file_keys.current_id
-    keys = KeyService(tmp_path / "kek", provider=VaultKEK(bao.url, bao.token, key="move-" + os.urandom(3).hex()))
+    keys = KeyService(
+        tmp_path / "kek", provider=VaultKEK(bao.url, bao.token, key="move-" + os.urandom(3).hex())
+    )
     enc = EncryptionService(keys)
     assert enc.open_text(before, "a") == "secret"  # the file KEK still unwraps what it wrapped
     after = enc.rewrap(before, "a")

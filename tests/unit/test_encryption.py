@@ -21,7 +21,7 @@ from novacron.identity.encryption import (
 from novacron.identity.kek import KeyService, kek_dir
 from novacron.private import MARKER, harden_once, private_tree, write_private
 
-PEM = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n"
+PEM = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49\n-----END PRIVATE KEY-----\n"
 
 
 def _mode(p: Path) -> int:
@@ -111,7 +111,11 @@ def test_an_older_installs_world_readable_tree_is_tightened_once_and_logged(
     (state / "instances" / "vm-1").mkdir(parents=True)
     os.chmod(state, 0o755)
     os.chmod(state / "instances", 0o755)
-    for name, mode in (("novacron.db", 0o644), ("novacron.db-wal", 0o644), ("instances/vm-1/seed.iso", 0o644)):
+    for name, mode in (
+        ("novacron.db", 0o644),
+        ("novacron.db-wal", 0o644),
+        ("instances/vm-1/seed.iso", 0o644),
+    ):
         (state / name).write_bytes(b"x")
         os.chmod(state / name, mode)
     (state / "script.sh").write_bytes(b"#!/bin/sh\n")
