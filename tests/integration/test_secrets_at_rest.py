@@ -128,13 +128,16 @@ def test_a_copied_database_holds_no_private_key_or_credential_in_clear(env: Env)
     raw = _db_bytes(env.server)
     assert b"PRIVATE KEY" not in raw
     copy = env.server.state_dir.parent / f"stolen-{uuid.uuid4().hex}.db"
-    copy.write_bytes((env.server.state_dir / "novacron.db").read_bytes())
+    base = env.server.state_dir / "novacron.db"
+    copy.write_bytes(base.read_bytes())
+    Path(f"{copy}-wal").write_bytes(Path(f"{base}-wal").read_bytes())  # the thief takes the WAL too
     try:
         with sqlite3.connect(copy) as stolen:
             rows = stolen.execute("select private_pem from signing_keys").fetchall()
             rows += stolen.execute("select key_pem from certificate_authorities").fetchall()
     finally:
-        copy.unlink()
+        for p in (copy, Path(f"{copy}-wal"), Path(f"{copy}-shm")):
+            p.unlink(missing_ok=True)
     assert rows, "the server made a signing key and a CA"
     for (value,) in rows:
         assert value.startswith("nce1:")

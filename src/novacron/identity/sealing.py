@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from novacron.db.migrate import scrub_free_pages
 from novacron.db.models import BackupTarget, CertificateAuthority, HostOperation, SigningKey
 from novacron.identity.encryption import EncryptionService, is_sealed
 from novacron.identity.keys import private_pem_aad
@@ -74,21 +75,6 @@ def seal_clear_rows(db: Database, enc: EncryptionService) -> int:
         scrub_free_pages(db)
         log.warning("sealed %d secrets that were stored in clear by an older version", sealed)
     return sealed
-
-
-def scrub_free_pages(db: Database) -> None:
-    """On SQLite: rewrite the file (VACUUM) and empty the WAL, so replaced clear values are gone."""
-    if not db.url.startswith("sqlite"):
-        return  # PostgreSQL's dead tuples go at the next VACUUM; its files are the server's own
-    # on the driver's connection: the engine would open a transaction, and VACUUM runs outside one
-    raw = db.engine.raw_connection()
-    try:
-        for statement in ("PRAGMA wal_checkpoint(TRUNCATE)", "VACUUM", "PRAGMA wal_checkpoint(TRUNCATE)"):
-            raw.driver_connection.execute(statement)  # type: ignore[union-attr]
-    except Exception as exc:  # busy readers: secure_delete still zeroes pages as they are reused
-        log.warning("could not scrub the database file of replaced secrets now: %s", exc)
-    finally:
-        raw.close()
 
 
 @dataclass

@@ -355,8 +355,12 @@ class QemuDriver(ComputeDriver):
             raise DriverError(f"QEMU failed to start instance {i} (exit {rc}): {' | '.join(tail)}")
         if self.pid(i) is None:
             raise DriverError(f"QEMU for instance {i} exited right after start; see {log}")
-        # whatever QEMU made (sockets, pidfile) under a process umask wider than the node's 077
+        # QEMU's -daemonize sets umask 027 for what it makes afterwards (sockets, pidfile), and a
+        # caller's umask may be wider than the node's 077: make them private to this account
         await asyncio.to_thread(private_tree, idir)
+        for p in (self.qmp_socket(i), self.console_socket(i), self.qga_socket(i), self.pidfile(i)):
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(p, 0o600)
 
     # ---- live migration (QEMU only; see novacron.virt.migration) ------------------------------
 

@@ -39,18 +39,23 @@ def upgrade() -> None:
     from novacron.identity.encryption import is_sealed
 
     conn = op.get_bind()
+    sealed = 0
     for table, key, column in _TEXT:
         t = sa.table(table, sa.column(key), sa.column(column))
         for ident, value in conn.execute(sa.select(t.c[key], t.c[column])).all():
             if value is not None and not is_sealed(value):
-                sealed = enc.seal_text(value, f"{table}.{column}:{ident}")
-                conn.execute(t.update().where(t.c[key] == ident).values({column: sealed}))
+                value = enc.seal_text(value, f"{table}.{column}:{ident}")
+                conn.execute(t.update().where(t.c[key] == ident).values({column: value}))
+                sealed += 1
     targets = sa.table("backup_targets", sa.column("id"), sa.column("config", sa.JSON))
     for ident, config in conn.execute(sa.select(targets.c.id, targets.c.config)).all():
         raw = json.loads(config) if isinstance(config, str) else dict(config or {})
         new = enc.seal_fields(raw, f"backup_targets.config:{ident}")
         if new != raw:
             conn.execute(targets.update().where(targets.c.id == ident).values(config=new))
+            sealed += 1
+    # db.migrate.upgrade scrubs the clear copies from the file once this transaction committed
+    context.config.attributes["sealed"] = sealed
 
 
 def downgrade() -> None:
