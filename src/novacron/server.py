@@ -28,7 +28,7 @@ def build_context(settings: Settings) -> Context:
     from novacron.compute.migration import ColdMigrateVM, MigrateVM
     from novacron.compute.tasks import HANDLERS
     from novacron.db.migrate import upgrade
-    from novacron.identity.sealing import seal_clear_rows
+    from novacron.identity.sealing import check_openable, seal_clear_rows
     from novacron.identity.tokens import TokenService
     from novacron.network import make_backend
     from novacron.tasks.runner import TaskRunner
@@ -40,6 +40,7 @@ def build_context(settings: Settings) -> Context:
     upgrade(db, encryption=enc)
     _make_private(settings, db)
     seal_clear_rows(db, enc)
+    check_openable(db, enc)
     ctx = Context(settings=settings, db=db, tokens=TokenService(db, settings))
     ctx.tasks = TaskRunner(
         ctx,

@@ -258,3 +258,18 @@ def test_backup_target_secret_is_write_only_sealed_and_the_target_still_backs_up
     assert stored["aws_secret_access_key"].startswith("nce1:") and stored["bucket"] == bucket
     assert idem and all(SECRET not in body for body in idem)
     assert all(SECRET not in (p or "") and '"key"' not in (p or "") for p in ops)
+
+
+def test_an_image_source_urls_credentials_are_not_stored_in_clear(env: Env) -> None:
+    """A sibling: an import URL may carry a password or a signed query; the task keeps it sealed."""
+    password = "url-pw-" + uuid.uuid4().hex
+    url = f"http://importer:{password}@1.1.1.1:9/disk.qcow2?sig={password}"
+    r = env.c.post(
+        "/v1/images", json={"name": "from-url", "source_url": url, "project_id": default_project(env.c)}
+    )
+    assert r.status_code == 201, r.text
+    assert password not in r.text
+    assert password.encode() not in _db_bytes(env.server)
+    with sqlite3.connect(env.server.state_dir / "novacron.db") as db:
+        (params,) = db.execute("select params from tasks where id=?", (r.json()["task_id"],)).fetchone()
+    assert json.loads(params)["source_url"].startswith("nce1:")

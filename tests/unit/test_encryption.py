@@ -140,3 +140,22 @@ def test_write_private_ignores_a_wide_umask(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert _mode(tmp_path / "f") == 0o600
+
+
+def test_a_replica_without_the_platforms_keks_refuses_to_start_and_says_why(tmp_path: Path) -> None:
+    from novacron.db.base import Database
+    from novacron.db.migrate import upgrade
+    from novacron.db.models import SigningKey
+    from novacron.identity.keys import generate_key_pair, private_pem_aad
+    from novacron.identity.sealing import KEKMismatch, check_openable
+
+    db = Database(f"sqlite:///{tmp_path}/novacron.db")
+    upgrade(db)
+    first = EncryptionService(KeyService(tmp_path / "kek-a"))
+    private_pem, public_pem = generate_key_pair()
+    with db.session() as s:
+        sealed = first.seal_text(private_pem, private_pem_aad("key-1"))
+        s.add(SigningKey(kid="key-1", alg="ES256", private_pem=sealed, public_pem=public_pem, active=True))
+    check_openable(db, first)
+    with pytest.raises(KEKMismatch, match="NOVACRON_KEK_DIR"):
+        check_openable(db, EncryptionService(KeyService(tmp_path / "kek-b")))

@@ -186,8 +186,11 @@ def kek_dir(state_dir: Path) -> Path:
 
 
 def make_key_service(settings: Any) -> KeyService:
-    """The KEK service a process's settings configure (``NOVACRON_KEK_PROVIDER``)."""
-    directory = kek_dir(Path(settings.state_dir))
+    """The KEK service a process's settings configure (``NOVACRON_KEK_PROVIDER``; the file KEKs'
+    directory is ``NOVACRON_KEK_DIR``, default ``<state_dir>/kek``: replicas of one control
+    plane share it, as they share the database)."""
+    shared = dict(settings.kek_options).get("dir")
+    directory = Path(shared) if shared else kek_dir(Path(settings.state_dir))
     kind = settings.kek_provider
     if kind == "file":
         return KeyService(directory)

@@ -77,6 +77,27 @@ def seal_clear_rows(db: Database, enc: EncryptionService) -> int:
     return sealed
 
 
+class KEKMismatch(RuntimeError):
+    """This process's KEKs cannot open the database's secrets (another replica's KEKs?)."""
+
+
+def check_openable(db: Database, enc: EncryptionService) -> None:
+    """Fail at start, with the fix, when the stored secrets were sealed under KEKs this process lacks."""
+    with db.read_session() as s:
+        for row, attr, aad in _text_rows(s):
+            value = getattr(row, attr)
+            if not is_sealed(value):
+                continue
+            try:
+                enc.open(value, aad)
+            except Exception as exc:
+                raise KEKMismatch(
+                    f"the database's secrets are sealed under KEK {enc.kek_of(value)}, which this process "
+                    f"cannot use ({type(exc).__name__}): give every replica the same KEKs "
+                    "(NOVACRON_KEK_DIR on shared storage, or the same NOVACRON_KEK_PROVIDER settings)"
+                ) from exc
+
+
 @dataclass
 class RotationReport:
     new_kek: str
