@@ -273,3 +273,43 @@ def test_an_image_source_urls_credentials_are_not_stored_in_clear(env: Env) -> N
     with sqlite3.connect(env.server.state_dir / "novacron.db") as db:
         (params,) = db.execute("select params from tasks where id=?", (r.json()["task_id"],)).fetchone()
     assert json.loads(params)["source_url"].startswith("nce1:")
+
+
+def test_cli_takes_credentials_off_the_command_line_and_rotation_keeps_backups_working(
+    env: Env, tmp_path: Path
+) -> None:
+    from tests.integration.test_cli import Cli
+
+    cli = Cli(tmp_path / "novacron" / "credentials.json", env.server)
+    cli.ok("login", "--server", env.server.url, "--username", "admin", "--password-stdin",
+           stdin=env.server.admin_password + "\n")  # fmt: skip
+    secret = "cli-" + uuid.uuid4().hex
+    config = _s3_config(env, "nc-" + uuid.uuid4().hex[:12])
+    sets = [f"{k}={v}" for k, v in config.items() if k != "aws_secret_access_key"]
+    args = [a for kv in sets for a in ("--set", kv)]
+    r = cli.ok("backup", "target", "create", "s3-cli", "--type", "s3", *args,
+               "--secret", "aws_secret_access_key", "--json", stdin=secret + "\n")  # fmt: skip
+    assert r.json()["config"]["aws_secret_access_key"] == "***" and secret not in r.out
+    r = cli.ok("backup", "target", "update", "s3-cli", "--secret", "aws_secret_access_key", "--json",
+               stdin=secret + "-2\n")  # fmt: skip
+    assert r.json()["secrets_set"] == ["aws_secret_access_key"]
+
+    before = cli.ok("kek", "list", "--json").json()
+    r = cli("kek", "rotate", "--json")
+    assert r.code == 0, env.server.log_path.read_text()[-6000:]
+    report = r.json()
+    assert report["errors"] == [] and report["retired"] == before["keks"]
+    assert report["targets"]["s3-private"] >= 1  # the tenant key made by the earlier backup
+    assert cli.ok("kek", "list", "--json").json()["keks"] == [report["new_kek"]]
+    audit = env.c.get("/v1/audit", params={"limit": 500}).json()["items"]
+    rotations = [a for a in audit if "key-encryption-key" in (a.get("action") or "")]
+    assert rotations and rotations[0]["outcome"] == "success"
+    # the target's credentials and its tenant keys were re-wrapped: a backup still works, and reads
+    r = env.c.post("/v1/backups", json={"vm": env.vm_id, "target": "s3-private"})
+    assert r.status_code == 202, r.text
+    done = wait_task(env.c, r.json()["task_id"], timeout_s=600)
+    assert done["state"] == "succeeded", done["error"]
+    verify = env.c.post(f"/v1/backups/{r.json()['backup']['id']}/verify")
+    assert verify.status_code == 202, verify.text
+    assert wait_task(env.c, verify.json()["task_id"], timeout_s=600)["state"] == "succeeded"
+    assert secret.encode() not in _db_bytes(env.server)

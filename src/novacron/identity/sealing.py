@@ -22,8 +22,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from novacron.db.migrate import scrub_free_pages
-from novacron.db.models import BackupTarget, CertificateAuthority, HostOperation, SigningKey
-from novacron.identity.encryption import EncryptionService, is_sealed
+from novacron.db.models import BackupTarget, CertificateAuthority, HostOperation, SigningKey, Task
+from novacron.identity.encryption import EncryptionService, is_sealed, scrub
 from novacron.identity.keys import private_pem_aad
 from novacron.identity.pki import key_pem_aad
 
@@ -125,6 +125,21 @@ def rewrap_rows(db: Database, enc: EncryptionService) -> int:
                 continue
             if (new := enc.rewrap(secrets["sealed"], secrets_aad(op.id))) is not None:
                 op.payload, changed = {**op.payload, "secrets": {"sealed": new}}, changed + 1
+        changed += _rewrap_import_urls(s, enc)
+    return changed
+
+
+def _rewrap_import_urls(s: Session, enc: EncryptionService) -> int:
+    """Image imports not finished yet keep their source URL sealed in the task's parameters."""
+    from novacron.compute.images import ImportImage, source_url_aad
+
+    changed = 0
+    for task in s.scalars(select(Task).where(Task.kind == ImportImage.kind)):
+        url = (task.params or {}).get("source_url")
+        if not (isinstance(url, str) and is_sealed(url)):
+            continue
+        if (new := enc.rewrap(url, source_url_aad(task.resource_id))) is not None:
+            task.params, changed = {**task.params, "source_url": new}, changed + 1
     return changed
 
 
@@ -140,13 +155,15 @@ def rotate(settings: Settings, db: Database, retire: bool = True) -> RotationRep
     report = RotationReport(new_kek=keys.rotate())
     report.rewrapped = rewrap_rows(db, enc)
     with db.read_session() as s:
-        targets = list(s.scalars(select(BackupTarget)))
-    for target in targets:
+        rows = s.scalars(select(BackupTarget))
+        targets = [(t.name, t.type, vmstore.target_config(settings, t)) for t in rows]
+    for name, kind, config in targets:
         try:
-            report.targets[target.name] = TenantKeyring(keys, vmstore.open_target(settings, target)).rewrap()
+            target = vmstore.target_from_config(kind, config)
+            report.targets[name] = TenantKeyring(keys, target).rewrap()
         except Exception as exc:  # an unreachable target keeps its keys under the old KEK
-            report.targets[target.name] = None
-            report.errors.append(f"backup target {target.name}: {type(exc).__name__}: {exc}")
+            report.targets[name] = None
+            report.errors.append(f"backup target {name}: {type(exc).__name__}: {scrub(str(exc), config)}")
     old = [k for k in old if k != report.new_kek]
     if retire and not report.errors:
         for kek_id in old:
