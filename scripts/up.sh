@@ -23,7 +23,10 @@ export PATH="$ROOT/.venv/bin:$PATH"
 STATE="$NOVACRON_STATE_DIR"
 URL="http://$NOVACRON_LISTEN_HOST:$NOVACRON_LISTEN_PORT"
 MARKER="$STATE/.test-guest-imported"
+# the state dir holds the database, the key-encryption keys and the VMs' disks: this account's only
+umask 077
 mkdir -p "$STATE"
+chmod 700 "$STATE"
 
 if curl -fsS -o /dev/null --max-time 2 "$URL/healthz" 2>/dev/null; then
     echo "[up] something already answers on $URL; stop it first (or set NOVACRON_LISTEN_PORT)" >&2
