@@ -159,3 +159,32 @@ def test_a_replica_without_the_platforms_keks_refuses_to_start_and_says_why(tmp_
     check_openable(db, first)
     with pytest.raises(KEKMismatch, match="NOVACRON_KEK_DIR"):
         check_openable(db, EncryptionService(KeyService(tmp_path / "kek-b")))
+
+
+def test_keys_handed_to_an_agent_wait_sealed_and_leave_the_row_with_the_answer(tmp_path: Path) -> None:
+    from novacron.compute import hostops
+    from novacron.config import Settings
+    from novacron.context import Context
+    from novacron.db.base import Database
+    from novacron.db.migrate import upgrade
+    from novacron.db.models import Host, HostOperation
+
+    settings = Settings(state_dir=tmp_path, database_url=f"sqlite:///{tmp_path}/novacron.db")
+    db = Database(settings.database_url)
+    upgrade(db)
+    ctx = Context(settings=settings, db=db, tokens=None)  # type: ignore[arg-type]
+    with db.session() as s:
+        s.add(Host(id="host-1", name="h1", driver="qemu", accelerator="tcg", cpus=1, ram_mb=512, traits=[]))
+    handed = {"key": "dGVuYW50LWRhdGEta2V5", "target": {"config": {"aws_secret_access_key": "S3CR3T"}}}
+    hostops._queue(ctx, "op-1", "host-1", None, "backup_disk", "vm-1", {"secrets": handed, "x": 1})
+    with db.read_session() as s:
+        stored = s.get(HostOperation, "op-1")
+        assert stored is not None
+        assert "S3CR3T" not in str(stored.payload) and stored.payload["secrets"]["sealed"].startswith(PREFIX)
+    (op,) = hostops.claim(ctx, "host-1")
+    assert op["payload"] == {"secrets": handed, "x": 1}  # the agent gets them in clear, over TLS
+    assert hostops.complete(ctx, "host-1", "op-1", {}, None)
+    with db.read_session() as s:
+        stored = s.get(HostOperation, "op-1")
+        assert stored is not None and "secrets" not in stored.payload
+    assert b"S3CR3T" not in (tmp_path / "novacron.db").read_bytes()
