@@ -83,7 +83,7 @@ class Settings:
     kek_provider: str = "file"
     #: the provider's other NOVACRON_KEK_* settings, lower-cased without the prefix (``vault_url``,
     #: ``vault_token_file``, ``pkcs11_module``, ``pkcs11_token``, ``pkcs11_pin_file``, ...)
-    kek_options: tuple[tuple[str, str], ...] = ()
+    kek_options: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # may hold a token or PIN
 
     @property
     def images_dir(self) -> Path:
