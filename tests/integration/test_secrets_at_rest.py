@@ -14,6 +14,7 @@ an older version (or a plain ``mkdir -p``) left it; the server must tighten it. 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -254,9 +255,19 @@ def test_backup_target_secret_is_write_only_sealed_and_the_target_still_backs_up
         (config,) = db.execute("select config from backup_targets where id=?", (target["id"],)).fetchone()
         stored = json.loads(config)
         idem = [row[0] for row in db.execute("select response_body from idempotency_keys")]
+        hashes = {row[0] for row in db.execute("select request_hash from idempotency_keys")}
         ops = [row[0] for row in db.execute("select payload from host_operations")]
     assert stored["aws_secret_access_key"].startswith("nce1:") and stored["bucket"] == bucket
     assert idem and all(SECRET not in body for body in idem)
+    # nor as an unsalted hash of the request a guess could be checked against
+    from novacron.api.routers.backups import TargetCreate
+
+    payload = TargetCreate(**body).model_dump(mode="json")  # type: ignore[arg-type]
+    clear = json.dumps(["POST", "/v1/backup-targets", payload], sort_keys=True).encode()
+    assert hashlib.sha256(clear).hexdigest() not in hashes
+    payload["config"]["aws_secret_access_key"] = "***"
+    masked = json.dumps(["POST", "/v1/backup-targets", payload], sort_keys=True).encode()
+    assert hashlib.sha256(masked).hexdigest() in hashes  # (the same formula, minus the secret)
     assert all(SECRET not in (p or "") and '"key"' not in (p or "") for p in ops)
 
 

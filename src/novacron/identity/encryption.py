@@ -28,7 +28,9 @@ MASK = "***"
 #: a configuration field is a secret when its name says so (``aws_secret_access_key``,
 #: ``connection_string``, ``account_key``, ``credentials``, ``password``, ``sas_token``, ...)
 _SECRET_FIELD = re.compile(
-    r"secret|passw|token|connection_string|account_key|credential|private_key|sas|api_key|auth", re.I
+    r"secret|passw|token|connection_string|account_key|credential|private_key|api_key"
+    r"|(^|_)sas(_|$)|(^|_)auth(_|$)|authorization",
+    re.I,
 )
 
 
