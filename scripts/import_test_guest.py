@@ -5,12 +5,15 @@ the first-start password from <state>/admin-password, create the image with the 
 command line, then upload the disk, kernel and initrd. Idempotent: an image of that name that is
 already active with its kernel and initrd is left alone; an incomplete one is replaced.
 
-    .venv/bin/python scripts/import_test_guest.py --url http://127.0.0.1:8080 --state-dir /var/lib/novacron
+    .venv/bin/python scripts/import_test_guest.py --url https://127.0.0.1:8080 --state-dir /var/lib/novacron
+
+HTTPS is verified against the node's platform CA (<state>/pki/ca.crt, or --ca-file), never skipped.
 """
 
 from __future__ import annotations
 
 import argparse
+import ssl
 import sys
 import time
 from collections.abc import Iterator
@@ -27,13 +30,23 @@ def log(msg: str) -> None:
     print(f"[up] {msg}", file=sys.stderr, flush=True)
 
 
-def wait_healthy(url: str, timeout_s: float, server_pid: int | None) -> None:
+def trust(url: str, ca_file: Path) -> ssl.SSLContext | bool:
+    """How to verify the node: its platform CA for HTTPS (made on the server's first start)."""
+    if not url.startswith("https://"):
+        return True
+    return ssl.create_default_context(cafile=str(ca_file))
+
+
+def wait_healthy(url: str, ca_file: Path, timeout_s: float, server_pid: int | None) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if server_pid is not None and not Path(f"/proc/{server_pid}").exists():
             raise SystemExit("the server exited before it answered; see its output above")
+        if url.startswith("https://") and not ca_file.exists():
+            time.sleep(0.3)  # the server has not made its CA yet
+            continue
         try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+            if httpx.get(f"{url}/healthz", timeout=2, verify=trust(url, ca_file)).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -60,15 +73,20 @@ def main() -> int:
     ap.add_argument("--guest-dir", type=Path, default=ROOT / "guest" / "out")
     ap.add_argument("--name", default=NAME)
     ap.add_argument("--server-pid", type=int, help="give up early if this process exits")
+    ap.add_argument("--ca-file", type=Path, help="the node's CA (default <state>/pki/ca.crt)")
     ap.add_argument("--timeout", type=float, default=180.0)
     args = ap.parse_args()
 
-    wait_healthy(args.url, args.timeout, args.server_pid)
+    ca_file = args.ca_file or args.state_dir / "pki" / "ca.crt"
+    wait_healthy(args.url, ca_file, args.timeout, args.server_pid)
+    verify = trust(args.url, ca_file)
     pw_file = args.state_dir / "admin-password"
     if not pw_file.exists():
         raise SystemExit(f"{pw_file} not found: cannot log in as admin to import the test guest")
     password = pw_file.read_text().strip()
-    r = httpx.post(f"{args.url}/v1/tokens", json={"username": "admin", "password": password}, timeout=30)
+    r = httpx.post(
+        f"{args.url}/v1/tokens", json={"username": "admin", "password": password}, timeout=30, verify=verify
+    )
     if r.status_code in (400, 401, 403):
         raise SystemExit(f"admin login with {pw_file} failed (password changed?); import the guest by hand")
     token = check(r)["access_token"]
@@ -79,7 +97,7 @@ def main() -> int:
             raise SystemExit(f"{p} missing: build the guest with python3 guest/build.py")
 
     with httpx.Client(base_url=args.url, headers={"Authorization": f"Bearer {token}"},
-                      timeout=httpx.Timeout(60.0, read=600.0)) as c:
+                      timeout=httpx.Timeout(60.0, read=600.0), verify=verify) as c:
         for img in check(c.get("/v1/images", params={"name": args.name}))["items"]:
             if img["status"] == "active" and img["has_kernel"] and img["has_initrd"]:
                 log(f"image {args.name} already present ({img['id']})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -95,9 +96,28 @@ class Server:
         self.log_path = self.state_dir / "server.log"
 
     @property
+    def tls(self) -> bool:
+        """Whether the API listens on HTTPS (the default of a real node; make_server opts out)."""
+        return self.env.get("NOVACRON_PLAIN_HTTP") != "1"
+
+    @property
     def url(self) -> str:
         # a server listening on a lab's underlay address is reached there (it is local too)
-        return f"http://{self.env.get('NOVACRON_LISTEN_HOST', '127.0.0.1')}:{self.port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{self.env.get('NOVACRON_LISTEN_HOST', '127.0.0.1')}:{self.port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The platform CA the server's certificate chains to (made on its first start)."""
+        return self.state_dir / "pki" / "ca.crt"
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """What an httpx client of this server verifies its certificate with: the platform CA, or
+        the CA of the operator's certificate (``NOVACRON_TEST_CA_FILE``, a test's own setting)."""
+        if not self.tls:
+            return True
+        return ssl.create_default_context(cafile=self.env.get("NOVACRON_TEST_CA_FILE") or str(self.ca_file))
 
     @property
     def admin_password(self) -> str:
@@ -130,7 +150,9 @@ class Server:
                     raise PortTaken(tail)
                 raise RuntimeError(f"server exited: {tail}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                if self.tls and not self.ca_file.exists():
+                    raise httpx.ConnectError("no CA yet")
+                if httpx.get(f"{self.url}/healthz", timeout=1, verify=self.verify).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -156,6 +178,7 @@ class Server:
             f"{self.url}/v1/tokens",
             json={"username": username, "password": password or self.admin_password},
             timeout=10,
+            verify=self.verify,
         )
         r.raise_for_status()
         return str(r.json()["access_token"])
@@ -165,6 +188,7 @@ class Server:
             base_url=self.url,
             headers={"Authorization": f"Bearer {token or self.token()}"},
             timeout=30,
+            verify=self.verify,
         )
 
 
@@ -172,6 +196,9 @@ def make_server(**env_overrides: str) -> Server:
     state = short_tmpdir()
     env = dict(os.environ)
     env.update(
+        # the suite's servers speak plain HTTP on loopback (fast, and what every test was written
+        # for); a test of TLS, or of a non-loopback listener, passes NOVACRON_PLAIN_HTTP="0"
+        NOVACRON_PLAIN_HTTP="1",
         NOVACRON_STATE_DIR=str(state),
         NOVACRON_LISTEN_PORT=str(free_port()),
         NOVACRON_AGENT_PORT=str(free_port()),

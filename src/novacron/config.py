@@ -6,19 +6,48 @@ nodes (and test instances) can run side by side on one machine.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from novacron.netguard import IPNetwork
 
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(f"NOVACRON_{name}", default)
 
 
+def _networks(value: str) -> tuple[str, ...]:
+    """NOVACRON_TRUSTED_PROXIES: comma-separated addresses or CIDRs, checked at start-up."""
+    nets = []
+    for item in (v.strip() for v in value.split(",")):
+        if item:
+            try:
+                nets.append(str(ipaddress.ip_network(item, strict=False)))
+            except ValueError as exc:
+                raise ValueError(f"NOVACRON_TRUSTED_PROXIES: {item!r} is not an address or CIDR") from exc
+    return tuple(nets)
+
+
+def _proxy_header(value: str) -> str:
+    if value.lower() not in ("x-forwarded-for", "forwarded"):
+        raise ValueError(f"NOVACRON_PROXY_HEADER must be 'x-forwarded-for' or 'forwarded', not {value!r}")
+    return value.lower()
+
+
 def _strategy(value: str) -> str:
     if value not in ("spread", "pack"):
         raise ValueError(f"NOVACRON_PLACEMENT_STRATEGY must be 'spread' or 'pack', not {value!r}")
     return value
+
+
+def _egress_allow(value: str) -> tuple[IPNetwork, ...]:
+    from novacron.netguard import parse_networks
+
+    return parse_networks(value)
 
 
 @dataclass(frozen=True)
@@ -78,6 +107,40 @@ class Settings:
     #: the dashboard's third-party browser assets (``npm ci`` of web/package.json puts them in
     #: web/node_modules of the checkout); None: that default
     web_vendor_dir: Path | None = None
+    #: ranges outbound requests made for tenants may reach although private (image URLs, webhooks,
+    #: health checks): NOVACRON_EGRESS_ALLOW=10.0.5.0/24,fd00:5::/64; this host's own addresses
+    #: stay closed whatever it says
+    egress_allow: tuple[IPNetwork, ...] = ()
+    #: the API/dashboard listener's certificate and key (PEM files) when the operator brings their
+    #: own (NOVACRON_TLS_CERT, NOVACRON_TLS_KEY); None: a certificate of the platform CA
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: extra DNS names and IP addresses for the platform CA's server certificate (NOVACRON_TLS_NAMES,
+    #: comma-separated): the names clients reach this node by
+    tls_names: tuple[str, ...] = ()
+    #: serve the API/dashboard over plain HTTP (NOVACRON_PLAIN_HTTP=1): refused unless the listen
+    #: address is loopback (tests, or a TLS-terminating proxy on the same host)
+    plain_http: bool = False
+    #: reverse proxies whose client-address header is believed (CIDRs; none by default): the
+    #: address audit records and login throttling use comes from that header only behind them
+    trusted_proxies: tuple[str, ...] = ()
+    #: the header those proxies set: "x-forwarded-for" or "forwarded" (RFC 7239); only one is read,
+    #: since a proxy passes the other through as the client sent it
+    proxy_header: str = "x-forwarded-for"
+    #: failed logins of one account (from anywhere) before each further try must wait (backoff)
+    login_account_failures: int = 5
+    #: failed logins from one client address (an IPv6 /64) before its backoff starts
+    login_source_failures: int = 20
+    #: the first wait; it doubles with every further failure, up to ``login_backoff_max_s``
+    login_backoff_s: float = 1.0
+    login_backoff_max_s: float = 900.0
+    #: failures older than this (since the last one) are forgotten
+    login_reset_s: float = 3600.0
+    #: password hashes computed at once (threads of their own); 0: unbounded, in the shared
+    #: thread pool (the old behaviour, for benchmarks only)
+    login_hash_workers: int = max(1, (os.cpu_count() or 2) // 2)
+    #: logins waiting for a hashing thread before more are answered 503 + Retry-After
+    login_hash_queue: int = 32
     #: where key-encryption keys live: "file" (``<state_dir>/kek``), "pkcs11" or "vault"
     #: (NOVACRON_KEK_PROVIDER; see identity/kek.py)
     kek_provider: str = "file"
@@ -137,6 +200,20 @@ class Settings:
             vhost_user_dir=Path(_env("VHOST_USER_DIR", "")) if _env("VHOST_USER_DIR", "") else None,
             network_backend=_env("NETWORK_BACKEND", "linux"),
             web_vendor_dir=Path(_env("WEB_VENDOR_DIR", "")).resolve() if _env("WEB_VENDOR_DIR", "") else None,
+            egress_allow=_egress_allow(_env("EGRESS_ALLOW", "")),
+            tls_cert=Path(_env("TLS_CERT", "")).resolve() if _env("TLS_CERT", "") else None,
+            tls_key=Path(_env("TLS_KEY", "")).resolve() if _env("TLS_KEY", "") else None,
+            tls_names=tuple(n.strip() for n in _env("TLS_NAMES", "").split(",") if n.strip()),
+            plain_http=_env("PLAIN_HTTP", "0") == "1",
+            trusted_proxies=_networks(_env("TRUSTED_PROXIES", "")),
+            proxy_header=_proxy_header(_env("PROXY_HEADER", "x-forwarded-for")),
+            login_account_failures=int(_env("LOGIN_ACCOUNT_FAILURES", "5")),
+            login_source_failures=int(_env("LOGIN_SOURCE_FAILURES", "20")),
+            login_backoff_s=float(_env("LOGIN_BACKOFF_S", "1")),
+            login_backoff_max_s=float(_env("LOGIN_BACKOFF_MAX_S", "900")),
+            login_reset_s=float(_env("LOGIN_RESET_S", "3600")),
+            login_hash_workers=int(_env("LOGIN_HASH_WORKERS", str(max(1, (os.cpu_count() or 2) // 2)))),
+            login_hash_queue=int(_env("LOGIN_HASH_QUEUE", "32")),
             kek_provider=_env("KEK_PROVIDER", "file"),
             kek_options=tuple(
                 sorted(

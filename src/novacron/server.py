@@ -1,19 +1,29 @@
-"""``novacron-server``: an all-in-one node (API, controllers, embedded agent) in one process."""
+"""``novacron-server``: an all-in-one node (API, controllers, embedded agent) in one process.
+
+The API and dashboard listen on HTTPS (a certificate of the platform CA, or the operator's own);
+plain HTTP only when asked for (``NOVACRON_PLAIN_HTTP=1``) on a loopback address. Node agents
+reach the same app on the agent port, always under the platform CA they pin.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
+import ssl
 from pathlib import Path
+from typing import Any
 
 import uvicorn
+from starlette.types import ASGIApp
 
+from novacron.api.transport import SecurityHeaders
 from novacron.config import Settings
 from novacron.context import Context
 from novacron.db.base import Database
 from novacron.identity.encryption import encryption_for
-from novacron.identity.pki import ensure_server_tls
+from novacron.identity.pki import ServerTLS, ensure_server_tls
 from novacron.private import set_private_umask
 
 
@@ -100,6 +110,70 @@ def ensure_defaults(ctx: Context) -> str | None:
     return password
 
 
+WILDCARD = ("0.0.0.0", "::", "")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def url_of(scheme: str, host: str, port: int) -> str:
+    """``scheme://host:port`` with an IPv6 address in brackets (RFC 3986)."""
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
+def refuse_plain_http_off_loopback(settings: Settings, host: str) -> None:
+    """Plain HTTP only where nobody but this host can listen in: exits naming the setting."""
+    if settings.plain_http and not is_loopback(host):
+        raise SystemExit(
+            f"NOVACRON_PLAIN_HTTP=1 is allowed only on a loopback listen address, and "
+            f"NOVACRON_LISTEN_HOST is {host!r}: unset NOVACRON_PLAIN_HTTP to serve HTTPS (a certificate "
+            "of the platform CA, or your own with NOVACRON_TLS_CERT and NOVACRON_TLS_KEY), or listen "
+            "on 127.0.0.1 behind a TLS-terminating proxy."
+        )
+
+
+def api_certificate(settings: Settings, platform: ServerTLS) -> tuple[Path, Path] | None:
+    """The API listener's (certificate, key): the operator's, else the platform CA's; None for
+    plain HTTP. Exits naming the settings when the operator's files do not load."""
+    if settings.plain_http:
+        return None
+    if settings.tls_cert is None and settings.tls_key is None:
+        return platform.cert, platform.key
+    if settings.tls_cert is None or settings.tls_key is None:
+        raise SystemExit("NOVACRON_TLS_CERT and NOVACRON_TLS_KEY go together: set both, or neither.")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            settings.tls_cert, settings.tls_key
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise SystemExit(
+            f"NOVACRON_TLS_CERT={settings.tls_cert} / NOVACRON_TLS_KEY={settings.tls_key}: "
+            f"cannot load the certificate and its key: {exc}"
+        ) from exc
+    return settings.tls_cert, settings.tls_key
+
+
+def _listener(app: ASGIApp, host: str, port: int, tls: tuple[Path, Path] | None, **kw: Any) -> uvicorn.Server:
+    if tls is not None:
+        # HSTS on TLS listeners only: never on plain HTTP
+        app = SecurityHeaders(app, hsts=True)
+        kw.update(ssl_certfile=str(tls[0]), ssl_keyfile=str(tls[1]))
+    # proxy_headers=False: uvicorn would believe X-Forwarded-For from 127.0.0.1 by default and
+    # rewrite the client address; the app does that itself, from NOVACRON_TRUSTED_PROXIES only
+    # (identity/clientaddr.py)
+    return uvicorn.Server(
+        uvicorn.Config(
+            app, host=host, port=port, log_level="warning", ws="websockets-sansio", proxy_headers=False, **kw
+        )
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", help="listen address (default 127.0.0.1)")
@@ -109,12 +183,18 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     settings = Settings.from_env()
-    ctx = build_context(settings)
-    password = ensure_defaults(ctx)
     host = args.host or settings.listen_host
     port = args.port or settings.listen_port
-    url = f"http://{host}:{port}"
+    refuse_plain_http_off_loopback(settings, host)  # before any state is made
+    ctx = build_context(settings)
+    password = ensure_defaults(ctx)
+    names = {host, "127.0.0.1", "localhost", settings.host_name, *settings.tls_names}
+    tls = ensure_server_tls(ctx.db, settings.state_dir, sorted(names), encryption_for(settings))
+    api_tls = api_certificate(settings, tls)
+    url = url_of("https" if api_tls else "http", host, port)
     print(f"NovaCron {url}  (API docs: {url}/docs)", flush=True)
+    if api_tls == (tls.cert, tls.key):
+        print(f"TLS: a certificate of the platform CA; clients trust {tls.ca_cert}", flush=True)
     if password:
         print(
             f"First start: user 'admin', password '{password}' (also in {settings.state_dir}/admin-password)",
@@ -123,40 +203,20 @@ def main() -> None:
     from novacron.api.app import create_app
 
     app = create_app(ctx)
-    servers = [
-        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", ws="websockets-sansio"))
-    ]
+    servers = [_listener(app, host, port, api_tls)]
     if settings.agent_port:
-        tls = ensure_server_tls(
-            ctx.db,
-            settings.state_dir,
-            sorted({host, "127.0.0.1", "localhost", settings.host_name}),
-            encryption_for(settings),
-        )
         # where agents dial this replica back (console relays): a wildcard listener is named by host
-        advertised = settings.host_name if host in ("0.0.0.0", "::", "") else host
+        advertised = settings.host_name if host in WILDCARD else host
         ctx.extras.update(
             tls=tls,
             ca_fingerprint=tls.ca_fingerprint(),
-            agent_url=f"https://{host}:{settings.agent_port}",
-            relay_url=f"https://{advertised}:{settings.agent_port}",
+            agent_url=url_of("https", host, settings.agent_port),
+            relay_url=url_of("https", advertised, settings.agent_port),
         )
-        print(f"Agents join at https://{host}:{settings.agent_port} (CA {tls.ca_fingerprint()})", flush=True)
-        # the same app on HTTPS for node agents; the plain listener runs the background workers
-        servers.append(
-            uvicorn.Server(
-                uvicorn.Config(
-                    app,
-                    host=host,
-                    port=settings.agent_port,
-                    log_level="warning",
-                    lifespan="off",
-                    ssl_certfile=str(tls.cert),
-                    ssl_keyfile=str(tls.key),
-                    ws="websockets-sansio",
-                )
-            )
-        )
+        print(f"Agents join at {ctx.extras['agent_url']} (CA {tls.ca_fingerprint()})", flush=True)
+        # the same app for node agents, always with the platform CA's certificate (agents pin the
+        # CA); the API listener runs the background workers
+        servers.append(_listener(app, host, settings.agent_port, (tls.cert, tls.key), lifespan="off"))
     asyncio.run(_serve(servers))
 
 

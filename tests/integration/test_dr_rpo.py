@@ -145,17 +145,42 @@ def test_runbook_references_and_states_are_checked(srv: tuple[Server, httpx.Clie
     assert r.status_code == 409 and "recovery_group" in r.json()["detail"], r.text
 
 
-def test_hooks_and_tcp_checks_are_for_platform_admins_and_a_failed_over_runbook_stays(
+def test_hooks_and_tcp_checks_pass_the_egress_guard_and_a_failed_over_runbook_stays(
     srv: tuple[Server, httpx.Client],
 ) -> None:
     server, admin = srv
-    with tenant_user(admin, server, "drtenant", role="tenant-admin")[0] as tenant:
-        hook = {"when": "before", "url": "http://169.254.169.254/latest/meta-data/"}
-        r = tenant.post("/v1/dr/runbooks", json={"name": "probe", "steps": [{"vm": "x", "hooks": [hook]}]})
+    tenant, pid = tenant_user(admin, server, "drtenant", role="tenant-admin")
+    with tenant:
+        r = tenant.post(
+            "/v1/dr/runbooks",
+            json={"name": "probe", "steps": [{"vm": "x", "hooks": [{"command": ["id"]}]}]},
+        )
         assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.steps.hooks", r.text
-        check = {"kind": "tcp", "address": "127.0.0.1", "port": 5432}
-        r = tenant.post("/v1/dr/runbooks", json={"name": "probe", "steps": [{"vm": "x", "health": check}]})
-        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.steps.health.kind", r.text
+        # webhooks and tcp checks: refused by the egress guard (for admins too), naming the field
+        for who in (tenant, admin):
+            for url in (
+                "http://169.254.169.254/latest/meta-data/",
+                "http://2130706433:5432/",
+                "http://[::1]/",
+            ):
+                hook = {"when": "before", "url": url}
+                r = who.post(
+                    "/v1/dr/runbooks",
+                    json={"name": "probe", "project_id": pid, "steps": [{"vm": "x", "hooks": [hook]}]},
+                )
+                assert r.status_code == 422, r.text
+                assert r.json()["errors"][0]["field"] == "body.steps.0.hooks.0.url", r.text
+            for address in ("127.0.0.1", "localhost", "10.1.2.3", "::ffff:127.0.0.1"):
+                check = {"kind": "tcp", "address": address, "port": 5432}
+                steps = [{"vm": "x"}, {"vm": "y", "health": check}]
+                r = who.post("/v1/dr/runbooks", json={"name": "probe", "project_id": pid, "steps": steps})
+                assert r.status_code == 422, r.text
+                assert r.json()["errors"][0]["field"] == "body.steps.1.health.address", r.text
+        # a public target is a tenant's to use (nothing is sent when the runbook is written)
+        public = {"vm": "x", "hooks": [{"url": "https://93.184.216.34/dr"}],
+                  "health": {"kind": "tcp", "address": "93.184.216.34", "port": 443}}  # fmt: skip
+        r = tenant.post("/v1/dr/runbooks", json={"name": "public", "steps": [public]})
+        assert r.status_code == 201, r.text
         r = tenant.post("/v1/dr/runbooks", json={"name": "plain", "steps": [{"vm": "x"}]})
         assert r.status_code == 201, r.text
         rid = r.json()["id"]

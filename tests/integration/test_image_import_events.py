@@ -3,31 +3,40 @@
 from __future__ import annotations
 
 import asyncio
-import functools
-import http.server
 import json
-import threading
+import os
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import websockets
 
-from tests.conftest import Guest, Server, default_project, wait_task
+from tests.conftest import Guest, Server, default_project, destroy_server, make_server, require, wait_task
+from tests.integration import egresslab
 
 
 @pytest.fixture
-def file_server(guest: Guest) -> Iterator[str]:
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(guest.disk.parent))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
+def origin(guest: Guest, tmp_path: Path) -> Iterator[egresslab.Origin]:
+    """The image server, outside the platform: its own network namespace (loopback is refused)."""
+    require(
+        os.geteuid() == 0 and shutil.which("nsenter") is not None, "root and nsenter (network namespaces)"
+    )
+    shutil.copyfile(guest.disk, tmp_path / guest.disk.name)
+    with egresslab.origin(tmp_path) as o:
+        yield o
+
+
+def test_import_from_url_runs_as_a_task(guest: Guest, origin: egresslab.Origin) -> None:
+    server = make_server(NOVACRON_EGRESS_ALLOW=origin.network, NOVACRON_NETWORK_BACKEND="none")
+    server.start()
     try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+        _import_from_url(server, guest, origin.url().rstrip("/"))
     finally:
-        httpd.shutdown()
+        destroy_server(server)
 
 
-def test_import_from_url_runs_as_a_task(server: Server, guest: Guest, file_server: str) -> None:
+def _import_from_url(server: Server, guest: Guest, file_server: str) -> None:
     with server.client() as c:
         pid = default_project(c)
         r = c.post(

@@ -119,7 +119,10 @@ def api_lab() -> Iterator[tuple[Lab, Server, list[HostAgent]]]:
     try:
         lab.up()
         # the control plane listens on the underlay bridge: reachable from every host namespace
-        server = make_server(NOVACRON_EMBEDDED_AGENT="0", NOVACRON_LISTEN_HOST=f"10.{lab.subnet}.0.1")
+        # not loopback: HTTPS (plain HTTP is refused there), the clients trust the platform CA
+        server = make_server(
+            NOVACRON_EMBEDDED_AGENT="0", NOVACRON_LISTEN_HOST=f"10.{lab.subnet}.0.1", NOVACRON_PLAIN_HTTP="0"
+        )
         server.start(60)
         agents = [HostAgent(h) for h in lab.hosts]
         yield lab, server, agents

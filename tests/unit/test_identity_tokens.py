@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -7,7 +8,8 @@ import jwt
 import pytest
 
 from novacron.api.errors import Problem
-from novacron.db.models import RefreshToken, User
+from novacron.db.models import Event, RefreshToken, User
+from novacron.identity.login import LoginRefused
 from novacron.identity.permissions import permissions_of
 from tests.unit.identity_helpers import add_user, issue, make_service
 
@@ -105,27 +107,56 @@ def test_revoke_user_sessions(tmp_path: Path) -> None:
     a1, r1, _ = issue(db, ts, uid)
     ts.revoke_user_sessions(uid)
     _refused(ts.authenticate, a1, match="sessions of this account were ended")
-    _refused(ts.refresh, r1, match="already used")
+    _refused(ts.refresh, r1, match="Unknown refresh token")  # deleted: a replay ends nothing
     time.sleep(0.002)
     a2, _, _ = issue(db, ts, uid)  # a login after the cut works
     assert ts.authenticate(a2).user_id == uid
 
 
-def test_refresh_rotates_and_reuse_revokes_everything(tmp_path: Path) -> None:
+def test_refresh_rotates_and_reuse_ends_only_that_family(tmp_path: Path) -> None:
     db, ts = make_service(tmp_path)
     uid = add_user(db)
     a1, r1, _ = issue(db, ts, uid)
-    a2, r2, _ = ts.refresh(r1)
-    assert r2 != r1 and a2 != a1
+    other_access, other_refresh, _ = issue(db, ts, uid)  # a second login: another family
+    done = ts.refresh(r1)
+    a2, r2 = done.access_token, done.refresh_token
+    assert r2 != r1 and a2 != a1 and done.owner.user_id == uid
     c1 = jwt.decode(a1, options={"verify_signature": False})
     c2 = jwt.decode(a2, options={"verify_signature": False})
     assert c1["sid"] == c2["sid"]  # same login session
     assert ts.authenticate(a2).user_id == uid
-    # r1 was consumed: presenting it again looks like theft
-    _refused(ts.refresh, r1, match="already used")
-    _refused(ts.refresh, r2, match="already used")  # the legitimate successor died too
-    _refused(ts.authenticate, a2, match="sessions of this account were ended")
+    # r1 was consumed: presenting it again looks like theft, and names whose it was
+    refused = _refused(ts.refresh, r1, match="already used")
+    assert refused.owner is not None and refused.owner.user_id == uid  # type: ignore[attr-defined]
+    _refused(ts.refresh, r2, match="already used")  # the family's legitimate successor died too
+    _refused(ts.authenticate, a2, match="revoked")
+    _refused(ts.authenticate, a1, match="revoked")
+    # ...but the other login session goes on
+    assert ts.authenticate(other_access).user_id == uid
+    assert ts.refresh(other_refresh).owner.user_id == uid
+    with db.session() as s:
+        reused = s.query(Event).filter_by(type="token.reused").all()
+        assert len(reused) == 2  # r1, then r2: each replay of the ended family is reported
+        assert all(e.resource_id == uid and e.data["login_session"] == c1["sid"] for e in reused)
     _refused(ts.refresh, "ncr_unknown", match="Unknown refresh token")
+
+
+def test_stale_refresh_token_after_password_change_ends_nothing(tmp_path: Path) -> None:
+    """Issue 11, finding 13: after a password change and a new login, replaying the refresh
+    token from before the change killed the new session too, again and again."""
+    db, ts = make_service(tmp_path)
+    uid = add_user(db)
+    _, old_r1, _ = issue(db, ts, uid)
+    old_r2 = ts.refresh(old_r1).refresh_token  # old_r1 is now a used token of the old family
+    ts.revoke_user_sessions(uid)  # what a password change does
+    time.sleep(0.002)
+    new_access, new_refresh, _ = issue(db, ts, uid)  # the new login
+    for stale in (old_r1, old_r2, old_r1):
+        with pytest.raises(Problem) as info:
+            ts.refresh(stale)
+        assert info.value.status == 401
+    assert ts.authenticate(new_access).user_id == uid
+    assert ts.refresh(new_refresh).owner.user_id == uid
 
 
 def test_refresh_refused_when_expired(tmp_path: Path) -> None:
@@ -144,13 +175,17 @@ def test_refresh_refused_for_disabled_user(tmp_path: Path) -> None:
     _refused(ts.refresh, r1, match="disabled")
 
 
-def test_check_password(tmp_path: Path) -> None:
+def test_password_login_same_answer_for_unknown_user(tmp_path: Path) -> None:
     db, ts = make_service(tmp_path)
     uid = add_user(db, password="pw-alice-123456")
-    with db.session() as s:
-        assert ts.check_password(s, "alice", "pw-alice-123456").id == uid
-        _refused(ts.check_password, s, "alice", "wrong", match="Wrong username or password")
-        _refused(ts.check_password, s, "nobody", "wrong", match="Wrong username or password")
+    done = asyncio.run(ts.logins.login("alice", "pw-alice-123456", "192.0.2.1"))
+    assert done.account.id == uid and ts.authenticate(done.access_token).user_id == uid
+    answers = []
+    for username in ("alice", "nobody"):
+        with pytest.raises(LoginRefused) as info:
+            asyncio.run(ts.logins.login(username, "wrong-password", "192.0.2.1"))
+        answers.append((info.value.status, info.value.detail))
+    assert answers[0] == answers[1] == (401, "Wrong username or password.")
 
 
 def test_verify_micro_benchmark(tmp_path: Path) -> None:

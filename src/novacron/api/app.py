@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
+from starlette.types import ASGIApp
 
 from novacron import __version__
 from novacron.api.errors import install_handlers
@@ -23,9 +24,12 @@ from novacron.api.routers import (
     images,
     migration,
     tasks,
+    tickets,
     vms,
 )
+from novacron.api.transport import BodyGuard, SecurityHeaders
 from novacron.context import Context
+from novacron.identity.clientaddr import ClientAddressMiddleware
 from novacron.workers import BackgroundWorkers, is_leader
 
 log = logging.getLogger(__name__)
@@ -76,6 +80,12 @@ def _include_web(app: FastAPI, ctx: Context) -> None:
     install(app, ctx.settings)
 
 
+class NovaCronAPI(FastAPI):
+    def build_middleware_stack(self) -> ASGIApp:
+        # outside Starlette's own error middleware too, so that a 500 page gets the headers
+        return SecurityHeaders(super().build_middleware_stack())
+
+
 def create_app(ctx: Context, *, background: bool = True) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -88,18 +98,21 @@ def create_app(ctx: Context, *, background: bool = True) -> FastAPI:
             if workers is not None:
                 await asyncio.to_thread(workers.stop)
 
-    app = FastAPI(
+    app = NovaCronAPI(
         title="NovaCron API",
         version=__version__,
         description="Virtual machines, images, flavors, tasks, hosts, identity and events.",
         lifespan=lifespan,
         openapi_url="/openapi.json",
-        docs_url="/docs",
-        redoc_url="/redoc",
+        # /docs and /redoc are the web package's: pinned local assets under a CSP, no CDN
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.ctx = ctx
     install_handlers(app)
     app.add_middleware(GZipMiddleware, minimum_size=2048)
+    # inside the audit middleware (added later, so outer): refused bodies are audited too
+    app.add_middleware(BodyGuard, api=app)
     for module in (
         agents,
         agent_uploads,
@@ -112,6 +125,7 @@ def create_app(ctx: Context, *, background: bool = True) -> FastAPI:
         tasks,
         hosts,
         events,
+        tickets,
     ):
         app.include_router(module.router)
     _include_optional(app)
@@ -121,4 +135,9 @@ def create_app(ctx: Context, *, background: bool = True) -> FastAPI:
     def healthz() -> dict[str, str | bool]:
         return {"status": "ok", "version": __version__, "leader": is_leader(ctx)}
 
+    # added last, so outermost: audit and login throttling see the client a trusted proxy reports
+    settings = ctx.settings
+    app.add_middleware(
+        ClientAddressMiddleware, proxies=settings.trusted_proxies, header=settings.proxy_header
+    )
     return app

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
+from starlette.requests import HTTPConnection
 
 from novacron.api.errors import Problem
 from novacron.identity.principal import Principal
@@ -47,13 +48,34 @@ def get_read_session(request: Request) -> Iterator[Session]:
 ReadSessionDep = Annotated[Session, Depends(get_read_session)]
 
 
-def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
+def bearer_token(conn: HTTPConnection) -> str | None:
+    """The token of ``Authorization: Bearer``: the only place a REST call may carry one (a token in
+    a URL or a cookie ends up in logs, histories and Referer headers, or rides cross-site requests)."""
+    header = conn.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and token:
+    if scheme.lower() == "bearer" and token.strip():
         return token.strip()
-    # browsers cannot set headers on EventSource / WebSocket: accept a cookie or query parameter
-    return request.cookies.get("novacron_token") or request.query_params.get("access_token")
+    return None
+
+
+def handshake_principal(ctx: Context, conn: HTTPConnection) -> Principal:
+    """A user opening a WebSocket or an event stream: ``Authorization: Bearer``, or (browsers cannot
+    send headers there) a single-use ``?ticket=`` from ``POST /v1/tickets`` for this very path.
+    Blocking (database): call it in a thread."""
+    from novacron.identity import tickets
+
+    token = bearer_token(conn)
+    if token:
+        return authenticate_any(ctx, token)
+    ticket = conn.query_params.get("ticket")
+    if ticket:
+        return tickets.redeem(ctx.db, ctx.tokens, ticket, conn.url.path)
+    raise Problem(
+        401,
+        "Unauthorized",
+        "Send 'Authorization: Bearer <token>', or '?ticket=' from POST /v1/tickets (browsers).",
+        headers={"WWW-Authenticate": 'Bearer realm="novacron"'},
+    )
 
 
 def authenticate_any(ctx: Context, token: str) -> Principal:
@@ -65,16 +87,27 @@ def authenticate_any(ctx: Context, token: str) -> Principal:
     return ctx.tokens.authenticate(token)
 
 
+def unauthenticated() -> Problem:
+    return Problem(
+        401,
+        "Unauthorized",
+        "Send 'Authorization: Bearer <token>'; get one with POST /v1/tokens or 'novacron login'.",
+        headers={"WWW-Authenticate": 'Bearer realm="novacron"'},
+    )
+
+
 def current_principal(request: Request) -> Principal:
+    from novacron.api.transport import PREAUTH_KEY
+
     token = bearer_token(request)
     if not token:
-        raise Problem(
-            401,
-            "Unauthorized",
-            "Send 'Authorization: Bearer <token>'; get one with POST /v1/tokens or 'novacron login'.",
-            headers={"WWW-Authenticate": 'Bearer realm="novacron"'},
-        )
-    principal = authenticate_any(ctx_of(request), token)
+        raise unauthenticated()
+    # a request with a body was authenticated before its body was read (api/transport.py)
+    pre = request.scope.get("state", {}).get(PREAUTH_KEY)
+    if pre is not None and pre[0] == token:
+        principal: Principal = pre[1]
+    else:
+        principal = authenticate_any(ctx_of(request), token)
     request.state.principal = principal
     return principal
 
@@ -84,6 +117,21 @@ PrincipalDep = Annotated[Principal, Depends(current_principal)]
 
 def require(permission: str) -> Callable[[Principal], Coroutine[Any, Any, Principal]]:
     async def check(principal: PrincipalDep) -> Principal:
+        if not principal.can(permission):
+            raise Problem(
+                403, "Forbidden", f"Your role '{principal.role}' lacks the permission '{permission}'."
+            )
+        return principal
+
+    return check
+
+
+def require_handshake(permission: str) -> Callable[[Request], Principal]:
+    """``require`` for an event stream a browser may open with a ticket instead of a header."""
+
+    def check(request: Request) -> Principal:
+        principal = handshake_principal(ctx_of(request), request)
+        request.state.principal = principal
         if not principal.can(permission):
             raise Problem(
                 403, "Forbidden", f"Your role '{principal.role}' lacks the permission '{permission}'."

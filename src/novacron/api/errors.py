@@ -105,9 +105,14 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        title = {404: "Not Found", 405: "Method Not Allowed"}.get(exc.status_code, "Error")
+        title = {404: "Not Found", 405: "Method Not Allowed", 413: "Content Too Large"}.get(
+            exc.status_code, "Error"
+        )
         headers = dict(exc.headers or {})
-        return problem_response(Problem(exc.status_code, title, str(exc.detail), headers=headers), request)
+        # a body over its route's limit (api/transport.py): name the field like every 4xx does
+        errors = [{"field": "body", "reason": str(exc.detail)}] if exc.status_code == 413 else None
+        problem = Problem(exc.status_code, title, str(exc.detail), headers=headers, errors=errors)
+        return problem_response(problem, request)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -16,6 +16,7 @@ from typing import Any
 from novacron.backup.vmstore import agent_store
 from novacron.virt import cbt
 from novacron.virt.base import DriverError
+from novacron.virt.images import raw_to_qcow2
 from novacron.virt.qemu import QemuDriver
 
 Progress = Callable[[dict[str, Any]], Awaitable[bool]]
@@ -148,12 +149,7 @@ async def restore_disk(
 
         await _with_progress(restore, poll, report)
         tmp = disk.with_suffix(".restoring")
-        proc = await asyncio.create_subprocess_exec(
-            "qemu-img", "convert", "-O", "qcow2", str(raw), str(tmp), stderr=asyncio.subprocess.PIPE
-        )
-        _, err = await proc.communicate()
-        if proc.returncode != 0:
-            raise DriverError(f"qemu-img convert failed: {err.decode(errors='replace').strip()}")
+        await raw_to_qcow2(raw, tmp)  # -f raw: the bytes are the guest's
         tmp.replace(disk)
     finally:
         raw.unlink(missing_ok=True)

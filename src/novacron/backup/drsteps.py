@@ -5,17 +5,23 @@ shell; platform admins only, checked when the runbook is written) or an HTTP web
 step's context as JSON). Their output is kept in the task. A failing hook fails the step unless it
 says ``on_failure: continue``. Health checks: the VM's console shows a marker (read by its host's
 agent), or a TCP port answers (from the control plane), or the VM runs; each with a timeout.
+
+Webhooks and TCP checks leave from the control plane's network, so both pass the egress guard
+(``novacron.netguard``) for everyone: checked when the runbook is written, checked again and pinned
+to the checked address when they run, and their failures say nothing a port scanner could use.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from novacron import netguard
 from novacron.compute import hostops
 from novacron.db.models import VM, Project
 from novacron.identity.principal import Principal
@@ -29,9 +35,12 @@ if TYPE_CHECKING:
     from novacron.context import Context
     from novacron.db.models import Task
 
+log = logging.getLogger(__name__)
 OUTPUT_MAX = 4000
 DEFAULT_HOOK_TIMEOUT_S = 60.0
 DEFAULT_HEALTH_TIMEOUT_S = 300.0
+#: what a webhook that could not be reached says, whatever the cause (the server log has it)
+WEBHOOK_FAILED = "the webhook could not be reached"
 
 
 async def _command(hook: dict[str, Any], env: dict[str, str], timeout: float) -> dict[str, Any]:
@@ -48,23 +57,52 @@ async def _command(hook: dict[str, Any], env: dict[str, str], timeout: float) ->
     return {"ok": proc.returncode == 0, "exit_code": proc.returncode, "output": out.decode(errors="replace")}
 
 
-async def _webhook(hook: dict[str, Any], env: dict[str, str], timeout: float) -> dict[str, Any]:
+def refused_target(steps: list[dict[str, Any]], policy: netguard.EgressPolicy) -> tuple[str, str] | None:
+    """The first webhook URL or TCP check target the egress guard refuses, as (field, reason)."""
+    for n, step in enumerate(steps):
+        for m, hook in enumerate(step.get("hooks") or []):
+            if hook.get("url"):
+                try:
+                    netguard.check_url(str(hook["url"]), policy)
+                except netguard.EgressDenied as exc:
+                    return f"steps.{n}.hooks.{m}.url", str(exc)
+        health = step.get("health") or {}
+        if health.get("kind") == "tcp":
+            try:
+                netguard.check_host(str(health["address"]), int(health["port"]), policy)
+            except netguard.EgressDenied as exc:
+                return f"steps.{n}.health.address", str(exc)
+    return None
+
+
+async def _webhook(
+    hook: dict[str, Any], env: dict[str, str], timeout: float, policy: netguard.EgressPolicy
+) -> dict[str, Any]:
     try:
-        async with httpx.AsyncClient(timeout=timeout) as client:
-            r = await client.post(hook["url"], json=env)
-    except httpx.HTTPError as exc:
-        return {"ok": False, "status": None, "output": f"{type(exc).__name__}: {exc}"}
-    return {"ok": r.is_success, "status": r.status_code, "output": r.text}
+        async with netguard.request("POST", str(hook["url"]), policy, json=env, timeout=timeout) as r:
+            text = (await r.aread()).decode(errors="replace")
+    except netguard.EgressDenied as exc:
+        return {"ok": False, "status": None, "output": f"refused: {exc}"}
+    except (netguard.FetchFailed, httpx.HTTPError) as exc:
+        # one message for refused, reset, timed out: the hook's output must not scan ports
+        log.warning("webhook %s failed: %r", hook["url"], exc)
+        return {"ok": False, "status": None, "output": WEBHOOK_FAILED}
+    return {"ok": r.is_success, "status": r.status_code, "output": text}
 
 
-async def run_hooks(hooks: list[dict[str, Any]], when: str, env: dict[str, str]) -> list[dict[str, Any]]:
+async def run_hooks(
+    hooks: list[dict[str, Any]], when: str, env: dict[str, str], policy: netguard.EgressPolicy
+) -> list[dict[str, Any]]:
     """Run the step's ``when`` (before/after) hooks in order; each result keeps its output."""
     results = []
     for hook in (h for h in hooks if h.get("when", "before") == when):
         started = time.monotonic()
         timeout = float(hook.get("timeout_s") or DEFAULT_HOOK_TIMEOUT_S)
-        run = _command if hook.get("command") else _webhook
-        outcome = await run(hook, {**env, "NOVACRON_HOOK": when}, timeout)
+        hook_env = {**env, "NOVACRON_HOOK": when}
+        if hook.get("command"):
+            outcome = await _command(hook, hook_env, timeout)
+        else:
+            outcome = await _webhook(hook, hook_env, timeout, policy)
         outcome["output"] = outcome["output"][-OUTPUT_MAX:]
         what = {"command": hook["command"]} if hook.get("command") else {"url": hook["url"]}
         results.append(
@@ -78,16 +116,19 @@ def failed_hook(results: list[dict[str, Any]]) -> dict[str, Any] | None:
     return next((r for r in results if not r["ok"] and r["on_failure"] != "continue"), None)
 
 
-async def _tcp(address: str, port: int, deadline: float) -> None:
+async def tcp_check(address: str, port: int, deadline: float, policy: netguard.EgressPolicy) -> None:
+    """Until ``deadline``: connect to ``address:port`` through the egress guard (resolved and
+    checked at each try, connected to the checked address)."""
     while True:
         try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(address, port), 5)
-        except (OSError, TimeoutError):
+            await netguard.open_tcp(address, port, policy, 5)
+        except netguard.EgressDenied as exc:
+            raise StepFailed(f"{address}:{port} is refused: {exc}") from None
+        except netguard.FetchFailed:
             if time.monotonic() > deadline:
                 raise StepFailed(f"{address}:{port} did not answer") from None
             await asyncio.sleep(1)
         else:
-            writer.close()
             return
 
 
@@ -136,7 +177,8 @@ async def check_health(
             payload = {"needle": check["marker"], "timeout_s": timeout}
             await hostops.call(ctx, host_id, task, "wait_console", vm_id, payload, timeout + 60, f"h{key}")
         elif kind == "tcp":
-            await _tcp(str(check["address"]), int(check["port"]), started + timeout)
+            policy = netguard.EgressPolicy.from_settings(ctx.settings)
+            await tcp_check(str(check["address"]), int(check["port"]), started + timeout, policy)
         else:
             wanted = {"wanted": ["running"], "timeout_s": timeout}
             await hostops.call(ctx, host_id, task, "wait_state", vm_id, wanted, timeout + 60, f"h{key}")

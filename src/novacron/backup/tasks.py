@@ -38,7 +38,8 @@ from novacron.quota import enforce as quota
 from novacron.quota.registry import backup_amounts
 from novacron.quota.tree import node_for_ref
 from novacron.tasks.runner import StepFailed, TaskHandler
-from novacron.virt.images import inspect_image
+from novacron.virt.base import DriverError
+from novacron.virt.images import inspect_image, raw_to_qcow2
 
 if TYPE_CHECKING:
     from novacron.context import Context
@@ -460,13 +461,10 @@ class RestoreImage(TaskHandler):
         store = vmstore.server_store(settings, target)
         try:
             await asyncio.to_thread(store.restore_to, snap.tenant_id, snap.id, "vda", raw)
-            proc = await asyncio.create_subprocess_exec(
-                "qemu-img", "convert", "-O", "qcow2", str(raw), str(storage.image_disk(settings, image_id)),
-                stderr=asyncio.subprocess.PIPE,
-            )  # fmt: skip
-            _, err = await proc.communicate()
-            if proc.returncode != 0:
-                raise StepFailed(f"qemu-img convert failed: {err.decode(errors='replace').strip()}")
+            try:  # -f raw: the bytes are the guest's (it may have written a qcow2 header)
+                await raw_to_qcow2(raw, storage.image_disk(settings, image_id))
+            except DriverError as exc:
+                raise StepFailed(str(exc)) from exc
         finally:
             raw.unlink(missing_ok=True)
         info = await asyncio.to_thread(inspect_image, storage.image_disk(settings, image_id))

@@ -3,13 +3,19 @@
 The CLI talks to NovaCron only through this client, never to the database.
 Credentials live in ``$NOVACRON_CONFIG`` or ``~/.config/novacron/credentials.json`` (mode 0600);
 ``NOVACRON_URL`` and ``NOVACRON_TOKEN`` override what is stored.
+
+HTTPS is verified, always: against ``--ca-file`` / ``NOVACRON_CA_FILE`` / the CA file stored by
+``login``, else, for a server on this machine, the platform CA in the local state directory
+(``$NOVACRON_STATE_DIR/pki/ca.crt``) when it is readable, else the system's trusted CAs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
+import ssl
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -18,7 +24,8 @@ from typing import Any
 
 import httpx
 
-DEFAULT_SERVER = "http://127.0.0.1:8080"
+DEFAULT_SERVER = "https://127.0.0.1:8080"
+DEFAULT_STATE_DIR = "/var/lib/novacron"
 START_HINT = (
     "Is the server running? Start it with `novacron-server` "
     "(or point the CLI elsewhere with --server URL or NOVACRON_URL)."
@@ -82,8 +89,42 @@ def config_path() -> Path:
 def normalize_server(url: str) -> str:
     url = url.strip().rstrip("/")
     if "://" not in url:
-        url = "http://" + url
+        url = "https://" + url
     return url
+
+
+def _is_local(server: str) -> bool:
+    host = httpx.URL(server).host
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def choose_ca_file(server: str, explicit: str | None, stored: str) -> str | None:
+    """The CA file to verify ``server`` with; None: the system's trusted CAs."""
+    chosen = explicit or os.environ.get("NOVACRON_CA_FILE") or stored
+    if chosen:
+        return str(Path(chosen).expanduser())
+    if server.startswith("https://") and _is_local(server):
+        # a node on this machine: its platform CA, when this user may read it
+        local = Path(os.environ.get("NOVACRON_STATE_DIR") or DEFAULT_STATE_DIR) / "pki" / "ca.crt"
+        if os.access(local, os.R_OK):
+            return str(local)
+    return None
+
+
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """Verifying TLS: certificate chain and host name, against ``ca_file`` or the system's CAs."""
+    try:
+        return ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+    except (OSError, ssl.SSLError) as exc:
+        raise CliError(
+            f"cannot read the CA certificate {ca_file}: {exc}",
+            hint="Give the platform CA with --ca-file (on the server: <state dir>/pki/ca.crt).",
+        ) from exc
 
 
 @dataclass
@@ -151,11 +192,17 @@ class Client:
         credentials_path: Path | None = None,
         transport: httpx.BaseTransport | None = None,
         timeout: float = 30.0,
+        ca_file: str | None = None,
     ) -> None:
         self.credentials_path = credentials_path or config_path()
         self.creds = Credentials.load(self.credentials_path)
         chosen = server or os.environ.get("NOVACRON_URL") or self.creds.server or DEFAULT_SERVER
         self.server = normalize_server(chosen)
+        same_server = bool(self.creds.server) and normalize_server(self.creds.server) == self.server
+        stored_ca = str(self.creds.extra.get("ca_file") or "") if same_server else ""
+        self.ca_file = choose_ca_file(self.server, ca_file, stored_ca)
+        #: for the console's WebSocket: the same trust as the REST calls
+        self.ssl_context = tls_context(self.ca_file) if self.server.startswith("https://") else None
         env_token = token or os.environ.get("NOVACRON_TOKEN")
         self.fixed_token = bool(env_token)
         if env_token:
@@ -164,7 +211,9 @@ class Client:
             self.token = self.creds.access_token
         else:
             self.token = ""
-        self.http = httpx.Client(base_url=self.server, timeout=timeout, transport=transport)
+        self.http = httpx.Client(
+            base_url=self.server, timeout=timeout, transport=transport, verify=self.ssl_context or True
+        )
 
     def close(self) -> None:
         self.http.close()
@@ -182,6 +231,18 @@ class Client:
         reason = str(exc) or type(exc).__name__
         if isinstance(exc, httpx.TimeoutException):
             return ConnectError(f"{self.server} did not answer in time ({reason}).")
+        if "CERTIFICATE_VERIFY_FAILED" in reason:
+            where = f"the CA in {self.ca_file}" if self.ca_file else "the system's trusted CAs"
+            return ConnectError(
+                f"the certificate of {self.server} does not verify against {where}: {reason}",
+                hint="Give the node's platform CA with --ca-file (on the server: "
+                f"{DEFAULT_STATE_DIR}/pki/ca.crt) or NOVACRON_CA_FILE.",
+            )
+        if "wrong version number" in reason.lower() or "record layer failure" in reason.lower():
+            return ConnectError(
+                f"{self.server} does not speak TLS: {reason}",
+                hint="Is it a plain-HTTP node (NOVACRON_PLAIN_HTTP=1)? Use an http:// URL for it.",
+            )
         return ConnectError(f"cannot connect to {self.server}: {reason}", hint=START_HINT)
 
     def send(
@@ -246,6 +307,10 @@ class Client:
         self.creds.username = username
         self.creds.access_token = str(tokens["access_token"])
         self.creds.refresh_token = str(tokens.get("refresh_token") or "")
+        if self.ca_file:
+            self.creds.extra["ca_file"] = str(Path(self.ca_file).resolve())
+        else:
+            self.creds.extra.pop("ca_file", None)
         self.token = self.creds.access_token
         return self.creds.save(self.credentials_path)
 

@@ -16,11 +16,12 @@ DEFAULT_PROJECT = "default"
 @dataclass
 class State:
     server: str | None = None
+    ca_file: str | None = None
     _client: Client | None = field(default=None, repr=False)
 
     def client(self) -> Client:
         if self._client is None:
-            self._client = Client(self.server)
+            self._client = Client(self.server, ca_file=self.ca_file)
         return self._client
 
     def close(self) -> None:

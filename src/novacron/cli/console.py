@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import ssl
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -51,7 +52,9 @@ def raw_terminal(fd: int) -> Iterator[None]:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
-async def _bridge(url: str, token: str, interactive: bool, linger: float) -> str:
+async def _bridge(
+    url: str, token: str, interactive: bool, linger: float, tls: ssl.SSLContext | None = None
+) -> str:
     """Run the session; returns why it ended."""
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -62,7 +65,8 @@ async def _bridge(url: str, token: str, interactive: bool, linger: float) -> str
     out = sys.stdout.buffer
     last_output = loop.time()
     try:
-        ws_cm = connect(url, additional_headers=headers, max_size=None, open_timeout=15)
+        # the header, never a token in the URL; wss: verified like the REST calls
+        ws_cm = connect(url, additional_headers=headers, max_size=None, open_timeout=15, ssl=tls)
         ws = await ws_cm.__aenter__()
     except InvalidStatus as exc:
         status = exc.response.status_code
@@ -164,7 +168,7 @@ def console(
     if interactive:
         info(f"Connected to the console of {found['name']}. Press Ctrl-] to detach.")
         with raw_terminal(sys.stdin.fileno()):
-            why = asyncio.run(_bridge(url, client.token, True, linger))
+            why = asyncio.run(_bridge(url, client.token, True, linger, client.ssl_context))
         info(f"\r\n[dim]{why} from {found['name']}; terminal restored.[/]")
     else:
-        asyncio.run(_bridge(url, client.token, False, linger))
+        asyncio.run(_bridge(url, client.token, False, linger, client.ssl_context))

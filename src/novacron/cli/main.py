@@ -29,6 +29,14 @@ class NovaGroup(TyperGroup):
                 state.close()
 
 
+CA_FILE = typer.Option(
+    None,
+    "--ca-file",
+    metavar="PEM",
+    help="CA certificate to verify the server's HTTPS with (default: NOVACRON_CA_FILE, the one stored "
+    "by login, the local node's platform CA for a server on this machine, then the system's CAs)",
+)
+
 app = typer.Typer(
     cls=NovaGroup,
     no_args_is_help=True,
@@ -47,10 +55,11 @@ def main(
         "--server",
         "-s",
         metavar="URL",
-        help="API base URL (default: NOVACRON_URL, then the one stored by login, then http://127.0.0.1:8080)",
+        help="API base URL (default: NOVACRON_URL, then the one stored by login, then https://127.0.0.1:8080)",
     ),
+    ca_file: str | None = CA_FILE,
 ) -> None:
-    ctx.obj = State(server=server)
+    ctx.obj = State(server=server, ca_file=ca_file)
 
 
 @app.command()
@@ -59,11 +68,14 @@ def login(
     server: str | None = typer.Option(None, "--server", "-s", metavar="URL", help="API base URL to log into"),
     username: str = typer.Option("admin", "--username", "-u"),
     password_stdin: bool = typer.Option(False, "--password-stdin", help="read the password from stdin"),
+    ca_file: str | None = CA_FILE,
 ) -> None:
-    """Log in and store the server URL and tokens (mode 0600) for the next commands."""
+    """Log in and store the server URL, its CA file and the tokens (mode 0600) for the next commands."""
     state = state_of(ctx)
     if server:
         state.server = server
+    if ca_file:
+        state.ca_file = ca_file
     client = state.client()
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")

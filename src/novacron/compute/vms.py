@@ -70,6 +70,7 @@ def create_vm(
         raise invalid("body.flavor", f"no flavor '{flavor_ref}'; see GET /v1/flavors", 422)
     if len(user_data.encode()) > MAX_USER_DATA:
         raise invalid("body.user_data", f"larger than {MAX_USER_DATA} bytes")
+    disk_gb = root_disk_gb(principal, image, flavor)
     placement, group_id = request_for_create(
         session, principal, project, flavor, server_group=server_group, aggregate=aggregate, labels=labels
     )
@@ -87,7 +88,7 @@ def create_vm(
         flavor_id=flavor.id,
         vcpus=flavor.vcpus,
         ram_mb=flavor.ram_mb,
-        disk_gb=max(flavor.disk_gb, -(-image.virtual_size_bytes // 2**30)),
+        disk_gb=disk_gb,
         user_data=user_data,
         meta=metadata,
         placement=placement,
@@ -125,6 +126,32 @@ def create_vm(
         session, vm_tasks.CreateVM, "vm", vm.id, tenant_id=vm.tenant_id, project_id=vm.project_id
     )
     return vm, task
+
+
+def root_disk_gb(principal: Principal, image: Image, flavor: Flavor) -> int:
+    """The VM's disk: the flavor's, which the image must fit (as Nova's FlavorDiskSmallerThanImage).
+
+    The image's virtual size is a number in its header, free to choose (a 64 KiB qcow2 can say
+    1 PiB): it never sizes the disk, the quota charge or the placement. A flavor without a disk
+    (``disk_gb`` 0) would take the image's size: administrators only (as Nova's zero-disk policy).
+    """
+    image_gb = -(-image.virtual_size_bytes // 2**30)
+    if flavor.disk_gb == 0:
+        if not principal.is_global:
+            raise invalid(
+                "body.flavor",
+                f"flavor '{flavor.name}' has no disk size (disk_gb 0), which would take the image's "
+                f"size; only administrators use it: choose a flavor with a disk of at least {image_gb} GiB",
+            )
+        return max(image_gb, 1)
+    if image.virtual_size_bytes > flavor.disk_gb * 2**30:
+        raise invalid(
+            "body.flavor",
+            f"flavor '{flavor.name}' has a {flavor.disk_gb} GiB disk, smaller than image '{image.name}' "
+            f"({image.virtual_size_bytes} bytes, {image_gb} GiB virtual size): choose a flavor with "
+            f"at least {image_gb} GiB of disk",
+        )
+    return flavor.disk_gb
 
 
 def _ensure_idle(vm: VM) -> None:
@@ -217,6 +244,12 @@ def resize(vm: VM, flavor: Flavor | None, vcpus: int | None, ram_mb: int | None)
     _ensure_idle(vm)
     if vm.state not in ("stopped", "error"):
         raise Problem(409, "Conflict", f"Stop VM '{vm.name}' before resizing it (it is {vm.state}).")
+    if flavor is not None and 0 < flavor.disk_gb < vm.disk_gb:  # a disk is not shrunk
+        raise invalid(
+            "body.flavor",
+            f"flavor '{flavor.name}' has a {flavor.disk_gb} GiB disk, smaller than the VM's "
+            f"{vm.disk_gb} GiB disk: choose a flavor with at least {vm.disk_gb} GiB",
+        )
     new_vcpus = vcpus if vcpus is not None else flavor.vcpus if flavor is not None else vm.vcpus
     new_ram = ram_mb if ram_mb is not None else flavor.ram_mb if flavor is not None else vm.ram_mb
     session = object_session(vm)

@@ -1,4 +1,5 @@
-"""The audit log: one record for every mutating HTTP request (POST, PUT, PATCH, DELETE).
+"""The audit log: one record for every mutating HTTP request (POST, PUT, PATCH, DELETE), and
+for every request refused for a bad credential (401 on a request that presented a token).
 
 A pure ASGI middleware watches the response go by (status and, for small JSON bodies, the
 resource id), lets the whole request finish (so the handler's own transaction is closed),
@@ -11,7 +12,9 @@ Action: ``<resource>.<verb>`` from the route template, e.g. ``POST /v1/projects`
 ``project.create``, ``POST /v1/users/{user_id}/password`` -> ``user.password``,
 ``DELETE /v1/tokens/current`` -> ``token.delete``; unmatched paths keep ``METHOD path``.
 Outcome: ``success`` (< 400), ``denied`` (401, 403, 404), ``failed`` (anything else).
-The source IP is the peer address of the connection (proxies' X-Forwarded-For is not trusted).
+The source IP is the client address (``clientaddr.py``: the peer, or what a trusted proxy
+reports). Refusals (401, 429) are bounded (``audit_limit.py``) so an anonymous flood cannot fill
+the log; their ``detail`` says why (the problem's ``detail``) and how many were not written.
 """
 
 from __future__ import annotations
@@ -25,10 +28,13 @@ from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from novacron.db.models import AuditRecord
+from novacron.identity.audit_limit import RefusalLimiter
+from novacron.identity.clientaddr import client_address
 
 log = logging.getLogger(__name__)
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+REFUSED = frozenset({401, 429})
 _BODY_CAPTURE_MAX = 64 * 1024
 _VERB = {"POST": "create", "PUT": "update", "PATCH": "update", "DELETE": "delete"}
 
@@ -97,12 +103,28 @@ def outcome_of(status: int) -> str:
     return "failed"
 
 
+def _presents_credential(scope: Scope) -> bool:
+    """A request that showed a token: its 401 is a refused credential (forged, expired, revoked)."""
+    if any(name.lower() == b"authorization" for name, _ in scope.get("headers") or []):
+        return True
+    query = scope.get("query_string") or b""
+    return b"access_token=" in query or b"ticket=" in query
+
+
 class AuditMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self.refusals = RefusalLimiter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in MUTATING:
+        if scope["type"] == "websocket" and _presents_credential(scope):
+            await self._websocket(scope, receive, send)
+            return
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        mutating = scope["method"] in MUTATING
+        if not mutating and not _presents_credential(scope):
             await self.app(scope, receive, send)
             return
         scope.setdefault("state", {})
@@ -117,7 +139,7 @@ class AuditMiddleware:
                 status = int(message["status"])
                 for name, value in message.get("headers", []):
                     if name.lower() == b"content-type" and b"json" in value.lower():
-                        is_json = True
+                        is_json = mutating or status in REFUSED
             elif message["type"] == "http.response.body" and is_json and size <= _BODY_CAPTURE_MAX:
                 body = message.get("body", b"")
                 chunks.append(body)
@@ -127,12 +149,47 @@ class AuditMiddleware:
         try:
             await self.app(scope, receive, watch)
         finally:
-            try:
-                body = b"".join(chunks) if is_json and size <= _BODY_CAPTURE_MAX else b""
-                record = self._record(scope, status, body)
-                await anyio.to_thread.run_sync(self._write, scope, record)
-            except Exception:  # noqa: BLE001 - auditing must never break the request
-                log.exception("could not write the audit record for %s %s", scope["method"], scope["path"])
+            if mutating or status in REFUSED:
+                await self._audit(
+                    scope, status, b"".join(chunks) if is_json and size <= _BODY_CAPTURE_MAX else b""
+                )
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket whose credential is refused is closed with 4401 and a reason: audit that."""
+        refused: list[str] = []
+
+        async def watch(message: Message) -> None:
+            if message["type"] == "websocket.close" and message.get("code") == 4000 + 401:
+                refused.append(str(message.get("reason") or ""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            if refused:
+                body = json.dumps({"detail": refused[0] or "refused credential"}).encode()
+                await self._audit(dict(scope, method="WS"), 401, body)
+
+    async def _audit(self, scope: Scope, status: int, body: bytes) -> None:
+        try:
+            record = self._record(scope, status, body)
+            if status in REFUSED and not self._admit(record):
+                return
+            await anyio.to_thread.run_sync(self._write, scope, record)
+        except Exception:  # noqa: BLE001 - auditing must never break the request
+            log.exception("could not write the audit record for %s %s", scope["method"], scope["path"])
+
+    def _admit(self, record: AuditRecord) -> bool:
+        """Apply the refusal limits; a written record reports the refusals that were not."""
+        key = record.actor_id or f"source:{record.source_ip}"
+        suppressed = self.refusals.admit(key, anonymous=record.actor_id is None)
+        if suppressed is None:
+            return False
+        if suppressed:
+            detail = json.loads(record.detail) if record.detail else {}
+            record.detail = json.dumps(dict(detail if isinstance(detail, dict) else {"detail": detail},
+                                            suppressed=suppressed))  # fmt: skip
+        return True
 
     def _record(self, scope: Scope, status: int, body: bytes) -> AuditRecord:
         state: dict[str, Any] = scope.get("state") or {}
@@ -156,8 +213,9 @@ class AuditMiddleware:
         tenant_id = principal.tenant_id if principal is not None else hints.get("tenant_id")
         if tenant_id is None and isinstance(payload, dict) and isinstance(payload.get("tenant_id"), str):
             tenant_id = payload["tenant_id"]  # an admin acting inside a tenant: the tenant sees it
-        client = scope.get("client")
         detail = state.get("audit_detail")
+        if detail is None and status in REFUSED and isinstance(payload, dict) and payload.get("detail"):
+            detail = {"reason": str(payload["detail"])[:512]}
         return AuditRecord(
             detail=json.dumps(detail, default=str)[:16384] if detail else None,
             actor_id=principal.user_id if principal is not None else hints.get("actor_id"),
@@ -167,7 +225,7 @@ class AuditMiddleware:
             method=scope["method"],
             path=scope["path"][:512],
             resource_id=resource_id[:40] if resource_id else None,
-            source_ip=client[0] if client else None,
+            source_ip=client_address(scope),
             status_code=status,
             outcome=outcome_of(status),
         )

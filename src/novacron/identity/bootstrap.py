@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from novacron.db.base import Database, new_id
 from novacron.db.models import Project, Tenant, User
-from novacron.identity.passwords import hash_password
+from novacron.identity.passwords import PasswordPolicyError, check_policy, hash_password
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,17 @@ def write_secret(path: Path, secret: str) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
+
+
+def generate_password() -> str:
+    """A random password (144 bits) that passes the password policy like any other."""
+    while True:
+        password = secrets.token_urlsafe(18)
+        try:
+            check_policy(password, username=ADMIN_USERNAME)
+        except PasswordPolicyError:  # e.g. contains "admin" by chance: draw again
+            continue
+        return password
 
 
 def ensure_bootstrap(db: Database, state_dir: Path | None = None) -> str | None:
@@ -76,7 +87,7 @@ def ensure_bootstrap(db: Database, state_dir: Path | None = None) -> str | None:
             if session.scalar(select(User.id).where(User.username == ADMIN_USERNAME)) is None and (
                 session.scalar(select(func.count()).select_from(User).where(User.role == "admin")) == 0
             ):
-                password = secrets.token_urlsafe(18)
+                password = generate_password()
                 session.add(
                     User(
                         id=new_id("user"),

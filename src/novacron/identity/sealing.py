@@ -2,7 +2,7 @@
 
 The sealed places (:data:`PLACES`): JWT signing private keys, the platform CA key, backup-target
 credentials, and the keys handed to an agent with a pending host operation. ``seal_clear_rows``
-seals whatever an older version stored in clear (start-up and migration 0011 run it), then
+seals whatever an older version stored in clear (start-up and migration 0013 run it), then
 scrubs SQLite's free pages and WAL so the clear copies do not linger in the file.
 
 ``rotate`` (``POST /v1/admin/kek/rotate``, ``novacron admin rotate-kek``): a new current KEK,

@@ -9,10 +9,14 @@ the user and the revocation list together, so revoking a token, disabling a user
 a role or ending all sessions takes effect on the very next request. Role and tenant come
 from the database row, not from the token.
 
-Refresh tokens are random strings stored only as SHA-256 hashes. Each use consumes the
-token (atomically) and returns a new one of the same login session (``family_id``).
-Presenting an already-consumed token means it was copied: every session of that user is
-revoked (refresh tokens and outstanding access tokens).
+Refresh tokens are random strings stored only as SHA-256 hashes. Each login starts a
+family (``family_id``, also the access tokens' ``sid``); each use consumes the token
+(atomically) and returns a new one of the same family. Presenting an already-consumed token
+means it was copied: that family ends (its refresh tokens, and its access tokens through a
+revocation-list entry for the ``sid``), the user's other sessions go on, and the reuse is a
+security event naming the user. Ending every session of a user (password change, disabling)
+deletes its refresh tokens, so replaying one afterwards is merely "unknown" and cannot end a
+session begun after the change.
 """
 
 from __future__ import annotations
@@ -22,19 +26,21 @@ import logging
 import math
 import secrets
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
-from sqlalchemy import bindparam, delete, exists, select, update
+from sqlalchemy import bindparam, delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
+from novacron import events
 from novacron.api.errors import Problem
 from novacron.config import Settings
 from novacron.db.base import Database, new_id, utcnow
 from novacron.db.models import RefreshToken, RevokedToken, User
 from novacron.identity.keys import KeyRing
-from novacron.identity.passwords import hash_password, needs_rehash, verify_password
+from novacron.identity.login import PasswordLogin
 from novacron.identity.permissions import permissions_of
 from novacron.identity.principal import Principal
 
@@ -63,6 +69,35 @@ def _as_datetime(value: datetime | float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
 
 
+@dataclass(frozen=True)
+class Owner:
+    """Whose refresh token it was: named in the audit record and the reuse event."""
+
+    user_id: str
+    username: str
+    tenant_id: str | None
+
+    @classmethod
+    def of(cls, user: User) -> Owner:
+        return cls(user.id, user.username, user.tenant_id)
+
+
+class RefreshRefused(Problem):
+    """401 for a refresh token; ``owner`` when the token was real (expired, reused, disabled)."""
+
+    def __init__(self, detail: str, owner: Owner | None = None) -> None:
+        super().__init__(401, "Unauthorized", detail, headers=dict(_AUTH_HEADER))
+        self.owner = owner
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    owner: Owner
+
+
 class TokenService:
     """Issues and verifies tokens. One per process; thread-safe."""
 
@@ -71,6 +106,8 @@ class TokenService:
         self.settings = settings
         self.issuer = issuer
         self.keys = KeyRing(db, settings)
+        #: password logins and changes (throttled, hashed on a bounded pool)
+        self.logins = PasswordLogin(self)
         #: token -> verified claims. Signatures of a given token never change, so this only
         #: skips the ECDSA check; expiry and the database lookup still run on every call.
         self._verified: dict[str, dict[str, Any]] = {}
@@ -81,7 +118,10 @@ class TokenService:
             User.tenant_id,
             User.disabled,
             User.tokens_valid_after,
-            exists().where(RevokedToken.jti == bindparam("jti")).label("revoked"),
+            # the token itself, or its whole login session (a family ended by refresh-token reuse)
+            exists()
+            .where(or_(RevokedToken.jti == bindparam("jti"), RevokedToken.jti == bindparam("sid")))
+            .label("revoked"),
         ).where(User.id == bindparam("uid"))
 
     # -- issuing -----------------------------------------------------------------------------
@@ -121,48 +161,46 @@ class TokenService:
         )
         return access, refresh, ttl
 
-    def check_password(self, session: Session, username: str, password: str) -> User:
-        """The user whose credentials these are, or 401 (same answer for unknown user and bad password)."""
-        user = session.scalar(select(User).where(User.username == username))
-        if not verify_password(user.password_hash if user else None, password) or user is None:
-            raise unauthorized("Wrong username or password.")
-        if user.disabled:
-            raise unauthorized(f"The account '{username}' is disabled; ask an administrator.")
-        if needs_rehash(user.password_hash):
-            user.password_hash = hash_password(password)
-        return user
-
-    def refresh(self, refresh_token: str) -> tuple[str, str, int]:
-        """Consume ``refresh_token`` and return a fresh (access, refresh, expires_in).
+    def refresh(self, refresh_token: str) -> Refreshed:
+        """Consume ``refresh_token`` and return a fresh (access, refresh, expires_in) with its owner.
 
         Runs in its own transactions (the theft response must commit although the call fails).
         """
         token_hash = hash_refresh_token(refresh_token)
-        stolen_from: str | None = None
         with self.db.session() as session:
             row = session.scalar(select(RefreshToken).where(RefreshToken.token_hash == token_hash))
             if row is None:
-                raise unauthorized("Unknown refresh token (it may have been signed out); log in again.")
+                raise RefreshRefused("Unknown refresh token (it may have been signed out); log in again.")
+            owner = session.get(User, row.user_id)
+            who = Owner.of(owner) if owner is not None else None
             if row.expires_at <= utcnow():
-                raise unauthorized("The refresh token expired; log in again.")
+                raise RefreshRefused("The refresh token expired; log in again.", who)
             consumed = session.execute(
                 update(RefreshToken)
                 .where(RefreshToken.id == row.id, RefreshToken.revoked_at.is_(None))
                 .values(revoked_at=utcnow())
             )
-            if consumed.rowcount != 1:  # type: ignore[attr-defined]
-                stolen_from = row.user_id
-            else:
-                user = session.get(User, row.user_id)
-                if user is None or user.disabled:
-                    raise unauthorized("The refresh token's user no longer exists or is disabled.")
-                return self.issue(session, user, family_id=row.family_id or row.id)
-        log.warning("refresh token reuse for user %s: revoking all of its sessions", stolen_from)
+            family = row.family_id or row.id
+            if consumed.rowcount == 1:  # type: ignore[attr-defined]
+                if owner is None or owner.disabled:
+                    raise RefreshRefused("The refresh token's user no longer exists or is disabled.", who)
+                return Refreshed(*self.issue(session, owner, family_id=family), owner=Owner.of(owner))
+        log.warning("refresh token reuse for user %s: ending its login session %s", row.user_id, family)
         with self.db.session() as session:
-            self.revoke_user_sessions(stolen_from, session=session)
-        raise unauthorized(
-            "This refresh token was already used. As a precaution against token theft every session "
-            "of this user has been revoked; log in again."
+            self.revoke_family(family, session=session)
+            events.publish(
+                session,
+                "token.reused",
+                "user",
+                row.user_id,
+                tenant_id=who.tenant_id if who else None,
+                username=who.username if who else None,
+                login_session=family,
+            )
+        raise RefreshRefused(
+            "This refresh token was already used. As a precaution against token theft the login "
+            "session it belongs to has been ended (your other sessions go on); log in again.",
+            who,
         )
 
     # -- revoking ----------------------------------------------------------------------------
@@ -185,6 +223,17 @@ class TokenService:
         """Delete the refresh tokens of one login session (sign-out; a later use is 'unknown')."""
         session.execute(delete(RefreshToken).where(RefreshToken.family_id == family_id))
 
+    def revoke_family(self, family_id: str, *, session: Session) -> None:
+        """End one login session whose refresh token was replayed: its refresh tokens stay (marked
+        used, so further replays are recognised) and its access tokens are refused by ``sid``."""
+        session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+        ttl = self.settings.access_token_ttl_s + LEEWAY_S
+        self._revoke_access(session, family_id, utcnow() + timedelta(seconds=max(ttl, 0)))
+
     def revoke_user_sessions(self, user_id: str, *, session: Session | None = None) -> None:
         """End every session of a user: refresh tokens and all access tokens issued until now."""
         if session is None:
@@ -195,11 +244,9 @@ class TokenService:
 
     def _revoke_user(self, session: Session, user_id: str) -> None:
         now = utcnow()
-        session.execute(
-            update(RefreshToken)
-            .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
-            .values(revoked_at=now)
-        )
+        # deleted, not marked used: a replay of one of them is "unknown", not a reuse that would
+        # end the sessions begun after this cut
+        session.execute(delete(RefreshToken).where(RefreshToken.user_id == user_id))
         user = session.get(User, user_id)
         if user is not None:
             user.tokens_valid_after = now
@@ -249,9 +296,14 @@ class TokenService:
 
     def authenticate(self, token: str) -> Principal:
         """The caller behind ``token``, or ``Problem(401)`` saying why not."""
-        claims = self._verify(token)
+        return self.principal_of(self._verify(token))
+
+    def principal_of(self, claims: dict[str, Any]) -> Principal:
+        """The caller behind verified ``claims`` (``sub``, ``jti``, ``iat``, ``exp``, ``sid``), checked
+        against the database now: an access ticket made from a token is worth no more than it."""
         with self.db.engine.connect() as conn:
-            row = conn.execute(self._lookup, {"uid": claims["sub"], "jti": claims["jti"]}).first()
+            params = {"uid": claims["sub"], "jti": claims["jti"], "sid": str(claims.get("sid") or "")}
+            row = conn.execute(self._lookup, params).first()
         if row is None:
             raise unauthorized("The token's user no longer exists.")
         username, role, tenant_id, disabled, valid_after, revoked = row

@@ -1,9 +1,18 @@
-"""Disk images through ``qemu-img``: inspection (raw and qcow2 only), overlays, flattening."""
+"""Disk images through ``qemu-img``: inspection (raw and qcow2 only), overlays, flattening.
+
+An image file is a tenant's bytes, so ``qemu-img`` is never let loose on it: the format is read
+from the header here first (so no driver probes it: a VMDK descriptor, a qcow2 backing file or an
+external data file could name any file of the host, or another tenant's disk), a qcow2 that names
+another file is refused before ``qemu-img`` opens it, and every later command states the format
+(``-f``). The same holds for bytes a guest wrote: a restored disk is converted ``-f raw``, since a
+guest can write a qcow2 header at the start of its own disk.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import struct
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -27,10 +36,68 @@ def _looks_like_text(head: bytes) -> bool:
     return all(c.isprintable() or c in "\r\n\t\f" for c in text)
 
 
-def qemu_img_info(path: Path) -> dict[str, Any]:
+#: (offset, magic, format) of the formats qemu knows, so a file is named without probing it
+_MAGICS = (
+    (0, b"QFI\xfb", "qcow2"), (0, b"QED\x00", "qed"), (0, b"KDMV", "vmdk"), (0, b"COWD", "vmdk"),
+    (0, b"# Disk DescriptorFile", "vmdk"), (0, b"vhdxfile", "vhdx"), (0, b"conectix", "vpc"),
+    (0x40, b"\x7f\x10\xda\xbe", "vdi"), (0, b"LUKS\xba\xbe", "luks"), (0, b"WithoutFreeSpace", "parallels"),
+    (0, b"WithouFreSpacExt", "parallels"), (0, b"Bochs Virtual HD Image", "bochs"),
+    (0, b"#!/bin/sh\n#V2.0 Format", "cloop"),
+)  # fmt: skip
+_QCOW2_EXTERNAL_DATA = 1 << 2
+_QCOW2_DATA_FILE_EXT = 0x44415441
+
+
+def sniff_format(path: Path) -> str:
+    """The format the file's header (or, for vpc and dmg, its footer) says, without qemu."""
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+        size = fh.seek(0, 2)
+        fh.seek(max(size - 512, 0))
+        tail = fh.read(512)
+    for offset, magic, fmt in _MAGICS:
+        if head[offset : offset + len(magic)] == magic:
+            return "qcow" if fmt == "qcow2" and head[4:8] == b"\x00\x00\x00\x01" else fmt
+    if tail.startswith(b"conectix"):
+        return "vpc"
+    if tail.startswith(b"koly"):
+        return "dmg"
+    return "raw"
+
+
+def check_qcow2_header(path: Path) -> None:
+    """Refuse a qcow2 whose header names another file (backing file, external data file): the
+    name could be any host path, a ``json:`` specification or another tenant's disk."""
+    with open(path, "rb") as fh:
+        head = fh.read(65536)
+    if len(head) < 72:
+        raise InvalidImage(f"image {path.name} has a truncated qcow2 header")
+    version, backing_offset = struct.unpack(">IQ", head[4:16])
+    if backing_offset:
+        raise InvalidImage(
+            f"image {path.name} is a qcow2 overlay with a backing file; upload a standalone image "
+            f"(qemu-img convert -O qcow2) instead"
+        )
+    if version < 3:
+        return
+    incompatible = struct.unpack(">Q", head[72:80])[0]
+    header_length = struct.unpack(">I", head[100:104])[0] if len(head) >= 104 else 104
+    offset, extensions = header_length, set()
+    while offset + 8 <= len(head):  # header extensions: type, length, data padded to 8 bytes
+        kind, length = struct.unpack(">II", head[offset : offset + 8])
+        if kind == 0:
+            break
+        extensions.add(kind)
+        offset += 8 + (length + 7) // 8 * 8
+    if incompatible & _QCOW2_EXTERNAL_DATA or _QCOW2_DATA_FILE_EXT in extensions:
+        raise InvalidImage(f"image {path.name} uses an external data file, which is not accepted")
+
+
+def qemu_img_info(path: Path, fmt: str | None = None) -> dict[str, Any]:
+    """``qemu-img info``; pass ``fmt`` for any file whose bytes are not the platform's own."""
     try:
         res = subprocess.run(
-            [QEMU_IMG, "info", "--output=json", "--force-share", str(path)],
+            [QEMU_IMG, "info", "--output=json", "--force-share", *(["-f", fmt] if fmt else []), str(path)],
             capture_output=True,
             text=True,
             timeout=60,
@@ -48,11 +115,15 @@ def inspect_image(path: Path) -> ImageInfo:
     path = Path(path)
     if not path.is_file():
         raise InvalidImage(f"image {path} does not exist or is not a regular file")
-    info = qemu_img_info(path)
-    fmt = str(info.get("format", "unknown"))
+    fmt = sniff_format(path)
     accepted = " or ".join(ACCEPTED_FORMATS)
     if fmt not in ACCEPTED_FORMATS:
         raise InvalidImage(f"image {path.name} is in format {fmt!r}; only {accepted} images are accepted")
+    if fmt == "qcow2":
+        check_qcow2_header(path)
+    info = qemu_img_info(path, fmt)
+    if str(info.get("format")) != fmt:
+        raise InvalidImage(f"image {path.name} is not a valid {fmt} image")
     if info.get("backing-filename") or info.get("full-backing-filename"):
         raise InvalidImage(
             f"image {path.name} is a {fmt} overlay with a backing file; upload a standalone image "
@@ -93,6 +164,14 @@ async def run_tool(*cmd: str, timeout_s: float = 600.0) -> str:
         msg = err.decode(errors="replace").strip()
         raise DriverError(f"{' '.join(cmd)} failed ({proc.returncode}): {msg}")
     return out.decode(errors="replace")
+
+
+async def raw_to_qcow2(raw: Path, dest: Path) -> None:
+    """Convert a raw disk (bytes a guest wrote) to qcow2 at ``dest``. ``-f raw``: were the format
+    probed, a guest that wrote a qcow2 header naming a backing file would get that file's content."""
+    await run_tool(
+        QEMU_IMG, "convert", "-q", "-f", "raw", "-O", "qcow2", str(raw), str(dest), timeout_s=86400
+    )
 
 
 async def create_overlay(base: Path, base_format: str, dest: Path, size_bytes: int | None) -> None:

@@ -185,6 +185,11 @@ class QemuDriver(ComputeDriver):
                 raise InvalidImage(
                     f"image {spec.image_path.name} is {info.format}, but the VM declares {spec.image_format}"
                 )
+            if info.virtual_size_bytes > want:  # the control plane checks this; a stale spec must not pass
+                raise InvalidImage(
+                    f"image {spec.image_path.name} has a {info.virtual_size_bytes}-byte virtual size, larger "
+                    f"than the VM's {spec.disk_gb} GiB disk"
+                )
             size = want if want > info.virtual_size_bytes else None
             await images.create_overlay(spec.image_path, info.format, disk, size)
         elif self.pid(spec.id) is None:

@@ -27,7 +27,13 @@ VENDOR_FILES: dict[str, str] = {
     "addon-attach.mjs": "@xterm/addon-attach/lib/addon-attach.mjs",
     "uPlot.esm.js": "uplot/dist/uPlot.esm.js",
     "uPlot.min.css": "uplot/dist/uPlot.min.css",
+    # the API documentation pages (web/apidocs.py)
+    "swagger-ui-bundle.js": "swagger-ui-dist/swagger-ui-bundle.js",
+    "swagger-ui.css": "swagger-ui-dist/swagger-ui.css",
+    "swagger-favicon-32x32.png": "swagger-ui-dist/favicon-32x32.png",
+    "redoc.standalone.js": "redoc/bundles/redoc.standalone.js",
 }
+MEDIA_TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".css": "text/css", ".png": "image/png"}
 
 # Scripts only from this origin; styles inline too (xterm.js and uPlot set element styles); the API,
 # the event stream and the console WebSocket on this origin only.
@@ -67,7 +73,7 @@ def build_router(settings: Settings) -> APIRouter:
                 "Service Unavailable",
                 f"The dashboard's vendor files are not installed in {vendor}: run scripts/setup.sh.",
             )
-        media = "text/javascript" if name.endswith((".mjs", ".js")) else "text/css"
+        media = MEDIA_TYPES[path.suffix]
         return FileResponse(path, media_type=media, headers={"Cache-Control": "public, max-age=3600"})
 
     return router
@@ -75,5 +81,8 @@ def build_router(settings: Settings) -> APIRouter:
 
 def install(app: FastAPI, settings: Settings) -> None:
     """Mount the dashboard on ``app``: ``/`` (the shell), ``/static`` (ours), ``/vendor`` (pinned)."""
+    from novacron.web.apidocs import router as docs_router
+
     app.include_router(build_router(settings))
+    app.include_router(docs_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="web-static")

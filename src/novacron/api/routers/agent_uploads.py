@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from novacron.api.deps import CtxDep, require
 from novacron.api.errors import Problem, invalid
+from novacron.api.transport import streamed_body
 from novacron.compute import storage
 from novacron.compute.images import ImageTooLarge, write_stream
 from novacron.db.models import HostOperation, Image
@@ -27,6 +28,7 @@ OCTET_STREAM = {
 
 
 @router.put("/v1/agent/snapshots/{image_id}", status_code=204, openapi_extra=OCTET_STREAM)
+@streamed_body
 async def upload_snapshot(
     image_id: str,
     request: Request,

@@ -15,10 +15,14 @@ from starlette.concurrency import run_in_threadpool
 from novacron.agent.control import facts_of
 from novacron.api.deps import CtxDep, ReadSessionDep, SessionDep, require
 from novacron.api.errors import Problem, not_found
+from novacron.api.transport import body_limit
 from novacron.compute import hostops, nodes, reports, storage
 from novacron.compute.scope import get_visible
 from novacron.db.models import Host, Image
 from novacron.identity.principal import Principal
+
+#: a host's report lists every VM of the host with its samples: larger than a user's document
+AGENT_BODY_LIMIT = 16 << 20
 
 router = APIRouter(tags=["agents"])
 
@@ -119,6 +123,7 @@ def join(body: JoinRequest, ctx: CtxDep) -> JoinOut:
 
 
 @router.post("/v1/agent/register")
+@body_limit(AGENT_BODY_LIMIT)
 def register(body: RegisterRequest, ctx: CtxDep, node: IsAgent) -> dict[str, str]:
     try:
         facts = facts_of(body.facts)
@@ -132,6 +137,7 @@ def register(body: RegisterRequest, ctx: CtxDep, node: IsAgent) -> dict[str, str
 
 
 @router.post("/v1/agent/report")
+@body_limit(AGENT_BODY_LIMIT)
 def report(body: ReportRequest, ctx: CtxDep, node: IsAgent) -> dict[str, Any]:
     """The answer names the instances the host keeps and renews its self-fencing lease: the agent
     hard-stops its VMs if no report is accepted within ``lease_s`` (0: not armed, no HA VM here)."""
@@ -162,6 +168,7 @@ async def claim(body: ClaimRequest, ctx: CtxDep, node: IsAgent) -> dict[str, lis
 
 
 @router.post("/v1/agent/complete", status_code=204)
+@body_limit(AGENT_BODY_LIMIT)
 def complete(body: CompleteRequest, ctx: CtxDep, node: IsAgent) -> Response:
     if not hostops.complete(ctx, node.user_id, body.id, body.result, body.error):
         raise Problem(409, "Conflict", f"Operation '{body.id}' is not running on this host.")

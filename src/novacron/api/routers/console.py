@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
+from novacron.api.deps import bearer_token, handshake_principal
 from novacron.api.errors import Problem
 from novacron.compute import hostops, nodes
 from novacron.compute.scope import get_visible
@@ -39,11 +40,6 @@ class _Relay:
     host_id: str
     agent_side: asyncio.Future[WebSocket]
     finished: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-def _bearer(websocket: WebSocket) -> str:
-    header = websocket.headers.get("authorization", "")
-    return header.partition(" ")[2] or websocket.query_params.get("access_token", "")
 
 
 async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
@@ -83,10 +79,9 @@ async def _bridge(a: tuple[Receive, Send], b: tuple[Receive, Send]) -> None:
 @router.websocket("/v1/vms/{vm_id}/console")
 async def console(websocket: WebSocket, vm_id: str) -> None:
     ctx = websocket.app.state.ctx
-    token = _bearer(websocket)
 
     def authorize() -> tuple[str, str | None]:
-        principal = ctx.tokens.authenticate(token)
+        principal = handshake_principal(ctx, websocket)
         if not principal.can("vm:console"):
             raise Problem(403, "Forbidden", "missing vm:console")
         with ctx.db.session() as s:
@@ -167,7 +162,7 @@ async def _relayed_console(websocket: WebSocket, ctx: Any, vm_id: str, host_id: 
 async def agent_console(websocket: WebSocket, session: str) -> None:
     """The agent's end of a relayed console: held open until the user's end closes."""
     ctx = websocket.app.state.ctx
-    token = _bearer(websocket)
+    token = bearer_token(websocket) or ""
     if not token.startswith(nodes.NODE_PREFIX):
         await _refuse(websocket, 4401, "a node credential is required")
         return

@@ -15,12 +15,14 @@ from novacron.api.deps import CtxDep, ReadSessionDep, SessionDep, require
 from novacron.api.errors import conflict, invalid, name_taken
 from novacron.api.listing import ListParams, Page, paginate
 from novacron.backup.dr import DRDrill, rpo_status
+from novacron.backup.drsteps import refused_target
 from novacron.backup.drwatch import rpo_of
 from novacron.backup.failover import DRDryRun, DRFailback, DRFailover
 from novacron.compute.scope import get_visible, resolve_project, scoped
 from novacron.db.base import new_id
 from novacron.db.models import Aggregate, DRRunbook, Task
 from novacron.identity.principal import Principal
+from novacron.netguard import EgressPolicy
 from novacron.network.service import find_network
 from novacron.tasks.runner import TaskHandler, create_task
 
@@ -164,17 +166,19 @@ def _out(session: Any, r: DRRunbook, with_rpo: bool = False) -> RunbookOut:
 
 
 @router.post("", status_code=201, response_model=RunbookOut)
-def create_runbook(request: Request, session: SessionDep, principal: CanWrite, body: RunbookCreate) -> Any:
+def create_runbook(
+    request: Request, ctx: CtxDep, session: SessionDep, principal: CanWrite, body: RunbookCreate
+) -> Any:
     idem = Idempotency(request, principal, session, body)
     if (replay := idem.replay()) is not None:
         return replay
     project = resolve_project(session, principal, body.project_id)
-    if not principal.is_global:
-        # both act from inside the control plane's network: a tenant could reach internal services
-        if any(st.hooks for st in body.steps):
-            raise invalid("body.steps.hooks", "hooks run on the control plane: platform admins only")
-        if any(st.health and st.health.kind == "tcp" for st in body.steps):
-            raise invalid("body.steps.health.kind", "tcp checks connect from the control plane: admins only")
+    if not principal.is_global and any(h.command for st in body.steps for h in st.hooks):
+        raise invalid("body.steps.hooks", "command hooks run on the control plane: platform admins only")
+    steps = [s.model_dump(exclude_none=True) for s in body.steps]
+    # webhooks and tcp checks leave from the control plane: the egress guard, for every role
+    if (refused := refused_target(steps, EgressPolicy.from_settings(ctx.settings))) is not None:
+        raise invalid(f"body.{refused[0]}", refused[1])
     group, network_map, test_network = _references(session, principal, body)
     if session.scalar(
         select(DRRunbook.id).where(DRRunbook.project_id == project.id, DRRunbook.name == body.name)
@@ -185,7 +189,7 @@ def create_runbook(request: Request, session: SessionDep, principal: CanWrite, b
         tenant_id=project.tenant_id,
         project_id=project.id,
         name=body.name,
-        steps=[s.model_dump(exclude_none=True) for s in body.steps],
+        steps=steps,
         rpo_target_s=body.rpo_target_s,
         rto_target_s=body.rto_target_s,
         recovery_group=group,

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from novacron import events
-from novacron.api.deps import CtxDep, ReadSessionDep, require
+from novacron.api.deps import CtxDep, ReadSessionDep, handshake_principal, require, require_handshake
 from novacron.api.errors import Problem
 from novacron.context import Context
 from novacron.identity.principal import Principal
@@ -21,6 +21,8 @@ from novacron.identity.principal import Principal
 router = APIRouter(tags=["events"])
 
 CanEventRead = Annotated[Principal, Depends(require("event:read"))]
+#: the stream may be opened by a browser's EventSource, with a ticket instead of a header
+CanFollowEvents = Annotated[Principal, Depends(require_handshake("event:read"))]
 POLL_S = 0.25
 #: sequence numbers are 64-bit integers in the database: a larger ``after`` is a 422, not an overflow
 MAX_SEQ = 2**63 - 1
@@ -97,7 +99,7 @@ async def _follow(
 async def stream_events(
     request: Request,
     ctx: CtxDep,
-    principal: CanEventRead,
+    principal: CanFollowEvents,
     after: int | None = Query(
         None, ge=0, le=MAX_SEQ, description="replay from here; default: only new events"
     ),
@@ -122,11 +124,8 @@ async def stream_events(
 @router.websocket("/v1/events/ws")
 async def events_ws(websocket: WebSocket, after: int | None = None, types: str | None = None) -> None:
     ctx: Context = websocket.app.state.ctx
-    token = websocket.headers.get("authorization", "").partition(" ")[2] or websocket.query_params.get(
-        "access_token", ""
-    )
     try:
-        principal = await run_in_threadpool(ctx.tokens.authenticate, token)
+        principal = await run_in_threadpool(handshake_principal, ctx, websocket)
         if not principal.can("event:read"):
             raise Problem(403, "Forbidden", "missing event:read")
     except Problem as exc:

@@ -8,27 +8,33 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy import Select, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from novacron.api.concurrency import Idempotency, check_if_match, set_etag
-from novacron.api.deps import CtxDep, PrincipalDep, SessionDep, require
+from novacron.api.deps import CtxDep, PrincipalDep, ReadSessionDep, SessionDep, require
 from novacron.api.errors import Problem, invalid, not_found
 from novacron.api.listing import ListParams, Page, paginate
 from novacron.db.base import new_id
 from novacron.db.models import VM, AuditRecord, Project, Tenant, User
 from novacron.identity.audit import audit_hint
+from novacron.identity.clientaddr import client_address
 from novacron.identity.keys import SUPPORTED_ALGS
-from novacron.identity.passwords import PasswordPolicyError, check_policy, hash_password, verify_password
+from novacron.identity.login import LoginBusy, LoginRefused
+from novacron.identity.passwords import PasswordPolicyError
 from novacron.identity.permissions import ROLES, SEPARATED, permissions_of
 from novacron.identity.principal import Principal
+from novacron.identity.tokens import Owner, RefreshRefused, unauthorized
 from novacron.quota.tree import MAX_DEPTH, forget_project, project_ancestry
+
+if TYPE_CHECKING:
+    from novacron.context import Context
 
 router = APIRouter()
 
@@ -81,11 +87,23 @@ def _created(idem: Idempotency, out: dict[str, Any]) -> JSONResponse:
 # ------------------------------------------------------------------------------------------
 
 
+def _unicode(value: str) -> str:
+    # JSON may carry lone surrogates ("\ud800"): they cannot be hashed or stored, so 422, not 500
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (no lone surrogate code points)") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_unicode)]
+
+
 class PasswordGrant(BaseModel):
     model_config = ConfigDict(extra="forbid")
     grant_type: Literal["password"] = "password"
-    username: str = Field(min_length=1, max_length=64)
-    password: str = Field(min_length=1, max_length=1024)
+    username: Text = Field(min_length=1, max_length=64)
+    password: Text = Field(min_length=1, max_length=1024)
 
 
 class RefreshGrant(BaseModel):
@@ -117,19 +135,64 @@ def _token_response(access: str, refresh: str, expires_in: int) -> JSONResponse:
     return JSONResponse(out.model_dump(), headers=NO_STORE)
 
 
+def _login_refused(request: Request, exc: LoginRefused) -> Problem:
+    """The answer to a refused login; the audit record names the account (if it exists) so its
+    tenant-admin sees its failed logins. Nothing the caller sees depends on that."""
+    if exc.account is not None:
+        audit_hint(request, actor_id=exc.account.id, tenant_id=exc.account.tenant_id)
+    if exc.status == 429:
+        return Problem(429, "Too Many Requests", exc.detail, headers={"Retry-After": str(exc.retry_after)})
+    if exc.status == 401:
+        return unauthorized(exc.detail)
+    return invalid("body.current_password", exc.detail, exc.status)
+
+
+def _audit_owner(request: Request, owner: Owner) -> None:
+    hints = {"actor_id": owner.user_id, "actor_name": owner.username, "resource_id": owner.user_id}
+    audit_hint(request, tenant_id=owner.tenant_id, **hints)
+
+
+def _login_busy() -> Problem:
+    return Problem(
+        503,
+        "Service Unavailable",
+        "Too many logins are being checked right now; retry in a second.",
+        headers={"Retry-After": str(LoginBusy.retry_after)},
+    )
+
+
 @router.post("/v1/tokens", response_model=TokenOut, tags=["tokens"])
-def create_token(body: PasswordGrant, request: Request, session: SessionDep, ctx: CtxDep) -> JSONResponse:
-    """Log in with username and password; returns an access token and a refresh token."""
+async def create_token(body: PasswordGrant, request: Request, ctx: CtxDep) -> JSONResponse:
+    """Log in with username and password; returns an access token and a refresh token.
+
+    Failed logins are throttled per account and per client address: after a few, each further
+    try must wait longer (429 with ``Retry-After``), whether or not the password is right."""
     audit_hint(request, actor_name=body.username[:64])
-    user = ctx.tokens.check_password(session, body.username, body.password)
-    audit_hint(request, actor_id=user.id, tenant_id=user.tenant_id, resource_id=user.id)
-    return _token_response(*ctx.tokens.issue(session, user))
+    try:
+        done = await ctx.tokens.logins.login(body.username, body.password, client_address(request))
+    except LoginRefused as exc:
+        raise _login_refused(request, exc) from None
+    except LoginBusy:
+        raise _login_busy() from None
+    account = done.account
+    audit_hint(request, actor_id=account.id, tenant_id=account.tenant_id, resource_id=account.id)
+    return _token_response(done.access_token, done.refresh_token, done.expires_in)
 
 
 @router.post("/v1/tokens/refresh", response_model=TokenOut, tags=["tokens"])
-def refresh_token(body: RefreshGrant, ctx: CtxDep) -> JSONResponse:
-    """Trade a refresh token (single use) for a new access token and a new refresh token."""
-    return _token_response(*ctx.tokens.refresh(body.refresh_token))
+def refresh_token(body: RefreshGrant, request: Request, ctx: CtxDep) -> JSONResponse:
+    """Trade a refresh token (single use) for a new access token and a new refresh token.
+
+    Presenting a refresh token that was already used ends its login session (not the user's
+    others) and is recorded as a security event naming the user."""
+    try:
+        done = ctx.tokens.refresh(body.refresh_token)
+    except RefreshRefused as exc:
+        if exc.owner is not None:
+            _audit_owner(request, exc.owner)
+        raise
+    _audit_owner(request, done.owner)
+    return _token_response(done.access_token, done.refresh_token, done.expires_in)
 
 
 @router.get("/v1/tokens/current", response_model=WhoAmI, tags=["tokens"])
@@ -505,7 +568,8 @@ def delete_project(project_id: str, session: SessionDep, principal: CanProjectWr
 class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     username: str = Field(pattern=USERNAME)
-    password: str = Field(min_length=12, max_length=1024)
+    #: at least 12 characters, not a common or breached password, not easy to guess (zxcvbn)
+    password: Text = Field(min_length=12, max_length=1024)
     role: Role = "member"
     #: required for platform administrators creating tenant users; must be null for role admin
     tenant_id: str | None = Field(None, max_length=64)
@@ -519,9 +583,10 @@ class UserUpdate(BaseModel):
 
 class PasswordChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    password: str = Field(min_length=12, max_length=1024)
+    #: at least 12 characters, not a common or breached password, not easy to guess (zxcvbn)
+    password: Text = Field(min_length=12, max_length=1024)
     #: required when changing your own password
-    current_password: str | None = Field(None, max_length=1024)
+    current_password: Text | None = Field(None, max_length=1024)
 
 
 class UserOut(BaseModel):
@@ -568,11 +633,15 @@ def _check_role_grant(principal: Principal, role: str) -> None:
         raise _forbidden(f"Your role '{principal.role}' cannot grant the role '{role}'.", "body.role")
 
 
-def _policy(password: str, username: str) -> None:
+def _new_hash(ctx: Context, password: str, username: str) -> str:
+    """The hash of a new password that passes the policy, else 422 naming ``body.password``.
+    Called before the handler's transaction starts: hashing must not hold the write lock."""
     try:
-        check_policy(password, username=username)
+        return ctx.tokens.logins.hash_new(password, username=username)
     except PasswordPolicyError as exc:
         raise invalid("body.password", str(exc)) from exc
+    except LoginBusy:
+        raise _login_busy() from None
 
 
 @router.get("/v1/users", response_model=Page[UserOut], tags=["users"])
@@ -605,7 +674,10 @@ def list_users(
 
 
 @router.post("/v1/users", status_code=201, response_model=UserOut, tags=["users"])
-def create_user(body: UserCreate, request: Request, session: SessionDep, principal: CanUserWrite) -> Response:
+def create_user(
+    body: UserCreate, request: Request, session: SessionDep, ctx: CtxDep, principal: CanUserWrite
+) -> Response:
+    password_hash = _new_hash(ctx, body.password, body.username)  # before the transaction starts
     idem = Idempotency(request, principal, session, body)
     if (replay := idem.replay()) is not None:
         return replay
@@ -616,13 +688,12 @@ def create_user(body: UserCreate, request: Request, session: SessionDep, princip
         tenant_id: str | None = None
     else:
         tenant_id = _target_tenant(session, principal, body.tenant_id)
-    _policy(body.password, body.username)
     if session.scalar(select(User.id).where(User.username == body.username)):
         raise _duplicate("body.username", body.username, "user")
     user = User(
         id=new_id("user"),
         username=body.username,
-        password_hash=hash_password(body.password),
+        password_hash=password_hash,
         role=body.role,
         tenant_id=tenant_id,
     )
@@ -681,20 +752,29 @@ def delete_user(user_id: str, session: SessionDep, principal: CanUserWrite) -> R
 
 @router.post("/v1/users/{user_id}/password", status_code=204, tags=["users"])
 def change_password(
-    user_id: str, body: PasswordChange, session: SessionDep, ctx: CtxDep, principal: PrincipalDep
+    user_id: str,
+    body: PasswordChange,
+    request: Request,
+    session: ReadSessionDep,
+    ctx: CtxDep,
+    principal: PrincipalDep,
 ) -> Response:
-    """Set a new password; every session of the user ends (log in again with the new one)."""
+    """Set a new password; every session of the user ends (log in again with the new one).
+
+    Proving your current password goes through the login throttle (429 + ``Retry-After``)."""
     user = _get_user(session, principal, user_id)
-    if user.id == principal.user_id:
-        if body.current_password is None or not verify_password(user.password_hash, body.current_password):
-            raise invalid("body.current_password", "required and must match when changing your own password")
-    else:
+    if user.id != principal.user_id:
         if not principal.can("user:write"):
             raise _forbidden(f"Your role '{principal.role}' lacks the permission 'user:write'.")
         _check_role_grant(principal, user.role)
-    _policy(body.password, user.username)
-    user.password_hash = hash_password(body.password)
-    ctx.tokens.revoke_user_sessions(user.id, session=session)
+    else:
+        try:
+            ctx.tokens.logins.check_current(user.username, body.current_password, client_address(request))
+        except LoginRefused as exc:
+            raise _login_refused(request, exc) from None
+        except LoginBusy:
+            raise _login_busy() from None
+    ctx.tokens.logins.set_password(user.id, _new_hash(ctx, body.password, user.username))
     return Response(status_code=204)
 
 

@@ -16,6 +16,7 @@ from novacron.api.concurrency import Idempotency, check_if_match, set_etag
 from novacron.api.deps import CtxDep, ReadSessionDep, SessionDep, require
 from novacron.api.errors import Problem, invalid, name_taken
 from novacron.api.listing import ListParams, Page, paginate
+from novacron.api.transport import streamed_body
 from novacron.compute import images as image_service
 from novacron.compute import storage
 from novacron.compute.scope import get_visible, resolve_project, scoped
@@ -23,6 +24,7 @@ from novacron.db.base import new_id
 from novacron.db.models import VM, Image
 from novacron.identity.encryption import encryption_for
 from novacron.identity.principal import Principal
+from novacron.netguard import EgressDenied
 from novacron.quota import enforce as quota
 from novacron.tasks.runner import create_task
 from novacron.virt.base import InvalidImage
@@ -124,6 +126,11 @@ def create_image(
     if body.public and not principal.can("image:publish"):
         raise invalid("body.public", "only administrators publish images", 403)
     project = resolve_project(session, principal, body.project_id)
+    if body.source_url is not None:  # before any row, task or request exists
+        try:
+            image_service.check_source_url(ctx.settings, str(body.source_url))
+        except EgressDenied as exc:
+            raise invalid("body.source_url", str(exc)) from exc
     if session.scalar(select(Image.id).where(Image.project_id == project.id, Image.name == body.name)):
         raise name_taken("image", body.name, "body.name")
     image = Image(
@@ -210,6 +217,7 @@ def update_image(
         }
     },
 )
+@streamed_body
 async def upload_part(
     image_id: str,
     part: Literal["file", "kernel", "initrd"],

@@ -13,6 +13,8 @@ from novacron.db.models.compute import (
     ServerGroup,
 )
 from novacron.db.models.identity import (
+    AccessTicket,
+    LoginFailure,
     Project,
     RefreshToken,
     RevokedToken,
@@ -48,6 +50,7 @@ from novacron.db.models.quota import (
 )
 
 __all__ = [
+    "LoginFailure",
     "VM",
     "Aggregate",
     "AggregateHost",
@@ -86,6 +89,7 @@ __all__ = [
     "QuotaUsage",
     "RefreshToken",
     "RestoreJob",
+    "AccessTicket",
     "RevokedToken",
     "Router",
     "SecurityGroup",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from novacron.db.base import Base, Timestamped, UTCDateTime, Versioned
@@ -71,3 +71,34 @@ class RevokedToken(Base):
     __tablename__ = "revoked_tokens"
     jti: Mapped[str] = mapped_column(String(40), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class AccessTicket(Base):
+    """A short-lived, single-use ticket that opens one WebSocket/SSE path for a user (browsers cannot
+    send an Authorization header on those handshakes). Stored as a SHA-256 hash so any replica can
+    redeem it; redeeming deletes the row."""
+
+    __tablename__ = "access_tickets"
+    ticket_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    #: the access token that asked for it: a revoked or expired token's tickets die with it
+    token_id: Mapped[str] = mapped_column(String(40))
+    token_exp: Mapped[float]
+    #: epoch seconds: "every session ended at T" (password change, reuse) also ends older tickets
+    issued_at: Mapped[float]
+    session_id: Mapped[str] = mapped_column(String(40), default="")
+    path: Mapped[str] = mapped_column(String(512))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class LoginFailure(Base):
+    """Recent failed logins of one account or one client address: the brute-force throttle's
+    state, in the database so every API replica sees the same counts. Pruned once forgotten."""
+
+    __tablename__ = "login_failures"
+    #: ``account:<sha256 of the lowercased username>`` or ``source:<address or IPv6 /64>``
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    #: no login for this key is even checked before this instant
+    blocked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

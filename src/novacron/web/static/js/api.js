@@ -20,8 +20,8 @@ export class ApiError extends Error {
 }
 
 // sessionStorage: the token lives as long as the tab, is sent only in the Authorization header
-// (no cookie, so no cross-site request carries it) and is never written into a URL but the
-// console WebSocket's, which browsers cannot give a header.
+// (no cookie, so no cross-site request carries it) and is never written into a URL: the console
+// WebSocket, which browsers cannot give a header, opens with a single-use ticket instead.
 export const session = {
   get() {
     try { return JSON.parse(sessionStorage.getItem(KEY)); } catch { return null; }

@@ -84,7 +84,7 @@ registerPage({
     const roles = ctx.me.tenant_id === null ? ['member', 'viewer', 'tenant-admin', 'admin'] : ['member', 'viewer', 'tenant-admin'];
     const fields = [
       { name: 'username', label: 'Username' },
-      { name: 'password', label: 'Password', type: 'password', hint: 'at least 12 characters' },
+      { name: 'password', label: 'Password', type: 'password', hint: 'at least 12 characters, not a common password: a passphrase of several uncommon words' },
       { name: 'role', label: 'Role', type: 'select', options: roles.map((r) => [r, r]) },
     ];
     if (ctx.me.tenant_id === null) {

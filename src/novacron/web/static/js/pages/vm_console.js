@@ -1,14 +1,15 @@
 // The serial console in xterm.js: the log so far, then live bytes both ways over the WebSocket
-// /v1/vms/{id}/console (browsers cannot set headers on a WebSocket, hence ?access_token=).
+// /v1/vms/{id}/console. Browsers cannot set headers on a WebSocket, and a token in a URL ends up in
+// logs: the handshake carries a single-use, 30-second ticket for this path (POST /v1/tickets).
 
 import { Terminal } from '/vendor/xterm.mjs';
 import { FitAddon } from '/vendor/addon-fit.mjs';
 import { AttachAddon } from '/vendor/addon-attach.mjs';
-import { get } from '../api.js';
+import { get, post } from '../api.js';
 import { loadCss } from '../ui.js';
 
 /** Open the console in `el`; returns a function that closes it. */
-export async function openConsole(el, vmId, tokenFn, onStatus) {
+export async function openConsole(el, vmId, onStatus) {
   loadCss('/vendor/xterm.css');
   const term = new Terminal({
     fontSize: 14, scrollback: 5000, cursorBlink: true, convertEol: false,
@@ -25,9 +26,10 @@ export async function openConsole(el, vmId, tokenFn, onStatus) {
   onStatus('Loading the console log…');
   const history = await get(`/v1/vms/${vmId}/console-log?tail=32768`);
   if (history) term.write(history);
-  const token = await tokenFn();
+  const path = `/v1/vms/${vmId}/console`;
+  const { ticket } = await post('/v1/tickets', { path });
   const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  const ws = new WebSocket(`${proto}//${location.host}/v1/vms/${vmId}/console?access_token=${encodeURIComponent(token)}`);
+  const ws = new WebSocket(`${proto}//${location.host}${path}?ticket=${encodeURIComponent(ticket)}`);
   ws.binaryType = 'arraybuffer';
   onStatus('Connecting…');
   ws.addEventListener('open', () => {

@@ -1,6 +1,6 @@
 // One VM: live state, metrics charts (every second), the serial console, actions, its tasks.
 
-import { ApiError, accessToken, get, listAll, request } from '../api.js';
+import { ApiError, get, listAll, request } from '../api.js';
 import { subscribe } from '../live.js';
 import { registerPage } from '../registry.js';
 import {
@@ -174,7 +174,7 @@ registerPage({
       openBtn.disabled = true;
       term.hidden = false;
       try {
-        const close = await openConsole(term, vm.id, accessToken, (s) => { status.textContent = s; });
+        const close = await openConsole(term, vm.id, (s) => { status.textContent = s; });
         ctx.onCleanup(close);
       } catch (err) {
         consoleBox.append(errorBox(err));

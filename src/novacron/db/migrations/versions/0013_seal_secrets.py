@@ -1,7 +1,7 @@
 """Seal the secrets older versions stored in clear (signing keys, CA key, target credentials)
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-06
 
 No schema change: the values of existing rows are sealed by the encryption service
@@ -18,8 +18,8 @@ import logging
 import sqlalchemy as sa
 from alembic import context, op
 
-revision = "0011"
-down_revision = "0010"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
@@ -34,7 +34,7 @@ _TEXT = (
 def upgrade() -> None:
     enc = context.config.attributes.get("encryption")
     if enc is None:
-        log.info("0011: no encryption service given; the server seals clear secrets at start-up")
+        log.info("0013: no encryption service given; the server seals clear secrets at start-up")
         return
     from novacron.identity.encryption import is_sealed
 
