@@ -45,6 +45,7 @@ from types import SimpleNamespace
 from common import GUEST_OUT, machine
 
 from novacron.backup import agentops, vmstore
+from novacron.config import Settings
 from novacron.virt.base import InstanceSpec
 from novacron.virt.qemu import QemuDriver
 
@@ -129,8 +130,10 @@ async def main() -> None:
             initrd_path=GUEST_OUT / "initrd.img", kernel_cmdline=(GUEST_OUT / "cmdline").read_text().strip(),
         )  # fmt: skip
         await d.launch(spec)
-        settings = SimpleNamespace(state_dir=str(work / "state"))
-        row = SimpleNamespace(type="local", config={"path": str(work / "target")}, chunk_size=chunk)
+        settings = Settings(state_dir=work / "state", database_url="sqlite://")
+        row = SimpleNamespace(
+            id="bkt-bench", type="local", config={"path": str(work / "target")}, chunk_size=chunk
+        )
         secrets = vmstore.agent_payload(settings, row, "bench")  # type: ignore[arg-type]
         assert base64.b64decode(secrets["key"])
         size = args.disk_gib << 30

@@ -33,6 +33,7 @@ from bench_backup_vm import make_base, sh
 from common import GUEST_OUT, machine
 
 from novacron.backup import agentops, instant, vmstore
+from novacron.config import Settings
 from novacron.virt.base import InstanceSpec
 from novacron.virt.qemu import QemuDriver
 
@@ -67,8 +68,10 @@ async def main() -> None:
     try:
         base = make_base(work, args.disk_gib)
         await d.launch(spec("src", base, args.disk_gib, args.read_mib))
-        settings = SimpleNamespace(state_dir=str(work / "state"))
-        row = SimpleNamespace(type="local", config={"path": str(work / "target")}, chunk_size=4 * MiB)
+        settings = Settings(state_dir=work / "state", database_url="sqlite://")
+        row = SimpleNamespace(
+            id="bkt-bench", type="local", config={"path": str(work / "target")}, chunk_size=4 * MiB
+        )
         secrets = vmstore.agent_payload(settings, row, "bench")  # type: ignore[arg-type]
         await agentops.backup_disk(
             d, "src", {"snapshot_id": "s0", "parent_id": None, "secrets": secrets}, None

@@ -29,7 +29,10 @@ SCHEME=https
 URL="$SCHEME://$NOVACRON_LISTEN_HOST:$NOVACRON_LISTEN_PORT"
 CA="$STATE/pki/ca.crt"
 MARKER="$STATE/.test-guest-imported"
+# the state dir holds the database, the key-encryption keys and the VMs' disks: this account's only
+umask 077
 mkdir -p "$STATE"
+chmod 700 "$STATE"
 
 # whatever it speaks: a listener on the port is in the way
 if (exec 3<>"/dev/tcp/$NOVACRON_LISTEN_HOST/$NOVACRON_LISTEN_PORT") 2>/dev/null; then

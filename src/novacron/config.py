@@ -155,6 +155,12 @@ class Settings:
     #: a new tenant's default quota limits (NOVACRON_TENANT_QUOTA_DEFAULTS): "" the built-in ones,
     #: "vms=20,vcpus=40" those overridden, "none" no default limits (see novacron.quota.defaults)
     tenant_quota_defaults: str = ""
+    #: where key-encryption keys live: "file" (``<state_dir>/kek``), "pkcs11" or "vault"
+    #: (NOVACRON_KEK_PROVIDER; see identity/kek.py)
+    kek_provider: str = "file"
+    #: the provider's other NOVACRON_KEK_* settings, lower-cased without the prefix (``vault_url``,
+    #: ``vault_token_file``, ``pkcs11_module``, ``pkcs11_token``, ``pkcs11_pin_file``, ...)
+    kek_options: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # may hold a token or PIN
 
     @property
     def images_dir(self) -> Path:
@@ -170,8 +176,9 @@ class Settings:
         return self.state_dir / "run"
 
     def ensure_dirs(self) -> None:
+        """Make the state directories, private to the account the node runs as (0700)."""
         for d in (self.state_dir, self.images_dir, self.instances_dir, self.run_dir):
-            d.mkdir(parents=True, exist_ok=True)
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -222,4 +229,12 @@ class Settings:
             login_hash_workers=int(_env("LOGIN_HASH_WORKERS", str(max(1, (os.cpu_count() or 2) // 2)))),
             login_hash_queue=int(_env("LOGIN_HASH_QUEUE", "32")),
             tenant_quota_defaults=_env("TENANT_QUOTA_DEFAULTS", ""),
+            kek_provider=_env("KEK_PROVIDER", "file"),
+            kek_options=tuple(
+                sorted(
+                    (k[len("NOVACRON_KEK_") :].lower(), v)
+                    for k, v in os.environ.items()
+                    if k.startswith("NOVACRON_KEK_") and k != "NOVACRON_KEK_PROVIDER"
+                )
+            ),
         )

@@ -21,7 +21,9 @@ from novacron.api.transport import SecurityHeaders
 from novacron.config import Settings, is_loopback
 from novacron.context import Context
 from novacron.db.base import Database
+from novacron.identity.encryption import encryption_for
 from novacron.identity.pki import ServerTLS, ensure_server_tls
+from novacron.private import set_private_umask
 
 
 def build_context(settings: Settings) -> Context:
@@ -35,6 +37,7 @@ def build_context(settings: Settings) -> Context:
     from novacron.compute.migration import ColdMigrateVM, MigrateVM
     from novacron.compute.tasks import HANDLERS
     from novacron.db.migrate import upgrade
+    from novacron.identity.sealing import check_openable, seal_clear_rows
     from novacron.identity.tokens import TokenService
     from novacron.network import make_backend
     from novacron.tasks.runner import TaskRunner
@@ -42,7 +45,11 @@ def build_context(settings: Settings) -> Context:
 
     settings.ensure_dirs()
     db = Database(settings.database_url)
-    upgrade(db)
+    enc = encryption_for(settings)
+    upgrade(db, encryption=enc)
+    _make_private(settings, db)
+    seal_clear_rows(db, enc)
+    check_openable(db, enc)
     ctx = Context(settings=settings, db=db, tokens=TokenService(db, settings))
     ctx.tasks = TaskRunner(
         ctx,
@@ -70,6 +77,26 @@ def build_context(settings: Settings) -> Context:
             network=make_backend(settings, scope=settings.host_name),
         )
     return ctx
+
+
+def _make_private(settings: Settings, db: Database) -> None:
+    """The state dir private (an older install's tree is tightened once), the database files too."""
+    from sqlalchemy import select
+
+    from novacron.db.models import BackupTarget
+    from novacron.private import harden_once, private_tree
+
+    with db.read_session() as s:
+        local = [Path(str(c.get("path"))) for c in s.scalars(select(BackupTarget.config).where(
+            BackupTarget.type == "local")) if c.get("path")]  # fmt: skip
+    shared = [p for p in (settings.shared_images_dir, settings.shared_storage_dir) if p is not None]
+    harden_once(settings.state_dir, [*shared, *local])
+    if db.url.startswith("sqlite:///"):
+        # the database and its -wal/-shm, whatever umask made them (SQLite copies the file's mode)
+        path = Path(db.url.removeprefix("sqlite:///"))
+        for f in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if f.exists():
+                private_tree(f)
 
 
 def ensure_defaults(ctx: Context) -> str | None:
@@ -144,6 +171,7 @@ def main() -> None:
     parser.add_argument("--host", help="listen address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="listen port (default 8080)")
     args = parser.parse_args()
+    set_private_umask()  # everything the node and its children (QEMU) create: 0600/0700
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     settings = Settings.from_env()
@@ -153,7 +181,7 @@ def main() -> None:
     ctx = build_context(settings)
     password = ensure_defaults(ctx)
     names = {host, "127.0.0.1", "localhost", settings.host_name, *settings.tls_names}
-    tls = ensure_server_tls(ctx.db, settings.state_dir, sorted(names))
+    tls = ensure_server_tls(ctx.db, settings.state_dir, sorted(names), encryption_for(settings))
     api_tls = api_certificate(settings, tls)
     url = url_of("https" if api_tls else "http", host, port)
     print(f"NovaCron {url}  (API docs: {url}/docs)", flush=True)

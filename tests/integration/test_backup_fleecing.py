@@ -24,6 +24,7 @@ import pytest
 
 from novacron.backup import agentops, vmstore
 from novacron.backup.store import ChunkStore
+from novacron.config import Settings
 from novacron.virt.base import InstanceSpec
 from novacron.virt.qemu import QemuDriver
 from tests.conftest import Guest, short_tmpdir
@@ -84,8 +85,10 @@ def env(guest: Guest) -> Iterator[Env]:
             initrd_path=guest.initrd, kernel_cmdline=guest.cmdline,
         )  # fmt: skip
         loop.run_until_complete(d.launch(spec))
-        settings = SimpleNamespace(state_dir=str(work / "state"))
-        row = SimpleNamespace(type="local", config={"path": str(work / "target")}, chunk_size=CHUNK)
+        settings = Settings(state_dir=work / "state", database_url="sqlite://")
+        row = SimpleNamespace(
+            id="bkt-test", type="local", config={"path": str(work / "target")}, chunk_size=CHUNK
+        )
         secrets = vmstore.agent_payload(settings, row, TENANT)  # type: ignore[arg-type]
         yield Env(d, work, secrets, loop)
     finally:

@@ -23,6 +23,7 @@ import pytest
 
 from novacron.backup import instant, vmstore
 from novacron.backup.store import file_reader
+from novacron.config import Settings
 from novacron.virt.qemu import QemuDriver
 
 MiB = 1 << 20
@@ -43,8 +44,10 @@ def served(tmp_path: Path) -> tuple[QemuDriver, dict[str, Any], Path]:
         f.write(os.urandom(MiB + 100))  # chunk 1
         f.seek(SIZE - 1000)
         f.write(os.urandom(1000))  # the short chunk 2
-    settings = SimpleNamespace(state_dir=str(tmp_path / "state"))
-    row = SimpleNamespace(type="local", config={"path": str(tmp_path / "target")}, chunk_size=CHUNK)
+    settings = Settings(state_dir=tmp_path / "state", database_url="sqlite://")
+    row = SimpleNamespace(
+        id="bkt-test", type="local", config={"path": str(tmp_path / "target")}, chunk_size=CHUNK
+    )
     secrets = vmstore.agent_payload(settings, row, "tenant-a")  # type: ignore[arg-type]
     read, size, close = file_reader(disk)
     vmstore.agent_store(secrets).write_snapshot("tenant-a", "snap-1", "vda", read, size)

@@ -68,7 +68,13 @@ def _qemu_processes(vm_id: str) -> list[int]:
 def replicas(postgres: Any) -> Iterator[tuple[Server, Server, Agent, str]]:
     url = postgres.create_database("leader_takeover")
     images = short_tmpdir("nci")
-    env = {"NOVACRON_EMBEDDED_AGENT": "0", "NOVACRON_DATABASE_URL": url, "NOVACRON_IMAGES_DIR": str(images)}
+    env = {
+        "NOVACRON_EMBEDDED_AGENT": "0",
+        "NOVACRON_DATABASE_URL": url,
+        "NOVACRON_IMAGES_DIR": str(images),
+        # replicas open the same sealed secrets (signing keys, CA key): they share the KEKs
+        "NOVACRON_KEK_DIR": str(short_tmpdir("nck")),
+    }
     a, b = make_server(**env), make_server(**env)
     agent: Agent | None = None
     try:

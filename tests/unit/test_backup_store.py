@@ -305,4 +305,4 @@ def test_open_by_url_with_the_state_dirs_key_service(tmp_path: Path) -> None:
     again = ChunkStore.open(str(tmp_path / "repo"), tmp_path / "state")
     assert (again.chunk_size, again.digest) == (CHUNK, "blake3")
     assert again.read_snapshot("t", "a", "vda", 0, len(disk)) == bytes(disk)
-    assert [p.stem for p in (tmp_path / "state" / "backup-keys").glob("*.kek")] == again.keyring.kek.kek_ids()
+    assert [p.stem for p in (tmp_path / "state" / "kek").glob("*.kek")] == again.keyring.kek.kek_ids()

@@ -21,6 +21,7 @@ from novacron.agent.control import AgentRefused, HttpControlPlane
 from novacron.agent.runtime import AgentRuntime
 from novacron.config import Settings
 from novacron.identity.pki import ca_fingerprint
+from novacron.private import harden_once, mkdir_private, write_private
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,8 @@ def ensure_joined(
     if not join_token or not fingerprint:
         raise JoinFailed("this host has not joined yet: pass --join-token and --ca-fingerprint")
     ca_pem = _fetch_ca(server, fingerprint)
-    state_dir.mkdir(parents=True, exist_ok=True)
-    ca_file.write_bytes(ca_pem)
+    mkdir_private(state_dir)
+    write_private(ca_file, ca_pem)
     r = httpx.post(
         f"{server}/v1/agents/join",
         json={"join_token": join_token, "name": name},
@@ -83,6 +84,7 @@ async def run_agent(
     from novacron.virt import make_driver
 
     settings.ensure_dirs()
+    harden_once(settings.state_dir, [p for p in (settings.shared_storage_dir,) if p is not None])
     identity = ensure_joined(settings.state_dir, server, name, join_token, fingerprint)
     # agents sharing one kernel (tests, labs) must not share tap device names
     extra = {"tap_salt": name} if settings.compute_driver == "qemu" else {}

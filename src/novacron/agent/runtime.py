@@ -233,7 +233,8 @@ class AgentRuntime:
             )
             return {"text": data.decode("utf-8", "replace"), "next_offset": next_offset}
         elif op == "console_attach":
-            await self._console_attach(instance_id, str(payload["session"]), payload.get("relay_url"))
+            session = (payload.get("secrets") or {}).get("session") or payload["session"]  # older servers
+            await self._console_attach(instance_id, str(session), payload.get("relay_url"))
         elif op.startswith("migrate_"):
             return await self._migrate(op, instance_id, payload, op_id)
         elif op in ("backup_disk", "restore_disk", "wait_console"):

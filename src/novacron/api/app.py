@@ -42,6 +42,7 @@ def _include_optional(app: FastAPI) -> None:
         backup_policies,
         backups,
         dr,
+        encryption,
         identity,
         networks,
         ports,
@@ -55,6 +56,7 @@ def _include_optional(app: FastAPI) -> None:
 
     for module in (
         identity,
+        encryption,
         aggregates,
         server_groups,
         backups,

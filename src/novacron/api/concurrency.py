@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from novacron.api.errors import Problem
 from novacron.db.models import IdempotencyRecord
+from novacron.identity.encryption import is_secret_field
 from novacron.identity.principal import Principal
 
 
@@ -39,6 +40,14 @@ def check_if_match(request: Request, resource: Any) -> None:
         )
 
 
+def _without_secrets(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: "***" if is_secret_field(str(k)) else _without_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_secrets(v) for v in value]
+    return value
+
+
 class Idempotency:
     """The first response to a keyed request is stored in the same transaction as its effect.
 
@@ -53,6 +62,9 @@ class Idempotency:
         self.method = request.method
         self.path = request.url.path
         payload = body.model_dump(mode="json") if hasattr(body, "model_dump") else body
+        # a password or credential in the body must not be kept as an unsalted hash (guessable
+        # offline): the hash covers everything else, so a retry with another secret is replayed
+        payload = _without_secrets(payload)
         self.request_hash = hashlib.sha256(
             json.dumps([self.method, self.path, payload], sort_keys=True).encode()
         ).hexdigest()

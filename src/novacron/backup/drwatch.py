@@ -26,6 +26,7 @@ from novacron.backup import vmstore
 from novacron.backup.replication import Replicator
 from novacron.db.base import utcnow
 from novacron.db.models import BackupSnapshot, BackupTarget, DRRunbook
+from novacron.identity.encryption import scrub
 
 if TYPE_CHECKING:
     from novacron.context import Context
@@ -59,7 +60,7 @@ def _replicate(ctx: Context, source: BackupTarget, replica: BackupTarget) -> int
         own = {(t, i) for t, i in s.execute(
             select(BackupSnapshot.tenant_id, BackupSnapshot.id).where(BackupSnapshot.state == "available")
         )}  # fmt: skip
-    dest = vmstore.target_from_config(replica.type, replica.config)
+    dest = vmstore.open_target(ctx.settings, replica)
     store = vmstore.server_store(ctx.settings, source)
     Replicator(store, dest, keep=lambda tenant, sid: (tenant, sid) in own).run_once()
     marked = 0
@@ -102,13 +103,23 @@ def replicate_due(ctx: Context) -> int:
         try:
             marked += _replicate(ctx, source, replica)
         except Exception as exc:  # the recovery site unreachable: kept on the target, retried next time
-            log.warning("replication of %s to %s failed: %s", source.name, replica.name, exc)
-            error = f"{type(exc).__name__}: {exc}"
+            # shown by the API and logged: never with either target's credentials in it
+            error = f"{type(exc).__name__}: {_scrubbed(ctx, str(exc), source, replica)}"
+            log.warning("replication of %s to %s failed: %s", source.name, replica.name, error)
         with ctx.db.session() as s:
             row = s.get(BackupTarget, source.id)
             if row is not None:
                 row.replicated_at, row.replication_error = utcnow(), error
     return marked
+
+
+def _scrubbed(ctx: Context, text: str, *targets: BackupTarget) -> str:
+    for target in targets:
+        try:
+            text = scrub(text, vmstore.target_config(ctx.settings, target))
+        except Exception:  # credentials that cannot be opened cannot be in the message either
+            continue
+    return text
 
 
 def rpo_of(session: Session, runbook: DRRunbook, step: dict[str, Any]) -> dict[str, Any]:

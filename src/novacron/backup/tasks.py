@@ -33,6 +33,7 @@ from novacron.db.models import (
     RestoreJob,
     Task,
 )
+from novacron.identity.encryption import scrub
 from novacron.quota import enforce as quota
 from novacron.quota.registry import backup_amounts
 from novacron.quota.tree import node_for_ref
@@ -80,7 +81,12 @@ def secrets_for(ctx: Context, target: BackupTarget, tenant_id: str) -> dict[str,
     try:
         return vmstore.agent_payload(ctx.settings, target, tenant_id)
     except Exception as exc:  # a target that cannot be reached or read: the user's problem to fix
-        raise StepFailed(f"Backup target {target.name} is not usable: {exc}") from exc
+        # the message lands in the task's error, events and logs: never with a credential in it
+        try:
+            why = scrub(str(exc), vmstore.target_config(ctx.settings, target))
+        except Exception:  # the credentials themselves cannot be opened (a retired KEK)
+            why = type(exc).__name__
+        raise StepFailed(f"Backup target {target.name} is not usable: {why}") from exc
 
 
 class BackupVM(TaskHandler):

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from novacron.backup.keys import KeyService, TenantKeyring
 from novacron.backup.store import ChunkStore
 from novacron.backup.targets import Target, target_from_url
+from novacron.identity.encryption import encryption_for
+from novacron.identity.kek import key_service as platform_key_service
 
 if TYPE_CHECKING:
     from novacron.config import Settings
@@ -68,26 +69,41 @@ class HandedKey(KeyService):
 
 
 def key_service(settings: Settings) -> KeyService:
-    return KeyService.for_state_dir(Path(settings.state_dir))
+    """The platform's one KEK service (``identity/kek.py``): it wraps the tenants' data keys."""
+    return platform_key_service(settings)
+
+
+def config_aad(target_id: str) -> str:
+    """What a target's sealed credentials are bound to (a copy into another row does not open)."""
+    return f"backup_targets.config:{target_id}"
+
+
+def target_config(settings: Settings, row: BackupTarget) -> dict[str, Any]:
+    """A target's configuration with its credentials opened (they are stored sealed)."""
+    return encryption_for(settings).open_fields(dict(row.config), config_aad(row.id))
+
+
+def open_target(settings: Settings, row: BackupTarget) -> Target:
+    return target_from_config(row.type, target_config(settings, row))
 
 
 def server_store(settings: Settings, row: BackupTarget) -> ChunkStore:
     """The store as the control plane opens it (verify, delete, holds, DR reads)."""
-    return ChunkStore(
-        target_from_config(row.type, dict(row.config)), key_service(settings), row.chunk_size, DIGEST
-    )
+    return ChunkStore(open_target(settings, row), key_service(settings), row.chunk_size, DIGEST)
 
 
 def agent_payload(settings: Settings, row: BackupTarget, tenant_id: str) -> dict[str, Any]:
-    """What an agent needs to open the store for one tenant (sent under ``secrets``)."""
-    target = target_from_config(row.type, dict(row.config))
+    """What an agent needs to open the store for one tenant (sent under ``secrets``, which
+    ``hostops`` keeps sealed in the database until the agent claims the operation)."""
+    config = target_config(settings, row)
+    target = target_from_config(row.type, config)
     kek = key_service(settings)
     ring = TenantKeyring(kek, target)
     ring.key(tenant_id)  # made and stored wrapped in the target if it is the tenant's first backup
     record = json.loads(target.get(TenantKeyring.object_key(tenant_id)))
     master = kek.unwrap(record["wrapped"], tenant_id)
     return {
-        "target": {"type": row.type, "config": dict(row.config)},
+        "target": {"type": row.type, "config": config},
         "chunk_size": row.chunk_size,
         "tenant_id": tenant_id,
         "key": base64.b64encode(master).decode(),

@@ -24,7 +24,9 @@ def agent(
     """Join this host to a NovaCron server and run its VMs (stays in the foreground)."""
     from novacron.agent.main import JoinFailed, run_agent
     from novacron.config import Settings
+    from novacron.private import set_private_umask
 
+    set_private_umask()  # disks, seeds, console logs, the credential: private to this account
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     base = Settings.from_env()
     settings = dataclasses.replace(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import typer
@@ -211,22 +212,52 @@ def delete(ctx: typer.Context, backup: str = typer.Argument(..., help="backup id
 # ---- targets and policies ---------------------------------------------------------------------
 
 
+#: credentials never on the command line (``ps``, shell history): asked for, or read from stdin
+SECRET_OPTION = typer.Option(
+    [], "--secret", help="KEY of a credential (e.g. aws_secret_access_key): its value is asked for, hidden"
+)
+
+
+def _target_config(config: list[str], secrets: list[str]) -> dict[str, Any]:
+    conf: dict[str, Any] = dict(item.split("=", 1) for item in config if "=" in item)
+    for key in secrets:
+        if sys.stdin.isatty():
+            conf[key] = typer.prompt(key, hide_input=True)
+        else:
+            conf[key] = sys.stdin.readline().rstrip("\n")
+    return conf
+
+
 @target_app.command("create")
 def target_create(
     ctx: typer.Context,
     name: str = typer.Argument(...),
     kind: str = typer.Option("local", "--type", help="local, s3, azure, gcs"),
     config: list[str] = typer.Option([], "--set", help="KEY=VALUE of the target's configuration, repeatable"),
+    secret: list[str] = SECRET_OPTION,
     replicate_to: str | None = typer.Option(None, "--replicate-to", help="copy it to this target (DR site)"),
     replicate_every: int = typer.Option(300, "--replicate-every", help="seconds between replication passes"),
     as_json: bool = JSON,
 ) -> None:
-    """Create a backup target (admins)."""
-    conf = dict(item.split("=", 1) for item in config if "=" in item)
+    """Create a backup target (admins). Credentials: ``--secret KEY`` asks for the value (hidden)."""
+    conf = _target_config(config, secret)
     body: dict[str, Any] = {"name": name, "type": kind, "config": conf}
     if replicate_to:
         body.update(replicate_to=replicate_to, replicate_every_s=replicate_every)
     print_detail(client_of(ctx).post("/v1/backup-targets", body), as_json=as_json)
+
+
+@target_app.command("update")
+def target_update(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="target name or id"),
+    config: list[str] = typer.Option([], "--set", help="KEY=VALUE to change, repeatable"),
+    secret: list[str] = SECRET_OPTION,
+    as_json: bool = JSON,
+) -> None:
+    """Change a target's settings, e.g. new credentials; credentials not given are kept."""
+    body = {"config": _target_config(config, secret)}
+    print_detail(client_of(ctx).patch(f"/v1/backup-targets/{name}", body), as_json=as_json)
 
 
 @target_app.command("list")

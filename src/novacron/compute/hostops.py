@@ -8,6 +8,7 @@ host only, whether they run in this process (all-in-one) or on another machine o
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import secrets
 import threading
@@ -78,10 +79,34 @@ def _queue(
                     task_id=task_id,
                     op=op,
                     instance_id=instance_id,
-                    payload=payload or {},
+                    payload=_seal(ctx, op_id, payload or {}),
                 )
             )
     wake(host_id)
+
+
+def _seal(ctx: Context, op_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Keys and credentials handed to an agent (``secrets``) wait in the database sealed."""
+    if "secrets" not in payload:
+        return payload
+    from novacron.identity.encryption import encryption_for
+    from novacron.identity.sealing import secrets_aad
+
+    sealed = encryption_for(ctx.settings).seal(json.dumps(payload["secrets"]).encode(), secrets_aad(op_id))
+    return {**payload, "secrets": {"sealed": sealed}}
+
+
+def _unseal(ctx: Context, op_id: str, payload: dict[str, Any] | None) -> dict[str, Any]:
+    payload = payload or {}
+    secrets = payload.get("secrets")
+    sealed = secrets.get("sealed") if isinstance(secrets, dict) else None
+    if sealed is None:
+        return payload
+    from novacron.identity.encryption import encryption_for
+    from novacron.identity.sealing import secrets_aad
+
+    opened = encryption_for(ctx.settings).open(sealed, secrets_aad(op_id))
+    return {**payload, "secrets": json.loads(opened)}
 
 
 def wake(host_id: str) -> None:
@@ -177,7 +202,10 @@ def claim(ctx: Context, host_id: str, limit: int = 16) -> list[dict[str, Any]]:
         for row in rows:
             row.state = "running"
             row.claimed_at = now
-        return [{"id": r.id, "op": r.op, "instance_id": r.instance_id, "payload": r.payload} for r in rows]
+        return [
+            {"id": r.id, "op": r.op, "instance_id": r.instance_id, "payload": _unseal(ctx, r.id, r.payload)}
+            for r in rows
+        ]
 
 
 def requeue_unanswered(ctx: Context, host_id: str) -> None:

@@ -16,6 +16,7 @@ import httpx
 from novacron import events, netguard
 from novacron.compute import storage
 from novacron.db.models import Image, Task
+from novacron.identity.encryption import encryption_for
 from novacron.tasks.runner import StepFailed, TaskHandler
 from novacron.virt.base import ImageInfo, InvalidImage
 from novacron.virt.images import inspect_image
@@ -104,6 +105,11 @@ def remove_files(ctx: Context, image_id: str) -> None:
     shutil.rmtree(storage.image_dir(ctx.settings, image_id), ignore_errors=True)
 
 
+def source_url_aad(image_id: str) -> str:
+    """What an image import's sealed source URL is bound to."""
+    return f"tasks.params.source_url:{image_id}"
+
+
 class ImportImage(TaskHandler):
     """Download an image from a URL with progress, then validate it."""
 
@@ -114,7 +120,9 @@ class ImportImage(TaskHandler):
         image_id = task.resource_id
         dest = storage.image_disk(ctx.settings, image_id)
         if step == "download":
-            await self._download(ctx, task, task.params["source_url"], dest)
+            # sealed in the task row: a URL may carry credentials (user:password@, a signed query)
+            url = encryption_for(ctx.settings).open_text(task.params["source_url"], source_url_aad(image_id))
+            await self._download(ctx, task, url, dest)
         else:
             try:
                 await asyncio.to_thread(

@@ -75,6 +75,9 @@ def make_engine(url: str, *, readonly: bool = False) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
+            # a deleted or overwritten row (a re-wrapped key, an operation's dropped secrets) is
+            # zeroed in the file rather than left readable in a free page
+            cur.execute("PRAGMA secure_delete=ON")
             cur.close()
 
         @event.listens_for(engine, "begin")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 
 from novacron.db.base import Database
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -19,8 +23,11 @@ def alembic_config(db: Database) -> Config:
     return cfg
 
 
-def upgrade(db: Database, revision: str = "head") -> None:
+def upgrade(db: Database, revision: str = "head", encryption: Any = None) -> None:
+    """Migrate to ``revision``; ``encryption`` (the encryption service) lets the migrations that
+    seal stored secrets do so (without it, the server's start-up seals them)."""
     cfg = alembic_config(db)
+    cfg.attributes["encryption"] = encryption
     with db.engine.connect() as conn:
         sqlite = conn.dialect.name == "sqlite"
         # SQLite alters a table by copying and dropping it: with foreign keys on, dropping `vms`
@@ -37,3 +44,21 @@ def upgrade(db: Database, revision: str = "head") -> None:
         finally:
             if sqlite:
                 conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
+    if cfg.attributes.get("sealed"):
+        # the clear values the migration replaced are still in SQLite's free pages and WAL
+        scrub_free_pages(db)
+
+
+def scrub_free_pages(db: Database) -> None:
+    """On SQLite: rewrite the file (VACUUM) and empty the WAL, so replaced clear values are gone."""
+    if not db.url.startswith("sqlite"):
+        return  # PostgreSQL's dead tuples go at its next VACUUM; its files are the server's own
+    # on the driver's connection: the engine would open a transaction, and VACUUM runs outside one
+    raw = db.engine.raw_connection()
+    try:
+        for statement in ("PRAGMA wal_checkpoint(TRUNCATE)", "VACUUM", "PRAGMA wal_checkpoint(TRUNCATE)"):
+            raw.driver_connection.execute(statement)  # type: ignore[union-attr]
+    except Exception as exc:  # busy readers: secure_delete still zeroes pages as they are reused
+        log.warning("could not scrub the database file of replaced secrets now: %s", exc)
+    finally:
+        raw.close()

@@ -1,8 +1,8 @@
 """JWT signing keys: generation, rotation, the public JWK set, and an in-memory key cache.
 
-Private keys are stored as unencrypted PKCS#8 PEM in the ``signing_keys`` table for now;
-whoever can read the database can mint tokens. Wrapping them with the encryption service
-(AEAD, key-encryption key outside the database) is planned.
+Private keys are stored in the ``signing_keys`` table as PKCS#8 PEM sealed by the encryption
+service (``identity/encryption.py``: a data key per row, wrapped by the platform KEK, which is
+not in the database), so a copy of the database alone cannot mint tokens.
 
 Rotation makes a new active key and retires the old one. A retired key keeps verifying
 and stays in the JWKS until the longest access-token TTL has passed since its retirement
@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from novacron.config import Settings
 from novacron.db.base import Database, new_id, utcnow
 from novacron.db.models import SigningKey
+from novacron.identity.encryption import encryption_for
 
 SUPPORTED_ALGS = ("ES256", "RS256")
 DEFAULT_ALG = "ES256"
@@ -54,6 +55,11 @@ def generate_key_pair(alg: str = DEFAULT_ALG) -> tuple[str, str]:
         .decode()
     )
     return private_pem, public_pem
+
+
+def private_pem_aad(kid: str) -> str:
+    """What a signing key's sealed private key is bound to."""
+    return f"signing_keys.private_pem:{kid}"
 
 
 def public_jwk(kid: str, alg: str, public_pem: str) -> dict[str, Any]:
@@ -131,11 +137,14 @@ class KeyRing:
                     key.alg,
                     key.public,
                     None,
-                    serialization.load_pem_private_key(row.private_pem.encode(), password=None),
+                    serialization.load_pem_private_key(self._private_pem(row).encode(), password=None),
                 )
         self._public = public
         self._active = active
         self._active_loaded = self._last_reload = time.monotonic()
+
+    def _private_pem(self, row: SigningKey) -> str:
+        return encryption_for(self.settings).open_text(row.private_pem, private_pem_aad(row.kid))
 
     def reload(self) -> None:
         with self._lock, self.db.session() as session:
@@ -178,9 +187,9 @@ class KeyRing:
 
     def _create(self, session: Session, alg: str) -> SigningKey:
         private_pem, public_pem = generate_key_pair(alg)
-        row = SigningKey(
-            kid=new_id("key"), alg=alg, private_pem=private_pem, public_pem=public_pem, active=True
-        )
+        kid = new_id("key")
+        sealed = encryption_for(self.settings).seal_text(private_pem, private_pem_aad(kid))
+        row = SigningKey(kid=kid, alg=alg, private_pem=sealed, public_pem=public_pem, active=True)
         session.add(row)
         return row
 

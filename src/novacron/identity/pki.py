@@ -4,6 +4,10 @@ The first server to start makes an EC P-256 CA and keeps it in the database, so 
 replica of the server signs its own TLS certificate (under ``<state_dir>/pki``) with the same CA.
 Agents learn the CA's SHA-256 fingerprint out of band (it is printed with each join token, as
 kubeadm does) and verify whichever replica they reach against that CA from then on.
+
+The CA's private key is stored sealed by the encryption service (``identity/encryption.py``) and
+is opened in memory only to sign a replica's certificate; it is never written to disk (nodes of
+older versions kept a clear ``pki/ca.key``: it is removed once the database holds the CA).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from novacron.db.models import CertificateAuthority
 
 if TYPE_CHECKING:
     from novacron.db.base import Database
+    from novacron.identity.encryption import EncryptionService
 
 CA_DAYS = 3650
 SERVER_DAYS = 825
@@ -81,30 +86,41 @@ def _new_ca() -> tuple[bytes, bytes]:
     return ca.public_bytes(serialization.Encoding.PEM), _key_pem(ca_key)
 
 
-def shared_ca(db: Database, pki: Path) -> tuple[bytes, bytes]:
+def key_pem_aad(name: str) -> str:
+    """What a CA's sealed private key is bound to."""
+    return f"certificate_authorities.key_pem:{name}"
+
+
+def _stored_ca(db: Database, enc: EncryptionService) -> tuple[bytes, bytes] | None:
+    with db.read_session() as s:
+        row = s.get(CertificateAuthority, PLATFORM_CA)
+        if row is None:
+            return None
+        return row.cert_pem.encode(), enc.open_text(row.key_pem, key_pem_aad(row.name)).encode()
+
+
+def shared_ca(db: Database, pki: Path, enc: EncryptionService) -> tuple[bytes, bytes]:
     """The platform CA from the database, created on the first start of the first replica.
 
     A node that made its CA on disk before the CA moved to the database offers that one, so the
     agents that pinned it keep trusting the server.
     """
-    with db.read_session() as s:
-        row = s.get(CertificateAuthority, PLATFORM_CA)
-        if row is not None:
-            return row.cert_pem.encode(), row.key_pem.encode()
+    if (stored := _stored_ca(db, enc)) is not None:
+        return stored
     cert_path, key_path = pki / "ca.crt", pki / "ca.key"
     if cert_path.exists() and key_path.exists():
         cert, key = cert_path.read_bytes(), key_path.read_bytes()
     else:
         cert, key = _new_ca()
+    sealed = enc.seal_text(key.decode(), key_pem_aad(PLATFORM_CA))
     try:
         with db.session() as s:
-            s.add(CertificateAuthority(name=PLATFORM_CA, cert_pem=cert.decode(), key_pem=key.decode()))
+            s.add(CertificateAuthority(name=PLATFORM_CA, cert_pem=cert.decode(), key_pem=sealed))
     except IntegrityError:
         pass  # another replica stored its CA first: use that one
-    with db.read_session() as s:
-        row = s.get(CertificateAuthority, PLATFORM_CA)
-        assert row is not None
-        return row.cert_pem.encode(), row.key_pem.encode()
+    stored = _stored_ca(db, enc)
+    assert stored is not None
+    return stored
 
 
 def _names_of(cert_pem: bytes) -> set[str]:
@@ -116,14 +132,15 @@ def _names_of(cert_pem: bytes) -> set[str]:
     return {str(n.value) for n in alt}
 
 
-def ensure_server_tls(db: Database, state_dir: Path, names: list[str]) -> ServerTLS:
+def ensure_server_tls(db: Database, state_dir: Path, names: list[str], enc: EncryptionService) -> ServerTLS:
     """This replica's TLS certificate for ``names`` (DNS names or IPs), signed by the shared CA."""
     pki = state_dir / "pki"
     pki.mkdir(mode=0o700, parents=True, exist_ok=True)
     tls = ServerTLS(ca_cert=pki / "ca.crt", cert=pki / "server.crt", key=pki / "server.key")
-    ca_pem, ca_key_pem = shared_ca(db, pki)
+    ca_pem, ca_key_pem = shared_ca(db, pki, enc)
+    # the CA key lives sealed in the database only: a clear copy on disk would undo that
+    (pki / "ca.key").unlink(missing_ok=True)
     if not tls.ca_cert.exists() or tls.ca_cert.read_bytes() != ca_pem:
-        _write_private(pki / "ca.key", ca_key_pem)
         tls.ca_cert.write_bytes(ca_pem)
         tls.cert.unlink(missing_ok=True)
     if tls.cert.exists() and _names_of(tls.cert.read_bytes()) != set(names):

@@ -28,6 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from novacron.private import mkdir_private, private_tree, touch_private, write_private
 from novacron.virt import images, migration, netdev, nics, procs
 from novacron.virt.accel import choose_accelerator, kvm_probe
 from novacron.virt.base import (
@@ -103,8 +104,8 @@ class QemuDriver(ComputeDriver):
                 f"run_dir {self.run_dir} is too long for unix socket paths ({UNIX_PATH_MAX} bytes max); "
                 f"use a shorter state directory"
             )
-        self.instances_dir.mkdir(parents=True, exist_ok=True)
-        self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        mkdir_private(self.instances_dir)
+        mkdir_private(self.run_dir)
         self.storage_id = procs.shared_storage_id(self.shared_dir) if self.shared_dir else ""
         #: instance id -> the taps its QEMU opened (known from its command line)
         self._taps: dict[str, list[str]] = {}
@@ -170,10 +171,9 @@ class QemuDriver(ComputeDriver):
     # ---- lifecycle ---------------------------------------------------------------------------
 
     async def prepare(self, spec: InstanceSpec) -> None:
-        idir = self.instance_dir(spec.id)
-        idir.mkdir(parents=True, exist_ok=True)
+        mkdir_private(self.instance_dir(spec.id))
         disk = self.disk_path(spec.id)
-        disk.parent.mkdir(parents=True, exist_ok=True)
+        mkdir_private(disk.parent)
         want = spec.disk_gb * (1 << 30)
         if disk.exists() and self.shared_dir is not None and self.pid(spec.id) is None:
             # the disk may come from another host (HA restart): back it with this host's image copy
@@ -194,11 +194,13 @@ class QemuDriver(ComputeDriver):
             await images.create_overlay(spec.image_path, info.format, disk, size)
         elif self.pid(spec.id) is None:
             await images.grow(disk, want)
+        os.chmod(disk, 0o600)  # the tenant's data: QEMU (this account: root here) alone reads it
         await self.write_seed(spec)
 
     async def write_seed(self, spec: InstanceSpec) -> None:
-        """The instance's NoCloud seed ISO (meta-data, user-data, network-config)."""
-        self.instance_dir(spec.id).mkdir(parents=True, exist_ok=True)
+        """The instance's NoCloud seed ISO (meta-data, user-data, network-config), mode 0600:
+        user-data often carries passwords and keys."""
+        mkdir_private(self.instance_dir(spec.id))
         meta = dict(spec.meta_data)
         network_config = meta.pop("network-config", None) or meta.pop("network_config", None)
         if network_config is not None and not isinstance(network_config, str):
@@ -210,6 +212,7 @@ class QemuDriver(ComputeDriver):
             spec.user_data,
             network_config,
         )
+        os.chmod(self.seed_path(spec.id), 0o600)
 
     def _argv(self, spec: InstanceSpec) -> list[str]:
         i = spec.id
@@ -334,9 +337,12 @@ class QemuDriver(ComputeDriver):
         for p in (self.qmp_socket(i), self.console_socket(i), self.qga_socket(i), self.pidfile(i)):
             p.unlink(missing_ok=True)
         idir = self.instance_dir(i)
-        (idir / "launch.json").write_text(json.dumps({"argv": argv, "time": time.time()}, indent=1))
+        write_private(idir / "launch.json", json.dumps({"argv": argv, "time": time.time()}, indent=1))
         self._taps[i] = argv_taps(argv)
         log = idir / "qemu.log"
+        # QEMU appends to these and keeps the mode it finds: make them private first
+        touch_private(log)
+        touch_private(self.console_log(i))
         with open(log, "ab") as err:
             err.write(f"--- launch {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
             err.flush()
@@ -354,6 +360,12 @@ class QemuDriver(ComputeDriver):
             raise DriverError(f"QEMU failed to start instance {i} (exit {rc}): {' | '.join(tail)}")
         if self.pid(i) is None:
             raise DriverError(f"QEMU for instance {i} exited right after start; see {log}")
+        # QEMU's -daemonize sets umask 027 for what it makes afterwards (sockets, pidfile), and a
+        # caller's umask may be wider than the node's 077: make them private to this account
+        await asyncio.to_thread(private_tree, idir)
+        for p in (self.qmp_socket(i), self.console_socket(i), self.qga_socket(i), self.pidfile(i)):
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(p, 0o600)
 
     # ---- live migration (QEMU only; see novacron.virt.migration) ------------------------------
 

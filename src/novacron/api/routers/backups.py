@@ -18,12 +18,13 @@ from sqlalchemy import select
 
 from novacron.api.concurrency import Idempotency, check_if_match, set_etag
 from novacron.api.deps import CtxDep, ReadSessionDep, SessionDep, require
-from novacron.api.errors import Problem, invalid, name_taken
+from novacron.api.errors import Problem, invalid, name_taken, not_found
 from novacron.api.listing import ListParams, Page, paginate
 from novacron.backup import service, vmstore
 from novacron.compute.scope import get_visible, scoped
 from novacron.db.base import new_id
 from novacron.db.models import VM, BackupSnapshot, BackupTarget
+from novacron.identity.encryption import MASK, encryption_for, is_secret_field, redact, scrub, secrets_set
 from novacron.identity.principal import Principal
 
 router = APIRouter(tags=["backups"])
@@ -62,9 +63,22 @@ class TargetOut(BaseModel):
     replicate_every_s: int = 300
     replicated_at: datetime | None = None
     replication_error: str | None = None
-    #: only shown to those who may edit targets (it may hold credentials)
+    #: only shown to those who may edit targets; credentials are write-only: their value is "***"
     config: dict[str, Any] | None = None
+    #: the credential fields that hold a value (their values are never shown)
+    secrets_set: list[str] = Field(default_factory=list)
     created_at: datetime
+    version: int = 1
+
+
+class TargetUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    config: dict[str, Any] | None = Field(
+        default=None,
+        description="fields to change (merged into the configuration; null removes one). A credential "
+        "left out, or sent as \"***\", keeps its stored value",
+    )
+    replicate_every_s: int | None = Field(default=None, ge=1, le=86400)
 
 
 class BackupCreate(BaseModel):
@@ -172,16 +186,31 @@ def _accepted(ctx: CtxDep, idem: Idempotency, body: Accepted) -> JSONResponse:
 
 
 def _target_out(t: BackupTarget, principal: Principal) -> TargetOut:
-    config = dict(t.config) if principal.can("backup-target:write") else None
+    editor = principal.can("backup-target:write")
     return TargetOut(
-        id=t.id, name=t.name, type=t.type, chunk_size=t.chunk_size, config=config, created_at=t.created_at,
+        id=t.id, name=t.name, type=t.type, chunk_size=t.chunk_size, created_at=t.created_at,
+        config=redact(dict(t.config)) if editor else None,
+        secrets_set=secrets_set(dict(t.config)) if editor else [],
         replica_target_id=t.replica_target_id, replicate_every_s=t.replicate_every_s,
-        replicated_at=t.replicated_at, replication_error=t.replication_error,
+        replicated_at=t.replicated_at, replication_error=t.replication_error, version=t.version,
     )  # fmt: skip
 
 
+def _check_target(kind: str, config: dict[str, Any], chunk_size: int) -> vmstore.ChunkStore:
+    """Open the target once to see that it answers; error messages never echo a credential."""
+    try:
+        return vmstore.ChunkStore(vmstore.target_from_config(kind, config), key_service_stub(), chunk_size)
+    except (KeyError, TypeError) as exc:
+        why = scrub(f"missing or wrong setting for a {kind} target: {exc}", config)
+        raise invalid("body.config", why) from exc
+    except Exception as exc:
+        raise invalid("body.config", scrub(f"the target does not answer: {exc}", config)) from exc
+
+
 @router.post("/v1/backup-targets", status_code=201, response_model=TargetOut)
-def create_target(request: Request, session: SessionDep, principal: CanTargets, body: TargetCreate) -> Any:
+def create_target(
+    request: Request, ctx: CtxDep, session: SessionDep, principal: CanTargets, body: TargetCreate
+) -> Any:
     idem = Idempotency(request, principal, session, body)
     if (replay := idem.replay()) is not None:
         return replay
@@ -191,14 +220,7 @@ def create_target(request: Request, session: SessionDep, principal: CanTargets, 
         raise name_taken("backup target", body.name, "body.name", "")
     if body.type == "local":
         _check_local(body.config)
-    try:
-        store = vmstore.ChunkStore(
-            vmstore.target_from_config(body.type, body.config), key_service_stub(), body.chunk_size
-        )
-    except (KeyError, TypeError) as exc:
-        raise invalid("body.config", f"missing or wrong setting for a {body.type} target: {exc}") from exc
-    except Exception as exc:
-        raise invalid("body.config", f"the target does not answer: {exc}") from exc
+    store = _check_target(body.type, body.config, body.chunk_size)
     replica = None
     if body.replicate_to is not None:
         replica = session.scalar(
@@ -211,9 +233,11 @@ def create_target(request: Request, session: SessionDep, principal: CanTargets, 
         if replica.chunk_size != store.chunk_size:  # the replica is a byte copy: chunk names must agree
             why = f"its chunk size is {replica.chunk_size}, not {store.chunk_size}"
             raise invalid("body.replicate_to", why)
-    # an existing store keeps the chunk size it was made with
+    # an existing store keeps the chunk size it was made with; credentials are stored sealed
+    target_id = new_id("bkt")
+    config = encryption_for(ctx.settings).seal_fields(body.config, vmstore.config_aad(target_id))
     target = BackupTarget(
-        id=new_id("bkt"), name=body.name, type=body.type, config=body.config, chunk_size=store.chunk_size,
+        id=target_id, name=body.name, type=body.type, config=config, chunk_size=store.chunk_size,
         replica_target_id=replica.id if replica else None, replicate_every_s=body.replicate_every_s,
     )  # fmt: skip
     session.add(target)
@@ -243,6 +267,48 @@ def key_service_stub() -> vmstore.KeyService:
 def list_targets(session: ReadSessionDep, principal: CanRead) -> Page[TargetOut]:
     rows = session.scalars(select(BackupTarget).order_by(BackupTarget.name).limit(500))
     return Page[TargetOut](items=[_target_out(t, principal) for t in rows])
+
+
+def _target(session: Any, ref: str) -> BackupTarget:
+    row = session.scalar(select(BackupTarget).where((BackupTarget.id == ref) | (BackupTarget.name == ref)))
+    if row is None:
+        raise not_found("backup target", ref)
+    return row
+
+
+@router.get("/v1/backup-targets/{target_id}", response_model=TargetOut)
+def get_target(target_id: str, response: Response, session: ReadSessionDep, principal: CanRead) -> TargetOut:
+    row = _target(session, target_id)
+    set_etag(response, row)
+    return _target_out(row, principal)
+
+
+@router.patch("/v1/backup-targets/{target_id}", response_model=TargetOut)
+def update_target(
+    target_id: str, request: Request, response: Response, ctx: CtxDep, session: SessionDep,
+    principal: CanTargets, body: TargetUpdate,
+) -> TargetOut:  # fmt: skip
+    """Change a target's settings, e.g. new credentials; a credential not sent is kept."""
+    row = _target(session, target_id)
+    check_if_match(request, row)
+    if body.config is not None:
+        enc, aad = encryption_for(ctx.settings), vmstore.config_aad(row.id)
+        before = enc.open_fields(dict(row.config), aad)
+        merged = dict(before)
+        for name, value in body.config.items():
+            if value is None:
+                merged.pop(name, None)
+            elif not (is_secret_field(name) and value == MASK):
+                merged[name] = value
+        if row.type == "local" and merged.get("path") != before.get("path"):
+            raise invalid("body.config.path", "a local target's path cannot change")
+        _check_target(row.type, merged, row.chunk_size)
+        row.config = enc.seal_fields(merged, aad)
+    if body.replicate_every_s is not None:
+        row.replicate_every_s = body.replicate_every_s
+    session.flush()
+    set_etag(response, row)
+    return _target_out(row, principal)
 
 
 # ---- backups ---------------------------------------------------------------------------------

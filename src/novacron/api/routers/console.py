@@ -129,7 +129,9 @@ async def _relayed_console(websocket: WebSocket, ctx: Any, vm_id: str, host_id: 
     session = secrets.token_urlsafe(24)
     relay = _Relay(host_id, asyncio.get_running_loop().create_future())
     relays[session] = relay
-    payload: dict[str, Any] = {"session": session}
+    # the session id admits to the relay: under ``secrets`` it is sealed in the operation's row
+    # and dropped from it once the agent answered (hostops)
+    payload: dict[str, Any] = {"secrets": {"session": session}}
     if relay_url := ctx.extras.get("relay_url"):
         payload["relay_url"] = relay_url
     try:

@@ -22,6 +22,7 @@ from novacron.compute import storage
 from novacron.compute.scope import get_visible, resolve_project, scoped
 from novacron.db.base import new_id
 from novacron.db.models import VM, Image
+from novacron.identity.encryption import encryption_for
 from novacron.identity.principal import Principal
 from novacron.netguard import EgressDenied
 from novacron.quota import enforce as quota
@@ -161,7 +162,11 @@ def create_image(
             image.id,
             tenant_id=image.tenant_id,
             project_id=image.project_id,
-            params={"source_url": str(body.source_url)},
+            params={
+                "source_url": encryption_for(ctx.settings).seal_text(
+                    str(body.source_url), image_service.source_url_aad(image.id)
+                )
+            },
         )
         task_id = task.id
         if ctx.tasks is not None:

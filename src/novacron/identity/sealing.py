@@ -1,0 +1,175 @@
+"""Every secret the database holds, sealed; and KEK rotation, which re-wraps them all.
+
+The sealed places (:data:`PLACES`): JWT signing private keys, the platform CA key, backup-target
+credentials, and the keys handed to an agent with a pending host operation. ``seal_clear_rows``
+seals whatever an older version stored in clear (start-up and migration 0014 run it), then
+scrubs SQLite's free pages and WAL so the clear copies do not linger in the file.
+
+``rotate`` (``POST /v1/admin/kek/rotate``, ``novacron admin rotate-kek``): a new current KEK,
+every sealed value's data key re-wrapped under it, every backup target's tenant keys re-wrapped
+(``TenantKeyring.rewrap``), then the old KEKs retired — only when nothing still needs them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from novacron.db.migrate import scrub_free_pages
+from novacron.db.models import BackupTarget, CertificateAuthority, HostOperation, SigningKey, Task
+from novacron.identity.encryption import EncryptionService, is_sealed, scrub
+from novacron.identity.keys import private_pem_aad
+from novacron.identity.pki import key_pem_aad
+
+if TYPE_CHECKING:
+    from novacron.config import Settings
+    from novacron.db.base import Database
+
+log = logging.getLogger(__name__)
+
+
+def secrets_aad(op_id: str) -> str:
+    """What the keys handed to an agent with a host operation are bound to."""
+    return f"host_operations.payload.secrets:{op_id}"
+
+
+def _target_aad(target_id: str) -> str:
+    from novacron.backup.vmstore import config_aad
+
+    return config_aad(target_id)
+
+
+def _text_rows(session: Session) -> Iterator[tuple[Any, str, str]]:
+    """(row, attribute, associated data) of every sealed text column."""
+    for key in session.scalars(select(SigningKey)):
+        yield key, "private_pem", private_pem_aad(key.kid)
+    for ca in session.scalars(select(CertificateAuthority)):
+        yield ca, "key_pem", key_pem_aad(ca.name)
+
+
+def seal_clear_rows(db: Database, enc: EncryptionService) -> int:
+    """Seal the secrets stored in clear by an older version; returns how many were sealed."""
+    sealed = 0
+    with db.session() as s:
+        for row, attr, aad in _text_rows(s):
+            if not is_sealed(getattr(row, attr)):
+                setattr(row, attr, enc.seal_text(getattr(row, attr), aad))
+                sealed += 1
+        for target in s.scalars(select(BackupTarget)):
+            config = enc.seal_fields(dict(target.config), _target_aad(target.id))
+            if config != target.config:
+                target.config, sealed = config, sealed + 1
+        for op in s.scalars(select(HostOperation)):
+            secrets = (op.payload or {}).get("secrets")
+            if isinstance(secrets, dict) and "sealed" not in secrets:
+                clear = json.dumps(secrets).encode()
+                op.payload = {**op.payload, "secrets": {"sealed": enc.seal(clear, secrets_aad(op.id))}}
+                sealed += 1
+    if sealed:
+        scrub_free_pages(db)
+        log.warning("sealed %d secrets that were stored in clear by an older version", sealed)
+    return sealed
+
+
+class KEKMismatch(RuntimeError):
+    """This process's KEKs cannot open the database's secrets (another replica's KEKs?)."""
+
+
+def check_openable(db: Database, enc: EncryptionService) -> None:
+    """Fail at start, with the fix, when the stored secrets were sealed under KEKs this process lacks."""
+    with db.read_session() as s:
+        for row, attr, aad in _text_rows(s):
+            value = getattr(row, attr)
+            if not is_sealed(value):
+                continue
+            try:
+                enc.open(value, aad)
+            except Exception as exc:
+                raise KEKMismatch(
+                    f"the database's secrets are sealed under KEK {enc.kek_of(value)}, which this process "
+                    f"cannot use ({type(exc).__name__}): give every replica the same KEKs "
+                    "(NOVACRON_KEK_DIR on shared storage, or the same NOVACRON_KEK_PROVIDER settings)"
+                ) from exc
+
+
+@dataclass
+class RotationReport:
+    new_kek: str
+    rewrapped: int = 0
+    targets: dict[str, Any] = field(default_factory=dict)
+    retired: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def rewrap_rows(db: Database, enc: EncryptionService) -> int:
+    """Re-wrap every sealed value of the database under the current KEK."""
+    changed = 0
+    with db.session() as s:
+        for row, attr, aad in _text_rows(s):
+            if is_sealed(value := getattr(row, attr)) and (new := enc.rewrap(value, aad)) is not None:
+                setattr(row, attr, new)
+                changed += 1
+        for target in s.scalars(select(BackupTarget)):
+            if (config := enc.rewrap_fields(dict(target.config), _target_aad(target.id))) is not None:
+                target.config, changed = config, changed + 1
+        for op in s.scalars(select(HostOperation)):
+            secrets = (op.payload or {}).get("secrets")
+            if not (isinstance(secrets, dict) and is_sealed(secrets.get("sealed"))):
+                continue
+            if (new := enc.rewrap(secrets["sealed"], secrets_aad(op.id))) is not None:
+                op.payload, changed = {**op.payload, "secrets": {"sealed": new}}, changed + 1
+        changed += _rewrap_import_urls(s, enc)
+    return changed
+
+
+def _rewrap_import_urls(s: Session, enc: EncryptionService) -> int:
+    """Image imports not finished yet keep their source URL sealed in the task's parameters."""
+    from novacron.compute.images import ImportImage, source_url_aad
+
+    changed = 0
+    for task in s.scalars(select(Task).where(Task.kind == ImportImage.kind)):
+        url = (task.params or {}).get("source_url")
+        if not (isinstance(url, str) and is_sealed(url)):
+            continue
+        if (new := enc.rewrap(url, source_url_aad(task.resource_id))) is not None:
+            task.params, changed = {**task.params, "source_url": new}, changed + 1
+    return changed
+
+
+def rotate(settings: Settings, db: Database, retire: bool = True) -> RotationReport:
+    """A new KEK; everything re-wrapped under it; the old KEKs retired if nothing needs them."""
+    from novacron.backup import vmstore
+    from novacron.backup.keys import TenantKeyring
+    from novacron.identity.encryption import encryption_for
+
+    enc = encryption_for(settings)
+    keys = enc.keys
+    old = keys.kek_ids()
+    report = RotationReport(new_kek=keys.rotate())
+    report.rewrapped = rewrap_rows(db, enc)
+    with db.read_session() as s:
+        rows = s.scalars(select(BackupTarget))
+        targets = [(t.name, t.type, vmstore.target_config(settings, t)) for t in rows]
+    for name, kind, config in targets:
+        try:
+            target = vmstore.target_from_config(kind, config)
+            report.targets[name] = TenantKeyring(keys, target).rewrap()
+        except Exception as exc:  # an unreachable target keeps its keys under the old KEK
+            report.targets[name] = None
+            report.errors.append(f"backup target {name}: {type(exc).__name__}: {scrub(str(exc), config)}")
+    old = [k for k in old if k != report.new_kek]
+    if retire and not report.errors:
+        for kek_id in old:
+            keys.retire(kek_id)
+            report.retired.append(kek_id)
+    else:
+        report.kept = old
+    scrub_free_pages(db)
+    return report
