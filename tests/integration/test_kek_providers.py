@@ -164,3 +164,18 @@ def test_a_server_keeps_its_signing_key_under_the_configured_provider(
             assert httpx.get(f"{server.url}/v1/vms", headers=c.headers).status_code == 200
     finally:
         destroy_server(server)
+
+
+def test_a_vault_version_below_one_still_in_use_is_not_retired(bao: Bao, tmp_path: Path) -> None:
+    """Retiring Vault version N disables every version up to N: with v1 still wrapping a value,
+    retiring v2 (unused) would make that value unreadable, so v2 is kept."""
+    vault = VaultKEK(bao.url, bao.token, key="keep-" + os.urandom(3).hex())
+    keys = KeyService(tmp_path / "kek", provider=vault)
+    enc = EncryptionService(keys)
+    v1 = keys.current_id
+    still_v1 = enc.seal_text("secret", "a")
+    v2 = keys.rotate()
+    keys.rotate()
+    retired, kept = keys.retire_unused([v1, v2], {enc.kek_of(still_v1)})
+    assert retired == [] and kept == [v1, v2]
+    assert enc.open_text(still_v1, "a") == "secret"

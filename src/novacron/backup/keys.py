@@ -107,3 +107,7 @@ class TenantKeyring:
             self.target.put(okey, json.dumps(record).encode())
             changed += 1
         return changed
+
+    def keks(self) -> set[str]:
+        """The KEKs this target's tenant keys are wrapped under now (read again from the target)."""
+        return {json.loads(self.target.get(self.object_key(t)))["wrapped"]["kek"] for t in self.tenants()}

@@ -17,7 +17,7 @@ import base64
 import json
 import re
 import secrets
-from typing import Any
+from typing import Any, TypeGuard
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -38,7 +38,7 @@ def is_secret_field(name: str) -> bool:
     return bool(_SECRET_FIELD.search(name))
 
 
-def is_sealed(value: Any) -> bool:
+def is_sealed(value: Any) -> TypeGuard[str]:
     return isinstance(value, str) and value.startswith(PREFIX)
 
 

@@ -162,6 +162,19 @@ class KeyService:
             raise ValueError("the current key-encryption key cannot be retired")
         self._owner(kek_id).retire(kek_id)
 
+    def retire_unused(self, candidates: list[str], in_use: set[str]) -> tuple[list[str], list[str]]:
+        """Retire every candidate no stored key is wrapped under; returns (retired, kept).
+
+        A Vault version is retired by raising the key's minimum decryption version, which
+        disables every version below it too: one below a version still in use is kept."""
+        retired: list[str] = []
+        for kek_id in candidates:
+            if kek_id in in_use or any(_disables(kek_id, used) for used in in_use):
+                continue
+            self.retire(kek_id)
+            retired.append(kek_id)
+        return retired, [k for k in candidates if k not in retired]
+
     def _owner(self, kek_id: str) -> KEKProvider:
         if self.provider.owns(kek_id):
             return self.provider
@@ -175,6 +188,15 @@ class KeyService:
 
     def unwrap(self, wrapped: dict[str, str], context: str) -> bytes:
         return self._owner(wrapped["kek"]).unwrap(wrapped, context)
+
+
+_VAULT_ID = re.compile(r"^vault:(?P<key>.+):v(?P<version>[0-9]+)$")
+
+
+def _disables(retired: str, other: str) -> bool:
+    """Whether retiring KEK ``retired`` also makes ``other`` unusable (Vault versions below it)."""
+    a, b = _VAULT_ID.match(retired), _VAULT_ID.match(other)
+    return bool(a and b and a["key"] == b["key"] and int(b["version"]) <= int(a["version"]))
 
 
 def kek_dir(state_dir: Path) -> Path:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from novacron.db.base import Database
 
 log = logging.getLogger(__name__)
+_rotation = threading.Lock()
 
 
 def secrets_aad(op_id: str) -> str:
@@ -108,39 +110,63 @@ class RotationReport:
     errors: list[str] = field(default_factory=list)
 
 
+#: where a sealed value goes back once re-wrapped
+Put = Callable[[str], None]
+
+
+def _set_attr(row: Any, attr: str) -> Put:
+    return lambda new: setattr(row, attr, new)
+
+
+def _set_field(row: Any, column: str, path: tuple[str, ...]) -> Put:
+    """A setter of ``row.<column>[path...]`` that reassigns the JSON column (so it is saved)."""
+
+    def put(new: str) -> None:
+        def nest(value: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+            return {**value, keys[0]: new if len(keys) == 1 else nest(value[keys[0]], keys[1:])}
+
+        setattr(row, column, nest(getattr(row, column), path))
+
+    return put
+
+
+def _sealed_values(s: Session) -> Iterator[tuple[str, str, Put]]:
+    """(sealed value, associated data, setter) of every sealed value the database holds: what
+    rotation re-wraps and what decides which KEKs may be retired (one list, so they agree)."""
+    from novacron.compute.images import ImportImage, source_url_aad
+
+    for row, attr, aad in _text_rows(s):
+        if is_sealed(value := getattr(row, attr)):
+            yield value, aad, _set_attr(row, attr)
+    for target in s.scalars(select(BackupTarget)):
+        for name, value in (target.config or {}).items():
+            if is_sealed(value):
+                yield value, f"{_target_aad(target.id)}:{name}", _set_field(target, "config", (name,))
+    for op in s.scalars(select(HostOperation)):
+        secrets = (op.payload or {}).get("secrets")
+        if isinstance(secrets, dict) and is_sealed(value := secrets.get("sealed")):
+            yield value, secrets_aad(op.id), _set_field(op, "payload", ("secrets", "sealed"))
+    # image imports not finished yet keep their source URL sealed in the task's parameters
+    for task in s.scalars(select(Task).where(Task.kind == ImportImage.kind)):
+        if is_sealed(value := (task.params or {}).get("source_url")):
+            yield value, source_url_aad(task.resource_id), _set_field(task, "params", ("source_url",))
+
+
 def rewrap_rows(db: Database, enc: EncryptionService) -> int:
     """Re-wrap every sealed value of the database under the current KEK."""
     changed = 0
     with db.session() as s:
-        for row, attr, aad in _text_rows(s):
-            if is_sealed(value := getattr(row, attr)) and (new := enc.rewrap(value, aad)) is not None:
-                setattr(row, attr, new)
+        for value, aad, put in list(_sealed_values(s)):
+            if (new := enc.rewrap(value, aad)) is not None:
+                put(new)
                 changed += 1
-        for target in s.scalars(select(BackupTarget)):
-            if (config := enc.rewrap_fields(dict(target.config), _target_aad(target.id))) is not None:
-                target.config, changed = config, changed + 1
-        for op in s.scalars(select(HostOperation)):
-            secrets = (op.payload or {}).get("secrets")
-            if not (isinstance(secrets, dict) and is_sealed(secrets.get("sealed"))):
-                continue
-            if (new := enc.rewrap(secrets["sealed"], secrets_aad(op.id))) is not None:
-                op.payload, changed = {**op.payload, "secrets": {"sealed": new}}, changed + 1
-        changed += _rewrap_import_urls(s, enc)
     return changed
 
 
-def _rewrap_import_urls(s: Session, enc: EncryptionService) -> int:
-    """Image imports not finished yet keep their source URL sealed in the task's parameters."""
-    from novacron.compute.images import ImportImage, source_url_aad
-
-    changed = 0
-    for task in s.scalars(select(Task).where(Task.kind == ImportImage.kind)):
-        url = (task.params or {}).get("source_url")
-        if not (isinstance(url, str) and is_sealed(url)):
-            continue
-        if (new := enc.rewrap(url, source_url_aad(task.resource_id))) is not None:
-            task.params, changed = {**task.params, "source_url": new}, changed + 1
-    return changed
+def keks_in_use(db: Database, enc: EncryptionService) -> set[str]:
+    """The KEKs some sealed value of the database is wrapped under now."""
+    with db.read_session() as s:
+        return {enc.kek_of(value) for value, _aad, _put in _sealed_values(s)}
 
 
 def rotate(settings: Settings, db: Database, retire: bool = True) -> RotationReport:
@@ -151,25 +177,30 @@ def rotate(settings: Settings, db: Database, retire: bool = True) -> RotationRep
 
     enc = encryption_for(settings)
     keys = enc.keys
-    old = keys.kek_ids()
-    report = RotationReport(new_kek=keys.rotate())
-    report.rewrapped = rewrap_rows(db, enc)
-    with db.read_session() as s:
-        rows = s.scalars(select(BackupTarget))
-        targets = [(t.name, t.type, vmstore.target_config(settings, t)) for t in rows]
-    for name, kind, config in targets:
-        try:
-            target = vmstore.target_from_config(kind, config)
-            report.targets[name] = TenantKeyring(keys, target).rewrap()
-        except Exception as exc:  # an unreachable target keeps its keys under the old KEK
-            report.targets[name] = None
-            report.errors.append(f"backup target {name}: {type(exc).__name__}: {scrub(str(exc), config)}")
-    old = [k for k in old if k != report.new_kek]
-    if retire and not report.errors:
-        for kek_id in old:
-            keys.retire(kek_id)
-            report.retired.append(kek_id)
-    else:
-        report.kept = old
+    with _rotation:  # two rotations at once would each retire the other's new KEK
+        old = keys.kek_ids()
+        report = RotationReport(new_kek=keys.rotate())
+        report.rewrapped = rewrap_rows(db, enc)
+        with db.read_session() as s:
+            rows = s.scalars(select(BackupTarget))
+            targets = [(t.name, t.type, vmstore.target_config(settings, t)) for t in rows]
+        in_use: set[str] = set()
+        for name, kind, config in targets:
+            try:
+                ring = TenantKeyring(keys, vmstore.target_from_config(kind, config))
+                report.targets[name] = ring.rewrap()
+                in_use |= ring.keks()
+            except Exception as exc:  # an unreachable target keeps its keys under the old KEK
+                report.targets[name] = None
+                report.errors.append(f"backup target {name}: {type(exc).__name__}: {scrub(str(exc), config)}")
+        old = [k for k in old if k != report.new_kek]
+        if retire and not report.errors:
+            # what is retired is decided by what the stored values name now, not by what the
+            # re-wrap believes it did: a value sealed meanwhile (a request that wrapped its key
+            # before the new KEK existed, another replica) keeps its KEK until the next rotation
+            in_use |= keks_in_use(db, enc)
+            report.retired, report.kept = keys.retire_unused(old, in_use)
+        else:
+            report.kept = old
     scrub_free_pages(db)
     return report

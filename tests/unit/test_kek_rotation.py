@@ -1,0 +1,57 @@
+"""KEK rotation retires only the KEKs no stored value names any more.
+
+A value sealed while a rotation runs (a request that wrapped its data key just before the new KEK
+existed, or another replica) is committed after the re-wrap read the table: the rotation used to
+retire the old KEK anyway ("no errors"), deleting the only key that opened that value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from novacron.config import Settings
+from novacron.db.base import Database
+from novacron.db.migrate import upgrade
+from novacron.db.models import SigningKey
+from novacron.identity import sealing
+from novacron.identity.encryption import encryption_for
+from novacron.identity.keys import generate_key_pair, private_pem_aad
+
+
+def test_a_value_sealed_during_a_rotation_keeps_its_kek(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(state_dir=tmp_path, database_url=f"sqlite:///{tmp_path}/novacron.db")
+    db = Database(settings.database_url)
+    upgrade(db)
+    enc = encryption_for(settings)
+    old = enc.keys.current_id
+    private_pem, public_pem = generate_key_pair()
+    # wrapped under the old KEK by a request in flight when the rotation starts
+    late = enc.seal_text(private_pem, private_pem_aad("late"))
+    rewrap = sealing.rewrap_rows
+
+    def rewrap_then_commit_the_late_row(db: Database, enc: Any) -> int:
+        done = rewrap(db, enc)
+        with db.session() as s:  # that request commits after the re-wrap read the table
+            s.add(SigningKey(kid="late", alg="ES256", private_pem=late, public_pem=public_pem, active=False))
+        return done
+
+    monkeypatch.setattr(sealing, "rewrap_rows", rewrap_then_commit_the_late_row)
+    report = sealing.rotate(settings, db)
+    assert old in report.kept and old not in report.retired
+    with db.read_session() as s:
+        stored = s.get(SigningKey, "late")
+        assert stored is not None
+        assert enc.open_text(stored.private_pem, private_pem_aad("late")) == private_pem
+
+    monkeypatch.setattr(sealing, "rewrap_rows", rewrap)
+    again = sealing.rotate(settings, db)  # the next rotation re-wraps it, then retires the old KEK
+    assert old in again.retired and not (tmp_path / "kek" / f"{old}.kek").exists()
+    with db.read_session() as s:
+        stored = s.get(SigningKey, "late")
+        assert stored is not None and enc.kek_of(stored.private_pem) == again.new_kek
+        assert enc.open_text(stored.private_pem, private_pem_aad("late")) == private_pem
