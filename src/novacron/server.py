@@ -99,6 +99,18 @@ def _make_private(settings: Settings, db: Database) -> None:
                 private_tree(f)
 
 
+def _context_or_exit(settings: Settings) -> Context:
+    """The context, or exit 2 with one clear line when the stored secrets cannot be opened."""
+    from novacron.identity.kek import KEKUnavailable
+    from novacron.identity.sealing import KEKMismatch
+
+    try:
+        return build_context(settings)
+    except (KEKUnavailable, KEKMismatch) as exc:
+        logging.getLogger("novacron.server").critical("cannot start: %s", exc)
+        raise SystemExit(2) from None
+
+
 def ensure_defaults(ctx: Context) -> str | None:
     """First start: admin user, default tenant/project, starter flavors. Returns a new admin password."""
     from novacron.compute.defaults import ensure_flavors
@@ -178,7 +190,7 @@ def main() -> None:
     host = args.host or settings.listen_host
     port = args.port or settings.listen_port
     refuse_plain_http_off_loopback(settings, host)  # before any state is made
-    ctx = build_context(settings)
+    ctx = _context_or_exit(settings)
     password = ensure_defaults(ctx)
     names = {host, "127.0.0.1", "localhost", settings.host_name, *settings.tls_names}
     tls = ensure_server_tls(ctx.db, settings.state_dir, sorted(names), encryption_for(settings))

@@ -179,3 +179,41 @@ def test_a_vault_version_below_one_still_in_use_is_not_retired(bao: Bao, tmp_pat
     retired, kept = keys.retire_unused([v1, v2], {enc.kek_of(still_v1)})
     assert retired == [] and kept == [v1, v2]
     assert enc.open_text(still_v1, "a") == "secret"
+
+
+@pytest.mark.parametrize("provider", ["pkcs11", "vault"])
+def test_an_unreachable_hsm_or_vault_stops_the_server_with_one_clear_line(
+    provider: str, request: pytest.FixtureRequest
+) -> None:
+    """Vault down or a wrong PIN: exit 2 with the reason and the setting to check, no traceback,
+    and the token or PIN never printed."""
+    import subprocess
+    import sys
+
+    if provider == "pkcs11":
+        hsm = request.getfixturevalue("hsm")
+        env = {
+            "NOVACRON_KEK_PKCS11_TOKEN": hsm.token,
+            "NOVACRON_KEK_PKCS11_PIN": "98765-wrong-pin",
+            "SOFTHSM2_CONF": str(hsm.conf),
+        }
+        secret, place = "98765-wrong-pin", "PKCS#11 token"
+    else:
+        env = {"NOVACRON_KEK_VAULT_URL": "http://127.0.0.1:1", "NOVACRON_KEK_VAULT_TOKEN": "s.Sup3rSecretTok"}
+        secret, place = "s.Sup3rSecretTok", "Vault server"
+    server = make_server(NOVACRON_KEK_PROVIDER=provider, **env)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "novacron.server"],
+            env=server.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        destroy_server(server)
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output
+    assert "Traceback" not in output and secret not in output
+    assert f"{provider} key-encryption key is unavailable" in output and place in output
+    assert "NOVACRON_KEK_" in output

@@ -216,15 +216,36 @@ def make_key_service(settings: Any) -> KeyService:
     kind = settings.kek_provider
     if kind == "file":
         return KeyService(directory)
+    if kind not in ("pkcs11", "vault"):
+        raise KEKUnavailable(f"NOVACRON_KEK_PROVIDER must be file, pkcs11 or vault, not {kind!r}")
+    try:
+        return KeyService(directory, provider=_remote_provider(kind, settings))
+    except Exception as exc:
+        # an HSM or Vault that is down, a wrong PIN or token: one line that says which and why
+        # (not a traceback at every restart), without the PIN or token the message might echo
+        reason = f"{type(exc).__name__}: {exc}"
+        for name, value in settings.kek_options:
+            if name in ("vault_token", "pkcs11_pin") and len(value) >= 4:
+                reason = reason.replace(value, "***")
+        raise KEKUnavailable(
+            f"the {kind} key-encryption key is unavailable, so no stored secret can be opened ({reason}); "
+            "check the NOVACRON_KEK_* settings and that the "
+            f"{'PKCS#11 token' if kind == 'pkcs11' else 'Vault server'} is reachable"
+        ) from exc
+
+
+def _remote_provider(kind: str, settings: Any) -> KEKProvider:
     if kind == "pkcs11":
         from novacron.identity.kek_remote import PKCS11KEK
 
-        return KeyService(directory, provider=PKCS11KEK.from_settings(settings))
-    if kind == "vault":
-        from novacron.identity.kek_remote import VaultKEK
+        return PKCS11KEK.from_settings(settings)
+    from novacron.identity.kek_remote import VaultKEK
 
-        return KeyService(directory, provider=VaultKEK.from_settings(settings))
-    raise ValueError(f"NOVACRON_KEK_PROVIDER must be file, pkcs11 or vault, not {kind!r}")
+    return VaultKEK.from_settings(settings)
+
+
+class KEKUnavailable(RuntimeError):
+    """The configured KEK provider cannot be used (unreachable, misconfigured, refused)."""
 
 
 _services: dict[tuple[Any, ...], KeyService] = {}
