@@ -238,6 +238,20 @@ def check_url(url: str, policy: EgressPolicy) -> Target:
     return Target(str(url), scheme, parts.hostname, port, address, addresses)
 
 
+def safe_url(url: str | httpx.URL) -> str:
+    """``url`` as it may be logged or stored in clear: no user:password, no query (a signed URL's
+    signature, a token), so what is sealed at rest does not reappear in a log or a task's error."""
+    try:
+        parts = urlsplit(str(url))
+        host = parts.hostname or ""
+        netloc = f"[{host}]" if ":" in host else host
+        if parts.port is not None:
+            netloc += f":{parts.port}"
+    except ValueError:
+        return "(an invalid URL)"
+    return f"{parts.scheme}://{netloc}{parts.path}" + ("?***" if parts.query else "")
+
+
 async def _check_async(url: str, policy: EgressPolicy) -> Target:
     import asyncio
 
@@ -277,7 +291,7 @@ async def request(
         try:
             client, response = await send_to(target, method, timeout, json)
         except httpx.HTTPError as exc:
-            log.warning("egress: %s %s (%s) failed: %r", method, target.url, target.address, exc)
+            log.warning("egress: %s %s (%s) failed: %r", method, safe_url(target.url), target.address, exc)
             raise FetchFailed() from exc
         try:
             location = response.headers.get("location")
@@ -285,12 +299,17 @@ async def request(
                 yield response
                 return
             if hop == MAX_REDIRECTS:
-                log.warning("egress: more than %d redirects from %s", MAX_REDIRECTS, url)
+                log.warning("egress: more than %d redirects from %s", MAX_REDIRECTS, safe_url(url))
                 raise FetchFailed()
             try:
                 target = await _check_async(urljoin(target.url, location), policy)
             except EgressDenied as exc:
-                log.warning("egress: redirect from %s to %r refused: %s", target.url, location, exc)
+                log.warning(
+                    "egress: redirect from %s to %s refused: %s",
+                    safe_url(target.url),
+                    safe_url(location),
+                    exc,
+                )
                 raise FetchFailed() from exc
         finally:
             await response.aclose()

@@ -186,6 +186,8 @@ def main() -> None:
     set_private_umask()  # everything the node and its children (QEMU) create: 0600/0700
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # httpx logs every request's whole URL at INFO: an import URL's password, a webhook's token
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = Settings.from_env()
     host = args.host or settings.listen_host
     port = args.port or settings.listen_port

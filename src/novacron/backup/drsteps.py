@@ -85,7 +85,7 @@ async def _webhook(
         return {"ok": False, "status": None, "output": f"refused: {exc}"}
     except (netguard.FetchFailed, httpx.HTTPError) as exc:
         # one message for refused, reset, timed out: the hook's output must not scan ports
-        log.warning("webhook %s failed: %r", hook["url"], exc)
+        log.warning("webhook %s failed: %r", netguard.safe_url(str(hook["url"])), exc)
         return {"ok": False, "status": None, "output": WEBHOOK_FAILED}
     return {"ok": r.is_success, "status": r.status_code, "output": text}
 

@@ -28,6 +28,7 @@ def agent(
 
     set_private_umask()  # disks, seeds, console logs, the credential: private to this account
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # it logs whole URLs (tickets, tokens)
     base = Settings.from_env()
     settings = dataclasses.replace(
         base, state_dir=state_dir.resolve(), compute_driver=driver, host_name=name, embedded_agent=False

@@ -142,7 +142,7 @@ class ImportImage(TaskHandler):
         try:
             async with netguard.request("GET", url, policy, timeout=60) as r:
                 if r.status_code != 200:
-                    raise StepFailed(f"GET {url} answered HTTP {r.status_code}.")
+                    raise StepFailed(f"GET {netguard.safe_url(url)} answered HTTP {r.status_code}.")
                 total = int(r.headers.get("content-length", "0") or 0)
                 marks = {"last": 0}
 
@@ -155,10 +155,11 @@ class ImportImage(TaskHandler):
         except (netguard.EgressDenied, netguard.FetchFailed, httpx.HTTPError) as exc:
             # one message for a refused target, a closed port, a silent one and a broken read:
             # the task's error must not make the platform a port scanner (details: server log)
-            log.warning("image %s: download from %s failed: %r", task.resource_id, url, exc)
-            raise StepFailed(f"Could not download from the URL {url}.") from exc
+            shown = netguard.safe_url(url)  # the URL is sealed at rest: no credential in the error
+            log.warning("image %s: download from %s failed: %r", task.resource_id, shown, exc)
+            raise StepFailed(f"Could not download from the URL {shown}.") from exc
         except ImageTooLarge as exc:
-            raise StepFailed(f"The image at {url} is {exc}.") from exc
+            raise StepFailed(f"The image at {netguard.safe_url(url)} is {exc}.") from exc
         with ctx.db.session() as s:
             row = s.get(Task, task.id)
             assert row is not None
