@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -66,9 +65,9 @@ class Bao:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    from tests.conftest import free_port  # below the ephemeral range: no client takes it meanwhile
+
+    return free_port()
 
 
 def start_bao(workdir: Path) -> Bao:

@@ -20,7 +20,6 @@ Two levels, as in envelope encryption everywhere (KMS, restic's key files):
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import threading
 from dataclasses import dataclass
@@ -29,18 +28,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from novacron.backup.targets import Target
-from novacron.identity.kek import KeyService
+from novacron.identity.kek import KeyService, check_id
 
 __all__ = ["KeyService", "TenantKey", "TenantKeyring", "check_id"]
-
-_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-
-
-def check_id(kind: str, value: str) -> str:
-    if not _ID.match(value) or value in (".", ".."):
-        raise ValueError(f"invalid {kind} {value!r}: use 1-128 of A-Z a-z 0-9 . _ -")
-    return value
-
 
 @dataclass(frozen=True)
 class TenantKey:

@@ -31,10 +31,11 @@ from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 
 def check_id(kind: str, value: str) -> str:
+    """``value`` when it is safe as one file or object name (a KEK file, a tenant's key object)."""
     if not _ID.match(value) or value in (".", ".."):
         raise ValueError(f"invalid {kind} {value!r}: use 1-128 of A-Z a-z 0-9 . _ -")
     return value
