@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.exceptions import InvalidTag
+from sqlalchemy import select
 
 from novacron.identity.encryption import (
     PREFIX,
@@ -188,3 +189,39 @@ def test_keys_handed_to_an_agent_wait_sealed_and_leave_the_row_with_the_answer(t
         stored = s.get(HostOperation, "op-1")
         assert stored is not None and "secrets" not in stored.payload
     assert b"S3CR3T" not in (tmp_path / "novacron.db").read_bytes()
+
+
+def test_a_one_off_requests_answer_is_not_kept_in_the_database(tmp_path: Path) -> None:
+    """A console read's answer (the guest's console: cloud-init prints generated passwords there)
+    stayed in ``host_operations.result`` for good: a stolen database had every console ever read."""
+    import threading
+
+    from novacron.compute import hostops
+    from novacron.config import Settings
+    from novacron.context import Context
+    from novacron.db.base import Database
+    from novacron.db.migrate import upgrade
+    from novacron.db.models import Host, HostOperation
+
+    settings = Settings(state_dir=tmp_path, database_url=f"sqlite:///{tmp_path}/novacron.db")
+    db = Database(settings.database_url)
+    upgrade(db)
+    ctx = Context(settings=settings, db=db, tokens=None)  # type: ignore[arg-type]
+    with db.session() as s:
+        s.add(Host(id="host-1", name="h1", driver="qemu", accelerator="tcg", cpus=1, ram_mb=512, traits=[]))
+    console = "ci-info: password for ubuntu is Hunter2-" + os.urandom(6).hex()
+    answers: list[dict[str, object]] = []
+    reader = threading.Thread(
+        target=lambda: answers.append(hostops.call_blocking(ctx, "host-1", "console_read", "vm-1", {}, 30))
+    )
+    reader.start()
+    while not (ops := hostops.claim(ctx, "host-1")):  # the agent's side
+        reader.join(0.05)
+    assert hostops.complete(ctx, "host-1", ops[0]["id"], {"text": console}, None)
+    reader.join(30)
+    assert answers == [{"text": console}]  # the caller got it
+    with db.read_session() as s:
+        assert s.scalar(select(HostOperation.id)) is None
+    assert console.encode() not in (tmp_path / "novacron.db").read_bytes() + (
+        (tmp_path / "novacron.db-wal").read_bytes() if (tmp_path / "novacron.db-wal").exists() else b""
+    )

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 
 from novacron.db.base import utcnow
 from novacron.db.models import VM, Host, HostOperation, Image, Task
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 POLL_S = 0.5
 #: an operation claimed this long ago by an agent that has not answered is offered again
 RECLAIM_AFTER = timedelta(minutes=10)
+#: the id prefix of a request outside any task (a console read)
+ONE_OFF = "req-"
 
 #: called when an operation is queued, so an in-process agent need not wait for its next poll
 _listeners: list[Callable[[str], None]] = []
@@ -89,11 +91,9 @@ def _seal(ctx: Context, op_id: str, payload: dict[str, Any]) -> dict[str, Any]:
     """Keys and credentials handed to an agent (``secrets``) wait in the database sealed."""
     if "secrets" not in payload:
         return payload
-    from novacron.identity.encryption import encryption_for
     from novacron.identity.sealing import secrets_aad
 
-    sealed = encryption_for(ctx.settings).seal(json.dumps(payload["secrets"]).encode(), secrets_aad(op_id))
-    return {**payload, "secrets": {"sealed": sealed}}
+    return {**payload, "secrets": {"sealed": _sealed(ctx, payload["secrets"], secrets_aad(op_id))}}
 
 
 def _unseal(ctx: Context, op_id: str, payload: dict[str, Any] | None) -> dict[str, Any]:
@@ -102,11 +102,30 @@ def _unseal(ctx: Context, op_id: str, payload: dict[str, Any] | None) -> dict[st
     sealed = secrets.get("sealed") if isinstance(secrets, dict) else None
     if sealed is None:
         return payload
-    from novacron.identity.encryption import encryption_for
     from novacron.identity.sealing import secrets_aad
 
-    opened = encryption_for(ctx.settings).open(sealed, secrets_aad(op_id))
-    return {**payload, "secrets": json.loads(opened)}
+    return {**payload, "secrets": _opened(ctx, sealed, secrets_aad(op_id))}
+
+
+def _sealed(ctx: Context, value: Any, aad: str) -> str:
+    from novacron.identity.encryption import encryption_for
+
+    return encryption_for(ctx.settings).seal(json.dumps(value).encode(), aad)
+
+
+def _opened(ctx: Context, sealed: str, aad: str) -> Any:
+    from novacron.identity.encryption import encryption_for
+
+    return json.loads(encryption_for(ctx.settings).open(sealed, aad))
+
+
+def _one_off(op_id: str) -> bool:
+    """A request outside any task (:func:`call_blocking`): its answer is read once, then dropped."""
+    return op_id.startswith(ONE_OFF)
+
+
+def result_aad(op_id: str) -> str:
+    return f"host_operations.result:{op_id}"
 
 
 def wake(host_id: str) -> None:
@@ -123,6 +142,8 @@ def _outcome(ctx: Context, op_id: str, host_id: str, op: str) -> dict[str, Any] 
         assert row is not None
         state, result, error = row.state, row.result, row.error
     if state == "done":
+        if _one_off(op_id) and isinstance(result, dict) and "sealed" in result:
+            return dict(_opened(ctx, result["sealed"], result_aad(op_id)))
         return result or {}
     if state == "failed":
         raise StepFailed(error or f"{op} failed on host {host_id}")
@@ -159,6 +180,10 @@ async def call(
     finally:
         with _events_lock:
             _completed.pop(op_id, None)
+        # no task resumes a one-off request: its answer (a tenant's console text) is not kept in the
+        # database (secure_delete zeroes it), and one that timed out is not run later
+        with ctx.db.session() as s:
+            s.execute(delete(HostOperation).where(HostOperation.id == op_id))
     return result
 
 
@@ -166,7 +191,7 @@ def call_blocking(
     ctx: Context, host_id: str, op: str, instance_id: str, payload: dict[str, Any], timeout_s: float = 10.0
 ) -> dict[str, Any]:
     """A one-off request outside any task (reading a console log); for worker threads, not event loops."""
-    op_id = f"req-{secrets.token_hex(8)}:{op}"
+    op_id = f"{ONE_OFF}{secrets.token_hex(8)}:{op}"
     _queue(ctx, op_id, host_id, None, op, instance_id, payload)
     done = _event(_completed, op_id)
     deadline = time.monotonic() + timeout_s
@@ -178,6 +203,10 @@ def call_blocking(
     finally:
         with _events_lock:
             _completed.pop(op_id, None)
+        # no task resumes a one-off request: its answer (a tenant's console text) is not kept in the
+        # database (secure_delete zeroes it), and one that timed out is not run later
+        with ctx.db.session() as s:
+            s.execute(delete(HostOperation).where(HostOperation.id == op_id))
     return result
 
 
@@ -240,6 +269,9 @@ def complete(
         if row is None or row.host_id != host_id or row.state != "running":
             return False
         row.state = "failed" if error else "done"
+        if _one_off(op_id) and result is not None:
+            # a one-off answer (a tenant's console text) never reaches the file or its WAL in clear
+            result = {"sealed": _sealed(ctx, result, result_aad(op_id))}
         row.result = result
         row.error = error
         if "secrets" in (row.payload or {}):
