@@ -55,3 +55,37 @@ def test_a_value_sealed_during_a_rotation_keeps_its_kek(
         stored = s.get(SigningKey, "late")
         assert stored is not None and enc.kek_of(stored.private_pem) == again.new_kek
         assert enc.open_text(stored.private_pem, private_pem_aad("late")) == private_pem
+
+
+def test_webhook_urls_stored_in_clear_before_are_sealed_at_start_and_rotated(tmp_path: Path) -> None:
+    """A runbook's webhook URL (and its copy in a run's plan) from an older version is sealed at
+    start, then re-wrapped by a rotation like every other sealed value (its old KEK retired)."""
+    from novacron.backup.drsteps import hook_url_aad
+    from novacron.db.models import DRRunbook, Project, Task, Tenant
+
+    settings = Settings(state_dir=tmp_path, database_url=f"sqlite:///{tmp_path}/novacron.db")
+    db = Database(settings.database_url)
+    upgrade(db)
+    url = "https://hooks.example.com/services/T0/B0/" + "s3cr3t" * 4
+    steps = [{"vm": "db", "hooks": [{"when": "after", "url": url}]}]
+    with db.session() as s:
+        s.add(Tenant(id="t-1", name="t1"))
+        s.flush()
+        s.add(Project(id="p-1", tenant_id="t-1", name="p1"))
+        s.flush()
+        s.add(DRRunbook(id="drb-1", tenant_id="t-1", project_id="p-1", name="rb", steps=steps))
+        s.add(Task(id="task-1", kind="dr.failover", resource_type="dr-runbook", resource_id="drb-1",
+                   params={"plan": steps}))  # fmt: skip
+    enc = encryption_for(settings)
+    assert sealing.seal_clear_rows(db, enc) == 2
+    assert b"s3cr3t" not in (tmp_path / "novacron.db").read_bytes()
+    old = enc.keys.current_id
+    report = sealing.rotate(settings, db)
+    assert report.rewrapped == 2 and report.retired == [old]
+    with db.read_session() as s:
+        runbook, task = s.get(DRRunbook, "drb-1"), s.get(Task, "task-1")
+        assert runbook is not None and task is not None
+        for stored in (runbook.steps, task.params["plan"]):
+            sealed = stored[0]["hooks"][0]["url"]
+            assert enc.kek_of(sealed) == report.new_kek
+            assert enc.open_text(sealed, hook_url_aad("drb-1")) == url

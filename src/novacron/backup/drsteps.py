@@ -17,6 +17,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -57,6 +58,23 @@ async def _command(hook: dict[str, Any], env: dict[str, str], timeout: float) ->
     return {"ok": proc.returncode == 0, "exit_code": proc.returncode, "output": out.decode(errors="replace")}
 
 
+def hook_url_aad(runbook_id: str) -> str:
+    """What a runbook's webhook URLs are bound to when sealed (its task plans copy them sealed)."""
+    return f"dr_runbooks.steps.hooks.url:{runbook_id}"
+
+
+def map_hook_urls(steps: list[dict[str, Any]], fn: Callable[[str], str]) -> list[dict[str, Any]]:
+    """``steps`` (of a runbook or a task's plan) with every webhook URL passed through ``fn``.
+
+    A webhook URL is a credential as often as not (a token in its query or path, ``user:pw@``):
+    it is stored sealed, opened to call it and to show it to the runbook's readers."""
+
+    def hooks(step: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{**h, "url": fn(str(h["url"]))} if h.get("url") else h for h in step["hooks"]]
+
+    return [{**step, "hooks": hooks(step)} if step.get("hooks") else step for step in steps]
+
+
 def refused_target(steps: list[dict[str, Any]], policy: netguard.EgressPolicy) -> tuple[str, str] | None:
     """The first webhook URL or TCP check target the egress guard refuses, as (field, reason)."""
     for n, step in enumerate(steps):
@@ -91,11 +109,18 @@ async def _webhook(
 
 
 async def run_hooks(
-    hooks: list[dict[str, Any]], when: str, env: dict[str, str], policy: netguard.EgressPolicy
+    hooks: list[dict[str, Any]],
+    when: str,
+    env: dict[str, str],
+    policy: netguard.EgressPolicy,
+    open_url: Callable[[str], str] = str,
 ) -> list[dict[str, Any]]:
-    """Run the step's ``when`` (before/after) hooks in order; each result keeps its output."""
+    """Run the step's ``when`` (before/after) hooks in order; each result keeps its output.
+    ``open_url`` opens a sealed webhook URL (:func:`hook_url_aad`)."""
     results = []
     for hook in (h for h in hooks if h.get("when", "before") == when):
+        if hook.get("url"):
+            hook = {**hook, "url": open_url(str(hook["url"]))}
         started = time.monotonic()
         timeout = float(hook.get("timeout_s") or DEFAULT_HOOK_TIMEOUT_S)
         hook_env = {**env, "NOVACRON_HOOK": when}
@@ -104,7 +129,9 @@ async def run_hooks(
         else:
             outcome = await _webhook(hook, hook_env, timeout, policy)
         outcome["output"] = outcome["output"][-OUTPUT_MAX:]
-        what = {"command": hook["command"]} if hook.get("command") else {"url": hook["url"]}
+        # the result is kept in the task: the URL as it may be shown (no password, no query)
+        shown = {"url": netguard.safe_url(hook["url"])} if hook.get("url") else {}
+        what = {"command": hook["command"]} if hook.get("command") else shown
         results.append(
             {"when": when, **what, **outcome, "duration_s": round(time.monotonic() - started, 2),
              "on_failure": hook.get("on_failure", "fail")}

@@ -35,6 +35,7 @@ from novacron.compute.spec import spec_payload
 from novacron.compute.tasks import end_operation, remove_vm
 from novacron.db.base import new_id, utcnow
 from novacron.db.models import VM, BackupSnapshot, BackupTarget, DRRunbook, Host, Task
+from novacron.identity.encryption import encryption_for
 from novacron.netguard import EgressPolicy
 from novacron.tasks.runner import StepFailed, TaskHandler
 
@@ -72,7 +73,8 @@ def _env(runbook_name: str, phase: str, n: int, item: dict[str, Any]) -> dict[st
 
 async def _hooks(ctx: Context, task: Task, item: dict[str, Any], n: int, when: str) -> list[dict[str, Any]]:
     env, policy = _env(task.params["runbook"], task.kind, n, item), EgressPolicy.from_settings(ctx.settings)
-    results = await drsteps.run_hooks(item["hooks"], when, env, policy)
+    enc, aad = encryption_for(ctx.settings), drsteps.hook_url_aad(task.resource_id)
+    results = await drsteps.run_hooks(item["hooks"], when, env, policy, lambda url: enc.open_text(url, aad))
     log = [*task.params.get("hook_log", []), *({"step": n + 1, "vm": item["vm"], **r} for r in results)]
     _save(ctx, task, hook_log=log)
     if (bad := drsteps.failed_hook(results)) is not None:

@@ -12,6 +12,7 @@ every sealed value's data key re-wrapped under it, every backup target's tenant 
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import threading
@@ -23,7 +24,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from novacron.db.migrate import scrub_free_pages
-from novacron.db.models import BackupTarget, CertificateAuthority, HostOperation, SigningKey, Task
+from novacron.db.models import (
+    BackupTarget,
+    CertificateAuthority,
+    DRRunbook,
+    HostOperation,
+    SigningKey,
+    Task,
+)
 from novacron.identity.encryption import EncryptionService, is_sealed, scrub
 from novacron.identity.keys import private_pem_aad
 from novacron.identity.pki import key_pem_aad
@@ -73,9 +81,21 @@ def seal_clear_rows(db: Database, enc: EncryptionService) -> int:
                 clear = json.dumps(secrets).encode()
                 op.payload = {**op.payload, "secrets": {"sealed": enc.seal(clear, secrets_aad(op.id))}}
                 sealed += 1
+        sealed += _seal_clear_hook_urls(s, enc)
     if sealed:
         scrub_free_pages(db)
         log.warning("sealed %d secrets that were stored in clear by an older version", sealed)
+    return sealed
+
+
+def _seal_clear_hook_urls(s: Session, enc: EncryptionService) -> int:
+    """Webhook URLs of runbooks (and of their runs' plans) written in clear by an older version."""
+    sealed = 0
+    for row, column, aad, path in list(_dr_rows(s)):
+        for n, m, url in list(_hook_urls(_steps_of(row, column, path))):
+            if not is_sealed(url):
+                _set_field(row, column, (*path, n, "hooks", m, "url"))(enc.seal_text(str(url), aad))
+                sealed += 1
     return sealed
 
 
@@ -118,16 +138,44 @@ def _set_attr(row: Any, attr: str) -> Put:
     return lambda new: setattr(row, attr, new)
 
 
-def _set_field(row: Any, column: str, path: tuple[str, ...]) -> Put:
+def _set_field(row: Any, column: str, path: tuple[str | int, ...]) -> Put:
     """A setter of ``row.<column>[path...]`` that reassigns the JSON column (so it is saved)."""
 
     def put(new: str) -> None:
-        def nest(value: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
-            return {**value, keys[0]: new if len(keys) == 1 else nest(value[keys[0]], keys[1:])}
-
-        setattr(row, column, nest(getattr(row, column), path))
+        value = copy.deepcopy(getattr(row, column))
+        inner = value
+        for key in path[:-1]:
+            inner = inner[key]
+        inner[path[-1]] = new
+        setattr(row, column, value)
 
     return put
+
+
+def _hook_urls(steps: Any) -> Iterator[tuple[int, int, Any]]:
+    """(step, hook, url) of every webhook of a runbook's steps or a DR task's plan."""
+    for n, step in enumerate(steps if isinstance(steps, list) else []):
+        for m, hook in enumerate((step.get("hooks") or []) if isinstance(step, dict) else []):
+            if isinstance(hook, dict) and hook.get("url"):
+                yield n, m, hook["url"]
+
+
+def _dr_rows(s: Session) -> Iterator[tuple[Any, str, str, tuple[str | int, ...]]]:
+    """(row, column, associated data, path to the steps) of every runbook and DR task plan."""
+    from novacron.backup.drsteps import hook_url_aad
+
+    for runbook in s.scalars(select(DRRunbook)):
+        yield runbook, "steps", hook_url_aad(runbook.id), ()
+    for task in s.scalars(select(Task).where(Task.resource_type == "dr-runbook")):
+        if isinstance((task.params or {}).get("plan"), list):
+            yield task, "params", hook_url_aad(task.resource_id), ("plan",)
+
+
+def _steps_of(row: Any, column: str, path: tuple[str | int, ...]) -> Any:
+    value = getattr(row, column)
+    for key in path:
+        value = value[key]
+    return value
 
 
 def _sealed_values(s: Session) -> Iterator[tuple[str, str, Put]]:
@@ -146,6 +194,10 @@ def _sealed_values(s: Session) -> Iterator[tuple[str, str, Put]]:
         secrets = (op.payload or {}).get("secrets")
         if isinstance(secrets, dict) and is_sealed(value := secrets.get("sealed")):
             yield value, secrets_aad(op.id), _set_field(op, "payload", ("secrets", "sealed"))
+    for row, column, aad, path in _dr_rows(s):
+        for n, m, url in _hook_urls(_steps_of(row, column, path)):
+            if is_sealed(url):
+                yield url, aad, _set_field(row, column, (*path, n, "hooks", m, "url"))
     # image imports not finished yet keep their source URL sealed in the task's parameters
     for task in s.scalars(select(Task).where(Task.kind == ImportImage.kind)):
         if is_sealed(value := (task.params or {}).get("source_url")):

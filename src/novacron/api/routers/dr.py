@@ -15,12 +15,13 @@ from novacron.api.deps import CtxDep, ReadSessionDep, SessionDep, require
 from novacron.api.errors import conflict, invalid, name_taken
 from novacron.api.listing import ListParams, Page, paginate
 from novacron.backup.dr import DRDrill, rpo_status
-from novacron.backup.drsteps import refused_target
+from novacron.backup.drsteps import hook_url_aad, map_hook_urls, refused_target
 from novacron.backup.drwatch import rpo_of
 from novacron.backup.failover import DRDryRun, DRFailback, DRFailover
 from novacron.compute.scope import get_visible, resolve_project, scoped
 from novacron.db.base import new_id
 from novacron.db.models import Aggregate, DRRunbook, Task
+from novacron.identity.encryption import MASK, encryption_for
 from novacron.identity.principal import Principal
 from novacron.netguard import EgressPolicy
 from novacron.network.service import find_network
@@ -155,8 +156,10 @@ def _references(
     return group, network_map, test_network
 
 
-def _out(session: Any, r: DRRunbook, with_rpo: bool = False) -> RunbookOut:
+def _out(ctx: Any, session: Any, r: DRRunbook, with_rpo: bool = False) -> RunbookOut:
     out = RunbookOut.model_validate(r, from_attributes=True)
+    enc, aad = encryption_for(ctx.settings), hook_url_aad(r.id)
+    out.steps = map_hook_urls(out.steps, lambda url: enc.open_text(url, aad))  # sealed at rest
     if with_rpo:  # the newest backup anywhere, and the newest at the recovery site (what failover uses)
         out.rpo = [
             {**now, "replicated": rpo_of(session, r, step)}
@@ -180,12 +183,14 @@ def create_runbook(
     if (refused := refused_target(steps, EgressPolicy.from_settings(ctx.settings))) is not None:
         raise invalid(f"body.{refused[0]}", refused[1])
     group, network_map, test_network = _references(session, principal, body)
+    runbook_id, enc = new_id("drb"), encryption_for(ctx.settings)
+    steps = map_hook_urls(steps, lambda url: enc.seal_text(url, hook_url_aad(runbook_id)))
     if session.scalar(
         select(DRRunbook.id).where(DRRunbook.project_id == project.id, DRRunbook.name == body.name)
     ):
         raise name_taken("runbook", body.name, "body.name")
     runbook = DRRunbook(
-        id=new_id("drb"),
+        id=runbook_id,
         tenant_id=project.tenant_id,
         project_id=project.id,
         name=body.name,
@@ -198,13 +203,16 @@ def create_runbook(
     )
     session.add(runbook)
     session.flush()
-    out = _out(session, runbook)
-    idem.remember(201, out.model_dump(mode="json"))
+    out = _out(ctx, session, runbook)
+    # a replay answers with the webhook URLs masked: the stored answer is not a clear copy of them
+    remembered = {**out.model_dump(mode="json"), "steps": map_hook_urls(out.steps, lambda _: MASK)}
+    idem.remember(201, remembered)
     return out
 
 
 @router.get("", response_model=Page[RunbookOut])
 def list_runbooks(
+    ctx: CtxDep,
     session: ReadSessionDep,
     principal: CanRead,
     limit: int = Query(50, ge=1, le=500),
@@ -216,16 +224,16 @@ def list_runbooks(
     if name is not None:
         stmt = stmt.where(DRRunbook.name == name)
     rows, nxt = paginate(session, stmt, DRRunbook, ListParams(limit, cursor, sort), ("name", "created_at"))
-    return Page[RunbookOut](items=[_out(session, r) for r in rows], next_cursor=nxt)
+    return Page[RunbookOut](items=[_out(ctx, session, r) for r in rows], next_cursor=nxt)
 
 
 @router.get("/{runbook_id}", response_model=RunbookOut)
 def get_runbook(
-    runbook_id: str, response: Response, session: ReadSessionDep, principal: CanRead
+    runbook_id: str, ctx: CtxDep, response: Response, session: ReadSessionDep, principal: CanRead
 ) -> RunbookOut:
     runbook = get_visible(session, DRRunbook, runbook_id, principal, "runbook")
     set_etag(response, runbook)
-    return _out(session, runbook, with_rpo=True)
+    return _out(ctx, session, runbook, with_rpo=True)
 
 
 def _refuse_while_running(session: Any, runbook: DRRunbook) -> None:
