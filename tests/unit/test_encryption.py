@@ -11,6 +11,7 @@ import pytest
 from cryptography.exceptions import InvalidTag
 from sqlalchemy import select
 
+from novacron.context import Context
 from novacron.identity.encryption import (
     PREFIX,
     EncryptionService,
@@ -162,20 +163,27 @@ def test_a_replica_without_the_platforms_keks_refuses_to_start_and_says_why(tmp_
         check_openable(db, EncryptionService(KeyService(tmp_path / "kek-b")))
 
 
-def test_keys_handed_to_an_agent_wait_sealed_and_leave_the_row_with_the_answer(tmp_path: Path) -> None:
-    from novacron.compute import hostops
+def _host_ctx(tmp_path: Path) -> Context:
+    """A context on a fresh database with one host, ``host-1`` (the control plane's side of hostops)."""
     from novacron.config import Settings
-    from novacron.context import Context
     from novacron.db.base import Database
     from novacron.db.migrate import upgrade
-    from novacron.db.models import Host, HostOperation
+    from novacron.db.models import Host
 
     settings = Settings(state_dir=tmp_path, database_url=f"sqlite:///{tmp_path}/novacron.db")
     db = Database(settings.database_url)
     upgrade(db)
-    ctx = Context(settings=settings, db=db, tokens=None)  # type: ignore[arg-type]
     with db.session() as s:
         s.add(Host(id="host-1", name="h1", driver="qemu", accelerator="tcg", cpus=1, ram_mb=512, traits=[]))
+    return Context(settings=settings, db=db, tokens=None)  # type: ignore[arg-type]
+
+
+def test_keys_handed_to_an_agent_wait_sealed_and_leave_the_row_with_the_answer(tmp_path: Path) -> None:
+    from novacron.compute import hostops
+    from novacron.db.models import HostOperation
+
+    ctx = _host_ctx(tmp_path)
+    db = ctx.db
     handed = {"key": "dGVuYW50LWRhdGEta2V5", "target": {"config": {"aws_secret_access_key": "S3CR3T"}}}
     hostops._queue(ctx, "op-1", "host-1", None, "backup_disk", "vm-1", {"secrets": handed, "x": 1})
     with db.read_session() as s:
@@ -197,18 +205,10 @@ def test_a_one_off_requests_answer_is_not_kept_in_the_database(tmp_path: Path) -
     import threading
 
     from novacron.compute import hostops
-    from novacron.config import Settings
-    from novacron.context import Context
-    from novacron.db.base import Database
-    from novacron.db.migrate import upgrade
-    from novacron.db.models import Host, HostOperation
+    from novacron.db.models import HostOperation
 
-    settings = Settings(state_dir=tmp_path, database_url=f"sqlite:///{tmp_path}/novacron.db")
-    db = Database(settings.database_url)
-    upgrade(db)
-    ctx = Context(settings=settings, db=db, tokens=None)  # type: ignore[arg-type]
-    with db.session() as s:
-        s.add(Host(id="host-1", name="h1", driver="qemu", accelerator="tcg", cpus=1, ram_mb=512, traits=[]))
+    ctx = _host_ctx(tmp_path)
+    db = ctx.db
     console = "ci-info: password for ubuntu is Hunter2-" + os.urandom(6).hex()
     answers: list[dict[str, object]] = []
     reader = threading.Thread(
