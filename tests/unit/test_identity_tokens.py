@@ -9,7 +9,7 @@ import pytest
 
 from novacron.api.errors import Problem
 from novacron.db.models import Event, RefreshToken, User
-from novacron.identity.login import LoginRefused
+from novacron.identity.login import WRONG, LoginRefused
 from novacron.identity.permissions import permissions_of
 from tests.unit.identity_helpers import add_user, issue, make_service
 
@@ -185,7 +185,7 @@ def test_password_login_same_answer_for_unknown_user(tmp_path: Path) -> None:
         with pytest.raises(LoginRefused) as info:
             asyncio.run(ts.logins.login(username, "wrong-password", "192.0.2.1"))
         answers.append((info.value.status, info.value.detail))
-    assert answers[0] == answers[1] == (401, "Wrong username or password.")
+    assert answers[0] == answers[1] == (401, WRONG)
 
 
 def test_verify_micro_benchmark(tmp_path: Path) -> None:
