@@ -178,10 +178,10 @@ def test_refresh_refused_for_disabled_user(tmp_path: Path) -> None:
 def test_password_login_same_answer_for_unknown_user(tmp_path: Path) -> None:
     db, ts = make_service(tmp_path)
     uid = add_user(db, password="pw-alice-123456")
-    done = asyncio.run(ts.logins.login("alice", "pw-alice-123456", "192.0.2.1"))
+    done = asyncio.run(ts.logins.login("alice@t1", "pw-alice-123456", "192.0.2.1"))
     assert done.account.id == uid and ts.authenticate(done.access_token).user_id == uid
     answers = []
-    for username in ("alice", "nobody"):
+    for username in ("alice@t1", "nobody@t1"):
         with pytest.raises(LoginRefused) as info:
             asyncio.run(ts.logins.login(username, "wrong-password", "192.0.2.1"))
         answers.append((info.value.status, info.value.detail))
