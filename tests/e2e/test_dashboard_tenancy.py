@@ -1,7 +1,6 @@
 """The dashboard's side of issue 11 finding 16, in Debian's Chromium against a real server: a
 username shared by two tenants signs in with the Tenant field or as name@tenant, and a tenant
-role's overview shows
-shared hosts as a capacity summary, not their allocation counters."""
+role's overview shows shared hosts as a capacity summary, not their allocation counters."""
 
 from __future__ import annotations
 

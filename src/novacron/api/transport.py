@@ -15,6 +15,7 @@ parse megabytes. For a request that carries a body it finds the route, and
   for the few anonymous routes (login, refresh, join), or the route's own (``body_limit``); none
   for routes marked ``streamed_body`` (uploads enforce a larger limit while they stream to disk). A declared
   ``Content-Length`` over the limit is answered 413 at once; a chunked body is counted as it is read.
+  Any answer sent before its request's body was read whole closes the connection.
 """
 
 from __future__ import annotations
@@ -177,6 +178,7 @@ class BodyGuard:
                 await _answer(too_large(limit, declared), scope, send)
                 return
             receive = _counting(receive, limit)
+        receive, send = _closing_if_unread(receive, send)
         await self.app(scope, receive, send)
 
     async def _authenticate(self, scope: Scope) -> Problem | None:
@@ -194,6 +196,31 @@ class BodyGuard:
             return exc
         scope.setdefault("state", {})[PREAUTH_KEY] = (token, principal)
         return None
+
+
+def _closing_if_unread(receive: Receive, send: Send) -> tuple[Receive, Send]:
+    """Answers sent before the whole body arrived (a 404/409 before an upload is read, an upload's
+    413 past its size limit) say ``Connection: close``: kept open, the server reads and drops
+    whatever the client goes on streaming (gigabytes of an image upload) before the next request."""
+    complete = False
+
+    async def tracked() -> Message:
+        nonlocal complete
+        message = await receive()
+        if message["type"] == "http.disconnect" or (
+            message["type"] == "http.request" and not message.get("more_body", False)
+        ):
+            complete = True
+        return message
+
+    async def closing(message: Message) -> None:
+        if message["type"] == "http.response.start" and not complete:
+            headers = MutableHeaders(raw=list(message.get("headers", [])))
+            headers["Connection"] = "close"
+            message["headers"] = headers.raw
+        await send(message)
+
+    return tracked, closing
 
 
 def _counting(receive: Receive, limit: int) -> Receive:
