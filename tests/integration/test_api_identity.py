@@ -365,3 +365,22 @@ def test_the_throttle_counts_every_spelling_of_a_tenant_login_as_one_account(tmp
                 codes.append(c.post("/v1/tokens", json={**body, **({"tenant": tenant} if tenant else {})}).status_code)
             assert codes == [401, 401, 401, 429], (spellings, codes)
     db.engine.dispose()
+
+
+def test_a_node_credential_is_not_signed_out_but_revoked_by_an_admin(env: Env) -> None:
+    """``DELETE /v1/tokens/current`` with a node credential answered 204 and the credential went
+    on working: whoever "signed out" a leaked credential believed it dead. Now it is refused with
+    what to do instead, and the admin's revoke does end it."""
+    c = env.client
+    admin = env.headers()
+    join = c.post("/v1/hosts/join-tokens", json={}, headers=admin).json()["join_token"]
+    r = c.post("/v1/agents/join", json={"join_token": join, "name": "leaky-node"})
+    assert r.status_code in (200, 201), r.text
+    node = {"Authorization": f"Bearer {r.json()['credential']}"}
+    host_id = r.json()["host_id"]
+    r = c.delete("/v1/tokens/current", headers=node)
+    assert r.status_code == 403 and f"/v1/hosts/{host_id}/revoke" in r.json()["detail"], r.text
+    assert c.get("/v1/tokens/current", headers=node).status_code == 200  # not silently half-done
+    assert c.post(f"/v1/hosts/{host_id}/revoke", headers=admin).status_code == 204
+    r = c.get("/v1/tokens/current", headers=node)
+    assert r.status_code == 401 and "revoked" in r.json()["detail"]

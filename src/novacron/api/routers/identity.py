@@ -219,7 +219,17 @@ def whoami(principal: PrincipalDep, session: SessionDep) -> WhoAmI:
 
 @router.delete("/v1/tokens/current", status_code=204, tags=["tokens"])
 def logout(principal: PrincipalDep, session: SessionDep, ctx: CtxDep) -> Response:
-    """Sign out: the access token is refused from now on and its session's refresh token is deleted."""
+    """Sign out: the access token is refused from now on and its session's refresh token is deleted.
+
+    A node's credential is not a session: it stays valid until an administrator revokes it
+    (``POST /v1/hosts/{id}/revoke``), so it is refused here instead of answering 204 and working on."""
+    if principal.kind == "node":
+        raise Problem(
+            403,
+            "Forbidden",
+            "A node credential is not signed out: it works until an administrator revokes it with "
+            f"POST /v1/hosts/{principal.user_id}/revoke (the host goes down; a rejoin token re-keys it).",
+        )
     exp = int(principal.extra.get("exp") or 0)
     ctx.tokens.revoke_access(principal.token_id, exp, session=session)
     if sid := principal.extra.get("sid"):
