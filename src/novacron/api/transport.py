@@ -178,6 +178,8 @@ class BodyGuard:
                 await _answer(too_large(limit, declared), scope, send)
                 return
             receive = _counting(receive, limit)
+            if _is_json(scope):
+                receive = _finite_only(receive)
         receive, send = _closing_if_unread(receive, send)
         await self.app(scope, receive, send)
 
@@ -221,6 +223,64 @@ def _closing_if_unread(receive: Receive, send: Send) -> tuple[Receive, Send]:
         await send(message)
 
     return tracked, closing
+
+
+class NonFiniteNumber(HTTPException):
+    """A JSON body with NaN or Infinity: a 422 naming where (``errors.py`` answers it)."""
+
+    def __init__(self, field: str) -> None:
+        self.reason = "must be a finite number (JSON has no NaN or Infinity)"
+        super().__init__(422, f"{field}: {self.reason}")
+        self.errors = [{"field": field, "reason": self.reason}]
+
+
+class _NonFinite:
+    pass
+
+
+_NON_FINITE = _NonFinite()
+
+
+def _non_finite_at(value: Any, path: tuple[str, ...] = ("body",)) -> str | None:
+    """Where the first NaN/Infinity sits in a decoded document (``body.hints.weight``), or None."""
+    if value is _NON_FINITE:
+        return ".".join(path)
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        if (found := _non_finite_at(item, (*path, str(key)))) is not None:
+            return found
+    return None
+
+
+def _is_json(scope: Scope) -> bool:
+    kind = Headers(scope=scope).get("content-type", "application/json").split(";", 1)[0].strip().lower()
+    return kind == "application/json" or kind.endswith("+json")
+
+
+def _finite_only(receive: Receive) -> Receive:
+    """Python's JSON parser (FastAPI's) takes ``NaN``, ``Infinity`` and ``-Infinity``: a VM's
+    placement hints or a quota stored with one made its every later answer a 500 (no JSON can
+    carry it back out). Checked here, once the (size-limited) body is complete, for every route;
+    the rare body that has those words at all is decoded once more to find where."""
+    chunks: list[bytes] = []
+
+    async def checked() -> Message:
+        message = await receive()
+        if message["type"] == "http.request":
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                body = b"".join(chunks)
+                chunks.clear()
+                if b"NaN" in body or b"Infinity" in body:
+                    try:
+                        doc = json.loads(body, parse_constant=lambda _: _NON_FINITE)
+                    except ValueError:
+                        return message  # not JSON at all: FastAPI says so
+                    if (field := _non_finite_at(doc)) is not None:
+                        raise NonFiniteNumber(field)
+        return message
+
+    return checked
 
 
 def _counting(receive: Receive, limit: int) -> Receive:
