@@ -362,7 +362,9 @@ def test_the_throttle_counts_every_spelling_of_a_tenant_login_as_one_account(tmp
             codes = []
             for username, tenant in spellings:
                 body = {"username": username, "password": "wrong-guess-123"}
-                codes.append(c.post("/v1/tokens", json={**body, **({"tenant": tenant} if tenant else {})}).status_code)
+                codes.append(
+                    c.post("/v1/tokens", json={**body, **({"tenant": tenant} if tenant else {})}).status_code
+                )
             assert codes == [401, 401, 401, 429], (spellings, codes)
     db.engine.dispose()
 

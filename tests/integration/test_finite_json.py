@@ -45,11 +45,19 @@ def test_nan_and_infinity_are_refused_naming_the_field(admin: TestClient) -> Non
     tenant = admin.get("/v1/tenants", params={"name": "default"}).json()["items"][0]["id"]
     cases = [
         # a backup target's free-form config (dict[str, Any]: nothing to check a float there)
-        ("POST", "/v1/backup-targets", '{"name": "t", "type": "local", "config": {"path": "/x", "n": [1, Infinity]}}',
-         "body.config.n.1"),
+        (
+            "POST",
+            "/v1/backup-targets",
+            '{"name": "t", "type": "local", "config": {"path": "/x", "n": [1, Infinity]}}',
+            "body.config.n.1",
+        ),
         # a policy rule's parameters (checked by range too, now named the same way)
-        ("POST", "/v1/policy-rules", '{"name": "r", "kind": "threshold", "params": {"warn_pct": NaN}}',
-         "body.params.warn_pct"),
+        (
+            "POST",
+            "/v1/policy-rules",
+            '{"name": "r", "kind": "threshold", "params": {"warn_pct": NaN}}',
+            "body.params.warn_pct",
+        ),
         # quota limits and a plain float field: refused by their types too, now named the same way
         ("PATCH", f"/v1/quota/nodes/tenant:{tenant}", '{"limits": {"vms": Infinity}}', "body.limits.vms"),
         ("POST", "/v1/vms/vm-x/actions/stop", '{"timeout_s": -Infinity}', "body.timeout_s"),

@@ -181,10 +181,12 @@ def test_tenant_admin_sees_its_users_failed_logins_never_others(env: Env) -> Non
     tid_a, ta_a = env.tenant("aud-a")
     _, ta_b = env.tenant("aud-b")
     assert (
-        c.post("/v1/tokens", json={"username": "aud-a-admin@aud-a", "password": "not-it-at-all"}).status_code == 401
+        c.post("/v1/tokens", json={"username": "aud-a-admin@aud-a", "password": "not-it-at-all"}).status_code
+        == 401
     )
     assert (
-        c.post("/v1/tokens", json={"username": "aud-b-admin@aud-b", "password": "not-it-either"}).status_code == 401
+        c.post("/v1/tokens", json={"username": "aud-b-admin@aud-b", "password": "not-it-either"}).status_code
+        == 401
     )
     failed_a = _audit(env, ta_a, action="token.create", outcome="denied")
     assert [r["actor_name"] for r in failed_a] == ["aud-a-admin@aud-a"]

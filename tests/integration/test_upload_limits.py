@@ -45,7 +45,6 @@ def test_an_upload_over_its_limit_is_a_413_that_closes_the_connection(
     project = admin.get("/v1/projects", params={"name": "default"}).json()["items"][0]["id"]
     image = admin.post("/v1/images", json={"name": "too-big", "project_id": project}).json()
 
-
     async def chunks() -> AsyncIterator[bytes]:  # 4 MiB, streamed: the refusal comes mid-body
         for _ in range(8):
             yield b"k" * (512 << 10)

@@ -105,9 +105,12 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        title = {404: "Not Found", 405: "Method Not Allowed", 413: "Content Too Large", 422: "Invalid request"}.get(
-            exc.status_code, "Error"
-        )
+        title = {
+            404: "Not Found",
+            405: "Method Not Allowed",
+            413: "Content Too Large",
+            422: "Invalid request",
+        }.get(exc.status_code, "Error")
         headers = dict(exc.headers or {})
         # a body over its route's limit, or with NaN (api/transport.py): name the field like every 4xx does
         errors = [{"field": "body", "reason": str(exc.detail)}] if exc.status_code == 413 else None

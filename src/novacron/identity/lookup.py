@@ -79,7 +79,9 @@ def resolve_login(session: Session, username: str, tenant: str | None = None) ->
         tenant_id = _tenant_id(session, tenant)
         if tenant_id is None:
             return LoginTarget(None, f"{tenant.strip().lower()}/{username}")
-        return LoginTarget(_user(session, username, tenant_id), account_identity(session, username, tenant_id))
+        return LoginTarget(
+            _user(session, username, tenant_id), account_identity(session, username, tenant_id)
+        )
     user_id = _user(session, username, None)
     if user_id is None and (default := _default_tenant_id(session)) is not None:
         user_id = _user(session, username, default)
