@@ -105,7 +105,8 @@ class PasswordGrant(BaseModel):
     grant_type: Literal["password"] = "password"
     username: Text = Field(min_length=1, max_length=64)
     password: Text = Field(min_length=1, max_length=1024)
-    #: usernames are unique per tenant: name the tenant (name or id) when yours is not unique
+    #: your tenant (name or id), unless you are a platform user or in tenant "default"; or write
+    #: the username as name@tenant (identity/lookup.py)
     tenant: Text | None = Field(None, min_length=1, max_length=64)
 
 
@@ -167,6 +168,10 @@ def _login_busy() -> Problem:
 @router.post("/v1/tokens", response_model=TokenOut, tags=["tokens"])
 async def create_token(body: PasswordGrant, request: Request, ctx: CtxDep) -> JSONResponse:
     """Log in with username and password; returns an access token and a refresh token.
+
+    A user of a tenant other than ``default`` names it: ``tenant`` (its name or id), or the
+    username written ``name@tenant``. Without either, only platform users and users of tenant
+    ``default`` are looked at; an unknown tenant is answered like an unknown user.
 
     Failed logins are throttled per account and per client address: after a few, each further
     try must wait longer (429 with ``Retry-After``), whether or not the password is right."""
