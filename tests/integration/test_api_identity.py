@@ -335,6 +335,11 @@ def test_default_tenant_users_sign_in_without_a_tenant(env: Env) -> None:
     assert c.post("/v1/users", json=body, headers=admin).status_code == 201
     assert env.login("carla@example.com@default", PW)["access_token"]
     assert env.login("carla@example.com", PW, tenant="default")["access_token"]
+    # a platform user named like an address (no tenant "corp.example"): by its whole name
+    body = {"username": "ops@corp.example", "password": PW, "role": "admin"}
+    r = c.post("/v1/users", json=body, headers=admin)
+    assert r.status_code == 201 and r.json()["tenant_id"] is None, r.text
+    assert env.login("ops@corp.example", PW)["access_token"]
 
 
 def test_the_throttle_counts_every_spelling_of_a_tenant_login_as_one_account(tmp_path: Path) -> None:

@@ -59,8 +59,15 @@ def _user(session: Session, username: str, tenant_id: str | None) -> str | None:
     return session.scalar(select(User.id).where(scope, User.username == username))
 
 
+def _unknown_tenant_key(tenant_text: str, name: str) -> str:
+    return f"{tenant_text.strip().lower()}/{name}"
+
+
 def account_identity(session: Session, username: str, tenant_id: str | None) -> str:
     """The throttle identity of an existing account (what its logins are counted by)."""
+    if tenant_id is None and "@" in username:  # a platform user that signs in as "name@what"
+        name, _, tenant_text = username.rpartition("@")
+        return _unknown_tenant_key(tenant_text, name)
     if tenant_id is None or tenant_id == _default_tenant_id(session):
         return username
     return f"{tenant_id}/{username}"
@@ -73,12 +80,12 @@ def resolve_login(session: Session, username: str, tenant: str | None = None) ->
         tenant_id = _tenant_id(session, tenant_text)
         if tenant_id is None:
             # only platform admins create platform users: no tenant can use this to probe tenants
-            return LoginTarget(_user(session, username, None), f"{tenant_text.strip().lower()}/{name}")
+            return LoginTarget(_user(session, username, None), _unknown_tenant_key(tenant_text, name))
         return LoginTarget(_user(session, name, tenant_id), account_identity(session, name, tenant_id))
     if tenant is not None:
         tenant_id = _tenant_id(session, tenant)
         if tenant_id is None:
-            return LoginTarget(None, f"{tenant.strip().lower()}/{username}")
+            return LoginTarget(None, _unknown_tenant_key(tenant, username))
         return LoginTarget(
             _user(session, username, tenant_id), account_identity(session, username, tenant_id)
         )
