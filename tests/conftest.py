@@ -173,10 +173,13 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
 
-    def token(self, username: str = "admin", password: str | None = None) -> str:
+    def token(self, username: str = "admin", password: str | None = None, tenant: str | None = None) -> str:
+        """A token for ``username``; users of a tenant other than ``default`` name it (its name
+        or id), or log in as ``name@tenant``."""
+        body = {"username": username, "password": password or self.admin_password}
         r = httpx.post(
             f"{self.url}/v1/tokens",
-            json={"username": username, "password": password or self.admin_password},
+            json={**body, "tenant": tenant} if tenant else body,
             timeout=10,
             verify=self.verify,
         )
@@ -277,7 +280,7 @@ def tenant_user(
     assert r.status_code == 201, r.text
     user = {"username": f"{name}-user", "password": TENANT_PASSWORD, "role": role, "tenant_id": tenant["id"]}
     assert admin.post("/v1/users", json=user).status_code == 201
-    return server.client(server.token(f"{name}-user", TENANT_PASSWORD)), str(r.json()["id"])
+    return server.client(server.token(f"{name}-user", TENANT_PASSWORD, name)), str(r.json()["id"])
 
 
 def default_project(client: httpx.Client) -> str:

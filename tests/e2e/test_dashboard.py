@@ -26,7 +26,7 @@ def _wait_xterm(page: Any, pattern: str, timeout_ms: int) -> None:
 
 
 def _member_token(cluster: Cluster, tenant: str) -> str:
-    return cluster.server.token(cluster.tenants[tenant][0], PASSWORD)
+    return cluster.server.token(cluster.tenants[tenant][0], PASSWORD, tenant)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_create_watch_console_stop_delete(cluster: Cluster, browser: Any) -> Non
     b = Browser(browser, cluster.server.url, DESKTOP)
     page = b.page
     try:
-        b.login(username, PASSWORD)
+        b.login(username, PASSWORD, tenant="alpha")
         b.go("/vms/new")
         # the API's own validation message appears next to the field it names
         with httpx.Client(base_url=cluster.server.url, timeout=30) as raw:
@@ -123,11 +123,11 @@ def test_other_tenant_sees_only_its_own(cluster: Cluster, browser: Any, alpha_vm
     alpha = Browser(browser, cluster.server.url, DESKTOP)
     beta = Browser(browser, cluster.server.url, PHONE)
     try:
-        alpha.login(cluster.tenants["alpha"][0], PASSWORD)
+        alpha.login(cluster.tenants["alpha"][0], PASSWORD, tenant="alpha")
         alpha.go("/vms")
         assert "alpha-secret" in alpha.main_text()
 
-        beta.login(cluster.tenants["beta"][0], PASSWORD)
+        beta.login(cluster.tenants["beta"][0], PASSWORD, tenant="beta")
         beta.go("/vms")
         assert "alpha-secret" not in beta.main_text()
         assert "No VMs yet." in beta.main_text()

@@ -48,7 +48,7 @@ class Areas:
 
 
 def _member(cluster: Cluster, tenant: str) -> httpx.Client:
-    client = cluster.server.client(cluster.server.token(cluster.tenants[tenant][0], PASSWORD))
+    client = cluster.server.client(cluster.server.token(cluster.tenants[tenant][0], PASSWORD, tenant))
     client.timeout = httpx.Timeout(60)
     return client
 
@@ -133,7 +133,7 @@ def test_network_form_rules_and_tenant_scope(
             reason = _reason(bad, "body.cidr")
             assert api.delete(f"/v1/networks/{probe['id']}").status_code == 204
 
-            alpha.login(cluster.tenants["alpha"][0], PASSWORD)
+            alpha.login(cluster.tenants["alpha"][0], PASSWORD, tenant="alpha")
             alpha.go("/networks")
             page.fill("#net-name", "web-net")
             page.fill("#sub-cidr", "10.9.0.0/33")
@@ -198,7 +198,7 @@ def test_network_form_rules_and_tenant_scope(
             assert [(r["external_network_id"], r["snat"]) for r in made] == [(None, True)]
 
         # another tenant: the network's and group's URLs are not found, the lists do not show them
-        beta.login(cluster.tenants["beta"][0], PASSWORD)
+        beta.login(cluster.tenants["beta"][0], PASSWORD, tenant="beta")
         beta.go(f"/networks/{net['id']}")
         assert beta.page.inner_text("main h1") == "Not found"
         assert "web-net" not in beta.main_text()
@@ -245,7 +245,7 @@ def test_subnet_router_interface_and_floating_ip_actions(
             bad = api.post(
                 "/v1/subnets", json={"network": net["id"], "name": "app-v4", "cidr": "10.30.0.0/33"}
             )
-            b.login(cluster.tenants["alpha"][0], PASSWORD)
+            b.login(cluster.tenants["alpha"][0], PASSWORD, tenant="alpha")
             b.go(f"/networks/{net['id']}")
             page.fill("#nsub-name", "app-v4")
             page.fill("#nsub-cidr", "10.30.0.0/33")
@@ -348,7 +348,7 @@ def test_quota_backups_dr_and_reservations(cluster: Cluster, browser: Any, areas
     page = b.page
     try:
         with _member(cluster, "alpha") as api:
-            b.login(cluster.tenants["alpha"][0], PASSWORD)
+            b.login(cluster.tenants["alpha"][0], PASSWORD, tenant="alpha")
             # the tenant's vCPU bar carries the API's figures (the booted VM is counted)
             b.go("/quota")
             mine = {r["resource"]: r for r in api.get("/v1/quota").json()["resources"]}
@@ -642,7 +642,7 @@ def test_instant_restore_from_the_backups_page(cluster: Cluster, browser: Any, a
     b = Browser(browser, cluster.server.url, DESKTOP)
     page = b.page
     try:
-        b.login(cluster.tenants["alpha"][0], PASSWORD)
+        b.login(cluster.tenants["alpha"][0], PASSWORD, tenant="alpha")
         b.go("/backups")
         page.click(f"tr[data-backup='{areas.backup_id}'] button:text-is('Restore')")
         page.fill("#restore-name", "alpha-instant")

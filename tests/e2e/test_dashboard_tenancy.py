@@ -1,6 +1,6 @@
 """The dashboard's side of issue 11 finding 16, in Debian's Chromium against a real server: a
-username shared by two tenants signs in with the Tenant field, and a tenant role's overview shows
-shared hosts as a capacity summary, not their allocation counters."""
+username shared by two tenants signs in with the Tenant field or as name@tenant, and a tenant
+role's overview shows shared hosts as a capacity summary, not their allocation counters."""
 
 from __future__ import annotations
 
@@ -26,15 +26,23 @@ def test_shared_username_signs_in_with_its_tenant_and_hosts_are_a_summary(
     b = Browser(browser, cluster.server.url, DESKTOP)
     page = b.page
     try:
-        # the name is ambiguous now: without a tenant the page says what it says for a wrong password
+        # a tenant user without its tenant: the page says what it says for a wrong password
         b._load(lambda: page.goto(f"{cluster.server.url}/"), "#username")
         page.fill("#username", username)
         page.fill("#password", PASSWORD)
         page.click("form button[type=submit]")
         page.wait_for_selector("#login-error .alert")
         assert "Wrong username or password" in page.inner_text("#login-error")
+        assert "name@tenant" in page.inner_text("#login-error")  # and what to do instead
         b.login(username, PASSWORD, tenant="alpha")
         assert "alpha" in page.inner_text("[data-testid=who]")
+        # or name@tenant in the username field
+        twin_browser = Browser(browser, cluster.server.url, DESKTOP)
+        try:
+            twin_browser.login(f"{username}@beta", twin["password"])
+            assert "beta" in twin_browser.page.inner_text("[data-testid=who]")
+        finally:
+            twin_browser.close()
         b.go("/")
         text = b.main_text()
         assert "vCPUs free" in text and "allocated" not in text, text

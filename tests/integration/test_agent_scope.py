@@ -53,12 +53,13 @@ def test_node_credential_cannot_read_other_hosts_tenant_images(server: Server) -
 
 def test_node_bodies_with_nan_are_422_naming_the_field(server: Server) -> None:
     """Python's JSON parser takes NaN and Infinity; an agent's samples, progress or result holding
-    one were stored, and the tenant's metrics or task could then not be rendered (a 500)."""
+    one were stored, and the tenant's metrics or task could then not be rendered (a 500). The JSON
+    edge (api/transport.py) now names the exact place."""
     node = _node_client(server, server.client(), "nan-node")
     cases = {
-        "/v1/agent/report": (b'{"samples": {"vm-x": {"cpu": NaN}}}', "body.samples"),
-        "/v1/agent/progress": (b'{"id": "op-x", "detail": {"fraction": Infinity}}', "body.detail"),
-        "/v1/agent/complete": (b'{"id": "op-x", "result": {"bytes": -Infinity}}', "body.result"),
+        "/v1/agent/report": (b'{"samples": {"vm-x": {"cpu": NaN}}}', "body.samples.vm-x.cpu"),
+        "/v1/agent/progress": (b'{"id": "op-x", "detail": {"fraction": Infinity}}', "body.detail.fraction"),
+        "/v1/agent/complete": (b'{"id": "op-x", "result": {"bytes": -Infinity}}', "body.result.bytes"),
     }
     for path, (body, field) in cases.items():
         r = node.post(path, content=body, headers={"Content-Type": "application/json"})

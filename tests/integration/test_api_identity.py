@@ -29,8 +29,8 @@ class Env:
     admin_password: str
     state_dir: Path
 
-    def login(self, username: str, password: str) -> dict[str, Any]:
-        r = self.client.post("/v1/tokens", json={"username": username, "password": password})
+    def login(self, username: str, password: str, **extra: str) -> dict[str, Any]:
+        r = self.client.post("/v1/tokens", json={"username": username, "password": password, **extra})
         assert r.status_code == 200, r.text
         return dict(r.json())
 
@@ -66,7 +66,7 @@ def _tenant_with_admin(env: Env, admin: dict[str, str], name: str) -> tuple[str,
         headers=admin,
     )
     assert r.status_code == 201, r.text
-    return tid, env.headers(f"{name}-admin", PW)
+    return tid, env.headers(f"{name}-admin@{name}", PW)
 
 
 def test_bootstrap_password_file(env: Env) -> None:
@@ -117,7 +117,7 @@ def test_tenant_admin_creates_project_and_user_member_cannot(env: Env) -> None:
     # a tenant-admin cannot mint admins
     r = c.post("/v1/users", json={"username": "evil", "password": PW, "role": "admin"}, headers=ta)
     assert r.status_code == 403
-    member = env.headers("bob", PW)
+    member = env.headers("bob@acme", PW)
     r = c.post("/v1/users", json={"username": "carol", "password": PW}, headers=member)
     assert r.status_code == 403 and "user:write" in r.json()["detail"]
     # members read their tenant's projects
@@ -164,13 +164,13 @@ def test_disabled_user_refused_at_once(env: Env) -> None:
     admin = env.headers()
     _, ta = _tenant_with_admin(env, admin, "gamma")
     uid = c.post("/v1/users", json={"username": "dan", "password": PW}, headers=ta).json()["id"]
-    dan = env.headers("dan", PW)
+    dan = env.headers("dan@gamma", PW)
     assert c.get("/v1/projects", headers=dan).status_code == 200
     r = c.patch(f"/v1/users/{uid}", json={"disabled": True}, headers=ta)
     assert r.status_code == 200 and r.json()["disabled"] is True
     r = c.get("/v1/projects", headers=dan)
     assert r.status_code == 401 and "disabled" in r.json()["detail"]
-    r = c.post("/v1/tokens", json={"username": "dan", "password": PW})
+    r = c.post("/v1/tokens", json={"username": "dan@gamma", "password": PW})
     assert r.status_code == 401
 
 
@@ -179,7 +179,7 @@ def test_password_change_ends_sessions(env: Env) -> None:
     admin = env.headers()
     _, ta = _tenant_with_admin(env, admin, "delta")
     uid = c.post("/v1/users", json={"username": "eve", "password": PW}, headers=ta).json()["id"]
-    eve = env.headers("eve", PW)
+    eve = env.headers("eve@delta", PW)
     r = c.post(f"/v1/users/{uid}/password", json={"password": "short"}, headers=eve)
     assert r.status_code == 422
     r = c.post(f"/v1/users/{uid}/password", json={"password": PW2}, headers=eve)
@@ -187,7 +187,7 @@ def test_password_change_ends_sessions(env: Env) -> None:
     body = {"password": PW2, "current_password": PW}
     assert c.post(f"/v1/users/{uid}/password", json=body, headers=eve).status_code == 204
     assert c.get("/v1/tokens/current", headers=eve).status_code == 401
-    assert c.get("/v1/tokens/current", headers=env.headers("eve", PW2)).status_code == 200
+    assert c.get("/v1/tokens/current", headers=env.headers("eve@delta", PW2)).status_code == 200
 
 
 def test_key_rotation_keeps_old_tokens_and_jwks_lists_both(env: Env) -> None:
@@ -237,7 +237,7 @@ def test_audit_records_mutations(env: Env) -> None:
     assert len(logins2.json()["items"]) == len(logins.json()["items"]) + 1
     # members cannot read the audit log
     c.post("/v1/users", json={"username": "mem", "password": PW}, headers=ta)
-    assert c.get("/v1/audit", headers=env.headers("mem", PW)).status_code == 403
+    assert c.get("/v1/audit", headers=env.headers("mem@zeta", PW)).status_code == 403
     # pagination
     p1 = c.get("/v1/audit", params={"limit": 1}, headers=admin).json()
     p2 = c.get("/v1/audit", params={"limit": 1, "cursor": p1["next_cursor"]}, headers=admin).json()
@@ -274,3 +274,120 @@ def test_idempotent_project_create(env: Env) -> None:
     r3 = c.post("/v1/projects", json={"name": "other"}, headers=h)
     assert r3.status_code == 422
     assert len(c.get("/v1/projects", params={"name": "web"}, headers=ta).json()["items"]) == 1
+
+
+# -- finding 16: logins do not tell one tenant which names another tenant uses ----------------------
+
+
+def _answer(r: Any) -> tuple[int, str, str | None]:
+    body = dict(r.json())
+    body.pop("instance", None)
+    return r.status_code, repr(sorted(body.items())), r.headers.get("www-authenticate")
+
+
+def test_a_tenant_admin_cannot_learn_other_tenants_usernames_by_logging_in(env: Env) -> None:
+    """The oracle: A's admin creates ``bob`` in A and logs in as ``bob`` without a tenant; a
+    refusal used to mean "another tenant has a bob too". Now a login without a tenant never
+    looks at tenants other than ``default``, so the answer is the same with or without B's bob."""
+    c = env.client
+    admin = env.headers()
+    _, a = _tenant_with_admin(env, admin, "ta")
+    tid_b, _ = _tenant_with_admin(env, admin, "tb")
+    assert c.post("/v1/users", json={"username": "bob", "password": PW}, headers=a).status_code == 201
+
+    def login(username: str, password: str = PW, **extra: str) -> Any:
+        return c.post("/v1/tokens", json={"username": username, "password": password, **extra})
+
+    before = login("bob")  # no bob in B yet
+    r = c.post("/v1/users", json={"username": "bob", "password": PW2, "tenant_id": tid_b}, headers=admin)
+    assert r.status_code == 201, r.text
+    after = login("bob")
+    assert _answer(before) == _answer(after) == _answer(login("no-such-user"))
+    assert before.status_code == 401 and "name@tenant" in before.json()["detail"]
+    # A's bob by the @ form and by the tenant field (name or id); B's bob with B's password
+    for who, password, extra in (("bob@ta", PW, {}), ("bob", PW, {"tenant": "ta"}), ("bob@tb", PW2, {})):
+        r = login(who, password, **extra)
+        assert r.status_code == 200, r.text
+        me = c.get("/v1/tokens/current", headers={"Authorization": f"Bearer {r.json()['access_token']}"})
+        assert me.json()["tenant_name"] == ("tb" if who == "bob@tb" else "ta")
+    r = login("bob", PW2, tenant=tid_b)
+    assert r.status_code == 200, r.text
+    # an unknown tenant is answered exactly like an unknown user, by every spelling
+    unknown = _answer(login("nobody"))
+    for attempt in (login("bob@no-such-tenant"), login("bob", tenant="no-such-tenant"), login("bob@tb")):
+        assert _answer(attempt) == unknown
+    # the platform administrator needs no tenant
+    assert login("admin", env.admin_password).status_code == 200
+
+
+def test_default_tenant_users_sign_in_without_a_tenant(env: Env) -> None:
+    c = env.client
+    admin = env.headers()
+    default = c.get("/v1/tenants", params={"name": "default"}, headers=admin).json()["items"]
+    [tid] = [t["id"] for t in default if t["name"] == "default"]
+    body = {"username": "opsie", "password": PW, "tenant_id": tid}
+    assert c.post("/v1/users", json=body, headers=admin).status_code == 201
+    for extra in ({}, {"tenant": "default"}, {"tenant": tid}):
+        assert env.login("opsie", PW, **extra)["access_token"]
+    assert env.login("opsie@default", PW)["access_token"]
+    # a name with "@" signs in as name@tenant (split on the last "@"), or with the tenant field
+    body = {"username": "carla@example.com", "password": PW, "tenant_id": tid}
+    assert c.post("/v1/users", json=body, headers=admin).status_code == 201
+    assert env.login("carla@example.com@default", PW)["access_token"]
+    assert env.login("carla@example.com", PW, tenant="default")["access_token"]
+    # a platform user named like an address (no tenant "corp.example"): by its whole name
+    body = {"username": "ops@corp.example", "password": PW, "role": "admin"}
+    r = c.post("/v1/users", json=body, headers=admin)
+    assert r.status_code == 201 and r.json()["tenant_id"] is None, r.text
+    assert env.login("ops@corp.example", PW)["access_token"]
+
+
+def test_the_throttle_counts_every_spelling_of_a_tenant_login_as_one_account(tmp_path: Path) -> None:
+    """Spelling the tenant by name, by id, as ``@`` or in another case must not earn fresh
+    tries, and an unknown tenant is throttled exactly like a known one."""
+    settings = Settings(
+        state_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path}/novacron.db",
+        embedded_agent=False,
+        login_account_failures=3,
+        login_source_failures=1000,
+    )
+    settings.ensure_dirs()
+    db = Database(settings.database_url)
+    upgrade(db)
+    password = ensure_bootstrap(db)
+    ctx = Context(settings=settings, db=db, tokens=TokenService(db, settings))
+    with TestClient(create_app(ctx, background=False)) as c:
+        env = Env(c, str(password), tmp_path)
+        tid, _ = _tenant_with_admin(env, env.headers(), "thr")
+        for spellings in (
+            [("thr-admin@thr", None), ("thr-admin", "thr"), ("thr-admin", tid), ("thr-admin@THR ", None)],
+            [("ghost@nope", None), ("ghost", "nope"), ("ghost@NOPE", None), ("ghost", " Nope")],
+        ):
+            codes = []
+            for username, tenant in spellings:
+                body = {"username": username, "password": "wrong-guess-123"}
+                codes.append(
+                    c.post("/v1/tokens", json={**body, **({"tenant": tenant} if tenant else {})}).status_code
+                )
+            assert codes == [401, 401, 401, 429], (spellings, codes)
+    db.engine.dispose()
+
+
+def test_a_node_credential_is_not_signed_out_but_revoked_by_an_admin(env: Env) -> None:
+    """``DELETE /v1/tokens/current`` with a node credential answered 204 and the credential went
+    on working: whoever "signed out" a leaked credential believed it dead. Now it is refused with
+    what to do instead, and the admin's revoke does end it."""
+    c = env.client
+    admin = env.headers()
+    join = c.post("/v1/hosts/join-tokens", json={}, headers=admin).json()["join_token"]
+    r = c.post("/v1/agents/join", json={"join_token": join, "name": "leaky-node"})
+    assert r.status_code in (200, 201), r.text
+    node = {"Authorization": f"Bearer {r.json()['credential']}"}
+    host_id = r.json()["host_id"]
+    r = c.delete("/v1/tokens/current", headers=node)
+    assert r.status_code == 403 and f"/v1/hosts/{host_id}/revoke" in r.json()["detail"], r.text
+    assert c.get("/v1/tokens/current", headers=node).status_code == 200  # not silently half-done
+    assert c.post(f"/v1/hosts/{host_id}/revoke", headers=admin).status_code == 204
+    r = c.get("/v1/tokens/current", headers=node)
+    assert r.status_code == 401 and "revoked" in r.json()["detail"]

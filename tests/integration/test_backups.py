@@ -347,7 +347,7 @@ def test_legal_hold_blocks_delete_even_for_admin_until_compliance_releases(env: 
         json={"username": "auditor", "password": PW, "role": "compliance", "tenant_id": full["tenant_id"]},
     )
     assert r.status_code == 201, r.text
-    with env.server.client(env.server.token("auditor", PW)) as officer:
+    with env.server.client(env.server.token("auditor", PW, full["tenant_id"])) as officer:
         assert c.post(f"/v1/backups/{full['id']}/hold", json={"reason": "x"}).status_code == 403
         r = officer.post(f"/v1/backups/{full['id']}/hold", json={"reason": "case 2026-17"})
         assert r.status_code == 200 and r.json()["legal_hold"] is True, r.text

@@ -105,8 +105,12 @@ def test_login_with_a_tenant_and_host_tokens(cli: Cli, tmp_path: Path) -> None:
     login = ("login", "--server", cli.server.url, "--username", "shared", "--password-stdin")
     r = other(*login, stdin="t-two-horse-battery-9\n")
     assert r.code == 1 and "401" in r.err and not (tmp_path / "c.json").exists()
+    assert "name@tenant" in r.err and "--tenant" in r.err  # what to do next
     assert "Logged in" in other.ok(*login, "--tenant", "t-two", stdin="t-two-horse-battery-9\n").err
     assert "t-two" in other.ok("whoami").out
+    at_form = ("login", "--server", cli.server.url, "--username", "shared@t-one", "--password-stdin")
+    assert "Logged in" in other.ok(*at_form, stdin="t-one-horse-battery-9\n").err
+    assert "t-one" in other.ok("whoami").out
     r = cli.ok("host", "join-token", "--json").json()
     assert r["join_token"].startswith("ncj.") and "novacron agent" in r["command"]
     [host] = cli.ok("host", "list", "--json").json()["items"]

@@ -53,7 +53,7 @@ class Env:
         tid = c.post("/v1/tenants", json={"name": name}, headers=admin).json()["id"]
         user = {"username": f"{name}-admin", "password": PW, "role": "tenant-admin", "tenant_id": tid}
         assert c.post("/v1/users", json=user, headers=admin).status_code == 201
-        return tid, self.headers(f"{name}-admin", PW)
+        return tid, self.headers(f"{name}-admin@{name}", PW)
 
 
 def _make_env(tmp_path: Path, **overrides: Any) -> Iterator[Env]:
@@ -109,7 +109,7 @@ def test_weak_passwords_refused_wherever_a_password_is_set(env: Env) -> None:
             [error] = r.json()["errors"]
             assert error["field"] == "body.password" and "passphrase" in error["reason"], error
     uid = c.post("/v1/users", json={"username": "good", "password": PW}, headers=ta).json()["id"]
-    me = env.headers("good", PW)
+    me = env.headers("good@pol", PW)
     for weak in WEAK:  # changing one's own password, and an admin resetting it
         r = c.post(f"/v1/users/{uid}/password", json={"password": weak, "current_password": PW}, headers=me)
         assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.password", r.text
@@ -118,7 +118,7 @@ def test_weak_passwords_refused_wherever_a_password_is_set(env: Env) -> None:
     good = "lantern violet kettle marsh"
     r = c.post(f"/v1/users/{uid}/password", json={"password": good, "current_password": PW}, headers=me)
     assert r.status_code == 204, r.text
-    assert env.login("good", good)["access_token"]
+    assert env.login("good@pol", good)["access_token"]
 
 
 # -- finding 5: the same answer for unknown users and wrong passwords ---------------------------
@@ -161,7 +161,7 @@ def test_current_password_guesses_go_through_the_login_throttle(strict_env: Env)
     c = strict_env.client
     _, ta = strict_env.tenant("oracle")
     uid = c.post("/v1/users", json={"username": "oracle-user", "password": PW}, headers=ta).json()["id"]
-    stolen = strict_env.headers("oracle-user", PW)
+    stolen = strict_env.headers("oracle-user@oracle", PW)
     for guess in ("guess-number-one", "guess-number-two"):
         body = {"password": PW2, "current_password": guess}
         r = c.post(f"/v1/users/{uid}/password", json=body, headers=stolen)
@@ -169,7 +169,7 @@ def test_current_password_guesses_go_through_the_login_throttle(strict_env: Env)
     body = {"password": PW2, "current_password": PW}  # even the right one, now
     r = c.post(f"/v1/users/{uid}/password", json=body, headers=stolen)
     assert r.status_code == 429 and int(r.headers["retry-after"]) > 1, r.text
-    r = c.post("/v1/tokens", json={"username": "oracle-user", "password": PW})
+    r = c.post("/v1/tokens", json={"username": "oracle-user", "password": PW, "tenant": "oracle"})
     assert r.status_code == 429  # the same account key as the login
 
 
@@ -181,16 +181,18 @@ def test_tenant_admin_sees_its_users_failed_logins_never_others(env: Env) -> Non
     tid_a, ta_a = env.tenant("aud-a")
     _, ta_b = env.tenant("aud-b")
     assert (
-        c.post("/v1/tokens", json={"username": "aud-a-admin", "password": "not-it-at-all"}).status_code == 401
+        c.post("/v1/tokens", json={"username": "aud-a-admin@aud-a", "password": "not-it-at-all"}).status_code
+        == 401
     )
     assert (
-        c.post("/v1/tokens", json={"username": "aud-b-admin", "password": "not-it-either"}).status_code == 401
+        c.post("/v1/tokens", json={"username": "aud-b-admin@aud-b", "password": "not-it-either"}).status_code
+        == 401
     )
     failed_a = _audit(env, ta_a, action="token.create", outcome="denied")
-    assert [r["actor_name"] for r in failed_a] == ["aud-a-admin"]
+    assert [r["actor_name"] for r in failed_a] == ["aud-a-admin@aud-a"]
     assert failed_a[0]["tenant_id"] == tid_a and failed_a[0]["source_ip"]
     failed_b = _audit(env, ta_b, action="token.create", outcome="denied")
-    assert [r["actor_name"] for r in failed_b] == ["aud-b-admin"]
+    assert [r["actor_name"] for r in failed_b] == ["aud-b-admin@aud-b"]
 
 
 def test_forged_token_get_is_audited_and_a_flood_is_bounded(env: Env) -> None:
@@ -226,8 +228,8 @@ def test_refresh_reuse_ends_only_its_family_and_is_audited_with_the_user(env: En
     c = env.client
     tid, ta = env.tenant("fam")
     uid = c.post("/v1/users", json={"username": "fam-user", "password": PW}, headers=ta).json()["id"]
-    laptop = env.login("fam-user", PW)
-    phone = env.login("fam-user", PW)  # another session of the same user
+    laptop = env.login("fam-user@fam", PW)
+    phone = env.login("fam-user@fam", PW)  # another session of the same user
     r = c.post("/v1/tokens/refresh", json={"refresh_token": laptop["refresh_token"]})
     assert r.status_code == 200
     stolen_copy = laptop["refresh_token"]  # already used: whoever presents it copied it
@@ -252,11 +254,11 @@ def test_stale_refresh_token_after_password_change_does_not_end_the_new_session(
     c = env.client
     _, ta = env.tenant("stale")
     uid = c.post("/v1/users", json={"username": "stale-user", "password": PW}, headers=ta).json()["id"]
-    before = env.login("stale-user", PW)
+    before = env.login("stale-user@stale", PW)
     body = {"password": PW2, "current_password": PW}
     hdr = {"Authorization": f"Bearer {before['access_token']}"}
     assert c.post(f"/v1/users/{uid}/password", json=body, headers=hdr).status_code == 204
-    after = env.login("stale-user", PW2)
+    after = env.login("stale-user@stale", PW2)
     for _ in range(3):  # again and again
         r = c.post("/v1/tokens/refresh", json={"refresh_token": before["refresh_token"]})
         assert r.status_code == 401 and "Unknown refresh token" in r.json()["detail"]
@@ -315,24 +317,24 @@ def test_account_throttle_backs_off_exponentially_even_for_the_right_password(st
     )
     with srv.client() as admin:
         uid = _tenant_user(srv, admin, "victim")
-        for username in ("victim", "ghost"):  # a real account and an unknown one: throttled alike
+        for username in ("victim@t-victim", "ghost@t-victim"):  # a real account and an unknown one: alike
             for _ in range(3):
                 assert _login(srv, username, "wrong-guess-123").status_code == 401
             # the 4th try is refused before its password is even checked: the right one too
             assert _retry_after(_login(srv, username, PW)) == 2
         time.sleep(2.1)
-        assert _login(srv, "victim", "wrong-guess-456").status_code == 401  # one more try, and...
-        wait = _retry_after(_login(srv, "victim", PW))
+        assert _login(srv, "victim@t-victim", "wrong-guess-456").status_code == 401  # one more try, and...
+        wait = _retry_after(_login(srv, "victim@t-victim", PW))
         assert wait == 4  # ...the wait doubles
         time.sleep(wait + 0.1)
-        assert _login(srv, "victim", PW).status_code == 200  # after the backoff, the user gets in
+        assert _login(srv, "victim@t-victim", PW).status_code == 200  # after the backoff, the user gets in
         # the lockout is a security event and an audit record, in the user's tenant
         lockouts = admin.get("/v1/audit", params={"action": "account.lockout"}).json()["items"]
-        assert {r["actor_name"] for r in lockouts} == {"victim", "ghost"}
-        [mine] = [r for r in lockouts if r["actor_name"] == "victim"]
+        assert {r["actor_name"] for r in lockouts} == {"victim@t-victim", "ghost@t-victim"}
+        [mine] = [r for r in lockouts if r["actor_name"] == "victim@t-victim"]
         assert mine["actor_id"] == uid and mine["tenant_id"] and mine["source_ip"] == "127.0.0.1"
         events = admin.get("/v1/events", params={"types": "login.locked_out"}).json()["items"]
-        assert {e["data"]["username"] for e in events} == {"victim", "ghost"}
+        assert {e["data"]["username"] for e in events} == {"victim@t-victim", "ghost@t-victim"}
 
 
 def test_a_parallel_burst_gets_no_more_guesses_than_the_throttle_allows(start: Any) -> None:

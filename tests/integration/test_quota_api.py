@@ -60,7 +60,7 @@ def _tenant(
             json={"username": username, "password": PASSWORD, "role": role, "tenant_id": tenant["id"]},
         )
         assert r.status_code == 201, r.text
-        users[role] = server.client(server.token(username, PASSWORD))
+        users[role] = server.client(server.token(username, PASSWORD, name))
     return {"id": tenant["id"], "projects": ids, **users}
 
 
@@ -108,7 +108,7 @@ def test_hundred_concurrent_creates_against_a_quota_of_ten(creates_server: Serve
         r = t["tenant-admin"].patch(f"/v1/quota/nodes/tenant:{t['id']}", json={"limits": {"vms": 100}})
         assert r.status_code == 403, r.text
         _set_limits(admin, {"tenant_id": t["id"]}, {"vms": 50})
-        token = server.token("acme-member", PASSWORD)
+        token = server.token("acme-member", PASSWORD, "acme")
 
         def create(i: int) -> httpx.Response:
             with server.client(token) as own:

@@ -153,7 +153,7 @@ def test_networks_ports_and_floating_ips_are_charged_up_the_tree(server: Server,
         "--server",
         server.url,
         "--username",
-        "netq-member",
+        "netq-member@netq",
         "--password-stdin",
         stdin=PASSWORD + "\n",
     )
@@ -240,7 +240,7 @@ def test_concurrent_network_creates_against_a_limit_of_three(any_server: Server)
         t = _tenant(admin, server, name)
         project = t["projects"]["main"]
         _set_limits(t["tenant-admin"], {"project_id": project}, {"networks": 3})
-        token = server.token(f"{name}-member", PASSWORD)
+        token = server.token(f"{name}-member", PASSWORD, name)
 
         def create(i: int) -> httpx.Response:
             with server.client(token) as own:

@@ -103,7 +103,7 @@ def test_rebalance_dry_run_then_apply_moves_one_vm_live(
             },
         )
         assert r.status_code == 201, r.text
-        with server.client(server.token("acme-admin", PASSWORD)) as other:
+        with server.client(server.token("acme-admin", PASSWORD, "acme")) as other:
             _problem(other.post("/v1/cluster/rebalance", json={"dry_run": True}), 403)
 
         # the dry run: one VM to B, and nothing changes

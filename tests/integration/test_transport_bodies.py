@@ -125,10 +125,10 @@ def test_authenticated_bodies_are_limited_per_route(srv: Server) -> None:
     assert r.status_code == 413 and r.json()["errors"][0]["field"] == "body"
 
 
-def _stream_after_limit(srv: Server, path: bytes, auth: bytes = b"") -> int:
+def _stream_after_limit(srv: Server, path: bytes, auth: bytes = b"", method: bytes = b"POST") -> int:
     """Bytes a chunked body could still send (up to 256 MiB) after its route's limit was passed."""
     sock = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
-    head = b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n%s" % (path, auth)
+    head = b"%s %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n%s" % (method, path, auth)
     sock.sendall(head + b"Transfer-Encoding: chunked\r\n\r\n")
     chunk = b"%x\r\n%s\r\n" % (64 * 1024, b"a" * 64 * 1024)
     sent = 0
@@ -150,6 +150,19 @@ def test_a_chunked_body_over_its_limit_ends_the_connection(srv: Server) -> None:
     assert _stream_after_limit(srv, b"/v1/tokens") < 32 * MiB
     auth = b"Authorization: Bearer %s\r\n" % srv.token().encode()
     assert _stream_after_limit(srv, b"/v1/vms", auth) < 32 * MiB
+
+
+def test_an_upload_refused_before_its_body_is_read_ends_the_connection(srv: Server) -> None:
+    """Streamed uploads have no limit at the edge (they count while they write to disk), so their
+    early answers (an unknown image, a caller that is not a node, the size limit) left the
+    connection open and the server read and dropped the rest of the upload."""
+    auth = b"Authorization: Bearer %s\r\n" % srv.token().encode()
+    assert _stream_after_limit(srv, b"/v1/images/no-such-image/file", auth, b"PUT") < 32 * MiB
+    assert _stream_after_limit(srv, b"/v1/agent/snapshots/img-x", auth, b"PUT") < 32 * MiB
+    # a body read whole keeps the connection (no needless reconnects)
+    with srv.client() as admin:
+        r = admin.post("/v1/vms", json={"name": "x" * 1000})
+        assert r.status_code == 422 and "close" not in r.headers.get("connection", "")
 
 
 def test_every_kind_of_response_says_nosniff(srv: Server) -> None:

@@ -41,7 +41,7 @@ def test_roles_and_newest_events(server: Server) -> None:
         )
         assert r.status_code == 201, r.text
     # a tenant's newest events are its own: the platform's tenant and host events are not among them
-    with server.client(server.token("t0-user", "correct-horse-battery-9")) as user:
+    with server.client(server.token("t0-user", "correct-horse-battery-9", "t0")) as user:
         assert user.post("/v1/images", json={"name": "t0-image"}).status_code == 201
         tail = user.get("/v1/events", params={"tail": "true", "limit": 50}).json()["items"]
         assert [e["type"] for e in tail] == ["image.created"]

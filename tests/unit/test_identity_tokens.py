@@ -9,7 +9,7 @@ import pytest
 
 from novacron.api.errors import Problem
 from novacron.db.models import Event, RefreshToken, User
-from novacron.identity.login import LoginRefused
+from novacron.identity.login import WRONG, LoginRefused
 from novacron.identity.permissions import permissions_of
 from tests.unit.identity_helpers import add_user, issue, make_service
 
@@ -178,14 +178,14 @@ def test_refresh_refused_for_disabled_user(tmp_path: Path) -> None:
 def test_password_login_same_answer_for_unknown_user(tmp_path: Path) -> None:
     db, ts = make_service(tmp_path)
     uid = add_user(db, password="pw-alice-123456")
-    done = asyncio.run(ts.logins.login("alice", "pw-alice-123456", "192.0.2.1"))
+    done = asyncio.run(ts.logins.login("alice@t1", "pw-alice-123456", "192.0.2.1"))
     assert done.account.id == uid and ts.authenticate(done.access_token).user_id == uid
     answers = []
-    for username in ("alice", "nobody"):
+    for username in ("alice@t1", "nobody@t1"):
         with pytest.raises(LoginRefused) as info:
             asyncio.run(ts.logins.login(username, "wrong-password", "192.0.2.1"))
         answers.append((info.value.status, info.value.detail))
-    assert answers[0] == answers[1] == (401, "Wrong username or password.")
+    assert answers[0] == answers[1] == (401, WRONG)
 
 
 def test_verify_micro_benchmark(tmp_path: Path) -> None:

@@ -105,12 +105,16 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        title = {404: "Not Found", 405: "Method Not Allowed", 413: "Content Too Large"}.get(
-            exc.status_code, "Error"
-        )
+        title = {
+            404: "Not Found",
+            405: "Method Not Allowed",
+            413: "Content Too Large",
+            422: "Invalid request",
+        }.get(exc.status_code, "Error")
         headers = dict(exc.headers or {})
-        # a body over its route's limit (api/transport.py): name the field like every 4xx does
+        # a body over its route's limit, or with NaN (api/transport.py): name the field like every 4xx does
         errors = [{"field": "body", "reason": str(exc.detail)}] if exc.status_code == 413 else None
+        errors = getattr(exc, "errors", None) or errors
         problem = Problem(exc.status_code, title, str(exc.detail), headers=headers, errors=errors)
         return problem_response(problem, request)
 

@@ -15,6 +15,7 @@ parse megabytes. For a request that carries a body it finds the route, and
   for the few anonymous routes (login, refresh, join), or the route's own (``body_limit``); none
   for routes marked ``streamed_body`` (uploads enforce a larger limit while they stream to disk). A declared
   ``Content-Length`` over the limit is answered 413 at once; a chunked body is counted as it is read.
+  Any answer sent before its request's body was read whole closes the connection.
 """
 
 from __future__ import annotations
@@ -177,6 +178,9 @@ class BodyGuard:
                 await _answer(too_large(limit, declared), scope, send)
                 return
             receive = _counting(receive, limit)
+            if _is_json(scope):
+                receive = _finite_only(receive)
+        receive, send = _closing_if_unread(receive, send)
         await self.app(scope, receive, send)
 
     async def _authenticate(self, scope: Scope) -> Problem | None:
@@ -194,6 +198,89 @@ class BodyGuard:
             return exc
         scope.setdefault("state", {})[PREAUTH_KEY] = (token, principal)
         return None
+
+
+def _closing_if_unread(receive: Receive, send: Send) -> tuple[Receive, Send]:
+    """Answers sent before the whole body arrived (a 404/409 before an upload is read, an upload's
+    413 past its size limit) say ``Connection: close``: kept open, the server reads and drops
+    whatever the client goes on streaming (gigabytes of an image upload) before the next request."""
+    complete = False
+
+    async def tracked() -> Message:
+        nonlocal complete
+        message = await receive()
+        if message["type"] == "http.disconnect" or (
+            message["type"] == "http.request" and not message.get("more_body", False)
+        ):
+            complete = True
+        return message
+
+    async def closing(message: Message) -> None:
+        if message["type"] == "http.response.start" and not complete:
+            headers = MutableHeaders(raw=list(message.get("headers", [])))
+            headers["Connection"] = "close"
+            message["headers"] = headers.raw
+        await send(message)
+
+    return tracked, closing
+
+
+class NonFiniteNumber(HTTPException):
+    """A JSON body with NaN or Infinity: a 422 naming where (``errors.py`` answers it)."""
+
+    def __init__(self, field: str) -> None:
+        self.reason = "must be a finite number (JSON has no NaN or Infinity)"
+        super().__init__(422, f"{field}: {self.reason}")
+        self.errors = [{"field": field, "reason": self.reason}]
+
+
+class _NonFinite:
+    pass
+
+
+_NON_FINITE = _NonFinite()
+
+
+def _non_finite_at(value: Any, path: tuple[str, ...] = ("body",)) -> str | None:
+    """Where the first NaN/Infinity sits in a decoded document (``body.hints.weight``), or None."""
+    if value is _NON_FINITE:
+        return ".".join(path)
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        if (found := _non_finite_at(item, (*path, str(key)))) is not None:
+            return found
+    return None
+
+
+def _is_json(scope: Scope) -> bool:
+    kind = Headers(scope=scope).get("content-type", "application/json").split(";", 1)[0].strip().lower()
+    return kind == "application/json" or kind.endswith("+json")
+
+
+def _finite_only(receive: Receive) -> Receive:
+    """Python's JSON parser (FastAPI's) takes ``NaN``, ``Infinity`` and ``-Infinity``: a VM's
+    placement hints or a quota stored with one made its every later answer a 500 (no JSON can
+    carry it back out). Checked here, once the (size-limited) body is complete, for every route;
+    the rare body that has those words at all is decoded once more to find where."""
+    chunks: list[bytes] = []
+
+    async def checked() -> Message:
+        message = await receive()
+        if message["type"] == "http.request":
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                body = b"".join(chunks)
+                chunks.clear()
+                if b"NaN" in body or b"Infinity" in body:
+                    try:
+                        doc = json.loads(body, parse_constant=lambda _: _NON_FINITE)
+                    except ValueError:
+                        return message  # not JSON at all: FastAPI says so
+                    if (field := _non_finite_at(doc)) is not None:
+                        raise NonFiniteNumber(field)
+        return message
+
+    return checked
 
 
 def _counting(receive: Receive, limit: int) -> Receive:

@@ -66,14 +66,21 @@ def main(
 def login(
     ctx: typer.Context,
     server: str | None = typer.Option(None, "--server", "-s", metavar="URL", help="API base URL to log into"),
-    username: str = typer.Option("admin", "--username", "-u"),
+    username: str = typer.Option(
+        "admin", "--username", "-u", help="your username; a tenant user may write it name@tenant"
+    ),
     tenant: str | None = typer.Option(
-        None, "--tenant", "-t", help="your tenant (name or id): needed when your username is not unique"
+        None,
+        "--tenant",
+        "-t",
+        help="your tenant (name or id); needed unless you are a platform user or in tenant 'default'",
     ),
     password_stdin: bool = typer.Option(False, "--password-stdin", help="read the password from stdin"),
     ca_file: str | None = CA_FILE,
 ) -> None:
-    """Log in and store the server URL, its CA file and the tokens (mode 0600) for the next commands."""
+    """Log in and store the server URL, its CA file and the tokens (mode 0600) for the next commands.
+
+    Users of a tenant other than ``default`` name it: ``--tenant acme`` or ``-u bob@acme``."""
     state = state_of(ctx)
     if server:
         state.server = server
@@ -83,7 +90,7 @@ def login(
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
-        password = typer.prompt(f"Password for {username}@{client.server}", hide_input=True)
+        password = typer.prompt(f"Password for {username} on {client.server}", hide_input=True)
     if not password:
         raise CliError("empty password")
     grant = {"username": username, "password": password, **({"tenant": tenant} if tenant else {})}

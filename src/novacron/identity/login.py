@@ -33,7 +33,7 @@ import anyio.to_thread
 from sqlalchemy import select
 
 from novacron.db.models import User
-from novacron.identity.lookup import resolve_login
+from novacron.identity.lookup import account_identity, resolve_login
 from novacron.identity.passwords import check_policy, hash_password, needs_rehash, verify_password
 from novacron.identity.throttle import LoginThrottle, Throttled, record_lockouts
 
@@ -41,7 +41,10 @@ if TYPE_CHECKING:
     from novacron.identity.tokens import TokenService
 
 T = TypeVar("T")
-WRONG = "Wrong username or password."
+WRONG = (
+    "Wrong username or password. Users of a tenant other than 'default' sign in as name@tenant "
+    "or name the tenant (the Tenant field, or novacron login --tenant)."
+)
 TARPIT_S = 0.5
 
 
@@ -138,7 +141,7 @@ class PasswordLogin:
         """Tokens for these credentials, or ``LoginRefused`` (401, 429) / ``LoginBusy``. ``tenant``
         (name or id) picks among users of that name in several tenants (identity/lookup.py)."""
         try:
-            account, admitted = await anyio.to_thread.run_sync(self._precheck, username, source, tenant)
+            account, key, admitted = await anyio.to_thread.run_sync(self._precheck, username, source, tenant)
         except LoginRefused as exc:
             if exc.retry_after is not None:
                 # a tarpit: a blocked attempt costs no hashing, but answered at once a flood of them
@@ -151,7 +154,7 @@ class PasswordLogin:
         try:
             ok = await self.hashes.run(verify_password, account.password_hash if account else None, password)
             if not ok or account is None:
-                await anyio.to_thread.run_sync(self._failed, username, source, account)
+                await anyio.to_thread.run_sync(self._failed, username, key, source, account)
                 raise LoginRefused(401, WRONG, account)
         finally:
             self.throttle.release(admitted)
@@ -160,25 +163,31 @@ class PasswordLogin:
         rehash = None
         if needs_rehash(account.password_hash):
             rehash = await self.hashes.run(hash_password, password)
-        return await anyio.to_thread.run_sync(self._issue, account, rehash)
+        return await anyio.to_thread.run_sync(self._issue, account, key, rehash)
 
     def _precheck(
         self, username: str, source: str | None, tenant: str | None = None, *, user_id: str | None = None
-    ) -> tuple[Account | None, list[str]]:
-        """The account (None if unknown or ambiguous) and the throttle keys admitted (``release``
-        them once the attempt is counted), unless the throttle says wait: one read-only
-        transaction. The throttle counts by the name as typed, so it treats unknown and ambiguous
-        names exactly like existing ones."""
+    ) -> tuple[Account | None, str, list[str]]:
+        """The account (None if unknown), its throttle identity and the throttle keys admitted
+        (``release`` them once the attempt is counted), unless the throttle says wait: one
+        read-only transaction. The identity (identity/lookup.py) is the same for every spelling
+        of the account and whether or not it exists, so unknown users and tenants are throttled
+        exactly like existing ones."""
         with self.db.read_session() as session:
-            user_id = user_id or resolve_login(session, username, tenant)
+            target = resolve_login(session, username, tenant) if user_id is None else None
             row = session.execute(
                 select(User.id, User.username, User.tenant_id, User.password_hash, User.disabled).where(
-                    User.id == user_id
+                    User.id == (target.user_id if target else user_id)
                 )
             ).first()
             account = Account(*row) if row is not None else None
+            if target is not None:
+                key = target.key
+            else:  # a user proving its password: its account, as any spelling of its login counts it
+                tenant_id = account.tenant_id if account else None
+                key = account_identity(session, account.username if account else username, tenant_id)
             try:
-                admitted = self.throttle.admit(session, username, source)
+                admitted = self.throttle.admit(session, key, source)
             except Throttled as exc:
                 raise LoginRefused(
                     429,
@@ -186,11 +195,11 @@ class PasswordLogin:
                     account,
                     exc,
                 ) from None
-        return account, admitted
+        return account, key, admitted
 
-    def _failed(self, username: str, source: str | None, account: Account | None) -> None:
+    def _failed(self, username: str, key: str, source: str | None, account: Account | None) -> None:
         with self.db.session() as session:
-            lockouts = self.throttle.failed(session, username, source)
+            lockouts = self.throttle.failed(session, key, source)
             record_lockouts(
                 session,
                 lockouts,
@@ -200,14 +209,14 @@ class PasswordLogin:
                 tenant_id=account.tenant_id if account else None,
             )
 
-    def _issue(self, account: Account, rehash: str | None) -> LoggedIn:
+    def _issue(self, account: Account, key: str, rehash: str | None) -> LoggedIn:
         with self.db.session() as session:
             user = session.get(User, account.id)
             if user is None:  # deleted while we hashed
                 raise LoginRefused(401, WRONG, None)
             if rehash is not None:
                 user.password_hash = rehash
-            self.throttle.succeeded(session, account.username)
+            self.throttle.succeeded(session, key)
             return LoggedIn(*self.tokens.issue(session, user), account=account)
 
     # -- setting a password ------------------------------------------------------------------
@@ -221,12 +230,12 @@ class PasswordLogin:
     def check_current(self, user_id: str, username: str, password: str | None, source: str | None) -> None:
         """A user proving its current password (to change it) goes through the login throttle:
         a stolen access token must not become an unthrottled password-guessing oracle."""
-        account, admitted = self._precheck(username, source, user_id=user_id)
+        account, key, admitted = self._precheck(username, source, user_id=user_id)
         try:
             if password is None or account is None:
                 raise LoginRefused(422, "required and must match when changing your own password", account)
             if not self.hashes.run_blocking(verify_password, account.password_hash, password):
-                self._failed(username, source, account)
+                self._failed(username, key, source, account)
                 raise LoginRefused(422, "required and must match when changing your own password", account)
         finally:
             self.throttle.release(admitted)
@@ -238,4 +247,4 @@ class PasswordLogin:
             if user is not None:
                 user.password_hash = password_hash
                 self.tokens.revoke_user_sessions(user_id, session=session)
-                self.throttle.succeeded(session, user.username)
+                self.throttle.succeeded(session, account_identity(session, user.username, user.tenant_id))

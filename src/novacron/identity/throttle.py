@@ -1,7 +1,9 @@
 """Brute-force protection for passwords: per-account and per-source exponential backoff.
 
-Every failed password check counts against two keys: the account (the username asked for,
-whether or not it exists, so the throttle says nothing about which users exist) and the
+Every failed password check counts against two keys: the account (the login identity of
+``identity/lookup.py``: the same whether the tenant is spelled by name, by id or as
+``name@tenant``, and whether or not the user or tenant exists, so the throttle says nothing
+about which users or tenants exist and no respelling earns fresh tries) and the
 source (the client address; an IPv6 /64, which one host usually holds whole). A key may fail
 ``free`` times; each failure after that blocks it for ``base * 2^(n - free)`` seconds (at
 most ``max``). While a key is blocked its logins are answered 429 with ``Retry-After``
@@ -64,9 +66,9 @@ class Lockout:
     until: datetime
 
 
-def account_key(username: str) -> str:
+def account_key(identity: str) -> str:
     # hashed: people type their password into the username field; it must not sit here in clear
-    return "account:" + hashlib.sha256(username.strip().lower().encode()).hexdigest()
+    return "account:" + hashlib.sha256(identity.strip().lower().encode()).hexdigest()
 
 
 def source_key(source: str | None) -> str | None:

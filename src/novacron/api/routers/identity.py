@@ -105,7 +105,8 @@ class PasswordGrant(BaseModel):
     grant_type: Literal["password"] = "password"
     username: Text = Field(min_length=1, max_length=64)
     password: Text = Field(min_length=1, max_length=1024)
-    #: usernames are unique per tenant: name the tenant (name or id) when yours is not unique
+    #: your tenant (name or id), unless you are a platform user or in tenant "default"; or write
+    #: the username as name@tenant (identity/lookup.py)
     tenant: Text | None = Field(None, min_length=1, max_length=64)
 
 
@@ -168,6 +169,10 @@ def _login_busy() -> Problem:
 async def create_token(body: PasswordGrant, request: Request, ctx: CtxDep) -> JSONResponse:
     """Log in with username and password; returns an access token and a refresh token.
 
+    A user of a tenant other than ``default`` names it: ``tenant`` (its name or id), or the
+    username written ``name@tenant``. Without either, only platform users and users of tenant
+    ``default`` are looked at; an unknown tenant is answered like an unknown user.
+
     Failed logins are throttled per account and per client address: after a few, each further
     try must wait longer (429 with ``Retry-After``), whether or not the password is right."""
     audit_hint(request, actor_name=body.username[:64])
@@ -219,7 +224,17 @@ def whoami(principal: PrincipalDep, session: SessionDep) -> WhoAmI:
 
 @router.delete("/v1/tokens/current", status_code=204, tags=["tokens"])
 def logout(principal: PrincipalDep, session: SessionDep, ctx: CtxDep) -> Response:
-    """Sign out: the access token is refused from now on and its session's refresh token is deleted."""
+    """Sign out: the access token is refused from now on and its session's refresh token is deleted.
+
+    A node's credential is not a session: it stays valid until an administrator revokes it
+    (``POST /v1/hosts/{id}/revoke``), so it is refused here instead of answering 204 and working on."""
+    if principal.kind == "node":
+        raise Problem(
+            403,
+            "Forbidden",
+            "A node credential is not signed out: it works until an administrator revokes it with "
+            f"POST /v1/hosts/{principal.user_id}/revoke (the host goes down; a rejoin token re-keys it).",
+        )
     exp = int(principal.extra.get("exp") or 0)
     ctx.tokens.revoke_access(principal.token_id, exp, session=session)
     if sid := principal.extra.get("sid"):

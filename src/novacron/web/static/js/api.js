@@ -47,7 +47,8 @@ async function parse(resp) {
 }
 
 export async function login(username, password, tenant) {
-  // usernames are unique per tenant: the tenant is sent only when given (ambiguous names need it)
+  // usernames are unique per tenant: the tenant is sent only when given; without it the server
+  // reads "name@tenant" (split on the last "@"), else platform users and tenant "default"'s
   const grant = tenant ? { username, password, tenant } : { username, password };
   const resp = await fetch('/v1/tokens', {
     method: 'POST',

@@ -29,9 +29,11 @@ function renderLogin(message) {
   document.title = 'Sign in · NovaCron';
   const error = h('div', { id: 'login-error', role: 'alert' });
   if (message) error.append(h('div', { class: 'alert info' }, message));
-  const user = h('input', { id: 'username', name: 'username', autocomplete: 'username', required: true, autocapitalize: 'none' });
+  // a tenant user names its tenant (Keystone's domains, Proxmox's user@realm): "bob@acme" in the
+  // username, or the Tenant field; platform users and users of tenant "default" need neither
+  const user = h('input', { id: 'username', name: 'username', autocomplete: 'username', required: true, autocapitalize: 'none', placeholder: 'name, or name@tenant' });
   const pass = h('input', { id: 'password', name: 'password', type: 'password', autocomplete: 'current-password', required: true });
-  const tenant = h('input', { id: 'tenant', name: 'tenant', autocomplete: 'organization', autocapitalize: 'none', placeholder: 'only if your username is not unique' });
+  const tenant = h('input', { id: 'tenant', name: 'tenant', autocomplete: 'organization', autocapitalize: 'none', placeholder: "unless you wrote name@tenant or are in 'default'" });
   const submit = h('button', { type: 'submit', class: 'primary' }, 'Sign in');
   const form = h('form', { class: 'card', novalidate: false },
     h('div', { class: 'field' }, h('label', { for: 'username' }, 'Username'), user),

@@ -1,0 +1,73 @@
+"""A streamed upload refused past its size limit ends the connection (issue 11, a residual of
+finding 15): its 413 said nothing about the connection, so the client kept streaming and the
+server read and dropped it. In-process app on a temporary SQLite state dir; the 64 GiB image
+limit is lowered for the test (the limit is the failure being injected, not the behaviour)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from novacron.api.app import create_app
+from novacron.compute import images
+from novacron.config import Settings
+from novacron.context import Context
+from novacron.db.base import Database
+from novacron.db.migrate import upgrade
+from novacron.identity.bootstrap import ensure_bootstrap
+from novacron.identity.tokens import TokenService
+
+
+@pytest.fixture
+def admin(tmp_path: Path) -> Iterator[TestClient]:
+    settings = Settings(state_dir=tmp_path, database_url=f"sqlite:///{tmp_path}/nc.db", embedded_agent=False)
+    settings.ensure_dirs()
+    db = Database(settings.database_url)
+    upgrade(db)
+    password = ensure_bootstrap(db)
+    ctx = Context(settings=settings, db=db, tokens=TokenService(db, settings))
+    with TestClient(create_app(ctx, background=False)) as client:
+        r = client.post("/v1/tokens", json={"username": "admin", "password": password})
+        client.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
+        yield client
+    db.engine.dispose()
+
+
+def test_an_upload_over_its_limit_is_a_413_that_closes_the_connection(
+    admin: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(images, "MAX_IMAGE_BYTES", 1 << 20)
+    project = admin.get("/v1/projects", params={"name": "default"}).json()["items"][0]["id"]
+    image = admin.post("/v1/images", json={"name": "too-big", "project_id": project}).json()
+
+    async def chunks() -> AsyncIterator[bytes]:  # 4 MiB, streamed: the refusal comes mid-body
+        for _ in range(8):
+            yield b"k" * (512 << 10)
+
+    async def put() -> httpx.Response:
+        # httpx's ASGI transport hands the app one chunk per message, as a server does (the
+        # TestClient would join them into one)
+        transport = httpx.ASGITransport(app=admin.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            return await c.put(
+                f"/v1/images/{image['id']}/kernel",
+                content=chunks(),
+                headers={"Content-Type": "application/octet-stream", **dict(admin.headers)},
+            )
+
+    r = anyio.run(put)
+    assert r.status_code == 413 and r.json()["errors"][0]["field"] == "body", r.text
+    assert r.headers["connection"] == "close"
+    # within the limit: stored, and the connection is kept
+    r = admin.put(
+        f"/v1/images/{image['id']}/kernel",
+        content=iter([b"k" * 1024] * 4),
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert r.status_code == 200, r.text
+    assert "connection" not in r.headers
