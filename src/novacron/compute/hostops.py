@@ -180,10 +180,6 @@ async def call(
     finally:
         with _events_lock:
             _completed.pop(op_id, None)
-        # no task resumes a one-off request: its answer (a tenant's console text) is not kept in the
-        # database (secure_delete zeroes it), and one that timed out is not run later
-        with ctx.db.session() as s:
-            s.execute(delete(HostOperation).where(HostOperation.id == op_id))
     return result
 
 

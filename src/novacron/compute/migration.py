@@ -127,6 +127,10 @@ class _Move(TaskHandler):
             row.task_state = None
             if state is not None:
                 record_state(s, row, state)
+                # what the switch recorded is newer than any report the target took before it (its
+                # QEMU still paused for the incoming stream): apply_report lets such a report stand
+                # only if it was observed after the state last changed
+                row.state_changed_at = row.moved_at
             events.publish(
                 s,
                 "vm.migrated",
