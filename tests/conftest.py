@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -12,9 +13,15 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
+
+    from novacron.db.base import Database
 
 ROOT = Path(__file__).resolve().parent.parent
 GUEST_OUT = ROOT / "guest" / "out"
@@ -360,3 +367,45 @@ def azure_emulator() -> Iterator[object]:
 def gcs_emulator() -> Iterator[object]:
     """gcp-storage-emulator (GCS API) on loopback; ``.target()`` makes a fresh bucket."""
     yield from _emulator("gcs")
+
+
+@contextlib.contextmanager
+def in_process_app(state_dir: Path, **overrides: Any) -> Iterator[tuple[TestClient, str, Database]]:
+    """The API app in this process (no background workers, no agent) on a fresh SQLite state dir:
+    its client, the bootstrap admin's password and the database. ``overrides`` are Settings fields."""
+    from dataclasses import replace
+
+    from fastapi.testclient import TestClient
+
+    from novacron.api.app import create_app
+    from novacron.config import Settings
+    from novacron.context import Context
+    from novacron.db.base import Database
+    from novacron.db.migrate import upgrade
+    from novacron.identity.bootstrap import ensure_bootstrap
+    from novacron.identity.tokens import TokenService
+
+    settings = Settings(
+        state_dir=state_dir, database_url=f"sqlite:///{state_dir}/nc.db", embedded_agent=False
+    )
+    settings = replace(settings, **overrides)
+    settings.ensure_dirs()
+    db = Database(settings.database_url)
+    upgrade(db)
+    password = ensure_bootstrap(db)
+    assert password is not None
+    ctx = Context(settings=settings, db=db, tokens=TokenService(db, settings))
+    try:
+        with TestClient(create_app(ctx, background=False)) as client:
+            yield client, password, db
+    finally:
+        db.engine.dispose()
+
+
+@pytest.fixture
+def in_process_admin(tmp_path: Path) -> Iterator[TestClient]:
+    """An in-process app's client, logged in as its admin."""
+    with in_process_app(tmp_path) as (client, password, _db):
+        r = client.post("/v1/tokens", json={"username": "admin", "password": password})
+        client.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
+        yield client

@@ -11,13 +11,7 @@ import jwt
 import pytest
 from fastapi.testclient import TestClient
 
-from novacron.api.app import create_app
-from novacron.config import Settings
-from novacron.context import Context
-from novacron.db.base import Database
-from novacron.db.migrate import upgrade
-from novacron.identity.bootstrap import ensure_bootstrap
-from novacron.identity.tokens import TokenService
+from tests.conftest import in_process_app
 
 PW = "Correct-Horse-42!"
 PW2 = "Another-Horse-43!"
@@ -41,18 +35,8 @@ class Env:
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[Env]:
-    settings = Settings(
-        state_dir=tmp_path, database_url=f"sqlite:///{tmp_path}/novacron.db", embedded_agent=False
-    )
-    settings.ensure_dirs()
-    db = Database(settings.database_url)
-    upgrade(db)
-    password = ensure_bootstrap(db)
-    assert password is not None
-    ctx = Context(settings=settings, db=db, tokens=TokenService(db, settings))
-    with TestClient(create_app(ctx, background=False)) as client:
+    with in_process_app(tmp_path) as (client, password, _db):
         yield Env(client, password, tmp_path)
-    db.engine.dispose()
 
 
 def _tenant_with_admin(env: Env, admin: dict[str, str], name: str) -> tuple[str, dict[str, str]]:
@@ -345,19 +329,7 @@ def test_default_tenant_users_sign_in_without_a_tenant(env: Env) -> None:
 def test_the_throttle_counts_every_spelling_of_a_tenant_login_as_one_account(tmp_path: Path) -> None:
     """Spelling the tenant by name, by id, as ``@`` or in another case must not earn fresh
     tries, and an unknown tenant is throttled exactly like a known one."""
-    settings = Settings(
-        state_dir=tmp_path,
-        database_url=f"sqlite:///{tmp_path}/novacron.db",
-        embedded_agent=False,
-        login_account_failures=3,
-        login_source_failures=1000,
-    )
-    settings.ensure_dirs()
-    db = Database(settings.database_url)
-    upgrade(db)
-    password = ensure_bootstrap(db)
-    ctx = Context(settings=settings, db=db, tokens=TokenService(db, settings))
-    with TestClient(create_app(ctx, background=False)) as c:
+    with in_process_app(tmp_path, login_account_failures=3, login_source_failures=1000) as (c, password, _db):
         env = Env(c, str(password), tmp_path)
         tid, _ = _tenant_with_admin(env, env.headers(), "thr")
         for spellings in (
@@ -371,7 +343,6 @@ def test_the_throttle_counts_every_spelling_of_a_tenant_login_as_one_account(tmp
                     c.post("/v1/tokens", json={**body, **({"tenant": tenant} if tenant else {})}).status_code
                 )
             assert codes == [401, 401, 401, 429], (spellings, codes)
-    db.engine.dispose()
 
 
 def test_a_node_credential_is_not_signed_out_but_revoked_by_an_admin(env: Env) -> None:

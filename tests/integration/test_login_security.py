@@ -8,7 +8,6 @@ import statistics
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +17,8 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from novacron.api.app import create_app
-from novacron.config import Settings
-from novacron.context import Context
 from novacron.db.base import Database
-from novacron.db.migrate import upgrade
-from novacron.identity.bootstrap import ensure_bootstrap
-from novacron.identity.tokens import TokenService
-from tests.conftest import Server, destroy_server, make_server
+from tests.conftest import Server, destroy_server, in_process_app, make_server
 
 PW = "Correct-Horse-42!"
 PW2 = "Another-Horse-43!"
@@ -57,17 +50,8 @@ class Env:
 
 
 def _make_env(tmp_path: Path, **overrides: Any) -> Iterator[Env]:
-    settings = Settings(state_dir=tmp_path, database_url=f"sqlite:///{tmp_path}/nc.db", embedded_agent=False)
-    settings = replace(settings, **overrides)
-    settings.ensure_dirs()
-    db = Database(settings.database_url)
-    upgrade(db)
-    password = ensure_bootstrap(db)
-    assert password is not None
-    ctx = Context(settings=settings, db=db, tokens=TokenService(db, settings))
-    with TestClient(create_app(ctx, background=False)) as client:
+    with in_process_app(tmp_path, **overrides) as (client, password, db):
         yield Env(client, password, db)
-    db.engine.dispose()
 
 
 @pytest.fixture

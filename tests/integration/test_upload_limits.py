@@ -5,37 +5,19 @@ limit is lowered for the test (the limit is the failure being injected, not the 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import anyio
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from novacron.api.app import create_app
 from novacron.compute import images
-from novacron.config import Settings
-from novacron.context import Context
-from novacron.db.base import Database
-from novacron.db.migrate import upgrade
-from novacron.identity.bootstrap import ensure_bootstrap
-from novacron.identity.tokens import TokenService
 
 
 @pytest.fixture
-def admin(tmp_path: Path) -> Iterator[TestClient]:
-    settings = Settings(state_dir=tmp_path, database_url=f"sqlite:///{tmp_path}/nc.db", embedded_agent=False)
-    settings.ensure_dirs()
-    db = Database(settings.database_url)
-    upgrade(db)
-    password = ensure_bootstrap(db)
-    ctx = Context(settings=settings, db=db, tokens=TokenService(db, settings))
-    with TestClient(create_app(ctx, background=False)) as client:
-        r = client.post("/v1/tokens", json={"username": "admin", "password": password})
-        client.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
-        yield client
-    db.engine.dispose()
+def admin(in_process_admin: TestClient) -> TestClient:
+    return in_process_admin
 
 
 def test_an_upload_over_its_limit_is_a_413_that_closes_the_connection(
