@@ -186,15 +186,12 @@ class PasswordLogin:
             else:  # a user proving its password: its account, as any spelling of its login counts it
                 tenant_id = account.tenant_id if account else None
                 key = account_identity(session, account.username if account else username, tenant_id)
+        # a transaction of its own: its snapshot (SQLite) must begin after admit takes its place
+        with self.db.read_session() as session:
             try:
                 admitted = self.throttle.admit(session, key, source)
             except Throttled as exc:
-                raise LoginRefused(
-                    429,
-                    _throttled(exc.retry_after),
-                    account,
-                    exc,
-                ) from None
+                raise LoginRefused(429, _throttled(exc.retry_after), account, exc) from None
         return account, key, admitted
 
     def _failed(self, username: str, key: str, source: str | None, account: Account | None) -> None:

@@ -126,22 +126,28 @@ class LoginThrottle:
         attempt at a time: the count is written only after the ~0.35 s hash, so a burst checked
         all at once was hashed whole (33 guesses where 5 were allowed, again after every backoff).
         The places are this process's: each replica admits at most one such attempt per key."""
-        self.check(session, username, source)
         keys = self._keys(username, source)
-        cutoff = utcnow() - timedelta(seconds=self.settings.login_reset_s)
-        rows = session.execute(
-            select(LoginFailure.key, LoginFailure.failures, LoginFailure.last_failure_at).where(
-                LoginFailure.key.in_(keys)
-            )
-        ).all()
-        counted = {key: failures for key, failures, last in rows if last >= cutoff}
+        # the place is taken before the counts are read: an attempt that ends in between records
+        # its failure before giving its place back, so this one sees either its place or its count
         with self._lock:
-            for key, free in keys.items():
-                busy = self._inflight.get(key, 0)
-                if busy and counted.get(key, 0) + busy >= free:
-                    raise Throttled(1.0)  # about one hash from now
+            busy = {key: self._inflight.get(key, 0) for key in keys}
             for key in keys:
-                self._inflight[key] = self._inflight.get(key, 0) + 1
+                self._inflight[key] = busy[key] + 1
+        try:
+            self.check(session, username, source)
+            cutoff = utcnow() - timedelta(seconds=self.settings.login_reset_s)
+            rows = session.execute(
+                select(LoginFailure.key, LoginFailure.failures, LoginFailure.last_failure_at).where(
+                    LoginFailure.key.in_(keys)
+                )
+            ).all()
+            counted = {key: failures for key, failures, last in rows if last >= cutoff}
+            for key, free in keys.items():
+                if busy[key] and counted.get(key, 0) + busy[key] >= free:
+                    raise Throttled(1.0)  # about one hash from now
+        except BaseException:
+            self.release(list(keys))
+            raise
         return list(keys)
 
     def release(self, keys: list[str]) -> None:
