@@ -32,6 +32,7 @@ from novacron.identity.kek import KeyService, check_id
 
 __all__ = ["KeyService", "TenantKey", "TenantKeyring", "check_id"]
 
+
 @dataclass(frozen=True)
 class TenantKey:
     tenant_id: str

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse, PlainTextResponse
@@ -22,6 +22,9 @@ from novacron.compute.scope import get_visible
 from novacron.db.models import Host, Image, NodeCredential
 from novacron.identity.audit import audit_detail, audit_hint
 from novacron.identity.principal import Principal
+
+if TYPE_CHECKING:
+    from novacron.context import Context
 
 #: a host's report lists every VM of the host with its samples: larger than a user's document
 AGENT_BODY_LIMIT = 16 << 20
@@ -97,17 +100,27 @@ class CompleteRequest(BaseModel):
     error: str | None = Field(default=None, max_length=4000)
 
 
-@router.post("/v1/hosts/join-tokens", status_code=201, response_model=JoinTokenOut, tags=["hosts"])
-def create_join_token(body: JoinTokenRequest, ctx: CtxDep, principal: CanHostWrite) -> JoinTokenOut:
-    token, row = nodes.create_join_token(ctx.db, principal.user_id, timedelta(seconds=body.ttl_s))
+def _join_token_out(
+    ctx: Context, user_id: str, ttl_s: int, host_id: str | None = None, name: str = ""
+) -> JoinTokenOut:
+    """A join token (bound to ``host_id`` when re-keying it) and the command that spends it."""
+    token, row = nodes.create_join_token(ctx.db, user_id, timedelta(seconds=ttl_s), host_id)
     fingerprint = ctx.extras.get("ca_fingerprint", "")
     server = ctx.extras.get("agent_url", "https://<server>:8443")
+    named = f" --name {name}" if name else ""
     return JoinTokenOut(
         join_token=token,
         expires_at=row.expires_at,
         ca_fingerprint=fingerprint,
-        command=f"novacron agent --server {server} --join-token {token} --ca-fingerprint {fingerprint}",
+        command=f"novacron agent --server {server}{named} --join-token {token} "
+        f"--ca-fingerprint {fingerprint}",
+        host_id=host_id,
     )
+
+
+@router.post("/v1/hosts/join-tokens", status_code=201, response_model=JoinTokenOut, tags=["hosts"])
+def create_join_token(body: JoinTokenRequest, ctx: CtxDep, principal: CanHostWrite) -> JoinTokenOut:
+    return _join_token_out(ctx, principal.user_id, body.ttl_s)
 
 
 @router.post("/v1/hosts/{host_id}/rejoin-token", status_code=201, response_model=JoinTokenOut, tags=["hosts"])
@@ -127,17 +140,7 @@ def create_rejoin_token(
         )
     hid, name = host.id, host.name
     session.close()
-    token, row = nodes.create_join_token(ctx.db, principal.user_id, timedelta(seconds=body.ttl_s), hid)
-    fingerprint = ctx.extras.get("ca_fingerprint", "")
-    server = ctx.extras.get("agent_url", "https://<server>:8443")
-    return JoinTokenOut(
-        join_token=token,
-        expires_at=row.expires_at,
-        ca_fingerprint=fingerprint,
-        command=f"novacron agent --server {server} --name {name} --join-token {token} "
-        f"--ca-fingerprint {fingerprint}",
-        host_id=hid,
-    )
+    return _join_token_out(ctx, principal.user_id, body.ttl_s, hid, name)
 
 
 @router.post("/v1/hosts/{host_id}/revoke", status_code=204, tags=["hosts"])

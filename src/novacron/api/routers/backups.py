@@ -76,7 +76,7 @@ class TargetUpdate(BaseModel):
     config: dict[str, Any] | None = Field(
         default=None,
         description="fields to change (merged into the configuration; null removes one). A credential "
-        "left out, or sent as \"***\", keeps its stored value",
+        'left out, or sent as "***", keeps its stored value',
     )
     replicate_every_s: int | None = Field(default=None, ge=1, le=86400)
 
