@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set everything up (scripts/setup.sh), then run the whole check: ruff, mypy and the pytest suite
+# Set everything up (scripts/setup.sh), then run the whole check: ruff, mypy, the import layers,
+# module and function sizes, and the pytest suite
 # (unit, integration with real QEMU / PostgreSQL / networking, e2e in headless Chromium).
 #
 #   bash scripts/test.sh                  everything, as CI does (.ci/run calls exactly this)
@@ -34,6 +35,10 @@ if [ "${NOVACRON_SKIP_LINT:-0}" != "1" ]; then
     ruff check "${lint_dirs[@]}" || failed+=("ruff")
     say "mypy"
     mypy || failed+=("mypy")
+    say "lint-imports (the layers of docs/architecture.md)"
+    lint-imports --no-cache || failed+=("lint-imports")
+    say "module and function sizes"
+    python scripts/check_sizes.py src/novacron || failed+=("sizes")
 fi
 
 timeout_s="${NOVACRON_TEST_TIMEOUT:-4800}"

@@ -13,8 +13,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 from novacron import events
-from novacron.api.listing import ListParams, paginate
 from novacron.db.base import Base, Database, new_id
+from novacron.db.listing import ListParams, paginate
 from novacron.db.migrate import upgrade
 from novacron.db.models import VM, IdempotencyRecord, Project, Task, Tenant
 from novacron.identity.permissions import permissions_of
@@ -120,7 +120,7 @@ def test_keyset_pages_cover_everything_once(db: Database) -> None:
     with db.session() as s:
         while True:
             rows, cursor = paginate(
-                s, select(VM), VM, ListParams(limit=50, cursor=cursor, sort="-name"), ("name",)
+                s, select(VM), VM, ListParams(limit=50, cursor=cursor, sort="-name", sortable=("name",))
             )
             seen += [r.name for r in rows]
             if cursor is None:

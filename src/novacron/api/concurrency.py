@@ -55,19 +55,13 @@ class Idempotency:
     different body is refused, so a client bug cannot silently change meaning.
     """
 
-    def __init__(self, request: Request, principal: Principal, session: Session, body: Any) -> None:
+    def __init__(self, request: Request, principal: Principal, session: Session, body: Any = None) -> None:
         self.key = request.headers.get("idempotency-key")
         self.session = session
         self.principal = principal
         self.method = request.method
         self.path = request.url.path
-        payload = body.model_dump(mode="json") if hasattr(body, "model_dump") else body
-        # a password or credential in the body must not be kept as an unsalted hash (guessable
-        # offline): the hash covers everything else, so a retry with another secret is replayed
-        payload = _without_secrets(payload)
-        self.request_hash = hashlib.sha256(
-            json.dumps([self.method, self.path, payload], sort_keys=True).encode()
-        ).hexdigest()
+        self.request_hash = ""
         if self.key is not None and not 1 <= len(self.key) <= 255:
             raise Problem(
                 400,
@@ -75,8 +69,23 @@ class Idempotency:
                 "Idempotency-Key must be 1 to 255 characters",
                 errors=[{"field": "header.Idempotency-Key", "reason": "must be 1 to 255 characters"}],
             )
+        if body is not None:
+            self.bind(body)
 
-    def replay(self) -> JSONResponse | None:
+    def bind(self, body: Any) -> None:
+        """Fingerprint the request this key stands for: its method, path and body."""
+        payload = body.model_dump(mode="json") if hasattr(body, "model_dump") else body
+        # a password or credential in the body must not be kept as an unsalted hash (guessable
+        # offline): the hash covers everything else, so a retry with another secret is replayed
+        payload = _without_secrets(payload)
+        self.request_hash = hashlib.sha256(
+            json.dumps([self.method, self.path, payload], sort_keys=True).encode()
+        ).hexdigest()
+
+    def replay(self, body: Any = None) -> JSONResponse | None:
+        """The stored answer when this key was used before (``body``: the request, if not bound yet)."""
+        if body is not None:
+            self.bind(body)
         if self.key is None:
             return None
         record = self.session.scalar(

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Iterator
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
+from novacron.api.concurrency import Idempotency
 from novacron.api.errors import Problem
 from novacron.identity.principal import Principal
+from novacron.service import Service
 
 if TYPE_CHECKING:
     from novacron.context import Context
@@ -139,3 +141,36 @@ def require_handshake(permission: str) -> Callable[[Request], Principal]:
         return principal
 
     return check
+
+
+S = TypeVar("S", bound=Service)
+
+
+def service(cls: type[S], permission: str, *, write: bool = True) -> Callable[..., S]:
+    """The dependency that builds ``cls`` for a caller holding ``permission``.
+
+    ``write=False`` gives the service a read-only session (GET handlers: no write lock). A route
+    declares ``Annotated[FlavorService, Depends(service(FlavorService, "flavor:write"))]`` and
+    never sees the session itself.
+    """
+
+    def build(session: Session, principal: Principal, request: Request) -> S:
+        return cls(session, principal, ctx_of(request))
+
+    # set as objects, not the strings this module's annotations are: ``Depends(require(...))`` is
+    # local to this call, where FastAPI's resolution of string annotations cannot see it
+    build.__annotations__ = {
+        "session": SessionDep if write else ReadSessionDep,
+        "principal": Annotated[Principal, Depends(require(permission))],
+        "request": Request,
+        "return": cls,
+    }
+    return build
+
+
+def idempotency(request: Request, session: SessionDep, principal: PrincipalDep) -> Idempotency:
+    """The ``Idempotency-Key`` of a create, kept in the same transaction as the create's writes."""
+    return Idempotency(request, principal, session)
+
+
+IdempotencyDep = Annotated[Idempotency, Depends(idempotency)]

@@ -14,6 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from novacron import errors as domain
+
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,42 @@ def conflict(detail: str) -> Problem:
     return Problem(409, "Conflict", detail)
 
 
+#: the status of each domain error class; the first class in the error's MRO that is listed wins
+STATUS_OF: dict[type[domain.DomainError], int] = {
+    domain.NotFound: 404,
+    domain.MalformedInput: 400,
+    domain.InvalidInput: 422,
+    domain.Conflict: 409,
+    domain.PreconditionFailed: 412,
+    domain.Unauthenticated: 401,
+    domain.Forbidden: 403,
+    domain.TooLarge: 413,
+    domain.TooManyRequests: 429,
+    domain.Unavailable: 503,
+    domain.DomainError: 400,
+}
+AUTH_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="novacron"'}
+
+
+def status_of(error_class: type[domain.DomainError]) -> int:
+    """The HTTP status a domain error class is answered with."""
+    return next(STATUS_OF[c] for c in error_class.__mro__ if c in STATUS_OF)
+
+
+def from_domain(exc: domain.DomainError) -> Problem:
+    """The problem+json answer to a domain error: its status, its fields named with their part."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, domain.Unauthenticated):
+        headers.update(AUTH_CHALLENGE)
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    errors = [{"field": f.qualified(), "reason": f.reason} for f in exc.fields]
+    return Problem(
+        status_of(type(exc)), exc.title, exc.detail, errors=errors, headers=headers, extra=exc.extra
+    )
+
+
 def problem_response(problem: Problem, request: Request) -> JSONResponse:
     return JSONResponse(
         problem.body(request.url.path),
@@ -96,6 +134,10 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc, request)
+
+    @app.exception_handler(domain.DomainError)
+    async def _domain(request: Request, exc: domain.DomainError) -> JSONResponse:
+        return problem_response(from_domain(exc), request)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

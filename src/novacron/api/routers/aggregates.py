@@ -23,9 +23,10 @@ from novacron import events
 from novacron.api.concurrency import Idempotency, check_if_match, set_etag
 from novacron.api.deps import ReadSessionDep, SessionDep, require
 from novacron.api.errors import Problem, invalid, not_found
-from novacron.api.listing import ListParams, Page, paginate
+from novacron.api.listing import Page
 from novacron.compute.placement import invalidate
 from novacron.db.base import new_id
+from novacron.db.listing import ListParams, paginate
 from novacron.db.models import Aggregate, AggregateHost, Host
 from novacron.identity.principal import Principal
 
@@ -145,7 +146,7 @@ def list_aggregates(
     stmt = select(Aggregate)
     if name is not None:
         stmt = stmt.where(Aggregate.name == name)
-    rows, nxt = paginate(session, stmt, Aggregate, ListParams(limit, cursor, sort), ("name", "created_at"))
+    rows, nxt = paginate(session, stmt, Aggregate, ListParams(limit, cursor, sort, ("name", "created_at")))
     return Page[AggregateOut](items=[AggregateOut.of(session, a, principal) for a in rows], next_cursor=nxt)
 
 

@@ -12,10 +12,11 @@ from sqlalchemy import select
 from novacron.api.concurrency import Idempotency, check_if_match
 from novacron.api.deps import ReadSessionDep, SessionDep, require
 from novacron.api.errors import Problem, invalid, name_taken
-from novacron.api.listing import ListParams, Page, paginate
+from novacron.api.listing import Page
 from novacron.backup import service
 from novacron.compute.scope import get_visible, resolve_project, scoped
 from novacron.db.base import new_id
+from novacron.db.listing import ListParams, paginate
 from novacron.db.models import VM, BackupPolicy
 from novacron.identity.principal import Principal
 
@@ -105,7 +106,7 @@ def list_policies(
     stmt = scoped(select(BackupPolicy), BackupPolicy, principal)
     if name is not None:
         stmt = stmt.where(BackupPolicy.name == name)
-    rows, nxt = paginate(session, stmt, BackupPolicy, ListParams(limit, cursor, sort), ("name", "created_at"))
+    rows, nxt = paginate(session, stmt, BackupPolicy, ListParams(limit, cursor, sort, ("name", "created_at")))
     return Page[PolicyOut](
         items=[PolicyOut.model_validate(r, from_attributes=True) for r in rows], next_cursor=nxt
     )

@@ -19,10 +19,11 @@ from sqlalchemy import select
 from novacron.api.concurrency import Idempotency, check_if_match, set_etag
 from novacron.api.deps import CtxDep, ReadSessionDep, SessionDep, require
 from novacron.api.errors import Problem, invalid, name_taken, not_found
-from novacron.api.listing import ListParams, Page, paginate
+from novacron.api.listing import Page
 from novacron.backup import service, vmstore
 from novacron.compute.scope import get_visible, scoped
 from novacron.db.base import new_id
+from novacron.db.listing import ListParams, paginate
 from novacron.db.models import VM, BackupSnapshot, BackupTarget
 from novacron.identity.encryption import MASK, encryption_for, is_secret_field, redact, scrub, secrets_set
 from novacron.identity.principal import Principal
@@ -358,8 +359,7 @@ def list_backups(
         session,
         stmt,
         BackupSnapshot,
-        ListParams(limit, cursor, sort),
-        ("created_at", "completed_at", "vm_name"),
+        ListParams(limit, cursor, sort, ("created_at", "completed_at", "vm_name")),
     )
     return Page[BackupOut](items=[BackupOut.of(r) for r in rows], next_cursor=nxt)
 

@@ -13,13 +13,14 @@ from sqlalchemy import select
 from novacron.api.concurrency import Idempotency, check_if_match, set_etag
 from novacron.api.deps import CtxDep, ReadSessionDep, SessionDep, require
 from novacron.api.errors import conflict, invalid, name_taken
-from novacron.api.listing import ListParams, Page, paginate
+from novacron.api.listing import Page
 from novacron.backup.dr import DRDrill, rpo_status
 from novacron.backup.drsteps import hook_url_aad, map_hook_urls, refused_target
 from novacron.backup.drwatch import rpo_of
 from novacron.backup.failover import DRDryRun, DRFailback, DRFailover
 from novacron.compute.scope import get_visible, resolve_project, scoped
 from novacron.db.base import new_id
+from novacron.db.listing import ListParams, paginate
 from novacron.db.models import Aggregate, DRRunbook, Task
 from novacron.identity.encryption import MASK, encryption_for
 from novacron.identity.principal import Principal
@@ -223,7 +224,7 @@ def list_runbooks(
     stmt = scoped(select(DRRunbook), DRRunbook, principal)
     if name is not None:
         stmt = stmt.where(DRRunbook.name == name)
-    rows, nxt = paginate(session, stmt, DRRunbook, ListParams(limit, cursor, sort), ("name", "created_at"))
+    rows, nxt = paginate(session, stmt, DRRunbook, ListParams(limit, cursor, sort, ("name", "created_at")))
     return Page[RunbookOut](items=[_out(ctx, session, r) for r in rows], next_cursor=nxt)
 
 

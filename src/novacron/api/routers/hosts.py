@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session
 from novacron import events
 from novacron.api.deps import ReadSessionDep, SessionDep, require
 from novacron.api.errors import Problem, not_found
-from novacron.api.listing import ListParams, Page, paginate
+from novacron.api.listing import Page
 from novacron.compute.placement import invalidate
+from novacron.db.listing import ListParams, paginate
 from novacron.db.models import AggregateHost, Host
 from novacron.identity.principal import Principal
 
@@ -179,7 +180,7 @@ def list_hosts(
     if state is not None:
         stmt = stmt.where(Host.state == state)
     rows, nxt = paginate(
-        session, stmt, Host, ListParams(limit, cursor, sort), ("name", "created_at", "state")
+        session, stmt, Host, ListParams(limit, cursor, sort, ("name", "created_at", "state"))
     )
     if principal.is_global:
         return Page[HostOut](items=[HostOut.of(session, h) for h in rows], next_cursor=nxt)

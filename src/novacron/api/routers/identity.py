@@ -20,8 +20,9 @@ from sqlalchemy.orm import Session
 from novacron.api.concurrency import Idempotency, check_if_match, set_etag
 from novacron.api.deps import CtxDep, PrincipalDep, ReadSessionDep, SessionDep, require
 from novacron.api.errors import Problem, invalid, not_found
-from novacron.api.listing import ListParams, Page, paginate
+from novacron.api.listing import Page
 from novacron.db.base import new_id
+from novacron.db.listing import ListParams, paginate
 from novacron.db.models import VM, AuditRecord, Project, Tenant, User
 from novacron.identity.audit import audit_hint
 from novacron.identity.clientaddr import client_address
@@ -350,7 +351,7 @@ def list_tenants(
         stmt = stmt.where(Tenant.id == principal.tenant_id)
     if name is not None:
         stmt = stmt.where(Tenant.name == name)
-    rows, nxt = paginate(session, stmt, Tenant, ListParams(limit, cursor, sort), ("name", "created_at"))
+    rows, nxt = paginate(session, stmt, Tenant, ListParams(limit, cursor, sort, ("name", "created_at")))
     return Page[TenantOut](items=[TenantOut.of(t) for t in rows], next_cursor=nxt)
 
 
@@ -502,7 +503,7 @@ def list_projects(
         stmt = stmt.where(Project.name == name)
     if tenant_id is not None:
         stmt = stmt.where(Project.tenant_id == tenant_id)
-    rows, nxt = paginate(session, stmt, Project, ListParams(limit, cursor, sort), ("name", "created_at"))
+    rows, nxt = paginate(session, stmt, Project, ListParams(limit, cursor, sort, ("name", "created_at")))
     return Page[ProjectOut](items=[ProjectOut.of(p) for p in rows], next_cursor=nxt)
 
 
@@ -701,7 +702,7 @@ def list_users(
     if disabled is not None:
         stmt = stmt.where(User.disabled == disabled)
     rows, nxt = paginate(
-        session, stmt, User, ListParams(limit, cursor, sort), ("username", "created_at", "role")
+        session, stmt, User, ListParams(limit, cursor, sort, ("username", "created_at", "role"))
     )
     return Page[UserOut](items=[UserOut.of(u) for u in rows], next_cursor=nxt)
 

@@ -15,12 +15,13 @@ from novacron import events
 from novacron.api.concurrency import Idempotency, check_if_match, set_etag
 from novacron.api.deps import CtxDep, ReadSessionDep, SessionDep, require
 from novacron.api.errors import Problem, invalid, name_taken
-from novacron.api.listing import ListParams, Page, paginate
+from novacron.api.listing import Page
 from novacron.api.transport import streamed_body
 from novacron.compute import images as image_service
 from novacron.compute import storage
 from novacron.compute.scope import get_visible, resolve_project, scoped
 from novacron.db.base import new_id
+from novacron.db.listing import ListParams, paginate
 from novacron.db.models import VM, Image
 from novacron.identity.encryption import encryption_for
 from novacron.identity.principal import Principal
@@ -111,7 +112,7 @@ def list_images(
         if value is not None:
             stmt = stmt.where(col == value)
     rows, nxt = paginate(
-        session, stmt, Image, ListParams(limit, cursor, sort), ("created_at", "name", "size_bytes")
+        session, stmt, Image, ListParams(limit, cursor, sort, ("created_at", "name", "size_bytes"))
     )
     return Page[ImageOut](items=[ImageOut.of(i) for i in rows], next_cursor=nxt)
 

@@ -19,9 +19,10 @@ from novacron import events
 from novacron.api.concurrency import Idempotency, check_if_match, set_etag
 from novacron.api.deps import ReadSessionDep, SessionDep, require
 from novacron.api.errors import Problem, invalid, name_taken
-from novacron.api.listing import ListParams, Page, paginate
+from novacron.api.listing import Page
 from novacron.compute.scope import get_visible, resolve_project, scoped
 from novacron.db.base import new_id
+from novacron.db.listing import ListParams, paginate
 from novacron.db.models import IPAllocation, Network, Subnet
 from novacron.identity.principal import Principal
 from novacron.network import ipam, service
@@ -180,7 +181,7 @@ def list_networks(
         if value is not None:
             stmt = stmt.where(col == value)
     rows, nxt = paginate(
-        session, stmt, Network, ListParams(limit, cursor, sort), ("created_at", "name", "vni")
+        session, stmt, Network, ListParams(limit, cursor, sort, ("created_at", "name", "vni"))
     )
     return Page[NetworkOut](items=[NetworkOut.of(session, n) for n in rows], next_cursor=nxt)
 
@@ -327,7 +328,7 @@ def list_subnets(
     for col, value in ((Subnet.network_id, network_id), (Subnet.name, name)):
         if value is not None:
             stmt = stmt.where(col == value)
-    rows, nxt = paginate(session, stmt, Subnet, ListParams(limit, cursor, sort), ("created_at", "name"))
+    rows, nxt = paginate(session, stmt, Subnet, ListParams(limit, cursor, sort, ("created_at", "name")))
     return Page[SubnetOut](items=[SubnetOut.of(session, s, principal) for s in rows], next_cursor=nxt)
 
 

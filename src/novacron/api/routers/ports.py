@@ -19,9 +19,10 @@ from novacron import events
 from novacron.api.concurrency import Idempotency, check_if_match, set_etag
 from novacron.api.deps import ReadSessionDep, SessionDep, require
 from novacron.api.errors import Problem
-from novacron.api.listing import ListParams, Page, paginate
+from novacron.api.listing import Page
 from novacron.compute.scope import get_visible, resolve_project, scoped
 from novacron.db.base import utcnow
+from novacron.db.listing import ListParams, paginate
 from novacron.db.models import VM, Port, PortSecurityGroup, Project
 from novacron.identity.principal import Principal
 from novacron.network import service
@@ -122,7 +123,7 @@ def list_ports(
     for col, value in ((Port.network_id, network_id), (Port.vm_id, vm_id), (Port.project_id, project_id)):
         if value is not None:
             stmt = stmt.where(col == value)
-    rows, nxt = paginate(session, stmt, Port, ListParams(limit, cursor, sort), ("created_at", "name"))
+    rows, nxt = paginate(session, stmt, Port, ListParams(limit, cursor, sort, ("created_at", "name")))
     return Page[PortOut](items=[PortOut.of(session, p) for p in rows], next_cursor=nxt)
 
 

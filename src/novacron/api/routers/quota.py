@@ -14,8 +14,9 @@ from sqlalchemy import select
 from novacron.api.concurrency import Idempotency, check_if_match, etag_of
 from novacron.api.deps import ReadSessionDep, SessionDep, require
 from novacron.api.errors import Problem, invalid, name_taken, not_found
-from novacron.api.listing import ListParams, Page, paginate
+from novacron.api.listing import Page
 from novacron.db.base import new_id
+from novacron.db.listing import ListParams, paginate
 from novacron.db.models import PolicyRule, QuotaNode, QuotaTemplate
 from novacron.identity.principal import Principal
 from novacron.quota import policy, reconcile, tree
@@ -199,7 +200,7 @@ def list_nodes(
     ):
         if value is not None:
             stmt = stmt.where(col == value)
-    rows, nxt = paginate(session, stmt, QuotaNode, ListParams(limit, cursor, sort), ("created_at", "depth"))
+    rows, nxt = paginate(session, stmt, QuotaNode, ListParams(limit, cursor, sort, ("created_at", "depth")))
     return Page[NodeOut](
         items=[NodeOut.model_validate(v) for v in tree.node_view(session, rows)], next_cursor=nxt
     )
@@ -258,8 +259,7 @@ def list_templates(
         session,
         select(QuotaTemplate),
         QuotaTemplate,
-        ListParams(limit, cursor, "created_at"),
-        ("created_at",),
+        ListParams(limit, cursor, "created_at", ("created_at",)),
     )
     return Page[TemplateOut](
         items=[TemplateOut.model_validate(r, from_attributes=True) for r in rows], next_cursor=nxt
@@ -347,7 +347,7 @@ def list_rules(
         # a rule scoped to another tenant's node would name that tenant's projects: not shown
         own = select(QuotaNode.id).where(QuotaNode.tenant_id == principal.tenant_id)
         stmt = stmt.where(PolicyRule.node_id.is_(None) | PolicyRule.node_id.in_(own))
-    rows, nxt = paginate(session, stmt, PolicyRule, ListParams(limit, cursor, "created_at"), ("created_at",))
+    rows, nxt = paginate(session, stmt, PolicyRule, ListParams(limit, cursor, "created_at", ("created_at",)))
     return Page[RuleOut](
         items=[RuleOut.model_validate(r, from_attributes=True) for r in rows], next_cursor=nxt
     )

@@ -20,10 +20,11 @@ from novacron import events
 from novacron.api.concurrency import Idempotency, check_if_match, set_etag
 from novacron.api.deps import ReadSessionDep, SessionDep, require
 from novacron.api.errors import Problem, invalid, name_taken
-from novacron.api.listing import ListParams, Page, paginate
+from novacron.api.listing import Page
 from novacron.api.routers.networks import NAME
 from novacron.compute.scope import get_visible, resolve_project, scoped
 from novacron.db.base import new_id, utcnow
+from novacron.db.listing import ListParams, paginate
 from novacron.db.models import FloatingIP, Network, Port, Project, Router, Subnet
 from novacron.identity.principal import Principal
 from novacron.network import service
@@ -136,7 +137,7 @@ def list_routers(
     stmt = scoped(select(Router), Router, principal)
     if name is not None:
         stmt = stmt.where(Router.name == name)
-    rows, nxt = paginate(session, stmt, Router, ListParams(limit, cursor, sort), ("created_at", "name"))
+    rows, nxt = paginate(session, stmt, Router, ListParams(limit, cursor, sort, ("created_at", "name")))
     return Page[RouterOut](items=[RouterOut.of(session, r) for r in rows], next_cursor=nxt)
 
 
@@ -375,7 +376,7 @@ def list_floating(
     sort: str = "created_at",
 ) -> Page[FloatingOut]:
     stmt = scoped(select(FloatingIP), FloatingIP, principal)
-    rows, nxt = paginate(session, stmt, FloatingIP, ListParams(limit, cursor, sort), ("created_at",))
+    rows, nxt = paginate(session, stmt, FloatingIP, ListParams(limit, cursor, sort, ("created_at",)))
     return Page[FloatingOut](items=[FloatingOut.of(session, f) for f in rows], next_cursor=nxt)
 
 

@@ -24,10 +24,11 @@ from novacron import events
 from novacron.api.concurrency import Idempotency, check_if_match, set_etag
 from novacron.api.deps import ReadSessionDep, SessionDep, require
 from novacron.api.errors import Problem, invalid, name_taken
-from novacron.api.listing import ListParams, Page, paginate
+from novacron.api.listing import Page
 from novacron.api.routers.hosts import Labels
 from novacron.compute.scope import get_visible, resolve_project, scoped
 from novacron.db.base import new_id, utcnow
+from novacron.db.listing import ListParams, paginate
 from novacron.db.models import Port, PortSecurityGroup, Project, QosPolicy, SecurityGroup, SecurityGroupRule
 from novacron.identity.principal import Principal
 from novacron.network import service
@@ -219,7 +220,7 @@ def list_groups(
         if value is not None:
             stmt = stmt.where(col == value)
     rows, nxt = paginate(
-        session, stmt, SecurityGroup, ListParams(limit, cursor, sort), ("created_at", "name")
+        session, stmt, SecurityGroup, ListParams(limit, cursor, sort, ("created_at", "name"))
     )
     return Page[GroupOut](items=[GroupOut.of(session, g) for g in rows], next_cursor=nxt)
 
@@ -416,7 +417,7 @@ def list_qos(
     stmt = scoped(select(QosPolicy), QosPolicy, principal)
     if name is not None:
         stmt = stmt.where(QosPolicy.name == name)
-    rows, nxt = paginate(session, stmt, QosPolicy, ListParams(limit, cursor, sort), ("created_at", "name"))
+    rows, nxt = paginate(session, stmt, QosPolicy, ListParams(limit, cursor, sort, ("created_at", "name")))
     return Page[QosOut](items=[QosOut.of(q) for q in rows], next_cursor=nxt)
 
 

@@ -19,9 +19,10 @@ from novacron import events
 from novacron.api.concurrency import Idempotency, check_if_match, set_etag
 from novacron.api.deps import SessionDep, require
 from novacron.api.errors import Problem, name_taken
-from novacron.api.listing import ListParams, Page, paginate
+from novacron.api.listing import Page
 from novacron.compute.scope import get_visible, resolve_project, scoped
 from novacron.db.base import new_id
+from novacron.db.listing import ListParams, paginate
 from novacron.db.models import VM, ServerGroup
 from novacron.identity.principal import Principal
 
@@ -80,7 +81,7 @@ def list_server_groups(
     for col, value in ((ServerGroup.name, name), (ServerGroup.project_id, project_id)):
         if value is not None:
             stmt = stmt.where(col == value)
-    rows, nxt = paginate(session, stmt, ServerGroup, ListParams(limit, cursor, sort), ("created_at", "name"))
+    rows, nxt = paginate(session, stmt, ServerGroup, ListParams(limit, cursor, sort, ("created_at", "name")))
     return Page[ServerGroupOut](items=[ServerGroupOut.of(session, g) for g in rows], next_cursor=nxt)
 
 

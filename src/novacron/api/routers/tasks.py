@@ -11,8 +11,9 @@ from sqlalchemy import select
 
 from novacron.api.deps import ReadSessionDep, SessionDep, require
 from novacron.api.errors import Problem
-from novacron.api.listing import ListParams, Page, paginate
+from novacron.api.listing import Page
 from novacron.compute.scope import get_visible, scoped
+from novacron.db.listing import ListParams, paginate
 from novacron.db.models import Task
 from novacron.identity.principal import Principal
 from novacron.tasks.runner import TERMINAL, can_cancel
@@ -82,7 +83,7 @@ def list_tasks(
         if value is not None:
             stmt = stmt.where(col == value)
     rows, nxt = paginate(
-        session, stmt, Task, ListParams(limit, cursor, sort), ("created_at", "updated_at", "state")
+        session, stmt, Task, ListParams(limit, cursor, sort, ("created_at", "updated_at", "state"))
     )
     return Page[TaskOut](items=[TaskOut.of(t) for t in rows], next_cursor=nxt)
 

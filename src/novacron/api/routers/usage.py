@@ -13,9 +13,10 @@ from sqlalchemy import select
 from novacron.api.concurrency import Idempotency, set_etag
 from novacron.api.deps import ReadSessionDep, SessionDep, require
 from novacron.api.errors import invalid, not_found
-from novacron.api.listing import ListParams, Page, paginate
+from novacron.api.listing import Page
 from novacron.compute.scope import get_visible, resolve_project, scoped
 from novacron.db.base import new_id, utcnow
+from novacron.db.listing import ListParams, paginate
 from novacron.db.models import Budget, CapacityReservation, Price, Project, Tenant
 from novacron.identity.principal import Principal
 from novacron.quota import billing, reservations, tree
@@ -86,8 +87,7 @@ def list_reservations(
         session,
         stmt,
         CapacityReservation,
-        ListParams(limit, cursor, sort),
-        ("starts_at", "created_at", "name"),
+        ListParams(limit, cursor, sort, ("starts_at", "created_at", "name")),
     )
     return Page[ReservationOut](items=[_res_out(r) for r in rows], next_cursor=nxt)
 
@@ -216,8 +216,7 @@ def list_budgets(
         session,
         scoped(select(Budget), Budget, principal),
         Budget,
-        ListParams(limit, cursor, "created_at"),
-        ("created_at",),
+        ListParams(limit, cursor, "created_at", ("created_at",)),
     )
     return Page[BudgetOut](items=[_budget_out(session, b) for b in rows], next_cursor=nxt)
 

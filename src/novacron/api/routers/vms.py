@@ -13,11 +13,12 @@ from sqlalchemy import select
 from novacron.api.concurrency import Idempotency, check_if_match, set_etag
 from novacron.api.deps import CtxDep, ReadSessionDep, SessionDep, require
 from novacron.api.errors import Problem, invalid
-from novacron.api.listing import ListParams, Page, paginate
+from novacron.api.listing import Page
 from novacron.api.routers.hosts import Labels
 from novacron.compute import hostops
 from novacron.compute import vms as vm_service
 from novacron.compute.scope import get_visible, resolve_project, scoped
+from novacron.db.listing import ListParams, paginate
 from novacron.db.models import VM, Flavor, Task
 from novacron.identity.audit import audit_detail
 from novacron.identity.principal import Principal
@@ -250,8 +251,7 @@ def list_vms(
         session,
         stmt,
         VM,
-        ListParams(limit, cursor, sort),
-        ("created_at", "name", "state", "updated_at"),
+        ListParams(limit, cursor, sort, ("created_at", "name", "state", "updated_at")),
         as_rows=True,
     )
     page = Page[VMOut].model_construct(items=[_out_of_row(r) for r in rows], next_cursor=nxt)

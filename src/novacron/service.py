@@ -1,0 +1,34 @@
+"""The base of every area's service: one caller, one transaction, the platform's shared parts.
+
+A service (``compute/flavors.py``'s ``FlavorService``, ...) owns its area's writes, validation
+and events, and raises ``novacron.errors`` when it refuses. It is built per request by
+``api/deps.py`` (or by a controller or a test) with the transaction to work in and the caller to
+act for; it never commits, so a refused request leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session
+
+from novacron.identity.principal import Principal
+
+if TYPE_CHECKING:
+    from novacron.context import Context
+
+
+class Service:
+    """What every service is given: the session it writes in, the caller, the process context."""
+
+    def __init__(self, session: Session, principal: Principal, ctx: Context | None = None) -> None:
+        self.session = session
+        self.principal = principal
+        self._ctx = ctx
+
+    @property
+    def ctx(self) -> Context:
+        """The process context; a service that needs it is built with one."""
+        if self._ctx is None:
+            raise RuntimeError(f"{type(self).__name__} needs the process context; pass ctx=")
+        return self._ctx
