@@ -12,7 +12,7 @@ A field is named as the caller spelled it in the input the service was given: ``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 
 @dataclass(frozen=True)
@@ -137,3 +137,15 @@ class Unavailable(DomainError):
     def __init__(self, detail: str, *, retry_after: int | None = None) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+
+
+E = TypeVar("E", bound=DomainError)
+
+
+def on_field(cls: type[E], field: str, reason: str, *, part: str = "body") -> E:
+    """An error of class ``cls`` about one field, worded "body.field: reason" like ``InvalidInput``:
+    a project named in the body that does not exist is ``on_field(NotFound, "project_id", ...)``."""
+    error = FieldError(field, reason, part)
+    exc = cls.__new__(cls)
+    DomainError.__init__(exc, f"{error.qualified()}: {reason}", fields=[error])
+    return exc

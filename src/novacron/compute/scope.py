@@ -7,8 +7,8 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
-from novacron.api.errors import invalid, not_found
 from novacron.db.models import Image, Network, Project
+from novacron.errors import Conflict, InvalidInput, NotFound, on_field
 from novacron.identity.principal import Principal
 
 M = TypeVar("M")
@@ -39,9 +39,9 @@ def get_visible(session: Session, model: type[M], ident: str, principal: Princip
         if len(rows) == 1:
             row = rows[0]
         elif len(rows) > 1:
-            raise invalid(kind, f"the name '{ident}' is ambiguous; use the id", 409)
+            raise on_field(Conflict, kind, f"the name '{ident}' is ambiguous; use the id", part="")
     if row is None:
-        raise not_found(kind, ident)
+        raise NotFound(kind, ident)
     return row
 
 
@@ -50,11 +50,11 @@ def resolve_project(session: Session, principal: Principal, project_id: str | No
     if project_id is not None:
         project = session.get(Project, project_id)
         if project is None or not principal.sees_tenant(project.tenant_id):
-            raise invalid("body.project_id", f"no project '{project_id}' is visible to you", 404)
+            raise on_field(NotFound, "project_id", f"no project '{project_id}' is visible to you")
         return project
     if principal.tenant_id is None:
-        raise invalid("body.project_id", "required for platform administrators")
+        raise InvalidInput("project_id", "required for platform administrators")
     projects = list(session.scalars(select(Project).where(Project.tenant_id == principal.tenant_id).limit(2)))
     if len(projects) != 1:
-        raise invalid("body.project_id", "your tenant has several projects (or none): name one")
+        raise InvalidInput("project_id", "your tenant has several projects (or none): name one")
     return projects[0]

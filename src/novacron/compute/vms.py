@@ -16,6 +16,7 @@ from novacron.compute.placement.requests import request_for_create
 from novacron.compute.scope import get_visible
 from novacron.db.base import new_id
 from novacron.db.models import VM, Flavor, Image, Project, Task
+from novacron.errors import DomainError
 from novacron.identity.principal import Principal
 from novacron.network import service as network_service
 from novacron.network.service import NicRequest
@@ -59,7 +60,7 @@ def create_vm(
 ) -> tuple[VM, Task]:
     try:
         image = get_visible(session, Image, image_ref, principal, "image")
-    except Problem as exc:
+    except DomainError as exc:
         raise invalid("body.image", f"no image '{image_ref}' is visible to you; see GET /v1/images") from exc
     if image.status != "active":
         raise invalid(

@@ -12,7 +12,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from novacron.api.errors import Problem, invalid
+from novacron.api.errors import invalid
 from novacron.compute.scope import get_visible
 from novacron.db.base import new_id
 from novacron.db.models import (
@@ -29,6 +29,7 @@ from novacron.db.models import (
     SecurityGroupRule,
     Subnet,
 )
+from novacron.errors import DomainError, NotFound
 from novacron.identity.principal import Principal
 from novacron.network import ipam
 from novacron.quota import enforce as quota
@@ -95,7 +96,7 @@ def find_group(
         return default_group(session, project)
     try:
         group = get_visible(session, SecurityGroup, ref, principal, "security group")
-    except Problem as exc:
+    except DomainError as exc:
         raise invalid(field, f"no security group '{ref}' is visible to you") from exc
     if group.tenant_id != project.tenant_id:
         raise invalid(field, f"security group '{ref}' belongs to another tenant")
@@ -105,16 +106,14 @@ def find_group(
 def find_network(session: Session, principal: Principal, ref: str, field: str) -> Network:
     try:
         return get_visible(session, Network, ref, principal, "network")
-    except Problem as exc:
-        if exc.status == 404:
-            raise invalid(field, f"no network '{ref}' is visible to you; see GET /v1/networks") from exc
-        raise
+    except NotFound as exc:
+        raise invalid(field, f"no network '{ref}' is visible to you; see GET /v1/networks") from exc
 
 
 def find_qos(session: Session, principal: Principal, ref: str, field: str) -> QosPolicy:
     try:
         return get_visible(session, QosPolicy, ref, principal, "QoS policy")
-    except Problem as exc:
+    except DomainError as exc:
         raise invalid(field, f"no QoS policy '{ref}' is visible to you") from exc
 
 

@@ -11,13 +11,14 @@ from sqlalchemy import select
 
 from novacron.api.concurrency import Idempotency, check_if_match
 from novacron.api.deps import ReadSessionDep, SessionDep, require
-from novacron.api.errors import Problem, invalid, name_taken
+from novacron.api.errors import invalid, name_taken
 from novacron.api.listing import Page
 from novacron.backup import service
 from novacron.compute.scope import get_visible, resolve_project, scoped
 from novacron.db.base import new_id
 from novacron.db.listing import ListParams, paginate
 from novacron.db.models import VM, BackupPolicy
+from novacron.errors import DomainError
 from novacron.identity.principal import Principal
 
 router = APIRouter(prefix="/v1/backup-policies", tags=["backups"])
@@ -64,7 +65,7 @@ def create_policy(request: Request, session: SessionDep, principal: CanWrite, bo
     if body.vm is not None:
         try:
             vm = get_visible(session, VM, body.vm, principal, "vm")
-        except Problem as exc:
+        except DomainError as exc:
             raise invalid("body.vm", f"no VM '{body.vm}' is visible to you", 404) from exc
         project_id, tenant_id, vm_id = vm.project_id, vm.tenant_id, vm.id
     else:

@@ -18,13 +18,14 @@ from sqlalchemy import select
 
 from novacron.api.concurrency import Idempotency, check_if_match, set_etag
 from novacron.api.deps import CtxDep, ReadSessionDep, SessionDep, require
-from novacron.api.errors import Problem, invalid, name_taken, not_found
+from novacron.api.errors import invalid, name_taken, not_found
 from novacron.api.listing import Page
 from novacron.backup import service, vmstore
 from novacron.compute.scope import get_visible, scoped
 from novacron.db.base import new_id
 from novacron.db.listing import ListParams, paginate
 from novacron.db.models import VM, BackupSnapshot, BackupTarget
+from novacron.errors import DomainError
 from novacron.identity.encryption import MASK, encryption_for, is_secret_field, redact, scrub, secrets_set
 from novacron.identity.principal import Principal
 
@@ -324,7 +325,7 @@ def create_backup(
         return replay
     try:
         vm = get_visible(session, VM, body.vm, principal, "vm")
-    except Problem as exc:
+    except DomainError as exc:
         raise invalid("body.vm", f"no VM '{body.vm}' is visible to you", 404) from exc
     target = service.default_target(session, body.target)
     snap, task = service.request_backup(session, vm, target, body.full)
@@ -412,7 +413,7 @@ def restore_backup(
     if body.vm is not None:
         try:
             vm = get_visible(session, VM, body.vm, principal, "vm")
-        except Problem as exc:
+        except DomainError as exc:
             raise invalid("body.vm", f"no VM '{body.vm}' is visible to you", 404) from exc
     job, task, target_vm = service.request_restore(
         session, snap, principal, body.new_vm, vm, body.instant, body.copy_rate_mib

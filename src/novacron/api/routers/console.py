@@ -19,10 +19,11 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
 from novacron.api.deps import bearer_token, handshake_principal
-from novacron.api.errors import Problem
+from novacron.api.errors import Problem, from_domain
 from novacron.compute import hostops, nodes
 from novacron.compute.scope import get_visible
 from novacron.db.models import VM
+from novacron.errors import DomainError
 from novacron.tasks.runner import StepFailed
 
 router = APIRouter(tags=["vms"])
@@ -90,9 +91,10 @@ async def console(websocket: WebSocket, vm_id: str) -> None:
 
     try:
         vm_id, host_id = await run_in_threadpool(authorize)
-    except Problem as exc:
+    except (Problem, DomainError) as exc:
+        problem = from_domain(exc) if isinstance(exc, DomainError) else exc
         # close with 4000 + HTTP status: the same answer whether or not the VM exists
-        await _refuse(websocket, 4000 + exc.status, exc.detail)
+        await _refuse(websocket, 4000 + problem.status, problem.detail)
         return
     if host_id is None:
         await _refuse(websocket, 4409, "The VM is not placed on a host; start it first.")

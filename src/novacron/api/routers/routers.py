@@ -26,6 +26,7 @@ from novacron.compute.scope import get_visible, resolve_project, scoped
 from novacron.db.base import new_id, utcnow
 from novacron.db.listing import ListParams, paginate
 from novacron.db.models import FloatingIP, Network, Port, Project, Router, Subnet
+from novacron.errors import DomainError
 from novacron.identity.principal import Principal
 from novacron.network import service
 from novacron.network.specs import internal_ipv4
@@ -335,7 +336,7 @@ def _associate(session: Session, principal: Principal, fip: FloatingIP, ref: str
         return
     try:
         port = get_visible(session, Port, ref, principal, "port")
-    except Problem as exc:
+    except DomainError as exc:
         raise invalid(field, f"no port '{ref}' is visible to you") from exc
     if port.owner != "compute" or port.tenant_id != fip.tenant_id:
         raise invalid(field, "only a VM port of your own takes a floating IP")

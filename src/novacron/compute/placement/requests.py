@@ -5,10 +5,11 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from novacron.api.errors import Problem, invalid
+from novacron.api.errors import invalid
 from novacron.compute.placement.spec import RequestSpec
 from novacron.compute.scope import get_visible
 from novacron.db.models import Aggregate, Flavor, Project, ServerGroup
+from novacron.errors import DomainError
 from novacron.identity.principal import Principal
 
 
@@ -27,7 +28,7 @@ def request_for_create(
     if server_group is not None:
         try:
             group = get_visible(session, ServerGroup, server_group, principal, "server group")
-        except Problem as exc:
+        except DomainError as exc:
             raise invalid("body.server_group", f"no server group '{server_group}' is visible to you") from exc
         if group.project_id != project.id:
             raise invalid("body.server_group", f"server group '{group.name}' belongs to another project")
