@@ -87,11 +87,13 @@ class Conflict(DomainError):
 class NameTaken(Conflict):
     """A name that must be unique in its scope is already used."""
 
-    def __init__(self, kind: str, name: str, field: str, scope: str = "in this project") -> None:
+    def __init__(
+        self, kind: str, name: str, field: str, scope: str = "in this project", *, part: str = "body"
+    ) -> None:
         article = "An" if kind[0] in "aeiou" else "A"
         super().__init__(
             f"{article} {kind} named '{name}' already exists {scope}.",
-            fields=[FieldError(field, f"already used {scope}")],
+            fields=[FieldError(field, f"already used {scope}", part)],
         )
 
 
