@@ -178,16 +178,15 @@ class RunbookService(Service):
             if group is None:
                 why = f"no aggregate '{spec.recovery_group}'; see GET /v1/aggregates"
                 raise InvalidInput("recovery_group", why)
-        # find_network names the field as the request spelled it
         network_map = {
-            find_network(session, principal, src, f"body.network_map.{src}").id: find_network(
-                session, principal, dst, f"body.network_map.{src}"
+            find_network(session, principal, src, f"network_map.{src}").id: find_network(
+                session, principal, dst, f"network_map.{src}"
             ).id
             for src, dst in spec.network_map.items()
         }
         test_network = None
         if spec.test_network is not None:
-            test_network = find_network(session, principal, spec.test_network, "body.test_network").id
+            test_network = find_network(session, principal, spec.test_network, "test_network").id
         return group, network_map, test_network
 
     def _view(self, runbook: DRRunbook, rpo: RpoRows | None = None) -> RunbookView:
