@@ -346,48 +346,6 @@ class _Fleece:
             while not await done():
                 await asyncio.sleep(JOB_POLL_S)
 
-    async def add_overlay(self, overlay: Path, size: int) -> None:
-        """The fleecing overlay: an empty qcow2 whose backing node is the disk."""
-        await _run("qemu-img", "create", "-q", "-f", "qcow2", str(overlay), str(size))
-        await self.qmp(
-            "blockdev-add",
-            {
-                "driver": "qcow2",
-                "node-name": self.name,
-                "file": {"driver": "file", "filename": str(overlay)},
-                "backing": NODE,
-            },
-        )
-        self.made.append("node")
-
-    async def freeze_point(self, new: str, chunk_size: int, parent_id: str | None) -> bool:
-        """The point in time, in one QMP transaction (the guest's filesystems frozen around it when
-        its agent answers): the new bitmap, for an incremental (``parent_id``) a frozen copy of the
-        parent's, and the copy-before-write job. Whether the filesystems were frozen."""
-        actions = _point_actions(self, new, chunk_size, parent_id)
-        frozen_fs = await _agent_connected(self.driver, self.instance_id) and await guestagent.freeze(
-            self.driver.qga_socket(self.instance_id)
-        )
-        try:
-            await self.qmp("transaction", {"actions": actions})
-        finally:
-            if frozen_fs:
-                await guestagent.thaw(self.driver.qga_socket(self.instance_id))
-        self.made += ["bitmap:" + new, "job"]
-        if parent_id is not None:
-            self.made.insert(-1, "bitmap:" + self.frozen)
-        return frozen_fs
-
-    async def export(self, incremental: bool) -> None:
-        """Export the overlay read-only over NBD (with the frozen bitmap for an incremental)."""
-        await self.qmp("nbd-server-start", {"addr": {"type": "unix", "data": {"path": str(self.sock)}}})
-        self.made.append("server")
-        export: dict[str, Any] = {"type": "nbd", "id": self.name, "node-name": self.name, "name": EXPORT}
-        if incremental:
-            export["bitmaps"] = [self.frozen]
-        await self.qmp("block-export-add", {**export, "writable": False})
-        self.made.append("export")
-
     async def check_job(self) -> None:
         """The copy-before-write job must still run: if it failed, the view is no longer the point in time."""
         jobs = {j["id"]: j for j in await self.qmp("query-jobs")}
@@ -395,52 +353,6 @@ class _Fleece:
         if job is None or job["status"] not in ("running", "ready"):
             why = (job or {}).get("error", "it is gone")
             raise DriverError(f"the point-in-time (copy-before-write) job stopped: {why}")
-
-
-def _full_read_reason(
-    present: dict[str, dict[str, Any]], chunk_size: int, parent_id: str | None, force_full: bool
-) -> str:
-    """Why this backup reads the whole disk, or "" when the parent's bitmap drives an incremental."""
-    if force_full:
-        return "a full backup was asked for"
-    if parent_id is None:
-        return "first backup of this disk"
-    return _usable(present.get(bitmap_name(parent_id)), chunk_size) or ""
-
-
-def _point_actions(fleece: _Fleece, new: str, chunk_size: int, parent_id: str | None) -> list[dict[str, Any]]:
-    """The actions of the point-in-time transaction (see the module's docstring)."""
-    actions: list[dict[str, Any]] = [
-        {
-            "type": "block-dirty-bitmap-add",
-            "data": {"node": NODE, "name": new, "persistent": True, "granularity": chunk_size},
-        }
-    ]
-    if parent_id is not None:
-        frozen = {"node": NODE, "name": fleece.frozen}
-        actions += [
-            {
-                "type": "block-dirty-bitmap-add",
-                "data": {**frozen, "persistent": False, "disabled": True, "granularity": chunk_size},
-            },
-            {
-                "type": "block-dirty-bitmap-merge",
-                "data": {"node": NODE, "target": fleece.frozen, "bitmaps": [bitmap_name(parent_id)]},
-            },
-        ]
-    actions.append(
-        {
-            "type": "blockdev-backup",
-            "data": {
-                "device": NODE,
-                "target": fleece.name,
-                "sync": "none",
-                "job-id": fleece.name,
-                "auto-dismiss": False,
-            },
-        }
-    )
-    return actions
 
 
 @contextlib.asynccontextmanager
@@ -468,11 +380,73 @@ async def point_in_time(
     try:
         await fleece.stale()
         present = {b["name"]: b for b in await bitmaps(driver, instance_id)}
-        reason = _full_read_reason(present, chunk_size, parent_id, force_full)
+        if force_full:
+            reason = "a full backup was asked for"
+        elif parent_id is None:
+            reason = "first backup of this disk"
+        else:
+            reason = _usable(present.get(bitmap_name(parent_id)), chunk_size) or ""
         mode = "incremental" if not reason else "full"
-        await fleece.add_overlay(workdir / "fleece.qcow2", size)
-        frozen_fs = await fleece.freeze_point(new, chunk_size, parent_id if mode == "incremental" else None)
-        await fleece.export(incremental=mode == "incremental")
+        overlay = workdir / "fleece.qcow2"
+        await _run("qemu-img", "create", "-q", "-f", "qcow2", str(overlay), str(size))
+        await fleece.qmp(
+            "blockdev-add",
+            {
+                "driver": "qcow2",
+                "node-name": fleece.name,
+                "file": {"driver": "file", "filename": str(overlay)},
+                "backing": NODE,
+            },
+        )
+        fleece.made.append("node")
+        actions: list[dict[str, Any]] = [
+            {
+                "type": "block-dirty-bitmap-add",
+                "data": {"node": NODE, "name": new, "persistent": True, "granularity": chunk_size},
+            }
+        ]
+        if mode == "incremental":
+            frozen = {"node": NODE, "name": fleece.frozen}
+            actions += [
+                {
+                    "type": "block-dirty-bitmap-add",
+                    "data": {**frozen, "persistent": False, "disabled": True, "granularity": chunk_size},
+                },
+                {
+                    "type": "block-dirty-bitmap-merge",
+                    "data": {"node": NODE, "target": fleece.frozen, "bitmaps": [bitmap_name(str(parent_id))]},
+                },
+            ]
+        actions.append(
+            {
+                "type": "blockdev-backup",
+                "data": {
+                    "device": NODE,
+                    "target": fleece.name,
+                    "sync": "none",
+                    "job-id": fleece.name,
+                    "auto-dismiss": False,
+                },
+            }
+        )
+        frozen_fs = await _agent_connected(driver, instance_id) and await guestagent.freeze(
+            driver.qga_socket(instance_id)
+        )
+        try:
+            await fleece.qmp("transaction", {"actions": actions})
+        finally:
+            if frozen_fs:
+                await guestagent.thaw(driver.qga_socket(instance_id))
+        fleece.made += ["bitmap:" + new, "job"]
+        if mode == "incremental":
+            fleece.made.insert(-1, "bitmap:" + fleece.frozen)
+        await fleece.qmp("nbd-server-start", {"addr": {"type": "unix", "data": {"path": str(fleece.sock)}}})
+        fleece.made.append("server")
+        export: dict[str, Any] = {"type": "nbd", "id": fleece.name, "node-name": fleece.name, "name": EXPORT}
+        if mode == "incremental":
+            export["bitmaps"] = [fleece.frozen]
+        await fleece.qmp("block-export-add", {**export, "writable": False})
+        fleece.made.append("export")
         if report is not None:
             await report({"phase": "point-in-time", "fraction": 0.0})
         reader, changed = await asyncio.to_thread(
