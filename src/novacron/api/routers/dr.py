@@ -146,14 +146,14 @@ def _references(
                 "body.recovery_group", f"no aggregate '{body.recovery_group}'; see GET /v1/aggregates"
             )
     network_map = {
-        find_network(session, principal, src, f"body.network_map.{src}").id: find_network(
-            session, principal, dst, f"body.network_map.{src}"
+        find_network(session, principal, src, f"network_map.{src}").id: find_network(
+            session, principal, dst, f"network_map.{src}"
         ).id
         for src, dst in body.network_map.items()
     }
     test_network = None
     if body.test_network is not None:
-        test_network = find_network(session, principal, body.test_network, "body.test_network").id
+        test_network = find_network(session, principal, body.test_network, "test_network").id
     return group, network_map, test_network
 
 
