@@ -52,13 +52,8 @@ class FloatingIPService(Service):
         project = resolve_project(self.session, self.principal, spec.project_id)
         network = service.find_external(self.session, self.principal, spec.network, "network")
         with syncing(self.session, project.tenant_id):
-            own = service.create_port(
-                self.session,
-                self.principal,
-                project,
-                network,
-                service.NewPort(name="floating", owner="floating_ip"),
-            )
+            holder = service.NewPort(name="floating", owner="floating_ip")  # the port holding the address
+            own = service.create_port(self.session, self.principal, project, network, holder)
             fip = FloatingIP(
                 id=new_id("fip"),
                 project_id=project.id,

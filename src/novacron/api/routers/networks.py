@@ -63,7 +63,7 @@ class NetworkOut(BaseModel):
     version: int
 
     @classmethod
-    def of(cls, n: Network, networks: NetworkService) -> NetworkOut:
+    def of(cls, n: Network, subnets: list[str]) -> NetworkOut:
         return cls(
             id=n.id,
             name=n.name,
@@ -74,7 +74,7 @@ class NetworkOut(BaseModel):
             external=n.external,
             physical_interface=n.physical_interface,
             shared=n.shared,
-            subnets=networks.subnet_ids(n),
+            subnets=subnets,
             created_at=n.created_at,
             version=n.version,
         )
@@ -139,7 +139,7 @@ class SubnetOut(BaseModel):
     version: int
 
     @classmethod
-    def of(cls, s: Subnet, subnets: SubnetService) -> SubnetOut:
+    def of(cls, s: Subnet, used_ips: int | None) -> SubnetOut:
         return cls(
             id=s.id,
             name=s.name,
@@ -153,7 +153,7 @@ class SubnetOut(BaseModel):
             dns_servers=list(s.dns_servers),
             host_routes=[HostRoute(destination=d, nexthop=n) for d, n in s.host_routes],
             dhcp=s.dhcp,
-            used_ips=subnets.used_ips(s),
+            used_ips=used_ips,
             created_at=s.created_at,
             version=s.version,
         )
@@ -171,7 +171,7 @@ def list_networks(
     external: bool | None = None,
 ) -> Page[NetworkOut]:
     rows, nxt = networks.list(page, name=name, project_id=project_id, external=external)
-    return Page[NetworkOut](items=[NetworkOut.of(n, networks) for n in rows], next_cursor=nxt)
+    return Page[NetworkOut](items=[NetworkOut.of(n, networks.subnet_ids(n)) for n in rows], next_cursor=nxt)
 
 
 @router.post("/v1/networks", status_code=201, response_model=NetworkOut)
@@ -179,14 +179,14 @@ def create_network(body: NetworkCreate, networks: NetworkWriter, idem: Idempoten
     if (replay := idem.replay(body)) is not None:
         return replay
     network = networks.create(NewNetwork(**body.model_dump()))
-    return idem.created(NetworkOut.of(network, networks), network)
+    return idem.created(NetworkOut.of(network, networks.subnet_ids(network)), network)
 
 
 @router.get("/v1/networks/{network_id}", response_model=NetworkOut)
 def get_network(network_id: str, response: Response, networks: NetworkReader) -> NetworkOut:
     network = networks.get(network_id)
     set_etag(response, network)
-    return NetworkOut.of(network, networks)
+    return NetworkOut.of(network, networks.subnet_ids(network))
 
 
 @router.patch("/v1/networks/{network_id}", response_model=NetworkOut)
@@ -197,7 +197,7 @@ def update_network(
     check_if_match(request, network)
     networks.update(network, NetworkChange(**body.model_dump()))
     set_etag(response, network)
-    return NetworkOut.of(network, networks)
+    return NetworkOut.of(network, networks.subnet_ids(network))
 
 
 @router.delete("/v1/networks/{network_id}", status_code=204)
@@ -216,7 +216,7 @@ def list_subnets(
     subnets: SubnetReader, page: SubnetList, network_id: str | None = None, name: str | None = None
 ) -> Page[SubnetOut]:
     rows, nxt = subnets.list(page, network_id=network_id, name=name)
-    return Page[SubnetOut](items=[SubnetOut.of(s, subnets) for s in rows], next_cursor=nxt)
+    return Page[SubnetOut](items=[SubnetOut.of(s, subnets.used_ips(s)) for s in rows], next_cursor=nxt)
 
 
 @router.post("/v1/subnets", status_code=201, response_model=SubnetOut)
@@ -224,14 +224,14 @@ def create_subnet(body: SubnetCreate, subnets: SubnetWriter, idem: IdempotencyDe
     if (replay := idem.replay(body)) is not None:
         return replay
     subnet = subnets.create(body.spec())
-    return idem.created(SubnetOut.of(subnet, subnets), subnet)
+    return idem.created(SubnetOut.of(subnet, subnets.used_ips(subnet)), subnet)
 
 
 @router.get("/v1/subnets/{subnet_id}", response_model=SubnetOut)
 def get_subnet(subnet_id: str, response: Response, subnets: SubnetReader) -> SubnetOut:
     subnet = subnets.get(subnet_id)
     set_etag(response, subnet)
-    return SubnetOut.of(subnet, subnets)
+    return SubnetOut.of(subnet, subnets.used_ips(subnet))
 
 
 @router.delete("/v1/subnets/{subnet_id}", status_code=204)
