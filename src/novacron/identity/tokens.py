@@ -59,6 +59,7 @@ def unauthorized(detail: str) -> Unauthenticated:
 
 
 def hash_refresh_token(token: str) -> str:
+    """How a refresh token is stored: its SHA-256, never the token."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -78,6 +79,7 @@ class Owner:
 
     @classmethod
     def of(cls, user: User) -> Owner:
+        """The owner a user row names."""
         return cls(user.id, user.username, user.tenant_id)
 
 
@@ -91,6 +93,8 @@ class RefreshRefused(Unauthenticated):
 
 @dataclass(frozen=True)
 class Refreshed:
+    """New tokens for a refresh token, and whose they are."""
+
     access_token: str
     refresh_token: str
     expires_in: int
