@@ -108,8 +108,7 @@ class ProjectService(Service):
     def _check_parent(self, tenant_id: str, parent_id: str) -> None:
         parent = self.session.get(Project, parent_id)
         if parent is None or parent.tenant_id != tenant_id:
-            missing = on_field(NotFound, "parent_id", f"no project '{parent_id}' in this tenant")
-            missing.title = InvalidInput.title  # answered as it always was: "Invalid request", 404
-            raise missing
+            reason = f"no project '{parent_id}' in this tenant"
+            raise on_field(NotFound, "parent_id", reason, title=InvalidInput.title)
         if len(project_ancestry(self.session, parent)) + 2 > MAX_DEPTH:
             raise InvalidInput("parent_id", f"sub-projects nest at most {MAX_DEPTH - 2} deep")
