@@ -105,9 +105,14 @@ class PreconditionFailed(DomainError):
 
 
 class Unauthenticated(DomainError):
-    """No valid credential came with the request."""
+    """No valid credential came with the request; ``bearer_error`` is the RFC 6750 error code
+    (``invalid_token``) when a credential was presented and refused."""
 
     title = "Unauthorized"
+
+    def __init__(self, detail: str, *, bearer_error: str | None = None) -> None:
+        super().__init__(detail)
+        self.bearer_error = bearer_error
 
 
 class Forbidden(DomainError):

@@ -146,8 +146,9 @@ def require_handshake(permission: str) -> Callable[[Request], Principal]:
 S = TypeVar("S", bound=Service)
 
 
-def service(cls: type[S], permission: str, *, write: bool = True) -> Callable[..., S]:
-    """The dependency that builds ``cls`` for a caller holding ``permission``.
+def service(cls: type[S], permission: str | None, *, write: bool = True) -> Callable[..., S]:
+    """The dependency that builds ``cls`` for a caller holding ``permission`` (None: any caller
+    with a valid token; the service checks what it needs itself).
 
     ``write=False`` gives the service a read-only session (GET handlers: no write lock). A route
     declares ``Annotated[FlavorService, Depends(service(FlavorService, "flavor:write"))]`` and
@@ -161,7 +162,7 @@ def service(cls: type[S], permission: str, *, write: bool = True) -> Callable[..
     # local to this call, where FastAPI's resolution of string annotations cannot see it
     build.__annotations__ = {
         "session": SessionDep if write else ReadSessionDep,
-        "principal": Annotated[Principal, Depends(require(permission))],
+        "principal": Annotated[Principal, Depends(require(permission))] if permission else PrincipalDep,
         "request": Request,
         "return": cls,
     }

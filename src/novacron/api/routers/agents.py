@@ -14,13 +14,13 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from novacron.agent.control import facts_of
+from novacron.api.audit import audit_detail, audit_hint
 from novacron.api.deps import CtxDep, ReadSessionDep, SessionDep, require
 from novacron.api.errors import Problem, not_found
 from novacron.api.transport import body_limit
 from novacron.compute import hostops, nodes, reports, storage
 from novacron.compute.scope import get_visible
 from novacron.db.models import Host, Image, NodeCredential
-from novacron.identity.audit import audit_detail, audit_hint
 from novacron.identity.principal import Principal
 
 if TYPE_CHECKING:
