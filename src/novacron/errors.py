@@ -58,8 +58,9 @@ class NotFound(DomainError):
 
     title = "Not Found"
 
-    def __init__(self, kind: str, ident: str) -> None:
-        super().__init__(f"No {kind} '{ident}' exists or it is not visible to you.")
+    def __init__(self, kind: str, ident: str, *, detail: str | None = None) -> None:
+        # ``detail``: a more precise wording where the thing missing is a part of a resource
+        super().__init__(detail or f"No {kind} '{ident}' exists or it is not visible to you.")
         self.kind = kind
         self.ident = ident
 

@@ -15,9 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from novacron import events
-from novacron.api.errors import Problem
 from novacron.db.base import Database, new_id, utcnow
 from novacron.db.models import Host, JoinToken, NodeCredential
+from novacron.errors import Conflict, FieldError, Unauthenticated
 from novacron.identity.principal import Principal
 
 NODE_PREFIX = "ncn."
@@ -29,12 +29,23 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-class JoinRefused(Problem):
+class JoinRefused(Conflict):
     """A join that would take over an existing host; carries that host's id for the audit record."""
 
-    def __init__(self, host_id: str, detail: str, field: str = "body.name") -> None:
-        super().__init__(409, "Conflict", detail, errors=[{"field": field, "reason": detail}])
+    def __init__(self, host_id: str, detail: str) -> None:
+        super().__init__(detail, fields=[FieldError("name", detail)])
         self.host_id = host_id
+
+
+class JoinTokenRefused(Unauthenticated):
+    """A join token that is unknown, expired or already used (one answer for all three)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The join token is unknown, expired or already used; ask for a new one "
+            "with 'POST /v1/hosts/join-tokens'."
+        )
+        self.fields = [FieldError("join_token", "unknown, expired or already used")]
 
 
 def create_join_token(
@@ -67,13 +78,7 @@ def token_id_of(join_token: str) -> str | None:
 
 
 def _spendable(s: Session, join_token: str) -> JoinToken:
-    refused = Problem(
-        401,
-        "Unauthorized",
-        "The join token is unknown, expired or already used; ask for a new one "
-        "with 'POST /v1/hosts/join-tokens'.",
-        errors=[{"field": "body.join_token", "reason": "unknown, expired or already used"}],
-    )
+    refused = JoinTokenRefused()
     token_id = token_id_of(join_token)
     if token_id is None:
         raise refused
@@ -148,7 +153,7 @@ def join(db: Database, join_token: str, name: str) -> tuple[str, str]:
 
 
 def authenticate(db: Database, token: str) -> Principal:
-    refused = Problem(401, "Unauthorized", "This node credential is unknown or revoked; join the host again.")
+    refused = Unauthenticated("This node credential is unknown or revoked; join the host again.")
     host_id, _, secret = token[len(NODE_PREFIX) :].partition(".")
     with db.session() as s:
         credential = s.get(NodeCredential, host_id)
