@@ -219,7 +219,7 @@ def main() -> None:
             url=url_of("https", host, settings.agent_port),
             relay_url=url_of("https", advertised, settings.agent_port),
         )
-        print(f"Agents join at {ctx.agent_listener.url} (CA {tls.ca_fingerprint()})", flush=True)
+        print(f"Agents join at {ctx.agent_listener.url} (CA {ctx.agent_listener.ca_fingerprint})", flush=True)
         # the same app for node agents, always with the platform CA's certificate (agents pin the
         # CA); the API listener runs the background workers
         servers.append(_listener(app, host, settings.agent_port, (tls.cert, tls.key), lifespan="off"))
