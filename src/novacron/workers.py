@@ -26,8 +26,6 @@ from novacron.tasks.leader import Leadership, leadership_for
 
 log = logging.getLogger(__name__)
 
-#: controller name -> Leadership, in ``ctx.extras`` (read by ``GET /healthz``)
-LEADERS_KEY = "leaders"
 TASKS_CONTROLLER = "novacron.tasks"
 HA_CONTROLLER = "novacron.ha"
 BACKUP_CONTROLLER = "novacron.backups"
@@ -46,8 +44,7 @@ class Controller:
 
 
 def is_leader(ctx: Context, name: str = TASKS_CONTROLLER) -> bool:
-    leaders: dict[str, Leadership] = ctx.extras.get(LEADERS_KEY, {})
-    leadership = leaders.get(name)
+    leadership = ctx.leaders.get(name)
     return leadership is not None and leadership.is_leader
 
 
@@ -86,7 +83,7 @@ class BackgroundWorkers:
         self.leaders: dict[str, Leadership] = {
             c.name: leadership_for(ctx.settings.database_url, c.name) for c in self.controllers
         }
-        ctx.extras[LEADERS_KEY] = self.leaders
+        ctx.leaders = self.leaders
 
     def start(self, timeout_s: float = 60.0) -> None:
         self._thread.start()
