@@ -23,6 +23,7 @@ from novacron.api.errors import Problem
 from novacron.backup import drwatch, retention, service, vmstore
 from novacron.db.base import utcnow
 from novacron.db.models import VM, BackupPolicy, BackupSnapshot, BackupTarget
+from novacron.errors import DomainError
 
 if TYPE_CHECKING:
     from novacron.context import Context
@@ -61,7 +62,7 @@ def run_due(ctx: Context) -> int:
                 if busy is None:
                     try:
                         service.request_backup(s, vm, target, False, policy.id)
-                    except Problem as exc:  # the project's backup storage is full: next time
+                    except (Problem, DomainError) as exc:  # the project's backup storage is full: next time
                         log.warning("policy %s: no backup of VM %s: %s", policy.name, vm.name, exc.detail)
                         continue
                     queued += 1
