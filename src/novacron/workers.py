@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from novacron.context import Context
+from novacron.tasks.controller import ControllerLoop
 from novacron.tasks.leader import Leadership, leadership_for
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,11 @@ class Controller:
     #: told True once leading proves no other process runs it (after the old leader's detection
     #: window), False the moment leadership is lost
     set_exclusive: Callable[[bool], None] | None = None
+
+    @classmethod
+    def of_loop(cls, name: str, loop: ControllerLoop) -> Controller:
+        """A controller that is a ``ControllerLoop`` (the HA monitor, backup scheduler, quota controller)."""
+        return cls(name, loop.run_forever, loop.stop)
 
 
 def is_leader(ctx: Context, name: str = TASKS_CONTROLLER) -> bool:
@@ -71,15 +77,15 @@ class BackgroundWorkers:
             from novacron.compute.ha import HAMonitor
 
             monitor = HAMonitor(ctx)
-            self.controllers.append(Controller(HA_CONTROLLER, monitor.run_forever, monitor.stop))
+            self.controllers.append(Controller.of_loop(HA_CONTROLLER, monitor.loop))
             from novacron.backup.scheduler import BackupScheduler
 
             backups = BackupScheduler(ctx)
-            self.controllers.append(Controller(BACKUP_CONTROLLER, backups.run_forever, backups.stop))
+            self.controllers.append(Controller.of_loop(BACKUP_CONTROLLER, backups.loop))
         from novacron.quota.controller import QUOTA_CONTROLLER, QuotaController
 
         quota = QuotaController(ctx)
-        self.controllers.append(Controller(QUOTA_CONTROLLER, quota.run_forever, quota.stop))
+        self.controllers.append(Controller.of_loop(QUOTA_CONTROLLER, quota.loop))
         self.leaders: dict[str, Leadership] = {
             c.name: leadership_for(ctx.settings.database_url, c.name) for c in self.controllers
         }

@@ -11,9 +11,9 @@ backup under legal hold or inside its immutability window is kept whatever the p
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
@@ -23,6 +23,7 @@ from novacron.backup import drwatch, retention, service, vmstore
 from novacron.db.base import utcnow
 from novacron.db.models import VM, BackupPolicy, BackupSnapshot, BackupTarget
 from novacron.errors import DomainError
+from novacron.tasks.controller import ControllerLoop, Job
 
 if TYPE_CHECKING:
     from novacron.context import Context
@@ -108,21 +109,17 @@ def prune(ctx: Context) -> list[str]:
 
 
 class BackupScheduler:
+    """Every ``CHECK_S``: due backups, retention, replication to DR replicas, the RPO watch."""
+
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self._stopping = False
-
-    async def run_forever(self) -> None:
-        self._stopping = False
-        while not self._stopping:
-            try:
-                await asyncio.to_thread(run_due, self.ctx)
-                await asyncio.to_thread(prune, self.ctx)
-                await asyncio.to_thread(drwatch.replicate_due, self.ctx)
-                await asyncio.to_thread(drwatch.check_rpo, self.ctx)
-            except Exception:
-                log.exception("backup scheduler pass failed")
-            await asyncio.sleep(CHECK_S)
-
-    async def stop(self) -> None:
-        self._stopping = True
+        self.loop = ControllerLoop(
+            "backup scheduler",
+            [
+                Job("due backups", partial(run_due, ctx)),
+                Job("retention", partial(prune, ctx)),
+                Job("replication", partial(drwatch.replicate_due, ctx)),
+                Job("RPO watch", partial(drwatch.check_rpo, ctx)),
+            ],
+            tick_s=CHECK_S,
+        )
