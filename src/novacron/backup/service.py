@@ -63,7 +63,7 @@ def visible_vm(session: Session, principal: Principal, ref: str) -> VM:
     try:
         return get_visible(session, VM, ref, principal, "vm")
     except DomainError as exc:
-        raise on_field(NotFound, "vm", f"no VM '{ref}' is visible to you", title=InvalidInput.title) from exc
+        raise on_field(NotFound, "vm", f"no VM '{ref}' is visible to you") from exc
 
 
 def request_backup(
@@ -194,7 +194,7 @@ def request_restore(
         assert vm is not None
         if vm.tenant_id != snap.tenant_id:
             why = "the VM belongs to another tenant than the backup"
-            raise on_field(NotFound, "vm", why, title=InvalidInput.title)
+            raise on_field(NotFound, "vm", why)
         if vm.task_state is not None or vm.state != "stopped":
             raise Conflict(
                 f"VM '{vm.name}' is {vm.task_state or vm.state}: stop it before restoring over it."

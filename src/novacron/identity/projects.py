@@ -109,6 +109,6 @@ class ProjectService(Service):
         parent = self.session.get(Project, parent_id)
         if parent is None or parent.tenant_id != tenant_id:
             reason = f"no project '{parent_id}' in this tenant"
-            raise on_field(NotFound, "parent_id", reason, title=InvalidInput.title)
+            raise on_field(NotFound, "parent_id", reason)
         if len(project_ancestry(self.session, parent)) + 2 > MAX_DEPTH:
             raise InvalidInput("parent_id", f"sub-projects nest at most {MAX_DEPTH - 2} deep")
