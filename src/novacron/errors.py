@@ -142,10 +142,13 @@ class Unavailable(DomainError):
 E = TypeVar("E", bound=DomainError)
 
 
-def on_field(cls: type[E], field: str, reason: str, *, part: str = "body") -> E:
+def on_field(
+    cls: type[E], field: str, reason: str, *, part: str = "body", title: str | None = None
+) -> E:
     """An error of class ``cls`` about one field, worded "body.field: reason" like ``InvalidInput``:
-    a project named in the body that does not exist is ``on_field(NotFound, "project_id", ...)``."""
+    a project named in the body that does not exist is ``on_field(NotFound, "project_id", ...)``.
+    ``title``: another summary than the class's (a 409 about a field answers "Invalid request")."""
     error = FieldError(field, reason, part)
     exc = cls.__new__(cls)
-    DomainError.__init__(exc, f"{error.qualified()}: {reason}", fields=[error])
+    DomainError.__init__(exc, f"{error.qualified()}: {reason}", fields=[error], title=title)
     return exc
