@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -412,9 +412,8 @@ class VMService(Service):
             raise NameTaken("VM", spec.name, "name")
         traits = network_service.vm_traits(list(spec.nics))
         if traits:  # SR-IOV and DPDK NICs need hosts that have them
-            placement_spec["required_traits"] = sorted(
-                set(placement_spec.get("required_traits", ())) | traits
-            )  # type: ignore[call-overload]
+            required = cast("list[str]", placement_spec.get("required_traits", []))
+            placement_spec["required_traits"] = sorted(set(required) | traits)
         return placement_spec, group_id
 
     def update(self, vm: VM, change: VMChange) -> VM:
