@@ -369,13 +369,12 @@ class VMService(Service):
             project_id=vm.project_id,
             name=vm.name,
         )
-        if not decisions.items:
-            decisions.add("allow", "quota", "within every quota, policy rule and budget")
-        return vm, self._started(
-            create_task(
-                self.session, vm_tasks.CreateVM, "vm", vm.id, tenant_id=vm.tenant_id, project_id=vm.project_id
-            )
+        task = create_task(
+            self.session, vm_tasks.CreateVM, "vm", vm.id, tenant_id=vm.tenant_id, project_id=vm.project_id
         )
+        if not decisions.items:  # the audit log says why it was let through
+            decisions.add("allow", "quota", "within every quota, policy rule and budget")
+        return vm, self._started(task)
 
     def _image_and_flavor(self, spec: VMSpec) -> tuple[Image, Flavor]:
         """The image (visible to the caller and active) and the flavor the VM is made of."""
