@@ -142,9 +142,7 @@ class Unavailable(DomainError):
 E = TypeVar("E", bound=DomainError)
 
 
-def on_field(
-    cls: type[E], field: str, reason: str, *, part: str = "body", title: str | None = None
-) -> E:
+def on_field(cls: type[E], field: str, reason: str, *, part: str = "body", title: str | None = None) -> E:
     """An error of class ``cls`` about one field, worded "body.field: reason" like ``InvalidInput``:
     a project named in the body that does not exist is ``on_field(NotFound, "project_id", ...)``.
     ``title``: another summary than the class's (a 409 about a field answers "Invalid request")."""
