@@ -180,3 +180,12 @@ def idempotency(request: Request, session: SessionDep, principal: PrincipalDep) 
 
 
 IdempotencyDep = Annotated[Idempotency, Depends(idempotency)]
+
+
+def read_idempotency(request: Request, session: ReadSessionDep, principal: PrincipalDep) -> Idempotency:
+    """An ``Idempotency-Key`` looked up without the write lock, to replay before long read-only work
+    (a rebalance's planning); the write itself is keyed again with ``IdempotencyDep``."""
+    return Idempotency(request, principal, session)
+
+
+ReadIdempotencyDep = Annotated[Idempotency, Depends(read_idempotency)]
