@@ -42,7 +42,7 @@ from typing import Any
 import nbd
 
 from novacron.virt import guestagent
-from novacron.virt.base import DriverError
+from novacron.virt.base import BackupView, DriverError, Progress
 from novacron.virt.qemu import QemuDriver
 
 NODE = "vda-disk"
@@ -58,7 +58,6 @@ READ_REQUEST = 1 << 20
 #: block-status flags: ``qemu:dirty-bitmap`` bit 0 (libnbd 1.14 has no name for it); base:allocation
 DIRTY = 1
 ZERO = nbd.STATE_ZERO
-Progress = Callable[[dict[str, Any]], Awaitable[bool]]
 
 
 @dataclass
@@ -496,6 +495,25 @@ async def offline_view(driver: QemuDriver, instance_id: str) -> AsyncIterator[Po
         )
     finally:
         await asyncio.to_thread(reader.close)
+
+
+@contextlib.asynccontextmanager
+async def backup_view(
+    driver: QemuDriver, instance_id: str, view: BackupView, report: Progress | None
+) -> AsyncIterator[PointInTime]:
+    """A running VM's point in time (``point_in_time``), a stopped VM's disk read whole (``offline_view``)."""
+    if driver.pid(instance_id) is None:
+        async with offline_view(driver, instance_id) as pit:
+            yield pit
+        return
+    workdir = driver.instance_dir(instance_id) / f"backup-{view.snapshot_id}"
+    try:
+        async with point_in_time(
+            driver, instance_id, workdir, view.chunk_size, view.snapshot_id, view.parent_id, report, view.full
+        ) as pit:
+            yield pit
+    finally:
+        await asyncio.to_thread(shutil.rmtree, workdir, True)
 
 
 async def commit(driver: QemuDriver, instance_id: str, snapshot_id: str, chunk_size: int) -> None:
