@@ -241,7 +241,7 @@ class ComputeDriver(abc.ABC):
         self.refuse("migrate")
 
     def choose_migration_storage(self, instance_id: str, requested: str, source: dict[str, str]) -> str:
-        """Destination: ``shared`` when it reaches the source's disk, else ``local``; refuses what cannot be."""
+        """Destination: ``shared`` when it reaches the source's disk, else ``local`` (or refuses)."""
         self.refuse("migrate")
 
     async def migrate_receive(self, spec: InstanceSpec, host: str, storage: str) -> MigrationTarget:

@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
+from novacron.agent.protocol import ConsoleAttach
 from novacron.api.deps import bearer_token, handshake_principal
 from novacron.api.errors import Problem, from_domain
 from novacron.compute import hostops, nodes
@@ -133,14 +134,10 @@ async def _relayed_console(websocket: WebSocket, ctx: Any, vm_id: str, host_id: 
     relays[session] = relay
     # the session id admits to the relay: under ``secrets`` it is sealed in the operation's row
     # and dropped from it once the agent answered (hostops)
-    payload: dict[str, Any] = {"secrets": {"session": session}}
-    if relay_url := ctx.extras.get("relay_url"):
-        payload["relay_url"] = relay_url
+    attach = ConsoleAttach(secrets={"session": session}, relay_url=ctx.extras.get("relay_url") or None)
     try:
         try:
-            await run_in_threadpool(
-                hostops.call_blocking, ctx, host_id, "console_attach", vm_id, payload, ATTACH_TIMEOUT_S
-            )
+            await run_in_threadpool(hostops.call_blocking, ctx, host_id, attach, vm_id, ATTACH_TIMEOUT_S)
             async with asyncio.timeout(ATTACH_TIMEOUT_S):
                 agent_ws = await relay.agent_side
         except (StepFailed, TimeoutError) as exc:

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
+from novacron.agent.protocol import ConsoleRead
 from novacron.api.concurrency import Idempotency, check_if_match, set_etag
 from novacron.api.deps import CtxDep, ReadSessionDep, SessionDep, require
 from novacron.api.errors import Problem, invalid
@@ -414,9 +415,7 @@ def console_log(
         text = data.decode("utf-8", "replace")
     else:
         try:
-            answer = hostops.call_blocking(
-                ctx, host_id, "console_read", vm_id, {"offset": offset, "tail": tail}
-            )
+            answer = hostops.call_blocking(ctx, host_id, ConsoleRead(offset, tail), vm_id)
         except StepFailed as exc:
             raise Problem(503, "Service Unavailable", f"{exc} Retry when the host is back.") from exc
         text, next_offset = str(answer["text"]), int(answer["next_offset"])
