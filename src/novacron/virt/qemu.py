@@ -538,13 +538,8 @@ class QemuDriver(ComputeDriver):
         self._taps.pop(instance_id, None)
         tap = netdev.tap_name(instance_id, self.tap_salt)
         await asyncio.to_thread(netdev.delete_link, tap)  # pyroute2 runs its own loop: not in ours
-        for p in (
-            self.qmp_socket(instance_id),
-            self.console_socket(instance_id),
-            self.qga_socket(instance_id),
-            self.pidfile(instance_id),
-        ):
-            p.unlink(missing_ok=True)
+        for run_file in (self.qmp_socket, self.console_socket, self.qga_socket, self.pidfile):
+            run_file(instance_id).unlink(missing_ok=True)
         idir = self.instance_dir(instance_id)
         if idir.exists():
             await asyncio.to_thread(shutil.rmtree, idir, True)
