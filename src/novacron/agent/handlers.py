@@ -86,8 +86,15 @@ async def _shutdown(agent: AgentRuntime, instance_id: str, r: p.Shutdown, _: Pro
 
 @handles(p.PowerOff, p.Reboot, p.Pause, p.Resume, p.Destroy)
 async def _power(agent: AgentRuntime, instance_id: str, r: p.Request, _: Progress | None) -> Result:
-    # the operation's name is the driver method's: power_off, reboot, pause, resume, destroy
-    await getattr(agent.driver, r.OP)(instance_id)
+    d = agent.driver
+    actions = {
+        p.PowerOff: d.power_off,
+        p.Reboot: d.reboot,
+        p.Pause: d.pause,
+        p.Resume: d.resume,
+        p.Destroy: d.destroy,
+    }
+    await actions[type(r)](instance_id)
     return None
 
 
@@ -182,20 +189,45 @@ async def _fetch(
 # ---- backup and restore (novacron.backup: the driver refuses when it cannot) --------------------
 
 
-@handles(p.BackupDisk, p.RestoreDisk, p.WaitConsole)
-async def _backup_op(agent: AgentRuntime, instance_id: str, r: p.Request, report: Progress | None) -> Result:
+@handles(p.BackupDisk)
+async def _backup(agent: AgentRuntime, instance_id: str, r: p.BackupDisk, report: Progress | None) -> Result:
     from novacron.backup import agentops
 
-    result: dict[str, Any] = await getattr(agentops, r.OP)(agent.driver, instance_id, r, report)
-    return result
+    return await agentops.backup_disk(agent.driver, instance_id, r, report)
 
 
-@handles(p.InstantRestoreDisk, p.StreamDisk)
-async def _instant_op(agent: AgentRuntime, instance_id: str, r: p.Request, report: Progress | None) -> Result:
+@handles(p.RestoreDisk)
+async def _restore(
+    agent: AgentRuntime, instance_id: str, r: p.RestoreDisk, report: Progress | None
+) -> Result:
+    from novacron.backup import agentops
+
+    return await agentops.restore_disk(agent.driver, instance_id, r, report)
+
+
+@handles(p.WaitConsole)
+async def _wait_console(
+    agent: AgentRuntime, instance_id: str, r: p.WaitConsole, report: Progress | None
+) -> Result:
+    from novacron.backup import agentops
+
+    return await agentops.wait_console(agent.driver, instance_id, r, report)
+
+
+@handles(p.InstantRestoreDisk)
+async def _instant_restore(
+    agent: AgentRuntime, instance_id: str, r: p.InstantRestoreDisk, report: Progress | None
+) -> Result:
     from novacron.backup import instant
 
-    result: dict[str, Any] = await getattr(instant, r.OP)(agent.driver, instance_id, r, report)
-    return result
+    return await instant.instant_restore_disk(agent.driver, instance_id, r, report)
+
+
+@handles(p.StreamDisk)
+async def _stream(agent: AgentRuntime, instance_id: str, r: p.StreamDisk, report: Progress | None) -> Result:
+    from novacron.backup import instant
+
+    return await instant.stream_disk(agent.driver, instance_id, r, report)
 
 
 @handles(p.StopRestoreSource)
