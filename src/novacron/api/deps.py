@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
 from novacron.api.concurrency import Idempotency
-from novacron.api.errors import Problem
+from novacron.api.errors import Problem, from_domain
+from novacron.errors import DomainError
 from novacron.identity.principal import Principal
 from novacron.service import Service
 
@@ -81,11 +82,15 @@ def handshake_principal(ctx: Context, conn: HTTPConnection) -> Principal:
 
 
 def authenticate_any(ctx: Context, token: str) -> Principal:
-    """A user's access token, or a joined node's credential."""
+    """A user's access token, or a joined node's credential; ``Problem(401)`` for a refused one."""
     from novacron.compute import nodes
 
     if token.startswith(nodes.NODE_PREFIX):
-        return nodes.authenticate(ctx.db, token)
+        try:
+            return nodes.authenticate(ctx.db, token)
+        except DomainError as exc:
+            # as a Problem, like a refused user token: the middleware and WebSockets answer it as is
+            raise from_domain(exc) from exc
     return ctx.tokens.authenticate(token)
 
 
@@ -146,8 +151,9 @@ def require_handshake(permission: str) -> Callable[[Request], Principal]:
 S = TypeVar("S", bound=Service)
 
 
-def service(cls: type[S], permission: str, *, write: bool = True) -> Callable[..., S]:
-    """The dependency that builds ``cls`` for a caller holding ``permission``.
+def service(cls: type[S], permission: str | None, *, write: bool = True) -> Callable[..., S]:
+    """The dependency that builds ``cls`` for a caller holding ``permission`` (None: any caller
+    with a valid token; the service checks what it needs itself).
 
     ``write=False`` gives the service a read-only session (GET handlers: no write lock). A route
     declares ``Annotated[FlavorService, Depends(service(FlavorService, "flavor:write"))]`` and
@@ -161,7 +167,7 @@ def service(cls: type[S], permission: str, *, write: bool = True) -> Callable[..
     # local to this call, where FastAPI's resolution of string annotations cannot see it
     build.__annotations__ = {
         "session": SessionDep if write else ReadSessionDep,
-        "principal": Annotated[Principal, Depends(require(permission))],
+        "principal": Annotated[Principal, Depends(require(permission))] if permission else PrincipalDep,
         "request": Request,
         "return": cls,
     }

@@ -239,9 +239,9 @@ def map_ports(
             network = session.get(Network, net_id)
             if network is None:
                 raise StepFailed(f"network {net_id} (mapped from {source_net}) no longer exists")
-            network_service.create_port(
-                session, system, project, network, field=f"network_map.{source_net}",
-                name=f"{vm.name}-{i}", vm=vm, position=i,
-            )  # fmt: skip
+            spec = network_service.NewPort(
+                name=f"{vm.name}-{i}", vm_id=vm.id, position=i, field=f"network_map.{source_net}", part=""
+            )
+            network_service.create_port(session, system, project, network, spec)
             mapped.append({"from": source_net, "to": net_id})
     return mapped

@@ -27,7 +27,6 @@ from sqlalchemy import or_, select
 
 from novacron import events
 from novacron.agent.protocol import BackupDisk, Launch, PowerOff, Prepare, RestoreDisk, Shutdown, vm_spec
-from novacron.api.errors import Problem
 from novacron.backup import drsteps, service
 from novacron.backup.drwatch import newest_replicated
 from novacron.backup.tasks import record_backup, restore_new_vm, secrets_for, set_result
@@ -36,6 +35,7 @@ from novacron.compute.spec import spec_payload
 from novacron.compute.tasks import end_operation, remove_vm
 from novacron.db.base import new_id, utcnow
 from novacron.db.models import VM, BackupSnapshot, BackupTarget, DRRunbook, Host, Task
+from novacron.errors import DomainError
 from novacron.identity.encryption import encryption_for
 from novacron.netguard import EgressPolicy
 from novacron.tasks.runner import StepFailed, TaskHandler
@@ -163,7 +163,7 @@ class _Recover(TaskHandler):
                 name = (None if self.dry_run else step.get("name")) or f"{snap.vm_name}-{suffix}"
                 try:
                     vm = service.new_vm_row(s, snap, name, f"steps.{n}.name")
-                except Problem as exc:
+                except DomainError as exc:
                     raise StepFailed(f"Step {n + 1}: {exc.detail}") from exc
                 vm.placement = {"aggregate": runbook.recovery_group}
                 vm.meta = {**vm.meta, "dr_runbook": runbook.id, "dr_task": task.id}

@@ -14,8 +14,9 @@ from starlette.concurrency import run_in_threadpool
 
 from novacron import events
 from novacron.api.deps import CtxDep, ReadSessionDep, handshake_principal, require, require_handshake
-from novacron.api.errors import Problem
+from novacron.api.errors import Problem, from_domain
 from novacron.context import Context
+from novacron.errors import DomainError
 from novacron.identity.principal import Principal
 
 router = APIRouter(tags=["events"])
@@ -128,9 +129,10 @@ async def events_ws(websocket: WebSocket, after: int | None = None, types: str |
         principal = await run_in_threadpool(handshake_principal, ctx, websocket)
         if not principal.can("event:read"):
             raise Problem(403, "Forbidden", "missing event:read")
-    except Problem as exc:
+    except (Problem, DomainError) as exc:
+        problem = from_domain(exc) if isinstance(exc, DomainError) else exc
         await websocket.accept()
-        await websocket.close(code=4000 + exc.status, reason=exc.detail[:120])
+        await websocket.close(code=4000 + problem.status, reason=problem.detail[:120])
         return
     start = await _start_seq(ctx, after)
     await websocket.accept()

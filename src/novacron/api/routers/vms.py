@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from novacron.agent.protocol import ConsoleRead
+from novacron.api.audit import audit_detail
 from novacron.api.concurrency import Idempotency, check_if_match, set_etag
 from novacron.api.deps import CtxDep, ReadSessionDep, SessionDep, require
 from novacron.api.errors import Problem, invalid
@@ -21,7 +22,6 @@ from novacron.compute import vms as vm_service
 from novacron.compute.scope import get_visible, resolve_project, scoped
 from novacron.db.listing import ListParams, paginate
 from novacron.db.models import VM, Flavor, Task
-from novacron.identity.audit import audit_detail
 from novacron.identity.principal import Principal
 from novacron.network.service import NicRequest
 from novacron.network.sync import syncing
