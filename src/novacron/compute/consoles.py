@@ -12,6 +12,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from novacron.agent.protocol import ConsoleAttach
 from novacron.compute import hostops
 from novacron.compute.scope import get_visible
 from novacron.db.models import VM
@@ -74,7 +75,6 @@ def request_attach(ctx: Context, host_id: str, vm_id: str, session: str) -> None
     silent); blocking: call it in a thread."""
     # the session id admits to the relay: under ``secrets`` it is sealed in the operation's row
     # and dropped from it once the agent answered (hostops)
-    payload: dict[str, Any] = {"secrets": {"session": session}}
-    if ctx.agent_listener is not None:
-        payload["relay_url"] = ctx.agent_listener.relay_url
-    hostops.call_blocking(ctx, host_id, "console_attach", vm_id, payload, ATTACH_TIMEOUT_S)
+    relay_url = ctx.agent_listener.relay_url if ctx.agent_listener is not None else None
+    attach = ConsoleAttach(secrets={"session": session}, relay_url=relay_url)
+    hostops.call_blocking(ctx, host_id, attach, vm_id, ATTACH_TIMEOUT_S)

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session
 
 from novacron import events
+from novacron.agent.protocol import ConsoleRead
 from novacron.compute import hostops, placement
 from novacron.compute import tasks as vm_tasks
 from novacron.compute.placement.requests import request_for_create
@@ -481,9 +482,7 @@ class VMService(Service):
             data, next_offset = read_log(agent.driver.console_log(vm_id), offset, tail)
             return data.decode("utf-8", "replace"), next_offset
         try:
-            answer = hostops.call_blocking(
-                self.ctx, host_id, "console_read", vm_id, {"offset": offset, "tail": tail}
-            )
+            answer = hostops.call_blocking(self.ctx, host_id, ConsoleRead(offset, tail), vm_id)
         except StepFailed as exc:
             raise Unavailable(f"{exc} Retry when the host is back.") from exc
         return str(answer["text"]), int(answer["next_offset"])
