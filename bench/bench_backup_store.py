@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import blake3
@@ -63,10 +64,11 @@ def hashing(total_mib: int = 512) -> dict[str, float]:
     key = os.urandom(32)
     out: dict[str, float] = {}
     n = total_mib // 4
-    for name, fn in (
+    hashers: list[tuple[str, Callable[[bytes], bytes]]] = [
         ("hmac-sha256", lambda d: hmac.new(key, d, hashlib.sha256).digest()),
         ("blake3-keyed", lambda d: blake3.blake3(d, key=key).digest()),
-    ):
+    ]
+    for name, fn in hashers:
         t = time.perf_counter()
         for i in range(n):
             fn(chunks[i % 8])
@@ -156,7 +158,7 @@ def main() -> None:
     work = Path(args.workdir)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, Mapping[str, float]] = {}
     print(f"load average at start: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
     print("\n== chunk naming and sealing, 4 MiB chunks, one thread ==")
     h = hashing()
@@ -256,7 +258,7 @@ def main() -> None:
             stored_full=stored,
             stored_both=stored2,
             dedup_ratio=ratio,
-        )  # type: ignore[arg-type]
+        )
         print("\n" + json.dumps(results, indent=1, default=float))
         print(f"load average at end: {os.getloadavg()[0]:.2f}")
     finally:

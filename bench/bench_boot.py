@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -71,22 +72,18 @@ def wait_task(client: httpx.Client, task_id: str, timeout_s: float = TIMEOUT_S) 
     raise TimeoutError(f"task {task_id} did not finish in {timeout_s}s")
 
 
+@dataclass(frozen=True)
 class Template:
     """What the raw runs copy from the first platform-launched VM."""
 
-    def __init__(
-        self,
-        argv: list[str],
-        idir: Path,
-        run_prefix: str,
-        tap: str | None,
-        seed: bytes,
-        backing: str,
-        backing_fmt: str,
-        size: int,
-    ) -> None:
-        self.argv, self.idir, self.run_prefix, self.tap = argv, idir, run_prefix, tap
-        self.seed, self.backing, self.backing_fmt, self.size = seed, backing, backing_fmt, size
+    argv: list[str]
+    idir: Path
+    run_prefix: str
+    tap: str | None
+    seed: bytes
+    backing: str
+    backing_fmt: str
+    size: int
 
 
 def capture_template(srv: Server, vm_id: str) -> Template:

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 from common import (
@@ -52,11 +53,11 @@ def serve_simulated(cpus: int) -> None:
 
     original = sim.SimulatedDriver.__init__
 
-    def init(self: sim.SimulatedDriver, *args: object, **kwargs: object) -> None:
+    def init(self: sim.SimulatedDriver, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("cpus", cpus)
         original(self, *args, **kwargs)
 
-    sim.SimulatedDriver.__init__ = init
+    sim.SimulatedDriver.__init__ = init  # type: ignore[method-assign]  # the benchmark's simulated host size
     from novacron.server import main as server_main
 
     sys.argv = [sys.argv[0]]

@@ -160,7 +160,7 @@ def populate(db: Database, n_ports: int, n_hosts: int, rng: random.Random) -> li
         s.flush()
         s.add_all(ports)
         s.flush()
-        s.add_all(allocs + members)
+        s.add_all([*allocs, *members])
         return [h.id for h in hosts]
 
 

@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+from typing import Any
 
 from common import ROOT, load, machine
 from sqlalchemy import func, insert, select, update
@@ -140,7 +141,7 @@ def bench_decisions(db: Database, n: int, strategy: str, rng: random.Random) -> 
 
 def new_vms(db: Database, tp: tuple[str, str], n: int, rng: random.Random) -> list[str]:
     now = utcnow()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "id": new_id("vm"),
             "project_id": tp[1],

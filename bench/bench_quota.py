@@ -20,8 +20,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, cast
 
-from sqlalchemy import insert
+from sqlalchemy import Table, insert
 
 from novacron.db.base import Database, new_id, utcnow
 from novacron.db.migrate import upgrade
@@ -39,10 +40,17 @@ def pct(samples: list[float], q: float) -> float:
     return sorted(samples)[min(len(samples) - 1, int(len(samples) * q))] * 1e3
 
 
+Row = dict[str, Any]  # one table row for a Core bulk insert
+
+
 def build(db: Database, nested: bool) -> tuple[list[str], list[Principal]]:
     now = utcnow()
     stamp = {"created_at": now, "updated_at": now, "version": 1}
-    tenants, projects, nodes, limits, users = [], [], [], [], []
+    tenants: list[Row] = []
+    projects: list[Row] = []
+    nodes: list[Row] = []
+    limits: list[Row] = []
+    users: list[Row] = []
     leaves: list[str] = []
     for t in range(TENANTS):
         tid = f"tenant-b{t:04d}"
@@ -140,8 +148,8 @@ def build(db: Database, nested: bool) -> tuple[list[str], list[Principal]]:
             (QuotaNode, nodes),
             (QuotaLimit, limits),
         ):
-            conn.execute(insert(model.__table__), rows)
-        conn.execute(insert(QuotaUsage.__table__), usage)
+            conn.execute(insert(cast(Table, model.__table__)), rows)
+        conn.execute(insert(cast(Table, QuotaUsage.__table__)), usage)
     principals = [
         Principal(u["id"], u["username"], "member", u["tenant_id"], permissions_of("member")) for u in users
     ]

@@ -296,7 +296,7 @@ def default_project(client: httpx.Client) -> str:
     return str(r.json()["items"][0]["id"])
 
 
-def wait_task(client: httpx.Client, task_id: str, timeout_s: float = 120.0) -> dict[str, object]:
+def wait_task(client: httpx.Client, task_id: str, timeout_s: float = 120.0) -> dict[str, Any]:
     import time
 
     deadline = time.monotonic() + timeout_s

@@ -135,9 +135,9 @@ class Lab:
                     {"state": {"host_id": host.name}}
                 )  # the backend removes its namespaces, dnsmasq, devices
         for ns in namespaces:
-            for pid in sh("ip", "netns", "pids", ns, check=False).split():
+            for ns_pid in sh("ip", "netns", "pids", ns, check=False).split():
                 with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), signal.SIGKILL)
+                    os.kill(int(ns_pid), signal.SIGKILL)
         for pid in self.pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

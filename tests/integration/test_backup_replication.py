@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from novacron.backup.keys import KeyService
+from novacron.backup.model import SnapshotHeld
 from novacron.backup.replication import Replicator
-from novacron.backup.store import ChunkStore, SnapshotHeld
+from novacron.backup.store import ChunkStore
 from novacron.backup.targets import LocalTarget, Target
 
 CHUNK = 64 * 1024

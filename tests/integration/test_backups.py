@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -52,7 +53,7 @@ class Env:
     c: httpx.Client
     vm_id: str
     target_dir: Path
-    backups: dict[str, dict[str, object]]
+    backups: dict[str, dict[str, Any]]
 
 
 def _disk(server: Server, vm_id: str) -> Path:
@@ -81,7 +82,7 @@ def _ticks(c: httpx.Client, vm_id: str) -> int:
     return int(found[-1]) if found else 0
 
 
-def _backup(c: httpx.Client, vm_id: str, **body: object) -> tuple[dict[str, object], dict[str, object]]:
+def _backup(c: httpx.Client, vm_id: str, **body: object) -> tuple[dict[str, Any], dict[str, Any]]:
     r = c.post("/v1/backups", json={"vm": vm_id, **body})
     assert r.status_code == 202, r.text
     task = wait_task(c, r.json()["task_id"], timeout_s=600)
@@ -143,7 +144,7 @@ def test_full_then_incremental_reads_only_changed_chunks_without_pausing(env: En
     assert full["state"] == "available" and full["mode"] == "full", full
     assert "first backup" in str(full["reason"]) and full["consistency"] == "crash"
     assert full["size_bytes"] == size and full["chunks_total"] == size // CHUNK
-    assert task["result"]["mode"] == "full"  # type: ignore[index]
+    assert task["result"]["mode"] == "full"
 
     # the guest writes 3 MiB of random data at 100 MiB and a marker at sector 300000 (~146 MiB)
     _console(
@@ -243,7 +244,7 @@ def test_instant_restore_runs_the_vm_from_the_backup_while_its_disk_is_copied_in
     assert r.status_code == 202, r.text
     task_id, new_id = r.json()["task_id"], r.json()["vm_id"]
     disk = _disk(server, new_id)
-    copying: list[dict[str, object]] = []
+    copying: list[dict[str, Any]] = []
     deadline = time.monotonic() + 600
     while (task := c.get(f"/v1/tasks/{task_id}").json())["state"] not in ("succeeded", "failed"):
         assert time.monotonic() < deadline, task
@@ -258,7 +259,7 @@ def test_instant_restore_runs_the_vm_from_the_backup_while_its_disk_is_copied_in
     assert task["state"] == "succeeded", task["error"]
     # the VM ran while its disk still read from the backup over NBD, and the copy showed progress
     assert any(s["vm"] == "running" and s["backing"] for s in copying), copying
-    assert any(s["progress"] and 0 < s["progress"]["fraction"] < 1 for s in copying), copying  # type: ignore[index]
+    assert any(s["progress"] and 0 < s["progress"]["fraction"] < 1 for s in copying), copying
     assert task["kind"] == "backup.restore_instant" and task["result"]["vm_id"] == new_id, task
     wait_console(c, new_id, "DISK-B: MARKER-B-0042", timeout_s=180)  # it read the backup's data
     vm = c.get(f"/v1/vms/{new_id}").json()

@@ -139,7 +139,7 @@ def test_dry_run_restores_in_isolation_on_group_b_and_leaves_production_untouche
     assert r.status_code == 202, r.text
     task = wait_task(c, r.json()["task_id"], timeout_s=600)
     assert task["state"] == "succeeded", task["error"]
-    report: dict[str, Any] = task["result"]  # type: ignore[assignment]
+    report: dict[str, Any] = task["result"]
     assert report["dry_run"] is True and report["rto_s"] > 0
     print(f"\nDR dry run (1 VM) RTO {report['rto_s']} s")
     (step,) = report["steps"]
@@ -207,7 +207,7 @@ def test_failback_brings_the_changes_home_to_group_a(site: Site, tmp_path: Path)
     assert r.status_code == 202, r.text
     task = wait_task(c, r.json()["task_id"], timeout_s=900)
     assert task["state"] == "succeeded", task["error"]
-    print(f"\nDR fail-back (2 VMs) {task['result']['duration_s']} s")  # type: ignore[index]
+    print(f"\nDR fail-back (2 VMs) {task['result']['duration_s']} s")
     embedded = site.hosts[site.server.env["NOVACRON_HOST_NAME"]]
     for name, vm_id in site.vms.items():
         vm = c.get(f"/v1/vms/{vm_id}").json()

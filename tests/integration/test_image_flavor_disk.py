@@ -69,8 +69,8 @@ def test_image_must_fit_the_flavor_disk_and_vms_are_charged_the_flavor(
         assert tenant.get("/v1/vms").json()["items"] == [] and _disk_used(tenant, pid) == 0
 
         # a flavor with no disk would take the image's size: not for tenants
-        flavor = {"name": "nodisk", "vcpus": 1, "ram_mb": 128, "disk_gb": 0}
-        assert admin.post("/v1/flavors", json=flavor).status_code == 201
+        nodisk = {"name": "nodisk", "vcpus": 1, "ram_mb": 128, "disk_gb": 0}
+        assert admin.post("/v1/flavors", json=nodisk).status_code == 201
         r = tenant.post("/v1/vms", json={"name": "z", "project_id": pid, "image": "huge", "flavor": "nodisk"})
         assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.flavor", r.text
 

@@ -332,8 +332,10 @@ def test_slow_migration_shows_progress_and_cancel_leaves_the_vm_at_the_source(
             "--password-stdin",
             stdin=server.admin_password + "\n",
         )
-        r = cli.ok("vm", "migrate", vm_id, "--host", target, "--max-bandwidth", "4", "--no-wait", "--json")
-        task_id = r.json()["task_id"]
+        started = cli.ok(
+            "vm", "migrate", vm_id, "--host", target, "--max-bandwidth", "4", "--no-wait", "--json"
+        )
+        task_id = started.json()["task_id"]
         deadline = time.monotonic() + 180
         seen: dict[str, object] = {}
         while True:

@@ -236,7 +236,10 @@ def test_ipam_exhaustion_and_concurrent_ports(any_server: Server) -> None:
             with any_server.client(c.headers["Authorization"].split()[1]) as mine:
                 r = mine.post("/v1/ports", json={"network": net_id})
             with lock:
-                (made if r.status_code == 201 else errors).append(r.json() if r.status_code == 201 else r)
+                if r.status_code == 201:
+                    made.append(r.json())
+                else:
+                    errors.append(r)
 
         threads = [threading.Thread(target=create) for _ in range(8)]
         for t in threads:

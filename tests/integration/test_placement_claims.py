@@ -9,10 +9,10 @@ import secrets
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select
 
 from novacron.compute import placement
 from novacron.compute.placement import NoValidHost, claim, reconcile_usage, release
@@ -22,6 +22,10 @@ from novacron.db.migrate import upgrade
 from novacron.db.models import VM, Aggregate, AggregateHost, Allocation, Host, Project, ServerGroup, Tenant
 from novacron.network.service import NicRequest, vm_traits
 from novacron.virt.base import HostFacts
+
+# the Core tables, to change rows behind the ORM's back (the drift reconcile must repair)
+HOSTS = cast(Table, Host.__table__)
+AGGREGATES = cast(Table, Aggregate.__table__)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -146,8 +150,8 @@ def test_50_concurrent_claims_place_exactly_20(db: Database) -> None:
         t.start()
     for t in threads:
         t.join(120)
-    for r in replicas[1:]:
-        r.engine.dispose()
+    for replica in replicas[1:]:
+        replica.engine.dispose()
     assert not errors, errors
     assert len(placed) == 20 and len(refused) == 30
     assert sorted(set(placed)) == ["a", "b", "c"]
@@ -189,7 +193,7 @@ def test_release_frees_room_once_and_reconcile_repairs_drift(db: Database) -> No
     assert (v, r) == (v_rows, r_rows) == (2, 384)
     # drift from outside the ORM (a raw UPDATE, a cascade) is repaired by reconcile
     with db.session() as s:
-        s.execute(Host.__table__.update().values(vcpus_used=0))
+        s.execute(HOSTS.update().values(vcpus_used=0))
     with db.session() as s:
         fixed = reconcile_usage(s)
     assert fixed == {"only": (2, 0)}
@@ -251,7 +255,7 @@ def test_soft_anti_affinity_and_affinity(sqlite_db: Database) -> None:
     # hard affinity whose host is full refuses with the reason
     host = together.pop()
     with db.session() as s:
-        s.execute(Host.__table__.update().where(Host.name == host).values(state="maintenance"))
+        s.execute(HOSTS.update().where(Host.name == host).values(state="maintenance"))
     [late] = _vms(db, tp, 1, server_group_id=aff.id)
     with pytest.raises(NoValidHost, match=f"{host}: in maintenance"):
         _place(db, late)
@@ -284,7 +288,7 @@ def test_traits_labels_aggregates_and_maintenance_filter(sqlite_db: Database) ->
     # an aggregate whose metadata reserves its hosts for tenants keeps everyone else off them
     other = _project(db)
     with db.session() as s:
-        s.execute(Aggregate.__table__.update().values(meta={"tenants": other[0]}))
+        s.execute(AGGREGATES.update().values(meta={"tenants": other[0]}))
     with db.session() as s:
         placement.invalidate(s)
     [mine] = _vms(db, tp, 1, placement={"required_traits": ["gpu"]})
@@ -296,7 +300,7 @@ def test_traits_labels_aggregates_and_maintenance_filter(sqlite_db: Database) ->
     assert _place(db, open_host) in ("plain1", "plain2")
     # maintenance: the host gets nothing new, even through a stale view
     with db.session() as s:
-        s.execute(Host.__table__.update().where(Host.name == "plain2").values(state="maintenance"))
+        s.execute(HOSTS.update().where(Host.name == "plain2").values(state="maintenance"))
     [nz] = _vms(db, tp, 1, placement={"labels": {"zone": "b"}})
     with pytest.raises(NoValidHost, match="plain2: in maintenance"):
         _place(db, nz)
@@ -323,7 +327,7 @@ def test_stale_heartbeat_excluded(sqlite_db: Database) -> None:
     tp = _project(db)
     _host(db, "dead")
     with db.session() as s:
-        s.execute(Host.__table__.update().values(last_heartbeat=utcnow() - timedelta(minutes=5)))
+        s.execute(HOSTS.update().values(last_heartbeat=utcnow() - timedelta(minutes=5)))
     [vm] = _vms(db, tp, 1)
     with pytest.raises(NoValidHost, match="dead: no heartbeat"):
         _place(db, vm)
@@ -461,7 +465,7 @@ def test_reserve_elsewhere_for_migration_honours_group_and_counts_once(db: Datab
         assert (v, r) == (v_rows, r_rows), name
     assert usage[free][0] == 1
     with db.session() as s:
-        s.execute(Host.__table__.update().where(Host.id == source).values(state="maintenance"))
+        s.execute(HOSTS.update().where(Host.id == source).values(state="maintenance"))
         placement.invalidate(s)
     with db.session() as s:
         vm = s.get(VM, a)
@@ -514,7 +518,7 @@ def test_nic_hardware_reported_by_hosts_steers_sriov_and_dpdk_vms(sqlite_db: Dat
     register_host(db, "dpdk1", "simulated", facts("dpdk"))
     plain = register_host(db, "plain1", "simulated", facts())
     with db.session() as s:  # a trait set by hand that the hardware does not back is not kept
-        s.execute(Host.__table__.update().where(Host.id == plain).values(traits=["gpu", "sriov"]))
+        s.execute(HOSTS.update().where(Host.id == plain).values(traits=["gpu", "sriov"]))
     register_host(db, "plain1", "simulated", facts())
     with db.session() as s:
         assert s.get(Host, plain).traits == ["gpu"]  # type: ignore[union-attr]

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -84,6 +85,6 @@ def test_port_limits_within_10_percent_dscp_and_clear(topo: Topology) -> None:
     assert iperf(t, reverse=False) > 5 * LIMIT_KBPS
 
 
-def _rules(ns: str) -> list[dict]:  # type: ignore[type-arg]
+def _rules(ns: str) -> list[dict[str, Any]]:
     out = json.loads(sh(f"ip netns exec {ns} nft -j list chain inet cap in").stdout)["nftables"]
     return [x for x in out if "rule" in x]

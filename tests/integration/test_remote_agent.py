@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -86,7 +87,7 @@ def cluster() -> Iterator[tuple[Server, Agent]]:
         destroy_server(server)
 
 
-def _wait_host(c: httpx.Client, name: str, timeout_s: float = 30) -> dict[str, object]:
+def _wait_host(c: httpx.Client, name: str, timeout_s: float = 30) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         hosts = {h["name"]: h for h in c.get("/v1/hosts").json()["items"]}

@@ -316,11 +316,11 @@ def test_cli_takes_credentials_off_the_command_line_and_rotation_keeps_backups_w
     rotations = [a for a in audit if "key-encryption-key" in (a.get("action") or "")]
     assert rotations and rotations[0]["outcome"] == "success"
     # the target's credentials and its tenant keys were re-wrapped: a backup still works, and reads
-    r = env.c.post("/v1/backups", json={"vm": env.vm_id, "target": "s3-private"})
-    assert r.status_code == 202, r.text
-    done = wait_task(env.c, r.json()["task_id"], timeout_s=600)
+    backup = env.c.post("/v1/backups", json={"vm": env.vm_id, "target": "s3-private"})
+    assert backup.status_code == 202, backup.text
+    done = wait_task(env.c, backup.json()["task_id"], timeout_s=600)
     assert done["state"] == "succeeded", done["error"]
-    verify = env.c.post(f"/v1/backups/{r.json()['backup']['id']}/verify")
+    verify = env.c.post(f"/v1/backups/{backup.json()['backup']['id']}/verify")
     assert verify.status_code == 202, verify.text
     assert wait_task(env.c, verify.json()["task_id"], timeout_s=600)["state"] == "succeeded"
     assert secret.encode() not in _db_bytes(env.server)

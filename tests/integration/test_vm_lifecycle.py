@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -40,12 +41,13 @@ def _create(client: httpx.Client, name: str, user_data: str, image: str = "test-
     return r.json()["vm"]["id"], r.json()["task_id"]
 
 
-def _act(client: httpx.Client, vm_id: str, action: str, **body: object) -> dict[str, object]:
+def _act(client: httpx.Client, vm_id: str, action: str, **body: object) -> dict[str, Any]:
     r = client.post(f"/v1/vms/{vm_id}/actions/{action}", json=body or None)
     assert r.status_code == 202, r.text
     task = wait_task(client, r.json()["task_id"])
     assert task["state"] == "succeeded", task
-    return client.get(f"/v1/vms/{vm_id}").json()
+    vm: dict[str, Any] = client.get(f"/v1/vms/{vm_id}").json()
+    return vm
 
 
 def test_boot_console_power_cycle_and_delete(server: Server, guest: Guest) -> None:

@@ -13,8 +13,9 @@ import pytest
 
 from novacron.backup.codec import CorruptObject
 from novacron.backup.keys import KeyService
+from novacron.backup.model import SnapshotHeld, SnapshotImmutable
 from novacron.backup.retention import RetentionPolicy
-from novacron.backup.store import ChunkStore, SnapshotHeld, SnapshotImmutable, chunks_for_ranges
+from novacron.backup.store import ChunkStore, chunks_for_ranges
 from novacron.backup.targets import LocalTarget
 
 CHUNK = 64 * 1024

@@ -8,6 +8,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
 
 import pytest
 
@@ -47,7 +48,7 @@ def webhook() -> Iterator[tuple[str, list[dict[str, str]]]]:
 
 def test_before_hooks_run_in_order_with_output_and_context(webhook: tuple[str, list[dict[str, str]]]) -> None:
     url, received = webhook
-    hooks = [
+    hooks: list[dict[str, Any]] = [
         {"when": "before", "command": ["sh", "-c", "echo step $NOVACRON_STEP of $NOVACRON_RUNBOOK"]},
         {"when": "after", "command": ["sh", "-c", "echo never now"]},
         {"when": "before", "url": f"{url}/ok"},
@@ -64,7 +65,7 @@ def test_a_failing_hook_fails_the_step_unless_told_to_continue(
     webhook: tuple[str, list[dict[str, str]]],
 ) -> None:
     url, _ = webhook
-    hooks = [
+    hooks: list[dict[str, Any]] = [
         {"when": "after", "url": f"{url}/fail", "on_failure": "continue"},
         {"when": "after", "command": ["sh", "-c", "echo no quorum >&2; exit 3"]},
         {"when": "after", "command": ["sleep", "5"], "timeout_s": 0.2},

@@ -20,11 +20,13 @@ if TYPE_CHECKING:
 
 
 def ctx_of(request: Request) -> Context:
+    """The application's context (settings, database, token services)."""
     ctx: Context = request.app.state.ctx
     return ctx
 
 
 async def get_ctx(request: Request) -> Context:
+    """The context, as a dependency."""
     # async on purpose: FastAPI runs sync dependencies in the thread pool, a hop per request
     return ctx_of(request)
 
@@ -33,6 +35,7 @@ CtxDep = Annotated["Context", Depends(get_ctx)]
 
 
 def get_session(request: Request) -> Iterator[Session]:
+    """A read-write session for the request, committed when the handler returns."""
     with ctx_of(request).db.session() as session:
         yield session
 
@@ -43,6 +46,7 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def get_read_session(request: Request) -> Iterator[Session]:
+    """A read-only session for the request (no write lock)."""
     with ctx_of(request).db.read_session() as session:
         yield session
 
@@ -95,6 +99,7 @@ def authenticate_any(ctx: Context, token: str) -> Principal:
 
 
 def unauthenticated() -> Problem:
+    """The 401 problem for a request without a usable bearer token."""
     return Problem(
         401,
         "Unauthorized",
@@ -104,6 +109,7 @@ def unauthenticated() -> Problem:
 
 
 def current_principal(request: Request) -> Principal:
+    """Who sent the request, from its bearer token; a 401 problem if nobody."""
     from novacron.api.transport import PREAUTH_KEY
 
     token = bearer_token(request)
@@ -123,6 +129,8 @@ PrincipalDep = Annotated[Principal, Depends(current_principal)]
 
 
 def require(permission: str) -> Callable[[Principal], Coroutine[Any, Any, Principal]]:
+    """A dependency that lets through only a principal holding ``permission`` (else 403)."""
+
     async def check(principal: PrincipalDep) -> Principal:
         if not principal.can(permission):
             raise Problem(

@@ -51,7 +51,8 @@ class SnapshotSource:
                 self._cache.move_to_end(i)
                 return self._cache[i]
         # fetched outside the lock: QEMU reads in parallel and a remote target is slow
-        data = self.codec.open_chunk(cid, self.store.target.get(self.store.chunk_key(self.tenant_id, cid)))
+        blob = self.store.target.get(self.store.chunk_key(self.tenant_id, cid))
+        data: bytes = self.codec.open_chunk(cid, blob)
         with self._lock:
             self._cache[i] = data
             while len(self._cache) > self._cache_chunks:

@@ -143,14 +143,20 @@ class Replicator:
             report.snapshots_copied += 1
         self._sync_holds(tenant_id, source_ids)
         if self.mirror_deletes:
-            for sid, disks in at_dest.items():
-                if sid in source_ids or (self.keep is not None and self.keep(tenant_id, sid)):
-                    continue
-                if any(True for _ in self.dest.list(f"holds/{tenant_id}/{sid}/")):
-                    continue
-                for disk in disks:
-                    self.dest.delete(f"snapshots/{tenant_id}/{sid}/{disk}")
-                report.snapshots_deleted += 1
+            self._delete_gone(tenant_id, at_dest, source_ids, report)
+
+    def _delete_gone(
+        self, tenant_id: str, at_dest: dict[str, set[str]], source_ids: set[str], report: ReplicationReport
+    ) -> None:
+        """Delete the destination's snapshots the source no longer has (unless kept or held)."""
+        for sid, disks in at_dest.items():
+            if sid in source_ids or (self.keep is not None and self.keep(tenant_id, sid)):
+                continue
+            if any(True for _ in self.dest.list(f"holds/{tenant_id}/{sid}/")):
+                continue
+            for disk in disks:
+                self.dest.delete(f"snapshots/{tenant_id}/{sid}/{disk}")
+            report.snapshots_deleted += 1
 
     def _sync_holds(self, tenant_id: str, source_ids: set[str]) -> None:
         """Holds placed or released at the source since the snapshot was copied."""

@@ -28,7 +28,7 @@ from novacron.quota import enforce as quota
 from novacron.quota.registry import vm_amounts
 from novacron.quota.tree import node_for_ref
 from novacron.service import Service
-from novacron.tasks.runner import create_task
+from novacron.tasks.runner import TaskHandler, create_task
 
 if TYPE_CHECKING:
     from novacron.backup.store import ChunkStore
@@ -187,7 +187,7 @@ def request_restore(
     )
     if new_vm:
         target_vm = new_vm_row(session, snap, new_vm, principal=principal)
-        handler: type[backup_tasks.TaskHandler] = (
+        handler: type[TaskHandler] = (
             backup_tasks.InstantRestoreNewVM if instant else backup_tasks.RestoreNewVM
         )
     else:
@@ -294,7 +294,7 @@ def delete_snapshot(session: Session, snap: BackupSnapshot, store: ChunkStore | 
     if snap.state in ("pending", "running"):
         raise Conflict(f"Backup {snap.id} is still being taken.")
     if store is not None and snap.state == "available":
-        from novacron.backup.store import SnapshotNotFound
+        from novacron.backup.model import SnapshotNotFound
 
         with contextlib.suppress(SnapshotNotFound):
             store.delete_snapshot(snap.tenant_id, snap.id)

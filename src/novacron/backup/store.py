@@ -212,7 +212,7 @@ class ChunkStore:
 
     # --- writing ------------------------------------------------------------------------------
 
-    def write_snapshot(
+    def write_snapshot(  # noqa: PLR0913  (the store's one write: a disk and its lineage; options keyword-only)
         self,
         tenant_id: str,
         snapshot_id: str,

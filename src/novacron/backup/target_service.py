@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 
 from novacron.backup import vmstore
+from novacron.backup.store import ChunkStore
 from novacron.db.base import new_id
 from novacron.db.models import BackupTarget
 from novacron.errors import InvalidInput, NameTaken, NotFound
@@ -127,13 +128,11 @@ class BackupTargetService(Service):
         )
 
 
-def _check_target(kind: str, config: dict[str, Any], chunk_size: int) -> vmstore.ChunkStore:
+def _check_target(kind: str, config: dict[str, Any], chunk_size: int) -> ChunkStore:
     """Open the target once to see that it answers; error messages never echo a credential."""
     try:
         # opening a store to check it needs no tenant key
-        return vmstore.ChunkStore(
-            vmstore.target_from_config(kind, config), vmstore.HandedKey("", b""), chunk_size
-        )
+        return ChunkStore(vmstore.target_from_config(kind, config), vmstore.HandedKey("", b""), chunk_size)
     except (KeyError, TypeError) as exc:
         why = scrub(f"missing or wrong setting for a {kind} target: {exc}", config)
         raise InvalidInput("config", why) from exc

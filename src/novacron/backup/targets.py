@@ -27,6 +27,7 @@ class ObjectNotFound(KeyError):
 
 
 def check_key(key: str) -> str:
+    """The key itself when it is a safe relative path; raises ValueError otherwise."""
     if not _KEY.match(key) or any(part in (".", "..") for part in key.split("/")):
         raise ValueError(f"invalid object key {key!r}")
     return key
@@ -74,6 +75,7 @@ class Target(abc.ABC):
         return True
 
     def describe(self) -> str:
+        """Where the objects live, for reports (never a credential)."""
         return self.kind
 
 
@@ -105,10 +107,12 @@ class LocalTarget(Target):
         return tmp
 
     def put(self, key: str, data: bytes) -> None:
+        """Store the object atomically: a temporary file renamed over the key."""
         path = self._path(key)
         os.replace(self._write_tmp(path, data), path)
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Create the object only when the key is free (a hard link, which is atomic)."""
         path = self._path(key)
         tmp = self._write_tmp(path, data)
         try:
@@ -120,15 +124,18 @@ class LocalTarget(Target):
             os.unlink(tmp)
 
     def get(self, key: str) -> bytes:
+        """The file's bytes; raises ObjectNotFound."""
         try:
             return self._path(key).read_bytes()
         except FileNotFoundError:
             raise ObjectNotFound(key) from None
 
     def has(self, key: str) -> bool:
+        """Whether a file exists under the key."""
         return self._path(key).is_file()
 
     def list(self, prefix: str = "") -> Iterator[str]:
+        """Every key under ``prefix``, skipping half-written temporary files."""
         # walk only the directory that contains the prefix
         base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         top = self.root / base if base else self.root
@@ -144,10 +151,12 @@ class LocalTarget(Target):
                     yield key
 
     def delete(self, key: str) -> None:
+        """Remove the file, if there is one."""
         with contextlib.suppress(FileNotFoundError):
             self._path(key).unlink()
 
     def scan(self, prefix: str = "") -> Iterator[tuple[str, float, int]]:
+        """(key, modification time, size) of every file under ``prefix``."""
         for key in self.list(prefix):
             try:
                 st = self._path(key).stat()
@@ -156,6 +165,7 @@ class LocalTarget(Target):
             yield key, st.st_mtime, st.st_size
 
     def describe(self) -> str:
+        """``local:`` and the root directory."""
         return f"local:{self.root}"
 
 
@@ -175,9 +185,11 @@ class S3Target(Target):
         return self.prefix + check_key(key)
 
     def put(self, key: str, data: bytes) -> None:
+        """Upload the object, replacing any there (a PUT is atomic)."""
         self.client.put_object(Bucket=self.bucket, Key=self._k(key), Body=data)
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Upload the object only when the key is free (a conditional PUT, ``If-None-Match: *``)."""
         from botocore.exceptions import ClientError
 
         try:
@@ -192,6 +204,7 @@ class S3Target(Target):
             raise
 
     def get(self, key: str) -> bytes:
+        """The object's bytes; raises ObjectNotFound."""
         from botocore.exceptions import ClientError
 
         try:
@@ -203,6 +216,7 @@ class S3Target(Target):
             raise
 
     def has(self, key: str) -> bool:
+        """Whether the bucket holds an object under the key."""
         from botocore.exceptions import ClientError
 
         try:
@@ -214,21 +228,25 @@ class S3Target(Target):
             raise
 
     def list(self, prefix: str = "") -> Iterator[str]:
+        """Every key under ``prefix``, relative to the target's own prefix."""
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
             for obj in page.get("Contents", []):
                 yield obj["Key"][len(self.prefix) :]
 
     def delete(self, key: str) -> None:
+        """Delete the object (a missing key is no error to S3)."""
         self.client.delete_object(Bucket=self.bucket, Key=self._k(key))
 
     def scan(self, prefix: str = "") -> Iterator[tuple[str, float, int]]:
+        """(key, last-modified time, size) of every object under ``prefix``."""
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
             for obj in page.get("Contents", []):
                 yield obj["Key"][len(self.prefix) :], obj["LastModified"].timestamp(), int(obj["Size"])
 
     def describe(self) -> str:
+        """The target's ``s3://`` URL."""
         return f"s3://{self.bucket}/{self.prefix}"
 
 
@@ -252,9 +270,11 @@ class AzureTarget(Target):
         return self.prefix + check_key(key)
 
     def put(self, key: str, data: bytes) -> None:
+        """Upload the blob, replacing any there."""
         self.container.upload_blob(self._k(key), data, overwrite=True)
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Upload the blob only when the name is free."""
         from azure.core.exceptions import ResourceExistsError
 
         try:
@@ -264,6 +284,7 @@ class AzureTarget(Target):
             return False
 
     def get(self, key: str) -> bytes:
+        """The blob's bytes; raises ObjectNotFound."""
         from azure.core.exceptions import ResourceNotFoundError
 
         try:
@@ -272,23 +293,28 @@ class AzureTarget(Target):
             raise ObjectNotFound(key) from None
 
     def has(self, key: str) -> bool:
+        """Whether the container holds a blob under the key."""
         return bool(self.container.get_blob_client(self._k(key)).exists())
 
     def list(self, prefix: str = "") -> Iterator[str]:
+        """Every key under ``prefix``, relative to the target's own prefix."""
         for blob in self.container.list_blobs(name_starts_with=self.prefix + prefix):
             yield blob.name[len(self.prefix) :]
 
     def delete(self, key: str) -> None:
+        """Delete the blob, if there is one."""
         from azure.core.exceptions import ResourceNotFoundError
 
         with contextlib.suppress(ResourceNotFoundError):
             self.container.delete_blob(self._k(key))
 
     def scan(self, prefix: str = "") -> Iterator[tuple[str, float, int]]:
+        """(key, last-modified time, size) of every blob under ``prefix``."""
         for blob in self.container.list_blobs(name_starts_with=self.prefix + prefix):
             yield blob.name[len(self.prefix) :], blob.last_modified.timestamp(), int(blob.size)
 
     def describe(self) -> str:
+        """The target's ``azure://`` URL."""
         return f"azure://{self.name}/{self.prefix}"
 
 
@@ -311,9 +337,11 @@ class GCSTarget(Target):
         return self.prefix + check_key(key)
 
     def put(self, key: str, data: bytes) -> None:
+        """Upload the object, replacing any there."""
         self.bucket.blob(self._k(key)).upload_from_string(data, content_type="application/octet-stream")
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Upload the object only when the key is free (a generation-0 precondition)."""
         from google.api_core.exceptions import PreconditionFailed
 
         # GCS makes the generation-0 precondition atomic; gcp-storage-emulator ignores it, so the
@@ -329,6 +357,7 @@ class GCSTarget(Target):
             return False
 
     def get(self, key: str) -> bytes:
+        """The object's bytes; raises ObjectNotFound."""
         from google.api_core.exceptions import NotFound
 
         try:
@@ -337,28 +366,33 @@ class GCSTarget(Target):
             raise ObjectNotFound(key) from None
 
     def has(self, key: str) -> bool:
+        """Whether the bucket holds an object under the key."""
         return bool(self.bucket.blob(self._k(key)).exists())
 
     def list(self, prefix: str = "") -> Iterator[str]:
+        """Every key under ``prefix``, relative to the target's own prefix."""
         for blob in self.client.list_blobs(self.bucket, prefix=self.prefix + prefix):
             yield blob.name[len(self.prefix) :]
 
     def delete(self, key: str) -> None:
+        """Delete the object, if there is one."""
         from google.api_core.exceptions import NotFound
 
         with contextlib.suppress(NotFound):
             self.bucket.blob(self._k(key)).delete()
 
     def scan(self, prefix: str = "") -> Iterator[tuple[str, float, int]]:
+        """(key, last-modified time, size) of every object under ``prefix``."""
         for blob in self.client.list_blobs(self.bucket, prefix=self.prefix + prefix):
             yield blob.name[len(self.prefix) :], blob.updated.timestamp(), int(blob.size)
 
     def describe(self) -> str:
+        """The target's ``gs://`` URL."""
         return f"gs://{self.name}/{self.prefix}"
 
 
 def target_from_url(url: str, **options: Any) -> Target:
-    """A target from a URL, as a backup policy or a DR site names it:
+    """A target from a URL, as a backup policy or a DR site names it.
 
     - ``/path`` or ``file:///path``: LocalTarget
     - ``s3://bucket/prefix``: S3Target; options go to ``boto3.client`` (``endpoint_url``,

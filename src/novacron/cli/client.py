@@ -240,7 +240,7 @@ class Client:
             )
         return ConnectError(f"cannot connect to {self.server}: {reason}", hint=START_HINT)
 
-    def send(
+    def send(  # noqa: PLR0913  (httpx's request options, all keyword-only)
         self,
         method: str,
         path: str,

@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from novacron.cli.client import CliError
+from novacron.cli.client import Client, CliError
 from novacron.cli.common import JSON, client_of
 from novacron.cli.output import out, print_json
 from novacron.cli.watch import watch_task
@@ -48,6 +48,18 @@ def print_plan(plan: dict[str, Any]) -> None:
     for m in plan["moves"]:
         moves.add_row(escape(m["vm_name"]), escape(m["from_name"]), escape(m["to_name"]), escape(m["reason"]))
     out.print(moves)
+
+
+def _follow(client: Client, answer: dict[str, Any], *, show: bool) -> list[str]:
+    """Watch each started migration to its end; the failed ones, labelled."""
+    failed = []
+    for task_id, move in zip(answer["task_ids"], answer["moves"], strict=True):
+        label = f"{move['vm_name']}: {move['from_name']} → {move['to_name']}"
+        try:
+            watch_task(client, task_id, label=label, show=show)
+        except CliError as exc:
+            failed.append(f"{label}: {exc.message}")
+    return failed
 
 
 @app.command("rebalance")
@@ -92,14 +104,7 @@ def rebalance(
         dry_run=False, moves=[{"vm": m["vm"], "from": m["from"], "to": m["to"]} for m in plan["moves"]]
     )
     answer = client.post("/v1/cluster/rebalance", body)
-    failed = []
-    if wait:
-        for task_id, move in zip(answer["task_ids"], answer["moves"], strict=True):
-            label = f"{move['vm_name']}: {move['from_name']} → {move['to_name']}"
-            try:
-                watch_task(client, task_id, label=label, show=not as_json)
-            except CliError as exc:
-                failed.append(f"{label}: {exc.message}")
+    failed = _follow(client, answer, show=not as_json) if wait else []
     if as_json:
         print_json(answer)
     elif wait:

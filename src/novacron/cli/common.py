@@ -72,6 +72,17 @@ def _needs_project(exc: ApiError) -> bool:
     )
 
 
+def key_values(items: list[str], option: str) -> dict[str, str]:
+    """The KEY=VALUE items of a repeatable option, as a dict."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CliError(f"{option} expects KEY=VALUE, got '{item}'")
+        out[key] = value
+    return out
+
+
 def create_in_project(client: Client, path: str, body: dict[str, Any], project: str | None) -> Any:
     """POST a new resource. A platform administrator (no tenant of their own) who names no project gets
     the bootstrap project ``default``, with a note, instead of an error."""

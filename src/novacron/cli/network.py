@@ -6,8 +6,8 @@ from typing import Any
 
 import typer
 
-from novacron.cli.client import Client, CliError
-from novacron.cli.common import CURSOR, JSON, LIMIT, client_of, create_in_project
+from novacron.cli.client import Client
+from novacron.cli.common import CURSOR, JSON, LIMIT, client_of, create_in_project, key_values
 from novacron.cli.output import Column, ago, info, print_detail, print_list
 
 network_app = typer.Typer(no_args_is_help=True)
@@ -66,16 +66,6 @@ RULE_COLUMNS: list[Column] = [
     ("SNI", lambda r: ",".join(r.get("sni_allow") or [])),
     ("ACTION", "action"),
 ]
-
-
-def _pairs(items: list[str], option: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise CliError(f"{option} expects KEY=VALUE, got '{item}'")
-        out[key] = value
-    return out
 
 
 def _one(client: Client, kind: str, ref: str) -> dict[str, Any]:
@@ -158,7 +148,8 @@ def subnet_create(
     if dns:
         body["dns_servers"] = dns
     if route:
-        body["host_routes"] = [{"destination": d, "nexthop": n} for d, n in _pairs(route, "--route").items()]
+        routes = key_values(route, "--route")
+        body["host_routes"] = [{"destination": d, "nexthop": n} for d, n in routes.items()]
     print_detail(client_of(ctx).post("/v1/subnets", body), as_json=as_json)
 
 
@@ -320,7 +311,7 @@ def sg_create(
     """Create a security group (with --selector: a label policy)."""
     body: dict[str, Any] = {"name": name, "description": description}
     if selector:
-        body["selector"] = _pairs(selector, "--selector")
+        body["selector"] = key_values(selector, "--selector")
     print_detail(create_in_project(client_of(ctx), "/v1/security-groups", body, project), as_json=as_json)
 
 
@@ -372,7 +363,7 @@ def sg_rule_add(
     if remote_group:
         body["remote_group"] = remote_group
     if remote_label:
-        body["remote_labels"] = _pairs(remote_label, "--remote-label")
+        body["remote_labels"] = key_values(remote_label, "--remote-label")
     if sni:
         body["sni_allow"] = sni
     print_detail(client_of(ctx).post(f"/v1/security-groups/{group}/rules", body), as_json=as_json)

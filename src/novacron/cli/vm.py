@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from novacron.cli.client import CliError
-from novacron.cli.common import CURSOR, JSON, LIMIT, client_of, create_in_project, resolve_vm
+from novacron.cli.common import CURSOR, JSON, LIMIT, client_of, create_in_project, key_values, resolve_vm
 from novacron.cli.output import Column, ago, human_size, info, out, print_detail, print_json, print_list
 from novacron.cli.watch import watch_task
 
@@ -130,34 +130,14 @@ def create(
     as_json: bool = JSON,
 ) -> None:
     """Create a VM; by default wait until it runs, with a progress bar over the task's steps."""
-    meta: dict[str, str] = {}
-    for item in metadata:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise CliError(f"--meta expects KEY=VALUE, got '{item}'")
-        meta[key] = value
+    meta = key_values(metadata, "--meta")
     body: dict[str, Any] = {"name": name, "image": image, "flavor": flavor, "metadata": meta}
     if ha:
         body.update(ha=True, ha_priority=ha_priority)
     if network:
-        nics: list[dict[str, Any]] = []
-        for item in network:
-            net, _, ip = item.partition("=")
-            nic: dict[str, Any] = {"network": net}
-            if ip:
-                nic["fixed_ip"] = ip
-            if security_group:
-                nic["security_groups"] = security_group
-            nics.append(nic)
-        body["networks"] = nics
+        body["networks"] = _nics(network, security_group)
     if label:
-        labels: dict[str, str] = {}
-        for item in label:
-            key, sep, value = item.partition("=")
-            if not sep or not key:
-                raise CliError(f"--label expects KEY=VALUE, got '{item}'")
-            labels[key] = value
-        body["labels"] = labels
+        body["labels"] = key_values(label, "--label")
     if user_data is not None:
         try:
             body["user_data"] = user_data.read_text()
@@ -165,6 +145,20 @@ def create(
             raise CliError(f"cannot read user-data {user_data}: {exc}") from exc
     accepted = create_in_project(client_of(ctx), "/v1/vms", body, project)
     _finish(ctx, accepted, wait=wait, as_json=as_json, label=f"create {name}", wait_timeout=wait_timeout)
+
+
+def _nics(networks: list[str], security_groups: list[str]) -> list[dict[str, Any]]:
+    """The NICs of --network NAME[=IP] options, each in the --security-group groups."""
+    nics: list[dict[str, Any]] = []
+    for item in networks:
+        net, _, ip = item.partition("=")
+        nic: dict[str, Any] = {"network": net}
+        if ip:
+            nic["fixed_ip"] = ip
+        if security_groups:
+            nic["security_groups"] = security_groups
+        nics.append(nic)
+    return nics
 
 
 def _action(

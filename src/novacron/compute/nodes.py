@@ -134,6 +134,7 @@ def join(db: Database, join_token: str, name: str) -> tuple[str, str]:
 
 
 def authenticate(db: Database, token: str) -> Principal:
+    """The host principal of a node credential; Unauthenticated if unknown or revoked."""
     refused = Unauthenticated("This node credential is unknown or revoked; join the host again.")
     host_id, _, secret = token[len(NODE_PREFIX) :].partition(".")
     with db.session() as s:

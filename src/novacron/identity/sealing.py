@@ -181,11 +181,15 @@ def _steps_of(row: Any, column: str, path: tuple[str | int, ...]) -> Any:
 def _sealed_values(s: Session) -> Iterator[tuple[str, str, Put]]:
     """(sealed value, associated data, setter) of every sealed value the database holds: what
     rotation re-wraps and what decides which KEKs may be retired (one list, so they agree)."""
-    from novacron.compute.images import ImportImage, source_url_aad
-
     for row, attr, aad in _text_rows(s):
         if is_sealed(value := getattr(row, attr)):
             yield value, aad, _set_attr(row, attr)
+    yield from _sealed_settings(s)
+    yield from _sealed_urls(s)
+
+
+def _sealed_settings(s: Session) -> Iterator[tuple[str, str, Put]]:
+    """The sealed values in JSON settings: backup target configs and host operations' secrets."""
     for target in s.scalars(select(BackupTarget)):
         for name, value in (target.config or {}).items():
             if is_sealed(value):
@@ -194,6 +198,12 @@ def _sealed_values(s: Session) -> Iterator[tuple[str, str, Put]]:
         secrets = (op.payload or {}).get("secrets")
         if isinstance(secrets, dict) and is_sealed(value := secrets.get("sealed")):
             yield value, secrets_aad(op.id), _set_field(op, "payload", ("secrets", "sealed"))
+
+
+def _sealed_urls(s: Session) -> Iterator[tuple[str, str, Put]]:
+    """The sealed URLs: DR webhook hooks, and the sources of image imports not finished yet."""
+    from novacron.compute.images import ImportImage, source_url_aad
+
     for row, column, aad, path in _dr_rows(s):
         for n, m, url in _hook_urls(_steps_of(row, column, path)):
             if is_sealed(url):

@@ -85,18 +85,30 @@ def check_subnet(
 ) -> tuple[IPNetwork, str | None, list[list[str]]]:
     """Validate a subnet's addresses, naming the field of the first that is wrong."""
     net = parse_cidr(cidr, "cidr")
-    gateway: IPAddress | None = None
-    if gateway_ip is not None:
-        gateway = parse_ip(gateway_ip, "gateway_ip")
-        if gateway.version != net.version or gateway not in net:
-            raise InvalidInput("gateway_ip", f"{gateway} is outside the subnet {net}")
-        first, last = usable(net)
-        if not int(first) <= int(gateway) <= int(last):
-            raise InvalidInput("gateway_ip", f"{gateway} is the network or broadcast address of {net}")
-    elif not no_gateway:
-        gateway = usable(net)[0]
+    gateway = _check_gateway(net, gateway_ip, no_gateway=no_gateway)
     if pools is None:
         return net, str(gateway) if gateway else None, default_pool(net, gateway)
+    return net, str(gateway) if gateway else None, _check_pools(net, gateway, pools)
+
+
+def _check_gateway(net: IPNetwork, gateway_ip: str | None, *, no_gateway: bool) -> IPAddress | None:
+    """The subnet's gateway: the one asked for if usable, else the first usable address (or none)."""
+    if gateway_ip is None:
+        return None if no_gateway else usable(net)[0]
+    gateway = parse_ip(gateway_ip, "gateway_ip")
+    if gateway.version != net.version or gateway not in net:
+        raise InvalidInput("gateway_ip", f"{gateway} is outside the subnet {net}")
+    first, last = usable(net)
+    if not int(first) <= int(gateway) <= int(last):
+        raise InvalidInput("gateway_ip", f"{gateway} is the network or broadcast address of {net}")
+    return gateway
+
+
+def _check_pools(
+    net: IPNetwork, gateway: IPAddress | None, pools: Sequence[tuple[str, str]]
+) -> list[list[str]]:
+    """The allocation pools as [start, end] strings, each usable, ordered, clear of the gateway and
+    of the others."""
     out: list[list[str]] = []
     ranges: list[tuple[IPAddress, IPAddress]] = []
     first, last = usable(net)
@@ -115,7 +127,7 @@ def check_subnet(
                 raise InvalidInput(field, f"the range {start}-{end} overlaps {other_start}-{other_end}")
         ranges.append((start, end))
         out.append([str(start), str(end)])
-    return net, str(gateway) if gateway else None, out
+    return out
 
 
 def check_no_overlap(session: Session, network_id: str, net: IPNetwork) -> None:

@@ -119,7 +119,7 @@ def _add_free(session: Session, nodes: list[str], resource: str, n: int) -> None
         conn.execute(_ADD_MANY, {"res": resource, "nodes": nodes, "n": n})
 
 
-def apply(
+def apply(  # noqa: PLR0913  (the quota engine's entry: keyword-only overrides, each defaulted here)
     session: Session,
     chain: list[str],
     amounts: dict[str, int],
@@ -248,7 +248,7 @@ def _ensure_usage_pairs(session: Session, rows: list[_Row]) -> bool:
     )
 
 
-def _apply_rowwise(
+def _apply_rowwise(  # noqa: PLR0913  (apply()'s resolved state, handed over whole)
     session: Session,
     chain: list[str],
     amounts: dict[str, int],
@@ -383,7 +383,7 @@ def _platform_refusal(d: Decisions, rule: str, resource: str, n: int, limit: int
     )
 
 
-def charge(
+def charge(  # noqa: PLR0913  (the charged row: kind, id and amounts; called from every area)
     session: Session,
     principal: Principal,
     project: Project,

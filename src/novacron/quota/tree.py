@@ -300,6 +300,21 @@ def limits_of(session: Session, node_ids: list[str]) -> dict[tuple[str, str], in
     return {(n, r): int(v) for n, r, v in rows}
 
 
+def _store_limit(session: Session, node_id: str, resource: str, value: int) -> str | None:
+    """Write one limit; a note when the usage is already above it."""
+    row = session.get(QuotaLimit, (node_id, resource))
+    if row is None:
+        session.add(QuotaLimit(node_id=node_id, resource=resource, limit=value))
+    else:
+        row.limit = value
+    used = session.scalar(
+        select(QuotaUsage.used).where(QuotaUsage.node_id == node_id, QuotaUsage.resource == resource)
+    )
+    if used is not None and used > value:
+        return f"{resource}: {used} in use is above the new limit {value}; new requests are refused"
+    return None
+
+
 def set_limits(session: Session, node: QuotaNode, changes: dict[str, int | None]) -> list[str]:
     """Set (or unset with None) limits; a child's limit never exceeds its parent's effective limit.
 
@@ -335,18 +350,9 @@ def set_limits(session: Session, node: QuotaNode, changes: dict[str, int | None]
                 raise InvalidInput(
                     field, f"{value} is below the limit {child_limit} of the descendant '{child.id}'"
                 )
-        row = session.get(QuotaLimit, (node.id, resource))
-        if row is None:
-            session.add(QuotaLimit(node_id=node.id, resource=resource, limit=value))
-        else:
-            row.limit = value
-        used = session.scalar(
-            select(QuotaUsage.used).where(QuotaUsage.node_id == node.id, QuotaUsage.resource == resource)
-        )
-        if used is not None and used > value:
-            notes.append(
-                f"{resource}: {used} in use is above the new limit {value}; new requests are refused"
-            )
+        note = _store_limit(session, node.id, resource, value)
+        if note is not None:
+            notes.append(note)
     node.updated_at = utcnow()  # bumps the version: the node's ETag covers its limits
     session.flush()
     return notes

@@ -35,7 +35,7 @@ class AuditOut(BaseModel):
     detail: str | None = None
 
 
-def audit_query(
+def audit_query(  # noqa: PLR0913  (a FastAPI dependency: each query parameter is an argument)
     limit: int = Query(50, ge=1, le=MAX_LIMIT),
     cursor: str | None = None,
     sort: Literal["time", "-time"] = "-time",
