@@ -41,6 +41,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 from common import GUEST_OUT, machine
 
@@ -139,7 +140,7 @@ async def main() -> None:
         assert base64.b64decode(secrets["key"])
         size = args.disk_gib << 30
 
-        async def backup(snap: str, parent: str | None) -> tuple[dict[str, object], float]:
+        async def backup(snap: str, parent: str | None) -> tuple[dict[str, Any], float]:
             t0 = time.perf_counter()
             request = BackupDisk(snapshot_id=snap, parent_id=parent, secrets=secrets)
             result = await agentops.backup_disk(d, iid, request, None)
@@ -153,7 +154,7 @@ async def main() -> None:
         full, t_full = await backup("s0", None)
         peer.backup(0, raws[0])
         runs = [(CLUSTER, "scattered 64 KiB"), (MiB, "1 MiB runs")]
-        incs = []
+        incs: list[tuple[str, int, dict[str, Any], float]] = []
         for n, (run, label) in enumerate(runs, start=1):
             changed = await change(d, iid, size, args.changed_pct, run, rng)
             sh("qemu-img", "convert", "-U", "-O", "raw", str(d.disk_path(iid)), str(raws[n]))

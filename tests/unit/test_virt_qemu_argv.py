@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from novacron.virt.base import DriverError, InstanceSpec, Nic
-from novacron.virt.qemu import QemuDriver, argv_taps
+from novacron.virt.netdev import argv_taps
+from novacron.virt.qemu import QemuDriver
 
 
 def spec(**kw: object) -> InstanceSpec:

@@ -48,7 +48,7 @@ StepWork = Callable[[int, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 def _runbook(session: Any, task: Task) -> DRRunbook:
-    runbook = session.get(DRRunbook, task.resource_id)
+    runbook: DRRunbook | None = session.get(DRRunbook, task.resource_id)
     if runbook is None:
         raise StepFailed("The runbook no longer exists.")
     return runbook

@@ -222,7 +222,7 @@ async def _wait_console(
     return await hostops.call(ctx, host_id, task, wait, vm_id, BOOT_TIMEOUT_S + 60, key)
 
 
-async def restore_new_vm(
+async def restore_new_vm(  # noqa: PLR0913 (a task step: the task, its ids, and three step options)
     ctx: Context,
     task: Task,
     snapshot_id: str,

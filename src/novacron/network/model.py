@@ -27,6 +27,8 @@ VnicType = Literal["normal", "direct", "vhost-user"]
 
 @dataclass(frozen=True)
 class SubnetSpec:
+    """A subnet of a tenant network: its range, gateway, DHCP pools and options."""
+
     id: str
     cidr: str
     gateway_ip: str | None
@@ -40,6 +42,8 @@ class SubnetSpec:
 
 @dataclass(frozen=True)
 class NetworkSpec:
+    """A tenant network as a host builds it: its VNI, MTU and subnets."""
+
     id: str
     tenant_id: str
     #: the VXLAN network identifier, unique in the cluster
@@ -53,6 +57,8 @@ class NetworkSpec:
 
 @dataclass(frozen=True)
 class FixedIP:
+    """One address of a port, on one subnet."""
+
     subnet_id: str
     ip: str
 
@@ -91,6 +97,8 @@ class QosSpec:
 
 @dataclass(frozen=True)
 class PortSpec:
+    """A VM's port on a tenant network: MAC, addresses, security groups and QoS."""
+
     id: str
     network_id: str
     tenant_id: str
@@ -115,6 +123,8 @@ class NatRule:
 
 @dataclass(frozen=True)
 class RouterInterface:
+    """A router's leg on one subnet."""
+
     network_id: str
     subnet_id: str
     #: the router's address on that subnet (usually the gateway)
@@ -124,6 +134,8 @@ class RouterInterface:
 
 @dataclass(frozen=True)
 class RouterSpec:
+    """A tenant router: its interfaces, external gateway and floating IPs."""
+
     id: str
     tenant_id: str
     interfaces: tuple[RouterInterface, ...] = ()

@@ -29,6 +29,8 @@ Progress = Callable[[dict[str, Any]], Awaitable[bool]]
 
 
 class PowerState(enum.StrEnum):
+    """An instance's power state as the hypervisor reports it."""
+
     RUNNING = "running"
     PAUSED = "paused"
     SHUTOFF = "stopped"
@@ -51,6 +53,8 @@ class NotSupported(DriverError):
 
 @dataclass(frozen=True)
 class ImageInfo:
+    """What a disk image is: its format and sizes, read from its header."""
+
     format: str
     virtual_size_bytes: int
     actual_size_bytes: int
@@ -58,6 +62,8 @@ class ImageInfo:
 
 @dataclass(frozen=True)
 class HostFacts:
+    """A host's capacity and capabilities, reported when its agent registers."""
+
     cpus: int
     cpu_model: str
     cpu_flags: frozenset[str]
@@ -133,6 +139,8 @@ class BackupView:
 
 @dataclass(frozen=True)
 class Observation:
+    """An instance's observed power state (and why, when it is not running)."""
+
     power_state: PowerState
     pid: int | None = None
     #: the raw QMP ``query-status`` answer, when there is a process
@@ -141,6 +149,8 @@ class Observation:
 
 @dataclass(frozen=True)
 class MetricsSample:
+    """One resource sample of an instance: CPU time, memory, disk and NIC counters."""
+
     time: float
     cpu_time_s: float
     rss_bytes: int
@@ -152,6 +162,7 @@ class MetricsSample:
     net_tx_bytes: int
 
     def as_dict(self) -> dict[str, float | int]:
+        """The sample as plain JSON numbers, as agents report it."""
         return dict(self.__dict__)
 
 
@@ -169,7 +180,8 @@ class ComputeDriver(abc.ABC):
         raise NotSupported(f"the {self.name} driver cannot {what}")
 
     @abc.abstractmethod
-    def host_facts(self) -> HostFacts: ...
+    def host_facts(self) -> HostFacts:
+        """The host's capacity and capabilities as this driver sees them."""
 
     @abc.abstractmethod
     def inspect_image(self, path: Path) -> ImageInfo:
@@ -184,7 +196,8 @@ class ComputeDriver(abc.ABC):
         """Start the instance; a no-op when it already runs."""
 
     @abc.abstractmethod
-    async def observe(self, instance_id: str) -> Observation: ...
+    async def observe(self, instance_id: str) -> Observation:
+        """The instance's power state now (``absent`` when the hypervisor has no such instance)."""
 
     @abc.abstractmethod
     def list_instances(self) -> list[str]:
@@ -195,16 +208,20 @@ class ComputeDriver(abc.ABC):
         """ACPI power-off, then force after ``timeout_s``. True when the guest went down cleanly."""
 
     @abc.abstractmethod
-    async def power_off(self, instance_id: str) -> None: ...
+    async def power_off(self, instance_id: str) -> None:
+        """Stop the instance at once, like pulling the plug."""
 
     @abc.abstractmethod
-    async def reboot(self, instance_id: str) -> None: ...
+    async def reboot(self, instance_id: str) -> None:
+        """Restart the instance."""
 
     @abc.abstractmethod
-    async def pause(self, instance_id: str) -> None: ...
+    async def pause(self, instance_id: str) -> None:
+        """Freeze the instance's vCPUs; its memory stays."""
 
     @abc.abstractmethod
-    async def resume(self, instance_id: str) -> None: ...
+    async def resume(self, instance_id: str) -> None:
+        """Run a paused instance again."""
 
     @abc.abstractmethod
     async def destroy(self, instance_id: str) -> None:

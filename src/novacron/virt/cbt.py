@@ -409,7 +409,7 @@ class _Fleece:
 
 
 @contextlib.asynccontextmanager
-async def point_in_time(
+async def point_in_time(  # noqa: PLR0913 (the backup request's fields, as agentops passes them)
     driver: QemuDriver,
     instance_id: str,
     workdir: Path,

@@ -109,6 +109,7 @@ def volume_label(path: Path) -> str:
     iso = pycdlib.PyCdlib()
     iso.open(str(path))
     try:
-        return iso.pvd.volume_identifier.decode().strip()
+        label: str = iso.pvd.volume_identifier.decode().strip()
+        return label
     finally:
         iso.close()

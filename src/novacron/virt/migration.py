@@ -260,35 +260,14 @@ async def send(
     applied = await _configure(drv, instance_id, settings)
     reporter = _Reporter(drv, instance_id, report, mirrored, applied)
     if mirrored:
-        mirror: dict[str, Any] = {
-            "job-id": MIRROR_JOB,
-            "device": "vda",
-            "target": target.nbd_uri,
-            "format": "raw",
-            "sync": "top",
-            "mode": "existing",
-        }
-        if settings.max_bandwidth_bps:
-            mirror["speed"] = settings.max_bandwidth_bps
-        await drv.qmp(instance_id, "drive-mirror", mirror)
+        await _start_mirror(drv, instance_id, target, settings)
     migrating = False
     try:
         if mirrored:
             await _wait_mirror_ready(drv, instance_id, deadline, reporter)
         await drv.qmp(instance_id, "migrate", {"uri": target.ram_uri})
         migrating = True
-        while True:
-            info: dict[str, Any] = await drv.qmp(instance_id, "query-migrate")
-            status = str(info.get("status"))
-            if status == "completed" and info.get("total-time"):
-                stopped_at = time.time() - int(info.get("downtime", 0)) / 1000
-                break
-            if status in ("failed", "cancelled"):
-                raise DriverError(f"migration of {instance_id} {status}: {info.get('error-desc', '')}")
-            if time.monotonic() > deadline:
-                raise DriverError(f"migration of {instance_id} did not finish in {timeout_s:.0f} s")
-            await reporter.tick(status, info)
-            await asyncio.sleep(0.02)
+        info, stopped_at = await _wait_migrated(drv, instance_id, deadline, timeout_s, reporter)
     except BaseException:
         with contextlib.suppress(DriverError):
             if migrating:
@@ -297,12 +276,7 @@ async def send(
                 await drv.qmp(instance_id, "block-job-cancel", {"device": MIRROR_JOB, "force": True})
         raise
     if mirrored:
-        # the source is paused now: finish the mirror (cancel after READY = complete without pivot)
-        await drv.qmp(instance_id, "block-job-cancel", {"device": MIRROR_JOB})
-        while await drv.qmp(instance_id, "query-block-jobs"):
-            if time.monotonic() > deadline:
-                raise DriverError(f"disk mirror of {instance_id} did not complete")
-            await asyncio.sleep(0.02)
+        await _complete_mirror(drv, instance_id, deadline)
     ram = info.get("ram", {})
     return MigrationStats(
         total_time_ms=int(info.get("total-time", 0)),
@@ -312,6 +286,48 @@ async def send(
         settings=applied,
         stopped_at=stopped_at,
     )
+
+
+async def _start_mirror(
+    drv: QemuDriver, instance_id: str, target: MigrationTarget, settings: MigrationSettings
+) -> None:
+    mirror: dict[str, Any] = {
+        "job-id": MIRROR_JOB,
+        "device": "vda",
+        "target": target.nbd_uri,
+        "format": "raw",
+        "sync": "top",
+        "mode": "existing",
+    }
+    if settings.max_bandwidth_bps:
+        mirror["speed"] = settings.max_bandwidth_bps
+    await drv.qmp(instance_id, "drive-mirror", mirror)
+
+
+async def _wait_migrated(
+    drv: QemuDriver, instance_id: str, deadline: float, timeout_s: float, reporter: _Reporter
+) -> tuple[dict[str, Any], float]:
+    """Poll ``query-migrate`` until it completed: (its last answer, when the source stopped)."""
+    while True:
+        info: dict[str, Any] = await drv.qmp(instance_id, "query-migrate")
+        status = str(info.get("status"))
+        if status == "completed" and info.get("total-time"):
+            return info, time.time() - int(info.get("downtime", 0)) / 1000
+        if status in ("failed", "cancelled"):
+            raise DriverError(f"migration of {instance_id} {status}: {info.get('error-desc', '')}")
+        if time.monotonic() > deadline:
+            raise DriverError(f"migration of {instance_id} did not finish in {timeout_s:.0f} s")
+        await reporter.tick(status, info)
+        await asyncio.sleep(0.02)
+
+
+async def _complete_mirror(drv: QemuDriver, instance_id: str, deadline: float) -> None:
+    # the source is paused now: finish the mirror (cancel after READY = complete without pivot)
+    await drv.qmp(instance_id, "block-job-cancel", {"device": MIRROR_JOB})
+    while await drv.qmp(instance_id, "query-block-jobs"):
+        if time.monotonic() > deadline:
+            raise DriverError(f"disk mirror of {instance_id} did not complete")
+        await asyncio.sleep(0.02)
 
 
 async def finish(drv: QemuDriver, instance_id: str, storage: str = "local", timeout_s: float = 60.0) -> float:

@@ -87,7 +87,7 @@ class QemuDriver(ComputeDriver):
     CAN_MIGRATE: ClassVar[bool] = True
     CAN_BACKUP: ClassVar[bool] = True
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 (the host's settings, each with its default, passed by keyword)
         self,
         instances_dir: Path,
         run_dir: Path,
