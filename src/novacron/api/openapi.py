@@ -1,0 +1,383 @@
+"""The OpenAPI document tells every answer an operation can give, derived from the code.
+
+FastAPI documents a route's success body and a 422. Everything else an operation answers comes
+from what it depends on, so it is derived here from each route's dependency tree
+(``route.dependant``), never written per route:
+
+- what a dependency, an endpoint or anything their code names says it raises: ``raises(...)``
+  on a dependency, a helper or a class; ``Service.raises`` (domain error classes) on a service
+  built by ``deps.service``; a domain error class (``STATUS_OF``) or a literal status
+  (``Problem(409, ...)``) in the code of the endpoint, its dependencies or the helpers of their
+  own module;
+- what the route's inputs imply: a path parameter may name nothing (404), parameters may be
+  invalid (422; a list's ``cursor``/``sort``/``limit`` 400), a body may be too large (413), of
+  another type (415) or invalid (422), a caller's write may contradict the current state (409);
+- the headers the code reads (``If-Match``, ``Idempotency-Key``) and sets (``ETag``,
+  ``Location``, ``X-Next-Offset``).
+
+Every error is an RFC 9457 problem (``Problem`` schema) under ``application/problem+json``. A
+create's 201 links to the operations on the item it made (``{id}`` below the collection path),
+so schemathesis' stateful phase can chain create -> get -> update -> delete.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import FileResponse
+from fastapi.routing import APIRoute, APIWebSocketRoute, iter_route_contexts
+
+from novacron import errors as domain
+from novacron.api.errors import PROBLEM_JSON, status_of
+
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+WRITES = frozenset({"post", "put", "patch", "delete"})
+#: the query parameters a list hands to ``db.listing.paginate``, which refuses them with a 400
+LIST_PARAMS = frozenset({"cursor", "sort", "limit"})
+
+#: why each error status is answered: the response's description
+REASONS: dict[int, str] = {
+    400: "Malformed input: a cursor this API did not issue, a header out of range.",
+    401: "No valid credential: send 'Authorization: Bearer <token>'.",
+    403: "The caller's role lacks the permission, or a policy refuses the request.",
+    404: "A resource named in the request does not exist, or it is not visible to the caller.",
+    409: "The request contradicts the current state (a name taken, a resource in use).",
+    412: "If-Match names a version older than the one stored: GET it again and retry.",
+    413: "The request body is larger than this operation accepts.",
+    415: "The request body is not of a media type this operation accepts.",
+    422: "A parameter or a field of the body is invalid; `errors` names each.",
+    428: "This operation needs a precondition header.",
+    429: "Too many attempts: wait `Retry-After` seconds.",
+    503: "A part the request needs is unavailable right now: retry after `Retry-After` seconds.",
+}
+#: response headers an endpoint's code may set, and what they mean
+RESPONSE_HEADERS: dict[str, str] = {
+    "ETag": "The version of the resource; send it as If-Match to update only that version.",
+    "Location": "Where the created resource, or the task doing the work, can be read.",
+    "X-Next-Offset": "Where to read on from next time.",
+}
+#: request headers a dependency or helper reads, and what they mean
+REQUEST_HEADERS: dict[str, str] = {
+    "If-Match": "Act only if the resource still has this ETag (412 otherwise).",
+    "Idempotency-Key": "1 to 255 characters: a retry with the same key gets the first answer again.",
+}
+_HEADER_SCHEMAS: dict[str, dict[str, Any]] = {
+    "If-Match": {"type": "string"},
+    "Idempotency-Key": {"type": "string", "minLength": 1, "maxLength": 255},
+}
+
+F = TypeVar("F")
+
+
+@dataclass(frozen=True)
+class Declared:
+    """What one dependency, helper or class contributes to the operations that use it."""
+
+    statuses: frozenset[int] = frozenset()
+    #: request headers it reads
+    headers: frozenset[str] = frozenset()
+
+
+_DECLARED: dict[Any, Declared] = {}
+
+
+def raises(*statuses: int, header: str | None = None) -> Callable[[F], F]:
+    """Declare that a dependency, a helper or a class can answer with ``statuses`` (and reads the
+    request ``header``): every operation that depends on it or names it documents them."""
+
+    def mark(target: F) -> F:
+        before = _DECLARED.get(target, Declared())
+        _DECLARED[target] = Declared(
+            before.statuses | frozenset(statuses), before.headers | frozenset([header] if header else [])
+        )
+        return target
+
+    return mark
+
+
+@dataclass
+class Traits:
+    """What an operation's dependency tree and code say about its answers."""
+
+    statuses: set[int] = field(default_factory=set)
+    request_headers: set[str] = field(default_factory=set)
+    response_headers: set[str] = field(default_factory=set)
+    needs_caller: bool = False
+
+
+def _dependants(dependant: Dependant) -> Iterator[Dependant]:
+    yield dependant
+    for sub in dependant.dependencies:
+        yield from _dependants(sub)
+
+
+def _codes(code: types.CodeType) -> Iterator[types.CodeType]:
+    """A function's code and that of the closures and generators defined in it."""
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _codes(const)
+
+
+def _named(call: Any, seen: set[int]) -> Iterator[Any]:
+    """``call``, the objects its code names, and (recursively) the helpers of its own module."""
+    if id(call) in seen:
+        return
+    seen.add(id(call))
+    yield call
+    code = getattr(call, "__code__", None)
+    if code is None:
+        return
+    env = getattr(call, "__globals__", {})
+    for part in _codes(code):
+        for const in part.co_consts:
+            if isinstance(const, int | str) and not isinstance(const, bool):
+                yield const
+        for name in part.co_names:
+            obj = env.get(name)
+            if isinstance(obj, types.FunctionType) and obj.__module__ == call.__module__:
+                yield from _named(obj, seen)
+            elif obj is not None:
+                yield obj
+
+
+def _contribution(obj: Any, traits: Traits) -> None:
+    """What one object used by an operation adds to its traits."""
+    if isinstance(obj, bool):
+        return
+    if isinstance(obj, int):
+        if obj in REASONS:
+            traits.statuses.add(obj)
+    elif isinstance(obj, str):
+        if obj in RESPONSE_HEADERS:
+            traits.response_headers.add(obj)
+    elif isinstance(obj, type) and issubclass(obj, domain.DomainError) and obj is not domain.DomainError:
+        traits.statuses.add(status_of(obj))
+    else:
+        try:
+            declared = _DECLARED.get(obj)
+        except TypeError:  # unhashable
+            return
+        if declared is not None:
+            traits.statuses |= declared.statuses
+            traits.request_headers |= declared.headers
+
+
+def traits_of(route: APIRoute, method: str) -> Traits:
+    """Every status, header and credential an operation's code can involve."""
+    from novacron.api.deps import current_principal
+
+    traits = Traits()
+    seen: set[int] = set()
+    for dep in _dependants(route.dependant):
+        traits.needs_caller |= dep.call is current_principal
+        if dep.path_params:
+            traits.statuses |= {404, 422}
+        if dep.query_params or dep.header_params or dep.cookie_params:
+            traits.statuses.add(422)
+        if any(p.name in LIST_PARAMS for p in dep.query_params):
+            traits.statuses.add(400)
+        for obj in _named(dep.call, seen):
+            _contribution(obj, traits)
+    if route.body_field is not None or "requestBody" in (route.openapi_extra or {}):
+        traits.statuses |= {413, 415, 422}
+    if method in WRITES and traits.needs_caller:
+        traits.statuses.add(409)
+    if traits.request_headers:
+        # a version to match or a create to replay: the answer carries the resource's ETag
+        traits.response_headers.add("ETag")
+    return traits
+
+
+def problem_response(status: int) -> dict[str, Any]:
+    """The documented answer with ``status``: a problem, with the headers that come with it."""
+    response: dict[str, Any] = {
+        "description": REASONS[status],
+        "content": {PROBLEM_JSON: {"schema": PROBLEM_REF}},
+    }
+    if status in (429, 503):
+        response["headers"] = {
+            "Retry-After": {"description": "Seconds to wait before trying again.", "schema": {"type": "integer"}}
+        }
+    if status == 401:
+        response["headers"] = {"WWW-Authenticate": {"description": "The scheme: Bearer.", "schema": {"type": "string"}}}
+    return response
+
+
+def header_parameter(name: str) -> dict[str, Any]:
+    """The optional request header ``name`` as an OpenAPI parameter."""
+    return {
+        "in": "header",
+        "name": name,
+        "required": False,
+        "description": REQUEST_HEADERS[name],
+        "schema": _HEADER_SCHEMAS[name],
+    }
+
+
+def response_header(name: str) -> dict[str, Any]:
+    """The response header ``name`` as documented on a success."""
+    return {"description": RESPONSE_HEADERS[name], "schema": {"type": "string"}}
+
+
+def _complete(operation: dict[str, Any], route: APIRoute, traits: Traits) -> None:
+    """Add the problems, headers, credential and streaming types ``traits`` call for."""
+    responses = operation.setdefault("responses", {})
+    for status in [s for s in responses if s.startswith(("4", "5"))]:
+        del responses[status]  # FastAPI's 422 is not the body this API answers with
+    for status in sorted(traits.statuses):
+        responses[str(status)] = problem_response(status)
+    for status, success in responses.items():
+        if status.startswith("2") and status != "204":
+            _success_body(success, route)
+            headers = success.setdefault("headers", {})
+            headers.update({h: response_header(h) for h in sorted(traits.response_headers)})
+            if not headers:
+                del success["headers"]
+    params = operation.setdefault("parameters", [])
+    declared = {(p["in"], p["name"].lower()) for p in params}
+    params.extend(
+        header_parameter(h) for h in sorted(traits.request_headers) if ("header", h.lower()) not in declared
+    )
+    if not params:
+        del operation["parameters"]
+    if traits.needs_caller:
+        operation["security"] = [{"bearer": []}]
+
+
+def _success_body(success: dict[str, Any], route: APIRoute) -> None:
+    """A download is octet-stream; a stream or a text answer is not JSON as well."""
+    content = success.setdefault("content", {})
+    response_class = getattr(route.response_class, "value", route.response_class)
+    if isinstance(response_class, type) and issubclass(response_class, FileResponse):
+        content.clear()
+        content["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"}}
+    elif route.response_model is None and len(content) > 1:
+        content.pop("application/json", None)
+    if not content:
+        del success["content"]
+
+
+def _websocket(route: APIWebSocketRoute, path: str) -> dict[str, Any]:
+    """A WebSocket route as the GET that upgrades (OpenAPI has no WebSocket operations)."""
+    params = [
+        {"in": "path", "name": name, "required": True, "schema": {"type": "string"}}
+        for name in re.findall(r"{(\w+)", path)
+    ]
+    summary = (route.endpoint.__doc__ or route.name).strip().splitlines()[0]
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "description": "A WebSocket: open it with an upgrade request (`ws://`/`wss://`). A refusal "
+        "closes the socket with a code (4401, 4403, 4404) and the problem's detail as reason.",
+        "operationId": f"{route.name}_websocket",
+        "x-websocket": True,
+        "security": [{"bearer": []}],
+        "responses": {
+            "101": {"description": "Switching Protocols: the WebSocket is open."},
+            "404": {**problem_response(404), "description": "Not an upgrade request, or no such path."},
+        },
+    }
+    if params:
+        operation["parameters"] = params
+    return operation
+
+
+def _item_schema(doc: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+    schema = response.get("content", {}).get("application/json", {}).get("schema", {})
+    ref = schema.get("$ref", "")
+    if ref.startswith("#/components/schemas/"):
+        schema = doc["components"]["schemas"].get(ref.rsplit("/", 1)[1], {})
+    return schema
+
+
+LINKS = {"get": "GetItem", "patch": "UpdateItem", "put": "ReplaceItem", "delete": "DeleteItem"}
+
+
+def _link_creates(doc: dict[str, Any]) -> None:
+    """A create's 201 links to the operations on ``{collection}/{id}`` with the ``id`` it answered."""
+    paths = doc["paths"]
+    for path, operations in paths.items():
+        created = operations.get("post", {}).get("responses", {}).get("201")
+        if created is None or "id" not in _item_schema(doc, created).get("properties", {}):
+            continue
+        for item_path, item_ops in paths.items():
+            match = re.fullmatch(re.escape(path) + r"/{(\w+)}", item_path)
+            if match is None:
+                continue
+            links = created.setdefault("links", {})
+            for method, link in LINKS.items():
+                if method in item_ops and "operationId" in item_ops[method]:
+                    links[link] = {
+                        "operationId": item_ops[method]["operationId"],
+                        "parameters": {match.group(1): "$response.body#/id"},
+                    }
+
+
+def _components(doc: dict[str, Any]) -> None:
+    components = doc.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    schemas["FieldError"] = {
+        "type": "object",
+        "title": "FieldError",
+        "description": "One offending input, named with the part of the request it is in: `body.name`.",
+        "required": ["field", "reason"],
+        "properties": {"field": {"type": "string"}, "reason": {"type": "string"}},
+    }
+    schemas["Problem"] = {
+        "type": "object",
+        "title": "Problem",
+        "description": "RFC 9457 problem details; extension members (a policy's decision) may follow.",
+        "required": ["type", "title", "status", "detail", "instance"],
+        "properties": {
+            "type": {"type": "string", "format": "uri-reference"},
+            "title": {"type": "string"},
+            "status": {"type": "integer", "minimum": 400, "maximum": 599},
+            "detail": {"type": "string"},
+            "instance": {"type": "string", "format": "uri-reference"},
+            "errors": {"type": "array", "items": {"$ref": "#/components/schemas/FieldError"}},
+        },
+        "additionalProperties": True,
+    }
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    components["schemas"] = dict(sorted(schemas.items()))
+    components["securitySchemes"] = {
+        "bearer": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An access token from POST /v1/tokens, or a joined node's credential.",
+        }
+    }
+
+
+def document(app: FastAPI) -> dict[str, Any]:
+    """The whole OpenAPI 3.1 document of ``app``: FastAPI's, completed from the code."""
+    doc = get_openapi(
+        title=app.title,
+        version=app.version,
+        openapi_version=app.openapi_version,
+        description=app.description,
+        routes=app.routes,
+        tags=app.openapi_tags,
+    )
+    for context in iter_route_contexts(app.router.routes):
+        route = context.original_route
+        path = getattr(context, "path_format", None) or context.path
+        if isinstance(route, APIRoute) and route.include_in_schema:
+            for method in sorted(context.methods or ()):
+                operation = doc["paths"].get(path, {}).get(method.lower())
+                if operation is not None:
+                    _complete(operation, route, traits_of(route, method.lower()))
+        elif isinstance(route, APIWebSocketRoute):
+            doc["paths"].setdefault(path, {})["get"] = _websocket(route, path)
+    _link_creates(doc)
+    _components(doc)
+    doc["paths"] = dict(sorted(doc["paths"].items()))
+    return doc
