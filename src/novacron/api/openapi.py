@@ -68,6 +68,12 @@ REQUEST_HEADERS: dict[str, str] = {
     "If-Match": "Act only if the resource still has this ETag (412 otherwise).",
     "Idempotency-Key": "1 to 255 characters: a retry with the same key gets the first answer again.",
 }
+#: the header an error comes with: (name, meaning, JSON type)
+ERROR_HEADERS: dict[int, tuple[str, str, str]] = {
+    401: ("WWW-Authenticate", "The scheme to authenticate with: Bearer.", "string"),
+    429: ("Retry-After", "Seconds to wait before trying again.", "integer"),
+    503: ("Retry-After", "Seconds to wait before trying again.", "integer"),
+}
 _HEADER_SCHEMAS: dict[str, dict[str, Any]] = {
     "If-Match": {"type": "string"},
     "Idempotency-Key": {"type": "string", "minLength": 1, "maxLength": 255},
@@ -202,12 +208,9 @@ def problem_response(status: int) -> dict[str, Any]:
         "description": REASONS[status],
         "content": {PROBLEM_JSON: {"schema": PROBLEM_REF}},
     }
-    if status in (429, 503):
-        response["headers"] = {
-            "Retry-After": {"description": "Seconds to wait before trying again.", "schema": {"type": "integer"}}
-        }
-    if status == 401:
-        response["headers"] = {"WWW-Authenticate": {"description": "The scheme: Bearer.", "schema": {"type": "string"}}}
+    if status in ERROR_HEADERS:
+        name, description, kind = ERROR_HEADERS[status]
+        response["headers"] = {name: {"description": description, "schema": {"type": kind}}}
     return response
 
 
@@ -369,7 +372,7 @@ def document(app: FastAPI) -> dict[str, Any]:
     )
     for context in iter_route_contexts(app.router.routes):
         route = context.original_route
-        path = getattr(context, "path_format", None) or context.path
+        path = str(getattr(context, "path_format", None) or context.path)
         if isinstance(route, APIRoute) and route.include_in_schema:
             for method in sorted(context.methods or ()):
                 operation = doc["paths"].get(path, {}).get(method.lower())
