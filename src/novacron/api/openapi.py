@@ -7,11 +7,12 @@ from what it depends on, so it is derived here from each route's dependency tree
 - what a dependency, an endpoint or anything their code names says it raises: ``raises(...)``
   on a dependency, a helper or a class; ``Service.raises`` (domain error classes) on a service
   built by ``deps.service``; a domain error class (``STATUS_OF``) or a literal status
-  (``Problem(409, ...)``) in the code of the endpoint, its dependencies or the helpers of their
-  own module;
-- what the route's inputs imply: a path parameter may name nothing (404), parameters may be
-  invalid (422; a list's ``cursor``/``sort``/``limit`` 400), a body may be too large (413), of
-  another type (415) or invalid (422), a caller's write may contradict the current state (409);
+  (``Problem(409, ...)``) in the code of the endpoint, its dependencies and the NovaCron
+  functions they call (what a method of an object calls is out of sight: declare it);
+- what the route's inputs imply: a path parameter, an ``*_id`` query parameter or a body may
+  name nothing (404), parameters may be invalid (422; a list's ``cursor``/``sort``/``limit``
+  400), a body may be unreadable (400), too large (413), of another type (415) or invalid (422),
+  a caller's write may contradict the current state (409);
 - the headers the code reads (``If-Match``, ``Idempotency-Key``) and sets (``ETag``,
   ``Location``, ``X-Next-Offset``).
 
@@ -35,7 +36,7 @@ from fastapi.responses import FileResponse
 from fastapi.routing import APIRoute, APIWebSocketRoute, iter_route_contexts
 
 from novacron import errors as domain
-from novacron.api.errors import PROBLEM_JSON, status_of
+from novacron.api.errors import PROBLEM_JSON, Problem, status_of
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 WRITES = frozenset({"post", "put", "patch", "delete"})
@@ -79,6 +80,9 @@ _HEADER_SCHEMAS: dict[str, dict[str, Any]] = {
     "Idempotency-Key": {"type": "string", "minLength": 1, "maxLength": 255},
 }
 
+#: the names a code object builds a problem with; its literal statuses are answers
+PROBLEM_BUILDERS = frozenset({"Problem", "invalid", "HTTPException"})
+MEDIA_TYPE = re.compile(r"(application|text|image)/[a-z0-9.+-]+")
 F = TypeVar("F")
 
 
@@ -132,8 +136,23 @@ def _codes(code: types.CodeType) -> Iterator[types.CodeType]:
             yield from _codes(const)
 
 
+def _referenced(code: types.CodeType, env: dict[str, Any]) -> Iterator[Any]:
+    """The objects a code object names: globals, and attributes of the modules it names
+    (``nodes.JoinRefused``)."""
+    modules = [env[n] for n in code.co_names if isinstance(env.get(n), types.ModuleType)]
+    for name in code.co_names:
+        if name in env:
+            yield env[name]
+        for module in modules:
+            if hasattr(module, name):
+                yield getattr(module, name)
+
+
 def _named(call: Any, seen: set[int]) -> Iterator[Any]:
-    """``call``, the objects its code names, and (recursively) the helpers of its own module."""
+    """``call``, the objects its code names, and those of the NovaCron functions it calls.
+
+    A literal status counts where the code builds a problem with it (``Problem(409, ...)``); a
+    string constant may be a response header the code sets."""
     if id(call) in seen:
         return
     seen.add(id(call))
@@ -143,14 +162,14 @@ def _named(call: Any, seen: set[int]) -> Iterator[Any]:
         return
     env = getattr(call, "__globals__", {})
     for part in _codes(code):
+        builds_problem = not PROBLEM_BUILDERS.isdisjoint(part.co_names)
         for const in part.co_consts:
-            if isinstance(const, int | str) and not isinstance(const, bool):
+            if isinstance(const, str) or (builds_problem and isinstance(const, int)):
                 yield const
-        for name in part.co_names:
-            obj = env.get(name)
-            if isinstance(obj, types.FunctionType) and obj.__module__ == call.__module__:
+        for obj in _referenced(part, env):
+            if isinstance(obj, types.FunctionType) and obj.__module__.startswith("novacron."):
                 yield from _named(obj, seen)
-            elif obj is not None:
+            else:
                 yield obj
 
 
@@ -166,6 +185,10 @@ def _contribution(obj: Any, traits: Traits) -> None:
             traits.response_headers.add(obj)
     elif isinstance(obj, type) and issubclass(obj, domain.DomainError) and obj is not domain.DomainError:
         traits.statuses.add(status_of(obj))
+    elif isinstance(obj, type) and issubclass(obj, Problem) and obj is not Problem:
+        # a Problem subclass passes its status to Problem.__init__ as a literal
+        for code in _codes(obj.__init__.__code__):
+            traits.statuses |= {c for c in code.co_consts if isinstance(c, int) and c in REASONS}
     else:
         try:
             declared = _DECLARED.get(obj)
@@ -190,10 +213,14 @@ def traits_of(route: APIRoute, method: str) -> Traits:
             traits.statuses.add(422)
         if any(p.name in LIST_PARAMS for p in dep.query_params):
             traits.statuses.add(400)
+        if any(p.name.endswith("_id") for p in dep.query_params if p.name not in LIST_PARAMS):
+            traits.statuses.add(404)  # a resource named as a filter or a scope may not exist
         for obj in _named(dep.call, seen):
             _contribution(obj, traits)
     if route.body_field is not None or "requestBody" in (route.openapi_extra or {}):
-        traits.statuses |= {413, 415, 422}
+        # unreadable (400), too large (413), another type (415), invalid (422), or naming a
+        # resource that does not exist (404)
+        traits.statuses |= {400, 404, 413, 415, 422}
     if method in WRITES and traits.needs_caller:
         traits.statuses.add(409)
     if traits.request_headers:
@@ -259,13 +286,26 @@ def _success_body(success: dict[str, Any], route: APIRoute) -> None:
     """A download is octet-stream; a stream or a text answer is not JSON as well."""
     content = success.setdefault("content", {})
     response_class = getattr(route.response_class, "value", route.response_class)
+    own = _media_types(route.endpoint)
     if isinstance(response_class, type) and issubclass(response_class, FileResponse):
         content.clear()
         content["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"}}
+    elif own and getattr(response_class, "media_type", None) != "application/json":
+        # a text answer of its own type (a PEM file): what the endpoint names replaces the class's
+        schema = next(iter(content.values()), {}).get("schema", {"type": "string"})
+        content.clear()
+        content.update({media: {"schema": schema} for media in sorted(own)})
     elif route.response_model is None and len(content) > 1:
         content.pop("application/json", None)
     if not content:
         del success["content"]
+
+
+def _media_types(endpoint: Callable[..., Any]) -> set[str]:
+    """The media types an endpoint's own code names (``media_type="application/x-pem-file"``)."""
+    code = getattr(endpoint, "__code__", None)
+    consts = [c for part in _codes(code) for c in part.co_consts] if code is not None else []
+    return {c for c in consts if isinstance(c, str) and MEDIA_TYPE.fullmatch(c)}
 
 
 def _websocket(route: APIWebSocketRoute, path: str) -> dict[str, Any]:
@@ -343,7 +383,7 @@ def _components(doc: dict[str, Any]) -> None:
             "title": {"type": "string"},
             "status": {"type": "integer", "minimum": 400, "maximum": 599},
             "detail": {"type": "string"},
-            "instance": {"type": "string", "format": "uri-reference"},
+            "instance": {"type": "string", "description": "The path the problem occurred on."},
             "errors": {"type": "array", "items": {"$ref": "#/components/schemas/FieldError"}},
         },
         "additionalProperties": True,

@@ -31,7 +31,8 @@ CanBudgetWrite = Annotated[Principal, Depends(require("budget:write"))]
 CanPriceWrite = Annotated[Principal, Depends(require("price:write"))]
 CanMeter = Annotated[Principal, Depends(require("quota:admin"))]
 
-MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
+#: years 1900-2999: year 0 or 9999-12 has no month bounds in Python (the answer was a 500)
+MONTH = r"^(19|2\d)\d{2}-(0[1-9]|1[0-2])$"
 
 
 # -- reservations ---------------------------------------------------------------------------------
