@@ -284,7 +284,7 @@ def _complete(operation: dict[str, Any], route: APIRoute, traits: Traits) -> Non
 
 def _success_body(success: dict[str, Any], route: APIRoute) -> None:
     """A download is octet-stream; a stream or a text answer is not JSON as well."""
-    content = success.setdefault("content", {})
+    content: dict[str, Any] = success.setdefault("content", {})
     response_class = getattr(route.response_class, "value", route.response_class)
     own = _media_types(route.endpoint)
     if isinstance(response_class, type) and issubclass(response_class, FileResponse):
@@ -292,7 +292,8 @@ def _success_body(success: dict[str, Any], route: APIRoute) -> None:
         content["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"}}
     elif own and getattr(response_class, "media_type", None) != "application/json":
         # a text answer of its own type (a PEM file): what the endpoint names replaces the class's
-        schema = next(iter(content.values()), {}).get("schema", {"type": "string"})
+        first: dict[str, Any] = next(iter(content.values()), {})
+        schema = first.get("schema", {"type": "string"})
         content.clear()
         content.update({media: {"schema": schema} for media in sorted(own)})
     elif route.response_model is None and len(content) > 1:
