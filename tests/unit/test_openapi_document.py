@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
+from fastapi import Depends
 from openapi_spec_validator import validate
+
+from novacron.api.deps import service
+
+from novacron.errors import Unavailable
+from novacron.service import Service
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBLEM = "application/problem+json"
@@ -127,3 +133,28 @@ def test_a_declared_dependency_adds_its_statuses() -> None:
     responses = document(app)["paths"]["/things"]["get"]["responses"]
     assert set(responses) == {"200", "503"}
     assert "Retry-After" in responses["503"]["headers"]
+
+
+class _Pool(Service):
+    """A service whose method refuses with a domain error the route's inputs do not imply."""
+
+    def start(self) -> None:
+        raise Unavailable("the pool is draining", retry_after=5)
+
+
+PoolDep = Annotated[_Pool, Depends(service(_Pool, "host:write"))]
+
+
+def test_a_service_method_the_endpoint_calls_adds_its_errors() -> None:
+    from fastapi import FastAPI
+
+    from novacron.api.openapi import document
+
+    app = FastAPI()
+
+    @app.post("/pool/start", status_code=204)
+    def start(pool: PoolDep) -> None:
+        pool.start()
+
+    responses = document(app)["paths"]["/pool/start"]["post"]["responses"]
+    assert {"401", "403", "409", "503"} <= set(responses)

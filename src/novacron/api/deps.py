@@ -162,6 +162,8 @@ def service(cls: type[S], permission: str, *, write: bool = True) -> Callable[..
     # local to this call, where FastAPI's resolution of string annotations cannot see it
     # what the service says it refuses with is documented on every operation that builds it
     raises(*(status_of(error) for error in cls.raises))(build)
+    # the OpenAPI document follows the service methods an endpoint calls (api/openapi.py)
+    build.service_class = cls  # type: ignore[attr-defined]
     build.__annotations__ = {
         "session": SessionDep if write else ReadSessionDep,
         "principal": Annotated[Principal, Depends(require(permission))],

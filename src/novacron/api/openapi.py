@@ -8,7 +8,8 @@ from what it depends on, so it is derived here from each route's dependency tree
   on a dependency, a helper or a class; ``Service.raises`` (domain error classes) on a service
   built by ``deps.service``; a domain error class (``STATUS_OF``) or a literal status
   (``Problem(409, ...)``) in the code of the endpoint, its dependencies and the NovaCron
-  functions they call (what a method of an object calls is out of sight: declare it);
+  functions they call, and the methods of a service built by ``deps.service`` that the endpoint
+  calls (what a method of any other object calls is out of sight: declare it);
 - what the route's inputs imply: a path parameter, an ``*_id`` query parameter or a body may
   name nothing (404), parameters may be invalid (422; a list's ``cursor``/``sort``/``limit``
   400), a body may be unreadable (400), too large (413), of another type (415) or invalid (422),
@@ -199,6 +200,21 @@ def _contribution(obj: Any, traits: Traits) -> None:
             traits.request_headers |= declared.headers
 
 
+def _service_methods(route: APIRoute) -> Iterator[Callable[..., Any]]:
+    """The methods of the services the route builds (``deps.service``) that its endpoint calls:
+    ``svc.create(...)`` names ``create``, looked up on the service's class."""
+    classes = {getattr(dep.call, "service_class", None) for dep in _dependants(route.dependant)} - {None}
+    code = getattr(route.endpoint, "__code__", None)
+    if code is None:
+        return
+    names = {name for part in _codes(code) for name in part.co_names}
+    for cls in classes:
+        for name in sorted(names):
+            method = getattr(cls, name, None)
+            if isinstance(method, types.FunctionType):
+                yield method
+
+
 def traits_of(route: APIRoute, method: str) -> Traits:
     """Every status, header and credential an operation's code can involve."""
     from novacron.api.deps import current_principal
@@ -216,6 +232,9 @@ def traits_of(route: APIRoute, method: str) -> Traits:
         if any(p.name.endswith("_id") for p in dep.query_params if p.name not in LIST_PARAMS):
             traits.statuses.add(404)  # a resource named as a filter or a scope may not exist
         for obj in _named(dep.call, seen):
+            _contribution(obj, traits)
+    for called in _service_methods(route):
+        for obj in _named(called, seen):
             _contribution(obj, traits)
     if route.body_field is not None or "requestBody" in (route.openapi_extra or {}):
         # unreadable (400), too large (413), another type (415), invalid (422), or naming a
