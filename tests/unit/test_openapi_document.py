@@ -11,7 +11,6 @@ from fastapi import Depends
 from openapi_spec_validator import validate
 
 from novacron.api.deps import service
-
 from novacron.errors import Unavailable
 from novacron.service import Service
 
