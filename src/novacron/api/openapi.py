@@ -14,8 +14,8 @@ from what it depends on, so it is derived here from each route's dependency tree
   name nothing (404), parameters may be invalid (422; a list's ``cursor``/``sort``/``limit``
   400), a body may be unreadable (400), too large (413), of another type (415) or invalid (422),
   a caller's write may contradict the current state (409);
-- the headers the code reads (``If-Match``, ``Idempotency-Key``) and sets (``ETag``,
-  ``Location``, ``X-Next-Offset``).
+- the headers the code reads (``request.headers.get("if-match")``, ``Idempotency-Key``) and
+  sets (``ETag``, ``Location``, ``X-Next-Offset``).
 
 Every error is an RFC 9457 problem (``Problem`` schema) under ``application/problem+json``. A
 create's 201 links to the operations on the item it made (``{id}`` below the collection path),
@@ -184,6 +184,8 @@ def _contribution(obj: Any, traits: Traits) -> None:
     elif isinstance(obj, str):
         if obj in RESPONSE_HEADERS:
             traits.response_headers.add(obj)
+        # ``request.headers.get("if-match")``: the code reads that request header
+        traits.request_headers |= {h for h in REQUEST_HEADERS if h.lower() == obj}
     elif isinstance(obj, type) and issubclass(obj, domain.DomainError) and obj is not domain.DomainError:
         traits.statuses.add(status_of(obj))
     elif isinstance(obj, type) and issubclass(obj, Problem) and obj is not Problem:
