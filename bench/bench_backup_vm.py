@@ -44,6 +44,7 @@ from types import SimpleNamespace
 
 from common import GUEST_OUT, machine
 
+from novacron.agent.protocol import BackupDisk
 from novacron.backup import agentops, vmstore
 from novacron.config import Settings
 from novacron.virt.base import InstanceSpec
@@ -140,8 +141,8 @@ async def main() -> None:
 
         async def backup(snap: str, parent: str | None) -> tuple[dict[str, object], float]:
             t0 = time.perf_counter()
-            payload = {"snapshot_id": snap, "parent_id": parent, "secrets": secrets}
-            result = await agentops.backup_disk(d, iid, payload, None)
+            request = BackupDisk(snapshot_id=snap, parent_id=parent, secrets=secrets)
+            result = await agentops.backup_disk(d, iid, request, None)
             return result, time.perf_counter() - t0
 
         # state 0: as made; 1: 1 % rewritten as scattered 64 KiB clusters; 2: 1 % more as 1 MiB runs

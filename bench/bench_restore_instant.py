@@ -32,6 +32,7 @@ from types import SimpleNamespace
 from bench_backup_vm import make_base, sh
 from common import GUEST_OUT, machine
 
+from novacron.agent.protocol import BackupDisk, InstantRestoreDisk, RestoreDisk, StreamDisk
 from novacron.backup import agentops, instant, vmstore
 from novacron.config import Settings
 from novacron.virt.base import InstanceSpec
@@ -73,19 +74,16 @@ async def main() -> None:
             id="bkt-bench", type="local", config={"path": str(work / "target")}, chunk_size=4 * MiB
         )
         secrets = vmstore.agent_payload(settings, row, "bench")  # type: ignore[arg-type]
-        await agentops.backup_disk(
-            d, "src", {"snapshot_id": "s0", "parent_id": None, "secrets": secrets}, None
-        )
+        await agentops.backup_disk(d, "src", BackupDisk(snapshot_id="s0", secrets=secrets), None)
         raw = work / "disk.raw"
         sh("qemu-img", "convert", "-U", "-O", "raw", str(d.disk_path("src")), str(raw))
         await d.destroy("src")
-        payload = {"snapshot_id": "s0", "size": size, "secrets": secrets}
         figures: dict[str, dict[str, float]] = {}
 
         # full restore: the whole disk written out, then boot
         await d.prepare(spec("full", base, args.disk_gib, args.read_mib))
         t0 = time.perf_counter()
-        await agentops.restore_disk(d, "full", payload, None)
+        await agentops.restore_disk(d, "full", RestoreDisk("s0", size, secrets), None)
         restored = time.perf_counter() - t0
         await d.launch(spec("full", base, args.disk_gib, args.read_mib))
         figures["full restore"] = {"disk_ready_s": restored, "working_s": await until_marker(d, "full", t0)}
@@ -94,11 +92,11 @@ async def main() -> None:
         # instant restore: boot from the backup, then copy the rest in
         await d.prepare(spec("inst", base, args.disk_gib, args.read_mib))
         t0 = time.perf_counter()
-        await instant.instant_restore_disk(d, "inst", payload, None)
+        await instant.instant_restore_disk(d, "inst", InstantRestoreDisk("s0", size, secrets), None)
         ready = time.perf_counter() - t0
         await d.launch(spec("inst", base, args.disk_gib, args.read_mib))
         working = await until_marker(d, "inst", t0)
-        await instant.stream_disk(d, "inst", payload, None)
+        await instant.stream_disk(d, "inst", StreamDisk("s0", size, secrets), None)
         copied = time.perf_counter() - t0
         figures["instant restore"] = {"disk_ready_s": ready, "working_s": working, "copied_s": copied}
         await d.power_off("inst")

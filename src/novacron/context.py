@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from novacron.compute.reports import MetricsStore
 from novacron.config import Settings
@@ -11,12 +11,30 @@ from novacron.db.base import Database
 
 if TYPE_CHECKING:
     from novacron.agent.runtime import AgentRuntime
+    from novacron.compute.consoles import ConsoleRelay
+    from novacron.identity.pki import ServerTLS
     from novacron.identity.tokens import TokenService
+    from novacron.tasks.leader import Leadership
     from novacron.tasks.runner import TaskRunner
+
+
+@dataclass(frozen=True)
+class AgentListener:
+    """The HTTPS listener node agents join and dial back to (``agent_port``), with the platform CA."""
+
+    tls: ServerTLS
+    #: what an operator checks the CA against when a host joins (``--ca-fingerprint``)
+    ca_fingerprint: str
+    #: where agents join (``novacron agent --server``)
+    url: str
+    #: where agents dial this replica back for a console relay (a wildcard listener named by host)
+    relay_url: str
 
 
 @dataclass
 class Context:
+    """The process's shared parts: settings, database, token service, and what the server adds."""
+
     settings: Settings
     db: Database
     tokens: TokenService
@@ -24,4 +42,9 @@ class Context:
     tasks: TaskRunner | None = None
     #: the embedded node agent of an all-in-one node
     agent: AgentRuntime | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    #: None when this server has no agent listener configured
+    agent_listener: AgentListener | None = None
+    #: console sessions relayed through this process, by session id (they live in this process only)
+    console_relays: dict[str, ConsoleRelay] = field(default_factory=dict)
+    #: controller name -> its leadership in this process (read by ``GET /healthz``)
+    leaders: dict[str, Leadership] = field(default_factory=dict)

@@ -58,8 +58,9 @@ class NotFound(DomainError):
 
     title = "Not Found"
 
-    def __init__(self, kind: str, ident: str) -> None:
-        super().__init__(f"No {kind} '{ident}' exists or it is not visible to you.")
+    def __init__(self, kind: str, ident: str, *, detail: str | None = None) -> None:
+        # ``detail``: a more precise wording where the thing missing is a part of a resource
+        super().__init__(detail or f"No {kind} '{ident}' exists or it is not visible to you.")
         self.kind = kind
         self.ident = ident
 
@@ -87,11 +88,13 @@ class Conflict(DomainError):
 class NameTaken(Conflict):
     """A name that must be unique in its scope is already used."""
 
-    def __init__(self, kind: str, name: str, field: str, scope: str = "in this project") -> None:
+    def __init__(
+        self, kind: str, name: str, field: str, scope: str = "in this project", *, part: str = "body"
+    ) -> None:
         article = "An" if kind[0] in "aeiou" else "A"
         super().__init__(
             f"{article} {kind} named '{name}' already exists {scope}.",
-            fields=[FieldError(field, f"already used {scope}")],
+            fields=[FieldError(field, f"already used {scope}", part)],
         )
 
 
@@ -102,9 +105,14 @@ class PreconditionFailed(DomainError):
 
 
 class Unauthenticated(DomainError):
-    """No valid credential came with the request."""
+    """No valid credential came with the request; ``bearer_error`` is the RFC 6750 error code
+    (``invalid_token``) when a credential was presented and refused."""
 
     title = "Unauthorized"
+
+    def __init__(self, detail: str, *, bearer_error: str | None = None) -> None:
+        super().__init__(detail)
+        self.bearer_error = bearer_error
 
 
 class Forbidden(DomainError):
@@ -142,10 +150,13 @@ class Unavailable(DomainError):
 E = TypeVar("E", bound=DomainError)
 
 
-def on_field(cls: type[E], field: str, reason: str, *, part: str = "body") -> E:
+def on_field(cls: type[E], field: str, reason: str, *, part: str = "body", title: str | None = None) -> E:
     """An error of class ``cls`` about one field, worded "body.field: reason" like ``InvalidInput``:
-    a project named in the body that does not exist is ``on_field(NotFound, "project_id", ...)``."""
+    a project named in the body that does not exist is ``on_field(NotFound, "project_id", ...)``.
+    Its ``title`` is "Invalid request", as for every answer that names the input at fault, unless
+    ``title`` says otherwise."""
     error = FieldError(field, reason, part)
     exc = cls.__new__(cls)
-    DomainError.__init__(exc, f"{error.qualified()}: {reason}", fields=[error])
+    detail = f"{error.qualified()}: {reason}"
+    DomainError.__init__(exc, detail, fields=[error], title=title or InvalidInput.title)
     return exc

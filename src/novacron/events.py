@@ -7,14 +7,23 @@ sequence number, which works the same with several API processes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
 
+from anyio import to_thread
 from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
 from novacron.db.models import Event
 from novacron.identity.principal import Principal
+from novacron.service import Service
+
+if TYPE_CHECKING:
+    from novacron.db.base import Database
+
+#: how often a follower looks for new events when there were none
+POLL_S = 0.25
 
 
 def publish(
@@ -80,3 +89,48 @@ def as_dict(event: Event) -> dict[str, Any]:
         "project_id": event.project_id,
         "data": event.data,
     }
+
+
+class EventService(Service):
+    """The event log as the caller may see it, one page at a time."""
+
+    def page(self, after: int, limit: int, types: Sequence[str], *, tail: bool = False) -> list[Event]:
+        """Up to ``limit`` events after ``after`` (``tail``: the newest ``limit``), oldest first."""
+        if tail:
+            return visible_tail(self.session, self.principal, limit, types)
+        return visible_since(self.session, self.principal, after, limit, types)
+
+
+async def start_seq(db: Database, after: int | None) -> int:
+    """Where following starts: ``after``, or the newest event now."""
+    if after is not None:
+        return after
+
+    def latest() -> int:
+        with db.session() as s:
+            return latest_seq(s)
+
+    return await to_thread.run_sync(latest)
+
+
+async def follow(
+    db: Database, principal: Principal, after: int | None, types: Sequence[str]
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """The events the principal may see from ``after`` on, in batches, for as long as it is followed.
+
+    Each batch is read in its own short transaction, in a worker thread: the event loop must not
+    wait on the SQLite write lock, and no connection is held between batches.
+    """
+
+    def batch(after_seq: int) -> list[dict[str, Any]]:
+        with db.session() as s:
+            return [as_dict(e) for e in visible_since(s, principal, after_seq, 500, types)]
+
+    cursor = await start_seq(db, after)
+    while True:
+        rows = await to_thread.run_sync(batch, cursor)
+        if rows:
+            cursor = rows[-1]["seq"]
+            yield rows
+        else:
+            await asyncio.sleep(POLL_S)

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp
 
 from novacron.api.transport import SecurityHeaders
 from novacron.config import Settings, is_loopback
-from novacron.context import Context
+from novacron.context import AgentListener, Context
 from novacron.db.base import Database
 from novacron.identity.encryption import encryption_for
 from novacron.identity.pki import ServerTLS, ensure_server_tls
@@ -213,13 +213,13 @@ def main() -> None:
     if settings.agent_port:
         # where agents dial this replica back (console relays): a wildcard listener is named by host
         advertised = settings.host_name if host in WILDCARD else host
-        ctx.extras.update(
+        ctx.agent_listener = AgentListener(
             tls=tls,
             ca_fingerprint=tls.ca_fingerprint(),
-            agent_url=url_of("https", host, settings.agent_port),
+            url=url_of("https", host, settings.agent_port),
             relay_url=url_of("https", advertised, settings.agent_port),
         )
-        print(f"Agents join at {ctx.extras['agent_url']} (CA {tls.ca_fingerprint()})", flush=True)
+        print(f"Agents join at {ctx.agent_listener.url} (CA {ctx.agent_listener.ca_fingerprint})", flush=True)
         # the same app for node agents, always with the platform CA's certificate (agents pin the
         # CA); the API listener runs the background workers
         servers.append(_listener(app, host, settings.agent_port, (tls.cert, tls.key), lifespan="off"))

@@ -22,12 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from novacron.context import Context
+from novacron.tasks.controller import ControllerLoop
 from novacron.tasks.leader import Leadership, leadership_for
 
 log = logging.getLogger(__name__)
 
-#: controller name -> Leadership, in ``ctx.extras`` (read by ``GET /healthz``)
-LEADERS_KEY = "leaders"
 TASKS_CONTROLLER = "novacron.tasks"
 HA_CONTROLLER = "novacron.ha"
 BACKUP_CONTROLLER = "novacron.backups"
@@ -44,10 +43,14 @@ class Controller:
     #: window), False the moment leadership is lost
     set_exclusive: Callable[[bool], None] | None = None
 
+    @classmethod
+    def of_loop(cls, name: str, loop: ControllerLoop) -> Controller:
+        """A controller that is a ``ControllerLoop`` (the HA monitor, backup scheduler, quota controller)."""
+        return cls(name, loop.run_forever, loop.stop)
+
 
 def is_leader(ctx: Context, name: str = TASKS_CONTROLLER) -> bool:
-    leaders: dict[str, Leadership] = ctx.extras.get(LEADERS_KEY, {})
-    leadership = leaders.get(name)
+    leadership = ctx.leaders.get(name)
     return leadership is not None and leadership.is_leader
 
 
@@ -74,19 +77,19 @@ class BackgroundWorkers:
             from novacron.compute.ha import HAMonitor
 
             monitor = HAMonitor(ctx)
-            self.controllers.append(Controller(HA_CONTROLLER, monitor.run_forever, monitor.stop))
+            self.controllers.append(Controller.of_loop(HA_CONTROLLER, monitor.loop))
             from novacron.backup.scheduler import BackupScheduler
 
             backups = BackupScheduler(ctx)
-            self.controllers.append(Controller(BACKUP_CONTROLLER, backups.run_forever, backups.stop))
+            self.controllers.append(Controller.of_loop(BACKUP_CONTROLLER, backups.loop))
         from novacron.quota.controller import QUOTA_CONTROLLER, QuotaController
 
         quota = QuotaController(ctx)
-        self.controllers.append(Controller(QUOTA_CONTROLLER, quota.run_forever, quota.stop))
+        self.controllers.append(Controller.of_loop(QUOTA_CONTROLLER, quota.loop))
         self.leaders: dict[str, Leadership] = {
             c.name: leadership_for(ctx.settings.database_url, c.name) for c in self.controllers
         }
-        ctx.extras[LEADERS_KEY] = self.leaders
+        ctx.leaders = self.leaders
 
     def start(self, timeout_s: float = 60.0) -> None:
         self._thread.start()

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from novacron.agent.protocol import BackupDisk
 from novacron.backup import agentops, vmstore
 from novacron.backup.store import ChunkStore
 from novacron.config import Settings
@@ -51,8 +52,8 @@ class Env:
         assert "error" not in str(out).lower(), out
 
     def backup(self, snap: str, parent: str | None, report: Any = None) -> dict[str, Any]:
-        payload = {"snapshot_id": snap, "parent_id": parent, "secrets": self.secrets}
-        result: dict[str, Any] = self.run(agentops.backup_disk(self.d, VM, payload, report))
+        request = BackupDisk(snapshot_id=snap, parent_id=parent, secrets=self.secrets)
+        result: dict[str, Any] = self.run(agentops.backup_disk(self.d, VM, request, report))
         return result
 
     def store(self) -> ChunkStore:

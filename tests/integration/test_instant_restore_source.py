@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from novacron.agent.protocol import InstantRestoreDisk, StreamDisk
 from novacron.backup import instant, vmstore
 from novacron.backup.store import file_reader
 from novacron.config import Settings
@@ -70,7 +71,7 @@ def test_nbdkit_serves_the_snapshot_with_its_holes_and_ends_with_its_last_client
     served: tuple[QemuDriver, dict[str, Any], Path],
 ) -> None:
     driver, payload, disk = served
-    sock = asyncio.run(instant.start_source(driver, "vm-a", payload))
+    sock = asyncio.run(instant.start_source(driver, "vm-a", InstantRestoreDisk(**payload)))
     idir = driver.instance_dir("vm-a")
     pid = int((idir / "restore-source.pid").read_text())
     assert not (idir / "restore-source.json").exists()  # the tenant key left the disk
@@ -83,7 +84,7 @@ def test_nbdkit_serves_the_snapshot_with_its_holes_and_ends_with_its_last_client
     assert data == [(CHUNK, SIZE - CHUNK)], extents  # chunk 0 was never stored: a hole
     assert all(e["zero"] for e in extents if not e["data"])
 
-    sock = asyncio.run(instant.start_source(driver, "vm-a", payload))
+    sock = asyncio.run(instant.start_source(driver, "vm-a", InstantRestoreDisk(**payload)))
     compared = _qemu_img("compare", "-f", "raw", "-F", "raw", str(disk), f"nbd+unix:///?socket={sock}")
     assert compared.returncode == 0 and "identical" in compared.stdout, compared.stdout + compared.stderr
 
@@ -93,7 +94,7 @@ def test_a_stopped_vms_overlay_is_copied_in_standalone_and_identical(
 ) -> None:
     driver, payload, disk = served
     driver.instance_dir("vm-b").mkdir(parents=True)
-    made = asyncio.run(instant.instant_restore_disk(driver, "vm-b", payload, None))
+    made = asyncio.run(instant.instant_restore_disk(driver, "vm-b", InstantRestoreDisk(**payload), None))
     overlay = driver.disk_path("vm-b")
     info = json.loads(_qemu_img("info", "--output=json", "-U", str(overlay)).stdout)
     assert made["size"] == SIZE and info["backing-filename"].startswith("nbd+unix://"), info
@@ -104,7 +105,7 @@ def test_a_stopped_vms_overlay_is_copied_in_standalone_and_identical(
     assert own == [(0, CHUNK)], top.stdout + top.stderr
     pid = int((driver.instance_dir("vm-b") / "restore-source.pid").read_text())
 
-    assert asyncio.run(instant.stream_disk(driver, "vm-b", payload, None)) == {"streamed": True}
+    assert asyncio.run(instant.stream_disk(driver, "vm-b", StreamDisk(**payload), None)) == {"streamed": True}
     info = json.loads(_qemu_img("info", "--output=json", str(overlay)).stdout)
     assert "backing-filename" not in info, info
     assert info["actual-size"] < 4 * MiB  # the never-stored chunk was not written as zeros
@@ -112,4 +113,6 @@ def test_a_stopped_vms_overlay_is_copied_in_standalone_and_identical(
     assert compared.returncode == 0 and "identical" in compared.stdout, compared.stdout + compared.stderr
     assert _gone(pid, 10)
     # a second run finds the disk standalone and does nothing
-    assert asyncio.run(instant.stream_disk(driver, "vm-b", payload, None)) == {"streamed": False}
+    assert asyncio.run(instant.stream_disk(driver, "vm-b", StreamDisk(**payload), None)) == {
+        "streamed": False
+    }

@@ -473,8 +473,9 @@ def test_reserve_elsewhere_for_migration_honours_group_and_counts_once(db: Datab
 
 
 def test_offline_resize_grows_the_claim_or_is_refused(db: Database) -> None:
-    from novacron.api.errors import Problem
+    from novacron.api.errors import status_of
     from novacron.compute import vms as vm_service
+    from novacron.errors import Conflict
 
     tp = _project(db)
     _host(db, "small", cpus=1, ram_mb=2048)  # 4 vCPU, 2048 MiB
@@ -488,10 +489,10 @@ def test_offline_resize_grows_the_claim_or_is_refused(db: Database) -> None:
     with db.session() as s:
         vm = s.get(VM, b)
         assert vm is not None
-        with pytest.raises(Problem) as exc:
+        with pytest.raises(Conflict) as exc:
             vm_service.resize(vm, None, 2, None)  # one vCPU more than the host has
         # the refusal says what is missing, not the host's free amounts (other tenants' VMs)
-        assert exc.value.status == 409 and "needs 1 vCPU and 0 MiB more" in exc.value.detail
+        assert status_of(type(exc.value)) == 409 and "needs 1 vCPU and 0 MiB more" in exc.value.detail
         assert "free room" in exc.value.detail
     with db.session() as s:
         vm = s.get(VM, a)

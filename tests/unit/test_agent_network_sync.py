@@ -7,24 +7,26 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
+from novacron.agent.protocol import BadRequest
 from novacron.agent.runtime import AgentRuntime
-from novacron.network import wire
-from novacron.network.linux import LinuxBackend
+from novacron.network import model, wire
+from novacron.network.fake import FakeBackend
 
 
-class SlowBackend(LinuxBackend):
+class SlowBackend(FakeBackend):
     """Records the states it applies; the first one takes long, so the others queue behind it."""
 
-    def __init__(self, state_dir: Path) -> None:
-        super().__init__(state_dir, None)
-        self.applied: list[str] = []
+    def __init__(self) -> None:
+        super().__init__()
         self.first = threading.Event()
 
     def sync(self, state: wire.HostState) -> dict[str, int]:
         if not self.first.is_set():
             self.first.set()
             time.sleep(0.5)
-        self.applied.append(state.host_id)
+        super().sync(state)
         return {}
 
 
@@ -33,7 +35,7 @@ def payload(name: str, generation: int) -> dict[str, object]:
 
 
 def test_a_sync_older_than_one_received_is_skipped(tmp_path: Path) -> None:
-    backend = SlowBackend(tmp_path)
+    backend = SlowBackend()
     runtime = AgentRuntime(None, None, network=backend)  # type: ignore[arg-type]
 
     async def main() -> list[dict[str, object]]:
@@ -45,5 +47,42 @@ def test_a_sync_older_than_one_received_is_skipped(tmp_path: Path) -> None:
         return list(await asyncio.gather(first, newest, older))
 
     results = asyncio.run(main())
-    assert backend.applied == ["gen1", "gen3"]
+    assert [state.host_id for state in backend.applied] == ["gen1", "gen3"]
     assert results[2] == {"superseded_by": 3}
+
+
+def _state() -> wire.HostState:
+    net = model.NetworkSpec(
+        id="n1", tenant_id="t1", vni=101, subnets=(model.SubnetSpec("s1", "10.0.0.0/24", "10.0.0.1"),)
+    )
+    port = model.PortSpec(
+        id="p1", network_id="n1", tenant_id="t1", mac="52:54:00:00:00:01",
+        fixed_ips=(model.FixedIP("s1", "10.0.0.5"),), device="tp000001",
+        rules=(model.Rule("ingress", protocol="tcp", port_min=22, port_max=22),),
+    )  # fmt: skip
+    return wire.HostState(
+        host_id="h1", underlay_ip="192.0.2.1", networks=(wire.HostNetwork(net, dhcp=True, leases=(port,)),),
+        ports=(port,),
+    )  # fmt: skip
+
+
+def test_the_agent_applies_the_state_it_is_sent_through_the_backend_interface() -> None:
+    """The runtime needs no Linux datapath: any ``NetworkBackend`` gets the very state the control
+    plane resolved (the JSON round trip of ``network_sync`` included)."""
+    backend = FakeBackend()
+    runtime = AgentRuntime(None, None, network=backend)  # type: ignore[arg-type]
+    payload = {"state": wire.to_dict(_state()), "generation": 7}
+    counts = asyncio.run(runtime.execute("network_sync", "", payload))
+    assert counts == {"networks": 1, "ports": 1, "routers": 0}
+    assert backend.state == _state()
+    backend.release()
+    assert backend.state is None and backend.released
+
+
+def test_a_host_without_a_backend_and_a_bad_payload_are_refused() -> None:
+    bare = AgentRuntime(None, None)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="no network backend"):
+        asyncio.run(bare.execute("network_sync", "", {"state": wire.to_dict(_state())}))
+    runtime = AgentRuntime(None, None, network=FakeBackend())  # type: ignore[arg-type]
+    with pytest.raises(BadRequest, match="'network_sync' lacks state"):
+        asyncio.run(runtime.execute("network_sync", "", {"generation": 1}))

@@ -204,6 +204,7 @@ def test_a_one_off_requests_answer_is_not_kept_in_the_database(tmp_path: Path) -
     stayed in ``host_operations.result`` for good: a stolen database had every console ever read."""
     import threading
 
+    from novacron.agent.protocol import ConsoleRead
     from novacron.compute import hostops
     from novacron.db.models import HostOperation
 
@@ -212,7 +213,7 @@ def test_a_one_off_requests_answer_is_not_kept_in_the_database(tmp_path: Path) -
     console = "ci-info: password for ubuntu is Hunter2-" + os.urandom(6).hex()
     answers: list[dict[str, object]] = []
     reader = threading.Thread(
-        target=lambda: answers.append(hostops.call_blocking(ctx, "host-1", "console_read", "vm-1", {}, 30))
+        target=lambda: answers.append(hostops.call_blocking(ctx, "host-1", ConsoleRead(), "vm-1", 30))
     )
     reader.start()
     while not (ops := hostops.claim(ctx, "host-1")):  # the agent's side

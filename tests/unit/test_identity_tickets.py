@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from novacron.api.errors import Problem
+from novacron.api.errors import status_of
 from novacron.db.base import Database
 from novacron.db.models import AccessTicket
+from novacron.errors import Unauthenticated
 from novacron.identity import tickets
 from novacron.identity.tokens import TokenService
 from tests.unit.identity_helpers import add_user, issue, make_service
@@ -18,9 +19,9 @@ CONSOLE = "/v1/vms/vm-1/console"
 
 
 def _refused(db: Database, ts: TokenService, ticket: str, path: str = CONSOLE) -> None:
-    with pytest.raises(Problem) as info:
+    with pytest.raises(Unauthenticated) as info:
         tickets.redeem(db, ts, ticket, path)
-    assert info.value.status == 401
+    assert status_of(type(info.value)) == 401
 
 
 def test_ticket_is_single_use_for_one_path_and_stored_hashed(tmp_path: Path) -> None:
@@ -53,7 +54,7 @@ def test_concurrent_redeems_of_one_ticket_let_one_through(tmp_path: Path) -> Non
             try:
                 tickets.redeem(db, ts, ticket, CONSOLE)
                 return True
-            except Problem:
+            except Unauthenticated:
                 return False
 
         with ThreadPoolExecutor(4) as pool:

@@ -7,17 +7,18 @@ from pathlib import Path
 import jwt
 import pytest
 
-from novacron.api.errors import Problem
+from novacron.api.errors import status_of
 from novacron.db.models import Event, RefreshToken, User
+from novacron.errors import Unauthenticated
 from novacron.identity.login import WRONG, LoginRefused
 from novacron.identity.permissions import permissions_of
 from tests.unit.identity_helpers import add_user, issue, make_service
 
 
-def _refused(fn: object, *args: object, match: str) -> Problem:
-    with pytest.raises(Problem) as info:
+def _refused(fn: object, *args: object, match: str) -> Unauthenticated:
+    with pytest.raises(Unauthenticated) as info:
         fn(*args)  # type: ignore[operator]
-    assert info.value.status == 401
+    assert status_of(type(info.value)) == 401
     assert match in info.value.detail, info.value.detail
     return info.value
 
@@ -152,9 +153,9 @@ def test_stale_refresh_token_after_password_change_ends_nothing(tmp_path: Path) 
     time.sleep(0.002)
     new_access, new_refresh, _ = issue(db, ts, uid)  # the new login
     for stale in (old_r1, old_r2, old_r1):
-        with pytest.raises(Problem) as info:
+        with pytest.raises(Unauthenticated) as info:
             ts.refresh(stale)
-        assert info.value.status == 401
+        assert status_of(type(info.value)) == 401
     assert ts.authenticate(new_access).user_id == uid
     assert ts.refresh(new_refresh).owner.user_id == uid
 

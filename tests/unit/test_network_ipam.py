@@ -8,8 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from novacron.api.errors import Problem
+from novacron.api.errors import from_domain
 from novacron.db.base import Database, new_id
+from novacron.errors import InvalidInput
 from novacron.network import ipam
 from tests.unit.network_helpers import db, make_network, make_port, make_subnet
 
@@ -49,10 +50,11 @@ def test_defaults_keep_the_gateway_out_of_the_pool() -> None:
 def test_bad_subnets_name_their_field(
     cidr: str, gateway: str | None, pools: list[tuple[str, str]] | None, field: str
 ) -> None:
-    with pytest.raises(Problem) as caught:
+    with pytest.raises(InvalidInput) as caught:
         ipam.check_subnet(cidr, gateway, pools)
-    assert caught.value.status == 422
-    assert caught.value.errors[0]["field"] == field
+    problem = from_domain(caught.value)  # as the API answers it
+    assert problem.status == 422
+    assert problem.errors[0]["field"] == field
 
 
 def test_requested_address_honoured_or_refused(db: Database) -> None:

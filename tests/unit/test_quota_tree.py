@@ -14,10 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, select
 
-from novacron.api.errors import Problem
+from novacron.api.errors import status_of
 from novacron.db.base import Database, new_id, utcnow
 from novacron.db.migrate import upgrade
 from novacron.db.models import Project, QuotaCharge, QuotaLimit, QuotaNode, QuotaUsage, Tenant, User
+from novacron.errors import DomainError, Forbidden
 from novacron.identity.permissions import permissions_of
 from novacron.identity.principal import Principal
 from novacron.quota import enforce, tree
@@ -135,8 +136,8 @@ def test_tree_invariants_hold_under_random_operations(
                     rid = charges.pop(a % len(charges))
                     assert enforce.release(s, "vm", rid)
                     assert not enforce.release(s, "vm", rid)  # a second release does nothing
-        except Problem as exc:
-            assert exc.status in (403, 422), exc.detail
+        except DomainError as exc:
+            assert status_of(type(exc)) in (403, 422), exc.detail
         _check(db)
 
 
@@ -177,17 +178,17 @@ def test_policy_rules_name_the_rule_and_the_numbers(
     assert _charge(db, projects[1], alice, 4) == []
     warnings = _charge(db, projects[1], alice, 5)  # 9 of 10: above 80 %
     assert len(warnings) == 1 and "warn-80-deny-100" in warnings[0] and "9 of 10 vcpus" in warnings[0]
-    with pytest.raises(Problem) as refused:
+    with pytest.raises(Forbidden) as refused:
         _charge(db, projects[1], alice, 2)
     p = refused.value
-    assert p.status == 403 and p.extra["policy"]["rule"] == "warn-80-deny-100"
+    assert status_of(type(p)) == 403 and p.extra["policy"]["rule"] == "warn-80-deny-100"
     assert (
         p.extra["policy"]["used"] == 9
         and p.extra["policy"]["limit"] == 10
         and p.extra["policy"]["requested"] == 2
     )
     assert "uses 9 of 10 vcpus" in p.detail
-    with pytest.raises(Problem) as too_big:
+    with pytest.raises(Forbidden) as too_big:
         _charge(db, projects[1], alice, 9)
     assert too_big.value.extra["policy"] == {
         "rule": "members-max-8",
@@ -216,7 +217,7 @@ def test_burst_allows_120_percent_for_a_limited_time(
     _charge(db, projects[1], alice, 10)
     warnings = _charge(db, projects[1], alice, 1)  # 11 of 10: within the burst
     assert "burst-120-2h" in warnings[0]
-    with pytest.raises(Problem):
+    with pytest.raises(Forbidden):
         _charge(db, projects[1], alice, 2)  # 13 > 120 %
     with db.session() as s:  # the burst began more than 2 hours ago
         s.execute(
@@ -224,7 +225,7 @@ def test_burst_allows_120_percent_for_a_limited_time(
             .where(QuotaUsage.node_id == tree.project_node(projects[1]), QuotaUsage.resource == "vcpus")
             .values(over_since=utcnow() - timedelta(hours=3))
         )
-    with pytest.raises(Problem) as expired:
+    with pytest.raises(Forbidden) as expired:
         _charge(db, projects[1], alice, 1)  # 12 would fit the burst, but its 2 hours are over
     assert (
         expired.value.extra["policy"]["rule"] == "burst-120-2h"

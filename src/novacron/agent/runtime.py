@@ -9,23 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
-from dataclasses import asdict, fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from novacron.agent import protocol
 from novacron.agent.control import AgentRefused, ControlPlane
+from novacron.agent.handlers import handle
 from novacron.agent.watchdog import Lease
-from novacron.virt.base import ComputeDriver, InstanceSpec, Nic, PowerState
-from novacron.virt.consolelog import read_log
+from novacron.virt.base import ComputeDriver, InstanceSpec, PowerState, Progress
 
 if TYPE_CHECKING:
+    from novacron.agent.protocol import VmSpec
     from novacron.network.model import NetworkBackend
-    from novacron.virt.migration import Progress
+    from novacron.network.wire import HostState
 
 log = logging.getLogger(__name__)
-WAIT_POLL_S = 0.1
 #: instances observed between two pauses when a report is spread over the interval
 SLICE = 50
 #: how often the agent checks its own lease
@@ -35,6 +37,8 @@ STARTS = ("prepare", "launch", "reboot", "resume", "migrate_receive", "migrate_f
 
 
 class AgentRuntime:
+    """One host's agent: registers, reports, and runs the operations queued for its host."""
+
     def __init__(
         self,
         driver: ComputeDriver,
@@ -175,103 +179,37 @@ class AgentRuntime:
         finally:
             self._busy.discard(instance_id)
 
-    async def _spec(self, payload: dict[str, Any]) -> InstanceSpec:
-        s = dict(payload["spec"])
-        image_id, sha = str(s.pop("image_id")), s.pop("image_sha256", None)
-        has_kernel, has_initrd = bool(s.pop("has_kernel")), bool(s.pop("has_initrd"))
-        s["nics"] = tuple(Nic(**n) for n in s.pop("nics", None) or ())
-        # a newer control plane may send more: keys the driver does not know are ignored
-        known = {f.name for f in fields(InstanceSpec)}
-        s = {k: v for k, v in s.items() if k in known}
+    async def instance_spec(self, spec: VmSpec) -> InstanceSpec:
+        """The driver's spec of an instance: its image's files found (or fetched) on this host."""
+        # the fields the two share; the image is known by id on the wire, by its files here
+        shared = {
+            f.name: getattr(spec, f.name) for f in dataclasses.fields(InstanceSpec) if hasattr(spec, f.name)
+        }
+        image_id = spec.image_id
         return InstanceSpec(
-            image_path=await self.control.image_path(image_id, "file", sha),
-            kernel_path=await self.control.image_path(image_id, "kernel", None) if has_kernel else None,
-            initrd_path=await self.control.image_path(image_id, "initrd", None) if has_initrd else None,
-            **s,
+            **shared,
+            image_path=await self.control.image_path(image_id, "file", spec.image_sha256),
+            kernel_path=await self.control.image_path(image_id, "kernel", None) if spec.has_kernel else None,
+            initrd_path=await self.control.image_path(image_id, "initrd", None) if spec.has_initrd else None,
         )
 
     async def execute(
         self, op: str, instance_id: str, payload: dict[str, Any], op_id: str | None = None
     ) -> dict[str, Any]:
-        d = self.driver
+        """Run operation ``op`` (its payload parsed into the typed request) and answer its result."""
         if self.fenced and op in STARTS:
             raise RuntimeError(
                 "this host is fenced (its lease ran out): it runs no VM until it reports again"
             )
-        if op == "prepare":
-            await d.prepare(await self._spec(payload))
-        elif op == "launch":
-            await d.launch(await self._spec(payload))
-        elif op == "wait_state":
-            wanted = {PowerState(p) for p in payload["wanted"]}
-            deadline = asyncio.get_running_loop().time() + float(payload.get("timeout_s", 120))
-            while True:
-                power = (await d.observe(instance_id)).power_state
-                if power in wanted:
-                    return {"power_state": power.value}
-                if power == PowerState.CRASHED or asyncio.get_running_loop().time() > deadline:
-                    raise RuntimeError(
-                        f"the VM is {power.value}, expected {', '.join(sorted(payload['wanted']))}"
-                    )
-                await asyncio.sleep(WAIT_POLL_S)
-        elif op == "observe":
-            return {"power_state": (await d.observe(instance_id)).power_state.value}
-        elif op == "shutdown":
-            return {"clean": await d.shutdown(instance_id, float(payload.get("timeout_s", 60)))}
-        elif op in ("power_off", "reboot", "pause", "resume", "destroy"):
-            await getattr(d, op)(instance_id)
-        elif op == "snapshot":
-            # flattened where the control plane wants it: straight into the image store when it is
-            # this process's, else into a scratch file that is uploaded and then removed
-            image_id = str(payload["image_id"])
-            dest = self.control.snapshot_dest(image_id)
-            await d.snapshot_disk(instance_id, dest)
-            await self.control.snapshot_taken(image_id, dest)
-        elif op == "console_read":
-            data, next_offset = read_log(
-                d.console_log(instance_id), int(payload.get("offset", 0)), payload.get("tail")
-            )
-            return {"text": data.decode("utf-8", "replace"), "next_offset": next_offset}
-        elif op == "console_attach":
-            session = (payload.get("secrets") or {}).get("session") or payload["session"]  # older servers
-            await self._console_attach(instance_id, str(session), payload.get("relay_url"))
-        elif op.startswith("migrate_"):
-            return await self._migrate(op, instance_id, payload, op_id)
-        elif op in ("backup_disk", "restore_disk", "wait_console"):
-            from novacron.backup import agentops
+        request = protocol.parse(op, payload)
+        return await handle(self, instance_id, request, self._progress(op_id))
 
-            result: dict[str, Any] = await getattr(agentops, op)(
-                d, instance_id, payload, self._progress(op_id)
-            )
-            return result
-        elif op in ("instant_restore_disk", "stream_disk"):
-            from novacron.backup import instant
-
-            streamed: dict[str, Any] = await getattr(instant, op)(
-                d, instance_id, payload, self._progress(op_id)
-            )
-            return streamed
-        elif op == "stop_restore_source":
-            from novacron.backup import instant
-
-            instant.stop_source(instant.qemu_driver(d), instance_id)
-        elif op == "network_sync":
-            return await self._network_sync(payload)
-        else:
-            raise ValueError(f"unknown operation {op!r}")
-        return {}
-
-    async def _network_sync(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """Make this host's datapath match the whole desired state in ``payload`` (wire.py)."""
-        from novacron.network.linux import LinuxBackend
-        from novacron.network.wire import HostState, from_dict
-
-        if not isinstance(self.network, LinuxBackend):
+    async def network_sync(self, state: HostState, generation: int) -> dict[str, Any]:
+        """Make this host's datapath match the whole desired ``state`` (wire.py)."""
+        if self.network is None:
             raise RuntimeError("this host has no network backend (NOVACRON_NETWORK_BACKEND=none)")
-        state = from_dict(HostState, payload["state"])
         # Syncs claimed while one runs may queue in any order; each carries the whole state, so
         # only the newest matters and an older one applied last would undo it.
-        generation = int(payload.get("generation", 0))
         self._newest_network_state = max(self._newest_network_state, generation)
         async with self._network_turn:
             if generation < self._newest_network_state:
@@ -296,46 +234,7 @@ class AgentRuntime:
 
         return report
 
-    async def _migrate(
-        self, op: str, instance_id: str, payload: dict[str, Any], op_id: str | None
-    ) -> dict[str, Any]:
-        from novacron.virt import coldmove, migration
-        from novacron.virt.qemu import QemuDriver
-
-        d = self.driver
-        if not isinstance(d, QemuDriver):
-            raise RuntimeError(f"the {d.name} driver cannot migrate")
-        if op == "migrate_source_disk":
-            return migration.storage_of(d, instance_id)
-        if op == "migrate_storage":
-            chosen = migration.choose_storage(d, instance_id, payload["storage"], payload["source"])
-            return {"storage": chosen}
-        if op == "migrate_receive":
-            spec = await self._spec(payload)
-            target = await d.migrate_receive(spec, self.migration_address, payload.get("storage", "local"))
-            return asdict(target)
-        if op == "migrate_send":
-            settings = migration.MigrationSettings(**payload.get("settings", {}))
-            target = migration.MigrationTarget(**payload["target"])
-            stats = await d.migrate_send(instance_id, target, settings, self._progress(op_id))
-            return stats.as_dict()
-        if op == "migrate_finish":
-            return {"resumed_at": await d.migrate_finish(instance_id, payload.get("storage", "local"))}
-        if op == "migrate_forget":
-            await d.forget(instance_id)
-            return {}
-        if op == "migrate_serve_disk":
-            return await coldmove.serve_disk(d, instance_id, self.migration_address)
-        if op == "migrate_fetch_disk":
-            source = payload["source"]
-            spec = await self._spec(payload)
-            await coldmove.fetch_disk(
-                d, spec, source["host"], int(source["port"]), int(source["size"]), self._progress(op_id)
-            )
-            return {}
-        raise ValueError(f"unknown operation {op!r}")
-
-    async def _console_attach(self, instance_id: str, session: str, relay_url: str | None) -> None:
+    async def console_attach(self, instance_id: str, session: str, relay_url: str | None) -> None:
         """Join the guest's serial socket to a user's console session held by a server replica.
 
         The agent dials out (as for every other call), so a host behind NAT or a firewall that

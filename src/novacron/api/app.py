@@ -13,6 +13,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp
 
 from novacron import __version__
+from novacron.api.clientaddr import ClientAddressMiddleware
 from novacron.api.errors import install_handlers
 from novacron.api.openapi import document
 from novacron.api.routers import (
@@ -31,7 +32,6 @@ from novacron.api.routers import (
 )
 from novacron.api.transport import BodyGuard, SecurityHeaders
 from novacron.context import Context
-from novacron.identity.clientaddr import ClientAddressMiddleware
 from novacron.workers import BackgroundWorkers, is_leader
 
 log = logging.getLogger(__name__)
@@ -39,25 +39,35 @@ log = logging.getLogger(__name__)
 
 def _include_optional(app: FastAPI) -> None:
     """Areas that live in their own packages plug in here."""
+    from novacron.api.audit import install_audit
     from novacron.api.routers import (
         aggregates,
+        audit,
         backup_policies,
         backups,
         dr,
         encryption,
-        identity,
         networks,
         ports,
+        projects,
         quota,
+        roles,
         routers,
         security_groups,
         server_groups,
+        tenants,
+        tokens,
         usage,
+        users,
     )
-    from novacron.identity.audit import install_audit
 
     for module in (
-        identity,
+        tokens,
+        roles,
+        tenants,
+        projects,
+        users,
+        audit,
         encryption,
         aggregates,
         server_groups,

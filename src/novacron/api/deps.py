@@ -10,8 +10,9 @@ from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
 from novacron.api.concurrency import Idempotency
-from novacron.api.errors import Problem, status_of
+from novacron.api.errors import Problem, from_domain, status_of
 from novacron.api.openapi import raises
+from novacron.errors import DomainError
 from novacron.identity.principal import Principal
 from novacron.service import Service
 
@@ -82,11 +83,15 @@ def handshake_principal(ctx: Context, conn: HTTPConnection) -> Principal:
 
 
 def authenticate_any(ctx: Context, token: str) -> Principal:
-    """A user's access token, or a joined node's credential."""
+    """A user's access token, or a joined node's credential; ``Problem(401)`` for a refused one."""
     from novacron.compute import nodes
 
     if token.startswith(nodes.NODE_PREFIX):
-        return nodes.authenticate(ctx.db, token)
+        try:
+            return nodes.authenticate(ctx.db, token)
+        except DomainError as exc:
+            # as a Problem, like a refused user token: the middleware and WebSockets answer it as is
+            raise from_domain(exc) from exc
     return ctx.tokens.authenticate(token)
 
 
@@ -147,8 +152,9 @@ def require_handshake(permission: str) -> Callable[[Request], Principal]:
 S = TypeVar("S", bound=Service)
 
 
-def service(cls: type[S], permission: str, *, write: bool = True) -> Callable[..., S]:
-    """The dependency that builds ``cls`` for a caller holding ``permission``.
+def service(cls: type[S], permission: str | None, *, write: bool = True) -> Callable[..., S]:
+    """The dependency that builds ``cls`` for a caller holding ``permission`` (None: any caller
+    with a valid token; the service checks what it needs itself).
 
     ``write=False`` gives the service a read-only session (GET handlers: no write lock). A route
     declares ``Annotated[FlavorService, Depends(service(FlavorService, "flavor:write"))]`` and
@@ -166,7 +172,7 @@ def service(cls: type[S], permission: str, *, write: bool = True) -> Callable[..
     build.service_class = cls  # type: ignore[attr-defined]
     build.__annotations__ = {
         "session": SessionDep if write else ReadSessionDep,
-        "principal": Annotated[Principal, Depends(require(permission))],
+        "principal": Annotated[Principal, Depends(require(permission))] if permission else PrincipalDep,
         "request": Request,
         "return": cls,
     }
@@ -179,3 +185,12 @@ def idempotency(request: Request, session: SessionDep, principal: PrincipalDep) 
 
 
 IdempotencyDep = Annotated[Idempotency, Depends(idempotency)]
+
+
+def read_idempotency(request: Request, session: ReadSessionDep, principal: PrincipalDep) -> Idempotency:
+    """An ``Idempotency-Key`` looked up without the write lock, to replay before long read-only work
+    (a rebalance's planning); the write itself is keyed again with ``IdempotencyDep``."""
+    return Idempotency(request, principal, session)
+
+
+ReadIdempotencyDep = Annotated[Idempotency, Depends(read_idempotency)]

@@ -108,6 +108,8 @@ def from_domain(exc: domain.DomainError) -> Problem:
     headers: dict[str, str] = {}
     if isinstance(exc, domain.Unauthenticated):
         headers.update(AUTH_CHALLENGE)
+        if exc.bearer_error:
+            headers["WWW-Authenticate"] += f', error="{exc.bearer_error}"'
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)

@@ -8,8 +8,9 @@ from what it depends on, so it is derived here from each route's dependency tree
   on a dependency, a helper or a class; ``Service.raises`` (domain error classes) on a service
   built by ``deps.service``; a domain error class (``STATUS_OF``) or a literal status
   (``Problem(409, ...)``) in the code of the endpoint, its dependencies and the NovaCron
-  functions they call, and the methods of a service built by ``deps.service`` that the endpoint
-  calls (what a method of any other object calls is out of sight: declare it);
+  functions they call, and the methods the endpoint calls on a service a dependency gives it
+  (``deps.service``, or a dependency annotated ``-> Grants``); what a method of any other object
+  calls is out of sight: declare it;
 - what the route's inputs imply: a path parameter, an ``*_id`` query parameter or a body may
   name nothing (404), parameters may be invalid (422; a list's ``cursor``/``sort``/``limit``
   400), a body may be unreadable (400), too large (413), of another type (415) or invalid (422),
@@ -24,6 +25,7 @@ so schemathesis' stateful phase can chain create -> get -> update -> delete.
 
 from __future__ import annotations
 
+import builtins
 import re
 import types
 from collections.abc import Callable, Iterator
@@ -83,6 +85,7 @@ _HEADER_SCHEMAS: dict[str, dict[str, Any]] = {
 
 #: the names a code object builds a problem with; its literal statuses are answers
 PROBLEM_BUILDERS = frozenset({"Problem", "invalid", "HTTPException"})
+BUILTINS = frozenset(vars(builtins))
 MEDIA_TYPE = re.compile(r"(application|text|image)/[a-z0-9.+-]+")
 F = TypeVar("F")
 
@@ -202,19 +205,40 @@ def _contribution(obj: Any, traits: Traits) -> None:
             traits.request_headers |= declared.headers
 
 
+def _provided_class(call: Any) -> type | None:
+    """The NovaCron class a dependency gives the endpoint: ``deps.service``'s, or the one its
+    return annotation names (``def grants(...) -> Grants``)."""
+    built: type | None = getattr(call, "service_class", None)
+    if built is not None:
+        return built
+    annotation = getattr(call, "__annotations__", {}).get("return")
+    cls = getattr(call, "__globals__", {}).get(annotation) if isinstance(annotation, str) else annotation
+    if isinstance(cls, type) and cls.__module__.startswith("novacron."):
+        return cls
+    return None
+
+
+def _names_in(call: Any) -> set[str]:
+    code = getattr(call, "__code__", None)
+    return {name for part in _codes(code) for name in part.co_names} if code is not None else set()
+
+
 def _service_methods(route: APIRoute) -> Iterator[Callable[..., Any]]:
-    """The methods of the services the route builds (``deps.service``) that its endpoint calls:
-    ``svc.create(...)`` names ``create``, looked up on the service's class."""
-    classes = {getattr(dep.call, "service_class", None) for dep in _dependants(route.dependant)} - {None}
-    code = getattr(route.endpoint, "__code__", None)
-    if code is None:
-        return
-    names = {name for part in _codes(code) for name in part.co_names}
+    """The methods of the services the route's dependencies give it that its endpoint calls
+    (``svc.create(...)`` names ``create``, looked up on the service's class), and the methods
+    those call on ``self``."""
+    classes = {_provided_class(dep.call) for dep in _dependants(route.dependant)} - {None}
     for cls in classes:
-        for name in sorted(names):
+        pending, done = sorted(_names_in(route.endpoint)), set()
+        while pending:
+            name = pending.pop()
             method = getattr(cls, name, None)
-            if isinstance(method, types.FunctionType):
-                yield method
+            # ``list(...)`` is the builtin, not the service's ``list``
+            if name in done or name in BUILTINS or not isinstance(method, types.FunctionType):
+                continue
+            done.add(name)
+            pending.extend(sorted(_names_in(method) - done))
+            yield method
 
 
 def traits_of(route: APIRoute, method: str) -> Traits:

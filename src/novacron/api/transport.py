@@ -34,7 +34,8 @@ from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from novacron.api.errors import PROBLEM_JSON, Problem
+from novacron.api.errors import PROBLEM_JSON, Problem, from_domain
+from novacron.errors import DomainError
 
 #: a JSON document of an authenticated caller (the largest the API takes is far below this)
 DEFAULT_BODY_LIMIT = 1 << 20
@@ -196,6 +197,8 @@ class BodyGuard:
             principal = await anyio.to_thread.run_sync(authenticate_any, self.api.state.ctx, token)
         except Problem as exc:
             return exc
+        except DomainError as exc:  # a refused user token (identity/tokens.py)
+            return from_domain(exc)
         scope.setdefault("state", {})[PREAUTH_KEY] = (token, principal)
         return None
 

@@ -2,24 +2,22 @@
 
 Both are host operations (``compute/hostops``), so they work for VMs on remote hosts. The chunk
 store is opened from the operation's ``secrets`` (``backup/vmstore.py``); the point-in-time
-view of a disk, read over NBD without an intermediate copy, comes from ``virt/cbt.py``.
+view of a disk, read over NBD without an intermediate copy, is the driver's ``backup_view``
+(``virt/cbt.py`` for QEMU). A driver that cannot back VMs up (``CAN_BACKUP``) is refused.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
+from novacron.agent.protocol import BackupDisk, RestoreDisk, WaitConsole
 from novacron.backup.vmstore import agent_store
-from novacron.virt import cbt
-from novacron.virt.base import DriverError
+from novacron.virt.base import BackupView, ComputeDriver, DriverError, Progress
 from novacron.virt.images import raw_to_qcow2
-from novacron.virt.qemu import QemuDriver
 
-Progress = Callable[[dict[str, Any]], Awaitable[bool]]
 DISK = "vda"
 
 
@@ -35,30 +33,26 @@ async def _with_progress(
     return job.result()
 
 
-def qemu_driver(driver: Any) -> QemuDriver:
-    if not isinstance(driver, QemuDriver):
-        raise DriverError(f"the {driver.name} driver cannot back VMs up")
+def backer(driver: ComputeDriver) -> ComputeDriver:
+    """``driver``, when it backs VMs up; ``NotSupported`` otherwise."""
+    if not driver.CAN_BACKUP:
+        driver.refuse("back VMs up")
     return driver
 
 
 async def backup_disk(
-    driver: Any, instance_id: str, payload: dict[str, Any], report: Progress | None
+    driver: ComputeDriver, instance_id: str, request: BackupDisk, report: Progress | None
 ) -> dict[str, Any]:
-    d = qemu_driver(driver)
-    secrets = payload["secrets"]
+    """Store the disk as it is now (running or stopped) as snapshot ``request.snapshot_id``."""
+    d = backer(driver)
+    secrets = request.secrets
     store = agent_store(secrets)
-    snapshot_id, parent_id = str(payload["snapshot_id"]), payload.get("parent_id")
+    snapshot_id, parent_id = request.snapshot_id, request.parent_id
     chunk = int(secrets["chunk_size"])
-    workdir = d.instance_dir(instance_id) / f"backup-{snapshot_id}"
-    running = d.pid(instance_id) is not None
     try:
-        if running:
-            view = cbt.point_in_time(
-                d, instance_id, workdir, chunk, snapshot_id, parent_id, report, bool(payload.get("full"))
-            )
-        else:
-            view = cbt.offline_view(d, instance_id)
-        async with view as pit:
+        async with d.backup_view(
+            instance_id, BackupView(snapshot_id, parent_id, chunk, request.full), report
+        ) as pit:
             done = [0, 1]
 
             def counted(finished: int, total: int) -> None:
@@ -80,7 +74,7 @@ async def backup_disk(
                         "consistency": pit.consistency,
                     },
                     progress=counted,
-                    immutable_until=payload.get("immutable_until"),
+                    immutable_until=request.immutable_until,
                 )
 
             def poll() -> dict[str, Any]:
@@ -93,15 +87,12 @@ async def backup_disk(
                 }
 
             stats = await _with_progress(write, poll, report)
-        if running or pit.mode == "full":
-            # only now does the new bitmap become the one the next backup starts from
-            await cbt.commit(d, instance_id, snapshot_id, chunk)
+        # only now does the new change tracking become the one the next backup starts from
+        await d.commit_backup(instance_id, snapshot_id, chunk)
     except BaseException:
         with contextlib.suppress(Exception):
-            await cbt.discard(d, instance_id, snapshot_id)
+            await d.discard_backup(instance_id, snapshot_id)
         raise
-    finally:
-        await asyncio.to_thread(shutil.rmtree, workdir, True)
     changed = pit.size // chunk + (1 if pit.size % chunk else 0) if pit.changed is None else len(pit.changed)
     return {
         "mode": pit.mode,
@@ -122,22 +113,22 @@ def _stats(info: Any) -> dict[str, Any]:
 
 
 async def restore_disk(
-    driver: Any, instance_id: str, payload: dict[str, Any], report: Progress | None
+    driver: ComputeDriver, instance_id: str, request: RestoreDisk, report: Progress | None
 ) -> dict[str, Any]:
     """Write a snapshot's disk as the stopped VM's disk (a standalone qcow2, no backing file)."""
-    d = qemu_driver(driver)
+    d = backer(driver)
     if d.pid(instance_id) is not None:
         raise DriverError("the VM is running: stop it before restoring over its disk")
-    secrets = payload["secrets"]
+    secrets = request.secrets
     store = agent_store(secrets)
     disk = d.disk_path(instance_id)
     disk.parent.mkdir(parents=True, exist_ok=True)
-    raw = disk.parent / f"restore-{payload['snapshot_id']}.raw"
-    size = int(payload["size"])
+    raw = disk.parent / f"restore-{request.snapshot_id}.raw"
+    size = request.size
     try:
 
         def restore() -> Any:
-            return store.restore_to(str(secrets["tenant_id"]), str(payload["snapshot_id"]), DISK, raw)
+            return store.restore_to(str(secrets["tenant_id"]), request.snapshot_id, DISK, raw)
 
         def poll() -> dict[str, Any]:
             written = raw.stat().st_blocks * 512 if raw.exists() else 0
@@ -157,19 +148,19 @@ async def restore_disk(
 
 
 async def wait_console(
-    driver: Any, instance_id: str, payload: dict[str, Any], report: Progress | None
+    driver: ComputeDriver, instance_id: str, request: WaitConsole, report: Progress | None
 ) -> dict[str, Any]:
     """Wait until a freshly made VM prints ``needle`` on its console (restore tests, DR drills)."""
-    needle = str(payload["needle"]).encode()
+    needle = request.needle.encode()
     loop = asyncio.get_running_loop()
     started = loop.time()
-    deadline = started + float(payload.get("timeout_s", 120))
+    deadline = started + request.timeout_s
     log = driver.console_log(instance_id)
     while True:
         if log.exists() and needle in log.read_bytes():
             return {"found": True, "after_s": round(loop.time() - started, 2)}
         if (await driver.observe(instance_id)).power_state.value in ("stopped", "absent", "crashed"):
-            raise DriverError(f"the VM stopped before printing {payload['needle']!r}")
+            raise DriverError(f"the VM stopped before printing {request.needle!r}")
         if loop.time() > deadline:
-            raise DriverError(f"{payload['needle']!r} did not appear on the console in time")
+            raise DriverError(f"{request.needle!r} did not appear on the console in time")
         await asyncio.sleep(0.3)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from novacron import netguard
+from novacron.agent.protocol import ConsoleRead, WaitConsole, WaitState
 from novacron.compute import hostops
 from novacron.db.models import VM, Project
 from novacron.identity.principal import Principal
@@ -161,7 +162,7 @@ async def tcp_check(address: str, port: int, deadline: float, policy: netguard.E
 
 def console_end(ctx: Context, host_id: str, vm_id: str) -> int:
     """Where the VM's console log ends now: a marker counts only when printed after this."""
-    out = hostops.call_blocking(ctx, host_id, "console_read", vm_id, {"offset": 0, "tail": 0}, 30)
+    out = hostops.call_blocking(ctx, host_id, ConsoleRead(0, 0), vm_id, 30)
     return int(out["next_offset"])
 
 
@@ -170,9 +171,7 @@ async def _console_since(
 ) -> None:
     window = ""
     while True:
-        out = await asyncio.to_thread(
-            hostops.call_blocking, ctx, host_id, "console_read", vm_id, {"offset": offset}, 30
-        )
+        out = await asyncio.to_thread(hostops.call_blocking, ctx, host_id, ConsoleRead(offset), vm_id, 30)
         window = window[-len(marker) :] + str(out["text"])  # a marker may straddle two reads
         offset = int(out["next_offset"])
         if marker in window:
@@ -201,14 +200,14 @@ async def check_health(
         if kind == "console" and since is not None:
             await _console_since(ctx, host_id, vm_id, str(check["marker"]), since, started + timeout)
         elif kind == "console":
-            payload = {"needle": check["marker"], "timeout_s": timeout}
-            await hostops.call(ctx, host_id, task, "wait_console", vm_id, payload, timeout + 60, f"h{key}")
+            wait = WaitConsole(str(check["marker"]), timeout)
+            await hostops.call(ctx, host_id, task, wait, vm_id, timeout + 60, f"h{key}")
         elif kind == "tcp":
             policy = netguard.EgressPolicy.from_settings(ctx.settings)
             await tcp_check(str(check["address"]), int(check["port"]), started + timeout, policy)
         else:
-            wanted = {"wanted": ["running"], "timeout_s": timeout}
-            await hostops.call(ctx, host_id, task, "wait_state", vm_id, wanted, timeout + 60, f"h{key}")
+            wanted = WaitState(("running",), timeout)
+            await hostops.call(ctx, host_id, task, wanted, vm_id, timeout + 60, f"h{key}")
     except StepFailed as exc:
         raise StepFailed(f"health check {kind} failed within {timeout:g}s: {exc}") from exc
     return {"kind": kind, "ok": True, "after_s": round(time.monotonic() - started, 1)}
@@ -240,9 +239,9 @@ def map_ports(
             network = session.get(Network, net_id)
             if network is None:
                 raise StepFailed(f"network {net_id} (mapped from {source_net}) no longer exists")
-            network_service.create_port(
-                session, system, project, network, field=f"network_map.{source_net}",
-                name=f"{vm.name}-{i}", vm=vm, position=i,
-            )  # fmt: skip
+            spec = network_service.NewPort(
+                name=f"{vm.name}-{i}", vm_id=vm.id, position=i, field=f"network_map.{source_net}", part=""
+            )
+            network_service.create_port(session, system, project, network, spec)
             mapped.append({"from": source_net, "to": net_id})
     return mapped

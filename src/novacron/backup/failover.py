@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from sqlalchemy import or_, select
 
 from novacron import events
-from novacron.api.errors import Problem
+from novacron.agent.protocol import BackupDisk, Launch, PowerOff, Prepare, RestoreDisk, Shutdown, vm_spec
 from novacron.backup import drsteps, service
 from novacron.backup.drwatch import newest_replicated
 from novacron.backup.tasks import record_backup, restore_new_vm, secrets_for, set_result
@@ -35,6 +35,7 @@ from novacron.compute.spec import spec_payload
 from novacron.compute.tasks import end_operation, remove_vm
 from novacron.db.base import new_id, utcnow
 from novacron.db.models import VM, BackupSnapshot, BackupTarget, DRRunbook, Host, Task
+from novacron.errors import DomainError
 from novacron.identity.encryption import encryption_for
 from novacron.netguard import EgressPolicy
 from novacron.tasks.runner import StepFailed, TaskHandler
@@ -111,10 +112,10 @@ async def _shutdown(ctx: Context, task: Task, vm_id: str, key: str) -> str:
         vm.desired_state, host_id = "stopped", vm.host_id
     try:
         clean = await hostops.call(
-            ctx, host_id, task, "shutdown", vm_id, {"timeout_s": SHUTDOWN_S}, SHUTDOWN_S + 30, f"s{key}"
+            ctx, host_id, task, Shutdown(SHUTDOWN_S), vm_id, SHUTDOWN_S + 30, f"s{key}"
         )
         if not clean.get("clean"):
-            await hostops.call(ctx, host_id, task, "power_off", vm_id, None, 60, f"o{key}")
+            await hostops.call(ctx, host_id, task, PowerOff(), vm_id, 60, f"o{key}")
     except StepFailed as exc:
         return f"unreachable: {exc}"
     end_operation(ctx, vm_id, "stopped")
@@ -162,7 +163,7 @@ class _Recover(TaskHandler):
                 name = (None if self.dry_run else step.get("name")) or f"{snap.vm_name}-{suffix}"
                 try:
                     vm = service.new_vm_row(s, snap, name, f"steps.{n}.name")
-                except Problem as exc:
+                except DomainError as exc:
                     raise StepFailed(f"Step {n + 1}: {exc.detail}") from exc
                 vm.placement = {"aggregate": runbook.recovery_group}
                 vm.meta = {**vm.meta, "dr_runbook": runbook.id, "dr_task": task.id}
@@ -336,13 +337,10 @@ class DRFailback(TaskHandler):
                 target = s.get(BackupTarget, item["target_id"])
                 if vm is None or vm.host_id is None or target is None:
                     raise StepFailed(f"Step {n + 1}: the recovered VM or the recovery-site target is gone.")
-            payload = {
-                "snapshot_id": item["snapshot_id"], "parent_id": None, "immutable_until": None, "full": True,
-                "secrets": secrets_for(ctx, target, vm.tenant_id),
-            }  # fmt: skip
-            result = await hostops.call(
-                ctx, vm.host_id, task, "backup_disk", vm.id, payload, 6 * 3600.0, f"b{n}"
+            backup = BackupDisk(
+                item["snapshot_id"], secrets_for(ctx, target, vm.tenant_id), parent_id=None, full=True
             )
+            result = await hostops.call(ctx, vm.host_id, task, backup, vm.id, 6 * 3600.0, f"b{n}")
             record_backup(ctx, item["snapshot_id"], target, vm.name, result)
             done.add(item["snapshot_id"])
             progress = int(10 + 40 * len(done) / len(task.params["plan"]))
@@ -359,17 +357,17 @@ class DRFailback(TaskHandler):
                     raise StepFailed(f"Step {n + 1}: the original VM, its host or the backup is gone.")
                 vm.task_state, vm.desired_state = "restoring", "running"
                 try:
-                    spec = spec_payload(s, vm)
+                    spec = vm_spec(spec_payload(s, vm))
                 except ValueError as exc:
                     raise StepFailed(str(exc)) from exc
                 host_id = vm.host_id
             secrets = secrets_for(ctx, target, snap.tenant_id)
-            payload = {"snapshot_id": snap.id, "size": snap.size_bytes, "secrets": secrets}
-            await hostops.call(ctx, host_id, task, "restore_disk", vm.id, payload, 6 * 3600.0, f"r{n}")
-            await hostops.call(ctx, host_id, task, "prepare", vm.id, spec, 300, f"r{n}")
+            restore_disk = RestoreDisk(snap.id, snap.size_bytes, secrets)
+            await hostops.call(ctx, host_id, task, restore_disk, vm.id, 6 * 3600.0, f"r{n}")
+            await hostops.call(ctx, host_id, task, Prepare(spec), vm.id, 300, f"r{n}")
             # the original booted before: only what its console prints from now on counts
             since = await asyncio.to_thread(drsteps.console_end, ctx, host_id, vm.id)
-            await hostops.call(ctx, host_id, task, "launch", vm.id, spec, 300, f"r{n}")
+            await hostops.call(ctx, host_id, task, Launch(spec), vm.id, 300, f"r{n}")
             health = await drsteps.check_health(ctx, task, host_id, vm.id, item["health"], f"r{n}", since)
             end_operation(ctx, vm.id, "running")
             return {"vm_id": vm.id, "backup_id": snap.id, "health": health}

@@ -3,9 +3,10 @@
 ``instant_restore_disk`` starts nbdkit serving the snapshot straight from the chunk store
 (``nbdsource.py``) on a unix socket and makes the VM's disk a qcow2 overlay backed by that
 export; the VM then boots as usual, reading what it needs from the backup. ``stream_disk``
-runs QEMU's ``block-stream`` job, which copies every block the overlay lacks into it (at a
-rate the operator may cap) and drops the backing file: the disk is then standalone, as after
-a plain restore. Writes of the guest land in the overlay from the first second.
+has the driver copy every block the overlay lacks into it (``stream_backing``: QEMU's
+``block-stream`` job, at a rate the operator may cap) and drop the backing file: the disk is
+then standalone, as after a plain restore. Writes of the guest land in the overlay from the
+first second.
 
 nbdkit runs with the ``exitlast`` filter, so it ends by itself when its last client (QEMU, or
 ``qemu-img`` streaming a stopped VM) disconnects: after the stream, or when the VM is
@@ -23,19 +24,15 @@ import sysconfig
 from pathlib import Path
 from typing import Any
 
+from novacron.agent.protocol import InstantRestoreDisk, StreamDisk
 from novacron.backup import nbdsource
-from novacron.backup.agentops import DISK, Progress, qemu_driver
+from novacron.backup.agentops import DISK, backer
 from novacron.backup.vmstore import agent_store
-from novacron.virt.base import DriverError
-from novacron.virt.qemu import QemuDriver
-
-JOB = "restore-vda"
-DEVICE = "vda"
-POLL_S = 0.5
+from novacron.virt.base import ComputeDriver, DriverError, Progress
 
 
-def _paths(d: QemuDriver, instance_id: str) -> tuple[Path, Path, Path]:
-    idir = d.instance_dir(instance_id)
+def _paths(d: ComputeDriver, instance_id: str) -> tuple[Path, Path, Path]:
+    idir = d.scratch_dir(instance_id)
     return idir / "restore-source.sock", idir / "restore-source.pid", idir / "restore-source.log"
 
 
@@ -64,8 +61,8 @@ def _source_pid(pidfile: Path) -> int | None:
     return pid
 
 
-async def start_source(d: QemuDriver, instance_id: str, payload: dict[str, Any]) -> Path:
-    """Serve the payload's snapshot on the instance's restore socket (a no-op when it already is)."""
+async def start_source(d: ComputeDriver, instance_id: str, request: InstantRestoreDisk | StreamDisk) -> Path:
+    """Serve the request's snapshot on the instance's restore socket (a no-op when it already is)."""
     sock, pidfile, logfile = _paths(d, instance_id)
     if _source_pid(pidfile) is not None and sock.exists():
         return sock
@@ -75,7 +72,7 @@ async def start_source(d: QemuDriver, instance_id: str, payload: dict[str, Any])
     # the tenant's data key is on disk (0600) only until nbdkit has read it: the plugin deletes it
     fd = os.open(secrets_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        json.dump({"secrets": payload["secrets"], "snapshot_id": payload["snapshot_id"]}, f)
+        json.dump({"secrets": request.secrets, "snapshot_id": request.snapshot_id}, f)
     argv = [
         "nbdkit", "--unix", str(sock), "--pidfile", str(pidfile), "--readonly", "--log=stderr",
         "--filter=exitlast", "python", nbdsource.__file__,
@@ -92,7 +89,8 @@ async def start_source(d: QemuDriver, instance_id: str, payload: dict[str, Any])
     return sock
 
 
-def stop_source(d: QemuDriver, instance_id: str) -> None:
+def stop_source(d: ComputeDriver, instance_id: str) -> None:
+    """Stop serving the snapshot (nbdkit) and remove its socket."""
     sock, pidfile, _ = _paths(d, instance_id)
     pid = _source_pid(pidfile)
     if pid is not None:
@@ -108,20 +106,20 @@ async def _backing(disk: Path) -> str | None:
 
 
 async def instant_restore_disk(
-    driver: Any, instance_id: str, payload: dict[str, Any], report: Progress | None
+    driver: ComputeDriver, instance_id: str, request: InstantRestoreDisk, report: Progress | None
 ) -> dict[str, Any]:
     """Make the stopped VM's disk an overlay of the snapshot served by nbdkit, ready to boot."""
-    d = qemu_driver(driver)
+    d = backer(driver)
     if d.pid(instance_id) is not None:
         raise DriverError("the VM is running: stop it before restoring over its disk")
-    secrets = payload["secrets"]
+    secrets = request.secrets
     index = await asyncio.to_thread(
-        agent_store(secrets).load_index, str(secrets["tenant_id"]), str(payload["snapshot_id"]), DISK
+        agent_store(secrets).load_index, str(secrets["tenant_id"]), request.snapshot_id, DISK
     )
-    size = int(payload["size"])
+    size = request.size
     runs = nbdsource.chunk_runs(index.chunks, int(index.chunk_size), size)
     holes = [(offset, length) for offset, length, stored in runs if not stored]
-    sock = await start_source(d, instance_id, payload)
+    sock = await start_source(d, instance_id, request)
     disk = d.disk_path(instance_id)
     tmp = disk.with_suffix(".restoring")
     try:
@@ -142,47 +140,21 @@ async def instant_restore_disk(
 
 
 async def stream_disk(
-    driver: Any, instance_id: str, payload: dict[str, Any], report: Progress | None
+    driver: ComputeDriver, instance_id: str, request: StreamDisk, report: Progress | None
 ) -> dict[str, Any]:
     """Copy the rest of the backup into the VM's disk and make it standalone; resumable."""
-    d = qemu_driver(driver)
+    d = backer(driver)
     disk = d.disk_path(instance_id)
     if await _backing(disk) is None:
         stop_source(d, instance_id)
         return {"streamed": False}
-    speed = int(payload.get("speed_bytes") or 0)
     if d.pid(instance_id) is None:
         # a stopped VM (its host restarted mid-stream): qemu-img copies the backing data in
-        await start_source(d, instance_id, payload)
+        await start_source(d, instance_id, request)
         await _run("qemu-img", "rebase", "-q", "-b", "", str(disk))
     else:
-        await _stream_running(d, instance_id, speed, report)
+        await d.stream_backing(instance_id, request.speed_bytes, report)
     if await _backing(disk) is not None:
         raise DriverError("the disk still reads from the backup after the copy; run the restore again")
     stop_source(d, instance_id)
     return {"streamed": True}
-
-
-async def _stream_running(d: QemuDriver, instance_id: str, speed: int, report: Progress | None) -> None:
-    jobs = {j["device"]: j for j in await d.qmp(instance_id, "query-block-jobs")}
-    if JOB not in jobs:
-        args: dict[str, Any] = {"job-id": JOB, "device": DEVICE, "auto-dismiss": False}
-        if speed:
-            args["speed"] = speed
-        await d.qmp(instance_id, "block-stream", args)
-    while True:
-        job = next((j for j in await d.qmp(instance_id, "query-block-jobs") if j["device"] == JOB), None)
-        if job is None:
-            raise DriverError("the copy job of the restore is gone (the VM was stopped?)")
-        if job.get("status") == "concluded":
-            await d.qmp(instance_id, "job-dismiss", {"id": JOB})
-            if job.get("error"):
-                raise DriverError(f"copying the backup into the disk failed: {job['error']}")
-            return
-        if report is not None:
-            total = max(int(job.get("len") or 0), 1)
-            done = int(job.get("offset") or 0)
-            await report(
-                {"phase": "stream", "bytes_done": done, "bytes_total": total, "fraction": done / total}
-            )
-        await asyncio.sleep(POLL_S)

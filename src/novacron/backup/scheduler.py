@@ -11,18 +11,19 @@ backup under legal hold or inside its immutability window is kept whatever the p
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from novacron.api.errors import Problem
 from novacron.backup import drwatch, retention, service, vmstore
 from novacron.db.base import utcnow
 from novacron.db.models import VM, BackupPolicy, BackupSnapshot, BackupTarget
+from novacron.errors import DomainError
+from novacron.tasks.controller import ControllerLoop, Job
 
 if TYPE_CHECKING:
     from novacron.context import Context
@@ -61,7 +62,7 @@ def run_due(ctx: Context) -> int:
                 if busy is None:
                     try:
                         service.request_backup(s, vm, target, False, policy.id)
-                    except Problem as exc:  # the project's backup storage is full: next time
+                    except DomainError as exc:  # the project's backup storage is full: next time
                         log.warning("policy %s: no backup of VM %s: %s", policy.name, vm.name, exc.detail)
                         continue
                     queued += 1
@@ -101,28 +102,24 @@ def prune(ctx: Context) -> list[str]:
                         continue
                     try:
                         service.delete_snapshot(s, snap, store)
-                    except Problem:
+                    except DomainError:
                         continue
                     deleted.append(snap.id)
     return deleted
 
 
 class BackupScheduler:
+    """Every ``CHECK_S``: due backups, retention, replication to DR replicas, the RPO watch."""
+
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self._stopping = False
-
-    async def run_forever(self) -> None:
-        self._stopping = False
-        while not self._stopping:
-            try:
-                await asyncio.to_thread(run_due, self.ctx)
-                await asyncio.to_thread(prune, self.ctx)
-                await asyncio.to_thread(drwatch.replicate_due, self.ctx)
-                await asyncio.to_thread(drwatch.check_rpo, self.ctx)
-            except Exception:
-                log.exception("backup scheduler pass failed")
-            await asyncio.sleep(CHECK_S)
-
-    async def stop(self) -> None:
-        self._stopping = True
+        self.loop = ControllerLoop(
+            "backup scheduler",
+            [
+                Job("due backups", partial(run_due, ctx)),
+                Job("retention", partial(prune, ctx)),
+                Job("replication", partial(drwatch.replicate_due, ctx)),
+                Job("RPO watch", partial(drwatch.check_rpo, ctx)),
+            ],
+            tick_s=CHECK_S,
+        )

@@ -1,42 +1,51 @@
-"""Backup requests as the API makes them: catalogue rows and durable tasks in one transaction."""
+"""Backups as callers request them: catalogue rows and durable tasks in one transaction.
+
+The ``request_*`` functions, ``new_vm_row`` and ``delete_snapshot`` are shared with the backup
+scheduler and the DR tasks; ``BackupService`` is what the API calls on behalf of one caller.
+"""
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from novacron import events
-from novacron.api.errors import Problem, conflict, invalid, name_taken
 from novacron.backup import tasks as backup_tasks
+from novacron.backup import vmstore
+from novacron.compute.scope import get_visible, scoped
 from novacron.compute.vms import new_derived_image
 from novacron.db.base import new_id, utcnow
+from novacron.db.listing import ListParams, paginate
 from novacron.db.models import VM, BackupSnapshot, BackupTarget, Image, Project, RestoreJob, Task
+from novacron.errors import Conflict, DomainError, InvalidInput, NameTaken, NotFound, on_field
 from novacron.identity.principal import Principal
 from novacron.quota import enforce as quota
 from novacron.quota.registry import vm_amounts
 from novacron.quota.tree import node_for_ref
+from novacron.service import Service
 from novacron.tasks.runner import create_task
 
 if TYPE_CHECKING:
     from novacron.backup.store import ChunkStore
 
 
-def default_target(session: Session, ref: str | None, field: str = "body.target") -> BackupTarget:
+def default_target(session: Session, ref: str | None, field: str = "target") -> BackupTarget:
     """The named target, or the only one there is."""
     if ref is not None:
         target = session.scalar(
             select(BackupTarget).where((BackupTarget.id == ref) | (BackupTarget.name == ref))
         )
         if target is None:
-            raise invalid(field, f"no backup target '{ref}'; see GET /v1/backup-targets")
+            raise InvalidInput(field, f"no backup target '{ref}'; see GET /v1/backup-targets")
         return target
     targets = list(session.scalars(select(BackupTarget).limit(2)))
     if len(targets) != 1:
-        raise invalid(field, "name a backup target (there are several, or none: an admin creates one)")
+        raise InvalidInput(field, "name a backup target (there are several, or none: an admin creates one)")
     return targets[0]
 
 
@@ -46,14 +55,23 @@ def _busy(session: Session, resource_id: str) -> None:
         .where(Task.resource_id == resource_id, Task.state.in_(("pending", "running")))
         .limit(1)
     ):
-        raise conflict("A task on this resource is still running; wait for it (novacron task list).")
+        raise Conflict("A task on this resource is still running; wait for it (novacron task list).")
+
+
+def visible_vm(session: Session, principal: Principal, ref: str) -> VM:
+    """The VM a request body names (``vm``); 404 on that field when the caller cannot see it."""
+    try:
+        return get_visible(session, VM, ref, principal, "vm")
+    except DomainError as exc:
+        raise on_field(NotFound, "vm", f"no VM '{ref}' is visible to you") from exc
 
 
 def request_backup(
     session: Session, vm: VM, target: BackupTarget, full: bool, policy_id: str | None = None
 ) -> tuple[BackupSnapshot, Task]:
+    """A pending backup of the VM to the target, and its durable task (refused when quota is full)."""
     if vm.host_id is None or vm.state in ("building", "error", "deleted"):
-        raise conflict(f"VM '{vm.name}' is {vm.state} and has no disk to back up yet.")
+        raise Conflict(f"VM '{vm.name}' is {vm.state} and has no disk to back up yet.")
     project = session.get(Project, vm.project_id)
     assert project is not None
     # its size is known only once taken (charged then, BackupVM): refused while the project is full
@@ -95,15 +113,17 @@ def request_backup(
 
 def _available(snap: BackupSnapshot) -> None:
     if snap.state != "available":
-        raise conflict(f"Backup {snap.id} is {snap.state}; only an available backup can be used.")
+        raise Conflict(f"Backup {snap.id} is {snap.state}; only an available backup can be used.")
 
 
 def new_vm_row(
     session: Session,
     snap: BackupSnapshot,
     name: str,
-    field: str = "body.new_vm",
+    field: str = "new_vm",
     principal: Principal | None = None,
+    *,
+    part: str = "body",
 ) -> VM:
     """A VM to restore into, shaped like the one backed up (image for its kernel, sizes, user-data),
     charged to the project's quota like any VM: checked for a user's request, counted unchecked for
@@ -111,9 +131,9 @@ def new_vm_row(
     src = snap.source
     image = session.get(Image, src.get("image_id")) if src.get("image_id") else None
     if image is None or image.status != "active":
-        raise conflict(f"The image of the backed-up VM is gone; backup {snap.id} cannot make a new VM.")
+        raise Conflict(f"The image of the backed-up VM is gone; backup {snap.id} cannot make a new VM.")
     if session.scalar(select(VM.id).where(VM.project_id == snap.project_id, VM.name == name)):
-        raise name_taken("VM", name, field)
+        raise NameTaken("VM", name, field, part=part)
     vm = VM(
         id=new_id("vm"),
         project_id=snap.project_id,
@@ -155,6 +175,7 @@ def request_restore(
     instant: bool = False,
     copy_rate_mib: int | None = None,
 ) -> tuple[RestoreJob, Task, VM]:
+    """Restore the backup into a new VM (``new_vm``, ``instant``: booted at once) or over a stopped ``vm``."""
     _available(snap)
     job = RestoreJob(
         id=new_id("rst"),
@@ -172,9 +193,10 @@ def request_restore(
     else:
         assert vm is not None
         if vm.tenant_id != snap.tenant_id:
-            raise invalid("body.vm", "the VM belongs to another tenant than the backup", 404)
+            why = "the VM belongs to another tenant than the backup"
+            raise on_field(NotFound, "vm", why)
         if vm.task_state is not None or vm.state != "stopped":
-            raise conflict(
+            raise Conflict(
                 f"VM '{vm.name}' is {vm.task_state or vm.state}: stop it before restoring over it."
             )
         vm.task_state = "restoring"
@@ -221,6 +243,7 @@ def request_restore_image(
 
 
 def request_verify(session: Session, snap: BackupSnapshot) -> Task:
+    """A task re-reading every chunk of the backup."""
     _available(snap)
     _busy(session, snap.id)
     return create_task(
@@ -236,9 +259,10 @@ def request_verify(session: Session, snap: BackupSnapshot) -> Task:
 def request_restore_test(
     session: Session, snap: BackupSnapshot, marker: str | None, principal: Principal | None = None
 ) -> Task:
+    """A task restoring the backup into a throw-away VM and booting it (until ``marker``)."""
     _available(snap)
     _busy(session, snap.id)
-    vm = new_vm_row(session, snap, f"restore-test-{snap.id[-8:]}", "path.snapshot_id", principal)
+    vm = new_vm_row(session, snap, f"restore-test-{snap.id[-8:]}", "snapshot_id", principal, part="path")
     return create_task(
         session,
         backup_tasks.RestoreTest,
@@ -263,11 +287,12 @@ def deletable(snap: BackupSnapshot, now: datetime | None = None) -> str | None:
 
 
 def delete_snapshot(session: Session, snap: BackupSnapshot, store: ChunkStore | None) -> None:
+    """Delete the backup from the catalogue and its store, and free its quota."""
     why = deletable(snap)
     if why:
-        raise Problem(409, "Conflict", f"Backup {snap.id} cannot be deleted: {why}.")
+        raise Conflict(f"Backup {snap.id} cannot be deleted: {why}.")
     if snap.state in ("pending", "running"):
-        raise conflict(f"Backup {snap.id} is still being taken.")
+        raise Conflict(f"Backup {snap.id} is still being taken.")
     if store is not None and snap.state == "available":
         from novacron.backup.store import SnapshotNotFound
 
@@ -277,7 +302,123 @@ def delete_snapshot(session: Session, snap: BackupSnapshot, store: ChunkStore | 
     quota.release(session, "backup", snap.id)
 
 
-def set_hold(snap: BackupSnapshot, hold: bool, reason: str | None, principal: Principal) -> dict[str, Any]:
-    snap.legal_hold = hold
-    snap.hold_reason = reason if hold else None
-    return {"legal_hold": hold, "by": principal.username}
+@dataclass(frozen=True)
+class BackupFilter:
+    """What a list of backups is narrowed to (each filter that is set must match)."""
+
+    vm_id: str | None = None
+    vm_name: str | None = None
+    state: str | None = None
+    project_id: str | None = None
+    policy_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RestoreSpec:
+    """Where to restore a backup: exactly one of a new VM, a stopped VM, or a new image."""
+
+    new_vm: str | None = None
+    vm: str | None = None
+    image_name: str | None = None
+    instant: bool = False
+    copy_rate_mib: int | None = None
+
+
+@dataclass(frozen=True)
+class Restore:
+    """A restore under way: its job and task, and the VM or the image it makes."""
+
+    job: RestoreJob
+    task: Task
+    vm_id: str | None = None
+    image_id: str | None = None
+
+
+class BackupService(Service):
+    """Take, list, restore, verify, hold and delete the backups of the VMs the caller sees."""
+
+    def list(self, params: ListParams, where: BackupFilter) -> tuple[list[BackupSnapshot], str | None]:
+        """One page of the caller's backups."""
+        stmt = scoped(select(BackupSnapshot), BackupSnapshot, self.principal)
+        for col, value in (
+            (BackupSnapshot.vm_id, where.vm_id),
+            (BackupSnapshot.vm_name, where.vm_name),
+            (BackupSnapshot.state, where.state),
+            (BackupSnapshot.project_id, where.project_id),
+            (BackupSnapshot.policy_id, where.policy_id),
+        ):
+            if value is not None:
+                stmt = stmt.where(col == value)
+        return paginate(self.session, stmt, BackupSnapshot, params)
+
+    def get(self, ref: str) -> BackupSnapshot:
+        """The backup of this id or name, if the caller sees it."""
+        return get_visible(self.session, BackupSnapshot, ref, self.principal, "backup")
+
+    def create(self, vm_ref: str, target_ref: str | None, full: bool) -> tuple[BackupSnapshot, Task]:
+        """Back up a VM to a target (the only one when none is named): the pending backup, its task."""
+        vm = visible_vm(self.session, self.principal, vm_ref)
+        target = default_target(self.session, target_ref)
+        snap, task = request_backup(self.session, vm, target, full)
+        self.session.flush()
+        return snap, task
+
+    def delete(self, snap: BackupSnapshot) -> None:
+        """Delete a backup nothing holds, from its store too."""
+        target = self.session.get(BackupTarget, snap.target_id)
+        store = vmstore.server_store(self.ctx.settings, target) if target is not None else None
+        delete_snapshot(self.session, snap, store)
+
+    def restore(self, snap: BackupSnapshot, spec: RestoreSpec) -> Restore:
+        """Restore a backup as ``spec`` says; the task does the work."""
+        if spec.instant and spec.new_vm is None:
+            raise InvalidInput("instant", "an instant restore makes a new VM: give new_vm")
+        if spec.copy_rate_mib is not None and not spec.instant:
+            raise InvalidInput("copy_rate_mib", "the copy rate applies to an instant restore only")
+        if spec.image_name is not None:
+            job, task, image = request_restore_image(self.session, snap, spec.image_name)
+            self.session.flush()
+            return Restore(job, task, image_id=image.id)
+        vm = visible_vm(self.session, self.principal, spec.vm) if spec.vm is not None else None
+        job, task, target_vm = request_restore(
+            self.session, snap, self.principal, spec.new_vm, vm, spec.instant, spec.copy_rate_mib
+        )
+        self.session.flush()
+        return Restore(job, task, vm_id=target_vm.id)
+
+    def verify(self, snap: BackupSnapshot) -> Task:
+        """Queue a verification of every chunk of the backup."""
+        return request_verify(self.session, snap)
+
+    def restore_test(self, snap: BackupSnapshot, marker: str | None) -> Task:
+        """Queue a restore test: the backup restored into a VM that must boot (and print ``marker``)."""
+        return request_restore_test(self.session, snap, marker, self.principal)
+
+    def hold(self, ref: str, reason: str) -> BackupSnapshot:
+        """Put the backup under legal hold: nobody may delete it until it is released."""
+        snap = self.get(ref)
+        self._store_hold(snap, True, reason)
+        snap.legal_hold, snap.hold_reason = True, reason
+        self.session.flush()
+        return snap
+
+    def release(self, ref: str) -> BackupSnapshot:
+        """Release the backup's legal hold."""
+        snap = self.get(ref)
+        self._store_hold(snap, False, "")
+        snap.legal_hold, snap.hold_reason = False, None
+        self.session.flush()
+        return snap
+
+    def _store_hold(self, snap: BackupSnapshot, hold: bool, reason: str) -> None:
+        """Mirror the hold into the store, so pruning by the store itself refuses it too."""
+        target = self.session.get(BackupTarget, snap.target_id)
+        if target is None or snap.state != "available":
+            return
+        store = vmstore.server_store(self.ctx.settings, target)
+        who = self.principal.username
+        if hold:
+            store.place_hold(snap.tenant_id, snap.id, "legal", reason, who)
+        else:
+            with contextlib.suppress(LookupError):
+                store.release_hold(snap.tenant_id, snap.id, "legal", who)

@@ -48,12 +48,11 @@ from novacron.backup.model import (
 )
 from novacron.backup.retention import RetentionPolicy
 from novacron.backup.targets import ObjectNotFound, Target, target_from_url
+from novacron.backup.upload import ChunkUpload, DiskWrite, missing_chunks
 
 MiB = 1 << 20
 Reader = Callable[[int, int], "bytes | None"]
 Writer = Callable[[int, bytes], None]
-#: journal a backup's progress after this many chunks (and at the end)
-JOURNAL_EVERY = 32
 
 
 def chunks_for_ranges(ranges: Iterable[tuple[int, int]], chunk_size: int = 4 * MiB) -> set[int]:
@@ -78,6 +77,16 @@ def _file_writer(f: BinaryIO) -> Writer:
         f.write(data)
 
     return write
+
+
+def _resume(journal: gcmod.Journal, entries: list[str | None], pending: set[int], stats: WriteStats) -> None:
+    """Take the chunks an interrupted earlier attempt journalled, and start this attempt's journal."""
+    done = journal.open(planned=[c for i, c in enumerate(entries) if i not in pending and c])
+    for i, cid in done.items():
+        if i in pending:
+            entries[i] = cid
+            pending.discard(i)
+            stats.chunks_resumed += 1
 
 
 class ChunkStore:
@@ -234,67 +243,25 @@ class ChunkStore:
             return self.get_snapshot(tenant_id, snapshot_id)
         started = time.monotonic()
         codec = self.codec(tenant_id)
-        cs = self.chunk_size
-        n = (size + cs - 1) // cs
+        n = (size + self.chunk_size - 1) // self.chunk_size
         stats = WriteStats(chunks_total=n)
         entries: list[str | None] = [None] * n
-        pending = set(range(n))
-
-        base: DiskIndex | None = None
-        if parent is not None:
-            check_id("snapshot id", parent)
-            try:
-                base = self.load_index(tenant_id, parent, disk_name)
-            except SnapshotNotFound:
-                stats.full_read_reason = f"parent {parent} has no disk {disk_name}"
-        if base is not None and base.chunk_size != cs:
-            base, stats.full_read_reason = None, "parent uses another chunk size"
-        if base is not None and changed is not None:
-            keep = set(range(min(n, len(base.chunks)))) - set(changed)
-            if base.size != size:  # the old last chunk was short: read it again
-                keep.discard(min(base.size, size) // cs)
-            for i in keep:
-                entries[i] = base.chunks[i]
-            pending -= keep
-            stats.chunks_from_parent = len(keep)
-            stats.full_read = False
-        elif not stats.full_read_reason:
-            stats.full_read_reason = "no parent" if base is None else "no change list (change tracking lost)"
-
+        base = self._parent_index(tenant_id, parent, disk_name, stats)
+        pending = self._take_from_parent(base, changed, size, entries, stats)
         journal = gcmod.Journal(self.target, tenant_id, snapshot_id, disk_name)
-        done = journal.open(planned=[c for i, c in enumerate(entries) if i not in pending and c])
-        for i, cid in done.items():
-            if i in pending:
-                entries[i] = cid
-                pending.discard(i)
-                stats.chunks_resumed += 1
-
+        _resume(journal, entries, pending, stats)
+        disk = DiskWrite(tenant_id, reader, size, entries, stats, journal)
         known = set(base.referenced()) if base else set()
         known.update(c for c in entries if c)
-        self._transfer(
-            codec, tenant_id, reader, size, sorted(pending), entries, stats, known, journal, progress
-        )
-
-        # the GC fence: if a collection ran while we worked, what we rely on may be gone
-        while True:
-            generation = journal.wait_for_quiet_gc()
-            if generation is None:
-                break
-            missing = self._missing_chunks(tenant_id, entries)
-            if missing:
-                stats.chunks_repaired += len(missing)
-                self._transfer(
-                    codec, tenant_id, reader, size, sorted(missing), entries, stats, set(), journal, None
-                )
-            journal.accept_generation(generation)
-
+        ChunkUpload(self, codec, disk, known, progress).run(sorted(pending))
+        self._gc_fence(codec, disk)
         stats.seconds = round(time.monotonic() - started, 3)
         index = DiskIndex(
             tenant_id=tenant_id,
             snapshot_id=snapshot_id,
             disk=disk_name,
             size=size,
-            chunk_size=cs,
+            chunk_size=self.chunk_size,
             digest=self.digest,
             chunks=entries,
             created_at=created_at if created_at is not None else time.time(),
@@ -307,94 +274,55 @@ class ChunkStore:
         journal.close()
         return self.get_snapshot(tenant_id, snapshot_id)
 
-    def _transfer(
+    def _parent_index(
+        self, tenant_id: str, parent: str | None, disk_name: str, stats: WriteStats
+    ) -> DiskIndex | None:
+        """The parent's index of the disk when an incremental can build on it; else why not, in ``stats``."""
+        base: DiskIndex | None = None
+        if parent is not None:
+            check_id("snapshot id", parent)
+            try:
+                base = self.load_index(tenant_id, parent, disk_name)
+            except SnapshotNotFound:
+                stats.full_read_reason = f"parent {parent} has no disk {disk_name}"
+        if base is not None and base.chunk_size != self.chunk_size:
+            base, stats.full_read_reason = None, "parent uses another chunk size"
+        return base
+
+    def _take_from_parent(
         self,
-        codec: Codec,
-        tenant_id: str,
-        reader: Reader,
+        base: DiskIndex | None,
+        changed: Iterable[int] | None,
         size: int,
-        todo: list[int],
         entries: list[str | None],
         stats: WriteStats,
-        known: set[str],
-        journal: gcmod.Journal,
-        progress: Callable[[int, int], None] | None,
-    ) -> None:
-        """Read the chunks ``todo`` and upload those the target lacks, ``workers`` at a time."""
-        cs = self.chunk_size
-        zero = bytes(cs)
-        lock = threading.Lock()
-        claimed: set[str] = set()  # ids being uploaded by this call: one upload per distinct chunk
-        base_done = len(entries) - len(todo)
+    ) -> set[int]:
+        """Copy the unchanged entries from the parent's index; the chunk indexes left to read."""
+        pending = set(range(len(entries)))
+        if base is not None and changed is not None:
+            keep = set(range(min(len(entries), len(base.chunks)))) - set(changed)
+            if base.size != size:  # the old last chunk was short: read it again
+                keep.discard(min(base.size, size) // self.chunk_size)
+            for i in keep:
+                entries[i] = base.chunks[i]
+            pending -= keep
+            stats.chunks_from_parent = len(keep)
+            stats.full_read = False
+        elif not stats.full_read_reason:
+            stats.full_read_reason = "no parent" if base is None else "no change list (change tracking lost)"
+        return pending
 
-        def seal_and_store(i: int, data: bytes) -> tuple[int, str]:
-            cid = codec.chunk_id(data)
-            with lock:
-                fresh = cid not in known and cid not in claimed
-                claimed.add(cid)
-            if fresh:
-                key = self.chunk_key(tenant_id, cid)
-                if self.target.has(key):
-                    with lock:
-                        stats.chunks_deduplicated += 1
-                else:
-                    blob = codec.seal(cid, data)
-                    self.target.put(key, blob)
-                    with lock:
-                        stats.chunks_uploaded += 1
-                        stats.bytes_uploaded += len(blob)
-            else:
-                with lock:
-                    stats.chunks_deduplicated += 1
-            return i, cid
-
-        finished: dict[int, str | None] = {}
-        inflight: list[Future[tuple[int, str]]] = []
-        completed = 0
-
-        def drain(limit: int) -> None:
-            nonlocal completed
-            while len(inflight) > limit:
-                i, cid = inflight.pop(0).result()
-                entries[i] = cid
-                finished[i] = cid
-                completed += 1
-                if len(finished) >= JOURNAL_EVERY:
-                    journal.record(finished)
-                    finished.clear()
-                if progress:
-                    progress(base_done + completed, len(entries))
-
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="backup") as pool:
-            for i in todo:
-                offset = i * cs
-                length = min(cs, size - offset)
-                data = reader(offset, length)
-                stats.chunks_read += 1
-                if data is not None and len(data) != length:
-                    raise OSError(f"short read at offset {offset}: {len(data)} of {length} bytes")
-                stats.bytes_read += length
-                if data is None or (data == zero if length == cs else not data.strip(b"\0")):
-                    stats.holes += 1
-                    entries[i] = None
-                    finished[i] = None
-                    completed += 1
-                    continue
-                inflight.append(pool.submit(seal_and_store, i, data))
-                drain(self.workers * 2)
-            drain(0)
-        if finished:
-            journal.record(finished)
-        if progress:
-            progress(len(entries), len(entries))
-
-    def _missing_chunks(self, tenant_id: str, entries: list[str | None]) -> set[int]:
-        ids = {c for c in entries if c}
-        with ThreadPoolExecutor(self.workers) as pool:
-            present = dict(
-                zip(ids, pool.map(lambda c: self.target.has(self.chunk_key(tenant_id, c)), ids), strict=True)
-            )
-        return {i for i, c in enumerate(entries) if c and not present[c]}
+    def _gc_fence(self, codec: Codec, disk: DiskWrite) -> None:
+        """If a garbage collection ran while we worked, what we rely on may be gone: upload it again."""
+        while True:
+            generation = disk.journal.wait_for_quiet_gc()
+            if generation is None:
+                break
+            missing = missing_chunks(self, disk.tenant_id, disk.entries)
+            if missing:
+                disk.stats.chunks_repaired += len(missing)
+                ChunkUpload(self, codec, disk, set(), None).run(sorted(missing))
+            disk.journal.accept_generation(generation)
 
     # --- reading ------------------------------------------------------------------------------
 

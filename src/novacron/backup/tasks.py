@@ -16,6 +16,19 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from sqlalchemy import select
 
 from novacron import events
+from novacron.agent.protocol import (
+    BackupDisk,
+    Destroy,
+    InstantRestoreDisk,
+    Launch,
+    Prepare,
+    RestoreDisk,
+    StopRestoreSource,
+    StreamDisk,
+    WaitConsole,
+    WaitState,
+    vm_spec,
+)
 from novacron.backup import vmstore
 from novacron.compute import hostops, scheduler, storage
 from novacron.compute.images import describe_derived, remove_files
@@ -124,15 +137,15 @@ class BackupVM(TaskHandler):
             with ctx.db.session() as s:
                 policy = s.get(BackupPolicy, snap.policy_id)
                 immutable_s = policy.immutable_s if policy is not None else 0
-        payload = {
-            "snapshot_id": snap.id,
-            "parent_id": parent,
+        backup = BackupDisk(
+            snapshot_id=snap.id,
+            parent_id=parent,
             # the store refuses deletion until then, whoever asks (the catalogue says the same)
-            "immutable_until": time.time() + immutable_s if immutable_s else None,
-            "full": bool(task.params.get("full")) or damaged,
-            "secrets": secrets_for(ctx, target, vm.tenant_id),
-        }
-        result = await hostops.call(ctx, vm.host_id, task, "backup_disk", vm.id, payload, BACKUP_TIMEOUT_S)
+            immutable_until=time.time() + immutable_s if immutable_s else None,
+            full=bool(task.params.get("full")) or damaged,
+            secrets=secrets_for(ctx, target, vm.tenant_id),
+        )
+        result = await hostops.call(ctx, vm.host_id, task, backup, vm.id, BACKUP_TIMEOUT_S)
         if damaged:
             result["reason"] = "a verify found damage since the last full backup: full, to store it anew"
         record_backup(ctx, snap.id, target, vm.name, result)
@@ -205,8 +218,8 @@ def record_backup(
 async def _wait_console(
     ctx: Context, task: Task, host_id: str, vm_id: str, marker: str, key: str = ""
 ) -> dict[str, Any]:
-    payload = {"needle": marker, "timeout_s": BOOT_TIMEOUT_S}
-    return await hostops.call(ctx, host_id, task, "wait_console", vm_id, payload, BOOT_TIMEOUT_S + 60, key)
+    wait = WaitConsole(marker, BOOT_TIMEOUT_S)
+    return await hostops.call(ctx, host_id, task, wait, vm_id, BOOT_TIMEOUT_S + 60, key)
 
 
 async def restore_new_vm(
@@ -238,24 +251,20 @@ async def restore_new_vm(
         host_id = vm.host_id
         assert host_id is not None
         try:
-            spec = spec_payload(s, vm)
+            spec = vm_spec(spec_payload(s, vm))
         except ValueError as exc:
             raise StepFailed(str(exc)) from exc
-    await hostops.call(ctx, host_id, task, "prepare", vm_id, spec, 300, key)
-    payload = {
-        "snapshot_id": snap.id,
-        "size": snap.size_bytes,
-        "secrets": secrets_for(ctx, target, snap.tenant_id),
-    }
-    op = "instant_restore_disk" if instant else "restore_disk"
-    await hostops.call(ctx, host_id, task, op, vm_id, payload, BACKUP_TIMEOUT_S, key)
+    await hostops.call(ctx, host_id, task, Prepare(spec), vm_id, 300, key)
+    restore = InstantRestoreDisk if instant else RestoreDisk
+    request = restore(snap.id, snap.size_bytes, secrets_for(ctx, target, snap.tenant_id))
+    await hostops.call(ctx, host_id, task, request, vm_id, BACKUP_TIMEOUT_S, key)
     restored_s = time.monotonic() - started
-    await hostops.call(ctx, host_id, task, "launch", vm_id, spec, 300, key)
+    await hostops.call(ctx, host_id, task, Launch(spec), vm_id, 300, key)
     if marker:
         await _wait_console(ctx, task, host_id, vm_id, marker, key)
     else:
-        wanted = {"wanted": ["running"], "timeout_s": BOOT_TIMEOUT_S}
-        await hostops.call(ctx, host_id, task, "wait_state", vm_id, wanted, BOOT_TIMEOUT_S + 60, key)
+        wanted = WaitState(("running",), BOOT_TIMEOUT_S)
+        await hostops.call(ctx, host_id, task, wanted, vm_id, BOOT_TIMEOUT_S + 60, key)
     if instant:
         with ctx.db.session() as s:
             row = s.get(VM, vm_id)
@@ -298,7 +307,7 @@ class RestoreNewVM(TaskHandler):
         vm = _vm(ctx, task.resource_id)
         if vm.host_id is not None:
             with contextlib.suppress(StepFailed):
-                await hostops.call(ctx, vm.host_id, task, "destroy", vm.id, timeout_s=60)
+                await hostops.call(ctx, vm.host_id, task, Destroy(), vm.id, timeout_s=60)
         with ctx.db.session() as s:
             row = s.get(VM, task.resource_id)
             if row is not None:
@@ -330,13 +339,13 @@ class InstantRestoreNewVM(RestoreNewVM):
         vm = _vm(ctx, task.resource_id)
         assert vm.host_id is not None
         started = time.monotonic()
-        payload = {
-            "snapshot_id": snap.id,
-            "size": snap.size_bytes,
-            "speed_bytes": int(task.params.get("copy_rate_mib") or 0) * 2**20,
-            "secrets": secrets_for(ctx, target, snap.tenant_id),
-        }
-        await hostops.call(ctx, vm.host_id, task, "stream_disk", vm.id, payload, BACKUP_TIMEOUT_S)
+        stream = StreamDisk(
+            snapshot_id=snap.id,
+            size=snap.size_bytes,
+            speed_bytes=int(task.params.get("copy_rate_mib") or 0) * 2**20,
+            secrets=secrets_for(ctx, target, snap.tenant_id),
+        )
+        await hostops.call(ctx, vm.host_id, task, stream, vm.id, BACKUP_TIMEOUT_S)
         end_operation(ctx, vm.id, "running")
         with ctx.db.session() as s:
             row = s.get(Task, task.id)
@@ -351,7 +360,7 @@ class InstantRestoreNewVM(RestoreNewVM):
         if vm.host_id is not None:
             # before the VM's QEMU has connected, nothing else would end the backup's NBD server
             with contextlib.suppress(StepFailed):
-                await hostops.call(ctx, vm.host_id, task, "stop_restore_source", vm.id, timeout_s=60)
+                await hostops.call(ctx, vm.host_id, task, StopRestoreSource(), vm.id, timeout_s=60)
         await super().rollback(ctx, task, error)
 
 
@@ -366,12 +375,8 @@ class RestoreOverVM(TaskHandler):
         vm = _vm(ctx, task.resource_id)
         if vm.host_id is None:
             raise StepFailed(f"VM {vm.name} is not placed on any host.")
-        payload = {
-            "snapshot_id": snap.id,
-            "size": snap.size_bytes,
-            "secrets": secrets_for(ctx, target, snap.tenant_id),
-        }
-        result = await hostops.call(ctx, vm.host_id, task, "restore_disk", vm.id, payload, BACKUP_TIMEOUT_S)
+        restore = RestoreDisk(snap.id, snap.size_bytes, secrets_for(ctx, target, snap.tenant_id))
+        result = await hostops.call(ctx, vm.host_id, task, restore, vm.id, BACKUP_TIMEOUT_S)
         set_result(ctx, task, result)
         _finish_job(ctx, task.params.get("job_id"), "succeeded", result, None)
 

@@ -52,18 +52,12 @@ def raw_terminal(fd: int) -> Iterator[None]:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
-async def _bridge(
-    url: str, token: str, interactive: bool, linger: float, tls: ssl.SSLContext | None = None
-) -> str:
-    """Run the session; returns why it ended."""
+async def _connect(url: str, token: str, tls: ssl.SSLContext | None) -> tuple[Any, Any]:
+    """Open the console's WebSocket: (its context manager, to leave at the end; the connection)."""
     from websockets.asyncio.client import connect
-    from websockets.exceptions import ConnectionClosed, InvalidStatus
+    from websockets.exceptions import InvalidStatus
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    loop = asyncio.get_running_loop()
-    stdin_fd = sys.stdin.fileno()
-    out = sys.stdout.buffer
-    last_output = loop.time()
     try:
         # the header, never a token in the URL; wss: verified like the REST calls
         ws_cm = connect(url, additional_headers=headers, max_size=None, open_timeout=15, ssl=tls)
@@ -76,7 +70,14 @@ async def _bridge(
         ) from exc
     except (OSError, TimeoutError) as exc:
         raise CliError(f"cannot open the console WebSocket at {url}: {exc}", exit_code=2) from exc
-    keys: asyncio.Queue[bytes] = asyncio.Queue()
+    return ws_cm, ws
+
+
+def _feed_stdin(
+    loop: asyncio.AbstractEventLoop, stdin_fd: int, keys: asyncio.Queue[bytes]
+) -> list[asyncio.Task[None]]:
+    """Put what stdin gives into ``keys`` (``b""`` when it ends): watched by the event loop, or
+    read in a thread (returned, to cancel) when the loop cannot watch it."""
 
     def on_stdin() -> None:
         try:
@@ -86,6 +87,34 @@ async def _bridge(
         keys.put_nowait(data)
         if not data:
             loop.remove_reader(stdin_fd)
+
+    async def pump_blocking() -> None:
+        # regular files cannot be watched by the event loop: read them in a thread
+        while True:
+            data = await loop.run_in_executor(None, os.read, stdin_fd, 65536)
+            keys.put_nowait(data)
+            if not data:
+                return
+
+    try:
+        loop.add_reader(stdin_fd, on_stdin)
+    except (OSError, ValueError):
+        return [asyncio.create_task(pump_blocking())]
+    return []
+
+
+async def _bridge(
+    url: str, token: str, interactive: bool, linger: float, tls: ssl.SSLContext | None = None
+) -> str:
+    """Run the session; returns why it ended."""
+    from websockets.exceptions import ConnectionClosed
+
+    loop = asyncio.get_running_loop()
+    stdin_fd = sys.stdin.fileno()
+    out = sys.stdout.buffer
+    last_output = loop.time()
+    ws_cm, ws = await _connect(url, token, tls)
+    keys: asyncio.Queue[bytes] = asyncio.Queue()
 
     async def guest_to_user() -> str:
         nonlocal last_output
@@ -118,20 +147,8 @@ async def _bridge(
             await asyncio.sleep(0.1)
         return "input ended"
 
-    async def pump_blocking() -> None:
-        # regular files cannot be watched by the event loop: read them in a thread
-        while True:
-            data = await loop.run_in_executor(None, os.read, stdin_fd, 65536)
-            keys.put_nowait(data)
-            if not data:
-                return
-
     tasks = [asyncio.create_task(guest_to_user()), asyncio.create_task(user_to_guest())]
-    helpers: list[asyncio.Task[None]] = []
-    try:
-        loop.add_reader(stdin_fd, on_stdin)
-    except (OSError, ValueError):
-        helpers.append(asyncio.create_task(pump_blocking()))
+    helpers = _feed_stdin(loop, stdin_fd, keys)
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         return next(iter(done)).result()

@@ -37,6 +37,7 @@ from novacron.compute.tasks import StartVM
 from novacron.db.base import utcnow
 from novacron.db.models import VM, Host, HostOperation, Task
 from novacron.network.sync import syncing_vm
+from novacron.tasks.controller import ControllerLoop, Job
 from novacron.tasks.runner import TERMINAL, create_task
 
 if TYPE_CHECKING:
@@ -67,20 +68,11 @@ class HAMonitor:
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self._stopping = False
+        self.loop = ControllerLoop("HA monitor", [Job("HA check", self._check)], tick_s=CHECK_S)
 
-    async def run_forever(self) -> None:
-        self._stopping = False
-        while not self._stopping:
-            try:
-                if await asyncio.to_thread(self.check_once) and self.ctx.tasks is not None:
-                    self.ctx.tasks.wake()
-            except Exception:
-                log.exception("HA check failed")
-            await asyncio.sleep(CHECK_S)
-
-    async def stop(self) -> None:
-        self._stopping = True
+    def _check(self) -> None:
+        if self.check_once() and self.ctx.tasks is not None:
+            self.ctx.tasks.wake()  # the restarts it queued start now, not at the runner's next poll
 
     def check_once(self, now: datetime | None = None) -> bool:
         """One pass; True when it queued restarts."""

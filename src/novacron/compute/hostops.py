@@ -1,8 +1,9 @@
 """Operations the control plane asks of a host's agent, queued as rows and awaited.
 
-A task step calls ``call()``: it queues a HostOperation (once: the id is derived from the task and
-step) and waits for the host's agent to report the result. Agents claim the operations of their own
-host only, whether they run in this process (all-in-one) or on another machine over HTTPS.
+A task step calls ``call()`` with a typed request (``agent/protocol.py``): it queues a HostOperation
+(once: the id is derived from the task and step) and waits for the host's agent to report the result.
+Agents claim the operations of their own host only, whether they run in this process (all-in-one) or
+on another machine over HTTPS.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, or_, select, update
 
+from novacron.agent.protocol import Request, encode
 from novacron.db.base import utcnow
 from novacron.db.models import VM, Host, HostOperation, Image, Task
 from novacron.tasks.runner import StepFailed
@@ -158,18 +160,18 @@ async def call(
     ctx: Context,
     host_id: str,
     task: Task,
-    op: str,
+    request: Request,
     instance_id: str,
-    payload: dict[str, Any] | None = None,
     timeout_s: float = 300.0,
     key: str = "",
 ) -> dict[str, Any]:
-    """Queue ``op`` for a task step (once per step and ``key``) and wait for the host's answer.
+    """Queue ``request`` for a task step (once per step and ``key``) and wait for the host's answer.
 
     ``key`` tells apart several operations of the same kind in one step (one per VM of a runbook).
     """
+    op = request.OP
     op_id = operation_id(task, op) + (f":{key}" if key else "")
-    _queue(ctx, op_id, host_id, task.id, op, instance_id, payload)
+    _queue(ctx, op_id, host_id, task.id, op, instance_id, encode(request))
     done = _event(_completed, op_id)
     deadline = asyncio.get_running_loop().time() + timeout_s
     try:
@@ -184,11 +186,12 @@ async def call(
 
 
 def call_blocking(
-    ctx: Context, host_id: str, op: str, instance_id: str, payload: dict[str, Any], timeout_s: float = 10.0
+    ctx: Context, host_id: str, request: Request, instance_id: str, timeout_s: float = 10.0
 ) -> dict[str, Any]:
     """A one-off request outside any task (reading a console log); for worker threads, not event loops."""
+    op = request.OP
     op_id = f"{ONE_OFF}{secrets.token_hex(8)}:{op}"
-    _queue(ctx, op_id, host_id, None, op, instance_id, payload)
+    _queue(ctx, op_id, host_id, None, op, instance_id, encode(request))
     done = _event(_completed, op_id)
     deadline = time.monotonic() + timeout_s
     try:

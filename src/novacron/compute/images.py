@@ -16,6 +16,7 @@ import httpx
 from novacron import events, netguard
 from novacron.compute import storage
 from novacron.db.models import Image, Task
+from novacron.errors import FieldError, TooLarge
 from novacron.identity.encryption import encryption_for
 from novacron.tasks.runner import StepFailed, TaskHandler
 from novacron.virt.base import ImageInfo, InvalidImage
@@ -31,7 +32,7 @@ MAX_IMAGE_BYTES = 64 * 2**30
 
 
 class ImageTooLarge(Exception):
-    pass
+    """A download or upload passed ``MAX_IMAGE_BYTES``; its text says by how much."""
 
 
 async def write_stream(
@@ -56,6 +57,15 @@ async def write_stream(
     finally:
         tmp.unlink(missing_ok=True)
     return size, digest.hexdigest()
+
+
+async def receive_upload(chunks: AsyncIterator[bytes], dest: Path) -> tuple[int, str]:
+    """``write_stream`` of a client's upload, whose excess is the client's error (413 on ``body``)."""
+    try:
+        return await write_stream(chunks, dest)
+    except ImageTooLarge as exc:
+        field = FieldError("body", str(exc), part="")
+        raise TooLarge(f"body: {exc}", fields=[field], title="Invalid request") from exc
 
 
 def check_source_url(settings: Settings, url: str) -> None:

@@ -21,6 +21,23 @@ import contextlib
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from novacron import events
+from novacron.agent.protocol import (
+    Destroy,
+    MigrateFetchDisk,
+    MigrateFinish,
+    MigrateForget,
+    MigrateReceive,
+    MigrateSend,
+    MigrateServeDisk,
+    MigrateSourceDisk,
+    MigrateStorage,
+    Observe,
+    PowerOff,
+    Prepare,
+    Request,
+    Resume,
+    vm_spec,
+)
 from novacron.compute import hostops
 from novacron.compute.placement import NoValidHost
 from novacron.compute.placement.claims import reserve_elsewhere, try_claim, unreserve
@@ -30,7 +47,10 @@ from novacron.compute.tasks import end_operation
 from novacron.db.base import utcnow
 from novacron.db.models import VM, Host, Task
 from novacron.network.sync import push, syncing_vm, vm_has_ports
+from novacron.network.wire import from_dict
 from novacron.tasks.runner import StepFailed, TaskHandler
+from novacron.virt.base import DiskSource
+from novacron.virt.migration import MigrationSettings, MigrationTarget
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -104,10 +124,9 @@ class _Move(TaskHandler):
     async def _choose_storage(self, ctx: Context, task: Task, vm: VM) -> str:
         """Ask the destination whether it reaches the source's disk on shared storage."""
         source, target = task.params["source_host_id"], task.params["target_host_id"]
-        where = await hostops.call(ctx, source, task, "migrate_source_disk", vm.id, timeout_s=60)
+        where = await hostops.call(ctx, source, task, MigrateSourceDisk(), vm.id, timeout_s=60)
         requested = task.params.get("options", {}).get("storage", "auto")
-        payload = {"storage": requested, "source": where}
-        answer = await hostops.call(ctx, target, task, "migrate_storage", vm.id, payload, 60)
+        answer = await hostops.call(ctx, target, task, MigrateStorage(requested, where), vm.id, 60)
         chosen = str(answer["storage"])
         _save_params(ctx, task, storage=chosen)
         return chosen
@@ -147,9 +166,9 @@ class _Move(TaskHandler):
                 },
             )
 
-    def _release_op(self, task: Task) -> str:
+    def _release_op(self, task: Task) -> Request:
         """A disk on shared storage stays when an instance leaves a host; a local one goes."""
-        return "migrate_forget" if task.params.get("storage") == "shared" else "destroy"
+        return MigrateForget() if task.params.get("storage") == "shared" else Destroy()
 
     async def on_success(self, ctx: Context, task: Task) -> None:
         ctx.metrics.forget(task.resource_id)
@@ -204,19 +223,19 @@ class MigrateVM(_Move):
             with ctx.db.session() as s:
                 if vm_has_ports(s, vm.id):  # the destination has the VM's ports before it lands
                     push(s, [target], moving={vm.id: target})
-                payload = {**spec_payload(s, vm), "storage": storage}
-            answer = await hostops.call(ctx, target, task, "migrate_receive", vm.id, payload)
+                receive = MigrateReceive(vm_spec(spec_payload(s, vm)), storage)
+            answer = await hostops.call(ctx, target, task, receive, vm.id)
             _save_params(ctx, task, migration_target=answer)
         elif step == "transfer":
-            payload = {
-                "target": task.params["migration_target"],
-                "settings": qemu_settings(task.params.get("options", {})),
-            }
-            stats = await hostops.call(ctx, source, task, "migrate_send", vm.id, payload, 4 * 3600)
+            send = MigrateSend(
+                MigrationTarget(**task.params["migration_target"]),
+                MigrationSettings(**qemu_settings(task.params.get("options", {}))),
+            )
+            stats = await hostops.call(ctx, source, task, send, vm.id, 4 * 3600)
             _save_params(ctx, task, stats=stats)
         elif step == "start_target":
-            payload = {"storage": task.params.get("storage", "local")}
-            answer = await hostops.call(ctx, target, task, "migrate_finish", vm.id, payload)
+            finish = MigrateFinish(task.params.get("storage", "local"))
+            answer = await hostops.call(ctx, target, task, finish, vm.id)
             stats = dict(task.params["stats"])
             # the pause the guest saw: source stopped -> destination running (the two hosts' clocks)
             stats["guest_pause_ms"] = round((float(answer["resumed_at"]) - float(stats["stopped_at"])) * 1000)
@@ -235,17 +254,17 @@ class MigrateVM(_Move):
             # the destination may have run the guest on the shared disk: the source's older state
             # resumed over it would corrupt it. Neither runs; the VM boots again from its disk.
             with contextlib.suppress(StepFailed):
-                await hostops.call(ctx, source, task, "power_off", task.resource_id, timeout_s=60)
+                await hostops.call(ctx, source, task, PowerOff(), task.resource_id, timeout_s=60)
             reason = f"The migration failed after the guest's state had moved ({error}); start the VM again."
             end_operation(ctx, task.resource_id, "stopped", reason)
             return
         with contextlib.suppress(StepFailed):
-            state = (await hostops.call(ctx, source, task, "observe", task.resource_id, timeout_s=30))[
+            state = (await hostops.call(ctx, source, task, Observe(), task.resource_id, timeout_s=30))[
                 "power_state"
             ]
             # after a completed transfer the source is paused ("postmigrate"): it runs again
             if state == "paused" and task.params.get("was") == "running":
-                await hostops.call(ctx, source, task, "resume", task.resource_id, timeout_s=30)
+                await hostops.call(ctx, source, task, Resume(), task.resource_id, timeout_s=30)
         end_operation(ctx, task.resource_id)
 
 
@@ -262,17 +281,16 @@ class ColdMigrateVM(_Move):
         source, target = task.params["source_host_id"], task.params["target_host_id"]
         if step == "copy_disk":
             with ctx.db.session() as s:
-                payload = spec_payload(s, vm)
+                spec = vm_spec(spec_payload(s, vm))
             if await self._choose_storage(ctx, task, vm) == "shared":
                 # nothing to copy; the destination takes the instance now (its dir and seed, the
                 # disk backed by its own image copy), so its reports show the VM there, stopped
-                await hostops.call(ctx, target, task, "prepare", vm.id, payload, timeout_s=300)
+                await hostops.call(ctx, target, task, Prepare(spec), vm.id, timeout_s=300)
                 return
-            served = await hostops.call(ctx, source, task, "migrate_serve_disk", vm.id, timeout_s=60)
+            served = await hostops.call(ctx, source, task, MigrateServeDisk(), vm.id, timeout_s=60)
             _save_params(ctx, task, copying=True)
-            await hostops.call(
-                ctx, target, task, "migrate_fetch_disk", vm.id, {**payload, "source": served}, 4 * 3600
-            )
+            fetch = MigrateFetchDisk(spec, from_dict(DiskSource, served))
+            await hostops.call(ctx, target, task, fetch, vm.id, 4 * 3600)
         elif step == "switch":
             self._switch(ctx, task, vm.id, None)
         elif step == "cleanup_source":

@@ -9,16 +9,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from novacron import events
-from novacron.api.errors import Problem
+from novacron.compute.hosts import host_by_ref
 from novacron.db.base import Database, new_id, utcnow
 from novacron.db.models import Host, JoinToken, NodeCredential
+from novacron.errors import Conflict, FieldError, Unauthenticated
 from novacron.identity.principal import Principal
+from novacron.service import Service
 
 NODE_PREFIX = "ncn."
 JOIN_PREFIX = "ncj."
@@ -29,34 +32,23 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-class JoinRefused(Problem):
+class JoinRefused(Conflict):
     """A join that would take over an existing host; carries that host's id for the audit record."""
 
-    def __init__(self, host_id: str, detail: str, field: str = "body.name") -> None:
-        super().__init__(409, "Conflict", detail, errors=[{"field": field, "reason": detail}])
+    def __init__(self, host_id: str, detail: str) -> None:
+        super().__init__(detail, fields=[FieldError("name", detail)])
         self.host_id = host_id
 
 
-def create_join_token(
-    db: Database, created_by: str, ttl: timedelta, host_id: str | None = None
-) -> tuple[str, JoinToken]:
-    """A one-time join token: for a new host, or (``host_id``) to re-key that existing host."""
-    secret = secrets.token_urlsafe(24)
-    with db.session() as s:
-        token = JoinToken(
-            id=new_id("join"),
-            secret_hash=_hash(secret),
-            expires_at=utcnow() + ttl,
-            created_by=created_by,
-            host_id=host_id,
+class JoinTokenRefused(Unauthenticated):
+    """A join token that is unknown, expired or already used (one answer for all three)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The join token is unknown, expired or already used; ask for a new one "
+            "with 'POST /v1/hosts/join-tokens'."
         )
-        s.add(token)
-        if host_id is not None:
-            host = s.get(Host, host_id)
-            events.publish(
-                s, "host.rejoin_token", "host", host_id, tenant_id=None, name=host.name if host else None
-            )
-    return f"{JOIN_PREFIX}{token.id}.{secret}", token
+        self.fields = [FieldError("join_token", "unknown, expired or already used")]
 
 
 def token_id_of(join_token: str) -> str | None:
@@ -67,13 +59,7 @@ def token_id_of(join_token: str) -> str | None:
 
 
 def _spendable(s: Session, join_token: str) -> JoinToken:
-    refused = Problem(
-        401,
-        "Unauthorized",
-        "The join token is unknown, expired or already used; ask for a new one "
-        "with 'POST /v1/hosts/join-tokens'.",
-        errors=[{"field": "body.join_token", "reason": "unknown, expired or already used"}],
-    )
+    refused = JoinTokenRefused()
     token_id = token_id_of(join_token)
     if token_id is None:
         raise refused
@@ -148,7 +134,7 @@ def join(db: Database, join_token: str, name: str) -> tuple[str, str]:
 
 
 def authenticate(db: Database, token: str) -> Principal:
-    refused = Problem(401, "Unauthorized", "This node credential is unknown or revoked; join the host again.")
+    refused = Unauthenticated("This node credential is unknown or revoked; join the host again.")
     host_id, _, secret = token[len(NODE_PREFIX) :].partition(".")
     with db.session() as s:
         credential = s.get(NodeCredential, host_id)
@@ -170,13 +156,68 @@ def authenticate(db: Database, token: str) -> Principal:
         )
 
 
-def revoke(db: Database, host_id: str) -> bool:
-    with db.session() as s:
-        credential = s.get(NodeCredential, host_id)
-        host = s.get(Host, host_id)
-        if credential is None or host is None:
-            return False
+@dataclass(frozen=True)
+class JoinGrant:
+    """A join token, and the command an operator runs on the host to spend it."""
+
+    join_token: str
+    expires_at: datetime
+    ca_fingerprint: str
+    command: str
+    #: set on a re-key token: the only host it can join as
+    host_id: str | None = None
+
+
+class NodeService(Service):
+    """Operators' side of joining hosts: join tokens, re-key tokens, revocation."""
+
+    def join_token(self, ttl_s: int) -> JoinGrant:
+        """A one-time token that adds a new host (an existing host's name is refused)."""
+        return self._grant(ttl_s)
+
+    def rejoin_token(self, host_ref: str, ttl_s: int) -> JoinGrant:
+        """A one-time token that re-keys this host (after a reinstall): the agent joining with it
+        gets the host's identity and a new credential, and the old credential stops working."""
+        host = host_by_ref(self.session, host_ref)
+        if self.session.get(NodeCredential, host.id) is None:
+            # the embedded agent runs inside the server and has no credential to replace: a token
+            # for its host would let a remote process pose as it
+            raise Conflict(f"Host '{host.name}' has no agent credential (the embedded agent has none).")
+        return self._grant(ttl_s, host)
+
+    def revoke(self, host_ref: str) -> None:
+        """The host's credential stops working at once, and the host is down."""
+        host = host_by_ref(self.session, host_ref)
+        credential = self.session.get(NodeCredential, host.id)
+        if credential is None:
+            raise Conflict(f"Host '{host_ref}' has no agent credential (the embedded agent has none).")
         credential.revoked_at = utcnow()
         host.state = "down"
-        events.publish(s, "host.revoked", "host", host.id, tenant_id=None, name=host.name)
-        return True
+        events.publish(self.session, "host.revoked", "host", host.id, tenant_id=None, name=host.name)
+
+    def _grant(self, ttl_s: int, host: Host | None = None) -> JoinGrant:
+        """A join token (bound to ``host`` when re-keying it) and the command that spends it."""
+        secret = secrets.token_urlsafe(24)
+        token = JoinToken(
+            id=new_id("join"),
+            secret_hash=_hash(secret),
+            expires_at=utcnow() + timedelta(seconds=ttl_s),
+            created_by=self.principal.user_id,
+            host_id=host.id if host is not None else None,
+        )
+        self.session.add(token)
+        if host is not None:
+            events.publish(self.session, "host.rejoin_token", "host", host.id, tenant_id=None, name=host.name)
+        join_token = f"{JOIN_PREFIX}{token.id}.{secret}"
+        listener = self.ctx.agent_listener
+        fingerprint = listener.ca_fingerprint if listener is not None else ""
+        server = listener.url if listener is not None else "https://<server>:8443"
+        named = f" --name {host.name}" if host is not None else ""
+        return JoinGrant(
+            join_token=join_token,
+            expires_at=token.expires_at,
+            ca_fingerprint=fingerprint,
+            command=f"novacron agent --server {server}{named} --join-token {join_token} "
+            f"--ca-fingerprint {fingerprint}",
+            host_id=token.host_id,
+        )

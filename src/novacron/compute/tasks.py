@@ -9,9 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from novacron import events
+from novacron.agent.protocol import (
+    Destroy,
+    Launch,
+    Observe,
+    Pause,
+    PowerOff,
+    Prepare,
+    Reboot,
+    Request,
+    Resume,
+    Shutdown,
+    Snapshot,
+    VmSpec,
+    WaitState,
+    vm_spec,
+)
 from novacron.compute import hostops, scheduler, storage
 from novacron.compute.images import describe_derived, remove_files
 from novacron.compute.reports import STATE_OF
@@ -47,9 +64,13 @@ def _host_of(vm: VM) -> str:
 
 
 async def _on_host(
-    ctx: Context, task: Task, vm: VM, op: str, payload: dict[str, Any] | None = None, timeout_s: float = 300
+    ctx: Context, task: Task, vm: VM, request: Request, timeout_s: float = 300
 ) -> dict[str, Any]:
-    return await hostops.call(ctx, _host_of(vm), task, op, vm.id, payload, timeout_s)
+    return await hostops.call(ctx, _host_of(vm), task, request, vm.id, timeout_s)
+
+
+#: the steps that send the VM's spec, and their requests
+SPEC_STEPS: dict[str, Callable[[VmSpec], Request]] = {"prepare": Prepare, "launch": Launch}
 
 
 def _payload(ctx: Context, vm: VM) -> dict[str, Any]:
@@ -82,7 +103,7 @@ class VMOperation(TaskHandler):
         power = None
         if vm.host_id is not None:
             try:
-                power = (await _on_host(ctx, task, vm, "observe", timeout_s=30))["power_state"]
+                power = (await _on_host(ctx, task, vm, Observe(), timeout_s=30))["power_state"]
             except StepFailed:
                 power = None
         end_operation(ctx, vm.id, power, error if power in (None, "absent") else None)
@@ -124,9 +145,9 @@ class CreateVM(VMOperation):
                         host=host.name,
                     )
         elif step in ("prepare", "launch"):
-            await _on_host(ctx, task, vm, step, _payload(ctx, vm))
+            await _on_host(ctx, task, vm, SPEC_STEPS[step](vm_spec(_payload(ctx, vm))))
         elif step == "wait_running":
-            await _on_host(ctx, task, vm, "wait_state", {"wanted": ["running"], "timeout_s": BOOT_TIMEOUT_S})
+            await _on_host(ctx, task, vm, WaitState(("running",), BOOT_TIMEOUT_S))
 
     async def rollback(self, ctx: Context, task: Task, error: str) -> None:
         """A failed create leaves no process, disk or claim: only the VM row in ``error`` with the reason."""
@@ -134,7 +155,7 @@ class CreateVM(VMOperation):
         if vm.host_id is not None:
             # if the agent cannot, its orphan sweep removes the instance once the claim is gone
             with contextlib.suppress(StepFailed):
-                await _on_host(ctx, task, vm, "destroy", timeout_s=60)
+                await _on_host(ctx, task, vm, Destroy(), timeout_s=60)
         with ctx.db.session() as s:
             row = s.get(VM, task.resource_id)
             if row is not None:
@@ -151,10 +172,10 @@ class StartVM(VMOperation):
     async def run_step(self, ctx: Context, task: Task, step: str) -> None:
         vm = _load_vm(ctx, task)
         if step == "wait_running":
-            await _on_host(ctx, task, vm, "wait_state", {"wanted": ["running"], "timeout_s": BOOT_TIMEOUT_S})
+            await _on_host(ctx, task, vm, WaitState(("running",), BOOT_TIMEOUT_S))
         else:
             # prepare rebuilds the seed (name, user-data) and keeps the disk; a resize applies here
-            await _on_host(ctx, task, vm, step, _payload(ctx, vm))
+            await _on_host(ctx, task, vm, SPEC_STEPS[step](vm_spec(_payload(ctx, vm))))
 
 
 class StopVM(VMOperation):
@@ -164,14 +185,14 @@ class StopVM(VMOperation):
     async def run_step(self, ctx: Context, task: Task, step: str) -> None:
         vm = _load_vm(ctx, task)
         if task.params.get("force"):
-            await _on_host(ctx, task, vm, "power_off")
+            await _on_host(ctx, task, vm, PowerOff())
         else:
             timeout = float(task.params.get("timeout_s", 60))
-            await _on_host(ctx, task, vm, "shutdown", {"timeout_s": timeout}, timeout_s=timeout + 60)
+            await _on_host(ctx, task, vm, Shutdown(timeout), timeout_s=timeout + 60)
 
 
 class _SimpleOp(VMOperation):
-    op: ClassVar[str]
+    op: ClassVar[Request]
 
     async def run_step(self, ctx: Context, task: Task, step: str) -> None:
         await _on_host(ctx, task, _load_vm(ctx, task), self.op)
@@ -179,19 +200,19 @@ class _SimpleOp(VMOperation):
 
 class RebootVM(_SimpleOp):
     kind = "vm.reboot"
-    op = "reboot"
+    op = Reboot()
     steps: ClassVar[list[str]] = ["reboot"]
 
 
 class PauseVM(_SimpleOp):
     kind = "vm.pause"
-    op = "pause"
+    op = Pause()
     steps: ClassVar[list[str]] = ["pause"]
 
 
 class ResumeVM(_SimpleOp):
     kind = "vm.resume"
-    op = "resume"
+    op = Resume()
     steps: ClassVar[list[str]] = ["resume"]
 
 
@@ -215,7 +236,7 @@ async def remove_vm(ctx: Context, task: Task, vm_id: str, key: str) -> None:
         host_id = vm.host_id if vm is not None else None
     if host_id is not None:
         with contextlib.suppress(StepFailed):  # the agent's orphan sweep removes it once the row is gone
-            await hostops.call(ctx, host_id, task, "destroy", vm_id, timeout_s=120, key=f"rm{key}")
+            await hostops.call(ctx, host_id, task, Destroy(), vm_id, timeout_s=120, key=f"rm{key}")
     with ctx.db.session() as s:
         vm = s.get(VM, vm_id)
         if vm is not None:
@@ -235,7 +256,7 @@ class DeleteVM(TaskHandler):
                 forget_vm(ctx, s, vm)
                 return
         if vm.host_id is not None:
-            await _on_host(ctx, task, vm, "destroy", timeout_s=120)
+            await _on_host(ctx, task, vm, Destroy(), timeout_s=120)
 
     async def rollback(self, ctx: Context, task: Task, error: str) -> None:
         """The VM stays: it holds its quota again (without a limit check: it never stopped existing)."""
@@ -262,7 +283,7 @@ class SnapshotVM(TaskHandler):
         if step == "copy_disk":
             storage.image_dir(settings, image_id).mkdir(parents=True, exist_ok=True)
             # the host flattens the disk into the image store (its own, or uploaded to ours)
-            await _on_host(ctx, task, vm, "snapshot", {"image_id": image_id}, timeout_s=1800)
+            await _on_host(ctx, task, vm, Snapshot(image_id), timeout_s=1800)
             # checked here, not taken from the host: a standalone raw or qcow2 file, no backing file
             try:
                 info = await asyncio.to_thread(inspect_image, storage.image_disk(settings, image_id))

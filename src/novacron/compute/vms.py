@@ -1,22 +1,30 @@
-"""VM requests: checks that answer at once, and the tasks that do the work."""
+"""VMs: the service behind /v1/vms, and the state changes every caller of a VM action shares.
+
+``VMService`` answers the API: checks that answer at once, then a task that does the work. The
+module functions under it (``request_action``, ``request_delete``, ``request_migrate``, ...) move a
+VM into a task's busy state; DR runbooks and the rebalancer call them with no caller to act for.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session
 
 from novacron import events
-from novacron.api.errors import Problem, invalid, name_taken
-from novacron.compute import placement
+from novacron.agent.protocol import ConsoleRead
+from novacron.compute import hostops, placement
 from novacron.compute import tasks as vm_tasks
 from novacron.compute.placement.requests import request_for_create
-from novacron.compute.scope import get_visible
+from novacron.compute.scope import get_visible, resolve_project, scoped
 from novacron.db.base import new_id
-from novacron.db.models import VM, Flavor, Image, Project, Task
-from novacron.errors import DomainError
+from novacron.db.listing import ListParams, paginate
+from novacron.db.models import VM, Flavor, Host, Image, Project, Task
+from novacron.errors import Conflict, DomainError, InvalidInput, NameTaken, Unavailable, on_field
 from novacron.identity.principal import Principal
 from novacron.network import service as network_service
 from novacron.network.service import NicRequest
@@ -24,7 +32,10 @@ from novacron.network.sync import syncing
 from novacron.quota import enforce as quota
 from novacron.quota.policy import Decisions
 from novacron.quota.registry import vm_amounts
-from novacron.tasks.runner import TaskHandler, create_task
+from novacron.service import Service
+from novacron.tasks.runner import StepFailed, TaskHandler, create_task
+from novacron.tasks.service import wake_on_commit
+from novacron.virt.consolelog import read_log
 
 MAX_USER_DATA = 64 * 1024
 
@@ -37,96 +48,72 @@ ACTIONS: dict[str, tuple[type[TaskHandler], tuple[str, ...], str]] = {
     "resume": (vm_tasks.ResumeVM, ("paused",), "resuming"),
 }
 
+#: a VM list selects plain rows of these columns: no ORM objects on the hottest read path
+LIST_COLUMNS = (
+    VM.id,
+    VM.name,
+    VM.project_id,
+    VM.tenant_id,
+    VM.image_id,
+    VM.flavor_id,
+    VM.host_id,
+    VM.vcpus,
+    VM.ram_mb,
+    VM.disk_gb,
+    VM.state,
+    VM.desired_state,
+    VM.task_state,
+    VM.error,
+    VM.meta.label("metadata"),
+    VM.server_group_id,
+    VM.placement,
+    VM.ha,
+    VM.ha_priority,
+    VM.labels,
+    VM.created_at,
+    VM.updated_at,
+    VM.version,
+)
+LIST_SORTS = ("created_at", "name", "state", "updated_at")
 
-def create_vm(
-    session: Session,
-    principal: Principal,
-    project: Project,
-    *,
-    name: str,
-    image_ref: str,
-    flavor_ref: str,
-    user_data: str,
-    metadata: dict[str, str],
-    server_group: str | None = None,
-    aggregate: str | None = None,
-    labels: dict[str, str] | None = None,
-    ha: bool = False,
-    ha_priority: int = 0,
-    budget_override: bool = False,
-    decisions: Decisions | None = None,
-    vm_labels: dict[str, str] | None = None,
-    nics: list[NicRequest] | None = None,
-) -> tuple[VM, Task]:
-    try:
-        image = get_visible(session, Image, image_ref, principal, "image")
-    except DomainError as exc:
-        raise invalid("body.image", f"no image '{image_ref}' is visible to you; see GET /v1/images") from exc
-    if image.status != "active":
-        raise invalid(
-            "body.image", f"image '{image.name}' is {image.status}, not active; upload its disk first"
-        )
-    flavor = session.scalar(select(Flavor).where((Flavor.id == flavor_ref) | (Flavor.name == flavor_ref)))
-    if flavor is None:
-        raise invalid("body.flavor", f"no flavor '{flavor_ref}'; see GET /v1/flavors", 422)
-    if len(user_data.encode()) > MAX_USER_DATA:
-        raise invalid("body.user_data", f"larger than {MAX_USER_DATA} bytes")
-    disk_gb = root_disk_gb(principal, image, flavor)
-    placement, group_id = request_for_create(
-        session, principal, project, flavor, server_group=server_group, aggregate=aggregate, labels=labels
-    )
-    if session.scalar(select(VM.id).where(VM.project_id == project.id, VM.name == name)):
-        raise name_taken("VM", name, "body.name")
-    traits = network_service.vm_traits(nics or [])
-    if traits:  # SR-IOV and DPDK NICs need hosts that have them
-        placement["required_traits"] = sorted(set(placement.get("required_traits", ())) | traits)  # type: ignore[call-overload]
-    vm = VM(
-        id=new_id("vm"),
-        project_id=project.id,
-        tenant_id=project.tenant_id,
-        name=name,
-        image_id=image.id,
-        flavor_id=flavor.id,
-        vcpus=flavor.vcpus,
-        ram_mb=flavor.ram_mb,
-        disk_gb=disk_gb,
-        user_data=user_data,
-        meta=metadata,
-        placement=placement,
-        server_group_id=group_id,
-        ha=ha,
-        ha_priority=ha_priority,
-        labels=dict(vm_labels or {}),
-        desired_state="running",
-        state="building",
-        task_state="creating",
-    )
-    session.add(vm)
-    try:
-        session.flush()
-    except IntegrityError as exc:
-        raise name_taken("VM", name, "body.name") from exc
-    # in the transaction of the VM row: a refusal or any later failure of this request rolls both back
-    quota.charge(
-        session,
-        principal,
-        project,
-        "vm",
-        vm.id,
-        vm_amounts(vm.vcpus, vm.ram_mb, vm.disk_gb),
-        decisions,
-        budget_override=budget_override,
-    )
-    if nics:
-        with syncing(session, vm.tenant_id):  # its addresses may join others' remote groups
-            network_service.create_vm_ports(session, principal, project, vm, nics)
-    events.publish(
-        session, "vm.created", "vm", vm.id, tenant_id=vm.tenant_id, project_id=vm.project_id, name=name
-    )
-    task = create_task(
-        session, vm_tasks.CreateVM, "vm", vm.id, tenant_id=vm.tenant_id, project_id=vm.project_id
-    )
-    return vm, task
+
+@dataclass(frozen=True)
+class VMSpec:
+    """A VM to create, as the caller asked for it (already checked for shape by the API)."""
+
+    name: str
+    image: str
+    flavor: str
+    user_data: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    server_group: str | None = None
+    #: placement beyond the flavor's traits: an aggregate and host labels that must all match
+    aggregate: str | None = None
+    host_labels: Mapping[str, str] | None = None
+    ha: bool = False
+    ha_priority: int = 0
+    budget_override: bool = False
+    #: the VM's own labels, what label policies select
+    labels: Mapping[str, str] = field(default_factory=dict)
+    nics: tuple[NicRequest, ...] = ()
+
+
+@dataclass(frozen=True)
+class VMChange:
+    """An update of a VM: each field left None stays as it is."""
+
+    flavor: str | None = None
+    vcpus: int | None = None
+    ram_mb: int | None = None
+    metadata: Mapping[str, str] | None = None
+    ha: bool | None = None
+    ha_priority: int | None = None
+    labels: Mapping[str, str] | None = None
+
+    @property
+    def resizes(self) -> bool:
+        """Whether the change asks for another size."""
+        return self.flavor is not None or self.vcpus is not None or self.ram_mb is not None
 
 
 def root_disk_gb(principal: Principal, image: Image, flavor: Flavor) -> int:
@@ -139,15 +126,15 @@ def root_disk_gb(principal: Principal, image: Image, flavor: Flavor) -> int:
     image_gb = -(-image.virtual_size_bytes // 2**30)
     if flavor.disk_gb == 0:
         if not principal.is_global:
-            raise invalid(
-                "body.flavor",
+            raise InvalidInput(
+                "flavor",
                 f"flavor '{flavor.name}' has no disk size (disk_gb 0), which would take the image's "
                 f"size; only administrators use it: choose a flavor with a disk of at least {image_gb} GiB",
             )
         return max(image_gb, 1)
     if image.virtual_size_bytes > flavor.disk_gb * 2**30:
-        raise invalid(
-            "body.flavor",
+        raise InvalidInput(
+            "flavor",
             f"flavor '{flavor.name}' has a {flavor.disk_gb} GiB disk, smaller than image '{image.name}' "
             f"({image.virtual_size_bytes} bytes, {image_gb} GiB virtual size): choose a flavor with "
             f"at least {image_gb} GiB of disk",
@@ -156,21 +143,19 @@ def root_disk_gb(principal: Principal, image: Image, flavor: Flavor) -> int:
 
 
 def _ensure_idle(vm: VM) -> None:
+    """Refuse (409) while another task works on the VM."""
     if vm.task_state is not None:
-        raise Problem(
-            409,
-            "Conflict",
+        raise Conflict(
             f"VM '{vm.name}' is busy ({vm.task_state}); wait for its task to finish (novacron task list).",
         )
 
 
 def request_action(session: Session, vm: VM, action: str, params: dict[str, Any]) -> Task:
+    """The task of a power action (start, stop, reboot, pause, resume) allowed in the VM's state."""
     handler, allowed, busy_state = ACTIONS[action]
     _ensure_idle(vm)
     if vm.state not in allowed:
-        raise Problem(
-            409,
-            "Conflict",
+        raise Conflict(
             f"Cannot {action} VM '{vm.name}' while it is {vm.state}; allowed from: {', '.join(allowed)}.",
         )
     vm.task_state = busy_state
@@ -183,6 +168,7 @@ def request_action(session: Session, vm: VM, action: str, params: dict[str, Any]
 
 
 def request_delete(session: Session, vm: VM) -> Task:
+    """The VM's delete task (the one already under way, if any); its quota is given back at once."""
     if vm.task_state == "deleting":
         task = session.scalar(
             select(Task).where(Task.resource_id == vm.id, Task.kind == "vm.delete", Task.state != "failed")
@@ -204,7 +190,7 @@ def new_derived_image(
 ) -> Image:
     """The row of an image a task will fill from a VM's disk (snapshot, restore as image)."""
     if session.scalar(select(Image.id).where(Image.project_id == project_id, Image.name == name)):
-        raise name_taken("image", name, "body.image_name")
+        raise NameTaken("image", name, "image_name")
     image = Image(
         id=new_id("img"),
         project_id=project_id,
@@ -218,9 +204,10 @@ def new_derived_image(
 
 
 def request_snapshot(session: Session, principal: Principal, vm: VM, image_name: str) -> tuple[Image, Task]:
+    """A stopped VM's disk copied to a new image of its project, charged to the snapshots quota."""
     _ensure_idle(vm)
     if vm.state != "stopped":
-        raise Problem(409, "Conflict", f"Stop VM '{vm.name}' before taking a snapshot (it is {vm.state}).")
+        raise Conflict(f"Stop VM '{vm.name}' before taking a snapshot (it is {vm.state}).")
     image = new_derived_image(session, vm.tenant_id, vm.project_id, image_name, snapshot_of=vm.id)
     project = session.get(Project, vm.project_id)
     assert project is not None
@@ -244,10 +231,10 @@ def resize(vm: VM, flavor: Flavor | None, vcpus: int | None, ram_mb: int | None)
     """Offline resize: the new size applies at the next start."""
     _ensure_idle(vm)
     if vm.state not in ("stopped", "error"):
-        raise Problem(409, "Conflict", f"Stop VM '{vm.name}' before resizing it (it is {vm.state}).")
+        raise Conflict(f"Stop VM '{vm.name}' before resizing it (it is {vm.state}).")
     if flavor is not None and 0 < flavor.disk_gb < vm.disk_gb:  # a disk is not shrunk
-        raise invalid(
-            "body.flavor",
+        raise InvalidInput(
+            "flavor",
             f"flavor '{flavor.name}' has a {flavor.disk_gb} GiB disk, smaller than the VM's "
             f"{vm.disk_gb} GiB disk: choose a flavor with at least {vm.disk_gb} GiB",
         )
@@ -260,7 +247,7 @@ def resize(vm: VM, flavor: Flavor | None, vcpus: int | None, ram_mb: int | None)
         try:
             placement.resize_claim(session, vm, new_vcpus, new_ram)
         except placement.NoValidHost as exc:
-            raise Problem(409, "Conflict", str(exc)) from exc
+            raise Conflict(str(exc)) from exc
     if flavor is not None:
         vm.flavor_id = flavor.id
     vm.vcpus, vm.ram_mb = new_vcpus, new_ram
@@ -274,9 +261,7 @@ def request_migrate(
 
     _ensure_idle(vm)
     if vm.state not in ("running", "stopped") or vm.host_id is None:
-        raise Problem(
-            409,
-            "Conflict",
+        raise Conflict(
             f"Only a running (live) or stopped (cold) VM can be migrated; '{vm.name}' is {vm.state}.",
         )
     vm.task_state = "migrating"
@@ -294,3 +279,220 @@ def request_migrate(
             "options": options or {},
         },
     )
+
+
+class VMService(Service):
+    """The caller's VMs: create, read, change, act on, and read their console and metrics."""
+
+    def list_rows(
+        self,
+        params: ListParams,
+        *,
+        name: str | None = None,
+        state: str | None = None,
+        project_id: str | None = None,
+        host_id: str | None = None,
+    ) -> tuple[list[Any], str | None]:
+        """One page of VMs as plain rows of ``LIST_COLUMNS`` (no ORM objects: the hottest read)."""
+        stmt = scoped(select(*LIST_COLUMNS), VM, self.principal)
+        for col, value in (
+            (VM.name, name),
+            (VM.state, state),
+            (VM.project_id, project_id),
+            (VM.host_id, host_id),
+        ):
+            if value is not None:
+                stmt = stmt.where(col == value)
+        return paginate(self.session, stmt, VM, params, as_rows=True)
+
+    def get(self, ref: str) -> VM:
+        """The VM of this id (or name unique among the caller's), if the caller may see it."""
+        return get_visible(self.session, VM, ref, self.principal, "vm")
+
+    def project(self, project_id: str | None) -> Project:
+        """The project a new VM goes to: the one named, or the caller's only project."""
+        return resolve_project(self.session, self.principal, project_id)
+
+    def create(self, project: Project, spec: VMSpec, decisions: Decisions) -> tuple[VM, Task]:
+        """A new VM in ``project`` and the task that builds it; quota and ports go in the same
+        transaction, so a refusal or any later failure of the request leaves none of them."""
+        image, flavor = self._image_and_flavor(spec)
+        if len(spec.user_data.encode()) > MAX_USER_DATA:
+            raise InvalidInput("user_data", f"larger than {MAX_USER_DATA} bytes")
+        disk_gb = root_disk_gb(self.principal, image, flavor)
+        placement_spec, group_id = self._placement(project, flavor, spec)
+        vm = VM(
+            id=new_id("vm"),
+            project_id=project.id,
+            tenant_id=project.tenant_id,
+            name=spec.name,
+            image_id=image.id,
+            flavor_id=flavor.id,
+            vcpus=flavor.vcpus,
+            ram_mb=flavor.ram_mb,
+            disk_gb=disk_gb,
+            user_data=spec.user_data,
+            meta=dict(spec.metadata),
+            placement=placement_spec,
+            server_group_id=group_id,
+            ha=spec.ha,
+            ha_priority=spec.ha_priority,
+            labels=dict(spec.labels),
+            desired_state="running",
+            state="building",
+            task_state="creating",
+        )
+        self.session.add(vm)
+        try:
+            self.session.flush()
+        except IntegrityError as exc:
+            raise NameTaken("VM", spec.name, "name") from exc
+        amounts = vm_amounts(vm.vcpus, vm.ram_mb, vm.disk_gb)
+        quota.charge(
+            self.session,
+            self.principal,
+            project,
+            "vm",
+            vm.id,
+            amounts,
+            decisions,
+            budget_override=spec.budget_override,
+        )
+        if spec.nics:
+            with syncing(self.session, vm.tenant_id):  # its addresses may join others' remote groups
+                network_service.create_vm_ports(self.session, self.principal, project, vm, list(spec.nics))
+        events.publish(
+            self.session,
+            "vm.created",
+            "vm",
+            vm.id,
+            tenant_id=vm.tenant_id,
+            project_id=vm.project_id,
+            name=vm.name,
+        )
+        task = create_task(
+            self.session, vm_tasks.CreateVM, "vm", vm.id, tenant_id=vm.tenant_id, project_id=vm.project_id
+        )
+        if not decisions.items:  # the audit log says why it was let through
+            decisions.add("allow", "quota", "within every quota, policy rule and budget")
+        return vm, self._started(task)
+
+    def _image_and_flavor(self, spec: VMSpec) -> tuple[Image, Flavor]:
+        """The image (visible to the caller and active) and the flavor the VM is made of."""
+        try:
+            image = get_visible(self.session, Image, spec.image, self.principal, "image")
+        except DomainError as exc:
+            raise InvalidInput(
+                "image", f"no image '{spec.image}' is visible to you; see GET /v1/images"
+            ) from exc
+        if image.status != "active":
+            raise InvalidInput(
+                "image", f"image '{image.name}' is {image.status}, not active; upload its disk first"
+            )
+        flavor = self._flavor(spec.flavor)
+        if flavor is None:
+            raise InvalidInput("flavor", f"no flavor '{spec.flavor}'; see GET /v1/flavors")
+        return image, flavor
+
+    def _flavor(self, ref: str) -> Flavor | None:
+        return self.session.scalar(select(Flavor).where((Flavor.id == ref) | (Flavor.name == ref)))
+
+    def _placement(self, project: Project, flavor: Flavor, spec: VMSpec) -> tuple[dict[str, Any], str | None]:
+        """The VM's placement spec and server group; its name is checked free in the project."""
+        placement_spec, group_id = request_for_create(
+            self.session,
+            self.principal,
+            project,
+            flavor,
+            server_group=spec.server_group,
+            aggregate=spec.aggregate,
+            labels=dict(spec.host_labels) if spec.host_labels is not None else None,
+        )
+        if self.session.scalar(select(VM.id).where(VM.project_id == project.id, VM.name == spec.name)):
+            raise NameTaken("VM", spec.name, "name")
+        traits = network_service.vm_traits(list(spec.nics))
+        if traits:  # SR-IOV and DPDK NICs need hosts that have them
+            required = cast("list[str]", placement_spec.get("required_traits", []))
+            placement_spec["required_traits"] = sorted(set(required) | traits)
+        return placement_spec, group_id
+
+    def update(self, vm: VM, change: VMChange) -> VM:
+        """Resize a stopped VM, replace its metadata, HA settings or labels."""
+        if change.resizes:
+            flavor = None
+            if change.flavor is not None:
+                flavor = self._flavor(change.flavor)
+                if flavor is None:
+                    raise InvalidInput("flavor", f"no flavor '{change.flavor}'")
+            resize(vm, flavor, change.vcpus, change.ram_mb)
+        if change.metadata is not None:
+            vm.meta = dict(change.metadata)
+        if change.ha is not None:
+            vm.ha = change.ha
+        if change.ha_priority is not None:
+            vm.ha_priority = change.ha_priority
+        if change.labels is not None and change.labels != (vm.labels or {}):
+            with syncing(self.session, vm.tenant_id):  # label policies now select other addresses
+                vm.labels = dict(change.labels)
+        self.session.flush()
+        return vm
+
+    def delete(self, vm: VM) -> Task:
+        """The VM's delete task (the one under way when asked again)."""
+        task = request_delete(self.session, vm)
+        self.session.flush()
+        return self._started(task)
+
+    def act(self, vm: VM, action: str, params: dict[str, Any]) -> Task:
+        """The task of a power action: start, stop, reboot, pause or resume."""
+        task = request_action(self.session, vm, action, params)
+        self.session.flush()
+        return self._started(task)
+
+    def snapshot(self, vm: VM, image_name: str) -> tuple[Image, Task]:
+        """A new image of the stopped VM's disk, and the task that fills it."""
+        image, task = request_snapshot(self.session, self.principal, vm, image_name)
+        return image, self._started(task)
+
+    def migrate(self, vm: VM, host: str | None, options: dict[str, Any]) -> Task:
+        """Move the VM to ``host`` (id or name; default: the scheduler chooses), live or cold."""
+        target = self._host_id(host) if host else None
+        if target is not None and target == vm.host_id:
+            raise on_field(Conflict, "host", "the VM already runs there", title="Invalid request")
+        task = request_migrate(self.session, vm, target, options)
+        self.session.flush()
+        return self._started(task)
+
+    def _host_id(self, ref: str) -> str:
+        host_id = self.session.scalar(select(Host.id).where((Host.id == ref) | (Host.name == ref)))
+        if host_id is None:
+            raise InvalidInput("host", f"no host '{ref}'")
+        return host_id
+
+    def console_log(self, ref: str, offset: int, tail: int | None) -> tuple[str, int]:
+        """The serial console's text from ``offset`` (or its last ``tail`` bytes), and where to go on."""
+        vm = self.get(ref)
+        vm_id, host_id = vm.id, vm.host_id
+        # a remote host's answer is awaited next: no transaction may stay open meanwhile
+        self.session.rollback()
+        if host_id is None:
+            return "", offset
+        agent = self.ctx.agent
+        if agent is not None and host_id == agent.host_id:
+            data, next_offset = read_log(agent.driver.console_log(vm_id), offset, tail)
+            return data.decode("utf-8", "replace"), next_offset
+        try:
+            answer = hostops.call_blocking(self.ctx, host_id, ConsoleRead(offset, tail), vm_id)
+        except StepFailed as exc:
+            raise Unavailable(f"{exc} Retry when the host is back.") from exc
+        return str(answer["text"]), int(answer["next_offset"])
+
+    def metrics(self, ref: str, since: float | None) -> tuple[str, float, list[dict[str, Any]]]:
+        """(VM id, sampling interval in seconds, the VM's samples after ``since``)."""
+        vm = self.get(ref)
+        samples: list[dict[str, Any]] = self.ctx.metrics.get(vm.id, since)
+        return vm.id, self.ctx.settings.metrics_interval_s, samples
+
+    def _started(self, task: Task) -> Task:
+        wake_on_commit(self.session, self.ctx)
+        return task

@@ -1,13 +1,11 @@
 """The audit log: one record for every mutating HTTP request (POST, PUT, PATCH, DELETE), and
 for every request refused for a bad credential (401 on a request that presented a token).
 
-A pure ASGI middleware watches the response go by (status and, for small JSON bodies, the
-resource id), lets the whole request finish (so the handler's own transaction is closed),
-then writes the record in a separate transaction in a worker thread. Auditing never breaks
-a request: a failure to write is logged and the response is unaffected.
+``api/audit.py`` watches each request go by and writes its record (``write_record``) once the
+request is over; this module names what the record says and reads the log back.
 
-Who: ``request.state.principal`` when the request authenticated; handlers without a
-principal (e.g. the password login) can name the actor with ``audit_hint``.
+Who: the authenticated principal; a request without one (e.g. the password login) is named by
+what its handler or service notes down (``AuditNote``), which can also carry a ``detail``.
 Action: ``<resource>.<verb>`` from the route template, e.g. ``POST /v1/projects`` ->
 ``project.create``, ``POST /v1/users/{user_id}/password`` -> ``user.password``,
 ``DELETE /v1/tokens/current`` -> ``token.delete``; unmatched paths keep ``METHOD path``.
@@ -19,38 +17,34 @@ the log; their ``detail`` says why (the problem's ``detail``) and how many were 
 
 from __future__ import annotations
 
-import json
-import logging
+import base64
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-import anyio.to_thread
-from fastapi import FastAPI, Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from sqlalchemy import or_, select
 
+from novacron.db.base import Database
 from novacron.db.models import AuditRecord
-from novacron.identity.audit_limit import RefusalLimiter
-from novacron.identity.clientaddr import client_address
+from novacron.errors import MalformedInput
+from novacron.service import Service
 
-log = logging.getLogger(__name__)
-
-MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-REFUSED = frozenset({401, 429})
-_BODY_CAPTURE_MAX = 64 * 1024
 _VERB = {"POST": "create", "PUT": "update", "PATCH": "update", "DELETE": "delete"}
 
 
-def audit_hint(request: Request, **fields: str | None) -> None:
-    """Tell the audit middleware about this request (``actor_id``, ``actor_name``, ``tenant_id``,
-    ``resource_id``) when there is no authenticated principal or the response does not show it."""
-    hints: dict[str, str | None] = getattr(request.state, "audit", None) or {}
-    hints.update(fields)
-    request.state.audit = hints
+@dataclass
+class AuditNote:
+    """What a request's audit record cannot see for itself, noted down while the request runs."""
 
+    #: ``actor_id``, ``actor_name``, ``tenant_id``, ``resource_id``: for a request without an
+    #: authenticated principal, or whose response does not show them
+    hints: dict[str, str | None] = field(default_factory=dict)
+    #: JSON-able; may still be filled in after it is set (a list the handler appends decisions to)
+    detail: Any = None
 
-def audit_detail(request: Request, detail: Any) -> None:
-    """Record ``detail`` (JSON-able; may still be filled in after this call, e.g. a list the handler
-    appends decisions to) with this request's audit record, whatever its outcome."""
-    request.state.audit_detail = detail
+    def hint(self, **fields: str | None) -> None:
+        """Name the actor, tenant or resource of the request."""
+        self.hints.update(fields)
 
 
 def _singular(word: str) -> str:
@@ -96,6 +90,7 @@ def action_name(method: str, template: str | None, path: str) -> str:
 
 
 def outcome_of(status: int) -> str:
+    """``success``, ``denied`` or ``failed`` for a response status."""
     if status < 400:
         return "success"
     if status in (401, 403, 404):
@@ -103,144 +98,69 @@ def outcome_of(status: int) -> str:
     return "failed"
 
 
-def _presents_credential(scope: Scope) -> bool:
-    """A request that showed a token: its 401 is a refused credential (forged, expired, revoked)."""
-    if any(name.lower() == b"authorization" for name, _ in scope.get("headers") or []):
-        return True
-    query = scope.get("query_string") or b""
-    return b"access_token=" in query or b"ticket=" in query
+def write_record(db: Database, record: AuditRecord) -> None:
+    """Store one audit record in a transaction of its own (the request's own one is over)."""
+    with db.session() as session:
+        session.add(record)
 
 
-class AuditMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self.refusals = RefusalLimiter()
+@dataclass(frozen=True)
+class AuditQuery:
+    """Which audit records to list, and one page of them (``-time``: newest first)."""
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket" and _presents_credential(scope):
-            await self._websocket(scope, receive, send)
-            return
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        mutating = scope["method"] in MUTATING
-        if not mutating and not _presents_credential(scope):
-            await self.app(scope, receive, send)
-            return
-        scope.setdefault("state", {})
-        status = 500
-        is_json = False
-        chunks: list[bytes] = []
-        size = 0
-
-        async def watch(message: Message) -> None:
-            nonlocal status, is_json, size
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-                for name, value in message.get("headers", []):
-                    if name.lower() == b"content-type" and b"json" in value.lower():
-                        is_json = mutating or status in REFUSED
-            elif message["type"] == "http.response.body" and is_json and size <= _BODY_CAPTURE_MAX:
-                body = message.get("body", b"")
-                chunks.append(body)
-                size += len(body)
-            await send(message)
-
-        try:
-            await self.app(scope, receive, watch)
-        finally:
-            if mutating or status in REFUSED:
-                await self._audit(
-                    scope, status, b"".join(chunks) if is_json and size <= _BODY_CAPTURE_MAX else b""
-                )
-
-    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """A WebSocket whose credential is refused is closed with 4401 and a reason: audit that."""
-        refused: list[str] = []
-
-        async def watch(message: Message) -> None:
-            if message["type"] == "websocket.close" and message.get("code") == 4000 + 401:
-                refused.append(str(message.get("reason") or ""))
-            await send(message)
-
-        try:
-            await self.app(scope, receive, watch)
-        finally:
-            if refused:
-                body = json.dumps({"detail": refused[0] or "refused credential"}).encode()
-                await self._audit(dict(scope, method="WS"), 401, body)
-
-    async def _audit(self, scope: Scope, status: int, body: bytes) -> None:
-        try:
-            record = self._record(scope, status, body)
-            if status in REFUSED and not self._admit(record):
-                return
-            await anyio.to_thread.run_sync(self._write, scope, record)
-        except Exception:  # noqa: BLE001 - auditing must never break the request
-            log.exception("could not write the audit record for %s %s", scope["method"], scope["path"])
-
-    def _admit(self, record: AuditRecord) -> bool:
-        """Apply the refusal limits; a written record reports the refusals that were not."""
-        key = record.actor_id or f"source:{record.source_ip}"
-        suppressed = self.refusals.admit(key, anonymous=record.actor_id is None)
-        if suppressed is None:
-            return False
-        if suppressed:
-            detail = json.loads(record.detail) if record.detail else {}
-            record.detail = json.dumps(dict(detail if isinstance(detail, dict) else {"detail": detail},
-                                            suppressed=suppressed))  # fmt: skip
-        return True
-
-    def _record(self, scope: Scope, status: int, body: bytes) -> AuditRecord:
-        state: dict[str, Any] = scope.get("state") or {}
-        principal = state.get("principal")
-        hints: dict[str, str | None] = state.get("audit") or {}
-        route = scope.get("route")
-        template = getattr(route, "path", None)
-        payload: Any = None
-        if body:
-            try:
-                payload = json.loads(body)
-            except ValueError:
-                payload = None
-        resource_id = hints.get("resource_id")
-        if resource_id is None and status < 400 and isinstance(payload, dict) and "id" in payload:
-            resource_id = str(payload["id"])
-        if resource_id is None:
-            params = scope.get("path_params") or {}
-            if params:
-                resource_id = str(list(params.values())[-1])
-        tenant_id = principal.tenant_id if principal is not None else hints.get("tenant_id")
-        if tenant_id is None and isinstance(payload, dict) and isinstance(payload.get("tenant_id"), str):
-            tenant_id = payload["tenant_id"]  # an admin acting inside a tenant: the tenant sees it
-        detail = state.get("audit_detail")
-        if detail is None and status in REFUSED and isinstance(payload, dict) and payload.get("detail"):
-            detail = {"reason": str(payload["detail"])[:512]}
-        return AuditRecord(
-            detail=json.dumps(detail, default=str)[:16384] if detail else None,
-            actor_id=principal.user_id if principal is not None else hints.get("actor_id"),
-            actor_name=principal.username if principal is not None else hints.get("actor_name"),
-            tenant_id=tenant_id,
-            action=action_name(scope["method"], template, scope["path"]),
-            method=scope["method"],
-            path=scope["path"][:512],
-            resource_id=resource_id[:40] if resource_id else None,
-            source_ip=client_address(scope),
-            status_code=status,
-            outcome=outcome_of(status),
-        )
-
-    @staticmethod
-    def _write(scope: Scope, record: AuditRecord) -> None:
-        app = scope.get("app")
-        ctx = getattr(getattr(app, "state", None), "ctx", None)
-        if ctx is None:
-            log.warning("no context on the app: audit record not written: %s %s", record.method, record.path)
-            return
-        with ctx.db.session() as session:
-            session.add(record)
+    limit: int = 50
+    cursor: str | None = None
+    sort: str = "-time"
+    actor: str | None = None
+    action: str | None = None
+    outcome: str | None = None
+    tenant_id: str | None = None
+    resource_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
 
 
-def install_audit(app: FastAPI) -> None:
-    """Record every mutating request of ``app`` in the audit log (reads ``app.state.ctx.db``)."""
-    app.add_middleware(AuditMiddleware)
+def _audit_cursor(record_id: int) -> str:
+    return base64.urlsafe_b64encode(str(record_id).encode()).decode().rstrip("=")
+
+
+def _audit_after(cursor: str) -> int:
+    try:
+        return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+    except ValueError as exc:
+        raise MalformedInput("cursor", "not a cursor this API returned", part="query") from exc
+
+
+class AuditLog(Service):
+    """Read the audit log: a tenant-admin its tenant's records, an admin all."""
+
+    def list(self, query: AuditQuery) -> tuple[list[AuditRecord], str | None]:
+        """One page of records matching ``query``, and the cursor of the next page."""
+        stmt = select(AuditRecord)
+        if not self.principal.is_global:
+            stmt = stmt.where(AuditRecord.tenant_id == self.principal.tenant_id)
+        if query.actor is not None:
+            stmt = stmt.where(or_(AuditRecord.actor_id == query.actor, AuditRecord.actor_name == query.actor))
+        for column, value in (
+            (AuditRecord.action, query.action),
+            (AuditRecord.outcome, query.outcome),
+            (AuditRecord.tenant_id, query.tenant_id),
+            (AuditRecord.resource_id, query.resource_id),
+        ):
+            if value is not None:
+                stmt = stmt.where(column == value)
+        if query.since is not None:
+            stmt = stmt.where(AuditRecord.time >= query.since)
+        if query.until is not None:
+            stmt = stmt.where(AuditRecord.time < query.until)
+        desc = query.sort == "-time"
+        if query.cursor:
+            after = _audit_after(query.cursor)
+            stmt = stmt.where(AuditRecord.id < after if desc else AuditRecord.id > after)
+        # ids grow with time, so ordering by id is ordering by time (and uses the primary key)
+        order = AuditRecord.id.desc() if desc else AuditRecord.id.asc()
+        rows = list(self.session.scalars(stmt.order_by(order).limit(query.limit + 1)))
+        if len(rows) <= query.limit:
+            return rows, None
+        rows = rows[: query.limit]
+        return rows, _audit_cursor(rows[-1].id)

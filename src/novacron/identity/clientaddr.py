@@ -7,9 +7,8 @@ address from the right that is not a trusted proxy is the client; anything left 
 written by the client and is ignored. Only one header is read (``NOVACRON_PROXY_HEADER``),
 since a proxy that sets one passes the other through as the client wrote it.
 
-``ClientAddressMiddleware`` applies this once, at the edge, and puts the answer in the ASGI
-scope's ``client``; audit records, login throttling and everything else read it from there
-(``client_address``). Uvicorn's own ``proxy_headers`` is off (``server.py``): by default it
+This module reads plain values (a peer address, header pairs); ``api/clientaddr.py`` applies it
+to each request at the edge. Uvicorn's own ``proxy_headers`` is off (``server.py``): by default it
 believes these headers from 127.0.0.1, which let any local client forge its address.
 """
 
@@ -17,15 +16,13 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from typing import Any
-
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def parse_networks(cidrs: Sequence[str]) -> tuple[Network, ...]:
+    """The networks of ``cidrs`` (host bits allowed)."""
     return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
 
 
@@ -81,26 +78,3 @@ def resolve_client(
         if not _trusted(seen, proxies):
             break
     return str(addr)
-
-
-def client_address(scope: Scope | Any) -> str | None:
-    """The address of the client behind ``scope`` (an ASGI scope or a Starlette request)."""
-    client = getattr(scope, "scope", scope).get("client")
-    return str(client[0]) if client else None
-
-
-class ClientAddressMiddleware:
-    """Replace the scope's ``client`` with the address a trusted proxy reports (HTTP and WebSocket)."""
-
-    def __init__(self, app: ASGIApp, proxies: Sequence[str] = (), header: str = "x-forwarded-for") -> None:
-        self.app = app
-        self.proxies = parse_networks(proxies)
-        self.header = header
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.proxies and scope["type"] in ("http", "websocket") and scope.get("client"):
-            host, port = scope["client"]
-            client = resolve_client(host, scope.get("headers") or [], self.proxies, self.header)
-            if client != host:
-                scope = dict(scope, client=(client, 0))
-        await self.app(scope, receive, send)

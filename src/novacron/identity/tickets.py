@@ -23,6 +23,7 @@ from sqlalchemy import delete
 
 from novacron.db.base import Database, utcnow
 from novacron.db.models import AccessTicket
+from novacron.errors import Forbidden, InvalidInput
 from novacron.identity.principal import Principal
 from novacron.identity.tokens import TokenService, unauthorized
 
@@ -35,8 +36,11 @@ HANDSHAKE_PATHS = (
 )
 
 
-class TicketPathInvalid(ValueError):
+class TicketPathInvalid(InvalidInput):
     """The path is not a WebSocket/SSE handshake a ticket may open."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("path", reason)
 
 
 def _hash(ticket: str) -> str:
@@ -44,6 +48,7 @@ def _hash(ticket: str) -> str:
 
 
 def check_path(path: str) -> str:
+    """``path`` if a ticket may open it, else ``TicketPathInvalid``."""
     if not any(p.fullmatch(path) for p in HANDSHAKE_PATHS):
         raise TicketPathInvalid(
             "a ticket opens only a WebSocket or event-stream path: /v1/vms/{id}/console, "
@@ -54,6 +59,8 @@ def check_path(path: str) -> str:
 
 def issue(db: Database, principal: Principal, path: str) -> str:
     """A new ticket for ``principal`` (a user's access token) that opens ``path`` once."""
+    if principal.kind != "user" or not principal.token_id:
+        raise Forbidden("Only a user's access token can be traded for a ticket.")
     check_path(path)
     ticket = PREFIX + secrets.token_urlsafe(32)
     with db.session() as s:
@@ -76,7 +83,7 @@ def issue(db: Database, principal: Principal, path: str) -> str:
 
 def redeem(db: Database, tokens: TokenService, ticket: str, path: str) -> Principal:
     """The user a ticket was issued to, if it is unused, unexpired and for ``path``; it is spent
-    either way. ``Problem(401)`` otherwise."""
+    either way. ``Unauthenticated`` otherwise."""
     refused = unauthorized("Unknown, used or expired ticket; ask for a new one with POST /v1/tickets.")
     if not ticket.startswith(PREFIX):
         raise refused

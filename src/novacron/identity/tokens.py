@@ -35,10 +35,10 @@ from sqlalchemy import bindparam, delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from novacron import events
-from novacron.api.errors import Problem
 from novacron.config import Settings
 from novacron.db.base import Database, new_id, utcnow
 from novacron.db.models import RefreshToken, RevokedToken, User
+from novacron.errors import Unauthenticated
 from novacron.identity.keys import KeyRing
 from novacron.identity.login import PasswordLogin
 from novacron.identity.permissions import permissions_of
@@ -52,14 +52,14 @@ REFRESH_PREFIX = "ncr_"
 LEEWAY_S = 10
 _CACHE_MAX = 4096
 
-_AUTH_HEADER = {"WWW-Authenticate": 'Bearer realm="novacron", error="invalid_token"'}
 
-
-def unauthorized(detail: str) -> Problem:
-    return Problem(401, "Unauthorized", detail, headers=dict(_AUTH_HEADER))
+def unauthorized(detail: str) -> Unauthenticated:
+    """A presented credential refused (RFC 6750 ``invalid_token``), saying why."""
+    return Unauthenticated(detail, bearer_error="invalid_token")
 
 
 def hash_refresh_token(token: str) -> str:
+    """How a refresh token is stored: its SHA-256, never the token."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -79,19 +79,22 @@ class Owner:
 
     @classmethod
     def of(cls, user: User) -> Owner:
+        """The owner a user row names."""
         return cls(user.id, user.username, user.tenant_id)
 
 
-class RefreshRefused(Problem):
-    """401 for a refresh token; ``owner`` when the token was real (expired, reused, disabled)."""
+class RefreshRefused(Unauthenticated):
+    """A refused refresh token; ``owner`` when the token was real (expired, reused, disabled)."""
 
     def __init__(self, detail: str, owner: Owner | None = None) -> None:
-        super().__init__(401, "Unauthorized", detail, headers=dict(_AUTH_HEADER))
+        super().__init__(detail, bearer_error="invalid_token")
         self.owner = owner
 
 
 @dataclass(frozen=True)
 class Refreshed:
+    """New tokens for a refresh token, and whose they are."""
+
     access_token: str
     refresh_token: str
     expires_in: int
@@ -295,7 +298,7 @@ class TokenService:
         return claims
 
     def authenticate(self, token: str) -> Principal:
-        """The caller behind ``token``, or ``Problem(401)`` saying why not."""
+        """The caller behind ``token``, or ``Unauthenticated`` saying why not."""
         return self.principal_of(self._verify(token))
 
     def principal_of(self, claims: dict[str, Any]) -> Principal:

@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from novacron.api.errors import invalid
 from novacron.db.models import IPAllocation, Network, Port, Subnet
+from novacron.errors import Conflict, InvalidInput, Unavailable, on_field
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -25,6 +25,8 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 VNI_MIN, VNI_MAX = 1000, 2**24 - 1
 #: OpenStack's prefix for generated MACs (locally administered would also do)
 MAC_PREFIX = "fa:16:3e"
+#: the title of a refused input, whatever its status (a 409 for a VNI pool run dry)
+INVALID = "Invalid request"
 
 
 class Exhausted(Exception):
@@ -36,20 +38,22 @@ class Taken(Exception):
 
 
 def parse_cidr(cidr: str, field: str) -> IPNetwork:
+    """``cidr`` as a network of at least 4 addresses; refused on ``field`` otherwise."""
     try:
         net = ipaddress.ip_network(cidr, strict=True)
     except ValueError as exc:
-        raise invalid(field, f"'{cidr}' is not a network address in CIDR notation ({exc})") from exc
+        raise InvalidInput(field, f"'{cidr}' is not a network address in CIDR notation ({exc})") from exc
     if net.num_addresses < 4:
-        raise invalid(field, f"'{cidr}' is too small: a subnet needs at least 4 addresses")
+        raise InvalidInput(field, f"'{cidr}' is too small: a subnet needs at least 4 addresses")
     return net
 
 
 def parse_ip(value: str, field: str) -> IPAddress:
+    """``value`` as an address; refused on ``field`` otherwise."""
     try:
         return ipaddress.ip_address(value)
     except ValueError as exc:
-        raise invalid(field, f"'{value}' is not an IP address") from exc
+        raise InvalidInput(field, f"'{value}' is not an IP address") from exc
 
 
 def usable(net: IPNetwork) -> tuple[IPAddress, IPAddress]:
@@ -80,15 +84,15 @@ def check_subnet(
     no_gateway: bool = False,
 ) -> tuple[IPNetwork, str | None, list[list[str]]]:
     """Validate a subnet's addresses, naming the field of the first that is wrong."""
-    net = parse_cidr(cidr, "body.cidr")
+    net = parse_cidr(cidr, "cidr")
     gateway: IPAddress | None = None
     if gateway_ip is not None:
-        gateway = parse_ip(gateway_ip, "body.gateway_ip")
+        gateway = parse_ip(gateway_ip, "gateway_ip")
         if gateway.version != net.version or gateway not in net:
-            raise invalid("body.gateway_ip", f"{gateway} is outside the subnet {net}")
+            raise InvalidInput("gateway_ip", f"{gateway} is outside the subnet {net}")
         first, last = usable(net)
         if not int(first) <= int(gateway) <= int(last):
-            raise invalid("body.gateway_ip", f"{gateway} is the network or broadcast address of {net}")
+            raise InvalidInput("gateway_ip", f"{gateway} is the network or broadcast address of {net}")
     elif not no_gateway:
         gateway = usable(net)[0]
     if pools is None:
@@ -97,28 +101,29 @@ def check_subnet(
     ranges: list[tuple[IPAddress, IPAddress]] = []
     first, last = usable(net)
     for i, (start_s, end_s) in enumerate(pools):
-        field = f"body.allocation_pools.{i}"
+        field = f"allocation_pools.{i}"
         start, end = parse_ip(start_s, field + ".start"), parse_ip(end_s, field + ".end")
         for value in (start, end):
             if value.version != net.version or not int(first) <= int(value) <= int(last):
-                raise invalid(field, f"{value} is outside the usable addresses of {net}")
+                raise InvalidInput(field, f"{value} is outside the usable addresses of {net}")
         if int(end) < int(start):
-            raise invalid(field, f"the range ends ({end}) before it starts ({start})")
+            raise InvalidInput(field, f"the range ends ({end}) before it starts ({start})")
         if gateway is not None and int(start) <= int(gateway) <= int(end):
-            raise invalid(field, f"the range {start}-{end} holds the gateway {gateway}")
+            raise InvalidInput(field, f"the range {start}-{end} holds the gateway {gateway}")
         for other_start, other_end in ranges:
             if int(start) <= int(other_end) and int(other_start) <= int(end):
-                raise invalid(field, f"the range {start}-{end} overlaps {other_start}-{other_end}")
+                raise InvalidInput(field, f"the range {start}-{end} overlaps {other_start}-{other_end}")
         ranges.append((start, end))
         out.append([str(start), str(end)])
     return net, str(gateway) if gateway else None, out
 
 
 def check_no_overlap(session: Session, network_id: str, net: IPNetwork) -> None:
+    """Refuse ``net`` when it overlaps a subnet of the network in the same IP version."""
     for other in session.scalars(select(Subnet).where(Subnet.network_id == network_id)):
         other_net = ipaddress.ip_network(other.cidr)
         if other_net.version == net.version and other_net.overlaps(net):
-            raise invalid("body.cidr", f"{net} overlaps subnet '{other.name}' ({other.cidr}) of this network")
+            raise InvalidInput("cidr", f"{net} overlaps subnet '{other.name}' ({other.cidr}) of this network")
 
 
 def _pool_addresses(subnet: Subnet) -> Iterator[IPAddress]:
@@ -130,6 +135,7 @@ def _pool_addresses(subnet: Subnet) -> Iterator[IPAddress]:
 
 
 def pool_size(subnet: Subnet) -> int:
+    """How many addresses the subnet's allocation pools hold."""
     return sum(
         int(ipaddress.ip_address(e)) - int(ipaddress.ip_address(s)) + 1 for s, e in subnet.allocation_pools
     )
@@ -185,7 +191,8 @@ def allocate_vni(session: Session, network: Network) -> None:
         highest = session.scalar(select(func.max(Network.vni)))
         network.vni = max(VNI_MIN, (highest or 0) + 1)
         if network.vni > VNI_MAX:
-            raise invalid("body", "no VXLAN network identifier is left in the cluster", 409)
+            reason = "no VXLAN network identifier is left in the cluster"
+            raise on_field(Conflict, "body", reason, part="", title=INVALID)
         try:
             with session.begin_nested():
                 session.add(network)
@@ -194,7 +201,8 @@ def allocate_vni(session: Session, network: Network) -> None:
         except IntegrityError as exc:
             if "vni" not in str(exc.orig).lower():
                 raise
-    raise invalid("body", "could not allocate a VXLAN network identifier; retry", 503)
+    reason = "could not allocate a VXLAN network identifier; retry"
+    raise on_field(Unavailable, "body", reason, part="", title=INVALID)
 
 
 def new_mac(session: Session, network_id: str) -> str:
@@ -211,6 +219,7 @@ def device_name(port_id: str) -> str:
 
 
 def subnet_of(session: Session, network_id: str, ip: str) -> Subnet | None:
+    """The network's subnet holding ``ip``, if any."""
     addr = ipaddress.ip_address(ip)
     for subnet in session.scalars(select(Subnet).where(Subnet.network_id == network_id)):
         if addr in ipaddress.ip_network(subnet.cidr):

@@ -1,19 +1,22 @@
 """The seam between the network control plane and a host's datapath.
 
 The control plane (API, database, IPAM, policy resolution) describes what a host must have in these
-frozen dataclasses; a ``NetworkBackend`` (``linux`` today: bridges, VXLAN, nftables, tc, dnsmasq in
-namespaces; OVN later) makes the host match them. Every ``ensure_*`` is idempotent and converges
-(re-applying the same spec changes nothing; a changed spec is applied in place), and every
-``remove_*`` of something absent is a no-op, so the agent can simply re-apply after a restart.
-Security-group and label policies arrive already resolved to addresses: the datapath never reads
-the database.
+frozen dataclasses, gathered in one ``wire.HostState``; a ``NetworkBackend`` (``linux`` today:
+bridges, VXLAN, nftables, tc, dnsmasq in namespaces; OVN later; ``fake`` for tests) makes the host
+match it with ``sync``, which is idempotent and converges (re-applying the same state changes
+nothing; a changed one is applied in place; what the state no longer lists is removed), so the
+agent can simply re-apply after a restart. Security-group and label policies arrive already
+resolved to addresses: the datapath never reads the database.
 """
 
 from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from novacron.network.wire import HostState
 
 Direction = Literal["ingress", "egress"]
 EtherType = Literal["IPv4", "IPv6"]
@@ -134,30 +137,16 @@ class RouterSpec:
 
 
 class NetworkBackend(abc.ABC):
-    """One host's datapath. Runs in that host's agent (or in tests, against a namespace)."""
+    """One host's datapath, as its agent drives it (or a test, against a namespace or the fake)."""
 
     name: str
 
     @abc.abstractmethod
-    def ensure_network(self, network: NetworkSpec, peers: tuple[str, ...]) -> None:
-        """The network's bridge exists, joined to ``peers`` (other hosts' underlay IPs, VTEPs)."""
+    def sync(self, state: HostState) -> dict[str, int]:
+        """Make the host match ``state`` exactly: what it lists is ensured, everything else of this
+        backend's (networks, ports, DHCP servers, routers) is removed. Returns counts for the caller.
+        Blocking: the agent runs it in a thread."""
 
     @abc.abstractmethod
-    def remove_network(self, network_id: str) -> None: ...
-
-    @abc.abstractmethod
-    def ensure_port(self, port: PortSpec, network: NetworkSpec) -> None:
-        """The port's device is on the network's bridge with its firewall rules and QoS applied."""
-
-    @abc.abstractmethod
-    def remove_port(self, port_id: str) -> None: ...
-
-    @abc.abstractmethod
-    def ensure_dhcp(self, network: NetworkSpec, ports: tuple[PortSpec, ...]) -> None:
-        """DHCP and DNS for the network (static leases for ``ports``), on this host."""
-
-    @abc.abstractmethod
-    def ensure_router(self, router: RouterSpec, networks: tuple[NetworkSpec, ...]) -> None: ...
-
-    @abc.abstractmethod
-    def remove_router(self, router_id: str) -> None: ...
+    def release(self) -> None:
+        """Remove what this backend made on the host and nothing else (the host leaves, or a test ends)."""

@@ -1,18 +1,20 @@
-"""Creating and deleting ports, shared by the ports API, routers, floating IPs and VM creates.
+"""Ports: creating and deleting them, shared by the ports API, routers, floating IPs, VM creates and DR.
 
-Errors name the request field they came from (``field`` is the prefix, e.g. ``body.networks.0``).
+Refusals name the input field they came from without the part of the request it is in
+(``networks.0.fixed_ip``); ``NewPort.part`` says which part that is (``body`` for an API request,
+empty for a runbook's ``network_map``), and the API adds it.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from novacron.api.errors import invalid
 from novacron.compute.scope import get_visible
 from novacron.db.base import new_id
 from novacron.db.models import (
@@ -29,7 +31,7 @@ from novacron.db.models import (
     SecurityGroupRule,
     Subnet,
 )
-from novacron.errors import DomainError, NotFound
+from novacron.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound, on_field
 from novacron.identity.principal import Principal
 from novacron.network import ipam
 from novacron.quota import enforce as quota
@@ -37,12 +39,47 @@ from novacron.quota.registry import CHARGED_PORT_OWNERS
 from novacron.virt.nics import VNIC_TRAITS
 
 DEFAULT_GROUP = "default"
+ErrorT = TypeVar("ErrorT", bound=DomainError)
 
 
 @dataclass(frozen=True)
 class FixedIPRequest:
+    """One address a port asks for: a subnet, an address, or both."""
+
     subnet: str | None = None
     ip: str | None = None
+
+
+@dataclass(frozen=True)
+class NewPort:
+    """A port to create: what it is, whom it serves, and the input field its refusals name."""
+
+    name: str = ""
+    fixed_ips: tuple[FixedIPRequest, ...] = ()
+    #: None: the project's ``default`` group
+    security_groups: tuple[str, ...] | None = None
+    port_security: bool = True
+    vnic_type: str = "normal"
+    qos_policy: str | None = None
+    #: compute (a VM's or an unbound NIC), router_interface, router_gateway or floating_ip
+    owner: str = "compute"
+    vm_id: str | None = None
+    router_id: str | None = None
+    position: int = 0
+    #: the input the port was asked for in (``networks.0``; empty: the whole input)
+    field: str = ""
+    part: str = "body"
+
+
+def refused(cls: type[ErrorT], field: str, reason: str, part: str = "body") -> ErrorT:
+    """A refusal of class ``cls`` about one input field, titled as a refused input whatever its
+    status (a taken address is a 409 "Invalid request")."""
+    return on_field(cls, field, reason, part=part, title=ipam.INVALID)
+
+
+def at(prefix: str, name: str) -> str:
+    """``name`` inside the input field ``prefix`` (the whole input when ``prefix`` is empty)."""
+    return f"{prefix}.{name}" if prefix else name
 
 
 def default_group(session: Session, project: Project) -> SecurityGroup:
@@ -90,73 +127,125 @@ def default_group(session: Session, project: Project) -> SecurityGroup:
 
 
 def find_group(
-    session: Session, principal: Principal, ref: str, project: Project, field: str
+    session: Session, principal: Principal, ref: str, project: Project, field: str, part: str = "body"
 ) -> SecurityGroup:
+    """The group ``ref`` (``default``: the project's) for a port of ``project``; refused on ``field``."""
     if ref == DEFAULT_GROUP:
         return default_group(session, project)
     try:
         group = get_visible(session, SecurityGroup, ref, principal, "security group")
     except DomainError as exc:
-        raise invalid(field, f"no security group '{ref}' is visible to you") from exc
+        raise InvalidInput(field, f"no security group '{ref}' is visible to you", part=part) from exc
     if group.tenant_id != project.tenant_id:
-        raise invalid(field, f"security group '{ref}' belongs to another tenant")
+        raise InvalidInput(field, f"security group '{ref}' belongs to another tenant", part=part)
     return group
 
 
 def find_network(session: Session, principal: Principal, ref: str, field: str) -> Network:
+    """The network ``ref`` as the caller sees it; refused on the body's ``field``."""
     try:
         return get_visible(session, Network, ref, principal, "network")
     except NotFound as exc:
-        raise invalid(field, f"no network '{ref}' is visible to you; see GET /v1/networks") from exc
+        raise InvalidInput(field, f"no network '{ref}' is visible to you; see GET /v1/networks") from exc
 
 
-def find_qos(session: Session, principal: Principal, ref: str, field: str) -> QosPolicy:
+def find_external(session: Session, principal: Principal, ref: str, field: str) -> Network:
+    """The external network ``ref`` (a router's gateway, a floating IP's pool); refused on ``field``."""
+    network = find_network(session, principal, ref, field)
+    if not network.external:
+        raise InvalidInput(field, f"network '{network.name}' is not external")
+    return network
+
+
+def find_qos(session: Session, principal: Principal, ref: str, field: str, part: str = "body") -> QosPolicy:
+    """The QoS policy ``ref`` as the caller sees it; refused on ``field``."""
     try:
         return get_visible(session, QosPolicy, ref, principal, "QoS policy")
     except DomainError as exc:
-        raise invalid(field, f"no QoS policy '{ref}' is visible to you") from exc
+        raise InvalidInput(field, f"no QoS policy '{ref}' is visible to you", part=part) from exc
 
 
-def _allocate(
-    session: Session, network: Network, port: Port, wanted: list[FixedIPRequest], field: str
-) -> None:
+def _address_fields(spec: NewPort, i: int, implicit: bool) -> tuple[str, str]:
+    """The fields the ``i``th address's refusal names: (address, subnet)."""
+    if spec.vm_id is not None or implicit:
+        # a VM's NIC names ``network`` and ``fixed_ip``; a port without fixed_ips its ``network``
+        return at(spec.field, "fixed_ip"), at(spec.field, "network")
+    return at(spec.field, f"fixed_ips.{i}.ip"), at(spec.field, f"fixed_ips.{i}.subnet")
+
+
+def _subnet_for(
+    network: Network, subnets: list[Subnet], req: FixedIPRequest, fields: tuple[str, str], part: str
+) -> Subnet:
+    """The subnet an address request lands in: the one it names, or the one holding its address."""
+    ip_field, subnet_field = fields
+    subnet: Subnet | None = None
+    if req.subnet is not None:
+        subnet = next((s for s in subnets if req.subnet in (s.id, s.name)), None)
+        if subnet is None:
+            reason = f"network '{network.name}' has no subnet '{req.subnet}'"
+            raise InvalidInput(subnet_field, reason, part=part)
+    if req.ip is not None:
+        try:
+            addr = ipaddress.ip_address(req.ip)
+        except ValueError as exc:
+            raise InvalidInput(ip_field, f"'{req.ip}' is not an IP address", part=part) from exc
+        inside = [s for s in subnets if addr in ipaddress.ip_network(s.cidr)]
+        if subnet is None and inside:
+            subnet = inside[0]
+        if subnet is None or subnet not in inside:
+            raise InvalidInput(ip_field, f"{addr} is in no subnet of network '{network.name}'", part=part)
+    if subnet is None:
+        raise InvalidInput(subnet_field, "name a subnet or an ip", part=part)
+    return subnet
+
+
+def _allocate(session: Session, network: Network, port: Port, spec: NewPort) -> None:
     subnets = list(
         session.scalars(select(Subnet).where(Subnet.network_id == network.id).order_by(Subnet.created_at))
     )
+    wanted = list(spec.fixed_ips)
     implicit = not wanted
     if implicit:  # one address from each subnet, as Neutron does
         wanted = [FixedIPRequest(subnet=s.id) for s in subnets]
     for i, req in enumerate(wanted):
-        if field.startswith("body.networks") or implicit:
-            # a VM's NIC names ``network`` and ``fixed_ip``; a port without fixed_ips its ``network``
-            ip_field, subnet_field = f"{field}.fixed_ip", f"{field}.network"
-        else:
-            ip_field, subnet_field = f"{field}.fixed_ips.{i}.ip", f"{field}.fixed_ips.{i}.subnet"
-        subnet: Subnet | None = None
-        if req.subnet is not None:
-            subnet = next((s for s in subnets if req.subnet in (s.id, s.name)), None)
-            if subnet is None:
-                raise invalid(subnet_field, f"network '{network.name}' has no subnet '{req.subnet}'")
-        if req.ip is not None:
-            try:
-                addr = ipaddress.ip_address(req.ip)
-            except ValueError as exc:
-                raise invalid(ip_field, f"'{req.ip}' is not an IP address") from exc
-            inside = [s for s in subnets if addr in ipaddress.ip_network(s.cidr)]
-            if subnet is None and inside:
-                subnet = inside[0]
-            if subnet is None or subnet not in inside:
-                raise invalid(ip_field, f"{addr} is in no subnet of network '{network.name}'")
-        if subnet is None:
-            raise invalid(subnet_field, "name a subnet or an ip")
+        ip_field, subnet_field = fields = _address_fields(spec, i, implicit)
+        subnet = _subnet_for(network, subnets, req, fields, spec.part)
         try:
             ipam.allocate(session, subnet, port.id, req.ip, gateway_ok=port.owner == "router_interface")
         except ValueError as exc:
-            raise invalid(ip_field, str(exc)) from exc
+            raise InvalidInput(ip_field, str(exc), part=spec.part) from exc
         except ipam.Taken as exc:
-            raise invalid(ip_field, str(exc), 409) from exc
+            raise refused(Conflict, ip_field, str(exc), spec.part) from exc
         except ipam.Exhausted as exc:
-            raise invalid(subnet_field, str(exc), 409) from exc
+            raise refused(Conflict, subnet_field, str(exc), spec.part) from exc
+
+
+def _check_network(principal: Principal, project: Project, network: Network, spec: NewPort) -> None:
+    """A port goes on the project's tenant's network, or a shared one; on an external one only a
+    router's (or an administrator's)."""
+    field = at(spec.field, "network")
+    if network.tenant_id != project.tenant_id and not (network.shared or network.external):
+        reason = f"network '{network.name}' belongs to another tenant"
+        raise InvalidInput(field, reason, part=spec.part)
+    if network.external and spec.owner == "compute" and not principal.can("network:admin"):
+        reason = f"'{network.name}' is an external network: only routers use it"
+        raise refused(Forbidden, field, reason, spec.part)
+
+
+def _set_groups(session: Session, principal: Principal, project: Project, port: Port, spec: NewPort) -> None:
+    """The port's security groups: those named (each once), the project's ``default`` when none is."""
+    if spec.owner == "compute" and spec.port_security:
+        refs = spec.security_groups if spec.security_groups is not None else (DEFAULT_GROUP,)
+        seen: set[str] = set()
+        for i, ref in enumerate(refs):
+            field = at(spec.field, f"security_groups.{i}")
+            group = find_group(session, principal, ref, project, field, spec.part)
+            if group.id not in seen:
+                seen.add(group.id)
+                session.add(PortSecurityGroup(port_id=port.id, group_id=group.id))
+    elif spec.security_groups:
+        reason = "a port without port security has no security groups"
+        raise InvalidInput(at(spec.field, "security_groups"), reason, part=spec.part)
 
 
 def create_port(
@@ -164,60 +253,38 @@ def create_port(
     principal: Principal,
     project: Project,
     network: Network,
+    spec: NewPort,
     *,
-    field: str = "body",
-    name: str = "",
-    fixed_ips: list[FixedIPRequest] | None = None,
-    security_groups: list[str] | None = None,
-    port_security: bool = True,
-    vnic_type: str = "normal",
-    qos_policy: str | None = None,
-    vm: VM | None = None,
-    router: Router | None = None,
-    owner: str = "compute",
-    position: int = 0,
     charge: bool = True,
 ) -> Port:
     """A port with its addresses held and its groups set (the project's ``default`` when none named)."""
-    if network.tenant_id != project.tenant_id and not (network.shared or network.external):
-        raise invalid(f"{field}.network", f"network '{network.name}' belongs to another tenant")
-    if network.external and owner == "compute" and not principal.can("network:admin"):
-        raise invalid(
-            f"{field}.network", f"'{network.name}' is an external network: only routers use it", 403
-        )
-    qos_id = find_qos(session, principal, qos_policy, f"{field}.qos_policy").id if qos_policy else None
+    _check_network(principal, project, network, spec)
+    qos_id = None
+    if spec.qos_policy:
+        qos_id = find_qos(session, principal, spec.qos_policy, at(spec.field, "qos_policy"), spec.part).id
     port_id = new_id("port")
     port = Port(
         id=port_id,
         network_id=network.id,
         project_id=project.id,
         tenant_id=project.tenant_id,
-        name=name,
-        owner=owner,
-        vm_id=vm.id if vm is not None else None,
-        router_id=router.id if router is not None else None,
+        name=spec.name,
+        owner=spec.owner,
+        vm_id=spec.vm_id,
+        router_id=spec.router_id,
         mac=ipam.new_mac(session, network.id),
         device=ipam.device_name(port_id),
-        port_security=port_security if owner == "compute" else False,
-        vnic_type=vnic_type,
+        port_security=spec.port_security if spec.owner == "compute" else False,
+        vnic_type=spec.vnic_type,
         qos_policy_id=qos_id,
-        position=position,
+        position=spec.position,
     )
     session.add(port)
     session.flush()
-    if owner == "compute" and port_security:
-        refs = security_groups if security_groups is not None else [DEFAULT_GROUP]
-        seen: set[str] = set()
-        for i, ref in enumerate(refs):
-            group = find_group(session, principal, ref, project, f"{field}.security_groups.{i}")
-            if group.id not in seen:
-                seen.add(group.id)
-                session.add(PortSecurityGroup(port_id=port.id, group_id=group.id))
-    elif security_groups:
-        raise invalid(f"{field}.security_groups", "a port without port security has no security groups")
-    _allocate(session, network, port, fixed_ips or [], field)
+    _set_groups(session, principal, project, port, spec)
+    _allocate(session, network, port, spec)
     session.flush()
-    if charge and owner in CHARGED_PORT_OWNERS:
+    if charge and spec.owner in CHARGED_PORT_OWNERS:
         charge_port(session, principal, project, port)
     return port
 
@@ -242,6 +309,7 @@ def delete_port(session: Session, port: Port) -> None:
 
 
 def fixed_ips(session: Session, port_id: str) -> list[dict[str, str]]:
+    """The port's addresses, ``{"subnet_id", "ip"}`` each, by subnet."""
     rows = session.execute(
         select(IPAllocation.subnet_id, IPAllocation.ip)
         .where(IPAllocation.port_id == port_id)
@@ -251,6 +319,7 @@ def fixed_ips(session: Session, port_id: str) -> list[dict[str, str]]:
 
 
 def group_ids(session: Session, port_id: str) -> list[str]:
+    """The ids of the security groups the port names, sorted."""
     return list(
         session.scalars(
             select(PortSecurityGroup.group_id)
@@ -302,31 +371,26 @@ def create_vm_ports(
         )
     ports: list[Port] = []
     for i, nic in enumerate(nics):
-        field = f"body.networks.{i}"
+        field = f"networks.{i}"
         network = find_network(session, principal, nic.network, f"{field}.network")
-        ports.append(
-            create_port(
-                session,
-                principal,
-                project,
-                network,
-                field=field,
-                name=f"{vm.name}-{i}",
-                fixed_ips=[FixedIPRequest(ip=nic.fixed_ip)] if nic.fixed_ip else None,
-                security_groups=list(nic.security_groups) if nic.security_groups is not None else None,
-                vnic_type=nic.vnic_type,
-                qos_policy=nic.qos_policy,
-                vm=vm,
-                position=i,
-                charge=False,
-            )
+        spec = NewPort(
+            name=f"{vm.name}-{i}",
+            fixed_ips=(FixedIPRequest(ip=nic.fixed_ip),) if nic.fixed_ip else (),
+            security_groups=nic.security_groups,
+            vnic_type=nic.vnic_type,
+            qos_policy=nic.qos_policy,
+            vm_id=vm.id,
+            position=i,
+            field=field,
         )
+        ports.append(create_port(session, principal, project, network, spec, charge=False))
     for port in ports:  # every address first, then the counters (see charge_port)
         charge_port(session, principal, project, port)
     return ports
 
 
 def delete_vm_ports(session: Session, vm_id: str) -> None:
+    """Delete every port of the VM (its NICs go with it)."""
     for port in session.scalars(select(Port).where(Port.vm_id == vm_id)):
         delete_port(session, port)
 

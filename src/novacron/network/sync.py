@@ -17,25 +17,26 @@ from typing import Any
 from sqlalchemy import delete, event, select
 from sqlalchemy.orm import Session
 
+from novacron.agent.protocol import NetworkSync, encode
 from novacron.compute import hostops
 from novacron.db.models import VM, Host, HostOperation, Port
 from novacron.network.specs import Layout, Resolver, affected_hosts, host_state
-from novacron.network.wire import to_dict
 
-OP = "network_sync"
+OP = NetworkSync.OP
 
 
 def sync_payload(
     session: Session, host_id: str, moving: dict[str, str] | None = None, *, shared: tuple[Layout, Resolver]
 ) -> dict[str, Any]:
     layout, resolver = shared
-    return {
-        "state": to_dict(host_state(session, host_id, moving, layout=layout, resolver=resolver)),
+    sync = NetworkSync(
+        state=host_state(session, host_id, moving, layout=layout, resolver=resolver),
         # the agent applies the newest it has received: pushes to one host are serialised by its row
         # lock, so the clock orders them (replicas' clocks are assumed synchronised, as PostgreSQL
         # replication and TLS already need)
-        "generation": time.time_ns(),
-    }
+        generation=time.time_ns(),
+    )
+    return encode(sync)
 
 
 def push(session: Session, host_ids: Iterable[str], moving: dict[str, str] | None = None) -> list[str]:

@@ -15,9 +15,9 @@ from typing import Any
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from novacron.api.errors import Problem
 from novacron.db.base import utcnow
 from novacron.db.models import Budget, LedgerEntry, MeterState, Price, Project, QuotaNode
+from novacron.errors import FieldError, Forbidden
 from novacron.identity.principal import Principal
 from novacron.quota import policy
 from novacron.quota.policy import Decisions
@@ -130,11 +130,9 @@ def check_budget(
             )
         if not principal.can("budget:override"):
             decisions.add("deny", BUDGET_RULE, message + " Overriding needs budget:override.", **numbers)
-            raise Problem(
-                403,
-                "Forbidden",
+            raise Forbidden(
                 message + f" Overriding needs the permission budget:override (your role: {principal.role}).",
-                errors=[{"field": "body.budget_override", "reason": "needs budget:override"}],
+                fields=[FieldError("budget_override", "needs budget:override")],
                 extra={"policy": {"rule": BUDGET_RULE, **numbers}},
             )
         decisions.add(

@@ -3,14 +3,12 @@ ledger, and reconciles counters (reporting drift; ``novacron quota reconcile --r
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import time
 from typing import TYPE_CHECKING
 
 from novacron import events
 from novacron.quota import billing, reconcile, reservations
+from novacron.tasks.controller import ControllerLoop, Job
 
 if TYPE_CHECKING:
     from novacron.context import Context
@@ -20,9 +18,21 @@ QUOTA_CONTROLLER = "novacron.quota"
 
 
 class QuotaController:
+    """Every ``reservation_tick_s``: reservation windows; metering and reconciliation on their own
+    intervals."""
+
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self._stop = asyncio.Event()
+        settings = ctx.settings
+        self.loop = ControllerLoop(
+            "quota controller",
+            [
+                Job("reservations", self._reservations),
+                Job("metering", self._meter, every_s=settings.metering_interval_s),
+                Job("reconciliation", self._reconcile, every_s=settings.quota_reconcile_interval_s),
+            ],
+            tick_s=settings.reservation_tick_s,
+        )
 
     def _reservations(self) -> None:
         with self.ctx.db.session() as s:
@@ -49,28 +59,3 @@ class QuotaController:
                     orphans=len(found["orphan_charges"]),
                     missing=len(found["missing_charges"]),
                 )
-
-    async def run_forever(self) -> None:
-        settings = self.ctx.settings
-        next_meter = next_reconcile = 0.0
-        while not self._stop.is_set():
-            now = time.monotonic()
-            jobs = [self._reservations]
-            if now >= next_meter:
-                jobs.append(self._meter)
-                next_meter = now + settings.metering_interval_s
-            if now >= next_reconcile:
-                jobs.append(self._reconcile)
-                next_reconcile = now + settings.quota_reconcile_interval_s
-            for job in jobs:
-                try:
-                    await asyncio.to_thread(job)
-                except Exception:  # noqa: BLE001 - one failed round must not stop the controller
-                    log.exception("quota controller: %s failed", job.__name__)
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the controller's cancel
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(settings.reservation_tick_s):
-                    await self._stop.wait()
-
-    async def stop(self) -> None:
-        self._stop.set()

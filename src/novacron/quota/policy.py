@@ -23,8 +23,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from novacron.api.errors import Problem, invalid
 from novacron.db.models import PolicyRule
+from novacron.errors import FieldError, Forbidden, InvalidInput
 
 KINDS = ("threshold", "burst", "max_size")
 #: the implicit rule of a plain limit
@@ -76,26 +76,28 @@ class Decisions:
         return [d["message"] for d in self.items if d["outcome"] in ("warn", "burst", "override")]
 
 
-def refused(decisions: Decisions, rule: str, message: str, **numbers: Any) -> Problem:
+def refused(decisions: Decisions, rule: str, message: str, **numbers: Any) -> Forbidden:
+    """The refusal of ``rule`` (recorded in ``decisions``), naming the resource and the numbers."""
     decisions.add("deny", rule, message, **numbers)
-    return Problem(
-        403,
-        "Refused by policy",
+    return Forbidden(
         message,
-        errors=[{"field": f"quota.{numbers.get('resource', 'request')}", "reason": message}],
+        title="Refused by policy",
+        fields=[FieldError(f"quota.{numbers.get('resource', 'request')}", message, part="")],
         extra={"policy": {"rule": rule, **numbers}},
     )
 
 
 def validate_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters of a rule of ``kind``, checked (``InvalidInput`` naming the bad one)."""
+
     def num(key: str, lo: float, hi: float, required: bool = True) -> None:
         v = params.get(key)
         if v is None:
             if required:
-                raise invalid(f"body.params.{key}", f"required for a {kind} rule")
+                raise InvalidInput(f"params.{key}", f"required for a {kind} rule")
             return
         if not isinstance(v, int | float) or isinstance(v, bool) or not lo <= v <= hi:
-            raise invalid(f"body.params.{key}", f"must be a number from {lo:g} to {hi:g}")
+            raise InvalidInput(f"params.{key}", f"must be a number from {lo:g} to {hi:g}")
 
     allowed = {
         "threshold": {"warn_pct", "deny_pct"},
@@ -103,15 +105,15 @@ def validate_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
         "max_size": {"max"},
     }
     if kind not in allowed:
-        raise invalid("body.kind", f"must be one of {', '.join(KINDS)}")
+        raise InvalidInput("kind", f"must be one of {', '.join(KINDS)}")
     extra = set(params) - allowed[kind]
     if extra:
-        raise invalid(f"body.params.{sorted(extra)[0]}", f"not a parameter of a {kind} rule")
+        raise InvalidInput(f"params.{sorted(extra)[0]}", f"not a parameter of a {kind} rule")
     if kind == "threshold":
         num("warn_pct", 1, 1000, required=False)
         num("deny_pct", 1, 1000, required=False)
         if "warn_pct" not in params and "deny_pct" not in params:
-            raise invalid("body.params", "a threshold rule needs warn_pct, deny_pct or both")
+            raise InvalidInput("params", "a threshold rule needs warn_pct, deny_pct or both")
     elif kind == "burst":
         num("burst_pct", 100, 1000)
         num("max_duration_s", 1, 366 * 86400)

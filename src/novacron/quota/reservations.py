@@ -13,16 +13,17 @@ remainder is freed, and its VMs keep running as ordinary allocations.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
-from novacron.api.errors import Problem, invalid, name_taken
 from novacron.compute.placement.view import view_for
 from novacron.db.base import new_id, utcnow
 from novacron.db.models import Allocation, CapacityReservation, Host, Project
+from novacron.errors import Conflict, FieldError, InvalidInput, NameTaken
 
 
 def _overlapping(session: Session, host_id: str, start: datetime, end: datetime) -> tuple[int, int, int]:
@@ -38,84 +39,62 @@ def _overlapping(session: Session, host_id: str, start: datetime, end: datetime)
     return sum(r.vcpus for r in rows), sum(r.ram_mb for r in rows), len(rows)
 
 
+@dataclass(frozen=True)
+class ReservationSpec:
+    """A booking as the caller asked for it: how much, when, for which project, on which host."""
+
+    name: str
+    vcpus: int
+    ram_mb: int
+    starts_at: datetime
+    ends_at: datetime
+    #: None: the caller's only project
+    project_id: str | None = None
+    #: a host's id or name (platform administrators); None: the first host with room
+    host: str | None = None
+
+
 def book(
-    session: Session,
-    project: Project,
-    name: str,
-    vcpus: int,
-    ram_mb: int,
-    start: datetime,
-    end: datetime,
-    host_ref: str | None = None,
-    *,
-    detailed: bool = True,
+    session: Session, project: Project, spec: ReservationSpec, *, detailed: bool = True
 ) -> CapacityReservation:
     """Book room on a host for the window. ``detailed``: a refusal gives each host's bookings and
     free amounts (platform administrators); otherwise only that the host is full, since those
     amounts are other tenants' bookings and VMs."""
     now = utcnow()
+    start, end = spec.starts_at, spec.ends_at
     if end <= start:
-        raise invalid("body.ends_at", "must be after starts_at")
+        raise InvalidInput("ends_at", "must be after starts_at")
     if end <= now:
-        raise invalid("body.ends_at", "is in the past")
+        raise InvalidInput("ends_at", "is in the past")
     if session.scalar(
         select(CapacityReservation.id).where(
-            CapacityReservation.project_id == project.id, CapacityReservation.name == name
+            CapacityReservation.project_id == project.id, CapacityReservation.name == spec.name
         )
     ):
-        raise name_taken("reservation", name, "body.name")
-    stmt = select(Host).where(Host.state != "down").order_by(Host.id)
-    if host_ref is not None:
-        stmt = stmt.where((Host.id == host_ref) | (Host.name == host_ref))
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()  # bookings of one host are decided one at a time
-    hosts = list(session.scalars(stmt))
-    if not hosts:
-        raise invalid("body.host", f"no host '{host_ref}'" if host_ref else "no host is registered", 422)
+        raise NameTaken("reservation", spec.name, "name")
     starts_now = start <= now
     reasons = []
     chosen = None
-    for host in hosts:
-        cap_v, cap_r = host.cpus * host.cpu_allocation_ratio, host.ram_mb * host.ram_allocation_ratio
-        bv, br, count = _overlapping(session, host.id, start, end)
-        if bv + vcpus > cap_v or br + ram_mb > cap_r:
-            reasons.append(
-                f"{host.name}: {count} booking(s) hold {bv} vCPU, {br} MiB in that window; capacity "
-                f"{cap_v:g} vCPU, {cap_r:g} MiB"
-                if detailed
-                else f"{host.name}: booked up in that window"
-            )
-            continue
-        if starts_now and (
-            host.vcpus_used + host.vcpus_reserved + vcpus > cap_v
-            or host.ram_mb_used + host.ram_mb_reserved + ram_mb > cap_r
-        ):
-            reasons.append(
-                f"{host.name}: only {cap_v - host.vcpus_used - host.vcpus_reserved:g} vCPU, "
-                f"{cap_r - host.ram_mb_used - host.ram_mb_reserved:g} MiB free now"
-                if detailed
-                else f"{host.name}: too little free room now"
-            )
-            continue
-        chosen = host
-        break
+    for host in _candidate_hosts(session, spec.host):
+        reason = _why_full(session, host, spec, starts_now, detailed)
+        if reason is None:
+            chosen = host
+            break
+        reasons.append(reason)
     if chosen is None:
-        raise Problem(
-            409,
-            "Conflict",
-            f"No host can hold {vcpus} vCPU and {ram_mb} MiB from {start.isoformat()} to {end.isoformat()}: "
-            + "; ".join(reasons)
-            + ".",
-            errors=[{"field": "body", "reason": "conflicts with existing bookings"}],
+        raise Conflict(
+            f"No host can hold {spec.vcpus} vCPU and {spec.ram_mb} MiB from {start.isoformat()} to "
+            f"{end.isoformat()}: " + "; ".join(reasons) + ".",
+            fields=[FieldError("body", "conflicts with existing bookings", part="")],
         )
     res = CapacityReservation(
         id=new_id("rsv"),
         tenant_id=project.tenant_id,
         project_id=project.id,
-        name=name,
+        name=spec.name,
         host_id=chosen.id,
-        vcpus=vcpus,
-        ram_mb=ram_mb,
+        vcpus=spec.vcpus,
+        ram_mb=spec.ram_mb,
         starts_at=start,
         ends_at=end,
         status="pending",
@@ -125,6 +104,47 @@ def book(
     if starts_now:
         _activate(session, res)
     return res
+
+
+def _candidate_hosts(session: Session, host_ref: str | None) -> list[Host]:
+    """The hosts a booking may go to, in a stable order (only ``host_ref`` when it names one)."""
+    stmt = select(Host).where(Host.state != "down").order_by(Host.id)
+    if host_ref is not None:
+        stmt = stmt.where((Host.id == host_ref) | (Host.name == host_ref))
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()  # bookings of one host are decided one at a time
+    hosts = list(session.scalars(stmt))
+    if not hosts:
+        raise InvalidInput("host", f"no host '{host_ref}'" if host_ref else "no host is registered")
+    return hosts
+
+
+def _why_full(
+    session: Session, host: Host, spec: ReservationSpec, starts_now: bool, detailed: bool
+) -> str | None:
+    """Why ``host`` cannot hold the booking (its window's bookings, or its free room when the window
+    is open already), or None when it can."""
+    vcpus, ram_mb = spec.vcpus, spec.ram_mb
+    cap_v, cap_r = host.cpus * host.cpu_allocation_ratio, host.ram_mb * host.ram_allocation_ratio
+    bv, br, count = _overlapping(session, host.id, spec.starts_at, spec.ends_at)
+    if bv + vcpus > cap_v or br + ram_mb > cap_r:
+        return (
+            f"{host.name}: {count} booking(s) hold {bv} vCPU, {br} MiB in that window; capacity "
+            f"{cap_v:g} vCPU, {cap_r:g} MiB"
+            if detailed
+            else f"{host.name}: booked up in that window"
+        )
+    if starts_now and (
+        host.vcpus_used + host.vcpus_reserved + vcpus > cap_v
+        or host.ram_mb_used + host.ram_mb_reserved + ram_mb > cap_r
+    ):
+        return (
+            f"{host.name}: only {cap_v - host.vcpus_used - host.vcpus_reserved:g} vCPU, "
+            f"{cap_r - host.ram_mb_used - host.ram_mb_reserved:g} MiB free now"
+            if detailed
+            else f"{host.name}: too little free room now"
+        )
+    return None
 
 
 def _activate(session: Session, res: CapacityReservation) -> None:

@@ -15,9 +15,9 @@ from sqlalchemy import select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from novacron.api.errors import Problem, invalid, not_found
 from novacron.db.base import utcnow
 from novacron.db.models import Project, QuotaLimit, QuotaNode, QuotaTemplate, QuotaUsage, Tenant, User
+from novacron.errors import Forbidden, InvalidInput, NotFound
 from novacron.quota.registry import RESOURCES
 
 SYSTEM = "system"
@@ -153,15 +153,15 @@ def specs_for_ref(
     if project_id is not None:
         project = session.get(Project, project_id)
         if project is None:
-            raise not_found("project", project_id)
+            raise NotFound("project", project_id)
         if user_id is not None:
             user = session.get(User, user_id)
             if user is None or user.tenant_id != project.tenant_id:
-                raise not_found("user", user_id)
+                raise NotFound("user", user_id)
         return chain_specs(session, project, user_id)
     if tenant_id is not None:
         if session.get(Tenant, tenant_id) is None:
-            raise not_found("tenant", tenant_id)
+            raise NotFound("tenant", tenant_id)
         return [NodeSpec(tenant_node(tenant_id), "tenant", SYSTEM, tenant_id, tenant_id, 1), _SYSTEM_SPEC]
     return [_SYSTEM_SPEC]
 
@@ -311,28 +311,28 @@ def set_limits(session: Session, node: QuotaNode, changes: dict[str, int | None]
     below = subtree(session, node.id)[1:]
     below_limits = limits_of(session, [b.id for b in below]) if below else {}
     for resource, value in sorted(changes.items()):
-        field = f"body.limits.{resource}"
+        field = f"limits.{resource}"
         if resource not in RESOURCES:
-            raise invalid(field, f"unknown resource; registered: {', '.join(sorted(RESOURCES))}")
+            raise InvalidInput(field, f"unknown resource; registered: {', '.join(sorted(RESOURCES))}")
         if value is None:
             row = session.get(QuotaLimit, (node.id, resource))
             if row is not None:
                 session.delete(row)
             continue
         if value < 0:
-            raise invalid(field, "must be 0 or more (unset it with null to inherit)")
+            raise InvalidInput(field, "must be 0 or more (unset it with null to inherit)")
         for anc in chain[1:]:
             parent_limit = upper.get((anc.id, resource))
             if parent_limit is not None:
                 if value > parent_limit:
-                    raise invalid(
+                    raise InvalidInput(
                         field, f"{value} exceeds the limit {parent_limit} of the parent node '{anc.id}'"
                     )
                 break
         for child in below:
             child_limit = below_limits.get((child.id, resource))
             if child_limit is not None and child_limit > value:
-                raise invalid(
+                raise InvalidInput(
                     field, f"{value} is below the limit {child_limit} of the descendant '{child.id}'"
                 )
         row = session.get(QuotaLimit, (node.id, resource))
@@ -426,16 +426,14 @@ def _names(session: Session, nodes: list[QuotaNode]) -> dict[str, str]:
 def visible_node(session: Session, node_id: str, tenant_id: str | None, is_global: bool) -> QuotaNode:
     node = session.get(QuotaNode, node_id)
     if node is None or (not is_global and node.tenant_id != tenant_id):
-        raise not_found("quota node", node_id)
+        raise NotFound("quota node", node_id)
     return node
 
 
 def check_writable(node: QuotaNode, is_global: bool) -> None:
     """Tenant admins set limits inside their tenant, never the tenant's own nor the system's."""
     if node.kind in ("system", "tenant") and not is_global:
-        raise Problem(
-            403, "Forbidden", f"Only platform administrators set the limits of the {node.kind} node."
-        )
+        raise Forbidden(f"Only platform administrators set the limits of the {node.kind} node.")
 
 
 def forget_project(session: Session, project_id: str) -> None:

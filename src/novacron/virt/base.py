@@ -3,15 +3,29 @@
 Two implementations: ``qemu`` (real QEMU processes over QMP) and ``simulated``
 (in-memory, only for simulating clusters larger than one machine). Every method
 is idempotent, because a task that crashed half-way runs its step again.
+
+Beyond the lifecycle every driver has, a driver may move instances between hosts (``CAN_MIGRATE``)
+and back their disks up and restore them (``CAN_BACKUP``); a driver that cannot leaves those
+methods as they are here, and they refuse with ``NotSupported`` (as Ganeti's ``hv_base`` does).
 """
 
 from __future__ import annotations
 
 import abc
 import enum
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
+
+if TYPE_CHECKING:
+    from novacron.virt.cbt import PointInTime
+    from novacron.virt.migration import MigrationSettings, MigrationStats, MigrationTarget
+
+#: a long operation's progress callback: called with the detail about once a second, it answers
+#: True when the user asked to cancel
+Progress = Callable[[dict[str, Any]], Awaitable[bool]]
 
 
 class PowerState(enum.StrEnum):
@@ -29,6 +43,10 @@ class DriverError(Exception):
 
 class InvalidImage(DriverError):
     """The image file is not a format the driver accepts."""
+
+
+class NotSupported(DriverError):
+    """This driver cannot do what was asked (``str(err)`` names the driver and the operation)."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +110,28 @@ class InstanceSpec:
 
 
 @dataclass(frozen=True)
+class DiskSource:
+    """Where a cold migration's source serves a stopped instance's disk (``serve_disk``)."""
+
+    host: str
+    port: int
+    size: int
+
+
+@dataclass(frozen=True)
+class BackupView:
+    """What a backup asks of the disk's point-in-time view (``ComputeDriver.backup_view``)."""
+
+    snapshot_id: str
+    #: the previous backup, whose change tracking gives the chunks changed since (None: a full one)
+    parent_id: str | None
+    #: the chunk store's chunk size: one bit of change tracking per chunk
+    chunk_size: int
+    #: read the whole disk even when the parent's change tracking is usable
+    full: bool = False
+
+
+@dataclass(frozen=True)
 class Observation:
     power_state: PowerState
     pid: int | None = None
@@ -116,7 +156,17 @@ class MetricsSample:
 
 
 class ComputeDriver(abc.ABC):
+    """One host's hypervisor, as the agent drives it."""
+
     name: str
+    #: the live and cold migration steps below are implemented
+    CAN_MIGRATE: ClassVar[bool] = False
+    #: the backup and restore steps below are implemented
+    CAN_BACKUP: ClassVar[bool] = False
+
+    def refuse(self, what: str) -> NoReturn:
+        """Raise ``NotSupported``: this driver cannot ``what`` (``migrate``, ``back VMs up``, ...)."""
+        raise NotSupported(f"the {self.name} driver cannot {what}")
 
     @abc.abstractmethod
     def host_facts(self) -> HostFacts: ...
@@ -179,3 +229,76 @@ class ComputeDriver(abc.ABC):
     @abc.abstractmethod
     def console_log(self, instance_id: str) -> Path:
         """Everything the guest wrote on its serial console, kept across restarts."""
+
+    def pid(self, instance_id: str) -> int | None:
+        """The pid of the instance's running process (or the simulation's), None when it is not running."""
+        self.refuse("tell an instance's process")
+
+    # ---- live and cold migration (CAN_MIGRATE; see novacron.virt.migration and coldmove) ----
+
+    def migration_storage(self, instance_id: str) -> dict[str, str]:
+        """Source: where the instance's disk lives (storage id, path), for the destination to compare."""
+        self.refuse("migrate")
+
+    def choose_migration_storage(self, instance_id: str, requested: str, source: dict[str, str]) -> str:
+        """Destination: ``shared`` when it reaches the source's disk, else ``local`` (or refuses)."""
+        self.refuse("migrate")
+
+    async def migrate_receive(self, spec: InstanceSpec, host: str, storage: str) -> MigrationTarget:
+        """Destination step 1: wait paused for the incoming state (the disk exported if ``local``)."""
+        self.refuse("migrate")
+
+    async def migrate_send(
+        self,
+        instance_id: str,
+        target: MigrationTarget,
+        settings: MigrationSettings | None = None,
+        report: Progress | None = None,
+    ) -> MigrationStats:
+        """Source step: move the disk (``local``) and the running state; the source ends paused."""
+        self.refuse("migrate")
+
+    async def migrate_finish(self, instance_id: str, storage: str = "local") -> float:
+        """Destination step 2: run the guest; returns the wall-clock time it ran again."""
+        self.refuse("migrate")
+
+    async def serve_disk(self, instance_id: str, host: str) -> DiskSource:
+        """Cold migration, source: serve the stopped instance's disk once, on ``host``."""
+        self.refuse("migrate")
+
+    async def fetch_disk(
+        self, spec: InstanceSpec, source: DiskSource, report: Progress | None = None
+    ) -> None:
+        """Cold migration, destination: pull the disk ``source`` serves and make it the instance's."""
+        self.refuse("migrate")
+
+    # ---- backup and restore (CAN_BACKUP; see novacron.virt.cbt, novacron.backup) ---------------
+
+    def disk_path(self, instance_id: str) -> Path:
+        """The instance's disk file on this host (where a restore writes it)."""
+        self.refuse("back VMs up")
+
+    def scratch_dir(self, instance_id: str) -> Path:
+        """A directory of the instance's own for a backup's or restore's working files."""
+        self.refuse("back VMs up")
+
+    def backup_view(
+        self, instance_id: str, view: BackupView, report: Progress | None = None
+    ) -> AbstractAsyncContextManager[PointInTime]:
+        """The disk as it is now, readable while the body of the ``async with`` reads it (running
+        or stopped); with change tracking since ``view.parent_id`` where the driver has it."""
+        self.refuse("back VMs up")
+
+    async def commit_backup(self, instance_id: str, snapshot_id: str, chunk_size: int) -> None:
+        """The backup is stored: its change tracking becomes the one the next backup starts from."""
+        self.refuse("back VMs up")
+
+    async def discard_backup(self, instance_id: str, snapshot_id: str) -> None:
+        """The backup failed: drop its change tracking (the parent's still covers every change)."""
+        self.refuse("back VMs up")
+
+    async def stream_backing(
+        self, instance_id: str, speed_bytes: int, report: Progress | None = None
+    ) -> None:
+        """Copy into the running instance's disk everything it still reads from its backing file."""
+        self.refuse("back VMs up")

@@ -42,7 +42,7 @@ from typing import Any
 import nbd
 
 from novacron.virt import guestagent
-from novacron.virt.base import DriverError
+from novacron.virt.base import BackupView, DriverError, Progress
 from novacron.virt.qemu import QemuDriver
 
 NODE = "vda-disk"
@@ -58,7 +58,6 @@ READ_REQUEST = 1 << 20
 #: block-status flags: ``qemu:dirty-bitmap`` bit 0 (libnbd 1.14 has no name for it); base:allocation
 DIRTY = 1
 ZERO = nbd.STATE_ZERO
-Progress = Callable[[dict[str, Any]], Awaitable[bool]]
 
 
 @dataclass
@@ -287,6 +286,60 @@ class _Fleece:
     async def qmp(self, command: str, args: dict[str, Any] | None = None) -> Any:
         return await self.driver.qmp(self.instance_id, command, args)
 
+    async def add_overlay(self, overlay: Path) -> None:
+        """The fleecing overlay (an empty qcow2 backed by the disk) as a block node."""
+        await self.qmp(
+            "blockdev-add",
+            {
+                "driver": "qcow2",
+                "node-name": self.name,
+                "file": {"driver": "file", "filename": str(overlay)},
+                "backing": NODE,
+            },
+        )
+        self.made.append("node")
+
+    def actions(self, chunk_size: int, parent_id: str | None) -> list[dict[str, Any]]:
+        """The point in time's one transaction: the new bitmap; for an incremental (``parent_id``), the
+        parent's changes frozen into a disabled bitmap; and the copy-before-write job into the overlay."""
+        actions: list[dict[str, Any]] = [
+            {
+                "type": "block-dirty-bitmap-add",
+                "data": {"node": NODE, "name": bitmap_name(self.snapshot_id), "persistent": True,
+                         "granularity": chunk_size},
+            }
+        ]  # fmt: skip
+        if parent_id is not None:
+            frozen = {"node": NODE, "name": self.frozen}
+            actions += [
+                {
+                    "type": "block-dirty-bitmap-add",
+                    "data": {**frozen, "persistent": False, "disabled": True, "granularity": chunk_size},
+                },
+                {
+                    "type": "block-dirty-bitmap-merge",
+                    "data": {"node": NODE, "target": self.frozen, "bitmaps": [bitmap_name(parent_id)]},
+                },
+            ]
+        job = {
+            "device": NODE,
+            "target": self.name,
+            "sync": "none",
+            "job-id": self.name,
+            "auto-dismiss": False,
+        }
+        return [*actions, {"type": "blockdev-backup", "data": job}]
+
+    async def export(self, incremental: bool) -> None:
+        """Export the overlay read-only over NBD on the socket (with the frozen bitmap if ``incremental``)."""
+        await self.qmp("nbd-server-start", {"addr": {"type": "unix", "data": {"path": str(self.sock)}}})
+        self.made.append("server")
+        export: dict[str, Any] = {"type": "nbd", "id": self.name, "node-name": self.name, "name": EXPORT}
+        if incremental:
+            export["bitmaps"] = [self.frozen]
+        await self.qmp("block-export-add", {**export, "writable": False})
+        self.made.append("export")
+
     async def stale(self) -> None:
         """A retry of this very backup on the same QEMU: drop what the failed try left."""
         jobs = {j["id"] for j in await self.qmp("query-jobs")}
@@ -389,46 +442,8 @@ async def point_in_time(
         mode = "incremental" if not reason else "full"
         overlay = workdir / "fleece.qcow2"
         await _run("qemu-img", "create", "-q", "-f", "qcow2", str(overlay), str(size))
-        await fleece.qmp(
-            "blockdev-add",
-            {
-                "driver": "qcow2",
-                "node-name": fleece.name,
-                "file": {"driver": "file", "filename": str(overlay)},
-                "backing": NODE,
-            },
-        )
-        fleece.made.append("node")
-        actions: list[dict[str, Any]] = [
-            {
-                "type": "block-dirty-bitmap-add",
-                "data": {"node": NODE, "name": new, "persistent": True, "granularity": chunk_size},
-            }
-        ]
-        if mode == "incremental":
-            frozen = {"node": NODE, "name": fleece.frozen}
-            actions += [
-                {
-                    "type": "block-dirty-bitmap-add",
-                    "data": {**frozen, "persistent": False, "disabled": True, "granularity": chunk_size},
-                },
-                {
-                    "type": "block-dirty-bitmap-merge",
-                    "data": {"node": NODE, "target": fleece.frozen, "bitmaps": [bitmap_name(str(parent_id))]},
-                },
-            ]
-        actions.append(
-            {
-                "type": "blockdev-backup",
-                "data": {
-                    "device": NODE,
-                    "target": fleece.name,
-                    "sync": "none",
-                    "job-id": fleece.name,
-                    "auto-dismiss": False,
-                },
-            }
-        )
+        await fleece.add_overlay(overlay)
+        actions = fleece.actions(chunk_size, parent_id if mode == "incremental" else None)
         frozen_fs = await _agent_connected(driver, instance_id) and await guestagent.freeze(
             driver.qga_socket(instance_id)
         )
@@ -440,13 +455,7 @@ async def point_in_time(
         fleece.made += ["bitmap:" + new, "job"]
         if mode == "incremental":
             fleece.made.insert(-1, "bitmap:" + fleece.frozen)
-        await fleece.qmp("nbd-server-start", {"addr": {"type": "unix", "data": {"path": str(fleece.sock)}}})
-        fleece.made.append("server")
-        export: dict[str, Any] = {"type": "nbd", "id": fleece.name, "node-name": fleece.name, "name": EXPORT}
-        if mode == "incremental":
-            export["bitmaps"] = [fleece.frozen]
-        await fleece.qmp("block-export-add", {**export, "writable": False})
-        fleece.made.append("export")
+        await fleece.export(mode == "incremental")
         if report is not None:
             await report({"phase": "point-in-time", "fraction": 0.0})
         reader, changed = await asyncio.to_thread(
@@ -496,6 +505,25 @@ async def offline_view(driver: QemuDriver, instance_id: str) -> AsyncIterator[Po
         )
     finally:
         await asyncio.to_thread(reader.close)
+
+
+@contextlib.asynccontextmanager
+async def backup_view(
+    driver: QemuDriver, instance_id: str, view: BackupView, report: Progress | None
+) -> AsyncIterator[PointInTime]:
+    """A running VM's point in time (``point_in_time``), a stopped VM's disk read whole (``offline_view``)."""
+    if driver.pid(instance_id) is None:
+        async with offline_view(driver, instance_id) as pit:
+            yield pit
+        return
+    workdir = driver.instance_dir(instance_id) / f"backup-{view.snapshot_id}"
+    try:
+        async with point_in_time(
+            driver, instance_id, workdir, view.chunk_size, view.snapshot_id, view.parent_id, report, view.full
+        ) as pit:
+            yield pit
+    finally:
+        await asyncio.to_thread(shutil.rmtree, workdir, True)
 
 
 async def commit(driver: QemuDriver, instance_id: str, snapshot_id: str, chunk_size: int) -> None:

@@ -15,8 +15,7 @@ import os
 from typing import TYPE_CHECKING
 
 from novacron.virt import images
-from novacron.virt.base import DriverError, InstanceSpec
-from novacron.virt.migration import Progress
+from novacron.virt.base import DiskSource, DriverError, InstanceSpec, Progress
 
 if TYPE_CHECKING:
     from novacron.virt.qemu import QemuDriver
@@ -27,8 +26,8 @@ SERVE_FOR_S = 600.0
 _serving: set[asyncio.Task[None]] = set()
 
 
-async def serve_disk(drv: QemuDriver, instance_id: str, host: str) -> dict[str, int | str]:
-    """Source: serve the stopped instance's overlay to the first connection; returns host, port, size."""
+async def serve_disk(drv: QemuDriver, instance_id: str, host: str) -> DiskSource:
+    """Source: serve the stopped instance's overlay to the first connection; returns where."""
     if drv.pid(instance_id) is not None:
         raise DriverError(f"instance {instance_id} is running: stop it before a cold migration")
     path = drv.disk_path(instance_id)
@@ -58,18 +57,18 @@ async def serve_disk(drv: QemuDriver, instance_id: str, host: str) -> dict[str, 
     task = asyncio.create_task(close_when_served())
     _serving.add(task)
     task.add_done_callback(_serving.discard)
-    return {"host": host, "port": port, "size": path.stat().st_size}
+    return DiskSource(host, port, path.stat().st_size)
 
 
 async def fetch_disk(
-    drv: QemuDriver, spec: InstanceSpec, host: str, port: int, size: int, report: Progress | None = None
+    drv: QemuDriver, spec: InstanceSpec, source: DiskSource, report: Progress | None = None
 ) -> None:
     """Destination: pull the overlay, point it at this host's image, write the seed."""
     disk = drv.disk_path(spec.id)
     disk.parent.mkdir(parents=True, exist_ok=True)
     tmp = disk.with_name(f".{disk.name}.{os.getpid()}.part")
-    got = 0
-    reader, writer = await asyncio.open_connection(host, port)
+    got, size = 0, source.size
+    reader, writer = await asyncio.open_connection(source.host, source.port)
     try:
         with tmp.open("wb") as f:
             while data := await reader.read(CHUNK):

@@ -29,11 +29,10 @@ import contextlib
 import json
 import socket
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from novacron.virt.base import DriverError, InstanceSpec
+from novacron.virt.base import DriverError, InstanceSpec, Progress
 
 if TYPE_CHECKING:
     from novacron.virt.qemu import QemuDriver
@@ -45,9 +44,6 @@ STORAGE_MODES = ("auto", "local", "shared")
 #: bytes/s when no bandwidth is asked for (QEMU's own default, 128 MiB/s, would slow a LAN)
 UNLIMITED = 1 << 30
 PROGRESS_EVERY_S = 1.0
-
-#: called with the progress detail about once a second; answers True when the user cancelled
-Progress = Callable[[dict[str, Any]], Awaitable[bool]]
 
 
 class MigrationCancelled(DriverError):

@@ -115,3 +115,14 @@ def nic_counters_netlink(tap: str) -> tuple[int, int]:
     if not stats:
         return 0, 0
     return int(stats["tx_bytes"]), int(stats["rx_bytes"])
+
+
+def argv_taps(argv: list[str]) -> list[str]:
+    """The tap devices a QEMU command line opens."""
+    taps = []
+    for a, b in zip(argv, argv[1:], strict=False):
+        if a == "-netdev" and b.startswith("tap,"):
+            opts = dict(kv.split("=", 1) for kv in b.split(",")[1:] if "=" in kv)
+            if opts.get("ifname"):
+                taps.append(opts["ifname"])
+    return taps

@@ -24,15 +24,18 @@ import re
 import shutil
 import signal
 import time
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from novacron.private import mkdir_private, private_tree, touch_private, write_private
-from novacron.virt import images, migration, netdev, nics, procs
+from novacron.virt import blockstream, coldmove, images, migration, netdev, nics, procs
 from novacron.virt.accel import choose_accelerator, kvm_probe
 from novacron.virt.base import (
+    BackupView,
     ComputeDriver,
+    DiskSource,
     DriverError,
     HostFacts,
     ImageInfo,
@@ -41,10 +44,15 @@ from novacron.virt.base import (
     MetricsSample,
     Observation,
     PowerState,
+    Progress,
 )
 from novacron.virt.cidata import render_meta_data, write_cidata_iso
 from novacron.virt.migration import MigrationSettings, MigrationStats, MigrationTarget
+from novacron.virt.netdev import argv_taps
 from novacron.virt.qmp import QmpUnavailable, qmp_call
+
+if TYPE_CHECKING:
+    from novacron.virt.cbt import PointInTime
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 #: QMP query-status -> power state
@@ -72,8 +80,12 @@ PORT_WAIT_S = 60.0
 
 
 class QemuDriver(ComputeDriver):
+    """Real VMs: daemonized QEMU processes over QMP; migrates, backs up and restores."""
+
     name = "qemu"
     machine = "pc"
+    CAN_MIGRATE: ClassVar[bool] = True
+    CAN_BACKUP: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -367,12 +379,17 @@ class QemuDriver(ComputeDriver):
             with contextlib.suppress(FileNotFoundError):
                 os.chmod(p, 0o600)
 
-    # ---- live migration (QEMU only; see novacron.virt.migration) ------------------------------
+    # ---- migration, backup, restore: the seam's steps, each in its module ----------------------
+
+    def migration_storage(self, instance_id: str) -> dict[str, str]:
+        return migration.storage_of(self, instance_id)
+
+    def choose_migration_storage(self, instance_id: str, requested: str, source: dict[str, str]) -> str:
+        return migration.choose_storage(self, instance_id, requested, source)
 
     async def migrate_receive(
         self, spec: InstanceSpec, host: str = "127.0.0.1", storage: str = "local"
     ) -> MigrationTarget:
-        """Destination step 1: QEMU waits paused for the state (its disk exported over NBD if local)."""
         return await migration.receive(self, spec, host, storage)
 
     async def migrate_send(
@@ -380,15 +397,46 @@ class QemuDriver(ComputeDriver):
         instance_id: str,
         target: MigrationTarget,
         settings: MigrationSettings | None = None,
-        report: migration.Progress | None = None,
+        report: Progress | None = None,
         timeout_s: float = 3600.0,
     ) -> MigrationStats:
-        """Source step: mirror the disk (local) and migrate; the source ends paused (destroy it after)."""
         return await migration.send(self, instance_id, target, settings, report, timeout_s)
 
     async def migrate_finish(self, instance_id: str, storage: str = "local") -> float:
-        """Destination step 2: stop the NBD export (local) and run the guest; returns when it ran."""
         return await migration.finish(self, instance_id, storage)
+
+    async def serve_disk(self, instance_id: str, host: str) -> DiskSource:
+        return await coldmove.serve_disk(self, instance_id, host)
+
+    async def fetch_disk(
+        self, spec: InstanceSpec, source: DiskSource, report: Progress | None = None
+    ) -> None:
+        await coldmove.fetch_disk(self, spec, source, report)
+
+    def scratch_dir(self, instance_id: str) -> Path:
+        return self.instance_dir(instance_id)
+
+    def backup_view(
+        self, instance_id: str, view: BackupView, report: Progress | None = None
+    ) -> AbstractAsyncContextManager[PointInTime]:
+        from novacron.virt import cbt  # libnbd: only on hosts that back VMs up
+
+        return cbt.backup_view(self, instance_id, view, report)
+
+    async def commit_backup(self, instance_id: str, snapshot_id: str, chunk_size: int) -> None:
+        from novacron.virt import cbt
+
+        await cbt.commit(self, instance_id, snapshot_id, chunk_size)
+
+    async def discard_backup(self, instance_id: str, snapshot_id: str) -> None:
+        from novacron.virt import cbt
+
+        await cbt.discard(self, instance_id, snapshot_id)
+
+    async def stream_backing(
+        self, instance_id: str, speed_bytes: int, report: Progress | None = None
+    ) -> None:
+        await blockstream.stream(self, instance_id, speed_bytes, report)
 
     async def _qmp(self, instance_id: str, command: str, args: dict[str, Any] | None = None) -> Any:
         return await qmp_call(self.qmp_socket(instance_id), command, args)
@@ -490,13 +538,8 @@ class QemuDriver(ComputeDriver):
         self._taps.pop(instance_id, None)
         tap = netdev.tap_name(instance_id, self.tap_salt)
         await asyncio.to_thread(netdev.delete_link, tap)  # pyroute2 runs its own loop: not in ours
-        for p in (
-            self.qmp_socket(instance_id),
-            self.console_socket(instance_id),
-            self.qga_socket(instance_id),
-            self.pidfile(instance_id),
-        ):
-            p.unlink(missing_ok=True)
+        for run_file in (self.qmp_socket, self.console_socket, self.qga_socket, self.pidfile):
+            run_file(instance_id).unlink(missing_ok=True)
         idir = self.instance_dir(instance_id)
         if idir.exists():
             await asyncio.to_thread(shutil.rmtree, idir, True)
@@ -552,14 +595,3 @@ class QemuDriver(ComputeDriver):
             net_rx_bytes=rx,
             net_tx_bytes=tx,
         )
-
-
-def argv_taps(argv: list[str]) -> list[str]:
-    """The tap devices a QEMU command line opens."""
-    taps = []
-    for a, b in zip(argv, argv[1:], strict=False):
-        if a == "-netdev" and b.startswith("tap,"):
-            opts = dict(kv.split("=", 1) for kv in b.split(",")[1:] if "=" in kv)
-            if opts.get("ifname"):
-                taps.append(opts["ifname"])
-    return taps

@@ -2,7 +2,8 @@
 
 Same state machine and idempotency as the QEMU driver, plausible growing counters, and a
 configurable host size. Never a stand-in for QEMU in a feature test: it exists for
-scheduler and control-plane scale (many hosts, 1,000-VM benchmarks).
+scheduler and control-plane scale (many hosts, 1,000-VM benchmarks). It does not migrate, back
+up or restore: those steps refuse with ``NotSupported`` (``CAN_MIGRATE``/``CAN_BACKUP`` are False).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class _SimInstance:
 
 
 class SimulatedDriver(ComputeDriver):
+    """Simulated instances in memory: the lifecycle only."""
+
     name = "simulated"
 
     def __init__(
@@ -130,6 +133,10 @@ class SimulatedDriver(ComputeDriver):
 
     def list_instances(self) -> list[str]:
         return sorted(self._instances)
+
+    def pid(self, instance_id: str) -> int | None:
+        inst = self._instances.get(instance_id)
+        return inst.pid if inst is not None else None
 
     def _stop(self, inst: _SimInstance, state: PowerState = PowerState.SHUTOFF) -> None:
         if inst.state == PowerState.RUNNING:

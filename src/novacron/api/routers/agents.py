@@ -2,38 +2,32 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse, PlainTextResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-from sqlalchemy import select
-from starlette.concurrency import run_in_threadpool
 
 from novacron.agent.control import facts_of
-from novacron.api.deps import CtxDep, ReadSessionDep, SessionDep, require
-from novacron.api.errors import Problem, not_found
+from novacron.api.audit import audit_detail, audit_hint
+from novacron.api.deps import CtxDep, require, service
+from novacron.api.errors import Problem
 from novacron.api.transport import body_limit
-from novacron.compute import hostops, nodes, reports, storage
-from novacron.compute.scope import get_visible
-from novacron.db.models import Host, Image, NodeCredential
-from novacron.identity.audit import audit_detail, audit_hint
+from novacron.compute import agentcalls, nodes
+from novacron.compute.imagesvc import ImageService
+from novacron.compute.nodes import JoinGrant, NodeService
 from novacron.identity.principal import Principal
-
-if TYPE_CHECKING:
-    from novacron.context import Context
 
 #: a host's report lists every VM of the host with its samples: larger than a user's document
 AGENT_BODY_LIMIT = 16 << 20
 
 router = APIRouter(tags=["agents"])
 
-CanHostWrite = Annotated[Principal, Depends(require("host:write"))]
+NodeWriter = Annotated[NodeService, Depends(service(NodeService, "host:write"))]
 IsAgent = Annotated[Principal, Depends(require("agent"))]
-CanImageRead = Annotated[Principal, Depends(require("image:read"))]
+ImageReader = Annotated[ImageService, Depends(service(ImageService, "image:read", write=False))]
 NAME = r"^[a-z0-9]([a-z0-9.-]{0,126}[a-z0-9])?$"
 
 
@@ -49,6 +43,16 @@ class JoinTokenOut(BaseModel):
     command: str
     #: set on a re-key token: the only host it can join as
     host_id: str | None = None
+
+    @classmethod
+    def of(cls, grant: JoinGrant) -> JoinTokenOut:
+        return cls(
+            join_token=grant.join_token,
+            expires_at=grant.expires_at,
+            ca_fingerprint=grant.ca_fingerprint,
+            command=grant.command,
+            host_id=grant.host_id,
+        )
 
 
 class JoinRequest(BaseModel):
@@ -100,70 +104,30 @@ class CompleteRequest(BaseModel):
     error: str | None = Field(default=None, max_length=4000)
 
 
-def _join_token_out(
-    ctx: Context, user_id: str, ttl_s: int, host_id: str | None = None, name: str = ""
-) -> JoinTokenOut:
-    """A join token (bound to ``host_id`` when re-keying it) and the command that spends it."""
-    token, row = nodes.create_join_token(ctx.db, user_id, timedelta(seconds=ttl_s), host_id)
-    fingerprint = ctx.extras.get("ca_fingerprint", "")
-    server = ctx.extras.get("agent_url", "https://<server>:8443")
-    named = f" --name {name}" if name else ""
-    return JoinTokenOut(
-        join_token=token,
-        expires_at=row.expires_at,
-        ca_fingerprint=fingerprint,
-        command=f"novacron agent --server {server}{named} --join-token {token} "
-        f"--ca-fingerprint {fingerprint}",
-        host_id=host_id,
-    )
-
-
 @router.post("/v1/hosts/join-tokens", status_code=201, response_model=JoinTokenOut, tags=["hosts"])
-def create_join_token(body: JoinTokenRequest, ctx: CtxDep, principal: CanHostWrite) -> JoinTokenOut:
-    return _join_token_out(ctx, principal.user_id, body.ttl_s)
+def create_join_token(body: JoinTokenRequest, hosts: NodeWriter) -> JoinTokenOut:
+    return JoinTokenOut.of(hosts.join_token(body.ttl_s))
 
 
 @router.post("/v1/hosts/{host_id}/rejoin-token", status_code=201, response_model=JoinTokenOut, tags=["hosts"])
-def create_rejoin_token(
-    host_id: str, body: JoinTokenRequest, ctx: CtxDep, session: SessionDep, principal: CanHostWrite
-) -> JoinTokenOut:
+def create_rejoin_token(host_id: str, body: JoinTokenRequest, hosts: NodeWriter) -> JoinTokenOut:
     """A one-time token that re-keys this host (after a reinstall): the agent joining with it gets
     the host's identity and a new credential, and the old credential stops working at once."""
-    host = session.scalar(select(Host).where((Host.id == host_id) | (Host.name == host_id)))
-    if host is None:
-        raise not_found("host", host_id)
-    if session.get(NodeCredential, host.id) is None:
-        # the embedded agent runs inside the server and has no credential to replace: a token for
-        # its host would let a remote process pose as it
-        raise Problem(
-            409, "Conflict", f"Host '{host.name}' has no agent credential (the embedded agent has none)."
-        )
-    hid, name = host.id, host.name
-    session.close()
-    return _join_token_out(ctx, principal.user_id, body.ttl_s, hid, name)
+    return JoinTokenOut.of(hosts.rejoin_token(host_id, body.ttl_s))
 
 
 @router.post("/v1/hosts/{host_id}/revoke", status_code=204, tags=["hosts"])
-def revoke_host(host_id: str, ctx: CtxDep, session: SessionDep, principal: CanHostWrite) -> Response:
-    host = session.scalar(select(Host).where((Host.id == host_id) | (Host.name == host_id)))
-    if host is None:
-        raise not_found("host", host_id)
-    hid = host.id
-    session.close()
-    if not nodes.revoke(ctx.db, hid):
-        raise Problem(
-            409, "Conflict", f"Host '{host_id}' has no agent credential (the embedded agent has none)."
-        )
+def revoke_host(host_id: str, hosts: NodeWriter) -> Response:
+    hosts.revoke(host_id)
     return Response(status_code=204)
 
 
 @router.get("/v1/agents/ca", response_class=PlainTextResponse)
 def platform_ca(ctx: CtxDep) -> PlainTextResponse:
     """The platform CA (public); agents check it against the fingerprint printed with their join token."""
-    tls = ctx.extras.get("tls")
-    if tls is None:
+    if ctx.agent_listener is None:
         raise Problem(404, "Not Found", "This server has no agent listener (HTTPS) configured.")
-    return PlainTextResponse(tls.ca_cert.read_text(), media_type="application/x-pem-file")
+    return PlainTextResponse(ctx.agent_listener.tls.ca_cert.read_text(), media_type="application/x-pem-file")
 
 
 @router.post("/v1/agents/join", response_model=JoinOut)
@@ -191,9 +155,7 @@ def register(body: RegisterRequest, ctx: CtxDep, node: IsAgent) -> dict[str, str
         raise Problem(
             422, "Invalid request", f"body.facts: {exc}", errors=[{"field": "body.facts", "reason": str(exc)}]
         ) from exc
-    host_id = reports.register_host(ctx.db, node.username, body.driver, facts)
-    hostops.requeue_unanswered(ctx, host_id)
-    return {"host_id": host_id}
+    return {"host_id": agentcalls.register(ctx, node, body.driver, facts)}
 
 
 @router.post("/v1/agent/report")
@@ -201,37 +163,20 @@ def register(body: RegisterRequest, ctx: CtxDep, node: IsAgent) -> dict[str, str
 def report(body: ReportRequest, ctx: CtxDep, node: IsAgent) -> dict[str, Any]:
     """The answer names the instances the host keeps and renews its self-fencing lease: the agent
     hard-stops its VMs if no report is accepted within ``lease_s`` (0: not armed, no HA VM here)."""
-    answer = reports.apply_report(
-        ctx.db,
-        ctx.metrics,
-        node.user_id,
-        body.power_states,
-        body.samples,
-        body.age_s,
-        lease_s=ctx.settings.ha_lease_s,
-    )
+    answer = agentcalls.report(ctx, node, body.power_states, body.samples, body.age_s)
     return {"keep": sorted(answer.keep), "lease_s": answer.lease_s}
 
 
 @router.post("/v1/agent/claim")
 async def claim(body: ClaimRequest, ctx: CtxDep, node: IsAgent) -> dict[str, list[dict[str, Any]]]:
     """Long-poll: answers as soon as an operation is queued for the host, or after ``wait_s``."""
-    queued = hostops.queued_event(node.user_id)
-    deadline = asyncio.get_running_loop().time() + body.wait_s
-    while True:
-        queued.clear()  # before looking, so an operation queued meanwhile still wakes us
-        ops = await run_in_threadpool(hostops.claim, ctx, node.user_id)
-        remaining = deadline - asyncio.get_running_loop().time()
-        if ops or remaining <= 0:
-            return {"operations": ops}
-        await run_in_threadpool(queued.wait, min(remaining, hostops.POLL_S))
+    return {"operations": await agentcalls.claim(ctx, node, body.wait_s)}
 
 
 @router.post("/v1/agent/complete", status_code=204)
 @body_limit(AGENT_BODY_LIMIT)
 def complete(body: CompleteRequest, ctx: CtxDep, node: IsAgent) -> Response:
-    if not hostops.complete(ctx, node.user_id, body.id, body.result, body.error):
-        raise Problem(409, "Conflict", f"Operation '{body.id}' is not running on this host.")
+    agentcalls.complete(ctx, node, body.id, body.result, body.error)
     return Response(status_code=204)
 
 
@@ -244,28 +189,12 @@ class ProgressRequest(BaseModel):
 @router.post("/v1/agent/progress")
 def progress(body: ProgressRequest, ctx: CtxDep, node: IsAgent) -> dict[str, bool]:
     """A long operation's progress, shown on its task; the answer says whether to cancel it."""
-    return {"cancel": hostops.progress(ctx, node.user_id, body.id, body.detail)}
+    return {"cancel": agentcalls.progress(ctx, node, body.id, body.detail)}
 
 
 @router.get("/v1/images/{image_id}/{part}", response_class=FileResponse, tags=["images"])
 def download_image(
-    image_id: str,
-    part: Literal["file", "kernel", "initrd"],
-    ctx: CtxDep,
-    session: ReadSessionDep,
-    principal: CanImageRead,
+    image_id: str, part: Literal["file", "kernel", "initrd"], images: ImageReader
 ) -> FileResponse:
     """The image's disk (or kernel/initrd): agents fetch what their VMs need; tenants their own."""
-    if principal.kind == "node":
-        # a host's agent reads the images of its own VMs only; any other looks unknown
-        image = session.get(Image, image_id)
-        if image is None or not hostops.host_needs_image(session, principal.user_id, image):
-            raise not_found("image", image_id)
-    else:
-        image = get_visible(session, Image, image_id, principal, "image")
-    path = {"file": storage.image_disk, "kernel": storage.image_kernel, "initrd": storage.image_initrd}[part](
-        ctx.settings, image.id
-    )
-    if not path.exists():
-        raise Problem(404, "Not Found", f"Image '{image.name}' has no {part} uploaded.")
-    return FileResponse(path, media_type="application/octet-stream")
+    return FileResponse(images.part_file(image_id, part), media_type="application/octet-stream")

@@ -3,27 +3,24 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 
-from novacron.api.concurrency import Idempotency, check_if_match
-from novacron.api.deps import ReadSessionDep, SessionDep, require
-from novacron.api.errors import invalid, name_taken
-from novacron.api.listing import Page
-from novacron.backup import service
-from novacron.compute.scope import get_visible, resolve_project, scoped
-from novacron.db.base import new_id
-from novacron.db.listing import ListParams, paginate
-from novacron.db.models import VM, BackupPolicy
-from novacron.errors import DomainError
-from novacron.identity.principal import Principal
+from novacron.api.concurrency import check_if_match
+from novacron.api.deps import IdempotencyDep, service
+from novacron.api.listing import Page, list_query
+from novacron.backup.policies import BackupPolicyService, PolicySpec
+from novacron.db.listing import ListParams
+from novacron.db.models import BackupPolicy
 
 router = APIRouter(prefix="/v1/backup-policies", tags=["backups"])
-CanRead = Annotated[Principal, Depends(require("backup:read"))]
-CanWrite = Annotated[Principal, Depends(require("backup:policy"))]
+PolicyReader = Annotated[
+    BackupPolicyService, Depends(service(BackupPolicyService, "backup:read", write=False))
+]
+PolicyWriter = Annotated[BackupPolicyService, Depends(service(BackupPolicyService, "backup:policy"))]
+PolicyList = Annotated[ListParams, Depends(list_query(("name", "created_at"), "name"))]
 NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 RetentionKey = Literal["keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly"]
 
@@ -55,74 +52,33 @@ class PolicyOut(BaseModel):
     created_at: datetime
     version: int
 
+    @classmethod
+    def of(cls, p: BackupPolicy) -> PolicyOut:
+        return cls.model_validate(p, from_attributes=True)
+
 
 @router.post("", status_code=201, response_model=PolicyOut)
-def create_policy(request: Request, session: SessionDep, principal: CanWrite, body: PolicyCreate) -> Any:
-    idem = Idempotency(request, principal, session, body)
-    if (replay := idem.replay()) is not None:
+def create_policy(body: PolicyCreate, policies: PolicyWriter, idem: IdempotencyDep) -> Response:
+    if (replay := idem.replay(body)) is not None:
         return replay
-    vm_id = None
-    if body.vm is not None:
-        try:
-            vm = get_visible(session, VM, body.vm, principal, "vm")
-        except DomainError as exc:
-            raise invalid("body.vm", f"no VM '{body.vm}' is visible to you", 404) from exc
-        project_id, tenant_id, vm_id = vm.project_id, vm.tenant_id, vm.id
-    else:
-        project = resolve_project(session, principal, body.project_id)
-        project_id, tenant_id = project.id, project.tenant_id
-    if session.scalar(
-        select(BackupPolicy.id).where(BackupPolicy.project_id == project_id, BackupPolicy.name == body.name)
-    ):
-        raise name_taken("backup policy", body.name, "body.name")
-    target = service.default_target(session, body.target)
-    policy = BackupPolicy(
-        id=new_id("bkp"),
-        tenant_id=tenant_id,
-        project_id=project_id,
-        name=body.name,
-        vm_id=vm_id,
-        target_id=target.id,
-        interval_s=body.interval_s,
-        retention=dict(body.retention),
-        immutable_s=body.immutable_s,
-        enabled=body.enabled,
-    )
-    session.add(policy)
-    session.flush()
-    out = PolicyOut.model_validate(policy, from_attributes=True)
-    idem.remember(201, out.model_dump(mode="json"))
-    return out
+    policy = policies.create(PolicySpec(**body.model_dump()))
+    return idem.created(PolicyOut.of(policy), policy)
 
 
 @router.get("", response_model=Page[PolicyOut])
-def list_policies(
-    session: ReadSessionDep,
-    principal: CanRead,
-    limit: int = Query(50, ge=1, le=500),
-    cursor: str | None = None,
-    sort: str = "name",
-    name: str | None = None,
-) -> Page[PolicyOut]:
-    stmt = scoped(select(BackupPolicy), BackupPolicy, principal)
-    if name is not None:
-        stmt = stmt.where(BackupPolicy.name == name)
-    rows, nxt = paginate(session, stmt, BackupPolicy, ListParams(limit, cursor, sort, ("name", "created_at")))
-    return Page[PolicyOut](
-        items=[PolicyOut.model_validate(r, from_attributes=True) for r in rows], next_cursor=nxt
-    )
+def list_policies(policies: PolicyReader, page: PolicyList, name: str | None = None) -> Page[PolicyOut]:
+    rows, nxt = policies.list(page, name=name)
+    return Page[PolicyOut](items=[PolicyOut.of(r) for r in rows], next_cursor=nxt)
 
 
 @router.get("/{policy_id}", response_model=PolicyOut)
-def get_policy(policy_id: str, session: ReadSessionDep, principal: CanRead) -> PolicyOut:
-    return PolicyOut.model_validate(
-        get_visible(session, BackupPolicy, policy_id, principal, "backup policy"), from_attributes=True
-    )
+def get_policy(policy_id: str, policies: PolicyReader) -> PolicyOut:
+    return PolicyOut.of(policies.get(policy_id))
 
 
 @router.delete("/{policy_id}", status_code=204)
-def delete_policy(policy_id: str, request: Request, session: SessionDep, principal: CanWrite) -> Response:
-    policy = get_visible(session, BackupPolicy, policy_id, principal, "backup policy")
+def delete_policy(policy_id: str, request: Request, policies: PolicyWriter) -> Response:
+    policy = policies.get(policy_id)
     check_if_match(request, policy)
-    session.delete(policy)
+    policies.delete(policy)
     return Response(status_code=204)

@@ -6,37 +6,35 @@ when the disk's dirty bitmap allows, full otherwise, and the backup says which a
 
 from __future__ import annotations
 
-import contextlib
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import select
 
 from novacron.api.concurrency import Idempotency, check_if_match, set_etag
-from novacron.api.deps import CtxDep, ReadSessionDep, SessionDep, require
-from novacron.api.errors import invalid, name_taken, not_found
-from novacron.api.listing import Page
-from novacron.backup import service, vmstore
-from novacron.compute.scope import get_visible, scoped
-from novacron.db.base import new_id
-from novacron.db.listing import ListParams, paginate
-from novacron.db.models import VM, BackupSnapshot, BackupTarget
-from novacron.errors import DomainError
-from novacron.identity.encryption import MASK, encryption_for, is_secret_field, redact, scrub, secrets_set
-from novacron.identity.principal import Principal
+from novacron.api.deps import CtxDep, IdempotencyDep, service
+from novacron.api.listing import Page, list_query
+from novacron.backup.service import BackupFilter, BackupService, RestoreSpec
+from novacron.backup.target_service import BackupTargetService, TargetSpec, TargetView
+from novacron.db.listing import ListParams
+from novacron.db.models import BackupSnapshot
 
 router = APIRouter(tags=["backups"])
 
-CanRead = Annotated[Principal, Depends(require("backup:read"))]
-CanCreate = Annotated[Principal, Depends(require("backup:create"))]
-CanRestore = Annotated[Principal, Depends(require("backup:restore"))]
-CanDelete = Annotated[Principal, Depends(require("backup:delete"))]
-CanHold = Annotated[Principal, Depends(require("backup:hold"))]
-CanTargets = Annotated[Principal, Depends(require("backup-target:write"))]
+BackupReader = Annotated[BackupService, Depends(service(BackupService, "backup:read", write=False))]
+BackupCreator = Annotated[BackupService, Depends(service(BackupService, "backup:create"))]
+BackupRestorer = Annotated[BackupService, Depends(service(BackupService, "backup:restore"))]
+BackupDeleter = Annotated[BackupService, Depends(service(BackupService, "backup:delete"))]
+BackupHolder = Annotated[BackupService, Depends(service(BackupService, "backup:hold"))]
+TargetReader = Annotated[
+    BackupTargetService, Depends(service(BackupTargetService, "backup:read", write=False))
+]
+TargetWriter = Annotated[BackupTargetService, Depends(service(BackupTargetService, "backup-target:write"))]
+BackupList = Annotated[
+    ListParams, Depends(list_query(("created_at", "completed_at", "vm_name"), "-created_at"))
+]
 
 NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 
@@ -71,6 +69,16 @@ class TargetOut(BaseModel):
     secrets_set: list[str] = Field(default_factory=list)
     created_at: datetime
     version: int = 1
+
+    @classmethod
+    def of(cls, v: TargetView) -> TargetOut:
+        t = v.row
+        return cls(
+            id=t.id, name=t.name, type=t.type, chunk_size=t.chunk_size, created_at=t.created_at,
+            config=v.config, secrets_set=v.secrets_set,
+            replica_target_id=t.replica_target_id, replicate_every_s=t.replicate_every_s,
+            replicated_at=t.replicated_at, replication_error=t.replication_error, version=t.version,
+        )  # fmt: skip
 
 
 class TargetUpdate(BaseModel):
@@ -187,299 +195,123 @@ def _accepted(ctx: CtxDep, idem: Idempotency, body: Accepted) -> JSONResponse:
 # ---- targets ---------------------------------------------------------------------------------
 
 
-def _target_out(t: BackupTarget, principal: Principal) -> TargetOut:
-    editor = principal.can("backup-target:write")
-    return TargetOut(
-        id=t.id, name=t.name, type=t.type, chunk_size=t.chunk_size, created_at=t.created_at,
-        config=redact(dict(t.config)) if editor else None,
-        secrets_set=secrets_set(dict(t.config)) if editor else [],
-        replica_target_id=t.replica_target_id, replicate_every_s=t.replicate_every_s,
-        replicated_at=t.replicated_at, replication_error=t.replication_error, version=t.version,
-    )  # fmt: skip
-
-
-def _check_target(kind: str, config: dict[str, Any], chunk_size: int) -> vmstore.ChunkStore:
-    """Open the target once to see that it answers; error messages never echo a credential."""
-    try:
-        return vmstore.ChunkStore(vmstore.target_from_config(kind, config), key_service_stub(), chunk_size)
-    except (KeyError, TypeError) as exc:
-        why = scrub(f"missing or wrong setting for a {kind} target: {exc}", config)
-        raise invalid("body.config", why) from exc
-    except Exception as exc:
-        raise invalid("body.config", scrub(f"the target does not answer: {exc}", config)) from exc
-
-
 @router.post("/v1/backup-targets", status_code=201, response_model=TargetOut)
-def create_target(
-    request: Request, ctx: CtxDep, session: SessionDep, principal: CanTargets, body: TargetCreate
-) -> Any:
-    idem = Idempotency(request, principal, session, body)
-    if (replay := idem.replay()) is not None:
+def create_target(body: TargetCreate, targets: TargetWriter, idem: IdempotencyDep) -> Response:
+    if (replay := idem.replay(body)) is not None:
         return replay
-    if body.chunk_size & (body.chunk_size - 1):
-        raise invalid("body.chunk_size", "must be a power of two")
-    if session.scalar(select(BackupTarget.id).where(BackupTarget.name == body.name)):
-        raise name_taken("backup target", body.name, "body.name", "")
-    if body.type == "local":
-        _check_local(body.config)
-    store = _check_target(body.type, body.config, body.chunk_size)
-    replica = None
-    if body.replicate_to is not None:
-        replica = session.scalar(
-            select(BackupTarget).where(
-                (BackupTarget.id == body.replicate_to) | (BackupTarget.name == body.replicate_to)
-            )
-        )
-        if replica is None:
-            raise invalid("body.replicate_to", f"no backup target '{body.replicate_to}'")
-        if replica.chunk_size != store.chunk_size:  # the replica is a byte copy: chunk names must agree
-            why = f"its chunk size is {replica.chunk_size}, not {store.chunk_size}"
-            raise invalid("body.replicate_to", why)
-    # an existing store keeps the chunk size it was made with; credentials are stored sealed
-    target_id = new_id("bkt")
-    config = encryption_for(ctx.settings).seal_fields(body.config, vmstore.config_aad(target_id))
-    target = BackupTarget(
-        id=target_id, name=body.name, type=body.type, config=config, chunk_size=store.chunk_size,
-        replica_target_id=replica.id if replica else None, replicate_every_s=body.replicate_every_s,
-    )  # fmt: skip
-    session.add(target)
-    session.flush()
-    out = _target_out(target, principal)
-    idem.remember(201, out.model_dump(mode="json"))
-    return out
-
-
-def _check_local(config: dict[str, Any]) -> None:
-    """A local target is a new or empty directory, or an existing store; never any other folder."""
-    path = Path(str(config.get("path", "")))
-    if not path.is_absolute() or ".." in path.parts:
-        raise invalid("body.config.path", "must be an absolute path without '..'")
-    if not path.parent.is_dir():
-        raise invalid("body.config.path", f"its parent {path.parent} is not a directory")
-    if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not (path / "config.json").exists())):
-        raise invalid("body.config.path", "exists and is neither empty nor a backup store")
-
-
-def key_service_stub() -> vmstore.KeyService:
-    """Opening a store to check it needs no tenant key."""
-    return vmstore.HandedKey("", b"")
+    view = targets.create(TargetSpec(**body.model_dump()))
+    return idem.created(TargetOut.of(view), view.row)
 
 
 @router.get("/v1/backup-targets", response_model=Page[TargetOut])
-def list_targets(session: ReadSessionDep, principal: CanRead) -> Page[TargetOut]:
-    rows = session.scalars(select(BackupTarget).order_by(BackupTarget.name).limit(500))
-    return Page[TargetOut](items=[_target_out(t, principal) for t in rows])
-
-
-def _target(session: Any, ref: str) -> BackupTarget:
-    row = session.scalar(select(BackupTarget).where((BackupTarget.id == ref) | (BackupTarget.name == ref)))
-    if row is None:
-        raise not_found("backup target", ref)
-    return row
+def list_targets(targets: TargetReader) -> Page[TargetOut]:
+    return Page[TargetOut](items=[TargetOut.of(v) for v in targets.list()])
 
 
 @router.get("/v1/backup-targets/{target_id}", response_model=TargetOut)
-def get_target(target_id: str, response: Response, session: ReadSessionDep, principal: CanRead) -> TargetOut:
-    row = _target(session, target_id)
-    set_etag(response, row)
-    return _target_out(row, principal)
+def get_target(target_id: str, response: Response, targets: TargetReader) -> TargetOut:
+    view = targets.get(target_id)
+    set_etag(response, view.row)
+    return TargetOut.of(view)
 
 
 @router.patch("/v1/backup-targets/{target_id}", response_model=TargetOut)
 def update_target(
-    target_id: str, request: Request, response: Response, ctx: CtxDep, session: SessionDep,
-    principal: CanTargets, body: TargetUpdate,
-) -> TargetOut:  # fmt: skip
+    target_id: str, request: Request, response: Response, targets: TargetWriter, body: TargetUpdate
+) -> TargetOut:
     """Change a target's settings, e.g. new credentials; a credential not sent is kept."""
-    row = _target(session, target_id)
-    check_if_match(request, row)
-    if body.config is not None:
-        enc, aad = encryption_for(ctx.settings), vmstore.config_aad(row.id)
-        before = enc.open_fields(dict(row.config), aad)
-        merged = dict(before)
-        for name, value in body.config.items():
-            if value is None:
-                merged.pop(name, None)
-            elif not (is_secret_field(name) and value == MASK):
-                merged[name] = value
-        if row.type == "local" and merged.get("path") != before.get("path"):
-            raise invalid("body.config.path", "a local target's path cannot change")
-        _check_target(row.type, merged, row.chunk_size)
-        row.config = enc.seal_fields(merged, aad)
-    if body.replicate_every_s is not None:
-        row.replicate_every_s = body.replicate_every_s
-    session.flush()
-    set_etag(response, row)
-    return _target_out(row, principal)
+    view = targets.get(target_id)
+    check_if_match(request, view.row)
+    view = targets.update(view.row, body.config, body.replicate_every_s)
+    set_etag(response, view.row)
+    return TargetOut.of(view)
 
 
 # ---- backups ---------------------------------------------------------------------------------
 
 
 @router.post("/v1/backups", status_code=202, response_model=Accepted)
-def create_backup(
-    request: Request, ctx: CtxDep, session: SessionDep, principal: CanCreate, body: BackupCreate
-) -> Any:
-    idem = Idempotency(request, principal, session, body)
-    if (replay := idem.replay()) is not None:
+def create_backup(body: BackupCreate, ctx: CtxDep, backups: BackupCreator, idem: IdempotencyDep) -> Response:
+    if (replay := idem.replay(body)) is not None:
         return replay
-    try:
-        vm = get_visible(session, VM, body.vm, principal, "vm")
-    except DomainError as exc:
-        raise invalid("body.vm", f"no VM '{body.vm}' is visible to you", 404) from exc
-    target = service.default_target(session, body.target)
-    snap, task = service.request_backup(session, vm, target, body.full)
-    session.flush()
-    return _accepted(ctx, idem, Accepted(task_id=task.id, backup=BackupOut.of(snap), vm_id=vm.id))
+    snap, task = backups.create(body.vm, body.target, body.full)
+    return _accepted(ctx, idem, Accepted(task_id=task.id, backup=BackupOut.of(snap), vm_id=snap.vm_id))
 
 
 @router.get("/v1/backups", response_model=Page[BackupOut])
 def list_backups(
-    session: ReadSessionDep,
-    principal: CanRead,
-    limit: int = Query(50, ge=1, le=500),
-    cursor: str | None = None,
-    sort: str = "-created_at",
+    backups: BackupReader,
+    page: BackupList,
     vm_id: str | None = None,
     vm_name: str | None = None,
     state: str | None = None,
     project_id: str | None = None,
     policy_id: str | None = None,
 ) -> Page[BackupOut]:
-    stmt = scoped(select(BackupSnapshot), BackupSnapshot, principal)
-    for col, value in (
-        (BackupSnapshot.vm_id, vm_id),
-        (BackupSnapshot.vm_name, vm_name),
-        (BackupSnapshot.state, state),
-        (BackupSnapshot.project_id, project_id),
-        (BackupSnapshot.policy_id, policy_id),
-    ):
-        if value is not None:
-            stmt = stmt.where(col == value)
-    rows, nxt = paginate(
-        session,
-        stmt,
-        BackupSnapshot,
-        ListParams(limit, cursor, sort, ("created_at", "completed_at", "vm_name")),
-    )
+    where = BackupFilter(vm_id, vm_name, state, project_id, policy_id)
+    rows, nxt = backups.list(page, where)
     return Page[BackupOut](items=[BackupOut.of(r) for r in rows], next_cursor=nxt)
 
 
-def _visible(session: Any, backup_id: str, principal: Principal) -> BackupSnapshot:
-    return get_visible(session, BackupSnapshot, backup_id, principal, "backup")
-
-
 @router.get("/v1/backups/{backup_id}", response_model=BackupOut)
-def get_backup(backup_id: str, response: Response, session: ReadSessionDep, principal: CanRead) -> BackupOut:
-    snap = _visible(session, backup_id, principal)
+def get_backup(backup_id: str, response: Response, backups: BackupReader) -> BackupOut:
+    snap = backups.get(backup_id)
     set_etag(response, snap)
     return BackupOut.of(snap)
 
 
 @router.delete("/v1/backups/{backup_id}", status_code=204)
-def delete_backup(
-    backup_id: str, request: Request, ctx: CtxDep, session: SessionDep, principal: CanDelete
-) -> Response:
-    snap = _visible(session, backup_id, principal)
+def delete_backup(backup_id: str, request: Request, backups: BackupDeleter) -> Response:
+    snap = backups.get(backup_id)
     check_if_match(request, snap)
-    target = session.get(BackupTarget, snap.target_id)
-    store = vmstore.server_store(ctx.settings, target) if target is not None else None
-    service.delete_snapshot(session, snap, store)
+    backups.delete(snap)
     return Response(status_code=204)
 
 
 @router.post("/v1/backups/{backup_id}/restore", status_code=202, response_model=Accepted)
 def restore_backup(
-    backup_id: str,
-    request: Request,
-    ctx: CtxDep,
-    session: SessionDep,
-    principal: CanRestore,
-    body: RestoreRequest,
-) -> Any:
-    snap = _visible(session, backup_id, principal)
-    idem = Idempotency(request, principal, session, body)
-    if (replay := idem.replay()) is not None:
+    backup_id: str, body: RestoreRequest, ctx: CtxDep, backups: BackupRestorer, idem: IdempotencyDep
+) -> Response:
+    snap = backups.get(backup_id)  # an invisible backup is 404 before a replay
+    if (replay := idem.replay(body)) is not None:
         return replay
-    if body.instant and body.new_vm is None:
-        raise invalid("body.instant", "an instant restore makes a new VM: give new_vm")
-    if body.copy_rate_mib is not None and not body.instant:
-        raise invalid("body.copy_rate_mib", "the copy rate applies to an instant restore only")
-    if body.image_name is not None:
-        job, task, image = service.request_restore_image(session, snap, body.image_name)
-        session.flush()
-        return _accepted(ctx, idem, Accepted(task_id=task.id, restore_job_id=job.id, image_id=image.id))
-    vm = None
-    if body.vm is not None:
-        try:
-            vm = get_visible(session, VM, body.vm, principal, "vm")
-        except DomainError as exc:
-            raise invalid("body.vm", f"no VM '{body.vm}' is visible to you", 404) from exc
-    job, task, target_vm = service.request_restore(
-        session, snap, principal, body.new_vm, vm, body.instant, body.copy_rate_mib
+    done = backups.restore(snap, RestoreSpec(**body.model_dump()))
+    accepted = Accepted(
+        task_id=done.task.id, restore_job_id=done.job.id, vm_id=done.vm_id, image_id=done.image_id
     )
-    session.flush()
-    return _accepted(ctx, idem, Accepted(task_id=task.id, restore_job_id=job.id, vm_id=target_vm.id))
+    return _accepted(ctx, idem, accepted)
 
 
 @router.post("/v1/backups/{backup_id}/verify", status_code=202, response_model=Accepted)
-def verify_backup(
-    backup_id: str, request: Request, ctx: CtxDep, session: SessionDep, principal: CanRestore
-) -> Any:
-    snap = _visible(session, backup_id, principal)
-    idem = Idempotency(request, principal, session, {"verify": snap.id})
-    if (replay := idem.replay()) is not None:
+def verify_backup(backup_id: str, ctx: CtxDep, backups: BackupRestorer, idem: IdempotencyDep) -> Response:
+    snap = backups.get(backup_id)
+    if (replay := idem.replay({"verify": snap.id})) is not None:
         return replay
-    task = service.request_verify(session, snap)
+    task = backups.verify(snap)
     return _accepted(ctx, idem, Accepted(task_id=task.id))
 
 
 @router.post("/v1/backups/{backup_id}/restore-test", status_code=202, response_model=Accepted)
 def restore_test(
     backup_id: str,
-    request: Request,
     ctx: CtxDep,
-    session: SessionDep,
-    principal: CanRestore,
+    backups: BackupRestorer,
+    idem: IdempotencyDep,
     body: RestoreTestRequest | None = None,
-) -> Any:
-    snap = _visible(session, backup_id, principal)
+) -> Response:
+    snap = backups.get(backup_id)
     body = body or RestoreTestRequest()
-    idem = Idempotency(request, principal, session, body)
-    if (replay := idem.replay()) is not None:
+    if (replay := idem.replay(body)) is not None:
         return replay
-    task = service.request_restore_test(session, snap, body.marker, principal)
+    task = backups.restore_test(snap, body.marker)
     return _accepted(ctx, idem, Accepted(task_id=task.id, vm_id=task.params["vm_id"]))
 
 
-def _store_hold(ctx: CtxDep, session: Any, snap: BackupSnapshot, hold: bool, reason: str, who: str) -> None:
-    """Mirror the hold into the store, so pruning by the store itself refuses it too."""
-    target = session.get(BackupTarget, snap.target_id)
-    if target is None or snap.state != "available":
-        return
-    store = vmstore.server_store(ctx.settings, target)
-    if hold:
-        store.place_hold(snap.tenant_id, snap.id, "legal", reason, who)
-    else:
-        with contextlib.suppress(LookupError):
-            store.release_hold(snap.tenant_id, snap.id, "legal", who)
-
-
 @router.post("/v1/backups/{backup_id}/hold", response_model=BackupOut)
-def hold_backup(
-    backup_id: str, ctx: CtxDep, session: SessionDep, principal: CanHold, body: HoldRequest
-) -> BackupOut:
-    snap = _visible(session, backup_id, principal)
-    _store_hold(ctx, session, snap, True, body.reason, principal.username)
-    service.set_hold(snap, True, body.reason, principal)
-    session.flush()
-    return BackupOut.of(snap)
+def hold_backup(backup_id: str, backups: BackupHolder, body: HoldRequest) -> BackupOut:
+    return BackupOut.of(backups.hold(backup_id, body.reason))
 
 
 @router.post("/v1/backups/{backup_id}/release", response_model=BackupOut)
-def release_backup(backup_id: str, ctx: CtxDep, session: SessionDep, principal: CanHold) -> BackupOut:
-    snap = _visible(session, backup_id, principal)
-    _store_hold(ctx, session, snap, False, "", principal.username)
-    service.set_hold(snap, False, None, principal)
-    session.flush()
-    return BackupOut.of(snap)
+def release_backup(backup_id: str, backups: BackupHolder) -> BackupOut:
+    return BackupOut.of(backups.release(backup_id))

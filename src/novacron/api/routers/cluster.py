@@ -4,22 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from novacron.api.concurrency import Idempotency
-from novacron.api.deps import CtxDep, require
-from novacron.api.errors import Problem, invalid
+from novacron.api.deps import IdempotencyDep, ReadIdempotencyDep, service
 from novacron.compute import rebalance
-from novacron.db.models import Host
-from novacron.identity.principal import Principal
+from novacron.compute.cluster import ClusterService, RebalanceSpec
 
 router = APIRouter(prefix="/v1/cluster", tags=["cluster"])
 
-CanRebalance = Annotated[Principal, Depends(require("cluster:rebalance"))]
+Rebalancer = Annotated[ClusterService, Depends(service(ClusterService, "cluster:rebalance"))]
 
 FIGURES = (
     "cpu: measured CPU use of the host's VMs (mean of the last 60 s of agent samples; a VM without "
@@ -106,16 +101,6 @@ class RebalanceOut(BaseModel):
     task_ids: list[str] = []
 
 
-def _host_ids(session: Session, moves: list[MoveIn]) -> list[tuple[str, str | None, str]]:
-    out = []
-    for k, m in enumerate(moves):
-        host = session.scalar(select(Host.id).where((Host.id == m.to) | (Host.name == m.to)))
-        if host is None:
-            raise invalid(f"body.moves.{k}.to", f"no host '{m.to}'")
-        out.append((m.vm, m.source, host))
-    return out
-
-
 def _out(
     plan: rebalance.Plan, options: rebalance.Options, dry_run: bool, task_ids: list[str]
 ) -> RebalanceOut:
@@ -154,53 +139,30 @@ def _out(
 
 @router.post("/rebalance", response_model=RebalanceOut, responses={202: {"model": RebalanceOut}})
 def rebalance_cluster(
-    request: Request,
-    ctx: CtxDep,
-    principal: CanRebalance,
+    cluster: Rebalancer,
+    early: ReadIdempotencyDep,
+    idem: IdempotencyDep,
     body: RebalanceRequest | None = None,
 ) -> Response:
     """Plan live migrations that even out CPU and RAM load across hosts; with ``dry_run: false``
     start them. Every placement filter holds in the plan (ratios, traits, aggregates, server groups,
     maintenance); recently moved and busy VMs stay; nothing moves on a balanced cluster."""
     body = body or RebalanceRequest()
-    if body.moves is not None and len(body.moves) > body.max_moves:
-        raise invalid("body.moves", f"{len(body.moves)} moves, more than max_moves ({body.max_moves})")
-    options = rebalance.Options(
+    spec = RebalanceSpec(
         max_moves=body.max_moves,
-        threshold=body.threshold if body.threshold is not None else ctx.settings.rebalance_threshold,
-        cooldown_s=ctx.settings.rebalance_cooldown_s,
+        threshold=body.threshold,
+        moves=None if body.moves is None else tuple((m.vm, m.source, m.to) for m in body.moves),
     )
     key_body = body.model_dump(mode="json")
-    # planning reads every placed VM: a read session, so it never holds SQLite's write lock
-    with ctx.db.read_session() as rs:
-        if (
-            not body.dry_run
-            and (replay := Idempotency(request, principal, rs, key_body).replay()) is not None
-        ):
-            return replay
-        wanted = _host_ids(rs, body.moves) if body.moves is not None else None
-        snapshot = rebalance.load_snapshot(rs, ctx.metrics)
-    try:
-        plan = (
-            rebalance.plan(snapshot, options)
-            if wanted is None
-            else rebalance.check_moves(snapshot, options, wanted)
-        )
-    except rebalance.PlanRejected as exc:
-        raise invalid(f"body.moves.{exc.index}", exc.reason, 409) from exc
+    # a retry is answered before planning anew, without the write lock (planning reads only)
+    if not body.dry_run and (replay := early.replay(key_body)) is not None:
+        return replay
+    plan, options = cluster.plan_rebalance(spec)
     if body.dry_run:
         return JSONResponse(_out(plan, options, True, []).model_dump(mode="json", by_alias=True))
-    with ctx.db.session() as session:
-        idem = Idempotency(request, principal, session, key_body)
-        if (replay := idem.replay()) is not None:  # the same request, committed meanwhile
-            return replay
-        try:
-            # each VM must still be where the plan found it, and idle (409 otherwise)
-            tasks = rebalance.start_moves(session, plan.moves)
-        except rebalance.MoveConflict as exc:
-            raise Problem(409, "Conflict", str(exc)) from exc
-        payload = _out(plan, options, False, [t.id for t in tasks]).model_dump(mode="json", by_alias=True)
-        idem.remember(202, payload)
-    if ctx.tasks is not None and tasks:
-        ctx.tasks.wake()
+    if (replay := idem.replay(key_body)) is not None:  # the same request, committed meanwhile
+        return replay
+    tasks = cluster.start_rebalance(plan)
+    payload = _out(plan, options, False, [t.id for t in tasks]).model_dump(mode="json", by_alias=True)
+    idem.remember(202, payload)
     return JSONResponse(payload, status_code=202)

@@ -10,37 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
 from novacron.api.deps import bearer_token, handshake_principal
 from novacron.api.errors import Problem, from_domain
-from novacron.compute import hostops, nodes
-from novacron.compute.scope import get_visible
-from novacron.db.models import VM
+from novacron.compute import consoles, nodes
 from novacron.errors import DomainError
 from novacron.tasks.runner import StepFailed
 
-router = APIRouter(tags=["vms"])
+if TYPE_CHECKING:
+    from novacron.context import Context
 
-RELAYS_KEY = "console_relays"
-#: how long the agent of a remote host has to dial back
-ATTACH_TIMEOUT_S = 15.0
+router = APIRouter(tags=["vms"])
 
 Receive = Callable[[], Awaitable[bytes | None]]
 Send = Callable[[bytes], Awaitable[None]]
-
-
-@dataclass
-class _Relay:
-    host_id: str
-    agent_side: asyncio.Future[WebSocket]
-    finished: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
@@ -82,12 +70,7 @@ async def console(websocket: WebSocket, vm_id: str) -> None:
     ctx = websocket.app.state.ctx
 
     def authorize() -> tuple[str, str | None]:
-        principal = handshake_principal(ctx, websocket)
-        if not principal.can("vm:console"):
-            raise Problem(403, "Forbidden", "missing vm:console")
-        with ctx.db.session() as s:
-            vm = get_visible(s, VM, vm_id, principal, "vm")
-            return vm.id, vm.host_id
+        return consoles.target(ctx, handshake_principal(ctx, websocket), vm_id)
 
     try:
         vm_id, host_id = await run_in_threadpool(authorize)
@@ -126,23 +109,13 @@ async def _local_console(websocket: WebSocket, socket_path: Any) -> None:
             await websocket.close()
 
 
-async def _relayed_console(websocket: WebSocket, ctx: Any, vm_id: str, host_id: str) -> None:
-    relays: dict[str, _Relay] = ctx.extras.setdefault(RELAYS_KEY, {})
-    session = secrets.token_urlsafe(24)
-    relay = _Relay(host_id, asyncio.get_running_loop().create_future())
-    relays[session] = relay
-    # the session id admits to the relay: under ``secrets`` it is sealed in the operation's row
-    # and dropped from it once the agent answered (hostops)
-    payload: dict[str, Any] = {"secrets": {"session": session}}
-    if relay_url := ctx.extras.get("relay_url"):
-        payload["relay_url"] = relay_url
+async def _relayed_console(websocket: WebSocket, ctx: Context, vm_id: str, host_id: str) -> None:
+    session, relay = consoles.open_relay(ctx, host_id)
     try:
         try:
-            await run_in_threadpool(
-                hostops.call_blocking, ctx, host_id, "console_attach", vm_id, payload, ATTACH_TIMEOUT_S
-            )
-            async with asyncio.timeout(ATTACH_TIMEOUT_S):
-                agent_ws = await relay.agent_side
+            await run_in_threadpool(consoles.request_attach, ctx, host_id, vm_id, session)
+            async with asyncio.timeout(consoles.ATTACH_TIMEOUT_S):
+                agent_ws: WebSocket = await relay.agent_side
         except (StepFailed, TimeoutError) as exc:
             reason = str(exc) if isinstance(exc, StepFailed) else "the host's agent did not connect"
             await _refuse(websocket, 4409, f"VM console is not available: {reason}")
@@ -156,8 +129,7 @@ async def _relayed_console(websocket: WebSocket, ctx: Any, vm_id: str, host_id: 
             with contextlib.suppress(Exception):
                 await websocket.close()
     finally:
-        relay.finished.set()
-        relays.pop(session, None)
+        consoles.close_relay(ctx, session)
 
 
 @router.websocket("/v1/agent/console/{session}")
@@ -170,12 +142,12 @@ async def agent_console(websocket: WebSocket, session: str) -> None:
         return
     try:
         principal = await run_in_threadpool(nodes.authenticate, ctx.db, token)
-    except Problem as exc:
-        await _refuse(websocket, 4000 + exc.status, exc.detail)
+    except DomainError as exc:
+        problem = from_domain(exc)
+        await _refuse(websocket, 4000 + problem.status, problem.detail)
         return
-    relay: _Relay | None = ctx.extras.get(RELAYS_KEY, {}).get(session)
-    # another host's session looks exactly like an unknown one
-    if relay is None or relay.host_id != principal.user_id or relay.agent_side.done():
+    relay = consoles.waiting_relay(ctx, session, principal.user_id)
+    if relay is None:
         await _refuse(websocket, 4404, "no such console session")
         return
     await websocket.accept()

@@ -5,33 +5,23 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import select
 
 from novacron.api.concurrency import Idempotency, check_if_match, set_etag
-from novacron.api.deps import CtxDep, ReadSessionDep, SessionDep, require
-from novacron.api.errors import conflict, invalid, name_taken
-from novacron.api.listing import Page
-from novacron.backup.dr import DRDrill, rpo_status
-from novacron.backup.drsteps import hook_url_aad, map_hook_urls, refused_target
-from novacron.backup.drwatch import rpo_of
-from novacron.backup.failover import DRDryRun, DRFailback, DRFailover
-from novacron.compute.scope import get_visible, resolve_project, scoped
-from novacron.db.base import new_id
-from novacron.db.listing import ListParams, paginate
-from novacron.db.models import Aggregate, DRRunbook, Task
-from novacron.identity.encryption import MASK, encryption_for
-from novacron.identity.principal import Principal
-from novacron.netguard import EgressPolicy
-from novacron.network.service import find_network
-from novacron.tasks.runner import TaskHandler, create_task
+from novacron.api.deps import CtxDep, IdempotencyDep, service
+from novacron.api.listing import Page, list_query
+from novacron.backup.drsteps import map_hook_urls
+from novacron.backup.runbooks import RunbookService, RunbookSpec, RunbookView
+from novacron.db.listing import ListParams
+from novacron.identity.encryption import MASK
 
 router = APIRouter(prefix="/v1/dr/runbooks", tags=["dr"])
 
-CanRead = Annotated[Principal, Depends(require("dr:read"))]
-CanWrite = Annotated[Principal, Depends(require("dr:write"))]
+RunbookReader = Annotated[RunbookService, Depends(service(RunbookService, "dr:read", write=False))]
+RunbookWriter = Annotated[RunbookService, Depends(service(RunbookService, "dr:write"))]
+RunbookList = Annotated[ListParams, Depends(list_query(("name", "created_at"), "name"))]
 NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 
 
@@ -129,82 +119,28 @@ class RunbookOut(BaseModel):
     created_at: datetime
     version: int
 
-
-def _references(
-    session: Any, principal: Principal, body: RunbookCreate
-) -> tuple[str | None, dict[str, str], str | None]:
-    """The aggregate's id and the networks' ids, each refused by field when it does not exist."""
-    group = None
-    if body.recovery_group is not None:
-        group = session.scalar(
-            select(Aggregate.id).where(
-                (Aggregate.id == body.recovery_group) | (Aggregate.name == body.recovery_group)
-            )
-        )
-        if group is None:
-            raise invalid(
-                "body.recovery_group", f"no aggregate '{body.recovery_group}'; see GET /v1/aggregates"
-            )
-    network_map = {
-        find_network(session, principal, src, f"body.network_map.{src}").id: find_network(
-            session, principal, dst, f"body.network_map.{src}"
-        ).id
-        for src, dst in body.network_map.items()
-    }
-    test_network = None
-    if body.test_network is not None:
-        test_network = find_network(session, principal, body.test_network, "body.test_network").id
-    return group, network_map, test_network
+    @classmethod
+    def of(cls, view: RunbookView) -> RunbookOut:
+        out = cls.model_validate(view.row, from_attributes=True)
+        out.steps, out.rpo = view.steps, view.rpo
+        return out
 
 
-def _out(ctx: Any, session: Any, r: DRRunbook, with_rpo: bool = False) -> RunbookOut:
-    out = RunbookOut.model_validate(r, from_attributes=True)
-    enc, aad = encryption_for(ctx.settings), hook_url_aad(r.id)
-    out.steps = map_hook_urls(out.steps, lambda url: enc.open_text(url, aad))  # sealed at rest
-    if with_rpo:  # the newest backup anywhere, and the newest at the recovery site (what failover uses)
-        out.rpo = [
-            {**now, "replicated": rpo_of(session, r, step)}
-            for now, step in zip(rpo_status(session, r), r.steps, strict=True)
-        ]
-    return out
+def _started(ctx: CtxDep, idem: Idempotency, payload: dict[str, Any]) -> JSONResponse:
+    """The 202 answer to a run of a runbook (remembered for a retry with the same key)."""
+    idem.remember(202, payload)
+    if ctx.tasks is not None:
+        ctx.tasks.wake()
+    return JSONResponse(payload, status_code=202, headers={"Location": f"/v1/tasks/{payload['task_id']}"})
 
 
 @router.post("", status_code=201, response_model=RunbookOut)
-def create_runbook(
-    request: Request, ctx: CtxDep, session: SessionDep, principal: CanWrite, body: RunbookCreate
-) -> Any:
-    idem = Idempotency(request, principal, session, body)
-    if (replay := idem.replay()) is not None:
+def create_runbook(body: RunbookCreate, runbooks: RunbookWriter, idem: IdempotencyDep) -> Any:
+    if (replay := idem.replay(body)) is not None:
         return replay
-    project = resolve_project(session, principal, body.project_id)
-    if not principal.is_global and any(h.command for st in body.steps for h in st.hooks):
-        raise invalid("body.steps.hooks", "command hooks run on the control plane: platform admins only")
     steps = [s.model_dump(exclude_none=True) for s in body.steps]
-    # webhooks and tcp checks leave from the control plane: the egress guard, for every role
-    if (refused := refused_target(steps, EgressPolicy.from_settings(ctx.settings))) is not None:
-        raise invalid(f"body.{refused[0]}", refused[1])
-    group, network_map, test_network = _references(session, principal, body)
-    runbook_id, enc = new_id("drb"), encryption_for(ctx.settings)
-    steps = map_hook_urls(steps, lambda url: enc.seal_text(url, hook_url_aad(runbook_id)))
-    if session.scalar(
-        select(DRRunbook.id).where(DRRunbook.project_id == project.id, DRRunbook.name == body.name)
-    ):
-        raise name_taken("runbook", body.name, "body.name")
-    runbook = DRRunbook(
-        id=runbook_id,
-        tenant_id=project.tenant_id,
-        project_id=project.id,
-        name=body.name,
-        steps=steps,
-        rpo_target_s=body.rpo_target_s,
-        rto_target_s=body.rto_target_s,
-        recovery_group=group,
-        network_map=network_map,
-        test_network=test_network,
-    )
-    session.add(runbook)
-    session.flush()
-    out = _out(ctx, session, runbook)
+    spec = RunbookSpec(**{**body.model_dump(exclude={"steps"}), "steps": steps})
+    out = RunbookOut.of(runbooks.create(spec))
     # a replay answers with the webhook URLs masked: the stored answer is not a clear copy of them
     remembered = {**out.model_dump(mode="json"), "steps": map_hook_urls(out.steps, lambda _: MASK)}
     idem.remember(201, remembered)
@@ -212,113 +148,58 @@ def create_runbook(
 
 
 @router.get("", response_model=Page[RunbookOut])
-def list_runbooks(
-    ctx: CtxDep,
-    session: ReadSessionDep,
-    principal: CanRead,
-    limit: int = Query(50, ge=1, le=500),
-    cursor: str | None = None,
-    sort: str = "name",
-    name: str | None = None,
-) -> Page[RunbookOut]:
-    stmt = scoped(select(DRRunbook), DRRunbook, principal)
-    if name is not None:
-        stmt = stmt.where(DRRunbook.name == name)
-    rows, nxt = paginate(session, stmt, DRRunbook, ListParams(limit, cursor, sort, ("name", "created_at")))
-    return Page[RunbookOut](items=[_out(ctx, session, r) for r in rows], next_cursor=nxt)
+def list_runbooks(runbooks: RunbookReader, page: RunbookList, name: str | None = None) -> Page[RunbookOut]:
+    views, nxt = runbooks.list(page, name=name)
+    return Page[RunbookOut](items=[RunbookOut.of(v) for v in views], next_cursor=nxt)
 
 
 @router.get("/{runbook_id}", response_model=RunbookOut)
-def get_runbook(
-    runbook_id: str, ctx: CtxDep, response: Response, session: ReadSessionDep, principal: CanRead
-) -> RunbookOut:
-    runbook = get_visible(session, DRRunbook, runbook_id, principal, "runbook")
-    set_etag(response, runbook)
-    return _out(ctx, session, runbook, with_rpo=True)
-
-
-def _refuse_while_running(session: Any, runbook: DRRunbook) -> None:
-    if session.scalar(
-        select(Task.id).where(Task.resource_id == runbook.id, Task.state.in_(("pending", "running"))).limit(1)
-    ):
-        raise conflict(f"A run of runbook '{runbook.name}' is still going; wait for it (novacron task list).")
+def get_runbook(runbook_id: str, response: Response, runbooks: RunbookReader) -> RunbookOut:
+    view = runbooks.get(runbook_id)
+    set_etag(response, view.row)
+    return RunbookOut.of(view)
 
 
 @router.delete("/{runbook_id}", status_code=204)
-def delete_runbook(runbook_id: str, request: Request, session: SessionDep, principal: CanWrite) -> Response:
-    runbook = get_visible(session, DRRunbook, runbook_id, principal, "runbook")
+def delete_runbook(runbook_id: str, request: Request, runbooks: RunbookWriter) -> Response:
+    runbook = runbooks.find(runbook_id)
     check_if_match(request, runbook)
-    if runbook.state == "failed-over":
-        raise conflict(f"Runbook '{runbook.name}' is failed over; fail it back first.")
-    _refuse_while_running(session, runbook)
-    session.delete(runbook)
+    runbooks.delete(runbook)
     return Response(status_code=204)
 
 
 @router.post("/{runbook_id}/drill", status_code=202)
-def drill(
-    runbook_id: str, request: Request, ctx: CtxDep, session: SessionDep, principal: CanWrite
-) -> Response:
+def drill(runbook_id: str, ctx: CtxDep, runbooks: RunbookWriter, idem: IdempotencyDep) -> Response:
     """Run the runbook for real: restore every VM in order and measure RPO and RTO."""
-    runbook = get_visible(session, DRRunbook, runbook_id, principal, "runbook")
-    idem = Idempotency(request, principal, session, {"drill": runbook.id})
-    if (replay := idem.replay()) is not None:
+    runbook = runbooks.find(runbook_id)
+    if (replay := idem.replay({"drill": runbook.id})) is not None:
         return replay
-    task = create_task(
-        session, DRDrill, "dr-runbook", runbook.id, tenant_id=runbook.tenant_id, project_id=runbook.project_id
-    )
-    payload = {"task_id": task.id, "runbook_id": runbook.id}
-    idem.remember(202, payload)
-    if ctx.tasks is not None:
-        ctx.tasks.wake()
-    return JSONResponse(payload, status_code=202, headers={"Location": f"/v1/tasks/{task.id}"})
+    task = runbooks.drill(runbook)
+    return _started(ctx, idem, {"task_id": task.id, "runbook_id": runbook.id})
 
 
-def _run(
-    request: Request, ctx: Any, session: Any, principal: Principal, runbook_id: str, kind: str
-) -> Response:
-    runbook = get_visible(session, DRRunbook, runbook_id, principal, "runbook")
-    idem = Idempotency(request, principal, session, {kind: runbook.id})
-    if (replay := idem.replay()) is not None:
+def _run(runbooks: RunbookService, ctx: CtxDep, idem: Idempotency, runbook_id: str, kind: str) -> Response:
+    runbook = runbooks.find(runbook_id)
+    if (replay := idem.replay({kind: runbook.id})) is not None:
         return replay
-    if kind == "dr.failback" and runbook.state != "failed-over":
-        raise conflict(f"Runbook '{runbook.name}' is {runbook.state}: only a failed-over runbook fails back.")
-    if kind != "dr.failback" and runbook.recovery_group is None:
-        raise conflict("The runbook names no recovery_group (the host group to restore into).")
-    if kind == "dr.failover" and runbook.state == "failed-over":
-        raise conflict(f"Runbook '{runbook.name}' is already failed over; fail it back first.")
-    _refuse_while_running(session, runbook)
-    handlers: dict[str, type[TaskHandler]] = {
-        "dr.failover": DRFailover, "dr.dry_run": DRDryRun, "dr.failback": DRFailback
-    }  # fmt: skip
-    handler = handlers[kind]
-    task = create_task(
-        session, handler, "dr-runbook", runbook.id, tenant_id=runbook.tenant_id, project_id=runbook.project_id
-    )
-    payload = {"task_id": task.id, "runbook_id": runbook.id, "kind": kind}
-    idem.remember(202, payload)
-    if ctx.tasks is not None:
-        ctx.tasks.wake()
-    return JSONResponse(payload, status_code=202, headers={"Location": f"/v1/tasks/{task.id}"})
+    task = runbooks.run(runbook, kind)
+    return _started(ctx, idem, {"task_id": task.id, "runbook_id": runbook.id, "kind": kind})
 
 
 @router.post("/{runbook_id}/failover", status_code=202)
 def failover(
     runbook_id: str,
-    request: Request,
     ctx: CtxDep,
-    session: SessionDep,
-    principal: CanWrite,
+    runbooks: RunbookWriter,
+    idem: IdempotencyDep,
     body: RunRequest | None = None,
 ) -> Response:
     """Fail the runbook's VMs over to its recovery group from the replicated store (or a dry run)."""
     kind = "dr.dry_run" if body is not None and body.dry_run else "dr.failover"
-    return _run(request, ctx, session, principal, runbook_id, kind)
+    return _run(runbooks, ctx, idem, runbook_id, kind)
 
 
 @router.post("/{runbook_id}/failback", status_code=202)
-def failback(
-    runbook_id: str, request: Request, ctx: CtxDep, session: SessionDep, principal: CanWrite
-) -> Response:
+def failback(runbook_id: str, ctx: CtxDep, runbooks: RunbookWriter, idem: IdempotencyDep) -> Response:
     """Back the recovered VMs up at the recovery site and restore them over the originals."""
-    return _run(request, ctx, session, principal, runbook_id, "dr.failback")
+    return _run(runbooks, ctx, idem, runbook_id, "dr.failback")

@@ -13,8 +13,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from novacron.api.audit import audit_detail
 from novacron.api.deps import CtxDep, require
-from novacron.identity.audit import audit_detail
 from novacron.identity.encryption import encryption_for
 from novacron.identity.principal import Principal
 from novacron.identity.sealing import rotate

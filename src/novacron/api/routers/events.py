@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -13,17 +12,18 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from novacron import events
-from novacron.api.deps import CtxDep, ReadSessionDep, handshake_principal, require, require_handshake
-from novacron.api.errors import Problem
+from novacron.api.deps import CtxDep, handshake_principal, require_handshake, service
+from novacron.api.errors import Problem, from_domain
 from novacron.context import Context
+from novacron.errors import DomainError
+from novacron.events import EventService
 from novacron.identity.principal import Principal
 
 router = APIRouter(tags=["events"])
 
-CanEventRead = Annotated[Principal, Depends(require("event:read"))]
+EventReader = Annotated[EventService, Depends(service(EventService, "event:read", write=False))]
 #: the stream may be opened by a browser's EventSource, with a ticket instead of a header
 CanFollowEvents = Annotated[Principal, Depends(require_handshake("event:read"))]
-POLL_S = 0.25
 #: sequence numbers are 64-bit integers in the database: a larger ``after`` is a 422, not an overflow
 MAX_SEQ = 2**63 - 1
 
@@ -50,49 +50,14 @@ def _types(types: str | None) -> list[str]:
 
 @router.get("/v1/events", response_model=EventPage)
 def list_events(
-    session: ReadSessionDep,
-    principal: CanEventRead,
+    log: EventReader,
     after: int = Query(0, ge=0, le=MAX_SEQ, description="only events with a larger seq"),
     limit: int = Query(100, ge=1, le=1000),
     types: str | None = Query(None, description="e.g. vm.*,task.failed"),
     tail: bool = Query(False, description="the newest `limit` events instead of those after `after`"),
 ) -> EventPage:
-    if tail:
-        rows = events.visible_tail(session, principal, limit, _types(types))
-    else:
-        rows = events.visible_since(session, principal, after, limit, _types(types))
-    items = [EventOut(**events.as_dict(e)) for e in rows]
+    items = [EventOut(**events.as_dict(e)) for e in log.page(after, limit, _types(types), tail=tail)]
     return EventPage(items=items, last_seq=items[-1].seq if items else after)
-
-
-async def _start_seq(ctx: Context, after: int | None) -> int:
-    """Where following starts: ``after``, or the newest event now (taken before accepting)."""
-    if after is not None:
-        return after
-
-    def latest() -> int:
-        with ctx.db.session() as s:
-            return events.latest_seq(s)
-
-    return await run_in_threadpool(latest)
-
-
-async def _follow(
-    ctx: Context, principal: Principal, after: int | None, types: list[str]
-) -> AsyncIterator[list[dict[str, Any]]]:
-    def batch(after_seq: int) -> list[dict[str, Any]]:
-        with ctx.db.session() as s:
-            return [events.as_dict(e) for e in events.visible_since(s, principal, after_seq, 500, types)]
-
-    # in threads: the event loop must not wait on the SQLite write lock
-    cursor = await _start_seq(ctx, after)
-    while True:
-        rows = await run_in_threadpool(batch, cursor)
-        if rows:
-            cursor = rows[-1]["seq"]
-            yield rows
-        else:
-            await asyncio.sleep(POLL_S)
 
 
 @router.get("/v1/events/stream", responses={200: {"content": {"text/event-stream": {}}}})
@@ -112,7 +77,7 @@ async def stream_events(
 
     async def body() -> AsyncIterator[str]:
         yield ": following events\n\n"
-        async for batch in _follow(ctx, principal, after, _types(types)):
+        async for batch in events.follow(ctx.db, principal, after, _types(types)):
             if await request.is_disconnected():
                 return
             for e in batch:
@@ -128,12 +93,13 @@ async def events_ws(websocket: WebSocket, after: int | None = None, types: str |
         principal = await run_in_threadpool(handshake_principal, ctx, websocket)
         if not principal.can("event:read"):
             raise Problem(403, "Forbidden", "missing event:read")
-    except Problem as exc:
+    except (Problem, DomainError) as exc:
+        problem = from_domain(exc) if isinstance(exc, DomainError) else exc
         await websocket.accept()
-        await websocket.close(code=4000 + exc.status, reason=exc.detail[:120])
+        await websocket.close(code=4000 + problem.status, reason=problem.detail[:120])
         return
-    start = await _start_seq(ctx, after)
+    start = await events.start_seq(ctx.db, after)
     await websocket.accept()
-    async for batch in _follow(ctx, principal, start, _types(types)):
+    async for batch in events.follow(ctx.db, principal, start, _types(types)):
         for e in batch:
             await websocket.send_json(e)

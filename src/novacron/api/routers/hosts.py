@@ -11,24 +11,21 @@ import json
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from novacron import events
-from novacron.api.deps import ReadSessionDep, SessionDep, require
-from novacron.api.errors import Problem, not_found
-from novacron.api.listing import Page
-from novacron.compute.placement import invalidate
-from novacron.db.listing import ListParams, paginate
-from novacron.db.models import AggregateHost, Host
-from novacron.identity.principal import Principal
+from novacron.api.deps import service
+from novacron.api.errors import Problem
+from novacron.api.listing import Page, list_query
+from novacron.compute.hosts import HostService, HostSettings, HostView, free_percent
+from novacron.db.listing import ListParams
+from novacron.db.models import Host
 
 router = APIRouter(prefix="/v1/hosts", tags=["hosts"])
 
-CanHostRead = Annotated[Principal, Depends(require("host:read"))]
-CanHostWrite = Annotated[Principal, Depends(require("host:write"))]
+HostReader = Annotated[HostService, Depends(service(HostService, "host:read", write=False))]
+HostWriter = Annotated[HostService, Depends(service(HostService, "host:write"))]
+HostList = Annotated[ListParams, Depends(list_query(("name", "created_at", "state"), "name"))]
 
 LABEL_KEY = r"^[a-z0-9]([a-z0-9._/-]{0,61}[a-z0-9])?$"
 TRAIT = r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,63}$"
@@ -57,8 +54,8 @@ class HostOut(BaseModel):
     underlay_ip: str | None = None
 
     @classmethod
-    def of(cls, session: Session, h: Host) -> HostOut:
-        aggregates = session.scalars(select(AggregateHost.aggregate_id).where(AggregateHost.host_id == h.id))
+    def of(cls, view: HostView) -> HostOut:
+        h = view.host
         return cls(
             id=h.id,
             name=h.name,
@@ -75,23 +72,10 @@ class HostOut(BaseModel):
             ram_allocation_ratio=h.ram_allocation_ratio,
             labels=dict(h.labels or {}),
             traits=sorted(h.traits or []),
-            aggregates=sorted(aggregates),
+            aggregates=view.aggregates,
             last_heartbeat=h.last_heartbeat,
             underlay_ip=h.underlay_ip,
         )
-
-
-#: free capacity is shown to tenant roles in steps this coarse: exact counters would show other
-#: tenants' VMs coming and going on a shared host
-FREE_STEP = 25
-
-
-def _free_percent(used: int, total: int, ratio: float) -> int:
-    capacity = total * ratio
-    if capacity <= 0:
-        return 0
-    free = max(0.0, 1 - used / capacity) * 100
-    return int(free // FREE_STEP) * FREE_STEP
 
 
 class HostSummary(BaseModel):
@@ -112,18 +96,13 @@ class HostSummary(BaseModel):
     aggregates: list[str]
 
     @classmethod
-    def of(cls, session: Session, h: Host) -> HostSummary:
-        full = HostOut.of(session, h)
+    def of(cls, view: HostView) -> HostSummary:
+        full, h = HostOut.of(view), view.host
         return cls(
             **full.model_dump(include=set(cls.model_fields) & set(HostOut.model_fields)),
-            vcpus_free_percent=_free_percent(h.vcpus_used, h.cpus, h.cpu_allocation_ratio),
-            ram_free_percent=_free_percent(h.ram_mb_used, h.ram_mb, h.ram_allocation_ratio),
+            vcpus_free_percent=free_percent(h.vcpus_used, h.cpus, h.cpu_allocation_ratio),
+            ram_free_percent=free_percent(h.ram_mb_used, h.ram_mb, h.ram_allocation_ratio),
         )
-
-
-def view_of(session: Session, principal: Principal, h: Host) -> HostOut | HostSummary:
-    """Platform administrators see the whole host; every other role a capacity summary."""
-    return HostOut.of(session, h) if principal.is_global else HostSummary.of(session, h)
 
 
 class HostUpdate(BaseModel):
@@ -160,64 +139,31 @@ def _check_if_match(request: Request, h: Host) -> None:
         )
 
 
-def _get(session: Session, host_id: str) -> Host:
-    host = session.scalar(select(Host).where((Host.id == host_id) | (Host.name == host_id)))
-    if host is None:
-        raise not_found("host", host_id)
-    return host
-
-
 @router.get("", response_model=Page[HostOut] | Page[HostSummary])
 def list_hosts(
-    session: ReadSessionDep,
-    principal: CanHostRead,
-    limit: int = Query(50, ge=1, le=500),
-    cursor: str | None = None,
-    sort: str = "name",
-    state: str | None = None,
+    hosts: HostReader, page: HostList, state: str | None = None
 ) -> Page[HostOut] | Page[HostSummary]:
-    stmt = select(Host)
-    if state is not None:
-        stmt = stmt.where(Host.state == state)
-    rows, nxt = paginate(
-        session, stmt, Host, ListParams(limit, cursor, sort, ("name", "created_at", "state"))
-    )
-    if principal.is_global:
-        return Page[HostOut](items=[HostOut.of(session, h) for h in rows], next_cursor=nxt)
-    return Page[HostSummary](items=[HostSummary.of(session, h) for h in rows], next_cursor=nxt)
+    rows, nxt = hosts.list(page, state=state)
+    if hosts.sees_all:
+        return Page[HostOut](items=[HostOut.of(h) for h in rows], next_cursor=nxt)
+    return Page[HostSummary](items=[HostSummary.of(h) for h in rows], next_cursor=nxt)
 
 
 @router.get("/{host_id}", response_model=HostOut | HostSummary)
-def get_host(
-    host_id: str, response: Response, session: ReadSessionDep, principal: CanHostRead
-) -> HostOut | HostSummary:
-    host = _get(session, host_id)
-    response.headers["ETag"] = host_etag(host)
-    return view_of(session, principal, host)
+def get_host(host_id: str, response: Response, hosts: HostReader) -> HostOut | HostSummary:
+    view = hosts.get(host_id)
+    response.headers["ETag"] = host_etag(view.host)
+    # platform administrators see the whole host; every other role a capacity summary
+    return HostOut.of(view) if hosts.sees_all else HostSummary.of(view)
 
 
 @router.patch("/{host_id}", response_model=HostOut)
 def update_host(
-    host_id: str,
-    body: HostUpdate,
-    request: Request,
-    response: Response,
-    session: SessionDep,
-    principal: CanHostWrite,
+    host_id: str, body: HostUpdate, request: Request, response: Response, hosts: HostWriter
 ) -> HostOut:
     """Labels, traits, allocation ratios and maintenance; honours ``If-Match``."""
-    host = _get(session, host_id)
+    host = hosts.get(host_id).host
     _check_if_match(request, host)
-    changes = body.model_dump(exclude_unset=True, exclude_none=True)
-    if "traits" in changes:
-        changes["traits"] = sorted(set(changes["traits"]))
-    for field, value in changes.items():
-        setattr(host, field, value)
-    if changes:
-        session.flush()
-        events.publish(
-            session, "host.updated", "host", host.id, tenant_id=None, name=host.name, changed=sorted(changes)
-        )
-        invalidate(session)
-    response.headers["ETag"] = host_etag(host)
-    return HostOut.of(session, host)
+    view = hosts.update(host, HostSettings(**body.model_dump(exclude_unset=True, exclude_none=True)))
+    response.headers["ETag"] = host_etag(view.host)
+    return HostOut.of(view)

@@ -4,24 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 
-from novacron import events
-from novacron.api.concurrency import Idempotency
-from novacron.api.deps import CtxDep, SessionDep, require
-from novacron.api.errors import Problem, invalid, not_found
-from novacron.api.routers.vms import Accepted, VMOut
-from novacron.compute import vms as vm_service
-from novacron.compute.scope import get_visible
-from novacron.db.models import VM, Host
-from novacron.identity.principal import Principal
+from novacron.api.deps import IdempotencyDep, service
+from novacron.api.routers.vms import Accepted, VMOut, accepted
+from novacron.compute.cluster import ClusterService
+from novacron.compute.vms import VMService
 
 router = APIRouter(tags=["migration"])
 
-CanMigrate = Annotated[Principal, Depends(require("vm:migrate"))]
+VMMigrator = Annotated[VMService, Depends(service(VMService, "vm:migrate"))]
+HostDrainer = Annotated[ClusterService, Depends(service(ClusterService, "vm:migrate"))]
 
 
 class MigrateRequest(BaseModel):
@@ -54,58 +48,23 @@ class DrainOut(BaseModel):
     left: list[str]
 
 
-def _host(session: SessionDep, ref: str, field: str) -> Host:
-    host = session.scalar(select(Host).where((Host.id == ref) | (Host.name == ref)))
-    if host is None:
-        raise invalid(field, f"no host '{ref}'", 404 if field == "path.host_id" else 422)
-    return host
-
-
 @router.post("/v1/vms/{vm_id}/migrate", status_code=202, response_model=Accepted, tags=["vms"])
 def migrate_vm(
-    vm_id: str,
-    request: Request,
-    ctx: CtxDep,
-    session: SessionDep,
-    principal: CanMigrate,
-    body: MigrateRequest | None = None,
+    vm_id: str, vms: VMMigrator, idem: IdempotencyDep, body: MigrateRequest | None = None
 ) -> Response:
     """Live-migrate a running VM (the guest does not restart), or cold-migrate a stopped one."""
     body = body or MigrateRequest()
-    vm = get_visible(session, VM, vm_id, principal, "vm")
-    idem = Idempotency(request, principal, session, {"migrate": vm.id, **body.model_dump()})
-    if (replay := idem.replay()) is not None:
+    vm = vms.get(vm_id)
+    if (replay := idem.replay({"migrate": vm.id, **body.model_dump()})) is not None:
         return replay
-    target = _host(session, body.host, "body.host").id if body.host else None
-    if target is not None and target == vm.host_id:
-        raise invalid("body.host", "the VM already runs there", 409)
-    options = body.model_dump(exclude={"host"}, exclude_none=True)
-    task = vm_service.request_migrate(session, vm, target, options)
-    session.flush()
-    payload = Accepted(task_id=task.id, vm=VMOut.of(vm)).model_dump(mode="json")
-    idem.remember(202, payload)
-    if ctx.tasks is not None:
-        ctx.tasks.wake()
-    return JSONResponse(payload, status_code=202, headers={"Location": f"/v1/tasks/{task.id}"})
+    task = vms.migrate(vm, body.host, body.model_dump(exclude={"host"}, exclude_none=True))
+    return accepted(idem, task, Accepted(task_id=task.id, vm=VMOut.of(vm)))
 
 
 @router.post("/v1/hosts/{host_id}/drain", status_code=202, response_model=DrainOut, tags=["hosts"])
-def drain_host(host_id: str, ctx: CtxDep, session: SessionDep, principal: CanMigrate) -> DrainOut:
+def drain_host(host_id: str, cluster: HostDrainer) -> DrainOut:
     """Put the host in maintenance (no new VMs); live-migrate its running VMs, cold-migrate stopped ones."""
-    host = session.scalar(select(Host).where((Host.id == host_id) | (Host.name == host_id)))
-    if host is None:
-        raise not_found("host", host_id)
-    if host.state == "down":
-        raise Problem(409, "Conflict", f"Host '{host.name}' is down: its VMs cannot be live-migrated.")
-    host.state = "maintenance"
-    events.publish(session, "host.maintenance", "host", host.id, tenant_id=None, name=host.name)
-    task_ids, left = [], []
-    for vm in session.scalars(select(VM).where(VM.host_id == host.id)):
-        if vm.state in ("running", "stopped") and vm.task_state is None:
-            task_ids.append(vm_service.request_migrate(session, vm, None).id)
-        else:
-            left.append(vm.id)
-    session.flush()
-    if ctx.tasks is not None:
-        ctx.tasks.wake()
-    return DrainOut(host_id=host.id, state=host.state, task_ids=task_ids, left=left)
+    drained = cluster.drain(host_id)
+    return DrainOut(
+        host_id=drained.host_id, state=drained.state, task_ids=drained.task_ids, left=drained.left
+    )

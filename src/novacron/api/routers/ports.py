@@ -10,30 +10,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
 
-from novacron import events
-from novacron.api.concurrency import Idempotency, check_if_match, set_etag
-from novacron.api.deps import ReadSessionDep, SessionDep, require
-from novacron.api.errors import Problem
-from novacron.api.listing import Page
-from novacron.compute.scope import get_visible, resolve_project, scoped
-from novacron.db.base import utcnow
-from novacron.db.listing import ListParams, paginate
-from novacron.db.models import VM, Port, PortSecurityGroup, Project
-from novacron.identity.principal import Principal
-from novacron.network import service
-from novacron.network.specs import port_spec
-from novacron.network.sync import syncing
-from novacron.network.wire import to_dict
+from novacron.api.concurrency import check_if_match, set_etag
+from novacron.api.deps import IdempotencyDep, service
+from novacron.api.listing import Page, list_query
+from novacron.db.listing import ListParams
+from novacron.db.models import Port
+from novacron.network.ports import PortChange, PortDetails, PortService
+from novacron.network.service import FixedIPRequest, NewPort
 
 router = APIRouter(prefix="/v1/ports", tags=["networks"])
 
-CanRead = Annotated[Principal, Depends(require("network:read"))]
-CanWrite = Annotated[Principal, Depends(require("network:write"))]
+PortReader = Annotated[PortService, Depends(service(PortService, "network:read", write=False))]
+PortWriter = Annotated[PortService, Depends(service(PortService, "network:write"))]
+PortList = Annotated[ListParams, Depends(list_query(("created_at", "name")))]
 
 
 class FixedIPIn(BaseModel):
@@ -52,6 +44,17 @@ class PortCreate(BaseModel):
     port_security: bool = True
     vnic_type: Literal["normal", "direct", "vhost-user"] = "normal"
     qos_policy: str | None = Field(default=None, max_length=64)
+
+    def spec(self) -> NewPort:
+        groups = self.security_groups
+        return NewPort(
+            name=self.name,
+            fixed_ips=tuple(FixedIPRequest(f.subnet, f.ip) for f in self.fixed_ips),
+            security_groups=tuple(groups) if groups is not None else None,
+            port_security=self.port_security,
+            vnic_type=self.vnic_type,
+            qos_policy=self.qos_policy,
+        )
 
 
 class PortUpdate(BaseModel):
@@ -82,10 +85,7 @@ class PortOut(BaseModel):
     version: int
 
     @classmethod
-    def of(cls, session: Session, p: Port) -> PortOut:
-        host = p.host_id
-        if p.vm_id is not None:
-            host = session.scalar(select(VM.host_id).where(VM.id == p.vm_id))
+    def of(cls, p: Port, details: PortDetails) -> PortOut:
         return cls(
             id=p.id,
             name=p.name,
@@ -95,11 +95,11 @@ class PortOut(BaseModel):
             owner=p.owner,
             vm_id=p.vm_id,
             router_id=p.router_id,
-            host_id=host,
+            host_id=details.host_id,
             mac=p.mac,
             device=p.device,
-            fixed_ips=service.fixed_ips(session, p.id),
-            security_groups=service.group_ids(session, p.id),
+            fixed_ips=details.fixed_ips,
+            security_groups=details.security_groups,
             port_security=p.port_security,
             vnic_type=p.vnic_type,
             qos_policy_id=p.qos_policy_id,
@@ -110,115 +110,51 @@ class PortOut(BaseModel):
 
 @router.get("", response_model=Page[PortOut])
 def list_ports(
-    session: ReadSessionDep,
-    principal: CanRead,
-    limit: int = Query(50, ge=1, le=500),
-    cursor: str | None = None,
-    sort: str = "created_at",
+    ports: PortReader,
+    page: PortList,
     network_id: str | None = None,
     vm_id: str | None = None,
     project_id: str | None = None,
 ) -> Page[PortOut]:
-    stmt = scoped(select(Port), Port, principal)
-    for col, value in ((Port.network_id, network_id), (Port.vm_id, vm_id), (Port.project_id, project_id)):
-        if value is not None:
-            stmt = stmt.where(col == value)
-    rows, nxt = paginate(session, stmt, Port, ListParams(limit, cursor, sort, ("created_at", "name")))
-    return Page[PortOut](items=[PortOut.of(session, p) for p in rows], next_cursor=nxt)
+    rows, nxt = ports.list(page, network_id=network_id, vm_id=vm_id, project_id=project_id)
+    return Page[PortOut](items=[PortOut.of(p, ports.details(p)) for p in rows], next_cursor=nxt)
 
 
 @router.post("", status_code=201, response_model=PortOut)
-def create_port(body: PortCreate, request: Request, session: SessionDep, principal: CanWrite) -> Response:
-    idem = Idempotency(request, principal, session, body)
-    if (replay := idem.replay()) is not None:
+def create_port(body: PortCreate, ports: PortWriter, idem: IdempotencyDep) -> Response:
+    if (replay := idem.replay(body)) is not None:
         return replay
-    project = resolve_project(session, principal, body.project_id)
-    network = service.find_network(session, principal, body.network, "body.network")
-    with syncing(session, project.tenant_id):
-        port = service.create_port(
-            session,
-            principal,
-            project,
-            network,
-            name=body.name,
-            fixed_ips=[service.FixedIPRequest(f.subnet, f.ip) for f in body.fixed_ips],
-            security_groups=body.security_groups,
-            port_security=body.port_security,
-            vnic_type=body.vnic_type,
-            qos_policy=body.qos_policy,
-        )
-        events.publish(
-            session, "port.created", "port", port.id, tenant_id=port.tenant_id, project_id=port.project_id
-        )
-    return idem.created(PortOut.of(session, port), port)
+    port = ports.create(body.network, body.project_id, body.spec())
+    return idem.created(PortOut.of(port, ports.details(port)), port)
 
 
 @router.get("/{port_id}", response_model=PortOut)
-def get_port(port_id: str, response: Response, session: ReadSessionDep, principal: CanRead) -> PortOut:
-    port = get_visible(session, Port, port_id, principal, "port")
+def get_port(port_id: str, response: Response, ports: PortReader) -> PortOut:
+    port = ports.get(port_id)
     set_etag(response, port)
-    return PortOut.of(session, port)
+    return PortOut.of(port, ports.details(port))
 
 
 @router.get("/{port_id}/spec")
-def get_port_spec(port_id: str, session: ReadSessionDep, principal: CanRead) -> dict[str, Any]:
+def get_port_spec(port_id: str, ports: PortReader) -> dict[str, Any]:
     """The port as its host's datapath gets it: rules resolved to the current member addresses."""
-    port = get_visible(session, Port, port_id, principal, "port")
-    return to_dict(port_spec(session, port))
+    return ports.datapath_spec(port_id)
 
 
 @router.patch("/{port_id}", response_model=PortOut)
 def update_port(
-    port_id: str,
-    body: PortUpdate,
-    request: Request,
-    response: Response,
-    session: SessionDep,
-    principal: CanWrite,
+    port_id: str, body: PortUpdate, request: Request, response: Response, ports: PortWriter
 ) -> PortOut:
-    port = get_visible(session, Port, port_id, principal, "port")
+    port = ports.get(port_id)
     check_if_match(request, port)
-    project = session.get(Project, port.project_id)
-    assert project is not None
-    with syncing(session, port.tenant_id):
-        if body.name is not None:
-            port.name = body.name
-        if body.qos_policy is not None:
-            port.qos_policy_id = (
-                service.find_qos(session, principal, body.qos_policy, "body.qos_policy").id
-                if body.qos_policy
-                else None
-            )
-        if body.security_groups is not None:
-            if not port.port_security and body.security_groups:
-                raise Problem(409, "Conflict", "A port without port security has no security groups.")
-            groups = {
-                service.find_group(session, principal, ref, project, f"body.security_groups.{i}").id
-                for i, ref in enumerate(body.security_groups)
-            }
-            session.execute(delete(PortSecurityGroup).where(PortSecurityGroup.port_id == port.id))
-            for group_id in sorted(groups):
-                session.add(PortSecurityGroup(port_id=port.id, group_id=group_id))
-            # membership lives in another table: touching the row moves its version (the ETag) on
-            port.updated_at = utcnow()
-        session.flush()
+    ports.update(port, PortChange(**body.model_dump()))
     set_etag(response, port)
-    return PortOut.of(session, port)
+    return PortOut.of(port, ports.details(port))
 
 
 @router.delete("/{port_id}", status_code=204)
-def delete_port(port_id: str, request: Request, session: SessionDep, principal: CanWrite) -> Response:
-    port = get_visible(session, Port, port_id, principal, "port")
+def delete_port(port_id: str, request: Request, ports: PortWriter) -> Response:
+    port = ports.get(port_id)
     check_if_match(request, port)
-    if port.vm_id is not None:
-        raise Problem(
-            409, "Conflict", f"Port {port.id} is VM {port.vm_id}'s NIC; it goes when the VM is deleted."
-        )
-    if port.owner != "compute":
-        raise Problem(409, "Conflict", f"Port {port.id} belongs to a {port.owner}; remove it there.")
-    with syncing(session, port.tenant_id):
-        events.publish(
-            session, "port.deleted", "port", port.id, tenant_id=port.tenant_id, project_id=port.project_id
-        )
-        service.delete_port(session, port)
+    ports.delete(port)
     return Response(status_code=204)

@@ -10,26 +10,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from novacron import events
-from novacron.api.concurrency import Idempotency, check_if_match, set_etag
-from novacron.api.deps import SessionDep, require
-from novacron.api.errors import Problem, name_taken
-from novacron.api.listing import Page
-from novacron.compute.scope import get_visible, resolve_project, scoped
-from novacron.db.base import new_id
-from novacron.db.listing import ListParams, paginate
-from novacron.db.models import VM, ServerGroup
-from novacron.identity.principal import Principal
+from novacron.api.concurrency import check_if_match, set_etag
+from novacron.api.deps import IdempotencyDep, service
+from novacron.api.listing import Page, list_query
+from novacron.compute.server_groups import ServerGroupService, ServerGroupSpec, ServerGroupView
+from novacron.db.listing import ListParams
 
 router = APIRouter(prefix="/v1/server-groups", tags=["server-groups"])
 
-CanRead = Annotated[Principal, Depends(require("server-group:read"))]
-CanWrite = Annotated[Principal, Depends(require("server-group:write"))]
+GroupReader = Annotated[
+    ServerGroupService, Depends(service(ServerGroupService, "server-group:read", write=False))
+]
+GroupWriter = Annotated[ServerGroupService, Depends(service(ServerGroupService, "server-group:write"))]
+GroupList = Annotated[ListParams, Depends(list_query(("created_at", "name")))]
 
 
 class ServerGroupCreate(BaseModel):
@@ -52,8 +48,8 @@ class ServerGroupOut(BaseModel):
     version: int
 
     @classmethod
-    def of(cls, session: Session, g: ServerGroup) -> ServerGroupOut:
-        members = session.scalars(select(VM.id).where(VM.server_group_id == g.id).order_by(VM.created_at))
+    def of(cls, view: ServerGroupView) -> ServerGroupOut:
+        g = view.group
         return cls(
             id=g.id,
             name=g.name,
@@ -61,7 +57,7 @@ class ServerGroupOut(BaseModel):
             hard=g.hard,
             project_id=g.project_id,
             tenant_id=g.tenant_id,
-            members=list(members),
+            members=view.members,
             created_at=g.created_at,
             version=g.version,
         )
@@ -69,84 +65,30 @@ class ServerGroupOut(BaseModel):
 
 @router.get("", response_model=Page[ServerGroupOut])
 def list_server_groups(
-    session: SessionDep,
-    principal: CanRead,
-    limit: int = Query(50, ge=1, le=500),
-    cursor: str | None = None,
-    sort: str = "created_at",
-    name: str | None = None,
-    project_id: str | None = None,
+    groups: GroupReader, page: GroupList, name: str | None = None, project_id: str | None = None
 ) -> Page[ServerGroupOut]:
-    stmt = scoped(select(ServerGroup), ServerGroup, principal)
-    for col, value in ((ServerGroup.name, name), (ServerGroup.project_id, project_id)):
-        if value is not None:
-            stmt = stmt.where(col == value)
-    rows, nxt = paginate(session, stmt, ServerGroup, ListParams(limit, cursor, sort, ("created_at", "name")))
-    return Page[ServerGroupOut](items=[ServerGroupOut.of(session, g) for g in rows], next_cursor=nxt)
+    rows, nxt = groups.list(page, name=name, project_id=project_id)
+    return Page[ServerGroupOut](items=[ServerGroupOut.of(g) for g in rows], next_cursor=nxt)
 
 
 @router.post("", status_code=201, response_model=ServerGroupOut)
-def create_server_group(
-    body: ServerGroupCreate, request: Request, session: SessionDep, principal: CanWrite
-) -> Response:
-    idem = Idempotency(request, principal, session, body)
-    if (replay := idem.replay()) is not None:
+def create_server_group(body: ServerGroupCreate, groups: GroupWriter, idem: IdempotencyDep) -> Response:
+    if (replay := idem.replay(body)) is not None:
         return replay
-    project = resolve_project(session, principal, body.project_id)
-    if session.scalar(
-        select(ServerGroup.id).where(ServerGroup.project_id == project.id, ServerGroup.name == body.name)
-    ):
-        raise name_taken("server group", body.name, "body.name")
-    group = ServerGroup(
-        id=new_id("sg"),
-        project_id=project.id,
-        tenant_id=project.tenant_id,
-        name=body.name,
-        policy=body.policy,
-        hard=body.hard,
-    )
-    session.add(group)
-    session.flush()
-    events.publish(
-        session,
-        "server_group.created",
-        "server_group",
-        group.id,
-        tenant_id=group.tenant_id,
-        project_id=group.project_id,
-        name=group.name,
-    )
-    return idem.created(ServerGroupOut.of(session, group), group)
+    view = groups.create(ServerGroupSpec(body.name, body.policy, body.hard, body.project_id))
+    return idem.created(ServerGroupOut.of(view), view.group)
 
 
 @router.get("/{group_id}", response_model=ServerGroupOut)
-def get_server_group(
-    group_id: str, response: Response, session: SessionDep, principal: CanRead
-) -> ServerGroupOut:
-    group = get_visible(session, ServerGroup, group_id, principal, "server group")
-    set_etag(response, group)
-    return ServerGroupOut.of(session, group)
+def get_server_group(group_id: str, response: Response, groups: GroupReader) -> ServerGroupOut:
+    view = groups.get(group_id)
+    set_etag(response, view.group)
+    return ServerGroupOut.of(view)
 
 
 @router.delete("/{group_id}", status_code=204)
-def delete_server_group(
-    group_id: str, request: Request, session: SessionDep, principal: CanWrite
-) -> Response:
-    group = get_visible(session, ServerGroup, group_id, principal, "server group")
+def delete_server_group(group_id: str, request: Request, groups: GroupWriter) -> Response:
+    group = groups.get(group_id).group
     check_if_match(request, group)
-    members = session.scalar(select(VM.id).where(VM.server_group_id == group.id).limit(1))
-    if members is not None:
-        raise Problem(
-            409, "Conflict", f"Server group '{group.name}' still has members; delete its VMs first."
-        )
-    events.publish(
-        session,
-        "server_group.deleted",
-        "server_group",
-        group.id,
-        tenant_id=group.tenant_id,
-        project_id=group.project_id,
-        name=group.name,
-    )
-    session.delete(group)
+    groups.delete(group)
     return Response(status_code=204)

@@ -5,23 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel
-from sqlalchemy import select
 
-from novacron.api.deps import ReadSessionDep, SessionDep, require
-from novacron.api.errors import Problem
-from novacron.api.listing import Page
-from novacron.compute.scope import get_visible, scoped
-from novacron.db.listing import ListParams, paginate
+from novacron.api.deps import service
+from novacron.api.listing import Page, list_query
+from novacron.db.listing import ListParams
 from novacron.db.models import Task
-from novacron.identity.principal import Principal
-from novacron.tasks.runner import TERMINAL, can_cancel
+from novacron.tasks.service import TaskService
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
-CanTaskRead = Annotated[Principal, Depends(require("task:read"))]
-CanTaskCancel = Annotated[Principal, Depends(require("task:cancel"))]
+TaskReader = Annotated[TaskService, Depends(service(TaskService, "task:read", write=False))]
+TaskCanceller = Annotated[TaskService, Depends(service(TaskService, "task:cancel"))]
+TaskList = Annotated[ListParams, Depends(list_query(("created_at", "updated_at", "state"), "-created_at"))]
 
 
 class TaskOut(BaseModel):
@@ -69,39 +66,22 @@ class TaskOut(BaseModel):
 
 @router.get("", response_model=Page[TaskOut])
 def list_tasks(
-    session: ReadSessionDep,
-    principal: CanTaskRead,
-    limit: int = Query(50, ge=1, le=500),
-    cursor: str | None = None,
-    sort: str = "-created_at",
+    tasks: TaskReader,
+    page: TaskList,
     state: str | None = None,
     resource_id: str | None = None,
     kind: str | None = None,
 ) -> Page[TaskOut]:
-    stmt = scoped(select(Task), Task, principal)
-    for col, value in ((Task.state, state), (Task.resource_id, resource_id), (Task.kind, kind)):
-        if value is not None:
-            stmt = stmt.where(col == value)
-    rows, nxt = paginate(
-        session, stmt, Task, ListParams(limit, cursor, sort, ("created_at", "updated_at", "state"))
-    )
+    rows, nxt = tasks.list(page, state=state, resource_id=resource_id, kind=kind)
     return Page[TaskOut](items=[TaskOut.of(t) for t in rows], next_cursor=nxt)
 
 
 @router.get("/{task_id}", response_model=TaskOut)
-def get_task(task_id: str, session: ReadSessionDep, principal: CanTaskRead) -> TaskOut:
-    return TaskOut.of(get_visible(session, Task, task_id, principal, "task"))
+def get_task(task_id: str, tasks: TaskReader) -> TaskOut:
+    return TaskOut.of(tasks.get(task_id))
 
 
 @router.post("/{task_id}/cancel", status_code=202, response_model=TaskOut)
-def cancel_task(task_id: str, session: SessionDep, principal: CanTaskCancel) -> TaskOut:
+def cancel_task(task_id: str, tasks: TaskCanceller) -> TaskOut:
     """Ask a running task to stop (migrations, before the VM switches host); it ends ``cancelled``."""
-    task = get_visible(session, Task, task_id, principal, "task")
-    if task.state in TERMINAL:
-        raise Problem(409, "Conflict", f"Task '{task.id}' already ended ({task.state}).")
-    if not can_cancel(task):
-        step = task.steps[task.step_index] if task.step_index < len(task.steps) else "its end"
-        raise Problem(409, "Conflict", f"Task '{task.id}' ({task.kind}) cannot be cancelled at step {step}.")
-    task.cancel_requested = True
-    session.flush()
-    return TaskOut.of(task)
+    return TaskOut.of(tasks.cancel(task_id))

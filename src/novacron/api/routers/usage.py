@@ -5,31 +5,32 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 
-from novacron.api.concurrency import Idempotency, set_etag
-from novacron.api.deps import ReadSessionDep, SessionDep, require
-from novacron.api.errors import invalid, not_found
-from novacron.api.listing import Page
-from novacron.compute.scope import get_visible, resolve_project, scoped
-from novacron.db.base import new_id, utcnow
-from novacron.db.listing import ListParams, paginate
-from novacron.db.models import Budget, CapacityReservation, Price, Project, Tenant
-from novacron.identity.principal import Principal
-from novacron.quota import billing, reservations, tree
-from novacron.quota.registry import RESOURCES
+from novacron.api.concurrency import set_etag
+from novacron.api.deps import IdempotencyDep, service
+from novacron.api.listing import Page, list_query
+from novacron.db.listing import ListParams
+from novacron.db.models import CapacityReservation
+from novacron.quota.bookings import ReservationService
+from novacron.quota.reservations import ReservationSpec
+from novacron.quota.usage import BudgetService, BudgetSpec, BudgetState, UsageService
 
 router = APIRouter()
 
-CanReservationRead = Annotated[Principal, Depends(require("reservation:read"))]
-CanReservationWrite = Annotated[Principal, Depends(require("reservation:write"))]
-CanUsageRead = Annotated[Principal, Depends(require("usage:read"))]
-CanBudgetWrite = Annotated[Principal, Depends(require("budget:write"))]
-CanPriceWrite = Annotated[Principal, Depends(require("price:write"))]
-CanMeter = Annotated[Principal, Depends(require("quota:admin"))]
+ReservationReader = Annotated[
+    ReservationService, Depends(service(ReservationService, "reservation:read", write=False))
+]
+ReservationWriter = Annotated[ReservationService, Depends(service(ReservationService, "reservation:write"))]
+UsageReader = Annotated[UsageService, Depends(service(UsageService, "usage:read", write=False))]
+PriceWriter = Annotated[UsageService, Depends(service(UsageService, "price:write"))]
+Meter = Annotated[UsageService, Depends(service(UsageService, "quota:admin"))]
+BudgetReader = Annotated[BudgetService, Depends(service(BudgetService, "usage:read", write=False))]
+BudgetWriter = Annotated[BudgetService, Depends(service(BudgetService, "budget:write"))]
+ReservationList = Annotated[ListParams, Depends(list_query(("starts_at", "created_at", "name"), "starts_at"))]
+BudgetList = Annotated[ListParams, Depends(list_query(("created_at",), "created_at"))]
 
 #: years 1900-2999: year 0 or 9999-12 has no month bounds in Python (the answer was a 500)
 MONTH = r"^(19|2\d)\d{2}-(0[1-9]|1[0-2])$"
@@ -65,83 +66,44 @@ class ReservationOut(BaseModel):
     created_at: datetime
     version: int
 
-
-def _res_out(r: CapacityReservation) -> ReservationOut:
-    return ReservationOut.model_validate(r, from_attributes=True)
+    @classmethod
+    def of(cls, r: CapacityReservation) -> ReservationOut:
+        return cls.model_validate(r, from_attributes=True)
 
 
 @router.get("/v1/reservations", response_model=Page[ReservationOut], tags=["reservations"])
 def list_reservations(
-    session: ReadSessionDep,
-    principal: CanReservationRead,
-    limit: int = Query(50, ge=1, le=500),
-    cursor: str | None = None,
-    sort: str = "starts_at",
+    bookings: ReservationReader,
+    page: ReservationList,
     project_id: str | None = None,
     status: str | None = None,
 ) -> Page[ReservationOut]:
-    stmt = scoped(select(CapacityReservation), CapacityReservation, principal)
-    for col, value in ((CapacityReservation.project_id, project_id), (CapacityReservation.status, status)):
-        if value is not None:
-            stmt = stmt.where(col == value)
-    rows, nxt = paginate(
-        session,
-        stmt,
-        CapacityReservation,
-        ListParams(limit, cursor, sort, ("starts_at", "created_at", "name")),
-    )
-    return Page[ReservationOut](items=[_res_out(r) for r in rows], next_cursor=nxt)
+    rows, nxt = bookings.list(page, project_id=project_id, status=status)
+    return Page[ReservationOut](items=[ReservationOut.of(r) for r in rows], next_cursor=nxt)
 
 
 @router.post("/v1/reservations", status_code=201, response_model=ReservationOut, tags=["reservations"])
-def create_reservation(
-    body: ReservationIn, request: Request, session: SessionDep, principal: CanReservationWrite
-) -> Response:
+def create_reservation(body: ReservationIn, bookings: ReservationWriter, idem: IdempotencyDep) -> Response:
     """Book capacity for a window; refused (409) with each host's reason when it conflicts."""
-    idem = Idempotency(request, principal, session, body)
-    if (replay := idem.replay()) is not None:
+    if (replay := idem.replay(body)) is not None:
         return replay
-    if body.host is not None and not principal.is_global:
-        raise invalid("body.host", "only platform administrators choose the host", 403)
-    for field, value in (("starts_at", body.starts_at), ("ends_at", body.ends_at)):
-        if value.tzinfo is None:
-            raise invalid(f"body.{field}", "give a time zone (e.g. 2026-11-30T09:00:00Z)")
-    project = resolve_project(session, principal, body.project_id)
-    res = reservations.book(
-        session,
-        project,
-        body.name,
-        body.vcpus,
-        body.ram_mb,
-        body.starts_at,
-        body.ends_at,
-        body.host,
-        detailed=principal.is_global,
-    )
-    payload = _res_out(res).model_dump(mode="json")
+    res = bookings.create(ReservationSpec(**body.model_dump()))
+    payload = ReservationOut.of(res).model_dump(mode="json")
     idem.remember(201, payload)
     return JSONResponse(payload, status_code=201, headers={"Location": f"/v1/reservations/{res.id}"})
 
 
 @router.get("/v1/reservations/{reservation_id}", response_model=ReservationOut, tags=["reservations"])
-def get_reservation(
-    reservation_id: str, response: Response, session: ReadSessionDep, principal: CanReservationRead
-) -> ReservationOut:
-    res = get_visible(session, CapacityReservation, reservation_id, principal, "reservation")
+def get_reservation(reservation_id: str, response: Response, bookings: ReservationReader) -> ReservationOut:
+    res = bookings.get(reservation_id)
     set_etag(response, res)
-    return _res_out(res)
+    return ReservationOut.of(res)
 
 
 @router.delete("/v1/reservations/{reservation_id}", response_model=ReservationOut, tags=["reservations"])
-def delete_reservation(
-    reservation_id: str, session: SessionDep, principal: CanReservationWrite
-) -> ReservationOut:
+def delete_reservation(reservation_id: str, bookings: ReservationWriter) -> ReservationOut:
     """Cancel a booking: its unused room is free at once; VMs placed through it keep running."""
-    res = get_visible(session, CapacityReservation, reservation_id, principal, "reservation")
-    if res.status in ("pending", "active"):
-        reservations.end(session, res, "cancelled")
-        session.flush()
-    return _res_out(res)
+    return ReservationOut.of(bookings.cancel(reservation_id))
 
 
 # -- prices and budgets ---------------------------------------------------------------------------
@@ -153,25 +115,13 @@ class PriceIn(BaseModel):
 
 
 @router.get("/v1/prices", tags=["usage"])
-def list_prices(session: ReadSessionDep, principal: CanUsageRead) -> dict[str, Any]:
-    found = billing.prices(session)
-    return {
-        "items": [
-            {"resource": r.name, "billing_unit": r.billing_unit, "per_hour": found.get(r.name, 0.0)}
-            for r in sorted(RESOURCES.values(), key=lambda r: r.name)
-        ]
-    }
+def list_prices(usage: UsageReader) -> dict[str, Any]:
+    return {"items": usage.prices()}
 
 
 @router.put("/v1/prices/{resource}", tags=["usage"])
-def set_price(resource: str, body: PriceIn, session: SessionDep, principal: CanPriceWrite) -> dict[str, Any]:
-    if resource not in RESOURCES:
-        raise invalid("path.resource", f"unknown resource; registered: {', '.join(sorted(RESOURCES))}", 404)
-    row = session.get(Price, resource)
-    if row is None:
-        session.add(Price(resource=resource, per_hour=body.per_hour))
-    else:
-        row.per_hour = body.per_hour
+def set_price(resource: str, body: PriceIn, usage: PriceWriter) -> dict[str, Any]:
+    usage.set_price(resource, body.per_hour)
     return {"resource": resource, "per_hour": body.per_hour}
 
 
@@ -192,67 +142,30 @@ class BudgetOut(BaseModel):
     spent: float
     version: int
 
-
-def _budget_out(session: Any, b: Budget) -> BudgetOut:
-    month = b.month or billing.month_of(utcnow())
-    return BudgetOut(
-        id=b.id,
-        node_id=b.node_id,
-        tenant_id=b.tenant_id,
-        month=b.month,
-        amount=b.amount,
-        spent=round(billing.spent(session, b.node_id, month), 6),
-        version=b.version,
-    )
+    @classmethod
+    def of(cls, state: BudgetState) -> BudgetOut:
+        b = state.budget
+        return cls(
+            id=b.id,
+            node_id=b.node_id,
+            tenant_id=b.tenant_id,
+            month=b.month,
+            amount=b.amount,
+            spent=state.spent,
+            version=b.version,
+        )
 
 
 @router.get("/v1/budgets", response_model=Page[BudgetOut], tags=["usage"])
-def list_budgets(
-    session: ReadSessionDep,
-    principal: CanUsageRead,
-    limit: int = Query(50, ge=1, le=500),
-    cursor: str | None = None,
-) -> Page[BudgetOut]:
-    rows, nxt = paginate(
-        session,
-        scoped(select(Budget), Budget, principal),
-        Budget,
-        ListParams(limit, cursor, "created_at", ("created_at",)),
-    )
-    return Page[BudgetOut](items=[_budget_out(session, b) for b in rows], next_cursor=nxt)
+def list_budgets(budgets: BudgetReader, page: BudgetList) -> Page[BudgetOut]:
+    states, nxt = budgets.list(page)
+    return Page[BudgetOut](items=[BudgetOut.of(s) for s in states], next_cursor=nxt)
 
 
 @router.put("/v1/budgets", response_model=BudgetOut, tags=["usage"])
-def set_budget(body: BudgetIn, session: SessionDep, principal: CanBudgetWrite) -> BudgetOut:
+def set_budget(body: BudgetIn, budgets: BudgetWriter) -> BudgetOut:
     """Set the monthly budget of a tenant (platform admins) or a project (its tenant's admins)."""
-    if (body.tenant_id is None) == (body.project_id is None):
-        raise invalid("body.project_id", "name exactly one of tenant_id and project_id")
-    if body.project_id is not None:
-        project = session.get(Project, body.project_id)
-        if project is None or not principal.sees_tenant(project.tenant_id):
-            raise invalid("body.project_id", f"no project '{body.project_id}' is visible to you", 404)
-        node_id, tenant_id = tree.node_for_ref(session, project_id=project.id), project.tenant_id
-    else:
-        assert body.tenant_id is not None
-        if not principal.is_global:
-            raise invalid("body.tenant_id", "only platform administrators set a tenant's budget", 403)
-        if session.get(Tenant, body.tenant_id) is None:
-            raise invalid("body.tenant_id", f"no tenant '{body.tenant_id}'", 404)
-        node_id, tenant_id = tree.node_for_ref(session, tenant_id=body.tenant_id), body.tenant_id
-    budget = session.scalar(
-        select(Budget).where(
-            Budget.node_id == node_id, Budget.month == body.month if body.month else Budget.month.is_(None)
-        )
-    )
-    if budget is None:
-        budget = Budget(
-            id=new_id("budget"), node_id=node_id, tenant_id=tenant_id, month=body.month, amount=body.amount
-        )
-        session.add(budget)
-    else:
-        budget.amount = body.amount
-    session.flush()
-    return _budget_out(session, budget)
+    return BudgetOut.of(budgets.set(BudgetSpec(**body.model_dump())))
 
 
 # -- usage ----------------------------------------------------------------------------------------
@@ -260,22 +173,15 @@ def set_budget(body: BudgetIn, session: SessionDep, principal: CanBudgetWrite) -
 
 @router.get("/v1/usage", tags=["usage"])
 def usage_report(
-    session: ReadSessionDep,
-    principal: CanUsageRead,
+    usage: UsageReader,
     tenant_id: str | None = Query(None, max_length=40),
     month: str | None = Query(None, pattern=MONTH),
 ) -> dict[str, Any]:
     """Metered consumption and cost of a tenant's projects in a month (default: this month)."""
-    ref = tenant_id or principal.tenant_id
-    if ref is None:
-        raise invalid("query.tenant_id", "required for platform administrators")
-    t = session.get(Tenant, ref) or session.scalar(select(Tenant).where(Tenant.name == ref))
-    if t is None or not principal.sees_tenant(t.id):
-        raise not_found("tenant", ref)
-    return billing.report(session, t.id, month or billing.month_of(utcnow()))
+    return usage.report(tenant_id, month)
 
 
 @router.post("/v1/usage/meter", tags=["usage"])
-def meter_now(session: SessionDep, principal: CanMeter) -> dict[str, Any]:
+def meter_now(usage: Meter) -> dict[str, Any]:
     """Meter now instead of at the next hourly run (the ledger covers the time since the last run)."""
-    return billing.meter(session)
+    return usage.meter()

@@ -8,36 +8,31 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 
+from novacron.api.audit import audit_detail
 from novacron.api.concurrency import Idempotency, check_if_match, set_etag
-from novacron.api.deps import CtxDep, ReadSessionDep, SessionDep, require
-from novacron.api.errors import Problem, invalid
-from novacron.api.listing import Page
+from novacron.api.deps import IdempotencyDep, service
+from novacron.api.listing import Page, list_query
 from novacron.api.routers.hosts import Labels
-from novacron.compute import hostops
-from novacron.compute import vms as vm_service
-from novacron.compute.scope import get_visible, resolve_project, scoped
-from novacron.db.listing import ListParams, paginate
-from novacron.db.models import VM, Flavor, Task
-from novacron.identity.audit import audit_detail
-from novacron.identity.principal import Principal
+from novacron.compute.vms import LIST_SORTS, VMChange, VMService, VMSpec
+from novacron.db.listing import ListParams
+from novacron.db.models import VM, Task
 from novacron.network.service import NicRequest
-from novacron.network.sync import syncing
 from novacron.quota.policy import Decisions
-from novacron.tasks.runner import StepFailed
-from novacron.virt.consolelog import read_log
 
 router = APIRouter(prefix="/v1/vms", tags=["vms"])
 
-CanMetricsRead = Annotated[Principal, Depends(require("metrics:read"))]
-CanVmConsole = Annotated[Principal, Depends(require("vm:console"))]
-CanVmCreate = Annotated[Principal, Depends(require("vm:create"))]
-CanVmDelete = Annotated[Principal, Depends(require("vm:delete"))]
-CanVmPower = Annotated[Principal, Depends(require("vm:power"))]
-CanVmRead = Annotated[Principal, Depends(require("vm:read"))]
-CanVmSnapshot = Annotated[Principal, Depends(require("vm:snapshot"))]
-CanVmUpdate = Annotated[Principal, Depends(require("vm:update"))]
+
+VMReader = Annotated[VMService, Depends(service(VMService, "vm:read", write=False))]
+VMCreator = Annotated[VMService, Depends(service(VMService, "vm:create"))]
+VMUpdater = Annotated[VMService, Depends(service(VMService, "vm:update"))]
+VMDeleter = Annotated[VMService, Depends(service(VMService, "vm:delete"))]
+VMPower = Annotated[VMService, Depends(service(VMService, "vm:power"))]
+VMSnapshotter = Annotated[VMService, Depends(service(VMService, "vm:snapshot"))]
+#: a read session, ended before the VM's host is asked: no transaction waits on a remote answer
+VMConsole = Annotated[VMService, Depends(service(VMService, "vm:console", write=False))]
+VMMetrics = Annotated[VMService, Depends(service(VMService, "metrics:read", write=False))]
+VMList = Annotated[ListParams, Depends(list_query(LIST_SORTS))]
 
 NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 
@@ -163,34 +158,6 @@ class VMOut(BaseModel):
         )
 
 
-#: a VM list selects plain rows of these columns: no ORM objects on the hottest read path
-LIST_COLUMNS = (
-    VM.id,
-    VM.name,
-    VM.project_id,
-    VM.tenant_id,
-    VM.image_id,
-    VM.flavor_id,
-    VM.host_id,
-    VM.vcpus,
-    VM.ram_mb,
-    VM.disk_gb,
-    VM.state,
-    VM.desired_state,
-    VM.task_state,
-    VM.error,
-    VM.meta.label("metadata"),
-    VM.server_group_id,
-    VM.placement,
-    VM.ha,
-    VM.ha_priority,
-    VM.labels,
-    VM.created_at,
-    VM.updated_at,
-    VM.version,
-)
-
-
 def _out_of_row(row: Any) -> VMOut:
     fields = dict(row._mapping)
     fields["metadata"] = fields["metadata"] or {}
@@ -218,75 +185,29 @@ class MetricsOut(BaseModel):
     samples: list[dict[str, float | int]]
 
 
-def _accepted(ctx: CtxDep, idem: Idempotency, task: Task, body: BaseModel) -> JSONResponse:
+def accepted(idem: Idempotency, task: Task, body: BaseModel) -> JSONResponse:
+    """202 with the task to follow, remembered for a retry with the same key."""
     payload = body.model_dump(mode="json")
     idem.remember(202, payload)
-    if ctx.tasks is not None:
-        ctx.tasks.wake()
     return JSONResponse(payload, status_code=202, headers={"Location": f"/v1/tasks/{task.id}"})
 
 
-@router.get("", response_model=Page[VMOut])
-def list_vms(
-    session: ReadSessionDep,
-    principal: CanVmRead,
-    limit: int = Query(50, ge=1, le=500),
-    cursor: str | None = None,
-    sort: str = "created_at",
-    name: str | None = None,
-    state: str | None = None,
-    project_id: str | None = None,
-    host_id: str | None = None,
-) -> Page[VMOut]:
-    stmt = scoped(select(*LIST_COLUMNS), VM, principal)
-    for col, value in (
-        (VM.name, name),
-        (VM.state, state),
-        (VM.project_id, project_id),
-        (VM.host_id, host_id),
-    ):
-        if value is not None:
-            stmt = stmt.where(col == value)
-    rows, nxt = paginate(
-        session,
-        stmt,
-        VM,
-        ListParams(limit, cursor, sort, ("created_at", "name", "state", "updated_at")),
-        as_rows=True,
-    )
-    page = Page[VMOut].model_construct(items=[_out_of_row(r) for r in rows], next_cursor=nxt)
-    # already validated: skip FastAPI's second pass over the response model
-    return Response(page.model_dump_json(), media_type="application/json")  # type: ignore[return-value]
-
-
-@router.post("", status_code=202, response_model=Accepted, responses={202: {"model": Accepted}})
-def create_vm(
-    request: Request, ctx: CtxDep, session: SessionDep, principal: CanVmCreate, body: VMCreate
-) -> Response:
-    idem = Idempotency(request, principal, session, body)
-    if (replay := idem.replay()) is not None:
-        return replay
-    project = resolve_project(session, principal, body.project_id)
-    decisions = Decisions()
-    audit_detail(request, decisions.items)  # recorded whatever the outcome, refusals included
-    vm, task = vm_service.create_vm(
-        session,
-        principal,
-        project,
+def _spec(body: VMCreate) -> VMSpec:
+    placement = body.placement or PlacementRequest()
+    return VMSpec(
         name=body.name,
-        image_ref=body.image,
-        flavor_ref=body.flavor,
+        image=body.image,
+        flavor=body.flavor,
         user_data=body.user_data,
         metadata=body.metadata,
         server_group=body.server_group,
-        aggregate=body.placement.aggregate if body.placement else None,
-        labels=body.placement.labels if body.placement else None,
+        aggregate=placement.aggregate,
+        host_labels=placement.labels if body.placement else None,
         ha=body.ha,
         ha_priority=body.ha_priority,
         budget_override=body.budget_override,
-        decisions=decisions,
-        vm_labels=body.labels,
-        nics=[
+        labels=body.labels,
+        nics=tuple(
             NicRequest(
                 n.network,
                 n.fixed_ip,
@@ -295,142 +216,105 @@ def create_vm(
                 n.qos_policy,
             )
             for n in body.networks or []
-        ],
+        ),
     )
-    if not decisions.items:
-        decisions.add("allow", "quota", "within every quota, policy rule and budget")
-    return _accepted(ctx, idem, task, Accepted(task_id=task.id, vm=VMOut.of(vm), warnings=decisions.warnings))
+
+
+@router.get("", response_model=Page[VMOut])
+def list_vms(
+    vms: VMReader,
+    page: VMList,
+    name: str | None = None,
+    state: str | None = None,
+    project_id: str | None = None,
+    host_id: str | None = None,
+) -> Page[VMOut]:
+    rows, nxt = vms.list_rows(page, name=name, state=state, project_id=project_id, host_id=host_id)
+    out = Page[VMOut].model_construct(items=[_out_of_row(r) for r in rows], next_cursor=nxt)
+    # already validated: skip FastAPI's second pass over the response model
+    return Response(out.model_dump_json(), media_type="application/json")  # type: ignore[return-value]
+
+
+@router.post("", status_code=202, response_model=Accepted, responses={202: {"model": Accepted}})
+def create_vm(request: Request, vms: VMCreator, body: VMCreate, idem: IdempotencyDep) -> Response:
+    if (replay := idem.replay(body)) is not None:
+        return replay
+    project = vms.project(body.project_id)
+    decisions = Decisions()
+    # recorded whatever the outcome, refusals included (once the project is known, as always)
+    audit_detail(request, decisions.items)
+    vm, task = vms.create(project, _spec(body), decisions)
+    return accepted(idem, task, Accepted(task_id=task.id, vm=VMOut.of(vm), warnings=decisions.warnings))
 
 
 @router.get("/{vm_id}", response_model=VMOut)
-def get_vm(vm_id: str, response: Response, session: ReadSessionDep, principal: CanVmRead) -> VMOut:
-    vm = get_visible(session, VM, vm_id, principal, "vm")
+def get_vm(vm_id: str, response: Response, vms: VMReader) -> VMOut:
+    vm = vms.get(vm_id)
     set_etag(response, vm)
     return VMOut.of(vm)
 
 
 @router.patch("/{vm_id}", response_model=VMOut)
-def update_vm(
-    vm_id: str,
-    body: VMUpdate,
-    request: Request,
-    response: Response,
-    session: SessionDep,
-    principal: CanVmUpdate,
-) -> VMOut:
-    vm = get_visible(session, VM, vm_id, principal, "vm")
+def update_vm(vm_id: str, body: VMUpdate, request: Request, response: Response, vms: VMUpdater) -> VMOut:
+    vm = vms.get(vm_id)
     check_if_match(request, vm)
-    if body.flavor is not None or body.vcpus is not None or body.ram_mb is not None:
-        flavor = None
-        if body.flavor is not None:
-            flavor = session.scalar(
-                select(Flavor).where((Flavor.id == body.flavor) | (Flavor.name == body.flavor))
-            )
-            if flavor is None:
-                raise invalid("body.flavor", f"no flavor '{body.flavor}'")
-        vm_service.resize(vm, flavor, body.vcpus, body.ram_mb)
-    if body.metadata is not None:
-        vm.meta = dict(body.metadata)
-    if body.ha is not None:
-        vm.ha = body.ha
-    if body.ha_priority is not None:
-        vm.ha_priority = body.ha_priority
-    if body.labels is not None and body.labels != (vm.labels or {}):
-        with syncing(session, vm.tenant_id):  # label policies now select other addresses
-            vm.labels = dict(body.labels)
-    session.flush()
+    vm = vms.update(vm, VMChange(**body.model_dump()))
     set_etag(response, vm)
     return VMOut.of(vm)
 
 
 @router.delete("/{vm_id}", status_code=202, response_model=Accepted)
-def delete_vm(
-    vm_id: str, request: Request, ctx: CtxDep, session: SessionDep, principal: CanVmDelete
-) -> Response:
-    vm = get_visible(session, VM, vm_id, principal, "vm")
+def delete_vm(vm_id: str, request: Request, vms: VMDeleter, idem: IdempotencyDep) -> Response:
+    vm = vms.get(vm_id)
     check_if_match(request, vm)
-    idem = Idempotency(request, principal, session, {"delete": vm.id})
-    if (replay := idem.replay()) is not None:
+    if (replay := idem.replay({"delete": vm.id})) is not None:
         return replay
-    task = vm_service.request_delete(session, vm)
-    session.flush()
-    return _accepted(ctx, idem, task, Accepted(task_id=task.id, vm=VMOut.of(vm)))
+    task = vms.delete(vm)
+    return accepted(idem, task, Accepted(task_id=task.id, vm=VMOut.of(vm)))
 
 
 @router.post("/{vm_id}/actions/{action}", status_code=202, response_model=Accepted)
 def vm_action(
     vm_id: str,
     action: Literal["start", "stop", "reboot", "pause", "resume"],
-    request: Request,
-    ctx: CtxDep,
-    session: SessionDep,
-    principal: CanVmPower,
+    vms: VMPower,
+    idem: IdempotencyDep,
     body: Annotated[ActionRequest | None, Body()] = None,
 ) -> Response:
-    vm = get_visible(session, VM, vm_id, principal, "vm")
+    vm = vms.get(vm_id)
     params = (body or ActionRequest()).model_dump()
-    idem = Idempotency(request, principal, session, {"action": action, **params})
-    if (replay := idem.replay()) is not None:
+    if (replay := idem.replay({"action": action, **params})) is not None:
         return replay
-    task = vm_service.request_action(session, vm, action, params)
-    session.flush()
-    return _accepted(ctx, idem, task, Accepted(task_id=task.id, vm=VMOut.of(vm)))
+    task = vms.act(vm, action, params)
+    return accepted(idem, task, Accepted(task_id=task.id, vm=VMOut.of(vm)))
 
 
 @router.post("/{vm_id}/snapshot", status_code=202, response_model=SnapshotAccepted)
-def snapshot_vm(
-    vm_id: str,
-    body: SnapshotRequest,
-    request: Request,
-    ctx: CtxDep,
-    session: SessionDep,
-    principal: CanVmSnapshot,
-) -> Response:
-    vm = get_visible(session, VM, vm_id, principal, "vm")
-    idem = Idempotency(request, principal, session, body)
-    if (replay := idem.replay()) is not None:
+def snapshot_vm(vm_id: str, body: SnapshotRequest, vms: VMSnapshotter, idem: IdempotencyDep) -> Response:
+    vm = vms.get(vm_id)
+    if (replay := idem.replay(body)) is not None:
         return replay
-    image, task = vm_service.request_snapshot(session, principal, vm, body.image_name)
-    return _accepted(ctx, idem, task, SnapshotAccepted(task_id=task.id, image_id=image.id))
+    image, task = vms.snapshot(vm, body.image_name)
+    return accepted(idem, task, SnapshotAccepted(task_id=task.id, image_id=image.id))
 
 
 @router.get("/{vm_id}/console-log", response_class=PlainTextResponse)
 def console_log(
     vm_id: str,
-    ctx: CtxDep,
-    principal: CanVmConsole,
+    vms: VMConsole,
     offset: int = Query(0, ge=0, description="byte offset to read from"),
     tail: int | None = Query(None, ge=1, le=1_048_576, description="only the last N bytes"),
 ) -> PlainTextResponse:
     """The serial console log, read on the VM's host; ``X-Next-Offset`` is where to read on from."""
-    # no request session here: a remote host's answer is awaited, and no lock may be held meanwhile
-    with ctx.db.session() as s:
-        vm = get_visible(s, VM, vm_id, principal, "vm")
-        vm_id, host_id = vm.id, vm.host_id
-    if host_id is None:
-        return PlainTextResponse("", headers={"X-Next-Offset": str(offset)})
-    if ctx.agent is not None and host_id == ctx.agent.host_id:
-        data, next_offset = read_log(ctx.agent.driver.console_log(vm_id), offset, tail)
-        text = data.decode("utf-8", "replace")
-    else:
-        try:
-            answer = hostops.call_blocking(
-                ctx, host_id, "console_read", vm_id, {"offset": offset, "tail": tail}
-            )
-        except StepFailed as exc:
-            raise Problem(503, "Service Unavailable", f"{exc} Retry when the host is back.") from exc
-        text, next_offset = str(answer["text"]), int(answer["next_offset"])
+    text, next_offset = vms.console_log(vm_id, offset, tail)
     return PlainTextResponse(text, headers={"X-Next-Offset": str(next_offset)})
 
 
 @router.get("/{vm_id}/metrics", response_model=MetricsOut)
 def vm_metrics(
     vm_id: str,
-    ctx: CtxDep,
-    session: ReadSessionDep,
-    principal: CanMetricsRead,
+    vms: VMMetrics,
     since: float | None = Query(None, description="only samples after this unix time"),
 ) -> MetricsOut:
-    vm = get_visible(session, VM, vm_id, principal, "vm")
-    samples: list[dict[str, Any]] = ctx.metrics.get(vm.id, since)
-    return MetricsOut(vm_id=vm.id, interval_s=ctx.settings.metrics_interval_s, samples=samples)
+    vm_id, interval_s, samples = vms.metrics(vm_id, since)
+    return MetricsOut(vm_id=vm_id, interval_s=interval_s, samples=samples)

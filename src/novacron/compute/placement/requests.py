@@ -5,11 +5,10 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from novacron.api.errors import invalid
 from novacron.compute.placement.spec import RequestSpec
 from novacron.compute.scope import get_visible
 from novacron.db.models import Aggregate, Flavor, Project, ServerGroup
-from novacron.errors import DomainError
+from novacron.errors import DomainError, InvalidInput
 from novacron.identity.principal import Principal
 
 
@@ -29,9 +28,9 @@ def request_for_create(
         try:
             group = get_visible(session, ServerGroup, server_group, principal, "server group")
         except DomainError as exc:
-            raise invalid("body.server_group", f"no server group '{server_group}' is visible to you") from exc
+            raise InvalidInput("server_group", f"no server group '{server_group}' is visible to you") from exc
         if group.project_id != project.id:
-            raise invalid("body.server_group", f"server group '{group.name}' belongs to another project")
+            raise InvalidInput("server_group", f"server group '{group.name}' belongs to another project")
         group_id = group.id
     aggregate_id = None
     if aggregate is not None:
@@ -39,7 +38,7 @@ def request_for_create(
             select(Aggregate.id).where((Aggregate.id == aggregate) | (Aggregate.name == aggregate))
         )
         if aggregate_id is None:
-            raise invalid("body.placement.aggregate", f"no aggregate '{aggregate}'; see GET /v1/aggregates")
+            raise InvalidInput("placement.aggregate", f"no aggregate '{aggregate}'; see GET /v1/aggregates")
     spec = RequestSpec(
         aggregate=aggregate_id,
         labels=tuple(sorted((labels or {}).items())),

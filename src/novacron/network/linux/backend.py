@@ -31,6 +31,8 @@ class PortPolicy(Protocol):
 
 
 class LinuxBackend(NetworkBackend):
+    """The host's datapath from bridges, VXLAN, taps, namespaces, nftables and tc."""
+
     name = "linux"
 
     def __init__(

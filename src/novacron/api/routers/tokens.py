@@ -1,0 +1,166 @@
+"""/v1/tokens and the signing keys: log in, refresh, who am I, sign out; the keys that verify tokens."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Response
+from fastapi.responses import JSONResponse
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from novacron.api.audit import OriginDep
+from novacron.api.deps import CtxDep, service
+from novacron.identity.grants import Grants
+from novacron.identity.sessions import Caller, SessionService, SigningKeyService
+
+router = APIRouter(tags=["tokens"])
+
+SessionReader = Annotated[SessionService, Depends(service(SessionService, None, write=False))]
+SessionWriter = Annotated[SessionService, Depends(service(SessionService, None))]
+KeyRotator = Annotated[SigningKeyService, Depends(service(SigningKeyService, "key:rotate"))]
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def _unicode(value: str) -> str:
+    # JSON may carry lone surrogates ("\ud800"): they cannot be hashed or stored, so 422, not 500
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (no lone surrogate code points)") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_unicode)]
+
+
+class PasswordGrant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    grant_type: Literal["password"] = "password"
+    username: Text = Field(min_length=1, max_length=64)
+    password: Text = Field(min_length=1, max_length=1024)
+    #: your tenant (name or id), unless you are a platform user or in tenant "default"; or write
+    #: the username as name@tenant (identity/lookup.py)
+    tenant: Text | None = Field(None, min_length=1, max_length=64)
+
+
+class RefreshGrant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    refresh_token: str = Field(min_length=1, max_length=256)
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: str = "Bearer"
+    #: seconds until the access token expires
+    expires_in: int
+
+
+class WhoAmI(BaseModel):
+    user_id: str
+    username: str
+    role: str
+    tenant_id: str | None
+    tenant_name: str | None
+    permissions: list[str]
+    token_id: str
+    expires_at: datetime | None
+
+    @classmethod
+    def of(cls, caller: Caller) -> WhoAmI:
+        principal = caller.principal
+        exp = principal.extra.get("exp")
+        return cls(
+            user_id=principal.user_id,
+            username=principal.username,
+            role=principal.role,
+            tenant_id=principal.tenant_id,
+            tenant_name=caller.tenant_name,
+            permissions=sorted(principal.permissions),
+            token_id=principal.token_id,
+            expires_at=datetime.fromtimestamp(int(exp), UTC) if exp else None,
+        )
+
+
+def _token_response(access: str, refresh: str, expires_in: int) -> JSONResponse:
+    out = TokenOut(access_token=access, refresh_token=refresh, expires_in=expires_in)
+    return JSONResponse(out.model_dump(), headers=NO_STORE)
+
+
+async def grants(ctx: CtxDep, origin: OriginDep) -> Grants:
+    """The grants of a caller without a token yet (async: no thread-pool hop)."""
+    return Grants(ctx.tokens, origin)
+
+
+GrantsDep = Annotated[Grants, Depends(grants)]
+
+
+@router.post("/v1/tokens", response_model=TokenOut)
+async def create_token(body: PasswordGrant, grants: GrantsDep) -> JSONResponse:
+    """Log in with username and password; returns an access token and a refresh token.
+
+    A user of a tenant other than ``default`` names it: ``tenant`` (its name or id), or the
+    username written ``name@tenant``. Without either, only platform users and users of tenant
+    ``default`` are looked at; an unknown tenant is answered like an unknown user.
+
+    Failed logins are throttled per account and per client address: after a few, each further
+    try must wait longer (429 with ``Retry-After``), whether or not the password is right."""
+    done = await grants.password(body.username, body.password, body.tenant)
+    return _token_response(done.access_token, done.refresh_token, done.expires_in)
+
+
+@router.post("/v1/tokens/refresh", response_model=TokenOut)
+def refresh_token(body: RefreshGrant, grants: GrantsDep) -> JSONResponse:
+    """Trade a refresh token (single use) for a new access token and a new refresh token.
+
+    Presenting a refresh token that was already used ends its login session (not the user's
+    others) and is recorded as a security event naming the user."""
+    done = grants.refresh(body.refresh_token)
+    return _token_response(done.access_token, done.refresh_token, done.expires_in)
+
+
+@router.get("/v1/tokens/current", response_model=WhoAmI)
+def whoami(sessions: SessionReader) -> WhoAmI:
+    """Who the token belongs to, with its role, tenant and permissions."""
+    return WhoAmI.of(sessions.whoami())
+
+
+@router.delete("/v1/tokens/current", status_code=204)
+def logout(sessions: SessionWriter) -> Response:
+    """Sign out: the access token is refused from now on and its session's refresh token is deleted.
+
+    A node's credential is not a session: it stays valid until an administrator revokes it
+    (``POST /v1/hosts/{id}/revoke``), so it is refused here instead of answering 204 and working on."""
+    sessions.logout()
+    return Response(status_code=204)
+
+
+@router.get("/.well-known/jwks.json")
+def jwks_well_known(ctx: CtxDep) -> JSONResponse:
+    """The public keys that verify NovaCron access tokens (RFC 7517)."""
+    return JSONResponse(ctx.tokens.keys.jwks(), headers={"Cache-Control": "public, max-age=300"})
+
+
+@router.get("/v1/jwks")
+def jwks(ctx: CtxDep) -> JSONResponse:
+    """Same as ``/.well-known/jwks.json``."""
+    return jwks_well_known(ctx)
+
+
+class RotateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    alg: Literal["ES256", "RS256"] = "ES256"
+
+
+class SigningKeyOut(BaseModel):
+    kid: str
+    alg: str
+    created_at: datetime
+
+
+@router.post("/v1/signing-keys/rotate", status_code=201, response_model=SigningKeyOut)
+def rotate_keys(keys: KeyRotator, body: RotateRequest | None = None) -> SigningKeyOut:
+    """New tokens are signed with a new key; the old key keeps verifying until its tokens expire."""
+    key = keys.rotate(body.alg if body else "ES256")
+    return SigningKeyOut(kid=key.kid, alg=key.alg, created_at=key.created_at)

@@ -1,0 +1,137 @@
+"""Reading a disk's chunks and uploading those the store lacks, ``workers`` at a time.
+
+``ChunkStore.write_snapshot`` decides which chunks to read (the changed ones, or every one, less
+what a crashed earlier attempt journalled); a ``ChunkUpload`` reads them on the caller's thread in
+increasing offsets, seals and uploads each distinct chunk once in the store's worker threads, and
+journals what is done so that a second call after a crash resumes after it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from novacron.backup import gc as gcmod
+from novacron.backup.codec import Codec
+from novacron.backup.model import WriteStats
+
+if TYPE_CHECKING:
+    from novacron.backup.store import ChunkStore, Reader
+
+#: journal a backup's progress after this many chunks (and at the end)
+JOURNAL_EVERY = 32
+
+
+@dataclass(frozen=True)
+class DiskWrite:
+    """One disk being written: where its bytes come from, and its index entries so far."""
+
+    tenant_id: str
+    reader: Reader
+    size: int
+    #: the chunk id of each chunk-sized span (None: a hole, or not read yet)
+    entries: list[str | None]
+    stats: WriteStats
+    journal: gcmod.Journal
+
+
+class ChunkUpload:
+    """One pass over the chunks ``todo`` of a disk: read, skip holes, seal and upload the new ones."""
+
+    def __init__(
+        self,
+        store: ChunkStore,
+        codec: Codec,
+        disk: DiskWrite,
+        known: set[str],
+        progress: Callable[[int, int], None] | None,
+    ) -> None:
+        self.store = store
+        self.codec = codec
+        self.disk = disk
+        #: chunk ids the target is known to hold: not even asked for
+        self.known = known
+        self.progress = progress
+        self._lock = threading.Lock()
+        self._claimed: set[str] = set()  # ids being uploaded by this pass: one upload per distinct chunk
+        self._finished: dict[int, str | None] = {}
+        self._inflight: list[Future[tuple[int, str]]] = []
+        self._completed = 0
+        self._base_done = 0
+
+    def run(self, todo: list[int]) -> None:
+        """Read the chunks ``todo`` and upload those the target lacks; journal them as they finish."""
+        disk, stats, cs = self.disk, self.disk.stats, self.store.chunk_size
+        zero = bytes(cs)
+        self._base_done = len(disk.entries) - len(todo)
+        with ThreadPoolExecutor(self.store.workers, thread_name_prefix="backup") as pool:
+            for i in todo:
+                offset = i * cs
+                length = min(cs, disk.size - offset)
+                data = disk.reader(offset, length)
+                stats.chunks_read += 1
+                if data is not None and len(data) != length:
+                    raise OSError(f"short read at offset {offset}: {len(data)} of {length} bytes")
+                stats.bytes_read += length
+                if data is None or (data == zero if length == cs else not data.strip(b"\0")):
+                    stats.holes += 1
+                    disk.entries[i] = None
+                    self._finished[i] = None
+                    self._completed += 1
+                    continue
+                self._inflight.append(pool.submit(self._seal_and_store, i, data))
+                self._drain(self.store.workers * 2)
+            self._drain(0)
+        if self._finished:
+            disk.journal.record(self._finished)
+        if self.progress:
+            self.progress(len(disk.entries), len(disk.entries))
+
+    def _seal_and_store(self, i: int, data: bytes) -> tuple[int, str]:
+        stats, lock = self.disk.stats, self._lock
+        cid = self.codec.chunk_id(data)
+        with lock:
+            fresh = cid not in self.known and cid not in self._claimed
+            self._claimed.add(cid)
+        if fresh:
+            key = self.store.chunk_key(self.disk.tenant_id, cid)
+            if self.store.target.has(key):
+                with lock:
+                    stats.chunks_deduplicated += 1
+            else:
+                blob = self.codec.seal(cid, data)
+                self.store.target.put(key, blob)
+                with lock:
+                    stats.chunks_uploaded += 1
+                    stats.bytes_uploaded += len(blob)
+        else:
+            with lock:
+                stats.chunks_deduplicated += 1
+        return i, cid
+
+    def _drain(self, limit: int) -> None:
+        """Wait for uploads until at most ``limit`` are in flight, recording each in order."""
+        entries = self.disk.entries
+        while len(self._inflight) > limit:
+            i, cid = self._inflight.pop(0).result()
+            entries[i] = cid
+            self._finished[i] = cid
+            self._completed += 1
+            if len(self._finished) >= JOURNAL_EVERY:
+                self.disk.journal.record(self._finished)
+                self._finished.clear()
+            if self.progress:
+                self.progress(self._base_done + self._completed, len(entries))
+
+
+def missing_chunks(store: ChunkStore, tenant_id: str, entries: list[str | None]) -> set[int]:
+    """The indexes of ``entries`` whose chunk the target no longer holds."""
+    ids = {c for c in entries if c}
+    with ThreadPoolExecutor(store.workers) as pool:
+        present = dict(
+            zip(ids, pool.map(lambda c: store.target.has(store.chunk_key(tenant_id, c)), ids), strict=True)
+        )
+    return {i for i, c in enumerate(entries) if c and not present[c]}

@@ -1,0 +1,102 @@
+"""What a host's agent asks of the control plane: register, report, claim operations, answer
+them, show their progress, and send back the disk of a snapshot taken on its host.
+
+Every call is made with a node credential (``node.user_id`` is the host's id). Each runs its own
+short transactions, so a long-polling claim or a streamed upload holds no database session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import anyio.to_thread
+from sqlalchemy import select
+
+from novacron.compute import hostops, reports, storage
+from novacron.compute.images import receive_upload
+from novacron.db.models import HostOperation, Image
+from novacron.errors import Conflict, InvalidInput, NotFound
+from novacron.identity.principal import Principal
+from novacron.virt.base import HostFacts
+
+if TYPE_CHECKING:
+    from novacron.context import Context
+
+
+def register(ctx: Context, node: Principal, driver: str, facts: HostFacts) -> str:
+    """Record the host's driver and facts (its row on first contact); what its agent had claimed
+    before it restarted is offered again."""
+    host_id = reports.register_host(ctx.db, node.username, driver, facts)
+    hostops.requeue_unanswered(ctx, host_id)
+    return host_id
+
+
+def report(
+    ctx: Context,
+    node: Principal,
+    power_states: dict[str, str],
+    samples: dict[str, dict[str, Any]],
+    age_s: float,
+) -> reports.ReportAnswer:
+    """Record the host's observations; the answer renews its self-fencing lease (``reports``)."""
+    return reports.apply_report(
+        ctx.db, ctx.metrics, node.user_id, power_states, samples, age_s, lease_s=ctx.settings.ha_lease_s
+    )
+
+
+async def claim(ctx: Context, node: Principal, wait_s: float) -> list[dict[str, Any]]:
+    """Long-poll: the host's operations as soon as one is queued, or none after ``wait_s``."""
+    queued = hostops.queued_event(node.user_id)
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while True:
+        queued.clear()  # before looking, so an operation queued meanwhile still wakes us
+        ops = await anyio.to_thread.run_sync(hostops.claim, ctx, node.user_id)
+        remaining = deadline - asyncio.get_running_loop().time()
+        if ops or remaining <= 0:
+            return ops
+        await anyio.to_thread.run_sync(queued.wait, min(remaining, hostops.POLL_S))
+
+
+def complete(
+    ctx: Context, node: Principal, op_id: str, result: dict[str, Any] | None, error: str | None
+) -> None:
+    """The agent's answer to an operation it runs."""
+    if not hostops.complete(ctx, node.user_id, op_id, result, error):
+        raise Conflict(f"Operation '{op_id}' is not running on this host.")
+
+
+def progress(ctx: Context, node: Principal, op_id: str, detail: dict[str, Any]) -> bool:
+    """A long operation's progress, shown on its task; True when the user asked to cancel it."""
+    return hostops.progress(ctx, node.user_id, op_id, detail)
+
+
+def _snapshot_asked(ctx: Context, host_id: str, image_id: str) -> bool:
+    with ctx.db.read_session() as s:
+        image = s.get(Image, image_id)
+        ops = s.scalars(
+            select(HostOperation).where(
+                HostOperation.host_id == host_id,
+                HostOperation.op == "snapshot",
+                HostOperation.state == "running",
+            )
+        )
+        wanted = any(op.payload.get("image_id") == image_id for op in ops)
+        return wanted and image is not None and image.status == "importing"
+
+
+async def receive_snapshot(
+    ctx: Context, node: Principal, image_id: str, chunks: AsyncIterator[bytes], checksum: str
+) -> None:
+    """Store the flattened disk of a snapshot this host was asked to take (and only that one)."""
+    if not await anyio.to_thread.run_sync(_snapshot_asked, ctx, node.user_id, image_id):
+        detail = f"No snapshot of image '{image_id}' is being taken on this host."
+        raise NotFound("snapshot", image_id, detail=detail)
+    dest = storage.image_disk(ctx.settings, image_id)
+    _, sha = await receive_upload(chunks, dest)
+    if sha != checksum:
+        dest.unlink(missing_ok=True)
+        raise InvalidInput(
+            "X-Checksum-SHA256", "the disk arrived corrupted (sha256 mismatch); send it again", part="header"
+        )

@@ -1,0 +1,66 @@
+"""The loop of a leader-elected background controller (HA monitor, backup scheduler, quota controller).
+
+``workers.py`` starts a controller's ``run_forever`` when this replica wins the controller's
+leadership and calls ``stop`` (then cancels it) the moment leadership is lost. In between, the loop
+runs the controller's jobs round after round, ``tick_s`` apart: each job on its own interval, each in
+a worker thread (a job's database work blocks, and the controllers' event loop must not wait on
+it). A job that fails is logged and tried again when it is next due: one bad round never stops the
+controller, and a failed job does not keep the others from running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One duty of a controller: a blocking call, made every ``every_s`` seconds (None: every round)."""
+
+    name: str
+    run: Callable[[], object]
+    every_s: float | None = None
+
+
+class ControllerLoop:
+    """Run ``jobs`` every ``tick_s`` seconds (or their own interval) until ``stop``."""
+
+    def __init__(self, name: str, jobs: list[Job], tick_s: float) -> None:
+        self.name = name
+        self.jobs = list(jobs)
+        self.tick_s = tick_s
+        self._stop = asyncio.Event()
+
+    async def run_forever(self) -> None:
+        """Run rounds until stopped; a loop stopped when leadership was lost runs again when it is won."""
+        self._stop.clear()
+        next_due = dict.fromkeys(range(len(self.jobs)), 0.0)
+        while not self._stop.is_set():
+            for i, job in enumerate(self.jobs):
+                now = time.monotonic()
+                if now < next_due[i] or self._stop.is_set():
+                    continue
+                if job.every_s is not None:
+                    next_due[i] = now + job.every_s
+                await self._run(job)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the controller's cancel
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.tick_s):
+                    await self._stop.wait()
+
+    async def stop(self) -> None:
+        """End the loop after the job now running (``workers.py`` also cancels it)."""
+        self._stop.set()
+
+    async def _run(self, job: Job) -> None:
+        try:
+            await asyncio.to_thread(job.run)
+        except Exception:  # noqa: BLE001 - one failed round must not stop the controller
+            log.exception("%s: %s failed", self.name, job.name)
