@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set everything up (scripts/setup.sh), then run the whole check: ruff, mypy, the import layers,
-# module and function sizes, and the pytest suite
+# module and function sizes, the committed OpenAPI document, and the pytest suite
 # (unit, integration with real QEMU / PostgreSQL / networking, e2e in headless Chromium).
 #
 #   bash scripts/test.sh                  everything, as CI does (.ci/run calls exactly this)
@@ -39,6 +39,8 @@ if [ "${NOVACRON_SKIP_LINT:-0}" != "1" ]; then
     lint-imports --no-cache || failed+=("lint-imports")
     say "module and function sizes"
     python scripts/check_sizes.py src/novacron || failed+=("sizes")
+    say "docs/openapi.json is what the code generates (python scripts/openapi.py --write)"
+    python scripts/openapi.py --check || failed+=("openapi")
 fi
 
 timeout_s="${NOVACRON_TEST_TIMEOUT:-4800}"

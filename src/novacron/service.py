@@ -8,10 +8,11 @@ act for; it never commits, so a refused request leaves nothing behind.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from sqlalchemy.orm import Session
 
+from novacron.errors import DomainError
 from novacron.identity.principal import Principal
 
 if TYPE_CHECKING:
@@ -20,6 +21,10 @@ if TYPE_CHECKING:
 
 class Service:
     """What every service is given: the session it writes in, the caller, the process context."""
+
+    #: the errors it raises beyond what its inputs imply (a path's 404, a body's 422, a write's
+    #: 409), e.g. ``(Unavailable,)``: the OpenAPI document declares them on the routes using it
+    raises: ClassVar[tuple[type[DomainError], ...]] = ()
 
     def __init__(self, session: Session, principal: Principal, ctx: Context | None = None) -> None:
         self.session = session

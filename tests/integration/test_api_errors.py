@@ -6,6 +6,8 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import jsonschema
+from fastapi.testclient import TestClient
 
 from tests.conftest import Server, default_project
 
@@ -78,3 +80,41 @@ def test_idempotent_create_is_created_once(server: Server) -> None:
         assert [f["name"] for f in c.get("/v1/flavors", params={"name": "m1"}).json()["items"]] == ["m1"]
         other = c.post("/v1/flavors", json={**body, "vcpus": 2}, headers={"Idempotency-Key": "abc-1"})
         assert other.status_code == 422 and _fields(other) == {"header.Idempotency-Key"}
+
+
+def test_refusals_are_declared_by_the_openapi_document(in_process_admin: TestClient) -> None:
+    """Each refusal below is a status its operation documents, with a body of the Problem schema."""
+    c = in_process_admin
+    doc = c.get("/openapi.json").json()
+    problem = doc["components"]["schemas"]["Problem"]
+    problem_schema = jsonschema.Draft202012Validator(
+        {"$ref": "#/components/schemas/Problem", "components": doc["components"]}
+    )
+    assert problem["additionalProperties"] is True
+    cases = [
+        ("delete", "/v1/aggregates/{aggregate_id}", c.delete("/v1/aggregates/nope"), 404),
+        ("get", "/v1/flavors", c.get("/v1/flavors", params={"cursor": "garbage!"}), 400),
+        ("get", "/v1/flavors", c.get("/v1/flavors", params={"limit": 0}), 422),
+        ("post", "/v1/flavors", c.post("/v1/flavors", json={"name": "x"}), 422),
+        (
+            "post",
+            "/v1/flavors",
+            c.post("/v1/flavors", json={}, headers={"Idempotency-Key": "k" * 256}),
+            400,
+        ),
+        ("post", "/v1/flavors", c.post("/v1/flavors", content=b"x" * (2 << 20)), 413),
+        ("get", "/v1/vms", c.get("/v1/vms", headers={"Authorization": "Bearer not.a.jwt"}), 401),
+        ("post", "/v1/tokens", c.post("/v1/tokens", json={"username": "admin", "password": "wrong"}), 401),
+    ]
+    flavor = {"name": "declared", "vcpus": 1, "ram_mb": 64, "disk_gb": 0}
+    assert c.post("/v1/flavors", json=flavor).status_code == 201
+    cases.append(("post", "/v1/flavors", c.post("/v1/flavors", json=flavor), 409))
+    aggregate = c.post("/v1/aggregates", json={"name": "declared"}).json()
+    stale = c.patch(f"/v1/aggregates/{aggregate['id']}", json={}, headers={"If-Match": '"old.v0"'})
+    cases.append(("patch", "/v1/aggregates/{aggregate_id}", stale, 412))
+    for method, path, r, status in cases:
+        assert r.status_code == status, (method, path, r.text)
+        declared = doc["paths"][path][method]["responses"]
+        assert str(status) in declared, (method, path, status)
+        assert r.headers["content-type"].startswith(PROBLEM)
+        problem_schema.validate(r.json())

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
@@ -14,6 +15,7 @@ from starlette.types import ASGIApp
 from novacron import __version__
 from novacron.api.clientaddr import ClientAddressMiddleware
 from novacron.api.errors import install_handlers
+from novacron.api.openapi import document
 from novacron.api.routers import (
     agent_uploads,
     agents,
@@ -91,6 +93,12 @@ def _include_web(app: FastAPI, ctx: Context) -> None:
 
 
 class NovaCronAPI(FastAPI):
+    def openapi(self) -> dict[str, Any]:
+        """The document of every answer each operation can give (``api/openapi.py``), built once."""
+        if not self.openapi_schema:
+            self.openapi_schema = document(self)
+        return self.openapi_schema
+
     def build_middleware_stack(self) -> ASGIApp:
         # outside Starlette's own error middleware too, so that a 500 page gets the headers
         return SecurityHeaders(super().build_middleware_stack())

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from novacron.api.errors import Problem
+from novacron.api.openapi import raises
 from novacron.db.models import IdempotencyRecord
 from novacron.identity.encryption import is_secret_field
 from novacron.identity.principal import Principal
@@ -26,6 +27,7 @@ def set_etag(response: Response, resource: Any) -> None:
     response.headers["ETag"] = etag_of(resource)
 
 
+@raises(412, header="If-Match")
 def check_if_match(request: Request, resource: Any) -> None:
     """412 when the client edited a copy older than what is stored now."""
     expected = request.headers.get("if-match")
@@ -48,6 +50,7 @@ def _without_secrets(value: Any) -> Any:
     return value
 
 
+@raises(400, 422, header="Idempotency-Key")
 class Idempotency:
     """The first response to a keyed request is stored in the same transaction as its effect.
 

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
 from novacron.api.concurrency import Idempotency
-from novacron.api.errors import Problem, from_domain
+from novacron.api.errors import Problem, from_domain, status_of
+from novacron.api.openapi import raises
 from novacron.errors import DomainError
 from novacron.identity.principal import Principal
 from novacron.service import Service
@@ -173,6 +174,10 @@ def service(cls: type[S], permission: str | None, *, write: bool = True) -> Call
 
     # set as objects, not the strings this module's annotations are: ``Depends(require(...))`` is
     # local to this call, where FastAPI's resolution of string annotations cannot see it
+    # what the service says it refuses with is documented on every operation that builds it
+    raises(*(status_of(error) for error in cls.raises))(build)
+    # the OpenAPI document follows the service methods an endpoint calls (api/openapi.py)
+    build.service_class = cls  # type: ignore[attr-defined]
     build.__annotations__ = {
         "session": SessionDep if write else ReadSessionDep,
         "principal": Annotated[Principal, Depends(require(permission))] if permission else PrincipalDep,

@@ -32,7 +32,8 @@ BudgetWriter = Annotated[BudgetService, Depends(service(BudgetService, "budget:w
 ReservationList = Annotated[ListParams, Depends(list_query(("starts_at", "created_at", "name"), "starts_at"))]
 BudgetList = Annotated[ListParams, Depends(list_query(("created_at",), "created_at"))]
 
-MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
+#: years 1900-2999: year 0 or 9999-12 has no month bounds in Python (the answer was a 500)
+MONTH = r"^(19|2\d)\d{2}-(0[1-9]|1[0-2])$"
 
 
 # -- reservations ---------------------------------------------------------------------------------
