@@ -379,7 +379,7 @@ def _websocket(route: APIWebSocketRoute, path: str) -> dict[str, Any]:
 
 
 def _item_schema(doc: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
-    schema = response.get("content", {}).get("application/json", {}).get("schema", {})
+    schema: dict[str, Any] = response.get("content", {}).get("application/json", {}).get("schema", {})
     ref = schema.get("$ref", "")
     if ref.startswith("#/components/schemas/"):
         schema = doc["components"]["schemas"].get(ref.rsplit("/", 1)[1], {})
