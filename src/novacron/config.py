@@ -161,6 +161,13 @@ class Settings:
     #: the provider's other NOVACRON_KEK_* settings, lower-cased without the prefix (``vault_url``,
     #: ``vault_token_file``, ``pkcs11_module``, ``pkcs11_token``, ``pkcs11_pin_file``, ...)
     kek_options: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # may hold a token or PIN
+    #: an OpenTelemetry collector's OTLP/HTTP endpoint (``http://collector:4318``) spans are also
+    #: sent to (NOVACRON_OTLP_ENDPOINT; headers from OTEL_EXPORTER_OTLP_HEADERS); "": the local store only
+    otlp_endpoint: str = ""
+    #: the local trace store keeps spans this long (NOVACRON_TRACE_RETENTION_HOURS) ...
+    trace_retention_hours: float = 24.0
+    #: ... and at most this many (NOVACRON_TRACE_MAX_SPANS), the oldest dropped first
+    trace_max_spans: int = 100_000
 
     @property
     def images_dir(self) -> Path:
@@ -230,6 +237,9 @@ class Settings:
             login_hash_queue=int(_env("LOGIN_HASH_QUEUE", "32")),
             tenant_quota_defaults=_env("TENANT_QUOTA_DEFAULTS", ""),
             kek_provider=_env("KEK_PROVIDER", "file"),
+            otlp_endpoint=_env("OTLP_ENDPOINT", ""),
+            trace_retention_hours=float(_env("TRACE_RETENTION_HOURS", "24")),
+            trace_max_spans=int(_env("TRACE_MAX_SPANS", "100000")),
             kek_options=tuple(
                 sorted(
                     (k[len("NOVACRON_KEK_") :].lower(), v)

@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import os
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +46,14 @@ class ControlPlane(abc.ABC):
         """Operations queued for this host, waiting up to ``wait_s`` for one to arrive."""
 
     @abc.abstractmethod
-    async def complete(self, op_id: str, result: dict[str, Any] | None, error: str | None) -> None: ...
+    async def complete(
+        self,
+        op_id: str,
+        result: dict[str, Any] | None,
+        error: str | None,
+        spans: Sequence[dict[str, Any]] = (),
+    ) -> None:
+        """Answer an operation; ``spans``: the agent's finished spans of its trace (a remote agent's)."""
 
     @abc.abstractmethod
     async def image_path(self, image_id: str, part: str, sha256: str | None) -> Path:
@@ -116,7 +123,14 @@ class LocalControlPlane(ControlPlane):
             ops = hostops.claim(self.ctx, self.host_id)
         return ops
 
-    async def complete(self, op_id: str, result: dict[str, Any] | None, error: str | None) -> None:
+    async def complete(
+        self,
+        op_id: str,
+        result: dict[str, Any] | None,
+        error: str | None,
+        spans: Sequence[dict[str, Any]] = (),
+    ) -> None:
+        # the embedded agent's spans went to the trace store directly
         hostops.complete(self.ctx, self.host_id, op_id, result, error)
 
     async def progress(self, op_id: str, detail: dict[str, Any]) -> bool:
@@ -170,8 +184,17 @@ class HttpControlPlane(ControlPlane):
         answer = await self._post("/v1/agent/claim", {"wait_s": wait_s}, timeout=wait_s + 30)
         return list(answer["operations"])
 
-    async def complete(self, op_id: str, result: dict[str, Any] | None, error: str | None) -> None:
-        await self._post("/v1/agent/complete", {"id": op_id, "result": result, "error": error})
+    async def complete(
+        self,
+        op_id: str,
+        result: dict[str, Any] | None,
+        error: str | None,
+        spans: Sequence[dict[str, Any]] = (),
+    ) -> None:
+        body: dict[str, Any] = {"id": op_id, "result": result, "error": error}
+        if spans:
+            body["spans"] = list(spans)
+        await self._post("/v1/agent/complete", body)
 
     async def progress(self, op_id: str, detail: dict[str, Any]) -> bool:
         answer = await self._post("/v1/agent/progress", {"id": op_id, "detail": detail})

@@ -28,8 +28,10 @@ from novacron.api.routers import (
     migration,
     tasks,
     tickets,
+    traces,
     vms,
 )
+from novacron.api.tracing import TraceRequests
 from novacron.api.transport import BodyGuard, SecurityHeaders
 from novacron.context import Context
 from novacron.workers import BackgroundWorkers, is_leader
@@ -144,6 +146,7 @@ def create_app(ctx: Context, *, background: bool = True) -> FastAPI:
         hosts,
         events,
         tickets,
+        traces,
     ):
         app.include_router(module.router)
     _include_optional(app)
@@ -153,6 +156,8 @@ def create_app(ctx: Context, *, background: bool = True) -> FastAPI:
     def healthz() -> dict[str, str | bool]:
         return {"status": "ok", "version": __version__, "leader": is_leader(ctx)}
 
+    # outside the audit middleware and the routes: the request's span covers all of it
+    app.add_middleware(TraceRequests)
     # added last, so outermost: audit and login throttling see the client a trusted proxy reports
     settings = ctx.settings
     app.add_middleware(

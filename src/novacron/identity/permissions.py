@@ -23,6 +23,7 @@ VIEW = frozenset(
         "reservation:read",
         "usage:read",
         "network:read",
+        "trace:read",
     }
 )
 MEMBER = VIEW | {

@@ -19,6 +19,7 @@ from typing import Any
 
 from qemu.qmp import ExecuteError, QMPClient, QMPError
 
+from novacron.monitoring import tracing
 from novacron.virt.base import DriverError
 
 # qemu.qmp logs every failed connect and disconnect at ERROR/WARNING; we report errors ourselves.
@@ -62,6 +63,14 @@ async def qmp_call(
 ) -> Any:
     """Run ``command`` on the QMP socket and return its ``return`` value."""
     deadline = time.monotonic() + timeout_s
+    # a span only within an operation's trace: the agent's per-second polling makes none
+    with tracing.child(tracing.AGENT, f"qmp {command}", {"qmp.command": command}):
+        return await _call(socket_path, command, arguments, timeout_s, deadline)
+
+
+async def _call(
+    socket_path: Path, command: str, arguments: dict[str, Any] | None, timeout_s: float, deadline: float
+) -> Any:
     async with _lock(socket_path):
         client = QMPClient("novacron")
         try:

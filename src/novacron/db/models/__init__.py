@@ -48,6 +48,7 @@ from novacron.db.models.quota import (
     QuotaTemplate,
     QuotaUsage,
 )
+from novacron.db.models.traces import TraceSpan
 
 __all__ = [
     "LoginFailure",
@@ -98,6 +99,7 @@ __all__ = [
     "SigningKey",
     "Subnet",
     "Task",
+    "TraceSpan",
     "Tenant",
     "User",
 ]

@@ -1,0 +1,1 @@
+"""Monitoring: metrics, alerts, anomaly detection, traces and structured logs (issue 13)."""
