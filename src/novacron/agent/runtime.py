@@ -193,6 +193,7 @@ class AgentRuntime:
                 log.warning("operation %s on %s failed: %s", name, instance_id, exc)
                 tracing.set_error(span, exc)
                 return None, str(exc) or type(exc).__name__
+            log.info("operation %s on %s done", name, instance_id)
             return result, None
 
     async def instance_spec(self, spec: VmSpec) -> InstanceSpec:

@@ -389,6 +389,9 @@ class TaskRunner:
             row.finished_at = utcnow()
             if state == "succeeded":
                 row.progress = 100
+            # inside the task's span: the line carries the trace_id of the request that asked for it
+            log.info("task %s (%s of %s/%s) %s%s", row.id, row.kind, row.resource_type, row.resource_id,
+                     state, f": {error}" if error else "")  # fmt: skip
             events.publish(
                 s,
                 f"task.{state}",
