@@ -59,7 +59,9 @@ def main() -> None:
             f"  CPU {cpu[mode] / len(values) * 1e6:5.0f} us/request  n={len(values)}"
         )
     off, on = pct(samples["off"], 0.5), pct(samples["on"], 0.5)
-    print(f"overhead at p50: {(on - off) * 1e6:+.0f} us ({(on / off - 1) * 100:+.1f} %); spans stored: {stored}")
+    print(
+        f"overhead at p50: {(on - off) * 1e6:+.0f} us ({(on / off - 1) * 100:+.1f} %); spans stored: {stored}"
+    )
     print(load())
 
 

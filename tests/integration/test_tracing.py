@@ -99,7 +99,9 @@ def test_a_vm_create_is_one_trace_from_the_api_to_qmp(server: Server, guest: Gue
 
     # from the trace to the log lines: the task's line and the agent's carry its trace_id
     lines = _log_lines(server.log_path, trace_id)
-    assert any(f"task {task_id}" in line["message"] and "succeeded" in line["message"] for line in lines), lines
+    assert any(f"task {task_id}" in line["message"] and "succeeded" in line["message"] for line in lines), (
+        lines
+    )
     assert any(line["message"].startswith("operation launch on ") for line in lines), lines
     assert all(line["span_id"] in {s["span_id"] for s in spans} for line in lines)
 

@@ -11,4 +11,5 @@ import './backups.js';
 import './dr.js';
 import './hosts.js';
 import './tasks.js';
+import './traces.js';
 import './admin.js';
