@@ -15,7 +15,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from common import load, machine, pct  # type: ignore[import-not-found]
+from common import load, machine, pct
 from sqlalchemy import func, select
 
 from novacron.db.models import TraceSpan
