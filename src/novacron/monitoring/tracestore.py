@@ -65,7 +65,7 @@ class TraceStore(SpanExporter):
     def ingest_agent_spans(self, records: list[dict[str, Any]], trace_id: str, host: str) -> int:
         """Spans an agent sent with an operation's answer: only those of the operation's own trace
         (a host cannot write into other traces), named with the host the credential belongs to, and
-        never claiming a tenant (only the API says whose a request was)."""
+        never claiming a tenant (only the API says whose a request was); one malformed is skipped."""
         kept = []
         for record in records[:MAX_AGENT_SPANS]:
             if not isinstance(record, dict) or record.get("trace_id") != trace_id:
@@ -73,12 +73,14 @@ class TraceStore(SpanExporter):
             attributes = record.get("attributes")
             attributes = attributes if isinstance(attributes, dict) else {}
             attributes.pop(TENANT, None)
-            kept.append({**record, "service": AGENT, "host": host, "attributes": attributes})
-        try:
-            return self.write(kept)
-        except (KeyError, TypeError, ValueError) as exc:
-            log.warning("agent of %s sent spans that are not spans: %s", host, exc)
-            return 0
+            span = {**record, "service": AGENT, "host": host, "attributes": attributes}
+            try:
+                _row(span)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("agent of %s sent a span that is not one: %s", host, exc)
+                continue
+            kept.append(span)
+        return self.write(kept)
 
     def _maybe_prune(self) -> None:
         if time.monotonic() - self._pruned_at < PRUNE_EVERY_S or not self._prune_lock.acquire(blocking=False):
