@@ -123,6 +123,11 @@ def test_a_remote_agents_spans_reach_the_control_planes_store(
         spans = _whole_trace(c, trace_id)
         named = _check_tree(spans, client_span)
         assert {named[f"agent {op}"]["host"] for op in ("prepare", "launch", "wait_state")} == {"node-b"}
+        # the agent fetched the image within its operation: the server's span of that joins the trace
+        fetches = [s for s in spans if s["name"].startswith("GET /v1/images/{image_id}/")]
+        assert fetches and all(s["parent_id"] == named["agent prepare"]["span_id"] for s in fetches), [
+            (s["name"], s["parent_id"]) for s in spans
+        ]
     # the agent process logs JSON lines with the trace_id of the operation they were written in
     assert any(line["message"].startswith("operation launch on ") for line in _log_lines(
         agent.state_dir / "agent.log", trace_id))  # fmt: skip

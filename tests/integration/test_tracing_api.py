@@ -70,6 +70,12 @@ def test_the_trace_id_a_client_sends_is_the_one_stored(app: App) -> None:
     assert span["attributes"]["http.response.status_code"] == 200
     listed = app.client.get("/v1/traces", headers=app.admin).json()["items"]
     assert trace_id in [t["trace_id"] for t in listed]
+    named = app.client.get("/v1/traces", params={"name": "GET /v1/flavors"}, headers=app.admin).json()
+    assert [t["trace_id"] for t in named["items"]] == [trace_id]
+    # reading traces makes none (the list would be full of its own reads)
+    tracing.flush()
+    names = {t["name"] for t in app.client.get("/v1/traces", headers=app.admin).json()["items"]}
+    assert names == {"GET /v1/flavors", "POST /v1/tokens"}  # the admin's login, then the request
 
 
 def test_a_request_without_traceparent_starts_a_trace_named_in_its_answer(app: App) -> None:

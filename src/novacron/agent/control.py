@@ -19,6 +19,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
 from novacron.compute import hostops, reports, storage
+from novacron.monitoring import tracing
 from novacron.virt.base import HostFacts
 
 if TYPE_CHECKING:
@@ -245,7 +246,11 @@ class HttpControlPlane(ControlPlane):
         tmp = dest.with_name(f".{part}.{os.getpid()}.part")
         digest = hashlib.sha256()
         try:
-            async with self.client.stream("GET", f"/v1/images/{image_id}/{part}", timeout=600) as r:
+            # within the operation's trace: the server's span of the download joins it
+            parent = tracing.traceparent()
+            headers = {"traceparent": parent} if parent else None
+            url = f"/v1/images/{image_id}/{part}"
+            async with self.client.stream("GET", url, timeout=600, headers=headers) as r:
                 if r.status_code != 200:
                     raise AgentRefused(r.status_code, f"cannot fetch {part} of image {image_id}")
                 with tmp.open("wb") as f:

@@ -1,9 +1,10 @@
 """The API request's span: the root of a trace, or the continuation of the caller's ``traceparent``.
 
-Every ``/v1`` request but the agents' own channel (reports every second, long-polled claims: noise
-that would crowd out the traces users look for) gets a SERVER span named by its route template
-(``POST /v1/vms``), tagged with the caller's tenant once the request is authenticated (what the
-trace API scopes by), and answered with an ``X-Trace-Id`` header naming its trace.
+Every ``/v1`` request gets a SERVER span named by its route template (``POST /v1/vms``), tagged
+with the caller's tenant once the request is authenticated (what the trace API scopes by), and is
+answered with an ``X-Trace-Id`` header naming its trace. Left out: the agents' own channel (reports
+every second, long-polled claims: noise that would crowd out the traces users look for) and the
+reading of traces itself.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from novacron.monitoring import tracing
 
-UNTRACED_PREFIXES = ("/v1/agent/",)
+UNTRACED_PREFIXES = ("/v1/agent/", "/v1/traces")
 
 
 class TraceRequests:

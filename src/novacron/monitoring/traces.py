@@ -42,13 +42,14 @@ class TraceService(Service):
     """The recent traces the caller may read (``trace:read``)."""
 
     def list(
-        self, params: ListParams, *, status: str | None = None
+        self, params: ListParams, *, status: str | None = None, name: str | None = None
     ) -> tuple[builtins.list[TraceSpan], str | None]:
-        """One page of traces, newest first: each is the span where it entered the platform."""
+        """One page of traces, newest first: each is the span where it entered the platform
+        (``name``: only those of one route or task, e.g. ``POST /v1/vms``)."""
         stmt = select(TraceSpan).where(TraceSpan.entry.is_(True))
         if not self.principal.is_global:
             stmt = stmt.where(TraceSpan.tenant_id == self.principal.tenant_id)
-        stmt = where_equal(stmt, (TraceSpan.status, status))
+        stmt = where_equal(stmt, (TraceSpan.status, status), (TraceSpan.name, name))
         rows, nxt = paginate(self.session, stmt, TraceSpan, params)
         return [self._shown(r) for r in rows], nxt
 

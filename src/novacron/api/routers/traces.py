@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
 
 from novacron.api.deps import service
@@ -95,10 +95,13 @@ class TraceOut(BaseModel):
 
 @router.get("", response_model=Page[TraceSummaryOut])
 def list_traces(
-    traces: TraceReader, page: TraceList, status: Literal["unset", "ok", "error"] | None = None
+    traces: TraceReader,
+    page: TraceList,
+    status: Literal["unset", "ok", "error"] | None = None,
+    name: Annotated[str | None, Query(max_length=200, description="e.g. 'POST /v1/vms'")] = None,
 ) -> Page[TraceSummaryOut]:
     """Recent traces, newest first (a tenant: those its own requests started)."""
-    rows, nxt = traces.list(page, status=status)
+    rows, nxt = traces.list(page, status=status, name=name)
     return Page[TraceSummaryOut](items=[TraceSummaryOut.of(r) for r in rows], next_cursor=nxt)
 
 
