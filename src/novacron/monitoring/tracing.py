@@ -172,7 +172,6 @@ def record_of(span: ReadableSpan) -> dict[str, Any]:
         "trace_id": format(ctx.trace_id, "032x") if ctx else "",
         "span_id": format(ctx.span_id, "016x") if ctx else "",
         "parent_id": format(parent.span_id, "016x") if parent is not None else None,
-        "remote_parent": bool(parent is not None and parent.is_remote),
         "name": span.name,
         "kind": span.kind.name.lower(),
         "service": str(resource.get("service.name", "")),
