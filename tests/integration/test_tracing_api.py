@@ -3,10 +3,12 @@ traces (and only its own part of one), and what a span shows a tenant is cut dow
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -41,14 +43,20 @@ class App:
         return self.login(f"{name}-user", TENANT_PASSWORD, name)
 
 
-@pytest.fixture
-def app(tmp_path: Path) -> Iterator[App]:
-    with in_process_app(tmp_path) as (client, password, db):
+@contextlib.contextmanager
+def traced_app(tmp_path: Path, **settings: Any) -> Iterator[App]:
+    with in_process_app(tmp_path, **settings) as (client, password, db):
         tracing.setup(tracing.API, "test-host", local=TraceStore(db, timedelta(hours=1), 10_000))
         try:
             yield App(client, password, db)
         finally:
             tracing.shutdown()
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[App]:
+    with traced_app(tmp_path) as traced:
+        yield traced
 
 
 def traceparent() -> tuple[str, str, str]:
@@ -124,3 +132,18 @@ def test_a_tenant_continuing_another_tenants_trace_id_sees_only_its_own_span(app
 def test_a_malformed_trace_id_is_a_422_and_an_unknown_one_a_404(app: App) -> None:
     assert app.client.get("/v1/traces/not-hex", headers=app.admin).status_code == 422
     assert app.client.get(f"/v1/traces/{'0' * 31}1", headers=app.admin).status_code == 404
+
+
+def test_traces_are_stored_read_and_pruned_on_postgresql(postgres: Any, tmp_path: Path) -> None:
+    with traced_app(tmp_path, database_url=postgres.create_database("traces_pg")) as pg:
+        acme = pg.tenant("acme")
+        trace_id, _, header = traceparent()
+        assert pg.client.get("/v1/vms", headers={**acme, "traceparent": header}).status_code == 200
+        tracing.flush()
+        listed = pg.client.get("/v1/traces", headers=acme).json()["items"]
+        assert [t["trace_id"] for t in listed] == [trace_id]
+        spans = pg.client.get(f"/v1/traces/{trace_id}", headers=acme).json()["spans"]
+        assert [s["name"] for s in spans] == ["GET /v1/vms"]
+        store = TraceStore(pg.db, timedelta(hours=1), max_spans=1)
+        assert store.prune() >= 1  # all but the newest span
+        assert len(pg.client.get("/v1/traces", headers=pg.admin).json()["items"]) == 1
