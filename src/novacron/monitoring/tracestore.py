@@ -18,7 +18,7 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 
 from novacron.config import Settings
 from novacron.db.base import Database, utcnow
@@ -53,14 +53,17 @@ class TraceStore(SpanExporter):
 
     def write(self, records: Iterable[dict[str, Any]]) -> int:
         """Store span records (``tracing.record_of``); returns how many were new."""
-        rows = {r.id: r for r in map(_row, records)}
+        rows = {r["id"]: r for r in map(_row, records)}
         if not rows:
             return 0
         with self.db.session() as s:
             known = set(s.scalars(select(TraceSpan.id).where(TraceSpan.id.in_(list(rows)))))
-            s.add_all(row for key, row in rows.items() if key not in known)
+            new = [row for key, row in rows.items() if key not in known]
+            if new:
+                # one executemany, not the ORM's unit of work: the store's writes are per span
+                s.execute(insert(TraceSpan), new)
         self._maybe_prune()
-        return len(rows) - len(known)
+        return len(new)
 
     def ingest_agent_spans(self, records: list[dict[str, Any]], trace_id: str, host: str) -> int:
         """Spans an agent sent with an operation's answer: only those of the operation's own trace
@@ -108,7 +111,8 @@ class TraceStore(SpanExporter):
         return removed
 
 
-def _row(record: dict[str, Any]) -> TraceSpan:
+def _row(record: dict[str, Any]) -> dict[str, Any]:
+    """The ``trace_spans`` row of a span record (``tracing.record_of``); ValueError if it is none."""
     trace_id, span_id = str(record["trace_id"]), str(record["span_id"])
     if len(trace_id) != 32 or len(span_id) != 16 or not set(trace_id + span_id) <= HEX:
         raise ValueError(f"not a span id: {trace_id}/{span_id}")
@@ -116,7 +120,7 @@ def _row(record: dict[str, Any]) -> TraceSpan:
     attributes = {str(k)[:100]: _bounded(v) for k, v in dict(record.get("attributes") or {}).items()}
     kind = str(record.get("kind", "internal"))[:16]
     tenant = attributes.get(TENANT) if record.get("service") == API else None
-    return TraceSpan(
+    return dict(
         id=trace_id + span_id,
         trace_id=trace_id,
         span_id=span_id,
