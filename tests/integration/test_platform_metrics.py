@@ -13,6 +13,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -29,6 +30,9 @@ from tests.conftest import (
     wait_task,
 )
 from tests.services.prometheus import Vector, bearer_job, start_prometheus
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
 
 PROMTOOL = "/usr/bin/promtool"
 MISSING_VMS = 3
@@ -122,8 +126,32 @@ def test_a_real_prometheus_scrapes_the_node(node: Server, tmp_path: Path) -> Non
         assert _value(durations) >= 1, durations
         placed = prometheus.query('novacron_placement_decisions_total{outcome="placed"}')
         assert _value(placed) >= 1, placed
+        # computed at scrape time: the queue (empty now), this replica's leadership (SQLite: one process)
+        queued = prometheus.query('novacron_task_queue_depth{kind="vm.create"}')
+        assert {s["metric"]["state"] for s in queued} == {"pending", "running"} and _value(queued) == 0
+        leads = prometheus.query("novacron_controller_leader")
+        assert {s["metric"]["controller"] for s in leads} >= {"novacron.tasks", "novacron.ha"}, leads
+        assert all(s["value"][1] == "1" for s in leads), leads
+        host = prometheus.query("novacron_agent_heartbeat_age_seconds")
+        assert len(host) == 1 and float(host[0]["value"][1]) < 10, host
         # the embedded agent reports every second: its counter grows between scrapes
         prometheus.wait_for("increase(novacron_agent_heartbeats_total[5s]) > 0")
         # no raw path ever became a label value
         routes = {s["metric"]["route"] for s in prometheus.query("novacron_api_requests_total")}
         assert "/v1/vms/{vm_id}" in routes and not any("vm-" in route for route in routes), routes
+
+
+def test_labels_stay_bounded_whatever_the_client_sends(in_process_admin: TestClient) -> None:
+    client = in_process_admin
+    for _ in range(3):
+        assert client.get(f"/no-such-page/{uuid.uuid4().hex}").status_code == 404
+    assert client.request("BREW", "/v1/flavors").status_code == 405
+    assert client.get("/static/no-such-file.js").status_code == 404
+    # refused before routing (no token, a body): still counted under the route it was sent to
+    assert client.post("/v1/vms", json={}, headers={"Authorization": ""}).status_code == 401
+    text = client.get("/metrics").text
+    assert 'novacron_api_requests_total{method="GET",route="unmatched",status="404"} 3.0' in text
+    assert 'novacron_api_requests_total{method="other",route="/v1/flavors",status="405"} 1.0' in text
+    assert 'novacron_api_requests_total{method="GET",route="/static/{path}",status="404"} 1.0' in text
+    assert 'novacron_api_requests_total{method="POST",route="/v1/vms",status="401"} 1.0' in text
+    assert "no-such" not in text
