@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # a ``*_created`` gauge beside every counter and histogram doubles the series for nothing in the
 # classic format (its readers have no use for it); the switch is prometheus_client's, per process
-disable_created_metrics()  # type: ignore[no-untyped-call]  # (unannotated in prometheus_client)
+disable_created_metrics()  # type: ignore[no-untyped-call]  # unannotated upstream
 
 #: the classic text format (``text/plain; version=0.0.4``), which every Prometheus parses and
 #: ``promtool check metrics`` accepts (it refuses prometheus_client's OpenMetrics output)
