@@ -4,7 +4,7 @@ The driver connects per operation instead of holding a connection: QEMU's QMP so
 serves one client at a time, so a held connection would lock out every other user
 (backup, migration, an operator's ``socat``), and a per-call connection survives
 driver restarts and event-loop changes with nothing to re-establish. A call costs a
-few milliseconds.
+few milliseconds; ``qmp_session`` runs several commands on one connection (a metrics sample).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 import weakref
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -57,24 +58,44 @@ async def _connect(client: QMPClient, socket_path: Path, deadline: float) -> Non
         delay = min(delay * 2, 0.5)
 
 
-async def qmp_call(
-    socket_path: Path, command: str, arguments: dict[str, Any] | None = None, timeout_s: float = 10.0
-) -> Any:
-    """Run ``command`` on the QMP socket and return its ``return`` value."""
+class QmpSession:
+    """One connection to a QEMU monitor: several commands for the price of one connect."""
+
+    def __init__(self, client: QMPClient, socket_path: Path, timeout_s: float) -> None:
+        self._client = client
+        self._socket_path = socket_path
+        self._timeout_s = timeout_s
+
+    async def execute(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
+        """Run ``command`` and return its ``return`` value (``DriverError`` when QEMU refuses it)."""
+        try:
+            return await asyncio.wait_for(self._client.execute(command, arguments), self._timeout_s)
+        except ExecuteError as e:
+            raise DriverError(f"QMP {command} failed: {e.error.error.desc}") from e
+        except (QMPError, OSError, TimeoutError) as e:
+            if command == "quit":
+                return {}
+            raise QmpUnavailable(f"QMP {command} on {self._socket_path} got no answer: {e!r}") from e
+
+
+@contextlib.asynccontextmanager
+async def qmp_session(socket_path: Path, timeout_s: float = 10.0) -> AsyncIterator[QmpSession]:
+    """A connection to the QMP socket for the body of the ``async with`` (our other calls queue)."""
     deadline = time.monotonic() + timeout_s
     async with _lock(socket_path):
         client = QMPClient("novacron")
         try:
             await _connect(client, socket_path, deadline)
-            try:
-                return await asyncio.wait_for(client.execute(command, arguments), timeout_s)
-            except ExecuteError as e:
-                raise DriverError(f"QMP {command} failed: {e.error.error.desc}") from e
-            except (QMPError, OSError, TimeoutError) as e:
-                if command == "quit":
-                    return {}
-                raise QmpUnavailable(f"QMP {command} on {socket_path} got no answer: {e!r}") from e
+            yield QmpSession(client, socket_path, timeout_s)
         finally:
             # closing a dead connection cannot fail usefully
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.disconnect(), 5.0)
+
+
+async def qmp_call(
+    socket_path: Path, command: str, arguments: dict[str, Any] | None = None, timeout_s: float = 10.0
+) -> Any:
+    """Run ``command`` on the QMP socket and return its ``return`` value."""
+    async with qmp_session(socket_path, timeout_s) as session:
+        return await session.execute(command, arguments)
