@@ -49,7 +49,7 @@ from novacron.virt.base import (
 from novacron.virt.cidata import render_meta_data, write_cidata_iso
 from novacron.virt.migration import MigrationSettings, MigrationStats, MigrationTarget
 from novacron.virt.netdev import argv_taps
-from novacron.virt.qmp import QmpUnavailable, qmp_call
+from novacron.virt.qmp import QmpUnavailable, qmp_call, qmp_session
 
 if TYPE_CHECKING:
     from novacron.virt.cbt import PointInTime
@@ -457,8 +457,9 @@ class QemuDriver(ComputeDriver):
             if self.instance_dir(instance_id).exists():
                 return Observation(PowerState.SHUTOFF)
             return Observation(PowerState.ABSENT)
-        try:
-            res = await qmp_call(self.qmp_socket(instance_id), "query-status", timeout_s=5.0)
+        try:  # every second for every VM, as the sample: the lean session
+            async with qmp_session(self.qmp_socket(instance_id), timeout_s=5.0) as qmp:
+                res = await qmp.execute("query-status")
         except QmpUnavailable:
             if self.pid(instance_id) is None:  # exited while we asked
                 return await self.observe(instance_id)
