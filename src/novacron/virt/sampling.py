@@ -5,9 +5,10 @@ One QMP connection per sample runs:
 - ``query-blockstats``: the VM disk's byte and request counters;
 - ``qom-get guest-stats`` on the virtio-balloon device: memory as the guest itself counts it
   (its ``MemTotal``, ``MemAvailable``, ``MemFree``), which the guest's balloon driver reports
-  every ``GUEST_STATS_INTERVAL_S`` once armed by ``qom-set guest-stats-polling-interval``. The
-  interval is not part of the migrated state, so it is armed once per QEMU process: the first
-  sample after a launch, a restart or an incoming migration;
+  every ``GUEST_STATS_INTERVAL_S`` once armed by ``qom-set guest-stats-polling-interval``. It is
+  armed once per QEMU process, whatever that process inherited: the first sample after a launch,
+  a restart or an incoming migration (the destination's process; setting it is idempotent, and
+  works while the destination still waits for the incoming state);
 - ``query-cpus-fast``: the ids of the vCPU threads, only when they are not known for this process.
 
 Then one pass over ``/proc/<pid>/task`` gives the CPU time of the whole process and of its vCPU
