@@ -54,7 +54,7 @@ class SpanOut(BaseModel):
     #: from the trace's first span, for a waterfall
     offset_ms: float
     duration_ms: float
-    status: Literal["unset", "ok", "error"] | str
+    status: str = Field(description="unset, ok or error")
     status_message: str | None
     attributes: dict[str, Any]
 
