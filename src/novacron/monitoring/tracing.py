@@ -43,6 +43,7 @@ AGENT = "novacron-agent"
 TENANT = "novacron.tenant_id"
 
 _providers: dict[str, TracerProvider] = {}
+_tracers: dict[str, Tracer] = {}
 _buffers: dict[str, SpanBuffer] = {}
 _propagator = TraceContextTextMapPropagator()
 _noop = trace.NoOpTracer()
@@ -77,6 +78,7 @@ def setup(
             BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_traces_url(otlp_endpoint)))
         )
     _providers[service] = provider
+    _tracers[service] = provider.get_tracer("novacron", __version__)
     return provider
 
 
@@ -84,6 +86,7 @@ def shutdown(service: str | None = None) -> None:
     """Flush and stop the providers (``service``'s, or all): spans still queued are exported."""
     for name in [service] if service else list(_providers):
         provider = _providers.pop(name, None)
+        _tracers.pop(name, None)
         _buffers.pop(name, None)
         if provider is not None:
             provider.shutdown()
@@ -97,8 +100,7 @@ def flush(timeout_ms: int = 5000) -> None:
 
 def tracer(service: str) -> Tracer:
     """``service``'s tracer, or a no-op one where tracing was not set up (unit tests, tools)."""
-    provider = _providers.get(service)
-    return provider.get_tracer("novacron", __version__) if provider is not None else _noop
+    return _tracers.get(service, _noop)
 
 
 def traceparent() -> str | None:
