@@ -133,7 +133,8 @@ def continued(
     attributes: dict[str, Any] | None = None,
     kind: SpanKind = SpanKind.INTERNAL,
 ) -> Iterator[Span]:
-    """A span that continues the trace of ``parent`` (a ``traceparent``; None: a new trace)."""
+    """A span that continues the trace of ``parent`` (a ``traceparent``; None or malformed: under
+    the current span, which outside any is a new trace)."""
     with tracer(service).start_as_current_span(
         name, context=context_of(parent), kind=kind, attributes=attributes
     ) as span:
@@ -152,7 +153,7 @@ def child(service: str, name: str, attributes: dict[str, Any] | None = None) -> 
 
 
 def set_error(span: Span, exc: BaseException) -> None:
-    """Mark ``span`` failed with the error's class and message (no traceback: it may name paths)."""
+    """Mark ``span`` failed with the error's class and message."""
     span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:500]))
 
 
