@@ -111,8 +111,7 @@ def traceparent() -> str | None:
 
 
 def context_of(traceparent: str | None) -> TraceContext | None:
-    """The context to continue a ``traceparent`` in (None when it is absent or malformed: a new
-    trace begins)."""
+    """The context to continue a ``traceparent`` in (None when it is absent or malformed)."""
     if not traceparent:
         return None
     ctx = _propagator.extract({"traceparent": traceparent})
