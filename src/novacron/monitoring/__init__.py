@@ -1,0 +1,1 @@
+"""Monitoring: metrics, alerts, SLOs, tracing and anomaly detection (issue 13)."""
