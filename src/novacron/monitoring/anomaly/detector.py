@@ -41,15 +41,19 @@ class DetectorConfig:
 
     fast: float = 0.5
     slow: float = 0.002
-    short_window: int = 10
+    short_window: int = 5
     warmup: int = 150
-    alert_nines: float = 5.0
-    refractory: int = 400
+    alert_nines: float = 3.0
+    refractory: int = 150
     damping: float = 0.1
     err_slow: float = 0.01
     sat: float = 4.0
     level_weight: float = 0.5
     nines_scale: float = 10.0
+    bins: int = 10
+    context: int = 2
+    max_contexts: int = 4096
+    context_weight: float = 1.0
 
 
 _SQRT2 = math.sqrt(2.0)
@@ -60,7 +64,7 @@ class StreamingDetector:
 
     __slots__ = (
         "_cfg", "_n", "_pred", "_level", "_err", "_ring", "_pos", "_sum", "_mu", "_var",
-        "_quiet", "_alert",
+        "_quiet", "_alert", "_lo", "_hi", "_ctx", "_counts", "_cring", "_csum",
     )
 
     def __init__(self, config: DetectorConfig | None = None) -> None:
@@ -76,6 +80,12 @@ class StreamingDetector:
         self._var = 0.0
         self._quiet = 0
         self._alert = self._cfg.alert_nines / self._cfg.nines_scale
+        self._lo = 0.0
+        self._hi = 0.0
+        self._ctx: tuple[int, ...] = ()
+        self._counts: dict[tuple[int, ...], int] = {}
+        self._cring = [0.0] * self._cfg.short_window
+        self._csum = 0.0
 
     def update(self, value: float) -> float:
         """Take the next sample of the series and return its anomaly score in [0, 1]."""
@@ -84,14 +94,14 @@ class StreamingDetector:
         if not math.isfinite(x):
             return 0.0
         if self._n == 0:
-            self._pred = self._level = x
-            self._err = 0.0
+            self._pred = self._level = self._lo = self._hi = x
         raw = self._surprise(x)
+        novelty = self._novelty(x)
         nines = self._likelihood_nines(raw)
         self._n += 1
         if self._n <= cfg.warmup:
             return 0.0
-        score = min(1.0, nines / cfg.nines_scale)
+        score = max(min(1.0, nines / cfg.nines_scale), cfg.context_weight * novelty)
         if self._quiet > 0:
             self._quiet -= 1
             return score * cfg.damping
@@ -111,6 +121,24 @@ class StreamingDetector:
         self._pred += cfg.fast * (x - self._pred)
         self._level += cfg.slow * (x - self._level)
         return z / (z + cfg.sat)
+
+    def _novelty(self, x: float) -> float:
+        """The mean novelty of the recent contexts (the last `context` quantised values)."""
+        cfg = self._cfg
+        self._lo = min(self._lo, x)
+        self._hi = max(self._hi, x)
+        span = self._hi - self._lo
+        b = int((x - self._lo) / span * (cfg.bins - 1) + 0.5) if span > 0.0 else 0
+        ctx = (*self._ctx[1 - cfg.context :], b) if cfg.context > 1 else (b,)
+        self._ctx = ctx
+        seen = self._counts.get(ctx, 0)
+        if seen or len(self._counts) < cfg.max_contexts:
+            self._counts[ctx] = seen + 1
+        raw = 1.0 / (1 + seen)
+        pos = self._pos
+        self._csum += raw - self._cring[pos]
+        self._cring[pos] = raw
+        return self._csum / len(self._cring)
 
     def _likelihood_nines(self, raw: float) -> float:
         """How unusual the recent mean surprise is, as -log10 of its Gaussian tail probability."""
