@@ -1,21 +1,23 @@
 """The streaming anomaly detector: one O(1) update per sample, a score in [0, 1] before the next.
 
-The score of a sample is built in three stages, all online with a fixed amount of state:
+The method is a robust seasonal envelope with an alert refractory period, chosen by measurement
+on the NAB corpus against a prediction-error likelihood (as Numenta's anomaly likelihood) and a
+contextual-novelty detector (as CAD OSE); see docs in the report of issue 13.
 
-1. Surprise. The sample is compared with what the recent past predicts: the error of a fast
-   exponential moving average, scaled by the moving mean absolute error, and the distance of the
-   short-term level from the long-term level. Either, through a soft saturation, gives a raw
-   surprise in [0, 1).
-2. Likelihood. As in Numenta's anomaly likelihood, the mean raw surprise of the last few samples
-   is compared with the long-run distribution of raw surprise (moving mean and variance): the
-   Gaussian tail probability says how unusual the recent surprise is for this series, which makes
-   noisy series and quiet ones comparable.
-3. Report. The likelihood is mapped to [0, 1] on a log scale (the number of nines); once a sample
-   reaches the alert level, the following samples are damped for a refractory period, so that one
-   incident yields one alert rather than a burst.
+1. Envelope. The day is cut into `slot_seconds` slots. Each slot keeps the highest and lowest
+   value seen at that time of day, both pulled slowly back towards the slot's moving mean, so
+   that an envelope learnt weeks ago fades. A sample is compared with the envelope of its slot
+   and its `neighbours` slots either side (daily jobs drift by a few minutes). Series without
+   timestamps, and slots not yet seen, use one global envelope of the same kind instead.
+2. Excess. The distance by which the sample leaves the envelope, relative to the envelope's
+   width, saturates to a score: excess / (excess + width) is 0.5 when the sample leaves the
+   envelope by its own width. A value that recurs every day at the same time is inside the
+   envelope and scores 0; a new level, a missing daily peak or a spike at an unusual hour is not.
+3. Refractory period. A sample scoring at least `alert` starts a period of `refractory` samples
+   whose scores are damped, so that one incident yields one alert and not a burst.
 
-No sample after the current one is ever read; a detector's memory is a handful of floats and a
-ring buffer of `short_window` surprises.
+The sample updates the envelope only after it is scored, and nothing after it is read: there is
+no look-ahead. A detector holds 3 floats per slot (72 for hourly slots) and a few more.
 """
 
 from __future__ import annotations
@@ -24,138 +26,123 @@ import math
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 
+DAY_SECONDS = 86_400
+
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """The method's parameters (the same for every series; none is fitted to a file).
+    """The method's parameters, the same for every series (none is fitted to a file).
 
     Attributes:
-        fast: smoothing of the one-step prediction (weight of the newest sample).
-        slow: smoothing of the long-term level, the error scale and the surprise statistics.
-        short_window: the number of recent surprises averaged by the likelihood stage.
-        warmup: samples seen before any score above 0 is reported.
-        alert_nines: the likelihood, in nines, at which a sample counts as an alert.
-        refractory: samples damped after an alert.
-        damping: the factor applied to scores during the refractory period.
+        slot_seconds: the width of a time-of-day slot of the seasonal envelope.
+        neighbours: the slots either side whose envelope also covers a sample.
+        decay: how fast a slot's envelope shrinks back towards its mean, per sample in the slot.
+        level_rate: the same for the global envelope and moving mean, per sample.
+        alert: the score from which a sample is an alert and starts the refractory period.
+        refractory: the number of samples damped after an alert.
+        damping: the factor applied to scores in the refractory period.
+        warmup: the number of first samples scored 0 while the envelope forms.
     """
 
-    fast: float = 0.5
-    slow: float = 0.002
-    short_window: int = 5
-    warmup: int = 150
-    alert_nines: float = 3.0
+    slot_seconds: int = 3600
+    neighbours: int = 2
+    decay: float = 0.001
+    level_rate: float = 0.002
+    alert: float = 0.5
     refractory: int = 150
     damping: float = 0.1
-    err_slow: float = 0.01
-    sat: float = 4.0
-    level_weight: float = 0.5
-    nines_scale: float = 10.0
-    bins: int = 10
-    context: int = 2
-    max_contexts: int = 4096
-    context_weight: float = 1.0
-
-
-_SQRT2 = math.sqrt(2.0)
+    warmup: int = 150
 
 
 class StreamingDetector:
-    """The anomaly detector of one series: `update(value)` returns the sample's score in [0, 1]."""
+    """The anomaly detector of one series: `update(value, timestamp)` scores one sample in [0, 1]."""
 
     __slots__ = (
-        "_cfg", "_n", "_pred", "_level", "_err", "_ring", "_pos", "_sum", "_mu", "_var",
-        "_quiet", "_alert", "_lo", "_hi", "_ctx", "_counts", "_cring", "_csum",
+        "_cfg", "_slots", "_hi", "_lo", "_mean", "_n", "_level", "_ghi", "_glo", "_quiet",
     )
 
     def __init__(self, config: DetectorConfig | None = None) -> None:
-        self._cfg = config or DetectorConfig()
+        cfg = config or DetectorConfig()
+        if cfg.slot_seconds <= 0 or DAY_SECONDS % cfg.slot_seconds:
+            raise ValueError("slot_seconds must divide a day")
+        self._cfg = cfg
+        self._slots = DAY_SECONDS // cfg.slot_seconds
+        self._hi: list[float | None] = [None] * self._slots
+        self._lo: list[float] = [0.0] * self._slots
+        self._mean: list[float] = [0.0] * self._slots
         self._n = 0
-        self._pred = 0.0
         self._level = 0.0
-        self._err = 0.0
-        self._ring = [0.0] * self._cfg.short_window
-        self._pos = 0
-        self._sum = 0.0
-        self._mu = 0.0
-        self._var = 0.0
+        self._ghi = 0.0
+        self._glo = 0.0
         self._quiet = 0
-        self._alert = self._cfg.alert_nines / self._cfg.nines_scale
-        self._lo = 0.0
-        self._hi = 0.0
-        self._ctx: tuple[int, ...] = ()
-        self._counts: dict[tuple[int, ...], int] = {}
-        self._cring = [0.0] * self._cfg.short_window
-        self._csum = 0.0
 
-    def update(self, value: float) -> float:
-        """Take the next sample of the series and return its anomaly score in [0, 1]."""
+    def update(self, value: float, timestamp: float | None = None) -> float:
+        """Take the next sample (value, Unix time in seconds) and return its anomaly score.
+
+        Without a timestamp the series is treated as having no daily season.
+        """
         cfg = self._cfg
         x = float(value)
         if not math.isfinite(x):
             return 0.0
+        slot = -1 if timestamp is None else int(timestamp // cfg.slot_seconds) % self._slots
         if self._n == 0:
-            self._pred = self._level = self._lo = self._hi = x
-        raw = self._surprise(x)
-        novelty = self._novelty(x)
-        nines = self._likelihood_nines(raw)
+            self._level = self._ghi = self._glo = x
+        raw = self._excess(x, slot)
+        self._learn(x, slot)
         self._n += 1
         if self._n <= cfg.warmup:
             return 0.0
-        score = max(min(1.0, nines / cfg.nines_scale), cfg.context_weight * novelty)
         if self._quiet > 0:
             self._quiet -= 1
-            return score * cfg.damping
-        if score >= self._alert:
+            return raw * cfg.damping
+        if raw >= cfg.alert:
             self._quiet = cfg.refractory
-        return score
+        return raw
 
-    def _surprise(self, x: float) -> float:
-        """The raw surprise of `x` in [0, 1), and the predictions moved on to include it."""
-        cfg = self._cfg
-        err = abs(x - self._pred)
-        scale = self._err if self._err > 0.0 else 1e-12
-        z = err / scale
-        shift = abs(self._pred - self._level) / scale
-        z = max(z, cfg.level_weight * shift)
-        self._err += cfg.err_slow * (err - self._err)
-        self._pred += cfg.fast * (x - self._pred)
-        self._level += cfg.slow * (x - self._level)
-        return z / (z + cfg.sat)
+    def _envelope(self, slot: int) -> tuple[float, float]:
+        """The (high, low) envelope around `slot`: its own and its neighbours', else the global one."""
+        if slot < 0:
+            return self._ghi, self._glo
+        hi = -math.inf
+        lo = math.inf
+        for k in range(slot - self._cfg.neighbours, slot + self._cfg.neighbours + 1):
+            j = k % self._slots
+            h = self._hi[j]
+            if h is not None:
+                hi = max(hi, h)
+                lo = min(lo, self._lo[j])
+        if hi == -math.inf:
+            return self._ghi, self._glo
+        return hi, lo
 
-    def _novelty(self, x: float) -> float:
-        """The mean novelty of the recent contexts (the last `context` quantised values)."""
-        cfg = self._cfg
-        self._lo = min(self._lo, x)
-        self._hi = max(self._hi, x)
-        span = self._hi - self._lo
-        b = int((x - self._lo) / span * (cfg.bins - 1) + 0.5) if span > 0.0 else 0
-        ctx = (*self._ctx[1 - cfg.context :], b) if cfg.context > 1 else (b,)
-        self._ctx = ctx
-        seen = self._counts.get(ctx, 0)
-        if seen or len(self._counts) < cfg.max_contexts:
-            self._counts[ctx] = seen + 1
-        raw = 1.0 / (1 + seen)
-        pos = self._pos
-        self._csum += raw - self._cring[pos]
-        self._cring[pos] = raw
-        return self._csum / len(self._cring)
-
-    def _likelihood_nines(self, raw: float) -> float:
-        """How unusual the recent mean surprise is, as -log10 of its Gaussian tail probability."""
-        cfg = self._cfg
-        ring = self._ring
-        self._sum += raw - ring[self._pos]
-        ring[self._pos] = raw
-        self._pos = (self._pos + 1) % len(ring)
-        short = self._sum / len(ring)
-        d = short - self._mu
-        sd = math.sqrt(self._var) if self._var > 1e-12 else 1e-6
-        self._mu += cfg.slow * d
-        self._var += cfg.slow * (d * d - self._var)
-        if d <= 0.0:
+    def _excess(self, x: float, slot: int) -> float:
+        """How far `x` leaves the envelope, relative to its width, saturated to [0, 1)."""
+        hi, lo = self._envelope(slot)
+        excess = max(x - hi, lo - x)
+        if excess <= 0.0:
             return 0.0
-        tail = 0.5 * math.erfc(d / sd / _SQRT2)
-        return -math.log10(tail) if tail > 1e-300 else 300.0
+        width = hi - lo
+        if width <= 0.0:
+            width = 1e-9 * max(1.0, abs(hi))
+        return excess / (excess + width)
+
+    def _learn(self, x: float, slot: int) -> None:
+        """Move the global and the slot's envelope to include `x`, and shrink them a little."""
+        rate = self._cfg.level_rate
+        self._level += rate * (x - self._level)
+        self._ghi = max(x, self._ghi - rate * (self._ghi - self._level))
+        self._glo = min(x, self._glo + rate * (self._level - self._glo))
+        if slot < 0:
+            return
+        hi = self._hi[slot]
+        if hi is None:
+            self._hi[slot] = self._lo[slot] = self._mean[slot] = x
+            return
+        d = self._cfg.decay
+        mean = self._mean[slot] = self._mean[slot] + d * (x - self._mean[slot])
+        self._hi[slot] = max(x, hi - d * (hi - mean))
+        self._lo[slot] = min(x, self._lo[slot] + d * (mean - self._lo[slot]))
 
 
 class DetectorBank:
@@ -166,14 +153,14 @@ class DetectorBank:
         self._max = max_series
         self._detectors: dict[Hashable, StreamingDetector] = {}
 
-    def update(self, key: Hashable, value: float) -> float:
+    def update(self, key: Hashable, value: float, timestamp: float | None = None) -> float:
         """Score the next sample of series `key`, creating its detector on its first sample."""
         det = self._detectors.get(key)
         if det is None:
             if len(self._detectors) >= self._max:
                 del self._detectors[next(iter(self._detectors))]
             det = self._detectors[key] = StreamingDetector(self._config)
-        return det.update(value)
+        return det.update(value, timestamp)
 
     def forget(self, key: Hashable) -> None:
         """Drop the state of series `key` (a deleted VM or host)."""
@@ -183,7 +170,13 @@ class DetectorBank:
         return len(self._detectors)
 
 
-def score_series(values: Iterable[float], config: DetectorConfig | None = None) -> list[float]:
+def score_series(
+    values: Iterable[float],
+    timestamps: Iterable[float] | None = None,
+    config: DetectorConfig | None = None,
+) -> list[float]:
     """The scores of a whole series fed one sample at a time to a fresh detector."""
     det = StreamingDetector(config)
-    return [det.update(v) for v in values]
+    if timestamps is None:
+        return [det.update(v) for v in values]
+    return [det.update(v, t) for v, t in zip(values, timestamps, strict=True)]
