@@ -58,7 +58,16 @@ class StreamingDetector:
     """The anomaly detector of one series: `update(value, timestamp)` scores one sample in [0, 1]."""
 
     __slots__ = (
-        "_cfg", "_slots", "_hi", "_lo", "_mean", "_n", "_level", "_ghi", "_glo", "_quiet",
+        "_cfg",
+        "_slots",
+        "_hi",
+        "_lo",
+        "_mean",
+        "_n",
+        "_level",
+        "_ghi",
+        "_glo",
+        "_quiet",
     )
 
     def __init__(self, config: DetectorConfig | None = None) -> None:

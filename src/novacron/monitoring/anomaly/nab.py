@@ -17,6 +17,7 @@ import csv
 import json
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from novacron.monitoring.anomaly.detector import DetectorConfig, score_series
@@ -35,6 +36,14 @@ def read_series(path: Path) -> tuple[list[str], list[float]]:
     return stamps, values
 
 
+def epoch_seconds(stamp: str) -> float:
+    """A NAB timestamp ('YYYY-MM-DD HH:MM:SS', UTC when it names no zone) as Unix seconds."""
+    when = datetime.fromisoformat(stamp.strip())
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
 def data_files(data_dir: Path) -> list[str]:
     """The relative paths (with `/`) of every `*.csv` file under `data_dir`, sorted."""
     return sorted(p.relative_to(data_dir).as_posix() for p in data_dir.rglob("*.csv"))
@@ -45,7 +54,7 @@ def detect_corpus(data_dir: Path, out_dir: Path, config: DetectorConfig | None =
     count = 0
     for rel in data_files(data_dir):
         stamps, values = read_series(data_dir / rel)
-        scores = score_series(values, config)
+        scores = score_series(values, [epoch_seconds(s) for s in stamps], config)
         target = out_dir / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         with target.open("w", newline="") as f:
