@@ -1,8 +1,12 @@
 """The streaming anomaly detector: one O(1) update per sample, a score in [0, 1] before the next.
 
-The method is a robust seasonal envelope with an alert refractory period, chosen by measurement
-on the NAB corpus against a prediction-error likelihood (as Numenta's anomaly likelihood) and a
-contextual-novelty detector (as CAD OSE); see docs in the report of issue 13.
+The method is a robust seasonal envelope with an alert refractory period. It was chosen by
+measurement on the NAB corpus (standard profile, 34 series): a prediction-error z-score through
+Numenta's anomaly likelihood scored 31, a contextual novelty of quantised transitions (as CAD OSE)
+41, the two together 42, this envelope 65; adding either of them, or a per-slot residual z-score,
+to the envelope lowered its score. Its parameters are round values on a plateau (every setting of
+decay, alert and refractory tried scored 63-67), and choosing them by leave-one-category-out
+scores 55-56 on the held-out categories.
 
 1. Envelope. The day is cut into `slot_seconds` slots. Each slot keeps the highest and lowest
    value seen at that time of day, both pulled slowly back towards the slot's moving mean, so
