@@ -60,12 +60,6 @@ def not_found(kind: str, ident: str) -> Problem:
     return Problem(404, "Not Found", f"No {kind} '{ident}' exists or it is not visible to you.")
 
 
-def invalid(field: str, reason: str, status: int = 422) -> Problem:
-    return Problem(
-        status, "Invalid request", f"{field}: {reason}", errors=[{"field": field, "reason": reason}]
-    )
-
-
 def name_taken(kind: str, name: str, field: str, scope: str = "in this project") -> Problem:
     """409 for a name that must be unique and is not; names the field so clients can point at it."""
     article = "An" if kind[0] in "aeiou" else "A"
@@ -75,10 +69,6 @@ def name_taken(kind: str, name: str, field: str, scope: str = "in this project")
         f"{article} {kind} named '{name}' already exists {scope}.",
         errors=[{"field": field, "reason": f"already used {scope}"}],
     )
-
-
-def conflict(detail: str) -> Problem:
-    return Problem(409, "Conflict", detail)
 
 
 #: the status of each domain error class; the first class in the error's MRO that is listed wins

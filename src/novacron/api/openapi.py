@@ -84,7 +84,7 @@ _HEADER_SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 #: the names a code object builds a problem with; its literal statuses are answers
-PROBLEM_BUILDERS = frozenset({"Problem", "invalid", "HTTPException"})
+PROBLEM_BUILDERS = frozenset({"Problem", "HTTPException"})
 BUILTINS = frozenset(vars(builtins))
 MEDIA_TYPE = re.compile(r"(application|text|image)/[a-z0-9.+-]+")
 F = TypeVar("F")

@@ -20,7 +20,7 @@ from novacron.backup import vmstore
 from novacron.compute.scope import get_visible, scoped
 from novacron.compute.vms import new_derived_image
 from novacron.db.base import new_id, utcnow
-from novacron.db.listing import ListParams, paginate
+from novacron.db.listing import ListParams, paginate, where_equal
 from novacron.db.models import VM, BackupSnapshot, BackupTarget, Image, Project, RestoreJob, Task
 from novacron.errors import Conflict, DomainError, InvalidInput, NameTaken, NotFound, on_field
 from novacron.identity.principal import Principal
@@ -340,15 +340,14 @@ class BackupService(Service):
     def list(self, params: ListParams, where: BackupFilter) -> tuple[list[BackupSnapshot], str | None]:
         """One page of the caller's backups."""
         stmt = scoped(select(BackupSnapshot), BackupSnapshot, self.principal)
-        for col, value in (
+        stmt = where_equal(
+            stmt,
             (BackupSnapshot.vm_id, where.vm_id),
             (BackupSnapshot.vm_name, where.vm_name),
             (BackupSnapshot.state, where.state),
             (BackupSnapshot.project_id, where.project_id),
             (BackupSnapshot.policy_id, where.policy_id),
-        ):
-            if value is not None:
-                stmt = stmt.where(col == value)
+        )
         return paginate(self.session, stmt, BackupSnapshot, params)
 
     def get(self, ref: str) -> BackupSnapshot:

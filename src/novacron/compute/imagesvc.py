@@ -19,7 +19,7 @@ from novacron.compute import hostops, storage
 from novacron.compute import images as imports
 from novacron.compute.scope import get_visible, resolve_project, scoped
 from novacron.db.base import new_id
-from novacron.db.listing import ListParams, paginate
+from novacron.db.listing import ListParams, paginate, where_equal
 from novacron.db.models import VM, Image
 from novacron.errors import Conflict, FieldError, Forbidden, InvalidInput, MalformedInput, NameTaken, NotFound
 from novacron.identity.encryption import encryption_for
@@ -74,9 +74,7 @@ class ImageService(Service):
     ) -> tuple[list[Image], str | None]:
         """One page of the images the caller sees (its tenant's and the public ones)."""
         stmt = scoped(select(Image), Image, self.principal)
-        for col, value in ((Image.name, name), (Image.status, status)):
-            if value is not None:
-                stmt = stmt.where(col == value)
+        stmt = where_equal(stmt, (Image.name, name), (Image.status, status))
         return paginate(self.session, stmt, Image, params)
 
     def get(self, ref: str) -> Image:

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from novacron import events
 from novacron.compute.scope import get_visible, resolve_project, scoped
 from novacron.db.base import new_id
-from novacron.db.listing import ListParams, paginate
+from novacron.db.listing import ListParams, paginate, where_equal
 from novacron.db.models import VM, ServerGroup
 from novacron.errors import Conflict, NameTaken
 from novacron.service import Service
@@ -46,9 +46,7 @@ class ServerGroupService(Service):
     ) -> tuple[list[ServerGroupView], str | None]:
         """One page of the server groups the caller sees, optionally filtered."""
         stmt = scoped(select(ServerGroup), ServerGroup, self.principal)
-        for col, value in ((ServerGroup.name, name), (ServerGroup.project_id, project_id)):
-            if value is not None:
-                stmt = stmt.where(col == value)
+        stmt = where_equal(stmt, (ServerGroup.name, name), (ServerGroup.project_id, project_id))
         rows, nxt = paginate(self.session, stmt, ServerGroup, params)
         return [self.view(g) for g in rows], nxt
 

@@ -22,7 +22,7 @@ from novacron.compute import tasks as vm_tasks
 from novacron.compute.placement.requests import request_for_create
 from novacron.compute.scope import get_visible, resolve_project, scoped
 from novacron.db.base import new_id
-from novacron.db.listing import ListParams, paginate
+from novacron.db.listing import ListParams, paginate, where_equal
 from novacron.db.models import VM, Flavor, Host, Image, Project, Task
 from novacron.errors import Conflict, DomainError, InvalidInput, NameTaken, Unavailable, on_field
 from novacron.identity.principal import Principal
@@ -295,14 +295,9 @@ class VMService(Service):
     ) -> tuple[list[Any], str | None]:
         """One page of VMs as plain rows of ``LIST_COLUMNS`` (no ORM objects: the hottest read)."""
         stmt = scoped(select(*LIST_COLUMNS), VM, self.principal)
-        for col, value in (
-            (VM.name, name),
-            (VM.state, state),
-            (VM.project_id, project_id),
-            (VM.host_id, host_id),
-        ):
-            if value is not None:
-                stmt = stmt.where(col == value)
+        stmt = where_equal(
+            stmt, (VM.name, name), (VM.state, state), (VM.project_id, project_id), (VM.host_id, host_id)
+        )
         return paginate(self.session, stmt, VM, params, as_rows=True)
 
     def get(self, ref: str) -> VM:

@@ -52,6 +52,15 @@ def _decode(cursor: str) -> tuple[Any, str]:
         raise MalformedInput("cursor", "not a cursor this API returned", part="query") from exc
 
 
+def where_equal(stmt: Select[Any], *pairs: tuple[Any, Any]) -> Select[Any]:
+    """``stmt`` narrowed to rows whose column equals its value, for each (column, value) given a
+    value: a list's equality filters, where a filter left out (None) matches everything."""
+    for column, value in pairs:
+        if value is not None:
+            stmt = stmt.where(column == value)
+    return stmt
+
+
 def paginate(
     session: Session,
     stmt: Select[Any],

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import or_, select
 
 from novacron.db.base import Database
+from novacron.db.listing import where_equal
 from novacron.db.models import AuditRecord
 from novacron.errors import MalformedInput
 from novacron.service import Service
@@ -141,14 +142,13 @@ class AuditLog(Service):
             stmt = stmt.where(AuditRecord.tenant_id == self.principal.tenant_id)
         if query.actor is not None:
             stmt = stmt.where(or_(AuditRecord.actor_id == query.actor, AuditRecord.actor_name == query.actor))
-        for column, value in (
+        stmt = where_equal(
+            stmt,
             (AuditRecord.action, query.action),
             (AuditRecord.outcome, query.outcome),
             (AuditRecord.tenant_id, query.tenant_id),
             (AuditRecord.resource_id, query.resource_id),
-        ):
-            if value is not None:
-                stmt = stmt.where(column == value)
+        )
         if query.since is not None:
             stmt = stmt.where(AuditRecord.time >= query.since)
         if query.until is not None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from novacron.db.base import new_id
-from novacron.db.listing import ListParams, paginate
+from novacron.db.listing import ListParams, paginate, where_equal
 from novacron.db.models import User
 from novacron.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound
 from novacron.identity.grants import Origin, busy, refused
@@ -65,14 +65,13 @@ class UserService(Service):
         stmt = select(User)
         if not self.principal.is_global:
             stmt = stmt.where(User.tenant_id == self.principal.tenant_id)
-        for column, value in (
+        stmt = where_equal(
+            stmt,
             (User.username, match.username),
             (User.role, match.role),
             (User.tenant_id, match.tenant_id),
             (User.disabled, match.disabled),
-        ):
-            if value is not None:
-                stmt = stmt.where(column == value)
+        )
         return paginate(self.session, stmt, User, params)
 
     def get(self, ref: str) -> User:

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from novacron import events
 from novacron.compute.scope import get_visible, resolve_project, scoped
 from novacron.db.base import new_id
-from novacron.db.listing import ListParams, paginate
+from novacron.db.listing import ListParams, paginate, where_equal
 from novacron.db.models import Network, Subnet
 from novacron.errors import Conflict, FieldError, Forbidden, NameTaken
 from novacron.identity.principal import Principal
@@ -63,10 +63,9 @@ class NetworkService(Service):
     ) -> tuple[list[Network], str | None]:
         """One page of the networks the caller sees, filtered by the filters given."""
         stmt = scoped(select(Network), Network, self.principal)
-        filters = ((Network.name, name), (Network.project_id, project_id), (Network.external, external))
-        for col, value in filters:
-            if value is not None:
-                stmt = stmt.where(col == value)
+        stmt = where_equal(
+            stmt, (Network.name, name), (Network.project_id, project_id), (Network.external, external)
+        )
         return paginate(self.session, stmt, Network, params)
 
     def get(self, ref: str) -> Network:

@@ -14,7 +14,7 @@ from sqlalchemy import delete, select
 from novacron import events
 from novacron.compute.scope import get_visible, resolve_project, scoped
 from novacron.db.base import utcnow
-from novacron.db.listing import ListParams, paginate
+from novacron.db.listing import ListParams, paginate, where_equal
 from novacron.db.models import VM, Port, PortSecurityGroup, Project
 from novacron.errors import Conflict
 from novacron.network import service
@@ -55,9 +55,9 @@ class PortService(Service):
     ) -> tuple[list[Port], str | None]:
         """One page of the ports the caller sees, filtered by the filters given."""
         stmt = scoped(select(Port), Port, self.principal)
-        for col, value in ((Port.network_id, network_id), (Port.vm_id, vm_id), (Port.project_id, project_id)):
-            if value is not None:
-                stmt = stmt.where(col == value)
+        stmt = where_equal(
+            stmt, (Port.network_id, network_id), (Port.vm_id, vm_id), (Port.project_id, project_id)
+        )
         return paginate(self.session, stmt, Port, params)
 
     def get(self, ref: str) -> Port:

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from novacron import events
 from novacron.compute.scope import scoped
 from novacron.db.base import new_id
-from novacron.db.listing import ListParams, paginate
+from novacron.db.listing import ListParams, paginate, where_equal
 from novacron.db.models import IPAllocation, Network, Subnet
 from novacron.errors import Conflict, InvalidInput, NameTaken, NotFound
 from novacron.network import ipam, service
@@ -65,9 +65,7 @@ class SubnetService(Service):
         """One page of the subnets of the networks the caller sees."""
         visible = scoped(select(Network.id), Network, self.principal)
         stmt = select(Subnet).where(Subnet.network_id.in_(visible))
-        for col, value in ((Subnet.network_id, network_id), (Subnet.name, name)):
-            if value is not None:
-                stmt = stmt.where(col == value)
+        stmt = where_equal(stmt, (Subnet.network_id, network_id), (Subnet.name, name))
         return paginate(self.session, stmt, Subnet, params)
 
     def get(self, ref: str) -> Subnet:

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 
 from novacron.db.base import new_id
-from novacron.db.listing import ListParams, paginate
+from novacron.db.listing import ListParams, paginate, where_equal
 from novacron.db.models import Project, QuotaNode, QuotaTemplate, Tenant
 from novacron.errors import InvalidInput, NameTaken, NotFound
 from novacron.quota import reconcile, tree
@@ -73,13 +73,12 @@ class QuotaService(Service):
         stmt = select(QuotaNode)
         if not self.principal.is_global:
             stmt = stmt.where(QuotaNode.tenant_id == self.principal.tenant_id)
-        for col, value in (
+        stmt = where_equal(
+            stmt,
             (QuotaNode.parent_id, where.parent_id),
             (QuotaNode.tenant_id, where.tenant_id),
             (QuotaNode.kind, where.kind),
-        ):
-            if value is not None:
-                stmt = stmt.where(col == value)
+        )
         rows, nxt = paginate(self.session, stmt, QuotaNode, params)
         return tree.node_view(self.session, rows), nxt
 

@@ -8,7 +8,7 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from novacron.compute.scope import get_visible, scoped
-from novacron.db.listing import ListParams, paginate
+from novacron.db.listing import ListParams, paginate, where_equal
 from novacron.db.models import Task
 from novacron.errors import Conflict
 from novacron.service import Service
@@ -38,9 +38,7 @@ class TaskService(Service):
     ) -> tuple[list[Task], str | None]:
         """One page of tasks, filtered by state, resource and kind."""
         stmt = scoped(select(Task), Task, self.principal)
-        for col, value in ((Task.state, state), (Task.resource_id, resource_id), (Task.kind, kind)):
-            if value is not None:
-                stmt = stmt.where(col == value)
+        stmt = where_equal(stmt, (Task.state, state), (Task.resource_id, resource_id), (Task.kind, kind))
         return paginate(self.session, stmt, Task, params)
 
     def get(self, task_id: str) -> Task:

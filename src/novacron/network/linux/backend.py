@@ -97,28 +97,6 @@ class LinuxBackend(NetworkBackend):
             )
             links.sync_flood_entries(ipr, vx, tuple(p for p in peers if p != self.underlay_ip))
 
-    def remove_network(self, network_id: str) -> None:
-        with self._lock:
-            self.dnsmasq.stop(network_id)
-            gone = [p.id for p in self._ports.values() if p.network_id == network_id]
-            with self.batch():
-                for port_id in gone:
-                    self.remove_port(port_id)
-            with self._route() as ipr:
-                bridge = links.link_info(ipr, names.bridge(network_id))
-                if bridge is not None:
-                    # whatever is still plugged in is ours (router legs, stray taps) except a
-                    # provider network's physical interface, which is only unplugged
-                    for link in ipr.get_links():
-                        if link.get_attr("IFLA_MASTER") == bridge["index"]:
-                            name = link.get_attr("IFLA_IFNAME")
-                            if links.kind(link) in ("veth", "tun", "vxlan") and name.startswith("nc"):
-                                links.delete(ipr, name)
-                            else:
-                                ipr.link("set", index=link["index"], master=0)
-                links.delete(ipr, names.vxlan(network_id))
-                links.delete(ipr, names.bridge(network_id))
-
     # ---- ports -------------------------------------------------------------------------------
 
     def ensure_port(self, port: PortSpec, network: NetworkSpec) -> None:
@@ -156,17 +134,9 @@ class LinuxBackend(NetworkBackend):
                 raise links.NetError(f"DHCP of network {network.id}: no bridge on this host")
         self.dnsmasq.ensure(network, ports, br)
 
-    def stop_dhcp(self, network_id: str) -> None:
-        with self._lock:
-            self.dnsmasq.stop(network_id)
-
     def ensure_router(self, router_spec: RouterSpec, networks: tuple[NetworkSpec, ...]) -> None:
         with self._lock:
             router.ensure(self.scope, router_spec, {n.id: n for n in networks})
-
-    def remove_router(self, router_id: str) -> None:
-        with self._lock:
-            router.remove(self.scope, router_id)
 
     # ---- the whole host ----------------------------------------------------------------------
 

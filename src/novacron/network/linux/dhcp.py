@@ -122,9 +122,6 @@ class Dnsmasq:
         if pid is None:
             links.in_ns(ns, "dnsmasq", f"--conf-file={run / 'dnsmasq.conf'}")
 
-    def stop(self, network_id: str) -> None:
-        self._stop(names.h(network_id))
-
     def stop_ns_named(self, ns: str) -> None:
         """Stop the DHCP server of namespace ``ns`` (its network id is no longer known)."""
         self._stop(ns[len(names.ns_prefix(self.scope)) + 1 :])

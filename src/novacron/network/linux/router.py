@@ -94,10 +94,6 @@ def ensure(scope: str, router: RouterSpec, networks: dict[str, NetworkSpec]) -> 
     links.nft_apply(ruleset(router), ns)
 
 
-def remove(scope: str, router_id: str) -> None:
-    remove_ns_named(names.router_ns(scope, router_id))
-
-
 def remove_ns_named(ns: str) -> None:
     if ns in links.list_ns(ns):
         # deleting the inner ends takes the veth pairs with them now, not when the kernel gets
