@@ -2,7 +2,7 @@
 
 Throughput is measured twice, detector updates only (no file I/O): the NAB corpus fed series by
 series to one `StreamingDetector` each, and 10,000 series fed interleaved through a
-`DetectorBank`, one sample of every series per 1 s tick (the platform's case: 1 s metrics of
+`AnomalyMonitor`, one sample of every series per 1 s tick (the platform's case: 1 s metrics of
 10,000 series). Goal: >= 50,000 samples/s. The NAB scores come from the `nab` command's own path:
 the corpus scored into a temporary directory, then scored with NAB's rules (standard,
 reward_low_FP_rate, reward_low_FN_rate). Compares against: the published NAB standard scores of
@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from novacron.monitoring.anomaly import DetectorBank, StreamingDetector
+from novacron.monitoring.anomaly import AnomalyMonitor, StreamingDetector
 from novacron.monitoring.anomaly.nab import (
     data_files,
     detect_corpus,
@@ -49,21 +49,21 @@ def corpus_rate(data_dir: Path, rounds: int = 3) -> tuple[int, float]:
     return total, total / best
 
 
-def bank_rate(series: int = 10_000, ticks: int = 30) -> float:
-    """Samples/s of a bank of `series` detectors fed one sample of each per 1 s tick."""
+def monitor_rate(series: int = 10_000, ticks: int = 30) -> float:
+    """Samples/s of an `AnomalyMonitor` of `series` series fed one sample of each per 1 s tick."""
     rng = random.Random(7)
-    bank = DetectorBank(max_series=series)
+    monitor = AnomalyMonitor(max_series=series)
     keys = [f"vm-{i}/cpu" for i in range(series)]
     base = [rng.uniform(5, 90) for _ in range(series)]
     noise = [rng.gauss(0, 1) for _ in range(4096)]
     t0 = 1_700_000_000.0
     for key, b in zip(keys, base, strict=True):  # first samples create the detectors
-        bank.update(key, b, t0)
+        monitor.observe(key, t0, b)
     start = time.perf_counter()
     for tick in range(1, ticks + 1):
         now = t0 + tick
         for i, key in enumerate(keys):
-            bank.update(key, base[i] + noise[(i + tick) & 4095], now)
+            monitor.observe(key, now, base[i] + noise[(i + tick) & 4095])
     return series * ticks / (time.perf_counter() - start)
 
 
@@ -72,7 +72,7 @@ def main() -> int:
     data_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_DATA
     samples, rate = corpus_rate(data_dir)
     print(f"NAB corpus, one detector per series: {samples} samples, {rate:,.0f} samples/s (goal 50,000)")
-    print(f"DetectorBank, 10,000 series x 1 s ticks: {bank_rate():,.0f} samples/s (goal 50,000)")
+    print(f"AnomalyMonitor, 10,000 series x 1 s ticks: {monitor_rate():,.0f} samples/s (goal 50,000)")
     with tempfile.TemporaryDirectory() as out:
         detect_corpus(data_dir, Path(out))
         results = score_results(data_dir, Path(out), data_dir / "windows.json")

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from novacron.monitoring.anomaly import DetectorBank, DetectorConfig, StreamingDetector
+from novacron.monitoring.anomaly import DetectorConfig, StreamingDetector
 from novacron.monitoring.anomaly.detector import score_series
 
 STEP = 300.0  # 5-minute samples, as in NAB: 288 a day
@@ -87,19 +87,6 @@ def test_a_recurring_daily_peak_is_learnt() -> None:
     values = [10.0 + (40.0 if 36 <= i % 288 < 42 else 0.0) + (i % 7) * 0.1 for i in range(288 * days)]
     scores = score_series(values, _times(len(values)))
     assert max(scores[288 * 10 :]) < 0.2
-
-
-def test_bank_keeps_one_detector_per_series_within_its_bound() -> None:
-    bank = DetectorBank(max_series=10)
-    for i in range(25):
-        bank.update(f"vm-{i}", 1.0)
-    assert len(bank) == 10
-    bank.forget("vm-24")
-    assert len(bank) == 9
-    single = StreamingDetector()
-    values, times = _series(500), _times(500)
-    pairs = list(zip(values, times, strict=True))
-    assert [bank.update("x", v, t) for v, t in pairs] == [single.update(v, t) for v, t in pairs]
 
 
 def test_slot_width_must_divide_a_day() -> None:

@@ -27,10 +27,12 @@ no look-ahead. A detector holds 3 floats per slot (72 for hourly slots) and a fe
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 DAY_SECONDS = 86_400
+# The threshold NAB's standard profile chose for this detector on the NAB corpus.
+ALERT_THRESHOLD = 0.06
 
 
 @dataclass(frozen=True)
@@ -156,31 +158,6 @@ class StreamingDetector:
         mean = self._mean[slot] = self._mean[slot] + d * (x - self._mean[slot])
         self._hi[slot] = max(x, hi - d * (hi - mean))
         self._lo[slot] = min(x, self._lo[slot] + d * (mean - self._lo[slot]))
-
-
-class DetectorBank:
-    """One detector per series key, at most `max_series` of them (the oldest is dropped beyond)."""
-
-    def __init__(self, config: DetectorConfig | None = None, max_series: int = 100_000) -> None:
-        self._config = config or DetectorConfig()
-        self._max = max_series
-        self._detectors: dict[Hashable, StreamingDetector] = {}
-
-    def update(self, key: Hashable, value: float, timestamp: float | None = None) -> float:
-        """Score the next sample of series `key`, creating its detector on its first sample."""
-        det = self._detectors.get(key)
-        if det is None:
-            if len(self._detectors) >= self._max:
-                del self._detectors[next(iter(self._detectors))]
-            det = self._detectors[key] = StreamingDetector(self._config)
-        return det.update(value, timestamp)
-
-    def forget(self, key: Hashable) -> None:
-        """Drop the state of series `key` (a deleted VM or host)."""
-        self._detectors.pop(key, None)
-
-    def __len__(self) -> int:
-        return len(self._detectors)
 
 
 def score_series(
