@@ -43,10 +43,15 @@ class DetectorConfig:
         slot_seconds: the width of a time-of-day slot of the seasonal envelope.
         neighbours: the slots either side whose envelope also covers a sample.
         decay: how fast a slot's envelope shrinks back towards its mean, per sample in the slot.
-        level_rate: the same for the global envelope and moving mean, per sample.
+        level_rate: the same for the global envelope and moving mean, per sample; also the rate
+            of the mean absolute residual that scales the drift.
+        baseline_rate: how fast a slot's baseline (the expected value at that time of day)
+            follows the samples, per sample in the slot.
+        drift_smoothing: the weight of a new residual in the smoothed residual (the drift).
+        drift_z: the drift, in mean absolute residuals, from which it scores (then >= 0.5).
         alert: the score from which a sample is an alert and starts the refractory period.
-        refractory: the number of samples damped after an alert.
-        damping: the factor applied to scores in the refractory period.
+        refractory: the number of samples after an alert during which a score not above the
+            alert's own is reported as 0 (one incident, one alert; a worse one still shows).
         warmup: the number of first samples scored 0 while the envelope forms.
     """
 
@@ -54,9 +59,11 @@ class DetectorConfig:
     neighbours: int = 2
     decay: float = 0.001
     level_rate: float = 0.002
-    alert: float = 0.5
-    refractory: int = 150
-    damping: float = 0.1
+    baseline_rate: float = 0.01
+    drift_smoothing: float = 0.05
+    drift_z: float = 6.0
+    alert: float = ALERT_THRESHOLD
+    refractory: int = 24
     warmup: int = 150
 
 
@@ -69,11 +76,15 @@ class StreamingDetector:
         "_hi",
         "_lo",
         "_mean",
+        "_base",
         "_n",
         "_level",
         "_ghi",
         "_glo",
+        "_drift",
+        "_spread",
         "_quiet",
+        "_trigger",
     )
 
     def __init__(self, config: DetectorConfig | None = None) -> None:
@@ -85,11 +96,15 @@ class StreamingDetector:
         self._hi: list[float | None] = [None] * self._slots
         self._lo: list[float] = [0.0] * self._slots
         self._mean: list[float] = [0.0] * self._slots
+        self._base: list[float] = [0.0] * self._slots
         self._n = 0
         self._level = 0.0
         self._ghi = 0.0
         self._glo = 0.0
+        self._drift = 0.0
+        self._spread = 0.0
         self._quiet = 0
+        self._trigger = 0.0
 
     def update(self, value: float, timestamp: float | None = None) -> float:
         """Take the next sample (value, Unix time in seconds) and return its anomaly score.
@@ -103,16 +118,18 @@ class StreamingDetector:
         slot = -1 if timestamp is None else int(timestamp // cfg.slot_seconds) % self._slots
         if self._n == 0:
             self._level = self._ghi = self._glo = x
-        raw = self._excess(x, slot)
+        raw = max(self._excess(x, slot), self._drift_score(x, slot))
         self._learn(x, slot)
         self._n += 1
         if self._n <= cfg.warmup:
             return 0.0
         if self._quiet > 0:
             self._quiet -= 1
-            return raw * cfg.damping
+            if raw <= self._trigger:
+                return 0.0
         if raw >= cfg.alert:
             self._quiet = cfg.refractory
+            self._trigger = raw
         return raw
 
     def _envelope(self, slot: int) -> tuple[float, float]:
@@ -142,6 +159,25 @@ class StreamingDetector:
             width = 1e-9 * max(1.0, abs(hi))
         return excess / (excess + width)
 
+    def _drift_score(self, x: float, slot: int) -> float:
+        """The drift of `x` from the baseline of its time of day, once it passes `drift_z`.
+
+        The residual (sample minus the slot's baseline, or the moving mean without a season) is
+        smoothed, so that one noisy sample does not count but a daily pattern that fails to
+        appear, or a shift inside the envelope, does; it is measured in mean absolute residuals
+        and scores z / (z + drift_z), at least 0.5, from drift_z up.
+        """
+        cfg = self._cfg
+        known = slot >= 0 and self._hi[slot] is not None
+        residual = x - (self._base[slot] if known else self._level)
+        self._drift += cfg.drift_smoothing * (residual - self._drift)
+        if self._n > 0:
+            self._spread += cfg.level_rate * (abs(residual) - self._spread)
+        if self._spread <= 0.0 or self._n <= cfg.warmup:
+            return 0.0
+        z = abs(self._drift) / self._spread
+        return z / (z + cfg.drift_z) if z > cfg.drift_z else 0.0
+
     def _learn(self, x: float, slot: int) -> None:
         """Move the global and the slot's envelope to include `x`, and shrink them a little."""
         rate = self._cfg.level_rate
@@ -152,9 +188,10 @@ class StreamingDetector:
             return
         hi = self._hi[slot]
         if hi is None:
-            self._hi[slot] = self._lo[slot] = self._mean[slot] = x
+            self._hi[slot] = self._lo[slot] = self._mean[slot] = self._base[slot] = x
             return
         d = self._cfg.decay
+        self._base[slot] += self._cfg.baseline_rate * (x - self._base[slot])
         mean = self._mean[slot] = self._mean[slot] + d * (x - self._mean[slot])
         self._hi[slot] = max(x, hi - d * (hi - mean))
         self._lo[slot] = min(x, self._lo[slot] + d * (mean - self._lo[slot]))
