@@ -50,10 +50,10 @@ from novacron.monitoring.anomaly.scoring import (
 )
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "nab"
-# The leave-one-category-out grid: the drift's trigger and smoothing, the refractory period.
+# The leave-one-category-out grid: the drift's trigger, the burst gain, the refractory period.
 LOCO_GRID = [
-    DetectorConfig(drift_z=z, drift_smoothing=a, refractory=r)
-    for z, a, r in itertools.product((4.0, 6.0, 8.0), (0.05, 0.1, 0.2), (12, 24, 48))
+    DetectorConfig(drift_z=z, burst_gain=g, refractory=r)
+    for z, g, r in itertools.product((4.0, 6.0, 8.0), (0.5, 1.0, 2.0), (12, 24, 48))
 ]
 
 Series = tuple[list[float], list[float], list[tuple[int, int]]]  # values, times, windows
@@ -163,9 +163,7 @@ def print_loco(corpus: dict[str, Series]) -> None:
         print(f"LOCO {profile.name}: {fixed:.2f} (threshold re-optimised on held-out: {reoptimised:.2f})")
         for category, pick in zip(categories, picks, strict=True):
             c = LOCO_GRID[pick]
-            print(
-                f"  {category}: drift_z {c.drift_z} smoothing {c.drift_smoothing} refractory {c.refractory}"
-            )
+            print(f"  {category}: drift_z {c.drift_z} burst_gain {c.burst_gain} refractory {c.refractory}")
 
 
 def main() -> int:

@@ -70,7 +70,7 @@ def test_a_clear_spike_scores_high_and_normal_data_low() -> None:
     values[2500] = 200.0
     scores = score_series(values, _times(3000))
     assert scores[2500] >= 0.8
-    assert max(scores[:2500]) < 0.5
+    assert max(scores[288:2500]) < 0.5  # after the first day, while the daily pattern is learnt
 
 
 def test_a_level_shift_scores_high() -> None:

@@ -19,7 +19,7 @@ def _series(n: int, seed: int) -> list[float]:
 
 
 def test_each_series_is_scored_as_by_its_own_detector() -> None:
-    monitor = AnomalyMonitor()
+    monitor = AnomalyMonitor(learning_seconds=0)
     a, b = _series(600, 1), _series(600, 2)
     alone_a, alone_b = StreamingDetector(), StreamingDetector()
     for i in range(600):
@@ -42,16 +42,19 @@ def test_a_crossing_is_reported_once_per_incident() -> None:
     assert first.key == "vm-a/cpu" and first.value == 500.0 and first.score == scores[2000] >= 0.5
 
 
-def test_no_crossing_on_normal_data() -> None:
+def test_no_crossing_on_normal_data_and_none_while_learning() -> None:
     crossings: list[AnomalyCrossing] = []
     monitor = AnomalyMonitor(on_anomaly=crossings.append, threshold=0.5)
-    for i, v in enumerate(_series(3000, 4)):
-        monitor.observe("vm-a/cpu", T0 + i * STEP, v)
+    for seed in (3, 4, 5):
+        scores = [
+            monitor.observe(f"vm-{seed}/cpu", T0 + i * STEP, v) for i, v in enumerate(_series(4000, seed))
+        ]
+        assert scores[:288] == [0.0] * 288  # the first day is learnt, not scored
     assert crossings == []
 
 
 def test_idle_series_are_evicted_and_start_afresh() -> None:
-    monitor = AnomalyMonitor(idle_seconds=600)
+    monitor = AnomalyMonitor(idle_seconds=600, learning_seconds=0)
     monitor.observe("old", T0, 1.0)
     monitor.observe("busy", T0, 1.0)
     monitor.observe("busy", T0 + 500, 1.0)
@@ -78,3 +81,5 @@ def test_invalid_settings_are_refused() -> None:
         AnomalyMonitor(threshold=0.0)
     with pytest.raises(ValueError):
         AnomalyMonitor(max_series=0)
+    with pytest.raises(ValueError):
+        AnomalyMonitor(learning_seconds=-1)

@@ -64,6 +64,9 @@ class DetectorConfig:
             follows the samples, per sample in the slot.
         drift_smoothing: the weight of a new residual in the smoothed residual (the drift).
         drift_z: the drift, in mean absolute residuals, from which it scores (then >= 0.5).
+        burst_gain: how much each recent scoring sample raises a score: it is multiplied by
+            1 + burst_gain * (the decayed count of the previous samples that scored above 0).
+        burst_memory: the factor by which that count decays per sample.
         alert: the score from which a sample is an alert and starts the refractory period.
         refractory: the number of samples after an alert during which a score not above the
             alert's own is reported as 0 (one incident, one alert; a worse one still shows).
@@ -77,6 +80,8 @@ class DetectorConfig:
     baseline_rate: float = 0.01
     drift_smoothing: float = 0.05
     drift_z: float = 6.0
+    burst_gain: float = 1.0
+    burst_memory: float = 0.9
     alert: float = ALERT_THRESHOLD
     refractory: int = 24
     warmup: int = 150
@@ -100,6 +105,7 @@ class StreamingDetector:
         "_spread",
         "_quiet",
         "_trigger",
+        "_burst",
         "_near_slot",
         "_near_hi",
         "_near_lo",
@@ -123,6 +129,7 @@ class StreamingDetector:
         self._spread = 0.0
         self._quiet = 0
         self._trigger = 0.0
+        self._burst = 0.0
         self._near_slot = -1
         self._near_hi = -math.inf
         self._near_lo = math.inf
@@ -144,6 +151,10 @@ class StreamingDetector:
         self._n += 1
         if self._n <= cfg.warmup:
             return 0.0
+        if 0.0 < raw < 1.0:  # the odds raw / (1 - raw) times 1 + gain * recent excursions
+            boost = 1.0 + cfg.burst_gain * self._burst
+            raw = raw * boost / (1.0 + raw * (boost - 1.0))
+        self._burst = self._burst * cfg.burst_memory + (1.0 if raw > 0.0 else 0.0)
         if self._quiet > 0:
             self._quiet -= 1
             if raw <= self._trigger:

@@ -29,12 +29,13 @@ class AnomalyCrossing:
 
 
 class _Series:
-    """One series' detector, the time of its last sample and whether it is above the threshold."""
+    """One series' detector, when it learns until, its last sample, whether it is above threshold."""
 
-    __slots__ = ("detector", "last_seen", "above")
+    __slots__ = ("detector", "learn_until", "last_seen", "above")
 
-    def __init__(self, detector: StreamingDetector, now: float) -> None:
+    def __init__(self, detector: StreamingDetector, now: float, learning_seconds: float) -> None:
         self.detector = detector
+        self.learn_until = now + learning_seconds
         self.last_seen = now
         self.above = False
 
@@ -47,6 +48,9 @@ class AnomalyMonitor:
         threshold: the score from which a sample is anomalous (default: the one NAB's standard
             profile chose for this detector on the NAB corpus).
         idle_seconds: a series without a sample for this long (sample time) is forgotten.
+        learning_seconds: for this long after its first sample (sample time) a series' detector
+            learns its daily pattern and its scores are reported as 0 (the detector scores every
+            excursion of a pattern it has not seen whole, so a first day would raise alerts).
         max_series: the most series kept; beyond it the least recently seen is forgotten.
         config: the detectors' parameters.
     """
@@ -56,16 +60,18 @@ class AnomalyMonitor:
         on_anomaly: Callable[[AnomalyCrossing], None] | None = None,
         threshold: float = ALERT_THRESHOLD,
         idle_seconds: float = 3600.0,
+        learning_seconds: float = 86_400.0,
         max_series: int = 100_000,
         config: DetectorConfig | None = None,
     ) -> None:
         if not 0.0 < threshold <= 1.0:
             raise ValueError("threshold must be in (0, 1]")
-        if idle_seconds <= 0 or max_series <= 0:
-            raise ValueError("idle_seconds and max_series must be positive")
+        if idle_seconds <= 0 or max_series <= 0 or learning_seconds < 0:
+            raise ValueError("idle_seconds and max_series must be positive, learning_seconds not negative")
         self._on_anomaly = on_anomaly
         self._threshold = threshold
         self._idle = idle_seconds
+        self._learning = learning_seconds
         self._max = max_series
         self._config = config or DetectorConfig()
         self._series: OrderedDict[Hashable, _Series] = OrderedDict()
@@ -78,11 +84,13 @@ class AnomalyMonitor:
             self.evict_idle(timestamp)
             while len(self._series) >= self._max:
                 self._series.popitem(last=False)
-            series = self._series[key] = _Series(StreamingDetector(self._config), timestamp)
+            series = self._series[key] = _Series(StreamingDetector(self._config), timestamp, self._learning)
         else:
             self._series.move_to_end(key)
             series.last_seen = timestamp
         score = series.detector.update(value, timestamp)
+        if timestamp < series.learn_until:
+            score = 0.0
         above = score >= self._threshold
         if above and not series.above and self._on_anomaly is not None:
             self._on_anomaly(AnomalyCrossing(key, timestamp, value, score))
