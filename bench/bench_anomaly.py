@@ -4,9 +4,9 @@ Throughput is measured twice, in CPU time of the benchmark's process (the goal i
 the machine is shared: wall time would count other processes' turns), detector updates only (no
 file I/O): the NAB corpus fed series by series to one `StreamingDetector` each, and 10,000 series
 fed interleaved through an `AnomalyMonitor`, one sample of every series per 1 s tick (the
-platform's case: 1 s metrics of 10,000 series). Goal: >= 50,000 samples/s. The NAB scores come from the `nab` command's own path:
-the corpus scored into a temporary directory, then scored with NAB's rules (standard,
-reward_low_FP_rate, reward_low_FN_rate).
+platform's case: 1 s metrics of 10,000 series). Goal: >= 50,000 samples/s. The NAB scores come
+from the `nab` command's own path: the corpus scored into a temporary directory, then scored with
+NAB's rules (standard, reward_low_FP_rate, reward_low_FN_rate).
 
 With `--loco`, leave-one-category-out: for each NAB category (directory), a small grid of the
 method's parameters and the detection threshold are chosen on the other categories, and the held-
