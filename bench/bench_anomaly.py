@@ -12,7 +12,8 @@ With `--loco`, leave-one-category-out: for each NAB category (directory), a smal
 method's parameters and the detection threshold are chosen on the other categories, and the held-
 out category is scored with them; the held-out raw scores are summed and normalised like the full
 corpus. A second figure re-optimises only the threshold on the held-out category (as NAB does for
-any corpus it scores), the parameters still chosen on the others.
+any corpus it scores), the parameters still chosen on the others. Both are printed for the whole
+grid and for its part with the default burst gain.
 Compares against: the published NAB standard scores of ARTime (74.9) and Numenta HTM (70.5), on
 NAB's full 58-file corpus (this corpus is 34 of those files).
 Run: .venv/bin/python bench/bench_anomaly.py [DATA_DIR] [--loco] (default ../shared/data/nab)
