@@ -92,3 +92,17 @@ def test_a_recurring_daily_peak_is_learnt() -> None:
 def test_slot_width_must_divide_a_day() -> None:
     with pytest.raises(ValueError):
         StreamingDetector(DetectorConfig(slot_seconds=7000))
+
+
+def test_one_incident_one_alert_but_a_worse_one_still_shows() -> None:
+    values = _series(3000)
+    values[2500] = values[2505] = 80.0  # the same excursion twice within the refractory period
+    values[2510] = 400.0  # a far worse one right after
+    scores = score_series(values, _times(3000))
+    assert scores[2500] >= 0.5
+    assert scores[2505] == 0.0
+
+    def odds(score: float) -> float:
+        return score / (1 - score)
+
+    assert odds(scores[2510]) > 2 * odds(scores[2500])

@@ -2,11 +2,12 @@
 
 The metrics write path calls `AnomalyMonitor.observe(key, timestamp, value)` for each new sample
 of a watched series; it gets the sample's score in [0, 1] at once (the caller writes it as
-`novacron_anomaly_score`). When a series' score rises to the threshold after being below it, the
-monitor calls `on_anomaly` once with an `AnomalyCrossing`, so that one incident makes one
-`vm.anomaly` event and not one per sample. Memory is bounded twice: each detector holds a fixed
-number of floats, and the monitor keeps at most `max_series` detectors, dropping the series idle
-for longer than `idle_seconds` (by sample time) and, beyond the bound, the least recently seen.
+`novacron_anomaly_score`). When a series' score reaches the threshold after at least as many
+samples below it as the detector's refractory period, the monitor calls `on_anomaly` once with an
+`AnomalyCrossing`, so that one incident makes one `vm.anomaly` event and not one per sample.
+Memory is bounded twice: each detector holds a fixed number of floats, and the monitor keeps at
+most `max_series` detectors, dropping the series idle for longer than `idle_seconds` (by sample
+time) and, beyond the bound, the least recently seen.
 """
 
 from __future__ import annotations
@@ -29,22 +30,24 @@ class AnomalyCrossing:
 
 
 class _Series:
-    """One series' detector, when it learns until, its last sample, whether it is above threshold."""
+    """One series' detector, when it learns until, its last sample, and how many samples since
+    one scored at or above the threshold."""
 
-    __slots__ = ("detector", "learn_until", "last_seen", "above")
+    __slots__ = ("detector", "learn_until", "last_seen", "quiet")
 
-    def __init__(self, detector: StreamingDetector, now: float, learning_seconds: float) -> None:
+    def __init__(self, detector: StreamingDetector, now: float, learning_seconds: float, quiet: int) -> None:
         self.detector = detector
         self.learn_until = now + learning_seconds
         self.last_seen = now
-        self.above = False
+        self.quiet = quiet
 
 
 class AnomalyMonitor:
     """One streaming detector per series key, with idle eviction and threshold crossings.
 
     Args:
-        on_anomaly: called with an `AnomalyCrossing` when a series' score rises to `threshold`.
+        on_anomaly: called with an `AnomalyCrossing` when a series' score reaches `threshold`
+            after a quiet spell (see above).
         threshold: the score from which a sample is anomalous (default: the one NAB's standard
             profile chose for this detector on the NAB corpus).
         idle_seconds: a series without a sample for this long (sample time) is forgotten.
@@ -74,6 +77,7 @@ class AnomalyMonitor:
         self._learning = learning_seconds
         self._max = max_series
         self._config = config or DetectorConfig()
+        self._rearm = self._config.refractory
         self._series: OrderedDict[Hashable, _Series] = OrderedDict()
         self._newest = float("-inf")
 
@@ -84,17 +88,21 @@ class AnomalyMonitor:
             self.evict_idle(timestamp)
             while len(self._series) >= self._max:
                 self._series.popitem(last=False)
-            series = self._series[key] = _Series(StreamingDetector(self._config), timestamp, self._learning)
+            series = self._series[key] = _Series(
+                StreamingDetector(self._config), timestamp, self._learning, self._rearm
+            )
         else:
             self._series.move_to_end(key)
             series.last_seen = timestamp
         score = series.detector.update(value, timestamp)
         if timestamp < series.learn_until:
             score = 0.0
-        above = score >= self._threshold
-        if above and not series.above and self._on_anomaly is not None:
+        if score < self._threshold:
+            series.quiet += 1
+            return score
+        if series.quiet >= self._rearm and self._on_anomaly is not None:
             self._on_anomaly(AnomalyCrossing(key, timestamp, value, score))
-        series.above = above
+        series.quiet = 0
         return score
 
     def forget(self, key: Hashable) -> None:
