@@ -16,10 +16,9 @@ change outranks a lone blip. It was chosen by measurement on the NAB corpus (sta
   first excursions after a quiet spell, 20 of 61 in a labelled window were
   followed by another within 12 samples, and 11 of 101 outside one. Capping the boosted score
   at 1 instead of multiplying its odds scored 73.3 but made strong scores tie at 1;
-- + a refractory that lets through only a score above twice the alert's (this detector): 74.3;
-  74.2-74.7 for a margin from 1.5 to infinity (boosted scores in a burst passed a margin of 1);
-  73.8 / 74.3 / 75.1 for refractory 12 / 24 / 48 (and 73.5 for 48 with margin 3: no plateau,
-  so 24 stays);
+- + a refractory that lets through only a score with twice the alert's odds (this detector):
+  74.1; 73.9-74.6 for a margin from 1.5 to infinity (with a margin of 1 the boosted scores of
+  a burst passed one after the other); 73.5 / 74.1 / 72.8 for refractory 12 / 24 / 48;
 - tried and not kept: a prediction-error z-score through Numenta's anomaly likelihood 31; a
   contextual novelty of quantised transitions (as CAD OSE) 41, with it 42; the drift without
   the envelope 36; the envelope excess calibrated as a tail probability of the series' past
