@@ -25,7 +25,9 @@ change outranks a lone blip. It was chosen by measurement on the NAB corpus (sta
   excesses 71.3-71.8 before the burst boost (no clear gain for its state); scores damped while
   the envelope is young 67-70; a second envelope on the smoothed series 68-72 depending on its
   smoothing (no plateau, so a fit to these files); a non-seasonal envelope beside the seasonal
-  one 53-59.
+  one 53-59; after the refractory margin, a spike-density change (binomial z of the short-term
+  rate of large residuals against the long-term rate) 57-73: it found the denser spikes and
+  raised false positives on every spiky real series.
 
 1. Envelope. The day is cut into `slot_seconds` slots. Each slot keeps the highest and lowest
    value seen at that time of day, both pulled slowly back towards the slot's moving mean, so
