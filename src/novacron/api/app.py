@@ -49,6 +49,7 @@ def _include_optional(app: FastAPI) -> None:
         backups,
         dr,
         encryption,
+        metrics_query,
         networks,
         ports,
         projects,
@@ -82,6 +83,7 @@ def _include_optional(app: FastAPI) -> None:
         ports,
         security_groups,
         routers,
+        metrics_query,
     ):
         app.include_router(module.router)
     install_audit(app)
