@@ -1,5 +1,6 @@
 """Real metrics engines for tests: VictoriaMetrics and Prometheus, started on loopback with given
-history already stored (VictoriaMetrics' import API; Prometheus blocks built by ``promtool``)."""
+history already stored (VictoriaMetrics' import API; Prometheus blocks built by ``promtool``), and
+the API callers that read them."""
 
 from __future__ import annotations
 
@@ -11,10 +12,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from fastapi.testclient import TestClient
 
 from novacron.monitoring.process import SupervisedProcess, free_loopback_port
 from novacron.monitoring.query import PROMETHEUS, VICTORIAMETRICS, StoreEndpoint
-from tests.conftest import require
+from tests.conftest import TENANT_PASSWORD, require
+
+
+def login(client: TestClient, username: str, password: str) -> dict[str, str]:
+    """Headers carrying a fresh token of ``username``."""
+    r = client.post("/v1/tokens", json={"username": username, "password": password})
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+def tenant_viewer(client: TestClient, admin: dict[str, str], name: str) -> tuple[str, dict[str, str]]:
+    """A new tenant ``name`` and the headers of a viewer of it: (tenant id, headers)."""
+    tenant_id = client.post("/v1/tenants", json={"name": name}, headers=admin).json()["id"]
+    user = {"username": "viewer", "password": TENANT_PASSWORD, "role": "viewer", "tenant_id": tenant_id}
+    assert client.post("/v1/users", json=user, headers=admin).status_code == 201
+    return str(tenant_id), login(client, f"viewer@{name}", TENANT_PASSWORD)
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from novacron.monitoring.query import StoreEndpoint
-from tests.conftest import TENANT_PASSWORD, in_process_app
-from tests.integration.metrics_engines import Series, prometheus, victoriametrics
+from tests.conftest import in_process_app
+from tests.integration.metrics_engines import Series, login, prometheus, tenant_viewer, victoriametrics
 
 ENGINES = ("victoriametrics", "prometheus")
 ALL = '{__name__=~".+"}'
@@ -42,19 +42,6 @@ class World:
         return self.client.get(f"/v1/metrics/{path}", params=params, headers=headers)
 
 
-def _login(client: TestClient, username: str, password: str) -> dict[str, str]:
-    r = client.post("/v1/tokens", json={"username": username, "password": password})
-    assert r.status_code == 200, r.text
-    return {"Authorization": f"Bearer {r.json()['access_token']}"}
-
-
-def _tenant(client: TestClient, admin: dict[str, str], name: str) -> tuple[str, dict[str, str]]:
-    tenant_id = client.post("/v1/tenants", json={"name": name}, headers=admin).json()["id"]
-    user = {"username": "viewer", "password": TENANT_PASSWORD, "role": "viewer", "tenant_id": tenant_id}
-    assert client.post("/v1/users", json=user, headers=admin).status_code == 201
-    return str(tenant_id), _login(client, f"viewer@{name}", TENANT_PASSWORD)
-
-
 def _history(alpha: str, beta: str) -> list[Series]:
     now = time.time()
     stamps = [now - 600 + 15 * i for i in range(41)]
@@ -76,8 +63,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("metrics-query")
     with ExitStack() as stack:
         client, password, _db = stack.enter_context(in_process_app(tmp / "state"))
-        admin = _login(client, "admin", password)
-        tenants = {name: _tenant(client, admin, name) for name in ("alpha", "beta")}
+        admin = login(client, "admin", password)
+        tenants = {name: tenant_viewer(client, admin, name) for name in ("alpha", "beta")}
         history = _history(tenants["alpha"][0], tenants["beta"][0])
         (tmp / "vm").mkdir()
         (tmp / "prom").mkdir()

@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from novacron.api.deps import service
+from novacron.monitoring.charts import RANGES, Chart, ChartService
 from novacron.monitoring.query import MetricsQueryService
 
 router = APIRouter(prefix="/v1/metrics", tags=["metrics"])
@@ -30,6 +31,47 @@ SomeMatches = Annotated[
 ]
 Start = Annotated[str | None, Query(description="unix seconds or RFC 3339")]
 End = Annotated[str | None, Query(description="unix seconds or RFC 3339")]
+
+
+ChartReader = Annotated[ChartService, Depends(service(ChartService, "metrics:read", write=False))]
+ChartRange = Annotated[
+    str | None,
+    Query(
+        alias="range",
+        description=f"a chart over this range ({', '.join(RANGES)}) instead of the raw recent samples",
+    ),
+]
+
+
+class ChartSeriesOut(BaseModel):
+    name: str
+    title: str
+    unit: str = Field(description="cores, bytes, bytes/s, ops/s, load, processes")
+    points: list[tuple[float, float]] = Field(description="(unix time, value) pairs")
+
+
+class ChartOut(BaseModel):
+    """A chart: the range, the step between points (the store aggregates each step) and the lines."""
+
+    id: str
+    range: str
+    start: float
+    end: float
+    step_s: float
+    series: list[ChartSeriesOut]
+
+    @classmethod
+    def of(cls, chart: Chart) -> ChartOut:
+        return cls(
+            id=chart.subject_id,
+            range=chart.range,
+            start=chart.start,
+            end=chart.end,
+            step_s=chart.step_s,
+            series=[
+                ChartSeriesOut(name=s.name, title=s.title, unit=s.unit, points=s.points) for s in chart.series
+            ],
+        )
 
 
 class PromResponse(BaseModel):
