@@ -16,7 +16,10 @@ series, or one tenant's when they name it. The engine's refusals of a query beco
 
 from __future__ import annotations
 
+import functools
+import json
 import math
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -36,6 +39,14 @@ MAX_TIMEOUT_S = 30.0
 MAX_POINTS = 11_000
 #: series a series/labels lookup may return
 MAX_SERIES = 10_000
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+@functools.cache
+def _store_client() -> httpx.Client:
+    # one connection pool for every request to the store: a client per request pays for an SSL
+    # context and a TCP handshake each time (about 50 ms a query here, 1 ms with the pool)
+    return httpx.Client(limits=httpx.Limits(max_connections=32, max_keepalive_connections=16))
 
 
 class QueryEndpoint(Protocol):
@@ -123,7 +134,7 @@ class PromAPI:
         if tenant is None or self._enforced_by_store:
             return matches
         if not matches:
-            return [f'{{{TENANT_LABEL}="{tenant}"}}']
+            return [f"{{{TENANT_LABEL}={json.dumps(tenant)}}}"]
         return [selector_matchers(m, tenant) for m in matches]
 
     def get(self, path: str, params: list[tuple[str, str]]) -> dict[str, Any]:
@@ -134,7 +145,7 @@ class PromAPI:
             sent.append(("extra_label", f"{TENANT_LABEL}={self.scope.tenant_id}"))
         url = f"{self.endpoint.query_url.rstrip('/')}/api/v1/{path}"
         try:
-            answer = httpx.get(url, params=tuple(sent), timeout=self.timeout_s + 5)
+            answer = _store_client().get(url, params=tuple(sent), timeout=self.timeout_s + 5)
         except httpx.TimeoutException as exc:
             raise _query_error(
                 f"the metrics store did not answer in {self.timeout_s:g} s: narrow the time range, "
@@ -161,7 +172,7 @@ class PromAPI:
             return envelope
         message = str(body.get("error") or answer.text[:500] or answer.reason_phrase)
         kind = body.get("errorType", "")
-        if kind == "timeout" or "timeout" in message.lower() and answer.status_code == 503:
+        if kind == "timeout" or (answer.status_code == 503 and "timeout" in message.lower()):
             raise _query_error(f"the query took longer than {self.timeout_s:g} s ({message}): narrow it")
         if answer.status_code in (400, 422) or kind in ("bad_data", "execution"):
             raise _query_error(message)
@@ -245,7 +256,7 @@ class MetricsQueryService(Service):
         self, name: str, matches: list[str], start: str | None, end: str | None, tenant: str | None = None
     ) -> dict[str, Any]:
         """The values of label ``name`` on the caller's series."""
-        if not name.replace("_", "a").isalnum() or name[0].isdigit():
+        if not _LABEL_NAME.fullmatch(name):
             raise InvalidInput("name", "must be a label name ([a-zA-Z_][a-zA-Z0-9_]*)", part="path")
         api = self._api(tenant)
         return api.get(f"label/{name}/values", self._lookup_params(api, matches, start, end))
