@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from novacron.compute.hosts import HostService
 from novacron.compute.vms import VMService
@@ -20,10 +21,14 @@ from novacron.monitoring.promql import TENANT_LABEL
 from novacron.monitoring.query import PromAPI, Scope, store_endpoint
 from novacron.service import Service
 
-#: the ranges a chart offers, in seconds
-RANGES = {"5m": 300, "1h": 3600, "24h": 86_400, "7d": 604_800, "30d": 2_592_000}
+#: the ranges a chart offers
+RangeName = Literal["5m", "1h", "24h", "7d", "30d"]
+#: each range in seconds
+RANGES: dict[str, int] = {"5m": 300, "1h": 3600, "24h": 86_400, "7d": 604_800, "30d": 2_592_000}
 #: about how many points a chart has; the step is the first round step giving at most this many
 TARGET_POINTS = 300
+#: the label naming the line each result of a chart's query belongs to
+_LINE_LABEL = "chart_line"
 _ROUND_STEPS_S = (
     1,
     2,
@@ -155,21 +160,31 @@ def _window(step_s: float, interval_s: float) -> str:
     return f"{math.ceil(max(step_s + interval_s, 4 * interval_s))}s"
 
 
+def _line_query(plot: Plot, selector: str, window: str) -> str:
+    # each plot's result labelled with its name, so that one query answers for every line
+    promql = plot.expr.replace("{sel}", selector).replace("{w}", window)
+    return f'label_replace({promql}, "{_LINE_LABEL}", "{plot.name}", "", "")'
+
+
 def draw(  # noqa: PLR0913 - what a chart is drawn from
     api: PromAPI, plots: tuple[Plot, ...], subject_id: str, selector: str, range_name: str, interval_s: float
 ) -> Chart:
-    """Run each plot for ``selector`` over ``range_name`` ending now and collect its lines."""
+    """Every plot for ``selector`` over ``range_name`` ending now, in one range query: a line per
+    plot (per value of its ``split_by`` label), in the order of ``plots``."""
     range_s = RANGES[range_name]
     step = chart_step(range_s, interval_s)
     end = math.floor(time.time() / step) * step
     start = end - range_s
     window = _window(step, interval_s)
+    promql = " or ".join(_line_query(plot, selector, window) for plot in plots)
+    params = [("query", api.scoped_query(promql)), ("start", f"{start:.3f}"), ("end", f"{end:.3f}")]
+    answer = api.get("query_range", [*params, ("step", f"{step:g}")])
+    by_plot: dict[str, list[dict[str, Any]]] = {}
+    for result in answer["data"]["result"]:
+        by_plot.setdefault(result["metric"].get(_LINE_LABEL, ""), []).append(result)
     lines: list[ChartSeries] = []
     for plot in plots:
-        promql = plot.expr.replace("{sel}", selector).replace("{w}", window)
-        params = [("query", api.scoped_query(promql)), ("start", f"{start:.3f}"), ("end", f"{end:.3f}")]
-        answer = api.get("query_range", [*params, ("step", f"{step:g}")])
-        for result in answer["data"]["result"]:
+        for result in sorted(by_plot.get(plot.name, []), key=lambda r: str(r["metric"])):
             suffix = f"_{result['metric'].get(plot.split_by, '')}" if plot.split_by else ""
             points = [(float(t), float(v)) for t, v in result["values"]]
             lines.append(ChartSeries(plot.name + suffix, plot.title, plot.unit, points))

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
 
 from novacron.api.deps import service
-from novacron.monitoring.charts import RANGES, Chart, ChartService
+from novacron.monitoring.charts import RANGES, Chart, ChartService, RangeName
 from novacron.monitoring.query import MetricsQueryService
 
 router = APIRouter(prefix="/v1/metrics", tags=["metrics"])
@@ -35,7 +35,7 @@ End = Annotated[str | None, Query(description="unix seconds or RFC 3339")]
 
 ChartReader = Annotated[ChartService, Depends(service(ChartService, "metrics:read", write=False))]
 ChartRange = Annotated[
-    str | None,
+    RangeName | None,
     Query(
         alias="range",
         description=f"a chart over this range ({', '.join(RANGES)}) instead of the raw recent samples",
