@@ -210,3 +210,18 @@ def test_store_down_is_503_with_what_to_do(world: World) -> None:
     world.point_at(StoreEndpoint("http://127.0.0.1:9", "victoriametrics"))
     r = world.get("alpha", "query", query="up")
     assert r.status_code == 503 and "retry" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_prometheus_clients_find_the_api_under_the_base_url(world: World, engine: str) -> None:
+    # a Grafana data source with URL <server>/v1/metrics asks <URL>/api/v1/...
+    world.use(engine)
+    alpha = world.tenants["alpha"][0]
+    now = time.time()
+    params = {"query": ALL, "start": now - 300, "end": now, "step": 60}
+    r = world.get("alpha", "api/v1/query_range", **params)
+    assert r.status_code == 200 and r.json()["data"]["resultType"] == "matrix"
+    assert _tenants_in(r.json()["data"]["result"]) == {alpha}
+    assert r.json() == world.get("alpha", "query_range", **params).json()
+    r = world.get("alpha", "api/v1/label/vm_id/values")
+    assert r.json() == {"status": "success", "data": ["vm-alpha"]}

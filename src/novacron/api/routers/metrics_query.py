@@ -3,7 +3,8 @@ Grafana-style clients can use ``<server>/v1/metrics`` as a Prometheus data sourc
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
@@ -13,6 +14,7 @@ from novacron.monitoring.charts import RANGES, Chart, ChartService, RangeName
 from novacron.monitoring.query import MetricsQueryService
 
 router = APIRouter(prefix="/v1/metrics", tags=["metrics"])
+F = TypeVar("F", bound=Callable[..., Any])
 
 MetricsReader = Annotated[
     MetricsQueryService, Depends(service(MetricsQueryService, "metrics:read", write=False))
@@ -74,6 +76,18 @@ class ChartOut(BaseModel):
         )
 
 
+def prometheus_path(path: str) -> Callable[[F], F]:
+    """Also answer at ``/v1/metrics/api/v1<path>``, where a Prometheus client configured with
+    ``<server>/v1/metrics`` as its base URL (Grafana's data source) asks; the same operation, so it
+    is documented once."""
+    return router.get(
+        f"/api/v1{path}",
+        response_model=PromResponse,
+        response_model_exclude_none=True,
+        include_in_schema=False,
+    )
+
+
 class PromResponse(BaseModel):
     """The Prometheus HTTP API's envelope: ``data`` is as ``/api/v1/<endpoint>`` documents it."""
 
@@ -83,6 +97,7 @@ class PromResponse(BaseModel):
 
 
 @router.get("/query", response_model=PromResponse, response_model_exclude_none=True)
+@prometheus_path("/query")
 def instant_query(
     metrics: MetricsReader,
     query: Promql,
@@ -95,6 +110,7 @@ def instant_query(
 
 
 @router.get("/query_range", response_model=PromResponse, response_model_exclude_none=True)
+@prometheus_path("/query_range")
 def range_query(  # noqa: PLR0913 - the Prometheus API's own parameters
     metrics: MetricsReader,
     query: Promql,
@@ -109,6 +125,7 @@ def range_query(  # noqa: PLR0913 - the Prometheus API's own parameters
 
 
 @router.get("/series", response_model=PromResponse, response_model_exclude_none=True)
+@prometheus_path("/series")
 def series(
     metrics: MetricsReader, match: Matches, start: Start = None, end: End = None, tenant: Tenant = None
 ) -> PromResponse:
@@ -117,6 +134,7 @@ def series(
 
 
 @router.get("/labels", response_model=PromResponse, response_model_exclude_none=True)
+@prometheus_path("/labels")
 def labels(
     metrics: MetricsReader,
     match: SomeMatches = None,
@@ -129,6 +147,7 @@ def labels(
 
 
 @router.get("/label/{name}/values", response_model=PromResponse, response_model_exclude_none=True)
+@prometheus_path("/label/{name}/values")
 def label_values(  # noqa: PLR0913 - the Prometheus API's own parameters
     metrics: MetricsReader,
     name: Annotated[str, Path(max_length=128)],
