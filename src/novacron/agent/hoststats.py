@@ -64,10 +64,12 @@ class HostSampler:
 
 
 def _is_qemu(pid: int | None) -> bool:
-    # other helpers keep pidfiles there too (the watchdog's)
+    # the watchdog keeps its pidfile there too; QEMU renames its process (``-name ...,process=``),
+    # so the program, not the process name, tells
     if pid is None:
         return False
     try:
-        return Path(f"/proc/{pid}/comm").read_text().startswith("qemu")
+        program = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\x00", 1)[0]
     except OSError:
         return False
+    return Path(program.decode(errors="replace")).name.startswith("qemu")
