@@ -57,7 +57,7 @@ HOST_SERIES: dict[str, tuple[str, dict[str, str]]] = {
 
 #: (tenant_id, project_id) of a VM, as the control plane's database says
 Tenancy = tuple[str, str]
-_NUMBERS = (int, float)
+_NUMBERS = frozenset((int, float))
 
 
 def _millis(sample: Mapping[str, Any]) -> int | None:
@@ -85,7 +85,6 @@ class SeriesMap:
         """Samples of the VMs the database places in a tenancy; keys a sample lacks (or holds None
         for, like guest memory before the balloon reports) are left out."""
         out: list[Sample] = []
-        append = out.append
         for vm_id, sample in samples.items():
             owner = tenancy.get(vm_id)
             ms = _millis(sample)
@@ -95,10 +94,7 @@ class SeriesMap:
             series = self._vm.get(key)
             if series is None:
                 series = self._vm_series(key)
-            for name, one in series:
-                value = sample.get(name)
-                if type(value) in _NUMBERS:
-                    append((one, ms, value))  # type: ignore[arg-type]
+            out += [(one, ms, v) for name, one in series if type(v := sample.get(name)) in _NUMBERS]  # type: ignore[misc]
         return out
 
     def host_samples(self, host_id: str, sample: Mapping[str, Any]) -> list[Sample]:

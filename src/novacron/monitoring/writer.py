@@ -33,7 +33,7 @@ class SeriesWriter:
     old for Prometheus), ``failures`` (send attempts that found the store down).
     """
 
-    def __init__(self, store: MetricsStore, max_pending: int = 1_000_000, max_batch: int = 50_000) -> None:
+    def __init__(self, store: MetricsStore, max_pending: int = 1_000_000, max_batch: int = 200_000) -> None:
         self.store = store
         self.max_pending = max_pending
         self.max_batch = max_batch
