@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from novacron.compute.reports import LiveSamples
 from novacron.config import Settings
 from novacron.db.base import Database
+from novacron.monitoring.platform import PlatformMetrics
 
 if TYPE_CHECKING:
     from novacron.agent.runtime import AgentRuntime
@@ -45,6 +46,8 @@ class Context:
     #: the node's metrics store, its engines and the writer into it (None: no monitoring here,
     #: e.g. an in-process test app)
     monitoring: MonitoringStack | None = None
+    #: the platform's own metrics, served at ``GET /metrics``
+    platform_metrics: PlatformMetrics = field(default_factory=PlatformMetrics)
     tasks: TaskRunner | None = None
     #: the embedded node agent of an all-in-one node
     agent: AgentRuntime | None = None

@@ -102,7 +102,9 @@ class LocalControlPlane(ControlPlane):
         age_s: float = 0.0,
         host_sample: dict[str, Any] | None = None,
     ) -> ReportAnswer:
-        return agentcalls.record_report(self.ctx, self.host_id, power_states, samples, age_s, host_sample)
+        answer = agentcalls.record_report(self.ctx, self.host_id, power_states, samples, age_s, host_sample)
+        self.ctx.platform_metrics.heartbeat(self.host_id, self.host_name)
+        return answer
 
     async def claim(self, wait_s: float) -> list[dict[str, Any]]:
         ops = hostops.claim(self.ctx, self.host_id)

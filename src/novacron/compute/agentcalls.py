@@ -42,7 +42,9 @@ def report(  # noqa: PLR0913 - what one report carries
     host_sample: dict[str, Any] | None = None,
 ) -> reports.ReportAnswer:
     """Record the host's observations; the answer renews its self-fencing lease (``reports``)."""
-    return record_report(ctx, node.user_id, power_states, samples, age_s, host_sample)
+    answer = record_report(ctx, node.user_id, power_states, samples, age_s, host_sample)
+    ctx.platform_metrics.heartbeat(node.user_id, node.username)
+    return answer
 
 
 def record_report(  # noqa: PLR0913 - what one report carries
