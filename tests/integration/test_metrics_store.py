@@ -14,13 +14,16 @@ import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil  # type: ignore[import-untyped]
 import pytest
 
+from novacron.monitoring.process import free_loopback_port
 from novacron.monitoring.series import HOST_CPU_MODES, HOST_SERIES, VM_SERIES
+from novacron.monitoring.store import EngineConfig, embedded_engine
 from tests.conftest import (
     Guest,
     Server,
@@ -213,3 +216,26 @@ def test_samples_reported_while_the_store_is_down_arrive(node: Node) -> None:
             break
         time.sleep(0.5)
     assert count >= window - 1, f"{count} samples over the {window} s the store was down"
+
+
+def test_an_external_store_gets_the_series(tmp_path: Path) -> None:
+    """``external``: the node writes to any remote-write URL and starts no engine of its own (here a
+    VictoriaMetrics the test runs, standing for a cluster or Mimir)."""
+    port = free_loopback_port()
+    engine = embedded_engine(EngineConfig("victoriametrics", tmp_path / "vm", "1d", port))
+    engine.start()
+    server = make_server(
+        **SIM,
+        NOVACRON_METRICS_ENGINE="external",
+        NOVACRON_METRICS_URL=f"http://127.0.0.1:{port}",
+        NOVACRON_METRICS_WRITE_URL=f"http://127.0.0.1:{port}/api/v1/write",
+    )
+    try:
+        server.start(timeout_s=90)
+        assert store_url(server, "external") == f"http://127.0.0.1:{port}"
+        found = wait_query(f"http://127.0.0.1:{port}", "novacron_host_cpus")
+        assert found[0]["metric"]["host"] == server.env["NOVACRON_HOST_NAME"]
+        assert not (server.state_dir / "metrics").exists()
+    finally:
+        destroy_server(server)
+        engine.stop()
