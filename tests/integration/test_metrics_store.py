@@ -154,6 +154,12 @@ def test_vm_and_host_series_reach_the_store_labelled_by_the_control_plane(node: 
         0 < by_name["novacron_host_filesystem_avail_bytes"] < by_name["novacron_host_filesystem_size_bytes"]
     )
     assert by_name["novacron_host_qemu_processes"] == 0  # the simulated driver runs no QEMU
+    # the node says how its writer fares (GET /metrics, the platform's own metrics)
+    with node.server.client() as admin:
+        text = admin.get("/metrics").text
+    written = re.search(r'^novacron_metrics_writer_samples_total\{outcome="written"\} (\S+)$', text, re.M)
+    assert written and float(written.group(1)) > 0, text[-2000:]
+    assert re.search(r"^novacron_metrics_writer_pending \S+$", text, re.M)
 
 
 def test_history_survives_a_node_restart(node: Node) -> None:
