@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from novacron.compute.consoles import ConsoleRelay
     from novacron.identity.pki import ServerTLS
     from novacron.identity.tokens import TokenService
+    from novacron.monitoring.alerting.engines import AlertingStack
     from novacron.tasks.leader import Leadership
     from novacron.tasks.runner import TaskRunner
 
@@ -48,3 +49,5 @@ class Context:
     console_relays: dict[str, ConsoleRelay] = field(default_factory=dict)
     #: controller name -> its leadership in this process (read by ``GET /healthz``)
     leaders: dict[str, Leadership] = field(default_factory=dict)
+    #: vmalert + Alertmanager beside this node (``monitoring.alerting.engines.start_alerting``)
+    alerting: AlertingStack | None = None

@@ -42,6 +42,7 @@ def _include_optional(app: FastAPI) -> None:
     from novacron.api.audit import install_audit
     from novacron.api.routers import (
         aggregates,
+        alerts,
         audit,
         backup_policies,
         backups,
@@ -55,6 +56,7 @@ def _include_optional(app: FastAPI) -> None:
         routers,
         security_groups,
         server_groups,
+        silences,
         tenants,
         tokens,
         usage,
@@ -80,6 +82,8 @@ def _include_optional(app: FastAPI) -> None:
         ports,
         security_groups,
         routers,
+        alerts,
+        silences,
     ):
         app.include_router(module.router)
     install_audit(app)
