@@ -10,8 +10,8 @@ serve HTTP). ``python -m tests.integration.egresslab serve IP PORT DIR`` runs it
 from __future__ import annotations
 
 import functools
-import json
 import http.server
+import json
 import os
 import random
 import socket

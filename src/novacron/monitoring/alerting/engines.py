@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 VMALERT = "/usr/bin/vmalert"
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
+AMTOOL = "/usr/bin/amtool"
 #: how often vmalert evaluates, and how often the reconciler looks for changed rows
 EVALUATION_INTERVAL_S = 1.0
 ENGINE_TIMEOUT_S = 5.0

@@ -29,7 +29,8 @@ from novacron.errors import Conflict, FieldError, InvalidInput, NameTaken, NotFo
 from novacron.identity.encryption import encryption_for
 from novacron.identity.principal import Principal
 from novacron.identity.scoping import find_tenant
-from novacron.monitoring.alerting.engines import VMALERT
+from novacron.monitoring.alerting.amconfig import RoutedReceiver, render_config
+from novacron.monitoring.alerting.engines import AMTOOL, VMALERT
 from novacron.monitoring.alerting.notify import signing_secret_aad
 from novacron.monitoring.alerting.rules import (
     DURATION,
@@ -106,6 +107,24 @@ def dry_run(rule: RenderedRule) -> str | None:
         return None
     found = re.search(r"(bad prometheus expr.*|invalid .*)", proc.stderr)
     return (found.group(1) if found else proc.stderr.strip().splitlines()[-1])[:300]
+
+
+def route_problem(receiver: RoutedReceiver) -> str | None:
+    """What Alertmanager's own checker (``amtool check-config``) says is wrong with a receiver's
+    route, or None: a route Alertmanager refuses would stop every later configuration change."""
+    binary = shutil.which(AMTOOL)
+    if binary is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "alertmanager.yml"
+        path.write_text(render_config([receiver], "http://127.0.0.1:1", "check"))
+        proc = subprocess.run(
+            [binary, "check-config", str(path)], capture_output=True, text=True, timeout=30, check=False
+        )
+    if proc.returncode == 0:
+        return None
+    found = re.search(r"FAILED: (.*)", proc.stdout + proc.stderr)
+    return (found.group(1) if found else "refused by Alertmanager")[:300]
 
 
 class _Owned(Service):
@@ -265,6 +284,17 @@ class AlertReceiverService(_Owned):
                 raise InvalidInput(f"group_by.{n}", "not a label name")
         self._name_taken(AlertReceiver, tenant_id, spec.name, "alert receiver")
         receiver_id = new_id("arc")
+        route = RoutedReceiver(
+            receiver_id,
+            tenant_id,
+            spec.group_by,
+            spec.group_wait_s,
+            spec.group_interval_s,
+            spec.repeat_interval_s,
+            spec.matchers,
+        )
+        if (problem := route_problem(route)) is not None:
+            raise InvalidInput("matchers", problem)
         secret = None
         if spec.signing_secret is not None:
             secret = encryption_for(self.ctx.settings).seal_text(

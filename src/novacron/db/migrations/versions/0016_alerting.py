@@ -10,6 +10,8 @@ Number 0016 was given to this branch; 0015 is another branch's. Whoever merges s
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -23,7 +25,7 @@ depends_on = None
 _WHEN = novacron.db.base.UTCDateTime(timezone=True)
 
 
-def _owned(table: str) -> list[sa.SchemaItem]:
+def _owned(table: str) -> list[Any]:
     """id, tenant, name and the timestamps/version every tenant-owned alerting resource has."""
     return [
         sa.Column("id", sa.String(length=40), nullable=False),
