@@ -263,6 +263,9 @@ class ReceiverSpec:
 class AlertReceiverService(_Owned):
     """Create, read and delete receivers (and their notification policies)."""
 
+    #: an email receiver needs an SMTP server configured
+    raises = (Unavailable,)
+
     def list(self, params: ListParams, *, name: str | None = None) -> tuple[list[AlertReceiver], str | None]:
         """One page of the receivers the caller sees."""
         stmt = scoped(select(AlertReceiver), AlertReceiver, self.principal)
