@@ -106,6 +106,8 @@ class SilenceService(_EngineService):
 
     def list(self) -> list[Silence]:
         """The silences the caller sees, newest first."""
+        if self.ctx.alerting is None:  # no engines on this node: nothing is silenced
+            return []
         try:
             raw = self._stack().silences()
         except httpx.HTTPError as exc:
@@ -210,7 +212,8 @@ class AlertService(_EngineService):
     def list(self, state: str | None = None) -> list[AlertView]:
         """Pending and firing from vmalert, then the recently resolved; ``state`` filters."""
         try:
-            live = [_live(a) for a in self._stack().active_alerts()]
+            active = self._stack().active_alerts() if self.ctx.alerting is not None else []
+            live = [_live(a) for a in active]
         except httpx.HTTPError as exc:
             raise Unavailable("vmalert did not answer.", retry_after=5) from exc
         live = [a for a in live if self.principal.sees_tenant(a.tenant_id)]
