@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from novacron.compute.reports import MetricsStore
 from novacron.config import Settings
 from novacron.db.base import Database
+from novacron.monitoring.platform import PlatformMetrics
 
 if TYPE_CHECKING:
     from novacron.agent.runtime import AgentRuntime
@@ -40,6 +41,8 @@ class Context:
     db: Database
     tokens: TokenService
     metrics: MetricsStore = field(default_factory=MetricsStore)
+    #: the platform's own metrics, served at ``GET /metrics``
+    platform_metrics: PlatformMetrics = field(default_factory=PlatformMetrics)
     tasks: TaskRunner | None = None
     #: the embedded node agent of an all-in-one node
     agent: AgentRuntime | None = None

@@ -112,12 +112,15 @@ def _context_or_exit(settings: Settings) -> Context:
 
 
 def ensure_defaults(ctx: Context) -> str | None:
-    """First start: admin user, default tenant/project, starter flavors. Returns a new admin password."""
+    """First start: admin user, default tenant/project, starter flavors, the metrics scrape token.
+    Returns a new admin password."""
     from novacron.compute.defaults import ensure_flavors
     from novacron.identity.bootstrap import ensure_bootstrap
+    from novacron.monitoring.scrape_token import ensure_scrape_token
     from novacron.quota.defaults import ensure_tenant_defaults
 
     password = ensure_bootstrap(ctx.db, ctx.settings.state_dir)
+    ensure_scrape_token(ctx.settings.state_dir)
     ensure_flavors(ctx.db)
     ensure_tenant_defaults(ctx.db, ctx.settings.tenant_quota_defaults)
     return password

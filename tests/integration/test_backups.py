@@ -183,6 +183,14 @@ def test_full_then_incremental_reads_only_changed_chunks_without_pausing(env: En
             row[0] for row in db.execute("SELECT payload FROM host_operations WHERE op = 'backup_disk'")
         ]
     assert len(payloads) == 2 and all("secrets" not in p and "key" not in p for p in payloads), payloads
+    # the platform's metrics count what each backup read and stored, and time it
+    lines = [line.rpartition(" ") for line in c.get("/metrics").text.splitlines() if line[:1] != "#"]
+    samples = {name: float(value) for name, _, value in lines}
+    for backup in (full, inc):
+        labels = f'{{mode="{backup["mode"]}",target_type="local"}}'
+        assert samples[f"novacron_backup_read_bytes_total{labels}"] == backup["bytes_read"], samples
+        assert samples[f"novacron_backup_uploaded_bytes_total{labels}"] == backup["bytes_uploaded"], samples
+        assert samples[f"novacron_backup_duration_seconds_count{labels}"] == 1, samples
 
 
 def test_restore_to_new_vm_boots_with_the_data_and_is_byte_identical(env: Env) -> None:

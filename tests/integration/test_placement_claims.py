@@ -16,6 +16,7 @@ from sqlalchemy import Table, func, select
 
 from novacron.compute import placement
 from novacron.compute.placement import NoValidHost, claim, reconcile_usage, release
+from novacron.compute.placement.view import decisions
 from novacron.compute.reports import register_host
 from novacron.db.base import Database, new_id, utcnow
 from novacron.db.migrate import upgrade
@@ -150,10 +151,14 @@ def test_50_concurrent_claims_place_exactly_20(db: Database) -> None:
         t.start()
     for t in threads:
         t.join(120)
+    # each decision is tallied once, by the replica that made it (the platform's metrics read it)
+    tallies = [decisions(replica.engine) for replica in replicas]
     for replica in replicas[1:]:
         replica.engine.dispose()
     assert not errors, errors
     assert len(placed) == 20 and len(refused) == 30
+    assert sum(t.get("placed", 0) for t in tallies) == 20, tallies
+    assert sum(t.get("no_valid_host", 0) for t in tallies) == 30, tallies
     assert sorted(set(placed)) == ["a", "b", "c"]
     assert {n: placed.count(n) for n in "abc"} == {"a": 8, "b": 8, "c": 4}
     for name, (v, r, v_rows, r_rows) in _usage(db).items():

@@ -94,7 +94,7 @@ class LocalControlPlane(ControlPlane):
     async def report(
         self, power_states: dict[str, str], samples: dict[str, dict[str, Any]], age_s: float = 0.0
     ) -> ReportAnswer:
-        return reports.apply_report(
+        answer = reports.apply_report(
             self.ctx.db,
             self.ctx.metrics,
             self.host_id,
@@ -103,6 +103,8 @@ class LocalControlPlane(ControlPlane):
             age_s,
             lease_s=self.ctx.settings.ha_lease_s,
         )
+        self.ctx.platform_metrics.heartbeat(self.host_id, self.host_name)
+        return answer
 
     async def claim(self, wait_s: float) -> list[dict[str, Any]]:
         ops = hostops.claim(self.ctx, self.host_id)

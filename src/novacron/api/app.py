@@ -15,6 +15,7 @@ from starlette.types import ASGIApp
 from novacron import __version__
 from novacron.api.clientaddr import ClientAddressMiddleware
 from novacron.api.errors import install_handlers
+from novacron.api.metrics_middleware import RequestMetrics
 from novacron.api.openapi import document
 from novacron.api.routers import (
     agent_uploads,
@@ -26,6 +27,7 @@ from novacron.api.routers import (
     hosts,
     images,
     migration,
+    platform_metrics,
     tasks,
     tickets,
     vms,
@@ -148,6 +150,7 @@ def create_app(ctx: Context, *, background: bool = True) -> FastAPI:
         hosts,
         events,
         tickets,
+        platform_metrics,
     ):
         app.include_router(module.router)
     _include_optional(app)
@@ -157,6 +160,8 @@ def create_app(ctx: Context, *, background: bool = True) -> FastAPI:
     def healthz() -> dict[str, str | bool]:
         return {"status": "ok", "version": __version__, "leader": is_leader(ctx)}
 
+    # outside audit and BodyGuard, so the requests they answer themselves are counted too
+    app.add_middleware(RequestMetrics, api=app, metrics=ctx.platform_metrics)
     # added last, so outermost: audit and login throttling see the client a trusted proxy reports
     settings = ctx.settings
     app.add_middleware(

@@ -340,8 +340,9 @@ class DRFailback(TaskHandler):
             backup = BackupDisk(
                 item["snapshot_id"], secrets_for(ctx, target, vm.tenant_id), parent_id=None, full=True
             )
+            started = time.monotonic()
             result = await hostops.call(ctx, vm.host_id, task, backup, vm.id, 6 * 3600.0, f"b{n}")
-            record_backup(ctx, item["snapshot_id"], target, vm.name, result)
+            record_backup(ctx, item["snapshot_id"], target, vm.name, result, time.monotonic() - started)
             done.add(item["snapshot_id"])
             progress = int(10 + 40 * len(done) / len(task.params["plan"]))
             _save(ctx, task, progress=progress, backed_up=sorted(done))

@@ -145,10 +145,12 @@ class BackupVM(TaskHandler):
             full=bool(task.params.get("full")) or damaged,
             secrets=secrets_for(ctx, target, vm.tenant_id),
         )
+        started = time.monotonic()
         result = await hostops.call(ctx, vm.host_id, task, backup, vm.id, BACKUP_TIMEOUT_S)
+        lasted = time.monotonic() - started
         if damaged:
             result["reason"] = "a verify found damage since the last full backup: full, to store it anew"
-        record_backup(ctx, snap.id, target, vm.name, result)
+        record_backup(ctx, snap.id, target, vm.name, result, lasted)
         set_result(ctx, task, {"snapshot_id": snap.id, "parent_id": parent, **result})
 
     async def rollback(self, ctx: Context, task: Task, error: str) -> None:
@@ -176,10 +178,16 @@ def _damaged_since_full(s: Any, vm_id: str, target_id: str) -> bool:
     return any(last_full is None or at > last_full for at in failed_at)
 
 
-def record_backup(
-    ctx: Context, snapshot_id: str, target: BackupTarget, vm_name: str, result: dict[str, Any]
+def record_backup(  # noqa: PLR0913 - the backup, where it went, and what its host answered when
+    ctx: Context,
+    snapshot_id: str,
+    target: BackupTarget,
+    vm_name: str,
+    result: dict[str, Any],
+    seconds: float,
 ) -> None:
-    """Fill the catalogue row from the agent's ``backup_disk`` answer: the snapshot is available."""
+    """Fill the catalogue row from the agent's ``backup_disk`` answer (which took ``seconds`` on the
+    host): the snapshot is available, and the platform's metrics count what it read and stored."""
     store = dict(result.get("store") or {})
     with ctx.db.session() as s:
         row = s.get(BackupSnapshot, snapshot_id)
@@ -213,6 +221,10 @@ def record_backup(
             mode=row.mode,
             bytes_read=row.bytes_read,
         )
+        mode, read, uploaded = str(row.mode), row.bytes_read, row.bytes_uploaded
+    ctx.platform_metrics.backup_finished(
+        mode, target.type, bytes_read=read, bytes_uploaded=uploaded, seconds=seconds
+    )
 
 
 async def _wait_console(

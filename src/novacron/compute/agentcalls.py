@@ -41,9 +41,11 @@ def report(
     age_s: float,
 ) -> reports.ReportAnswer:
     """Record the host's observations; the answer renews its self-fencing lease (``reports``)."""
-    return reports.apply_report(
+    answer = reports.apply_report(
         ctx.db, ctx.metrics, node.user_id, power_states, samples, age_s, lease_s=ctx.settings.ha_lease_s
     )
+    ctx.platform_metrics.heartbeat(node.user_id, node.username)
+    return answer
 
 
 async def claim(ctx: Context, node: Principal, wait_s: float) -> list[dict[str, Any]]:

@@ -388,3 +388,6 @@ class TaskRunner:
                 target=f"{row.resource_type}/{row.resource_id}",
                 error=error,
             )
+            kind, lasted = row.kind, (row.finished_at - row.created_at).total_seconds()
+        # counted once the end is committed: a finish that lost its lease is not an end
+        self.ctx.platform_metrics.task_finished(kind, state, lasted)

@@ -31,7 +31,7 @@ from sqlalchemy import CursorResult, bindparam, delete, event, func, insert, sel
 from sqlalchemy.orm import Session, attributes
 
 from novacron.compute.placement.spec import RequestSpec
-from novacron.compute.placement.view import HEARTBEAT_GRACE_S, PlacementView, view_for
+from novacron.compute.placement.view import CLAIM_CONFLICT, HEARTBEAT_GRACE_S, PlacementView, view_for
 from novacron.db.base import utcnow
 from novacron.db.models import VM, Allocation, CapacityReservation, Host, ServerGroup
 from novacron.quota import reservations
@@ -172,6 +172,7 @@ def claim(session: Session, vm: VM, strategy: str = "spread") -> Host:
         reservation_id, host_id = through
         values = {"reservation_id": reservation_id, "res_vcpus": vm.vcpus, "res_ram_mb": vm.ram_mb}
         view_for(session).invalidate()
+        view_for(session).count("reservation")
     else:
         host_id = _claim_counters(session, vm, strategy, avoid=frozenset())
     session.execute(
@@ -239,7 +240,9 @@ def _claim_counters(
         host_id = view.hosts[idx].id
         if try_claim(session, host_id, vm.vcpus, vm.ram_mb):
             view.adjust(host_id, vm.vcpus, vm.ram_mb)
+            view.count("placed")
             return host_id
+        view.count(CLAIM_CONFLICT)
         lost.add(idx)
         view.reload_host(session, host_id)
         if view.stale():  # the host's configuration changed under us: rebuild, keep what lost
@@ -247,6 +250,7 @@ def _claim_counters(
             view.refresh(session)
             lost = {view.by_id[h] for h in lost_ids if h in view.by_id}
     view.refresh(session)  # explain from what the database says now
+    view.count("no_valid_host")
     raise NoValidHost(_explain(view, spec, vm, group, avoid))
 
 

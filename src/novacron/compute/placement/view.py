@@ -19,6 +19,7 @@ import threading
 import time
 import weakref
 from bisect import bisect_left, insort
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -34,6 +35,10 @@ HEARTBEAT_GRACE_S = 30.0
 VIEW_TTL_S = 2.0
 #: candidate lists kept per view (one per distinct request spec)
 MAX_SPECS = 256
+#: what a placement decision ends in: a host claimed, a project's reservation used, or no host fits
+DECISION_OUTCOMES = ("placed", "reservation", "no_valid_host")
+#: tallied beside the decisions: a claim that lost the race for a host's room
+CLAIM_CONFLICT = "claim_conflict"
 
 
 @dataclass(slots=True)
@@ -99,6 +104,13 @@ class PlacementView:
         self.isolating = False
         self._lists: dict[RequestSpec, list[tuple[float, int]]] = {}
         self._host_specs: list[list[RequestSpec]] = []
+        #: decisions made through this view, by outcome (read by the platform's metrics)
+        self.tally: Counter[str] = Counter()
+
+    def count(self, outcome: str) -> None:
+        """Tally one decision's outcome (``DECISION_OUTCOMES``) or a ``CLAIM_CONFLICT``."""
+        with self.lock:
+            self.tally[outcome] += 1
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -322,6 +334,16 @@ def view_for(session: Session) -> PlacementView:
         if view is None:
             view = _views[engine] = PlacementView()
         return view
+
+
+def decisions(engine: Engine) -> dict[str, int]:
+    """The outcomes tallied by this process's view of ``engine`` (empty before its first decision)."""
+    with _views_lock:
+        view = _views.get(engine)
+    if view is None:
+        return {}
+    with view.lock:
+        return dict(view.tally)
 
 
 def invalidate(session: Session) -> None:
