@@ -10,6 +10,7 @@ import hmac
 import ipaddress
 import json
 import shutil
+import sqlite3
 import statistics
 import threading
 import time
@@ -367,6 +368,34 @@ def test_alert_latency_from_crossing_to_webhook(env: Env) -> None:
     finally:
         writer.stopping.set()
         writer.join()
+
+
+def test_a_receivers_secret_is_write_only_sealed_and_its_create_audited(tmp_path: Path) -> None:
+    with in_process_app(tmp_path) as (client, password, _db):
+        r = client.post("/v1/tokens", json={"username": "admin", "password": password})
+        client.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
+        hook = {
+            "name": "pager",
+            "kind": "webhook",
+            "url": "https://93.184.216.34/hook",
+            "signing_secret": SECRET,
+        }
+        first = client.post("/v1/alert-receivers", json=hook, headers={"Idempotency-Key": "k1"})
+        again = client.post("/v1/alert-receivers", json=hook, headers={"Idempotency-Key": "k1"})
+        assert first.status_code == again.status_code == 201 and first.json()["id"] == again.json()["id"]
+        assert again.headers.get("Idempotent-Replayed") == "true"
+        assert SECRET not in first.text and first.json()["signing_secret_set"] is True
+        receiver_id = first.json()["id"]
+        rows = client.get("/v1/audit", params={"action": "alert-receiver.create"}).json()["items"]
+        assert {row["resource_id"] for row in rows} == {receiver_id}  # the create and its replay
+        # what a copy of the database shows: the secret sealed, never in clear
+        db_file = tmp_path / "nc.db"
+        client.app.state.ctx.db.engine.dispose()  # type: ignore[attr-defined]  # WAL into the file
+        raw = b"".join(p.read_bytes() for p in tmp_path.glob("nc.db*"))
+        assert SECRET.encode() not in raw and db_file.exists()
+        with sqlite3.connect(db_file) as conn:
+            (sealed,) = conn.execute("SELECT signing_secret FROM alert_receivers").fetchone()
+        assert sealed.startswith("nce1:")
 
 
 def test_bad_rules_and_receivers_are_refused_naming_the_field(tmp_path: Path) -> None:
