@@ -177,21 +177,24 @@ class AlertingStack:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        #: the reload URLs of engines whose file changed but that have not reloaded it yet
+        self._unapplied: set[str] = set()
 
     def start(self) -> None:
         """Render the configuration, start the listener and both engines, then keep them in step."""
         mkdir_private(self.dir)
         mkdir_private(self.dir / "alertmanager")
-        self.sync(reload=False)
-        for target, name in (
-            (self._listener.serve_forever, "alert-listener"),
-            (self._reconcile, "alert-sync"),
-        ):
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self.sync(reload=False)  # the files the engines start with
+        self._unapplied.clear()
+        self._spawn(self._listener.serve_forever, "alert-listener")
         self.alertmanager.start()
         self.vmalert.start()
+        self._spawn(self._reconcile, "alert-sync")
+
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
 
     def stop(self) -> None:
         """Stop the reconciler, the engines and the listener."""
@@ -209,16 +212,22 @@ class AlertingStack:
         self._wake.set()
 
     def sync(self, *, reload: bool = True) -> bool:
-        """Render from the database; write and reload what changed. True if anything did."""
+        """Render from the database, write what changed and reload the engines whose files changed
+        (a reload that failed is tried again at the next round). True if any file changed."""
         rules = render_rule_file(_rendered_rules(self.db), EVALUATION_INTERVAL_S)
         config = render_config(_routed_receivers(self.db), self.listener_url, self._bearer)
-        rules_changed = _write_if_changed(self.rules_path, rules)
-        config_changed = _write_if_changed(self.config_path, config)
-        if reload and config_changed:
-            httpx.post(f"{self.alertmanager_url}/-/reload", timeout=ENGINE_TIMEOUT_S).raise_for_status()
-        if reload and rules_changed:
-            httpx.get(f"{self.vmalert_url}/-/reload", timeout=ENGINE_TIMEOUT_S).raise_for_status()
-        return rules_changed or config_changed
+        changed = False
+        for path, text, reload_url in (
+            (self.rules_path, rules, f"{self.vmalert_url}/-/reload"),
+            (self.config_path, config, f"{self.alertmanager_url}/-/reload"),
+        ):
+            if _write_if_changed(path, text):
+                self._unapplied.add(reload_url)
+                changed = True
+        for reload_url in sorted(self._unapplied) if reload else ():
+            httpx.post(reload_url, timeout=ENGINE_TIMEOUT_S).raise_for_status()
+            self._unapplied.discard(reload_url)
+        return changed
 
     def _reconcile(self) -> None:
         while not self._stopping.is_set():
