@@ -270,6 +270,18 @@ def test_a_tenant_rule_fires_notifies_resolves_and_a_silence_stops_it(env: Env) 
             "matchers": {"tenant_id": alpha_id, "vm_id": "vm-busy"},
         }
         assert beta.post("/v1/alert-rules", json=sneaky).status_code == 201
+        # an administrator's platform rule reads every tenant's series; its alerts stay the admins'
+        platform = {
+            "name": "platform-cpu",
+            "kind": "threshold",
+            "metric": CPU,
+            "function": "rate",
+            "window": "5s",
+            "op": ">",
+            "value": 0.5,
+        }
+        r = env.admin.post("/v1/alert-rules", json=platform)
+        assert r.status_code == 201 and r.json()["tenant_id"] is None, r.text
 
         writer.cpu_rate = 0.95  # a busy loop: pending, then firing after `for`
         seen = wait_for("pending", lambda: "pending" in states(alpha) and "pending")
@@ -323,6 +335,10 @@ def test_a_tenant_rule_fires_notifies_resolves_and_a_silence_stops_it(env: Env) 
 
         assert env.posts("/beta") == [] and alert_events(beta) == []
         assert {a["name"] for a in beta.get("/v1/alerts").json()["items"]} == set()
+        admin_view = {(a["name"], a["tenant_id"]) for a in env.admin.get("/v1/alerts").json()["items"]}
+        assert ("platform-cpu", None) in admin_view and ("cpu-busy", alpha_id) in admin_view
+        assert "platform-cpu" not in {a["name"] for a in alpha.get("/v1/alerts").json()["items"]}
+        assert "platform-cpu" not in {e["data"]["name"] for e in alert_events(alpha)}
     finally:
         writer.stopping.set()
         writer.join()
