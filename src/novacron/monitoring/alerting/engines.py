@@ -134,8 +134,12 @@ def _write_if_changed(path: Path, text: str) -> bool:
 class AlertingStack:
     """vmalert + Alertmanager + the notification listener, kept in step with the database."""
 
-    def __init__(self, settings: Settings, db: Database, query_url: str) -> None:
+    def __init__(
+        self, settings: Settings, db: Database, query_url: str, *, engine: str = "victoriametrics"
+    ) -> None:
         self.settings = settings
+        #: the store's engine: only VictoriaMetrics enforces ``extra_label`` on a whole expression
+        self.engine = engine
         self.db = db
         self.query_url = query_url.rstrip("/")
         self.dir = settings.state_dir / "alerting"
@@ -268,12 +272,18 @@ class AlertingStack:
         r.raise_for_status()
 
 
-def start_alerting(ctx: Context, query_url: str | None = None) -> AlertingStack:
-    """Start alerting beside the node against its metrics store (``ctx.metrics_store.query_url``
-    unless ``query_url`` is given) and make it ``ctx.alerting``; stop it with ``ctx.alerting.stop()``."""
+def start_alerting(ctx: Context, query_url: str | None = None, engine: str | None = None) -> AlertingStack:
+    """Start alerting beside the node against its metrics store (``ctx.metrics_store``: its
+    ``query_url`` and ``engine``, unless given) and make it ``ctx.alerting``; stop it with
+    ``ctx.alerting.stop()`` before the store stops."""
+    store = getattr(ctx, "metrics_store", None)
     if query_url is None:
-        query_url = str(ctx.metrics_store.query_url)  # type: ignore[attr-defined]  # the store branch's
-    stack = AlertingStack(ctx.settings, ctx.db, query_url)
+        if store is None:
+            raise RuntimeError("alerting needs the node's metrics store (ctx.metrics_store)")
+        query_url = str(store.query_url)
+    if engine is None:
+        engine = str(getattr(store, "engine", "victoriametrics"))
+    stack = AlertingStack(ctx.settings, ctx.db, query_url, engine=engine)
     stack.start()
     ctx.alerting = stack
     return stack

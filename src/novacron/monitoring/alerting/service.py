@@ -46,6 +46,8 @@ from novacron.service import Service
 
 M = TypeVar("M", AlertRule, AlertReceiver)
 MATCH_OPS = ("=", "!=", "=~", "!~")
+#: the store engine that applies ``extra_label`` to every selector of an expression
+ENFORCING = "victoriametrics"
 
 
 def owner_tenant(session: Session, principal: Principal, tenant_id: str | None) -> str | None:
@@ -166,6 +168,15 @@ class AlertRuleService(_Owned):
         if not DURATION.match(spec.for_):
             raise InvalidInput("for", "a duration like 0s, 30s or 5m")
         expr = build_expr(spec, tenant_id)
+        stack = self._ctx.alerting if self._ctx is not None else None
+        if (
+            spec.kind == "burn_rate"
+            and tenant_id is not None
+            and stack is not None
+            and stack.engine != ENFORCING
+        ):
+            # the tenant's whole expression is scoped by extra_label, which only VictoriaMetrics applies
+            raise InvalidInput("kind", f"burn_rate rules of tenants need the {ENFORCING} store")
         receiver_ids = [self._receiver(ref, tenant_id, n) for n, ref in enumerate(spec.receivers)]
         self._name_taken(AlertRule, tenant_id, spec.name, "alert rule")
         rule = AlertRule(
