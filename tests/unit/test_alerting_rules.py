@@ -59,6 +59,9 @@ def test_platform_labels_and_tenant_template_functions_are_refused() -> None:
     check_labels({}, {"s": "at {{ $value }} on {{ $labels.vm_id }}"}, tenant=True)
     with pytest.raises(InvalidInput):
         check_labels({}, {"s": '{{ query "up" }}'}, tenant=True)
+    with pytest.raises(InvalidInput) as bad:  # vmalert expands label values too
+        check_labels({"team": '{{ query "up" }}'}, {}, tenant=True)
+    assert bad.value.fields[0].field == "labels.team"
     check_labels({}, {"s": '{{ query "up" }}'}, tenant=False)  # administrators' rules read everything
 
 

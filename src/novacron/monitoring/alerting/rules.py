@@ -134,15 +134,18 @@ def build_expr(spec: RuleSpec, tenant_id: str | None) -> str:
 
 
 def check_labels(labels: dict[str, str], annotations: dict[str, str], *, tenant: bool) -> None:
-    """Refuse labels the platform owns and, for tenants, annotation templates beyond $value/$labels."""
+    """Refuse labels the platform owns and, for tenants, templates beyond $value and $labels."""
     for name in labels:
         if not LABEL_NAME.match(name) or name in _RESERVED or name.startswith(("novacron_", "__")):
             raise InvalidInput(f"labels.{name}", "not a label name a rule may set (reserved or invalid)")
-    for name, text in annotations.items():
+    for name in annotations:
         if not LABEL_NAME.match(name):
             raise InvalidInput(f"annotations.{name}", "not an annotation name")
-        if tenant and any(not _ALLOWED_TEMPLATE.match(t) for t in _TEMPLATE.findall(text)):
-            raise InvalidInput(f"annotations.{name}", "only {{ $value }} and {{ $labels.name }} may be used")
+    # vmalert expands templates in label values as well as in annotations
+    for part, texts in (("labels", labels), ("annotations", annotations)):
+        for name, text in texts.items():
+            if tenant and any(not _ALLOWED_TEMPLATE.match(t) for t in _TEMPLATE.findall(text)):
+                raise InvalidInput(f"{part}.{name}", "only {{ $value }} and {{ $labels.name }} may be used")
 
 
 def receivers_label(receiver_ids: Iterable[str]) -> str:

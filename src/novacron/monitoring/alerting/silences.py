@@ -138,10 +138,14 @@ class SilenceService(_EngineService):
         if not matchers:
             raise InvalidInput("matchers", "at least one matcher is required")
         starts = spec.starts_at or datetime.now(UTC)
+        try:
+            ends = starts + timedelta(seconds=spec.duration_s)
+        except OverflowError as exc:
+            raise InvalidInput("starts_at", "too far in the future") from exc
         body = {
             "matchers": [_am_matcher(m) for m in matchers],
             "startsAt": starts.isoformat(),
-            "endsAt": (starts + timedelta(seconds=spec.duration_s)).isoformat(),
+            "endsAt": ends.isoformat(),
             "createdBy": self.principal.username,
             "comment": spec.comment,
         }
