@@ -191,8 +191,12 @@ class AlertingStack:
         self.sync(reload=False)  # the files the engines start with
         self._unapplied.clear()
         self._spawn(self._listener.serve_forever, "alert-listener")
-        self.alertmanager.start()
-        self.vmalert.start()
+        try:
+            self.alertmanager.start()
+            self.vmalert.start()
+        except BaseException:
+            self.stop()
+            raise
         self._spawn(self._reconcile, "alert-sync")
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
@@ -206,7 +210,8 @@ class AlertingStack:
         self._wake.set()
         self.vmalert.stop()
         self.alertmanager.stop()
-        self._listener.shutdown()
+        if self._threads:  # the listener serves (shutdown() would wait forever otherwise)
+            self._listener.shutdown()
         self._listener.server_close()
         for thread in self._threads:
             thread.join(5)
