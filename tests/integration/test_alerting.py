@@ -5,17 +5,14 @@ stream; it resolves, a silence stops it, another tenant's identical rule never s
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
-import json
 import shutil
 import sqlite3
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +24,8 @@ from novacron.monitoring.alerting.engines import start_alerting
 from novacron.monitoring.process import SupervisedProcess, free_loopback_port
 from tests.conftest import in_process_app, require
 from tests.integration import egresslab
+from tests.integration.alertlab import SECRET, Inbox, verified, wait_for, webhook_posts
 
-SECRET = "whsec-0123456789abcdef"
 PASSWORD = "correct-horse-battery-9"
 CPU = "novacron_vm_cpu_seconds_total"
 MEMORY = "novacron_vm_guest_memory_available_bytes"
@@ -66,17 +63,6 @@ class SeriesWriter(threading.Thread):
 
 
 @dataclass
-class Inbox:
-    """An aiosmtpd handler keeping what it was sent."""
-
-    messages: list[tuple[float, list[str], str]] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append((time.time(), list(envelope.rcpt_tos), envelope.content.decode()))
-        return "250 OK"
-
-
-@dataclass
 class Env:
     admin: TestClient
     app: Any
@@ -104,9 +90,7 @@ class Env:
 
     def posts(self, path: str) -> list[dict[str, Any]]:
         """The webhook POSTs the receiver got on ``path``, oldest first."""
-        files = sorted(self.posts_dir.glob("*.json")) if self.posts_dir.exists() else []
-        records = [json.loads(f.read_text()) for f in files]
-        return [r for r in records if r["path"] == path]
+        return webhook_posts(self.posts_dir, path)
 
 
 def _victoria(tmp_path: Path) -> SupervisedProcess:
@@ -154,26 +138,6 @@ def env(tmp_path: Path) -> Iterator[Env]:
     finally:
         smtp.stop()
         victoria.stop()
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout_s: float = 60.0, every_s: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-
-
-def verified(post: dict[str, Any]) -> dict[str, Any]:
-    """The webhook's document, once its signature checks out against the receiver's secret."""
-    header = {k.lower(): v for k, v in post["headers"].items()}["novacron-signature"]
-    parts = dict(p.split("=", 1) for p in header.split(","))
-    expected = hmac.new(SECRET.encode(), f"{parts['t']}.{post['body']}".encode(), hashlib.sha256).hexdigest()
-    assert hmac.compare_digest(parts["v1"], expected), "bad webhook signature"
-    assert abs(time.time() - int(parts["t"])) < 300
-    document: dict[str, Any] = json.loads(post["body"])
-    return document
 
 
 def receivers(client: TestClient, env: Env, path: str, email: str | None = None) -> list[str]:
