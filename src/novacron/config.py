@@ -55,6 +55,14 @@ def _strategy(value: str) -> str:
     return value
 
 
+def _metrics_engine(value: str) -> str:
+    if value not in ("victoriametrics", "prometheus", "external"):
+        raise ValueError(
+            f"NOVACRON_METRICS_ENGINE must be 'victoriametrics', 'prometheus' or 'external', not {value!r}"
+        )
+    return value
+
+
 def _egress_allow(value: str) -> tuple[IPNetwork, ...]:
     from novacron.netguard import parse_networks
 
@@ -169,6 +177,15 @@ class Settings:
     smtp_starttls: bool = False
     smtp_user: str = ""
     smtp_password: str = field(default="", repr=False)
+    #: the metrics store (monitoring/store.py): "victoriametrics" or "prometheus" run by the node on
+    #: loopback with data under ``<state_dir>/metrics``, or "external" at the two URLs below
+    metrics_engine: str = "victoriametrics"
+    #: how long the embedded engine keeps samples (its own duration syntax: 30d, 12w, 1y)
+    metrics_retention: str = "30d"
+    #: an external store's Prometheus HTTP API base URL (``.../api/v1/query`` below it)
+    metrics_url: str = ""
+    #: an external store's remote-write URL
+    metrics_write_url: str = ""
 
     @property
     def images_dir(self) -> Path:
@@ -244,6 +261,10 @@ class Settings:
             smtp_user=_env("SMTP_USER", ""),
             smtp_password=_env("SMTP_PASSWORD", ""),
             kek_provider=_env("KEK_PROVIDER", "file"),
+            metrics_engine=_metrics_engine(_env("METRICS_ENGINE", "victoriametrics")),
+            metrics_retention=_env("METRICS_RETENTION", "30d"),
+            metrics_url=_env("METRICS_URL", ""),
+            metrics_write_url=_env("METRICS_WRITE_URL", ""),
             kek_options=tuple(
                 sorted(
                     (k[len("NOVACRON_KEK_") :].lower(), v)
