@@ -20,7 +20,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from novacron.identity.encryption import EncryptionService
+from novacron.identity.sealing import rotate
 from novacron.monitoring.alerting.engines import start_alerting
+from novacron.monitoring.alerting.notify import load_delivery
 from novacron.monitoring.process import SupervisedProcess, free_loopback_port
 from tests.conftest import in_process_app, require
 from tests.integration import egresslab
@@ -376,6 +379,15 @@ def test_a_receivers_secret_is_write_only_sealed_and_its_create_audited(tmp_path
         with sqlite3.connect(db_file) as conn:
             (sealed,) = conn.execute("SELECT signing_secret FROM alert_receivers").fetchone()
         assert sealed.startswith("nce1:")
+        # a KEK rotation re-wraps it, and the platform still opens it to sign
+        ctx = client.app.state.ctx  # type: ignore[attr-defined]
+        report = rotate(ctx.settings, ctx.db)
+        assert report.rewrapped >= 1 and not report.errors
+        delivery = load_delivery(ctx.db, ctx.settings, receiver_id)
+        assert delivery is not None and delivery.secret == SECRET
+        with sqlite3.connect(db_file) as conn:
+            (rewrapped,) = conn.execute("SELECT signing_secret FROM alert_receivers").fetchone()
+        assert rewrapped != sealed and EncryptionService.kek_of(rewrapped) == report.new_kek
 
 
 def test_bad_rules_and_receivers_are_refused_naming_the_field(tmp_path: Path) -> None:

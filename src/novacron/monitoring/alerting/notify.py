@@ -21,13 +21,15 @@ import logging
 import smtplib
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from novacron import events, netguard
+from novacron.db.base import utcnow
 from novacron.db.models import Alert, AlertReceiver
 from novacron.identity.encryption import encryption_for
 from novacron.monitoring.alerting.rules import RECEIVERS, RULE_ID, SCOPE, TENANT
@@ -40,6 +42,8 @@ log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "NovaCron-Signature"
 DELIVERY_TIMEOUT_S = 10.0
+#: how long a resolved alert's last state is kept
+KEEP_RESOLVED = timedelta(days=7)
 
 
 class DeliveryFailed(RuntimeError):
@@ -86,7 +90,11 @@ def public_alert(alert: dict[str, Any]) -> dict[str, Any]:
 
 
 def record_states(session: Session, payload: dict[str, Any]) -> int:
-    """Store each alert's notified state and publish an event for each change; returns how many."""
+    """Store each alert's notified state and publish an event for each change; returns how many.
+    Alerts resolved longer than ``KEEP_RESOLVED`` ago are forgotten (the events stay)."""
+    session.execute(
+        delete(Alert).where(Alert.state == "resolved", Alert.updated_at < utcnow() - KEEP_RESOLVED)
+    )
     changed = 0
     for alert in payload.get("alerts") or []:
         labels: dict[str, str] = alert.get("labels") or {}
