@@ -50,6 +50,7 @@ def _include_optional(app: FastAPI) -> None:
         backups,
         dr,
         encryption,
+        metrics_query,
         networks,
         ports,
         projects,
@@ -86,6 +87,7 @@ def _include_optional(app: FastAPI) -> None:
         routers,
         alerts,
         silences,
+        metrics_query,
     ):
         app.include_router(module.router)
     install_audit(app)
