@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from novacron.compute.consoles import ConsoleRelay
     from novacron.identity.pki import ServerTLS
     from novacron.identity.tokens import TokenService
+    from novacron.monitoring.alerting.engines import AlertingStack
     from novacron.monitoring.stack import MonitoringStack
     from novacron.monitoring.store import MetricsStore
     from novacron.tasks.leader import Leadership
@@ -41,13 +42,13 @@ class Context:
     settings: Settings
     db: Database
     tokens: TokenService
+    #: the platform's own metrics, served at ``GET /metrics``
+    platform_metrics: PlatformMetrics = field(default_factory=PlatformMetrics)
     #: each VM's samples of the last hour as reported (live readout; history is in the metrics store)
     live_samples: LiveSamples = field(default_factory=LiveSamples)
     #: the node's metrics store, its engines and the writer into it (None: no monitoring here,
     #: e.g. an in-process test app)
     monitoring: MonitoringStack | None = None
-    #: the platform's own metrics, served at ``GET /metrics``
-    platform_metrics: PlatformMetrics = field(default_factory=PlatformMetrics)
     tasks: TaskRunner | None = None
     #: the embedded node agent of an all-in-one node
     agent: AgentRuntime | None = None
@@ -57,6 +58,8 @@ class Context:
     console_relays: dict[str, ConsoleRelay] = field(default_factory=dict)
     #: controller name -> its leadership in this process (read by ``GET /healthz``)
     leaders: dict[str, Leadership] = field(default_factory=dict)
+    #: vmalert + Alertmanager beside this node (``monitoring.alerting.engines.start_alerting``)
+    alerting: AlertingStack | None = None
 
     @property
     def metrics_store(self) -> MetricsStore | None:

@@ -23,6 +23,8 @@ from novacron.context import AgentListener, Context
 from novacron.db.base import Database
 from novacron.identity.encryption import encryption_for
 from novacron.identity.pki import ServerTLS, ensure_server_tls
+from novacron.monitoring.alerting.engines import AlertingStack, start_alerting
+from novacron.monitoring.process import EngineFailed
 from novacron.private import set_private_umask
 
 
@@ -232,10 +234,23 @@ def main() -> None:
         servers.append(_listener(app, host, settings.agent_port, (tls.cert, tls.key), lifespan="off"))
     assert ctx.monitoring is not None
     ctx.monitoring.start()  # the metrics store answers before the agent's first report
+    alerting = _start_alerting(ctx)
     try:
         asyncio.run(_serve(servers))
     finally:
+        if alerting is not None:
+            alerting.stop()
         ctx.monitoring.stop()
+
+
+def _start_alerting(ctx: Context) -> AlertingStack | None:
+    """vmalert + Alertmanager on the metrics store (stopped before it); a node without the engines
+    installed runs without alerts (the alert APIs say so) rather than not at all."""
+    try:
+        return start_alerting(ctx)
+    except EngineFailed as exc:
+        logging.getLogger(__name__).warning("alerting is off: %s", exc)
+        return None
 
 
 async def _serve(servers: list[uvicorn.Server]) -> None:

@@ -22,6 +22,7 @@ from novacron.db.models.identity import (
     Tenant,
     User,
 )
+from novacron.db.models.monitoring import Alert, AlertReceiver, AlertRule
 from novacron.db.models.network import (
     FloatingIP,
     IPAllocation,
@@ -50,6 +51,9 @@ from novacron.db.models.quota import (
 )
 
 __all__ = [
+    "Alert",
+    "AlertReceiver",
+    "AlertRule",
     "LoginFailure",
     "VM",
     "Aggregate",
