@@ -46,11 +46,13 @@ def _include_optional(app: FastAPI) -> None:
     from novacron.api.audit import install_audit
     from novacron.api.routers import (
         aggregates,
+        alerts,
         audit,
         backup_policies,
         backups,
         dr,
         encryption,
+        metrics_query,
         networks,
         ports,
         projects,
@@ -59,6 +61,7 @@ def _include_optional(app: FastAPI) -> None:
         routers,
         security_groups,
         server_groups,
+        silences,
         tenants,
         tokens,
         usage,
@@ -84,6 +87,9 @@ def _include_optional(app: FastAPI) -> None:
         ports,
         security_groups,
         routers,
+        alerts,
+        silences,
+        metrics_query,
     ):
         app.include_router(module.router)
     install_audit(app)
