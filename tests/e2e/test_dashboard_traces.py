@@ -26,9 +26,8 @@ def traced_create(cluster: Cluster) -> Iterator[str]:
         trace_id = r.headers["x-trace-id"]
         assert wait_task(alpha, r.json()["task_id"], 180)["state"] == "succeeded"
         deadline = time.monotonic() + 30
-        while not any(
-            s["name"] == "task vm.create" for s in alpha.get(f"/v1/traces/{trace_id}").json()["spans"]
-        ):
+        whole = {"task vm.create", "agent launch", "agent wait_state"}
+        while not whole <= {s["name"] for s in alpha.get(f"/v1/traces/{trace_id}").json()["spans"]}:
             assert time.monotonic() < deadline, "the trace never became whole"
             time.sleep(0.2)
         yield trace_id
