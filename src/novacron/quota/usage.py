@@ -7,10 +7,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from novacron.compute.scope import scoped
 from novacron.db.base import new_id, utcnow
 from novacron.db.listing import ListParams, paginate
 from novacron.db.models import Budget, Price, Project, Tenant
+from novacron.db.resolve import scoped
 from novacron.errors import Forbidden, InvalidInput, NotFound, on_field
 from novacron.quota import billing, tree
 from novacron.quota.registry import RESOURCES
