@@ -61,6 +61,7 @@ class Kind:
 
 
 KINDS: dict[type[Any], Kind] = {
+    Project: Kind("project", "project_id", "/v1/projects"),
     VM: Kind("vm", "vm_id", "/v1/vms"),
     Image: Kind("image", "image_id", "/v1/images"),
     Flavor: Kind("flavor", "flavor_id", "/v1/flavors"),
