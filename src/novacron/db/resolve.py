@@ -39,6 +39,7 @@ from novacron.db.models import (
     ServerGroup,
     Subnet,
     Task,
+    Tenant,
 )
 from novacron.errors import Ambiguous, DomainError, InvalidInput, NotFound, on_field
 from novacron.identity.principal import Principal
@@ -61,6 +62,7 @@ class Kind:
 
 
 KINDS: dict[type[Any], Kind] = {
+    Tenant: Kind("tenant", "tenant_id", "/v1/tenants"),
     Project: Kind("project", "project_id", "/v1/projects"),
     VM: Kind("vm", "vm_id", "/v1/vms"),
     Image: Kind("image", "image_id", "/v1/images"),
@@ -117,6 +119,8 @@ def usable_in(stmt: Select[Any], model: Any, project: Project) -> Select[Any]:
 
 
 def _usable_by_tenant(stmt: Select[Any], model: Any, tenant_id: str | None) -> Select[Any]:
+    if model is Tenant:
+        return stmt.where(Tenant.id == tenant_id)
     if model is Image:
         return stmt.where(or_(Image.tenant_id == tenant_id, Image.public.is_(True)))
     if model is Network:  # shared and external networks are usable by every tenant
