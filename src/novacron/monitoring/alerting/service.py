@@ -21,14 +21,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from novacron import events, netguard
-from novacron.compute.scope import get_visible, scoped
 from novacron.db.base import new_id
 from novacron.db.listing import ListParams, paginate
-from novacron.db.models import AlertReceiver, AlertRule
+from novacron.db.models import AlertReceiver, AlertRule, Tenant
+from novacron.db.resolve import resolve, scoped
 from novacron.errors import Conflict, FieldError, InvalidInput, NameTaken, NotFound, Unavailable
 from novacron.identity.encryption import encryption_for
 from novacron.identity.principal import Principal
-from novacron.identity.scoping import find_tenant
 from novacron.monitoring.alerting.amconfig import RoutedReceiver, render_config
 from novacron.monitoring.alerting.engines import AMTOOL, VMALERT
 from novacron.monitoring.alerting.notify import signing_secret_aad
@@ -59,10 +58,10 @@ def owner_tenant(session: Session, principal: Principal, tenant_id: str | None) 
         return principal.tenant_id
     if tenant_id is None:
         return None
-    tenant = find_tenant(session, tenant_id)
-    if tenant is None:
-        raise _no_tenant(tenant_id)
-    return tenant.id
+    try:
+        return resolve(session, principal, Tenant, tenant_id).id
+    except NotFound:
+        raise _no_tenant(tenant_id) from None
 
 
 def owned_by(model: type[M], tenant_id: str | None) -> Any:
@@ -135,8 +134,8 @@ class _Owned(Service):
     model: type[Any]
     kind_name: str
 
-    def _get(self, model: type[M], ref: str, kind: str) -> M:
-        return get_visible(self.session, model, ref, self.principal, kind)
+    def _get(self, model: type[M], ref: str) -> M:
+        return resolve(self.session, self.principal, model, ref)
 
     def _name_taken(self, model: type[M], tenant_id: str | None, name: str, kind: str) -> None:
         if self.session.scalar(select(model.id).where(owned_by(model, tenant_id), model.name == name)):
@@ -159,7 +158,7 @@ class AlertRuleService(_Owned):
 
     def get(self, ref: str) -> AlertRule:
         """The rule of this id or name, if the caller sees it."""
-        return self._get(AlertRule, ref, "alert rule")
+        return self._get(AlertRule, ref)
 
     def create(self, spec: RuleSpec) -> AlertRule:
         """A new rule, checked field by field and then by vmalert's own parser."""
@@ -286,7 +285,7 @@ class AlertReceiverService(_Owned):
 
     def get(self, ref: str) -> AlertReceiver:
         """The receiver of this id or name, if the caller sees it."""
-        return self._get(AlertReceiver, ref, "alert receiver")
+        return self._get(AlertReceiver, ref)
 
     def create(self, spec: ReceiverSpec) -> AlertReceiver:
         """A new receiver; a webhook's URL must pass the egress guard, its secret is sealed."""
