@@ -12,3 +12,5 @@ import './dr.js';
 import './hosts.js';
 import './tasks.js';
 import './admin.js';
+import './alerts.js';
+import './alert_rules.js';
