@@ -190,6 +190,7 @@ def test_a_firing_alert_shows_and_is_silenced_from_its_row(env: Env, browser: An
         row = page.wait_for_selector("tr[data-alert=qemu-count][data-alert-state=firing]")
         text = row.inner_text()
         assert "info" in text and f"host={alert['labels']['host']}" in text, text
+        assert page_problems(b, "/alerts", "alerts-firing", "desktop", "light") == []
         row.query_selector("a:text-is('Silence')").click()
         b.ready()
         prefilled = page.input_value("#sil-matchers").splitlines()
@@ -199,6 +200,19 @@ def test_a_firing_alert_shows_and_is_silenced_from_its_row(env: Env, browser: An
         page.wait_for_selector("tr[data-silence-state=active]:has-text('known')")
         silences = admin.get("/v1/silences").json()["items"]
         assert any(s["comment"] == "known" and s["state"] == "active" for s in silences)
+
+        # disabled from the rules page, the rule stops firing; enabled again, it fires again
+        b.go("/alert-rules")
+        page.click("tr[data-rule=qemu-count] button:text-is('Disable')")
+        page.wait_for_selector("tr[data-rule=qemu-count] [data-state=disabled]")
+        assert admin.get(f"/v1/alert-rules/{r.json()['id']}").json()["enabled"] is False
+        b.go("/alerts")
+        page.wait_for_selector("tr[data-alert=qemu-count][data-alert-state=firing]", state="detached")
+        b.go("/alert-rules")
+        page.click("tr[data-rule=qemu-count] button:text-is('Enable')")
+        page.wait_for_selector("tr[data-rule=qemu-count] [data-state=enabled]")
+        b.go("/alerts")
+        page.wait_for_selector("tr[data-alert=qemu-count][data-alert-state=firing]", timeout=90_000)
         assert b.errors == []
         print(f"qemu-count fired {fired_s:.1f} s after its rule was created")
     finally:

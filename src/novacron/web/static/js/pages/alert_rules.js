@@ -79,7 +79,7 @@ function ruleForm(receivers, done) {
   const c = ruleControls(receivers);
   const hint = h('p', { class: 'hint', id: 'ar-kind-hint' });
   const rows = {
-    metric: field('ar-metric', 'Metric', c.metric, 'A series name, like novacron_vm_cpu_seconds_total.'),
+    metric: field('ar-metric', 'Metric', c.metric, 'A series name.'),
     function: field('ar-function', 'Function', c.function, 'rate for counters.'),
     window: field('ar-window', 'Window', c.window, 'The range read, like 30s or 5m.'),
     op: field('ar-op', 'Comparison', c.op),
@@ -136,6 +136,13 @@ registerPage({
     const canWrite = ctx.can('alert:write');
     const receivers = await listAll('/v1/alert-receivers', { sort: 'name' });
     const names = Object.fromEntries(receivers.map((r) => [r.id, r.name]));
+    const toggle = async (r) => {
+      try {
+        await request(`/v1/alert-rules/${r.id}`, { method: 'PATCH', body: { enabled: !r.enabled } });
+        toast(`Rule ${r.name} ${r.enabled ? 'disabled: its alerts resolve' : 'enabled'}.`);
+        await load();
+      } catch (err) { toast(err.message, 'bad'); }
+    };
     const load = async () => {
       const rules = await listAll('/v1/alert-rules', { sort: 'name' });
       clear(box, table([
@@ -146,15 +153,16 @@ registerPage({
         { label: 'Severity', cell: (r) => pill(r.severity, { critical: 'bad', warning: 'warn' }[r.severity]) },
         { label: 'Receivers', cell: (r) => r.receiver_ids.map((id) => names[id] || id.slice(0, 8)).join(', ') || '–' },
         { label: 'State', cell: (r) => pill(r.enabled ? 'enabled' : 'disabled', r.enabled ? 'ok' : 'idle') },
-        { label: 'Created', cell: (r) => timeEl(r.created_at) },
         ...(canWrite ? [{
-          label: 'Delete',
-          cell: (r) => h('button', { type: 'button', class: 'danger', 'aria-label': `Delete rule ${r.name}`, onclick: () => removeThing('rule', `/v1/alert-rules/${r.id}`, r, load) }, 'Delete'),
+          label: 'Actions',
+          cell: (r) => h('div', { class: 'row-actions' },
+            h('button', { type: 'button', 'aria-label': `${r.enabled ? 'Disable' : 'Enable'} rule ${r.name}`, onclick: () => toggle(r) }, r.enabled ? 'Disable' : 'Enable'),
+            h('button', { type: 'button', class: 'danger', 'aria-label': `Delete rule ${r.name}`, onclick: () => removeThing('rule', `/v1/alert-rules/${r.id}`, r, load) }, 'Delete')),
         }] : []),
       ], rules, { caption: 'Alert rules', empty: 'No alert rules yet.', rowAttrs: (r) => ({ 'data-rule': r.name }) }));
     };
     clear(ctx.main, pageHead('Alert rules', link('#/alerts', 'Alerts'), link('#/alert-receivers', 'Receivers')),
-      card('Rules', box),
+      card(null, box),
       canWrite ? card('New alert rule', ruleForm(receivers, load)) : null);
     await load();
   },
@@ -237,7 +245,7 @@ registerPage({
       ], receivers, { caption: 'Receivers', empty: 'No receivers yet.', rowAttrs: (r) => ({ 'data-receiver': r.name }) }));
     };
     clear(ctx.main, pageHead('Alert receivers', link('#/alert-rules', 'Rules')),
-      card('Receivers', box),
+      card(null, box),
       canWrite ? card('New receiver', receiverForm(load)) : null);
     await load();
   },

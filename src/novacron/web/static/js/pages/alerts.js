@@ -157,7 +157,7 @@ registerPage({
     };
     clear(ctx.main, pageHead('Silences', link('#/alerts', 'Alerts')),
       canWrite ? card('New silence', silenceForm(ctx, load)) : null,
-      card('Silences', box));
+      card(null, box));
     await load();
   },
 });
