@@ -1,8 +1,9 @@
 """The dashboard's alerting pages in Chromium, against a real node (its own VictoriaMetrics, vmalert
 and Alertmanager): receivers, rules (and a refused one), silences, tenancy, a platform alert firing.
 
-No guest is needed: a tenant's rules are made and listed, and the alert that fires is an
-administrator's rule on a host series every node writes (``novacron_host_qemu_processes``).
+No guest is needed: the tenant's alert that fires is an absence rule on its VMs' CPU series (it
+has no VM), the administrator's a threshold on a host series every node writes
+(``novacron_host_qemu_processes``).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class Env:
 @pytest.fixture(scope="module")
 def env() -> Iterator[Env]:
     srv = make_server(NOVACRON_EGRESS_ALLOW="10.254.0.0/16")
-    srv.start()
+    srv.start(timeout_s=120)  # the machine is shared: a start under load takes longer
     try:
         with srv.client() as admin:
             for name in ("alpha", "beta"):
@@ -116,7 +117,7 @@ def test_tenant_makes_a_receiver_a_rule_and_a_silence(env: Env, browser: Any) ->
             page.select_option("#ar-receivers", label="ops-hook (webhook)")
             page.click("form[aria-label='New alert rule'] button[type=submit]")
             row = page.wait_for_selector("tr[data-rule=cpu-high]")
-            assert "ops-hook" in row.inner_text() and "120 s" in row.inner_text()
+            assert "ops-hook" in row.inner_text() and "2.0 min" in row.inner_text()
             rule = api.get("/v1/alert-rules", params={"name": "cpu-high"}).json()["items"][0]
             assert rule["expr"].startswith("rate(novacron_vm_cpu_seconds_total{")
             assert rule["expr"].endswith("[30s]) >= 0.9")
@@ -126,15 +127,32 @@ def test_tenant_makes_a_receiver_a_rule_and_a_silence(env: Env, browser: Any) ->
                 [made[0]["id"]],
             )
 
-            # a silence: matchers prefilled from the link an alert row carries, then expired
-            alpha.go("/silences?m=alertname%3Dcpu-high")
-            assert page.input_value("#sil-matchers") == "alertname=cpu-high"
+            # an absence rule on the tenant's VM CPU series: alpha has no VM, so it fires at once
+            page.fill("#ar-name", "no-vms")
+            page.select_option("#ar-kind", "absence")
+            page.fill("#ar-metric", "novacron_vm_cpu_seconds_total")
+            page.fill("#ar-window", "30s")
+            page.click("form[aria-label='New alert rule'] button[type=submit]")
+            page.wait_for_selector("tr[data-rule=no-vms]:has-text('absent_over_time')")
+            alpha.go("/alerts")
+            row = page.wait_for_selector("tr[data-alert=no-vms][data-alert-state=firing]", timeout=90_000)
+            assert "warning" in row.inner_text()
+
+            # a silence made from the alert's row (its labels prefilled), then expired
+            row.query_selector("a:text-is('Silence')").click()
+            alpha.ready()
+            rule_id = api.get("/v1/alert-rules", params={"name": "no-vms"}).json()["items"][0]["id"]
+            prefilled = page.input_value("#sil-matchers").splitlines()
+            assert prefilled == ["alertname=no-vms", f"novacron_rule_id={rule_id}"], prefilled
             page.fill("#sil-comment", "maintenance window")
             page.click("form[aria-label='New silence'] button[type=submit]")
             row = page.wait_for_selector("tr[data-silence-state=active]:has-text('maintenance window')")
             silence_id = row.get_attribute("data-silence")
             stored = api.get(f"/v1/silences/{silence_id}").json()
-            assert {(m["name"], m["value"]) for m in stored["matchers"]} >= {("alertname", "cpu-high")}
+            assert {(m["name"], m["value"]) for m in stored["matchers"]} >= {
+                ("alertname", "no-vms"),
+                ("novacron_rule_id", rule_id),
+            }
             assert stored["state"] == "active"
             _confirm(page, f"tr[data-silence='{silence_id}'] button:text-is('Expire')")
             page.wait_for_selector(f"tr[data-silence='{silence_id}'][data-silence-state=expired]")
@@ -221,13 +239,17 @@ def test_a_firing_alert_shows_and_is_silenced_from_its_row(env: Env, browser: An
 
 def test_alert_pages_phone_and_desktop(env: Env, browser: Any) -> None:
     problems: list[str] = []
-    for size, viewport in (("phone", PHONE), ("desktop", DESKTOP)):
-        b = Browser(browser, env.server.url, viewport)
+    for size, viewport, scheme in (
+        ("phone", PHONE, "light"),
+        ("desktop", DESKTOP, "light"),
+        ("desktop", DESKTOP, "dark"),
+    ):
+        b = Browser(browser, env.server.url, viewport, scheme)
         try:
             b.login("alpha-ops", PASSWORD, tenant="alpha")
             for route in PAGES:
                 b.go(route)
-                problems += page_problems(b, route, f"alerts{route.replace('/', '-')}", size, "light")
+                problems += page_problems(b, route, f"alerts{route.replace('/', '-')}", size, scheme)
             assert b.errors == []
         finally:
             b.close()

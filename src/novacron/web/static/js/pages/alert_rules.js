@@ -4,7 +4,7 @@
 import { listAll, post, request } from '../api.js';
 import { registerPage } from '../registry.js';
 import { h, clear, card, confirmDialog, link, pageHead, table, timeEl, toast } from '../ui.js';
-import { field, onSubmit } from './common.js';
+import { field, fmtSeconds, onSubmit } from './common.js';
 import { MONITORING, fieldError, pill } from './alerts.js';
 
 const KINDS = [
@@ -149,7 +149,7 @@ registerPage({
         { label: 'Name', cell: (r) => h('strong', {}, r.name) },
         { label: 'Kind', cell: (r) => r.kind.replace(/_/g, ' ') },
         { label: 'Expression', cell: (r) => h('code', {}, r.expr) },
-        { label: 'For', cell: (r) => `${r.for_s} s` },
+        { label: 'For', cell: (r) => (r.for_s ? fmtSeconds(r.for_s) : 'at once') },
         { label: 'Severity', cell: (r) => pill(r.severity, { critical: 'bad', warning: 'warn' }[r.severity]) },
         { label: 'Receivers', cell: (r) => r.receiver_ids.map((id) => names[id] || id.slice(0, 8)).join(', ') || '–' },
         { label: 'State', cell: (r) => pill(r.enabled ? 'enabled' : 'disabled', r.enabled ? 'ok' : 'idle') },
@@ -235,7 +235,7 @@ registerPage({
         { label: 'Kind', cell: (r) => r.kind },
         { label: 'Target', cell: (r) => (r.kind === 'webhook' ? r.url : r.email_to) },
         { label: 'Signed', cell: (r) => (r.kind === 'webhook' ? (r.signing_secret_set ? 'yes (secret set)' : 'no') : '–') },
-        { label: 'Grouping', cell: (r) => `${r.group_by.join(', ') || 'each alert'} · repeat ${r.repeat_interval_s} s` },
+        { label: 'Grouping', cell: (r) => `${r.group_by.join(', ') || 'each alert'} · repeat every ${fmtSeconds(r.repeat_interval_s)}` },
         { label: 'Filters', cell: (r) => r.matchers.map((m) => `${m.name}${m.op}${m.value}`).join(', ') || '–' },
         { label: 'Created', cell: (r) => timeEl(r.created_at) },
         ...(canWrite ? [{

@@ -10,8 +10,8 @@ import { field, onSubmit } from './common.js';
 export const MONITORING = 'Monitoring';
 addSection(MONITORING, { before: 'Infrastructure' });
 
-/** Labels the platform sets on every alert: shown apart, never silenced on by hand. */
-const ROUTING = new Set(['alertname', 'severity', 'tenant_id', 'novacron_scope', 'novacron_rule_id', 'novacron_receivers']);
+/** Labels the platform or vmalert sets on every alert: shown apart, never silenced on by hand. */
+const ROUTING = new Set(['alertname', 'alertgroup', 'severity', 'tenant_id', 'novacron_scope', 'novacron_rule_id', 'novacron_receivers']);
 const SEVERITY_TONE = { critical: 'bad', warning: 'warn', info: 'info' };
 const ALERT_TONE = { firing: 'bad', pending: 'warn', resolved: 'ok' };
 
