@@ -147,7 +147,7 @@ class _Owned(Service):
 
 
 class AlertRuleService(_Owned):
-    """Create, read and delete alert rules."""
+    """Create, read, enable or disable, and delete alert rules."""
 
     def list(self, params: ListParams, *, name: str | None = None) -> tuple[list[AlertRule], str | None]:
         """One page of the rules the caller sees."""
@@ -209,6 +209,25 @@ class AlertRuleService(_Owned):
         self.session.flush()
         events.publish(
             self.session, "alert-rule.created", "alert-rule", rule.id, tenant_id=tenant_id, name=rule.name
+        )
+        self._wake()
+        return rule
+
+    def set_enabled(self, rule: AlertRule, enabled: bool) -> AlertRule:
+        """Turn a rule on or off: a disabled rule leaves the engines' files (its alerts resolve)
+        and keeps its definition, so enabling it again evaluates it afresh."""
+        if rule.enabled == enabled:
+            return rule
+        rule.enabled = enabled
+        self.session.flush()
+        events.publish(
+            self.session,
+            "alert-rule.updated",
+            "alert-rule",
+            rule.id,
+            tenant_id=rule.tenant_id,
+            name=rule.name,
+            enabled=enabled,
         )
         self._wake()
         return rule

@@ -13,3 +13,5 @@ import './hosts.js';
 import './tasks.js';
 import './traces.js';
 import './admin.js';
+import './alerts.js';
+import './alert_rules.js';
