@@ -186,6 +186,14 @@ class Settings:
     metrics_url: str = ""
     #: an external store's remote-write URL
     metrics_write_url: str = ""
+    #: score VM series with the streaming anomaly detector on the write path (monitoring/anomaly_feed.py)
+    anomaly_detection: bool = True
+    #: the anomaly score from which a VM series' crossing is a ``vm.anomaly`` event
+    anomaly_event_threshold: float = 0.5
+    #: how long a new series learns (its daily pattern) before it is scored (sample time)
+    anomaly_learning_s: float = 86_400.0
+    #: the least time between two ``vm.anomaly`` events of one VM
+    anomaly_event_interval_s: float = 300.0
 
     @property
     def images_dir(self) -> Path:
@@ -265,6 +273,10 @@ class Settings:
             metrics_retention=_env("METRICS_RETENTION", "30d"),
             metrics_url=_env("METRICS_URL", ""),
             metrics_write_url=_env("METRICS_WRITE_URL", ""),
+            anomaly_detection=_env("ANOMALY_DETECTION", "1") == "1",
+            anomaly_event_threshold=float(_env("ANOMALY_EVENT_THRESHOLD", "0.5")),
+            anomaly_learning_s=float(_env("ANOMALY_LEARNING_S", "86400")),
+            anomaly_event_interval_s=float(_env("ANOMALY_EVENT_INTERVAL_S", "300")),
             kek_options=tuple(
                 sorted(
                     (k[len("NOVACRON_KEK_") :].lower(), v)
