@@ -52,9 +52,15 @@ GAUGES = ("guest_mem_available_bytes",)
 MAX_VMS = 100_000
 
 
-def _number(sample: Mapping[str, Any], key: str) -> float | None:
-    value = sample.get(key)
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+_NUMBERS = frozenset((int, float))
+_CPU = tuple((key, VM_SERIES[key]) for key in CPU_COUNTERS)
+_BYTES = tuple((key, VM_SERIES[key]) for key in BYTE_COUNTERS)
+_GAUGES = tuple((key, VM_SERIES[key]) for key in GAUGES)
+
+
+def _number(value: object) -> float | None:
+    """``value`` if it is a number (not None, not a bool, not a string), else None."""
+    return float(cast(float, value)) if type(value) in _NUMBERS else None
 
 
 class _VmCounters:
@@ -81,34 +87,37 @@ class RateDeriver:
 
     def derive(self, vm_id: str, host_id: str, sample: Mapping[str, Any]) -> list[tuple[str, float, float]]:
         """(series name, unix s, value) of each scored series this sample gives."""
-        t = _number(sample, "time")
+        t = _number(sample.get("time"))
         if t is None or t <= 0:
             return []
         state = self._vms.get(vm_id)
         if state is None or state.host_id != host_id:  # a moved VM's counters start again
             state = self._vms[vm_id] = _VmCounters(host_id)
+        cpu = _CPU[0] if _number(sample.get(_CPU[0][0])) is not None else _CPU[1]
         out: list[tuple[str, float, float]] = []
-        cpu = next((key for key in CPU_COUNTERS if _number(sample, key) is not None), None)
-        for key in (cpu, *BYTE_COUNTERS) if cpu else BYTE_COUNTERS:
-            rate = self._rate(state, key, t, _number(sample, key))
+        for key, name in (cpu, *_BYTES):
+            rate = self._rate(state.last, key, t, _number(sample.get(key)))
             if rate is not None:
-                out.append((VM_SERIES[key], t, rate))
-        for key in GAUGES:
-            value = _number(sample, key)
+                out.append((name, t, rate))
+        for key, name in _GAUGES:
+            value = _number(sample.get(key))
             if value is not None:
-                out.append((VM_SERIES[key], t, value))
+                out.append((name, t, value))
         return out
 
-    def _rate(self, state: _VmCounters, key: str, t: float, value: float | None) -> float | None:
+    def _rate(
+        self, last: dict[str, tuple[float, float]], key: str, t: float, value: float | None
+    ) -> float | None:
         if value is None:
             return None
-        previous = state.last.get(key)
-        if previous is not None and t <= previous[0]:
-            return None  # out of order or repeated: keep the newer baseline
-        state.last[key] = (t, value)
+        previous = last.get(key)
         if previous is None:
+            last[key] = (t, value)
             return None
         dt = t - previous[0]
+        if dt <= 0:
+            return None  # out of order or repeated: keep the newer baseline
+        last[key] = (t, value)
         if dt > self.max_gap_s or value < previous[1]:
             return None  # a gap, or a counter reset: start again from this sample
         return (value - previous[1]) / dt
