@@ -194,6 +194,8 @@ class Settings:
     anomaly_learning_s: float = 86_400.0
     #: the least time between two ``vm.anomaly`` events of one VM
     anomaly_event_interval_s: float = 300.0
+    #: the resolution of the scored series: rates are means over this long (monitoring/anomaly_feed.py)
+    anomaly_step_s: float = 10.0
 
     @property
     def images_dir(self) -> Path:
@@ -277,6 +279,7 @@ class Settings:
             anomaly_event_threshold=float(_env("ANOMALY_EVENT_THRESHOLD", "0.5")),
             anomaly_learning_s=float(_env("ANOMALY_LEARNING_S", "86400")),
             anomaly_event_interval_s=float(_env("ANOMALY_EVENT_INTERVAL_S", "300")),
+            anomaly_step_s=float(_env("ANOMALY_STEP_S", "10")),
             kek_options=tuple(
                 sorted(
                     (k[len("NOVACRON_KEK_") :].lower(), v)

@@ -58,7 +58,11 @@ class Env:
 def env(tmp_path: Path) -> Iterator[Env]:
     require(shutil.which("vmalert") is not None, "vmalert is not installed (scripts/setup.sh)")
     require(shutil.which("prometheus-alertmanager") is not None, "prometheus-alertmanager is not installed")
-    settings = {"anomaly_learning_s": float(LEARNING_S), "anomaly_event_threshold": 0.5}
+    settings = {
+        "anomaly_learning_s": float(LEARNING_S),
+        "anomaly_event_threshold": 0.5,
+        "anomaly_step_s": 1.0,
+    }
     with (
         victoriametrics(tmp_path) as endpoint,
         in_process_app(tmp_path / "state", **settings) as (client, password, _db),

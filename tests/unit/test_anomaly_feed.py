@@ -35,6 +35,18 @@ def test_counters_become_per_second_rates_and_gauges_stay_values() -> None:
     assert got[1] == {CPU: 0.5, RX: 2000.0, MEM: 4e8}
 
 
+def test_a_rate_is_the_mean_over_a_step_and_a_gauge_is_taken_once_a_step() -> None:
+    deriver = RateDeriver(step_s=10)
+    cpu = [0.0, 1.0, 1.5, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 5.0, 5.5]  # one sample a second
+    got = rates(
+        deriver,
+        [{"time": T0 + i, "vcpu_time_s": v, "guest_mem_available_bytes": 1e8 + i} for i, v in enumerate(cpu)],
+    )
+    assert got[0] == {MEM: 1e8} and got[10] == {CPU: 0.5, MEM: 1e8 + 10}
+    assert all(g == {} for g in got[1:10]) and got[11] == {}
+    assert deriver.max_gap_s == 60
+
+
 def test_the_process_cpu_is_scored_when_there_is_no_vcpu_time() -> None:
     got = rates(RateDeriver(), [{"time": T0, "cpu_time_s": 1.0}, {"time": T0 + 1, "cpu_time_s": 1.25}])
     assert got == [{}, {PROCESS_CPU: 0.25}]
@@ -98,7 +110,7 @@ def busy_then_spike(feed: AnomalyFeed, vm: str, tenancy: tuple[str, str], n: int
 
 def test_scores_are_series_with_the_vms_tenancy_and_a_spike_is_one_event() -> None:
     sink = Sink()
-    feed = AnomalyFeed(sink, None, threshold=0.5, learning_seconds=60, event_interval_s=3600)
+    feed = AnomalyFeed(sink, None, threshold=0.5, learning_seconds=60, event_interval_s=3600, step_s=1)
     found = busy_then_spike(feed, "vm-a", ("tenant-a", "project-a"), 300, spike_at=250)
     assert len(found) == 1
     anomaly = found[0]

@@ -53,6 +53,7 @@ class MonitoringStack:
             settings.anomaly_event_threshold,
             settings.anomaly_learning_s,
             settings.anomaly_event_interval_s,
+            settings.anomaly_step_s,
         )
         return self
 
