@@ -67,12 +67,13 @@ def _number(value: object) -> float | None:
 
 
 class _VmCounters:
-    """A VM's host and the last (time, value) of each of its counters."""
+    """A VM's host, when its next sample is due, and the last (time, value) of each counter."""
 
-    __slots__ = ("host_id", "last")
+    __slots__ = ("host_id", "last", "next_t")
 
     def __init__(self, host_id: str) -> None:
         self.host_id = host_id
+        self.next_t = 0.0
         self.last: dict[str, tuple[float, float]] = {}
 
 
@@ -80,13 +81,16 @@ class RateDeriver:
     """The scored series of each VM sample: counter rates from consecutive samples, and gauges.
 
     Args:
-        step_s: the resolution of the scored series: a rate is the mean over at least this long
-            (the samples in between only wait), a gauge is taken once per step.
+        step_s: the resolution of the scored series: a VM's samples are taken once per step (the
+            ones in between are skipped at the cost of a lookup), so a rate is the mean over at
+            least a step.
         max_gap_s: two samples further apart than this give no rate (an average over a gap is
             not comparable with the rates around it); default three steps, at least a minute.
     """
 
     def __init__(self, step_s: float = 1.0, max_gap_s: float | None = None) -> None:
+        if step_s <= 0:
+            raise ValueError("step_s must be positive")
         self.step_s = step_s
         self.max_gap_s = max_gap_s if max_gap_s is not None else max(60.0, 3 * step_s)
         self._vms: dict[str, _VmCounters] = {}
@@ -99,6 +103,9 @@ class RateDeriver:
         state = self._vms.get(vm_id)
         if state is None or state.host_id != host_id:  # a moved VM's counters start again
             state = self._vms[vm_id] = _VmCounters(host_id)
+        elif t < state.next_t:
+            return []  # within the step, or out of order
+        state.next_t = t + self.step_s
         cpu = _CPU[0] if _number(sample.get(_CPU[0][0])) is not None else _CPU[1]
         out: list[tuple[str, float, float]] = []
         for key, name in (cpu, *_BYTES):
@@ -107,16 +114,9 @@ class RateDeriver:
                 out.append((name, t, rate))
         for key, name in _GAUGES:
             value = _number(sample.get(key))
-            if value is not None and self._gauge_due(state.last, key, t, value):
+            if value is not None:
                 out.append((name, t, value))
         return out
-
-    def _gauge_due(self, last: dict[str, tuple[float, float]], key: str, t: float, value: float) -> bool:
-        previous = last.get(key)
-        if previous is not None and t - previous[0] < self.step_s:
-            return False
-        last[key] = (t, value)
-        return True
 
     def _rate(
         self, last: dict[str, tuple[float, float]], key: str, t: float, value: float | None
@@ -124,15 +124,10 @@ class RateDeriver:
         if value is None:
             return None
         previous = last.get(key)
+        last[key] = (t, value)
         if previous is None:
-            last[key] = (t, value)
             return None
         dt = t - previous[0]
-        if dt <= 0:
-            return None  # out of order or repeated: keep the newer baseline
-        if dt < self.step_s and value >= previous[1]:
-            return None  # within the step: the rate will be the mean over the whole step
-        last[key] = (t, value)
         if dt > self.max_gap_s or value < previous[1]:
             return None  # a gap, or a counter reset: start again from this sample
         return (value - previous[1]) / dt
@@ -283,8 +278,11 @@ class AnomalyFeed:
             owner = tenancy.get(vm_id)
             if owner is None:
                 continue
+            derived = self.rates.derive(vm_id, host_id, sample)
+            if not derived:  # most samples: within a step
+                continue
             series = self._score_series(vm_id, host_id, owner)
-            for metric, t, value in self.rates.derive(vm_id, host_id, sample):
+            for metric, t, value in derived:
                 score = self.monitor.observe((vm_id, metric), t, value)
                 one = series.get(metric) or self._new_series(series, vm_id, host_id, owner, metric)
                 out.append((one, int(t * 1000), score))
