@@ -1,8 +1,12 @@
-"""Anomalies on the write path, end to end on real engines: a VM's agent samples go through
-``ctx.monitoring.record`` (as ``record_report`` hands them) of an in-process app whose store is a
-real VictoriaMetrics; after a short learning period a CPU spike gives a ``vm.anomaly`` event that
-its tenant sees and another does not, a ``novacron_anomaly_score`` series the tenant reads through
-the query API, and an alert of kind ``anomaly`` evaluated by vmalert, routed by Alertmanager."""
+"""Anomalies on the write path, end to end on real engines.
+
+A shaped series: a VM's agent samples go through ``ctx.monitoring.record`` (as ``record_report``
+hands them) of an in-process app whose store is a real VictoriaMetrics; after a short learning
+period a CPU spike gives a ``vm.anomaly`` event that its tenant sees and another does not, a
+``novacron_anomaly_score`` series the tenant reads through the query API, and an alert of kind
+``anomaly`` evaluated by vmalert, routed by Alertmanager. And a real node (simulated driver, whose
+series cannot be shaped): its VM's scores reach the node's own store, labelled by the control
+plane, and deleting the VM goes through the feed."""
 
 from __future__ import annotations
 
@@ -22,9 +26,19 @@ from novacron.monitoring.alerting.engines import start_alerting
 from novacron.monitoring.series import SeriesMap
 from novacron.monitoring.stack import MonitoringStack
 from novacron.monitoring.store import MetricsStore
-from tests.conftest import in_process_app, require
+from tests.conftest import (
+    Guest,
+    destroy_server,
+    import_guest_image,
+    in_process_app,
+    make_server,
+    require,
+    tenant_user,
+    wait_task,
+)
 from tests.integration.alertlab import wait_for
 from tests.integration.metrics_engines import victoriametrics
+from tests.integration.test_metrics_store import store_url, wait_query
 
 PASSWORD = "correct-horse-battery-9"
 CPU = "novacron_vm_cpu_seconds_total"
@@ -169,3 +183,51 @@ def test_a_cpu_spike_is_an_event_a_score_series_and_an_alert_of_its_tenant_only(
         lambda: alpha.get("/v1/events", params={"types": "alert.firing"}).json()["items"],
     )
     assert firing(beta) == [] and beta.get("/v1/events", params={"types": "alert.*"}).json()["items"] == []
+
+
+def test_a_nodes_vm_series_are_scored_into_its_store(guest: Guest) -> None:
+    server = make_server(NOVACRON_COMPUTE_DRIVER="simulated", NOVACRON_ANOMALY_STEP_S="1")
+    server.start(timeout_s=90)
+    try:
+        with server.client() as admin:
+            import_guest_image(admin, guest)
+            member, project_id = tenant_user(admin, server, "scored")
+            tenant_id = admin.get(f"/v1/projects/{project_id}").json()["tenant_id"]
+        with member:
+            body = {"name": "scored", "image": "test-guest", "flavor": "tiny", "project_id": project_id}
+            r = member.post("/v1/vms", json=body)
+            assert r.status_code == 202, r.text
+            assert wait_task(member, r.json()["task_id"])["state"] == "succeeded"
+            vm = member.get(f"/v1/vms/{r.json()['vm']['id']}").json()
+            url = store_url(server, "victoriametrics")
+            metrics = {
+                "novacron_vm_cpu_seconds_total",  # the simulated driver reports vCPU time
+                "novacron_vm_disk_read_bytes_total",
+                "novacron_vm_disk_written_bytes_total",
+                "novacron_vm_network_receive_bytes_total",
+                "novacron_vm_network_transmit_bytes_total",
+                "novacron_vm_guest_memory_available_bytes",
+            }
+            selector = f'novacron_anomaly_score{{vm_id="{vm["id"]}"}}'
+            found = wait_for(
+                "every scored series",
+                lambda: len(scored := wait_query(url, selector)) == len(metrics) and scored,
+                60,
+            )
+            for series in found:
+                labels = dict(series["metric"])
+                assert labels.pop("metric") in metrics
+                assert labels == {
+                    "__name__": "novacron_anomaly_score",
+                    "vm_id": vm["id"],
+                    "tenant_id": tenant_id,
+                    "project_id": project_id,
+                    "host_id": vm["host_id"],
+                }
+                assert float(series["value"][1]) == 0.0  # a day of learning first (the default)
+            r = member.delete(f"/v1/vms/{vm['id']}")
+            assert r.status_code == 202, r.text
+            assert wait_task(member, r.json()["task_id"])["state"] == "succeeded"
+        assert "anomaly scoring failed" not in server.log_path.read_text()
+    finally:
+        destroy_server(server)
