@@ -50,8 +50,8 @@ CPU_COUNTERS = ("vcpu_time_s", "cpu_time_s")
 BYTE_COUNTERS = ("disk_read_bytes", "disk_write_bytes", "net_rx_bytes", "net_tx_bytes")
 #: report keys of the gauges scored as they are
 GAUGES = ("guest_mem_available_bytes",)
-#: the most VMs whose counters and score series are kept; beyond, they are dropped whole (a VM
-#: gone without a delete, e.g. its host removed, is never forgotten one by one)
+#: the most VMs whose counters, score series and event clocks are kept; beyond, they are dropped
+#: whole (a VM gone without a delete, e.g. with its host, is never forgotten one by one)
 MAX_VMS = 100_000
 
 
@@ -273,6 +273,7 @@ class AnomalyFeed:
         anomalies: list[VmAnomaly] = []
         if len(self._series) > MAX_VMS:
             self._series.clear()
+            self._last_event.clear()
             self.rates = RateDeriver(self.rates.step_s, self.rates.max_gap_s)
         for vm_id, sample in samples.items():
             owner = tenancy.get(vm_id)
