@@ -16,10 +16,16 @@ data directory and port), so every case pays for creating the same new series.
    ``/api/v1/import/prometheus`` (text formatted outside the timing).
 4. ``remote write -> prometheus``: case 2 against Prometheus's remote-write receiver.
 5. ``platform -> prometheus``: case 1 with Prometheus as the store.
+6. ``platform + anomaly -> victoriametrics``: case 1 with the anomaly feed on (as a node runs it):
+   each report is also queued for ``AnomalyFeed``, whose thread derives each VM's rates (10 s
+   steps, the default), scores them and queues ``novacron_anomaly_score`` samples for the same
+   writer; timed until the feed and the writer are both drained. The samples/s count the
+   contract samples in, as in case 1.
 
 Each store is then asked ``count({__name__=~"novacron_vm_.+"})`` and the samples of one series
-name (``count_over_time``) to check that every sample arrived. Last, the agent's collection cost: the host
-sampler (psutil, once per host per second), timed in process.
+name (``count_over_time``) to check that every sample arrived. Last, in process: the anomaly feed's
+CPU per VM sample (scoring in its thread; queueing in the report path) at 10 s and 1 s steps, and
+the agent's collection cost: the host sampler (psutil, once per host per second).
 
 Run: .venv/bin/python bench/bench_ingest.py [--vms 1000] [--seconds 100] [--batch 10000]
 """
@@ -38,10 +44,14 @@ from common import load, machine
 
 from novacron.agent.hoststats import HostSampler
 from novacron.monitoring import remote_write
+from novacron.monitoring.anomaly_feed import AnomalyFeed
 from novacron.monitoring.process import SupervisedProcess, free_loopback_port
 from novacron.monitoring.series import VM_SERIES, SeriesMap
 from novacron.monitoring.store import EngineConfig, MetricsStore, embedded_engine, embedded_store
 from novacron.monitoring.writer import SeriesWriter
+
+#: the resolution the anomaly feed scores at: the node's default (``anomaly_step_s``)
+STEP_S = 10.0
 
 
 def reports(n_vms: int, seconds: int) -> list[tuple[dict[str, dict[str, Any]], dict[str, tuple[str, str]]]]:
@@ -66,13 +76,21 @@ def start_engine(engine: str, root: Path) -> tuple[SupervisedProcess, MetricsSto
     return process, embedded_store(engine, port)
 
 
-def platform_path(store: MetricsStore, data: list[Any]) -> float:
+def platform_path(store: MetricsStore, data: list[Any], anomaly: bool = False) -> float:
     series = SeriesMap(lambda host_id: "bench-host")
     writer = SeriesWriter(store, max_pending=100_000_000)
+    feed = AnomalyFeed(writer.submit, None, 0.5, 0, step_s=STEP_S) if anomaly else None
     writer.start()
+    if feed is not None:
+        feed.start()
     started = time.perf_counter()
     for samples, tenancy in data:
         writer.submit(series.vm_samples("host-1", samples, tenancy))
+        if feed is not None:
+            feed.submit("host-1", samples, tenancy)
+    if feed is not None:
+        assert feed.flush(600), "the anomaly feed did not drain"
+        feed.stop()
     assert writer.flush(600), "the writer did not drain"
     elapsed = time.perf_counter() - started
     writer.stop()
@@ -138,6 +156,26 @@ def arrived(
             break
         time.sleep(1)
     return f"{found[0]:,.0f} series, {found[1]:,.0f} samples of one name"
+
+
+def anomaly_cost(data: list[Any], step_s: float) -> str:
+    """The anomaly feed's CPU per VM sample: scoring (its thread) and queueing (the report path)."""
+    feed = AnomalyFeed(lambda samples: None, None, 0.5, 0, step_s=step_s, max_pending=len(data))
+    n_vm_samples = sum(len(samples) for samples, _tenancy in data)
+    cpu = time.process_time()
+    for samples, tenancy in data:
+        feed.score("host-1", samples, tenancy)
+    score_us = (time.process_time() - cpu) / n_vm_samples * 1e6
+    cpu = time.process_time()
+    for samples, tenancy in data:
+        feed.submit("host-1", samples, tenancy)
+    queue_us = (time.process_time() - cpu) / len(data) * 1e6
+    per_series = score_us * n_vm_samples / feed.scored
+    return (
+        f"anomaly feed, step {step_s:g} s: {score_us:.1f} us CPU per VM sample in its thread "
+        f"({feed.scored:,} series samples scored, {per_series:.1f} us each); "
+        f"{queue_us:.1f} us per report in the report path"
+    )
 
 
 def collection_cost(root: Path) -> str:
@@ -210,6 +248,16 @@ def main() -> None:
             data,
         )
         run_case("platform -> prometheus", "prometheus", root, lambda s: platform_path(s, data), n, data)
+        run_case(
+            "platform + anomaly -> victoriametrics",
+            "victoriametrics",
+            root,
+            lambda s: platform_path(s, data, anomaly=True),
+            n,
+            data,
+        )
+        print(anomaly_cost(data, STEP_S))
+        print(anomaly_cost(data, 1.0))
         print(collection_cost(root))
 
 

@@ -193,6 +193,16 @@ class Settings:
     trace_retention_hours: float = 24.0
     #: ... and at most this many (NOVACRON_TRACE_MAX_SPANS), the oldest dropped first
     trace_max_spans: int = 100_000
+    #: score VM series with the streaming anomaly detector on the write path (monitoring/anomaly_feed.py)
+    anomaly_detection: bool = True
+    #: the anomaly score from which a VM series' crossing is a ``vm.anomaly`` event
+    anomaly_event_threshold: float = 0.5
+    #: how long a new series learns (its daily pattern) before it is scored (sample time)
+    anomaly_learning_s: float = 86_400.0
+    #: the least time between two ``vm.anomaly`` events of one VM
+    anomaly_event_interval_s: float = 300.0
+    #: the resolution of the scored series: rates are means over this long (monitoring/anomaly_feed.py)
+    anomaly_step_s: float = 10.0
 
     @property
     def images_dir(self) -> Path:
@@ -275,6 +285,11 @@ class Settings:
             otlp_endpoint=_env("OTLP_ENDPOINT", ""),
             trace_retention_hours=float(_env("TRACE_RETENTION_HOURS", "24")),
             trace_max_spans=int(_env("TRACE_MAX_SPANS", "100000")),
+            anomaly_detection=_env("ANOMALY_DETECTION", "1") == "1",
+            anomaly_event_threshold=float(_env("ANOMALY_EVENT_THRESHOLD", "0.5")),
+            anomaly_learning_s=float(_env("ANOMALY_LEARNING_S", "86400")),
+            anomaly_event_interval_s=float(_env("ANOMALY_EVENT_INTERVAL_S", "300")),
+            anomaly_step_s=float(_env("ANOMALY_STEP_S", "10")),
             kek_options=tuple(
                 sorted(
                     (k[len("NOVACRON_KEK_") :].lower(), v)

@@ -226,6 +226,8 @@ def forget_vm(ctx: Context, s: Any, vm: VM) -> None:
     )
     s.delete(vm)
     ctx.live_samples.forget(vm.id)
+    if ctx.monitoring is not None:
+        ctx.monitoring.forget_vm(vm.id)
 
 
 async def remove_vm(ctx: Context, task: Task, vm_id: str, key: str) -> None:

@@ -2,8 +2,9 @@
 
 ``MonitoringStack.for_node`` reads the settings: the embedded VictoriaMetrics (default) or
 Prometheus on a loopback port with data under ``<state_dir>/metrics/<engine>``, or an external
-store at two URLs. Other engines (vmalert, Alertmanager) join with ``add`` before ``start``; they
-start after the store, in the order added, and stop before it.
+store at two URLs; and, unless ``anomaly_detection`` is off, the anomaly feed that scores VM series
+beside the writer (``anomaly_feed.py``). Other engines (vmalert, Alertmanager) join with ``add``
+before ``start``; they start after the store, in the order added, and stop before it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from novacron.config import Settings
 from novacron.db.base import Database
 from novacron.db.models import Host
 from novacron.errors import InvalidInput
+from novacron.monitoring.anomaly_feed import AnomalyFeed
 from novacron.monitoring.process import SupervisedProcess, free_loopback_port
 from novacron.monitoring.series import SeriesMap, Tenancy
 from novacron.monitoring.store import EngineConfig, MetricsStore, embedded_engine, embedded_store
@@ -28,17 +30,41 @@ log = logging.getLogger(__name__)
 
 class MonitoringStack:
     """The metrics store, the engine processes the node supervises, and the writer feeding the store
-    from agents' reports (``record``)."""
+    from agents' reports (``record``); ``anomaly``, when given, scores the reports' VM series."""
 
-    def __init__(self, store: MetricsStore, series: SeriesMap, processes: list[SupervisedProcess]) -> None:
+    def __init__(
+        self,
+        store: MetricsStore,
+        series: SeriesMap,
+        processes: list[SupervisedProcess],
+        anomaly: AnomalyFeed | None = None,
+    ) -> None:
         self.store = store
         self.series = series
         self.processes = processes
         self.writer = SeriesWriter(store)
+        self.anomaly = anomaly
+
+    def with_anomaly_feed(self, settings: Settings, db: Database | None) -> MonitoringStack:
+        """Score the VM series of the reports with the settings' detector; events go to ``db``."""
+        self.anomaly = AnomalyFeed(
+            self.writer.submit,
+            db,
+            settings.anomaly_event_threshold,
+            settings.anomaly_learning_s,
+            settings.anomaly_event_interval_s,
+            settings.anomaly_step_s,
+        )
+        return self
 
     @classmethod
     def for_node(cls, settings: Settings, db: Database) -> MonitoringStack:
         """The stack the settings name (not started)."""
+        stack = cls._store_for(settings, db)
+        return stack.with_anomaly_feed(settings, db) if settings.anomaly_detection else stack
+
+    @classmethod
+    def _store_for(cls, settings: Settings, db: Database) -> MonitoringStack:
         series = SeriesMap(lambda host_id: _host_name(db, host_id))
         if settings.metrics_engine == "external":
             if not settings.metrics_url or not settings.metrics_write_url:
@@ -65,10 +91,15 @@ class MonitoringStack:
             process.log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             process.start()
         self.writer.start()
+        if self.anomaly is not None:
+            self.anomaly.start()
         log.info("metrics store: %s at %s", self.store.engine, self.store.query_url)
 
     def stop(self) -> None:
-        """Send what is queued (briefly), stop the writer, then the engines, last started first."""
+        """Score and send what is queued (briefly), stop the writer, then the engines, last started
+        first."""
+        if self.anomaly is not None:
+            self.anomaly.stop()
         self.writer.stop()
         for process in reversed(self.processes):
             process.stop()
@@ -81,11 +112,18 @@ class MonitoringStack:
         host_sample: Mapping[str, Any] | None,
     ) -> None:
         """Queue a host's report for the store: its VMs' series (labelled with the tenancy the
-        database gave) and its own host series. Never waits on the store."""
+        database gave) and its own host series, and for the anomaly feed. Never waits on either."""
         samples = self.series.vm_samples(host_id, vm_samples, tenancy)
         if host_sample:
             samples += self.series.host_samples(host_id, host_sample)
         self.writer.submit(samples)
+        if self.anomaly is not None and vm_samples:
+            self.anomaly.submit(host_id, vm_samples, tenancy)
+
+    def forget_vm(self, vm_id: str) -> None:
+        """Drop what the pipeline keeps of a deleted VM (its detectors' state)."""
+        if self.anomaly is not None:
+            self.anomaly.forget_vm(vm_id)
 
 
 def _host_name(db: Database, host_id: str) -> str:
