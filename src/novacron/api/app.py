@@ -57,6 +57,7 @@ def _include_optional(app: FastAPI) -> None:
         routers,
         security_groups,
         server_groups,
+        slo,
         tenants,
         tokens,
         usage,
@@ -82,6 +83,7 @@ def _include_optional(app: FastAPI) -> None:
         ports,
         security_groups,
         routers,
+        slo,
     ):
         app.include_router(module.router)
     install_audit(app)

@@ -23,9 +23,11 @@ VIEW = frozenset(
         "reservation:read",
         "usage:read",
         "network:read",
+        "slo:read",
     }
 )
 MEMBER = VIEW | {
+    "slo:write",
     "vm:create",
     "vm:update",
     "vm:delete",

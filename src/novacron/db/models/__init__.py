@@ -48,8 +48,12 @@ from novacron.db.models.quota import (
     QuotaTemplate,
     QuotaUsage,
 )
+from novacron.db.models.slo import SLO, Probe, ProbeResult
 
 __all__ = [
+    "SLO",
+    "Probe",
+    "ProbeResult",
     "LoginFailure",
     "VM",
     "Aggregate",
