@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PROBE_CONTROLLER = "probe runner"
+PROBE_CONTROLLER = "novacron.probes"
 _NETNS_DIR = "/run/netns"
 #: checks running at once (each is a short-lived thread in its vantage namespace)
 _PARALLEL = 16
@@ -60,7 +60,7 @@ class Vantage:
 def vantage_points(session: Session) -> dict[str, Vantage]:
     """network id -> where its probes run from (networks with neither DHCP nor a router: absent)."""
     layout = Layout(session)
-    host_names = dict(session.execute(select(Host.id, Host.name)).tuples())
+    host_names: dict[str, str] = {h: name for h, name in session.execute(select(Host.id, Host.name))}
     out: dict[str, Vantage] = {}
     for router_id, networks in layout.router_networks.items():
         host = host_names.get(layout.router_host.get(router_id, ""))
@@ -100,7 +100,7 @@ class ProbeRunner:
 
     def __init__(self, ctx: Context, tick_s: float = 1.0) -> None:
         self.ctx = ctx
-        self.loop = ControllerLoop(PROBE_CONTROLLER, [Job("probes", self.run_due)], tick_s=tick_s)
+        self.loop = ControllerLoop("probe runner", [Job("probes", self.run_due)], tick_s=tick_s)
         self._pool = ThreadPoolExecutor(_PARALLEL, thread_name_prefix="probe")
 
     def run_due(self) -> int:
@@ -134,7 +134,7 @@ class ProbeRunner:
 
     def _due(self, s: Session) -> list[_Due]:
         now = utcnow()
-        last = dict(s.execute(select(ProbeResult.probe_id, ProbeResult.checked_at)).tuples())
+        last = {p: at for p, at in s.execute(select(ProbeResult.probe_id, ProbeResult.checked_at))}
         probes = [
             p
             for p in s.scalars(select(Probe).where(Probe.enabled.is_(True)))
@@ -143,11 +143,8 @@ class ProbeRunner:
         if not probes:
             return []
         points = vantage_points(s)
-        network_of = dict(
-            s.execute(
-                select(Port.id, Port.network_id).where(Port.id.in_([p.port_id for p in probes]))
-            ).tuples()
-        )
+        ports = select(Port.id, Port.network_id).where(Port.id.in_([p.port_id for p in probes]))
+        network_of: dict[str, str] = {port: network for port, network in s.execute(ports)}
         return [
             _Due(p.id, p.tenant_id, p.project_id, check_of(p), points.get(network_of.get(p.port_id, "")))
             for p in probes
