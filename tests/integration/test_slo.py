@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import secrets
 import subprocess
@@ -320,7 +321,7 @@ def firing(victoria: str, expr: str, start: float, end: float) -> list[float]:
 
 
 def test_the_page_alert_fires_on_a_failing_probe_and_not_on_one_flap(
-    dark: tuple[httpx.Client, dict[str, Any]], victoria: str
+    dark: tuple[httpx.Client, dict[str, Any]], victoria: str, tmp_path: Path
 ) -> None:
     client, vm = dark
     t0 = ts("2026-12-02T00:00:00")
@@ -351,3 +352,44 @@ def test_the_page_alert_fires_on_a_failing_probe_and_not_on_one_flap(
     selector = f'novacron_probe_success{{tenant_id="{flappy["tenant_id"]}",probe_id="{flappy["id"]}"}}'
     short = f"(1 - avg_over_time({selector}[5m])) / 0.001 > 14.4"
     assert firing(victoria, short, t0 - 900, t0)
+
+    # the same rules through vmalert itself: its replay mode evaluates them over the past 15 minutes
+    # every 10 s, as it would have live, and writes the alerts it raised back as ALERTS series
+    # (10 minutes of failure also pass 6x over 6 h and 30 min: the slow page fires as well)
+    raised = replay_alerts(victoria, rules, t0 - 900, t0, tmp_path)
+    assert raised == {"slo-steady-page-fast", "slo-steady-page-slow", "slo-steady-ticket"}, raised
+
+
+def iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def replay_alerts(
+    victoria: str, rules: dict[str, dict[str, str]], start: float, end: float, tmp: Path
+) -> set[str]:
+    """The names of the alerts vmalert raises evaluating ``rules`` from ``start`` to ``end``."""
+    binary = "/usr/bin/vmalert"
+    require(os.path.exists(binary), "vmalert (Debian victoria-metrics)")
+    group = [{"alert": name, "expr": expr} for slo in rules.values() for name, expr in slo.items()]
+    rule_file = tmp / "slo-rules.yml"
+    rule_file.write_text(json.dumps({"groups": [{"name": "slo", "interval": "10s", "rules": group}]}))
+    subprocess.run(
+        [
+            binary,
+            f"-rule={rule_file}",
+            f"-datasource.url={victoria}",
+            f"-remoteWrite.url={victoria}",
+            f"-replay.timeFrom={iso(start)}",
+            f"-replay.timeTo={iso(end)}",
+            "-replay.disableProgressBar",
+            "-httpListenAddr=127.0.0.1:0",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    httpx.get(f"{victoria}/internal/force_flush", timeout=60).raise_for_status()
+    names_seen = set(rules["steady"]) | set(rules["flappy"])
+    query = 'count_over_time(ALERTS{alertstate="firing"}[20m])'
+    data = httpx.get(f"{victoria}/api/v1/query", params={"query": query, "time": end + 60}, timeout=30).json()
+    return {s["metric"]["alertname"] for s in data["data"]["result"]} & names_seen

@@ -231,7 +231,9 @@ def get_slo(slo_id: str, response: Response, slos: SLOReader) -> SLOOut:
 
 @router.get("/v1/slos/{slo_id}/status", response_model=SLOStatusOut)
 def slo_status(
-    slo_id: str, slos: SLOReader, at: float | None = Query(None, description="unix time (default: now)")
+    slo_id: str,
+    slos: SLOReader,
+    at: float | None = Query(None, ge=0, le=4102444800, description="unix time (default: now)"),
 ) -> SLOStatusOut:
     return SLOStatusOut.of(slos.status(slos.get(slo_id), at))
 

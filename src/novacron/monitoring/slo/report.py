@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from novacron.errors import InvalidInput
+from novacron.errors import InvalidInput, on_field
 from novacron.monitoring.slo.promql import Indicator
 from novacron.monitoring.slo.store import SeriesStore, scalar_of
 
@@ -48,13 +48,13 @@ def month_bounds(month: str) -> tuple[float, float]:
     """``2026-11`` -> its first second and the first second of the next month (unix s, UTC)."""
     try:
         start = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
+        nxt = (
+            start.replace(year=start.year + 1, month=1)
+            if start.month == 12
+            else start.replace(month=start.month + 1)
+        )
     except ValueError:
-        raise InvalidInput("month", "a month as YYYY-MM") from None
-    nxt = (
-        start.replace(year=start.year + 1, month=1)
-        if start.month == 12
-        else start.replace(month=start.month + 1)
-    )
+        raise on_field(InvalidInput, "month", "a month as YYYY-MM", part="query") from None
     return start.timestamp(), nxt.timestamp()
 
 
