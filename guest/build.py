@@ -32,9 +32,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 CMDLINE = "console=ttyS0 quiet panic=-1"
 DISK_SIZE = "64M"
-#: modules the guest loads, by name; their dependencies are added automatically
+#: modules the guest loads, by name; their dependencies are added automatically.
+#: virtio_balloon reports the guest's own memory figures (QMP ``guest-stats``) for monitoring
 WANTED_MODULES = [
-    "virtio_pci", "virtio_blk", "virtio_net", "virtio_console", "crc32c_generic", "ext4", "isofs", "button", "evdev", "pvpanic_mmio",
+    "virtio_pci", "virtio_blk", "virtio_net", "virtio_console", "virtio_balloon", "crc32c_generic", "ext4", "isofs",
+    "button", "evdev", "pvpanic_mmio",
 ]
 #: apt package -> a command it provides
 APT_NEEDS = {

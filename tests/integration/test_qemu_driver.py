@@ -162,6 +162,7 @@ def test_observe_and_sample_running(env: Env) -> None:
     s = asyncio.run(drv.sample(VM))
     assert s is not None
     assert s.cpu_time_s > 0.5 and s.rss_bytes > 50 << 20
+    assert 0 < s.vcpu_time_s < s.cpu_time_s  # the guest's own CPU: its vCPU threads
     assert s.disk_write_bytes > 0 and s.disk_write_ops > 0  # the user-data wrote /dev/vda
     tap = drv.tap_name(VM)
     assert tap and Path(f"/sys/class/net/{tap}/master").resolve().name == env.bridge
@@ -321,6 +322,11 @@ def test_live_migration_between_two_drivers(env: Env) -> None:
                 assert time.monotonic() < deadline, buf
                 with contextlib.suppress(TimeoutError):
                     buf += s.recv(4096)
+        # the destination's new process reports the guest's memory too (its statistics timer armed)
+        deadline = time.monotonic() + 30
+        while (sample := asyncio.run(dst.sample(iid))) and sample.guest_mem_total_bytes is None:
+            assert time.monotonic() < deadline, f"no guest memory statistics after the migration: {sample}"
+            time.sleep(0.2)
         assert asyncio.run(dst.shutdown(iid, 30)) is True
         assert read_disk_head(dst.disk_path(iid)).startswith(mark.encode())  # the disk came along
     finally:

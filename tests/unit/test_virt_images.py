@@ -55,7 +55,9 @@ def test_refuses_text_and_odd_sizes(tmp_path: Path) -> None:
 
 def test_proc_helpers(tmp_path: Path) -> None:
     me = os.getpid()
-    assert procs.cpu_time_s(me) > 0 and procs.rss_bytes(me) > 0
+    assert procs.cpu_times(me)[0] > 0 and procs.rss_bytes(me) > 0
+    total_s, main_thread_s = procs.cpu_times(me, {me})  # the main thread's id is the pid
+    assert 0 < main_thread_s <= total_s
     pidfile = tmp_path / "x.pid"
     pidfile.write_text(f"{me}\n")
     # our own command line does not carry the pidfile path: a recycled pid is not trusted

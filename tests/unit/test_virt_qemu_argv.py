@@ -40,6 +40,9 @@ def test_argv_has_the_essentials(tmp_path: Path) -> None:
     assert f"ifname={d.tap_name(s.id)}" in line and "mac=52:54:00:aa:bb:cc" in line
     assert "-kernel /k/vmlinux -initrd /k/initrd -append console=ttyS0" in line
     assert "web-1" in line  # the name is sanitised for -name
+    # the balloon (guest memory statistics) is the last device: the others keep their PCI slots
+    devices = [argv[n + 1] for n, arg in enumerate(argv) if arg == "-device"]
+    assert devices[-1] == "virtio-balloon-pci,id=balloon0" and devices[-2].startswith("virtio-net-pci")
     for p in (d.pidfile(s.id), d.qmp_socket(s.id), d.console_socket(s.id)):
         assert len(str(p)) < 107
 

@@ -41,6 +41,12 @@ def test_lifecycle_and_counters(tmp_path: Path) -> None:
         await asyncio.sleep(0.05)
         s2 = await d.sample("a")
         assert s1 and s2 and s2.cpu_time_s > s1.cpu_time_s and s2.disk_write_bytes >= s1.disk_write_bytes
+        # the guest's CPU (vCPU threads) grows and stays below the emulator process's
+        assert s1.vcpu_time_s < s2.vcpu_time_s < s2.cpu_time_s
+        # memory as the guest sees it: within its RAM, free <= available <= total
+        total, available = s2.guest_mem_total_bytes, s2.guest_mem_available_bytes
+        free = s2.guest_mem_free_bytes
+        assert total and available and free and free <= available <= total <= spec("a").ram_mb << 20
         await d.pause("a")
         assert (await d.observe("a")).power_state == PowerState.PAUSED
         await d.resume("a")

@@ -149,7 +149,13 @@ class Observation:
 
 @dataclass(frozen=True)
 class MetricsSample:
-    """One resource sample of an instance: CPU time, memory, disk and NIC counters."""
+    """One resource sample of an instance: CPU time, memory, disk and NIC counters.
+
+    ``cpu_time_s`` and ``rss_bytes`` are the hypervisor process's (emulation and I/O threads
+    included); ``vcpu_time_s`` is the guest's own CPU (its vCPU threads) and the ``guest_mem_*``
+    figures are memory as the guest sees it (virtio-balloon statistics), None until the guest has
+    reported them (no balloon driver in the guest, or not booted that far yet).
+    """
 
     time: float
     cpu_time_s: float
@@ -160,10 +166,14 @@ class MetricsSample:
     disk_write_ops: int
     net_rx_bytes: int
     net_tx_bytes: int
+    vcpu_time_s: float
+    guest_mem_total_bytes: int | None = None
+    guest_mem_available_bytes: int | None = None
+    guest_mem_free_bytes: int | None = None
 
     def as_dict(self) -> dict[str, float | int]:
-        """The sample as plain JSON numbers, as agents report it."""
-        return dict(self.__dict__)
+        """The sample as plain JSON numbers, as agents report it: a figure not known is left out."""
+        return {key: value for key, value in self.__dict__.items() if value is not None}
 
 
 class ComputeDriver(abc.ABC):

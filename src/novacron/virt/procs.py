@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 from novacron.virt.accel import cpu_flags, read_cpuinfo
@@ -50,21 +51,25 @@ def live_pid(pidfile: Path) -> int | None:
     return pid
 
 
-def cpu_time_s(pid: int) -> float:
-    """utime + stime of every thread of ``pid`` (vCPU threads included), in seconds."""
-    ticks = 0
+def cpu_times(pid: int, threads: Collection[int] = ()) -> tuple[float, float]:
+    """utime + stime in seconds of every live thread of ``pid``, and of those among ``threads``
+    (the vCPU threads), from one pass over ``/proc/<pid>/task``."""
+    total = chosen = 0
     try:
         tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
-        return 0.0
+        return 0.0, 0.0
     for task in tasks:
         try:
             fields = _stat_fields((task / "stat").read_text())
         except OSError:
             continue
         # fields[0] is state (field 3); utime and stime are fields 14 and 15
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / CLK_TCK
+        ticks = int(fields[11]) + int(fields[12])
+        total += ticks
+        if int(task.name) in threads:
+            chosen += ticks
+    return total / CLK_TCK, chosen / CLK_TCK
 
 
 def rss_bytes(pid: int) -> int:

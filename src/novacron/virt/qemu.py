@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from novacron.private import mkdir_private, private_tree, touch_private, write_private
-from novacron.virt import blockstream, coldmove, images, migration, netdev, nics, procs
+from novacron.virt import blockstream, coldmove, images, migration, netdev, nics, procs, sampling
 from novacron.virt.accel import choose_accelerator, kvm_probe
 from novacron.virt.base import (
     BackupView,
@@ -49,7 +49,7 @@ from novacron.virt.base import (
 from novacron.virt.cidata import render_meta_data, write_cidata_iso
 from novacron.virt.migration import MigrationSettings, MigrationStats, MigrationTarget
 from novacron.virt.netdev import argv_taps
-from novacron.virt.qmp import QmpUnavailable, qmp_call
+from novacron.virt.qmp import QmpUnavailable, qmp_call, qmp_session
 
 if TYPE_CHECKING:
     from novacron.virt.cbt import PointInTime
@@ -121,6 +121,7 @@ class QemuDriver(ComputeDriver):
         self.storage_id = procs.shared_storage_id(self.shared_dir) if self.shared_dir else ""
         #: instance id -> the taps its QEMU opened (known from its command line)
         self._taps: dict[str, list[str]] = {}
+        self._sampler = sampling.Sampler()
 
     # ---- paths -------------------------------------------------------------------------------
 
@@ -295,6 +296,9 @@ class QemuDriver(ComputeDriver):
             else:
                 argv += ["-netdev", "user,id=net0"]
             argv += ["-device", f"virtio-net-pci,netdev=net0,id=net0-dev,mac={spec.mac}"]
+        # the guest reports its own memory through the balloon's statistics; last, so the PCI slots
+        # of the devices above stay where they were before VMs had it (their NICs keep their names)
+        argv += sampling.BALLOON_ARGS
         if spec.kernel_path:
             argv += ["-kernel", str(spec.kernel_path)]
             if spec.initrd_path:
@@ -453,8 +457,9 @@ class QemuDriver(ComputeDriver):
             if self.instance_dir(instance_id).exists():
                 return Observation(PowerState.SHUTOFF)
             return Observation(PowerState.ABSENT)
-        try:
-            res = await qmp_call(self.qmp_socket(instance_id), "query-status", timeout_s=5.0)
+        try:  # every second for every VM, as the sample: the lean session
+            async with qmp_session(self.qmp_socket(instance_id), timeout_s=5.0) as qmp:
+                res = await qmp.execute("query-status")
         except QmpUnavailable:
             if self.pid(instance_id) is None:  # exited while we asked
                 return await self.observe(instance_id)
@@ -536,6 +541,7 @@ class QemuDriver(ComputeDriver):
     async def forget(self, instance_id: str) -> None:
         await self.power_off(instance_id)
         self._taps.pop(instance_id, None)
+        self._sampler.forget(instance_id)
         tap = netdev.tap_name(instance_id, self.tap_salt)
         await asyncio.to_thread(netdev.delete_link, tap)  # pyroute2 runs its own loop: not in ours
         for run_file in (self.qmp_socket, self.console_socket, self.qga_socket, self.pidfile):
@@ -567,31 +573,5 @@ class QemuDriver(ComputeDriver):
         pid = self.pid(instance_id)
         if pid is None:
             return None
-        rd = wr = rd_ops = wr_ops = 0
-        try:
-            for dev in await self._qmp(instance_id, "query-blockstats") or []:
-                if dev.get("device") == "vda" or dev.get("qdev", "").startswith("vda"):
-                    st = dev.get("stats", {})
-                    rd, wr = int(st.get("rd_bytes", 0)), int(st.get("wr_bytes", 0))
-                    rd_ops, wr_ops = int(st.get("rd_operations", 0)), int(st.get("wr_operations", 0))
-                    break
-        except QmpUnavailable:
-            pass
-        rx = tx = 0
-        for tap in self._instance_taps(instance_id):
-            if netdev.sys_has(tap):  # the cheap way, when /sys shows this namespace's devices
-                tap_rx, tap_tx = netdev.nic_counters(tap)
-            else:
-                tap_rx, tap_tx = await asyncio.to_thread(netdev.nic_counters_netlink, tap)
-            rx, tx = rx + tap_rx, tx + tap_tx
-        return MetricsSample(
-            time=time.time(),
-            cpu_time_s=procs.cpu_time_s(pid),
-            rss_bytes=procs.rss_bytes(pid),
-            disk_read_bytes=rd,
-            disk_write_bytes=wr,
-            disk_read_ops=rd_ops,
-            disk_write_ops=wr_ops,
-            net_rx_bytes=rx,
-            net_tx_bytes=tx,
-        )
+        taps = self._instance_taps(instance_id)
+        return await self._sampler.sample(self.qmp_socket(instance_id), instance_id, pid, taps)

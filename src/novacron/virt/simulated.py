@@ -205,16 +205,27 @@ class SimulatedDriver(ComputeDriver):
         seed = int(hashlib.sha256(instance_id.encode()).hexdigest()[:8], 16)
         load = 0.05 + (seed % 60) / 100
         inst.disk_written = int(t * 40_000 * load)
+        vcpu_time_s = t * inst.spec.vcpus * load
+        ram = inst.spec.ram_mb * (1 << 20)
+        # the guest's kernel keeps ~5 % of its RAM; it uses more the busier it is; a third of what
+        # is available is page cache (available but not free)
+        guest_total = int(ram * 0.95)
+        guest_available = int(guest_total * (0.8 - load))
         return MetricsSample(
             time=time.time(),
-            cpu_time_s=t * inst.spec.vcpus * load,
-            rss_bytes=int(inst.spec.ram_mb * (1 << 20) * min(1.0, 0.3 + load)),
+            # the emulator's own threads (I/O, main loop) add a tenth to the guest's CPU
+            cpu_time_s=vcpu_time_s * 1.1,
+            rss_bytes=int(ram * min(1.0, 0.3 + load)),
             disk_read_bytes=int(t * 100_000 * load),
             disk_write_bytes=inst.disk_written,
             disk_read_ops=int(t * 25 * load),
             disk_write_ops=int(t * 10 * load),
             net_rx_bytes=int(t * 20_000 * load),
             net_tx_bytes=int(t * 10_000 * load),
+            vcpu_time_s=vcpu_time_s,
+            guest_mem_total_bytes=guest_total,
+            guest_mem_available_bytes=guest_available,
+            guest_mem_free_bytes=guest_available * 2 // 3,
         )
 
     def console_socket(self, instance_id: str) -> Path:
