@@ -84,7 +84,13 @@ def victoria(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def server(guest: Guest, victoria: str) -> Iterator[Server]:
     require(os.geteuid() == 0, "root: the linux network backend and namespaces")
-    srv = make_server(**SIM, NOVACRON_METRICS_URL=victoria)
+    # the node's store is this VictoriaMetrics (an ``external`` one), so the test reads what it wrote
+    store = {
+        "NOVACRON_METRICS_ENGINE": "external",
+        "NOVACRON_METRICS_URL": victoria,
+        "NOVACRON_METRICS_WRITE_URL": f"{victoria}/api/v1/write",
+    }
+    srv = make_server(**SIM, **store)
     srv.start(timeout_s=120)
     try:
         with srv.client() as admin:
