@@ -399,3 +399,71 @@ def replay_alerts(
     query = 'count_over_time(ALERTS{alertstate="firing"}[20m])'
     data = httpx.get(f"{victoria}/api/v1/query", params={"query": query, "time": end + 60}, timeout=30).json()
     return {s["metric"]["alertname"] for s in data["data"]["result"]} & names_seen
+
+
+def test_a_latency_slo_counts_only_fast_successes(
+    dark: tuple[httpx.Client, dict[str, Any]], victoria: str
+) -> None:
+    client, vm = dark
+    probe = new_probe(client, vm, "latency", 60)
+    r = client.post(
+        "/v1/slos",
+        json={
+            "name": "fast-api",
+            "probe_id": "latency",
+            "indicator": "latency",
+            "latency_threshold_s": 0.2,
+            "target_percent": 90,
+            "window_days": 1,
+        },
+    )
+    assert r.status_code == 201, r.text
+    slo = r.json()
+    end = ts("2026-12-03T00:00:00")
+    labels = f'probe_id="{probe["id"]}",tenant_id="{probe["tenant_id"]}",project_id="{probe["project_id"]}"'
+    lines = []
+    for i in range(1440):  # one day, a run a minute: every 10th slow, every 20th (other) failed fast
+        t = int((end - 86400 + 60 * (i + 1)) * 1000)
+        slow, failed = i % 10 == 0, i % 20 == 5
+        lines.append(f"novacron_probe_success{{{labels}}} {0 if failed else 1} {t}")
+        lines.append(f"novacron_probe_duration_seconds{{{labels}}} {0.5 if slow else 0.01} {t}")
+    import_series(victoria, lines)
+    status = client.get(f"/v1/slos/{slo['id']}/status", params={"at": end}).json()
+    assert status["sli"] == pytest.approx(1 - 144 / 1440 - 72 / 1440, abs=1e-3), status
+    assert status["budget_consumed"] == pytest.approx(0.15 / 0.1, abs=0.01)
+
+
+def test_probe_and_slo_rules(server: Server, dark: tuple[httpx.Client, dict[str, Any]]) -> None:
+    client, vm = dark
+    base = {"vm_id": vm["vm_id"], "interval_s": 10}
+    refused = [
+        ({**base, "name": "a", "kind": "icmp", "target_port": 80}, "target_port"),
+        ({**base, "name": "a", "kind": "tcp", "target_port": 80, "body_contains": "x"}, "body_contains"),
+        ({**base, "name": "a", "kind": "smtp", "target_port": 25}, "kind"),
+        ({**base, "name": "a", "kind": "tcp", "target_port": 80, "port_id": "nope"}, "port_id"),
+    ]
+    for body, field in refused:
+        r = client.post("/v1/probes", json=body)
+        assert r.status_code in (404, 422) and field in r.text, (body, r.text)
+    probe = new_probe(client, vm, "kept", 10)
+    assert client.post("/v1/probes", json={**base, "name": "kept", "kind": "icmp"}).status_code == 409
+    r = client.post(
+        "/v1/slos", json={"name": "l", "probe_id": "kept", "indicator": "latency", "target_percent": 99}
+    )
+    assert r.status_code == 422 and "latency_threshold_s" in r.text
+    slo = new_slo(client, probe, "kept-slo", 99.5)
+    assert slo["target_percent"] == 99.5 and slo["window_days"] == 30
+    assert client.delete(f"/v1/probes/{probe['id']}").status_code == 409  # an SLO measures it
+    with server.client() as admin:
+        other, _ = tenant_user(admin, server, "slo-other")
+        assert admin.get("/v1/slo-report", params={"month": "2026-11"}).status_code == 422  # which tenant?
+    assert other.get(f"/v1/slos/{slo['id']}").status_code == 404
+    assert other.get(f"/v1/slos/{slo['id']}/status").status_code == 404
+    assert (
+        other.post("/v1/slos", json={"name": "x", "probe_id": probe["id"], "target_percent": 99}).status_code
+        == 404
+    )
+    assert "kept-slo" not in other.get("/v1/slo-report", params={"month": "2026-11", "format": "csv"}).text
+    assert client.delete(f"/v1/slos/{slo['id']}").status_code == 204
+    assert client.delete(f"/v1/probes/{probe['id']}").status_code == 204
+    assert client.get(f"/v1/probes/{probe['id']}").status_code == 404
