@@ -44,7 +44,12 @@ class _NodeStore:
         self._series = importlib.import_module("novacron.monitoring.remote_write").Series
 
     def write_points(self, points: Sequence[Point]) -> None:
-        self.store.write([(self._series(name, labels), ms, value) for name, labels, ms, value in points])
+        try:
+            self.store.write([(self._series(name, labels), ms, value) for name, labels, ms, value in points])
+        except Unavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a refusal's class depends on the engine; all mean "not stored"
+            raise Unavailable(f"The metrics store did not take the probe results: {exc}") from exc
 
     def query(self, promql: str, at: float | None = None) -> Any:
         return self.store.query(promql, at)
