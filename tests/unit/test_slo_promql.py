@@ -52,3 +52,15 @@ def test_month_bounds_and_failure_periods() -> None:
     assert month_bounds("2026-02")[1] - month_bounds("2026-02")[0] == 28 * 86400
     points = [(10.0, 1.0), (20.0, 0.0), (30.0, 0.0), (40.0, 1.0), (50.0, 0.0)]
     assert _failing_periods(points, 10) == [Incident(10.0, 30.0), Incident(40.0, 50.0)]
+
+
+def test_probe_run_requests_travel_as_json_and_a_missing_namespace_measures_nothing() -> None:
+    import json
+
+    from novacron.agent.protocol import ProbeCheck, ProbeRun, encode, parse
+    from novacron.monitoring.slo.checks import Check, run_many
+
+    request = ProbeRun((ProbeCheck("nc0000-dabc", Check("http", "10.0.0.5", 8080, "/h", 204, "ok", 1.5)),))
+    assert parse("probe_run", json.loads(json.dumps(encode(request)))) == request
+    (outcome,) = run_many([("nc-no-such-namespace", Check("icmp", "10.0.0.5"))])
+    assert not outcome.success and not outcome.measured and "no namespace" in (outcome.error or "")

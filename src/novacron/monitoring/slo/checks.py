@@ -18,6 +18,7 @@ import ssl
 import struct
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 KINDS = ("icmp", "tcp", "http", "https")
@@ -47,6 +48,8 @@ class Outcome:
     success: bool
     duration_s: float
     error: str | None = None
+    #: False when the check could not run at all (no vantage point): no sample of the tenant's service
+    measured: bool = True
 
 
 class CheckFailed(Exception):
@@ -66,22 +69,37 @@ def enter_netns(name: str) -> None:
 
 def run_in_netns(netns: str, check: Check) -> Outcome:
     """Run ``check`` from inside namespace ``netns``; never raises (a failure is an ``Outcome``)."""
-    result: list[Outcome] = []
+    return run_many([(netns, check)])[0]
 
-    def body() -> None:
+
+def run_many(items: Sequence[tuple[str, Check]]) -> list[Outcome]:
+    """Run each ``(netns, check)`` at once, each in its own thread inside its namespace."""
+    results: list[Outcome | None] = [None] * len(items)
+
+    def body(i: int, netns: str, check: Check) -> None:
+        if not os.path.exists(f"/run/netns/{netns}"):
+            results[i] = Outcome(False, 0.0, f"no namespace {netns} on this host", measured=False)
+            return
         try:
             enter_netns(netns)
         except OSError as exc:
-            result.append(Outcome(False, 0.0, f"cannot enter the vantage namespace: {exc.strerror}"))
+            results[i] = Outcome(False, 0.0, f"cannot enter {netns}: {exc.strerror}", measured=False)
             return
-        result.append(run_here(check))
+        results[i] = run_here(check)
 
-    thread = threading.Thread(target=body, name=f"probe:{netns}", daemon=True)
-    thread.start()
-    thread.join(check.timeout_s + 5.0)
-    if not result:
-        return Outcome(False, check.timeout_s, "the check did not finish")
-    return result[0]
+    threads = [
+        threading.Thread(target=body, args=(i, netns, check), name=f"probe:{netns}", daemon=True)
+        for i, (netns, check) in enumerate(items)
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + max((c.timeout_s for _, c in items), default=0.0) + 5.0
+    for thread in threads:
+        thread.join(max(deadline - time.monotonic(), 0.0))
+    return [
+        r if r is not None else Outcome(False, c.timeout_s, "the check did not finish")
+        for r, (_, c) in zip(results, items, strict=True)
+    ]
 
 
 def run_here(check: Check) -> Outcome:
