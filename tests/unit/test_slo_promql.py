@@ -64,3 +64,10 @@ def test_probe_run_requests_travel_as_json_and_a_missing_namespace_measures_noth
     assert parse("probe_run", json.loads(json.dumps(encode(request)))) == request
     (outcome,) = run_many([("nc-no-such-namespace", Check("icmp", "10.0.0.5"))])
     assert not outcome.success and not outcome.measured and "no namespace" in (outcome.error or "")
+
+
+def test_long_latency_windows_are_sampled_within_the_stores_subquery_limit() -> None:
+    ind = Indicator("t1", "prb-1", "latency", 0.25, interval_s=10)
+    assert ind.step("1h") == 10
+    assert ind.step("30d") == 104  # 2,592,000 s / 25,000 points, rounded up
+    assert ind.ratio("30d").endswith("[30d:104s])")

@@ -21,6 +21,13 @@ from dataclasses import dataclass
 SUCCESS = "novacron_probe_success"
 DURATION = "novacron_probe_duration_seconds"
 INDICATORS = ("success", "latency")
+MAX_SUBQUERY_POINTS = 25_000
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def seconds(window: str) -> int:
+    """``30d`` -> 2592000 (the windows this module writes: a number and one unit)."""
+    return int(window[:-1]) * _UNIT_S[window[-1]]
 
 
 @dataclass(frozen=True)
@@ -48,14 +55,20 @@ class Indicator:
     def ratio(self, window: str) -> str:
         """The share of good runs over ``window`` ending at the evaluation time."""
         if self.kind == "latency":
-            return f"avg_over_time(({self.good()})[{window}:{self.interval_s}s])"
+            return f"avg_over_time(({self.good()})[{window}:{self.step(window)}s])"
         return f"avg_over_time({self.good()}[{window}])"
 
     def worst(self, window: str) -> str:
         """0 when any run in ``window`` was bad, else 1 (a report's failure periods)."""
         if self.kind == "latency":
-            return f"min_over_time(({self.good()})[{window}:{self.interval_s}s])"
+            return f"min_over_time(({self.good()})[{window}:{self.step(window)}s])"
         return f"min_over_time({self.good()}[{window}])"
+
+    def step(self, window: str) -> int:
+        """A latency subquery's step: one point per run, but at most ``MAX_SUBQUERY_POINTS`` (a
+        30-day window of a 10 s probe would be 259,200: VictoriaMetrics 1.79 refuses more than 30,000),
+        so long windows are sampled."""
+        return max(self.interval_s, -(-seconds(window) // MAX_SUBQUERY_POINTS))
 
 
 def burn_rate(indicator: Indicator, target: float, window: str) -> str:
