@@ -467,3 +467,10 @@ def test_probe_and_slo_rules(server: Server, dark: tuple[httpx.Client, dict[str,
     assert client.delete(f"/v1/slos/{slo['id']}").status_code == 204
     assert client.delete(f"/v1/probes/{probe['id']}").status_code == 204
     assert client.get(f"/v1/probes/{probe['id']}").status_code == 404
+    with server.client() as admin:  # every change is in the audit log
+        for resource in (probe["id"], slo["id"]):
+            records = admin.get("/v1/audit", params={"resource_id": resource}).json()["items"]
+            done = {(r["method"], r["status_code"]) for r in records}
+            assert {("POST", 201), ("DELETE", 204)} <= done, records
+        probe_records = admin.get("/v1/audit", params={"resource_id": probe["id"]}).json()["items"]
+        assert ("DELETE", 409) in {(r["method"], r["status_code"]) for r in probe_records}  # refusals too
