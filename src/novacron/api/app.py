@@ -49,6 +49,7 @@ def _include_optional(app: FastAPI) -> None:
         backups,
         dr,
         encryption,
+        metrics_query,
         networks,
         ports,
         projects,
@@ -83,6 +84,7 @@ def _include_optional(app: FastAPI) -> None:
         ports,
         security_groups,
         routers,
+        metrics_query,
         slo,
     ):
         app.include_router(module.router)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from novacron.api.deps import service
 from novacron.api.errors import Problem
 from novacron.api.listing import Page, list_query
+from novacron.api.routers.metrics_query import ChartOut, ChartRange, ChartReader
 from novacron.compute.hosts import HostService, HostSettings, HostView, free_percent
 from novacron.db.listing import ListParams
 from novacron.db.models import Host
@@ -167,3 +168,9 @@ def update_host(
     view = hosts.update(host, HostSettings(**body.model_dump(exclude_unset=True, exclude_none=True)))
     response.headers["ETag"] = host_etag(view.host)
     return HostOut.of(view)
+
+
+@router.get("/{host_id}/metrics", response_model=ChartOut)
+def host_metrics(host_id: str, charts: ChartReader, chart_range: ChartRange = "1h") -> ChartOut:
+    """The host's chart over ``range`` from the metrics store (platform administrators)."""
+    return ChartOut.of(charts.host_chart(host_id, chart_range or "1h"))

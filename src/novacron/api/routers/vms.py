@@ -14,6 +14,7 @@ from novacron.api.concurrency import Idempotency, check_if_match, set_etag
 from novacron.api.deps import IdempotencyDep, service
 from novacron.api.listing import Page, list_query
 from novacron.api.routers.hosts import Labels
+from novacron.api.routers.metrics_query import ChartOut, ChartRange, ChartReader
 from novacron.compute.vms import LIST_SORTS, VMChange, VMService, VMSpec
 from novacron.db.listing import ListParams
 from novacron.db.models import VM, Task
@@ -310,11 +311,16 @@ def console_log(
     return PlainTextResponse(text, headers={"X-Next-Offset": str(next_offset)})
 
 
-@router.get("/{vm_id}/metrics", response_model=MetricsOut)
+@router.get("/{vm_id}/metrics", response_model=MetricsOut | ChartOut)
 def vm_metrics(
     vm_id: str,
     vms: VMMetrics,
+    charts: ChartReader,
     since: float | None = Query(None, description="only samples after this unix time"),
-) -> MetricsOut:
+    chart_range: ChartRange = None,
+) -> MetricsOut | ChartOut:
+    """The recent raw samples, or with ``range`` the VM's chart from the metrics store."""
+    if chart_range is not None:
+        return ChartOut.of(charts.vm_chart(vm_id, chart_range))
     vm_id, interval_s, samples = vms.metrics(vm_id, since)
     return MetricsOut(vm_id=vm_id, interval_s=interval_s, samples=samples)

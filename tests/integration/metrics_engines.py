@@ -1,0 +1,122 @@
+"""Real metrics engines for tests: VictoriaMetrics and Prometheus, started on loopback with given
+history already stored (VictoriaMetrics' import API; Prometheus blocks built by ``promtool``), and
+the API callers that read them."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from fastapi.testclient import TestClient
+
+from novacron.monitoring.process import SupervisedProcess, free_loopback_port
+from novacron.monitoring.query import PROMETHEUS, VICTORIAMETRICS, StoreEndpoint
+from tests.conftest import TENANT_PASSWORD, require
+
+
+def login(client: TestClient, username: str, password: str) -> dict[str, str]:
+    """Headers carrying a fresh token of ``username``."""
+    r = client.post("/v1/tokens", json={"username": username, "password": password})
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+def tenant_viewer(client: TestClient, admin: dict[str, str], name: str) -> tuple[str, dict[str, str]]:
+    """A new tenant ``name`` and the headers of a viewer of it: (tenant id, headers)."""
+    tenant_id = client.post("/v1/tenants", json={"name": name}, headers=admin).json()["id"]
+    user = {"username": "viewer", "password": TENANT_PASSWORD, "role": "viewer", "tenant_id": tenant_id}
+    assert client.post("/v1/users", json=user, headers=admin).status_code == 201
+    return str(tenant_id), login(client, f"viewer@{name}", TENANT_PASSWORD)
+
+
+@dataclass(frozen=True)
+class Series:
+    """One series's samples: (unix seconds, value) in time order."""
+
+    name: str
+    labels: dict[str, str]
+    samples: list[tuple[float, float]] = field(default_factory=list)
+
+    def selector(self) -> str:
+        labels = ",".join(f'{k}="{v}"' for k, v in sorted(self.labels.items()))
+        return f"{self.name}{{{labels}}}"
+
+
+def _binary(name: str) -> str:
+    path = shutil.which(name)
+    require(path is not None, f"{name} is not installed (scripts/setup.sh installs it)")
+    assert path is not None
+    return path
+
+
+def victoria_import(url: str, series: Iterable[Series]) -> None:
+    """Store samples through ``/api/v1/import/prometheus`` and make them searchable at once."""
+    lines = (f"{s.selector()} {v!r} {round(t * 1000)}" for s in series for t, v in s.samples)
+    httpx.post(
+        f"{url}/api/v1/import/prometheus", content="\n".join(lines).encode(), timeout=120
+    ).raise_for_status()
+    httpx.get(f"{url}/internal/force_flush", timeout=60).raise_for_status()
+
+
+@contextmanager
+def victoriametrics(tmp_path: Path, series: Iterable[Series] = ()) -> Iterator[StoreEndpoint]:
+    """A VictoriaMetrics holding ``series``, as the node starts it (no query latency offset)."""
+    port = free_loopback_port()
+    argv = [
+        _binary("victoria-metrics"),
+        f"-httpListenAddr=127.0.0.1:{port}",
+        f"-storageDataPath={tmp_path / 'vm-data'}",
+        "-retentionPeriod=100y",
+        "-search.latencyOffset=0s",
+        "-search.disableCache",
+    ]
+    url = f"http://127.0.0.1:{port}"
+    engine = SupervisedProcess("victoria-metrics", argv, f"{url}/health", tmp_path / "vm.log")
+    engine.start()
+    try:
+        victoria_import(url, series)
+        yield StoreEndpoint(url, VICTORIAMETRICS)
+    finally:
+        engine.stop()
+
+
+def _openmetrics(series: Iterable[Series]) -> str:
+    by_name = sorted(series, key=lambda s: s.name)
+    lines = [f"{s.selector()} {v!r} {t:.3f}" for s in by_name for t, v in s.samples]
+    return "\n".join([*lines, "# EOF", ""])
+
+
+@contextmanager
+def prometheus(tmp_path: Path, series: Iterable[Series] = ()) -> Iterator[StoreEndpoint]:
+    """A Prometheus holding ``series`` (written as TSDB blocks by promtool before it starts)."""
+    data = tmp_path / "prom-data"
+    data.mkdir()
+    source = tmp_path / "history.om"
+    source.write_text(_openmetrics(series))
+    subprocess.run(
+        [_binary("promtool"), "tsdb", "create-blocks-from", "openmetrics", str(source), str(data)],
+        check=True,
+        capture_output=True,
+    )
+    config = tmp_path / "prometheus.yml"
+    config.write_text("global: {}\n")
+    port = free_loopback_port()
+    argv = [
+        _binary("prometheus"),
+        f"--config.file={config}",
+        f"--storage.tsdb.path={data}",
+        "--storage.tsdb.retention.time=100y",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+    url = f"http://127.0.0.1:{port}"
+    engine = SupervisedProcess("prometheus", argv, f"{url}/-/ready", tmp_path / "prometheus.log")
+    engine.start()
+    try:
+        yield StoreEndpoint(url, PROMETHEUS)
+    finally:
+        engine.stop()
