@@ -21,7 +21,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-KINDS = ("icmp", "tcp", "http", "https")
 _CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 #: bytes of an HTTP answer read to look for the expected substring
@@ -65,11 +64,6 @@ def enter_netns(name: str) -> None:
             raise OSError(err, f"setns into {name}: {os.strerror(err)}")
     finally:
         os.close(fd)
-
-
-def run_in_netns(netns: str, check: Check) -> Outcome:
-    """Run ``check`` from inside namespace ``netns``; never raises (a failure is an ``Outcome``)."""
-    return run_many([(netns, check)])[0]
 
 
 def run_many(items: Sequence[tuple[str, Check]]) -> list[Outcome]:

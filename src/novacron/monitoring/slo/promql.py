@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 SUCCESS = "novacron_probe_success"
 DURATION = "novacron_probe_duration_seconds"
-INDICATORS = ("success", "latency")
 MAX_SUBQUERY_POINTS = 25_000
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
