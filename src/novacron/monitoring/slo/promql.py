@@ -91,11 +91,12 @@ class BurnAlert:
     short: str
 
 
-#: the SRE workbook's recommended conditions for a 30-day SLO
+#: the SRE workbook's recommended conditions for a 30-day SLO; a page is ``critical``, a ticket a
+#: ``warning`` (the alerting engine's severities)
 BURN_ALERTS = (
-    BurnAlert("page-fast", "page", 14.4, "1h", "5m"),
-    BurnAlert("page-slow", "page", 6.0, "6h", "30m"),
-    BurnAlert("ticket", "ticket", 1.0, "3d", "6h"),
+    BurnAlert("page-fast", "critical", 14.4, "1h", "5m"),
+    BurnAlert("page-slow", "critical", 6.0, "6h", "30m"),
+    BurnAlert("ticket", "warning", 1.0, "3d", "6h"),
 )
 
 
