@@ -474,3 +474,29 @@ def test_probe_and_slo_rules(server: Server, dark: tuple[httpx.Client, dict[str,
             assert {("POST", 201), ("DELETE", 204)} <= done, records
         probe_records = admin.get("/v1/audit", params={"resource_id": probe["id"]}).json()["items"]
         assert ("DELETE", 409) in {(r["method"], r["status_code"]) for r in probe_records}  # refusals too
+
+
+def test_the_cli_manages_probes_and_slos_and_writes_the_report(
+    server: Server, dark: tuple[httpx.Client, dict[str, Any]], tmp_path: Path
+) -> None:
+    from tests.integration.test_cli import Cli
+
+    _, vm = dark
+    cli = Cli(tmp_path / "novacron" / "credentials.json", server)
+    cli.ok("login", "--server", server.url, "--password-stdin", stdin=server.admin_password + "\n")
+    cli.ok(
+        "probe", "create", "cli-web", "--vm", vm["vm_id"], "--kind", "http", "--port", "8080", "--path", "/up"
+    )
+    listed = cli.ok("probe", "list").out
+    assert "cli-web" in listed and f"{vm['ip']}:8080" in listed
+    cli.ok("slo", "create", "cli-slo", "--probe", "cli-web", "--target", "99.5", "--latency", "0.3")
+    assert "slo-cli-slo-page-fast" in cli.ok("slo", "show", "cli-slo").out
+    assert "SLI no data" in cli.ok("slo", "status", "cli-slo").out
+    report = tmp_path / "report.csv"
+    cli.ok("slo", "report", "--month", "2026-11", "--tenant", "slo-tenant", "-o", str(report))
+    rows = list(csv.DictReader(io.StringIO(report.read_text())))
+    assert {r["slo"]: r["indicator"] for r in rows}["cli-slo"] == "latency"
+    assert cli("probe", "delete", "cli-web").code != 0  # an SLO measures it
+    cli.ok("slo", "delete", "cli-slo")
+    cli.ok("probe", "delete", "cli-web")
+    assert "cli-web" not in cli.ok("probe", "list").out

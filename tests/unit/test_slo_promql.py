@@ -71,3 +71,9 @@ def test_long_latency_windows_are_sampled_within_the_stores_subquery_limit() -> 
     assert ind.step("1h") == 10
     assert ind.step("30d") == 104  # 2,592,000 s / 25,000 points, rounded up
     assert ind.ratio("30d").endswith("[30d:104s])")
+
+
+def test_a_reports_latency_subquery_counts_its_points_over_the_whole_month() -> None:
+    ind = Indicator("t1", "prb-1", "latency", 0.25, interval_s=10)
+    assert ind.worst("260s").endswith("[260s:10s])")
+    assert ind.worst("260s", span="2592000s").endswith("[260s:104s])")

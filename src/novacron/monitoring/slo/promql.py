@@ -57,17 +57,18 @@ class Indicator:
             return f"avg_over_time(({self.good()})[{window}:{self.step(window)}s])"
         return f"avg_over_time({self.good()}[{window}])"
 
-    def worst(self, window: str) -> str:
-        """0 when any run in ``window`` was bad, else 1 (a report's failure periods)."""
+    def worst(self, window: str, span: str | None = None) -> str:
+        """0 when any run in ``window`` was bad, else 1 (a report's failure periods); ``span``: the
+        whole range a range query evaluates this over (its subquery points count over all of it)."""
         if self.kind == "latency":
-            return f"min_over_time(({self.good()})[{window}:{self.step(window)}s])"
+            return f"min_over_time(({self.good()})[{window}:{self.step(span or window)}s])"
         return f"min_over_time({self.good()}[{window}])"
 
-    def step(self, window: str) -> int:
-        """A latency subquery's step: one point per run, but at most ``MAX_SUBQUERY_POINTS`` (a
-        30-day window of a 10 s probe would be 259,200: VictoriaMetrics 1.79 refuses more than 30,000),
-        so long windows are sampled."""
-        return max(self.interval_s, -(-seconds(window) // MAX_SUBQUERY_POINTS))
+    def step(self, span: str) -> int:
+        """A latency subquery's step over ``span``: one point per run, but at most
+        ``MAX_SUBQUERY_POINTS`` (a 30-day window of a 10 s probe would be 259,200: VictoriaMetrics
+        1.79 refuses more than 30,000 a series), so long spans are sampled."""
+        return max(self.interval_s, -(-seconds(span) // MAX_SUBQUERY_POINTS))
 
 
 def burn_rate(indicator: Indicator, target: float, window: str) -> str:

@@ -67,7 +67,7 @@ def measure(store: SeriesStore, ind: Indicator, target: float, start: float, end
     step = max(ind.interval_s, -(-seconds // _MAX_POINTS))
     incidents: list[Incident] = []
     if end > start:
-        data = store.query_range(ind.worst(f"{step}s"), start + step, end, step)
+        data = store.query_range(ind.worst(f"{step}s", span=f"{seconds}s"), start + step, end, step)
         for series in data.get("result", [])[:1]:
             incidents = _failing_periods([(float(t), float(v)) for t, v in series["values"]], step)
     used = None if sli is None else (1.0 - sli) / (1.0 - target)
