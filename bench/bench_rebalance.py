@@ -10,7 +10,7 @@ SCALE SIMULATION: no hypervisor runs. The code measured is the production path,
    groups, a VM in five forbids ``gpu``, a VM in four moved within the cool-down. Timed for
    ``max_moves`` 10, 50 and 100, and on a balanced cluster (every host alike: an empty plan).
 2. End to end on SQLite (file, WAL): ``load_snapshot`` (hosts, aggregates, VMs, groups, and the CPU
-   rate of every VM from a ``MetricsStore`` holding 60 samples per VM) then ``plan``, on the
+   rate of every VM from a ``LiveSamples`` holding 60 samples per VM) then ``plan``, on the
    population of ``bench_placement.py`` (the same hosts; VMs spread round-robin).
 
 Run: .venv/bin/python bench/bench_rebalance.py [--hosts 1000] [--vms 20000] [--repeat 5]
@@ -31,7 +31,7 @@ from sqlalchemy import select
 from novacron.compute import rebalance
 from novacron.compute.placement.spec import RequestSpec
 from novacron.compute.placement.view import HostEntry
-from novacron.compute.reports import MetricsStore
+from novacron.compute.reports import LiveSamples
 from novacron.db.base import Database
 from novacron.db.migrate import upgrade
 from novacron.db.models import VM
@@ -123,7 +123,7 @@ def main() -> None:
         db = Database(f"sqlite:///{tmp}/bench.db")
         upgrade(db)
         populate(db, args.hosts, args.vms, random.Random(7))
-        metrics = MetricsStore()
+        metrics = LiveSamples()
         with db.session() as s:
             for vm_id, vcpus in s.execute(select(VM.id, VM.vcpus)):
                 busy = rng.uniform(0, vcpus)

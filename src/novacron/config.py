@@ -55,6 +55,14 @@ def _strategy(value: str) -> str:
     return value
 
 
+def _metrics_engine(value: str) -> str:
+    if value not in ("victoriametrics", "prometheus", "external"):
+        raise ValueError(
+            f"NOVACRON_METRICS_ENGINE must be 'victoriametrics', 'prometheus' or 'external', not {value!r}"
+        )
+    return value
+
+
 def _egress_allow(value: str) -> tuple[IPNetwork, ...]:
     from novacron.netguard import parse_networks
 
@@ -161,6 +169,23 @@ class Settings:
     #: the provider's other NOVACRON_KEK_* settings, lower-cased without the prefix (``vault_url``,
     #: ``vault_token_file``, ``pkcs11_module``, ``pkcs11_token``, ``pkcs11_pin_file``, ...)
     kek_options: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # may hold a token or PIN
+    #: the SMTP server alert emails are handed to (NOVACRON_SMTP_HOST, _PORT, _FROM, _STARTTLS,
+    #: _USER, _PASSWORD); no host: email receivers cannot be created
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_from: str = "novacron@localhost"
+    smtp_starttls: bool = False
+    smtp_user: str = ""
+    smtp_password: str = field(default="", repr=False)
+    #: the metrics store (monitoring/store.py): "victoriametrics" or "prometheus" run by the node on
+    #: loopback with data under ``<state_dir>/metrics``, or "external" at the two URLs below
+    metrics_engine: str = "victoriametrics"
+    #: how long the embedded engine keeps samples (its own duration syntax: 30d, 12w, 1y)
+    metrics_retention: str = "30d"
+    #: an external store's Prometheus HTTP API base URL (``.../api/v1/query`` below it)
+    metrics_url: str = ""
+    #: an external store's remote-write URL
+    metrics_write_url: str = ""
 
     @property
     def images_dir(self) -> Path:
@@ -229,7 +254,17 @@ class Settings:
             login_hash_workers=int(_env("LOGIN_HASH_WORKERS", str(max(1, (os.cpu_count() or 2) // 2)))),
             login_hash_queue=int(_env("LOGIN_HASH_QUEUE", "32")),
             tenant_quota_defaults=_env("TENANT_QUOTA_DEFAULTS", ""),
+            smtp_host=_env("SMTP_HOST", ""),
+            smtp_port=int(_env("SMTP_PORT", "25")),
+            smtp_from=_env("SMTP_FROM", "novacron@localhost"),
+            smtp_starttls=_env("SMTP_STARTTLS", "0") == "1",
+            smtp_user=_env("SMTP_USER", ""),
+            smtp_password=_env("SMTP_PASSWORD", ""),
             kek_provider=_env("KEK_PROVIDER", "file"),
+            metrics_engine=_metrics_engine(_env("METRICS_ENGINE", "victoriametrics")),
+            metrics_retention=_env("METRICS_RETENTION", "30d"),
+            metrics_url=_env("METRICS_URL", ""),
+            metrics_write_url=_env("METRICS_WRITE_URL", ""),
             kek_options=tuple(
                 sorted(
                     (k[len("NOVACRON_KEK_") :].lower(), v)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from novacron.compute.reports import MetricsStore
+from novacron.compute.reports import LiveSamples
 from novacron.config import Settings
 from novacron.db.base import Database
 from novacron.monitoring.platform import PlatformMetrics
@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from novacron.compute.consoles import ConsoleRelay
     from novacron.identity.pki import ServerTLS
     from novacron.identity.tokens import TokenService
+    from novacron.monitoring.alerting.engines import AlertingStack
+    from novacron.monitoring.stack import MonitoringStack
+    from novacron.monitoring.store import MetricsStore
     from novacron.tasks.leader import Leadership
     from novacron.tasks.runner import TaskRunner
 
@@ -39,9 +42,13 @@ class Context:
     settings: Settings
     db: Database
     tokens: TokenService
-    metrics: MetricsStore = field(default_factory=MetricsStore)
     #: the platform's own metrics, served at ``GET /metrics``
     platform_metrics: PlatformMetrics = field(default_factory=PlatformMetrics)
+    #: each VM's samples of the last hour as reported (live readout; history is in the metrics store)
+    live_samples: LiveSamples = field(default_factory=LiveSamples)
+    #: the node's metrics store, its engines and the writer into it (None: no monitoring here,
+    #: e.g. an in-process test app)
+    monitoring: MonitoringStack | None = None
     tasks: TaskRunner | None = None
     #: the embedded node agent of an all-in-one node
     agent: AgentRuntime | None = None
@@ -51,3 +58,10 @@ class Context:
     console_relays: dict[str, ConsoleRelay] = field(default_factory=dict)
     #: controller name -> its leadership in this process (read by ``GET /healthz``)
     leaders: dict[str, Leadership] = field(default_factory=dict)
+    #: vmalert + Alertmanager beside this node (``monitoring.alerting.engines.start_alerting``)
+    alerting: AlertingStack | None = None
+
+    @property
+    def metrics_store(self) -> MetricsStore | None:
+        """The metrics store (``query_url``, ``engine``, ``query``, ``query_range``), or None."""
+        return self.monitoring.store if self.monitoring is not None else None

@@ -258,19 +258,27 @@ async def _check_async(url: str, policy: EgressPolicy) -> Target:
     return await asyncio.to_thread(check_url, url, policy)
 
 
-async def send_to(
-    target: Target, method: str, timeout: float, json: Any = None, verify: ssl.SSLContext | bool = True
+async def send_to(  # noqa: PLR0913 - a request is all of these
+    target: Target,
+    method: str,
+    timeout: float,
+    json: Any = None,
+    verify: ssl.SSLContext | bool = True,
+    *,
+    content: bytes | None = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[httpx.AsyncClient, httpx.Response]:
     """One request to the checked address (a client per hop: no connection is reused for another
-    name). The caller closes both. httpx errors propagate."""
+    name). ``content`` and ``headers``: a body sent byte for byte (a signed one). The caller closes
+    both. httpx errors propagate."""
     url = httpx.URL(target.url)
-    headers = {"Host": url.netloc.decode("ascii")}
+    headers = {**(headers or {}), "Host": url.netloc.decode("ascii")}
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
     # trust_env=False: a proxy from the environment would resolve the name again, elsewhere
     client = httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False, verify=verify)
     try:
         request = client.build_request(
-            method, target.pinned_url(), headers=headers, json=json, extensions=extensions
+            method, target.pinned_url(), headers=headers, json=json, content=content, extensions=extensions
         )
         return client, await client.send(request, stream=True)
     except BaseException:
@@ -279,8 +287,15 @@ async def send_to(
 
 
 @asynccontextmanager
-async def request(
-    method: str, url: str, policy: EgressPolicy, *, json: Any = None, timeout: float = 60.0
+async def request(  # noqa: PLR0913 - a request is all of these
+    method: str,
+    url: str,
+    policy: EgressPolicy,
+    *,
+    json: Any = None,
+    timeout: float = 60.0,
+    content: bytes | None = None,
+    headers: dict[str, str] | None = None,
 ) -> AsyncIterator[httpx.Response]:
     """The response (streamed) to ``method url``, every hop checked and pinned.
 
@@ -289,7 +304,7 @@ async def request(
     target = await _check_async(url, policy)
     for hop in range(MAX_REDIRECTS + 1):
         try:
-            client, response = await send_to(target, method, timeout, json)
+            client, response = await send_to(target, method, timeout, json, content=content, headers=headers)
         except httpx.HTTPError as exc:
             log.warning("egress: %s %s (%s) failed: %r", method, safe_url(target.url), target.address, exc)
             raise FetchFailed() from exc

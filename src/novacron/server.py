@@ -23,11 +23,14 @@ from novacron.context import AgentListener, Context
 from novacron.db.base import Database
 from novacron.identity.encryption import encryption_for
 from novacron.identity.pki import ServerTLS, ensure_server_tls
+from novacron.monitoring.alerting.engines import AlertingStack, start_alerting
+from novacron.monitoring.process import EngineFailed
 from novacron.private import set_private_umask
 
 
 def build_context(settings: Settings) -> Context:
     from novacron.agent.control import LocalControlPlane
+    from novacron.agent.hoststats import HostSampler
     from novacron.agent.runtime import AgentRuntime
     from novacron.backup.dr import DRDrill
     from novacron.backup.failover import HANDLERS as DR_HANDLERS
@@ -39,6 +42,7 @@ def build_context(settings: Settings) -> Context:
     from novacron.db.migrate import upgrade
     from novacron.identity.sealing import check_openable, seal_clear_rows
     from novacron.identity.tokens import TokenService
+    from novacron.monitoring.stack import MonitoringStack
     from novacron.network import make_backend
     from novacron.tasks.runner import TaskRunner
     from novacron.virt import make_driver
@@ -51,6 +55,7 @@ def build_context(settings: Settings) -> Context:
     seal_clear_rows(db, enc)
     check_openable(db, enc)
     ctx = Context(settings=settings, db=db, tokens=TokenService(db, settings))
+    ctx.monitoring = MonitoringStack.for_node(settings, db)
     ctx.tasks = TaskRunner(
         ctx,
         [
@@ -76,6 +81,7 @@ def build_context(settings: Settings) -> Context:
             underlay_ip=settings.underlay_ip,
             network=make_backend(settings, scope=settings.host_name),
         )
+        ctx.agent.host_sampler = HostSampler(settings.state_dir, settings.run_dir)
     return ctx
 
 
@@ -226,7 +232,25 @@ def main() -> None:
         # the same app for node agents, always with the platform CA's certificate (agents pin the
         # CA); the API listener runs the background workers
         servers.append(_listener(app, host, settings.agent_port, (tls.cert, tls.key), lifespan="off"))
-    asyncio.run(_serve(servers))
+    assert ctx.monitoring is not None
+    ctx.monitoring.start()  # the metrics store answers before the agent's first report
+    alerting = _start_alerting(ctx)
+    try:
+        asyncio.run(_serve(servers))
+    finally:
+        if alerting is not None:
+            alerting.stop()
+        ctx.monitoring.stop()
+
+
+def _start_alerting(ctx: Context) -> AlertingStack | None:
+    """vmalert + Alertmanager on the metrics store (stopped before it); a node without the engines
+    installed runs without alerts (the alert APIs say so) rather than not at all."""
+    try:
+        return start_alerting(ctx)
+    except EngineFailed as exc:
+        logging.getLogger(__name__).warning("alerting is off: %s", exc)
+        return None
 
 
 async def _serve(servers: list[uvicorn.Server]) -> None:

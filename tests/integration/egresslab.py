@@ -1,7 +1,8 @@
 """Servers for egress (SSRF) tests: a loopback-only "internal service", and an "outside" origin in
 its own network namespace behind a veth, which a test opens with NOVACRON_EGRESS_ALLOW.
 
-The origin serves files, ``/redirect?to=URL`` (302), ``/host`` (echoes the Host header), and on
+The origin serves files, ``/redirect?to=URL`` (302), ``/host`` (echoes the Host header), records
+every POST under ``posts/`` of its directory (a webhook receiver), and on
 ``port + 1`` a TCP listener that accepts and closes without a byte (an open port that does not
 serve HTTP). ``python -m tests.integration.egresslab serve IP PORT DIR`` runs it inside the namespace.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import os
 import random
 import socket
@@ -46,6 +48,20 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             self.wfile.write(body)
             return
         super().do_GET()
+
+    def do_POST(self) -> None:
+        """Record the request (arrival time, headers, body) as ``posts/<n>.json`` under the served
+        directory, where a test on the host reads it (a webhook receiver)."""
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        record = {"time": time.time(), "path": self.path, "headers": dict(self.headers.items()),
+                  "body": body.decode(errors="replace")}  # fmt: skip
+        posts = Path(self.directory) / "posts"
+        posts.mkdir(exist_ok=True)
+        tmp = posts / f".{time.monotonic_ns()}.tmp"
+        tmp.write_text(json.dumps(record))
+        tmp.rename(posts / f"{time.monotonic_ns()}.json")
+        self.send_response(204)
+        self.end_headers()
 
     def log_message(self, *args: object) -> None:
         pass

@@ -14,8 +14,12 @@ from pathlib import Path
 import httpx
 from fastapi.testclient import TestClient
 
+from novacron.context import Context
 from novacron.monitoring.process import SupervisedProcess, free_loopback_port
 from novacron.monitoring.query import PROMETHEUS, VICTORIAMETRICS, StoreEndpoint
+from novacron.monitoring.series import SeriesMap
+from novacron.monitoring.stack import MonitoringStack
+from novacron.monitoring.store import MetricsStore
 from tests.conftest import TENANT_PASSWORD, require
 
 
@@ -120,3 +124,9 @@ def prometheus(tmp_path: Path, series: Iterable[Series] = ()) -> Iterator[StoreE
         yield StoreEndpoint(url, PROMETHEUS)
     finally:
         engine.stop()
+
+
+def attach(ctx: Context, endpoint: StoreEndpoint) -> None:
+    """Point an in-process app's store seam (``ctx.metrics_store``) at a test's engine."""
+    store = MetricsStore(endpoint.engine, endpoint.query_url, f"{endpoint.query_url}/api/v1/write")
+    ctx.monitoring = MonitoringStack(store, SeriesMap(str), [])

@@ -17,7 +17,14 @@ from novacron.db.base import Database
 from novacron.db.models import VM, Host
 from novacron.monitoring.query import StoreEndpoint
 from tests.conftest import in_process_app
-from tests.integration.metrics_engines import Series, login, prometheus, tenant_viewer, victoriametrics
+from tests.integration.metrics_engines import (
+    Series,
+    attach,
+    login,
+    prometheus,
+    tenant_viewer,
+    victoriametrics,
+)
 
 MIB = 1 << 20
 #: range -> the step its chart must use (1 s samples)
@@ -33,7 +40,7 @@ class World:
     stores: dict[str, StoreEndpoint]
 
     def chart(self, path: str, who: dict[str, str], engine: str = "victoriametrics", **params: Any) -> Any:
-        setattr(cast(FastAPI, self.client.app).state.ctx, "metrics_store", self.stores[engine])  # noqa: B010
+        attach(cast(FastAPI, self.client.app).state.ctx, self.stores[engine])
         return self.client.get(path, params=params, headers=who)
 
 

@@ -16,7 +16,14 @@ from fastapi.testclient import TestClient
 
 from novacron.monitoring.query import StoreEndpoint
 from tests.conftest import in_process_app
-from tests.integration.metrics_engines import Series, login, prometheus, tenant_viewer, victoriametrics
+from tests.integration.metrics_engines import (
+    Series,
+    attach,
+    login,
+    prometheus,
+    tenant_viewer,
+    victoriametrics,
+)
 
 ENGINES = ("victoriametrics", "prometheus")
 ALL = '{__name__=~".+"}'
@@ -34,8 +41,7 @@ class World:
         self.point_at(self.stores[engine])
 
     def point_at(self, store: StoreEndpoint) -> None:
-        # the server's store seam (ctx.metrics_store) pointed at this test's engine
-        setattr(cast(FastAPI, self.client.app).state.ctx, "metrics_store", store)  # noqa: B010
+        attach(cast(FastAPI, self.client.app).state.ctx, store)
 
     def get(self, who: str, path: str, **params: Any) -> Any:
         headers = self.admin if who == "admin" else self.tenants[who][1]

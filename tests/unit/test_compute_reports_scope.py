@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from novacron.compute.reports import MetricsStore, apply_report
+from novacron.compute.reports import LiveSamples, apply_report
 from novacron.db.base import Database
 from novacron.db.migrate import upgrade
 from novacron.db.models import Host, HostOperation, Task
@@ -31,7 +31,7 @@ def test_another_hosts_vm_in_creation_is_not_in_a_report_answer(db: Database) ->
         s.flush()
         s.add(Task(id="task-1", kind="create_vm", resource_type="vm", resource_id="vm-1", state="running"))
         s.add(HostOperation(id="op-1", host_id="host-a", task_id="task-1", op="prepare", instance_id="vm-1"))
-    metrics = MetricsStore()
+    metrics = LiveSamples()
 
     answer_b = apply_report(db, metrics, "host-b", {}, {"vm-1": {"cpu": 99.0}})
     assert "vm-1" not in answer_b.keep

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
-from novacron.compute import hostops, reports, storage
+from novacron.compute import agentcalls, hostops, reports, storage
 from novacron.virt.base import HostFacts
 
 if TYPE_CHECKING:
@@ -36,10 +36,14 @@ class ControlPlane(abc.ABC):
 
     @abc.abstractmethod
     async def report(
-        self, power_states: dict[str, str], samples: dict[str, dict[str, Any]], age_s: float = 0.0
+        self,
+        power_states: dict[str, str],
+        samples: dict[str, dict[str, Any]],
+        age_s: float = 0.0,
+        host_sample: dict[str, Any] | None = None,
     ) -> ReportAnswer:
-        """Send observations begun ``age_s`` ago; the answer names the instances this host should
-        keep and renews its self-fencing lease."""
+        """Send observations begun ``age_s`` ago (with the host's own sample, ``agent/hoststats.py``);
+        the answer names the instances this host should keep and renews its self-fencing lease."""
 
     @abc.abstractmethod
     async def claim(self, wait_s: float) -> list[dict[str, Any]]:
@@ -92,17 +96,13 @@ class LocalControlPlane(ControlPlane):
         return self.host_id
 
     async def report(
-        self, power_states: dict[str, str], samples: dict[str, dict[str, Any]], age_s: float = 0.0
+        self,
+        power_states: dict[str, str],
+        samples: dict[str, dict[str, Any]],
+        age_s: float = 0.0,
+        host_sample: dict[str, Any] | None = None,
     ) -> ReportAnswer:
-        answer = reports.apply_report(
-            self.ctx.db,
-            self.ctx.metrics,
-            self.host_id,
-            power_states,
-            samples,
-            age_s,
-            lease_s=self.ctx.settings.ha_lease_s,
-        )
+        answer = agentcalls.record_report(self.ctx, self.host_id, power_states, samples, age_s, host_sample)
         self.ctx.platform_metrics.heartbeat(self.host_id, self.host_name)
         return answer
 
@@ -162,9 +162,13 @@ class HttpControlPlane(ControlPlane):
         return self.host_id
 
     async def report(
-        self, power_states: dict[str, str], samples: dict[str, dict[str, Any]], age_s: float = 0.0
+        self,
+        power_states: dict[str, str],
+        samples: dict[str, dict[str, Any]],
+        age_s: float = 0.0,
+        host_sample: dict[str, Any] | None = None,
     ) -> ReportAnswer:
-        body = {"power_states": power_states, "samples": samples, "age_s": age_s}
+        body = {"power_states": power_states, "samples": samples, "age_s": age_s, "host": host_sample}
         answer = await self._post("/v1/agent/report", body)
         return ReportAnswer(set(answer["keep"]), float(answer.get("lease_s", 0.0)))
 

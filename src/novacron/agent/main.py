@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 
 from novacron.agent.control import AgentRefused, HttpControlPlane
+from novacron.agent.hoststats import HostSampler
 from novacron.agent.runtime import AgentRuntime
 from novacron.config import Settings
 from novacron.identity.pki import ca_fingerprint
@@ -106,6 +107,7 @@ async def run_agent(
         underlay_ip=settings.underlay_ip,
         network=make_backend(settings, scope=name),
     )
+    runtime.host_sampler = HostSampler(settings.state_dir, settings.run_dir)
     await runtime.start()
     log.info("agent of host %s (%s) joined %s", name, control.host_id, server)
     try:

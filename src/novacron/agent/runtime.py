@@ -23,6 +23,7 @@ from novacron.agent.watchdog import Lease
 from novacron.virt.base import ComputeDriver, InstanceSpec, PowerState, Progress
 
 if TYPE_CHECKING:
+    from novacron.agent.hoststats import HostSampler
     from novacron.agent.protocol import VmSpec
     from novacron.network.model import NetworkBackend
     from novacron.network.wire import HostState
@@ -50,6 +51,8 @@ class AgentRuntime:
         network: NetworkBackend | None = None,
     ) -> None:
         self.driver = driver
+        #: the host's own sample sent with each report (None: only the VMs'); set by who runs the agent
+        self.host_sampler: HostSampler | None = None
         #: this host's tenant-network datapath (None: the host has none)
         self.network = network
         #: self-fencing (agent/watchdog.py); ``lease_dir`` is where the watchdog process finds it
@@ -134,8 +137,9 @@ class AgentRuntime:
                 sample = await self.driver.sample(instance_id)
                 if sample is not None:
                     samples[instance_id] = sample.as_dict()
+        host_sample = self._host_sample()
         sent_at = time.monotonic()
-        answer = await self.control.report(power, samples, sent_at - started)
+        answer = await self.control.report(power, samples, sent_at - started, host_sample)
         self.lease.renew(sent_at, answer.lease_s)
         if self.fenced:
             log.warning("report accepted again: this host is no longer fenced")
@@ -144,6 +148,15 @@ class AgentRuntime:
             # a VM moved away (HA restart) or deleted; a disk on shared storage is its new host's
             log.warning("removing orphan instance %s (no VM of this host owns it)", instance_id)
             await self.driver.forget(instance_id)
+
+    def _host_sample(self) -> dict[str, Any] | None:
+        if self.host_sampler is None:
+            return None
+        try:
+            return dict(self.host_sampler.sample())
+        except OSError:
+            log.exception("could not sample this host")
+            return None
 
     async def _work_loop(self) -> None:
         while not self._stopping:

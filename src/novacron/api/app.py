@@ -44,6 +44,7 @@ def _include_optional(app: FastAPI) -> None:
     from novacron.api.audit import install_audit
     from novacron.api.routers import (
         aggregates,
+        alerts,
         audit,
         backup_policies,
         backups,
@@ -58,6 +59,7 @@ def _include_optional(app: FastAPI) -> None:
         routers,
         security_groups,
         server_groups,
+        silences,
         slo,
         tenants,
         tokens,
@@ -84,6 +86,8 @@ def _include_optional(app: FastAPI) -> None:
         ports,
         security_groups,
         routers,
+        alerts,
+        silences,
         metrics_query,
         slo,
     ):

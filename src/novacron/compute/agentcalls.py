@@ -33,18 +33,35 @@ def register(ctx: Context, node: Principal, driver: str, facts: HostFacts) -> st
     return host_id
 
 
-def report(
+def report(  # noqa: PLR0913 - what one report carries
     ctx: Context,
     node: Principal,
     power_states: dict[str, str],
     samples: dict[str, dict[str, Any]],
     age_s: float,
+    host_sample: dict[str, Any] | None = None,
 ) -> reports.ReportAnswer:
     """Record the host's observations; the answer renews its self-fencing lease (``reports``)."""
-    answer = reports.apply_report(
-        ctx.db, ctx.metrics, node.user_id, power_states, samples, age_s, lease_s=ctx.settings.ha_lease_s
-    )
+    answer = record_report(ctx, node.user_id, power_states, samples, age_s, host_sample)
     ctx.platform_metrics.heartbeat(node.user_id, node.username)
+    return answer
+
+
+def record_report(  # noqa: PLR0913 - what one report carries
+    ctx: Context,
+    host_id: str,
+    power_states: dict[str, str],
+    samples: dict[str, dict[str, Any]],
+    age_s: float,
+    host_sample: dict[str, Any] | None,
+) -> reports.ReportAnswer:
+    """Apply a host's report (states, live samples) and queue its metrics for the store, labelled
+    with the tenancy the database gives its VMs; the store being down never delays the answer."""
+    answer = reports.apply_report(
+        ctx.db, ctx.live_samples, host_id, power_states, samples, age_s, lease_s=ctx.settings.ha_lease_s
+    )
+    if ctx.monitoring is not None:
+        ctx.monitoring.record(host_id, samples, answer.tenancy, host_sample)
     return answer
 
 

@@ -90,7 +90,7 @@ class ClusterService(Service):
         # planning reads every placed VM: a read session, so it never holds SQLite's write lock
         with self.ctx.db.read_session() as rs:
             wanted = _host_ids(rs, spec.moves) if spec.moves is not None else None
-            snapshot = rebalance.load_snapshot(rs, self.ctx.metrics)
+            snapshot = rebalance.load_snapshot(rs, self.ctx.live_samples)
         try:
             if wanted is None:
                 return rebalance.plan(snapshot, options), options

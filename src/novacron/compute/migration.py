@@ -171,7 +171,7 @@ class _Move(TaskHandler):
         return MigrateForget() if task.params.get("storage") == "shared" else Destroy()
 
     async def on_success(self, ctx: Context, task: Task) -> None:
-        ctx.metrics.forget(task.resource_id)
+        ctx.live_samples.forget(task.resource_id)
         with ctx.db.session() as s:
             row = s.get(Task, task.id)
             if row is not None:

@@ -40,7 +40,7 @@ from novacron.db.models import VM, ServerGroup
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from novacron.compute.reports import MetricsStore
+    from novacron.compute.reports import LiveSamples
     from novacron.db.models import Task
 
 #: seconds of samples the CPU rate of a VM is averaged over
@@ -383,7 +383,7 @@ def _ts(value: datetime | None) -> float | None:
     return value.timestamp() if value is not None else None
 
 
-def load_snapshot(session: Session, metrics: MetricsStore) -> Snapshot:
+def load_snapshot(session: Session, metrics: LiveSamples) -> Snapshot:
     """Hosts (with aggregates and tenant reservations, as placement sees them), placed VMs, groups."""
     view = PlacementView()
     view.refresh(session)

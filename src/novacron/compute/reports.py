@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -42,10 +42,15 @@ class ReportAnswer:
     keep: set[str]
     #: the host's self-fencing lease, renewed by this answer; 0 when not armed (no HA VM there)
     lease_s: float = 0.0
+    #: (tenant_id, project_id) of each kept VM that sent samples, from the database (the control
+    #: plane's side only: it labels their series; an agent is never asked who owns a VM)
+    tenancy: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
-class MetricsStore:
-    """The last hour of per-second samples of each VM, as the agents report them."""
+class LiveSamples:
+    """The live readout: each VM's per-second samples of the last hour in this process's memory,
+    as its agent reported them (the raw-samples endpoint, rebalancing's CPU rates). History lives
+    in the metrics store (``monitoring/``)."""
 
     def __init__(self) -> None:
         self._series: dict[str, deque[dict[str, Any]]] = {}
@@ -144,7 +149,7 @@ def record_state(s: Any, vm: VM, new_state: str, error: str | None = None) -> No
 
 def apply_report(
     db: Database,
-    metrics: MetricsStore,
+    live: LiveSamples,
     host_id: str,
     power_states: dict[str, str],
     samples: dict[str, dict[str, Any]],
@@ -168,7 +173,9 @@ def apply_report(
             assert host is not None
             host_back(s, host)
         rows = s.execute(
-            select(VM.id, VM.state, VM.task_state, VM.state_changed_at, VM.ha).where(VM.host_id == host_id)
+            select(
+                VM.id, VM.state, VM.task_state, VM.state_changed_at, VM.ha, VM.tenant_id, VM.project_id
+            ).where(VM.host_id == host_id)
         ).all()
         observed = {row.id: STATE_OF.get(power_states.get(row.id, "absent"), "error") for row in rows}
         changed = [
@@ -196,7 +203,12 @@ def apply_report(
                 )
             )
         )
+        tenancy = {row.id: (row.tenant_id, row.project_id) for row in rows if row.id in samples}
+        arriving = [vm_id for vm_id in samples if vm_id in keep and vm_id not in tenancy]
+        if arriving:  # created or moved here, its row not yet naming this host
+            owners = s.execute(select(VM.id, VM.tenant_id, VM.project_id).where(VM.id.in_(arriving)))
+            tenancy.update({row.id: (row.tenant_id, row.project_id) for row in owners})
     for vm_id, sample in samples.items():
         if vm_id in keep:
-            metrics.add(vm_id, sample)
-    return ReportAnswer(keep, lease_s if any(row.ha for row in rows) else 0.0)
+            live.add(vm_id, sample)
+    return ReportAnswer(keep, lease_s if any(row.ha for row in rows) else 0.0, tenancy)

@@ -225,7 +225,7 @@ def forget_vm(ctx: Context, s: Any, vm: VM) -> None:
         s, "vm.deleted", "vm", vm.id, tenant_id=vm.tenant_id, project_id=vm.project_id, name=vm.name
     )
     s.delete(vm)
-    ctx.metrics.forget(vm.id)
+    ctx.live_samples.forget(vm.id)
 
 
 async def remove_vm(ctx: Context, task: Task, vm_id: str, key: str) -> None:

@@ -485,7 +485,7 @@ class VMService(Service):
     def metrics(self, ref: str, since: float | None) -> tuple[str, float, list[dict[str, Any]]]:
         """(VM id, sampling interval in seconds, the VM's samples after ``since``)."""
         vm = self.get(ref)
-        samples: list[dict[str, Any]] = self.ctx.metrics.get(vm.id, since)
+        samples: list[dict[str, Any]] = self.ctx.live_samples.get(vm.id, since)
         return vm.id, self.ctx.settings.metrics_interval_s, samples
 
     def _started(self, task: Task) -> Task:

@@ -23,6 +23,7 @@ VIEW = frozenset(
         "reservation:read",
         "usage:read",
         "network:read",
+        "alert:read",
         "slo:read",
     }
 )
@@ -42,6 +43,8 @@ MEMBER = VIEW | {
     "backup:delete",
     "reservation:write",
     "network:write",
+    # alert rules and silences
+    "alert:write",
 }
 TENANT_ADMIN = MEMBER | {
     "project:write",
@@ -56,6 +59,8 @@ TENANT_ADMIN = MEMBER | {
     "budget:write",
     # create past the month's budget
     "budget:override",
+    # where alerts are sent (webhooks leave the platform with the tenant's alert data)
+    "alert-receiver:write",
 }
 ADMIN = TENANT_ADMIN | {
     "tenant:write",

@@ -1,7 +1,8 @@
 """Every secret the database holds, sealed; and KEK rotation, which re-wraps them all.
 
 The sealed places (:data:`PLACES`): JWT signing private keys, the platform CA key, backup-target
-credentials, and the keys handed to an agent with a pending host operation. ``seal_clear_rows``
+credentials, the keys handed to an agent with a pending host operation, and alert webhooks'
+signing secrets. ``seal_clear_rows``
 seals whatever an older version stored in clear (start-up and migration 0014 run it), then
 scrubs SQLite's free pages and WAL so the clear copies do not linger in the file.
 
@@ -25,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from novacron.db.migrate import scrub_free_pages
 from novacron.db.models import (
+    AlertReceiver,
     BackupTarget,
     CertificateAuthority,
     DRRunbook,
@@ -186,6 +188,16 @@ def _sealed_values(s: Session) -> Iterator[tuple[str, str, Put]]:
             yield value, aad, _set_attr(row, attr)
     yield from _sealed_settings(s)
     yield from _sealed_urls(s)
+    yield from _sealed_alert_secrets(s)
+
+
+def _sealed_alert_secrets(s: Session) -> Iterator[tuple[str, str, Put]]:
+    """The signing secrets of alert webhook receivers."""
+    from novacron.monitoring.alerting.notify import signing_secret_aad
+
+    for receiver in s.scalars(select(AlertReceiver)):
+        if is_sealed(value := receiver.signing_secret):
+            yield value, signing_secret_aad(receiver.id), _set_attr(receiver, "signing_secret")
 
 
 def _sealed_settings(s: Session) -> Iterator[tuple[str, str, Put]]:

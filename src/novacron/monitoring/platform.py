@@ -173,6 +173,7 @@ class _ScrapeTimeCollector(Collector):
         yield from self._leaders()
         yield from self._pools()
         yield from self._placement()
+        yield from self._metrics_writer()
         try:
             yield from self._from_database()
         except SQLAlchemyError:
@@ -210,6 +211,32 @@ class _ScrapeTimeCollector(Collector):
                 if isinstance(engine.pool, QueuePool):
                     family.add_metric([label], read(engine.pool))
             yield family
+
+    def _metrics_writer(self) -> Iterator[Metric]:
+        if self.ctx.monitoring is None:
+            return
+        writer = self.ctx.monitoring.writer
+        samples = CounterMetricFamily(
+            "novacron_metrics_writer_samples",
+            "Samples of agents' reports the writer handled, by outcome: written to the metrics store, "
+            "dropped (queue full while the store was down or slow), rejected by the store.",
+            labels=["outcome"],
+        )
+        for outcome, count in (
+            ("written", writer.written),
+            ("dropped", writer.dropped),
+            ("rejected", writer.rejected),
+        ):
+            samples.add_metric([outcome], count)
+        yield samples
+        yield GaugeMetricFamily(
+            "novacron_metrics_writer_pending", "Samples queued for the metrics store.", value=writer.pending
+        )
+        yield CounterMetricFamily(
+            "novacron_metrics_writer_send_failures",
+            "Sends that found the metrics store down (each retried).",
+            value=writer.failures,
+        )
 
     def _placement(self) -> Iterator[Metric]:
         tally = placement_view.decisions(self.ctx.db.engine)

@@ -22,7 +22,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 import promql_parser as pp
@@ -30,6 +30,9 @@ import promql_parser as pp
 from novacron.errors import Forbidden, InvalidInput, Unavailable
 from novacron.monitoring.promql import TENANT_LABEL, scope_to_tenant, selector_matchers
 from novacron.service import Service
+
+if TYPE_CHECKING:
+    from novacron.context import Context
 
 VICTORIAMETRICS = "victoriametrics"
 PROMETHEUS = "prometheus"
@@ -182,11 +185,9 @@ class PromAPI:
         )
 
 
-def store_endpoint(ctx: object) -> QueryEndpoint:
+def store_endpoint(ctx: Context | None) -> QueryEndpoint:
     """The context's metrics store; Unavailable when this process runs none."""
-    # ``ctx.metrics_store`` is the store seam (monitoring/store.py); read it by name so that a
-    # process built without one answers 503 rather than failing
-    endpoint: QueryEndpoint | None = getattr(ctx, "metrics_store", None)
+    endpoint = ctx.metrics_store if ctx is not None else None
     if endpoint is None:
         raise Unavailable("No metrics store is configured on this server (setting metrics_engine).")
     return endpoint

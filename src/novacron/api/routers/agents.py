@@ -90,6 +90,9 @@ class ReportRequest(BaseModel):
     power_states: dict[str, str] = Field(default_factory=dict)
     samples: Annotated[dict[str, dict[str, Any]], Finite] = Field(default_factory=dict)
     age_s: float = Field(default=0.0, ge=0, le=3600, description="how long ago the observation began")
+    host: Annotated[dict[str, Any] | None, Finite] = Field(
+        default=None, description="the host's own sample (CPU by mode, memory, load, disk, NICs)"
+    )
 
 
 class ClaimRequest(BaseModel):
@@ -163,7 +166,7 @@ def register(body: RegisterRequest, ctx: CtxDep, node: IsAgent) -> dict[str, str
 def report(body: ReportRequest, ctx: CtxDep, node: IsAgent) -> dict[str, Any]:
     """The answer names the instances the host keeps and renews its self-fencing lease: the agent
     hard-stops its VMs if no report is accepted within ``lease_s`` (0: not armed, no HA VM here)."""
-    answer = agentcalls.report(ctx, node, body.power_states, body.samples, body.age_s)
+    answer = agentcalls.report(ctx, node, body.power_states, body.samples, body.age_s, body.host)
     return {"keep": sorted(answer.keep), "lease_s": answer.lease_s}
 
 

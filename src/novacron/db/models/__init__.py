@@ -22,6 +22,7 @@ from novacron.db.models.identity import (
     Tenant,
     User,
 )
+from novacron.db.models.monitoring import Alert, AlertReceiver, AlertRule
 from novacron.db.models.network import (
     FloatingIP,
     IPAllocation,
@@ -51,6 +52,9 @@ from novacron.db.models.quota import (
 from novacron.db.models.slo import SLO, Probe, ProbeResult
 
 __all__ = [
+    "Alert",
+    "AlertReceiver",
+    "AlertRule",
     "SLO",
     "Probe",
     "ProbeResult",

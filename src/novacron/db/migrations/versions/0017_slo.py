@@ -1,11 +1,11 @@
 """slo: synthetic probes, their last results, and SLOs
 
 Revision ID: 0017
-Revises: 0014
+Revises: 0015
 Create Date: 2026-12-06
 
-Number 0017 was given to this branch; 0015 and 0016 are other branches'. Whoever merges after
-them points ``down_revision`` at the last of those.
+Number 0017 was given to this branch; it follows 0015 (alerting). Whoever merges another
+migration numbered before it points this ``down_revision`` at that one.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from alembic import op
 import novacron.db.base
 
 revision = "0017"
-down_revision = "0014"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,217 @@
+"""Metrics ingestion: samples/s through the platform's write path, beside the same samples sent straight.
+
+Engines are real (Debian's VictoriaMetrics and Prometheus 2.42), each case on a fresh one (its own
+data directory and port), so every case pays for creating the same new series.
+
+1. ``platform -> victoriametrics`` (the default store): agent reports (``--vms`` VMs x ``--seconds``
+   reports of one host, every contract key in each sample) go through what ``record_report`` does
+   after the database read: ``SeriesMap.vm_samples`` (contract mapping, tenancy labels), the
+   ``SeriesWriter`` (bounded queue, batches of up to 200,000 samples) and remote write (hand-encoded
+   protobuf, snappy). Timed from the first report to the writer's queue empty (every request
+   acknowledged).
+2. ``remote write -> victoriametrics``: the same samples, already series, encoded and POSTed by one
+   client (no mapping, no queue) in requests of 1,000 series x 10 timestamps (``--batch`` samples),
+   the shape DESIGN.md measured.
+3. ``import API -> victoriametrics``: the same samples as Prometheus text lines to
+   ``/api/v1/import/prometheus`` (text formatted outside the timing).
+4. ``remote write -> prometheus``: case 2 against Prometheus's remote-write receiver.
+5. ``platform -> prometheus``: case 1 with Prometheus as the store.
+
+Each store is then asked ``count({__name__=~"novacron_vm_.+"})`` and the samples of one series
+name (``count_over_time``) to check that every sample arrived. Last, the agent's collection cost: the host
+sampler (psutil, once per host per second), timed in process.
+
+Run: .venv/bin/python bench/bench_ingest.py [--vms 1000] [--seconds 100] [--batch 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from common import load, machine
+
+from novacron.agent.hoststats import HostSampler
+from novacron.monitoring import remote_write
+from novacron.monitoring.process import SupervisedProcess, free_loopback_port
+from novacron.monitoring.series import VM_SERIES, SeriesMap
+from novacron.monitoring.store import EngineConfig, MetricsStore, embedded_engine, embedded_store
+from novacron.monitoring.writer import SeriesWriter
+
+
+def reports(n_vms: int, seconds: int) -> list[tuple[dict[str, dict[str, Any]], dict[str, tuple[str, str]]]]:
+    """One host's reports: every VM with every contract key, one report per second ending now."""
+    start = time.time() - seconds
+    tenancy = {f"vm-{n:05d}": (f"tenant-{n % 50}", f"project-{n % 200}") for n in range(n_vms)}
+    out = []
+    for t in range(seconds):
+        now = start + t
+        samples = {
+            vm: {"time": now, **{key: float(t * 1000 + i + n) for i, key in enumerate(VM_SERIES)}}
+            for n, vm in enumerate(tenancy)
+        }
+        out.append((samples, tenancy))
+    return out
+
+
+def start_engine(engine: str, root: Path) -> tuple[SupervisedProcess, MetricsStore]:
+    port = free_loopback_port()
+    process = embedded_engine(EngineConfig(engine, root / engine / str(port), "30d", port))
+    process.start()
+    return process, embedded_store(engine, port)
+
+
+def platform_path(store: MetricsStore, data: list[Any]) -> float:
+    series = SeriesMap(lambda host_id: "bench-host")
+    writer = SeriesWriter(store, max_pending=100_000_000)
+    writer.start()
+    started = time.perf_counter()
+    for samples, tenancy in data:
+        writer.submit(series.vm_samples("host-1", samples, tenancy))
+    assert writer.flush(600), "the writer did not drain"
+    elapsed = time.perf_counter() - started
+    writer.stop()
+    assert writer.dropped == 0 and writer.rejected == 0, (writer.dropped, writer.rejected)
+    return elapsed
+
+
+def as_series(data: list[Any]) -> list[remote_write.Sample]:
+    """The reports as (series, ms, value), as a client with its own series would hold them."""
+    series = SeriesMap(lambda host_id: "bench-host")
+    return [s for samples, tenancy in data for s in series.vm_samples("host-1", samples, tenancy)]
+
+
+def straight_batches(samples: list[remote_write.Sample], per_request: int) -> list[list[remote_write.Sample]]:
+    """The samples cut the way DESIGN.md measured the engines: 1,000 series x ``per_request / 1000``
+    timestamps a request (oldest first), the best shape for a client that holds its own series."""
+    by_series: dict[remote_write.Series, list[remote_write.Sample]] = {}
+    for sample in samples:
+        by_series.setdefault(sample[0], []).append(sample)
+    series = list(by_series)
+    steps = max(1, per_request // 1000)
+    n_times = max(len(v) for v in by_series.values())
+    return [
+        [x for one in series[i : i + 1000] for x in by_series[one][t : t + steps]]
+        for t in range(0, n_times, steps)
+        for i in range(0, len(series), 1000)
+    ]
+
+
+def remote_write_path(store: MetricsStore, batches: list[list[remote_write.Sample]]) -> float:
+    client = httpx.Client(timeout=60)
+    started = time.perf_counter()
+    for batch in batches:
+        remote_write.post(client, store.write_url, batch)
+    return time.perf_counter() - started
+
+
+def import_path(store: MetricsStore, batches: list[list[remote_write.Sample]]) -> float:
+    bodies = ["\n".join(f"{s!r} {value!r} {ms}" for s, ms, value in batch).encode() for batch in batches]
+    client = httpx.Client(timeout=60)
+    started = time.perf_counter()
+    for body in bodies:
+        client.post(store.query_url + "/api/v1/import/prometheus", content=body).raise_for_status()
+    return time.perf_counter() - started
+
+
+def arrived(
+    store: MetricsStore, expected_series: int, expected_samples: int, timeout_s: float = 120.0
+) -> str:
+    """How many series and samples the store answers for (polled: new series show after seconds)."""
+    deadline = time.monotonic() + timeout_s
+    found = (0.0, 0.0)
+    while time.monotonic() < deadline:
+        n_series = store.query('count({__name__=~"novacron_vm_.+"})', at=time.time())["result"]
+        n_samples = store.query(
+            "sum(count_over_time(novacron_vm_process_cpu_seconds_total[1h]))", at=time.time()
+        )["result"]
+        found = (
+            float(n_series[0]["value"][1]) if n_series else 0,
+            float(n_samples[0]["value"][1]) if n_samples else 0,
+        )
+        if found[0] >= expected_series and found[1] >= expected_samples:
+            break
+        time.sleep(1)
+    return f"{found[0]:,.0f} series, {found[1]:,.0f} samples of one name"
+
+
+def collection_cost(root: Path) -> str:
+    """The host sampler's cost (psutil; once per host per second)."""
+    sampler = HostSampler(root, root)
+    rounds = 200
+    started = time.perf_counter()
+    cpu = time.process_time()
+    for _ in range(rounds):
+        sampler.sample()
+    wall_ms = (time.perf_counter() - started) / rounds * 1000
+    cpu_ms = (time.process_time() - cpu) / rounds * 1000
+    return f"host sampler: {wall_ms:.2f} ms wall, {cpu_ms:.2f} ms CPU per host per second"
+
+
+def run_case(
+    name: str, engine: str, root: Path, go: Callable[[MetricsStore], float], n: int, data: Any
+) -> None:
+    process, store = start_engine(engine, root)
+    try:
+        cpu = time.process_time()
+        elapsed = go(store)
+        cpu_us = (time.process_time() - cpu) / n * 1e6
+        check = arrived(store, n // len(data), n // len(VM_SERIES))
+        rate = f"{n:>10,} samples in {elapsed:6.2f} s = {n / elapsed:>10,.0f} samples/s"
+        print(f"{name:32s} {rate}  client CPU {cpu_us:.2f} us/sample  [{check}]  {load()}", flush=True)
+    finally:
+        process.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--vms", type=int, default=1000)
+    parser.add_argument("--seconds", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=10_000)
+    args = parser.parse_args()
+    print(machine())
+    data = reports(args.vms, args.seconds)
+    samples = as_series(data)
+    batches = straight_batches(samples, args.batch)
+    n = len(samples)
+    print(f"{args.vms} VMs x {len(VM_SERIES)} series x {args.seconds} s = {n:,} samples")
+    with tempfile.TemporaryDirectory(prefix="nc-ingest-") as tmp:
+        root = Path(tmp)
+        run_case(
+            "platform -> victoriametrics", "victoriametrics", root, lambda s: platform_path(s, data), n, data
+        )
+        run_case(
+            "remote write -> victoriametrics",
+            "victoriametrics",
+            root,
+            lambda s: remote_write_path(s, batches),
+            n,
+            data,
+        )
+        run_case(
+            "import API -> victoriametrics",
+            "victoriametrics",
+            root,
+            lambda s: import_path(s, batches),
+            n,
+            data,
+        )
+        run_case(
+            "remote write -> prometheus",
+            "prometheus",
+            root,
+            lambda s: remote_write_path(s, batches),
+            n,
+            data,
+        )
+        run_case("platform -> prometheus", "prometheus", root, lambda s: platform_path(s, data), n, data)
+        print(collection_cost(root))
+
+
+if __name__ == "__main__":
+    main()

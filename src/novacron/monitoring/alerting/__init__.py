@@ -1,0 +1,1 @@
+"""Alerts: rules evaluated by vmalert, routed by Alertmanager, delivered by the platform."""
