@@ -17,6 +17,7 @@ import csv
 import io
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -30,7 +31,6 @@ from typing import Any
 import httpx
 import pytest
 
-from novacron.monitoring.process import SupervisedProcess, free_loopback_port
 from novacron.network.linux import names
 from tests.conftest import (
     Guest,
@@ -59,38 +59,11 @@ http.server.HTTPServer((sys.argv[1], 8080), H).serve_forever()
 
 
 @pytest.fixture(scope="module")
-def victoria(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = "/usr/bin/victoria-metrics"
-    require(os.path.exists(binary), "VictoriaMetrics (Debian victoria-metrics)")
-    data = tmp_path_factory.mktemp("vm")
-    port = free_loopback_port()
-    url = f"http://127.0.0.1:{port}"
-    argv = [
-        binary,
-        f"-httpListenAddr=127.0.0.1:{port}",
-        f"-storageDataPath={data / 'data'}",
-        "-retentionPeriod=100y",
-        "-search.latencyOffset=0s",
-        "-search.disableCache",
-    ]
-    engine = SupervisedProcess("victoria-metrics", argv, f"{url}/health", data / "vm.log")
-    engine.start()
-    try:
-        yield url
-    finally:
-        engine.stop()
-
-
-@pytest.fixture(scope="module")
-def server(guest: Guest, victoria: str) -> Iterator[Server]:
+def server(guest: Guest) -> Iterator[Server]:
     require(os.geteuid() == 0, "root: the linux network backend and namespaces")
-    # the node's store is this VictoriaMetrics (an ``external`` one), so the test reads what it wrote
-    store = {
-        "NOVACRON_METRICS_ENGINE": "external",
-        "NOVACRON_METRICS_URL": victoria,
-        "NOVACRON_METRICS_WRITE_URL": f"{victoria}/api/v1/write",
-    }
-    srv = make_server(**SIM, **store)
+    require(os.path.exists("/usr/bin/victoria-metrics"), "VictoriaMetrics (Debian victoria-metrics)")
+    # history of past months is imported: a retention that keeps it
+    srv = make_server(**SIM, NOVACRON_METRICS_RETENTION="100y")
     srv.start(timeout_s=120)
     try:
         with srv.client() as admin:
@@ -98,6 +71,15 @@ def server(guest: Guest, victoria: str) -> Iterator[Server]:
         yield srv
     finally:
         destroy_server(srv)
+
+
+@pytest.fixture(scope="module")
+def victoria(server: Server) -> str:
+    """The node's own VictoriaMetrics (as its log names it): the test reads what the probes wrote
+    and imports series of known shape into it."""
+    found = re.search(r"metrics store: victoriametrics at (http://[\d.:]+)", server.log_path.read_text())
+    assert found, "the node runs no VictoriaMetrics"
+    return found.group(1)
 
 
 def poll(
@@ -279,8 +261,9 @@ def test_slo_budget_and_the_monthly_report_from_known_series(
     probe = new_probe(client, vm, "api", 60)
     slo = new_slo(client, probe, "api-availability", 99.0)
     assert [r["name"] for r in slo["alert_rules"]] == [
-        f"slo-api-availability-{n}" for n in ("page-fast", "page-slow", "ticket")
+        f"{slo['id']}-{n}" for n in ("page-fast", "page-slow", "ticket")
     ]
+    assert all(r["rule_id"] for r in slo["alert_rules"])
     incidents = [
         (ts("2026-11-10T12:00:00"), ts("2026-11-10T12:30:00")),
         (ts("2026-11-20T00:00:00"), ts("2026-11-20T01:00:00")),
@@ -338,18 +321,18 @@ def test_the_page_alert_fires_on_a_failing_probe_and_not_on_one_flap(
     flappy = new_probe(client, vm, "flappy", 10)
     import_series(victoria, success_lines(steady, start, t0 + 1, 10, lambda t: t >= failing_from))
     import_series(victoria, success_lines(flappy, start, t0 + 1, 10, lambda t: t == flap_at))
-    rules = {
-        name: {r["name"]: r["expr"] for r in new_slo(client, p, name, 99.9)["alert_rules"]}
-        for name, p in (("steady", steady), ("flappy", flappy))
-    }
-    fast = rules["steady"]["slo-steady-page-fast"]
+    rules: dict[str, dict[str, str]] = {}  # SLO -> alert (page-fast, ...) -> expression
+    for name, p in (("steady", steady), ("flappy", flappy)):
+        slo = new_slo(client, p, name, 99.9)
+        rules[name] = {r["name"].removeprefix(f"{slo['id']}-"): r["expr"] for r in slo["alert_rules"]}
+    fast = rules["steady"]["page-fast"]
     when = firing(victoria, fast, t0 - 900, t0)
     # burn over 1 h passes 14.4 once 52 s of the hour failed (0.0144 / 0.001): not before
     assert when and failing_from + 50 <= when[0] <= failing_from + 70, when
     assert when[-1] == t0
     # the ticket (1x over 3 d and 6 h) once 259 s of the 3 days failed: 10 minutes spend 23 % of a
     # 30-day 99.9 % budget
-    ticket = firing(victoria, rules["steady"]["slo-steady-ticket"], t0 - 900, t0)
+    ticket = firing(victoria, rules["steady"]["ticket"], t0 - 900, t0)
     assert ticket and failing_from + 240 <= ticket[0] <= failing_from + 280, ticket
 
     for name, expr in rules["flappy"].items():
@@ -363,7 +346,7 @@ def test_the_page_alert_fires_on_a_failing_probe_and_not_on_one_flap(
     # every 10 s, as it would have live, and writes the alerts it raised back as ALERTS series
     # (10 minutes of failure also pass 6x over 6 h and 30 min: the slow page fires as well)
     raised = replay_alerts(victoria, rules, t0 - 900, t0, tmp_path)
-    assert raised == {"slo-steady-page-fast", "slo-steady-page-slow", "slo-steady-ticket"}, raised
+    assert raised == {"steady-page-fast", "steady-page-slow", "steady-ticket"}, raised
 
 
 def iso(t: float) -> str:
@@ -376,7 +359,11 @@ def replay_alerts(
     """The names of the alerts vmalert raises evaluating ``rules`` from ``start`` to ``end``."""
     binary = "/usr/bin/vmalert"
     require(os.path.exists(binary), "vmalert (Debian victoria-metrics)")
-    group = [{"alert": name, "expr": expr} for slo in rules.values() for name, expr in slo.items()]
+    group = [
+        {"alert": f"{slo}-{name}", "expr": expr}
+        for slo, alerts in rules.items()
+        for name, expr in alerts.items()
+    ]
     rule_file = tmp / "slo-rules.yml"
     rule_file.write_text(json.dumps({"groups": [{"name": "slo", "interval": "10s", "rules": group}]}))
     subprocess.run(
@@ -395,7 +382,7 @@ def replay_alerts(
         timeout=120,
     )
     httpx.get(f"{victoria}/internal/force_flush", timeout=60).raise_for_status()
-    names_seen = set(rules["steady"]) | set(rules["flappy"])
+    names_seen = {f"{slo}-{name}" for slo, alerts in rules.items() for name in alerts}
     query = 'count_over_time(ALERTS{alertstate="firing"}[20m])'
     data = httpx.get(f"{victoria}/api/v1/query", params={"query": query, "time": end + 60}, timeout=30).json()
     return {s["metric"]["alertname"] for s in data["data"]["result"]} & names_seen
@@ -490,7 +477,7 @@ def test_the_cli_manages_probes_and_slos_and_writes_the_report(
     listed = cli.ok("probe", "list").out
     assert "cli-web" in listed and f"{vm['ip']}:8080" in listed
     cli.ok("slo", "create", "cli-slo", "--probe", "cli-web", "--target", "99.5", "--latency", "0.3")
-    assert "slo-cli-slo-page-fast" in cli.ok("slo", "show", "cli-slo").out
+    assert "page-fast" in cli.ok("slo", "show", "cli-slo").out
     assert "SLI no data" in cli.ok("slo", "status", "cli-slo").out
     report = tmp_path / "report.csv"
     cli.ok("slo", "report", "--month", "2026-11", "--tenant", "slo-tenant", "-o", str(report))

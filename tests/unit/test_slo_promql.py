@@ -27,7 +27,7 @@ def test_selectors_quote_ids_so_a_name_cannot_escape_its_matcher() -> None:
 
 
 def test_burn_rate_rules_are_the_workbook_pairs() -> None:
-    rules = burn_rate_rules("web", Indicator("t1", "prb-1"), 0.999)
+    rules = burn_rate_rules("slo-web", Indicator("t1", "prb-1"), 0.999)
     assert [(r.name, r.severity) for r in rules] == [
         ("slo-web-page-fast", "critical"),
         ("slo-web-page-slow", "critical"),

@@ -13,7 +13,7 @@ from novacron.api.deps import IdempotencyDep, service
 from novacron.api.listing import Page, list_query
 from novacron.db.listing import ListParams
 from novacron.db.models import SLO, Probe, ProbeResult
-from novacron.monitoring.slo.promql import AlertRule
+from novacron.monitoring.slo.promql import BurnRule
 from novacron.monitoring.slo.report import to_csv, to_html
 from novacron.monitoring.slo.service import NewProbe, NewSLO, ProbeService, SLOService, SLOStatus
 
@@ -143,16 +143,23 @@ class SLOCreate(BaseModel):
     latency_threshold_s: float | None = Field(None, gt=0, le=60)
     target_percent: float = Field(ge=50, le=99.999, description="the good share aimed at, e.g. 99.9")
     window_days: int = Field(30, ge=1, le=90)
+    alerts: bool = Field(
+        True, description="make its burn-rate rules in the alerting engine (/v1/alert-rules)"
+    )
+    alert_receivers: list[str] = Field(
+        default_factory=list, max_length=8, description="receivers (ids or names) its alerts are sent to"
+    )
 
 
 class AlertRuleOut(BaseModel):
     name: str
     severity: str
     expr: str = Field(description="PromQL the alerting engine evaluates")
+    rule_id: str | None = Field(description="the rule in /v1/alert-rules (None: not made in the engine)")
 
     @classmethod
-    def of(cls, r: AlertRule) -> AlertRuleOut:
-        return cls(name=r.name, severity=r.severity, expr=r.expr)
+    def of(cls, r: BurnRule, rule_id: str | None) -> AlertRuleOut:
+        return cls(name=r.name, severity=r.severity, expr=r.expr, rule_id=rule_id)
 
 
 class SLOOut(BaseModel):
@@ -169,7 +176,7 @@ class SLOOut(BaseModel):
     alert_rules: list[AlertRuleOut]
 
     @classmethod
-    def of(cls, s: SLO, rules: list[AlertRule]) -> SLOOut:
+    def of(cls, s: SLO, rules: list[BurnRule]) -> SLOOut:
         return cls(
             id=s.id,
             name=s.name,
@@ -181,8 +188,16 @@ class SLOOut(BaseModel):
             target_percent=round(s.target * 100, 6),
             window_days=s.window_days,
             created_at=s.created_at,
-            alert_rules=[AlertRuleOut.of(r) for r in rules],
+            alert_rules=[
+                AlertRuleOut.of(r, made) for r, made in zip(rules, _padded(s.alert_rule_ids), strict=False)
+            ],
         )
+
+
+def _padded(ids: list[str] | None) -> list[str | None]:
+    """The rule ids made for an SLO, one per generated rule (None where none was made)."""
+    made: list[str | None] = list(ids or [])
+    return made + [None] * (3 - len(made))
 
 
 class SLOStatusOut(BaseModel):
@@ -217,8 +232,9 @@ def list_slos(slos: SLOReader, page: SLOList, name: str | None = None) -> Page[S
 def create_slo(body: SLOCreate, slos: SLOWriter, idem: IdempotencyDep) -> Response:
     if (replay := idem.replay(body)) is not None:
         return replay
-    fields = body.model_dump(exclude={"target_percent"})
-    slo = slos.create(NewSLO(**fields, target=round(body.target_percent / 100, 9)))
+    fields = body.model_dump(exclude={"target_percent", "alert_receivers"})
+    receivers = tuple(body.alert_receivers)
+    slo = slos.create(NewSLO(**fields, alert_receivers=receivers, target=round(body.target_percent / 100, 9)))
     return idem.created(SLOOut.of(slo, slos.alert_rules(slo)), slo)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from novacron.db.base import Base, Timestamped, UTCDateTime, Versioned
@@ -66,3 +66,5 @@ class SLO(Timestamped, Versioned, Base):
     #: the good fraction aimed at, e.g. 0.999
     target: Mapped[float] = mapped_column(Float)
     window_days: Mapped[int] = mapped_column(Integer, default=30)
+    #: the burn-rate rules made for it in the alerting engine (``alert_rules`` ids), deleted with it
+    alert_rule_ids: Mapped[list[str]] = mapped_column(JSON, default=list)

@@ -102,7 +102,7 @@ BURN_ALERTS = (
 
 
 @dataclass(frozen=True)
-class AlertRule:
+class BurnRule:
     """A generated alert rule: its name, severity and the PromQL the engine evaluates."""
 
     name: str
@@ -110,12 +110,13 @@ class AlertRule:
     expr: str
 
 
-def burn_rate_rules(slo_name: str, indicator: Indicator, target: float) -> list[AlertRule]:
-    """The SLO's three alert rules; each fires while burn > factor over its long AND short window."""
+def burn_rate_rules(ref: str, indicator: Indicator, target: float) -> list[BurnRule]:
+    """The SLO's three alert rules, named ``<ref>-page-fast`` ...; each fires while burn > factor
+    over its long AND short window."""
     rules = []
     for alert in BURN_ALERTS:
         long = burn_rate(indicator, target, alert.long)
         short = burn_rate(indicator, target, alert.short)
         expr = f"({long} > {alert.factor:g}) and ({short} > {alert.factor:g})"
-        rules.append(AlertRule(f"slo-{slo_name}-{alert.name}", alert.severity, expr))
+        rules.append(BurnRule(f"{ref}-{alert.name}", alert.severity, expr))
     return rules

@@ -15,10 +15,11 @@ import io
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from novacron.errors import InvalidInput, on_field
 from novacron.monitoring.slo.promql import Indicator
-from novacron.monitoring.slo.store import SeriesStore, scalar_of
+from novacron.monitoring.store import MetricsStore
 
 _MAX_POINTS = 10_000
 
@@ -58,7 +59,7 @@ def month_bounds(month: str) -> tuple[float, float]:
     return start.timestamp(), nxt.timestamp()
 
 
-def measure(store: SeriesStore, ind: Indicator, target: float, start: float, end: float) -> SLORow:
+def measure(store: MetricsStore, ind: Indicator, target: float, start: float, end: float) -> SLORow:
     """The SLI and incidents of ``ind`` from ``start`` to ``end`` (clipped to now); the row's
     identity fields are filled in by the caller."""
     end = min(end, time.time())
@@ -72,6 +73,14 @@ def measure(store: SeriesStore, ind: Indicator, target: float, start: float, end
             incidents = _failing_periods([(float(t), float(v)) for t, v in series["values"]], step)
     used = None if sli is None else (1.0 - sli) / (1.0 - target)
     return SLORow("", "", ind.kind, target, sli, used, incidents)
+
+
+def scalar_of(data: Any) -> float | None:
+    """The single value of an instant query's vector (None when it has no series)."""
+    result = data.get("result") or []
+    if not result:
+        return None
+    return float(result[0]["value"][1])
 
 
 def _failing_periods(points: list[tuple[float, float]], step: float) -> list[Incident]:

@@ -34,9 +34,9 @@ from novacron.compute import hostops
 from novacron.db.base import utcnow
 from novacron.db.models import Host, Port, Probe, ProbeResult
 from novacron.errors import Unavailable
+from novacron.monitoring.remote_write import RemoteWriteRejected, Sample, Series
 from novacron.monitoring.slo.checks import Check, Outcome
 from novacron.monitoring.slo.promql import DURATION, SUCCESS
-from novacron.monitoring.slo.store import Point, series_store
 from novacron.network.linux import names
 from novacron.network.specs import Layout
 from novacron.tasks.controller import ControllerLoop, Job
@@ -152,7 +152,7 @@ class ProbeRunner:
         return {i.probe_id: o for i, o in zip(items, results, strict=True)}
 
     def _store(self, due: list[_Due], outcomes: dict[str, Outcome]) -> None:
-        points: list[Point] = []
+        samples: list[Sample] = []
         ms = int(time.time() * 1000)
         for item in due:
             outcome = outcomes[item.probe_id]
@@ -162,13 +162,13 @@ class ProbeRunner:
                     "tenant_id": item.tenant_id,
                     "project_id": item.project_id,
                 }
-                points.append((SUCCESS, labels, ms, 1.0 if outcome.success else 0.0))
-                points.append((DURATION, labels, ms, outcome.duration_s))
-        store = series_store(self.ctx)
-        if points and store is not None:
+                samples.append((Series(SUCCESS, labels), ms, 1.0 if outcome.success else 0.0))
+                samples.append((Series(DURATION, labels), ms, outcome.duration_s))
+        store = self.ctx.metrics_store
+        if samples and store is not None:
             try:
-                store.write_points(points)
-            except Unavailable as exc:
+                store.write(samples)
+            except (Unavailable, RemoteWriteRejected) as exc:
                 log.warning("probe results not stored: %s", exc)
 
     def _due(self, s: Session) -> list[_Due]:

@@ -15,11 +15,13 @@ from novacron import events
 from novacron.compute.scope import get_visible, scoped
 from novacron.db.base import new_id
 from novacron.db.listing import ListParams, paginate
-from novacron.db.models import SLO, VM, IPAllocation, Port, Probe, ProbeResult, Tenant
+from novacron.db.models import SLO, VM, AlertRule, IPAllocation, Port, Probe, ProbeResult, Tenant
 from novacron.errors import Conflict, DomainError, InvalidInput, NameTaken, NotFound, Unavailable, on_field
-from novacron.monitoring.slo.promql import AlertRule, Indicator, budget, burn_rate, burn_rate_rules
-from novacron.monitoring.slo.report import SLORow, measure, month_bounds
-from novacron.monitoring.slo.store import SeriesStore, scalar_of, series_store
+from novacron.monitoring.alerting.rules import RuleSpec
+from novacron.monitoring.alerting.service import AlertRuleService
+from novacron.monitoring.slo.promql import BurnRule, Indicator, budget, burn_rate, burn_rate_rules
+from novacron.monitoring.slo.report import SLORow, measure, month_bounds, scalar_of
+from novacron.monitoring.store import MetricsStore
 from novacron.service import Service
 
 
@@ -144,6 +146,10 @@ class NewSLO:
     indicator: str = "success"
     latency_threshold_s: float | None = None
     window_days: int = 30
+    #: make its burn-rate rules in the alerting engine
+    alerts: bool = True
+    #: receivers (ids or names) its alerts go to
+    alert_receivers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -205,11 +211,36 @@ class SLOService(Service):
         )
         self.session.add(slo)
         self.session.flush()
+        if spec.alerts and self._ctx is not None and self._ctx.alerting is not None:
+            slo.alert_rule_ids = self._make_rules(slo, indicator_of(slo, probe), spec.alert_receivers)
         events.publish(self.session, "slo.created", "slo", slo.id, tenant_id=slo.tenant_id, name=slo.name)
         return slo
 
+    def _make_rules(self, slo: SLO, ind: Indicator, receivers: tuple[str, ...]) -> builtins.list[str]:
+        """Its burn-rate rules, made through the alerting engine's rule service (checked by vmalert)."""
+        rules = AlertRuleService(self.session, self.principal, self._ctx)
+        made = []
+        for rule in burn_rate_rules(slo.id, ind, slo.target):
+            spec = RuleSpec(
+                name=rule.name,
+                kind="burn_rate",
+                expr=rule.expr,
+                severity=rule.severity,
+                labels={"slo": slo.name, "slo_id": slo.id},
+                annotations={"summary": f"SLO {slo.name} burns its error budget: {rule.name}"},
+                receivers=list(receivers),
+                tenant_id=slo.tenant_id,
+            )
+            made.append(rules.create(spec).id)
+        return made
+
     def delete(self, slo: SLO) -> None:
-        """Delete an SLO (its probe stays)."""
+        """Delete an SLO and its alert rules (its probe stays)."""
+        rules = AlertRuleService(self.session, self.principal, self._ctx)
+        for rule_id in slo.alert_rule_ids or []:
+            rule = self.session.get(AlertRule, rule_id)
+            if rule is not None:  # its owner may have deleted it already
+                rules.delete(rule)
         events.publish(self.session, "slo.deleted", "slo", slo.id, tenant_id=slo.tenant_id, name=slo.name)
         self.session.delete(slo)
 
@@ -219,9 +250,9 @@ class SLOService(Service):
         assert probe is not None  # the foreign key cascades
         return indicator_of(slo, probe)
 
-    def alert_rules(self, slo: SLO) -> builtins.list[AlertRule]:
+    def alert_rules(self, slo: SLO) -> builtins.list[BurnRule]:
         """The multiwindow, multi-burn-rate alert rules of the SLO."""
-        return burn_rate_rules(slo.name, self.indicator(slo), slo.target)
+        return burn_rate_rules(slo.id, self.indicator(slo), slo.target)
 
     def status(self, slo: SLO, at: float | None = None) -> SLOStatus:
         """The SLI over the window ending ``at`` (now), the budget spent and left, the burn now."""
@@ -265,9 +296,9 @@ class SLOService(Service):
             raise on_field(NotFound, "tenant_id", f"no tenant '{ref}' is visible to you", part="query")
         return tenant
 
-    def store(self) -> SeriesStore:
+    def store(self) -> MetricsStore:
         """The metrics store SLOs are read from; ``Unavailable`` on a node without one."""
-        store = series_store(self.ctx)
+        store = self.ctx.metrics_store
         if store is None:
             raise Unavailable("This node has no metrics store: SLOs cannot be measured here.")
         return store

@@ -92,6 +92,7 @@ def upgrade() -> None:
         sa.Column("latency_threshold_s", sa.Float(), nullable=True),
         sa.Column("target", sa.Float(), nullable=False),
         sa.Column("window_days", sa.Integer(), nullable=False),
+        sa.Column("alert_rule_ids", sa.JSON(), nullable=False),
         sa.ForeignKeyConstraint(
             ["probe_id"], ["probes.id"], name=op.f("fk_slos_probe_id_probes"), ondelete="CASCADE"
         ),
