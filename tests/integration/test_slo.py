@@ -487,3 +487,35 @@ def test_the_cli_manages_probes_and_slos_and_writes_the_report(
     cli.ok("slo", "delete", "cli-slo")
     cli.ok("probe", "delete", "cli-web")
     assert "cli-web" not in cli.ok("probe", "list").out
+
+
+def test_the_nodes_vmalert_pages_for_a_failing_probe_and_not_for_one_flap(
+    dark: tuple[httpx.Client, dict[str, Any]], victoria: str
+) -> None:
+    """The SLO's rules as the node's own vmalert evaluates them, live: two hours of history up to
+    now, one probe failing for its last two minutes, the other failing once a minute ago."""
+    client, vm = dark
+    now = float(int(time.time()))  # whole seconds: the flap's timestamp is matched exactly
+    start = now - 7200
+    steady = new_probe(client, vm, "live-steady", 10)
+    flappy = new_probe(client, vm, "live-flappy", 10)
+    flap_at = start + 10 * ((now - 60 - start) // 10)
+    import_series(victoria, success_lines(steady, start, now, 10, lambda t: t >= now - 120))
+    import_series(victoria, success_lines(flappy, start, now, 10, lambda t: t == flap_at))
+    flappy_series = f'novacron_probe_success{{probe_id="{flappy["id"]}"}}[3h]'
+    flaps = stored(victoria, f"count_over_time({flappy_series}) - sum_over_time({flappy_series})")
+    assert flaps and flaps[0]["value"][1] == "1", flaps  # it did fail, once
+    for name, probe in (("live-steady", steady), ("live-flappy", flappy)):
+        assert all(r["rule_id"] for r in new_slo(client, probe, name, 99.9)["alert_rules"])
+
+    def paged() -> list[dict[str, Any]]:
+        alerts = client.get("/v1/alerts", params={"state": "firing"}).json()["items"]
+        return [
+            a for a in alerts if a["labels"].get("slo") == "live-steady" and a["name"].endswith("page-fast")
+        ]
+
+    (alert,) = poll("the page of the failing probe", paged, timeout_s=90)
+    assert alert["severity"] == "critical" and alert["tenant_id"] == steady["tenant_id"]
+    # evaluated in the same rounds as the page that fired: the single failure raised nothing
+    everything = client.get("/v1/alerts").json()["items"]
+    assert [a["name"] for a in everything if a["labels"].get("slo") == "live-flappy"] == []
