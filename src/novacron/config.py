@@ -186,6 +186,13 @@ class Settings:
     metrics_url: str = ""
     #: an external store's remote-write URL
     metrics_write_url: str = ""
+    #: an OpenTelemetry collector's OTLP/HTTP endpoint (``http://collector:4318``) spans are also
+    #: sent to (NOVACRON_OTLP_ENDPOINT; headers from OTEL_EXPORTER_OTLP_HEADERS); "": the local store only
+    otlp_endpoint: str = ""
+    #: the local trace store keeps spans this long (NOVACRON_TRACE_RETENTION_HOURS) ...
+    trace_retention_hours: float = 24.0
+    #: ... and at most this many (NOVACRON_TRACE_MAX_SPANS), the oldest dropped first
+    trace_max_spans: int = 100_000
 
     @property
     def images_dir(self) -> Path:
@@ -265,6 +272,9 @@ class Settings:
             metrics_retention=_env("METRICS_RETENTION", "30d"),
             metrics_url=_env("METRICS_URL", ""),
             metrics_write_url=_env("METRICS_WRITE_URL", ""),
+            otlp_endpoint=_env("OTLP_ENDPOINT", ""),
+            trace_retention_hours=float(_env("TRACE_RETENTION_HOURS", "24")),
+            trace_max_spans=int(_env("TRACE_MAX_SPANS", "100000")),
             kek_options=tuple(
                 sorted(
                     (k[len("NOVACRON_KEK_") :].lower(), v)

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from novacron.monitoring.alerting.engines import AlertingStack
     from novacron.monitoring.stack import MonitoringStack
     from novacron.monitoring.store import MetricsStore
+    from novacron.monitoring.tracestore import TraceStore
     from novacron.tasks.leader import Leadership
     from novacron.tasks.runner import TaskRunner
 
@@ -58,6 +59,8 @@ class Context:
     console_relays: dict[str, ConsoleRelay] = field(default_factory=dict)
     #: controller name -> its leadership in this process (read by ``GET /healthz``)
     leaders: dict[str, Leadership] = field(default_factory=dict)
+    #: the local store of recent traces (None: this process does not trace, e.g. a test's app)
+    trace_store: TraceStore | None = None
     #: vmalert + Alertmanager beside this node (``monitoring.alerting.engines.start_alerting``)
     alerting: AlertingStack | None = None
 

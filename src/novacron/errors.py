@@ -98,6 +98,24 @@ class NameTaken(Conflict):
         )
 
 
+class Ambiguous(Conflict):
+    """A name given for one resource matches several the caller may use; ``candidates`` (also an
+    extension member of the answer) are their ids, for the caller to pick one by id."""
+
+    title = "Ambiguous name"
+
+    def __init__(
+        self, kind: str, name: str, candidates: list[str], field: str, *, part: str = "body"
+    ) -> None:
+        ids = ", ".join(candidates)
+        super().__init__(
+            f"More than one {kind} exists with the name '{name}' ({ids}); use the id of the one you mean.",
+            fields=[FieldError(field, f"{len(candidates)} {kind}s are named '{name}': {ids}", part)],
+            extra={"candidates": list(candidates)},
+        )
+        self.candidates = list(candidates)
+
+
 class PreconditionFailed(DomainError):
     """The caller edited a copy older than what is stored now (``If-Match``)."""
 

@@ -23,6 +23,7 @@ from novacron.context import AgentListener, Context
 from novacron.db.base import Database
 from novacron.identity.encryption import encryption_for
 from novacron.identity.pki import ServerTLS, ensure_server_tls
+from novacron.monitoring import logs, tracing
 from novacron.monitoring.alerting.engines import AlertingStack, start_alerting
 from novacron.monitoring.process import EngineFailed
 from novacron.private import set_private_umask
@@ -43,6 +44,7 @@ def build_context(settings: Settings) -> Context:
     from novacron.identity.sealing import check_openable, seal_clear_rows
     from novacron.identity.tokens import TokenService
     from novacron.monitoring.stack import MonitoringStack
+    from novacron.monitoring.tracestore import start_node_tracing
     from novacron.network import make_backend
     from novacron.tasks.runner import TaskRunner
     from novacron.virt import make_driver
@@ -56,6 +58,7 @@ def build_context(settings: Settings) -> Context:
     check_openable(db, enc)
     ctx = Context(settings=settings, db=db, tokens=TokenService(db, settings))
     ctx.monitoring = MonitoringStack.for_node(settings, db)
+    ctx.trace_store = start_node_tracing(settings, db)
     ctx.tasks = TaskRunner(
         ctx,
         [
@@ -193,7 +196,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, help="listen port (default 8080)")
     args = parser.parse_args()
     set_private_umask()  # everything the node and its children (QEMU) create: 0600/0700
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(tracing.API)  # JSON lines with the trace_id of the span they were written in
     logging.getLogger("alembic").setLevel(logging.WARNING)
     # httpx logs every request's whole URL at INFO: an import URL's password, a webhook's token
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -241,6 +244,7 @@ def main() -> None:
         if alerting is not None:
             alerting.stop()
         ctx.monitoring.stop()
+        tracing.shutdown()  # the spans still queued reach the store
 
 
 def _start_alerting(ctx: Context) -> AlertingStack | None:

@@ -106,3 +106,17 @@ def test_one_incident_one_alert_but_a_worse_one_still_shows() -> None:
         return score / (1 - score)
 
     assert odds(scores[2510]) > 2 * odds(scores[2500])
+
+
+def test_a_series_that_stops_changing_scores_once() -> None:
+    # disk writes: bursts with idle runs of zeros up to 40 samples, then the writes stop
+    rng = random.Random(9)
+    values: list[float] = []
+    while len(values) < 3000:
+        values += [rng.uniform(1e5, 1e6) for _ in range(rng.randint(5, 30))]
+        values += [0.0] * rng.randint(5, 40)
+    values = values[:3000] + [0.0] * 300
+    scores = score_series(values, _times(len(values)))
+    stopped = [i for i in range(3000, 3300) if scores[i] >= 0.5]
+    assert len(stopped) == 1
+    assert stopped[0] < 3000 + 60  # soon after the longest idle run seen before is passed

@@ -33,14 +33,30 @@ def not_found(path: str) -> httpx.Response:
     )
 
 
+def ambiguous(path: str, ids: list[str]) -> httpx.Response:
+    return httpx.Response(
+        409,
+        json={
+            "type": "about:blank",
+            "title": "Ambiguous name",
+            "status": 409,
+            "detail": f"More than one vm exists with the name 'db' ({', '.join(ids)}); use an id.",
+            "instance": path,
+            "errors": [{"field": "path.vm_id", "reason": f"2 vms are named 'db': {', '.join(ids)}"}],
+            "candidates": ids,
+        },
+        headers={"content-type": "application/problem+json"},
+    )
+
+
 def vm_api(request: httpx.Request) -> httpx.Response:
-    if request.url.path == "/v1/vms":
-        name = request.url.params.get("name")
-        return httpx.Response(200, json={"items": [v for v in VMS if v["name"] == name], "next_cursor": None})
-    vm_id = request.url.path.rsplit("/", 1)[-1]
-    for v in VMS:
-        if v["id"] == vm_id:
-            return httpx.Response(200, json=v)
+    """The server's resolver: by id, else by a name only one VM has (a 409 listing them otherwise)."""
+    ref = request.url.path.rsplit("/", 1)[-1]
+    found = [v for v in VMS if v["id"] == ref] or [v for v in VMS if v["name"] == ref]
+    if len(found) > 1:
+        return ambiguous(request.url.path, [v["id"] for v in found])
+    if found:
+        return httpx.Response(200, json=found[0])
     return not_found(request.url.path)
 
 
@@ -68,6 +84,7 @@ def test_resolve_ambiguous_and_missing(tmp_path: Path) -> None:
     with pytest.raises(CliError) as ambiguous:
         resolve(client, "vms", "db", "vm")
     assert "2 vms are named 'db'" in ambiguous.value.message and "vm-ccc" in ambiguous.value.message
+    assert not isinstance(ambiguous.value, ApiError) and "id" in ambiguous.value.hint
     with pytest.raises(CliError) as missing:
         resolve(client, "vms", "nope", "vm")
     assert not isinstance(missing.value, ApiError)
@@ -185,3 +202,14 @@ def test_one_loopback_test_for_server_and_cli(host: str, local: bool) -> None:
     assert is_loopback(host) is local
     # the test is about these very re-exports, which mypy sees as private
     assert server.is_loopback is client.is_loopback is is_loopback  # type: ignore[attr-defined]
+
+
+def test_an_ambiguous_name_in_a_body_is_printed_with_the_ids(tmp_path: Path) -> None:
+    from novacron.cli import output
+
+    client = make_client(tmp_path, lambda request: ambiguous(request.url.path, ["vm-bbb", "vm-ccc"]))
+    with pytest.raises(ApiError) as refused:
+        client.post("/v1/backups", {"vm": "db"})
+    text = output.format_problem(refused.value)
+    assert "Ambiguous name (409)" in text and "vm-bbb, vm-ccc" in text
+    assert "Give the id of the one you mean" in refused.value.hint

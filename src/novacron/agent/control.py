@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import os
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
 from novacron.compute import agentcalls, hostops, reports, storage
+from novacron.monitoring import tracing
 from novacron.virt.base import HostFacts
 
 if TYPE_CHECKING:
@@ -50,7 +51,14 @@ class ControlPlane(abc.ABC):
         """Operations queued for this host, waiting up to ``wait_s`` for one to arrive."""
 
     @abc.abstractmethod
-    async def complete(self, op_id: str, result: dict[str, Any] | None, error: str | None) -> None: ...
+    async def complete(
+        self,
+        op_id: str,
+        result: dict[str, Any] | None,
+        error: str | None,
+        spans: Sequence[dict[str, Any]] = (),
+    ) -> None:
+        """Answer an operation; ``spans``: the agent's finished spans of its trace (a remote agent's)."""
 
     @abc.abstractmethod
     async def image_path(self, image_id: str, part: str, sha256: str | None) -> Path:
@@ -118,7 +126,14 @@ class LocalControlPlane(ControlPlane):
             ops = hostops.claim(self.ctx, self.host_id)
         return ops
 
-    async def complete(self, op_id: str, result: dict[str, Any] | None, error: str | None) -> None:
+    async def complete(
+        self,
+        op_id: str,
+        result: dict[str, Any] | None,
+        error: str | None,
+        spans: Sequence[dict[str, Any]] = (),
+    ) -> None:
+        # the embedded agent's spans went to the trace store directly
         hostops.complete(self.ctx, self.host_id, op_id, result, error)
 
     async def progress(self, op_id: str, detail: dict[str, Any]) -> bool:
@@ -176,8 +191,17 @@ class HttpControlPlane(ControlPlane):
         answer = await self._post("/v1/agent/claim", {"wait_s": wait_s}, timeout=wait_s + 30)
         return list(answer["operations"])
 
-    async def complete(self, op_id: str, result: dict[str, Any] | None, error: str | None) -> None:
-        await self._post("/v1/agent/complete", {"id": op_id, "result": result, "error": error})
+    async def complete(
+        self,
+        op_id: str,
+        result: dict[str, Any] | None,
+        error: str | None,
+        spans: Sequence[dict[str, Any]] = (),
+    ) -> None:
+        body: dict[str, Any] = {"id": op_id, "result": result, "error": error}
+        if spans:
+            body["spans"] = list(spans)
+        await self._post("/v1/agent/complete", body)
 
     async def progress(self, op_id: str, detail: dict[str, Any]) -> bool:
         answer = await self._post("/v1/agent/progress", {"id": op_id, "detail": detail})
@@ -228,7 +252,11 @@ class HttpControlPlane(ControlPlane):
         tmp = dest.with_name(f".{part}.{os.getpid()}.part")
         digest = hashlib.sha256()
         try:
-            async with self.client.stream("GET", f"/v1/images/{image_id}/{part}", timeout=600) as r:
+            # within the operation's trace: the server's span of the download joins it
+            parent = tracing.traceparent()
+            headers = {"traceparent": parent} if parent else None
+            url = f"/v1/images/{image_id}/{part}"
+            async with self.client.stream("GET", url, timeout=600, headers=headers) as r:
                 if r.status_code != 200:
                     raise AgentRefused(r.status_code, f"cannot fetch {part} of image {image_id}")
                 with tmp.open("wb") as f:

@@ -16,10 +16,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry.trace import SpanKind
+
 from novacron.agent import protocol
 from novacron.agent.control import AgentRefused, ControlPlane
 from novacron.agent.handlers import handle
 from novacron.agent.watchdog import Lease
+from novacron.monitoring import tracing
 from novacron.virt.base import ComputeDriver, InstanceSpec, PowerState, Progress
 
 if TYPE_CHECKING:
@@ -179,18 +182,32 @@ class AgentRuntime:
 
     async def _run(self, op: dict[str, Any]) -> None:
         instance_id = str(op["instance_id"])
+        parent = op.get("traceparent")
         self._busy.add(instance_id)
         try:
-            result = await self.execute(
-                str(op["op"]), instance_id, dict(op.get("payload") or {}), op_id=str(op["id"])
-            )
-        except Exception as exc:
-            log.warning("operation %s on %s failed: %s", op["op"], instance_id, exc)
-            await self.control.complete(str(op["id"]), None, str(exc) or type(exc).__name__)
-        else:
-            await self.control.complete(str(op["id"]), result, None)
+            result, error = await self._traced(op, instance_id, parent)
+            # a remote agent's finished spans of this trace travel with the answer
+            spans = tracing.take_spans(tracing.AGENT, parent)
+            await self.control.complete(str(op["id"]), result, error, spans)
         finally:
             self._busy.discard(instance_id)
+
+    async def _traced(
+        self, op: dict[str, Any], instance_id: str, parent: str | None
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        """Run ``op`` in a span continuing the trace of the step that queued it: (result, error)."""
+        name = str(op["op"])
+        attributes = {"novacron.op": name, "novacron.vm_id": instance_id}
+        with tracing.continued(tracing.AGENT, f"agent {name}", parent, attributes, SpanKind.CONSUMER) as span:
+            try:
+                payload = dict(op.get("payload") or {})
+                result = await self.execute(name, instance_id, payload, op_id=str(op["id"]))
+            except Exception as exc:
+                log.warning("operation %s on %s failed: %s", name, instance_id, exc)
+                tracing.set_error(span, exc)
+                return None, str(exc) or type(exc).__name__
+            log.info("operation %s on %s done", name, instance_id)
+            return result, None
 
     async def instance_spec(self, spec: VmSpec) -> InstanceSpec:
         """The driver's spec of an instance: its image's files found (or fetched) on this host."""

@@ -30,8 +30,10 @@ from novacron.api.routers import (
     platform_metrics,
     tasks,
     tickets,
+    traces,
     vms,
 )
+from novacron.api.tracing import TraceRequests
 from novacron.api.transport import BodyGuard, SecurityHeaders
 from novacron.context import Context
 from novacron.workers import BackgroundWorkers, is_leader
@@ -155,6 +157,7 @@ def create_app(ctx: Context, *, background: bool = True) -> FastAPI:
         events,
         tickets,
         platform_metrics,
+        traces,
     ):
         app.include_router(module.router)
     _include_optional(app)
@@ -166,6 +169,8 @@ def create_app(ctx: Context, *, background: bool = True) -> FastAPI:
 
     # outside audit and BodyGuard, so the requests they answer themselves are counted too
     app.add_middleware(RequestMetrics, api=app, metrics=ctx.platform_metrics)
+    # outside the audit middleware and the routes: the request's span covers all of it
+    app.add_middleware(TraceRequests)
     # added last, so outermost: audit and login throttling see the client a trusted proxy reports
     settings = ctx.settings
     app.add_middleware(

@@ -76,6 +76,7 @@ STATUS_OF: dict[type[domain.DomainError], int] = {
     domain.NotFound: 404,
     domain.MalformedInput: 400,
     domain.InvalidInput: 422,
+    domain.Ambiguous: 409,
     domain.Conflict: 409,
     domain.PreconditionFailed: 412,
     domain.Unauthenticated: 401,

@@ -52,7 +52,10 @@ REASONS: dict[int, str] = {
     401: "No valid credential: send 'Authorization: Bearer <token>'.",
     403: "The caller's role lacks the permission, or a policy refuses the request.",
     404: "A resource named in the request does not exist, or it is not visible to the caller.",
-    409: "The request contradicts the current state (a name taken, a resource in use).",
+    409: (
+        "The request contradicts the current state (a name taken, a resource in use), or a name"
+        " it gives matches several resources (`candidates` lists their ids)."
+    ),
     412: "If-Match names a version older than the one stored: GET it again and retry.",
     413: "The request body is larger than this operation accepts.",
     415: "The request body is not of a media type this operation accepts.",
@@ -431,6 +434,11 @@ def _components(doc: dict[str, Any]) -> None:
             "detail": {"type": "string"},
             "instance": {"type": "string", "description": "The path the problem occurred on."},
             "errors": {"type": "array", "items": {"$ref": "#/components/schemas/FieldError"}},
+            "candidates": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "An ambiguous name's (409): the ids of the resources it matches.",
+            },
         },
         "additionalProperties": True,
     }

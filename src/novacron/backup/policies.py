@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from novacron.backup.service import default_target, visible_vm
-from novacron.compute.scope import get_visible, resolve_project, scoped
+from novacron.compute.scope import resolve_project
 from novacron.db.base import new_id
 from novacron.db.listing import ListParams, paginate
 from novacron.db.models import BackupPolicy
+from novacron.db.resolve import resolve, scoped
 from novacron.errors import NameTaken
 from novacron.service import Service
 
@@ -45,7 +46,7 @@ class BackupPolicyService(Service):
 
     def get(self, ref: str) -> BackupPolicy:
         """The policy of this id or name, if the caller sees it."""
-        return get_visible(self.session, BackupPolicy, ref, self.principal, "backup policy")
+        return resolve(self.session, self.principal, BackupPolicy, ref)
 
     def create(self, spec: PolicySpec) -> BackupPolicy:
         """A new policy; its name is unique in its project."""
@@ -62,7 +63,7 @@ class BackupPolicyService(Service):
             )
         ):
             raise NameTaken("backup policy", spec.name, "name")
-        target = default_target(self.session, spec.target)
+        target = default_target(self.session, self.principal, spec.target)
         policy = BackupPolicy(
             id=new_id("bkp"),
             tenant_id=tenant_id,

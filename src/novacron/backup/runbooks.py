@@ -17,10 +17,11 @@ from novacron.backup.dr import DRDrill, rpo_status
 from novacron.backup.drsteps import hook_url_aad, map_hook_urls, refused_target
 from novacron.backup.drwatch import rpo_of
 from novacron.backup.failover import DRDryRun, DRFailback, DRFailover
-from novacron.compute.scope import get_visible, resolve_project, scoped
+from novacron.compute.scope import resolve_project
 from novacron.db.base import new_id
 from novacron.db.listing import ListParams, paginate
-from novacron.db.models import Aggregate, DRRunbook, Task
+from novacron.db.models import Aggregate, DRRunbook, Project, Task
+from novacron.db.resolve import Named, resolve, scoped
 from novacron.errors import Conflict, InvalidInput, NameTaken
 from novacron.identity.encryption import encryption_for
 from novacron.netguard import EgressPolicy
@@ -76,7 +77,7 @@ class RunbookService(Service):
 
     def find(self, ref: str) -> DRRunbook:
         """The runbook of this id or name, if the caller sees it."""
-        return get_visible(self.session, DRRunbook, ref, self.principal, "runbook")
+        return resolve(self.session, self.principal, DRRunbook, ref)
 
     def get(self, ref: str) -> RunbookView:
         """The runbook with each VM's RPO now: the newest backup anywhere, and at the recovery site."""
@@ -98,7 +99,7 @@ class RunbookService(Service):
         # webhooks and tcp checks leave from the control plane: the egress guard, for every role
         if (refused := refused_target(spec.steps, EgressPolicy.from_settings(self.ctx.settings))) is not None:
             raise InvalidInput(*refused)
-        group, network_map, test_network = self._references(spec)
+        group, network_map, test_network = self._references(project, spec)
         runbook_id, enc = new_id("drb"), encryption_for(self.ctx.settings)
         steps = map_hook_urls(spec.steps, lambda url: enc.seal_text(url, hook_url_aad(runbook_id)))
         if self.session.scalar(
@@ -165,28 +166,26 @@ class RunbookService(Service):
                 f"A run of runbook '{runbook.name}' is still going; wait for it (novacron task list)."
             )
 
-    def _references(self, spec: RunbookSpec) -> tuple[str | None, dict[str, str], str | None]:
-        """The aggregate's id and the networks' ids, each refused by field when it does not exist."""
+    def _references(
+        self, project: Project, spec: RunbookSpec
+    ) -> tuple[str | None, dict[str, str], str | None]:
+        """The aggregate's id and the networks' ids (ones ``project`` may use), refused by field."""
         session, principal = self.session, self.principal
         group = None
         if spec.recovery_group is not None:
-            group = session.scalar(
-                select(Aggregate.id).where(
-                    (Aggregate.id == spec.recovery_group) | (Aggregate.name == spec.recovery_group)
-                )
-            )
-            if group is None:
-                why = f"no aggregate '{spec.recovery_group}'; see GET /v1/aggregates"
-                raise InvalidInput("recovery_group", why)
+            named = Named("recovery_group")
+            group = resolve(session, principal, Aggregate, spec.recovery_group, named=named).id
+
+        def network(ref: str, field: str) -> str:
+            return find_network(session, principal, ref, field, project).id
+
         network_map = {
-            find_network(session, principal, src, f"network_map.{src}").id: find_network(
-                session, principal, dst, f"network_map.{src}"
-            ).id
+            network(src, f"network_map.{src}"): network(dst, f"network_map.{src}")
             for src, dst in spec.network_map.items()
         }
         test_network = None
         if spec.test_network is not None:
-            test_network = find_network(session, principal, spec.test_network, "test_network").id
+            test_network = network(spec.test_network, "test_network")
         return group, network_map, test_network
 
     def _view(self, runbook: DRRunbook, rpo: RpoRows | None = None) -> RunbookView:

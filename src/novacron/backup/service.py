@@ -17,12 +17,12 @@ from sqlalchemy.orm import Session
 from novacron import events
 from novacron.backup import tasks as backup_tasks
 from novacron.backup import vmstore
-from novacron.compute.scope import get_visible, scoped
 from novacron.compute.vms import new_derived_image
 from novacron.db.base import new_id, utcnow
 from novacron.db.listing import ListParams, paginate, where_equal
 from novacron.db.models import VM, BackupSnapshot, BackupTarget, Image, Project, RestoreJob, Task
-from novacron.errors import Conflict, DomainError, InvalidInput, NameTaken, NotFound, on_field
+from novacron.db.resolve import Named, resolve, scoped
+from novacron.errors import Conflict, InvalidInput, NameTaken, NotFound, on_field
 from novacron.identity.principal import Principal
 from novacron.quota import enforce as quota
 from novacron.quota.registry import vm_amounts
@@ -34,15 +34,12 @@ if TYPE_CHECKING:
     from novacron.backup.store import ChunkStore
 
 
-def default_target(session: Session, ref: str | None, field: str = "target") -> BackupTarget:
+def default_target(
+    session: Session, principal: Principal, ref: str | None, field: str = "target"
+) -> BackupTarget:
     """The named target, or the only one there is."""
     if ref is not None:
-        target = session.scalar(
-            select(BackupTarget).where((BackupTarget.id == ref) | (BackupTarget.name == ref))
-        )
-        if target is None:
-            raise InvalidInput(field, f"no backup target '{ref}'; see GET /v1/backup-targets")
-        return target
+        return resolve(session, principal, BackupTarget, ref, named=Named(field))
     targets = list(session.scalars(select(BackupTarget).limit(2)))
     if len(targets) != 1:
         raise InvalidInput(field, "name a backup target (there are several, or none: an admin creates one)")
@@ -58,12 +55,10 @@ def _busy(session: Session, resource_id: str) -> None:
         raise Conflict("A task on this resource is still running; wait for it (novacron task list).")
 
 
-def visible_vm(session: Session, principal: Principal, ref: str) -> VM:
-    """The VM a request body names (``vm``); 404 on that field when the caller cannot see it."""
-    try:
-        return get_visible(session, VM, ref, principal, "vm")
-    except DomainError as exc:
-        raise on_field(NotFound, "vm", f"no VM '{ref}' is visible to you") from exc
+def visible_vm(session: Session, principal: Principal, ref: str, project: Project | None = None) -> VM:
+    """The VM a request body names (``vm``; one ``project`` may use, when given); 404 on that field
+    when the caller cannot see it."""
+    return resolve(session, principal, VM, ref, project=project, named=Named("vm", missing=NotFound))
 
 
 def request_backup(
@@ -352,12 +347,12 @@ class BackupService(Service):
 
     def get(self, ref: str) -> BackupSnapshot:
         """The backup of this id or name, if the caller sees it."""
-        return get_visible(self.session, BackupSnapshot, ref, self.principal, "backup")
+        return resolve(self.session, self.principal, BackupSnapshot, ref)
 
     def create(self, vm_ref: str, target_ref: str | None, full: bool) -> tuple[BackupSnapshot, Task]:
         """Back up a VM to a target (the only one when none is named): the pending backup, its task."""
         vm = visible_vm(self.session, self.principal, vm_ref)
-        target = default_target(self.session, target_ref)
+        target = default_target(self.session, self.principal, target_ref)
         snap, task = request_backup(self.session, vm, target, full)
         self.session.flush()
         return snap, task
@@ -378,7 +373,9 @@ class BackupService(Service):
             job, task, image = request_restore_image(self.session, snap, spec.image_name)
             self.session.flush()
             return Restore(job, task, image_id=image.id)
-        vm = visible_vm(self.session, self.principal, spec.vm) if spec.vm is not None else None
+        vm = None
+        if spec.vm is not None:
+            vm = visible_vm(self.session, self.principal, spec.vm, self.session.get(Project, snap.project_id))
         job, task, target_vm = request_restore(
             self.session, snap, self.principal, spec.new_vm, vm, spec.instant, spec.copy_rate_mib
         )

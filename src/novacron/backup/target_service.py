@@ -17,7 +17,8 @@ from novacron.backup import vmstore
 from novacron.backup.store import ChunkStore
 from novacron.db.base import new_id
 from novacron.db.models import BackupTarget
-from novacron.errors import InvalidInput, NameTaken, NotFound
+from novacron.db.resolve import Named, resolve
+from novacron.errors import InvalidInput, NameTaken
 from novacron.identity.encryption import MASK, encryption_for, is_secret_field, redact, scrub, secrets_set
 from novacron.service import Service
 
@@ -70,13 +71,8 @@ class BackupTargetService(Service):
         store = _check_target(spec.type, spec.config, spec.chunk_size)
         replica = None
         if spec.replicate_to is not None:
-            replica = self.session.scalar(
-                select(BackupTarget).where(
-                    (BackupTarget.id == spec.replicate_to) | (BackupTarget.name == spec.replicate_to)
-                )
-            )
-            if replica is None:
-                raise InvalidInput("replicate_to", f"no backup target '{spec.replicate_to}'")
+            named = Named("replicate_to")
+            replica = resolve(self.session, self.principal, BackupTarget, spec.replicate_to, named=named)
             if replica.chunk_size != store.chunk_size:  # the replica is a byte copy: chunk names must agree
                 why = f"its chunk size is {replica.chunk_size}, not {store.chunk_size}"
                 raise InvalidInput("replicate_to", why)
@@ -114,12 +110,7 @@ class BackupTargetService(Service):
         return self._view(row)
 
     def _row(self, ref: str) -> BackupTarget:
-        row = self.session.scalar(
-            select(BackupTarget).where((BackupTarget.id == ref) | (BackupTarget.name == ref))
-        )
-        if row is None:
-            raise NotFound("backup target", ref)
-        return row
+        return resolve(self.session, self.principal, BackupTarget, ref)
 
     def _view(self, t: BackupTarget) -> TargetView:
         editor = self.principal.can(EDIT_PERMISSION)

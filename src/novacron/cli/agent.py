@@ -24,17 +24,22 @@ def agent(
     """Join this host to a NovaCron server and run its VMs (stays in the foreground)."""
     from novacron.agent.main import JoinFailed, run_agent
     from novacron.config import Settings
+    from novacron.monitoring import logs, tracing
     from novacron.private import set_private_umask
 
     set_private_umask()  # disks, seeds, console logs, the credential: private to this account
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(tracing.AGENT)  # JSON lines with the trace_id of the operation they were written in
     logging.getLogger("httpx").setLevel(logging.WARNING)  # it logs whole URLs (tickets, tokens)
     base = Settings.from_env()
     settings = dataclasses.replace(
         base, state_dir=state_dir.resolve(), compute_driver=driver, host_name=name, embedded_agent=False
     )
+    # no database here: an operation's spans travel to the control plane with its answer
+    tracing.setup(tracing.AGENT, name, local=tracing.SpanBuffer(), otlp_endpoint=settings.otlp_endpoint)
     try:
         asyncio.run(run_agent(settings, server.rstrip("/"), name, join_token, ca_fingerprint))
     except JoinFailed as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from exc
+    finally:
+        tracing.shutdown()

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -282,7 +283,10 @@ class Client:
                 if self.fixed_token
                 else f"Log in first: novacron login --server {self.server}"
             )
-        return ApiError(response.status_code, problem_of(response), hint=hint)
+        problem = problem_of(response)
+        if response.status_code == 409 and isinstance(problem.get("candidates"), list):
+            hint = "Give the id of the one you mean instead of the name."
+        return ApiError(response.status_code, problem, hint=hint)
 
     def try_refresh(self) -> bool:
         """Exchange the stored refresh token for new tokens; False when that is not possible."""
@@ -395,16 +399,10 @@ def parse_sse(lines: Iterable[str]) -> Iterator[tuple[str, str, str]]:
 
 
 def resolve(client: Client, collection: str, ref: str, kind: str) -> dict[str, Any]:
-    """Find one resource by exact name (``?name=``) or by id; clean errors when none or several match."""
-    page = client.get(f"/v1/{collection}", name=ref, limit=50)
-    items: list[dict[str, Any]] = page.get("items", [])
-    if len(items) == 1:
-        return items[0]
-    if len(items) > 1:
-        ids = ", ".join(f"{i['id']} (project {i.get('project_id', '?')})" for i in items)
-        raise CliError(f"{len(items)} {kind}s are named '{ref}': {ids}", hint=f"Give the {kind} id instead.")
+    """Find one resource by id or exact name, as the server resolves it (``GET /v1/<collection>/<ref>``);
+    clean errors when none matches, or when several do (the server's 409 lists their ids)."""
     try:
-        found: dict[str, Any] = client.get(f"/v1/{collection}/{ref}")
+        found: dict[str, Any] = client.get(f"/v1/{collection}/{quote(ref, safe='')}")
         return found
     except ApiError as exc:
         if exc.status == 404:
@@ -412,4 +410,8 @@ def resolve(client: Client, collection: str, ref: str, kind: str) -> dict[str, A
                 f"no {kind} named '{ref}' (and no {kind} with that id)",
                 hint=f"List them with: novacron {kind} list",
             ) from exc
+        candidates = exc.problem.get("candidates")
+        if exc.status == 409 and isinstance(candidates, list):
+            ids = ", ".join(str(c) for c in candidates)
+            raise CliError(f"{len(candidates)} {kind}s are named '{ref}': {ids}", hint=exc.hint) from exc
         raise

@@ -51,16 +51,8 @@ CURSOR = typer.Option(None, "--cursor", help="continue a listing from this curso
 
 
 def project_id(client: Client, ref: str) -> str:
-    """A project id from an id or a name (``GET /v1/projects?name=``)."""
-    if ref.startswith("project-"):
-        return ref
-    items = client.get("/v1/projects", name=ref, limit=50).get("items", [])
-    if len(items) == 1:
-        return str(items[0]["id"])
-    if not items:
-        raise CliError(f"no project named '{ref}' is visible to you")
-    ids = ", ".join(f"{p['id']} (tenant {p.get('tenant_id')})" for p in items)
-    raise CliError(f"{len(items)} projects are named '{ref}': {ids}", hint="Pass the project id instead.")
+    """A project id from an id or a name, as the server resolves it."""
+    return str(resolve(client, "projects", ref, "project")["id"])
 
 
 def _needs_project(exc: ApiError) -> bool:

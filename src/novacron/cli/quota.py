@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from novacron.cli.client import Client, CliError
+from novacron.cli.client import Client, CliError, resolve
 from novacron.cli.common import CURSOR, JSON, LIMIT, client_of, create_in_project, project_id
 from novacron.cli.output import Column, info, out, print_detail, print_json, print_list
 
@@ -30,12 +30,8 @@ PROJECT = typer.Option(None, "--project", "-p", help="project id or name")
 
 
 def tenant_id(client: Client, ref: str) -> str:
-    if ref.startswith("tenant-"):
-        return ref
-    for t in client.list_all("/v1/tenants")["items"]:
-        if t["name"] == ref:
-            return str(t["id"])
-    raise CliError(f"no tenant named '{ref}' is visible to you")
+    """A tenant id from an id or a name, as the server resolves it."""
+    return str(resolve(client, "tenants", ref, "tenant")["id"])
 
 
 def _node_params(client: Client, tenant: str | None, project: str | None, user: str | None) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from novacron.compute.images import receive_upload
 from novacron.db.models import HostOperation, Image
 from novacron.errors import Conflict, InvalidInput, NotFound
 from novacron.identity.principal import Principal
+from novacron.monitoring import tracing
 from novacron.virt.base import HostFacts
 
 if TYPE_CHECKING:
@@ -79,9 +80,20 @@ async def claim(ctx: Context, node: Principal, wait_s: float) -> list[dict[str, 
 
 
 def complete(
-    ctx: Context, node: Principal, op_id: str, result: dict[str, Any] | None, error: str | None
+    ctx: Context,
+    node: Principal,
+    op_id: str,
+    result: dict[str, Any] | None,
+    error: str | None,
+    spans: list[dict[str, Any]] | None = None,
 ) -> None:
-    """The agent's answer to an operation it runs."""
+    """The agent's answer to an operation it runs, with its spans of the operation's trace (stored
+    first, so the trace is whole when the task that waited for the answer goes on)."""
+    store = ctx.trace_store
+    if spans and store is not None:
+        trace_id = tracing.trace_id_of(hostops.running_traceparent(ctx, node.user_id, op_id))
+        if trace_id is not None:
+            store.ingest_agent_spans(spans, trace_id, node.username)
     if not hostops.complete(ctx, node.user_id, op_id, result, error):
         raise Conflict(f"Operation '{op_id}' is not running on this host.")
 

@@ -19,7 +19,8 @@ from novacron.compute.placement import invalidate
 from novacron.db.base import new_id
 from novacron.db.listing import ListParams, paginate
 from novacron.db.models import Aggregate, AggregateHost, Host
-from novacron.errors import Conflict, FieldError, InvalidInput, NotFound
+from novacron.db.resolve import Named, resolve
+from novacron.errors import Conflict, FieldError
 from novacron.identity.principal import Principal
 from novacron.service import Service
 
@@ -69,14 +70,9 @@ class AggregateChange:
     hosts: list[str] | None = None
 
 
-def _host_ids(session: Session, refs: list[str]) -> list[str]:
-    ids = []
-    for i, ref in enumerate(refs):
-        host_id = session.scalar(select(Host.id).where((Host.id == ref) | (Host.name == ref)))
-        if host_id is None:
-            raise InvalidInput(f"hosts.{i}", f"no host '{ref}'; see GET /v1/hosts")
-        ids.append(host_id)
-    return sorted(set(ids))
+def _host_ids(session: Session, principal: Principal, refs: list[str]) -> list[str]:
+    ids = {resolve(session, principal, Host, ref, named=Named(f"hosts.{i}")).id for i, ref in enumerate(refs)}
+    return sorted(ids)
 
 
 def _set_hosts(session: Session, agg: Aggregate, host_ids: list[str]) -> None:
@@ -97,10 +93,7 @@ class AggregateService(Service):
 
     def get(self, ref: str) -> AggregateView:
         """The aggregate of this id or name."""
-        agg = self.session.scalar(select(Aggregate).where((Aggregate.id == ref) | (Aggregate.name == ref)))
-        if agg is None:
-            raise NotFound("aggregate", ref)
-        return self.view(agg)
+        return self.view(resolve(self.session, self.principal, Aggregate, ref))
 
     def view(self, agg: Aggregate, *, whole: bool = False) -> AggregateView:
         """``agg`` as the caller may see it (``whole``: all of its metadata, for a writer's answer)."""
@@ -120,7 +113,7 @@ class AggregateService(Service):
         agg = Aggregate(id=new_id("agg"), name=spec.name, meta=dict(spec.metadata))
         self.session.add(agg)
         self.session.flush()
-        _set_hosts(self.session, agg, _host_ids(self.session, spec.hosts))
+        _set_hosts(self.session, agg, _host_ids(self.session, self.principal, spec.hosts))
         self.session.flush()
         events.publish(self.session, "aggregate.created", "aggregate", agg.id, tenant_id=None, name=agg.name)
         invalidate(self.session)
@@ -134,7 +127,7 @@ class AggregateService(Service):
         if change.metadata is not None:
             agg.meta = dict(change.metadata)
         if change.hosts is not None:
-            _set_hosts(self.session, agg, _host_ids(self.session, change.hosts))
+            _set_hosts(self.session, agg, _host_ids(self.session, self.principal, change.hosts))
             flag_modified(agg, "meta")  # membership is part of the aggregate: a new version and ETag
         self.session.flush()
         events.publish(self.session, "aggregate.updated", "aggregate", agg.id, tenant_id=None, name=agg.name)

@@ -12,7 +12,9 @@ from novacron import events
 from novacron.compute import rebalance
 from novacron.compute.vms import request_migrate
 from novacron.db.models import VM, Host, Task
-from novacron.errors import Conflict, InvalidInput, NotFound, on_field
+from novacron.db.resolve import Named, resolve
+from novacron.errors import Conflict, InvalidInput, on_field
+from novacron.identity.principal import Principal
 from novacron.service import Service
 from novacron.tasks.service import wake_on_commit
 
@@ -45,15 +47,12 @@ class RebalanceSpec:
             raise InvalidInput("moves", f"{len(self.moves)} moves, more than max_moves ({self.max_moves})")
 
 
-def _host_ids(session: Session, moves: Sequence[WantedMove]) -> list[WantedMove]:
+def _host_ids(session: Session, principal: Principal, moves: Sequence[WantedMove]) -> list[WantedMove]:
     """The moves with their target named by id; an unknown target is refused by its index."""
-    out = []
-    for k, (vm, source, to) in enumerate(moves):
-        host = session.scalar(select(Host.id).where((Host.id == to) | (Host.name == to)))
-        if host is None:
-            raise InvalidInput(f"moves.{k}.to", f"no host '{to}'")
-        out.append((vm, source, host))
-    return out
+    return [
+        (vm, source, resolve(session, principal, Host, to, named=Named(f"moves.{k}.to")).id)
+        for k, (vm, source, to) in enumerate(moves)
+    ]
 
 
 class ClusterService(Service):
@@ -62,9 +61,7 @@ class ClusterService(Service):
     def drain(self, host_ref: str) -> Drained:
         """Put the host in maintenance (no new VMs); live-migrate its running VMs, cold-migrate
         stopped ones."""
-        host = self.session.scalar(select(Host).where((Host.id == host_ref) | (Host.name == host_ref)))
-        if host is None:
-            raise NotFound("host", host_ref)
+        host = resolve(self.session, self.principal, Host, host_ref)
         if host.state == "down":
             raise Conflict(f"Host '{host.name}' is down: its VMs cannot be live-migrated.")
         host.state = "maintenance"
@@ -89,7 +86,7 @@ class ClusterService(Service):
         )
         # planning reads every placed VM: a read session, so it never holds SQLite's write lock
         with self.ctx.db.read_session() as rs:
-            wanted = _host_ids(rs, spec.moves) if spec.moves is not None else None
+            wanted = _host_ids(rs, self.principal, spec.moves) if spec.moves is not None else None
             snapshot = rebalance.load_snapshot(rs, self.ctx.live_samples)
         try:
             if wanted is None:

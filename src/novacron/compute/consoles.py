@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from novacron.agent.protocol import ConsoleAttach
 from novacron.compute import hostops
-from novacron.compute.scope import get_visible
 from novacron.db.models import VM
+from novacron.db.resolve import resolve
 from novacron.errors import Forbidden
 from novacron.identity.principal import Principal
 
@@ -42,7 +42,7 @@ def target(ctx: Context, principal: Principal, vm_id: str) -> tuple[str, str | N
     if not principal.can("vm:console"):
         raise Forbidden("missing vm:console")
     with ctx.db.session() as s:
-        vm = get_visible(s, VM, vm_id, principal, "vm")
+        vm = resolve(s, principal, VM, vm_id)
         return vm.id, vm.host_id
 
 

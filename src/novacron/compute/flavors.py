@@ -10,7 +10,8 @@ from novacron import events
 from novacron.db.base import new_id
 from novacron.db.listing import ListParams, paginate
 from novacron.db.models import VM, Flavor
-from novacron.errors import Conflict, InvalidInput, NameTaken, NotFound
+from novacron.db.resolve import resolve
+from novacron.errors import Conflict, InvalidInput, NameTaken
 from novacron.service import Service
 
 
@@ -38,10 +39,7 @@ class FlavorService(Service):
 
     def get(self, ref: str) -> Flavor:
         """The flavor of this id or name."""
-        flavor = self.session.scalar(select(Flavor).where((Flavor.id == ref) | (Flavor.name == ref)))
-        if flavor is None:
-            raise NotFound("flavor", ref)
-        return flavor
+        return resolve(self.session, self.principal, Flavor, ref)
 
     def create(self, spec: FlavorSpec) -> Flavor:
         """A new flavor; its name is unique on the platform, a trait can't be required and forbidden."""

@@ -23,6 +23,7 @@ from sqlalchemy import delete, or_, select, update
 from novacron.agent.protocol import Request, encode
 from novacron.db.base import utcnow
 from novacron.db.models import VM, Host, HostOperation, Image, Task
+from novacron.monitoring import tracing
 from novacron.tasks.runner import StepFailed
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ def _queue(
                     op=op,
                     instance_id=instance_id,
                     payload=_seal(ctx, op_id, payload or {}),
+                    traceparent=tracing.traceparent(),
                 )
             )
     wake(host_id)
@@ -171,17 +173,19 @@ async def call(
     """
     op = request.OP
     op_id = operation_id(task, op) + (f":{key}" if key else "")
-    _queue(ctx, op_id, host_id, task.id, op, instance_id, encode(request))
-    done = _event(_completed, op_id)
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    try:
-        while (result := _outcome(ctx, op_id, host_id, op)) is None:
-            if asyncio.get_running_loop().time() > deadline:
-                raise _timed_out(host_id, op, timeout_s)
-            await asyncio.to_thread(done.wait, POLL_S)
-    finally:
-        with _events_lock:
-            _completed.pop(op_id, None)
+    # queued inside its span, so the agent's span of the operation is this one's child
+    with tracing.child(tracing.API, f"hostop {op}", {"novacron.op": op, "novacron.host_id": host_id}):
+        _queue(ctx, op_id, host_id, task.id, op, instance_id, encode(request))
+        done = _event(_completed, op_id)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        try:
+            while (result := _outcome(ctx, op_id, host_id, op)) is None:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise _timed_out(host_id, op, timeout_s)
+                await asyncio.to_thread(done.wait, POLL_S)
+        finally:
+            with _events_lock:
+                _completed.pop(op_id, None)
     return result
 
 
@@ -231,9 +235,25 @@ def claim(ctx: Context, host_id: str, limit: int = 16) -> list[dict[str, Any]]:
             row.state = "running"
             row.claimed_at = now
         return [
-            {"id": r.id, "op": r.op, "instance_id": r.instance_id, "payload": _unseal(ctx, r.id, r.payload)}
+            {
+                "id": r.id,
+                "op": r.op,
+                "instance_id": r.instance_id,
+                "payload": _unseal(ctx, r.id, r.payload),
+                "traceparent": r.traceparent,
+            }
             for r in rows
         ]
+
+
+def running_traceparent(ctx: Context, host_id: str, op_id: str) -> str | None:
+    """The trace context of an operation ``host_id``'s agent is running (None: not its, or none)."""
+    with ctx.db.read_session() as s:
+        return s.scalar(
+            select(HostOperation.traceparent).where(
+                HostOperation.id == op_id, HostOperation.host_id == host_id, HostOperation.state == "running"
+            )
+        )
 
 
 def requeue_unanswered(ctx: Context, host_id: str) -> None:

@@ -16,7 +16,8 @@ from novacron import events
 from novacron.compute.placement import invalidate
 from novacron.db.listing import ListParams, paginate
 from novacron.db.models import AggregateHost, Host
-from novacron.errors import NotFound
+from novacron.db.resolve import resolve
+from novacron.identity.principal import Principal
 from novacron.service import Service
 
 #: free capacity is shown to tenant roles in steps this coarse: exact counters would show other
@@ -33,12 +34,9 @@ def free_percent(used: int, total: int, ratio: float) -> int:
     return int(free // FREE_STEP) * FREE_STEP
 
 
-def host_by_ref(session: Session, ref: str) -> Host:
+def host_by_ref(session: Session, principal: Principal, ref: str) -> Host:
     """The host of this id or name."""
-    host = session.scalar(select(Host).where((Host.id == ref) | (Host.name == ref)))
-    if host is None:
-        raise NotFound("host", ref)
-    return host
+    return resolve(session, principal, Host, ref)
 
 
 @dataclass(frozen=True)
@@ -78,7 +76,7 @@ class HostService(Service):
 
     def get(self, ref: str) -> HostView:
         """The host of this id or name."""
-        return self.view(host_by_ref(self.session, ref))
+        return self.view(host_by_ref(self.session, self.principal, ref))
 
     def view(self, host: Host) -> HostView:
         """``host`` with its aggregates."""

@@ -17,10 +17,11 @@ from sqlalchemy import select
 from novacron import events
 from novacron.compute import hostops, storage
 from novacron.compute import images as imports
-from novacron.compute.scope import get_visible, resolve_project, scoped
+from novacron.compute.scope import resolve_project
 from novacron.db.base import new_id
 from novacron.db.listing import ListParams, paginate, where_equal
 from novacron.db.models import VM, Image
+from novacron.db.resolve import resolve, scoped
 from novacron.errors import Conflict, FieldError, Forbidden, InvalidInput, MalformedInput, NameTaken, NotFound
 from novacron.identity.encryption import encryption_for
 from novacron.identity.principal import Principal
@@ -60,7 +61,7 @@ def _publish_refused() -> Forbidden:
 
 def _owned(session: Session, principal: Principal, ref: str) -> Image:
     """Public images are readable by all but writable only by their owner tenant or an admin."""
-    image = get_visible(session, Image, ref, principal, "image")
+    image = resolve(session, principal, Image, ref)
     if not principal.sees_tenant(image.tenant_id):
         raise Forbidden(f"Image '{image.name}' is public but belongs to another tenant.")
     return image
@@ -79,7 +80,7 @@ class ImageService(Service):
 
     def get(self, ref: str) -> Image:
         """The image of this id or name, among those the caller sees."""
-        return get_visible(self.session, Image, ref, self.principal, "image")
+        return resolve(self.session, self.principal, Image, ref)
 
     def owned(self, ref: str) -> Image:
         """The image of this id or name, which the caller may change."""

@@ -179,7 +179,7 @@ class NodeService(Service):
     def rejoin_token(self, host_ref: str, ttl_s: int) -> JoinGrant:
         """A one-time token that re-keys this host (after a reinstall): the agent joining with it
         gets the host's identity and a new credential, and the old credential stops working."""
-        host = host_by_ref(self.session, host_ref)
+        host = host_by_ref(self.session, self.principal, host_ref)
         if self.session.get(NodeCredential, host.id) is None:
             # the embedded agent runs inside the server and has no credential to replace: a token
             # for its host would let a remote process pose as it
@@ -188,7 +188,7 @@ class NodeService(Service):
 
     def revoke(self, host_ref: str) -> None:
         """The host's credential stops working at once, and the host is down."""
-        host = host_by_ref(self.session, host_ref)
+        host = host_by_ref(self.session, self.principal, host_ref)
         credential = self.session.get(NodeCredential, host.id)
         if credential is None:
             raise Conflict(f"Host '{host_ref}' has no agent credential (the embedded agent has none).")

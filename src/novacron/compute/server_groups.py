@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from novacron import events
-from novacron.compute.scope import get_visible, resolve_project, scoped
+from novacron.compute.scope import resolve_project
 from novacron.db.base import new_id
 from novacron.db.listing import ListParams, paginate, where_equal
 from novacron.db.models import VM, ServerGroup
+from novacron.db.resolve import resolve, scoped
 from novacron.errors import Conflict, NameTaken
 from novacron.service import Service
 
@@ -52,7 +53,7 @@ class ServerGroupService(Service):
 
     def get(self, ref: str) -> ServerGroupView:
         """The server group of this id or name, among those the caller sees."""
-        return self.view(get_visible(self.session, ServerGroup, ref, self.principal, "server group"))
+        return self.view(resolve(self.session, self.principal, ServerGroup, ref))
 
     def view(self, group: ServerGroup) -> ServerGroupView:
         """``group`` with its members."""

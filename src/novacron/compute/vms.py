@@ -20,11 +20,12 @@ from novacron.agent.protocol import ConsoleRead
 from novacron.compute import hostops, placement
 from novacron.compute import tasks as vm_tasks
 from novacron.compute.placement.requests import request_for_create
-from novacron.compute.scope import get_visible, resolve_project, scoped
+from novacron.compute.scope import resolve_project
 from novacron.db.base import new_id
 from novacron.db.listing import ListParams, paginate, where_equal
 from novacron.db.models import VM, Flavor, Host, Image, Project, Task
-from novacron.errors import Conflict, DomainError, InvalidInput, NameTaken, Unavailable, on_field
+from novacron.db.resolve import Named, resolve, scoped
+from novacron.errors import Conflict, InvalidInput, NameTaken, Unavailable, on_field
 from novacron.identity.principal import Principal
 from novacron.network import service as network_service
 from novacron.network.service import NicRequest
@@ -302,7 +303,7 @@ class VMService(Service):
 
     def get(self, ref: str) -> VM:
         """The VM of this id (or name unique among the caller's), if the caller may see it."""
-        return get_visible(self.session, VM, ref, self.principal, "vm")
+        return resolve(self.session, self.principal, VM, ref)
 
     def project(self, project_id: str | None) -> Project:
         """The project a new VM goes to: the one named, or the caller's only project."""
@@ -311,7 +312,7 @@ class VMService(Service):
     def create(self, project: Project, spec: VMSpec, decisions: Decisions) -> tuple[VM, Task]:
         """A new VM in ``project`` and the task that builds it; quota and ports go in the same
         transaction, so a refusal or any later failure of the request leaves none of them."""
-        image, flavor = self._image_and_flavor(spec)
+        image, flavor = self._image_and_flavor(project, spec)
         if len(spec.user_data.encode()) > MAX_USER_DATA:
             raise InvalidInput("user_data", f"larger than {MAX_USER_DATA} bytes")
         disk_gb = root_disk_gb(self.principal, image, flavor)
@@ -372,25 +373,19 @@ class VMService(Service):
             decisions.add("allow", "quota", "within every quota, policy rule and budget")
         return vm, self._started(task)
 
-    def _image_and_flavor(self, spec: VMSpec) -> tuple[Image, Flavor]:
-        """The image (visible to the caller and active) and the flavor the VM is made of."""
-        try:
-            image = get_visible(self.session, Image, spec.image, self.principal, "image")
-        except DomainError as exc:
-            raise InvalidInput(
-                "image", f"no image '{spec.image}' is visible to you; see GET /v1/images"
-            ) from exc
+    def _image_and_flavor(self, project: Project, spec: VMSpec) -> tuple[Image, Flavor]:
+        """The image (one ``project`` may use, and active) and the flavor the VM is made of."""
+        image = resolve(
+            self.session, self.principal, Image, spec.image, project=project, named=Named("image")
+        )
         if image.status != "active":
             raise InvalidInput(
                 "image", f"image '{image.name}' is {image.status}, not active; upload its disk first"
             )
-        flavor = self._flavor(spec.flavor)
-        if flavor is None:
-            raise InvalidInput("flavor", f"no flavor '{spec.flavor}'; see GET /v1/flavors")
-        return image, flavor
+        return image, self._flavor(spec.flavor)
 
-    def _flavor(self, ref: str) -> Flavor | None:
-        return self.session.scalar(select(Flavor).where((Flavor.id == ref) | (Flavor.name == ref)))
+    def _flavor(self, ref: str) -> Flavor:
+        return resolve(self.session, self.principal, Flavor, ref, named=Named("flavor"))
 
     def _placement(self, project: Project, flavor: Flavor, spec: VMSpec) -> tuple[dict[str, Any], str | None]:
         """The VM's placement spec and server group; its name is checked free in the project."""
@@ -414,11 +409,7 @@ class VMService(Service):
     def update(self, vm: VM, change: VMChange) -> VM:
         """Resize a stopped VM, replace its metadata, HA settings or labels."""
         if change.resizes:
-            flavor = None
-            if change.flavor is not None:
-                flavor = self._flavor(change.flavor)
-                if flavor is None:
-                    raise InvalidInput("flavor", f"no flavor '{change.flavor}'")
+            flavor = self._flavor(change.flavor) if change.flavor is not None else None
             resize(vm, flavor, change.vcpus, change.ram_mb)
         if change.metadata is not None:
             vm.meta = dict(change.metadata)
@@ -459,10 +450,7 @@ class VMService(Service):
         return self._started(task)
 
     def _host_id(self, ref: str) -> str:
-        host_id = self.session.scalar(select(Host.id).where((Host.id == ref) | (Host.name == ref)))
-        if host_id is None:
-            raise InvalidInput("host", f"no host '{ref}'")
-        return host_id
+        return resolve(self.session, self.principal, Host, ref, named=Named("host")).id
 
     def console_log(self, ref: str, offset: int, tail: int | None) -> tuple[str, int]:
         """The serial console's text from ``offset`` (or its last ``tail`` bytes), and where to go on."""

@@ -25,6 +25,7 @@ VIEW = frozenset(
         "network:read",
         "alert:read",
         "slo:read",
+        "trace:read",
     }
 )
 MEMBER = VIEW | {

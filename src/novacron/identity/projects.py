@@ -10,6 +10,7 @@ from sqlalchemy import select
 from novacron.db.base import new_id
 from novacron.db.listing import ListParams, paginate
 from novacron.db.models import VM, Project
+from novacron.db.resolve import resolve
 from novacron.errors import Conflict, InvalidInput, NotFound, on_field
 from novacron.identity.scoping import duplicate, flush_unique, target_tenant
 from novacron.quota.tree import MAX_DEPTH, forget_project, project_ancestry
@@ -53,15 +54,8 @@ class ProjectService(Service):
         return paginate(self.session, stmt, Project, params)
 
     def get(self, ref: str) -> Project:
-        """The project of this id (or, in the caller's own tenant, name) if the caller sees it."""
-        project = self.session.get(Project, ref)
-        if project is None and not self.principal.is_global and self.principal.tenant_id:
-            project = self.session.scalar(
-                select(Project).where(Project.tenant_id == self.principal.tenant_id, Project.name == ref)
-            )
-        if project is None or not self.principal.sees_tenant(project.tenant_id):
-            raise NotFound("project", ref)
-        return project
+        """The project of this id or name, among those the caller sees."""
+        return resolve(self.session, self.principal, Project, ref)
 
     def create(self, spec: ProjectSpec) -> Project:
         """A new project in the caller's tenant (admins: the one named), under ``parent_id`` if set."""

@@ -10,8 +10,9 @@ from sqlalchemy import select
 from novacron.db.base import new_id
 from novacron.db.listing import ListParams, paginate
 from novacron.db.models import Project, Tenant
-from novacron.errors import Conflict, NotFound
-from novacron.identity.scoping import duplicate, find_tenant, flush_unique
+from novacron.db.resolve import resolve
+from novacron.errors import Conflict
+from novacron.identity.scoping import duplicate, flush_unique
 from novacron.service import Service
 
 
@@ -37,10 +38,7 @@ class TenantService(Service):
 
     def get(self, ref: str) -> Tenant:
         """The tenant of this id or name, if the caller sees it."""
-        tenant = find_tenant(self.session, ref)
-        if tenant is None or not self.principal.sees_tenant(tenant.id):
-            raise NotFound("tenant", ref)
-        return tenant
+        return resolve(self.session, self.principal, Tenant, ref)
 
     def create(self, name: str, description: str) -> Tenant:
         """A new tenant of a name no other tenant has."""

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from novacron.compute.scope import get_visible, resolve_project, scoped
+from novacron.compute.scope import resolve_project
 from novacron.db.base import new_id, utcnow
 from novacron.db.listing import ListParams, paginate
-from novacron.db.models import FloatingIP, Port, Router
-from novacron.errors import Conflict, DomainError, InvalidInput
+from novacron.db.models import FloatingIP, Port, Project, Router
+from novacron.db.resolve import Named, resolve, scoped
+from novacron.errors import Conflict, InvalidInput
 from novacron.network import service
 from novacron.network.specs import internal_ipv4
 from novacron.network.sync import syncing
@@ -41,7 +42,7 @@ class FloatingIPService(Service):
 
     def get(self, ref: str) -> FloatingIP:
         """The floating IP of this id, as the caller sees it."""
-        return get_visible(self.session, FloatingIP, ref, self.principal, "floating IP")
+        return resolve(self.session, self.principal, FloatingIP, ref)
 
     def fixed_ip(self, fip: FloatingIP) -> str | None:
         """The address it is DNAT'ed to: its port's IPv4 address."""
@@ -50,7 +51,7 @@ class FloatingIPService(Service):
     def create(self, spec: NewFloatingIP) -> FloatingIP:
         """A new floating IP holding the next free address of the external network, charged to quota."""
         project = resolve_project(self.session, self.principal, spec.project_id)
-        network = service.find_external(self.session, self.principal, spec.network, "network")
+        network = service.find_external(self.session, self.principal, spec.network, "network", project)
         with syncing(self.session, project.tenant_id):
             holder = service.NewPort(name="floating", owner="floating_ip")  # the port holding the address
             own = service.create_port(self.session, self.principal, project, network, holder)
@@ -113,11 +114,10 @@ class FloatingIPService(Service):
 
     def _target(self, fip: FloatingIP, ref: str) -> Port:
         """The port a floating IP may go to: a VM port of its tenant with an IPv4 address, free."""
-        try:
-            port = get_visible(self.session, Port, ref, self.principal, "port")
-        except DomainError as exc:
-            raise InvalidInput("port", f"no port '{ref}' is visible to you") from exc
-        if port.owner != "compute" or port.tenant_id != fip.tenant_id:
+        project = self.session.get(Project, fip.project_id)
+        assert project is not None
+        port = resolve(self.session, self.principal, Port, ref, project=project, named=Named("port"))
+        if port.owner != "compute":
             raise InvalidInput("port", "only a VM port of your own takes a floating IP")
         if internal_ipv4(self.session, port.id) is None:
             raise InvalidInput("port", f"port {port.id} has no IPv4 address to DNAT to")

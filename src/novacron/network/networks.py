@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from novacron import events
-from novacron.compute.scope import get_visible, resolve_project, scoped
+from novacron.compute.scope import resolve_project
 from novacron.db.base import new_id
 from novacron.db.listing import ListParams, paginate, where_equal
 from novacron.db.models import Network, Subnet
+from novacron.db.resolve import resolve, scoped
 from novacron.errors import Conflict, FieldError, Forbidden, NameTaken
 from novacron.identity.principal import Principal
 from novacron.network import ipam, service
@@ -70,7 +71,7 @@ class NetworkService(Service):
 
     def get(self, ref: str) -> Network:
         """The network of this id or name, as the caller sees it."""
-        return get_visible(self.session, Network, ref, self.principal, "network")
+        return resolve(self.session, self.principal, Network, ref)
 
     def get_owned(self, ref: str) -> Network:
         """The network of this id or name, for a change by its owner."""

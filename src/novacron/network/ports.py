@@ -12,10 +12,11 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from novacron import events
-from novacron.compute.scope import get_visible, resolve_project, scoped
+from novacron.compute.scope import resolve_project
 from novacron.db.base import utcnow
 from novacron.db.listing import ListParams, paginate, where_equal
 from novacron.db.models import VM, Port, PortSecurityGroup, Project
+from novacron.db.resolve import resolve, scoped
 from novacron.errors import Conflict
 from novacron.network import service
 from novacron.network.specs import port_spec
@@ -62,7 +63,7 @@ class PortService(Service):
 
     def get(self, ref: str) -> Port:
         """The port of this id or name, as the caller sees it."""
-        return get_visible(self.session, Port, ref, self.principal, "port")
+        return resolve(self.session, self.principal, Port, ref)
 
     def details(self, port: Port) -> PortDetails:
         """The port's host (its VM's, when bound to one), addresses and security groups."""
@@ -82,7 +83,7 @@ class PortService(Service):
     def create(self, network_ref: str, project_id: str | None, port: service.NewPort) -> Port:
         """A new port of ``project_id``'s (the caller's one project by default) on a network it sees."""
         project = resolve_project(self.session, self.principal, project_id)
-        network = service.find_network(self.session, self.principal, network_ref, "network")
+        network = service.find_network(self.session, self.principal, network_ref, "network", project)
         with syncing(self.session, project.tenant_id):
             row = service.create_port(self.session, self.principal, project, network, port)
             self._publish("port.created", row)
@@ -96,11 +97,7 @@ class PortService(Service):
             if change.name is not None:
                 port.name = change.name
             if change.qos_policy is not None:
-                port.qos_policy_id = (
-                    service.find_qos(self.session, self.principal, change.qos_policy, "qos_policy").id
-                    if change.qos_policy
-                    else None
-                )
+                port.qos_policy_id = self._qos(project, change.qos_policy) if change.qos_policy else None
             if change.security_groups is not None:
                 self._set_groups(port, project, change.security_groups)
             self.session.flush()
@@ -115,6 +112,9 @@ class PortService(Service):
         with syncing(self.session, port.tenant_id):
             self._publish("port.deleted", port)
             service.delete_port(self.session, port)
+
+    def _qos(self, project: Project, ref: str) -> str:
+        return service.find_qos(self.session, self.principal, ref, project, "qos_policy").id
 
     def _set_groups(self, port: Port, project: Project, refs: builtins.list[str]) -> None:
         if not port.port_security and refs:

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from novacron.compute.scope import get_visible, resolve_project, scoped
+from novacron.compute.scope import resolve_project
 from novacron.db.base import new_id
 from novacron.db.listing import ListParams, paginate
 from novacron.db.models import Port, QosPolicy
+from novacron.db.resolve import resolve, scoped
 from novacron.errors import Conflict, InvalidInput, NameTaken
 from novacron.service import Service
 
@@ -38,7 +39,7 @@ class QosService(Service):
 
     def get(self, ref: str) -> QosPolicy:
         """The policy of this id or name, as the caller sees it."""
-        return get_visible(self.session, QosPolicy, ref, self.principal, "QoS policy")
+        return resolve(self.session, self.principal, QosPolicy, ref)
 
     def create(self, spec: NewQosPolicy) -> QosPolicy:
         """A new policy, unique by name in its project; its guarantee within its limits."""

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from novacron import events
-from novacron.compute.scope import get_visible, resolve_project, scoped
+from novacron.compute.scope import resolve_project
 from novacron.db.base import new_id, utcnow
 from novacron.db.listing import ListParams, paginate
 from novacron.db.models import FloatingIP, Network, Port, Project, Router, Subnet
+from novacron.db.resolve import Named, resolve, scoped
 from novacron.errors import Conflict, InvalidInput, NameTaken, NotFound
 from novacron.network import service
 from novacron.network.sync import syncing
@@ -52,7 +53,7 @@ class RouterService(Service):
 
     def get(self, ref: str) -> Router:
         """The router of this id or name, as the caller sees it."""
-        return get_visible(self.session, Router, ref, self.principal, "router")
+        return resolve(self.session, self.principal, Router, ref)
 
     def legs(self, router: Router) -> RouterLegs:
         """The router's gateway address and its interfaces, oldest first."""
@@ -87,14 +88,16 @@ class RouterService(Service):
             self.session.flush()
             if spec.external_network is not None:
                 field = "external_network"
-                network = service.find_external(self.session, self.principal, spec.external_network, field)
+                network = service.find_external(
+                    self.session, self.principal, spec.external_network, field, project
+                )
                 self._set_gateway(router, network, field)
             self._publish("router.created", router)
         return router
 
     def add_interface(self, router: Router, subnet_ref: str) -> Router:
         """A leg on a subnet the caller sees: a port holding the subnet's gateway address."""
-        subnet = self._interface_subnet(subnet_ref)
+        subnet = self._interface_subnet(router, subnet_ref)
         network = self.session.get(Network, subnet.network_id)
         assert network is not None
         if network.external:
@@ -117,17 +120,14 @@ class RouterService(Service):
     def remove_interface(self, router_ref: str, subnet_ref: str) -> Router:
         """Remove the router's leg on the subnet's network."""
         router = self.get(router_ref)
-        stmt = select(Subnet).where((Subnet.id == subnet_ref) | (Subnet.name == subnet_ref))
-        subnet = self.session.scalar(stmt)
-        port = None
-        if subnet is not None:
-            port = self.session.scalar(
-                select(Port).where(
-                    Port.router_id == router.id,
-                    Port.network_id == subnet.network_id,
-                    Port.owner == "router_interface",
-                )
+        subnet = resolve(self.session, self.principal, Subnet, subnet_ref, project=self._project(router))
+        port = self.session.scalar(
+            select(Port).where(
+                Port.router_id == router.id,
+                Port.network_id == subnet.network_id,
+                Port.owner == "router_interface",
             )
+        )
         if port is None:
             detail = f"Router '{router.name}' has no interface on subnet '{subnet_ref}'."
             raise NotFound("interface", subnet_ref, detail=detail)
@@ -138,7 +138,8 @@ class RouterService(Service):
 
     def set_gateway(self, router: Router, network_ref: str, snat: bool) -> Router:
         """Put the router's gateway on an external network (replacing any it had)."""
-        network = service.find_external(self.session, self.principal, network_ref, "network")
+        project = self._project(router)
+        network = service.find_external(self.session, self.principal, network_ref, "network", project)
         with syncing(self.session, router.tenant_id):
             if router.external_network_id is not None:
                 self._clear_gateway(router)
@@ -164,14 +165,10 @@ class RouterService(Service):
             self._publish("router.deleted", router)
             self.session.delete(router)
 
-    def _interface_subnet(self, ref: str) -> Subnet:
-        """The subnet a new interface goes on: one the caller sees, with a gateway address."""
-        visible = scoped(select(Network.id), Network, self.principal)
-        subnet = self.session.scalar(
-            select(Subnet).where((Subnet.id == ref) | (Subnet.name == ref), Subnet.network_id.in_(visible))
-        )
-        if subnet is None:
-            raise InvalidInput("subnet", f"no subnet '{ref}' is visible to you")
+    def _interface_subnet(self, router: Router, ref: str) -> Subnet:
+        """The subnet a new interface goes on: one the router's project may use, with a gateway address."""
+        project = self._project(router)
+        subnet = resolve(self.session, self.principal, Subnet, ref, project=project, named=Named("subnet"))
         if subnet.gateway_ip is None:
             raise InvalidInput("subnet", f"subnet '{subnet.name}' has no gateway address for the router")
         return subnet

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from novacron import events
-from novacron.compute.scope import get_visible, resolve_project, scoped
+from novacron.compute.scope import resolve_project
 from novacron.db.base import new_id, utcnow
 from novacron.db.listing import ListParams, paginate
 from novacron.db.models import PortSecurityGroup, Project, SecurityGroup, SecurityGroupRule
+from novacron.db.resolve import resolve, scoped
 from novacron.errors import Conflict, NameTaken, NotFound
 from novacron.network import service
 from novacron.network.rules import RuleSpec, checked_rule
@@ -65,7 +66,7 @@ class SecurityGroupService(Service):
 
     def get(self, ref: str) -> SecurityGroup:
         """The group of this id or name, as the caller sees it."""
-        return get_visible(self.session, SecurityGroup, ref, self.principal, "security group")
+        return resolve(self.session, self.principal, SecurityGroup, ref)
 
     def rules(self, group: SecurityGroup) -> builtins.list[SecurityGroupRule]:
         """The group's rules, oldest first."""

@@ -15,7 +15,6 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from novacron.compute.scope import get_visible
 from novacron.db.base import new_id
 from novacron.db.models import (
     VM,
@@ -31,7 +30,8 @@ from novacron.db.models import (
     SecurityGroupRule,
     Subnet,
 )
-from novacron.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound, on_field
+from novacron.db.resolve import Named, resolve
+from novacron.errors import Conflict, DomainError, Forbidden, InvalidInput, on_field
 from novacron.identity.principal import Principal
 from novacron.network import ipam
 from novacron.quota import enforce as quota
@@ -132,37 +132,31 @@ def find_group(
     """The group ``ref`` (``default``: the project's) for a port of ``project``; refused on ``field``."""
     if ref == DEFAULT_GROUP:
         return default_group(session, project)
-    try:
-        group = get_visible(session, SecurityGroup, ref, principal, "security group")
-    except DomainError as exc:
-        raise InvalidInput(field, f"no security group '{ref}' is visible to you", part=part) from exc
-    if group.tenant_id != project.tenant_id:
-        raise InvalidInput(field, f"security group '{ref}' belongs to another tenant", part=part)
-    return group
+    return resolve(session, principal, SecurityGroup, ref, project=project, named=Named(field, part))
 
 
-def find_network(session: Session, principal: Principal, ref: str, field: str) -> Network:
-    """The network ``ref`` as the caller sees it; refused on the body's ``field``."""
-    try:
-        return get_visible(session, Network, ref, principal, "network")
-    except NotFound as exc:
-        raise InvalidInput(field, f"no network '{ref}' is visible to you; see GET /v1/networks") from exc
+def find_network(
+    session: Session, principal: Principal, ref: str, field: str, project: Project | None = None
+) -> Network:
+    """The network ``ref`` as the caller sees it (and one ``project`` may use, when given); refused
+    on the body's ``field``."""
+    return resolve(session, principal, Network, ref, project=project, named=Named(field))
 
 
-def find_external(session: Session, principal: Principal, ref: str, field: str) -> Network:
-    """The external network ``ref`` (a router's gateway, a floating IP's pool); refused on ``field``."""
-    network = find_network(session, principal, ref, field)
+def find_external(session: Session, principal: Principal, ref: str, field: str, project: Project) -> Network:
+    """The external network ``ref`` (a router's gateway, a floating IP's pool) for a resource of
+    ``project``; refused on ``field``."""
+    network = find_network(session, principal, ref, field, project)
     if not network.external:
         raise InvalidInput(field, f"network '{network.name}' is not external")
     return network
 
 
-def find_qos(session: Session, principal: Principal, ref: str, field: str, part: str = "body") -> QosPolicy:
-    """The QoS policy ``ref`` as the caller sees it; refused on ``field``."""
-    try:
-        return get_visible(session, QosPolicy, ref, principal, "QoS policy")
-    except DomainError as exc:
-        raise InvalidInput(field, f"no QoS policy '{ref}' is visible to you", part=part) from exc
+def find_qos(
+    session: Session, principal: Principal, ref: str, project: Project, field: str, part: str = "body"
+) -> QosPolicy:
+    """The QoS policy ``ref`` for a port of ``project``; refused on ``field``."""
+    return resolve(session, principal, QosPolicy, ref, project=project, named=Named(field, part))
 
 
 def _address_fields(spec: NewPort, i: int, implicit: bool) -> tuple[str, str]:
@@ -261,7 +255,8 @@ def create_port(
     _check_network(principal, project, network, spec)
     qos_id = None
     if spec.qos_policy:
-        qos_id = find_qos(session, principal, spec.qos_policy, at(spec.field, "qos_policy"), spec.part).id
+        qos_field = at(spec.field, "qos_policy")
+        qos_id = find_qos(session, principal, spec.qos_policy, project, qos_field, spec.part).id
     port_id = new_id("port")
     port = Port(
         id=port_id,
@@ -372,7 +367,7 @@ def create_vm_ports(
     ports: list[Port] = []
     for i, nic in enumerate(nics):
         field = f"networks.{i}"
-        network = find_network(session, principal, nic.network, f"{field}.network")
+        network = find_network(session, principal, nic.network, f"{field}.network", project)
         spec = NewPort(
             name=f"{vm.name}-{i}",
             fixed_ips=(FixedIPRequest(ip=nic.fixed_ip),) if nic.fixed_ip else (),

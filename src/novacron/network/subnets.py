@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 
 from novacron import events
-from novacron.compute.scope import scoped
 from novacron.db.base import new_id
 from novacron.db.listing import ListParams, paginate, where_equal
-from novacron.db.models import IPAllocation, Network, Subnet
-from novacron.errors import Conflict, InvalidInput, NameTaken, NotFound
+from novacron.db.models import IPAllocation, Subnet
+from novacron.db.resolve import resolve, scoped
+from novacron.errors import Conflict, InvalidInput, NameTaken
 from novacron.network import ipam, service
 from novacron.network.networks import check_owner
 from novacron.network.sync import syncing
@@ -63,20 +63,13 @@ class SubnetService(Service):
         self, params: ListParams, *, network_id: str | None = None, name: str | None = None
     ) -> tuple[list[Subnet], str | None]:
         """One page of the subnets of the networks the caller sees."""
-        visible = scoped(select(Network.id), Network, self.principal)
-        stmt = select(Subnet).where(Subnet.network_id.in_(visible))
+        stmt = scoped(select(Subnet), Subnet, self.principal)
         stmt = where_equal(stmt, (Subnet.network_id, network_id), (Subnet.name, name))
         return paginate(self.session, stmt, Subnet, params)
 
     def get(self, ref: str) -> Subnet:
         """The subnet of this id or name, on a network the caller sees."""
-        visible = scoped(select(Network.id), Network, self.principal)
-        subnet = self.session.scalar(
-            select(Subnet).where((Subnet.id == ref) | (Subnet.name == ref), Subnet.network_id.in_(visible))
-        )
-        if subnet is None:
-            raise NotFound("subnet", ref)
-        return subnet
+        return resolve(self.session, self.principal, Subnet, ref)
 
     def get_owned(self, ref: str) -> Subnet:
         """The subnet of this id or name, for a change by its owner."""

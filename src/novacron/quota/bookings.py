@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from novacron.compute.scope import get_visible, resolve_project, scoped
+from novacron.compute.scope import resolve_project
 from novacron.db.listing import ListParams, paginate
 from novacron.db.models import CapacityReservation
+from novacron.db.resolve import resolve, scoped
 from novacron.errors import Forbidden, InvalidInput, on_field
 from novacron.quota import reservations
 from novacron.quota.reservations import ReservationSpec
@@ -40,7 +41,7 @@ class ReservationService(Service):
 
     def get(self, ref: str) -> CapacityReservation:
         """The booking of this id or name, among the caller's."""
-        return get_visible(self.session, CapacityReservation, ref, self.principal, "reservation")
+        return resolve(self.session, self.principal, CapacityReservation, ref)
 
     def cancel(self, ref: str) -> CapacityReservation:
         """Cancel a booking: its unused room is free at once; VMs placed through it keep running."""

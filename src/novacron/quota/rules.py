@@ -10,6 +10,7 @@ from sqlalchemy import select
 from novacron.db.base import new_id
 from novacron.db.listing import ListParams, paginate
 from novacron.db.models import PolicyRule, QuotaNode
+from novacron.db.resolve import resolve
 from novacron.errors import InvalidInput, NameTaken, NotFound, on_field
 from novacron.quota import policy
 from novacron.quota.registry import RESOURCES
@@ -72,11 +73,7 @@ class PolicyRuleService(Service):
 
     def get(self, ref: str) -> PolicyRule:
         """The rule of this id or name."""
-        stmt = select(PolicyRule).where((PolicyRule.id == ref) | (PolicyRule.name == ref))
-        rule = self.session.scalar(stmt)
-        if rule is None:
-            raise NotFound("policy rule", ref)
-        return rule
+        return resolve(self.session, self.principal, PolicyRule, ref)
 
     def update(
         self, rule: PolicyRule, params: dict[str, Any] | None = None, enabled: bool | None = None

@@ -7,10 +7,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from novacron.compute.scope import scoped
 from novacron.db.base import new_id, utcnow
 from novacron.db.listing import ListParams, paginate
 from novacron.db.models import Budget, Price, Project, Tenant
+from novacron.db.resolve import resolve, scoped
 from novacron.errors import Forbidden, InvalidInput, NotFound, on_field
 from novacron.quota import billing, tree
 from novacron.quota.registry import RESOURCES
@@ -45,10 +45,7 @@ class UsageService(Service):
         ref = tenant_ref or self.principal.tenant_id
         if ref is None:
             raise InvalidInput("tenant_id", "required for platform administrators", part="query")
-        by_name = select(Tenant).where(Tenant.name == ref)
-        tenant = self.session.get(Tenant, ref) or self.session.scalar(by_name)
-        if tenant is None or not self.principal.sees_tenant(tenant.id):
-            raise NotFound("tenant", ref)
+        tenant = resolve(self.session, self.principal, Tenant, ref)
         return billing.report(self.session, tenant.id, month or billing.month_of(utcnow()))
 
     def meter(self) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from novacron import events
 from novacron.db.base import new_id, utcnow
 from novacron.db.models import Task
+from novacron.monitoring import tracing
 
 if TYPE_CHECKING:
     from novacron.context import Context
@@ -99,6 +100,8 @@ def create_task(
         steps=list(handler.steps),
         params=params or {},
         state="pending",
+        # its steps continue the trace of the request that asked for it
+        traceparent=tracing.traceparent(),
     )
     session.add(task)
     session.flush()
@@ -270,7 +273,8 @@ class TaskRunner:
     async def _execute(self, task_id: str) -> None:
         renew = asyncio.create_task(self._renew_lease(task_id))
         try:
-            await self._execute_steps(task_id)
+            with self._span(task_id):
+                await self._execute_steps(task_id)
         except asyncio.CancelledError:
             raise
         except LeaseLost:
@@ -285,6 +289,13 @@ class TaskRunner:
             renew.cancel()
             self._running.pop(task_id, None)
             self._wake.set()
+
+    def _span(self, task_id: str) -> contextlib.AbstractContextManager[Any]:
+        """The task's span, in the trace of the request that created it (a new trace otherwise)."""
+        with self.ctx.db.read_session() as s:
+            kind, parent = s.execute(select(Task.kind, Task.traceparent).where(Task.id == task_id)).one()
+        attributes = {"novacron.task.id": task_id, "novacron.task.kind": kind}
+        return tracing.continued(tracing.API, f"task {kind}", parent, attributes)
 
     def _load(self, task_id: str) -> Task:
         with self.ctx.db.session() as s:
@@ -305,7 +316,8 @@ class TaskRunner:
             try:
                 if self._cancel_requested(task_id, handler, step):
                     raise Cancelled
-                await handler.run_step(self.ctx, task, step)
+                with tracing.child(tracing.API, f"step {step}", {"novacron.task.step": step}):
+                    await handler.run_step(self.ctx, task, step)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -377,6 +389,9 @@ class TaskRunner:
             row.finished_at = utcnow()
             if state == "succeeded":
                 row.progress = 100
+            # inside the task's span: the line carries the trace_id of the request that asked for it
+            log.info("task %s (%s of %s/%s) %s%s", row.id, row.kind, row.resource_type, row.resource_id,
+                     state, f": {error}" if error else "")  # fmt: skip
             events.publish(
                 s,
                 f"task.{state}",

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
-from novacron.compute.scope import get_visible, scoped
 from novacron.db.listing import ListParams, paginate, where_equal
 from novacron.db.models import Task
+from novacron.db.resolve import resolve, scoped
 from novacron.errors import Conflict
 from novacron.service import Service
 from novacron.tasks.runner import TERMINAL, can_cancel
@@ -43,7 +43,7 @@ class TaskService(Service):
 
     def get(self, task_id: str) -> Task:
         """The task of this id, if the caller may see it."""
-        return get_visible(self.session, Task, task_id, self.principal, "task")
+        return resolve(self.session, self.principal, Task, task_id)
 
     def cancel(self, task_id: str) -> Task:
         """Ask a running task to stop before its point of no return; it ends ``cancelled``."""

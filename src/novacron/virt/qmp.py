@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from qemu.qmp import ExecuteError, QMPClient, QMPError
 
+from novacron.monitoring import tracing
 from novacron.virt.base import DriverError
 
 # qemu.qmp logs every failed connect and disconnect at ERROR/WARNING; we report errors ourselves.
@@ -72,6 +73,14 @@ async def qmp_call(
 ) -> Any:
     """Run ``command`` on the QMP socket and return its ``return`` value."""
     deadline = time.monotonic() + timeout_s
+    # a span only within an operation's trace: the agent's per-second polling makes none
+    with tracing.child(tracing.AGENT, f"qmp {command}", {"qmp.command": command}):
+        return await _call(socket_path, command, arguments, timeout_s, deadline)
+
+
+async def _call(
+    socket_path: Path, command: str, arguments: dict[str, Any] | None, timeout_s: float, deadline: float
+) -> Any:
     async with _lock(socket_path):
         client = QMPClient("novacron")
         try:
@@ -125,16 +134,18 @@ class QmpSession:
         request: dict[str, Any] = {"execute": command}
         if arguments is not None:
             request["arguments"] = arguments
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                self._writer.write(json.dumps(request).encode() + b"\n")
-                await self._writer.drain()
-                answer = await self._answer()
-        except (OSError, ValueError, TimeoutError) as e:  # ValueError: a line over MAX_MESSAGE
-            raise QmpUnavailable(f"QMP {command} on {self._socket_path} got no answer: {e!r}") from e
-        if "error" in answer:
-            raise DriverError(f"QMP {command} failed: {answer['error'].get('desc', answer['error'])}")
-        return answer.get("return")
+        # as qmp_call: a span only within an operation's trace, none for the per-second sample
+        with tracing.child(tracing.AGENT, f"qmp {command}", {"qmp.command": command}):
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    self._writer.write(json.dumps(request).encode() + b"\n")
+                    await self._writer.drain()
+                    answer = await self._answer()
+            except (OSError, ValueError, TimeoutError) as e:  # ValueError: a line over MAX_MESSAGE
+                raise QmpUnavailable(f"QMP {command} on {self._socket_path} got no answer: {e!r}") from e
+            if "error" in answer:
+                raise DriverError(f"QMP {command} failed: {answer['error'].get('desc', answer['error'])}")
+            return answer.get("return")
 
     async def _answer(self) -> dict[str, Any]:
         while True:

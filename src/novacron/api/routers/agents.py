@@ -105,6 +105,9 @@ class CompleteRequest(BaseModel):
     id: str = Field(max_length=120)
     result: Annotated[dict[str, Any] | None, Finite] = None
     error: str | None = Field(default=None, max_length=4000)
+    #: the agent's finished spans of the operation's trace (``tracing.record_of``); only those of
+    #: that trace are kept
+    spans: Annotated[list[dict[str, Any]] | None, Finite] = Field(default=None, max_length=2000)
 
 
 @router.post("/v1/hosts/join-tokens", status_code=201, response_model=JoinTokenOut, tags=["hosts"])
@@ -179,7 +182,7 @@ async def claim(body: ClaimRequest, ctx: CtxDep, node: IsAgent) -> dict[str, lis
 @router.post("/v1/agent/complete", status_code=204)
 @body_limit(AGENT_BODY_LIMIT)
 def complete(body: CompleteRequest, ctx: CtxDep, node: IsAgent) -> Response:
-    agentcalls.complete(ctx, node, body.id, body.result, body.error)
+    agentcalls.complete(ctx, node, body.id, body.result, body.error, body.spans)
     return Response(status_code=204)
 
 

@@ -109,6 +109,22 @@ def get_rule(rule_id: str, response: Response, rules: RuleReader) -> RuleOut:
     return RuleOut.of(rule)
 
 
+class RuleUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = Field(description="false: the rule is not evaluated (its alerts resolve), and is kept")
+
+
+@router.patch("/v1/alert-rules/{rule_id}", response_model=RuleOut)
+def update_rule(
+    rule_id: str, body: RuleUpdate, request: Request, response: Response, rules: RuleWriter
+) -> RuleOut:
+    rule = rules.get(rule_id)
+    check_if_match(request, rule)
+    rules.set_enabled(rule, body.enabled)
+    set_etag(response, rule)
+    return RuleOut.of(rule)
+
+
 @router.delete("/v1/alert-rules/{rule_id}", status_code=204)
 def delete_rule(rule_id: str, request: Request, rules: RuleWriter) -> Response:
     rule = rules.get(rule_id)

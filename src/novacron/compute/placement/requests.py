@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from novacron.compute.placement.spec import RequestSpec
-from novacron.compute.scope import get_visible
 from novacron.db.models import Aggregate, Flavor, Project, ServerGroup
-from novacron.errors import DomainError, InvalidInput
+from novacron.db.resolve import Named, resolve
 from novacron.identity.principal import Principal
 
 
@@ -25,20 +23,12 @@ def request_for_create(
     """(the VM's ``placement`` spec, its server group id) for a create in ``project``."""
     group_id = None
     if server_group is not None:
-        try:
-            group = get_visible(session, ServerGroup, server_group, principal, "server group")
-        except DomainError as exc:
-            raise InvalidInput("server_group", f"no server group '{server_group}' is visible to you") from exc
-        if group.project_id != project.id:
-            raise InvalidInput("server_group", f"server group '{group.name}' belongs to another project")
-        group_id = group.id
+        named = Named("server_group")
+        group_id = resolve(session, principal, ServerGroup, server_group, project=project, named=named).id
     aggregate_id = None
     if aggregate is not None:
-        aggregate_id = session.scalar(
-            select(Aggregate.id).where((Aggregate.id == aggregate) | (Aggregate.name == aggregate))
-        )
-        if aggregate_id is None:
-            raise InvalidInput("placement.aggregate", f"no aggregate '{aggregate}'; see GET /v1/aggregates")
+        named = Named("placement.aggregate")
+        aggregate_id = resolve(session, principal, Aggregate, aggregate, named=named).id
     spec = RequestSpec(
         aggregate=aggregate_id,
         labels=tuple(sorted((labels or {}).items())),

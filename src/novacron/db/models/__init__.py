@@ -50,6 +50,7 @@ from novacron.db.models.quota import (
     QuotaUsage,
 )
 from novacron.db.models.slo import SLO, Probe, ProbeResult
+from novacron.db.models.traces import TraceSpan
 
 __all__ = [
     "Alert",
@@ -106,6 +107,7 @@ __all__ = [
     "SigningKey",
     "Subnet",
     "Task",
+    "TraceSpan",
     "Tenant",
     "User",
 ]

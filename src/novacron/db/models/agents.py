@@ -66,3 +66,5 @@ class HostOperation(Timestamped, Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: the W3C trace context of the step that queued it: the agent continues that trace
+    traceparent: Mapped[str | None] = mapped_column(String(64), nullable=True)

@@ -34,6 +34,8 @@ class Task(Timestamped, Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     #: a user asked to cancel; a cancellable handler rolls back at its next check
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: the W3C trace context of the request that created the task: its steps continue that trace
+    traceparent: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class Event(Base):

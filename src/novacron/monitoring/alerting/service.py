@@ -21,14 +21,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from novacron import events, netguard
-from novacron.compute.scope import get_visible, scoped
 from novacron.db.base import new_id
 from novacron.db.listing import ListParams, paginate
-from novacron.db.models import AlertReceiver, AlertRule
+from novacron.db.models import AlertReceiver, AlertRule, Tenant
+from novacron.db.resolve import resolve, scoped
 from novacron.errors import Conflict, FieldError, InvalidInput, NameTaken, NotFound, Unavailable
 from novacron.identity.encryption import encryption_for
 from novacron.identity.principal import Principal
-from novacron.identity.scoping import find_tenant
 from novacron.monitoring.alerting.amconfig import RoutedReceiver, render_config
 from novacron.monitoring.alerting.engines import AMTOOL, VMALERT
 from novacron.monitoring.alerting.notify import signing_secret_aad
@@ -59,10 +58,10 @@ def owner_tenant(session: Session, principal: Principal, tenant_id: str | None) 
         return principal.tenant_id
     if tenant_id is None:
         return None
-    tenant = find_tenant(session, tenant_id)
-    if tenant is None:
-        raise _no_tenant(tenant_id)
-    return tenant.id
+    try:
+        return resolve(session, principal, Tenant, tenant_id).id
+    except NotFound:
+        raise _no_tenant(tenant_id) from None
 
 
 def owned_by(model: type[M], tenant_id: str | None) -> Any:
@@ -135,8 +134,8 @@ class _Owned(Service):
     model: type[Any]
     kind_name: str
 
-    def _get(self, model: type[M], ref: str, kind: str) -> M:
-        return get_visible(self.session, model, ref, self.principal, kind)
+    def _get(self, model: type[M], ref: str) -> M:
+        return resolve(self.session, self.principal, model, ref)
 
     def _name_taken(self, model: type[M], tenant_id: str | None, name: str, kind: str) -> None:
         if self.session.scalar(select(model.id).where(owned_by(model, tenant_id), model.name == name)):
@@ -148,7 +147,7 @@ class _Owned(Service):
 
 
 class AlertRuleService(_Owned):
-    """Create, read and delete alert rules."""
+    """Create, read, enable or disable, and delete alert rules."""
 
     def list(self, params: ListParams, *, name: str | None = None) -> tuple[list[AlertRule], str | None]:
         """One page of the rules the caller sees."""
@@ -159,7 +158,7 @@ class AlertRuleService(_Owned):
 
     def get(self, ref: str) -> AlertRule:
         """The rule of this id or name, if the caller sees it."""
-        return self._get(AlertRule, ref, "alert rule")
+        return self._get(AlertRule, ref)
 
     def create(self, spec: RuleSpec) -> AlertRule:
         """A new rule, checked field by field and then by vmalert's own parser."""
@@ -210,6 +209,25 @@ class AlertRuleService(_Owned):
         self.session.flush()
         events.publish(
             self.session, "alert-rule.created", "alert-rule", rule.id, tenant_id=tenant_id, name=rule.name
+        )
+        self._wake()
+        return rule
+
+    def set_enabled(self, rule: AlertRule, enabled: bool) -> AlertRule:
+        """Turn a rule on or off: a disabled rule leaves the engines' files (its alerts resolve)
+        and keeps its definition, so enabling it again evaluates it afresh."""
+        if rule.enabled == enabled:
+            return rule
+        rule.enabled = enabled
+        self.session.flush()
+        events.publish(
+            self.session,
+            "alert-rule.updated",
+            "alert-rule",
+            rule.id,
+            tenant_id=rule.tenant_id,
+            name=rule.name,
+            enabled=enabled,
         )
         self._wake()
         return rule
@@ -286,7 +304,7 @@ class AlertReceiverService(_Owned):
 
     def get(self, ref: str) -> AlertReceiver:
         """The receiver of this id or name, if the caller sees it."""
-        return self._get(AlertReceiver, ref, "alert receiver")
+        return self._get(AlertReceiver, ref)
 
     def create(self, spec: ReceiverSpec) -> AlertReceiver:
         """A new receiver; a webhook's URL must pass the egress guard, its secret is sealed."""

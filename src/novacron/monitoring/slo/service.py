@@ -12,10 +12,10 @@ from typing import ClassVar
 from sqlalchemy import select
 
 from novacron import events
-from novacron.compute.scope import get_visible, scoped
 from novacron.db.base import new_id
 from novacron.db.listing import ListParams, paginate
 from novacron.db.models import SLO, VM, AlertRule, IPAllocation, Port, Probe, ProbeResult, Tenant
+from novacron.db.resolve import Named, resolve, scoped
 from novacron.errors import Conflict, DomainError, InvalidInput, NameTaken, NotFound, Unavailable, on_field
 from novacron.monitoring.alerting.rules import RuleSpec
 from novacron.monitoring.alerting.service import AlertRuleService
@@ -53,7 +53,7 @@ class ProbeService(Service):
 
     def get(self, ref: str) -> Probe:
         """The probe of this id or name, as the caller sees it."""
-        return get_visible(self.session, Probe, ref, self.principal, "probe")
+        return resolve(self.session, self.principal, Probe, ref)
 
     def last_results(self, probe_ids: Iterable[str]) -> dict[str, ProbeResult]:
         """The last result of each of these probes that has run."""
@@ -63,10 +63,7 @@ class ProbeService(Service):
     def create(self, spec: NewProbe) -> Probe:
         """A new probe of the VM's port (its first when none is named) at the port's first address."""
         _check_shape(spec)
-        try:
-            vm = get_visible(self.session, VM, spec.vm_id, self.principal, "VM")
-        except NotFound:
-            raise on_field(NotFound, "vm_id", f"no VM '{spec.vm_id}' is visible to you") from None
+        vm = resolve(self.session, self.principal, VM, spec.vm_id, named=Named("vm_id", missing=NotFound))
         port = self._port_of(vm, spec.port_id)
         if self.session.scalar(
             select(Probe.id).where(Probe.project_id == vm.project_id, Probe.name == spec.name)
@@ -184,14 +181,13 @@ class SLOService(Service):
 
     def get(self, ref: str) -> SLO:
         """The SLO of this id or name, as the caller sees it."""
-        return get_visible(self.session, SLO, ref, self.principal, "SLO")
+        return resolve(self.session, self.principal, SLO, ref)
 
     def create(self, spec: NewSLO) -> SLO:
         """A new SLO in its probe's project; a latency SLO needs its threshold."""
-        try:
-            probe = get_visible(self.session, Probe, spec.probe_id, self.principal, "probe")
-        except NotFound:
-            raise on_field(NotFound, "probe_id", f"no probe '{spec.probe_id}' is visible to you") from None
+        probe = resolve(
+            self.session, self.principal, Probe, spec.probe_id, named=Named("probe_id", missing=NotFound)
+        )
         if (spec.indicator == "latency") != (spec.latency_threshold_s is not None):
             raise InvalidInput("latency_threshold_s", "required for a latency SLO and only for it")
         if self.session.scalar(

@@ -1,10 +1,10 @@
 """slo: synthetic probes, their last results, and SLOs
 
 Revision ID: 0017
-Revises: 0015
+Revises: 0016
 Create Date: 2026-12-06
 
-Number 0017 was given to this branch; it follows 0015 (alerting). Whoever merges another
+Number 0017 was given to this branch; it follows 0016 (traces). Whoever merges another
 migration numbered before it points this ``down_revision`` at that one.
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 import novacron.db.base
 
 revision = "0017"
-down_revision = "0015"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 

@@ -11,4 +11,7 @@ import './backups.js';
 import './dr.js';
 import './hosts.js';
 import './tasks.js';
+import './traces.js';
 import './admin.js';
+import './alerts.js';
+import './alert_rules.js';
