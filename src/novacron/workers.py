@@ -86,6 +86,10 @@ class BackgroundWorkers:
 
         quota = QuotaController(ctx)
         self.controllers.append(Controller.of_loop(QUOTA_CONTROLLER, quota.loop))
+        from novacron.monitoring.slo.runner import PROBE_CONTROLLER, ProbeRunner
+
+        probes = ProbeRunner(ctx)
+        self.controllers.append(Controller.of_loop(PROBE_CONTROLLER, probes.loop))
         self.leaders: dict[str, Leadership] = {
             c.name: leadership_for(ctx.settings.database_url, c.name) for c in self.controllers
         }

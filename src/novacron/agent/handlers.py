@@ -14,6 +14,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from novacron.agent import protocol as p
+from novacron.monitoring.slo.checks import run_many
 from novacron.virt.base import ComputeDriver, PowerState, Progress
 from novacron.virt.consolelog import read_log
 
@@ -238,6 +239,15 @@ async def _stop_source(
 
     instant.stop_source(agentops.backer(agent.driver), instance_id)
     return None
+
+
+# ---- probes -----------------------------------------------------------------------------------
+
+
+@handles(p.ProbeRun)
+async def _probe_run(agent: AgentRuntime, instance_id: str, r: p.ProbeRun, _: Progress | None) -> Result:
+    outcomes = await asyncio.to_thread(run_many, [(c.netns, c.check) for c in r.checks])
+    return {"outcomes": [asdict(o) for o in outcomes]}
 
 
 # ---- network ----------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
+from novacron.monitoring.slo.checks import Check
 from novacron.network.wire import HostState, from_dict, to_dict
 from novacron.virt.base import DiskSource, Nic
 from novacron.virt.migration import MigrationSettings, MigrationTarget
@@ -322,6 +323,25 @@ class WaitConsole(Request):
 
     needle: str
     timeout_s: float = 120.0
+
+
+# ---- probes -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProbeCheck:
+    """One synthetic check and the network namespace on this host it runs from."""
+
+    netns: str
+    check: Check
+
+
+@operation("probe_run")
+@dataclass(frozen=True)
+class ProbeRun(Request):
+    """Run synthetic checks, each inside its tenant network's namespace (``monitoring/slo``)."""
+
+    checks: tuple[ProbeCheck, ...]
 
 
 # ---- network ----------------------------------------------------------------------------------

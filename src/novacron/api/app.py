@@ -62,6 +62,7 @@ def _include_optional(app: FastAPI) -> None:
         security_groups,
         server_groups,
         silences,
+        slo,
         tenants,
         tokens,
         usage,
@@ -90,6 +91,7 @@ def _include_optional(app: FastAPI) -> None:
         alerts,
         silences,
         metrics_query,
+        slo,
     ):
         app.include_router(module.router)
     install_audit(app)

@@ -18,6 +18,7 @@ from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
 from novacron.db.models import (
+    SLO,
     VM,
     Aggregate,
     AlertReceiver,
@@ -34,6 +35,7 @@ from novacron.db.models import (
     Network,
     PolicyRule,
     Port,
+    Probe,
     Project,
     QosPolicy,
     Router,
@@ -88,6 +90,8 @@ KINDS: dict[type[Any], Kind] = {
     Task: Kind("task", "task_id", "/v1/tasks"),
     AlertRule: Kind("alert rule", "rule_id", "/v1/alert-rules"),
     AlertReceiver: Kind("alert receiver", "receiver_id", "/v1/alert-receivers"),
+    Probe: Kind("probe", "probe_id", "/v1/probes"),
+    SLO: Kind("SLO", "slo_id", "/v1/slos"),
 }
 #: kinds the platform defines for everyone (their names are unique): no tenant owns them
 PLATFORM_KINDS = frozenset({Flavor, Host, Aggregate, BackupTarget, PolicyRule})

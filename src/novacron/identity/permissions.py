@@ -24,10 +24,12 @@ VIEW = frozenset(
         "usage:read",
         "network:read",
         "alert:read",
+        "slo:read",
         "trace:read",
     }
 )
 MEMBER = VIEW | {
+    "slo:write",
     "vm:create",
     "vm:update",
     "vm:delete",

@@ -49,12 +49,16 @@ from novacron.db.models.quota import (
     QuotaTemplate,
     QuotaUsage,
 )
+from novacron.db.models.slo import SLO, Probe, ProbeResult
 from novacron.db.models.traces import TraceSpan
 
 __all__ = [
     "Alert",
     "AlertReceiver",
     "AlertRule",
+    "SLO",
+    "Probe",
+    "ProbeResult",
     "LoginFailure",
     "VM",
     "Aggregate",
