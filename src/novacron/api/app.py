@@ -48,6 +48,7 @@ def _include_optional(app: FastAPI) -> None:
         audit,
         backup_policies,
         backups,
+        dashboards,
         dr,
         encryption,
         metrics_query,
@@ -88,6 +89,7 @@ def _include_optional(app: FastAPI) -> None:
         alerts,
         silences,
         metrics_query,
+        dashboards,
     ):
         app.include_router(module.router)
     install_audit(app)

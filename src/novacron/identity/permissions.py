@@ -24,6 +24,8 @@ VIEW = frozenset(
         "usage:read",
         "network:read",
         "alert:read",
+        # a user's own custom dashboards (panels of queries over what metrics:read shows)
+        "dashboard:write",
     }
 )
 MEMBER = VIEW | {

@@ -12,6 +12,7 @@ from novacron.db.models.compute import (
     Image,
     ServerGroup,
 )
+from novacron.db.models.dashboards import Dashboard
 from novacron.db.models.identity import (
     AccessTicket,
     LoginFailure,
@@ -51,6 +52,7 @@ from novacron.db.models.quota import (
 )
 
 __all__ = [
+    "Dashboard",
     "Alert",
     "AlertReceiver",
     "AlertRule",
