@@ -10,5 +10,8 @@ import './quota.js';
 import './backups.js';
 import './dr.js';
 import './hosts.js';
+import './host_metrics.js';
+import './monitoring_overview.js';
+import './dashboards.js';
 import './tasks.js';
 import './admin.js';
