@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 
 import httpx
-import psutil
+import psutil  # type: ignore[import-untyped]  # no stubs among the dev dependencies
 from common import GUEST_OUT, Guest, Server, import_guest_image, load, machine, make_server, pct
 
 from tests.conftest import wait_task
