@@ -55,8 +55,8 @@ def _step(page: Any, step: str) -> None:
 
 def test_vm_charts_ranges_legend_and_live_updates(cluster: Cluster, vm_id: str, browser: Any) -> None:
     problems: list[str] = []
-    for size, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
-        b = Browser(browser, cluster.server.url, viewport)
+    for size, viewport, scheme in (("desktop", DESKTOP, "light"), ("phone", PHONE, "dark")):
+        b = Browser(browser, cluster.server.url, viewport, scheme)
         page = b.page
         try:
             b.login(cluster.tenants["alpha"][0], PASSWORD, tenant="alpha")
@@ -95,12 +95,12 @@ def test_vm_charts_ranges_legend_and_live_updates(cluster: Cluster, vm_id: str, 
                 for _ in range(2):
                     with page.expect_response(lambda r: f"/v1/vms/{vm_id}/metrics?range=5m" in r.url):
                         pass
-            problems += page_problems(b, f"/vms/{vm_id}", "vm-metrics", size, "light")
+            problems += page_problems(b, f"/vms/{vm_id}", "vm-metrics", size, scheme)
             b.go("/monitoring")
             row = page.wait_for_selector(f"tr[data-vm={VM_NAME}]")
             text = row.inner_text()
             assert "cores" in text and "MiB" in text, text
-            problems += page_problems(b, "/monitoring", "monitoring", size, "light")
+            problems += page_problems(b, "/monitoring", "monitoring", size, scheme)
             assert b.errors == [], b.errors
         finally:
             b.close()

@@ -22,7 +22,7 @@ async function byVm(promql, signal) {
 
 registerPage({
   path: '/monitoring',
-  title: 'Overview',
+  title: 'Usage overview',
   section: 'Monitoring',
   permission: 'metrics:read',
   order: 10,
