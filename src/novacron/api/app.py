@@ -50,6 +50,7 @@ def _include_optional(app: FastAPI) -> None:
         audit,
         backup_policies,
         backups,
+        dashboards,
         dr,
         encryption,
         metrics_query,
@@ -92,6 +93,7 @@ def _include_optional(app: FastAPI) -> None:
         silences,
         metrics_query,
         slo,
+        dashboards,
     ):
         app.include_router(module.router)
     install_audit(app)

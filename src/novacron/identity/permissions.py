@@ -26,6 +26,8 @@ VIEW = frozenset(
         "alert:read",
         "slo:read",
         "trace:read",
+        # a user's own custom dashboards (panels of queries over what metrics:read shows)
+        "dashboard:write",
     }
 )
 MEMBER = VIEW | {

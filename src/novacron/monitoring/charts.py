@@ -10,7 +10,9 @@ platform administrators, and host series carry no tenant label.
 from __future__ import annotations
 
 import math
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -49,6 +51,13 @@ _ROUND_STEPS_S = (
     43_200,
     86_400,
 )
+
+
+#: how long a drawn chart is given again to whoever asks for the same one (same store, scope,
+#: subject, range and end): a thousand viewers of one VM's live chart cost one range query a second
+SHARED_FOR_S = 1.0
+#: how many recently drawn charts are kept
+SHARED_CHARTS = 256
 
 
 @dataclass(frozen=True)
@@ -166,15 +175,60 @@ def _line_query(plot: Plot, selector: str, window: str) -> str:
     return f'label_replace({promql}, "{_LINE_LABEL}", "{plot.name}", "", "")'
 
 
+class _RecentCharts:
+    """Charts drawn in the last SHARED_FOR_S seconds, by what they were drawn from. The caller's
+    right to the subject is checked before (``ChartService``); the key holds the tenant scope and
+    the subject's selector, so one caller is never given a chart another could not draw itself."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._charts: OrderedDict[tuple[object, ...], tuple[float, Chart]] = OrderedDict()
+
+    def get(self, key: tuple[object, ...]) -> Chart | None:
+        with self._lock:
+            found = self._charts.get(key)
+        if found is None or time.monotonic() - found[0] > SHARED_FOR_S:
+            return None
+        return found[1]
+
+    def put(self, key: tuple[object, ...], chart: Chart) -> None:
+        with self._lock:
+            self._charts[key] = (time.monotonic(), chart)
+            self._charts.move_to_end(key)
+            while len(self._charts) > SHARED_CHARTS:
+                self._charts.popitem(last=False)
+
+
+_recent = _RecentCharts()
+
+
 def draw(  # noqa: PLR0913 - what a chart is drawn from
     api: PromAPI, plots: tuple[Plot, ...], subject_id: str, selector: str, range_name: str, interval_s: float
 ) -> Chart:
     """Every plot for ``selector`` over ``range_name`` ending now, in one range query: a line per
-    plot (per value of its ``split_by`` label), in the order of ``plots``."""
+    plot (per value of its ``split_by`` label), in the order of ``plots``; the same chart drawn in
+    the last second is given again."""
     range_s = RANGES[range_name]
     step = chart_step(range_s, interval_s)
     end = math.floor(time.time() / step) * step
-    start = end - range_s
+    key = (api.endpoint.query_url, api.scope.tenant_id, plots, subject_id, selector, range_name, end)
+    if (chart := _recent.get(key)) is not None:
+        return chart
+    chart = _draw(api, plots, subject_id, selector, range_name, (end, step, interval_s))
+    _recent.put(key, chart)
+    return chart
+
+
+def _draw(  # noqa: PLR0913 - what a chart is drawn from
+    api: PromAPI,
+    plots: tuple[Plot, ...],
+    subject_id: str,
+    selector: str,
+    range_name: str,
+    timing: tuple[float, float, float],
+) -> Chart:
+    end, step, interval_s = timing
+    start = end - RANGES[range_name]
     window = _window(step, interval_s)
     promql = " or ".join(_line_query(plot, selector, window) for plot in plots)
     params = [("query", api.scoped_query(promql)), ("start", f"{start:.3f}"), ("end", f"{end:.3f}")]

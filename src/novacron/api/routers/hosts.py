@@ -171,6 +171,6 @@ def update_host(
 
 
 @router.get("/{host_id}/metrics", response_model=ChartOut)
-def host_metrics(host_id: str, charts: ChartReader, chart_range: ChartRange = "1h") -> ChartOut:
+def host_metrics(host_id: str, charts: ChartReader, chart_range: ChartRange = "1h") -> Response:
     """The host's chart over ``range`` from the metrics store (platform administrators)."""
-    return ChartOut.of(charts.host_chart(host_id, chart_range or "1h"))
+    return ChartOut.response(charts.host_chart(host_id, chart_range or "1h"))

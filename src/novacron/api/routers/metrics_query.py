@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, Field
 
 from novacron.api.deps import service
@@ -74,6 +74,13 @@ class ChartOut(BaseModel):
                 ChartSeriesOut(name=s.name, title=s.title, unit=s.unit, points=s.points) for s in chart.series
             ],
         )
+
+    @classmethod
+    def response(cls, chart: Chart) -> Response:
+        """The chart as its JSON answer, serialized once by pydantic: FastAPI's own path (validate
+        the returned model, dump it to Python objects, encode those) costs ten times as much for a
+        chart's 3,300 points, which a thousand live viewers pay every few seconds."""
+        return Response(cls.of(chart).model_dump_json(), media_type="application/json")
 
 
 def prometheus_path(path: str) -> Callable[[F], F]:

@@ -318,9 +318,9 @@ def vm_metrics(
     charts: ChartReader,
     since: float | None = Query(None, description="only samples after this unix time"),
     chart_range: ChartRange = None,
-) -> MetricsOut | ChartOut:
+) -> MetricsOut | Response:
     """The recent raw samples, or with ``range`` the VM's chart from the metrics store."""
     if chart_range is not None:
-        return ChartOut.of(charts.vm_chart(vm_id, chart_range))
+        return ChartOut.response(charts.vm_chart(vm_id, chart_range))
     vm_id, interval_s, samples = vms.metrics(vm_id, since)
     return MetricsOut(vm_id=vm_id, interval_s=interval_s, samples=samples)

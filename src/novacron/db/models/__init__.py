@@ -12,6 +12,7 @@ from novacron.db.models.compute import (
     Image,
     ServerGroup,
 )
+from novacron.db.models.dashboards import Dashboard
 from novacron.db.models.identity import (
     AccessTicket,
     LoginFailure,
@@ -53,6 +54,7 @@ from novacron.db.models.slo import SLO, Probe, ProbeResult
 from novacron.db.models.traces import TraceSpan
 
 __all__ = [
+    "Dashboard",
     "Alert",
     "AlertReceiver",
     "AlertRule",

@@ -97,7 +97,8 @@ registerPage({
           can('host:write') ? h('button', { type: 'button', onclick: act(() => setMaintenance(x, x.state !== 'maintenance')) },
             x.state === 'maintenance' ? 'End maintenance' : 'Maintenance') : null,
           can('vm:migrate') ? h('button', { type: 'button', onclick: act(() => drain(x)) }, 'Drain') : null,
-          h('a', { href: `#/vms?host=${x.id}` }, 'VMs')) },
+          h('a', { href: `#/vms?host=${x.id}` }, 'VMs'),
+          can('global') ? h('a', { href: `#/hosts/${x.id}/metrics` }, 'Metrics') : null) },
       ], hosts, { caption: 'Hosts', empty: 'No hosts have joined.' }));
     };
     await load();

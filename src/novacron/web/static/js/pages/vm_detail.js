@@ -1,4 +1,4 @@
-// One VM: live state, metrics charts (every second), the serial console, actions, its tasks.
+// One VM: live state, metrics charts (chart API, range picker), the serial console, actions, its tasks.
 
 import { ApiError, get, listAll, request } from '../api.js';
 import { subscribe } from '../live.js';
@@ -63,12 +63,12 @@ registerPage({
     const detailBox = h('div');
     const tasksBox = h('div', { 'aria-live': 'polite' });
     const consoleBox = h('div', { class: 'stack' });
-    const chartsBox = h('div', { class: 'charts' });
+    const chartsBox = h('div', { 'data-testid': 'vm-charts' });
     const portsBox = h('div');
     const backupsBox = h('div', { 'aria-live': 'polite' });
     clear(main, head,
       h('div', { class: 'grid' }, card('Details', detailBox), card('Tasks', tasksBox)),
-      card('Metrics', h('p', { class: 'muted' }, 'Updated every second from the host agent.'), chartsBox),
+      card('Metrics', h('p', { class: 'muted' }, 'Guest CPU and memory as the guest sees them, next to the QEMU process\'s own CPU and RSS; sampled every second by the host agent.'), chartsBox),
       can('backup:read') ? card('Backups', backupsBox) : null,
       can('network:read') ? card('Network ports', portsBox) : null,
       card('Serial console', consoleBox));
