@@ -131,7 +131,7 @@ def test_a_tenant_probes_its_vm_sets_an_slo_and_reads_the_report(env: Env, brows
             # a day of the probe's history, with a half-hour outage six hours ago
             now = time.time()
             outage = (now - 6 * 3600, now - 6 * 3600 + OUTAGE_S)
-            history = success_lines(probe, now - 86400, now - 120, 60, lambda t: outage[0] <= t < outage[1])
+            history = success_lines(probe, now - 86400, now - 120, 10, lambda t: outage[0] <= t < outage[1])
             import_series(env.victoria, history)
 
             # the SLO, made in the page on that probe

@@ -141,7 +141,7 @@ export function goodShareQuery(slo, probe, step) {
 /**
  * The budget burn over the window from the per-step good shares: the budget left after each step
  * (the bad share so far over the window's measured steps, against the allowed bad share; it ends
- * where the status's `budget_remaining` is) and each step's burn rate (1 = on course to spend
+ * near the status's `budget_remaining`, which weighs each run rather than each step) and each step's burn rate (1 = on course to spend
  * exactly the budget in the window).
  */
 export function burnSeries(points, errorBudget) {
