@@ -219,3 +219,49 @@ def test_slo_pages_phone_and_desktop(env: Env, browser: Any) -> None:
         finally:
             b.close()
     assert problems == []
+
+
+def test_an_administrator_reads_a_tenants_report_and_the_tenant_deletes_its_slo(
+    env: Env, browser: Any
+) -> None:
+    month = datetime.now(UTC).strftime("%Y-%m")
+    b = Browser(browser, env.server.url, DESKTOP)
+    page = b.page
+    try:
+        b.login("admin", env.server.admin_password)
+        b.go("/slo-report")
+        page.select_option("#report-tenant", label="alpha")
+        page.click("form[aria-label='Report month'] button[type=submit]")
+        page.wait_for_selector(f"[data-testid=report] h2:text-is('SLA report for alpha, {month}')")
+        assert "web-availability" in page.inner_text("[data-testid=report]")
+    finally:
+        b.close()
+
+    api = env.apis["alpha"]
+    slo = api.get("/v1/slos", params={"name": "web-availability"}).json()["items"][0]
+    b = Browser(browser, env.server.url, PHONE)
+    page = b.page
+    try:
+        b.login("alpha-ops", PASSWORD, tenant="alpha")
+        # a probe an SLO measures is not deleted: the API's reason shows
+        b.go("/probes")
+        page.click("tr[data-probe=web] button:text-is('Delete')")
+        page.click("dialog button.danger")
+        toast = page.wait_for_selector(".toast.bad")
+        assert "web-availability" in toast.inner_text()
+        # the SLO deleted from its page takes its alert rules with it; then the probe goes
+        b.go(f"/slos/{slo['id']}")
+        page.click("main .page-head button.danger")
+        page.click("dialog button.danger")
+        page.wait_for_selector("main[data-ready=true] .empty:text-is('No SLOs yet.')")
+        assert api.get("/v1/slos").json()["items"] == []
+        rule_ids = {r["rule_id"] for r in slo["alert_rules"]}
+        assert not rule_ids & {r["id"] for r in api.get("/v1/alert-rules").json()["items"]}
+        b.go("/probes")
+        page.click("tr[data-probe=web] button:text-is('Delete')")
+        page.click("dialog button.danger")
+        page.wait_for_selector("tr[data-probe=web]", state="detached")
+        assert api.get("/v1/probes").json()["items"] == []
+        assert b.errors == []
+    finally:
+        b.close()
