@@ -79,8 +79,9 @@ function probeForm(vms, done) {
     for (const [k, row] of Object.entries(rows)) row.hidden = !KIND_FIELDS[c.kind.value].includes(k);
   };
   c.kind.addEventListener('change', showKind);
+  const noPorts = () => clear(c.port_id, h('option', { value: '' }, 'its first port'));
   c.vm_id.addEventListener('change', async () => {
-    clear(c.port_id, h('option', { value: '' }, 'its first port'));
+    noPorts();
     if (!c.vm_id.value) return;
     const ports = await listAll('/v1/ports', { vm_id: c.vm_id.value });
     c.port_id.append(...ports.map((p) => h('option', { value: p.id },
@@ -103,6 +104,7 @@ function probeForm(vms, done) {
   onSubmit(form, { controls: c, submit, formError, anyError: true }, async () => {
     const probe = await post('/v1/probes', probeBody(c), { idempotent: true });
     form.reset();
+    noPorts();
     showKind();
     toast(`Probe ${probe.name} created.`);
     await done();
