@@ -18,3 +18,6 @@ import './traces.js';
 import './admin.js';
 import './alerts.js';
 import './alert_rules.js';
+import './probes.js';
+import './slos.js';
+import './slo_report.js';
