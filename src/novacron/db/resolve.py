@@ -27,6 +27,7 @@ from novacron.db.models import (
     BackupSnapshot,
     BackupTarget,
     CapacityReservation,
+    Dashboard,
     DRRunbook,
     Flavor,
     FloatingIP,
@@ -92,9 +93,12 @@ KINDS: dict[type[Any], Kind] = {
     AlertReceiver: Kind("alert receiver", "receiver_id", "/v1/alert-receivers"),
     Probe: Kind("probe", "probe_id", "/v1/probes"),
     SLO: Kind("SLO", "slo_id", "/v1/slos"),
+    Dashboard: Kind("dashboard", "dashboard_id", "/v1/dashboards"),
 }
 #: kinds the platform defines for everyone (their names are unique): no tenant owns them
 PLATFORM_KINDS = frozenset({Flavor, Host, Aggregate, BackupTarget, PolicyRule})
+#: kinds that are one user's own: nobody else sees them, not even a platform administrator
+USER_KINDS = frozenset({Dashboard})
 #: kinds only the resources of their own project may use (a VM joins its project's server group)
 PROJECT_KINDS = frozenset({ServerGroup})
 
@@ -112,6 +116,8 @@ class Named:
 
 def scoped(stmt: Select[Any], model: Any, principal: Principal) -> Select[Any]:
     """``stmt`` narrowed to the rows of ``model`` the caller may see."""
+    if model in USER_KINDS:
+        return stmt.where(model.user_id == principal.user_id)
     if principal.is_global or model in PLATFORM_KINDS:
         return stmt
     return _usable_by_tenant(stmt, model, principal.tenant_id)

@@ -17,7 +17,8 @@ from sqlalchemy import select
 from novacron.db.base import new_id
 from novacron.db.listing import ListParams, paginate
 from novacron.db.models import Dashboard
-from novacron.errors import InvalidInput, NameTaken, NotFound, Unavailable
+from novacron.db.resolve import resolve, scoped
+from novacron.errors import InvalidInput, NameTaken, Unavailable
 from novacron.monitoring.query import MetricsQueryService
 from novacron.service import Service
 
@@ -57,12 +58,7 @@ class DashboardService(Service):
     raises = (Unavailable,)
 
     def _mine(self) -> Any:
-        own_tenant = (
-            Dashboard.tenant_id.is_(None)
-            if self.principal.tenant_id is None
-            else Dashboard.tenant_id == self.principal.tenant_id
-        )
-        return select(Dashboard).where(Dashboard.user_id == self.principal.user_id, own_tenant)
+        return scoped(select(Dashboard), Dashboard, self.principal)
 
     def list(self, params: ListParams, *, name: str | None = None) -> tuple[list[Dashboard], str | None]:
         """One page of the caller's dashboards."""
@@ -73,12 +69,7 @@ class DashboardService(Service):
 
     def get(self, ref: str) -> Dashboard:
         """The caller's dashboard of this id or name; NotFound for anyone else's."""
-        row: Dashboard | None = self.session.scalar(self._mine().where(Dashboard.id == ref))
-        if row is None:
-            row = self.session.scalar(self._mine().where(Dashboard.name == ref))
-        if row is None:
-            raise NotFound("dashboard", ref)
-        return row
+        return resolve(self.session, self.principal, Dashboard, ref)
 
     def create(self, spec: DashboardSpec) -> Dashboard:
         """A new dashboard of the caller's, once every panel's query ran in the caller's scope."""
