@@ -46,6 +46,9 @@ def test_each_kind_builds_its_promql_with_the_tenant_matcher() -> None:
     with pytest.raises(InvalidInput) as bad:
         build_expr(RuleSpec("b", "threshold", metric="1bad", value=1), "t1")
     assert bad.value.fields[0].field == "metric"
+    with pytest.raises(InvalidInput) as bad:  # the comparison is written into the expression
+        build_expr(RuleSpec("o", "threshold", metric="up", op="> 0 or vector(1) >", value=1), "t1")
+    assert bad.value.fields[0].field == "op"
 
 
 def test_platform_labels_and_tenant_template_functions_are_refused() -> None:

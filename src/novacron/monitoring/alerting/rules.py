@@ -94,11 +94,14 @@ def _metric(spec: RuleSpec) -> str:
     return spec.metric
 
 
-def _value(spec: RuleSpec, default: float | None = None) -> float:
+def _comparison(spec: RuleSpec, default: float | None = None) -> str:
+    """``<op> <value>`` closing the rule's expression."""
+    if spec.op not in COMPARISONS:  # it is written into the expression as it is
+        raise InvalidInput("op", f"one of {', '.join(COMPARISONS)}")
     value = spec.value if spec.value is not None else default
     if value is None:
         raise InvalidInput("value", f"required for a {spec.kind} rule")
-    return value
+    return f"{spec.op} {value}"
 
 
 def build_expr(spec: RuleSpec, tenant_id: str | None) -> str:
@@ -120,17 +123,17 @@ def build_expr(spec: RuleSpec, tenant_id: str | None) -> str:
         if spec.metric is not None:  # the anomaly score's ``metric`` label names the series scored
             matchers["metric"] = _metric(spec)
         sel = selector(ANOMALY_METRIC, matchers)
-        return f"max_over_time({sel}[{window}]) {spec.op} {_value(spec, 0.8)}"
+        return f"max_over_time({sel}[{window}]) {_comparison(spec, 0.8)}"
     sel = selector(_metric(spec), matchers)
     if spec.kind == "absence":
         return f"absent_over_time({sel}[{window}])"
     if spec.kind == "rate_of_change":
-        return f"deriv({sel}[{window}]) {spec.op} {_value(spec)}"
+        return f"deriv({sel}[{window}]) {_comparison(spec)}"
     if spec.function is not None:
         if spec.function not in FUNCTIONS:
             raise InvalidInput("function", f"one of {', '.join(FUNCTIONS)}")
         sel = f"{spec.function}({sel}[{window}])"
-    return f"{sel} {spec.op} {_value(spec)}"
+    return f"{sel} {_comparison(spec)}"
 
 
 def check_labels(labels: dict[str, str], annotations: dict[str, str], *, tenant: bool) -> None:

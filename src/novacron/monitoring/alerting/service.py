@@ -34,6 +34,7 @@ from novacron.monitoring.alerting.notify import signing_secret_aad
 from novacron.monitoring.alerting.rules import (
     DURATION,
     LABEL_NAME,
+    SEVERITIES,
     RenderedRule,
     RuleSpec,
     build_expr,
@@ -166,6 +167,8 @@ class AlertRuleService(_Owned):
         check_labels(spec.labels, spec.annotations, tenant=tenant_id is not None)
         if not DURATION.match(spec.for_):
             raise InvalidInput("for", "a duration like 0s, 30s or 5m")
+        if spec.severity not in SEVERITIES:
+            raise InvalidInput("severity", f"one of {', '.join(SEVERITIES)}")
         expr = build_expr(spec, tenant_id)
         stack = self._ctx.alerting if self._ctx is not None else None
         if (
