@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from novacron.errors import InvalidInput
+from novacron.monitoring.series import ANOMALY_SCORE
 
 KINDS = ("threshold", "rate_of_change", "absence", "anomaly", "burn_rate")
 COMPARISONS = (">", ">=", "<", "<=", "==", "!=")
 #: range functions a threshold may apply to its series before comparing
 FUNCTIONS = ("rate", "increase", "avg_over_time", "max_over_time", "min_over_time")
 SEVERITIES = ("info", "warning", "critical")
-ANOMALY_METRIC = "novacron_anomaly_score"
 METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w))+$")
@@ -122,7 +122,7 @@ def build_expr(spec: RuleSpec, tenant_id: str | None) -> str:
     if spec.kind == "anomaly":
         if spec.metric is not None:  # the anomaly score's ``metric`` label names the series scored
             matchers["metric"] = _metric(spec)
-        sel = selector(ANOMALY_METRIC, matchers)
+        sel = selector(ANOMALY_SCORE, matchers)
         return f"max_over_time({sel}[{window}]) {_comparison(spec, 0.8)}"
     sel = selector(_metric(spec), matchers)
     if spec.kind == "absence":
