@@ -36,6 +36,9 @@ _RESERVED = ("alertname", "severity", TENANT)
 _ALLOWED_TEMPLATE = re.compile(r"^\{\{\s*(\$value|\$labels\.[a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}$")
 _TEMPLATE = re.compile(r"\{\{.*?\}\}|\{\{|\}\}", re.S)
 MAX_EXPR = 2000
+#: the store engine that applies ``extra_label`` to every selector of an expression: the only one
+#: a tenant's own whole expression (kind burn_rate) is safe on
+ENFORCING = "victoriametrics"
 
 
 def seconds(duration: str) -> float:

@@ -33,6 +33,7 @@ from novacron.monitoring.alerting.engines import AMTOOL, VMALERT
 from novacron.monitoring.alerting.notify import signing_secret_aad
 from novacron.monitoring.alerting.rules import (
     DURATION,
+    ENFORCING,
     LABEL_NAME,
     SEVERITIES,
     RenderedRule,
@@ -46,8 +47,6 @@ from novacron.service import Service
 
 M = TypeVar("M", AlertRule, AlertReceiver)
 MATCH_OPS = ("=", "!=", "=~", "!~")
-#: the store engine that applies ``extra_label`` to every selector of an expression
-ENFORCING = "victoriametrics"
 
 
 def owner_tenant(session: Session, principal: Principal, tenant_id: str | None) -> str | None:
