@@ -15,12 +15,12 @@ import httpx
 from fastapi.testclient import TestClient
 
 from novacron.context import Context
-from novacron.monitoring.process import SupervisedProcess, free_loopback_port
+from novacron.monitoring.process import SupervisedProcess
 from novacron.monitoring.query import PROMETHEUS, VICTORIAMETRICS, StoreEndpoint
 from novacron.monitoring.series import SeriesMap
 from novacron.monitoring.stack import MonitoringStack
 from novacron.monitoring.store import MetricsStore
-from tests.conftest import TENANT_PASSWORD, require
+from tests.conftest import TENANT_PASSWORD, free_port, require
 
 
 def login(client: TestClient, username: str, password: str) -> dict[str, str]:
@@ -70,7 +70,7 @@ def victoria_import(url: str, series: Iterable[Series]) -> None:
 @contextmanager
 def victoriametrics(tmp_path: Path, series: Iterable[Series] = ()) -> Iterator[StoreEndpoint]:
     """A VictoriaMetrics holding ``series``, as the node starts it (no query latency offset)."""
-    port = free_loopback_port()
+    port = free_port()
     argv = [
         _binary("victoria-metrics"),
         f"-httpListenAddr=127.0.0.1:{port}",
@@ -109,7 +109,7 @@ def prometheus(tmp_path: Path, series: Iterable[Series] = ()) -> Iterator[StoreE
     )
     config = tmp_path / "prometheus.yml"
     config.write_text("global: {}\n")
-    port = free_loopback_port()
+    port = free_port()
     argv = [
         _binary("prometheus"),
         f"--config.file={config}",

@@ -24,8 +24,8 @@ from novacron.identity.encryption import EncryptionService
 from novacron.identity.sealing import rotate
 from novacron.monitoring.alerting.engines import start_alerting
 from novacron.monitoring.alerting.notify import load_delivery
-from novacron.monitoring.process import SupervisedProcess, free_loopback_port
-from tests.conftest import in_process_app, require
+from novacron.monitoring.process import SupervisedProcess
+from tests.conftest import free_port, in_process_app, require
 from tests.integration import egresslab
 from tests.integration.alertlab import SECRET, Inbox, verified, wait_for, webhook_posts
 
@@ -99,7 +99,7 @@ class Env:
 def _victoria(tmp_path: Path) -> SupervisedProcess:
     binary = shutil.which("victoria-metrics")
     require(binary is not None, "victoria-metrics is not installed (scripts/setup.sh installs it)")
-    port = free_loopback_port()
+    port = free_port()
     argv = [
         str(binary),
         f"-httpListenAddr=127.0.0.1:{port}",
@@ -118,7 +118,7 @@ def env(tmp_path: Path) -> Iterator[Env]:
     victoria = _victoria(tmp_path)
     victoria.start()
     inbox = Inbox()
-    smtp = Controller(inbox, hostname="127.0.0.1", port=free_loopback_port())
+    smtp = Controller(inbox, hostname="127.0.0.1", port=free_port())
     smtp.start()
     site = tmp_path / "site"
     site.mkdir()

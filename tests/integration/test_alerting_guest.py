@@ -16,11 +16,11 @@ import httpx
 import pytest
 import websockets
 
-from novacron.monitoring.process import free_loopback_port
 from tests.conftest import (
     Guest,
     Server,
     destroy_server,
+    free_port,
     import_guest_image,
     make_server,
     tenant_user,
@@ -47,7 +47,7 @@ def node(tmp_path: Path) -> Iterator[Node]:
     from aiosmtpd.controller import Controller
 
     inbox = Inbox()
-    smtp = Controller(inbox, hostname="127.0.0.1", port=free_loopback_port())
+    smtp = Controller(inbox, hostname="127.0.0.1", port=free_port())
     smtp.start()
     site = tmp_path / "site"
     site.mkdir()

@@ -11,15 +11,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from novacron.monitoring.process import EngineFailed, SupervisedProcess, free_loopback_port
-from tests.conftest import require
+from novacron.monitoring.process import EngineFailed, SupervisedProcess
+from tests.conftest import free_port, require
 
 
 def _victoria(tmp_path: Path, *extra: str) -> SupervisedProcess:
     binary = shutil.which("victoria-metrics")
     require(binary is not None, "victoria-metrics is not installed (scripts/setup.sh installs it)")
     assert binary is not None
-    port = free_loopback_port()
+    port = free_port()
     argv = [binary, f"-httpListenAddr=127.0.0.1:{port}", f"-storageDataPath={tmp_path / 'data'}", *extra]
     return SupervisedProcess("victoria-metrics", argv, f"http://127.0.0.1:{port}/health", tmp_path / "vm.log")
 

@@ -21,13 +21,13 @@ import httpx
 import psutil  # type: ignore[import-untyped]
 import pytest
 
-from novacron.monitoring.process import free_loopback_port
 from novacron.monitoring.series import HOST_CPU_MODES, HOST_SERIES, VM_SERIES
 from novacron.monitoring.store import EngineConfig, embedded_engine
 from tests.conftest import (
     Guest,
     Server,
     destroy_server,
+    free_port,
     import_guest_image,
     make_server,
     tenant_user,
@@ -227,7 +227,7 @@ def test_samples_reported_while_the_store_is_down_arrive(node: Node) -> None:
 def test_an_external_store_gets_the_series(tmp_path: Path) -> None:
     """``external``: the node writes to any remote-write URL and starts no engine of its own (here a
     VictoriaMetrics the test runs, standing for a cluster or Mimir)."""
-    port = free_loopback_port()
+    port = free_port()
     engine = embedded_engine(EngineConfig("victoriametrics", tmp_path / "vm", "1d", port))
     engine.start()
     server = make_server(

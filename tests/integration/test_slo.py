@@ -444,6 +444,9 @@ def test_probe_and_slo_rules(server: Server, dark: tuple[httpx.Client, dict[str,
     with server.client() as admin:
         other, _ = tenant_user(admin, server, "slo-other")
         assert admin.get("/v1/slo-report", params={"month": "2026-11"}).status_code == 422  # which tenant?
+        named = {"month": "2026-11", "format": "csv", "tenant_id": "slo-tenant"}
+        assert "kept-slo" in admin.get("/v1/slo-report", params=named).text
+    assert other.get("/v1/slo-report", params=named).status_code == 404  # another tenant's, by name
     assert other.get(f"/v1/slos/{slo['id']}").status_code == 404
     assert other.get(f"/v1/slos/{slo['id']}/status").status_code == 404
     assert (

@@ -6,11 +6,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from pathlib import Path
 
 import pytest
 
+from novacron.db.base import Database
+from novacron.db.models import AlertRule, Tenant
 from novacron.errors import InvalidInput
 from novacron.monitoring.alerting.amconfig import RoutedReceiver, render_config
+from novacron.monitoring.alerting.engines import _rendered_rules
 from novacron.monitoring.alerting.notify import sign
 from novacron.monitoring.alerting.rules import (
     RenderedRule,
@@ -46,6 +50,9 @@ def test_each_kind_builds_its_promql_with_the_tenant_matcher() -> None:
     with pytest.raises(InvalidInput) as bad:
         build_expr(RuleSpec("b", "threshold", metric="1bad", value=1), "t1")
     assert bad.value.fields[0].field == "metric"
+    with pytest.raises(InvalidInput) as bad:  # the comparison is written into the expression
+        build_expr(RuleSpec("o", "threshold", metric="up", op="> 0 or vector(1) >", value=1), "t1")
+    assert bad.value.fields[0].field == "op"
 
 
 def test_platform_labels_and_tenant_template_functions_are_refused() -> None:
@@ -98,3 +105,25 @@ def test_the_webhook_signature_is_an_hmac_of_the_timestamp_and_body() -> None:
     body = b'{"status":"firing"}'
     mac = hmac.new(b"k" * 16, b"1700000000." + body, hashlib.sha256).hexdigest()
     assert sign("k" * 16, 1700000000, body) == f"t=1700000000,v1={mac}"
+
+
+def test_a_tenants_burn_rate_rule_is_evaluated_only_on_a_store_that_scopes_it(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path}/t.db")
+    db.create_all()
+    try:
+        with db.session() as s:
+            s.add(Tenant(id="t1", name="one"))
+            s.flush()
+            for rule_id, tenant_id, kind in (
+                ("own", "t1", "burn_rate"),
+                ("kind", "t1", "threshold"),
+                ("admin", None, "burn_rate"),
+            ):
+                s.add(
+                    AlertRule(id=rule_id, tenant_id=tenant_id, name=rule_id, kind=kind, expr="vector(1) > 0")
+                )
+        assert {r.id for r in _rendered_rules(db, "victoriametrics")} == {"own", "kind", "admin"}
+        # extra_label is all that scopes a tenant's whole expression, and Prometheus ignores it
+        assert {r.id for r in _rendered_rules(db, "prometheus")} == {"kind", "admin"}
+    finally:
+        db.engine.dispose()

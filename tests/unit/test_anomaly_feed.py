@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from novacron.monitoring.anomaly_feed import SCORE_METRIC, AnomalyFeed, RateDeriver
+from novacron.monitoring.anomaly_feed import AnomalyFeed, RateDeriver
 from novacron.monitoring.remote_write import Sample
+from novacron.monitoring.series import ANOMALY_SCORE
 
 T0 = 1_700_000_000.0
 CPU = "novacron_vm_cpu_seconds_total"
@@ -124,7 +125,7 @@ def test_scores_are_series_with_the_vms_tenancy_and_a_spike_is_one_event() -> No
     series = {s.labels for s, _ms, _v in sink.samples}
     assert series == {
         (
-            ("__name__", SCORE_METRIC),
+            ("__name__", ANOMALY_SCORE),
             ("host_id", "host-1"),
             ("metric", CPU),
             ("project_id", "project-a"),

@@ -7,6 +7,7 @@ tests/integration/test_metrics_store.py).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from novacron.monitoring import remote_write
@@ -92,5 +93,35 @@ def test_a_down_store_costs_the_oldest_samples_never_a_wait() -> None:
         assert writer.pending <= 10
         assert writer.dropped == 25 - writer.pending
         assert writer.written == 0
+    finally:
+        writer.stop(flush_s=0.1)
+
+
+class _EncodingStore(MetricsStore):
+    """A store that encodes each batch as remote write would, and keeps what it took."""
+
+    def __init__(self) -> None:
+        super().__init__("external", "http://127.0.0.1:1", "http://127.0.0.1:1/write")
+        self.taken: list[remote_write.Sample] = []
+
+    def write(self, samples: Iterable[remote_write.Sample]) -> int:
+        batch = list(samples)
+        remote_write.encode(batch)
+        self.taken += batch
+        return len(batch)
+
+
+def test_a_batch_that_cannot_be_encoded_is_dropped_and_writing_goes_on() -> None:
+    store = _EncodingStore()
+    writer = SeriesWriter(store)
+    writer.start()
+    try:
+        one = remote_write.Series("x", {})
+        writer.submit([(one, 1, 10**400)])  # no double holds it: encoding raises OverflowError
+        assert writer.flush(5)
+        writer.submit([(one, 2, 1.0)])
+        assert writer.flush(5)
+        assert store.taken == [(one, 2, 1.0)]
+        assert (writer.rejected, writer.written) == (1, 1)
     finally:
         writer.stop(flush_s=0.1)

@@ -39,11 +39,10 @@ from novacron import events
 from novacron.db.base import Database
 from novacron.monitoring.anomaly import AnomalyCrossing, AnomalyMonitor
 from novacron.monitoring.remote_write import Sample, Series
-from novacron.monitoring.series import VM_SERIES, Tenancy
+from novacron.monitoring.series import ANOMALY_SCORE, VM_SERIES, Tenancy
 
 log = logging.getLogger(__name__)
 
-SCORE_METRIC = "novacron_anomaly_score"
 #: report key of a CPU counter -> series name; the first one a sample holds is scored
 CPU_COUNTERS = ("vcpu_time_s", "cpu_time_s")
 #: report keys of the byte counters scored as rates
@@ -306,7 +305,7 @@ class AnomalyFeed:
         series: dict[str, Series], vm_id: str, host_id: str, owner: Tenancy, metric: str
     ) -> Series:
         labels = {"vm_id": vm_id, "host_id": host_id, "tenant_id": owner[0], "project_id": owner[1]}
-        one = series[metric] = Series(SCORE_METRIC, {**labels, "metric": metric})
+        one = series[metric] = Series(ANOMALY_SCORE, {**labels, "metric": metric})
         return one
 
     def _due(self, vm_id: str, owner: Tenancy) -> list[VmAnomaly]:

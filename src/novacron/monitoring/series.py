@@ -34,6 +34,10 @@ VM_SERIES: dict[str, str] = {
     "net_tx_bytes": "novacron_vm_network_transmit_bytes_total",
 }
 
+#: the anomaly detector's score of a VM series (``monitoring/anomaly_feed.py``), labelled like the
+#: VM's series plus ``metric``, the name of the series scored
+ANOMALY_SCORE = "novacron_anomaly_score"
+
 #: CPU modes of ``novacron_host_cpu_seconds_total``; the host sample's key is ``cpu_<mode>_s``
 HOST_CPU_MODES = ("user", "system", "idle", "iowait", "steal")
 

@@ -146,6 +146,9 @@ class SeriesWriter:
             except RemoteWriteRejected as exc:
                 self.rejected += self._sending
                 self._log(f"metrics store refused {self._sending} samples: {exc}")
+            except Exception:  # a batch that cannot be encoded must not end the thread (and all writes)
+                self.rejected += self._sending
+                log.exception("metrics writer dropped %d samples it could not send", self._sending)
             else:
                 self.written += self._sending
             backoff = _FIRST_BACKOFF_S

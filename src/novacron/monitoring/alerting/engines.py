@@ -25,12 +25,12 @@ from secrets import token_urlsafe
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from novacron.db.models import AlertReceiver, AlertRule
 from novacron.monitoring.alerting import notify
 from novacron.monitoring.alerting.amconfig import RoutedReceiver, render_config
-from novacron.monitoring.alerting.rules import RenderedRule, render_rule_file
+from novacron.monitoring.alerting.rules import ENFORCING, RenderedRule, render_rule_file
 from novacron.monitoring.process import SupervisedProcess, free_loopback_port
 from novacron.private import mkdir_private, write_private
 
@@ -85,7 +85,13 @@ class _NotifyHandler(BaseHTTPRequestHandler):
         pass
 
 
-def _rendered_rules(db: Database) -> list[RenderedRule]:
+def _rendered_rules(db: Database, engine: str) -> list[RenderedRule]:
+    """The enabled rules as vmalert evaluates them against a store of ``engine``."""
+    stmt = select(AlertRule).where(AlertRule.enabled.is_(True))
+    if engine != ENFORCING:
+        # a tenant's burn_rate expression is scoped by extra_label alone, which this store ignores:
+        # left out, whatever store the node ran when the rule was made
+        stmt = stmt.where(or_(AlertRule.tenant_id.is_(None), AlertRule.kind != "burn_rate"))
     with db.read_session() as s:
         return [
             RenderedRule(
@@ -99,7 +105,7 @@ def _rendered_rules(db: Database) -> list[RenderedRule]:
                 dict(r.annotations),
                 list(r.receiver_ids),
             )
-            for r in s.scalars(select(AlertRule).where(AlertRule.enabled.is_(True)))
+            for r in s.scalars(stmt)
         ]
 
 
@@ -223,7 +229,7 @@ class AlertingStack:
     def sync(self, *, reload: bool = True) -> bool:
         """Render from the database, write what changed and reload the engines whose files changed
         (a reload that failed is tried again at the next round). True if any file changed."""
-        rules = render_rule_file(_rendered_rules(self.db), EVALUATION_INTERVAL_S)
+        rules = render_rule_file(_rendered_rules(self.db, self.engine), EVALUATION_INTERVAL_S)
         config = render_config(_routed_receivers(self.db), self.listener_url, self._bearer)
         changed = False
         for path, text, reload_url in (

@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from novacron.errors import InvalidInput
+from novacron.monitoring.series import ANOMALY_SCORE
 
 KINDS = ("threshold", "rate_of_change", "absence", "anomaly", "burn_rate")
 COMPARISONS = (">", ">=", "<", "<=", "==", "!=")
 #: range functions a threshold may apply to its series before comparing
 FUNCTIONS = ("rate", "increase", "avg_over_time", "max_over_time", "min_over_time")
 SEVERITIES = ("info", "warning", "critical")
-ANOMALY_METRIC = "novacron_anomaly_score"
 METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w))+$")
@@ -36,6 +36,9 @@ _RESERVED = ("alertname", "severity", TENANT)
 _ALLOWED_TEMPLATE = re.compile(r"^\{\{\s*(\$value|\$labels\.[a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}$")
 _TEMPLATE = re.compile(r"\{\{.*?\}\}|\{\{|\}\}", re.S)
 MAX_EXPR = 2000
+#: the store engine that applies ``extra_label`` to every selector of an expression: the only one
+#: a tenant's own whole expression (kind burn_rate) is safe on
+ENFORCING = "victoriametrics"
 
 
 def seconds(duration: str) -> float:
@@ -94,11 +97,14 @@ def _metric(spec: RuleSpec) -> str:
     return spec.metric
 
 
-def _value(spec: RuleSpec, default: float | None = None) -> float:
+def _comparison(spec: RuleSpec, default: float | None = None) -> str:
+    """``<op> <value>`` closing the rule's expression."""
+    if spec.op not in COMPARISONS:  # it is written into the expression as it is
+        raise InvalidInput("op", f"one of {', '.join(COMPARISONS)}")
     value = spec.value if spec.value is not None else default
     if value is None:
         raise InvalidInput("value", f"required for a {spec.kind} rule")
-    return value
+    return f"{spec.op} {value}"
 
 
 def build_expr(spec: RuleSpec, tenant_id: str | None) -> str:
@@ -119,18 +125,18 @@ def build_expr(spec: RuleSpec, tenant_id: str | None) -> str:
     if spec.kind == "anomaly":
         if spec.metric is not None:  # the anomaly score's ``metric`` label names the series scored
             matchers["metric"] = _metric(spec)
-        sel = selector(ANOMALY_METRIC, matchers)
-        return f"max_over_time({sel}[{window}]) {spec.op} {_value(spec, 0.8)}"
+        sel = selector(ANOMALY_SCORE, matchers)
+        return f"max_over_time({sel}[{window}]) {_comparison(spec, 0.8)}"
     sel = selector(_metric(spec), matchers)
     if spec.kind == "absence":
         return f"absent_over_time({sel}[{window}])"
     if spec.kind == "rate_of_change":
-        return f"deriv({sel}[{window}]) {spec.op} {_value(spec)}"
+        return f"deriv({sel}[{window}]) {_comparison(spec)}"
     if spec.function is not None:
         if spec.function not in FUNCTIONS:
             raise InvalidInput("function", f"one of {', '.join(FUNCTIONS)}")
         sel = f"{spec.function}({sel}[{window}])"
-    return f"{sel} {spec.op} {_value(spec)}"
+    return f"{sel} {_comparison(spec)}"
 
 
 def check_labels(labels: dict[str, str], annotations: dict[str, str], *, tenant: bool) -> None:

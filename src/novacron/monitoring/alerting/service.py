@@ -33,7 +33,9 @@ from novacron.monitoring.alerting.engines import AMTOOL, VMALERT
 from novacron.monitoring.alerting.notify import signing_secret_aad
 from novacron.monitoring.alerting.rules import (
     DURATION,
+    ENFORCING,
     LABEL_NAME,
+    SEVERITIES,
     RenderedRule,
     RuleSpec,
     build_expr,
@@ -45,8 +47,6 @@ from novacron.service import Service
 
 M = TypeVar("M", AlertRule, AlertReceiver)
 MATCH_OPS = ("=", "!=", "=~", "!~")
-#: the store engine that applies ``extra_label`` to every selector of an expression
-ENFORCING = "victoriametrics"
 
 
 def owner_tenant(session: Session, principal: Principal, tenant_id: str | None) -> str | None:
@@ -166,6 +166,8 @@ class AlertRuleService(_Owned):
         check_labels(spec.labels, spec.annotations, tenant=tenant_id is not None)
         if not DURATION.match(spec.for_):
             raise InvalidInput("for", "a duration like 0s, 30s or 5m")
+        if spec.severity not in SEVERITIES:
+            raise InvalidInput("severity", f"one of {', '.join(SEVERITIES)}")
         expr = build_expr(spec, tenant_id)
         stack = self._ctx.alerting if self._ctx is not None else None
         if (

@@ -26,7 +26,6 @@ from novacron.monitoring.alerting.service import check_matchers, owner_tenant
 from novacron.service import Service
 
 RESOLVED_SHOWN = timedelta(days=1)
-STATES = ("pending", "firing", "resolved")
 
 
 @dataclass(frozen=True)

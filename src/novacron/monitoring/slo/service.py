@@ -287,10 +287,7 @@ class SLOService(Service):
                     InvalidInput, "tenant_id", "required for a platform administrator", part="query"
                 )
             ref = self.principal.tenant_id
-        tenant = self.session.scalar(select(Tenant).where((Tenant.id == ref) | (Tenant.name == ref)))
-        if tenant is None or not self.principal.sees_tenant(tenant.id):
-            raise on_field(NotFound, "tenant_id", f"no tenant '{ref}' is visible to you", part="query")
-        return tenant
+        return resolve(self.session, self.principal, Tenant, ref, named=Named("tenant_id", "query", NotFound))
 
     def store(self) -> MetricsStore:
         """The metrics store SLOs are read from; ``Unavailable`` on a node without one."""
