@@ -353,6 +353,9 @@ def test_alert_latency_from_crossing_to_webhook(env: Env) -> None:
         writer.join()
 
 
+URL_TOKEN = "url-token-4f1c9e"
+
+
 def test_a_receivers_secret_is_write_only_sealed_and_its_create_audited(tmp_path: Path) -> None:
     with in_process_app(tmp_path) as (client, password, _db):
         r = client.post("/v1/tokens", json={"username": "admin", "password": password})
@@ -360,7 +363,7 @@ def test_a_receivers_secret_is_write_only_sealed_and_its_create_audited(tmp_path
         hook = {
             "name": "pager",
             "kind": "webhook",
-            "url": "https://93.184.216.34/hook",
+            "url": f"https://robot:{URL_TOKEN}@93.184.216.34/hook?token={URL_TOKEN}",
             "signing_secret": SECRET,
         }
         first = client.post("/v1/alert-receivers", json=hook, headers={"Idempotency-Key": "k1"})
@@ -368,6 +371,8 @@ def test_a_receivers_secret_is_write_only_sealed_and_its_create_audited(tmp_path
         assert first.status_code == again.status_code == 201 and first.json()["id"] == again.json()["id"]
         assert again.headers.get("Idempotent-Replayed") == "true"
         assert SECRET not in first.text and first.json()["signing_secret_set"] is True
+        # the URL may carry credentials: shown without them, for the owner as for anyone
+        assert first.json()["url"] == "https://93.184.216.34/hook?***" and URL_TOKEN not in first.text
         receiver_id = first.json()["id"]
         rows = client.get("/v1/audit", params={"action": "alert-receiver.create"}).json()["items"]
         assert {row["resource_id"] for row in rows} == {receiver_id}  # the create and its replay
@@ -375,16 +380,16 @@ def test_a_receivers_secret_is_write_only_sealed_and_its_create_audited(tmp_path
         db_file = tmp_path / "nc.db"
         client.app.state.ctx.db.engine.dispose()  # type: ignore[attr-defined]  # WAL into the file
         raw = b"".join(p.read_bytes() for p in tmp_path.glob("nc.db*"))
-        assert SECRET.encode() not in raw and db_file.exists()
+        assert SECRET.encode() not in raw and URL_TOKEN.encode() not in raw and db_file.exists()
         with sqlite3.connect(db_file) as conn:
-            (sealed,) = conn.execute("SELECT signing_secret FROM alert_receivers").fetchone()
-        assert sealed.startswith("nce1:")
+            (sealed, sealed_url) = conn.execute("SELECT signing_secret, url FROM alert_receivers").fetchone()
+        assert sealed.startswith("nce1:") and sealed_url.startswith("nce1:")
         # a KEK rotation re-wraps it, and the platform still opens it to sign
         ctx = client.app.state.ctx  # type: ignore[attr-defined]
         report = rotate(ctx.settings, ctx.db)
         assert report.rewrapped >= 1 and not report.errors
         delivery = load_delivery(ctx.db, ctx.settings, receiver_id)
-        assert delivery is not None and delivery.secret == SECRET
+        assert delivery is not None and delivery.secret == SECRET and delivery.url == hook["url"]
         with sqlite3.connect(db_file) as conn:
             (rewrapped,) = conn.execute("SELECT signing_secret FROM alert_receivers").fetchone()
         assert rewrapped != sealed and EncryptionService.kek_of(rewrapped) == report.new_kek

@@ -192,12 +192,14 @@ def _sealed_values(s: Session) -> Iterator[tuple[str, str, Put]]:
 
 
 def _sealed_alert_secrets(s: Session) -> Iterator[tuple[str, str, Put]]:
-    """The signing secrets of alert webhook receivers."""
-    from novacron.monitoring.alerting.notify import signing_secret_aad
+    """The signing secrets and URLs of alert webhook receivers."""
+    from novacron.monitoring.alerting.notify import signing_secret_aad, webhook_url_aad
 
     for receiver in s.scalars(select(AlertReceiver)):
         if is_sealed(value := receiver.signing_secret):
             yield value, signing_secret_aad(receiver.id), _set_attr(receiver, "signing_secret")
+        if is_sealed(value := receiver.url):
+            yield value, webhook_url_aad(receiver.id), _set_attr(receiver, "url")
 
 
 def _sealed_settings(s: Session) -> Iterator[tuple[str, str, Put]]:

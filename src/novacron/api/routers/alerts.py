@@ -157,7 +157,7 @@ class ReceiverOut(BaseModel):
     tenant_id: str | None
     name: str
     kind: str
-    url: str | None
+    url: str | None = Field(description="the webhook's URL without credentials or query (sealed at rest)")
     email_to: str | None
     signing_secret_set: bool
     group_by: list[str]
@@ -175,7 +175,7 @@ class ReceiverOut(BaseModel):
             tenant_id=r.tenant_id,
             name=r.name,
             kind=r.kind,
-            url=r.url,
+            url=r.url_shown,
             email_to=r.email_to,
             signing_secret_set=r.signing_secret is not None,
             group_by=list(r.group_by),

@@ -47,7 +47,10 @@ class AlertReceiver(Timestamped, Versioned, Base):
     name: Mapped[str] = mapped_column(String(64))
     #: webhook, email, event
     kind: Mapped[str] = mapped_column(String(16))
+    #: the webhook's URL, sealed (it may carry credentials or a token); never shown by the API ...
     url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: ... which shows this instead: no user:password, no query (``netguard.safe_url``)
+    url_shown: Mapped[str | None] = mapped_column(Text, nullable=True)
     email_to: Mapped[str | None] = mapped_column(String(254), nullable=True)
     #: the webhook's HMAC key, sealed (``identity/encryption.py``); never shown by the API
     signing_secret: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -55,6 +55,11 @@ def signing_secret_aad(receiver_id: str) -> str:
     return f"alert_receivers.signing_secret:{receiver_id}"
 
 
+def webhook_url_aad(receiver_id: str) -> str:
+    """What a receiver's sealed webhook URL is bound to."""
+    return f"alert_receivers.url:{receiver_id}"
+
+
 def sign(secret: str, timestamp: int, body: bytes) -> str:
     """The ``NovaCron-Signature`` header value of ``body`` sent at ``timestamp``."""
     mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
@@ -150,10 +155,10 @@ def load_delivery(db: Database, settings: Settings, receiver_id: str) -> Deliver
         row = s.get(AlertReceiver, receiver_id)
         if row is None:
             return None
-        secret = None
-        if row.signing_secret:
-            secret = encryption_for(settings).open_text(row.signing_secret, signing_secret_aad(row.id))
-        return Delivery(row.id, row.name, row.kind, row.tenant_id, row.url, row.email_to, secret)
+        enc = encryption_for(settings)
+        secret = enc.open_text(row.signing_secret, signing_secret_aad(row.id)) if row.signing_secret else None
+        url = enc.open_text(row.url, webhook_url_aad(row.id)) if row.url else None
+        return Delivery(row.id, row.name, row.kind, row.tenant_id, url, row.email_to, secret)
 
 
 def message_of(receiver: Delivery, payload: dict[str, Any]) -> dict[str, Any]:

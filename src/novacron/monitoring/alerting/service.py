@@ -30,7 +30,7 @@ from novacron.identity.encryption import encryption_for
 from novacron.identity.principal import Principal
 from novacron.monitoring.alerting.amconfig import RoutedReceiver, render_config
 from novacron.monitoring.alerting.engines import AMTOOL, VMALERT
-from novacron.monitoring.alerting.notify import signing_secret_aad
+from novacron.monitoring.alerting.notify import signing_secret_aad, webhook_url_aad
 from novacron.monitoring.alerting.rules import (
     DURATION,
     ENFORCING,
@@ -329,17 +329,18 @@ class AlertReceiverService(_Owned):
         )
         if (problem := route_problem(route)) is not None:
             raise InvalidInput("matchers", problem)
+        enc = encryption_for(self.ctx.settings)
         secret = None
         if spec.signing_secret is not None:
-            secret = encryption_for(self.ctx.settings).seal_text(
-                spec.signing_secret, signing_secret_aad(receiver_id)
-            )
+            secret = enc.seal_text(spec.signing_secret, signing_secret_aad(receiver_id))
+        webhook = spec.url if spec.kind == "webhook" else None
         receiver = AlertReceiver(
             id=receiver_id,
             tenant_id=tenant_id,
             name=spec.name,
             kind=spec.kind,
-            url=spec.url if spec.kind == "webhook" else None,
+            url=enc.seal_text(webhook, webhook_url_aad(receiver_id)) if webhook else None,
+            url_shown=netguard.safe_url(webhook) if webhook else None,
             email_to=spec.email_to if spec.kind == "email" else None,
             signing_secret=secret,
             group_by=list(spec.group_by),

@@ -58,6 +58,7 @@ def upgrade() -> None:
         "alert_receivers",
         *_owned("alert_receivers"),
         sa.Column("url", sa.Text(), nullable=True),
+        sa.Column("url_shown", sa.Text(), nullable=True),
         sa.Column("email_to", sa.String(length=254), nullable=True),
         sa.Column("signing_secret", sa.Text(), nullable=True),
         sa.Column("group_by", sa.JSON(), nullable=False),
