@@ -25,9 +25,10 @@ from novacron.identity.sealing import rotate
 from novacron.monitoring.alerting.engines import start_alerting
 from novacron.monitoring.alerting.notify import load_delivery
 from novacron.monitoring.process import SupervisedProcess
-from tests.conftest import free_port, in_process_app, require
+from tests.conftest import TENANT_PASSWORD, free_port, in_process_app, require
 from tests.integration import egresslab
 from tests.integration.alertlab import SECRET, Inbox, verified, wait_for, webhook_posts
+from tests.integration.metrics_engines import login
 
 PASSWORD = "correct-horse-battery-9"
 CPU = "novacron_vm_cpu_seconds_total"
@@ -434,3 +435,20 @@ def test_bad_rules_and_receivers_are_refused_naming_the_field(tmp_path: Path) ->
             ).status_code
             == 201
         )
+
+
+def test_a_tenant_burn_rate_rule_is_refused_where_the_store_cannot_scope_it(tmp_path: Path) -> None:
+    # Prometheus applies no extra_label to a whole expression: a tenant's free-form rule would
+    # read every tenant's series, so it is refused even while no alerting engine runs
+    with in_process_app(tmp_path, metrics_engine="prometheus") as (client, password, _db):
+        admin = login(client, "admin", password)
+        tenant_id = client.post("/v1/tenants", json={"name": "acme"}, headers=admin).json()["id"]
+        user = {"username": "ops", "password": TENANT_PASSWORD, "role": "member", "tenant_id": tenant_id}
+        assert client.post("/v1/users", json=user, headers=admin).status_code == 201
+        member = login(client, "ops@acme", TENANT_PASSWORD)
+        rule = {"name": "burn", "kind": "burn_rate", "expr": "vector(1) > 0"}
+        r = client.post("/v1/alert-rules", json=rule, headers=member)
+        assert r.status_code == 422 and "body.kind" in {e["field"] for e in r.json()["errors"]}, r.text
+        assert client.get("/v1/alert-rules", headers=member).json()["items"] == []
+        threshold = {"name": "cpu", "kind": "threshold", "metric": CPU, "op": ">", "value": 1}
+        assert client.post("/v1/alert-rules", json=threshold, headers=member).status_code == 201

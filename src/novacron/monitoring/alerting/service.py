@@ -169,13 +169,7 @@ class AlertRuleService(_Owned):
         if spec.severity not in SEVERITIES:
             raise InvalidInput("severity", f"one of {', '.join(SEVERITIES)}")
         expr = build_expr(spec, tenant_id)
-        stack = self._ctx.alerting if self._ctx is not None else None
-        if (
-            spec.kind == "burn_rate"
-            and tenant_id is not None
-            and stack is not None
-            and stack.engine != ENFORCING
-        ):
+        if spec.kind == "burn_rate" and tenant_id is not None and self._store_engine() != ENFORCING:
             # the tenant's whole expression is scoped by extra_label, which only VictoriaMetrics applies
             raise InvalidInput("kind", f"burn_rate rules of tenants need the {ENFORCING} store")
         receiver_ids = [self._receiver(ref, tenant_id, n) for n, ref in enumerate(spec.receivers)]
@@ -246,6 +240,15 @@ class AlertRuleService(_Owned):
         )
         self.session.delete(rule)
         self._wake()
+
+    def _store_engine(self) -> str:
+        """The store the rules read: the running engines', else the one the settings name (a rule
+        made while alerting is down must hold when it starts)."""
+        if self._ctx is None:
+            return ENFORCING
+        if self._ctx.alerting is not None:
+            return self._ctx.alerting.engine
+        return self._ctx.settings.metrics_engine
 
     def _receiver(self, ref: str, tenant_id: str | None, n: int) -> str:
         row = self.session.scalar(
