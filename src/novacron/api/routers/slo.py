@@ -12,10 +12,18 @@ from novacron.api.concurrency import set_etag
 from novacron.api.deps import IdempotencyDep, service
 from novacron.api.listing import Page, list_query
 from novacron.db.listing import ListParams
-from novacron.db.models import SLO, Probe, ProbeResult
+from novacron.db.models import ProbeResult
 from novacron.monitoring.slo.promql import BurnRule
 from novacron.monitoring.slo.report import to_csv, to_html
-from novacron.monitoring.slo.service import NewProbe, NewSLO, ProbeService, SLOService, SLOStatus
+from novacron.monitoring.slo.service import (
+    NewProbe,
+    NewSLO,
+    ProbeService,
+    ProbeView,
+    SLOService,
+    SLOStatus,
+    SLOView,
+)
 
 router = APIRouter(tags=["slos"])
 
@@ -49,16 +57,16 @@ class ProbeResultOut(BaseModel):
     success: bool
     duration_s: float
     error: str | None
-    vantage: str = Field(description="host:namespace the check ran from")
+    vantage: str | None = Field(description="host:namespace the check ran from (administrators only)")
 
     @classmethod
-    def of(cls, r: ProbeResult) -> ProbeResultOut:
+    def of(cls, r: ProbeResult, show_vantage: bool) -> ProbeResultOut:
         return cls(
             checked_at=r.checked_at,
             success=r.success,
             duration_s=r.duration_s,
             error=r.error,
-            vantage=r.vantage,
+            vantage=r.vantage if show_vantage else None,
         )
 
 
@@ -82,7 +90,8 @@ class ProbeOut(BaseModel):
     last_result: ProbeResultOut | None
 
     @classmethod
-    def of(cls, p: Probe, last: ProbeResult | None = None) -> ProbeOut:
+    def of(cls, view: ProbeView) -> ProbeOut:
+        p, last = view.probe, view.last
         return cls(
             id=p.id,
             name=p.name,
@@ -100,35 +109,34 @@ class ProbeOut(BaseModel):
             timeout_s=p.timeout_s,
             enabled=p.enabled,
             created_at=p.created_at,
-            last_result=ProbeResultOut.of(last) if last is not None else None,
+            last_result=ProbeResultOut.of(last, view.show_vantage) if last is not None else None,
         )
 
 
 @router.get("/v1/probes", response_model=Page[ProbeOut])
 def list_probes(probes: ProbeReader, page: ProbeList, name: str | None = None) -> Page[ProbeOut]:
-    rows, nxt = probes.list(page, name=name)
-    last = probes.last_results([p.id for p in rows])
-    return Page[ProbeOut](items=[ProbeOut.of(p, last.get(p.id)) for p in rows], next_cursor=nxt)
+    views, nxt = probes.list(page, name=name)
+    return Page[ProbeOut](items=[ProbeOut.of(v) for v in views], next_cursor=nxt)
 
 
 @router.post("/v1/probes", status_code=201, response_model=ProbeOut)
 def create_probe(body: ProbeCreate, probes: ProbeWriter, idem: IdempotencyDep) -> Response:
     if (replay := idem.replay(body)) is not None:
         return replay
-    probe = probes.create(NewProbe(**body.model_dump()))
-    return idem.created(ProbeOut.of(probe), probe)
+    view = probes.create(NewProbe(**body.model_dump()))
+    return idem.created(ProbeOut.of(view), view.probe)
 
 
 @router.get("/v1/probes/{probe_id}", response_model=ProbeOut)
 def get_probe(probe_id: str, response: Response, probes: ProbeReader) -> ProbeOut:
-    probe = probes.get(probe_id)
-    set_etag(response, probe)
-    return ProbeOut.of(probe, probes.last_results([probe.id]).get(probe.id))
+    view = probes.view(probe_id)
+    set_etag(response, view.probe)
+    return ProbeOut.of(view)
 
 
 @router.delete("/v1/probes/{probe_id}", status_code=204)
 def delete_probe(probe_id: str, probes: ProbeWriter) -> Response:
-    probes.delete(probes.get(probe_id))
+    probes.delete(probe_id)
     return Response(status_code=204)
 
 
@@ -176,7 +184,8 @@ class SLOOut(BaseModel):
     alert_rules: list[AlertRuleOut]
 
     @classmethod
-    def of(cls, s: SLO, rules: list[BurnRule]) -> SLOOut:
+    def of(cls, view: SLOView) -> SLOOut:
+        s, rules = view.slo, view.rules
         return cls(
             id=s.id,
             name=s.name,
@@ -224,8 +233,8 @@ class SLOStatusOut(BaseModel):
 
 @router.get("/v1/slos", response_model=Page[SLOOut])
 def list_slos(slos: SLOReader, page: SLOList, name: str | None = None) -> Page[SLOOut]:
-    rows, nxt = slos.list(page, name=name)
-    return Page[SLOOut](items=[SLOOut.of(s, slos.alert_rules(s)) for s in rows], next_cursor=nxt)
+    views, nxt = slos.list(page, name=name)
+    return Page[SLOOut](items=[SLOOut.of(v) for v in views], next_cursor=nxt)
 
 
 @router.post("/v1/slos", status_code=201, response_model=SLOOut)
@@ -234,15 +243,17 @@ def create_slo(body: SLOCreate, slos: SLOWriter, idem: IdempotencyDep) -> Respon
         return replay
     fields = body.model_dump(exclude={"target_percent", "alert_receivers"})
     receivers = tuple(body.alert_receivers)
-    slo = slos.create(NewSLO(**fields, alert_receivers=receivers, target=round(body.target_percent / 100, 9)))
-    return idem.created(SLOOut.of(slo, slos.alert_rules(slo)), slo)
+    view = slos.create(
+        NewSLO(**fields, alert_receivers=receivers, target=round(body.target_percent / 100, 9))
+    )
+    return idem.created(SLOOut.of(view), view.slo)
 
 
 @router.get("/v1/slos/{slo_id}", response_model=SLOOut)
 def get_slo(slo_id: str, response: Response, slos: SLOReader) -> SLOOut:
-    slo = slos.get(slo_id)
-    set_etag(response, slo)
-    return SLOOut.of(slo, slos.alert_rules(slo))
+    view = slos.view(slo_id)
+    set_etag(response, view.slo)
+    return SLOOut.of(view)
 
 
 @router.get("/v1/slos/{slo_id}/status", response_model=SLOStatusOut)
@@ -251,12 +262,12 @@ def slo_status(
     slos: SLOReader,
     at: float | None = Query(None, ge=0, le=4102444800, description="unix time (default: now)"),
 ) -> SLOStatusOut:
-    return SLOStatusOut.of(slos.status(slos.get(slo_id), at))
+    return SLOStatusOut.of(slos.status(slo_id, at))
 
 
 @router.delete("/v1/slos/{slo_id}", status_code=204)
 def delete_slo(slo_id: str, slos: SLOWriter) -> Response:
-    slos.delete(slos.get(slo_id))
+    slos.delete(slo_id)
     return Response(status_code=204)
 
 

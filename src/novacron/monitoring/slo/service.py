@@ -41,26 +41,45 @@ class NewProbe:
     timeout_s: float = 2.0
 
 
+@dataclass(frozen=True)
+class ProbeView:
+    """A probe as its caller sees it: with its last result, and where that ran from (host and
+    namespace: the platform's inside, shown to administrators only, as traces do)."""
+
+    probe: Probe
+    last: ProbeResult | None
+    show_vantage: bool
+
+
 class ProbeService(Service):
     """Create, read and delete probes; a probe targets only a port of one of the caller's VMs."""
 
-    def list(self, params: ListParams, *, name: str | None = None) -> tuple[list[Probe], str | None]:
-        """One page of the probes the caller sees."""
+    def list(self, params: ListParams, *, name: str | None = None) -> tuple[list[ProbeView], str | None]:
+        """One page of the probes the caller sees, with their last results."""
         stmt = scoped(select(Probe), Probe, self.principal)
         if name is not None:
             stmt = stmt.where(Probe.name == name)
-        return paginate(self.session, stmt, Probe, params)
+        rows, nxt = paginate(self.session, stmt, Probe, params)
+        last = self._last_results([p.id for p in rows])
+        return [self._view(p, last.get(p.id)) for p in rows], nxt
 
     def get(self, ref: str) -> Probe:
         """The probe of this id or name, as the caller sees it."""
         return resolve(self.session, self.principal, Probe, ref)
 
-    def last_results(self, probe_ids: Iterable[str]) -> dict[str, ProbeResult]:
-        """The last result of each of these probes that has run."""
+    def view(self, ref: str) -> ProbeView:
+        """The probe of this id or name with its last result."""
+        probe = self.get(ref)
+        return self._view(probe, self._last_results([probe.id]).get(probe.id))
+
+    def _view(self, probe: Probe, last: ProbeResult | None) -> ProbeView:
+        return ProbeView(probe, last, show_vantage=self.principal.is_global)
+
+    def _last_results(self, probe_ids: Iterable[str]) -> dict[str, ProbeResult]:
         rows = self.session.scalars(select(ProbeResult).where(ProbeResult.probe_id.in_(probe_ids)))
         return {r.probe_id: r for r in rows}
 
-    def create(self, spec: NewProbe) -> Probe:
+    def create(self, spec: NewProbe) -> ProbeView:
         """A new probe of the VM's port (its first when none is named) at the port's first address."""
         _check_shape(spec)
         vm = resolve(self.session, self.principal, VM, spec.vm_id, named=Named("vm_id", missing=NotFound))
@@ -91,10 +110,11 @@ class ProbeService(Service):
         events.publish(
             self.session, "probe.created", "probe", probe.id, tenant_id=probe.tenant_id, name=probe.name
         )
-        return probe
+        return self._view(probe, None)
 
-    def delete(self, probe: Probe) -> None:
+    def delete(self, ref: str) -> None:
         """Delete a probe no SLO measures."""
+        probe = self.get(ref)
         slos = list(self.session.scalars(select(SLO.name).where(SLO.probe_id == probe.id).limit(10)))
         if slos:
             raise Conflict(f"Probe '{probe.name}' is measured by SLOs {', '.join(slos)}; delete them first.")
@@ -167,23 +187,43 @@ def indicator_of(slo: SLO, probe: Probe) -> Indicator:
     return Indicator(slo.tenant_id, probe.id, slo.indicator, slo.latency_threshold_s, probe.interval_s)
 
 
+@dataclass(frozen=True)
+class SLOView:
+    """An SLO with its multiwindow, multi-burn-rate alert rules."""
+
+    slo: SLO
+    rules: builtins.list[BurnRule]
+
+
 class SLOService(Service):
     """Create, read and delete SLOs; their status and alert rules from the probe's series."""
 
     raises: ClassVar[tuple[type[DomainError], ...]] = (Unavailable,)
 
-    def list(self, params: ListParams, *, name: str | None = None) -> tuple[list[SLO], str | None]:
-        """One page of the SLOs the caller sees."""
+    def list(
+        self, params: ListParams, *, name: str | None = None
+    ) -> tuple[builtins.list[SLOView], str | None]:
+        """One page of the SLOs the caller sees, with their alert rules."""
         stmt = scoped(select(SLO), SLO, self.principal)
         if name is not None:
             stmt = stmt.where(SLO.name == name)
-        return paginate(self.session, stmt, SLO, params)
+        rows, nxt = paginate(self.session, stmt, SLO, params)
+        # their probes in one query: each rule set then finds its probe in the session
+        self.session.scalars(select(Probe).where(Probe.id.in_({s.probe_id for s in rows}))).all()
+        return [self._view(s) for s in rows], nxt
 
     def get(self, ref: str) -> SLO:
         """The SLO of this id or name, as the caller sees it."""
         return resolve(self.session, self.principal, SLO, ref)
 
-    def create(self, spec: NewSLO) -> SLO:
+    def view(self, ref: str) -> SLOView:
+        """The SLO of this id or name with its alert rules."""
+        return self._view(self.get(ref))
+
+    def _view(self, slo: SLO) -> SLOView:
+        return SLOView(slo, burn_rate_rules(slo.id, self.indicator(slo), slo.target))
+
+    def create(self, spec: NewSLO) -> SLOView:
         """A new SLO in its probe's project; a latency SLO needs its threshold."""
         probe = resolve(
             self.session, self.principal, Probe, spec.probe_id, named=Named("probe_id", missing=NotFound)
@@ -210,7 +250,7 @@ class SLOService(Service):
         if spec.alerts and self._ctx is not None and self._ctx.alerting is not None:
             slo.alert_rule_ids = self._make_rules(slo, indicator_of(slo, probe), spec.alert_receivers)
         events.publish(self.session, "slo.created", "slo", slo.id, tenant_id=slo.tenant_id, name=slo.name)
-        return slo
+        return self._view(slo)
 
     def _make_rules(self, slo: SLO, ind: Indicator, receivers: tuple[str, ...]) -> builtins.list[str]:
         """Its burn-rate rules, made through the alerting engine's rule service (checked by vmalert)."""
@@ -230,8 +270,9 @@ class SLOService(Service):
             made.append(rules.create(spec).id)
         return made
 
-    def delete(self, slo: SLO) -> None:
+    def delete(self, ref: str) -> None:
         """Delete an SLO and its alert rules (its probe stays)."""
+        slo = self.get(ref)
         rules = AlertRuleService(self.session, self.principal, self._ctx)
         for rule_id in slo.alert_rule_ids or []:
             rule = self.session.get(AlertRule, rule_id)
@@ -246,12 +287,9 @@ class SLOService(Service):
         assert probe is not None  # the foreign key cascades
         return indicator_of(slo, probe)
 
-    def alert_rules(self, slo: SLO) -> builtins.list[BurnRule]:
-        """The multiwindow, multi-burn-rate alert rules of the SLO."""
-        return burn_rate_rules(slo.id, self.indicator(slo), slo.target)
-
-    def status(self, slo: SLO, at: float | None = None) -> SLOStatus:
+    def status(self, ref: str, at: float | None = None) -> SLOStatus:
         """The SLI over the window ending ``at`` (now), the budget spent and left, the burn now."""
+        slo = self.get(ref)
         store = self.store()
         when = time.time() if at is None else at
         ind = self.indicator(slo)
