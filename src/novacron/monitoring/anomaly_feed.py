@@ -28,7 +28,6 @@ scores as a spike. Samples out of order are ignored.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -38,6 +37,7 @@ from typing import Any, NamedTuple, cast
 from novacron import events
 from novacron.db.base import Database
 from novacron.monitoring.anomaly import AnomalyCrossing, AnomalyMonitor
+from novacron.monitoring.queued import QueueWorker
 from novacron.monitoring.remote_write import Sample, Series
 from novacron.monitoring.series import ANOMALY_SCORE, VM_SERIES, Tenancy
 
@@ -157,7 +157,7 @@ class _Report(NamedTuple):
     tenancy: Mapping[str, Tenancy]
 
 
-class AnomalyFeed:
+class AnomalyFeed(QueueWorker):
     """Scores VM series from reports in its own thread (see the module's description).
 
     Args:
@@ -170,6 +170,8 @@ class AnomalyFeed:
         max_pending: reports queued at most; beyond, the oldest are dropped (counted in ``dropped``).
     """
 
+    thread_name = "anomaly-feed"
+
     def __init__(  # noqa: PLR0913 - the feed's settings
         self,
         submit: Callable[[list[Sample]], None],
@@ -180,6 +182,7 @@ class AnomalyFeed:
         step_s: float = 1.0,
         max_pending: int = 10_000,
     ) -> None:
+        super().__init__()
         self._submit = submit
         self._db = db
         self.event_interval_s = event_interval_s
@@ -190,10 +193,7 @@ class AnomalyFeed:
         self._series: dict[str, tuple[tuple[str, str, str], dict[str, Series]]] = {}
         self._last_event: dict[str, float] = {}
         self._queue: deque[_Report | str] = deque()
-        self._cond = threading.Condition()
-        self._busy = False
-        self._stopping = False
-        self._thread: threading.Thread | None = None
+        self._in_hand = False
         self.scored = 0
         self.dropped = 0
         self.events = 0
@@ -215,32 +215,8 @@ class AnomalyFeed:
             self._queue.append(vm_id)
             self._cond.notify()
 
-    def start(self) -> None:
-        """Start the scoring thread."""
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="anomaly-feed", daemon=True)
-        self._thread.start()
-
-    def flush(self, timeout_s: float) -> bool:
-        """Wait until every queued report is scored; False on timeout."""
-        deadline = time.monotonic() + timeout_s
-        with self._cond:
-            while self._queue or self._busy:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._cond.wait(min(remaining, 0.1))
-        return True
-
-    def stop(self, flush_s: float = 2.0) -> None:
-        """Score what is queued (for up to ``flush_s``), then stop the thread."""
-        self.flush(flush_s)
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(flush_s)
-            self._thread = None
+    def _busy(self) -> bool:
+        return bool(self._queue) or self._in_hand
 
     def _run(self) -> None:
         while True:
@@ -250,7 +226,7 @@ class AnomalyFeed:
                 if not self._queue:
                     return
                 item = self._queue.popleft()
-                self._busy = True
+                self._in_hand = True
             try:
                 if isinstance(item, str):
                     self._forget(item)
@@ -260,7 +236,7 @@ class AnomalyFeed:
                 log.exception("anomaly scoring failed")
             finally:
                 with self._cond:
-                    self._busy = False
+                    self._in_hand = False
                     self._cond.notify_all()
 
     def score(

@@ -10,10 +10,10 @@ is down the batch is kept and sent again with backoff; meanwhile the queue fills
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import deque
 
+from novacron.monitoring.queued import QueueWorker
 from novacron.monitoring.remote_write import RemoteWriteRejected, Sample
 from novacron.monitoring.store import MetricsStore, StoreUnavailable
 
@@ -25,7 +25,7 @@ _MAX_BACKOFF_S = 5.0
 _LOG_EVERY_S = 30.0
 
 
-class SeriesWriter:
+class SeriesWriter(QueueWorker):
     """Sends submitted samples to ``store`` from its own thread, in batches of up to ``max_batch``.
 
     Counters (read by the platform's own metrics): ``written``, ``dropped`` (queue overflow while
@@ -33,7 +33,10 @@ class SeriesWriter:
     old for Prometheus), ``failures`` (send attempts that found the store down).
     """
 
+    thread_name = "metrics-writer"
+
     def __init__(self, store: MetricsStore, max_pending: int = 1_000_000, max_batch: int = 200_000) -> None:
+        super().__init__()
         self.store = store
         self.max_pending = max_pending
         self.max_batch = max_batch
@@ -44,11 +47,6 @@ class SeriesWriter:
         self._queue: deque[list[Sample]] = deque()
         self._pending = 0
         self._sending = 0
-        self._cond = threading.Condition()
-        self._stopping = False
-        #: set on stop: ends a backoff wait at once (new submissions do not)
-        self._stop_event = threading.Event()
-        self._thread: threading.Thread | None = None
         self._last_log = 0.0
 
     @property
@@ -66,34 +64,13 @@ class SeriesWriter:
             self._drop_overflow()
             self._cond.notify()
 
-    def start(self) -> None:
-        """Start the sending thread."""
-        self._stopping = False
-        self._stop_event.clear()
-        self._thread = threading.Thread(target=self._run, name="metrics-writer", daemon=True)
-        self._thread.start()
+    def _busy(self) -> bool:
+        return bool(self._pending or self._sending)
 
-    def flush(self, timeout_s: float) -> bool:
-        """Wait until everything submitted so far is sent (or dropped); False on timeout."""
-        deadline = time.monotonic() + timeout_s
-        with self._cond:
-            while self._pending or self._sending:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._cond.wait(min(remaining, 0.1))
-        return True
-
-    def stop(self, flush_s: float = 2.0) -> None:
-        """Send what is queued (for up to ``flush_s``), then stop the thread."""
-        self.flush(flush_s)
-        with self._cond:
-            self._stopping = True
-            self._stop_event.set()
-            self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(flush_s + self.store.timeout_s)
-            self._thread = None
+    def stop(self, flush_s: float = 2.0, join_s: float | None = None) -> None:
+        """Send what is queued (for up to ``flush_s``), then stop the thread (a send in hand may
+        take the store's timeout)."""
+        super().stop(flush_s, flush_s + self.store.timeout_s if join_s is None else join_s)
 
     def _drop_overflow(self) -> None:
         while self._pending > self.max_pending and self._queue:
