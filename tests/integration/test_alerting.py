@@ -452,3 +452,8 @@ def test_a_tenant_burn_rate_rule_is_refused_where_the_store_cannot_scope_it(tmp_
         assert client.get("/v1/alert-rules", headers=member).json()["items"] == []
         threshold = {"name": "cpu", "kind": "threshold", "metric": CPU, "op": ">", "value": 1}
         assert client.post("/v1/alert-rules", json=threshold, headers=member).status_code == 201
+        # no SMTP server on this node: an email receiver is refused with what to do, not a 503
+        mail = {"name": "mail", "kind": "email", "email_to": "ops@acme.example"}
+        r = client.post("/v1/alert-receivers", json=mail, headers=admin)
+        assert r.status_code == 422 and "NOVACRON_SMTP_HOST" in r.text, r.text
+        assert "body.kind" in {e["field"] for e in r.json()["errors"]}

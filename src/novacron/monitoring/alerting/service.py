@@ -25,7 +25,7 @@ from novacron.db.base import new_id
 from novacron.db.listing import ListParams, paginate
 from novacron.db.models import AlertReceiver, AlertRule, Tenant
 from novacron.db.resolve import resolve, scoped
-from novacron.errors import Conflict, FieldError, InvalidInput, NameTaken, NotFound, Unavailable
+from novacron.errors import Conflict, FieldError, InvalidInput, NameTaken, NotFound
 from novacron.identity.encryption import encryption_for
 from novacron.identity.principal import Principal
 from novacron.monitoring.alerting.amconfig import RoutedReceiver, render_config
@@ -297,9 +297,6 @@ class ReceiverSpec:
 class AlertReceiverService(_Owned):
     """Create, read and delete receivers (and their notification policies)."""
 
-    #: an email receiver needs an SMTP server configured
-    raises = (Unavailable,)
-
     def list(self, params: ListParams, *, name: str | None = None) -> tuple[list[AlertReceiver], str | None]:
         """One page of the receivers the caller sees."""
         stmt = scoped(select(AlertReceiver), AlertReceiver, self.principal)
@@ -405,8 +402,11 @@ class AlertReceiverService(_Owned):
             if spec.email_to is None:
                 raise InvalidInput("email_to", "required for an email receiver")
             if not self.ctx.settings.smtp_host:
-                raise Unavailable(
-                    "No SMTP server is configured (NOVACRON_SMTP_HOST); email receivers are off."
+                # the node's setting, not an outage: the request cannot succeed until the operator acts
+                raise InvalidInput(
+                    "kind",
+                    "email receivers need an SMTP server, and none is configured (the operator sets "
+                    "NOVACRON_SMTP_HOST); use a webhook receiver meanwhile",
                 )
         else:
             raise InvalidInput("kind", "webhook or email")
