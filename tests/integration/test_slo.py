@@ -189,7 +189,8 @@ def test_a_probe_runs_inside_the_tenant_network_and_sees_its_target_fail(
                 seen=lambda: alpha.get(f"/v1/probes/{probe['id']}").json()["last_result"],
             )
             assert up["vantage"] is None and up["error"] is None  # the platform's inside: admins only
-            seen_by_admin = admin.get(f"/v1/probes/{probe['id']}").json()["last_result"]
+            with server.client() as admin:
+                seen_by_admin = admin.get(f"/v1/probes/{probe['id']}").json()["last_result"]
             assert seen_by_admin["vantage"].endswith(dhcp_ns)
             assert poll("the ping's success", lambda: last_result(alpha, ping["id"], True))
             series = f'novacron_probe_success{{probe_id="{probe["id"]}"}}'
