@@ -30,6 +30,20 @@ def login(client: TestClient, username: str, password: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
 
+def tenant_admin(admin: TestClient, tenant: str) -> tuple[TestClient, str]:
+    """A tenant-admin of a new tenant ``tenant`` on ``admin``'s app: its client and the tenant's id."""
+    tenant_id = admin.post("/v1/tenants", json={"name": tenant}).json()["id"]
+    user = {
+        "username": f"{tenant}-ops",
+        "password": TENANT_PASSWORD,
+        "role": "tenant-admin",
+        "tenant_id": tenant_id,
+    }
+    assert admin.post("/v1/users", json=user).status_code == 201
+    headers = login(admin, f"{tenant}-ops@{tenant}", TENANT_PASSWORD)
+    return TestClient(admin.app, headers=headers), str(tenant_id)
+
+
 def tenant_viewer(client: TestClient, admin: dict[str, str], name: str) -> tuple[str, dict[str, str]]:
     """A new tenant ``name`` and the headers of a viewer of it: (tenant id, headers)."""
     tenant_id = client.post("/v1/tenants", json={"name": name}, headers=admin).json()["id"]

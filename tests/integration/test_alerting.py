@@ -28,9 +28,8 @@ from novacron.monitoring.process import SupervisedProcess
 from tests.conftest import TENANT_PASSWORD, free_port, in_process_app, require
 from tests.integration import egresslab
 from tests.integration.alertlab import SECRET, Inbox, verified, wait_for, webhook_posts
-from tests.integration.metrics_engines import login
+from tests.integration.metrics_engines import login, tenant_admin
 
-PASSWORD = "correct-horse-battery-9"
 CPU = "novacron_vm_cpu_seconds_total"
 MEMORY = "novacron_vm_guest_memory_available_bytes"
 
@@ -77,20 +76,7 @@ class Env:
 
     def login(self, tenant: str) -> tuple[TestClient, str]:
         """A tenant-admin of a new tenant ``tenant``: its client and the tenant's id."""
-        tenant_id = self.admin.post("/v1/tenants", json={"name": tenant}).json()["id"]
-        user = {
-            "username": f"{tenant}-ops",
-            "password": PASSWORD,
-            "role": "tenant-admin",
-            "tenant_id": tenant_id,
-        }
-        assert self.admin.post("/v1/users", json=user).status_code == 201
-        r = self.admin.post(
-            "/v1/tokens", json={"username": f"{tenant}-ops", "password": PASSWORD, "tenant": tenant}
-        )
-        return TestClient(
-            self.app, headers={"Authorization": f"Bearer {r.json()['access_token']}"}
-        ), tenant_id
+        return tenant_admin(self.admin, tenant)
 
     def posts(self, path: str) -> list[dict[str, Any]]:
         """The webhook POSTs the receiver got on ``path``, oldest first."""

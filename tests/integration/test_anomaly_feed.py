@@ -37,10 +37,9 @@ from tests.conftest import (
     wait_task,
 )
 from tests.integration.alertlab import wait_for
-from tests.integration.metrics_engines import victoriametrics
+from tests.integration.metrics_engines import tenant_admin, victoriametrics
 from tests.integration.test_metrics_store import store_url, wait_query
 
-PASSWORD = "correct-horse-battery-9"
 CPU = "novacron_vm_cpu_seconds_total"
 LEARNING_S = 60
 HISTORY_S = 240
@@ -53,19 +52,7 @@ class Env:
 
     def login(self, tenant: str) -> tuple[TestClient, str]:
         """A tenant-admin of a new tenant ``tenant``: its client and the tenant's id."""
-        tenant_id = self.admin.post("/v1/tenants", json={"name": tenant}).json()["id"]
-        user = {
-            "username": f"{tenant}-ops",
-            "password": PASSWORD,
-            "role": "tenant-admin",
-            "tenant_id": tenant_id,
-        }
-        assert self.admin.post("/v1/users", json=user).status_code == 201
-        r = self.admin.post(
-            "/v1/tokens", json={"username": f"{tenant}-ops", "password": PASSWORD, "tenant": tenant}
-        )
-        client = TestClient(self.admin.app, headers={"Authorization": f"Bearer {r.json()['access_token']}"})
-        return client, str(tenant_id)
+        return tenant_admin(self.admin, tenant)
 
 
 @pytest.fixture

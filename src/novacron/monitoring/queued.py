@@ -6,11 +6,12 @@ queue is worked off (shutdown, tests), and ``stop`` flushes briefly, then ends t
 
 from __future__ import annotations
 
+import abc
 import threading
 import time
 
 
-class QueueWorker:
+class QueueWorker(abc.ABC):
     """Start, flush and stop of a thread that works off a queue guarded by ``_cond``.
 
     A subclass says when it has work queued or in hand (``_busy``, read under ``_cond``), works in
@@ -27,11 +28,13 @@ class QueueWorker:
         self._stop_event = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @abc.abstractmethod
     def _busy(self) -> bool:
-        raise NotImplementedError
+        """Whether work is queued or in hand (called under ``_cond``)."""
 
+    @abc.abstractmethod
     def _run(self) -> None:
-        raise NotImplementedError
+        """Work off the queue until stopped with nothing left."""
 
     def start(self) -> None:
         """Start the thread."""
