@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 
 from novacron.db.base import new_id
-from novacron.db.listing import ListParams, paginate
+from novacron.db.listing import ListParams, paginate, where_equal
 from novacron.db.models import Dashboard
 from novacron.db.resolve import resolve, scoped
 from novacron.errors import InvalidInput, NameTaken, Unavailable
@@ -62,10 +62,7 @@ class DashboardService(Service):
 
     def list(self, params: ListParams, *, name: str | None = None) -> tuple[list[Dashboard], str | None]:
         """One page of the caller's dashboards."""
-        stmt = self._mine()
-        if name is not None:
-            stmt = stmt.where(Dashboard.name == name)
-        return paginate(self.session, stmt, Dashboard, params)
+        return paginate(self.session, where_equal(self._mine(), (Dashboard.name, name)), Dashboard, params)
 
     def get(self, ref: str) -> Dashboard:
         """The caller's dashboard of this id or name; NotFound for anyone else's."""

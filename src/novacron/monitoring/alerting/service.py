@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from novacron import events, netguard
 from novacron.db.base import new_id
-from novacron.db.listing import ListParams, paginate
+from novacron.db.listing import ListParams, paginate, where_equal
 from novacron.db.models import AlertReceiver, AlertRule, Tenant
 from novacron.db.resolve import resolve, scoped
 from novacron.errors import Conflict, FieldError, InvalidInput, NameTaken, NotFound
@@ -151,9 +151,7 @@ class AlertRuleService(_Owned):
 
     def list(self, params: ListParams, *, name: str | None = None) -> tuple[list[AlertRule], str | None]:
         """One page of the rules the caller sees."""
-        stmt = scoped(select(AlertRule), AlertRule, self.principal)
-        if name is not None:
-            stmt = stmt.where(AlertRule.name == name)
+        stmt = where_equal(scoped(select(AlertRule), AlertRule, self.principal), (AlertRule.name, name))
         return paginate(self.session, stmt, AlertRule, params)
 
     def get(self, ref: str) -> AlertRule:
@@ -299,9 +297,9 @@ class AlertReceiverService(_Owned):
 
     def list(self, params: ListParams, *, name: str | None = None) -> tuple[list[AlertReceiver], str | None]:
         """One page of the receivers the caller sees."""
-        stmt = scoped(select(AlertReceiver), AlertReceiver, self.principal)
-        if name is not None:
-            stmt = stmt.where(AlertReceiver.name == name)
+        stmt = where_equal(
+            scoped(select(AlertReceiver), AlertReceiver, self.principal), (AlertReceiver.name, name)
+        )
         return paginate(self.session, stmt, AlertReceiver, params)
 
     def get(self, ref: str) -> AlertReceiver:

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from novacron import events
 from novacron.db.base import new_id
-from novacron.db.listing import ListParams, paginate
+from novacron.db.listing import ListParams, paginate, where_equal
 from novacron.db.models import SLO, VM, AlertRule, IPAllocation, Port, Probe, ProbeResult, Tenant
 from novacron.db.resolve import Named, resolve, scoped
 from novacron.errors import Conflict, DomainError, InvalidInput, NameTaken, NotFound, Unavailable, on_field
@@ -56,9 +56,7 @@ class ProbeService(Service):
 
     def list(self, params: ListParams, *, name: str | None = None) -> tuple[list[ProbeView], str | None]:
         """One page of the probes the caller sees, with their last results."""
-        stmt = scoped(select(Probe), Probe, self.principal)
-        if name is not None:
-            stmt = stmt.where(Probe.name == name)
+        stmt = where_equal(scoped(select(Probe), Probe, self.principal), (Probe.name, name))
         rows, nxt = paginate(self.session, stmt, Probe, params)
         last = self._last_results([p.id for p in rows])
         return [self._view(p, last.get(p.id)) for p in rows], nxt
@@ -204,9 +202,7 @@ class SLOService(Service):
         self, params: ListParams, *, name: str | None = None
     ) -> tuple[builtins.list[SLOView], str | None]:
         """One page of the SLOs the caller sees, with their alert rules."""
-        stmt = scoped(select(SLO), SLO, self.principal)
-        if name is not None:
-            stmt = stmt.where(SLO.name == name)
+        stmt = where_equal(scoped(select(SLO), SLO, self.principal), (SLO.name, name))
         rows, nxt = paginate(self.session, stmt, SLO, params)
         # their probes in one query: each rule set then finds its probe in the session
         self.session.scalars(select(Probe).where(Probe.id.in_({s.probe_id for s in rows}))).all()
