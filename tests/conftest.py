@@ -321,6 +321,27 @@ def wait_console(client: httpx.Client, vm_id: str, needle: str, timeout_s: float
     raise AssertionError(f"{needle!r} not on the console of {vm_id} after {timeout_s}s:\n{text[-2000:]}")
 
 
+def type_on_console(server: Server, client: httpx.Client, vm_id: str, command: str, done: str) -> None:
+    """Type a command on the guest's serial console and wait until it prints ``done``."""
+
+    import asyncio
+
+    import websockets
+
+    async def run() -> None:
+        token = client.headers["Authorization"].partition(" ")[2]
+        url = f"ws://127.0.0.1:{server.port}/v1/vms/{vm_id}/console"
+        seen = b""
+        async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+            await ws.send(f"\n{command}\n".encode())
+            async with asyncio.timeout(120):
+                while done.encode() not in seen:
+                    message = await ws.recv()
+                    seen += message if isinstance(message, bytes) else message.encode()
+
+    asyncio.run(run())
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[object]:
     """One throwaway PostgreSQL 15 server for the session, run as a non-root user."""

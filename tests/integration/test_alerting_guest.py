@@ -5,7 +5,6 @@ loop is killed."""
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-import websockets
 
 from tests.conftest import (
     Guest,
@@ -24,6 +22,7 @@ from tests.conftest import (
     import_guest_image,
     make_server,
     tenant_user,
+    type_on_console,
     wait_console,
     wait_task,
 )
@@ -65,23 +64,6 @@ def node(tmp_path: Path) -> Iterator[Node]:
                 destroy_server(server)
     finally:
         smtp.stop()
-
-
-def type_on_console(server: Server, client: httpx.Client, vm_id: str, command: str, done: str) -> None:
-    """Type a command on the guest's serial console and wait until it prints ``done``."""
-
-    async def run() -> None:
-        token = client.headers["Authorization"].partition(" ")[2]
-        url = f"ws://127.0.0.1:{server.port}/v1/vms/{vm_id}/console"
-        seen = b""
-        async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
-            await ws.send(f"\n{command}\n".encode())
-            async with asyncio.timeout(120):
-                while done.encode() not in seen:
-                    message = await ws.recv()
-                    seen += message if isinstance(message, bytes) else message.encode()
-
-    asyncio.run(run())
 
 
 def cpu_rate(server: Server, vm_id: str) -> Any:

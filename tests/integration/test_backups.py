@@ -6,7 +6,6 @@ tests run in order and each asserts what a user sees through the API.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
@@ -22,7 +21,6 @@ from typing import Any
 
 import httpx
 import pytest
-import websockets
 
 from tests.conftest import (
     Guest,
@@ -31,6 +29,7 @@ from tests.conftest import (
     destroy_server,
     import_guest_image,
     make_server,
+    type_on_console,
     wait_console,
     wait_task,
 )
@@ -58,23 +57,6 @@ class Env:
 
 def _disk(server: Server, vm_id: str) -> Path:
     return server.state_dir / "instances" / vm_id / "disk.qcow2"
-
-
-def _console(server: Server, c: httpx.Client, vm_id: str, command: str, done: str) -> None:
-    """Type a command on the guest's serial console and wait until it prints ``done``."""
-
-    async def run() -> None:
-        token = c.headers["Authorization"].partition(" ")[2]
-        url = f"ws://127.0.0.1:{server.port}/v1/vms/{vm_id}/console"
-        seen = b""
-        async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
-            await ws.send(f"\n{command}\n".encode())
-            async with asyncio.timeout(120):
-                while done.encode() not in seen:
-                    message = await ws.recv()
-                    seen += message if isinstance(message, bytes) else message.encode()
-
-    asyncio.run(run())
 
 
 def _ticks(c: httpx.Client, vm_id: str) -> int:
@@ -147,7 +129,7 @@ def test_full_then_incremental_reads_only_changed_chunks_without_pausing(env: En
     assert task["result"]["mode"] == "full"
 
     # the guest writes 3 MiB of random data at 100 MiB and a marker at sector 300000 (~146 MiB)
-    _console(
+    type_on_console(
         env.server,
         c,
         vm_id,
@@ -531,10 +513,10 @@ def test_guest_agent_freezes_the_filesystem_for_an_application_consistent_backup
     guest, so a file written just before a backup is only in its page cache: a crash-consistent
     backup lacks it, one taken with qemu-guest-agent's fsfreeze (which flushes) has it."""
     server, c, vm = env.server, env.c, env.vm_id
-    _console(server, c, vm, "echo 360000 > /proc/sys/vm/dirty_expire_centisecs; "
+    type_on_console(server, c, vm, "echo 360000 > /proc/sys/vm/dirty_expire_centisecs; "
              "echo 0 > /proc/sys/vm/dirty_writeback_centisecs; mke2fs -q -F /dev/vda && mkdir -p /mnt/d && "
              "mount -t ext2 /dev/vda /mnt/d && sync && echo FS-$((40+2))-READY", "FS-42-READY")  # fmt: skip
-    _console(server, c, vm, "echo before-agent > /mnt/d/crash.txt; echo W1-$((40+2))", "W1-42")
+    type_on_console(server, c, vm, "echo before-agent > /mnt/d/crash.txt; echo W1-$((40+2))", "W1-42")
     crash, _ = _backup(c, vm)
     assert crash["consistency"] == "crash"
     assert _restored_files(env, str(crash["id"]), tmp_path, "crash.txt") == [""]
@@ -544,8 +526,8 @@ def test_guest_agent_freezes_the_filesystem_for_an_application_consistent_backup
         "qemu-ga -d -m virtio-serial -p /dev/${p##*/} -t /tmp -f /tmp/qga.pid; done; sleep 1; "
         "echo QGA-$((40+2))"
     )
-    _console(server, c, vm, start_agent, "QGA-42")
-    _console(server, c, vm, "echo with-agent > /mnt/d/app.txt; echo W2-$((40+2))", "W2-42")
+    type_on_console(server, c, vm, start_agent, "QGA-42")
+    type_on_console(server, c, vm, "echo with-agent > /mnt/d/app.txt; echo W2-$((40+2))", "W2-42")
     app, _ = _backup(c, vm)
     assert app["consistency"] == "application", app
     assert _restored_files(env, str(app["id"]), tmp_path, "app.txt", "crash.txt") == [
@@ -553,4 +535,4 @@ def test_guest_agent_freezes_the_filesystem_for_an_application_consistent_backup
         "before-agent\n",
     ]
     # thawed: the guest writes to the filesystem again
-    _console(server, c, vm, "echo after > /mnt/d/after.txt && echo THAWED-$((40+2))", "THAWED-42")
+    type_on_console(server, c, vm, "echo after > /mnt/d/after.txt && echo THAWED-$((40+2))", "THAWED-42")

@@ -25,10 +25,11 @@ from tests.conftest import (
     destroy_server,
     import_guest_image,
     make_server,
+    type_on_console,
     wait_console,
     wait_task,
 )
-from tests.integration.test_backups import USER_DATA, _console
+from tests.integration.test_backups import USER_DATA
 from tests.integration.test_cli import Cli
 from tests.integration.test_remote_agent import Agent, _wait_host, host_project
 
@@ -194,7 +195,7 @@ def test_failover_to_group_b_from_the_replica_in_order_with_hooks(site: Site, tm
     assert _events(c, "dr.failed_over")
     assert "site-a" in str(c.get("/v1/backup-targets").json())  # replication now fails, and says so
     # the recovery site serves: the database changes its disk there
-    _console(site.server, c, steps[0]["vm_id"],
+    type_on_console(site.server, c, steps[0]["vm_id"],
              "echo CHANGED-AT-B | dd of=/dev/vda bs=512 seek=300000 conv=notrunc,fsync 2>/dev/null; "
              "echo WROTE-$((40+2))", "WROTE-42")  # fmt: skip
 
