@@ -7,10 +7,10 @@ tests/integration/test_metrics_store.py).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from typing import Any
 
 from novacron.monitoring import remote_write
+from novacron.monitoring.blocks import Block, Chunk, encode_chunks
 from novacron.monitoring.process import free_loopback_port
 from novacron.monitoring.series import HOST_SERIES, VM_SERIES, SeriesMap
 from novacron.monitoring.store import MetricsStore
@@ -97,22 +97,19 @@ def test_a_down_store_costs_the_oldest_samples_never_a_wait() -> None:
         writer.stop(flush_s=0.1)
 
 
-class _EncodingStore(MetricsStore):
-    """A store that encodes each batch as remote write would, and keeps what it took."""
+class _RecordingStore(MetricsStore):
+    """A store that keeps the requests it is sent."""
 
     def __init__(self) -> None:
         super().__init__("external", "http://127.0.0.1:1", "http://127.0.0.1:1/write")
-        self.taken: list[remote_write.Sample] = []
+        self.sent: list[bytes] = []
 
-    def write(self, samples: Iterable[remote_write.Sample]) -> int:
-        batch = list(samples)
-        remote_write.encode(batch)
-        self.taken += batch
-        return len(batch)
+    def send(self, body: bytes) -> None:
+        self.sent.append(body)
 
 
 def test_a_batch_that_cannot_be_encoded_is_dropped_and_writing_goes_on() -> None:
-    store = _EncodingStore()
+    store = _RecordingStore()
     writer = SeriesWriter(store)
     writer.start()
     try:
@@ -121,7 +118,61 @@ def test_a_batch_that_cannot_be_encoded_is_dropped_and_writing_goes_on() -> None
         assert writer.flush(5)
         writer.submit([(one, 2, 1.0)])
         assert writer.flush(5)
-        assert store.taken == [(one, 2, 1.0)]
+        assert store.sent == [MetricsStore.prepare([[(one, 2, 1.0)]])]
         assert (writer.rejected, writer.written) == (1, 1)
     finally:
         writer.stop(flush_s=0.1)
+
+
+def _report(at: float, vms: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {vm: {"time": at, **values} for vm, values in vms.items()}
+
+
+def test_report_blocks_encode_as_the_same_samples_would_in_order() -> None:
+    """A host's reports as columnar blocks give the engine the very bytes that the same samples
+    one by one would, across layout changes (a VM's balloon starts reporting, a VM is added)."""
+    series = SeriesMap(lambda host_id: "node-1")
+    tenancy = {"vm-1": ("t", "p"), "vm-2": ("t", "p"), "vm-3": ("u", "q")}
+    first: dict[str, dict[str, Any]] = {
+        "vm-1": {"cpu_time_s": 1.0, "guest_mem_total_bytes": None},
+        "vm-2": {"rss_bytes": 7},
+    }
+    second: dict[str, dict[str, Any]] = {
+        "vm-1": {"cpu_time_s": 2.0, "guest_mem_total_bytes": 128 << 20},
+        "vm-2": {"rss_bytes": 8},
+    }
+    third = {**second, "vm-3": {"net_rx_bytes": 5}}
+    host = series.host_samples("host-1", {"time": 1700000000.0, "load1": 0.5})
+    reports = [_report(1700000000.0 + n, r) for n, r in enumerate((first, first, second, second, third))]
+    blocks = [series.vm_block("host-1", r, tenancy) for r in reports]
+    assert all(isinstance(c, Block) for c in blocks)
+    layouts = [c.layout for c in blocks if isinstance(c, Block)]
+    assert layouts[0] is layouts[1] and layouts[1] is not layouts[2]
+    chunks: list[Chunk] = list(blocks)
+    chunks.insert(2, host)
+    expected = [s for c in chunks for s in (c.samples() if isinstance(c, Block) else c)]
+    assert len(expected) == 2 + 2 + 1 + 3 + 3 + 4
+    grouped: dict[remote_write.Series, list[remote_write.Sample]] = {}
+    for s in expected:
+        grouped.setdefault(s[0], []).append(s)
+    # every series' samples in time order, whichever run of blocks they were encoded in
+    assert all([s[1] for s in group] == sorted(s[1] for s in group) for group in grouped.values())
+    assert encode_chunks(chunks[:2]) == remote_write.encode(expected[:4])
+    assert encode_chunks(chunks[3:5]) == remote_write.encode(expected[5:11])
+    assert encode_chunks(chunks) == b"".join(
+        [remote_write.encode(host), remote_write.encode(expected[:4]), remote_write.encode(expected[5:11])]
+        + [remote_write.encode(expected[11:])]
+    )
+    samples = series.vm_samples("host-1", reports[4], tenancy)
+    assert sorted((s[0].labels, s[1], s[2]) for s in samples) == sorted(
+        (s[0].labels, s[1], s[2])
+        for s in chunks[-1].samples()  # type: ignore[union-attr]
+    )
+
+
+def test_a_clock_outside_the_encodable_years_falls_back_to_plain_samples() -> None:
+    series = SeriesMap(lambda host_id: "node-1")
+    out = series.vm_block("host-1", _report(5.0, {"vm-1": {"cpu_time_s": 1.0}}), {"vm-1": ("t", "p")})
+    assert not isinstance(out, Block)
+    assert [(s[1], s[2]) for s in out] == [(5000, 1.0)]
+    assert encode_chunks([out]) == remote_write.encode(out)

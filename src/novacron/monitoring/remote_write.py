@@ -12,6 +12,7 @@ Prometheus with ``--web.enable-remote-write-receiver``, Mimir, Thanos receive, v
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Iterable, Mapping
 
@@ -45,6 +46,12 @@ def _field(tag: int, payload: bytes) -> bytes:
     return bytes((tag << 3 | 2,)) + varint(len(payload)) + payload
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _label(name: str, value: str) -> bytes:
+    """A ``TimeSeries.labels`` field; cached, as a VM's labels recur in each of its series."""
+    return _field(1, _field(1, name.encode()) + _field(2, value.encode()))
+
+
 class Series:
     """One time series: its metric name and labels, encoded once as ``TimeSeries.labels`` fields.
 
@@ -57,9 +64,7 @@ class Series:
     def __init__(self, name: str, labels: Mapping[str, str]) -> None:
         # remote write wants the labels sorted by name, __name__ among them
         self.labels: tuple[tuple[str, str], ...] = tuple(sorted({**labels, "__name__": name}.items()))
-        self.encoded = b"".join(
-            _field(1, _field(1, k.encode()) + _field(2, v.encode())) for k, v in self.labels if v != ""
-        )
+        self.encoded = b"".join([_label(k, v) for k, v in self.labels if v != ""])
 
     @property
     def name(self) -> str:
@@ -106,14 +111,10 @@ class RemoteWriteRejected(Exception):
     """The receiver refused the batch for good (4xx other than 429): sending it again cannot help."""
 
 
-def post(client: httpx.Client, url: str, samples: Iterable[Sample]) -> int:
-    """Send ``samples`` to a remote-write ``url``; the number sent. Raises ``RemoteWriteRejected``
+def post(client: httpx.Client, url: str, body: bytes) -> None:
+    """Send a compressed ``WriteRequest`` to a remote-write ``url``. Raises ``RemoteWriteRejected``
     on a 4xx (not 429), ``httpx.HTTPError`` when the receiver is down or answers 5xx/429 (retry)."""
-    batch = list(samples)
-    if not batch:
-        return 0
-    response = client.post(url, content=compress(encode(batch)), headers=HEADERS)
+    response = client.post(url, content=body, headers=HEADERS)
     if response.status_code >= 400 and response.status_code != 429 and response.status_code < 500:
         raise RemoteWriteRejected(f"{url} answered {response.status_code}: {response.text[:300]}")
     response.raise_for_status()
-    return len(batch)

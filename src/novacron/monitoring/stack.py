@@ -113,10 +113,9 @@ class MonitoringStack:
     ) -> None:
         """Queue a host's report for the store: its VMs' series (labelled with the tenancy the
         database gave) and its own host series, and for the anomaly feed. Never waits on either."""
-        samples = self.series.vm_samples(host_id, vm_samples, tenancy)
+        self.writer.submit(self.series.vm_block(host_id, vm_samples, tenancy))
         if host_sample:
-            samples += self.series.host_samples(host_id, host_sample)
-        self.writer.submit(samples)
+            self.writer.submit(self.series.host_samples(host_id, host_sample))
         if self.anomaly is not None and vm_samples:
             self.anomaly.submit(host_id, vm_samples, tenancy)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shutil
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import httpx
 
 from novacron.errors import InvalidInput, Unavailable
 from novacron.monitoring import remote_write
+from novacron.monitoring.blocks import Chunk, encode_chunks
 from novacron.monitoring.process import SupervisedProcess
 
 ENGINES = ("victoriametrics", "prometheus", "external")
@@ -54,11 +55,16 @@ class MetricsStore:
             client = self._local.client = httpx.Client(timeout=self.timeout_s)
         return client
 
-    def write(self, samples: Iterable[remote_write.Sample]) -> int:
-        """Send ``samples`` by remote write; the number sent. ``StoreUnavailable`` when the store is
-        down or busy (send again later); ``remote_write.RemoteWriteRejected`` when it refuses them."""
+    @staticmethod
+    def prepare(chunks: Sequence[Chunk]) -> bytes:
+        """The remote-write request body of ``chunks`` (encoded and compressed)."""
+        return remote_write.compress(encode_chunks(chunks))
+
+    def send(self, body: bytes) -> None:
+        """Send a request ``prepare`` made. ``StoreUnavailable`` when the store is down or busy
+        (send again later); ``remote_write.RemoteWriteRejected`` when it refuses it."""
         try:
-            return remote_write.post(self._client(), self.write_url, samples)
+            remote_write.post(self._client(), self.write_url, body)
         except httpx.HTTPError as exc:
             raise StoreUnavailable(
                 f"The metrics store at {self.write_url} did not take the samples: {exc}"

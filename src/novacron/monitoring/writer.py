@@ -1,10 +1,11 @@
 """The batching background writer between the report path and the metrics store.
 
 Agents report every second and their reports must never wait on the store: ``submit`` only appends
-to a bounded queue. One thread sends what has queued up since its last send as one remote-write
-request (so batches grow with the load and a sample waits one round trip at most). When the store
-is down the batch is kept and sent again with backoff; meanwhile the queue fills, and past
-``max_pending`` samples the oldest are dropped and counted in ``dropped``.
+to a bounded queue. One thread takes what has queued up since its last take as one remote-write
+request (so batches grow with the load and a sample waits about one round trip) and encodes it
+while the request before it is in flight. When the store is down the request is kept and sent
+again with backoff; meanwhile the queue fills, and past ``max_pending`` samples the oldest are
+dropped and counted in ``dropped``.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 
+from novacron.monitoring.blocks import Chunk
 from novacron.monitoring.queued import QueueWorker
-from novacron.monitoring.remote_write import RemoteWriteRejected, Sample
+from novacron.monitoring.remote_write import RemoteWriteRejected
 from novacron.monitoring.store import MetricsStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -44,7 +47,7 @@ class SeriesWriter(QueueWorker):
         self.dropped = 0
         self.rejected = 0
         self.failures = 0
-        self._queue: deque[list[Sample]] = deque()
+        self._queue: deque[Chunk] = deque()
         self._pending = 0
         self._sending = 0
         self._last_log = 0.0
@@ -54,13 +57,13 @@ class SeriesWriter(QueueWorker):
         """Samples queued or being sent."""
         return self._pending + self._sending
 
-    def submit(self, samples: list[Sample]) -> None:
-        """Queue ``samples`` (oldest first); never blocks on the store."""
-        if not samples:
+    def submit(self, chunk: Chunk) -> None:
+        """Queue ``chunk``: samples (oldest first) or a report's block; never blocks on the store."""
+        if not len(chunk):
             return
         with self._cond:
-            self._queue.append(samples)
-            self._pending += len(samples)
+            self._queue.append(chunk)
+            self._pending += len(chunk)
             self._drop_overflow()
             self._cond.notify()
 
@@ -73,65 +76,91 @@ class SeriesWriter(QueueWorker):
         super().stop(flush_s, flush_s + self.store.timeout_s if join_s is None else join_s)
 
     def _drop_overflow(self) -> None:
-        while self._pending > self.max_pending and self._queue:
+        while self._pending + self._sending > self.max_pending and self._queue:
             oldest = self._queue.popleft()
             self._pending -= len(oldest)
             self.dropped += len(oldest)
 
-    def _take(self) -> list[list[Sample]]:
-        """The oldest chunks, up to ``max_batch`` samples (at least one chunk); waits for one."""
+    def _take(self, wait: bool) -> tuple[list[Chunk], int]:
+        """The oldest chunks, up to ``max_batch`` samples (at least one chunk when there is one),
+        and their size; waits for one when ``wait``."""
         with self._cond:
-            while not self._queue and not self._stopping:
+            while wait and not self._queue and not self._stopping:
                 self._cond.wait()
-            chunks: list[list[Sample]] = []
+            chunks: list[Chunk] = []
             size = 0
             while self._queue and (not chunks or size + len(self._queue[0]) <= self.max_batch):
                 chunk = self._queue.popleft()
                 chunks.append(chunk)
                 size += len(chunk)
             self._pending -= size
-            self._sending = size
-            return chunks
-
-    def _give_back(self, chunks: list[list[Sample]]) -> None:
-        """A batch the store did not take goes back in front, to be sent first (samples of a series
-        must arrive in order), unless newer ones have pushed it out meanwhile."""
-        with self._cond:
-            self._queue.extendleft(reversed(chunks))
-            self._pending += self._sending
-            self._sending = 0
-            self._drop_overflow()
+            self._sending += size
+            return chunks, size
 
     def _run(self) -> None:
+        # One request is in flight (in the pool's thread) while the next batch is taken and
+        # encoded here, so the store's ingestion and the encoding overlap; requests still go one
+        # at a time, in order, as engines want a series' samples.
+        with ThreadPoolExecutor(1, thread_name_prefix="metrics-post") as pool:
+            in_flight: tuple[Future[None], bytes, int] | None = None
+            while True:
+                chunks, size = self._take(wait=in_flight is None)
+                body = self._prepare(chunks, size) if chunks else None
+                if in_flight is not None:
+                    self._finish(pool, *in_flight)
+                    in_flight = None
+                if body is not None:
+                    in_flight = (pool.submit(self.store.send, body), body, size)
+                elif not chunks and self._stopping:
+                    with self._cond:
+                        if not self._queue:
+                            return
+
+    def _prepare(self, chunks: list[Chunk], size: int) -> bytes | None:
+        """The request of ``chunks``; None (and counted rejected) when they cannot be encoded."""
+        try:
+            return self.store.prepare(chunks)
+        except Exception:  # a batch that cannot be encoded must not end the thread (and all writes)
+            log.exception("metrics writer dropped %d samples it could not encode", size)
+            self._done(size, rejected=True)
+            return None
+
+    def _finish(self, pool: ThreadPoolExecutor, sent: Future[None], body: bytes, size: int) -> None:
+        """Wait for a request; while the store is down, send it again with backoff (newer samples
+        queue meanwhile, the oldest of them dropped past ``max_pending``) until it is taken,
+        refused, or the writer stops."""
         backoff = _FIRST_BACKOFF_S
         while True:
-            chunks = self._take()
-            if not chunks:
-                return  # stopping, and nothing is left
             try:
-                self.store.write(sample for chunk in chunks for sample in chunk)
+                sent.result()
             except StoreUnavailable as exc:
                 self.failures += 1
-                self._give_back(chunks)
                 self._log(
-                    f"metrics store unavailable; {self._pending} samples wait, {self.dropped} dropped: {exc}"
+                    f"metrics store unavailable; {self.pending} samples wait, {self.dropped} dropped: {exc}"
                 )
                 if self._stop_event.wait(backoff):
+                    self._done(size, rejected=False, lost=True)
                     return
                 backoff = min(_MAX_BACKOFF_S, backoff * 2)
+                sent = pool.submit(self.store.send, body)
                 continue
             except RemoteWriteRejected as exc:
-                self.rejected += self._sending
-                self._log(f"metrics store refused {self._sending} samples: {exc}")
-            except Exception:  # a batch that cannot be encoded must not end the thread (and all writes)
-                self.rejected += self._sending
-                log.exception("metrics writer dropped %d samples it could not send", self._sending)
+                self._log(f"metrics store refused {size} samples: {exc}")
+                self._done(size, rejected=True)
             else:
-                self.written += self._sending
-            backoff = _FIRST_BACKOFF_S
-            with self._cond:
-                self._sending = 0
-                self._cond.notify_all()
+                self._done(size, rejected=False)
+            return
+
+    def _done(self, size: int, rejected: bool, lost: bool = False) -> None:
+        with self._cond:
+            self._sending -= size
+            if rejected:
+                self.rejected += size
+            elif lost:
+                self.dropped += size
+            else:
+                self.written += size
+            self._cond.notify_all()
 
     def _log(self, message: str) -> None:
         now = time.monotonic()

@@ -19,7 +19,6 @@ probe's ``probe_results`` row.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -33,8 +32,7 @@ from novacron.agent.protocol import ProbeCheck, ProbeRun
 from novacron.compute import hostops
 from novacron.db.base import utcnow
 from novacron.db.models import Host, Port, Probe, ProbeResult
-from novacron.errors import Unavailable
-from novacron.monitoring.remote_write import RemoteWriteRejected, Sample, Series
+from novacron.monitoring.remote_write import Sample, Series
 from novacron.monitoring.slo.checks import Check, Outcome
 from novacron.monitoring.slo.promql import DURATION, SUCCESS
 from novacron.network.linux import names
@@ -45,7 +43,6 @@ from novacron.tasks.runner import StepFailed
 if TYPE_CHECKING:
     from novacron.context import Context
 
-log = logging.getLogger(__name__)
 
 PROBE_CONTROLLER = "novacron.probes"
 #: hosts asked at once
@@ -164,12 +161,9 @@ class ProbeRunner:
                 }
                 samples.append((Series(SUCCESS, labels), ms, 1.0 if outcome.success else 0.0))
                 samples.append((Series(DURATION, labels), ms, outcome.duration_s))
-        store = self.ctx.metrics_store
-        if samples and store is not None:
-            try:
-                store.write(samples)
-            except (Unavailable, RemoteWriteRejected) as exc:
-                log.warning("probe results not stored: %s", exc)
+        monitoring = self.ctx.monitoring
+        if monitoring is not None:
+            monitoring.writer.submit(samples)
 
     def _due(self, s: Session) -> list[_Due]:
         now = utcnow()
