@@ -13,11 +13,14 @@ data directory and port), so every case pays for creating the same new series.
 2. ``remote write -> victoriametrics``: the same samples, already series, encoded and POSTed by one
    client (no mapping, no queue) in requests of 1,000 series x 10 timestamps (``--batch`` samples),
    the shape DESIGN.md measured.
-3. ``import API -> victoriametrics``: the same samples as Prometheus text lines to
+3. ``engine ceiling -> victoriametrics``: the same samples in the platform's request shape (all
+   series x 16 timestamps a request), encoded and compressed before the timing, only POSTed: what
+   the engine takes when the client costs next to nothing.
+4. ``import API -> victoriametrics``: the same samples as Prometheus text lines to
    ``/api/v1/import/prometheus`` (text formatted outside the timing).
-4. ``remote write -> prometheus``: case 2 against Prometheus's remote-write receiver.
-5. ``platform -> prometheus``: case 1 with Prometheus as the store.
-6. ``platform + anomaly -> victoriametrics``: case 1 with the anomaly feed on (as a node runs it):
+5. ``remote write -> prometheus``: case 2 against Prometheus's remote-write receiver.
+6. ``platform -> prometheus``: case 1 with Prometheus as the store.
+7. ``platform + anomaly -> victoriametrics``: case 1 with the anomaly feed on (as a node runs it):
    each report is also queued for ``AnomalyFeed``, whose thread derives each VM's rates (10 s
    steps, the default), scores them and queues ``novacron_anomaly_score`` samples for the same
    writer; timed until the feed and the writer are both drained. The samples/s count the
@@ -106,19 +109,22 @@ def as_series(data: list[Any]) -> list[remote_write.Sample]:
     return [s for samples, tenancy in data for s in series.vm_samples("host-1", samples, tenancy)]
 
 
-def straight_batches(samples: list[remote_write.Sample], per_request: int) -> list[list[remote_write.Sample]]:
-    """The samples cut the way DESIGN.md measured the engines: 1,000 series x ``per_request / 1000``
-    timestamps a request (oldest first), the best shape for a client that holds its own series."""
+def straight_batches(
+    samples: list[remote_write.Sample], per_request: int, series_per_request: int = 1000
+) -> list[list[remote_write.Sample]]:
+    """The samples cut into requests of ``series_per_request`` series x ``per_request /
+    series_per_request`` timestamps (oldest first); by default the way DESIGN.md measured the
+    engines."""
     by_series: dict[remote_write.Series, list[remote_write.Sample]] = {}
     for sample in samples:
         by_series.setdefault(sample[0], []).append(sample)
     series = list(by_series)
-    steps = max(1, per_request // 1000)
+    steps = max(1, per_request // series_per_request)
     n_times = max(len(v) for v in by_series.values())
     return [
-        [x for one in series[i : i + 1000] for x in by_series[one][t : t + steps]]
+        [x for one in series[i : i + series_per_request] for x in by_series[one][t : t + steps]]
         for t in range(0, n_times, steps)
-        for i in range(0, len(series), 1000)
+        for i in range(0, len(series), series_per_request)
     ]
 
 
@@ -127,6 +133,15 @@ def remote_write_path(store: MetricsStore, batches: list[list[remote_write.Sampl
     started = time.perf_counter()
     for batch in batches:
         remote_write.post(client, store.write_url, remote_write.compress(remote_write.encode(batch)))
+    return time.perf_counter() - started
+
+
+def ceiling_path(store: MetricsStore, bodies: list[bytes]) -> float:
+    """Request bodies encoded and compressed in advance, only POSTed: what the engine can take."""
+    client = httpx.Client(timeout=60)
+    started = time.perf_counter()
+    for body in bodies:
+        remote_write.post(client, store.write_url, body)
     return time.perf_counter() - started
 
 
@@ -218,6 +233,11 @@ def main() -> None:
     data = reports(args.vms, args.seconds)
     samples = as_series(data)
     batches = straight_batches(samples, args.batch)
+    # the platform's request shape (every series, ~16 timestamps a request), made in advance
+    bodies = [
+        remote_write.compress(remote_write.encode(batch))
+        for batch in straight_batches(samples, 16 * len(VM_SERIES) * args.vms, len(VM_SERIES) * args.vms)
+    ]
     # the bench's own inputs (a million samples as dicts and tuples) are left out of the garbage
     # collector's passes, which would otherwise charge their traversal to whichever case runs
     gc.freeze()
@@ -233,6 +253,14 @@ def main() -> None:
             "victoriametrics",
             root,
             lambda s: remote_write_path(s, batches),
+            n,
+            data,
+        )
+        run_case(
+            "engine ceiling -> victoriametrics",
+            "victoriametrics",
+            root,
+            lambda s: ceiling_path(s, bodies),
             n,
             data,
         )
