@@ -18,10 +18,11 @@ from typing import Any
 
 import httpx
 
-from novacron.errors import InvalidInput, Unavailable
+from novacron.errors import Unavailable
 from novacron.monitoring import remote_write
 from novacron.monitoring.blocks import Chunk, encode_chunks
 from novacron.monitoring.process import SupervisedProcess
+from novacron.monitoring.query import PromAPI, Scope
 
 ENGINES = ("victoriametrics", "prometheus", "external")
 #: engine -> the path of its remote-write receiver under its base URL
@@ -37,8 +38,10 @@ class MetricsStore:
 
     ``query_url`` is the Prometheus HTTP API base (``{query_url}/api/v1/query``); ``engine`` is
     ``victoriametrics``, ``prometheus`` or ``external``. ``query``/``query_range`` answer the API's
-    ``data`` object; a query the engine refuses raises ``InvalidInput("query", ...)``, a store that
-    does not answer ``StoreUnavailable``. Safe to use from several threads.
+    ``data`` object through the same client and error mapping as tenant queries (``PromAPI``
+    unscoped): a query the engine refuses raises ``InvalidInput("query", ...)``, a store that does
+    not answer ``Unavailable``; a write it does not take raises ``StoreUnavailable``. Safe to use
+    from several threads.
     """
 
     def __init__(self, engine: str, query_url: str, write_url: str, *, timeout_s: float = 10.0) -> None:
@@ -71,11 +74,12 @@ class MetricsStore:
             ) from exc
 
     def query(self, promql: str, at: float | None = None, params: Mapping[str, str] | None = None) -> Any:
-        """An instant query (``/api/v1/query``) at unix time ``at`` (now when None)."""
-        args = {"query": promql, **(params or {})}
+        """An instant query (``/api/v1/query``) at unix time ``at`` (now when None), over every
+        series: the answer's ``data``. Errors as ``monitoring/query.PromAPI`` raises them."""
+        args = [("query", promql), *(params or {}).items()]
         if at is not None:
-            args["time"] = repr(at)
-        return self._get("/api/v1/query", args)
+            args.append(("time", repr(at)))
+        return PromAPI(self, Scope(None)).get("query", args)["data"]
 
     def query_range(  # noqa: PLR0913 - the query API's own parameters
         self,
@@ -86,31 +90,8 @@ class MetricsStore:
         params: Mapping[str, str] | None = None,
     ) -> Any:
         """A range query (``/api/v1/query_range``) from ``start`` to ``end`` (unix s) every ``step`` s."""
-        args = {"query": promql, "start": repr(start), "end": repr(end), "step": repr(step), **(params or {})}
-        return self._get("/api/v1/query_range", args)
-
-    def _get(self, path: str, args: Mapping[str, str]) -> Any:
-        try:
-            response = self._client().get(self.query_url + path, params=dict(args))
-        except httpx.HTTPError as exc:
-            raise StoreUnavailable(f"The metrics store at {self.query_url} does not answer: {exc}") from exc
-        if response.status_code >= 500 and response.status_code != 503:
-            raise StoreUnavailable(
-                f"The metrics store answered {response.status_code}: {response.text[:300]}"
-            )
-        try:
-            answer = response.json()
-        except ValueError:
-            raise StoreUnavailable(
-                f"The metrics store answered {response.status_code} without JSON"
-            ) from None
-        if answer.get("status") != "success":
-            if response.status_code in (400, 422):
-                raise InvalidInput("query", str(answer.get("error", "the store refused the query")))
-            raise StoreUnavailable(
-                f"The metrics store answered {response.status_code}: {answer.get('error')}"
-            )
-        return answer["data"]
+        args = [("query", promql), ("start", repr(start)), ("end", repr(end)), ("step", repr(step))]
+        return PromAPI(self, Scope(None)).get("query_range", [*args, *(params or {}).items()])["data"]
 
     def close(self) -> None:
         """Close this thread's connection (others close with their threads)."""
