@@ -31,6 +31,13 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(f"NOVACRON_{name}", default)
 
 
+def _ratio(name: str, default: str) -> float:
+    value = float(_env(name, default))
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"NOVACRON_{name} must be between 0 and 1, not {value}")
+    return value
+
+
 def _networks(value: str) -> tuple[str, ...]:
     """NOVACRON_TRUSTED_PROXIES: comma-separated addresses or CIDRs, checked at start-up."""
     nets = []
@@ -193,6 +200,9 @@ class Settings:
     trace_retention_hours: float = 24.0
     #: ... and at most this many (NOVACRON_TRACE_MAX_SPANS), the oldest dropped first
     trace_max_spans: int = 100_000
+    #: the share of API requests traced (NOVACRON_TRACE_SAMPLE_RATIO, 0-1; a caller's sampled
+    #: ``traceparent`` is always followed)
+    trace_sample_ratio: float = 1.0
     #: score VM series with the streaming anomaly detector on the write path (monitoring/anomaly_feed.py)
     anomaly_detection: bool = True
     #: the anomaly score from which a VM series' crossing is a ``vm.anomaly`` event
@@ -285,6 +295,7 @@ class Settings:
             otlp_endpoint=_env("OTLP_ENDPOINT", ""),
             trace_retention_hours=float(_env("TRACE_RETENTION_HOURS", "24")),
             trace_max_spans=int(_env("TRACE_MAX_SPANS", "100000")),
+            trace_sample_ratio=_ratio("TRACE_SAMPLE_RATIO", "1"),
             anomaly_detection=_env("ANOMALY_DETECTION", "1") == "1",
             anomaly_event_threshold=float(_env("ANOMALY_EVENT_THRESHOLD", "0.5")),
             anomaly_learning_s=float(_env("ANOMALY_LEARNING_S", "86400")),

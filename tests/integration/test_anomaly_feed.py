@@ -151,6 +151,14 @@ def test_a_cpu_spike_is_an_event_a_score_series_and_an_alert_of_its_tenant_only(
     assert event["data"]["metric"] == CPU and event["data"]["score"] >= 0.5
     assert event["data"]["value"] == pytest.approx(0.95, abs=0.05)
     assert anomaly_events(beta) == []
+    # the feed's own counters, on the platform's /metrics
+    exposition = env.admin.get("/metrics").text
+    assert f"\nnovacron_anomaly_events_total {float(feed.events)}" in exposition and feed.events >= 1
+    assert "\nnovacron_anomaly_dropped_reports_total 0.0" in exposition
+    scored = next(
+        line for line in exposition.splitlines() if line.startswith("novacron_anomaly_scored_samples_total")
+    )
+    assert float(scored.split()[1]) >= HISTORY_S
 
     # the score series, through the tenant query API: alpha's spike, beta's calm, neither the other's
     spike = f'max_over_time(novacron_anomaly_score{{metric="{CPU}"}}[1m])'

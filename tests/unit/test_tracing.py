@@ -172,3 +172,23 @@ def test_a_log_line_carries_the_trace_and_span_it_was_written_in() -> None:
         ctx.span_id, "016x"
     )
     assert inside["message"] == "inside the task" and inside["service"] == "novacron-api"
+
+
+def test_a_sample_ratio_keeps_a_share_of_new_traces_and_follows_a_callers_decision(db: Database) -> None:
+    store = TraceStore(db, timedelta(hours=1), 1000)
+    tracing.setup(tracing.API, "node-a", local=store, sample_ratio=0.0)
+    with tracing.continued(tracing.API, "GET /v1/vms", None) as dropped, tracing.child(tracing.API, "x"):
+        assert not dropped.is_recording()
+    sampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    with tracing.continued(tracing.API, "POST /v1/vms", sampled) as kept, tracing.child(tracing.API, "step"):
+        assert kept.is_recording()
+    tracing.setup(tracing.API, "node-a", local=store, sample_ratio=0.5)
+    for _ in range(200):
+        with tracing.continued(tracing.API, "GET /v1/flavors", None):
+            pass
+    tracing.flush()
+    with db.read_session() as s:
+        names = list(s.scalars(select(TraceSpan.name)))
+    assert "GET /v1/vms" not in names and "x" not in names
+    assert names.count("POST /v1/vms") == 1 and names.count("step") == 1
+    assert 60 <= names.count("GET /v1/flavors") <= 140  # about half, by trace id

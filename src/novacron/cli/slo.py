@@ -33,6 +33,11 @@ def probe_create(  # noqa: PLR0913 - one option per field of the probe
     body_contains: str | None = typer.Option(None, "--body-contains"),
     interval: int = typer.Option(10, "--interval", help="seconds between runs"),
     timeout: float = typer.Option(2.0, "--timeout", help="seconds a run may take"),
+    insecure: bool = typer.Option(False, "--insecure", help="https: do not verify the certificate"),
+    server_name: str | None = typer.Option(
+        None, "--server-name", help="https: the name the certificate is for"
+    ),
+    ca_file: Path | None = typer.Option(None, "--ca-file", help="https: CA certificates (PEM) to trust"),
     as_json: bool = JSON,
 ) -> None:
     """Probe a VM's port from inside its tenant network."""
@@ -47,6 +52,12 @@ def probe_create(  # noqa: PLR0913 - one option per field of the probe
         "interval_s": interval,
         "timeout_s": timeout,
     }
+    if insecure:
+        body["tls_verify"] = False
+    if server_name:
+        body["tls_server_name"] = server_name
+    if ca_file is not None:
+        body["tls_ca_pem"] = ca_file.read_text()
     print_detail(client_of(ctx).post("/v1/probes", body), as_json=as_json)
 
 

@@ -174,6 +174,7 @@ class _ScrapeTimeCollector(Collector):
         yield from self._pools()
         yield from self._placement()
         yield from self._metrics_writer()
+        yield from self._anomaly_feed()
         try:
             yield from self._from_database()
         except SQLAlchemyError:
@@ -236,6 +237,24 @@ class _ScrapeTimeCollector(Collector):
             "novacron_metrics_writer_send_failures",
             "Sends that found the metrics store down (each retried).",
             value=writer.failures,
+        )
+
+    def _anomaly_feed(self) -> Iterator[Metric]:
+        feed = self.ctx.monitoring.anomaly if self.ctx.monitoring is not None else None
+        if feed is None:
+            return
+        yield CounterMetricFamily(
+            "novacron_anomaly_scored_samples",
+            "VM series samples the anomaly detector scored.",
+            value=feed.scored,
+        )
+        yield CounterMetricFamily(
+            "novacron_anomaly_dropped_reports",
+            "Host reports the anomaly feed dropped because its queue was full (the detector behind).",
+            value=feed.dropped,
+        )
+        yield CounterMetricFamily(
+            "novacron_anomaly_events", "vm.anomaly events the detector raised.", value=feed.events
         )
 
     def _placement(self) -> Iterator[Metric]:

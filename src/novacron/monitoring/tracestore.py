@@ -152,5 +152,11 @@ def start_node_tracing(settings: Settings, db: Database) -> TraceStore:
     store = TraceStore(db, timedelta(hours=settings.trace_retention_hours), settings.trace_max_spans)
     services = (API, AGENT) if settings.embedded_agent else (API,)
     for service in services:
-        setup(service, settings.host_name, local=store, otlp_endpoint=settings.otlp_endpoint)
+        setup(
+            service,
+            settings.host_name,
+            local=store,
+            otlp_endpoint=settings.otlp_endpoint,
+            sample_ratio=settings.trace_sample_ratio,
+        )
     return store

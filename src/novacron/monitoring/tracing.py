@@ -32,6 +32,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -56,15 +57,22 @@ def otlp_traces_url(endpoint: str) -> str:
 
 
 def setup(
-    service: str, host_name: str, *, local: SpanExporter | None = None, otlp_endpoint: str = ""
+    service: str,
+    host_name: str,
+    *,
+    local: SpanExporter | None = None,
+    otlp_endpoint: str = "",
+    sample_ratio: float = 1.0,
 ) -> TracerProvider:
     """Start tracing for ``service`` on this host: spans go to ``local`` (the trace store or an
-    agent's buffer) and, when ``otlp_endpoint`` is set, to that OTLP/HTTP collector."""
+    agent's buffer) and, when ``otlp_endpoint`` is set, to that OTLP/HTTP collector.
+    ``sample_ratio`` of the traces started here are recorded (by trace id, so every process keeps
+    or drops the same traces); a span with a parent follows the parent's decision (``traceparent``)."""
     shutdown(service)
     resource = Resource.create(
         {"service.name": service, "service.version": __version__, "host.name": host_name}
     )
-    provider = TracerProvider(resource=resource)
+    provider = TracerProvider(resource=resource, sampler=ParentBased(TraceIdRatioBased(sample_ratio)))
     if isinstance(local, SpanBuffer):
         # at once: the spans must be there when the operation's answer is sent
         provider.add_span_processor(SimpleSpanProcessor(local))

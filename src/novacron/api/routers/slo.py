@@ -50,6 +50,21 @@ class ProbeCreate(BaseModel):
     )
     interval_s: int = Field(10, ge=1, le=3600)
     timeout_s: float = Field(2.0, ge=0.1, le=60)
+    tls_verify: bool | None = Field(
+        None,
+        description="https: verify the certificate's chain and name (default true); "
+        "false checks reachability and the answer only",
+    )
+    tls_server_name: str | None = Field(
+        None,
+        max_length=253,
+        pattern=r"^[A-Za-z0-9*]([A-Za-z0-9.-]*[A-Za-z0-9])?$",
+        description="https: the name the certificate must be for, sent as SNI and Host "
+        "(default: the address)",
+    )
+    tls_ca_pem: str | None = Field(
+        None, max_length=65536, description="https: CA certificates (PEM) trusted instead of the system's"
+    )
 
 
 class ProbeResultOut(BaseModel):
@@ -85,6 +100,9 @@ class ProbeOut(BaseModel):
     body_contains: str | None
     interval_s: int
     timeout_s: float
+    tls_verify: bool
+    tls_server_name: str | None
+    tls_ca_pem: str | None
     enabled: bool
     created_at: datetime
     last_result: ProbeResultOut | None
@@ -107,6 +125,9 @@ class ProbeOut(BaseModel):
             body_contains=p.body_contains,
             interval_s=p.interval_s,
             timeout_s=p.timeout_s,
+            tls_verify=p.tls_verify,
+            tls_server_name=p.tls_server_name,
+            tls_ca_pem=p.tls_ca_pem,
             enabled=p.enabled,
             created_at=p.created_at,
             last_result=ProbeResultOut.of(last, view.show_vantage) if last is not None else None,

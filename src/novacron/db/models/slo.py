@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from novacron.db.base import Base, Timestamped, UTCDateTime, Versioned
@@ -31,6 +31,12 @@ class Probe(Timestamped, Versioned, Base):
     path: Mapped[str] = mapped_column(String(256), default="/")
     expected_status: Mapped[int] = mapped_column(Integer, default=200)
     body_contains: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    #: https: verify the certificate (chain and name); False checks reachability and the answer only
+    tls_verify: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: https: the name the certificate must be for (sent as SNI and Host); default: the address
+    tls_server_name: Mapped[str | None] = mapped_column(String(253), nullable=True)
+    #: https: the CA certificates (PEM) trusted instead of the system's
+    tls_ca_pem: Mapped[str | None] = mapped_column(Text, nullable=True)
     interval_s: Mapped[int] = mapped_column(Integer, default=10)
     timeout_s: Mapped[float] = mapped_column(Float, default=2.0)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -38,6 +38,12 @@ class Check:
     expected_status: int = 200
     body_contains: str | None = None
     timeout_s: float = 2.0
+    #: https: verify the certificate's chain and name (else reachability and the answer only)
+    tls_verify: bool = True
+    #: https: the name the certificate must be for (SNI and Host); default: the address
+    tls_server_name: str | None = None
+    #: https: CA certificates (PEM) trusted instead of the system's
+    tls_ca_pem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,8 @@ def run_here(check: Check) -> Outcome:
         reason = str(exc) or type(exc).__name__
         if isinstance(exc, TimeoutError | socket.timeout):
             reason = f"no answer within {check.timeout_s:g}s"
+        elif isinstance(exc, ssl.SSLCertVerificationError):
+            reason = f"{exc.verify_message or reason}: {_VERIFY_HINT}"
         return Outcome(False, time.monotonic() - started, reason[:500])
     return Outcome(True, time.monotonic() - started)
 
@@ -121,16 +129,44 @@ def _target(check: Check) -> tuple[str, int]:
     return check.address, check.port
 
 
+_VERIFY_HINT = (
+    "give the probe tls_ca_pem (the CA that signed the certificate) and tls_server_name (the name "
+    "it is for), or tls_verify false to check reachability and the answer only"
+)
+
+
+class _HTTPSAt(http.client.HTTPSConnection):
+    """HTTPS to an address, the certificate verified for ``server_name`` (also SNI and Host):
+    tenant endpoints are probed by address, their certificates name a host."""
+
+    def __init__(
+        self, address: str, port: int, server_name: str, tls: ssl.SSLContext, timeout: float
+    ) -> None:
+        super().__init__(server_name, port, timeout=timeout, context=tls)
+        self._address = address
+        self._tls = tls
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
+
+
+def tls_context(check: Check) -> ssl.SSLContext:
+    """The TLS context of an https check: the system's CAs or the probe's own, or no
+    verification at all when the probe says so."""
+    context = ssl.create_default_context(cadata=check.tls_ca_pem or None)
+    if not check.tls_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 def _http(check: Check) -> None:
     host, port = _target(check)
     conn: http.client.HTTPConnection
     if check.kind == "https":
-        # the tenant's endpoint usually has a certificate the platform cannot verify (self-signed,
-        # named for a public name): the check is of reachability and the answer, not of the chain
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        conn = http.client.HTTPSConnection(host, port, timeout=check.timeout_s, context=context)
+        name = check.tls_server_name or host
+        conn = _HTTPSAt(host, port, name, tls_context(check), check.timeout_s)
     else:
         conn = http.client.HTTPConnection(host, port, timeout=check.timeout_s)
     try:

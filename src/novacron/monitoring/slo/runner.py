@@ -90,6 +90,9 @@ def check_of(probe: Probe) -> Check:
         expected_status=probe.expected_status,
         body_contains=probe.body_contains,
         timeout_s=probe.timeout_s,
+        tls_verify=probe.tls_verify,
+        tls_server_name=probe.tls_server_name,
+        tls_ca_pem=probe.tls_ca_pem,
     )
 
 

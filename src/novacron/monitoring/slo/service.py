@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import ipaddress
+import ssl
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -19,6 +20,7 @@ from novacron.db.resolve import Named, resolve, scoped
 from novacron.errors import Conflict, DomainError, InvalidInput, NameTaken, NotFound, Unavailable, on_field
 from novacron.monitoring.alerting.rules import RuleSpec
 from novacron.monitoring.alerting.service import AlertRuleService
+from novacron.monitoring.slo.checks import Check, tls_context
 from novacron.monitoring.slo.promql import BurnRule, Indicator, budget, burn_rate, burn_rate_rules
 from novacron.monitoring.slo.report import SLORow, measure, month_bounds, scalar_of
 from novacron.monitoring.store import MetricsStore
@@ -39,6 +41,10 @@ class NewProbe:
     body_contains: str | None = None
     interval_s: int = 10
     timeout_s: float = 2.0
+    #: https only; None: verify
+    tls_verify: bool | None = None
+    tls_server_name: str | None = None
+    tls_ca_pem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,9 @@ class ProbeService(Service):
             path=spec.path,
             expected_status=spec.expected_status,
             body_contains=spec.body_contains,
+            tls_verify=spec.kind == "https" and spec.tls_verify is not False,
+            tls_server_name=spec.tls_server_name,
+            tls_ca_pem=spec.tls_ca_pem,
             interval_s=spec.interval_s,
             timeout_s=spec.timeout_s,
             enabled=True,
@@ -149,6 +158,28 @@ def _check_shape(spec: NewProbe) -> None:
         raise InvalidInput(
             "body_contains" if spec.body_contains else "path", "only for http and https probes"
         )
+    _check_tls(spec)
+
+
+def _check_tls(spec: NewProbe) -> None:
+    tls = {
+        "tls_verify": spec.tls_verify,
+        "tls_server_name": spec.tls_server_name,
+        "tls_ca_pem": spec.tls_ca_pem,
+    }
+    given = [name for name, value in tls.items() if value is not None]
+    if spec.kind != "https" and given:
+        raise InvalidInput(given[0], "only for https probes")
+    if spec.tls_verify is False and (spec.tls_server_name or spec.tls_ca_pem):
+        raise InvalidInput(
+            "tls_verify", "false ignores the certificate: leave out tls_server_name, tls_ca_pem"
+        )
+    if spec.tls_ca_pem is not None:
+        try:
+            tls_context(Check("https", "", tls_ca_pem=spec.tls_ca_pem))
+        except (ssl.SSLError, ValueError) as exc:
+            reason = f"not PEM CA certificates ({exc}): paste the CA's -----BEGIN CERTIFICATE----- blocks"
+            raise InvalidInput("tls_ca_pem", reason) from exc
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ const KIND_FIELDS = {
   icmp: [],
   tcp: ['target_port'],
   http: ['target_port', 'path', 'expected_status', 'body_contains'],
-  https: ['target_port', 'path', 'expected_status', 'body_contains'],
+  https: ['target_port', 'path', 'expected_status', 'body_contains', 'tls_verify', 'tls_server_name', 'tls_ca_pem'],
 };
 const REFRESH_MS = 5000;
 
@@ -33,7 +33,8 @@ export function lastResult(p) {
 export function targetText(p) {
   if (p.kind === 'icmp') return `ping ${p.address}`;
   if (p.kind === 'tcp') return `tcp ${p.address}:${p.target_port}`;
-  return `${p.kind}://${p.address}:${p.target_port}${p.path} → ${p.expected_status}${p.body_contains ? ` with "${p.body_contains}"` : ''}`;
+  const tls = p.kind !== 'https' ? '' : p.tls_verify ? ` (certificate verified${p.tls_server_name ? ` for ${p.tls_server_name}` : ''})` : ' (certificate not verified)';
+  return `${p.kind}://${p.address}:${p.target_port}${p.path} → ${p.expected_status}${p.body_contains ? ` with "${p.body_contains}"` : ''}${tls}`;
 }
 
 function probeControls(vms) {
@@ -48,6 +49,9 @@ function probeControls(vms) {
     path: h('input', { id: 'prb-path', autocomplete: 'off', value: '/', spellcheck: 'false' }),
     expected_status: num('prb-expected_status', '200', { inputmode: 'numeric' }),
     body_contains: h('input', { id: 'prb-body_contains', autocomplete: 'off' }),
+    tls_verify: h('input', { id: 'prb-tls_verify', type: 'checkbox', checked: true }),
+    tls_server_name: h('input', { id: 'prb-tls_server_name', autocomplete: 'off', spellcheck: 'false' }),
+    tls_ca_pem: h('textarea', { id: 'prb-tls_ca_pem', rows: 3, spellcheck: 'false', placeholder: '-----BEGIN CERTIFICATE-----' }),
     interval_s: num('prb-interval_s', '10', { inputmode: 'numeric' }),
     timeout_s: num('prb-timeout_s', '2', { step: 'any' }),
   };
@@ -62,6 +66,11 @@ function probeBody(c) {
   if (used.includes('path')) body.path = c.path.value.trim();
   if (used.includes('expected_status')) body.expected_status = number(c.expected_status);
   if (used.includes('body_contains') && c.body_contains.value) body.body_contains = c.body_contains.value;
+  if (used.includes('tls_verify')) {
+    body.tls_verify = c.tls_verify.checked;
+    if (c.tls_verify.checked && c.tls_server_name.value.trim()) body.tls_server_name = c.tls_server_name.value.trim();
+    if (c.tls_verify.checked && c.tls_ca_pem.value.trim()) body.tls_ca_pem = c.tls_ca_pem.value.trim();
+  }
   body.interval_s = number(c.interval_s);
   body.timeout_s = number(c.timeout_s);
   return body;
@@ -74,6 +83,9 @@ function probeForm(vms, done) {
     path: field('prb-path', 'Path', c.path, 'Requested with GET.'),
     expected_status: field('prb-expected_status', 'Expected status', c.expected_status),
     body_contains: field('prb-body_contains', 'Body contains', c.body_contains, 'Optional text the answer must hold.'),
+    tls_verify: field('prb-tls_verify', 'Verify the certificate', c.tls_verify, 'Unticked: only reachability and the answer are checked.'),
+    tls_server_name: field('prb-tls_server_name', 'Certificate name', c.tls_server_name, 'The name the certificate is for (default: the address).'),
+    tls_ca_pem: field('prb-tls_ca_pem', 'Trusted CA (PEM)', c.tls_ca_pem, 'Optional: the CA that signed it, instead of the public ones.'),
   };
   const showKind = () => {
     for (const [k, row] of Object.entries(rows)) row.hidden = !KIND_FIELDS[c.kind.value].includes(k);
@@ -96,6 +108,7 @@ function probeForm(vms, done) {
       field('prb-vm_id', 'VM', c.vm_id, vms.length ? 'The VM checked, from inside its network.' : 'You have no VMs to probe yet.'),
       field('prb-port_id', 'VM port', c.port_id)),
     h('div', { class: 'form-grid' }, rows.target_port, rows.path, rows.expected_status, rows.body_contains),
+    h('div', { class: 'form-grid' }, rows.tls_verify, rows.tls_server_name, rows.tls_ca_pem),
     h('div', { class: 'form-grid' },
       field('prb-interval_s', 'Every (s)', c.interval_s),
       field('prb-timeout_s', 'Timeout (s)', c.timeout_s, 'At most the interval.')),
