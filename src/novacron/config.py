@@ -31,6 +31,14 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(f"NOVACRON_{name}", default)
 
 
+def _host_port(name: str, default: str) -> str:
+    value = _env(name, default)
+    host, _, port = value.rpartition(":")
+    if value and (not host or not port.isdigit() or not 0 < int(port) < 65536):
+        raise ValueError(f"NOVACRON_{name} must be host:port, not {value!r}")
+    return value
+
+
 def _ratio(name: str, default: str) -> float:
     value = float(_env(name, default))
     if not 0.0 <= value <= 1.0:
@@ -203,6 +211,10 @@ class Settings:
     #: the share of API requests traced (NOVACRON_TRACE_SAMPLE_RATIO, 0-1; a caller's sampled
     #: ``traceparent`` is always followed)
     trace_sample_ratio: float = 1.0
+    #: host:port this replica's Alertmanager gossips on with the other replicas' (a name or address
+    #: in its certificate, NOVACRON_TLS_NAMES), so that a cluster notifies once and shares
+    #: silences (NOVACRON_ALERTING_CLUSTER_ADDRESS); "": a lone Alertmanager on loopback
+    alerting_cluster_address: str = ""
     #: score VM series with the streaming anomaly detector on the write path (monitoring/anomaly_feed.py)
     anomaly_detection: bool = True
     #: the anomaly score from which a VM series' crossing is a ``vm.anomaly`` event
@@ -296,6 +308,7 @@ class Settings:
             trace_retention_hours=float(_env("TRACE_RETENTION_HOURS", "24")),
             trace_max_spans=int(_env("TRACE_MAX_SPANS", "100000")),
             trace_sample_ratio=_ratio("TRACE_SAMPLE_RATIO", "1"),
+            alerting_cluster_address=_host_port("ALERTING_CLUSTER_ADDRESS", ""),
             anomaly_detection=_env("ANOMALY_DETECTION", "1") == "1",
             anomaly_event_threshold=float(_env("ANOMALY_EVENT_THRESHOLD", "0.5")),
             anomaly_learning_s=float(_env("ANOMALY_LEARNING_S", "86400")),

@@ -24,6 +24,7 @@ from novacron.db.base import Database
 from novacron.identity.encryption import encryption_for
 from novacron.identity.pki import ServerTLS, ensure_server_tls
 from novacron.monitoring import logs, tracing
+from novacron.monitoring.alerting.cluster import ClusterSpec
 from novacron.monitoring.alerting.engines import AlertingStack, start_alerting
 from novacron.monitoring.process import EngineFailed
 from novacron.private import set_private_umask
@@ -237,7 +238,7 @@ def main() -> None:
         servers.append(_listener(app, host, settings.agent_port, (tls.cert, tls.key), lifespan="off"))
     assert ctx.monitoring is not None
     ctx.monitoring.start()  # the metrics store answers before the agent's first report
-    alerting = _start_alerting(ctx)
+    alerting = _start_alerting(ctx, tls)
     try:
         asyncio.run(_serve(servers))
     finally:
@@ -247,11 +248,14 @@ def main() -> None:
         tracing.shutdown()  # the spans still queued reach the store
 
 
-def _start_alerting(ctx: Context) -> AlertingStack | None:
-    """vmalert + Alertmanager on the metrics store (stopped before it); a node without the engines
+def _start_alerting(ctx: Context, tls: ServerTLS) -> AlertingStack | None:
+    """vmalert + Alertmanager on the metrics store (stopped before it), the Alertmanager clustered
+    with the other replicas' when the node says where it gossips; a node without the engines
     installed runs without alerts (the alert APIs say so) rather than not at all."""
+    address = ctx.settings.alerting_cluster_address
+    spec = ClusterSpec(address, ctx.settings.host_name, tls) if address else None
     try:
-        return start_alerting(ctx)
+        return start_alerting(ctx, cluster_spec=spec)
     except EngineFailed as exc:
         logging.getLogger(__name__).warning("alerting is off: %s", exc)
         return None

@@ -123,13 +123,20 @@ def shared_ca(db: Database, pki: Path, enc: EncryptionService) -> tuple[bytes, b
     return stored
 
 
-def _names_of(cert_pem: bytes) -> set[str]:
+#: what a replica's certificate is for: serving (API, agents) and, among replicas, being a
+#: client too (the Alertmanagers' gossip is mutual TLS)
+_USAGES = (x509.oid.ExtendedKeyUsageOID.SERVER_AUTH, x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH)
+
+
+def _current(cert_pem: bytes, names: list[str]) -> bool:
+    """Whether a certificate already names exactly ``names`` for every usage a replica needs."""
     cert = x509.load_pem_x509_certificate(cert_pem)
     try:
         alt = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except x509.ExtensionNotFound:
-        return set()
-    return {str(n.value) for n in alt}
+        return False
+    return {str(n.value) for n in alt} == set(names) and all(u in usages for u in _USAGES)
 
 
 def ensure_server_tls(db: Database, state_dir: Path, names: list[str], enc: EncryptionService) -> ServerTLS:
@@ -143,7 +150,7 @@ def ensure_server_tls(db: Database, state_dir: Path, names: list[str], enc: Encr
     if not tls.ca_cert.exists() or tls.ca_cert.read_bytes() != ca_pem:
         tls.ca_cert.write_bytes(ca_pem)
         tls.cert.unlink(missing_ok=True)
-    if tls.cert.exists() and _names_of(tls.cert.read_bytes()) != set(names):
+    if tls.cert.exists() and not _current(tls.cert.read_bytes(), names):
         tls.cert.unlink()
     if not tls.cert.exists():
         _issue_server_cert(tls, ca_pem, ca_key_pem, names)
@@ -172,7 +179,7 @@ def _issue_server_cert(tls: ServerTLS, ca_pem: bytes, ca_key_pem: bytes, names: 
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=SERVER_DAYS))
         .add_extension(x509.SubjectAlternativeName(alt), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(list(_USAGES)), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     _write_private(tls.key, _key_pem(key))

@@ -23,7 +23,7 @@ from novacron.db.models.identity import (
     Tenant,
     User,
 )
-from novacron.db.models.monitoring import Alert, AlertReceiver, AlertRule
+from novacron.db.models.monitoring import Alert, AlertingPeer, AlertReceiver, AlertRule
 from novacron.db.models.network import (
     FloatingIP,
     IPAllocation,
@@ -58,6 +58,7 @@ __all__ = [
     "Alert",
     "AlertReceiver",
     "AlertRule",
+    "AlertingPeer",
     "SLO",
     "Probe",
     "ProbeResult",

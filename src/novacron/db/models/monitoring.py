@@ -78,3 +78,13 @@ class Alert(Base):
     starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class AlertingPeer(Base):
+    """A replica's Alertmanager in the cluster that deduplicates notifications and shares silences:
+    its gossip address, refreshed while it runs (``monitoring/alerting/cluster.py``)."""
+
+    __tablename__ = "alerting_peers"
+    address: Mapped[str] = mapped_column(String(260), primary_key=True)
+    replica: Mapped[str] = mapped_column(String(255))
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

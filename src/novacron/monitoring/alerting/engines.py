@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -30,6 +31,15 @@ from sqlalchemy import or_, select
 from novacron.db.models import AlertReceiver, AlertRule
 from novacron.monitoring.alerting import notify
 from novacron.monitoring.alerting.amconfig import RoutedReceiver, render_config
+from novacron.monitoring.alerting.cluster import (
+    REFRESH_S,
+    ClusterSpec,
+    alertmanager_flags,
+    live_peers,
+    register,
+    tls_config,
+    unregister,
+)
 from novacron.monitoring.alerting.rules import ENFORCING, RenderedRule, render_rule_file
 from novacron.monitoring.process import SupervisedProcess, free_loopback_port
 from novacron.private import mkdir_private, write_private
@@ -141,9 +151,17 @@ class AlertingStack:
     """vmalert + Alertmanager + the notification listener, kept in step with the database."""
 
     def __init__(
-        self, settings: Settings, db: Database, query_url: str, *, engine: str = "victoriametrics"
+        self,
+        settings: Settings,
+        db: Database,
+        query_url: str,
+        *,
+        engine: str = "victoriametrics",
+        cluster: ClusterSpec | None = None,
     ) -> None:
         self.settings = settings
+        #: this replica's place in the Alertmanager cluster (None: a lone Alertmanager)
+        self.cluster = cluster
         #: the store's engine: only VictoriaMetrics enforces ``extra_label`` on a whole expression
         self.engine = engine
         self.db = db
@@ -164,7 +182,7 @@ class AlertingStack:
                 f"--config.file={self.config_path}",
                 f"--storage.path={self.dir / 'alertmanager'}",
                 f"--web.listen-address=127.0.0.1:{am_port}",
-                "--cluster.listen-address=",
+                *self._cluster_flags(),
                 "--log.level=warn",
             ],
             f"{self.alertmanager_url}/-/ready",
@@ -190,10 +208,19 @@ class AlertingStack:
         #: the reload URLs of engines whose file changed but that have not reloaded it yet
         self._unapplied: set[str] = set()
 
+    def _cluster_flags(self) -> list[str]:
+        if self.cluster is None:
+            return ["--cluster.listen-address="]
+        peers = live_peers(self.db, self.cluster.address)
+        return alertmanager_flags(self.cluster, peers, self.dir / "cluster-tls.yml")
+
     def start(self) -> None:
         """Render the configuration, start the listener and both engines, then keep them in step."""
         mkdir_private(self.dir)
         mkdir_private(self.dir / "alertmanager")
+        if self.cluster is not None:
+            write_private(self.dir / "cluster-tls.yml", tls_config(self.cluster.tls))
+            register(self.db, self.cluster)
         self.sync(reload=False)  # the files the engines start with
         self._unapplied.clear()
         self._spawn(self._listener.serve_forever, "alert-listener")
@@ -216,6 +243,8 @@ class AlertingStack:
         self._wake.set()
         self.vmalert.stop()
         self.alertmanager.stop()
+        if self.cluster is not None:
+            unregister(self.db, self.cluster.address)
         if self._threads:  # the listener serves (shutdown() would wait forever otherwise)
             self._listener.shutdown()
         self._listener.server_close()
@@ -245,12 +274,16 @@ class AlertingStack:
         return changed
 
     def _reconcile(self) -> None:
+        registered = time.monotonic()
         while not self._stopping.is_set():
             self._wake.wait(EVALUATION_INTERVAL_S)
             self._wake.clear()
             if self._stopping.is_set():
                 return
             try:
+                if self.cluster is not None and time.monotonic() - registered >= REFRESH_S:
+                    register(self.db, self.cluster)
+                    registered = time.monotonic()
                 self.sync()
             except Exception:  # the engine may be restarting; the next round renders again
                 log.warning("alerting: could not apply the rules and receivers", exc_info=True)
@@ -283,10 +316,16 @@ class AlertingStack:
         r.raise_for_status()
 
 
-def start_alerting(ctx: Context, query_url: str | None = None, engine: str | None = None) -> AlertingStack:
+def start_alerting(
+    ctx: Context,
+    query_url: str | None = None,
+    engine: str | None = None,
+    cluster_spec: ClusterSpec | None = None,
+) -> AlertingStack:
     """Start alerting beside the node against its metrics store (``ctx.metrics_store``: its
     ``query_url`` and ``engine``, unless given) and make it ``ctx.alerting``; stop it with
-    ``ctx.alerting.stop()`` before the store stops."""
+    ``ctx.alerting.stop()`` before the store stops. With ``cluster_spec`` its Alertmanager joins
+    the other replicas' (``cluster.py``)."""
     store = getattr(ctx, "metrics_store", None)
     if query_url is None:
         if store is None:
@@ -294,7 +333,7 @@ def start_alerting(ctx: Context, query_url: str | None = None, engine: str | Non
         query_url = str(store.query_url)
     if engine is None:
         engine = str(getattr(store, "engine", "victoriametrics"))
-    stack = AlertingStack(ctx.settings, ctx.db, query_url, engine=engine)
+    stack = AlertingStack(ctx.settings, ctx.db, query_url, engine=engine, cluster=cluster_spec)
     stack.start()
     ctx.alerting = stack
     return stack
