@@ -118,3 +118,18 @@ async def _stream_ends() -> None:
 
 def test_a_stream_ends_after_its_time_and_its_loop_with_it() -> None:
     asyncio.run(_stream_ends())
+
+
+async def _broken_loop() -> None:
+    hub = LiveCharts()
+
+    def broken() -> Chart:
+        raise RuntimeError("a bug in drawing")
+
+    frames = hub.follow(LiveSubject(("http://store", None, "host", "h-1"), broken))
+    assert [frame async for frame in frames] == [b": live chart\n\n"]
+    assert hub.stats().loops == 0  # the next viewer starts a new loop
+
+
+def test_a_loop_that_fails_ends_its_streams() -> None:
+    asyncio.run(_broken_loop())

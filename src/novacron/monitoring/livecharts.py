@@ -167,9 +167,11 @@ class _Feed:
         return queue
 
     def chart_frame(self) -> bytes:
-        """The current chart as a whole-chart frame, serialized once for all who need it."""
+        """The current chart as a whole-chart frame, serialized once for all who need it (a
+        keep-alive before the first chart: the store has not answered yet)."""
+        if self.chart is None:
+            return KEEPALIVE_FRAME
         if self._chart_frame is None:
-            assert self.chart is not None, "a subscriber is resynced only after a chart was sent"
             self._chart_frame = sse("chart", chart_json(self.chart))
         return self._chart_frame
 
