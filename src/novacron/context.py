@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from novacron.compute.reports import LiveSamples
 from novacron.config import Settings
 from novacron.db.base import Database
+from novacron.monitoring.livecharts import LiveCharts
 from novacron.monitoring.platform import PlatformMetrics
 
 if TYPE_CHECKING:
@@ -63,6 +64,8 @@ class Context:
     trace_store: TraceStore | None = None
     #: vmalert + Alertmanager beside this node (``monitoring.alerting.engines.start_alerting``)
     alerting: AlertingStack | None = None
+    #: the live charts followed in this process: one drawing loop per subject, however many viewers
+    live_charts: LiveCharts = field(default_factory=LiveCharts)
 
     @property
     def metrics_store(self) -> MetricsStore | None:

@@ -15,6 +15,8 @@ import httpx
 from fastapi.testclient import TestClient
 
 from novacron.context import Context
+from novacron.db.base import Database
+from novacron.db.models import VM, Host
 from novacron.monitoring.process import SupervisedProcess
 from novacron.monitoring.query import PROMETHEUS, VICTORIAMETRICS, StoreEndpoint
 from novacron.monitoring.series import SeriesMap
@@ -50,6 +52,26 @@ def tenant_viewer(client: TestClient, admin: dict[str, str], name: str) -> tuple
     user = {"username": "viewer", "password": TENANT_PASSWORD, "role": "viewer", "tenant_id": tenant_id}
     assert client.post("/v1/users", json=user, headers=admin).status_code == 201
     return str(tenant_id), login(client, f"viewer@{name}", TENANT_PASSWORD)
+
+
+def vm_and_host(client: TestClient, admin: dict[str, str], db: Database, tenant_id: str) -> None:
+    """A VM of the tenant on host h-1, as rows (no QEMU needed to chart what the store holds)."""
+    r = client.post("/v1/projects", json={"name": "main", "tenant_id": tenant_id}, headers=admin)
+    assert r.status_code == 201, r.text
+    with db.session() as session:
+        session.add(Host(id="h-1", name="node-1", driver="simulated", accelerator="tcg", cpus=2, ram_mb=4096))
+        session.add(
+            VM(
+                id="vm-1",
+                name="web",
+                project_id=r.json()["id"],
+                tenant_id=tenant_id,
+                host_id="h-1",
+                vcpus=1,
+                ram_mb=128,
+                disk_gb=1,
+            )
+        )
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,6 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from novacron.db.base import Database
-from novacron.db.models import VM, Host
 from novacron.monitoring.query import StoreEndpoint
 from tests.conftest import in_process_app
 from tests.integration.metrics_engines import (
@@ -24,6 +22,7 @@ from tests.integration.metrics_engines import (
     prometheus,
     tenant_viewer,
     victoriametrics,
+    vm_and_host,
 )
 
 MIB = 1 << 20
@@ -42,26 +41,6 @@ class World:
     def chart(self, path: str, who: dict[str, str], engine: str = "victoriametrics", **params: Any) -> Any:
         attach(cast(FastAPI, self.client.app).state.ctx, self.stores[engine])
         return self.client.get(path, params=params, headers=who)
-
-
-def _vm_and_host(client: TestClient, admin: dict[str, str], db: Database, tenant_id: str) -> None:
-    """A VM of the tenant on host h-1, as rows (no QEMU needed to chart what the store holds)."""
-    r = client.post("/v1/projects", json={"name": "main", "tenant_id": tenant_id}, headers=admin)
-    assert r.status_code == 201, r.text
-    with db.session() as session:
-        session.add(Host(id="h-1", name="node-1", driver="simulated", accelerator="tcg", cpus=2, ram_mb=4096))
-        session.add(
-            VM(
-                id="vm-1",
-                name="web",
-                project_id=r.json()["id"],
-                tenant_id=tenant_id,
-                host_id="h-1",
-                vcpus=1,
-                ram_mb=128,
-                disk_gb=1,
-            )
-        )
 
 
 def _history(tenant_id: str, *, days: int) -> list[Series]:
@@ -100,7 +79,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         admin = login(client, "admin", password)
         tenant_id, viewer = tenant_viewer(client, admin, "alpha")
         _stranger_tenant, stranger = tenant_viewer(client, admin, "beta")
-        _vm_and_host(client, admin, db, tenant_id)
+        vm_and_host(client, admin, db, tenant_id)
         (tmp / "vm").mkdir()
         (tmp / "prom").mkdir()
         stores = {

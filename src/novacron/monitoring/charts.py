@@ -9,16 +9,19 @@ platform administrators, and host series carry no tenant label.
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from novacron.compute.hosts import HostService
 from novacron.compute.vms import VMService
 from novacron.errors import Forbidden, InvalidInput, Unavailable
+from novacron.monitoring.livecharts import LIVE_RANGE, LiveSubject
 from novacron.monitoring.promql import TENANT_LABEL
 from novacron.monitoring.query import PromAPI, Scope, store_endpoint
 from novacron.service import Service
@@ -251,29 +254,55 @@ def _range(range_name: str) -> str:
     return range_name
 
 
+#: what a subject's chart is drawn from: the store's API in the caller's scope, the plots, the
+#: subject's id and its series' selector
+_Target = tuple[PromAPI, tuple[Plot, ...], str, str]
+
+
 class ChartService(Service):
-    """VM charts for whoever may see the VM; host charts for platform administrators."""
+    """VM charts for whoever may see the VM; host charts for platform administrators; either drawn
+    once over a range, or followed live (``livecharts``)."""
 
     raises = (Unavailable,)
 
     def vm_chart(self, ref: str, range_name: str) -> Chart:
         """The VM's CPU, memory (guest's view and QEMU's RSS), disk and network over the range."""
         _range(range_name)
-        vm = VMService(self.session, self.principal, self.ctx).get(ref)
-        vm_id, tenant_id = vm.id, vm.tenant_id
-        # the store is read next: no transaction may stay open meanwhile
-        self.session.rollback()
-        api = PromAPI(store_endpoint(self.ctx), Scope(tenant_id))
-        selector = f'{{vm_id="{vm_id}",{TENANT_LABEL}="{tenant_id}"}}'
-        return draw(api, VM_PLOTS, vm_id, selector, range_name, self.ctx.settings.metrics_interval_s)
+        return draw(*self._vm(ref), range_name, self.ctx.settings.metrics_interval_s)
 
     def host_chart(self, ref: str, range_name: str) -> Chart:
         """The host's CPU by mode, memory, load, disk, network, state filesystem and QEMU count."""
         _range(range_name)
+        return draw(*self._host(ref), range_name, self.ctx.settings.metrics_interval_s)
+
+    def vm_live(self, ref: str) -> AsyncIterator[bytes]:
+        """The VM's live (5-minute) chart as server-sent events: the caller's right to the VM is
+        checked now, then the stream follows the VM's one drawing loop in this process."""
+        return self._live("vm", self._vm(ref))
+
+    def host_live(self, ref: str) -> AsyncIterator[bytes]:
+        """The host's live (5-minute) chart as server-sent events (platform administrators)."""
+        return self._live("host", self._host(ref))
+
+    def _vm(self, ref: str) -> _Target:
+        vm = VMService(self.session, self.principal, self.ctx).get(ref)
+        vm_id, tenant_id = vm.id, vm.tenant_id
+        # the store is read next (and a live chart is followed for minutes): no transaction may
+        # stay open meanwhile
+        self.session.rollback()
+        api = PromAPI(store_endpoint(self.ctx), Scope(tenant_id))
+        return api, VM_PLOTS, vm_id, f'{{vm_id="{vm_id}",{TENANT_LABEL}="{tenant_id}"}}'
+
+    def _host(self, ref: str) -> _Target:
         if not self.principal.is_global:
             raise Forbidden("Only platform administrators read a host's metrics.")
         host_id = HostService(self.session, self.principal, self.ctx).get(ref).host.id
         self.session.rollback()
-        api = PromAPI(store_endpoint(self.ctx), Scope(None))
-        selector = f'{{host_id="{host_id}"}}'
-        return draw(api, HOST_PLOTS, host_id, selector, range_name, self.ctx.settings.metrics_interval_s)
+        return PromAPI(store_endpoint(self.ctx), Scope(None)), HOST_PLOTS, host_id, f'{{host_id="{host_id}"}}'
+
+    def _live(self, kind: str, target: _Target) -> AsyncIterator[bytes]:
+        api, _plots, subject_id, _selector = target
+        interval_s = self.ctx.settings.metrics_interval_s
+        key = (api.endpoint.query_url, api.scope.tenant_id, kind, subject_id)
+        subject = LiveSubject(key, functools.partial(draw, *target, LIVE_RANGE, interval_s))
+        return self.ctx.live_charts.follow(subject)

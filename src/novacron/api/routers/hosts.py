@@ -12,12 +12,19 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from novacron.api.deps import service
 from novacron.api.errors import Problem
 from novacron.api.listing import Page, list_query
-from novacron.api.routers.metrics_query import ChartOut, ChartRange, ChartReader
+from novacron.api.routers.metrics_query import (
+    LIVE_CHART_RESPONSES,
+    ChartOut,
+    ChartRange,
+    ChartReader,
+    live_chart_response,
+)
 from novacron.compute.hosts import HostService, HostSettings, HostView, free_percent
 from novacron.db.listing import ListParams
 from novacron.db.models import Host
@@ -174,3 +181,10 @@ def update_host(
 def host_metrics(host_id: str, charts: ChartReader, chart_range: ChartRange = "1h") -> Response:
     """The host's chart over ``range`` from the metrics store (platform administrators)."""
     return ChartOut.response(charts.host_chart(host_id, chart_range or "1h"))
+
+
+@router.get("/{host_id}/metrics/live", response_class=StreamingResponse, responses=LIVE_CHART_RESPONSES)
+def host_metrics_live(host_id: str, charts: ChartReader) -> StreamingResponse:
+    """The host's live 5-minute chart pushed as server-sent events, as for a VM (platform
+    administrators)."""
+    return live_chart_response(charts.host_live(host_id))

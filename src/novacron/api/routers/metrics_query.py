@@ -3,10 +3,11 @@ Grafana-style clients can use ``<server>/v1/metrics`` as a Prometheus data sourc
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from novacron.api.deps import service
@@ -81,6 +82,17 @@ class ChartOut(BaseModel):
         the returned model, dump it to Python objects, encode those) costs ten times as much for a
         chart's 3,300 points, which a thousand live viewers pay every few seconds."""
         return Response(cls.of(chart).model_dump_json(), media_type="application/json")
+
+
+#: how the live chart streams are documented: server-sent events, not JSON
+LIVE_CHART_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-stream": {}}}}
+
+
+def live_chart_response(frames: AsyncIterator[bytes]) -> StreamingResponse:
+    """A live chart's server-sent events (``monitoring/livecharts.py``): never cached, and not
+    buffered by a proxy that honours ``X-Accel-Buffering``."""
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(frames, media_type="text/event-stream", headers=headers)
 
 
 def prometheus_path(path: str) -> Callable[[F], F]:

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from novacron.api.audit import audit_detail
@@ -14,7 +14,13 @@ from novacron.api.concurrency import Idempotency, check_if_match, set_etag
 from novacron.api.deps import IdempotencyDep, service
 from novacron.api.listing import Page, list_query
 from novacron.api.routers.hosts import Labels
-from novacron.api.routers.metrics_query import ChartOut, ChartRange, ChartReader
+from novacron.api.routers.metrics_query import (
+    LIVE_CHART_RESPONSES,
+    ChartOut,
+    ChartRange,
+    ChartReader,
+    live_chart_response,
+)
 from novacron.compute.vms import LIST_SORTS, VMChange, VMService, VMSpec
 from novacron.db.listing import ListParams
 from novacron.db.models import VM, Task
@@ -324,3 +330,11 @@ def vm_metrics(
         return ChartOut.response(charts.vm_chart(vm_id, chart_range))
     vm_id, interval_s, samples = vms.metrics(vm_id, since)
     return MetricsOut(vm_id=vm_id, interval_s=interval_s, samples=samples)
+
+
+@router.get("/{vm_id}/metrics/live", response_class=StreamingResponse, responses=LIVE_CHART_RESPONSES)
+def vm_metrics_live(vm_id: str, charts: ChartReader) -> StreamingResponse:
+    """The VM's live 5-minute chart pushed as server-sent events: ``event: chart`` (the whole chart,
+    as ``?range=5m`` answers it), then each step ``event: points`` (the new start and end, and each
+    line's new points, merged by time). The caller's right to the VM is checked when it subscribes."""
+    return live_chart_response(charts.vm_live(vm_id))

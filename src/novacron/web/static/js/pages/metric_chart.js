@@ -1,15 +1,20 @@
 // Charts of the chart API (/v1/vms/{id}/metrics?range=, /v1/hosts/{id}/metrics?range=) and of PromQL
 // range queries, drawn with uPlot: a range picker, a legend naming every line, a hover readout
 // (the legend shows the values under the cursor) and values in their units (cores, MiB/GiB, B/s).
+// The live range (5 min) follows the chart's event stream (.../metrics/live): the whole chart, then
+// each second only the new points, which are merged in and the oldest trimmed.
 
 import uPlot from '/vendor/uPlot.esm.js';
-import { get } from '../api.js';
+import { accessToken, get } from '../api.js';
 import { h, clear, fmtBytes, loadCss, errorBox } from '../ui.js';
 
 /** The chart API's ranges: [value, button text, seconds]. */
 export const RANGES = [['5m', 'Live 5 min', 300], ['1h', '1 h', 3600], ['24h', '24 h', 86400], ['7d', '7 d', 604800], ['30d', '30 d', 2592000]];
-/** How often a live (5 min) chart is read again. */
+/** How often a live (5 min) chart is read again when its event stream is refused. */
 const LIVE_REFRESH_MS = 2000;
+/** A dropped live stream is followed again after this long, doubled on each failure up to the max. */
+const RETRY_MS = 1000;
+const MAX_RETRY_MS = 15000;
 /** A longer range is read again this often (its step is a minute or more). */
 const SLOW_REFRESH_MS = 60000;
 const COLORS = ['--accent', '--warn', '--ok', '--bad', '--info', '--idle'];
@@ -92,7 +97,9 @@ export class LineChart {
   set(lines) {
     const labels = lines.map((l) => l.label);
     if (!this.plot || labels.join('\n') !== this.labels.join('\n')) this.build(labels);
-    this.plot.setData(toColumns(lines));
+    const data = toColumns(lines);
+    this.plot.setData(data);
+    this.el.dataset.lastTime = String(data[0].at(-1) ?? '');
     const last = lines.map((l) => `${l.label} ${fmtUnit(this.unit, l.points.at(-1)?.[1])}`);
     this.latest.textContent = lines.length && lines.some((l) => l.points.length) ? last.join(' · ') : 'no samples yet';
   }
@@ -130,9 +137,78 @@ function grouped(answer, groups) {
 
 function stepText(s) { return s >= 3600 ? `${s / 3600} h` : s >= 60 ? `${s / 60} min` : `${s} s`; }
 
+/** The live stream answered with an error (HTTP `status`): the chart is polled instead. */
+class StreamRefused extends Error {
+  constructor(status) { super(`live chart: HTTP ${status}`); this.status = status; }
+}
+
+/** The server-sent events of a response, as {event, data} with `data` parsed; comments skipped. */
+async function* serverEvents(resp) {
+  const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let cut;
+    while ((cut = buffer.indexOf('\n\n')) >= 0) {
+      const lines = buffer.slice(0, cut).split('\n');
+      buffer = buffer.slice(cut + 2);
+      const event = lines.find((l) => l.startsWith('event: '))?.slice(7) ?? 'message';
+      const data = lines.filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n');
+      if (data) yield { event, data: JSON.parse(data) };
+    }
+  }
+}
+
+/** A `points` frame merged into a chart answer: each line's points by time (a newer one appended,
+ * one of a time already there replaced: a late sample revised it), then what is before the frame's
+ * start trimmed. */
+export function mergePoints(answer, frame) {
+  const fresh = new Map(frame.series.map((s) => [s.name, s.points]));
+  for (const line of answer.series) {
+    const points = line.points;
+    for (const p of fresh.get(line.name) || []) {
+      let i = points.length - 1;
+      while (i >= 0 && points[i][0] > p[0]) i--;
+      if (i >= 0 && points[i][0] === p[0]) points[i] = p;
+      else points.splice(i + 1, 0, p);
+    }
+    const old = points.findIndex((p) => p[0] >= frame.start);
+    points.splice(0, old < 0 ? points.length : old);
+  }
+  return { ...answer, start: frame.start, end: frame.end };
+}
+
+/** Follow `${path}/live` until it ends, calling `draw(answer)` on each frame; StreamRefused when
+ * the server answers with an error. The token goes in the header (not EventSource), as in live.js. */
+async function followLive(path, signal, draw) {
+  const token = await accessToken();
+  if (!token) throw new StreamRefused(401);
+  const resp = await fetch(`${path}/live`, {
+    headers: { Authorization: `Bearer ${token}`, Accept: 'text/event-stream' }, signal,
+  });
+  if (!resp.ok) throw new StreamRefused(resp.status);
+  let answer = null;
+  for await (const { event, data } of serverEvents(resp)) {
+    if (event === 'chart') answer = data;
+    else if (event === 'points' && answer) answer = mergePoints(answer, data);
+    else continue;
+    draw(answer);
+  }
+}
+
+function pause(ms, signal) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => { clearTimeout(timer); resolve(); }, { once: true });
+  });
+}
+
 /**
  * A subject's charts from the chart API: `path` (e.g. `/v1/vms/<id>/metrics`), `groups` as above.
- * Live mode (5 min) reads again every couple of seconds. Returns the cleanup function.
+ * Live mode (5 min) follows the chart's event stream, and reads the chart every couple of seconds
+ * if the stream is refused; longer ranges are read again every minute. Returns the cleanup function.
  */
 export function mountChartSet(container, path, groups, signal, { range = '5m' } = {}) {
   let current = range;
@@ -143,22 +219,57 @@ export function mountChartSet(container, path, groups, signal, { range = '5m' } 
   clear(container, h('div', { class: 'chart-bar' }, rangePicker(current, (r) => { current = r; reload(); }), status), problem, grid);
   let timer = null;
   let generation = 0;
-  const reload = async () => {
-    clearTimeout(timer);
-    const mine = ++generation;
+  let stream = null;
+  const show = (answer, how) => {
+    clear(problem);
+    grouped(answer, groups).forEach((lines, i) => charts[i].set(lines));
+    status.textContent = `${RANGES.find((r) => r[0] === answer.range)[1]}, one point every ${stepText(answer.step_s)}${how}`;
+    container.dataset.range = answer.range;
+    container.dataset.step = String(answer.step_s);
+  };
+  const poll = async (mine) => {
     try {
       const answer = await get(`${path}?range=${current}`, { signal });
       if (mine !== generation || signal.aborted) return;
-      clear(problem);
-      grouped(answer, groups).forEach((lines, i) => charts[i].set(lines));
-      status.textContent = `${RANGES.find((r) => r[0] === answer.range)[1]}, one point every ${stepText(answer.step_s)}${current === '5m' ? ', updating live' : ''}`;
-      container.dataset.range = answer.range;
-      container.dataset.step = String(answer.step_s);
+      show(answer, current === '5m' ? `, updating every ${LIVE_REFRESH_MS / 1000} s` : '');
+      container.dataset.live = current === '5m' ? 'poll' : '';
     } catch (err) {
       if (signal.aborted || mine !== generation) return;
       clear(problem, errorBox(err));
     }
-    if (!signal.aborted && mine === generation) timer = setTimeout(reload, current === '5m' ? LIVE_REFRESH_MS : SLOW_REFRESH_MS);
+    if (!signal.aborted && mine === generation) timer = setTimeout(() => poll(mine), current === '5m' ? LIVE_REFRESH_MS : SLOW_REFRESH_MS);
+  };
+  const follow = async (mine, stop) => {
+    let wait = RETRY_MS;
+    while (mine === generation && !stop.aborted) {
+      let drew = false;
+      try {
+        await followLive(path, stop, (answer) => {
+          if (mine !== generation) return;
+          show(answer, ', updating live');
+          container.dataset.live = 'stream';
+          drew = true;
+        });
+      } catch (err) {
+        if (mine !== generation || stop.aborted) return;
+        if (err instanceof StreamRefused) { poll(mine); return; }
+      }
+      if (mine !== generation || stop.aborted) return;
+      // the stream ended (the server's time limit) or dropped: follow it again, soon
+      if (drew) wait = RETRY_MS;
+      status.textContent = 'Live 5 min, reconnecting…';
+      await pause(wait, stop);
+      if (!drew) wait = Math.min(wait * 2, MAX_RETRY_MS);
+    }
+  };
+  const reload = () => {
+    const mine = ++generation;
+    clearTimeout(timer);
+    stream?.abort();
+    stream = null;
+    if (current !== '5m') { poll(mine); return; }
+    stream = new AbortController();
+    follow(mine, AbortSignal.any([signal, stream.signal]));
   };
   reload();
   const resize = new ResizeObserver(() => charts.forEach((c) => c.resize()));
@@ -168,6 +279,7 @@ export function mountChartSet(container, path, groups, signal, { range = '5m' } 
   return () => {
     generation++;
     clearTimeout(timer);
+    stream?.abort();
     resize.disconnect();
     window.removeEventListener('novacron:theme', retheme);
     charts.forEach((c) => c.destroy());
