@@ -8,6 +8,7 @@ members are drained, re-weighted and added, and where L7 policies send requests.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from collections import Counter
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from novacron.errors import InvalidInput
 from novacron.lbaas.haproxy import HAProxyInstance
 from novacron.lbaas.model import (
     HealthMonitorSpec,
@@ -194,3 +196,19 @@ def test_l7_policies_route_by_path_and_host_and_reject(lab: tuple[LbLab, HAProxy
     assert net.names(PORT, 1, "/private/x") == ["ERR 403"]
     # the first matching policy decides: /api/ on the admin host goes to the api pool
     assert net.names(PORT, 1, "/api/x", {"Host": "admin.example"}) == ["m2"]
+
+
+def test_a_configuration_haproxy_refuses_leaves_the_running_one_serving(
+    lab: tuple[LbLab, HAProxyInstance],
+) -> None:
+    net, instance = lab
+    spec = one_pool(net, (member(net, "m1"),))
+    instance.apply(spec)
+    # the certificate was never placed in the state directory: haproxy -c refuses the configuration
+    tls = ListenerSpec(
+        "tls", "TERMINATED_HTTPS", 443, default_pool_id="pool-1", default_tls_container_ref="absent"
+    )
+    with pytest.raises(InvalidInput, match="absent.pem"):
+        instance.apply(dataclasses.replace(spec, listeners=(*spec.listeners, tls)))
+    assert instance.spec == spec
+    assert net.names(PORT, 2) == ["m1", "m1"]

@@ -180,7 +180,7 @@ class HAProxyInstance(LoadBalancerDriver):
         write_private(candidate, config)
         try:
             proc = subprocess.run(
-                [self.haproxy, "-c", "-q", "-f", str(candidate)], capture_output=True, text=True, timeout=30
+                [self.haproxy, "-c", "-f", str(candidate)], capture_output=True, text=True, timeout=30
             )
         finally:
             candidate.unlink(missing_ok=True)
