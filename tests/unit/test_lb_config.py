@@ -140,11 +140,13 @@ def self_signed(certs: Path, name: str) -> None:
 def test_every_feature_renders_a_configuration_haproxy_accepts(tmp_path: Path) -> None:
     require(shutil.which("haproxy") is not None, "needs haproxy (scripts/setup.sh installs it)")
     self_signed(tmp_path / "certs", "cert-1")
-    config = render(full_spec(), Paths(tmp_path, tmp_path / "certs"))
+    config = render(full_spec(), Paths(tmp_path, tmp_path / "certs"), user="haproxy")
     checked = haproxy_accepts(config, tmp_path)
     assert checked.returncode == 0, checked.stderr + config
     for line in (
         "master-worker",
+        "user haproxy",
+        f"chroot {tmp_path / 'jail'}",
         "expose-fd listeners",
         "http-request use-service prometheus-exporter if { path /metrics }",
         "balance random(2)",

@@ -154,11 +154,16 @@ def carry_health(state: str, spec: LoadBalancerSpec) -> str:
 
 class HAProxyInstance(LoadBalancerDriver):
     """One load balancer's HAProxy, in network namespace ``netns`` (None: this namespace),
-    with its files under ``state_dir`` (keep it short: socket paths are limited to 107 bytes)."""
+    with its files under ``state_dir`` (keep it short: socket paths are limited to 107 bytes),
+    its workers running as ``user``."""
 
-    def __init__(self, state_dir: Path, netns: str | None = None, haproxy: str = HAPROXY) -> None:
+    def __init__(
+        self, state_dir: Path, netns: str | None = None, user: str | None = "haproxy", haproxy: str = HAPROXY
+    ) -> None:
         self.paths = Paths(state_dir=state_dir, certs_dir=state_dir / "certs")
         self.netns = netns
+        #: the account the workers run as (Debian's package creates ``haproxy``); None: root
+        self.user = user
         self.haproxy = haproxy
         #: the desired state last applied, with the run-time changes made since
         self.spec: LoadBalancerSpec | None = None
@@ -193,7 +198,8 @@ class HAProxyInstance(LoadBalancerDriver):
     def apply(self, spec: LoadBalancerSpec) -> None:
         mkdir_private(self.paths.state_dir)
         mkdir_private(self.paths.certs_dir)
-        config = haproxy_config.render(spec, self.paths)
+        mkdir_private(self.paths.state_dir / haproxy_config.JAIL)
+        config = haproxy_config.render(spec, self.paths, self.user)
         self.check(config)
         running = self.running()
         if running:

@@ -40,6 +40,8 @@ POOL_VAR = "txn.l7pool"
 #: the admin socket (runtime API) and saved server state, relative to the state directory
 ADMIN_SOCKET = "admin.sock"
 SERVER_STATE = "server-state"
+#: the empty directory the workers are jailed in (chroot) when they run as an unprivileged user
+JAIL = "jail"
 #: a reload lets the old worker finish its connections for this long
 HARD_STOP_AFTER = "30s"
 #: connections kept for the statistics frontend beyond the listeners' limits
@@ -84,15 +86,17 @@ def _endpoint(address: str, port: int) -> str:
     return f"{address}:{port}"
 
 
-def render(spec: LoadBalancerSpec, paths: Paths) -> str:
-    """The whole ``haproxy.cfg`` of ``spec``."""
-    sections = [_global(spec, paths), _defaults(), _stats_frontend(spec)]
+def render(spec: LoadBalancerSpec, paths: Paths, user: str | None = None) -> str:
+    """The whole ``haproxy.cfg`` of ``spec``. With ``user``, the workers drop root for that
+    account (and group of the same name) and are jailed in an empty directory; the master, which
+    only re-executes HAProxy on reloads, stays root."""
+    sections = [_global(spec, paths, user), _defaults(), _stats_frontend(spec)]
     sections += [_frontend(spec, listener, paths) for listener in spec.listeners]
     sections += [_backend(spec, pool) for pool in spec.pools]
     return "\n".join("\n".join(lines) + "\n" for lines in sections)
 
 
-def _global(spec: LoadBalancerSpec, paths: Paths) -> list[str]:
+def _global(spec: LoadBalancerSpec, paths: Paths, user: str | None) -> list[str]:
     lines = [
         f"# load balancer {spec.id}: rendered by NovaCron from its desired state; do not edit",
         "global",
@@ -102,6 +106,8 @@ def _global(spec: LoadBalancerSpec, paths: Paths) -> list[str]:
         f"    server-state-file {paths.state_dir / SERVER_STATE}",
         f"    hard-stop-after {HARD_STOP_AFTER}",
     ]
+    if user is not None:
+        lines += [f"    user {user}", f"    group {user}", f"    chroot {paths.state_dir / JAIL}"]
     limits = [li.connection_limit for li in spec.listeners]
     if limits and None not in limits:
         # else HAProxy sizes maxconn from the file-descriptor limit it is given
