@@ -71,10 +71,6 @@ class MemberStat:
     total_sessions: int
     check_status: str
 
-    @property
-    def up(self) -> bool:
-        return self.status.startswith(("UP", "DRAIN", "no check")) or self.status == "NOLB"
-
 
 class LoadBalancerDriver(abc.ABC):
     """What the platform asks of one load balancer's data plane on a host."""
