@@ -1,8 +1,8 @@
 """A load balancer's network out of namespaces, for the HAProxy data-plane tests.
 
 A "switch" namespace holds a bridge; the client, the load balancer and each member are namespaces
-with a veth into it, all on 10.77.<n>.0/24 (n differs per lab, so labs running at once do not
-meet). Each member runs a small HTTP server that answers its own name (and, for the L7 tests, the
+with a veth into it, all on 10.77.0.0/24 (each lab has its own bridge, so labs running at once
+never meet). Each member runs a small HTTP server that answers its own name (and, for the L7 tests, the
 path it was asked). The client runs its requests in one Python process per batch, or loops in the
 background counting failures. Traffic never leaves these namespaces; ``down`` removes them and
 every process, even after a failure.
@@ -11,7 +11,6 @@ every process, even after a failure.
 from __future__ import annotations
 
 import json
-import random
 import subprocess
 import sys
 import textwrap
@@ -100,7 +99,6 @@ class Looper:
 class LbLab:
     workdir: Path
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:5])
-    subnet: int = field(default_factory=lambda: random.randint(1, 250))
     namespaces: list[str] = field(default_factory=list)
     servers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     loopers: list[subprocess.Popen[str]] = field(default_factory=list)
@@ -120,17 +118,17 @@ class LbLab:
 
     @property
     def vip(self) -> str:
-        return f"10.77.{self.subnet}.100"
+        return "10.77.0.100"
 
     def _attach(self, ns: str, host: int) -> str:
-        """A namespace with a veth into the switch and address 10.77.<subnet>.<host>."""
+        """A namespace with a veth into the switch and address 10.77.0.<host>."""
         sh(f"ip netns add {ns}")
         self.namespaces.append(ns)
         dev = f"v{self.tag}{host}"
         sh(f"ip -n {ns} link set lo up")
         sh(f"ip -n {self.switch} link add {dev} type veth peer name eth0 netns {ns}")
         sh(f"ip -n {self.switch} link set {dev} master br0 up")
-        address = f"10.77.{self.subnet}.{host}"
+        address = f"10.77.0.{host}"
         sh(f"ip -n {ns} addr add {address}/24 dev eth0 && ip -n {ns} link set eth0 up")
         return address
 

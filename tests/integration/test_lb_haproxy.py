@@ -212,3 +212,18 @@ def test_a_configuration_haproxy_refuses_leaves_the_running_one_serving(
         instance.apply(dataclasses.replace(spec, listeners=(*spec.listeners, tls)))
     assert instance.spec == spec
     assert net.names(PORT, 2) == ["m1", "m1"]
+
+
+def test_inserted_cookie_and_uri_hash_keep_a_client_on_its_member(lab: tuple[LbLab, HAProxyInstance]) -> None:
+    net, instance = lab
+    members = (member(net, "m1"), member(net, "m2"), member(net, "m3"))
+    instance.apply(one_pool(net, members, session_persistence=SessionPersistenceSpec("HTTP_COOKIE")))
+    # HAProxy's inserted cookie names the member (its id): a client sending it back stays there
+    assert net.names(PORT, 5, headers={"Cookie": "SRV=m2"}) == ["m2"] * 5
+    assert net.names(PORT, 5, headers={"Cookie": "SRV=m3"}) == ["m3"] * 5
+
+    instance.apply(one_pool(net, members, lb_algorithm="URI_HASH"))
+    for path in ("/a", "/b/c"):
+        assert len(set(net.names(PORT, 5, path))) == 1
+    spread = {net.names(PORT, 1, f"/page-{n}")[0] for n in range(24)}
+    assert spread == {"m1", "m2", "m3"}
