@@ -213,6 +213,18 @@ INVALID: list[tuple[str, Callable[[], object]]] = [
         "members",
         lambda: PoolSpec("p", members=(MemberSpec("m", "10.0.0.1", 80), MemberSpec("m", "10.0.0.2", 80))),
     ),
+    (
+        "l7policies",
+        lambda: ListenerSpec(
+            "l",
+            "HTTP",
+            80,
+            l7policies=(
+                L7PolicySpec("a", "REJECT", rules=(rule(),)),
+                L7PolicySpec("b", "REJECT", rules=(rule(),)),
+            ),
+        ),
+    ),
     ("insert_headers", lambda: ListenerSpec("l", "TCP", 80, insert_headers=("X-Forwarded-For",))),
     ("default_tls_container_ref", lambda: ListenerSpec("l", "TERMINATED_HTTPS", 443)),
     (

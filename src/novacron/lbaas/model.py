@@ -65,7 +65,7 @@ MAX_WEIGHT = 256
 MAX_RETRIES = 10
 
 
-def check_id(field: str, value: str) -> None:
+def _check_id(field: str, value: str) -> None:
     if not _ID.match(value):
         raise InvalidInput(field, "must be 1-64 letters, digits, '_', '.', ':' or '-'")
 
@@ -153,7 +153,7 @@ class MemberSpec:
     drain: bool = False
 
     def __post_init__(self) -> None:
-        check_id("member.id", self.id)
+        _check_id("member.id", self.id)
         _check_address("address", self.address)
         _check_port("protocol_port", self.protocol_port)
         if not 0 <= self.weight <= MAX_WEIGHT:
@@ -189,7 +189,7 @@ class PoolSpec:
     healthmonitor: HealthMonitorSpec | None = None
 
     def __post_init__(self) -> None:
-        check_id("pool.id", self.id)
+        _check_id("pool.id", self.id)
         if self.lb_algorithm in ("HEADER_HASH", "COOKIE_HASH"):
             _check_token("hash_key", self.hash_key)
         elif self.hash_key is not None:
@@ -218,7 +218,7 @@ class L7RuleSpec:
     invert: bool = False
 
     def __post_init__(self) -> None:
-        check_id("l7rule.id", self.id)
+        _check_id("l7rule.id", self.id)
         if self.type in ("HEADER", "COOKIE"):
             _check_token("key", self.key)
         elif self.key is not None:
@@ -247,7 +247,7 @@ class L7PolicySpec:
     redirect_http_code: int = 302
 
     def __post_init__(self) -> None:
-        check_id("l7policy.id", self.id)
+        _check_id("l7policy.id", self.id)
         if self.position < 1:
             raise InvalidInput("position", "must be 1 or more")
         if not self.rules:
@@ -283,7 +283,7 @@ class ListenerSpec:
     sni_container_refs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        check_id("listener.id", self.id)
+        _check_id("listener.id", self.id)
         _check_port("protocol_port", self.protocol_port)
         if self.connection_limit is not None and not 1 <= self.connection_limit <= 1_000_000:
             raise InvalidInput("connection_limit", "must be from 1 to 1000000 (or none)")
@@ -299,10 +299,13 @@ class ListenerSpec:
             raise InvalidInput("default_tls_container_ref", "is required by, and only by, TERMINATED_HTTPS")
         for ref in (self.default_tls_container_ref, *self.sni_container_refs):
             if ref is not None:
-                check_id("tls_container_ref", ref)
+                _check_id("tls_container_ref", ref)
         ids = [p.id for p in self.l7policies]
         if len(set(ids)) != len(ids):
             raise InvalidInput("l7policies", "policy ids must be unique in a listener")
+        rule_ids = [r.id for p in self.l7policies for r in p.rules]
+        if len(set(rule_ids)) != len(rule_ids):
+            raise InvalidInput("l7policies", "rule ids must be unique in a listener")
 
     @property
     def http(self) -> bool:
@@ -330,7 +333,7 @@ class LoadBalancerSpec:
     stats_port: int = 8404
 
     def __post_init__(self) -> None:
-        check_id("loadbalancer.id", self.id)
+        _check_id("loadbalancer.id", self.id)
         _check_address("vip_address", self.vip_address)
         _check_address("stats_address", self.stats_address)
         _check_port("stats_port", self.stats_port)
