@@ -1,0 +1,163 @@
+"""Load balancer data plane: a client through the HAProxy of ``lbaas/haproxy.py`` against the same
+client straight to one member and through a hand-written HAProxy configuration on the same path.
+
+Namespaces from tests/integration/lblab.py (client, load balancer, two members on one bridge). The
+members are HAProxy processes answering ``http-request return`` (a member that costs almost
+nothing, so what is measured is the path, not a slow origin). ``wrk`` runs in the client namespace:
+one connection (added latency p50/p99 per request) and 32 connections (requests/s), the
+targets taking turns for three rounds, each round starting with another target (medians), all in
+one run.
+Run as root: ``.venv/bin/python bench/bench_lb.py``.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from common import load, machine  # noqa: E402
+
+from novacron.lbaas.haproxy import HAProxyInstance  # noqa: E402
+from novacron.lbaas.model import HealthMonitorSpec, ListenerSpec, LoadBalancerSpec, MemberSpec, PoolSpec  # noqa: E402
+from tests.integration.lblab import LbLab  # noqa: E402
+
+SECONDS = 5
+#: each target is measured this many times, the targets taking turns (the machine is shared)
+ROUNDS = 3
+MEMBER_PORT = 8000
+HAND_PORT = 8080
+
+MEMBER_CFG = """global
+    maxconn 4096
+defaults
+    mode http
+    timeout client 10s
+    timeout server 10s
+    timeout connect 5s
+frontend member
+    bind :{port}
+    http-request return status 200 content-type text/plain string "{name}"
+"""
+
+#: what an operator would write by hand for the same two members
+HAND_CFG = """global
+    maxconn 4096
+defaults
+    mode http
+    timeout client 50s
+    timeout server 50s
+    timeout connect 5s
+frontend hand
+    bind {vip}:{port}
+    default_backend members
+backend members
+    balance roundrobin
+{servers}
+"""
+
+
+def haproxy_in(ns: str, config: Path) -> subprocess.Popen[bytes]:
+    argv = ["ip", "netns", "exec", ns, "haproxy", "-f", str(config)]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wrk(ns: str, url: str, connections: int) -> dict[str, float]:
+    """Requests/s and latency p50/p99 (ms) of ``wrk`` against ``url`` from namespace ``ns``."""
+    threads = min(2, connections)
+    argv = [
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{SECONDS}s",
+        "--latency",
+        url,
+    ]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=SECONDS + 60).stdout
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
+    if errors:
+        raise SystemExit(f"wrk {url}: {errors.group(0)}\n{out}")
+
+    def latency(q: str) -> float:
+        match = re.search(rf"^\s+{q}%\s+([\d.]+)(us|ms|s)$", out, re.M)
+        assert match, out
+        return float(match.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[match.group(2)]
+
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    assert rps, out
+    return {"rps": float(rps.group(1)), "p50": latency("50"), "p99": latency("99")}
+
+
+def main() -> None:
+    if not shutil.which("wrk") or not shutil.which("haproxy"):
+        raise SystemExit("needs wrk and haproxy (scripts/setup.sh installs them)")
+    workdir = Path(
+        subprocess.run(["mktemp", "-d", "/tmp/nclbb.XXXX"], capture_output=True, text=True).stdout.strip()
+    )
+    lab = LbLab(workdir)
+    instance = HAProxyInstance(workdir / "lb", netns=lab.lb)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        members = lab.up(members=2)
+        for member in members:
+            cfg = workdir / f"{member}.cfg"
+            cfg.write_text(MEMBER_CFG.format(port=MEMBER_PORT, name=member))
+            procs.append(haproxy_in(lab.member_ns(member), cfg))
+        servers = "\n".join(f"    server {m} {lab.addresses[m]}:{MEMBER_PORT}" for m in members)
+        hand = workdir / "hand.cfg"
+        hand.write_text(HAND_CFG.format(vip=lab.vip, port=HAND_PORT, servers=servers))
+        spec = LoadBalancerSpec(
+            "bench",
+            lab.vip,
+            (ListenerSpec("http", "HTTP", 80, default_pool_id="members"),),
+            (
+                PoolSpec(
+                    "members",
+                    members=tuple(MemberSpec(m, lab.addresses[m], MEMBER_PORT) for m in members),
+                    healthmonitor=HealthMonitorSpec(type="HTTP", delay=5, timeout=2),
+                ),
+            ),
+        )
+        instance.apply(spec)
+        procs.append(haproxy_in(lab.lb, hand))
+        time.sleep(1)  # the hand-written HAProxy and the members bind (foreground processes)
+        targets = {
+            "direct to one member": f"http://{lab.addresses['m1']}:{MEMBER_PORT}/",
+            "hand-written HAProxy": f"http://{lab.vip}:{HAND_PORT}/",
+            "platform load balancer": f"http://{lab.vip}/",
+        }
+        print(f"# {machine()}; {load()}; {SECONDS} s per run, median of {ROUNDS} rounds")
+        for connections in (1, 32):
+            runs: dict[str, list[dict[str, float]]] = {label: [] for label in targets}
+            order = list(targets)
+            for round_ in range(ROUNDS):
+                # each round starts with another target: the shared machine's load drifts
+                for label in order[round_ % len(order) :] + order[: round_ % len(order)]:
+                    runs[label].append(wrk(lab.client, targets[label], connections))
+            for label, results in runs.items():
+                rps, p50, p99 = (statistics.median(r[key] for r in results) for key in ("rps", "p50", "p99"))
+                figures = f"{rps:>9.0f} req/s  p50 {p50:.3f} ms  p99 {p99:.3f} ms"
+                print(f"{connections:>2} conn  {label:<24} {figures}")
+        print(f"# after: {load()}")
+    finally:
+        instance.stop()
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=10)
+        lab.down()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""Load balancing as a service: Octavia's model served by one HAProxy per load balancer.
+
+``model`` is the desired state of a load balancer, ``haproxy_config`` renders it as an
+``haproxy.cfg`` and ``haproxy`` runs, reloads and steers that HAProxy in its network namespace.
+"""

@@ -1,0 +1,346 @@
+"""The load-balancer data-plane seam, and its HAProxy implementation.
+
+:class:`LoadBalancerDriver` is everything the platform asks of the process that serves one load
+balancer: ``apply`` a desired state (start or reload), change a member at run time without a
+reload, read member health and statistics, ``stop``. Every method is idempotent, because the task
+that calls it may run its step again after a crash.
+
+:class:`HAProxyInstance` runs Debian's HAProxy in master-worker mode inside the load balancer's
+network namespace (``ip netns exec``), daemonised with a pid file, so it outlives the agent that
+started it and the next agent finds it again through its sockets. Its state directory (0700) holds
+``haproxy.cfg`` (0600), the master socket (``reload``, ``show proc``), the admin socket (the
+runtime API: ``set server``, ``show stat``) and the saved server state. A new configuration is
+always checked with ``haproxy -c`` first; a reload goes through the master socket and keeps the
+listening sockets, so no client connection is refused.
+
+The desired state stays the source of truth: ``set_member`` changes the running HAProxy and the
+instance's :attr:`~HAProxyInstance.spec` alike, so rendering that spec again (the next ``apply``)
+keeps the change.
+
+The calls block (a few milliseconds on a socket, up to the reload timeout); the agent runs them in
+a worker thread.
+"""
+
+from __future__ import annotations
+
+import abc
+import csv
+import dataclasses
+import io
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from novacron.errors import InvalidInput, Unavailable
+from novacron.lbaas import haproxy_config
+from novacron.lbaas.haproxy_config import Paths, name
+from novacron.lbaas.model import LoadBalancerSpec, MemberSpec
+from novacron.private import mkdir_private, write_private
+
+MemberState = Literal["ready", "drain", "maint"]
+HAPROXY = "/usr/sbin/haproxy"
+MASTER_SOCKET = "master.sock"
+PID_FILE = "haproxy.pid"
+CONFIG = "haproxy.cfg"
+#: ``show servers state``: be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state
+#: srv_uweight srv_iweight ... (at least this many columns on a server's line)
+_STATE_COLUMNS = 9
+#: srv_admin_state's "maintenance from the configuration" flag (``disabled``)
+_ADMIN_CONFIG_MAINT = 0x04
+#: how long a start or reload may take before it is reported as failed
+READY_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True)
+class MemberStat:
+    """One member as HAProxy's ``show stat`` reports it. ``status`` is HAProxy's: UP, DOWN,
+    MAINT, DRAIN, NOLB or ``no check``, with transitions such as ``UP 1/3`` while a check
+    sequence is under way."""
+
+    pool_id: str
+    member_id: str
+    status: str
+    weight: int
+    current_sessions: int
+    total_sessions: int
+    check_status: str
+
+
+class LoadBalancerDriver(abc.ABC):
+    """What the platform asks of one load balancer's data plane on a host."""
+
+    @abc.abstractmethod
+    def apply(self, spec: LoadBalancerSpec) -> None:
+        """Serve ``spec``: start the data plane, or change the running one without dropping a
+        connection. An invalid configuration leaves the running one untouched and raises."""
+
+    @abc.abstractmethod
+    def set_member(
+        self, pool_id: str, member_id: str, *, weight: int | None = None, state: MemberState | None = None
+    ) -> MemberSpec:
+        """Change a member's weight and/or state (ready, drain, maint) at run time; returns it."""
+
+    @abc.abstractmethod
+    def stats(self) -> list[MemberStat]:
+        """Every member's health and counters."""
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """Stop serving; nothing of the load balancer runs afterwards."""
+
+    def member_health(self) -> dict[tuple[str, str], str]:
+        """``(pool_id, member_id)`` → HAProxy's status of the member (UP, DOWN, MAINT, ...)."""
+        return {(s.pool_id, s.member_id): s.status for s in self.stats()}
+
+
+def _ask(path: Path, command: str, timeout: float = 5.0) -> str:
+    """One command on an HAProxy CLI socket; the answer is everything up to the socket's close."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(path))
+            sock.sendall(command.encode() + b"\n")
+            # the master CLI answers and closes only once the request side is closed
+            sock.shutdown(socket.SHUT_WR)
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except OSError as exc:
+            raise Unavailable(f"HAProxy socket {path.name}: {exc}") from exc
+    return b"".join(chunks).decode(errors="replace")
+
+
+def _runtime_ok(answer: str, command: str) -> None:
+    """The runtime API answers nothing (or a notice) on success, a sentence on refusal."""
+    text = answer.strip()
+    if text and not text.lower().startswith(("done", "no need to change")):
+        raise Unavailable(f"HAProxy refused {command!r}: {text}")
+
+
+def carry_health(state: str, spec: LoadBalancerSpec) -> str:
+    """``show servers state`` with only the health kept: weights and admin state (maintenance)
+    become those ``spec`` renders, so the desired state wins over earlier run-time changes, and
+    members no longer in ``spec`` are left out."""
+    servers = {
+        (name(p.id), name(m.id)): (0 if m.drain else m.weight, m.admin_state_up)
+        for p in spec.pools
+        for m in p.members
+    }
+    kept = []
+    for line in state.splitlines():
+        fields = line.split(" ")
+        if line.startswith("#") or len(fields) < _STATE_COLUMNS:
+            kept.append(line)
+            continue
+        desired = servers.get((fields[1], fields[3]))
+        if desired is None:
+            continue
+        weight, up = desired
+        fields[6] = "0" if up else str(_ADMIN_CONFIG_MAINT)
+        fields[7] = fields[8] = str(weight)
+        kept.append(" ".join(fields))
+    return "\n".join(kept) + "\n"
+
+
+class HAProxyInstance(LoadBalancerDriver):
+    """One load balancer's HAProxy, in network namespace ``netns`` (None: this namespace),
+    with its files under ``state_dir`` (keep it short: socket paths are limited to 107 bytes),
+    its workers running as ``user``."""
+
+    def __init__(
+        self, state_dir: Path, netns: str | None = None, user: str | None = "haproxy", haproxy: str = HAPROXY
+    ) -> None:
+        self.paths = Paths(state_dir=state_dir, certs_dir=state_dir / "certs")
+        self.netns = netns
+        #: the account the workers run as (Debian's package creates ``haproxy``); None: root
+        self.user = user
+        self.haproxy = haproxy
+        #: the desired state last applied, with the run-time changes made since
+        self.spec: LoadBalancerSpec | None = None
+
+    @property
+    def master_socket(self) -> Path:
+        return self.paths.state_dir / MASTER_SOCKET
+
+    @property
+    def admin_socket(self) -> Path:
+        return self.paths.state_dir / haproxy_config.ADMIN_SOCKET
+
+    def _in_netns(self, argv: Sequence[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.netns, *argv] if self.netns else list(argv)
+
+    def check(self, config: str) -> None:
+        """Raise InvalidInput with HAProxy's own words when ``config`` is not valid."""
+        candidate = self.paths.state_dir / (CONFIG + ".new")
+        write_private(candidate, config)
+        try:
+            proc = subprocess.run(
+                [self.haproxy, "-c", "-f", str(candidate)], capture_output=True, text=True, timeout=30
+            )
+        finally:
+            candidate.unlink(missing_ok=True)
+        if proc.returncode != 0:
+            alerts = [line for line in proc.stderr.splitlines() if "ALERT" in line]
+            raise InvalidInput(
+                "configuration", "; ".join(alerts) or proc.stderr.strip() or "rejected by haproxy -c"
+            )
+
+    def apply(self, spec: LoadBalancerSpec) -> None:
+        mkdir_private(self.paths.state_dir)
+        mkdir_private(self.paths.certs_dir)
+        mkdir_private(self.paths.state_dir / haproxy_config.JAIL)
+        config = haproxy_config.render(spec, self.paths, self.user)
+        self.check(config)
+        running = self.running()
+        if running:
+            self._save_server_state(spec)
+        write_private(self.paths.state_dir / CONFIG, config)
+        if running:
+            self._reload()
+        else:
+            write_private(self.paths.state_dir / haproxy_config.SERVER_STATE, "")
+            self._start()
+        self.spec = spec
+
+    def running(self) -> bool:
+        """The master answers on its socket."""
+        try:
+            _ask(self.master_socket, "show proc", timeout=2.0)
+        except Unavailable:
+            return False
+        return True
+
+    def _start(self) -> None:
+        self.master_socket.unlink(missing_ok=True)
+        argv = [
+            self.haproxy,
+            "-W",
+            "-D",
+            "-S",
+            f"{self.master_socket},mode,600",
+            "-p",
+            str(self.paths.state_dir / PID_FILE),
+            "-f",
+            str(self.paths.state_dir / CONFIG),
+        ]
+        proc = subprocess.run(self._in_netns(argv), capture_output=True, text=True, timeout=30)
+        if proc.returncode != 0:
+            raise Unavailable(f"HAProxy did not start: {proc.stderr.strip()}")
+        self._wait_workers(previous=set())
+
+    def _workers(self) -> set[int]:
+        """Pids of the current workers (``show proc``'s worker lines before the old workers)."""
+        answer = _ask(self.master_socket, "show proc")
+        current: set[int] = set()
+        for line in answer.splitlines():
+            if line.startswith("# old workers"):
+                break
+            fields = line.split()
+            if len(fields) >= 2 and fields[1] == "worker" and fields[0].isdigit():
+                current.add(int(fields[0]))
+        return current
+
+    def _wait_workers(self, previous: set[int]) -> None:
+        """Wait until a worker that was not among ``previous`` serves (and answers the runtime API)."""
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                workers = self._workers()
+                if workers and not workers & previous:
+                    _ask(self.admin_socket, "show info", timeout=2.0)
+                    return
+            except Unavailable:
+                pass
+            time.sleep(0.05)
+        raise Unavailable("HAProxy's new worker did not come up (see its configuration check)")
+
+    def _reload(self) -> None:
+        previous = self._workers()
+        _ask(self.master_socket, "reload")
+        self._wait_workers(previous)
+
+    def _save_server_state(self, spec: LoadBalancerSpec) -> None:
+        """The members' health, for the next worker (``load-server-state-from-file``)."""
+        state = _ask(self.admin_socket, "show servers state")
+        write_private(self.paths.state_dir / haproxy_config.SERVER_STATE, carry_health(state, spec))
+
+    def set_member(
+        self, pool_id: str, member_id: str, *, weight: int | None = None, state: MemberState | None = None
+    ) -> MemberSpec:
+        spec = self._applied()
+        pool = spec.pool(pool_id)
+        member = pool.member(member_id)
+        changed = dataclasses.replace(
+            member,
+            weight=member.weight if weight is None else weight,
+            drain=member.drain if state is None else state == "drain",
+            admin_state_up=member.admin_state_up if state is None else state != "maint",
+        )
+        server = f"{name(pool_id)}/{name(member_id)}"
+        if weight is not None or state == "ready":
+            # a drained member is rendered with weight 0: ready gives it its weight back
+            self._runtime(f"set server {server} weight {changed.weight}")
+        if state is not None:
+            self._runtime(f"set server {server} state {state}")
+        members = tuple(changed if m.id == member_id else m for m in pool.members)
+        pools = tuple(dataclasses.replace(p, members=members) if p.id == pool_id else p for p in spec.pools)
+        self.spec = dataclasses.replace(spec, pools=pools)
+        return changed
+
+    def _runtime(self, command: str) -> None:
+        _runtime_ok(_ask(self.admin_socket, command), command)
+
+    def _applied(self) -> LoadBalancerSpec:
+        if self.spec is None:
+            raise Unavailable("the load balancer has no applied configuration")
+        return self.spec
+
+    def stats(self) -> list[MemberStat]:
+        spec = self._applied()
+        ids = {(name(p.id), name(m.id)): (p.id, m.id) for p in spec.pools for m in p.members}
+        answer = _ask(self.admin_socket, "show stat")
+        rows = csv.DictReader(io.StringIO(answer.lstrip("# ")))
+        found = []
+        for row in rows:
+            key = ids.get((row.get("pxname", ""), row.get("svname", "")))
+            if key is None:
+                continue
+            found.append(
+                MemberStat(
+                    pool_id=key[0],
+                    member_id=key[1],
+                    status=row.get("status", ""),
+                    weight=int(row.get("weight") or 0),
+                    current_sessions=int(row.get("scur") or 0),
+                    total_sessions=int(row.get("stot") or 0),
+                    check_status=row.get("check_status", ""),
+                )
+            )
+        return found
+
+    def _master_pid(self) -> int | None:
+        try:
+            pid = int((self.paths.state_dir / PID_FILE).read_text().split()[0])
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            return None
+        return pid if b"haproxy" in cmdline else None
+
+    def stop(self) -> None:
+        pid = self._master_pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + READY_TIMEOUT_S
+            while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+                time.sleep(0.05)
+            if Path(f"/proc/{pid}").exists():
+                os.kill(pid, signal.SIGKILL)
+        for leftover in (self.master_socket, self.admin_socket, self.paths.state_dir / PID_FILE):
+            leftover.unlink(missing_ok=True)
+        self.spec = None
