@@ -3,6 +3,7 @@
 // caller's tenant. A dropped stream resumes after the last sequence number it delivered.
 
 import { accessToken } from './api.js';
+import { serverEvents } from './sse.js';
 
 const listeners = new Set();
 const statusListeners = new Set();
@@ -40,22 +41,9 @@ async function follow(signal) {
   });
   if (!resp.ok) throw new Error(`event stream: HTTP ${resp.status}`);
   setStatus('live');
-  const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = '';
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buffer += value;
-    let cut;
-    while ((cut = buffer.indexOf('\n\n')) >= 0) {
-      const frame = buffer.slice(0, cut);
-      buffer = buffer.slice(cut + 2);
-      const data = frame.split('\n').filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n');
-      if (!data) continue;
-      const event = JSON.parse(data);
-      lastSeq = event.seq;
-      dispatch(event);
-    }
+  for await (const { data } of serverEvents(resp)) {
+    lastSeq = data.seq;
+    dispatch(data);
   }
 }
 

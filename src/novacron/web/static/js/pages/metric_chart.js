@@ -7,6 +7,7 @@
 import uPlot from '/vendor/uPlot.esm.js';
 import { accessToken, get } from '../api.js';
 import { h, clear, fmtBytes, loadCss, errorBox } from '../ui.js';
+import { serverEvents } from '../sse.js';
 
 /** The chart API's ranges: [value, button text, seconds]. */
 export const RANGES = [['5m', 'Live 5 min', 300], ['1h', '1 h', 3600], ['24h', '24 h', 86400], ['7d', '7 d', 604800], ['30d', '30 d', 2592000]];
@@ -140,25 +141,6 @@ function stepText(s) { return s >= 3600 ? `${s / 3600} h` : s >= 60 ? `${s / 60}
 /** The live stream answered with an error (HTTP `status`): the chart is polled instead. */
 class StreamRefused extends Error {
   constructor(status) { super(`live chart: HTTP ${status}`); this.status = status; }
-}
-
-/** The server-sent events of a response, as {event, data} with `data` parsed; comments skipped. */
-async function* serverEvents(resp) {
-  const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = '';
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buffer += value;
-    let cut;
-    while ((cut = buffer.indexOf('\n\n')) >= 0) {
-      const lines = buffer.slice(0, cut).split('\n');
-      buffer = buffer.slice(cut + 2);
-      const event = lines.find((l) => l.startsWith('event: '))?.slice(7) ?? 'message';
-      const data = lines.filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n');
-      if (data) yield { event, data: JSON.parse(data) };
-    }
-  }
 }
 
 /** A `points` frame merged into a chart answer: each line's points by time (a newer one appended,
