@@ -176,6 +176,10 @@ def api_certificate(settings: Settings, platform: ServerTLS) -> tuple[Path, Path
     return settings.tls_cert, settings.tls_key
 
 
+#: how long a stopping node waits for open requests (streams included) before it closes them
+SHUTDOWN_GRACE_S = 10
+
+
 def _listener(app: ASGIApp, host: str, port: int, tls: tuple[Path, Path] | None, **kw: Any) -> uvicorn.Server:
     if tls is not None:
         # HSTS on TLS listeners only: never on plain HTTP
@@ -186,7 +190,16 @@ def _listener(app: ASGIApp, host: str, port: int, tls: tuple[Path, Path] | None,
     # (identity/clientaddr.py)
     return uvicorn.Server(
         uvicorn.Config(
-            app, host=host, port=port, log_level="warning", ws="websockets-sansio", proxy_headers=False, **kw
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            ws="websockets-sansio",
+            proxy_headers=False,
+            # event streams and live charts never end by themselves: a stopping node gives requests
+            # this long, then closes what is still open (the dashboard reconnects to another replica)
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+            **kw,
         )
     )
 
