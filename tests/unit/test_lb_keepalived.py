@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from novacron.errors import Conflict, InvalidInput
-from novacron.lbaas.keepalived_config import VRRPPaths, render
+from novacron.lbaas.keepalived_config import VRRPPaths, check_script, notify_script, render
 from novacron.lbaas.model import (
     AmphoraSpec,
     ListenerSpec,
@@ -97,6 +97,8 @@ def test_each_amphora_gets_its_role_peer_and_the_vip(tmp_path: Path) -> None:
         assert "virtual_router_id 42" in config and "10.0.0.10/32 dev eth0" in config
     assert "unicast_src_ip 10.0.0.11" in master and "unicast_peer {\n        10.0.0.12\n" in master
     assert "unicast_src_ip 10.0.0.12" in backup and "unicast_peer {\n        10.0.0.11\n" in backup
+    assert f"unix-connect:{tmp_path / 'admin.sock'}" in check_script(paths)
+    assert f"'{paths.state_file}'" in notify_script(paths)
     with pytest.raises(ValueError):
         render(LoadBalancerSpec("lb-3", "10.0.0.10"), "amp-a", paths)
     with pytest.raises(ValueError):

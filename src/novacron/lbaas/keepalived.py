@@ -28,16 +28,21 @@ from pathlib import Path
 
 from novacron.errors import InvalidInput, Unavailable
 from novacron.lbaas import keepalived_config
-from novacron.lbaas.haproxy import HAProxyInstance, LoadBalancerDriver, MemberStat, MemberState
+from novacron.lbaas.haproxy import (
+    READY_TIMEOUT_S,
+    HAProxyInstance,
+    LoadBalancerDriver,
+    MemberStat,
+    MemberState,
+)
 from novacron.lbaas.keepalived_config import VRRPPaths
 from novacron.lbaas.model import AmphoraSpec, LoadBalancerSpec, MemberSpec
 from novacron.private import mkdir_private, write_private
+from novacron.virt.procs import live_pid, process_matches
 
 KEEPALIVED = "/usr/sbin/keepalived"
 PID_FILE = "keepalived.pid"
 VRRP_PID_FILE = "vrrp.pid"
-#: how long a start or stop may take before it is reported as failed
-READY_TIMEOUT_S = 15.0
 
 
 def _run(argv: Sequence[str], what: str) -> str:
@@ -45,16 +50,6 @@ def _run(argv: Sequence[str], what: str) -> str:
     if proc.returncode != 0:
         raise Unavailable(f"{what}: {(proc.stderr or proc.stdout).strip()}")
     return proc.stdout
-
-
-def _alive(pid_file: Path) -> int | None:
-    """The pid in ``pid_file`` when that process is a running keepalived."""
-    try:
-        pid = int(pid_file.read_text().split()[0])
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError, IndexError):
-        return None
-    return pid if b"keepalived" in cmdline else None
 
 
 class VRRPInstance:
@@ -103,7 +98,7 @@ class VRRPInstance:
             os.chmod(script, 0o700)
         self.check(config)
         write_private(self.paths.config, config)
-        pid = _alive(self.paths.state_dir / PID_FILE)
+        pid = live_pid(self.paths.state_dir / PID_FILE)
         if pid is not None:
             os.kill(pid, signal.SIGHUP)
         else:
@@ -140,13 +135,13 @@ class VRRPInstance:
         _run(self._in_netns(argv), "keepalived did not start")
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
-            if _alive(self.paths.state_dir / VRRP_PID_FILE) is not None:
+            if live_pid(self.paths.state_dir / VRRP_PID_FILE) is not None:
                 return
             time.sleep(0.05)
         raise Unavailable("keepalived's VRRP process did not come up")
 
     def running(self) -> bool:
-        return _alive(self.paths.state_dir / PID_FILE) is not None
+        return live_pid(self.paths.state_dir / PID_FILE) is not None
 
     def holds_vip(self) -> bool:
         """The VIP is on this amphora's interface (keepalived put it there as MASTER)."""
@@ -165,13 +160,14 @@ class VRRPInstance:
 
     def stop(self) -> None:
         """Stop keepalived (it removes the VIP, and as MASTER hands it over with a priority-0 advert)."""
-        pid = _alive(self.paths.state_dir / PID_FILE)
+        pid_file = self.paths.state_dir / PID_FILE
+        pid = live_pid(pid_file)
         if pid is not None:
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + READY_TIMEOUT_S
-            while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            while time.monotonic() < deadline and process_matches(pid, str(pid_file)):
                 time.sleep(0.05)
-            if Path(f"/proc/{pid}").exists():
+            if process_matches(pid, str(pid_file)):
                 os.kill(pid, signal.SIGKILL)
         for leftover in (PID_FILE, VRRP_PID_FILE, keepalived_config.STATE_FILE):
             (self.paths.state_dir / leftover).unlink(missing_ok=True)
