@@ -2,10 +2,11 @@
 
 A "switch" namespace holds a bridge; the client, the load balancer and each member are namespaces
 with a veth into it, all on 10.77.0.0/24 (each lab has its own bridge, so labs running at once
-never meet). Each member runs a small HTTP server that answers its own name (and, for the L7 tests, the
-path it was asked). The client runs its requests in one Python process per batch, or loops in the
-background counting failures. Traffic never leaves these namespaces; ``down`` removes them and
-every process, even after a failure.
+never meet). Each member runs a small HTTP server that answers its own name (and, for the L7
+tests, the path it was asked). The client runs its requests in one Python process per batch, or
+loops in the background counting failures (or timing every request, for the failover tests of
+lbhalab.py). Traffic never leaves these namespaces; ``down`` removes them and every process, even
+after a failure.
 """
 
 from __future__ import annotations
