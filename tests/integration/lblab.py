@@ -2,10 +2,11 @@
 
 A "switch" namespace holds a bridge; the client, the load balancer and each member are namespaces
 with a veth into it, all on 10.77.0.0/24 (each lab has its own bridge, so labs running at once
-never meet). Each member runs a small HTTP server that answers its own name (and, for the L7 tests, the
-path it was asked). The client runs its requests in one Python process per batch, or loops in the
-background counting failures. Traffic never leaves these namespaces; ``down`` removes them and
-every process, even after a failure.
+never meet). Each member runs a small HTTP server that answers its own name (and, for the L7
+tests, the path it was asked). The client runs its requests in one Python process per batch, or
+loops in the background counting failures (or timing every request, for the failover tests of
+lbhalab.py). Traffic never leaves these namespaces; ``down`` removes them and every process, even
+after a failure.
 """
 
 from __future__ import annotations
@@ -80,6 +81,29 @@ while not os.path.exists(stop):
 print(json.dumps({"ok": ok, "failed": failed}))
 """
 
+#: like LOOP_CLIENT with a short timeout, timing every request: prints {"ok": [[start, end]...],
+#: "failed": [[start, end, error]...]} (wall-clock seconds, comparable with the test's time.time())
+TIMED_LOOP_CLIENT = """
+import http.client, json, os, sys, time
+host, port, stop, timeout = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+ok, failed = [], []
+while not os.path.exists(stop):
+    start = time.time()
+    try:
+        c = http.client.HTTPConnection(host, port, timeout=timeout)
+        c.request("GET", "/")
+        r = c.getresponse(); r.read()
+        c.close()
+        if r.status == 200:
+            ok.append([start, time.time()])
+        else:
+            failed.append([start, time.time(), str(r.status)])
+    except Exception as e:
+        failed.append([start, time.time(), type(e).__name__])
+    time.sleep(0.01)
+print(json.dumps({"ok": ok, "failed": failed}))
+"""
+
 
 @dataclass
 class Looper:
@@ -132,13 +156,15 @@ class LbLab:
         sh(f"ip -n {ns} addr add {address}/24 dev eth0 && ip -n {ns} link set eth0 up")
         return address
 
-    def up(self, members: int) -> list[str]:
-        """The switch, client, load balancer and ``members`` member namespaces; the members' names."""
+    def up(self, members: int, lb: bool = True) -> list[str]:
+        """The switch, client, load balancer (unless ``lb`` is false: the test adds its own with
+        :meth:`add_host`) and ``members`` member namespaces; the members' names."""
         sh(f"ip netns add {self.switch}")
         self.namespaces.append(self.switch)
         sh(f"ip -n {self.switch} link add br0 type bridge && ip -n {self.switch} link set br0 up")
         self._attach(self.client, 10)
-        self._attach(self.lb, 100)
+        if lb:
+            self._attach(self.lb, 100)
         names = []
         for n in range(1, members + 1):
             member = f"m{n}"
@@ -148,6 +174,11 @@ class LbLab:
         for member in names:
             self.wait_member(member)
         return names
+
+    def add_host(self, label: str, host: int) -> tuple[str, str]:
+        """Another namespace on the bridge (a load balancer host): its name and address 10.77.0.<host>."""
+        ns = f"nlb{label}{self.tag}"
+        return ns, self._attach(ns, host)
 
     def member_ns(self, member: str) -> str:
         return f"nlb{member}{self.tag}"
@@ -188,20 +219,12 @@ class LbLab:
             for status, body in self.get(self.vip, port, path, count, headers)
         ]
 
-    def loop(self, port: int) -> Looper:
+    def loop(self, port: int, timeout: float | None = None) -> Looper:
+        """A client looping on the VIP; with ``timeout``, each request is timed (TIMED_LOOP_CLIENT)."""
         stop = self.workdir / f"stop-{uuid.uuid4().hex[:6]}"
-        argv = [
-            "ip",
-            "netns",
-            "exec",
-            self.client,
-            sys.executable,
-            "-c",
-            LOOP_CLIENT,
-            self.vip,
-            str(port),
-            str(stop),
-        ]
+        client = LOOP_CLIENT if timeout is None else TIMED_LOOP_CLIENT
+        argv = ["ip", "netns", "exec", self.client, sys.executable, "-c", client, self.vip, str(port)]
+        argv += [str(stop)] if timeout is None else [str(stop), str(timeout)]
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.loopers.append(proc)
         return Looper(proc, stop)

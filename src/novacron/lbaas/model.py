@@ -9,19 +9,23 @@ protocols are compatible, ports are not taken twice).
 
 Every string that reaches ``haproxy.cfg`` is checked here to hold no whitespace or control
 characters where the configuration could not quote it, so a tenant's value never becomes a second
-configuration line. The specs round-trip through JSON for the agent with
-``novacron.network.wire.to_dict`` / ``from_dict`` (choices are ``Literal`` strings, not enums, so
-they come back equal).
+configuration line. An ACTIVE_STANDBY load balancer also carries its two amphorae (Octavia's name
+for one side: role, address on the VIP's network) and its VRRP router id; :func:`assign_vrrp_id`
+derives that id from the load balancer's id and keeps it unique on a network. The specs
+round-trip through JSON for the agent with ``novacron.network.wire.to_dict`` / ``from_dict``
+(choices are ``Literal`` strings, not enums, so they come back equal).
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from novacron.errors import InvalidInput
+from novacron.errors import Conflict, InvalidInput
 
 ListenerProtocol = Literal["TCP", "HTTP", "HTTPS", "TERMINATED_HTTPS"]
 #: PROXY / PROXYV2: the pool's members get the PROXY protocol header (v1 / v2) before the traffic
@@ -42,6 +46,9 @@ L7Action = Literal["REDIRECT_TO_POOL", "REDIRECT_TO_URL", "REJECT"]
 L7RuleType = Literal["HOST_NAME", "PATH", "HEADER", "COOKIE"]
 L7CompareType = Literal["EQUAL_TO", "STARTS_WITH", "ENDS_WITH", "CONTAINS", "REGEX"]
 InsertHeader = Literal["X-Forwarded-For", "X-Forwarded-Port", "X-Forwarded-Proto"]
+#: SINGLE: one HAProxy; ACTIVE_STANDBY: two sharing the VIP through VRRP (keepalived)
+Topology = Literal["SINGLE", "ACTIVE_STANDBY"]
+AmphoraRole = Literal["MASTER", "BACKUP"]
 
 #: listener protocols that HAProxy serves in HTTP mode (the others are TCP mode)
 HTTP_LISTENERS = frozenset({"HTTP", "TERMINATED_HTTPS"})
@@ -63,6 +70,12 @@ _CODES = re.compile(r"^\d{3}(-\d{3})?(,\d{3}(-\d{3})?)*$")
 _PRINTABLE = re.compile(r"^[\x21-\x7e]+$")
 MAX_WEIGHT = 256
 MAX_RETRIES = 10
+#: Octavia's VRRP priorities of the two roles
+ROLE_PRIORITY: dict[str, int] = {"MASTER": 100, "BACKUP": 90}
+#: VRRP router ids are 1-255 on a network
+VRRP_IDS = range(1, 256)
+#: a Linux interface name
+_INTERFACE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 
 
 def _check_id(field: str, value: str) -> None:
@@ -321,9 +334,63 @@ class ListenerSpec:
 
 
 @dataclass(frozen=True)
+class AmphoraSpec:
+    """One side of an ACTIVE_STANDBY load balancer (Octavia's amphora): its ``role`` (MASTER has
+    the higher VRRP priority), its own address on the VIP's network (``vrrp_ip``, the source and
+    peer of the unicast VRRP adverts) and the interface of its namespace the VIP goes on."""
+
+    id: str
+    role: AmphoraRole
+    vrrp_ip: str
+    vrrp_interface: str = "eth0"
+
+    def __post_init__(self) -> None:
+        _check_id("amphora.id", self.id)
+        _check_address("vrrp_ip", self.vrrp_ip)
+        if not _INTERFACE.match(self.vrrp_interface):
+            raise InvalidInput("vrrp_interface", "must be an interface name (1-15 letters, digits, '_.-')")
+
+    @property
+    def vrrp_priority(self) -> int:
+        return ROLE_PRIORITY[self.role]
+
+
+def derived_vrrp_id(loadbalancer_id: str) -> int:
+    """The VRRP router id a load balancer gets unless another on its network holds it."""
+    digest = hashlib.sha256(loadbalancer_id.encode()).digest()
+    return VRRP_IDS[int.from_bytes(digest[:4], "big") % len(VRRP_IDS)]
+
+
+def assign_vrrp_id(loadbalancer_id: str, taken: Collection[int]) -> int:
+    """The load balancer's derived router id, or the next one free on its network (``taken``:
+    the ids of the other ACTIVE_STANDBY load balancers there); Conflict when all 255 are taken."""
+    first = derived_vrrp_id(loadbalancer_id)
+    for step in range(len(VRRP_IDS)):
+        candidate = VRRP_IDS[(first - 1 + step) % len(VRRP_IDS)]
+        if candidate not in taken:
+            return candidate
+    raise Conflict("every VRRP router id (1-255) is taken on this network")
+
+
+def check_unique_vrrp_ids(specs: Iterable[LoadBalancerSpec]) -> None:
+    """Conflict when two ACTIVE_STANDBY load balancers of one network share a router id."""
+    holders: dict[int, str] = {}
+    for spec in specs:
+        if spec.topology != "ACTIVE_STANDBY":
+            continue
+        other = holders.setdefault(spec.router_id, spec.id)
+        if other != spec.id:
+            raise Conflict(f"load balancers {other} and {spec.id} share VRRP router id {spec.router_id}")
+
+
+@dataclass(frozen=True)
 class LoadBalancerSpec:
     """One load balancer: its VIP, listeners and pools, and where its statistics are served
-    (``stats_address``, local to the load balancer's namespace, for the Prometheus exporter)."""
+    (``stats_address``, local to the load balancer's namespace, for the Prometheus exporter).
+
+    ACTIVE_STANDBY adds its two ``amphorae`` (one MASTER, one BACKUP), its VRRP router id
+    (``vrrp_id``; None: :func:`derived_vrrp_id`) and the VRRP advert interval in seconds (the
+    standby takes the VIP after about 3 × ``vrrp_advert_int`` without adverts)."""
 
     id: str
     vip_address: str
@@ -331,12 +398,17 @@ class LoadBalancerSpec:
     pools: tuple[PoolSpec, ...] = ()
     stats_address: str = "127.0.0.1"
     stats_port: int = 8404
+    topology: Topology = "SINGLE"
+    amphorae: tuple[AmphoraSpec, ...] = ()
+    vrrp_id: int | None = None
+    vrrp_advert_int: float = 0.5
 
     def __post_init__(self) -> None:
         _check_id("loadbalancer.id", self.id)
         _check_address("vip_address", self.vip_address)
         _check_address("stats_address", self.stats_address)
         _check_port("stats_port", self.stats_port)
+        self._check_topology()
         ports = [li.protocol_port for li in self.listeners]
         if len(set(ports)) != len(ports):
             raise InvalidInput("listeners", "two listeners cannot share a port")
@@ -358,6 +430,43 @@ class LoadBalancerSpec:
             if pool.id == pool_id:
                 return pool
         raise InvalidInput("pool_id", f"load balancer {self.id} has no pool {pool_id}")
+
+    @property
+    def router_id(self) -> int:
+        """The VRRP router id both amphorae use."""
+        return derived_vrrp_id(self.id) if self.vrrp_id is None else self.vrrp_id
+
+    def amphora(self, amphora_id: str) -> AmphoraSpec:
+        for amphora in self.amphorae:
+            if amphora.id == amphora_id:
+                return amphora
+        raise InvalidInput("amphora_id", f"load balancer {self.id} has no amphora {amphora_id}")
+
+    def peers_of(self, amphora_id: str) -> list[AmphoraSpec]:
+        self.amphora(amphora_id)
+        return [a for a in self.amphorae if a.id != amphora_id]
+
+    def _check_topology(self) -> None:
+        if self.topology == "SINGLE":
+            if self.amphorae or self.vrrp_id is not None:
+                raise InvalidInput(
+                    "amphorae", "only an ACTIVE_STANDBY load balancer has amphorae and a vrrp_id"
+                )
+            return
+        if sorted(a.role for a in self.amphorae) != ["BACKUP", "MASTER"]:
+            raise InvalidInput("amphorae", "ACTIVE_STANDBY needs two amphorae: one MASTER, one BACKUP")
+        vip = ipaddress.ip_address(self.vip_address)
+        addresses = {ipaddress.ip_address(a.vrrp_ip) for a in self.amphorae}
+        if len(addresses) != len(self.amphorae) or vip in addresses:
+            raise InvalidInput("vrrp_ip", "the amphorae need two addresses of their own, neither the VIP")
+        if any(a.version != vip.version for a in addresses):
+            raise InvalidInput("vrrp_ip", "must be of the VIP's address family")
+        if len({a.id for a in self.amphorae}) != len(self.amphorae):
+            raise InvalidInput("amphorae", "amphora ids must be unique in a load balancer")
+        if self.vrrp_id is not None and self.vrrp_id not in VRRP_IDS:
+            raise InvalidInput("vrrp_id", "must be from 1 to 255")
+        if not 0.1 <= self.vrrp_advert_int <= 10:
+            raise InvalidInput("vrrp_advert_int", "must be from 0.1 to 10 seconds")
 
     def listeners_of(self, pool_id: str) -> list[ListenerSpec]:
         return [li for li in self.listeners if pool_id in li.pool_ids()]
