@@ -10,8 +10,10 @@ request (tests/integration/pebblelab.py runs pebble).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -22,11 +24,14 @@ from typing import Any
 
 import pytest
 
+from novacron.errors import Unavailable
+from novacron.lbaas.acme import AcmeClient, AcmeDirectory, issue_certificate, renew, renew_if_due
 from novacron.lbaas.haproxy import HAProxyInstance
 from novacron.lbaas.model import ListenerSpec, LoadBalancerSpec, MemberSpec, PoolSpec
 from tests.conftest import require, short_tmpdir
 from tests.integration.lblab import LbLab
 from tests.integration.netsec_topo import have_netns
+from tests.integration.pebblelab import Pebble, have_pebble
 from tests.tlsca import TestCA
 
 HTTPS = 443
@@ -207,3 +212,60 @@ def test_http_listeners_answer_acme_challenges_put_at_run_time(lab: tuple[LbLab,
     # an unknown token is the application's business: the request reaches a member
     status, body = net.get(net.vip, HTTP, path)[0]
     assert status == 200 and body.split()[1] == path
+
+
+class Unanswered:
+    """A challenge responder that serves nothing."""
+
+    def put_challenge(self, token: str, key_authorization: str) -> None:
+        pass
+
+    def remove_challenge(self, token: str) -> None:
+        pass
+
+
+def http_only(lab: LbLab) -> LoadBalancerSpec:
+    spec = tls_spec(lab, "unused")
+    return dataclasses.replace(spec, listeners=spec.listeners[:1])
+
+
+def test_pebble_issues_a_certificate_proved_by_the_load_balancer_and_it_renews_without_a_failure(
+    lab: tuple[LbLab, HAProxyInstance],
+) -> None:
+    require(have_pebble(), "needs pebble and pebble-challtestsrv (scripts/setup.sh installs pebble)")
+    net, instance = lab
+    pebble = Pebble(net)
+    try:
+        pebble.start()
+        instance.apply(http_only(net))
+        account = net.workdir / "tenant-1" / "acme-account.key"
+        acme = AcmeClient(AcmeDirectory(pebble.directory_url, ca_bundle=str(pebble.tls_ca)), account)
+        name = "shop.example.com"
+
+        issued = issue_certificate(acme, instance, "cert-shop", [name])
+        assert issued.names == (name,)
+        assert stat.S_IMODE(account.stat().st_mode) == 0o600
+        assert instance.acme_map.read_text() == ""  # the challenges were withdrawn
+        instance.apply(tls_spec(net, "cert-shop"))
+        root = net.workdir / "pebble-root.pem"
+        root.write_text(pebble.issuing_root())
+        client = TlsClient(net, root)  # verifies the chain and the name against pebble's root
+        assert client.fingerprints(name, 2) == [issued.fingerprint_sha256]
+
+        assert renew_if_due(acme, instance, "cert-shop", days_before=1) is None  # not yet time
+        loop = client.loop(name)
+        time.sleep(0.5)  # the client is under way before the renewal
+        renewed = renew(acme, instance, "cert-shop")
+        assert renewed.serial != issued.serial
+        assert client.fingerprints(name) == [renewed.fingerprint_sha256]
+        result = finish(loop)
+        # both orders were validated by pebble fetching the token from the load balancer
+        assert pebble.log().count("set VALID by completed challenge") == 2
+
+        # a load balancer that does not answer the challenge gets no certificate
+        with pytest.raises(Unavailable, match="ACME validation of other.example.com failed"):
+            acme.issue(["other.example.com"], Unanswered())
+    finally:
+        pebble.stop()
+    assert result["failed"] == [], result
+    assert [f for f, _ in result["seen"]] == [issued.fingerprint_sha256, renewed.fingerprint_sha256]
