@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from novacron.errors import Unavailable
+from novacron.errors import InvalidInput, Unavailable
 from novacron.lbaas.acme import AcmeClient, AcmeDirectory, issue_certificate, renew, renew_if_due
 from novacron.lbaas.haproxy import HAProxyInstance
 from novacron.lbaas.model import ListenerSpec, LoadBalancerSpec, MemberSpec, PoolSpec
@@ -163,6 +163,18 @@ def test_each_name_gets_its_certificate_by_sni_and_clients_without_sni_the_defau
     assert client.fingerprints("") == [www.fingerprint_sha256]
     result = client.get("api.example.test", 6)
     assert result["ok"] == 6 and result["members"] == ["m1", "m2"], result
+
+    # a listener naming a certificate never put is refused and the running one keeps serving;
+    # its crt-list is the running configuration's again, so a reload serves as before
+    running = instance.spec
+    with pytest.raises(InvalidInput, match="absent.pem"):
+        instance.apply(tls_spec(net, "absent", ("cert-api",)))
+    assert running is not None and instance.spec == running
+    crt_list = (instance.paths.certs_dir / "https.crtlist").read_text().split()
+    assert [Path(line).name for line in crt_list] == ["cert-www.pem", "cert-api.pem"]
+    instance.apply(running)
+    assert client.fingerprints("") == [www.fingerprint_sha256]
+    assert client.fingerprints("api.example.test") == [api.fingerprint_sha256]
 
 
 def test_a_certificate_replaced_at_run_time_drops_no_request_and_needs_no_reload(

@@ -2,8 +2,9 @@
 
 :class:`LoadBalancerDriver` is everything the platform asks of the process that serves one load
 balancer: ``apply`` a desired state (start or reload), change a member at run time without a
-reload, read member health and statistics, ``stop``. Every method is idempotent, because the task
-that calls it may run its step again after a crash.
+reload, read member health and statistics, ``stop``, and for TLS put and read certificates and
+ACME HTTP-01 answers. Every method is idempotent, because the task that calls it may run its step
+again after a crash.
 
 :class:`HAProxyInstance` runs Debian's HAProxy in master-worker mode inside the load balancer's
 network namespace (``ip netns exec``), daemonised with a pid file, so it outlives the agent that
@@ -105,6 +106,23 @@ class LoadBalancerDriver(abc.ABC):
     @abc.abstractmethod
     def stop(self) -> None:
         """Stop serving; nothing of the load balancer runs afterwards."""
+
+    @abc.abstractmethod
+    def put_certificate(self, cert_id: str, pem_bundle: str) -> CertificateInfo:
+        """Store certificate ``cert_id`` (PEM: certificate, chain, key) after checking it; a
+        certificate being served is replaced without a reload or a dropped connection."""
+
+    @abc.abstractmethod
+    def certificate(self, cert_id: str) -> CertificateInfo:
+        """The stored certificate ``cert_id``."""
+
+    @abc.abstractmethod
+    def put_challenge(self, token: str, key_authorization: str) -> None:
+        """Answer ACME HTTP-01 ``token`` on the HTTP listeners, at run time."""
+
+    @abc.abstractmethod
+    def remove_challenge(self, token: str) -> None:
+        """Stop answering ACME HTTP-01 ``token`` (idempotent)."""
 
     def member_health(self) -> dict[tuple[str, str], str]:
         """``(pool_id, member_id)`` → HAProxy's status of the member (UP, DOWN, MAINT, ...)."""
@@ -212,11 +230,15 @@ class HAProxyInstance(LoadBalancerDriver):
         mkdir_private(self.paths.certs_dir)
         mkdir_private(self.paths.state_dir / haproxy_config.JAIL)
         config = haproxy_config.render(spec, self.paths, self.user)
-        for path, text in haproxy_config.crt_lists(spec, self.paths).items():
-            write_private(path, text)
+        self._write_crt_lists(spec)
         if not self.acme_map.exists():
             write_private(self.acme_map, "")
-        self.check(config)
+        try:
+            self.check(config)
+        except InvalidInput:
+            if self.spec is not None:
+                self._write_crt_lists(self.spec)  # the running configuration's, for its next reload
+            raise
         running = self.running()
         if running:
             self._save_server_state(spec)
@@ -227,6 +249,10 @@ class HAProxyInstance(LoadBalancerDriver):
             write_private(self.paths.state_dir / haproxy_config.SERVER_STATE, "")
             self._start()
         self.spec = spec
+
+    def _write_crt_lists(self, spec: LoadBalancerSpec) -> None:
+        for path, text in haproxy_config.crt_lists(spec, self.paths).items():
+            write_private(path, text)
 
     def running(self) -> bool:
         """The master answers on its socket."""
@@ -345,9 +371,9 @@ class HAProxyInstance(LoadBalancerDriver):
         return found
 
     def put_certificate(self, cert_id: str, pem_bundle: str) -> CertificateInfo:
-        """Check and store certificate ``cert_id`` (PEM: certificate, chain, key); when the
-        running HAProxy serves it, replace it there at run time (no reload, no dropped connection).
-        Raises InvalidInput naming the field of a bad bundle; nothing is changed then."""
+        """When the running HAProxy serves ``cert_id``, it is replaced there through the runtime
+        API first, then on disk. A bad bundle raises InvalidInput naming the field; nothing is
+        changed then."""
         info = parse_bundle(pem_bundle)
         mkdir_private(self.paths.state_dir)
         mkdir_private(self.paths.certs_dir)
@@ -358,7 +384,6 @@ class HAProxyInstance(LoadBalancerDriver):
         return info
 
     def certificate(self, cert_id: str) -> CertificateInfo:
-        """The stored certificate ``cert_id``, as checked when it was put."""
         try:
             pem = certificate_path(self.paths, cert_id).read_text()
         except FileNotFoundError:
@@ -390,7 +415,6 @@ class HAProxyInstance(LoadBalancerDriver):
         write_private(self.acme_map, "".join(f"{k} {v}\n" for k, v in challenges.items()))
 
     def put_challenge(self, token: str, key_authorization: str) -> None:
-        """Answer ACME HTTP-01 ``token`` with ``key_authorization`` on the HTTP listeners."""
         if not _ACME_TOKEN.match(token):
             raise InvalidInput("token", "must be 16-128 base64url characters")
         if not _KEY_AUTHORIZATION.match(key_authorization):
@@ -404,7 +428,6 @@ class HAProxyInstance(LoadBalancerDriver):
             self._runtime(f"{verb} map {self.acme_map} {token} {key_authorization}")
 
     def remove_challenge(self, token: str) -> None:
-        """Stop answering HTTP-01 ``token`` (idempotent)."""
         challenges = self._challenges()
         if challenges.pop(token, None) is None:
             return
