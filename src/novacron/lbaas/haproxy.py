@@ -378,7 +378,7 @@ class HAProxyInstance(LoadBalancerDriver):
         mkdir_private(self.paths.state_dir)
         mkdir_private(self.paths.certs_dir)
         path = certificate_path(self.paths, cert_id)
-        if self._serves(cert_id) and self.running():
+        if self._serves(path):
             self._replace_certificate(path, info.pem)
         write_private(path, info.pem)
         return info
@@ -390,9 +390,15 @@ class HAProxyInstance(LoadBalancerDriver):
             raise InvalidInput("cert_id", f"no certificate {cert_id} on this load balancer") from None
         return parse_bundle(pem)
 
-    def _serves(self, cert_id: str) -> bool:
-        listeners = self.spec.listeners if self.spec is not None else ()
-        return any(cert_id in (li.default_tls_container_ref, *li.sni_container_refs) for li in listeners)
+    def _serves(self, path: Path) -> bool:
+        """The running HAProxy has loaded the certificate file (``show ssl cert`` lists it); asked
+        of HAProxy rather than of :attr:`spec`, so an agent that found a running instance again
+        replaces what it serves."""
+        try:
+            loaded = _ask(self.admin_socket, "show ssl cert", timeout=2.0)
+        except Unavailable:
+            return False  # not running: the file is read at the next start
+        return str(path) in loaded.splitlines()
 
     def _replace_certificate(self, path: Path, pem: str) -> None:
         """``set ssl cert`` opens a transaction with the new bundle (the payload ends at the
