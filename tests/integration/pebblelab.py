@@ -7,8 +7,10 @@ pebble's own HTTPS (directory and management) uses a certificate from a CA made 
 ACME client (the test process, in the host's namespace) reaches the directory through a small TCP
 forwarder bound to the host's loopback that connects from inside the client namespace, and
 verifies pebble's certificate against that CA. ``PEBBLE_VA_NOSLEEP`` only removes pebble's random
-wait before validating; ``PEBBLE_AUTHZREUSE=0`` makes every order (a renewal too) validate again.
-Validation is never switched off.
+wait before validating, ``PEBBLE_WFE_NONCEREJECT=0`` its random refusal of 5 % of nonces (the
+library retries a refused nonce once; two in a row would fail a test at random), and
+``PEBBLE_AUTHZREUSE=0`` makes every order (a renewal too) validate again. Validation is never
+switched off.
 """
 
 from __future__ import annotations
