@@ -6,7 +6,11 @@ members are HAProxy processes answering ``http-request return`` (a member that c
 nothing, so what is measured is the path, not a slow origin). ``wrk`` runs in the client namespace:
 one connection (added latency p50/p99 per request) and 32 connections (requests/s), the
 targets taking turns for three rounds, each round starting with another target (medians), all in
-one run.
+one run. TLS, against the platform's TERMINATED_HTTPS listener and a hand-written HAProxy
+``bind ... ssl crt`` with the same EC P-256 certificate: handshakes/s from ``openssl s_time``
+(``CLIENTS`` processes at once, each a handshake and a ``GET /`` per connection), full handshakes
+(``-new``) and resumed ones (``-reuse``); and wrk with ``Connection: close`` at 32 connections
+(a new connection per request; wrk resumes its TLS session on each reconnect).
 Run as root: ``.venv/bin/python bench/bench_lb.py``.
 """
 
@@ -28,12 +32,15 @@ from common import load, machine  # noqa: E402
 from novacron.lbaas.haproxy import HAProxyInstance  # noqa: E402
 from novacron.lbaas.model import HealthMonitorSpec, ListenerSpec, LoadBalancerSpec, MemberSpec, PoolSpec  # noqa: E402
 from tests.integration.lblab import LbLab  # noqa: E402
+from tests.tlsca import TestCA  # noqa: E402
 
 SECONDS = 5
 #: each target is measured this many times, the targets taking turns (the machine is shared)
 ROUNDS = 3
 MEMBER_PORT = 8000
 HAND_PORT = 8080
+HAND_TLS_PORT = 8443
+TLS_NAME = "bench.example.test"
 
 MEMBER_CFG = """global
     maxconn 4096
@@ -58,6 +65,10 @@ defaults
 frontend hand
     bind {vip}:{port}
     default_backend members
+frontend hand_tls
+    mode http
+    bind {vip}:{tls_port} ssl crt {pem}
+    default_backend members
 backend members
     balance roundrobin
 {servers}
@@ -69,8 +80,9 @@ def haproxy_in(ns: str, config: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def wrk(ns: str, url: str, connections: int) -> dict[str, float]:
-    """Requests/s and latency p50/p99 (ms) of ``wrk`` against ``url`` from namespace ``ns``."""
+def wrk(ns: str, url: str, connections: int, close: bool = False) -> dict[str, float]:
+    """Requests/s and latency p50/p99 (ms) of ``wrk`` against ``url`` from namespace ``ns``;
+    ``close``: a new connection for every request."""
     threads = min(2, connections)
     argv = [
         "ip",
@@ -82,6 +94,7 @@ def wrk(ns: str, url: str, connections: int) -> dict[str, float]:
         f"-c{connections}",
         f"-d{SECONDS}s",
         "--latency",
+        *(["-H", "Connection: close"] if close else []),
         url,
     ]
     out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=SECONDS + 60).stdout
@@ -97,6 +110,71 @@ def wrk(ns: str, url: str, connections: int) -> dict[str, float]:
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     assert rps, out
     return {"rps": float(rps.group(1)), "p50": latency("50"), "p99": latency("99")}
+
+
+#: s_time processes run at once per TLS measurement (one handshake at a time each)
+CLIENTS = 4
+
+
+def handshakes(ns: str, address: str, mode: str) -> float:
+    """Handshakes/s of ``CLIENTS`` ``openssl s_time`` at once (mode ``-new``: full handshakes,
+    ``-reuse``: resumed) against ``address`` (host:port) from namespace ``ns``."""
+    argv = ["ip", "netns", "exec", ns, "openssl", "s_time", "-connect", address, mode]
+    argv += ["-time", str(SECONDS), "-www", "/"]
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) for _ in range(CLIENTS)]
+    rate = 0.0
+    for proc in procs:
+        out, _ = proc.communicate(timeout=SECONDS + 60)
+        match = re.search(r"(\d+) connections in (\d+) real seconds", out)
+        assert match, out
+        rate += int(match.group(1)) / int(match.group(2))
+    return rate
+
+
+def measure_handshakes(lab: LbLab, targets: dict[str, str]) -> None:
+    """Full and resumed handshakes/s of each target, ROUNDS times taking turns; the medians."""
+    order = list(targets)
+    for mode, kind in (("-new", "full"), ("-reuse", "resumed")):
+        runs: dict[str, list[float]] = {label: [] for label in targets}
+        for round_ in range(ROUNDS):
+            for label in order[round_ % len(order) :] + order[: round_ % len(order)]:
+                runs[label].append(handshakes(lab.client, targets[label], mode))
+        for label, rates in runs.items():
+            print(f"{CLIENTS:>2} clnt  {label:<24} {statistics.median(rates):>9.0f} {kind} handshakes/s")
+
+
+def measure(lab: LbLab, targets: dict[str, str], connections: int, close: bool = False) -> None:
+    """Each target ROUNDS times, taking turns; the medians printed."""
+    runs: dict[str, list[dict[str, float]]] = {label: [] for label in targets}
+    order = list(targets)
+    for round_ in range(ROUNDS):
+        # each round starts with another target: the shared machine's load drifts
+        for label in order[round_ % len(order) :] + order[: round_ % len(order)]:
+            runs[label].append(wrk(lab.client, targets[label], connections, close))
+    for label, results in runs.items():
+        rps, p50, p99 = (statistics.median(r[key] for r in results) for key in ("rps", "p50", "p99"))
+        figures = f"{rps:>9.0f} req/s  p50 {p50:.3f} ms  p99 {p99:.3f} ms"
+        print(f"{connections:>2} conn  {label:<24} {figures}")
+
+
+def lb_spec(lab: LbLab, members: list[str]) -> LoadBalancerSpec:
+    return LoadBalancerSpec(
+        "bench",
+        lab.vip,
+        (
+            ListenerSpec("http", "HTTP", 80, default_pool_id="members"),
+            ListenerSpec(
+                "https", "TERMINATED_HTTPS", 443, default_pool_id="members", default_tls_container_ref="cert"
+            ),
+        ),
+        (
+            PoolSpec(
+                "members",
+                members=tuple(MemberSpec(m, lab.addresses[m], MEMBER_PORT) for m in members),
+                healthmonitor=HealthMonitorSpec(type="HTTP", delay=5, timeout=2),
+            ),
+        ),
+    )
 
 
 def main() -> None:
@@ -115,21 +193,16 @@ def main() -> None:
             cfg.write_text(MEMBER_CFG.format(port=MEMBER_PORT, name=member))
             procs.append(haproxy_in(lab.member_ns(member), cfg))
         servers = "\n".join(f"    server {m} {lab.addresses[m]}:{MEMBER_PORT}" for m in members)
+        bundle = TestCA.create().bundle([TLS_NAME])
+        (workdir / "hand.pem").write_text(bundle)
         hand = workdir / "hand.cfg"
-        hand.write_text(HAND_CFG.format(vip=lab.vip, port=HAND_PORT, servers=servers))
-        spec = LoadBalancerSpec(
-            "bench",
-            lab.vip,
-            (ListenerSpec("http", "HTTP", 80, default_pool_id="members"),),
-            (
-                PoolSpec(
-                    "members",
-                    members=tuple(MemberSpec(m, lab.addresses[m], MEMBER_PORT) for m in members),
-                    healthmonitor=HealthMonitorSpec(type="HTTP", delay=5, timeout=2),
-                ),
-            ),
+        hand.write_text(
+            HAND_CFG.format(
+                vip=lab.vip, port=HAND_PORT, tls_port=HAND_TLS_PORT, pem=workdir / "hand.pem", servers=servers
+            )
         )
-        instance.apply(spec)
+        instance.put_certificate("cert", bundle)
+        instance.apply(lb_spec(lab, members))
         procs.append(haproxy_in(lab.lb, hand))
         time.sleep(1)  # the hand-written HAProxy and the members bind (foreground processes)
         targets = {
@@ -139,16 +212,21 @@ def main() -> None:
         }
         print(f"# {machine()}; {load()}; {SECONDS} s per run, median of {ROUNDS} rounds")
         for connections in (1, 32):
-            runs: dict[str, list[dict[str, float]]] = {label: [] for label in targets}
-            order = list(targets)
-            for round_ in range(ROUNDS):
-                # each round starts with another target: the shared machine's load drifts
-                for label in order[round_ % len(order) :] + order[: round_ % len(order)]:
-                    runs[label].append(wrk(lab.client, targets[label], connections))
-            for label, results in runs.items():
-                rps, p50, p99 = (statistics.median(r[key] for r in results) for key in ("rps", "p50", "p99"))
-                figures = f"{rps:>9.0f} req/s  p50 {p50:.3f} ms  p99 {p99:.3f} ms"
-                print(f"{connections:>2} conn  {label:<24} {figures}")
+            measure(lab, targets, connections)
+        print("# TLS handshakes (openssl s_time: a handshake and GET / per connection)")
+        measure_handshakes(
+            lab,
+            {
+                "hand-written HAProxy": f"{lab.vip}:{HAND_TLS_PORT}",
+                "platform load balancer": f"{lab.vip}:443",
+            },
+        )
+        print("# HTTPS, a new connection per request (wrk: Connection: close; it resumes its session)")
+        tls_targets = {
+            "hand-written HAProxy": f"https://{lab.vip}:{HAND_TLS_PORT}/",
+            "platform load balancer": f"https://{lab.vip}/",
+        }
+        measure(lab, tls_targets, 32, close=True)
         print(f"# after: {load()}")
     finally:
         instance.stop()

@@ -47,7 +47,7 @@ APT_PACKAGES=(
     nbdkit nbdkit-plugin-python
     softhsm2
     victoria-metrics prometheus prometheus-alertmanager
-    haproxy wrk keepalived socat
+    haproxy wrk keepalived socat pebble
 )
 # Node.js and npm: the dashboard's pinned browser assets (web/package-lock.json) and the Azure Blob
 # emulator (azurite) of the backup target tests. Debian 12's are enough; a newer node already on the

@@ -13,7 +13,7 @@ import pytest
 
 from novacron.errors import InvalidInput
 from novacron.lbaas.haproxy import carry_health
-from novacron.lbaas.haproxy_config import Paths, render
+from novacron.lbaas.haproxy_config import ACME_MAP, Paths, crt_lists, render
 from novacron.lbaas.model import (
     HealthMonitorSpec,
     L7PolicySpec,
@@ -140,7 +140,11 @@ def self_signed(certs: Path, name: str) -> None:
 def test_every_feature_renders_a_configuration_haproxy_accepts(tmp_path: Path) -> None:
     require(shutil.which("haproxy") is not None, "needs haproxy (scripts/setup.sh installs it)")
     self_signed(tmp_path / "certs", "cert-1")
-    config = render(full_spec(), Paths(tmp_path, tmp_path / "certs"), user="haproxy")
+    paths = Paths(tmp_path, tmp_path / "certs")
+    config = render(full_spec(), paths, user="haproxy")
+    for path, text in crt_lists(full_spec(), paths).items():
+        path.write_text(text)
+    (tmp_path / ACME_MAP).write_text("")
     checked = haproxy_accepts(config, tmp_path)
     assert checked.returncode == 0, checked.stderr + config
     for line in (
@@ -163,7 +167,7 @@ def test_every_feature_renders_a_configuration_haproxy_accepts(tmp_path: Path) -
         "send-proxy-v2",
         "check-ssl verify none",
         "maxconn 1000",
-        f"bind 10.0.0.100:8443 ssl crt {tmp_path / 'certs' / 'cert-1.pem'}",
+        f"bind 10.0.0.100:8443 ssl crt-list {tmp_path / 'certs' / 'terminated.crtlist'}",
     ):
         assert line in config, line
     assert "server m3 10.0.0.3:80 weight 1 disabled" in config

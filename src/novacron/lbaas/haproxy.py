@@ -2,8 +2,9 @@
 
 :class:`LoadBalancerDriver` is everything the platform asks of the process that serves one load
 balancer: ``apply`` a desired state (start or reload), change a member at run time without a
-reload, read member health and statistics, ``stop``. Every method is idempotent, because the task
-that calls it may run its step again after a crash.
+reload, read member health and statistics, ``stop``, and for TLS put and read certificates and
+ACME HTTP-01 answers. Every method is idempotent, because the task that calls it may run its step
+again after a crash.
 
 :class:`HAProxyInstance` runs Debian's HAProxy in master-worker mode inside the load balancer's
 network namespace (``ip netns exec``), daemonised with a pid file, so it outlives the agent that
@@ -17,6 +18,13 @@ The desired state stays the source of truth: ``set_member`` changes the running 
 instance's :attr:`~HAProxyInstance.spec` alike, so rendering that spec again (the next ``apply``)
 keeps the change.
 
+TLS: ``put_certificate`` checks a PEM bundle (:mod:`novacron.lbaas.certificates`) and writes it
+as ``certs/<id>.pem`` (0600); when the running HAProxy serves that certificate it is replaced in
+place through the runtime API (``set ssl cert`` + ``commit ssl cert``): no reload, no connection
+dropped, new handshakes get the new certificate. ``put_challenge`` / ``remove_challenge`` keep
+the ACME HTTP-01 answers in a map file that HTTP listeners serve, changed at run time with
+``add map`` / ``del map``; the files on disk always match, so the next start or reload has them.
+
 The calls block (a few milliseconds on a socket, up to the reload timeout); the agent runs them in
 a worker thread.
 """
@@ -28,6 +36,7 @@ import csv
 import dataclasses
 import io
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -39,7 +48,8 @@ from typing import Literal
 
 from novacron.errors import InvalidInput, Unavailable
 from novacron.lbaas import haproxy_config
-from novacron.lbaas.haproxy_config import Paths, name
+from novacron.lbaas.certificates import CertificateInfo, parse_bundle
+from novacron.lbaas.haproxy_config import Paths, certificate_path, name
 from novacron.lbaas.model import LoadBalancerSpec, MemberSpec
 from novacron.private import mkdir_private, write_private
 
@@ -53,6 +63,9 @@ CONFIG = "haproxy.cfg"
 _STATE_COLUMNS = 9
 #: srv_admin_state's "maintenance from the configuration" flag (``disabled``)
 _ADMIN_CONFIG_MAINT = 0x04
+#: an ACME token and key authorization (RFC 8555 section 8.1): base64url, joined by a dot
+_ACME_TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+_KEY_AUTHORIZATION = re.compile(r"^[A-Za-z0-9_-]{16,128}\.[A-Za-z0-9_-]{43}$")
 #: how long a start or reload may take before it is reported as failed
 READY_TIMEOUT_S = 15.0
 
@@ -93,6 +106,23 @@ class LoadBalancerDriver(abc.ABC):
     @abc.abstractmethod
     def stop(self) -> None:
         """Stop serving; nothing of the load balancer runs afterwards."""
+
+    @abc.abstractmethod
+    def put_certificate(self, cert_id: str, pem_bundle: str) -> CertificateInfo:
+        """Store certificate ``cert_id`` (PEM: certificate, chain, key) after checking it; a
+        certificate being served is replaced without a reload or a dropped connection."""
+
+    @abc.abstractmethod
+    def certificate(self, cert_id: str) -> CertificateInfo:
+        """The stored certificate ``cert_id``."""
+
+    @abc.abstractmethod
+    def put_challenge(self, token: str, key_authorization: str) -> None:
+        """Answer ACME HTTP-01 ``token`` on the HTTP listeners, at run time."""
+
+    @abc.abstractmethod
+    def remove_challenge(self, token: str) -> None:
+        """Stop answering ACME HTTP-01 ``token`` (idempotent)."""
 
     def member_health(self) -> dict[tuple[str, str], str]:
         """``(pool_id, member_id)`` → HAProxy's status of the member (UP, DOWN, MAINT, ...)."""
@@ -172,6 +202,10 @@ class HAProxyInstance(LoadBalancerDriver):
     def admin_socket(self) -> Path:
         return self.paths.state_dir / haproxy_config.ADMIN_SOCKET
 
+    @property
+    def acme_map(self) -> Path:
+        return self.paths.state_dir / haproxy_config.ACME_MAP
+
     def _in_netns(self, argv: Sequence[str]) -> list[str]:
         return ["ip", "netns", "exec", self.netns, *argv] if self.netns else list(argv)
 
@@ -196,7 +230,15 @@ class HAProxyInstance(LoadBalancerDriver):
         mkdir_private(self.paths.certs_dir)
         mkdir_private(self.paths.state_dir / haproxy_config.JAIL)
         config = haproxy_config.render(spec, self.paths, self.user)
-        self.check(config)
+        self._write_crt_lists(spec)
+        if not self.acme_map.exists():
+            write_private(self.acme_map, "")
+        try:
+            self.check(config)
+        except InvalidInput:
+            if self.spec is not None:
+                self._write_crt_lists(self.spec)  # the running configuration's, for its next reload
+            raise
         running = self.running()
         if running:
             self._save_server_state(spec)
@@ -207,6 +249,10 @@ class HAProxyInstance(LoadBalancerDriver):
             write_private(self.paths.state_dir / haproxy_config.SERVER_STATE, "")
             self._start()
         self.spec = spec
+
+    def _write_crt_lists(self, spec: LoadBalancerSpec) -> None:
+        for path, text in haproxy_config.crt_lists(spec, self.paths).items():
+            write_private(path, text)
 
     def running(self) -> bool:
         """The master answers on its socket."""
@@ -323,6 +369,77 @@ class HAProxyInstance(LoadBalancerDriver):
                 )
             )
         return found
+
+    def put_certificate(self, cert_id: str, pem_bundle: str) -> CertificateInfo:
+        """When the running HAProxy serves ``cert_id``, it is replaced there through the runtime
+        API first, then on disk. A bad bundle raises InvalidInput naming the field; nothing is
+        changed then."""
+        info = parse_bundle(pem_bundle)
+        mkdir_private(self.paths.state_dir)
+        mkdir_private(self.paths.certs_dir)
+        path = certificate_path(self.paths, cert_id)
+        if self._serves(path):
+            self._replace_certificate(path, info.pem)
+        write_private(path, info.pem)
+        return info
+
+    def certificate(self, cert_id: str) -> CertificateInfo:
+        try:
+            pem = certificate_path(self.paths, cert_id).read_text()
+        except FileNotFoundError:
+            raise InvalidInput("cert_id", f"no certificate {cert_id} on this load balancer") from None
+        return parse_bundle(pem)
+
+    def _serves(self, path: Path) -> bool:
+        """The running HAProxy has loaded the certificate file (``show ssl cert`` lists it); asked
+        of HAProxy rather than of :attr:`spec`, so an agent that found a running instance again
+        replaces what it serves."""
+        try:
+            loaded = _ask(self.admin_socket, "show ssl cert", timeout=2.0)
+        except Unavailable:
+            return False  # not running: the file is read at the next start
+        return str(path) in loaded.splitlines()
+
+    def _replace_certificate(self, path: Path, pem: str) -> None:
+        """``set ssl cert`` opens a transaction with the new bundle (the payload ends at the
+        blank line), ``commit ssl cert`` swaps it in for new handshakes."""
+        answer = _ask(self.admin_socket, f"set ssl cert {path} <<\n{pem}")
+        if "Transaction" not in answer:
+            raise Unavailable(f"HAProxy refused the certificate {path.name}: {answer.strip()}")
+        answer = _ask(self.admin_socket, f"commit ssl cert {path}")
+        if "Success!" not in answer:
+            _ask(self.admin_socket, f"abort ssl cert {path}")
+            raise Unavailable(f"HAProxy could not commit the certificate {path.name}: {answer.strip()}")
+
+    def _challenges(self) -> dict[str, str]:
+        if not self.acme_map.exists():
+            return {}
+        return dict(line.split(" ", 1) for line in self.acme_map.read_text().splitlines() if " " in line)
+
+    def _write_challenges(self, challenges: dict[str, str]) -> None:
+        mkdir_private(self.paths.state_dir)
+        write_private(self.acme_map, "".join(f"{k} {v}\n" for k, v in challenges.items()))
+
+    def put_challenge(self, token: str, key_authorization: str) -> None:
+        if not _ACME_TOKEN.match(token):
+            raise InvalidInput("token", "must be 16-128 base64url characters")
+        if not _KEY_AUTHORIZATION.match(key_authorization):
+            raise InvalidInput("key_authorization", "must be <token>.<account key thumbprint>")
+        challenges = self._challenges()
+        known = token in challenges
+        challenges[token] = key_authorization
+        self._write_challenges(challenges)
+        if self.running():
+            verb = "set" if known else "add"
+            self._runtime(f"{verb} map {self.acme_map} {token} {key_authorization}")
+
+    def remove_challenge(self, token: str) -> None:
+        challenges = self._challenges()
+        if challenges.pop(token, None) is None:
+            return
+        self._write_challenges(challenges)
+        if self.running():
+            self._runtime(f"del map {self.acme_map} {token}")
 
     def _master_pid(self) -> int | None:
         try:

@@ -40,6 +40,10 @@ POOL_VAR = "txn.l7pool"
 #: the admin socket (runtime API) and saved server state, relative to the state directory
 ADMIN_SOCKET = "admin.sock"
 SERVER_STATE = "server-state"
+#: the HTTP-01 challenges HTTP listeners answer (token → key authorization), in the state directory
+ACME_MAP = "acme-http01.map"
+#: where HTTP-01 validation asks (RFC 8555 section 8.3); the token is the path's fourth field
+ACME_PREFIX = "/.well-known/acme-challenge/"
 #: the empty directory the workers are jailed in (chroot) when they run as an unprivileged user
 JAIL = "jail"
 #: a reload lets the old worker finish its connections for this long
@@ -65,6 +69,29 @@ class Paths:
 
     state_dir: Path
     certs_dir: Path
+
+
+def certificate_path(paths: Paths, ref: str) -> Path:
+    """The PEM bundle (certificate, chain, key) of certificate ``ref``."""
+    return paths.certs_dir / f"{name(ref)}.pem"
+
+
+def crt_list_path(paths: Paths, listener: ListenerSpec) -> Path:
+    return paths.certs_dir / f"{name(listener.id)}.crtlist"
+
+
+def crt_lists(spec: LoadBalancerSpec, paths: Paths) -> dict[Path, str]:
+    """Each TERMINATED_HTTPS listener's ``crt-list``: one certificate a line, the default
+    (served to clients without SNI, or naming none of the certificates) first. No SNI filters:
+    HAProxy selects each certificate by the names it holds, so a certificate replaced at run time
+    with other names is served by its new names."""
+    lists = {}
+    for listener in spec.listeners:
+        if listener.default_tls_container_ref is not None:
+            refs = dict.fromkeys((listener.default_tls_container_ref, *listener.sni_container_refs))
+            lines = [f"{certificate_path(paths, ref)}\n" for ref in refs]
+            lists[crt_list_path(paths, listener)] = "".join(lines)
+    return lists
 
 
 def name(object_id: str) -> str:
@@ -143,9 +170,10 @@ def _stats_frontend(spec: LoadBalancerSpec) -> list[str]:
 def _frontend(spec: LoadBalancerSpec, listener: ListenerSpec, paths: Paths) -> list[str]:
     bind = f"    bind {_endpoint(spec.vip_address, listener.protocol_port)}"
     if listener.default_tls_container_ref is not None:
-        refs = (listener.default_tls_container_ref, *listener.sni_container_refs)
-        bind += " ssl" + "".join(f" crt {paths.certs_dir / (name(ref) + '.pem')}" for ref in refs)
+        bind += f" ssl crt-list {crt_list_path(paths, listener)}"
     lines = [f"frontend {name(listener.id)}", f"    mode {'http' if listener.http else 'tcp'}", bind]
+    if listener.protocol == "HTTP":
+        lines += _acme_http01(paths)
     if listener.connection_limit is not None:
         lines.append(f"    maxconn {listener.connection_limit}")
     if listener.timeout_client_data is not None:
@@ -161,6 +189,18 @@ def _frontend(spec: LoadBalancerSpec, listener: ListenerSpec, paths: Paths) -> l
     if listener.default_pool_id is not None:
         lines.append(f"    default_backend {name(listener.default_pool_id)}")
     return lines
+
+
+def _acme_http01(paths: Paths) -> list[str]:
+    """Answer ACME HTTP-01 validation from the challenge map, before any L7 policy, so the load
+    balancer proves control of its names itself; the runtime API adds and removes tokens."""
+    token = f"path,field(4,/),map({paths.state_dir / ACME_MAP})"
+    return [
+        f"    acl acme_http01 path_beg {ACME_PREFIX}",
+        f"    acl acme_token_known {token} -m found",
+        f'    http-request return status 200 content-type text/plain lf-string "%[{token}]"'
+        " if acme_http01 acme_token_known",
+    ]
 
 
 def _rule_acl(rule: L7RuleSpec) -> str:

@@ -279,8 +279,9 @@ class L7PolicySpec:
 @dataclass(frozen=True)
 class ListenerSpec:
     """A port of the VIP. Timeouts are in milliseconds (None: the defaults); ``connection_limit``
-    None is unlimited. TERMINATED_HTTPS takes its certificates by reference (the PEM files are
-    placed by the caller; the certificate store comes with the API)."""
+    None is unlimited. TERMINATED_HTTPS takes its certificates by reference: the default one
+    (served without SNI) and those chosen by SNI, put on the load balancer by
+    ``HAProxyInstance.put_certificate`` (the encrypted certificate store comes with the API)."""
 
     id: str
     protocol: ListenerProtocol
