@@ -28,6 +28,7 @@ from pathlib import Path
 
 from novacron.errors import InvalidInput, Unavailable
 from novacron.lbaas import keepalived_config
+from novacron.lbaas.certificates import CertificateInfo
 from novacron.lbaas.haproxy import (
     READY_TIMEOUT_S,
     HAProxyInstance,
@@ -200,6 +201,19 @@ class ActiveStandbyInstance(LoadBalancerDriver):
 
     def stats(self) -> list[MemberStat]:
         return self.haproxy.stats()
+
+    # certificates and ACME answers are this amphora's HAProxy's (the agent calls both amphorae)
+    def put_certificate(self, cert_id: str, pem_bundle: str) -> CertificateInfo:
+        return self.haproxy.put_certificate(cert_id, pem_bundle)
+
+    def certificate(self, cert_id: str) -> CertificateInfo:
+        return self.haproxy.certificate(cert_id)
+
+    def put_challenge(self, token: str, key_authorization: str) -> None:
+        self.haproxy.put_challenge(token, key_authorization)
+
+    def remove_challenge(self, token: str) -> None:
+        self.haproxy.remove_challenge(token)
 
     def holds_vip(self) -> bool:
         return self.vrrp.holds_vip()
