@@ -25,6 +25,12 @@ dropped, new handshakes get the new certificate. ``put_challenge`` / ``remove_ch
 the ACME HTTP-01 answers in a map file that HTTP listeners serve, changed at run time with
 ``add map`` / ``del map``; the files on disk always match, so the next start or reload has them.
 
+Abuse protection (:mod:`novacron.lbaas.protection`): ``ban`` / ``unban`` / ``bans`` change and
+read a protected listener's ban table through the runtime API (HAProxy ends each ban itself), and
+``guard`` reads the listener's stick table and bans the sources :func:`novacron.lbaas.guard.decide`
+picks, for the agent to call every second. A reload starts with empty tables, so ``apply`` puts
+the running bans back after it.
+
 The calls block (a few milliseconds on a socket, up to the reload timeout); the agent runs them in
 a worker thread.
 """
@@ -49,8 +55,19 @@ from typing import Literal
 from novacron.errors import InvalidInput, Unavailable
 from novacron.lbaas import haproxy_config
 from novacron.lbaas.certificates import CertificateInfo, parse_bundle
+from novacron.lbaas.guard import (
+    Ban,
+    BanDecision,
+    SourceRow,
+    decide,
+    display_address,
+    parse_bans,
+    parse_table,
+    table_key,
+)
 from novacron.lbaas.haproxy_config import Paths, certificate_path, name
 from novacron.lbaas.model import LoadBalancerSpec, MemberSpec
+from novacron.lbaas.protection import MAX_BAN_S, ListenerProtection, ban_table
 from novacron.private import mkdir_private, write_private
 
 MemberState = Literal["ready", "drain", "maint"]
@@ -153,6 +170,13 @@ def _runtime_ok(answer: str, command: str) -> None:
         raise Unavailable(f"HAProxy refused {command!r}: {text}")
 
 
+def _ban_key(source: str) -> str:
+    try:
+        return table_key(source)
+    except ValueError:
+        raise InvalidInput("source", "must be an IPv4 or IPv6 address") from None
+
+
 def carry_health(state: str, spec: LoadBalancerSpec) -> str:
     """``show servers state`` with only the health kept: weights and admin state (maintenance)
     become those ``spec`` renders, so the desired state wins over earlier run-time changes, and
@@ -193,6 +217,8 @@ class HAProxyInstance(LoadBalancerDriver):
         self.haproxy = haproxy
         #: the desired state last applied, with the run-time changes made since
         self.spec: LoadBalancerSpec | None = None
+        #: why each (listener id, source) was banned (HAProxy's table holds only the end)
+        self._ban_reasons: dict[tuple[str, str], str] = {}
 
     @property
     def master_socket(self) -> Path:
@@ -240,6 +266,7 @@ class HAProxyInstance(LoadBalancerDriver):
                 self._write_crt_lists(self.spec)  # the running configuration's, for its next reload
             raise
         running = self.running()
+        bans = self.bans() if running and self.spec is not None else []
         if running:
             self._save_server_state(spec)
         write_private(self.paths.state_dir / CONFIG, config)
@@ -249,6 +276,7 @@ class HAProxyInstance(LoadBalancerDriver):
             write_private(self.paths.state_dir / haproxy_config.SERVER_STATE, "")
             self._start()
         self.spec = spec
+        self._restore_bans(bans)
 
     def _write_crt_lists(self, spec: LoadBalancerSpec) -> None:
         for path, text in haproxy_config.crt_lists(spec, self.paths).items():
@@ -440,6 +468,68 @@ class HAProxyInstance(LoadBalancerDriver):
         self._write_challenges(challenges)
         if self.running():
             self._runtime(f"del map {self.acme_map} {token}")
+
+    def _protected(self, listener_id: str) -> ListenerProtection:
+        listener = next((li for li in self._applied().listeners if li.id == listener_id), None)
+        if listener is None or listener.protection is None:
+            raise InvalidInput("listener_id", f"listener {listener_id} has no protection")
+        return listener.protection
+
+    def ban(self, listener_id: str, source: str, seconds: int, reason: str = "") -> Ban:
+        """Refuse ``source``'s connections to the listener for ``seconds``, at run time: HAProxy
+        itself ends the ban (:mod:`novacron.lbaas.protection`); banning again sets a new end."""
+        self._protected(listener_id)
+        key = _ban_key(source)
+        if not 1 <= seconds <= MAX_BAN_S:
+            raise InvalidInput("seconds", f"must be from 1 to {MAX_BAN_S}")
+        until = int(time.time()) + seconds
+        self._runtime(f"set table {ban_table(name(listener_id))} key {key} data.gpt0 {until}")
+        self._ban_reasons[(listener_id, display_address(key))] = reason
+        return Ban(listener_id, display_address(key), seconds, reason)
+
+    def unban(self, listener_id: str, source: str) -> None:
+        """Lift ``source``'s ban on the listener (idempotent)."""
+        self._protected(listener_id)
+        key = _ban_key(source)
+        self._runtime(f"clear table {ban_table(name(listener_id))} key {key}")
+        self._ban_reasons.pop((listener_id, display_address(key)), None)
+
+    def bans(self, listener_id: str | None = None) -> list[Ban]:
+        """The running bans (of one listener, or of all), with the seconds left of each."""
+        listeners = [li.id for li in self._applied().listeners if li.protection is not None]
+        found = []
+        for lid in listeners if listener_id is None else [listener_id]:
+            self._protected(lid)
+            answer = _ask(self.admin_socket, f"show table {ban_table(name(lid))}")
+            for ban in parse_bans(lid, answer, time.time()):
+                found.append(dataclasses.replace(ban, reason=self._ban_reasons.get((lid, ban.source), "")))
+        return found
+
+    def _restore_bans(self, bans: list[Ban]) -> None:
+        """A reload starts with empty tables: the bans of listeners still protected go back in."""
+        protected = {li.id for li in self._applied().listeners if li.protection is not None}
+        for ban in bans:
+            if ban.listener_id in protected:
+                self.ban(ban.listener_id, ban.source, ban.seconds_left, ban.reason)
+
+    def sources(self, listener_id: str) -> list[SourceRow]:
+        """Each source the listener tracks, with its rates and open connections."""
+        self._protected(listener_id)
+        return parse_table(_ask(self.admin_socket, f"show table {name(listener_id)}"))
+
+    def guard(self) -> list[BanDecision]:
+        """Ban the sources the traffic shows abusing a protected listener
+        (:func:`novacron.lbaas.guard.decide`); the decisions, with the numbers behind them."""
+        decisions = []
+        for listener in self._applied().listeners:
+            if listener.protection is None:
+                continue
+            banned = {ban.source for ban in self.bans(listener.id)}
+            rows = self.sources(listener.id)
+            for decision in decide(listener.id, listener.protection, rows, banned):
+                self.ban(listener.id, decision.source, decision.ban_seconds, decision.reason)
+                decisions.append(decision)
+        return decisions
 
     def _master_pid(self) -> int | None:
         try:

@@ -34,6 +34,7 @@ from novacron.lbaas.model import (
     PoolSpec,
     expected_status_codes,
 )
+from novacron.lbaas.protection import ban_backend, frontend_lines
 
 #: the variable the L7 policies record their chosen pool in
 POOL_VAR = "txn.l7pool"
@@ -120,6 +121,7 @@ def render(spec: LoadBalancerSpec, paths: Paths, user: str | None = None) -> str
     sections = [_global(spec, paths, user), _defaults(), _stats_frontend(spec)]
     sections += [_frontend(spec, listener, paths) for listener in spec.listeners]
     sections += [_backend(spec, pool) for pool in spec.pools]
+    sections += [ban_backend(name(li.id)) for li in spec.listeners if li.protection is not None]
     return "\n".join("\n".join(lines) + "\n" for lines in sections)
 
 
@@ -172,6 +174,8 @@ def _frontend(spec: LoadBalancerSpec, listener: ListenerSpec, paths: Paths) -> l
     if listener.default_tls_container_ref is not None:
         bind += f" ssl crt-list {crt_list_path(paths, listener)}"
     lines = [f"frontend {name(listener.id)}", f"    mode {'http' if listener.http else 'tcp'}", bind]
+    if listener.protection is not None:
+        lines += frontend_lines(name(listener.id), listener.protection, listener.http)
     if listener.protocol == "HTTP":
         lines += _acme_http01(paths)
     if listener.connection_limit is not None:

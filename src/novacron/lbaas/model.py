@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from novacron.errors import Conflict, InvalidInput
+from novacron.lbaas.protection import ListenerProtection
 
 ListenerProtocol = Literal["TCP", "HTTP", "HTTPS", "TERMINATED_HTTPS"]
 #: PROXY / PROXYV2: the pool's members get the PROXY protocol header (v1 / v2) before the traffic
@@ -281,7 +282,9 @@ class ListenerSpec:
     """A port of the VIP. Timeouts are in milliseconds (None: the defaults); ``connection_limit``
     None is unlimited. TERMINATED_HTTPS takes its certificates by reference: the default one
     (served without SNI) and those chosen by SNI, put on the load balancer by
-    ``HAProxyInstance.put_certificate`` (the encrypted certificate store comes with the API)."""
+    ``HAProxyInstance.put_certificate`` (the encrypted certificate store comes with the API).
+    ``protection``: per-source limits, allow and deny lists and bans
+    (:mod:`novacron.lbaas.protection`)."""
 
     id: str
     protocol: ListenerProtocol
@@ -295,6 +298,7 @@ class ListenerSpec:
     l7policies: tuple[L7PolicySpec, ...] = ()
     default_tls_container_ref: str | None = None
     sni_container_refs: tuple[str, ...] = ()
+    protection: ListenerProtection | None = None
 
     def __post_init__(self) -> None:
         _check_id("listener.id", self.id)
@@ -308,6 +312,8 @@ class ListenerSpec:
             raise InvalidInput("insert_headers", "only HTTP listeners can insert headers")
         if self.l7policies and not http:
             raise InvalidInput("l7policies", "only HTTP listeners have L7 policies")
+        if self.protection is not None:
+            self.protection.check_for(http)
         tls = self.protocol == "TERMINATED_HTTPS"
         if tls != (self.default_tls_container_ref is not None) or (self.sni_container_refs and not tls):
             raise InvalidInput("default_tls_container_ref", "is required by, and only by, TERMINATED_HTTPS")
