@@ -172,4 +172,4 @@ def test_ban_table_lists_only_running_bans_with_time_left() -> None:
         "0x7fd6f80465b9: key=::ffff:10.77.0.21 use=0 exp=86399995 gpt0=999990\n"
     )
     bans = parse_bans("web", answer, now=1000000.4)
-    assert [(b.source, b.seconds_left) for b in bans] == [("10.77.0.20", 5)]
+    assert [(b.source, b.seconds_left, b.until) for b in bans] == [("10.77.0.20", 5, 1000005)]

@@ -61,11 +61,12 @@ class BanDecision:
 
 @dataclass(frozen=True)
 class Ban:
-    """A source on a listener's ban list and the seconds left of its ban."""
+    """A source on a listener's ban list, the seconds left of its ban and its end (Unix s)."""
 
     listener_id: str
     source: str
     seconds_left: int
+    until: int
     reason: str = ""
 
 
@@ -113,9 +114,9 @@ def parse_bans(listener_id: str, answer: str, now: float) -> list[Ban]:
     """``show table`` of a ban table: the bans still running at ``now`` (Unix seconds)."""
     bans = []
     for source, fields in _entries(answer):
-        left = fields.get("gpt0", 0) - int(now)
-        if left > 0:
-            bans.append(Ban(listener_id, source, left))
+        until = fields.get("gpt0", 0)
+        if until - int(now) > 0:
+            bans.append(Ban(listener_id, source, until - int(now), until))
     return bans
 
 

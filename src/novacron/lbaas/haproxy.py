@@ -41,6 +41,7 @@ import abc
 import csv
 import dataclasses
 import io
+import math
 import os
 import re
 import signal
@@ -482,10 +483,14 @@ class HAProxyInstance(LoadBalancerDriver):
         key = _ban_key(source)
         if not 1 <= seconds <= MAX_BAN_S:
             raise InvalidInput("seconds", f"must be from 1 to {MAX_BAN_S}")
-        until = int(time.time()) + seconds
+        # HAProxy compares whole seconds: rounding up keeps the source out at least ``seconds``
+        until = math.ceil(time.time()) + seconds
+        self._set_ban(listener_id, key, until, reason)
+        return Ban(listener_id, display_address(key), seconds, until, reason)
+
+    def _set_ban(self, listener_id: str, key: str, until: int, reason: str) -> None:
         self._runtime(f"set table {ban_table(name(listener_id))} key {key} data.gpt0 {until}")
         self._ban_reasons[(listener_id, display_address(key))] = reason
-        return Ban(listener_id, display_address(key), seconds, reason)
 
     def unban(self, listener_id: str, source: str) -> None:
         """Lift ``source``'s ban on the listener (idempotent)."""
@@ -510,7 +515,7 @@ class HAProxyInstance(LoadBalancerDriver):
         protected = {li.id for li in self._applied().listeners if li.protection is not None}
         for ban in bans:
             if ban.listener_id in protected:
-                self.ban(ban.listener_id, ban.source, ban.seconds_left, ban.reason)
+                self._set_ban(ban.listener_id, table_key(ban.source), ban.until, ban.reason)
 
     def sources(self, listener_id: str) -> list[SourceRow]:
         """Each source the listener tracks, with its rates and open connections."""
