@@ -12,13 +12,20 @@ after a failure.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from novacron.lbaas.haproxy import HAProxyInstance
+from tests.conftest import require, short_tmpdir
+from tests.integration.netsec_topo import have_netns
 
 
 def sh(cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -237,3 +244,21 @@ class LbLab:
         self.servers.clear()
         for ns in reversed(self.namespaces):
             sh(f"ip netns del {ns}", check=False)
+
+
+@contextmanager
+def haproxy_lab(prefix: str, members: int) -> Iterator[tuple[LbLab, HAProxyInstance]]:
+    """A lab with ``members`` members and the seam's HAProxy (not yet applied) in its load
+    balancer's namespace; everything removed afterwards, even after a failure."""
+    require(have_netns(), "needs root and network namespaces")
+    require(shutil.which("haproxy") is not None, "needs haproxy (scripts/setup.sh installs it)")
+    workdir = short_tmpdir(prefix)
+    lab = LbLab(workdir)
+    instance = HAProxyInstance(workdir / "lb", netns=lab.lb)
+    try:
+        lab.up(members=members)
+        yield lab, instance
+    finally:
+        instance.stop()
+        lab.down()
+        shutil.rmtree(workdir, ignore_errors=True)

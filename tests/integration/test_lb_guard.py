@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -27,10 +26,8 @@ from novacron.lbaas.guard import BanDecision
 from novacron.lbaas.haproxy import HAProxyInstance
 from novacron.lbaas.model import ListenerSpec, LoadBalancerSpec, MemberSpec, PoolSpec
 from novacron.lbaas.protection import ListenerProtection
-from tests.conftest import require, short_tmpdir
 from tests.integration.lbattack import FLOOD, PACED_CLIENT, SLOWLORIS, Traffic, p99, start
-from tests.integration.lblab import BATCH_CLIENT, LbLab
-from tests.integration.netsec_topo import have_netns
+from tests.integration.lblab import BATCH_CLIENT, LbLab, haproxy_lab
 
 PORT = 80
 ATTACKER = "10.77.0.20"
@@ -69,24 +66,16 @@ class GuardLab:
 
 @pytest.fixture
 def guard_lab() -> Iterator[GuardLab]:
-    require(have_netns(), "needs root and network namespaces")
-    require(shutil.which("haproxy") is not None, "needs haproxy (scripts/setup.sh installs it)")
-    workdir = short_tmpdir("nclg")
-    lab = LbLab(workdir)
-    instance = HAProxyInstance(workdir / "lb", netns=lab.lb)
-    traffic: list[Traffic] = []
-    try:
-        names = lab.up(members=2)
-        attacker, _ = lab.add_host("atk", 20)
-        members = tuple(MemberSpec(n, lab.addresses[n], 80) for n in names)
-        instance.apply(spec(lab, members, PROTECTION))
-        yield GuardLab(lab, instance, attacker, traffic)
-    finally:
-        for running in traffic:
-            running.kill()
-        instance.stop()
-        lab.down()
-        shutil.rmtree(workdir, ignore_errors=True)
+    with haproxy_lab("nclg", members=2) as (lab, instance):
+        traffic: list[Traffic] = []
+        try:
+            members = tuple(MemberSpec(n, address, 80) for n, address in lab.addresses.items())
+            attacker, _ = lab.add_host("atk", 20)
+            instance.apply(spec(lab, members, PROTECTION))
+            yield GuardLab(lab, instance, attacker, traffic)
+        finally:
+            for running in traffic:
+                running.kill()
 
 
 def spec(lab: LbLab, members: tuple[MemberSpec, ...], protection: ListenerProtection) -> LoadBalancerSpec:

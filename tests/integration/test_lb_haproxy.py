@@ -9,7 +9,6 @@ members are drained, re-weighted and added, and where L7 policies send requests.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -28,9 +27,7 @@ from novacron.lbaas.model import (
     PoolSpec,
     SessionPersistenceSpec,
 )
-from tests.conftest import require, short_tmpdir
-from tests.integration.lblab import LbLab, sh
-from tests.integration.netsec_topo import have_netns
+from tests.integration.lblab import LbLab, haproxy_lab, sh
 
 PORT = 80
 #: checks every second; down after 2 failures, up after 2 successes
@@ -39,18 +36,8 @@ MONITOR = HealthMonitorSpec(type="HTTP", delay=1, timeout=1, max_retries=2, max_
 
 @pytest.fixture
 def lab() -> Iterator[tuple[LbLab, HAProxyInstance]]:
-    require(have_netns(), "needs root and network namespaces")
-    require(shutil.which("haproxy") is not None, "needs haproxy (scripts/setup.sh installs it)")
-    workdir = short_tmpdir("nclb")
-    lab = LbLab(workdir)
-    instance = HAProxyInstance(workdir / "lb", netns=lab.lb)
-    try:
-        lab.up(members=3)
-        yield lab, instance
-    finally:
-        instance.stop()
-        lab.down()
-        shutil.rmtree(workdir, ignore_errors=True)
+    with haproxy_lab("nclb", members=3) as made:
+        yield made
 
 
 def member(lab: LbLab, name: str, **kw: object) -> MemberSpec:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import stat
 import subprocess
 import sys
@@ -28,9 +27,8 @@ from novacron.errors import InvalidInput, Unavailable
 from novacron.lbaas.acme import AcmeClient, AcmeDirectory, issue_certificate, renew, renew_if_due
 from novacron.lbaas.haproxy import HAProxyInstance
 from novacron.lbaas.model import ListenerSpec, LoadBalancerSpec, MemberSpec, PoolSpec
-from tests.conftest import require, short_tmpdir
-from tests.integration.lblab import LbLab
-from tests.integration.netsec_topo import have_netns
+from tests.conftest import require
+from tests.integration.lblab import LbLab, haproxy_lab
 from tests.integration.pebblelab import Pebble, have_pebble
 from tests.tlsca import TestCA
 
@@ -110,18 +108,8 @@ def finish(loop: tuple[subprocess.Popen[str], Path]) -> dict[str, Any]:
 
 @pytest.fixture
 def lab() -> Iterator[tuple[LbLab, HAProxyInstance]]:
-    require(have_netns(), "needs root and network namespaces")
-    require(shutil.which("haproxy") is not None, "needs haproxy (scripts/setup.sh installs it)")
-    workdir = short_tmpdir("nctls")
-    lab = LbLab(workdir)
-    instance = HAProxyInstance(workdir / "lb", netns=lab.lb)
-    try:
-        lab.up(members=2)
-        yield lab, instance
-    finally:
-        instance.stop()
-        lab.down()
-        shutil.rmtree(workdir, ignore_errors=True)
+    with haproxy_lab("nctls", members=2) as made:
+        yield made
 
 
 def tls_spec(lab: LbLab, default: str, sni: tuple[str, ...] = ()) -> LoadBalancerSpec:
