@@ -31,6 +31,8 @@ ARTIFACTS = ROOT / "test-artifacts" / "web"
 PASSWORD = "correct-horse-battery-9"
 PHONE = {"width": 360, "height": 740}
 DESKTOP = {"width": 1440, "height": 900}
+#: (size, viewport, colour scheme) every page is checked in
+VIEWS = (("phone", PHONE, "light"), ("desktop", DESKTOP, "light"), ("desktop", DESKTOP, "dark"))
 
 
 @dataclass

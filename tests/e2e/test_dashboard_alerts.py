@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import Server, destroy_server, make_server
 from tests.e2e.browser import Browser, page_problems
-from tests.e2e.conftest import DESKTOP, PASSWORD, PHONE
+from tests.e2e.conftest import DESKTOP, PASSWORD, PHONE, VIEWS
 
 SECRET = "whsec-dashboard-0123456789"
 #: a private range the egress guard is told to open, so the webhook's URL is accepted
@@ -239,11 +239,7 @@ def test_a_firing_alert_shows_and_is_silenced_from_its_row(env: Env, browser: An
 
 def test_alert_pages_phone_and_desktop(env: Env, browser: Any) -> None:
     problems: list[str] = []
-    for size, viewport, scheme in (
-        ("phone", PHONE, "light"),
-        ("desktop", DESKTOP, "light"),
-        ("desktop", DESKTOP, "dark"),
-    ):
+    for size, viewport, scheme in VIEWS:
         b = Browser(browser, env.server.url, viewport, scheme)
         try:
             b.login("alpha-ops", PASSWORD, tenant="alpha")

@@ -29,7 +29,7 @@ import pytest
 from novacron.network.linux import names
 from tests.conftest import Guest, Server, destroy_server, import_guest_image, make_server, require
 from tests.e2e.browser import Browser, page_problems
-from tests.e2e.conftest import DESKTOP, PASSWORD, PHONE
+from tests.e2e.conftest import DESKTOP, PASSWORD, PHONE, VIEWS
 from tests.integration.test_quota_api import SIM
 from tests.integration.test_slo import (
     HTTP_SERVER,
@@ -199,11 +199,7 @@ def test_slo_pages_phone_and_desktop(env: Env, browser: Any) -> None:
     slos = env.apis["alpha"].get("/v1/slos").json()["items"]
     routes = PAGES + [f"/slos/{slos[0]['id']}"] if slos else PAGES
     problems: list[str] = []
-    for size, viewport, scheme in (
-        ("phone", PHONE, "light"),
-        ("desktop", DESKTOP, "light"),
-        ("desktop", DESKTOP, "dark"),
-    ):
+    for size, viewport, scheme in VIEWS:
         b = Browser(browser, env.server.url, viewport, scheme)
         try:
             b.login("alpha-ops", PASSWORD, tenant="alpha")

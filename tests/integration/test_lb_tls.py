@@ -132,13 +132,19 @@ def tls_spec(lab: LbLab, default: str, sni: tuple[str, ...] = ()) -> LoadBalance
     )
 
 
+def _test_ca(net: LbLab) -> tuple[TestCA, Path]:
+    """A CA made for the test, and its certificate's file (what the clients trust)."""
+    ca = TestCA.create()
+    cafile = net.workdir / "ca.pem"
+    cafile.write_text(ca.pem)
+    return ca, cafile
+
+
 def test_each_name_gets_its_certificate_by_sni_and_clients_without_sni_the_default(
     lab: tuple[LbLab, HAProxyInstance],
 ) -> None:
     net, instance = lab
-    ca = TestCA.create()
-    cafile = net.workdir / "ca.pem"
-    cafile.write_text(ca.pem)
+    ca, cafile = _test_ca(net)
     www = instance.put_certificate("cert-www", ca.bundle(["www.example.test"]))
     api = instance.put_certificate("cert-api", ca.bundle(["api.example.test", "*.api.example.test"]))
     instance.apply(tls_spec(net, "cert-www", ("cert-api",)))
@@ -169,9 +175,7 @@ def test_a_certificate_replaced_at_run_time_drops_no_request_and_needs_no_reload
     lab: tuple[LbLab, HAProxyInstance],
 ) -> None:
     net, instance = lab
-    ca = TestCA.create()
-    cafile = net.workdir / "ca.pem"
-    cafile.write_text(ca.pem)
+    ca, cafile = _test_ca(net)
     old = instance.put_certificate("cert-www", ca.bundle(["www.example.test"]))
     instance.apply(tls_spec(net, "cert-www"))
     client = TlsClient(net, cafile)

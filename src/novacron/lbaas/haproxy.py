@@ -147,6 +147,16 @@ class LoadBalancerDriver(abc.ABC):
         return {(s.pool_id, s.member_id): s.status for s in self.stats()}
 
 
+def check_config(checker: Sequence[str], candidate: Path, config: str) -> subprocess.CompletedProcess[str]:
+    """Run an engine's own configuration check (``checker`` + the file) on ``config``, written
+    privately to ``candidate`` for the check only."""
+    write_private(candidate, config)
+    try:
+        return subprocess.run([*checker, str(candidate)], capture_output=True, text=True, timeout=30)
+    finally:
+        candidate.unlink(missing_ok=True)
+
+
 def _ask(path: Path, command: str, timeout: float = 5.0) -> str:
     """One command on an HAProxy CLI socket; the answer is everything up to the socket's close."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
@@ -239,13 +249,7 @@ class HAProxyInstance(LoadBalancerDriver):
     def check(self, config: str) -> None:
         """Raise InvalidInput with HAProxy's own words when ``config`` is not valid."""
         candidate = self.paths.state_dir / (CONFIG + ".new")
-        write_private(candidate, config)
-        try:
-            proc = subprocess.run(
-                [self.haproxy, "-c", "-f", str(candidate)], capture_output=True, text=True, timeout=30
-            )
-        finally:
-            candidate.unlink(missing_ok=True)
+        proc = check_config([self.haproxy, "-c", "-f"], candidate, config)
         if proc.returncode != 0:
             alerts = [line for line in proc.stderr.splitlines() if "ALERT" in line]
             raise InvalidInput(

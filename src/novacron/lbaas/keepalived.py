@@ -35,6 +35,7 @@ from novacron.lbaas.haproxy import (
     LoadBalancerDriver,
     MemberStat,
     MemberState,
+    check_config,
 )
 from novacron.lbaas.keepalived_config import VRRPPaths
 from novacron.lbaas.model import AmphoraSpec, LoadBalancerSpec, MemberSpec
@@ -76,13 +77,7 @@ class VRRPInstance:
     def check(self, config: str) -> None:
         """Raise InvalidInput with keepalived's own words when ``config`` is not valid."""
         candidate = self.paths.state_dir / (keepalived_config.CONFIG + ".new")
-        write_private(candidate, config)
-        try:
-            proc = subprocess.run(
-                [self.keepalived, "-t", "-f", str(candidate)], capture_output=True, text=True, timeout=30
-            )
-        finally:
-            candidate.unlink(missing_ok=True)
+        proc = check_config([self.keepalived, "-t", "-f"], candidate, config)
         if proc.returncode != 0:
             raise InvalidInput("configuration", proc.stderr.strip() or "rejected by keepalived -t")
 
