@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
+from novacron.lbaas.model import LoadBalancerSpec
 from novacron.monitoring.slo.checks import Check
 from novacron.network.wire import HostState, from_dict, to_dict
 from novacron.virt.base import DiskSource, Nic
@@ -354,3 +355,38 @@ class NetworkSync(Request):
 
     state: HostState
     generation: int = 0
+
+
+# ---- load balancers ---------------------------------------------------------------------------
+
+
+@operation("lb_apply")
+@dataclass(frozen=True)
+class LbApply(Request):
+    """Run (start or reload) one load balancer's HAProxy, and for ACTIVE_STANDBY this host's
+    amphora's keepalived, in the namespace of leg ``leg_id`` with this desired state.
+    ``secrets`` (``{"certificates": {tls_container_ref: PEM bundle}}``) waits sealed in the
+    database; ``wait_namespace_s``: the network sync creating the namespace may land after this."""
+
+    spec: LoadBalancerSpec
+    leg_id: str
+    amphora_id: str | None = None
+    secrets: dict[str, Any] = field(default_factory=dict)
+    wait_namespace_s: float = 30.0
+
+
+@operation("lb_remove")
+@dataclass(frozen=True)
+class LbRemove(Request):
+    """Stop a load balancer's HAProxy (and keepalived) on this host and forget its files."""
+
+    loadbalancer_id: str
+    leg_id: str
+
+
+@operation("lb_status")
+@dataclass(frozen=True)
+class LbStatus(Request):
+    """Read a load balancer's member health and VRRP state on this host."""
+
+    loadbalancer_id: str

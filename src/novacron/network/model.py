@@ -148,6 +148,22 @@ class RouterSpec:
     floating_ips: tuple[NatRule, ...] = ()
 
 
+@dataclass(frozen=True)
+class LoadBalancerLeg:
+    """A load balancer's namespace on this host with its leg on one tenant network: the whole
+    load balancer (SINGLE) or one amphora (ACTIVE_STANDBY, where keepalived adds the VIP)."""
+
+    #: the load balancer's id (SINGLE) or the amphora's: names the namespace
+    id: str
+    tenant_id: str
+    network_id: str
+    mac: str
+    #: CIDR form on the leg: the VIP for SINGLE, the amphora's own VRRP address for ACTIVE_STANDBY
+    addresses: tuple[str, ...]
+    #: the default route inside the namespace (the subnet's gateway)
+    gateway: str | None = None
+
+
 class NetworkBackend(abc.ABC):
     """One host's datapath, as its agent drives it (or a test, against a namespace or the fake)."""
 

@@ -13,7 +13,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
-from novacron.network.model import NetworkSpec, PortSpec, RouterSpec
+from novacron.network.model import LoadBalancerLeg, NetworkSpec, PortSpec, RouterSpec
 
 T = TypeVar("T")
 
@@ -38,6 +38,8 @@ class HostState:
     networks: tuple[HostNetwork, ...] = ()
     ports: tuple[PortSpec, ...] = ()
     routers: tuple[RouterSpec, ...] = ()
+    #: load balancers' (or amphorae's) namespaces placed on this host
+    loadbalancers: tuple[LoadBalancerLeg, ...] = ()
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
