@@ -53,6 +53,8 @@ def _include_optional(app: FastAPI) -> None:
         dashboards,
         dr,
         encryption,
+        loadbalancer_pools,
+        loadbalancers,
         metrics_query,
         networks,
         ports,
@@ -94,6 +96,8 @@ def _include_optional(app: FastAPI) -> None:
         metrics_query,
         slo,
         dashboards,
+        loadbalancers,
+        loadbalancer_pools,
     ):
         app.include_router(module.router)
     install_audit(app)

@@ -23,6 +23,7 @@ VIEW = frozenset(
         "reservation:read",
         "usage:read",
         "network:read",
+        "loadbalancer:read",
         "alert:read",
         "slo:read",
         "trace:read",
@@ -46,6 +47,7 @@ MEMBER = VIEW | {
     "backup:delete",
     "reservation:write",
     "network:write",
+    "loadbalancer:write",
     # alert rules and silences
     "alert:write",
 }

@@ -23,6 +23,7 @@ from novacron.db.models.identity import (
     Tenant,
     User,
 )
+from novacron.db.models.lbaas import LbAmphora, LbListener, LbMember, LbPool, LoadBalancer
 from novacron.db.models.monitoring import Alert, AlertingPeer, AlertReceiver, AlertRule
 from novacron.db.models.network import (
     FloatingIP,
@@ -84,6 +85,11 @@ __all__ = [
     "IdempotencyRecord",
     "Image",
     "JoinToken",
+    "LbAmphora",
+    "LbListener",
+    "LbMember",
+    "LbPool",
+    "LoadBalancer",
     "LedgerEntry",
     "MeterState",
     "Network",

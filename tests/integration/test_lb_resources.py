@@ -1,0 +1,388 @@
+"""/v1/loadbalancers in process: Octavia's resources, their status machine and their task.
+
+A tenant creates a load balancer on its own subnet (idempotently), adds pools, listeners and
+members; refusals are problem+json naming the field with nothing written; another tenant sees
+404 both ways; the quota refuses the 6th; a change while one is in flight is a 409 naming the
+task. The ``loadbalancer.apply`` and ``.delete`` tasks run with a stand-in agent that takes the
+host operations from the real queue (``hostops.claim``/``complete``) and answers as the real one
+does: applied with its member health, or refused with HAProxy's words, which rolls the change back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from novacron.compute import hostops
+from novacron.context import Context
+from novacron.db.base import Database
+from novacron.db.models import Event, Host, HostOperation, LoadBalancer, Port
+from novacron.lbaas.health import apply_health
+from novacron.lbaas.tasks import HANDLERS
+from novacron.quota.defaults import ensure_tenant_defaults
+from novacron.tasks.runner import TaskRunner
+from tests.conftest import TENANT_PASSWORD, in_process_app
+from tests.integration.metrics_engines import login
+
+HOSTS = ("h-1", "h-2")
+Answer = Callable[[dict[str, Any]], tuple[dict[str, Any] | None, str | None]]
+
+
+@dataclass
+class Tenant:
+    headers: dict[str, str]
+    project_id: str
+    network_id: str
+    subnet_id: str
+
+
+@dataclass
+class World:
+    client: TestClient
+    db: Database
+    ctx: Context
+    admin: dict[str, str]
+    alpha: Tenant
+    beta: Tenant
+    ops: list[str] = field(default_factory=list)
+
+
+def _tenant(client: TestClient, admin: dict[str, str], name: str, cidr: str) -> Tenant:
+    tenant_id = client.post("/v1/tenants", json={"name": name}, headers=admin).json()["id"]
+    project = client.post("/v1/projects", json={"name": "main", "tenant_id": tenant_id}, headers=admin)
+    assert project.status_code == 201, project.text
+    user = {"username": "ops", "password": TENANT_PASSWORD, "role": "member", "tenant_id": tenant_id}
+    assert client.post("/v1/users", json=user, headers=admin).status_code == 201
+    headers = login(client, f"ops@{name}", TENANT_PASSWORD)
+    net = client.post("/v1/networks", json={"name": "web"}, headers=headers)
+    assert net.status_code == 201, net.text
+    sub = client.post("/v1/subnets", json={"network": "web", "name": "web4", "cidr": cidr}, headers=headers)
+    assert sub.status_code == 201, sub.text
+    return Tenant(headers, project.json()["id"], net.json()["id"], sub.json()["id"])
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    tmp = tmp_path_factory.mktemp("lbapi")
+    with ExitStack() as stack:
+        client, password, db = stack.enter_context(in_process_app(tmp / "state"))
+        ensure_tenant_defaults(db, "")
+        with db.session() as s:
+            for n, host in enumerate(HOSTS, 1):
+                s.add(
+                    Host(
+                        id=host, name=f"node-{n}", driver="simulated", accelerator="tcg", cpus=2, ram_mb=4096
+                    )
+                )
+        admin = login(client, "admin", password)
+        alpha = _tenant(client, admin, "alpha", "10.0.0.0/24")
+        beta = _tenant(client, admin, "beta", "10.1.0.0/24")
+        yield World(client, db, cast(FastAPI, client.app).state.ctx, admin, alpha, beta)
+
+
+def healthy(op: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """What an agent answers: an applied load balancer reports each member UP."""
+    if op["op"] == "lb_apply":
+        spec = op["payload"]["spec"]
+        members = {f"{p['id']}/{m['id']}": "UP" for p in spec["pools"] for m in p["members"]}
+        return {"applied": True, "members": members, "vrrp_state": None}, None
+    return ({"removed": True} if op["op"] == "lb_remove" else {}), None
+
+
+def refusing(op: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """An agent whose HAProxy refuses the configuration (``haproxy -c``'s words)."""
+    if op["op"] == "lb_apply":
+        return None, "haproxy -c: [ALERT] config : parsing [haproxy.cfg:12] : unknown keyword"
+    return healthy(op)
+
+
+def run_tasks(world: World, answer: Answer = healthy) -> None:
+    """Run the load-balancer tasks to their end, the hosts' operations answered by ``answer``."""
+
+    async def agent() -> None:
+        while True:
+            for host in HOSTS:
+                for op in await asyncio.to_thread(hostops.claim, world.ctx, host):
+                    world.ops.append(f"{host}:{op['op']}")
+                    result, error = answer(op)
+                    await asyncio.to_thread(hostops.complete, world.ctx, host, op["id"], result, error)
+            await asyncio.sleep(0.02)
+
+    async def main() -> None:
+        runner = TaskRunner(world.ctx, HANDLERS)
+        runner.bind_loop(asyncio.get_running_loop())
+        loops = [asyncio.create_task(runner.run_forever(0.05)), asyncio.create_task(agent())]
+        try:
+            await runner.drain(60)
+        finally:
+            await runner.stop()
+            for loop in loops:
+                loop.cancel()
+
+    asyncio.run(main())
+
+
+def create_lb(world: World, who: Tenant, name: str, **extra: Any) -> dict[str, Any]:
+    body = {"name": name, "vip_subnet_id": who.subnet_id, **extra}
+    r = world.client.post("/v1/loadbalancers", json=body, headers=who.headers)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def get_lb(world: World, who: Tenant, lb_id: str) -> dict[str, Any]:
+    r = world.client.get(f"/v1/loadbalancers/{lb_id}", headers=who.headers)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def problem_fields(r: Any) -> list[str]:
+    assert r.headers["content-type"].startswith("application/problem+json"), r.text
+    return [e["field"] for e in r.json().get("errors", [])]
+
+
+def test_create_is_idempotent_and_pending_until_its_task_ran(world: World) -> None:
+    c, alpha = world.client, world.alpha
+    key = {**alpha.headers, "Idempotency-Key": "lb-web"}
+    body = {"name": "web", "vip_subnet_id": alpha.subnet_id, "vip_address": "10.0.0.50"}
+    r = c.post("/v1/loadbalancers", json=body, headers=key)
+    assert r.status_code == 201, r.text
+    lb = r.json()
+    assert (lb["provisioning_status"], lb["vip_address"], lb["amphorae"]) == (
+        "PENDING_CREATE",
+        "10.0.0.50",
+        None,
+    )
+    again = c.post("/v1/loadbalancers", json=body, headers=key)
+    assert (again.status_code, again.json()["id"]) == (201, lb["id"])
+    assert [x["id"] for x in c.get("/v1/loadbalancers", headers=alpha.headers).json()["items"]] == [lb["id"]]
+    # a change while the create is in flight names the task to wait for
+    r = c.post(f"/v1/loadbalancers/{lb['id']}/pools", json={"protocol": "HTTP"}, headers=alpha.headers)
+    assert r.status_code == 409 and lb["task_id"] in r.json()["detail"], r.text
+    run_tasks(world)
+    done = get_lb(world, alpha, lb["id"])
+    assert (done["provisioning_status"], done["operating_status"]) == ("ACTIVE", "ONLINE")
+    assert any(op.endswith(":lb_apply") for op in world.ops)
+    legs = c.get(f"/v1/loadbalancers/{lb['id']}", headers=world.admin).json()["amphorae"]
+    assert [(a["role"], a["address"]) for a in legs] == [("SINGLE", "10.0.0.50")]
+    with world.db.session() as s:
+        vip = s.get(Port, done["vip_port_id"])
+        assert vip is not None and (vip.owner, vip.host_id) == ("lbaas", legs[0]["host_id"])
+        sync = s.scalar(select(HostOperation).where(HostOperation.op == "network_sync").limit(1))
+        assert sync is not None
+
+
+def test_refusals_name_the_field_and_write_nothing(world: World) -> None:
+    c, alpha = world.client, world.alpha
+    cases: list[tuple[dict[str, Any], int, str]] = [
+        ({"name": "x"}, 422, "body.vip_subnet_id"),
+        ({"name": "x", "vip_subnet_id": alpha.subnet_id, "topology": "TRIPLE"}, 422, "body.topology"),
+        ({"name": "x", "vip_subnet_id": alpha.subnet_id, "vip_address": "10.9.0.1"}, 422, "body.vip_address"),
+        (
+            {"name": "x", "vip_subnet_id": alpha.subnet_id, "vip_address": "10.0.0.50"},
+            409,
+            "body.vip_address",
+        ),
+        ({"name": "x", "vip_subnet_id": world.beta.subnet_id}, 422, "body.vip_subnet_id"),
+        ({"name": "web", "vip_subnet_id": alpha.subnet_id}, 409, "body.name"),
+    ]
+    before = len(c.get("/v1/loadbalancers", headers=alpha.headers).json()["items"])
+    for body, status, field_name in cases:
+        r = c.post("/v1/loadbalancers", json=body, headers=alpha.headers)
+        assert r.status_code == status, (body, r.text)
+        assert field_name in problem_fields(r), (body, r.text)
+    assert len(c.get("/v1/loadbalancers", headers=alpha.headers).json()["items"]) == before
+
+
+def test_the_tree_is_checked_whole_before_anything_is_written(world: World) -> None:
+    c, alpha = world.client, world.alpha
+    lb = create_lb(world, alpha, "api")
+    run_tasks(world)
+    base = f"/v1/loadbalancers/{lb['id']}"
+    r = c.post(base + "/pools", json={"name": "tcp", "protocol": "TCP"}, headers=alpha.headers)
+    assert r.status_code == 201, r.text
+    pool = r.json()
+    run_tasks(world)
+    # an HTTP listener cannot send to a TCP pool: refused by the load balancer's own checks
+    listener = {"protocol": "HTTP", "protocol_port": 80, "default_pool_id": pool["id"]}
+    r = c.post(base + "/listeners", json=listener, headers=alpha.headers)
+    assert r.status_code == 422 and "body.default_pool_id" in problem_fields(r), r.text
+    r = c.post(
+        base + "/listeners",
+        json={**listener, "protocol": "TCP", "insert_headers": ["X-Forwarded-For"]},
+        headers=alpha.headers,
+    )
+    assert r.status_code == 422 and "body.insert_headers" in problem_fields(r), r.text
+    hm = {"type": "HTTP", "delay": 2, "timeout": 5}
+    r = c.put(f"{base}/pools/{pool['id']}/healthmonitor", json=hm, headers=alpha.headers)
+    assert r.status_code == 422 and "body.timeout" in problem_fields(r), r.text
+    members = f"{base}/pools/{pool['id']}/members"
+    for body, field_name in (
+        ({"address": "10.1.0.7", "protocol_port": 80}, "body.address"),  # beta's subnet
+        ({"address": "192.0.2.1", "protocol_port": 80}, "body.address"),
+        ({"address": "10.0.0.7", "protocol_port": 80, "weight": 999}, "body.weight"),
+        ({"protocol_port": 80}, "body.address"),
+    ):
+        r = c.post(members, json=body, headers=alpha.headers)
+        assert r.status_code == 422 and field_name in problem_fields(r), (body, r.text)
+    assert c.get(base + "/listeners", headers=alpha.headers).json()["items"] == []
+    assert c.get(members, headers=alpha.headers).json()["items"] == []
+    assert get_lb(world, alpha, lb["id"])["provisioning_status"] == "ACTIVE"
+    # a valid tree goes through, realised by its task
+    r = c.post(members, json={"address": "10.0.0.7", "protocol_port": 80}, headers=alpha.headers)
+    assert r.status_code == 201, r.text
+    run_tasks(world)
+    r = c.post(base + "/listeners", json={**listener, "protocol": "TCP"}, headers=alpha.headers)
+    assert r.status_code == 201, r.text
+    run_tasks(world)
+    got = get_lb(world, alpha, lb["id"])
+    assert (got["provisioning_status"], [p["id"] for p in got["pools"]]) == ("ACTIVE", [pool["id"]])
+    member = c.get(members, headers=alpha.headers).json()["items"][0]
+    assert member["operating_status"] == "ONLINE"
+
+
+def test_another_tenant_sees_nothing(world: World) -> None:
+    c, alpha, beta = world.client, world.alpha, world.beta
+    lb_id = c.get("/v1/loadbalancers", params={"name": "web"}, headers=alpha.headers).json()["items"][0]["id"]
+    assert c.get("/v1/loadbalancers", headers=beta.headers).json()["items"] == []
+    for method, path, body in (
+        ("GET", f"/v1/loadbalancers/{lb_id}", None),
+        ("GET", "/v1/loadbalancers/web", None),
+        ("PATCH", f"/v1/loadbalancers/{lb_id}", {"name": "mine"}),
+        ("DELETE", f"/v1/loadbalancers/{lb_id}", None),
+        ("GET", f"/v1/loadbalancers/{lb_id}/listeners", None),
+        ("POST", f"/v1/loadbalancers/{lb_id}/pools", {"protocol": "TCP"}),
+    ):
+        r = c.request(method, path, json=body, headers=beta.headers)
+        assert r.status_code == 404, (method, path, r.text)
+    # nor can alpha use beta's things: beta's load balancer, subnet and addresses
+    theirs = create_lb(world, beta, "theirs")
+    assert c.get(f"/v1/loadbalancers/{theirs['id']}", headers=alpha.headers).status_code == 404
+    run_tasks(world)
+
+
+def test_patch_needs_the_current_etag(world: World) -> None:
+    c, alpha = world.client, world.alpha
+    lb = c.get("/v1/loadbalancers/web", headers=alpha.headers)
+    etag = lb.headers["ETag"]
+    r = c.patch(
+        "/v1/loadbalancers/web", json={"description": "x"}, headers={**alpha.headers, "If-Match": '"stale"'}
+    )
+    assert r.status_code == 412, r.text
+    r = c.patch(
+        "/v1/loadbalancers/web", json={"description": "front"}, headers={**alpha.headers, "If-Match": etag}
+    )
+    assert r.status_code == 200 and r.json()["provisioning_status"] == "PENDING_UPDATE", r.text
+    run_tasks(world)
+    assert get_lb(world, alpha, "web")["description"] == "front"
+
+
+def test_a_refused_change_rolls_back_to_the_applied_tree(world: World) -> None:
+    c, alpha = world.client, world.alpha
+    base = "/v1/loadbalancers/api"
+    pool_id = c.get(base + "/pools", headers=alpha.headers).json()["items"][0]["id"]
+    members = f"{base}/pools/{pool_id}/members"
+    before = c.get(members, headers=alpha.headers).json()["items"]
+    r = c.post(members, json={"address": "10.0.0.8", "protocol_port": 80, "weight": 5}, headers=alpha.headers)
+    assert r.status_code == 201, r.text
+    task_id = get_lb(world, alpha, "api")["task_id"]
+    run_tasks(world, refusing)
+    task = c.get(f"/v1/tasks/{task_id}", headers=alpha.headers).json()
+    assert task["state"] == "failed" and "unknown keyword" in task["error"], task
+    after = get_lb(world, alpha, "api")
+    assert after["provisioning_status"] == "ACTIVE"
+    assert [m["id"] for m in c.get(members, headers=alpha.headers).json()["items"]] == [
+        m["id"] for m in before
+    ]
+    with world.db.session() as s:
+        types = set(s.scalars(select(Event.type).where(Event.resource_id == after["id"])))
+    assert "loadbalancer.update_failed" in types
+    # a create that cannot be realised ends in ERROR, and its delete still works
+    broken = create_lb(world, alpha, "broken")
+    run_tasks(world, refusing)
+    assert get_lb(world, alpha, broken["id"])["provisioning_status"] == "ERROR"
+    assert c.delete(f"/v1/loadbalancers/{broken['id']}", headers=alpha.headers).status_code == 204
+    run_tasks(world, refusing)
+    assert c.get(f"/v1/loadbalancers/{broken['id']}", headers=alpha.headers).status_code == 404
+    with world.db.session() as s:
+        assert s.get(Port, broken["vip_port_id"]) is None
+
+
+def test_delete_works_with_its_host_down(world: World) -> None:
+    c, alpha = world.client, world.alpha
+    lb = create_lb(world, alpha, "doomed")
+    run_tasks(world)
+    host_id = c.get(f"/v1/loadbalancers/{lb['id']}", headers=world.admin).json()["amphorae"][0]["host_id"]
+    with world.db.session() as s:
+        host = s.get(Host, host_id)
+        assert host is not None
+        host.state = "down"
+    try:
+        world.ops.clear()
+        assert c.delete(f"/v1/loadbalancers/{lb['id']}", headers=alpha.headers).status_code == 204
+        run_tasks(world)
+        assert c.get(f"/v1/loadbalancers/{lb['id']}", headers=alpha.headers).status_code == 404
+        assert f"{host_id}:lb_remove" not in world.ops
+        # ACTIVE_STANDBY needs two hosts up: one is down now
+        body = {"name": "pair", "vip_subnet_id": alpha.subnet_id, "topology": "ACTIVE_STANDBY"}
+        r = c.post("/v1/loadbalancers", json=body, headers=alpha.headers)
+        assert r.status_code == 409 and "2 distinct hosts" in r.json()["detail"], r.text
+    finally:
+        with world.db.session() as s:
+            host = s.get(Host, host_id)
+            assert host is not None
+            host.state = "up"
+
+
+def test_active_standby_runs_on_two_hosts(world: World) -> None:
+    lb = create_lb(world, world.alpha, "pair", topology="ACTIVE_STANDBY")
+    run_tasks(world)
+    legs = world.client.get(f"/v1/loadbalancers/{lb['id']}", headers=world.admin).json()["amphorae"]
+    assert sorted(a["role"] for a in legs) == ["BACKUP", "MASTER"]
+    assert {a["host_id"] for a in legs} == set(HOSTS)
+    assert get_lb(world, world.alpha, lb["id"])["provisioning_status"] == "ACTIVE"
+
+
+def test_quota_refuses_the_sixth(world: World) -> None:
+    c = world.client
+    gamma = _tenant(c, world.admin, "gamma", "10.2.0.0/24")
+    for n in range(5):
+        create_lb(world, gamma, f"lb{n}")
+    r = c.post(
+        "/v1/loadbalancers", json={"name": "lb5", "vip_subnet_id": gamma.subnet_id}, headers=gamma.headers
+    )
+    assert r.status_code in (403, 409) and "load_balancers" in r.text, r.text
+    run_tasks(world)
+
+
+def test_member_health_rolls_up(world: World) -> None:
+    c, alpha = world.client, world.alpha
+    pool_id = c.get("/v1/loadbalancers/api/pools", headers=alpha.headers).json()["items"][0]["id"]
+    members = c.get(f"/v1/loadbalancers/api/pools/{pool_id}/members", headers=alpha.headers).json()
+    key = f"{pool_id}/{members['items'][0]['id']}"
+
+    def report(state: str) -> None:
+        with world.db.session() as s:
+            lb = s.scalar(select(LoadBalancer).where(LoadBalancer.name == "api"))
+            assert lb is not None
+            apply_health(s, lb, {key: state})
+
+    report("DOWN")
+    pool = c.get(f"/v1/loadbalancers/api/pools/{pool_id}", headers=alpha.headers).json()
+    assert (get_lb(world, alpha, "api")["operating_status"], pool["operating_status"]) == (
+        "DEGRADED",
+        "ERROR",
+    )
+    report("UP")
+    assert get_lb(world, alpha, "api")["operating_status"] == "ONLINE"
+    lb_id = get_lb(world, alpha, "api")["id"]
+    with world.db.session() as s:
+        types = list(s.scalars(select(Event.type).where(Event.resource_id == lb_id).order_by(Event.seq)))
+    assert types.count("loadbalancer.member.down") == 1 and types[-1] == "loadbalancer.member.up"
