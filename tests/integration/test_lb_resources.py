@@ -386,3 +386,39 @@ def test_member_health_rolls_up(world: World) -> None:
     with world.db.session() as s:
         types = list(s.scalars(select(Event.type).where(Event.resource_id == lb_id).order_by(Event.seq)))
     assert types.count("loadbalancer.member.down") == 1 and types[-1] == "loadbalancer.member.up"
+
+
+def test_l7_policies_are_resources_of_their_listener(world: World) -> None:
+    c, alpha = world.client, world.alpha
+    base = "/v1/loadbalancers/web"
+    pool = c.post(base + "/pools", json={"name": "api", "protocol": "HTTP"}, headers=alpha.headers)
+    assert pool.status_code == 201, pool.text
+    run_tasks(world)
+    listener = {"protocol": "HTTP", "protocol_port": 80, "default_pool_id": pool.json()["id"]}
+    r = c.post(base + "/listeners", json=listener, headers=alpha.headers)
+    assert r.status_code == 201, r.text
+    run_tasks(world)
+    policies = f"{base}/listeners/{r.json()['id']}/l7policies"
+    rule = {"type": "PATH", "compare_type": "STARTS_WITH", "value": "/old"}
+    r = c.post(policies, json={"action": "REDIRECT_TO_URL", "rules": [rule]}, headers=alpha.headers)
+    assert r.status_code == 422 and "body.redirect_url" in problem_fields(r), r.text
+    body = {"action": "REDIRECT_TO_URL", "redirect_url": "https://example.com/new", "rules": [rule]}
+    r = c.post(policies, json=body, headers={**alpha.headers, "Idempotency-Key": "l7-1"})
+    assert r.status_code == 201, r.text
+    made = r.json()
+    assert made["rules"][0]["id"] and made["position"] == 1
+    run_tasks(world)
+    one = c.get(f"{policies}/{made['id']}", headers=alpha.headers)
+    r = c.patch(
+        f"{policies}/{made['id']}",
+        json={"redirect_http_code": 301},
+        headers={**alpha.headers, "If-Match": one.headers["ETag"]},
+    )
+    assert r.status_code == 200 and r.json()["redirect_http_code"] == 301, r.text
+    run_tasks(world)
+    assert [p["id"] for p in c.get(policies, headers=alpha.headers).json()["items"]] == [made["id"]]
+    assert c.delete(f"{policies}/{made['id']}", headers=alpha.headers).status_code == 204
+    run_tasks(world)
+    assert c.get(policies, headers=alpha.headers).json()["items"] == []
+    assert c.get(f"{policies}/{made['id']}", headers=alpha.headers).status_code == 404
+    assert c.get(policies, headers=world.beta.headers).status_code == 404

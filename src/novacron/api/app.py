@@ -53,6 +53,7 @@ def _include_optional(app: FastAPI) -> None:
         dashboards,
         dr,
         encryption,
+        loadbalancer_l7,
         loadbalancer_pools,
         loadbalancers,
         metrics_query,
@@ -98,6 +99,7 @@ def _include_optional(app: FastAPI) -> None:
         dashboards,
         loadbalancers,
         loadbalancer_pools,
+        loadbalancer_l7,
     ):
         app.include_router(module.router)
     install_audit(app)

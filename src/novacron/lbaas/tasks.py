@@ -5,8 +5,9 @@
 hosts' network state: the legs' namespaces on their networks), ``apply`` (``lb_apply`` on each
 leg's host with the resolved spec), ``confirm`` (the tree becomes the ``applied`` snapshot, the
 load balancer ACTIVE with its health rolled up). A failure rolls back: the rows are restored from
-the snapshot and the load balancer is ACTIVE again (the hosts kept their previous configuration:
-a refused one never replaces it), or ERROR when its create failed. It never stays ``PENDING_*``.
+the snapshot, the restored tree is applied again on the reachable legs (a host that refused the
+change kept its previous configuration; the other side of a pair may have taken it) and the load
+balancer is ACTIVE again, or ERROR when its create failed. It never stays ``PENDING_*``.
 
 ``loadbalancer.delete``: ``lb_remove`` on each leg's host (skipped for a host that is down or
 fenced: nothing runs there to stop), then the ports released, the rows deleted, the quota given
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 APPLY_TIMEOUT_S = 120.0
 REMOVE_TIMEOUT_S = 60.0
+REAPPLY_TIMEOUT_S = 30.0
 
 
 def _load(session: Session, task: Task) -> LoadBalancer:
@@ -58,6 +60,13 @@ def _legs(ctx: Context, task: Task) -> list[tuple[str, str | None, str]]:
 def _push_for(session: Session, lb: LoadBalancer, *hosts: str | None) -> None:
     """Push every host the load balancer's legs concern (and its tenant's network hosts)."""
     push(session, affected_hosts(session, lb.tenant_id) | {h for h in hosts if h})
+
+
+def reachable(ctx: Context, host_id: str) -> bool:
+    """Whether the host's agent can run an operation now (up, not fenced)."""
+    with ctx.db.session() as s:
+        host = s.get(Host, host_id)
+        return host is not None and host.state == "up" and host.fenced_at is None
 
 
 class ApplyLoadBalancer(TaskHandler):
@@ -121,6 +130,24 @@ class ApplyLoadBalancer(TaskHandler):
             lb.provisioning_status = "ACTIVE"
             roll_up(s, lb)
             changes.publish(s, "update_failed", lb, task_id=task.id, error=error)
+        await self._reapply(ctx, task)
+
+    async def _reapply(self, ctx: Context, task: Task) -> None:
+        """Best effort: the restored tree again on every reachable leg (one side of a pair may have
+        taken the change before the other refused it; a refused one kept its own)."""
+        with ctx.db.session() as s:
+            lb = _load(s, task)
+            spec, standby = spec_of(s, lb), lb.topology == "ACTIVE_STANDBY"
+        for leg_id, host_id, _role in _legs(ctx, task):
+            if host_id is None or not reachable(ctx, host_id):
+                continue
+            request = LbApply(spec=spec, leg_id=leg_id, amphora_id=leg_id if standby else None)
+            try:
+                await hostops.call(
+                    ctx, host_id, task, request, task.resource_id, REAPPLY_TIMEOUT_S, key=f"restore-{leg_id}"
+                )
+            except StepFailed as exc:
+                log.warning("restoring %s on %s: %s", leg_id, host_id, exc)
 
 
 class DeleteLoadBalancer(TaskHandler):
@@ -130,7 +157,7 @@ class DeleteLoadBalancer(TaskHandler):
     async def run_step(self, ctx: Context, task: Task, step: str) -> None:
         if step == "remove":
             for leg_id, host_id, _role in _legs(ctx, task):
-                if host_id is not None and self._reachable(ctx, host_id):
+                if host_id is not None and reachable(ctx, host_id):
                     request = LbRemove(loadbalancer_id=task.resource_id, leg_id=leg_id)
                     try:
                         await hostops.call(
@@ -143,12 +170,6 @@ class DeleteLoadBalancer(TaskHandler):
             lb = s.get(LoadBalancer, task.resource_id)
             if lb is not None:
                 self._release(s, lb, task)
-
-    @staticmethod
-    def _reachable(ctx: Context, host_id: str) -> bool:
-        with ctx.db.session() as s:
-            host = s.get(Host, host_id)
-            return host is not None and host.state == "up" and host.fenced_at is None
 
     @staticmethod
     def _release(session: Session, lb: LoadBalancer, task: Task) -> None:
