@@ -25,7 +25,7 @@ from novacron.compute import hostops
 from novacron.context import Context
 from novacron.db.base import Database
 from novacron.db.models import Event, Host, HostOperation, LoadBalancer, Port
-from novacron.lbaas.health import apply_health
+from novacron.lbaas.health import apply_health, apply_report
 from novacron.lbaas.tasks import HANDLERS
 from novacron.quota.defaults import ensure_tenant_defaults
 from novacron.tasks.runner import TaskRunner
@@ -374,6 +374,12 @@ def test_member_health_rolls_up(world: World) -> None:
             assert lb is not None
             apply_health(s, lb, {key: state})
 
+    lb_id = get_lb(world, alpha, "api")["id"]
+    legs = c.get(f"/v1/loadbalancers/{lb_id}", headers=world.admin).json()["amphorae"]
+    elsewhere = next(h for h in HOSTS if h != legs[0]["host_id"])
+    with world.db.session() as s:  # a host without a leg of it cannot report on it
+        apply_report(s, elsewhere, {lb_id: {key: "DOWN"}})
+    assert get_lb(world, alpha, "api")["operating_status"] == "ONLINE"
     report("DOWN")
     pool = c.get(f"/v1/loadbalancers/api/pools/{pool_id}", headers=alpha.headers).json()
     assert (get_lb(world, alpha, "api")["operating_status"], pool["operating_status"]) == (
@@ -382,7 +388,6 @@ def test_member_health_rolls_up(world: World) -> None:
     )
     report("UP")
     assert get_lb(world, alpha, "api")["operating_status"] == "ONLINE"
-    lb_id = get_lb(world, alpha, "api")["id"]
     with world.db.session() as s:
         types = list(s.scalars(select(Event.type).where(Event.resource_id == lb_id).order_by(Event.seq)))
     assert types.count("loadbalancer.member.down") == 1 and types[-1] == "loadbalancer.member.up"
