@@ -175,8 +175,20 @@ def test_create_is_idempotent_and_pending_until_its_task_ran(world: World) -> No
     with world.db.session() as s:
         vip = s.get(Port, done["vip_port_id"])
         assert vip is not None and (vip.owner, vip.host_id) == ("lbaas", legs[0]["host_id"])
-        sync = s.scalar(select(HostOperation).where(HostOperation.op == "network_sync").limit(1))
+        sync = s.scalar(
+            select(HostOperation)
+            .where(HostOperation.op == "network_sync", HostOperation.host_id == legs[0]["host_id"])
+            .order_by(HostOperation.created_at.desc())
+            .limit(1)
+        )
         assert sync is not None
+        state = sync.payload["state"]
+    # the leg's host gets the leg (the VIP on its network) and the network it needs
+    assert [(leg["id"], leg["addresses"], leg["gateway"]) for leg in state["loadbalancers"]] == [
+        (lb["id"], ["10.0.0.50/24"], "10.0.0.1")
+    ]
+    assert world.alpha.network_id in [n["network"]["id"] for n in state["networks"]]
+    assert state["ports"] == []  # the VIP's port is no tap
 
 
 def test_refusals_name_the_field_and_write_nothing(world: World) -> None:
