@@ -75,7 +75,7 @@ def start_task(
 def submit(session: Session, ctx: Context | None, lb: LoadBalancer, what: str, **extra: Any) -> Task:
     """After a change of ``lb``'s rows: check the tree still makes a valid load balancer, then
     queue its realisation (``PENDING_UPDATE``) and publish ``loadbalancer.<what>``."""
-    from novacron.lbaas.tasks import ApplyLoadBalancer
+    from novacron.lbaas.tasks import ApplyLoadBalancer  # the tasks use this module's helpers
 
     spec_of(session, lb)
     task = start_task(session, ctx, lb, ApplyLoadBalancer, "PENDING_UPDATE")

@@ -24,6 +24,7 @@ from novacron.errors import DomainError, InvalidInput, NameTaken, on_field
 from novacron.lbaas import changes, placement
 from novacron.lbaas.model import assign_vrrp_id
 from novacron.lbaas.resolve import amphorae_of, listeners_of, pools_of
+from novacron.lbaas.tasks import ApplyLoadBalancer, DeleteLoadBalancer
 from novacron.network import ipam
 from novacron.network import service as ports
 from novacron.network.linux.names import h
@@ -115,8 +116,6 @@ class LoadBalancerService(Service):
 
     def create(self, spec: NewLoadBalancer) -> LoadBalancer:
         """A new load balancer with its VIP held, PENDING_CREATE until its task realised it."""
-        from novacron.lbaas.tasks import ApplyLoadBalancer
-
         project = resolve_project(self.session, self.principal, spec.project_id)
         self._check_name_free(project.id, spec.name)
         subnet = self._vip_subnet(project, spec.vip_subnet_id)
@@ -141,7 +140,6 @@ class LoadBalancerService(Service):
         lb.vip_port_id, lb.vip_address = vip.id, ports.fixed_ips(self.session, vip.id)[0]["ip"]
         self.session.add(lb)
         self.session.flush()
-        quota.charge(self.session, self.principal, project, "loadbalancer", lb.id, {"load_balancers": 1})
         if spec.topology == "SINGLE":
             self._leg(lb, lb.id, "SINGLE", vip)
         else:
@@ -152,6 +150,8 @@ class LoadBalancerService(Service):
                     project, network, subnet, f"{spec.name}-{role.lower()}", None, "vip_subnet_id"
                 )
                 self._leg(lb, leg_id, role, port)
+        # after every address: the counters stay locked until commit (see network.service.charge_port)
+        quota.charge(self.session, self.principal, project, "loadbalancer", lb.id, {"load_balancers": 1})
         task = changes.start_task(self.session, self._ctx, lb, ApplyLoadBalancer, "PENDING_CREATE")
         changes.publish(self.session, "created", lb, task_id=task.id, vip_address=lb.vip_address)
         return lb
@@ -171,8 +171,6 @@ class LoadBalancerService(Service):
 
     def delete(self, lb: LoadBalancer) -> None:
         """Delete the load balancer with everything in it (PENDING_DELETE until its task ends)."""
-        from novacron.lbaas.tasks import DeleteLoadBalancer
-
         changes.check_not_pending(lb)
         task = changes.start_task(self.session, self._ctx, lb, DeleteLoadBalancer, "PENDING_DELETE")
         changes.publish(self.session, "deleting", lb, task_id=task.id)
