@@ -24,7 +24,7 @@ from sqlalchemy import select
 from novacron.compute import hostops
 from novacron.context import Context
 from novacron.db.base import Database
-from novacron.db.models import Event, Host, HostOperation, LoadBalancer, Port
+from novacron.db.models import VM, Event, Host, HostOperation, LoadBalancer, Port
 from novacron.lbaas.health import apply_health, apply_report
 from novacron.lbaas.tasks import HANDLERS
 from novacron.quota.defaults import ensure_tenant_defaults
@@ -439,3 +439,35 @@ def test_l7_policies_are_resources_of_their_listener(world: World) -> None:
     assert c.get(policies, headers=alpha.headers).json()["items"] == []
     assert c.get(f"{policies}/{made['id']}", headers=alpha.headers).status_code == 404
     assert c.get(policies, headers=world.beta.headers).status_code == 404
+
+
+def test_a_member_named_by_vm_takes_its_port_address(world: World) -> None:
+    c, alpha, beta = world.client, world.alpha, world.beta
+    for who, name, ip in ((alpha, "app", "10.0.0.30"), (beta, "spy", "10.1.0.30")):
+        body = {"network": who.network_id, "project_id": who.project_id, "fixed_ips": [{"ip": ip}]}
+        port = c.post("/v1/ports", json=body, headers=who.headers)
+        assert port.status_code == 201, port.text
+        with world.db.session() as s:
+            tenant_id = c.get(f"/v1/projects/{who.project_id}", headers=who.headers).json()["tenant_id"]
+            s.add(VM(id=f"vm-{name}", name=name, project_id=who.project_id, tenant_id=tenant_id,
+                     host_id=HOSTS[0], vcpus=1, ram_mb=128, disk_gb=1))  # fmt: skip
+            s.flush()
+            row = s.get(Port, port.json()["id"])
+            assert row is not None
+            row.vm_id = f"vm-{name}"
+    pool_id = c.get("/v1/loadbalancers/api/pools", headers=alpha.headers).json()["items"][0]["id"]
+    members = f"/v1/loadbalancers/api/pools/{pool_id}/members"
+    r = c.post(members, json={"vm_id": "vm-spy", "protocol_port": 80}, headers=alpha.headers)
+    assert r.status_code == 422 and "body.vm_id" in problem_fields(r), r.text
+    r = c.post(
+        members, json={"vm_id": "app", "network": "nowhere", "protocol_port": 80}, headers=alpha.headers
+    )
+    assert r.status_code == 422 and "body.network" in problem_fields(r), r.text
+    r = c.post(members, json={"vm_id": "app", "network": "web", "protocol_port": 80}, headers=alpha.headers)
+    assert r.status_code == 201, r.text
+    assert (r.json()["address"], r.json()["vm_id"], r.json()["subnet_id"]) == (
+        "10.0.0.30",
+        "vm-app",
+        alpha.subnet_id,
+    )
+    run_tasks(world)

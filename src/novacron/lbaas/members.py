@@ -71,7 +71,7 @@ class MemberService(Service):
     def create(self, lb: LoadBalancer, pool: LbPool, spec: NewMember) -> LbMember:
         """A new member of ``pool`` on one of the tenant's own addresses."""
         changes.check_not_pending(lb)
-        address, field = self._address(lb, spec)
+        address, field, vm_id = self._address(lb, spec)
         subnet = self._subnet(lb, address, spec.subnet_id, field)
         taken = select(LbMember.id).where(
             LbMember.pool_id == pool.id,
@@ -89,7 +89,7 @@ class MemberService(Service):
             address=address,
             protocol_port=spec.protocol_port,
             subnet_id=subnet.id,
-            vm_id=spec.vm_id,
+            vm_id=vm_id,
             weight=spec.weight,
             backup=spec.backup,
             admin_state_up=spec.admin_state_up,
@@ -113,12 +113,13 @@ class MemberService(Service):
         self.session.delete(member)
         changes.submit(self.session, self._ctx, lb, "member.deleted", member_id=member.id)
 
-    def _address(self, lb: LoadBalancer, spec: NewMember) -> tuple[str, str]:
-        """The member's address and the field it came from: given, or the VM's port's."""
+    def _address(self, lb: LoadBalancer, spec: NewMember) -> tuple[str, str, str | None]:
+        """The member's address, the field it came from and the VM's id: given, or the VM's
+        port's."""
         if (spec.address is None) == (spec.vm_id is None):
             raise InvalidInput("address", "give an address or a vm_id (not both)")
         if spec.address is not None:
-            return str(ipam.parse_ip(spec.address, "address")), "address"
+            return str(ipam.parse_ip(spec.address, "address")), "address", None
         vm = resolve(self.session, self.principal, VM, spec.vm_id or "", named=Named("vm_id"))
         if vm.tenant_id != lb.tenant_id:
             raise InvalidInput("vm_id", "must be a VM of the load balancer's tenant")
@@ -131,7 +132,7 @@ class MemberService(Service):
         )
         for ip, network_id, network_name in self.session.execute(stmt):
             if spec.network is None or spec.network in (network_id, network_name):
-                return str(ip), "vm_id"
+                return str(ip), "vm_id", vm.id
         where = f" on network '{spec.network}'" if spec.network else ""
         raise InvalidInput("network" if spec.network else "vm_id", f"VM '{vm.name}' has no address{where}")
 
