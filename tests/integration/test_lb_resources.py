@@ -316,6 +316,17 @@ def test_a_refused_change_rolls_back_to_the_applied_tree(world: World) -> None:
     with world.db.session() as s:
         types = set(s.scalars(select(Event.type).where(Event.resource_id == after["id"])))
     assert "loadbalancer.update_failed" in types
+    # a changed member gets its applied values back, under a new ETag
+    one = f"{members}/{before[0]['id']}"
+    etag = c.get(one, headers=alpha.headers).headers["ETag"]
+    r = c.patch(one, json={"weight": 9, "drain": True}, headers={**alpha.headers, "If-Match": etag})
+    assert r.status_code == 200, r.text
+    run_tasks(world, refusing)
+    restored = c.get(one, headers=alpha.headers)
+    assert (restored.json()["weight"], restored.json()["drain"]) == (before[0]["weight"], False)
+    assert restored.headers["ETag"] != etag
+    r = c.patch(one, json={"weight": 2}, headers={**alpha.headers, "If-Match": etag})
+    assert r.status_code == 412, r.text
     # a create that cannot be realised ends in ERROR, and its delete still works
     broken = create_lb(world, alpha, "broken")
     run_tasks(world, refusing)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from novacron.db.models import LbAmphora, LbListener, LbMember, LbPool, LoadBalancer
@@ -36,8 +36,12 @@ from novacron.network.wire import from_dict
 LEG_INTERFACE = "lb0"
 #: the columns a snapshot leaves out: the row's bookkeeping, not its meaning
 _UNSAVED = frozenset({"created_at", "updated_at"})
-#: the child tables of a load balancer, parents first (members need their pool)
-_CHILDREN: tuple[type[Any], ...] = (LbPool, LbMember, LbListener)
+#: the child tables of a load balancer and their key in a tree, parents first (members need their pool)
+_CHILDREN: tuple[tuple[type[Any], str], ...] = (
+    (LbPool, "pools"),
+    (LbMember, "members"),
+    (LbListener, "listeners"),
+)
 
 
 def listeners_of(session: Session, lb_id: str) -> list[LbListener]:
@@ -146,13 +150,27 @@ def tree(session: Session, lb: LoadBalancer) -> dict[str, Any]:
 
 
 def restore(session: Session, lb: LoadBalancer, saved: dict[str, Any]) -> None:
-    """Put ``lb`` and its children back as ``saved`` (a :func:`tree`) had them."""
+    """Put ``lb`` and its children back as ``saved`` (a :func:`tree`) had them: rows kept are
+    updated in place (their version, hence their ETag, moves on), others deleted or made again."""
     for key, value in saved["loadbalancer"].items():
         setattr(lb, key, value)
-    for model in reversed(_CHILDREN):
-        session.execute(delete(model).where(model.loadbalancer_id == lb.id))
-    session.flush()
-    for model, key in ((LbPool, "pools"), (LbMember, "members"), (LbListener, "listeners")):
-        for values in saved[key]:
-            session.add(model(**values))
+    wanted = {model: {v["id"]: v for v in saved[key]} for model, key in _CHILDREN}
+    kept: dict[type[Any], dict[str, Any]] = {}
+    for model, _ in reversed(_CHILDREN):  # listeners, members, then pools: nothing left dangling
+        rows = {r.id: r for r in session.scalars(select(model).where(model.loadbalancer_id == lb.id))}
+        for row_id, row in rows.items():
+            if row_id not in wanted[model]:
+                session.delete(row)
+        kept[model] = rows
+        session.flush()
+    for model, _ in _CHILDREN:  # pools first: members need theirs
+        for row_id, values in wanted[model].items():
+            fields = {k: v for k, v in values.items() if k != "version"}
+            row = kept[model].get(row_id)
+            if row is None:
+                session.add(model(**fields))
+            else:
+                for key, value in fields.items():
+                    if getattr(row, key) != value:
+                        setattr(row, key, value)
         session.flush()
