@@ -444,6 +444,8 @@ def test_l7_policies_are_resources_of_their_listener(world: World) -> None:
     )
     assert r.status_code == 200 and r.json()["redirect_http_code"] == 301, r.text
     run_tasks(world)
+    r = c.patch(f"{policies}/{made['id']}", json={"position": None}, headers=alpha.headers)
+    assert r.status_code == 422 and "body.position" in problem_fields(r), r.text
     assert [p["id"] for p in c.get(policies, headers=alpha.headers).json()["items"]] == [made["id"]]
     assert c.delete(f"{policies}/{made['id']}", headers=alpha.headers).status_code == 204
     run_tasks(world)
