@@ -232,6 +232,12 @@ def test_the_tree_is_checked_whole_before_anything_is_written(world: World) -> N
         headers=alpha.headers,
     )
     assert r.status_code == 422 and "body.insert_headers" in problem_fields(r), r.text
+    r = c.post(
+        base + "/listeners",
+        json={**listener, "protocol": "TCP", "connection_limit": 2**70},
+        headers=alpha.headers,
+    )
+    assert r.status_code == 422 and "body.connection_limit" in problem_fields(r), r.text
     hm = {"type": "HTTP", "delay": 2, "timeout": 5}
     r = c.put(f"{base}/pools/{pool['id']}/healthmonitor", json=hm, headers=alpha.headers)
     assert r.status_code == 422 and "body.timeout" in problem_fields(r), r.text
