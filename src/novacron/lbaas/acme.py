@@ -82,11 +82,12 @@ class AcmeDirectory:
 
 
 class AcmeClient:
-    """One tenant's ACME account (its key at ``account_key_path``) on one ACME server."""
+    """One tenant's ACME account on one ACME server: its key kept at a path (made the first time),
+    or given (``lbaas/acme_service.py`` keeps it sealed in the database)."""
 
-    def __init__(self, directory: AcmeDirectory, account_key_path: Path) -> None:
+    def __init__(self, directory: AcmeDirectory, account: Path | JWKEC) -> None:
         self.directory = directory
-        self.key = account_key(account_key_path)
+        self.key = account if isinstance(account, JWKEC) else account_key(account)
         self._acme: client.ClientV2 | None = None
 
     def _client(self) -> client.ClientV2:
