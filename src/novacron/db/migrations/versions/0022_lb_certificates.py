@@ -1,7 +1,7 @@
 """lb_certificates, acme_accounts: load balancers' TLS certificates (keys sealed) and ACME accounts
 
 Revision ID: 0022
-Revises: 0021
+Revises: 0020 (0021, the load balancers' migration, once it is merged)
 Create Date: 2026-12-06
 """
 
@@ -13,6 +13,7 @@ from alembic import op
 import novacron.db.base
 
 revision = "0022"
+#: "0021" once the load balancers' migration (branch lbapi) is on main
 down_revision = "0020"
 branch_labels = None
 depends_on = None
