@@ -262,3 +262,24 @@ def test_an_acme_order_is_a_task_and_its_directory_passes_the_egress_guard(world
     assert (field, reason) == ("body.acme.names.0", "HTTP-01 cannot prove a wildcard name")
     both = {"name": "x", "acme": order, "certificate": world.ca.bundle(["x.example.com"])}
     assert _problem_field(_create(world, both))[0] == "body.certificate"
+
+
+def test_kek_rotation_rewraps_the_keys_and_they_still_open(world: World) -> None:
+    from novacron.identity.encryption import EncryptionService
+    from novacron.identity.sealing import rotate
+
+    cert_id = _create(world, {"name": "rotated", "certificate": world.ca.bundle(["r.example.com"])}).json()[
+        "id"
+    ]
+    with world.db.session() as s:
+        before = certstore.certificates_for(s, world.alpha_id, [cert_id], world.ctx.settings)
+        row = s.get(LbCertificate, cert_id)
+        assert row is not None and row.private_key is not None
+        old_kek = EncryptionService.kek_of(row.private_key)
+    report = rotate(world.ctx.settings, world.db)
+    assert old_kek in report.retired and not report.errors, report
+    with world.db.session() as s:
+        row = s.get(LbCertificate, cert_id)
+        assert row is not None and row.private_key is not None
+        assert EncryptionService.kek_of(row.private_key) == report.new_kek
+        assert certstore.certificates_for(s, world.alpha_id, [cert_id], world.ctx.settings) == before
