@@ -44,6 +44,7 @@ def build_context(settings: Settings) -> Context:
     from novacron.db.migrate import upgrade
     from novacron.identity.sealing import check_openable, seal_clear_rows
     from novacron.identity.tokens import TokenService
+    from novacron.lbaas.acme_service import IssueCertificate
     from novacron.monitoring.stack import MonitoringStack
     from novacron.monitoring.tracestore import start_node_tracing
     from novacron.network import make_backend
@@ -71,6 +72,7 @@ def build_context(settings: Settings) -> Context:
             *BACKUP_HANDLERS,
             DRDrill(),
             *DR_HANDLERS,
+            IssueCertificate(),
         ],
     )
     if settings.embedded_agent:

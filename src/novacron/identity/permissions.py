@@ -23,6 +23,7 @@ VIEW = frozenset(
         "reservation:read",
         "usage:read",
         "network:read",
+        "certificate:read",
         "alert:read",
         "slo:read",
         "trace:read",
@@ -46,6 +47,8 @@ MEMBER = VIEW | {
     "backup:delete",
     "reservation:write",
     "network:write",
+    # load balancers' TLS certificates (their private keys are write-only)
+    "certificate:write",
     # alert rules and silences
     "alert:write",
 }

@@ -23,6 +23,7 @@ from novacron.db.models.identity import (
     Tenant,
     User,
 )
+from novacron.db.models.lbcerts import AcmeAccount, LbCertificate
 from novacron.db.models.monitoring import Alert, AlertingPeer, AlertReceiver, AlertRule
 from novacron.db.models.network import (
     FloatingIP,
@@ -54,6 +55,8 @@ from novacron.db.models.slo import SLO, Probe, ProbeResult
 from novacron.db.models.traces import TraceSpan
 
 __all__ = [
+    "AcmeAccount",
+    "LbCertificate",
     "Dashboard",
     "Alert",
     "AlertReceiver",
