@@ -150,7 +150,7 @@ class AgentRuntime:
                 if sample is not None:
                     samples[instance_id] = sample.as_dict()
         host_sample = self._host_sample()
-        lb = await self._lb_report()
+        lb = await self.lb_report()
         sent_at = time.monotonic()
         answer = await self.control.report(power, samples, sent_at - started, host_sample, lb)
         self.lease.renew(sent_at, answer.lease_s)
@@ -171,7 +171,7 @@ class AgentRuntime:
                 host_load_balancers(self)
         return self.load_balancers
 
-    async def _lb_report(self) -> dict[str, Any] | None:
+    async def lb_report(self) -> dict[str, Any] | None:
         """``lb_health`` (each load balancer's member states) and ``lb_bans`` (the guard's
         decisions since the last report) for the report; None without load balancers."""
         lbs = self._lbs()
