@@ -10,6 +10,7 @@ taken down and brought back through its serial console (its root shell).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import re
 import secrets
@@ -25,6 +26,7 @@ from typing import Any
 import pytest
 
 from novacron.agent.runtime import AgentRuntime
+from novacron.errors import InvalidInput
 from novacron.lbaas.model import (
     AmphoraSpec,
     HealthMonitorSpec,
@@ -279,6 +281,16 @@ def test_round_robin_over_the_guests_and_health_takes_a_member_out_and_back(site
     print(f"member up after {up_s:.2f} s (delay × rise = {MONITOR.delay * MONITOR.max_retries} s)")
     assert up_s <= MONITOR.delay * MONITOR.max_retries + SLACK_S
     assert set(s.get(f"{PREFIX}.5") for _ in range(6)) == set(MEMBERS)
+
+    # a configuration HAProxy refuses (a certificate it does not have) is an error in HAProxy's
+    # words, and the running load balancer keeps serving the previous one
+    tls = ListenerSpec(
+        "tls", "TERMINATED_HTTPS", 443, default_pool_id="pool-1", default_tls_container_ref="nocert"
+    )
+    refused = dataclasses.replace(spec, listeners=(*spec.listeners, tls))
+    with pytest.raises(InvalidInput, match="nocert"):
+        s.execute(0, "lb_apply", {"spec": to_dict(refused), "leg_id": leg.id})
+    assert s.get(f"{PREFIX}.5") in MEMBERS
 
     # a restarted agent finds the running HAProxy again by its sockets, and reports its members
     again = AgentRuntime(None, None, lease_dir=s.agents[0].run_dir, network=s.backends[0])  # type: ignore[arg-type]
