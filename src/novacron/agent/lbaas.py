@@ -159,9 +159,14 @@ class HostLoadBalancers:
         with self._lock:
             self._placed.pop(lb_id, None)
             self._bans.pop(lb_id, None)
+        state_dir = self.state_dir(lb_id)
+        if placed is None and state_dir.is_dir():
+            # files without a readable record: their processes are found by their pid files
+            haproxy = HAProxyInstance(state_dir)
+            placed = PlacedLb("", None, haproxy, VRRPInstance(state_dir / "vrrp", haproxy.admin_socket))
         if placed is not None:
             self._stop(placed)
-        shutil.rmtree(self.state_dir(lb_id), ignore_errors=True)
+        shutil.rmtree(state_dir, ignore_errors=True)
         return {"removed": True}
 
     @staticmethod
