@@ -274,6 +274,13 @@ def test_round_robin_over_the_guests_and_health_takes_a_member_out_and_back(site
     assert set(s.get(f"{PREFIX}.5") for _ in range(4)) == {"m1", "m3"}
     report = asyncio.run(s.agents[0].lb_report())
     assert report is not None and report["lb_health"]["lb-single"]["pool-1/m2"] == "DOWN"
+    stats = {
+        (series, labels.get("member_id")): value
+        for series, labels, value in report["lb_metrics"]["lb-single"]
+    }
+    # the statistics in the report: the 12 requests so far, and m2 down
+    assert stats[("novacron_lb_listener_requests_total", None)] >= 10
+    assert stats[("novacron_lb_member_up", "m2")] == 0 and stats[("novacron_lb_member_up", "m1")] == 1
 
     # back: in again within delay × rise
     s.console("m2", "busybox httpd -f -p 80 -h /www </dev/null >/dev/null 2>&1 & echo $! > /tmp/web.pid")

@@ -28,6 +28,7 @@ from pyroute2 import netns
 
 from novacron.agent import protocol as p
 from novacron.errors import InvalidInput, Unavailable
+from novacron.lbaas import exporter
 from novacron.lbaas.haproxy import HAProxyInstance
 from novacron.lbaas.keepalived import VRRPInstance
 from novacron.lbaas.model import LoadBalancerSpec
@@ -205,6 +206,22 @@ class HostLoadBalancers:
                     found[lb_id] = self._status(lb)["members"]
             except Unavailable:
                 found[lb_id] = {}
+        return found
+
+    def metrics(self) -> dict[str, list[exporter.LbSample]]:
+        """Every running load balancer's statistics (``lbaas/exporter.py``), for the report."""
+        self._find()
+        with self._lock:
+            placed = dict(self._placed)
+        found: dict[str, list[exporter.LbSample]] = {}
+        for lb_id, lb in placed.items():
+            spec = lb.haproxy.spec
+            if spec is None:
+                continue
+            try:
+                found[lb_id] = exporter.scrape(lb.haproxy.paths.state_dir, spec)
+            except Unavailable:
+                continue  # not running (yet): its health says so
         return found
 
     def guard(self) -> None:
