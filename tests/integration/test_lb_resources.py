@@ -22,10 +22,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from novacron.compute import hostops
+from novacron.compute.agentcalls import record_report
 from novacron.context import Context
 from novacron.db.base import Database
-from novacron.db.models import VM, Event, Host, HostOperation, LoadBalancer, Port
-from novacron.lbaas.health import apply_health, apply_report
+from novacron.db.models import VM, Event, Host, HostOperation, Port
 from novacron.lbaas.tasks import HANDLERS
 from novacron.quota.defaults import ensure_tenant_defaults
 from novacron.tasks.runner import TaskRunner
@@ -391,31 +391,27 @@ def test_quota_refuses_the_sixth(world: World) -> None:
     run_tasks(world)
 
 
-def test_member_health_rolls_up(world: World) -> None:
+def test_member_health_from_the_agents_reports_rolls_up(world: World) -> None:
     c, alpha = world.client, world.alpha
     pool_id = c.get("/v1/loadbalancers/api/pools", headers=alpha.headers).json()["items"][0]["id"]
     members = c.get(f"/v1/loadbalancers/api/pools/{pool_id}/members", headers=alpha.headers).json()
     key = f"{pool_id}/{members['items'][0]['id']}"
-
-    def report(state: str) -> None:
-        with world.db.session() as s:
-            lb = s.scalar(select(LoadBalancer).where(LoadBalancer.name == "api"))
-            assert lb is not None
-            apply_health(s, lb, {key: state})
-
     lb_id = get_lb(world, alpha, "api")["id"]
-    legs = c.get(f"/v1/loadbalancers/{lb_id}", headers=world.admin).json()["amphorae"]
-    elsewhere = next(h for h in HOSTS if h != legs[0]["host_id"])
-    with world.db.session() as s:  # a host without a leg of it cannot report on it
-        apply_report(s, elsewhere, {lb_id: {key: "DOWN"}})
+    host = c.get(f"/v1/loadbalancers/{lb_id}", headers=world.admin).json()["amphorae"][0]["host_id"]
+
+    def report(host_id: str, state: str) -> None:
+        """An agent's periodic report, as the agents router hands it over."""
+        record_report(world.ctx, host_id, {}, {}, 0.0, None, {"lb_health": {lb_id: {key: state}}})
+
+    report(next(h for h in HOSTS if h != host), "DOWN")  # a host without a leg of it: ignored
     assert get_lb(world, alpha, "api")["operating_status"] == "ONLINE"
-    report("DOWN")
+    report(host, "DOWN")
     pool = c.get(f"/v1/loadbalancers/api/pools/{pool_id}", headers=alpha.headers).json()
     assert (get_lb(world, alpha, "api")["operating_status"], pool["operating_status"]) == (
         "DEGRADED",
         "ERROR",
     )
-    report("UP")
+    report(host, "UP")
     assert get_lb(world, alpha, "api")["operating_status"] == "ONLINE"
     with world.db.session() as s:
         types = list(s.scalars(select(Event.type).where(Event.resource_id == lb_id).order_by(Event.seq)))
