@@ -31,6 +31,7 @@ from novacron.quota.defaults import ensure_tenant_defaults
 from novacron.tasks.runner import TaskRunner
 from tests.conftest import TENANT_PASSWORD, in_process_app
 from tests.integration.metrics_engines import login
+from tests.tlsca import TestCA
 
 HOSTS = ("h-1", "h-2")
 Answer = Callable[[dict[str, Any]], tuple[dict[str, Any] | None, str | None]]
@@ -486,3 +487,49 @@ def test_a_member_named_by_vm_takes_its_port_address(world: World) -> None:
         alpha.subnet_id,
     )
     run_tasks(world)
+
+
+def test_tls_listeners_serve_only_their_tenants_certificates(world: World) -> None:
+    c, alpha, beta = world.client, world.alpha, world.beta
+    ca = TestCA.create()
+    for who, name in ((alpha, "shop"), (beta, "theirs")):
+        body = {"name": name, "certificate": ca.bundle([f"{name}.example.com"])}
+        assert c.post("/v1/certificates", json=body, headers=who.headers).status_code == 201
+    pool_id = c.get("/v1/loadbalancers/web/pools", params={"name": "api"}, headers=alpha.headers).json()
+    tls = {"protocol": "TERMINATED_HTTPS", "protocol_port": 443, "default_pool_id": pool_id["items"][0]["id"]}
+    for body, field_name in (
+        ({**tls, "default_tls_container_ref": "theirs"}, "body.default_tls_container_ref"),
+        (
+            {**tls, "default_tls_container_ref": "shop", "sni_container_refs": ["theirs"]},
+            "body.sni_container_refs.0",
+        ),
+        (tls, "body.default_tls_container_ref"),  # TERMINATED_HTTPS needs one
+    ):
+        r = c.post("/v1/loadbalancers/web/listeners", json=body, headers=alpha.headers)
+        assert r.status_code == 422 and field_name in problem_fields(r), (body, r.text)
+    r = c.post(
+        "/v1/loadbalancers/web/listeners",
+        json={**tls, "default_tls_container_ref": "shop"},
+        headers=alpha.headers,
+    )
+    assert r.status_code == 201, r.text
+    cert_id = c.get("/v1/certificates/shop", headers=alpha.headers).json()["id"]
+    assert r.json()["default_tls_container_ref"] == cert_id
+    handed: list[dict[str, Any]] = []
+
+    def keeping_secrets(op: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+        if op["op"] == "lb_apply":
+            handed.append(op["payload"]["secrets"])
+        return healthy(op)
+
+    run_tasks(world, keeping_secrets)
+    assert get_lb(world, alpha, "web")["provisioning_status"] == "ACTIVE"
+    assert handed and "BEGIN CERTIFICATE" in handed[-1]["certificates"][cert_id]
+    assert "PRIVATE KEY" in handed[-1]["certificates"][cert_id]
+    with world.db.session() as s:  # the key never waits in the database in clear
+        payloads = [
+            str(op.payload) for op in s.scalars(select(HostOperation).where(HostOperation.op == "lb_apply"))
+        ]
+    assert not any("PRIVATE KEY" in p for p in payloads)
+    r = c.delete("/v1/certificates/shop", headers=alpha.headers)
+    assert r.status_code == 409 and "load balancer web" in r.json()["detail"], r.text
