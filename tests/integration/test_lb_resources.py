@@ -533,3 +533,15 @@ def test_tls_listeners_serve_only_their_tenants_certificates(world: World) -> No
     assert not any("PRIVATE KEY" in p for p in payloads)
     r = c.delete("/v1/certificates/shop", headers=alpha.headers)
     assert r.status_code == 409 and "load balancer web" in r.json()["detail"], r.text
+
+
+def test_a_viewer_reads_but_does_not_write(world: World) -> None:
+    c = world.client
+    tenant_id = c.get("/v1/loadbalancers/web", headers=world.alpha.headers).json()["tenant_id"]
+    user = {"username": "looker", "password": TENANT_PASSWORD, "role": "viewer", "tenant_id": tenant_id}
+    assert c.post("/v1/users", json=user, headers=world.admin).status_code == 201
+    viewer = login(c, "looker@alpha", TENANT_PASSWORD)
+    assert c.get("/v1/loadbalancers/web", headers=viewer).status_code == 200
+    body = {"name": "nope", "vip_subnet_id": world.alpha.subnet_id}
+    assert c.post("/v1/loadbalancers", json=body, headers=viewer).status_code == 403
+    assert c.delete("/v1/loadbalancers/web", headers=viewer).status_code == 403
