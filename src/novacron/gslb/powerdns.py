@@ -1,0 +1,178 @@
+"""PowerDNS Authoritative (Debian's ``pdns-server``) as the DNS provider.
+
+We run our own ``pdns_server`` — never the system one — with its files under a private
+directory of the state dir (``<state_dir>/gslb``, 0700): ``pdns.conf``, the SQLite zone database
+(``pdns-backend-sqlite3``; its schema is the package's), the control socket and the log. It
+listens on one address and port (loopback by default), runs LUA records
+(``enable-lua-records``), takes the EDNS client subnet as the client's address
+(``edns-subnet-processing``) and checks sites every ``health_interval_s`` seconds.
+
+Publishing writes the zone's rows in one SQLite transaction (WAL: pdns_server's readers never
+wait for it nor see half of it); with its caches off, the next query is answered from them. So a
+publication needs no reload, and works whether or not the server runs at that moment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+from novacron.errors import Unavailable
+from novacron.gslb import lua
+from novacron.gslb.model import ZoneSpec
+from novacron.gslb.provider import DnsProvider
+from novacron.private import mkdir_private, write_private
+
+PDNS_SERVER = "/usr/sbin/pdns_server"
+PDNS_CONTROL = "/usr/bin/pdns_control"
+SCHEMA = Path("/usr/share/doc/pdns-backend-sqlite3/schema.sqlite3.sql")
+DATABASE = "zones.sqlite"
+READY_TIMEOUT_S = 15.0
+#: the SOA's refresh, retry, expire and negative-answer TTL
+SOA_TIMERS = "10800 3600 604800 30"
+
+
+def _config(directory: Path, address: str, port: int, health_interval_s: int) -> str:
+    return "\n".join(
+        [
+            "launch=gsqlite3",
+            f"gsqlite3-database={directory / DATABASE}",
+            f"local-address={address}",
+            f"local-port={port}",
+            f"socket-dir={directory}",
+            "enable-lua-records=yes",
+            "edns-subnet-processing=yes",
+            f"lua-health-checks-interval={health_interval_s}",
+            # answers follow the database at once (no cache to expire after a publication)
+            "cache-ttl=0",
+            "query-cache-ttl=0",
+            "negquery-cache-ttl=0",
+            "zone-cache-refresh-interval=0",
+            "daemon=no",
+            "guardian=no",
+            "disable-syslog=yes",
+            "write-pid=no",
+            "security-poll-suffix=",
+            "",
+        ]
+    )
+
+
+class PowerDNSServer(DnsProvider):
+    """Our ``pdns_server`` on ``address``:``port`` with its files in ``directory``."""
+
+    def __init__(self, directory: Path, address: str, port: int, health_interval_s: int = 2) -> None:
+        self.directory = directory
+        self.address = address
+        self.port = port
+        self.health_interval_s = health_interval_s
+
+    @property
+    def database(self) -> Path:
+        return self.directory / DATABASE
+
+    @property
+    def pid_file(self) -> Path:
+        return self.directory / "pdns_server.pid"
+
+    def _prepare(self) -> None:
+        mkdir_private(self.directory)
+        config = _config(self.directory, self.address, self.port, self.health_interval_s)
+        write_private(self.directory / "pdns.conf", config)
+        if not self.database.exists():
+            fd = os.open(self.database, os.O_WRONLY | os.O_CREAT, 0o600)
+            os.close(fd)
+            with contextlib.closing(sqlite3.connect(self.database)) as db:
+                db.executescript(SCHEMA.read_text())
+                db.execute("PRAGMA journal_mode=WAL")
+
+    def publish(self, zone: ZoneSpec) -> None:
+        self._prepare()
+        rows = _rows(zone)
+        with contextlib.closing(sqlite3.connect(self.database, timeout=10.0)) as db, db:
+            db.execute("DELETE FROM records")
+            db.execute("DELETE FROM domains")
+            cur = db.execute(
+                "INSERT INTO domains (name, type) VALUES (?, 'NATIVE')", (zone.zone.rstrip("."),)
+            )
+            domain_id = cur.lastrowid
+            db.executemany(
+                "INSERT INTO records (domain_id, name, type, content, ttl, prio, disabled, auth)"
+                " VALUES (?, ?, ?, ?, ?, 0, 0, 1)",
+                [(domain_id, *row) for row in rows],
+            )
+
+    def _pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return None
+        return pid if b"pdns_server" in cmdline and str(self.directory).encode() in cmdline else None
+
+    def running(self) -> bool:
+        """The server answers on its control socket."""
+        proc = subprocess.run(
+            [PDNS_CONTROL, f"--config-dir={self.directory}", "rping"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+        return proc.returncode == 0 and "PONG" in proc.stdout
+
+    def ensure_running(self) -> None:
+        if self._pid() is not None and self.running():
+            return
+        self._prepare()
+        log = os.open(self.directory / "pdns.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            proc = subprocess.Popen(
+                [PDNS_SERVER, f"--config-dir={self.directory}"],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        finally:
+            os.close(log)
+        write_private(self.pid_file, str(proc.pid))
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise Unavailable(
+                    f"pdns_server exited ({proc.returncode}); see {self.directory / 'pdns.log'}"
+                )
+            if self.running():
+                return
+            time.sleep(0.1)
+        raise Unavailable(f"pdns_server did not answer on its control socket in {READY_TIMEOUT_S:.0f} s")
+
+    def stop(self) -> None:
+        pid = self._pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + READY_TIMEOUT_S
+            while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+                time.sleep(0.05)
+            if Path(f"/proc/{pid}").exists():
+                os.kill(pid, signal.SIGKILL)
+        self.pid_file.unlink(missing_ok=True)
+
+
+def _rows(zone: ZoneSpec) -> list[tuple[str, str, str, int]]:
+    """(name, type, content, ttl) of the zone's records: SOA, NS, and each name's LUA records."""
+    apex = zone.zone.rstrip(".")
+    soa = f"ns.{apex}. hostmaster.{apex}. {zone.serial} {SOA_TIMERS}"
+    rows = [(apex, "SOA", soa, 3600), (apex, "NS", f"ns.{apex}.", 3600)]
+    for name in zone.names:
+        for rtype, content in lua.records(name, zone.regions):
+            rows.append((name.name.rstrip("."), rtype, content, name.ttl))
+    return rows
