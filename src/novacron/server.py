@@ -21,6 +21,9 @@ from novacron.api.transport import SecurityHeaders
 from novacron.config import Settings, is_loopback
 from novacron.context import AgentListener, Context
 from novacron.db.base import Database
+from novacron.errors import Unavailable
+from novacron.gslb import service as gslb_service
+from novacron.gslb.provider import DnsProvider
 from novacron.identity.encryption import encryption_for
 from novacron.identity.pki import ServerTLS, ensure_server_tls
 from novacron.monitoring import logs, tracing
@@ -252,9 +255,12 @@ def main() -> None:
     assert ctx.monitoring is not None
     ctx.monitoring.start()  # the metrics store answers before the agent's first report
     alerting = _start_alerting(ctx, tls)
+    dns = _start_gslb(ctx)
     try:
         asyncio.run(_serve(servers))
     finally:
+        if dns is not None:
+            dns.stop()
         if alerting is not None:
             alerting.stop()
         ctx.monitoring.stop()
@@ -272,6 +278,20 @@ def _start_alerting(ctx: Context, tls: ServerTLS) -> AlertingStack | None:
     except EngineFailed as exc:
         logging.getLogger(__name__).warning("alerting is off: %s", exc)
         return None
+
+
+def _start_gslb(ctx: Context) -> DnsProvider | None:
+    """This node's PowerDNS serving the global names, when the platform has a GSLB zone; a node
+    that cannot start it runs without (the names are still kept, and served at its next start)."""
+    if not ctx.settings.gslb_zone:
+        return None
+    try:
+        with ctx.db.read_session() as session:
+            gslb_service.start(session, ctx.settings)
+    except Unavailable as exc:
+        logging.getLogger(__name__).warning("global load balancing DNS is off: %s", exc)
+        return None
+    return gslb_service.provider(ctx.settings)
 
 
 async def _serve(servers: list[uvicorn.Server]) -> None:

@@ -186,3 +186,17 @@ def test_a_trailing_newline_does_not_slip_past_the_whitelists() -> None:
         Site.checked("s", "192.0.2.1", 80, "eu\n", 1, None)
     with pytest.raises(InvalidInput):
         Site.checked("s", "192.0.2.1", 80, "eu", 1, "/h\n")
+
+
+def test_a_platform_without_a_zone_says_so() -> None:
+    from pathlib import Path
+
+    from novacron.config import Settings
+    from novacron.errors import Unavailable
+    from novacron.gslb.service import zone_of
+
+    with pytest.raises(Unavailable, match="NOVACRON_GSLB_ZONE"):
+        zone_of(Settings(state_dir=Path("/nonexistent"), database_url="sqlite://"))
+    assert zone_of(
+        Settings(state_dir=Path("/x"), database_url="sqlite://", gslb_zone="GSLB.Example.com")
+    ) == ("gslb.example.com.")

@@ -53,6 +53,7 @@ def _include_optional(app: FastAPI) -> None:
         dashboards,
         dr,
         encryption,
+        gslb,
         metrics_query,
         networks,
         ports,
@@ -94,6 +95,7 @@ def _include_optional(app: FastAPI) -> None:
         metrics_query,
         slo,
         dashboards,
+        gslb,
     ):
         app.include_router(module.router)
     install_audit(app)

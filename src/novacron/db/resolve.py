@@ -31,6 +31,7 @@ from novacron.db.models import (
     DRRunbook,
     Flavor,
     FloatingIP,
+    GslbName,
     Host,
     Image,
     Network,
@@ -94,6 +95,7 @@ KINDS: dict[type[Any], Kind] = {
     Probe: Kind("probe", "probe_id", "/v1/probes"),
     SLO: Kind("SLO", "slo_id", "/v1/slos"),
     Dashboard: Kind("dashboard", "dashboard_id", "/v1/dashboards"),
+    GslbName: Kind("global name", "name_id", "/v1/gslb/names"),
 }
 #: kinds the platform defines for everyone (their names are unique): no tenant owns them
 PLATFORM_KINDS = frozenset({Flavor, Host, Aggregate, BackupTarget, PolicyRule})

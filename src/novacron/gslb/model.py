@@ -140,5 +140,7 @@ class ZoneSpec:
     zone: str
     names: tuple[GlobalName, ...]
     regions: tuple[RegionRule, ...]
-    #: the SOA's serial: any number that grows with each publication
+    #: the SOA's serial (32 bits, seconds): grows with the publications
     serial: int
+    #: orders publications (nanoseconds, taken in the writing transaction): an older one is dropped
+    generation: int = 0

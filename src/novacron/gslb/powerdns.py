@@ -7,7 +7,8 @@ listens on one address and port (loopback by default), runs LUA records
 (``enable-lua-records``), takes the EDNS client subnet as the client's address
 (``edns-subnet-processing``) and checks sites every ``health_interval_s`` seconds.
 
-Publishing writes the zone's rows in one SQLite transaction (WAL: pdns_server's readers never
+Publishing writes the zone's rows in one SQLite transaction (unless a newer generation is
+already served, see ``service.py``) (WAL: pdns_server's readers never
 wait for it nor see half of it); with its caches off, the next query is answered from them. So a
 publication needs no reload, and works whether or not the server runs at that moment.
 """
@@ -94,18 +95,33 @@ class PowerDNSServer(DnsProvider):
     def publish(self, zone: ZoneSpec) -> None:
         self._prepare()
         rows = _rows(zone)
-        with contextlib.closing(sqlite3.connect(self.database, timeout=10.0)) as db, db:
-            db.execute("DELETE FROM records")
-            db.execute("DELETE FROM domains")
-            cur = db.execute(
-                "INSERT INTO domains (name, type) VALUES (?, 'NATIVE')", (zone.zone.rstrip("."),)
-            )
-            domain_id = cur.lastrowid
-            db.executemany(
-                "INSERT INTO records (domain_id, name, type, content, ttl, prio, disabled, auth)"
-                " VALUES (?, ?, ?, ?, ?, 0, 0, 1)",
-                [(domain_id, *row) for row in rows],
-            )
+        with contextlib.closing(sqlite3.connect(self.database, timeout=10.0, isolation_level=None)) as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                self._replace(db, zone, rows)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    @staticmethod
+    def _replace(db: sqlite3.Connection, zone: ZoneSpec, rows: list[tuple[str, str, str, int]]) -> None:
+        """Replace the zone unless a newer generation is served already (our own table)."""
+        db.execute("CREATE TABLE IF NOT EXISTS novacron_publication (generation INTEGER NOT NULL)")
+        served = db.execute("SELECT max(generation) FROM novacron_publication").fetchone()[0]
+        if served is not None and served > zone.generation:
+            return
+        db.execute("DELETE FROM novacron_publication")
+        db.execute("INSERT INTO novacron_publication (generation) VALUES (?)", (zone.generation,))
+        db.execute("DELETE FROM records")
+        db.execute("DELETE FROM domains")
+        cur = db.execute("INSERT INTO domains (name, type) VALUES (?, 'NATIVE')", (zone.zone.rstrip("."),))
+        domain_id = cur.lastrowid
+        db.executemany(
+            "INSERT INTO records (domain_id, name, type, content, ttl, prio, disabled, auth)"
+            " VALUES (?, ?, ?, ?, ?, 0, 0, 1)",
+            [(domain_id, *row) for row in rows],
+        )
 
     def _pid(self) -> int | None:
         try:

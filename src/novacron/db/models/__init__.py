@@ -13,6 +13,7 @@ from novacron.db.models.compute import (
     ServerGroup,
 )
 from novacron.db.models.dashboards import Dashboard
+from novacron.db.models.gslb import GslbName, GslbRegion
 from novacron.db.models.identity import (
     AccessTicket,
     LoginFailure,
@@ -55,6 +56,8 @@ from novacron.db.models.traces import TraceSpan
 
 __all__ = [
     "Dashboard",
+    "GslbName",
+    "GslbRegion",
     "Alert",
     "AlertReceiver",
     "AlertRule",
