@@ -10,7 +10,9 @@ older zone served.
 
 from __future__ import annotations
 
+import logging
 import re
+import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +33,7 @@ from novacron.gslb.powerdns import PowerDNSServer
 from novacron.gslb.provider import DnsProvider
 from novacron.service import Service
 
+log = logging.getLogger(__name__)
 #: a load balancer's id as the platform makes them (``lb-`` and 16 hex digits)
 _LB_ID = re.compile(r"[a-z]{1,8}-[0-9a-f]{16}")
 
@@ -98,9 +101,13 @@ def publish_after_commit(session: Session, settings: Settings) -> None:
     spec = zone_spec(session, settings)
 
     def publish(_session: Session) -> None:
-        dns = provider(settings)
-        dns.publish(spec)
-        dns.ensure_running()
+        # the change is committed: a DNS server that fails now serves it at its next publication
+        try:
+            dns = provider(settings)
+            dns.publish(spec)
+            dns.ensure_running()
+        except (Unavailable, OSError, sqlite3.Error) as exc:
+            log.warning("global names committed but not published: %s", exc)
 
     event.listen(session, "after_commit", publish, once=True)
 
