@@ -22,8 +22,7 @@ from novacron.config import Settings, is_loopback
 from novacron.context import AgentListener, Context
 from novacron.db.base import Database
 from novacron.errors import Unavailable
-from novacron.gslb import service as gslb_service
-from novacron.gslb.provider import DnsProvider
+from novacron.gslb.sync import DnsSync
 from novacron.identity.encryption import encryption_for
 from novacron.identity.pki import ServerTLS, ensure_server_tls
 from novacron.monitoring import logs, tracing
@@ -280,18 +279,17 @@ def _start_alerting(ctx: Context, tls: ServerTLS) -> AlertingStack | None:
         return None
 
 
-def _start_gslb(ctx: Context) -> DnsProvider | None:
-    """This node's PowerDNS serving the global names, when the platform has a GSLB zone; a node
-    that cannot start it runs without (the names are still kept, and served at its next start)."""
+def _start_gslb(ctx: Context) -> DnsSync | None:
+    """This node's PowerDNS serving the global names, kept in step with the tables, when the
+    platform has a GSLB zone; a node that cannot start it runs without (the names are kept, and
+    served once it starts)."""
     if not ctx.settings.gslb_zone:
         return None
     try:
-        with ctx.db.read_session() as session:
-            gslb_service.start(session, ctx.settings)
+        return DnsSync(ctx.db, ctx.settings).start()
     except Unavailable as exc:
         logging.getLogger(__name__).warning("global load balancing DNS is off: %s", exc)
         return None
-    return gslb_service.provider(ctx.settings)
 
 
 async def _serve(servers: list[uvicorn.Server]) -> None:

@@ -211,3 +211,25 @@ def test_input_that_would_reach_lua_is_refused(world: World, body: dict[str, Any
     assert r.status_code == 422, r.text
     assert r.headers["content-type"].startswith("application/problem+json")
     assert r.json()["errors"][0]["field"] == field
+
+
+def test_the_sync_loop_restarts_the_server_and_serves_the_tables(world: World) -> None:
+    from novacron.gslb.sync import DnsSync
+
+    c = world.client
+    body = _name("sync.gslb.example", _site("192.0.2.77", 80, "eu"))
+    assert c.post("/v1/gslb/names", json=body, headers=world.alpha).status_code == 201
+    ctx = cast(FastAPI, c.app).state.ctx
+    world.dns.stop()
+    assert world.dns.running() is False
+    # what another replica would do: render from the tables and publish, every interval
+    sync = DnsSync(ctx.db, ctx.settings, interval_s=0.5)
+    world.dns.database.unlink()  # even the zone database is gone: it is all in the tables
+    sync.start()
+    try:
+        assert dig(world.dns, "sync.gslb.example.") == ["192.0.2.77"]  # only site, unchecked: answered
+        world.dns.stop()
+        wait_for(lambda: world.dns.running(), 10.0)
+        assert dig(world.dns, "sync.gslb.example.") == ["192.0.2.77"]
+    finally:
+        sync.close()  # the server keeps running for the module's other tests
