@@ -12,7 +12,9 @@ from typing import Any, cast
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from novacron.db.models import GslbName
 from novacron.gslb.powerdns import PowerDNSServer
 from novacron.gslb.service import provider
 from tests.conftest import TENANT_PASSWORD, free_port, in_process_app
@@ -44,6 +46,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     overrides = {"gslb_zone": ZONE, "gslb_dns_port": free_port(), "gslb_health_interval_s": HEALTH_INTERVAL_S}
     with in_process_app(state, **overrides) as (client, password, _db):
         dns = cast(PowerDNSServer, provider(cast(FastAPI, client.app).state.ctx.settings))
+        dns.start()  # what the node does at its start (gslb/sync.py)
         try:
             admin = login(client, "admin", password)
             heads = {}
@@ -213,7 +216,7 @@ def test_input_that_would_reach_lua_is_refused(world: World, body: dict[str, Any
     assert r.json()["errors"][0]["field"] == field
 
 
-def test_the_sync_loop_restarts_the_server_and_serves_the_tables(world: World) -> None:
+def test_the_sync_loop_serves_the_tables(world: World) -> None:
     from novacron.gslb.sync import DnsSync
 
     c = world.client
@@ -222,14 +225,46 @@ def test_the_sync_loop_restarts_the_server_and_serves_the_tables(world: World) -
     ctx = cast(FastAPI, c.app).state.ctx
     world.dns.stop()
     assert world.dns.running() is False
-    # what another replica would do: render from the tables and publish, every interval
-    sync = DnsSync(ctx.db, ctx.settings, interval_s=0.5)
     world.dns.database.unlink()  # even the zone database is gone: it is all in the tables
-    sync.start()
+    sync = DnsSync(ctx.db, ctx.settings, interval_s=0.5).start()
     try:
         assert dig(world.dns, "sync.gslb.example.") == ["192.0.2.77"]  # only site, unchecked: answered
-        world.dns.stop()
-        wait_for(lambda: world.dns.running(), 10.0)
-        assert dig(world.dns, "sync.gslb.example.") == ["192.0.2.77"]
+        # a change this node did not publish (another replica's): served within the interval
+        with ctx.db.session() as session:
+            row = session.scalars(select(GslbName).where(GslbName.name == "sync.gslb.example.")).one()
+            row.sites = [{**row.sites[0], "address": "192.0.2.78"}]
+        wait_for(lambda: dig(world.dns, "sync.gslb.example.") == ["192.0.2.78"], 5.0)
     finally:
-        sync.close()  # the server keeps running for the module's other tests
+        sync.stop()
+    assert not world.dns.running()
+    world.dns.start()  # for the module's other tests
+
+
+def test_a_node_serves_its_names_and_stops_its_dns_with_it() -> None:
+    """The wiring of server.py: a node with NOVACRON_GSLB_ZONE runs PowerDNS beside the API, serves
+    what its tables held before it started, and stops PowerDNS when it stops."""
+    from tests.conftest import destroy_server, make_server, tenant_user
+
+    require_pdns()
+    dns_port = free_port()
+    env = {
+        "NOVACRON_GSLB_ZONE": ZONE,
+        "NOVACRON_GSLB_DNS_PORT": str(dns_port),
+        "NOVACRON_EMBEDDED_AGENT": "0",
+    }
+    node = make_server(**env)
+    node.start(timeout_s=90)
+    try:
+        admin = node.client()
+        member, _project = tenant_user(admin, node, "gamma")
+        r = member.post("/v1/gslb/names", json=_name("node.gslb.example", _site("192.0.2.99", 443, "eu")))
+        assert r.status_code == 201, r.text
+        dns = PowerDNSServer(node.state_dir / "gslb", "127.0.0.1", dns_port)
+        assert dig(dns, "node.gslb.example.") == ["192.0.2.99"]
+        node.stop()  # SIGTERM: PowerDNS goes with it
+        wait_for(lambda: not dns.running(), 15.0)
+        node.start(timeout_s=90)
+        assert dig(dns, "node.gslb.example.") == ["192.0.2.99"]
+    finally:
+        destroy_server(node)
+    assert not dns.running()

@@ -4,6 +4,8 @@ injection refused before anything reaches the server."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections import Counter
 
@@ -35,7 +37,7 @@ def test_nearest_healthy_site_and_failover() -> None:
     eu, us = TcpSite("127.0.0.21", port).up(), TcpSite("127.0.0.22", port).up()
     with pdns() as server:
         server.publish(zone(Site(eu.address, port, "eu"), Site(us.address, port, "us")))
-        server.ensure_running()
+        server.start()
         # the first answer starts the checks; both sites are up within a check interval
         dig(server, NAME)
         wait_for(lambda: dig(server, NAME, subnet="20.1.0.0/16") == [us.address], 5 * HEALTH_INTERVAL_S)
@@ -75,7 +77,7 @@ def test_weights_and_a_republished_zone_without_restart() -> None:
                     Site(other.address, port, "us", 9),
                 )
             )
-            server.ensure_running()
+            server.start()
             dig(server, NAME)
             wait_for(
                 lambda: len(set(dig(server, NAME, subnet="10.0.0.0/24", count=20))) == 2,
@@ -107,7 +109,7 @@ def test_http_check_and_ipv6() -> None:
     try:
         with pdns() as server:
             server.publish(zone(*name_sites))
-            server.ensure_running()
+            server.start()
             dig(server, NAME)
             dig(server, NAME, "AAAA")
             # the eu site answers 503: eu clients get the us site
@@ -160,17 +162,22 @@ def test_the_renderer_refuses_what_validation_would_have() -> None:
     assert "'http://app.gslb.example:80/h'" in program
 
 
-def test_server_restarts_with_what_was_published() -> None:
+def test_server_is_supervised_and_restarts_with_what_was_published() -> None:
     port = free_port()
     site = TcpSite("127.0.0.51", port).up()
     try:
         with pdns() as server:
             server.publish(zone(Site(site.address, port, "eu")))
-            server.ensure_running()
-            server.ensure_running()  # running: nothing happens
+            server.start()
+            server.start()  # running: nothing happens
+            engine = server._engine
+            assert engine is not None and engine.pid is not None
+            os.kill(engine.pid, signal.SIGKILL)  # the supervisor starts it again
+            wait_for(lambda: engine.pid is not None and server.running(), 15.0)
             server.stop()
+            assert not server.running()
             started = time.monotonic()
-            server.ensure_running()
+            server.start()
             assert time.monotonic() - started < 10
             wait_for(lambda: dig(server, NAME) == [site.address], 5 * HEALTH_INTERVAL_S)
             assert (server.directory.stat().st_mode & 0o777) == 0o700

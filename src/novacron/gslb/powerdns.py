@@ -1,6 +1,8 @@
 """PowerDNS Authoritative (Debian's ``pdns-server``) as the DNS provider.
 
-We run our own ``pdns_server`` — never the system one — with its files under a private
+We run our own ``pdns_server`` — never the system one — as a supervised engine of the node
+(``monitoring/process.py``: restarted when it dies, stopped with the node, and dying with it even
+when the node is killed), with its files under a private
 directory of the state dir (``<state_dir>/gslb``, 0700): ``pdns.conf``, the SQLite zone database
 (``pdns-backend-sqlite3``; its schema is the package's), the control socket and the log. It
 listens on one address and port (loopback by default), runs LUA records
@@ -17,16 +19,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sqlite3
 import subprocess
-import time
 from pathlib import Path
 
 from novacron.errors import Unavailable
 from novacron.gslb import lua
 from novacron.gslb.model import ZoneSpec
 from novacron.gslb.provider import DnsProvider
+from novacron.monitoring.process import EngineFailed, SupervisedProcess, free_loopback_port
 from novacron.private import mkdir_private, write_private
 
 PDNS_SERVER = "/usr/sbin/pdns_server"
@@ -38,7 +39,7 @@ READY_TIMEOUT_S = 15.0
 SOA_TIMERS = "10800 3600 604800 30"
 
 
-def _config(directory: Path, address: str, port: int, health_interval_s: int) -> str:
+def _config(directory: Path, address: str, port: int, health_interval_s: int, web_port: int) -> str:
     return "\n".join(
         [
             "launch=gsqlite3",
@@ -54,6 +55,11 @@ def _config(directory: Path, address: str, port: int, health_interval_s: int) ->
             "query-cache-ttl=0",
             "negquery-cache-ttl=0",
             "zone-cache-refresh-interval=0",
+            # the status page (no API): what the supervisor polls to see it ready
+            "webserver=yes",
+            "webserver-address=127.0.0.1",
+            f"webserver-port={web_port}",
+            "webserver-allow-from=127.0.0.1",
             "daemon=no",
             "guardian=no",
             "disable-syslog=yes",
@@ -72,19 +78,16 @@ class PowerDNSServer(DnsProvider):
         self.address = address
         self.port = port
         self.health_interval_s = health_interval_s
+        self._engine: SupervisedProcess | None = None
+        #: its status page on loopback: how the supervisor sees it ready (chosen at each start)
+        self._web_port = 0
 
     @property
     def database(self) -> Path:
         return self.directory / DATABASE
 
-    @property
-    def pid_file(self) -> Path:
-        return self.directory / "pdns_server.pid"
-
-    def _prepare(self) -> None:
+    def _prepare_database(self) -> None:
         mkdir_private(self.directory)
-        config = _config(self.directory, self.address, self.port, self.health_interval_s)
-        write_private(self.directory / "pdns.conf", config)
         if not self.database.exists():
             fd = os.open(self.database, os.O_WRONLY | os.O_CREAT, 0o600)
             os.close(fd)
@@ -93,7 +96,7 @@ class PowerDNSServer(DnsProvider):
                 db.execute("PRAGMA journal_mode=WAL")
 
     def publish(self, zone: ZoneSpec) -> None:
-        self._prepare()
+        self._prepare_database()
         rows = _rows(zone)
         with contextlib.closing(sqlite3.connect(self.database, timeout=10.0, isolation_level=None)) as db:
             db.execute("BEGIN IMMEDIATE")
@@ -123,16 +126,8 @@ class PowerDNSServer(DnsProvider):
             [(domain_id, *row) for row in rows],
         )
 
-    def _pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ValueError):
-            return None
-        return pid if b"pdns_server" in cmdline and str(self.directory).encode() in cmdline else None
-
     def running(self) -> bool:
-        """The server answers on its control socket."""
+        """A pdns_server answers on this directory's control socket."""
         proc = subprocess.run(
             [PDNS_CONTROL, f"--config-dir={self.directory}", "rping"],
             capture_output=True,
@@ -142,45 +137,31 @@ class PowerDNSServer(DnsProvider):
         )
         return proc.returncode == 0 and "PONG" in proc.stdout
 
-    def ensure_running(self) -> None:
-        if self._pid() is not None and self.running():
+    def start(self) -> None:
+        if self._engine is not None:
             return
-        self._prepare()
-        log = os.open(self.directory / "pdns.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._prepare_database()
+        self._web_port = free_loopback_port()
+        config = _config(self.directory, self.address, self.port, self.health_interval_s, self._web_port)
+        write_private(self.directory / "pdns.conf", config)
+        engine = SupervisedProcess(
+            "pdns_server",
+            [PDNS_SERVER, f"--config-dir={self.directory}"],
+            f"http://127.0.0.1:{self._web_port}/",
+            self.directory / "pdns.log",
+            ready_timeout_s=READY_TIMEOUT_S,
+        )
         try:
-            proc = subprocess.Popen(
-                [PDNS_SERVER, f"--config-dir={self.directory}"],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
-        finally:
-            os.close(log)
-        write_private(self.pid_file, str(proc.pid))
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise Unavailable(
-                    f"pdns_server exited ({proc.returncode}); see {self.directory / 'pdns.log'}"
-                )
-            if self.running():
-                return
-            time.sleep(0.1)
-        raise Unavailable(f"pdns_server did not answer on its control socket in {READY_TIMEOUT_S:.0f} s")
+            engine.start()
+        except EngineFailed as exc:
+            engine.stop()
+            raise Unavailable(f"PowerDNS did not start: {exc}") from exc
+        self._engine = engine
 
     def stop(self) -> None:
-        pid = self._pid()
-        if pid is not None:
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + READY_TIMEOUT_S
-            while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, os.WNOHANG)
-                time.sleep(0.05)
-            if Path(f"/proc/{pid}").exists():
-                os.kill(pid, signal.SIGKILL)
-        self.pid_file.unlink(missing_ok=True)
+        if self._engine is not None:
+            self._engine.stop()
+            self._engine = None
 
 
 def _rows(zone: ZoneSpec) -> list[tuple[str, str, str, int]]:

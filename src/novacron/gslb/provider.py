@@ -12,11 +12,13 @@ class DnsProvider(abc.ABC):
 
     @abc.abstractmethod
     def publish(self, zone: ZoneSpec) -> None:
-        """Serve exactly ``zone`` from now on (it replaces what was published before)."""
+        """Serve exactly ``zone`` from now on (it replaces what was published before); works
+        whether or not the server runs (a started one serves it at once)."""
 
     @abc.abstractmethod
-    def ensure_running(self) -> None:
-        """Start the server unless it runs; raises ``Unavailable`` when it cannot."""
+    def start(self) -> None:
+        """Start the server (and keep it running) unless this object runs it already; raises
+        ``Unavailable`` when it cannot. What was published before is served."""
 
     @abc.abstractmethod
     def stop(self) -> None:

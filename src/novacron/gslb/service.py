@@ -101,23 +101,19 @@ def publish_after_commit(session: Session, settings: Settings) -> None:
     spec = zone_spec(session, settings)
 
     def publish(_session: Session) -> None:
-        # the change is committed: a DNS server that fails now serves it at its next publication
+        # the change is committed: if this publication fails, the node's next re-publication
+        # (gslb/sync.py) serves it
         try:
-            dns = provider(settings)
-            dns.publish(spec)
-            dns.ensure_running()
-        except (Unavailable, OSError, sqlite3.Error) as exc:
+            provider(settings).publish(spec)
+        except (OSError, sqlite3.Error) as exc:
             log.warning("global names committed but not published: %s", exc)
 
     event.listen(session, "after_commit", publish, once=True)
 
 
-def start(session: Session, settings: Settings) -> None:
-    """At a node's start: serve what the tables hold (a no-op without a configured zone)."""
-    if settings.gslb_zone:
-        dns = provider(settings)
-        dns.publish(zone_spec(session, settings))
-        dns.ensure_running()
+def publish_tables(session: Session, settings: Settings, dns: DnsProvider) -> None:
+    """Have ``dns`` serve what the tables hold."""
+    dns.publish(zone_spec(session, settings))
 
 
 def check_sites(sites: list[SiteSpec]) -> tuple[dict[str, Any], ...]:
