@@ -45,7 +45,7 @@ def main() -> None:
     spec = tuple(Site(s.address, port, r, 1 + n) for n, (s, r) in enumerate(zip(sites, regions, strict=True)))
     with gslblab.pdns() as server:
         server.publish(ZoneSpec("gslb.example.", (GlobalName(NAME, 30, spec),), REGIONS, 1))
-        server.ensure_running()
+        server.start()
         dig(server, NAME)
         wait_for(lambda: len(set(dig(server, NAME, subnet="10.0.0.0/24", count=20))) == 2, 10 * args.interval)
         print(f"# {machine()}; {load()}; check interval {args.interval} s")
