@@ -17,11 +17,13 @@ from sqlalchemy import select
 from novacron.db.models import GslbName
 from novacron.gslb.powerdns import PowerDNSServer
 from novacron.gslb.service import provider
+from novacron.netguard import parse_networks
 from tests.conftest import TENANT_PASSWORD, free_port, in_process_app
 from tests.integration.gslblab import HEALTH_INTERVAL_S, TcpSite, dig, require_pdns, wait_for
 from tests.integration.metrics_engines import login
 
 ZONE = "gslb.example"
+EGRESS_ALLOW = "127.0.0.0/8,192.0.2.0/24,198.51.100.0/24"
 
 
 @dataclass
@@ -43,7 +45,13 @@ def _user(client: TestClient, admin: dict[str, str], tenant_id: str, role: str) 
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     require_pdns()
     state = tmp_path_factory.mktemp("gslb") / "state"
-    overrides = {"gslb_zone": ZONE, "gslb_dns_port": free_port(), "gslb_health_interval_s": HEALTH_INTERVAL_S}
+    overrides = {
+        "gslb_zone": ZONE,
+        "gslb_dns_port": free_port(),
+        "gslb_health_interval_s": HEALTH_INTERVAL_S,
+        # the tests' sites listen on loopback addresses and use documentation space
+        "egress_allow": parse_networks(EGRESS_ALLOW),
+    }
     with in_process_app(state, **overrides) as (client, password, _db):
         dns = cast(PowerDNSServer, provider(cast(FastAPI, client.app).state.ctx.settings))
         dns.start()  # what the node does at its start (gslb/sync.py)
@@ -195,6 +203,13 @@ def test_the_region_table_is_the_administrators(world: World) -> None:
             "body.sites.0.monitor_path",
         ),
         (_name("x.gslb.example", _site("192.0.2.1'}", 80, "eu")), "body.sites.0.address"),
+        # PowerDNS would connect there: the egress guard's refusals (a port-scan oracle otherwise)
+        (_name("x.gslb.example", _site("10.0.0.5", 5432, "eu")), "body.sites.0.address"),
+        (
+            _name("x.gslb.example", _site("9.9.9.9", 80, "eu"), _site("169.254.169.254", 80, "eu")),
+            "body.sites.1.address",
+        ),
+        (_name("x.gslb.example", _site("127.0.0.1", 8080, "eu")), "body.sites.0.address"),
         (
             _name("x.gslb.example", _site("192.0.2.1", 80, "eu", loadbalancer_id="lb-x'")),
             "body.sites.0.loadbalancer_id",
@@ -251,6 +266,7 @@ def test_a_node_serves_its_names_and_stops_its_dns_with_it() -> None:
         "NOVACRON_GSLB_ZONE": ZONE,
         "NOVACRON_GSLB_DNS_PORT": str(dns_port),
         "NOVACRON_EMBEDDED_AGENT": "0",
+        "NOVACRON_EGRESS_ALLOW": EGRESS_ALLOW,
     }
     node = make_server(**env)
     node.start(timeout_s=90)

@@ -10,6 +10,7 @@ older zone served.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import sqlite3
@@ -31,6 +32,7 @@ from novacron.gslb import model
 from novacron.gslb.model import GlobalName, RegionRule, Site, ZoneSpec
 from novacron.gslb.powerdns import PowerDNSServer
 from novacron.gslb.provider import DnsProvider
+from novacron.netguard import EgressPolicy
 from novacron.service import Service
 
 log = logging.getLogger(__name__)
@@ -116,8 +118,10 @@ def publish_tables(session: Session, settings: Settings, dns: DnsProvider) -> No
     dns.publish(zone_spec(session, settings))
 
 
-def check_sites(sites: list[SiteSpec]) -> tuple[dict[str, Any], ...]:
-    """The sites as stored, each value checked (InvalidInput names ``sites.N.field``)."""
+def check_sites(sites: list[SiteSpec], egress: EgressPolicy) -> tuple[dict[str, Any], ...]:
+    """The sites as stored, each value checked (InvalidInput names ``sites.N.field``). PowerDNS
+    connects to every site from this node on the tenant's behalf, so a site's address passes the
+    egress guard: without it a tenant could probe the platform's own and internal ports."""
     if not 1 <= len(sites) <= model.MAX_SITES:
         raise InvalidInput("sites", f"from 1 to {model.MAX_SITES} sites")
     out = []
@@ -126,6 +130,8 @@ def check_sites(sites: list[SiteSpec]) -> tuple[dict[str, Any], ...]:
         site = Site.checked(
             f"sites.{n}", given.address, given.port, given.region, given.weight, given.monitor_path
         )
+        if (why := egress.refusal(ipaddress.ip_address(site.address))) is not None:
+            raise InvalidInput(f"sites.{n}.address", f"{why}: sites are checked only at public addresses")
         if (site.address, site.port) in seen:
             raise InvalidInput(f"sites.{n}.address", "this address and port are already a site of this name")
         seen.add((site.address, site.port))
@@ -164,7 +170,7 @@ class GslbNameService(Service):
     def _checked(self, spec: NameSpec) -> tuple[str, tuple[dict[str, Any], ...]]:
         name = model.name_in_zone("name", spec.name, zone_of(self.ctx.settings))
         model.bounded("ttl", spec.ttl, model.MIN_TTL, model.MAX_TTL)
-        return name, check_sites(spec.sites)
+        return name, check_sites(spec.sites, EgressPolicy.from_settings(self.ctx.settings))
 
     def _name_free(self, name: str) -> None:
         if self.session.scalar(select(GslbName.id).where(GslbName.name == name)) is not None:
