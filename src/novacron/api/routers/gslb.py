@@ -29,7 +29,7 @@ RegionList = Annotated[ListParams, Depends(list_query(("cidr", "region", "create
 class SiteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     address: str = Field(
-        max_length=64, description="the site's VIP (IPv4: answered to A queries, IPv6: AAAA)"
+        max_length=64, description="the site's public VIP (IPv4: answered to A queries, IPv6: AAAA)"
     )
     port: int = Field(ge=1, le=65535, description="the VIP's listener port, checked by TCP connect")
     region: str = Field(max_length=32, description="where the site is (a region of /v1/gslb/regions)")
