@@ -53,6 +53,7 @@ def _include_optional(app: FastAPI) -> None:
         dashboards,
         dr,
         encryption,
+        gslb,
         lb_certificates,
         metrics_query,
         networks,
@@ -95,6 +96,7 @@ def _include_optional(app: FastAPI) -> None:
         metrics_query,
         slo,
         dashboards,
+        gslb,
         lb_certificates,
     ):
         app.include_router(module.router)
