@@ -47,6 +47,7 @@ def build_context(settings: Settings) -> Context:
     from novacron.identity.sealing import check_openable, seal_clear_rows
     from novacron.identity.tokens import TokenService
     from novacron.lbaas.acme_service import IssueCertificate
+    from novacron.lbaas.failover import HANDLERS as LB_FAILOVER_HANDLERS
     from novacron.lbaas.tasks import HANDLERS as LB_HANDLERS
     from novacron.monitoring.stack import MonitoringStack
     from novacron.monitoring.tracestore import start_node_tracing
@@ -77,6 +78,7 @@ def build_context(settings: Settings) -> Context:
             *DR_HANDLERS,
             IssueCertificate(),
             *LB_HANDLERS,
+            *LB_FAILOVER_HANDLERS,
         ],
     )
     if settings.embedded_agent:

@@ -5,7 +5,8 @@ A host has failed when its agent stopped reporting for ``host_down_after_s`` (th
 ``agent/watchdog.py``): its lease runs ``ha_lease_s`` from the last accepted report, and an agent
 (or, if the agent died, its watchdog process) that could not renew it kills every VM of its host.
 So once ``last_heartbeat + ha_lease_s + ha_fence_margin_s`` has passed, nothing of that host runs
-any more, and only then does this monitor set ``fenced_at`` and restart the host's HA VMs.
+any more, and only then does this monitor set ``fenced_at`` and restart the host's HA VMs (and
+fail its load balancers' legs over: ``lbaas/failover.py``).
 
 Restart needs the VM's disk: it lives on the failed host unless the host keeps disks on shared
 storage (``NOVACRON_SHARED_STORAGE_DIR``; hosts reporting the same storage id carry the trait
@@ -36,6 +37,7 @@ from novacron.compute.reports import SHARED_STORAGE_TRAIT, record_state
 from novacron.compute.tasks import StartVM
 from novacron.db.base import utcnow
 from novacron.db.models import VM, Host, HostOperation, Task
+from novacron.lbaas import failover as lb_failover
 from novacron.network.sync import syncing_vm
 from novacron.tasks.controller import ControllerLoop, Job
 from novacron.tasks.runner import TERMINAL, create_task
@@ -93,7 +95,8 @@ class HAMonitor:
             fenced = list(s.scalars(select(Host.id).where(Host.state == "down", Host.fenced_at.is_not(None))))
         for host_id in fenced:
             queued |= self._evacuate(host_id, now)
-        return queued
+        # the load balancers' legs on fenced hosts fail over (and those waiting for a host retry)
+        return lb_failover.recover(self.ctx, fenced, now) or queued
 
     def _mark_down(self, s: Session, host: Host) -> None:
         host.state = "down"

@@ -59,11 +59,22 @@ def publish(session: Session, event_type: str, lb: LoadBalancer, **extra: Any) -
 
 
 def start_task(
-    session: Session, ctx: Context | None, lb: LoadBalancer, handler: type[TaskHandler], status: str
+    session: Session,
+    ctx: Context | None,
+    lb: LoadBalancer,
+    handler: type[TaskHandler],
+    status: str,
+    params: dict[str, Any] | None = None,
 ) -> Task:
     """Move ``lb`` to ``status`` and queue ``handler``'s task for it (woken at commit)."""
     task = create_task(
-        session, handler, "loadbalancer", lb.id, tenant_id=lb.tenant_id, project_id=lb.project_id
+        session,
+        handler,
+        "loadbalancer",
+        lb.id,
+        tenant_id=lb.tenant_id,
+        project_id=lb.project_id,
+        params=params,
     )
     lb.provisioning_status = status
     lb.task_id = task.id

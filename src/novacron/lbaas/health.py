@@ -5,7 +5,9 @@ The agents report ``lb_health: {lb_id: {"<pool_id>/<member_id>": "UP"|"DOWN"|"MA
 (down), DRAINING (draining), DISABLED (administratively down) or NO_MONITOR (no health check); a
 pool is ONLINE, DEGRADED (some enabled members down) or ERROR (all down); a listener is DEGRADED
 when a pool it sends to is; the load balancer is DEGRADED when a listener is, OFFLINE when
-disabled. A member going down or coming back up is a ``loadbalancer.member.down`` / ``.up`` event.
+disabled. A load balancer with a leg lost with its host (``lbaas.failover`` re-places it) is
+DEGRADED while another leg serves, ERROR when none does. A member going down or coming back up
+is a ``loadbalancer.member.down`` / ``.up`` event.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from novacron.db.models import LbAmphora, LbListener, LbMember, LbPool, LoadBalancer
 from novacron.lbaas import changes
-from novacron.lbaas.resolve import listeners_of, members_of, pools_of
+from novacron.lbaas.resolve import amphorae_of, listeners_of, members_of, pools_of
 
 #: an agent's member state -> the member's operating status
 MEMBER_STATUS = {"UP": "ONLINE", "DOWN": "OFFLINE", "MAINT": "DISABLED", "NO_CHECK": "NO_MONITOR"}
@@ -54,6 +56,17 @@ def listener_status(listener: LbListener, pools: Mapping[str, str]) -> str:
     return "DEGRADED" if bad else "ONLINE"
 
 
+def legs_status(session: Session, lb: LoadBalancer) -> str | None:
+    """ERROR when no leg of an applied load balancer has a host, DEGRADED when some lost theirs."""
+    if lb.applied is None:
+        return None
+    legs = amphorae_of(session, lb.id)
+    lost = [a for a in legs if a.host_id is None]
+    if not lost:
+        return None
+    return "ERROR" if len(lost) == len(legs) else "DEGRADED"
+
+
 def roll_up(session: Session, lb: LoadBalancer) -> None:
     """Set the pools', listeners' and load balancer's operating status from the members'."""
     members = members_of(session, lb.id)
@@ -68,7 +81,8 @@ def roll_up(session: Session, lb: LoadBalancer) -> None:
     if not lb.admin_state_up:
         lb.operating_status = "OFFLINE"
     else:
-        lb.operating_status = "DEGRADED" if "DEGRADED" in statuses else "ONLINE"
+        listeners = "DEGRADED" if "DEGRADED" in statuses else "ONLINE"
+        lb.operating_status = legs_status(session, lb) or listeners
 
 
 def apply_health(session: Session, lb: LoadBalancer, health: Mapping[str, str]) -> None:

@@ -18,10 +18,10 @@ from sqlalchemy import select
 from novacron.compute.scope import resolve_project
 from novacron.db.base import new_id
 from novacron.db.listing import ListParams, paginate, where_equal
-from novacron.db.models import LbAmphora, LoadBalancer, Network, Port, Project, Subnet
+from novacron.db.models import LbAmphora, LoadBalancer, Network, Port, Project, Subnet, Task
 from novacron.db.resolve import Named, resolve, scoped
 from novacron.errors import DomainError, InvalidInput, NameTaken, on_field
-from novacron.lbaas import changes, placement
+from novacron.lbaas import changes, failover, placement
 from novacron.lbaas.model import assign_vrrp_id
 from novacron.lbaas.resolve import amphorae_of, listeners_of, pools_of
 from novacron.lbaas.tasks import ApplyLoadBalancer, DeleteLoadBalancer
@@ -167,6 +167,11 @@ class LoadBalancerService(Service):
         changes.check_not_pending(lb)
         task = changes.start_task(self.session, self._ctx, lb, DeleteLoadBalancer, "PENDING_DELETE")
         changes.publish(self.session, "deleting", lb, task_id=task.id)
+
+    def failover(self, lb: LoadBalancer) -> Task:
+        """Fail the load balancer over (Octavia's): its legs lost with a fenced host are placed on
+        other hosts and every leg applied again; the failover in flight when one is."""
+        return failover.request(self.session, self._ctx, lb)
 
     def _check_name_free(self, project_id: str, name: str) -> None:
         stmt = select(LoadBalancer.id).where(LoadBalancer.project_id == project_id, LoadBalancer.name == name)

@@ -102,7 +102,11 @@ class ApplyLoadBalancer(TaskHandler):
                 lb.applied = tree(s, lb)
                 lb.provisioning_status = "ACTIVE"
                 roll_up(s, lb)
-                changes.publish(s, "active", lb, task_id=task.id)
+                self.confirmed(s, lb, task)
+
+    def confirmed(self, session: Session, lb: LoadBalancer, task: Task) -> None:
+        """The hosts run the change: say so."""
+        changes.publish(session, "active", lb, task_id=task.id)
 
     async def _apply(self, ctx: Context, task: Task) -> None:
         with ctx.db.session() as s:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from novacron.api.concurrency import check_if_match, set_etag
 from novacron.api.deps import IdempotencyDep, service
 from novacron.api.listing import Page, list_query
+from novacron.api.routers.vms import accepted
 from novacron.db.listing import ListParams
 from novacron.db.models import LbListener, LoadBalancer
 from novacron.lbaas.listeners import ListenerService, NewListener
@@ -131,6 +132,12 @@ class LoadBalancerOut(BaseModel):
             updated_at=lb.updated_at,
             version=lb.version,
         )
+
+
+class FailoverAccepted(BaseModel):
+    #: the ``loadbalancer.failover`` task to follow
+    task_id: str
+    loadbalancer: LoadBalancerOut
 
 
 class L7RuleIn(BaseModel):
@@ -272,6 +279,17 @@ def delete_loadbalancer(loadbalancer_id: str, request: Request, lbs: LbWriter) -
     check_if_match(request, lb)
     lbs.delete(lb)
     return Response(status_code=204)
+
+
+@router.post(ONE + "/failover", status_code=202, response_model=FailoverAccepted)
+def failover_loadbalancer(loadbalancer_id: str, lbs: LbWriter, idem: IdempotencyDep) -> Response:
+    """Octavia's failover: legs lost with a fenced host move to other hosts, every leg is applied
+    again (the failover in flight when one is)."""
+    lb = lbs.get(loadbalancer_id)
+    if (replay := idem.replay({"failover": lb.id})) is not None:
+        return replay
+    task = lbs.failover(lb)
+    return accepted(idem, task, FailoverAccepted(task_id=task.id, loadbalancer=_lb_out(lbs, lb)))
 
 
 # ---- listeners ---------------------------------------------------------------------------------
