@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from novacron.compute import hostops
+from novacron.compute.agentcalls import record_report
 from novacron.compute.ha import HAMonitor
 from novacron.db.base import utcnow
 from novacron.db.models import Event, Host, HostOperation, Port, Task
@@ -147,6 +148,16 @@ def test_a_single_load_balancer_moves_to_another_host(world: World) -> None:
     # recovered: further passes of the monitor queue nothing more
     HAMonitor(world.ctx).check_once()
     assert len(failovers(world, lb["id"])) == 1
+    # the old host was only cut off: it comes back still running the load balancer, and is told
+    # (once) to stop it; the new host's report of it is its own
+    for host in (first, now, first):
+        record_report(world.ctx, cast(str, host), {}, {}, 0.0, None, {"lb_health": {lb["id"]: {}}})
+    with world.db.session() as s:
+        removes = s.execute(
+            select(HostOperation.host_id, HostOperation.instance_id).where(HostOperation.op == "lb_remove")
+        ).all()
+    assert [tuple(r) for r in removes] == [(first, lb["id"])]
+    assert get_lb(world, world.alpha, lb["id"])["operating_status"] == "ONLINE"
 
 
 def test_active_standby_recreates_the_lost_side_on_a_third_host(world: World) -> None:

@@ -20,6 +20,7 @@ from novacron.compute.images import receive_upload
 from novacron.db.models import HostOperation, Image
 from novacron.errors import Conflict, InvalidInput, NotFound
 from novacron.identity.principal import Principal
+from novacron.lbaas import failover as lb_failover
 from novacron.lbaas import health as lb_health
 from novacron.monitoring import tracing
 from novacron.virt.base import HostFacts
@@ -81,6 +82,7 @@ def _record_lb(ctx: Context, host_id: str, lb: dict[str, Any]) -> None:
     with ctx.db.session() as session:
         owners = lb_health.owners_on(session, host_id)
         lb_health.apply_report(session, host_id, lb.get("lb_health") or {})
+        lb_failover.remove_strays(session, host_id, list(lb.get("lb_health") or {}))
     if ctx.monitoring is not None and lb.get("lb_metrics"):
         ctx.monitoring.record_lb(host_id, int(time.time() * 1000), lb["lb_metrics"], owners)
 

@@ -13,6 +13,11 @@ A failover that fails (no host up, a host that refused) ends ACTIVE with its los
 again (stopped on the host that took one), the reason in the task and in ``failover.failed``; the
 monitor tries again once a placement is possible (a host came up), at most every RETRY_AFTER_S.
 
+A fenced host that comes back (it was cut off, not dead) may still run the legs that moved away:
+its network state no longer has their namespaces, and :func:`remove_strays` (on each agent report
+that lists load balancers not placed on that host) queues an ``lb_remove`` for each, so no VIP
+answers from two hosts.
+
 ``POST /v1/loadbalancers/{id}/failover`` asks for the same by hand (:func:`request`): legs on a
 fenced host are re-placed, the others applied again where they are; asked again while it runs,
 it answers the failover in flight.
@@ -21,17 +26,18 @@ it answers the failover in flight.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections import defaultdict
 from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, ClassVar
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
-from novacron.agent.protocol import LbRemove
+from novacron.agent.protocol import LbRemove, encode
 from novacron.compute import hostops
-from novacron.db.models import Host, LbAmphora, LoadBalancer, Port, Task
+from novacron.db.models import Host, HostOperation, LbAmphora, LoadBalancer, Port, Task
 from novacron.errors import Conflict
 from novacron.lbaas import changes, placement
 from novacron.lbaas.health import roll_up
@@ -164,6 +170,43 @@ def _placeable(session: Session, lb: LoadBalancer) -> bool:
     legs = amphorae_of(session, lb.id)
     kept = {a.host_id for a in legs if a.host_id in usable}
     return len([h for h in usable if h not in kept]) >= len([a for a in legs if a.host_id not in usable])
+
+
+def remove_strays(session: Session, host_id: str, reported: Collection[str]) -> list[str]:
+    """The load balancers a host reports running but that have no leg there (they failed over
+    while it was cut off, or were deleted meanwhile): one ``lb_remove`` each, unless one waits."""
+    here = set(session.scalars(select(LbAmphora.loadbalancer_id).where(LbAmphora.host_id == host_id)))
+    strays = [lb_id for lb_id in reported if lb_id not in here]
+    if not strays:
+        return []
+    waiting = set(
+        session.scalars(
+            select(HostOperation.instance_id).where(
+                HostOperation.host_id == host_id,
+                HostOperation.op == LbRemove.OP,
+                HostOperation.state.in_(("pending", "running")),
+            )
+        )
+    )
+    queued = [lb_id for lb_id in strays if lb_id not in waiting]
+    for lb_id in queued:
+        log.warning(
+            "host %s still runs load balancer %s, placed elsewhere: stopping it there", host_id, lb_id
+        )
+        session.add(
+            HostOperation(
+                id=f"{LbRemove.OP}:{host_id}:{secrets.token_hex(8)}",
+                host_id=host_id,
+                task_id=None,
+                op=LbRemove.OP,
+                instance_id=lb_id,
+                # the agent removes by load balancer; its leg there is gone from the database
+                payload=encode(LbRemove(loadbalancer_id=lb_id, leg_id=lb_id)),
+            )
+        )
+    if queued:
+        event.listen(session, "after_commit", lambda _: hostops.wake(host_id), once=True)
+    return queued
 
 
 class FailoverLoadBalancer(ApplyLoadBalancer):
