@@ -29,7 +29,7 @@ from novacron.lbaas import failover
 from novacron.lbaas.tasks import HANDLERS
 from novacron.quota.defaults import ensure_tenant_defaults
 from novacron.tasks.runner import TaskRunner
-from tests.conftest import in_process_app
+from tests.conftest import TENANT_PASSWORD, in_process_app
 from tests.integration.metrics_engines import login
 from tests.integration.test_lb_resources import Answer, World, _tenant, create_lb, get_lb, healthy, refusing
 
@@ -234,6 +234,9 @@ def test_explicit_failover_is_idempotent_and_the_tenants_own(world: World) -> No
     run_tasks(world)
     url = f"/v1/loadbalancers/{lb['id']}/failover"
     assert c.post(url, headers=world.beta.headers).status_code == 404
+    user = {"username": "looker", "password": TENANT_PASSWORD, "role": "viewer", "tenant_id": lb["tenant_id"]}
+    assert c.post("/v1/users", json=user, headers=world.admin).status_code == 201
+    assert c.post(url, headers=login(c, "looker@alpha", TENANT_PASSWORD)).status_code == 403
     r = c.post(url, headers=alpha.headers)
     assert r.status_code == 202, r.text
     task_id = r.json()["task_id"]
@@ -248,7 +251,13 @@ def test_explicit_failover_is_idempotent_and_the_tenants_own(world: World) -> No
     assert get_lb(world, alpha, lb["id"])["provisioning_status"] == "ACTIVE"
     [task] = failovers(world, lb["id"])
     assert (task.id, task.state, task.params["reason"]) == (task_id, "succeeded", "requested")
-    # an administrator may too; a second one is a new failover
-    r = c.post(url, headers=world.admin)
+    # an administrator may too; a second one is a new failover, and a retry with its key the same
+    keyed = {**world.admin, "Idempotency-Key": "fo-1"}
+    r = c.post(url, headers=keyed)
     assert r.status_code == 202 and r.json()["task_id"] != task_id
     run_tasks(world)
+    replay = c.post(url, headers=keyed)
+    assert (replay.status_code, replay.json()["task_id"]) == (202, r.json()["task_id"])
+    assert get_lb(world, alpha, lb["id"])["provisioning_status"] == "ACTIVE"
+    audit = c.get("/v1/audit", params={"limit": 100}, headers=world.admin).json()["items"]
+    assert [a["status_code"] for a in audit if a["path"] == url and a["method"] == "POST"].count(202) >= 3
