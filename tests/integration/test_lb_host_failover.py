@@ -96,7 +96,12 @@ def test_the_vip_answers_again_from_another_host_after_its_host_died(
                 ask_vip(member_ns, vip, timeout_s=1)
             _wait("host fenced", lambda: _events(c, "host.fenced"), 60, poll_s=0.2)
             fenced_after = time.monotonic() - killed
-            assert ask_vip(member_ns, vip, timeout_s=90) == "200"
+            try:
+                assert ask_vip(member_ns, vip, timeout_s=90) == "200"
+            except AssertionError as exc:  # say where the failover got stuck
+                shown = c.get(f"/v1/loadbalancers/{lb['id']}").json()
+                task = c.get(f"/v1/tasks/{shown['task_id']}").json()
+                raise AssertionError(f"{exc}\n{shown}\n{task}\n{_events(c, 'loadbalancer.*')}") from exc
             answered_after = time.monotonic() - killed
             print(
                 f"LB failover: host fenced {fenced_after:.1f}s after the kill, "

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ipaddress
 import json
 import logging
 import shutil
@@ -32,7 +33,7 @@ from novacron.lbaas import exporter
 from novacron.lbaas.haproxy import HAProxyInstance
 from novacron.lbaas.keepalived import VRRPInstance
 from novacron.lbaas.model import LoadBalancerSpec
-from novacron.network.linux import names
+from novacron.network.linux import links, names
 from novacron.network.wire import from_dict, to_dict
 from novacron.private import mkdir_private, write_private
 
@@ -123,7 +124,8 @@ class HostLoadBalancers:
             spec = dataclasses.replace(spec, amphorae=amphorae)
             spec.amphora(r.amphora_id)
         amphora_id = r.amphora_id if spec.topology == "ACTIVE_STANDBY" else None
-        self._wait_namespace(r.leg_id, r.wait_namespace_s)
+        own = spec.amphora(amphora_id).vrrp_ip if amphora_id is not None else spec.vip_address
+        self._wait_namespace(r.leg_id, own, r.wait_namespace_s)
         placed = self._get(spec.id)
         if placed is not None and (placed.leg_id, placed.amphora_id) != (r.leg_id, amphora_id):
             self._stop(placed)  # moved to another leg (or topology): its old processes go
@@ -142,16 +144,26 @@ class HostLoadBalancers:
             write_private(placed.haproxy.paths.state_dir / RECORD, json.dumps(record))
             return {"applied": True, **self._status(placed)}
 
-    def _wait_namespace(self, leg_id: str, wait_s: float) -> None:
+    def _wait_namespace(self, leg_id: str, address: str, wait_s: float) -> None:
+        """Until the network sync made the leg: its namespace with the leg's own ``address`` on it
+        (HAProxy cannot bind a SINGLE load balancer's VIP before)."""
         ns = names.lb_ns(self.scope, leg_id)
         deadline = time.monotonic() + wait_s
-        while ns not in netns.listnetns():
+        while not self._leg_ready(ns, address):
             if time.monotonic() >= deadline:
                 raise Unavailable(
                     f"the namespace of load balancer leg {leg_id} is not on this host after {wait_s:g} s "
-                    "(has the network sync placing it run?)"
+                    f"with its address {address} (has the network sync placing it run?)"
                 )
             time.sleep(NAMESPACE_POLL_S)
+
+    @staticmethod
+    def _leg_ready(ns: str, address: str) -> bool:
+        if ns not in netns.listnetns():
+            return False
+        wanted = ipaddress.ip_address(address)
+        with links.route(ns) as ipr:
+            return any(ipaddress.ip_address(m.get_attr("IFA_ADDRESS")) == wanted for m in ipr.get_addr())
 
     def remove(self, lb_id: str) -> dict[str, Any]:
         """Stop the load balancer's processes and forget its files (a load balancer unknown here

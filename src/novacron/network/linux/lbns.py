@@ -22,6 +22,11 @@ def ensure(scope: str, leg: LoadBalancerLeg, network: NetworkSpec) -> None:
     """The leg's namespace, veth into ``network``'s bridge, MAC, MTU, addresses and route."""
     ns = names.lb_ns(scope, leg.id)
     links.ensure_ns(ns)
+    # harmless where the VIP is the leg's own address (SINGLE); needed where keepalived adds it.
+    # Before the addresses: the agent's lb_apply starts HAProxy once the leg's address is there
+    for version in sorted({ipaddress.ip_interface(a).version for a in leg.addresses}):
+        family = "ipv6" if version == 6 else "ipv4"
+        links.in_ns(ns, "sysctl", "-q", "-w", f"net.{family}.ip_nonlocal_bind=1")
     outer = names.lb_veth(leg.id)
     with links.route() as ipr:
         links.ensure_veth_into(ipr, outer, names.LB_INNER, ns)
@@ -33,10 +38,6 @@ def ensure(scope: str, leg: LoadBalancerLeg, network: NetworkSpec) -> None:
         _set_mac_and_mtu(inner, leg.mac, network.mtu)
         _ensure_addresses(inner, leg.addresses)
         links.ensure_default_route(inner, leg.gateway)
-    # harmless where the VIP is the leg's own address (SINGLE); needed where keepalived adds it
-    for version in sorted({ipaddress.ip_interface(a).version for a in leg.addresses}):
-        family = "ipv6" if version == 6 else "ipv4"
-        links.in_ns(ns, "sysctl", "-q", "-w", f"net.{family}.ip_nonlocal_bind=1")
 
 
 def _set_mac_and_mtu(ipr: Any, mac: str, mtu: int) -> None:
