@@ -3,12 +3,13 @@ the member health of its periodic report and the abuse guard of protected listen
 
 Each load balancer placed on this host runs in its leg's namespace (``network/linux/lbns.py``,
 made by the network sync, which may land after the ``lb_apply`` that needs it: the handler waits
-for the namespace): an :class:`~novacron.lbaas.haproxy.HAProxyInstance` and, on an amphora of an
-ACTIVE_STANDBY load balancer, a :class:`~novacron.lbaas.keepalived.VRRPInstance` beside it. Their
-files live under ``<run dir>/lb/<h(lb id)>`` (short: socket paths are limited to 107 bytes) with
-``lb.json`` naming the applied spec, leg and amphora, so an agent that restarts finds a running
-HAProxy again by its sockets and reports its members as before. Every call is idempotent; the
-blocking ones run in a worker thread.
+for the namespace with the leg's own address on it): an
+:class:`~novacron.lbaas.haproxy.HAProxyInstance` and, on an amphora of an ACTIVE_STANDBY load
+balancer, a :class:`~novacron.lbaas.keepalived.VRRPInstance` beside it. Their files live under
+``<run dir>/lb/<h(lb id)>`` (short: socket paths are limited to 107 bytes) with ``lb.json``
+naming the applied spec, leg and amphora, so an agent that restarts finds a running HAProxy again
+by its sockets and reports its members as before. Every call is idempotent; the blocking ones run
+in a worker thread.
 """
 
 from __future__ import annotations
