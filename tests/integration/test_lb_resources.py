@@ -25,7 +25,10 @@ from novacron.compute import hostops
 from novacron.compute.agentcalls import record_report
 from novacron.context import Context
 from novacron.db.base import Database
-from novacron.db.models import VM, Event, Host, HostOperation, Port
+from novacron.db.models import VM, Event, Host, HostOperation, LbCertificate, Port
+from novacron.lbaas import certstore
+from novacron.lbaas.certificates import parse_bundle
+from novacron.lbaas.challenges import reapply_serving
 from novacron.lbaas.tasks import HANDLERS
 from novacron.quota.defaults import ensure_tenant_defaults
 from novacron.tasks.runner import TaskRunner
@@ -533,6 +536,18 @@ def test_tls_listeners_serve_only_their_tenants_certificates(world: World) -> No
     assert not any("PRIVATE KEY" in p for p in payloads)
     r = c.delete("/v1/certificates/shop", headers=alpha.headers)
     assert r.status_code == 409 and "load balancer web" in r.json()["detail"], r.text
+
+    # a renewed certificate is re-applied where it serves: the agent is handed the new bundle
+    renewed = ca.bundle(["shop.example.com"])
+    with world.db.session() as s:
+        row = s.get(LbCertificate, cert_id)
+        assert row is not None
+        certstore.install(row, parse_bundle(renewed), world.ctx.settings)
+        reapply_serving(s, row)
+    assert get_lb(world, alpha, "web")["provisioning_status"] == "PENDING_UPDATE"
+    run_tasks(world, keeping_secrets)
+    assert get_lb(world, alpha, "web")["provisioning_status"] == "ACTIVE"
+    assert handed[-1]["certificates"][cert_id].split("-----BEGIN")[1] == renewed.split("-----BEGIN")[1]
 
 
 def test_a_viewer_reads_but_does_not_write(world: World) -> None:

@@ -158,17 +158,25 @@ class ListenerService(Service):
             raise InvalidInput("default_pool_id", f"load balancer '{lb.name}' has no pool '{pool_id}'")
 
 
-def listeners_using(session: Session, certificate: LbCertificate) -> list[str]:
-    """The listeners that serve ``certificate`` (the store keeps it while any does)."""
+def listeners_serving(session: Session, certificate: LbCertificate) -> list[tuple[LbListener, str]]:
+    """The listeners that serve ``certificate``, with their load balancer's name."""
     stmt = (
         select(LbListener, LoadBalancer.name)
         .join(LoadBalancer, LoadBalancer.id == LbListener.loadbalancer_id)
         .where(LbListener.tenant_id == certificate.tenant_id)
     )
     return [
-        f"listener {listener.name or listener.id} of load balancer {lb_name}"
+        (listener, lb_name)
         for listener, lb_name in session.execute(stmt)
         if certificate.id in (listener.default_tls_container_ref, *(listener.sni_container_refs or ()))
+    ]
+
+
+def listeners_using(session: Session, certificate: LbCertificate) -> list[str]:
+    """The listeners that serve ``certificate`` (the store keeps it while any does)."""
+    return [
+        f"listener {listener.name or listener.id} of load balancer {lb_name}"
+        for listener, lb_name in listeners_serving(session, certificate)
     ]
 
 
