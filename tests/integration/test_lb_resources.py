@@ -422,6 +422,28 @@ def test_member_health_from_the_agents_reports_rolls_up(world: World) -> None:
     assert types.count("loadbalancer.member.down") == 1 and types[-1] == "loadbalancer.member.up"
 
 
+def test_the_guards_bans_are_explained_events_of_the_owner_only(world: World) -> None:
+    c, alpha = world.client, world.alpha
+    lb_id = get_lb(world, alpha, "api")["id"]
+    host = c.get(f"/v1/loadbalancers/{lb_id}", headers=world.admin).json()["amphorae"][0]["host_id"]
+    ban = {
+        "listener_id": "l1",
+        "source": "10.0.0.66",
+        "rule": "http_req_rate",
+        "seen": 400,
+        "threshold": 200.0,
+        "ban_seconds": 30,
+    }
+    bans = {"lb_bans": {lb_id: [ban, {"source": "not-an-address"}]}}
+    record_report(world.ctx, next(h for h in HOSTS if h != host), {}, {}, 0.0, None, bans)  # no leg there
+    record_report(world.ctx, host, {}, {}, 0.0, None, bans)
+    seen = c.get("/v1/events", params={"types": "loadbalancer.source.banned"}, headers=alpha.headers).json()
+    assert [(e["resource_id"], e["data"]["source"]) for e in seen["items"]] == [(lb_id, "10.0.0.66")]
+    assert seen["items"][0]["data"]["reason"] == "http_req_rate: 400 reached 200"
+    theirs = c.get("/v1/events", params={"types": "loadbalancer.source.banned"}, headers=world.beta.headers)
+    assert theirs.json()["items"] == []
+
+
 def test_l7_policies_are_resources_of_their_listener(world: World) -> None:
     c, alpha = world.client, world.alpha
     base = "/v1/loadbalancers/web"
