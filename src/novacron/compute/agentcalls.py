@@ -41,9 +41,10 @@ def report(  # noqa: PLR0913 - what one report carries
     samples: dict[str, dict[str, Any]],
     age_s: float,
     host_sample: dict[str, Any] | None = None,
+    lb: dict[str, Any] | None = None,
 ) -> reports.ReportAnswer:
     """Record the host's observations; the answer renews its self-fencing lease (``reports``)."""
-    answer = record_report(ctx, node.user_id, power_states, samples, age_s, host_sample)
+    answer = record_report(ctx, node.user_id, power_states, samples, age_s, host_sample, lb or {})
     ctx.platform_metrics.heartbeat(node.user_id, node.username)
     return answer
 
@@ -55,9 +56,12 @@ def record_report(  # noqa: PLR0913 - what one report carries
     samples: dict[str, dict[str, Any]],
     age_s: float,
     host_sample: dict[str, Any] | None,
+    lb: dict[str, Any],
 ) -> reports.ReportAnswer:
     """Apply a host's report (states, live samples) and queue its metrics for the store, labelled
-    with the tenancy the database gives its VMs; the store being down never delays the answer."""
+    with the tenancy the database gives its VMs; the store being down never delays the answer.
+    ``lb``: its load balancers' ``lb_health`` ({lb id: {"<pool>/<member>": UP|DOWN|MAINT|NO_CHECK}})
+    and the guard's ``lb_bans`` (agent/lbaas.py), for the load-balancer service to take in."""
     answer = reports.apply_report(
         ctx.db, ctx.live_samples, host_id, power_states, samples, age_s, lease_s=ctx.settings.ha_lease_s
     )
