@@ -17,6 +17,7 @@ import pytest
 from tests.conftest import destroy_server, make_server
 from tests.e2e.browser import Browser, page_problems
 from tests.e2e.conftest import DESKTOP, PASSWORD, PHONE, Cluster, _tenant_user
+from tests.integration.test_lb_cli import require_load_balancers
 
 ACTIVE = "[data-testid=lb-details] [data-state=ACTIVE]"
 MEMBER_STATES = ("ONLINE", "OFFLINE", "NO_MONITOR", "DRAINING")
@@ -24,6 +25,7 @@ MEMBER_STATES = ("ONLINE", "OFFLINE", "NO_MONITOR", "DRAINING")
 
 @pytest.fixture(scope="module")
 def lb_cluster() -> Iterator[Cluster]:
+    require_load_balancers()
     srv = make_server(NOVACRON_COMPUTE_DRIVER="simulated")
     srv.start(timeout_s=90)
     try:

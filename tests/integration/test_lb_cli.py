@@ -1,18 +1,28 @@
 """``novacron lb ...`` run as real subprocesses against a real ``novacron-server`` (simulated
-compute driver): a tenant's load balancer from create to delete, through the table and JSON outputs."""
+compute driver; its embedded agent runs HAProxy): a tenant's load balancer from create to delete,
+through the table and JSON outputs and the API's refusals."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import destroy_server, make_server
+from tests.conftest import destroy_server, make_server, require
 from tests.integration.test_cli import Cli
+
+
+def require_load_balancers() -> None:
+    """The server's embedded agent runs each load balancer's HAProxy in a network namespace."""
+    require(os.geteuid() == 0, "load balancers' network namespaces need root")
+    require(shutil.which("haproxy") is not None, "haproxy is not installed")
 
 
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
+    require_load_balancers()
     srv = make_server(NOVACRON_COMPUTE_DRIVER="simulated")
     srv.start(timeout_s=90)
     try:
