@@ -75,6 +75,9 @@ def test_load_balancer_from_the_form_to_delete(lb_cluster: Cluster, browser: Any
             lb = api.get("/v1/loadbalancers", params={"name": "web-lb"}).json()["items"][0]
             assert lb["vip_address"] in page.inner_text("tr[data-lb=web-lb]")
             problems += page_problems(b, "/loadbalancers", "loadbalancers", "desktop", "light")
+            page.set_viewport_size(PHONE)
+            problems += page_problems(b, "/loadbalancers", "loadbalancers", "phone", "light")
+            page.set_viewport_size(DESKTOP)
 
             page.click("tr[data-lb=web-lb] a")
             b.ready()

@@ -61,6 +61,8 @@ def test_a_load_balancer_from_create_to_delete(cli: Cli) -> None:
     r = cli("lb", "member", "add", "front", "web", "--address", "192.0.2.9", "--port", "80")
     assert r.code != 0 and "address" in r.err and "192.0.2.9" in r.err, r.err
 
+    r = cli("lb", "member", "set", "front", "web", "m1")
+    assert r.code != 0 and "nothing to change" in r.err, r.err
     drained = cli.ok("lb", "member", "set", "front", "web", "m1", "--drain", "--wait", "--json").json()
     assert drained["drain"] is True
     cli.ok(

@@ -475,11 +475,16 @@ def member_set(
     as_json: bool = JSON,
 ) -> None:
     """Change a member: weight, backup, drain, administrative state."""
+    body = {"weight": weight, "backup": backup, "drain": drain, "admin_state_up": enabled}
+    changes = {k: v for k, v in body.items() if v is not None}
+    if not changes:
+        raise CliError(
+            "nothing to change",
+            hint="Give --weight, --backup/--no-backup, --drain/--no-drain or --enable/--disable.",
+        )
     client = client_of(ctx)
     lb_id, path = _pool_path(client, lb, pool)
-    one = f"{path}/members/{_ref(member)}"
-    body = {"weight": weight, "backup": backup, "drain": drain, "admin_state_up": enabled}
-    changed = client.patch(one, {k: v for k, v in body.items() if v is not None})
+    changed = client.patch(f"{path}/members/{_ref(member)}", changes)
     _done(client, lb_id, wait, f"member {member}", changed, as_json)
 
 
