@@ -10,7 +10,7 @@ import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from novacron.netguard import IPNetwork
@@ -76,6 +76,17 @@ def _metrics_engine(value: str) -> str:
             f"NOVACRON_METRICS_ENGINE must be 'victoriametrics', 'prometheus' or 'external', not {value!r}"
         )
     return value
+
+
+def _acme_settings() -> dict[str, Any]:
+    """The load balancers' ACME settings (NOVACRON_ACME_*)."""
+    bundle = _env("ACME_CA_BUNDLE", "")
+    return {
+        "acme_directory_url": _env("ACME_DIRECTORY", "https://acme-v02.api.letsencrypt.org/directory"),
+        "acme_ca_bundle": Path(bundle).resolve() if bundle else None,
+        "acme_renew_days": int(_env("ACME_RENEW_DAYS", "30")),
+        "acme_check_interval_s": float(_env("ACME_CHECK_INTERVAL_S", "3600")),
+    }
 
 
 def _egress_allow(value: str) -> tuple[IPNetwork, ...]:
@@ -145,6 +156,15 @@ class Settings:
     #: health checks): NOVACRON_EGRESS_ALLOW=10.0.5.0/24,fd00:5::/64; this host's own addresses
     #: stay closed whatever it says
     egress_allow: tuple[IPNetwork, ...] = ()
+    #: the ACME directory a load-balancer certificate is ordered from when its request names none
+    #: (NOVACRON_ACME_DIRECTORY); a directory passes the egress guard like any tenant URL
+    acme_directory_url: str = "https://acme-v02.api.letsencrypt.org/directory"
+    #: the CA bundle ACME directories' TLS is verified with (NOVACRON_ACME_CA_BUNDLE); None: the system's
+    acme_ca_bundle: Path | None = None
+    #: ACME certificates are renewed this many days before they expire (NOVACRON_ACME_RENEW_DAYS)
+    acme_renew_days: int = 30
+    #: how often the renewal controller looks for certificates due (NOVACRON_ACME_CHECK_INTERVAL_S)
+    acme_check_interval_s: float = 3600.0
     #: the API/dashboard listener's certificate and key (PEM files) when the operator brings their
     #: own (NOVACRON_TLS_CERT, NOVACRON_TLS_KEY); None: a certificate of the platform CA
     tls_cert: Path | None = None
@@ -279,6 +299,7 @@ class Settings:
             network_backend=_env("NETWORK_BACKEND", "linux"),
             web_vendor_dir=Path(_env("WEB_VENDOR_DIR", "")).resolve() if _env("WEB_VENDOR_DIR", "") else None,
             egress_allow=_egress_allow(_env("EGRESS_ALLOW", "")),
+            **_acme_settings(),
             tls_cert=Path(_env("TLS_CERT", "")).resolve() if _env("TLS_CERT", "") else None,
             tls_key=Path(_env("TLS_KEY", "")).resolve() if _env("TLS_KEY", "") else None,
             tls_names=tuple(n.strip() for n in _env("TLS_NAMES", "").split(",") if n.strip()),

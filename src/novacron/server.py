@@ -44,6 +44,7 @@ def build_context(settings: Settings) -> Context:
     from novacron.db.migrate import upgrade
     from novacron.identity.sealing import check_openable, seal_clear_rows
     from novacron.identity.tokens import TokenService
+    from novacron.lbaas.acme_service import IssueCertificate
     from novacron.lbaas.tasks import HANDLERS as LB_HANDLERS
     from novacron.monitoring.stack import MonitoringStack
     from novacron.monitoring.tracestore import start_node_tracing
@@ -72,6 +73,7 @@ def build_context(settings: Settings) -> Context:
             *BACKUP_HANDLERS,
             DRDrill(),
             *DR_HANDLERS,
+            IssueCertificate(),
             *LB_HANDLERS,
         ],
     )

@@ -100,10 +100,20 @@ class Site:
     def execute(self, host: int, op: str, payload: dict[str, Any]) -> dict[str, Any]:
         return asyncio.run(self.agents[host].execute(op, "", payload))
 
-    def get(self, address: str, timeout: int = 2) -> str | None:
-        """The body of ``http://address/`` from the client; None when nothing answers in time
+    def get(self, address: str, timeout: int = 2, path: str = "/") -> str | None:
+        """The body of ``http://address/path`` from the client; None when nothing answers in time
         (busybox wget's ``-T`` does not bound an unanswered ARP: the process is bounded too)."""
-        argv = ("ip", "netns", "exec", self.client, "wget", "-qO-", "-T", str(timeout), f"http://{address}/")
+        argv = (
+            "ip",
+            "netns",
+            "exec",
+            self.client,
+            "wget",
+            "-qO-",
+            "-T",
+            str(timeout),
+            f"http://{address}{path}",
+        )
         try:
             res = sh(*argv, check=False, timeout=timeout + 1)
         except subprocess.TimeoutExpired:
@@ -274,6 +284,13 @@ def test_round_robin_over_the_guests_and_health_takes_a_member_out_and_back(site
     assert set(s.get(f"{PREFIX}.5") for _ in range(4)) == {"m1", "m3"}
     report = asyncio.run(s.agents[0].lb_report())
     assert report is not None and report["lb_health"]["lb-single"]["pool-1/m2"] == "DOWN"
+    stats = {
+        (series, labels.get("member_id")): value
+        for series, labels, value in report["lb_metrics"]["lb-single"]
+    }
+    # the statistics in the report: the 12 requests so far, and m2 down
+    assert stats[("novacron_lb_listener_requests_total", None)] >= 10
+    assert stats[("novacron_lb_member_up", "m2")] == 0 and stats[("novacron_lb_member_up", "m1")] == 1
 
     # back: in again within delay × rise
     s.console("m2", "busybox httpd -f -p 80 -h /www </dev/null >/dev/null 2>&1 & echo $! > /tmp/web.pid")
@@ -291,6 +308,19 @@ def test_round_robin_over_the_guests_and_health_takes_a_member_out_and_back(site
     with pytest.raises(InvalidInput, match="nocert"):
         s.execute(0, "lb_apply", {"spec": to_dict(refused), "leg_id": leg.id})
     assert s.get(f"{PREFIX}.5") in MEMBERS
+
+    # an ACME HTTP-01 answer put at run time is served on the VIP, and gone once removed
+    token, thumbprint = "t" * 43, "k" * 43
+    challenge = f"/.well-known/acme-challenge/{token}"
+    answer = s.execute(
+        0,
+        "lb_challenge",
+        {"loadbalancer_id": "lb-single", "token": token, "key_authorization": f"{token}.{thumbprint}"},
+    )
+    assert answer == {"answering": True}
+    assert s.get(f"{PREFIX}.5", path=challenge) == f"{token}.{thumbprint}"
+    s.execute(0, "lb_challenge", {"loadbalancer_id": "lb-single", "token": token})
+    assert s.get(f"{PREFIX}.5", path=challenge) is None  # busybox httpd has no such file: 404
 
     # a restarted agent finds the running HAProxy again by its sockets, and reports its members
     again = AgentRuntime(None, None, lease_dir=s.agents[0].run_dir, network=s.backends[0])  # type: ignore[arg-type]

@@ -22,15 +22,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from novacron.compute import hostops
+from novacron.compute.agentcalls import record_report
 from novacron.context import Context
 from novacron.db.base import Database
-from novacron.db.models import VM, Event, Host, HostOperation, LoadBalancer, Port
-from novacron.lbaas.health import apply_health, apply_report
+from novacron.db.models import VM, Event, Host, HostOperation, Port
 from novacron.lbaas.tasks import HANDLERS
 from novacron.quota.defaults import ensure_tenant_defaults
 from novacron.tasks.runner import TaskRunner
 from tests.conftest import TENANT_PASSWORD, in_process_app
 from tests.integration.metrics_engines import login
+from tests.tlsca import TestCA
 
 HOSTS = ("h-1", "h-2")
 Answer = Callable[[dict[str, Any]], tuple[dict[str, Any] | None, str | None]]
@@ -232,6 +233,12 @@ def test_the_tree_is_checked_whole_before_anything_is_written(world: World) -> N
         headers=alpha.headers,
     )
     assert r.status_code == 422 and "body.insert_headers" in problem_fields(r), r.text
+    r = c.post(
+        base + "/listeners",
+        json={**listener, "protocol": "TCP", "connection_limit": 2**70},
+        headers=alpha.headers,
+    )
+    assert r.status_code == 422 and "body.connection_limit" in problem_fields(r), r.text
     hm = {"type": "HTTP", "delay": 2, "timeout": 5}
     r = c.put(f"{base}/pools/{pool['id']}/healthmonitor", json=hm, headers=alpha.headers)
     assert r.status_code == 422 and "body.timeout" in problem_fields(r), r.text
@@ -385,31 +392,27 @@ def test_quota_refuses_the_sixth(world: World) -> None:
     run_tasks(world)
 
 
-def test_member_health_rolls_up(world: World) -> None:
+def test_member_health_from_the_agents_reports_rolls_up(world: World) -> None:
     c, alpha = world.client, world.alpha
     pool_id = c.get("/v1/loadbalancers/api/pools", headers=alpha.headers).json()["items"][0]["id"]
     members = c.get(f"/v1/loadbalancers/api/pools/{pool_id}/members", headers=alpha.headers).json()
     key = f"{pool_id}/{members['items'][0]['id']}"
-
-    def report(state: str) -> None:
-        with world.db.session() as s:
-            lb = s.scalar(select(LoadBalancer).where(LoadBalancer.name == "api"))
-            assert lb is not None
-            apply_health(s, lb, {key: state})
-
     lb_id = get_lb(world, alpha, "api")["id"]
-    legs = c.get(f"/v1/loadbalancers/{lb_id}", headers=world.admin).json()["amphorae"]
-    elsewhere = next(h for h in HOSTS if h != legs[0]["host_id"])
-    with world.db.session() as s:  # a host without a leg of it cannot report on it
-        apply_report(s, elsewhere, {lb_id: {key: "DOWN"}})
+    host = c.get(f"/v1/loadbalancers/{lb_id}", headers=world.admin).json()["amphorae"][0]["host_id"]
+
+    def report(host_id: str, state: str) -> None:
+        """An agent's periodic report, as the agents router hands it over."""
+        record_report(world.ctx, host_id, {}, {}, 0.0, None, {"lb_health": {lb_id: {key: state}}})
+
+    report(next(h for h in HOSTS if h != host), "DOWN")  # a host without a leg of it: ignored
     assert get_lb(world, alpha, "api")["operating_status"] == "ONLINE"
-    report("DOWN")
+    report(host, "DOWN")
     pool = c.get(f"/v1/loadbalancers/api/pools/{pool_id}", headers=alpha.headers).json()
     assert (get_lb(world, alpha, "api")["operating_status"], pool["operating_status"]) == (
         "DEGRADED",
         "ERROR",
     )
-    report("UP")
+    report(host, "UP")
     assert get_lb(world, alpha, "api")["operating_status"] == "ONLINE"
     with world.db.session() as s:
         types = list(s.scalars(select(Event.type).where(Event.resource_id == lb_id).order_by(Event.seq)))
@@ -444,6 +447,8 @@ def test_l7_policies_are_resources_of_their_listener(world: World) -> None:
     )
     assert r.status_code == 200 and r.json()["redirect_http_code"] == 301, r.text
     run_tasks(world)
+    r = c.patch(f"{policies}/{made['id']}", json={"position": None}, headers=alpha.headers)
+    assert r.status_code == 422 and "body.position" in problem_fields(r), r.text
     assert [p["id"] for p in c.get(policies, headers=alpha.headers).json()["items"]] == [made["id"]]
     assert c.delete(f"{policies}/{made['id']}", headers=alpha.headers).status_code == 204
     run_tasks(world)
@@ -482,3 +487,61 @@ def test_a_member_named_by_vm_takes_its_port_address(world: World) -> None:
         alpha.subnet_id,
     )
     run_tasks(world)
+
+
+def test_tls_listeners_serve_only_their_tenants_certificates(world: World) -> None:
+    c, alpha, beta = world.client, world.alpha, world.beta
+    ca = TestCA.create()
+    for who, name in ((alpha, "shop"), (beta, "theirs")):
+        body = {"name": name, "certificate": ca.bundle([f"{name}.example.com"])}
+        assert c.post("/v1/certificates", json=body, headers=who.headers).status_code == 201
+    pool_id = c.get("/v1/loadbalancers/web/pools", params={"name": "api"}, headers=alpha.headers).json()
+    tls = {"protocol": "TERMINATED_HTTPS", "protocol_port": 443, "default_pool_id": pool_id["items"][0]["id"]}
+    for body, field_name in (
+        ({**tls, "default_tls_container_ref": "theirs"}, "body.default_tls_container_ref"),
+        (
+            {**tls, "default_tls_container_ref": "shop", "sni_container_refs": ["theirs"]},
+            "body.sni_container_refs.0",
+        ),
+        (tls, "body.default_tls_container_ref"),  # TERMINATED_HTTPS needs one
+    ):
+        r = c.post("/v1/loadbalancers/web/listeners", json=body, headers=alpha.headers)
+        assert r.status_code == 422 and field_name in problem_fields(r), (body, r.text)
+    r = c.post(
+        "/v1/loadbalancers/web/listeners",
+        json={**tls, "default_tls_container_ref": "shop"},
+        headers=alpha.headers,
+    )
+    assert r.status_code == 201, r.text
+    cert_id = c.get("/v1/certificates/shop", headers=alpha.headers).json()["id"]
+    assert r.json()["default_tls_container_ref"] == cert_id
+    handed: list[dict[str, Any]] = []
+
+    def keeping_secrets(op: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+        if op["op"] == "lb_apply":
+            handed.append(op["payload"]["secrets"])
+        return healthy(op)
+
+    run_tasks(world, keeping_secrets)
+    assert get_lb(world, alpha, "web")["provisioning_status"] == "ACTIVE"
+    assert handed and "BEGIN CERTIFICATE" in handed[-1]["certificates"][cert_id]
+    assert "PRIVATE KEY" in handed[-1]["certificates"][cert_id]
+    with world.db.session() as s:  # the key never waits in the database in clear
+        payloads = [
+            str(op.payload) for op in s.scalars(select(HostOperation).where(HostOperation.op == "lb_apply"))
+        ]
+    assert not any("PRIVATE KEY" in p for p in payloads)
+    r = c.delete("/v1/certificates/shop", headers=alpha.headers)
+    assert r.status_code == 409 and "load balancer web" in r.json()["detail"], r.text
+
+
+def test_a_viewer_reads_but_does_not_write(world: World) -> None:
+    c = world.client
+    tenant_id = c.get("/v1/loadbalancers/web", headers=world.alpha.headers).json()["tenant_id"]
+    user = {"username": "looker", "password": TENANT_PASSWORD, "role": "viewer", "tenant_id": tenant_id}
+    assert c.post("/v1/users", json=user, headers=world.admin).status_code == 201
+    viewer = login(c, "looker@alpha", TENANT_PASSWORD)
+    assert c.get("/v1/loadbalancers/web", headers=viewer).status_code == 200
+    body = {"name": "nope", "vip_subnet_id": world.alpha.subnet_id}
+    assert c.post("/v1/loadbalancers", json=body, headers=viewer).status_code == 403
+    assert c.delete("/v1/loadbalancers/web", headers=viewer).status_code == 403

@@ -282,3 +282,12 @@ async def _lb_status(agent: AgentRuntime, instance_id: str, r: p.LbStatus, _: Pr
     from novacron.agent import lbaas
 
     return await lbaas.status(agent, r)
+
+
+@handles(p.LbChallenge)
+async def _lb_challenge(
+    agent: AgentRuntime, instance_id: str, r: p.LbChallenge, _: Progress | None
+) -> Result:
+    from novacron.agent import lbaas
+
+    return await lbaas.challenge(agent, r)

@@ -28,6 +28,7 @@ from pyroute2 import netns
 
 from novacron.agent import protocol as p
 from novacron.errors import InvalidInput, Unavailable
+from novacron.lbaas import exporter
 from novacron.lbaas.haproxy import HAProxyInstance
 from novacron.lbaas.keepalived import VRRPInstance
 from novacron.lbaas.model import LoadBalancerSpec
@@ -169,6 +170,18 @@ class HostLoadBalancers:
         shutil.rmtree(state_dir, ignore_errors=True)
         return {"removed": True}
 
+    def challenge(self, r: p.LbChallenge) -> dict[str, Any]:
+        """Put (or remove) an ACME HTTP-01 answer on the load balancer's HTTP listeners."""
+        placed = self._get(r.loadbalancer_id)
+        if placed is None:
+            raise Unavailable(f"load balancer {r.loadbalancer_id} is not on this host")
+        with placed.lock:
+            if r.key_authorization is None:
+                placed.haproxy.remove_challenge(r.token)
+            else:
+                placed.haproxy.put_challenge(r.token, r.key_authorization)
+        return {"answering": r.key_authorization is not None}
+
     @staticmethod
     def _stop(placed: PlacedLb) -> None:
         with placed.lock:
@@ -205,6 +218,22 @@ class HostLoadBalancers:
                     found[lb_id] = self._status(lb)["members"]
             except Unavailable:
                 found[lb_id] = {}
+        return found
+
+    def metrics(self) -> dict[str, list[exporter.LbSample]]:
+        """Every running load balancer's statistics (``lbaas/exporter.py``), for the report."""
+        self._find()
+        with self._lock:
+            placed = dict(self._placed)
+        found: dict[str, list[exporter.LbSample]] = {}
+        for lb_id, lb in placed.items():
+            spec = lb.haproxy.spec
+            if spec is None:
+                continue
+            try:
+                found[lb_id] = exporter.scrape(lb.haproxy.paths.state_dir, spec)
+            except Unavailable:
+                continue  # not running (yet): its health says so
         return found
 
     def guard(self) -> None:
@@ -258,3 +287,8 @@ async def remove(agent: AgentRuntime, r: p.LbRemove) -> dict[str, Any]:
 async def status(agent: AgentRuntime, r: p.LbStatus) -> dict[str, Any]:
     """``lb_status``: ``{"members": {...}, "vrrp_state": ...}``."""
     return await asyncio.to_thread(host_load_balancers(agent).status, r.loadbalancer_id)
+
+
+async def challenge(agent: AgentRuntime, r: p.LbChallenge) -> dict[str, Any]:
+    """``lb_challenge``: ``{"answering": true|false}``."""
+    return await asyncio.to_thread(host_load_balancers(agent).challenge, r)

@@ -172,17 +172,19 @@ class AgentRuntime:
         return self.load_balancers
 
     async def lb_report(self) -> dict[str, Any] | None:
-        """``lb_health`` (each load balancer's member states) and ``lb_bans`` (the guard's
-        decisions since the last report) for the report; None without load balancers."""
+        """``lb_health`` (each load balancer's member states), ``lb_bans`` (the guard's decisions
+        since the last report) and ``lb_metrics`` (their statistics) for the report; None without
+        load balancers."""
         lbs = self._lbs()
         if lbs is None:
             return None
         try:
             health = await asyncio.to_thread(lbs.health)
+            metrics = await asyncio.to_thread(lbs.metrics)
         except Exception:
             log.exception("could not read this host's load balancers' health")
             return None
-        return {"lb_health": health, "lb_bans": lbs.take_bans()}
+        return {"lb_health": health, "lb_bans": lbs.take_bans(), "lb_metrics": metrics}
 
     async def _lb_guard_loop(self) -> None:
         """Every second, each protected listener's guard bans the sources abusing it."""

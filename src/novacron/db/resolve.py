@@ -33,6 +33,7 @@ from novacron.db.models import (
     FloatingIP,
     Host,
     Image,
+    LbCertificate,
     LoadBalancer,
     Network,
     PolicyRule,
@@ -96,6 +97,7 @@ KINDS: dict[type[Any], Kind] = {
     Probe: Kind("probe", "probe_id", "/v1/probes"),
     SLO: Kind("SLO", "slo_id", "/v1/slos"),
     Dashboard: Kind("dashboard", "dashboard_id", "/v1/dashboards"),
+    LbCertificate: Kind("certificate", "certificate_id", "/v1/certificates"),
 }
 #: kinds the platform defines for everyone (their names are unique): no tenant owns them
 PLATFORM_KINDS = frozenset({Flavor, Host, Aggregate, BackupTarget, PolicyRule})

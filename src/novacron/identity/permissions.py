@@ -24,6 +24,7 @@ VIEW = frozenset(
         "usage:read",
         "network:read",
         "loadbalancer:read",
+        "certificate:read",
         "alert:read",
         "slo:read",
         "trace:read",
@@ -48,6 +49,8 @@ MEMBER = VIEW | {
     "reservation:write",
     "network:write",
     "loadbalancer:write",
+    # load balancers' TLS certificates (their private keys are write-only)
+    "certificate:write",
     # alert rules and silences
     "alert:write",
 }

@@ -93,12 +93,21 @@ def apply_health(session: Session, lb: LoadBalancer, health: Mapping[str, str]) 
     roll_up(session, lb)
 
 
+def owners_on(session: Session, host_id: str) -> dict[str, tuple[str, str]]:
+    """The load balancers with a leg on this host (not being deleted): id -> (tenant, project)."""
+    rows = session.execute(
+        select(LoadBalancer.id, LoadBalancer.tenant_id, LoadBalancer.project_id)
+        .join(LbAmphora, LbAmphora.loadbalancer_id == LoadBalancer.id)
+        .where(LbAmphora.host_id == host_id, LoadBalancer.provisioning_status != "PENDING_DELETE")
+    )
+    return {lb_id: (tenant_id, project_id) for lb_id, tenant_id, project_id in rows}
+
+
 def apply_report(session: Session, host_id: str, lb_health: Mapping[str, Mapping[str, str]]) -> None:
     """An agent's ``lb_health``: applied for the load balancers that have a leg on that host and
     are not being deleted (another host's or tenant's ids are ignored)."""
+    here = owners_on(session, host_id)
     for lb_id, health in lb_health.items():
-        here = select(LbAmphora.id).where(LbAmphora.loadbalancer_id == lb_id, LbAmphora.host_id == host_id)
-        lb = session.get(LoadBalancer, lb_id)
-        if lb is None or lb.provisioning_status == "PENDING_DELETE" or session.scalar(here) is None:
-            continue
-        apply_health(session, lb, health)
+        lb = session.get(LoadBalancer, lb_id) if lb_id in here else None
+        if lb is not None:
+            apply_health(session, lb, health)

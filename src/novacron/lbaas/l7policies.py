@@ -16,6 +16,8 @@ from novacron.lbaas import changes
 from novacron.lbaas.listeners import with_ids
 from novacron.service import Service
 
+#: the fields a policy always has (the others may be null)
+REQUIRED = frozenset({"action", "position", "rules", "redirect_http_code"})
 CHANGEABLE = frozenset(
     {"action", "position", "rules", "redirect_pool_id", "redirect_url", "redirect_http_code"}
 )
@@ -60,6 +62,8 @@ class L7PolicyService(Service):
         current = self.get(listener, policy_id)
         for key in set(values) - CHANGEABLE:
             raise InvalidInput(key, "cannot be changed")
+        for key in REQUIRED & {k for k, v in values.items() if v is None}:
+            raise InvalidInput(key, "cannot be null")
         changed = with_ids([{**current, **values}])[0]
         listener.l7policies = [changed if p["id"] == policy_id else p for p in listener.l7policies]
         changes.submit(

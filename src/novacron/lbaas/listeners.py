@@ -13,12 +13,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from novacron.db.base import new_id
 from novacron.db.listing import ListParams, paginate
-from novacron.db.models import LbListener, LbPool, LoadBalancer
+from novacron.db.models import LbCertificate, LbListener, LbPool, LoadBalancer
 from novacron.errors import Conflict, FieldError, InvalidInput
-from novacron.lbaas import changes
+from novacron.lbaas import certstore, changes
 from novacron.service import Service
 
 #: what a listener's update may change (its protocol and port are what it is)
@@ -93,6 +94,7 @@ class ListenerService(Service):
         self._check_port_free(lb, spec.protocol_port)
         values = asdict(spec)
         values["l7policies"] = with_ids(spec.l7policies)
+        values.update(self._certificates(lb, values))
         self._check_pool(lb, spec.default_pool_id)
         listener = LbListener(id=new_id("lsn"), loadbalancer_id=lb.id, tenant_id=lb.tenant_id, **values)
         self.session.add(listener)
@@ -107,6 +109,7 @@ class ListenerService(Service):
             values["l7policies"] = with_ids(values["l7policies"] or [])
         if "default_pool_id" in values:
             self._check_pool(lb, values["default_pool_id"])
+        values.update(self._certificates(lb, values))
         changes.assign(listener, values, CHANGEABLE)
         changes.submit(self.session, self._ctx, lb, "listener.updated", listener_id=listener.id)
         return listener
@@ -127,9 +130,46 @@ class ListenerService(Service):
                 fields=[FieldError("protocol_port", f"taken by listener {other}")],
             )
 
+    def _certificates(self, lb: LoadBalancer, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The certificate references among ``values`` as the ids of the tenant's own
+        certificates (another tenant's is not there: a 422 naming the field)."""
+        out: dict[str, Any] = {}
+        if values.get("default_tls_container_ref") is not None:
+            ref = values["default_tls_container_ref"]
+            out["default_tls_container_ref"] = self._certificate(lb, ref, "default_tls_container_ref")
+        if "sni_container_refs" in values:
+            refs = values["sni_container_refs"] or []
+            out["sni_container_refs"] = [
+                self._certificate(lb, ref, f"sni_container_refs.{i}") for i, ref in enumerate(refs)
+            ]
+        return out
+
+    def _certificate(self, lb: LoadBalancer, ref: str, field: str) -> str:
+        row = certstore.tenant_certificate(self.session, lb.tenant_id, ref)
+        if row is None:
+            raise InvalidInput(field, f"no certificate '{ref}' of yours; see GET /v1/certificates")
+        return row.id
+
     def _check_pool(self, lb: LoadBalancer, pool_id: str | None) -> None:
         if pool_id is None:
             return
         stmt = select(LbPool.id).where(LbPool.loadbalancer_id == lb.id, LbPool.id == pool_id)
         if self.session.scalar(stmt) is None:
             raise InvalidInput("default_pool_id", f"load balancer '{lb.name}' has no pool '{pool_id}'")
+
+
+def listeners_using(session: Session, certificate: LbCertificate) -> list[str]:
+    """The listeners that serve ``certificate`` (the store keeps it while any does)."""
+    stmt = (
+        select(LbListener, LoadBalancer.name)
+        .join(LoadBalancer, LoadBalancer.id == LbListener.loadbalancer_id)
+        .where(LbListener.tenant_id == certificate.tenant_id)
+    )
+    return [
+        f"listener {listener.name or listener.id} of load balancer {lb_name}"
+        for listener, lb_name in session.execute(stmt)
+        if certificate.id in (listener.default_tls_container_ref, *(listener.sni_container_refs or ()))
+    ]
+
+
+certstore.register_in_use_check(listeners_using)

@@ -27,19 +27,12 @@ from novacron.lbaas.resolve import amphorae_of, listeners_of, pools_of
 from novacron.lbaas.tasks import ApplyLoadBalancer, DeleteLoadBalancer
 from novacron.network import ipam
 from novacron.network import service as ports
-from novacron.network.linux.names import h
+from novacron.network.linux import names
 from novacron.quota import enforce as quota
 from novacron.service import Service
 
 #: the owner of the ports holding a load balancer's addresses
 OWNER = "lbaas"
-#: the outer end of a leg's veth (Contract 1: ``"ncl" + h(leg id)``)
-LEG_VETH = "ncl"
-
-
-def leg_device(leg_id: str) -> str:
-    """The name of a leg's veth on the host, which its port's ``device`` holds."""
-    return LEG_VETH + h(leg_id)
 
 
 @dataclass(frozen=True)
@@ -204,7 +197,7 @@ class LoadBalancerService(Service):
             raise on_field(type(exc), field, reason, title=exc.title) from exc
 
     def _leg(self, lb: LoadBalancer, leg_id: str, role: str, port: Port) -> None:
-        port.device = leg_device(leg_id)
+        port.device = names.lb_veth(leg_id)  # the leg's veth on the host
         address = ports.fixed_ips(self.session, port.id)[0]["ip"]
         self.session.add(
             LbAmphora(id=leg_id, loadbalancer_id=lb.id, role=role, port_id=port.id, address=address)

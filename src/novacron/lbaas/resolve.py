@@ -30,10 +30,9 @@ from novacron.lbaas.model import (
     SessionPersistenceSpec,
 )
 from novacron.lbaas.protection import ListenerProtection
+from novacron.network.linux import names
 from novacron.network.wire import from_dict
 
-#: the interface of a leg inside its namespace (Contract 1): keepalived puts the VIP there
-LEG_INTERFACE = "lb0"
 #: the columns a snapshot leaves out: the row's bookkeeping, not its meaning
 _UNSAVED = frozenset({"created_at", "updated_at"})
 #: the child tables of a load balancer and their key in a tree, parents first (members need their pool)
@@ -120,7 +119,7 @@ def spec_of(session: Session, lb: LoadBalancer) -> LoadBalancerSpec:
     amphorae: tuple[AmphoraSpec, ...] = ()
     if lb.topology == "ACTIVE_STANDBY":
         amphorae = tuple(
-            AmphoraSpec(id=a.id, role=a.role, vrrp_ip=a.address, vrrp_interface=LEG_INTERFACE)  # type: ignore[arg-type]
+            AmphoraSpec(id=a.id, role=a.role, vrrp_ip=a.address, vrrp_interface=names.LB_INNER)  # type: ignore[arg-type]
             for a in amphorae_of(session, lb.id)
         )
     return LoadBalancerSpec(

@@ -26,8 +26,9 @@ from novacron.agent.protocol import LbApply, LbRemove
 from novacron.compute import hostops
 from novacron.db.models import Host, LbAmphora, LbListener, LbMember, LbPool, LoadBalancer, Port, Task
 from novacron.errors import DomainError
-from novacron.lbaas import changes, placement
+from novacron.lbaas import certstore, changes, placement
 from novacron.lbaas.health import apply_health, roll_up
+from novacron.lbaas.model import LoadBalancerSpec
 from novacron.lbaas.resolve import amphorae_of, restore, spec_of, tree
 from novacron.network import service as ports
 from novacron.network.specs import affected_hosts
@@ -60,6 +61,17 @@ def _legs(ctx: Context, task: Task) -> list[tuple[str, str | None, str]]:
 def _push_for(session: Session, lb: LoadBalancer, *hosts: str | None) -> None:
     """Push every host the load balancer's legs concern (and its tenant's network hosts)."""
     push(session, affected_hosts(session, lb.tenant_id) | {h for h in hosts if h})
+
+
+def secrets_of(session: Session, lb: LoadBalancer, spec: LoadBalancerSpec, ctx: Context) -> dict[str, Any]:
+    """``LbApply.secrets``: the PEM bundles of the certificates its listeners serve (the
+    tenant's own; sealed while the operation waits in the database)."""
+    refs = [
+        ref for li in spec.listeners for ref in (li.default_tls_container_ref, *li.sni_container_refs) if ref
+    ]
+    if not refs:
+        return {}
+    return {"certificates": certstore.certificates_for(session, lb.tenant_id, refs, ctx.settings)}
 
 
 def reachable(ctx: Context, host_id: str) -> bool:
@@ -97,13 +109,16 @@ class ApplyLoadBalancer(TaskHandler):
             lb = _load(s, task)
             try:
                 spec = spec_of(s, lb)
+                secrets = secrets_of(s, lb, spec, ctx)
             except DomainError as exc:
                 raise StepFailed(f"The load balancer's configuration is refused: {exc.detail}") from exc
             standby = lb.topology == "ACTIVE_STANDBY"
         for leg_id, host_id, _role in _legs(ctx, task):
             if host_id is None:
                 raise StepFailed(f"Amphora {leg_id} is not placed on a host.")
-            request = LbApply(spec=spec, leg_id=leg_id, amphora_id=leg_id if standby else None)
+            request = LbApply(
+                spec=spec, leg_id=leg_id, amphora_id=leg_id if standby else None, secrets=secrets
+            )
             answer = await hostops.call(
                 ctx, host_id, task, request, task.resource_id, APPLY_TIMEOUT_S, key=leg_id
             )
@@ -138,10 +153,17 @@ class ApplyLoadBalancer(TaskHandler):
         with ctx.db.session() as s:
             lb = _load(s, task)
             spec, standby = spec_of(s, lb), lb.topology == "ACTIVE_STANDBY"
+            try:
+                secrets = secrets_of(s, lb, spec, ctx)
+            except DomainError as exc:
+                log.warning("restoring %s: %s", lb.id, exc.detail)
+                return
         for leg_id, host_id, _role in _legs(ctx, task):
             if host_id is None or not reachable(ctx, host_id):
                 continue
-            request = LbApply(spec=spec, leg_id=leg_id, amphora_id=leg_id if standby else None)
+            request = LbApply(
+                spec=spec, leg_id=leg_id, amphora_id=leg_id if standby else None, secrets=secrets
+            )
             try:
                 await hostops.call(
                     ctx, host_id, task, request, task.resource_id, REAPPLY_TIMEOUT_S, key=f"restore-{leg_id}"

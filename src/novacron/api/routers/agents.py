@@ -100,6 +100,11 @@ class ReportRequest(BaseModel):
     lb_bans: Annotated[dict[str, list[dict[str, Any]]], Finite] = Field(
         default_factory=dict, description="the abuse guard's bans since the last report, by load balancer"
     )
+    lb_metrics: Annotated[dict[str, list[tuple[str, dict[str, str], float]]], Finite] = Field(
+        default_factory=dict,
+        description="statistics by load balancer: [series, labels, value] from HAProxy's exporter",
+        max_length=10_000,
+    )
 
 
 class ClaimRequest(BaseModel):
@@ -176,7 +181,7 @@ def register(body: RegisterRequest, ctx: CtxDep, node: IsAgent) -> dict[str, str
 def report(body: ReportRequest, ctx: CtxDep, node: IsAgent) -> dict[str, Any]:
     """The answer names the instances the host keeps and renews its self-fencing lease: the agent
     hard-stops its VMs if no report is accepted within ``lease_s`` (0: not armed, no HA VM here)."""
-    lb = {"lb_health": body.lb_health, "lb_bans": body.lb_bans}
+    lb = {"lb_health": body.lb_health, "lb_bans": body.lb_bans, "lb_metrics": body.lb_metrics}
     answer = agentcalls.report(ctx, node, body.power_states, body.samples, body.age_s, body.host, lb)
     return {"keep": sorted(answer.keep), "lease_s": answer.lease_s}
 

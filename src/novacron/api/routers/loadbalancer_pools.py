@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from novacron.api.concurrency import check_if_match, set_etag
 from novacron.api.deps import IdempotencyDep, service
 from novacron.api.listing import Page, list_query
-from novacron.api.routers.loadbalancers import CHILD_NAME, ONE, Description
+from novacron.api.routers.loadbalancers import CHILD_NAME, ONE, Description, Int32
 from novacron.db.listing import ListParams
 from novacron.db.models import LbMember, LbPool
 from novacron.lbaas.members import MemberService, NewMember
@@ -106,7 +106,7 @@ class PoolOut(BaseModel):
 class MemberFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(default="", pattern=CHILD_NAME)
-    weight: int = 1
+    weight: Int32 = 1
     backup: bool = False
     admin_state_up: bool = True
     drain: bool = Field(default=False, description="keep its sessions, send it nothing new")

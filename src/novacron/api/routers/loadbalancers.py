@@ -44,6 +44,8 @@ NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 #: a child's name may be empty (Octavia's default)
 CHILD_NAME = r"^([A-Za-z0-9][A-Za-z0-9._-]{0,63})?$"
 Description = Annotated[str, Field(max_length=255)]
+#: what an integer column holds (the load balancer's own checks then say what is allowed)
+Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
 BASE = "/v1/loadbalancers"
 ONE = BASE + "/{loadbalancer_id}"
 
@@ -174,10 +176,10 @@ class ListenerFields(BaseModel):
     name: str = Field(default="", pattern=CHILD_NAME)
     description: Description = ""
     default_pool_id: str | None = Field(default=None, max_length=64)
-    connection_limit: int | None = None
-    timeout_client_data: int | None = Field(default=None, description="milliseconds")
-    timeout_member_connect: int | None = Field(default=None, description="milliseconds")
-    timeout_member_data: int | None = Field(default=None, description="milliseconds")
+    connection_limit: Int32 | None = None
+    timeout_client_data: Int32 | None = Field(default=None, description="milliseconds")
+    timeout_member_connect: Int32 | None = Field(default=None, description="milliseconds")
+    timeout_member_data: Int32 | None = Field(default=None, description="milliseconds")
     insert_headers: list[InsertHeader] = Field(default_factory=list, max_length=3)
     default_tls_container_ref: str | None = Field(default=None, max_length=64)
     sni_container_refs: list[str] = Field(default_factory=list, max_length=64)

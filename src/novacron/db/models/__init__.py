@@ -24,6 +24,7 @@ from novacron.db.models.identity import (
     User,
 )
 from novacron.db.models.lbaas import LbAmphora, LbListener, LbMember, LbPool, LoadBalancer
+from novacron.db.models.lbcerts import AcmeAccount, LbCertificate
 from novacron.db.models.monitoring import Alert, AlertingPeer, AlertReceiver, AlertRule
 from novacron.db.models.network import (
     FloatingIP,
@@ -55,6 +56,8 @@ from novacron.db.models.slo import SLO, Probe, ProbeResult
 from novacron.db.models.traces import TraceSpan
 
 __all__ = [
+    "AcmeAccount",
+    "LbCertificate",
     "Dashboard",
     "Alert",
     "AlertReceiver",
