@@ -76,6 +76,11 @@ def key_values(items: list[str], option: str) -> dict[str, str]:
     return out
 
 
+def post_idempotent(client: Client, path: str, body: dict[str, Any]) -> Any:
+    """POST with a fresh ``Idempotency-Key``: a replay of this request answers what it made."""
+    return client.send("POST", path, json_body=body, headers={"Idempotency-Key": str(uuid.uuid4())}).json()
+
+
 def create_in_project(
     client: Client, path: str, body: dict[str, Any], project: str | None, *, idempotent: bool = False
 ) -> Any:
@@ -84,11 +89,7 @@ def create_in_project(
     carries an ``Idempotency-Key`` (a replay answers the resource it made)."""
 
     def post(sent: dict[str, Any]) -> Any:
-        if not idempotent:
-            return client.post(path, sent)
-        return client.send(
-            "POST", path, json_body=sent, headers={"Idempotency-Key": str(uuid.uuid4())}
-        ).json()
+        return post_idempotent(client, path, sent) if idempotent else client.post(path, sent)
 
     if project:
         return post({**body, "project_id": project_id(client, project)})

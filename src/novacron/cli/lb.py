@@ -8,7 +8,6 @@ with "retry when it is ACTIVE". Load balancers and their children are named by n
 
 from __future__ import annotations
 
-import uuid
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote
@@ -16,7 +15,16 @@ from urllib.parse import quote
 import typer
 
 from novacron.cli.client import ApiError, Client, CliError, resolve
-from novacron.cli.common import CURSOR, JSON, LIMIT, client_of, create_in_project, project_id, resolve_vm
+from novacron.cli.common import (
+    CURSOR,
+    JSON,
+    LIMIT,
+    client_of,
+    create_in_project,
+    post_idempotent,
+    project_id,
+    resolve_vm,
+)
 from novacron.cli.output import (
     Column,
     ago,
@@ -132,10 +140,8 @@ def _pool_path(client: Client, lb_ref: str, pool_ref: str) -> tuple[str, str]:
 
 
 def _create(client: Client, path: str, body: dict[str, Any]) -> Any:
-    """POST a new resource with an idempotency key: the server answers a replay with the same one."""
-    sent = {k: v for k, v in body.items() if v is not None}
-    r = client.send("POST", path, json_body=sent, headers={"Idempotency-Key": str(uuid.uuid4())})
-    return r.json()
+    """POST a new child with an idempotency key, the options not given left to the API's defaults."""
+    return post_idempotent(client, path, {k: v for k, v in body.items() if v is not None})
 
 
 def _settle(client: Client, lb_id: str, wait: bool, label: str) -> None:
