@@ -287,7 +287,7 @@ registerPage({
         { label: 'Operating', cell: (li) => statusBadge(li.operating_status) },
         ...(canWrite ? [{
           label: 'Remove',
-          cell: (li) => h('button', { type: 'button', class: 'danger', 'aria-label': `Remove listener ${li.protocol_port}`, onclick: () => removeChild(`listeners/${li.id}`, `listener ${li.protocol}:${li.protocol_port}`) }, 'Remove'),
+          cell: (li) => h('button', { type: 'button', class: 'danger', disabled: pending(lb), 'aria-label': `Remove listener ${li.protocol_port}`, onclick: () => removeChild(`listeners/${li.id}`, `listener ${li.protocol}:${li.protocol_port}`) }, 'Remove'),
         }] : []),
       ], listeners, { caption: `Listeners of ${lb.name}`, empty: 'No listeners yet.', rowAttrs: (li) => ({ 'data-listener': li.protocol_port }) }));
       clear(poolBox, pools.length ? pools.map((p, i) => h('section', { class: 'stack', 'data-pool': p.name || p.id, 'aria-label': `Pool ${poolName[p.id]}` },
@@ -295,7 +295,7 @@ registerPage({
         h('p', { class: 'muted' }, [p.protocol, p.lb_algorithm, p.session_persistence ? `persistence ${p.session_persistence.type}` : null,
           p.healthmonitor ? `${p.healthmonitor.type} health monitor` : 'no health monitor'].filter(Boolean).join(' · ')),
         membersTable(base, p, members[i], { canWrite, busy: pending(lb) }, load),
-        canWrite ? h('button', { type: 'button', class: 'danger', 'aria-label': `Delete pool ${poolName[p.id]}`, onclick: () => removeChild(`pools/${p.id}`, `pool ${poolName[p.id]}`) }, 'Delete pool') : null))
+        canWrite ? h('button', { type: 'button', class: 'danger', disabled: pending(lb), 'aria-label': `Delete pool ${poolName[p.id]}`, onclick: () => removeChild(`pools/${p.id}`, `pool ${poolName[p.id]}`) }, 'Delete pool') : null))
         : h('p', { class: 'empty' }, 'No pools yet.'));
       // the forms only change with the set of pools, so a form being filled in survives a refresh
       const key = pools.map((p) => `${p.id}:${p.name}`).join(',');
