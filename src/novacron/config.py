@@ -10,7 +10,7 @@ import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 if TYPE_CHECKING:
     from novacron.netguard import IPNetwork
@@ -93,6 +93,23 @@ def _egress_allow(value: str) -> tuple[IPNetwork, ...]:
     from novacron.netguard import parse_networks
 
     return parse_networks(value)
+
+
+class _GslbSettings(TypedDict):
+    gslb_zone: str
+    gslb_dns_address: str
+    gslb_dns_port: int
+    gslb_health_interval_s: int
+
+
+def _gslb() -> _GslbSettings:
+    """Global load balancing's settings (NOVACRON_GSLB_*)."""
+    return {
+        "gslb_zone": _env("GSLB_ZONE", ""),
+        "gslb_dns_address": _env("GSLB_DNS_ADDRESS", "127.0.0.1"),
+        "gslb_dns_port": int(_env("GSLB_DNS_PORT", "5353")),
+        "gslb_health_interval_s": int(_env("GSLB_HEALTH_INTERVAL_S", "2")),
+    }
 
 
 @dataclass(frozen=True)
@@ -245,6 +262,14 @@ class Settings:
     anomaly_event_interval_s: float = 300.0
     #: the resolution of the scored series: rates are means over this long (monitoring/anomaly_feed.py)
     anomaly_step_s: float = 10.0
+    #: the DNS zone global load balancing answers (NOVACRON_GSLB_ZONE, e.g. "gslb.example.com");
+    #: "": no global load balancing on this platform
+    gslb_zone: str = ""
+    #: where this node's PowerDNS answers it (NOVACRON_GSLB_DNS_ADDRESS, NOVACRON_GSLB_DNS_PORT)
+    gslb_dns_address: str = "127.0.0.1"
+    gslb_dns_port: int = 5353
+    #: how often PowerDNS checks each site (NOVACRON_GSLB_HEALTH_INTERVAL_S, whole seconds)
+    gslb_health_interval_s: int = 2
 
     @property
     def images_dir(self) -> Path:
@@ -335,6 +360,7 @@ class Settings:
             anomaly_learning_s=float(_env("ANOMALY_LEARNING_S", "86400")),
             anomaly_event_interval_s=float(_env("ANOMALY_EVENT_INTERVAL_S", "300")),
             anomaly_step_s=float(_env("ANOMALY_STEP_S", "10")),
+            **_gslb(),
             kek_options=tuple(
                 sorted(
                     (k[len("NOVACRON_KEK_") :].lower(), v)

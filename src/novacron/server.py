@@ -21,6 +21,8 @@ from novacron.api.transport import SecurityHeaders
 from novacron.config import Settings, is_loopback
 from novacron.context import AgentListener, Context
 from novacron.db.base import Database
+from novacron.errors import Unavailable
+from novacron.gslb.sync import DnsSync
 from novacron.identity.encryption import encryption_for
 from novacron.identity.pki import ServerTLS, ensure_server_tls
 from novacron.monitoring import logs, tracing
@@ -256,9 +258,12 @@ def main() -> None:
     assert ctx.monitoring is not None
     ctx.monitoring.start()  # the metrics store answers before the agent's first report
     alerting = _start_alerting(ctx, tls)
+    dns = _start_gslb(ctx)
     try:
         asyncio.run(_serve(servers))
     finally:
+        if dns is not None:
+            dns.stop()
         if alerting is not None:
             alerting.stop()
         ctx.monitoring.stop()
@@ -275,6 +280,19 @@ def _start_alerting(ctx: Context, tls: ServerTLS) -> AlertingStack | None:
         return start_alerting(ctx, cluster_spec=spec)
     except EngineFailed as exc:
         logging.getLogger(__name__).warning("alerting is off: %s", exc)
+        return None
+
+
+def _start_gslb(ctx: Context) -> DnsSync | None:
+    """This node's PowerDNS serving the global names, kept in step with the tables, when the
+    platform has a GSLB zone; a node that cannot start it runs without (the names are kept, and
+    served once it starts)."""
+    if not ctx.settings.gslb_zone:
+        return None
+    try:
+        return DnsSync(ctx.db, ctx.settings).start()
+    except Unavailable as exc:
+        logging.getLogger(__name__).warning("global load balancing DNS is off: %s", exc)
         return None
 
 

@@ -31,6 +31,7 @@ from novacron.db.models import (
     DRRunbook,
     Flavor,
     FloatingIP,
+    GslbName,
     Host,
     Image,
     LbCertificate,
@@ -97,6 +98,7 @@ KINDS: dict[type[Any], Kind] = {
     Probe: Kind("probe", "probe_id", "/v1/probes"),
     SLO: Kind("SLO", "slo_id", "/v1/slos"),
     Dashboard: Kind("dashboard", "dashboard_id", "/v1/dashboards"),
+    GslbName: Kind("global name", "name_id", "/v1/gslb/names"),
     LbCertificate: Kind("certificate", "certificate_id", "/v1/certificates"),
 }
 #: kinds the platform defines for everyone (their names are unique): no tenant owns them

@@ -28,6 +28,7 @@ VIEW = frozenset(
         "alert:read",
         "slo:read",
         "trace:read",
+        "gslb:read",
         # a user's own custom dashboards (panels of queries over what metrics:read shows)
         "dashboard:write",
     }
@@ -53,6 +54,8 @@ MEMBER = VIEW | {
     "certificate:write",
     # alert rules and silences
     "alert:write",
+    # global names and their sites
+    "gslb:write",
 }
 TENANT_ADMIN = MEMBER | {
     "project:write",
@@ -83,6 +86,8 @@ ADMIN = TENANT_ADMIN | {
     "quota:admin",
     "policy:write",
     "price:write",
+    # the CIDR -> region table of global load balancing
+    "gslb-region:write",
     "network:admin",
     # see and act across every tenant
     "global",

@@ -13,6 +13,7 @@ from novacron.db.models.compute import (
     ServerGroup,
 )
 from novacron.db.models.dashboards import Dashboard
+from novacron.db.models.gslb import GslbName, GslbRegion
 from novacron.db.models.identity import (
     AccessTicket,
     LoginFailure,
@@ -59,6 +60,8 @@ __all__ = [
     "AcmeAccount",
     "LbCertificate",
     "Dashboard",
+    "GslbName",
+    "GslbRegion",
     "Alert",
     "AlertReceiver",
     "AlertRule",
