@@ -29,7 +29,10 @@ Abuse protection (:mod:`novacron.lbaas.protection`): ``ban`` / ``unban`` / ``ban
 read a protected listener's ban table through the runtime API (HAProxy ends each ban itself), and
 ``guard`` reads the listener's stick table and bans the sources :func:`novacron.lbaas.guard.decide`
 picks, for the agent to call every second. A reload starts with empty tables, so ``apply`` puts
-the running bans back after it.
+the running bans back after it. What HAProxy cannot do is done by the namespace's kernel, also in
+``apply`` once HAProxy serves the new configuration: the synproxy of the listeners protected from
+SYN floods (:mod:`novacron.lbaas.synproxy`) and the listeners' bandwidth limits
+(:mod:`novacron.lbaas.qos`); both need the load balancer's own namespace.
 
 The calls block (a few milliseconds on a socket, up to the reload timeout); the agent runs them in
 a worker thread.
@@ -54,7 +57,7 @@ from pathlib import Path
 from typing import Literal
 
 from novacron.errors import InvalidInput, Unavailable
-from novacron.lbaas import haproxy_config
+from novacron.lbaas import haproxy_config, qos, synproxy
 from novacron.lbaas.certificates import CertificateInfo, parse_bundle
 from novacron.lbaas.guard import (
     Ban,
@@ -257,6 +260,8 @@ class HAProxyInstance(LoadBalancerDriver):
             )
 
     def apply(self, spec: LoadBalancerSpec) -> None:
+        if self.netns is None and (synproxy.protected_ports(spec) or qos.shaped(spec)):
+            raise InvalidInput("protection", "SYN-flood protection and bandwidth limits need a namespace")
         mkdir_private(self.paths.state_dir)
         mkdir_private(self.paths.certs_dir)
         mkdir_private(self.paths.state_dir / haproxy_config.JAIL)
@@ -282,6 +287,15 @@ class HAProxyInstance(LoadBalancerDriver):
             self._start()
         self.spec = spec
         self._restore_bans(bans)
+        self._apply_kernel(spec)
+
+    def _apply_kernel(self, spec: LoadBalancerSpec) -> None:
+        """The namespace's synproxy and bandwidth classes, as ``spec``'s listeners ask."""
+        if self.netns is None:
+            return
+        links = qos.leg_links(self.netns)
+        synproxy.apply(self.netns, spec, min((link.mtu for link in links), default=1500))
+        qos.apply(self.netns, spec, links)
 
     def _write_crt_lists(self, spec: LoadBalancerSpec) -> None:
         for path, text in haproxy_config.crt_lists(spec, self.paths).items():

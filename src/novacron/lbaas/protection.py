@@ -21,6 +21,10 @@ enforcing, per source address, on every connection and request:
 
 Request limits, the slow-request timeout and 429s need an HTTP listener; connection limits,
 lists and bans work on TCP listeners too.
+
+``syn_flood`` is enforced below HAProxy, by the kernel of the load balancer's namespace: an
+nftables synproxy answers the listener port's SYNs with SYN cookies and hands HAProxy only the
+connections whose handshake completed (:mod:`novacron.lbaas.synproxy`).
 """
 
 from __future__ import annotations
@@ -56,7 +60,8 @@ class ListenerProtection:
     connections per source (None: no limit; over it, refused); ``request_timeout_ms``: time for a
     request's headers to arrive (None: HAProxy's default, the client timeout). ``ban_factor`` and
     ``ban_seconds`` steer the guard (:mod:`novacron.lbaas.guard`): a source at ``ban_factor`` ×
-    a limit is banned for ``ban_seconds``."""
+    a limit is banned for ``ban_seconds``. ``syn_flood``: the kernel's synproxy completes the
+    listener's TCP handshakes before HAProxy sees them (:mod:`novacron.lbaas.synproxy`)."""
 
     rate_limit: int | None = None
     rate_period_s: int = 10
@@ -66,6 +71,7 @@ class ListenerProtection:
     deny_cidrs: tuple[str, ...] = ()
     ban_factor: float = 2.0
     ban_seconds: int = 300
+    syn_flood: bool = False
 
     def __post_init__(self) -> None:
         if self.rate_limit is not None and not 1 <= self.rate_limit <= 1_000_000:

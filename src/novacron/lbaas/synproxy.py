@@ -1,0 +1,184 @@
+"""SYN-flood protection of a load balancer's VIP: an nftables synproxy in its namespace.
+
+A SYN flood fills a listener's queue of half-open connections with handshakes nobody completes.
+For each listener whose :class:`~novacron.lbaas.protection.ListenerProtection` asks for
+``syn_flood``, the kernel of the load balancer's namespace answers the SYNs to VIP:port itself,
+with a SYN cookie: the SYN is not tracked (``notrack`` in the raw prerouting hook, so a flood
+costs no conntrack entry), and only a client that sends the cookie back gets a connection, which
+the synproxy then opens to HAProxy's socket on the client's behalf and tracks from then on.
+Packets to the port that belong to no known connection (``ct state invalid``) are dropped.
+HAProxy never sees the flood.
+
+The ruleset is one table, ``inet novacron_synproxy``, loaded with ``nft -f`` after declaring and
+deleting it in the same script, so the kernel replaces it whole or not at all; without protected
+listeners the script only removes it. The table's comment holds a digest of the script, so an
+unchanged ruleset is not loaded again (its counters keep counting across HAProxy reloads). The
+synproxy advertises the options HAProxy's socket would answer with, as it must (the synproxy
+later opens the connection to that socket with the client's options and cannot translate others):
+the leg's MSS (its MTU less the IP and TCP headers), the window scale the namespace's stack picks
+for its largest receive buffer (:func:`backend_wscale`; a different one made one connection in
+about fifty wait a second for the server's SYN-ACK retransmission in trials), timestamps and
+SACK. Conntrack must not pick up connections it
+did not see start (``net.netfilter.nf_conntrack_tcp_loose=0`` in the namespace), else the
+client's ACK carrying the cookie would pass as a known connection; so switching the protection
+on cuts, once, the connections already open to that port (their handshakes were never tracked).
+
+:func:`counters` reads the namespace's synproxy statistics (``/proc/net/stat/synproxy``) and the
+table's counters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from novacron.errors import Unavailable
+from novacron.lbaas.model import LoadBalancerSpec
+from novacron.network.linux import nft
+
+TABLE = "novacron_synproxy"
+_HEADERS = {4: 40, 6: 60}
+#: the largest TCP window scale (RFC 7323)
+MAX_WSCALE = 14
+
+
+@dataclass(frozen=True)
+class SynproxyCounters:
+    """What the namespace's synproxy has done since its table was loaded (``syn_seen``,
+    ``synproxied``, ``dropped``: the table's rule counters) and since the namespace exists (the
+    kernel's statistics: SYNs answered with a cookie, ACKs whose cookie was valid or not,
+    retransmitted SYNs to HAProxy, connections reopened)."""
+
+    syn_seen: int
+    synproxied: int
+    dropped: int
+    syn_received: int
+    cookie_valid: int
+    cookie_invalid: int
+    cookie_retrans: int
+    conn_reopened: int
+
+
+def protected_ports(spec: LoadBalancerSpec) -> list[int]:
+    """The ports of the listeners that ask for SYN-flood protection."""
+    return sorted(
+        li.protocol_port for li in spec.listeners if li.protection is not None and li.protection.syn_flood
+    )
+
+
+def backend_wscale(largest_buffer: int) -> int:
+    """The window scale Linux offers for a receive buffer of ``largest_buffer`` bytes (its
+    ``tcp_select_initial_window``: halve until the window fits in 16 bits)."""
+    scale = 0
+    while largest_buffer > 0xFFFF and scale < MAX_WSCALE:
+        largest_buffer >>= 1
+        scale += 1
+    return scale
+
+
+def _namespace_wscale(netns: str) -> int:
+    tcp_rmem = nft.run(netns, ["sysctl", "-n", "net.ipv4.tcp_rmem"]).split()
+    rmem_max = nft.run(netns, ["sysctl", "-n", "net.core.rmem_max"]).split()
+    return backend_wscale(max(int(tcp_rmem[-1]), int(rmem_max[0])))
+
+
+def ruleset(spec: LoadBalancerSpec, mtu: int, wscale: int) -> str:
+    """The ``nft -f`` script that makes the namespace's synproxy table match ``spec``."""
+    lines = [f"table inet {TABLE} {{}}", f"delete table inet {TABLE}"]
+    ports = protected_ports(spec)
+    if not ports:
+        return "\n".join(lines) + "\n"
+    version = ipaddress.ip_address(spec.vip_address).version
+    family = "ip" if version == 4 else "ip6"
+    match = f"{family} daddr {spec.vip_address} tcp dport {{ {', '.join(map(str, ports))} }}"
+    options = f"mss {mtu - _HEADERS[version]} wscale {wscale} timestamp sack-perm"
+    body = [
+        "    chain raw {",
+        "        type filter hook prerouting priority raw; policy accept;",
+        f"        {match} tcp flags & (fin|syn|rst|ack) == syn counter notrack",
+        "    }",
+        "    chain input {",
+        "        type filter hook input priority filter; policy accept;",
+        f"        {match} ct state invalid,untracked counter synproxy {options}",
+        f"        {match} ct state invalid counter drop",
+        "    }",
+    ]
+    digest = hashlib.sha256("\n".join(body).encode()).hexdigest()[:16]
+    return "\n".join([*lines, f"table inet {TABLE} {{", f'    comment "{digest}"', *body, "}"]) + "\n"
+
+
+def _loaded_digest(netns: str) -> str | None:
+    """The comment of the namespace's synproxy table (None: no table). Read from the text
+    listing: nft 1.0.6 leaves comments out of its JSON."""
+    if not nft.nft_table_exists(netns, "inet", TABLE):
+        return None
+    return _digest_of(nft.run(netns, ["nft", "list", "table", "inet", TABLE])) or ""
+
+
+def _digest_of(script: str) -> str | None:
+    for line in script.splitlines():
+        if line.strip().startswith("comment "):
+            return line.split('"')[1]
+    return None
+
+
+def apply(netns: str, spec: LoadBalancerSpec, mtu: int) -> None:
+    """Make the synproxy of namespace ``netns`` protect exactly ``spec``'s protected listeners."""
+    try:
+        wscale = _namespace_wscale(netns) if protected_ports(spec) else 0
+        script = ruleset(spec, mtu, wscale)
+        loaded = _loaded_digest(netns)
+        wanted = _digest_of(script)
+        if loaded == wanted or (loaded is None and wanted is None):
+            return
+        nft.nft_apply(netns, script)
+        if wanted is not None:
+            nft.sysctl(netns, "net.netfilter.nf_conntrack_tcp_loose", "0")
+            nft.sysctl(netns, "net.ipv4.tcp_timestamps", "1")
+    except nft.DatapathError as exc:
+        raise Unavailable(f"SYN-flood protection not applied: {exc}") from exc
+
+
+def parse_stat(text: str) -> dict[str, int]:
+    """``/proc/net/stat/synproxy``: a header, then one row of hexadecimal counters per CPU."""
+    rows = [line.split() for line in text.splitlines() if line.strip()]
+    if not rows:
+        return {}
+    header = rows[0]
+    totals = dict.fromkeys(header, 0)
+    for row in rows[1:]:
+        for key, value in zip(header, row, strict=False):
+            totals[key] += int(value, 16)
+    return totals
+
+
+def _rule_counters(netns: str) -> dict[str, int]:
+    listing = nft.run(netns, ["nft", "-j", "list", "table", "inet", TABLE], check=False)
+    found = {"syn_seen": 0, "synproxied": 0, "dropped": 0}
+    for item in json.loads(listing or "{}").get("nftables", []):
+        rule = item.get("rule")
+        if rule is None:
+            continue
+        exprs: list[dict[str, Any]] = rule.get("expr", [])
+        packets = next((e["counter"]["packets"] for e in exprs if "counter" in e), 0)
+        kinds = {key for e in exprs for key in e}
+        key = "syn_seen" if "notrack" in kinds else "synproxied" if "synproxy" in kinds else "dropped"
+        found[key] += packets
+    return found
+
+
+def counters(netns: str) -> SynproxyCounters:
+    """The synproxy's counters in namespace ``netns`` (zeros where nothing is loaded)."""
+    stat = parse_stat(nft.run(netns, ["cat", "/proc/net/stat/synproxy"], check=False))
+    rules = _rule_counters(netns)
+    return SynproxyCounters(
+        **rules,
+        syn_received=stat.get("syn_received", 0),
+        cookie_valid=stat.get("cookie_valid", 0),
+        cookie_invalid=stat.get("cookie_invalid", 0),
+        cookie_retrans=stat.get("cookie_retrans", 0),
+        conn_reopened=stat.get("conn_reopened", 0),
+    )
