@@ -28,11 +28,12 @@ the ACME HTTP-01 answers in a map file that HTTP listeners serve, changed at run
 Abuse protection (:mod:`novacron.lbaas.protection`): ``ban`` / ``unban`` / ``bans`` change and
 read a protected listener's ban table through the runtime API (HAProxy ends each ban itself), and
 ``guard`` reads the listener's stick table and bans the sources :func:`novacron.lbaas.guard.decide`
-picks, for the agent to call every second. A reload starts with empty tables, so ``apply`` puts
-the running bans back after it. What HAProxy cannot do is done by the namespace's kernel, also in
-``apply`` once HAProxy serves the new configuration: the synproxy of the listeners protected from
-SYN floods (:mod:`novacron.lbaas.synproxy`) and the listeners' bandwidth limits
-(:mod:`novacron.lbaas.qos`); both need the load balancer's own namespace.
+picks, for the agent to call every second; ``metrics`` gives the bans made and running and the
+synproxy's counters in Prometheus' text format, for the agent's report. A reload starts with
+empty tables, so ``apply`` puts the running bans back after it. What HAProxy cannot do is done by
+the namespace's kernel, also in ``apply`` once HAProxy serves the new configuration: the synproxy
+of the listeners protected from SYN floods (:mod:`novacron.lbaas.synproxy`) and the listeners'
+bandwidth limits (:mod:`novacron.lbaas.qos`); both need the load balancer's own namespace.
 
 The calls block (a few milliseconds on a socket, up to the reload timeout); the agent runs them in
 a worker thread.
@@ -51,6 +52,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,9 +64,11 @@ from novacron.lbaas.certificates import CertificateInfo, parse_bundle
 from novacron.lbaas.guard import (
     Ban,
     BanDecision,
+    BanKind,
     SourceRow,
     decide,
     display_address,
+    exposition,
     parse_bans,
     parse_table,
     table_key,
@@ -233,6 +237,8 @@ class HAProxyInstance(LoadBalancerDriver):
         self.spec: LoadBalancerSpec | None = None
         #: why each (listener id, source) was banned (HAProxy's table holds only the end)
         self._ban_reasons: dict[tuple[str, str], str] = {}
+        #: the guard's bans since this instance was made, by (listener id, rule)
+        self.ban_counts: Counter[tuple[str, BanKind]] = Counter()
 
     @property
     def master_socket(self) -> Path:
@@ -551,8 +557,15 @@ class HAProxyInstance(LoadBalancerDriver):
             rows = self.sources(listener.id)
             for decision in decide(listener.id, listener.protection, rows, banned):
                 self.ban(listener.id, decision.source, decision.ban_seconds, decision.reason)
+                self.ban_counts[(listener.id, decision.kind)] += 1
                 decisions.append(decision)
         return decisions
+
+    def metrics(self) -> bytes:
+        """The guard's and the synproxy's counters in Prometheus' text format."""
+        spec = self._applied()
+        syn = synproxy.counters(self.netns) if self.netns and synproxy.protected_ports(spec) else None
+        return exposition(spec.id, self.ban_counts, self.bans(), syn)
 
     def _master_pid(self) -> int | None:
         try:

@@ -60,8 +60,11 @@ class ListenerProtection:
     connections per source (None: no limit; over it, refused); ``request_timeout_ms``: time for a
     request's headers to arrive (None: HAProxy's default, the client timeout). ``ban_factor`` and
     ``ban_seconds`` steer the guard (:mod:`novacron.lbaas.guard`): a source at ``ban_factor`` ×
-    a limit is banned for ``ban_seconds``. ``syn_flood``: the kernel's synproxy completes the
-    listener's TCP handshakes before HAProxy sees them (:mod:`novacron.lbaas.synproxy`)."""
+    a limit is banned for ``ban_seconds``; with ``ban_error_ratio``, so is a source that made at
+    least ``ban_error_min_requests`` requests in the period of which that share or more failed
+    (a scanner walking through paths; fewer requests are a buggy client). ``syn_flood``: the
+    kernel's synproxy completes the listener's TCP handshakes before HAProxy sees them
+    (:mod:`novacron.lbaas.synproxy`)."""
 
     rate_limit: int | None = None
     rate_period_s: int = 10
@@ -71,6 +74,8 @@ class ListenerProtection:
     deny_cidrs: tuple[str, ...] = ()
     ban_factor: float = 2.0
     ban_seconds: int = 300
+    ban_error_ratio: float | None = None
+    ban_error_min_requests: int = 100
     syn_flood: bool = False
 
     def __post_init__(self) -> None:
@@ -88,10 +93,15 @@ class ListenerProtection:
             raise InvalidInput("ban_factor", "must be from 1 to 100")
         if not 1 <= self.ban_seconds <= MAX_BAN_S:
             raise InvalidInput("ban_seconds", f"must be from 1 to {MAX_BAN_S} seconds")
+        if self.ban_error_ratio is not None and not 0.0 < self.ban_error_ratio <= 1.0:
+            raise InvalidInput("ban_error_ratio", "must be a share of requests above 0 and up to 1 (or none)")
+        if not 1 <= self.ban_error_min_requests <= 1_000_000:
+            raise InvalidInput("ban_error_min_requests", "must be from 1 to 1000000 requests")
 
     def check_for(self, http: bool) -> None:
         """Refuse the HTTP-only settings on a TCP listener."""
-        if not http and (self.rate_limit is not None or self.request_timeout_ms is not None):
+        requests = (self.rate_limit, self.request_timeout_ms, self.ban_error_ratio)
+        if not http and any(setting is not None for setting in requests):
             raise InvalidInput("protection", "request limits and timeouts need an HTTP listener")
 
 
