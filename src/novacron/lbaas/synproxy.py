@@ -12,16 +12,23 @@ HAProxy never sees the flood.
 The ruleset is one table, ``inet novacron_synproxy``, loaded with ``nft -f`` after declaring and
 deleting it in the same script, so the kernel replaces it whole or not at all; without protected
 listeners the script only removes it. The table's comment holds a digest of the script, so an
-unchanged ruleset is not loaded again (its counters keep counting across HAProxy reloads). The
-synproxy advertises the options HAProxy's socket would answer with, as it must (the synproxy
-later opens the connection to that socket with the client's options and cannot translate others):
-the leg's MSS (its MTU less the IP and TCP headers), the window scale the namespace's stack picks
-for its largest receive buffer (:func:`backend_wscale`; a different one made one connection in
-about fifty wait a second for the server's SYN-ACK retransmission in trials), timestamps and
-SACK. Conntrack must not pick up connections it
-did not see start (``net.netfilter.nf_conntrack_tcp_loose=0`` in the namespace), else the
-client's ACK carrying the cookie would pass as a known connection; so switching the protection
-on cuts, once, the connections already open to that port (their handshakes were never tracked).
+unchanged ruleset is not loaded again (its counters keep counting across HAProxy reloads).
+
+The synproxy offers clients the leg's MSS (its MTU less the IP and TCP headers) and no other
+option: not timestamps, and so not window scaling or SACK either (the synproxy can only carry
+those in the timestamp). With timestamps, about one connection in a hundred waited 1.6 s in
+trials on this kernel (6.18): the synproxy's window update to the client carries a timestamp one
+clock tick newer than HAProxy's socket has sent, the client echoes it, and the socket, which
+refuses echoed timestamps it never sent (``TcpExtTSEcrRejected``: every connection counted one),
+drops the handshake's last ACK and the request until its SYN-ACK is retransmitted a second later.
+Without them: no rejection, no stall in 1,600 connections. The price: a connection through the
+synproxy has a window of at most 64 KiB (about 5 Mbit/s at 100 ms round trip, far more on a LAN),
+so the protection is a listener's choice.
+
+Conntrack must not pick up connections it did not see start
+(``net.netfilter.nf_conntrack_tcp_loose=0`` in the namespace), else the client's ACK carrying the
+cookie would pass as a known connection; so switching the protection on cuts, once, the
+connections already open to that port (their handshakes were never tracked).
 
 :func:`counters` reads the namespace's synproxy statistics (``/proc/net/stat/synproxy``) and the
 table's counters.
@@ -41,8 +48,6 @@ from novacron.network.linux import nft
 
 TABLE = "novacron_synproxy"
 _HEADERS = {4: 40, 6: 60}
-#: the largest TCP window scale (RFC 7323)
-MAX_WSCALE = 14
 
 
 @dataclass(frozen=True)
@@ -69,23 +74,7 @@ def protected_ports(spec: LoadBalancerSpec) -> list[int]:
     )
 
 
-def backend_wscale(largest_buffer: int) -> int:
-    """The window scale Linux offers for a receive buffer of ``largest_buffer`` bytes (its
-    ``tcp_select_initial_window``: halve until the window fits in 16 bits)."""
-    scale = 0
-    while largest_buffer > 0xFFFF and scale < MAX_WSCALE:
-        largest_buffer >>= 1
-        scale += 1
-    return scale
-
-
-def _namespace_wscale(netns: str) -> int:
-    tcp_rmem = nft.run(netns, ["sysctl", "-n", "net.ipv4.tcp_rmem"]).split()
-    rmem_max = nft.run(netns, ["sysctl", "-n", "net.core.rmem_max"]).split()
-    return backend_wscale(max(int(tcp_rmem[-1]), int(rmem_max[0])))
-
-
-def ruleset(spec: LoadBalancerSpec, mtu: int, wscale: int) -> str:
+def ruleset(spec: LoadBalancerSpec, mtu: int) -> str:
     """The ``nft -f`` script that makes the namespace's synproxy table match ``spec``."""
     lines = [f"table inet {TABLE} {{}}", f"delete table inet {TABLE}"]
     ports = protected_ports(spec)
@@ -94,7 +83,7 @@ def ruleset(spec: LoadBalancerSpec, mtu: int, wscale: int) -> str:
     version = ipaddress.ip_address(spec.vip_address).version
     family = "ip" if version == 4 else "ip6"
     match = f"{family} daddr {spec.vip_address} tcp dport {{ {', '.join(map(str, ports))} }}"
-    options = f"mss {mtu - _HEADERS[version]} wscale {wscale} timestamp sack-perm"
+    options = f"mss {mtu - _HEADERS[version]}"
     body = [
         "    chain raw {",
         "        type filter hook prerouting priority raw; policy accept;",
@@ -128,8 +117,7 @@ def _digest_of(script: str) -> str | None:
 def apply(netns: str, spec: LoadBalancerSpec, mtu: int) -> None:
     """Make the synproxy of namespace ``netns`` protect exactly ``spec``'s protected listeners."""
     try:
-        wscale = _namespace_wscale(netns) if protected_ports(spec) else 0
-        script = ruleset(spec, mtu, wscale)
+        script = ruleset(spec, mtu)
         loaded = _loaded_digest(netns)
         wanted = _digest_of(script)
         if loaded == wanted or (loaded is None and wanted is None):
@@ -137,7 +125,6 @@ def apply(netns: str, spec: LoadBalancerSpec, mtu: int) -> None:
         nft.nft_apply(netns, script)
         if wanted is not None:
             nft.sysctl(netns, "net.netfilter.nf_conntrack_tcp_loose", "0")
-            nft.sysctl(netns, "net.ipv4.tcp_timestamps", "1")
     except nft.DatapathError as exc:
         raise Unavailable(f"SYN-flood protection not applied: {exc}") from exc
 
