@@ -92,9 +92,9 @@ def main() -> None:
         print(f"# medians of {ROUNDS} rounds")
         for label, runs in figures.items():
             p50, p99_ms, success = (statistics.median(r[i] for r in runs) for i in range(3))
-            rate = statistics.median(r[3] for r in runs) / RUN_S
-            figures = f"p50 {p50:6.2f} ms  p99 {p99_ms:7.2f} ms  success {success:.4f}"
-            print(f"{label:24} {figures}  {rate:6.0f} SYN/s")
+            syn_rate = statistics.median(r[3] for r in runs) / RUN_S
+            medians = f"p50 {p50:6.2f} ms  p99 {p99_ms:7.2f} ms  success {success:.4f}"
+            print(f"{label:24} {medians}  {syn_rate:6.0f} SYN/s")
         print(f"# after: {load()}")
     finally:
         instance.stop()
