@@ -6,7 +6,8 @@ would never answer) at a protected listener while a legitimate client keeps its 
 keeps ≥ 99 % success and its median latency, the synproxy's counters show it answered the flood,
 and HAProxy never saw it. A download through a 1 Mbit/s listener runs at about 1 Mbit/s while the same
 download through an unlimited listener does not, and a listener limited to 20 new connections per
-second accepts no more.
+second accepts no more. A client reusing its source port at once gets through the synproxy each
+time.
 """
 
 from __future__ import annotations
@@ -147,6 +148,53 @@ def test_syn_flood_is_answered_by_the_synproxy_while_the_client_keeps_its_latenc
 def _quantile(run: dict[str, list[list[float]]], fraction: float) -> float:
     latencies = sorted(seconds for _, seconds in run["ok"])
     return latencies[min(len(latencies) - 1, int(fraction * len(latencies)))]
+
+
+#: ``count`` requests from one source port, ``gap`` s apart, each asking HAProxy to close first
+#: (``Connection: close``), so the client keeps no TIME_WAIT and may reuse the port at once (as a
+#: client behind NAT does): prints [seconds, status line or error] each
+REUSED_PORT_CLIENT = """
+import json, socket, sys, time
+host, port = sys.argv[1], int(sys.argv[2])
+sport, count, gap = int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+out = []
+for _ in range(count):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("", sport))
+    s.settimeout(3)
+    start = time.time()
+    try:
+        s.connect((host, port))
+        s.sendall(b"GET / HTTP/1.1\\r\\nHost: lb\\r\\nConnection: close\\r\\n\\r\\n")
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+        out.append([time.time() - start, data[:12].decode()])
+    except OSError as e:
+        out.append([time.time() - start, type(e).__name__])
+    s.close()
+    time.sleep(gap)
+print(json.dumps(out))
+"""
+
+
+def test_a_client_reusing_its_source_port_gets_through_the_synproxy(
+    lab: tuple[LbLab, HAProxyInstance],
+) -> None:
+    """The synproxy never shows conntrack the client's SYN: with conntrack's default 120 s
+    TIME_WAIT, the second connection from the same port met the first one's entry and timed out;
+    the namespace's 1 s lets each go through."""
+    lb_lab, instance = lab
+    listener = ListenerSpec(
+        "web", "HTTP", PORT, default_pool_id="pool", protection=ListenerProtection(syn_flood=True)
+    )
+    instance.apply(_spec(lb_lab, (listener,)))
+    before = synproxy.counters(lb_lab.lb)
+    answers = _in_client(lb_lab, REUSED_PORT_CLIENT, lb_lab.vip, PORT, 40000, 3, 1.5)
+    after = synproxy.counters(lb_lab.lb)
+    assert [status for _, status in answers] == ["HTTP/1.0 200"] * 3, answers
+    assert (after.cookie_valid - before.cookie_valid, after.cookie_invalid) == (3, before.cookie_invalid)
 
 
 def _serve_files(lb_lab: LbLab, workdir: Path) -> None:
