@@ -131,10 +131,9 @@ def apply(netns: str, spec: LoadBalancerSpec, mtu: int) -> None:
         script = ruleset(spec, mtu)
         loaded = _loaded_digest(netns)
         wanted = _digest_of(script)
-        if loaded == wanted or (loaded is None and wanted is None):
-            return
-        nft.nft_apply(netns, script)
-        if wanted is not None:
+        if loaded != wanted:
+            nft.nft_apply(netns, script)
+        if wanted is not None:  # also when the table stayed: an earlier apply may have stopped here
             for key, value in CONNTRACK_SYSCTLS.items():
                 nft.sysctl(netns, key, value)
     except nft.DatapathError as exc:
