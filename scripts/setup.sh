@@ -48,6 +48,7 @@ APT_PACKAGES=(
     softhsm2
     victoria-metrics prometheus prometheus-alertmanager
     haproxy wrk keepalived socat pebble
+    pdns-server pdns-backend-sqlite3 dnsutils
 )
 # Node.js and npm: the dashboard's pinned browser assets (web/package-lock.json) and the Azure Blob
 # emulator (azurite) of the backup target tests. Debian 12's are enough; a newer node already on the
@@ -85,6 +86,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
         systemctl disable --now postgresql >/dev/null 2>&1 || true
     else
         pg_ctlcluster 15 main stop >/dev/null 2>&1 || true
+    fi
+    # pdns-server starts a system PowerDNS on port 53 where systemd runs; global load balancing
+    # runs its own pdns_server on a loopback port (gslb/powerdns.py), so keep the packaged one off.
+    if [ -d /run/systemd/system ]; then
+        systemctl disable --now pdns >/dev/null 2>&1 || true
+    else
+        service pdns stop >/dev/null 2>&1 || true
     fi
 fi
 [ -x /usr/lib/postgresql/15/bin/initdb ] || die "PostgreSQL 15 binaries missing in /usr/lib/postgresql/15/bin"

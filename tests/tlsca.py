@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -13,6 +14,14 @@ from cryptography.x509.oid import NameOID
 
 def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _alt_name(name: str) -> x509.GeneralName:
+    """An IP address SAN for an address, a DNS name SAN otherwise."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
 
 
 def key_pem(key: ec.EllipticCurvePrivateKey) -> str:
@@ -70,7 +79,7 @@ class TestCA:
         )
         if names:
             builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
+                x509.SubjectAlternativeName([_alt_name(n) for n in names]), critical=False
             )
         return builder.sign(self.key, hashes.SHA256()), key
 

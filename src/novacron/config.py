@@ -10,7 +10,7 @@ import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypedDict
 
 if TYPE_CHECKING:
     from novacron.netguard import IPNetwork
@@ -78,10 +78,38 @@ def _metrics_engine(value: str) -> str:
     return value
 
 
+def _acme_settings() -> dict[str, Any]:
+    """The load balancers' ACME settings (NOVACRON_ACME_*)."""
+    bundle = _env("ACME_CA_BUNDLE", "")
+    return {
+        "acme_directory_url": _env("ACME_DIRECTORY", "https://acme-v02.api.letsencrypt.org/directory"),
+        "acme_ca_bundle": Path(bundle).resolve() if bundle else None,
+        "acme_renew_days": int(_env("ACME_RENEW_DAYS", "30")),
+        "acme_check_interval_s": float(_env("ACME_CHECK_INTERVAL_S", "3600")),
+    }
+
+
 def _egress_allow(value: str) -> tuple[IPNetwork, ...]:
     from novacron.netguard import parse_networks
 
     return parse_networks(value)
+
+
+class _GslbSettings(TypedDict):
+    gslb_zone: str
+    gslb_dns_address: str
+    gslb_dns_port: int
+    gslb_health_interval_s: int
+
+
+def _gslb() -> _GslbSettings:
+    """Global load balancing's settings (NOVACRON_GSLB_*)."""
+    return {
+        "gslb_zone": _env("GSLB_ZONE", ""),
+        "gslb_dns_address": _env("GSLB_DNS_ADDRESS", "127.0.0.1"),
+        "gslb_dns_port": int(_env("GSLB_DNS_PORT", "5353")),
+        "gslb_health_interval_s": int(_env("GSLB_HEALTH_INTERVAL_S", "2")),
+    }
 
 
 @dataclass(frozen=True)
@@ -145,6 +173,15 @@ class Settings:
     #: health checks): NOVACRON_EGRESS_ALLOW=10.0.5.0/24,fd00:5::/64; this host's own addresses
     #: stay closed whatever it says
     egress_allow: tuple[IPNetwork, ...] = ()
+    #: the ACME directory a load-balancer certificate is ordered from when its request names none
+    #: (NOVACRON_ACME_DIRECTORY); a directory passes the egress guard like any tenant URL
+    acme_directory_url: str = "https://acme-v02.api.letsencrypt.org/directory"
+    #: the CA bundle ACME directories' TLS is verified with (NOVACRON_ACME_CA_BUNDLE); None: the system's
+    acme_ca_bundle: Path | None = None
+    #: ACME certificates are renewed this many days before they expire (NOVACRON_ACME_RENEW_DAYS)
+    acme_renew_days: int = 30
+    #: how often the renewal controller looks for certificates due (NOVACRON_ACME_CHECK_INTERVAL_S)
+    acme_check_interval_s: float = 3600.0
     #: the API/dashboard listener's certificate and key (PEM files) when the operator brings their
     #: own (NOVACRON_TLS_CERT, NOVACRON_TLS_KEY); None: a certificate of the platform CA
     tls_cert: Path | None = None
@@ -225,6 +262,14 @@ class Settings:
     anomaly_event_interval_s: float = 300.0
     #: the resolution of the scored series: rates are means over this long (monitoring/anomaly_feed.py)
     anomaly_step_s: float = 10.0
+    #: the DNS zone global load balancing answers (NOVACRON_GSLB_ZONE, e.g. "gslb.example.com");
+    #: "": no global load balancing on this platform
+    gslb_zone: str = ""
+    #: where this node's PowerDNS answers it (NOVACRON_GSLB_DNS_ADDRESS, NOVACRON_GSLB_DNS_PORT)
+    gslb_dns_address: str = "127.0.0.1"
+    gslb_dns_port: int = 5353
+    #: how often PowerDNS checks each site (NOVACRON_GSLB_HEALTH_INTERVAL_S, whole seconds)
+    gslb_health_interval_s: int = 2
 
     @property
     def images_dir(self) -> Path:
@@ -279,6 +324,7 @@ class Settings:
             network_backend=_env("NETWORK_BACKEND", "linux"),
             web_vendor_dir=Path(_env("WEB_VENDOR_DIR", "")).resolve() if _env("WEB_VENDOR_DIR", "") else None,
             egress_allow=_egress_allow(_env("EGRESS_ALLOW", "")),
+            **_acme_settings(),
             tls_cert=Path(_env("TLS_CERT", "")).resolve() if _env("TLS_CERT", "") else None,
             tls_key=Path(_env("TLS_KEY", "")).resolve() if _env("TLS_KEY", "") else None,
             tls_names=tuple(n.strip() for n in _env("TLS_NAMES", "").split(",") if n.strip()),
@@ -314,6 +360,7 @@ class Settings:
             anomaly_learning_s=float(_env("ANOMALY_LEARNING_S", "86400")),
             anomaly_event_interval_s=float(_env("ANOMALY_EVENT_INTERVAL_S", "300")),
             anomaly_step_s=float(_env("ANOMALY_STEP_S", "10")),
+            **_gslb(),
             kek_options=tuple(
                 sorted(
                     (k[len("NOVACRON_KEK_") :].lower(), v)

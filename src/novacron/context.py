@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from novacron.compute.consoles import ConsoleRelay
     from novacron.identity.pki import ServerTLS
     from novacron.identity.tokens import TokenService
+    from novacron.lbaas.acme_service import ChallengeResponders
     from novacron.monitoring.alerting.engines import AlertingStack
     from novacron.monitoring.stack import MonitoringStack
     from novacron.monitoring.store import MetricsStore
@@ -66,6 +67,9 @@ class Context:
     alerting: AlertingStack | None = None
     #: the live charts followed in this process: one drawing loop per subject, however many viewers
     live_charts: LiveCharts = field(default_factory=LiveCharts)
+    #: where ACME HTTP-01 challenges of a tenant's load balancer are answered (None: ACME
+    #: certificates cannot be issued here; see ``lbaas/acme_service.py``)
+    acme_responders: ChallengeResponders | None = None
 
     @property
     def metrics_store(self) -> MetricsStore | None:

@@ -21,6 +21,8 @@ from novacron.api.transport import SecurityHeaders
 from novacron.config import Settings, is_loopback
 from novacron.context import AgentListener, Context
 from novacron.db.base import Database
+from novacron.errors import Unavailable
+from novacron.gslb.sync import DnsSync
 from novacron.identity.encryption import encryption_for
 from novacron.identity.pki import ServerTLS, ensure_server_tls
 from novacron.monitoring import logs, tracing
@@ -44,6 +46,9 @@ def build_context(settings: Settings) -> Context:
     from novacron.db.migrate import upgrade
     from novacron.identity.sealing import check_openable, seal_clear_rows
     from novacron.identity.tokens import TokenService
+    from novacron.lbaas.acme_service import IssueCertificate
+    from novacron.lbaas.challenges import AgentResponders
+    from novacron.lbaas.tasks import HANDLERS as LB_HANDLERS
     from novacron.monitoring.stack import MonitoringStack
     from novacron.monitoring.tracestore import start_node_tracing
     from novacron.network import make_backend
@@ -59,6 +64,7 @@ def build_context(settings: Settings) -> Context:
     check_openable(db, enc)
     ctx = Context(settings=settings, db=db, tokens=TokenService(db, settings))
     ctx.monitoring = MonitoringStack.for_node(settings, db)
+    ctx.acme_responders = AgentResponders(ctx)
     ctx.trace_store = start_node_tracing(settings, db)
     ctx.tasks = TaskRunner(
         ctx,
@@ -71,6 +77,8 @@ def build_context(settings: Settings) -> Context:
             *BACKUP_HANDLERS,
             DRDrill(),
             *DR_HANDLERS,
+            IssueCertificate(),
+            *LB_HANDLERS,
         ],
     )
     if settings.embedded_agent:
@@ -252,9 +260,12 @@ def main() -> None:
     assert ctx.monitoring is not None
     ctx.monitoring.start()  # the metrics store answers before the agent's first report
     alerting = _start_alerting(ctx, tls)
+    dns = _start_gslb(ctx)
     try:
         asyncio.run(_serve(servers))
     finally:
+        if dns is not None:
+            dns.stop()
         if alerting is not None:
             alerting.stop()
         ctx.monitoring.stop()
@@ -271,6 +282,19 @@ def _start_alerting(ctx: Context, tls: ServerTLS) -> AlertingStack | None:
         return start_alerting(ctx, cluster_spec=spec)
     except EngineFailed as exc:
         logging.getLogger(__name__).warning("alerting is off: %s", exc)
+        return None
+
+
+def _start_gslb(ctx: Context) -> DnsSync | None:
+    """This node's PowerDNS serving the global names, kept in step with the tables, when the
+    platform has a GSLB zone; a node that cannot start it runs without (the names are kept, and
+    served once it starts)."""
+    if not ctx.settings.gslb_zone:
+        return None
+    try:
+        return DnsSync(ctx.db, ctx.settings).start()
+    except Unavailable as exc:
+        logging.getLogger(__name__).warning("global load balancing DNS is off: %s", exc)
         return None
 
 

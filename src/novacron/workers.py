@@ -82,6 +82,10 @@ class BackgroundWorkers:
 
             backups = BackupScheduler(ctx)
             self.controllers.append(Controller.of_loop(BACKUP_CONTROLLER, backups.loop))
+            from novacron.lbaas.acme_service import RENEWAL_CONTROLLER, RenewalController
+
+            renewals = RenewalController(ctx)
+            self.controllers.append(Controller.of_loop(RENEWAL_CONTROLLER, renewals.loop))
         from novacron.quota.controller import QUOTA_CONTROLLER, QuotaController
 
         quota = QuotaController(ctx)

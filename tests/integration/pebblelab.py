@@ -6,7 +6,10 @@ validation really connects to the load balancer's HTTP listener over the lab's b
 pebble's own HTTPS (directory and management) uses a certificate from a CA made in the test; the
 ACME client (the test process, in the host's namespace) reaches the directory through a small TCP
 forwarder bound to the host's loopback that connects from inside the client namespace, and
-verifies pebble's certificate against that CA. ``PEBBLE_VA_NOSLEEP`` only removes pebble's random
+verifies pebble's certificate against that CA. The forwarder listens on 127.0.0.1 (directory
+``https://localhost:<port>/dir``) or on another loopback address (``address``), which a test opens
+with NOVACRON_EGRESS_ALLOW where the directory must pass the egress guard (127.0.0.1 is this host's
+own address, which the guard never opens). ``PEBBLE_VA_NOSLEEP`` only removes pebble's random
 wait before validating, ``PEBBLE_WFE_NONCEREJECT=0`` its random refusal of 5 % of nonces (the
 library retries a refused nonce once; two in a row would fail a test at random), and
 ``PEBBLE_AUTHZREUSE=0`` makes every order (a renewal too) validate again. Validation is never
@@ -24,25 +27,25 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from cryptography.hazmat.primitives import serialization
 
 from tests.conftest import free_port
-from tests.integration.lblab import LbLab
 from tests.tlsca import TestCA, key_pem
 
 ACME_PORT = 14000
 MANAGEMENT_PORT = 15000
 DNS = "127.0.0.1:8053"
 
-#: accepts on the host's loopback, then joins namespace argv[2] (setns) and connects each
-#: connection to argv[3]:argv[4] from there
+#: accepts on the host's loopback address argv[5], then joins namespace argv[2] (setns) and
+#: connects each connection to argv[3]:argv[4] from there
 FORWARDER = """
 import ctypes, os, socket, sys, threading
 port, ns, host, target = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
 listener = socket.socket()
 listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-listener.bind(("127.0.0.1", port))
+listener.bind((sys.argv[5], port))
 listener.listen(64)
 libc = ctypes.CDLL(None, use_errno=True)
 if libc.setns(os.open(f"/var/run/netns/{ns}", os.O_RDONLY), 0x40000000) != 0:
@@ -76,11 +79,27 @@ def have_pebble() -> bool:
     return shutil.which("pebble") is not None and shutil.which("pebble-challtestsrv") is not None
 
 
+class PebbleSite(Protocol):
+    """Where pebble runs: a client namespace that reaches the load balancer's VIP on port 80, and
+    a directory for its files (a load-balancer lab, or a test's namespace on a tenant network)."""
+
+    @property
+    def workdir(self) -> Path: ...
+
+    @property
+    def client(self) -> str: ...
+
+    @property
+    def vip(self) -> str: ...
+
+
 @dataclass
 class Pebble:
-    lab: LbLab
+    lab: PebbleSite
     procs: list[subprocess.Popen[bytes] | subprocess.Popen[str]] = field(default_factory=list)
     port: int = 0
+    #: the host loopback address the directory is reached at
+    address: str = "127.0.0.1"
 
     @property
     def dir(self) -> Path:
@@ -93,7 +112,8 @@ class Pebble:
 
     @property
     def directory_url(self) -> str:
-        return f"https://localhost:{self.port}/dir"
+        host = "localhost" if self.address == "127.0.0.1" else self.address
+        return f"https://{host}:{self.port}/dir"
 
     def _in_client(self, argv: list[str], env: dict[str, str] | None = None) -> None:
         """Start ``argv`` in the client namespace, its output in ``<program>.log``."""
@@ -106,7 +126,7 @@ class Pebble:
         self.dir.mkdir(parents=True)
         ca = TestCA.create("pebble TLS test CA")
         self.tls_ca.write_text(ca.pem)
-        certificate, key = ca.leaf(["localhost"])
+        certificate, key = ca.leaf(["localhost", self.address])
         (self.dir / "cert.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
         (self.dir / "key.pem").write_text(key_pem(key))
         config = {
@@ -130,7 +150,7 @@ class Pebble:
         self._in_client(["pebble", "-config", str(self.dir / "pebble.json"), "-dnsserver", DNS], env)
         self.port = free_port()
         forwarder = [sys.executable, "-c", FORWARDER, str(self.port), self.lab.client, "127.0.0.1"]
-        proc = subprocess.Popen([*forwarder, str(ACME_PORT)], stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen([*forwarder, str(ACME_PORT), self.address], stdout=subprocess.PIPE, text=True)
         self.procs.append(proc)
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         self._wait_directory()

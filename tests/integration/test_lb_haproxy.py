@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from novacron.errors import InvalidInput
+from novacron.lbaas import exporter
 from novacron.lbaas.haproxy import HAProxyInstance
 from novacron.lbaas.model import (
     HealthMonitorSpec,
@@ -99,18 +100,37 @@ def test_source_ip_persistence_sticks(lab: tuple[LbLab, HAProxyInstance]) -> Non
     assert len(set(names)) == 1 and names[0].startswith("m"), names
 
 
-def test_failed_member_goes_down_within_delay_times_fall_and_back_within_rise(
+def statistics(instance: HAProxyInstance) -> dict[tuple[str, ...], float]:
+    """The exporter's samples keyed by series and the ids in their labels."""
+    assert instance.spec is not None
+    samples = exporter.scrape(instance.paths.state_dir, instance.spec)
+    keys = ("listener_id", "pool_id", "member_id", "code")
+    return {(series, *(labels[k] for k in keys if k in labels)): value for series, labels, value in samples}
+
+
+def test_failed_member_goes_down_within_delay_times_fall_and_back_within_rise_and_statistics_show_it(
     lab: tuple[LbLab, HAProxyInstance],
 ) -> None:
     net, instance = lab
     instance.apply(one_pool(net, (member(net, "m1"), member(net, "m2")), healthmonitor=MONITOR))
     wait_status(instance, "m2", "UP", timeout=10)
+    assert set(net.names(PORT, 6)) == {"m1", "m2"}
+    before = statistics(instance)
+    assert before[("novacron_lb_listener_requests_total", "listener-1")] == 6
+    assert before[("novacron_lb_listener_responses_total", "listener-1", "2xx")] == 6
+    assert before[("novacron_lb_member_sessions_total", "pool-1", "m2")] == 3
 
     net.stop_member("m2")
     down_after = wait_status(instance, "m2", "DOWN", timeout=10)
     # delay x fall, plus the timeout of the check under way and a margin for a loaded machine
     assert down_after <= MONITOR.delay * MONITOR.max_retries_down + MONITOR.timeout + 1.5
     assert set(net.names(PORT, 6)) == {"m1"}
+    after = statistics(instance)
+    assert after[("novacron_lb_member_up", "pool-1", "m2")] == 0
+    assert after[("novacron_lb_member_up", "pool-1", "m1")] == 1
+    # HAProxy counts the failed checks of a member while it was up
+    assert after[("novacron_lb_member_check_failures_total", "pool-1", "m2")] >= 1
+    assert after[("novacron_lb_pool_active_members", "pool-1")] == 1
 
     net.start_member("m2")
     up_after = wait_status(instance, "m2", "UP", timeout=10)

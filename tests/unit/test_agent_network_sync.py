@@ -73,7 +73,7 @@ def test_the_agent_applies_the_state_it_is_sent_through_the_backend_interface() 
     runtime = AgentRuntime(None, None, network=backend)  # type: ignore[arg-type]
     payload = {"state": wire.to_dict(_state()), "generation": 7}
     counts = asyncio.run(runtime.execute("network_sync", "", payload))
-    assert counts == {"networks": 1, "ports": 1, "routers": 0}
+    assert counts == {"networks": 1, "ports": 1, "routers": 0, "loadbalancers": 0}
     assert backend.state == _state()
     backend.release()
     assert backend.state is None and backend.released

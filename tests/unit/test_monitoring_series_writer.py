@@ -69,6 +69,38 @@ def test_host_samples_carry_no_tenant_label() -> None:
     assert modes == ["idle", "iowait", "steal", "system", "user"]
 
 
+def test_load_balancer_samples_take_their_owner_from_the_control_plane_not_the_agent() -> None:
+    series = SeriesMap(lambda host_id: "node-1")
+    agent_says: dict[str, list[Any]] = {
+        "lb-1": [
+            ("novacron_lb_listener_requests_total", {"listener_id": "l1", "tenant_id": "t-other"}, 7),
+            ("novacron_lb_member_up", {"pool_id": "p1", "member_id": "m1", "host": "x"}, 1.0),
+            ("node_cpu_seconds_total", {"pool_id": "p1"}, 3.0),  # not a load-balancer series
+            ("novacron_lb_member_up", {"pool_id": "p1", "member_id": "m2"}, "up"),  # not a number
+        ],
+        "lb-unknown": [("novacron_lb_listener_requests_total", {"listener_id": "l9"}, 1)],
+    }
+    samples = series.lb_samples("h1", 1_000, agent_says, {"lb-1": ("t1", "p-1")})
+    got = {(one.name, tuple(sorted(dict(one.labels).items()))): value for one, _, value in samples}
+    owner = (("host_id", "h1"), ("loadbalancer_id", "lb-1"), ("project_id", "p-1"), ("tenant_id", "t1"))
+    assert got == {
+        (
+            "novacron_lb_listener_requests_total",
+            tuple(
+                sorted((("__name__", "novacron_lb_listener_requests_total"), ("listener_id", "l1"), *owner))
+            ),
+        ): 7.0,
+        (
+            "novacron_lb_member_up",
+            tuple(
+                sorted(
+                    (("__name__", "novacron_lb_member_up"), ("member_id", "m1"), ("pool_id", "p1"), *owner)
+                )
+            ),
+        ): 1.0,
+    }
+
+
 def test_the_series_cache_is_bounded() -> None:
     series = SeriesMap(lambda host_id: "", max_series=3 * len(VM_SERIES))
     for n in range(10):

@@ -42,9 +42,11 @@ class ControlPlane(abc.ABC):
         samples: dict[str, dict[str, Any]],
         age_s: float = 0.0,
         host_sample: dict[str, Any] | None = None,
+        lb: dict[str, Any] | None = None,
     ) -> ReportAnswer:
-        """Send observations begun ``age_s`` ago (with the host's own sample, ``agent/hoststats.py``);
-        the answer names the instances this host should keep and renews its self-fencing lease."""
+        """Send observations begun ``age_s`` ago (with the host's own sample, ``agent/hoststats.py``,
+        and its load balancers' ``lb_health`` and ``lb_bans``, ``agent/lbaas.py``); the answer
+        names the instances this host should keep and renews its self-fencing lease."""
 
     @abc.abstractmethod
     async def claim(self, wait_s: float) -> list[dict[str, Any]]:
@@ -109,8 +111,11 @@ class LocalControlPlane(ControlPlane):
         samples: dict[str, dict[str, Any]],
         age_s: float = 0.0,
         host_sample: dict[str, Any] | None = None,
+        lb: dict[str, Any] | None = None,
     ) -> ReportAnswer:
-        answer = agentcalls.record_report(self.ctx, self.host_id, power_states, samples, age_s, host_sample)
+        answer = agentcalls.record_report(
+            self.ctx, self.host_id, power_states, samples, age_s, host_sample, lb or {}
+        )
         self.ctx.platform_metrics.heartbeat(self.host_id, self.host_name)
         return answer
 
@@ -182,8 +187,10 @@ class HttpControlPlane(ControlPlane):
         samples: dict[str, dict[str, Any]],
         age_s: float = 0.0,
         host_sample: dict[str, Any] | None = None,
+        lb: dict[str, Any] | None = None,
     ) -> ReportAnswer:
         body = {"power_states": power_states, "samples": samples, "age_s": age_s, "host": host_sample}
+        body.update(lb or {})
         answer = await self._post("/v1/agent/report", body)
         return ReportAnswer(set(answer["keep"]), float(answer.get("lease_s", 0.0)))
 

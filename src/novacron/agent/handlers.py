@@ -258,3 +258,36 @@ async def _network_sync(
     agent: AgentRuntime, instance_id: str, r: p.NetworkSync, _: Progress | None
 ) -> Result:
     return await agent.network_sync(r.state, r.generation)
+
+
+# ---- load balancers (agent/lbaas.py) ----------------------------------------------------------
+
+
+@handles(p.LbApply)
+async def _lb_apply(agent: AgentRuntime, instance_id: str, r: p.LbApply, _: Progress | None) -> Result:
+    from novacron.agent import lbaas
+
+    return await lbaas.apply(agent, r)
+
+
+@handles(p.LbRemove)
+async def _lb_remove(agent: AgentRuntime, instance_id: str, r: p.LbRemove, _: Progress | None) -> Result:
+    from novacron.agent import lbaas
+
+    return await lbaas.remove(agent, r)
+
+
+@handles(p.LbStatus)
+async def _lb_status(agent: AgentRuntime, instance_id: str, r: p.LbStatus, _: Progress | None) -> Result:
+    from novacron.agent import lbaas
+
+    return await lbaas.status(agent, r)
+
+
+@handles(p.LbChallenge)
+async def _lb_challenge(
+    agent: AgentRuntime, instance_id: str, r: p.LbChallenge, _: Progress | None
+) -> Result:
+    from novacron.agent import lbaas
+
+    return await lbaas.challenge(agent, r)

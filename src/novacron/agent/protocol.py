@@ -390,3 +390,14 @@ class LbStatus(Request):
     """Read a load balancer's member health and VRRP state on this host."""
 
     loadbalancer_id: str
+
+
+@operation("lb_challenge")
+@dataclass(frozen=True)
+class LbChallenge(Request):
+    """Answer (or, with ``key_authorization`` None, stop answering) an ACME HTTP-01 challenge on a
+    load balancer's HTTP listeners, at run time."""
+
+    loadbalancer_id: str
+    token: str
+    key_authorization: str | None = None

@@ -27,6 +27,7 @@ from novacron.virt.base import ComputeDriver, InstanceSpec, PowerState, Progress
 
 if TYPE_CHECKING:
     from novacron.agent.hoststats import HostSampler
+    from novacron.agent.lbaas import HostLoadBalancers
     from novacron.agent.protocol import VmSpec
     from novacron.network.model import NetworkBackend
     from novacron.network.wire import HostState
@@ -38,6 +39,8 @@ SLICE = 50
 LEASE_CHECK_S = 0.2
 #: operations that would run a guest: refused while the host is fenced
 STARTS = ("prepare", "launch", "reboot", "resume", "migrate_receive", "migrate_finish")
+#: how often protected listeners' guards look at their traffic (agent/lbaas.py)
+LB_GUARD_INTERVAL_S = 1.0
 
 
 class AgentRuntime:
@@ -60,6 +63,10 @@ class AgentRuntime:
         self.network = network
         #: self-fencing (agent/watchdog.py); ``lease_dir`` is where the watchdog process finds it
         self.lease = Lease(lease_dir)
+        #: the host's run directory (the lease, load balancers' sockets); None: none kept
+        self.run_dir = lease_dir
+        #: the load balancers placed on this host (agent/lbaas.py), made on first use
+        self.load_balancers: HostLoadBalancers | None = None
         self.fenced = False
         #: where this host listens for incoming migrations (RAM and disk mirror)
         self.migration_address = migration_address
@@ -84,7 +91,9 @@ class AgentRuntime:
         await self.report_once()
 
     async def run_forever(self) -> None:
-        await asyncio.gather(self._report_loop(), self._work_loop(), self._lease_loop())
+        await asyncio.gather(
+            self._report_loop(), self._work_loop(), self._lease_loop(), self._lb_guard_loop()
+        )
 
     def stop(self) -> None:
         self._stopping = True
@@ -141,8 +150,9 @@ class AgentRuntime:
                 if sample is not None:
                     samples[instance_id] = sample.as_dict()
         host_sample = self._host_sample()
+        lb = await self.lb_report()
         sent_at = time.monotonic()
-        answer = await self.control.report(power, samples, sent_at - started, host_sample)
+        answer = await self.control.report(power, samples, sent_at - started, host_sample, lb)
         self.lease.renew(sent_at, answer.lease_s)
         if self.fenced:
             log.warning("report accepted again: this host is no longer fenced")
@@ -151,6 +161,41 @@ class AgentRuntime:
             # a VM moved away (HA restart) or deleted; a disk on shared storage is its new host's
             log.warning("removing orphan instance %s (no VM of this host owns it)", instance_id)
             await self.driver.forget(instance_id)
+
+    def _lbs(self) -> HostLoadBalancers | None:
+        """This host's load balancers, when it has (or had, before a restart) any."""
+        if self.load_balancers is None and self.run_dir is not None and (self.run_dir / "lb").is_dir():
+            from novacron.agent.lbaas import host_load_balancers
+
+            with contextlib.suppress(Exception):
+                host_load_balancers(self)
+        return self.load_balancers
+
+    async def lb_report(self) -> dict[str, Any] | None:
+        """``lb_health`` (each load balancer's member states), ``lb_bans`` (the guard's decisions
+        since the last report) and ``lb_metrics`` (their statistics) for the report; None without
+        load balancers."""
+        lbs = self._lbs()
+        if lbs is None:
+            return None
+        try:
+            health = await asyncio.to_thread(lbs.health)
+            metrics = await asyncio.to_thread(lbs.metrics)
+        except Exception:
+            log.exception("could not read this host's load balancers' health")
+            return None
+        return {"lb_health": health, "lb_bans": lbs.take_bans(), "lb_metrics": metrics}
+
+    async def _lb_guard_loop(self) -> None:
+        """Every second, each protected listener's guard bans the sources abusing it."""
+        while not self._stopping:
+            lbs = self._lbs()
+            if lbs is not None:
+                try:
+                    await asyncio.to_thread(lbs.guard)
+                except Exception:
+                    log.exception("load balancer guard failed")
+            await asyncio.sleep(LB_GUARD_INTERVAL_S)
 
     def _host_sample(self) -> dict[str, Any] | None:
         if self.host_sampler is None:

@@ -53,6 +53,11 @@ def _include_optional(app: FastAPI) -> None:
         dashboards,
         dr,
         encryption,
+        gslb,
+        lb_certificates,
+        loadbalancer_l7,
+        loadbalancer_pools,
+        loadbalancers,
         metrics_query,
         networks,
         ports,
@@ -94,6 +99,11 @@ def _include_optional(app: FastAPI) -> None:
         metrics_query,
         slo,
         dashboards,
+        gslb,
+        lb_certificates,
+        loadbalancers,
+        loadbalancer_pools,
+        loadbalancer_l7,
     ):
         app.include_router(module.router)
     install_audit(app)

@@ -8,6 +8,7 @@ short transactions, so a long-polling claim or a streamed upload holds no databa
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ from novacron.compute.images import receive_upload
 from novacron.db.models import HostOperation, Image
 from novacron.errors import Conflict, InvalidInput, NotFound
 from novacron.identity.principal import Principal
+from novacron.lbaas import health as lb_health
 from novacron.monitoring import tracing
 from novacron.virt.base import HostFacts
 
@@ -41,9 +43,10 @@ def report(  # noqa: PLR0913 - what one report carries
     samples: dict[str, dict[str, Any]],
     age_s: float,
     host_sample: dict[str, Any] | None = None,
+    lb: dict[str, Any] | None = None,
 ) -> reports.ReportAnswer:
     """Record the host's observations; the answer renews its self-fencing lease (``reports``)."""
-    answer = record_report(ctx, node.user_id, power_states, samples, age_s, host_sample)
+    answer = record_report(ctx, node.user_id, power_states, samples, age_s, host_sample, lb or {})
     ctx.platform_metrics.heartbeat(node.user_id, node.username)
     return answer
 
@@ -55,15 +58,31 @@ def record_report(  # noqa: PLR0913 - what one report carries
     samples: dict[str, dict[str, Any]],
     age_s: float,
     host_sample: dict[str, Any] | None,
+    lb: dict[str, Any],
 ) -> reports.ReportAnswer:
     """Apply a host's report (states, live samples) and queue its metrics for the store, labelled
-    with the tenancy the database gives its VMs; the store being down never delays the answer."""
+    with the tenancy the database gives its VMs; the store being down never delays the answer.
+    ``lb``: its load balancers' ``lb_health`` ({lb id: {"<pool>/<member>": UP|DOWN|MAINT|NO_CHECK}},
+    taken in by ``lbaas.health``), their ``lb_metrics`` (to the store) and the guard's ``lb_bans``
+    (agent/lbaas.py)."""
     answer = reports.apply_report(
         ctx.db, ctx.live_samples, host_id, power_states, samples, age_s, lease_s=ctx.settings.ha_lease_s
     )
     if ctx.monitoring is not None:
         ctx.monitoring.record(host_id, samples, answer.tenancy, host_sample)
+    if lb.get("lb_health") or lb.get("lb_metrics"):
+        _record_lb(ctx, host_id, lb)
     return answer
+
+
+def _record_lb(ctx: Context, host_id: str, lb: dict[str, Any]) -> None:
+    """The host's load balancers' member health (statuses and events, ``lbaas.health``) and their
+    statistics for the store, labelled with the owners the database gives them."""
+    with ctx.db.session() as session:
+        owners = lb_health.owners_on(session, host_id)
+        lb_health.apply_report(session, host_id, lb.get("lb_health") or {})
+    if ctx.monitoring is not None and lb.get("lb_metrics"):
+        ctx.monitoring.record_lb(host_id, int(time.time() * 1000), lb["lb_metrics"], owners)
 
 
 async def claim(ctx: Context, node: Principal, wait_s: float) -> list[dict[str, Any]]:

@@ -31,8 +31,11 @@ from novacron.db.models import (
     DRRunbook,
     Flavor,
     FloatingIP,
+    GslbName,
     Host,
     Image,
+    LbCertificate,
+    LoadBalancer,
     Network,
     PolicyRule,
     Port,
@@ -81,6 +84,7 @@ KINDS: dict[type[Any], Kind] = {
     SecurityGroup: Kind("security group", "group_id", "/v1/security-groups"),
     QosPolicy: Kind("QoS policy", "policy_id", "/v1/qos-policies"),
     Router: Kind("router", "router_id", "/v1/routers"),
+    LoadBalancer: Kind("load balancer", "loadbalancer_id", "/v1/loadbalancers"),
     FloatingIP: Kind("floating IP", "fip_id", "/v1/floating-ips"),
     BackupTarget: Kind("backup target", "target_id", "/v1/backup-targets"),
     BackupPolicy: Kind("backup policy", "policy_id", "/v1/backup-policies"),
@@ -94,6 +98,8 @@ KINDS: dict[type[Any], Kind] = {
     Probe: Kind("probe", "probe_id", "/v1/probes"),
     SLO: Kind("SLO", "slo_id", "/v1/slos"),
     Dashboard: Kind("dashboard", "dashboard_id", "/v1/dashboards"),
+    GslbName: Kind("global name", "name_id", "/v1/gslb/names"),
+    LbCertificate: Kind("certificate", "certificate_id", "/v1/certificates"),
 }
 #: kinds the platform defines for everyone (their names are unique): no tenant owns them
 PLATFORM_KINDS = frozenset({Flavor, Host, Aggregate, BackupTarget, PolicyRule})

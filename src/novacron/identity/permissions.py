@@ -23,9 +23,12 @@ VIEW = frozenset(
         "reservation:read",
         "usage:read",
         "network:read",
+        "loadbalancer:read",
+        "certificate:read",
         "alert:read",
         "slo:read",
         "trace:read",
+        "gslb:read",
         # a user's own custom dashboards (panels of queries over what metrics:read shows)
         "dashboard:write",
     }
@@ -46,8 +49,13 @@ MEMBER = VIEW | {
     "backup:delete",
     "reservation:write",
     "network:write",
+    "loadbalancer:write",
+    # load balancers' TLS certificates (their private keys are write-only)
+    "certificate:write",
     # alert rules and silences
     "alert:write",
+    # global names and their sites
+    "gslb:write",
 }
 TENANT_ADMIN = MEMBER | {
     "project:write",
@@ -78,6 +86,8 @@ ADMIN = TENANT_ADMIN | {
     "quota:admin",
     "policy:write",
     "price:write",
+    # the CIDR -> region table of global load balancing
+    "gslb-region:write",
     "network:admin",
     # see and act across every tenant
     "global",

@@ -2,7 +2,7 @@
 
 The sealed places (:data:`PLACES`): JWT signing private keys, the platform CA key, backup-target
 credentials, the keys handed to an agent with a pending host operation, and alert webhooks'
-signing secrets. ``seal_clear_rows``
+signing secrets, load balancers' certificate keys and ACME account keys. ``seal_clear_rows``
 seals whatever an older version stored in clear (start-up and migration 0014 run it), then
 scrubs SQLite's free pages and WAL so the clear copies do not linger in the file.
 
@@ -26,11 +26,13 @@ from sqlalchemy.orm import Session
 
 from novacron.db.migrate import scrub_free_pages
 from novacron.db.models import (
+    AcmeAccount,
     AlertReceiver,
     BackupTarget,
     CertificateAuthority,
     DRRunbook,
     HostOperation,
+    LbCertificate,
     SigningKey,
     Task,
 )
@@ -63,6 +65,18 @@ def _text_rows(session: Session) -> Iterator[tuple[Any, str, str]]:
         yield key, "private_pem", private_pem_aad(key.kid)
     for ca in session.scalars(select(CertificateAuthority)):
         yield ca, "key_pem", key_pem_aad(ca.name)
+    yield from _lb_key_rows(session)
+
+
+def _lb_key_rows(session: Session) -> Iterator[tuple[Any, str, str]]:
+    """Load balancers' certificate keys and ACME account keys."""
+    from novacron.lbaas.acme_service import account_key_aad
+    from novacron.lbaas.certstore import private_key_aad
+
+    for cert in session.scalars(select(LbCertificate).where(LbCertificate.private_key.is_not(None))):
+        yield cert, "private_key", private_key_aad(cert.id)
+    for account in session.scalars(select(AcmeAccount)):
+        yield account, "key_pem", account_key_aad(account.id)
 
 
 def seal_clear_rows(db: Database, enc: EncryptionService) -> int:

@@ -1,8 +1,9 @@
 """Certificates from an ACME certificate authority (RFC 8555), proved by the load balancer itself.
 
 The platform is the ACME client; the protocol (JWS signing, nonces, polling) is certbot's ``acme``
-library, not code of ours. Each tenant has an account key (EC P-256, kept 0600 in its state:
-:func:`account_key`). :meth:`AcmeClient.issue` orders a certificate for a listener's names,
+library, not code of ours. Each tenant has an account key (EC P-256): kept 0600 at a path
+(:func:`account_key`), or given to :class:`AcmeClient` (``lbaas/acme_service.py`` keeps it sealed
+in the database). :meth:`AcmeClient.issue` orders a certificate for a listener's names,
 answers each HTTP-01 challenge on the load balancer (the :class:`ChallengeResponder`, in practice
 :class:`~novacron.lbaas.haproxy.HAProxyInstance`, whose HTTP listeners serve the token from a map
 changed at run time), finalizes the order with a CSR for a fresh EC P-256 key, and returns the
@@ -12,8 +13,9 @@ balancer, which replaces a served certificate in place (no reload, no dropped co
 so when :func:`~novacron.lbaas.certificates.renew_due` says it is time.
 
 Challenges are withdrawn from the load balancer once the order is decided, whatever the outcome.
-The directory is the operator's (not a tenant's URL), so it is not behind the SSRF guard; its TLS
-is verified against ``ca_bundle`` when given, the system's trust otherwise, never skipped.
+This module does not judge the directory URL: ``lbaas/acme_service.py`` puts a tenant's directory
+through the egress guard before it calls here. Its TLS is verified against ``ca_bundle`` when
+given, the system's trust otherwise, never skipped.
 """
 
 from __future__ import annotations
@@ -82,11 +84,12 @@ class AcmeDirectory:
 
 
 class AcmeClient:
-    """One tenant's ACME account (its key at ``account_key_path``) on one ACME server."""
+    """One tenant's ACME account on one ACME server: its key kept at a path (made the first time),
+    or given (``lbaas/acme_service.py`` keeps it sealed in the database)."""
 
-    def __init__(self, directory: AcmeDirectory, account_key_path: Path) -> None:
+    def __init__(self, directory: AcmeDirectory, account: Path | JWKEC) -> None:
         self.directory = directory
-        self.key = account_key(account_key_path)
+        self.key = account if isinstance(account, JWKEC) else account_key(account)
         self._acme: client.ClientV2 | None = None
 
     def _client(self) -> client.ClientV2:

@@ -40,6 +40,9 @@ from novacron.lbaas.protection import ban_backend, frontend_lines
 POOL_VAR = "txn.l7pool"
 #: the admin socket (runtime API) and saved server state, relative to the state directory
 ADMIN_SOCKET = "admin.sock"
+#: the statistics frontend's unix socket: the agent reads the Prometheus exporter there, from the
+#: host's namespace, without entering the load balancer's
+STATS_SOCKET = "stats.sock"
 SERVER_STATE = "server-state"
 #: the HTTP-01 challenges HTTP listeners answer (token → key authorization), in the state directory
 ACME_MAP = "acme-http01.map"
@@ -118,7 +121,7 @@ def render(spec: LoadBalancerSpec, paths: Paths, user: str | None = None) -> str
     """The whole ``haproxy.cfg`` of ``spec``. With ``user``, the workers drop root for that
     account (and group of the same name) and are jailed in an empty directory; the master, which
     only re-executes HAProxy on reloads, stays root."""
-    sections = [_global(spec, paths, user), _defaults(), _stats_frontend(spec)]
+    sections = [_global(spec, paths, user), _defaults(), _stats_frontend(spec, paths)]
     sections += [_frontend(spec, listener, paths) for listener in spec.listeners]
     sections += [_backend(spec, pool) for pool in spec.pools]
     sections += [ban_backend(name(li.id)) for li in spec.listeners if li.protection is not None]
@@ -158,11 +161,12 @@ def _defaults() -> list[str]:
     ]
 
 
-def _stats_frontend(spec: LoadBalancerSpec) -> list[str]:
+def _stats_frontend(spec: LoadBalancerSpec, paths: Paths) -> list[str]:
     return [
         "frontend stats",
         "    mode http",
         f"    bind {_endpoint(spec.stats_address, spec.stats_port)}",
+        f"    bind unix@{paths.state_dir / STATS_SOCKET} mode 600",
         "    http-request use-service prometheus-exporter if { path /metrics }",
         "    stats enable",
         "    stats uri /stats",

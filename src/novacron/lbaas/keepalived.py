@@ -77,7 +77,8 @@ class VRRPInstance:
     def check(self, config: str) -> None:
         """Raise InvalidInput with keepalived's own words when ``config`` is not valid."""
         candidate = self.paths.state_dir / (keepalived_config.CONFIG + ".new")
-        proc = check_config([self.keepalived, "-t", "-f"], candidate, config)
+        # in the namespace: keepalived checks that the configuration's interfaces exist there
+        proc = check_config(self._in_netns([self.keepalived, "-t", "-f"]), candidate, config)
         if proc.returncode != 0:
             raise InvalidInput("configuration", proc.stderr.strip() or "rejected by keepalived -t")
 

@@ -15,7 +15,7 @@ report was unless its VMs, their owners or which values are numbers changed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from itertools import compress
 from typing import Any
 
@@ -64,6 +64,10 @@ HOST_SERIES: dict[str, tuple[str, dict[str, str]]] = {
     "fs_avail_bytes": ("novacron_host_filesystem_avail_bytes", {}),
     "qemu_processes": ("novacron_host_qemu_processes", {}),
 }
+
+#: the agent names load-balancer series with this prefix and these labels (``lbaas/exporter.py``)
+LB_PREFIX = "novacron_lb_"
+LB_LABELS = frozenset({"listener_id", "pool_id", "member_id", "code"})
 
 #: (tenant_id, project_id) of a VM, as the control plane's database says
 Tenancy = tuple[str, str]
@@ -161,6 +165,26 @@ class SeriesMap:
                 (key, Series(name, {**labels, **extra})) for key, (name, extra) in HOST_SERIES.items()
             ]
         return [(one, ms, float(sample[key])) for key, one in series if type(sample.get(key)) in _NUMBERS]
+
+    def lb_samples(
+        self, host_id: str, ms: int, lb_samples: Mapping[str, Sequence[Any]], tenancy: Mapping[str, Tenancy]
+    ) -> list[Sample]:
+        """Samples of the load balancers the database places in a tenancy (``lb_samples``: load
+        balancer id -> the agent's ``(series, labels, value)`` from ``lbaas/exporter.py``); the
+        agent's labels are the platform's ids of listeners, pools and members, the owner's are the
+        database's, and a load balancer the database does not know is left out."""
+        out: list[Sample] = []
+        for lb_id, samples in lb_samples.items():
+            owner = tenancy.get(lb_id)
+            if owner is None:
+                continue
+            owned = {"tenant_id": owner[0], "project_id": owner[1], "host_id": host_id}
+            for series, labels, value in samples:
+                if not (isinstance(series, str) and series.startswith(LB_PREFIX) and type(value) in _NUMBERS):
+                    continue
+                kept = {k: str(v) for k, v in labels.items() if k in LB_LABELS}
+                out.append((Series(series, {**kept, **owned, "loadbalancer_id": lb_id}), ms, float(value)))
+        return out
 
     def _vm_series(self, key: tuple[str, str, str, str]) -> list[tuple[str, Series]]:
         self._make_room(len(VM_SERIES))

@@ -10,7 +10,7 @@ before ``start``; they start after the store, in the order added, and stop befor
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -118,6 +118,16 @@ class MonitoringStack:
             self.writer.submit(self.series.host_samples(host_id, host_sample))
         if self.anomaly is not None and vm_samples:
             self.anomaly.submit(host_id, vm_samples, tenancy)
+
+    def record_lb(
+        self,
+        host_id: str,
+        ms: int,
+        lb_samples: Mapping[str, Sequence[Any]],
+        tenancy: Mapping[str, Tenancy],
+    ) -> None:
+        """Queue a host's load-balancer statistics for the store, labelled with their owners."""
+        self.writer.submit(self.series.lb_samples(host_id, ms, lb_samples, tenancy))
 
     def forget_vm(self, vm_id: str) -> None:
         """Drop what the pipeline keeps of a deleted VM (its detectors' state)."""

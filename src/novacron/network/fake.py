@@ -24,7 +24,12 @@ class FakeBackend(NetworkBackend):
         with self._lock:
             self.applied.append(state)
             self.state = state
-        return {"networks": len(state.networks), "ports": len(state.ports), "routers": len(state.routers)}
+        return {
+            "networks": len(state.networks),
+            "ports": len(state.ports),
+            "routers": len(state.routers),
+            "loadbalancers": len(state.loadbalancers),
+        }
 
     def release(self) -> None:
         """Forget the state, as the real backend removes what it made."""

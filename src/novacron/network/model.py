@@ -168,12 +168,15 @@ class NetworkBackend(abc.ABC):
     """One host's datapath, as its agent drives it (or a test, against a namespace or the fake)."""
 
     name: str
+    #: tags this host's namespaces (hosts sharing one kernel have different ones): the agent finds
+    #: a load balancer's namespace by it (``linux/names.lb_ns``)
+    scope: str = ""
 
     @abc.abstractmethod
     def sync(self, state: HostState) -> dict[str, int]:
         """Make the host match ``state`` exactly: what it lists is ensured, everything else of this
-        backend's (networks, ports, DHCP servers, routers) is removed. Returns counts for the caller.
-        Blocking: the agent runs it in a thread."""
+        backend's (networks, ports, DHCP servers, routers, load balancers' legs) is removed.
+        Returns counts for the caller. Blocking: the agent runs it in a thread."""
 
     @abc.abstractmethod
     def release(self) -> None:

@@ -7,7 +7,9 @@ and a change of labels, membership or addresses changes the resolved rules.
 Where services run: DHCP for a network and a router run on the first host (by name) that is up
 and carries the trait ``network-node``; without one, on the host of the earliest-created bound
 port of the network (for a router: of any of its networks). A network is present on a host when
-a port of it is bound there, or when that host serves its DHCP or one of its routers; the VTEP
+a port of it is bound there, or a load balancer's leg (``LoadBalancerLeg``: a namespace with the
+VIP or an amphora's VRRP address, held by an ``owner="lbaas"`` port, never a tap) is placed
+there, or when that host serves its DHCP or one of its routers; the VTEP
 peers of a host on a network are the underlay addresses of the other hosts where it is present.
 """
 
@@ -27,6 +29,8 @@ from novacron.db.models import (
     FloatingIP,
     Host,
     IPAllocation,
+    LbAmphora,
+    LoadBalancer,
     Network,
     Port,
     PortSecurityGroup,
@@ -38,6 +42,7 @@ from novacron.db.models import (
 )
 from novacron.network.model import (
     FixedIP,
+    LoadBalancerLeg,
     NatRule,
     NetworkSpec,
     PortSpec,
@@ -350,7 +355,7 @@ class Layout:
         self.node = nodes[0] if nodes else None
         first_host: dict[str, str] = {}
         self.presence: dict[str, set[str]] = defaultdict(set)
-        for host, network in self.bound.values():
+        for host, network in [*self.bound.values(), *lb_leg_places(session)]:
             first_host.setdefault(network, host)
             self.presence[network].add(host)
         dhcp_networks = set(session.scalars(select(Subnet.network_id).where(Subnet.dhcp.is_(True))))
@@ -432,6 +437,42 @@ def host_state(
         networks=tuple(networks),
         ports=tuple(ports),
         routers=tuple(routers),
+        loadbalancers=lb_legs(session, host_id),
+    )
+
+
+def lb_leg_places(session: Session) -> list[tuple[str, str]]:
+    """(host id, network id) of every placed load-balancer leg: its network is present there."""
+    rows = session.execute(
+        select(LbAmphora.host_id, Port.network_id)
+        .join(Port, Port.id == LbAmphora.port_id)
+        .where(LbAmphora.host_id.is_not(None))
+        .order_by(LbAmphora.created_at, LbAmphora.id)
+    )
+    return [(host, network) for host, network in rows if host is not None]
+
+
+def lb_legs(session: Session, host_id: str) -> tuple[LoadBalancerLeg, ...]:
+    """The load balancers' (or amphorae's) namespaces on this host, each with its address on its
+    leg's network (the VIP for SINGLE, the amphora's VRRP address for ACTIVE_STANDBY)."""
+    rows = session.execute(
+        select(LbAmphora, Port.network_id, Port.mac, Subnet.cidr, Subnet.gateway_ip, LoadBalancer.tenant_id)
+        .join(Port, Port.id == LbAmphora.port_id)
+        .join(LoadBalancer, LoadBalancer.id == LbAmphora.loadbalancer_id)
+        .join(Subnet, Subnet.id == LoadBalancer.vip_subnet_id)
+        .where(LbAmphora.host_id == host_id)
+        .order_by(LbAmphora.id)
+    )
+    return tuple(
+        LoadBalancerLeg(
+            id=leg.id,
+            tenant_id=tenant_id,
+            network_id=network_id,
+            mac=mac,
+            addresses=(f"{leg.address}/{ipaddress.ip_network(cidr).prefixlen}",),
+            gateway=gateway,
+        )
+        for leg, network_id, mac, cidr, gateway, tenant_id in rows
     )
 
 

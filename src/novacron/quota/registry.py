@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from novacron.db.models import VM, BackupSnapshot, FloatingIP, Image, Network, Port
+from novacron.db.models import VM, BackupSnapshot, FloatingIP, Image, LoadBalancer, Network, Port
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,10 @@ def _floating_ips(session: Session) -> Iterator[Existing]:
     return _rows(session, "floating_ip", FloatingIP, amounts=lambda _: {"floating_ips": 1})
 
 
+def _loadbalancers(session: Session) -> Iterator[Existing]:
+    return _rows(session, "loadbalancer", LoadBalancer, amounts=lambda _: {"load_balancers": 1})
+
+
 def _snapshots(session: Session) -> Iterator[Existing]:
     """Images made from a VM's disk, unless the snapshot failed (its row stays, in ``error``)."""
     return _rows(
@@ -171,6 +175,7 @@ for _kind, _counter in (
     ("network", _networks),
     ("port", _ports),
     ("floating_ip", _floating_ips),
+    ("loadbalancer", _loadbalancers),
     ("snapshot", _snapshots),
     ("backup", _backups),
 ):

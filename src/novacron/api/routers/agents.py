@@ -93,6 +93,18 @@ class ReportRequest(BaseModel):
     host: Annotated[dict[str, Any] | None, Finite] = Field(
         default=None, description="the host's own sample (CPU by mode, memory, load, disk, NICs)"
     )
+    lb_health: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description='members by load balancer: {lb id: {"<pool id>/<member id>": UP|DOWN|MAINT|NO_CHECK}}',
+    )
+    lb_bans: Annotated[dict[str, list[dict[str, Any]]], Finite] = Field(
+        default_factory=dict, description="the abuse guard's bans since the last report, by load balancer"
+    )
+    lb_metrics: Annotated[dict[str, list[tuple[str, dict[str, str], float]]], Finite] = Field(
+        default_factory=dict,
+        description="statistics by load balancer: [series, labels, value] from HAProxy's exporter",
+        max_length=10_000,
+    )
 
 
 class ClaimRequest(BaseModel):
@@ -169,7 +181,8 @@ def register(body: RegisterRequest, ctx: CtxDep, node: IsAgent) -> dict[str, str
 def report(body: ReportRequest, ctx: CtxDep, node: IsAgent) -> dict[str, Any]:
     """The answer names the instances the host keeps and renews its self-fencing lease: the agent
     hard-stops its VMs if no report is accepted within ``lease_s`` (0: not armed, no HA VM here)."""
-    answer = agentcalls.report(ctx, node, body.power_states, body.samples, body.age_s, body.host)
+    lb = {"lb_health": body.lb_health, "lb_bans": body.lb_bans, "lb_metrics": body.lb_metrics}
+    answer = agentcalls.report(ctx, node, body.power_states, body.samples, body.age_s, body.host, lb)
     return {"keep": sorted(answer.keep), "lease_s": answer.lease_s}
 
 

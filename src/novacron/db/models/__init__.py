@@ -13,6 +13,7 @@ from novacron.db.models.compute import (
     ServerGroup,
 )
 from novacron.db.models.dashboards import Dashboard
+from novacron.db.models.gslb import GslbName, GslbRegion
 from novacron.db.models.identity import (
     AccessTicket,
     LoginFailure,
@@ -23,6 +24,8 @@ from novacron.db.models.identity import (
     Tenant,
     User,
 )
+from novacron.db.models.lbaas import LbAmphora, LbListener, LbMember, LbPool, LoadBalancer
+from novacron.db.models.lbcerts import AcmeAccount, LbCertificate
 from novacron.db.models.monitoring import Alert, AlertingPeer, AlertReceiver, AlertRule
 from novacron.db.models.network import (
     FloatingIP,
@@ -54,7 +57,11 @@ from novacron.db.models.slo import SLO, Probe, ProbeResult
 from novacron.db.models.traces import TraceSpan
 
 __all__ = [
+    "AcmeAccount",
+    "LbCertificate",
     "Dashboard",
+    "GslbName",
+    "GslbRegion",
     "Alert",
     "AlertReceiver",
     "AlertRule",
@@ -84,6 +91,11 @@ __all__ = [
     "IdempotencyRecord",
     "Image",
     "JoinToken",
+    "LbAmphora",
+    "LbListener",
+    "LbMember",
+    "LbPool",
+    "LoadBalancer",
     "LedgerEntry",
     "MeterState",
     "Network",

@@ -5,7 +5,7 @@ learning, no multicast: one all-zero FDB entry per peer VTEP, so broadcasts are 
 each peer and unicast floods likewise until the bridge has learnt the MAC); a provider network's
 bridge has a physical interface instead. Ports are taps on their network's bridge; their firewall
 and shaping are applied for all the host's ports at once (nftables and tc are replaced wholesale).
-DHCP/DNS and routers live in namespaces (dhcp.py, router.py).
+DHCP/DNS, routers and load balancers' legs live in namespaces (dhcp.py, router.py, lbns.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from novacron.network import wire
-from novacron.network.linux import dhcp, links, names, router
+from novacron.network.linux import dhcp, lbns, links, names, router
 from novacron.network.model import NetworkBackend, NetworkSpec, PortSpec, RouterSpec
 
 
@@ -142,7 +142,8 @@ class LinuxBackend(NetworkBackend):
 
     def sync(self, state: wire.HostState) -> dict[str, int]:
         """Make the host match ``state`` exactly: what it lists is ensured, everything else of
-        ours (networks, ports, DHCP servers, routers) is removed. Returns counts for the caller."""
+        ours (networks, ports, DHCP servers, routers, load balancers' legs) is removed. Returns
+        counts for the caller."""
         with self._lock, self.batch():
             nets = {hn.network.id: hn.network for hn in state.networks}
             # recorded before anything is made, so a sync that fails halfway can still be undone
@@ -177,17 +178,27 @@ class LinuxBackend(NetworkBackend):
                 self.ensure_dhcp(hn.network, hn.leases)
             for r in state.routers:
                 self.ensure_router(r, tuple(nets.values()))
-            self._prune(set(nets), {hn.network.id for hn in dhcp}, {r.id for r in state.routers}, known)
+            for leg in state.loadbalancers:
+                if leg.network_id not in nets:
+                    raise links.NetError(f"load balancer {leg.id}: its network {leg.network_id} is not here")
+                lbns.ensure(self.scope, leg, nets[leg.network_id])
+            wanted_ns = {names.dhcp_ns(self.scope, hn.network.id) for hn in dhcp}
+            wanted_ns |= {names.router_ns(self.scope, r.id) for r in state.routers}
+            wanted_ns |= {names.lb_ns(self.scope, leg.id) for leg in state.loadbalancers}
+            self._prune(set(nets), wanted_ns, known)
             self._record_networks(set(nets))
-        return {"networks": len(nets), "ports": len(state.ports), "routers": len(state.routers)}
+        return {
+            "networks": len(nets),
+            "ports": len(state.ports),
+            "routers": len(state.routers),
+            "loadbalancers": len(state.loadbalancers),
+        }
 
-    def _prune(self, networks: set[str], dhcp_networks: set[str], routers: set[str], known: set[str]) -> None:
+    def _prune(self, networks: set[str], wanted_ns: set[str], known: set[str]) -> None:
         """Only bridges of networks this backend made (``known``) are removed: another host sharing
         the namespace (all-in-one servers in the root one) keeps its own."""
         wanted_bridges = {names.bridge(n) for n in networks}
         ours = {names.bridge(n) for n in known}
-        wanted_ns = {names.dhcp_ns(self.scope, n) for n in dhcp_networks}
-        wanted_ns |= {names.router_ns(self.scope, r) for r in routers}
         self._remove_namespaces(wanted_ns)
         with self._route() as ipr:
             stale = [b for b in links.names(ipr, names.BRIDGE) if b in ours and b not in wanted_bridges]
@@ -195,11 +206,13 @@ class LinuxBackend(NetworkBackend):
             self._remove_bridge_named(bridge)
 
     def _remove_namespaces(self, wanted: set[str]) -> None:
-        """This host's DHCP and router namespaces (by its scope's prefix), but the ``wanted``."""
+        """This host's DHCP, router and load balancer namespaces (by its scope's prefix), but the
+        ``wanted``."""
         prefix = names.ns_prefix(self.scope)
         for ns in links.list_ns(prefix):
             if ns not in wanted:
-                if ns.startswith(prefix + "r"):
+                # a router's and a load balancer's namespace are both veth legs into bridges
+                if ns.startswith((prefix + "r", prefix + "l")):
                     router.remove_ns_named(ns)
                 else:
                     self.dnsmasq.stop_ns_named(ns)

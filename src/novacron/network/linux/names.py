@@ -11,6 +11,9 @@ import hashlib
 
 #: prefixes of everything the backend creates: what it may remove when it is no longer wanted
 BRIDGE, VXLAN, DHCP_VETH, DHCP_PEER, ROUTER_VETH, GATEWAY_VETH = "ncb", "ncx", "ncd", "nce", "ncq", "ncg"
+LB_VETH = "ncl"
+#: a load balancer's leg inside its namespace (an amphora's ``vrrp_interface``)
+LB_INNER = "lb0"
 
 
 def h(*parts: str, n: int = 8) -> str:
@@ -59,3 +62,13 @@ def dhcp_ns(scope: str, network_id: str) -> str:
 
 def router_ns(scope: str, router_id: str) -> str:
     return ns_prefix(scope) + "r" + h(router_id)
+
+
+def lb_ns(scope: str, leg_id: str) -> str:
+    """The namespace of a load balancer's (or an amphora's) leg: HAProxy and keepalived run in it."""
+    return ns_prefix(scope) + "l" + h(leg_id)
+
+
+def lb_veth(leg_id: str) -> str:
+    """The host end of a load balancer's leg, on its network's bridge (the VIP port's ``device``)."""
+    return LB_VETH + h(leg_id)

@@ -1,0 +1,63 @@
+"""The agent's load-balancer operations refuse what they cannot do, with the reason; HAProxy's
+member statuses become the four states the control plane is told."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from novacron.agent.lbaas import member_state
+from novacron.agent.runtime import AgentRuntime
+from novacron.errors import InvalidInput, Unavailable
+from novacron.lbaas.model import AmphoraSpec, ListenerSpec, LoadBalancerSpec
+from novacron.network.fake import FakeBackend
+from novacron.network.wire import to_dict
+
+SPEC = LoadBalancerSpec("lb-1", "10.0.0.5", (ListenerSpec("l1", "TCP", 80),))
+HA = LoadBalancerSpec(
+    "lb-2",
+    "10.0.0.6",
+    topology="ACTIVE_STANDBY",
+    amphorae=(AmphoraSpec("amp-a", "MASTER", "10.0.0.7"), AmphoraSpec("amp-b", "BACKUP", "10.0.0.8")),
+)
+
+
+@pytest.mark.parametrize(
+    ("haproxy", "state"),
+    [
+        ("UP", "UP"),
+        ("UP 1/3", "UP"),
+        ("DOWN", "DOWN"),
+        ("DOWN 1/2", "DOWN"),
+        ("MAINT", "MAINT"),
+        ("MAINT (via p1/m1)", "MAINT"),
+        ("DRAIN", "UP"),
+        ("no check", "NO_CHECK"),
+    ],
+)
+def test_member_states(haproxy: str, state: str) -> None:
+    assert member_state(haproxy) == state
+
+
+def run(runtime: AgentRuntime, op: str, payload: dict[str, object]) -> dict[str, object]:
+    return asyncio.run(runtime.execute(op, "", payload))
+
+
+def test_lb_apply_waits_for_the_namespace_then_names_the_leg(tmp_path: Path) -> None:
+    runtime = AgentRuntime(None, None, lease_dir=tmp_path, network=FakeBackend())  # type: ignore[arg-type]
+    with pytest.raises(Unavailable, match="leg leg-unknown-1 is not on this host after 0.2 s"):
+        run(runtime, "lb_apply", {"spec": to_dict(SPEC), "leg_id": "leg-unknown-1", "wait_namespace_s": 0.2})
+    with pytest.raises(InvalidInput, match="amphora"):
+        run(runtime, "lb_apply", {"spec": to_dict(HA), "leg_id": "amp-a"})
+    # removing what is not here answers removed (idempotent); its status is unavailable
+    assert run(runtime, "lb_remove", {"loadbalancer_id": "lb-1", "leg_id": "leg-1"}) == {"removed": True}
+    with pytest.raises(Unavailable, match="not on this host"):
+        run(runtime, "lb_status", {"loadbalancer_id": "lb-1"})
+
+
+def test_a_host_without_a_run_directory_runs_no_load_balancer() -> None:
+    runtime = AgentRuntime(None, None, network=FakeBackend())  # type: ignore[arg-type]
+    with pytest.raises(Unavailable, match="runs no load balancer"):
+        run(runtime, "lb_status", {"loadbalancer_id": "lb-1"})
