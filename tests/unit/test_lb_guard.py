@@ -17,7 +17,7 @@ from novacron.lbaas.guard import (
     SourceRow,
     decide,
     display_address,
-    exposition,
+    guard_samples,
     parse_bans,
     parse_table,
     table_key,
@@ -200,7 +200,7 @@ def test_a_scanner_is_banned_by_its_error_ratio_a_buggy_client_is_not() -> None:
     )
 
 
-def test_the_guard_counters_are_exported_for_prometheus() -> None:
+def test_the_guard_counters_are_samples_for_the_monitoring_store() -> None:
     [flood, slow] = decide("web", FULL, parse_table(SHOW_TABLE), banned=set())
     counts = Counter({("web", flood.kind): 2, ("db", slow.kind): 1})
     running = [Ban("web", "10.77.0.20", 5, 1000005), Ban("web", "10.77.0.21", 5, 1000005)]
@@ -208,16 +208,17 @@ def test_the_guard_counters_are_exported_for_prometheus() -> None:
         syn_seen=10, synproxied=8, dropped=1, syn_received=5, cookie_valid=3,
         cookie_invalid=2, cookie_retrans=0, conn_reopened=0,
     )  # fmt: skip
-    text = exposition("lb-1", counts, running, syn).decode()
-    for line in (
-        'novacron_lb_guard_bans_total{listener="web",loadbalancer="lb-1",rule="request_rate"} 2.0',
-        'novacron_lb_guard_bans_total{listener="db",loadbalancer="lb-1",rule="slow_connections"} 1.0',
-        'novacron_lb_guard_banned_sources{listener="web",loadbalancer="lb-1"} 2.0',
-        'novacron_lb_synproxy_syn_received_total{loadbalancer="lb-1"} 5.0',
-        'novacron_lb_synproxy_cookie_invalid_total{loadbalancer="lb-1"} 2.0',
+    samples = guard_samples("lb-1", counts, running, syn)
+    lb = {"loadbalancer_id": "lb-1"}
+    for sample in (
+        ("novacron_lb_guard_bans_total", {**lb, "listener_id": "web", "rule": "request_rate"}, 2.0),
+        ("novacron_lb_guard_bans_total", {**lb, "listener_id": "db", "rule": "slow_connections"}, 1.0),
+        ("novacron_lb_guard_banned_sources", {**lb, "listener_id": "web"}, 2.0),
+        ("novacron_lb_synproxy_syn_received_total", lb, 5.0),
+        ("novacron_lb_synproxy_cookie_invalid_total", lb, 2.0),
     ):
-        assert line in text, text
-    assert "synproxy" not in exposition("lb-1", Counter(), [], None).decode()
+        assert sample in samples, samples
+    assert not [s for s in guard_samples("lb-1", Counter(), [], None) if "synproxy" in s[0]]
 
 
 def test_guard_spares_the_legitimate_the_banned_and_the_merely_erroring() -> None:

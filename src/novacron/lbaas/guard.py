@@ -18,9 +18,9 @@ numbers that explain it:
 
 Each :class:`BanDecision` carries the source's figures from the table (requests, errors and their
 ratio, open connections, connection rate) besides the rule, what it saw and its threshold, so an
-event can say why; :meth:`BanDecision.explain` gives them as a dict. :func:`exposition` renders
-the counters the agent reports in Prometheus' text format: bans by listener and rule, the sources
-banned now, and the namespace's synproxy counters (:mod:`novacron.lbaas.synproxy`).
+event can say why; :meth:`BanDecision.explain` gives them as a dict. :func:`guard_samples` gives
+the counters the agent reports with the load balancer's statistics: bans by listener and rule, the
+sources banned now, and the namespace's synproxy counters (:mod:`novacron.lbaas.synproxy`).
 
 Sources already banned are skipped, so the agent can call the seam's ``guard()`` every second
 without extending bans. Bans themselves are entries of the listener's ban table whose ``gpt0`` is
@@ -33,14 +33,11 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
-
+from novacron.lbaas.exporter import LbSample
 from novacron.lbaas.protection import ListenerProtection
 from novacron.lbaas.synproxy import SynproxyCounters
 
@@ -223,43 +220,25 @@ def _rule_broken(protection: ListenerProtection, row: SourceRow) -> tuple[BanKin
     return None
 
 
-class _Families(Collector):
-    def __init__(self, families: list[CounterMetricFamily | GaugeMetricFamily]) -> None:
-        self.families = families
-
-    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
-        yield from self.families
-
-
-def exposition(
+def guard_samples(
     loadbalancer_id: str,
     ban_counts: Counter[tuple[str, BanKind]],
     bans: Iterable[Ban],
     syn: SynproxyCounters | None,
-) -> bytes:
-    """Prometheus' text format of the guard's counters: ``ban_counts`` (bans made since the
-    instance started, by listener and rule), the sources banned now by listener, and the
-    namespace's synproxy counters (None: no synproxy)."""
-    banned = CounterMetricFamily(
-        "novacron_lb_guard_bans", "Sources banned by the guard", labels=["loadbalancer", "listener", "rule"]
-    )
-    for (listener_id, kind), count in sorted(ban_counts.items()):
-        banned.add_metric([loadbalancer_id, listener_id, kind], count)
-    current = GaugeMetricFamily(
-        "novacron_lb_guard_banned_sources", "Sources banned now", labels=["loadbalancer", "listener"]
-    )
+) -> list[LbSample]:
+    """The guard's counters as statistics samples (``lbaas/exporter.py``'s form): ``ban_counts``
+    (bans made since the instance started, by listener and rule), the sources banned now by
+    listener, and the namespace's synproxy counters (None: no synproxy)."""
+    lb = {"loadbalancer_id": loadbalancer_id}
+    out: list[LbSample] = [
+        ("novacron_lb_guard_bans_total", {**lb, "listener_id": listener_id, "rule": kind}, float(count))
+        for (listener_id, kind), count in sorted(ban_counts.items())
+    ]
     for listener_id, count in sorted(Counter(ban.listener_id for ban in bans).items()):
-        current.add_metric([loadbalancer_id, listener_id], count)
-    families: list[CounterMetricFamily | GaugeMetricFamily] = [banned, current]
+        out.append(("novacron_lb_guard_banned_sources", {**lb, "listener_id": listener_id}, float(count)))
     if syn is not None:
-        for field, value in asdict(syn).items():
-            family = CounterMetricFamily(
-                f"novacron_lb_synproxy_{field}",
-                f"SYN proxy: {field.replace('_', ' ')}",
-                labels=["loadbalancer"],
-            )
-            family.add_metric([loadbalancer_id], value)
-            families.append(family)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Families(families))
-    return generate_latest(registry)
+        out += [
+            (f"novacron_lb_synproxy_{field}_total", dict(lb), float(value))
+            for field, value in asdict(syn).items()
+        ]
+    return out

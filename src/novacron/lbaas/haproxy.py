@@ -59,8 +59,9 @@ from pathlib import Path
 from typing import Literal
 
 from novacron.errors import InvalidInput, Unavailable
-from novacron.lbaas import haproxy_config, qos, synproxy
+from novacron.lbaas import exporter, haproxy_config, qos, synproxy
 from novacron.lbaas.certificates import CertificateInfo, parse_bundle
+from novacron.lbaas.exporter import LbSample
 from novacron.lbaas.guard import (
     Ban,
     BanDecision,
@@ -68,7 +69,7 @@ from novacron.lbaas.guard import (
     SourceRow,
     decide,
     display_address,
-    exposition,
+    guard_samples,
     parse_bans,
     parse_table,
     table_key,
@@ -561,11 +562,13 @@ class HAProxyInstance(LoadBalancerDriver):
                 decisions.append(decision)
         return decisions
 
-    def metrics(self) -> bytes:
-        """The guard's and the synproxy's counters in Prometheus' text format."""
+    def metrics(self) -> list[LbSample]:
+        """HAProxy's statistics (its exporter, :mod:`novacron.lbaas.exporter`) with the guard's
+        and the synproxy's counters."""
         spec = self._applied()
         syn = synproxy.counters(self.netns) if self.netns and synproxy.protected_ports(spec) else None
-        return exposition(spec.id, self.ban_counts, self.bans(), syn)
+        guard = guard_samples(spec.id, self.ban_counts, self.bans(), syn)
+        return exporter.scrape(self.paths.state_dir, spec) + guard
 
     def _master_pid(self) -> int | None:
         try:
