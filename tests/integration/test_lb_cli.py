@@ -50,9 +50,10 @@ def test_a_load_balancer_from_create_to_delete(cli: Cli) -> None:
     cli.ok("lb", "pool", "create", "front", "--protocol", "HTTP", "--name", "web", "--wait")
     listener = cli.ok(
         "lb", "listener", "create", "front", "--protocol", "HTTP", "--port", "80", "--name", "http",
-        "--default-pool", "web", "--wait", "--json",
+        "--default-pool", "web", "--connection-rate", "50", "--wait", "--json",
     ).json()  # fmt: skip
     assert listener["default_pool_id"] and listener["protocol_port"] == 80
+    assert listener["qos"] == {"bandwidth_kbit": None, "connection_rate": 50}
     member = cli.ok(
         "lb", "member", "add", "front", "web", "--address", "10.20.0.50", "--port", "8080",
         "--weight", "3", "--name", "m1", "--wait", "--json",

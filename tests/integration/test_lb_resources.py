@@ -270,6 +270,41 @@ def test_the_tree_is_checked_whole_before_anything_is_written(world: World) -> N
     assert member["operating_status"] == "ONLINE"
 
 
+def test_listener_limits_and_syn_flood_protection_reach_the_agent(world: World) -> None:
+    c, alpha = world.client, world.alpha
+    base = "/v1/loadbalancers/api"
+    tcp = {"protocol": "TCP", "protocol_port": 2222}
+    for body, field_name in (
+        ({**tcp, "qos": {"bandwidth_kbit": 10}}, "body.qos.bandwidth_kbit"),
+        ({**tcp, "qos": {"connection_rate": 0}}, "body.qos.connection_rate"),
+        ({**tcp, "qos": {"burst": 1}}, "body.qos.burst"),
+        ({**tcp, "protection": {"syn_flood": "sometimes"}}, "body.protection.syn_flood"),
+    ):
+        r = c.post(base + "/listeners", json=body, headers=alpha.headers)
+        assert r.status_code == 422 and field_name in problem_fields(r), (body, r.text)
+    shielded = {
+        **tcp,
+        "qos": {"bandwidth_kbit": 1000, "connection_rate": 20},
+        "protection": {"syn_flood": True},
+    }
+    r = c.post(base + "/listeners", json=shielded, headers=alpha.headers)
+    assert r.status_code == 201, r.text
+    assert r.json()["qos"] == {"bandwidth_kbit": 1000, "connection_rate": 20}
+    applied: list[dict[str, Any]] = []
+
+    def keeping_specs(op: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+        if op["op"] == "lb_apply":
+            applied.append(op["payload"]["spec"])
+        return healthy(op)
+
+    run_tasks(world, keeping_specs)
+    [listener] = [li for li in applied[-1]["listeners"] if li["protocol_port"] == 2222]
+    assert listener["qos"] == {"bandwidth_kbit": 1000, "connection_rate": 20}
+    assert listener["protection"]["syn_flood"] is True
+    assert c.delete(f"{base}/listeners/{r.json()['id']}", headers=alpha.headers).status_code == 204
+    run_tasks(world)
+
+
 def test_another_tenant_sees_nothing(world: World) -> None:
     c, alpha, beta = world.client, world.alpha, world.beta
     lb_id = c.get("/v1/loadbalancers", params={"name": "web"}, headers=alpha.headers).json()["items"][0]["id"]

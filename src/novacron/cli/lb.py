@@ -283,6 +283,9 @@ def listener_create(
     ),
     sni: list[str] = typer.Option([], "--sni", help="another certificate chosen by SNI, repeatable"),
     insert_header: list[str] = typer.Option([], "--insert-header", help="X-Forwarded-For|-Port|-Proto"),
+    bandwidth_kbit: int | None = typer.Option(None, "--bandwidth-kbit", help="limit sent to clients, kbit/s"),
+    connection_rate: int | None = typer.Option(None, "--connection-rate", help="new connections per second"),
+    syn_flood: bool = typer.Option(False, "--syn-flood", help="SYN cookies on the port (synproxy)"),
     wait: bool = WAIT,
     as_json: bool = JSON,
 ) -> None:
@@ -299,6 +302,10 @@ def listener_create(
         "sni_container_refs": sni,
         "insert_headers": insert_header,
     }
+    if bandwidth_kbit is not None or connection_rate is not None:
+        body["qos"] = {"bandwidth_kbit": bandwidth_kbit, "connection_rate": connection_rate}
+    if syn_flood:
+        body["protection"] = {"syn_flood": True}
     made = _create(client, f"/v1/loadbalancers/{lb_id}/listeners", body)
     _done(client, lb_id, wait, f"listener {name or port}", made, as_json)
 

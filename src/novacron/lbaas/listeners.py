@@ -36,6 +36,7 @@ CHANGEABLE = frozenset(
         "default_tls_container_ref",
         "sni_container_refs",
         "protection",
+        "qos",
         "l7policies",
         "admin_state_up",
     }
@@ -59,6 +60,7 @@ class NewListener:
     default_tls_container_ref: str | None = None
     sni_container_refs: list[str] = field(default_factory=list)
     protection: dict[str, Any] | None = None
+    qos: dict[str, Any] | None = None
     l7policies: list[dict[str, Any]] = field(default_factory=list)
     admin_state_up: bool = True
 
