@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import Literal
 
 from novacron.errors import InvalidInput, Unavailable
-from novacron.lbaas import exporter, haproxy_config, qos, synproxy
+from novacron.lbaas import exporter, haproxy_config, qos, runtime_changes, synproxy
 from novacron.lbaas.certificates import CertificateInfo, parse_bundle
 from novacron.lbaas.exporter import LbSample
 from novacron.lbaas.guard import (
@@ -283,6 +283,8 @@ class HAProxyInstance(LoadBalancerDriver):
                 self._write_crt_lists(self.spec)  # the running configuration's, for its next reload
             raise
         running = self.running()
+        if running and runtime_changes.apply_in_place(self, spec, config, CONFIG):
+            return
         bans = self.bans() if running and self.spec is not None else []
         if running:
             self._save_server_state(spec)
