@@ -47,6 +47,7 @@ def build_context(settings: Settings) -> Context:
     from novacron.identity.sealing import check_openable, seal_clear_rows
     from novacron.identity.tokens import TokenService
     from novacron.lbaas.acme_service import IssueCertificate
+    from novacron.lbaas.challenges import AgentResponders
     from novacron.lbaas.failover import HANDLERS as LB_FAILOVER_HANDLERS
     from novacron.lbaas.tasks import HANDLERS as LB_HANDLERS
     from novacron.monitoring.stack import MonitoringStack
@@ -64,6 +65,7 @@ def build_context(settings: Settings) -> Context:
     check_openable(db, enc)
     ctx = Context(settings=settings, db=db, tokens=TokenService(db, settings))
     ctx.monitoring = MonitoringStack.for_node(settings, db)
+    ctx.acme_responders = AgentResponders(ctx)
     ctx.trace_store = start_node_tracing(settings, db)
     ctx.tasks = TaskRunner(
         ctx,

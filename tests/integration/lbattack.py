@@ -1,6 +1,6 @@
-"""Traffic for the abuse-protection tests: a paced legitimate client, a request flood and slowloris
-connections, each one Python process in a namespace of tests/integration/lblab.py that stops by
-itself after a bounded time and prints what it saw as JSON (wall-clock seconds, comparable with
+"""Traffic for the abuse-protection tests: a paced legitimate client, a request flood, slowloris
+connections and a SYN flood, each one Python process in a namespace of tests/integration/lblab.py
+that stops by itself after a bounded time and prints what it saw as JSON (wall-clock seconds, comparable with
 the test's ``time.time()``).
 """
 
@@ -94,6 +94,43 @@ while time.time() < end:
 for s in open_:
     s.close()
 print(json.dumps({"closed": closed}))
+"""
+
+
+#: bare SYNs from raw sockets to host:port, ``rate`` a second (0: as fast as the process can), at most
+#: ``count`` in at most ``duration`` s, from the
+#: namespace's own address and random source ports, each never followed by an ACK (the test drops
+#: the answers in the attacker's namespace, so its kernel sends no RST): {"sent": n, "seconds": s}
+SYN_FLOOD = """
+import json, random, socket, struct, sys, time
+host, port, count, duration = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+rate = float(sys.argv[5])
+probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); probe.connect((host, port))
+src = probe.getsockname()[0]; probe.close()
+def checksum(data):
+    if len(data) % 2:
+        data += b"\\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    return ~(total + (total >> 16)) & 0xFFFF
+def syn(sport, seq):
+    addresses = socket.inet_aton(src) + socket.inet_aton(host)
+    header = struct.pack("!HHIIBBHHH", sport, port, seq, 0, 5 << 4, 0x02, 64240, 0, 0)
+    pseudo = addresses + struct.pack("!BBH", 0, 6, 20)
+    tcp = header[:16] + struct.pack("!H", checksum(pseudo + header)) + header[18:]
+    ip = struct.pack("!BBHHHBBH", 0x45, 0, 40, 0, 0, 64, 6, 0) + addresses
+    return ip + tcp
+packets = [syn(random.randint(1024, 65535), random.getrandbits(32)) for _ in range(4096)]
+sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+sent, start = 0, time.time()
+while sent < count and time.time() - start < duration:
+    for packet in packets[:256]:
+        sock.sendto(packet, (host, 0))
+    sent += 256
+    packets = packets[256:] + packets[:256]
+    if rate:
+        time.sleep(max(0.0, start + sent / rate - time.time()))
+print(json.dumps({"sent": sent, "seconds": time.time() - start}))
 """
 
 

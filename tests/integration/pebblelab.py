@@ -27,11 +27,11 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from cryptography.hazmat.primitives import serialization
 
 from tests.conftest import free_port
-from tests.integration.lblab import LbLab
 from tests.tlsca import TestCA, key_pem
 
 ACME_PORT = 14000
@@ -79,9 +79,23 @@ def have_pebble() -> bool:
     return shutil.which("pebble") is not None and shutil.which("pebble-challtestsrv") is not None
 
 
+class PebbleSite(Protocol):
+    """Where pebble runs: a client namespace that reaches the load balancer's VIP on port 80, and
+    a directory for its files (a load-balancer lab, or a test's namespace on a tenant network)."""
+
+    @property
+    def workdir(self) -> Path: ...
+
+    @property
+    def client(self) -> str: ...
+
+    @property
+    def vip(self) -> str: ...
+
+
 @dataclass
 class Pebble:
-    lab: LbLab
+    lab: PebbleSite
     procs: list[subprocess.Popen[bytes] | subprocess.Popen[str]] = field(default_factory=list)
     port: int = 0
     #: the host loopback address the directory is reached at

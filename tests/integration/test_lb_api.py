@@ -131,6 +131,13 @@ def test_a_load_balancer_made_through_the_api_serves_its_member(server: Server, 
                 assert time.monotonic() < deadline, c.get(members).json()
                 time.sleep(0.3)
             assert c.get(base).json()["operating_status"] == "ONLINE"
+            # the statistics reach the monitoring store, owned as the database says
+            query = {"query": f'novacron_lb_listener_requests_total{{loadbalancer_id="{lb["id"]}"}}'}
+            deadline = time.monotonic() + 60
+            while not (found := c.get("/v1/metrics/query", params=query).json()["data"]["result"]):
+                assert time.monotonic() < deadline, "no load-balancer statistics in the store"
+                time.sleep(0.5)
+            assert found[0]["metric"]["tenant_id"] == lb["tenant_id"] and float(found[0]["value"][1]) >= 1
             # the member stops: its health check fails, the next reports say so
             server_proc.kill()
             deadline = time.monotonic() + 30

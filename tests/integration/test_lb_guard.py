@@ -134,6 +134,12 @@ def test_flood_is_limited_banned_and_released_while_the_client_keeps_its_latency
         5,
     ), decisions
     assert first.seen >= 800
+    # the decision carries the figures that triggered it, and the agent's counters count it
+    assert first.figures.http_req_rate == first.seen and first.figures.http_err_rate > 0, first
+    assert f"{first.figures.http_req_rate} requests" in first.reason
+    metrics = gl.instance.metrics()
+    labels = {"loadbalancer_id": "lb-1", "listener_id": "web", "rule": "request_rate"}
+    assert ("novacron_lb_guard_bans_total", labels, float(len(decisions))) in metrics, metrics
     statuses = {status for _, status in answers}
     assert {200, 429, 0} <= statuses, statuses
     while_banned = [s for t, s in answers if first_at + 0.2 < t < first_at + PROTECTION.ban_seconds - 0.5]
@@ -177,7 +183,7 @@ def test_slowloris_connections_are_capped_timed_out_and_banned(guard_lab: GuardL
     assert decisions, "the guard did not ban the slow connections"
     held = decisions[0]
     assert (held.source, held.rule, held.threshold) == (ATTACKER, "open connections without requests", 10)
-    assert held.seen >= 10
+    assert held.seen >= 10 and held.kind == "slow_connections" and held.figures.conn_cur == held.seen
     assert success(attacked) >= 0.99, attacked["failed"]
 
 

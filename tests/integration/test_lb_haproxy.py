@@ -164,6 +164,27 @@ def test_no_request_fails_while_members_are_drained_reweighted_and_added(
     assert weights == {"m1": 1, "m2": 5, "m3": 1}
     assert "m3" in net.names(PORT, 14)
 
+    # a desired state that changes only members' weight, drain or admin state is applied through
+    # the runtime API: the same worker serves on, with the new weights and states
+    workers = instance._workers()
+    pool = instance.spec.pool("pool-1")
+    retuned = tuple(
+        dataclasses.replace(m, weight=3)
+        if m.id == "m3"
+        else dataclasses.replace(m, drain=True)
+        if m.id == "m2"
+        else m
+        for m in pool.members
+    )
+    instance.apply(dataclasses.replace(instance.spec, pools=(dataclasses.replace(pool, members=retuned),)))
+    assert instance._workers() == workers
+    assert {s.member_id: (s.weight, s.status.split()[0]) for s in instance.stats()} == {
+        "m1": (1, "UP"),
+        "m2": (5, "DRAIN"),
+        "m3": (3, "UP"),
+    }
+    assert set(net.names(PORT, 8)) == {"m1", "m3"}
+
     result = looper.finish()
     assert result["failed"] == [], result
     assert isinstance(result["ok"], int) and result["ok"] > 20

@@ -25,7 +25,10 @@ from novacron.compute import hostops
 from novacron.compute.agentcalls import record_report
 from novacron.context import Context
 from novacron.db.base import Database
-from novacron.db.models import VM, Event, Host, HostOperation, Port
+from novacron.db.models import VM, Event, Host, HostOperation, LbCertificate, Port
+from novacron.lbaas import certstore
+from novacron.lbaas.certificates import parse_bundle
+from novacron.lbaas.challenges import reapply_serving
 from novacron.lbaas.tasks import HANDLERS
 from novacron.quota.defaults import ensure_tenant_defaults
 from novacron.tasks.runner import TaskRunner
@@ -267,6 +270,41 @@ def test_the_tree_is_checked_whole_before_anything_is_written(world: World) -> N
     assert member["operating_status"] == "ONLINE"
 
 
+def test_listener_limits_and_syn_flood_protection_reach_the_agent(world: World) -> None:
+    c, alpha = world.client, world.alpha
+    base = "/v1/loadbalancers/api"
+    tcp = {"protocol": "TCP", "protocol_port": 2222}
+    for body, field_name in (
+        ({**tcp, "qos": {"bandwidth_kbit": 10}}, "body.qos.bandwidth_kbit"),
+        ({**tcp, "qos": {"connection_rate": 0}}, "body.qos.connection_rate"),
+        ({**tcp, "qos": {"burst": 1}}, "body.qos.burst"),
+        ({**tcp, "protection": {"syn_flood": "sometimes"}}, "body.protection.syn_flood"),
+    ):
+        r = c.post(base + "/listeners", json=body, headers=alpha.headers)
+        assert r.status_code == 422 and field_name in problem_fields(r), (body, r.text)
+    shielded = {
+        **tcp,
+        "qos": {"bandwidth_kbit": 1000, "connection_rate": 20},
+        "protection": {"syn_flood": True},
+    }
+    r = c.post(base + "/listeners", json=shielded, headers=alpha.headers)
+    assert r.status_code == 201, r.text
+    assert r.json()["qos"] == {"bandwidth_kbit": 1000, "connection_rate": 20}
+    applied: list[dict[str, Any]] = []
+
+    def keeping_specs(op: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+        if op["op"] == "lb_apply":
+            applied.append(op["payload"]["spec"])
+        return healthy(op)
+
+    run_tasks(world, keeping_specs)
+    [listener] = [li for li in applied[-1]["listeners"] if li["protocol_port"] == 2222]
+    assert listener["qos"] == {"bandwidth_kbit": 1000, "connection_rate": 20}
+    assert listener["protection"]["syn_flood"] is True
+    assert c.delete(f"{base}/listeners/{r.json()['id']}", headers=alpha.headers).status_code == 204
+    run_tasks(world)
+
+
 def test_another_tenant_sees_nothing(world: World) -> None:
     c, alpha, beta = world.client, world.alpha, world.beta
     lb_id = c.get("/v1/loadbalancers", params={"name": "web"}, headers=alpha.headers).json()["items"][0]["id"]
@@ -419,6 +457,28 @@ def test_member_health_from_the_agents_reports_rolls_up(world: World) -> None:
     assert types.count("loadbalancer.member.down") == 1 and types[-1] == "loadbalancer.member.up"
 
 
+def test_the_guards_bans_are_explained_events_of_the_owner_only(world: World) -> None:
+    c, alpha = world.client, world.alpha
+    lb_id = get_lb(world, alpha, "api")["id"]
+    host = c.get(f"/v1/loadbalancers/{lb_id}", headers=world.admin).json()["amphorae"][0]["host_id"]
+    ban = {
+        "listener_id": "l1",
+        "source": "10.0.0.66",
+        "rule": "http_req_rate",
+        "seen": 400,
+        "threshold": 200.0,
+        "ban_seconds": 30,
+    }
+    bans = {"lb_bans": {lb_id: [ban, {"source": "not-an-address"}]}}
+    record_report(world.ctx, next(h for h in HOSTS if h != host), {}, {}, 0.0, None, bans)  # no leg there
+    record_report(world.ctx, host, {}, {}, 0.0, None, bans)
+    seen = c.get("/v1/events", params={"types": "loadbalancer.source.banned"}, headers=alpha.headers).json()
+    assert [(e["resource_id"], e["data"]["source"]) for e in seen["items"]] == [(lb_id, "10.0.0.66")]
+    assert seen["items"][0]["data"]["reason"] == "http_req_rate: 400 reached 200"
+    theirs = c.get("/v1/events", params={"types": "loadbalancer.source.banned"}, headers=world.beta.headers)
+    assert theirs.json()["items"] == []
+
+
 def test_l7_policies_are_resources_of_their_listener(world: World) -> None:
     c, alpha = world.client, world.alpha
     base = "/v1/loadbalancers/web"
@@ -533,6 +593,18 @@ def test_tls_listeners_serve_only_their_tenants_certificates(world: World) -> No
     assert not any("PRIVATE KEY" in p for p in payloads)
     r = c.delete("/v1/certificates/shop", headers=alpha.headers)
     assert r.status_code == 409 and "load balancer web" in r.json()["detail"], r.text
+
+    # a renewed certificate is re-applied where it serves: the agent is handed the new bundle
+    renewed = ca.bundle(["shop.example.com"])
+    with world.db.session() as s:
+        row = s.get(LbCertificate, cert_id)
+        assert row is not None
+        certstore.install(row, parse_bundle(renewed), world.ctx.settings)
+        reapply_serving(s, row)
+    assert get_lb(world, alpha, "web")["provisioning_status"] == "PENDING_UPDATE"
+    run_tasks(world, keeping_secrets)
+    assert get_lb(world, alpha, "web")["provisioning_status"] == "ACTIVE"
+    assert handed[-1]["certificates"][cert_id].split("-----BEGIN")[1] == renewed.split("-----BEGIN")[1]
 
 
 def test_a_viewer_reads_but_does_not_write(world: World) -> None:

@@ -5,6 +5,7 @@ HAProxy accepts in the order it must apply them, and the guard's decisions over 
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,9 +13,11 @@ import pytest
 
 from novacron.errors import InvalidInput
 from novacron.lbaas.guard import (
+    Ban,
     SourceRow,
     decide,
     display_address,
+    guard_samples,
     parse_bans,
     parse_table,
     table_key,
@@ -22,6 +25,7 @@ from novacron.lbaas.guard import (
 from novacron.lbaas.haproxy_config import ACME_MAP, Paths, render
 from novacron.lbaas.model import ListenerSpec, LoadBalancerSpec, MemberSpec, PoolSpec
 from novacron.lbaas.protection import ListenerProtection
+from novacron.lbaas.synproxy import SynproxyCounters
 from novacron.network.wire import from_dict, to_dict
 from tests.conftest import require
 from tests.unit.test_lb_config import haproxy_accepts
@@ -107,6 +111,12 @@ INVALID: list[tuple[str, Callable[[], object]]] = [
     ("deny_cidrs", lambda: ListenerProtection(deny_cidrs=("not-an-address",))),
     ("ban_factor", lambda: ListenerProtection(ban_factor=0.5)),
     ("ban_seconds", lambda: ListenerProtection(ban_seconds=0)),
+    ("ban_error_ratio", lambda: ListenerProtection(ban_error_ratio=1.5)),
+    ("ban_error_min_requests", lambda: ListenerProtection(ban_error_min_requests=0)),
+    (
+        "protection",
+        lambda: ListenerSpec("db", "TCP", 5432, protection=ListenerProtection(ban_error_ratio=0.5)),
+    ),
     (
         "protection",
         lambda: ListenerSpec("db", "TCP", 5432, protection=ListenerProtection(rate_limit=10)),
@@ -149,9 +159,66 @@ def test_guard_bans_the_flood_and_the_slow_holder_with_their_numbers() -> None:
         200.0,
         60,
     )
-    assert flood.reason == "requests per 10 s: 2390 reached 200"
+    assert flood.reason == (
+        "requests per 10 s: 2390 reached 200 (2390 requests, 88% failed, 12 open connections, "
+        "2400 connections per 10 s)"
+    )
+    assert flood.explain() == {
+        "listener_id": "web",
+        "source": "10.77.0.20",
+        "rule": "request_rate",
+        "seen": 2390,
+        "threshold": 200.0,
+        "ban_seconds": 60,
+        "period_s": 10,
+        "error_ratio": 0.8787,
+        "conn_cur": 12,
+        "conn_rate": 2400,
+        "http_req_rate": 2390,
+        "http_err_rate": 2100,
+        "reason": flood.reason,
+    }
     slow = by_source["2001:db8::5"]
     assert (slow.rule, slow.seen, slow.threshold) == ("open connections without requests", 20, 20)
+    assert (slow.kind, slow.figures.conn_cur, slow.figures.error_ratio) == ("slow_connections", 20, 1.0)
+
+
+def test_a_scanner_is_banned_by_its_error_ratio_a_buggy_client_is_not() -> None:
+    protection = ListenerProtection(rate_limit=1000, ban_error_ratio=0.5, ban_error_min_requests=100)
+    scanner = SourceRow("10.0.0.3", conn_cur=1, conn_rate=300, http_req_rate=300, http_err_rate=240)
+    buggy = SourceRow("10.0.0.2", conn_cur=2, conn_rate=50, http_req_rate=50, http_err_rate=50)
+    mostly_fine = SourceRow("10.0.0.4", conn_cur=1, conn_rate=400, http_req_rate=400, http_err_rate=100)
+    [decision] = decide("web", protection, [scanner, buggy, mostly_fine], banned=set())
+    assert (decision.source, decision.kind, decision.seen, decision.threshold) == (
+        "10.0.0.3",
+        "error_ratio",
+        0.8,
+        0.5,
+    )
+    assert decision.reason.startswith(
+        "failed share of requests per 10 s: 0.8 reached 0.5 (300 requests, 80% failed"
+    )
+
+
+def test_the_guard_counters_are_samples_for_the_monitoring_store() -> None:
+    [flood, slow] = decide("web", FULL, parse_table(SHOW_TABLE), banned=set())
+    counts = Counter({("web", flood.kind): 2, ("db", slow.kind): 1})
+    running = [Ban("web", "10.77.0.20", 5, 1000005), Ban("web", "10.77.0.21", 5, 1000005)]
+    syn = SynproxyCounters(
+        syn_seen=10, synproxied=8, dropped=1, syn_received=5, cookie_valid=3,
+        cookie_invalid=2, cookie_retrans=0, conn_reopened=0,
+    )  # fmt: skip
+    samples = guard_samples("lb-1", counts, running, syn)
+    lb = {"loadbalancer_id": "lb-1"}
+    for sample in (
+        ("novacron_lb_guard_bans_total", {**lb, "listener_id": "web", "rule": "request_rate"}, 2.0),
+        ("novacron_lb_guard_bans_total", {**lb, "listener_id": "db", "rule": "slow_connections"}, 1.0),
+        ("novacron_lb_guard_banned_sources", {**lb, "listener_id": "web"}, 2.0),
+        ("novacron_lb_synproxy_syn_received_total", lb, 5.0),
+        ("novacron_lb_synproxy_cookie_invalid_total", lb, 2.0),
+    ):
+        assert sample in samples, samples
+    assert not [s for s in guard_samples("lb-1", Counter(), [], None) if "synproxy" in s[0]]
 
 
 def test_guard_spares_the_legitimate_the_banned_and_the_merely_erroring() -> None:

@@ -244,7 +244,8 @@ class HostLoadBalancers:
             if spec is None:
                 continue
             try:
-                found[lb_id] = exporter.scrape(lb.haproxy.paths.state_dir, spec)
+                with lb.lock:
+                    found[lb_id] = lb.haproxy.metrics()
             except Unavailable:
                 continue  # not running (yet): its health says so
         return found

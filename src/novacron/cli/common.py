@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,13 +76,25 @@ def key_values(items: list[str], option: str) -> dict[str, str]:
     return out
 
 
-def create_in_project(client: Client, path: str, body: dict[str, Any], project: str | None) -> Any:
+def post_idempotent(client: Client, path: str, body: dict[str, Any]) -> Any:
+    """POST with a fresh ``Idempotency-Key``: a replay of this request answers what it made."""
+    return client.send("POST", path, json_body=body, headers={"Idempotency-Key": str(uuid.uuid4())}).json()
+
+
+def create_in_project(
+    client: Client, path: str, body: dict[str, Any], project: str | None, *, idempotent: bool = False
+) -> Any:
     """POST a new resource. A platform administrator (no tenant of their own) who names no project gets
-    the bootstrap project ``default``, with a note, instead of an error."""
+    the bootstrap project ``default``, with a note, instead of an error. ``idempotent``: each POST
+    carries an ``Idempotency-Key`` (a replay answers the resource it made)."""
+
+    def post(sent: dict[str, Any]) -> Any:
+        return post_idempotent(client, path, sent) if idempotent else client.post(path, sent)
+
     if project:
-        return client.post(path, {**body, "project_id": project_id(client, project)})
+        return post({**body, "project_id": project_id(client, project)})
     try:
-        return client.post(path, body)
+        return post(body)
     except ApiError as exc:
         if not _needs_project(exc):
             raise
@@ -93,4 +106,4 @@ def create_in_project(client: Client, path: str, body: dict[str, Any], project: 
             f"[dim]Platform administrator without a tenant: using project '{DEFAULT_PROJECT}' "
             f"({items[0]['id']}); choose another with --project.[/]"
         )
-        return client.post(path, {**body, "project_id": items[0]["id"]})
+        return post({**body, "project_id": items[0]["id"]})

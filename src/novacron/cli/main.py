@@ -120,7 +120,7 @@ def whoami(ctx: typer.Context, as_json: bool = JSON) -> None:
 
 
 def _register() -> None:
-    from novacron.cli import agent, backup, cluster, dr, image, kek, misc, network, quota, slo, vm
+    from novacron.cli import agent, backup, cluster, dr, image, kek, lb, misc, network, quota, slo, vm
 
     app.add_typer(vm.app, name="vm", help="Virtual machines: create, power actions, console, logs, metrics.")
     app.add_typer(image.app, name="image", help="Disk images: import from a file or URL, list, delete.")
@@ -149,6 +149,9 @@ def _register() -> None:
     app.add_typer(network.fip_app, name="floating-ip", help="Floating IPs (DNAT from an external network).")
     app.add_typer(network.sg_app, name="security-group", help="Security groups, rules and label policies.")
     app.add_typer(network.qos_app, name="qos-policy", help="QoS policies: rate limits and DSCP.")
+    app.add_typer(
+        lb.app, name="lb", help="Load balancers: listeners, pools, members, health monitors, L7 policies."
+    )
     app.add_typer(slo.probe_app, name="probe", help="Synthetic probes run inside tenant networks.")
     app.add_typer(slo.slo_app, name="slo", help="SLOs on probes: budget, burn rate, monthly SLA report.")
     app.add_typer(kek.app, name="kek", help="Key-encryption keys: list, rotate (admins).")

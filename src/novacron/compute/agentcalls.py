@@ -20,6 +20,7 @@ from novacron.compute.images import receive_upload
 from novacron.db.models import HostOperation, Image
 from novacron.errors import Conflict, InvalidInput, NotFound
 from novacron.identity.principal import Principal
+from novacron.lbaas import bans as lb_bans
 from novacron.lbaas import failover as lb_failover
 from novacron.lbaas import health as lb_health
 from novacron.monitoring import tracing
@@ -71,17 +72,20 @@ def record_report(  # noqa: PLR0913 - what one report carries
     )
     if ctx.monitoring is not None:
         ctx.monitoring.record(host_id, samples, answer.tenancy, host_sample)
-    if lb.get("lb_health") or lb.get("lb_metrics"):
+    if lb.get("lb_health") or lb.get("lb_metrics") or lb.get("lb_bans"):
         _record_lb(ctx, host_id, lb)
     return answer
 
 
 def _record_lb(ctx: Context, host_id: str, lb: dict[str, Any]) -> None:
-    """The host's load balancers' member health (statuses and events, ``lbaas.health``) and their
-    statistics for the store, labelled with the owners the database gives them."""
+    """The host's load balancers' member health (statuses and events, ``lbaas.health``), the
+    guard's bans (events, ``lbaas.bans``) and their statistics for the store, labelled with the
+    owners the database gives them; the ones it runs that are placed elsewhere are stopped there
+    (``lbaas.failover.remove_strays``)."""
     with ctx.db.session() as session:
         owners = lb_health.owners_on(session, host_id)
         lb_health.apply_report(session, host_id, lb.get("lb_health") or {})
+        lb_bans.record_bans(session, host_id, lb.get("lb_bans") or {})
         lb_failover.remove_strays(session, host_id, list(lb.get("lb_health") or {}))
     if ctx.monitoring is not None and lb.get("lb_metrics"):
         ctx.monitoring.record_lb(host_id, int(time.time() * 1000), lb["lb_metrics"], owners)

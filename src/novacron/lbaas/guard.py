@@ -12,7 +12,15 @@ numbers that explain it:
   period were answered without error (``http_req_rate - http_err_rate``; a request that timed
   out with 408 is an error): it holds its connections open without finishing requests
   (slowloris). A client that is merely slow or buggy has errors but not its whole connection
-  allowance, so errors alone never ban.
+  allowance, so errors alone never ban under this rule;
+- with ``ban_error_ratio``: at least ``ban_error_min_requests`` requests in the period of which
+  that share or more failed (a scanner probing paths gets 4xx answers by the hundred).
+
+Each :class:`BanDecision` carries the source's figures from the table (requests, errors and their
+ratio, open connections, connection rate) besides the rule, what it saw and its threshold, so an
+event can say why; :meth:`BanDecision.explain` gives them as a dict. :func:`guard_samples` gives
+the counters the agent reports with the load balancer's statistics: bans by listener and rule, the
+sources banned now, and the namespace's synproxy counters (:mod:`novacron.lbaas.synproxy`).
 
 Sources already banned are skipped, so the agent can call the seam's ``guard()`` every second
 without extending bans. Bans themselves are entries of the listener's ban table whose ``gpt0`` is
@@ -24,9 +32,17 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Literal
 
+from novacron.lbaas.exporter import LbSample
 from novacron.lbaas.protection import ListenerProtection
+from novacron.lbaas.synproxy import SynproxyCounters
+
+#: what a ban was for: the flood of requests, connections held open, failed requests
+BanKind = Literal["request_rate", "slow_connections", "error_ratio"]
 
 _ENTRY = re.compile(r"^0x[0-9a-f]+: key=(\S+) (.*)$")
 _FIELD = re.compile(r"(\w+)(?:\(\d+\))?=(-?\d+)")
@@ -42,21 +58,52 @@ class SourceRow:
     http_req_rate: int
     http_err_rate: int
 
+    @property
+    def error_ratio(self) -> float:
+        """The share of the source's requests in the period that failed (0 without requests)."""
+        return min(1.0, self.http_err_rate / self.http_req_rate) if self.http_req_rate else 0.0
+
 
 @dataclass(frozen=True)
 class BanDecision:
-    """Why a source is banned: the rule, what was seen, the threshold it reached, for how long."""
+    """Why a source is banned: the rule (``kind`` names it for metrics), what was seen, the
+    threshold it reached, for how long, and all the source's figures over ``rate_period_s``."""
 
     listener_id: str
     source: str
     rule: str
-    seen: int
+    seen: float
     threshold: float
     ban_seconds: int
+    kind: BanKind
+    figures: SourceRow
+    rate_period_s: int
 
     @property
     def reason(self) -> str:
-        return f"{self.rule}: {self.seen} reached {self.threshold:g}"
+        f = self.figures
+        return (
+            f"{self.rule}: {self.seen:g} reached {self.threshold:g} ({f.http_req_rate} requests, "
+            f"{f.error_ratio:.0%} failed, {f.conn_cur} open connections, {f.conn_rate} connections "
+            f"per {self.rate_period_s} s)"
+        )
+
+    def explain(self) -> dict[str, object]:
+        """The decision as an event's payload: the rule, its numbers and the source's figures."""
+        figures = asdict(self.figures)
+        figures.pop("source")
+        return {
+            "listener_id": self.listener_id,
+            "source": self.source,
+            "rule": self.kind,
+            "seen": self.seen,
+            "threshold": self.threshold,
+            "ban_seconds": self.ban_seconds,
+            "period_s": self.rate_period_s,
+            "error_ratio": round(self.figures.error_ratio, 4),
+            **figures,
+            "reason": self.reason,
+        }
 
 
 @dataclass(frozen=True)
@@ -135,15 +182,63 @@ def decide(
 
 
 def _judge(listener_id: str, protection: ListenerProtection, row: SourceRow) -> BanDecision | None:
-    seconds = protection.ban_seconds
+    found = _rule_broken(protection, row)
+    if found is None:
+        return None
+    kind, rule, seen, threshold = found
+    return BanDecision(
+        listener_id,
+        row.source,
+        rule,
+        seen,
+        threshold,
+        protection.ban_seconds,
+        kind,
+        row,
+        protection.rate_period_s,
+    )
+
+
+def _rule_broken(protection: ListenerProtection, row: SourceRow) -> tuple[BanKind, str, float, float] | None:
+    """The first rule ``row`` breaks: its kind, its words, what was seen and the threshold."""
+    period = protection.rate_period_s
     if protection.rate_limit is not None:
         threshold = protection.ban_factor * protection.rate_limit
         if row.http_req_rate >= threshold:
-            rule = f"requests per {protection.rate_period_s} s"
-            return BanDecision(listener_id, row.source, rule, row.http_req_rate, threshold, seconds)
+            return "request_rate", f"requests per {period} s", row.http_req_rate, threshold
     limit = protection.connection_limit
     answered = row.http_req_rate - row.http_err_rate
     if limit is not None and row.conn_cur >= limit and answered < row.conn_cur:
-        rule = "open connections without requests"
-        return BanDecision(listener_id, row.source, rule, row.conn_cur, limit, seconds)
+        return "slow_connections", "open connections without requests", row.conn_cur, limit
+    ratio = protection.ban_error_ratio
+    if (
+        ratio is not None
+        and row.http_req_rate >= protection.ban_error_min_requests
+        and row.error_ratio >= ratio
+    ):
+        return "error_ratio", f"failed share of requests per {period} s", round(row.error_ratio, 4), ratio
     return None
+
+
+def guard_samples(
+    loadbalancer_id: str,
+    ban_counts: Counter[tuple[str, BanKind]],
+    bans: Iterable[Ban],
+    syn: SynproxyCounters | None,
+) -> list[LbSample]:
+    """The guard's counters as statistics samples (``lbaas/exporter.py``'s form): ``ban_counts``
+    (bans made since the instance started, by listener and rule), the sources banned now by
+    listener, and the namespace's synproxy counters (None: no synproxy)."""
+    lb = {"loadbalancer_id": loadbalancer_id}
+    out: list[LbSample] = [
+        ("novacron_lb_guard_bans_total", {**lb, "listener_id": listener_id, "rule": kind}, float(count))
+        for (listener_id, kind), count in sorted(ban_counts.items())
+    ]
+    for listener_id, count in sorted(Counter(ban.listener_id for ban in bans).items()):
+        out.append(("novacron_lb_guard_banned_sources", {**lb, "listener_id": listener_id}, float(count)))
+    if syn is not None:
+        out += [
+            (f"novacron_lb_synproxy_{field}_total", dict(lb), float(value))
+            for field, value in asdict(syn).items()
+        ]
+    return out

@@ -28,8 +28,12 @@ the ACME HTTP-01 answers in a map file that HTTP listeners serve, changed at run
 Abuse protection (:mod:`novacron.lbaas.protection`): ``ban`` / ``unban`` / ``bans`` change and
 read a protected listener's ban table through the runtime API (HAProxy ends each ban itself), and
 ``guard`` reads the listener's stick table and bans the sources :func:`novacron.lbaas.guard.decide`
-picks, for the agent to call every second. A reload starts with empty tables, so ``apply`` puts
-the running bans back after it.
+picks, for the agent to call every second; ``metrics`` gives the bans made and running and the
+synproxy's counters in Prometheus' text format, for the agent's report. A reload starts with
+empty tables, so ``apply`` puts the running bans back after it. What HAProxy cannot do is done by
+the namespace's kernel, also in ``apply`` once HAProxy serves the new configuration: the synproxy
+of the listeners protected from SYN floods (:mod:`novacron.lbaas.synproxy`) and the listeners'
+bandwidth limits (:mod:`novacron.lbaas.qos`); both need the load balancer's own namespace.
 
 The calls block (a few milliseconds on a socket, up to the reload timeout); the agent runs them in
 a worker thread.
@@ -48,20 +52,24 @@ import signal
 import socket
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from novacron.errors import InvalidInput, Unavailable
-from novacron.lbaas import haproxy_config
+from novacron.lbaas import exporter, haproxy_config, qos, runtime_changes, synproxy
 from novacron.lbaas.certificates import CertificateInfo, parse_bundle
+from novacron.lbaas.exporter import LbSample
 from novacron.lbaas.guard import (
     Ban,
     BanDecision,
+    BanKind,
     SourceRow,
     decide,
     display_address,
+    guard_samples,
     parse_bans,
     parse_table,
     table_key,
@@ -230,6 +238,8 @@ class HAProxyInstance(LoadBalancerDriver):
         self.spec: LoadBalancerSpec | None = None
         #: why each (listener id, source) was banned (HAProxy's table holds only the end)
         self._ban_reasons: dict[tuple[str, str], str] = {}
+        #: the guard's bans since this instance was made, by (listener id, rule)
+        self.ban_counts: Counter[tuple[str, BanKind]] = Counter()
 
     @property
     def master_socket(self) -> Path:
@@ -257,6 +267,8 @@ class HAProxyInstance(LoadBalancerDriver):
             )
 
     def apply(self, spec: LoadBalancerSpec) -> None:
+        if self.netns is None and (synproxy.protected_ports(spec) or qos.shaped(spec)):
+            raise InvalidInput("protection", "SYN-flood protection and bandwidth limits need a namespace")
         mkdir_private(self.paths.state_dir)
         mkdir_private(self.paths.certs_dir)
         mkdir_private(self.paths.state_dir / haproxy_config.JAIL)
@@ -271,6 +283,8 @@ class HAProxyInstance(LoadBalancerDriver):
                 self._write_crt_lists(self.spec)  # the running configuration's, for its next reload
             raise
         running = self.running()
+        if running and runtime_changes.apply_in_place(self, spec, config, CONFIG):
+            return
         bans = self.bans() if running and self.spec is not None else []
         if running:
             self._save_server_state(spec)
@@ -282,6 +296,15 @@ class HAProxyInstance(LoadBalancerDriver):
             self._start()
         self.spec = spec
         self._restore_bans(bans)
+        self._apply_kernel(spec)
+
+    def _apply_kernel(self, spec: LoadBalancerSpec) -> None:
+        """The namespace's synproxy and bandwidth classes, as ``spec``'s listeners ask."""
+        if self.netns is None:
+            return
+        links = qos.leg_links(self.netns)
+        synproxy.apply(self.netns, spec, min((link.mtu for link in links), default=1500))
+        qos.apply(self.netns, spec, links)
 
     def _write_crt_lists(self, spec: LoadBalancerSpec) -> None:
         for path, text in haproxy_config.crt_lists(spec, self.paths).items():
@@ -537,8 +560,17 @@ class HAProxyInstance(LoadBalancerDriver):
             rows = self.sources(listener.id)
             for decision in decide(listener.id, listener.protection, rows, banned):
                 self.ban(listener.id, decision.source, decision.ban_seconds, decision.reason)
+                self.ban_counts[(listener.id, decision.kind)] += 1
                 decisions.append(decision)
         return decisions
+
+    def metrics(self) -> list[LbSample]:
+        """HAProxy's statistics (its exporter, :mod:`novacron.lbaas.exporter`) with the guard's
+        and the synproxy's counters."""
+        spec = self._applied()
+        syn = synproxy.counters(self.netns) if self.netns and synproxy.protected_ports(spec) else None
+        guard = guard_samples(spec.id, self.ban_counts, self.bans(), syn)
+        return exporter.scrape(self.paths.state_dir, spec) + guard
 
     def _master_pid(self) -> int | None:
         try:

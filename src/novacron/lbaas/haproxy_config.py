@@ -184,6 +184,8 @@ def _frontend(spec: LoadBalancerSpec, listener: ListenerSpec, paths: Paths) -> l
         lines += _acme_http01(paths)
     if listener.connection_limit is not None:
         lines.append(f"    maxconn {listener.connection_limit}")
+    if listener.qos is not None and listener.qos.connection_rate is not None:
+        lines.append(f"    rate-limit sessions {listener.qos.connection_rate}")
     if listener.timeout_client_data is not None:
         lines.append(f"    timeout client {listener.timeout_client_data}ms")
     if "X-Forwarded-For" in listener.insert_headers:

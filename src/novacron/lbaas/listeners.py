@@ -36,6 +36,7 @@ CHANGEABLE = frozenset(
         "default_tls_container_ref",
         "sni_container_refs",
         "protection",
+        "qos",
         "l7policies",
         "admin_state_up",
     }
@@ -59,6 +60,7 @@ class NewListener:
     default_tls_container_ref: str | None = None
     sni_container_refs: list[str] = field(default_factory=list)
     protection: dict[str, Any] | None = None
+    qos: dict[str, Any] | None = None
     l7policies: list[dict[str, Any]] = field(default_factory=list)
     admin_state_up: bool = True
 
@@ -158,17 +160,25 @@ class ListenerService(Service):
             raise InvalidInput("default_pool_id", f"load balancer '{lb.name}' has no pool '{pool_id}'")
 
 
-def listeners_using(session: Session, certificate: LbCertificate) -> list[str]:
-    """The listeners that serve ``certificate`` (the store keeps it while any does)."""
+def listeners_serving(session: Session, certificate: LbCertificate) -> list[tuple[LbListener, str]]:
+    """The listeners that serve ``certificate``, with their load balancer's name."""
     stmt = (
         select(LbListener, LoadBalancer.name)
         .join(LoadBalancer, LoadBalancer.id == LbListener.loadbalancer_id)
         .where(LbListener.tenant_id == certificate.tenant_id)
     )
     return [
-        f"listener {listener.name or listener.id} of load balancer {lb_name}"
+        (listener, lb_name)
         for listener, lb_name in session.execute(stmt)
         if certificate.id in (listener.default_tls_container_ref, *(listener.sni_container_refs or ()))
+    ]
+
+
+def listeners_using(session: Session, certificate: LbCertificate) -> list[str]:
+    """The listeners that serve ``certificate`` (the store keeps it while any does)."""
+    return [
+        f"listener {listener.name or listener.id} of load balancer {lb_name}"
+        for listener, lb_name in listeners_serving(session, certificate)
     ]
 
 

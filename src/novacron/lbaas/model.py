@@ -27,6 +27,7 @@ from typing import Literal
 
 from novacron.errors import Conflict, InvalidInput
 from novacron.lbaas.protection import ListenerProtection
+from novacron.lbaas.qos import ListenerQoS
 
 ListenerProtocol = Literal["TCP", "HTTP", "HTTPS", "TERMINATED_HTTPS"]
 #: PROXY / PROXYV2: the pool's members get the PROXY protocol header (v1 / v2) before the traffic
@@ -284,7 +285,8 @@ class ListenerSpec:
     (served without SNI) and those chosen by SNI, put on the load balancer by
     ``HAProxyInstance.put_certificate`` (the encrypted certificate store comes with the API).
     ``protection``: per-source limits, allow and deny lists and bans
-    (:mod:`novacron.lbaas.protection`)."""
+    (:mod:`novacron.lbaas.protection`); ``qos``: bandwidth and connection-rate limits
+    (:mod:`novacron.lbaas.qos`)."""
 
     id: str
     protocol: ListenerProtocol
@@ -299,6 +301,7 @@ class ListenerSpec:
     default_tls_container_ref: str | None = None
     sni_container_refs: tuple[str, ...] = ()
     protection: ListenerProtection | None = None
+    qos: ListenerQoS | None = None
 
     def __post_init__(self) -> None:
         _check_id("listener.id", self.id)

@@ -21,6 +21,10 @@ enforcing, per source address, on every connection and request:
 
 Request limits, the slow-request timeout and 429s need an HTTP listener; connection limits,
 lists and bans work on TCP listeners too.
+
+``syn_flood`` is enforced below HAProxy, by the kernel of the load balancer's namespace: an
+nftables synproxy answers the listener port's SYNs with SYN cookies and hands HAProxy only the
+connections whose handshake completed (:mod:`novacron.lbaas.synproxy`).
 """
 
 from __future__ import annotations
@@ -56,7 +60,11 @@ class ListenerProtection:
     connections per source (None: no limit; over it, refused); ``request_timeout_ms``: time for a
     request's headers to arrive (None: HAProxy's default, the client timeout). ``ban_factor`` and
     ``ban_seconds`` steer the guard (:mod:`novacron.lbaas.guard`): a source at ``ban_factor`` ×
-    a limit is banned for ``ban_seconds``."""
+    a limit is banned for ``ban_seconds``; with ``ban_error_ratio``, so is a source that made at
+    least ``ban_error_min_requests`` requests in the period of which that share or more failed
+    (a scanner walking through paths; fewer requests are a buggy client). ``syn_flood``: the
+    kernel's synproxy completes the listener's TCP handshakes before HAProxy sees them
+    (:mod:`novacron.lbaas.synproxy`)."""
 
     rate_limit: int | None = None
     rate_period_s: int = 10
@@ -66,6 +74,9 @@ class ListenerProtection:
     deny_cidrs: tuple[str, ...] = ()
     ban_factor: float = 2.0
     ban_seconds: int = 300
+    ban_error_ratio: float | None = None
+    ban_error_min_requests: int = 100
+    syn_flood: bool = False
 
     def __post_init__(self) -> None:
         if self.rate_limit is not None and not 1 <= self.rate_limit <= 1_000_000:
@@ -82,10 +93,15 @@ class ListenerProtection:
             raise InvalidInput("ban_factor", "must be from 1 to 100")
         if not 1 <= self.ban_seconds <= MAX_BAN_S:
             raise InvalidInput("ban_seconds", f"must be from 1 to {MAX_BAN_S} seconds")
+        if self.ban_error_ratio is not None and not 0.0 < self.ban_error_ratio <= 1.0:
+            raise InvalidInput("ban_error_ratio", "must be a share of requests above 0 and up to 1 (or none)")
+        if not 1 <= self.ban_error_min_requests <= 1_000_000:
+            raise InvalidInput("ban_error_min_requests", "must be from 1 to 1000000 requests")
 
     def check_for(self, http: bool) -> None:
         """Refuse the HTTP-only settings on a TCP listener."""
-        if not http and (self.rate_limit is not None or self.request_timeout_ms is not None):
+        requests = (self.rate_limit, self.request_timeout_ms, self.ban_error_ratio)
+        if not http and any(setting is not None for setting in requests):
             raise InvalidInput("protection", "request limits and timeouts need an HTTP listener")
 
 

@@ -13,12 +13,13 @@ hosts took it); :func:`restore` puts the rows back as a tree had them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from novacron.db.models import LbAmphora, LbListener, LbMember, LbPool, LoadBalancer
+from novacron.errors import InvalidInput
 from novacron.lbaas.model import (
     AmphoraSpec,
     HealthMonitorSpec,
@@ -30,8 +31,11 @@ from novacron.lbaas.model import (
     SessionPersistenceSpec,
 )
 from novacron.lbaas.protection import ListenerProtection
+from novacron.lbaas.qos import ListenerQoS
 from novacron.network.linux import names
 from novacron.network.wire import from_dict
+
+T = TypeVar("T")
 
 #: the columns a snapshot leaves out: the row's bookkeeping, not its meaning
 _UNSAVED = frozenset({"created_at", "updated_at"})
@@ -103,8 +107,21 @@ def listener_spec(listener: LbListener) -> ListenerSpec:
         l7policies=tuple(from_dict(L7PolicySpec, p) for p in listener.l7policies or ()),
         default_tls_container_ref=listener.default_tls_container_ref,
         sni_container_refs=tuple(listener.sni_container_refs or ()),
-        protection=from_dict(ListenerProtection, listener.protection) if listener.protection else None,
+        protection=_nested("protection", ListenerProtection, listener.protection),
+        qos=_nested("qos", ListenerQoS, listener.qos),
     )
+
+
+def _nested(field: str, cls: type[T], data: dict[str, Any] | None) -> T | None:
+    """A listener's nested spec from its JSON column; a refused value is named under ``field``
+    (``qos.bandwidth_kbit``), as the caller sent it."""
+    if not data:
+        return None
+    try:
+        return from_dict(cls, data)
+    except InvalidInput as exc:
+        error = exc.fields[0]
+        raise InvalidInput(f"{field}.{error.field}", error.reason) from None
 
 
 def spec_of(session: Session, lb: LoadBalancer) -> LoadBalancerSpec:

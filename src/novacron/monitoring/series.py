@@ -67,7 +67,7 @@ HOST_SERIES: dict[str, tuple[str, dict[str, str]]] = {
 
 #: the agent names load-balancer series with this prefix and these labels (``lbaas/exporter.py``)
 LB_PREFIX = "novacron_lb_"
-LB_LABELS = frozenset({"listener_id", "pool_id", "member_id", "code"})
+LB_LABELS = frozenset({"listener_id", "pool_id", "member_id", "code", "rule"})
 
 #: (tenant_id, project_id) of a VM, as the control plane's database says
 Tenancy = tuple[str, str]

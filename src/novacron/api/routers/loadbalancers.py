@@ -173,6 +173,23 @@ class ProtectionIn(BaseModel):
     deny_cidrs: list[str] = Field(default_factory=list, max_length=256)
     ban_factor: float = 2.0
     ban_seconds: int = 300
+    ban_error_ratio: float | None = Field(
+        default=None, description="ban a source whose failed share reaches this"
+    )
+    ban_error_min_requests: int = Field(
+        default=100, description="requests in the period before the ratio counts"
+    )
+    syn_flood: bool = Field(
+        default=False, description="SYN cookies (nftables synproxy) on the listener's port"
+    )
+
+
+class QosIn(BaseModel):
+    """A listener's limits (``lbaas.qos``): kbit/s sent to its clients, new connections per second."""
+
+    model_config = ConfigDict(extra="forbid")
+    bandwidth_kbit: int | None = None
+    connection_rate: int | None = None
 
 
 InsertHeader = Literal["X-Forwarded-For", "X-Forwarded-Port", "X-Forwarded-Proto"]
@@ -191,6 +208,7 @@ class ListenerFields(BaseModel):
     default_tls_container_ref: str | None = Field(default=None, max_length=64)
     sni_container_refs: list[str] = Field(default_factory=list, max_length=64)
     protection: ProtectionIn | None = None
+    qos: QosIn | None = None
     l7policies: list[L7PolicyIn] = Field(default_factory=list, max_length=64)
     admin_state_up: bool = True
 
@@ -220,6 +238,7 @@ class ListenerOut(BaseModel):
     default_tls_container_ref: str | None
     sni_container_refs: list[str]
     protection: dict[str, Any] | None
+    qos: dict[str, Any] | None
     l7policies: list[dict[str, Any]]
     admin_state_up: bool
     operating_status: str

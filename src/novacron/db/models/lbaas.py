@@ -88,6 +88,8 @@ class LbListener(Timestamped, Versioned, Base):
     sni_container_refs: Mapped[list[str]] = mapped_column(JSON, default=list)
     #: ``lbaas.protection.ListenerProtection`` as a dict
     protection: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    #: ``lbaas.qos.ListenerQoS`` as a dict: bandwidth and connection-rate limits
+    qos: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     #: L7 policies, each with its rules (``lbaas.model.L7PolicySpec`` as dicts)
     l7policies: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     admin_state_up: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())

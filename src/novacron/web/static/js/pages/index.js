@@ -5,6 +5,7 @@ import './vm_detail.js';
 import './catalog.js';
 import './networks.js';
 import './routers.js';
+import './loadbalancers.js';
 import './security_groups.js';
 import './quota.js';
 import './backups.js';
