@@ -64,32 +64,42 @@ print(ok)
 """
 
 
-def program(srv: Server, subnet_id: str, project: str, n: int) -> tuple[str, str, float]:
+def program(srv: Server, subnet_id: str, project: str, n: int) -> tuple[str, str, float, str]:
     """One load balancer with a pool of two members and a listener, each change waited for:
-    (id, VIP, seconds from the first POST to the last ACTIVE)."""
+    (id, VIP, seconds from the first POST to the last ACTIVE, "" or why it failed)."""
     with srv.client() as c:
         t0 = time.monotonic()
-        lb = created(
-            c.post(
-                "/v1/loadbalancers",
-                json={"name": f"lb{n}", "vip_subnet_id": subnet_id, "project_id": project},
-            )
-        )
-        wait_active(c, lb["id"], poll_s=0.1)
-        base = f"/v1/loadbalancers/{lb['id']}"
-        pool = created(c.post(base + "/pools", json={"name": "web", "protocol": "HTTP"}))
-        wait_active(c, lb["id"], poll_s=0.1)
-        for ip in MEMBER_IPS:
-            created(
-                c.post(
-                    f"{base}/pools/{pool['id']}/members", json={"address": ip, "protocol_port": MEMBER_PORT}
-                )
-            )
-            wait_active(c, lb["id"], poll_s=0.1)
-        listener = {"protocol": "HTTP", "protocol_port": 80, "default_pool_id": pool["id"]}
-        created(c.post(base + "/listeners", json=listener))
-        wait_active(c, lb["id"], poll_s=0.1)
-        return lb["id"], lb["vip_address"], time.monotonic() - t0
+        body = {"name": f"lb{n}", "vip_subnet_id": subnet_id, "project_id": project}
+        lb = created(c.post("/v1/loadbalancers", json=body))
+        try:
+            complete(c, lb["id"])
+        except RuntimeError as exc:  # ERROR, or a change rolled back: its reason, and go on
+            return lb["id"], lb["vip_address"], time.monotonic() - t0, str(exc)
+        return lb["id"], lb["vip_address"], time.monotonic() - t0, ""
+
+
+def complete(c: Any, lb_id: str) -> None:
+    """The created load balancer's pool, two members and listener, each waited to ACTIVE."""
+    wait_active(c, lb_id, poll_s=0.1)
+    base = f"/v1/loadbalancers/{lb_id}"
+    pool = created(c.post(base + "/pools", json={"name": "web", "protocol": "HTTP"}))
+    wait_active(c, lb_id, poll_s=0.1)
+    for ip in MEMBER_IPS:
+        member = {"address": ip, "protocol_port": MEMBER_PORT}
+        created(c.post(f"{base}/pools/{pool['id']}/members", json=member))
+        wait_active(c, lb_id, poll_s=0.1)
+    listener = {"protocol": "HTTP", "protocol_port": 80, "default_pool_id": pool["id"]}
+    created(c.post(base + "/listeners", json=listener))
+    wait_active(c, lb_id, poll_s=0.1)
+
+
+def sync_times(c: Any) -> str:
+    """The last 30 network syncs of the host (the agent's spans in the node's trace store)."""
+    items = c.get("/v1/traces", params={"limit": 30, "name": "agent network_sync"}).json()["items"]
+    took = [t["duration_ms"] / 1000 for t in items]
+    return (
+        f"network_sync p50 {pct(took, 0.5):.1f} s max {max(took):.1f} s" if took else "no network_sync traced"
+    )
 
 
 def haproxy_memory(state_dir: Path) -> tuple[int, float, float]:
@@ -185,7 +195,7 @@ def run(srv: Server, args: argparse.Namespace, workdir: Path) -> None:
             _, _, pss_before = haproxy_memory(srv.state_dir)
             avail_before = mem_available_mib()
             print(f"# {machine()}; {load()}; {args.count} load balancers, {args.workers} at once")
-            done: list[tuple[str, str, float]] = [first]
+            done: list[tuple[str, str, float, str]] = [first]
             lock = threading.Lock()
             t0 = time.monotonic()
 
@@ -193,10 +203,12 @@ def run(srv: Server, args: argparse.Namespace, workdir: Path) -> None:
                 made = program(srv, subnet_id, project, n)
                 with lock:
                     done.append(made)
+                    if made[3]:
+                        print(f"  FAILED lb{n} after {made[2]:.1f} s: {made[3][-300:]}", flush=True)
                     if len(done) % 10 == 0:
                         print(
-                            f"  {len(done):>4} ACTIVE after {time.monotonic() - t0:6.1f} s; "
-                            f"this one {made[2]:.1f} s; {load()}",
+                            f"  {len(done):>4} done after {time.monotonic() - t0:6.1f} s; "
+                            f"this one {made[2]:.1f} s; {sync_times(c)}; {load()}",
                             flush=True,
                         )
 
@@ -213,7 +225,9 @@ def run(srv: Server, args: argparse.Namespace, workdir: Path) -> None:
                 f"{n_new / took:.2f} load balancers/s "
                 f"({5 * n_new / took:.2f} changes/s)"
             )
-            times = [t for _, _, t in done[1:]]
+            failed = [d for d in done if d[3]]
+            print(f"failed (ERROR or a change rolled back): {len(failed)} of {len(done)}")
+            times = [d[2] for d in done[1:] if not d[3]]
             tenth = max(1, len(times) // 10)
             print(
                 f"one load balancer (create, pool, 2 members, listener; {args.workers} at once): "
@@ -227,7 +241,7 @@ def run(srv: Server, args: argparse.Namespace, workdir: Path) -> None:
                 f"{(pss - pss_before) / n_new:.1f} MiB each); host MemAvailable "
                 f"{(avail_before - avail_after) / n_new:.1f} MiB less per load balancer"
             )
-            vips = [vip for _, vip, _ in done]
+            vips = [d[1] for d in done if not d[3]]
             argv = ["ip", "netns", "exec", client_ns, sys.executable, "-c", ASK_ALL, *vips]
             answered = int(
                 subprocess.run(argv, capture_output=True, text=True, timeout=600).stdout.strip() or 0
