@@ -192,7 +192,6 @@ def run(srv: Server, args: argparse.Namespace, workdir: Path) -> None:
             for i, ip in enumerate(MEMBER_IPS):
                 tenant.member(ip, MEMBER_PORT, f"m{i}", workdir)
             client_ns = tenant.plug(CLIENT_IP)
-            _, _, pss_before = haproxy_memory(srv.state_dir)
             avail_before = mem_available_mib()
             print(f"# {machine()}; {load()}; {args.count} load balancers, {args.workers} at once")
             done: list[tuple[str, str, float, str]] = [first]
@@ -235,11 +234,12 @@ def run(srv: Server, args: argparse.Namespace, workdir: Path) -> None:
                 f"first {tenth}: median {statistics.median(times[:tenth]):.1f} s, "
                 f"last {tenth}: median {statistics.median(times[-tenth:]):.1f} s"
             )
+            running = max(1, procs // 2)  # a master and a worker each
             print(
-                f"HAProxy processes {procs} for {args.count} load balancers: RSS {rss / args.count:.1f} MiB, "
-                f"PSS {pss / args.count:.1f} MiB per load balancer (PSS added by the {n_new}: "
-                f"{(pss - pss_before) / n_new:.1f} MiB each); host MemAvailable "
-                f"{(avail_before - avail_after) / n_new:.1f} MiB less per load balancer"
+                f"HAProxy processes {procs} ({running} load balancers running): "
+                f"RSS {rss / running:.1f} MiB, PSS {pss / running:.1f} MiB per load balancer; "
+                f"host MemAvailable {(avail_before - avail_after) / n_new:.1f} MiB less per load balancer "
+                "(the machine is shared: other processes move it)"
             )
             vips = [d[1] for d in done if not d[3]]
             argv = ["ip", "netns", "exec", client_ns, sys.executable, "-c", ASK_ALL, *vips]
