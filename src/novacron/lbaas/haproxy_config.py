@@ -178,6 +178,11 @@ def _frontend(spec: LoadBalancerSpec, listener: ListenerSpec, paths: Paths) -> l
     if listener.default_tls_container_ref is not None:
         bind += f" ssl crt-list {crt_list_path(paths, listener)}"
     lines = [f"frontend {name(listener.id)}", f"    mode {'http' if listener.http else 'tcp'}", bind]
+    if listener.http:
+        # a reload's old worker answers the next request of an idle keep-alive connection (with
+        # "Connection: close") instead of closing the connection under a client that may be
+        # sending on it: HAProxy 2.4+ closes them at once, failing that request (bench_lb_changes.py)
+        lines.append("    option idle-close-on-response")
     if listener.protection is not None:
         lines += frontend_lines(name(listener.id), listener.protection, listener.http)
     if listener.protocol == "HTTP":
