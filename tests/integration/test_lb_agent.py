@@ -322,6 +322,15 @@ def test_round_robin_over_the_guests_and_health_takes_a_member_out_and_back(site
     s.execute(0, "lb_challenge", {"loadbalancer_id": "lb-single", "token": token})
     assert s.get(f"{PREFIX}.5", path=challenge) is None  # busybox httpd has no such file: 404
 
+    # a leg whose veth was lost behind the backend's back is rebuilt by the next sync (an intact
+    # one is left alone), and the VIP answers again
+    sh("ip", "link", "del", names.lb_veth(leg.id))
+    assert s.get(f"{PREFIX}.5", timeout=1) is None
+    s.sync(0, leg)
+    for m in MEMBERS:  # the health checks failed meanwhile: back within delay × rise
+        wait_member(s, 0, "lb-single", m, "UP", timeout=10)
+    assert s.get(f"{PREFIX}.5") in MEMBERS
+
     # a restarted agent finds the running HAProxy again by its sockets, and reports its members
     again = AgentRuntime(None, None, lease_dir=s.agents[0].run_dir, network=s.backends[0])  # type: ignore[arg-type]
     report = asyncio.run(again.lb_report())

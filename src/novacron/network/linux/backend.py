@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from novacron.network import wire
 from novacron.network.linux import dhcp, lbns, links, names, router
-from novacron.network.model import NetworkBackend, NetworkSpec, PortSpec, RouterSpec
+from novacron.network.model import LoadBalancerLeg, NetworkBackend, NetworkSpec, PortSpec, RouterSpec
 
 
 class PortPolicy(Protocol):
@@ -56,6 +56,8 @@ class LinuxBackend(NetworkBackend):
         self._shared: Any = None
         self._ports_file = self.state_dir / "ports.json"
         self._ports: dict[str, PortSpec] = self._load_ports()
+        #: the load balancers' legs as last ensured, with their network's MTU (``_ensure_legs``)
+        self._legs: dict[str, tuple[LoadBalancerLeg, int]] = {}
         #: the networks whose bridges this backend made: what ``release`` may remove
         self._networks_file = self.state_dir / "networks.json"
 
@@ -178,10 +180,7 @@ class LinuxBackend(NetworkBackend):
                 self.ensure_dhcp(hn.network, hn.leases)
             for r in state.routers:
                 self.ensure_router(r, tuple(nets.values()))
-            for leg in state.loadbalancers:
-                if leg.network_id not in nets:
-                    raise links.NetError(f"load balancer {leg.id}: its network {leg.network_id} is not here")
-                lbns.ensure(self.scope, leg, nets[leg.network_id])
+            self._ensure_legs(state.loadbalancers, nets, have, bridges)
             wanted_ns = {names.dhcp_ns(self.scope, hn.network.id) for hn in dhcp}
             wanted_ns |= {names.router_ns(self.scope, r.id) for r in state.routers}
             wanted_ns |= {names.lb_ns(self.scope, leg.id) for leg in state.loadbalancers}
@@ -193,6 +192,35 @@ class LinuxBackend(NetworkBackend):
             "routers": len(state.routers),
             "loadbalancers": len(state.loadbalancers),
         }
+
+    def _ensure_legs(
+        self,
+        legs: tuple[LoadBalancerLeg, ...],
+        nets: dict[str, NetworkSpec],
+        have: dict[str, Any],
+        bridges: dict[str, int],
+    ) -> None:
+        """Each load balancer's leg made or corrected. A leg as this backend last ensured it, whose
+        veth is still on its bridge and up (``have``: the sync's one dump of links), is left
+        alone: its namespace holds nothing else of ours, and re-checking every leg (a netlink
+        round trip or three each, and a sysctl) made each sync of a host cost ~0.25 s per load
+        balancer, which creates queued behind (bench_lb_scale)."""
+        for leg in legs:
+            network = nets.get(leg.network_id)
+            if network is None:
+                raise links.NetError(f"load balancer {leg.id}: its network {leg.network_id} is not here")
+            link = have.get(names.lb_veth(leg.id))
+            intact = (
+                link is not None
+                and link.get_attr("IFLA_MASTER") == bridges.get(leg.network_id)
+                and link.get_attr("IFLA_MTU") == network.mtu
+                and link["flags"] & 1  # IFF_UP
+            )
+            if not (intact and self._legs.get(leg.id) == (leg, network.mtu)):
+                lbns.ensure(self.scope, leg, network)
+                self._legs[leg.id] = (leg, network.mtu)
+        for gone in set(self._legs) - {leg.id for leg in legs}:
+            del self._legs[gone]
 
     def _prune(self, networks: set[str], wanted_ns: set[str], known: set[str]) -> None:
         """Only bridges of networks this backend made (``known``) are removed: another host sharing
