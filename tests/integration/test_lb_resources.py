@@ -75,10 +75,11 @@ def _tenant(client: TestClient, admin: dict[str, str], name: str, cidr: str) -> 
 
 
 @contextmanager
-def lb_world(tmp: Path) -> Iterator[World]:
-    """An in-process control plane with two hosts and two tenants, each with a network and subnet."""
+def lb_world(tmp: Path, **overrides: Any) -> Iterator[World]:
+    """An in-process control plane (``overrides``: Settings fields) with two hosts and two tenants,
+    each with a network and subnet."""
     with ExitStack() as stack:
-        client, password, db = stack.enter_context(in_process_app(tmp / "state"))
+        client, password, db = stack.enter_context(in_process_app(tmp / "state", **overrides))
         ensure_tenant_defaults(db, "")
         with db.session() as s:
             for n, host in enumerate(HOSTS, 1):
