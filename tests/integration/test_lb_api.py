@@ -172,7 +172,7 @@ def internet_ns() -> Iterator[tuple[str, str]]:
     """The "internet": a namespace holding ``INTERNET_IP`` behind a veth whose outer end (returned
     with the namespace's name) is the external network's physical interface on this node."""
     ns = "nclbi" + secrets.token_hex(3)
-    outer = "ncx" + ns[-6:]
+    outer = "upl" + ns[-6:]  # not "nc": the backend removes its own links by that prefix
     sh("ip", "netns", "add", ns)
     sh("ip", "link", "add", outer, "type", "veth", "peer", "name", "eth0", "netns", ns)
     sh("ip", "link", "set", outer, "up")
