@@ -120,7 +120,10 @@ def _served(session: Session, egress: EgressPolicy, name: GslbName) -> tuple[Sit
             target = lb_target(session, name.tenant_id, row["loadbalancer_id"])
             if target is None or egress.refusal(ipaddress.ip_address(target.address)) is not None:
                 continue
-            site = replace(site, address=model.address("address", target.address))
+            try:
+                site = replace(site, address=model.address("address", target.address))
+            except InvalidInput:  # an address no client could reach: left out, the zone still published
+                continue
         out.append(site)
     return tuple(out)
 
