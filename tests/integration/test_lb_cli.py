@@ -5,7 +5,9 @@ through the table and JSON outputs and the API's refusals."""
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -105,3 +107,40 @@ def test_a_load_balancer_from_create_to_delete(cli: Cli) -> None:
     assert "No load balancers." in cli.ok("lb", "list").out
     r = cli("lb", "show", "front")
     assert r.code != 0 and "no lb named 'front'" in r.err, r.err
+
+
+@pytest.fixture
+def uplink() -> Iterator[str]:
+    """An interface of this node (one end of a veth pair): the external network's physical interface
+    (not named "nc…": the network backend removes links of its own by that prefix)."""
+    suffix = secrets.token_hex(3)
+    name = "upl" + suffix
+    subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", "uplp" + suffix], check=True)
+    yield name
+    subprocess.run(["ip", "link", "del", name], check=False)
+
+
+def test_a_load_balancer_with_a_floating_ip(cli: Cli, uplink: str) -> None:
+    cli.ok("network", "create", "public", "--external", "--physical-interface", uplink)
+    cli.ok("subnet", "create", "public4", "--network", "public", "--cidr", "203.0.113.0/24", "--no-dhcp")
+    cli.ok("network", "create", "shop")
+    cli.ok("subnet", "create", "shop4", "--network", "shop", "--cidr", "10.21.0.0/24")
+    # no router joins them yet: refused, naming the option's field
+    r = cli("lb", "create", "shop", "--subnet", "shop4", "--floating-network", "public")
+    assert r.code != 0 and "floating_network_id" in r.err and "no router" in r.err, r.err
+    cli.ok("router", "create", "edge", "--external-network", "public")
+    cli.ok("router", "add-interface", "edge", "shop4")
+    created = cli.ok(
+        "lb", "create", "shop", "--subnet", "shop4", "--floating-network", "public", "--wait", "--json"
+    ).json()
+    fip = created["floating_ip"]
+    assert created["provisioning_status"] == "ACTIVE" and fip.startswith("203.0.113."), created
+    assert fip in cli.ok("lb", "show", "shop").out
+    cli.ok("lb", "delete", "shop", "--wait")
+    # or later: a floating IP associated with the load balancer's VIP port
+    plain = cli.ok("lb", "create", "plain", "--subnet", "shop4", "--wait", "--json").json()
+    assert plain["floating_ip"] is None
+    later = cli.ok("floating-ip", "create", "public", "--port", plain["vip_port_id"], "--json").json()
+    assert later["fixed_ip"] == plain["vip_address"]
+    assert cli.ok("lb", "show", "plain", "--json").json()["floating_ip"] == later["ip"]
+    cli.ok("lb", "delete", "plain", "--wait")

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -73,11 +74,12 @@ def _tenant(client: TestClient, admin: dict[str, str], name: str, cidr: str) -> 
     return Tenant(headers, project.json()["id"], net.json()["id"], sub.json()["id"])
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    tmp = tmp_path_factory.mktemp("lbapi")
+@contextmanager
+def lb_world(tmp: Path, **overrides: Any) -> Iterator[World]:
+    """An in-process control plane (``overrides``: Settings fields) with two hosts and two tenants,
+    each with a network and subnet."""
     with ExitStack() as stack:
-        client, password, db = stack.enter_context(in_process_app(tmp / "state"))
+        client, password, db = stack.enter_context(in_process_app(tmp / "state", **overrides))
         ensure_tenant_defaults(db, "")
         with db.session() as s:
             for n, host in enumerate(HOSTS, 1):
@@ -90,6 +92,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         alpha = _tenant(client, admin, "alpha", "10.0.0.0/24")
         beta = _tenant(client, admin, "beta", "10.1.0.0/24")
         yield World(client, db, cast(FastAPI, client.app).state.ctx, admin, alpha, beta)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    with lb_world(tmp_path_factory.mktemp("lbapi")) as made:
+        yield made
 
 
 def healthy(op: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:

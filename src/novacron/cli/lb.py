@@ -70,8 +70,8 @@ LB_COLUMNS: list[Column] = [
 LB_FIELDS: list[Column] = [
     (key, key)
     for key in (
-        "name", "id", "description", "vip_address", "vip_subnet_id", "vip_network_id", "vip_port_id",
-        "topology", "admin_state_up", "provisioning_status", "operating_status", "task_id",
+        "name", "id", "description", "vip_address", "floating_ip", "vip_subnet_id", "vip_network_id",
+        "vip_port_id", "topology", "admin_state_up", "provisioning_status", "operating_status", "task_id",
         "project_id", "tenant_id", "amphorae", "created_at", "updated_at",
     )
 ]  # fmt: skip
@@ -190,17 +190,24 @@ def lb_create(
     vip_address: str | None = typer.Option(None, "--vip-address", help="default: the next free address"),
     topology: str = typer.Option("SINGLE", "--topology", help="SINGLE or ACTIVE_STANDBY (two hosts)"),
     description: str = typer.Option("", "--description"),
+    floating_network: str | None = typer.Option(
+        None,
+        "--floating-network",
+        help="an external network to take a floating IP from for the VIP (a router of yours joins them)",
+    ),
     project: str | None = PROJECT,
     wait: bool = WAIT,
     as_json: bool = JSON,
 ) -> None:
-    """Create a load balancer with a VIP on one of your subnets."""
+    """Create a load balancer with a VIP on one of your subnets (and a floating IP for it)."""
     client = client_of(ctx)
     body: dict[str, Any] = {"name": name, "vip_subnet_id": subnet, "topology": topology.upper()}
     if vip_address:
         body["vip_address"] = vip_address
     if description:
         body["description"] = description
+    if floating_network:
+        body["floating_network_id"] = floating_network
     lb = create_in_project(client, "/v1/loadbalancers", body, project, idempotent=True)
     if wait:
         watch_task(client, lb["task_id"], label=f"create {name}")

@@ -15,7 +15,8 @@ import logging
 import re
 import sqlite3
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import event, select
@@ -25,13 +26,14 @@ from novacron import events
 from novacron.config import Settings
 from novacron.db.base import new_id
 from novacron.db.listing import ListParams, paginate, where_equal
-from novacron.db.models import GslbName, GslbRegion
+from novacron.db.models import GslbName, GslbRegion, LbListener, LoadBalancer
 from novacron.db.resolve import resolve, scoped
 from novacron.errors import InvalidInput, NameTaken, NotFound, Unavailable
 from novacron.gslb import model
 from novacron.gslb.model import GlobalName, RegionRule, Site, ZoneSpec
 from novacron.gslb.powerdns import PowerDNSServer
 from novacron.gslb.provider import DnsProvider
+from novacron.lbaas.loadbalancers import floating_ip_of
 from novacron.netguard import EgressPolicy
 from novacron.service import Service
 
@@ -42,15 +44,39 @@ _LB_ID = re.compile(r"[a-z]{1,8}-[0-9a-f]{16}")
 
 @dataclass(frozen=True)
 class SiteSpec:
-    """One site of a global name as the caller gave it."""
+    """One site of a global name as the caller gave it: an address, or one of the tenant's load
+    balancers (its address then follows the load balancer's, see ``lb_target``)."""
 
-    address: str
+    address: str | None
     port: int
     region: str
     weight: int = 1
     monitor_path: str | None = None
-    #: the load balancer whose VIP this is, kept for the caller (not resolved here)
     loadbalancer_id: str | None = None
+
+
+@dataclass(frozen=True)
+class LbTarget:
+    """Where a site naming a load balancer is: its floating IP when it has one, else its VIP;
+    and the ports its listeners listen on."""
+
+    address: str
+    ports: frozenset[int]
+
+
+#: the load balancer of this id of the name's tenant as a site (None: no such load balancer of it)
+LbLookup = Callable[[str], LbTarget | None]
+
+
+def lb_target(session: Session, tenant_id: str, lb_id: str) -> LbTarget | None:
+    """The site the tenant's load balancer ``lb_id`` is now; None when the tenant has none of that id
+    (another tenant's is as absent)."""
+    stmt = select(LoadBalancer).where(LoadBalancer.id == lb_id, LoadBalancer.tenant_id == tenant_id)
+    lb = session.scalar(stmt)
+    if lb is None:
+        return None
+    ports = session.scalars(select(LbListener.protocol_port).where(LbListener.loadbalancer_id == lb.id))
+    return LbTarget(floating_ip_of(session, lb) or lb.vip_address, frozenset(ports))
 
 
 @dataclass(frozen=True)
@@ -83,13 +109,33 @@ def _site(row: dict[str, Any]) -> Site:
     return Site(row["address"], row["port"], row["region"], row["weight"], row.get("monitor_path"))
 
 
+def _served(session: Session, egress: EgressPolicy, name: GslbName) -> tuple[Site, ...]:
+    """The name's sites as they are now: a load balancer's at its current address (a floating IP
+    added or changed since is answered), left out once it is gone (its address may be another's
+    by then) or when its address no longer passes the egress guard."""
+    out = []
+    for row in name.sites:
+        site = _site(row)
+        if row.get("loadbalancer_id") is not None:
+            target = lb_target(session, name.tenant_id, row["loadbalancer_id"])
+            if target is None or egress.refusal(ipaddress.ip_address(target.address)) is not None:
+                continue
+            try:
+                site = replace(site, address=model.address("address", target.address))
+            except InvalidInput:  # an address no client could reach: left out, the zone still published
+                continue
+        out.append(site)
+    return tuple(out)
+
+
 def zone_spec(session: Session, settings: Settings) -> ZoneSpec:
     """Everything the DNS server is to answer, from the tables (every tenant's names)."""
     names = session.scalars(select(GslbName).order_by(GslbName.name))
     rules = session.scalars(select(GslbRegion).order_by(GslbRegion.cidr))
+    egress = EgressPolicy.from_settings(settings)
     return ZoneSpec(
         zone=zone_of(settings),
-        names=tuple(GlobalName(n.name, n.ttl, tuple(_site(s) for s in n.sites)) for n in names),
+        names=tuple(GlobalName(n.name, n.ttl, _served(session, egress, n)) for n in names),
         regions=tuple(RegionRule(r.cidr, r.region) for r in rules),
         serial=int(time.time()),
         generation=time.time_ns(),
@@ -118,8 +164,31 @@ def publish_tables(session: Session, settings: Settings, dns: DnsProvider) -> No
     dns.publish(zone_spec(session, settings))
 
 
-def check_sites(sites: list[SiteSpec], egress: EgressPolicy) -> tuple[dict[str, Any], ...]:
-    """The sites as stored, each value checked (InvalidInput names ``sites.N.field``). PowerDNS
+def _address(n: int, given: SiteSpec, lookup: LbLookup) -> tuple[str, str]:
+    """The site's address and the field it came from: the given one, or its load balancer's
+    (whose listeners must listen on the site's port)."""
+    if given.loadbalancer_id is None:
+        if given.address is None:
+            raise InvalidInput(f"sites.{n}.address", "an address, or a loadbalancer_id of yours")
+        return given.address, "address"
+    field = f"sites.{n}.loadbalancer_id"
+    if not _LB_ID.fullmatch(given.loadbalancer_id):
+        raise InvalidInput(field, "a load balancer's id")
+    target = lookup(given.loadbalancer_id)
+    if target is None:
+        raise InvalidInput(field, f"you have no load balancer {given.loadbalancer_id}")
+    if given.address is not None and model.address(f"sites.{n}.address", given.address) != target.address:
+        reason = f"the load balancer's address is {target.address}: give that or none"
+        raise InvalidInput(f"sites.{n}.address", reason)
+    if given.port not in target.ports:
+        ports = ", ".join(str(p) for p in sorted(target.ports)) or "none yet"
+        raise InvalidInput(f"sites.{n}.port", f"one of the load balancer's listeners' ports ({ports})")
+    return target.address, "loadbalancer_id"
+
+
+def check_sites(sites: list[SiteSpec], egress: EgressPolicy, lookup: LbLookup) -> tuple[dict[str, Any], ...]:
+    """The sites as stored, each value checked (InvalidInput names ``sites.N.field``); a site
+    naming a load balancer (found by ``lookup``) is stored with its current address. PowerDNS
     connects to every site from this node on the tenant's behalf, so a site's address passes the
     egress guard: without it a tenant could probe the platform's own and internal ports."""
     if not 1 <= len(sites) <= model.MAX_SITES:
@@ -127,16 +196,14 @@ def check_sites(sites: list[SiteSpec], egress: EgressPolicy) -> tuple[dict[str, 
     out = []
     seen: set[tuple[str, int]] = set()
     for n, given in enumerate(sites):
-        site = Site.checked(
-            f"sites.{n}", given.address, given.port, given.region, given.weight, given.monitor_path
-        )
+        address, source = _address(n, given, lookup)
+        site = Site.checked(f"sites.{n}", address, given.port, given.region, given.weight, given.monitor_path)
         if (why := egress.refusal(ipaddress.ip_address(site.address))) is not None:
-            raise InvalidInput(f"sites.{n}.address", f"{why}: sites are checked only at public addresses")
+            why = why if source == "address" else f"its address {site.address}: {why}"
+            raise InvalidInput(f"sites.{n}.{source}", f"{why}: sites are checked only at public addresses")
         if (site.address, site.port) in seen:
-            raise InvalidInput(f"sites.{n}.address", "this address and port are already a site of this name")
+            raise InvalidInput(f"sites.{n}.{source}", "this address and port are already a site of this name")
         seen.add((site.address, site.port))
-        if given.loadbalancer_id is not None and not _LB_ID.fullmatch(given.loadbalancer_id):
-            raise InvalidInput(f"sites.{n}.loadbalancer_id", "a load balancer's id")
         out.append(
             {
                 "address": site.address,
@@ -167,10 +234,11 @@ class GslbNameService(Service):
         """The caller's global name of this id or DNS name; NotFound for another tenant's."""
         return resolve(self.session, self.principal, GslbName, ref)
 
-    def _checked(self, spec: NameSpec) -> tuple[str, tuple[dict[str, Any], ...]]:
+    def _checked(self, spec: NameSpec, tenant_id: str) -> tuple[str, tuple[dict[str, Any], ...]]:
         name = model.name_in_zone("name", spec.name, zone_of(self.ctx.settings))
         model.bounded("ttl", spec.ttl, model.MIN_TTL, model.MAX_TTL)
-        return name, check_sites(spec.sites, EgressPolicy.from_settings(self.ctx.settings))
+        egress = EgressPolicy.from_settings(self.ctx.settings)
+        return name, check_sites(spec.sites, egress, lambda lb_id: lb_target(self.session, tenant_id, lb_id))
 
     def _name_free(self, name: str) -> None:
         if self.session.scalar(select(GslbName.id).where(GslbName.name == name)) is not None:
@@ -180,7 +248,7 @@ class GslbNameService(Service):
         """A new global name of the caller's tenant, served once committed."""
         if self.principal.tenant_id is None:
             raise InvalidInput("name", "a global name belongs to a tenant: create it as a user of one")
-        name, sites = self._checked(spec)
+        name, sites = self._checked(spec, self.principal.tenant_id)
         self._name_free(name)
         row = GslbName(
             id=new_id("gsl"), tenant_id=self.principal.tenant_id, name=name, ttl=spec.ttl, sites=list(sites)
@@ -195,7 +263,7 @@ class GslbNameService(Service):
 
     def replace(self, row: GslbName, spec: NameSpec) -> GslbName:
         """New DNS name, TTL and sites for one of the caller's global names."""
-        name, sites = self._checked(spec)
+        name, sites = self._checked(spec, row.tenant_id)
         if name != row.name:
             self._name_free(name)
         row.name, row.ttl, row.sites = name, spec.ttl, list(sites)

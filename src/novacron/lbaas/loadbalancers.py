@@ -14,11 +14,12 @@ import ipaddress
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from novacron.compute.scope import resolve_project
 from novacron.db.base import new_id
 from novacron.db.listing import ListParams, paginate, where_equal
-from novacron.db.models import LbAmphora, LoadBalancer, Network, Port, Project, Subnet, Task
+from novacron.db.models import FloatingIP, LbAmphora, LoadBalancer, Network, Port, Project, Subnet, Task
 from novacron.db.resolve import Named, resolve, scoped
 from novacron.errors import DomainError, InvalidInput, NameTaken, on_field
 from novacron.lbaas import changes, failover, placement
@@ -27,6 +28,7 @@ from novacron.lbaas.resolve import amphorae_of, listeners_of, pools_of
 from novacron.lbaas.tasks import ApplyLoadBalancer, DeleteLoadBalancer
 from novacron.network import ipam
 from novacron.network import service as ports
+from novacron.network.floating import FloatingIPService, NewFloatingIP
 from novacron.network.linux import names
 from novacron.quota import enforce as quota
 from novacron.service import Service
@@ -46,6 +48,9 @@ class NewLoadBalancer:
     vip_address: str | None = None
     topology: str = "SINGLE"
     admin_state_up: bool = True
+    #: an external network to take a floating IP from, DNAT'ed to the VIP (a router of the
+    #: tenant must join the VIP's network to it)
+    floating_network_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,8 @@ class LoadBalancerParts:
     pools: list[Part]
     #: None for a caller who is not a platform administrator
     amphorae: list[Leg] | None
+    #: the floating IP associated with its VIP port, if any
+    floating_ip: str | None = None
 
 
 class LoadBalancerService(Service):
@@ -105,6 +112,7 @@ class LoadBalancerService(Service):
             listeners=[Part(li.id, li.name) for li in listeners_of(self.session, lb.id)],
             pools=[Part(p.id, p.name) for p in pools_of(self.session, lb.id)],
             amphorae=legs,
+            floating_ip=floating_ip_of(self.session, lb),
         )
 
     def create(self, spec: NewLoadBalancer) -> LoadBalancer:
@@ -143,6 +151,8 @@ class LoadBalancerService(Service):
                     project, network, subnet, f"{spec.name}-{role.lower()}", None, "vip_subnet_id"
                 )
                 self._leg(lb, leg_id, role, port)
+        if spec.floating_network_id is not None:
+            self._floating_ip(project, spec.floating_network_id, vip)
         # after every address: the counters stay locked until commit (see network.service.charge_port)
         quota.charge(self.session, self.principal, project, "loadbalancer", lb.id, {"load_balancers": 1})
         task = changes.start_task(self.session, self._ctx, lb, ApplyLoadBalancer, "PENDING_CREATE")
@@ -201,6 +211,16 @@ class LoadBalancerService(Service):
             reason = exc.fields[0].reason if exc.fields else exc.detail
             raise on_field(type(exc), field, reason, title=exc.title) from exc
 
+    def _floating_ip(self, project: Project, network_ref: str, vip: Port) -> None:
+        """A floating IP of ``network_ref`` DNAT'ed to the VIP, in the create's transaction: a
+        refusal (no such external network, no router joining it, quota) leaves nothing."""
+        fips = FloatingIPService(self.session, self.principal, self._ctx)
+        try:
+            fips.create(NewFloatingIP(network=network_ref, project_id=project.id, port=vip.id))
+        except DomainError as exc:
+            reason = exc.fields[0].reason if exc.fields else exc.detail
+            raise on_field(type(exc), "floating_network_id", reason, title=exc.title) from exc
+
     def _leg(self, lb: LoadBalancer, leg_id: str, role: str, port: Port) -> None:
         port.device = names.lb_veth(leg_id)  # the leg's veth on the host
         address = ports.fixed_ips(self.session, port.id)[0]["ip"]
@@ -213,3 +233,10 @@ class LoadBalancerService(Service):
             LoadBalancer.vip_network_id == network_id, LoadBalancer.vrrp_id.is_not(None)
         )
         return {v for v in self.session.scalars(stmt) if v is not None}
+
+
+def floating_ip_of(session: Session, lb: LoadBalancer) -> str | None:
+    """The floating IP DNAT'ed to the load balancer's VIP, if it has one."""
+    if lb.vip_port_id is None:
+        return None
+    return session.scalar(select(FloatingIP.ip).where(FloatingIP.port_id == lb.vip_port_id))

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from novacron.compute.scope import resolve_project
 from novacron.db.base import new_id, utcnow
 from novacron.db.listing import ListParams, paginate
-from novacron.db.models import FloatingIP, Port, Project, Router
+from novacron.db.models import FloatingIP, LoadBalancer, Port, Project, Router
 from novacron.db.resolve import Named, resolve, scoped
 from novacron.errors import Conflict, InvalidInput
 from novacron.network import service
@@ -113,12 +113,15 @@ class FloatingIPService(Service):
         fip.port_id, fip.router_id = port.id, router_id
 
     def _target(self, fip: FloatingIP, ref: str) -> Port:
-        """The port a floating IP may go to: a VM port of its tenant with an IPv4 address, free."""
+        """The port a floating IP may go to: a VM port or a load balancer's VIP port of its tenant
+        with an IPv4 address, free."""
         project = self.session.get(Project, fip.project_id)
         assert project is not None
         port = resolve(self.session, self.principal, Port, ref, project=project, named=Named("port"))
-        if port.owner != "compute":
-            raise InvalidInput("port", "only a VM port of your own takes a floating IP")
+        if port.owner != "compute" and not self._is_vip(fip, port):
+            raise InvalidInput(
+                "port", "only a VM port or a load balancer's VIP port of your own takes a floating IP"
+            )
         if internal_ipv4(self.session, port.id) is None:
             raise InvalidInput("port", f"port {port.id} has no IPv4 address to DNAT to")
         stmt = select(FloatingIP.ip).where(FloatingIP.port_id == port.id, FloatingIP.id != fip.id)
@@ -126,3 +129,11 @@ class FloatingIPService(Service):
         if taken is not None:
             raise service.refused(Conflict, "port", f"port {port.id} already has floating IP {taken}")
         return port
+
+    def _is_vip(self, fip: FloatingIP, port: Port) -> bool:
+        """Whether ``port`` is the VIP port of a load balancer of the floating IP's tenant (not one
+        of its amphorae's VRRP ports: keepalived moves the VIP between them, the DNAT follows it)."""
+        stmt = select(LoadBalancer.id).where(
+            LoadBalancer.vip_port_id == port.id, LoadBalancer.tenant_id == fip.tenant_id
+        )
+        return port.owner == "lbaas" and self.session.scalar(stmt) is not None

@@ -28,8 +28,11 @@ RegionList = Annotated[ListParams, Depends(list_query(("cidr", "region", "create
 
 class SiteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    address: str = Field(
-        max_length=64, description="the site's public VIP (IPv4: answered to A queries, IPv6: AAAA)"
+    address: str | None = Field(
+        default=None,
+        max_length=64,
+        description="the site's public VIP (IPv4: answered to A queries, IPv6: AAAA); "
+        "with loadbalancer_id: none, or that load balancer's address",
     )
     port: int = Field(ge=1, le=65535, description="the VIP's listener port, checked by TCP connect")
     region: str = Field(max_length=32, description="where the site is (a region of /v1/gslb/regions)")
@@ -38,7 +41,10 @@ class SiteIn(BaseModel):
         default=None, max_length=201, description="check with an HTTP GET of this path (200 = up) instead"
     )
     loadbalancer_id: str | None = Field(
-        default=None, max_length=40, description="the load balancer of this VIP"
+        default=None,
+        max_length=40,
+        description="one of your load balancers: the site is its floating IP, else its VIP (followed "
+        "when it changes); port must be one of its listeners'",
     )
 
 
@@ -53,6 +59,7 @@ class NameIn(BaseModel):
 
 
 class SiteOut(BaseModel):
+    #: a load balancer's site: its address when the name was last written (DNS answers its current one)
     address: str
     port: int
     region: str

@@ -62,6 +62,12 @@ class LoadBalancerCreate(BaseModel):
     vip_address: str | None = Field(default=None, max_length=64, description="default: the next free address")
     topology: Literal["SINGLE", "ACTIVE_STANDBY"] = "SINGLE"
     admin_state_up: bool = True
+    floating_network_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="an external network (id or name) to take a floating IP from for the VIP; "
+        "a router of yours must join the VIP's network to it",
+    )
 
 
 class LoadBalancerUpdate(BaseModel):
@@ -93,6 +99,8 @@ class LoadBalancerOut(BaseModel):
     vip_network_id: str
     vip_port_id: str | None
     vip_address: str
+    #: the floating IP DNAT'ed to the VIP (associate one with POST /v1/floating-ips, port = vip_port_id)
+    floating_ip: str | None
     topology: str
     admin_state_up: bool
     provisioning_status: str
@@ -120,6 +128,7 @@ class LoadBalancerOut(BaseModel):
             vip_network_id=lb.vip_network_id,
             vip_port_id=lb.vip_port_id,
             vip_address=lb.vip_address,
+            floating_ip=parts.floating_ip,
             topology=lb.topology,
             admin_state_up=lb.admin_state_up,
             provisioning_status=lb.provisioning_status,

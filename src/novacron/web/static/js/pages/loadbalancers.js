@@ -250,6 +250,7 @@ function detailList(lb) {
   return h('dl', { class: 'kv', 'data-testid': 'lb-details' }, [
     ['ID', h('code', {}, lb.id)],
     ['VIP', h('code', {}, lb.vip_address)],
+    ['Floating IP', lb.floating_ip ? h('code', {}, lb.floating_ip) : '–'],
     ['Provisioning', statusBadge(lb.provisioning_status)],
     ['Operating', statusBadge(lb.operating_status)],
     ['Topology', lb.topology],
