@@ -1,6 +1,7 @@
 """A client on a keep-alive connection loses no request while the load balancer reloads.
 
-Every change made through the API reloads HAProxy (``HAProxyInstance.apply``). HAProxy 2.4+ has
+A change made through the API reloads HAProxy (``HAProxyInstance.apply``) unless it only touches
+members' weight, drain or admin state (those go through the runtime API). HAProxy 2.4+ has
 the old worker close idle keep-alive connections at once, so a client sending its next request on
 one just then gets the connection closed under it (bench/bench_lb_changes.py saw one failed
 request per reload). The rendered HTTP frontends carry ``option idle-close-on-response``: the old
@@ -54,15 +55,14 @@ def lab() -> Iterator[tuple[LbLab, HAProxyInstance]]:
         yield made
 
 
-def spec(lab: LbLab, weight: int) -> LoadBalancerSpec:
-    members = tuple(
-        MemberSpec(m, lab.addresses[m], 80, weight=weight if m == "m1" else 1) for m in ("m1", "m2")
+def spec(lab: LbLab, timeout_s: int) -> LoadBalancerSpec:
+    """The load balancer with a listener timeout of ``timeout_s``: a change that needs a reload."""
+    members = tuple(MemberSpec(m, lab.addresses[m], 80) for m in ("m1", "m2"))
+    listener = ListenerSpec(
+        "listener-1", "HTTP", 80, default_pool_id="pool-1", timeout_client_data=timeout_s * 1000
     )
     return LoadBalancerSpec(
-        id="lb-1",
-        vip_address=lab.vip,
-        listeners=(ListenerSpec("listener-1", "HTTP", 80, default_pool_id="pool-1"),),
-        pools=(PoolSpec("pool-1", members=members),),
+        id="lb-1", vip_address=lab.vip, listeners=(listener,), pools=(PoolSpec("pool-1", members=members),)
     )
 
 
@@ -70,14 +70,14 @@ def test_no_request_on_a_keep_alive_connection_fails_across_reloads(
     lab: tuple[LbLab, HAProxyInstance],
 ) -> None:
     net, instance = lab
-    instance.apply(spec(net, 1))
+    instance.apply(spec(net, 30))
     stop = net.workdir / "stop-keepalive"
     argv = ["ip", "netns", "exec", net.client, sys.executable, "-c", KEEPALIVE_CLIENT, net.vip, str(stop)]
     client = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         time.sleep(0.5)  # the client is under way on its connection
         for n in range(10):
-            instance.apply(spec(net, 2 + n))  # each a reload: a new worker, the old one soft-stops
+            instance.apply(spec(net, 31 + n))  # each a reload: a new worker, the old one soft-stops
             time.sleep(0.3)
     finally:
         stop.touch()
