@@ -208,8 +208,7 @@ def report(
         print(f"  {kind:<11} n={len(ts):<3} p50 {pct(ts, 0.5) * 1000:6.0f} ms  max {max(ts) * 1000:6.0f} ms")
     print(
         f"HAProxy master reloads during the changes: {reloads} of {len(timed)} changes "
-        "(the agent's lb_apply applies the whole spec: HAProxyInstance.apply reloads; "
-        "the runtime API path set_member is not used by the API)"
+        "(weight, drain and admin state go through the runtime API; adds and removes reload)"
     )
     total_failed = 0
     for kind, r in client.items():
