@@ -23,7 +23,7 @@ import pytest
 
 from tests.conftest import default_project, destroy_server, make_server, require, short_tmpdir
 from tests.integration.pebblelab import Pebble, have_pebble
-from tests.integration.test_lb_api import CIDR, MEMBER_IP, ask_vip, plug_member, sh, wait_active
+from tests.integration.test_lb_api import MEMBER_IP, ask_vip, plug_member, sh, tenant_network, wait_active
 
 #: the loopback address pebble's directory is reached at (opened by NOVACRON_EGRESS_ALLOW)
 DIRECTORY_ADDRESS = "127.0.0.3"
@@ -71,17 +71,8 @@ def wait_certificate(c: httpx.Client, cert_id: str, timeout_s: float = 120.0) ->
 
 def make_load_balancer(c: httpx.Client, project: str) -> tuple[dict[str, Any], str, str]:
     """A load balancer whose HTTP listener (port 80) sends to the member: (it, network id, member MAC)."""
-    network_id = c.post("/v1/networks", json={"name": "acmenet", "project_id": project}).json()["id"]
-    sub = c.post("/v1/subnets", json={"network": network_id, "name": "acmesub", "cidr": CIDR}).json()
-    port = c.post(
-        "/v1/ports",
-        json={
-            "network": network_id,
-            "project_id": project,
-            "fixed_ips": [{"ip": MEMBER_IP}],
-            "port_security": False,
-        },
-    ).json()
+    network_id, subnet, member_port = tenant_network(c, project)
+    sub, port = subnet.json(), member_port.json()
     r = c.post("/v1/loadbalancers", json={"name": "shop", "vip_subnet_id": sub["id"], "project_id": project})
     assert r.status_code == 201, r.text
     lb = wait_active(c, r.json()["id"])

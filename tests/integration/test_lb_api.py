@@ -87,25 +87,30 @@ def ask_vip(ns: str, vip: str, timeout_s: float = 30.0) -> str:
     raise AssertionError(f"the VIP {vip} did not answer: {res.stderr if res else ''}")
 
 
+def tenant_network(c: httpx.Client, project: str) -> tuple[str, httpx.Response, httpx.Response]:
+    """A tenant network with its subnet, and an unbound port holding the member's address (so
+    IPAM never hands it out): (network id, subnet answer, port answer)."""
+    net = c.post("/v1/networks", json={"name": "lbnet", "project_id": project})
+    assert net.status_code == 201, net.text
+    network_id = net.json()["id"]
+    sub = c.post("/v1/subnets", json={"network": network_id, "name": "lbsub", "cidr": CIDR})
+    assert sub.status_code == 201, sub.text
+    body = {
+        "network": network_id,
+        "project_id": project,
+        "fixed_ips": [{"ip": MEMBER_IP}],
+        "port_security": False,
+    }
+    port = c.post("/v1/ports", json=body)
+    assert port.status_code == 201, port.text
+    return network_id, sub, port
+
+
 def test_a_load_balancer_made_through_the_api_serves_its_member(server: Server, member_ns: str) -> None:
     require(shutil.which("haproxy") is not None, "haproxy is not installed")
     with server.client() as c:
         project = default_project(c)
-        net = c.post("/v1/networks", json={"name": "lbnet", "project_id": project})
-        assert net.status_code == 201, net.text
-        network_id = net.json()["id"]
-        sub = c.post("/v1/subnets", json={"network": network_id, "name": "lbsub", "cidr": CIDR})
-        assert sub.status_code == 201, sub.text
-        port = c.post(
-            "/v1/ports",
-            json={
-                "network": network_id,
-                "project_id": project,
-                "fixed_ips": [{"ip": MEMBER_IP}],
-                "port_security": False,
-            },
-        )
-        assert port.status_code == 201, port.text
+        network_id, sub, port = tenant_network(c, project)
         r = c.post(
             "/v1/loadbalancers",
             json={"name": "web", "vip_subnet_id": sub.json()["id"], "project_id": project},
@@ -205,21 +210,7 @@ def test_the_internet_reaches_a_member_through_the_floating_ip_of_a_vip(
             "dhcp": False,
         }
         assert c.post("/v1/subnets", json=body).status_code == 201
-        net = c.post("/v1/networks", json={"name": "lbnet", "project_id": project})
-        assert net.status_code == 201, net.text
-        network_id = net.json()["id"]
-        sub = c.post("/v1/subnets", json={"network": network_id, "name": "lbsub", "cidr": CIDR})
-        assert sub.status_code == 201, sub.text
-        port = c.post(
-            "/v1/ports",
-            json={
-                "network": network_id,
-                "project_id": project,
-                "fixed_ips": [{"ip": MEMBER_IP}],
-                "port_security": False,
-            },
-        )
-        assert port.status_code == 201, port.text
+        network_id, sub, port = tenant_network(c, project)
         router = c.post(
             "/v1/routers", json={"name": "edge", "project_id": project, "external_network": "public"}
         )
