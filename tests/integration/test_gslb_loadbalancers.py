@@ -35,7 +35,7 @@ class GslbWorld:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GslbWorld]:
     require_pdns()
-    overrides = {
+    overrides: dict[str, Any] = {
         "gslb_zone": ZONE,
         "gslb_dns_port": free_port(),
         "gslb_health_interval_s": HEALTH_INTERVAL_S,

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from contextlib import ExitStack
 from datetime import timedelta
 from typing import Any, cast
 
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import select
 
 from novacron.compute import hostops
@@ -27,31 +25,18 @@ from novacron.db.base import utcnow
 from novacron.db.models import Event, Host, HostOperation, Port, Task
 from novacron.lbaas import failover
 from novacron.lbaas.tasks import HANDLERS
-from novacron.quota.defaults import ensure_tenant_defaults
 from novacron.tasks.runner import TaskRunner
-from tests.conftest import TENANT_PASSWORD, in_process_app
+from tests.conftest import TENANT_PASSWORD
 from tests.integration.metrics_engines import login
-from tests.integration.test_lb_resources import Answer, World, _tenant, create_lb, get_lb, healthy, refusing
+from tests.integration.test_lb_resources import Answer, World, create_lb, get_lb, healthy, lb_world, refusing
 
 HOSTS = ("h-1", "h-2", "h-3")
 
 
 @pytest.fixture
 def world(tmp_path: Any) -> Iterator[World]:
-    with ExitStack() as stack:
-        client, password, db = stack.enter_context(in_process_app(tmp_path / "state"))
-        ensure_tenant_defaults(db, "")
-        with db.session() as s:
-            for n, host in enumerate(HOSTS, 1):
-                s.add(
-                    Host(
-                        id=host, name=f"node-{n}", driver="simulated", accelerator="tcg", cpus=2, ram_mb=4096
-                    )
-                )
-        admin = login(client, "admin", password)
-        alpha = _tenant(client, admin, "alpha", "10.0.0.0/24")
-        beta = _tenant(client, admin, "beta", "10.1.0.0/24")
-        yield World(client, db, cast(FastAPI, client.app).state.ctx, admin, alpha, beta)
+    with lb_world(tmp_path, hosts=HOSTS) as made:
+        yield made
 
 
 def run_tasks(world: World, answer: Answer = healthy) -> None:

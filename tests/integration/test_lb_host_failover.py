@@ -25,7 +25,7 @@ from novacron.network.linux import names
 from tests.conftest import Server, require
 from tests.integration.test_ha import _events, _join, _wait
 from tests.integration.test_ha import ha_cluster as ha_cluster
-from tests.integration.test_lb_api import CIDR, MEMBER_IP, ask_vip, plug_member, sh, wait_active
+from tests.integration.test_lb_api import MEMBER_IP, ask_vip, plug_member, sh, tenant_network, wait_active
 from tests.integration.test_lb_api import member_ns as member_ns
 from tests.integration.test_remote_agent import Agent, host_project
 
@@ -44,19 +44,7 @@ def kill_host(agent: Agent) -> None:
 def serving_load_balancer(c: httpx.Client, ns: str) -> tuple[dict[str, Any], subprocess.Popen[bytes]]:
     """A SINGLE load balancer with an HTTP listener in front of a member in namespace ``ns``."""
     project = host_project(c)
-    net = c.post("/v1/networks", json={"name": "lbnet", "project_id": project})
-    assert net.status_code == 201, net.text
-    network_id = net.json()["id"]
-    sub = c.post("/v1/subnets", json={"network": network_id, "name": "lbsub", "cidr": CIDR})
-    assert sub.status_code == 201, sub.text
-    body = {
-        "network": network_id,
-        "project_id": project,
-        "fixed_ips": [{"ip": MEMBER_IP}],
-        "port_security": False,
-    }
-    port = c.post("/v1/ports", json=body)
-    assert port.status_code == 201, port.text
+    network_id, sub, port = tenant_network(c, project)
     r = c.post(
         "/v1/loadbalancers", json={"name": "web", "vip_subnet_id": sub.json()["id"], "project_id": project}
     )

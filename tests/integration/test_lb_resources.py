@@ -75,14 +75,14 @@ def _tenant(client: TestClient, admin: dict[str, str], name: str, cidr: str) -> 
 
 
 @contextmanager
-def lb_world(tmp: Path, **overrides: Any) -> Iterator[World]:
-    """An in-process control plane (``overrides``: Settings fields) with two hosts and two tenants,
-    each with a network and subnet."""
+def lb_world(tmp: Path, *, hosts: tuple[str, ...] = HOSTS, **overrides: Any) -> Iterator[World]:
+    """An in-process control plane (``overrides``: Settings fields) with ``hosts`` and two
+    tenants, each with a network and subnet."""
     with ExitStack() as stack:
         client, password, db = stack.enter_context(in_process_app(tmp / "state", **overrides))
         ensure_tenant_defaults(db, "")
         with db.session() as s:
-            for n, host in enumerate(HOSTS, 1):
+            for n, host in enumerate(hosts, 1):
                 s.add(
                     Host(
                         id=host, name=f"node-{n}", driver="simulated", accelerator="tcg", cpus=2, ram_mb=4096

@@ -84,8 +84,8 @@ def _record_lb(ctx: Context, host_id: str, lb: dict[str, Any]) -> None:
     (``lbaas.failover.remove_strays``)."""
     with ctx.db.session() as session:
         owners = lb_health.owners_on(session, host_id)
-        lb_health.apply_report(session, host_id, lb.get("lb_health") or {})
-        lb_bans.record_bans(session, host_id, lb.get("lb_bans") or {})
+        lb_health.apply_report(session, owners, lb.get("lb_health") or {})
+        lb_bans.record_bans(session, host_id, owners, lb.get("lb_bans") or {})
         lb_failover.remove_strays(session, host_id, list(lb.get("lb_health") or {}))
     if ctx.monitoring is not None and lb.get("lb_metrics"):
         ctx.monitoring.record_lb(host_id, int(time.time() * 1000), lb["lb_metrics"], owners)

@@ -12,14 +12,13 @@ balancer per report, so a flood of sources cannot turn into a flood of events.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from novacron.db.models import LoadBalancer
 from novacron.lbaas import changes
-from novacron.lbaas.health import owners_on
 
 MAX_PER_REPORT = 50
 
@@ -43,9 +42,11 @@ def _decision(raw: Any) -> dict[str, Any] | None:
     return decision
 
 
-def record_bans(session: Session, host_id: str, lb_bans: Mapping[str, Sequence[Any]]) -> int:
-    """Publish the reported bans of the load balancers on this host; how many were published."""
-    here = owners_on(session, host_id)
+def record_bans(
+    session: Session, host_id: str, here: Collection[str], lb_bans: Mapping[str, Sequence[Any]]
+) -> int:
+    """Publish the bans ``host_id`` reported for the load balancers ``here`` (``owners_on`` it);
+    how many were published."""
     published = 0
     for lb_id, decisions in lb_bans.items():
         lb = session.get(LoadBalancer, lb_id) if lb_id in here else None

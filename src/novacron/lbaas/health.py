@@ -12,7 +12,7 @@ is a ``loadbalancer.member.down`` / ``.up`` event.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -117,10 +117,9 @@ def owners_on(session: Session, host_id: str) -> dict[str, tuple[str, str]]:
     return {lb_id: (tenant_id, project_id) for lb_id, tenant_id, project_id in rows}
 
 
-def apply_report(session: Session, host_id: str, lb_health: Mapping[str, Mapping[str, str]]) -> None:
-    """An agent's ``lb_health``: applied for the load balancers that have a leg on that host and
-    are not being deleted (another host's or tenant's ids are ignored)."""
-    here = owners_on(session, host_id)
+def apply_report(session: Session, here: Collection[str], lb_health: Mapping[str, Mapping[str, str]]) -> None:
+    """An agent's ``lb_health``: applied for the load balancers ``here`` (``owners_on`` the
+    reporting host: a leg there, not being deleted); another host's or tenant's ids are ignored."""
     for lb_id, health in lb_health.items():
         lb = session.get(LoadBalancer, lb_id) if lb_id in here else None
         if lb is not None:
