@@ -50,6 +50,11 @@ CIDR = "10.82.0.0/22"
 MEMBER_IPS = ("10.82.3.201", "10.82.3.202")
 CLIENT_IP = "10.82.3.250"
 MEMBER_PORT = 8080
+#: the simulation's network: room for 1,000 VIPs (its members need no namespace)
+SIM_CIDR = "10.84.0.0/21"
+SIM_MEMBER_IPS = ("10.84.7.201", "10.84.7.202")
+#: one load balancer's outcome: (id, VIP, seconds from the first POST to the last ACTIVE, "" or why it failed)
+Outcome = tuple[str, str, float, str]
 
 #: asks every VIP given on the command line once; prints how many answered 200
 ASK_ALL = """
@@ -64,7 +69,7 @@ print(ok)
 """
 
 
-def program(srv: Server, subnet_id: str, project: str, n: int) -> tuple[str, str, float, str]:
+def program(srv: Server, subnet_id: str, project: str, n: int, members: tuple[str, ...]) -> Outcome:
     """One load balancer with a pool of two members and a listener, each change waited for:
     (id, VIP, seconds from the first POST to the last ACTIVE, "" or why it failed)."""
     with srv.client() as c:
@@ -72,19 +77,19 @@ def program(srv: Server, subnet_id: str, project: str, n: int) -> tuple[str, str
         body = {"name": f"lb{n}", "vip_subnet_id": subnet_id, "project_id": project}
         lb = created(c.post("/v1/loadbalancers", json=body))
         try:
-            complete(c, lb["id"])
+            complete(c, lb["id"], members)
         except RuntimeError as exc:  # ERROR, or a change rolled back: its reason, and go on
             return lb["id"], lb["vip_address"], time.monotonic() - t0, str(exc)
         return lb["id"], lb["vip_address"], time.monotonic() - t0, ""
 
 
-def complete(c: Any, lb_id: str) -> None:
+def complete(c: Any, lb_id: str, members: tuple[str, ...]) -> None:
     """The created load balancer's pool, two members and listener, each waited to ACTIVE."""
     wait_active(c, lb_id, poll_s=0.1)
     base = f"/v1/loadbalancers/{lb_id}"
     pool = created(c.post(base + "/pools", json={"name": "web", "protocol": "HTTP"}))
     wait_active(c, lb_id, poll_s=0.1)
-    for ip in MEMBER_IPS:
+    for ip in members:
         member = {"address": ip, "protocol_port": MEMBER_PORT}
         created(c.post(f"{base}/pools/{pool['id']}/members", json=member))
         wait_active(c, lb_id, poll_s=0.1)
@@ -179,6 +184,52 @@ def raise_quota(c: Any, count: int) -> None:
     print(f"# quota of tenant {tenant_id} raised by the admin: {limits}")
 
 
+def program_many(
+    srv: Server, c: Any, subnet_id: str, project: str, args: argparse.Namespace, members: tuple[str, ...]
+) -> tuple[list[Outcome], float]:
+    """Load balancers 1 .. count-1, ``args.workers`` at once, progress every tenth; (outcomes, seconds)."""
+    done: list[Outcome] = []
+    lock = threading.Lock()
+    t0 = time.monotonic()
+    every = max(10, args.count // 10)
+
+    def one(n: int) -> None:
+        made = program(srv, subnet_id, project, n, members)
+        with lock:
+            done.append(made)
+            if made[3]:
+                print(f"  FAILED lb{n} after {made[2]:.1f} s: {made[3][-300:]}", flush=True)
+            if len(done) % every == 0:
+                print(
+                    f"  {len(done):>4} done after {time.monotonic() - t0:6.1f} s; "
+                    f"this one {made[2]:.1f} s; {sync_times(c)}; {load()}",
+                    flush=True,
+                )
+
+    with ThreadPoolExecutor(args.workers) as pool:
+        list(pool.map(one, range(1, args.count)))
+    return done, time.monotonic() - t0
+
+
+def summary(done: list[Outcome], took: float, args: argparse.Namespace) -> None:
+    """Rate, failures and the time of one load balancer, early and late in the run."""
+    n_new = len(done) - 1
+    print(
+        f"{n_new} load balancers (5 changes each) in {took:.1f} s: "
+        f"{n_new / took:.2f} load balancers/s ({5 * n_new / took:.2f} changes/s)"
+    )
+    failed = [d for d in done if d[3]]
+    print(f"failed (ERROR or a change rolled back): {len(failed)} of {len(done)}")
+    times = [d[2] for d in done[1:] if not d[3]]
+    tenth = max(1, len(times) // 10)
+    print(
+        f"one load balancer (create, pool, 2 members, listener; {args.workers} at once): "
+        f"p50 {pct(times, 0.5):.2f} s  p95 {pct(times, 0.95):.2f} s; "
+        f"first {tenth}: median {statistics.median(times[:tenth]):.2f} s, "
+        f"last {tenth}: median {statistics.median(times[-tenth:]):.2f} s"
+    )
+
+
 def run(srv: Server, args: argparse.Namespace, workdir: Path) -> None:
     tenant: Tenant | None = None
     try:
@@ -187,59 +238,27 @@ def run(srv: Server, args: argparse.Namespace, workdir: Path) -> None:
             raise_quota(c, args.count)
             tenant = Tenant(c, project, CIDR)
             tenant.create()
-            subnet_id = tenant.subnet_id
-            first = program(srv, tenant.subnet_id, project, 0)  # the bridge exists after the first leg
+            first = program(
+                srv, tenant.subnet_id, project, 0, MEMBER_IPS
+            )  # the bridge exists after the first leg
             for i, ip in enumerate(MEMBER_IPS):
                 tenant.member(ip, MEMBER_PORT, f"m{i}", workdir)
             client_ns = tenant.plug(CLIENT_IP)
             avail_before = mem_available_mib()
             print(f"# {machine()}; {load()}; {args.count} load balancers, {args.workers} at once")
-            done: list[tuple[str, str, float, str]] = [first]
-            lock = threading.Lock()
-            t0 = time.monotonic()
-
-            def one(n: int) -> None:
-                made = program(srv, subnet_id, project, n)
-                with lock:
-                    done.append(made)
-                    if made[3]:
-                        print(f"  FAILED lb{n} after {made[2]:.1f} s: {made[3][-300:]}", flush=True)
-                    if len(done) % 10 == 0:
-                        print(
-                            f"  {len(done):>4} done after {time.monotonic() - t0:6.1f} s; "
-                            f"this one {made[2]:.1f} s; {sync_times(c)}; {load()}",
-                            flush=True,
-                        )
-
-            with ThreadPoolExecutor(args.workers) as pool:
-                list(pool.map(one, range(1, args.count)))
-            took = time.monotonic() - t0
+            done, took = program_many(srv, c, tenant.subnet_id, project, args, MEMBER_IPS)
+            done.insert(0, first)
             time.sleep(2)
             procs, rss, pss = haproxy_memory(srv.state_dir)
             avail_after = mem_available_mib()
-            n_new = args.count - 1
             print(f"# {args.count} programmed; after: {load()}")
-            print(
-                f"{n_new} load balancers (5 changes each) in {took:.1f} s: "
-                f"{n_new / took:.2f} load balancers/s "
-                f"({5 * n_new / took:.2f} changes/s)"
-            )
-            failed = [d for d in done if d[3]]
-            print(f"failed (ERROR or a change rolled back): {len(failed)} of {len(done)}")
-            times = [d[2] for d in done[1:] if not d[3]]
-            tenth = max(1, len(times) // 10)
-            print(
-                f"one load balancer (create, pool, 2 members, listener; {args.workers} at once): "
-                f"p50 {pct(times, 0.5):.1f} s  p95 {pct(times, 0.95):.1f} s; "
-                f"first {tenth}: median {statistics.median(times[:tenth]):.1f} s, "
-                f"last {tenth}: median {statistics.median(times[-tenth:]):.1f} s"
-            )
+            summary(done, took, args)
             running = max(1, procs // 2)  # a master and a worker each
             print(
                 f"HAProxy processes {procs} ({running} load balancers running): "
                 f"RSS {rss / running:.1f} MiB, PSS {pss / running:.1f} MiB per load balancer; "
-                f"host MemAvailable {(avail_before - avail_after) / n_new:.1f} MiB less per load balancer "
-                "(the machine is shared: other processes move it)"
+                f"host MemAvailable {(avail_before - avail_after) / (len(done) - 1):.1f} MiB less per "
+                "load balancer (the machine is shared: other processes move it)"
             )
             vips = [d[1] for d in done if not d[3]]
             argv = ["ip", "netns", "exec", client_ns, sys.executable, "-c", ASK_ALL, *vips]
@@ -252,12 +271,57 @@ def run(srv: Server, args: argparse.Namespace, workdir: Path) -> None:
             tenant.cleanup()
 
 
+def run_simulated(args: argparse.Namespace) -> None:
+    """SCALE SIMULATION: the same API calls against a node whose compute driver and network
+    backend are ``simulated`` (the agent answers ``lb_apply`` from memory: agent/lbaas_simulated.py):
+    what the control plane alone costs per load balancer, up to 1,000 on one host."""
+    srv = make_server(NOVACRON_COMPUTE_DRIVER="simulated", NOVACRON_NETWORK_BACKEND="simulated")
+    srv.start(timeout_s=90)
+    try:
+        with srv.client() as c:
+            project = default_project(c)
+            raise_quota(c, args.count)
+            tenant = Tenant(c, project, SIM_CIDR)
+            tenant.create("lbsim")
+            print(
+                f"# {machine()}; {load()}; SIMULATED data plane; "
+                f"{args.count} load balancers, {args.workers} at once"
+            )
+            first = program(srv, tenant.subnet_id, project, 0, SIM_MEMBER_IPS)
+            done, took = program_many(srv, c, tenant.subnet_id, project, args, SIM_MEMBER_IPS)
+            done.insert(0, first)
+            print(f"# {args.count} programmed; after: {load()}")
+            summary(done, took, args)
+            server_rss = sum(p.memory_info().rss for p in server_processes(srv)) / 2**20
+            print(f"server process RSS after: {server_rss:.0f} MiB")
+    finally:
+        stop_server(srv)
+
+
+def server_processes(srv: Server) -> list[Any]:
+    """The node's server process(es), found by their state directory in the environment."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if "novacron" in cmdline and "server" in cmdline:
+            try:
+                if proc.environ().get("NOVACRON_STATE_DIR") == str(srv.state_dir):
+                    found.append(proc)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+    return found
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--count", type=int, default=100)
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--apply-runs", type=int, default=10)
+    ap.add_argument("--simulated", action="store_true", help="simulated data plane: the control plane alone")
     args = ap.parse_args()
+    if args.simulated:
+        run_simulated(args)
+        return
     if not shutil.which("haproxy"):
         raise SystemExit("needs haproxy (scripts/setup.sh installs it)")
     workdir = Path(tempfile.mkdtemp(prefix="nclbs"))

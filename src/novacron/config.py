@@ -164,7 +164,8 @@ class Settings:
     sriov_vfs: tuple[str, ...] = ()
     #: the vhost-user socket directory of this host's DPDK switch (NOVACRON_VHOST_USER_DIR)
     vhost_user_dir: Path | None = None
-    #: the network backend of this host's agent: "linux", or "none" for a host without tenant networks
+    #: the network backend of this host's agent: "linux", "none" for a host without tenant networks,
+    #: or "simulated" (in memory, with simulated load balancers: scale simulations only)
     network_backend: str = "linux"
     #: the dashboard's third-party browser assets (``npm ci`` of web/package.json puts them in
     #: web/node_modules of the checkout); None: that default

@@ -203,6 +203,29 @@ def test_create_is_idempotent_and_pending_until_its_task_ran(world: World) -> No
     assert state["ports"] == []  # the VIP's port is no tap
 
 
+def test_a_change_that_moves_no_leg_pushes_no_network_state(world: World) -> None:
+    lb = create_lb(world, world.alpha, "quiet")
+    world.ops.clear()
+    run_tasks(world)
+    assert [op.split(":")[1] for op in world.ops].count("network_sync") >= 1  # the new leg is plumbed
+    world.ops.clear()
+    base = f"/v1/loadbalancers/{lb['id']}"
+    pool = world.client.post(base + "/pools", json={"protocol": "HTTP"}, headers=world.alpha.headers)
+    assert pool.status_code == 201, pool.text
+    run_tasks(world)
+    member = {"address": "10.0.0.77", "protocol_port": 80}
+    r = world.client.post(
+        f"{base}/pools/{pool.json()['id']}/members", json=member, headers=world.alpha.headers
+    )
+    assert r.status_code == 201, r.text
+    run_tasks(world)
+    # listeners, pools and members live in HAProxy: the hosts' network state is left alone
+    assert [op.split(":")[1] for op in world.ops] == ["lb_apply", "lb_apply"]
+    assert get_lb(world, world.alpha, lb["id"])["provisioning_status"] == "ACTIVE"
+    assert world.client.delete(base, headers=world.alpha.headers).status_code == 204
+    run_tasks(world)
+
+
 def test_refusals_name_the_field_and_write_nothing(world: World) -> None:
     c, alpha = world.client, world.alpha
     cases: list[tuple[dict[str, Any], int, str]] = [

@@ -1,5 +1,6 @@
 """The agent's load-balancer operations refuse what they cannot do, with the reason; HAProxy's
-member statuses become the four states the control plane is told."""
+member statuses become the four states the control plane is told; a simulated host answers them
+in the same shape from memory."""
 
 from __future__ import annotations
 
@@ -11,9 +12,23 @@ import pytest
 from novacron.agent.lbaas import member_state
 from novacron.agent.runtime import AgentRuntime
 from novacron.errors import InvalidInput, Unavailable
-from novacron.lbaas.model import AmphoraSpec, ListenerSpec, LoadBalancerSpec
-from novacron.network.fake import FakeBackend
+from novacron.lbaas.model import (
+    AmphoraSpec,
+    HealthMonitorSpec,
+    ListenerSpec,
+    LoadBalancerSpec,
+    MemberSpec,
+    PoolSpec,
+)
+from novacron.network.simulated import SimulatedBackend
 from novacron.network.wire import to_dict
+
+
+class NamespacedHost(SimulatedBackend):
+    """The in-memory state under a real backend's name: the agent runs HAProxy in namespaces."""
+
+    name = "linux"
+
 
 SPEC = LoadBalancerSpec("lb-1", "10.0.0.5", (ListenerSpec("l1", "TCP", 80),))
 HA = LoadBalancerSpec(
@@ -46,7 +61,7 @@ def run(runtime: AgentRuntime, op: str, payload: dict[str, object]) -> dict[str,
 
 
 def test_lb_apply_waits_for_the_namespace_then_names_the_leg(tmp_path: Path) -> None:
-    runtime = AgentRuntime(None, None, lease_dir=tmp_path, network=FakeBackend())  # type: ignore[arg-type]
+    runtime = AgentRuntime(None, None, lease_dir=tmp_path, network=NamespacedHost())  # type: ignore[arg-type]
     with pytest.raises(Unavailable, match="leg leg-unknown-1 is not on this host after 0.2 s"):
         run(runtime, "lb_apply", {"spec": to_dict(SPEC), "leg_id": "leg-unknown-1", "wait_namespace_s": 0.2})
     with pytest.raises(InvalidInput, match="amphora"):
@@ -58,6 +73,34 @@ def test_lb_apply_waits_for_the_namespace_then_names_the_leg(tmp_path: Path) -> 
 
 
 def test_a_host_without_a_run_directory_runs_no_load_balancer() -> None:
-    runtime = AgentRuntime(None, None, network=FakeBackend())  # type: ignore[arg-type]
+    runtime = AgentRuntime(None, None, network=NamespacedHost())  # type: ignore[arg-type]
     with pytest.raises(Unavailable, match="runs no load balancer"):
         run(runtime, "lb_status", {"loadbalancer_id": "lb-1"})
+
+
+def test_a_simulated_host_answers_from_the_applied_spec() -> None:
+    runtime = AgentRuntime(None, None, network=SimulatedBackend())  # type: ignore[arg-type]
+    members = (MemberSpec("m1", "10.0.0.10", 80), MemberSpec("m2", "10.0.0.11", 80, admin_state_up=False))
+    pools = (
+        PoolSpec("p1", members=members, healthmonitor=HealthMonitorSpec()),
+        PoolSpec("p2", members=members[:1]),
+    )
+    spec = LoadBalancerSpec("lb-3", "10.0.0.9", pools=pools)
+    answer = run(runtime, "lb_apply", {"spec": to_dict(spec), "leg_id": "leg-3"})
+    assert answer == {
+        "applied": True,
+        "members": {"p1/m1": "UP", "p1/m2": "MAINT", "p2/m1": "NO_CHECK"},
+        "vrrp_state": None,
+    }
+    with pytest.raises(InvalidInput, match="amphora"):
+        run(runtime, "lb_apply", {"spec": to_dict(HA), "leg_id": "amp-a"})
+    assert (
+        run(runtime, "lb_apply", {"spec": to_dict(HA), "leg_id": "amp-b", "amphora_id": "amp-b"})[
+            "vrrp_state"
+        ]
+        == "BACKUP"
+    )
+    assert run(runtime, "lb_status", {"loadbalancer_id": "lb-3"})["members"]["p2/m1"] == "NO_CHECK"
+    assert run(runtime, "lb_remove", {"loadbalancer_id": "lb-3", "leg_id": "leg-3"}) == {"removed": True}
+    with pytest.raises(Unavailable, match="not on this host"):
+        run(runtime, "lb_status", {"loadbalancer_id": "lb-3"})

@@ -12,10 +12,10 @@ import pytest
 from novacron.agent.protocol import BadRequest
 from novacron.agent.runtime import AgentRuntime
 from novacron.network import model, wire
-from novacron.network.fake import FakeBackend
+from novacron.network.simulated import SimulatedBackend
 
 
-class SlowBackend(FakeBackend):
+class SlowBackend(SimulatedBackend):
     """Records the states it applies; the first one takes long, so the others queue behind it."""
 
     def __init__(self) -> None:
@@ -69,7 +69,7 @@ def _state() -> wire.HostState:
 def test_the_agent_applies_the_state_it_is_sent_through_the_backend_interface() -> None:
     """The runtime needs no Linux datapath: any ``NetworkBackend`` gets the very state the control
     plane resolved (the JSON round trip of ``network_sync`` included)."""
-    backend = FakeBackend()
+    backend = SimulatedBackend()
     runtime = AgentRuntime(None, None, network=backend)  # type: ignore[arg-type]
     payload = {"state": wire.to_dict(_state()), "generation": 7}
     counts = asyncio.run(runtime.execute("network_sync", "", payload))
@@ -83,6 +83,6 @@ def test_a_host_without_a_backend_and_a_bad_payload_are_refused() -> None:
     bare = AgentRuntime(None, None)  # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match="no network backend"):
         asyncio.run(bare.execute("network_sync", "", {"state": wire.to_dict(_state())}))
-    runtime = AgentRuntime(None, None, network=FakeBackend())  # type: ignore[arg-type]
+    runtime = AgentRuntime(None, None, network=SimulatedBackend())  # type: ignore[arg-type]
     with pytest.raises(BadRequest, match="'network_sync' lacks state"):
         asyncio.run(runtime.execute("network_sync", "", {"generation": 1}))

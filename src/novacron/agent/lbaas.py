@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pyroute2 import netns
 
@@ -53,6 +53,20 @@ def member_state(haproxy_status: str) -> str:
     ``DOWN 1/2``) is what it still is; a draining one is up (the control plane knows it drains)."""
     first = haproxy_status.split(" ", 1)[0]
     return MEMBER_STATES.get(first, "DOWN")
+
+
+class LoadBalancerHost(Protocol):
+    """What the agent asks of its host's load balancers: :class:`HostLoadBalancers` (HAProxy in
+    namespaces) or, on a simulated host, ``lbaas_simulated.SimulatedLoadBalancers``."""
+
+    def apply(self, r: p.LbApply) -> dict[str, Any]: ...
+    def remove(self, lb_id: str) -> dict[str, Any]: ...
+    def status(self, lb_id: str) -> dict[str, Any]: ...
+    def challenge(self, r: p.LbChallenge) -> dict[str, Any]: ...
+    def health(self) -> dict[str, dict[str, str]]: ...
+    def metrics(self) -> dict[str, list[exporter.LbSample]]: ...
+    def guard(self) -> None: ...
+    def take_bans(self) -> dict[str, list[dict[str, Any]]]: ...
 
 
 @dataclass
@@ -277,8 +291,13 @@ class HostLoadBalancers:
         return bans
 
 
-def host_load_balancers(agent: AgentRuntime) -> HostLoadBalancers:
-    """The agent's load balancers (made on first use): in its backend's namespaces, under its run dir."""
+def host_load_balancers(agent: AgentRuntime) -> LoadBalancerHost:
+    """The agent's load balancers (made on first use): in its backend's namespaces, under its run
+    dir; in memory on a host whose network is simulated."""
+    if agent.load_balancers is None and agent.network is not None and agent.network.name == "simulated":
+        from novacron.agent.lbaas_simulated import SimulatedLoadBalancers
+
+        agent.load_balancers = SimulatedLoadBalancers()
     if agent.load_balancers is None:
         if agent.run_dir is None or agent.network is None:
             raise Unavailable("this host runs no load balancer (no run directory or network backend)")

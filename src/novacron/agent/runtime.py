@@ -27,7 +27,7 @@ from novacron.virt.base import ComputeDriver, InstanceSpec, PowerState, Progress
 
 if TYPE_CHECKING:
     from novacron.agent.hoststats import HostSampler
-    from novacron.agent.lbaas import HostLoadBalancers
+    from novacron.agent.lbaas import LoadBalancerHost
     from novacron.agent.protocol import VmSpec
     from novacron.network.model import NetworkBackend
     from novacron.network.wire import HostState
@@ -66,7 +66,7 @@ class AgentRuntime:
         #: the host's run directory (the lease, load balancers' sockets); None: none kept
         self.run_dir = lease_dir
         #: the load balancers placed on this host (agent/lbaas.py), made on first use
-        self.load_balancers: HostLoadBalancers | None = None
+        self.load_balancers: LoadBalancerHost | None = None
         self.fenced = False
         #: where this host listens for incoming migrations (RAM and disk mirror)
         self.migration_address = migration_address
@@ -162,7 +162,7 @@ class AgentRuntime:
             log.warning("removing orphan instance %s (no VM of this host owns it)", instance_id)
             await self.driver.forget(instance_id)
 
-    def _lbs(self) -> HostLoadBalancers | None:
+    def _lbs(self) -> LoadBalancerHost | None:
         """This host's load balancers, when it has (or had, before a restart) any."""
         if self.load_balancers is None and self.run_dir is not None and (self.run_dir / "lb").is_dir():
             from novacron.agent.lbaas import host_load_balancers

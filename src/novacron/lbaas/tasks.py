@@ -2,7 +2,9 @@
 
 ``loadbalancer.apply`` (every create and change): ``place`` the legs without a usable host
 (SINGLE: the host with the fewest legs; ACTIVE_STANDBY: two distinct hosts), ``plumb`` (push the
-hosts' network state: the legs' namespaces on their networks), ``apply`` (``lb_apply`` on each
+hosts' network state: the legs' namespaces on their networks; skipped when every leg is on the
+host it was on at the last applied change, as a change of listeners, pools or members leaves the
+namespaces as they are: a host's network sync costs more the more legs it carries), ``apply`` (``lb_apply`` on each
 leg's host with the resolved spec), ``confirm`` (the tree becomes the ``applied`` snapshot, the
 load balancer ACTIVE with its health rolled up). A failure rolls back: the rows are restored from
 the snapshot, the restored tree is applied again on the reachable legs (a host that refused the
@@ -43,6 +45,8 @@ log = logging.getLogger(__name__)
 APPLY_TIMEOUT_S = 120.0
 REMOVE_TIMEOUT_S = 60.0
 REAPPLY_TIMEOUT_S = 30.0
+#: the key of the applied tree naming the host of each leg at the time
+LEG_HOSTS = "leg_hosts"
 
 
 def _load(session: Session, task: Task) -> LoadBalancer:
@@ -56,6 +60,11 @@ def _legs(ctx: Context, task: Task) -> list[tuple[str, str | None, str]]:
     """(leg id, host id, role) of each leg of the task's load balancer."""
     with ctx.db.session() as s:
         return [(a.id, a.host_id, a.role) for a in amphorae_of(s, task.resource_id)]
+
+
+def leg_hosts(legs: list[LbAmphora]) -> dict[str, str | None]:
+    """Where each leg runs: kept with the applied tree, so a change that moves none skips ``plumb``."""
+    return {a.id: a.host_id for a in legs}
 
 
 def _push_for(session: Session, lb: LoadBalancer, *hosts: str | None) -> None:
@@ -97,9 +106,11 @@ class ApplyLoadBalancer(TaskHandler):
                 except placement.NoHosts as exc:
                     raise StepFailed(exc.detail) from exc
             elif step == "plumb":
-                _push_for(s, lb, *(a.host_id for a in amphorae_of(s, lb.id)))
+                legs = amphorae_of(s, lb.id)
+                if lb.applied is None or lb.applied.get(LEG_HOSTS) != leg_hosts(legs):
+                    _push_for(s, lb, *(a.host_id for a in legs))
             elif step == "confirm":
-                lb.applied = tree(s, lb)
+                lb.applied = {**tree(s, lb), LEG_HOSTS: leg_hosts(amphorae_of(s, lb.id))}
                 lb.provisioning_status = "ACTIVE"
                 roll_up(s, lb)
                 self.confirmed(s, lb, task)

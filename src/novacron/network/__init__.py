@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from novacron.config import Settings
     from novacron.network.model import NetworkBackend
 
-BACKENDS = ("linux", "none")
+BACKENDS = ("linux", "simulated", "none")
 
 
 def make_backend(settings: Settings, scope: str = "") -> NetworkBackend | None:
@@ -20,4 +20,8 @@ def make_backend(settings: Settings, scope: str = "") -> NetworkBackend | None:
         from novacron.network.linux import LinuxBackend
 
         return LinuxBackend.for_host(settings.state_dir / "network", settings.underlay_ip or None, scope)
+    if settings.network_backend == "simulated":
+        from novacron.network.simulated import SimulatedBackend
+
+        return SimulatedBackend(scope)
     raise ValueError(f"NOVACRON_NETWORK_BACKEND must be one of {', '.join(BACKENDS)}")

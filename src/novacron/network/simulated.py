@@ -1,4 +1,7 @@
-"""A network backend that keeps the desired state in memory: the agent's datapath in unit tests."""
+"""A network backend that keeps the desired state in memory: the datapath of unit tests and of
+scale simulations (``NOVACRON_NETWORK_BACKEND=simulated``, beside the simulated compute driver),
+where the control plane is measured at more hosts, ports and load balancers than this machine
+can run for real. Nothing is programmed in the kernel."""
 
 from __future__ import annotations
 
@@ -8,12 +11,13 @@ from novacron.network.model import NetworkBackend
 from novacron.network.wire import HostState
 
 
-class FakeBackend(NetworkBackend):
+class SimulatedBackend(NetworkBackend):
     """Records every state it is asked to apply; ``state`` is the host's current one (None: nothing)."""
 
-    name = "fake"
+    name = "simulated"
 
-    def __init__(self) -> None:
+    def __init__(self, scope: str = "") -> None:
+        self.scope = scope
         self.applied: list[HostState] = []
         self.state: HostState | None = None
         self.released = False
