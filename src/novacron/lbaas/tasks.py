@@ -1,11 +1,11 @@
 """The durable tasks that realise a load balancer on the hosts, and undo a change that failed.
 
-``loadbalancer.apply`` (every create and change): ``place`` the legs without a usable host
-(SINGLE: the host with the fewest legs; ACTIVE_STANDBY: two distinct hosts), ``plumb`` (push the
-hosts' network state: the legs' namespaces on their networks; skipped when every leg is on the
-host it was on at the last applied change, as a change of listeners, pools or members leaves the
-namespaces as they are: a host's network sync costs more the more legs it carries), ``apply`` (``lb_apply`` on each
-leg's host with the resolved spec), ``confirm`` (the tree becomes the ``applied`` snapshot, the
+``loadbalancer.apply`` (every create and change): ``place`` the legs without a usable host (SINGLE:
+the host with the fewest legs; ACTIVE_STANDBY: two distinct hosts), ``plumb`` (push the hosts'
+network state: the legs' namespaces on their networks; skipped when every leg is on the host it was
+on at the last applied change, as a change of listeners, pools or members leaves the namespaces as
+they are: a host's network sync costs more the more legs it carries), ``apply`` (``lb_apply`` on
+each leg's host with the resolved spec), ``confirm`` (the tree becomes the ``applied`` snapshot, the
 load balancer ACTIVE with its health rolled up). A failure rolls back: the rows are restored from
 the snapshot, the restored tree is applied again on the reachable legs (a host that refused the
 change kept its previous configuration; the other side of a pair may have taken it) and the load
