@@ -119,8 +119,18 @@ def owners_on(session: Session, host_id: str) -> dict[str, tuple[str, str]]:
 
 def apply_report(session: Session, here: Collection[str], lb_health: Mapping[str, Mapping[str, str]]) -> None:
     """An agent's ``lb_health``: applied for the load balancers ``here`` (``owners_on`` the
-    reporting host: a leg there, not being deleted); another host's or tenant's ids are ignored."""
-    for lb_id, health in lb_health.items():
-        lb = session.get(LoadBalancer, lb_id) if lb_id in here else None
+    reporting host: a leg there, not being deleted); another host's or tenant's ids are ignored.
+    Their members are read in one query and only a load balancer with a member whose status moves
+    is rolled up: a host reports every few seconds, and its hundreds of load balancers are steady."""
+    reported = [lb_id for lb_id in lb_health if lb_id in here]
+    if not reported:
+        return
+    moved: set[str] = set()
+    for member in session.scalars(select(LbMember).where(LbMember.loadbalancer_id.in_(reported))):
+        state = lb_health[member.loadbalancer_id].get(f"{member.pool_id}/{member.id}")
+        if member_status(member, state) != member.operating_status:
+            moved.add(member.loadbalancer_id)
+    for lb_id in sorted(moved):
+        lb = session.get(LoadBalancer, lb_id)
         if lb is not None:
-            apply_health(session, lb, health)
+            apply_health(session, lb, lb_health[lb_id])
