@@ -47,6 +47,12 @@ CPU_SLICE_S = 0.003
 DOWNLOAD_BYTES = 500_000
 FILE_PORT = 8000
 LIMIT_KBIT = 1000
+#: the upload's size and the member's sink (socat answering how many bytes it received)
+UPLOAD_BYTES = 750_000
+#: a shorter upload: the difference of the two is the rate once the policer's bucket (about a
+#: second at the limit, full when a connection starts) is spent
+SHORT_UPLOAD_BYTES = 250_000
+SINK_PORT = 9100
 
 
 @pytest.fixture
@@ -220,6 +226,21 @@ body = c.getresponse().read()
 print(json.dumps([time.monotonic() - start, len(body)]))
 """
 
+#: ``size`` bytes sent to host:port, then the sending side closed: prints [the seconds until the
+#: member answered, the byte count it answered]
+UPLOAD = """
+import json, socket, sys, time
+host, port, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+start = time.monotonic()
+answer = b""
+with socket.create_connection((host, port), timeout=60) as s:
+    s.sendall(b"x" * size)
+    s.shutdown(socket.SHUT_WR)
+    while chunk := s.recv(65536):
+        answer += chunk
+print(json.dumps([time.monotonic() - start, int(answer or -1)]))
+"""
+
 #: ``count`` requests one after the other, a connection each: prints the seconds they took
 SEQUENTIAL = """
 import http.client, json, sys, time
@@ -254,6 +275,19 @@ def _download_kbit(lb_lab: LbLab, port: int) -> float:
     return float(size * 8 / 1000 / seconds)
 
 
+def _upload_s(lb_lab: LbLab, port: int, size: int = UPLOAD_BYTES) -> float:
+    deadline = time.monotonic() + 20
+    while True:  # until the members' sinks listen and count the whole upload
+        try:
+            seconds, received = _in_client(lb_lab, UPLOAD, lb_lab.vip, port, size)
+        except subprocess.CalledProcessError:  # reset: no sink listening yet
+            seconds, received = 0.0, -1
+        if received == size:
+            return float(seconds)
+        assert time.monotonic() < deadline, f"the member received {received} of {size} bytes"
+        time.sleep(0.2)
+
+
 def test_bandwidth_and_connection_rate_limits_hold(lab: tuple[LbLab, HAProxyInstance]) -> None:
     lb_lab, instance = lab
     _serve_files(lb_lab, lb_lab.workdir)
@@ -275,6 +309,28 @@ def test_bandwidth_and_connection_rate_limits_hold(lab: tuple[LbLab, HAProxyInst
     assert unlimited_kbit > 5 * LIMIT_KBIT, unlimited_kbit
     # the limited download went through its class, the unlimited one did not
     assert DOWNLOAD_BYTES <= shaped_bytes[80] < 2 * DOWNLOAD_BYTES, shaped_bytes
+
+    # what clients send is limited too: an upload to a TCP listener's members
+    for member in lb_lab.addresses:
+        argv = ["ip", "netns", "exec", lb_lab.member_ns(member), "socat"]
+        argv += [f"TCP-LISTEN:{SINK_PORT},fork,reuseaddr", "SYSTEM:wc -c"]
+        lb_lab.servers[f"{member}-sink"] = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
+    sinks = tuple(MemberSpec(n, address, SINK_PORT) for n, address in lb_lab.addresses.items())
+    limited_in = ListenerSpec(
+        "in", "TCP", 9000, default_pool_id="sink", qos=ListenerQoS(bandwidth_kbit=LIMIT_KBIT)
+    )
+    unlimited_in = ListenerSpec("in-fast", "TCP", 9001, default_pool_id="sink")
+    pools = (PoolSpec("sink", protocol="TCP", members=sinks),)
+    instance.apply(LoadBalancerSpec("lb-1", lb_lab.vip, (limited_in, unlimited_in), pools))
+    upload_fast_kbit = UPLOAD_BYTES * 8 / 1000 / _upload_s(lb_lab, 9001)
+    short_s = _upload_s(lb_lab, 9000, SHORT_UPLOAD_BYTES)
+    upload_kbit = (UPLOAD_BYTES - SHORT_UPLOAD_BYTES) * 8 / 1000 / (_upload_s(lb_lab, 9000) - short_s)
+    print(
+        f"upload to the 1 Mbit/s listener {upload_kbit:.0f} kbit/s, unlimited {upload_fast_kbit:.0f} kbit/s"
+    )
+    # policing makes TCP back off below the limit (736 and 802 kbit/s in two runs), never above it
+    assert 0.5 * LIMIT_KBIT <= upload_kbit <= 1.2 * LIMIT_KBIT, (upload_kbit, upload_fast_kbit)
+    assert upload_fast_kbit > 5 * LIMIT_KBIT, upload_fast_kbit
 
     rated = ListenerSpec("slow", "HTTP", 80, default_pool_id="pool", qos=ListenerQoS(connection_rate=20))
     instance.apply(_spec(lb_lab, (rated, unlimited), port=FILE_PORT))

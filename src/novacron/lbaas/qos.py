@@ -5,14 +5,17 @@
 - ``connection_rate``: new connections per second HAProxy accepts on the listener (its
   ``rate-limit sessions``, rendered by :mod:`novacron.lbaas.haproxy_config`). Connections beyond
   it wait in the kernel's accept queue: they are delayed, not refused.
-- ``bandwidth_kbit``: what the listener sends to its clients, all of them together, shaped by the
-  kernel of the load balancer's namespace: an HTB qdisc on each of its legs with one class per
-  shaped listener (class ``1:<port>``, rate = ceil = the limit, so it never borrows) and a u32
-  filter putting the listener's packets (source VIP and port) in it; everything else is
-  unclassified and goes out unshaped. :func:`apply` changes classes and filters in place (``class
-  replace``, filters rebuilt), so a change does not flush the queues. Debian's HAProxy 2.6 has no
-  bandwidth filter (``bwlim`` came with 2.7) and this kernel has no ``tc police`` action, so what
-  clients send to the listener is not limited.
+- ``bandwidth_kbit``: each direction of the listener's traffic, all its clients together, by the
+  kernel of the load balancer's namespace. What it sends to its clients is *shaped*: an HTB qdisc on
+  each of its legs with one class per shaped listener (class ``1:<port>``, rate = ceil = the limit,
+  so it never borrows) and a u32 filter putting the listener's packets (source VIP and port) in it;
+  everything else is unclassified and goes out unshaped. :func:`apply` changes classes and filters
+  in place (``class replace``, filters rebuilt), so a change does not flush the queues. What the
+  clients send to it is *policed*: the table ``inet novacron_qos`` drops the listener's incoming
+  packets (destination VIP and port) over the limit (an nftables ``limit rate over``, with an
+  eighth of a second's worth of burst), and TCP senders slow down to it. Debian's HAProxy 2.6 has
+  no bandwidth filter (``bwlim`` came with 2.7) and this kernel has neither ``tc police`` nor
+  ``ifb``, hence nftables for the incoming side.
 """
 
 from __future__ import annotations
@@ -29,6 +32,11 @@ if TYPE_CHECKING:
     from novacron.lbaas.model import LoadBalancerSpec
 
 MAX_KBIT = 10_000_000
+#: the nftables table policing what clients send to bandwidth-limited listeners
+POLICE_TABLE = "novacron_qos"
+#: the policer's burst: this share of a second at the limit, and at least ten full frames
+BURST_S = 0.125
+MIN_BURST_BYTES = 15_000
 MAX_CONNECTION_RATE = 100_000
 
 
@@ -117,11 +125,33 @@ def _classes(netns: str, device: str) -> dict[str, int]:
     return found
 
 
+def police_script(spec: LoadBalancerSpec) -> str:
+    """The ``nft -f`` script that makes the namespace's policing table match ``spec``: a rule per
+    bandwidth-limited listener dropping what its clients send over the limit (no table when none)."""
+    lines = [f"table inet {POLICE_TABLE} {{}}", f"delete table inet {POLICE_TABLE}"]
+    limits = shaped(spec)
+    if not limits:
+        return "\n".join(lines) + "\n"
+    family = "ip" if ipaddress.ip_address(spec.vip_address).version == 4 else "ip6"
+    lines += [
+        f"table inet {POLICE_TABLE} {{",
+        "    chain input {",
+        "        type filter hook input priority filter; policy accept;",
+    ]
+    for port, kbit in sorted(limits.items()):
+        rate = kbit * 1000 // 8
+        burst = max(int(rate * BURST_S), MIN_BURST_BYTES)
+        match = f"{family} daddr {spec.vip_address} tcp dport {port}"
+        lines.append(f"        {match} limit rate over {rate} bytes/second burst {burst} bytes counter drop")
+    return "\n".join([*lines, "    }", "}"]) + "\n"
+
+
 def apply(netns: str, spec: LoadBalancerSpec, links: list[Link]) -> None:
-    """Shape each leg of namespace ``netns`` as ``spec``'s listeners ask (no shaping at all when
-    none has a bandwidth limit)."""
+    """Shape each leg of namespace ``netns`` and police what reaches it as ``spec``'s listeners
+    ask (no class, filter or table at all when none has a bandwidth limit)."""
     wanted = {_class(port) for port in shaped(spec)}
     try:
+        nft.nft_apply(netns, police_script(spec))
         for link in links:
             if not wanted:
                 if _our_root(netns, link.name):
