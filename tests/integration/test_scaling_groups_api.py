@@ -14,17 +14,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
+from novacron.autoscaling.members import choose_victims
 from novacron.autoscaling.reconcile import AutoscalingController
 from novacron.autoscaling.tasks import HANDLERS as SCALING_HANDLERS
 from novacron.compute import hostops, storage
 from novacron.compute.tasks import HANDLERS as VM_HANDLERS
 from novacron.db.base import utcnow
-from novacron.db.models import VM, Flavor, Host, Image, LbMember, Task
+from novacron.db.models import VM, Event, Flavor, Host, Image, LbMember, ScalingGroupMember, Task
 from novacron.lbaas.tasks import HANDLERS as LB_HANDLERS
 from novacron.tasks.runner import TaskRunner
 from tests.integration.test_lb_resources import HOSTS, World, healthy, lb_world, problem_fields
@@ -194,12 +196,21 @@ def test_a_group_grows_into_its_pool_shrinks_by_policy_and_replaces_a_lost_vm(sc
     latest = _activities(scaling, "web")[0]
     assert (latest["action"], latest["reason"], latest["outcome"]) == ("scale_out", "load test", "succeeded")
     assert len(latest["numbers"]["launched"]) == 1
+    # the load balancer had the new member serving (a pool without a monitor: NO_MONITOR) at the end
+    assert list(latest["numbers"]["pool_status"].values()) == [["NO_MONITOR"]], latest["numbers"]
     # the newest is protected: shrinking to 1 takes the next newest, then the oldest... never it
     newest = members[-1]["vm_id"]
     r = c.put(f"{BASE}/web/members/{newest}/protection", json={"protected": True}, headers=alpha.headers)
     assert r.status_code == 200 and r.json()["protected_from_scale_in"], r.text
+    with world.db.session() as s:
+        since = s.scalar(select(func.max(Event.seq)))
     assert c.patch(f"{BASE}/web", json={"desired": 1}, headers=alpha.headers).status_code == 200
     run_all(world)
+    with world.db.session() as s:  # drained (one change for both), then removed, then deleted
+        kinds = list(s.scalars(select(Event.type).where(Event.seq > since).order_by(Event.seq)))
+    pool_changes = [k for k in kinds if k.startswith("loadbalancer.member.")]
+    assert pool_changes == ["loadbalancer.member.updated", "loadbalancer.member.deleted"], kinds
+    assert kinds.index("loadbalancer.member.deleted") < kinds.index("vm.deleted"), kinds
     left = _members(scaling, "web")
     assert [m["vm_id"] for m in left] == [newest]
     assert _pool_vms(scaling) == {newest}
@@ -242,3 +253,28 @@ def test_a_scale_out_past_the_vms_quota_is_refused_in_the_activity(scaling: Scal
         task = s.get(Task, activity["task_id"])
         assert task is not None and task.state == "failed" and "Quota exceeded" in (task.error or "")
     assert len(_members(scaling, "capped")) == 1
+
+
+def test_spread_takes_from_the_busiest_host_and_never_a_protected_member(scaling: Scaling) -> None:
+    world, alpha = scaling.world, scaling.world.alpha
+    tenant_id = world.client.get(f"/v1/projects/{alpha.project_id}", headers=alpha.headers).json()[
+        "tenant_id"
+    ]
+    start = utcnow()
+    placed = {"sp-1": HOSTS[0], "sp-2": HOSTS[0], "sp-3": HOSTS[0], "sp-4": HOSTS[1]}
+    members = [
+        ScalingGroupMember(vm_id=vm_id, group_id="g", launched_at=start + timedelta(seconds=n),
+                           protected_from_scale_in=vm_id == "sp-1")
+        for n, vm_id in enumerate(placed)
+    ]  # fmt: skip
+    with world.db.session() as s:
+        for vm_id, host in placed.items():
+            s.add(VM(id=vm_id, name=vm_id, project_id=alpha.project_id, tenant_id=tenant_id, host_id=host,
+                     vcpus=1, ram_mb=128, disk_gb=1))  # fmt: skip
+        s.flush()
+        # h-1 has three (sp-1 protected), h-2 one: h-1 loses its free ones first, oldest first
+        assert [m.vm_id for m in choose_victims(s, members, 1, "spread")] == ["sp-2"]
+        assert [m.vm_id for m in choose_victims(s, members, 2, "spread")] == ["sp-2", "sp-3"]
+        assert [m.vm_id for m in choose_victims(s, members, 9, "oldest")] == ["sp-2", "sp-3", "sp-4"]
+        assert [m.vm_id for m in choose_victims(s, members, 1, "newest")] == ["sp-4"]
+        s.rollback()

@@ -1,8 +1,8 @@
 """A scaling group's members: who acts for the group, its load-balancer pools, health, victims.
 
-A running member joins each of the group's pools as a member named by its VM; a member leaving is
-first drained (``drain``: HAProxy sends it no new connections) and then taken out of the pools,
-each step one ``loadbalancer.apply`` of the pool's load balancer, before its VM is deleted. A
+A running member joins each of the group's pools as a member named by its VM; members leaving are
+first drained (``drain``: HAProxy sends them no new connections) and then taken out of the pools,
+each step one ``loadbalancer.apply`` per load balancer for all of them, before their VMs are deleted. A
 change is only made while the load balancer is not ``PENDING_*``: callers try again until it is.
 
 A member is unhealthy when its VM is gone or in ERROR, or when a pool has reported it down for
@@ -12,7 +12,7 @@ longer than the group's warm-up (counted from its launch too): the scale task re
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from novacron.db.models import VM, LbMember, LbPool, LoadBalancer, ScalingGroup, ScalingGroupMember
 from novacron.identity.principal import Principal
+from novacron.lbaas import changes
 from novacron.lbaas.changes import PENDING
 from novacron.lbaas.members import MemberService, NewMember
 
@@ -73,21 +74,30 @@ def join_pools(session: Session, ctx: Context, group: ScalingGroup, vm_id: str) 
     return done
 
 
-def leave_pools(session: Session, ctx: Context, group: ScalingGroup, vm_id: str) -> bool:
-    """One step of taking the VM out of the group's pools: drain it, then remove it. True when it
-    is in none of them any more."""
-    members = MemberService(session, acting_for(group), ctx)
-    left = _pool_members(session, group, vm_id)
-    for member in left:
-        lb = session.get(LoadBalancer, member.loadbalancer_id)
+def leave_pools(session: Session, ctx: Context, group: ScalingGroup, vm_ids: Collection[str]) -> bool:
+    """One step of taking the VMs out of the group's pools, one change per load balancer for all
+    of them: drain them, then (the next call) remove them. True when they are in none any more."""
+    pool_ids = [p["pool_id"] for p in group.lb_pools]
+    if not pool_ids or not vm_ids:
+        return True
+    stmt = select(LbMember).where(LbMember.vm_id.in_(list(vm_ids)), LbMember.pool_id.in_(pool_ids))
+    by_lb: dict[str, list[LbMember]] = {}
+    for member in session.scalars(stmt):
+        by_lb.setdefault(member.loadbalancer_id, []).append(member)
+    for lb_id, members in by_lb.items():
+        lb = session.get(LoadBalancer, lb_id)
         if lb is None or lb.provisioning_status in PENDING:
             continue
-        if not member.drain:
-            members.update(lb, member, {"drain": True})
-        else:
-            members.delete(lb, member)
-    session.flush()
-    return not left
+        undrained = [m for m in members if not m.drain]
+        for member in undrained:
+            member.drain = True
+        for member in [] if undrained else members:
+            session.delete(member)
+        session.flush()
+        changes.submit(
+            session, ctx, lb, "member.updated" if undrained else "member.deleted", scaling_group=group.id
+        )
+    return not by_lb
 
 
 def pool_statuses(session: Session, group: ScalingGroup, vm_id: str) -> list[str]:

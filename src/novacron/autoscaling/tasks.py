@@ -123,8 +123,7 @@ def plan(s: Session, task: Task) -> None:
 def _drained(ctx: Context, task: Task) -> Callable[[Session], bool]:
     def done(s: Session) -> bool:
         group = _group(s, task)
-        left = [pool.leave_pools(s, ctx, group, m.vm_id) for m in _leaving(s, group)]
-        return all(left)
+        return pool.leave_pools(s, ctx, group, [m.vm_id for m in _leaving(s, group)])
 
     return done
 
