@@ -85,6 +85,9 @@ def scaling(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scaling]:
                 tenant_id = c.get(f"/v1/projects/{who.project_id}", headers=who.headers).json()["tenant_id"]
                 s.add(Image(id=f"img-{tenant}", name=f"app-{tenant}", project_id=who.project_id,
                             tenant_id=tenant_id, status="active", disk_format="qcow2"))  # fmt: skip
+                s.add(Image(id=f"img-big-{tenant}", name=f"big-{tenant}", project_id=who.project_id,
+                            tenant_id=tenant_id, status="active", disk_format="qcow2",
+                            virtual_size_bytes=2 * 2**30))  # fmt: skip
                 disk = storage.image_disk(world.ctx.settings, f"img-{tenant}")
                 disk.parent.mkdir(parents=True, exist_ok=True)
                 disk.write_bytes(b"")
@@ -139,6 +142,8 @@ def test_create_refuses_what_the_tenant_does_not_own(scaling: Scaling) -> None:
         ({"image": "img-beta"}, "body.image"),
         ({"image": "app-beta"}, "body.image"),
         ({"flavor": "huge"}, "body.flavor"),
+        ({"image": "big-alpha"}, "body.flavor"),  # a 2 GiB image does not fit the 1 GiB disk
+        ({"user_data": "é" * 40_000}, "body.user_data"),  # 80,000 bytes
         ({"networks": [{"network": beta.network_id}]}, "body.networks.0.network"),
         (
             {"networks": [{"network": "web", "security_groups": ["nope"]}]},

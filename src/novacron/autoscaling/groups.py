@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from novacron import events
 from novacron.compute.scope import resolve_project
+from novacron.compute.vms import MAX_USER_DATA, root_disk_gb
 from novacron.db.base import new_id, utcnow
 from novacron.db.listing import ListParams, paginate, where_equal
 from novacron.db.models import (
@@ -137,7 +138,7 @@ def request_scale(  # noqa: PLR0913  (what an activity records: who asked, why, 
 ) -> ScalingActivity:
     """Record the activity and start the group's scale task (or leave it to the one in flight, which
     converges again at its end to whatever ``desired`` is then)."""
-    from novacron.autoscaling.tasks import ScaleGroup
+    from novacron.autoscaling.tasks import ScaleGroup  # the task module imports this one
 
     activity = ScalingActivity(
         id=new_id("sact"),
@@ -265,6 +266,9 @@ class ScalingGroupService(Service):
         if image.status != "active":
             raise InvalidInput("image", f"image '{image.name}' is {image.status}, not active")
         flavor = resolve(self.session, self.principal, Flavor, spec.flavor, named=Named("flavor"))
+        root_disk_gb(self.principal, image, flavor)  # the image must fit the flavor's disk
+        if len(spec.user_data.encode()) > MAX_USER_DATA:
+            raise InvalidInput("user_data", f"larger than {MAX_USER_DATA} bytes")
         nics = []
         for i, nic in enumerate(spec.networks):
             network = find_network(
