@@ -258,6 +258,10 @@ def test_a_scale_out_past_the_vms_quota_is_refused_in_the_activity(scaling: Scal
         task = s.get(Task, activity["task_id"])
         assert task is not None and task.state == "failed" and "Quota exceeded" in (task.error or "")
     assert len(_members(scaling, "capped")) == 1
+    node = c.get("/v1/quota", params={"project_id": alpha.project_id}, headers=world.admin)
+    r = c.patch(f"/v1/quota/nodes/{node.json()['id']}", json={"limits": {"vms": None}},
+                headers={**world.admin, "If-Match": node.headers["ETag"]})  # fmt: skip
+    assert r.status_code == 200, r.text  # the next tests launch again
 
 
 def test_spread_takes_from_the_busiest_host_and_never_a_protected_member(scaling: Scaling) -> None:
@@ -283,3 +287,27 @@ def test_spread_takes_from_the_busiest_host_and_never_a_protected_member(scaling
         assert [m.vm_id for m in choose_victims(s, members, 9, "oldest")] == ["sp-2", "sp-3", "sp-4"]
         assert [m.vm_id for m in choose_victims(s, members, 1, "newest")] == ["sp-4"]
         s.rollback()
+
+
+def test_a_member_down_in_its_pool_past_the_warmup_is_replaced(scaling: Scaling) -> None:
+    c, alpha, world = scaling.world.client, scaling.world.alpha, scaling.world
+    body = _body(scaling, "flaky", desired=1, warmup_s=0, cooldown_s=0)
+    assert c.post(BASE, json=body, headers=alpha.headers).status_code == 201
+    run_all(world)
+    [sick] = [m["vm_id"] for m in _members(scaling, "flaky")]
+    with world.db.session() as s:  # its host's health checks now fail
+        s.execute(update(LbMember).where(LbMember.vm_id == sick).values(operating_status="OFFLINE"))
+    controller = AutoscalingController(world.ctx)
+    controller.reconcile()  # first seen down: the grace period starts
+    assert _members(scaling, "flaky")[0]["health"] == "healthy"
+    controller.reconcile()
+    run_all(world)
+    [fresh] = _members(scaling, "flaky")
+    assert fresh["vm_id"] != sick and fresh["state"] == "in_service" and fresh["health"] == "healthy"
+    with world.db.session() as s:
+        assert s.get(VM, sick) is None
+        in_pool = set(s.scalars(select(LbMember.vm_id).where(LbMember.pool_id == scaling.pool_id)))
+    assert sick not in in_pool and fresh["vm_id"] in in_pool
+    replace = _activities(scaling, "flaky")[0]
+    assert replace["action"] == "replace" and replace["outcome"] == "succeeded", replace
+    assert "down in its pool" in replace["numbers"]["replacing"][sick], replace
