@@ -20,13 +20,24 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
+from novacron.autoscaling.groups import scale_to
 from novacron.autoscaling.members import choose_victims
 from novacron.autoscaling.reconcile import AutoscalingController
 from novacron.autoscaling.tasks import HANDLERS as SCALING_HANDLERS
 from novacron.compute import hostops, storage
 from novacron.compute.tasks import HANDLERS as VM_HANDLERS
 from novacron.db.base import utcnow
-from novacron.db.models import VM, Event, Flavor, Host, Image, LbMember, ScalingGroupMember, Task
+from novacron.db.models import (
+    VM,
+    Event,
+    Flavor,
+    Host,
+    Image,
+    LbMember,
+    ScalingGroup,
+    ScalingGroupMember,
+    Task,
+)
 from novacron.lbaas.tasks import HANDLERS as LB_HANDLERS
 from novacron.tasks.runner import TaskRunner
 from tests.integration.test_lb_resources import HOSTS, World, healthy, lb_world, problem_fields
@@ -311,3 +322,26 @@ def test_a_member_down_in_its_pool_past_the_warmup_is_replaced(scaling: Scaling)
     replace = _activities(scaling, "flaky")[0]
     assert replace["action"] == "replace" and replace["outcome"] == "succeeded", replace
     assert "down in its pool" in replace["numbers"]["replacing"][sick], replace
+
+
+def test_a_policy_decision_is_held_to_the_bounds_and_recorded(scaling: Scaling) -> None:
+    c, alpha, world = scaling.world.client, scaling.world.alpha, scaling.world
+    body = _body(scaling, "policed", desired=0, max_size=2, lb_pools=[], networks=[])
+    assert c.post(BASE, json=body, headers=alpha.headers).status_code == 201
+    run_all(world)
+    with world.db.session() as s:
+        group = s.scalar(select(ScalingGroup).where(ScalingGroup.name == "policed"))
+        assert group is not None
+        numbers = {"avg_cpu": 0.93, "target": 0.6}
+        activity = scale_to(s, group, 5, "average CPU 93 % above 60 %", "target-tracking", numbers)
+        assert activity is not None and group.desired == 2
+        assert scale_to(s, group, 2, "again", "target-tracking") is None  # already there
+    latest = _activities(scaling, "policed")[0]
+    assert (latest["action"], latest["policy"], latest["reason"]) == (
+        "scale_out",
+        "target-tracking",
+        "average CPU 93 % above 60 %",
+    )
+    assert latest["numbers"] | numbers == latest["numbers"] and latest["numbers"]["asked"] == 5
+    run_all(world)
+    assert len(_members(scaling, "policed")) == 2

@@ -182,6 +182,28 @@ def request_scale(  # noqa: PLR0913  (what an activity records: who asked, why, 
     return activity
 
 
+def scale_to(  # noqa: PLR0913  (a decision: the count, and who asked, why, with which numbers)
+    session: Session,
+    group: ScalingGroup,
+    desired: int,
+    reason: str,
+    policy: str | None = None,
+    numbers: dict[str, Any] | None = None,
+) -> ScalingActivity | None:
+    """Set the group's desired count, whoever decided it (the API, a policy's ``Decision``): held
+    to ``[min_size, max_size]`` (the clamp recorded), a scale-out or scale-in activity with the
+    reason when it changes; None when it is already there or the group is being deleted."""
+    wanted = min(max(desired, group.min_size), group.max_size)
+    if group.status != "active" or wanted == group.desired:
+        return None
+    before, group.desired = group.desired, wanted
+    extra = {**(numbers or {}), "desired_before": before}
+    if wanted != desired:
+        extra["asked"] = desired
+    action = "scale_out" if wanted > before else "scale_in"
+    return request_scale(session, group, action, reason, policy, extra)
+
+
 def spread_hard(session: Session, max_size: int) -> bool:
     """Anti-affinity is hard only while there are at least as many hosts up as the group may have VMs."""
     hosts = session.scalar(select(func.count()).select_from(Host).where(Host.state == "up")) or 0
@@ -342,10 +364,8 @@ class ScalingGroupService(Service):
         if desired != group.desired:
             if change.honor_cooldown:
                 self._check_cooldown(group)
-            before, group.desired = group.desired, desired
             reason = change.reason or f"desired set to {desired} by {self.principal.username}"
-            action = "scale_out" if desired > before else "scale_in"
-            request_scale(self.session, group, action, reason, numbers={"desired_before": before})
+            scale_to(self.session, group, desired, reason)
             wake_on_commit(self.session, self.ctx)
         self.session.flush()
         return group
