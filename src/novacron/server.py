@@ -36,6 +36,7 @@ def build_context(settings: Settings) -> Context:
     from novacron.agent.control import LocalControlPlane
     from novacron.agent.hoststats import HostSampler
     from novacron.agent.runtime import AgentRuntime
+    from novacron.autoscaling.tasks import HANDLERS as SCALING_HANDLERS
     from novacron.backup.dr import DRDrill
     from novacron.backup.failover import HANDLERS as DR_HANDLERS
     from novacron.backup.tasks import HANDLERS as BACKUP_HANDLERS
@@ -81,6 +82,7 @@ def build_context(settings: Settings) -> Context:
             IssueCertificate(),
             *LB_HANDLERS,
             *LB_FAILOVER_HANDLERS,
+            *SCALING_HANDLERS,
         ],
     )
     if settings.embedded_agent:

@@ -86,6 +86,10 @@ class BackgroundWorkers:
 
             renewals = RenewalController(ctx)
             self.controllers.append(Controller.of_loop(RENEWAL_CONTROLLER, renewals.loop))
+            from novacron.autoscaling.reconcile import AUTOSCALING_CONTROLLER, AutoscalingController
+
+            scaling = AutoscalingController(ctx)
+            self.controllers.append(Controller.of_loop(AUTOSCALING_CONTROLLER, scaling.loop))
         from novacron.quota.controller import QUOTA_CONTROLLER, QuotaController
 
         quota = QuotaController(ctx)

@@ -65,6 +65,7 @@ def _include_optional(app: FastAPI) -> None:
         quota,
         roles,
         routers,
+        scaling_groups,
         security_groups,
         server_groups,
         silences,
@@ -104,6 +105,7 @@ def _include_optional(app: FastAPI) -> None:
         loadbalancers,
         loadbalancer_pools,
         loadbalancer_l7,
+        scaling_groups,
     ):
         app.include_router(module.router)
     install_audit(app)

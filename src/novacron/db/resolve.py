@@ -43,6 +43,7 @@ from novacron.db.models import (
     Project,
     QosPolicy,
     Router,
+    ScalingGroup,
     SecurityGroup,
     ServerGroup,
     Subnet,
@@ -100,6 +101,7 @@ KINDS: dict[type[Any], Kind] = {
     Dashboard: Kind("dashboard", "dashboard_id", "/v1/dashboards"),
     GslbName: Kind("global name", "name_id", "/v1/gslb/names"),
     LbCertificate: Kind("certificate", "certificate_id", "/v1/certificates"),
+    ScalingGroup: Kind("scaling group", "group_id", "/v1/scaling-groups"),
 }
 #: kinds the platform defines for everyone (their names are unique): no tenant owns them
 PLATFORM_KINDS = frozenset({Flavor, Host, Aggregate, BackupTarget, PolicyRule})

@@ -29,6 +29,7 @@ VIEW = frozenset(
         "slo:read",
         "trace:read",
         "gslb:read",
+        "scaling-group:read",
         # a user's own custom dashboards (panels of queries over what metrics:read shows)
         "dashboard:write",
     }
@@ -56,6 +57,8 @@ MEMBER = VIEW | {
     "alert:write",
     # global names and their sites
     "gslb:write",
+    # scaling groups: their template, sizes, desired count and scale-in protection
+    "scaling-group:write",
 }
 TENANT_ADMIN = MEMBER | {
     "project:write",

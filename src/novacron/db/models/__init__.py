@@ -1,6 +1,7 @@
 """All tables, one module per area; importing this package registers them."""
 
 from novacron.db.models.agents import CertificateAuthority, HostOperation, JoinToken, NodeCredential
+from novacron.db.models.autoscaling import ScalingActivity, ScalingGroup, ScalingGroupMember
 from novacron.db.models.backups import BackupPolicy, BackupSnapshot, BackupTarget, DRRunbook, RestoreJob
 from novacron.db.models.compute import (
     VM,
@@ -57,6 +58,9 @@ from novacron.db.models.slo import SLO, Probe, ProbeResult
 from novacron.db.models.traces import TraceSpan
 
 __all__ = [
+    "ScalingActivity",
+    "ScalingGroup",
+    "ScalingGroupMember",
     "AcmeAccount",
     "LbCertificate",
     "Dashboard",

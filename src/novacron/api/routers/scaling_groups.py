@@ -1,0 +1,223 @@
+"""/v1/scaling-groups: groups of identical VMs kept at a desired count, with their members and
+activity history.
+
+A create or a new desired count answers at once; the group's ``scalinggroup.scale`` task does the
+work and its activity (``/activities``) says why and how it ended.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from novacron.api.concurrency import check_if_match, set_etag
+from novacron.api.deps import IdempotencyDep, service
+from novacron.api.listing import Page, list_query
+from novacron.api.routers.hosts import Labels
+from novacron.autoscaling.groups import (
+    MAX_GROUP_SIZE,
+    GroupChange,
+    GroupSpec,
+    GroupView,
+    NicTemplate,
+    PoolRef,
+    ScalingGroupService,
+)
+from novacron.db.listing import ListParams
+from novacron.db.models import ScalingActivity, ScalingGroupMember
+
+router = APIRouter(prefix="/v1/scaling-groups", tags=["scaling groups"])
+
+Reader = Annotated[
+    ScalingGroupService, Depends(service(ScalingGroupService, "scaling-group:read", write=False))
+]
+Writer = Annotated[ScalingGroupService, Depends(service(ScalingGroupService, "scaling-group:write"))]
+GroupList = Annotated[ListParams, Depends(list_query(("created_at", "name")))]
+ActivityList = Annotated[ListParams, Depends(list_query(("started_at",), default_sort="-started_at"))]
+
+#: DNS-style and short: a member VM is named ``<group>-<6 hex>``
+NAME = r"^[a-z0-9]([a-z0-9-]{0,46}[a-z0-9])?$"
+Size = Annotated[int, Field(ge=0, le=MAX_GROUP_SIZE)]
+Seconds = Annotated[int, Field(ge=0, le=86400)]
+Termination = Literal["oldest", "newest", "spread"]
+
+
+class NicIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    network: str = Field(min_length=1, max_length=64, description="network id or name")
+    security_groups: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None, max_length=16, description="default: 'default'"
+    )
+
+
+class PoolIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    pool_id: str = Field(min_length=1, max_length=64, description="a pool of one of your load balancers")
+    protocol_port: int = Field(ge=1, le=65535, description="the port members serve on")
+
+
+class ScalingGroupCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=NAME, description="unique in the project; members are named <name>-<hex>")
+    project_id: str | None = Field(default=None, max_length=40)
+    image: str = Field(min_length=1, max_length=128, description="image id or name")
+    flavor: str = Field(min_length=1, max_length=64, description="flavor id or name")
+    networks: list[NicIn] = Field(default_factory=list, max_length=8)
+    user_data: str = Field(default="", max_length=65536, description="cloud-init user-data")
+    labels: Labels = Field(default_factory=dict, max_length=32)
+    min_size: Size = 0
+    max_size: Size
+    desired: Size
+    lb_pools: list[PoolIn] = Field(default_factory=list, max_length=8)
+    termination_policy: Termination = "oldest"
+    cooldown_s: Seconds = 300
+    warmup_s: Seconds = 120
+
+
+class ScalingGroupUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    min_size: Size | None = None
+    max_size: Size | None = None
+    desired: Size | None = None
+    termination_policy: Termination | None = None
+    cooldown_s: Seconds | None = None
+    warmup_s: Seconds | None = None
+    reason: str | None = Field(default=None, max_length=500, description="recorded in the activity")
+    honor_cooldown: bool = Field(default=False, description="refuse a new desired count while cooling down")
+
+
+class ProtectionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    protected: bool = Field(description="true: never chosen by a scale-in")
+
+
+class ScalingGroupOut(BaseModel):
+    id: str
+    name: str
+    project_id: str
+    tenant_id: str
+    template: dict[str, Any]
+    min_size: int
+    max_size: int
+    desired: int
+    lb_pools: list[dict[str, Any]]
+    termination_policy: str
+    cooldown_s: int
+    warmup_s: int
+    server_group_id: str | None
+    status: str
+    #: the scale task in flight, or the last one
+    task_id: str | None
+    #: members per state: launching, in_service, leaving
+    members: dict[str, int]
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+    @classmethod
+    def of(cls, view: GroupView) -> ScalingGroupOut:
+        g = view.group
+        fields = {n: getattr(g, n) for n in cls.model_fields if n != "members"}
+        return cls(**fields, members=view.counts)
+
+
+class MemberOut(BaseModel):
+    vm_id: str
+    state: str
+    protected_from_scale_in: bool
+    launched_at: datetime
+    health: str
+    health_reason: str | None
+
+    @classmethod
+    def of(cls, m: ScalingGroupMember) -> MemberOut:
+        return cls(**{n: getattr(m, n) for n in cls.model_fields})
+
+
+class ActivityOut(BaseModel):
+    id: str
+    action: str
+    reason: str
+    policy: str | None
+    numbers: dict[str, Any]
+    task_id: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str
+    detail: str | None
+
+    @classmethod
+    def of(cls, a: ScalingActivity) -> ActivityOut:
+        return cls(**{n: getattr(a, n) for n in cls.model_fields})
+
+
+def _spec(body: ScalingGroupCreate) -> GroupSpec:
+    fields = body.model_dump(exclude={"networks", "lb_pools"})
+    nics = tuple(
+        NicTemplate(n.network, tuple(n.security_groups) if n.security_groups is not None else None)
+        for n in body.networks
+    )
+    pools = tuple(PoolRef(p.pool_id, p.protocol_port) for p in body.lb_pools)
+    return GroupSpec(**fields, networks=nics, lb_pools=pools)
+
+
+@router.get("", response_model=Page[ScalingGroupOut])
+def list_groups(
+    groups: Reader, page: GroupList, name: str | None = None, project_id: str | None = None
+) -> Page[ScalingGroupOut]:
+    rows, nxt = groups.list(page, name=name, project_id=project_id)
+    return Page[ScalingGroupOut](items=[ScalingGroupOut.of(v) for v in rows], next_cursor=nxt)
+
+
+@router.post("", status_code=201, response_model=ScalingGroupOut)
+def create_group(body: ScalingGroupCreate, groups: Writer, idem: IdempotencyDep) -> Response:
+    if (replay := idem.replay(body)) is not None:
+        return replay
+    group = groups.create(_spec(body))
+    return idem.created(ScalingGroupOut.of(groups.view(group)), group)
+
+
+@router.get("/{group_id}", response_model=ScalingGroupOut)
+def get_group(group_id: str, response: Response, groups: Reader) -> ScalingGroupOut:
+    group = groups.get(group_id)
+    set_etag(response, group)
+    return ScalingGroupOut.of(groups.view(group))
+
+
+@router.patch("/{group_id}", response_model=ScalingGroupOut)
+def update_group(
+    group_id: str, body: ScalingGroupUpdate, request: Request, response: Response, groups: Writer
+) -> ScalingGroupOut:
+    group = groups.get(group_id)
+    check_if_match(request, group)
+    groups.update(group, GroupChange(**body.model_dump()))
+    set_etag(response, group)
+    return ScalingGroupOut.of(groups.view(group))
+
+
+@router.delete("/{group_id}", status_code=202, response_model=ActivityOut)
+def delete_group(group_id: str, request: Request, groups: Writer) -> ActivityOut:
+    """Scale to zero (draining the pools first), then the group goes; the answer is the activity."""
+    group = groups.get(group_id)
+    check_if_match(request, group)
+    return ActivityOut.of(groups.delete(group))
+
+
+@router.get("/{group_id}/members", response_model=list[MemberOut])
+def list_members(group_id: str, groups: Reader) -> list[MemberOut]:
+    return [MemberOut.of(m) for m in groups.members(groups.get(group_id))]
+
+
+@router.put("/{group_id}/members/{vm_id}/protection", response_model=MemberOut)
+def set_protection(group_id: str, vm_id: str, body: ProtectionIn, groups: Writer) -> MemberOut:
+    """Set or clear the member's scale-in protection (PUT: the same body twice is the same state)."""
+    return MemberOut.of(groups.protect(groups.get(group_id), vm_id, body.protected))
+
+
+@router.get("/{group_id}/activities", response_model=Page[ActivityOut])
+def list_activities(group_id: str, groups: Reader, page: ActivityList) -> Page[ActivityOut]:
+    rows, nxt = groups.activities(groups.get(group_id), page)
+    return Page[ActivityOut](items=[ActivityOut.of(a) for a in rows], next_cursor=nxt)

@@ -1,0 +1,305 @@
+"""``scalinggroup.scale``: converge a scaling group to its desired count, one durable task.
+
+Steps, each safe to run again after a crash (what they decided is on the member rows and in the
+activity's numbers, both committed):
+
+- ``plan``: unhealthy members (VM gone or in ERROR, down in a pool past the warm-up) and, on a
+  scale-in, victims chosen by the termination policy (never a protected one) are marked
+  ``leaving``; the shortfall to launch is written to the activity.
+- ``drain``: every leaving member is drained and then taken out of the group's pools.
+- ``terminate``: their VMs are deleted (``vm.delete`` tasks) and the member rows go.
+- ``launch``: new VMs through the normal VM create path (quota, ports, the group's anti-affinity
+  server group), each in its own transaction: a quota refusal ends the task with its words in the
+  activity, the VMs launched before it stay.
+- ``join``: each new VM that runs joins the group's pools; the step waits (up to the warm-up) for
+  the load balancer to report it serving.
+- ``finish``: a group being deleted goes, with its server group, once its VMs are gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from novacron import events
+from novacron.autoscaling import members as pool
+from novacron.autoscaling.groups import request_scale
+from novacron.compute.tasks import BOOT_TIMEOUT_S
+from novacron.compute.vms import VMService, VMSpec, request_delete
+from novacron.db.base import utcnow
+from novacron.db.models import (
+    VM,
+    Project,
+    ScalingActivity,
+    ScalingGroup,
+    ScalingGroupMember,
+    ServerGroup,
+    Task,
+)
+from novacron.errors import Conflict, DomainError
+from novacron.network.service import NicRequest
+from novacron.quota.policy import Decisions
+from novacron.tasks.runner import StepFailed, TaskHandler
+from novacron.tasks.service import wake_on_commit
+
+if TYPE_CHECKING:
+    from novacron.context import Context
+
+#: how long a step waits for load balancers, VM deletes or boots before it gives up
+WAIT_S = 300.0
+POLL_S = 0.5
+
+
+def _group(s: Session, task: Task) -> ScalingGroup:
+    group = s.get(ScalingGroup, task.resource_id)
+    if group is None:
+        raise StepFailed(f"Scaling group {task.resource_id} no longer exists.")
+    return group
+
+
+def _activity(s: Session, task: Task) -> ScalingActivity | None:
+    return s.get(ScalingActivity, task.params.get("activity_id", ""))
+
+
+def _note(activity: ScalingActivity | None, **numbers: Any) -> None:
+    """Add to the activity's numbers (a new dict: the JSON column sees the change)."""
+    if activity is not None:
+        activity.numbers = {**activity.numbers, **numbers}
+
+
+async def _until(ctx: Context, what: str, done: Callable[[Session], bool], timeout_s: float = WAIT_S) -> None:
+    """Run ``done`` in a fresh transaction until it answers True; StepFailed after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with ctx.db.session() as s:
+            if done(s):
+                return
+        if time.monotonic() > deadline:
+            raise StepFailed(f"gave up after {timeout_s:.0f} s waiting for {what}")
+        await asyncio.sleep(POLL_S)
+
+
+def _leaving(s: Session, group: ScalingGroup) -> list[ScalingGroupMember]:
+    stmt = select(ScalingGroupMember).where(
+        ScalingGroupMember.group_id == group.id, ScalingGroupMember.state == "leaving"
+    )
+    return list(s.scalars(stmt))
+
+
+def plan(s: Session, task: Task) -> None:
+    """Mark who leaves (unhealthy first, then by the termination policy) and how many to launch."""
+    group, activity = _group(s, task), _activity(s, task)
+    unhealthy = pool.check_health(s, group, utcnow())
+    for member in unhealthy:
+        member.state = "leaving"
+    rows = select(ScalingGroupMember).where(
+        ScalingGroupMember.group_id == group.id, ScalingGroupMember.state != "leaving"
+    )
+    live = list(s.scalars(rows))
+    excess = len(live) - group.desired
+    victims = pool.choose_victims(s, live, excess, group.termination_policy)
+    for member in victims:
+        member.state = "leaving"
+    to_launch = max(group.desired - (len(live) - len(victims)), 0)
+    _note(
+        activity,
+        desired_at_plan=group.desired,
+        members_before=len(live),
+        replacing={m.vm_id: m.health_reason for m in unhealthy},
+        removing=[m.vm_id for m in victims],
+        protected_kept=max(excess - len(victims), 0),
+        to_launch=to_launch,
+        launched=[],
+    )
+
+
+def _drained(ctx: Context, task: Task) -> Callable[[Session], bool]:
+    def done(s: Session) -> bool:
+        group = _group(s, task)
+        return pool.leave_pools(s, ctx, group, [m.vm_id for m in _leaving(s, group)])
+
+    return done
+
+
+def _terminated(ctx: Context, task: Task) -> Callable[[Session], bool]:
+    def done(s: Session) -> bool:
+        group = _group(s, task)
+        busy = False
+        for member in _leaving(s, group):
+            vm = s.get(VM, member.vm_id)
+            if vm is not None and vm.task_state != "deleting":
+                try:
+                    request_delete(s, vm)
+                except Conflict:  # still being created or acted on: its task ends first
+                    busy = True
+                    continue
+            s.delete(member)
+        wake_on_commit(s, ctx)
+        return not busy
+
+    return done
+
+
+def _launch_one(s: Session, ctx: Context, task: Task) -> bool:
+    """Launch one VM of the shortfall (False when none is left to launch)."""
+    group, activity = _group(s, task), _activity(s, task)
+    numbers = activity.numbers if activity is not None else {}
+    launched = list(numbers.get("launched", []))
+    if len(launched) >= int(numbers.get("to_launch", 0)):
+        return False
+    project = s.get(Project, group.project_id)
+    assert project is not None
+    template = group.template
+    spec = VMSpec(
+        name=f"{group.name}-{secrets.token_hex(3)}",
+        image=template["image_id"],
+        flavor=template["flavor_id"],
+        user_data=template.get("user_data", ""),
+        metadata={"scaling_group": group.id},
+        server_group=group.server_group_id,
+        labels=dict(template.get("labels", {})),
+        nics=tuple(
+            NicRequest(network=n["network_id"], security_groups=tuple(n["security_groups"] or ()) or None)
+            for n in template.get("networks", [])
+        ),
+    )
+    vm, _ = VMService(s, pool.acting_for(group), ctx).create(project, spec, Decisions())
+    s.add(ScalingGroupMember(vm_id=vm.id, group_id=group.id, state="launching"))
+    _note(activity, launched=[*launched, vm.id])
+    wake_on_commit(s, ctx)
+    return True
+
+
+def _record_refusal(ctx: Context, task: Task, exc: DomainError) -> None:
+    with ctx.db.session() as s:
+        activity = _activity(s, task)
+        if activity is not None:
+            activity.detail = f"scale-out refused: {exc.detail}"
+            _note(activity, refused={"detail": exc.detail, **exc.extra})
+
+
+def _joined(ctx: Context, task: Task) -> Callable[[Session], bool]:
+    """Each launching member whose VM runs joins the pools; one in error or gone is unhealthy."""
+
+    def done(s: Session) -> bool:
+        group = _group(s, task)
+        waiting = False
+        stmt = select(ScalingGroupMember).where(
+            ScalingGroupMember.group_id == group.id, ScalingGroupMember.state == "launching"
+        )
+        for member in s.scalars(stmt):
+            vm = s.get(VM, member.vm_id)
+            if vm is None or (vm.state == "error" and vm.task_state is None):
+                member.health, member.health_reason = "unhealthy", "its VM failed to launch"
+                member.state = "in_service"  # the next plan replaces it
+            elif vm.state == "running" and pool.join_pools(s, ctx, group, vm.id):
+                member.state = "in_service"
+            else:
+                waiting = True
+        return not waiting
+
+    return done
+
+
+def _serving(task: Task) -> Callable[[Session], bool]:
+    def done(s: Session) -> bool:
+        group, activity = _group(s, task), _activity(s, task)
+        launched = activity.numbers.get("launched", []) if activity is not None else []
+        statuses = {vm_id: pool.pool_statuses(s, group, vm_id) for vm_id in launched}
+        _note(activity, pool_status=statuses)
+        return all(st in pool.SERVING for sts in statuses.values() for st in sts)
+
+    return done
+
+
+def _gone(task: Task) -> Callable[[Session], bool]:
+    """A deleting group goes (with its server group) once no VM of it is left."""
+
+    def done(s: Session) -> bool:
+        group = s.get(ScalingGroup, task.resource_id)
+        if group is None or group.status != "deleting":
+            return True
+        if group.server_group_id is not None:
+            if s.scalar(select(VM.id).where(VM.server_group_id == group.server_group_id).limit(1)):
+                return False
+            spread = s.get(ServerGroup, group.server_group_id)
+            if spread is not None:
+                s.delete(spread)
+        events.publish(
+            s, "scaling_group.deleted", "scaling_group", group.id,
+            tenant_id=group.tenant_id, project_id=group.project_id, name=group.name,
+        )  # fmt: skip
+        s.delete(group)
+        return True
+
+    return done
+
+
+class ScaleGroup(TaskHandler):
+    """Converge a scaling group to its desired count (see the module's docstring)."""
+
+    kind = "scalinggroup.scale"
+    steps: ClassVar[list[str]] = ["plan", "drain", "terminate", "launch", "join", "finish"]
+
+    async def run_step(self, ctx: Context, task: Task, step: str) -> None:
+        if step == "plan":
+            with ctx.db.session() as s:
+                plan(s, task)
+        elif step == "drain":
+            await _until(ctx, "the load balancers to drain the leaving members", _drained(ctx, task))
+        elif step == "terminate":
+            await _until(ctx, "the leaving VMs to be idle", _terminated(ctx, task))
+        elif step == "launch":
+            await self._launch(ctx, task)
+        elif step == "join":
+            await _until(ctx, "the new VMs to run and join the pools", _joined(ctx, task), 2 * BOOT_TIMEOUT_S)
+            with ctx.db.session() as s:
+                warmup = _group(s, task).warmup_s
+            # not yet serving after the warm-up: the health check replaces it if it stays down
+            with contextlib.suppress(StepFailed):
+                await _until(ctx, "the pools to report the new members up", _serving(task), warmup)
+        elif step == "finish":
+            await _until(ctx, "the group's VMs to be deleted", _gone(task))
+
+    async def _launch(self, ctx: Context, task: Task) -> None:
+        while True:
+            try:
+                with ctx.db.session() as s:
+                    if not _launch_one(s, ctx, task):
+                        return
+            except DomainError as exc:  # the quota, a policy or the budget said no
+                _record_refusal(ctx, task, exc)
+                raise StepFailed(f"Scale-out refused: {exc.detail}") from exc
+            await asyncio.sleep(0)
+
+    async def on_success(self, ctx: Context, task: Task) -> None:
+        self._end(ctx, task, "succeeded", None)
+
+    async def rollback(self, ctx: Context, task: Task, error: str) -> None:
+        self._end(ctx, task, "failed", error)
+
+    def _end(self, ctx: Context, task: Task, outcome: str, error: str | None) -> None:
+        """The activity's outcome; a desired count changed while the task ran starts the next one."""
+        with ctx.db.session() as s:
+            activity = _activity(s, task)
+            if activity is not None:
+                activity.outcome, activity.finished_at = outcome, utcnow()
+                activity.detail = activity.detail or error
+            group = s.get(ScalingGroup, task.resource_id)
+            if group is None or group.status != "active" or outcome != "succeeded" or activity is None:
+                return
+            planned = activity.numbers.get("desired_at_plan")
+            if planned is not None and planned != group.desired:
+                group.task_id = None  # this task is ending: the next one may start
+                request_scale(s, group, "converge", f"desired changed to {group.desired} while scaling")
+                wake_on_commit(s, ctx)
+
+
+HANDLERS: list[TaskHandler] = [ScaleGroup()]

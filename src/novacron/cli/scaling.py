@@ -1,0 +1,212 @@
+"""``novacron scaling-group ...``: groups of identical VMs kept at a desired count
+(``/v1/scaling-groups``), their members and their activity history.
+
+A create or a new desired count answers at once; ``--wait`` follows the group's scale task. Groups
+are named by name or id.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from novacron.cli.client import Client, CliError, resolve
+from novacron.cli.common import CURSOR, JSON, LIMIT, client_of, create_in_project, key_values, project_id
+from novacron.cli.output import Column, ago, build_table, detail_table, info, out, print_json, print_list
+from novacron.cli.watch import watch_task
+
+app = typer.Typer(no_args_is_help=True)
+
+GROUP = typer.Argument(..., help="scaling group name or id")
+PROJECT = typer.Option(None, "--project", help="project name or id (default: your project)")
+WAIT = typer.Option(False, "--wait", help="follow the group's scale task to its end")
+
+GROUP_COLUMNS: list[Column] = [
+    ("NAME", "name"),
+    ("ID", "id"),
+    ("MIN", "min_size"),
+    ("DESIRED", "desired"),
+    ("MAX", "max_size"),
+    ("IN SERVICE", lambda g: g["members"].get("in_service", 0)),
+    ("LAUNCHING", lambda g: g["members"].get("launching", 0)),
+    ("POLICY", "termination_policy"),
+    ("STATUS", "status"),
+    ("CREATED", lambda g: ago(g.get("created_at"))),
+]
+GROUP_FIELDS: list[Column] = [
+    (key, key)
+    for key in (
+        "name", "id", "status", "min_size", "desired", "max_size", "members", "template", "lb_pools",
+        "termination_policy", "cooldown_s", "warmup_s", "server_group_id", "task_id", "project_id",
+        "created_at", "updated_at",
+    )
+]  # fmt: skip
+MEMBER_COLUMNS: list[Column] = [
+    ("VM", "vm_id"),
+    ("STATE", "state"),
+    ("HEALTH", "health"),
+    ("PROTECTED", "protected_from_scale_in"),
+    ("LAUNCHED", lambda m: ago(m.get("launched_at"))),
+    ("WHY", lambda m: m.get("health_reason") or ""),
+]
+ACTIVITY_COLUMNS: list[Column] = [
+    ("STARTED", lambda a: ago(a.get("started_at"))),
+    ("ACTION", "action"),
+    ("OUTCOME", "outcome"),
+    ("REASON", "reason"),
+    ("POLICY", lambda a: a.get("policy") or ""),
+    ("DETAIL", lambda a: a.get("detail") or ""),
+    ("TASK", "task_id"),
+]
+
+
+def _group(client: Client, ref: str) -> dict[str, Any]:
+    return resolve(client, "scaling-groups", ref, "scaling-group")
+
+
+def _pool(text: str) -> dict[str, Any]:
+    pool_id, sep, port = text.partition(":")
+    if not sep or not port.isdigit():
+        raise CliError(f"--lb-pool expects POOL_ID:PORT, got '{text}'")
+    return {"pool_id": pool_id, "protocol_port": int(port)}
+
+
+def _settle(client: Client, group: dict[str, Any], wait: bool) -> dict[str, Any]:
+    if wait and group.get("task_id"):
+        watch_task(client, group["task_id"], label=f"scale {group['name']}")
+        return _group(client, group["id"])
+    return group
+
+
+def _show(client: Client, group: dict[str, Any], as_json: bool) -> None:
+    members = client.get(f"/v1/scaling-groups/{group['id']}/members")
+    if as_json:
+        print_json({**group, "member_list": members})
+        return
+    out.print(detail_table(group, GROUP_FIELDS))
+    if members:
+        out.print(build_table(members, MEMBER_COLUMNS, title="Members"))
+
+
+@app.command("create")
+def create(  # noqa: PLR0913  (one option per field of the launch template and sizes)
+    ctx: typer.Context,
+    name: str = typer.Argument(...),
+    image: str = typer.Option(..., "--image", help="image name or id"),
+    flavor: str = typer.Option(..., "--flavor", help="flavor name or id"),
+    network: list[str] = typer.Option([], "--network", help="a network for each member's NIC (repeatable)"),
+    security_group: list[str] = typer.Option([], "--security-group", help="for every NIC (repeatable)"),
+    min_size: int = typer.Option(0, "--min"),
+    max_size: int = typer.Option(..., "--max"),
+    desired: int = typer.Option(..., "--desired"),
+    lb_pool: list[str] = typer.Option([], "--lb-pool", help="POOL_ID:PORT members join (repeatable)"),
+    termination_policy: str = typer.Option("oldest", "--termination-policy", help="oldest, newest or spread"),
+    label: list[str] = typer.Option([], "--label", help="KEY=VALUE label of every member (repeatable)"),
+    user_data: typer.FileText | None = typer.Option(None, "--user-data", help="a cloud-init file"),
+    project: str | None = PROJECT,
+    wait: bool = WAIT,
+    as_json: bool = JSON,
+) -> None:
+    """Create a scaling group; its first scale task launches the desired count."""
+    client = client_of(ctx)
+    nics = [
+        {"network": n, **({"security_groups": security_group} if security_group else {})} for n in network
+    ]
+    body: dict[str, Any] = {
+        "name": name,
+        "image": image,
+        "flavor": flavor,
+        "networks": nics,
+        "min_size": min_size,
+        "max_size": max_size,
+        "desired": desired,
+        "lb_pools": [_pool(p) for p in lb_pool],
+        "termination_policy": termination_policy,
+        "labels": key_values(label, "--label"),
+        "user_data": user_data.read() if user_data is not None else "",
+    }
+    group = create_in_project(client, "/v1/scaling-groups", body, project, idempotent=True)
+    _show(client, _settle(client, group, wait), as_json)
+
+
+@app.command("list")
+def list_groups(
+    ctx: typer.Context,
+    project: str | None = PROJECT,
+    limit: int | None = LIMIT,
+    cursor: str | None = CURSOR,
+    as_json: bool = JSON,
+) -> None:
+    """List scaling groups."""
+    client = client_of(ctx)
+    pid = project_id(client, project) if project else None
+    page = client.list_all("/v1/scaling-groups", limit=limit, cursor=cursor, project_id=pid)
+    print_list(page, GROUP_COLUMNS, as_json=as_json, empty="No scaling groups.")
+
+
+@app.command("show")
+def show(ctx: typer.Context, group: str = GROUP, as_json: bool = JSON) -> None:
+    """Show a scaling group with its members."""
+    client = client_of(ctx)
+    _show(client, _group(client, group), as_json)
+
+
+@app.command("set-desired")
+def set_desired(
+    ctx: typer.Context,
+    group: str = GROUP,
+    desired: int = typer.Argument(..., help="the new desired count"),
+    reason: str | None = typer.Option(None, "--reason", help="recorded in the activity"),
+    honor_cooldown: bool = typer.Option(False, "--honor-cooldown", help="refuse while cooling down"),
+    wait: bool = WAIT,
+    as_json: bool = JSON,
+) -> None:
+    """Set the desired count: the group scales out or in to it."""
+    client = client_of(ctx)
+    found = _group(client, group)
+    body: dict[str, Any] = {"desired": desired, "honor_cooldown": honor_cooldown}
+    if reason:
+        body["reason"] = reason
+    changed = client.patch(f"/v1/scaling-groups/{found['id']}", body)
+    _show(client, _settle(client, changed, wait), as_json)
+
+
+@app.command("protect")
+def protect(
+    ctx: typer.Context,
+    group: str = GROUP,
+    vm: str = typer.Argument(..., help="the member's VM id"),
+    clear: bool = typer.Option(False, "--clear", help="clear the protection instead"),
+) -> None:
+    """Protect a member from scale-in (or clear it with --clear)."""
+    client = client_of(ctx)
+    found = _group(client, group)
+    client.put(f"/v1/scaling-groups/{found['id']}/members/{vm}/protection", {"protected": not clear})
+    info(f"{vm}: {'no longer ' if clear else ''}protected from scale-in")
+
+
+@app.command("delete")
+def delete(ctx: typer.Context, group: str = GROUP, wait: bool = WAIT) -> None:
+    """Delete a scaling group: its members are drained from the pools and deleted first."""
+    client = client_of(ctx)
+    found = _group(client, group)
+    activity = client.delete(f"/v1/scaling-groups/{found['id']}")
+    if wait and activity.get("task_id"):
+        watch_task(client, activity["task_id"], label=f"delete {found['name']}")
+    info(f"Scaling group '{found['name']}' is being deleted (task {activity.get('task_id')}).")
+
+
+@app.command("activities")
+def activities(
+    ctx: typer.Context,
+    group: str = GROUP,
+    limit: int | None = LIMIT,
+    cursor: str | None = CURSOR,
+    as_json: bool = JSON,
+) -> None:
+    """The group's activity history, newest first: each action, its reason and how it ended."""
+    client = client_of(ctx)
+    found = _group(client, group)
+    page = client.list_all(f"/v1/scaling-groups/{found['id']}/activities", limit=limit, cursor=cursor)
+    print_list(page, ACTIVITY_COLUMNS, as_json=as_json, empty="No activities.")

@@ -1,0 +1,87 @@
+"""Scaling groups: identical VMs made from one launch template, kept at a desired count.
+
+A group owns an anti-affinity server group (its VMs spread across hosts) and its members; every
+scaling action is a ``scalinggroup.scale`` task and a row of ``scaling_activities`` saying why
+(who or which policy asked, with which numbers) and how it ended.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from novacron.db.base import Base, Timestamped, UTCDateTime, Versioned, utcnow
+
+
+class ScalingGroup(Timestamped, Versioned, Base):
+    __tablename__ = "scaling_groups"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(48))
+    #: the launch template: image and flavor ids, NICs ``[{network_id, security_groups}]``,
+    #: user-data and labels (``autoscaling.groups.Template`` as a dict)
+    template: Mapped[dict[str, Any]] = mapped_column(JSON)
+    min_size: Mapped[int] = mapped_column(Integer)
+    max_size: Mapped[int] = mapped_column(Integer)
+    desired: Mapped[int] = mapped_column(Integer)
+    #: ``[{pool_id, loadbalancer_id, protocol_port}]``: pools every running member joins
+    lb_pools: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    #: oldest, newest or spread (the host with the most members loses one first)
+    termination_policy: Mapped[str] = mapped_column(String(16), default="oldest")
+    cooldown_s: Mapped[int] = mapped_column(Integer, default=300)
+    #: how long a new member's failing health checks are not held against it
+    warmup_s: Mapped[int] = mapped_column(Integer, default=120)
+    #: the anti-affinity server group its members are created in
+    server_group_id: Mapped[str | None] = mapped_column(
+        ForeignKey("server_groups.id", ondelete="SET NULL"), nullable=True
+    )
+    #: active, deleting
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    #: the scale task in flight, or the last one
+    task_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+
+
+class ScalingGroupMember(Timestamped, Base):
+    """One VM of a group; the row goes when the VM is gone."""
+
+    __tablename__ = "scaling_group_members"
+    vm_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    group_id: Mapped[str] = mapped_column(ForeignKey("scaling_groups.id", ondelete="CASCADE"), index=True)
+    #: launching, in_service, leaving (drained, being deleted)
+    state: Mapped[str] = mapped_column(String(16), default="launching")
+    protected_from_scale_in: Mapped[bool] = mapped_column(Boolean, default=False)
+    launched_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: healthy, unhealthy (its VM in error or gone, or down in a pool past the grace period)
+    health: Mapped[str] = mapped_column(String(16), default="healthy")
+    #: why it is unhealthy
+    health_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: when a pool first reported it down (None while up)
+    down_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ScalingActivity(Base):
+    """One scaling action of a group: what was asked and why, and how it ended."""
+
+    __tablename__ = "scaling_activities"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    group_id: Mapped[str] = mapped_column(ForeignKey("scaling_groups.id", ondelete="CASCADE"), index=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    #: scale_out, scale_in, replace, set_desired, delete
+    action: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    #: the policy that asked (None: a person through the API, or the health reconcile)
+    policy: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: the numbers behind the decision and the result: desired before/after, launched, removed...
+    numbers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    task_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: in_progress, succeeded, failed
+    outcome: Mapped[str] = mapped_column(String(16), default="in_progress")
+    #: why it failed (a quota refusal's words), or what it did
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
