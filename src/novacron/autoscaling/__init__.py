@@ -1,0 +1,1 @@
+"""Autoscaling: scaling groups, policies, forecasting, cost and capacity planning."""
