@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -34,6 +34,9 @@ from novacron.errors import InvalidInput
 from novacron.quota import billing
 from novacron.quota.registry import COUNTERS, RESOURCES, RUNTIME_ONLY, vm_amounts, vm_counts
 from novacron.service import Service
+
+if TYPE_CHECKING:
+    from novacron.context import Context
 
 HOURS_PER_MONTH = 730.0
 CLOUDS = ("aws", "azure", "gcp")
@@ -286,12 +289,17 @@ def within_budget(
     return BudgetCheck(True, f"the {month} spend would reach {projected:.2f} of {budget.amount:.2f}", numbers)
 
 
+def currency_of(ctx: Context | None) -> str:
+    """The price list's currency (the ``currency`` setting; US dollars without a context)."""
+    return ctx.settings.currency if ctx is not None else CLOUD_CURRENCY
+
+
 class CostService(Service):
     """Costs of the caller's VMs, of a set of VMs (a scaling group) and of a tenant."""
 
     @property
     def currency(self) -> str:
-        return self._ctx.settings.currency if self._ctx is not None else CLOUD_CURRENCY
+        return currency_of(self._ctx)
 
     def _tenant(self, ref: str | None) -> Tenant:
         ref = ref or self.principal.tenant_id
@@ -299,17 +307,17 @@ class CostService(Service):
             raise InvalidInput("tenant_id", "required for platform administrators", part="query")
         return resolve(self.session, self.principal, Tenant, ref)
 
-    def tenant(self, tenant_ref: str | None, project_id: str | None = None) -> CostReport:
-        """Every VM of a tenant (default: the caller's), optionally of one of its projects."""
+    def tenant(
+        self, tenant_ref: str | None, project_id: str | None = None, vm_ids: Sequence[str] | None = None
+    ) -> CostReport:
+        """The VMs of a tenant (default: the caller's), optionally only those of one project or
+        only ``vm_ids`` among them (a scaling group's members)."""
         tenant = self._tenant(tenant_ref)
-        stmt = select(VM).where(VM.tenant_id == tenant.id)
+        stmt = scoped(select(VM), VM, self.principal).where(VM.tenant_id == tenant.id)
         if project_id is not None:
             stmt = stmt.where(VM.project_id == project_id)
-        return costs_of(self.session, list(self.session.scalars(stmt)), self.currency)
-
-    def vms(self, vm_ids: Sequence[str]) -> CostReport:
-        """A set of VMs (a scaling group's members): those the caller sees; others are left out."""
-        stmt = scoped(select(VM), VM, self.principal).where(VM.id.in_(list(vm_ids)))
+        if vm_ids is not None:
+            stmt = stmt.where(VM.id.in_(list(vm_ids)))
         return costs_of(self.session, list(self.session.scalars(stmt)), self.currency)
 
     def within_budget(

@@ -1,0 +1,160 @@
+"""/v1/cost on an in-process app and a real VictoriaMetrics: a tenant's costs by hand, the clouds'
+shapes, rightsizing from samples written into the store, the budget check, and nothing of another
+tenant whatever it asks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any, cast
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from novacron.db.base import Database
+from novacron.db.models import VM, Host
+from tests.conftest import in_process_app
+from tests.integration.metrics_engines import Series, attach, login, tenant_viewer, victoriametrics
+
+GIB = 2**30
+PRICES = {"vcpus": 0.01, "ram_mb": 0.005, "disk_gb": 0.0001, "vms": 0.002}
+FLAVORS = {"small": (2, 4096, 10), "medium": (4, 8192, 10), "large": (8, 16384, 10)}
+
+
+@dataclass
+class World:
+    client: TestClient
+    admin: dict[str, str]
+    #: tenant name -> (tenant id, a viewer's headers)
+    tenants: dict[str, tuple[str, dict[str, str]]]
+
+    def get(self, who: str, path: str, **params: Any) -> Any:
+        headers = self.admin if who == "admin" else self.tenants[who][1]
+        return self.client.get(f"/v1/cost{path}", params=params, headers=headers)
+
+
+def _vm(db: Database, vm_id: str, tenant_id: str, project_id: str, shape: tuple[int, int, int]) -> None:
+    with db.session() as s:
+        s.add(
+            VM(
+                id=vm_id,
+                name=vm_id,
+                project_id=project_id,
+                tenant_id=tenant_id,
+                host_id="h-1",
+                vcpus=shape[0],
+                ram_mb=shape[1],
+                disk_gb=shape[2],
+                state="running",
+            )
+        )
+
+
+def _samples(vm_id: str, tenant_id: str, cores: float, used_gib: float, total_gib: float) -> list[Series]:
+    """Two hours of a VM's CPU counter (``cores`` busy) and guest memory, every 30 s."""
+    now = time.time()
+    stamps = [now - 7200 + 30 * i for i in range(241)]
+    labels = {"tenant_id": tenant_id, "vm_id": vm_id, "project_id": "p", "host_id": "h-1"}
+    return [
+        Series("novacron_vm_cpu_seconds_total", labels, [(t, cores * (t - stamps[0])) for t in stamps]),
+        Series("novacron_vm_guest_memory_total_bytes", labels, [(t, total_gib * GIB) for t in stamps]),
+        Series(
+            "novacron_vm_guest_memory_available_bytes",
+            labels,
+            [(t, (total_gib - used_gib) * GIB) for t in stamps],
+        ),
+    ]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    tmp = tmp_path_factory.mktemp("cost")
+    with ExitStack() as stack:
+        client, password, db = stack.enter_context(in_process_app(tmp / "state"))
+        admin = login(client, "admin", password)
+        tenants = {name: tenant_viewer(client, admin, name) for name in ("alpha", "beta")}
+        for resource, price in PRICES.items():
+            assert (
+                client.put(f"/v1/prices/{resource}", json={"per_hour": price}, headers=admin).status_code
+                == 200
+            )
+        for name, (vcpus, ram, disk) in FLAVORS.items():
+            flavor = {"name": name, "vcpus": vcpus, "ram_mb": ram, "disk_gb": disk}
+            assert client.post("/v1/flavors", json=flavor, headers=admin).status_code == 201
+        with db.session() as s:
+            s.add(Host(id="h-1", name="node-1", driver="simulated", accelerator="tcg", cpus=32, ram_mb=65536))
+        for name, (tenant_id, _) in tenants.items():
+            r = client.post("/v1/projects", json={"name": "main", "tenant_id": tenant_id}, headers=admin)
+            assert r.status_code == 201, r.text
+            project = r.json()["id"]
+            _vm(db, f"{name}-idle", tenant_id, project, FLAVORS["medium"])
+            _vm(db, f"{name}-busy", tenant_id, project, FLAVORS["small"])
+        alpha, beta = tenants["alpha"][0], tenants["beta"][0]
+        history = [
+            *_samples("alpha-idle", alpha, 0.2, 1.0, 8.0),
+            *_samples("alpha-busy", alpha, 1.95, 1.0, 4.0),
+            *_samples("beta-idle", beta, 0.1, 1.0, 8.0),
+        ]
+        (tmp / "vm").mkdir()
+        store = stack.enter_context(victoriametrics(tmp / "vm", history))
+        attach(cast(FastAPI, client.app).state.ctx, store)
+        yield World(client, admin, tenants)
+
+
+def test_a_tenants_cost_is_the_price_list_by_hand_with_the_clouds_side_by_side(world: World) -> None:
+    r = world.get("alpha", "")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [i["vm_id"] for i in body["items"]] == ["alpha-busy", "alpha-idle"]
+    # small: 2 * 0.01 + 4 * 0.005 + 10 * 0.0001 + 0.002 = 0.043; medium: 0.04 + 0.04 + 0.001 + 0.002
+    assert body["per_hour"] == pytest.approx(0.043 + 0.083)
+    assert body["per_month"] == pytest.approx((0.043 + 0.083) * 730)
+    assert body["currency"] == "USD" and "list prices" in body["note"]
+    idle = body["items"][1]
+    assert idle["clouds"]["aws"]["type"] == "t3.xlarge" and idle["clouds"]["azure"]["type"] == "B4ms"
+    assert idle["clouds"]["gcp"]["as_of"] and idle["clouds"]["gcp"]["source"].startswith("https://")
+    assert body["clouds"]["aws"]["per_hour"] == pytest.approx(0.0416 + 0.1664)
+    # a group is a set of VM ids
+    group = world.get("alpha", "", vm_id=["alpha-idle", "beta-idle"]).json()
+    assert [i["vm_id"] for i in group["items"]] == ["alpha-idle"]
+
+
+def test_another_tenants_costs_are_absent(world: World) -> None:
+    beta = world.tenants["beta"][0]
+    assert world.get("alpha", "", tenant_id=beta).status_code == 404
+    assert world.get("alpha", "/rightsizing", tenant_id=beta).status_code == 404
+    assert world.get("alpha", "/budget-check", tenant_id=beta, vcpus=1, ram_mb=512).status_code == 404
+    sizing = world.get("alpha", "/rightsizing", window="2h", vm_id=["beta-idle", "alpha-idle"]).json()
+    assert [i["vm_id"] for i in sizing["items"]] == ["alpha-idle"]
+    # administrators name the tenant
+    r = world.get("admin", "", tenant_id=beta)
+    assert [i["vm_id"] for i in r.json()["items"]] == ["beta-busy", "beta-idle"]
+    assert world.get("admin", "").status_code == 422
+
+
+def test_rightsizing_flags_vms_from_the_samples_in_the_store(world: World) -> None:
+    r = world.get("alpha", "/rightsizing", window="2h")
+    assert r.status_code == 200, r.text
+    items = {i["vm_id"]: i for i in r.json()["items"]}
+    idle, busy = items["alpha-idle"], items["alpha-busy"]
+    assert idle["cpu_p95_cores"] == pytest.approx(0.2, rel=0.05)
+    assert idle["memory_p95_mb"] == pytest.approx(1024, rel=0.01)
+    assert idle["status"] == "over-sized" and idle["flavor"] == "small"
+    assert idle["saving_per_month"] == pytest.approx((0.083 - 0.043) * 730)
+    assert busy["status"] == "under-sized" and busy["flavor"] == "medium"  # 1.95 / 0.7 -> 3 vCPUs
+    assert r.json()["saving_per_month"] == pytest.approx(idle["saving_per_month"] + busy["saving_per_month"])
+    assert world.get("alpha", "/rightsizing", window="1s").status_code == 422
+
+
+def test_budget_check_answers_with_its_numbers(world: World) -> None:
+    r = world.get("alpha", "/budget-check", vcpus=2, ram_mb=4096, disk_gb=10, count=3, max_cost_per_hour=0.2)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    # 0.126 now + 3 * 0.043 = 0.255 > 0.2
+    assert body["ok"] is False and body["numbers"]["cost_per_hour"] == pytest.approx(0.126)
+    assert world.get("alpha", "/budget-check", vcpus=2, ram_mb=4096, count=1, max_cost_per_hour=0.2).json()[
+        "ok"
+    ]
