@@ -158,3 +158,19 @@ def test_budget_check_answers_with_its_numbers(world: World) -> None:
     assert world.get("alpha", "/budget-check", vcpus=2, ram_mb=4096, count=1, max_cost_per_hour=0.2).json()[
         "ok"
     ]
+
+
+def test_capacity_forecast_is_for_administrators_with_what_ifs(world: World) -> None:
+    r = world.client.get("/v1/capacity/forecast", headers=world.tenants["alpha"][1])
+    assert r.status_code == 403
+    r = world.client.get("/v1/capacity/forecast", params={"horizon_days": 30}, headers=world.admin)
+    assert r.status_code == 200, r.text
+    [cluster] = [g for g in r.json()["groups"] if g["kind"] == "hosts"]
+    vcpus = next(p for p in cluster["pools"] if p["resource"] == "vcpus")
+    assert vcpus["capacity"] == 32 * 4 and cluster["bottleneck"] in ("vcpus", "ram_mb", "disk_gb")
+    more = {"add_hosts": 2, "host_cpus": 16, "host_ram_mb": 65536, "horizon_days": 30}
+    r = world.client.get("/v1/capacity/forecast", params=more, headers=world.admin)
+    [cluster] = [g for g in r.json()["groups"] if g["kind"] == "hosts"]
+    assert next(p for p in cluster["pools"] if p["resource"] == "vcpus")["capacity"] == (32 + 32) * 4
+    bad = world.client.get("/v1/capacity/forecast", params={"add_hosts": 1}, headers=world.admin)
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "query.host_cpus"
