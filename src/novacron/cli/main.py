@@ -120,7 +120,7 @@ def whoami(ctx: typer.Context, as_json: bool = JSON) -> None:
 
 
 def _register() -> None:
-    from novacron.cli import agent, backup, cluster, dr, image, kek, lb, misc, network, quota, slo, vm
+    from novacron.cli import agent, backup, cluster, cost, dr, image, kek, lb, misc, network, quota, slo, vm
 
     app.add_typer(vm.app, name="vm", help="Virtual machines: create, power actions, console, logs, metrics.")
     app.add_typer(image.app, name="image", help="Disk images: import from a file or URL, list, delete.")
@@ -142,6 +142,8 @@ def _register() -> None:
     app.add_typer(quota.budget_app, name="budget", help="Monthly budgets of tenants and projects.")
     app.add_typer(quota.price_app, name="price", help="Price list per resource and hour.")
     app.add_typer(quota.policy_app, name="policy", help="Policy rules: thresholds, bursts, size caps.")
+    app.add_typer(cost.cost_app, name="cost", help="What VMs cost (and on the clouds), rightsizing, ROI.")
+    app.add_typer(cost.capacity_app, name="capacity", help="When the cluster runs out: forecast, what-if.")
     app.add_typer(network.network_app, name="network", help="Tenant networks (VXLAN segments).")
     app.add_typer(network.subnet_app, name="subnet", help="Subnets: address ranges, gateway, DHCP.")
     app.add_typer(network.port_app, name="port", help="Ports: NICs with addresses and rules.")
