@@ -268,7 +268,8 @@ def within_budget(
     month = billing.month_of(now)
     budget = billing.budget_for(session, f"tenant:{tenant_id}", month)
     if budget is None:
-        return BudgetCheck(True, "within the maximum per hour; the tenant has no budget", numbers)
+        cap = "within the maximum per hour" if max_cost_per_hour is not None else "no maximum per hour"
+        return BudgetCheck(True, f"{cap}, and the tenant has no budget", numbers)
     spent = billing.spent(session, f"tenant:{tenant_id}", month)
     hours_left = (billing.month_bounds(month)[1] - now).total_seconds() / 3600
     projected = spent + (rate + extra) * hours_left
