@@ -13,12 +13,16 @@ series is the VM's need. A VM is
 The recommendation is the cheapest flavor (by the price list) that fits with headroom, and the
 saving is the hourly cost difference times 730 hours (negative: what growing it costs). A guest
 that reports no memory keeps its RAM as the need (nothing is known to shrink).
+
+The same CPU series summed over a set of like VMs (a scaling group's members) is the group's load
+for ``roi.roi``: what scaling to it would have saved against running the peak's VMs throughout.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,6 +30,7 @@ import numpy as np
 from sqlalchemy import select
 
 from novacron.autoscaling.cost import HOURS_PER_MONTH, RUNNING, Shape, currency_of, hourly
+from novacron.autoscaling.roi import ROI, roi
 from novacron.db.models import VM, Flavor, Tenant
 from novacron.db.resolve import resolve, scoped
 from novacron.errors import InvalidInput, Unavailable
@@ -129,19 +134,30 @@ def recommend(
     return Recommendation(vm_id, name, shape, usage, "right-sized", None, None, 0.0, f"{found}; {need}")
 
 
-def p95_by_vm(api: PromAPI, query: str, start: float, end: float) -> dict[str, float]:
-    """The 95th percentile of each VM's series of ``query`` (``{w}``: the rate window) over [start, end]."""
+def series_by_vm(
+    api: PromAPI, query: str, start: float, end: float
+) -> tuple[int, dict[str, dict[float, float]]]:
+    """Each VM's series of ``query`` (``{w}``: the rate window) over [start, end], about ``POINTS``
+    steps: (step seconds, VM id -> {unix time: value})."""
     step = max(MIN_STEP_S, math.ceil((end - start) / POINTS))
     promql = query.format(w=max(step, MIN_RATE_WINDOW_S))
     params = [("query", api.scoped_query(promql)), ("start", f"{start:.3f}"), ("end", f"{end:.3f}")]
     data = api.get("query_range", [*params, ("step", str(step))])["data"]
-    out: dict[str, float] = {}
+    out: dict[str, dict[float, float]] = {}
     for series in data.get("result", []):
-        values = [float(v) for _, v in series.get("values", []) if math.isfinite(float(v))]
         vm_id = series.get("metric", {}).get("vm_id")
-        if vm_id and values:
-            out[vm_id] = float(np.percentile(values, PERCENTILE))
-    return out
+        points = {float(t): float(v) for t, v in series.get("values", []) if math.isfinite(float(v))}
+        if vm_id and points:
+            out[vm_id] = points
+    return step, out
+
+
+def p95_by_vm(api: PromAPI, query: str, start: float, end: float) -> dict[str, float]:
+    """The 95th percentile of each VM's series of ``query`` over [start, end]."""
+    _, series = series_by_vm(api, query, start, end)
+    return {
+        vm_id: float(np.percentile(list(points.values()), PERCENTILE)) for vm_id, points in series.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -157,20 +173,37 @@ class RightsizingReport:
         return sum(i.saving_per_month for i in self.items)
 
 
+@dataclass(frozen=True)
+class _Window:
+    """What one request reads: the tenant-scoped store, its running VMs asked about, the window."""
+
+    api: PromAPI
+    vms: list[VM]
+    start: float
+    end: float
+    window_s: int
+
+
+@dataclass(frozen=True)
+class GroupROI:
+    """Scaling's saving for a set of like VMs over a window of their real CPU load."""
+
+    currency: str
+    window_s: int
+    step_s: int
+    steps: int
+    shape: Shape
+    members: int
+    roi: ROI
+
+
 class RightsizingService(Service):
-    """Rightsizing of the caller's tenant's VMs (administrators: any tenant's), from the metrics store."""
+    """Rightsizing and scaling's ROI for the caller's tenant's VMs (administrators: any tenant's),
+    from the metrics store."""
 
     raises = (Unavailable,)
 
-    def tenant(
-        self,
-        tenant_ref: str | None,
-        window: str = "7d",
-        end: float | None = None,
-        vm_ids: Sequence[str] | None = None,
-    ) -> RightsizingReport:
-        """The running VMs of a tenant (default: the caller's), or only ``vm_ids`` among them (a
-        scaling group), judged over ``window`` (``7d``, ``12h``, seconds) before ``end`` (unix s; now)."""
+    def _window(self, tenant_ref: str | None, window: str, vm_ids: Sequence[str] | None) -> _Window:
         window_s = int(parse_seconds(window, "window"))
         if not MIN_WINDOW_S <= window_s <= MAX_WINDOW_S:
             raise InvalidInput("window", "must be between 10m and 90d", part="query")
@@ -184,10 +217,17 @@ class RightsizingService(Service):
         vms = list(self.session.scalars(stmt.order_by(VM.name)))
         # the tenant's own scope, whoever asks: the store returns nothing of anyone else
         api = PromAPI(store_endpoint(self._ctx), Scope(tenant.id))
-        end = end if end is not None else time.time()
-        start = end - window_s
-        cpu = p95_by_vm(api, CPU_QUERY, start, end)
-        memory = {k: v / MIB for k, v in p95_by_vm(api, MEM_QUERY, start, end).items()}
+        end = time.time()
+        return _Window(api, vms, end - window_s, end, window_s)
+
+    def tenant(
+        self, tenant_ref: str | None, window: str = "7d", vm_ids: Sequence[str] | None = None
+    ) -> RightsizingReport:
+        """The running VMs of a tenant (default: the caller's), or only ``vm_ids`` among them (a
+        scaling group), judged over ``window`` (``7d``, ``12h``, seconds) up to now."""
+        w = self._window(tenant_ref, window, vm_ids)
+        cpu = p95_by_vm(w.api, CPU_QUERY, w.start, w.end)
+        memory = {k: v / MIB for k, v in p95_by_vm(w.api, MEM_QUERY, w.start, w.end).items()}
         flavors = list(self.session.scalars(select(Flavor)))
         price_list = billing.prices(self.session)
         items = [
@@ -199,6 +239,29 @@ class RightsizingService(Service):
                 flavors,
                 price_list,
             )
-            for vm in vms
+            for vm in w.vms
         ]
-        return RightsizingReport(currency_of(self._ctx), window_s, items)
+        return RightsizingReport(currency_of(self._ctx), w.window_s, items)
+
+    def roi(
+        self, tenant_ref: str | None, vm_ids: Sequence[str], window: str = "7d", target_util: float = 0.6
+    ) -> GroupROI:
+        """What scaling a set of like VMs (a group) to their CPU load would have saved over the
+        window against running, throughout, as many as the peak needed: the load is the members'
+        busy cores at each step, one VM carries its vCPUs at ``target_util``."""
+        w = self._window(tenant_ref, window, vm_ids)
+        if not w.vms:
+            raise InvalidInput("vm_id", "names no running VM of the tenant", part="query")
+        shape = max((Shape(vm.vcpus, vm.ram_mb, vm.disk_gb) for vm in w.vms), key=lambda s: s.vcpus)
+        step, series = series_by_vm(w.api, CPU_QUERY, w.start, w.end)
+        load: dict[float, float] = defaultdict(float)
+        for vm in w.vms:
+            for t, cores in series.get(vm.id, {}).items():
+                load[t] += cores
+        if not load:
+            raise InvalidInput(
+                "vm_id", "the metrics store holds no CPU samples of these VMs in the window", part="query"
+            )
+        price = hourly(shape, billing.prices(self.session))
+        result = roi([load[t] for t in sorted(load)], step, shape.vcpus, price, target_util, min_vms=1)
+        return GroupROI(currency_of(self._ctx), w.window_s, step, len(load), shape, len(w.vms), result)

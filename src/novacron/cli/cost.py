@@ -173,6 +173,34 @@ def cost_roi(
     print_detail({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}, as_json=False)
 
 
+@cost_app.command("group-roi")
+def cost_group_roi(
+    ctx: typer.Context,
+    vm: list[str] = typer.Option(..., "--vm", help="a VM id of the group (repeat)"),
+    window: str = WINDOW,
+    target_util: float = typer.Option(0.6, "--target-util", help="how busy each VM is run"),
+    tenant: str | None = TENANT,
+    as_json: bool = JSON,
+) -> None:
+    """What scaling these VMs to their CPU load would have saved over the window, against running
+    the peak's VMs throughout."""
+    client = client_of(ctx)
+    r = client.get(
+        "/v1/cost/roi",
+        vm_id=vm,
+        window=window,
+        target_util=target_util,
+        tenant_id=tenant_id(client, tenant) if tenant else None,
+    )
+    if as_json:
+        print_json(r)
+        return
+    flat = {k: v for k, v in r.items() if not isinstance(v, dict)}
+    for side in ("static", "scaled"):
+        flat |= {f"{side}_{k}": v for k, v in r[side].items()}
+    print_detail(flat, as_json=False)
+
+
 @capacity_app.command("forecast")
 def capacity_forecast(  # noqa: PLR0913 - the what-if's questions
     ctx: typer.Context,

@@ -17,7 +17,7 @@ from novacron.autoscaling.cost import (
     Shape,
     VMCost,
 )
-from novacron.autoscaling.rightsizing import Recommendation, RightsizingReport, RightsizingService
+from novacron.autoscaling.rightsizing import GroupROI, Recommendation, RightsizingReport, RightsizingService
 
 router = APIRouter(prefix="/v1/cost", tags=["cost"])
 
@@ -187,6 +187,61 @@ def rightsizing(
     """Over- and under-sized running VMs by their p95 CPU and memory over the window, the flavor
     that fits each with headroom, and what changing them saves a month."""
     return RightsizingOut.of(sizing.tenant(tenant_id, window, vm_ids=vm_id))
+
+
+class ProvisioningOut(BaseModel):
+    vm_hours: float
+    cost: float
+    peak_vms: int
+
+
+class ROIOut(BaseModel):
+    currency: str
+    window_s: int
+    step_s: int
+    steps: int
+    members: int
+    vcpus_per_vm: int
+    per_vm_hour: float
+    static: ProvisioningOut
+    scaled: ProvisioningOut
+    saving: float
+    saving_share: float
+
+    @classmethod
+    def of(cls, g: GroupROI) -> ROIOut:
+        r = g.roi
+        hours = r.static.vm_hours or 1.0
+        return cls(
+            currency=g.currency,
+            window_s=g.window_s,
+            step_s=g.step_s,
+            steps=g.steps,
+            members=g.members,
+            vcpus_per_vm=g.shape.vcpus,
+            per_vm_hour=round(r.static.cost / hours, 6),
+            static=ProvisioningOut(
+                vm_hours=round(r.static.vm_hours, 4), cost=round(r.static.cost, 4), peak_vms=r.static.peak_vms
+            ),
+            scaled=ProvisioningOut(
+                vm_hours=round(r.scaled.vm_hours, 4), cost=round(r.scaled.cost, 4), peak_vms=r.scaled.peak_vms
+            ),
+            saving=round(r.saving, 4),
+            saving_share=round(r.saving_share, 4),
+        )
+
+
+@router.get("/roi", response_model=ROIOut)
+def scaling_roi(
+    sizing: RightsizingReader,
+    vm_id: Annotated[list[str], Query(min_length=1, max_length=1000, description="the group's VMs")],
+    tenant_id: TenantRef = None,
+    window: Annotated[str, Query(max_length=16, description="how far back: 7d, 12h, seconds")] = "7d",
+    target_util: Annotated[float, Query(gt=0, le=1, description="how busy each VM is run")] = 0.6,
+) -> ROIOut:
+    """What scaling these VMs to their summed CPU load would have saved over the window against
+    running the peak's VMs throughout (VM-hours and cost of each)."""
+    return ROIOut.of(sizing.roi(tenant_id, vm_id, window, target_util))
 
 
 class BudgetCheckOut(BaseModel):
