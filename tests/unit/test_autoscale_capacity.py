@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -36,9 +35,10 @@ VCPU_GROWTH = 0.25
 PORT_GROWTH = 0.1
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path}/nc.db")
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    """One database for the module: its tests only read."""
+    database = Database(f"sqlite:///{tmp_path_factory.mktemp('capacity')}/nc.db")
     upgrade(database)
     with database.session() as s:
         s.add_all(Tenant(id=t, name=t) for t in ("t1", "t2"))
