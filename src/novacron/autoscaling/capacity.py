@@ -15,9 +15,9 @@ group's hosts; its addresses in the subnet). The forecast is of the growth only:
 how far the forecast moves from the series' last value, so the level is exact and the trend is the
 ledger's.
 
-**Forecast.** ``trend`` fits a linear trend with a 95 % prediction interval (statsmodels OLS) on
-the hourly series; ``predict_series`` is the one place to switch to ``autoscaling/forecast.py``.
-A pool runs out at the first hour its forecast reaches its capacity: the upper bound gives the
+**Forecast.** ``predict_series`` runs ``autoscaling/forecast.py`` on the hourly series (the model
+chosen by rolling-origin backtest, with its ``COVERAGE`` prediction interval). A pool runs out
+at the first hour its forecast reaches its capacity: the upper bound gives the
 earliest time, the mean the expected one, the lower bound the latest (None: beyond the horizon).
 A group's bottleneck is the resource expected to run out first (else the fullest).
 
@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
-import statsmodels.api as sm  # type: ignore[import-untyped]
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from novacron.autoscaling.forecast import COVERAGE, fit
 from novacron.db.base import utcnow
 from novacron.db.models import VM, Aggregate, AggregateHost, Host, IPAllocation, LedgerEntry, Port, Subnet
 from novacron.errors import Forbidden, InvalidInput
@@ -60,30 +60,18 @@ LEDGER_OF = {"vcpus": "vcpus", "ram_mb": "ram_mb", "disk_gb": "disk_gb", "addres
 DEFAULT_RATIOS = {"vcpus": 4.0, "ram_mb": 1.0, "disk_gb": 1.0}
 
 
-def trend(values: Array, horizon: int) -> tuple[Array, Array, Array, str]:
-    """A linear trend's mean and 95 % prediction interval for the next ``horizon`` steps."""
-    n = len(values)
-    if n < 3 or float(np.ptp(values)) == 0.0:
-        last = np.full(horizon, float(values[-1]) if n else 0.0)
-        return last, last, last, "flat (too little or constant history)"
-    t = np.arange(n, dtype=float)
-    model = sm.OLS(values, sm.add_constant(t)).fit()
-    future = sm.add_constant(np.arange(n, n + horizon, dtype=float), has_constant="add")
-    frame = model.get_prediction(future).summary_frame(alpha=0.05)
-    return (
-        frame["mean"].to_numpy(),
-        frame["obs_ci_lower"].to_numpy(),
-        frame["obs_ci_upper"].to_numpy(),
-        "linear trend (OLS)",
-    )
-
-
 def predict_series(values: Array, horizon: int) -> tuple[Array, Array, Array, str]:
-    """The forecast capacity planning uses: (mean, lower, upper, model name), each ``horizon`` long,
-    as movements from the series' last value."""
-    mean, lower, upper, model = trend(values, horizon)
-    last = float(values[-1]) if len(values) else 0.0
-    return mean - last, lower - last, upper - last, model
+    """The forecast of an hourly series ``horizon`` hours ahead, as movements from its last value:
+    (mean, lower, upper, the model and its backtest MASE). The model is chosen by backtest at the
+    longest horizon the history supports (a quarter of it), then run out to ``horizon``. A
+    constant series (most pools of an idle platform) stays constant: no fit is spent on it."""
+    if not len(values) or float(np.ptp(values)) == 0.0:
+        flat = np.zeros(horizon)
+        return flat, flat, flat, "flat (constant or no metered history)"
+    forecaster = fit(values, STEP_S, max(1, min(horizon, len(values) // 4)))
+    mean, lower, upper = forecaster.predict(horizon)
+    last = float(values[-1])
+    return mean - last, lower - last, upper - last, f"{forecaster.model} (MASE {forecaster.mase:.2f})"
 
 
 @dataclass(frozen=True)
@@ -146,6 +134,8 @@ class Forecast:
     now: datetime
     horizon_hours: int
     groups: list[Group]
+    #: the nominal coverage of the exhaustion intervals (the forecasts' prediction intervals)
+    coverage: float = COVERAGE
 
 
 def _exhaustion(now: datetime, used: float, capacity: float, moves: Array) -> datetime | None:
@@ -212,11 +202,7 @@ class _Planner:
         """Forecast one pool; ``shares``: (project, tenant) -> the share of the project's resource
         in this pool; ``tenant_held``: what the what-if tenant holds here today."""
         history = self._history(shares, LEDGER_OF[resource])
-        if len(history):
-            moves, low, high, model = predict_series(history, self.horizon)
-        else:
-            moves = low = high = np.zeros(self.horizon)
-            model = "flat (no metered history)"
+        moves, low, high, model = predict_series(history, self.horizon)
         if self.whatif.growth and tenant_held:
             months = np.arange(1, self.horizon + 1) / HOURS_PER_MONTH
             extra = tenant_held * ((1 + self.whatif.growth) ** months - 1)

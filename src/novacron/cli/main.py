@@ -120,7 +120,22 @@ def whoami(ctx: typer.Context, as_json: bool = JSON) -> None:
 
 
 def _register() -> None:
-    from novacron.cli import agent, backup, cluster, cost, dr, image, kek, lb, misc, network, quota, slo, vm
+    from novacron.cli import (
+        agent,
+        autoscale,
+        backup,
+        cluster,
+        cost,
+        dr,
+        image,
+        kek,
+        lb,
+        misc,
+        network,
+        quota,
+        slo,
+        vm,
+    )
 
     app.add_typer(vm.app, name="vm", help="Virtual machines: create, power actions, console, logs, metrics.")
     app.add_typer(image.app, name="image", help="Disk images: import from a file or URL, list, delete.")
@@ -156,6 +171,9 @@ def _register() -> None:
     )
     app.add_typer(slo.probe_app, name="probe", help="Synthetic probes run inside tenant networks.")
     app.add_typer(slo.slo_app, name="slo", help="SLOs on probes: budget, burn rate, monthly SLA report.")
+    app.add_typer(
+        autoscale.app, name="autoscale", help="Autoscaling offline: replay a load trace through a policy."
+    )
     app.add_typer(kek.app, name="kek", help="Key-encryption keys: list, rotate (admins).")
     app.command(name="events")(misc.events)
     app.command(name="agent")(agent.agent)

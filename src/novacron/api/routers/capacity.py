@@ -58,11 +58,13 @@ class GroupOut(BaseModel):
 class ForecastOut(BaseModel):
     now: datetime
     horizon_hours: int
+    coverage: float
     groups: list[GroupOut]
 
     @classmethod
     def of(cls, f: Forecast) -> ForecastOut:
-        return cls(now=f.now, horizon_hours=f.horizon_hours, groups=[GroupOut.of(g) for g in f.groups])
+        groups = [GroupOut.of(g) for g in f.groups]
+        return cls(now=f.now, horizon_hours=f.horizon_hours, coverage=f.coverage, groups=groups)
 
 
 @router.get("/forecast", response_model=ForecastOut)
