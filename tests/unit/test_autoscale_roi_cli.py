@@ -7,6 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from novacron.cli.client import CliError
 from novacron.cli.cost import cost_app
 
 
@@ -35,6 +36,6 @@ def test_roi_of_a_small_trace_matches_by_hand(tmp_path: Path) -> None:
     assert got["static_cost"] == 2.0 and got["saving"] == 1.0 and got["saving_share"] == 0.5
     table = CliRunner().invoke(cost_app, args)
     assert table.exit_code == 0 and "saving_share" in table.output
-    trace.write_text("1,2\nnot,a number\n")
+    trace.write_text("timestamp,value\n2026-01-01T00:00:00+00:00,not a number\n")
     bad = CliRunner().invoke(cost_app, [*args, "--json"])
-    assert bad.exit_code != 0
+    assert isinstance(bad.exception, CliError) and "load.csv" in str(bad.exception)

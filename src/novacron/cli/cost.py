@@ -3,15 +3,13 @@ check, scaling's ROI on a load trace (offline), and when the cluster runs out.""
 
 from __future__ import annotations
 
-import csv
 import json
-import statistics
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from novacron.autoscaling.replay import read_trace
 from novacron.autoscaling.roi import roi as roi_of
 from novacron.cli.client import CliError
 from novacron.cli.common import JSON, client_of
@@ -121,35 +119,9 @@ def cost_budget_check(  # noqa: PLR0913 - the shape asked about
         raise typer.Exit(1)
 
 
-def read_load(path: Path) -> tuple[float, list[float]]:
-    """A ``timestamp,value`` CSV (unix seconds or ISO times, a header line allowed): (step_s, loads)."""
-    try:
-        rows = [r for r in csv.reader(path.read_text().splitlines()) if len(r) >= 2]
-    except OSError as exc:
-        raise CliError(f"{path}: {exc.strerror}") from exc
-    points: list[tuple[float, float]] = []
-    for stamp, value in ((r[0].strip(), r[1].strip()) for r in rows):
-        try:
-            t = (
-                float(stamp)
-                if stamp.replace(".", "", 1).isdigit()
-                else datetime.fromisoformat(stamp).timestamp()
-            )
-            points.append((t, float(value)))
-        except ValueError:
-            if points:  # only the first line may be a header
-                raise CliError(f"{path}: '{stamp},{value}' is not a timestamp and a number") from None
-    if len(points) < 2:
-        raise CliError(f"{path}: a trace needs at least two samples")
-    points.sort()
-    return statistics.median(b[0] - a[0] for a, b in zip(points, points[1:], strict=False)), [
-        v for _, v in points
-    ]
-
-
 @cost_app.command("roi")
 def cost_roi(
-    trace: Path = typer.Argument(..., help="CSV timestamp,value (value: load units)"),
+    trace: Path = typer.Argument(..., help="CSV timestamp,value (value: load units), as the replay reads"),
     capacity_per_vm: float = typer.Option(..., "--capacity-per-vm", help="load one VM carries at 100 %"),
     price: float = typer.Option(..., "--price-per-vm-hour", help="what one VM-hour costs"),
     target_util: float = typer.Option(1.0, "--target-util", help="the utilisation each VM is run at"),
@@ -157,7 +129,10 @@ def cost_roi(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Scaling to each step's need against static provisioning for the peak, on a load trace."""
-    step_s, load = read_load(trace)
+    try:
+        step_s, load = read_trace(trace)
+    except (ValueError, KeyError, OSError) as exc:
+        raise CliError(f"{trace}: {exc}") from None
     r = roi_of(load, step_s, capacity_per_vm, price, target_util, min_vms=min_vms)
     result = {
         "steps": len(load),
