@@ -154,6 +154,8 @@ class Settings:
     shared_storage_dir: Path | None = None
     #: how often usage is metered into the ledger (hourly; tests shorten it)
     metering_interval_s: float = 3600.0
+    #: the currency of the price list (NOVACRON_CURRENCY, an ISO 4217 code): cost reports print it
+    currency: str = "USD"
     #: how often the quota controller compares counters with what exists (reporting drift)
     quota_reconcile_interval_s: float = 600.0
     #: how often reservation windows are opened and closed
@@ -316,6 +318,7 @@ class Settings:
             ha_lease_s=float(_env("HA_LEASE_S", "20")),
             ha_fence_margin_s=float(_env("HA_FENCE_MARGIN_S", "5")),
             metering_interval_s=float(_env("METERING_INTERVAL_S", "3600")),
+            currency=_env("CURRENCY", "USD"),
             quota_reconcile_interval_s=float(_env("QUOTA_RECONCILE_INTERVAL_S", "600")),
             reservation_tick_s=float(_env("RESERVATION_TICK_S", "5")),
             autoscaling_reconcile_s=float(_env("AUTOSCALING_RECONCILE_S", "15")),

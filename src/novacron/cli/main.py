@@ -122,8 +122,10 @@ def whoami(ctx: typer.Context, as_json: bool = JSON) -> None:
 def _register() -> None:
     from novacron.cli import (
         agent,
+        autoscale,
         backup,
         cluster,
+        cost,
         dr,
         image,
         kek,
@@ -156,6 +158,8 @@ def _register() -> None:
     app.add_typer(quota.budget_app, name="budget", help="Monthly budgets of tenants and projects.")
     app.add_typer(quota.price_app, name="price", help="Price list per resource and hour.")
     app.add_typer(quota.policy_app, name="policy", help="Policy rules: thresholds, bursts, size caps.")
+    app.add_typer(cost.cost_app, name="cost", help="What VMs cost (and on the clouds), rightsizing, ROI.")
+    app.add_typer(cost.capacity_app, name="capacity", help="When the cluster runs out: forecast, what-if.")
     app.add_typer(network.network_app, name="network", help="Tenant networks (VXLAN segments).")
     app.add_typer(network.subnet_app, name="subnet", help="Subnets: address ranges, gateway, DHCP.")
     app.add_typer(network.port_app, name="port", help="Ports: NICs with addresses and rules.")
@@ -168,6 +172,9 @@ def _register() -> None:
     )
     app.add_typer(slo.probe_app, name="probe", help="Synthetic probes run inside tenant networks.")
     app.add_typer(slo.slo_app, name="slo", help="SLOs on probes: budget, burn rate, monthly SLA report.")
+    app.add_typer(
+        autoscale.app, name="autoscale", help="Autoscaling offline: replay a load trace through a policy."
+    )
     app.add_typer(kek.app, name="kek", help="Key-encryption keys: list, rotate (admins).")
     app.add_typer(
         scaling.app, name="scaling-group", help="Scaling groups: desired count, members, activities."

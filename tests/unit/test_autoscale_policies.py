@@ -1,0 +1,123 @@
+"""The policy functions: the HPA rule at its edges, target tracking, step, scheduled, predictive."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from novacron.autoscaling.policies import (
+    Confidence,
+    LoadForecast,
+    Observation,
+    ScheduledAction,
+    Step,
+    horizon_steps,
+    hpa,
+    predictive,
+    scheduled,
+    step_scaling,
+    target_tracking,
+)
+
+
+def obs(metric: float, current: int = 4, ready: int | None = None, **kw: Any) -> Observation:
+    serving = current if ready is None else ready
+    return Observation(now=1000.0, current=current, ready=serving, metric=metric, **kw)
+
+
+def test_hpa_scales_to_ceil_of_current_times_ratio() -> None:
+    # 4 VMs at 0.9 for a 0.6 target: ceil(4 x 1.5) = 6
+    d = hpa(obs(0.9), 0.6)
+    assert (d.desired, d.policy, d.numbers["recommendation"]) == (6, "hpa", 6)
+
+
+def test_hpa_tolerance_keeps_the_size_inside_ten_percent_and_not_beyond() -> None:
+    assert hpa(obs(0.66), 0.6).desired == 4  # ratio 1.1: inside the tolerance
+    assert hpa(obs(0.54), 0.6).desired == 4  # ratio 0.9: inside
+    assert hpa(obs(0.67), 0.6).desired == 5  # ratio 1.117: ceil(4.47) = 5
+    assert hpa(obs(0.3), 0.6).desired == 2  # ratio 0.5: 4 x 0.5
+
+
+def test_hpa_counts_booting_vms_at_zero_on_scale_up() -> None:
+    # 6 in the group, 2 serving at 0.9: spread over all 6 it is 0.3 for 0.6, the booting ones cover it
+    d = hpa(obs(0.9, current=6, ready=2), 0.6)
+    assert (d.desired, d.numbers["recommendation"]) == (6, 6)
+    # 2 serving at 3.0 (load 6.0): over 6 VMs 1.0 for 0.6, ratio 1.67: ceil(1.67 x 6) = 10
+    assert hpa(obs(3.0, current=6, ready=2), 0.6).desired == 10
+
+
+def test_hpa_scale_down_waits_for_the_window_highest_recommendation() -> None:
+    recent = ((750.0, 8), (800.0, 6), (950.0, 5))  # 750 is 250 s ago: inside the 300 s window
+    assert hpa(obs(0.3, current=8, recent=recent), 0.6).desired == 8
+    recent = ((700.0, 8), (800.0, 6), (950.0, 5))  # 700 is exactly 300 s ago: out of the window
+    assert hpa(obs(0.3, current=8, recent=recent), 0.6).desired == 6
+    # scale-up is not stabilised: a higher recommendation applies at once
+    assert hpa(obs(1.2, current=4, recent=((990.0, 2),)), 0.6).desired == 8
+
+
+def test_hpa_clamps_to_the_limits() -> None:
+    assert hpa(obs(6.0, max_size=10), 0.6).desired == 10
+    assert hpa(obs(0.01, min_size=3), 0.6).desired == 3
+
+
+def test_target_tracking_scales_out_at_once_and_in_after_the_cooldown() -> None:
+    assert target_tracking(obs(0.63), 0.6).desired == 5  # load 2.52 at 0.6: 4.2 -> 5, no tolerance
+    cooling = obs(0.3, last_action_at=900.0)  # 100 s after an action
+    assert target_tracking(cooling, 0.6).desired == 4
+    assert target_tracking(obs(0.3, last_action_at=600.0), 0.6).desired == 2
+
+
+def test_step_scaling_picks_the_step_holding_the_metric() -> None:
+    steps = [Step(0.8, None, 3), Step(0.7, 0.8, 1), Step(0.0, 0.3, -1)]
+    assert step_scaling(obs(0.85), steps).desired == 7
+    assert step_scaling(obs(0.75), steps).desired == 5
+    assert step_scaling(obs(0.5), steps).desired == 4
+    assert step_scaling(obs(0.2), steps).desired == 3
+    assert step_scaling(obs(0.85, last_action_at=950.0), steps).reason == "cooldown"
+
+
+def test_scheduled_action_that_fired_last_sets_the_limits() -> None:
+    monday_10 = datetime(2024, 1, 1, 10, 0, tzinfo=UTC).timestamp()  # 2024-01-01 is a Monday
+    actions = [
+        ScheduledAction(at="08:00", min_size=6, max_size=20, days=frozenset(range(5))),
+        ScheduledAction(at="20:00", min_size=1, max_size=4),
+    ]
+    o = Observation(now=monday_10, current=2, ready=2, metric=0.5)
+    assert scheduled(o, actions).desired == 6  # the 08:00 weekday action
+    o = Observation(now=monday_10 + 11 * 3600, current=8, ready=8, metric=0.5)
+    assert scheduled(o, actions).desired == 4  # 21:00: the evening action caps it
+    sunday_10 = monday_10 - 86_400
+    o = Observation(now=sunday_10, current=5, ready=5, metric=0.5)
+    assert scheduled(o, actions).desired == 4  # no weekday action on Sunday: Saturday 20:00 holds
+
+
+def forecast(peak: float, mase: float = 0.5, spread: float = 0.1) -> LoadForecast:
+    return LoadForecast([peak], [peak * (1 - spread)], [peak * (1 + spread)], mase, "holt")
+
+
+def test_predictive_scales_ahead_when_confident() -> None:
+    d = predictive(obs(0.6), 0.6, forecast(6.0))  # load 2.4 now (4 VMs); 6.6 (upper) at 0.6: 11
+    assert d.desired == 11 and d.numbers["floor"] == 4
+    d = predictive(obs(0.6), 0.6, forecast(6.0), Confidence(use_upper=False))
+    assert d.desired == 10
+
+
+def test_predictive_never_goes_below_the_reactive_floor() -> None:
+    for metric in (0.1, 0.6, 0.9, 1.5, 3.0):
+        for peak in (0.0, 0.5, 2.0, 8.0):
+            for mase in (0.2, 5.0):
+                o = obs(metric)
+                d = predictive(o, 0.6, forecast(peak, mase))
+                assert d.desired >= target_tracking(o, 0.6).desired
+
+
+def test_predictive_ignores_an_untrusted_forecast() -> None:
+    assert predictive(obs(0.6), 0.6, forecast(6.0, mase=1.5)).desired == 4  # worse than seasonal naive
+    assert predictive(obs(0.6), 0.6, forecast(6.0, spread=0.9)).desired == 4  # interval wider than it
+    assert "no forecast" in predictive(obs(0.6), 0.6, None).reason
+
+
+def test_horizon_covers_the_boot_delay() -> None:
+    assert horizon_steps(300, 300) == 1
+    assert horizon_steps(301, 300) == 2
+    assert horizon_steps(0, 300) == 1
