@@ -78,6 +78,19 @@ def _metrics_engine(value: str) -> str:
     return value
 
 
+def _login_settings() -> dict[str, Any]:
+    """The login throttle's and password hashing's settings (NOVACRON_LOGIN_*)."""
+    return {
+        "login_account_failures": int(_env("LOGIN_ACCOUNT_FAILURES", "5")),
+        "login_source_failures": int(_env("LOGIN_SOURCE_FAILURES", "20")),
+        "login_backoff_s": float(_env("LOGIN_BACKOFF_S", "1")),
+        "login_backoff_max_s": float(_env("LOGIN_BACKOFF_MAX_S", "900")),
+        "login_reset_s": float(_env("LOGIN_RESET_S", "3600")),
+        "login_hash_workers": int(_env("LOGIN_HASH_WORKERS", str(max(1, (os.cpu_count() or 2) // 2)))),
+        "login_hash_queue": int(_env("LOGIN_HASH_QUEUE", "32")),
+    }
+
+
 def _acme_settings() -> dict[str, Any]:
     """The load balancers' ACME settings (NOVACRON_ACME_*)."""
     bundle = _env("ACME_CA_BUNDLE", "")
@@ -338,13 +351,7 @@ class Settings:
             plain_http=_env("PLAIN_HTTP", "0") == "1",
             trusted_proxies=_networks(_env("TRUSTED_PROXIES", "")),
             proxy_header=_proxy_header(_env("PROXY_HEADER", "x-forwarded-for")),
-            login_account_failures=int(_env("LOGIN_ACCOUNT_FAILURES", "5")),
-            login_source_failures=int(_env("LOGIN_SOURCE_FAILURES", "20")),
-            login_backoff_s=float(_env("LOGIN_BACKOFF_S", "1")),
-            login_backoff_max_s=float(_env("LOGIN_BACKOFF_MAX_S", "900")),
-            login_reset_s=float(_env("LOGIN_RESET_S", "3600")),
-            login_hash_workers=int(_env("LOGIN_HASH_WORKERS", str(max(1, (os.cpu_count() or 2) // 2)))),
-            login_hash_queue=int(_env("LOGIN_HASH_QUEUE", "32")),
+            **_login_settings(),
             tenant_quota_defaults=_env("TENANT_QUOTA_DEFAULTS", ""),
             smtp_host=_env("SMTP_HOST", ""),
             smtp_port=int(_env("SMTP_PORT", "25")),
