@@ -36,7 +36,7 @@ def test_a_seasonal_series_gets_a_seasonal_model_that_beats_seasonal_naive() -> 
 
 
 def test_update_takes_new_samples_without_refitting() -> None:
-    values = daily_series(8)
+    values = daily_series(5)
     f = fit(values[:-8], 900, horizon_steps=2)
     f.update(values[-8:])
     mean, _, _ = f.predict(2)
