@@ -36,11 +36,11 @@ def test_a_seasonal_series_gets_a_seasonal_model_that_beats_seasonal_naive() -> 
 
 
 def test_update_takes_new_samples_without_refitting() -> None:
-    values = daily_series(5)
-    f = fit(values[:-8], 900, horizon_steps=2)
+    values = daily_series(6, step_s=3600)
+    f = fit(values[:-8], 3600, horizon_steps=2)
     f.update(values[-8:])
     mean, _, _ = f.predict(2)
-    refit, _, _ = fit(values, 900, horizon_steps=2).predict(2)
+    refit, _, _ = fit(values, 3600, horizon_steps=2).predict(2)
     assert np.abs(mean - refit).max() < 10
     f.update([math.nan])  # a missing sample is imputed, not propagated
     assert np.isfinite(f.predict(2)[0]).all()

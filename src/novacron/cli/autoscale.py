@@ -23,6 +23,7 @@ def replay_command(  # noqa: PLR0913 - one option per figure of the simulated gr
     target_util: float = typer.Option(0.6, "--target-util", help="target utilisation of a VM, in (0, 1]"),
     min_size: int = typer.Option(1, "--min", min=1, help="smallest group size"),
     max_size: int = typer.Option(10_000, "--max", min=1, help="largest group size"),
+    interval: float = typer.Option(15.0, "--interval", help="seconds between decisions (HPA syncs every 15)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Replay a load trace through a policy: VM-hours, SLO-violation minutes and scaling actions.
@@ -40,6 +41,7 @@ def replay_command(  # noqa: PLR0913 - one option per figure of the simulated gr
             target_util=target_util,
             min_size=min_size,
             max_size=max_size,
+            interval_s=interval,
         )
         if as_json or policy != "predictive":
             result = replay(loads, step_s, config)
