@@ -100,7 +100,10 @@ def complete(c: Any, lb_id: str, members: tuple[str, ...]) -> None:
 
 def sync_times(c: Any) -> str:
     """The last 30 network syncs of the host (the agent's spans in the node's trace store)."""
-    items = c.get("/v1/traces", params={"limit": 30, "name": "agent network_sync"}).json()["items"]
+    r = c.get("/v1/traces", params={"limit": 30, "name": "agent network_sync"})
+    if r.status_code != 200:
+        return f"traces: {r.status_code} {r.text[:120]}"
+    items = r.json()["items"]
     took = [t["duration_ms"] / 1000 for t in items]
     return (
         f"network_sync p50 {pct(took, 0.5):.1f} s max {max(took):.1f} s" if took else "no network_sync traced"
