@@ -41,6 +41,10 @@ LEASE_CHECK_S = 0.2
 STARTS = ("prepare", "launch", "reboot", "resume", "migrate_receive", "migrate_finish")
 #: how often protected listeners' guards look at their traffic (agent/lbaas.py)
 LB_GUARD_INTERVAL_S = 1.0
+#: load balancers' statistics go with a report at most this often: HAProxy renders its exporter
+#: page in the worker that serves the traffic (a scrape every second showed in the requests' p99;
+#: Prometheus' own default is 15 s), while member health still goes with every report
+LB_METRICS_INTERVAL_S = 10.0
 
 
 class AgentRuntime:
@@ -67,6 +71,7 @@ class AgentRuntime:
         self.run_dir = lease_dir
         #: the load balancers placed on this host (agent/lbaas.py), made on first use
         self.load_balancers: LoadBalancerHost | None = None
+        self._lb_metrics_at = -LB_METRICS_INTERVAL_S
         self.fenced = False
         #: where this host listens for incoming migrations (RAM and disk mirror)
         self.migration_address = migration_address
@@ -173,14 +178,17 @@ class AgentRuntime:
 
     async def lb_report(self) -> dict[str, Any] | None:
         """``lb_health`` (each load balancer's member states), ``lb_bans`` (the guard's decisions
-        since the last report) and ``lb_metrics`` (their statistics) for the report; None without
-        load balancers."""
+        since the last report) and ``lb_metrics`` (their statistics, every ``LB_METRICS_INTERVAL_S``)
+        for the report; None without load balancers."""
         lbs = self._lbs()
         if lbs is None:
             return None
         try:
             health = await asyncio.to_thread(lbs.health)
-            metrics = await asyncio.to_thread(lbs.metrics)
+            metrics = {}
+            if time.monotonic() - self._lb_metrics_at >= LB_METRICS_INTERVAL_S:
+                metrics = await asyncio.to_thread(lbs.metrics)
+                self._lb_metrics_at = time.monotonic()
         except Exception:
             log.exception("could not read this host's load balancers' health")
             return None
