@@ -156,6 +156,7 @@ def test_scaling_groups_cost_and_capacity_pages(as_cluster: Cluster, browser: An
         section = admin.page.inner_text(f"[data-capacity='{host_group['name']}']")
         for pool in host_group["pools"]:
             assert pool["resource"] in section
+        assert host_group["bottleneck"] in admin.page.inner_text("[data-testid=bottleneck]")
         problems += page_problems(admin, "/capacity", "capacity", "desktop", "light")
         assert admin.errors == []
     finally:

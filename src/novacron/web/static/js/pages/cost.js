@@ -6,7 +6,7 @@
 
 import { get, listAll } from '../api.js';
 import { registerPage } from '../registry.js';
-import { h, clear, card, errorBox, fmtTime, meter, pageHead, table } from '../ui.js';
+import { h, clear, card, errorBox, fmtMB, fmtTime, meter, pageHead, table } from '../ui.js';
 import { field, onSubmit } from './common.js';
 
 const CLOUDS = [['aws', 'AWS'], ['azure', 'Azure'], ['gcp', 'Google Cloud']];
@@ -102,14 +102,18 @@ function runsOut(p) {
 }
 
 function groupCard(g, coverage) {
-  const fmt = (unit) => (v) => `${Number(v).toFixed(unit === 'addresses' || unit === 'vcpus' ? 0 : 1)} ${unit}`;
+  const fmt = (unit) => (v) => (unit === 'MiB' ? fmtMB(v) : `${Number.isInteger(v) ? v : Number(v).toFixed(1)} ${unit}`);
+  const first = g.pools.find((p) => p.resource === g.bottleneck);
   return h('section', { class: 'card', 'aria-label': `${g.kind} ${g.name}`, 'data-capacity': g.name },
     h('h2', {}, `${g.kind === 'subnet' ? 'Subnet' : 'Host group'} ${g.name}`),
-    h('p', { 'data-testid': 'bottleneck' }, g.bottleneck ? ['Runs out first: ', h('strong', {}, g.bottleneck)] : 'Nothing runs out within the horizon.'),
+    // the bottleneck is what runs out first, or else the fullest resource
+    h('p', { 'data-testid': 'bottleneck' }, !g.bottleneck ? 'No resources metered yet.'
+      : first?.exhausted_expected ? ['Runs out first: ', h('strong', {}, g.bottleneck)]
+        : ['Nothing runs out within the horizon; the fullest is ', h('strong', {}, g.bottleneck), '.']),
     table([
       { label: 'Resource', cell: (p) => p.resource },
       { label: 'Used', cell: (p) => meter(`${g.name} ${p.resource}`, p.used, p.capacity, fmt(p.unit), '') },
-      { label: 'Model', cell: (p) => `${p.model} (${p.history_points} points)` },
+      { label: 'Model', cell: (p) => `${p.model} · ${p.history_points} history points` },
       { label: `Runs out (${Math.round(coverage * 100)} % interval)`, cell: runsOut },
     ], g.pools, { caption: `Pools of ${g.name}`, rowAttrs: (p) => ({ 'data-resource': p.resource }) }));
 }
@@ -126,7 +130,7 @@ registerPage({
     const c = { horizon_days: h('input', { id: 'cap-days', type: 'number', min: 1, max: 730, value: String(horizon), inputmode: 'numeric' }) };
     const formError = h('div', { role: 'alert' });
     const submit = h('button', { type: 'submit' }, 'Forecast');
-    const form = h('form', { novalidate: true, class: 'row-actions', 'aria-label': 'Horizon' }, formError,
+    const form = h('form', { novalidate: true, class: 'filters', 'aria-label': 'Horizon' }, formError,
       field('cap-days', 'Horizon (days)', c.horizon_days), submit);
     onSubmit(form, { controls: c, submit, formError }, async () => ctx.navigate(`/capacity?days=${encodeURIComponent(c.horizon_days.value)}`));
     clear(ctx.main, pageHead('Capacity'), form,

@@ -194,11 +194,13 @@ function membersTable(base, members, vmNames, canWrite, reload) {
       },
     },
     { label: 'Launched', cell: (m) => timeEl(m.launched_at) },
-  ], members, { caption: 'Members', empty: 'No members yet.', rowAttrs: (m) => ({ 'data-member': m.vm_id }) });
+  ], members, { caption: 'Member VMs, oldest first', empty: 'No members yet.', rowAttrs: (m) => ({ 'data-member': m.vm_id }) });
 }
 
+/** An activity's numbers as "desired 2, members before 1" (empty lists and maps left out). */
 function numbersText(numbers) {
-  return Object.entries(numbers || {}).map(([k, v]) => `${k.replace(/_/g, ' ')} ${typeof v === 'object' ? JSON.stringify(v) : v}`).join(', ');
+  const empty = (v) => v !== null && typeof v === 'object' && !Object.keys(v).length;
+  return Object.entries(numbers || {}).filter(([, v]) => !empty(v)).map(([k, v]) => `${k.replace(/_/g, ' ')} ${typeof v === 'object' ? JSON.stringify(v) : v}`).join(', ');
 }
 
 function activityTable(activities) {
