@@ -135,6 +135,17 @@ def test_scaling_groups_cost_and_capacity_pages(as_cluster: Cluster, browser: An
             page.wait_for_selector(".toast:has-text('is protected from scale-in')")
             members = api.get(f"{BASE}/{group['id']}/members").json()
             assert {m["vm_id"]: m["protected_from_scale_in"] for m in members}[vm_id] is True
+
+            # changed behind the page's back (no event: only the version moves): the stale
+            # If-Match is refused with the API's words, and the page reads the group again
+            page.reload()
+            b.ready()
+            assert api.patch(f"{BASE}/{group['id']}", json={"cooldown_s": 60}).status_code == 200
+            page.fill("#sg-desired", "3")
+            _submit(page, "Desired count")
+            page.wait_for_selector("[data-testid=desired-error]:has-text('changed since you read it')")
+            page.wait_for_selector("[data-testid=sg-details] dd:text-is('60 s · 120 s')")
+            assert api.get(f"{BASE}/{group['id']}").json()["desired"] == 2
             route = "/scaling-groups/:id"
             problems += page_problems(b, route, "scaling-group", "desktop", "light")
             page.emulate_media(color_scheme="dark")

@@ -156,7 +156,14 @@ function desiredForm(base, state, done) {
   onSubmit(form, { controls: c, submit, formError }, async () => {
     const body = { desired: c.desired.value === '' ? null : Number(c.desired.value) };
     if (c.reason.value.trim()) body.reason = c.reason.value.trim();
-    const r = await request(base, { method: 'PATCH', body, ifMatch: state.etag });
+    let r;
+    try {
+      r = await request(base, { method: 'PATCH', body, ifMatch: state.etag });
+    } catch (err) {
+      // changed meanwhile: the page reads the group again, so a second submit applies to what is shown
+      if (err.status === 412) await done();
+      throw err;
+    }
     state.group = r.data;
     state.etag = r.etag;
     toast(`Desired count of ${r.data.name} set to ${r.data.desired}.`);
