@@ -146,6 +146,11 @@ def test_scaling_groups_cost_and_capacity_pages(as_cluster: Cluster, browser: An
             page.wait_for_selector("[data-testid=desired-error]:has-text('changed since you read it')")
             page.wait_for_selector("[data-testid=sg-details] dd:text-is('60 s · 120 s')")
             assert api.get(f"{BASE}/{group['id']}").json()["desired"] == 2
+            # the group's own cost: its members' VMs, in the node's currency
+            vm_ids = [m["vm_id"] for m in members]
+            group_cost = api.get("/v1/cost", params={"vm_id": vm_ids}).json()
+            shown = page.inner_text("[data-testid=sg-details]")
+            assert f"{group_cost['per_month']:.2f} {CURRENCY} per month" in shown
             route = "/scaling-groups/:id"
             problems += page_problems(b, route, "scaling-group", "desktop", "light")
             page.emulate_media(color_scheme="dark")

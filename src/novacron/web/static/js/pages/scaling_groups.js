@@ -126,13 +126,22 @@ async function templateNames(t) {
   return `${image} · ${flavor}`;
 }
 
-function detailList(g, template) {
+/** What the members cost together (the cost API's figures for their VMs), or null when it may not be read. */
+async function groupCost(ctx, members) {
+  if (!ctx.can('usage:read') || !members.length) return null;
+  const q = new URLSearchParams(members.map((m) => ['vm_id', m.vm_id]));
+  const c = await get(`/v1/cost?${q}`);
+  return `${c.per_hour.toFixed(4)} ${c.currency} per hour · ${c.per_month.toFixed(2)} ${c.currency} per month`;
+}
+
+function detailList(g, template, cost) {
   return h('dl', { class: 'kv', 'data-testid': 'sg-details' }, [
     ['ID', h('code', {}, g.id)],
     ['Status', stateBadge(g.status)],
     ['Desired (min–max)', sizes(g)],
     ['Members', `${g.members.in_service} in service, ${g.members.launching} launching, ${g.members.leaving} leaving`],
     ['Image · flavor', template],
+    ['Cost of the members', cost || '–'],
     ['Termination policy', g.termination_policy],
     ['Cooldown · warm-up', `${g.cooldown_s} s · ${g.warmup_s} s`],
     ['Load balancer pools', g.lb_pools.length ? g.lb_pools.map((p) => `${p.pool_id}:${p.protocol_port}`).join(', ') : 'none'],
@@ -244,7 +253,8 @@ registerPage({
       state.group = fresh.data;
       state.etag = fresh.etag;
       const vmNames = Object.fromEntries(vms.map((v) => [v.id, v.name]));
-      clear(detailBox, detailList(state.group, template));
+      const cost = await groupCost(ctx, members);
+      clear(detailBox, detailList(state.group, template, cost));
       clear(memberBox, membersTable(base, members, vmNames, canWrite, load));
       clear(activityBox, activityTable(activities));
     };
