@@ -184,6 +184,11 @@ def test_scaling_groups_cost_and_capacity_pages(as_cluster: Cluster, browser: An
             assert pool["resource"] in section
         assert host_group["bottleneck"] in admin.page.inner_text("[data-testid=bottleneck]")
         problems += page_problems(admin, "/capacity", "capacity", "desktop", "light")
+        # a platform administrator, in no tenant, picks the tenant whose cost it reads
+        alpha = as_cluster.admin.get("/v1/tenants", params={"name": "alpha"}).json()["items"][0]
+        admin.go(f"/cost?tenant={alpha['id']}")
+        assert admin.page.input_value("#cost-tenant") == alpha["id"]
+        assert f"{cost['per_month']:.2f} {CURRENCY}" in admin.page.inner_text("[data-testid=cost-total]")
         assert admin.errors == []
     finally:
         admin.close()
