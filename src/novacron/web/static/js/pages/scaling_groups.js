@@ -7,7 +7,7 @@
 import { get, listAll, post, request } from '../api.js';
 import { subscribe } from '../live.js';
 import { registerPage } from '../registry.js';
-import { h, clear, card, link, pageHead, table, throttle, timeEl, toast } from '../ui.js';
+import { h, clear, card, errorBox, link, pageHead, table, throttle, timeEl, toast } from '../ui.js';
 import { field, onSubmit } from './common.js';
 import { projectOptions } from './networks.js';
 
@@ -134,6 +134,26 @@ async function groupCost(ctx, members) {
   return `${c.per_hour.toFixed(4)} ${c.currency} per hour · ${c.per_month.toFixed(2)} ${c.currency} per month`;
 }
 
+/**
+ * What scaling the members to their summed CPU load over the last week would have saved against
+ * running the peak's VMs throughout (`GET /v1/cost/roi`); the API's reason when it cannot say
+ * (no CPU samples yet, say).
+ */
+async function roiBox(members) {
+  if (!members.length) return h('p', { class: 'empty' }, 'No members to compare.');
+  const q = new URLSearchParams([...members.map((m) => ['vm_id', m.vm_id]), ['window', '7d']]);
+  let r;
+  try {
+    r = await get(`/v1/cost/roi?${q}`);
+  } catch (err) {
+    return errorBox(err);
+  }
+  const row = (label, p) => [h('dt', {}, label), h('dd', {}, `${p.vm_hours.toFixed(1)} VM-hours, ${p.cost.toFixed(2)} ${r.currency}, peak ${p.peak_vms} VM(s)`)];
+  return h('dl', { class: 'kv', 'data-testid': 'sg-roi' },
+    row('Static for the peak', r.static), row('Scaled to the load', r.scaled),
+    h('dt', {}, 'Saving'), h('dd', {}, `${r.saving.toFixed(2)} ${r.currency} (${(r.saving_share * 100).toFixed(0)} %) over ${(r.window_s / 86400).toFixed(1)} days`));
+}
+
 function detailList(g, template, cost) {
   return h('dl', { class: 'kv', 'data-testid': 'sg-details' }, [
     ['ID', h('code', {}, g.id)],
@@ -245,6 +265,7 @@ registerPage({
     const detailBox = h('div', { 'aria-live': 'polite' });
     const memberBox = h('div');
     const activityBox = h('div', { 'aria-live': 'polite' });
+    const roiCard = card('Scaling against static provisioning');
     const load = async () => {
       const [fresh, members, activities, vms] = await Promise.all([
         request(base), get(`${base}/members`), listAll(`${base}/activities`, { sort: '-started_at' }, 100),
@@ -262,8 +283,11 @@ registerPage({
       pageHead(state.group.name),
       h('div', { class: 'grid' }, card('Details', detailBox),
         canWrite ? card('Desired count', desiredForm(base, state, load)) : null),
-      card('Members', memberBox), card('Activity history', activityBox));
+      card('Members', memberBox), card('Activity history', activityBox), roiCard);
     await load();
+    // read once: a week of metrics does not change between two events
+    if (ctx.can('usage:read')) roiCard.append(await roiBox(await get(`${base}/members`)));
+    else roiCard.remove();
     follow(ctx, load, () => busy(state.group));
   },
 });
