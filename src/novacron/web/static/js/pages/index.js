@@ -6,6 +6,8 @@ import './catalog.js';
 import './networks.js';
 import './routers.js';
 import './loadbalancers.js';
+import './scaling_groups.js';
+import './cost.js';
 import './security_groups.js';
 import './quota.js';
 import './backups.js';
