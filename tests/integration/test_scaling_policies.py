@@ -120,9 +120,12 @@ def test_policies_are_validated_by_field_idempotent_and_the_tenants_own(world: W
     base = "/v1/scaling-groups/web/policies"
     r = alpha.post(base, json={"name": "x", "kind": "target_tracking", "params": {"target": 50}})
     assert r.status_code == 422 and problem_fields(r) == ["body.params.metric"]
-    steps = {"metric": "cpu", "steps": [{"lower": 80, "upper": None}]}
-    r = alpha.post(base, json={"name": "x", "kind": "step", "params": steps})
-    assert r.status_code == 422 and problem_fields(r) == ["body.params.steps.0.change"]
+    for steps, field in (
+        ([{"lower": 80, "upper": None}], "body.params.steps.0.change"),
+        ([{"lower": 80, "change": 2}, {"lower": "x", "change": 1}], "body.params.steps.1.lower"),
+    ):
+        r = alpha.post(base, json={"name": "x", "kind": "step", "params": {"metric": "cpu", "steps": steps}})
+        assert r.status_code == 422 and problem_fields(r) == [field]
     r = alpha.post(
         base, json={"name": "x", "kind": "scheduled", "params": {"actions": [{"at": "25:00", "desired": 1}]}}
     )

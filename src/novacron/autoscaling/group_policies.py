@@ -54,12 +54,14 @@ class PolicyChange:
     cooldown_s: int | None = None
 
 
-def _number(params: Params, key: str, low: float, high: float, default: float | None = None) -> float:
+def _number(  # noqa: PLR0913  (the bounds, the default, and where the field sits)
+    params: Params, key: str, low: float, high: float, default: float | None = None, where: str = "params"
+) -> float:
     value = params.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidInput(f"params.{key}", "must be a number" if key in params else "is required")
+        raise InvalidInput(f"{where}.{key}", "must be a number" if key in params else "is required")
     if not low <= value <= high:
-        raise InvalidInput(f"params.{key}", f"must be between {low:g} and {high:g}")
+        raise InvalidInput(f"{where}.{key}", f"must be between {low:g} and {high:g}")
     return float(value)
 
 
@@ -83,15 +85,16 @@ def _steps(params: Params) -> builtins.list[Params]:
         raise InvalidInput("params.steps", f"must be a list of 1 to {MAX_STEPS} steps")
     out = []
     for i, step in enumerate(steps):
+        where = f"params.steps.{i}"
         if not isinstance(step, dict):
-            raise InvalidInput(f"params.steps.{i}", "must be an object {lower, upper, change}")
-        lower = _number(step, "lower", -1e9, 1e9)
-        upper = None if step.get("upper") is None else _number(step, "upper", -1e9, 1e9)
+            raise InvalidInput(where, "must be an object {lower, upper, change}")
+        lower = _number(step, "lower", -1e9, 1e9, where=where)
+        upper = None if step.get("upper") is None else _number(step, "upper", -1e9, 1e9, where=where)
         change = step.get("change")
         if isinstance(change, bool) or not isinstance(change, int) or change == 0:
-            raise InvalidInput(f"params.steps.{i}.change", "must be a non-zero whole number of VMs")
+            raise InvalidInput(f"{where}.change", "must be a non-zero whole number of VMs")
         if upper is not None and upper <= lower:
-            raise InvalidInput(f"params.steps.{i}.upper", "must be above lower")
+            raise InvalidInput(f"{where}.upper", "must be above lower")
         out.append({"lower": lower, "upper": upper, "change": change})
     return out
 
