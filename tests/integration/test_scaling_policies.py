@@ -9,19 +9,24 @@ activity, the scale task itself is ``test_scaling_groups_api.py``'s.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import update
+from typer.testing import CliRunner
 
 from novacron.autoscaling.evaluate import Evaluator, StoreMetrics, evaluate_all
+from novacron.cli import scaling
+from novacron.cli.client import Client
 from novacron.context import Context
 from novacron.db.base import Database
 from novacron.db.models import VM, Flavor, Host, ScalingActivity, ScalingGroup, ScalingGroupMember
@@ -209,3 +214,23 @@ def test_a_scheduled_action_sets_desired_at_its_time(world: World) -> None:
     alpha.patch("/v1/scaling-groups/night", json={"desired": 2})
     evaluate_all(world.ctx, evaluator)  # an action fires once: the person's 2 stands
     assert _desired(alpha, "night") == 2
+
+
+def test_the_cli_creates_lists_and_deletes_policies(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    beta = world.tenants["beta"]
+    token = beta.headers["Authorization"].removeprefix("Bearer ")
+    client = Client(
+        "http://testserver", token=token, credentials_path=tmp_path / "c.json", transport=beta._transport
+    )
+    monkeypatch.setattr(scaling, "client_of", lambda _ctx: client)
+    run = CliRunner().invoke
+    steps = ["--step", "80::2", "--step", "0:20:-1", "--cooldown", "120", "--json"]
+    made = run(scaling.app, ["policy", "create", "api", "steps", "--kind", "step", "--metric", "cpu", *steps])
+    assert made.exit_code == 0, made.output
+    assert json.loads(made.output)["params"]["steps"][0] == {"lower": 80.0, "upper": None, "change": 2}
+    listed = run(scaling.app, ["policy", "list", "api"])
+    assert listed.exit_code == 0 and "steps" in listed.output and "step" in listed.output
+    assert run(scaling.app, ["policy", "delete", "api", "steps"]).exit_code == 0
+    assert beta.get("/v1/scaling-groups/api/policies").json() == []
