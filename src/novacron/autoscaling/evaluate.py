@@ -15,8 +15,9 @@ name, reason and numbers and starts the scale task.
 
 Metrics (``group_policies.py``): ``cpu`` is the members' guest CPU % (vCPU seconds rate over the
 flavor's vCPUs), ``requests_per_member`` the HTTP responses per second of the group's pools over
-the members in service. Predictive forecasts (``forecast.fit``) are cached per policy and refitted
-every ``REFIT_S``; in between new samples only update the fitted model.
+the members in service. Predictive forecasts are fitted apart from the decisions (``Forecasts``,
+the controller's ``forecasts`` job); until a policy's first fit it decides as target tracking (its
+reactive floor).
 """
 
 from __future__ import annotations
@@ -130,21 +131,54 @@ class Vote:
 
 
 @dataclass
+class _Fitted:
+    fitted_at: float
+    seen_until: float
+    forecaster: forecast.Forecaster
+
+
+@dataclass
 class Forecasts:
-    """Fitted forecasters per policy, refitted every ``REFIT_S``."""
+    """Fitted forecasters per policy. Fitting is the costly part (``forecast.fit``: a backtest of
+    every candidate model), so it is not done while deciding: a decision uses the forecaster
+    fitted last, given the samples that came since (``Forecaster.update``), and asks for a refit
+    when there is none or it is older than ``REFIT_S``; ``refit`` (a job of its own) fits those."""
 
-    fitted: dict[str, tuple[float, forecast.Forecaster]] = field(default_factory=dict)
+    fitted: dict[str, _Fitted] = field(default_factory=dict)
+    #: policy id -> the history and horizon a refit is asked with, and when it was read
+    wanted: dict[str, tuple[Reading, int, float]] = field(default_factory=dict)
 
-    def predict(self, policy_id: str, reading: Reading, steps: int, now: float) -> policies.LoadForecast:
+    def predict(
+        self, policy_id: str, reading: Reading, steps: int, now: float
+    ) -> policies.LoadForecast | None:
+        """The load over the next ``steps`` from the fitted forecaster (None: none fitted yet)."""
         cached = self.fitted.get(policy_id)
-        if cached is None or now - cached[0] >= REFIT_S:
-            cached = (now, forecast.fit(reading.load, reading.step_s, steps))
-            self.fitted[policy_id] = cached
-        mean, lower, upper = cached[1].predict(steps)
+        if cached is None or now - cached.fitted_at >= REFIT_S:
+            self.wanted[policy_id] = (reading, steps, now)
+        if cached is None:
+            return None
+        new = min(len(reading.load), int((now - cached.seen_until) // reading.step_s))
+        if new > 0:
+            cached.forecaster.update(reading.load[-new:])
+            cached.seen_until += new * reading.step_s
+        mean, lower, upper = cached.forecaster.predict(steps)
+        model = cached.forecaster
         return policies.LoadForecast(
-            [float(x) for x in mean], [float(x) for x in lower], [float(x) for x in upper],
-            cached[1].mase, cached[1].model,
-        )  # fmt: skip
+            [float(x) for x in mean],
+            [float(x) for x in lower],
+            [float(x) for x in upper],
+            model.mase,
+            model.model,
+        )
+
+    def refit(self) -> int:
+        """Fit every forecaster asked for since the last call; how many."""
+        wanted, self.wanted = self.wanted, {}
+        for policy_id, (reading, steps, read_at) in wanted.items():
+            self.fitted[policy_id] = _Fitted(
+                read_at, read_at, forecast.fit(reading.load, reading.step_s, steps)
+            )
+        return len(wanted)
 
 
 def _epoch(when: datetime) -> float:

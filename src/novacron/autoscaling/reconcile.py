@@ -76,6 +76,7 @@ class AutoscalingController:
         jobs = [
             Job("reconcile", self.reconcile),
             Job("evaluate", self.evaluate, every_s=ctx.settings.autoscaling_evaluate_s),
+            Job("forecasts", self.evaluator.forecasts.refit, every_s=ctx.settings.autoscaling_evaluate_s),
         ]
         self.loop = ControllerLoop("autoscaling controller", jobs, tick_s=tick)
 
