@@ -1,7 +1,9 @@
 """Scaling policies on an in-process app and a real VictoriaMetrics: the API (validation with
 field names, idempotency, tenancy), and the evaluation loop deciding from CPU samples written into
-the store: target tracking scales out on high CPU and in (after the cooldown) on low CPU, a budget
-stops a scale-out with the reason recorded, a scheduled action sets the size at its time.
+the store: target tracking scales out on high CPU and in (after the cooldown) on low CPU, and on
+the requests per member of the load balancer's statistics (another tenant's series claiming the
+same pool not counted), a budget stops a scale-out with the reason recorded, a scheduled action
+sets the size at its time.
 
 Groups and their members are rows here (no QEMU): what is under test is the decision and its
 activity, the scale task itself is ``test_scaling_groups_api.py``'s.
@@ -60,13 +62,21 @@ def _cpu(vm_id: str, tenant_id: str, start: float) -> Series:
     return Series("novacron_vm_cpu_seconds_total", labels, [(t, busy(t)) for t in stamps])
 
 
+def _responses(pool_id: str, tenant_id: str, start: float, per_s: float) -> Series:
+    labels = {"tenant_id": tenant_id, "pool_id": pool_id, "member_id": "m-1", "loadbalancer_id": "lb-1"}
+    return Series(
+        "novacron_lb_member_responses_total", labels, [(start + 30 * i, per_s * 30 * i) for i in range(121)]
+    )
+
+
 def _group(db: Database, name: str, tenant_id: str, project_id: str, size: int) -> None:
     """A group of ``size`` running members (rows), min 1, max 10, cooldown 300 s."""
     with db.session() as s:
         s.add(ScalingGroup(
             id=f"asg-{name}", project_id=project_id, tenant_id=tenant_id, name=name,
             template={"flavor_id": "fl-one", "image_id": "img", "networks": [], "labels": {}},
-            min_size=1, max_size=10, desired=size, lb_pools=[], status="active",
+            min_size=1, max_size=10, desired=size, status="active",
+            lb_pools=[{"pool_id": f"pool-{name}", "loadbalancer_id": "lb-1", "protocol_port": 80}],
         ))  # fmt: skip
         s.flush()
         for i in range(size):
@@ -97,6 +107,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             for group in groups:
                 _group(db, group, tenant_id, r.json()["id"], 2)
                 history += [_cpu(f"{group}-{i}", tenant_id, start) for i in range(2)]
+            # what the load balancer answered for pool-web: 60 requests/s; beta's series claiming
+            # the same pool is not alpha's (the store reads a group's tenant's series only)
+            history.append(_responses("pool-web", tenant_id, start, 60.0 if name == "alpha" else 6000.0))
         (tmp / "vm").mkdir()
         store = stack.enter_context(victoriametrics(tmp / "vm", history))
         ctx = cast(FastAPI, client.app).state.ctx
@@ -181,6 +194,20 @@ def test_target_tracking_scales_out_on_high_cpu_and_in_after_the_cooldown(world:
     scale_in = _activities(alpha, "web")[0]
     assert scale_in["action"] == "scale_in" and scale_in["policy"] == "cpu-50"
     assert scale_in["numbers"]["votes"] == {"cpu-50": 1}
+
+
+def test_requests_per_member_from_the_load_balancers_statistics(world: World) -> None:
+    alpha = world.tenants["alpha"]
+    _policy(alpha, "web", {"name": "rps-10", "kind": "target_tracking",
+                           "params": {"metric": "requests_per_member", "target": 10}})  # fmt: skip
+    with world.db.session() as s:  # past any cooldown: the CPU policy asks for 1 VM, requests for 6
+        s.execute(update(ScalingActivity).where(ScalingActivity.group_id == "asg-web")
+                  .values(started_at=datetime.now(UTC) - timedelta(seconds=900)))  # fmt: skip
+    evaluate_all(world.ctx, Evaluator(StoreMetrics(world.ctx)))
+    assert _desired(alpha, "web") == 6
+    out = _activities(alpha, "web")[0]
+    assert out["policy"] == "rps-10" and out["numbers"]["load"] == pytest.approx(60, rel=0.05)
+    assert out["numbers"]["votes"] == {"cpu-50": 1, "rps-10": 6}
 
 
 def test_a_budget_stops_scale_out_with_the_reason(world: World) -> None:
