@@ -138,7 +138,7 @@ def main() -> None:
             acted = evaluate_all(ctx, evaluator, now=now + r * ROUND_APART_S)
             wall = time.perf_counter() - started
             fit_started = time.perf_counter()
-            fits = evaluator.forecasts.refit()
+            fits = evaluator.forecasts.refit(budget_s=math.inf)
             fit_s = time.perf_counter() - fit_started
             ms = [x * 1000 for x in evaluator.samples]
             pred = [x * 1000 for x in evaluator.predictive]

@@ -45,6 +45,10 @@ def test_predictive_decides_as_its_floor_until_a_forecast_is_fitted_apart() -> N
     now = 10 * DAY_S + DAY_S / 8
     first = evaluator.vote(None, _state(), policy, now)  # type: ignore[arg-type]
     assert first is not None and first.decision.reason.startswith("no forecast yet")
+    other = _policy("predictive", PREDICTIVE, name="other")
+    assert evaluator.vote(None, _state(), other, now) is not None  # type: ignore[arg-type]
+    # one fit per run at least, then only within the run's time budget
+    assert evaluator.forecasts.refit(budget_s=0) == 1
     assert evaluator.forecasts.refit() == 1 and evaluator.forecasts.refit() == 0
     later = evaluator.vote(None, _state(), policy, now + 2 * STEP_S)  # type: ignore[arg-type]
     assert later is not None
