@@ -345,6 +345,26 @@ class Evaluator:
         return activity
 
 
+def _evaluate_one(ctx: Context, evaluator: Evaluator, group_id: str, when: float) -> int:
+    with ctx.db.session() as s:
+        group = s.get(ScalingGroup, group_id)
+        if group is None:
+            return 0
+        enabled = list(
+            s.scalars(
+                select(ScalingPolicy)
+                .where(ScalingPolicy.group_id == group_id, ScalingPolicy.enabled.is_(True))
+                .order_by(ScalingPolicy.name)
+            )
+        )
+        activity = evaluator.evaluate_group(s, group, enabled, when)
+        if activity is None:
+            return 0
+        log.info("scaling group %s: %s (%s)", group.name, activity.action, activity.reason)
+        wake_on_commit(s, ctx)
+        return 1
+
+
 def evaluate_all(ctx: Context, evaluator: Evaluator, now: float | None = None) -> int:
     """One round over every group with an enabled policy, each in its own transaction; how many acted."""
     when = now if now is not None else time.time()
@@ -354,20 +374,8 @@ def evaluate_all(ctx: Context, evaluator: Evaluator, now: float | None = None) -
         )
     acted = 0
     for group_id in ids:
-        with ctx.db.session() as s:
-            group = s.get(ScalingGroup, group_id)
-            if group is None:
-                continue
-            enabled = list(
-                s.scalars(
-                    select(ScalingPolicy)
-                    .where(ScalingPolicy.group_id == group_id, ScalingPolicy.enabled.is_(True))
-                    .order_by(ScalingPolicy.name)
-                )
-            )
-            activity = evaluator.evaluate_group(s, group, enabled, when)
-            if activity is not None:
-                acted += 1
-                log.info("scaling group %s: %s (%s)", group.name, activity.action, activity.reason)
-                wake_on_commit(s, ctx)
+        try:
+            acted += _evaluate_one(ctx, evaluator, group_id, when)
+        except Exception:  # noqa: BLE001 - one group's failure (a concurrent change) must not stop the round
+            log.exception("scaling group %s: policy evaluation failed", group_id)
     return acted
