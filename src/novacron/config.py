@@ -175,6 +175,8 @@ class Settings:
     reservation_tick_s: float = 5.0
     #: how often scaling groups are checked for unhealthy members and a count off their desired
     autoscaling_reconcile_s: float = 15.0
+    #: how often scaling groups' policies are evaluated from their metrics
+    autoscaling_evaluate_s: float = 30.0
     #: this host's address on the underlay (the VXLAN tunnels' endpoint), reported by its agent
     underlay_ip: str = ""
     #: PCI addresses of this host's SR-IOV virtual functions for ``direct`` ports (NOVACRON_SRIOV_VFS)
@@ -335,6 +337,7 @@ class Settings:
             quota_reconcile_interval_s=float(_env("QUOTA_RECONCILE_INTERVAL_S", "600")),
             reservation_tick_s=float(_env("RESERVATION_TICK_S", "5")),
             autoscaling_reconcile_s=float(_env("AUTOSCALING_RECONCILE_S", "15")),
+            autoscaling_evaluate_s=float(_env("AUTOSCALING_EVALUATE_S", "30")),
             shared_storage_dir=(
                 Path(_env("SHARED_STORAGE_DIR", "")).resolve() if _env("SHARED_STORAGE_DIR", "") else None
             ),

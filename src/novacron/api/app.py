@@ -68,6 +68,7 @@ def _include_optional(app: FastAPI) -> None:
         roles,
         routers,
         scaling_groups,
+        scaling_policies,
         security_groups,
         server_groups,
         silences,
@@ -110,6 +111,7 @@ def _include_optional(app: FastAPI) -> None:
         loadbalancer_pools,
         loadbalancer_l7,
         scaling_groups,
+        scaling_policies,
     ):
         app.include_router(module.router)
     install_audit(app)

@@ -1,4 +1,5 @@
-"""The scaling-group controller (leader only): health replacement and convergence, periodically.
+"""The scaling-group controller (leader only): health replacement and convergence, periodically,
+and every ``autoscaling_evaluate_s`` the groups' scaling policies (``evaluate.py``).
 
 Every ``autoscaling_reconcile_s``, each group without a scale task in flight is checked: a member
 whose VM is gone or in ERROR, or down in a pool past the warm-up, is marked unhealthy and a
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from novacron.autoscaling.evaluate import Evaluator, StoreMetrics, evaluate_all
 from novacron.autoscaling.groups import request_scale, scale_in_flight
 from novacron.autoscaling.members import check_health
 from novacron.db.base import utcnow
@@ -70,7 +72,17 @@ class AutoscalingController:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         tick = ctx.settings.autoscaling_reconcile_s
-        self.loop = ControllerLoop("autoscaling controller", [Job("reconcile", self.reconcile)], tick_s=tick)
+        self.evaluator = Evaluator(StoreMetrics(ctx))
+        jobs = [
+            Job("reconcile", self.reconcile),
+            Job("evaluate", self.evaluate, every_s=ctx.settings.autoscaling_evaluate_s),
+            Job("forecasts", self.evaluator.forecasts.refit, every_s=ctx.settings.autoscaling_evaluate_s),
+        ]
+        self.loop = ControllerLoop("autoscaling controller", jobs, tick_s=tick)
+
+    def evaluate(self) -> None:
+        """One round of every group's scaling policies (``evaluate.py``)."""
+        evaluate_all(self.ctx, self.evaluator)
 
     def reconcile(self) -> None:
         """One round over every group, each in its own transaction."""

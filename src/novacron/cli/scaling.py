@@ -1,5 +1,6 @@
 """``novacron scaling-group ...``: groups of identical VMs kept at a desired count
-(``/v1/scaling-groups``), their members and their activity history.
+(``/v1/scaling-groups``), their members, their activity history and (``policy ...``) their
+scaling policies.
 
 A create or a new desired count answers at once; ``--wait`` follows the group's scale task. Groups
 are named by name or id.
@@ -7,16 +8,28 @@ are named by name or id.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import typer
 
 from novacron.cli.client import Client, CliError, resolve
-from novacron.cli.common import CURSOR, JSON, LIMIT, client_of, create_in_project, key_values, project_id
+from novacron.cli.common import (
+    CURSOR,
+    JSON,
+    LIMIT,
+    client_of,
+    create_in_project,
+    key_values,
+    post_idempotent,
+    project_id,
+)
 from novacron.cli.output import Column, ago, build_table, detail_table, info, out, print_json, print_list
 from novacron.cli.watch import watch_task
 
 app = typer.Typer(no_args_is_help=True)
+policy_app = typer.Typer(no_args_is_help=True, help="A group's scaling policies, evaluated on the server.")
+app.add_typer(policy_app, name="policy")
 
 GROUP = typer.Argument(..., help="scaling group name or id")
 PROJECT = typer.Option(None, "--project", help="project name or id (default: your project)")
@@ -210,3 +223,93 @@ def activities(
     found = _group(client, group)
     page = client.list_all(f"/v1/scaling-groups/{found['id']}/activities", limit=limit, cursor=cursor)
     print_list(page, ACTIVITY_COLUMNS, as_json=as_json, empty="No activities.")
+
+
+POLICY_COLUMNS: list[Column] = [
+    ("NAME", "name"),
+    ("KIND", "kind"),
+    ("ENABLED", "enabled"),
+    ("COOLDOWN", lambda p: p.get("cooldown_s") if p.get("cooldown_s") is not None else "group's"),
+    ("PARAMS", lambda p: json.dumps(p["params"], separators=(",", ":"))),
+    ("ID", "id"),
+]
+
+
+def _step(text: str) -> dict[str, Any]:
+    try:
+        lower, upper, change = text.split(":")
+        return {"lower": float(lower), "upper": float(upper) if upper else None, "change": int(change)}
+    except ValueError:
+        raise CliError(f"--step expects LOWER:UPPER:CHANGE (UPPER may be empty), got '{text}'") from None
+
+
+def _action(text: str) -> dict[str, Any]:
+    at, sep, desired = text.partition("=")
+    if not sep or not desired.isdigit():
+        raise CliError(f"--at expects HH:MM=DESIRED (UTC), got '{text}'")
+    return {"at": at, "desired": int(desired)}
+
+
+@policy_app.command("create")
+def policy_create(  # noqa: PLR0913  (one option per parameter of the policy kinds)
+    ctx: typer.Context,
+    group: str = GROUP,
+    name: str = typer.Argument(..., help="the policy's name, unique in the group"),
+    kind: str = typer.Option(..., "--kind", help="target_tracking, step, scheduled or predictive"),
+    metric: str | None = typer.Option(None, "--metric", help="cpu (guest CPU %) or requests_per_member"),
+    target: float | None = typer.Option(None, "--target", help="the metric's target per VM"),
+    step: list[str] = typer.Option([], "--step", help="LOWER:UPPER:CHANGE of a step policy (repeatable)"),
+    at: list[str] = typer.Option([], "--at", help="HH:MM=DESIRED (UTC) of a scheduled policy (repeatable)"),
+    boot_delay: float | None = typer.Option(None, "--boot-delay", help="predictive: seconds to serve"),
+    max_cost_per_hour: float | None = typer.Option(None, "--max-cost-per-hour", help="no scale-out above"),
+    cooldown: int | None = typer.Option(
+        None, "--cooldown", help="seconds before a scale-in (default: group's)"
+    ),
+    disabled: bool = typer.Option(False, "--disabled", help="create it without running it"),
+    as_json: bool = JSON,
+) -> None:
+    """Attach a scaling policy to a group; the server evaluates it from the group's metrics."""
+    client = client_of(ctx)
+    found = _group(client, group)
+    optional = {
+        "metric": metric,
+        "target": target,
+        "boot_delay_s": boot_delay,
+        "max_cost_per_hour": max_cost_per_hour,
+    }
+    params: dict[str, Any] = {k: v for k, v in optional.items() if v is not None}
+    if step:
+        params["steps"] = [_step(s) for s in step]
+    if at:
+        params["actions"] = [_action(a) for a in at]
+    body = {"name": name, "kind": kind, "params": params, "enabled": not disabled, "cooldown_s": cooldown}
+    policy = post_idempotent(client, f"/v1/scaling-groups/{found['id']}/policies", body)
+    if as_json:
+        print_json(policy)
+    else:
+        out.print(
+            detail_table(policy, [(k, k) for k in ("name", "id", "kind", "params", "enabled", "cooldown_s")])
+        )
+
+
+@policy_app.command("list")
+def policy_list(ctx: typer.Context, group: str = GROUP, as_json: bool = JSON) -> None:
+    """The group's scaling policies."""
+    client = client_of(ctx)
+    found = _group(client, group)
+    rows = client.get(f"/v1/scaling-groups/{found['id']}/policies")
+    if as_json:
+        print_json(rows)
+    else:
+        print_list({"items": rows}, POLICY_COLUMNS, as_json=False, empty="No scaling policies.")
+
+
+@policy_app.command("delete")
+def policy_delete(
+    ctx: typer.Context, group: str = GROUP, policy: str = typer.Argument(..., help="policy name or id")
+) -> None:
+    """Remove a scaling policy (the group keeps its size)."""
+    client = client_of(ctx)
+    found = _group(client, group)
+    client.delete(f"/v1/scaling-groups/{found['id']}/policies/{policy}")
+    info(f"Scaling policy '{policy}' of '{found['name']}' deleted.")

@@ -1,7 +1,7 @@
 """All tables, one module per area; importing this package registers them."""
 
 from novacron.db.models.agents import CertificateAuthority, HostOperation, JoinToken, NodeCredential
-from novacron.db.models.autoscaling import ScalingActivity, ScalingGroup, ScalingGroupMember
+from novacron.db.models.autoscaling import ScalingActivity, ScalingGroup, ScalingGroupMember, ScalingPolicy
 from novacron.db.models.backups import BackupPolicy, BackupSnapshot, BackupTarget, DRRunbook, RestoreJob
 from novacron.db.models.compute import (
     VM,
@@ -61,6 +61,7 @@ __all__ = [
     "ScalingActivity",
     "ScalingGroup",
     "ScalingGroupMember",
+    "ScalingPolicy",
     "AcmeAccount",
     "LbCertificate",
     "Dashboard",

@@ -85,3 +85,23 @@ class ScalingActivity(Base):
     outcome: Mapped[str] = mapped_column(String(16), default="in_progress")
     #: why it failed (a quota refusal's words), or what it did
     detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class ScalingPolicy(Timestamped, Versioned, Base):
+    """A rule that sets its group's desired count from a metric, a forecast or the clock."""
+
+    __tablename__ = "scaling_policies"
+    __table_args__ = (UniqueConstraint("group_id", "name"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    group_id: Mapped[str] = mapped_column(ForeignKey("scaling_groups.id", ondelete="CASCADE"), index=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(48))
+    #: target_tracking, step, scheduled, predictive
+    kind: Mapped[str] = mapped_column(String(16))
+    #: the kind's parameters, as ``autoscaling.scaling_policies`` validated them
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: seconds after the group's last scaling action before this policy may scale in (None: the group's)
+    cooldown_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: what the evaluation remembers between rounds (the scheduled action applied last)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
