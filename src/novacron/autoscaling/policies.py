@@ -203,25 +203,41 @@ def predictive(
     target: float,
     forecast: LoadForecast | None,
     confidence: Confidence | None = None,
-    scale_in_cooldown_s: float = DEFAULT_COOLDOWN_S,
+    tolerance: float = HPA_TOLERANCE,
+    window_s: float = HPA_SCALE_DOWN_WINDOW_S,
 ) -> Decision:
-    """Scale ahead for the forecast load over the boot delay when the forecast is trusted, never
-    below what target tracking asks for now (the reactive floor)."""
-    floor = target_tracking(obs, target, scale_in_cooldown_s)
+    """Size for the forecast load over the boot delay when the forecast is trusted; otherwise the
+    reference reactive rule (`hpa`, the Kubernetes form of target tracking).
+
+    A trusted forecast replaces HPA's scale-down stabilisation, which only guards against the
+    load coming back before a removed VM could: its horizon covers exactly that time (until a VM
+    started at the next decision serves), so when even its upper bound needs fewer VMs over the
+    whole horizon the group scales in at once. It never goes below HPA's recommendation for the
+    load now (the reactive floor), so a wrong forecast costs VMs, never capacity the load
+    already needs. `numbers["recommendation"]` is HPA's, for the caller to remember as for `hpa`."""
+    reactive = hpa(obs, target, tolerance, window_s)
+    floor = obs.clamp(int(reactive.numbers["recommendation"]))
     conf = confidence or Confidence()
-    numbers = dict(floor.numbers, floor=floor.desired)
+    numbers = dict(reactive.numbers, floor=floor, reactive=reactive.desired)
     if forecast is None or not forecast.mean:
-        return Decision(floor.desired, "no forecast yet: " + floor.reason, "predictive", numbers)
+        return Decision(reactive.desired, "no forecast yet: " + reactive.reason, "predictive", numbers)
     peak_mean = max(forecast.mean)
     width = (max(forecast.upper) - min(forecast.lower)) / peak_mean if peak_mean > 0 else 0.0
     numbers.update(mase=forecast.mase, width=width, forecast_peak=peak_mean)
     if not (forecast.mase <= conf.max_mase and width <= conf.max_width):
-        reason = f"forecast not trusted (MASE {forecast.mase:.2f}, width {width:.2f}): " + floor.reason
-        return Decision(floor.desired, reason, "predictive", numbers)
+        reason = f"forecast not trusted (MASE {forecast.mase:.2f}, width {width:.2f}): " + reactive.reason
+        return Decision(reactive.desired, reason, "predictive", numbers)
     planned_load = max(forecast.upper) if conf.use_upper else peak_mean
     ahead = needed(planned_load, target)
+    desired = obs.clamp(max(ahead, floor))
     numbers.update(planned_load=planned_load, ahead=ahead)
-    if ahead <= floor.desired:
-        return Decision(floor.desired, "forecast within the floor: " + floor.reason, "predictive", numbers)
-    reason = f"{forecast.model} forecasts {planned_load:.3g} over the boot delay: {ahead} VMs"
-    return Decision(obs.clamp(ahead), reason, "predictive", numbers)
+    if desired == reactive.desired:
+        return Decision(desired, "forecast agrees: " + reactive.reason, "predictive", numbers)
+    if desired > reactive.desired:
+        reason = f"{forecast.model} forecasts {planned_load:.3g} over the boot delay: {ahead} VMs"
+    else:
+        reason = (
+            f"{forecast.model} forecasts at most {planned_load:.3g} over the boot delay: "
+            f"scale in now to {desired} (the load now needs {floor})"
+        )
+    return Decision(desired, reason, "predictive", numbers)
