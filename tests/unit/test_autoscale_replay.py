@@ -58,9 +58,9 @@ def test_target_tracking_figures_match_the_hand_computation(trace: Path) -> None
     assert r.actions == 2
 
 
-def test_predictive_without_enough_history_is_the_hpa_rule(trace: Path) -> None:
-    # 20 minutes of history is less than the day the first fit waits for: the reactive rule alone
-    predicted, reacted = run(trace, "predictive"), run(trace, "hpa")
+def test_predictive_without_enough_history_is_target_tracking(trace: Path) -> None:
+    # 20 minutes of history is less than the day the first fit waits for: the reactive floor alone
+    predicted, reacted = run(trace, "predictive"), run(trace, "target")
     assert predicted.fits == 0
     figures = ("vm_hours", "violation_minutes", "actions")
     assert [getattr(predicted, f) for f in figures] == [getattr(reacted, f) for f in figures]

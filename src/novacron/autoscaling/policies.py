@@ -189,7 +189,7 @@ class Confidence:
 
     max_mase: float = 1.0
     max_width: float = 1.0  # (upper - lower) / mean at the horizon's peak
-    use_upper: bool = True  # size for the interval's upper bound (safer) rather than the mean
+    use_upper: bool = True  # scale in only as far as the upper bound allows (the mean: no dead band)
 
 
 def horizon_steps(boot_delay_s: float, step_s: float) -> int:
@@ -203,20 +203,19 @@ def predictive(
     target: float,
     forecast: LoadForecast | None,
     confidence: Confidence | None = None,
-    tolerance: float = HPA_TOLERANCE,
-    window_s: float = HPA_SCALE_DOWN_WINDOW_S,
+    scale_in_cooldown_s: float = DEFAULT_COOLDOWN_S,
 ) -> Decision:
-    """Size for the forecast load over the boot delay when the forecast is trusted; otherwise the
-    reference reactive rule (`hpa`, the Kubernetes form of target tracking).
+    """Follow a trusted forecast of the load over the horizon (until a VM started at the next
+    decision would serve), never below what the load needs now; otherwise target tracking.
 
-    A trusted forecast replaces HPA's scale-down stabilisation, which only guards against the
-    load coming back before a removed VM could: its horizon covers exactly that time (until a VM
-    started at the next decision serves), so when even its upper bound needs fewer VMs over the
-    whole horizon the group scales in at once. It never goes below HPA's recommendation for the
-    load now (the reactive floor), so a wrong forecast costs VMs, never capacity the load
-    already needs. `numbers["recommendation"]` is HPA's, for the caller to remember as for `hpa`."""
-    reactive = hpa(obs, target, tolerance, window_s)
-    floor = obs.clamp(int(reactive.numbers["recommendation"]))
+    The size changes only when the forecast's interval says the current one is wrong: out when the
+    expected load (the mean) needs more VMs, in when even the upper bound needs fewer over the
+    whole horizon, and then at once: the horizon covers the time it would take to bring a removed
+    VM back, which is all a scale-in cooldown guards against. The floor is the VMs the load needs
+    now at the target (`needed`), so a wrong forecast costs VMs, never capacity the load already
+    needs. Untrusted or missing, the forecast leaves `target_tracking` (with its cooldown) in charge."""
+    reactive = target_tracking(obs, target, scale_in_cooldown_s)
+    floor = obs.clamp(needed(obs.load, target))
     conf = confidence or Confidence()
     numbers = dict(reactive.numbers, floor=floor, reactive=reactive.desired)
     if forecast is None or not forecast.mean:
@@ -228,16 +227,14 @@ def predictive(
         reason = f"forecast not trusted (MASE {forecast.mase:.2f}, width {width:.2f}): " + reactive.reason
         return Decision(reactive.desired, reason, "predictive", numbers)
     planned_load = max(forecast.upper) if conf.use_upper else peak_mean
-    ahead = needed(planned_load, target)
+    expected, bound = needed(peak_mean, target), needed(planned_load, target)
+    ahead = expected if expected > obs.current else min(obs.current, bound)
     desired = obs.clamp(max(ahead, floor))
     numbers.update(planned_load=planned_load, ahead=ahead)
-    if desired == reactive.desired:
-        return Decision(desired, "forecast agrees: " + reactive.reason, "predictive", numbers)
-    if desired > reactive.desired:
-        reason = f"{forecast.model} forecasts {planned_load:.3g} over the boot delay: {ahead} VMs"
+    if desired > obs.current:
+        reason = f"{forecast.model} expects {peak_mean:.3g} over the horizon: {desired} VMs"
+    elif desired < obs.current:
+        reason = f"{forecast.model} bounds the horizon's load by {planned_load:.3g}: in now to {desired}"
     else:
-        reason = (
-            f"{forecast.model} forecasts at most {planned_load:.3g} over the boot delay: "
-            f"scale in now to {desired} (the load now needs {floor})"
-        )
+        reason = f"{forecast.model}'s interval holds {desired} VMs"
     return Decision(desired, reason, "predictive", numbers)

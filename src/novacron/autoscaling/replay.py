@@ -191,7 +191,7 @@ def _decide(
         return target_tracking(obs, config.target_util, config.cooldown_s)
     assert predictor is not None
     planned = predictor.load_forecast(into_sample_s)
-    return predictive(obs, config.target_util, planned, config.confidence)
+    return predictive(obs, config.target_util, planned, config.confidence, config.cooldown_s)
 
 
 @dataclass
