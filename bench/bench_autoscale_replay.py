@@ -1,6 +1,8 @@
 """Replay of real load traces through HPA, target tracking and predictive; decision and fit times.
 
-1. Every CSV of `realAWSCloudwatch` and `realAdExchange` (NAB) replayed through each policy with
+1. Every CSV of the NAB folders (`--category`, repeatable; default `realAWSCloudwatch`, the
+   development set the policy was designed on, and `realAdExchange`, held out for validation with
+   the `artificial*` folders) replayed through each policy with
    `novacron.autoscaling.replay` (the code behind `novacron autoscale replay`): VM-hours,
    SLO-violation minutes, scaling actions. ONE scaling rule for every file, fixed before any run:
    load = value / mean(value) x 4 x capacity x target, i.e. the trace's mean load needs exactly 4
@@ -8,13 +10,15 @@
    Capacity 100 load units per VM, target 0.6, boot delay 300 s, decisions every 60 s (the CLI's
    default is 15 s, HPA's sync period: 4x the run time, for the same 5-minute window). Goal
    (issue 15): predictive has at most HPA's violation minutes with >= 20 % fewer VM-hours, or at
-   most HPA's VM-hours with >= 50 % fewer violation minutes.
+   most HPA's VM-hours with >= 50 % fewer violation minutes. Each folder ends with its count and
+   the median change of predictive's VM-hours and violation minutes against HPA.
 2. Forecast fit time per series: `forecast.fit` on each whole trace (its chosen model and MASE).
 3. Decision time per group with 1,000 groups: each group holds a fitted forecaster (the traces'
    fits, copied round-robin), then every decision round each group takes its new sample, forecasts
    over the boot delay and runs `policies.predictive`; the time per group per round is reported.
 
-Run: .venv/bin/python bench/bench_autoscale_replay.py [DATA_DIR] [--groups 1000] [--rounds 5]
+Run: .venv/bin/python bench/bench_autoscale_replay.py [DATA_DIR] [--category NAME ...]
+     [--groups 1000] [--rounds 5] [--replay-only]
 """
 
 from __future__ import annotations
