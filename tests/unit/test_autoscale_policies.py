@@ -96,8 +96,10 @@ def forecast(peak: float, mase: float = 0.5, spread: float = 0.1) -> LoadForecas
 
 
 def test_predictive_scales_ahead_when_confident() -> None:
-    d = predictive(obs(0.6), 0.6, forecast(6.0))  # load 2.4 now (4 VMs); 6.0 expected at 0.6: 10
-    assert d.desired == 10 and d.numbers["floor"] == 4
+    d = predictive(obs(0.6), 0.6, forecast(6.0))  # load 2.4 now (4 VMs); 6.6 (upper) at 0.6: 11
+    assert d.desired == 11 and d.numbers["floor"] == 4
+    d = predictive(obs(0.6), 0.6, forecast(6.0), Confidence(use_upper=False))
+    assert d.desired == 10
 
 
 def test_predictive_never_goes_below_the_reactive_floor() -> None:
@@ -125,22 +127,14 @@ def test_a_trusted_forecast_scales_in_at_once_but_not_below_the_load_now() -> No
     assert predictive(o, 0.6, forecast(0.8, mase=1.5)).desired == 8
 
 
-def test_the_forecast_interval_is_the_dead_band() -> None:
-    # 5 VMs; the expected load 2.6 needs 5, its upper bound 3.1 needs 6: neither out nor in
-    band = LoadForecast([2.6], [2.2], [3.1], 0.5, "holt")
-    assert predictive(obs(0.4, current=5), 0.6, band).desired == 5
-    # 4 VMs under the same forecast: the expected load needs 5, so out to 5 (not to the bound's 6)
-    assert predictive(obs(0.6), 0.6, band).desired == 5
-    # 6 VMs: the upper bound still needs 6, so hold; sized on the mean alone it would go in to 5
-    assert predictive(obs(0.3, current=6), 0.6, band).desired == 6
-    assert predictive(obs(0.3, current=6), 0.6, band, Confidence(use_upper=False)).desired == 5
-
-
 def test_predictive_sizes_for_the_peak_inside_the_horizon() -> None:
-    # 4 VMs at the target now; the expected load peaks at 4.0 in the horizon's second step
+    # 4 VMs at the target now; the load peaks at 4.0 (upper 4.4) in the horizon's second step
     rising = LoadForecast([2.5, 4.0], [2.2, 3.6], [2.75, 4.4], 0.5, "holt")
     d = predictive(obs(0.6), 0.6, rising)
-    assert d.desired == 7 and d.numbers["forecast_peak"] == 4.0  # ceil(4.0 / 0.6)
+    assert d.desired == 8 and d.numbers["planned_load"] == 4.4  # ceil(4.4 / 0.6)
+    # the peak has passed by the horizon's end: the group comes back in with the forecast at once
+    falling = LoadForecast([2.0, 1.0], [1.8, 0.9], [2.2, 1.1], 0.5, "holt")
+    assert predictive(obs(0.2, current=8, last_action_at=990.0), 0.6, falling).desired == 4
 
 
 def test_predictive_ignores_an_untrusted_forecast() -> None:

@@ -189,7 +189,7 @@ class Confidence:
 
     max_mase: float = 1.0
     max_width: float = 1.0  # (upper - lower) / mean at the horizon's peak
-    use_upper: bool = True  # scale in only as far as the upper bound allows (the mean: no dead band)
+    use_upper: bool = True  # size for the interval's upper bound (safer) rather than the mean
 
 
 def horizon_steps(boot_delay_s: float, step_s: float) -> int:
@@ -205,15 +205,16 @@ def predictive(
     confidence: Confidence | None = None,
     scale_in_cooldown_s: float = DEFAULT_COOLDOWN_S,
 ) -> Decision:
-    """Follow a trusted forecast of the load over the horizon (until a VM started at the next
+    """Size for a trusted forecast of the load over the horizon (until a VM started at the next
     decision would serve), never below what the load needs now; otherwise target tracking.
 
-    The size changes only when the forecast's interval says the current one is wrong: out when the
-    expected load (the mean) needs more VMs, in when even the upper bound needs fewer over the
-    whole horizon, and then at once: the horizon covers the time it would take to bring a removed
-    VM back, which is all a scale-in cooldown guards against. The floor is the VMs the load needs
-    now at the target (`needed`), so a wrong forecast costs VMs, never capacity the load already
-    needs. Untrusted or missing, the forecast leaves `target_tracking` (with its cooldown) in charge."""
+    The size is what the forecast's upper bound (the 80 % interval's: each step's load within it
+    with 90 % probability) needs at its peak over the horizon, out or in. A scale-in it allows
+    happens at once, without the cooldown: the horizon covers the time it would take to bring a
+    removed VM back, which is all a scale-in cooldown guards against. The floor is the VMs the load
+    needs now at the target (`needed`), so a wrong forecast costs VMs, never capacity the load
+    already needs. Untrusted or missing, the forecast leaves `target_tracking` (with its cooldown)
+    in charge."""
     reactive = target_tracking(obs, target, scale_in_cooldown_s)
     floor = obs.clamp(needed(obs.load, target))
     conf = confidence or Confidence()
@@ -227,14 +228,13 @@ def predictive(
         reason = f"forecast not trusted (MASE {forecast.mase:.2f}, width {width:.2f}): " + reactive.reason
         return Decision(reactive.desired, reason, "predictive", numbers)
     planned_load = max(forecast.upper) if conf.use_upper else peak_mean
-    expected, bound = needed(peak_mean, target), needed(planned_load, target)
-    ahead = expected if expected > obs.current else min(obs.current, bound)
+    ahead = needed(planned_load, target)
     desired = obs.clamp(max(ahead, floor))
     numbers.update(planned_load=planned_load, ahead=ahead)
     if desired > obs.current:
-        reason = f"{forecast.model} expects {peak_mean:.3g} over the horizon: {desired} VMs"
+        reason = f"{forecast.model} forecasts {planned_load:.3g} over the horizon: {desired} VMs"
     elif desired < obs.current:
         reason = f"{forecast.model} bounds the horizon's load by {planned_load:.3g}: in now to {desired}"
     else:
-        reason = f"{forecast.model}'s interval holds {desired} VMs"
+        reason = f"{forecast.model} forecasts {planned_load:.3g} over the horizon: keep {desired}"
     return Decision(desired, reason, "predictive", numbers)
