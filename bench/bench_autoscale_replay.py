@@ -1,6 +1,8 @@
 """Replay of real load traces through HPA, target tracking and predictive; decision and fit times.
 
-1. Every CSV of `realAWSCloudwatch` and `realAdExchange` (NAB) replayed through each policy with
+1. Every CSV of the NAB folders (`--category`, repeatable; default `realAWSCloudwatch`, the
+   development set the policy was designed on, and `realAdExchange`, held out for validation with
+   the `artificial*` folders) replayed through each policy with
    `novacron.autoscaling.replay` (the code behind `novacron autoscale replay`): VM-hours,
    SLO-violation minutes, scaling actions. ONE scaling rule for every file, fixed before any run:
    load = value / mean(value) x 4 x capacity x target, i.e. the trace's mean load needs exactly 4
@@ -8,19 +10,22 @@
    Capacity 100 load units per VM, target 0.6, boot delay 300 s, decisions every 60 s (the CLI's
    default is 15 s, HPA's sync period: 4x the run time, for the same 5-minute window). Goal
    (issue 15): predictive has at most HPA's violation minutes with >= 20 % fewer VM-hours, or at
-   most HPA's VM-hours with >= 50 % fewer violation minutes.
+   most HPA's VM-hours with >= 50 % fewer violation minutes. Each folder ends with its count and
+   the median change of predictive's VM-hours and violation minutes against HPA.
 2. Forecast fit time per series: `forecast.fit` on each whole trace (its chosen model and MASE).
 3. Decision time per group with 1,000 groups: each group holds a fitted forecaster (the traces'
    fits, copied round-robin), then every decision round each group takes its new sample, forecasts
    over the boot delay and runs `policies.predictive`; the time per group per round is reported.
 
-Run: .venv/bin/python bench/bench_autoscale_replay.py [DATA_DIR] [--groups 1000] [--rounds 5]
+Run: .venv/bin/python bench/bench_autoscale_replay.py [DATA_DIR] [--category NAME ...]
+     [--groups 1000] [--rounds 5] [--replay-only]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import math
 import statistics
 import sys
 import time
@@ -52,9 +57,14 @@ def meets(pred: ReplayResult, hpa: ReplayResult) -> bool:
     return cheaper or safer
 
 
+def change(value: float, reference: float) -> float:
+    """`value` relative to `reference`, in percent (0 when both are 0)."""
+    return 100 * (value - reference) / reference if reference else (0.0 if value == 0 else math.inf)
+
+
 def replay_all(files: list[Path]) -> dict[str, tuple[float, list[float]]]:
     print(f"{'trace':34} " + " ".join(f"{p + ' VMh/viol min/actions':>30}" for p in POLICIES) + "  goal")
-    met, series = 0, {}
+    met, series, costs, violations = 0, {}, [], []
     for path in files:
         step_s, raw = read_trace(path)
         loads = scaled(raw)
@@ -64,6 +74,8 @@ def replay_all(files: list[Path]) -> dict[str, tuple[float, list[float]]]:
             for p in POLICIES
         }
         ok = meets(results["predictive"], results["hpa"])
+        costs.append(change(results["predictive"].vm_hours, results["hpa"].vm_hours))
+        violations.append(change(results["predictive"].violation_minutes, results["hpa"].violation_minutes))
         met += ok
         cells = " ".join(
             f"{r.vm_hours:>12.1f} {r.violation_minutes:>9.0f} {r.actions:>7}" for r in results.values()
@@ -71,6 +83,12 @@ def replay_all(files: list[Path]) -> dict[str, tuple[float, list[float]]]:
         pred = results["predictive"]
         print(f"{path.name[:34]:34} {cells}  {'MET' if ok else 'no'}  fits={pred.fits} {pred.models}")
     print(f"goal met on {met} of {len(files)} traces ({load()})")
+    if files:
+        print(
+            f"predictive vs hpa: VM-hours median {statistics.median(costs):+.1f} % "
+            f"({min(costs):+.1f} to {max(costs):+.1f}), violation minutes median "
+            f"{statistics.median(violations):+.1f} % ({min(violations):+.1f} to {max(violations):+.1f})"
+        )
     return series
 
 
@@ -118,10 +136,16 @@ def main() -> None:
     parser.add_argument("data", nargs="?", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--groups", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--category", action="append", help=f"NAB folder(s) (default: {CATEGORIES})")
+    parser.add_argument("--replay-only", action="store_true", help="skip the fit and decision timings")
     args = parser.parse_args()
     print(machine())
-    files = sorted(p for c in CATEGORIES for p in (args.data / c).glob("*.csv"))
-    series = replay_all(files)
+    series: dict[str, tuple[float, list[float]]] = {}
+    for category in args.category or CATEGORIES:
+        print(f"== {category}")
+        series |= replay_all(sorted((args.data / category).glob("*.csv")))
+    if args.replay_only:
+        return
     fits = fit_times(series)
     decision_times(fits, args.groups, args.rounds)
 

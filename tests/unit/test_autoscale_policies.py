@@ -106,9 +106,35 @@ def test_predictive_never_goes_below_the_reactive_floor() -> None:
     for metric in (0.1, 0.6, 0.9, 1.5, 3.0):
         for peak in (0.0, 0.5, 2.0, 8.0):
             for mase in (0.2, 5.0):
-                o = obs(metric)
+                o = obs(metric, last_action_at=900.0)
                 d = predictive(o, 0.6, forecast(peak, mase))
-                assert d.desired >= target_tracking(o, 0.6).desired
+                assert d.desired >= target_tracking(o, 0.6).numbers["needed"]
+
+
+def test_a_trusted_forecast_scales_in_at_once_but_not_below_the_load_now() -> None:
+    # 8 VMs at 0.15 (load 1.2, needs 2), 100 s after the last action: target tracking waits
+    o = obs(0.15, current=8, last_action_at=900.0)
+    assert target_tracking(o, 0.6).desired == 8
+    # the forecast's upper bound over the whole horizon (0.88 at most) needs 2 VMs: in now
+    d = predictive(o, 0.6, forecast(0.8))
+    assert d.desired == 2 and "in now" in d.reason
+    # the forecast says the load falls to nothing: still the 2 VMs the load needs now
+    assert predictive(o, 0.6, forecast(0.0)).desired == 2
+    # the load comes back within the horizon (a later step's upper bound 3.3 needs 6): keep 6
+    back = LoadForecast([0.8, 3.0], [0.7, 2.7], [0.9, 3.3], 0.5, "holt")
+    assert predictive(o, 0.6, back).desired == 6
+    # an untrusted forecast leaves target tracking's cooldown in charge
+    assert predictive(o, 0.6, forecast(0.8, mase=1.5)).desired == 8
+
+
+def test_predictive_sizes_for_the_peak_inside_the_horizon() -> None:
+    # 4 VMs at the target now; the load peaks at 4.0 (upper 4.4) in the horizon's second step
+    rising = LoadForecast([2.5, 4.0], [2.2, 3.6], [2.75, 4.4], 0.5, "holt")
+    d = predictive(obs(0.6), 0.6, rising)
+    assert d.desired == 8 and d.numbers["planned_load"] == 4.4  # ceil(4.4 / 0.6)
+    # the peak has passed by the horizon's end: the group comes back in with the forecast at once
+    falling = LoadForecast([2.0, 1.0], [1.8, 0.9], [2.2, 1.1], 0.5, "holt")
+    assert predictive(obs(0.2, current=8, last_action_at=990.0), 0.6, falling).desired == 4
 
 
 def test_predictive_ignores_an_untrusted_forecast() -> None:

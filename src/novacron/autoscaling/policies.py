@@ -205,23 +205,36 @@ def predictive(
     confidence: Confidence | None = None,
     scale_in_cooldown_s: float = DEFAULT_COOLDOWN_S,
 ) -> Decision:
-    """Scale ahead for the forecast load over the boot delay when the forecast is trusted, never
-    below what target tracking asks for now (the reactive floor)."""
-    floor = target_tracking(obs, target, scale_in_cooldown_s)
+    """Size for a trusted forecast of the load over the horizon (until a VM started at the next
+    decision would serve), never below what the load needs now; otherwise target tracking.
+
+    The size is what the forecast's upper bound (the 80 % interval's: each step's load within it
+    with 90 % probability) needs at its peak over the horizon, out or in. A scale-in it allows
+    happens at once, without the cooldown: the horizon covers the time it would take to bring a
+    removed VM back, which is all a scale-in cooldown guards against. The floor is the VMs the load
+    needs now at the target (`needed`), so a wrong forecast costs VMs, never capacity the load
+    already needs. Untrusted or missing, the forecast leaves `target_tracking` (with its cooldown)
+    in charge."""
+    reactive = target_tracking(obs, target, scale_in_cooldown_s)
+    floor = obs.clamp(needed(obs.load, target))
     conf = confidence or Confidence()
-    numbers = dict(floor.numbers, floor=floor.desired)
+    numbers = dict(reactive.numbers, floor=floor, reactive=reactive.desired)
     if forecast is None or not forecast.mean:
-        return Decision(floor.desired, "no forecast yet: " + floor.reason, "predictive", numbers)
+        return Decision(reactive.desired, "no forecast yet: " + reactive.reason, "predictive", numbers)
     peak_mean = max(forecast.mean)
     width = (max(forecast.upper) - min(forecast.lower)) / peak_mean if peak_mean > 0 else 0.0
     numbers.update(mase=forecast.mase, width=width, forecast_peak=peak_mean)
     if not (forecast.mase <= conf.max_mase and width <= conf.max_width):
-        reason = f"forecast not trusted (MASE {forecast.mase:.2f}, width {width:.2f}): " + floor.reason
-        return Decision(floor.desired, reason, "predictive", numbers)
+        reason = f"forecast not trusted (MASE {forecast.mase:.2f}, width {width:.2f}): " + reactive.reason
+        return Decision(reactive.desired, reason, "predictive", numbers)
     planned_load = max(forecast.upper) if conf.use_upper else peak_mean
     ahead = needed(planned_load, target)
+    desired = obs.clamp(max(ahead, floor))
     numbers.update(planned_load=planned_load, ahead=ahead)
-    if ahead <= floor.desired:
-        return Decision(floor.desired, "forecast within the floor: " + floor.reason, "predictive", numbers)
-    reason = f"{forecast.model} forecasts {planned_load:.3g} over the boot delay: {ahead} VMs"
-    return Decision(obs.clamp(ahead), reason, "predictive", numbers)
+    if desired > obs.current:
+        reason = f"{forecast.model} forecasts {planned_load:.3g} over the horizon: {desired} VMs"
+    elif desired < obs.current:
+        reason = f"{forecast.model} bounds the horizon's load by {planned_load:.3g}: in now to {desired}"
+    else:
+        reason = f"{forecast.model} forecasts {planned_load:.3g} over the horizon: keep {desired}"
+    return Decision(desired, reason, "predictive", numbers)
