@@ -32,7 +32,7 @@ from novacron.db.models import VM, Flavor, Tenant
 from novacron.db.resolve import resolve, scoped
 from novacron.errors import InvalidInput
 from novacron.quota import billing
-from novacron.quota.registry import COUNTERS, RESOURCES, RUNTIME_ONLY, vm_amounts, vm_counts
+from novacron.quota.registry import COUNTERS, METERED_STATES, RESOURCES, RUNTIME_ONLY, vm_amounts, vm_counts
 from novacron.service import Service
 
 if TYPE_CHECKING:
@@ -42,8 +42,6 @@ HOURS_PER_MONTH = 730.0
 CLOUDS = ("aws", "azure", "gcp")
 #: the currency the cloud price tables are in
 CLOUD_CURRENCY = "USD"
-#: VM states metering charges vCPU and RAM for (``quota/registry.py``)
-RUNNING = ("running", "paused", "building")
 
 
 @dataclass(frozen=True)
@@ -126,7 +124,7 @@ class VMCost:
 
     @property
     def running(self) -> bool:
-        return self.state in RUNNING
+        return self.state in METERED_STATES
 
     @property
     def per_month(self) -> float:
@@ -180,7 +178,7 @@ class CostReport:
 def vm_cost(vm: VM, flavor: str | None, price_list: dict[str, float]) -> VMCost:
     """One VM's costs as metering counts them, and the cheapest fitting shape of each cloud."""
     shape = Shape(vm.vcpus, vm.ram_mb, vm.disk_gb)
-    running = vm.state in RUNNING
+    running = vm.state in METERED_STATES
     return VMCost(
         vm_id=vm.id,
         name=vm.name,

@@ -29,13 +29,14 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy import select
 
-from novacron.autoscaling.cost import HOURS_PER_MONTH, RUNNING, Shape, currency_of, hourly
+from novacron.autoscaling.cost import HOURS_PER_MONTH, Shape, currency_of, hourly
 from novacron.autoscaling.roi import ROI, roi
 from novacron.db.models import VM, Flavor, Tenant
 from novacron.db.resolve import resolve, scoped
 from novacron.errors import InvalidInput, Unavailable
 from novacron.monitoring.query import PromAPI, Scope, parse_seconds, store_endpoint
 from novacron.quota import billing
+from novacron.quota.registry import METERED_STATES
 from novacron.service import Service
 
 UNDER = 0.9
@@ -211,7 +212,9 @@ class RightsizingService(Service):
         if ref is None:
             raise InvalidInput("tenant_id", "required for platform administrators", part="query")
         tenant = resolve(self.session, self.principal, Tenant, ref)
-        stmt = scoped(select(VM), VM, self.principal).where(VM.tenant_id == tenant.id, VM.state.in_(RUNNING))
+        stmt = scoped(select(VM), VM, self.principal).where(
+            VM.tenant_id == tenant.id, VM.state.in_(METERED_STATES)
+        )
         if vm_ids is not None:
             stmt = stmt.where(VM.id.in_(list(vm_ids)))
         vms = list(self.session.scalars(stmt.order_by(VM.name)))

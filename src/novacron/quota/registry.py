@@ -16,6 +16,9 @@ from sqlalchemy.orm import Session
 
 from novacron.db.models import VM, BackupSnapshot, FloatingIP, Image, LoadBalancer, Network, Port
 
+#: VM states metering charges vCPU and RAM for (a stopped VM pays for its disk only)
+METERED_STATES = ("running", "paused", "building")
+
 
 @dataclass(frozen=True)
 class Resource:
@@ -152,7 +155,7 @@ def _vms(session: Session) -> Iterator[Existing]:
                 r.project_id,
                 r.tenant_id,
                 vm_amounts(r.vcpus, r.ram_mb, r.disk_gb),
-                running=r.state in ("running", "paused", "building"),
+                running=r.state in METERED_STATES,
             )
 
 
