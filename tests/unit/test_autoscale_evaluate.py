@@ -6,8 +6,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pytest
+
 from novacron.autoscaling.evaluate import Evaluator, GroupState, Reading, Span
+from novacron.autoscaling.group_policies import normal_params
 from novacron.db.models import ScalingGroup, ScalingPolicy
+from novacron.errors import InvalidInput
 
 DAY_S = 86_400.0
 STEP_S = 300.0
@@ -72,3 +76,20 @@ def test_votes_combine_to_the_largest_and_abstentions_do_not_count() -> None:
     fired = evaluator.vote(None, _state(), schedule, now + 60)  # type: ignore[arg-type]
     assert fired is not None and fired.decision.desired == 6 and "scheduled at 00:00" in fired.decision.reason
     assert evaluator.vote(None, _state(), schedule, now + 120) is None  # type: ignore[arg-type]  # once
+
+
+def test_predictive_params_bound_the_interval_in_vms() -> None:
+    normal = normal_params("predictive", {"metric": "cpu", "target": 60.0})
+    assert normal["max_width_vms"] == 1.0 and normal["max_width"] == 1.0  # one VM's capacity by default
+    assert normal_params("predictive", {**normal, "max_width_vms": 2.5})["max_width_vms"] == 2.5
+    with pytest.raises(InvalidInput) as refused:
+        normal_params("predictive", {**normal, "max_width_vms": 500})
+    assert "params.max_width_vms" in str(refused.value)
+    # a policy stored before the parameter existed (PREDICTIVE has none) still decides, with the default
+    evaluator = Evaluator(Wave())
+    policy = _policy("predictive", PREDICTIVE)
+    now = 10 * DAY_S
+    evaluator.vote(None, _state(), policy, now)  # type: ignore[arg-type]
+    evaluator.forecasts.refit()
+    vote = evaluator.vote(None, _state(), policy, now + STEP_S)  # type: ignore[arg-type]
+    assert vote is not None and "width_vms" in vote.decision.numbers

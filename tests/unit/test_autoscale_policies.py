@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from novacron.autoscaling.policies import (
     Confidence,
     LoadForecast,
@@ -96,9 +98,10 @@ def forecast(peak: float, mase: float = 0.5, spread: float = 0.1) -> LoadForecas
 
 
 def test_predictive_scales_ahead_when_confident() -> None:
-    d = predictive(obs(0.6), 0.6, forecast(6.0))  # load 2.4 now (4 VMs); 6.6 (upper) at 0.6: 11
-    assert d.desired == 11 and d.numbers["floor"] == 4
-    d = predictive(obs(0.6), 0.6, forecast(6.0), Confidence(use_upper=False))
+    # load 2.4 now (4 VMs); upper 6.24 at 0.6: 11; the interval 5.76-6.24 spans 0.8 VM at 0.6
+    d = predictive(obs(0.6), 0.6, forecast(6.0, spread=0.04))
+    assert d.desired == 11 and d.numbers["floor"] == 4 and d.numbers["width_vms"] == pytest.approx(0.8)
+    d = predictive(obs(0.6), 0.6, forecast(6.0, spread=0.04), Confidence(use_upper=False))
     assert d.desired == 10
 
 
@@ -128,10 +131,14 @@ def test_a_trusted_forecast_scales_in_at_once_but_not_below_the_load_now() -> No
 
 
 def test_predictive_sizes_for_the_peak_inside_the_horizon() -> None:
-    # 4 VMs at the target now; the load peaks at 4.0 (upper 4.4) in the horizon's second step
+    # 4 VMs at the target now; the load peaks at 4.0 (upper 4.4) in the horizon's second step.
+    # The rise itself is no uncertainty: each step's interval spans at most 0.8 / 0.6 = 1.33 VMs
     rising = LoadForecast([2.5, 4.0], [2.2, 3.6], [2.75, 4.4], 0.5, "holt")
-    d = predictive(obs(0.6), 0.6, rising)
+    d = predictive(obs(0.6), 0.6, rising, Confidence(max_width_vms=1.5))
     assert d.desired == 8 and d.numbers["planned_load"] == 4.4  # ceil(4.4 / 0.6)
+    assert d.numbers["width_vms"] == pytest.approx(0.8 / 0.6)
+    # the same forecast with the default (one VM) is too vague to choose a size: target tracking
+    assert predictive(obs(0.6), 0.6, rising).desired == 4
     # the peak has passed by the horizon's end: the group comes back in with the forecast at once
     falling = LoadForecast([2.0, 1.0], [1.8, 0.9], [2.2, 1.1], 0.5, "holt")
     assert predictive(obs(0.2, current=8, last_action_at=990.0), 0.6, falling).desired == 4
@@ -140,6 +147,20 @@ def test_predictive_sizes_for_the_peak_inside_the_horizon() -> None:
 def test_predictive_ignores_an_untrusted_forecast() -> None:
     assert predictive(obs(0.6), 0.6, forecast(6.0, mase=1.5)).desired == 4  # worse than seasonal naive
     assert predictive(obs(0.6), 0.6, forecast(6.0, spread=0.9)).desired == 4  # interval wider than it
+    # a spike-widened interval: 2.4-6.0 spans 6 VMs at 0.6, the forecast's peak 4.2 needs 7, yet
+    # the load needs 4 now: pay for load that has come, not for the top of a vague interval
+    spiky = LoadForecast([4.2], [2.4], [6.0], 0.3, "holt")
+    d = predictive(obs(0.6), 0.6, spiky)
+    assert d.desired == 4 and "6.00 VMs" in d.reason
+    assert predictive(obs(0.6), 0.6, spiky, Confidence(max_width_vms=6.0)).desired == 10  # ceil(6 / 0.6)
+
+
+def test_trust_needs_the_interval_within_one_vm_at_every_step() -> None:
+    # one VM at the 0.6 target is 0.6 load units: an interval exactly that wide is trusted
+    edge = LoadForecast([2.9, 3.0], [2.7, 2.7], [3.1, 3.3], 0.5, "holt")  # widths 0.4 and 0.6
+    assert predictive(obs(0.6), 0.6, edge).desired == 6  # ceil(3.3 / 0.6)
+    wider = LoadForecast([2.9, 3.0], [2.7, 2.6], [3.1, 3.3], 0.5, "holt")  # 0.7 at the second step
+    assert predictive(obs(0.6), 0.6, wider).desired == 4
     assert "no forecast" in predictive(obs(0.6), 0.6, None).reason
 
 

@@ -265,7 +265,10 @@ class Evaluator:
             return Vote(policy, decision) if "change" in decision.numbers else None
         horizon = policies.horizon_steps(p["boot_delay_s"], p["step_s"])
         predicted = self.forecasts.predict(policy.id, reading, horizon, now)
-        confidence = policies.Confidence(p["max_mase"], p["max_width"])
+        # policies stored before max_width_vms existed get its default
+        confidence = policies.Confidence(
+            p["max_mase"], p["max_width"], max_width_vms=p.get("max_width_vms", 1.0)
+        )
         return Vote(policy, policies.predictive(obs, p["target"], predicted, confidence, cooldown))
 
     def _scheduled(self, state: GroupState, policy: ScalingPolicy, now: float) -> Vote | None:

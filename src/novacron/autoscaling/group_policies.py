@@ -147,6 +147,7 @@ def _predictive(params: Params) -> Params:
         "boot_delay_s": _number(params, "boot_delay_s", 0, 3600, 120),
         "max_mase": _number(params, "max_mase", 0.0, 10.0, 1.0),
         "max_width": _number(params, "max_width", 0.0, 10.0, 1.0),
+        "max_width_vms": _number(params, "max_width_vms", 0.0, 100.0, 1.0),
         "history_s": _number(params, "history_s", 3600, 28 * 86_400, 2 * 86_400),
         "step_s": _number(params, "step_s", 60, 3600, 300),
     }

@@ -185,11 +185,18 @@ class LoadForecast:
 
 @dataclass(frozen=True)
 class Confidence:
-    """When a forecast is trusted: backtest MASE and relative interval width at most these."""
+    """When a forecast is trusted: backtest MASE and interval widths at most these.
+
+    The decision is a whole number of VMs, so a forecast helps choose it only when its interval
+    pins that number down: `max_width_vms` bounds the interval's width at every step of the
+    horizon in VMs at the target (1.0: the 80 % interval spans at most one VM's capacity). A wider
+    interval (a spiky load: its spikes widen the backtest errors, yet come unannounced) would have
+    the upper bound pay for load that may never come; target tracking pays only for load that has."""
 
     max_mase: float = 1.0
-    max_width: float = 1.0  # (upper - lower) / mean at the horizon's peak
+    max_width: float = 1.0  # (max upper - min lower) / mean at the horizon's peak
     use_upper: bool = True  # size for the interval's upper bound (safer) rather than the mean
+    max_width_vms: float = 1.0  # max over the horizon's steps of (upper - lower) / target
 
 
 def horizon_steps(boot_delay_s: float, step_s: float) -> int:
@@ -208,6 +215,9 @@ def predictive(
     """Size for a trusted forecast of the load over the horizon (until a VM started at the next
     decision would serve), never below what the load needs now; otherwise target tracking.
 
+    Trusted (`Confidence`): backtest MASE at most 1, the 80 % interval over the horizon no wider
+    than the forecast's peak, and at each step no wider than one VM's capacity at the target.
+
     The size is what the forecast's upper bound (the 80 % interval's: each step's load within it
     with 90 % probability) needs at its peak over the horizon, out or in. A scale-in it allows
     happens at once, without the cooldown: the horizon covers the time it would take to bring a
@@ -223,9 +233,14 @@ def predictive(
         return Decision(reactive.desired, "no forecast yet: " + reactive.reason, "predictive", numbers)
     peak_mean = max(forecast.mean)
     width = (max(forecast.upper) - min(forecast.lower)) / peak_mean if peak_mean > 0 else 0.0
-    numbers.update(mase=forecast.mase, width=width, forecast_peak=peak_mean)
-    if not (forecast.mase <= conf.max_mase and width <= conf.max_width):
-        reason = f"forecast not trusted (MASE {forecast.mase:.2f}, width {width:.2f}): " + reactive.reason
+    width_vms = max(u - lo for u, lo in zip(forecast.upper, forecast.lower, strict=True)) / target
+    numbers.update(mase=forecast.mase, width=width, width_vms=width_vms, forecast_peak=peak_mean)
+    trusted = width <= conf.max_width and width_vms <= conf.max_width_vms + _EPS
+    if not (forecast.mase <= conf.max_mase and trusted):
+        reason = (
+            f"forecast not trusted (MASE {forecast.mase:.2f}, width {width:.2f}, "
+            f"{width_vms:.2f} VMs): " + reactive.reason
+        )
         return Decision(reactive.desired, reason, "predictive", numbers)
     planned_load = max(forecast.upper) if conf.use_upper else peak_mean
     ahead = needed(planned_load, target)

@@ -27,7 +27,8 @@ Cooldown = Annotated[int, Field(ge=0, le=86400)]
 PARAMS_HELP = (
     "target_tracking: {metric: cpu|requests_per_member, target}; step: {metric, steps: [{lower, "
     "upper, change}]}; scheduled: {actions: [{at: 'HH:MM' UTC, desired, days: [0-6]}]}; predictive: "
-    "{metric, target, boot_delay_s, max_mase, max_width, history_s, step_s}; any: max_cost_per_hour"
+    "{metric, target, boot_delay_s, max_mase, max_width, max_width_vms, history_s, step_s}; any: "
+    "max_cost_per_hour"
 )
 
 
