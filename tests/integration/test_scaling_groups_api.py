@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -86,9 +88,11 @@ def run_all(world: World, timeout_s: float = 60) -> None:
     asyncio.run(main())
 
 
-@pytest.fixture(scope="module")
-def scaling(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scaling]:
-    with lb_world(tmp_path_factory.mktemp("asg")) as world:
+@contextmanager
+def scaling_world(tmp: Path, **overrides: Any) -> Iterator[Scaling]:
+    """Two tenants, a tiny flavor, an image each, and alpha's load balancer with a pool
+    (``overrides``: Settings fields)."""
+    with lb_world(tmp, **overrides) as world:
         c, alpha = world.client, world.alpha
         with world.db.session() as s:
             s.add(Flavor(id="fl-tiny", name="tiny", vcpus=1, ram_mb=128, disk_gb=1))
@@ -111,6 +115,12 @@ def scaling(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scaling]:
         assert pool.status_code == 201, pool.text
         run_all(world)
         yield Scaling(world, pool.json()["id"])
+
+
+@pytest.fixture(scope="module")
+def scaling(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scaling]:
+    with scaling_world(tmp_path_factory.mktemp("asg")) as made:
+        yield made
 
 
 def _body(sc: Scaling, name: str, **extra: Any) -> dict[str, Any]:

@@ -72,7 +72,7 @@ class ScalingGroupMember(Timestamped, Base):
     action: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
-class ScalingLifecycleHook(Timestamped, Base):
+class ScalingLifecycleHook(Timestamped, Versioned, Base):
     """A signed webhook called when a member launches or terminates; the group waits for its answer."""
 
     __tablename__ = "scaling_lifecycle_hooks"

@@ -34,6 +34,7 @@ def upgrade() -> None:
         sa.Column("default_result", sa.String(length=16), nullable=False),
         sa.Column("created_at", _WHEN, nullable=False),
         sa.Column("updated_at", _WHEN, nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
             ["group_id"],
             ["scaling_groups.id"],
