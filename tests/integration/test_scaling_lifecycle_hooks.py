@@ -198,7 +198,7 @@ def test_an_answer_through_the_api_ends_the_wait_at_once(hooked: tuple[Scaling, 
     def answer(doc: dict[str, Any]) -> int:
         r = c.post(f"{BASE}/{doc['group']['id']}/lifecycle-actions",
                    json={"token": doc["token"], "result": "continue"}, headers=alpha.headers)  # fmt: skip
-        return r.status_code
+        return int(r.status_code)
 
     receiver.on["/answer"] = answer
     run_all(sc.world)
