@@ -12,7 +12,7 @@ scale-out past the ``vms`` quota ends with the quota's words in the activity.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -61,8 +61,10 @@ def _answer(op: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
     return healthy(op)
 
 
-def run_all(world: World, timeout_s: float = 60) -> None:
-    """Run every task to its end, the hosts' operations answered by a healthy stand-in agent."""
+def run_all(world: World, timeout_s: float = 60, until: Callable[[], bool] | None = None) -> None:
+    """Run every task to its end, the hosts' operations answered by a healthy stand-in agent; with
+    ``until``, only until it holds: the runner then stops as a killed server does (its tasks stay
+    running, and the next ``run_all`` resumes them at the step they were in)."""
 
     async def agent() -> None:
         while True:
@@ -76,9 +78,15 @@ def run_all(world: World, timeout_s: float = 60) -> None:
 
     async def main() -> None:
         runner = TaskRunner(world.ctx, [*VM_HANDLERS, *LB_HANDLERS, *SCALING_HANDLERS])
+        runner.exclusive = True  # the tasks a stopped runner left are this one's to resume
         runner.bind_loop(asyncio.get_running_loop())
         loops = [asyncio.create_task(runner.run_forever(0.05)), asyncio.create_task(agent())]
         try:
+            if until is not None:
+                async with asyncio.timeout(timeout_s):
+                    while not await asyncio.to_thread(until):
+                        await asyncio.sleep(0.05)
+                return
             await runner.drain(timeout_s)
         finally:
             await runner.stop()

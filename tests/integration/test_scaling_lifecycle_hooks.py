@@ -263,6 +263,35 @@ def test_a_terminate_hook_is_called_after_the_drain_and_before_the_delete(
     assert (decided["numbers"]["result"], decided["numbers"]["by"]) == ("abandon", "answer"), decided
 
 
+def test_a_restart_mid_wait_resumes_the_same_action(hooked: tuple[Scaling, Receiver]) -> None:
+    sc, receiver = hooked
+    c, alpha = sc.world.client, sc.world.alpha
+    _group(sc, "restarted", 0, lb_pools=[])
+    _hook(sc, "restarted", f"{receiver.url}/restart", timeout_s=4)
+    run_all(sc.world)
+    assert c.patch(f"{BASE}/restarted", json={"desired": 1}, headers=alpha.headers).status_code == 200
+
+    def waiting() -> bool:
+        members = _members(sc, "restarted")
+        return bool(members) and bool((members[0]["waiting_on"] or {}).get("delivered"))
+
+    run_all(sc.world, until=waiting)  # the server dies while the group waits
+    [member] = _members(sc, "restarted")
+    deadline = member["waiting_on"]["deadline"]
+    run_all(sc.world)  # a new runner resumes the task at its wait: same token, same deadline
+    [event] = receiver.of("/restart")  # delivered once, not again on the resume
+    assert event.doc["deadline"].replace("+00:00", "") == deadline.replace("Z", "").replace("+00:00", "")
+    [member] = _members(sc, "restarted")
+    assert member["state"] == "in_service" and member["vm_id"] == event.doc["vm"]["id"]
+    [decided] = _hook_activities(sc, "restarted")
+    assert (decided["numbers"]["result"], decided["numbers"]["by"]) == ("continue", "timeout"), decided
+    assert 3.9 <= decided["numbers"]["waited_s"] < 6, decided  # the 4 s counted from the first start
+    # the token the receiver got is still the action's: answering it now is a conflict, not a 404
+    r = c.post(f"{BASE}/restarted/lifecycle-actions", json={"token": event.doc["token"], "result": "abandon"},
+               headers=alpha.headers)  # fmt: skip
+    assert r.status_code == 409, r.text
+
+
 def test_hook_validation_and_a_secret_never_shown(hooked: tuple[Scaling, Receiver]) -> None:
     sc, receiver = hooked
     c, alpha, beta = sc.world.client, sc.world.alpha, sc.world.beta
