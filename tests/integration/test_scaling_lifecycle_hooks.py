@@ -19,11 +19,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
+from typer.testing import CliRunner
 
+from novacron.cli import scaling as scaling_cli
+from novacron.cli.client import Client
 from novacron.db.models import VM, LbMember, ScalingLifecycleHook
 from tests.integration.test_lb_resources import problem_fields
 from tests.integration.test_scaling_groups_api import (
@@ -334,3 +338,44 @@ def test_hook_validation_and_a_secret_never_shown(hooked: tuple[Scaling, Receive
     assert c.delete(f"{path}/ok", headers=beta.headers).status_code == 404
     assert c.delete(f"{path}/ok", headers=alpha.headers).status_code == 204
     assert c.get(path, headers=alpha.headers).json() == []
+
+
+def test_the_cli_adds_lists_answers_and_deletes_hooks(
+    hooked: tuple[Scaling, Receiver], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sc, receiver = hooked
+    c, alpha = sc.world.client, sc.world.alpha
+    token = alpha.headers["Authorization"].removeprefix("Bearer ")
+    transport = c._transport
+    client = Client(
+        "http://testserver", token=token, credentials_path=tmp_path / "c.json", transport=transport
+    )
+    monkeypatch.setattr(scaling_cli, "client_of", lambda _ctx: client)
+    run = CliRunner().invoke
+    _group(sc, "by-cli", 0, lb_pools=[])
+    add = ["hook", "add", "by-cli", "gate", "--transition", "launching", "--url", f"{receiver.url}/cli",
+           "--secret", SECRET, "--timeout", "60", "--default-result", "abandon"]  # fmt: skip
+    made = run(scaling_cli.app, add)
+    assert made.exit_code == 0 and "gate" in made.output and SECRET not in made.output, made.output
+    listed = run(scaling_cli.app, ["hook", "list", "by-cli"])
+    assert listed.exit_code == 0 and "launching" in listed.output and SECRET not in listed.output
+    run_all(sc.world)
+    assert c.patch(f"{BASE}/by-cli", json={"desired": 1}, headers=alpha.headers).status_code == 200
+
+    def delivered() -> bool:
+        members = _members(sc, "by-cli")
+        return bool(members) and bool((members[0]["waiting_on"] or {}).get("delivered"))
+
+    run_all(sc.world, until=delivered)
+    shown = run(scaling_cli.app, ["show", "by-cli"])
+    assert shown.exit_code == 0 and "pending_launch" in shown.output and "hook gate" in shown.output
+    [event] = receiver.of("/cli")
+    done = run(scaling_cli.app, ["complete-action", "by-cli", event.doc["token"], "--result", "continue"])
+    assert done.exit_code == 0 and "continue" in done.output, done.output
+    run_all(sc.world)
+    [member] = _members(sc, "by-cli")
+    assert member["state"] == "in_service"
+    [decided] = _hook_activities(sc, "by-cli")
+    assert (decided["numbers"]["result"], decided["numbers"]["by"]) == ("continue", "answer"), decided
+    assert run(scaling_cli.app, ["hook", "delete", "by-cli", "gate"]).exit_code == 0
+    assert c.get(f"{BASE}/by-cli/lifecycle-hooks", headers=alpha.headers).json() == []
