@@ -85,6 +85,13 @@ def _start(s: Session, member: ScalingGroupMember, hook: ScalingLifecycleHook) -
         "delivered": False,
         "attempts": 0,
     }
+    group = s.get(ScalingGroup, member.group_id)
+    if group is not None:  # the pages that show the member follow the event
+        events.publish(
+            s, "scaling_group.lifecycle_action.started", "scaling_group", group.id,
+            tenant_id=group.tenant_id, project_id=group.project_id, vm_id=member.vm_id, hook=hook.name,
+            transition=hook.transition, deadline=member.action_deadline.isoformat(),
+        )  # fmt: skip
 
 
 def _message(
