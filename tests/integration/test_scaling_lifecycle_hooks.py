@@ -181,8 +181,11 @@ def test_a_launch_hook_that_never_answers_times_out_to_its_default(hooked: tuple
     # tenant does not even see it
     token = event.doc["token"]
     path = f"{BASE}/silent/lifecycle-actions"
-    r = c.post(path, json={"token": token, "result": "continue"}, headers=alpha.headers)
+    keyed = {**alpha.headers, "Idempotency-Key": "answer-silent"}
+    r = c.post(path, json={"token": token, "result": "continue"}, headers=keyed)
     assert r.status_code == 200 and r.json()["result"] == "continue", r.text
+    again = c.post(path, json={"token": token, "result": "continue"}, headers=keyed)
+    assert again.json() == r.json() and again.headers.get("Idempotent-Replayed") == "true"
     r = c.post(path, json={"token": token, "result": "abandon"}, headers=alpha.headers)
     assert r.status_code == 409, r.text
     group_id = event.doc["group"]["id"]

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from novacron.api.concurrency import check_if_match, set_etag
@@ -325,7 +326,11 @@ def delete_hook(group_id: str, hook_id: str, hooks: HookWriter) -> Response:
 
 
 @router.post("/{group_id}/lifecycle-actions", response_model=ActionOut)
-def complete_action(group_id: str, body: ActionIn, hooks: HookWriter) -> ActionOut:
+def complete_action(group_id: str, body: ActionIn, hooks: HookWriter, idem: IdempotencyDep) -> Response:
     """Answer a lifecycle action with the token its event carried: continue or abandon (the same
     answer twice is one answer; another answer to a decided action is a 409)."""
-    return ActionOut.of(hooks.complete(group_id, body.token, body.result))
+    if (replay := idem.replay(body)) is not None:
+        return replay
+    payload = ActionOut.of(hooks.complete(group_id, body.token, body.result)).model_dump(mode="json")
+    idem.remember(200, payload)
+    return JSONResponse(payload)
