@@ -94,8 +94,9 @@ async def _until(ctx: Context, what: str, done: Callable[[Session], bool], timeo
 
 
 def _leaving(s: Session, group: ScalingGroup) -> list[ScalingGroupMember]:
+    # pending_terminate too: one left so by a task that failed mid-wait still goes
     stmt = select(ScalingGroupMember).where(
-        ScalingGroupMember.group_id == group.id, ScalingGroupMember.state == "leaving"
+        ScalingGroupMember.group_id == group.id, ScalingGroupMember.state.in_(pool.GOING)
     )
     return list(s.scalars(stmt))
 
@@ -279,10 +280,8 @@ def _joined(ctx: Context, task: Task) -> Callable[[Session], bool]:
     def done(s: Session) -> bool:
         group = _group(s, task)
         waiting = False
-        stmt = select(ScalingGroupMember).where(
-            ScalingGroupMember.group_id == group.id, ScalingGroupMember.state == "launching"
-        )
-        for member in s.scalars(stmt):
+        # pending_launch too: one a failed task left waiting (launch_hooks resumed it, or its hooks went)
+        for member in _launching(s, group):
             booted = _booted(s, member)
             if booted and pool.join_pools(s, ctx, group, member.vm_id):
                 member.state = "in_service"
