@@ -304,7 +304,8 @@ def test_hook_validation_and_a_secret_never_shown(hooked: tuple[Scaling, Receive
     c, alpha, beta = sc.world.client, sc.world.alpha, sc.world.beta
     _group(sc, "checked", 0, lb_pools=[])
     path = f"{BASE}/checked/lifecycle-hooks"
-    good = {"name": "ok", "transition": "launching", "url": f"{receiver.url}/x", "secret": SECRET}
+    url = f"{receiver.url}/x?key=k3y-in-the-query"
+    good = {"name": "ok", "transition": "launching", "url": url, "secret": SECRET}
     cases: list[tuple[dict[str, Any], str]] = [
         ({"url": "http://10.20.30.40/hook"}, "body.url"),  # private, not allowed by the admin
         ({"url": "http://169.254.169.254/latest"}, "body.url"),  # link-local (metadata)
@@ -321,20 +322,19 @@ def test_hook_validation_and_a_secret_never_shown(hooked: tuple[Scaling, Receive
     key = {**alpha.headers, "Idempotency-Key": "hook-ok"}
     first = c.post(path, json=good, headers=key)
     assert first.status_code == 201 and "secret" not in first.json(), first.text
+    assert first.json()["url"] == f"{receiver.url}/x?***"  # shown without its query
     again = c.post(path, json=good, headers=key)
     assert again.status_code == 201 and again.json()["id"] == first.json()["id"]
     assert c.post(path, json=good, headers=alpha.headers).status_code == 409  # name taken
-    # sealed at rest; no GET shows it
-    with sc.world.db.session() as s:
-        stored = s.scalar(
-            select(ScalingLifecycleHook.signing_secret).where(ScalingLifecycleHook.name == "ok")
-        )
-        assert stored is not None and SECRET not in stored
+    # sealed at rest (the URL too: a credential may be in it); no GET shows the secret
+    with sc.world.db.read_session() as s:
+        stored = s.scalar(select(ScalingLifecycleHook).where(ScalingLifecycleHook.name == "ok"))
+        assert stored is not None and SECRET not in stored.signing_secret and receiver.url not in stored.url
     groups = [g["name"] for g in c.get(BASE, headers=alpha.headers).json()["items"]]
     for group in groups:
         for tail in ("", "/members", "/activities", "/lifecycle-hooks"):
             r = c.get(f"{BASE}/{group}{tail}", headers=alpha.headers)
-            assert r.status_code == 200 and SECRET not in r.text, (group, tail)
+            assert r.status_code == 200 and SECRET not in r.text and "k3y" not in r.text, (group, tail)
     # another tenant sees neither the hooks nor the group
     assert c.get(path, headers=beta.headers).status_code == 404
     assert c.post(path, json={**good, "name": "spy"}, headers=beta.headers).status_code == 404

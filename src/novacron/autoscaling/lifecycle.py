@@ -8,7 +8,8 @@ pools) or terminates (drained, before its VM is deleted), and whose answer it wa
 applies. The wait itself is the scale task's (``autoscaling/lifecycle_wait.py``).
 
 The URL passes the egress guard when the hook is written (a refused address is a 422 on ``url``)
-and again at each delivery; the signing secret is sealed at rest and never read back.
+and again at each delivery; the URL (shown without credentials or query) and the signing secret
+are sealed at rest, the secret never read back.
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ MAX_HOOKS = 10
 def signing_secret_aad(hook_id: str) -> str:
     """What a hook's sealed signing secret is bound to."""
     return f"scaling_lifecycle_hooks.signing_secret:{hook_id}"
+
+
+def url_aad(hook_id: str) -> str:
+    """What a hook's sealed URL is bound to."""
+    return f"scaling_lifecycle_hooks.url:{hook_id}"
 
 
 @dataclass(frozen=True)
@@ -95,16 +101,16 @@ class LifecycleHookService(Service):
         except netguard.EgressDenied as exc:
             raise InvalidInput("url", str(exc)) from exc
         hook_id = new_id("lch")
+        enc = encryption_for(self.ctx.settings)
         hook = ScalingLifecycleHook(
             id=hook_id,
             group_id=group.id,
             tenant_id=group.tenant_id,
             name=spec.name,
             transition=spec.transition,
-            url=spec.url,
-            signing_secret=encryption_for(self.ctx.settings).seal_text(
-                spec.secret, signing_secret_aad(hook_id)
-            ),
+            url=enc.seal_text(spec.url, url_aad(hook_id)),
+            safe_url=netguard.safe_url(spec.url),
+            signing_secret=enc.seal_text(spec.secret, signing_secret_aad(hook_id)),
             timeout_s=spec.timeout_s,
             default_result=spec.default_result,
         )

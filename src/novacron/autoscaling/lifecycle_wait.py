@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from novacron import events, netguard
-from novacron.autoscaling.lifecycle import PENDING, hooks_of, signing_secret_aad
+from novacron.autoscaling.lifecycle import PENDING, hooks_of, signing_secret_aad, url_aad
 from novacron.db.base import new_id, utcnow
 from novacron.db.models import (
     VM,
@@ -177,9 +177,16 @@ def _prepare(ctx: Context, vm_id: str, hook_id: str) -> tuple[str, str, bytes, f
         _start(s, member, hook)
         s.flush()
         assert member.action_deadline is not None
-        secret = encryption_for(ctx.settings).open_text(hook.signing_secret, signing_secret_aad(hook.id))
+        enc = encryption_for(ctx.settings)
+        secret = enc.open_text(hook.signing_secret, signing_secret_aad(hook.id))
         left = (member.action_deadline - utcnow()).total_seconds()
-        return hook.url, secret, _message(s, group, member, hook), left, bool(member.action.get("delivered"))
+        return (
+            enc.open_text(hook.url, url_aad(hook.id)),
+            secret,
+            _message(s, group, member, hook),
+            left,
+            bool(member.action.get("delivered")),
+        )
 
 
 async def await_hook(ctx: Context, vm_id: str, hook_id: str, activity_id: str | None) -> str | None:

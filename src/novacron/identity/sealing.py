@@ -2,9 +2,10 @@
 
 The sealed places (:data:`PLACES`): JWT signing private keys, the platform CA key, backup-target
 credentials, the keys handed to an agent with a pending host operation, alert webhooks' and scaling
-groups' lifecycle hooks' signing secrets, load balancers' certificate keys and ACME account keys.
-``seal_clear_rows`` seals whatever an older version stored in clear (start-up and migration 0014 run it), then
-scrubs SQLite's free pages and WAL so the clear copies do not linger in the file.
+groups' lifecycle hooks' signing secrets and URLs, load balancers' certificate keys and ACME
+account keys. ``seal_clear_rows`` seals whatever an older version stored in clear (start-up and
+migration 0014 run it), then scrubs SQLite's free pages and WAL so the clear copies do not linger
+in the file.
 
 ``rotate`` (``POST /v1/admin/kek/rotate``, ``novacron admin rotate-kek``): a new current KEK,
 every sealed value's data key re-wrapped under it, every backup target's tenant keys re-wrapped
@@ -71,11 +72,12 @@ def _text_rows(session: Session) -> Iterator[tuple[Any, str, str]]:
 
 
 def _lifecycle_hook_rows(session: Session) -> Iterator[tuple[Any, str, str]]:
-    """Scaling groups' lifecycle hooks' signing secrets."""
-    from novacron.autoscaling.lifecycle import signing_secret_aad
+    """Scaling groups' lifecycle hooks' signing secrets and URLs."""
+    from novacron.autoscaling.lifecycle import signing_secret_aad, url_aad
 
     for hook in session.scalars(select(ScalingLifecycleHook)):
         yield hook, "signing_secret", signing_secret_aad(hook.id)
+        yield hook, "url", url_aad(hook.id)
 
 
 def _lb_key_rows(session: Session) -> Iterator[tuple[Any, str, str]]:

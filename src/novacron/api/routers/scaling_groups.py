@@ -188,6 +188,7 @@ class HookOut(BaseModel):
     group_id: str
     name: str
     transition: str
+    #: without user:password or query (the URL is sealed at rest, as a credential may be in it)
     url: str
     timeout_s: int
     default_result: str
@@ -195,7 +196,8 @@ class HookOut(BaseModel):
 
     @classmethod
     def of(cls, h: ScalingLifecycleHook) -> HookOut:
-        return cls(**{n: getattr(h, n) for n in cls.model_fields})
+        fields = {n: getattr(h, n) for n in cls.model_fields if n != "url"}
+        return cls(**fields, url=h.safe_url)
 
 
 class ActionIn(BaseModel):

@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=48), nullable=False),
         sa.Column("transition", sa.String(length=16), nullable=False),
         sa.Column("url", sa.Text(), nullable=False),
+        sa.Column("safe_url", sa.Text(), nullable=False),
         sa.Column("signing_secret", sa.Text(), nullable=False),
         sa.Column("timeout_s", sa.Integer(), nullable=False),
         sa.Column("default_result", sa.String(length=16), nullable=False),
