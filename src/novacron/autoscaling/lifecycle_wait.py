@@ -113,15 +113,19 @@ def _message(
     return json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
 
 
-def _update(ctx: Context, vm_id: str, **values: Any) -> dict[str, Any] | None:
-    """Merge ``values`` into the member's action record; the record (None: the member is gone)."""
+def _update(ctx: Context, vm_id: str, **values: Any) -> None:
+    """Merge ``values`` into the member's action record (nothing when the member is gone)."""
     with ctx.db.session() as s:
         member = s.get(ScalingGroupMember, vm_id)
-        if member is None:
-            return None
-        if values:
+        if member is not None:
             member.action = {**member.action, **values}
-        return dict(member.action)
+
+
+def _read(ctx: Context, vm_id: str) -> dict[str, Any] | None:
+    """The member's action record (None: the member is gone), without taking the write lock."""
+    with ctx.db.read_session() as s:
+        member = s.get(ScalingGroupMember, vm_id)
+        return None if member is None else dict(member.action)
 
 
 async def _post(
@@ -200,7 +204,7 @@ async def await_hook(ctx: Context, vm_id: str, hook_id: str, activity_id: str | 
     sender = None if delivered else asyncio.create_task(deliver(ctx, vm_id, url, secret, body, deadline))
     try:
         while True:
-            action = await asyncio.to_thread(_update, ctx, vm_id)
+            action = await asyncio.to_thread(_read, ctx, vm_id)
             if action is None:
                 return None
             answer = action.get("answer")
