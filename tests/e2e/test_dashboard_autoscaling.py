@@ -4,12 +4,16 @@ compute, no tenant networking: the members need no guest to boot, and the cost i
 Tenant alpha creates a group in the form (a refused name first, the API's reason next to the field),
 sees its row while beta's group is absent, sets the desired count with a reason and reads the reason
 back in the activity history, is refused a count above the maximum with the API's detail, protects
-a member from scale-in, and reads its cost with the node's currency beside the clouds' shapes. The
-platform administrator reads the capacity forecast.
+a member from scale-in, adds a lifecycle hook in the form (a refused private URL first, the egress
+guard's reason next to the field) and sees the next member wait on it, then its outcome in the
+history; and reads its cost with the node's currency beside the clouds' shapes. The platform
+administrator reads the capacity forecast.
 """
 
 from __future__ import annotations
 
+import http.server
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -38,8 +42,9 @@ def _disk_image(admin: httpx.Client, guest: Guest) -> None:
 @pytest.fixture(scope="module")
 def as_cluster(guest: Guest) -> Iterator[Cluster]:
     srv = make_server(
-        NOVACRON_COMPUTE_DRIVER="simulated", NOVACRON_NETWORK_BACKEND="none", NOVACRON_CURRENCY=CURRENCY
-    )
+        NOVACRON_COMPUTE_DRIVER="simulated", NOVACRON_NETWORK_BACKEND="none", NOVACRON_CURRENCY=CURRENCY,
+        NOVACRON_EGRESS_ALLOW="127.0.0.0/8",  # the lifecycle hook's receiver, on 127.0.0.2
+    )  # fmt: skip
     srv.start(timeout_s=120)  # the machine is shared: a start under load takes longer
     try:
         with srv.client() as admin:
@@ -68,11 +73,60 @@ def _in_service(api: httpx.Client, group_id: str) -> int:
     return int(api.get(f"{BASE}/{group_id}").json()["members"]["in_service"])
 
 
+class _Silent(http.server.BaseHTTPRequestHandler):
+    """A lifecycle hook receiver that takes each event and never answers the action."""
+
+    got: list[bytes] = []
+
+    def do_POST(self) -> None:
+        self.got.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.2", 0), _Silent)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.2:{server.server_address[1]}/hook"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _hook_and_a_member_waiting_on_it(page: Any, api: httpx.Client, group_id: str, url: str) -> None:
+    """Add a launch hook in the form; the next member waits on it (shown), then joins at its timeout."""
+    page.fill("#hook-name", "gate")
+    page.fill("#hook-url", "http://10.9.8.7/hook")  # private: the egress guard refuses it
+    page.fill("#hook-secret", "a-secret-of-sixteen+")
+    page.fill("#hook-timeout", "6")
+    _submit(page, "New lifecycle hook")
+    page.wait_for_selector("#hook-url[aria-invalid=true]")
+    assert "private" in page.inner_text("#hook-url-error")
+    page.fill("#hook-url", url)
+    page.fill("#hook-secret", "a-secret-of-sixteen+")
+    _submit(page, "New lifecycle hook")
+    page.wait_for_selector("tr[data-hook=gate]")
+    assert "launching" in page.inner_text("tr[data-hook=gate]")
+    assert "a-secret-of-sixteen+" not in page.content()
+    assert api.patch(f"{BASE}/{group_id}", json={"desired": 3}).status_code == 200
+    page.wait_for_selector("tr[data-member] [data-state=pending_launch]", timeout=30_000)
+    assert "hook gate until" in page.inner_text("tr[data-member] [data-waiting=gate]")
+    # no answer: at the 6 s timeout the default (continue) applies and the history says so
+    page.wait_for_selector("td[data-label=Reason]:has-text(\"hook 'gate' on the launch\")", timeout=30_000)
+    assert "timed out" in page.inner_text("td[data-label=Reason]:has-text(\"hook 'gate'\")")
+    _poll("three members in service", lambda: _in_service(api, group_id) == 3)
+
+
 def _submit(page: Any, form: str) -> None:
     page.click(f"form[aria-label='{form}'] button[type=submit]")
 
 
-def test_scaling_groups_cost_and_capacity_pages(as_cluster: Cluster, browser: Any) -> None:
+def test_scaling_groups_cost_and_capacity_pages(as_cluster: Cluster, browser: Any, receiver: str) -> None:
     with _api(as_cluster, "beta") as beta:
         r = beta.post(BASE, json={"name": "beta-web", "image": "test-guest", "flavor": "tiny", "min_size": 0,
                                   "max_size": 2, "desired": 0})  # fmt: skip
@@ -162,6 +216,7 @@ def test_scaling_groups_cost_and_capacity_pages(as_cluster: Cluster, browser: An
             page.emulate_media(color_scheme="dark")
             problems += page_problems(b, route, "scaling-group", "desktop", "dark")
             page.emulate_media(color_scheme="light")
+            _hook_and_a_member_waiting_on_it(page, api, group["id"], receiver)
 
             b.go("/cost")
             cost = api.get("/v1/cost").json()

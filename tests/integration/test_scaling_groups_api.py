@@ -12,9 +12,11 @@ scale-out past the ``vms`` quota ends with the quota's words in the activity.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -59,8 +61,10 @@ def _answer(op: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
     return healthy(op)
 
 
-def run_all(world: World, timeout_s: float = 60) -> None:
-    """Run every task to its end, the hosts' operations answered by a healthy stand-in agent."""
+def run_all(world: World, timeout_s: float = 60, until: Callable[[], bool] | None = None) -> None:
+    """Run every task to its end, the hosts' operations answered by a healthy stand-in agent; with
+    ``until``, only until it holds: the runner then stops as a killed server does (its tasks stay
+    running, and the next ``run_all`` resumes them at the step they were in)."""
 
     async def agent() -> None:
         while True:
@@ -74,9 +78,15 @@ def run_all(world: World, timeout_s: float = 60) -> None:
 
     async def main() -> None:
         runner = TaskRunner(world.ctx, [*VM_HANDLERS, *LB_HANDLERS, *SCALING_HANDLERS])
+        runner.exclusive = True  # the tasks a stopped runner left are this one's to resume
         runner.bind_loop(asyncio.get_running_loop())
         loops = [asyncio.create_task(runner.run_forever(0.05)), asyncio.create_task(agent())]
         try:
+            if until is not None:
+                async with asyncio.timeout(timeout_s):
+                    while not await asyncio.to_thread(until):
+                        await asyncio.sleep(0.05)
+                return
             await runner.drain(timeout_s)
         finally:
             await runner.stop()
@@ -86,9 +96,11 @@ def run_all(world: World, timeout_s: float = 60) -> None:
     asyncio.run(main())
 
 
-@pytest.fixture(scope="module")
-def scaling(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scaling]:
-    with lb_world(tmp_path_factory.mktemp("asg")) as world:
+@contextmanager
+def scaling_world(tmp: Path, **overrides: Any) -> Iterator[Scaling]:
+    """Two tenants, a tiny flavor, an image each, and alpha's load balancer with a pool
+    (``overrides``: Settings fields)."""
+    with lb_world(tmp, **overrides) as world:
         c, alpha = world.client, world.alpha
         with world.db.session() as s:
             s.add(Flavor(id="fl-tiny", name="tiny", vcpus=1, ram_mb=128, disk_gb=1))
@@ -111,6 +123,12 @@ def scaling(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scaling]:
         assert pool.status_code == 201, pool.text
         run_all(world)
         yield Scaling(world, pool.json()["id"])
+
+
+@pytest.fixture(scope="module")
+def scaling(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scaling]:
+    with scaling_world(tmp_path_factory.mktemp("asg")) as made:
+        yield made
 
 
 def _body(sc: Scaling, name: str, **extra: Any) -> dict[str, Any]:

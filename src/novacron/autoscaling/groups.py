@@ -233,7 +233,7 @@ class ScalingGroupService(Service):
             .where(ScalingGroupMember.group_id == group.id)
             .group_by(ScalingGroupMember.state)
         )
-        counts = {"launching": 0, "in_service": 0, "leaving": 0}
+        counts = {"launching": 0, "pending_launch": 0, "in_service": 0, "leaving": 0, "pending_terminate": 0}
         counts.update({state: int(n) for state, n in rows})
         return GroupView(group, counts)
 

@@ -28,6 +28,8 @@ from novacron.lbaas.members import MemberService, NewMember
 if TYPE_CHECKING:
     from novacron.context import Context
 
+#: the states of a member on its way out (drained; a terminating hook's answer may be awaited)
+GOING = ("leaving", "pending_terminate")
 #: the statuses of a pool member that carries traffic (or is not checked)
 SERVING = ("ONLINE", "NO_MONITOR")
 
@@ -130,7 +132,7 @@ def check_health(session: Session, group: ScalingGroup, now: datetime) -> list[S
     """Mark the members that became unhealthy (with the reason); those unhealthy and not yet leaving."""
     found = []
     for member in session.scalars(select(ScalingGroupMember).where(ScalingGroupMember.group_id == group.id)):
-        if member.state == "leaving":
+        if member.state in GOING:
             continue
         reason = _unhealthy_reason(session, group, member, session.get(VM, member.vm_id), now)
         if reason is not None and member.health != "unhealthy":

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from novacron.autoscaling.evaluate import Evaluator, StoreMetrics, evaluate_all
 from novacron.autoscaling.groups import request_scale, scale_in_flight
-from novacron.autoscaling.members import check_health
+from novacron.autoscaling.members import GOING, check_health
 from novacron.db.base import utcnow
 from novacron.db.models import ScalingActivity, ScalingGroup, ScalingGroupMember
 from novacron.tasks.controller import ControllerLoop, Job
@@ -56,7 +56,7 @@ def reconcile_group(session: Session, group: ScalingGroup) -> str | None:
     count = session.scalar(
         select(func.count())
         .select_from(ScalingGroupMember)
-        .where(ScalingGroupMember.group_id == group.id, ScalingGroupMember.state != "leaving")
+        .where(ScalingGroupMember.group_id == group.id, ScalingGroupMember.state.not_in(GOING))
     )
     off = count != group.desired or group.status == "deleting"
     if off and not _recently_failed(session, group):

@@ -7,10 +7,15 @@ activity's numbers, both committed):
   scale-in, victims chosen by the termination policy (never a protected one) are marked
   ``leaving``; the shortfall to launch is written to the activity.
 - ``drain``: every leaving member is drained and then taken out of the group's pools.
+- ``terminate_hooks``: the group's ``terminating`` lifecycle hooks are called for each drained
+  member and their answers awaited (``autoscaling/lifecycle_wait.py``); whatever the result, the
+  VM is deleted next (as AWS does), the result is recorded.
 - ``terminate``: their VMs are deleted (``vm.delete`` tasks) and the member rows go.
 - ``launch``: new VMs through the normal VM create path (quota, ports, the group's anti-affinity
   server group), each in its own transaction: a quota refusal ends the task with its words in the
   activity, the VMs launched before it stay.
+- ``launch_hooks``: once the new VMs run, the group's ``launching`` hooks are called for each and
+  their answers awaited; a VM whose hook says ``abandon`` is deleted and is no member.
 - ``join``: each new VM that runs joins the group's pools; the step waits (up to the warm-up) for
   the load balancer to report it serving.
 - ``finish``: a group being deleted goes, with its server group, once its VMs are gone.
@@ -31,6 +36,8 @@ from sqlalchemy.orm import Session
 from novacron import events
 from novacron.autoscaling import members as pool
 from novacron.autoscaling.groups import request_scale
+from novacron.autoscaling.lifecycle import hooks_of
+from novacron.autoscaling.lifecycle_wait import run_hooks
 from novacron.compute.tasks import BOOT_TIMEOUT_S
 from novacron.compute.vms import VMService, VMSpec, request_delete
 from novacron.db.base import utcnow
@@ -87,8 +94,9 @@ async def _until(ctx: Context, what: str, done: Callable[[Session], bool], timeo
 
 
 def _leaving(s: Session, group: ScalingGroup) -> list[ScalingGroupMember]:
+    # pending_terminate too: one left so by a task that failed mid-wait still goes
     stmt = select(ScalingGroupMember).where(
-        ScalingGroupMember.group_id == group.id, ScalingGroupMember.state == "leaving"
+        ScalingGroupMember.group_id == group.id, ScalingGroupMember.state.in_(pool.GOING)
     )
     return list(s.scalars(stmt))
 
@@ -100,7 +108,7 @@ def plan(s: Session, task: Task) -> None:
     for member in unhealthy:
         member.state = "leaving"
     rows = select(ScalingGroupMember).where(
-        ScalingGroupMember.group_id == group.id, ScalingGroupMember.state != "leaving"
+        ScalingGroupMember.group_id == group.id, ScalingGroupMember.state.not_in(pool.GOING)
     )
     live = list(s.scalars(rows))
     excess = len(live) - group.desired
@@ -185,23 +193,99 @@ def _record_refusal(ctx: Context, task: Task, exc: DomainError) -> None:
             _note(activity, refused={"detail": exc.detail, **exc.extra})
 
 
+def _booted(s: Session, member: ScalingGroupMember) -> bool | None:
+    """True when the member's VM runs, None while it boots; False (and the member marked unhealthy,
+    for the next plan to replace) when it failed to launch."""
+    vm = s.get(VM, member.vm_id)
+    if vm is None or (vm.state == "error" and vm.task_state is None):
+        member.health, member.health_reason = "unhealthy", "its VM failed to launch"
+        member.state = "in_service"  # the next plan replaces it
+        return False
+    return True if vm.state == "running" else None
+
+
+def _launching(s: Session, group: ScalingGroup) -> list[ScalingGroupMember]:
+    stmt = select(ScalingGroupMember).where(
+        ScalingGroupMember.group_id == group.id,
+        ScalingGroupMember.state.in_(("launching", "pending_launch")),
+    )
+    return list(s.scalars(stmt))
+
+
+def _all_booted(task: Task) -> Callable[[Session], bool]:
+    def done(s: Session) -> bool:
+        return all(_booted(s, m) is not None for m in _launching(s, _group(s, task)))
+
+    return done
+
+
+def _discarded(ctx: Context, vm_ids: list[str]) -> Callable[[Session], bool]:
+    """The abandoned VMs' deletes requested and their member rows gone."""
+
+    def done(s: Session) -> bool:
+        busy = False
+        for vm_id in vm_ids:
+            vm = s.get(VM, vm_id)
+            if vm is not None and vm.task_state != "deleting":
+                try:
+                    request_delete(s, vm)
+                except Conflict:
+                    busy = True
+                    continue
+            if (member := s.get(ScalingGroupMember, vm_id)) is not None:
+                s.delete(member)
+        wake_on_commit(s, ctx)
+        return not busy
+
+    return done
+
+
+async def _hooks(ctx: Context, task: Task, transition: str) -> dict[str, str]:
+    """Run the group's hooks of ``transition`` for each member concerned, all at once: {vm: result}."""
+    with ctx.db.session() as s:
+        group = _group(s, task)
+        if not hooks_of(s, group.id, transition):
+            return {}
+        if transition == "launching":
+            members = [m for m in _launching(s, group) if _booted(s, m)]
+        else:
+            states = ("leaving", "pending_terminate")
+            stmt = select(ScalingGroupMember).where(
+                ScalingGroupMember.group_id == group.id, ScalingGroupMember.state.in_(states)
+            )
+            members = [m for m in s.scalars(stmt) if s.get(VM, m.vm_id) is not None]
+        group_id, vm_ids = group.id, [m.vm_id for m in members]
+        activity_id = task.params.get("activity_id")
+    results = await asyncio.gather(*(run_hooks(ctx, group_id, v, transition, activity_id) for v in vm_ids))
+    return dict(zip(vm_ids, results, strict=True))
+
+
+async def _launch_hooks(ctx: Context, task: Task) -> None:
+    """Wait for the new VMs to run, call the launch hooks; the abandoned VMs are deleted."""
+    with ctx.db.session() as s:
+        if not hooks_of(s, _group(s, task).id, "launching"):
+            return
+    await _until(ctx, "the new VMs to run", _all_booted(task), 2 * BOOT_TIMEOUT_S)
+    results = await _hooks(ctx, task, "launching")
+    abandoned = sorted(vm for vm, result in results.items() if result == "abandon")
+    if abandoned:
+        with ctx.db.session() as s:
+            _note(_activity(s, task), abandoned=abandoned)
+        await _until(ctx, "the abandoned VMs to be deleted", _discarded(ctx, abandoned))
+
+
 def _joined(ctx: Context, task: Task) -> Callable[[Session], bool]:
     """Each launching member whose VM runs joins the pools; one in error or gone is unhealthy."""
 
     def done(s: Session) -> bool:
         group = _group(s, task)
         waiting = False
-        stmt = select(ScalingGroupMember).where(
-            ScalingGroupMember.group_id == group.id, ScalingGroupMember.state == "launching"
-        )
-        for member in s.scalars(stmt):
-            vm = s.get(VM, member.vm_id)
-            if vm is None or (vm.state == "error" and vm.task_state is None):
-                member.health, member.health_reason = "unhealthy", "its VM failed to launch"
-                member.state = "in_service"  # the next plan replaces it
-            elif vm.state == "running" and pool.join_pools(s, ctx, group, vm.id):
+        # pending_launch too: one a failed task left waiting (launch_hooks resumed it, or its hooks went)
+        for member in _launching(s, group):
+            booted = _booted(s, member)
+            if booted and pool.join_pools(s, ctx, group, member.vm_id):
                 member.state = "in_service"
-            else:
+            elif booted is not False:
                 waiting = True
         return not waiting
 
@@ -246,7 +330,9 @@ class ScaleGroup(TaskHandler):
     """Converge a scaling group to its desired count (see the module's docstring)."""
 
     kind = "scalinggroup.scale"
-    steps: ClassVar[list[str]] = ["plan", "drain", "terminate", "launch", "join", "finish"]
+    steps: ClassVar[list[str]] = [
+        "plan", "drain", "terminate_hooks", "terminate", "launch", "launch_hooks", "join", "finish",
+    ]  # fmt: skip
 
     async def run_step(self, ctx: Context, task: Task, step: str) -> None:
         if step == "plan":
@@ -254,6 +340,10 @@ class ScaleGroup(TaskHandler):
                 plan(s, task)
         elif step == "drain":
             await _until(ctx, "the load balancers to drain the leaving members", _drained(ctx, task))
+        elif step == "terminate_hooks":
+            await _hooks(ctx, task, "terminating")
+        elif step == "launch_hooks":
+            await _launch_hooks(ctx, task)
         elif step == "terminate":
             await _until(ctx, "the leaving VMs to be idle", _terminated(ctx, task))
         elif step == "launch":

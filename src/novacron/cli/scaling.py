@@ -1,6 +1,6 @@
 """``novacron scaling-group ...``: groups of identical VMs kept at a desired count
-(``/v1/scaling-groups``), their members, their activity history and (``policy ...``) their
-scaling policies.
+(``/v1/scaling-groups``), their members, their activity history, (``policy ...``) their
+scaling policies and (``hook ...``, ``complete-action``) their lifecycle hooks.
 
 A create or a new desired count answers at once; ``--wait`` follows the group's scale task. Groups
 are named by name or id.
@@ -30,6 +30,8 @@ from novacron.cli.watch import watch_task
 app = typer.Typer(no_args_is_help=True)
 policy_app = typer.Typer(no_args_is_help=True, help="A group's scaling policies, evaluated on the server.")
 app.add_typer(policy_app, name="policy")
+hook_app = typer.Typer(no_args_is_help=True, help="A group's lifecycle hooks: signed webhooks it waits for.")
+app.add_typer(hook_app, name="hook")
 
 GROUP = typer.Argument(..., help="scaling group name or id")
 PROJECT = typer.Option(None, "--project", help="project name or id (default: your project)")
@@ -62,6 +64,7 @@ MEMBER_COLUMNS: list[Column] = [
     ("PROTECTED", "protected_from_scale_in"),
     ("LAUNCHED", lambda m: ago(m.get("launched_at"))),
     ("WHY", lambda m: m.get("health_reason") or ""),
+    ("WAITING ON", lambda m: _waiting(m.get("waiting_on"))),
 ]
 ACTIVITY_COLUMNS: list[Column] = [
     ("STARTED", lambda a: ago(a.get("started_at"))),
@@ -72,6 +75,15 @@ ACTIVITY_COLUMNS: list[Column] = [
     ("DETAIL", lambda a: a.get("detail") or ""),
     ("TASK", "task_id"),
 ]
+
+
+def _waiting(wait: dict[str, Any] | None) -> str:
+    if not wait:
+        return ""
+    told = (
+        "delivered" if wait.get("delivered") else f"not delivered ({wait.get('delivery_error') or 'trying'})"
+    )
+    return f"hook {wait['hook']} until {wait.get('deadline')}, {told}"
 
 
 def _group(client: Client, ref: str) -> dict[str, Any]:
@@ -313,3 +325,99 @@ def policy_delete(
     found = _group(client, group)
     client.delete(f"/v1/scaling-groups/{found['id']}/policies/{policy}")
     info(f"Scaling policy '{policy}' of '{found['name']}' deleted.")
+
+
+HOOK_COLUMNS: list[Column] = [
+    ("NAME", "name"),
+    ("TRANSITION", "transition"),
+    ("URL", "url"),
+    ("TIMEOUT", lambda h: f"{h['timeout_s']} s"),
+    ("DEFAULT", "default_result"),
+    ("ID", "id"),
+]
+
+
+@hook_app.command("add")
+def hook_add(  # noqa: PLR0913  (one option per field of a hook)
+    ctx: typer.Context,
+    group: str = GROUP,
+    name: str = typer.Argument(..., help="the hook's name, unique in the group (hooks run in name order)"),
+    transition: str = typer.Option(..., "--transition", help="launching or terminating"),
+    url: str = typer.Option(..., "--url", help="the receiver the signed event is POSTed to"),
+    secret: str = typer.Option(
+        ...,
+        "--secret",
+        prompt=True,
+        hide_input=True,
+        envvar="NOVACRON_HOOK_SECRET",
+        help="HMAC key of the NovaCron-Signature header (16+ characters; never shown again)",
+    ),  # fmt: skip
+    timeout: int = typer.Option(300, "--timeout", help="seconds the group waits for the answer"),
+    default_result: str = typer.Option(
+        "continue", "--default-result", help="continue or abandon, at timeout"
+    ),
+    as_json: bool = JSON,
+) -> None:
+    """Add a lifecycle hook: on each launch (or termination) of a member the group POSTs a signed
+    event to URL and waits for `complete-action` (or the timeout, then the default result)."""
+    client = client_of(ctx)
+    found = _group(client, group)
+    body = {
+        "name": name,
+        "transition": transition,
+        "url": url,
+        "secret": secret,
+        "timeout_s": timeout,
+        "default_result": default_result,
+    }
+    hook = post_idempotent(client, f"/v1/scaling-groups/{found['id']}/lifecycle-hooks", body)
+    if as_json:
+        print_json(hook)
+    else:
+        out.print(detail_table(hook, [(k, k) for k in ("name", "id", "transition", "url", "timeout_s",
+                                                         "default_result")]))  # fmt: skip
+
+
+@hook_app.command("list")
+def hook_list(ctx: typer.Context, group: str = GROUP, as_json: bool = JSON) -> None:
+    """The group's lifecycle hooks (their secrets are never shown)."""
+    client = client_of(ctx)
+    found = _group(client, group)
+    rows = client.get(f"/v1/scaling-groups/{found['id']}/lifecycle-hooks")
+    if as_json:
+        print_json(rows)
+    else:
+        print_list({"items": rows}, HOOK_COLUMNS, as_json=False, empty="No lifecycle hooks.")
+
+
+@hook_app.command("delete")
+def hook_delete(
+    ctx: typer.Context, group: str = GROUP, hook: str = typer.Argument(..., help="hook name or id")
+) -> None:
+    """Remove a lifecycle hook."""
+    client = client_of(ctx)
+    found = _group(client, group)
+    client.delete(f"/v1/scaling-groups/{found['id']}/lifecycle-hooks/{hook}")
+    info(f"Lifecycle hook '{hook}' of '{found['name']}' deleted.")
+
+
+@app.command("complete-action")
+def complete_action(
+    ctx: typer.Context,
+    group: str = GROUP,
+    token: str = typer.Argument(..., help="the token of the lifecycle event"),
+    result: str = typer.Option(..., "--result", help="continue or abandon"),
+    as_json: bool = JSON,
+) -> None:
+    """Answer a lifecycle action the group waits on: continue (the member joins, or is deleted) or
+    abandon (a launching member's VM is deleted instead of joining)."""
+    client = client_of(ctx)
+    found = _group(client, group)
+    done = client.post(
+        f"/v1/scaling-groups/{found['id']}/lifecycle-actions", {"token": token, "result": result}
+    )
+    if as_json:
+        print_json(done)
+    else:
+        what = f"{done['hook']} ({done['transition']}) of {done['vm_id']}"
+        info(f"{what}: {done['result']}; the member is {done['state']}")

@@ -1,10 +1,11 @@
 """Every secret the database holds, sealed; and KEK rotation, which re-wraps them all.
 
 The sealed places (:data:`PLACES`): JWT signing private keys, the platform CA key, backup-target
-credentials, the keys handed to an agent with a pending host operation, and alert webhooks'
-signing secrets, load balancers' certificate keys and ACME account keys. ``seal_clear_rows``
-seals whatever an older version stored in clear (start-up and migration 0014 run it), then
-scrubs SQLite's free pages and WAL so the clear copies do not linger in the file.
+credentials, the keys handed to an agent with a pending host operation, alert webhooks' and scaling
+groups' lifecycle hooks' signing secrets and URLs, load balancers' certificate keys and ACME
+account keys. ``seal_clear_rows`` seals whatever an older version stored in clear (start-up and
+migration 0014 run it), then scrubs SQLite's free pages and WAL so the clear copies do not linger
+in the file.
 
 ``rotate`` (``POST /v1/admin/kek/rotate``, ``novacron admin rotate-kek``): a new current KEK,
 every sealed value's data key re-wrapped under it, every backup target's tenant keys re-wrapped
@@ -33,6 +34,7 @@ from novacron.db.models import (
     DRRunbook,
     HostOperation,
     LbCertificate,
+    ScalingLifecycleHook,
     SigningKey,
     Task,
 )
@@ -66,6 +68,16 @@ def _text_rows(session: Session) -> Iterator[tuple[Any, str, str]]:
     for ca in session.scalars(select(CertificateAuthority)):
         yield ca, "key_pem", key_pem_aad(ca.name)
     yield from _lb_key_rows(session)
+    yield from _lifecycle_hook_rows(session)
+
+
+def _lifecycle_hook_rows(session: Session) -> Iterator[tuple[Any, str, str]]:
+    """Scaling groups' lifecycle hooks' signing secrets and URLs."""
+    from novacron.autoscaling.lifecycle import signing_secret_aad, url_aad
+
+    for hook in session.scalars(select(ScalingLifecycleHook)):
+        yield hook, "signing_secret", signing_secret_aad(hook.id)
+        yield hook, "url", url_aad(hook.id)
 
 
 def _lb_key_rows(session: Session) -> Iterator[tuple[Any, str, str]]:

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from novacron.api.concurrency import check_if_match, set_etag
@@ -26,8 +27,9 @@ from novacron.autoscaling.groups import (
     PoolRef,
     ScalingGroupService,
 )
+from novacron.autoscaling.lifecycle import ActionView, HookSpec, LifecycleHookService
 from novacron.db.listing import ListParams
-from novacron.db.models import ScalingActivity, ScalingGroupMember
+from novacron.db.models import ScalingActivity, ScalingGroupMember, ScalingLifecycleHook
 
 router = APIRouter(prefix="/v1/scaling-groups", tags=["scaling groups"])
 
@@ -35,6 +37,10 @@ Reader = Annotated[
     ScalingGroupService, Depends(service(ScalingGroupService, "scaling-group:read", write=False))
 ]
 Writer = Annotated[ScalingGroupService, Depends(service(ScalingGroupService, "scaling-group:write"))]
+HookReader = Annotated[
+    LifecycleHookService, Depends(service(LifecycleHookService, "scaling-group:read", write=False))
+]
+HookWriter = Annotated[LifecycleHookService, Depends(service(LifecycleHookService, "scaling-group:write"))]
 GroupList = Annotated[ListParams, Depends(list_query(("created_at", "name")))]
 ActivityList = Annotated[ListParams, Depends(list_query(("started_at",), default_sort="-started_at"))]
 
@@ -124,17 +130,93 @@ class ScalingGroupOut(BaseModel):
         return cls(**fields, members=view.counts)
 
 
+class WaitOut(BaseModel):
+    """The lifecycle action a member waits on (its token goes to the hook's receiver only)."""
+
+    hook: str
+    transition: str
+    started_at: str
+    deadline: datetime | None
+    delivered: bool
+    attempts: int
+    delivery_error: str | None
+
+
 class MemberOut(BaseModel):
     vm_id: str
+    #: launching, pending_launch, in_service, leaving, pending_terminate
     state: str
     protected_from_scale_in: bool
     launched_at: datetime
     health: str
     health_reason: str | None
+    #: while pending_launch / pending_terminate: the hook awaited
+    waiting_on: WaitOut | None = None
 
     @classmethod
     def of(cls, m: ScalingGroupMember) -> MemberOut:
-        return cls(**{n: getattr(m, n) for n in cls.model_fields})
+        fields = {n: getattr(m, n) for n in cls.model_fields if n != "waiting_on"}
+        waiting = None
+        if m.state.startswith("pending_") and m.action.get("hook"):
+            a = m.action
+            waiting = WaitOut(
+                hook=a["hook"], transition=a.get("transition", ""), started_at=a.get("started_at", ""),
+                deadline=m.action_deadline, delivered=bool(a.get("delivered")),
+                attempts=int(a.get("attempts", 0)), delivery_error=a.get("delivery_error"),
+            )  # fmt: skip
+        return cls(**fields, waiting_on=waiting)
+
+
+class HookIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=NAME, description="unique in the group; hooks are called in name order")
+    transition: Literal["launching", "terminating"] = Field(
+        description="launching: after the VM runs, before it joins the pools; terminating: after the drain"
+    )
+    url: str = Field(min_length=1, max_length=2048, description="http(s), must pass the egress guard")
+    secret: str = Field(
+        min_length=16, max_length=256, description="HMAC key of the NovaCron-Signature header; write-only"
+    )
+    timeout_s: int = Field(default=300, ge=1, le=7200, description="how long the group waits for an answer")
+    default_result: Literal["continue", "abandon"] = Field(
+        default="continue", description="what applies when no answer came in time"
+    )
+
+
+class HookOut(BaseModel):
+    id: str
+    group_id: str
+    name: str
+    transition: str
+    #: without user:password or query (the URL is sealed at rest, as a credential may be in it)
+    url: str
+    timeout_s: int
+    default_result: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, h: ScalingLifecycleHook) -> HookOut:
+        fields = {n: getattr(h, n) for n in cls.model_fields if n != "url"}
+        return cls(**fields, url=h.safe_url)
+
+
+class ActionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token: str = Field(min_length=1, max_length=64, description="the token of the event the hook received")
+    result: Literal["continue", "abandon"]
+
+
+class ActionOut(BaseModel):
+    vm_id: str
+    hook: str
+    transition: str
+    result: str
+    #: the member's state now
+    state: str
+
+    @classmethod
+    def of(cls, a: ActionView) -> ActionOut:
+        return cls(vm_id=a.vm_id, hook=a.hook, transition=a.transition, result=a.result, state=a.state)
 
 
 class ActivityOut(BaseModel):
@@ -221,3 +303,36 @@ def set_protection(group_id: str, vm_id: str, body: ProtectionIn, groups: Writer
 def list_activities(group_id: str, groups: Reader, page: ActivityList) -> Page[ActivityOut]:
     rows, nxt = groups.activities(groups.get(group_id), page)
     return Page[ActivityOut](items=[ActivityOut.of(a) for a in rows], next_cursor=nxt)
+
+
+@router.get("/{group_id}/lifecycle-hooks", response_model=list[HookOut])
+def list_hooks(group_id: str, hooks: HookReader) -> list[HookOut]:
+    """The group's lifecycle hooks (their secrets are never shown)."""
+    return [HookOut.of(h) for h in hooks.list(group_id)]
+
+
+@router.post("/{group_id}/lifecycle-hooks", status_code=201, response_model=HookOut)
+def create_hook(group_id: str, body: HookIn, hooks: HookWriter, idem: IdempotencyDep) -> Response:
+    """A webhook called, signed, on each launch or termination of a member; the group waits for its
+    answer (``/lifecycle-actions``) up to ``timeout_s``, then applies ``default_result``."""
+    if (replay := idem.replay(body)) is not None:
+        return replay
+    hook = hooks.create(group_id, HookSpec(**body.model_dump()))
+    return idem.created(HookOut.of(hook), hook)
+
+
+@router.delete("/{group_id}/lifecycle-hooks/{hook_id}", status_code=204)
+def delete_hook(group_id: str, hook_id: str, hooks: HookWriter) -> Response:
+    hooks.delete(group_id, hook_id)
+    return Response(status_code=204)
+
+
+@router.post("/{group_id}/lifecycle-actions", response_model=ActionOut)
+def complete_action(group_id: str, body: ActionIn, hooks: HookWriter, idem: IdempotencyDep) -> Response:
+    """Answer a lifecycle action with the token its event carried: continue or abandon (the same
+    answer twice is one answer; another answer to a decided action is a 409)."""
+    if (replay := idem.replay(body)) is not None:
+        return replay
+    payload = ActionOut.of(hooks.complete(group_id, body.token, body.result)).model_dump(mode="json")
+    idem.remember(200, payload)
+    return JSONResponse(payload)

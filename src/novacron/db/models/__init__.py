@@ -1,7 +1,13 @@
 """All tables, one module per area; importing this package registers them."""
 
 from novacron.db.models.agents import CertificateAuthority, HostOperation, JoinToken, NodeCredential
-from novacron.db.models.autoscaling import ScalingActivity, ScalingGroup, ScalingGroupMember, ScalingPolicy
+from novacron.db.models.autoscaling import (
+    ScalingActivity,
+    ScalingGroup,
+    ScalingGroupMember,
+    ScalingLifecycleHook,
+    ScalingPolicy,
+)
 from novacron.db.models.backups import BackupPolicy, BackupSnapshot, BackupTarget, DRRunbook, RestoreJob
 from novacron.db.models.compute import (
     VM,
@@ -61,6 +67,7 @@ __all__ = [
     "ScalingActivity",
     "ScalingGroup",
     "ScalingGroupMember",
+    "ScalingLifecycleHook",
     "ScalingPolicy",
     "AcmeAccount",
     "LbCertificate",

@@ -52,8 +52,9 @@ class ScalingGroupMember(Timestamped, Base):
     __tablename__ = "scaling_group_members"
     vm_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     group_id: Mapped[str] = mapped_column(ForeignKey("scaling_groups.id", ondelete="CASCADE"), index=True)
-    #: launching, in_service, leaving (drained, being deleted)
-    state: Mapped[str] = mapped_column(String(16), default="launching")
+    #: launching, pending_launch (a lifecycle hook's answer awaited before it joins), in_service,
+    #: leaving (drained, being deleted), pending_terminate (drained; a hook's answer awaited)
+    state: Mapped[str] = mapped_column(String(24), default="launching")
     protected_from_scale_in: Mapped[bool] = mapped_column(Boolean, default=False)
     launched_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     #: healthy, unhealthy (its VM in error or gone, or down in a pool past the grace period)
@@ -62,6 +63,35 @@ class ScalingGroupMember(Timestamped, Base):
     health_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     #: when a pool first reported it down (None while up)
     down_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: the lifecycle action awaited now: its token (what the receiver answers with) and deadline,
+    #: kept here so a restarted server resumes the wait
+    action_token: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    action_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: the action's record: ``{hook_id, hook, transition, started_at, answer, attempts,
+    #: delivery_error, done: {hook_id: result}}`` (``autoscaling/lifecycle.py``)
+    action: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ScalingLifecycleHook(Timestamped, Versioned, Base):
+    """A signed webhook called when a member launches or terminates; the group waits for its answer."""
+
+    __tablename__ = "scaling_lifecycle_hooks"
+    __table_args__ = (UniqueConstraint("group_id", "name"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    group_id: Mapped[str] = mapped_column(ForeignKey("scaling_groups.id", ondelete="CASCADE"), index=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(48))
+    #: launching (after the VM runs, before it joins the pools), terminating (after the drain)
+    transition: Mapped[str] = mapped_column(String(16))
+    #: sealed: a webhook URL is a credential as often as not (a token in its path or query)
+    url: Mapped[str] = mapped_column(Text)
+    #: the URL as it may be shown: no user:password, no query (``netguard.safe_url``)
+    safe_url: Mapped[str] = mapped_column(Text)
+    #: the HMAC key of the ``NovaCron-Signature`` header, sealed (``identity/sealing.py``)
+    signing_secret: Mapped[str] = mapped_column(Text)
+    timeout_s: Mapped[int] = mapped_column(Integer)
+    #: continue or abandon: what applies when no answer came by the deadline
+    default_result: Mapped[str] = mapped_column(String(16))
 
 
 class ScalingActivity(Base):

@@ -3,6 +3,7 @@
 // numbers, how it ended) and a form for the desired count, sent with If-Match so a change made
 // meanwhile is refused (the API's problem detail shows) rather than overwritten. The pages re-read
 // on `scaling_group.*` and `task.*` events, and every few seconds while a scale task is in flight.
+// The group page also lists its lifecycle hooks (scaling_hooks.js) and what each member waits on.
 
 import { get, listAll, post, request } from '../api.js';
 import { subscribe } from '../live.js';
@@ -10,11 +11,13 @@ import { registerPage } from '../registry.js';
 import { h, clear, card, errorBox, link, pageHead, table, throttle, timeEl, toast } from '../ui.js';
 import { field, onSubmit } from './common.js';
 import { projectOptions } from './networks.js';
+import { hooksCard, waitingCell } from './scaling_hooks.js';
 
 const BASE = '/v1/scaling-groups';
 const POLL_MS = 3000;
 const TONE = {
   active: 'ok', deleting: 'warn', in_service: 'ok', launching: 'info', leaving: 'warn',
+  pending_launch: 'info', pending_terminate: 'warn',
   healthy: 'ok', unhealthy: 'bad', succeeded: 'ok', in_progress: 'info', failed: 'bad', cancelled: 'idle',
 };
 
@@ -26,7 +29,8 @@ function stateBadge(state) {
 const options = (pairs, empty) => [empty ? h('option', { value: '' }, empty) : null,
   pairs.map(([v, t]) => h('option', { value: v }, t))];
 const sizes = (g) => `${g.desired} (${g.min_size}–${g.max_size})`;
-const busy = (g) => g.status === 'deleting' || g.members.launching > 0 || g.members.leaving > 0;
+const busy = (g) => g.status === 'deleting' || ['launching', 'leaving', 'pending_launch', 'pending_terminate']
+  .some((s) => g.members[s] > 0);
 
 /** Re-run `load` on this area's events, and every few seconds while `pending()` says a change is under way. */
 function follow(ctx, load, pending) {
@@ -159,7 +163,8 @@ function detailList(g, template, cost) {
     ['ID', h('code', {}, g.id)],
     ['Status', stateBadge(g.status)],
     ['Desired (min–max)', sizes(g)],
-    ['Members', `${g.members.in_service} in service, ${g.members.launching} launching, ${g.members.leaving} leaving`],
+    ['Members', `${g.members.in_service} in service, ${g.members.launching} launching, ${g.members.leaving} leaving`
+      + `${g.members.pending_launch || g.members.pending_terminate ? `, ${(g.members.pending_launch || 0) + (g.members.pending_terminate || 0)} waiting on a hook` : ''}`],
     ['Image · flavor', template],
     ['Cost of the members', cost || '–'],
     ['Termination policy', g.termination_policy],
@@ -229,6 +234,7 @@ function membersTable(base, members, vmNames, canWrite, reload) {
         return h('label', { class: 'check', for: box.id }, box, h('span', { class: 'visually-hidden' }, `Protect ${name(m)} from scale-in`));
       },
     },
+    { label: 'Waiting on', cell: waitingCell },
     { label: 'Launched', cell: (m) => timeEl(m.launched_at) },
   ], members, { caption: 'Member VMs, oldest first', empty: 'No members yet.', rowAttrs: (m) => ({ 'data-member': m.vm_id }) });
 }
@@ -266,6 +272,7 @@ registerPage({
     const memberBox = h('div');
     const activityBox = h('div', { 'aria-live': 'polite' });
     const roiCard = card('Scaling against static provisioning');
+    const hooks = hooksCard(base, canWrite);
     const load = async () => {
       const [fresh, members, activities, vms] = await Promise.all([
         request(base), get(`${base}/members`), listAll(`${base}/activities`, { sort: '-started_at' }, 100),
@@ -278,12 +285,15 @@ registerPage({
       clear(detailBox, detailList(state.group, template, cost));
       clear(memberBox, membersTable(base, members, vmNames, canWrite, load));
       clear(activityBox, activityTable(activities));
+      await hooks.load();
     };
     clear(ctx.main, h('p', {}, link('#/scaling-groups', '← Scaling groups')),
       pageHead(state.group.name),
       h('div', { class: 'grid' }, card('Details', detailBox),
         canWrite ? card('Desired count', desiredForm(base, state, load)) : null),
-      card('Members', memberBox), card('Activity history', activityBox), roiCard);
+      card('Members', memberBox),
+      h('div', { class: 'grid' }, card('Lifecycle hooks', hooks.box), hooks.form ? card('New lifecycle hook', hooks.form) : null),
+      card('Activity history', activityBox), roiCard);
     await load();
     // read once: a week of metrics does not change between two events
     if (ctx.can('usage:read')) roiCard.append(await roiBox(await get(`${base}/members`)));
