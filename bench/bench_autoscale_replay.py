@@ -91,7 +91,7 @@ def replay_all(files: list[Path]) -> dict[str, tuple[float, list[float]]]:
         pred = results["predictive"]
         print(f"{path.name[:34]:34} {cells}  {'MET' if ok else 'no'}  fits={pred.fits} {pred.models}")
     print(f"goal met on {met} of {len(files)} traces ({load()})")
-    print(f"a violation-free oracle (foresight, instant boots) needs more VM-hours than HPA on {oracle_dearer}")
+    print(f"a violation-free oracle (foresight, instant boots) costs more than HPA on {oracle_dearer}")
     if files:
         print(
             f"predictive vs hpa: VM-hours median {statistics.median(costs):+.1f} % "
