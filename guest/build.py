@@ -3,6 +3,7 @@
 
 Outputs (in guest/out/):
   vmlinux      uncompressed kernel (xz stream of Debian's vmlinuz), boots via PVH
+  vmlinuz      Debian's bzImage as shipped (EFI stub): what UEFI (OVMF) boots with ``-kernel``
   initrd.img   busybox initramfs (gzip cpio newc) whose /init reads the NoCloud seed
   disk.qcow2   a small empty data disk (64 MiB, qcow2) usable as an image
   cmdline      the kernel command line
@@ -257,7 +258,7 @@ def inputs_digest(pkg: str) -> str:
     return h.hexdigest()
 
 
-OUTPUTS = ("vmlinux", "initrd.img", "disk.qcow2", "cmdline")
+OUTPUTS = ("vmlinux", "vmlinuz", "initrd.img", "disk.qcow2", "cmdline")
 
 
 def build(out: Path, force: bool = False) -> dict[str, str]:
@@ -286,6 +287,11 @@ def _build(out: Path, force: bool) -> dict[str, str]:
         prev_pkg = json.loads(stamp.read_text()).get("kernel_package") if stamp.exists() else None
         if force or not (out / "vmlinux").exists() or prev_pkg != pkg:
             extract_vmlinux(kroot / "boot" / f"vmlinuz-{kver}", out / "vmlinux")
+        if force or not (out / "vmlinuz").exists() or prev_pkg != pkg:
+            # the bzImage itself: its EFI stub is what OVMF starts (the PVH vmlinux is no EFI binary)
+            tmp_z = out / "vmlinuz.tmp"
+            tmp_z.write_bytes((kroot / "boot" / f"vmlinuz-{kver}").read_bytes())
+            tmp_z.replace(out / "vmlinuz")
         build_initrd(kroot, kver, out / "initrd.img")
     if not (out / "disk.qcow2").exists():
         tmp = out / "disk.tmp.qcow2"

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from novacron.db.base import Database
 
 ROOT = Path(__file__).resolve().parent.parent
-GUEST_OUT = ROOT / "guest" / "out"
+#: the test guest's files (guest/build.py's output): NOVACRON_GUEST_DIR when set (scripts/test.sh sets it)
+GUEST_OUT = Path(os.environ.get("NOVACRON_GUEST_DIR") or ROOT / "guest" / "out")
 IN_CI = bool(os.environ.get("CI"))
 
 
@@ -69,19 +70,24 @@ class Guest:
     initrd: Path
     disk: Path
     cmdline: str
+    #: Debian's bzImage with its EFI stub, for UEFI boots (the PVH ``kernel`` is no EFI binary)
+    efi_kernel: Path | None = None
 
 
 @pytest.fixture(scope="session")
 def guest() -> Guest:
     """The test guest (Debian kernel + busybox initramfs), built by guest/build.py if missing."""
-    if not (GUEST_OUT / "vmlinux").exists():
-        subprocess.run([sys.executable, str(ROOT / "guest" / "build.py")], check=True)
+    if not (GUEST_OUT / "vmlinux").exists() or not (GUEST_OUT / "vmlinuz").exists():
+        subprocess.run(
+            [sys.executable, str(ROOT / "guest" / "build.py"), "--out", str(GUEST_OUT)], check=True
+        )
     require(shutil.which("qemu-system-x86_64") is not None, "qemu-system-x86_64 is not installed")
     return Guest(
         kernel=GUEST_OUT / "vmlinux",
         initrd=GUEST_OUT / "initrd.img",
         disk=GUEST_OUT / "disk.qcow2",
         cmdline=(GUEST_OUT / "cmdline").read_text().strip(),
+        efi_kernel=GUEST_OUT / "vmlinuz",
     )
 
 

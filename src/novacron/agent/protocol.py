@@ -92,6 +92,13 @@ class VmSpec:
     meta_data: dict[str, Any] = field(default_factory=dict)
     nics: tuple[Nic, ...] = ()
     isolated: bool = False
+    #: ``pc`` or ``q35`` (compute.hardware)
+    machine: str = "pc"
+    #: ``bios`` (SeaBIOS) or ``uefi`` (OVMF, with the VM's own NVRAM variables)
+    firmware: str = "bios"
+    secure_boot: bool = False
+    #: a virtual TPM 2.0 (swtpm)
+    tpm: bool = False
 
 
 def vm_spec(payload: dict[str, Any]) -> VmSpec:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 
 from novacron import events
+from novacron.compute import hardware
 from novacron.db.base import new_id
 from novacron.db.listing import ListParams, paginate
 from novacron.db.models import VM, Flavor
@@ -25,6 +27,8 @@ class FlavorSpec:
     disk_gb: int
     required_traits: list[str] = field(default_factory=list)
     forbidden_traits: list[str] = field(default_factory=list)
+    #: machine, firmware, secure_boot, tpm of its VMs (compute.hardware); an image may set them too
+    hardware: dict[str, Any] = field(default_factory=dict)
 
 
 class FlavorService(Service):
@@ -48,6 +52,7 @@ class FlavorService(Service):
         both = set(spec.required_traits) & set(spec.forbidden_traits)
         if both:
             raise InvalidInput("forbidden_traits", f"also required: {', '.join(sorted(both))}")
+        machine = hardware.validated(spec.hardware)
         flavor = Flavor(
             id=new_id("flv"),
             name=spec.name,
@@ -56,6 +61,7 @@ class FlavorService(Service):
             disk_gb=spec.disk_gb,
             required_traits=sorted(set(spec.required_traits)),
             forbidden_traits=sorted(set(spec.forbidden_traits)),
+            hardware=machine,
         )
         self.session.add(flavor)
         self.session.flush()

@@ -7,15 +7,15 @@ administrator. Uploads stream to disk outside any request transaction (``upload_
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio.to_thread
 from sqlalchemy import select
 
 from novacron import events
-from novacron.compute import hostops, storage
+from novacron.compute import hardware, hostops, storage
 from novacron.compute import images as imports
 from novacron.compute.scope import resolve_project
 from novacron.db.base import new_id
@@ -52,6 +52,8 @@ class ImageSpec:
     #: import from this URL in a task; None: the caller uploads the disk
     source_url: str | None = None
     kernel_cmdline: str = ""
+    #: machine, firmware, secure_boot, tpm the guest needs (compute.hardware)
+    hardware: dict[str, Any] = field(default_factory=dict)
 
 
 def _publish_refused() -> Forbidden:
@@ -100,6 +102,7 @@ class ImageService(Service):
             select(Image.id).where(Image.project_id == project.id, Image.name == spec.name)
         ):
             raise NameTaken("image", spec.name, "name")
+        machine = hardware.validated(spec.hardware)
         image = Image(
             id=new_id("img"),
             project_id=project.id,
@@ -107,6 +110,7 @@ class ImageService(Service):
             name=spec.name,
             public=spec.public,
             kernel_cmdline=spec.kernel_cmdline,
+            hardware=machine,
             status="importing" if spec.source_url else "queued",
         )
         self.session.add(image)
@@ -131,14 +135,24 @@ class ImageService(Service):
             self.ctx.tasks.wake()
         return task.id
 
-    def update(self, image: Image, *, public: bool | None = None, kernel_cmdline: str | None = None) -> Image:
-        """Publish or withdraw (administrators), or change the kernel command line."""
+    def update(
+        self,
+        image: Image,
+        *,
+        public: bool | None = None,
+        kernel_cmdline: str | None = None,
+        machine: dict[str, Any] | None = None,
+    ) -> Image:
+        """Publish or withdraw (administrators), change the kernel command line or the hardware the
+        guest needs (VMs made from it keep theirs)."""
         if public is not None:
             if not self.principal.can("image:publish"):
                 raise _publish_refused()
             image.public = public
         if kernel_cmdline is not None:
             image.kernel_cmdline = kernel_cmdline
+        if machine is not None:
+            image.hardware = hardware.validated(machine)
         self.session.flush()
         return image
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from novacron.compute import storage
+from novacron.compute import hardware, storage
 from novacron.db.models import VM, Image
 from novacron.network.service import nics_of
 
@@ -31,6 +31,7 @@ def spec_payload(session: Session, vm: VM) -> dict[str, Any]:
         "mac": storage.mac_for(vm.id),
         "user_data": vm.user_data,
         "meta_data": {"instance-id": vm.id, "local-hostname": vm.name},
+        **hardware.of_vm(vm.hardware),
     }
     nics = nics_of(session, vm.id)
     if nics:  # NICs on tenant networks (a VM without any keeps the default bridge's NIC)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, object_session
 
 from novacron import events
 from novacron.agent.protocol import ConsoleRead
-from novacron.compute import hostops, placement
+from novacron.compute import hardware, hostops, placement
 from novacron.compute import tasks as vm_tasks
 from novacron.compute.placement.requests import request_for_create
 from novacron.compute.scope import resolve_project
@@ -317,6 +317,7 @@ class VMService(Service):
             raise InvalidInput("user_data", f"larger than {MAX_USER_DATA} bytes")
         disk_gb = root_disk_gb(self.principal, image, flavor)
         placement_spec, group_id = self._placement(project, flavor, spec)
+        machine = hardware.for_vm(flavor.hardware, image.hardware, flavor.ram_mb)
         vm = VM(
             id=new_id("vm"),
             project_id=project.id,
@@ -334,6 +335,7 @@ class VMService(Service):
             ha=spec.ha,
             ha_priority=spec.ha_priority,
             labels=dict(spec.labels),
+            hardware=machine,
             desired_state="running",
             state="building",
             task_state="creating",

@@ -113,6 +113,13 @@ class InstanceSpec:
     nics: tuple[Nic, ...] = ()
     #: no NIC at all (a DR dry run's VM must not reach production networks)
     isolated: bool = False
+    #: ``pc`` or ``q35`` (compute.hardware)
+    machine: str = "pc"
+    #: ``bios`` (SeaBIOS) or ``uefi`` (OVMF, with the VM's own NVRAM variables)
+    firmware: str = "bios"
+    secure_boot: bool = False
+    #: a virtual TPM 2.0 (swtpm)
+    tpm: bool = False
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,8 @@ class DiskSource:
     host: str
     port: int
     size: int
+    #: a UEFI VM's variable store, served right after the disk (0: none)
+    nvram_size: int = 0
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ The overlay holds only what the guest wrote over its image, so copying the file 
 backing file to the destination's copy of the same image (same SHA-256, checked on fetch) gives
 the same disk. The source serves the file once on a TCP port of its migration address (like
 QEMU's migration stream, the cluster network is trusted); the destination pulls it, checks its
-size, and only then puts it in place.
+size, and only then puts it in place. A UEFI VM's NVRAM (``nvram.fd``) follows the disk on the
+same connection, so its firmware variables move with it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from novacron.virt import images
@@ -34,13 +36,16 @@ async def serve_disk(drv: QemuDriver, instance_id: str, host: str) -> DiskSource
     if not path.exists():
         raise DriverError(f"instance {instance_id} has no disk on this host")
     served = asyncio.Event()
+    nvram = drv.nvram_path(instance_id)
+    files = [path, nvram] if nvram.exists() else [path]
 
     async def handle(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            with path.open("rb") as f:
-                while chunk := await asyncio.to_thread(f.read, CHUNK):
-                    writer.write(chunk)
-                    await writer.drain()
+            for served_file in files:
+                with served_file.open("rb") as f:
+                    while chunk := await asyncio.to_thread(f.read, CHUNK):
+                        writer.write(chunk)
+                        await writer.drain()
         finally:
             writer.close()
             served.set()
@@ -57,7 +62,7 @@ async def serve_disk(drv: QemuDriver, instance_id: str, host: str) -> DiskSource
     task = asyncio.create_task(close_when_served())
     _serving.add(task)
     task.add_done_callback(_serving.discard)
-    return DiskSource(host, port, path.stat().st_size)
+    return DiskSource(host, port, path.stat().st_size, nvram.stat().st_size if len(files) > 1 else 0)
 
 
 async def fetch_disk(
@@ -67,22 +72,39 @@ async def fetch_disk(
     disk = drv.disk_path(spec.id)
     disk.parent.mkdir(parents=True, exist_ok=True)
     tmp = disk.with_name(f".{disk.name}.{os.getpid()}.part")
-    got, size = 0, source.size
+    nvram = drv.nvram_path(spec.id)
+    tmp_nvram = nvram.with_name(f".{nvram.name}.{os.getpid()}.part")
     reader, writer = await asyncio.open_connection(source.host, source.port)
     try:
-        with tmp.open("wb") as f:
-            while data := await reader.read(CHUNK):
-                await asyncio.to_thread(f.write, data)
-                got += len(data)
-                if report is not None and await report({"disk": {"offset": got, "len": size}}):
-                    raise DriverError(f"cold migration of {spec.id} cancelled on request")
-            await asyncio.to_thread(os.fsync, f.fileno())
-        if got != size:
-            raise DriverError(f"disk of {spec.id} arrived truncated ({got} of {size} bytes)")
+        await _receive(reader, tmp, source.size, spec.id, report)
+        if source.nvram_size:
+            await _receive(reader, tmp_nvram, source.nvram_size, spec.id, None)
         fmt = spec.image_format or (await asyncio.to_thread(drv.inspect_image, spec.image_path)).format
         await images.point_backing(tmp, spec.image_path, fmt)
+        if source.nvram_size:
+            tmp_nvram.replace(nvram)
         tmp.replace(disk)
     finally:
         writer.close()
         tmp.unlink(missing_ok=True)
+        tmp_nvram.unlink(missing_ok=True)
     await drv.prepare(spec)  # the seed ISO (the disk is in place, so it is kept)
+
+
+async def _receive(
+    reader: asyncio.StreamReader, dest: Path, size: int, instance_id: str, report: Progress | None
+) -> None:
+    """Exactly ``size`` bytes of the stream into ``dest`` (0600), synced; fails when it ends short."""
+    got = 0
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        while got < size and (data := await reader.read(min(CHUNK, size - got))):
+            await asyncio.to_thread(f.write, data)
+            got += len(data)
+            if report is not None and await report({"disk": {"offset": got, "len": size}}):
+                raise DriverError(f"cold migration of {instance_id} cancelled on request")
+        await asyncio.to_thread(os.fsync, f.fileno())
+    if got != size:
+        raise DriverError(
+            f"{dest.name.split('.')[1]} of {instance_id} arrived truncated ({got} of {size} bytes)"
+        )

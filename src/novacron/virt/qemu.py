@@ -3,6 +3,7 @@
 Per instance:
   instances_dir/<id>/disk.qcow2   qcow2 overlay on the image (grown to disk_gb)
   instances_dir/<id>/seed.iso     NoCloud seed (label ``cidata``)
+  instances_dir/<id>/nvram.fd     a UEFI VM's own firmware variables (beside the disk: see firmware.py)
   instances_dir/<id>/console.log  everything the guest wrote on its serial console (appended)
   instances_dir/<id>/qemu.log     QEMU's own stderr (launch errors)
   run_dir/<key>.qmp .ser .pid     QMP socket, serial-console socket, pidfile (short paths)
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from novacron.private import mkdir_private, private_tree, touch_private, write_private
-from novacron.virt import blockstream, coldmove, images, migration, netdev, nics, procs, sampling
+from novacron.virt import blockstream, coldmove, firmware, images, migration, netdev, nics, procs, sampling
 from novacron.virt.accel import choose_accelerator, kvm_probe
 from novacron.virt.base import (
     BackupView,
@@ -83,7 +84,6 @@ class QemuDriver(ComputeDriver):
     """Real VMs: daemonized QEMU processes over QMP; migrates, backs up and restores."""
 
     name = "qemu"
-    machine = "pc"
     CAN_MIGRATE: ClassVar[bool] = True
     CAN_BACKUP: ClassVar[bool] = True
 
@@ -142,6 +142,10 @@ class QemuDriver(ComputeDriver):
         if self.shared_dir is not None:
             return self.shared_dir / self._check_id(instance_id) / "disk.qcow2"
         return self.instance_dir(instance_id) / "disk.qcow2"
+
+    def nvram_path(self, instance_id: str) -> Path:
+        """A UEFI VM's variable store: with the disk, so shared storage holds it too."""
+        return self.disk_path(instance_id).parent / firmware.NVRAM_NAME
 
     def seed_path(self, instance_id: str) -> Path:
         return self.instance_dir(instance_id) / "seed.iso"
@@ -208,6 +212,7 @@ class QemuDriver(ComputeDriver):
         elif self.pid(spec.id) is None:
             await images.grow(disk, want)
         os.chmod(disk, 0o600)  # the tenant's data: QEMU (this account: root here) alone reads it
+        await asyncio.to_thread(firmware.ensure_nvram, spec, self.nvram_path(spec.id))
         await self.write_seed(spec)
 
     async def write_seed(self, spec: InstanceSpec) -> None:
@@ -239,8 +244,7 @@ class QemuDriver(ComputeDriver):
             self.qemu_binary,
             "-name",
             f"{name},process=nc-{i[:10]}",
-            "-machine",
-            f"{self.machine},accel={self.accelerator}",
+            *firmware.machine_args(spec, self.accelerator, self.nvram_path(i)),
             "-cpu",
             cpu,
             "-smp",
@@ -312,6 +316,7 @@ class QemuDriver(ComputeDriver):
             return
         if not self.disk_path(i).exists() or not self.seed_path(i).exists():
             await self.prepare(spec)
+        await asyncio.to_thread(firmware.ensure_nvram, spec, self.nvram_path(i))
         for mac in [spec.mac, *(nic.mac for nic in spec.nics)]:
             if not re.fullmatch(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}", mac):
                 raise DriverError(f"invalid MAC address {mac!r}")

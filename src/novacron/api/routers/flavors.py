@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,6 +23,23 @@ FlavorWriter = Annotated[FlavorService, Depends(service(FlavorService, "flavor:w
 FlavorList = Annotated[ListParams, Depends(list_query(("name", "created_at", "vcpus", "ram_mb"), "name"))]
 
 
+class Hardware(BaseModel):
+    """The machine of a flavor's or an image's VMs; a setting left out (null) is unset there."""
+
+    model_config = ConfigDict(extra="forbid")
+    machine: Literal["pc", "q35"] | None = Field(default=None, description="chipset (default pc)")
+    firmware: Literal["bios", "uefi"] | None = Field(
+        default=None, description="SeaBIOS or OVMF with the VM's own NVRAM (default bios)"
+    )
+    secure_boot: bool | None = Field(default=None, description="UEFI Secure Boot (needs uefi and q35)")
+    tpm: bool | None = Field(
+        default=None, description="a virtual TPM 2.0: not available yet (true is refused)"
+    )
+
+    def settings(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
 class FlavorCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -37,6 +54,7 @@ class FlavorCreate(BaseModel):
     forbidden_traits: list[Trait] = Field(
         default_factory=list, max_length=32, description="host traits a VM of this flavor must not land on"
     )
+    hardware: Hardware = Field(default_factory=Hardware)
 
 
 class FlavorOut(BaseModel):
@@ -47,6 +65,7 @@ class FlavorOut(BaseModel):
     disk_gb: int
     required_traits: list[str]
     forbidden_traits: list[str]
+    hardware: dict[str, Any]
     created_at: datetime
 
     @classmethod
@@ -59,6 +78,7 @@ class FlavorOut(BaseModel):
             disk_gb=f.disk_gb,
             required_traits=list(f.required_traits or []),
             forbidden_traits=list(f.forbidden_traits or []),
+            hardware=dict(f.hardware or {}),
             created_at=f.created_at,
         )
 
@@ -73,7 +93,9 @@ def list_flavors(flavors: FlavorReader, page: FlavorList, name: str | None = Non
 def create_flavor(body: FlavorCreate, flavors: FlavorWriter, idem: IdempotencyDep) -> Response:
     if (replay := idem.replay(body)) is not None:
         return replay
-    flavor = flavors.create(FlavorSpec(**body.model_dump()))
+    flavor = flavors.create(
+        FlavorSpec(**body.model_dump(exclude={"hardware"}), hardware=body.hardware.settings())
+    )
     return idem.created(FlavorOut.of(flavor), flavor)
 
 

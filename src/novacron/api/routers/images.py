@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
@@ -12,6 +12,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 from novacron.api.concurrency import check_if_match, set_etag
 from novacron.api.deps import CtxDep, IdempotencyDep, require, service
 from novacron.api.listing import Page, list_query
+from novacron.api.routers.flavors import Hardware
 from novacron.api.transport import streamed_body
 from novacron.compute.imagesvc import ImageService, ImageSpec
 from novacron.compute.imagesvc import upload_part as store_part
@@ -34,12 +35,14 @@ class ImageCreate(BaseModel):
     public: bool = Field(default=False, description="visible to every tenant (administrators only)")
     source_url: AnyHttpUrl | None = Field(default=None, description="import from this URL in a task")
     kernel_cmdline: str = Field(default="", max_length=1024, description="for direct kernel boot")
+    hardware: Hardware = Field(default_factory=Hardware, description="what the guest needs")
 
 
 class ImageUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     public: bool | None = None
     kernel_cmdline: str | None = Field(default=None, max_length=1024)
+    hardware: Hardware | None = Field(default=None, description="replaces the image's settings")
 
 
 class ImageOut(BaseModel):
@@ -55,6 +58,7 @@ class ImageOut(BaseModel):
     has_kernel: bool
     has_initrd: bool
     kernel_cmdline: str
+    hardware: dict[str, Any]
     error: str | None
     created_at: datetime
     task_id: str | None = None
@@ -74,6 +78,7 @@ class ImageOut(BaseModel):
             has_kernel=i.has_kernel,
             has_initrd=i.has_initrd,
             kernel_cmdline=i.kernel_cmdline,
+            hardware=dict(i.hardware or {}),
             error=i.error,
             created_at=i.created_at,
             task_id=task_id,
@@ -94,7 +99,9 @@ def create_image(body: ImageCreate, images: ImageWriter, idem: IdempotencyDep) -
         return replay
     source_url = str(body.source_url) if body.source_url is not None else None
     image, task_id = images.create(
-        ImageSpec(body.name, body.project_id, body.public, source_url, body.kernel_cmdline)
+        ImageSpec(
+            body.name, body.project_id, body.public, source_url, body.kernel_cmdline, body.hardware.settings()
+        )
     )
     out = ImageOut.of(image, task_id).model_dump(mode="json")
     idem.remember(201, out)
@@ -114,7 +121,8 @@ def update_image(
 ) -> ImageOut:
     image = images.owned(image_id)
     check_if_match(request, image)
-    images.update(image, public=body.public, kernel_cmdline=body.kernel_cmdline)
+    machine = body.hardware.settings() if body.hardware is not None else None
+    images.update(image, public=body.public, kernel_cmdline=body.kernel_cmdline, machine=machine)
     set_etag(response, image)
     return ImageOut.of(image)
 

@@ -21,6 +21,7 @@ from novacron.api.routers.metrics_query import (
     ChartReader,
     live_chart_response,
 )
+from novacron.compute import hardware
 from novacron.compute.vms import LIST_SORTS, VMChange, VMService, VMSpec
 from novacron.db.listing import ListParams
 from novacron.db.models import VM, Task
@@ -132,6 +133,8 @@ class VMOut(BaseModel):
     ha: bool = False
     ha_priority: int = 0
     labels: dict[str, str] = Field(default_factory=dict)
+    #: machine, firmware, secure_boot, tpm (from its flavor and image at create time)
+    hardware: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime
     updated_at: datetime
     version: int
@@ -159,6 +162,7 @@ class VMOut(BaseModel):
             ha=vm.ha,
             ha_priority=vm.ha_priority,
             labels=dict(vm.labels or {}),
+            hardware=hardware.of_vm(vm.hardware),
             created_at=vm.created_at,
             updated_at=vm.updated_at,
             version=vm.version,

@@ -45,6 +45,8 @@ class Image(Timestamped, Versioned, Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     #: the VM whose disk this image was made from (a snapshot: counted by the ``snapshots`` quota)
     snapshot_of: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    #: machine type, firmware, Secure Boot, vTPM asked for (``compute.hardware``): keys left out are unset
+    hardware: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
 
 
 class Flavor(Timestamped, Versioned, Base):
@@ -57,6 +59,8 @@ class Flavor(Timestamped, Versioned, Base):
     #: traits a host must have (``gpu``, ``hw:avx512``) and traits it must not have
     required_traits: Mapped[list[str]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
     forbidden_traits: Mapped[list[str]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
+    #: machine type, firmware, Secure Boot, vTPM asked for (``compute.hardware``): keys left out are unset
+    hardware: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
 
 
 class Host(Timestamped, Versioned, Base):
@@ -175,3 +179,5 @@ class VM(Timestamped, Versioned, Base):
     moved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     #: ``{"tier": "web"}``: what security-group label policies select
     labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
+    #: the machine it runs as, fixed at create time from its flavor and image (``compute.hardware``)
+    hardware: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))

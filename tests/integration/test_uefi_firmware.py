@@ -1,0 +1,182 @@
+"""UEFI on q35 with real QEMU and Debian's OVMF: a VM's NVRAM is its own and moves with it.
+
+The test guest's kernel (Debian's bzImage, started by OVMF through its EFI stub) reports from
+inside that it was booted by UEFI. OVMF raises its monotonic counter variable ``MTC`` on every
+boot: read from the VM's ``nvram.fd`` it counts the boots that variable store has seen, so it
+tells a kept store (1, 2, 3 ...) from one reset to the template (always 1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from novacron.virt import firmware
+from tests.conftest import Guest, Server, default_project, require, wait_task
+from tests.integration.test_remote_agent import Agent, _wait_host, host_project
+
+#: the guest says from inside how it was booted (sysfs has ``firmware/efi`` only under UEFI)
+SAYS_FIRMWARE = (
+    "#!/bin/sh\n"
+    'if [ -d /sys/firmware/efi ]; then echo "booted-by-uefi-$(cat /sys/firmware/efi/fw_platform_size)"; '
+    "else echo booted-by-bios; fi\n"
+)
+UEFI_Q35 = {"machine": "q35", "firmware": "uefi"}
+
+
+def _import_uefi_image(c: httpx.Client, guest: Guest) -> None:
+    require(guest.efi_kernel is not None and guest.efi_kernel.exists(), "guest/build.py made no vmlinuz")
+    assert guest.efi_kernel is not None
+    r = c.post(
+        "/v1/images",
+        json={
+            "name": "uefi-guest",
+            "public": True,
+            "kernel_cmdline": guest.cmdline,
+            "project_id": default_project(c),
+            "hardware": UEFI_Q35,
+        },
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["hardware"] == UEFI_Q35
+    for part, path in (("kernel", guest.efi_kernel), ("initrd", guest.initrd), ("file", guest.disk)):
+        r = c.put(
+            f"/v1/images/{r.json()['id']}/{part}",
+            content=path.read_bytes(),
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        assert r.status_code == 200, r.text
+
+
+def _problem_field(r: httpx.Response) -> str:
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    return " ".join(str(e.get("field") or e.get("loc") or e) for e in r.json().get("errors", [r.json()]))
+
+
+def _check_validation(c: httpx.Client) -> None:
+    """Settings that cannot work are refused, naming the field."""
+    bad: list[tuple[dict[str, Any], str]] = [
+        ({"machine": "isapc"}, "machine"),
+        ({"firmware": "bios", "secure_boot": True}, "secure_boot"),
+        ({"machine": "pc", "secure_boot": True}, "secure_boot"),
+        ({"tpm": True}, "tpm"),
+    ]
+    for n, (hw, field) in enumerate(bad):
+        r = c.post("/v1/images", json={"name": f"bad-{n}", "project_id": default_project(c), "hardware": hw})
+        assert field in _problem_field(r), r.text
+    r = c.post(
+        "/v1/flavors",
+        json={"name": "bios-only", "vcpus": 1, "ram_mb": 128, "disk_gb": 1, "hardware": {"firmware": "bios"}},
+    )
+    assert r.status_code == 201, r.text
+    r = c.post(
+        "/v1/vms",
+        json={
+            "name": "mismatch",
+            "image": "uefi-guest",
+            "flavor": "bios-only",
+            "project_id": host_project(c),
+        },
+    )
+    assert "image" in _problem_field(r) and "firmware" in r.text, r.text
+    r = c.post(
+        "/v1/vms",
+        json={"name": "too-small", "image": "uefi-guest", "flavor": "tiny", "project_id": host_project(c)},
+    )
+    assert "flavor" in _problem_field(r) and "256 MiB" in r.text, r.text
+
+
+def _instance_dir(server: Server, agent: Agent, host_name: str, vm_id: str) -> Path:
+    base = agent.state_dir if host_name == "node-b" else server.state_dir
+    return base / "instances" / vm_id
+
+
+def _boots(nvram: Path) -> int:
+    return firmware.boot_count(nvram.read_bytes())
+
+
+def _act(c: httpx.Client, vm_id: str, action: str) -> None:
+    r = c.post(f"/v1/vms/{vm_id}/actions/{action}")
+    assert r.status_code == 202, r.text
+    assert wait_task(c, r.json()["task_id"], timeout_s=120)["state"] == "succeeded"
+
+
+def _wait_said(c: httpx.Client, vm_id: str, times: int) -> None:
+    """Until the guest said it booted by UEFI ``times`` times on this host's console log."""
+    deadline = time.monotonic() + 90
+    text = ""
+    while text.count("booted-by-uefi-64") < times:
+        assert time.monotonic() < deadline, text[-1500:]
+        time.sleep(0.3)
+        text = c.get(f"/v1/vms/{vm_id}/console-log").text
+
+
+def _restart_and_wait(c: httpx.Client, vm_id: str, nvram: Path, boots: int, said: int) -> None:
+    """Stop (the store stays byte for byte), start: the guest boots by UEFI and the count goes on."""
+    _act(c, vm_id, "stop")
+    assert _boots(nvram) == boots
+    kept = firmware.variables(nvram.read_bytes())
+    _act(c, vm_id, "start")
+    _wait_said(c, vm_id, said + 1)
+    now = firmware.variables(nvram.read_bytes())
+    assert firmware.boot_count(nvram.read_bytes()) == boots + 1, "the VM's NVRAM was reset instead of kept"
+    assert now["BootOrder"] == kept["BootOrder"] and now["Boot0000"] == kept["Boot0000"]
+
+
+def test_uefi_vm_boots_on_q35_and_keeps_its_nvram_across_restart_and_migration(
+    two_hosts: tuple[Server, Agent], guest: Guest
+) -> None:
+    server, agent = two_hosts
+    require(firmware.OVMF_DIR.joinpath("OVMF_CODE_4M.fd").exists(), "Debian's ovmf package is not installed")
+    with server.client() as c:
+        token = c.post("/v1/hosts/join-tokens", json={}).json()
+        agent.start(token["join_token"], token["ca_fingerprint"])
+        _import_uefi_image(c, guest)
+        _check_validation(c)
+        _wait_host(c, "node-b")
+        hosts = {h["id"]: h["name"] for h in c.get("/v1/hosts").json()["items"]}
+
+        r = c.post(
+            "/v1/vms",
+            json={
+                "name": "uefi-vm",
+                "image": "uefi-guest",
+                "flavor": "small",
+                "user_data": SAYS_FIRMWARE,
+                "project_id": host_project(c),
+            },
+        )
+        assert r.status_code == 202, r.text
+        vm_id = r.json()["vm"]["id"]
+        assert r.json()["vm"]["hardware"] == {**UEFI_Q35, "secure_boot": False, "tpm": False}
+        assert wait_task(c, r.json()["task_id"], timeout_s=120)["state"] == "succeeded"
+        _wait_said(c, vm_id, 1)
+        source = c.get(f"/v1/vms/{vm_id}").json()["host_id"]
+        nvram = _instance_dir(server, agent, hosts[source], vm_id) / "nvram.fd"
+        template = (firmware.OVMF_DIR / "OVMF_VARS_4M.fd").read_bytes()
+        assert nvram.stat().st_mode & 0o077 == 0 and nvram.read_bytes() != template
+        assert _boots(nvram) == 1 and "BootOrder" in firmware.variables(nvram.read_bytes())
+
+        _restart_and_wait(c, vm_id, nvram, boots=1, said=1)
+
+        # live: the flash contents travel in QEMU's migration stream and land in the new host's file
+        on_source = nvram.read_bytes()
+        r = c.post(f"/v1/vms/{vm_id}/migrate", json={})
+        assert r.status_code == 202, r.text
+        task = wait_task(c, r.json()["task_id"], timeout_s=180)
+        assert task["state"] == "succeeded", task["error"]
+        target = c.get(f"/v1/vms/{vm_id}").json()["host_id"]
+        assert target != source
+        moved = _instance_dir(server, agent, hosts[target], vm_id) / "nvram.fd"
+        after = moved.read_bytes()
+        assert (_boots(moved), len(after)) == (2, len(on_source))
+        assert firmware.variables(after) == firmware.variables(on_source), "the new host's NVRAM differs"
+        assert hashlib.sha256(after).digest() == hashlib.sha256(on_source).digest()
+
+        # the next boot, on the new host, starts from the moved store
+        _restart_and_wait(c, vm_id, moved, boots=2, said=0)
