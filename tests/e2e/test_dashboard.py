@@ -94,6 +94,8 @@ def test_create_watch_console_stop_delete(cluster: Cluster, browser: Any) -> Non
         page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=str(ARTIFACTS / "vm-console-desktop-light.png"), full_page=True)
 
+        # the machine it runs as (a starter flavor and an image that set none: pc with SeaBIOS)
+        page.wait_for_selector("[data-testid=vm-details] dd:text-is('pc · BIOS')")
         # the HA flag, changed with If-Match behind a confirmation
         page.click("main button:text-is('Turn HA on')")
         page.click("dialog button.primary")

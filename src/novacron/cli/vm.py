@@ -44,6 +44,7 @@ VM_FIELDS: list[Column] = [
     ("tenant_id", "tenant_id"),
     ("metadata", "metadata"),
     ("labels", "labels"),
+    ("hardware", "hardware"),
     ("created_at", "created_at"),
     ("updated_at", "updated_at"),
 ]

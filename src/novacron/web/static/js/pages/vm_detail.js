@@ -19,6 +19,14 @@ const ACTIONS = [
   { action: 'resume', label: 'Resume', states: ['paused'], perm: 'vm:power' },
 ];
 
+/* machine type and firmware, e.g. "q35 · UEFI (own NVRAM) · Secure Boot" */
+function machine(hw) {
+  const parts = [hw.machine || 'pc', hw.firmware === 'uefi' ? 'UEFI (own NVRAM)' : 'BIOS'];
+  if (hw.secure_boot) parts.push('Secure Boot');
+  if (hw.tpm) parts.push('vTPM');
+  return parts.join(' · ');
+}
+
 function details(vm, hosts) {
   const rows = [
     ['ID', h('code', {}, vm.id)],
@@ -27,6 +35,7 @@ function details(vm, hosts) {
     ['Task', vm.task_state || 'none'],
     ['Host', vm.host_id ? hosts[vm.host_id] || vm.host_id : 'not placed'],
     ['Size', `${vm.vcpus} vCPU · ${fmtMB(vm.ram_mb)} RAM · ${vm.disk_gb} GB disk`],
+    ['Machine', machine(vm.hardware || {})],
     ['HA', vm.ha ? `restart elsewhere (priority ${vm.ha_priority})` : 'off'],
     ['Project', h('code', {}, vm.project_id)],
     ['Created', timeEl(vm.created_at)],
