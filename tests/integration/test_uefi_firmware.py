@@ -1,4 +1,5 @@
-"""UEFI on q35 with real QEMU and Debian's OVMF: a VM's NVRAM is its own and moves with it.
+"""UEFI on q35 with real QEMU and Debian's OVMF: a VM's NVRAM is its own and moves with it
+(stop/start, live migration, cold migration).
 
 The test guest's kernel (Debian's bzImage, started by OVMF through its EFI stub) reports from
 inside that it was booted by UEFI. OVMF raises its monotonic counter variable ``MTC`` on every
@@ -178,5 +179,17 @@ def test_uefi_vm_boots_on_q35_and_keeps_its_nvram_across_restart_and_migration(
         assert firmware.variables(after) == firmware.variables(on_source), "the new host's NVRAM differs"
         assert hashlib.sha256(after).digest() == hashlib.sha256(on_source).digest()
 
-        # the next boot, on the new host, starts from the moved store
-        _restart_and_wait(c, vm_id, moved, boots=2, said=0)
+        # cold, back home: the stopped VM's store follows its disk byte for byte, and boots on
+        _act(c, vm_id, "stop")
+        stopped = moved.read_bytes()
+        assert firmware.boot_count(stopped) == 2
+        r = c.post(f"/v1/vms/{vm_id}/migrate", json={"host": source})
+        assert r.status_code == 202, r.text
+        task = wait_task(c, r.json()["task_id"], timeout_s=180)
+        assert task["state"] == "succeeded" and task["kind"] == "vm.cold_migrate", task
+        home = _instance_dir(server, agent, hosts[source], vm_id) / "nvram.fd"
+        assert hashlib.sha256(home.read_bytes()).digest() == hashlib.sha256(stopped).digest()
+        assert home.stat().st_mode & 0o077 == 0
+        _act(c, vm_id, "start")
+        _wait_said(c, vm_id, 1)
+        assert _boots(home) == 3, "the firmware did not boot from the store that came back"
