@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from novacron import events
 from novacron.backup import tasks as backup_tasks
 from novacron.backup import vmstore
+from novacron.compute import hardware
 from novacron.compute.vms import new_derived_image
 from novacron.db.base import new_id, utcnow
 from novacron.db.listing import ListParams, paginate, where_equal
@@ -89,6 +90,7 @@ def request_backup(
             "disk_gb": vm.disk_gb,
             "user_data": vm.user_data,
             "metadata": dict(vm.meta or {}),
+            "hardware": dict(vm.hardware or {}),
         },
     )
     session.add(snap)
@@ -142,6 +144,8 @@ def new_vm_row(
         user_data=str(src.get("user_data") or ""),
         meta={**dict(src.get("metadata") or {}), "restored_from": snap.id},
         placement={},
+        # the backed-up VM's machine (its firmware's NVRAM is not in the backup: a fresh store)
+        hardware=hardware.of_vm(src.get("hardware") or image.hardware),
         desired_state="running",
         state="building",
         task_state="restoring",
