@@ -10,6 +10,7 @@ tells a kept store (1, 2, 3 ...) from one reset to the template (always 1).
 from __future__ import annotations
 
 import hashlib
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import httpx
 
 from novacron.virt import firmware
-from tests.conftest import Guest, Server, default_project, require, wait_task
+from tests.conftest import Guest, Server, default_project, require, wait_console, wait_task
 from tests.integration.test_remote_agent import Agent, _wait_host, host_project
 
 #: the guest says from inside how it was booted (sysfs has ``firmware/efi`` only under UEFI)
@@ -25,8 +26,9 @@ SAYS_FIRMWARE = (
     "#!/bin/sh\n"
     'if [ -d /sys/firmware/efi ]; then echo "booted-by-uefi-$(cat /sys/firmware/efi/fw_platform_size)"; '
     "else echo booted-by-bios; fi\n"
+    '[ -e /sys/class/tpm/tpm0 ] && echo "has-tpm-$(cat /sys/class/tpm/tpm0/tpm_version_major)"\n'
 )
-UEFI_Q35 = {"machine": "q35", "firmware": "uefi"}
+UEFI_Q35 = {"machine": "q35", "firmware": "uefi", "tpm": True}
 
 
 def _import_uefi_image(c: httpx.Client, guest: Guest) -> None:
@@ -65,7 +67,7 @@ def _check_validation(c: httpx.Client) -> None:
         ({"machine": "isapc"}, "machine"),
         ({"firmware": "bios", "secure_boot": True}, "secure_boot"),
         ({"machine": "pc", "secure_boot": True}, "secure_boot"),
-        ({"tpm": True}, "tpm"),
+        ({"tpm": 3}, "tpm"),
     ]
     for n, (hw, field) in enumerate(bad):
         r = c.post("/v1/images", json={"name": f"bad-{n}", "project_id": default_project(c), "hardware": hw})
@@ -97,6 +99,12 @@ def _instance_dir(server: Server, agent: Agent, host_name: str, vm_id: str) -> P
     return base / "instances" / vm_id
 
 
+def _swtpms(instance_dir: Path) -> int:
+    """The swtpm processes serving the VM's TPM state in ``instance_dir``."""
+    out = subprocess.run(["pgrep", "-f", f"swtpm.*dir={instance_dir}/tpm"], capture_output=True, text=True)
+    return len(out.stdout.split())
+
+
 def _boots(nvram: Path) -> int:
     return firmware.boot_count(nvram.read_bytes())
 
@@ -120,7 +128,7 @@ def _wait_said(c: httpx.Client, vm_id: str, times: int) -> None:
 def _restart_and_wait(c: httpx.Client, vm_id: str, nvram: Path, boots: int, said: int) -> None:
     """Stop (the store stays byte for byte), start: the guest boots by UEFI and the count goes on."""
     _act(c, vm_id, "stop")
-    assert _boots(nvram) == boots
+    assert _boots(nvram) == boots and _swtpms(nvram.parent) == 0, "swtpm outlived its VM"
     kept = firmware.variables(nvram.read_bytes())
     _act(c, vm_id, "start")
     _wait_said(c, vm_id, said + 1)
@@ -154,7 +162,7 @@ def test_uefi_vm_boots_on_q35_and_keeps_its_nvram_across_restart_and_migration(
         )
         assert r.status_code == 202, r.text
         vm_id = r.json()["vm"]["id"]
-        assert r.json()["vm"]["hardware"] == {**UEFI_Q35, "secure_boot": False, "tpm": False}
+        assert r.json()["vm"]["hardware"] == {**UEFI_Q35, "secure_boot": False}
         assert wait_task(c, r.json()["task_id"], timeout_s=120)["state"] == "succeeded"
         _wait_said(c, vm_id, 1)
         source = c.get(f"/v1/vms/{vm_id}").json()["host_id"]
@@ -162,6 +170,10 @@ def test_uefi_vm_boots_on_q35_and_keeps_its_nvram_across_restart_and_migration(
         template = (firmware.OVMF_DIR / "OVMF_VARS_4M.fd").read_bytes()
         assert nvram.stat().st_mode & 0o077 == 0 and nvram.read_bytes() != template
         assert _boots(nvram) == 1 and "BootOrder" in firmware.variables(nvram.read_bytes())
+        # its TPM 2.0 (swtpm), seen by the guest, its state kept with the VM
+        wait_console(c, vm_id, "has-tpm-2", timeout_s=30)
+        assert (nvram.parent / "tpm" / "tpm2-00.permall").stat().st_size > 0
+        assert _swtpms(nvram.parent) == 1
 
         _restart_and_wait(c, vm_id, nvram, boots=1, said=1)
 
@@ -177,6 +189,8 @@ def test_uefi_vm_boots_on_q35_and_keeps_its_nvram_across_restart_and_migration(
         after = moved.read_bytes()
         assert (_boots(moved), len(after)) == (2, len(on_source))
         assert firmware.variables(after) == firmware.variables(on_source), "the new host's NVRAM differs"
+        # the TPM's state came in QEMU's stream to the new host's own swtpm
+        assert _swtpms(moved.parent) == 1 and (moved.parent / "tpm" / "tpm2-00.permall").stat().st_size > 0
         assert hashlib.sha256(after).digest() == hashlib.sha256(on_source).digest()
 
         # cold, back home: the stopped VM's store follows its disk byte for byte, and boots on
@@ -193,3 +207,4 @@ def test_uefi_vm_boots_on_q35_and_keeps_its_nvram_across_restart_and_migration(
         _act(c, vm_id, "start")
         _wait_said(c, vm_id, 1)
         assert _boots(home) == 3, "the firmware did not boot from the store that came back"
+        wait_console(c, vm_id, "has-tpm-2", timeout_s=30)

@@ -1,8 +1,7 @@
 """The machine a VM runs as: machine type, firmware, Secure Boot and a virtual TPM.
 
 Flavors and images may each set any of ``machine`` (``pc`` | ``q35``), ``firmware``
-(``bios`` | ``uefi``), ``secure_boot`` and ``tpm``; a key left out is unset. ``tpm: true`` is
-refused for now: the virtual TPM (swtpm) is not built yet. A VM takes the
+(``bios`` | ``uefi``), ``secure_boot`` and ``tpm``; a key left out is unset. A VM takes the
 union of its flavor's and its image's settings when it is created (a key both set to different
 values is refused: neither silently wins) and keeps that result for its life, so a later edit
 of the image never changes the firmware a VM's NVRAM was made for. Unset keys take the
@@ -34,9 +33,6 @@ def _check_values(hw: dict[str, Any], field: str) -> None:
     for key in ("secure_boot", "tpm"):
         if key in hw and not isinstance(hw[key], bool):
             raise InvalidInput(f"{field}.{key}", "true or false")
-    if hw.get("tpm"):
-        # the key is part of the settings so flavors and images can say it; the swtpm side is not built
-        raise InvalidInput(f"{field}.tpm", "a virtual TPM is not available yet on this platform")
 
 
 def _check_together(hw: dict[str, Any], field: str, complete: bool) -> None:

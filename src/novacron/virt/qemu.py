@@ -51,6 +51,7 @@ from novacron.virt.cidata import render_meta_data, write_cidata_iso
 from novacron.virt.migration import MigrationSettings, MigrationStats, MigrationTarget
 from novacron.virt.netdev import argv_taps
 from novacron.virt.qmp import QmpUnavailable, qmp_call, qmp_session
+from novacron.virt.tpm import TPMDEV, start_swtpm, stop_swtpm, tpm_argv
 
 if TYPE_CHECKING:
     from novacron.virt.cbt import PointInTime
@@ -165,6 +166,11 @@ class QemuDriver(ComputeDriver):
     def qga_socket(self, instance_id: str) -> Path:
         """The guest agent's channel (``org.qemu.guest_agent.0``): backups freeze filesystems through it."""
         return self.run_dir / f"{self._key(instance_id)}.qga"
+
+    def tpm_files(self, instance_id: str) -> tuple[Path, Path, Path, Path]:
+        """A vTPM's state dir, control socket, swtpm pidfile and log (virt/tpm.py)."""
+        key, idir = self._key(instance_id), self.instance_dir(instance_id)
+        return idir / "tpm", self.run_dir / f"{key}.tpm", self.run_dir / f"{key}.tpmpid", idir / "swtpm.log"
 
     def tap_name(self, instance_id: str) -> str | None:
         return netdev.tap_name(instance_id, self.tap_salt) if self.bridge else None
@@ -303,6 +309,7 @@ class QemuDriver(ComputeDriver):
         # the guest reports its own memory through the balloon's statistics; last, so the PCI slots
         # of the devices above stay where they were before VMs had it (their NICs keep their names)
         argv += sampling.BALLOON_ARGS
+        argv += tpm_argv(spec, self.tpm_files(i)[1])
         if spec.kernel_path:
             argv += ["-kernel", str(spec.kernel_path)]
             if spec.initrd_path:
@@ -357,6 +364,8 @@ class QemuDriver(ComputeDriver):
             await asyncio.to_thread(netdev.ensure_tap, default, self.bridge)
         for p in (self.qmp_socket(i), self.console_socket(i), self.qga_socket(i), self.pidfile(i)):
             p.unlink(missing_ok=True)
+        if TPMDEV in argv:  # swtpm first: QEMU connects to it as it starts
+            await start_swtpm(*self.tpm_files(i))
         idir = self.instance_dir(i)
         write_private(idir / "launch.json", json.dumps({"argv": argv, "time": time.time()}, indent=1))
         self._taps[i] = argv_taps(argv)
@@ -504,6 +513,12 @@ class QemuDriver(ComputeDriver):
         return False
 
     async def power_off(self, instance_id: str) -> None:
+        try:
+            await self._power_off(instance_id)
+        finally:  # swtpm ends with QEMU's connection; one whose QEMU never connected is ended here
+            stop_swtpm(self.tpm_files(instance_id)[2])
+
+    async def _power_off(self, instance_id: str) -> None:
         if self.pid(instance_id) is None:
             return
         with contextlib.suppress(DriverError):

@@ -32,9 +32,7 @@ class Hardware(BaseModel):
         default=None, description="SeaBIOS or OVMF with the VM's own NVRAM (default bios)"
     )
     secure_boot: bool | None = Field(default=None, description="UEFI Secure Boot (needs uefi and q35)")
-    tpm: bool | None = Field(
-        default=None, description="a virtual TPM 2.0: not available yet (true is refused)"
-    )
+    tpm: bool | None = Field(default=None, description="a virtual TPM 2.0 (swtpm; CRB on q35, TIS on pc)")
 
     def settings(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
