@@ -1,5 +1,5 @@
 """UEFI on q35 with real QEMU and Debian's OVMF: a VM's NVRAM is its own and moves with it
-(stop/start, live migration, cold migration).
+(stop/start, live migration, cold migration), and so does its virtual TPM's state.
 
 The test guest's kernel (Debian's bzImage, started by OVMF through its EFI stub) reports from
 inside that it was booted by UEFI. OVMF raises its monotonic counter variable ``MTC`` on every
@@ -196,6 +196,7 @@ def test_uefi_vm_boots_on_q35_and_keeps_its_nvram_across_restart_and_migration(
         # cold, back home: the stopped VM's store follows its disk byte for byte, and boots on
         _act(c, vm_id, "stop")
         stopped = moved.read_bytes()
+        stopped_tpm = (moved.parent / "tpm" / "tpm2-00.permall").read_bytes()
         assert firmware.boot_count(stopped) == 2
         r = c.post(f"/v1/vms/{vm_id}/migrate", json={"host": source})
         assert r.status_code == 202, r.text
@@ -204,6 +205,9 @@ def test_uefi_vm_boots_on_q35_and_keeps_its_nvram_across_restart_and_migration(
         home = _instance_dir(server, agent, hosts[source], vm_id) / "nvram.fd"
         assert hashlib.sha256(home.read_bytes()).digest() == hashlib.sha256(stopped).digest()
         assert home.stat().st_mode & 0o077 == 0
+        assert (home.parent / "tpm" / "tpm2-00.permall").read_bytes() == stopped_tpm, (
+            "the TPM state stayed behind"
+        )
         _act(c, vm_id, "start")
         _wait_said(c, vm_id, 1)
         assert _boots(home) == 3, "the firmware did not boot from the store that came back"

@@ -131,6 +131,8 @@ class DiskSource:
     size: int
     #: a UEFI VM's variable store, served right after the disk (0: none)
     nvram_size: int = 0
+    #: a vTPM's state file, served after those (0: none)
+    tpm_size: int = 0
 
 
 @dataclass(frozen=True)

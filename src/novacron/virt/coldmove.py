@@ -5,7 +5,7 @@ backing file to the destination's copy of the same image (same SHA-256, checked 
 the same disk. The source serves the file once on a TCP port of its migration address (like
 QEMU's migration stream, the cluster network is trusted); the destination pulls it, checks its
 size, and only then puts it in place. A UEFI VM's NVRAM (``nvram.fd``) follows the disk on the
-same connection, so its firmware variables move with it.
+same connection, and a vTPM's state file after it, so its firmware variables and TPM move too.
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from novacron.private import mkdir_private
 from novacron.virt import images
 from novacron.virt.base import DiskSource, DriverError, InstanceSpec, Progress
+from novacron.virt.tpm import STATE_FILE
 
 if TYPE_CHECKING:
     from novacron.virt.qemu import QemuDriver
@@ -36,8 +38,8 @@ async def serve_disk(drv: QemuDriver, instance_id: str, host: str) -> DiskSource
     if not path.exists():
         raise DriverError(f"instance {instance_id} has no disk on this host")
     served = asyncio.Event()
-    nvram = drv.nvram_path(instance_id)
-    files = [path, nvram] if nvram.exists() else [path]
+    nvram, tpm_state = drv.nvram_path(instance_id), drv.tpm_files(instance_id)[0] / STATE_FILE
+    files = [path] + [f for f in (nvram, tpm_state) if f.exists()]
 
     async def handle(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -62,7 +64,8 @@ async def serve_disk(drv: QemuDriver, instance_id: str, host: str) -> DiskSource
     task = asyncio.create_task(close_when_served())
     _serving.add(task)
     task.add_done_callback(_serving.discard)
-    return DiskSource(host, port, path.stat().st_size, nvram.stat().st_size if len(files) > 1 else 0)
+    sizes = [f.stat().st_size if f in files else 0 for f in (path, nvram, tpm_state)]
+    return DiskSource(host, port, *sizes)
 
 
 async def fetch_disk(
@@ -72,22 +75,28 @@ async def fetch_disk(
     disk = drv.disk_path(spec.id)
     disk.parent.mkdir(parents=True, exist_ok=True)
     tmp = disk.with_name(f".{disk.name}.{os.getpid()}.part")
-    nvram = drv.nvram_path(spec.id)
-    tmp_nvram = nvram.with_name(f".{nvram.name}.{os.getpid()}.part")
+    # the NVRAM and the TPM state follow the disk on the same connection, when the VM has them
+    extras = [(drv.nvram_path(spec.id), source.nvram_size)]
+    extras.append((drv.tpm_files(spec.id)[0] / STATE_FILE, source.tpm_size))
+    parts = [
+        (dest.with_name(f".{dest.name}.{os.getpid()}.part"), dest, size) for dest, size in extras if size
+    ]
     reader, writer = await asyncio.open_connection(source.host, source.port)
     try:
         await _receive(reader, tmp, source.size, spec.id, report)
-        if source.nvram_size:
-            await _receive(reader, tmp_nvram, source.nvram_size, spec.id, None)
+        for part, dest, size in parts:
+            mkdir_private(dest.parent)
+            await _receive(reader, part, size, spec.id, None)
         fmt = spec.image_format or (await asyncio.to_thread(drv.inspect_image, spec.image_path)).format
         await images.point_backing(tmp, spec.image_path, fmt)
-        if source.nvram_size:
-            tmp_nvram.replace(nvram)
+        for part, dest, _ in parts:
+            part.replace(dest)
         tmp.replace(disk)
     finally:
         writer.close()
         tmp.unlink(missing_ok=True)
-        tmp_nvram.unlink(missing_ok=True)
+        for part, _, _ in parts:
+            part.unlink(missing_ok=True)
     await drv.prepare(spec)  # the seed ISO (the disk is in place, so it is kept)
 
 

@@ -4,7 +4,8 @@ swtpm keeps the TPM's state (its seeds, NV indices, PCR policy) in ``<instance d
 0600. It is started before QEMU and with ``--terminate``, so it ends when QEMU closes its control
 channel: the two live and die together (``stop`` also ends a swtpm left by a QEMU that failed to
 start). A live migration carries the TPM's state in QEMU's stream to the destination's own swtpm
-(the emulator backend saves and loads the state blobs). The state stays on the host of the VM's
+(the emulator backend saves and loads the state blobs); a cold move copies the state file with
+the disk (``coldmove``). The state stays on the host of the VM's
 instance directory, not on shared storage: two swtpm processes cannot share one state directory
 while a migration runs.
 """
@@ -23,6 +24,8 @@ from novacron.virt.base import DriverError, InstanceSpec
 
 SWTPM = "swtpm"
 TPMDEV = "-tpmdev"
+#: swtpm's whole TPM 2.0 state, in its state directory (what a cold move copies)
+STATE_FILE = "tpm2-00.permall"
 
 
 def tpm_argv(spec: InstanceSpec, ctrl: Path) -> list[str]:
