@@ -38,7 +38,7 @@ APT_PACKAGES=(
     python3 python3-venv
     iptables iperf3 tcpdump
     qemu-system-x86 qemu-utils busybox-static cpio xz-utils
-    ovmf
+    ovmf swtpm swtpm-tools
     postgresql-15
     iproute2 nftables dnsmasq-base
     chromium chromium-driver
