@@ -226,6 +226,28 @@ def group_state(session: Session, group: ScalingGroup) -> GroupState:
     return GroupState(group, ready, _epoch(last) if last is not None else None)
 
 
+def _set_limits(  # noqa: PLR0913  (the group, who set the limits, which, why and when)
+    session: Session,
+    group: ScalingGroup,
+    policy: ScalingPolicy,
+    limits: tuple[int, int],
+    why: str,
+    now: float,
+) -> None:
+    """A scheduled action's new min/max: set on the group and recorded in its history."""
+    was = {"was_min_size": group.min_size, "was_max_size": group.max_size}
+    group.min_size, group.max_size = limits
+    when = datetime.fromtimestamp(now, UTC)
+    session.add(
+        ScalingActivity(
+            id=new_id("sact"), group_id=group.id, tenant_id=group.tenant_id, action="limits",
+            reason=f"policy {policy.name} (scheduled): {why}, min {limits[0]} max {limits[1]}",
+            policy=policy.name, numbers={"min_size": limits[0], "max_size": limits[1], **was},
+            started_at=when, finished_at=when, outcome="succeeded",
+        )
+    )  # fmt: skip
+
+
 class Evaluator:
     """Runs the policies of every group; ``evaluate_group`` is one group's decision."""
 
@@ -248,7 +270,7 @@ class Evaluator:
         p = policy.params
         cooldown = float(policy.cooldown_s if policy.cooldown_s is not None else state.group.cooldown_s)
         if policy.kind == "scheduled":
-            return self._scheduled(state, policy, now)
+            return self._scheduled(session, state, policy, now)
         if policy.kind == "predictive":
             span = (now - p["history_s"], now, p["step_s"])
         else:
@@ -271,16 +293,26 @@ class Evaluator:
         )
         return Vote(policy, policies.predictive(obs, p["target"], predicted, confidence, cooldown))
 
-    def _scheduled(self, state: GroupState, policy: ScalingPolicy, now: float) -> Vote | None:
+    def _scheduled(
+        self, session: Session, state: GroupState, policy: ScalingPolicy, now: float
+    ) -> Vote | None:
+        group = state.group
         actions = [
-            policies.ScheduledAction(a["at"], 0, state.group.max_size, a["desired"], frozenset(a["days"]))
+            policies.ScheduledAction(
+                a["at"], a.get("min_size", group.min_size), a.get("max_size", group.max_size),
+                a.get("desired"), frozenset(a["days"]),
+            )
             for a in policy.params["actions"]
-        ]
+        ]  # fmt: skip
         decision = policies.scheduled(state.observation(now, 0.0), actions)
         since = decision.numbers.get("since")
         if since is None or since <= float(policy.state.get("applied_since", -math.inf)):
             return None  # an action votes once, at its time
         policy.state = {**policy.state, "applied_since": since}
+        limits = (int(decision.numbers["min_size"]), int(decision.numbers["max_size"]))
+        if limits != (group.min_size, group.max_size):
+            _set_limits(session, group, policy, limits, decision.reason, now)
+            decision = policies.scheduled(state.observation(now, 0.0), actions)  # held to the new limits
         return Vote(policy, decision)
 
     def evaluate_group(
