@@ -171,7 +171,11 @@ def _launch_one(s: Session, ctx: Context, task: Task) -> bool:
         ),
     )
     vm, _ = VMService(s, pool.acting_for(group), ctx).create(project, spec, Decisions())
-    s.add(ScalingGroupMember(vm_id=vm.id, group_id=group.id, state="launching"))
+    s.add(
+        ScalingGroupMember(
+            vm_id=vm.id, group_id=group.id, state="launching", template_version=group.template_version
+        )
+    )
     _note(activity, launched=[*launched, vm.id])
     wake_on_commit(s, ctx)
     return True
@@ -242,6 +246,19 @@ def _gone(task: Task) -> Callable[[Session], bool]:
     return done
 
 
+async def launch_shortfall(ctx: Context, task: Task) -> None:
+    """Launch VMs until the activity's ``launched`` reaches its ``to_launch``, one transaction each."""
+    while True:
+        try:
+            with ctx.db.session() as s:
+                if not _launch_one(s, ctx, task):
+                    return
+        except DomainError as exc:  # the quota, a policy or the budget said no
+            _record_refusal(ctx, task, exc)
+            raise StepFailed(f"Scale-out refused: {exc.detail}") from exc
+        await asyncio.sleep(0)
+
+
 class ScaleGroup(TaskHandler):
     """Converge a scaling group to its desired count (see the module's docstring)."""
 
@@ -257,7 +274,7 @@ class ScaleGroup(TaskHandler):
         elif step == "terminate":
             await _until(ctx, "the leaving VMs to be idle", _terminated(ctx, task))
         elif step == "launch":
-            await self._launch(ctx, task)
+            await launch_shortfall(ctx, task)
         elif step == "join":
             await _until(ctx, "the new VMs to run and join the pools", _joined(ctx, task), 2 * BOOT_TIMEOUT_S)
             with ctx.db.session() as s:
@@ -267,17 +284,6 @@ class ScaleGroup(TaskHandler):
                 await _until(ctx, "the pools to report the new members up", _serving(task), warmup)
         elif step == "finish":
             await _until(ctx, "the group's VMs to be deleted", _gone(task))
-
-    async def _launch(self, ctx: Context, task: Task) -> None:
-        while True:
-            try:
-                with ctx.db.session() as s:
-                    if not _launch_one(s, ctx, task):
-                        return
-            except DomainError as exc:  # the quota, a policy or the budget said no
-                _record_refusal(ctx, task, exc)
-                raise StepFailed(f"Scale-out refused: {exc.detail}") from exc
-            await asyncio.sleep(0)
 
     async def on_success(self, ctx: Context, task: Task) -> None:
         self._end(ctx, task, "succeeded", None)
