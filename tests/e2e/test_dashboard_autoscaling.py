@@ -4,7 +4,9 @@ compute, no tenant networking: the members need no guest to boot, and the cost i
 Tenant alpha creates a group in the form (a refused name first, the API's reason next to the field),
 sees its row while beta's group is absent, sets the desired count with a reason and reads the reason
 back in the activity history, is refused a count above the maximum with the API's detail, protects
-a member from scale-in, and reads its cost with the node's currency beside the clouds' shapes. The
+a member from scale-in, changes the template (API) and refreshes the group from the page (0/0
+refused by field, then the unprotected member replaced, its version and the progress shown, the
+protected one skipped), and reads its cost with the node's currency beside the clouds' shapes. The
 platform administrator reads the capacity forecast.
 """
 
@@ -162,6 +164,31 @@ def test_scaling_groups_cost_and_capacity_pages(as_cluster: Cluster, browser: An
             page.emulate_media(color_scheme="dark")
             problems += page_problems(b, route, "scaling-group", "desktop", "dark")
             page.emulate_media(color_scheme="light")
+
+            # a template change through the API shows as v2 with the members still v1; a refresh
+            # from the page: 0/0 refused naming the field, then surge 1 replaces the unprotected
+            # member and skips the protected one, the progress and the versions shown
+            r = api.patch(f"{BASE}/{group['id']}", json={"labels": {"release": "2"}})
+            assert r.status_code == 200 and r.json()["template_version"] == 2, r.text
+            page.wait_for_selector("[data-testid=sg-template-version]:text-is('v2')")
+            assert "v1 (older" in page.inner_text(f"tr[data-member={vm_id}]")
+            page.fill("#rf-surge", "0")
+            page.fill("#rf-unavailable", "0")
+            _submit(page, "Instance refresh")
+            page.wait_for_selector("#rf-unavailable[aria-invalid=true]")
+            assert "no member could ever be replaced" in page.inner_text("#rf-unavailable-error")
+            page.fill("#rf-surge", "1")
+            _submit(page, "Instance refresh")
+            page.wait_for_selector(
+                "[data-testid=sg-refresh] [role=progressbar][aria-valuenow='100']", timeout=60_000
+            )
+            refresh = page.inner_text("[data-testid=sg-refresh]")
+            assert "1 of 1 replaced" in refresh and vm_id in refresh, refresh  # the protected one skipped
+            now = {m["vm_id"]: m["template_version"] for m in api.get(f"{BASE}/{group['id']}/members").json()}
+            assert len(now) == 2 and now[vm_id] == 1, now
+            [fresh] = [v for v, version in now.items() if version == 2]
+            page.wait_for_selector(f"tr[data-member={fresh}] [data-testid=member-version]:text-is('v2')")
+            problems += page_problems(b, route, "scaling-group-refreshed", "desktop", "light")
 
             b.go("/cost")
             cost = api.get("/v1/cost").json()
