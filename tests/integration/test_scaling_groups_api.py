@@ -475,3 +475,11 @@ def test_a_refresh_is_refused_by_field_while_busy_and_to_another_tenant(scaling:
     run_all(world)
     [member] = _members(scaling, "checked")
     assert member["template_version"] == 2
+    # a refresh cancelled before its first batch replaces nothing and says so
+    r = c.post(url, json={"labels": {"v": "3"}}, headers=alpha.headers)
+    assert r.status_code == 202 and r.json()["numbers"]["template_version"] == 3, r.text
+    assert c.post(f"/v1/tasks/{r.json()['task_id']}/cancel", headers=alpha.headers).status_code == 202
+    run_all(world)
+    cancelled = _activities(scaling, "checked")[0]
+    assert (cancelled["action"], cancelled["outcome"]) == ("refresh", "cancelled"), cancelled
+    assert [m["vm_id"] for m in _members(scaling, "checked")] == [member["vm_id"]]

@@ -250,7 +250,7 @@ class RefreshGroup(TaskHandler):
         self._end(ctx, task, "succeeded", None)
 
     async def rollback(self, ctx: Context, task: Task, error: str) -> None:
-        self._end(ctx, task, "failed", error)
+        self._end(ctx, task, "cancelled" if error.startswith("Cancelled") else "failed", error)
 
     def _end(self, ctx: Context, task: Task, outcome: str, error: str | None) -> None:
         """The activity's outcome; then a ``converge`` if the count is off ``desired`` or a batch

@@ -85,7 +85,7 @@ class ScalingActivity(Base):
     task_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    #: in_progress, succeeded, failed
+    #: in_progress, succeeded, failed, cancelled (a refresh)
     outcome: Mapped[str] = mapped_column(String(16), default="in_progress")
     #: why it failed (a quota refusal's words), or what it did
     detail: Mapped[str | None] = mapped_column(Text, nullable=True)
