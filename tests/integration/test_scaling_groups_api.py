@@ -483,3 +483,12 @@ def test_a_refresh_is_refused_by_field_while_busy_and_to_another_tenant(scaling:
     cancelled = _activities(scaling, "checked")[0]
     assert (cancelled["action"], cancelled["outcome"]) == ("refresh", "cancelled"), cancelled
     assert [m["vm_id"] for m in _members(scaling, "checked")] == [member["vm_id"]]
+    # deleted while a refresh runs: the delete is handed to it, and the group goes at its end
+    assert c.post(url, json={"labels": {"v": "4"}}, headers=alpha.headers).status_code == 202
+    deleted = c.delete(f"{BASE}/checked", headers=alpha.headers)
+    assert deleted.status_code == 202, deleted.text
+    assert "handed to the scalinggroup.refresh task" in deleted.json()["detail"]
+    run_all(world)
+    assert c.get(f"{BASE}/checked", headers=alpha.headers).status_code == 404
+    with world.db.session() as s:
+        assert s.get(VM, member["vm_id"]) is None

@@ -6,7 +6,8 @@ the version they were launched from. A refresh is explicit, as in AWS: ``start_r
 /v1/scaling-groups/{id}/refresh``) records a ``refresh`` activity and starts the task, which is the
 group's one task in flight (``groups.scale_in_flight``): a scale asked for meanwhile (a person, a
 policy) changes ``desired`` and is handed to it, each batch is planned from the ``desired`` of
-that moment, and a count left off ``desired`` at the end starts a ``converge``.
+that moment, and a count left off ``desired`` at the end starts a ``converge`` (so does a delete
+asked meanwhile: the refresh stops at the next batch and the delete's work follows).
 
 Each batch, re-planned from the rows (a crash resumes at the next batch):
 
@@ -134,6 +135,8 @@ def plan_launch(s: Session, task: Task) -> int | None:
     """How many replacements this batch launches (None: nothing is left to replace or launch)."""
     group, activity = _group(s, task), _activity(s, task)
     assert activity is not None
+    if group.status != "active":  # deleted meanwhile: the delete's scale task takes over at the end
+        return None
     staying = _staying(s, group)
     old = _old(group, staying)
     vms = len(
@@ -268,12 +271,14 @@ class RefreshGroup(TaskHandler):
                         else ""
                     )
                 )
-            if group is None or group.status != "active":
+            if group is None:
                 return
             rows = list(s.scalars(select(ScalingGroupMember).where(ScalingGroupMember.group_id == group.id)))
-            if len(rows) != group.desired or any(m.state != "in_service" for m in rows):
-                group.task_id = None  # this task is ending: the converge may start
-                request_scale(s, group, "converge", f"desired {group.desired} after the refresh")
+            off = len(rows) != group.desired or any(m.state != "in_service" for m in rows)
+            if off or group.status == "deleting":
+                group.task_id = None  # this task is ending: the converge (or the delete) may start
+                why = "deleted during the refresh" if group.status == "deleting" else "after the refresh"
+                request_scale(s, group, "converge", f"desired {group.desired} {why}")
                 wake_on_commit(s, ctx)
 
 
