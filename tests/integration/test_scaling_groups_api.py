@@ -492,3 +492,28 @@ def test_a_refresh_is_refused_by_field_while_busy_and_to_another_tenant(scaling:
     assert c.get(f"{BASE}/checked", headers=alpha.headers).status_code == 404
     with world.db.session() as s:
         assert s.get(VM, member["vm_id"]) is None
+
+
+def test_a_scale_asked_during_a_refresh_is_planned_into_its_batches(scaling: Scaling) -> None:
+    c, alpha, world = scaling.world.client, scaling.world.alpha, scaling.world
+    r = c.post(BASE, json=_body(scaling, "grown", desired=2, lb_pools=[]), headers=alpha.headers)
+    assert r.status_code == 201, r.text
+    run_all(world)
+    before = {m["vm_id"] for m in _members(scaling, "grown")}
+    refresh = c.post(
+        f"{BASE}/grown/refresh", json={"labels": {"v": "2"}, "max_surge": 1}, headers=alpha.headers
+    )
+    assert refresh.status_code == 202, refresh.text
+    scaled = c.patch(f"{BASE}/grown", json={"desired": 3, "reason": "policy"}, headers=alpha.headers)
+    assert scaled.status_code == 200, scaled.text
+    assert "handed to the scalinggroup.refresh task" in (_activities(scaling, "grown")[0]["detail"] or "")
+    seen, sample = _sampler(scaling, r.json()["id"])
+    run_all(world, sample=sample)
+    after = _members(scaling, "grown")
+    assert len(after) == 3 and not before & {m["vm_id"] for m in after}, after
+    assert all(m["template_version"] == 2 for m in after)
+    done = next(a for a in _activities(scaling, "grown") if a["action"] == "refresh")
+    assert done["outcome"] == "succeeded" and done["numbers"]["desired"] == 3, done
+    assert max(seen.vms) <= 4, seen  # the desired of the moment (3) + the surge
+    assert c.delete(f"{BASE}/grown", headers=alpha.headers).status_code == 202
+    run_all(world)
