@@ -36,6 +36,7 @@ def build_context(settings: Settings) -> Context:
     from novacron.agent.control import LocalControlPlane
     from novacron.agent.hoststats import HostSampler
     from novacron.agent.runtime import AgentRuntime
+    from novacron.autoscaling.refresh import HANDLERS as REFRESH_HANDLERS
     from novacron.autoscaling.tasks import HANDLERS as SCALING_HANDLERS
     from novacron.backup.dr import DRDrill
     from novacron.backup.failover import HANDLERS as DR_HANDLERS
@@ -83,6 +84,7 @@ def build_context(settings: Settings) -> Context:
             *LB_HANDLERS,
             *LB_FAILOVER_HANDLERS,
             *SCALING_HANDLERS,
+            *REFRESH_HANDLERS,
         ],
     )
     if settings.embedded_agent:

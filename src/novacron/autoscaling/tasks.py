@@ -64,24 +64,26 @@ WAIT_S = 300.0
 POLL_S = 0.5
 
 
-def _group(s: Session, task: Task) -> ScalingGroup:
+def task_group(s: Session, task: Task) -> ScalingGroup:
     group = s.get(ScalingGroup, task.resource_id)
     if group is None:
         raise StepFailed(f"Scaling group {task.resource_id} no longer exists.")
     return group
 
 
-def _activity(s: Session, task: Task) -> ScalingActivity | None:
+def task_activity(s: Session, task: Task) -> ScalingActivity | None:
     return s.get(ScalingActivity, task.params.get("activity_id", ""))
 
 
-def _note(activity: ScalingActivity | None, **numbers: Any) -> None:
+def note(activity: ScalingActivity | None, **numbers: Any) -> None:
     """Add to the activity's numbers (a new dict: the JSON column sees the change)."""
     if activity is not None:
         activity.numbers = {**activity.numbers, **numbers}
 
 
-async def _until(ctx: Context, what: str, done: Callable[[Session], bool], timeout_s: float = WAIT_S) -> None:
+async def wait_until(
+    ctx: Context, what: str, done: Callable[[Session], bool], timeout_s: float = WAIT_S
+) -> None:
     """Run ``done`` in a fresh transaction until it answers True; StepFailed after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -103,7 +105,7 @@ def _leaving(s: Session, group: ScalingGroup) -> list[ScalingGroupMember]:
 
 def plan(s: Session, task: Task) -> None:
     """Mark who leaves (unhealthy first, then by the termination policy) and how many to launch."""
-    group, activity = _group(s, task), _activity(s, task)
+    group, activity = task_group(s, task), task_activity(s, task)
     unhealthy = pool.check_health(s, group, utcnow())
     for member in unhealthy:
         member.state = "leaving"
@@ -116,7 +118,7 @@ def plan(s: Session, task: Task) -> None:
     for member in victims:
         member.state = "leaving"
     to_launch = max(group.desired - (len(live) - len(victims)), 0)
-    _note(
+    note(
         activity,
         desired_at_plan=group.desired,
         members_before=len(live),
@@ -128,17 +130,17 @@ def plan(s: Session, task: Task) -> None:
     )
 
 
-def _drained(ctx: Context, task: Task) -> Callable[[Session], bool]:
+def drained(ctx: Context, task: Task) -> Callable[[Session], bool]:
     def done(s: Session) -> bool:
-        group = _group(s, task)
+        group = task_group(s, task)
         return pool.leave_pools(s, ctx, group, [m.vm_id for m in _leaving(s, group)])
 
     return done
 
 
-def _terminated(ctx: Context, task: Task) -> Callable[[Session], bool]:
+def terminated(ctx: Context, task: Task) -> Callable[[Session], bool]:
     def done(s: Session) -> bool:
-        group = _group(s, task)
+        group = task_group(s, task)
         busy = False
         for member in _leaving(s, group):
             vm = s.get(VM, member.vm_id)
@@ -157,7 +159,7 @@ def _terminated(ctx: Context, task: Task) -> Callable[[Session], bool]:
 
 def _launch_one(s: Session, ctx: Context, task: Task) -> bool:
     """Launch one VM of the shortfall (False when none is left to launch)."""
-    group, activity = _group(s, task), _activity(s, task)
+    group, activity = task_group(s, task), task_activity(s, task)
     numbers = activity.numbers if activity is not None else {}
     launched = list(numbers.get("launched", []))
     if len(launched) >= int(numbers.get("to_launch", 0)):
@@ -179,18 +181,22 @@ def _launch_one(s: Session, ctx: Context, task: Task) -> bool:
         ),
     )
     vm, _ = VMService(s, pool.acting_for(group), ctx).create(project, spec, Decisions())
-    s.add(ScalingGroupMember(vm_id=vm.id, group_id=group.id, state="launching"))
-    _note(activity, launched=[*launched, vm.id])
+    s.add(
+        ScalingGroupMember(
+            vm_id=vm.id, group_id=group.id, state="launching", template_version=group.template_version
+        )
+    )
+    note(activity, launched=[*launched, vm.id])
     wake_on_commit(s, ctx)
     return True
 
 
 def _record_refusal(ctx: Context, task: Task, exc: DomainError) -> None:
     with ctx.db.session() as s:
-        activity = _activity(s, task)
+        activity = task_activity(s, task)
         if activity is not None:
             activity.detail = f"scale-out refused: {exc.detail}"
-            _note(activity, refused={"detail": exc.detail, **exc.extra})
+            note(activity, refused={"detail": exc.detail, **exc.extra})
 
 
 def _booted(s: Session, member: ScalingGroupMember) -> bool | None:
@@ -214,7 +220,7 @@ def _launching(s: Session, group: ScalingGroup) -> list[ScalingGroupMember]:
 
 def _all_booted(task: Task) -> Callable[[Session], bool]:
     def done(s: Session) -> bool:
-        return all(_booted(s, m) is not None for m in _launching(s, _group(s, task)))
+        return all(_booted(s, m) is not None for m in _launching(s, task_group(s, task)))
 
     return done
 
@@ -240,10 +246,10 @@ def _discarded(ctx: Context, vm_ids: list[str]) -> Callable[[Session], bool]:
     return done
 
 
-async def _hooks(ctx: Context, task: Task, transition: str) -> dict[str, str]:
+async def call_hooks(ctx: Context, task: Task, transition: str) -> dict[str, str]:
     """Run the group's hooks of ``transition`` for each member concerned, all at once: {vm: result}."""
     with ctx.db.session() as s:
-        group = _group(s, task)
+        group = task_group(s, task)
         if not hooks_of(s, group.id, transition):
             return {}
         if transition == "launching":
@@ -260,25 +266,26 @@ async def _hooks(ctx: Context, task: Task, transition: str) -> dict[str, str]:
     return dict(zip(vm_ids, results, strict=True))
 
 
-async def _launch_hooks(ctx: Context, task: Task) -> None:
-    """Wait for the new VMs to run, call the launch hooks; the abandoned VMs are deleted."""
+async def launch_hooks(ctx: Context, task: Task) -> list[str]:
+    """Wait for the new VMs to run, call the launch hooks; the abandoned VMs are deleted (their ids)."""
     with ctx.db.session() as s:
-        if not hooks_of(s, _group(s, task).id, "launching"):
-            return
-    await _until(ctx, "the new VMs to run", _all_booted(task), 2 * BOOT_TIMEOUT_S)
-    results = await _hooks(ctx, task, "launching")
+        if not hooks_of(s, task_group(s, task).id, "launching"):
+            return []
+    await wait_until(ctx, "the new VMs to run", _all_booted(task), 2 * BOOT_TIMEOUT_S)
+    results = await call_hooks(ctx, task, "launching")
     abandoned = sorted(vm for vm, result in results.items() if result == "abandon")
     if abandoned:
         with ctx.db.session() as s:
-            _note(_activity(s, task), abandoned=abandoned)
-        await _until(ctx, "the abandoned VMs to be deleted", _discarded(ctx, abandoned))
+            note(task_activity(s, task), abandoned=abandoned)
+        await wait_until(ctx, "the abandoned VMs to be deleted", _discarded(ctx, abandoned))
+    return abandoned
 
 
-def _joined(ctx: Context, task: Task) -> Callable[[Session], bool]:
+def joined(ctx: Context, task: Task) -> Callable[[Session], bool]:
     """Each launching member whose VM runs joins the pools; one in error or gone is unhealthy."""
 
     def done(s: Session) -> bool:
-        group = _group(s, task)
+        group = task_group(s, task)
         waiting = False
         # pending_launch too: one a failed task left waiting (launch_hooks resumed it, or its hooks went)
         for member in _launching(s, group):
@@ -292,12 +299,12 @@ def _joined(ctx: Context, task: Task) -> Callable[[Session], bool]:
     return done
 
 
-def _serving(task: Task) -> Callable[[Session], bool]:
+def pools_serving(task: Task) -> Callable[[Session], bool]:
     def done(s: Session) -> bool:
-        group, activity = _group(s, task), _activity(s, task)
+        group, activity = task_group(s, task), task_activity(s, task)
         launched = activity.numbers.get("launched", []) if activity is not None else []
         statuses = {vm_id: pool.pool_statuses(s, group, vm_id) for vm_id in launched}
-        _note(activity, pool_status=statuses)
+        note(activity, pool_status=statuses)
         return all(st in pool.SERVING for sts in statuses.values() for st in sts)
 
     return done
@@ -326,6 +333,19 @@ def _gone(task: Task) -> Callable[[Session], bool]:
     return done
 
 
+async def launch_shortfall(ctx: Context, task: Task) -> None:
+    """Launch VMs until the activity's ``launched`` reaches its ``to_launch``, one transaction each."""
+    while True:
+        try:
+            with ctx.db.session() as s:
+                if not _launch_one(s, ctx, task):
+                    return
+        except DomainError as exc:  # the quota, a policy or the budget said no
+            _record_refusal(ctx, task, exc)
+            raise StepFailed(f"Scale-out refused: {exc.detail}") from exc
+        await asyncio.sleep(0)
+
+
 class ScaleGroup(TaskHandler):
     """Converge a scaling group to its desired count (see the module's docstring)."""
 
@@ -339,35 +359,26 @@ class ScaleGroup(TaskHandler):
             with ctx.db.session() as s:
                 plan(s, task)
         elif step == "drain":
-            await _until(ctx, "the load balancers to drain the leaving members", _drained(ctx, task))
+            await wait_until(ctx, "the load balancers to drain the leaving members", drained(ctx, task))
         elif step == "terminate_hooks":
-            await _hooks(ctx, task, "terminating")
+            await call_hooks(ctx, task, "terminating")
         elif step == "launch_hooks":
-            await _launch_hooks(ctx, task)
+            await launch_hooks(ctx, task)
         elif step == "terminate":
-            await _until(ctx, "the leaving VMs to be idle", _terminated(ctx, task))
+            await wait_until(ctx, "the leaving VMs to be idle", terminated(ctx, task))
         elif step == "launch":
-            await self._launch(ctx, task)
+            await launch_shortfall(ctx, task)
         elif step == "join":
-            await _until(ctx, "the new VMs to run and join the pools", _joined(ctx, task), 2 * BOOT_TIMEOUT_S)
+            await wait_until(
+                ctx, "the new VMs to run and join the pools", joined(ctx, task), 2 * BOOT_TIMEOUT_S
+            )
             with ctx.db.session() as s:
-                warmup = _group(s, task).warmup_s
+                warmup = task_group(s, task).warmup_s
             # not yet serving after the warm-up: the health check replaces it if it stays down
             with contextlib.suppress(StepFailed):
-                await _until(ctx, "the pools to report the new members up", _serving(task), warmup)
+                await wait_until(ctx, "the pools to report the new members up", pools_serving(task), warmup)
         elif step == "finish":
-            await _until(ctx, "the group's VMs to be deleted", _gone(task))
-
-    async def _launch(self, ctx: Context, task: Task) -> None:
-        while True:
-            try:
-                with ctx.db.session() as s:
-                    if not _launch_one(s, ctx, task):
-                        return
-            except DomainError as exc:  # the quota, a policy or the budget said no
-                _record_refusal(ctx, task, exc)
-                raise StepFailed(f"Scale-out refused: {exc.detail}") from exc
-            await asyncio.sleep(0)
+            await wait_until(ctx, "the group's VMs to be deleted", _gone(task))
 
     async def on_success(self, ctx: Context, task: Task) -> None:
         self._end(ctx, task, "succeeded", None)
@@ -378,7 +389,7 @@ class ScaleGroup(TaskHandler):
     def _end(self, ctx: Context, task: Task, outcome: str, error: str | None) -> None:
         """The activity's outcome; a desired count changed while the task ran starts the next one."""
         with ctx.db.session() as s:
-            activity = _activity(s, task)
+            activity = task_activity(s, task)
             if activity is not None:
                 activity.outcome, activity.finished_at = outcome, utcnow()
                 activity.detail = activity.detail or error

@@ -82,6 +82,24 @@ def _config(network: NetworkSpec, ports: tuple[PortSpec, ...], iface: str, run: 
     return "\n".join(lines) + "\n"
 
 
+def _prune_leases(leases: Path, ports: tuple[PortSpec, ...]) -> None:
+    """Drop the IPv4 leases no port holds any more (its port deleted, or its address moved):
+    dnsmasq keeps a lease for its MAC until it expires and refuses that address meanwhile to the
+    next port IPAM gives it to (a scaling group's replacement VM got no address)."""
+    if not leases.exists():
+        return
+    held = {(p.mac.lower(), f.ip) for p in ports for f in p.fixed_ips}
+    lines = leases.read_text().splitlines()
+    kept = [
+        line
+        for line in lines
+        if len(fields := line.split()) < 3 or ":" in fields[2] or (fields[1].lower(), fields[2]) in held
+    ]
+    if kept != lines:
+        with leases.open("w") as f:  # in place: its owner and mode stay dnsmasq's
+            f.write("".join(f"{line}\n" for line in kept))
+
+
 class Dnsmasq:
     def __init__(self, state_dir: Path, scope: str) -> None:
         self.state_dir = state_dir
@@ -120,6 +138,7 @@ class Dnsmasq:
             self._kill(pid)
             pid = None
         if pid is None:
+            _prune_leases(run / "leases", ports)
             links.in_ns(ns, "dnsmasq", f"--conf-file={run / 'dnsmasq.conf'}")
 
     def stop_ns_named(self, ns: str) -> None:
