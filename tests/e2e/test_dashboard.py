@@ -7,9 +7,10 @@ import hashlib
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -21,6 +22,7 @@ from tests.e2e.browser import Browser, axe_violations, page_problems
 from tests.e2e.conftest import ARTIFACTS, DESKTOP, PASSWORD, PHONE, Cluster
 from tests.rfb import RFBClient
 
+T = TypeVar("T")
 BOOT_S = 120_000  # ms: a TCG guest on a busy 2-core machine
 
 
@@ -151,7 +153,7 @@ def _graphical_console(page: Any) -> None:
     # the guest writes "NOVA" white on red into VGA text memory, row 10: it shows in the browser
     page.click(".xterm")
     page.keyboard.type(
-        "i=0; for c in 78 79 86 65; do devmem $((0xb8320+i)) 16 $((0x4f00+c)); i=$((i+2)); done; "
+        "i=0; for c in 78 79 86 65; do devmem $((0xb8640+i)) 16 $((0x4f00+c)); i=$((i+2)); done; "
         "echo VGA-$((40+2))\n"
     )
     _wait_xterm(page, "^VGA-42", 30_000)
@@ -224,6 +226,13 @@ def test_other_tenant_sees_only_its_own(cluster: Cluster, browser: Any, alpha_vm
         beta.close()
 
 
+def _run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine on its own loop in a worker thread: Playwright's sync API (the module's
+    browser fixture) keeps an event loop running in this one."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
+
+
 def _close_code(url: str) -> int:
     """The close code of a WebSocket the server refuses (accepts, then closes with a reason)."""
 
@@ -234,7 +243,7 @@ def _close_code(url: str) -> int:
         assert closed.value.rcvd is not None
         return int(closed.value.rcvd.code)
 
-    return asyncio.run(run())
+    return _run_async(run)
 
 
 def _listening_tcp_inodes() -> set[str]:
@@ -276,7 +285,7 @@ def test_graphical_console_ticket_once_own_tenant_unix_socket_only(
             return rfb.width, rfb.height, lit
 
     # the owner's ticket opens the guest's screen (QEMU's VGA, RFB through the relay): not blank
-    width, height, lit = asyncio.run(screen())
+    width, height, lit = _run_async(screen)
     assert (width, height) == (720, 400) and lit > 500
     # the same ticket again: refused (single use); another tenant's ticket: the VM is not found
     assert _close_code(f"{url}?ticket={ticket}") == 4401
