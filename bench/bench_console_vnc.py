@@ -27,7 +27,17 @@ import time
 from pathlib import Path
 
 import websockets
-from common import GUEST_OUT, Guest, Server, import_guest_image, load, machine, pct, running_server
+from common import (
+    GUEST_OUT,
+    Guest,
+    Server,
+    default_project,
+    import_guest_image,
+    load,
+    machine,
+    pct,
+    running_server,
+)
 
 from tests.conftest import wait_console, wait_task
 from tests.rfb import RFBClient, Update
@@ -152,7 +162,8 @@ def main() -> None:
         token = srv.token()
         with srv.client(token) as c:
             image_id = import_guest_image(c, guest, name="bench-guest")
-            r = c.post("/v1/vms", json={"name": "vnc-bench", "image": image_id, "flavor": "tiny"})
+            vm = {"name": "vnc-bench", "image": image_id, "flavor": "tiny", "project_id": default_project(c)}
+            r = c.post("/v1/vms", json=vm)
             r.raise_for_status()
             vm_id = str(r.json()["vm"]["id"])
             assert wait_task(c, r.json()["task_id"], 180)["state"] == "succeeded"
