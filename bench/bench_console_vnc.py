@@ -84,6 +84,11 @@ async def wait_serial(ws: websockets.ClientConnection, needle: bytes) -> None:
             seen = (seen + (message if isinstance(message, bytes) else message.encode()))[-4096:]
 
 
+async def drain(ws: websockets.ClientConnection) -> None:
+    async for _ in ws:
+        pass
+
+
 async def platform_rfb(srv: Server, token: str, vm_id: str) -> RFBClient:
     path = f"/v1/vms/{vm_id}/vnc"
     with srv.client(token) as c:
@@ -119,6 +124,9 @@ async def measure(srv: Server, token: str, vm_id: str, samples: int) -> tuple[li
             await rfb.handshake()
         watchers = [Watcher(rfb) for rfb in clients]
         tasks = [asyncio.create_task(w.run()) for w in watchers]
+        # the guest's echo of each command: read and dropped, or the socket's queue fills and
+        # its keepalive pongs go unread
+        tasks.append(asyncio.create_task(drain(serial)))
         plat: list[float] = []
         raw: list[float] = []
         try:
