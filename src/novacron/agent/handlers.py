@@ -124,7 +124,9 @@ async def _console_attach(
     session = r.secrets.get("session") or r.session
     if not session:
         raise p.BadRequest("the payload of operation 'console_attach' names no session")
-    await agent.console_attach(instance_id, session, r.relay_url)
+    if r.kind not in ("serial", "vnc"):
+        raise p.BadRequest(f"unknown console kind {r.kind!r} (serial or vnc)")
+    await agent.console_attach(instance_id, session, r.relay_url, r.kind)
     return None
 
 

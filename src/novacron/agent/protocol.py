@@ -191,10 +191,12 @@ class ConsoleRead(Request):
 @operation("console_attach")
 @dataclass(frozen=True)
 class ConsoleAttach(Request):
-    """Join the serial console to a user's console session (``secrets["session"]``) on a relay."""
+    """Join a console to a user's console session (``secrets["session"]``) on a relay: the serial
+    port (``kind`` "serial") or the screen's VNC socket ("vnc")."""
 
     secrets: dict[str, str] = field(default_factory=dict)
     relay_url: str | None = None
+    kind: str = "serial"
     #: where servers before sealed secrets put the session
     session: str = ""
 

@@ -257,6 +257,10 @@ class ComputeDriver(abc.ABC):
     def console_log(self, instance_id: str) -> Path:
         """Everything the guest wrote on its serial console, kept across restarts."""
 
+    def vnc_socket(self, instance_id: str) -> Path:
+        """A unix stream socket serving the instance's screen as VNC (RFB), when it has one."""
+        self.refuse("show a graphical console")
+
     def pid(self, instance_id: str) -> int | None:
         """The pid of the instance's running process (or the simulation's), None when it is not running."""
         self.refuse("tell an instance's process")

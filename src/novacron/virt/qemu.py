@@ -6,6 +6,7 @@ Per instance:
   instances_dir/<id>/console.log  everything the guest wrote on its serial console (appended)
   instances_dir/<id>/qemu.log     QEMU's own stderr (launch errors)
   run_dir/<key>.qmp .ser .pid     QMP socket, serial-console socket, pidfile (short paths)
+  run_dir/<key>.vnc               the graphical console: QEMU's VNC server on a unix socket only
 
 QEMU runs with ``-daemonize`` in its own session, so it outlives the agent; a new driver
 object re-attaches through the pidfile and the QMP socket with no state of its own.
@@ -158,6 +159,16 @@ class QemuDriver(ComputeDriver):
     def console_log(self, instance_id: str) -> Path:
         return self.instance_dir(instance_id) / "console.log"
 
+    def vnc_socket(self, instance_id: str) -> Path:
+        """QEMU's VNC server of the instance's VGA screen: a unix socket in the private run_dir,
+        never a TCP port, reached only through the console relay."""
+        return self.run_dir / f"{self._key(instance_id)}.vnc"
+
+    def _run_files(self, i: str) -> tuple[Path, ...]:
+        """The instance's sockets and pidfile in run_dir."""
+        sockets = (self.qmp_socket(i), self.console_socket(i), self.vnc_socket(i), self.qga_socket(i))
+        return (*sockets, self.pidfile(i))
+
     def qga_socket(self, instance_id: str) -> Path:
         """The guest agent's channel (``org.qemu.guest_agent.0``): backups freeze filesystems through it."""
         return self.run_dir / f"{self._key(instance_id)}.qga"
@@ -299,6 +310,8 @@ class QemuDriver(ComputeDriver):
         # the guest reports its own memory through the balloon's statistics; last, so the PCI slots
         # of the devices above stay where they were before VMs had it (their NICs keep their names)
         argv += sampling.BALLOON_ARGS
+        # graphical console: a VGA after the devices above (their PCI slots stay), VNC on a unix socket
+        argv += ["-device", "VGA,id=vga0", "-vnc", f"unix:{opt(self.vnc_socket(i))}"]
         if spec.kernel_path:
             argv += ["-kernel", str(spec.kernel_path)]
             if spec.initrd_path:
@@ -350,7 +363,7 @@ class QemuDriver(ComputeDriver):
                     await asyncio.sleep(0.2)
         elif default and self.bridge:
             await asyncio.to_thread(netdev.ensure_tap, default, self.bridge)
-        for p in (self.qmp_socket(i), self.console_socket(i), self.qga_socket(i), self.pidfile(i)):
+        for p in self._run_files(i):
             p.unlink(missing_ok=True)
         idir = self.instance_dir(i)
         write_private(idir / "launch.json", json.dumps({"argv": argv, "time": time.time()}, indent=1))
@@ -379,7 +392,7 @@ class QemuDriver(ComputeDriver):
         # QEMU's -daemonize sets umask 027 for what it makes afterwards (sockets, pidfile), and a
         # caller's umask may be wider than the node's 077: make them private to this account
         await asyncio.to_thread(private_tree, idir)
-        for p in (self.qmp_socket(i), self.console_socket(i), self.qga_socket(i), self.pidfile(i)):
+        for p in self._run_files(i):
             with contextlib.suppress(FileNotFoundError):
                 os.chmod(p, 0o600)
 
@@ -544,8 +557,8 @@ class QemuDriver(ComputeDriver):
         self._sampler.forget(instance_id)
         tap = netdev.tap_name(instance_id, self.tap_salt)
         await asyncio.to_thread(netdev.delete_link, tap)  # pyroute2 runs its own loop: not in ours
-        for run_file in (self.qmp_socket, self.console_socket, self.qga_socket, self.pidfile):
-            run_file(instance_id).unlink(missing_ok=True)
+        for run_file in self._run_files(instance_id):
+            run_file.unlink(missing_ok=True)
         idir = self.instance_dir(instance_id)
         if idir.exists():
             await asyncio.to_thread(shutil.rmtree, idir, True)

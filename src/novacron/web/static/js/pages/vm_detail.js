@@ -63,6 +63,7 @@ registerPage({
     const detailBox = h('div');
     const tasksBox = h('div', { 'aria-live': 'polite' });
     const consoleBox = h('div', { class: 'stack' });
+    const vncBox = h('div', { class: 'stack', 'data-testid': 'vm-vnc' });
     const chartsBox = h('div', { 'data-testid': 'vm-charts' });
     const portsBox = h('div');
     const backupsBox = h('div', { 'aria-live': 'polite' });
@@ -71,7 +72,8 @@ registerPage({
       card('Metrics', h('p', { class: 'muted' }, 'Guest CPU and memory as the guest sees them, next to the QEMU process\'s own CPU and RSS; sampled every second by the host agent.'), chartsBox),
       can('backup:read') ? card('Backups', backupsBox) : null,
       can('network:read') ? card('Network ports', portsBox) : null,
-      card('Serial console', consoleBox));
+      card('Serial console', consoleBox),
+      card('Graphical console', vncBox));
 
     let reloadVm = () => {};
     const act = async (a) => {
@@ -168,10 +170,13 @@ registerPage({
     const openBtn = h('button', { type: 'button', class: 'primary' }, 'Open console');
     const status = h('p', { class: 'muted', 'aria-live': 'polite' });
     const term = h('div', { class: 'console-wrap', hidden: true });
-    clear(consoleBox, h('div', {}, openBtn), status, term);
+    const fullBtn = fullScreenButton(term);
+    clear(consoleBox, h('div', { class: 'actions' }, openBtn, fullBtn), status, term);
     if (!can('vm:console')) { openBtn.disabled = true; status.textContent = 'Your role cannot open consoles.'; }
+    mountVnc(ctx, vncBox, vm.id, can('vm:console'));
     openBtn.addEventListener('click', async () => {
       openBtn.disabled = true;
+      fullBtn.disabled = false;
       term.hidden = false;
       try {
         const close = await openConsole(term, vm.id, (s) => { status.textContent = s; });
@@ -182,3 +187,38 @@ registerPage({
     });
   },
 });
+
+/** A button that shows `el` on the whole screen (Escape leaves it); enabled once `el` is open. */
+function fullScreenButton(el) {
+  const btn = h('button', { type: 'button', disabled: true }, 'Full screen');
+  btn.addEventListener('click', () => { el.requestFullscreen().catch(() => {}); });
+  return btn;
+}
+
+/** The graphical console card: noVNC with Ctrl-Alt-Del and full screen, opened on demand. */
+function mountVnc(ctx, box, vmId, allowed) {
+  const openBtn = h('button', { type: 'button', class: 'primary' }, 'Open graphical console');
+  const cadBtn = h('button', { type: 'button', disabled: true, title: 'Send Ctrl-Alt-Del to the guest' }, 'Ctrl-Alt-Del');
+  const screen = h('div', { class: 'vnc-wrap', hidden: true, 'data-testid': 'vnc-screen' });
+  const fullBtn = fullScreenButton(screen);
+  const status = h('p', { class: 'muted', 'aria-live': 'polite' });
+  clear(box, h('div', { class: 'actions' }, openBtn, cadBtn, fullBtn), status, screen);
+  if (!allowed) { openBtn.disabled = true; status.textContent = 'Your role cannot open consoles.'; return; }
+  let session = null;
+  openBtn.addEventListener('click', async () => {
+    openBtn.disabled = true;
+    screen.hidden = false;
+    try {
+      if (session) session.close();
+      const { openVnc } = await import('./vm_vnc.js');
+      session = await openVnc(screen, vmId, (s) => { status.textContent = s; });
+      session.rfb.addEventListener('connect', () => { cadBtn.disabled = false; fullBtn.disabled = false; });
+      session.rfb.addEventListener('disconnect', () => { cadBtn.disabled = true; openBtn.disabled = false; openBtn.textContent = 'Reconnect'; });
+      ctx.onCleanup(() => session && session.close());
+    } catch (err) {
+      openBtn.disabled = false;
+      box.append(errorBox(err));
+    }
+  });
+  cadBtn.addEventListener('click', () => session && session.ctrlAltDel());
+}
