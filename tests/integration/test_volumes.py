@@ -7,6 +7,7 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -23,6 +24,7 @@ from tests.conftest import (
     wait_console,
     wait_task,
 )
+from tests.integration.test_cli import Cli
 
 pytestmark = pytest.mark.qemu
 
@@ -199,3 +201,22 @@ def test_refusals_name_the_field_and_respect_tenancy_and_quota(env: Env) -> None
         assert r.status_code == 403 and "volume_gb" in r.text, r.text
     assert c.delete(f"/v1/volumes/{vid}").status_code == 204
     assert c.get(f"/v1/volumes/{vid}").status_code == 404
+
+
+def test_cli_creates_attaches_extends_detaches_and_deletes(env: Env, tmp_path: Path) -> None:
+    cli = Cli(tmp_path / "novacron" / "credentials.json", env.server)
+    login = ("login", "--server", env.server.url, "--username", "admin", "--password-stdin")
+    cli.ok(*login, stdin=env.server.admin_password + "\n")
+    made = cli.ok("volume", "create", "--name", "cli-vol", "--size", "1", "--project", "default")
+    assert "available" in made.out, made.out + made.err
+    attached = cli.ok("volume", "attach", "cli-vol", "vol-b")
+    assert "in-use" in attached.out and env.vms["vol-b"] in attached.out
+    extended = cli.ok("volume", "extend", "cli-vol", "--size", "3")
+    assert re.search(r"size_gb\s+3", extended.out), extended.out
+    listed = cli.ok("volume", "list", "--vm", "vol-b", "--json").json()
+    assert {"data", "cli-vol"} <= {v["name"] for v in listed["items"]}
+    refused = cli("volume", "delete", "cli-vol")
+    assert refused.code != 0 and "detach it first" in refused.err
+    assert "available" in cli.ok("volume", "detach", "cli-vol").out
+    cli.ok("volume", "delete", "cli-vol")
+    assert cli("volume", "show", "cli-vol").code != 0
