@@ -142,6 +142,12 @@ def test_hot_plug_marker_moves_between_vms_and_extend_online(env: Env) -> None:
     assert vol["size_gb"] == 2 and vol["status"] == "in-use"
     assert _disk(env, "vol-b", vid).partition(":")[2] == str(2 * GIB_SECTORS)
 
+    # a reboot restarts QEMU with the command line the hot-plug updated: the disk is still there
+    done = wait_task(c, c.post(f"/v1/vms/{env.vms['vol-b']}/actions/reboot").json()["task_id"])
+    assert done["state"] == "succeeded", done["error"]
+    _wait_boots(c, env.vms["vol-b"], 2)
+    assert _disk(env, "vol-b", vid).partition(":")[2] == str(2 * GIB_SECTORS)
+
     listed = c.get("/v1/events", params={"types": "volume.*", "limit": 1000}).json()["items"]
     kinds = [e["type"] for e in listed if e["resource_id"] == vid]
     for kind in ("volume.created", "volume.attached", "volume.detached", "volume.extended"):

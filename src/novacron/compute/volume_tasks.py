@@ -7,6 +7,7 @@ agent. Each step may run again after a crash: the pool and the driver skip what 
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import select
@@ -45,7 +46,7 @@ def _publish(s: Session, kind: str, volume: Volume, **detail: Any) -> None:
     )  # fmt: skip
 
 
-async def _on_live_vm(ctx: Context, task: Task, make: Any) -> bool:
+async def _on_live_vm(ctx: Context, task: Task, make: Any, key: str = "") -> bool:
     """Send ``make(volume)`` to the host of the task's VM when the VM runs; False when it does not."""
     with ctx.db.session() as s:
         volume = _volume(s, task)
@@ -54,7 +55,7 @@ async def _on_live_vm(ctx: Context, task: Task, make: Any) -> bool:
             return False
         request: Request = make(volume)
         host_id, vm_id = vm.host_id, vm.id
-    await hostops.call(ctx, host_id, task, request, vm_id, timeout_s=DETACH_TIMEOUT_S + 60)
+    await hostops.call(ctx, host_id, task, request, vm_id, timeout_s=DETACH_TIMEOUT_S + 60, key=key)
     return True
 
 
@@ -112,6 +113,9 @@ class AttachVolume(TaskHandler):
             _publish(s, "volume.attached", volume, vm_id=task.params["vm_id"])
 
     async def rollback(self, ctx: Context, task: Task, error: str) -> None:
+        # half a plug (the node added, the device refused) would keep the file open in that QEMU
+        with contextlib.suppress(StepFailed):
+            await _on_live_vm(ctx, task, lambda v: VolumeDetach(v.id, 10.0), key="undo")
         with ctx.db.session() as s:
             volume = s.get(Volume, task.resource_id)
             if volume is not None:
