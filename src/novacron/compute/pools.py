@@ -31,8 +31,8 @@ class StoragePool(abc.ABC):
         """Where the pool keeps the volume, as a host opens it (kept on the volume's row)."""
 
     @abc.abstractmethod
-    async def create(self, volume_id: str, size_gb: int, image: Path | None) -> None:
-        """Make the volume: blank, or a copy of ``image`` grown to ``size_gb``."""
+    async def create(self, volume_id: str, size_gb: int, image: Path | None, image_format: str = "") -> None:
+        """Make the volume: blank, or a copy of ``image`` (of ``image_format``) grown to ``size_gb``."""
 
     @abc.abstractmethod
     async def extend(self, volume_id: str, size_gb: int) -> None:
@@ -57,7 +57,7 @@ class FilePool(StoragePool):
     def location(self, volume_id: str) -> str:
         return str(self.path(volume_id))
 
-    async def create(self, volume_id: str, size_gb: int, image: Path | None) -> None:
+    async def create(self, volume_id: str, size_gb: int, image: Path | None, image_format: str = "") -> None:
         mkdir_private(self.root)
         dest = self.path(volume_id)
         if dest.exists():
@@ -68,7 +68,10 @@ class FilePool(StoragePool):
                 images.QEMU_IMG, "create", "-q", "-f", "qcow2", str(tmp), str(size_gb * GIB)
             )
         else:
-            await images.flatten(image, tmp)  # a standalone copy: the image may go, the volume stays
+            # a standalone copy (the image may go, the volume stays), of the format the image store
+            # recorded: never probed, so bytes a guest wrote cannot pass for a qcow2 header
+            fmt = ["-f", image_format] if image_format else []
+            await images.run_tool(images.QEMU_IMG, "convert", "-q", *fmt, "-O", "qcow2", str(image), str(tmp))
             await images.grow(tmp, size_gb * GIB)
         os.chmod(tmp, 0o600)  # the tenant's data
         tmp.replace(dest)

@@ -16,7 +16,7 @@ from novacron import events
 from novacron.agent.protocol import Request, VolumeAttach, VolumeDetach, VolumeExtend
 from novacron.compute import hostops, storage
 from novacron.compute.pools import GIB, attachment, pool_for
-from novacron.db.models import VM, Task, Volume
+from novacron.db.models import VM, Image, Task, Volume
 from novacron.quota import enforce as quota
 from novacron.quota.registry import volume_amounts
 from novacron.tasks.runner import StepFailed, TaskHandler
@@ -75,10 +75,12 @@ class CreateVolume(TaskHandler):
         with ctx.db.session() as s:
             volume = _volume(s, task)
             pool, size_gb, image_id = volume.pool, volume.size_gb, volume.source_image_id
+            row = s.get(Image, image_id) if image_id else None
+            image_format = (row.disk_format or "") if row is not None else ""
         image = storage.image_disk(ctx.settings, image_id) if image_id else None
         if image is not None and not image.exists():
             raise StepFailed(f"The disk file of image {image_id} is missing from the image store.")
-        await pool_for(ctx.settings, pool).create(task.resource_id, size_gb, image)
+        await pool_for(ctx.settings, pool).create(task.resource_id, size_gb, image, image_format)
 
     async def on_success(self, ctx: Context, task: Task) -> None:
         with ctx.db.session() as s:
