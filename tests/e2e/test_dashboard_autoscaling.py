@@ -238,7 +238,7 @@ def test_scaling_groups_cost_and_capacity_pages(as_cluster: Cluster, browser: An
                 "[data-testid=sg-refresh] [role=progressbar][aria-valuenow='100']", timeout=60_000
             )
             refresh = page.inner_text("[data-testid=sg-refresh]")
-            # the two unprotected members replaced (their launch hook timing out first), the protected one skipped
+            # the two unprotected members replaced (their launch hook timing out), the protected one skipped
             assert "2 of 2 replaced" in refresh and vm_id in refresh, refresh
             now = {m["vm_id"]: m["template_version"] for m in api.get(f"{BASE}/{group['id']}/members").json()}
             assert len(now) == 3 and now[vm_id] == 1, now

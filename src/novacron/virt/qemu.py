@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from novacron.private import mkdir_private, private_tree, touch_private, write_private
-from novacron.virt import blockstream, coldmove, images, migration, netdev, nics, procs, sampling
+from novacron.virt import blockstream, coldmove, images, migration, netdev, nics, procs, sampling, volumes
 from novacron.virt.accel import choose_accelerator, kvm_probe
 from novacron.virt.base import (
     BackupView,
@@ -46,6 +46,7 @@ from novacron.virt.base import (
     Observation,
     PowerState,
     Progress,
+    VolumeAttachment,
 )
 from novacron.virt.cidata import render_meta_data, write_cidata_iso
 from novacron.virt.migration import MigrationSettings, MigrationStats, MigrationTarget
@@ -295,23 +296,13 @@ class QemuDriver(ComputeDriver):
             "-device",
             "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
         ]
-        if spec.nics:
-            # tenant-network ports: their taps are made (and firewalled) by the network backend
-            for n, nic in enumerate(spec.nics):
-                argv += nics.nic_args(nic, n, self.vhost_user_dir)
-            argv += nics.memory_args(spec.nics, max(16, spec.ram_mb))
-        elif not spec.isolated:
-            tap = self.tap_name(i)
-            if tap:
-                argv += ["-netdev", f"tap,id=net0,ifname={tap},script=no,downscript=no"]
-            else:
-                argv += ["-netdev", "user,id=net0"]
-            argv += ["-device", f"virtio-net-pci,netdev=net0,id=net0-dev,mac={spec.mac}"]
+        argv += nics.vm_nic_args(spec, self.tap_name(i), self.vhost_user_dir)
         # the guest reports its own memory through the balloon's statistics; last, so the PCI slots
         # of the devices above stay where they were before VMs had it (their NICs keep their names)
         argv += sampling.BALLOON_ARGS
         # graphical console: a VGA after the devices above (their PCI slots stay), VNC on a unix socket
         argv += ["-device", "VGA,id=vga0", "-vnc", f"unix:{opt(self.vnc_socket(i))}"]
+        argv += volumes.argv(spec.volumes)  # after every fixed device: hot-plugs take the next slots
         if spec.kernel_path:
             argv += ["-kernel", str(spec.kernel_path)]
             if spec.initrd_path:
@@ -396,7 +387,16 @@ class QemuDriver(ComputeDriver):
             with contextlib.suppress(FileNotFoundError):
                 os.chmod(p, 0o600)
 
-    # ---- migration, backup, restore: the seam's steps, each in its module ----------------------
+    # ---- volumes, migration, backup, restore: the seam's steps, each in its module --------------
+
+    async def attach_volume(self, instance_id: str, volume: VolumeAttachment) -> None:
+        await volumes.attach(self, instance_id, volume)
+
+    async def detach_volume(self, instance_id: str, volume_id: str, timeout_s: float) -> None:
+        await volumes.detach(self, instance_id, volume_id, timeout_s)
+
+    async def extend_volume(self, instance_id: str, volume_id: str, size_bytes: int) -> None:
+        await volumes.extend(self, instance_id, volume_id, size_bytes)
 
     def migration_storage(self, instance_id: str) -> dict[str, str]:
         return migration.storage_of(self, instance_id)

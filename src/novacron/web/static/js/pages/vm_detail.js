@@ -9,6 +9,7 @@ import {
 } from '../ui.js';
 import { backupList } from './backups.js';
 import { portTable } from './networks.js';
+import { volumeTable } from './volumes.js';
 
 // which action makes sense in which state; the API has the last word
 const ACTIONS = [
@@ -67,13 +68,18 @@ registerPage({
     const chartsBox = h('div', { 'data-testid': 'vm-charts' });
     const portsBox = h('div');
     const backupsBox = h('div', { 'aria-live': 'polite' });
+    const volumesBox = h('div', { 'aria-live': 'polite', 'data-testid': 'vm-volumes' });
     clear(main, head,
       h('div', { class: 'grid' }, card('Details', detailBox), card('Tasks', tasksBox)),
       card('Metrics', h('p', { class: 'muted' }, 'Guest CPU and memory as the guest sees them, next to the QEMU process\'s own CPU and RSS; sampled every second by the host agent.'), chartsBox),
+      can('volume:read') ? card('Volumes', volumesBox) : null,
       can('backup:read') ? card('Backups', backupsBox) : null,
       can('network:read') ? card('Network ports', portsBox) : null,
       card('Serial console', consoleBox),
       card('Graphical console', vncBox));
+    // its attached volumes (detach here; attach from the Volumes page)
+    const loadVolumes = async () => clear(volumesBox,
+      volumeTable(await listAll('/v1/volumes', { vm_id: vm.id }), { [vm.id]: vm }, can('volume:write')));
 
     let reloadVm = () => {};
     const act = async (a) => {
@@ -143,6 +149,7 @@ registerPage({
     await Promise.all([
       loadTasks(),
       can('backup:read') ? loadBackups() : null,
+      can('volume:read') ? loadVolumes() : null,
       can('network:read') ? listAll('/v1/ports', { vm_id: vm.id }).then((ports) => clear(portsBox, portTable(ports, 'No network ports.'))) : null,
     ]);
 
@@ -159,6 +166,7 @@ registerPage({
     const reloadTasks = throttle(() => loadTasks().catch(() => {}), 300);
     ctx.onCleanup(subscribe(['vm.*'], (e) => { if (e.resource_id === vm.id) reloadVm(); }));
     ctx.onCleanup(subscribe(['task.*'], () => reloadTasks()));
+    if (can('volume:read')) ctx.onCleanup(subscribe(['volume.*'], throttle(() => loadVolumes().catch(() => {}), 300)));
     if (can('backup:read')) {
       const reloadBackups = throttle(() => loadBackups().catch(() => {}), 500);
       ctx.onCleanup(subscribe(['backup.*', 'task.*'], reloadBackups));
