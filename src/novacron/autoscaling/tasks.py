@@ -191,7 +191,7 @@ async def _wait_idle(ctx: Context, task: Task) -> None:
             stopped = "no active sessions"
             break
         if waited >= timeout:
-            known = f"{left} sessions still open" if left is not None else "sessions could not be read"
+            known = f"sessions still open: {left}" if left is not None else "sessions could not be read"
             stopped = f"drain timeout of {timeout:g} s: {known}"
             break
         await asyncio.sleep(SESSIONS_POLL_S)

@@ -51,8 +51,8 @@ GROUP_FIELDS: list[Column] = [
     (key, key)
     for key in (
         "name", "id", "status", "min_size", "desired", "max_size", "members", "template", "lb_pools",
-        "termination_policy", "cooldown_s", "warmup_s", "drain_timeout_s", "server_group_id", "task_id", "project_id",
-        "created_at", "updated_at",
+        "termination_policy", "cooldown_s", "warmup_s", "drain_timeout_s", "server_group_id", "task_id",
+        "project_id", "created_at", "updated_at",
     )
 ]  # fmt: skip
 MEMBER_COLUMNS: list[Column] = [
