@@ -298,6 +298,10 @@ def _gone(task: Task) -> Callable[[Session], bool]:
         group = s.get(ScalingGroup, task.resource_id)
         if group is None or group.status != "deleting":
             return True
+        activity = _activity(s, task)
+        planned = activity.numbers.get("desired_at_plan") if activity is not None else None
+        if planned not in (None, 0):
+            return True  # deleted after this task's plan: the next task (see ``_end``) removes its VMs
         if group.server_group_id is not None:
             if s.scalar(select(VM.id).where(VM.server_group_id == group.server_group_id).limit(1)):
                 return False
@@ -367,7 +371,8 @@ class ScaleGroup(TaskHandler):
                 activity.outcome, activity.finished_at = outcome, utcnow()
                 activity.detail = activity.detail or error
             group = s.get(ScalingGroup, task.resource_id)
-            if group is None or group.status != "active" or outcome != "succeeded" or activity is None:
+            # a group being deleted too: a delete handed to this task after its plan needs the next
+            if group is None or outcome != "succeeded" or activity is None:
                 return
             planned = activity.numbers.get("desired_at_plan")
             if planned is not None and planned != group.desired:
