@@ -272,7 +272,7 @@ def test_a_group_scales_out_and_in_with_its_request_rate_and_replaces_a_lost_vm(
                 out
             )
             members = [m["vm_id"] for m in _members(c, "web")]
-            assert len(members) == 3 and set(first) < set(members)
+            assert len(members) == 3 and set(first) < set(members), out["numbers"]
             assert _running(c, members)
             serving = {v: "ONLINE" for v in members}
             _until("the new member to serve", lambda: _pool(c, lb_id, pool_id) == serving, 90)
