@@ -210,6 +210,13 @@ def _failures(results: list[tuple[float, str]], activity: dict[str, Any]) -> str
     return f"{len(failed)} of {len(results)} failed; activity ended at {t1 - t0:+.1f}s: {failed[:20]}"
 
 
+def _rate(c: httpx.Client, pool_id: str) -> float:
+    """The pool's responses per second over the policy's window, as the metrics store has them."""
+    query = f'sum(rate(novacron_lb_member_responses_total{{pool_id="{pool_id}"}}[20s]))'
+    result = c.get("/v1/metrics/query", params={"query": query}).json()["data"]["result"]
+    return float(result[0]["value"][1]) if result else 0.0
+
+
 def _history(c: httpx.Client) -> list[tuple[str, str, Any, Any]]:
     """The group's activities: action, reason, what was replaced and why, detail."""
     items = c.get("/v1/scaling-groups/web/activities").json()["items"]
@@ -266,6 +273,9 @@ def test_a_group_scales_out_and_in_with_its_request_rate_and_replaces_a_lost_vm(
         load = Client(client_ns, vip, LOAD_RPS - TRICKLE_RPS, tmp_path, "load")
         trickle = Client(client_ns, vip, TRICKLE_RPS, tmp_path, "trickle")
         try:
+            # the policy comes once the store has the load (a policy reading the rate while its
+            # window fills would shrink the group first: its target tracking, not the test's)
+            _until("the load in the metrics store", lambda: _rate(c, pool_id) > LOAD_RPS / 2, 90)
             cli.ok(
                 "scaling-group", "policy", "create", "web", "rps", "--kind", "target_tracking",
                 "--metric", "requests_per_member", "--target", str(TARGET), "--window", "20",
