@@ -207,6 +207,7 @@ def test_scaling_groups_cost_and_capacity_pages(as_cluster: Cluster, browser: An
             group_cost = api.get("/v1/cost", params={"vm_id": vm_ids}).json()
             shown = page.inner_text("[data-testid=sg-details]")
             assert f"{group_cost['per_month']:.2f} {CURRENCY} per month" in shown
+            assert "Drain timeout" in shown and "30 s" in shown  # a leaving member's sessions' bound
             # scaling against static provisioning: the figures, or the API's reason while the
             # metrics store has too few CPU samples of the members (they ran for seconds)
             roi = "section[aria-label='Scaling against static provisioning']"

@@ -37,7 +37,7 @@ def test_a_refresh_replaces_every_vm_with_one_always_serving(
     user_data.write_text(USER_DATA)
     with server.client() as c:
         import_guest_image(c, guest)
-        lb_id, pool_id = _load_balancer(c)
+        lb_id, pool_id, _ = _load_balancer(c)
         created = cli.ok(
             "scaling-group", "create", "web", "--image", "test-guest", "--flavor", "tiny", "--max", "2",
             "--desired", "2", "--project", "default", "--network", "lbnet", "--security-group", "web",

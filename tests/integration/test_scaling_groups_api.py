@@ -5,8 +5,9 @@ another tenant's group); a create is idempotent. The ``scalinggroup.scale`` task
 task handler and a stand-in agent that takes the host operations from the real queue and answers
 as a healthy host does (VMs run, load balancers apply and report their members UP): a group grows
 and its new VMs join the pool; it shrinks by its termination policy, draining the pool first and
-never taking a protected VM; a VM deleted behind its back is replaced by the reconcile; a
-scale-out past the ``vms`` quota ends with the quota's words in the activity.
+never taking a protected VM; a drain waits for the leaving members' sessions (as ``lb_status``
+reports them) to end, or for the group's ``drain_timeout_s``; a VM deleted behind its back is
+replaced by the reconcile; a scale-out past the ``vms`` quota ends with the quota's words in the activity.
 """
 
 from __future__ import annotations
@@ -62,16 +63,20 @@ def _answer(op: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
     return healthy(op)
 
 
-def run_all(
+Answer = Callable[[dict[str, Any]], tuple[dict[str, Any] | None, str | None]]
+
+
+def run_all(  # noqa: PLR0913  (how long, when to stop, what to watch, how the agent answers)
     world: World,
     timeout_s: float = 60,
     until: Callable[[], bool] | None = None,
     sample: Callable[[], None] | None = None,
+    answer: Answer = _answer,
 ) -> None:
-    """Run every task to its end, the hosts' operations answered by a healthy stand-in agent
-    (``sample`` called at each of its rounds, every few tens of milliseconds); with ``until``, only
-    until it holds: the runner then stops as a killed server does (its tasks stay running, and the
-    next ``run_all`` resumes them at the step they were in)."""
+    """Run every task to its end, the hosts' operations answered by a stand-in agent (a healthy
+    one unless ``answer`` says otherwise; ``sample`` called at each of its rounds, every few tens of
+    milliseconds); with ``until``, only until it holds: the runner then stops as a killed server
+    does (its tasks stay running, and the next ``run_all`` resumes them at the step they were in)."""
 
     async def agent() -> None:
         while True:
@@ -79,7 +84,7 @@ def run_all(
                 s.execute(update(Host).values(last_heartbeat=utcnow()))
             for host in HOSTS:
                 for op in await asyncio.to_thread(hostops.claim, world.ctx, host):
-                    result, error = _answer(op)
+                    result, error = answer(op)
                     await asyncio.to_thread(hostops.complete, world.ctx, host, op["id"], result, error)
             if sample is not None:
                 sample()
@@ -540,3 +545,46 @@ def test_a_scale_asked_during_a_refresh_is_planned_into_its_batches(scaling: Sca
     assert max(seen.vms) <= 4, seen  # the desired of the moment (3) + the surge
     assert c.delete(f"{BASE}/grown", headers=alpha.headers).status_code == 202
     run_all(world)
+
+
+def _with_sessions(world: World, reads_busy: int | None) -> Answer:
+    """A healthy host whose HAProxy reports one session on each drained member for the first
+    ``reads_busy`` ``lb_status`` reads (None: for ever)."""
+    reads = [0]
+
+    def answer(op: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+        if op["op"] != "lb_status":
+            return _answer(op)
+        reads[0] += 1
+        with world.db.session() as s:
+            drained = s.scalars(select(LbMember).where(LbMember.drain.is_(True)))
+            keys = [f"{m.pool_id}/{m.id}" for m in drained]
+        busy = reads_busy is None or reads[0] <= reads_busy
+        return {"members": {}, "sessions": {k: 1 if busy else 0 for k in keys}, "vrrp_state": None}, None
+
+    return answer
+
+
+def test_a_scale_in_waits_for_the_leaving_members_sessions_up_to_the_drain_timeout(scaling: Scaling) -> None:
+    c, alpha, world = scaling.world.client, scaling.world.alpha, scaling.world
+    r = c.post(BASE, json=_body(scaling, "sticky", drain_timeout_s=3601), headers=alpha.headers)
+    assert r.status_code == 422 and "body.drain_timeout_s" in problem_fields(r), r.text
+    r = c.post(BASE, json=_body(scaling, "sticky", drain_timeout_s=3), headers=alpha.headers)
+    assert r.status_code == 201 and r.json()["drain_timeout_s"] == 3, r.text
+    run_all(world)
+    # the sessions end after two reads: the drain stops then, before the timeout
+    assert c.patch(f"{BASE}/sticky", json={"desired": 1}, headers=alpha.headers).status_code == 200
+    run_all(world, answer=_with_sessions(world, 2))
+    drain = _activities(scaling, "sticky")[0]["numbers"]["drain"]
+    assert drain["stopped"] == "no active sessions" and 1 <= drain["waited_s"] < 3, drain
+    assert drain["sessions_left"] == 0
+    # they never end: the member leaves its pool when the group's timeout passes, as it says
+    assert c.patch(f"{BASE}/sticky", json={"desired": 0}, headers=alpha.headers).status_code == 200
+    run_all(world, answer=_with_sessions(world, None))
+    latest = _activities(scaling, "sticky")[0]
+    drain = latest["numbers"]["drain"]
+    assert drain["stopped"] == "drain timeout of 3 s: sessions still open: 1" and drain["waited_s"] >= 3, (
+        drain
+    )
+    assert latest["outcome"] == "succeeded" and _members(scaling, "sticky") == []
+    assert not _pool_vms(scaling) & set(latest["numbers"]["removing"])

@@ -49,7 +49,10 @@ log = logging.getLogger(__name__)
 #: the window the latest value of a non-predictive metric is read over
 RECENT_S = 600
 RECENT_STEP_S = 60
-MIN_RATE_WINDOW_S = 120
+#: a rate needs two samples of its counter in its window: the load balancers' counters come with
+#: an agent report every 10 s (``agent/runtime.py`` LB_METRICS_INTERVAL_S); CPU keeps the two
+#: minutes rightsizing reads it over
+MIN_RATE_WINDOW_S = {"cpu": 120, "requests_per_member": 20}
 REFIT_S = 3600.0
 #: how long one run of the ``forecasts`` job fits (about 0.5 s a forecaster on this machine)
 REFIT_BUDGET_S = 5.0
@@ -102,7 +105,7 @@ class StoreMetrics:
     ) -> Reading | None:
         """The group's metric from the store, scoped to its tenant."""
         start, end, step = span
-        window = max(int(step), MIN_RATE_WINDOW_S)
+        window = max(int(step), MIN_RATE_WINDOW_S.get(metric, 120))
         if metric == "cpu":
             ids = _alternatives(ready)
             vcpus = self._flavor_vcpus(session, group.template["flavor_id"])
@@ -273,8 +276,9 @@ class Evaluator:
             return self._scheduled(session, state, policy, now)
         if policy.kind == "predictive":
             span = (now - p["history_s"], now, p["step_s"])
-        else:
-            span = (now - RECENT_S, now, RECENT_STEP_S)
+        else:  # the rate over the policy's window, read at that step (only the last point counts)
+            window = float(p.get("window_s", RECENT_STEP_S))
+            span = (now - max(RECENT_S, 10 * window), now, window)
         reading = self._reading(session, state, p["metric"], span)
         if reading is None:
             return None

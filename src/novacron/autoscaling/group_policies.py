@@ -30,6 +30,10 @@ KINDS = ("target_tracking", "step", "scheduled", "predictive")
 METRICS = ("cpu", "requests_per_member")
 MAX_STEPS = 16
 MAX_ACTIONS = 16
+#: a reactive policy's metric window: the default (the store's 60 s step before it was a
+#: parameter) and the shortest (two of the load balancers' 10 s statistics reports)
+DEFAULT_WINDOW_S = 60.0
+MIN_WINDOW_S = 20.0
 _AT = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 Params = dict[str, Any]
 
@@ -141,13 +145,19 @@ def _with_cost_cap(params: Params, out: Params) -> Params:
     return out
 
 
+def _window(params: Params) -> float:
+    """``window_s``: a reactive policy's metric is its rate over this last span (see
+    ``evaluate.StoreMetrics``: never shorter than two reports of the metric's counter)."""
+    return _number(params, "window_s", MIN_WINDOW_S, 3600, DEFAULT_WINDOW_S)
+
+
 def _target_tracking(params: Params) -> Params:
     metric = _metric(params)
-    return {"metric": metric, "target": _target(params, metric)}
+    return {"metric": metric, "target": _target(params, metric), "window_s": _window(params)}
 
 
 def _step(params: Params) -> Params:
-    return {"metric": _metric(params), "steps": _steps(params)}
+    return {"metric": _metric(params), "steps": _steps(params), "window_s": _window(params)}
 
 
 def _scheduled(params: Params) -> Params:

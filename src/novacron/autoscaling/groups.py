@@ -84,6 +84,7 @@ class GroupSpec:
     termination_policy: str = "oldest"
     cooldown_s: int = 300
     warmup_s: int = 120
+    drain_timeout_s: int = 30
     project_id: str | None = None
 
 
@@ -97,6 +98,7 @@ class GroupChange:
     termination_policy: str | None = None
     cooldown_s: int | None = None
     warmup_s: int | None = None
+    drain_timeout_s: int | None = None
     reason: str | None = None
     #: refuse a new desired count during the cooldown after the last activity ended
     honor_cooldown: bool = False
@@ -272,6 +274,7 @@ class ScalingGroupService(Service):
             termination_policy=spec.termination_policy,
             cooldown_s=spec.cooldown_s,
             warmup_s=spec.warmup_s,
+            drain_timeout_s=spec.drain_timeout_s,
             status="active",
         )
         spread = ServerGroup(
@@ -370,6 +373,8 @@ class ScalingGroupService(Service):
             group.cooldown_s = change.cooldown_s
         if change.warmup_s is not None:
             group.warmup_s = change.warmup_s
+        if change.drain_timeout_s is not None:
+            group.drain_timeout_s = change.drain_timeout_s
         if max_size != group.max_size and group.server_group_id is not None:
             spread = self.session.get(ServerGroup, group.server_group_id)
             if spread is not None:

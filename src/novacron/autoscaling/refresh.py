@@ -41,7 +41,7 @@ from novacron.autoscaling import members as pool
 from novacron.autoscaling.groups import request_scale, scale_in_flight
 from novacron.autoscaling.tasks import (
     call_hooks,
-    drained,
+    drain,
     joined,
     launch_hooks,
     launch_shortfall,
@@ -233,7 +233,7 @@ async def _batch(ctx: Context, task: Task) -> bool:
             f"no member can be replaced: {serving} in service for desired {_desired(ctx, task)}; "
             "raise max_surge or max_unavailable"
         )
-    await wait_until(ctx, "the load balancers to drain the old members", drained(ctx, task))
+    await drain(ctx, task)
     await call_hooks(ctx, task, "terminating")  # answered (or timed out) before the VMs go
     await wait_until(ctx, "the old VMs to be idle", terminated(ctx, task))
     await wait_until(ctx, "the old VMs to be deleted", _vms_gone(victims))

@@ -6,7 +6,10 @@ activity's numbers, both committed):
 - ``plan``: unhealthy members (VM gone or in ERROR, down in a pool past the warm-up) and, on a
   scale-in, victims chosen by the termination policy (never a protected one) are marked
   ``leaving``; the shortfall to launch is written to the activity.
-- ``drain``: every leaving member is drained and then taken out of the group's pools.
+- ``drain``: every leaving member is drained (no new connections), then the step waits until
+  HAProxy reports no session left on it (each leg's ``lb_status``) or the group's
+  ``drain_timeout_s`` passed, whichever first (how long and why in the activity's ``drain``),
+  and then takes it out of the group's pools.
 - ``terminate_hooks``: the group's ``terminating`` lifecycle hooks are called for each drained
   member and their answers awaited (``autoscaling/lifecycle_wait.py``); whatever the result, the
   VM is deleted next (as AWS does), the result is recorded.
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -34,10 +38,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from novacron import events
+from novacron.agent.protocol import LbStatus
 from novacron.autoscaling import members as pool
 from novacron.autoscaling.groups import request_scale
 from novacron.autoscaling.lifecycle import hooks_of
 from novacron.autoscaling.lifecycle_wait import run_hooks
+from novacron.compute import hostops
 from novacron.compute.tasks import BOOT_TIMEOUT_S
 from novacron.compute.vms import VMService, VMSpec, request_delete
 from novacron.db.base import utcnow
@@ -51,6 +57,7 @@ from novacron.db.models import (
     Task,
 )
 from novacron.errors import Conflict, DomainError
+from novacron.lbaas.resolve import amphorae_of
 from novacron.network.service import NicRequest
 from novacron.quota.policy import Decisions
 from novacron.tasks.runner import StepFailed, TaskHandler
@@ -59,9 +66,13 @@ from novacron.tasks.service import wake_on_commit
 if TYPE_CHECKING:
     from novacron.context import Context
 
+log = logging.getLogger(__name__)
 #: how long a step waits for load balancers, VM deletes or boots before it gives up
 WAIT_S = 300.0
 POLL_S = 0.5
+#: how often a drain reads the leaving members' sessions, and how long one read may take
+SESSIONS_POLL_S = 1.0
+STATUS_TIMEOUT_S = 10.0
 
 
 def task_group(s: Session, task: Task) -> ScalingGroup:
@@ -133,9 +144,78 @@ def plan(s: Session, task: Task) -> None:
 def drained(ctx: Context, task: Task) -> Callable[[Session], bool]:
     def done(s: Session) -> bool:
         group = task_group(s, task)
-        return pool.leave_pools(s, ctx, group, [m.vm_id for m in _leaving(s, group)])
+        return pool.drain_pools(s, ctx, group, [m.vm_id for m in _leaving(s, group)])
 
     return done
+
+
+def _removed(ctx: Context, task: Task) -> Callable[[Session], bool]:
+    def done(s: Session) -> bool:
+        group = task_group(s, task)
+        return pool.remove_from_pools(s, ctx, group, [m.vm_id for m in _leaving(s, group)])
+
+    return done
+
+
+def _sessions_on(ctx: Context, host_id: str, lb_id: str, keys: set[str]) -> int:
+    """The members' current sessions on one leg of the load balancer (its agent's ``lb_status``,
+    HAProxy's ``scur``; a data plane without sessions to report counts none)."""
+    answer = hostops.call_blocking(ctx, host_id, LbStatus(loadbalancer_id=lb_id), lb_id, STATUS_TIMEOUT_S)
+    sessions = answer.get("sessions") or {}
+    return sum(int(sessions.get(key, 0)) for key in keys)
+
+
+async def _active_sessions(ctx: Context, legs: dict[str, tuple[list[str], set[str]]]) -> int | None:
+    """The leaving members' sessions over every leg of their load balancers; None: a leg did not
+    answer (down, fenced, too slow), so they are not known to be idle."""
+    total = 0
+    for lb_id, (hosts, keys) in legs.items():
+        for host_id in hosts:
+            try:
+                total += await asyncio.to_thread(_sessions_on, ctx, host_id, lb_id, keys)
+            except (DomainError, StepFailed) as exc:
+                log.info("drain: sessions of load balancer %s on host %s unknown: %s", lb_id, host_id, exc)
+                return None
+    return total
+
+
+async def _wait_idle(ctx: Context, task: Task) -> None:
+    """Wait until the drained members have no session left on any leg of their load balancers,
+    or the group's ``drain_timeout_s`` passed, whichever first; the activity's ``drain`` says how
+    long it waited and why it stopped (re-run after a crash, it waits again: the bound holds)."""
+    with ctx.db.session() as s:
+        group = task_group(s, task)
+        timeout = float(group.drain_timeout_s)
+        keys = pool.draining(s, group, [m.vm_id for m in _leaving(s, group)])
+        legs = {
+            lb_id: ([a.host_id for a in amphorae_of(s, lb_id) if a.host_id is not None], members)
+            for lb_id, members in keys.items()
+        }
+    if not legs:
+        return
+    started = time.monotonic()
+    while True:
+        left = await _active_sessions(ctx, legs)
+        waited = time.monotonic() - started
+        if left == 0:
+            stopped = "no active sessions"
+            break
+        if waited >= timeout:
+            known = f"sessions still open: {left}" if left is not None else "sessions could not be read"
+            stopped = f"drain timeout of {timeout:g} s: {known}"
+            break
+        await asyncio.sleep(SESSIONS_POLL_S)
+    with ctx.db.session() as s:
+        drain = {"waited_s": round(waited, 1), "stopped": stopped, "sessions_left": left}
+        note(task_activity(s, task), drain=drain)
+
+
+async def drain(ctx: Context, task: Task) -> None:
+    """Take the leaving members out of the pools: drained, then idle (or the drain timeout), then
+    removed."""
+    await wait_until(ctx, "the load balancers to drain the leaving members", drained(ctx, task))
+    await _wait_idle(ctx, task)
+    await wait_until(ctx, "the load balancers to let the leaving members go", _removed(ctx, task))
 
 
 def terminated(ctx: Context, task: Task) -> Callable[[Session], bool]:
@@ -317,6 +397,10 @@ def _gone(task: Task) -> Callable[[Session], bool]:
         group = s.get(ScalingGroup, task.resource_id)
         if group is None or group.status != "deleting":
             return True
+        activity = task_activity(s, task)
+        planned = activity.numbers.get("desired_at_plan") if activity is not None else None
+        if planned not in (None, 0):
+            return True  # deleted after this task's plan: the next task (see ``_end``) removes its VMs
         if group.server_group_id is not None:
             if s.scalar(select(VM.id).where(VM.server_group_id == group.server_group_id).limit(1)):
                 return False
@@ -359,7 +443,7 @@ class ScaleGroup(TaskHandler):
             with ctx.db.session() as s:
                 plan(s, task)
         elif step == "drain":
-            await wait_until(ctx, "the load balancers to drain the leaving members", drained(ctx, task))
+            await drain(ctx, task)
         elif step == "terminate_hooks":
             await call_hooks(ctx, task, "terminating")
         elif step == "launch_hooks":
@@ -394,7 +478,8 @@ class ScaleGroup(TaskHandler):
                 activity.outcome, activity.finished_at = outcome, utcnow()
                 activity.detail = activity.detail or error
             group = s.get(ScalingGroup, task.resource_id)
-            if group is None or group.status != "active" or outcome != "succeeded" or activity is None:
+            # a group being deleted too: a delete handed to this task after its plan needs the next
+            if group is None or outcome != "succeeded" or activity is None:
                 return
             planned = activity.numbers.get("desired_at_plan")
             if planned is not None and planned != group.desired:

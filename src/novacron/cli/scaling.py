@@ -53,9 +53,8 @@ GROUP_FIELDS: list[Column] = [
     (key, key)
     for key in (
         "name", "id", "status", "min_size", "desired", "max_size", "members", "template", "lb_pools",
-        "template_version", "termination_policy", "cooldown_s", "warmup_s", "server_group_id", "task_id",
-        "project_id",
-        "created_at", "updated_at",
+        "template_version", "termination_policy", "cooldown_s", "warmup_s", "drain_timeout_s",
+        "server_group_id", "task_id", "project_id", "created_at", "updated_at",
     )
 ]  # fmt: skip
 #: six columns, so a member's row fits 80 columns: what it waits on goes with its state, why with its health
@@ -130,6 +129,9 @@ def create(  # noqa: PLR0913  (one option per field of the launch template and s
     termination_policy: str = typer.Option("oldest", "--termination-policy", help="oldest, newest or spread"),
     label: list[str] = typer.Option([], "--label", help="KEY=VALUE label of every member (repeatable)"),
     user_data: typer.FileText | None = typer.Option(None, "--user-data", help="a cloud-init file"),
+    drain_timeout: int = typer.Option(
+        30, "--drain-timeout", help="seconds a leaving VM's sessions may take to end (0-3600)"
+    ),
     project: str | None = PROJECT,
     wait: bool = WAIT,
     as_json: bool = JSON,
@@ -151,6 +153,7 @@ def create(  # noqa: PLR0913  (one option per field of the launch template and s
         "termination_policy": termination_policy,
         "labels": key_values(label, "--label"),
         "user_data": user_data.read() if user_data is not None else "",
+        "drain_timeout_s": drain_timeout,
     }
     group = create_in_project(client, "/v1/scaling-groups", body, project, idempotent=True)
     _show(client, _settle(client, group, wait), as_json)
@@ -325,6 +328,9 @@ def policy_create(  # noqa: PLR0913  (one option per parameter of the policy kin
     step: list[str] = typer.Option([], "--step", help="LOWER:UPPER:CHANGE of a step policy (repeatable)"),
     at: list[str] = typer.Option([], "--at", help="HH:MM=DESIRED (UTC) of a scheduled policy (repeatable)"),
     boot_delay: float | None = typer.Option(None, "--boot-delay", help="predictive: seconds to serve"),
+    window: float | None = typer.Option(
+        None, "--window", help="target/step: seconds the metric's rate is read over (20-3600, default 60)"
+    ),
     max_cost_per_hour: float | None = typer.Option(None, "--max-cost-per-hour", help="no scale-out above"),
     cooldown: int | None = typer.Option(
         None, "--cooldown", help="seconds before a scale-in (default: group's)"
@@ -339,6 +345,7 @@ def policy_create(  # noqa: PLR0913  (one option per parameter of the policy kin
         "metric": metric,
         "target": target,
         "boot_delay_s": boot_delay,
+        "window_s": window,
         "max_cost_per_hour": max_cost_per_hour,
     }
     params: dict[str, Any] = {k: v for k, v in optional.items() if v is not None}

@@ -293,6 +293,8 @@ class HAProxyInstance(LoadBalancerDriver):
         write_private(self.paths.state_dir / CONFIG, config)
         if running:
             self._reload()
+            for server in runtime_changes.joining(self.spec, spec):  # serving once checked
+                self._runtime(f"set server {server} health down")
         else:
             write_private(self.paths.state_dir / haproxy_config.SERVER_STATE, "")
             self._start()

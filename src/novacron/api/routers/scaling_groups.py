@@ -48,6 +48,8 @@ ActivityList = Annotated[ListParams, Depends(list_query(("started_at",), default
 NAME = r"^[a-z0-9]([a-z0-9-]{0,46}[a-z0-9])?$"
 Size = Annotated[int, Field(ge=0, le=MAX_GROUP_SIZE)]
 Seconds = Annotated[int, Field(ge=0, le=86400)]
+#: a leaving member's sessions may keep it in its pools at most this long (HAProxy's own bound)
+DrainSeconds = Annotated[int, Field(ge=0, le=3600)]
 Termination = Literal["oldest", "newest", "spread"]
 
 
@@ -81,6 +83,7 @@ class ScalingGroupCreate(BaseModel):
     termination_policy: Termination = "oldest"
     cooldown_s: Seconds = 300
     warmup_s: Seconds = 120
+    drain_timeout_s: DrainSeconds = 30
 
 
 class ScalingGroupUpdate(BaseModel):
@@ -91,6 +94,7 @@ class ScalingGroupUpdate(BaseModel):
     termination_policy: Termination | None = None
     cooldown_s: Seconds | None = None
     warmup_s: Seconds | None = None
+    drain_timeout_s: DrainSeconds | None = None
     reason: str | None = Field(default=None, max_length=500, description="recorded in the activity")
     honor_cooldown: bool = Field(default=False, description="refuse a new desired count while cooling down")
     image: str | None = Field(default=None, min_length=1, max_length=128, description="template: image")
@@ -133,6 +137,7 @@ class ScalingGroupOut(BaseModel):
     termination_policy: str
     cooldown_s: int
     warmup_s: int
+    drain_timeout_s: int
     server_group_id: str | None
     status: str
     #: the scale or refresh task in flight, or the last one

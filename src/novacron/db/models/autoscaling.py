@@ -38,6 +38,8 @@ class ScalingGroup(Timestamped, Versioned, Base):
     cooldown_s: Mapped[int] = mapped_column(Integer, default=300)
     #: how long a new member's failing health checks are not held against it
     warmup_s: Mapped[int] = mapped_column(Integer, default=120)
+    #: how long a leaving member's active sessions may take to end before it leaves its pools
+    drain_timeout_s: Mapped[int] = mapped_column(Integer, default=30, server_default="30")
     #: the anti-affinity server group its members are created in
     server_group_id: Mapped[str | None] = mapped_column(
         ForeignKey("server_groups.id", ondelete="SET NULL"), nullable=True

@@ -67,6 +67,7 @@ async function groupForm(ctx, done) {
     desired: number('sg-desired-new', '1'),
     lb_pools: h('select', { id: 'sg-pool' }, options(pools, 'none')),
     port: h('input', { id: 'sg-port', type: 'number', min: 1, max: 65535, value: '80' }),
+    drain_timeout_s: h('input', { id: 'sg-drain', type: 'number', min: 0, max: 3600, value: '30', inputmode: 'numeric' }),
     project_id: h('select', { id: 'sg-project' }, options(projects)),
   };
   const formError = h('div', { role: 'alert' });
@@ -79,6 +80,7 @@ async function groupForm(ctx, done) {
     field('sg-desired-new', 'Desired', c.desired),
     pools.length ? field('sg-pool', 'Load balancer pool (optional)', c.lb_pools, 'A member joins it once healthy and is drained before it leaves.') : null,
     pools.length ? field('sg-port', 'Member port', c.port) : null,
+    pools.length ? field('sg-drain', 'Drain timeout (s)', c.drain_timeout_s, 'A leaving member keeps its open sessions until they end or this passes (0–3600).') : null,
     projects.length > 1 ? field('sg-project', 'Project', c.project_id) : null,
     submit);
   onSubmit(form, { controls: c, submit, formError }, async () => {
@@ -88,6 +90,7 @@ async function groupForm(ctx, done) {
       networks: c.networks.value ? [{ network: c.networks.value }] : [],
       lb_pools: c.lb_pools.value ? [{ pool_id: c.lb_pools.value, protocol_port: Number(c.port.value) }] : [],
     };
+    if (pools.length) body.drain_timeout_s = Number(c.drain_timeout_s.value);
     if (projects.length > 1) body.project_id = c.project_id.value;
     const g = await post(BASE, body, { idempotent: true });
     toast(`Scaling group ${g.name} created: ${g.desired} member(s) on the way.`);
@@ -173,6 +176,7 @@ function detailList(g, template, cost) {
     ['Cost of the members', cost || '–'],
     ['Termination policy', g.termination_policy],
     ['Cooldown · warm-up', `${g.cooldown_s} s · ${g.warmup_s} s`],
+    ['Drain timeout', `${g.drain_timeout_s} s`],
     ['Load balancer pools', g.lb_pools.length ? g.lb_pools.map((p) => `${p.pool_id}:${p.protocol_port}`).join(', ') : 'none'],
     ['Task', g.task_id ? link(`#/tasks/${g.task_id}`, g.task_id) : '–'],
     ['Created', timeEl(g.created_at)],
