@@ -180,7 +180,7 @@ if [ "$(cat "$NPM_DIR/node_modules/azurite/package.json" 2>/dev/null \
 fi
 
 # --- dashboard vendor files ------------------------------------------------------------------------
-# xterm.js, uPlot and axe-core from the npm registry at the versions web/package-lock.json pins, into
+# xterm.js, noVNC, uPlot and axe-core from the npm registry at the versions web/package-lock.json pins, into
 # web/node_modules (git-ignored, served by the API server under /vendor). Re-run when the lock changes.
 WEB_STAMP="web/node_modules/.novacron-lock.sha256"
 if [ ! -f "$WEB_STAMP" ] || [ "$(cat "$WEB_STAMP")" != "$(sha256sum web/package-lock.json | cut -d' ' -f1)" ]; then

@@ -150,6 +150,9 @@ class Settings:
     #: the image store when it is not ``<state_dir>/images``: replicas of one control plane share
     #: it (shared or network storage), since any replica may receive an upload or run a task
     shared_images_dir: Path | None = None
+    #: the ``file`` storage pool of volumes when it is not ``<state_dir>/volumes``: a filesystem
+    #: every host mounts at the same path (NOVACRON_VOLUMES_DIR)
+    shared_volumes_dir: Path | None = None
     #: a VM moved (migration, HA restart, rebalance) this recently is not moved again by a rebalance
     rebalance_cooldown_s: float = 1800.0
     #: a rebalance moves a VM only to a host whose load is at least this much lower (0.10: 10 points)
@@ -296,6 +299,10 @@ class Settings:
         return self.shared_images_dir or self.state_dir / "images"
 
     @property
+    def volumes_dir(self) -> Path:
+        return self.shared_volumes_dir or self.state_dir / "volumes"
+
+    @property
     def instances_dir(self) -> Path:
         return self.state_dir / "instances"
 
@@ -327,6 +334,7 @@ class Settings:
             metrics_interval_s=float(_env("METRICS_INTERVAL", "1.0")),
             placement_strategy=_strategy(_env("PLACEMENT_STRATEGY", "spread")),
             shared_images_dir=Path(_env("IMAGES_DIR", "")).resolve() if _env("IMAGES_DIR", "") else None,
+            shared_volumes_dir=Path(_env("VOLUMES_DIR", "")).resolve() if _env("VOLUMES_DIR", "") else None,
             rebalance_cooldown_s=float(_env("REBALANCE_COOLDOWN_S", "1800")),
             rebalance_threshold=float(_env("REBALANCE_THRESHOLD", "0.10")),
             host_down_after_s=float(_env("HOST_DOWN_AFTER_S", "15")),

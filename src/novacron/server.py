@@ -36,6 +36,7 @@ def build_context(settings: Settings) -> Context:
     from novacron.agent.control import LocalControlPlane
     from novacron.agent.hoststats import HostSampler
     from novacron.agent.runtime import AgentRuntime
+    from novacron.autoscaling.refresh import HANDLERS as REFRESH_HANDLERS
     from novacron.autoscaling.tasks import HANDLERS as SCALING_HANDLERS
     from novacron.backup.dr import DRDrill
     from novacron.backup.failover import HANDLERS as DR_HANDLERS
@@ -44,6 +45,7 @@ def build_context(settings: Settings) -> Context:
     from novacron.compute.images import ImportImage
     from novacron.compute.migration import ColdMigrateVM, MigrateVM
     from novacron.compute.tasks import HANDLERS
+    from novacron.compute.volume_tasks import HANDLERS as VOLUME_HANDLERS
     from novacron.db.migrate import upgrade
     from novacron.identity.sealing import check_openable, seal_clear_rows
     from novacron.identity.tokens import TokenService
@@ -72,6 +74,7 @@ def build_context(settings: Settings) -> Context:
         ctx,
         [
             *HANDLERS,
+            *VOLUME_HANDLERS,
             ImportImage(),
             MigrateVM(),
             ColdMigrateVM(),
@@ -83,6 +86,7 @@ def build_context(settings: Settings) -> Context:
             *LB_HANDLERS,
             *LB_FAILOVER_HANDLERS,
             *SCALING_HANDLERS,
+            *REFRESH_HANDLERS,
         ],
     )
     if settings.embedded_agent:

@@ -6,7 +6,9 @@ sees its row while beta's group is absent, sets the desired count with a reason 
 back in the activity history, is refused a count above the maximum with the API's detail, protects
 a member from scale-in, adds a lifecycle hook in the form (a refused private URL first, the egress
 guard's reason next to the field) and sees the next member wait on it, then its outcome in the
-history; and reads its cost with the node's currency beside the clouds' shapes. The platform
+history; changes the template (API) and refreshes the group from the page (0/0 refused by field,
+then the unprotected member replaced, its version and the progress shown, the protected one
+skipped), and reads its cost with the node's currency beside the clouds' shapes. The platform
 administrator reads the capacity forecast.
 """
 
@@ -205,6 +207,7 @@ def test_scaling_groups_cost_and_capacity_pages(as_cluster: Cluster, browser: An
             group_cost = api.get("/v1/cost", params={"vm_id": vm_ids}).json()
             shown = page.inner_text("[data-testid=sg-details]")
             assert f"{group_cost['per_month']:.2f} {CURRENCY} per month" in shown
+            assert "Drain timeout" in shown and "30 s" in shown  # a leaving member's sessions' bound
             # scaling against static provisioning: the figures, or the API's reason while the
             # metrics store has too few CPU samples of the members (they ran for seconds)
             roi = "section[aria-label='Scaling against static provisioning']"
@@ -217,6 +220,32 @@ def test_scaling_groups_cost_and_capacity_pages(as_cluster: Cluster, browser: An
             problems += page_problems(b, route, "scaling-group", "desktop", "dark")
             page.emulate_media(color_scheme="light")
             _hook_and_a_member_waiting_on_it(page, api, group["id"], receiver)
+
+            # a template change through the API shows as v2 with the members still v1; a refresh
+            # from the page: 0/0 refused naming the field, then surge 1 replaces the unprotected
+            # members and skips the protected one, the progress and the versions shown
+            r = api.patch(f"{BASE}/{group['id']}", json={"labels": {"release": "2"}})
+            assert r.status_code == 200 and r.json()["template_version"] == 2, r.text
+            page.wait_for_selector("[data-testid=sg-template-version]:text-is('v2')")
+            assert "v1 (older" in page.inner_text(f"tr[data-member={vm_id}]")
+            page.fill("#rf-surge", "0")
+            page.fill("#rf-unavailable", "0")
+            _submit(page, "Instance refresh")
+            page.wait_for_selector("#rf-unavailable[aria-invalid=true]")
+            assert "no member could ever be replaced" in page.inner_text("#rf-unavailable-error")
+            page.fill("#rf-surge", "1")
+            _submit(page, "Instance refresh")
+            page.wait_for_selector(
+                "[data-testid=sg-refresh] [role=progressbar][aria-valuenow='100']", timeout=60_000
+            )
+            refresh = page.inner_text("[data-testid=sg-refresh]")
+            # the two unprotected members replaced (their launch hook timing out), the protected one skipped
+            assert "2 of 2 replaced" in refresh and vm_id in refresh, refresh
+            now = {m["vm_id"]: m["template_version"] for m in api.get(f"{BASE}/{group['id']}/members").json()}
+            assert len(now) == 3 and now[vm_id] == 1, now
+            for fresh in [v for v, version in now.items() if version == 2]:
+                page.wait_for_selector(f"tr[data-member={fresh}] [data-testid=member-version]:text-is('v2')")
+            problems += page_problems(b, route, "scaling-group-refreshed", "desktop", "light")
 
             b.go("/cost")
             cost = api.get("/v1/cost").json()

@@ -158,10 +158,20 @@ def test_no_request_fails_while_members_are_drained_reweighted_and_added(
     assert instance.spec is not None and instance.spec.pool("pool-1").member("m2").weight == 5
     pool = instance.spec.pool("pool-1")
     with_m3 = PoolSpec(pool.id, members=(*pool.members, member(net, "m3")), healthmonitor=MONITOR)
-    for _ in range(10):  # reloads, each handing the listening socket to a new worker
+
+    def m3() -> str:
+        return next(s.status for s in instance.stats() if s.member_id == "m3")
+
+    for i in range(10):  # reloads, each handing the listening socket to a new worker
         instance.apply(LoadBalancerSpec("lb-1", net.vip, instance.spec.listeners, (with_m3,)))
+        if i == 0:  # added to a checked pool, it is sent nothing before a check passed
+            assert m3().startswith("DOWN"), instance.stats()
     weights = {s.member_id: s.weight for s in instance.stats()}
     assert weights == {"m1": 1, "m2": 5, "m3": 1}
+    deadline = time.monotonic() + 10  # its checks pass (rise 2 at 1 s): it serves
+    while m3() != "UP":
+        assert time.monotonic() < deadline, instance.stats()
+        time.sleep(0.2)
     assert "m3" in net.names(PORT, 14)
 
     # a desired state that changes only members' weight, drain or admin state is applied through

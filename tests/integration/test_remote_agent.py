@@ -31,6 +31,7 @@ from tests.conftest import (
     tenant_user,
     wait_task,
 )
+from tests.rfb import RFBClient
 
 
 class Agent:
@@ -155,6 +156,8 @@ def test_agent_joins_runs_vms_survives_restart_and_is_revoked(
         assert log.status_code == 200 and "user-data: hello from node-b" in log.text
         # the interactive console of a VM on another host, relayed through the server
         assert re.search(r"\nremote-\d+", asyncio.run(_console_echo(server, c, vm_id)))
+        # and its graphical console: RFB from QEMU's VNC unix socket on that host, through the agent
+        assert asyncio.run(_vnc_screen(server, c, vm_id)) == (720, 400, "QEMU (remote-1)")
         # the agent fetched the image over HTTPS into its own store
         assert any((agent.state_dir / "images").rglob("file"))
 
@@ -233,6 +236,24 @@ async def _console_echo(server: Server, c: httpx.Client, vm_id: str) -> str:
                 message = await ws.recv()
                 seen += message if isinstance(message, bytes) else message.encode()
     return seen.decode("utf-8", "replace")
+
+
+async def _vnc_screen(server: Server, c: httpx.Client, vm_id: str) -> tuple[int, int, str]:
+    token = c.headers["Authorization"].partition(" ")[2]
+    url = f"ws://127.0.0.1:{server.port}/v1/vms/{vm_id}/vnc"
+    async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+
+        async def recv() -> bytes:
+            message = await ws.recv()
+            return message if isinstance(message, bytes) else message.encode()
+
+        rfb = RFBClient(recv, ws.send)
+        async with asyncio.timeout(30):
+            await rfb.handshake()
+            await rfb.request(incremental=False)
+            update = await rfb.next_update()
+        assert update.rects and any(update.rects[0].pixels)
+        return rfb.width, rfb.height, rfb.name
 
 
 def host_project(c: httpx.Client) -> str:

@@ -5,8 +5,9 @@ another tenant's group); a create is idempotent. The ``scalinggroup.scale`` task
 task handler and a stand-in agent that takes the host operations from the real queue and answers
 as a healthy host does (VMs run, load balancers apply and report their members UP): a group grows
 and its new VMs join the pool; it shrinks by its termination policy, draining the pool first and
-never taking a protected VM; a VM deleted behind its back is replaced by the reconcile; a
-scale-out past the ``vms`` quota ends with the quota's words in the activity.
+never taking a protected VM; a drain waits for the leaving members' sessions (as ``lb_status``
+reports them) to end, or for the group's ``drain_timeout_s``; a VM deleted behind its back is
+replaced by the reconcile; a scale-out past the ``vms`` quota ends with the quota's words in the activity.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sqlalchemy import func, select, update
 from novacron.autoscaling.groups import scale_to
 from novacron.autoscaling.members import choose_victims
 from novacron.autoscaling.reconcile import AutoscalingController
+from novacron.autoscaling.refresh import HANDLERS as REFRESH_HANDLERS
 from novacron.autoscaling.tasks import HANDLERS as SCALING_HANDLERS
 from novacron.compute import hostops, storage
 from novacron.compute.tasks import HANDLERS as VM_HANDLERS
@@ -61,10 +63,20 @@ def _answer(op: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
     return healthy(op)
 
 
-def run_all(world: World, timeout_s: float = 60, until: Callable[[], bool] | None = None) -> None:
-    """Run every task to its end, the hosts' operations answered by a healthy stand-in agent; with
-    ``until``, only until it holds: the runner then stops as a killed server does (its tasks stay
-    running, and the next ``run_all`` resumes them at the step they were in)."""
+Answer = Callable[[dict[str, Any]], tuple[dict[str, Any] | None, str | None]]
+
+
+def run_all(  # noqa: PLR0913  (how long, when to stop, what to watch, how the agent answers)
+    world: World,
+    timeout_s: float = 60,
+    until: Callable[[], bool] | None = None,
+    sample: Callable[[], None] | None = None,
+    answer: Answer = _answer,
+) -> None:
+    """Run every task to its end, the hosts' operations answered by a stand-in agent (a healthy
+    one unless ``answer`` says otherwise; ``sample`` called at each of its rounds, every few tens of
+    milliseconds); with ``until``, only until it holds: the runner then stops as a killed server
+    does (its tasks stay running, and the next ``run_all`` resumes them at the step they were in)."""
 
     async def agent() -> None:
         while True:
@@ -72,12 +84,14 @@ def run_all(world: World, timeout_s: float = 60, until: Callable[[], bool] | Non
                 s.execute(update(Host).values(last_heartbeat=utcnow()))
             for host in HOSTS:
                 for op in await asyncio.to_thread(hostops.claim, world.ctx, host):
-                    result, error = _answer(op)
+                    result, error = answer(op)
                     await asyncio.to_thread(hostops.complete, world.ctx, host, op["id"], result, error)
+            if sample is not None:
+                sample()
             await asyncio.sleep(0.02)
 
     async def main() -> None:
-        runner = TaskRunner(world.ctx, [*VM_HANDLERS, *LB_HANDLERS, *SCALING_HANDLERS])
+        runner = TaskRunner(world.ctx, [*VM_HANDLERS, *LB_HANDLERS, *SCALING_HANDLERS, *REFRESH_HANDLERS])
         runner.exclusive = True  # the tasks a stopped runner left are this one's to resume
         runner.bind_loop(asyncio.get_running_loop())
         loops = [asyncio.create_task(runner.run_forever(0.05)), asyncio.create_task(agent())]
@@ -363,3 +377,214 @@ def test_a_policy_decision_is_held_to_the_bounds_and_recorded(scaling: Scaling) 
     assert latest["numbers"] | numbers == latest["numbers"] and latest["numbers"]["asked"] == 5
     run_all(world)
     assert len(_members(scaling, "policed")) == 2
+
+
+@dataclass
+class Sampled:
+    """What a refresh looked like at each sampled moment: members in service, VMs of the group."""
+
+    in_service: list[int]
+    vms: list[int]
+
+
+def _sampler(sc: Scaling, group_id: str) -> tuple[Sampled, Callable[[], None]]:
+    """Count, as a client would see it, the members serving (in service, VM running, in the pool
+    serving and not draining) and the group's VMs (a VM being deleted still counts)."""
+    seen = Sampled([], [])
+
+    def sample() -> None:
+        with sc.world.db.session() as s:
+            group = s.get(ScalingGroup, group_id)
+            assert group is not None
+            vms = list(s.scalars(select(VM).where(VM.server_group_id == group.server_group_id)))
+            members = {m.vm_id: m for m in s.scalars(select(ScalingGroupMember).where(
+                ScalingGroupMember.group_id == group_id))}  # fmt: skip
+            serving = 0
+            for vm in vms:
+                member = members.get(vm.id)
+                pooled = s.scalar(
+                    select(LbMember).where(LbMember.vm_id == vm.id, LbMember.pool_id == sc.pool_id)
+                )
+                if (member is not None and member.state == "in_service" and vm.state == "running"
+                        and pooled is not None and not pooled.drain
+                        and pooled.operating_status in ("ONLINE", "NO_MONITOR")):  # fmt: skip
+                    serving += 1
+            seen.in_service.append(serving)
+            seen.vms.append(len(vms))
+
+    return seen, sample
+
+
+def _refresh_and_watch(sc: Scaling, name: str, **body: Any) -> tuple[dict[str, Any], Sampled]:
+    c, alpha = sc.world.client, sc.world.alpha
+    r = c.post(BASE, json=_body(sc, name, desired=3), headers=alpha.headers)
+    assert r.status_code == 201, r.text
+    run_all(sc.world)
+    group = r.json()
+    before = {m["vm_id"] for m in _members(sc, name)}
+    assert len(before) == 3, [(a["outcome"], a["detail"], a["numbers"]) for a in _activities(sc, name)]
+    assert all(m["template_version"] == 1 for m in _members(sc, name))
+    r = c.post(f"{BASE}/{name}/refresh", json={"labels": {"tier": "web"}, **body}, headers=alpha.headers)
+    assert r.status_code == 202 and r.json()["action"] == "refresh", r.text
+    seen, sample = _sampler(sc, group["id"])
+    run_all(sc.world, sample=sample)
+    after = _members(sc, name)
+    assert len(after) == 3 and not before & {m["vm_id"] for m in after}, (before, after)
+    assert all(m["template_version"] == 2 and m["state"] == "in_service" for m in after), after
+    assert _pool_vms(sc) >= {m["vm_id"] for m in after}
+    shown = c.get(f"{BASE}/{name}", headers=alpha.headers).json()
+    assert shown["template_version"] == 2 and shown["template"]["labels"] == {"tier": "web"}
+    activity = _activities(sc, name)[0]
+    assert activity["action"] == "refresh" and activity["outcome"] == "succeeded", activity
+    assert (activity["numbers"]["replaced"], activity["numbers"]["remaining"]) == (3, 0)
+    with sc.world.db.session() as s:
+        task = s.get(Task, activity["task_id"])
+        assert task is not None and task.state == "succeeded" and task.progress == 100
+        for vm_id in (m["vm_id"] for m in after):
+            vm = s.get(VM, vm_id)
+            assert vm is not None and vm.labels == {"tier": "web"}
+    assert seen.in_service, "the sampler never ran"
+    assert c.delete(f"{BASE}/{name}", headers=alpha.headers).status_code == 202  # the tenant's quota: 10 VMs
+    run_all(sc.world)
+    return activity, seen
+
+
+def test_a_refresh_within_max_unavailable_replaces_every_vm_never_below_two(scaling: Scaling) -> None:
+    activity, seen = _refresh_and_watch(scaling, "roll", max_surge=0, max_unavailable=1)
+    assert min(seen.in_service) == 2 and max(seen.vms) <= 3, (seen, activity["numbers"]["batches"])
+    assert min(b["in_service"] for b in activity["numbers"]["batches"]) == 2
+
+
+def test_a_refresh_with_one_surge_stays_at_three_in_service_and_at_most_four_vms(scaling: Scaling) -> None:
+    activity, seen = _refresh_and_watch(scaling, "surge", max_surge=1, max_unavailable=0)
+    assert min(seen.in_service) == 3 and max(seen.vms) == 4, (seen, activity["numbers"]["batches"])
+    assert max(b["vms"] for b in activity["numbers"]["batches"]) == 4
+
+
+def test_a_refresh_is_refused_by_field_while_busy_and_to_another_tenant(scaling: Scaling) -> None:
+    c, alpha, beta, world = scaling.world.client, scaling.world.alpha, scaling.world.beta, scaling.world
+    body = _body(scaling, "checked", desired=1, lb_pools=[])
+    assert c.post(BASE, json=body, headers=alpha.headers).status_code == 201
+    run_all(world)
+    url = f"{BASE}/checked/refresh"
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"max_surge": 0, "max_unavailable": 0}, "body.max_unavailable"),
+        ({"max_surge": -1}, "body.max_surge"),
+        ({"image": "img-beta"}, "body.image"),
+        ({"flavor": "huge"}, "body.flavor"),
+        ({"image": "big-alpha"}, "body.flavor"),
+        ({"user_data": "é" * 40_000}, "body.user_data"),
+        ({"networks": [{"network": beta.network_id}]}, "body.networks.0.network"),
+        (
+            {"networks": [{"network": "web", "security_groups": ["nope"]}]},
+            "body.networks.0.security_groups.0",
+        ),
+    ]
+    for extra, field in cases:
+        r = c.post(url, json=extra, headers=alpha.headers)
+        assert r.status_code == 422 and field in problem_fields(r), (extra, r.text)
+        p = c.patch(f"{BASE}/checked", json=extra, headers=alpha.headers)
+        if field != "body.max_unavailable" and "max_surge" not in extra:
+            assert p.status_code == 422 and field in problem_fields(p), (extra, p.text)
+    shown = c.get(f"{BASE}/checked", headers=alpha.headers).json()
+    assert shown["template_version"] == 1 and shown["template"]["image_id"] == "img-alpha"
+    # another tenant's group is absent
+    assert c.post(url, json={}, headers=beta.headers).status_code == 404
+    # a PATCH of the template raises the version; members keep theirs until a refresh
+    r = c.patch(f"{BASE}/checked", json={"user_data": "#!/bin/sh\necho v2\n"}, headers=alpha.headers)
+    assert r.status_code == 200 and r.json()["template_version"] == 2, r.text
+    assert [m["template_version"] for m in _members(scaling, "checked")] == [1]
+    key = {**alpha.headers, "Idempotency-Key": "refresh-once"}
+    first = c.post(url, json={"max_surge": 1}, headers=key)
+    assert first.status_code == 202, first.text
+    assert c.post(url, json={"max_surge": 1}, headers=key).json()["id"] == first.json()["id"]
+    busy = c.post(url, json={}, headers=alpha.headers)
+    assert busy.status_code == 409 and "refresh" in busy.json()["detail"], busy.text
+    run_all(world)
+    [member] = _members(scaling, "checked")
+    assert member["template_version"] == 2
+    # a refresh cancelled before its first batch replaces nothing and says so
+    r = c.post(url, json={"labels": {"v": "3"}}, headers=alpha.headers)
+    assert r.status_code == 202 and r.json()["numbers"]["template_version"] == 3, r.text
+    assert c.post(f"/v1/tasks/{r.json()['task_id']}/cancel", headers=alpha.headers).status_code == 202
+    run_all(world)
+    cancelled = _activities(scaling, "checked")[0]
+    assert (cancelled["action"], cancelled["outcome"]) == ("refresh", "cancelled"), cancelled
+    assert [m["vm_id"] for m in _members(scaling, "checked")] == [member["vm_id"]]
+    # deleted while a refresh runs: the delete is handed to it, and the group goes at its end
+    assert c.post(url, json={"labels": {"v": "4"}}, headers=alpha.headers).status_code == 202
+    deleted = c.delete(f"{BASE}/checked", headers=alpha.headers)
+    assert deleted.status_code == 202, deleted.text
+    assert "handed to the scalinggroup.refresh task" in deleted.json()["detail"]
+    run_all(world)
+    assert c.get(f"{BASE}/checked", headers=alpha.headers).status_code == 404
+    with world.db.session() as s:
+        assert s.get(VM, member["vm_id"]) is None
+
+
+def test_a_scale_asked_during_a_refresh_is_planned_into_its_batches(scaling: Scaling) -> None:
+    c, alpha, world = scaling.world.client, scaling.world.alpha, scaling.world
+    r = c.post(BASE, json=_body(scaling, "grown", desired=2, lb_pools=[]), headers=alpha.headers)
+    assert r.status_code == 201, r.text
+    run_all(world)
+    before = {m["vm_id"] for m in _members(scaling, "grown")}
+    refresh = c.post(
+        f"{BASE}/grown/refresh", json={"labels": {"v": "2"}, "max_surge": 1}, headers=alpha.headers
+    )
+    assert refresh.status_code == 202, refresh.text
+    scaled = c.patch(f"{BASE}/grown", json={"desired": 3, "reason": "policy"}, headers=alpha.headers)
+    assert scaled.status_code == 200, scaled.text
+    assert "handed to the scalinggroup.refresh task" in (_activities(scaling, "grown")[0]["detail"] or "")
+    seen, sample = _sampler(scaling, r.json()["id"])
+    run_all(world, sample=sample)
+    after = _members(scaling, "grown")
+    assert len(after) == 3 and not before & {m["vm_id"] for m in after}, after
+    assert all(m["template_version"] == 2 for m in after)
+    done = next(a for a in _activities(scaling, "grown") if a["action"] == "refresh")
+    assert done["outcome"] == "succeeded" and done["numbers"]["desired"] == 3, done
+    assert max(seen.vms) <= 4, seen  # the desired of the moment (3) + the surge
+    assert c.delete(f"{BASE}/grown", headers=alpha.headers).status_code == 202
+    run_all(world)
+
+
+def _with_sessions(world: World, reads_busy: int | None) -> Answer:
+    """A healthy host whose HAProxy reports one session on each drained member for the first
+    ``reads_busy`` ``lb_status`` reads (None: for ever)."""
+    reads = [0]
+
+    def answer(op: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+        if op["op"] != "lb_status":
+            return _answer(op)
+        reads[0] += 1
+        with world.db.session() as s:
+            drained = s.scalars(select(LbMember).where(LbMember.drain.is_(True)))
+            keys = [f"{m.pool_id}/{m.id}" for m in drained]
+        busy = reads_busy is None or reads[0] <= reads_busy
+        return {"members": {}, "sessions": {k: 1 if busy else 0 for k in keys}, "vrrp_state": None}, None
+
+    return answer
+
+
+def test_a_scale_in_waits_for_the_leaving_members_sessions_up_to_the_drain_timeout(scaling: Scaling) -> None:
+    c, alpha, world = scaling.world.client, scaling.world.alpha, scaling.world
+    r = c.post(BASE, json=_body(scaling, "sticky", drain_timeout_s=3601), headers=alpha.headers)
+    assert r.status_code == 422 and "body.drain_timeout_s" in problem_fields(r), r.text
+    r = c.post(BASE, json=_body(scaling, "sticky", drain_timeout_s=3), headers=alpha.headers)
+    assert r.status_code == 201 and r.json()["drain_timeout_s"] == 3, r.text
+    run_all(world)
+    # the sessions end after two reads: the drain stops then, before the timeout
+    assert c.patch(f"{BASE}/sticky", json={"desired": 1}, headers=alpha.headers).status_code == 200
+    run_all(world, answer=_with_sessions(world, 2))
+    drain = _activities(scaling, "sticky")[0]["numbers"]["drain"]
+    assert drain["stopped"] == "no active sessions" and 1 <= drain["waited_s"] < 3, drain
+    assert drain["sessions_left"] == 0
+    # they never end: the member leaves its pool when the group's timeout passes, as it says
+    assert c.patch(f"{BASE}/sticky", json={"desired": 0}, headers=alpha.headers).status_code == 200
+    run_all(world, answer=_with_sessions(world, None))
+    latest = _activities(scaling, "sticky")[0]
+    drain = latest["numbers"]["drain"]
+    assert drain["stopped"] == "drain timeout of 3 s: sessions still open: 1" and drain["waited_s"] >= 3, (
+        drain
+    )
+    assert latest["outcome"] == "succeeded" and _members(scaling, "sticky") == []
+    assert not _pool_vms(scaling) & set(latest["numbers"]["removing"])

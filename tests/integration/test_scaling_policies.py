@@ -148,6 +148,13 @@ def test_policies_are_validated_by_field_idempotent_and_the_tenants_own(world: W
         base, json={"name": "x", "kind": "scheduled", "params": {"actions": [{"at": "25:00", "desired": 1}]}}
     )
     assert r.status_code == 422 and problem_fields(r) == ["body.params.actions.0.at"]
+    for action, field in (
+        ({"at": "08:00"}, "body.params.actions.0.desired"),
+        ({"at": "08:00", "min_size": 5, "max_size": 2}, "body.params.actions.0.min_size"),
+        ({"at": "08:00", "min_size": 2, "desired": 1}, "body.params.actions.0.desired"),
+    ):
+        r = alpha.post(base, json={"name": "x", "kind": "scheduled", "params": {"actions": [action]}})
+        assert r.status_code == 422 and problem_fields(r) == [field], r.text
     body = {
         "name": "cpu-2",
         "kind": "target_tracking",
@@ -225,7 +232,7 @@ def test_a_budget_stops_scale_out_with_the_reason(world: World) -> None:
     assert refused["numbers"]["asked"] == 4 and refused["numbers"]["budget"] == 1.0
 
 
-def test_a_scheduled_action_sets_desired_at_its_time(world: World) -> None:
+def test_a_scheduled_action_sets_desired_and_limits_at_its_time(world: World) -> None:
     alpha = world.tenants["alpha"]
     at = (datetime.now(UTC) - timedelta(minutes=2)).strftime("%H:%M")
     _policy(
@@ -241,6 +248,21 @@ def test_a_scheduled_action_sets_desired_at_its_time(world: World) -> None:
     alpha.patch("/v1/scaling-groups/night", json={"desired": 2})
     evaluate_all(world.ctx, evaluator)  # an action fires once: the person's 2 stands
     assert _desired(alpha, "night") == 2
+    # an action may set the group's limits too: the size is held to them, the change recorded
+    _policy(
+        alpha,
+        "night",
+        {
+            "name": "floor",
+            "kind": "scheduled",
+            "params": {"actions": [{"at": at, "min_size": 3, "max_size": 4}]},
+        },
+    )
+    evaluate_all(world.ctx, evaluator)
+    group = alpha.get("/v1/scaling-groups/night").json()
+    assert (group["min_size"], group["max_size"], group["desired"]) == (3, 4, 3)
+    limits = next(a for a in _activities(alpha, "night") if a["action"] == "limits")
+    assert limits["policy"] == "floor" and limits["numbers"]["was_min_size"] == 1, limits
 
 
 def test_the_cli_creates_lists_and_deletes_policies(

@@ -21,6 +21,13 @@ def test_shell_vendor_files_and_csp(server: Server) -> None:
     # only the whitelisted files: nothing else of node_modules, no path tricks
     for name in ("axe.min.js", "..%2F..%2Fpackage.json", "package.json"):
         assert httpx.get(f"{server.url}/vendor/{name}").status_code == 404
+    # noVNC's ES modules, by relative path under /vendor/novnc/: its core and vendor trees, .js only
+    rfb = httpx.get(f"{server.url}/vendor/novnc/core/rfb.js")
+    assert rfb.status_code == 200 and rfb.headers["content-type"].startswith("text/javascript")
+    assert "export default class RFB" in rfb.text
+    assert httpx.get(f"{server.url}/vendor/novnc/vendor/pako/lib/zlib/inflate.js").status_code == 200
+    for rel in ("package.json", "core/..%2F..%2F..%2Faxe-core%2Faxe.min.js", "LICENSE.txt", "docs/API.md"):
+        assert httpx.get(f"{server.url}/vendor/novnc/{rel}").status_code == 404
 
 
 def test_roles_and_newest_events(server: Server) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from novacron.lbaas.haproxy_config import name
 from novacron.lbaas.model import HealthMonitorSpec, ListenerSpec, LoadBalancerSpec, MemberSpec, PoolSpec
-from novacron.lbaas.runtime_changes import member_changes
+from novacron.lbaas.runtime_changes import joining, member_changes
 
 BASE = LoadBalancerSpec(
     id="lb-1",
@@ -47,3 +48,13 @@ def test_anything_else_needs_a_reload() -> None:
         BASE, listeners=(dataclasses.replace(BASE.listeners[0], timeout_client_data=1000),)
     )
     assert member_changes(BASE, slower) is None
+
+
+def test_members_joining_a_checked_pool_are_held_down_until_checked() -> None:
+    m1, m2 = BASE.pools[0].members
+    m3, m4 = MemberSpec("m3", "10.0.0.9", 80), MemberSpec("m4", "10.0.0.10", 80, admin_state_up=False)
+    grown = with_members(BASE, m1, m2, m3, m4)
+    assert joining(BASE, grown) == [f"{name('p1')}/{name('m3')}"]  # m4 is in maintenance anyway
+    assert joining(grown, grown) == [] and joining(None, grown) == []  # a first start: all at once
+    unchecked = dataclasses.replace(grown, pools=(dataclasses.replace(grown.pools[0], healthmonitor=None),))
+    assert joining(BASE, unchecked) == []  # no check would ever bring it up

@@ -50,3 +50,22 @@ def test_the_dhcp_server_takes_the_highest_address_no_port_or_gateway_has() -> N
     assert dhcp.server_ip(SubnetSpec("s6", "fd00:1::/64", None)) == "fd00:1::ffff:ffff:ffff:fffe"
     with pytest.raises(links.NetError, match="no address left"):
         dhcp.server_ip(SubnetSpec("s", "10.0.0.0/30", "10.0.0.2"), frozenset({"10.0.0.1"}))
+
+
+def test_leases_of_ports_gone_are_dropped_so_their_address_can_be_handed_out_again(tmp_path: Path) -> None:
+    """A deleted VM's lease on 10.0.0.11 would keep dnsmasq from giving that address to the port
+    that has it now; the live port's lease, other addresses' and the IPv6 lines stay."""
+    leases = tmp_path / "leases"
+    leases.write_text(
+        "1796650000 52:54:00:00:00:0a 10.0.0.10 web-1 01:52:54:00:00:00:0a\n"
+        "1796650000 52:54:00:00:00:0b 10.0.0.11 web-2 *\n"
+        "duid 00:01:00:01:2c:aa:bb:cc:52:54:00:00:00:01\n"
+        "1796650000 1234 fd00:1::10 web-1 00:03:00:01:52:54:00:00:00:0a\n"
+    )
+    dhcp.prune_leases(leases, (PORT,))
+    assert leases.read_text().splitlines() == [
+        "1796650000 52:54:00:00:00:0a 10.0.0.10 web-1 01:52:54:00:00:00:0a",
+        "duid 00:01:00:01:2c:aa:bb:cc:52:54:00:00:00:01",
+        "1796650000 1234 fd00:1::10 web-1 00:03:00:01:52:54:00:00:00:0a",
+    ]
+    dhcp.prune_leases(tmp_path / "none", (PORT,))  # no lease file yet: nothing to do

@@ -40,10 +40,15 @@ def test_argv_has_the_essentials(tmp_path: Path) -> None:
     assert f"ifname={d.tap_name(s.id)}" in line and "mac=52:54:00:aa:bb:cc" in line
     assert "-kernel /k/vmlinux -initrd /k/initrd -append console=ttyS0" in line
     assert "web-1" in line  # the name is sanitised for -name
-    # the balloon (guest memory statistics) is the last device: the others keep their PCI slots
+    # the balloon (guest memory statistics), then the VGA come last: the others keep their PCI slots
     devices = [argv[n + 1] for n, arg in enumerate(argv) if arg == "-device"]
-    assert devices[-1] == "virtio-balloon-pci,id=balloon0" and devices[-2].startswith("virtio-net-pci")
-    for p in (d.pidfile(s.id), d.qmp_socket(s.id), d.console_socket(s.id)):
+    assert devices[-1] == "VGA,id=vga0" and devices[-2] == "virtio-balloon-pci,id=balloon0"
+    assert devices[-3].startswith("virtio-net-pci")
+    # the screen's VNC server: a unix socket in the private run dir, never a TCP port
+    assert argv[argv.index("-vnc") + 1] == f"unix:{d.vnc_socket(s.id)}"
+    assert d.vnc_socket(s.id).parent == d.run_dir
+    assert argv.count("-vnc") == 1 and "-display none" in line
+    for p in (d.pidfile(s.id), d.qmp_socket(s.id), d.console_socket(s.id), d.vnc_socket(s.id)):
         assert len(str(p)) < 107
 
 

@@ -124,7 +124,36 @@ async def _console_attach(
     session = r.secrets.get("session") or r.session
     if not session:
         raise p.BadRequest("the payload of operation 'console_attach' names no session")
-    await agent.console_attach(instance_id, session, r.relay_url)
+    if r.kind not in ("serial", "vnc"):
+        raise p.BadRequest(f"unknown console kind {r.kind!r} (serial or vnc)")
+    await agent.console_attach(instance_id, session, r.relay_url, r.kind)
+    return None
+
+
+# ---- volumes (the driver refuses when it cannot hot-plug) ----------------------------------------
+
+
+@handles(p.VolumeAttach)
+async def _volume_attach(
+    agent: AgentRuntime, instance_id: str, r: p.VolumeAttach, _: Progress | None
+) -> Result:
+    await agent.driver.attach_volume(instance_id, r.volume)
+    return None
+
+
+@handles(p.VolumeDetach)
+async def _volume_detach(
+    agent: AgentRuntime, instance_id: str, r: p.VolumeDetach, _: Progress | None
+) -> Result:
+    await agent.driver.detach_volume(instance_id, r.volume_id, r.timeout_s)
+    return None
+
+
+@handles(p.VolumeExtend)
+async def _volume_extend(
+    agent: AgentRuntime, instance_id: str, r: p.VolumeExtend, _: Progress | None
+) -> Result:
+    await agent.driver.extend_volume(instance_id, r.volume_id, r.size_bytes)
     return None
 
 

@@ -227,10 +227,13 @@ class HostLoadBalancers:
 
     @staticmethod
     def _status(placed: PlacedLb) -> dict[str, Any]:
-        health = placed.haproxy.member_health() if placed.haproxy.spec is not None else {}
-        members = {f"{pool}/{member}": member_state(state) for (pool, member), state in health.items()}
+        """Each member's state and its current sessions (HAProxy's ``scur``: a draining member
+        is idle when it reaches 0), keyed ``pool/member``; the VRRP state."""
+        stats = placed.haproxy.stats() if placed.haproxy.spec is not None else []
+        members = {f"{s.pool_id}/{s.member_id}": member_state(s.status) for s in stats}
+        sessions = {f"{s.pool_id}/{s.member_id}": s.current_sessions for s in stats}
         vrrp_state = (placed.vrrp.vrrp_state() or None) if placed.vrrp is not None else None
-        return {"members": members, "vrrp_state": vrrp_state}
+        return {"members": members, "sessions": sessions, "vrrp_state": vrrp_state}
 
     def health(self) -> dict[str, dict[str, str]]:
         """Every load balancer's member states, for the agent's report (empty: HAProxy does not

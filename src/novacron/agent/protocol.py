@@ -18,7 +18,7 @@ from typing import Any, ClassVar, TypeVar
 from novacron.lbaas.model import LoadBalancerSpec
 from novacron.monitoring.slo.checks import Check
 from novacron.network.wire import HostState, from_dict, to_dict
-from novacron.virt.base import DiskSource, Nic
+from novacron.virt.base import DiskSource, Nic, VolumeAttachment
 from novacron.virt.migration import MigrationSettings, MigrationTarget
 
 
@@ -99,6 +99,7 @@ class VmSpec:
     secure_boot: bool = False
     #: a virtual TPM 2.0 (swtpm)
     tpm: bool = False
+    volumes: tuple[VolumeAttachment, ...] = ()
 
 
 def vm_spec(payload: dict[str, Any]) -> VmSpec:
@@ -198,12 +199,43 @@ class ConsoleRead(Request):
 @operation("console_attach")
 @dataclass(frozen=True)
 class ConsoleAttach(Request):
-    """Join the serial console to a user's console session (``secrets["session"]``) on a relay."""
+    """Join a console to a user's console session (``secrets["session"]``) on a relay: the serial
+    port (``kind`` "serial") or the screen's VNC socket ("vnc")."""
 
     secrets: dict[str, str] = field(default_factory=dict)
     relay_url: str | None = None
+    kind: str = "serial"
     #: where servers before sealed secrets put the session
     session: str = ""
+
+
+# ---- volumes ----------------------------------------------------------------------------------
+
+
+@operation("volume_attach")
+@dataclass(frozen=True)
+class VolumeAttach(Request):
+    """Hot-plug a volume into the running instance."""
+
+    volume: VolumeAttachment
+
+
+@operation("volume_detach")
+@dataclass(frozen=True)
+class VolumeDetach(Request):
+    """Hot-unplug a volume from the running instance (the guest must let it go)."""
+
+    volume_id: str
+    timeout_s: float = 60.0
+
+
+@operation("volume_extend")
+@dataclass(frozen=True)
+class VolumeExtend(Request):
+    """Grow an attached volume of the running instance to ``size_bytes``."""
+
+    volume_id: str
+    size_bytes: int
 
 
 # ---- migration --------------------------------------------------------------------------------

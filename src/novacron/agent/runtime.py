@@ -317,14 +317,17 @@ class AgentRuntime:
 
         return report
 
-    async def console_attach(self, instance_id: str, session: str, relay_url: str | None) -> None:
-        """Join the guest's serial socket to a user's console session held by a server replica.
+    async def console_attach(
+        self, instance_id: str, session: str, relay_url: str | None, kind: str = "serial"
+    ) -> None:
+        """Join the guest's serial (or VNC) socket to a user's console session held by a server replica.
 
         The agent dials out (as for every other call), so a host behind NAT or a firewall that
         only lets it reach the server still serves its consoles. Returns once both ends are open;
         the bytes flow in the background until either side closes.
         """
-        reader, writer = await asyncio.open_unix_connection(str(self.driver.console_socket(instance_id)))
+        socket_of = self.driver.vnc_socket if kind == "vnc" else self.driver.console_socket
+        reader, writer = await asyncio.open_unix_connection(str(socket_of(instance_id)))
         try:
             channel = await self.control.console_channel(session, relay_url)
         except BaseException:
@@ -332,7 +335,7 @@ class AgentRuntime:
             raise
 
         async def guest_to_server() -> None:
-            while data := await reader.read(4096):
+            while data := await reader.read(65536):
                 await channel.send(data)
 
         async def server_to_guest() -> None:

@@ -77,6 +77,7 @@ def _include_optional(app: FastAPI) -> None:
         tokens,
         usage,
         users,
+        volumes,
     )
 
     for module in (
@@ -89,6 +90,7 @@ def _include_optional(app: FastAPI) -> None:
         encryption,
         aggregates,
         server_groups,
+        volumes,
         backups,
         backup_policies,
         dr,

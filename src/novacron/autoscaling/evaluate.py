@@ -49,7 +49,10 @@ log = logging.getLogger(__name__)
 #: the window the latest value of a non-predictive metric is read over
 RECENT_S = 600
 RECENT_STEP_S = 60
-MIN_RATE_WINDOW_S = 120
+#: a rate needs two samples of its counter in its window: the load balancers' counters come with
+#: an agent report every 10 s (``agent/runtime.py`` LB_METRICS_INTERVAL_S); CPU keeps the two
+#: minutes rightsizing reads it over
+MIN_RATE_WINDOW_S = {"cpu": 120, "requests_per_member": 20}
 REFIT_S = 3600.0
 #: how long one run of the ``forecasts`` job fits (about 0.5 s a forecaster on this machine)
 REFIT_BUDGET_S = 5.0
@@ -102,7 +105,7 @@ class StoreMetrics:
     ) -> Reading | None:
         """The group's metric from the store, scoped to its tenant."""
         start, end, step = span
-        window = max(int(step), MIN_RATE_WINDOW_S)
+        window = max(int(step), MIN_RATE_WINDOW_S.get(metric, 120))
         if metric == "cpu":
             ids = _alternatives(ready)
             vcpus = self._flavor_vcpus(session, group.template["flavor_id"])
@@ -226,6 +229,28 @@ def group_state(session: Session, group: ScalingGroup) -> GroupState:
     return GroupState(group, ready, _epoch(last) if last is not None else None)
 
 
+def _set_limits(  # noqa: PLR0913  (the group, who set the limits, which, why and when)
+    session: Session,
+    group: ScalingGroup,
+    policy: ScalingPolicy,
+    limits: tuple[int, int],
+    why: str,
+    now: float,
+) -> None:
+    """A scheduled action's new min/max: set on the group and recorded in its history."""
+    was = {"was_min_size": group.min_size, "was_max_size": group.max_size}
+    group.min_size, group.max_size = limits
+    when = datetime.fromtimestamp(now, UTC)
+    session.add(
+        ScalingActivity(
+            id=new_id("sact"), group_id=group.id, tenant_id=group.tenant_id, action="limits",
+            reason=f"policy {policy.name} (scheduled): {why}, min {limits[0]} max {limits[1]}",
+            policy=policy.name, numbers={"min_size": limits[0], "max_size": limits[1], **was},
+            started_at=when, finished_at=when, outcome="succeeded",
+        )
+    )  # fmt: skip
+
+
 class Evaluator:
     """Runs the policies of every group; ``evaluate_group`` is one group's decision."""
 
@@ -248,11 +273,12 @@ class Evaluator:
         p = policy.params
         cooldown = float(policy.cooldown_s if policy.cooldown_s is not None else state.group.cooldown_s)
         if policy.kind == "scheduled":
-            return self._scheduled(state, policy, now)
+            return self._scheduled(session, state, policy, now)
         if policy.kind == "predictive":
             span = (now - p["history_s"], now, p["step_s"])
-        else:
-            span = (now - RECENT_S, now, RECENT_STEP_S)
+        else:  # the rate over the policy's window, read at that step (only the last point counts)
+            window = float(p.get("window_s", RECENT_STEP_S))
+            span = (now - max(RECENT_S, 10 * window), now, window)
         reading = self._reading(session, state, p["metric"], span)
         if reading is None:
             return None
@@ -271,16 +297,26 @@ class Evaluator:
         )
         return Vote(policy, policies.predictive(obs, p["target"], predicted, confidence, cooldown))
 
-    def _scheduled(self, state: GroupState, policy: ScalingPolicy, now: float) -> Vote | None:
+    def _scheduled(
+        self, session: Session, state: GroupState, policy: ScalingPolicy, now: float
+    ) -> Vote | None:
+        group = state.group
         actions = [
-            policies.ScheduledAction(a["at"], 0, state.group.max_size, a["desired"], frozenset(a["days"]))
+            policies.ScheduledAction(
+                a["at"], a.get("min_size", group.min_size), a.get("max_size", group.max_size),
+                a.get("desired"), frozenset(a["days"]),
+            )
             for a in policy.params["actions"]
-        ]
+        ]  # fmt: skip
         decision = policies.scheduled(state.observation(now, 0.0), actions)
         since = decision.numbers.get("since")
         if since is None or since <= float(policy.state.get("applied_since", -math.inf)):
             return None  # an action votes once, at its time
         policy.state = {**policy.state, "applied_since": since}
+        limits = (int(decision.numbers["min_size"]), int(decision.numbers["max_size"]))
+        if limits != (group.min_size, group.max_size):
+            _set_limits(session, group, policy, limits, decision.reason, now)
+            decision = policies.scheduled(state.observation(now, 0.0), actions)  # held to the new limits
         return Vote(policy, decision)
 
     def evaluate_group(

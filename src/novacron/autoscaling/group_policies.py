@@ -30,6 +30,10 @@ KINDS = ("target_tracking", "step", "scheduled", "predictive")
 METRICS = ("cpu", "requests_per_member")
 MAX_STEPS = 16
 MAX_ACTIONS = 16
+#: a reactive policy's metric window: the default (the store's 60 s step before it was a
+#: parameter) and the shortest (two of the load balancers' 10 s statistics reports)
+DEFAULT_WINDOW_S = 60.0
+MIN_WINDOW_S = 20.0
 _AT = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 Params = dict[str, Any]
 
@@ -99,25 +103,40 @@ def _steps(params: Params) -> builtins.list[Params]:
     return out
 
 
+def _size(action: Params, where: str, key: str) -> int | None:
+    value = action.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_GROUP_SIZE:
+        raise InvalidInput(f"{where}.{key}", f"must be a whole number between 0 and {MAX_GROUP_SIZE}")
+    return value
+
+
+def _action(action: Any, where: str) -> Params:
+    """One scheduled action: its time, weekdays, and any of desired / min_size / max_size."""
+    if not isinstance(action, dict):
+        raise InvalidInput(where, "must be an object {at, desired, min_size, max_size, days}")
+    if not isinstance(action.get("at"), str) or not _AT.match(action["at"]):
+        raise InvalidInput(f"{where}.at", "must be a UTC time HH:MM")
+    sizes = {k: v for k in ("desired", "min_size", "max_size") if (v := _size(action, where, k)) is not None}
+    if not sizes:
+        raise InvalidInput(f"{where}.desired", "give desired, min_size or max_size (or several)")
+    low, high = sizes.get("min_size", 0), sizes.get("max_size", MAX_GROUP_SIZE)
+    if low > high:
+        raise InvalidInput(f"{where}.min_size", f"must be at most max_size ({high})")
+    if not low <= sizes.get("desired", low) <= high:
+        raise InvalidInput(f"{where}.desired", f"must be between min_size ({low}) and max_size ({high})")
+    days = action.get("days", list(range(7)))
+    if not isinstance(days, list) or not days or any(d not in range(7) for d in days):
+        raise InvalidInput(f"{where}.days", "must be weekdays 0 (Monday) to 6")
+    return {"at": action["at"], **sizes, "days": sorted(set(days))}
+
+
 def _actions(params: Params) -> builtins.list[Params]:
     actions = params.get("actions")
     if not isinstance(actions, list) or not 1 <= len(actions) <= MAX_ACTIONS:
         raise InvalidInput("params.actions", f"must be a list of 1 to {MAX_ACTIONS} actions")
-    out = []
-    for i, action in enumerate(actions):
-        where = f"params.actions.{i}"
-        if not isinstance(action, dict):
-            raise InvalidInput(where, "must be an object {at, desired, days}")
-        if not isinstance(action.get("at"), str) or not _AT.match(action["at"]):
-            raise InvalidInput(f"{where}.at", "must be a UTC time HH:MM")
-        desired = action.get("desired")
-        if isinstance(desired, bool) or not isinstance(desired, int) or not 0 <= desired <= MAX_GROUP_SIZE:
-            raise InvalidInput(f"{where}.desired", f"must be a whole number between 0 and {MAX_GROUP_SIZE}")
-        days = action.get("days", list(range(7)))
-        if not isinstance(days, list) or not days or any(d not in range(7) for d in days):
-            raise InvalidInput(f"{where}.days", "must be weekdays 0 (Monday) to 6")
-        out.append({"at": action["at"], "desired": desired, "days": sorted(set(days))})
-    return out
+    return [_action(action, f"params.actions.{i}") for i, action in enumerate(actions)]
 
 
 def _with_cost_cap(params: Params, out: Params) -> Params:
@@ -126,13 +145,19 @@ def _with_cost_cap(params: Params, out: Params) -> Params:
     return out
 
 
+def _window(params: Params) -> float:
+    """``window_s``: a reactive policy's metric is its rate over this last span (see
+    ``evaluate.StoreMetrics``: never shorter than two reports of the metric's counter)."""
+    return _number(params, "window_s", MIN_WINDOW_S, 3600, DEFAULT_WINDOW_S)
+
+
 def _target_tracking(params: Params) -> Params:
     metric = _metric(params)
-    return {"metric": metric, "target": _target(params, metric)}
+    return {"metric": metric, "target": _target(params, metric), "window_s": _window(params)}
 
 
 def _step(params: Params) -> Params:
-    return {"metric": _metric(params), "steps": _steps(params)}
+    return {"metric": _metric(params), "steps": _steps(params), "window_s": _window(params)}
 
 
 def _scheduled(params: Params) -> Params:

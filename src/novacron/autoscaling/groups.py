@@ -14,7 +14,7 @@ and the numbers, and starts the group's ``scalinggroup.scale`` task (``autoscali
 from __future__ import annotations
 
 import builtins
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -84,6 +84,7 @@ class GroupSpec:
     termination_policy: str = "oldest"
     cooldown_s: int = 300
     warmup_s: int = 120
+    drain_timeout_s: int = 30
     project_id: str | None = None
 
 
@@ -97,9 +98,22 @@ class GroupChange:
     termination_policy: str | None = None
     cooldown_s: int | None = None
     warmup_s: int | None = None
+    drain_timeout_s: int | None = None
     reason: str | None = None
     #: refuse a new desired count during the cooldown after the last activity ended
     honor_cooldown: bool = False
+    #: the launch template's fields, resolved as at create; a change raises ``template_version``
+    #: (members keep their VMs until a refresh replaces them)
+    image: str | None = None
+    flavor: str | None = None
+    networks: tuple[NicTemplate, ...] | None = None
+    user_data: str | None = None
+    labels: dict[str, str] | None = None
+
+    def template_fields(self) -> dict[str, Any]:
+        """The template fields this change sets."""
+        names = ("image", "flavor", "networks", "user_data", "labels")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
 
 @dataclass(frozen=True)
@@ -121,7 +135,7 @@ def check_sizes(min_size: int, max_size: int, desired: int) -> None:
 
 
 def scale_in_flight(session: Session, group: ScalingGroup) -> Task | None:
-    """The group's scale task while it has not ended."""
+    """The group's scale (or refresh) task while it has not ended."""
     if group.task_id is None:
         return None
     task = session.get(Task, group.task_id)
@@ -155,7 +169,7 @@ def request_scale(  # noqa: PLR0913  (what an activity records: who asked, why, 
         activity.task_id = running.id
         activity.outcome = "succeeded"
         activity.finished_at = utcnow()
-        activity.detail = f"handed to the scale task in flight ({running.id})"
+        activity.detail = f"handed to the {running.kind} task in flight ({running.id})"
     else:
         task = create_task(
             session,
@@ -260,6 +274,7 @@ class ScalingGroupService(Service):
             termination_policy=spec.termination_policy,
             cooldown_s=spec.cooldown_s,
             warmup_s=spec.warmup_s,
+            drain_timeout_s=spec.drain_timeout_s,
             status="active",
         )
         spread = ServerGroup(
@@ -350,12 +365,16 @@ class ScalingGroupService(Service):
             change.desired if change.desired is not None else min(max(group.desired, min_size), max_size)
         )
         check_sizes(min_size, max_size, desired)
+        if change.template_fields():
+            self._change_template(group, change)
         if change.termination_policy is not None:
             group.termination_policy = change.termination_policy
         if change.cooldown_s is not None:
             group.cooldown_s = change.cooldown_s
         if change.warmup_s is not None:
             group.warmup_s = change.warmup_s
+        if change.drain_timeout_s is not None:
+            group.drain_timeout_s = change.drain_timeout_s
         if max_size != group.max_size and group.server_group_id is not None:
             spread = self.session.get(ServerGroup, group.server_group_id)
             if spread is not None:
@@ -369,6 +388,40 @@ class ScalingGroupService(Service):
             wake_on_commit(self.session, self.ctx)
         self.session.flush()
         return group
+
+    def refresh(
+        self, group: ScalingGroup, change: GroupChange, max_surge: int, max_unavailable: int
+    ) -> ScalingActivity:
+        """Change the template's fields given (if any), then start an instance refresh
+        (``autoscaling/refresh.py``): every member of an older template version is replaced."""
+        from novacron.autoscaling.refresh import start_refresh  # it imports this module
+
+        self._check_active(group)
+        if change.template_fields():
+            self._change_template(group, change)
+        who = self.principal.username
+        return start_refresh(self.session, self.ctx, group, who, max_surge, max_unavailable)
+
+    def _change_template(self, group: ScalingGroup, change: GroupChange) -> None:
+        """A new template (every field resolved again, as at create) under the next version."""
+        project = self.session.get(Project, group.project_id)
+        assert project is not None
+        old = group.template
+        current = GroupSpec(
+            name=group.name, image=old["image_id"], flavor=old["flavor_id"],
+            min_size=group.min_size, max_size=group.max_size, desired=group.desired,
+            networks=tuple(
+                NicTemplate(n["network_id"], None if (sgs := n["security_groups"]) is None else tuple(sgs))
+                for n in old.get("networks", [])
+            ),
+            user_data=old.get("user_data", ""), labels=dict(old.get("labels", {})),
+        )  # fmt: skip
+        template = self._template(project, replace(current, **change.template_fields()))
+        if group.lb_pools and not template["networks"]:
+            raise InvalidInput("networks", "the group's pool members need an address: keep a network")
+        if template != old:
+            group.template, group.template_version = template, group.template_version + 1
+            self._publish("scaling_group.template_changed", group)
 
     def _check_cooldown(self, group: ScalingGroup) -> None:
         last = self.session.scalar(

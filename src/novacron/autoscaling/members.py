@@ -1,9 +1,10 @@
 """A scaling group's members: who acts for the group, its load-balancer pools, health, victims.
 
 A running member joins each of the group's pools as a member named by its VM; members leaving are
-first drained (``drain``: HAProxy sends them no new connections) and then taken out of the pools,
-each step one ``loadbalancer.apply`` per load balancer for all of them, before their VMs are deleted. A
-change is only made while the load balancer is not ``PENDING_*``: callers try again until it is.
+first drained (``drain``: HAProxy sends them no new connections), then, once their sessions ended
+or the group's ``drain_timeout_s`` passed (the scale task waits, ``tasks.py``), taken out of the
+pools, each step one ``loadbalancer.apply`` per load balancer for all of them, before their VMs are
+deleted. A change is only made while the load balancer is not ``PENDING_*``: callers try again.
 
 A member is unhealthy when its VM is gone or in ERROR, or when a pool has reported it down for
 longer than the group's warm-up (counted from its launch too): the scale task replaces it.
@@ -76,29 +77,62 @@ def join_pools(session: Session, ctx: Context, group: ScalingGroup, vm_id: str) 
     return done
 
 
-def leave_pools(session: Session, ctx: Context, group: ScalingGroup, vm_ids: Collection[str]) -> bool:
-    """One step of taking the VMs out of the group's pools, one change per load balancer for all
-    of them: drain them, then (the next call) remove them. True when they are in none any more."""
+def _by_lb(session: Session, group: ScalingGroup, vm_ids: Collection[str]) -> dict[str, list[LbMember]]:
+    """The VMs' members in the group's pools, per load balancer."""
     pool_ids = [p["pool_id"] for p in group.lb_pools]
     if not pool_ids or not vm_ids:
-        return True
+        return {}
     stmt = select(LbMember).where(LbMember.vm_id.in_(list(vm_ids)), LbMember.pool_id.in_(pool_ids))
     by_lb: dict[str, list[LbMember]] = {}
     for member in session.scalars(stmt):
         by_lb.setdefault(member.loadbalancer_id, []).append(member)
+    return by_lb
+
+
+def drain_pools(session: Session, ctx: Context, group: ScalingGroup, vm_ids: Collection[str]) -> bool:
+    """Set the VMs' members in the group's pools ``drain`` (HAProxy sends them no new connection
+    and keeps the sessions they have), one change per load balancer for all of them. True once
+    every one is drained on a load balancer that has applied the change (not ``PENDING_*``)."""
+    done = True
+    for lb_id, members in _by_lb(session, group, vm_ids).items():
+        lb = session.get(LoadBalancer, lb_id)
+        if lb is None:
+            continue
+        if lb.provisioning_status in PENDING:
+            done = False
+            continue
+        undrained = [m for m in members if not m.drain]
+        if not undrained:
+            continue
+        for member in undrained:
+            member.drain = True
+        session.flush()
+        changes.submit(session, ctx, lb, "member.updated", scaling_group=group.id)
+        done = False
+    return done
+
+
+def draining(session: Session, group: ScalingGroup, vm_ids: Collection[str]) -> dict[str, set[str]]:
+    """Load balancer id -> the ``pool_id/member_id`` keys (as the agents' ``lb_status`` names
+    them) of the VMs' members in the group's pools."""
+    return {
+        lb_id: {f"{m.pool_id}/{m.id}" for m in members}
+        for lb_id, members in _by_lb(session, group, vm_ids).items()
+    }
+
+
+def remove_from_pools(session: Session, ctx: Context, group: ScalingGroup, vm_ids: Collection[str]) -> bool:
+    """Take the VMs' members out of the group's pools, one change per load balancer for all of
+    them; True when they are in none any more (callers try again while a load balancer is busy)."""
+    by_lb = _by_lb(session, group, vm_ids)
     for lb_id, members in by_lb.items():
         lb = session.get(LoadBalancer, lb_id)
         if lb is None or lb.provisioning_status in PENDING:
             continue
-        undrained = [m for m in members if not m.drain]
-        for member in undrained:
-            member.drain = True
-        for member in [] if undrained else members:
+        for member in members:
             session.delete(member)
         session.flush()
-        changes.submit(
-            session, ctx, lb, "member.updated" if undrained else "member.deleted", scaling_group=group.id
-        )
+        changes.submit(session, ctx, lb, "member.deleted", scaling_group=group.id)
     return not by_lb
 
 

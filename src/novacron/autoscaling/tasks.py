@@ -6,7 +6,10 @@ activity's numbers, both committed):
 - ``plan``: unhealthy members (VM gone or in ERROR, down in a pool past the warm-up) and, on a
   scale-in, victims chosen by the termination policy (never a protected one) are marked
   ``leaving``; the shortfall to launch is written to the activity.
-- ``drain``: every leaving member is drained and then taken out of the group's pools.
+- ``drain``: every leaving member is drained (no new connections), then the step waits until
+  HAProxy reports no session left on it (each leg's ``lb_status``) or the group's
+  ``drain_timeout_s`` passed, whichever first (how long and why in the activity's ``drain``),
+  and then takes it out of the group's pools.
 - ``terminate_hooks``: the group's ``terminating`` lifecycle hooks are called for each drained
   member and their answers awaited (``autoscaling/lifecycle_wait.py``); whatever the result, the
   VM is deleted next (as AWS does), the result is recorded.
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -34,10 +38,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from novacron import events
+from novacron.agent.protocol import LbStatus
 from novacron.autoscaling import members as pool
 from novacron.autoscaling.groups import request_scale
 from novacron.autoscaling.lifecycle import hooks_of
 from novacron.autoscaling.lifecycle_wait import run_hooks
+from novacron.compute import hostops
 from novacron.compute.tasks import BOOT_TIMEOUT_S
 from novacron.compute.vms import VMService, VMSpec, request_delete
 from novacron.db.base import utcnow
@@ -51,6 +57,7 @@ from novacron.db.models import (
     Task,
 )
 from novacron.errors import Conflict, DomainError
+from novacron.lbaas.resolve import amphorae_of
 from novacron.network.service import NicRequest
 from novacron.quota.policy import Decisions
 from novacron.tasks.runner import StepFailed, TaskHandler
@@ -59,29 +66,35 @@ from novacron.tasks.service import wake_on_commit
 if TYPE_CHECKING:
     from novacron.context import Context
 
+log = logging.getLogger(__name__)
 #: how long a step waits for load balancers, VM deletes or boots before it gives up
 WAIT_S = 300.0
 POLL_S = 0.5
+#: how often a drain reads the leaving members' sessions, and how long one read may take
+SESSIONS_POLL_S = 1.0
+STATUS_TIMEOUT_S = 10.0
 
 
-def _group(s: Session, task: Task) -> ScalingGroup:
+def task_group(s: Session, task: Task) -> ScalingGroup:
     group = s.get(ScalingGroup, task.resource_id)
     if group is None:
         raise StepFailed(f"Scaling group {task.resource_id} no longer exists.")
     return group
 
 
-def _activity(s: Session, task: Task) -> ScalingActivity | None:
+def task_activity(s: Session, task: Task) -> ScalingActivity | None:
     return s.get(ScalingActivity, task.params.get("activity_id", ""))
 
 
-def _note(activity: ScalingActivity | None, **numbers: Any) -> None:
+def note(activity: ScalingActivity | None, **numbers: Any) -> None:
     """Add to the activity's numbers (a new dict: the JSON column sees the change)."""
     if activity is not None:
         activity.numbers = {**activity.numbers, **numbers}
 
 
-async def _until(ctx: Context, what: str, done: Callable[[Session], bool], timeout_s: float = WAIT_S) -> None:
+async def wait_until(
+    ctx: Context, what: str, done: Callable[[Session], bool], timeout_s: float = WAIT_S
+) -> None:
     """Run ``done`` in a fresh transaction until it answers True; StepFailed after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -103,7 +116,7 @@ def _leaving(s: Session, group: ScalingGroup) -> list[ScalingGroupMember]:
 
 def plan(s: Session, task: Task) -> None:
     """Mark who leaves (unhealthy first, then by the termination policy) and how many to launch."""
-    group, activity = _group(s, task), _activity(s, task)
+    group, activity = task_group(s, task), task_activity(s, task)
     unhealthy = pool.check_health(s, group, utcnow())
     for member in unhealthy:
         member.state = "leaving"
@@ -116,7 +129,7 @@ def plan(s: Session, task: Task) -> None:
     for member in victims:
         member.state = "leaving"
     to_launch = max(group.desired - (len(live) - len(victims)), 0)
-    _note(
+    note(
         activity,
         desired_at_plan=group.desired,
         members_before=len(live),
@@ -128,17 +141,86 @@ def plan(s: Session, task: Task) -> None:
     )
 
 
-def _drained(ctx: Context, task: Task) -> Callable[[Session], bool]:
+def drained(ctx: Context, task: Task) -> Callable[[Session], bool]:
     def done(s: Session) -> bool:
-        group = _group(s, task)
-        return pool.leave_pools(s, ctx, group, [m.vm_id for m in _leaving(s, group)])
+        group = task_group(s, task)
+        return pool.drain_pools(s, ctx, group, [m.vm_id for m in _leaving(s, group)])
 
     return done
 
 
-def _terminated(ctx: Context, task: Task) -> Callable[[Session], bool]:
+def _removed(ctx: Context, task: Task) -> Callable[[Session], bool]:
     def done(s: Session) -> bool:
-        group = _group(s, task)
+        group = task_group(s, task)
+        return pool.remove_from_pools(s, ctx, group, [m.vm_id for m in _leaving(s, group)])
+
+    return done
+
+
+def _sessions_on(ctx: Context, host_id: str, lb_id: str, keys: set[str]) -> int:
+    """The members' current sessions on one leg of the load balancer (its agent's ``lb_status``,
+    HAProxy's ``scur``; a data plane without sessions to report counts none)."""
+    answer = hostops.call_blocking(ctx, host_id, LbStatus(loadbalancer_id=lb_id), lb_id, STATUS_TIMEOUT_S)
+    sessions = answer.get("sessions") or {}
+    return sum(int(sessions.get(key, 0)) for key in keys)
+
+
+async def _active_sessions(ctx: Context, legs: dict[str, tuple[list[str], set[str]]]) -> int | None:
+    """The leaving members' sessions over every leg of their load balancers; None: a leg did not
+    answer (down, fenced, too slow), so they are not known to be idle."""
+    total = 0
+    for lb_id, (hosts, keys) in legs.items():
+        for host_id in hosts:
+            try:
+                total += await asyncio.to_thread(_sessions_on, ctx, host_id, lb_id, keys)
+            except (DomainError, StepFailed) as exc:
+                log.info("drain: sessions of load balancer %s on host %s unknown: %s", lb_id, host_id, exc)
+                return None
+    return total
+
+
+async def _wait_idle(ctx: Context, task: Task) -> None:
+    """Wait until the drained members have no session left on any leg of their load balancers,
+    or the group's ``drain_timeout_s`` passed, whichever first; the activity's ``drain`` says how
+    long it waited and why it stopped (re-run after a crash, it waits again: the bound holds)."""
+    with ctx.db.session() as s:
+        group = task_group(s, task)
+        timeout = float(group.drain_timeout_s)
+        keys = pool.draining(s, group, [m.vm_id for m in _leaving(s, group)])
+        legs = {
+            lb_id: ([a.host_id for a in amphorae_of(s, lb_id) if a.host_id is not None], members)
+            for lb_id, members in keys.items()
+        }
+    if not legs:
+        return
+    started = time.monotonic()
+    while True:
+        left = await _active_sessions(ctx, legs)
+        waited = time.monotonic() - started
+        if left == 0:
+            stopped = "no active sessions"
+            break
+        if waited >= timeout:
+            known = f"sessions still open: {left}" if left is not None else "sessions could not be read"
+            stopped = f"drain timeout of {timeout:g} s: {known}"
+            break
+        await asyncio.sleep(SESSIONS_POLL_S)
+    with ctx.db.session() as s:
+        drain = {"waited_s": round(waited, 1), "stopped": stopped, "sessions_left": left}
+        note(task_activity(s, task), drain=drain)
+
+
+async def drain(ctx: Context, task: Task) -> None:
+    """Take the leaving members out of the pools: drained, then idle (or the drain timeout), then
+    removed."""
+    await wait_until(ctx, "the load balancers to drain the leaving members", drained(ctx, task))
+    await _wait_idle(ctx, task)
+    await wait_until(ctx, "the load balancers to let the leaving members go", _removed(ctx, task))
+
+
+def terminated(ctx: Context, task: Task) -> Callable[[Session], bool]:
+    def done(s: Session) -> bool:
+        group = task_group(s, task)
         busy = False
         for member in _leaving(s, group):
             vm = s.get(VM, member.vm_id)
@@ -157,7 +239,7 @@ def _terminated(ctx: Context, task: Task) -> Callable[[Session], bool]:
 
 def _launch_one(s: Session, ctx: Context, task: Task) -> bool:
     """Launch one VM of the shortfall (False when none is left to launch)."""
-    group, activity = _group(s, task), _activity(s, task)
+    group, activity = task_group(s, task), task_activity(s, task)
     numbers = activity.numbers if activity is not None else {}
     launched = list(numbers.get("launched", []))
     if len(launched) >= int(numbers.get("to_launch", 0)):
@@ -179,18 +261,22 @@ def _launch_one(s: Session, ctx: Context, task: Task) -> bool:
         ),
     )
     vm, _ = VMService(s, pool.acting_for(group), ctx).create(project, spec, Decisions())
-    s.add(ScalingGroupMember(vm_id=vm.id, group_id=group.id, state="launching"))
-    _note(activity, launched=[*launched, vm.id])
+    s.add(
+        ScalingGroupMember(
+            vm_id=vm.id, group_id=group.id, state="launching", template_version=group.template_version
+        )
+    )
+    note(activity, launched=[*launched, vm.id])
     wake_on_commit(s, ctx)
     return True
 
 
 def _record_refusal(ctx: Context, task: Task, exc: DomainError) -> None:
     with ctx.db.session() as s:
-        activity = _activity(s, task)
+        activity = task_activity(s, task)
         if activity is not None:
             activity.detail = f"scale-out refused: {exc.detail}"
-            _note(activity, refused={"detail": exc.detail, **exc.extra})
+            note(activity, refused={"detail": exc.detail, **exc.extra})
 
 
 def _booted(s: Session, member: ScalingGroupMember) -> bool | None:
@@ -214,7 +300,7 @@ def _launching(s: Session, group: ScalingGroup) -> list[ScalingGroupMember]:
 
 def _all_booted(task: Task) -> Callable[[Session], bool]:
     def done(s: Session) -> bool:
-        return all(_booted(s, m) is not None for m in _launching(s, _group(s, task)))
+        return all(_booted(s, m) is not None for m in _launching(s, task_group(s, task)))
 
     return done
 
@@ -240,10 +326,10 @@ def _discarded(ctx: Context, vm_ids: list[str]) -> Callable[[Session], bool]:
     return done
 
 
-async def _hooks(ctx: Context, task: Task, transition: str) -> dict[str, str]:
+async def call_hooks(ctx: Context, task: Task, transition: str) -> dict[str, str]:
     """Run the group's hooks of ``transition`` for each member concerned, all at once: {vm: result}."""
     with ctx.db.session() as s:
-        group = _group(s, task)
+        group = task_group(s, task)
         if not hooks_of(s, group.id, transition):
             return {}
         if transition == "launching":
@@ -260,25 +346,26 @@ async def _hooks(ctx: Context, task: Task, transition: str) -> dict[str, str]:
     return dict(zip(vm_ids, results, strict=True))
 
 
-async def _launch_hooks(ctx: Context, task: Task) -> None:
-    """Wait for the new VMs to run, call the launch hooks; the abandoned VMs are deleted."""
+async def launch_hooks(ctx: Context, task: Task) -> list[str]:
+    """Wait for the new VMs to run, call the launch hooks; the abandoned VMs are deleted (their ids)."""
     with ctx.db.session() as s:
-        if not hooks_of(s, _group(s, task).id, "launching"):
-            return
-    await _until(ctx, "the new VMs to run", _all_booted(task), 2 * BOOT_TIMEOUT_S)
-    results = await _hooks(ctx, task, "launching")
+        if not hooks_of(s, task_group(s, task).id, "launching"):
+            return []
+    await wait_until(ctx, "the new VMs to run", _all_booted(task), 2 * BOOT_TIMEOUT_S)
+    results = await call_hooks(ctx, task, "launching")
     abandoned = sorted(vm for vm, result in results.items() if result == "abandon")
     if abandoned:
         with ctx.db.session() as s:
-            _note(_activity(s, task), abandoned=abandoned)
-        await _until(ctx, "the abandoned VMs to be deleted", _discarded(ctx, abandoned))
+            note(task_activity(s, task), abandoned=abandoned)
+        await wait_until(ctx, "the abandoned VMs to be deleted", _discarded(ctx, abandoned))
+    return abandoned
 
 
-def _joined(ctx: Context, task: Task) -> Callable[[Session], bool]:
+def joined(ctx: Context, task: Task) -> Callable[[Session], bool]:
     """Each launching member whose VM runs joins the pools; one in error or gone is unhealthy."""
 
     def done(s: Session) -> bool:
-        group = _group(s, task)
+        group = task_group(s, task)
         waiting = False
         # pending_launch too: one a failed task left waiting (launch_hooks resumed it, or its hooks went)
         for member in _launching(s, group):
@@ -292,12 +379,12 @@ def _joined(ctx: Context, task: Task) -> Callable[[Session], bool]:
     return done
 
 
-def _serving(task: Task) -> Callable[[Session], bool]:
+def pools_serving(task: Task) -> Callable[[Session], bool]:
     def done(s: Session) -> bool:
-        group, activity = _group(s, task), _activity(s, task)
+        group, activity = task_group(s, task), task_activity(s, task)
         launched = activity.numbers.get("launched", []) if activity is not None else []
         statuses = {vm_id: pool.pool_statuses(s, group, vm_id) for vm_id in launched}
-        _note(activity, pool_status=statuses)
+        note(activity, pool_status=statuses)
         return all(st in pool.SERVING for sts in statuses.values() for st in sts)
 
     return done
@@ -310,6 +397,10 @@ def _gone(task: Task) -> Callable[[Session], bool]:
         group = s.get(ScalingGroup, task.resource_id)
         if group is None or group.status != "deleting":
             return True
+        activity = task_activity(s, task)
+        planned = activity.numbers.get("desired_at_plan") if activity is not None else None
+        if planned not in (None, 0):
+            return True  # deleted after this task's plan: the next task (see ``_end``) removes its VMs
         if group.server_group_id is not None:
             if s.scalar(select(VM.id).where(VM.server_group_id == group.server_group_id).limit(1)):
                 return False
@@ -326,6 +417,19 @@ def _gone(task: Task) -> Callable[[Session], bool]:
     return done
 
 
+async def launch_shortfall(ctx: Context, task: Task) -> None:
+    """Launch VMs until the activity's ``launched`` reaches its ``to_launch``, one transaction each."""
+    while True:
+        try:
+            with ctx.db.session() as s:
+                if not _launch_one(s, ctx, task):
+                    return
+        except DomainError as exc:  # the quota, a policy or the budget said no
+            _record_refusal(ctx, task, exc)
+            raise StepFailed(f"Scale-out refused: {exc.detail}") from exc
+        await asyncio.sleep(0)
+
+
 class ScaleGroup(TaskHandler):
     """Converge a scaling group to its desired count (see the module's docstring)."""
 
@@ -339,35 +443,26 @@ class ScaleGroup(TaskHandler):
             with ctx.db.session() as s:
                 plan(s, task)
         elif step == "drain":
-            await _until(ctx, "the load balancers to drain the leaving members", _drained(ctx, task))
+            await drain(ctx, task)
         elif step == "terminate_hooks":
-            await _hooks(ctx, task, "terminating")
+            await call_hooks(ctx, task, "terminating")
         elif step == "launch_hooks":
-            await _launch_hooks(ctx, task)
+            await launch_hooks(ctx, task)
         elif step == "terminate":
-            await _until(ctx, "the leaving VMs to be idle", _terminated(ctx, task))
+            await wait_until(ctx, "the leaving VMs to be idle", terminated(ctx, task))
         elif step == "launch":
-            await self._launch(ctx, task)
+            await launch_shortfall(ctx, task)
         elif step == "join":
-            await _until(ctx, "the new VMs to run and join the pools", _joined(ctx, task), 2 * BOOT_TIMEOUT_S)
+            await wait_until(
+                ctx, "the new VMs to run and join the pools", joined(ctx, task), 2 * BOOT_TIMEOUT_S
+            )
             with ctx.db.session() as s:
-                warmup = _group(s, task).warmup_s
+                warmup = task_group(s, task).warmup_s
             # not yet serving after the warm-up: the health check replaces it if it stays down
             with contextlib.suppress(StepFailed):
-                await _until(ctx, "the pools to report the new members up", _serving(task), warmup)
+                await wait_until(ctx, "the pools to report the new members up", pools_serving(task), warmup)
         elif step == "finish":
-            await _until(ctx, "the group's VMs to be deleted", _gone(task))
-
-    async def _launch(self, ctx: Context, task: Task) -> None:
-        while True:
-            try:
-                with ctx.db.session() as s:
-                    if not _launch_one(s, ctx, task):
-                        return
-            except DomainError as exc:  # the quota, a policy or the budget said no
-                _record_refusal(ctx, task, exc)
-                raise StepFailed(f"Scale-out refused: {exc.detail}") from exc
-            await asyncio.sleep(0)
+            await wait_until(ctx, "the group's VMs to be deleted", _gone(task))
 
     async def on_success(self, ctx: Context, task: Task) -> None:
         self._end(ctx, task, "succeeded", None)
@@ -378,12 +473,13 @@ class ScaleGroup(TaskHandler):
     def _end(self, ctx: Context, task: Task, outcome: str, error: str | None) -> None:
         """The activity's outcome; a desired count changed while the task ran starts the next one."""
         with ctx.db.session() as s:
-            activity = _activity(s, task)
+            activity = task_activity(s, task)
             if activity is not None:
                 activity.outcome, activity.finished_at = outcome, utcnow()
                 activity.detail = activity.detail or error
             group = s.get(ScalingGroup, task.resource_id)
-            if group is None or group.status != "active" or outcome != "succeeded" or activity is None:
+            # a group being deleted too: a delete handed to this task after its plan needs the next
+            if group is None or outcome != "succeeded" or activity is None:
                 return
             planned = activity.numbers.get("desired_at_plan")
             if planned is not None and planned != group.desired:

@@ -136,9 +136,11 @@ def _register() -> None:
         scaling,
         slo,
         vm,
+        volume,
     )
 
     app.add_typer(vm.app, name="vm", help="Virtual machines: create, power actions, console, logs, metrics.")
+    app.add_typer(volume.app, name="volume", help="Volumes: create, attach and detach (hot-plug), extend.")
     app.add_typer(image.app, name="image", help="Disk images: import from a file or URL, list, delete.")
     app.add_typer(misc.flavor_app, name="flavor", help="VM sizes.")
     app.add_typer(misc.task_app, name="task", help="Durable tasks: list, show, watch.")

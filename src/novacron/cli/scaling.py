@@ -2,7 +2,7 @@
 (``/v1/scaling-groups``), their members, their activity history, (``policy ...``) their
 scaling policies and (``hook ...``, ``complete-action``) their lifecycle hooks.
 
-A create or a new desired count answers at once; ``--wait`` follows the group's scale task. Groups
+A create, a new desired count or a refresh answers at once; ``--wait`` follows the group's task. Groups
 are named by name or id.
 """
 
@@ -53,18 +53,18 @@ GROUP_FIELDS: list[Column] = [
     (key, key)
     for key in (
         "name", "id", "status", "min_size", "desired", "max_size", "members", "template", "lb_pools",
-        "termination_policy", "cooldown_s", "warmup_s", "server_group_id", "task_id", "project_id",
-        "created_at", "updated_at",
+        "template_version", "termination_policy", "cooldown_s", "warmup_s", "drain_timeout_s",
+        "server_group_id", "task_id", "project_id", "created_at", "updated_at",
     )
 ]  # fmt: skip
+#: six columns, so a member's row fits 80 columns: what it waits on goes with its state, why with its health
 MEMBER_COLUMNS: list[Column] = [
     ("VM", "vm_id"),
-    ("STATE", "state"),
-    ("HEALTH", "health"),
+    ("STATE", lambda m: " ".join(filter(None, (m["state"], _waiting(m.get("waiting_on")))))),
+    ("HEALTH", lambda m: ": ".join(filter(None, (m["health"], m.get("health_reason"))))),
     ("PROTECTED", "protected_from_scale_in"),
+    ("TEMPLATE", lambda m: f"v{m['template_version']}"),
     ("LAUNCHED", lambda m: ago(m.get("launched_at"))),
-    ("WHY", lambda m: m.get("health_reason") or ""),
-    ("WAITING ON", lambda m: _waiting(m.get("waiting_on"))),
 ]
 ACTIVITY_COLUMNS: list[Column] = [
     ("STARTED", lambda a: ago(a.get("started_at"))),
@@ -83,7 +83,7 @@ def _waiting(wait: dict[str, Any] | None) -> str:
     told = (
         "delivered" if wait.get("delivered") else f"not delivered ({wait.get('delivery_error') or 'trying'})"
     )
-    return f"hook {wait['hook']} until {wait.get('deadline')}, {told}"
+    return f"(hook {wait['hook']} until {wait.get('deadline')}, {told})"
 
 
 def _group(client: Client, ref: str) -> dict[str, Any]:
@@ -129,6 +129,9 @@ def create(  # noqa: PLR0913  (one option per field of the launch template and s
     termination_policy: str = typer.Option("oldest", "--termination-policy", help="oldest, newest or spread"),
     label: list[str] = typer.Option([], "--label", help="KEY=VALUE label of every member (repeatable)"),
     user_data: typer.FileText | None = typer.Option(None, "--user-data", help="a cloud-init file"),
+    drain_timeout: int = typer.Option(
+        30, "--drain-timeout", help="seconds a leaving VM's sessions may take to end (0-3600)"
+    ),
     project: str | None = PROJECT,
     wait: bool = WAIT,
     as_json: bool = JSON,
@@ -150,6 +153,7 @@ def create(  # noqa: PLR0913  (one option per field of the launch template and s
         "termination_policy": termination_policy,
         "labels": key_values(label, "--label"),
         "user_data": user_data.read() if user_data is not None else "",
+        "drain_timeout_s": drain_timeout,
     }
     group = create_in_project(client, "/v1/scaling-groups", body, project, idempotent=True)
     _show(client, _settle(client, group, wait), as_json)
@@ -195,6 +199,57 @@ def set_desired(
         body["reason"] = reason
     changed = client.patch(f"/v1/scaling-groups/{found['id']}", body)
     _show(client, _settle(client, changed, wait), as_json)
+
+
+@app.command("refresh")
+def refresh(  # noqa: PLR0913  (the template fields it may change and the two bounds)
+    ctx: typer.Context,
+    group: str = GROUP,
+    image: str | None = typer.Option(None, "--image", help="a new image (name or id)"),
+    flavor: str | None = typer.Option(None, "--flavor", help="a new flavor (name or id)"),
+    network: list[str] = typer.Option([], "--network", help="new NICs: a network each (repeatable)"),
+    security_group: list[str] = typer.Option([], "--security-group", help="for every new NIC (repeatable)"),
+    label: list[str] = typer.Option([], "--label", help="new labels, KEY=VALUE (repeatable; replaces all)"),
+    user_data: typer.FileText | None = typer.Option(None, "--user-data", help="a new cloud-init file"),
+    max_surge: int = typer.Option(1, "--max-surge", help="VMs above desired allowed during the refresh"),
+    max_unavailable: int = typer.Option(
+        0, "--max-unavailable", help="members in service that may be missing below desired"
+    ),
+    wait: bool = typer.Option(False, "--wait", help="follow the refresh to its end"),
+    as_json: bool = JSON,
+) -> None:
+    """Change the launch template (the options given) and replace every member launched from an
+    older one, in batches within --max-surge and --max-unavailable."""
+    client = client_of(ctx)
+    found = _group(client, group)
+    body: dict[str, Any] = {"max_surge": max_surge, "max_unavailable": max_unavailable}
+    if image:
+        body["image"] = image
+    if flavor:
+        body["flavor"] = flavor
+    if network:
+        sgs = {"security_groups": security_group} if security_group else {}
+        body["networks"] = [{"network": n, **sgs} for n in network]
+    if label:
+        body["labels"] = key_values(label, "--label")
+    if user_data is not None:
+        body["user_data"] = user_data.read()
+    activity = post_idempotent(client, f"/v1/scaling-groups/{found['id']}/refresh", body)
+    if wait:
+        watch_task(client, activity["task_id"], label=f"refresh {found['name']}")
+        recent = client.get(f"/v1/scaling-groups/{found['id']}/activities", limit=50)["items"]
+        activity = next((a for a in recent if a["id"] == activity["id"]), activity)
+    if as_json:
+        print_json(activity)
+        return
+    numbers = activity["numbers"]
+    skipped = numbers["skipped_protected"]
+    info(
+        f"Refresh of '{found['name']}' to template v{numbers['template_version']}: {activity['outcome']}, "
+        f"replaced {numbers['replaced']}, {numbers['remaining']} remaining"
+        + (f", protected and skipped: {', '.join(skipped)}" if skipped else "")
+        + f" (task {activity['task_id']})."
+    )
 
 
 @app.command("protect")
@@ -273,6 +328,9 @@ def policy_create(  # noqa: PLR0913  (one option per parameter of the policy kin
     step: list[str] = typer.Option([], "--step", help="LOWER:UPPER:CHANGE of a step policy (repeatable)"),
     at: list[str] = typer.Option([], "--at", help="HH:MM=DESIRED (UTC) of a scheduled policy (repeatable)"),
     boot_delay: float | None = typer.Option(None, "--boot-delay", help="predictive: seconds to serve"),
+    window: float | None = typer.Option(
+        None, "--window", help="target/step: seconds the metric's rate is read over (20-3600, default 60)"
+    ),
     max_cost_per_hour: float | None = typer.Option(None, "--max-cost-per-hour", help="no scale-out above"),
     cooldown: int | None = typer.Option(
         None, "--cooldown", help="seconds before a scale-in (default: group's)"
@@ -287,6 +345,7 @@ def policy_create(  # noqa: PLR0913  (one option per parameter of the policy kin
         "metric": metric,
         "target": target,
         "boot_delay_s": boot_delay,
+        "window_s": window,
         "max_cost_per_hour": max_cost_per_hour,
     }
     params: dict[str, Any] = {k: v for k, v in optional.items() if v is not None}

@@ -1,4 +1,5 @@
-"""Serial consoles: who may open one, and the relay sessions of consoles on other hosts.
+"""Consoles (serial, and the graphical one over VNC): who may open one, and the relay sessions
+of consoles on other hosts.
 
 A console of a VM on another host is relayed: this process opens a session, asks the host's
 agent (a ``console_attach`` operation) to dial back with it, and joins the two ends. The
@@ -70,11 +71,11 @@ def waiting_relay(ctx: Context, session: str, host_id: str) -> ConsoleRelay | No
     return relay
 
 
-def request_attach(ctx: Context, host_id: str, vm_id: str, session: str) -> None:
-    """Ask the host's agent to dial back to ``session`` (raises StepFailed if it refuses or is
-    silent); blocking: call it in a thread."""
+def request_attach(ctx: Context, host_id: str, vm_id: str, session: str, kind: str = "serial") -> None:
+    """Ask the host's agent to dial back to ``session`` with the VM's ``kind`` console ("serial" or
+    "vnc"; raises StepFailed if it refuses or is silent); blocking: call it in a thread."""
     # the session id admits to the relay: under ``secrets`` it is sealed in the operation's row
     # and dropped from it once the agent answered (hostops)
     relay_url = ctx.agent_listener.relay_url if ctx.agent_listener is not None else None
-    attach = ConsoleAttach(secrets={"session": session}, relay_url=relay_url)
+    attach = ConsoleAttach(secrets={"session": session}, relay_url=relay_url, kind=kind)
     hostops.call_blocking(ctx, host_id, attach, vm_id, ATTACH_TIMEOUT_S)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from novacron.compute import hardware, storage
-from novacron.db.models import VM, Image
+from novacron.compute.pools import attachment
+from novacron.db.models import VM, Image, Volume
 from novacron.network.service import nics_of
+
+#: the volume states a VM starts with (attaching and detaching ones have the VM busy)
+ATTACHED = ("in-use", "extending")
 
 
 def spec_payload(session: Session, vm: VM) -> dict[str, Any]:
@@ -36,6 +42,11 @@ def spec_payload(session: Session, vm: VM) -> dict[str, Any]:
     nics = nics_of(session, vm.id)
     if nics:  # NICs on tenant networks (a VM without any keeps the default bridge's NIC)
         spec["nics"] = nics
+    volumes = session.scalars(
+        select(Volume).where(Volume.vm_id == vm.id, Volume.status.in_(ATTACHED)).order_by(Volume.created_at)
+    )
+    if vols := [asdict(attachment(v.pool, v.id, v.location)) for v in volumes]:
+        spec["volumes"] = vols
     if (vm.meta or {}).get("dr_isolated") == "true":  # a DR dry run's VM: no NIC at all
         spec["isolated"] = True
     return {"spec": spec}

@@ -33,6 +33,7 @@ from novacron.compute import hostops, scheduler, storage
 from novacron.compute.images import describe_derived, remove_files
 from novacron.compute.reports import STATE_OF
 from novacron.compute.spec import spec_payload
+from novacron.compute.volume_tasks import release_vm_volumes
 from novacron.db.models import VM, Image, QuotaCharge, Task
 from novacron.network.service import delete_vm_ports
 from novacron.network.sync import syncing_vm
@@ -221,6 +222,7 @@ def forget_vm(ctx: Context, s: Any, vm: VM) -> None:
     with syncing_vm(s, vm):  # its ports and addresses go with it
         delete_vm_ports(s, vm.id)
     quota.release(s, "vm", vm.id)  # a deleted VM gave it back at the request: then nothing is left
+    release_vm_volumes(s, vm.id)
     events.publish(
         s, "vm.deleted", "vm", vm.id, tenant_id=vm.tenant_id, project_id=vm.project_id, name=vm.name
     )

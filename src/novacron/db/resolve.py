@@ -49,6 +49,7 @@ from novacron.db.models import (
     Subnet,
     Task,
     Tenant,
+    Volume,
 )
 from novacron.errors import Ambiguous, DomainError, InvalidInput, NotFound, on_field
 from novacron.identity.principal import Principal
@@ -79,6 +80,7 @@ KINDS: dict[type[Any], Kind] = {
     Host: Kind("host", "host_id", "/v1/hosts"),
     Aggregate: Kind("aggregate", "aggregate_id", "/v1/aggregates"),
     ServerGroup: Kind("server group", "group_id", "/v1/server-groups"),
+    Volume: Kind("volume", "volume_id", "/v1/volumes"),
     Network: Kind("network", "network_id", "/v1/networks"),
     Subnet: Kind("subnet", "subnet_id", "/v1/subnets"),
     Port: Kind("port", "port_id", "/v1/ports"),

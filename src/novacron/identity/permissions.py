@@ -30,6 +30,7 @@ VIEW = frozenset(
         "trace:read",
         "gslb:read",
         "scaling-group:read",
+        "volume:read",
         # a user's own custom dashboards (panels of queries over what metrics:read shows)
         "dashboard:write",
     }
@@ -59,6 +60,8 @@ MEMBER = VIEW | {
     "gslb:write",
     # scaling groups: their template, sizes, desired count and scale-in protection
     "scaling-group:write",
+    # volumes: create, attach, detach, extend, delete
+    "volume:write",
 }
 TENANT_ADMIN = MEMBER | {
     "project:write",

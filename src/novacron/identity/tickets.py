@@ -31,7 +31,7 @@ PREFIX = "nct_"
 TTL_S = 30
 #: the only paths a ticket opens: handshakes where a browser cannot send a header
 HANDSHAKE_PATHS = (
-    re.compile(r"/v1/vms/[A-Za-z0-9_.-]{1,64}/console"),
+    re.compile(r"/v1/vms/[A-Za-z0-9_.-]{1,64}/(?:console|vnc)"),
     re.compile(r"/v1/events/(?:ws|stream)"),
 )
 
@@ -51,7 +51,7 @@ def check_path(path: str) -> str:
     """``path`` if a ticket may open it, else ``TicketPathInvalid``."""
     if not any(p.fullmatch(path) for p in HANDSHAKE_PATHS):
         raise TicketPathInvalid(
-            "a ticket opens only a WebSocket or event-stream path: /v1/vms/{id}/console, "
+            "a ticket opens only a WebSocket or event-stream path: /v1/vms/{id}/console, /v1/vms/{id}/vnc, "
             "/v1/events/ws or /v1/events/stream"
         )
     return path

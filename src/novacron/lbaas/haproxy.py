@@ -151,8 +151,10 @@ class LoadBalancerDriver(abc.ABC):
         """Stop answering ACME HTTP-01 ``token`` (idempotent)."""
 
     def member_health(self) -> dict[tuple[str, str], str]:
-        """``(pool_id, member_id)`` → HAProxy's status of the member (UP, DOWN, MAINT, ...)."""
-        return {(s.pool_id, s.member_id): s.status for s in self.stats()}
+        """``(pool_id, member_id)`` → HAProxy's status (UP, DOWN, MAINT, ...); DOWN while not checked
+        yet (``INI``: a new server starts UP), so ONLINE means a check passed."""
+        rows = [(s, s.status[:2] == "UP" and s.check_status.lstrip("* ") == "INI") for s in self.stats()]
+        return {(s.pool_id, s.member_id): "DOWN (not checked yet)" if ini else s.status for s, ini in rows}
 
 
 def check_config(checker: Sequence[str], candidate: Path, config: str) -> subprocess.CompletedProcess[str]:
@@ -291,6 +293,8 @@ class HAProxyInstance(LoadBalancerDriver):
         write_private(self.paths.state_dir / CONFIG, config)
         if running:
             self._reload()
+            for server in runtime_changes.joining(self.spec, spec):  # serving once checked
+                self._runtime(f"set server {server} health down")
         else:
             write_private(self.paths.state_dir / haproxy_config.SERVER_STATE, "")
             self._start()

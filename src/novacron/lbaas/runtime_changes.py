@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
+from novacron.lbaas.haproxy_config import name
 from novacron.lbaas.model import LoadBalancerSpec, MemberSpec
 from novacron.private import write_private
 
@@ -77,3 +78,22 @@ def apply_in_place(instance: HAProxyInstance, spec: LoadBalancerSpec, config: st
         instance.set_member(pool_id, member_id, weight=weight, state=state)
     instance.spec = spec
     return True
+
+
+def joining(before: LoadBalancerSpec | None, after: LoadBalancerSpec) -> list[str]:
+    """``backend/server`` of each enabled member ``after`` adds to a pool with a health check.
+
+    HAProxy counts a server it has no saved state for as up until its checks fail, so a new
+    member whose service does not listen yet (a VM still booting) would be sent requests; the
+    caller sets these ``health down`` right after the reload, and their first passing check
+    (``rise``) lets them serve."""
+    if before is None:
+        return []
+    known = {(p.id, m.id) for p in before.pools for m in p.members}
+    return [
+        f"{name(p.id)}/{name(m.id)}"
+        for p in after.pools
+        if p.healthmonitor is not None
+        for m in p.members
+        if m.admin_state_up and (p.id, m.id) not in known
+    ]

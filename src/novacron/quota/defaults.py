@@ -37,6 +37,8 @@ DEFAULT_TENANT_LIMITS: dict[str, int] = {
     "floating_ips": 10,
     "backup_storage_gb": 2000,
     "load_balancers": 5,
+    "volumes": 10,
+    "volume_gb": 1000,
 }
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from novacron.db.models import VM, BackupSnapshot, FloatingIP, Image, LoadBalancer, Network, Port
+from novacron.db.models import VM, BackupSnapshot, FloatingIP, Image, LoadBalancer, Network, Port, Volume
 
 #: VM states metering charges vCPU and RAM for (a stopped VM pays for its disk only)
 METERED_STATES = ("running", "paused", "building")
@@ -68,6 +68,11 @@ def known(name: str) -> bool:
 
 def vm_amounts(vcpus: int, ram_mb: int, disk_gb: int) -> dict[str, int]:
     return {"vcpus": vcpus, "ram_mb": ram_mb, "disk_gb": disk_gb, "vms": 1}
+
+
+def volume_amounts(size_gb: int) -> dict[str, int]:
+    """A volume holds one ``volumes`` and its size in ``volume_gb`` (Cinder's volumes, gigabytes)."""
+    return {"volumes": 1, "volume_gb": size_gb}
 
 
 def vm_counts(state: str, host_id: str | None, desired_state: str) -> bool:
@@ -133,6 +138,13 @@ def _backups(session: Session) -> Iterator[Existing]:
     )
 
 
+def _volumes(session: Session) -> Iterator[Existing]:
+    """Volumes, unless their create failed (the row stays, in ``error``, holding nothing)."""
+    return _rows(
+        session, "volume", Volume, Volume.status != "error", amounts=lambda r: volume_amounts(r.size_gb)
+    )
+
+
 def _vms(session: Session) -> Iterator[Existing]:
     rows = session.execute(
         select(
@@ -170,6 +182,8 @@ for _name, _unit, _desc, _bunit, _factor in (
     ("floating_ips", "IPs", "floating IPs", "IP", 1.0),
     ("backup_storage_gb", "GiB", "backup storage", "GiB", 1.0),
     ("load_balancers", "LBs", "load balancers", "LB", 1.0),
+    ("volumes", "volumes", "block storage volumes", "volume", 1.0),
+    ("volume_gb", "GiB", "size of volumes", "GiB", 1.0),
 ):
     register_resource(_name, _unit, _desc, _bunit, _factor)
 RUNTIME_ONLY.update({"vcpus", "ram_mb"})
@@ -181,5 +195,6 @@ for _kind, _counter in (
     ("loadbalancer", _loadbalancers),
     ("snapshot", _snapshots),
     ("backup", _backups),
+    ("volume", _volumes),
 ):
     register_counter(_kind, _counter)

@@ -93,6 +93,20 @@ class Nic:
 
 
 @dataclass(frozen=True)
+class VolumeAttachment:
+    """A volume given to a guest as a virtio disk: where its storage pool keeps it.
+
+    ``driver`` is the pool's (``file``: ``path`` is a qcow2 file that this host reaches, local or on a
+    shared filesystem); ``serial`` is what the guest reads as the disk's serial number.
+    """
+
+    volume_id: str
+    driver: str
+    path: str
+    serial: str
+
+
+@dataclass(frozen=True)
 class InstanceSpec:
     """Everything needed to build and launch one VM; derived from the VM row and its image."""
 
@@ -120,6 +134,8 @@ class InstanceSpec:
     secure_boot: bool = False
     #: a virtual TPM 2.0 (swtpm)
     tpm: bool = False
+    #: volumes attached to the VM, after its root disk and seed, in attachment order
+    volumes: tuple[VolumeAttachment, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -268,9 +284,27 @@ class ComputeDriver(abc.ABC):
     def console_log(self, instance_id: str) -> Path:
         """Everything the guest wrote on its serial console, kept across restarts."""
 
+    def vnc_socket(self, instance_id: str) -> Path:
+        """A unix stream socket serving the instance's screen as VNC (RFB), when it has one."""
+        self.refuse("show a graphical console")
+
     def pid(self, instance_id: str) -> int | None:
         """The pid of the instance's running process (or the simulation's), None when it is not running."""
         self.refuse("tell an instance's process")
+
+    # ---- volumes (hot-plug into a running instance; see novacron.virt.volumes) -------------------
+
+    async def attach_volume(self, instance_id: str, volume: VolumeAttachment) -> None:
+        """Plug ``volume`` into the running instance as a new virtio disk (a no-op when it is there)."""
+        self.refuse("hot-plug volumes")
+
+    async def detach_volume(self, instance_id: str, volume_id: str, timeout_s: float) -> None:
+        """Unplug the volume, waiting up to ``timeout_s`` for the guest to release it."""
+        self.refuse("hot-plug volumes")
+
+    async def extend_volume(self, instance_id: str, volume_id: str, size_bytes: int) -> None:
+        """Grow an attached volume of the running instance; the guest sees its new size."""
+        self.refuse("extend volumes online")
 
     # ---- live and cold migration (CAN_MIGRATE; see novacron.virt.migration and coldmove) ----
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import struct
 import subprocess
 from pathlib import Path
 from typing import Any
 
-from novacron.virt.base import DriverError, ImageInfo, InvalidImage
+from novacron.virt.base import DriverError, ImageInfo, InstanceSpec, InvalidImage
 
 ACCEPTED_FORMATS = ("raw", "qcow2")
 QEMU_IMG = "qemu-img"
@@ -227,3 +228,30 @@ async def flatten(src: Path, dest: Path) -> ImageInfo:
     finally:
         tmp.unlink(missing_ok=True)
     return await asyncio.to_thread(inspect_image, dest)
+
+
+async def prepare_disk(disk: Path, spec: InstanceSpec, *, rebase: bool, resize: bool) -> None:
+    """The VM's root disk, mode 0600: a new overlay on its image at the spec's size; an existing
+    one re-pointed at this host's copy of the image (``rebase``: it may come from another host on
+    shared storage, an HA restart) and grown to the spec's size (``resize``: the VM is stopped)."""
+    want = spec.disk_gb * (1 << 30)
+    if disk.exists() and rebase:
+        fmt = spec.image_format or (await asyncio.to_thread(inspect_image, spec.image_path)).format
+        await point_backing(disk, spec.image_path, fmt)
+    if not disk.exists():
+        info = await asyncio.to_thread(inspect_image, spec.image_path)
+        if spec.image_format and spec.image_format != info.format:
+            raise InvalidImage(
+                f"image {spec.image_path.name} is {info.format}, but the VM declares {spec.image_format}"
+            )
+        if info.virtual_size_bytes > want:  # the control plane checks this; a stale spec must not pass
+            raise InvalidImage(
+                f"image {spec.image_path.name} has a {info.virtual_size_bytes}-byte virtual size, larger "
+                f"than the VM's {spec.disk_gb} GiB disk"
+            )
+        await create_overlay(
+            spec.image_path, info.format, disk, want if want > info.virtual_size_bytes else None
+        )
+    elif resize:
+        await grow(disk, want)
+    os.chmod(disk, 0o600)  # the tenant's data: QEMU (this account: root here) alone reads it

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from novacron.virt.base import DriverError, Nic
+from novacron.virt.base import DriverError, InstanceSpec, Nic
 
 #: the host trait a vNIC type needs
 VNIC_TRAITS = {"direct": "sriov", "vhost-user": "dpdk"}
@@ -87,3 +87,16 @@ def memory_args(nics: Iterable[Nic], memory_mb: int) -> list[str]:
         "-numa",
         "node,memdev=mem0",
     ]
+
+
+def vm_nic_args(spec: InstanceSpec, tap: str | None, vhost_user_dir: Path | None) -> list[str]:
+    """A VM's network devices: its tenant-network ports, else one NIC on the host's tap (or QEMU's
+    user network), none for an isolated VM."""
+    if spec.nics:
+        # tenant-network ports: their taps are made (and firewalled) by the network backend
+        argv = [arg for n, nic in enumerate(spec.nics) for arg in nic_args(nic, n, vhost_user_dir)]
+        return argv + memory_args(spec.nics, max(16, spec.ram_mb))
+    if spec.isolated:
+        return []
+    netdev = f"tap,id=net0,ifname={tap},script=no,downscript=no" if tap else "user,id=net0"
+    return ["-netdev", netdev, "-device", f"virtio-net-pci,netdev=net0,id=net0-dev,mac={spec.mac}"]

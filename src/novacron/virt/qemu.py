@@ -7,6 +7,7 @@ Per instance:
   instances_dir/<id>/console.log  everything the guest wrote on its serial console (appended)
   instances_dir/<id>/qemu.log     QEMU's own stderr (launch errors)
   run_dir/<key>.qmp .ser .pid     QMP socket, serial-console socket, pidfile (short paths)
+  run_dir/<key>.vnc               the graphical console: QEMU's VNC server on a unix socket only
 
 QEMU runs with ``-daemonize`` in its own session, so it outlives the agent; a new driver
 object re-attaches through the pidfile and the QMP socket with no state of its own.
@@ -31,7 +32,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from novacron.private import mkdir_private, private_tree, touch_private, write_private
-from novacron.virt import blockstream, coldmove, firmware, images, migration, netdev, nics, procs, sampling
+from novacron.virt import (
+    blockstream,
+    coldmove,
+    firmware,
+    images,
+    migration,
+    netdev,
+    nics,
+    procs,
+    sampling,
+    volumes,
+)
 from novacron.virt.accel import choose_accelerator, kvm_probe
 from novacron.virt.base import (
     BackupView,
@@ -41,11 +53,11 @@ from novacron.virt.base import (
     HostFacts,
     ImageInfo,
     InstanceSpec,
-    InvalidImage,
     MetricsSample,
     Observation,
     PowerState,
     Progress,
+    VolumeAttachment,
 )
 from novacron.virt.cidata import render_meta_data, write_cidata_iso
 from novacron.virt.migration import MigrationSettings, MigrationStats, MigrationTarget
@@ -163,6 +175,15 @@ class QemuDriver(ComputeDriver):
     def console_log(self, instance_id: str) -> Path:
         return self.instance_dir(instance_id) / "console.log"
 
+    def vnc_socket(self, instance_id: str) -> Path:
+        """QEMU's VNC server of the instance's VGA screen: a unix socket in the private run_dir,
+        never a TCP port, reached only through the console relay."""
+        return self.run_dir / f"{self._key(instance_id)}.vnc"
+
+    def _run_files(self, i: str) -> tuple[Path, ...]:  # its sockets and pidfile in run_dir
+        sockets = (self.qmp_socket(i), self.console_socket(i), self.vnc_socket(i), self.qga_socket(i))
+        return (*sockets, self.pidfile(i))
+
     def qga_socket(self, instance_id: str) -> Path:
         """The guest agent's channel (``org.qemu.guest_agent.0``): backups freeze filesystems through it."""
         return self.run_dir / f"{self._key(instance_id)}.qga"
@@ -197,27 +218,8 @@ class QemuDriver(ComputeDriver):
         mkdir_private(self.instance_dir(spec.id))
         disk = self.disk_path(spec.id)
         mkdir_private(disk.parent)
-        want = spec.disk_gb * (1 << 30)
-        if disk.exists() and self.shared_dir is not None and self.pid(spec.id) is None:
-            # the disk may come from another host (HA restart): back it with this host's image copy
-            fmt = spec.image_format or (await asyncio.to_thread(self.inspect_image, spec.image_path)).format
-            await images.point_backing(disk, spec.image_path, fmt)
-        if not disk.exists():
-            info = await asyncio.to_thread(self.inspect_image, spec.image_path)
-            if spec.image_format and spec.image_format != info.format:
-                raise InvalidImage(
-                    f"image {spec.image_path.name} is {info.format}, but the VM declares {spec.image_format}"
-                )
-            if info.virtual_size_bytes > want:  # the control plane checks this; a stale spec must not pass
-                raise InvalidImage(
-                    f"image {spec.image_path.name} has a {info.virtual_size_bytes}-byte virtual size, larger "
-                    f"than the VM's {spec.disk_gb} GiB disk"
-                )
-            size = want if want > info.virtual_size_bytes else None
-            await images.create_overlay(spec.image_path, info.format, disk, size)
-        elif self.pid(spec.id) is None:
-            await images.grow(disk, want)
-        os.chmod(disk, 0o600)  # the tenant's data: QEMU (this account: root here) alone reads it
+        stopped = self.pid(spec.id) is None
+        await images.prepare_disk(disk, spec, rebase=self.shared_dir is not None and stopped, resize=stopped)
         await asyncio.to_thread(firmware.ensure_nvram, spec, self.nvram_path(spec.id))
         await self.write_seed(spec)
 
@@ -294,22 +296,14 @@ class QemuDriver(ComputeDriver):
             "-device",
             "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
         ]
-        if spec.nics:
-            # tenant-network ports: their taps are made (and firewalled) by the network backend
-            for n, nic in enumerate(spec.nics):
-                argv += nics.nic_args(nic, n, self.vhost_user_dir)
-            argv += nics.memory_args(spec.nics, max(16, spec.ram_mb))
-        elif not spec.isolated:
-            tap = self.tap_name(i)
-            if tap:
-                argv += ["-netdev", f"tap,id=net0,ifname={tap},script=no,downscript=no"]
-            else:
-                argv += ["-netdev", "user,id=net0"]
-            argv += ["-device", f"virtio-net-pci,netdev=net0,id=net0-dev,mac={spec.mac}"]
+        argv += nics.vm_nic_args(spec, self.tap_name(i), self.vhost_user_dir)
         # the guest reports its own memory through the balloon's statistics; last, so the PCI slots
         # of the devices above stay where they were before VMs had it (their NICs keep their names)
         argv += sampling.BALLOON_ARGS
         argv += tpm_argv(spec, self.tpm_files(i)[1])
+        # graphical console: a VGA after the devices above (their PCI slots stay), VNC on a unix socket
+        argv += ["-device", "VGA,id=vga0", "-vnc", f"unix:{opt(self.vnc_socket(i))}"]
+        argv += volumes.argv(spec.volumes)  # after every fixed device: hot-plugs take the next slots
         if spec.kernel_path:
             argv += ["-kernel", str(spec.kernel_path)]
             if spec.initrd_path:
@@ -362,7 +356,7 @@ class QemuDriver(ComputeDriver):
                     await asyncio.sleep(0.2)
         elif default and self.bridge:
             await asyncio.to_thread(netdev.ensure_tap, default, self.bridge)
-        for p in (self.qmp_socket(i), self.console_socket(i), self.qga_socket(i), self.pidfile(i)):
+        for p in self._run_files(i):
             p.unlink(missing_ok=True)
         if TPMDEV in argv:  # swtpm first: QEMU connects to it as it starts
             await start_swtpm(*self.tpm_files(i))
@@ -393,11 +387,20 @@ class QemuDriver(ComputeDriver):
         # QEMU's -daemonize sets umask 027 for what it makes afterwards (sockets, pidfile), and a
         # caller's umask may be wider than the node's 077: make them private to this account
         await asyncio.to_thread(private_tree, idir)
-        for p in (self.qmp_socket(i), self.console_socket(i), self.qga_socket(i), self.pidfile(i)):
+        for p in self._run_files(i):
             with contextlib.suppress(FileNotFoundError):
                 os.chmod(p, 0o600)
 
-    # ---- migration, backup, restore: the seam's steps, each in its module ----------------------
+    # ---- volumes, migration, backup, restore: the seam's steps, each in its module --------------
+
+    async def attach_volume(self, instance_id: str, volume: VolumeAttachment) -> None:
+        await volumes.attach(self, instance_id, volume)
+
+    async def detach_volume(self, instance_id: str, volume_id: str, timeout_s: float) -> None:
+        await volumes.detach(self, instance_id, volume_id, timeout_s)
+
+    async def extend_volume(self, instance_id: str, volume_id: str, size_bytes: int) -> None:
+        await volumes.extend(self, instance_id, volume_id, size_bytes)
 
     def migration_storage(self, instance_id: str) -> dict[str, str]:
         return migration.storage_of(self, instance_id)
@@ -564,8 +567,8 @@ class QemuDriver(ComputeDriver):
         self._sampler.forget(instance_id)
         tap = netdev.tap_name(instance_id, self.tap_salt)
         await asyncio.to_thread(netdev.delete_link, tap)  # pyroute2 runs its own loop: not in ours
-        for run_file in (self.qmp_socket, self.console_socket, self.qga_socket, self.pidfile):
-            run_file(instance_id).unlink(missing_ok=True)
+        for run_file in self._run_files(instance_id):
+            run_file.unlink(missing_ok=True)
         idir = self.instance_dir(instance_id)
         if idir.exists():
             await asyncio.to_thread(shutil.rmtree, idir, True)

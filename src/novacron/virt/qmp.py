@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from qemu.qmp import ExecuteError, QMPClient, QMPError
+from qemu.qmp import EventListener, ExecuteError, QMPClient, QMPError
 
 from novacron.monitoring import tracing
 from novacron.virt.base import DriverError
@@ -172,3 +172,42 @@ async def qmp_session(socket_path: Path, timeout_s: float = 10.0) -> AsyncIterat
             yield session
         finally:
             session.close()
+
+
+async def qmp_call_until_event(  # noqa: PLR0913 (a command, the event it causes and how long to wait)
+    socket_path: Path,
+    command: str,
+    arguments: dict[str, Any],
+    event: str,
+    match: Callable[[dict[str, Any]], bool],
+    timeout_s: float,
+) -> None:
+    """Run ``command`` and wait, on the same connection, for the ``event`` it causes (``match``
+    tells it by its data): ``device_del`` only asks the guest, and ``DEVICE_DELETED`` says it let go."""
+    deadline = time.monotonic() + timeout_s
+    async with _lock(socket_path):
+        client = QMPClient("novacron")
+        try:
+            await _connect(lambda: client.connect(str(socket_path)), socket_path, deadline)
+            listener = EventListener(event)
+            with client.listen(listener):
+                try:
+                    await asyncio.wait_for(client.execute(command, arguments), 10.0)
+                except ExecuteError as e:
+                    raise DriverError(f"QMP {command} failed: {e.error.error.desc}") from e
+                while True:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise DriverError(f"QMP {command}: no {event} within {timeout_s:.0f} s")
+                    try:
+                        message = await asyncio.wait_for(listener.get(), remaining)
+                    except TimeoutError:
+                        continue
+                    data: Any = message.get("data")
+                    if isinstance(data, dict) and match(data):
+                        return
+        except (QMPError, OSError) as e:
+            raise QmpUnavailable(f"QMP {command} on {socket_path} got no answer: {e!r}") from e
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.disconnect(), 5.0)

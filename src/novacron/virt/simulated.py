@@ -231,6 +231,10 @@ class SimulatedDriver(ComputeDriver):
     def console_socket(self, instance_id: str) -> Path:
         return self.state_dir / f"{instance_id}.ser"
 
+    def vnc_socket(self, instance_id: str) -> Path:
+        """Never listened on: a simulated VM has no screen, so its graphical console is unavailable."""
+        return self.state_dir / f"{instance_id}.vnc"
+
     def console_log(self, instance_id: str) -> Path:
         """Written on demand so that log readers work the same as with QEMU."""
         inst = self._get(instance_id)

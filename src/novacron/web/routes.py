@@ -33,6 +33,10 @@ VENDOR_FILES: dict[str, str] = {
     "swagger-favicon-32x32.png": "swagger-ui-dist/favicon-32x32.png",
     "redoc.standalone.js": "redoc/bundles/redoc.standalone.js",
 }
+#: noVNC (the graphical console) is ES modules importing each other by relative path: its ``core``
+#: and ``vendor`` (pako) trees are served under /vendor/novnc/, JavaScript files only
+NOVNC_PACKAGE = "@novnc/novnc"
+NOVNC_TREES = ("core", "vendor")
 MEDIA_TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".css": "text/css", ".png": "image/png"}
 
 # Scripts only from this origin; styles inline too (xterm.js and uPlot set element styles); the API,
@@ -41,6 +45,7 @@ CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
     "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
+VENDOR_CACHE = {"Cache-Control": "public, max-age=3600"}
 SHELL_HEADERS = {
     "Content-Security-Policy": CSP,
     "Cache-Control": "no-cache",
@@ -61,6 +66,15 @@ def build_router(settings: Settings) -> APIRouter:
     def shell() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers=SHELL_HEADERS)
 
+    @router.get("/vendor/novnc/{rel:path}")
+    def novnc_file(rel: str) -> Response:
+        root = (vendor / NOVNC_PACKAGE).resolve()
+        path = (root / rel).resolve()
+        inside = path.is_relative_to(root) and path.relative_to(root).parts[:1] in [(t,) for t in NOVNC_TREES]
+        if not inside or path.suffix != ".js" or not path.is_file():
+            raise not_found("vendor file", "novnc/" + rel)
+        return FileResponse(path, media_type="text/javascript", headers=VENDOR_CACHE)
+
     @router.get("/vendor/{name}")
     def vendor_file(name: str) -> Response:
         rel = VENDOR_FILES.get(name)
@@ -74,7 +88,7 @@ def build_router(settings: Settings) -> APIRouter:
                 f"The dashboard's vendor files are not installed in {vendor}: run scripts/setup.sh.",
             )
         media = MEDIA_TYPES[path.suffix]
-        return FileResponse(path, media_type=media, headers={"Cache-Control": "public, max-age=3600"})
+        return FileResponse(path, media_type=media, headers=VENDOR_CACHE)
 
     return router
 

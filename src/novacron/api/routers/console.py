@@ -1,4 +1,6 @@
-"""The serial console over WebSocket: bytes in both directions, bridged to the guest's serial port.
+"""The consoles over WebSocket: bytes in both directions, bridged to the guest's serial port
+(``/v1/vms/{id}/console``) or to QEMU's VNC server of its screen (``/v1/vms/{id}/vnc``, binary RFB
+for noVNC; QEMU serves it on a unix socket only, so this authenticated relay is its one way in).
 
 A VM of this process's embedded agent is bridged straight to QEMU's unix socket. A VM on another
 host is relayed: the server opens a console session, asks the host's agent (a ``console_attach``
@@ -67,6 +69,16 @@ async def _bridge(a: tuple[Receive, Send], b: tuple[Receive, Send]) -> None:
 
 @router.websocket("/v1/vms/{vm_id}/console")
 async def console(websocket: WebSocket, vm_id: str) -> None:
+    await _open(websocket, vm_id, "serial")
+
+
+@router.websocket("/v1/vms/{vm_id}/vnc")
+async def vnc(websocket: WebSocket, vm_id: str) -> None:
+    """The graphical console: the VM's screen as RFB (VNC) in binary WebSocket messages."""
+    await _open(websocket, vm_id, "vnc")
+
+
+async def _open(websocket: WebSocket, vm_id: str, kind: str) -> None:
     ctx = websocket.app.state.ctx
 
     def authorize() -> tuple[str, str | None]:
@@ -84,9 +96,10 @@ async def console(websocket: WebSocket, vm_id: str) -> None:
         return
     agent = ctx.agent
     if agent is not None and host_id == agent.host_id:
-        await _local_console(websocket, agent.driver.console_socket(vm_id))
+        socket_of = agent.driver.vnc_socket if kind == "vnc" else agent.driver.console_socket
+        await _local_console(websocket, socket_of(vm_id))
     else:
-        await _relayed_console(websocket, ctx, vm_id, host_id)
+        await _relayed_console(websocket, ctx, vm_id, host_id, kind)
 
 
 async def _local_console(websocket: WebSocket, socket_path: Any) -> None:
@@ -102,18 +115,18 @@ async def _local_console(websocket: WebSocket, socket_path: Any) -> None:
         await writer.drain()
 
     try:
-        await _bridge((_ws_receiver(websocket), websocket.send_bytes), (lambda: reader.read(4096), to_guest))
+        await _bridge((_ws_receiver(websocket), websocket.send_bytes), (lambda: reader.read(65536), to_guest))
     finally:
         writer.close()
         with contextlib.suppress(Exception):
             await websocket.close()
 
 
-async def _relayed_console(websocket: WebSocket, ctx: Context, vm_id: str, host_id: str) -> None:
+async def _relayed_console(websocket: WebSocket, ctx: Context, vm_id: str, host_id: str, kind: str) -> None:
     session, relay = consoles.open_relay(ctx, host_id)
     try:
         try:
-            await run_in_threadpool(consoles.request_attach, ctx, host_id, vm_id, session)
+            await run_in_threadpool(consoles.request_attach, ctx, host_id, vm_id, session, kind)
             async with asyncio.timeout(consoles.ATTACH_TIMEOUT_S):
                 agent_ws: WebSocket = await relay.agent_side
         except (StepFailed, TimeoutError) as exc:

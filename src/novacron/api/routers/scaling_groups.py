@@ -48,6 +48,8 @@ ActivityList = Annotated[ListParams, Depends(list_query(("started_at",), default
 NAME = r"^[a-z0-9]([a-z0-9-]{0,46}[a-z0-9])?$"
 Size = Annotated[int, Field(ge=0, le=MAX_GROUP_SIZE)]
 Seconds = Annotated[int, Field(ge=0, le=86400)]
+#: a leaving member's sessions may keep it in its pools at most this long (HAProxy's own bound)
+DrainSeconds = Annotated[int, Field(ge=0, le=3600)]
 Termination = Literal["oldest", "newest", "spread"]
 
 
@@ -81,6 +83,7 @@ class ScalingGroupCreate(BaseModel):
     termination_policy: Termination = "oldest"
     cooldown_s: Seconds = 300
     warmup_s: Seconds = 120
+    drain_timeout_s: DrainSeconds = 30
 
 
 class ScalingGroupUpdate(BaseModel):
@@ -91,8 +94,29 @@ class ScalingGroupUpdate(BaseModel):
     termination_policy: Termination | None = None
     cooldown_s: Seconds | None = None
     warmup_s: Seconds | None = None
+    drain_timeout_s: DrainSeconds | None = None
     reason: str | None = Field(default=None, max_length=500, description="recorded in the activity")
     honor_cooldown: bool = Field(default=False, description="refuse a new desired count while cooling down")
+    image: str | None = Field(default=None, min_length=1, max_length=128, description="template: image")
+    flavor: str | None = Field(default=None, min_length=1, max_length=64, description="template: flavor")
+    networks: list[NicIn] | None = Field(default=None, max_length=8, description="template: NICs")
+    user_data: str | None = Field(default=None, max_length=65536, description="template: user-data")
+    labels: Labels | None = Field(default=None, max_length=32, description="template: labels")
+
+
+class RefreshIn(BaseModel):
+    """Start an instance refresh, after changing the template fields given (each optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_surge: int = Field(default=1, ge=0, le=MAX_GROUP_SIZE, description="VMs above desired allowed")
+    max_unavailable: int = Field(
+        default=0, ge=0, le=MAX_GROUP_SIZE, description="members in service that may be missing below desired"
+    )
+    image: str | None = Field(default=None, min_length=1, max_length=128)
+    flavor: str | None = Field(default=None, min_length=1, max_length=64)
+    networks: list[NicIn] | None = Field(default=None, max_length=8)
+    user_data: str | None = Field(default=None, max_length=65536)
+    labels: Labels | None = Field(default=None, max_length=32)
 
 
 class ProtectionIn(BaseModel):
@@ -113,10 +137,13 @@ class ScalingGroupOut(BaseModel):
     termination_policy: str
     cooldown_s: int
     warmup_s: int
+    drain_timeout_s: int
     server_group_id: str | None
     status: str
-    #: the scale task in flight, or the last one
+    #: the scale or refresh task in flight, or the last one
     task_id: str | None
+    #: raised by each template change; members of an older one are replaced by a refresh
+    template_version: int
     #: members per state: launching, in_service, leaving
     members: dict[str, int]
     created_at: datetime
@@ -147,6 +174,8 @@ class MemberOut(BaseModel):
     #: launching, pending_launch, in_service, leaving, pending_terminate
     state: str
     protected_from_scale_in: bool
+    #: the group's template version its VM was launched from
+    template_version: int
     launched_at: datetime
     health: str
     health_reason: str | None
@@ -236,12 +265,22 @@ class ActivityOut(BaseModel):
         return cls(**{n: getattr(a, n) for n in cls.model_fields})
 
 
+def _nics(body: list[NicIn]) -> tuple[NicTemplate, ...]:
+    return tuple(
+        NicTemplate(n.network, tuple(n.security_groups) if n.security_groups is not None else None)
+        for n in body
+    )
+
+
+def _change(body: ScalingGroupUpdate | RefreshIn) -> GroupChange:
+    fields = body.model_dump(exclude={"networks", "max_surge", "max_unavailable"})
+    nics = _nics(body.networks) if body.networks is not None else None
+    return GroupChange(**fields, networks=nics)
+
+
 def _spec(body: ScalingGroupCreate) -> GroupSpec:
     fields = body.model_dump(exclude={"networks", "lb_pools"})
-    nics = tuple(
-        NicTemplate(n.network, tuple(n.security_groups) if n.security_groups is not None else None)
-        for n in body.networks
-    )
+    nics = _nics(body.networks)
     pools = tuple(PoolRef(p.pool_id, p.protocol_port) for p in body.lb_pools)
     return GroupSpec(**fields, networks=nics, lb_pools=pools)
 
@@ -275,9 +314,27 @@ def update_group(
 ) -> ScalingGroupOut:
     group = groups.get(group_id)
     check_if_match(request, group)
-    groups.update(group, GroupChange(**body.model_dump()))
+    groups.update(group, _change(body))
     set_etag(response, group)
     return ScalingGroupOut.of(groups.view(group))
+
+
+@router.post("/{group_id}/refresh", status_code=202, response_model=ActivityOut)
+def refresh_group(
+    group_id: str, body: RefreshIn, request: Request, groups: Writer, idem: IdempotencyDep
+) -> Response:
+    """Change the template fields given, then replace every member of an older template version in
+    batches within ``max_surge`` / ``max_unavailable``; the answer is the refresh activity (its
+    ``task_id`` follows the progress). 409 while the group has a task in flight."""
+    if (replay := idem.replay(body)) is not None:
+        return replay
+    group = groups.get(group_id)
+    check_if_match(request, group)
+    out = ActivityOut.of(groups.refresh(group, _change(body), body.max_surge, body.max_unavailable))
+    payload = out.model_dump(mode="json")
+    idem.remember(202, payload)
+    location = f"/v1/tasks/{out.task_id}"
+    return JSONResponse(payload, status_code=202, headers={"Location": location})
 
 
 @router.delete("/{group_id}", status_code=202, response_model=ActivityOut)

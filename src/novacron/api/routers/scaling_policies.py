@@ -26,7 +26,8 @@ Kind = Literal["target_tracking", "step", "scheduled", "predictive"]
 Cooldown = Annotated[int, Field(ge=0, le=86400)]
 PARAMS_HELP = (
     "target_tracking: {metric: cpu|requests_per_member, target}; step: {metric, steps: [{lower, "
-    "upper, change}]}; scheduled: {actions: [{at: 'HH:MM' UTC, desired, days: [0-6]}]}; predictive: "
+    "upper, change}]}; scheduled: {actions: [{at: 'HH:MM' UTC, desired, min_size, max_size (any of "
+    "the three), days: [0-6]}]}; predictive: "
     "{metric, target, boot_delay_s, max_mase, max_width, max_width_vms, history_s, step_s}; any: "
     "max_cost_per_hour"
 )

@@ -62,8 +62,10 @@ from novacron.db.models.quota import (
 )
 from novacron.db.models.slo import SLO, Probe, ProbeResult
 from novacron.db.models.traces import TraceSpan
+from novacron.db.models.volumes import Volume
 
 __all__ = [
+    "Volume",
     "ScalingActivity",
     "ScalingGroup",
     "ScalingGroupMember",

@@ -26,6 +26,8 @@ class ScalingGroup(Timestamped, Versioned, Base):
     #: the launch template: image and flavor ids, NICs ``[{network_id, security_groups}]``,
     #: user-data and labels (``autoscaling.groups.Template`` as a dict)
     template: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: raised by each change of the template; a member launched from an older one is refreshed
+    template_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     min_size: Mapped[int] = mapped_column(Integer)
     max_size: Mapped[int] = mapped_column(Integer)
     desired: Mapped[int] = mapped_column(Integer)
@@ -36,13 +38,15 @@ class ScalingGroup(Timestamped, Versioned, Base):
     cooldown_s: Mapped[int] = mapped_column(Integer, default=300)
     #: how long a new member's failing health checks are not held against it
     warmup_s: Mapped[int] = mapped_column(Integer, default=120)
+    #: how long a leaving member's active sessions may take to end before it leaves its pools
+    drain_timeout_s: Mapped[int] = mapped_column(Integer, default=30, server_default="30")
     #: the anti-affinity server group its members are created in
     server_group_id: Mapped[str | None] = mapped_column(
         ForeignKey("server_groups.id", ondelete="SET NULL"), nullable=True
     )
     #: active, deleting
     status: Mapped[str] = mapped_column(String(16), default="active")
-    #: the scale task in flight, or the last one
+    #: the scale or refresh task in flight, or the last one (one at a time per group)
     task_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
 
 
@@ -56,6 +60,8 @@ class ScalingGroupMember(Timestamped, Base):
     #: leaving (drained, being deleted), pending_terminate (drained; a hook's answer awaited)
     state: Mapped[str] = mapped_column(String(24), default="launching")
     protected_from_scale_in: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: the group's template version its VM was launched from
+    template_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     launched_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     #: healthy, unhealthy (its VM in error or gone, or down in a pool past the grace period)
     health: Mapped[str] = mapped_column(String(16), default="healthy")
@@ -101,7 +107,7 @@ class ScalingActivity(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     group_id: Mapped[str] = mapped_column(ForeignKey("scaling_groups.id", ondelete="CASCADE"), index=True)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
-    #: scale_out, scale_in, replace, set_desired, delete
+    #: scale_out, scale_in, replace, converge, create, delete, refresh
     action: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(Text)
     #: the policy that asked (None: a person through the API, or the health reconcile)
@@ -111,7 +117,7 @@ class ScalingActivity(Base):
     task_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    #: in_progress, succeeded, failed
+    #: in_progress, succeeded, failed, cancelled (a refresh)
     outcome: Mapped[str] = mapped_column(String(16), default="in_progress")
     #: why it failed (a quota refusal's words), or what it did
     detail: Mapped[str | None] = mapped_column(Text, nullable=True)

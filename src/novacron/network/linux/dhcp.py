@@ -82,6 +82,28 @@ def _config(network: NetworkSpec, ports: tuple[PortSpec, ...], iface: str, run: 
     return "\n".join(lines) + "\n"
 
 
+def prune_leases(path: Path, ports: tuple[PortSpec, ...]) -> None:
+    """Drop the IPv4 leases no port holds any more from dnsmasq's lease file (it is not running).
+
+    dnsmasq reads its leases back when it starts and will not hand an address leased to another
+    MAC to the port IPAM gave it to now ("not using configured address"): a VM taking the address
+    of one just deleted (a scaling group replacing a member) would get none until the old lease
+    expired, 12 hours on."""
+    if not path.exists():
+        return
+    held = {(p.mac.lower(), f.ip) for p in ports for f in p.fixed_ips}
+    lines = path.read_text().splitlines()
+    kept = []
+    for line in lines:
+        fields = line.split()
+        is_v4 = len(fields) >= 3 and fields[1].count(":") == 5 and "." in fields[2]
+        if not is_v4 or (fields[1].lower(), fields[2]) in held:
+            kept.append(line)
+    if kept != lines:
+        with path.open("w") as f:  # in place: its owner and mode stay dnsmasq's
+            f.write("".join(f"{line}\n" for line in kept))
+
+
 class Dnsmasq:
     def __init__(self, state_dir: Path, scope: str) -> None:
         self.state_dir = state_dir
@@ -120,6 +142,7 @@ class Dnsmasq:
             self._kill(pid)
             pid = None
         if pid is None:
+            prune_leases(run / "leases", ports)
             links.in_ns(ns, "dnsmasq", f"--conf-file={run / 'dnsmasq.conf'}")
 
     def stop_ns_named(self, ns: str) -> None:

@@ -1,7 +1,7 @@
 """scaling_lifecycle_hooks: signed webhooks a scaling group awaits on launch and terminate
 
 Revision ID: 0028
-Revises: 0026
+Revises: 0027
 Create Date: 2026-12-07
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import novacron.db.base
 
 revision = "0028"
-down_revision = "0026"
+down_revision = "0027"
 branch_labels = None
 depends_on = None
 

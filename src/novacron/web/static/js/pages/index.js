@@ -2,6 +2,7 @@
 import './overview.js';
 import './vms.js';
 import './vm_detail.js';
+import './volumes.js';
 import './catalog.js';
 import './networks.js';
 import './routers.js';

@@ -3,12 +3,15 @@
 // numbers, how it ended) and a form for the desired count, sent with If-Match so a change made
 // meanwhile is refused (the API's problem detail shows) rather than overwritten. The pages re-read
 // on `scaling_group.*` and `task.*` events, and every few seconds while a scale task is in flight.
-// The group page also lists its lifecycle hooks (scaling_hooks.js) and what each member waits on.
+// The group page also shows its launch template's version, each member's, and the instance
+// refresh: the latest one's progress (replaced of all to replace, its task's state) and a form
+// that starts one (optionally with a new image) within max surge / max unavailable; and it lists
+// the group's lifecycle hooks (scaling_hooks.js) and what each member waits on.
 
 import { get, listAll, post, request } from '../api.js';
 import { subscribe } from '../live.js';
 import { registerPage } from '../registry.js';
-import { h, clear, card, errorBox, link, pageHead, table, throttle, timeEl, toast } from '../ui.js';
+import { h, clear, card, errorBox, link, pageHead, progress, table, throttle, timeEl, toast } from '../ui.js';
 import { field, onSubmit } from './common.js';
 import { projectOptions } from './networks.js';
 import { hooksCard, waitingCell } from './scaling_hooks.js';
@@ -64,6 +67,7 @@ async function groupForm(ctx, done) {
     desired: number('sg-desired-new', '1'),
     lb_pools: h('select', { id: 'sg-pool' }, options(pools, 'none')),
     port: h('input', { id: 'sg-port', type: 'number', min: 1, max: 65535, value: '80' }),
+    drain_timeout_s: h('input', { id: 'sg-drain', type: 'number', min: 0, max: 3600, value: '30', inputmode: 'numeric' }),
     project_id: h('select', { id: 'sg-project' }, options(projects)),
   };
   const formError = h('div', { role: 'alert' });
@@ -76,6 +80,7 @@ async function groupForm(ctx, done) {
     field('sg-desired-new', 'Desired', c.desired),
     pools.length ? field('sg-pool', 'Load balancer pool (optional)', c.lb_pools, 'A member joins it once healthy and is drained before it leaves.') : null,
     pools.length ? field('sg-port', 'Member port', c.port) : null,
+    pools.length ? field('sg-drain', 'Drain timeout (s)', c.drain_timeout_s, 'A leaving member keeps its open sessions until they end or this passes (0–3600).') : null,
     projects.length > 1 ? field('sg-project', 'Project', c.project_id) : null,
     submit);
   onSubmit(form, { controls: c, submit, formError }, async () => {
@@ -85,6 +90,7 @@ async function groupForm(ctx, done) {
       networks: c.networks.value ? [{ network: c.networks.value }] : [],
       lb_pools: c.lb_pools.value ? [{ pool_id: c.lb_pools.value, protocol_port: Number(c.port.value) }] : [],
     };
+    if (pools.length) body.drain_timeout_s = Number(c.drain_timeout_s.value);
     if (projects.length > 1) body.project_id = c.project_id.value;
     const g = await post(BASE, body, { idempotent: true });
     toast(`Scaling group ${g.name} created: ${g.desired} member(s) on the way.`);
@@ -166,9 +172,11 @@ function detailList(g, template, cost) {
     ['Members', `${g.members.in_service} in service, ${g.members.launching} launching, ${g.members.leaving} leaving`
       + `${g.members.pending_launch || g.members.pending_terminate ? `, ${(g.members.pending_launch || 0) + (g.members.pending_terminate || 0)} waiting on a hook` : ''}`],
     ['Image · flavor', template],
+    ['Template version', h('span', { 'data-testid': 'sg-template-version' }, `v${g.template_version}`)],
     ['Cost of the members', cost || '–'],
     ['Termination policy', g.termination_policy],
     ['Cooldown · warm-up', `${g.cooldown_s} s · ${g.warmup_s} s`],
+    ['Drain timeout', `${g.drain_timeout_s} s`],
     ['Load balancer pools', g.lb_pools.length ? g.lb_pools.map((p) => `${p.pool_id}:${p.protocol_port}`).join(', ') : 'none'],
     ['Task', g.task_id ? link(`#/tasks/${g.task_id}`, g.task_id) : '–'],
     ['Created', timeEl(g.created_at)],
@@ -207,7 +215,7 @@ function desiredForm(base, state, done) {
   return form;
 }
 
-function membersTable(base, members, vmNames, canWrite, reload) {
+function membersTable(base, group, members, vmNames, canWrite, reload) {
   const name = (m) => vmNames[m.vm_id] || m.vm_id;
   const protect = async (m, box) => {
     box.disabled = true;
@@ -223,6 +231,11 @@ function membersTable(base, members, vmNames, canWrite, reload) {
   return table([
     { label: 'VM', cell: (m) => link(`#/vms/${m.vm_id}`, name(m)) },
     { label: 'State', cell: (m) => stateBadge(m.state) },
+    {
+      label: 'Template',
+      cell: (m) => h('span', { 'data-testid': 'member-version' }, `v${m.template_version}`,
+        m.template_version < group.template_version ? h('span', { class: 'muted' }, ' (older: a refresh replaces it)') : null),
+    },
     { label: 'Health', cell: (m) => h('span', {}, stateBadge(m.health), m.health_reason ? h('span', { class: 'muted' }, ` ${m.health_reason}`) : null) },
     {
       label: 'Protected from scale-in',
@@ -257,6 +270,57 @@ function activityTable(activities) {
   ], activities, { caption: 'Activity history, newest first', empty: 'No activity yet.', rowAttrs: (a) => ({ 'data-activity': a.id }) });
 }
 
+/** The latest refresh: its progress (replaced of all to replace), its task's state and its numbers. */
+async function refreshStatus(a) {
+  if (!a) return h('p', { class: 'empty' }, 'No refresh yet: members keep the template they were launched from.');
+  const n = a.numbers;
+  const total = n.replaced + n.remaining;
+  const pct = total ? Math.round((100 * n.replaced) / total) : 100;
+  const task = a.task_id ? await get(`/v1/tasks/${a.task_id}`).catch(() => null) : null;
+  return h('div', {},
+    progress(`Refresh to template v${n.template_version}: ${n.replaced} of ${total} replaced`, a.outcome === 'succeeded' ? 100 : pct),
+    h('dl', { class: 'kv' }, [
+      ['Outcome', h('span', {}, stateBadge(a.outcome), a.detail ? h('span', { class: 'muted' }, ` ${a.detail}`) : null)],
+      ['Replaced · remaining', `${n.replaced} · ${n.remaining}`],
+      ['Max surge · max unavailable', `${n.max_surge} · ${n.max_unavailable}`],
+      ['Protected, skipped', n.skipped_protected.length ? n.skipped_protected.join(', ') : 'none'],
+      ['Task', a.task_id ? h('span', {}, link(`#/tasks/${a.task_id}`, a.task_id), task ? ` (${task.state}, ${task.progress}%)` : '') : '–'],
+      ['Started', timeEl(a.started_at)],
+    ].map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])));
+}
+
+/** Start a refresh (with a new image, if one is picked), sent with the group's ETag. */
+async function refreshForm(base, state, done) {
+  const images = await listAll('/v1/images', { sort: 'name' });
+  const number = (id, value) => h('input', { id, type: 'number', min: 0, value, inputmode: 'numeric' });
+  const c = {
+    image: h('select', { id: 'rf-image' }, options(images.filter((i) => i.status === 'active').map((i) => [i.id, i.name]), 'keep the current image')),
+    max_surge: number('rf-surge', '1'),
+    max_unavailable: number('rf-unavailable', '0'),
+  };
+  const formError = h('div', { role: 'alert', 'data-testid': 'refresh-error' });
+  const submit = h('button', { type: 'submit', class: 'primary' }, 'Start refresh');
+  const form = h('form', { novalidate: true, 'aria-label': 'Instance refresh' }, formError,
+    field('rf-image', 'New image (optional)', c.image, 'A new image raises the template version.'),
+    field('rf-surge', 'Max surge', c.max_surge, 'VMs allowed above the desired count while it runs.'),
+    field('rf-unavailable', 'Max unavailable', c.max_unavailable, 'Members in service that may be missing below the desired count.'),
+    submit);
+  onSubmit(form, { controls: c, submit, formError }, async () => {
+    const body = { max_surge: Number(c.max_surge.value), max_unavailable: Number(c.max_unavailable.value) };
+    if (c.image.value) body.image = c.image.value;
+    let r;
+    try {
+      r = await request(`${base}/refresh`, { method: 'POST', body, ifMatch: state.etag, idempotent: true });
+    } catch (err) {
+      if (err.status === 412) await done();
+      throw err;
+    }
+    toast(`Refresh to template v${r.data.numbers.template_version} started: ${r.data.numbers.to_replace} member(s) to replace.`);
+    await done();
+  });
+  return form;
+}
+
 registerPage({
   path: '/scaling-groups/:id',
   title: 'Scaling group',
@@ -267,10 +331,10 @@ registerPage({
     const base = `${BASE}/${state.group.id}`;
     document.title = `${state.group.name} · NovaCron`;
     const canWrite = ctx.can('scaling-group:write');
-    const template = await templateNames(state.group.template);
     const detailBox = h('div', { 'aria-live': 'polite' });
     const memberBox = h('div');
     const activityBox = h('div', { 'aria-live': 'polite' });
+    const refreshBox = h('div', { 'aria-live': 'polite', 'data-testid': 'sg-refresh' });
     const roiCard = card('Scaling against static provisioning');
     const hooks = hooksCard(base, canWrite);
     const load = async () => {
@@ -282,8 +346,10 @@ registerPage({
       state.etag = fresh.etag;
       const vmNames = Object.fromEntries(vms.map((v) => [v.id, v.name]));
       const cost = await groupCost(ctx, members);
-      clear(detailBox, detailList(state.group, template, cost));
-      clear(memberBox, membersTable(base, members, vmNames, canWrite, load));
+      clear(detailBox, detailList(state.group, await templateNames(state.group.template), cost));
+      clear(memberBox, membersTable(base, state.group, members, vmNames, canWrite, load));
+      state.refresh = activities.find((a) => a.action === 'refresh') || null;
+      clear(refreshBox, await refreshStatus(state.refresh));
       clear(activityBox, activityTable(activities));
       await hooks.load();
     };
@@ -292,12 +358,14 @@ registerPage({
       h('div', { class: 'grid' }, card('Details', detailBox),
         canWrite ? card('Desired count', desiredForm(base, state, load)) : null),
       card('Members', memberBox),
+      h('div', { class: 'grid' }, card('Instance refresh', refreshBox),
+        canWrite ? card('Start a refresh', await refreshForm(base, state, load)) : null),
       h('div', { class: 'grid' }, card('Lifecycle hooks', hooks.box), hooks.form ? card('New lifecycle hook', hooks.form) : null),
       card('Activity history', activityBox), roiCard);
     await load();
     // read once: a week of metrics does not change between two events
     if (ctx.can('usage:read')) roiCard.append(await roiBox(await get(`${base}/members`)));
     else roiCard.remove();
-    follow(ctx, load, () => busy(state.group));
+    follow(ctx, load, () => busy(state.group) || state.refresh?.outcome === 'in_progress');
   },
 });

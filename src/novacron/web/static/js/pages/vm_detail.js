@@ -9,6 +9,7 @@ import {
 } from '../ui.js';
 import { backupList } from './backups.js';
 import { portTable } from './networks.js';
+import { volumeTable } from './volumes.js';
 
 // which action makes sense in which state; the API has the last word
 const ACTIONS = [
@@ -72,15 +73,22 @@ registerPage({
     const detailBox = h('div');
     const tasksBox = h('div', { 'aria-live': 'polite' });
     const consoleBox = h('div', { class: 'stack' });
+    const vncBox = h('div', { class: 'stack', 'data-testid': 'vm-vnc' });
     const chartsBox = h('div', { 'data-testid': 'vm-charts' });
     const portsBox = h('div');
     const backupsBox = h('div', { 'aria-live': 'polite' });
+    const volumesBox = h('div', { 'aria-live': 'polite', 'data-testid': 'vm-volumes' });
     clear(main, head,
       h('div', { class: 'grid' }, card('Details', detailBox), card('Tasks', tasksBox)),
       card('Metrics', h('p', { class: 'muted' }, 'Guest CPU and memory as the guest sees them, next to the QEMU process\'s own CPU and RSS; sampled every second by the host agent.'), chartsBox),
+      can('volume:read') ? card('Volumes', volumesBox) : null,
       can('backup:read') ? card('Backups', backupsBox) : null,
       can('network:read') ? card('Network ports', portsBox) : null,
-      card('Serial console', consoleBox));
+      card('Serial console', consoleBox),
+      card('Graphical console', vncBox));
+    // its attached volumes (detach here; attach from the Volumes page)
+    const loadVolumes = async () => clear(volumesBox,
+      volumeTable(await listAll('/v1/volumes', { vm_id: vm.id }), { [vm.id]: vm }, can('volume:write')));
 
     let reloadVm = () => {};
     const act = async (a) => {
@@ -150,6 +158,7 @@ registerPage({
     await Promise.all([
       loadTasks(),
       can('backup:read') ? loadBackups() : null,
+      can('volume:read') ? loadVolumes() : null,
       can('network:read') ? listAll('/v1/ports', { vm_id: vm.id }).then((ports) => clear(portsBox, portTable(ports, 'No network ports.'))) : null,
     ]);
 
@@ -166,6 +175,7 @@ registerPage({
     const reloadTasks = throttle(() => loadTasks().catch(() => {}), 300);
     ctx.onCleanup(subscribe(['vm.*'], (e) => { if (e.resource_id === vm.id) reloadVm(); }));
     ctx.onCleanup(subscribe(['task.*'], () => reloadTasks()));
+    if (can('volume:read')) ctx.onCleanup(subscribe(['volume.*'], throttle(() => loadVolumes().catch(() => {}), 300)));
     if (can('backup:read')) {
       const reloadBackups = throttle(() => loadBackups().catch(() => {}), 500);
       ctx.onCleanup(subscribe(['backup.*', 'task.*'], reloadBackups));
@@ -177,10 +187,13 @@ registerPage({
     const openBtn = h('button', { type: 'button', class: 'primary' }, 'Open console');
     const status = h('p', { class: 'muted', 'aria-live': 'polite' });
     const term = h('div', { class: 'console-wrap', hidden: true });
-    clear(consoleBox, h('div', {}, openBtn), status, term);
+    const fullBtn = fullScreenButton(term);
+    clear(consoleBox, h('div', { class: 'actions' }, openBtn, fullBtn), status, term);
     if (!can('vm:console')) { openBtn.disabled = true; status.textContent = 'Your role cannot open consoles.'; }
+    mountVnc(ctx, vncBox, vm.id, can('vm:console'));
     openBtn.addEventListener('click', async () => {
       openBtn.disabled = true;
+      fullBtn.disabled = false;
       term.hidden = false;
       try {
         const close = await openConsole(term, vm.id, (s) => { status.textContent = s; });
@@ -191,3 +204,38 @@ registerPage({
     });
   },
 });
+
+/** A button that shows `el` on the whole screen (Escape leaves it); enabled once `el` is open. */
+function fullScreenButton(el) {
+  const btn = h('button', { type: 'button', disabled: true }, 'Full screen');
+  btn.addEventListener('click', () => { el.requestFullscreen().catch(() => {}); });
+  return btn;
+}
+
+/** The graphical console card: noVNC with Ctrl-Alt-Del and full screen, opened on demand. */
+function mountVnc(ctx, box, vmId, allowed) {
+  const openBtn = h('button', { type: 'button', class: 'primary' }, 'Open graphical console');
+  const cadBtn = h('button', { type: 'button', disabled: true, title: 'Send Ctrl-Alt-Del to the guest' }, 'Ctrl-Alt-Del');
+  const screen = h('div', { class: 'vnc-wrap', hidden: true, 'data-testid': 'vnc-screen' });
+  const fullBtn = fullScreenButton(screen);
+  const status = h('p', { class: 'muted', 'aria-live': 'polite' });
+  clear(box, h('div', { class: 'actions' }, openBtn, cadBtn, fullBtn), status, screen);
+  if (!allowed) { openBtn.disabled = true; status.textContent = 'Your role cannot open consoles.'; return; }
+  let session = null;
+  openBtn.addEventListener('click', async () => {
+    openBtn.disabled = true;
+    screen.hidden = false;
+    try {
+      if (session) session.close();
+      const { openVnc } = await import('./vm_vnc.js');
+      session = await openVnc(screen, vmId, (s) => { status.textContent = s; });
+      session.rfb.addEventListener('connect', () => { cadBtn.disabled = false; fullBtn.disabled = false; });
+      session.rfb.addEventListener('disconnect', () => { cadBtn.disabled = true; openBtn.disabled = false; openBtn.textContent = 'Reconnect'; });
+      ctx.onCleanup(() => session && session.close());
+    } catch (err) {
+      openBtn.disabled = false;
+      box.append(errorBox(err));
+    }
+  });
+  cadBtn.addEventListener('click', () => session && session.ctrlAltDel());
+}

@@ -1,7 +1,7 @@
 """hardware: machine type, firmware, Secure Boot and vTPM of images, flavors and VMs
 
-Revision ID: 0032
-Revises: 0028
+Revision ID: 0031
+Revises: 0030
 Create Date: 2026-12-07
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0032"
-down_revision = "0028"
+revision = "0031"
+down_revision = "0030"
 branch_labels = None
 depends_on = None
 

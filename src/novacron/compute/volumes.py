@@ -1,0 +1,213 @@
+"""Volumes: block devices of a project in a storage pool, attached to at most one VM at a time.
+
+The service owns the rows and their checks; the storage work runs in durable tasks
+(``volume_tasks``): making the volume in its pool, and plugging, unplugging or growing it through
+the agent of the VM's host (the operation path of every VM operation, so a remote host works the
+same). A volume attached to a stopped VM is only recorded: the VM's spec carries it to its next
+start. Quota: one ``volumes`` and ``size_gb`` ``volume_gb`` per volume, charged at the request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from novacron import events
+from novacron.compute import volume_tasks as tasks
+from novacron.compute.pools import GIB, pool_for
+from novacron.compute.scope import resolve_project
+from novacron.db.base import new_id
+from novacron.db.listing import ListParams, paginate, where_equal
+from novacron.db.models import VM, Image, Task, Volume
+from novacron.db.resolve import Named, resolve, scoped
+from novacron.errors import Conflict, InvalidInput, NameTaken
+from novacron.quota import enforce as quota
+from novacron.quota.registry import volume_amounts
+from novacron.service import Service
+from novacron.tasks.runner import TaskHandler, create_task
+from novacron.tasks.service import wake_on_commit
+
+MAX_SIZE_GB = 16384
+#: a volume in one of these is being worked on: every other change waits
+BUSY = ("creating", "attaching", "detaching", "extending", "deleting")
+#: what a hot-plug needs the VM to be (a stopped VM takes the volume at its next start)
+ATTACHABLE_VM = ("running", "stopped")
+
+
+@dataclass(frozen=True)
+class VolumeSpec:
+    """A volume to create: blank of ``size_gb``, or a copy of ``image`` (grown to ``size_gb``)."""
+
+    name: str
+    size_gb: int | None = None
+    image: str | None = None
+    project_id: str | None = None
+
+
+class VolumeService(Service):
+    """Create, read, attach, detach, extend and delete the volumes of the caller's projects."""
+
+    def list(
+        self,
+        params: ListParams,
+        *,
+        name: str | None = None,
+        project_id: str | None = None,
+        vm_id: str | None = None,
+        status: str | None = None,
+    ) -> tuple[list[Volume], str | None]:
+        stmt = scoped(select(Volume), Volume, self.principal)
+        stmt = where_equal(
+            stmt,
+            (Volume.name, name),
+            (Volume.project_id, project_id),
+            (Volume.vm_id, vm_id),
+            (Volume.status, status),
+        )
+        return paginate(self.session, stmt, Volume, params)
+
+    def get(self, ref: str) -> Volume:
+        return resolve(self.session, self.principal, Volume, ref)
+
+    def create(self, spec: VolumeSpec) -> tuple[Volume, Task]:
+        """The volume's row, its quota and the task that makes it in its pool (one transaction)."""
+        project = resolve_project(self.session, self.principal, spec.project_id)
+        image = None
+        if spec.image is not None:
+            image = resolve(
+                self.session, self.principal, Image, spec.image, project=project, named=Named("image")
+            )
+            if image.status != "active" or image.virtual_size_bytes is None:
+                raise InvalidInput("image", f"image '{image.name}' is {image.status}, not active")
+        size_gb = _size_gb(spec.size_gb, image)
+        volume_id = new_id("vol")
+        volume = Volume(
+            id=volume_id,
+            project_id=project.id,
+            tenant_id=project.tenant_id,
+            name=spec.name,
+            size_gb=size_gb,
+            pool="file",
+            location=pool_for(self.ctx.settings).location(volume_id),
+            status="creating",
+            source_image_id=image.id if image is not None else None,
+        )
+        self.session.add(volume)
+        try:
+            self.session.flush()
+        except IntegrityError as exc:
+            raise NameTaken("volume", spec.name, "name") from exc
+        quota.charge(self.session, self.principal, project, "volume", volume.id, volume_amounts(size_gb))
+        self._publish("volume.created", volume, size_gb=size_gb)
+        return volume, self._task(tasks.CreateVolume, volume)
+
+    def delete(self, volume: Volume) -> None:
+        """Remove the volume and its storage; an attached one is refused (detach it first)."""
+        if volume.vm_id is not None:
+            vm = self.session.get(VM, volume.vm_id)
+            raise Conflict(
+                f"Volume '{volume.name}' is attached to VM '{vm.name if vm else volume.vm_id}'; detach it "
+                f"first (novacron volume detach {volume.name})."
+            )
+        _ensure_idle(volume)
+        pool_for(self.ctx.settings, volume.pool).delete(volume.id)
+        quota.release(self.session, "volume", volume.id)
+        self._publish("volume.deleted", volume)
+        self.session.delete(volume)
+
+    def attach(self, volume: Volume, vm_ref: str) -> Task:
+        """Attach to a VM of the same project: hot-plugged when it runs, at its next start if stopped."""
+        _ensure_idle(volume)
+        vm = resolve(self.session, self.principal, VM, vm_ref, named=Named("vm"))
+        if vm.project_id != volume.project_id:
+            raise InvalidInput("vm", f"VM '{vm.name}' is in another project than volume '{volume.name}'")
+        if volume.vm_id is not None:
+            raise Conflict(f"Volume '{volume.name}' is attached already; detach it first.")
+        _ensure_vm_ready(vm)
+        volume.vm_id, volume.status, volume.error = vm.id, "attaching", None
+        vm.task_state = "attaching_volume"
+        return self._task(tasks.AttachVolume, volume, {"vm_id": vm.id})
+
+    def detach(self, volume: Volume) -> Task:
+        """Detach from its VM: hot-unplugged when it runs (the guest must release the disk)."""
+        _ensure_idle(volume)
+        vm = self.session.get(VM, volume.vm_id) if volume.vm_id else None
+        if vm is None:
+            raise Conflict(f"Volume '{volume.name}' is not attached to any VM.")
+        _ensure_vm_ready(vm)
+        volume.status, volume.error = "detaching", None
+        vm.task_state = "detaching_volume"
+        return self._task(tasks.DetachVolume, volume, {"vm_id": vm.id})
+
+    def extend(self, volume: Volume, size_gb: int) -> Task:
+        """Grow the volume (online when its VM runs); the new size is charged at once."""
+        _ensure_idle(volume)
+        if size_gb <= volume.size_gb:
+            raise InvalidInput(
+                "size_gb", f"must be larger than the volume's {volume.size_gb} GiB (no shrink)"
+            )
+        vm = self.session.get(VM, volume.vm_id) if volume.vm_id else None
+        if vm is not None:
+            _ensure_vm_ready(vm)
+        quota.resize(self.session, "volume", volume.id, volume_amounts(size_gb), self.principal.role)
+        params = {"size_gb": size_gb, "status": volume.status, "vm_id": volume.vm_id or ""}
+        volume.status, volume.error = "extending", None
+        return self._task(tasks.ExtendVolume, volume, params)
+
+    def _task(
+        self, handler: type[TaskHandler], volume: Volume, params: dict[str, object] | None = None
+    ) -> Task:
+        self.session.flush()
+        task = create_task(
+            self.session,
+            handler,
+            "volume",
+            volume.id,
+            tenant_id=volume.tenant_id,
+            project_id=volume.project_id,
+            params=dict(params or {}),
+        )
+        wake_on_commit(self.session, self.ctx)
+        return task
+
+    def _publish(self, kind: str, volume: Volume, **detail: object) -> None:
+        events.publish(
+            self.session,
+            kind,
+            "volume",
+            volume.id,
+            tenant_id=volume.tenant_id,
+            project_id=volume.project_id,
+            name=volume.name,
+            **detail,
+        )
+
+
+def _size_gb(size_gb: int | None, image: Image | None) -> int:
+    """The size asked for, or the image's virtual size rounded up; never smaller than the image."""
+    image_gb = -(-(image.virtual_size_bytes or 0) // GIB) if image is not None else 0
+    if size_gb is None:
+        if image is None:
+            raise InvalidInput("size_gb", "give the size of a blank volume (or an image to copy)")
+        return max(1, image_gb)
+    if size_gb < image_gb:
+        raise InvalidInput("size_gb", f"smaller than image's virtual size ({image_gb} GiB)")
+    if not 1 <= size_gb <= MAX_SIZE_GB:
+        raise InvalidInput("size_gb", f"must be between 1 and {MAX_SIZE_GB} GiB")
+    return size_gb
+
+
+def _ensure_idle(volume: Volume) -> None:
+    if volume.status in BUSY:
+        raise Conflict(f"Volume '{volume.name}' is busy ({volume.status}); wait for its task to finish.")
+
+
+def _ensure_vm_ready(vm: VM) -> None:
+    if vm.task_state is not None:
+        raise Conflict(f"VM '{vm.name}' is busy ({vm.task_state}); wait for its task to finish.")
+    if vm.state not in ATTACHABLE_VM:
+        raise Conflict(
+            f"VM '{vm.name}' is {vm.state}; volumes attach to and detach from running or stopped VMs."
+        )

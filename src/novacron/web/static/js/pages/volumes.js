@@ -1,0 +1,105 @@
+// Volumes: block storage of a project (list, create blank or from an image, attach to a VM and
+// detach, delete), and the volume list of one VM (exported for vm_detail.js). Attach, detach and
+// create are tasks: the table follows them through the volume.* events.
+
+import { listAll, post, request } from '../api.js';
+import { subscribe } from '../live.js';
+import { registerPage } from '../registry.js';
+import { h, clear, badge, card, confirmDialog, link, pageHead, table, throttle, timeEl, toast } from '../ui.js';
+import { field, onSubmit } from './common.js';
+import { projectOptions } from './networks.js';
+
+async function act(fn) {
+  try { await fn(); } catch (err) { toast(err.message, 'bad'); }
+}
+
+async function attach(vol, vms) {
+  const select = h('select', { id: 'attach-vm', 'aria-label': 'VM' },
+    vms.filter((v) => v.project_id === vol.project_id).map((v) => h('option', { value: v.id }, `${v.name} (${v.state})`)));
+  const body = h('div', {}, field('attach-vm', 'VM', select, 'Running: hot-plugged now. Stopped: at its next start.'));
+  if (!(await confirmDialog(`Attach ${vol.name}`, '', { confirm: 'Attach', body }))) return;
+  await post(`/v1/volumes/${vol.id}/attach`, { vm: select.value }, { idempotent: true });
+  toast(`Attaching ${vol.name}…`);
+}
+
+async function detach(vol) {
+  if (!(await confirmDialog(`Detach ${vol.name}?`, 'A running guest must release the disk first (unmount it).', { confirm: 'Detach' }))) return;
+  await post(`/v1/volumes/${vol.id}/detach`, {}, { idempotent: true });
+  toast(`Detaching ${vol.name}…`);
+}
+
+async function remove(vol) {
+  if (!(await confirmDialog(`Delete ${vol.name}?`, 'Its data is gone for good.', { confirm: 'Delete', danger: true }))) return;
+  await request(`/v1/volumes/${vol.id}`, { method: 'DELETE' });
+  toast(`Volume ${vol.name} deleted.`);
+}
+
+/** The table of `volumes`; with `vms` (id -> VM) the VM column links to it; `canWrite`: actions. */
+export function volumeTable(volumes, vms, canWrite, vmList = []) {
+  const busy = (v) => ['creating', 'attaching', 'detaching', 'extending'].includes(v.status);
+  return table([
+    { label: 'Name', cell: (v) => h('strong', {}, v.name) },
+    { label: 'Size', cell: (v) => `${v.size_gb} GiB` },
+    { label: 'Status', cell: (v) => badge(v.status) },
+    { label: 'VM', cell: (v) => (v.vm_id ? link(`#/vms/${v.vm_id}`, vms[v.vm_id]?.name || v.vm_id) : '–') },
+    { label: 'Created', cell: (v) => timeEl(v.created_at) },
+    ...(canWrite ? [{
+      label: 'Actions',
+      cell: (v) => h('div', { class: 'actions', style: { display: 'flex', gap: '.4rem' } },
+        v.vm_id
+          ? h('button', { type: 'button', disabled: busy(v), 'aria-label': `Detach ${v.name}`, onclick: () => act(() => detach(v)) }, 'Detach')
+          : h('button', { type: 'button', disabled: busy(v) || !vmList.length, 'aria-label': `Attach ${v.name}`, onclick: () => act(() => attach(v, vmList)) }, 'Attach'),
+        v.vm_id ? null : h('button', { type: 'button', class: 'danger', disabled: busy(v), 'aria-label': `Delete ${v.name}`, onclick: () => act(() => remove(v)) }, 'Delete')),
+    }] : []),
+  ], volumes, { caption: 'Volumes', empty: 'No volumes.', rowAttrs: (v) => ({ 'data-volume': v.name }) });
+}
+
+function volumeForm(projects, images) {
+  const c = {
+    name: h('input', { id: 'vol-name', autocomplete: 'off' }),
+    size_gb: h('input', { id: 'vol-size', type: 'number', inputmode: 'numeric', min: '1', value: '1' }),
+    image: h('select', { id: 'vol-image' }, h('option', { value: '' }, 'Blank'), images.map((i) => h('option', { value: i.id }, i.name))),
+    project_id: h('select', { id: 'vol-project' }, projects.map(([v, t]) => h('option', { value: v }, t))),
+  };
+  const formError = h('div', { role: 'alert' });
+  const submit = h('button', { type: 'submit', class: 'primary' }, 'Create volume');
+  const form = h('form', { novalidate: true, 'aria-label': 'New volume' }, formError,
+    field('vol-name', 'Name', c.name, 'Lower-case letters, digits and -'),
+    field('vol-size', 'Size (GiB)', c.size_gb, 'Empty with an image: the image\'s size.'),
+    field('vol-image', 'Content', c.image, 'Blank, or a copy of an image.'),
+    projects.length > 1 ? field('vol-project', 'Project', c.project_id) : null,
+    submit);
+  onSubmit(form, { controls: c, submit, formError }, async () => {
+    const body = { name: c.name.value.trim() };
+    if (c.size_gb.value.trim()) body.size_gb = Number(c.size_gb.value);
+    if (c.image.value) body.image = c.image.value;
+    if (projects.length > 1 && c.project_id.value) body.project_id = c.project_id.value;
+    const out = await post('/v1/volumes', body, { idempotent: true });
+    form.reset();
+    toast(`Creating volume ${out.volume.name}…`);
+  });
+  return form;
+}
+
+registerPage({
+  path: '/volumes',
+  title: 'Volumes',
+  section: 'Compute',
+  permission: 'volume:read',
+  order: 30,
+  async render(ctx) {
+    const canWrite = ctx.can('volume:write');
+    const box = h('div', { 'aria-live': 'polite' });
+    const load = async () => {
+      const [volumes, vmList] = await Promise.all([listAll('/v1/volumes', { sort: 'name' }), listAll('/v1/vms', { sort: 'name' })]);
+      const vms = Object.fromEntries(vmList.map((v) => [v.id, v]));
+      clear(box, volumeTable(volumes, vms, canWrite, vmList.filter((v) => ['running', 'stopped'].includes(v.state))));
+    };
+    const [projects, images] = canWrite
+      ? await Promise.all([projectOptions(ctx), listAll('/v1/images', { sort: 'name' })]) : [[], []];
+    clear(ctx.main, pageHead('Volumes'), h('div', { class: 'grid' }, card(null, box),
+      canWrite ? card('New volume', volumeForm(projects, images.filter((i) => i.status === 'active'))) : null));
+    await load();
+    ctx.onCleanup(subscribe(['volume.*', 'task.*'], throttle(() => load().catch(() => {}), 500)));
+  },
+});

@@ -1,0 +1,226 @@
+"""Volumes on real QEMU guests: hot-plug, a marker carried between VMs, online extend, and the
+API's refusals (validation, tenancy, quota), on one server with two VMs shared by every step."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import (
+    Guest,
+    Server,
+    default_project,
+    destroy_server,
+    import_guest_image,
+    make_server,
+    tenant_user,
+    type_on_console,
+    wait_console,
+    wait_task,
+)
+from tests.integration.test_cli import Cli
+
+pytestmark = pytest.mark.qemu
+
+GIB_SECTORS = (1 << 30) // 512
+
+
+@dataclass
+class Env:
+    server: Server
+    c: httpx.Client
+    vms: dict[str, str]
+    project: str
+
+
+@pytest.fixture(scope="module")
+def env(guest: Guest) -> Iterator[Env]:
+    server = make_server()
+    server.start(timeout_s=180)
+    try:
+        with server.client() as c:
+            c.timeout = httpx.Timeout(60)
+            import_guest_image(c, guest)
+            project = default_project(c)
+            tasks, vms = {}, {}
+            for name in ("vol-a", "vol-b"):  # both boot at once
+                r = c.post(
+                    "/v1/vms",
+                    json={"name": name, "image": "test-guest", "flavor": "tiny", "project_id": project},
+                )
+                assert r.status_code == 202, r.text
+                vms[name], tasks[name] = r.json()["vm"]["id"], r.json()["task_id"]
+            for name, task_id in tasks.items():
+                done = wait_task(c, task_id, timeout_s=300)
+                assert done["state"] == "succeeded", done["error"]
+                wait_console(c, vms[name], "NOVACRON-GUEST-READY", timeout_s=180)
+            yield Env(server, c, vms, project)
+    finally:
+        destroy_server(server)
+
+
+def _ok(c: httpx.Client, r: httpx.Response) -> dict[str, object]:
+    assert r.status_code == 202, r.text
+    task = wait_task(c, r.json()["task_id"], timeout_s=180)
+    assert task["state"] == "succeeded", task["error"]
+    return dict(c.get(f"/v1/volumes/{r.json()['volume']['id']}").json())
+
+
+_calls = iter(range(1000, 10**6))
+
+
+def _guest(env: Env, vm: str, command: str, tag: str) -> str:
+    """Run ``command`` in the guest's shell; what it printed between ``<tag>=`` and this call's end."""
+    vm_id, n = env.vms[vm], next(_calls)
+    # the end mark is computed by the guest's shell, so the echoed command line never matches it
+    type_on_console(env.server, env.c, vm_id, f"echo {tag}=$({command})=E$(({n}-1+1))E", f"=E{n}E")
+    found = re.findall(rf"{tag}=(.*?)=E{n}E", wait_console(env.c, vm_id, f"=E{n}E"))
+    assert found, f"no {tag} answer on the console of {vm}"
+    return str(found[-1]).strip()
+
+
+#: the guest waits (up to 10 s) for the disk with this serial to appear or go; prints its name and size
+FIND = (
+    "for i in $(seq 50); do d=$(grep -l {serial} /sys/block/vd*/serial 2>/dev/null | head -n1); "
+    "[ {want} ] && break; sleep 0.2; done; "
+    '[ -n "$d" ] && d=${{d%/serial}} && echo ${{d##*/}}:$(cat $d/size) || echo none'
+)
+
+
+def _wait_boots(c: httpx.Client, vm_id: str, boots: int, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while c.get(f"/v1/vms/{vm_id}/console-log").text.count("NOVACRON-GUEST-READY") < boots:
+        assert time.monotonic() < deadline, f"VM {vm_id} did not boot {boots} times"
+        time.sleep(0.3)
+
+
+def _disk(env: Env, vm: str, serial: str, present: bool = True) -> str:
+    want = '-n "$d"' if present else '-z "$d"'
+    return _guest(env, vm, FIND.format(serial=serial[:20], want=want), "DISK")
+
+
+def test_hot_plug_marker_moves_between_vms_and_extend_online(env: Env) -> None:
+    c = env.c
+    started = time.monotonic()
+    vol = _ok(c, c.post("/v1/volumes", json={"name": "data", "size_gb": 1, "project_id": env.project}))
+    assert vol["status"] == "available" and vol["size_gb"] == 1 and vol["vm_id"] is None
+    vid = str(vol["id"])
+
+    # hot-plug into the running vol-a: a new virtio disk of 1 GiB with the volume's serial
+    vol = _ok(c, c.post(f"/v1/volumes/{vid}/attach", json={"vm": "vol-a"}))
+    assert vol["status"] == "in-use" and vol["vm_id"] == env.vms["vol-a"]
+    name, _, size = _disk(env, "vol-a", vid).partition(":")
+    assert name.startswith("vd") and name not in ("vda", "vdb") and int(size) == GIB_SECTORS
+    plugged = time.monotonic()
+    # the guest writes a marker its shell computes (so the typed command never shows it)
+    assert (
+        _guest(env, "vol-a", f"echo MARK$((6000+7))MARK | dd of=/dev/{name} 2>/dev/null; sync; echo ok", "W")
+        == "ok"
+    )
+
+    refused = c.delete(f"/v1/volumes/{vid}")
+    assert refused.status_code == 409 and "detach it first" in refused.json()["detail"], refused.text
+
+    # hot-unplug: the guest lets it go (DEVICE_DELETED), the disk is gone from vol-a
+    vol = _ok(c, c.post(f"/v1/volumes/{vid}/detach"))
+    assert vol["status"] == "available" and vol["vm_id"] is None
+    assert _disk(env, "vol-a", vid, present=False) == "none"
+
+    # plugged into vol-b, which reads the marker vol-a wrote
+    _ok(c, c.post(f"/v1/volumes/{vid}/attach", json={"vm": env.vms["vol-b"]}))
+    name_b = _disk(env, "vol-b", vid).partition(":")[0]
+    assert _guest(env, "vol-b", f"dd if=/dev/{name_b} bs=16 count=1 2>/dev/null", "R") == "MARK6007MARK"
+
+    # extended online: the guest sees 2 GiB at once
+    vol = _ok(c, c.post(f"/v1/volumes/{vid}/extend", json={"size_gb": 2}))
+    assert vol["size_gb"] == 2 and vol["status"] == "in-use"
+    assert _disk(env, "vol-b", vid).partition(":")[2] == str(2 * GIB_SECTORS)
+
+    # a reboot restarts QEMU with the command line the hot-plug updated: the disk is still there
+    done = wait_task(c, c.post(f"/v1/vms/{env.vms['vol-b']}/actions/reboot").json()["task_id"])
+    assert done["state"] == "succeeded", done["error"]
+    _wait_boots(c, env.vms["vol-b"], 2)
+    assert _disk(env, "vol-b", vid).partition(":")[2] == str(2 * GIB_SECTORS)
+
+    listed = c.get("/v1/events", params={"types": "volume.*", "limit": 1000}).json()["items"]
+    kinds = [e["type"] for e in listed if e["resource_id"] == vid]
+    for kind in ("volume.created", "volume.attached", "volume.detached", "volume.extended"):
+        assert kind in kinds, kinds
+    print(f"hot-plug visible in the guest {plugged - started:.1f}s after the create request")
+
+
+def test_a_stopped_vm_takes_its_volume_at_next_start(env: Env) -> None:
+    c = env.c
+    done = wait_task(
+        c, c.post(f"/v1/vms/{env.vms['vol-a']}/actions/stop", json={"force": True}).json()["task_id"]
+    )
+    assert done["state"] == "succeeded", done["error"]
+    vol = _ok(
+        c,
+        c.post(
+            "/v1/volumes",
+            json={"name": "boot-later", "image": "test-guest", "size_gb": 1, "project_id": env.project},
+        ),
+    )
+    vol = _ok(c, c.post(f"/v1/volumes/{vol['id']}/attach", json={"vm": "vol-a"}))
+    assert vol["status"] == "in-use"
+    done = wait_task(c, c.post(f"/v1/vms/{env.vms['vol-a']}/actions/start").json()["task_id"])
+    assert done["state"] == "succeeded", done["error"]
+    _wait_boots(c, env.vms["vol-a"], 2)  # the console log keeps the first boot's lines
+    assert _disk(env, "vol-a", str(vol["id"])).partition(":")[2] == str(GIB_SECTORS)
+    listed = c.get("/v1/volumes", params={"vm_id": env.vms["vol-a"]}).json()["items"]
+    assert [v["name"] for v in listed] == ["boot-later"]
+
+
+def test_refusals_name_the_field_and_respect_tenancy_and_quota(env: Env) -> None:
+    c = env.c
+    r = c.post("/v1/volumes", json={"name": "blank", "project_id": env.project})
+    assert r.status_code == 422 and "size_gb" in r.text, r.text
+    r = c.post("/v1/volumes", json={"name": "zero", "size_gb": 0, "project_id": env.project})
+    assert r.status_code == 422 and "size_gb" in r.text, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+
+    key = {"Idempotency-Key": "vol-once"}
+    once = {"name": "once", "size_gb": 1, "project_id": env.project}
+    first = c.post("/v1/volumes", json=once, headers=key)
+    again = c.post("/v1/volumes", json=once, headers=key)
+    assert first.status_code == again.status_code == 202 and first.json() == again.json()
+    vid = _ok(c, first)["id"]
+    r = c.post(f"/v1/volumes/{vid}/extend", json={"size_gb": 1})
+    assert r.status_code == 422 and "size_gb" in r.text, r.text
+
+    other, _ = tenant_user(c, env.server, "vol-other")
+    with other:
+        assert other.get(f"/v1/volumes/{vid}").status_code == 404
+        assert other.get("/v1/volumes").json()["items"] == []
+        mine = _ok(other, other.post("/v1/volumes", json={"name": "theirs", "size_gb": 1}))
+        r = other.post(f"/v1/volumes/{mine['id']}/attach", json={"vm": env.vms["vol-b"]})
+        assert r.status_code == 422 and "vm" in r.json()["detail"], r.text
+        # a new tenant's default quota: 1000 GiB of volumes
+        r = other.post("/v1/volumes", json={"name": "huge", "size_gb": 1000})
+        assert r.status_code == 403 and "volume_gb" in r.text, r.text
+    assert c.delete(f"/v1/volumes/{vid}").status_code == 204
+    assert c.get(f"/v1/volumes/{vid}").status_code == 404
+
+
+def test_cli_creates_attaches_extends_detaches_and_deletes(env: Env, tmp_path: Path) -> None:
+    cli = Cli(tmp_path / "novacron" / "credentials.json", env.server)
+    login = ("login", "--server", env.server.url, "--username", "admin", "--password-stdin")
+    cli.ok(*login, stdin=env.server.admin_password + "\n")
+    made = cli.ok("volume", "create", "--name", "cli-vol", "--size", "1", "--project", "default")
+    assert "available" in made.out, made.out + made.err
+    attached = cli.ok("volume", "attach", "cli-vol", "vol-b")
+    assert "in-use" in attached.out and env.vms["vol-b"] in attached.out
+    extended = cli.ok("volume", "extend", "cli-vol", "--size", "3")
+    assert re.search(r"size_gb\s+3", extended.out), extended.out
+    listed = cli.ok("volume", "list", "--vm", "vol-b", "--json").json()
+    assert {"data", "cli-vol"} <= {v["name"] for v in listed["items"]}
+    assert "available" in cli.ok("volume", "detach", "cli-vol").out
+    cli.ok("volume", "delete", "cli-vol")
+    assert env.c.get("/v1/volumes", params={"name": "cli-vol"}).json()["items"] == []
