@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import Guest, Server, import_guest_image, require
+from tests.conftest import Guest, Server, import_guest_image, require, wait_task
 from tests.integration.test_cli import Cli
 from tests.integration.test_scaling_groups import USER_DATA, _load_balancer, _members, _pool, _until
 
@@ -77,3 +77,7 @@ def test_a_refresh_replaces_every_vm_with_one_always_serving(
         assert len(samples) > 10 and min(samples) >= 1, samples
         shown = cli.ok("scaling-group", "show", "web").out
         assert "v2" in shown
+        # the shared node's later tests should not share its 2 cores with these guests
+        deleted = c.delete("/v1/scaling-groups/web")
+        assert deleted.status_code == 202, deleted.text
+        assert wait_task(c, deleted.json()["task_id"], timeout_s=240)["state"] == "succeeded"
