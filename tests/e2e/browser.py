@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from tests.e2e.conftest import ARTIFACTS, AXE
@@ -60,6 +61,17 @@ class Browser:
 
     def ready(self) -> None:
         self.page.wait_for_selector("main[data-ready=true]")
+
+    def follow(self, link: str | Callable[[], Any]) -> None:
+        """Follow a link to another page (a selector to click, or the click itself) and wait until
+        that page has rendered; the page left keeps its ready mark until the router clears it, so
+        it goes first (else ``ready`` would answer at once, on an empty ``main``)."""
+        self.page.evaluate("delete document.querySelector('main')?.dataset.ready")
+        if isinstance(link, str):
+            self.page.click(link)
+        else:
+            link()
+        self.ready()
 
     def main_text(self) -> str:
         return str(self.page.inner_text("main"))

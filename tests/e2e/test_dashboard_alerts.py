@@ -139,8 +139,7 @@ def test_tenant_makes_a_receiver_a_rule_and_a_silence(env: Env, browser: Any) ->
             assert "warning" in row.inner_text()
 
             # a silence made from the alert's row (its labels prefilled), then expired
-            row.query_selector("a:text-is('Silence')").click()
-            alpha.ready()
+            alpha.follow(row.query_selector("a:text-is('Silence')").click)
             rule_id = api.get("/v1/alert-rules", params={"name": "no-vms"}).json()["items"][0]["id"]
             prefilled = page.input_value("#sil-matchers").splitlines()
             assert prefilled == ["alertname=no-vms", f"novacron_rule_id={rule_id}"], prefilled
@@ -209,8 +208,7 @@ def test_a_firing_alert_shows_and_is_silenced_from_its_row(env: Env, browser: An
         text = row.inner_text()
         assert "info" in text and f"host={alert['labels']['host']}" in text, text
         assert page_problems(b, "/alerts", "alerts-firing", "desktop", "light") == []
-        row.query_selector("a:text-is('Silence')").click()
-        b.ready()
+        b.follow(row.query_selector("a:text-is('Silence')").click)
         prefilled = page.input_value("#sil-matchers").splitlines()
         assert "alertname=qemu-count" in prefilled and f"host={alert['labels']['host']}" in prefilled
         page.fill("#sil-comment", "known")

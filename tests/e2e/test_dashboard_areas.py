@@ -151,8 +151,7 @@ def test_network_form_rules_and_tenant_scope(
             net = api.get("/v1/networks", params={"name": "web-net"}).json()["items"][0]
             subnet = api.get("/v1/subnets", params={"network_id": net["id"]}).json()["items"][0]
             assert (subnet["cidr"], subnet["dns_servers"]) == ("10.9.0.0/24", ["10.9.0.53"])
-            page.click("tr[data-network=web-net] a")
-            alpha.ready()
+            alpha.follow("tr[data-network=web-net] a")
             assert "10.9.0.1" in alpha.main_text()  # the default gateway the API chose
 
             # a security group made in the form, then a rule added and removed in its editor
@@ -274,8 +273,7 @@ def test_subnet_router_interface_and_floating_ip_actions(
             port = api.get("/v1/ports", params={"vm_id": web_vm}).json()["items"][0]
 
             b.go("/routers")
-            page.click("tr[data-router=app-router] a")
-            b.ready()
+            b.follow("tr[data-router=app-router] a")
             page.select_option("#rif-subnet", subnets[0]["id"])
             page.click("form[aria-label='Add an interface'] button[type=submit]")
             page.wait_for_selector("tr[data-interface='10.30.0.1']")

@@ -163,8 +163,7 @@ def test_scaling_groups_cost_and_capacity_pages(as_cluster: Cluster, browser: An
             problems += page_problems(b, "/scaling-groups", "scaling-groups", "phone", "light")
             page.set_viewport_size(DESKTOP)
 
-            page.click(f"{row} a")
-            b.ready()
+            b.follow(f"{row} a")
             page.fill("#sg-desired", "2")
             page.fill("#sg-reason", "launch day traffic")
             with page.expect_request(lambda r: r.method == "PATCH") as patch:

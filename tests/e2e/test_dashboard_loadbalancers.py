@@ -78,8 +78,7 @@ def test_load_balancer_from_the_form_to_delete(lb_cluster: Cluster, browser: Any
             problems += page_problems(b, "/loadbalancers", "loadbalancers", "phone", "light")
             page.set_viewport_size(DESKTOP)
 
-            page.click("tr[data-lb=web-lb] a")
-            b.ready()
+            b.follow("tr[data-lb=web-lb] a")
             _settled(b, api, lb["id"])
             page.fill("#pool-name", "web")
             page.select_option("#pool-monitor", "TCP")

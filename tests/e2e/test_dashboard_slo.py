@@ -151,8 +151,7 @@ def test_a_tenant_probes_its_vm_sets_an_slo_and_reads_the_report(env: Env, brows
             assert len(slo["alert_rules"]) == 3 and all(r["rule_id"] for r in slo["alert_rules"])
 
             # its page: the figures and the budget burn chart over the day
-            page.click("tr[data-slo=web-availability] a")
-            alpha.ready()
+            alpha.follow("tr[data-slo=web-availability] a")
             figures = page.inner_text("[data-testid=slo-figures]")
             assert "SLI over 1 d" in figures and re.search(r"9\d\.\d{3} %", figures), figures
             page.wait_for_selector("[data-testid=burn-chart][data-points] [data-chart=budget] canvas")
