@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 
 from novacron.autoscaling.evaluate import Evaluator, StoreMetrics, evaluate_all
 from novacron.cli import scaling
-from novacron.cli.client import Client
+from novacron.cli.client import Client, CliError
 from novacron.context import Context
 from novacron.db.base import Database
 from novacron.db.models import VM, Flavor, Host, ScalingActivity, ScalingGroup, ScalingGroupMember
@@ -283,3 +283,25 @@ def test_the_cli_creates_lists_and_deletes_policies(
     assert listed.exit_code == 0 and "steps" in listed.output and "step" in listed.output
     assert run(scaling.app, ["policy", "delete", "api", "steps"]).exit_code == 0
     assert beta.get("/v1/scaling-groups/api/policies").json() == []
+
+
+def test_the_cli_sets_a_groups_limits_and_settings(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    beta = world.tenants["beta"]
+    token = beta.headers["Authorization"].removeprefix("Bearer ")
+    client = Client(
+        "http://testserver", token=token, credentials_path=tmp_path / "c.json", transport=beta._transport
+    )
+    monkeypatch.setattr(scaling, "client_of", lambda _ctx: client)
+    run = CliRunner().invoke
+    settings = ["--max", "6", "--drain-timeout", "45", "--cooldown", "30", "--json"]
+    changed = run(scaling.app, ["set", "api", *settings])
+    assert changed.exit_code == 0, changed.output
+    group = beta.get("/v1/scaling-groups/api").json()
+    assert (group["max_size"], group["drain_timeout_s"], group["cooldown_s"]) == (6, 45, 30), group
+    nothing = run(scaling.app, ["set", "api"])
+    assert isinstance(nothing.exception, CliError) and "nothing to change" in nothing.exception.message
+    refused = run(scaling.app, ["set", "api", "--min", "7"])  # above max: the API's words
+    assert isinstance(refused.exception, CliError) and "min_size" in str(refused.exception), refused.output
+    assert beta.get("/v1/scaling-groups/api").json()["min_size"] == group["min_size"]

@@ -201,6 +201,34 @@ def set_desired(
     _show(client, _settle(client, changed, wait), as_json)
 
 
+@app.command("set")
+def set_settings(  # noqa: PLR0913  (one option per setting)
+    ctx: typer.Context,
+    group: str = GROUP,
+    min_size: int | None = typer.Option(None, "--min", min=0, help="the smallest the group may get"),
+    max_size: int | None = typer.Option(None, "--max", min=0, help="the largest the group may get"),
+    termination_policy: str | None = typer.Option(None, "--termination-policy", help="oldest|newest|spread"),
+    cooldown: int | None = typer.Option(None, "--cooldown", min=0, help="seconds after an activity"),
+    warmup: int | None = typer.Option(None, "--warmup", min=0, help="seconds a new member may take to serve"),
+    drain_timeout: int | None = typer.Option(None, "--drain-timeout", min=0, help="seconds a drain waits"),
+    as_json: bool = JSON,
+) -> None:
+    """Change the group's limits and settings (the count: set-desired; the template: refresh)."""
+    settings = {
+        "min_size": min_size, "max_size": max_size, "termination_policy": termination_policy,
+        "cooldown_s": cooldown, "warmup_s": warmup, "drain_timeout_s": drain_timeout,
+    }  # fmt: skip
+    body = {k: v for k, v in settings.items() if v is not None}
+    if not body:
+        raise CliError(
+            "nothing to change",
+            hint="give --min, --max, --termination-policy, --cooldown, --warmup or --drain-timeout",
+        )
+    client = client_of(ctx)
+    found = _group(client, group)
+    _show(client, client.patch(f"/v1/scaling-groups/{found['id']}", body), as_json)
+
+
 @app.command("refresh")
 def refresh(  # noqa: PLR0913  (the template fields it may change and the two bounds)
     ctx: typer.Context,
