@@ -154,6 +154,12 @@ def test_text_file_is_refused_as_an_image(cli: Cli, tmp_path: Path) -> None:
 def test_validation_errors_name_the_field(cli: Cli) -> None:
     r = cli("flavor", "create", "x1", "--vcpus", "1", "--ram", "10")
     assert r.code == 1 and "ram_mb" in r.err and "Invalid request (422)" in r.err
+    # the machine and firmware options: Secure Boot on the pc machine is refused on its field
+    r = cli("flavor", "create", "x2", "--vcpus", "1", "--ram", "512", "--machine", "pc", "--secure-boot")
+    assert r.code == 1 and "hardware.secure_boot" in r.err, r
+    made = cli.ok("flavor", "create", "uefi.small", "--vcpus", "1", "--ram", "512", "--machine", "q35",
+                  "--firmware", "uefi", "--tpm", "--json").json()  # fmt: skip
+    assert made["hardware"] == {"machine": "q35", "firmware": "uefi", "tpm": True}, made
 
 
 def test_expired_access_token_is_refreshed(cli: Cli) -> None:

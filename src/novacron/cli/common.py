@@ -107,3 +107,18 @@ def create_in_project(
             f"({items[0]['id']}); choose another with --project.[/]"
         )
         return post({**body, "project_id": items[0]["id"]})
+
+
+# the machine a VM of this flavor or image runs as (compute/hardware.py); unset: the API's defaults
+MACHINE = typer.Option(None, "--machine", help="pc or q35")
+FIRMWARE = typer.Option(None, "--firmware", help="bios or uefi (OVMF, with each VM's own NVRAM)")
+SECURE_BOOT = typer.Option(None, "--secure-boot/--no-secure-boot", help="UEFI Secure Boot (uefi on q35)")
+TPM = typer.Option(None, "--tpm/--no-tpm", help="a virtual TPM 2.0 per VM")
+
+
+def hardware_body(
+    machine: str | None, firmware: str | None, secure_boot: bool | None, tpm: bool | None
+) -> dict[str, Any]:
+    """The ``hardware`` settings given on the command line (the API checks them, by field)."""
+    given = {"machine": machine, "firmware": firmware, "secure_boot": secure_boot, "tpm": tpm}
+    return {key: value for key, value in given.items() if value is not None}

@@ -20,7 +20,18 @@ from rich.progress import (
 )
 
 from novacron.cli.client import ApiError, Client, CliError, resolve
-from novacron.cli.common import CURSOR, JSON, LIMIT, client_of, create_in_project
+from novacron.cli.common import (
+    CURSOR,
+    FIRMWARE,
+    JSON,
+    LIMIT,
+    MACHINE,
+    SECURE_BOOT,
+    TPM,
+    client_of,
+    create_in_project,
+    hardware_body,
+)
 from novacron.cli.output import Column, ago, err, human_size, info, print_detail, print_json, print_list
 from novacron.cli.watch import watch_task
 
@@ -134,11 +145,17 @@ def import_image(
     public: bool = typer.Option(False, "--public", help="visible to every tenant (administrators only)"),
     project: str | None = typer.Option(None, "--project", help="project name or id (default: your project)"),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="URL: wait for the import task to finish"),
+    machine: str | None = MACHINE,
+    firmware: str | None = FIRMWARE,
+    secure_boot: bool | None = SECURE_BOOT,
+    tpm: bool | None = TPM,
     as_json: bool = JSON,
 ) -> None:
     """Import an image: upload a local file (with a progress bar), or have the server fetch a URL."""
     client = client_of(ctx)
     body: dict[str, Any] = {"name": name, "public": public, "kernel_cmdline": cmdline}
+    if hardware := hardware_body(machine, firmware, secure_boot, tpm):
+        body["hardware"] = hardware
     if is_url(source):
         if kernel or initrd:
             raise CliError(

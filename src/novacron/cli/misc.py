@@ -10,7 +10,17 @@ import typer
 from rich.markup import escape
 
 from novacron.cli.client import parse_sse
-from novacron.cli.common import CURSOR, JSON, LIMIT, client_of
+from novacron.cli.common import (
+    CURSOR,
+    FIRMWARE,
+    JSON,
+    LIMIT,
+    MACHINE,
+    SECURE_BOOT,
+    TPM,
+    client_of,
+    hardware_body,
+)
 from novacron.cli.output import Column, ago, out, print_detail, print_json, print_list
 from novacron.cli.watch import step_label, watch_task
 
@@ -66,10 +76,16 @@ def flavor_create(
     vcpus: int = typer.Option(..., "--vcpus", min=1),
     ram: int = typer.Option(..., "--ram", min=1, help="RAM in MiB"),
     disk: int = typer.Option(0, "--disk", min=0, help="root disk in GiB (0: the image's size)"),
+    machine: str | None = MACHINE,
+    firmware: str | None = FIRMWARE,
+    secure_boot: bool | None = SECURE_BOOT,
+    tpm: bool | None = TPM,
     as_json: bool = JSON,
 ) -> None:
     """Create a flavor (administrators only)."""
-    body = {"name": name, "vcpus": vcpus, "ram_mb": ram, "disk_gb": disk}
+    body: dict[str, Any] = {"name": name, "vcpus": vcpus, "ram_mb": ram, "disk_gb": disk}
+    if hardware := hardware_body(machine, firmware, secure_boot, tpm):
+        body["hardware"] = hardware
     flavor = client_of(ctx).post("/v1/flavors", body)
     print_detail(flavor, as_json=as_json)
 
