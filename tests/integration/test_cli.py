@@ -185,6 +185,13 @@ def test_server_down_is_exit_2_with_hint(cli: Cli) -> None:
 def test_events_and_tasks(cli: Cli) -> None:
     events = cli.ok("events", "--json", "--after", "0").json()
     assert any(e["type"] == "host.registered" for e in events["items"])
+    # without --after: the newest events (oldest first, as tail prints them), not the node's first
+    for name in ("events-1", "events-2"):
+        cli.ok("flavor", "create", name, "--vcpus", "1", "--ram", "64")  # two events more
+    every = cli.ok("events", "--json", "--after", "0", "--limit", "1000").json()["items"]
+    newest = cli.ok("events", "--json", "--limit", "2").json()["items"]
+    assert len(every) > 2 and len(newest) == 2, (every, newest)
+    assert newest[0]["seq"] < newest[1]["seq"] and newest[0]["seq"] >= every[-2]["seq"] > every[0]["seq"]
     assert cli.ok("task", "list", "--json").json()["items"] is not None
     r = cli("task", "show", "task-nope")
     assert r.code == 1 and "Not Found (404)" in r.err

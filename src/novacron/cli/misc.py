@@ -238,10 +238,11 @@ def events(
     limit: int = typer.Option(100, "--limit", min=1, max=1000),
     as_json: bool = typer.Option(False, "--json", help="the API's JSON (with --follow: one event per line)"),
 ) -> None:
-    """Show recent events, or follow them live with --follow."""
+    """Show the newest events (or those after --after), or follow them live with --follow."""
     client = client_of(ctx)
     if not follow:
-        page = client.get("/v1/events", after=after or 0, limit=limit, types=types)
+        # without --after, the last `limit` events (as `tail` does), not the node's first ones
+        page = client.get("/v1/events", after=after or 0, limit=limit, types=types, tail=after is None)
         if as_json:
             print_json(page)
         elif not page.get("items"):
