@@ -9,6 +9,7 @@ import typer
 from typer._click.core import Context as ClickContext
 from typer.core import TyperGroup
 
+from novacron import __version__
 from novacron.cli.client import CliError, config_path
 from novacron.cli.common import JSON, State, client_of, state_of
 from novacron.cli.output import info, print_detail, print_error
@@ -40,11 +41,18 @@ CA_FILE = typer.Option(
 app = typer.Typer(
     cls=NovaGroup,
     no_args_is_help=True,
-    add_completion=False,
+    # --install-completion / --show-completion for bash, zsh, fish and PowerShell (typer's)
+    add_completion=True,
     pretty_exceptions_enable=False,
     help="NovaCron: manage virtual machines, images, flavors, tasks, hosts and events over the REST API.",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"novacron {__version__}")
+        raise typer.Exit
 
 
 @app.callback()
@@ -58,6 +66,9 @@ def main(
         help="API base URL (default: NOVACRON_URL, then the one stored by login, then https://127.0.0.1:8080)",
     ),
     ca_file: str | None = CA_FILE,
+    version: bool = typer.Option(
+        False, "--version", "-V", is_eager=True, callback=_print_version, help="print the version and exit"
+    ),
 ) -> None:
     ctx.obj = State(server=server, ca_file=ca_file)
 
