@@ -239,5 +239,8 @@ def test_vm_lifecycle_from_the_cli(cli: Cli, guest: Guest) -> None:
     snap = cli.ok("vm", "snapshot", "cli-vm", "--image-name", "cli-snap", "--json").json()
     assert snap["status"] == "active"
     cli.ok("vm", "start", "cli-vm")
-    cli.ok("vm", "delete", "cli-vm")
+    refused = cli("vm", "delete", "cli-vm")  # running: not without --force
+    assert refused.code == 1 and "is running" in refused.err and "--force" in refused.err, refused
+    assert cli.ok("vm", "show", "cli-vm", "--json").json()["state"] == "running"
+    cli.ok("vm", "delete", "cli-vm", "--force")
     assert cli.ok("vm", "list", "--json").json()["items"] == []

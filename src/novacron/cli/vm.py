@@ -15,6 +15,8 @@ from novacron.cli.output import Column, ago, human_size, info, out, print_detail
 from novacron.cli.watch import watch_task
 
 app = typer.Typer(no_args_is_help=True)
+#: states in which a VM's guest runs: `vm delete` wants --force for them
+LIVE_STATES = ("running", "paused")
 
 VM_COLUMNS: list[Column] = [
     ("NAME", "name"),
@@ -243,15 +245,21 @@ def resume(
 
 
 @app.command()
-def delete(
+def delete(  # noqa: PLR0913 (the command's options)
     ctx: typer.Context,
     vm: str = VM_ARG,
+    force: bool = typer.Option(False, "--force", help="delete it even while its guest runs"),
     wait: bool = WAIT,
     wait_timeout: float | None = TIMEOUT,
     as_json: bool = JSON,
 ) -> None:
-    """Delete a VM and its disks."""
+    """Delete a VM and its disks (a running or paused one only with --force, as incus asks)."""
     found = resolve_vm(ctx, vm)
+    if found.get("state") in LIVE_STATES and not force:
+        raise CliError(
+            f"VM {found['name']} is {found['state']}: deleting it destroys its guest and its disks",
+            hint=f"Stop it first (novacron vm stop {found['name']}), or delete it anyway with --force.",
+        )
     accepted = client_of(ctx).delete(f"/v1/vms/{found['id']}")
     _finish(
         ctx,
