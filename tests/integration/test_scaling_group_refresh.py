@@ -9,15 +9,20 @@ sampled while the refresh ran at least one member was ONLINE and not draining.
 
 from __future__ import annotations
 
-import shutil
 import threading
 from pathlib import Path
 
 import httpx
 
-from tests.conftest import Guest, Server, import_guest_image, require, wait_task
-from tests.integration.test_cli import Cli
-from tests.integration.test_scaling_groups import USER_DATA, _load_balancer, _members, _pool, _until
+from tests.conftest import Guest, Server, import_guest_image, wait_task
+from tests.integration.test_scaling_groups import (
+    USER_DATA,
+    _load_balancer,
+    _members,
+    _pool,
+    _until,
+    admin_cli,
+)
 
 
 def _serving(c: httpx.Client, lb_id: str, pool_id: str) -> int:
@@ -29,12 +34,7 @@ def _serving(c: httpx.Client, lb_id: str, pool_id: str) -> int:
 def test_a_refresh_replaces_every_vm_with_one_always_serving(
     server: Server, guest: Guest, tmp_path: Path
 ) -> None:
-    cli = Cli(tmp_path / "novacron" / "credentials.json", server)
-    cli.ok("login", "--server", server.url, "--username", "admin", "--password-stdin",
-           stdin=server.admin_password + "\n")  # fmt: skip
-    require(shutil.which("haproxy") is not None, "haproxy is not installed")
-    user_data = tmp_path / "user-data"
-    user_data.write_text(USER_DATA)
+    cli, user_data = admin_cli(server, tmp_path)
     with server.client() as c:
         import_guest_image(c, guest)
         lb_id, pool_id, _ = _load_balancer(c)

@@ -237,15 +237,21 @@ def _activity(c: httpx.Client, action: str, policy: str | None = None) -> dict[s
     return None
 
 
-def test_a_group_scales_out_and_in_with_its_request_rate_and_replaces_a_lost_vm(
-    server: Server, guest: Guest, tmp_path: Path, client_ns: str
-) -> None:
+def admin_cli(server: Server, tmp_path: Path) -> tuple[Cli, Path]:
+    """The CLI logged in as the node's admin (HAProxy required), and the members' user-data file."""
     cli = Cli(tmp_path / "novacron" / "credentials.json", server)
     cli.ok("login", "--server", server.url, "--username", "admin", "--password-stdin",
            stdin=server.admin_password + "\n")  # fmt: skip
     require(shutil.which("haproxy") is not None, "haproxy is not installed")
     user_data = tmp_path / "user-data"
     user_data.write_text(USER_DATA)
+    return cli, user_data
+
+
+def test_a_group_scales_out_and_in_with_its_request_rate_and_replaces_a_lost_vm(
+    server: Server, guest: Guest, tmp_path: Path, client_ns: str
+) -> None:
+    cli, user_data = admin_cli(server, tmp_path)
     with server.client() as c:
         import_guest_image(c, guest)
         lb_id, pool_id, client_port = _load_balancer(c)

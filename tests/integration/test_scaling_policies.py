@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,7 +24,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import update
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from novacron.autoscaling.evaluate import Evaluator, StoreMetrics, evaluate_all
 from novacron.cli import scaling
@@ -265,43 +265,43 @@ def test_a_scheduled_action_sets_desired_and_limits_at_its_time(world: World) ->
     assert limits["policy"] == "floor" and limits["numbers"]["was_min_size"] == 1, limits
 
 
-def test_the_cli_creates_lists_and_deletes_policies(
-    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def beta_cli(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[list[str]], Result]:
+    """``novacron scaling-group ...`` as tenant beta, in process against the world's server."""
     beta = world.tenants["beta"]
     token = beta.headers["Authorization"].removeprefix("Bearer ")
     client = Client(
         "http://testserver", token=token, credentials_path=tmp_path / "c.json", transport=beta._transport
     )
     monkeypatch.setattr(scaling, "client_of", lambda _ctx: client)
-    run = CliRunner().invoke
+    return lambda args: CliRunner().invoke(scaling.app, args)
+
+
+def test_the_cli_creates_lists_and_deletes_policies(
+    world: World, beta_cli: Callable[[list[str]], Result]
+) -> None:
+    beta, run = world.tenants["beta"], beta_cli
     steps = ["--step", "80::2", "--step", "0:20:-1", "--cooldown", "120", "--json"]
-    made = run(scaling.app, ["policy", "create", "api", "steps", "--kind", "step", "--metric", "cpu", *steps])
+    made = run(["policy", "create", "api", "steps", "--kind", "step", "--metric", "cpu", *steps])
     assert made.exit_code == 0, made.output
     assert json.loads(made.output)["params"]["steps"][0] == {"lower": 80.0, "upper": None, "change": 2}
-    listed = run(scaling.app, ["policy", "list", "api"])
+    listed = run(["policy", "list", "api"])
     assert listed.exit_code == 0 and "steps" in listed.output and "step" in listed.output
-    assert run(scaling.app, ["policy", "delete", "api", "steps"]).exit_code == 0
+    assert run(["policy", "delete", "api", "steps"]).exit_code == 0
     assert beta.get("/v1/scaling-groups/api/policies").json() == []
 
 
 def test_the_cli_sets_a_groups_limits_and_settings(
-    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    world: World, beta_cli: Callable[[list[str]], Result]
 ) -> None:
-    beta = world.tenants["beta"]
-    token = beta.headers["Authorization"].removeprefix("Bearer ")
-    client = Client(
-        "http://testserver", token=token, credentials_path=tmp_path / "c.json", transport=beta._transport
-    )
-    monkeypatch.setattr(scaling, "client_of", lambda _ctx: client)
-    run = CliRunner().invoke
+    beta, run = world.tenants["beta"], beta_cli
     settings = ["--max", "6", "--drain-timeout", "45", "--cooldown", "30", "--json"]
-    changed = run(scaling.app, ["set", "api", *settings])
+    changed = run(["set", "api", *settings])
     assert changed.exit_code == 0, changed.output
     group = beta.get("/v1/scaling-groups/api").json()
     assert (group["max_size"], group["drain_timeout_s"], group["cooldown_s"]) == (6, 45, 30), group
-    nothing = run(scaling.app, ["set", "api"])
+    nothing = run(["set", "api"])
     assert isinstance(nothing.exception, CliError) and "nothing to change" in nothing.exception.message
-    refused = run(scaling.app, ["set", "api", "--min", "7"])  # above max: the API's words
+    refused = run(["set", "api", "--min", "7"])  # above max: the API's words
     assert isinstance(refused.exception, CliError) and "min_size" in str(refused.exception), refused.output
     assert beta.get("/v1/scaling-groups/api").json()["min_size"] == group["min_size"]

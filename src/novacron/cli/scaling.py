@@ -391,16 +391,29 @@ def policy_create(  # noqa: PLR0913  (one option per parameter of the policy kin
         )
 
 
-@policy_app.command("list")
-def policy_list(ctx: typer.Context, group: str = GROUP, as_json: bool = JSON) -> None:
-    """The group's scaling policies."""
+def _list_under(
+    ctx: typer.Context, group: str, sub: str, columns: list[Column], empty: str, as_json: bool
+) -> None:
+    """A group's sub-resources (``policies``, ``lifecycle-hooks``) as a table or JSON."""
     client = client_of(ctx)
-    found = _group(client, group)
-    rows = client.get(f"/v1/scaling-groups/{found['id']}/policies")
+    rows = client.get(f"/v1/scaling-groups/{_group(client, group)['id']}/{sub}")
     if as_json:
         print_json(rows)
     else:
-        print_list({"items": rows}, POLICY_COLUMNS, as_json=False, empty="No scaling policies.")
+        print_list({"items": rows}, columns, as_json=False, empty=empty)
+
+
+def _delete_under(ctx: typer.Context, group: str, sub: str, ref: str, what: str) -> None:
+    client = client_of(ctx)
+    found = _group(client, group)
+    client.delete(f"/v1/scaling-groups/{found['id']}/{sub}/{ref}")
+    info(f"{what} '{ref}' of '{found['name']}' deleted.")
+
+
+@policy_app.command("list")
+def policy_list(ctx: typer.Context, group: str = GROUP, as_json: bool = JSON) -> None:
+    """The group's scaling policies."""
+    _list_under(ctx, group, "policies", POLICY_COLUMNS, "No scaling policies.", as_json)
 
 
 @policy_app.command("delete")
@@ -408,10 +421,7 @@ def policy_delete(
     ctx: typer.Context, group: str = GROUP, policy: str = typer.Argument(..., help="policy name or id")
 ) -> None:
     """Remove a scaling policy (the group keeps its size)."""
-    client = client_of(ctx)
-    found = _group(client, group)
-    client.delete(f"/v1/scaling-groups/{found['id']}/policies/{policy}")
-    info(f"Scaling policy '{policy}' of '{found['name']}' deleted.")
+    _delete_under(ctx, group, "policies", policy, "Scaling policy")
 
 
 HOOK_COLUMNS: list[Column] = [
@@ -468,13 +478,7 @@ def hook_add(  # noqa: PLR0913  (one option per field of a hook)
 @hook_app.command("list")
 def hook_list(ctx: typer.Context, group: str = GROUP, as_json: bool = JSON) -> None:
     """The group's lifecycle hooks (their secrets are never shown)."""
-    client = client_of(ctx)
-    found = _group(client, group)
-    rows = client.get(f"/v1/scaling-groups/{found['id']}/lifecycle-hooks")
-    if as_json:
-        print_json(rows)
-    else:
-        print_list({"items": rows}, HOOK_COLUMNS, as_json=False, empty="No lifecycle hooks.")
+    _list_under(ctx, group, "lifecycle-hooks", HOOK_COLUMNS, "No lifecycle hooks.", as_json)
 
 
 @hook_app.command("delete")
@@ -482,10 +486,7 @@ def hook_delete(
     ctx: typer.Context, group: str = GROUP, hook: str = typer.Argument(..., help="hook name or id")
 ) -> None:
     """Remove a lifecycle hook."""
-    client = client_of(ctx)
-    found = _group(client, group)
-    client.delete(f"/v1/scaling-groups/{found['id']}/lifecycle-hooks/{hook}")
-    info(f"Lifecycle hook '{hook}' of '{found['name']}' deleted.")
+    _delete_under(ctx, group, "lifecycle-hooks", hook, "Lifecycle hook")
 
 
 @app.command("complete-action")
