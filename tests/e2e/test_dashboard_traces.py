@@ -14,6 +14,15 @@ from tests.e2e.browser import Browser, page_problems
 from tests.e2e.conftest import DESKTOP, PASSWORD, PHONE, Cluster
 
 
+def _span_names(client: Any, trace_id: str) -> set[str]:
+    """The names of the trace's spans stored so far (none: a 404 until the first batch lands)."""
+    r = client.get(f"/v1/traces/{trace_id}")
+    if r.status_code == 404:
+        return set()
+    assert r.status_code == 200, r.text
+    return {s["name"] for s in r.json()["spans"]}
+
+
 @pytest.fixture(scope="module")
 def traced_create(cluster: Cluster) -> Iterator[str]:
     """The trace id of a VM create of tenant alpha, once its trace is whole in the store."""
@@ -27,7 +36,7 @@ def traced_create(cluster: Cluster) -> Iterator[str]:
         assert wait_task(alpha, r.json()["task_id"], 180)["state"] == "succeeded"
         deadline = time.monotonic() + 30
         whole = {"task vm.create", "agent launch", "agent wait_state"}
-        while not whole <= {s["name"] for s in alpha.get(f"/v1/traces/{trace_id}").json()["spans"]}:
+        while not whole <= _span_names(alpha, trace_id):
             assert time.monotonic() < deadline, "the trace never became whole"
             time.sleep(0.2)
         yield trace_id
