@@ -31,9 +31,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from novacron.private import mkdir_private, private_tree, touch_private, write_private
+from novacron.private import mkdir_private
 from novacron.virt import (
     blockstream,
+    cmdline,
     coldmove,
     firmware,
     images,
@@ -63,7 +64,7 @@ from novacron.virt.cidata import render_meta_data, write_cidata_iso
 from novacron.virt.migration import MigrationSettings, MigrationStats, MigrationTarget
 from novacron.virt.netdev import argv_taps
 from novacron.virt.qmp import QmpUnavailable, qmp_call, qmp_session
-from novacron.virt.tpm import TPMDEV, start_swtpm, stop_swtpm, tpm_argv
+from novacron.virt.tpm import stop_swtpm
 
 if TYPE_CHECKING:
     from novacron.virt.cbt import PointInTime
@@ -89,8 +90,6 @@ _STATUS = {
     "watchdog": PowerState.CRASHED,
 }
 UNIX_PATH_MAX = 107
-#: how long a launch waits for its ports' taps (made by the host's network_sync)
-PORT_WAIT_S = 60.0
 
 
 class QemuDriver(ComputeDriver):
@@ -133,7 +132,7 @@ class QemuDriver(ComputeDriver):
         mkdir_private(self.run_dir)
         self.storage_id = procs.shared_storage_id(self.shared_dir) if self.shared_dir else ""
         #: instance id -> the taps its QEMU opened (known from its command line)
-        self._taps: dict[str, list[str]] = {}
+        self.taps: dict[str, list[str]] = {}
         self._sampler = sampling.Sampler()
 
     # ---- paths -------------------------------------------------------------------------------
@@ -180,7 +179,7 @@ class QemuDriver(ComputeDriver):
         never a TCP port, reached only through the console relay."""
         return self.run_dir / f"{self._key(instance_id)}.vnc"
 
-    def _run_files(self, i: str) -> tuple[Path, ...]:  # its sockets and pidfile in run_dir
+    def run_files(self, i: str) -> tuple[Path, ...]:  # its sockets and pidfile in run_dir
         sockets = (self.qmp_socket(i), self.console_socket(i), self.vnc_socket(i), self.qga_socket(i))
         return (*sockets, self.pidfile(i))
 
@@ -241,75 +240,7 @@ class QemuDriver(ComputeDriver):
         os.chmod(self.seed_path(spec.id), 0o600)
 
     def _argv(self, spec: InstanceSpec) -> list[str]:
-        i = spec.id
-
-        def opt(p: Path) -> str:  # a path inside a QEMU option string: commas are doubled
-            return str(p).replace(",", ",,")
-
-        name = re.sub(r"[^A-Za-z0-9_.-]", "-", spec.name or i)[:64]
-        cpu = "host" if self.accelerator == "kvm" else "max"
-        argv = [
-            self.qemu_binary,
-            "-name",
-            f"{name},process=nc-{i[:10]}",
-            *firmware.machine_args(spec, self.accelerator, self.nvram_path(i)),
-            "-cpu",
-            cpu,
-            "-smp",
-            str(max(1, spec.vcpus)),
-            "-m",
-            str(max(16, spec.ram_mb)),
-            "-nodefaults",
-            "-no-reboot",
-            "-display",
-            "none",
-            "-no-user-config",
-            # a guest kernel panic pauses the VM with status guest-panicked (observed as CRASHED)
-            "-device",
-            "pvpanic",
-            "-action",
-            "panic=pause",
-            "-daemonize",
-            "-pidfile",
-            str(self.pidfile(i)),
-            "-qmp",
-            f"unix:{opt(self.qmp_socket(i))},server=on,wait=off",
-            "-chardev",
-            f"socket,id=ser0,path={opt(self.console_socket(i))},server=on,wait=off,"
-            f"logfile={opt(self.console_log(i))},logappend=on",
-            "-serial",
-            "chardev:ser0",
-            "-drive",
-            f"file={opt(self.disk_path(i))},if=none,id=vda,node-name=vda-disk,format=qcow2,"
-            "cache=writeback,discard=unmap",
-            "-device",
-            "virtio-blk-pci,drive=vda,id=vda-dev,bootindex=1",
-            "-drive",
-            f"file={opt(self.seed_path(i))},if=none,id=vdb,format=raw,readonly=on",
-            "-device",
-            "virtio-blk-pci,drive=vdb,id=vdb-dev",
-            # qemu-guest-agent's channel, when the guest runs one: application-consistent backups
-            "-chardev",
-            f"socket,id=qga0,path={opt(self.qga_socket(i))},server=on,wait=off",
-            "-device",
-            "virtio-serial-pci,id=vser0",
-            "-device",
-            "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
-        ]
-        argv += nics.vm_nic_args(spec, self.tap_name(i), self.vhost_user_dir)
-        # the guest reports its own memory through the balloon's statistics; last, so the PCI slots
-        # of the devices above stay where they were before VMs had it (their NICs keep their names)
-        argv += sampling.BALLOON_ARGS
-        argv += tpm_argv(spec, self.tpm_files(i)[1])
-        # graphical console: a VGA after the devices above (their PCI slots stay), VNC on a unix socket
-        argv += ["-device", "VGA,id=vga0", "-vnc", f"unix:{opt(self.vnc_socket(i))}"]
-        argv += volumes.argv(spec.volumes)  # after every fixed device: hot-plugs take the next slots
-        if spec.kernel_path:
-            argv += ["-kernel", str(spec.kernel_path)]
-            if spec.initrd_path:
-                argv += ["-initrd", str(spec.initrd_path)]
-            argv += ["-append", spec.kernel_cmdline or "console=ttyS0"]
-        return argv
+        return cmdline.argv(self, spec)
 
     async def launch(self, spec: InstanceSpec) -> None:
         i = spec.id
@@ -340,56 +271,7 @@ class QemuDriver(ComputeDriver):
         return [vf for vf in self.sriov_vfs if vf not in taken]
 
     async def _start(self, i: str, argv: list[str]) -> None:
-        default = self.tap_name(i)
-        ports = [t for t in argv_taps(argv) if t != default]
-        if ports:
-            # the host's network_sync, queued with the placement, may still be running
-            deadline = time.monotonic() + PORT_WAIT_S
-            for device in ports:
-                while not await asyncio.to_thread(netdev.link_exists, device):
-                    if time.monotonic() > deadline:
-                        # a guest started without it would boot with a dead NIC
-                        raise DriverError(
-                            f"the tap {device} of a port of instance {i} does not exist on this host: "
-                            "its network was not synced here before the launch"
-                        )
-                    await asyncio.sleep(0.2)
-        elif default and self.bridge:
-            await asyncio.to_thread(netdev.ensure_tap, default, self.bridge)
-        for p in self._run_files(i):
-            p.unlink(missing_ok=True)
-        if TPMDEV in argv:  # swtpm first: QEMU connects to it as it starts
-            await start_swtpm(*self.tpm_files(i))
-        idir = self.instance_dir(i)
-        write_private(idir / "launch.json", json.dumps({"argv": argv, "time": time.time()}, indent=1))
-        self._taps[i] = argv_taps(argv)
-        log = idir / "qemu.log"
-        # QEMU appends to these and keeps the mode it finds: make them private first
-        touch_private(log)
-        touch_private(self.console_log(i))
-        with open(log, "ab") as err:
-            err.write(f"--- launch {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
-            err.flush()
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=err,
-                cwd=str(idir),
-                start_new_session=True,
-            )
-            rc = await asyncio.wait_for(proc.wait(), 120)
-        if rc != 0:
-            tail = log.read_text(errors="replace").splitlines()[-5:]
-            raise DriverError(f"QEMU failed to start instance {i} (exit {rc}): {' | '.join(tail)}")
-        if self.pid(i) is None:
-            raise DriverError(f"QEMU for instance {i} exited right after start; see {log}")
-        # QEMU's -daemonize sets umask 027 for what it makes afterwards (sockets, pidfile), and a
-        # caller's umask may be wider than the node's 077: make them private to this account
-        await asyncio.to_thread(private_tree, idir)
-        for p in self._run_files(i):
-            with contextlib.suppress(FileNotFoundError):
-                os.chmod(p, 0o600)
+        await cmdline.start(self, i, argv)
 
     # ---- volumes, migration, backup, restore: the seam's steps, each in its module --------------
 
@@ -563,11 +445,11 @@ class QemuDriver(ComputeDriver):
 
     async def forget(self, instance_id: str) -> None:
         await self.power_off(instance_id)
-        self._taps.pop(instance_id, None)
+        self.taps.pop(instance_id, None)
         self._sampler.forget(instance_id)
         tap = netdev.tap_name(instance_id, self.tap_salt)
         await asyncio.to_thread(netdev.delete_link, tap)  # pyroute2 runs its own loop: not in ours
-        for run_file in self._run_files(instance_id):
+        for run_file in self.run_files(instance_id):
             run_file.unlink(missing_ok=True)
         idir = self.instance_dir(instance_id)
         if idir.exists():
@@ -583,14 +465,14 @@ class QemuDriver(ComputeDriver):
 
     def _instance_taps(self, instance_id: str) -> list[str]:
         """Every tap of the instance (one per port, or the default one), for its traffic counters."""
-        if instance_id not in self._taps:
+        if instance_id not in self.taps:
             try:
                 argv = json.loads((self.instance_dir(instance_id) / "launch.json").read_text())["argv"]
             except (OSError, ValueError, KeyError):
                 default = self.tap_name(instance_id)
                 return [default] if default else []
-            self._taps[instance_id] = argv_taps(argv)
-        return self._taps[instance_id]
+            self.taps[instance_id] = argv_taps(argv)
+        return self.taps[instance_id]
 
     async def sample(self, instance_id: str) -> MetricsSample | None:
         pid = self.pid(instance_id)
