@@ -38,7 +38,7 @@ APT_PACKAGES=(
     python3 python3-venv
     iptables iperf3 tcpdump
     qemu-system-x86 qemu-utils busybox-static cpio xz-utils
-    ovmf swtpm swtpm-tools
+    ovmf swtpm swtpm-tools dosfstools mtools
     postgresql-15
     iproute2 nftables dnsmasq-base
     chromium chromium-driver
@@ -198,5 +198,7 @@ if [ ! -f guest/out/.stamp ] \
     apt_update_once
 fi
 "$VENV/bin/python" guest/build.py >/dev/null
+# the Secure Boot guest's disks: Debian's signed shim and GRUB (downloaded, not installed) + the guest
+"$VENV/bin/python" guest/secureboot.py >/dev/null
 
 say "ready in ${SECONDS}s (venv: $VENV, guest: $ROOT/guest/out)"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,9 @@ SAYS_FIRMWARE = (
     '[ -e /sys/class/tpm/tpm0 ] && echo "has-tpm-$(cat /sys/class/tpm/tpm0/tpm_version_major)"\n'
 )
 UEFI_Q35 = {"machine": "q35", "firmware": "uefi", "tpm": True}
+SECURE_BOOT = {"machine": "q35", "firmware": "uefi", "secure_boot": True}
+#: the kernel says so when the firmware booted it with Secure Boot on (and locks itself down)
+SAYS_SECURE_BOOT = "#!/bin/sh\ndmesg | grep -q 'secureboot: Secure boot enabled' && echo secure-boot-on\n"
 
 
 def _import_uefi_image(c: httpx.Client, guest: Guest) -> None:
@@ -53,6 +57,55 @@ def _import_uefi_image(c: httpx.Client, guest: Guest) -> None:
             headers={"Content-Type": "application/octet-stream"},
         )
         assert r.status_code == 200, r.text
+
+
+def _import_disk_image(c: httpx.Client, name: str, hardware: dict[str, Any], disk: Path) -> None:
+    r = c.post("/v1/images", json={"name": name, "project_id": default_project(c), "hardware": hardware})
+    assert r.status_code == 201, r.text
+    r = c.put(
+        f"/v1/images/{r.json()['id']}/file",
+        content=disk.read_bytes(),
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert r.status_code == 200, r.text
+
+
+def _secure_boot_disks(guest: Guest) -> tuple[Path, Path]:
+    """The boot disks of guest/secureboot.py: Debian's signed chain, and the same with a tampered kernel."""
+    out = guest.initrd.parent
+    if not (out / "secureboot.qcow2").exists():
+        script = Path(__file__).resolve().parents[2] / "guest" / "secureboot.py"
+        subprocess.run([sys.executable, str(script), "--out", str(out)], check=True)
+    return out / "secureboot.qcow2", out / "secureboot-tampered.qcow2"
+
+
+def _check_secure_boot(c: httpx.Client, guest: Guest) -> None:
+    """A Secure Boot VM boots Debian's signed shim -> GRUB -> kernel chain from its disk, and the
+    firmware's chain refuses the same disk with one byte of the kernel changed."""
+    signed, tampered = _secure_boot_disks(guest)
+    vms = {}
+    for name, disk in (("sb-signed", signed), ("sb-tampered", tampered)):
+        _import_disk_image(c, name, SECURE_BOOT, disk)
+        r = c.post(
+            "/v1/vms",
+            json={
+                "name": name,
+                "image": name,
+                "flavor": "small",
+                "user_data": SAYS_SECURE_BOOT,
+                "project_id": host_project(c),
+            },
+        )
+        assert r.status_code == 202, r.text
+        assert r.json()["vm"]["hardware"]["secure_boot"] is True
+        assert wait_task(c, r.json()["task_id"], timeout_s=120)["state"] == "succeeded"
+        vms[name] = r.json()["vm"]["id"]
+    wait_console(c, vms["sb-signed"], "secure-boot-on", timeout_s=120)
+    refused = wait_console(c, vms["sb-tampered"], "bad shim signature", timeout_s=120)
+    assert "NOVACRON-GUEST-UP" not in refused, "a kernel that fails its signature booted"
+    for vm_id in vms.values():
+        r = c.delete(f"/v1/vms/{vm_id}")
+        assert r.status_code == 202 and wait_task(c, r.json()["task_id"])["state"] == "succeeded", r.text
 
 
 def _problem_field(r: httpx.Response) -> str:
@@ -137,7 +190,7 @@ def _restart_and_wait(c: httpx.Client, vm_id: str, nvram: Path, boots: int, said
     assert now["BootOrder"] == kept["BootOrder"] and now["Boot0000"] == kept["Boot0000"]
 
 
-def test_uefi_vm_boots_on_q35_and_keeps_its_nvram_across_restart_and_migration(
+def test_uefi_vm_keeps_its_nvram_across_restart_and_migration_and_secure_boot_is_enforced(
     two_hosts: tuple[Server, Agent], guest: Guest
 ) -> None:
     server, agent = two_hosts
@@ -212,3 +265,8 @@ def test_uefi_vm_boots_on_q35_and_keeps_its_nvram_across_restart_and_migration(
         _wait_said(c, vm_id, 1)
         assert _boots(home) == 3, "the firmware did not boot from the store that came back"
         wait_console(c, vm_id, "has-tpm-2", timeout_s=30)
+
+        # Secure Boot, on the same node: the first VM gone so the two new ones have the cores
+        r = c.delete(f"/v1/vms/{vm_id}")
+        assert r.status_code == 202 and wait_task(c, r.json()["task_id"])["state"] == "succeeded", r.text
+        _check_secure_boot(c, guest)
