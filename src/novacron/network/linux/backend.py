@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from novacron.network import wire
-from novacron.network.linux import dhcp, lbns, links, names, router
+from novacron.network.linux import dhcp, lbns, linkbatch, links, names, router
 from novacron.network.model import LoadBalancerLeg, NetworkBackend, NetworkSpec, PortSpec, RouterSpec
 
 
@@ -55,6 +55,8 @@ class LinuxBackend(NetworkBackend):
         self._dirty = False
         self._shared: Any = None
         self._ports_file = self.state_dir / "ports.json"
+        #: the device group this backend deletes its ports through (linkbatch.delete)
+        self._group = linkbatch.group_of(str(self.state_dir))
         self._ports: dict[str, PortSpec] = self._load_ports()
         #: the load balancers' legs as last ensured, with their network's MTU (``_ensure_legs``)
         self._legs: dict[str, tuple[LoadBalancerLeg, int]] = {}
@@ -97,7 +99,7 @@ class LinuxBackend(NetworkBackend):
             vx = links.ensure_vxlan(
                 ipr, names.vxlan(network.id), network.vni, self.underlay_ip, network.mtu, br
             )
-            links.sync_flood_entries(ipr, vx, tuple(p for p in peers if p != self.underlay_ip))
+            links.sync_flood_entries(ipr, vx, names.vxlan(network.id), others)
 
     # ---- ports -------------------------------------------------------------------------------
 
@@ -153,38 +155,19 @@ class LinuxBackend(NetworkBackend):
             self._record_networks(known | set(nets))
             for hn in state.networks:
                 self.ensure_network(hn.network, hn.peers)
-            wanted_ports = {p.id for p in state.ports}
-            for port_id in list(self._ports):
-                if port_id not in wanted_ports:
-                    self.remove_port(port_id)
-            # one dump instead of a netlink round trip or three per port: most are already right
-            with self._route() as ipr:
-                have = {lk.get_attr("IFLA_IFNAME"): lk for lk in ipr.get_links()}
-            bridges = {n: have[names.bridge(n)]["index"] for n in nets if names.bridge(n) in have}
-            for port in state.ports:
-                if port.network_id not in nets:
-                    raise links.NetError(f"port {port.id}: its network {port.network_id} is not in the state")
-                link, mtu = have.get(port.device), nets[port.network_id].mtu
-                if (
-                    port.vnic_type == "normal"
-                    and link is not None
-                    and link.get_attr("IFLA_MASTER") == bridges.get(port.network_id)
-                    and link.get_attr("IFLA_MTU") == mtu
-                    and link["flags"] & 1  # IFF_UP
-                ):
-                    self._remember(port)
-                else:
-                    self.ensure_port(port, nets[port.network_id])
+            # one dump and two `ip -batch` runs instead of netlink round trips per port (linkbatch.py)
+            table = linkbatch.link_table()
+            self._sync_ports(state.ports, nets, table)
             dhcp = [hn for hn in state.networks if hn.dhcp]
             for hn in dhcp:
                 self.ensure_dhcp(hn.network, hn.leases)
             for r in state.routers:
                 self.ensure_router(r, tuple(nets.values()))
-            self._ensure_legs(state.loadbalancers, nets, have, bridges)
+            self._ensure_legs(state.loadbalancers, nets, table)
             wanted_ns = {names.dhcp_ns(self.scope, hn.network.id) for hn in dhcp}
             wanted_ns |= {names.router_ns(self.scope, r.id) for r in state.routers}
             wanted_ns |= {names.lb_ns(self.scope, leg.id) for leg in state.loadbalancers}
-            self._prune(set(nets), wanted_ns, known)
+            self._prune(set(nets), wanted_ns, known, table)
             self._record_networks(set(nets))
         return {
             "networks": len(nets),
@@ -193,28 +176,55 @@ class LinuxBackend(NetworkBackend):
             "loadbalancers": len(state.loadbalancers),
         }
 
+    def _sync_ports(
+        self, ports: tuple[PortSpec, ...], nets: dict[str, NetworkSpec], table: dict[str, linkbatch.LinkState]
+    ) -> None:
+        """Remove the ports not wanted, then make or correct the wanted ones whose device is missing,
+        off its bridge, of another MTU or down; a port already right costs nothing."""
+        wanted = {p.id for p in ports}
+        gone = [self._ports.pop(port_id) for port_id in list(self._ports) if port_id not in wanted]
+        linkbatch.delete([p.device for p in gone if p.device in table], self._group)
+        if gone:
+            self._changed()
+        plugs = []
+        for port in ports:
+            network = nets.get(port.network_id)
+            if network is None:
+                raise links.NetError(f"port {port.id}: its network {port.network_id} is not in the state")
+            if len(port.device) > 15:
+                raise links.NetError(f"port {port.id}: device name {port.device!r} is longer than 15 chars")
+            if port.vnic_type != "normal":
+                continue
+            link, bridge = table.get(port.device), names.bridge(network.id)
+            if bridge not in table:
+                raise links.NetError(f"port {port.id}: no bridge of network {network.id} here")
+            if link is None or link.master != bridge or link.mtu != network.mtu or not link.up:
+                plugs.append(linkbatch.Plug(port.device, bridge, network.mtu, create=link is None))
+        linkbatch.plug(plugs)
+        for port in ports:
+            self._remember(port)
+
     def _ensure_legs(
         self,
         legs: tuple[LoadBalancerLeg, ...],
         nets: dict[str, NetworkSpec],
-        have: dict[str, Any],
-        bridges: dict[str, int],
+        table: dict[str, linkbatch.LinkState],
     ) -> None:
         """Each load balancer's leg made or corrected. A leg as this backend last ensured it, whose
         veth is still on its bridge and up (``have``: the sync's one dump of links), is left
         alone: its namespace holds nothing else of ours, and re-checking every leg (a netlink
         round trip or three each, and a sysctl) made each sync of a host cost ~0.25 s per load
-        balancer, which creates queued behind (bench_lb_scale)."""
+        balancer, which creates queued behind (bench_lb_scale). ``table``: the sync's one dump."""
         for leg in legs:
             network = nets.get(leg.network_id)
             if network is None:
                 raise links.NetError(f"load balancer {leg.id}: its network {leg.network_id} is not here")
-            link = have.get(names.lb_veth(leg.id))
+            link = table.get(names.lb_veth(leg.id))
             intact = (
                 link is not None
-                and link.get_attr("IFLA_MASTER") == bridges.get(leg.network_id)
-                and link.get_attr("IFLA_MTU") == network.mtu
-                and link["flags"] & 1  # IFF_UP
+                and link.master == names.bridge(leg.network_id)
+                and link.mtu == network.mtu
+                and link.up
             )
             if not (intact and self._legs.get(leg.id) == (leg, network.mtu)):
                 lbns.ensure(self.scope, leg, network)
@@ -222,14 +232,15 @@ class LinuxBackend(NetworkBackend):
         for gone in set(self._legs) - {leg.id for leg in legs}:
             del self._legs[gone]
 
-    def _prune(self, networks: set[str], wanted_ns: set[str], known: set[str]) -> None:
+    def _prune(
+        self, networks: set[str], wanted_ns: set[str], known: set[str], table: dict[str, linkbatch.LinkState]
+    ) -> None:
         """Only bridges of networks this backend made (``known``) are removed: another host sharing
         the namespace (all-in-one servers in the root one) keeps its own."""
         wanted_bridges = {names.bridge(n) for n in networks}
         ours = {names.bridge(n) for n in known}
         self._remove_namespaces(wanted_ns)
-        with self._route() as ipr:
-            stale = [b for b in links.names(ipr, names.BRIDGE) if b in ours and b not in wanted_bridges]
+        stale = [b for b in table if b.startswith(names.BRIDGE) and b in ours and b not in wanted_bridges]
         for bridge in stale:
             self._remove_bridge_named(bridge)
 
@@ -273,8 +284,10 @@ class LinuxBackend(NetworkBackend):
         tables and tc trees are host-wide: they go with the last port, as in any sync."""
         with self._lock:
             with self.batch():
-                for port_id in list(self._ports):
-                    self.remove_port(port_id)
+                table = linkbatch.link_table()
+                linkbatch.delete([p.device for p in self._ports.values() if p.device in table], self._group)
+                self._ports.clear()
+                self._changed()
             self._remove_namespaces(set())
             for network_id in self._known_networks():
                 self._remove_bridge_named(names.bridge(network_id))
