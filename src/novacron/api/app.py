@@ -47,6 +47,7 @@ def _include_optional(app: FastAPI) -> None:
     from novacron.api.routers import (
         aggregates,
         alerts,
+        api_keys,
         audit,
         backup_policies,
         backups,
@@ -82,6 +83,7 @@ def _include_optional(app: FastAPI) -> None:
 
     for module in (
         tokens,
+        api_keys,
         roles,
         tenants,
         projects,

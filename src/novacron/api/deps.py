@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
+from novacron.api.clientaddr import client_address
 from novacron.api.concurrency import Idempotency
 from novacron.api.errors import Problem, from_domain, status_of
 from novacron.api.openapi import raises
@@ -74,7 +75,7 @@ def handshake_principal(ctx: Context, conn: HTTPConnection) -> Principal:
 
     token = bearer_token(conn)
     if token:
-        return authenticate_any(ctx, token)
+        return authenticate_any(ctx, token, client_address(conn))
     ticket = conn.query_params.get("ticket")
     if ticket:
         return tickets.redeem(ctx.db, ctx.tokens, ticket, conn.url.path)
@@ -86,9 +87,14 @@ def handshake_principal(ctx: Context, conn: HTTPConnection) -> Principal:
     )
 
 
-def authenticate_any(ctx: Context, token: str) -> Principal:
-    """A user's access token, or a joined node's credential; ``Problem(401)`` for a refused one."""
+def authenticate_any(ctx: Context, token: str, source: str | None = None) -> Principal:
+    """A user's access token, an API key (``source``: the client's address, recorded as its last
+    use), or a joined node's credential; ``Problem(401)`` for a refused one."""
     from novacron.compute import nodes
+    from novacron.identity import apikeys
+
+    if token.startswith(apikeys.PREFIX):
+        return apikeys.authenticate(ctx.db, token, source)
 
     if token.startswith(nodes.NODE_PREFIX):
         try:
@@ -121,7 +127,7 @@ def current_principal(request: Request) -> Principal:
     if pre is not None and pre[0] == token:
         principal: Principal = pre[1]
     else:
-        principal = authenticate_any(ctx_of(request), token)
+        principal = authenticate_any(ctx_of(request), token, client_address(request))
     request.state.principal = principal
     return principal
 

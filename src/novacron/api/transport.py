@@ -34,6 +34,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from novacron.api.clientaddr import client_address
 from novacron.api.errors import PROBLEM_JSON, Problem, from_domain
 from novacron.errors import DomainError
 
@@ -194,7 +195,9 @@ class BodyGuard:
         if not token:
             return unauthenticated()
         try:
-            principal = await anyio.to_thread.run_sync(authenticate_any, self.api.state.ctx, token)
+            principal = await anyio.to_thread.run_sync(
+                authenticate_any, self.api.state.ctx, token, client_address(scope)
+            )
         except Problem as exc:
             return exc
         except DomainError as exc:  # a refused user token (identity/tokens.py)

@@ -133,6 +133,7 @@ def whoami(ctx: typer.Context, as_json: bool = JSON) -> None:
 def _register() -> None:
     from novacron.cli import (
         agent,
+        apikey,
         autoscale,
         backup,
         cluster,
@@ -189,6 +190,7 @@ def _register() -> None:
         autoscale.app, name="autoscale", help="Autoscaling offline: replay a load trace through a policy."
     )
     app.add_typer(kek.app, name="kek", help="Key-encryption keys: list, rotate (admins).")
+    app.add_typer(apikey.app, name="api-key", help="API keys: scoped, expiring tokens for scripts and CI.")
     app.add_typer(
         scaling.app, name="scaling-group", help="Scaling groups: desired count, members, activities."
     )

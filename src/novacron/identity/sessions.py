@@ -38,6 +38,9 @@ class SessionService(Service):
                 "A node credential is not signed out: it works until an administrator revokes it with "
                 f"POST /v1/hosts/{principal.user_id}/revoke (the host goes down; a rejoin token re-keys it)."
             )
+        if principal.kind == "api-key":
+            key = principal.token_id
+            raise Forbidden(f"An API key is not signed out: revoke it with DELETE /v1/api-keys/{key}.")
         tokens = self.ctx.tokens
         tokens.revoke_access(principal.token_id, int(principal.extra.get("exp") or 0), session=self.session)
         if sid := principal.extra.get("sid"):

@@ -23,6 +23,7 @@ from novacron.db.models.dashboards import Dashboard
 from novacron.db.models.gslb import GslbName, GslbRegion
 from novacron.db.models.identity import (
     AccessTicket,
+    ApiKey,
     LoginFailure,
     Project,
     RefreshToken,
@@ -65,6 +66,7 @@ from novacron.db.models.traces import TraceSpan
 from novacron.db.models.volumes import Volume
 
 __all__ = [
+    "ApiKey",
     "Volume",
     "ScalingActivity",
     "ScalingGroup",
