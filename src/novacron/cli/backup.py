@@ -85,12 +85,16 @@ def create(
 @app.command("list")
 def list_backups(
     ctx: typer.Context,
-    vm: str | None = typer.Argument(None, help="only the backups of this VM (name or id)"),
+    vm_arg: str | None = typer.Argument(
+        None, metavar="[VM]", help="only the backups of this VM (name or id)"
+    ),
+    vm_opt: str | None = typer.Option(None, "--vm", help="the same as VM: only this VM's backups"),
     limit: int | None = LIMIT,
     cursor: str | None = CURSOR,
     as_json: bool = JSON,
 ) -> None:
     """List backups, newest first."""
+    vm = vm_opt or vm_arg
     params: dict[str, Any] = {}
     if vm is not None:
         try:

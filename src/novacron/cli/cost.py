@@ -13,7 +13,7 @@ from novacron.autoscaling.replay import read_trace
 from novacron.autoscaling.roi import roi as roi_of
 from novacron.cli.client import CliError
 from novacron.cli.common import JSON, client_of
-from novacron.cli.output import Column, info, out, print_detail, print_json, print_list
+from novacron.cli.output import Column, info, money, out, print_detail, print_json, print_list
 from novacron.cli.quota import TENANT, tenant_id
 
 cost_app = typer.Typer(no_args_is_help=True)
@@ -24,7 +24,7 @@ VMS = typer.Option(None, "--vm", help="only this VM id (repeat: a scaling group'
 
 
 def _money(value: float | None, currency: str = "") -> str:
-    return "-" if value is None else f"{value:,.4f} {currency}".strip()
+    return money(value, currency).strip()
 
 
 def _cloud(row: dict[str, Any], provider: str) -> str:

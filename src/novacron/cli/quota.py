@@ -16,7 +16,17 @@ from rich.table import Table
 
 from novacron.cli.client import Client, CliError, resolve
 from novacron.cli.common import CURSOR, JSON, LIMIT, client_of, create_in_project, project_id
-from novacron.cli.output import Column, info, out, print_detail, print_json, print_list
+from novacron.cli.output import (
+    Column,
+    info,
+    mib,
+    money,
+    out,
+    print_detail,
+    print_json,
+    print_list,
+    print_table,
+)
 
 quota_app = typer.Typer(no_args_is_help=True)
 reservation_app = typer.Typer(no_args_is_help=True)
@@ -166,8 +176,8 @@ RES_COLUMNS: list[Column] = [
     ("ID", "id"),
     ("NAME", "name"),
     ("STATUS", "status"),
-    ("VCPUS", lambda r: f"{r['vcpus_used']}/{r['vcpus']}"),
-    ("RAM MIB", lambda r: f"{r['ram_mb_used']}/{r['ram_mb']}"),
+    ("VCPUS", lambda r: f"{r['vcpus_used']} of {r['vcpus']}"),
+    ("RAM", lambda r: f"{mib(r['ram_mb_used'])} of {mib(r['ram_mb'])}"),
     ("FROM", "starts_at"),
     ("TO", "ends_at"),
     ("HOST", "host_id"),
@@ -279,16 +289,17 @@ def usage_report(
             )
         sys.stdout.write(buf.getvalue())
     else:
-        table = Table(title=f"Usage of {r['tenant_id']} in {r['month']}", header_style="bold")
-        for col in ("PROJECT", "RESOURCE", "QUANTITY", "UNIT", "COST"):
-            table.add_column(col, justify="right" if col in ("QUANTITY", "COST") else "left")
-        for i in r["items"]:
-            table.add_row(
-                escape(i["project"]), i["resource"], f"{i['quantity']:.4f}", i["unit"], f"{i['cost']:.4f}"
-            )
-        out.print(table)
-        budget = "" if r["budget"] is None else f" of budget {r['budget']:.2f}"
-        out.print(f"total cost {r['total_cost']:.4f}{budget}")
+        cur = r.get("currency", "")
+        columns: list[Column] = [
+            ("PROJECT", "project"),
+            ("RESOURCE", "resource"),
+            ("QUANTITY", lambda i: f"{i['quantity']:.4f}"),
+            ("UNIT", "unit"),
+            (f"COST {cur}".strip(), lambda i: f"{i['cost']:.4f}"),
+        ]
+        print_table(r["items"], columns, title=f"Usage of {r['tenant_id']} in {r['month']}")
+        budget = "" if r["budget"] is None else f" of budget {money(r['budget'], cur)}"
+        out.print(f"total cost {money(r['total_cost'], cur)}{budget}")
 
 
 @usage_app.command("meter")
@@ -339,7 +350,11 @@ def price_set(ctx: typer.Context, resource: str, per_hour: float = typer.Argumen
 
 @price_app.command("list")
 def price_list(ctx: typer.Context, as_json: bool = JSON) -> None:
-    cols: list[Column] = [("RESOURCE", "resource"), ("UNIT", "billing_unit"), ("PER HOUR", "per_hour")]
+    cols: list[Column] = [
+        ("RESOURCE", "resource"),
+        ("UNIT", "billing_unit"),
+        ("PER HOUR", lambda p: money(p["per_hour"], p.get("currency", ""))),
+    ]
     print_list(client_of(ctx).get("/v1/prices"), cols, as_json=as_json, empty="No resources.")
 
 

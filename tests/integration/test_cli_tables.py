@@ -1,0 +1,220 @@
+"""What the CLI prints, as a user reads it: tables that stay readable at any width and when piped,
+every output format, times in the reader's zone, binary units, names for ids, filters that refuse
+values matching nothing, and the list/show/delete commands each resource has in the API.
+
+The CLI runs in-process (typer's runner) against one real ``novacron-server`` shared by the module;
+no guest is started."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from novacron.cli.main import app
+from tests.conftest import Server, destroy_server, make_server
+
+LONG_NAME = "m1.a-flavor-with-a-rather-long-name-for-narrow-terminals"
+BOX = set("│┃┏┓┗┛━─┡┩╇╈┼┬┴├┤└┘┌┐═║")
+
+
+@dataclass
+class Out:
+    code: int
+    out: str
+    err: str
+
+
+@dataclass
+class Cli:
+    server: Server
+    env: dict[str, str]
+    api: httpx.Client
+
+    def __call__(self, *args: str, **env: str) -> Out:
+        r = CliRunner().invoke(app, list(args), env={**self.env, **env}, prog_name="novacron")
+        if r.exception is not None and not isinstance(r.exception, SystemExit):
+            raise r.exception
+        return Out(r.exit_code, r.stdout, r.stderr)
+
+    def ok(self, *args: str, **env: str) -> str:
+        r = self(*args, **env)
+        assert r.code == 0, f"novacron {' '.join(args)} -> {r.code}\n{r.out}\n{r.err}"
+        return r.out
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
+    srv = make_server()
+    srv.start()
+    try:
+        env = {
+            "NOVACRON_URL": srv.url,
+            "NOVACRON_TOKEN": srv.token(),
+            "NOVACRON_CONFIG": str(tmp_path_factory.mktemp("cli") / "credentials.json"),
+            "COLUMNS": "200",
+            "TZ": "UTC",
+        }
+        with srv.client() as api:
+            _seed(api)
+            yield Cli(srv, env, api)
+    finally:
+        destroy_server(srv)
+
+
+def _seed(api: httpx.Client) -> None:
+    """A flavor with a long name, a network with a subnet, a router, a security group."""
+    for body in (
+        {
+            "name": "m1.a-flavor-with-a-rather-long-name-for-narrow-terminals",
+            "vcpus": 2,
+            "ram_mb": 2048,
+            "disk_gb": 20,
+        },
+        {"name": "doomed", "vcpus": 1, "ram_mb": 64, "disk_gb": 0},
+    ):
+        api.post("/v1/flavors", json=body).raise_for_status()
+    project = api.get("/v1/projects", params={"name": "default"}).json()["items"][0]["id"]
+    net = api.post("/v1/networks", json={"name": "blue", "project_id": project}).json()
+    api.post(
+        "/v1/subnets", json={"network": net["id"], "name": "blue-v4", "cidr": "10.42.0.0/24"}
+    ).raise_for_status()
+    api.post("/v1/routers", json={"name": "edge", "project_id": project}).raise_for_status()
+    api.post("/v1/security-groups", json={"name": "web", "project_id": project}).raise_for_status()
+
+
+def _lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def test_piped_listing_is_plain_columns_with_whole_headers(cli: Cli) -> None:
+    out = cli.ok("flavor", "list")
+    assert not BOX & set(out), out
+    header, *rows = _lines(out)
+    assert header.split() == ["NAME", "ID", "VCPUS", "RAM", "DISK"], out
+    long_row = next(r for r in rows if r.startswith("m1.a-flavor"))
+    # nothing is cut when piped, and the units are binary
+    assert LONG_NAME in long_row and "…" not in out
+    assert "2 GiB" in long_row and "20 GiB" in long_row, long_row
+    # the columns line up: each header starts where its values start
+    assert long_row.index("2 GiB") == header.index("RAM"), out
+
+
+@pytest.mark.parametrize("columns", [80, 100, 40])
+def test_terminal_table_keeps_every_header_whole(cli: Cli, columns: int) -> None:
+    out = cli.ok("flavor", "list", "-f", "table", COLUMNS=str(columns))
+    for header in ("NAME", "ID", "VCPUS", "RAM", "DISK"):
+        assert any(header in line.split() or f" {header} " in line for line in out.splitlines()), (
+            header,
+            out,
+        )
+    if columns >= 80:
+        assert all(len(line) <= columns for line in out.splitlines()), out
+        assert "…" in out  # the long name gave way, by cell, with an ellipsis
+
+
+def test_every_format_of_a_listing(cli: Cli) -> None:
+    doc = json.loads(cli.ok("network", "list", "-f", "json"))
+    assert [n["name"] for n in doc["items"]] == ["blue"]
+    assert json.loads(cli.ok("network", "list", "--json")) == doc  # --json is -f json
+    yaml_text = cli.ok("network", "list", "--format", "yaml")
+    assert yaml_text.startswith("items:\n  - id: ") and "name: blue" in yaml_text, yaml_text
+    rows = list(csv.reader(io.StringIO(cli.ok("network", "list", "-f", "csv"))))
+    assert rows[0][:2] == ["NAME", "ID"] and rows[1][:2] == ["blue", doc["items"][0]["id"]], rows
+    assert cli.ok("network", "list", "-f", "value").split()[:2] == ["blue", doc["items"][0]["id"]]
+    assert cli("network", "list", "-f", "xml").code == 2  # a format that does not exist is refused
+
+
+def test_detail_formats(cli: Cli) -> None:
+    plain = cli.ok("network", "show", "blue")
+    assert not BOX & set(plain) and any(line.split()[:2] == ["name", "blue"] for line in plain.splitlines())
+    rows = list(csv.reader(io.StringIO(cli.ok("network", "show", "blue", "-f", "csv"))))
+    assert rows[0] == ["Field", "Value"] and ["name", "blue"] in rows
+    assert "\nname: blue\n" in cli.ok("network", "show", "blue", "-f", "yaml")
+
+
+def test_times_are_local_and_labelled(cli: Cli) -> None:
+    created = cli.api.get("/v1/networks").json()["items"][0]["created_at"]
+    tokyo = cli.ok("network", "show", "blue", TZ="Asia/Tokyo")
+    line = next(line for line in tokyo.splitlines() if line.startswith("created_at"))
+    assert "+09:00 JST" in line, line
+    hour = int(created[11:13])
+    assert f" {(hour + 9) % 24:02d}:" in line, (created, line)
+    utc = cli.ok("--utc", "network", "show", "blue", TZ="Asia/Tokyo")
+    assert "+00:00 UTC" in next(line for line in utc.splitlines() if line.startswith("created_at"))
+    events = cli.ok("events", "--limit", "3", TZ="Asia/Tokyo")
+    assert "+09:00 JST" in events and "T" not in events.split()[1], events
+
+
+def test_hosts_read_as_allocation_of_capacity(cli: Cli) -> None:
+    out = cli.ok("host", "list")
+    header, row = _lines(out)[:2]
+    assert "VCPUS" in header and " of " in row and "iB" in row, out
+    assert "RAM MB" not in out and "/" not in row.split("  ")[0], out
+
+
+def test_price_list_names_its_currency(cli: Cli) -> None:
+    assert "USD" in cli.ok("price", "list")
+
+
+def test_new_commands_list_what_the_api_has(cli: Cli) -> None:
+    def api_names(path: str, key: str = "name") -> list[str]:
+        return sorted(str(i[key]) for i in cli.api.get(path).json()["items"])
+
+    for command, path, key in (
+        (("router", "list"), "/v1/routers", "name"),
+        (("floating-ip", "list"), "/v1/floating-ips", "ip"),
+        (("dr", "runbook", "list"), "/v1/dr/runbooks", "name"),
+        (("tenant", "list"), "/v1/tenants", "name"),
+        (("project", "list"), "/v1/projects", "name"),
+        (("user", "list"), "/v1/users", "username"),
+    ):
+        listed = json.loads(cli.ok(*command, "-f", "json"))["items"]
+        assert sorted(str(i[key]) for i in listed) == api_names(path, key), command
+        values = cli.ok(*command, "-f", "value")
+        assert all(name in values for name in api_names(path, key)), (command, values)
+    assert "edge" in cli.ok("router", "list")
+    assert "admin" in cli.ok("user", "list") and "default" in cli.ok("project", "list")
+    assert json.loads(cli.ok("router", "show", "edge", "-f", "json"))["name"] == "edge"
+    assert json.loads(cli.ok("subnet", "show", "blue-v4", "-f", "json"))["cidr"] == "10.42.0.0/24"
+    assert json.loads(cli.ok("tenant", "show", "default", "-f", "json"))["name"] == "default"
+    assert json.loads(cli.ok("project", "show", "default", "-f", "json"))["name"] == "default"
+    assert json.loads(cli.ok("user", "show", "admin", "-f", "json"))["username"] == "admin"
+    assert "Rules:" in cli.ok("security-group", "show", "web")
+
+
+def test_delete_commands(cli: Cli) -> None:
+    project = cli.api.get("/v1/projects", params={"name": "default"}).json()["items"][0]["id"]
+    cli.api.post("/v1/security-groups", json={"name": "gone", "project_id": project}).raise_for_status()
+    cli.ok("security-group", "delete", "gone")
+    assert "gone" not in [g["name"] for g in cli.api.get("/v1/security-groups").json()["items"]]
+    cli.ok("flavor", "delete", "doomed")
+    assert "doomed" not in [f["name"] for f in cli.api.get("/v1/flavors").json()["items"]]
+
+
+def test_names_not_ids(cli: Cli) -> None:
+    out = cli.ok("subnet", "list")
+    row = next(line for line in out.splitlines() if line.startswith("blue-v4"))
+    assert " blue " in f" {row} " and "net-" not in row.split("subnet-")[0], out
+    assert "blue-v4" in cli.ok("subnet", "list", "--network", "blue")
+
+
+def test_filters_refuse_values_that_match_nothing(cli: Cli) -> None:
+    r = cli("vm", "list", "--state", "runing")
+    assert r.code == 1 and "runing" in r.err and "running" in r.err and "stopped" in r.err, r
+    r = cli("task", "list", "--state", "done")
+    assert r.code == 1 and "succeeded" in r.err, r
+    assert cli("vm", "list", "--state", "running").code == 0
+
+
+def test_short_options_mean_one_thing(cli: Cli) -> None:
+    create = cli.ok("vm", "create", "--help")
+    assert "--flavor" in create and "-f" in create
+    logs = cli.ok("vm", "logs", "--help")
+    assert "-F" in logs and "--follow" in logs
