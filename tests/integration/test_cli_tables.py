@@ -52,7 +52,7 @@ class Cli:
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
     srv = make_server()
-    srv.start()
+    srv.start(timeout_s=120)  # the machine is shared: a first start can be slow
     try:
         env = {
             "NOVACRON_URL": srv.url,
@@ -69,7 +69,8 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
 
 
 def _seed(api: httpx.Client) -> None:
-    """A flavor with a long name, a network with a subnet, a router, a security group."""
+    """A flavor with a long name, a network with a subnet, a router, a security group, a volume (a
+    task on a named resource)."""
     for body in (
         {
             "name": "m1.a-flavor-with-a-rather-long-name-for-narrow-terminals",
@@ -87,6 +88,7 @@ def _seed(api: httpx.Client) -> None:
     ).raise_for_status()
     api.post("/v1/routers", json={"name": "edge", "project_id": project}).raise_for_status()
     api.post("/v1/security-groups", json={"name": "web", "project_id": project}).raise_for_status()
+    api.post("/v1/volumes", json={"name": "data", "size_gb": 1, "project_id": project}).raise_for_status()
 
 
 def _lines(text: str) -> list[str]:
@@ -203,6 +205,21 @@ def test_names_not_ids(cli: Cli) -> None:
     row = next(line for line in out.splitlines() if line.startswith("blue-v4"))
     assert " blue " in f" {row} " and "net-" not in row.split("subnet-")[0], out
     assert "blue-v4" in cli.ok("subnet", "list", "--network", "blue")
+
+
+def test_task_list_names_the_resource(cli: Cli) -> None:
+    [task] = [t for t in cli.api.get("/v1/tasks").json()["items"] if t["resource_type"] == "volume"]
+    out = cli.ok("task", "list")
+    row = next(line for line in out.splitlines() if line.startswith(task["id"]))
+    assert "volume data" in row and task["resource_id"] not in row, out
+    # the document keeps the API's fields as they are
+    [listed] = [t for t in json.loads(cli.ok("task", "list", "-f", "json"))["items"] if t["id"] == task["id"]]
+    assert listed == {**listed, "resource_id": task["resource_id"]} and "resource_name" not in listed
+
+
+def test_backup_list_takes_vm_as_an_option(cli: Cli) -> None:
+    assert "No backups." in cli.ok("backup", "list", "--vm", "nowhere")
+    assert json.loads(cli.ok("backup", "list", "--vm", "nowhere", "-f", "json"))["items"] == []
 
 
 def test_filters_refuse_values_that_match_nothing(cli: Cli) -> None:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -198,6 +199,11 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[Column], title
         sized.print(table, crop=False)
     else:  # plain, and json/yaml asked of a command that prints rows of its own making
         tables.write_plain(headers, plain, title)
+
+
+def table_box() -> box.Box | None:
+    """The lines of a hand-made Rich table: a terminal's box, none in plain output (piped)."""
+    return box.HEAVY_HEAD if tables.current_format(out) == "table" else None
 
 
 def print_list(

@@ -26,6 +26,7 @@ from novacron.cli.output import (
     print_json,
     print_list,
     print_table,
+    table_box,
 )
 
 quota_app = typer.Typer(no_args_is_help=True)
@@ -62,7 +63,9 @@ def _bar(used: int, limit: int | None, width: int = 20) -> str:
 
 
 def print_node(node: dict[str, Any]) -> None:
-    table = Table(title=f"{node['kind']} {escape(node['name'])} ({node['id']})", header_style="bold")
+    table = Table(
+        title=f"{node['kind']} {escape(node['name'])} ({node['id']})", header_style="bold", box=table_box()
+    )
     for col in ("RESOURCE", "USED", "LIMIT", "EFFECTIVE", "", "%"):
         table.add_column(col)
     for r in node["resources"]:
