@@ -131,6 +131,14 @@ def test_every_format_of_a_listing(cli: Cli) -> None:
     assert rows[0][:2] == ["NAME", "ID"] and rows[1][:2] == ["blue", doc["items"][0]["id"]], rows
     assert cli.ok("network", "list", "-f", "value").split()[:2] == ["blue", doc["items"][0]["id"]]
     assert cli("network", "list", "-f", "xml").code == 2  # a format that does not exist is refused
+    # -c picks columns by header, in the order given; a column that is not there is named
+    assert cli.ok("network", "list", "-c", "id", "-c", "NAME", "-f", "value").split() == [
+        doc["items"][0]["id"],
+        "blue",
+    ]
+    assert cli.ok("network", "show", "blue", "-c", "mtu", "-f", "value") == "1450\n"
+    r = cli("network", "list", "-c", "colour")
+    assert r.code == 1 and "COLOUR" in r.err and "NAME" in r.err, r
 
 
 def test_detail_formats(cli: Cli) -> None:

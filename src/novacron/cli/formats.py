@@ -1,11 +1,13 @@
-"""``-f/--format`` on every command that prints data, with one meaning everywhere (as openstack's cliff).
+"""``-f/--format`` and ``-c/--column`` on every command that prints data, with one meaning everywhere
+(as openstack's cliff).
 
-The commands were written with a ``--json`` flag (``as_json``): rather than give each of them a second
-parameter, the command tree is walked once when it is built and each command with an ``as_json``
-parameter gains the ``-f/--format`` option. Its value is kept for the invocation (cli/tables.py), which
-the printing helpers follow; ``json`` and ``yaml`` also turn ``as_json`` on, so that a command's
-machine-readable path (the API's document, no progress bars on stdout) is taken. ``--json`` stays, as
-``-f json``. A command that already has a ``--format`` of its own (``usage report``) keeps it.
+The commands were written with a ``--json`` flag (``as_json``): rather than give each of them more
+parameters, the command tree is walked once when it is built and each command with an ``as_json``
+parameter gains the ``-f/--format`` and ``-c/--column`` options. Their values are kept for the
+invocation (cli/tables.py), which the printing helpers follow; ``json`` and ``yaml`` also turn
+``as_json`` on, so that a command's machine-readable path (the API's document, no progress bars on
+stdout) is taken. ``--json`` stays, as ``-f json``. A command that already has a ``--format`` of its
+own (``usage report``) keeps it.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from typer.core import TyperGroup as Group
 
 from novacron.cli import tables
 
-#: the parameter the option fills; popped before the command's own function is called
+#: the parameters the options fill; popped before the command's own function is called
 PARAM = "output_format"
+COLUMNS_PARAM = "output_columns"
 
 
 class OutputFormat(StrEnum):
@@ -43,20 +46,23 @@ def _template(
         help="table, plain, json, yaml, csv or value (default: a table on a terminal, plain columns "
         "when piped); --json is -f json",
     ),
+    output_columns: list[str] | None = typer.Option(
+        None, "--column", "-c", help="only this column (repeatable; by header, e.g. -c name -c state)"
+    ),
 ) -> None:
-    """Only its option is used."""
+    """Only its options are used."""
 
 
-def _format_option() -> Parameter:
-    holder = typer.Typer()
+def _options() -> list[Parameter]:
+    holder = typer.Typer(add_completion=False)
     holder.command()(_template)
-    return typer.main.get_command(holder).params[0]
+    return [p for p in typer.main.get_command(holder).params if p.name in (PARAM, COLUMNS_PARAM)]
 
 
 def _takes_format(command: Command) -> bool:
     names = {p.name for p in command.params}
     opts = {o for p in command.params for o in getattr(p, "opts", [])}
-    return "as_json" in names and not opts & {"-f", "--format"}
+    return "as_json" in names and not opts & {"-f", "--format", "-c", "--column"}
 
 
 def _with_format(callback: Callable[..., Any]) -> Callable[..., Any]:
@@ -65,7 +71,7 @@ def _with_format(callback: Callable[..., Any]) -> Callable[..., Any]:
         fmt = chosen.value if isinstance(chosen, OutputFormat) else None
         if fmt is None and kwargs.get("as_json"):
             fmt = "json"
-        tables.set_format(fmt)
+        tables.set_format(fmt, kwargs.pop(COLUMNS_PARAM, None))
         if fmt in tables.DOCUMENT_FORMATS:
             kwargs["as_json"] = True
         return callback(**kwargs)
@@ -75,7 +81,7 @@ def _with_format(callback: Callable[..., Any]) -> Callable[..., Any]:
 
 def install(group: Group) -> None:
     """Give ``-f/--format`` to every command under ``group`` that prints data."""
-    option = _format_option()
+    options = _options()
     stack: list[Command] = [group]
     seen: set[int] = set()
     while stack:
@@ -86,5 +92,5 @@ def install(group: Group) -> None:
         if isinstance(command, Group):
             stack.extend(command.commands.values())
         elif _takes_format(command) and command.callback is not None:
-            command.params.append(copy.copy(option))
+            command.params.extend(copy.copy(option) for option in options)
             command.callback = _with_format(command.callback)

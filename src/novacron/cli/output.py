@@ -179,7 +179,12 @@ def _value(row: dict[str, Any], getter: str | Callable[[dict[str, Any]], Any]) -
 
 
 def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[Column], title: str | None = None) -> None:
-    """Rows in the format of this invocation: a table sized to the terminal, plain columns, CSV or values."""
+    """Rows in the format of this invocation: a table sized to the terminal, plain columns, CSV or values;
+    only the columns asked for with ``-c``."""
+    try:
+        columns = [columns[i] for i in tables.chosen_columns([header for header, _ in columns])]
+    except KeyError as exc:
+        raise CliError(str(exc.args[0])) from None
     headers = [header for header, _ in columns]
     values = [[_value(row, getter) for _, getter in columns] for row in rows]
     plain = [[cell(v) for v in row] for row in values]
@@ -224,16 +229,24 @@ def print_list(
         (out if for_people else err).print(f"[dim]more results: --cursor {data['next_cursor']}[/]")
 
 
-def detail_table(obj: dict[str, Any], fields: Sequence[Column] | None = None) -> Table:
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold cyan", no_wrap=True)
-    table.add_column(overflow="fold")
+def _pairs(obj: dict[str, Any], fields: Sequence[Column] | None) -> list[tuple[str, Any, str]]:
+    """(label, value, key) of each field shown, only those asked for with ``-c``."""
     pairs = (
         [(h, _value(obj, g), g if isinstance(g, str) else "") for h, g in fields]
         if fields
         else [(k, v, k) for k, v in obj.items()]
     )
-    for header, value, key in pairs:
+    try:
+        return [pairs[i] for i in tables.chosen_columns([label for label, _, _ in pairs])]
+    except KeyError as exc:
+        raise CliError(str(exc.args[0])) from None
+
+
+def detail_table(obj: dict[str, Any], fields: Sequence[Column] | None = None) -> Table:
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold cyan", no_wrap=True)
+    table.add_column(overflow="fold")
+    for header, value, key in _pairs(obj, fields):
         table.add_row(escape(header), styled(key, _shown(key, value)))
     return table
 
@@ -246,19 +259,15 @@ TIME_SUFFIXES = ("_at", "heartbeat")
 
 
 def print_detail(obj: dict[str, Any], *, as_json: bool, fields: Sequence[Column] | None = None) -> None:
-    """One resource: its document (JSON/YAML), or field/value pairs in the format of this invocation."""
+    """One resource: its document (JSON/YAML), or field/value pairs in the format of this invocation
+    (``-c``: only those fields)."""
     fmt = tables.current_format(out)
     if as_json or tables.wants_document():
         print_json(obj)
     elif fmt == "table":
         out.print(detail_table(obj, fields))
     else:
-        pairs = (
-            [(h, _shown(g, _value(obj, g)) if isinstance(g, str) else _value(obj, g)) for h, g in fields]
-            if fields
-            else [(k, _shown(k, v)) for k, v in obj.items()]
-        )
-        rows = [[h, cell(v)] for h, v in pairs]
+        rows = [[label, cell(_shown(key, value))] for label, value, key in _pairs(obj, fields)]
         if fmt == "csv":
             tables.write_csv(["Field", "Value"], rows)
         elif fmt == "value":

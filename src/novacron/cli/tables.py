@@ -39,16 +39,31 @@ MIN_VALUE_WIDTH = 8
 @dataclass
 class _Choice:
     fmt: str | None = None
+    #: ``-c``: the headers to print (matched without case), in the order given; empty: every column
+    columns: tuple[str, ...] = ()
 
 
 _choice = _Choice()
 
 
-def set_format(fmt: str | None) -> None:
-    """The format asked for on the command line (``None``: decide from stdout)."""
+def set_format(fmt: str | None, columns: Sequence[str] | None = None) -> None:
+    """The format asked for on the command line (``None``: decide from stdout), and the columns."""
     if fmt is not None and fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}")
     _choice.fmt = fmt
+    _choice.columns = tuple(c.strip().upper() for c in columns or ())
+
+
+def chosen_columns(headers: Sequence[str]) -> list[int]:
+    """The indexes of the columns ``-c`` asked for (every column without ``-c``); a name no column
+    has is an error naming those there are."""
+    if not _choice.columns:
+        return list(range(len(headers)))
+    upper = [h.upper() for h in headers]
+    missing = [c for c in _choice.columns if c not in upper]
+    if missing:
+        raise KeyError(f"no column {', '.join(missing)}; the columns are {', '.join(headers)}")
+    return [upper.index(c) for c in _choice.columns]
 
 
 def chosen_format() -> str | None:
