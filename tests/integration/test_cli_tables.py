@@ -169,8 +169,15 @@ def test_hosts_read_as_allocation_of_capacity(cli: Cli) -> None:
     assert "RAM MB" not in out and "/" not in row.split("  ")[0], out
 
 
-def test_price_list_names_its_currency(cli: Cli) -> None:
-    assert "USD" in cli.ok("price", "list")
+def test_money_names_its_currency(cli: Cli) -> None:
+    assert all(p["currency"] == "USD" for p in cli.api.get("/v1/prices").json()["items"])
+    assert "0.0000 USD" in cli.ok("price", "list")
+    report = cli.ok("usage", "report", "--tenant", "default")
+    assert "COST USD" in report and "total cost 0.0000 USD" in report, report
+    tenant = cli.api.get("/v1/tenants", params={"name": "default"}).json()["items"][0]["id"]
+    assert cli.api.get("/v1/usage", params={"tenant_id": tenant}).json()["currency"] == "USD"
+    cli.api.put("/v1/budgets", json={"tenant_id": tenant, "amount": 50}).raise_for_status()
+    assert "50.0000 USD" in cli.ok("budget", "list")
 
 
 def test_new_commands_list_what_the_api_has(cli: Cli) -> None:

@@ -185,7 +185,9 @@ def host_rejoin_token(
     if as_json:
         print_json(answer)
         return
-    out.print(f"re-key token for host {escape(host)} (expires {answer['expires_at']}); on the host run:")
+    out.print(
+        f"re-key token for host {escape(host)} (expires {local_time(answer['expires_at'])}); on the host run:"
+    )
     out.print(escape(answer["command"]), soft_wrap=True)
 
 
@@ -200,7 +202,7 @@ def host_join_token(
     if as_json:
         print_json(answer)
         return
-    out.print(f"join token (expires {answer['expires_at']}); on the new host run:")
+    out.print(f"join token (expires {local_time(answer['expires_at'])}); on the new host run:")
     out.print(escape(answer["command"]), soft_wrap=True)
 
 

@@ -14,11 +14,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from novacron.cli.client import Client, CliError, resolve
+from novacron.cli.client import ApiError, Client, CliError, resolve
 from novacron.cli.common import CURSOR, JSON, LIMIT, client_of, create_in_project, project_id
 from novacron.cli.output import (
     Column,
     info,
+    local_time,
     mib,
     money,
     out,
@@ -181,8 +182,8 @@ RES_COLUMNS: list[Column] = [
     ("STATUS", "status"),
     ("VCPUS", lambda r: f"{r['vcpus_used']} of {r['vcpus']}"),
     ("RAM", lambda r: f"{mib(r['ram_mb_used'])} of {mib(r['ram_mb'])}"),
-    ("FROM", "starts_at"),
-    ("TO", "ends_at"),
+    ("FROM", lambda r: local_time(r.get("starts_at"))),
+    ("TO", lambda r: local_time(r.get("ends_at"))),
     ("HOST", "host_id"),
 ]
 
@@ -334,14 +335,25 @@ def budget_set(
 
 @budget_app.command("list")
 def budget_list(ctx: typer.Context, as_json: bool = JSON) -> None:
+    client = client_of(ctx)
+    cur = "" if as_json else _currency(client)
     cols: list[Column] = [
         ("ID", "id"),
         ("NODE", "node_id"),
         ("MONTH", lambda b: b["month"] or "every"),
-        ("AMOUNT", "amount"),
-        ("SPENT", "spent"),
+        ("AMOUNT", lambda b: money(b["amount"], cur)),
+        ("SPENT", lambda b: money(b["spent"], cur)),
     ]
-    print_list(client_of(ctx).list_all("/v1/budgets"), cols, as_json=as_json, empty="No budgets.")
+    print_list(client.list_all("/v1/budgets"), cols, as_json=as_json, empty="No budgets.")
+
+
+def _currency(client: Client) -> str:
+    """The price list's currency (budgets are in it); none when the caller may not read prices."""
+    try:
+        items = client.get("/v1/prices").get("items") or []
+    except ApiError:
+        return ""
+    return str(items[0].get("currency", "")) if items else ""
 
 
 @price_app.command("set")
