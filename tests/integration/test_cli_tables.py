@@ -10,11 +10,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from novacron.cli.main import app
@@ -89,6 +91,38 @@ def _seed(api: httpx.Client) -> None:
     api.post("/v1/routers", json={"name": "edge", "project_id": project}).raise_for_status()
     api.post("/v1/security-groups", json={"name": "web", "project_id": project}).raise_for_status()
     api.post("/v1/volumes", json={"name": "data", "size_gb": 1, "project_id": project}).raise_for_status()
+
+
+def _list_commands() -> list[tuple[str, ...]]:
+    """Every ``... list`` command that needs no argument, from the CLI's own command tree."""
+    found: list[tuple[str, ...]] = []
+
+    def walk(group: typer.core.TyperGroup, path: tuple[str, ...]) -> None:
+        for name, command in group.commands.items():
+            if isinstance(command, typer.core.TyperGroup):
+                walk(command, (*path, name))
+            elif name == "list" and not any(p.required for p in command.params):
+                found.append((*path, name))
+
+    root = typer.main.get_command(app)
+    assert isinstance(root, typer.core.TyperGroup)
+    walk(root, ())
+    return found
+
+
+@pytest.mark.parametrize("command", _list_commands(), ids=" ".join)
+def test_every_listing_piped_as_csv_and_in_a_terminal(cli: Cli, command: tuple[str, ...]) -> None:
+    """(json, yaml and value: test_every_format_of_a_listing; the machine is shared, calls are slow)"""
+    plain = cli.ok(*command)
+    assert not BOX & set(plain) and "…" not in plain, plain  # piped: plain columns, nothing cut
+    rows = list(csv.reader(io.StringIO(cli.ok(*command, "-f", "csv"))))
+    assert rows and all(rows[0]), rows  # a header row, even with no rows
+    listing = rows[0] != ["Field", "Value"] and command != ("security-group", "list")  # a table per group
+    if len(rows) > 1 and listing:
+        header = next(line for line in plain.splitlines() if line.strip())
+        assert re.split(r"\s{2,}", header.strip()) == rows[0], (header, rows[0])
+        table = cli.ok(*command, "-f", "table", COLUMNS="80")
+        assert all(h in table for h in rows[0]), table  # every header whole, at 80 columns
 
 
 def _lines(text: str) -> list[str]:
