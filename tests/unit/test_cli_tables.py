@@ -92,3 +92,17 @@ def test_yaml_of_every_json_shape_reads_back() -> None:
     text = "\n".join(tables.yaml_lines(doc))
     assert yaml.safe_load(text) == doc
     assert json.loads(json.dumps(doc)) == doc
+
+
+def test_columns_asked_for() -> None:
+    try:
+        tables.set_format(None, ["state", "Name"])
+        assert tables.chosen_columns(["NAME", "ID", "STATE"]) == [2, 0]  # the order asked for
+        with pytest.raises(KeyError, match="no column STATE; the columns are NAME, ID"):
+            tables.chosen_columns(["NAME", "ID"])
+        # the second table of a show (an lb's members): what it has of them, else every column
+        assert tables.chosen_columns(["NAME", "ID"], strict=False) == [0]
+        assert tables.chosen_columns(["PORT", "ID"], strict=False) == [0, 1]
+    finally:
+        tables.set_format(None)
+    assert tables.chosen_columns(["NAME", "ID"]) == [0, 1]

@@ -178,11 +178,17 @@ def _value(row: dict[str, Any], getter: str | Callable[[dict[str, Any]], Any]) -
     return getter(row) if callable(getter) else row.get(getter)
 
 
-def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[Column], title: str | None = None) -> None:
+def print_table(
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[Column],
+    title: str | None = None,
+    *,
+    strict: bool = False,
+) -> None:
     """Rows in the format of this invocation: a table sized to the terminal, plain columns, CSV or values;
-    only the columns asked for with ``-c``."""
+    only the columns asked for with ``-c`` (``strict``: all of them must be there, as in a listing)."""
     try:
-        columns = [columns[i] for i in tables.chosen_columns([header for header, _ in columns])]
+        columns = [columns[i] for i in tables.chosen_columns([h for h, _ in columns], strict=strict)]
     except KeyError as exc:
         raise CliError(str(exc.args[0])) from None
     headers = [header for header, _ in columns]
@@ -224,7 +230,7 @@ def print_list(
     if not rows and tables.current_format(out) != "csv":
         (out if for_people else err).print(f"[dim]{escape(empty)}[/]")
         return
-    print_table(rows, columns, title)
+    print_table(rows, columns, title, strict=True)
     if data.get("next_cursor"):
         (out if for_people else err).print(f"[dim]more results: --cursor {data['next_cursor']}[/]")
 

@@ -54,16 +54,18 @@ def set_format(fmt: str | None, columns: Sequence[str] | None = None) -> None:
     _choice.columns = tuple(c.strip().upper() for c in columns or ())
 
 
-def chosen_columns(headers: Sequence[str]) -> list[int]:
+def chosen_columns(headers: Sequence[str], *, strict: bool = True) -> list[int]:
     """The indexes of the columns ``-c`` asked for (every column without ``-c``); a name no column
-    has is an error naming those there are."""
-    if not _choice.columns:
-        return list(range(len(headers)))
+    has is an error naming those there are. Not ``strict`` (the second table of a ``show``): the
+    columns asked for that this table has, every column when it has none of them."""
     upper = [h.upper() for h in headers]
-    missing = [c for c in _choice.columns if c not in upper]
+    wanted = [c for c in _choice.columns if strict or c in upper]
+    if not wanted:
+        return list(range(len(headers)))
+    missing = [c for c in wanted if c not in upper]
     if missing:
         raise KeyError(f"no column {', '.join(missing)}; the columns are {', '.join(headers)}")
-    return [upper.index(c) for c in _choice.columns]
+    return [upper.index(c) for c in wanted]
 
 
 def chosen_format() -> str | None:
