@@ -88,7 +88,8 @@ def _seed(api: httpx.Client) -> None:
     api.post(
         "/v1/subnets", json={"network": net["id"], "name": "blue-v4", "cidr": "10.42.0.0/24"}
     ).raise_for_status()
-    api.post("/v1/routers", json={"name": "edge", "project_id": project}).raise_for_status()
+    router = api.post("/v1/routers", json={"name": "edge", "project_id": project}).json()
+    api.post(f"/v1/routers/{router['id']}/interfaces", json={"subnet": "blue-v4"}).raise_for_status()
     api.post("/v1/security-groups", json={"name": "web", "project_id": project}).raise_for_status()
     api.post("/v1/volumes", json={"name": "data", "size_gb": 1, "project_id": project}).raise_for_status()
 
@@ -254,6 +255,8 @@ def test_names_not_ids(cli: Cli) -> None:
     row = next(line for line in out.splitlines() if line.startswith("blue-v4"))
     assert " blue " in f" {row} " and "net-" not in row.split("subnet-")[0], out
     assert "blue-v4" in cli.ok("subnet", "list", "--network", "blue")
+    ports = _lines(cli.ok("port", "list", "--network", "blue"))
+    assert ports[0].split()[:2] == ["ID", "NETWORK"] and ports[1].split()[1] == "blue", ports
 
 
 def test_task_list_names_the_resource(cli: Cli) -> None:
