@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 
 import httpx
+import pytest
 from rich.console import Console
 
 from novacron.cli import output
@@ -76,10 +77,28 @@ def test_times_and_sizes() -> None:
     assert output.ago("2024-05-01T09:00:00Z", now) == "3h ago"
     assert output.ago("2024-05-01T12:15:00+00:00", now) == "in 15m"
     assert output.ago("not a time", now) == "not a time"
-    assert output.human_time("2024-04-29T12:00:00+00:00", now) == "2024-04-29 12:00:00 (2d ago)"
     assert output.human_size(512) == "512 B"
-    assert output.human_size(8 * 2**20) == "8.0 MiB"
+    assert output.human_size(8 * 2**20) == "8 MiB"
+    assert output.human_size(1.5 * 2**30) == "1.5 GiB"
+    assert output.mib(2048) == "2 GiB" and output.gib(1) == "1 GiB" and output.mib(None) == ""
+    assert output.money(0.012, "EUR") == "0.0120 EUR"
     assert output.human_size(None) == ""
+
+
+def test_times_are_in_the_readers_zone_and_labelled(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    assert output.human_time("2024-04-29T12:00:00+00:00", now) == "2024-04-29 21:00:00 +09:00 JST (2d ago)"
+    monkeypatch.setenv("TZ", "America/New_York")
+    assert output.local_time("2024-01-15T12:00:00Z") == "2024-01-15 07:00:00 -05:00 EST"
+    monkeypatch.setenv("TZ", "UTC")
+    assert output.local_time("2024-01-15T12:00:00Z") == "2024-01-15 12:00:00 +00:00 UTC"
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    output.use_utc(True)
+    try:
+        assert output.local_time("2024-01-15T12:00:00Z") == "2024-01-15 12:00:00 +00:00 UTC"
+    finally:
+        output.use_utc(False)
 
 
 def test_json_output_is_the_api_json(capsys: object) -> None:
@@ -89,14 +108,11 @@ def test_json_output_is_the_api_json(capsys: object) -> None:
     assert json.loads(captured.out) == page
 
 
-def test_table_rows_and_empty_message() -> None:
+def test_table_rows_and_empty_message(capsys: pytest.CaptureFixture[str]) -> None:
     columns: list[output.Column] = [("NAME", "name"), ("STATE", "state"), ("N", lambda r: r["n"] * 2)]
-    table = output.build_table([{"name": "a", "state": "running", "n": 3}], columns)
-    console = Console(width=120, no_color=True)
-    with console.capture() as cap:
-        console.print(table)
-    text = cap.get()
-    assert "running" in text and "6" in text and "NAME" in text
+    output.print_table([{"name": "a", "state": "running", "n": 3}], columns)
+    # not a terminal: plain columns, aligned, no box
+    assert capsys.readouterr().out.splitlines() == ["NAME  STATE    N", "a     running  6"]
 
 
 def test_parse_sse() -> None:

@@ -9,6 +9,7 @@ import typer
 
 from novacron.cli.client import CliError
 from novacron.cli.common import CURSOR, JSON, LIMIT, client_of, project_id, resolve_vm
+from novacron.cli.names import names_of
 from novacron.cli.output import Column, ago, human_size, info, print_detail, print_json, print_list
 from novacron.cli.watch import watch_task
 
@@ -85,12 +86,16 @@ def create(
 @app.command("list")
 def list_backups(
     ctx: typer.Context,
-    vm: str | None = typer.Argument(None, help="only the backups of this VM (name or id)"),
+    vm_arg: str | None = typer.Argument(
+        None, metavar="[VM]", help="only the backups of this VM (name or id)"
+    ),
+    vm_opt: str | None = typer.Option(None, "--vm", help="the same as VM: only this VM's backups"),
     limit: int | None = LIMIT,
     cursor: str | None = CURSOR,
     as_json: bool = JSON,
 ) -> None:
     """List backups, newest first."""
+    vm = vm_opt or vm_arg
     params: dict[str, Any] = {}
     if vm is not None:
         try:
@@ -318,13 +323,15 @@ def policy_create(
 
 @policy_app.command("list")
 def policy_list(ctx: typer.Context, as_json: bool = JSON) -> None:
-    page = client_of(ctx).list_all("/v1/backup-policies")
+    client = client_of(ctx)
+    page = client.list_all("/v1/backup-policies")
+    vms = {} if as_json else names_of(client, "/v1/vms")
     print_list(
         page,
         [
             ("NAME", "name"),
             ("ID", "id"),
-            ("VM", "vm_id"),
+            ("VM", lambda p: vms.get(p.get("vm_id") or "", p.get("vm_id") or "(every VM)")),
             ("EVERY S", "interval_s"),
             ("RETENTION", "retention"),
             ("LAST RUN", lambda p: ago(p.get("last_run_at"))),

@@ -5,12 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from novacron.cli.client import Client, CliError
 from novacron.cli.common import JSON, client_of
-from novacron.cli.output import out, print_json
+from novacron.cli.output import Column, out, print_json, print_table
 from novacron.cli.watch import watch_task
 
 app = typer.Typer(no_args_is_help=True)
@@ -20,19 +18,23 @@ def _pct(x: float) -> str:
     return f"{x * 100:.0f}%"
 
 
+def _pair(h: dict[str, Any], key: str) -> str:
+    b, a = h["before"], h["after"]
+    if key == "vms":
+        return str(b["vms"]) if b["vms"] == a["vms"] else f"{b['vms']} → {a['vms']}"
+    return _pct(b[key]) if b[key] == a[key] else f"{_pct(b[key])} → {_pct(a[key])}"
+
+
+HOST_COLUMNS: list[Column] = [
+    ("HOST", "name"),
+    *((key.upper(), lambda h, key=key: _pair(h, key)) for key in ("vms", "cpu", "vcpu", "ram", "load")),
+]
+MOVE_COLUMNS: list[Column] = [("VM", "vm_name"), ("FROM", "from_name"), ("TO", "to_name"), ("WHY", "reason")]
+
+
 def print_plan(plan: dict[str, Any]) -> None:
-    hosts = Table(title="Hosts before → after (cpu: measured use; vcpu, ram: allocated; load: the largest)")
-    for col in ("HOST", "VMS", "CPU", "VCPU", "RAM", "LOAD"):
-        hosts.add_column(col)
-    for h in plan["hosts"]:
-        b, a = h["before"], h["after"]
-
-        def pair(key: str, b: dict[str, Any] = b, a: dict[str, Any] = a) -> str:
-            return _pct(b[key]) if b[key] == a[key] else f"{_pct(b[key])} → {_pct(a[key])}"
-
-        vms = str(b["vms"]) if b["vms"] == a["vms"] else f"{b['vms']} → {a['vms']}"
-        hosts.add_row(escape(h["name"]), vms, pair("cpu"), pair("vcpu"), pair("ram"), pair("load"))
-    out.print(hosts)
+    title = "Hosts before → after (cpu: measured use; vcpu, ram: allocated; load: the largest)"
+    print_table(plan["hosts"], HOST_COLUMNS, title=title)
     out.print(
         f"imbalance {plan['imbalance_before']:.3f} → {plan['imbalance_after']:.3f}; "
         f"spread (max-min load) {_pct(plan['spread_before'])} → {_pct(plan['spread_after'])}"
@@ -42,12 +44,7 @@ def print_plan(plan: dict[str, Any]) -> None:
     if not plan["moves"]:
         out.print(f"[green]Balanced: no move would help (threshold {_pct(plan['threshold'])}).[/]")
         return
-    moves = Table(title=f"{len(plan['moves'])} live migration(s)")
-    for col in ("VM", "FROM", "TO", "WHY"):
-        moves.add_column(col)
-    for m in plan["moves"]:
-        moves.add_row(escape(m["vm_name"]), escape(m["from_name"]), escape(m["to_name"]), escape(m["reason"]))
-    out.print(moves)
+    print_table(plan["moves"], MOVE_COLUMNS, title=f"{len(plan['moves'])} live migration(s)")
 
 
 def _follow(client: Client, answer: dict[str, Any], *, show: bool) -> list[str]:

@@ -46,7 +46,7 @@ def resolve_vm(ctx: typer.Context, ref: str) -> dict[str, object]:
     return resolve(client_of(ctx), "vms", ref, "vm")
 
 
-JSON = typer.Option(False, "--json", help="print the API's JSON instead of a table")
+JSON = typer.Option(False, "--json", help="print the API's JSON (the same as -f json)")
 LIMIT = typer.Option(None, "--limit", min=1, max=500, help="one page of at most this many (default: all)")
 CURSOR = typer.Option(None, "--cursor", help="continue a listing from this cursor (with --limit)")
 

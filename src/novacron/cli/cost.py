@@ -13,7 +13,7 @@ from novacron.autoscaling.replay import read_trace
 from novacron.autoscaling.roi import roi as roi_of
 from novacron.cli.client import CliError
 from novacron.cli.common import JSON, client_of
-from novacron.cli.output import Column, info, out, print_detail, print_json, print_list
+from novacron.cli.output import Column, gib, info, mib, money, out, print_detail, print_json, print_list
 from novacron.cli.quota import TENANT, tenant_id
 
 cost_app = typer.Typer(no_args_is_help=True)
@@ -24,7 +24,7 @@ VMS = typer.Option(None, "--vm", help="only this VM id (repeat: a scaling group'
 
 
 def _money(value: float | None, currency: str = "") -> str:
-    return "-" if value is None else f"{value:,.4f} {currency}".strip()
+    return money(value, currency).strip()
 
 
 def _cloud(row: dict[str, Any], provider: str) -> str:
@@ -49,7 +49,7 @@ def cost_show(
         ("NAME", "name"),
         ("STATE", "state"),
         ("FLAVOR", lambda v: v["flavor"] or "-"),
-        ("SHAPE", lambda v: f"{v['vcpus']} vCPU {v['ram_mb']} MiB {v['disk_gb']} GiB"),
+        ("SHAPE", lambda v: f"{v['vcpus']} vCPU {mib(v['ram_mb'])} {gib(v['disk_gb'])}"),
         (f"{cur}/h", lambda v: f"{v['per_hour']:.4f}"),
         (f"{cur}/month", lambda v: f"{v['per_month']:.2f}"),
         ("AWS USD/h", lambda v: _cloud(v, "aws")),
@@ -81,9 +81,9 @@ def cost_rightsizing(
     columns: list[Column] = [
         ("NAME", "name"),
         ("STATUS", "status"),
-        ("SHAPE", lambda v: f"{v['vcpus']} vCPU {v['ram_mb']} MiB"),
+        ("SHAPE", lambda v: f"{v['vcpus']} vCPU {mib(v['ram_mb'])}"),
         ("P95 CPU", lambda v: "-" if v["cpu_p95_cores"] is None else f"{v['cpu_p95_cores']:.2f}"),
-        ("P95 MiB", lambda v: "-" if v["memory_p95_mb"] is None else f"{v['memory_p95_mb']:.0f}"),
+        ("P95 RAM", lambda v: "-" if v["memory_p95_mb"] is None else mib(round(v["memory_p95_mb"]))),
         ("FLAVOR", lambda v: v["flavor"] or "-"),
         (f"SAVES {r['currency']}/month", lambda v: f"{v['saving_per_month']:.2f}"),
     ]

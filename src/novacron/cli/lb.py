@@ -28,13 +28,12 @@ from novacron.cli.common import (
 from novacron.cli.output import (
     Column,
     ago,
-    build_table,
-    detail_table,
     info,
     out,
     print_detail,
     print_json,
     print_list,
+    print_table,
 )
 from novacron.cli.watch import watch_task
 
@@ -243,13 +242,13 @@ def lb_show(ctx: typer.Context, lb: str = LB, as_json: bool = JSON) -> None:
     if as_json:
         print_json({**found, "listeners": listeners, "pools": pools})
         return
-    out.print(detail_table(found, LB_FIELDS))
+    print_detail(found, as_json=False, fields=LB_FIELDS)
     if listeners:
-        out.print(build_table(listeners, LISTENER_COLUMNS, title="Listeners"))
+        print_table(listeners, LISTENER_COLUMNS, title="Listeners")
     for pool in pools:
-        out.print(build_table([pool], POOL_COLUMNS, title=f"Pool {pool['name'] or pool['id']}"))
+        print_table([pool], POOL_COLUMNS, title=f"Pool {pool['name'] or pool['id']}")
         if pool["members"]:
-            out.print(build_table(pool["members"], MEMBER_COLUMNS))
+            print_table(pool["members"], MEMBER_COLUMNS)
         else:
             out.print("[dim]No members.[/]")
 

@@ -10,15 +10,22 @@ from typer._click.core import Context as ClickContext
 from typer.core import TyperGroup
 
 from novacron import __version__
+from novacron.cli import formats, tables
 from novacron.cli.client import CliError, config_path
 from novacron.cli.common import JSON, State, client_of, state_of
-from novacron.cli.output import info, print_detail, print_error
+from novacron.cli.output import info, print_detail, print_error, use_utc
 
 
 class NovaGroup(TyperGroup):
-    """Turns every ``CliError`` of any subcommand into a readable message and an exit code."""
+    """Turns every ``CliError`` of any subcommand into a readable message and an exit code; gives every
+    command that prints data ``-f/--format`` (cli/formats.py)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        formats.install(self)
 
     def invoke(self, ctx: ClickContext) -> Any:
+        tables.set_format(None)  # the format of this invocation only (tests run several in one process)
         try:
             return super().invoke(ctx)
         except CliError as exc:
@@ -69,8 +76,12 @@ def main(
     version: bool = typer.Option(
         False, "--version", "-V", is_eager=True, callback=_print_version, help="print the version and exit"
     ),
+    utc: bool = typer.Option(
+        False, "--utc", help="print times in UTC (default: local time, from TZ, labelled with its zone)"
+    ),
 ) -> None:
     ctx.obj = State(server=server, ca_file=ca_file)
+    use_utc(utc)
 
 
 @app.command()
@@ -142,6 +153,7 @@ def _register() -> None:
         image,
         kek,
         lb,
+        listings,
         misc,
         network,
         quota,
@@ -194,6 +206,9 @@ def _register() -> None:
     app.add_typer(
         scaling.app, name="scaling-group", help="Scaling groups: desired count, members, activities."
     )
+    app.add_typer(listings.tenant_app, name="tenant", help="Tenants (platform administrators see all).")
+    app.add_typer(listings.project_app, name="project", help="Projects of tenants, with their parent.")
+    app.add_typer(listings.user_app, name="user", help="Users with their role and tenant (administrators).")
     app.command(name="events")(misc.events)
     app.command(name="agent")(agent.agent)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -21,7 +22,8 @@ from novacron.cli.common import (
     client_of,
     hardware_body,
 )
-from novacron.cli.output import Column, ago, out, print_detail, print_json, print_list
+from novacron.cli.names import TASK_STATES, choose, name_resources
+from novacron.cli.output import Column, ago, gib, local_time, mib, out, print_detail, print_json, print_list
 from novacron.cli.watch import step_label, watch_task
 
 flavor_app = typer.Typer(no_args_is_help=True)
@@ -32,13 +34,13 @@ FLAVOR_COLUMNS: list[Column] = [
     ("NAME", "name"),
     ("ID", "id"),
     ("VCPUS", "vcpus"),
-    ("RAM MB", "ram_mb"),
-    ("DISK GB", "disk_gb"),
+    ("RAM", lambda f: mib(f.get("ram_mb"))),
+    ("DISK", lambda f: gib(f.get("disk_gb")) if f.get("disk_gb") else "(image)"),
 ]
 TASK_COLUMNS: list[Column] = [
     ("ID", "id"),
     ("KIND", "kind"),
-    ("RESOURCE", "resource_id"),
+    ("RESOURCE", lambda t: t.get("resource_name") or t.get("resource_id")),
     ("STATE", "state"),
     ("PROGRESS", lambda t: f"{t.get('progress', 0)}% {step_label(t) if t.get('state') == 'running' else ''}"),
     ("CREATED", lambda t: ago(t.get("created_at"))),
@@ -50,9 +52,9 @@ HOST_COLUMNS: list[Column] = [
     ("STATE", "state"),
     ("DRIVER", "driver"),
     ("ACCEL", "accelerator"),
-    ("VCPUS", lambda h: _used_of(h, "vcpus_used", "vcpus_free", "cpus")),
-    ("RAM MB", lambda h: _used_of(h, "ram_mb_used", "ram_mb_free", "ram_mb")),
-    ("DISK GB", "disk_gb"),
+    ("VCPUS", lambda h: _used_of(h, "vcpus_used", "vcpus_free", "cpus", str)),
+    ("RAM", lambda h: _used_of(h, "ram_mb_used", "ram_mb_free", "ram_mb", mib)),
+    ("DISK", lambda h: gib(h.get("disk_gb"))),
     ("HEARTBEAT", lambda h: ago(h.get("last_heartbeat"))),
 ]
 
@@ -96,14 +98,18 @@ def flavor_create(
 @task_app.command("list")
 def task_list(
     ctx: typer.Context,
-    state: str | None = typer.Option(None, "--state", help="pending, running, succeeded or failed"),
+    state: str | None = typer.Option(None, "--state", help=", ".join(TASK_STATES)),
     resource: str | None = typer.Option(None, "--resource", help="only tasks of this resource id"),
     limit: int | None = typer.Option(50, "--limit", min=1, max=500, help="at most this many, newest first"),
     cursor: str | None = CURSOR,
     as_json: bool = JSON,
 ) -> None:
     """List tasks, newest first."""
-    page = client_of(ctx).list_all("/v1/tasks", limit=limit, cursor=cursor, state=state, resource_id=resource)
+    choose("--state", state, TASK_STATES)
+    client = client_of(ctx)
+    page = client.list_all("/v1/tasks", limit=limit, cursor=cursor, state=state, resource_id=resource)
+    if not as_json:
+        name_resources(client, page["items"], "resource_type", "resource_id")
     print_list(page, TASK_COLUMNS, as_json=as_json, empty="No tasks.")
 
 
@@ -156,12 +162,14 @@ def host_list(
     print_list(page, HOST_COLUMNS, as_json=as_json, empty="No hosts.")
 
 
-def _used_of(h: dict[str, Any], used: str, free: str, total: str) -> str:
-    """Administrators see what is allocated; tenant roles only a capacity summary (what is free)."""
+def _used_of(h: dict[str, Any], used: str, free: str, total: str, unit: Callable[[Any], str]) -> str:
+    """Administrators see what is allocated of what there is (``2 of 4 (×4.0 overcommit)``); tenant
+    roles only a capacity summary (what is free)."""
     if h.get(used) is not None:
-        ratio = f" x{h['cpu_allocation_ratio']}" if total == "cpus" and "cpu_allocation_ratio" in h else ""
-        return f"{h[used]}/{h.get(total)}{ratio}"
-    return f"{h.get(free)} free"
+        key = "cpu_allocation_ratio" if total == "cpus" else "ram_allocation_ratio"
+        ratio = f" (×{h[key]} overcommit)" if h.get(key) not in (None, 1, 1.0) else ""
+        return f"{unit(h[used])} of {unit(h.get(total))}{ratio}"
+    return f"{unit(h.get(free))} free"
 
 
 @host_app.command("rejoin-token")
@@ -177,7 +185,9 @@ def host_rejoin_token(
     if as_json:
         print_json(answer)
         return
-    out.print(f"re-key token for host {escape(host)} (expires {answer['expires_at']}); on the host run:")
+    out.print(
+        f"re-key token for host {escape(host)} (expires {local_time(answer['expires_at'])}); on the host run:"
+    )
     out.print(escape(answer["command"]), soft_wrap=True)
 
 
@@ -192,7 +202,7 @@ def host_join_token(
     if as_json:
         print_json(answer)
         return
-    out.print(f"join token (expires {answer['expires_at']}); on the new host run:")
+    out.print(f"join token (expires {local_time(answer['expires_at'])}); on the new host run:")
     out.print(escape(answer["command"]), soft_wrap=True)
 
 
@@ -225,14 +235,14 @@ def event_line(e: dict[str, Any]) -> str:
     extra = " ".join(f"{k}={v}" for k, v in data.items()) if isinstance(data, dict) else str(data)
     resource = f"{e.get('resource_type', '')}/{e.get('resource_id', '')}"
     return (
-        f"[dim]{escape(str(e.get('time', '')))}[/] [bold]{escape(str(e.get('type', '')))}[/] "
+        f"[dim]{escape(local_time(e.get('time')))}[/] [bold]{escape(str(e.get('type', '')))}[/] "
         f"{escape(resource)} {escape(extra)}"
     )
 
 
 def events(
     ctx: typer.Context,
-    follow: bool = typer.Option(False, "--follow", "-f", help="stream new events as they happen (SSE)"),
+    follow: bool = typer.Option(False, "--follow", "-F", help="stream new events as they happen (SSE)"),
     types: str | None = typer.Option(None, "--types", help="comma-separated patterns, e.g. vm.*,task.failed"),
     after: int | None = typer.Option(None, "--after", min=0, help="only events after this sequence number"),
     limit: int = typer.Option(100, "--limit", min=1, max=1000),

@@ -8,6 +8,7 @@ import typer
 
 from novacron.cli.client import Client
 from novacron.cli.common import CURSOR, JSON, LIMIT, client_of, create_in_project, key_values
+from novacron.cli.names import names_of
 from novacron.cli.output import Column, ago, info, print_detail, print_list
 
 network_app = typer.Typer(no_args_is_help=True)
@@ -32,7 +33,7 @@ NETWORK_COLUMNS: list[Column] = [
 SUBNET_COLUMNS: list[Column] = [
     ("NAME", "name"),
     ("ID", "id"),
-    ("NETWORK", "network_id"),
+    ("NETWORK", lambda s: s.get("network_name") or s.get("network_id")),
     ("CIDR", "cidr"),
     ("GATEWAY", "gateway_ip"),
     ("USED", "used_ips"),
@@ -40,8 +41,8 @@ SUBNET_COLUMNS: list[Column] = [
 ]
 PORT_COLUMNS: list[Column] = [
     ("ID", "id"),
-    ("NETWORK", "network_id"),
-    ("VM", "vm_id"),
+    ("NETWORK", lambda p: p.get("network_name") or p.get("network_id")),
+    ("VM", lambda p: p.get("vm_name") or p.get("vm_id")),
     ("OWNER", "owner"),
     ("MAC", "mac"),
     ("IPS", lambda p: ", ".join(f["ip"] for f in p.get("fixed_ips", []))),
@@ -156,13 +157,18 @@ def subnet_create(
 @subnet_app.command("list")
 def subnet_list(
     ctx: typer.Context,
-    network: str | None = typer.Option(None, "--network", help="only this network's (id)"),
+    network: str | None = typer.Option(None, "--network", help="only this network's (name or id)"),
     limit: int | None = LIMIT,
     cursor: str | None = CURSOR,
     as_json: bool = JSON,
 ) -> None:
-    """List subnets."""
-    page = client_of(ctx).list_all("/v1/subnets", limit=limit, cursor=cursor, network_id=network)
+    """List subnets with their network's name."""
+    client = client_of(ctx)
+    network_id = _one(client, "networks", network)["id"] if network else None
+    page = client.list_all("/v1/subnets", limit=limit, cursor=cursor, network_id=network_id)
+    networks = {} if as_json else names_of(client, "/v1/networks")
+    for s in page["items"]:
+        s["network_name"] = networks.get(s["network_id"], s["network_id"])
     print_list(page, SUBNET_COLUMNS, as_json=as_json, empty="No subnets.")
 
 
@@ -180,14 +186,22 @@ def subnet_delete(ctx: typer.Context, subnet: str = typer.Argument(...)) -> None
 @port_app.command("list")
 def port_list(
     ctx: typer.Context,
-    network: str | None = typer.Option(None, "--network", help="only this network's (id)"),
-    vm: str | None = typer.Option(None, "--vm", help="only this VM's (id)"),
+    network: str | None = typer.Option(None, "--network", help="only this network's (name or id)"),
+    vm: str | None = typer.Option(None, "--vm", help="only this VM's (name or id)"),
     limit: int | None = LIMIT,
     cursor: str | None = CURSOR,
     as_json: bool = JSON,
 ) -> None:
-    """List ports."""
-    page = client_of(ctx).list_all("/v1/ports", limit=limit, cursor=cursor, network_id=network, vm_id=vm)
+    """List ports with their network's and VM's names."""
+    client = client_of(ctx)
+    network_id = _one(client, "networks", network)["id"] if network else None
+    vm_id = _one(client, "vms", vm)["id"] if vm else None
+    page = client.list_all("/v1/ports", limit=limit, cursor=cursor, network_id=network_id, vm_id=vm_id)
+    if not as_json:
+        networks, vms = names_of(client, "/v1/networks"), names_of(client, "/v1/vms")
+        for p in page["items"]:
+            p["network_name"] = networks.get(p["network_id"], p["network_id"])
+            p["vm_name"] = vms.get(p.get("vm_id") or "", p.get("vm_id") or "")
     print_list(page, PORT_COLUMNS, as_json=as_json, empty="No ports.")
 
 

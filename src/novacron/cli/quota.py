@@ -14,9 +14,21 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from novacron.cli.client import Client, CliError, resolve
+from novacron.cli.client import ApiError, Client, CliError, resolve
 from novacron.cli.common import CURSOR, JSON, LIMIT, client_of, create_in_project, project_id
-from novacron.cli.output import Column, info, out, print_detail, print_json, print_list
+from novacron.cli.output import (
+    Column,
+    info,
+    local_time,
+    mib,
+    money,
+    out,
+    print_detail,
+    print_json,
+    print_list,
+    print_table,
+    table_box,
+)
 
 quota_app = typer.Typer(no_args_is_help=True)
 reservation_app = typer.Typer(no_args_is_help=True)
@@ -52,7 +64,9 @@ def _bar(used: int, limit: int | None, width: int = 20) -> str:
 
 
 def print_node(node: dict[str, Any]) -> None:
-    table = Table(title=f"{node['kind']} {escape(node['name'])} ({node['id']})", header_style="bold")
+    table = Table(
+        title=f"{node['kind']} {escape(node['name'])} ({node['id']})", header_style="bold", box=table_box()
+    )
     for col in ("RESOURCE", "USED", "LIMIT", "EFFECTIVE", "", "%"):
         table.add_column(col)
     for r in node["resources"]:
@@ -166,10 +180,10 @@ RES_COLUMNS: list[Column] = [
     ("ID", "id"),
     ("NAME", "name"),
     ("STATUS", "status"),
-    ("VCPUS", lambda r: f"{r['vcpus_used']}/{r['vcpus']}"),
-    ("RAM MIB", lambda r: f"{r['ram_mb_used']}/{r['ram_mb']}"),
-    ("FROM", "starts_at"),
-    ("TO", "ends_at"),
+    ("VCPUS", lambda r: f"{r['vcpus_used']} of {r['vcpus']}"),
+    ("RAM", lambda r: f"{mib(r['ram_mb_used'])} of {mib(r['ram_mb'])}"),
+    ("FROM", lambda r: local_time(r.get("starts_at"))),
+    ("TO", lambda r: local_time(r.get("ends_at"))),
     ("HOST", "host_id"),
 ]
 
@@ -279,16 +293,17 @@ def usage_report(
             )
         sys.stdout.write(buf.getvalue())
     else:
-        table = Table(title=f"Usage of {r['tenant_id']} in {r['month']}", header_style="bold")
-        for col in ("PROJECT", "RESOURCE", "QUANTITY", "UNIT", "COST"):
-            table.add_column(col, justify="right" if col in ("QUANTITY", "COST") else "left")
-        for i in r["items"]:
-            table.add_row(
-                escape(i["project"]), i["resource"], f"{i['quantity']:.4f}", i["unit"], f"{i['cost']:.4f}"
-            )
-        out.print(table)
-        budget = "" if r["budget"] is None else f" of budget {r['budget']:.2f}"
-        out.print(f"total cost {r['total_cost']:.4f}{budget}")
+        cur = r.get("currency", "")
+        columns: list[Column] = [
+            ("PROJECT", "project"),
+            ("RESOURCE", "resource"),
+            ("QUANTITY", lambda i: f"{i['quantity']:.4f}"),
+            ("UNIT", "unit"),
+            (f"COST {cur}".strip(), lambda i: f"{i['cost']:.4f}"),
+        ]
+        print_table(r["items"], columns, title=f"Usage of {r['tenant_id']} in {r['month']}")
+        budget = "" if r["budget"] is None else f" of budget {money(r['budget'], cur)}"
+        out.print(f"total cost {money(r['total_cost'], cur)}{budget}")
 
 
 @usage_app.command("meter")
@@ -320,14 +335,25 @@ def budget_set(
 
 @budget_app.command("list")
 def budget_list(ctx: typer.Context, as_json: bool = JSON) -> None:
+    client = client_of(ctx)
+    cur = "" if as_json else _currency(client)
     cols: list[Column] = [
         ("ID", "id"),
         ("NODE", "node_id"),
         ("MONTH", lambda b: b["month"] or "every"),
-        ("AMOUNT", "amount"),
-        ("SPENT", "spent"),
+        ("AMOUNT", lambda b: money(b["amount"], cur)),
+        ("SPENT", lambda b: money(b["spent"], cur)),
     ]
-    print_list(client_of(ctx).list_all("/v1/budgets"), cols, as_json=as_json, empty="No budgets.")
+    print_list(client.list_all("/v1/budgets"), cols, as_json=as_json, empty="No budgets.")
+
+
+def _currency(client: Client) -> str:
+    """The price list's currency (budgets are in it); none when the caller may not read prices."""
+    try:
+        items = client.get("/v1/prices").get("items") or []
+    except ApiError:
+        return ""
+    return str(items[0].get("currency", "")) if items else ""
 
 
 @price_app.command("set")
@@ -339,7 +365,11 @@ def price_set(ctx: typer.Context, resource: str, per_hour: float = typer.Argumen
 
 @price_app.command("list")
 def price_list(ctx: typer.Context, as_json: bool = JSON) -> None:
-    cols: list[Column] = [("RESOURCE", "resource"), ("UNIT", "billing_unit"), ("PER HOUR", "per_hour")]
+    cols: list[Column] = [
+        ("RESOURCE", "resource"),
+        ("UNIT", "billing_unit"),
+        ("PER HOUR", lambda p: money(p["per_hour"], p.get("currency", ""))),
+    ]
     print_list(client_of(ctx).get("/v1/prices"), cols, as_json=as_json, empty="No resources.")
 
 

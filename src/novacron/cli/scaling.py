@@ -24,7 +24,17 @@ from novacron.cli.common import (
     post_idempotent,
     project_id,
 )
-from novacron.cli.output import Column, ago, build_table, detail_table, info, out, print_json, print_list
+from novacron.cli.output import (
+    Column,
+    ago,
+    detail_table,
+    info,
+    out,
+    print_detail,
+    print_json,
+    print_list,
+    print_table,
+)
 from novacron.cli.watch import watch_task
 
 app = typer.Typer(no_args_is_help=True)
@@ -109,9 +119,9 @@ def _show(client: Client, group: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print_json({**group, "member_list": members})
         return
-    out.print(detail_table(group, GROUP_FIELDS))
+    print_detail(group, as_json=False, fields=GROUP_FIELDS)
     if members:
-        out.print(build_table(members, MEMBER_COLUMNS, title="Members"))
+        print_table(members, MEMBER_COLUMNS, title="Members")
 
 
 @app.command("create")

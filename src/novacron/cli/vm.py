@@ -11,7 +11,19 @@ import typer
 
 from novacron.cli.client import CliError
 from novacron.cli.common import CURSOR, JSON, LIMIT, client_of, create_in_project, key_values, resolve_vm
-from novacron.cli.output import Column, ago, human_size, info, out, print_detail, print_json, print_list
+from novacron.cli.names import VM_STATES, choose
+from novacron.cli.output import (
+    Column,
+    ago,
+    gib,
+    human_size,
+    info,
+    mib,
+    out,
+    print_detail,
+    print_json,
+    print_list,
+)
 from novacron.cli.watch import watch_task
 
 app = typer.Typer(no_args_is_help=True)
@@ -24,7 +36,8 @@ VM_COLUMNS: list[Column] = [
     ("STATE", "state"),
     ("TASK", "task_state"),
     ("VCPUS", "vcpus"),
-    ("RAM MB", "ram_mb"),
+    ("RAM", lambda v: mib(v.get("ram_mb"))),
+    ("DISK", lambda v: gib(v.get("disk_gb"))),
     ("CREATED", lambda v: ago(v.get("created_at"))),
 ]
 VM_FIELDS: list[Column] = [
@@ -89,13 +102,14 @@ def _finish(
 def list_vms(
     ctx: typer.Context,
     name: str | None = typer.Option(None, "--name", help="only VMs with this exact name"),
-    state: str | None = typer.Option(None, "--state", help="only VMs in this state"),
+    state: str | None = typer.Option(None, "--state", help="only VMs in this state: " + ", ".join(VM_STATES)),
     sort: str = typer.Option("created_at", "--sort", help="created_at, name, state, updated_at; -x descends"),
     limit: int | None = LIMIT,
     cursor: str | None = CURSOR,
     as_json: bool = JSON,
 ) -> None:
     """List virtual machines."""
+    choose("--state", state, VM_STATES)
     page = client_of(ctx).list_all("/v1/vms", limit=limit, cursor=cursor, name=name, state=state, sort=sort)
     print_list(page, VM_COLUMNS, as_json=as_json, empty="No VMs.")
 
@@ -113,7 +127,7 @@ def create(
     ctx: typer.Context,
     name: str = typer.Option(..., "--name", "-n", help="DNS-style name, also the hostname"),
     image: str = typer.Option(..., "--image", "-i", help="image name or id"),
-    flavor: str = typer.Option(..., "--flavor", "-f", help="flavor name or id"),
+    flavor: str = typer.Option(..., "--flavor", help="flavor name or id"),
     user_data: Path | None = typer.Option(
         None, "--user-data", exists=True, dir_okay=False, readable=True, help="cloud-init user-data file"
     ),
@@ -383,7 +397,7 @@ def migrate(
 def logs(
     ctx: typer.Context,
     vm: str = VM_ARG,
-    follow: bool = typer.Option(False, "--follow", "-f", help="keep printing new output"),
+    follow: bool = typer.Option(False, "--follow", "-F", help="keep printing new output"),
     tail: int | None = typer.Option(None, "--tail", min=1, help="start with only the last N bytes"),
     interval: float = typer.Option(1.0, "--interval", min=0.1, help="seconds between polls with --follow"),
 ) -> None:

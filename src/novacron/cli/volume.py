@@ -16,7 +16,7 @@ from novacron.cli.common import (
     post_idempotent,
     resolve_vm,
 )
-from novacron.cli.output import Column, ago, info, print_detail, print_json, print_list
+from novacron.cli.output import Column, ago, gib, info, print_detail, print_json, print_list
 from novacron.cli.watch import watch_task
 
 app = typer.Typer(no_args_is_help=True)
@@ -24,7 +24,7 @@ app = typer.Typer(no_args_is_help=True)
 COLUMNS: list[Column] = [
     ("NAME", "name"),
     ("ID", "id"),
-    ("SIZE GB", "size_gb"),
+    ("SIZE", lambda v: gib(v.get("size_gb"))),
     ("STATUS", "status"),
     ("VM", "vm_id"),
     ("CREATED", lambda v: ago(v.get("created_at"))),

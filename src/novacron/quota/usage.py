@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from novacron.autoscaling.cost import currency_of
 from novacron.db.base import new_id, utcnow
 from novacron.db.listing import ListParams, paginate
 from novacron.db.models import Budget, Price, Project, Tenant
@@ -21,10 +22,17 @@ class UsageService(Service):
     """The price list, metering on demand, and a tenant's monthly usage report."""
 
     def prices(self) -> list[dict[str, Any]]:
-        """Every registered resource's hourly price per billing unit (0 when none is set)."""
+        """Every registered resource's hourly price per billing unit (0 when none is set), in the
+        platform's currency."""
         found = billing.prices(self.session)
+        currency = currency_of(self._ctx)
         return [
-            {"resource": r.name, "billing_unit": r.billing_unit, "per_hour": found.get(r.name, 0.0)}
+            {
+                "resource": r.name,
+                "billing_unit": r.billing_unit,
+                "per_hour": found.get(r.name, 0.0),
+                "currency": currency,
+            }
             for r in sorted(RESOURCES.values(), key=lambda r: r.name)
         ]
 
@@ -46,7 +54,8 @@ class UsageService(Service):
         if ref is None:
             raise InvalidInput("tenant_id", "required for platform administrators", part="query")
         tenant = resolve(self.session, self.principal, Tenant, ref)
-        return billing.report(self.session, tenant.id, month or billing.month_of(utcnow()))
+        report = billing.report(self.session, tenant.id, month or billing.month_of(utcnow()))
+        return {**report, "currency": currency_of(self._ctx)}
 
     def meter(self) -> dict[str, Any]:
         """Meter now instead of at the next hourly run (the ledger covers the time since the last)."""
