@@ -1,6 +1,6 @@
 """api keys: machine identities acting for a user with a subset of its permissions
 
-Revision ID: 0039
+Revision ID: 0032
 Revises: 0031
 Create Date: 2026-12-07
 """
@@ -12,7 +12,7 @@ from alembic import op
 
 from novacron.db.base import UTCDateTime
 
-revision = "0039"
+revision = "0032"
 down_revision = "0031"
 branch_labels = None
 depends_on = None
