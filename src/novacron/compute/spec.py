@@ -45,7 +45,7 @@ def spec_payload(session: Session, vm: VM) -> dict[str, Any]:
     volumes = session.scalars(
         select(Volume).where(Volume.vm_id == vm.id, Volume.status.in_(ATTACHED)).order_by(Volume.created_at)
     )
-    if vols := [asdict(attachment(v.pool, v.id, v.location)) for v in volumes]:
+    if vols := [asdict(attachment(v.pool, v.id, v.location, v.io_limits, v.boot)) for v in volumes]:
         spec["volumes"] = vols
     if (vm.meta or {}).get("dr_isolated") == "true":  # a DR dry run's VM: no NIC at all
         spec["isolated"] = True
