@@ -348,3 +348,31 @@ def test_a_vm_boots_from_a_volume_which_is_refused_elsewhere(env: Env) -> None:
     assert done["state"] == "succeeded", done["error"]
     vol = c.get(f"/v1/volumes/{root['id']}").json()
     assert vol["status"] == "available" and vol["vm_id"] is None and vol["boot"] is False
+
+
+def test_cli_limits_snapshots_and_volumes_from_them(env: Env, tmp_path: Path) -> None:
+    cli = Cli(tmp_path / "novacron" / "credentials.json", env.server)
+    login = ("login", "--server", env.server.url, "--username", "admin", "--password-stdin")
+    cli.ok(*login, stdin=env.server.admin_password + "\n")
+    made = cli.ok(
+        "volume", "create", "-n", "cli-lim", "-s", "1", "--limit", "iops_total=60", "--project", "default"
+    )
+    assert re.search(r"io_limits\s+iops_total=60", made.out), made.out
+    changed = cli.ok(
+        "volume", "limits", "cli-lim", "--limit", "iops-total=80", "--limit", "iops_total_max=160"
+    )
+    assert re.search(r"io_limits\s+iops_total=80 iops_total_max=160", changed.out), changed.out
+    bad = cli("volume", "limits", "cli-lim", "--limit", "iops_total_max=160")
+    assert bad.code != 0 and "io_limits.iops_total_max" in bad.err, bad.err
+    snap = cli.ok("volume", "snapshot", "create", "cli-lim", "--name", "cli-snap")
+    assert "available" in snap.out, snap.out + snap.err
+    listed = cli.ok("volume", "snapshot", "list", "--volume", "cli-lim", "--json").json()
+    assert [s["name"] for s in listed["items"]] == ["cli-snap"]
+    restored = cli.ok(
+        "volume", "create", "-n", "cli-restored", "--snapshot", "cli-snap", "--project", "default"
+    )
+    assert re.search(r"source_snapshot_id\s+vsnap", restored.out), restored.out
+    cli.ok("volume", "snapshot", "delete", "cli-snap")
+    for name in ("cli-restored", "cli-lim"):
+        cli.ok("volume", "delete", name)
+    assert env.c.get("/v1/volume-snapshots").json()["items"] == []
