@@ -368,6 +368,11 @@ def test_cli_limits_snapshots_and_volumes_from_them(env: Env, tmp_path: Path) ->
     assert "available" in snap.out, snap.out + snap.err
     listed = cli.ok("volume", "snapshot", "list", "--volume", "cli-lim", "--json").json()
     assert [s["name"] for s in listed["items"]] == ["cli-snap"]
+    # counted in the tenant's quota (a kind of its own), and audited
+    bars = {u["resource"]: u for u in env.c.get("/v1/quota").json()["resources"]}
+    assert bars["volume_snapshots"]["used"] == 1, bars["volume_snapshots"]
+    audited = env.c.get("/v1/audit", params={"resource_id": listed["items"][0]["id"]}).json()["items"]
+    assert [a["method"] for a in audited] == ["POST"] and audited[0]["status_code"] == 202, audited
     restored = cli.ok(
         "volume", "create", "-n", "cli-restored", "--snapshot", "cli-snap", "--project", "default"
     )
