@@ -13,8 +13,9 @@ from novacron.compute.pools import attachment
 from novacron.db.models import VM, Image, Volume
 from novacron.network.service import nics_of
 
-#: the volume states a VM starts with (attaching and detaching ones have the VM busy)
-ATTACHED = ("in-use", "extending")
+#: the volume states a VM starts with (attaching and detaching ones have the VM busy; a start
+#: during a snapshot's ``qemu-img`` fails on its lock rather than start without the disk)
+ATTACHED = ("in-use", "extending", "limiting", "snapshotting")
 
 
 def spec_payload(session: Session, vm: VM) -> dict[str, Any]:
