@@ -9,10 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from novacron.api.audit import audit_hint
 from novacron.api.deps import IdempotencyDep, service
 from novacron.api.listing import Page, list_query
 from novacron.compute.volume_snapshots import VolumeSnapshotService
@@ -76,10 +77,13 @@ def list_snapshots(
 
 
 @router.post("", status_code=202, response_model=SnapshotAccepted)
-def create_snapshot(body: SnapshotCreate, snapshots: SnapshotWriter, idem: IdempotencyDep) -> Response:
+def create_snapshot(
+    body: SnapshotCreate, request: Request, snapshots: SnapshotWriter, idem: IdempotencyDep
+) -> Response:
     if (replay := idem.replay(body)) is not None:
         return replay
     snap, task = snapshots.create(body.volume, body.name)
+    audit_hint(request, resource_id=snap.id)  # the answer's id is the task's
     payload = SnapshotAccepted(task_id=task.id, snapshot=SnapshotOut.of(snap)).model_dump(mode="json")
     idem.remember(202, payload)
     return JSONResponse(payload, status_code=202, headers={"Location": f"/v1/tasks/{task.id}"})

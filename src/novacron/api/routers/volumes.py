@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from novacron.api.audit import audit_hint
 from novacron.api.concurrency import Idempotency, check_if_match, set_etag
 from novacron.api.deps import IdempotencyDep, service
 from novacron.api.listing import Page, list_query
@@ -147,7 +148,9 @@ def list_volumes(  # noqa: PLR0913 (the listing's filters)
 
 
 @router.post("", status_code=202, response_model=VolumeAccepted)
-def create_volume(body: VolumeCreate, volumes: VolumeWriter, idem: IdempotencyDep) -> Response:
+def create_volume(
+    body: VolumeCreate, request: Request, volumes: VolumeWriter, idem: IdempotencyDep
+) -> Response:
     if (replay := idem.replay(body)) is not None:
         return replay
     limits = body.io_limits.asked() if body.io_limits else None
@@ -155,6 +158,7 @@ def create_volume(body: VolumeCreate, volumes: VolumeWriter, idem: IdempotencyDe
         body.name, body.size_gb, body.image, body.project_id, body.snapshot, body.source_volume, limits
     )
     volume, task = volumes.create(spec)
+    audit_hint(request, resource_id=volume.id)  # the answer's id is the task's
     return _accepted(idem, task, volume)
 
 

@@ -112,12 +112,12 @@ registerPage({
     };
     const [projects, images] = canWrite
       ? await Promise.all([projectOptions(ctx), listAll('/v1/images', { sort: 'name' })]) : [[], []];
-    const box2 = h('div');
-    clear(ctx.main, pageHead('Volumes'), h('div', { class: 'grid' }, card(null, box), box2),
+    const formBox = h('div');
+    clear(ctx.main, pageHead('Volumes'), h('div', { class: 'grid' }, card(null, box), formBox),
       card('Volume snapshots', snapBox));
     const { volumes, snaps } = await load();
     if (canWrite) {
-      clear(box2, card('New volume', volumeForm(projects, images.filter((i) => i.status === 'active'),
+      clear(formBox, card('New volume', volumeForm(projects, images.filter((i) => i.status === 'active'),
         snaps.filter((s) => s.status === 'available'), volumes.filter((v) => ['available', 'in-use'].includes(v.status)))));
     }
     ctx.onCleanup(subscribe(['volume.*', 'volume_snapshot.*', 'task.*'], throttle(() => load().catch(() => {}), 500)));
