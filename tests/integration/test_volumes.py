@@ -224,3 +224,160 @@ def test_cli_creates_attaches_extends_detaches_and_deletes(env: Env, tmp_path: P
     assert "available" in cli.ok("volume", "detach", "cli-vol").out
     cli.ok("volume", "delete", "cli-vol")
     assert env.c.get("/v1/volumes", params={"name": "cli-vol"}).json()["items"] == []
+
+
+def _iops(env: Env, vm: str, dd: str, count: int) -> float:
+    """Operations a second of ``count`` 4 KiB direct requests of ``dd`` in the guest (timed by the
+    guest's own clock, /proc/uptime: 10 ms steps, well below a few seconds of I/O)."""
+    cmd = (
+        f"a=$(cut -d' ' -f1 /proc/uptime); dd {dd} bs=4k count={count} 2>/dev/null; "
+        "b=$(cut -d' ' -f1 /proc/uptime); echo $a:$b"
+    )
+    start, _, end = _guest(env, vm, cmd, "T").partition(":")
+    return count / (float(end) - float(start))
+
+
+def test_io_limits_hold_in_the_guest_and_change_live(env: Env) -> None:
+    c = env.c
+    body = {"name": "slow", "size_gb": 1, "project_id": env.project, "io_limits": {"iops_total": 50}}
+    vol = _ok(c, c.post("/v1/volumes", json=body))
+    assert vol["io_limits"] == {"iops_total": 50}
+    vid = str(vol["id"])
+    _ok(c, c.post(f"/v1/volumes/{vid}/attach", json={"vm": "vol-a"}))
+    dev = _disk(env, "vol-a", vid).partition(":")[0]
+    # 4 s of direct 4 KiB reads at 50 IOPS: QEMU's throttle group holds the guest to its limit
+    reads = _iops(env, "vol-a", f"if=/dev/{dev} of=/dev/null iflag=direct", 200)
+    assert 45 <= reads <= 55, f"{reads:.1f} read IOPS under a 50 IOPS limit"
+
+    # changed on the running guest (qom-set of the group): writes now at 100 IOPS
+    vol = _ok(c, c.put(f"/v1/volumes/{vid}/limits", json={"iops_total": 100}))
+    assert vol["io_limits"] == {"iops_total": 100} and vol["status"] == "in-use"
+    writes = _iops(env, "vol-a", f"if=/dev/zero of=/dev/{dev} seek=1024 oflag=direct", 400)
+    assert 90 <= writes <= 110, f"{writes:.1f} write IOPS under a 100 IOPS limit"
+    print(f"measured in the guest: {reads:.1f} read IOPS (limit 50), {writes:.1f} write IOPS (limit 100)")
+
+    # a burst over the limit, and bytes/s per direction: QEMU takes them live
+    limits = {"iops_total": 100, "iops_total_max": 400, "iops_total_max_length": 5, "bps_write": 8 << 20}
+    assert _ok(c, c.put(f"/v1/volumes/{vid}/limits", json=limits))["io_limits"] == limits
+    for wrong, where in (
+        ({"iops_total": 100, "iops_total_max": 50}, "io_limits.iops_total_max"),
+        ({"iops_total": 100, "iops_read": 10}, "io_limits.iops_read"),
+        ({"iops_total_max_length": 5}, "io_limits.iops_total_max_length"),
+        ({"bps_total": 100}, "io_limits.bps_total"),
+    ):
+        r = c.put(f"/v1/volumes/{vid}/limits", json=wrong)
+        assert r.status_code == 422 and where in r.text, r.text
+    r = c.post("/v1/volumes", json={"name": "neg", "size_gb": 1, "io_limits": {"iops_total": -1}})
+    assert r.status_code == 422 and "iops_total" in r.text, r.text
+
+
+def test_snapshot_then_write_a_volume_from_it_holds_the_old_data_and_a_clone_the_new(env: Env) -> None:
+    c = env.c
+    vid = str(c.get("/v1/volumes", params={"name": "slow"}).json()["items"][0]["id"])
+    dev = _disk(env, "vol-a", vid).partition(":")[0]
+    write = "echo MARK$((4000+{n})){word} | dd of=/dev/" + dev + " 2>/dev/null; sync; echo ok"
+    assert _guest(env, "vol-a", write.format(n=1, word="OLD"), "W") == "ok"
+
+    # a live snapshot of the attached volume (QMP on the running guest's host)
+    r = c.post("/v1/volume-snapshots", json={"name": "before", "volume": vid})
+    assert r.status_code == 202, r.text
+    done = wait_task(c, r.json()["task_id"])
+    assert done["state"] == "succeeded", done["error"]
+    snap = c.get(f"/v1/volume-snapshots/{r.json()['snapshot']['id']}").json()
+    assert snap["status"] == "available" and snap["volume_id"] == vid and snap["size_gb"] == 1
+    assert c.get(f"/v1/volumes/{vid}").json()["status"] == "in-use"
+
+    assert _guest(env, "vol-a", write.format(n=2, word="NEW"), "W") == "ok"
+    old = _ok(
+        c, c.post("/v1/volumes", json={"name": "from-snap", "snapshot": "before", "project_id": env.project})
+    )
+    assert old["source_snapshot_id"] == snap["id"] and old["size_gb"] == 1
+    clone = _ok(
+        c, c.post("/v1/volumes", json={"name": "clone", "source_volume": vid, "project_id": env.project})
+    )
+    assert clone["source_volume_id"] == vid
+    for made, want in ((old, "MARK4001OLD"), (clone, "MARK4002NEW")):
+        _ok(c, c.post(f"/v1/volumes/{made['id']}/attach", json={"vm": "vol-b"}))
+        name = _disk(env, "vol-b", str(made["id"])).partition(":")[0]
+        assert _guest(env, "vol-b", f"dd if=/dev/{name} bs=11 count=1 2>/dev/null", "R") == want
+
+    # a detached volume's snapshot (qemu-img), which keeps the volume from being deleted
+    _ok(c, c.post(f"/v1/volumes/{clone['id']}/detach"))
+    r = c.post("/v1/volume-snapshots", json={"name": "offline", "volume": "clone"})
+    assert wait_task(c, r.json()["task_id"])["state"] == "succeeded"
+    refused = c.delete(f"/v1/volumes/{clone['id']}")
+    assert refused.status_code == 409 and "snapshots" in refused.json()["detail"], refused.text
+    listed = c.get("/v1/volume-snapshots", params={"volume_id": str(clone["id"])}).json()["items"]
+    assert [s["name"] for s in listed] == ["offline"]
+    for name in ("offline", "before"):  # dropped offline, and live from the running guest
+        r = c.delete(f"/v1/volume-snapshots/{name}")
+        assert r.status_code == 202 and wait_task(c, r.json()["task_id"])["state"] == "succeeded", r.text
+    assert c.get("/v1/volume-snapshots").json()["items"] == []
+    assert c.delete(f"/v1/volumes/{clone['id']}").status_code == 204
+    kinds = {e["type"] for e in c.get("/v1/events", params={"types": "volume_snapshot.*"}).json()["items"]}
+    assert {"volume_snapshot.created", "volume_snapshot.available", "volume_snapshot.deleted"} <= kinds
+
+
+def test_a_vm_boots_from_a_volume_which_is_refused_elsewhere(env: Env) -> None:
+    c = env.c
+    root = _ok(
+        c, c.post("/v1/volumes", json={"name": "root", "image": "test-guest", "project_id": env.project})
+    )
+    vm = {"name": "vol-boot", "flavor": "tiny", "project_id": env.project}
+    # a volume attached elsewhere is refused, naming where it is
+    r = c.post("/v1/vms", json={**vm, "boot_volume": "slow"})
+    assert r.status_code == 409 and "in use by VM 'vol-a'" in r.json()["detail"], r.text
+
+    r = c.post("/v1/vms", json={**vm, "boot_volume": "root"})  # the image: the volume's source
+    assert r.status_code == 202, r.text
+    env.vms["vol-boot"] = vm_id = r.json()["vm"]["id"]
+    done = wait_task(c, r.json()["task_id"], timeout_s=300)
+    assert done["state"] == "succeeded", done["error"]
+    wait_console(c, vm_id, "NOVACRON-GUEST-READY", timeout_s=180)
+    vol = c.get(f"/v1/volumes/{root['id']}").json()
+    assert vol["boot"] is True and vol["vm_id"] == vm_id and vol["status"] == "in-use"
+    # the guest's first disk (the boot disk) is the volume
+    assert _guest(env, "vol-boot", "cat /sys/block/vda/serial", "S") == str(root["id"])[:20]
+
+    again = c.post("/v1/vms", json={**vm, "name": "vol-boot-2", "boot_volume": "root"})
+    assert again.status_code == 409 and "as its root disk" in again.json()["detail"], again.text
+    detach = c.post(f"/v1/volumes/{root['id']}/detach")
+    assert detach.status_code == 409 and "root disk" in detach.json()["detail"], detach.text
+
+    done = wait_task(c, c.delete(f"/v1/vms/{vm_id}").json()["task_id"])
+    assert done["state"] == "succeeded", done["error"]
+    vol = c.get(f"/v1/volumes/{root['id']}").json()
+    assert vol["status"] == "available" and vol["vm_id"] is None and vol["boot"] is False
+
+
+def test_cli_limits_snapshots_and_volumes_from_them(env: Env, tmp_path: Path) -> None:
+    cli = Cli(tmp_path / "novacron" / "credentials.json", env.server)
+    login = ("login", "--server", env.server.url, "--username", "admin", "--password-stdin")
+    cli.ok(*login, stdin=env.server.admin_password + "\n")
+    made = cli.ok(
+        "volume", "create", "-n", "cli-lim", "-s", "1", "--limit", "iops_total=60", "--project", "default"
+    )
+    assert re.search(r"io_limits\s+iops_total=60", made.out), made.out
+    changed = cli.ok(
+        "volume", "limits", "cli-lim", "--limit", "iops-total=80", "--limit", "iops_total_max=160"
+    )
+    assert re.search(r"io_limits\s+iops_total=80 iops_total_max=160", changed.out), changed.out
+    bad = cli("volume", "limits", "cli-lim", "--limit", "iops_total_max=160")
+    assert bad.code != 0 and "io_limits.iops_total_max" in bad.err, bad.err
+    snap = cli.ok("volume", "snapshot", "create", "cli-lim", "--name", "cli-snap")
+    assert "available" in snap.out, snap.out + snap.err
+    listed = cli.ok("volume", "snapshot", "list", "--volume", "cli-lim", "--json").json()
+    assert [s["name"] for s in listed["items"]] == ["cli-snap"]
+    # counted in the tenant's quota (a kind of its own), and audited
+    bars = {u["resource"]: u for u in env.c.get("/v1/quota").json()["resources"]}
+    assert bars["volume_snapshots"]["used"] == 1, bars["volume_snapshots"]
+    audited = env.c.get("/v1/audit", params={"resource_id": listed["items"][0]["id"]}).json()["items"]
+    assert [a["method"] for a in audited] == ["POST"] and audited[0]["status_code"] == 202, audited
+    restored = cli.ok(
+        "volume", "create", "-n", "cli-restored", "--snapshot", "cli-snap", "--project", "default"
+    )
+    assert re.search(r"source_snapshot_id\s+vsnap", restored.out), restored.out
+    cli.ok("volume", "snapshot", "delete", "cli-snap")
+    for name in ("cli-restored", "cli-lim"):
+        cli.ok("volume", "delete", name)
+    assert env.c.get("/v1/volume-snapshots").json()["items"] == []

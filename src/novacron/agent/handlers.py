@@ -157,6 +157,22 @@ async def _volume_extend(
     return None
 
 
+@handles(p.VolumeLimits)
+async def _volume_limits(
+    agent: AgentRuntime, instance_id: str, r: p.VolumeLimits, _: Progress | None
+) -> Result:
+    await agent.driver.set_volume_limits(instance_id, r.volume)
+    return None
+
+
+@handles(p.VolumeSnapshot)
+async def _volume_snapshot(
+    agent: AgentRuntime, instance_id: str, r: p.VolumeSnapshot, _: Progress | None
+) -> Result:
+    await agent.driver.snapshot_volume(instance_id, r.volume_id, r.name, r.delete)
+    return None
+
+
 # ---- migration (the driver refuses when it cannot migrate) --------------------------------------
 
 

@@ -238,6 +238,24 @@ class VolumeExtend(Request):
     size_bytes: int
 
 
+@operation("volume_limits")
+@dataclass(frozen=True)
+class VolumeLimits(Request):
+    """Give an attached volume of the running instance the limits of ``volume`` now."""
+
+    volume: VolumeAttachment
+
+
+@operation("volume_snapshot")
+@dataclass(frozen=True)
+class VolumeSnapshot(Request):
+    """Take (``delete``: drop) the internal snapshot ``name`` of an attached volume of a running instance."""
+
+    volume_id: str
+    name: str
+    delete: bool = False
+
+
 # ---- migration --------------------------------------------------------------------------------
 
 

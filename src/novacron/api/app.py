@@ -78,6 +78,7 @@ def _include_optional(app: FastAPI) -> None:
         tokens,
         usage,
         users,
+        volume_snapshots,
         volumes,
     )
 
@@ -93,6 +94,7 @@ def _include_optional(app: FastAPI) -> None:
         aggregates,
         server_groups,
         volumes,
+        volume_snapshots,
         backups,
         backup_policies,
         dr,

@@ -126,8 +126,13 @@ def show(
 def create(
     ctx: typer.Context,
     name: str = typer.Option(..., "--name", "-n", help="DNS-style name, also the hostname"),
-    image: str = typer.Option(..., "--image", "-i", help="image name or id"),
+    image: str | None = typer.Option(
+        None, "--image", "-i", help="image name or id (with --boot-volume: default the volume's)"
+    ),
     flavor: str = typer.Option(..., "--flavor", help="flavor name or id"),
+    boot_volume: str | None = typer.Option(
+        None, "--boot-volume", help="boot from this available volume (name or id): the root disk"
+    ),
     user_data: Path | None = typer.Option(
         None, "--user-data", exists=True, dir_okay=False, readable=True, help="cloud-init user-data file"
     ),
@@ -148,7 +153,8 @@ def create(
 ) -> None:
     """Create a VM; by default wait until it runs, with a progress bar over the task's steps."""
     meta = key_values(metadata, "--meta")
-    body: dict[str, Any] = {"name": name, "image": image, "flavor": flavor, "metadata": meta}
+    body: dict[str, Any] = {"name": name, "flavor": flavor, "metadata": meta}
+    body.update({k: v for k, v in (("image", image), ("boot_volume", boot_volume)) if v is not None})
     if ha:
         body.update(ha=True, ha_priority=ha_priority)
     if network:

@@ -13,8 +13,9 @@ from novacron.compute.pools import attachment
 from novacron.db.models import VM, Image, Volume
 from novacron.network.service import nics_of
 
-#: the volume states a VM starts with (attaching and detaching ones have the VM busy)
-ATTACHED = ("in-use", "extending")
+#: the volume states a VM starts with (attaching and detaching ones have the VM busy; a start
+#: during a snapshot's ``qemu-img`` fails on its lock rather than start without the disk)
+ATTACHED = ("in-use", "extending", "limiting", "snapshotting")
 
 
 def spec_payload(session: Session, vm: VM) -> dict[str, Any]:
@@ -45,7 +46,7 @@ def spec_payload(session: Session, vm: VM) -> dict[str, Any]:
     volumes = session.scalars(
         select(Volume).where(Volume.vm_id == vm.id, Volume.status.in_(ATTACHED)).order_by(Volume.created_at)
     )
-    if vols := [asdict(attachment(v.pool, v.id, v.location)) for v in volumes]:
+    if vols := [asdict(attachment(v.pool, v.id, v.location, v.io_limits, v.boot)) for v in volumes]:
         spec["volumes"] = vols
     if (vm.meta or {}).get("dr_isolated") == "true":  # a DR dry run's VM: no NIC at all
         spec["isolated"] = True

@@ -8,7 +8,7 @@ VM into a task's busy state; DR runbooks and the rebalancer call them with no ca
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from sqlalchemy import select
@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, object_session
 
 from novacron import events
 from novacron.agent.protocol import ConsoleRead
-from novacron.compute import hardware, hostops, placement
+from novacron.compute import boot_volume, hardware, hostops, placement
 from novacron.compute import tasks as vm_tasks
 from novacron.compute.placement.requests import request_for_create
 from novacron.compute.scope import resolve_project
@@ -97,6 +97,8 @@ class VMSpec:
     #: the VM's own labels, what label policies select
     labels: Mapping[str, str] = field(default_factory=dict)
     nics: tuple[NicRequest, ...] = ()
+    #: a volume of the project to boot from: the VM's root disk (``compute/boot_volume.py``)
+    boot_volume: str | None = None
 
 
 @dataclass(frozen=True)
@@ -312,6 +314,8 @@ class VMService(Service):
     def create(self, project: Project, spec: VMSpec, decisions: Decisions) -> tuple[VM, Task]:
         """A new VM in ``project`` and the task that builds it; quota and ports go in the same
         transaction, so a refusal or any later failure of the request leaves none of them."""
+        boot = boot_volume.claimable(self.session, self.principal, project, spec.boot_volume)
+        spec = replace(spec, image=boot_volume.image_ref(boot, spec.image))
         image, flavor = self._image_and_flavor(project, spec)
         if len(spec.user_data.encode()) > MAX_USER_DATA:
             raise InvalidInput("user_data", f"larger than {MAX_USER_DATA} bytes")
@@ -356,6 +360,7 @@ class VMService(Service):
             decisions,
             budget_override=spec.budget_override,
         )
+        boot_volume.claim(boot, vm)
         if spec.nics:
             with syncing(self.session, vm.tenant_id):  # its addresses may join others' remote groups
                 network_service.create_vm_ports(self.session, self.principal, project, vm, list(spec.nics))

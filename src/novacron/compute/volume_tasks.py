@@ -13,10 +13,18 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from sqlalchemy import select
 
 from novacron import events
-from novacron.agent.protocol import Request, VolumeAttach, VolumeDetach, VolumeExtend
+from novacron.agent.protocol import (
+    Request,
+    VolumeAttach,
+    VolumeDetach,
+    VolumeExtend,
+    VolumeLimits,
+    VolumeSnapshot,
+)
 from novacron.compute import hostops, storage
 from novacron.compute.pools import GIB, attachment, pool_for
 from novacron.db.models import VM, Image, Task, Volume
+from novacron.db.models import VolumeSnapshot as VolumeSnapshotRow
 from novacron.quota import enforce as quota
 from novacron.quota.registry import volume_amounts
 from novacron.tasks.runner import StepFailed, TaskHandler
@@ -59,6 +67,27 @@ async def _on_live_vm(ctx: Context, task: Task, make: Any, key: str = "") -> boo
     return True
 
 
+def plug(v: Volume) -> VolumeAttach:
+    return VolumeAttach(attachment(v.pool, v.id, v.location, v.io_limits, v.boot))
+
+
+async def snapshot_op(ctx: Context, task: Task, volume_id: str, name: str, delete: bool = False) -> None:
+    """Take (or drop) the internal snapshot ``name`` of a volume: through the host of its VM when a
+    guest runs it (QMP, atomic for the guest), else with ``qemu-img`` on the pool."""
+    with ctx.db.session() as s:
+        volume = s.get(Volume, volume_id)
+        if volume is None:
+            raise StepFailed(f"Volume {volume_id} no longer exists.")
+        vm = s.get(VM, volume.vm_id) if volume.vm_id else None
+        pool, live = volume.pool, vm is not None and vm.host_id is not None and vm.state in LIVE
+        host_id, vm_id = (vm.host_id or "", vm.id) if vm is not None else ("", "")
+    if live:
+        request = VolumeSnapshot(volume_id, name, delete)
+        await hostops.call(ctx, host_id, task, request, vm_id, timeout_s=300, key=f"{name}:{delete}")
+    else:
+        await pool_for(ctx.settings, pool).snapshot(volume_id, name, delete)
+
+
 def _vm_idle(s: Session, task: Task) -> None:
     vm = s.get(VM, task.params.get("vm_id", ""))
     if vm is not None and vm.task_state in ("attaching_volume", "detaching_volume"):
@@ -66,21 +95,38 @@ def _vm_idle(s: Session, task: Task) -> None:
 
 
 class CreateVolume(TaskHandler):
-    """Make the volume in its pool: blank, or a standalone copy of its image."""
+    """Make the volume in its pool: blank, a standalone copy of its image or of a volume snapshot,
+    or a clone of a volume (read out of a snapshot taken for it, dropped at the end)."""
 
     kind = "volume.create"
-    steps: ClassVar[list[str]] = ["allocate"]
+    steps: ClassVar[list[str]] = ["prepare", "allocate", "release"]
 
     async def run_step(self, ctx: Context, task: Task, step: str) -> None:
         with ctx.db.session() as s:
             volume = _volume(s, task)
             pool, size_gb, image_id = volume.pool, volume.size_gb, volume.source_image_id
+            snap_id, clone_of = volume.source_snapshot_id, volume.source_volume_id
             row = s.get(Image, image_id) if image_id else None
             image_format = (row.disk_format or "") if row is not None else ""
-        image = storage.image_disk(ctx.settings, image_id) if image_id else None
-        if image is not None and not image.exists():
-            raise StepFailed(f"The disk file of image {image_id} is missing from the image store.")
-        await pool_for(ctx.settings, pool).create(task.resource_id, size_gb, image, image_format)
+            snap = s.get(VolumeSnapshotRow, snap_id) if snap_id else None
+            snap_of = snap.volume_id if snap is not None else None
+        clone_snap = f"clone-{task.resource_id}"
+        if clone_of and step in ("prepare", "release"):  # a clone reads a point in time of its source
+            await snapshot_op(ctx, task, clone_of, clone_snap, delete=step == "release")
+            return
+        if step != "allocate":
+            return
+        if snap_id:
+            if snap_of is None:
+                raise StepFailed(f"Volume snapshot {snap_id} no longer exists.")
+            await pool_for(ctx.settings, pool).copy(task.resource_id, size_gb, snap_of, snap_id)
+        elif clone_of:
+            await pool_for(ctx.settings, pool).copy(task.resource_id, size_gb, clone_of, clone_snap)
+        else:
+            image = storage.image_disk(ctx.settings, image_id) if image_id else None
+            if image is not None and not image.exists():
+                raise StepFailed(f"The disk file of image {image_id} is missing from the image store.")
+            await pool_for(ctx.settings, pool).create(task.resource_id, size_gb, image, image_format)
 
     async def on_success(self, ctx: Context, task: Task) -> None:
         with ctx.db.session() as s:
@@ -96,6 +142,10 @@ class CreateVolume(TaskHandler):
             pool_for(ctx.settings, volume.pool).delete(volume.id)
             volume.status, volume.error = "error", error
             quota.release(s, "volume", volume.id)  # a volume that failed to be made holds nothing
+            clone_of = volume.source_volume_id
+        if clone_of:  # the clone's snapshot of its source goes too (best effort: a rollback never fails)
+            with contextlib.suppress(Exception):
+                await snapshot_op(ctx, task, clone_of, f"clone-{task.resource_id}", delete=True)
 
 
 class AttachVolume(TaskHandler):
@@ -105,7 +155,7 @@ class AttachVolume(TaskHandler):
     steps: ClassVar[list[str]] = ["plug"]
 
     async def run_step(self, ctx: Context, task: Task, step: str) -> None:
-        await _on_live_vm(ctx, task, lambda v: VolumeAttach(attachment(v.pool, v.id, v.location)))
+        await _on_live_vm(ctx, task, plug)
 
     async def on_success(self, ctx: Context, task: Task) -> None:
         with ctx.db.session() as s:
@@ -177,11 +227,38 @@ class ExtendVolume(TaskHandler):
                 quota.resize(s, "volume", volume.id, volume_amounts(volume.size_gb), None)
 
 
+class LimitVolume(TaskHandler):
+    """Give the running guest's throttle group the volume's new limits (``qom-set``); a volume no
+    guest runs takes them at its next plug or start."""
+
+    kind = "volume.limits"
+    steps: ClassVar[list[str]] = ["apply"]
+
+    async def run_step(self, ctx: Context, task: Task, step: str) -> None:
+        await _on_live_vm(ctx, task, lambda v: VolumeLimits(plug(v).volume))
+
+    async def on_success(self, ctx: Context, task: Task) -> None:
+        with ctx.db.session() as s:
+            volume = _volume(s, task)
+            volume.status = task.params["status"]
+
+    async def rollback(self, ctx: Context, task: Task, error: str) -> None:
+        with ctx.db.session() as s:
+            volume = s.get(Volume, task.resource_id)
+            if volume is not None:  # the guest runs with the old ones still
+                volume.io_limits, volume.status, volume.error = (
+                    task.params["old"],
+                    task.params["status"],
+                    error,
+                )
+
+
 def release_vm_volumes(s: Session, vm_id: str) -> None:
-    """A deleted VM's volumes are detached (its process is gone): they stay, available."""
+    """A deleted VM's volumes are detached (its process is gone): they stay, available (a boot
+    volume too, no longer anyone's root disk)."""
     for volume in list(s.scalars(select(Volume).where(Volume.vm_id == vm_id))):
-        volume.vm_id, volume.status = None, "available"
+        volume.vm_id, volume.status, volume.boot = None, "available", False
         _publish(s, "volume.detached", volume, vm_id=vm_id)
 
 
-HANDLERS: list[TaskHandler] = [CreateVolume(), AttachVolume(), DetachVolume(), ExtendVolume()]
+HANDLERS: list[TaskHandler] = [CreateVolume(), AttachVolume(), DetachVolume(), ExtendVolume(), LimitVolume()]

@@ -5,6 +5,10 @@ The service owns the rows and their checks; the storage work runs in durable tas
 the agent of the VM's host (the operation path of every VM operation, so a remote host works the
 same). A volume attached to a stopped VM is only recorded: the VM's spec carries it to its next
 start. Quota: one ``volumes`` and ``size_gb`` ``volume_gb`` per volume, charged at the request.
+
+A volume is made blank, as a copy of an image, of one of its snapshots (``volume_snapshots``) or
+as a clone of another volume; it carries its I/O limits (``volume_limits``), changed live on a
+running guest. A boot volume (``boot``) is a VM's root disk, attached by the VM's create.
 """
 
 from __future__ import annotations
@@ -15,12 +19,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from novacron import events
+from novacron.compute import volume_limits
 from novacron.compute import volume_tasks as tasks
 from novacron.compute.pools import GIB, pool_for
 from novacron.compute.scope import resolve_project
 from novacron.db.base import new_id
 from novacron.db.listing import ListParams, paginate, where_equal
-from novacron.db.models import VM, Image, Task, Volume
+from novacron.db.models import VM, Image, Project, Task, Volume, VolumeSnapshot
 from novacron.db.resolve import Named, resolve, scoped
 from novacron.errors import Conflict, InvalidInput, NameTaken
 from novacron.quota import enforce as quota
@@ -31,19 +36,33 @@ from novacron.tasks.service import wake_on_commit
 
 MAX_SIZE_GB = 16384
 #: a volume in one of these is being worked on: every other change waits
-BUSY = ("creating", "attaching", "detaching", "extending", "deleting")
+BUSY = ("creating", "attaching", "detaching", "extending", "deleting", "limiting", "snapshotting")
 #: what a hot-plug needs the VM to be (a stopped VM takes the volume at its next start)
 ATTACHABLE_VM = ("running", "stopped")
 
 
 @dataclass(frozen=True)
 class VolumeSpec:
-    """A volume to create: blank of ``size_gb``, or a copy of ``image`` (grown to ``size_gb``)."""
+    """A volume to create: blank of ``size_gb``, or a copy of ``image``, of the volume snapshot
+    ``snapshot`` or of the volume ``source_volume`` (a clone), grown to ``size_gb``."""
 
     name: str
     size_gb: int | None = None
     image: str | None = None
     project_id: str | None = None
+    snapshot: str | None = None
+    source_volume: str | None = None
+    io_limits: dict[str, int | None] | None = None
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where a new volume's content comes from, and the least size it needs."""
+
+    image: Image | None = None
+    snapshot: VolumeSnapshot | None = None
+    volume: Volume | None = None
+    min_gb: int = 0
 
 
 class VolumeService(Service):
@@ -74,14 +93,9 @@ class VolumeService(Service):
     def create(self, spec: VolumeSpec) -> tuple[Volume, Task]:
         """The volume's row, its quota and the task that makes it in its pool (one transaction)."""
         project = resolve_project(self.session, self.principal, spec.project_id)
-        image = None
-        if spec.image is not None:
-            image = resolve(
-                self.session, self.principal, Image, spec.image, project=project, named=Named("image")
-            )
-            if image.status != "active" or image.virtual_size_bytes is None:
-                raise InvalidInput("image", f"image '{image.name}' is {image.status}, not active")
-        size_gb = _size_gb(spec.size_gb, image)
+        source = self._source(spec, project)
+        limits = volume_limits.validate(spec.io_limits or {})
+        size_gb = _size_gb(spec.size_gb, source)
         volume_id = new_id("vol")
         volume = Volume(
             id=volume_id,
@@ -92,7 +106,10 @@ class VolumeService(Service):
             pool="file",
             location=pool_for(self.ctx.settings).location(volume_id),
             status="creating",
-            source_image_id=image.id if image is not None else None,
+            source_image_id=source.image.id if source.image is not None else None,
+            source_snapshot_id=source.snapshot.id if source.snapshot is not None else None,
+            source_volume_id=source.volume.id if source.volume is not None else None,
+            io_limits=limits,
         )
         self.session.add(volume)
         try:
@@ -100,8 +117,53 @@ class VolumeService(Service):
         except IntegrityError as exc:
             raise NameTaken("volume", spec.name, "name") from exc
         quota.charge(self.session, self.principal, project, "volume", volume.id, volume_amounts(size_gb))
-        self._publish("volume.created", volume, size_gb=size_gb)
+        self._publish("volume.created", volume, size_gb=size_gb, io_limits=limits)
         return volume, self._task(tasks.CreateVolume, volume)
+
+    def _source(self, spec: VolumeSpec, project: Project) -> _Source:
+        """The one source the spec names (image, snapshot or volume), usable, of the same project."""
+        if sum(x is not None for x in (spec.image, spec.snapshot, spec.source_volume)) > 1:
+            raise InvalidInput("image", "give at most one of image, snapshot and source_volume")
+        project_id = project.id
+        if spec.image is not None:
+            image = resolve(
+                self.session, self.principal, Image, spec.image, project=project, named=Named("image")
+            )
+            if image.status != "active" or image.virtual_size_bytes is None:
+                raise InvalidInput("image", f"image '{image.name}' is {image.status}, not active")
+            return _Source(image=image, min_gb=-(-image.virtual_size_bytes // GIB))
+        if spec.snapshot is not None:
+            snap = resolve(
+                self.session, self.principal, VolumeSnapshot, spec.snapshot, named=Named("snapshot")
+            )
+            if snap.project_id != project_id or snap.status != "available":
+                raise InvalidInput(
+                    "snapshot", f"snapshot '{snap.name}' is {snap.status} or of another project"
+                )
+            return _Source(snapshot=snap, min_gb=snap.size_gb)
+        if spec.source_volume is not None:
+            vol = resolve(
+                self.session, self.principal, Volume, spec.source_volume, named=Named("source_volume")
+            )
+            if vol.project_id != project_id or vol.status not in ("available", "in-use"):
+                raise InvalidInput(
+                    "source_volume", f"volume '{vol.name}' is {vol.status} or of another project"
+                )
+            return _Source(volume=vol, min_gb=vol.size_gb)
+        return _Source()
+
+    def set_limits(self, volume: Volume, limits: dict[str, int | None]) -> Task:
+        """New I/O limits (all of them: those left out are lifted), given to a running guest at once."""
+        ensure_idle(volume)
+        new = volume_limits.validate(limits)
+        params: dict[str, object] = {
+            "old": dict(volume.io_limits or {}),
+            "status": volume.status,
+            "vm_id": volume.vm_id or "",
+        }
+        volume.io_limits, volume.status, volume.error = new, "limiting", None
+        self._publish("volume.limits_changed", volume, io_limits=new)
+        return self._task(tasks.LimitVolume, volume, params)
 
     def delete(self, volume: Volume) -> None:
         """Remove the volume and its storage; an attached one is refused (detach it first)."""
@@ -111,7 +173,14 @@ class VolumeService(Service):
                 f"Volume '{volume.name}' is attached to VM '{vm.name if vm else volume.vm_id}'; detach it "
                 f"first (novacron volume detach {volume.name})."
             )
-        _ensure_idle(volume)
+        ensure_idle(volume)
+        if self.session.scalar(
+            select(VolumeSnapshot.id).where(VolumeSnapshot.volume_id == volume.id).limit(1)
+        ):
+            raise Conflict(
+                f"Volume '{volume.name}' has snapshots (inside its file); delete them first "
+                f"(novacron volume snapshot list --volume {volume.name})."
+            )
         pool_for(self.ctx.settings, volume.pool).delete(volume.id)
         quota.release(self.session, "volume", volume.id)
         self._publish("volume.deleted", volume)
@@ -119,7 +188,7 @@ class VolumeService(Service):
 
     def attach(self, volume: Volume, vm_ref: str) -> Task:
         """Attach to a VM of the same project: hot-plugged when it runs, at its next start if stopped."""
-        _ensure_idle(volume)
+        ensure_idle(volume)
         vm = resolve(self.session, self.principal, VM, vm_ref, named=Named("vm"))
         if vm.project_id != volume.project_id:
             raise InvalidInput("vm", f"VM '{vm.name}' is in another project than volume '{volume.name}'")
@@ -132,10 +201,15 @@ class VolumeService(Service):
 
     def detach(self, volume: Volume) -> Task:
         """Detach from its VM: hot-unplugged when it runs (the guest must release the disk)."""
-        _ensure_idle(volume)
+        ensure_idle(volume)
         vm = self.session.get(VM, volume.vm_id) if volume.vm_id else None
         if vm is None:
             raise Conflict(f"Volume '{volume.name}' is not attached to any VM.")
+        if volume.boot:
+            raise Conflict(
+                f"Volume '{volume.name}' is the root disk of VM '{vm.name}': "
+                "it is released when the VM is deleted."
+            )
         _ensure_vm_ready(vm)
         volume.status, volume.error = "detaching", None
         vm.task_state = "detaching_volume"
@@ -143,7 +217,7 @@ class VolumeService(Service):
 
     def extend(self, volume: Volume, size_gb: int) -> Task:
         """Grow the volume (online when its VM runs); the new size is charged at once."""
-        _ensure_idle(volume)
+        ensure_idle(volume)
         if size_gb <= volume.size_gb:
             raise InvalidInput(
                 "size_gb", f"must be larger than the volume's {volume.size_gb} GiB (no shrink)"
@@ -185,21 +259,20 @@ class VolumeService(Service):
         )
 
 
-def _size_gb(size_gb: int | None, image: Image | None) -> int:
-    """The size asked for, or the image's virtual size rounded up; never smaller than the image."""
-    image_gb = -(-(image.virtual_size_bytes or 0) // GIB) if image is not None else 0
+def _size_gb(size_gb: int | None, source: _Source) -> int:
+    """The size asked for, or the source's rounded up; never smaller than the source."""
     if size_gb is None:
-        if image is None:
-            raise InvalidInput("size_gb", "give the size of a blank volume (or an image to copy)")
-        return max(1, image_gb)
-    if size_gb < image_gb:
-        raise InvalidInput("size_gb", f"smaller than image's virtual size ({image_gb} GiB)")
+        if source == _Source():
+            raise InvalidInput("size_gb", "give the size of a blank volume (or a source to copy)")
+        return max(1, source.min_gb)
+    if size_gb < source.min_gb:
+        raise InvalidInput("size_gb", f"smaller than the source's size ({source.min_gb} GiB)")
     if not 1 <= size_gb <= MAX_SIZE_GB:
         raise InvalidInput("size_gb", f"must be between 1 and {MAX_SIZE_GB} GiB")
     return size_gb
 
 
-def _ensure_idle(volume: Volume) -> None:
+def ensure_idle(volume: Volume) -> None:
     if volume.status in BUSY:
         raise Conflict(f"Volume '{volume.name}' is busy ({volume.status}); wait for its task to finish.")
 

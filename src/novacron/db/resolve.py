@@ -50,6 +50,7 @@ from novacron.db.models import (
     Task,
     Tenant,
     Volume,
+    VolumeSnapshot,
 )
 from novacron.errors import Ambiguous, DomainError, InvalidInput, NotFound, on_field
 from novacron.identity.principal import Principal
@@ -81,6 +82,7 @@ KINDS: dict[type[Any], Kind] = {
     Aggregate: Kind("aggregate", "aggregate_id", "/v1/aggregates"),
     ServerGroup: Kind("server group", "group_id", "/v1/server-groups"),
     Volume: Kind("volume", "volume_id", "/v1/volumes"),
+    VolumeSnapshot: Kind("volume snapshot", "snapshot_id", "/v1/volume-snapshots"),
     Network: Kind("network", "network_id", "/v1/networks"),
     Subnet: Kind("subnet", "subnet_id", "/v1/subnets"),
     Port: Kind("port", "port_id", "/v1/ports"),

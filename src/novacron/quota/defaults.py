@@ -39,6 +39,7 @@ DEFAULT_TENANT_LIMITS: dict[str, int] = {
     "load_balancers": 5,
     "volumes": 10,
     "volume_gb": 1000,
+    "volume_snapshots": 50,
 }
 
 

@@ -14,7 +14,17 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from novacron.db.models import VM, BackupSnapshot, FloatingIP, Image, LoadBalancer, Network, Port, Volume
+from novacron.db.models import (
+    VM,
+    BackupSnapshot,
+    FloatingIP,
+    Image,
+    LoadBalancer,
+    Network,
+    Port,
+    Volume,
+    VolumeSnapshot,
+)
 
 #: VM states metering charges vCPU and RAM for (a stopped VM pays for its disk only)
 METERED_STATES = ("running", "paused", "building")
@@ -145,6 +155,16 @@ def _volumes(session: Session) -> Iterator[Existing]:
     )
 
 
+def _volume_snapshots(session: Session) -> Iterator[Existing]:
+    return _rows(
+        session,
+        "volume_snapshot",
+        VolumeSnapshot,
+        VolumeSnapshot.status != "error",
+        amounts=lambda _: {"volume_snapshots": 1},
+    )
+
+
 def _vms(session: Session) -> Iterator[Existing]:
     rows = session.execute(
         select(
@@ -184,6 +204,7 @@ for _name, _unit, _desc, _bunit, _factor in (
     ("load_balancers", "LBs", "load balancers", "LB", 1.0),
     ("volumes", "volumes", "block storage volumes", "volume", 1.0),
     ("volume_gb", "GiB", "size of volumes", "GiB", 1.0),
+    ("volume_snapshots", "snapshots", "snapshots of volumes", "snapshot", 1.0),
 ):
     register_resource(_name, _unit, _desc, _bunit, _factor)
 RUNTIME_ONLY.update({"vcpus", "ram_mb"})
@@ -196,5 +217,6 @@ for _kind, _counter in (
     ("snapshot", _snapshots),
     ("backup", _backups),
     ("volume", _volumes),
+    ("volume_snapshot", _volume_snapshots),
 ):
     register_counter(_kind, _counter)

@@ -104,6 +104,10 @@ class VolumeAttachment:
     driver: str
     path: str
     serial: str
+    #: I/O limits (``iops_total``, ``bps_read``, ... ``compute.volume_limits``): none, unlimited
+    limits: dict[str, int] = field(default_factory=dict)
+    #: the VM's root disk: the first in the boot order, in place of the image's disk
+    boot: bool = False
 
 
 @dataclass(frozen=True)
@@ -305,6 +309,14 @@ class ComputeDriver(abc.ABC):
     async def extend_volume(self, instance_id: str, volume_id: str, size_bytes: int) -> None:
         """Grow an attached volume of the running instance; the guest sees its new size."""
         self.refuse("extend volumes online")
+
+    async def set_volume_limits(self, instance_id: str, volume: VolumeAttachment) -> None:
+        """Give an attached volume of the running instance ``volume.limits`` now."""
+        self.refuse("limit volume I/O")
+
+    async def snapshot_volume(self, instance_id: str, volume_id: str, name: str, delete: bool) -> None:
+        """Take (``delete``: drop) the snapshot ``name`` of an attached volume of the running instance."""
+        self.refuse("snapshot attached volumes")
 
     # ---- live and cold migration (CAN_MIGRATE; see novacron.virt.migration and coldmove) ----
 

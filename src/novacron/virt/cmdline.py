@@ -70,11 +70,18 @@ def argv(drv: QemuDriver, spec: InstanceSpec) -> list[str]:
         f"logfile={opt(drv.console_log(i))},logappend=on",
         "-serial",
         "chardev:ser0",
-        "-drive",
-        f"file={opt(drv.disk_path(i))},if=none,id=vda,node-name=vda-disk,format=qcow2,"
-        "cache=writeback,discard=unmap",
-        "-device",
-        "virtio-blk-pci,drive=vda,id=vda-dev,bootindex=1",
+        # the root disk: the image's copy, or a boot volume in its place (same slot, bootindex 1)
+        *(
+            volumes.argv(boot)
+            if (boot := tuple(v for v in spec.volumes if v.boot))
+            else [
+                "-drive",
+                f"file={opt(drv.disk_path(i))},if=none,id=vda,node-name=vda-disk,format=qcow2,"
+                "cache=writeback,discard=unmap",
+                "-device",
+                "virtio-blk-pci,drive=vda,id=vda-dev,bootindex=1",
+            ]
+        ),
         "-drive",
         f"file={opt(drv.seed_path(i))},if=none,id=vdb,format=raw,readonly=on",
         "-device",
@@ -94,7 +101,9 @@ def argv(drv: QemuDriver, spec: InstanceSpec) -> list[str]:
     argv += tpm_argv(spec, drv.tpm_files(i)[1])
     # graphical console: a VGA after the devices above (their PCI slots stay), VNC on a unix socket
     argv += ["-device", "VGA,id=vga0", "-vnc", f"unix:{opt(drv.vnc_socket(i))}"]
-    argv += volumes.argv(spec.volumes)  # after every fixed device: hot-plugs take the next slots
+    argv += volumes.argv(
+        tuple(v for v in spec.volumes if not v.boot)
+    )  # after every fixed device: hot-plugs take the next slots
     if spec.kernel_path:
         argv += ["-kernel", str(spec.kernel_path)]
         if spec.initrd_path:

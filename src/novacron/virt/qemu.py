@@ -284,6 +284,12 @@ class QemuDriver(ComputeDriver):
     async def extend_volume(self, instance_id: str, volume_id: str, size_bytes: int) -> None:
         await volumes.extend(self, instance_id, volume_id, size_bytes)
 
+    async def set_volume_limits(self, instance_id: str, volume: VolumeAttachment) -> None:
+        await volumes.set_limits(self, instance_id, volume)
+
+    async def snapshot_volume(self, instance_id: str, volume_id: str, name: str, delete: bool) -> None:
+        await volumes.snapshot(self, instance_id, volume_id, name, delete)
+
     def migration_storage(self, instance_id: str) -> dict[str, str]:
         return migration.storage_of(self, instance_id)
 

@@ -1,11 +1,15 @@
 """Volumes on the QEMU driver: block devices plugged into running guests over QMP, and on the
 command line of a start.
 
-A volume is a qcow2 ``blockdev`` node (``node_name``) under a ``virtio-blk-pci`` device
-(``device_id``), with the volume id's head as the disk's serial. Hot-plug is ``blockdev-add`` then
-``device_add`` (the i440fx machine's ACPI PCI hot-plug: the guest's ``acpiphp`` sees a new slot);
-unplug is ``device_del``, which only asks the guest: the device is gone once QEMU sends
-``DEVICE_DELETED``, and only then is the node removed with ``blockdev-del``. ``launch.json`` (the
+A volume is a ``throttle`` filter node (``node_name``, in its own ``throttle-group`` object
+``group_id`` holding the volume's I/O limits) over its qcow2 node (``format_node``), under a
+``virtio-blk-pci`` device (``device_id``), with the volume id's head as the disk's serial; a boot
+volume's device has ``bootindex=1``. Limits change live with ``qom-set`` of the group's ``limits``;
+snapshots are qcow2 internal snapshots (``blockdev-snapshot-internal-sync`` through the filter).
+Hot-plug is ``object-add`` (the group), ``blockdev-add`` then ``device_add`` (the i440fx machine's
+ACPI PCI hot-plug: the guest's ``acpiphp`` sees a new slot); unplug is ``device_del``, which only
+asks the guest: the device is gone once QEMU sends ``DEVICE_DELETED``, and only then are the nodes
+removed with ``blockdev-del`` and the group with ``object-del``. ``launch.json`` (the
 command line ``reboot`` restarts with) follows each plug and unplug, so a reboot keeps the disks.
 """
 
@@ -32,6 +36,42 @@ def device_id(volume_id: str) -> str:
     return node_name(volume_id) + "-dev"
 
 
+def format_node(volume_id: str) -> str:
+    """The qcow2 node under the volume's throttle filter."""
+    return node_name(volume_id) + "-q"
+
+
+def group_id(volume_id: str) -> str:
+    """The volume's ``throttle-group`` object (its name holds ``node_name``: ``_remember`` finds it)."""
+    return node_name(volume_id) + "-tg"
+
+
+def qemu_limits(limits: dict[str, int], full: bool = False) -> dict[str, int]:
+    """The throttle group's ``limits`` of the volume's (``iops_total`` -> ``iops-total``); ``full``:
+    every key, unset ones unlimited (``qom-set`` keeps what it is not given)."""
+    out = {k.replace("_", "-"): int(v) for k, v in limits.items() if v}
+    if full:
+        for key in LIMIT_KEYS:
+            out.setdefault(key.replace("_", "-"), 1 if key.endswith("_length") else 0)
+    return out
+
+
+#: the limits a volume may have (compute.volume_limits validates them)
+LIMIT_KEYS = (
+    "iops_total", "iops_read", "iops_write", "bps_total", "bps_read", "bps_write",
+    "iops_total_max", "iops_total_max_length", "bps_total_max", "bps_total_max_length",
+)  # fmt: skip
+
+
+def group(volume: VolumeAttachment) -> dict[str, Any]:
+    """The volume's ``object-add`` arguments (also its ``-object`` JSON on a command line)."""
+    return {
+        "qom-type": "throttle-group",
+        "id": group_id(volume.volume_id),
+        "limits": qemu_limits(volume.limits),
+    }
+
+
 def blockdev(volume: VolumeAttachment) -> dict[str, Any]:
     """The volume's ``blockdev-add`` arguments (also its ``-blockdev`` JSON on a command line)."""
     if volume.driver != "file":
@@ -39,10 +79,15 @@ def blockdev(volume: VolumeAttachment) -> dict[str, Any]:
             f"volume {volume.volume_id}: the QEMU driver knows no storage pool {volume.driver!r}"
         )
     return {
-        "driver": "qcow2",
+        "driver": "throttle",
         "node-name": node_name(volume.volume_id),
-        "discard": "unmap",
-        "file": {"driver": "file", "filename": volume.path, "aio": "threads"},
+        "throttle-group": group_id(volume.volume_id),
+        "file": {
+            "driver": "qcow2",
+            "node-name": format_node(volume.volume_id),
+            "discard": "unmap",
+            "file": {"driver": "file", "filename": volume.path, "aio": "threads"},
+        },
     }
 
 
@@ -61,8 +106,13 @@ def argv(volumes: tuple[VolumeAttachment, ...]) -> list[str]:
     out: list[str] = []
     for v in volumes:
         dev = device(v)
+        out += ["-object", json.dumps(group(v), separators=(",", ":"))]
         out += ["-blockdev", json.dumps(blockdev(v), separators=(",", ":"))]
-        out += ["-device", f"virtio-blk-pci,drive={dev['drive']},id={dev['id']},serial={dev['serial']}"]
+        boot = ",bootindex=1" if v.boot else ""
+        out += [
+            "-device",
+            f"virtio-blk-pci,drive={dev['drive']},id={dev['id']},serial={dev['serial']}{boot}",
+        ]
     return out
 
 
@@ -76,8 +126,15 @@ async def _nodes(driver: QemuDriver, instance_id: str) -> set[str]:
     return {str(n.get("node-name")) for n in nodes or []}
 
 
+async def _objects(driver: QemuDriver, instance_id: str) -> set[str]:
+    children = await driver.qmp(instance_id, "qom-list", {"path": "/objects"})
+    return {str(c["name"]) for c in children or []}
+
+
 async def attach(driver: QemuDriver, instance_id: str, volume: VolumeAttachment) -> None:
-    """Plug the volume in; each half is skipped when it is there already (a step run again)."""
+    """Plug the volume in; each part is skipped when it is there already (a step run again)."""
+    if group_id(volume.volume_id) not in await _objects(driver, instance_id):
+        await driver.qmp(instance_id, "object-add", group(volume))
     if node_name(volume.volume_id) not in await _nodes(driver, instance_id):
         await driver.qmp(instance_id, "blockdev-add", blockdev(volume))
     if device_id(volume.volume_id) not in await _devices(driver, instance_id):
@@ -99,6 +156,8 @@ async def detach(driver: QemuDriver, instance_id: str, volume_id: str, timeout_s
         )
     if node_name(volume_id) in await _nodes(driver, instance_id):
         await driver.qmp(instance_id, "blockdev-del", {"node-name": node_name(volume_id)})
+    if group_id(volume_id) in await _objects(driver, instance_id):
+        await driver.qmp(instance_id, "object-del", {"id": group_id(volume_id)})
     _remember(driver, instance_id, volume_id, [])
 
 
@@ -109,6 +168,43 @@ async def extend(driver: QemuDriver, instance_id: str, volume_id: str, size_byte
     await driver.qmp(instance_id, "block_resize", {"node-name": node_name(volume_id), "size": size_bytes})
 
 
+async def set_limits(driver: QemuDriver, instance_id: str, volume: VolumeAttachment) -> None:
+    """Give the attached volume's throttle group the volume's limits now (and at the next start)."""
+    if group_id(volume.volume_id) not in await _objects(driver, instance_id):
+        raise DriverError(
+            f"volume {volume.volume_id} was plugged in without a throttle group (before I/O limits): "
+            "detach and attach it again to limit it"
+        )
+    value = qemu_limits(volume.limits, full=True)
+    await driver.qmp(
+        instance_id,
+        "qom-set",
+        {"path": f"/objects/{group_id(volume.volume_id)}", "property": "limits", "value": value},
+    )
+    _remember(driver, instance_id, volume.volume_id, argv((volume,)))
+
+
+async def snapshot(driver: QemuDriver, instance_id: str, volume_id: str, name: str, delete: bool) -> None:
+    """Take (or drop) the qcow2 internal snapshot ``name`` of the attached volume, atomically for
+    the guest; a step run again finds it taken (or gone) and does nothing."""
+    node = node_name(volume_id)
+    if node not in await _nodes(driver, instance_id):
+        raise DriverError(f"volume {volume_id} is not attached to instance {instance_id}")
+    infos = await driver.qmp(instance_id, "query-named-block-nodes", {"flat": True})
+    taken = {
+        str(s.get("name"))
+        for n in infos or []
+        if n.get("node-name") in (node, format_node(volume_id))
+        for s in n.get("image", {}).get("snapshots", [])
+    }
+    if delete and name in taken:
+        await driver.qmp(
+            instance_id, "blockdev-snapshot-delete-internal-sync", {"device": node, "name": name}
+        )
+    elif not delete and name not in taken:
+        await driver.qmp(instance_id, "blockdev-snapshot-internal-sync", {"device": node, "name": name})
+
+
 def _remember(driver: QemuDriver, instance_id: str, volume_id: str, options: list[str]) -> None:
     """Make the volume's options in ``launch.json`` these (none: unplugged), for ``reboot``."""
     launch = driver.instance_dir(instance_id) / "launch.json"
@@ -116,14 +212,18 @@ def _remember(driver: QemuDriver, instance_id: str, volume_id: str, options: lis
         saved = json.loads(launch.read_text())
     except (OSError, ValueError):
         return
-    node, old, kept = node_name(volume_id), list(saved.get("argv", [])), []
-    i = 0
+    node, old = node_name(volume_id), list(saved.get("argv", []))
+    kept: list[str] = []
+    at, i = -1, 0
     while i < len(old):
         pair = old[i : i + 2]
-        if len(pair) == 2 and pair[0] in ("-blockdev", "-device") and node in pair[1]:
+        if len(pair) == 2 and pair[0] in ("-object", "-blockdev", "-device") and node in pair[1]:
+            at = len(kept) if at < 0 else at
             i += 2
             continue
         kept.append(old[i])
         i += 1
-    saved["argv"] = kept + options
+    # in place when it was there (a boot volume keeps its PCI slot), else after the rest
+    at = len(kept) if at < 0 else at
+    saved["argv"] = kept[:at] + options + kept[at:]
     write_private(launch, json.dumps(saved, indent=1))

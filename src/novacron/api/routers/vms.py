@@ -70,8 +70,19 @@ class NicIn(BaseModel):
 class VMCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=NAME, description="DNS-style name, unique in the project; also the hostname")
-    image: str = Field(min_length=1, max_length=128, description="image id or name")
+    image: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="image id or name (default: the boot volume's)",
+    )
     flavor: str = Field(min_length=1, max_length=64, description="flavor id or name")
+    boot_volume: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="boot from this available volume (its root disk)",
+    )
     project_id: str | None = Field(default=None, max_length=40)
     user_data: str = Field(default="", description="cloud-init user-data, up to 64 KiB")
     metadata: dict[str, Annotated[str, Field(max_length=255)]] = Field(default_factory=dict, max_length=64)
@@ -207,8 +218,9 @@ def _spec(body: VMCreate) -> VMSpec:
     placement = body.placement or PlacementRequest()
     return VMSpec(
         name=body.name,
-        image=body.image,
+        image=body.image or "",
         flavor=body.flavor,
+        boot_volume=body.boot_volume,
         user_data=body.user_data,
         metadata=body.metadata,
         server_group=body.server_group,

@@ -1,7 +1,8 @@
 """/v1/volumes: block storage volumes of a project, attached to and detached from VMs.
 
-Create, attach, detach and extend answer 202 with the task doing the work (``Location`` names it);
-delete answers 204 at once, and 409 for a volume still attached (detach it first).
+Create (blank, from an image, from a volume snapshot, or a clone of a volume), attach, detach,
+extend and a change of I/O limits answer 202 with the task doing the work (``Location`` names
+it); delete answers 204 at once, and 409 for a volume still attached or with snapshots.
 """
 
 from __future__ import annotations
@@ -13,18 +14,42 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from novacron.api.audit import audit_hint
 from novacron.api.concurrency import Idempotency, check_if_match, set_etag
 from novacron.api.deps import IdempotencyDep, service
 from novacron.api.listing import Page, list_query
+from novacron.compute.volume_limits import MAX_BPS, MAX_BURST_S, MAX_IOPS
 from novacron.compute.volumes import MAX_SIZE_GB, VolumeService, VolumeSpec
 from novacron.db.listing import ListParams
 from novacron.db.models import Task, Volume
 
 router = APIRouter(prefix="/v1/volumes", tags=["volumes"])
+Iops = Annotated[int, Field(ge=0, le=MAX_IOPS)]
+Bps = Annotated[int, Field(ge=0, le=MAX_BPS)]
+BurstS = Annotated[int, Field(ge=0, le=MAX_BURST_S)]
 
 VolumeReader = Annotated[VolumeService, Depends(service(VolumeService, "volume:read", write=False))]
 VolumeWriter = Annotated[VolumeService, Depends(service(VolumeService, "volume:write"))]
 VolumeList = Annotated[ListParams, Depends(list_query(("created_at", "name")))]
+
+
+class IoLimits(BaseModel):
+    """A volume's I/O limits (its QEMU throttle group); 0 or absent: no limit."""
+
+    model_config = ConfigDict(extra="forbid")
+    iops_total: Iops = Field(default=0, description="operations/s, reads and writes together")
+    iops_read: Iops = Field(default=0, description="read operations/s (not with iops_total)")
+    iops_write: Iops = Field(default=0, description="write operations/s (not with iops_total)")
+    bps_total: Bps = Field(default=0, description="bytes/s, reads and writes together")
+    bps_read: Bps = Field(default=0, description="bytes read/s (not with bps_total)")
+    bps_write: Bps = Field(default=0, description="bytes written/s (not with bps_total)")
+    iops_total_max: Iops = Field(default=0, description="burst operations/s, at least iops_total")
+    iops_total_max_length: BurstS = Field(default=0, description="seconds a burst may last")
+    bps_total_max: Bps = Field(default=0, description="burst bytes/s, at least bps_total")
+    bps_total_max_length: BurstS = Field(default=0, description="seconds a burst may last")
+
+    def asked(self) -> dict[str, int | None]:
+        return dict(self.model_dump())
 
 
 class VolumeCreate(BaseModel):
@@ -36,6 +61,13 @@ class VolumeCreate(BaseModel):
     image: str | None = Field(
         default=None, min_length=1, max_length=128, description="copy this image (id or name)"
     )
+    snapshot: str | None = Field(
+        default=None, min_length=1, max_length=64, description="copy this volume snapshot (id or name)"
+    )
+    source_volume: str | None = Field(
+        default=None, min_length=1, max_length=64, description="clone this volume (id or name), live or not"
+    )
+    io_limits: IoLimits | None = None
     project_id: str | None = Field(default=None, max_length=40)
 
 
@@ -58,7 +90,11 @@ class VolumeOut(BaseModel):
     pool: str
     status: str
     vm_id: str | None
+    boot: bool
+    io_limits: dict[str, int]
     source_image_id: str | None
+    source_snapshot_id: str | None
+    source_volume_id: str | None
     error: str | None
     created_at: datetime
     updated_at: datetime
@@ -75,7 +111,11 @@ class VolumeOut(BaseModel):
             pool=v.pool,
             status=v.status,
             vm_id=v.vm_id,
+            boot=bool(v.boot),
+            io_limits=dict(v.io_limits or {}),
             source_image_id=v.source_image_id,
+            source_snapshot_id=v.source_snapshot_id,
+            source_volume_id=v.source_volume_id,
             error=v.error,
             created_at=v.created_at,
             updated_at=v.updated_at,
@@ -108,10 +148,17 @@ def list_volumes(  # noqa: PLR0913 (the listing's filters)
 
 
 @router.post("", status_code=202, response_model=VolumeAccepted)
-def create_volume(body: VolumeCreate, volumes: VolumeWriter, idem: IdempotencyDep) -> Response:
+def create_volume(
+    body: VolumeCreate, request: Request, volumes: VolumeWriter, idem: IdempotencyDep
+) -> Response:
     if (replay := idem.replay(body)) is not None:
         return replay
-    volume, task = volumes.create(VolumeSpec(body.name, body.size_gb, body.image, body.project_id))
+    limits = body.io_limits.asked() if body.io_limits else None
+    spec = VolumeSpec(
+        body.name, body.size_gb, body.image, body.project_id, body.snapshot, body.source_volume, limits
+    )
+    volume, task = volumes.create(spec)
+    audit_hint(request, resource_id=volume.id)  # the answer's id is the task's
     return _accepted(idem, task, volume)
 
 
@@ -156,3 +203,14 @@ def extend_volume(
     if (replay := idem.replay({"extend": volume.id, **body.model_dump()})) is not None:
         return replay
     return _accepted(idem, volumes.extend(volume, body.size_gb), volume)
+
+
+@router.put("/{volume_id}/limits", status_code=202, response_model=VolumeAccepted)
+def set_volume_limits(
+    volume_id: str, body: IoLimits, volumes: VolumeWriter, idem: IdempotencyDep
+) -> Response:
+    """Replace the volume's I/O limits (those left out are lifted); a running guest has them at once."""
+    volume = volumes.get(volume_id)
+    if (replay := idem.replay({"limits": volume.id, **body.model_dump()})) is not None:
+        return replay
+    return _accepted(idem, volumes.set_limits(volume, body.asked()), volume)

@@ -63,11 +63,12 @@ from novacron.db.models.quota import (
 )
 from novacron.db.models.slo import SLO, Probe, ProbeResult
 from novacron.db.models.traces import TraceSpan
-from novacron.db.models.volumes import Volume
+from novacron.db.models.volumes import Volume, VolumeSnapshot
 
 __all__ = [
     "ApiKey",
     "Volume",
+    "VolumeSnapshot",
     "ScalingActivity",
     "ScalingGroup",
     "ScalingGroupMember",
