@@ -15,7 +15,7 @@ from pathlib import Path
 
 from novacron.config import Settings
 from novacron.private import mkdir_private
-from novacron.virt import images
+from novacron.virt import images, procs
 from novacron.virt.base import VolumeAttachment
 
 GIB = 1 << 30
@@ -35,12 +35,16 @@ class StoragePool(abc.ABC):
         """Make the volume: blank, or a copy of ``image`` (of ``image_format``) grown to ``size_gb``."""
 
     @abc.abstractmethod
-    async def extend(self, volume_id: str, size_gb: int) -> None:
+    async def extend(self, volume_id: str, size_gb: int, location: str = "") -> None:
         """Grow a volume no running guest has open (a running one grows through its host)."""
 
     @abc.abstractmethod
-    def delete(self, volume_id: str) -> None:
-        """Remove the volume's storage (nothing when it is gone already)."""
+    def delete(self, volume_id: str, location: str = "") -> None:
+        """Remove the volume's storage (nothing when it is gone already).
+
+        ``location`` is the volume row's: where it is now, when a live migration copied it to
+        another host's volumes directory (``compute/volmove.py``).
+        """
 
 
 class FilePool(StoragePool):
@@ -48,17 +52,28 @@ class FilePool(StoragePool):
 
     driver = "file"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, shared: bool = False) -> None:
         self.root = root
+        #: on a filesystem every host mounts: marked with a storage id, so a live migration keeps
+        #: its volumes in place (a host that reads the same id reaches them; ``virt/volmove.py``)
+        self.shared = shared
 
     def path(self, volume_id: str) -> Path:
         return self.root / f"{volume_id}.qcow2"
+
+    def _file(self, volume_id: str, location: str) -> Path:
+        """The volume's file: where its row says, when that is one of a volume of this id."""
+        if location and Path(location).name == f"{volume_id}.qcow2":
+            return Path(location)
+        return self.path(volume_id)
 
     def location(self, volume_id: str) -> str:
         return str(self.path(volume_id))
 
     async def create(self, volume_id: str, size_gb: int, image: Path | None, image_format: str = "") -> None:
         mkdir_private(self.root)
+        if self.shared:
+            procs.shared_storage_id(self.root)
         dest = self.path(volume_id)
         if dest.exists():
             return
@@ -76,10 +91,11 @@ class FilePool(StoragePool):
         os.chmod(tmp, 0o600)  # the tenant's data
         tmp.replace(dest)
 
-    async def extend(self, volume_id: str, size_gb: int) -> None:
-        await images.grow(self.path(volume_id), size_gb * GIB)
+    async def extend(self, volume_id: str, size_gb: int, location: str = "") -> None:
+        await images.grow(self._file(volume_id, location), size_gb * GIB)
 
-    def delete(self, volume_id: str) -> None:
+    def delete(self, volume_id: str, location: str = "") -> None:
+        self._file(volume_id, location).unlink(missing_ok=True)
         self.path(volume_id).unlink(missing_ok=True)
         self.path(volume_id).with_name(f"{volume_id}.qcow2.new").unlink(missing_ok=True)
 
@@ -93,4 +109,4 @@ def pool_for(settings: Settings, driver: str = "file") -> StoragePool:
     """The pool of ``driver`` (only ``file`` so far)."""
     if driver != "file":
         raise ValueError(f"no storage pool of driver {driver!r}")
-    return FilePool(settings.volumes_dir)
+    return FilePool(settings.volumes_dir, shared=settings.shared_volumes_dir is not None)

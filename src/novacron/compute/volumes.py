@@ -112,7 +112,7 @@ class VolumeService(Service):
                 f"first (novacron volume detach {volume.name})."
             )
         _ensure_idle(volume)
-        pool_for(self.ctx.settings, volume.pool).delete(volume.id)
+        pool_for(self.ctx.settings, volume.pool).delete(volume.id, volume.location)
         quota.release(self.session, "volume", volume.id)
         self._publish("volume.deleted", volume)
         self.session.delete(volume)
