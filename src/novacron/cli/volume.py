@@ -25,6 +25,7 @@ COLUMNS: list[Column] = [
     ("NAME", "name"),
     ("ID", "id"),
     ("SIZE GB", "size_gb"),
+    ("POOL", "pool"),
     ("STATUS", "status"),
     ("VM", "vm_id"),
     ("CREATED", lambda v: ago(v.get("created_at"))),
@@ -96,12 +97,15 @@ def create(  # noqa: PLR0913 (the command's options)
     size_gb: int | None = typer.Option(None, "--size", "-s", min=1, help="GiB (default: the image's size)"),
     image: str | None = typer.Option(None, "--image", "-i", help="copy this image (name or id)"),
     project: str | None = typer.Option(None, "--project", help="project name or id (default: your project)"),
+    pool: str | None = typer.Option(None, "--pool", help="storage pool: file (default) or rbd (Ceph)"),
     wait: bool = WAIT,
     wait_timeout: float | None = TIMEOUT,
     as_json: bool = JSON,
 ) -> None:
     """Create a volume: blank (--size) or a copy of an image; by default wait until it is available."""
     body: dict[str, Any] = {"name": name}
+    if pool is not None:
+        body["pool"] = pool
     if size_gb is not None:
         body["size_gb"] = size_gb
     if image is not None:

@@ -3,20 +3,23 @@
 A pool makes, grows and removes a volume's storage and tells a host how to reach it (a
 ``VolumeAttachment``). The ``file`` pool keeps one qcow2 per volume under
 ``<state_dir>/volumes`` (or ``NOVACRON_VOLUMES_DIR``, a filesystem every host mounts at the same
-path): the control plane writes the file, the VM's host opens it. A Ceph RBD pool would answer an
-``rbd`` attachment (QEMU's ``rbd`` block driver) from the same calls.
+path): the control plane writes the file, the VM's host opens it. The ``rbd`` pool keeps one RBD
+image per volume in a Ceph pool (``NOVACRON_RBD_CONF``, ``NOVACRON_RBD_POOL``): the control plane
+makes it with the ``rbd`` tool (or ``qemu-img convert`` for a copy of an image), every host opens
+it with QEMU's ``rbd`` block driver, so a live migration never copies it.
 """
 
 from __future__ import annotations
 
 import abc
 import os
+import subprocess
 from pathlib import Path
 
 from novacron.config import Settings
 from novacron.private import mkdir_private
 from novacron.virt import images, procs
-from novacron.virt.base import VolumeAttachment
+from novacron.virt.base import DriverError, VolumeAttachment
 
 GIB = 1 << 30
 
@@ -100,13 +103,70 @@ class FilePool(StoragePool):
         self.path(volume_id).with_name(f"{volume_id}.qcow2.new").unlink(missing_ok=True)
 
 
+class RbdPool(StoragePool):
+    """RBD images of one Ceph pool; the location is QEMU's ``rbd:<pool>/<image>:conf=<path>``."""
+
+    driver = "rbd"
+
+    def __init__(self, conf: Path, pool: str) -> None:
+        self.conf, self.pool = conf, pool
+
+    def _rbd(self, *args: str) -> list[str]:
+        return ["rbd", "-c", str(self.conf), *args]
+
+    def location(self, volume_id: str) -> str:
+        return f"rbd:{self.pool}/{volume_id}:conf={self.conf}"
+
+    async def _exists(self, image: str) -> bool:
+        try:
+            await images.run_tool(*self._rbd("info", f"{self.pool}/{image}"), timeout_s=60)
+        except DriverError:
+            return False
+        return True
+
+    async def create(self, volume_id: str, size_gb: int, image: Path | None, image_format: str = "") -> None:
+        if await self._exists(volume_id):
+            return
+        tmp = f"{volume_id}.new"  # renamed once whole: a crash never leaves a half copy in place
+        if await self._exists(tmp):
+            await images.run_tool(*self._rbd("rm", "--no-progress", f"{self.pool}/{tmp}"))
+        if image is None:
+            await images.run_tool(*self._rbd("create", "--size", f"{size_gb}G", f"{self.pool}/{tmp}"))
+        else:
+            fmt = ["-f", image_format] if image_format else []
+            target = f"rbd:{self.pool}/{tmp}:conf={self.conf}"
+            await images.run_tool(images.QEMU_IMG, "convert", "-q", *fmt, "-O", "raw", str(image), target)
+            await images.run_tool(
+                *self._rbd("resize", "--no-progress", "--size", f"{size_gb}G", f"{self.pool}/{tmp}")
+            )
+        await images.run_tool(*self._rbd("rename", f"{self.pool}/{tmp}", f"{self.pool}/{volume_id}"))
+
+    async def extend(self, volume_id: str, size_gb: int, location: str = "") -> None:
+        await images.run_tool(
+            *self._rbd("resize", "--no-progress", "--size", f"{size_gb}G", f"{self.pool}/{volume_id}")
+        )
+
+    def delete(self, volume_id: str, location: str = "") -> None:
+        for image in (volume_id, f"{volume_id}.new"):  # an absent image: nothing to do
+            subprocess.run(
+                self._rbd("rm", "--no-progress", f"{self.pool}/{image}"), capture_output=True, timeout=120
+            )
+
+
+def kinds(settings: Settings) -> tuple[str, ...]:
+    """The pools this platform offers: ``file`` always, ``rbd`` with a Ceph cluster configured."""
+    return ("file", "rbd") if settings.rbd_conf is not None else ("file",)
+
+
 def attachment(driver: str, volume_id: str, location: str) -> VolumeAttachment:
     """How a host opens a volume of a pool of ``driver`` kept at ``location``."""
     return VolumeAttachment(volume_id, driver, location, volume_id)
 
 
 def pool_for(settings: Settings, driver: str = "file") -> StoragePool:
-    """The pool of ``driver`` (only ``file`` so far)."""
+    """The pool of ``driver`` (``file``, or ``rbd`` when a Ceph cluster is configured)."""
+    if driver == "rbd" and settings.rbd_conf is not None:
+        return RbdPool(settings.rbd_conf, settings.rbd_pool)
     if driver != "file":
         raise ValueError(f"no storage pool of driver {driver!r}")
     return FilePool(settings.volumes_dir, shared=settings.shared_volumes_dir is not None)

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from novacron import events
 from novacron.compute import volume_tasks as tasks
-from novacron.compute.pools import GIB, pool_for
+from novacron.compute.pools import GIB, kinds, pool_for
 from novacron.compute.scope import resolve_project
 from novacron.db.base import new_id
 from novacron.db.listing import ListParams, paginate, where_equal
@@ -44,6 +44,8 @@ class VolumeSpec:
     size_gb: int | None = None
     image: str | None = None
     project_id: str | None = None
+    #: the storage pool (``compute/pools.py``): ``file``, or ``rbd`` when Ceph is configured
+    pool: str = "file"
 
 
 class VolumeService(Service):
@@ -74,6 +76,10 @@ class VolumeService(Service):
     def create(self, spec: VolumeSpec) -> tuple[Volume, Task]:
         """The volume's row, its quota and the task that makes it in its pool (one transaction)."""
         project = resolve_project(self.session, self.principal, spec.project_id)
+        if spec.pool not in kinds(self.ctx.settings):
+            raise InvalidInput(
+                "pool", f"no storage pool {spec.pool!r} here; pools: {', '.join(kinds(self.ctx.settings))}"
+            )
         image = None
         if spec.image is not None:
             image = resolve(
@@ -89,8 +95,8 @@ class VolumeService(Service):
             tenant_id=project.tenant_id,
             name=spec.name,
             size_gb=size_gb,
-            pool="file",
-            location=pool_for(self.ctx.settings).location(volume_id),
+            pool=spec.pool,
+            location=pool_for(self.ctx.settings, spec.pool).location(volume_id),
             status="creating",
             source_image_id=image.id if image is not None else None,
         )

@@ -7,7 +7,7 @@ delete answers 204 at once, and 409 for a volume still attached (detach it first
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
@@ -37,6 +37,9 @@ class VolumeCreate(BaseModel):
         default=None, min_length=1, max_length=128, description="copy this image (id or name)"
     )
     project_id: str | None = Field(default=None, max_length=40)
+    pool: Literal["file", "rbd"] = Field(
+        default="file", description="storage pool: file (qcow2 files), rbd (Ceph, when configured)"
+    )
 
 
 class AttachRequest(BaseModel):
@@ -111,7 +114,7 @@ def list_volumes(  # noqa: PLR0913 (the listing's filters)
 def create_volume(body: VolumeCreate, volumes: VolumeWriter, idem: IdempotencyDep) -> Response:
     if (replay := idem.replay(body)) is not None:
         return replay
-    volume, task = volumes.create(VolumeSpec(body.name, body.size_gb, body.image, body.project_id))
+    volume, task = volumes.create(VolumeSpec(body.name, body.size_gb, body.image, body.project_id, body.pool))
     return _accepted(idem, task, volume)
 
 

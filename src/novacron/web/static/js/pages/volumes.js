@@ -40,6 +40,7 @@ export function volumeTable(volumes, vms, canWrite, vmList = []) {
   return table([
     { label: 'Name', cell: (v) => h('strong', {}, v.name) },
     { label: 'Size', cell: (v) => `${v.size_gb} GiB` },
+    { label: 'Pool', cell: (v) => v.pool },
     { label: 'Status', cell: (v) => badge(v.status) },
     { label: 'VM', cell: (v) => (v.vm_id ? link(`#/vms/${v.vm_id}`, vms[v.vm_id]?.name || v.vm_id) : '–') },
     { label: 'Created', cell: (v) => timeEl(v.created_at) },
@@ -60,6 +61,7 @@ function volumeForm(projects, images) {
     size_gb: h('input', { id: 'vol-size', type: 'number', inputmode: 'numeric', min: '1', value: '1' }),
     image: h('select', { id: 'vol-image' }, h('option', { value: '' }, 'Blank'), images.map((i) => h('option', { value: i.id }, i.name))),
     project_id: h('select', { id: 'vol-project' }, projects.map(([v, t]) => h('option', { value: v }, t))),
+    pool: h('select', { id: 'vol-pool' }, h('option', { value: 'file' }, 'file (qcow2 files)'), h('option', { value: 'rbd' }, 'rbd (Ceph)')),
   };
   const formError = h('div', { role: 'alert' });
   const submit = h('button', { type: 'submit', class: 'primary' }, 'Create volume');
@@ -67,12 +69,14 @@ function volumeForm(projects, images) {
     field('vol-name', 'Name', c.name, 'Lower-case letters, digits and -'),
     field('vol-size', 'Size (GiB)', c.size_gb, 'Empty with an image: the image\'s size.'),
     field('vol-image', 'Content', c.image, 'Blank, or a copy of an image.'),
+    field('vol-pool', 'Storage pool', c.pool, 'rbd: only where the platform has a Ceph cluster.'),
     projects.length > 1 ? field('vol-project', 'Project', c.project_id) : null,
     submit);
   onSubmit(form, { controls: c, submit, formError }, async () => {
     const body = { name: c.name.value.trim() };
     if (c.size_gb.value.trim()) body.size_gb = Number(c.size_gb.value);
     if (c.image.value) body.image = c.image.value;
+    if (c.pool.value !== 'file') body.pool = c.pool.value;
     if (projects.length > 1 && c.project_id.value) body.project_id = c.project_id.value;
     const out = await post('/v1/volumes', body, { idempotent: true });
     form.reset();
