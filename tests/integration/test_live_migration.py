@@ -54,7 +54,7 @@ def shared_hosts(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Server, Agen
     shared = Path(short_tmpdir("ncs"))
     monkeypatch.setenv("NOVACRON_SHARED_STORAGE_DIR", str(shared))  # read by both processes
     server = make_server()
-    server.start()
+    server.start(timeout_s=120)
     agent = Agent(server, "node-b")
     try:
         yield server, agent, shared
