@@ -3,11 +3,13 @@
 One monitor, one manager, one OSD on a BlueStore file, started for this module; a server whose
 ``rbd`` pool is that cluster; one TCG guest. A volume made in RBD is hot-plugged through QEMU's
 rbd block driver, the guest writes a marker, the volume is detached and the marker is read back
-from the RBD image itself; deleting the volume removes the image.
+from the RBD image itself; deleting the volume removes the image. Then a second host joins and the
+guest migrates live with an rbd volume attached: nothing is copied, it reads its marker there.
 """
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Iterator
 
@@ -24,6 +26,7 @@ from tests.conftest import (
     wait_console,
     wait_task,
 )
+from tests.integration.test_remote_agent import Agent, _wait_host
 from tests.integration.test_volumes import Env, _disk, _guest
 from tests.services.ceph import Ceph, CephUnavailable, start_ceph
 
@@ -116,3 +119,37 @@ def test_rbd_volume_attached_written_detached_and_read_from_ceph(env: Env, ceph:
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.pool", r.text
     assert c.delete(f"/v1/volumes/{vid}").status_code == 204
     assert vid not in _images(ceph)
+
+
+def test_an_rbd_volume_stays_in_ceph_while_its_vm_migrates_live(env: Env, ceph: Ceph) -> None:
+    """The last test of the module: the VM ends on the second host and is deleted there."""
+    c, vm_id = env.c, env.vms["rbd-vm"]
+    agent = Agent(env.server, "node-b")
+    try:
+        token = c.post("/v1/hosts/join-tokens", json={}).json()
+        agent.start(token["join_token"], token["ca_fingerprint"])
+        _wait_host(c, "node-b", timeout_s=60)
+        body = {"name": "moves", "size_gb": 1, "pool": "rbd", "project_id": env.project}
+        vid = str(_ok(c, c.post("/v1/volumes", json=body))["id"])
+        _ok(c, c.post(f"/v1/volumes/{vid}/attach", json={"vm": vm_id}))
+        name = _disk(env, "rbd-vm", vid).partition(":")[0]
+        wrote = f"echo MARK$((6000+9))MARK | dd of=/dev/{name} 2>/dev/null; sync; echo ok"
+        assert _guest(env, "rbd-vm", wrote, "W") == "ok"
+
+        source = c.get(f"/v1/vms/{vm_id}").json()["host_id"]
+        r = c.post(f"/v1/vms/{vm_id}/migrate", json={})
+        assert r.status_code == 202, r.text
+        task = wait_task(c, r.json()["task_id"], timeout_s=300)
+        assert task["state"] == "succeeded", task["error"]
+        assert task["result"]["volumes_copied"] == [], "every host reaches an rbd volume: nothing copied"
+        vm = c.get(f"/v1/vms/{vm_id}").json()
+        assert vm["host_id"] != source and vm["state"] == "running"
+        # on its new host the guest reads the marker from Ceph (its page cache dropped first)
+        read = f"echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/{name} bs=16 count=1 2>/dev/null"
+        assert _guest(env, "rbd-vm", read, "R") == "MARK6009MARK"
+        assert vid in _images(ceph)
+        done = wait_task(c, c.delete(f"/v1/vms/{vm_id}").json()["task_id"], timeout_s=120)
+        assert done["state"] == "succeeded", done["error"]
+    finally:
+        agent.stop()
+        shutil.rmtree(agent.state_dir, ignore_errors=True)
