@@ -50,6 +50,9 @@ APT_PACKAGES=(
     victoria-metrics prometheus prometheus-alertmanager
     haproxy wrk keepalived socat pebble
     pdns-server pdns-backend-sqlite3 dnsutils
+    # Ceph 16 for the rbd volume pool's tests (a single-node cluster each test module starts,
+    # tests/services/ceph.py) and QEMU's rbd block driver
+    ceph-mon ceph-mgr ceph-osd qemu-block-extra
 )
 # Node.js and npm: the dashboard's pinned browser assets (web/package-lock.json) and the Azure Blob
 # emulator (azurite) of the backup target tests. Debian 12's are enough; a newer node already on the

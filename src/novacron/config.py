@@ -153,6 +153,9 @@ class Settings:
     #: the ``file`` storage pool of volumes when it is not ``<state_dir>/volumes``: a filesystem
     #: every host mounts at the same path (NOVACRON_VOLUMES_DIR)
     shared_volumes_dir: Path | None = None
+    #: the Ceph cluster of the ``rbd`` volume pool (its ceph.conf; unset: no rbd pool) and its pool
+    rbd_conf: Path | None = None
+    rbd_pool: str = "rbd"
     #: a VM moved (migration, HA restart, rebalance) this recently is not moved again by a rebalance
     rebalance_cooldown_s: float = 1800.0
     #: a rebalance moves a VM only to a host whose load is at least this much lower (0.10: 10 points)
@@ -335,6 +338,8 @@ class Settings:
             placement_strategy=_strategy(_env("PLACEMENT_STRATEGY", "spread")),
             shared_images_dir=Path(_env("IMAGES_DIR", "")).resolve() if _env("IMAGES_DIR", "") else None,
             shared_volumes_dir=Path(_env("VOLUMES_DIR", "")).resolve() if _env("VOLUMES_DIR", "") else None,
+            rbd_conf=Path(_env("RBD_CONF", "")).resolve() if _env("RBD_CONF", "") else None,
+            rbd_pool=_env("RBD_POOL", "rbd"),
             rebalance_cooldown_s=float(_env("REBALANCE_COOLDOWN_S", "1800")),
             rebalance_threshold=float(_env("REBALANCE_THRESHOLD", "0.10")),
             host_down_after_s=float(_env("HOST_DOWN_AFTER_S", "15")),

@@ -332,6 +332,11 @@ def test_volume_created_attached_and_detached_in_the_browser(
         page.click("form[aria-label='New volume'] button[type=submit]")
         page.wait_for_selector("#vol-size[aria-invalid=true]")
         page.fill("#vol-size", "1")
+        # this platform has no Ceph cluster: the rbd pool is refused next to its field
+        page.select_option("#vol-pool", "rbd")
+        page.click("form[aria-label='New volume'] button[type=submit]")
+        page.wait_for_selector("#vol-pool[aria-invalid=true]")
+        page.select_option("#vol-pool", "file")
         page.click("form[aria-label='New volume'] button[type=submit]")
         row = "tr[data-volume=web-vol]"
         page.wait_for_selector(f"{row} .badge[data-state=available]", timeout=30_000)
@@ -339,7 +344,7 @@ def test_volume_created_attached_and_detached_in_the_browser(
         page.select_option("dialog #attach-vm", alpha_vm["id"])
         page.click("dialog button.primary")
         page.wait_for_selector(f"{row} .badge[data-state=in-use]", timeout=60_000)
-        assert "alpha-secret" in page.inner_text(row)
+        assert "alpha-secret" in page.inner_text(row) and "file" in page.inner_text(row)
 
         b.go(f"/vms/{alpha_vm['id']}")
         vm_row = f"[data-testid=vm-volumes] {row}"

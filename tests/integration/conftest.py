@@ -16,7 +16,7 @@ from tests.integration.test_remote_agent import Agent
 def two_hosts() -> Iterator[tuple[Server, Agent]]:
     """The all-in-one node (its embedded agent is host A) plus a remote agent, host B (not started)."""
     server = make_server()
-    server.start()
+    server.start(timeout_s=120)  # a loaded CI machine (TCG guests of other runs) starts it slowly
     agent = Agent(server, "node-b")
     try:
         yield server, agent

@@ -33,6 +33,17 @@ from tests.integration.test_cli import Cli
 from tests.integration.test_remote_agent import Agent, _wait_host, host_project
 
 TICKER = "#!/bin/sh\n( i=0; while true; do i=$((i+1)); echo tick-$i; sleep 1; done ) &\n"
+#: once a volume (serial vol-...) is plugged: writes a marker at 128 KiB once, then every second
+#: prints (cache dropped, so from the disk) its first bytes (the host's marker) and the guest's own
+VOLUME_READER = (
+    "( while true; do for s in /sys/block/vd*/serial; do grep -q '^vol-' $s 2>/dev/null || continue; "
+    "d=/dev/$(basename $(dirname $s)); [ -f /tmp/wrote ] || { printf guest-mark-77 | "
+    "dd of=$d bs=512 seek=256 conv=notrunc 2>/dev/null; sync; touch /tmp/wrote; }; "
+    "echo 3 > /proc/sys/vm/drop_caches; "
+    'echo "vol-says $(head -c 8 $d) $(dd if=$d bs=512 skip=256 count=1 2>/dev/null | head -c 13)"; '
+    "done; sleep 1; done ) &\n"
+)
+VOLUME_SAYS = "vol-says ZZZZZZZZ guest-mark-77"
 #: prints what the disk holds, then writes a marker: a second boot shows the first one's write
 DISK_MARKER = '#!/bin/sh\necho "disk says $(head -c 14 /dev/vda)"\nprintf cold-marker-42 > /dev/vda\nsync\n'
 
@@ -43,7 +54,7 @@ def shared_hosts(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Server, Agen
     shared = Path(short_tmpdir("ncs"))
     monkeypatch.setenv("NOVACRON_SHARED_STORAGE_DIR", str(shared))  # read by both processes
     server = make_server()
-    server.start()
+    server.start(timeout_s=120)
     agent = Agent(server, "node-b")
     try:
         yield server, agent, shared
@@ -91,6 +102,15 @@ def _wait_ticks(log: Path, above: int = 0, timeout_s: float = 60) -> int:
     return max(_ticks(log))
 
 
+def _wait_log(log: Path, text: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not log.exists() or text not in (seen := log.read_text(errors="replace")):
+        if time.monotonic() > deadline:
+            said = [line for line in seen.splitlines() if "vol-says" in line][-3:] if log.exists() else []
+            pytest.fail(f"no {text!r} (the guest said {said}): {seen[-1500:] if log.exists() else ''}")
+        time.sleep(0.3)
+
+
 def _moved_at(server: Server, vm_id: str) -> str | None:
     with sqlite3.connect(f"file:{server.state_dir / 'novacron.db'}?mode=ro", uri=True) as db:
         row = db.execute("SELECT moved_at FROM vms WHERE id = ?", (vm_id,)).fetchone()
@@ -108,6 +128,38 @@ def _ticks(path: Path) -> list[int]:
     )
 
 
+def _location(server: Server, vid: str) -> str:
+    """Where the volume's row says its file is (a host path: not shown by the API)."""
+    with sqlite3.connect(f"file:{server.state_dir / 'novacron.db'}?mode=ro", uri=True) as db:
+        return str(db.execute("SELECT location FROM volumes WHERE id = ?", (vid,)).fetchone()[0])
+
+
+def _attach_marked_volume(c: httpx.Client, server: Server, vm_id: str) -> str:
+    """A 1 GiB volume whose first 64 KiB the host fills with 'Z', hot-plugged into the VM."""
+    r = c.post("/v1/volumes", json={"name": "moving-data", "size_gb": 1, "project_id": host_project(c)})
+    assert r.status_code == 202 and wait_task(c, r.json()["task_id"])["state"] == "succeeded", r.text
+    vol = r.json()["volume"]
+    marked = ["qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 0 64k", _location(server, vol["id"])]
+    subprocess.run(marked, check=True, capture_output=True)
+    r = c.post(f"/v1/volumes/{vol['id']}/attach", json={"vm": vm_id})
+    task = wait_task(c, r.json()["task_id"], timeout_s=120)
+    assert task["state"] == "succeeded", task["error"]
+    return str(vol["id"])
+
+
+def _volume_follows(server: Server, agent: Agent, host_name: str, vid: str, before: str) -> str:
+    """The volume's row names a file on the VM's new host; a copied volume's old file is gone."""
+    location = _location(server, vid)
+    if host_name == "node-b":  # copied into node-b's own volumes directory
+        assert location == str(agent.state_dir / "volumes" / f"{vid}.qcow2"), location
+    else:  # back in (or kept in) the file pool's root of the all-in-one host
+        assert location == str(server.state_dir / "volumes" / f"{vid}.qcow2"), location
+    assert Path(location).exists()
+    if location != before:
+        assert not Path(before).exists(), "the source's copy of the volume must go"
+    return location
+
+
 def _qemu_count(vm_id: str) -> int:
     out = subprocess.run(["pgrep", "-f", f"qemu-system.*{vm_id}"], capture_output=True, text=True).stdout
     return len(out.split())
@@ -116,6 +168,7 @@ def _qemu_count(vm_id: str) -> int:
 def test_live_migration_keeps_the_guest_running_and_drain_empties_a_host(
     two_hosts: tuple[Server, Agent], guest: Guest
 ) -> None:
+    """With a volume attached: copied with the VM (its row follows), the guest reads its data."""
     server, agent = two_hosts
     with server.client() as c:
         token = c.post("/v1/hosts/join-tokens", json={}).json()
@@ -131,7 +184,7 @@ def test_live_migration_keeps_the_guest_running_and_drain_empties_a_host(
                 "name": "ticker",
                 "image": "test-guest",
                 "flavor": "tiny",
-                "user_data": TICKER,
+                "user_data": TICKER + VOLUME_READER,
                 "project_id": host_project(c),
             },
         )
@@ -143,6 +196,9 @@ def test_live_migration_keeps_the_guest_running_and_drain_empties_a_host(
         while len(_ticks(source_log)) < 3:
             assert time.monotonic() < deadline, source_log.read_text()[-1000:]
             time.sleep(0.3)
+        vid = _attach_marked_volume(c, server, vm_id)
+        location = _location(server, vid)
+        _wait_log(source_log, VOLUME_SAYS)  # the guest wrote its marker and reads both from the disk
 
         # the source's console log goes with the source instance: note where the guest was
         last_on_source = max(_ticks(source_log))
@@ -166,6 +222,11 @@ def test_live_migration_keeps_the_guest_running_and_drain_empties_a_host(
         assert "NOVACRON-GUEST-UP" not in target_log.read_text()
         assert not source_log.parent.exists(), "the source instance must be gone"
         assert _qemu_count(vm_id) == 1
+        # the volume moved with it: the guest reads, from its disk, what was written at the source
+        _wait_log(target_log, VOLUME_SAYS)
+        location = _volume_follows(server, agent, hosts[target], vid, location)
+        # node-b never reaches the pool's root: copied there; kept when coming home to it
+        assert result["volumes_copied"] == ([vid] if hosts[target] == "node-b" else []), result
         assert result["storage"] == "local"
         assert result["settings"]["downtime_limit_ms"] == 30, "the platform's default downtime limit"
         assert result["guest_pause_ms"] >= result["downtime_ms"]
@@ -185,6 +246,8 @@ def test_live_migration_keeps_the_guest_running_and_drain_empties_a_host(
         for task_id in r.json()["task_ids"]:
             assert wait_task(c, task_id, timeout_s=180)["state"] == "succeeded"
         assert c.get(f"/v1/vms/{vm_id}").json()["host_id"] == source
+        _wait_log(_console_of(server, agent, hosts[source], vm_id), VOLUME_SAYS)
+        _volume_follows(server, agent, hosts[source], vid, location)
         assert c.get("/v1/vms", params={"host_id": target}).json()["items"] == []
         assert c.get(f"/v1/hosts/{target}").json()["state"] == "maintenance"
         assert _qemu_count(vm_id) == 1

@@ -187,19 +187,30 @@ def _mover(agent: AgentRuntime) -> ComputeDriver:
 async def _source_disk(
     agent: AgentRuntime, instance_id: str, r: p.MigrateSourceDisk, _: Progress | None
 ) -> Result:
-    return _mover(agent).migration_storage(instance_id)
+    return await _mover(agent).migration_storage(instance_id)
 
 
 @handles(p.MigrateStorage)
 async def _storage(agent: AgentRuntime, instance_id: str, r: p.MigrateStorage, _: Progress | None) -> Result:
-    return {"storage": _mover(agent).choose_migration_storage(instance_id, r.storage, r.source)}
+    driver = _mover(agent)
+    return {
+        "storage": driver.choose_migration_storage(instance_id, r.storage, r.source),
+        "volumes": driver.choose_volume_storage(r.source),
+    }
 
 
 @handles(p.MigrateReceive)
 async def _receive(agent: AgentRuntime, instance_id: str, r: p.MigrateReceive, _: Progress | None) -> Result:
     driver = _mover(agent)
     spec = await agent.instance_spec(r.spec)
-    return asdict(await driver.migrate_receive(spec, agent.migration_address, r.storage))
+    return asdict(await driver.migrate_receive(spec, agent.migration_address, r.storage, r.copy_volumes))
+
+
+@handles(p.MigrateDropVolumes)
+async def _drop_volumes(
+    agent: AgentRuntime, instance_id: str, r: p.MigrateDropVolumes, _: Progress | None
+) -> Result:
+    return {"removed": _mover(agent).drop_volume_copies(list(r.paths))}
 
 
 @handles(p.MigrateSend)

@@ -271,7 +271,7 @@ class MigrateStorage(Request):
     """Destination: the storage mode, given the ``source``'s answer to ``migrate_source_disk``."""
 
     storage: str
-    source: dict[str, str]
+    source: dict[str, Any]
 
 
 @operation("migrate_receive")
@@ -281,6 +281,8 @@ class MigrateReceive(Request):
 
     spec: VmSpec
     storage: str = "local"
+    #: the volumes it does not reach, to copy: volume id -> virtual size in bytes
+    copy_volumes: dict[str, int] = field(default_factory=dict)
 
 
 @operation("migrate_send")
@@ -304,6 +306,14 @@ class MigrateFinish(Request):
 @dataclass(frozen=True)
 class MigrateForget(Request):
     """Remove the instance that left, keeping its disk on shared storage."""
+
+
+@operation("migrate_drop_volumes")
+@dataclass(frozen=True)
+class MigrateDropVolumes(Request):
+    """Remove this host's copies of volumes that were copied to another host (or half-copied here)."""
+
+    paths: tuple[str, ...]
 
 
 @operation("migrate_serve_disk")

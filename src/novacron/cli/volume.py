@@ -30,6 +30,7 @@ COLUMNS: list[Column] = [
     ("NAME", "name"),
     ("ID", "id"),
     ("SIZE", lambda v: gib(v.get("size_gb"))),
+    ("POOL", "pool"),
     ("STATUS", "status"),
     ("VM", "vm_id"),
     ("LIMITS", lambda v: limits_text(v.get("io_limits") or {})),
@@ -130,6 +131,7 @@ def create(  # noqa: PLR0913 (the command's options)
     source: str | None = typer.Option(None, "--from-volume", help="clone this volume (name or id)"),
     limit: list[str] = LIMITS,
     project: str | None = typer.Option(None, "--project", help="project name or id (default: your project)"),
+    pool: str | None = typer.Option(None, "--pool", help="storage pool: file (default) or rbd (Ceph)"),
     wait: bool = WAIT,
     wait_timeout: float | None = TIMEOUT,
     as_json: bool = JSON,
@@ -137,6 +139,8 @@ def create(  # noqa: PLR0913 (the command's options)
     """Create a volume: blank (--size), or a copy of an image, a volume snapshot or a volume (a clone);
     by default wait until it is available."""
     body: dict[str, Any] = {"name": name}
+    if pool is not None:
+        body["pool"] = pool
     if size_gb is not None:
         body["size_gb"] = size_gb
     for key, value in (("image", image), ("snapshot", snapshot), ("source_volume", source)):

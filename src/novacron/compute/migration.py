@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from novacron import events
 from novacron.agent.protocol import (
     Destroy,
+    MigrateDropVolumes,
     MigrateFetchDisk,
     MigrateFinish,
     MigrateForget,
@@ -38,7 +39,7 @@ from novacron.agent.protocol import (
     Resume,
     vm_spec,
 )
-from novacron.compute import hostops
+from novacron.compute import hostops, volmove
 from novacron.compute.placement import NoValidHost
 from novacron.compute.placement.claims import reserve_elsewhere, try_claim, unreserve
 from novacron.compute.reports import record_state
@@ -128,7 +129,9 @@ class _Move(TaskHandler):
         requested = task.params.get("options", {}).get("storage", "auto")
         answer = await hostops.call(ctx, target, task, MigrateStorage(requested, where), vm.id, 60)
         chosen = str(answer["storage"])
-        _save_params(ctx, task, storage=chosen)
+        with ctx.db.session() as s:  # and, volume by volume, whether it reaches each one
+            copies, sources = volmove.plan(s, vm.id, where, answer.get("volumes", {}))
+        _save_params(ctx, task, storage=chosen, copy_volumes=copies, volume_sources=sources)
         return chosen
 
     def _switch(self, ctx: Context, task: Task, vm_id: str, state: str | None) -> None:
@@ -144,6 +147,7 @@ class _Move(TaskHandler):
                 row.host_id = target
             row.moved_at = utcnow()
             row.task_state = None
+            volmove.follow(s, task.params.get("migration_target", {}).get("volumes", {}), target)
             if state is not None:
                 record_state(s, row, state)
                 # what the switch recorded is newer than any report the target took before it (its
@@ -170,6 +174,11 @@ class _Move(TaskHandler):
         """A disk on shared storage stays when an instance leaves a host; a local one goes."""
         return MigrateForget() if task.params.get("storage") == "shared" else Destroy()
 
+    async def _drop_volumes(self, ctx: Context, task: Task, host: str, paths: list[str]) -> None:
+        """Remove the copies of volumes left behind on ``host`` (the source's, or a half-copy)."""
+        if paths:
+            await hostops.call(ctx, host, task, MigrateDropVolumes(tuple(paths)), task.resource_id, 60)
+
     async def on_success(self, ctx: Context, task: Task) -> None:
         ctx.live_samples.forget(task.resource_id)
         with ctx.db.session() as s:
@@ -179,6 +188,8 @@ class _Move(TaskHandler):
                     **task.params.get("stats", {}),
                     "storage": task.params.get("storage"),
                     "target_host_id": task.params["target_host_id"],
+                    # the attached volumes copied to the destination (the others were reached there)
+                    "volumes_copied": sorted(task.params.get("copy_volumes", {})),
                 }
 
     async def _rollback(self, ctx: Context, task: Task, target_touched: bool) -> bool:
@@ -193,6 +204,8 @@ class _Move(TaskHandler):
         if target is not None and target_touched:
             with contextlib.suppress(StepFailed):
                 await hostops.call(ctx, target, task, self._release_op(task), task.resource_id, timeout_s=120)
+                moved = task.params.get("migration_target", {}).get("volumes", {})
+                await self._drop_volumes(ctx, task, target, list(moved.values()))
         if target is not None and task.params.get("reserved"):
             with ctx.db.session() as s:
                 unreserve(s, target, vcpus, ram_mb)
@@ -223,7 +236,7 @@ class MigrateVM(_Move):
             with ctx.db.session() as s:
                 if vm_has_ports(s, vm.id):  # the destination has the VM's ports before it lands
                     push(s, [target], moving={vm.id: target})
-                receive = MigrateReceive(vm_spec(spec_payload(s, vm)), storage)
+                receive = MigrateReceive(vm_spec(spec_payload(s, vm)), storage, task.params["copy_volumes"])
             answer = await hostops.call(ctx, target, task, receive, vm.id)
             _save_params(ctx, task, migration_target=answer)
         elif step == "transfer":
@@ -244,6 +257,7 @@ class MigrateVM(_Move):
             self._switch(ctx, task, vm.id, "running")
         elif step == "cleanup_source":
             await hostops.call(ctx, source, task, self._release_op(task), vm.id, timeout_s=120)
+            await self._drop_volumes(ctx, task, source, list(task.params.get("volume_sources", {}).values()))
 
     async def rollback(self, ctx: Context, task: Task, error: str) -> None:
         """Before the switch: the VM stays (or runs again) at the source; the destination goes."""
@@ -282,7 +296,13 @@ class ColdMigrateVM(_Move):
         if step == "copy_disk":
             with ctx.db.session() as s:
                 spec = vm_spec(spec_payload(s, vm))
-            if await self._choose_storage(ctx, task, vm) == "shared":
+            storage = await self._choose_storage(ctx, task, vm)
+            if task.params.get("copy_volumes"):
+                raise StepFailed(
+                    "The destination does not reach the VM's volumes and a cold migration does not copy "
+                    "volumes yet: start the VM and migrate it live, or detach its volumes first."
+                )
+            if storage == "shared":
                 # nothing to copy; the destination takes the instance now (its dir and seed, the
                 # disk backed by its own image copy), so its reports show the VM there, stopped
                 await hostops.call(ctx, target, task, Prepare(spec), vm.id, timeout_s=300)

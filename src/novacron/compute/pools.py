@@ -9,7 +9,10 @@ VM's host while one does), so taking one is instant and a snapshot costs only th
 after it; a volume made from a snapshot (or a clone) is a standalone copy read out of it with
 ``qemu-img convert -U -l snapshot.name=...``: an internal snapshot's clusters never change once
 taken (a write to them is copied), so the read is consistent even while a guest writes the volume.
-A Ceph RBD pool would answer an ``rbd`` attachment (QEMU's ``rbd`` block driver) from the same calls.
+The ``rbd`` pool keeps one RBD image per volume in a Ceph pool (``NOVACRON_RBD_CONF``,
+``NOVACRON_RBD_POOL``): the control plane makes it with the ``rbd`` tool (or ``qemu-img convert``
+for a copy of an image), every host opens it with QEMU's ``rbd`` block driver, so a live migration
+never copies it; its snapshots are RBD snapshots (``rbd snap``), copies ``rbd cp`` of one.
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ from __future__ import annotations
 import abc
 import json
 import os
+import subprocess
 from pathlib import Path
 
 from novacron.config import Settings
 from novacron.private import mkdir_private
-from novacron.virt import images
-from novacron.virt.base import VolumeAttachment
+from novacron.virt import images, procs
+from novacron.virt.base import DriverError, VolumeAttachment
 
 GIB = 1 << 30
 
@@ -41,12 +45,16 @@ class StoragePool(abc.ABC):
         """Make the volume: blank, or a copy of ``image`` (of ``image_format``) grown to ``size_gb``."""
 
     @abc.abstractmethod
-    async def extend(self, volume_id: str, size_gb: int) -> None:
+    async def extend(self, volume_id: str, size_gb: int, location: str = "") -> None:
         """Grow a volume no running guest has open (a running one grows through its host)."""
 
     @abc.abstractmethod
-    def delete(self, volume_id: str) -> None:
-        """Remove the volume's storage (nothing when it is gone already)."""
+    def delete(self, volume_id: str, location: str = "") -> None:
+        """Remove the volume's storage (nothing when it is gone already).
+
+        ``location`` is the volume row's: where it is now, when a live migration copied it to
+        another host's volumes directory (``compute/volmove.py``).
+        """
 
     @abc.abstractmethod
     async def copy(self, volume_id: str, size_gb: int, source_id: str, snapshot: str) -> None:
@@ -62,17 +70,28 @@ class FilePool(StoragePool):
 
     driver = "file"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, shared: bool = False) -> None:
         self.root = root
+        #: on a filesystem every host mounts: marked with a storage id, so a live migration keeps
+        #: its volumes in place (a host that reads the same id reaches them; ``virt/volmove.py``)
+        self.shared = shared
 
     def path(self, volume_id: str) -> Path:
         return self.root / f"{volume_id}.qcow2"
+
+    def _file(self, volume_id: str, location: str) -> Path:
+        """The volume's file: where its row says, when that is one of a volume of this id."""
+        if location and Path(location).name == f"{volume_id}.qcow2":
+            return Path(location)
+        return self.path(volume_id)
 
     def location(self, volume_id: str) -> str:
         return str(self.path(volume_id))
 
     async def create(self, volume_id: str, size_gb: int, image: Path | None, image_format: str = "") -> None:
         mkdir_private(self.root)
+        if self.shared:
+            procs.shared_storage_id(self.root)
         dest = self.path(volume_id)
         if dest.exists():
             return
@@ -90,10 +109,11 @@ class FilePool(StoragePool):
         os.chmod(tmp, 0o600)  # the tenant's data
         tmp.replace(dest)
 
-    async def extend(self, volume_id: str, size_gb: int) -> None:
-        await images.grow(self.path(volume_id), size_gb * GIB)
+    async def extend(self, volume_id: str, size_gb: int, location: str = "") -> None:
+        await images.grow(self._file(volume_id, location), size_gb * GIB)
 
-    def delete(self, volume_id: str) -> None:
+    def delete(self, volume_id: str, location: str = "") -> None:
+        self._file(volume_id, location).unlink(missing_ok=True)
         self.path(volume_id).unlink(missing_ok=True)
         self.path(volume_id).with_name(f"{volume_id}.qcow2.new").unlink(missing_ok=True)
 
@@ -126,6 +146,88 @@ class FilePool(StoragePool):
             await images.run_tool(images.QEMU_IMG, "snapshot", "-q", flag, name, str(self.path(volume_id)))
 
 
+class RbdPool(StoragePool):
+    """RBD images of one Ceph pool; the location is QEMU's ``rbd:<pool>/<image>:conf=<path>``."""
+
+    driver = "rbd"
+
+    def __init__(self, conf: Path, pool: str) -> None:
+        self.conf, self.pool = conf, pool
+
+    def _rbd(self, *args: str) -> list[str]:
+        return ["rbd", "-c", str(self.conf), *args]
+
+    def location(self, volume_id: str) -> str:
+        return f"rbd:{self.pool}/{volume_id}:conf={self.conf}"
+
+    async def _exists(self, image: str) -> bool:
+        try:
+            await images.run_tool(*self._rbd("info", f"{self.pool}/{image}"), timeout_s=60)
+        except DriverError:
+            return False
+        return True
+
+    async def create(self, volume_id: str, size_gb: int, image: Path | None, image_format: str = "") -> None:
+        if await self._exists(volume_id):
+            return
+        tmp = f"{volume_id}.new"  # renamed once whole: a crash never leaves a half copy in place
+        if await self._exists(tmp):
+            await images.run_tool(*self._rbd("rm", "--no-progress", f"{self.pool}/{tmp}"))
+        if image is None:
+            await images.run_tool(*self._rbd("create", "--size", f"{size_gb}G", f"{self.pool}/{tmp}"))
+        else:
+            fmt = ["-f", image_format] if image_format else []
+            target = f"rbd:{self.pool}/{tmp}:conf={self.conf}"
+            await images.run_tool(images.QEMU_IMG, "convert", "-q", *fmt, "-O", "raw", str(image), target)
+            await images.run_tool(
+                *self._rbd("resize", "--no-progress", "--size", f"{size_gb}G", f"{self.pool}/{tmp}")
+            )
+        await images.run_tool(*self._rbd("rename", f"{self.pool}/{tmp}", f"{self.pool}/{volume_id}"))
+
+    async def extend(self, volume_id: str, size_gb: int, location: str = "") -> None:
+        await images.run_tool(
+            *self._rbd("resize", "--no-progress", "--size", f"{size_gb}G", f"{self.pool}/{volume_id}")
+        )
+
+    def delete(self, volume_id: str, location: str = "") -> None:
+        for image in (volume_id, f"{volume_id}.new"):  # an absent image: nothing to do
+            subprocess.run(
+                self._rbd("rm", "--no-progress", f"{self.pool}/{image}"), capture_output=True, timeout=120
+            )
+
+    async def _snaps(self, volume_id: str) -> set[str]:
+        out = await images.run_tool(*self._rbd("snap", "ls", "--format", "json", f"{self.pool}/{volume_id}"))
+        return {str(s.get("name")) for s in json.loads(out or "[]")}
+
+    async def snapshot(self, volume_id: str, name: str, delete: bool = False) -> None:
+        taken = name in await self._snaps(volume_id)
+        if taken == delete:  # to take and not there, or to drop and there
+            verb = "rm" if delete else "create"
+            await images.run_tool(
+                *self._rbd("snap", verb, "--no-progress", f"{self.pool}/{volume_id}@{name}")
+            )
+
+    async def copy(self, volume_id: str, size_gb: int, source_id: str, snapshot: str) -> None:
+        if await self._exists(volume_id):
+            return
+        tmp = f"{volume_id}.new"
+        if await self._exists(tmp):
+            await images.run_tool(*self._rbd("rm", "--no-progress", f"{self.pool}/{tmp}"))
+        await images.run_tool(
+            *self._rbd("cp", "--no-progress", f"{self.pool}/{source_id}@{snapshot}", f"{self.pool}/{tmp}"),
+            timeout_s=86400,
+        )
+        await images.run_tool(
+            *self._rbd("resize", "--no-progress", "--size", f"{size_gb}G", f"{self.pool}/{tmp}")
+        )
+        await images.run_tool(*self._rbd("rename", f"{self.pool}/{tmp}", f"{self.pool}/{volume_id}"))
+
+
+def kinds(settings: Settings) -> tuple[str, ...]:
+    """The pools this platform offers: ``file`` always, ``rbd`` with a Ceph cluster configured."""
+    return ("file", "rbd") if settings.rbd_conf is not None else ("file",)
+
+
 def attachment(
     driver: str, volume_id: str, location: str, limits: dict[str, int] | None = None, boot: bool = False
 ) -> VolumeAttachment:
@@ -134,7 +236,9 @@ def attachment(
 
 
 def pool_for(settings: Settings, driver: str = "file") -> StoragePool:
-    """The pool of ``driver`` (only ``file`` so far)."""
+    """The pool of ``driver`` (``file``, or ``rbd`` when a Ceph cluster is configured)."""
+    if driver == "rbd" and settings.rbd_conf is not None:
+        return RbdPool(settings.rbd_conf, settings.rbd_pool)
     if driver != "file":
         raise ValueError(f"no storage pool of driver {driver!r}")
-    return FilePool(settings.volumes_dir)
+    return FilePool(settings.volumes_dir, shared=settings.shared_volumes_dir is not None)

@@ -139,7 +139,7 @@ class CreateVolume(TaskHandler):
             volume = s.get(Volume, task.resource_id)
             if volume is None:
                 return
-            pool_for(ctx.settings, volume.pool).delete(volume.id)
+            pool_for(ctx.settings, volume.pool).delete(volume.id, volume.location)
             volume.status, volume.error = "error", error
             quota.release(s, "volume", volume.id)  # a volume that failed to be made holds nothing
             clone_of = volume.source_volume_id
@@ -208,9 +208,9 @@ class ExtendVolume(TaskHandler):
     async def run_step(self, ctx: Context, task: Task, step: str) -> None:
         size_gb = int(task.params["size_gb"])
         with ctx.db.session() as s:
-            pool = _volume(s, task).pool
+            pool, location = _volume(s, task).pool, _volume(s, task).location
         if not await _on_live_vm(ctx, task, lambda v: VolumeExtend(v.id, size_gb * GIB)):
-            await pool_for(ctx.settings, pool).extend(task.resource_id, size_gb)
+            await pool_for(ctx.settings, pool).extend(task.resource_id, size_gb, location)
 
     async def on_success(self, ctx: Context, task: Task) -> None:
         with ctx.db.session() as s:

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from novacron import events
 from novacron.compute import volume_limits
 from novacron.compute import volume_tasks as tasks
-from novacron.compute.pools import GIB, pool_for
+from novacron.compute.pools import GIB, kinds, pool_for
 from novacron.compute.scope import resolve_project
 from novacron.db.base import new_id
 from novacron.db.listing import ListParams, paginate, where_equal
@@ -53,6 +53,8 @@ class VolumeSpec:
     snapshot: str | None = None
     source_volume: str | None = None
     io_limits: dict[str, int | None] | None = None
+    #: the storage pool (``compute/pools.py``): ``file``, or ``rbd`` when Ceph is configured
+    pool: str = "file"
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,10 @@ class VolumeService(Service):
     def create(self, spec: VolumeSpec) -> tuple[Volume, Task]:
         """The volume's row, its quota and the task that makes it in its pool (one transaction)."""
         project = resolve_project(self.session, self.principal, spec.project_id)
+        if spec.pool not in kinds(self.ctx.settings):
+            raise InvalidInput(
+                "pool", f"no storage pool {spec.pool!r} here; pools: {', '.join(kinds(self.ctx.settings))}"
+            )
         source = self._source(spec, project)
         limits = volume_limits.validate(spec.io_limits or {})
         size_gb = _size_gb(spec.size_gb, source)
@@ -103,8 +109,8 @@ class VolumeService(Service):
             tenant_id=project.tenant_id,
             name=spec.name,
             size_gb=size_gb,
-            pool="file",
-            location=pool_for(self.ctx.settings).location(volume_id),
+            pool=spec.pool,
+            location=pool_for(self.ctx.settings, spec.pool).location(volume_id),
             status="creating",
             source_image_id=source.image.id if source.image is not None else None,
             source_snapshot_id=source.snapshot.id if source.snapshot is not None else None,
@@ -181,7 +187,7 @@ class VolumeService(Service):
                 f"Volume '{volume.name}' has snapshots (inside its file); delete them first "
                 f"(novacron volume snapshot list --volume {volume.name})."
             )
-        pool_for(self.ctx.settings, volume.pool).delete(volume.id)
+        pool_for(self.ctx.settings, volume.pool).delete(volume.id, volume.location)
         quota.release(self.session, "volume", volume.id)
         self._publish("volume.deleted", volume)
         self.session.delete(volume)

@@ -320,16 +320,26 @@ class ComputeDriver(abc.ABC):
 
     # ---- live and cold migration (CAN_MIGRATE; see novacron.virt.migration and coldmove) ----
 
-    def migration_storage(self, instance_id: str) -> dict[str, str]:
-        """Source: where the instance's disk lives (storage id, path), for the destination to compare."""
+    async def migration_storage(self, instance_id: str) -> dict[str, Any]:
+        """Source: where the instance's disk and volumes live, for the destination to compare."""
         self.refuse("migrate")
 
-    def choose_migration_storage(self, instance_id: str, requested: str, source: dict[str, str]) -> str:
+    def choose_migration_storage(self, instance_id: str, requested: str, source: dict[str, Any]) -> str:
         """Destination: ``shared`` when it reaches the source's disk, else ``local`` (or refuses)."""
         self.refuse("migrate")
 
-    async def migrate_receive(self, spec: InstanceSpec, host: str, storage: str) -> MigrationTarget:
-        """Destination step 1: wait paused for the incoming state (the disk exported if ``local``)."""
+    def choose_volume_storage(self, source: dict[str, Any]) -> dict[str, str]:
+        """Destination: per volume path of the source, ``shared`` (reached here) or ``local`` (copied)."""
+        self.refuse("migrate")
+
+    def drop_volume_copies(self, paths: list[str]) -> list[str]:
+        """Remove this host's copies of volumes that moved to another host; the paths removed."""
+        self.refuse("migrate")
+
+    async def migrate_receive(
+        self, spec: InstanceSpec, host: str, storage: str, copy_volumes: dict[str, int] | None = None
+    ) -> MigrationTarget:
+        """Destination step 1: wait paused for the incoming state (the disks to copy exported)."""
         self.refuse("migrate")
 
     async def migrate_send(

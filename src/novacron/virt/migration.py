@@ -29,9 +29,10 @@ import contextlib
 import json
 import socket
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from novacron.virt import volmove
 from novacron.virt.base import DriverError, InstanceSpec, Progress
 
 if TYPE_CHECKING:
@@ -57,14 +58,24 @@ class MigrationTarget:
     #: 0 in shared mode: no disk export
     nbd_port: int = 0
     storage: str = "local"
+    #: volumes copied to the destination (``virt.volmove``): volume id -> its path there
+    volumes: dict[str, str] = field(default_factory=dict)
 
     @property
     def ram_uri(self) -> str:
         return f"tcp:{self.host}:{self.ram_port}"
 
     @property
+    def nbd_base(self) -> str:
+        return f"nbd://{self.host}:{self.nbd_port}"
+
+    @property
     def nbd_uri(self) -> str:
-        return f"nbd://{self.host}:{self.nbd_port}/{DISK_NODE}"
+        return f"{self.nbd_base}/{DISK_NODE}"
+
+    def mirror_jobs(self) -> list[str]:
+        """The source's mirror jobs: the root disk's (local mode), then one per copied volume."""
+        return ([MIRROR_JOB] if self.storage == "local" else []) + volmove.mirror_jobs(self.volumes)
 
 
 @dataclass(frozen=True)
@@ -99,12 +110,16 @@ def _free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
-def storage_of(drv: QemuDriver, instance_id: str) -> dict[str, str]:
-    """Source: where the VM's disk lives, for the destination to tell whether it reaches it."""
-    return {"storage_id": drv.storage_id, "disk": str(drv.disk_path(instance_id))}
+async def storage_of(drv: QemuDriver, instance_id: str) -> dict[str, Any]:
+    """Source: where the VM's disk and volumes live, for the destination to tell what it reaches."""
+    return {
+        "storage_id": drv.storage_id,
+        "disk": str(drv.disk_path(instance_id)),
+        "volumes": await volmove.attached(drv, instance_id),
+    }
 
 
-def choose_storage(drv: QemuDriver, instance_id: str, requested: str, source: dict[str, str]) -> str:
+def choose_storage(drv: QemuDriver, instance_id: str, requested: str, source: dict[str, Any]) -> str:
     """Destination: ``shared`` when it sees the source's disk on the same shared storage."""
     if requested not in STORAGE_MODES:
         raise DriverError(f"unknown storage mode {requested!r}")
@@ -124,29 +139,40 @@ def choose_storage(drv: QemuDriver, instance_id: str, requested: str, source: di
 
 
 async def receive(
-    drv: QemuDriver, spec: InstanceSpec, host: str = "127.0.0.1", storage: str = "local"
+    drv: QemuDriver,
+    spec: InstanceSpec,
+    host: str = "127.0.0.1",
+    storage: str = "local",
+    copy_volumes: dict[str, int] | None = None,
 ) -> MigrationTarget:
-    """Destination: start QEMU paused, waiting for the incoming state (disk exported if local)."""
+    """Destination: start QEMU paused, waiting for the incoming state (disks to copy exported).
+
+    ``copy_volumes`` (volume id -> virtual size) are the volumes this host does not reach: it makes
+    blank ones of its own, which the source mirrors into.
+    """
     if drv.pid(spec.id) is not None:
         raise DriverError(f"instance {spec.id} already runs on the destination")
+    spec, moved = await volmove.prepare(drv, spec, copy_volumes or {})
     if storage == "shared":
         await drv.write_seed(spec)  # the disk is shared and in use: leave it alone
     else:
         await drv.prepare(spec)
     await drv._start(spec.id, drv._argv(spec) + INCOMING_ARGS)
-    target = MigrationTarget(host, _free_port(host), 0, storage)
-    if storage == "local":
-        target = MigrationTarget(host, target.ram_port, _free_port(host), storage)
+    target = MigrationTarget(host, _free_port(host), 0, storage, moved)
+    if storage == "local" or moved:
+        target = MigrationTarget(host, target.ram_port, _free_port(host), storage, moved)
         await drv.qmp(
             spec.id,
             "nbd-server-start",
             {"addr": {"type": "inet", "data": {"host": host, "port": str(target.nbd_port)}}},
         )
+    if storage == "local":
         await drv.qmp(
             spec.id,
             "block-export-add",
             {"type": "nbd", "id": DISK_NODE, "node-name": DISK_NODE, "writable": True},
         )
+    await volmove.export(drv, spec.id, moved)
     await drv.qmp(spec.id, "migrate-incoming", {"uri": target.ram_uri})
     return target
 
@@ -159,10 +185,11 @@ class _Reporter:
         drv: QemuDriver,
         instance_id: str,
         report: Progress | None,
-        mirrored: bool,
+        jobs: list[str],
         settings: dict[str, Any],
     ) -> None:
-        self.drv, self.instance_id, self.report, self.mirrored = drv, instance_id, report, mirrored
+        self.drv, self.instance_id, self.report, self.jobs = drv, instance_id, report, jobs
+        self.mirrored = bool(jobs)
         #: what QEMU runs the migration with, shown alongside the progress
         self.settings = settings
         self.next = 0.0
@@ -176,10 +203,11 @@ class _Reporter:
         done = total = 0
         if self.mirrored:
             jobs: list[dict[str, Any]] = await self.drv.qmp(self.instance_id, "query-block-jobs")
-            job = next((j for j in jobs if j.get("device") == MIRROR_JOB), None)
-            if job is not None:
-                detail["disk"] = {"offset": int(job.get("offset", 0)), "len": int(job.get("len", 0))}
-                done, total = detail["disk"]["offset"], detail["disk"]["len"]
+            mine = [j for j in jobs if j.get("device") in self.jobs]
+            if mine:  # the root disk and the copied volumes, summed
+                done = sum(int(j.get("offset", 0)) for j in mine)
+                total = sum(int(j.get("len", 0)) for j in mine)
+                detail["disk"] = {"offset": done, "len": total}
         ram = (migrate_info or {}).get("ram")
         if ram:
             ram_total = int(ram.get("total", 0))
@@ -203,11 +231,10 @@ class _Reporter:
 
 async def _wait_mirror_ready(drv: QemuDriver, instance_id: str, deadline: float, reporter: _Reporter) -> None:
     while True:
-        jobs: list[dict[str, Any]] = await drv.qmp(instance_id, "query-block-jobs")
-        job = next((j for j in jobs if j.get("device") == MIRROR_JOB), None)
-        if job is None:
-            raise DriverError(f"disk mirror of {instance_id} disappeared before it was in sync")
-        if job.get("ready"):
+        jobs = {str(j.get("device")): j for j in await drv.qmp(instance_id, "query-block-jobs")}
+        if missing := [name for name in reporter.jobs if name not in jobs]:
+            raise DriverError(f"disk mirror {missing[0]} of {instance_id} disappeared before it was in sync")
+        if all(jobs[name].get("ready") for name in reporter.jobs):
             return
         if time.monotonic() > deadline:
             raise DriverError(f"disk mirror of {instance_id} not in sync in time")
@@ -256,11 +283,13 @@ async def send(
     """Source: mirror the disk (local mode), migrate RAM and state; the source ends paused."""
     settings = settings or MigrationSettings()
     deadline = time.monotonic() + timeout_s
-    mirrored = target.storage == "local"
+    jobs = target.mirror_jobs()
+    mirrored = bool(jobs)
     applied = await _configure(drv, instance_id, settings)
-    reporter = _Reporter(drv, instance_id, report, mirrored, applied)
-    if mirrored:
+    reporter = _Reporter(drv, instance_id, report, jobs, applied)
+    if target.storage == "local":
         await _start_mirror(drv, instance_id, target, settings)
+    await volmove.start_mirrors(drv, instance_id, target.nbd_base, target.volumes, settings.max_bandwidth_bps)
     migrating = False
     try:
         if mirrored:
@@ -272,11 +301,12 @@ async def send(
         with contextlib.suppress(DriverError):
             if migrating:
                 await _cancel_ram(drv, instance_id)
-            if mirrored:
-                await drv.qmp(instance_id, "block-job-cancel", {"device": MIRROR_JOB, "force": True})
+            for job in jobs:
+                with contextlib.suppress(DriverError):
+                    await drv.qmp(instance_id, "block-job-cancel", {"device": job, "force": True})
         raise
     if mirrored:
-        await _complete_mirror(drv, instance_id, deadline)
+        await _complete_mirror(drv, instance_id, jobs, deadline)
     ram = info.get("ram", {})
     return MigrationStats(
         total_time_ms=int(info.get("total-time", 0)),
@@ -321,9 +351,10 @@ async def _wait_migrated(
         await asyncio.sleep(0.02)
 
 
-async def _complete_mirror(drv: QemuDriver, instance_id: str, deadline: float) -> None:
-    # the source is paused now: finish the mirror (cancel after READY = complete without pivot)
-    await drv.qmp(instance_id, "block-job-cancel", {"device": MIRROR_JOB})
+async def _complete_mirror(drv: QemuDriver, instance_id: str, jobs: list[str], deadline: float) -> None:
+    # the source is paused now: finish the mirrors (cancel after READY = complete without pivot)
+    for job in jobs:
+        await drv.qmp(instance_id, "block-job-cancel", {"device": job})
     while await drv.qmp(instance_id, "query-block-jobs"):
         if time.monotonic() > deadline:
             raise DriverError(f"disk mirror of {instance_id} did not complete")
@@ -348,10 +379,10 @@ async def finish(drv: QemuDriver, instance_id: str, storage: str = "local", time
     if status != "running":
         await drv.qmp(instance_id, "cont")
     resumed_at = time.time()
-    if storage == "local":
-        with contextlib.suppress(DriverError):  # already gone when this step runs again
-            await drv.qmp(instance_id, "block-export-del", {"id": DISK_NODE})
-            await drv.qmp(instance_id, "nbd-server-stop")
+    # the NBD server (root disk and copied volumes) goes with all its exports; none in shared mode
+    # without copies, and gone already when this step runs again
+    with contextlib.suppress(DriverError):
+        await drv.qmp(instance_id, "nbd-server-stop")
     # a later reboot restarts QEMU from launch.json: drop the incoming-migration arguments
     launch = drv.instance_dir(instance_id) / "launch.json"
     data = json.loads(launch.read_text())

@@ -43,6 +43,7 @@ from novacron.virt import (
     nics,
     procs,
     sampling,
+    volmove,
     volumes,
 )
 from novacron.virt.accel import choose_accelerator, kvm_probe
@@ -290,16 +291,26 @@ class QemuDriver(ComputeDriver):
     async def snapshot_volume(self, instance_id: str, volume_id: str, name: str, delete: bool) -> None:
         await volumes.snapshot(self, instance_id, volume_id, name, delete)
 
-    def migration_storage(self, instance_id: str) -> dict[str, str]:
-        return migration.storage_of(self, instance_id)
+    async def migration_storage(self, instance_id: str) -> dict[str, Any]:
+        return await migration.storage_of(self, instance_id)
 
-    def choose_migration_storage(self, instance_id: str, requested: str, source: dict[str, str]) -> str:
+    def choose_migration_storage(self, instance_id: str, requested: str, source: dict[str, Any]) -> str:
         return migration.choose_storage(self, instance_id, requested, source)
 
+    def choose_volume_storage(self, source: dict[str, Any]) -> dict[str, str]:
+        return volmove.choose(self, source.get("volumes", {}))
+
+    def drop_volume_copies(self, paths: list[str]) -> list[str]:
+        return volmove.drop(self, paths)
+
     async def migrate_receive(
-        self, spec: InstanceSpec, host: str = "127.0.0.1", storage: str = "local"
+        self,
+        spec: InstanceSpec,
+        host: str = "127.0.0.1",
+        storage: str = "local",
+        copy_volumes: dict[str, int] | None = None,
     ) -> MigrationTarget:
-        return await migration.receive(self, spec, host, storage)
+        return await migration.receive(self, spec, host, storage, copy_volumes)
 
     async def migrate_send(
         self,

@@ -74,6 +74,13 @@ def group(volume: VolumeAttachment) -> dict[str, Any]:
 
 def blockdev(volume: VolumeAttachment) -> dict[str, Any]:
     """The volume's ``blockdev-add`` arguments (also its ``-blockdev`` JSON on a command line)."""
+    if volume.driver == "rbd":  # a raw RBD image: QEMU's rbd driver (qemu-block-extra) reads it
+        return {
+            "driver": "raw",
+            "node-name": node_name(volume.volume_id),
+            "discard": "unmap",
+            "file": {"driver": "rbd", **rbd_location(volume.path)},
+        }
     if volume.driver != "file":
         raise DriverError(
             f"volume {volume.volume_id}: the QEMU driver knows no storage pool {volume.driver!r}"
@@ -89,6 +96,15 @@ def blockdev(volume: VolumeAttachment) -> dict[str, Any]:
             "file": {"driver": "file", "filename": volume.path, "aio": "threads"},
         },
     }
+
+
+def rbd_location(location: str) -> dict[str, str]:
+    """``rbd:<pool>/<image>:conf=<path>`` (the rbd pool's location) as blockdev-add's rbd options."""
+    head, _, conf = location.partition(":conf=")
+    pool, _, image = head.removeprefix("rbd:").partition("/")
+    if not (location.startswith("rbd:") and pool and image and conf):
+        raise DriverError(f"not an rbd location: {location!r}")
+    return {"pool": pool, "image": image, "conf": conf}
 
 
 def device(volume: VolumeAttachment) -> dict[str, Any]:

@@ -8,7 +8,7 @@ it); delete answers 204 at once, and 409 for a volume still attached or with sna
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
@@ -69,6 +69,9 @@ class VolumeCreate(BaseModel):
     )
     io_limits: IoLimits | None = None
     project_id: str | None = Field(default=None, max_length=40)
+    pool: Literal["file", "rbd"] = Field(
+        default="file", description="storage pool: file (qcow2 files), rbd (Ceph, when configured)"
+    )
 
 
 class AttachRequest(BaseModel):
@@ -155,7 +158,14 @@ def create_volume(
         return replay
     limits = body.io_limits.asked() if body.io_limits else None
     spec = VolumeSpec(
-        body.name, body.size_gb, body.image, body.project_id, body.snapshot, body.source_volume, limits
+        body.name,
+        body.size_gb,
+        body.image,
+        body.project_id,
+        body.snapshot,
+        body.source_volume,
+        limits,
+        pool=body.pool,
     )
     volume, task = volumes.create(spec)
     audit_hint(request, resource_id=volume.id)  # the answer's id is the task's

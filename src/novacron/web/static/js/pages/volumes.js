@@ -42,6 +42,7 @@ export function volumeTable(volumes, vms, canWrite, vmList = []) {
   return table([
     { label: 'Name', cell: (v) => h('strong', {}, v.name) },
     { label: 'Size', cell: (v) => `${v.size_gb} GiB` },
+    { label: 'Pool', cell: (v) => v.pool },
     { label: 'Status', cell: (v) => badge(v.status, v.boot ? 'boot disk' : '') },
     { label: 'VM', cell: (v) => (v.vm_id ? link(`#/vms/${v.vm_id}`, vms[v.vm_id]?.name || v.vm_id) : '–') },
     { label: 'I/O limits', cell: (v) => h('span', { 'data-limits': '' }, limitsText(v.io_limits)) },
@@ -66,6 +67,7 @@ function volumeForm(projects, images, snaps, volumes) {
     image: h('select', { id: 'vol-image' }, sourceOptions(images, snaps, volumes)),
     io_limits: h('input', { id: 'vol-iops', type: 'number', inputmode: 'numeric', min: '0', placeholder: 'no limit' }),
     project_id: h('select', { id: 'vol-project' }, projects.map(([v, t]) => h('option', { value: v }, t))),
+    pool: h('select', { id: 'vol-pool' }, h('option', { value: 'file' }, 'file (qcow2 files)'), h('option', { value: 'rbd' }, 'rbd (Ceph)')),
   };
   const formError = h('div', { role: 'alert' });
   const submit = h('button', { type: 'submit', class: 'primary' }, 'Create volume');
@@ -74,6 +76,7 @@ function volumeForm(projects, images, snaps, volumes) {
     field('vol-size', 'Size (GiB)', c.size_gb, 'Empty with an image: the image\'s size.'),
     field('vol-image', 'Content', c.image, 'Blank, or a copy of an image, a snapshot or a volume.'),
     field('vol-iops', 'IOPS limit', c.io_limits, 'Operations a second (change all limits later with Limits).'),
+    field('vol-pool', 'Storage pool', c.pool, 'rbd: only where the platform has a Ceph cluster.'),
     projects.length > 1 ? field('vol-project', 'Project', c.project_id) : null,
     submit);
   onSubmit(form, { controls: c, submit, formError }, async () => {
@@ -84,6 +87,7 @@ function volumeForm(projects, images, snaps, volumes) {
       body[kind] = id;
     }
     if (Number(c.io_limits.value) > 0) body.io_limits = { iops_total: Number(c.io_limits.value) };
+    if (c.pool.value !== 'file') body.pool = c.pool.value;
     if (projects.length > 1 && c.project_id.value) body.project_id = c.project_id.value;
     const out = await post('/v1/volumes', body, { idempotent: true });
     form.reset();

@@ -1,0 +1,155 @@
+"""The ``rbd`` volume pool on a real single-node Ceph 16 cluster (tests/services/ceph.py).
+
+One monitor, one manager, one OSD on a BlueStore file, started for this module; a server whose
+``rbd`` pool is that cluster; one TCG guest. A volume made in RBD is hot-plugged through QEMU's
+rbd block driver, the guest writes a marker, the volume is detached and the marker is read back
+from the RBD image itself; deleting the volume removes the image. Then a second host joins and the
+guest migrates live with an rbd volume attached: nothing is copied, it reads its marker there.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import (
+    Guest,
+    default_project,
+    destroy_server,
+    import_guest_image,
+    make_server,
+    require,
+    wait_console,
+    wait_task,
+)
+from tests.integration.test_remote_agent import Agent, _wait_host
+from tests.integration.test_volumes import Env, _disk, _guest
+from tests.services.ceph import Ceph, CephUnavailable, start_ceph
+
+pytestmark = pytest.mark.qemu
+
+
+@pytest.fixture(scope="module")
+def ceph() -> Iterator[Ceph]:
+    try:
+        cluster = start_ceph()
+    except CephUnavailable as e:
+        require(False, f"a single-node Ceph cluster: {e}")
+        raise
+    print(f"ceph active+clean in {cluster.started_in_s} s, daemons: {cluster.usage()}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def env(ceph: Ceph, guest: Guest) -> Iterator[Env]:
+    server = make_server(NOVACRON_RBD_CONF=str(ceph.conf))
+    server.start(timeout_s=180)
+    try:
+        with server.client() as c:
+            c.timeout = httpx.Timeout(60)
+            import_guest_image(c, guest)
+            project = default_project(c)
+            r = c.post(
+                "/v1/vms",
+                json={"name": "rbd-vm", "image": "test-guest", "flavor": "tiny", "project_id": project},
+            )
+            assert r.status_code == 202, r.text
+            vm_id = r.json()["vm"]["id"]
+            done = wait_task(c, r.json()["task_id"], timeout_s=300)
+            assert done["state"] == "succeeded", done["error"]
+            wait_console(c, vm_id, "NOVACRON-GUEST-READY", timeout_s=180)
+            yield Env(server, c, {"rbd-vm": vm_id}, project)
+    finally:
+        destroy_server(server)
+
+
+def _images(ceph: Ceph) -> list[str]:
+    out = subprocess.run(
+        ["rbd", "-c", str(ceph.conf), "ls", "rbd"], capture_output=True, text=True, check=True
+    )
+    return out.stdout.split()
+
+
+def _ok(c: httpx.Client, r: httpx.Response) -> dict[str, object]:
+    assert r.status_code == 202, r.text
+    task = wait_task(c, r.json()["task_id"], timeout_s=180)
+    assert task["state"] == "succeeded", task["error"]
+    return dict(c.get(f"/v1/volumes/{r.json()['volume']['id']}").json())
+
+
+def test_rbd_volume_attached_written_detached_and_read_from_ceph(env: Env, ceph: Ceph) -> None:
+    c = env.c
+    body = {"name": "in-ceph", "size_gb": 1, "pool": "rbd", "project_id": env.project}
+    vol = _ok(c, c.post("/v1/volumes", json=body))
+    vid = str(vol["id"])
+    assert vol["pool"] == "rbd" and vol["status"] == "available"
+    assert vid in _images(ceph), "the volume is an RBD image of the cluster's pool"
+
+    # hot-plugged through QEMU's rbd driver; the guest writes a marker its shell computes
+    vol = _ok(c, c.post(f"/v1/volumes/{vid}/attach", json={"vm": "rbd-vm"}))
+    assert vol["status"] == "in-use"
+    name = _disk(env, "rbd-vm", vid).partition(":")[0]
+    assert name.startswith("vd") and name != "vda"
+    wrote = _guest(
+        env, "rbd-vm", f"echo MARK$((6000+8))MARK | dd of=/dev/{name} 2>/dev/null; sync; echo ok", "W"
+    )
+    assert wrote == "ok"
+    vol = _ok(c, c.post(f"/v1/volumes/{vid}/detach"))
+    assert vol["status"] == "available" and _disk(env, "rbd-vm", vid, present=False) == "none"
+
+    # the marker is in the RBD image itself (read with QEMU's rbd driver, no guest involved)
+    image = f"rbd:rbd/{vid}:conf={ceph.conf}"
+    read = subprocess.run(
+        ["qemu-io", "-r", "-f", "raw", "-c", "read -v 0 16", image],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "MARK6008MARK" in read.stdout, read.stdout + read.stderr
+
+    # a pool this platform does not have is refused by field; delete removes the image
+    r = c.post("/v1/volumes", json={**body, "name": "nowhere", "pool": "lvm"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.pool", r.text
+    assert c.delete(f"/v1/volumes/{vid}").status_code == 204
+    assert vid not in _images(ceph)
+
+
+def test_an_rbd_volume_stays_in_ceph_while_its_vm_migrates_live(env: Env, ceph: Ceph) -> None:
+    """The last test of the module: the VM ends on the second host and is deleted there."""
+    c, vm_id = env.c, env.vms["rbd-vm"]
+    agent = Agent(env.server, "node-b")
+    try:
+        token = c.post("/v1/hosts/join-tokens", json={}).json()
+        agent.start(token["join_token"], token["ca_fingerprint"])
+        _wait_host(c, "node-b", timeout_s=60)
+        body = {"name": "moves", "size_gb": 1, "pool": "rbd", "project_id": env.project}
+        vid = str(_ok(c, c.post("/v1/volumes", json=body))["id"])
+        _ok(c, c.post(f"/v1/volumes/{vid}/attach", json={"vm": vm_id}))
+        name = _disk(env, "rbd-vm", vid).partition(":")[0]
+        wrote = f"echo MARK$((6000+9))MARK | dd of=/dev/{name} 2>/dev/null; sync; echo ok"
+        assert _guest(env, "rbd-vm", wrote, "W") == "ok"
+
+        source = c.get(f"/v1/vms/{vm_id}").json()["host_id"]
+        r = c.post(f"/v1/vms/{vm_id}/migrate", json={})
+        assert r.status_code == 202, r.text
+        task = wait_task(c, r.json()["task_id"], timeout_s=300)
+        assert task["state"] == "succeeded", task["error"]
+        assert task["result"]["volumes_copied"] == [], "every host reaches an rbd volume: nothing copied"
+        vm = c.get(f"/v1/vms/{vm_id}").json()
+        assert vm["host_id"] != source and vm["state"] == "running"
+        # on its new host the guest reads the marker from Ceph (its page cache dropped first)
+        read = f"echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/{name} bs=16 count=1 2>/dev/null"
+        assert _guest(env, "rbd-vm", read, "R") == "MARK6009MARK"
+        assert vid in _images(ceph)
+        done = wait_task(c, c.delete(f"/v1/vms/{vm_id}").json()["task_id"], timeout_s=120)
+        assert done["state"] == "succeeded", done["error"]
+    finally:
+        agent.stop()
+        shutil.rmtree(agent.state_dir, ignore_errors=True)

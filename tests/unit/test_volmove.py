@@ -1,0 +1,56 @@
+"""Which volumes a live migration copies, what a host agrees to remove, and rbd locations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from novacron.virt.base import DriverError, VolumeAttachment
+from novacron.virt.qemu import QemuDriver
+from novacron.virt.volmove import MARKER, choose, drop, volumes_dir
+from novacron.virt.volumes import blockdev, rbd_location
+
+
+def _host(tmp_path: Path, name: str) -> QemuDriver:
+    return QemuDriver(tmp_path / name / "instances", tmp_path / name / "run", accelerator="tcg")
+
+
+def test_a_volume_is_kept_only_where_the_destination_really_reaches_it(tmp_path: Path) -> None:
+    a, b = _host(tmp_path, "a"), _host(tmp_path, "b")
+    in_a = volumes_dir(a) / "vol-1.qcow2"
+    shared = tmp_path / "nfs" / "vol-2.qcow2"
+    for path in (in_a, shared):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"")
+    (shared.parent / MARKER).write_text("store-7")
+    source = {str(in_a): {"store": "", "size": 1}, str(shared): {"store": "store-7", "size": 1}}
+    # b sees a's file at the same path (one machine) but it is a's host-local directory: copied
+    assert choose(b, source) == {str(in_a): "local", str(shared): "shared"}
+    # a reaches its own directory; a storage id that differs is another storage: copied
+    assert choose(a, {**source, str(shared): {"store": "other", "size": 1}}) == {
+        str(in_a): "shared",
+        str(shared): "local",
+    }
+
+
+def test_a_host_removes_only_files_of_its_own_volumes_directory(tmp_path: Path) -> None:
+    a = _host(tmp_path, "a")
+    mine = volumes_dir(a) / "vol-1.qcow2"
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"x")
+    elsewhere = tmp_path / "pool" / "vol-1.qcow2"
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(b"x")
+    sneaky = str(volumes_dir(a) / ".." / ".." / "pool" / "vol-1.qcow2")
+    assert drop(a, [str(elsewhere), sneaky, str(mine)]) == [str(mine.resolve())]
+    assert elsewhere.exists() and not mine.exists()
+
+
+def test_an_rbd_volume_is_a_raw_node_over_the_rbd_driver() -> None:
+    vol = VolumeAttachment("vol-9", "rbd", "rbd:rbd/vol-9:conf=/etc/ceph/ceph.conf", "vol-9")
+    node = blockdev(vol)
+    assert node["driver"] == "raw"
+    assert node["file"] == {"driver": "rbd", "pool": "rbd", "image": "vol-9", "conf": "/etc/ceph/ceph.conf"}
+    with pytest.raises(DriverError):
+        rbd_location("/var/lib/novacron/volumes/vol-9.qcow2")
