@@ -238,6 +238,35 @@ class VolumeExtend(Request):
     size_bytes: int
 
 
+# ---- VM snapshots (virt/snapshots.py) ------------------------------------------------------------
+
+
+@operation("vm_snapshot_create")
+@dataclass(frozen=True)
+class VmSnapshotCreate(Request):
+    """Take snapshot ``tag`` of the instance's disk (with its RAM when ``memory``)."""
+
+    tag: str
+    memory: bool = False
+    quiesce: bool = True
+
+
+@operation("vm_snapshot_revert")
+@dataclass(frozen=True)
+class VmSnapshotRevert(Request):
+    """Revert the instance to snapshot ``tag``."""
+
+    tag: str
+
+
+@operation("vm_snapshot_delete")
+@dataclass(frozen=True)
+class VmSnapshotDelete(Request):
+    """Delete snapshot ``tag`` of the instance's disk."""
+
+    tag: str
+
+
 # ---- migration --------------------------------------------------------------------------------
 
 

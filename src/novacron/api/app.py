@@ -77,6 +77,7 @@ def _include_optional(app: FastAPI) -> None:
         tokens,
         usage,
         users,
+        vm_snapshots,
         volumes,
     )
 
@@ -91,6 +92,7 @@ def _include_optional(app: FastAPI) -> None:
         aggregates,
         server_groups,
         volumes,
+        vm_snapshots,
         backups,
         backup_policies,
         dr,

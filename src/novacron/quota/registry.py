@@ -14,7 +14,17 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from novacron.db.models import VM, BackupSnapshot, FloatingIP, Image, LoadBalancer, Network, Port, Volume
+from novacron.db.models import (
+    VM,
+    BackupSnapshot,
+    FloatingIP,
+    Image,
+    LoadBalancer,
+    Network,
+    Port,
+    VmSnapshot,
+    Volume,
+)
 
 #: VM states metering charges vCPU and RAM for (a stopped VM pays for its disk only)
 METERED_STATES = ("running", "paused", "building")
@@ -128,6 +138,11 @@ def _snapshots(session: Session) -> Iterator[Existing]:
     )
 
 
+def _vm_snapshots(session: Session) -> Iterator[Existing]:
+    """Live snapshots of VMs (compute/vm_snapshots.py): one ``snapshots`` each, like an image one."""
+    return _rows(session, "vm_snapshot", VmSnapshot, amounts=lambda _: {"snapshots": 1})
+
+
 def _backups(session: Session) -> Iterator[Existing]:
     return _rows(
         session,
@@ -194,6 +209,7 @@ for _kind, _counter in (
     ("floating_ip", _floating_ips),
     ("loadbalancer", _loadbalancers),
     ("snapshot", _snapshots),
+    ("vm_snapshot", _vm_snapshots),
     ("backup", _backups),
     ("volume", _volumes),
 ):
