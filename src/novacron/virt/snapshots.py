@@ -162,24 +162,34 @@ async def revert(d: QemuDriver, instance_id: str, tag: str, report: Progress | N
     if tag not in snaps:
         raise DriverError(f"instance {instance_id} has no snapshot {tag} on its disk")
     running = d.pid(instance_id) is not None
+    if running and (jobs := await d.qmp(instance_id, "query-jobs")):
+        # a backup's fleecing (or an instant restore's stream) reads or writes through the disk: a
+        # snapshot applied under it would change what the backup's point in time reads
+        names = ", ".join(f"{j['type']} {j['id']}" for j in jobs)
+        raise DriverError(f"instance {instance_id} has block jobs running ({names}); revert after they end")
     dropped = await _drop_bitmaps(d, instance_id, running)
     if running and int(snaps[tag].get("vm-state-size") or 0) > 0:
-        job = f"nc-load-{tag}"[:60]
-        await d.qmp(
-            instance_id, "snapshot-load", {"job-id": job, "tag": tag, "vmstate": NODE, "devices": [NODE]}
-        )
-        try:
-            await _job(d, instance_id, job, report)
-        finally:  # a failed load leaves the VM paused in restore-vm: the guest runs on as it was
-            status = await d.qmp(instance_id, "query-status")
-            if status.get("status") != "running":
-                await d.qmp(instance_id, "cont")
+        await _load(d, instance_id, tag, report)
         return {"restarted": False, "memory": True, "bitmaps_dropped": dropped}
     if running:
         await _restart_at(d, instance_id, tag)
     else:
         await _img("snapshot", "-a", tag, str(d.disk_path(instance_id)))
     return {"restarted": running, "memory": False, "bitmaps_dropped": dropped}
+
+
+async def _load(d: QemuDriver, instance_id: str, tag: str, report: Progress | None) -> None:
+    """Load a RAM snapshot into the running VM (``snapshot-load``): the guest resumes at it."""
+    job = f"nc-load-{tag}"[:60]
+    was_running = (await d.qmp(instance_id, "query-status")).get("status") == "running"
+    args = {"job-id": job, "tag": tag, "vmstate": NODE, "devices": [NODE]}
+    await d.qmp(instance_id, "snapshot-load", args)
+    try:
+        await _job(d, instance_id, job, report)
+    finally:  # a failed load leaves the VM paused in restore-vm: the guest runs on as it was
+        status = await d.qmp(instance_id, "query-status")
+        if was_running and status.get("status") != "running":
+            await d.qmp(instance_id, "cont")
 
 
 async def _restart_at(d: QemuDriver, instance_id: str, tag: str) -> None:
