@@ -29,6 +29,7 @@ from tests.conftest import (
     wait_task,
 )
 from tests.integration.test_cli import Cli
+from tests.integration.test_quota_api import _set_limits, _used
 
 pytestmark = pytest.mark.qemu
 
@@ -178,6 +179,15 @@ def test_refusals_name_the_field(env: Env) -> None:
     name = next(iter(_tree(env)))
     taken = c.post(base, json={"name": name}, headers={"Idempotency-Key": "dup-1"})
     assert taken.status_code == 409 and "name" in taken.text, taken.text
+    # each snapshot counts one "snapshots" against the project's quota, as an image snapshot does
+    scope = {"project_id": default_project(c)}
+    assert _used(c, scope, "snapshots") == len(_tree(env))
+    _set_limits(c, scope, {"snapshots": len(_tree(env))})
+    try:
+        over = c.post(base, json={"name": "one-too-many"}, headers={"Idempotency-Key": "over-1"})
+        assert over.status_code == 403 and "snapshots" in over.text, over.text
+    finally:
+        _set_limits(c, scope, {"snapshots": None})
 
 
 def _backup(env: Env) -> dict[str, object]:
