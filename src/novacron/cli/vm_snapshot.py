@@ -32,8 +32,15 @@ def _base(ctx: typer.Context, vm: str) -> str:
 
 
 def _finish(  # noqa: PLR0913 (the command's options, passed on)
-    ctx: typer.Context, accepted: dict[str, Any], label: str, wait: bool, as_json: bool,
-            timeout: float | None, base: str, gone: bool = False) -> None:  # fmt: skip
+    ctx: typer.Context,
+    accepted: dict[str, Any],
+    label: str,
+    wait: bool,
+    as_json: bool,
+    timeout: float | None,
+    base: str,
+    gone: bool = False,
+) -> None:
     """After a 202: print the acceptance, or follow the task with its progress and show the result."""
     client = client_of(ctx)
     task_id = accepted["task_id"]
