@@ -45,6 +45,7 @@ def build_context(settings: Settings) -> Context:
     from novacron.compute.images import ImportImage
     from novacron.compute.migration import ColdMigrateVM, MigrateVM
     from novacron.compute.tasks import HANDLERS
+    from novacron.compute.vm_snapshot_tasks import HANDLERS as VM_SNAPSHOT_HANDLERS
     from novacron.compute.volume_snapshots import HANDLERS as VOLUME_SNAPSHOT_HANDLERS
     from novacron.compute.volume_tasks import HANDLERS as VOLUME_HANDLERS
     from novacron.db.migrate import upgrade
@@ -77,6 +78,7 @@ def build_context(settings: Settings) -> Context:
             *HANDLERS,
             *VOLUME_HANDLERS,
             *VOLUME_SNAPSHOT_HANDLERS,
+            *VM_SNAPSHOT_HANDLERS,
             ImportImage(),
             MigrateVM(),
             ColdMigrateVM(),

@@ -418,3 +418,45 @@ def test_every_page_phone_and_desktop_light_and_dark(
             finally:
                 b.close()
     assert problems == []
+
+
+def test_vm_snapshot_tree_take_revert_delete_in_the_browser(
+    cluster: Cluster, browser: Any, alpha_vm: dict[str, str]
+) -> None:
+    """A VM's page: take a snapshot (the API's refusal next to its field), a second one with the
+    guest's RAM under it, revert to the first (the current marker moves), delete the first while
+    the VM runs (the second moves up); each step arrives over the event stream. Last in the module:
+    the disk-only revert restarts alpha's guest."""
+    b = Browser(browser, cluster.server.url, DESKTOP)
+    page = b.page
+    tree = "[data-testid=vm-snapshots] [data-testid=snapshot-tree]"
+    try:
+        b.login(cluster.tenants["alpha"][0], PASSWORD, tenant="alpha")
+        b.go(f"/vms/{alpha_vm['id']}")
+        page.fill("#snap-name", "Bad Name")
+        page.click("form[aria-label='New snapshot'] button[type=submit]")
+        page.wait_for_selector("#snap-name[aria-invalid=true]")
+        page.fill("#snap-name", "web-s1")
+        page.click("form[aria-label='New snapshot'] button[type=submit]")
+        s1 = f"{tree} > li[data-snapshot=web-s1]"
+        page.wait_for_selector(f"{s1} .badge[data-state=available]", timeout=60_000)
+        page.fill("#snap-name", "web-s2")
+        page.check("#snap-memory")
+        page.click("form[aria-label='New snapshot'] button[type=submit]")
+        s2 = f"{s1} > ul > li[data-snapshot=web-s2]"  # a child of web-s1
+        page.wait_for_selector(f"{s2} [data-testid=snapshot-current]", timeout=120_000)
+        assert "disk + RAM" in page.inner_text(s2)
+
+        page.click("button[aria-label='Revert to web-s1']")
+        page.click("dialog button.danger")
+        page.wait_for_selector(f"{s1} > div [data-testid=snapshot-current]", timeout=120_000)
+        page.wait_for_selector("button[aria-label='Delete snapshot web-s1']:not([disabled])", timeout=60_000)
+        page.click("button[aria-label='Delete snapshot web-s1']")
+        page.click("dialog button.danger")
+        page.wait_for_selector(f"{tree} > li[data-snapshot=web-s2]", timeout=60_000)
+        with cluster.server.client(_member_token(cluster, "alpha")) as api:
+            snaps = api.get(f"/v1/vms/{alpha_vm['id']}/snapshots").json()["items"]
+            assert [(s["name"], s["parent_id"]) for s in snaps] == [("web-s2", None)]
+        assert b.errors == [], b.errors
+    finally:
+        b.close()

@@ -173,6 +173,31 @@ async def _volume_snapshot(
     return None
 
 
+# ---- VM snapshots (the driver refuses when it cannot snapshot) ----------------------------------
+
+
+@handles(p.VmSnapshotCreate)
+async def _vm_snapshot_create(
+    agent: AgentRuntime, instance_id: str, r: p.VmSnapshotCreate, report: Progress | None
+) -> Result:
+    return await agent.driver.create_snapshot(instance_id, r.tag, r.memory, r.quiesce, report)
+
+
+@handles(p.VmSnapshotRevert)
+async def _vm_snapshot_revert(
+    agent: AgentRuntime, instance_id: str, r: p.VmSnapshotRevert, report: Progress | None
+) -> Result:
+    return await agent.driver.revert_snapshot(instance_id, r.tag, report)
+
+
+@handles(p.VmSnapshotDelete)
+async def _vm_snapshot_delete(
+    agent: AgentRuntime, instance_id: str, r: p.VmSnapshotDelete, _: Progress | None
+) -> Result:
+    await agent.driver.delete_snapshot(instance_id, r.tag)
+    return None
+
+
 # ---- migration (the driver refuses when it cannot migrate) --------------------------------------
 
 

@@ -256,6 +256,35 @@ class VolumeSnapshot(Request):
     delete: bool = False
 
 
+# ---- VM snapshots (virt/snapshots.py) ------------------------------------------------------------
+
+
+@operation("vm_snapshot_create")
+@dataclass(frozen=True)
+class VmSnapshotCreate(Request):
+    """Take snapshot ``tag`` of the instance's disk (with its RAM when ``memory``)."""
+
+    tag: str
+    memory: bool = False
+    quiesce: bool = True
+
+
+@operation("vm_snapshot_revert")
+@dataclass(frozen=True)
+class VmSnapshotRevert(Request):
+    """Revert the instance to snapshot ``tag``."""
+
+    tag: str
+
+
+@operation("vm_snapshot_delete")
+@dataclass(frozen=True)
+class VmSnapshotDelete(Request):
+    """Delete snapshot ``tag`` of the instance's disk."""
+
+    tag: str
+
+
 # ---- migration --------------------------------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -41,85 +42,53 @@ from novacron.workers import BackgroundWorkers, is_leader
 log = logging.getLogger(__name__)
 
 
+#: the areas' routers (``api/routers/<name>.py``), included in this order
+AREA_ROUTERS = (
+    "tokens",
+    "api_keys",
+    "roles",
+    "tenants",
+    "projects",
+    "users",
+    "audit",
+    "encryption",
+    "aggregates",
+    "server_groups",
+    "volumes",
+    "volume_snapshots",
+    "vm_snapshots",
+    "backups",
+    "backup_policies",
+    "dr",
+    "quota",
+    "usage",
+    "cost",
+    "capacity",
+    "networks",
+    "ports",
+    "security_groups",
+    "routers",
+    "alerts",
+    "silences",
+    "metrics_query",
+    "slo",
+    "dashboards",
+    "gslb",
+    "lb_certificates",
+    "loadbalancers",
+    "loadbalancer_pools",
+    "loadbalancer_l7",
+    "scaling_groups",
+    "scaling_policies",
+)
+
+
 def _include_optional(app: FastAPI) -> None:
     """Areas that live in their own packages plug in here."""
     from novacron.api.audit import install_audit
-    from novacron.api.routers import (
-        aggregates,
-        alerts,
-        api_keys,
-        audit,
-        backup_policies,
-        backups,
-        capacity,
-        cost,
-        dashboards,
-        dr,
-        encryption,
-        gslb,
-        lb_certificates,
-        loadbalancer_l7,
-        loadbalancer_pools,
-        loadbalancers,
-        metrics_query,
-        networks,
-        ports,
-        projects,
-        quota,
-        roles,
-        routers,
-        scaling_groups,
-        scaling_policies,
-        security_groups,
-        server_groups,
-        silences,
-        slo,
-        tenants,
-        tokens,
-        usage,
-        users,
-        volume_snapshots,
-        volumes,
-    )
 
-    for module in (
-        tokens,
-        api_keys,
-        roles,
-        tenants,
-        projects,
-        users,
-        audit,
-        encryption,
-        aggregates,
-        server_groups,
-        volumes,
-        volume_snapshots,
-        backups,
-        backup_policies,
-        dr,
-        quota,
-        usage,
-        cost,
-        capacity,
-        networks,
-        ports,
-        security_groups,
-        routers,
-        alerts,
-        silences,
-        metrics_query,
-        slo,
-        dashboards,
-        gslb,
-        lb_certificates,
-        loadbalancers,
-        loadbalancer_pools,
-        loadbalancer_l7,
-        scaling_groups,
-        scaling_policies,
-    ):
-        app.include_router(module.router)
+    for name in AREA_ROUTERS:
+        app.include_router(importlib.import_module(f"novacron.api.routers.{name}").router)
     install_audit(app)
 
 

@@ -160,6 +160,7 @@ def _register() -> None:
         scaling,
         slo,
         vm,
+        vm_snapshot,  # noqa: F401 (registers its commands on the vm sub-app)
         volume,
     )
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from sqlalchemy import select
+
 from novacron import events
 from novacron.agent.protocol import (
     Destroy,
@@ -46,7 +48,7 @@ from novacron.compute.reports import record_state
 from novacron.compute.spec import spec_payload
 from novacron.compute.tasks import end_operation
 from novacron.db.base import utcnow
-from novacron.db.models import VM, Host, Task
+from novacron.db.models import VM, Host, Task, VmSnapshot
 from novacron.network.sync import push, syncing_vm, vm_has_ports
 from novacron.network.wire import from_dict
 from novacron.tasks.runner import StepFailed, TaskHandler
@@ -66,6 +68,19 @@ MBPS = 125_000
 #: the 50 ms goal. A guest dirtying RAM faster than the link carries may then not converge: ask for
 #: a larger limit or auto_converge (or cancel the task).
 DEFAULT_MAX_DOWNTIME_MS = 30
+
+
+def _refuse_local_with_snapshots(ctx: Context, vm: VM) -> None:
+    """A disk copied to another host's local storage carries its current content only: the VM's
+    snapshots (qcow2 internal snapshots, virt/snapshots.py) would be lost without a word."""
+    with ctx.db.session() as s:
+        names = list(s.scalars(select(VmSnapshot.name).where(VmSnapshot.vm_id == vm.id)))
+    if names:
+        raise StepFailed(
+            f"VM '{vm.name}' has {len(names)} snapshot(s) ({', '.join(names[:5])}) that a copy of its disk "
+            "to another host's local storage would lose: delete them first "
+            f"(novacron vm snapshot-delete {vm.name} NAME), or move it between hosts sharing its storage."
+        )
 
 
 def _save_params(ctx: Context, task: Task, **values: Any) -> None:
@@ -129,6 +144,8 @@ class _Move(TaskHandler):
         requested = task.params.get("options", {}).get("storage", "auto")
         answer = await hostops.call(ctx, target, task, MigrateStorage(requested, where), vm.id, 60)
         chosen = str(answer["storage"])
+        if chosen == "local":
+            _refuse_local_with_snapshots(ctx, vm)
         with ctx.db.session() as s:  # and, volume by volume, whether it reaches each one
             copies, sources = volmove.plan(s, vm.id, where, answer.get("volumes", {}))
         _save_params(ctx, task, storage=chosen, copy_volumes=copies, volume_sources=sources)

@@ -22,8 +22,9 @@ from novacron.virt.base import HostFacts
 from novacron.virt.nics import VNIC_TRAITS
 
 HISTORY = 3600
-#: operations during which the task, not the observer, owns the VM's state
-TASK_OWNED = ("creating", "deleting", "migrating", "ha_restarting")
+#: operations during which the task, not the observer, owns the VM's state (a revert to a disk-only
+#: VM snapshot restarts the VM: its task records the state it ends in)
+TASK_OWNED = ("creating", "deleting", "migrating", "ha_restarting", "reverting_snapshot")
 #: host trait naming the shared storage its VM disks live on (hosts with the same one share disks)
 SHARED_STORAGE_TRAIT = "shared-storage:"
 #: the agent reports power states; the VM's state is named the same, except for a missing instance

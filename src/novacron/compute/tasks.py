@@ -12,6 +12,8 @@ import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from sqlalchemy import select
+
 from novacron import events
 from novacron.agent.protocol import (
     Destroy,
@@ -34,7 +36,7 @@ from novacron.compute.images import describe_derived, remove_files
 from novacron.compute.reports import STATE_OF
 from novacron.compute.spec import spec_payload
 from novacron.compute.volume_tasks import release_vm_volumes
-from novacron.db.models import VM, Image, QuotaCharge, Task
+from novacron.db.models import VM, Image, QuotaCharge, Task, VmSnapshot
 from novacron.network.service import delete_vm_ports
 from novacron.network.sync import syncing_vm
 from novacron.quota import enforce as quota
@@ -223,6 +225,8 @@ def forget_vm(ctx: Context, s: Any, vm: VM) -> None:
         delete_vm_ports(s, vm.id)
     quota.release(s, "vm", vm.id)  # a deleted VM gave it back at the request: then nothing is left
     release_vm_volumes(s, vm.id)
+    for snap_id in list(s.scalars(select(VmSnapshot.id).where(VmSnapshot.vm_id == vm.id))):
+        quota.release(s, "vm_snapshot", snap_id)  # its snapshots were in its disk: gone with it
     events.publish(
         s, "vm.deleted", "vm", vm.id, tenant_id=vm.tenant_id, project_id=vm.project_id, name=vm.name
     )

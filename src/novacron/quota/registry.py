@@ -22,6 +22,7 @@ from novacron.db.models import (
     LoadBalancer,
     Network,
     Port,
+    VmSnapshot,
     Volume,
     VolumeSnapshot,
 )
@@ -138,6 +139,11 @@ def _snapshots(session: Session) -> Iterator[Existing]:
     )
 
 
+def _vm_snapshots(session: Session) -> Iterator[Existing]:
+    """Live snapshots of VMs (compute/vm_snapshots.py): one ``snapshots`` each, like an image one."""
+    return _rows(session, "vm_snapshot", VmSnapshot, amounts=lambda _: {"snapshots": 1})
+
+
 def _backups(session: Session) -> Iterator[Existing]:
     return _rows(
         session,
@@ -215,6 +221,7 @@ for _kind, _counter in (
     ("floating_ip", _floating_ips),
     ("loadbalancer", _loadbalancers),
     ("snapshot", _snapshots),
+    ("vm_snapshot", _vm_snapshots),
     ("backup", _backups),
     ("volume", _volumes),
     ("volume_snapshot", _volume_snapshots),

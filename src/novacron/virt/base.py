@@ -215,6 +215,8 @@ class ComputeDriver(abc.ABC):
     CAN_MIGRATE: ClassVar[bool] = False
     #: the backup and restore steps below are implemented
     CAN_BACKUP: ClassVar[bool] = False
+    #: the VM snapshot steps below are implemented
+    CAN_SNAPSHOT: ClassVar[bool] = False
 
     def refuse(self, what: str) -> NoReturn:
         """Raise ``NotSupported``: this driver cannot ``what`` (``migrate``, ``back VMs up``, ...)."""
@@ -396,3 +398,24 @@ class ComputeDriver(abc.ABC):
     ) -> None:
         """Copy into the running instance's disk everything it still reads from its backing file."""
         self.refuse("back VMs up")
+
+    # ---- VM snapshots (CAN_SNAPSHOT; see novacron.virt.snapshots) ---------------------------------
+
+    async def create_snapshot(
+        self, instance_id: str, tag: str, memory: bool, quiesce: bool, report: Progress | None = None
+    ) -> dict[str, Any]:
+        """Take snapshot ``tag`` of the instance's disk (running or stopped), with its RAM when
+        ``memory`` (running only); freeze the guest's filesystems first when ``quiesce`` and it has
+        an agent. Answers ``consistency`` (crash, application, memory) and ``vm_state_bytes``."""
+        self.refuse("snapshot VMs")
+
+    async def revert_snapshot(
+        self, instance_id: str, tag: str, report: Progress | None = None
+    ) -> dict[str, Any]:
+        """Make the disk what it was at ``tag``; a running guest resumes at a RAM snapshot's point,
+        or restarts on the reverted disk. Answers ``restarted``, ``memory``, ``bitmaps_dropped``."""
+        self.refuse("snapshot VMs")
+
+    async def delete_snapshot(self, instance_id: str, tag: str) -> None:
+        """Delete snapshot ``tag`` (running or stopped); the other snapshots keep their data."""
+        self.refuse("snapshot VMs")

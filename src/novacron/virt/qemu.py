@@ -43,6 +43,7 @@ from novacron.virt import (
     nics,
     procs,
     sampling,
+    snapshots,
     volmove,
     volumes,
 )
@@ -99,6 +100,7 @@ class QemuDriver(ComputeDriver):
     name = "qemu"
     CAN_MIGRATE: ClassVar[bool] = True
     CAN_BACKUP: ClassVar[bool] = True
+    CAN_SNAPSHOT: ClassVar[bool] = True
 
     def __init__(  # noqa: PLR0913 (the host's settings, each with its default, passed by keyword)
         self,
@@ -273,6 +275,23 @@ class QemuDriver(ComputeDriver):
 
     async def _start(self, i: str, argv: list[str]) -> None:
         await cmdline.start(self, i, argv)
+
+    async def start_argv(self, instance_id: str, argv: list[str]) -> None:
+        """Start the instance with a command line it ran before (launch.json): reboot, revert."""
+        await self._start(instance_id, argv)
+
+    async def create_snapshot(
+        self, instance_id: str, tag: str, memory: bool, quiesce: bool, report: Progress | None = None
+    ) -> dict[str, Any]:
+        return await snapshots.create(self, instance_id, tag, memory, quiesce, report)
+
+    async def revert_snapshot(
+        self, instance_id: str, tag: str, report: Progress | None = None
+    ) -> dict[str, Any]:
+        return await snapshots.revert(self, instance_id, tag, report)
+
+    async def delete_snapshot(self, instance_id: str, tag: str) -> None:
+        await snapshots.delete(self, instance_id, tag)
 
     # ---- volumes, migration, backup, restore: the seam's steps, each in its module --------------
 

@@ -4,6 +4,8 @@ Same state machine and idempotency as the QEMU driver, plausible growing counter
 configurable host size. Never a stand-in for QEMU in a feature test: it exists for
 scheduler and control-plane scale (many hosts, 1,000-VM benchmarks). It does not migrate, back
 up or restore: those steps refuse with ``NotSupported`` (``CAN_MIGRATE``/``CAN_BACKUP`` are False).
+VM snapshots are SIMULATED: a snapshot records the instance's simulated disk counter and a revert
+puts it back, with no disk anywhere, so control-plane scale runs can take, revert and delete them.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar
 
 from novacron.virt.base import (
     ComputeDriver,
@@ -38,12 +41,16 @@ class _SimInstance:
     run_s: float = 0.0
     console: list[str] = field(default_factory=list)
     disk_written: int = 0
+    #: simulated snapshots: tag -> (disk_written at the snapshot, RAM included)
+    snapshots: dict[str, tuple[int, bool]] = field(default_factory=dict)
 
 
 class SimulatedDriver(ComputeDriver):
     """Simulated instances in memory: the lifecycle only."""
 
     name = "simulated"
+    #: simulated: no disk is snapshotted (see the module's docstring)
+    CAN_SNAPSHOT: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -191,6 +198,36 @@ class SimulatedDriver(ComputeDriver):
             raise DriverError(f"instance {instance_id} is running; stop it before snapshotting its disk")
         size = inst.spec.disk_gb << 30
         return ImageInfo("qcow2", size, min(size, (1 << 20) + inst.disk_written))
+
+    async def create_snapshot(
+        self, instance_id: str, tag: str, memory: bool, quiesce: bool, report: Any = None
+    ) -> dict[str, Any]:
+        """SIMULATED: records the instance's disk counter under ``tag``."""
+        await self._delay()
+        inst = self._get(instance_id)
+        memory = memory and inst.state == PowerState.RUNNING
+        inst.snapshots.setdefault(tag, (inst.disk_written, memory))
+        consistency = "memory" if memory else "crash" if inst.state == PowerState.RUNNING else "application"
+        return {
+            "consistency": consistency,
+            "vm_state_bytes": inst.spec.ram_mb << 20 if memory else 0,
+            "simulated": True,
+        }
+
+    async def revert_snapshot(self, instance_id: str, tag: str, report: Any = None) -> dict[str, Any]:
+        """SIMULATED: puts the recorded disk counter back."""
+        await self._delay()
+        inst = self._get(instance_id)
+        if tag not in inst.snapshots:
+            raise DriverError(f"instance {instance_id} has no snapshot {tag} on this simulated host")
+        inst.disk_written, memory = inst.snapshots[tag]
+        running = inst.state == PowerState.RUNNING
+        return {"restarted": running and not memory, "memory": running and memory, "bitmaps_dropped": []}
+
+    async def delete_snapshot(self, instance_id: str, tag: str) -> None:
+        """SIMULATED: forgets ``tag``."""
+        await self._delay()
+        self._get(instance_id).snapshots.pop(tag, None)
 
     def _run_seconds(self, inst: _SimInstance) -> float:
         extra = time.monotonic() - inst.started_at if inst.state == PowerState.RUNNING else 0.0

@@ -63,12 +63,14 @@ from novacron.db.models.quota import (
 )
 from novacron.db.models.slo import SLO, Probe, ProbeResult
 from novacron.db.models.traces import TraceSpan
+from novacron.db.models.vm_snapshots import VmSnapshot
 from novacron.db.models.volumes import Volume, VolumeSnapshot
 
 __all__ = [
     "ApiKey",
     "Volume",
     "VolumeSnapshot",
+    "VmSnapshot",
     "ScalingActivity",
     "ScalingGroup",
     "ScalingGroupMember",

@@ -9,6 +9,7 @@ import {
 } from '../ui.js';
 import { backupList } from './backups.js';
 import { portTable } from './networks.js';
+import { snapshotPanel } from './vm_snapshots.js';
 import { volumeTable } from './volumes.js';
 
 // which action makes sense in which state; the API has the last word
@@ -78,9 +79,11 @@ registerPage({
     const portsBox = h('div');
     const backupsBox = h('div', { 'aria-live': 'polite' });
     const volumesBox = h('div', { 'aria-live': 'polite', 'data-testid': 'vm-volumes' });
+    const snapshotsBox = h('div', { 'data-testid': 'vm-snapshots' });
     clear(main, head,
       h('div', { class: 'grid' }, card('Details', detailBox), card('Tasks', tasksBox)),
       card('Metrics', h('p', { class: 'muted' }, 'Guest CPU and memory as the guest sees them, next to the QEMU process\'s own CPU and RSS; sampled every second by the host agent.'), chartsBox),
+      card('Snapshots', snapshotsBox),
       can('volume:read') ? card('Volumes', volumesBox) : null,
       can('backup:read') ? card('Backups', backupsBox) : null,
       can('network:read') ? card('Network ports', portsBox) : null,
@@ -155,8 +158,10 @@ registerPage({
     };
     drawHead();
     const loadBackups = backupList(ctx, backupsBox, vm.id);
+    const loadSnapshots = snapshotPanel(snapshotsBox, () => vm, can('vm:snapshot'));
     await Promise.all([
       loadTasks(),
+      loadSnapshots(),
       can('backup:read') ? loadBackups() : null,
       can('volume:read') ? loadVolumes() : null,
       can('network:read') ? listAll('/v1/ports', { vm_id: vm.id }).then((ports) => clear(portsBox, portTable(ports, 'No network ports.'))) : null,
@@ -166,6 +171,7 @@ registerPage({
       try {
         vm = await get(`/v1/vms/${vm.id}`);
         drawHead();
+        loadSnapshots().catch(() => {});  // its buttons follow the VM's task_state
       } catch (err) {
         if (err instanceof ApiError && err.status === 404) {
           clear(main, pageHead(`${vm.name} was deleted`), h('p', {}, link('#/vms', 'Back to the VM list')));
@@ -175,6 +181,7 @@ registerPage({
     const reloadTasks = throttle(() => loadTasks().catch(() => {}), 300);
     ctx.onCleanup(subscribe(['vm.*'], (e) => { if (e.resource_id === vm.id) reloadVm(); }));
     ctx.onCleanup(subscribe(['task.*'], () => reloadTasks()));
+    ctx.onCleanup(subscribe(['vm_snapshot.*'], throttle(() => loadSnapshots().catch(() => {}), 300)));
     if (can('volume:read')) ctx.onCleanup(subscribe(['volume.*'], throttle(() => loadVolumes().catch(() => {}), 300)));
     if (can('backup:read')) {
       const reloadBackups = throttle(() => loadBackups().catch(() => {}), 500);
