@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from novacron.private import private_tree, touch_private, write_private
-from novacron.virt import firmware, netdev, nics, sampling, volumes
+from novacron.virt import firmware, hotplug, netdev, nics, sampling, volumes
 from novacron.virt.base import DriverError, InstanceSpec
 from novacron.virt.netdev import argv_taps
 from novacron.virt.tpm import TPMDEV, start_swtpm, tpm_argv
@@ -46,10 +46,11 @@ def argv(drv: QemuDriver, spec: InstanceSpec) -> list[str]:
         *firmware.machine_args(spec, drv.accelerator, drv.nvram_path(i)),
         "-cpu",
         cpu,
+        # headroom for CPUs and memory hot-added while it runs (no PCI device: slots stay)
         "-smp",
-        str(max(1, spec.vcpus)),
+        hotplug.smp(spec),
         "-m",
-        str(max(16, spec.ram_mb)),
+        hotplug.memory(spec),
         "-nodefaults",
         "-no-reboot",
         "-display",
@@ -95,6 +96,7 @@ def argv(drv: QemuDriver, spec: InstanceSpec) -> list[str]:
     # graphical console: a VGA after the devices above (their PCI slots stay), VNC on a unix socket
     argv += ["-device", "VGA,id=vga0", "-vnc", f"unix:{opt(drv.vnc_socket(i))}"]
     argv += volumes.argv(spec.volumes)  # after every fixed device: hot-plugs take the next slots
+    argv += hotplug.dimm_args(spec)  # memory hot-added while it ran (a migration's destination)
     if spec.kernel_path:
         argv += ["-kernel", str(spec.kernel_path)]
         if spec.initrd_path:

@@ -37,6 +37,7 @@ from novacron.virt import (
     cmdline,
     coldmove,
     firmware,
+    hotplug,
     images,
     migration,
     netdev,
@@ -54,6 +55,7 @@ from novacron.virt.base import (
     HostFacts,
     ImageInfo,
     InstanceSpec,
+    LiveSize,
     MetricsSample,
     Observation,
     PowerState,
@@ -283,6 +285,9 @@ class QemuDriver(ComputeDriver):
 
     async def extend_volume(self, instance_id: str, volume_id: str, size_bytes: int) -> None:
         await volumes.extend(self, instance_id, volume_id, size_bytes)
+
+    async def resize_live(self, instance_id: str, target: LiveSize) -> None:
+        await hotplug.resize(self, instance_id, target)
 
     def migration_storage(self, instance_id: str) -> dict[str, str]:
         return migration.storage_of(self, instance_id)
