@@ -88,7 +88,9 @@ async def _add_cpus(drv: QemuDriver, i: str, vcpus: int) -> int:
     )
     missing = vcpus - present
     if missing > len(free):
-        raise DriverError(f"instance {i} can have {present + len(free)} vCPUs at most while it runs, not {vcpus}")
+        raise DriverError(
+            f"instance {i} can have {present + len(free)} vCPUs at most while it runs, not {vcpus}"
+        )
     for n, slot in enumerate(free[: max(0, missing)]):
         await drv.qmp(i, "device_add", {"driver": slot["type"], "id": f"hpcpu{present + n}", **slot["props"]})
     return max(0, missing)
