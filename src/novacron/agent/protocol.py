@@ -102,6 +102,7 @@ class VmSpec:
     volumes: tuple[VolumeAttachment, ...] = ()
     max_vcpus: int = 0
     max_ram_mb: int = 0
+    hot_vcpus: int = 0
     dimms_mb: tuple[int, ...] = ()
 
 

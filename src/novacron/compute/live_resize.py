@@ -7,8 +7,9 @@ see ``MIN_HOTPLUG_RAM_MB``), on the QEMU command line as
 ``-smp maxcpus`` and ``-m maxmem`` (virt/hotplug.py). A resize of the running VM within that
 ceiling is a task: the row takes the new size at once (so its quota and host claim grow first,
 and refuse when there is no room), then the VM's host hot-adds CPUs and one memory DIMM per grow
-and grows the root disk. The row keeps the DIMMs (``dimms_mb``) so that a migration starts its
-destination with the same memory layout; the next fresh boot folds them into its memory.
+and grows the root disk. The row keeps the DIMMs (``dimms_mb``) and the hot-added CPUs
+(``hot_vcpus``) so that a migration starts its destination with the same devices; the next fresh
+boot folds them into its boot memory and CPUs.
 
 Growing is all a running VM can do: a shrink is refused (stop it first), and so is a size over
 its ceiling, naming the field and the ceiling. A VM booted before headroom existed only grows
@@ -52,7 +53,8 @@ def headroom(vm: VM, host: Host | None, factor: int) -> dict[str, Any]:
     ram = host.ram_mb if host is not None else vm.ram_mb
     max_vcpus = max(vm.vcpus, min(cpus, factor * vm.vcpus))
     spare = max(0, min(ram, factor * vm.ram_mb) - vm.ram_mb) if vm.ram_mb >= MIN_HOTPLUG_RAM_MB else 0
-    return {"max_vcpus": max_vcpus, "max_ram_mb": vm.ram_mb + spare - spare % RAM_STEP_MB, "dimms_mb": []}
+    max_ram = vm.ram_mb + spare - spare % RAM_STEP_MB
+    return {"max_vcpus": max_vcpus, "max_ram_mb": max_ram, "hot_vcpus": 0, "dimms_mb": []}
 
 
 def fresh_boot(session: Session, vm_id: str, factor: int) -> None:
@@ -70,6 +72,7 @@ def spec_fields(vm: VM) -> dict[str, Any]:
     return {
         "max_vcpus": int(hp.get("max_vcpus", 0)),
         "max_ram_mb": int(hp.get("max_ram_mb", 0)),
+        "hot_vcpus": int(hp.get("hot_vcpus", 0)),
         "dimms_mb": [int(x) for x in hp.get("dimms_mb", [])],
     }
 
@@ -141,6 +144,7 @@ def request(
         "hotplug": vm.hotplug,
     }
     hp = dict(vm.hotplug or {})
+    hp["hot_vcpus"] = int(hp.get("hot_vcpus", 0)) + new_vcpus - vm.vcpus
     if new_ram > vm.ram_mb:
         hp["dimms_mb"] = [*hp.get("dimms_mb", []), new_ram - vm.ram_mb]
     vm.vcpus, vm.ram_mb, vm.disk_gb, vm.hotplug = new_vcpus, new_ram, new_disk, hp

@@ -139,6 +139,9 @@ class InstanceSpec:
     #: live-resize headroom (``-smp maxcpus``, ``-m maxmem``; 0: none, the command line of before)
     max_vcpus: int = 0
     max_ram_mb: int = 0
+    #: vCPUs of ``vcpus`` hot-added while it ran: CPU devices on the command line, not ``-smp``
+    #: (the boot count sizes devices, e.g. virtio-blk's queues, which a migration must match)
+    hot_vcpus: int = 0
     #: memory hot-added while it ran, one DIMM each (MiB, in order): part of ``ram_mb``, and a
     #: migration's destination must have them as the source does (virt/hotplug.py)
     dimms_mb: tuple[int, ...] = ()

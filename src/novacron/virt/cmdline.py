@@ -96,7 +96,8 @@ def argv(drv: QemuDriver, spec: InstanceSpec) -> list[str]:
     # graphical console: a VGA after the devices above (their PCI slots stay), VNC on a unix socket
     argv += ["-device", "VGA,id=vga0", "-vnc", f"unix:{opt(drv.vnc_socket(i))}"]
     argv += volumes.argv(spec.volumes)  # after every fixed device: hot-plugs take the next slots
-    argv += hotplug.dimm_args(spec)  # memory hot-added while it ran (a migration's destination)
+    # CPUs and memory hot-added while it ran (a migration's destination has them as the source)
+    argv += hotplug.cpu_args(spec, f"{cpu}-x86_64-cpu") + hotplug.dimm_args(spec)
     if spec.kernel_path:
         argv += ["-kernel", str(spec.kernel_path)]
         if spec.initrd_path:

@@ -2,12 +2,14 @@
 and its root disk grown online.
 
 A VM started with headroom (``spec.max_vcpus``, ``spec.max_ram_mb``) runs with
-``-smp N,maxcpus=M`` and ``-m B,slots=S,maxmem=X``. Neither adds a PCI device (CPUs and DIMMs
-are plugged through ACPI), so the guest's PCI slots, and the names of its NICs, stay what they
-were. Memory hot-added while it runs is one ``pc-dimm`` per grow (backed by
-``memory-backend-ram``), recorded in the spec as ``dimms_mb``: the boot memory ``B`` is the
-total less those, so the command line built again from the spec (a migration's destination, a
-restart of the same process) has the very memory layout and CPUs the running guest has.
+``-smp N,maxcpus=M`` (one CPU per socket: socket ``k`` is vCPU ``k``) and
+``-m B,slots=S,maxmem=X``. Neither adds a PCI device (CPUs and DIMMs are plugged through ACPI),
+so the guest's PCI slots, and the names of its NICs, stay what they were. A vCPU hot-added while
+it runs is a CPU device (``hot_vcpus`` of them), memory one ``pc-dimm`` per grow (backed by
+``memory-backend-ram``, ``dimms_mb``): ``N`` and ``B`` stay the boot figures, because devices
+are sized by them (virtio-blk takes one queue per boot vCPU) and a migration's destination must
+match the source's devices exactly. So the command line built again from the spec (a migration's
+destination, a restart of the same process) has the very devices the running guest has.
 
 The guest onlines what it gets (Linux leaves hot-added memory and CPUs offline unless a udev
 rule or ``memhp_default_state=online`` says otherwise; the test guest's /init does it).
@@ -33,9 +35,23 @@ ROOT_NODE = "vda-disk"
 
 
 def smp(spec: InstanceSpec) -> str:
-    """``-smp``: the vCPUs, and the ceiling CPUs can be hot-added up to."""
-    vcpus = max(1, spec.vcpus)
-    return f"{vcpus},maxcpus={spec.max_vcpus}" if spec.max_vcpus > vcpus else str(vcpus)
+    """``-smp``: the boot vCPUs, and the ceiling CPUs can be hot-added up to, one per socket
+    (kept once reached: a migration's destination must have the topology the source booted with)."""
+    boot = max(1, spec.vcpus - spec.hot_vcpus)
+    if not spec.max_vcpus:
+        return str(boot)
+    most = max(spec.vcpus, spec.max_vcpus)
+    return f"{boot},maxcpus={most},sockets={most},cores=1,threads=1"
+
+
+def _cpu(model: str, socket: int) -> list[str]:
+    return ["-device", f"{model},id=hpcpu{socket},socket-id={socket},core-id=0,thread-id=0"]
+
+
+def cpu_args(spec: InstanceSpec, model: str) -> list[str]:
+    """The hot-added vCPUs as CPU devices (``model``: QEMU's type, e.g. ``max-x86_64-cpu``)."""
+    boot = max(1, spec.vcpus - spec.hot_vcpus)
+    return [arg for k in range(boot, spec.vcpus) for arg in _cpu(model, k)]
 
 
 def boot_ram_mb(spec: InstanceSpec) -> int:
@@ -78,22 +94,24 @@ async def resize(drv: QemuDriver, i: str, target: LiveSize) -> None:
     _record(drv, i, target, added)
 
 
-async def _add_cpus(drv: QemuDriver, i: str, vcpus: int) -> int:
-    """Plug CPUs into the free sockets, in order, until the guest has ``vcpus``; how many were added."""
+async def _add_cpus(drv: QemuDriver, i: str, vcpus: int) -> list[str]:
+    """Plug CPUs into the free sockets, in order, until the guest has ``vcpus``; their devices."""
     slots: list[dict[str, Any]] = await drv.qmp(i, "query-hotpluggable-cpus")
     present = sum(1 for s in slots if s.get("qom-path"))
     free = sorted(
-        (s for s in slots if not s.get("qom-path")),
-        key=lambda s: tuple(s["props"].get(k, 0) for k in ("socket-id", "die-id", "core-id", "thread-id")),
+        (s for s in slots if not s.get("qom-path")), key=lambda s: int(s["props"].get("socket-id", 0))
     )
     missing = vcpus - present
     if missing > len(free):
         raise DriverError(
             f"instance {i} can have {present + len(free)} vCPUs at most while it runs, not {vcpus}"
         )
-    for n, slot in enumerate(free[: max(0, missing)]):
-        await drv.qmp(i, "device_add", {"driver": slot["type"], "id": f"hpcpu{present + n}", **slot["props"]})
-    return max(0, missing)
+    added: list[str] = []
+    for slot in free[: max(0, missing)]:
+        socket = int(slot["props"]["socket-id"])
+        await drv.qmp(i, "device_add", {"driver": slot["type"], "id": f"hpcpu{socket}", **slot["props"]})
+        added += _cpu(slot["type"], socket)
+    return added
 
 
 async def _add_dimm(drv: QemuDriver, i: str, n: int, size_mb: int) -> None:
@@ -119,16 +137,16 @@ async def _grow_root(drv: QemuDriver, i: str, size_bytes: int) -> None:
     raise DriverError(f"instance {i} has no root disk vda")
 
 
-def _record(drv: QemuDriver, i: str, target: LiveSize, added_cpus: int) -> None:
-    """The launch command line with the new vCPUs and DIMMs, for a restart of the same process."""
+def _record(drv: QemuDriver, i: str, target: LiveSize, cpus: list[str]) -> None:
+    """The launch command line with the new CPU devices and DIMMs, for a restart of the same
+    process: the same command line a migration's destination gets from the resized spec."""
     launch = drv.instance_dir(i) / "launch.json"
     data = json.loads(launch.read_text())
     argv: list[str] = data["argv"]
-    if added_cpus and "-smp" in argv:
-        at = argv.index("-smp") + 1
-        argv[at] = ",".join([str(target.vcpus), *argv[at].split(",")[1:]])
+    new = [*cpus]
     for n, size_mb in enumerate(target.dimms_mb):
         if f"pc-dimm,id=hpdimm{n},memdev=hpmem{n}" not in argv:
-            kernel = argv.index("-kernel") if "-kernel" in argv else len(argv)
-            argv[kernel:kernel] = _dimm(n, size_mb)
+            new += _dimm(n, size_mb)
+    kernel = argv.index("-kernel") if "-kernel" in argv else len(argv)
+    argv[kernel:kernel] = new
     write_private(launch, json.dumps(data, indent=1))
