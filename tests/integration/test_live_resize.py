@@ -32,6 +32,7 @@ from tests.conftest import (
     wait_console,
     wait_task,
 )
+from tests.integration.test_cli import Cli
 
 pytestmark = pytest.mark.qemu
 
@@ -205,3 +206,17 @@ def test_hot_added_cpu_and_memory_move_with_a_live_migration(guest: Guest) -> No
     finally:
         for d in (src, dst):
             asyncio.run(d.destroy(iid))
+
+
+def test_cli_shows_the_limits_and_resizes_the_running_vm(env: Env, tmp_path: Path) -> None:
+    cli = Cli(tmp_path / "novacron" / "credentials.json", env.server)
+    login = ("login", "--server", env.server.url, "--username", "admin", "--password-stdin")
+    cli.ok(*login, stdin=env.server.admin_password + "\n")
+    shown = cli.ok("vm", "show", "grow")
+    assert re.search(r"max_ram_mb\s+2048", shown.out), shown.out
+    before = env.c.get(f"/v1/vms/{env.vm}").json()
+    grown = cli.ok("vm", "resize", "grow", "--ram", str(before["ram_mb"] + 128))
+    assert re.search(rf"ram_mb\s+{before['ram_mb'] + 128}\b", grown.out), grown.out
+    assert "resizing" not in grown.out, grown.out  # it waited for the hot-add
+    refused = cli("vm", "resize", "grow", "--ram", "256")
+    assert refused.code != 0 and "stop the VM first" in refused.out + refused.err, refused.out + refused.err
