@@ -63,24 +63,29 @@ Seen = tuple[str, int, str]
 
 
 class Console:
-    """The guest's watcher lines in its console log, from a point on."""
+    """The guest's watcher lines in its console log; ``wait`` reads only what came after ``last``."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.offset = 0
 
     def last(self) -> Seen:
-        found = STATE.findall(self.path.read_text(errors="replace"))
-        cpus, mem, disks = found[-1]
+        """The guest's state now; later waits look only at lines written from here on."""
+        data = self.path.read_bytes()
+        self.offset = len(data)
+        cpus, mem, disks = STATE.findall(data.decode(errors="replace"))[-1]
         return cpus, int(mem), disks
 
     def wait(self, want: Callable[[Seen], bool], timeout_s: float = 120) -> float:
-        """The monotonic time at which a line satisfying ``want`` was first read (polled every 5 ms)."""
+        """The monotonic time at which a new line satisfying ``want`` was first read (every 5 ms)."""
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for cpus, mem, disks in STATE.findall(self.path.read_text(errors="replace")):
-                if want((cpus, int(mem), disks)):
-                    return time.monotonic()
-            time.sleep(0.005)
+        with self.path.open("rb") as f:
+            while time.monotonic() < deadline:
+                f.seek(self.offset)
+                for cpus, mem, disks in STATE.findall(f.read().decode(errors="replace")):
+                    if want((cpus, int(mem), disks)):
+                        return time.monotonic()
+                time.sleep(0.005)
         raise TimeoutError(f"the guest never showed the change; last {self.last()}")
 
 
