@@ -98,6 +98,11 @@ def _until(env: Env, want: object, timeout_s: float = 30) -> tuple[str, int, int
     return seen
 
 
+def _used(c: httpx.Client, project: str, resource: str) -> int:
+    node = c.get("/v1/quota", params={"project_id": project}).json()
+    return int(next((r["used"] for r in node["resources"] if r["resource"] == resource), 0))
+
+
 def _settled(c: httpx.Client, vm: str) -> dict[str, object]:
     deadline = time.monotonic() + 120
     while (got := c.get(f"/v1/vms/{vm}").json())["task_state"] is not None:
@@ -126,6 +131,7 @@ def test_live_resize_hot_adds_cpu_memory_and_grows_the_disk(env: Env) -> None:
     r = c.patch(f"/v1/vms/{env.vm}", json={"ram_mb": 600})
     assert r.status_code == 422 and "multiple of 128" in r.text, r.text
 
+    charged = {k: _used(c, vm["project_id"], k) for k in ("vcpus", "ram_mb", "disk_gb")}
     r = c.patch(f"/v1/vms/{env.vm}", json={"vcpus": 2, "ram_mb": 640, "disk_gb": 5})
     assert r.status_code == 200 and r.json()["task_state"] == "resizing", r.text
     got = _settled(c, env.vm)
@@ -139,6 +145,9 @@ def test_live_resize_hot_adds_cpu_memory_and_grows_the_disk(env: Env) -> None:
     cpus, grown_kb, disk = _until(env, lambda v: v[0] == "0-1" and v[1] > mem_kb)
     assert disk == 5 * GIB_SECTORS
     assert 120 * 1024 <= grown_kb - mem_kb <= 128 * 1024, (mem_kb, grown_kb)
+    # the project's quota is charged the difference
+    grown = {"vcpus": 1, "ram_mb": 128, "disk_gb": 1}
+    assert {k: _used(c, vm["project_id"], k) - v for k, v in charged.items()} == grown
     kinds = [e["type"] for e in c.get("/v1/events", params={"types": "vm.*", "limit": 500}).json()["items"]]
     assert "vm.resized" in kinds
 
