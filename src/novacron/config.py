@@ -147,6 +147,9 @@ class Settings:
     metrics_interval_s: float = 1.0
     #: placement strategy: "spread" (most free RAM first) or "pack" (fill hosts before using new ones)
     placement_strategy: str = "spread"
+    #: live-resize ceiling: a VM boots with room for this many times its vCPUs and memory (within its
+    #: host's); 1: none (compute.live_resize)
+    hotplug_factor: int = 4
     #: the image store when it is not ``<state_dir>/images``: replicas of one control plane share
     #: it (shared or network storage), since any replica may receive an upload or run a task
     shared_images_dir: Path | None = None
@@ -336,6 +339,7 @@ class Settings:
             embedded_agent=_env("EMBEDDED_AGENT", "1") == "1",
             metrics_interval_s=float(_env("METRICS_INTERVAL", "1.0")),
             placement_strategy=_strategy(_env("PLACEMENT_STRATEGY", "spread")),
+            hotplug_factor=max(1, int(_env("HOTPLUG_FACTOR", "4"))),
             shared_images_dir=Path(_env("IMAGES_DIR", "")).resolve() if _env("IMAGES_DIR", "") else None,
             shared_volumes_dir=Path(_env("VOLUMES_DIR", "")).resolve() if _env("VOLUMES_DIR", "") else None,
             rbd_conf=Path(_env("RBD_CONF", "")).resolve() if _env("RBD_CONF", "") else None,

@@ -43,6 +43,7 @@ def build_context(settings: Settings) -> Context:
     from novacron.backup.tasks import HANDLERS as BACKUP_HANDLERS
     from novacron.compute.ha import HARestartVM
     from novacron.compute.images import ImportImage
+    from novacron.compute.live_resize import HANDLERS as RESIZE_HANDLERS
     from novacron.compute.migration import ColdMigrateVM, MigrateVM
     from novacron.compute.tasks import HANDLERS
     from novacron.compute.vm_snapshot_tasks import HANDLERS as VM_SNAPSHOT_HANDLERS
@@ -79,6 +80,7 @@ def build_context(settings: Settings) -> Context:
             *VOLUME_HANDLERS,
             *VOLUME_SNAPSHOT_HANDLERS,
             *VM_SNAPSHOT_HANDLERS,
+            *RESIZE_HANDLERS,
             ImportImage(),
             MigrateVM(),
             ColdMigrateVM(),

@@ -420,6 +420,41 @@ def test_every_page_phone_and_desktop_light_and_dark(
     assert problems == []
 
 
+def test_vm_page_shows_the_limits_and_resizes_the_running_vm(
+    cluster: Cluster, browser: Any, alpha_vm: dict[str, str]
+) -> None:
+    """The VM page shows what the running VM can grow to; the resize dialog's size over that limit
+    is refused by the API (named in the toast), one within it is hot-added (compute/live_resize.py)."""
+    b = Browser(browser, cluster.server.url, DESKTOP)
+    page = b.page
+    try:
+        with cluster.server.client(_member_token(cluster, "alpha")) as api:
+            _guest_ready(api, alpha_vm["id"])
+            vm = api.get(f"/v1/vms/{alpha_vm['id']}").json()
+        assert vm["max_vcpus"] > vm["vcpus"], vm  # the tiny flavor's 1 vCPU, up to the host's CPUs
+        b.login(cluster.tenants["alpha"][0], PASSWORD, tenant="alpha")
+        b.go(f"/vms/{alpha_vm['id']}")
+        limits = page.wait_for_selector("[data-testid=vm-limits]")
+        assert f"up to {vm['max_vcpus']} vCPU" in limits.inner_text()
+        page.click("button:text-is('Resize')")
+        page.fill("dialog #resize-vcpus", str(vm["max_vcpus"] + 1))
+        page.click("dialog button.primary")
+        page.wait_for_selector(f".toast.bad:has-text('at most {vm['max_vcpus']} vCPUs')")
+        page.click("button:text-is('Resize')")
+        page.fill("dialog #resize-vcpus", str(vm["vcpus"] + 1))
+        page.click("dialog button.primary")
+        page.wait_for_selector(f"[data-testid=vm-details]:has-text('{vm['vcpus'] + 1} vCPU')", timeout=60_000)
+        with cluster.server.client(_member_token(cluster, "alpha")) as api:
+            deadline = time.monotonic() + 60
+            while (now := api.get(f"/v1/vms/{alpha_vm['id']}").json())["task_state"] is not None:
+                assert time.monotonic() < deadline, now
+                time.sleep(0.3)
+            assert (now["vcpus"], now["state"], now["error"]) == (vm["vcpus"] + 1, "running", None)
+        assert b.errors == [], b.errors
+    finally:
+        b.close()
+
+
 def test_vm_snapshot_tree_take_revert_delete_in_the_browser(
     cluster: Cluster, browser: Any, alpha_vm: dict[str, str]
 ) -> None:

@@ -32,8 +32,9 @@ def test_resize_then_snapshot_carries_the_disk(server: Server, guest: Guest) -> 
         assert wait_task(c, task_id)["state"] == "succeeded"
         wait_console(c, vm_id, "NOVACRON-USER-DATA-DONE rc=0")
 
-        r = c.patch(f"/v1/vms/{vm_id}", json={"vcpus": 2})
-        assert r.status_code == 409 and "Stop VM" in r.json()["detail"]
+        # a running VM only grows (tests/integration/test_live_resize.py): a shrink waits for a stop
+        r = c.patch(f"/v1/vms/{vm_id}", json={"ram_mb": 64})
+        assert r.status_code == 409 and "stop the VM first" in r.json()["detail"], r.text
 
         assert _act(c, vm_id, "stop", timeout_s=60)["state"] == "stopped"
         r = c.get(f"/v1/vms/{vm_id}")

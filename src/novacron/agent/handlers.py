@@ -198,6 +198,12 @@ async def _vm_snapshot_delete(
     return None
 
 
+@handles(p.ResizeLive)
+async def _resize_live(agent: AgentRuntime, instance_id: str, r: p.ResizeLive, _: Progress | None) -> Result:
+    await agent.driver.resize_live(instance_id, r.target)
+    return None
+
+
 # ---- migration (the driver refuses when it cannot migrate) --------------------------------------
 
 

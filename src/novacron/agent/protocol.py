@@ -18,7 +18,7 @@ from typing import Any, ClassVar, TypeVar
 from novacron.lbaas.model import LoadBalancerSpec
 from novacron.monitoring.slo.checks import Check
 from novacron.network.wire import HostState, from_dict, to_dict
-from novacron.virt.base import DiskSource, Nic, VolumeAttachment
+from novacron.virt.base import DiskSource, LiveSize, Nic, VolumeAttachment
 from novacron.virt.migration import MigrationSettings, MigrationTarget
 
 
@@ -100,6 +100,10 @@ class VmSpec:
     #: a virtual TPM 2.0 (swtpm)
     tpm: bool = False
     volumes: tuple[VolumeAttachment, ...] = ()
+    max_vcpus: int = 0
+    max_ram_mb: int = 0
+    hot_vcpus: int = 0
+    dimms_mb: tuple[int, ...] = ()
 
 
 def vm_spec(payload: dict[str, Any]) -> VmSpec:
@@ -283,6 +287,14 @@ class VmSnapshotDelete(Request):
     """Delete snapshot ``tag`` of the instance's disk."""
 
     tag: str
+
+
+@operation("resize_live")
+@dataclass(frozen=True)
+class ResizeLive(Request):
+    """Hot-add vCPUs and memory and grow the root disk of the running instance (compute.live_resize)."""
+
+    target: LiveSize
 
 
 # ---- migration --------------------------------------------------------------------------------

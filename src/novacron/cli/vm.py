@@ -50,6 +50,9 @@ VM_FIELDS: list[Column] = [
     ("vcpus", "vcpus"),
     ("ram_mb", "ram_mb"),
     ("disk_gb", "disk_gb"),
+    # the ceiling of a live resize (none: booted without headroom)
+    ("max_vcpus", lambda v: v.get("max_vcpus") or "-"),
+    ("max_ram_mb", lambda v: v.get("max_ram_mb") or "-"),
     ("image_id", "image_id"),
     ("flavor_id", "flavor_id"),
     ("host_id", "host_id"),
@@ -301,14 +304,29 @@ def resize(
     flavor: str | None = typer.Option(None, "--flavor", help="new flavor name or id"),
     vcpus: int | None = typer.Option(None, "--vcpus", min=1, max=64),
     ram: int | None = typer.Option(None, "--ram", min=64, help="RAM in MiB"),
+    disk: int | None = typer.Option(None, "--disk", min=1, help="root disk in GiB (grows only)"),
+    wait: bool = WAIT,
+    wait_timeout: float | None = TIMEOUT,
     as_json: bool = JSON,
 ) -> None:
-    """Resize a stopped VM (offline resize); it takes effect at the next start."""
-    body = {k: v for k, v in (("flavor", flavor), ("vcpus", vcpus), ("ram_mb", ram)) if v is not None}
+    """Resize a VM: a stopped one at its next start; a running one grows live (CPUs and memory
+    hot-added, disk grown) up to the max_vcpus / max_ram_mb that `vm show` gives."""
+    pairs = (("flavor", flavor), ("vcpus", vcpus), ("ram_mb", ram), ("disk_gb", disk))
+    body = {k: v for k, v in pairs if v is not None}
     if not body:
-        raise CliError("nothing to change", hint="Give --flavor, or --vcpus and/or --ram.")
+        raise CliError("nothing to change", hint="Give --flavor, or --vcpus, --ram and/or --disk.")
+    client = client_of(ctx)
     found = resolve_vm(ctx, vm)
-    print_detail(client_of(ctx).patch(f"/v1/vms/{found['id']}", body), as_json=as_json, fields=VM_FIELDS)
+    changed = client.patch(f"/v1/vms/{found['id']}", body)
+    if wait and changed.get("task_state") == "resizing":  # live: the hot-add's task
+        tasks = client.get("/v1/tasks", resource_id=found["id"], kind="vm.resize_live")["items"]
+        if tasks:  # the newest is this resize's
+            task = max(tasks, key=lambda t: str(t["created_at"]))
+            watch_task(
+                client, task["id"], label=f"resize {found['name']}", timeout_s=wait_timeout, show=not as_json
+            )
+        changed = client.get(f"/v1/vms/{found['id']}")
+    print_detail(changed, as_json=as_json, fields=VM_FIELDS)
 
 
 @app.command()

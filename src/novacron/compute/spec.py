@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from novacron.compute import hardware, storage
+from novacron.compute import hardware, live_resize, storage
 from novacron.compute.pools import attachment
 from novacron.db.models import VM, Image, Volume
 from novacron.network.service import nics_of
@@ -39,6 +39,7 @@ def spec_payload(session: Session, vm: VM) -> dict[str, Any]:
         "user_data": vm.user_data,
         "meta_data": {"instance-id": vm.id, "local-hostname": vm.name},
         **hardware.of_vm(vm.hardware),
+        **live_resize.spec_fields(vm),
     }
     nics = nics_of(session, vm.id)
     if nics:  # NICs on tenant networks (a VM without any keeps the default bridge's NIC)

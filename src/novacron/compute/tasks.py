@@ -31,7 +31,7 @@ from novacron.agent.protocol import (
     WaitState,
     vm_spec,
 )
-from novacron.compute import hostops, scheduler, storage
+from novacron.compute import hostops, live_resize, scheduler, storage
 from novacron.compute.images import describe_derived, remove_files
 from novacron.compute.reports import STATE_OF
 from novacron.compute.spec import spec_payload
@@ -76,8 +76,12 @@ async def _on_host(
 SPEC_STEPS: dict[str, Callable[[VmSpec], Request]] = {"prepare": Prepare, "launch": Launch}
 
 
-def _payload(ctx: Context, vm: VM) -> dict[str, Any]:
+def _payload(ctx: Context, vm: VM, fresh: bool = False) -> dict[str, Any]:
+    """The VM's spec; ``fresh``: it boots afresh, with new live-resize headroom (compute.live_resize)."""
     with ctx.db.session() as s:
+        if fresh:
+            live_resize.fresh_boot(s, vm.id, ctx.settings.hotplug_factor)
+            vm = s.get(VM, vm.id) or vm
         try:
             return spec_payload(s, vm)
         except ValueError as exc:
@@ -148,7 +152,7 @@ class CreateVM(VMOperation):
                         host=host.name,
                     )
         elif step in ("prepare", "launch"):
-            await _on_host(ctx, task, vm, SPEC_STEPS[step](vm_spec(_payload(ctx, vm))))
+            await _on_host(ctx, task, vm, SPEC_STEPS[step](vm_spec(_payload(ctx, vm, fresh=True))))
         elif step == "wait_running":
             await _on_host(ctx, task, vm, WaitState(("running",), BOOT_TIMEOUT_S))
 
@@ -178,7 +182,7 @@ class StartVM(VMOperation):
             await _on_host(ctx, task, vm, WaitState(("running",), BOOT_TIMEOUT_S))
         else:
             # prepare rebuilds the seed (name, user-data) and keeps the disk; a resize applies here
-            await _on_host(ctx, task, vm, SPEC_STEPS[step](vm_spec(_payload(ctx, vm))))
+            await _on_host(ctx, task, vm, SPEC_STEPS[step](vm_spec(_payload(ctx, vm, fresh=True))))
 
 
 class StopVM(VMOperation):

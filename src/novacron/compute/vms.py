@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, object_session
 
 from novacron import events
 from novacron.agent.protocol import ConsoleRead
-from novacron.compute import boot_volume, hardware, hostops, placement
+from novacron.compute import boot_volume, hardware, hostops, live_resize, placement
 from novacron.compute import tasks as vm_tasks
 from novacron.compute.placement.requests import request_for_create
 from novacron.compute.scope import resolve_project
@@ -108,6 +108,7 @@ class VMChange:
     flavor: str | None = None
     vcpus: int | None = None
     ram_mb: int | None = None
+    disk_gb: int | None = None
     metadata: Mapping[str, str] | None = None
     ha: bool | None = None
     ha_priority: int | None = None
@@ -116,7 +117,7 @@ class VMChange:
     @property
     def resizes(self) -> bool:
         """Whether the change asks for another size."""
-        return self.flavor is not None or self.vcpus is not None or self.ram_mb is not None
+        return any(v is not None for v in (self.flavor, self.vcpus, self.ram_mb, self.disk_gb))
 
 
 def root_disk_gb(principal: Principal, image: Image, flavor: Flavor) -> int:
@@ -230,8 +231,10 @@ def request_snapshot(session: Session, principal: Principal, vm: VM, image_name:
     return image, task
 
 
-def resize(vm: VM, flavor: Flavor | None, vcpus: int | None, ram_mb: int | None) -> None:
-    """Offline resize: the new size applies at the next start."""
+def resize(
+    vm: VM, flavor: Flavor | None, vcpus: int | None, ram_mb: int | None, disk_gb: int | None = None
+) -> None:
+    """Offline resize: the new size applies at the next start (a running VM: compute.live_resize)."""
     _ensure_idle(vm)
     if vm.state not in ("stopped", "error"):
         raise Conflict(f"Stop VM '{vm.name}' before resizing it (it is {vm.state}).")
@@ -243,9 +246,12 @@ def resize(vm: VM, flavor: Flavor | None, vcpus: int | None, ram_mb: int | None)
         )
     new_vcpus = vcpus if vcpus is not None else flavor.vcpus if flavor is not None else vm.vcpus
     new_ram = ram_mb if ram_mb is not None else flavor.ram_mb if flavor is not None else vm.ram_mb
+    new_disk = disk_gb if disk_gb is not None else vm.disk_gb
+    if new_disk < vm.disk_gb:
+        raise InvalidInput("disk_gb", f"a disk is not shrunk: at least {vm.disk_gb} GiB")
     session = object_session(vm)
     if session is not None:
-        quota.resize(session, "vm", vm.id, vm_amounts(new_vcpus, new_ram, vm.disk_gb), role=None)
+        quota.resize(session, "vm", vm.id, vm_amounts(new_vcpus, new_ram, new_disk), role=None)
     if session is not None:  # a stopped VM keeps its host's claim: grow it there, or refuse
         try:
             placement.resize_claim(session, vm, new_vcpus, new_ram)
@@ -253,7 +259,7 @@ def resize(vm: VM, flavor: Flavor | None, vcpus: int | None, ram_mb: int | None)
             raise Conflict(str(exc)) from exc
     if flavor is not None:
         vm.flavor_id = flavor.id
-    vm.vcpus, vm.ram_mb = new_vcpus, new_ram
+    vm.vcpus, vm.ram_mb, vm.disk_gb = new_vcpus, new_ram, new_disk
 
 
 def request_migrate(
@@ -414,10 +420,15 @@ class VMService(Service):
         return placement_spec, group_id
 
     def update(self, vm: VM, change: VMChange) -> VM:
-        """Resize a stopped VM, replace its metadata, HA settings or labels."""
+        """Resize a VM (a running one grows live: its task), replace its metadata, HA settings or labels."""
         if change.resizes:
             flavor = self._flavor(change.flavor) if change.flavor is not None else None
-            resize(vm, flavor, change.vcpus, change.ram_mb)
+            sizes = (change.vcpus, change.ram_mb, change.disk_gb)
+            if vm.state == "running":
+                _ensure_idle(vm)
+                self._started(live_resize.request(self.session, vm, flavor, sizes))
+            else:
+                resize(vm, flavor, *sizes)
         if change.metadata is not None:
             vm.meta = dict(change.metadata)
         if change.ha is not None:

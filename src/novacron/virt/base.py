@@ -140,6 +140,24 @@ class InstanceSpec:
     tpm: bool = False
     #: volumes attached to the VM, after its root disk and seed, in attachment order
     volumes: tuple[VolumeAttachment, ...] = ()
+    #: live-resize headroom (``-smp maxcpus``, ``-m maxmem``; 0: none, the command line of before)
+    max_vcpus: int = 0
+    max_ram_mb: int = 0
+    #: vCPUs of ``vcpus`` hot-added while it ran: CPU devices on the command line, not ``-smp``
+    #: (the boot count sizes devices, e.g. virtio-blk's queues, which a migration must match)
+    hot_vcpus: int = 0
+    #: memory hot-added while it ran, one DIMM each (MiB, in order): part of ``ram_mb``, and a
+    #: migration's destination must have them as the source does (virt/hotplug.py)
+    dimms_mb: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class LiveSize:
+    """What a running instance is grown to: its vCPUs, its hot-added DIMMs (MiB), its root disk."""
+
+    vcpus: int
+    dimms_mb: tuple[int, ...] = ()
+    disk_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -319,6 +337,11 @@ class ComputeDriver(abc.ABC):
     async def snapshot_volume(self, instance_id: str, volume_id: str, name: str, delete: bool) -> None:
         """Take (``delete``: drop) the snapshot ``name`` of an attached volume of the running instance."""
         self.refuse("snapshot attached volumes")
+
+    async def resize_live(self, instance_id: str, target: LiveSize) -> None:
+        """Hot-add vCPUs and memory DIMMs and grow the root disk of the running instance up to
+        ``target`` (what is there already is kept: a second call does nothing)."""
+        self.refuse("resize a running VM")
 
     # ---- live and cold migration (CAN_MIGRATE; see novacron.virt.migration and coldmove) ----
 

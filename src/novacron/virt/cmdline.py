@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from novacron.private import private_tree, touch_private, write_private
-from novacron.virt import firmware, netdev, nics, sampling, volumes
+from novacron.virt import firmware, hotplug, netdev, nics, sampling, volumes
 from novacron.virt.base import DriverError, InstanceSpec
 from novacron.virt.netdev import argv_taps
 from novacron.virt.tpm import TPMDEV, start_swtpm, tpm_argv
@@ -46,10 +46,11 @@ def argv(drv: QemuDriver, spec: InstanceSpec) -> list[str]:
         *firmware.machine_args(spec, drv.accelerator, drv.nvram_path(i)),
         "-cpu",
         cpu,
+        # headroom for CPUs and memory hot-added while it runs (no PCI device: slots stay)
         "-smp",
-        str(max(1, spec.vcpus)),
+        hotplug.smp(spec),
         "-m",
-        str(max(16, spec.ram_mb)),
+        hotplug.memory(spec),
         "-nodefaults",
         "-no-reboot",
         "-display",
@@ -70,18 +71,7 @@ def argv(drv: QemuDriver, spec: InstanceSpec) -> list[str]:
         f"logfile={opt(drv.console_log(i))},logappend=on",
         "-serial",
         "chardev:ser0",
-        # the root disk: the image's copy, or a boot volume in its place (same slot, bootindex 1)
-        *(
-            volumes.argv(boot)
-            if (boot := tuple(v for v in spec.volumes if v.boot))
-            else [
-                "-drive",
-                f"file={opt(drv.disk_path(i))},if=none,id=vda,node-name=vda-disk,format=qcow2,"
-                "cache=writeback,discard=unmap",
-                "-device",
-                "virtio-blk-pci,drive=vda,id=vda-dev,bootindex=1",
-            ]
-        ),
+        *_root_disk(drv, spec),
         "-drive",
         f"file={opt(drv.seed_path(i))},if=none,id=vdb,format=raw,readonly=on",
         "-device",
@@ -104,12 +94,27 @@ def argv(drv: QemuDriver, spec: InstanceSpec) -> list[str]:
     argv += volumes.argv(
         tuple(v for v in spec.volumes if not v.boot)
     )  # after every fixed device: hot-plugs take the next slots
+    # CPUs and memory hot-added while it ran (a migration's destination has them as the source)
+    argv += hotplug.cpu_args(spec, f"{cpu}-x86_64-cpu") + hotplug.dimm_args(spec)
     if spec.kernel_path:
         argv += ["-kernel", str(spec.kernel_path)]
         if spec.initrd_path:
             argv += ["-initrd", str(spec.initrd_path)]
         argv += ["-append", spec.kernel_cmdline or "console=ttyS0"]
     return argv
+
+
+def _root_disk(drv: QemuDriver, spec: InstanceSpec) -> list[str]:
+    """The root disk: the image's copy, or a boot volume in its place (same slot, bootindex 1)."""
+    if boot := tuple(v for v in spec.volumes if v.boot):
+        return volumes.argv(boot)
+    disk = str(drv.disk_path(spec.id)).replace(",", ",,")
+    return [
+        "-drive",
+        f"file={disk},if=none,id=vda,node-name=vda-disk,format=qcow2,cache=writeback,discard=unmap",
+        "-device",
+        "virtio-blk-pci,drive=vda,id=vda-dev,bootindex=1",
+    ]
 
 
 async def start(drv: QemuDriver, i: str, argv: list[str]) -> None:

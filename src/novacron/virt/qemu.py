@@ -37,6 +37,7 @@ from novacron.virt import (
     cmdline,
     coldmove,
     firmware,
+    hotplug,
     images,
     migration,
     netdev,
@@ -56,6 +57,7 @@ from novacron.virt.base import (
     HostFacts,
     ImageInfo,
     InstanceSpec,
+    LiveSize,
     MetricsSample,
     Observation,
     PowerState,
@@ -306,6 +308,9 @@ class QemuDriver(ComputeDriver):
 
     async def set_volume_limits(self, instance_id: str, volume: VolumeAttachment) -> None:
         await volumes.set_limits(self, instance_id, volume)
+
+    async def resize_live(self, instance_id: str, target: LiveSize) -> None:
+        await hotplug.resize(self, instance_id, target)
 
     async def snapshot_volume(self, instance_id: str, volume_id: str, name: str, delete: bool) -> None:
         await volumes.snapshot(self, instance_id, volume_id, name, delete)

@@ -21,7 +21,7 @@ from novacron.api.routers.metrics_query import (
     ChartReader,
     live_chart_response,
 )
-from novacron.compute import hardware
+from novacron.compute import hardware, live_resize
 from novacron.compute.vms import LIST_SORTS, VMChange, VMService, VMSpec
 from novacron.db.listing import ListParams
 from novacron.db.models import VM, Task
@@ -106,6 +106,9 @@ class VMUpdate(BaseModel):
     flavor: str | None = Field(default=None, min_length=1, max_length=64)
     vcpus: int | None = Field(default=None, ge=1, le=64)
     ram_mb: int | None = Field(default=None, ge=64, le=262144)
+    disk_gb: int | None = Field(
+        default=None, ge=1, le=65536, description="grow the root disk (never shrinks)"
+    )
     metadata: dict[str, Annotated[str, Field(max_length=255)]] | None = Field(default=None, max_length=64)
     ha: bool | None = Field(default=None, description="restart on another host when its host fails")
     ha_priority: int | None = Field(default=None, ge=-1000, le=1000, description="HA restart order")
@@ -146,6 +149,9 @@ class VMOut(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
     #: machine, firmware, secure_boot, tpm (from its flavor and image at create time)
     hardware: dict[str, Any] = Field(default_factory=dict)
+    #: what it can grow to while it runs (live resize); None: booted without headroom
+    max_vcpus: int | None = None
+    max_ram_mb: int | None = None
     created_at: datetime
     updated_at: datetime
     version: int
@@ -174,6 +180,8 @@ class VMOut(BaseModel):
             ha_priority=vm.ha_priority,
             labels=dict(vm.labels or {}),
             hardware=hardware.of_vm(vm.hardware),
+            max_vcpus=live_resize.limits(vm)[0],
+            max_ram_mb=live_resize.limits(vm)[1],
             created_at=vm.created_at,
             updated_at=vm.updated_at,
             version=vm.version,

@@ -181,3 +181,6 @@ class VM(Timestamped, Versioned, Base):
     labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
     #: the machine it runs as, fixed at create time from its flavor and image (``compute.hardware``)
     hardware: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
+    #: live-resize headroom of its running QEMU ({"max_vcpus", "max_ram_mb", "dimms_mb"}; {}: none,
+    #: a VM started before it existed): set at each fresh boot, kept by a migration (compute.live_resize)
+    hotplug: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))

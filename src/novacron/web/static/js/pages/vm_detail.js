@@ -9,6 +9,7 @@ import {
 } from '../ui.js';
 import { backupList } from './backups.js';
 import { portTable } from './networks.js';
+import { liveLimits, resizeDialog } from './vm_resize.js';
 import { snapshotPanel } from './vm_snapshots.js';
 import { volumeTable } from './volumes.js';
 
@@ -37,6 +38,7 @@ function details(vm, hosts) {
     ['Task', vm.task_state || 'none'],
     ['Host', vm.host_id ? hosts[vm.host_id] || vm.host_id : 'not placed'],
     ['Size', `${vm.vcpus} vCPU · ${fmtMB(vm.ram_mb)} RAM · ${vm.disk_gb} GB disk`],
+    ['Live resize', h('span', { 'data-testid': 'vm-limits' }, liveLimits(vm))],
     ['Machine', machine(vm.hardware || {})],
     ['HA', vm.ha ? `restart elsewhere (priority ${vm.ha_priority})` : 'off'],
     ['Project', h('code', {}, vm.project_id)],
@@ -136,6 +138,10 @@ registerPage({
           type: 'button', disabled: !['running', 'stopped'].includes(vm.state) || !!vm.task_state,
           onclick: () => migrateDialog(vm, hosts).catch((err) => toast(err.message, 'bad')),
         }, 'Migrate') : null,
+        can('vm:update') ? h('button', {
+          type: 'button', disabled: !['running', 'stopped'].includes(vm.state) || !!vm.task_state,
+          onclick: () => resizeDialog(vm).then(reloadVm),
+        }, 'Resize') : null,
         can('vm:update') ? h('button', { type: 'button', onclick: toggleHa }, vm.ha ? 'Turn HA off' : 'Turn HA on') : null,
         can('vm:delete') ? h('button', { type: 'button', class: 'danger', disabled: vm.task_state === 'deleting', onclick: remove }, 'Delete') : null);
       clear(head, h('p', {}, link('#/vms', '← Virtual machines')),
