@@ -33,7 +33,9 @@ KNOWN_PATTERNS: dict[str, str] = {
     r"^(\d+(ms|s|m|h|d|w))+$": "use a duration such as 30s, 5m or 1h30m (units ms, s, m, h, d, w)",
     r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$": "use an email address such as ops@example.com",
     r"^https?://": "use an http:// or https:// URL",
-    r"^[a-z0-9]([a-z0-9-]{0,62})$": "use 1-63 lowercase letters, digits and hyphens, starting with a letter or digit",
+    r"^[a-z0-9]([a-z0-9-]{0,62})$": (
+        "use 1-63 lowercase letters, digits and hyphens, starting with a letter or digit"
+    ),
     r"^/[\x21-\x7e]{0,255}$": "use a path starting with / (at most 256 printable characters, no spaces)",
     r"^[A-Za-z0-9*]([A-Za-z0-9.-]*[A-Za-z0-9])?$": (
         "use letters, digits, dots and hyphens (or a leading * wildcard), starting and ending "
