@@ -563,7 +563,7 @@ def test_a_target_holding_backups_is_deleted_only_with_force(env: Env, tmp_path:
         snap, _ = _backup(c, env.vm_id, target="spare")
         r = c.delete("/v1/backup-targets/spare")
         assert r.status_code == 409, r.text
-        why = "1 backup stored on it: delete them first, or delete the target with force (deletes them)"
+        why = "1 backup stored on it: delete them first, or delete the target with force (deletes them too)"
         assert r.json()["errors"] == [{"field": "path.target_id", "reason": why}]
         assert r.json()["detail"] == f"Backup target spare holds backups: {why}."
         assert c.get(f"/v1/backups/{snap['id']}").status_code == 200

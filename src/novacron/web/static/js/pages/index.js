@@ -2,6 +2,7 @@
 import './overview.js';
 import './vms.js';
 import './vm_detail.js';
+import './vm_console_page.js';
 import './volumes.js';
 import './catalog.js';
 import './networks.js';
