@@ -255,7 +255,8 @@ def _row_lit(page: Any, text: str) -> int:
         ".findIndex((r) => r.textContent.trim() === t)",
         text,
     )
-    assert index >= 0, f"no terminal row reads {text!r}"
+    rows = page.eval_on_selector_all(".xterm-rows > div", "rs => rs.map((r) => r.textContent)")
+    assert index >= 0, f"no terminal row reads {text!r}: {rows}"
     png = page.locator(".xterm-rows > div").nth(index).screenshot()
     return int(page.evaluate(_LIT, base64.b64encode(png).decode()))
 

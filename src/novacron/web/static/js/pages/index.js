@@ -13,6 +13,7 @@ import './cost.js';
 import './security_groups.js';
 import './quota.js';
 import './backups.js';
+import './backup_targets.js';
 import './dr.js';
 import './hosts.js';
 import './host_metrics.js';
