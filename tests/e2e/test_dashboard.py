@@ -278,6 +278,14 @@ def test_serial_console_own_page_underscores_full_screen_reconnect(
         page.wait_for_url(f"**/#/vms/{alpha_vm['id']}/console")
         page.wait_for_selector("text=Connected", timeout=BOOT_S)  # opened at once on its own page
         page.click(".xterm")
+        # the shell answers once the socket is attached: what is typed before may be lost
+        for attempt in range(5):
+            page.keyboard.type(f"echo ready-$((40+{attempt}))\n")
+            try:
+                _wait_xterm(page, f"^ready-{40 + attempt}$", 10_000)
+                break
+            except Exception:
+                assert attempt < 4, "the console never answered"
         page.keyboard.type("echo ________________; uname -m\n")
         _wait_xterm(page, "^x86_64$", 60_000)
         # 16 underscores: a line of ink, not an empty row
