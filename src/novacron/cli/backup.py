@@ -21,6 +21,13 @@ app.add_typer(policy_app, name="policy", help="Backup schedules and retention pe
 app.add_typer(target_app, name="target", help="Where backups are stored (admins).")
 dr_app.add_typer(runbook_app, name="runbook", help="Runbooks: VMs restored in order, RPO/RTO targets.")
 
+#: the API's answer to a backup when no target exists (backup/service.py NO_TARGET), said before
+#: the VM is looked up
+NO_TARGET = (
+    "there is no backup target yet: create one with `novacron backup target create NAME --kind local "
+    "--set path=/var/lib/novacron/backups` (or s3, azure, gcs: see `novacron backup target create "
+    "--help`), or on the dashboard's Backup targets page"
+)
 WAIT = typer.Option(True, "--wait/--no-wait", help="wait for the task to finish (default) or return at once")
 
 BACKUP_COLUMNS: list[Column] = [
@@ -75,6 +82,8 @@ def create(
     as_json: bool = JSON,
 ) -> None:
     """Back a VM up (running or stopped); incremental when its disk's changes are tracked."""
+    if target is None and not client_of(ctx).get("/v1/backup-targets").get("items"):
+        raise CliError(NO_TARGET)  # a new admin's first backup: say how to make the target it needs
     vm_id = str(resolve_vm(ctx, vm)["id"])
     accepted = client_of(ctx).post("/v1/backups", {"vm": vm_id, "target": target, "full": full})
     _follow(ctx, accepted, wait, as_json, f"backup {vm}")
