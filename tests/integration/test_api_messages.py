@@ -6,10 +6,13 @@ what to type; these tests pin the exact words users see (CLI and dashboard show 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import FastAPI, Query
 from fastapi.testclient import TestClient
+from pydantic import BaseModel, Field
 
+from novacron.api.errors import install_handlers
 from novacron.api.validation_text import describe_pattern
 
 NAME_RULE = "use 1-63 lowercase letters, digits and hyphens, starting and ending with a letter or digit"
@@ -64,3 +67,33 @@ def test_patterns_in_use_read_as_rules() -> None:
         "use 1-64 letters, digits, dots, underscores and hyphens, starting with a letter or digit, "
         "or leave it empty"
     )
+
+
+class _Body(BaseModel):
+    code: str = Field(pattern=r"^(ab|cd)+$", json_schema_extra={"x-error": "use pairs of ab or cd"})
+    tag: str = Field(default="x", pattern=r"^x(y|z)?$", description="x, xy or xz")
+
+
+_Kind = Annotated[str, Query(pattern=r"^(on|off)$", description="on or off")]
+
+
+def _app() -> FastAPI:
+    app = FastAPI()
+    install_handlers(app)
+
+    @app.post("/t")
+    def take(body: _Body, kind: _Kind) -> None:
+        return None
+
+    return app
+
+
+def test_a_field_may_say_its_own_rule() -> None:
+    """A route's field with ``json_schema_extra={"x-error": ...}`` gets its own sentence; a pattern no
+    rule reads falls back to the field's description (body and query alike)."""
+    r = TestClient(_app()).post("/t", params={"kind": "maybe"}, json={"code": "zz", "tag": "q"})
+    assert _errors(r.json()) == {
+        "body.code": "use pairs of ab or cd",
+        "body.tag": "use x, xy or xz",
+        "query.kind": "use on or off",
+    }
