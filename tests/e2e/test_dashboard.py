@@ -310,6 +310,30 @@ def test_serial_console_own_page_underscores_full_screen_reconnect(
         b.close()
 
 
+def test_backups_page_without_a_target_leads_to_one(cluster: Cluster, browser: Any) -> None:
+    """Issue 17 item 7: with no backup target, the Backups page says so instead of a "Back up now"
+    that can only fail; an administrator gets the link to the Backup targets page, a member is told
+    an administrator makes one."""
+    assert cluster.admin.get("/v1/backup-targets").json()["items"] == []
+    b = Browser(browser, cluster.server.url, DESKTOP)
+    try:
+        b.login(cluster.tenants["alpha"][0], PASSWORD, tenant="alpha")
+        b.go("/backups")
+        note = b.page.inner_text("[data-testid=no-target]")
+        assert note == "There is no backup target yet: an administrator creates one, then back VMs up to it."
+        assert b.page.query_selector("#backup-vm") is None
+        b.close()
+        b = Browser(browser, cluster.server.url, DESKTOP)
+        b.login("admin", cluster.server.admin_password)
+        b.go("/backups")
+        b.follow("[data-testid=no-target] a")
+        assert b.page.inner_text("main h1") == "Backup targets"
+        assert b.page.is_visible("form[aria-label='New backup target']")
+        assert b.errors == []
+    finally:
+        b.close()
+
+
 def _run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine on its own loop in a worker thread: Playwright's sync API (the module's
     browser fixture) keeps an event loop running in this one."""

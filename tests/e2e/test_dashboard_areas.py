@@ -679,6 +679,9 @@ def test_backup_targets_created_edited_and_deleted(cluster: Cluster, browser: An
     page = b.page
     try:
         b.login("admin", cluster.server.admin_password)
+        # with several targets, "Back up now" asks which one
+        b.go("/backups")
+        assert "spare" in page.eval_on_selector_all("#backup-target option", "os => os.map((o) => o.value)")
         b.go("/backup-targets")
         page.wait_for_selector("tr[data-target=spare]")
         assert "path=" + spare["path"] in page.inner_text("tr[data-target=spare]")
