@@ -18,7 +18,7 @@ from novacron.backup import vmstore
 from novacron.backup.service import deletable, delete_snapshot
 from novacron.backup.store import ChunkStore
 from novacron.db.base import new_id
-from novacron.db.models import BackupPolicy, BackupSnapshot, BackupTarget
+from novacron.db.models import BackupPolicy, BackupSnapshot, BackupTarget, RestoreJob
 from novacron.db.resolve import Named, resolve
 from novacron.errors import Conflict, FieldError, InvalidInput, NameTaken
 from novacron.identity.encryption import MASK, encryption_for, is_secret_field, redact, scrub, secrets_set
@@ -142,7 +142,19 @@ class BackupTargetService(Service):
                 f"{' and '.join(held)}: delete them first, or delete the target with force (deletes them too)"
             )
             raise _in_use(row, "holds backups", why)
-        blocked = [f"{s.id} ({reason})" for s in stored if (reason := _undeletable(s))]
+        restoring = set(
+            self.session.scalars(
+                select(RestoreJob.snapshot_id).where(
+                    RestoreJob.snapshot_id.in_([x.id for x in stored]),
+                    RestoreJob.state.in_(("pending", "running")),
+                )
+            )
+        )  # a restore reading a backup would lose it halfway
+        blocked = [
+            f"{s.id} ({reason})"
+            for s in stored
+            if (reason := "a restore from it is running" if s.id in restoring else _undeletable(s))
+        ]
         if blocked:
             raise _in_use(
                 row, "cannot be deleted", "these backups cannot be deleted: " + "; ".join(blocked[:5])
@@ -186,9 +198,7 @@ def refusal(session: Session, row: BackupTarget) -> str:
     if policies:
         uses.append(f"backup schedules ({', '.join(policies)}) write to it: delete them first")
     if sources:
-        uses.append(
-            f"target(s) {', '.join(sources)} replicate to it: stop that with their replicate_to first"
-        )
+        uses.append(f"targets {', '.join(sources)} replicate to it: delete them first")
     return "; ".join(uses)
 
 
