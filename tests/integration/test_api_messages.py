@@ -46,13 +46,17 @@ def test_choices_bounds_missing_and_unknown_fields(in_process_admin: TestClient)
     assert r.status_code == 422
     assert _errors(r.json()) == {
         "body.type": "use one of local, s3, azure or gcs",
-        "body.chunk_size": "use a number at least 65536",
+        "body.chunk_size": "use a number of at least 65536",
         "body.colour": "not a setting of this request: remove it",
     }
     r = in_process_admin.post("/v1/backup-targets", json={"type": "local"})
     assert _errors(r.json()) == {"body.name": "required", "body.config": "required"}
     r = in_process_admin.get("/v1/vms", params={"limit": "many"})
     assert _errors(r.json()) == {"query.limit": "use a whole number"}
+    r = in_process_admin.post("/v1/tenants", content=b"{bad", headers={"content-type": "application/json"})
+    not_json = "the body is not valid JSON (Expecting property name enclosed in double quotes)"
+    assert r.json()["errors"] == [{"field": "body", "reason": not_json}]
+    assert r.json()["detail"].startswith("request body: the body is not valid JSON")
 
 
 def test_patterns_in_use_read_as_rules() -> None:

@@ -120,10 +120,6 @@ def problem_response(problem: Problem, request: Request) -> JSONResponse:
     )
 
 
-def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
-    return ".".join(str(p) for p in loc)
-
-
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
@@ -137,7 +133,7 @@ def install_handlers(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         route = request.scope.get("route")
         errors = [
-            {"field": _field_name(e["loc"]), "reason": texts.reason(e, texts.field_info(route, e["loc"]))}
+            {"field": texts.field_of(e), "reason": texts.reason(e, texts.field_info(route, e["loc"]))}
             for e in exc.errors()
         ]
         detail = "; ".join(f"{texts.short_field(e['field'])}: {e['reason']}" for e in errors)

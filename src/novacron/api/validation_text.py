@@ -202,9 +202,9 @@ def _by_type(kind: str, ctx: Mapping[str, Any], msg: str) -> str | None:
     if kind == "too_long":
         return f"give at most {_plural(ctx.get('max_length'), 'item')}"
     bounds = {
-        "greater_than_equal": ("at least", "ge"),
-        "greater_than": ("more than", "gt"),
-        "less_than_equal": ("at most", "le"),
+        "greater_than_equal": ("of at least", "ge"),
+        "greater_than": ("greater than", "gt"),
+        "less_than_equal": ("of at most", "le"),
         "less_than": ("less than", "lt"),
     }
     if kind in bounds:
@@ -295,6 +295,15 @@ def _all_params(dependant: Any, attr: str) -> list[Any]:
     for sub in getattr(dependant, "dependencies", []):
         found += _all_params(sub, attr)
     return found
+
+
+def field_of(error: Mapping[str, Any]) -> str:
+    """The field an error names: ``body.name``; a body that is not JSON is ``body`` (pydantic adds
+    the character position, which is no field)."""
+    loc = list(error.get("loc") or ())
+    if error.get("type") == "json_invalid":
+        loc = loc[:1]
+    return ".".join(str(p) for p in loc)
 
 
 def short_field(field: str) -> str:
