@@ -72,7 +72,7 @@ class InvalidInput(DomainError):
 
     def __init__(self, field: str, reason: str, *, part: str = "body") -> None:
         error = FieldError(field, reason, part)
-        super().__init__(f"{error.qualified()}: {reason}", fields=[error])
+        super().__init__(f"{field}: {reason}", fields=[error])
 
 
 class MalformedInput(InvalidInput):
@@ -169,12 +169,12 @@ E = TypeVar("E", bound=DomainError)
 
 
 def on_field(cls: type[E], field: str, reason: str, *, part: str = "body", title: str | None = None) -> E:
-    """An error of class ``cls`` about one field, worded "body.field: reason" like ``InvalidInput``:
+    """An error of class ``cls`` about one field, worded "field: reason" like ``InvalidInput``:
     a project named in the body that does not exist is ``on_field(NotFound, "project_id", ...)``.
     Its ``title`` is "Invalid request", as for every answer that names the input at fault, unless
     ``title`` says otherwise."""
     error = FieldError(field, reason, part)
     exc = cls.__new__(cls)
-    detail = f"{error.qualified()}: {reason}"
+    detail = f"{field}: {reason}"  # the field as the user typed it; ``errors`` keeps its part
     DomainError.__init__(exc, detail, fields=[error], title=title or InvalidInput.title)
     return exc

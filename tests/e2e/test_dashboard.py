@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import os
 import stat
@@ -71,6 +72,8 @@ def test_create_watch_console_stop_delete(cluster: Cluster, browser: Any) -> Non
         page.click("form button[type=submit]")
         page.wait_for_selector("#f-name[aria-invalid=true]")
         assert page.inner_text("#f-name-error") == reason
+        # said once: under the field, not again in a banner (issue 17 item 4)
+        assert reason.startswith("use 1-63 lowercase letters") and page.inner_text("main").count(reason) == 1
 
         page.fill("#f-name", "web-e2e")
         page.fill("#f-user_data", "hello from the browser")
@@ -121,6 +124,7 @@ def test_create_watch_console_stop_delete(cluster: Cluster, browser: Any) -> Non
         page.wait_for_selector("[data-testid=vm-state] .badge[data-state=stopped]", timeout=90_000)
         # the serial console saw its connection end and keeps trying to reconnect
         page.wait_for_selector("text=/Console closed .*reconnecting in/", timeout=30_000)
+        assert page.is_visible(".card:has-text('Serial console') button:text-is('Reconnect')")
 
         page.click("main button:text-is('Delete')")
         page.click("dialog button.danger")
@@ -226,6 +230,108 @@ def test_other_tenant_sees_only_its_own(cluster: Cluster, browser: Any, alpha_vm
     finally:
         alpha.close()
         beta.close()
+
+
+#: lit pixels (light on the terminal's black) of a PNG, counted by the page itself (no image library)
+_LIT = """async (b64) => {
+  const img = new Image();
+  img.src = 'data:image/png;base64,' + b64;
+  await img.decode();
+  const c = document.createElement('canvas');
+  [c.width, c.height] = [img.width, img.height];
+  const g = c.getContext('2d');
+  g.drawImage(img, 0, 0);
+  const d = g.getImageData(0, 0, c.width, c.height).data;
+  let n = 0;
+  for (let i = 0; i < d.length; i += 4) if (d[i] + d[i + 1] + d[i + 2] > 300) n++;
+  return n;
+}"""
+
+
+def _row_lit(page: Any, text: str) -> int:
+    """How many pixels of the terminal row that reads exactly ``text`` are lit."""
+    index = page.evaluate(
+        "t => [...document.querySelectorAll('.xterm-rows > div')]"
+        ".findIndex((r) => r.textContent.trim() === t)",
+        text,
+    )
+    rows = page.eval_on_selector_all(".xterm-rows > div", "rs => rs.map((r) => r.textContent)")
+    assert index >= 0, f"no terminal row reads {text!r}: {rows}"
+    png = page.locator(".xterm-rows > div").nth(index).screenshot()
+    return int(page.evaluate(_LIT, base64.b64encode(png).decode()))
+
+
+def test_serial_console_own_page_underscores_full_screen_reconnect(
+    cluster: Cluster, browser: Any, alpha_vm: dict[str, str]
+) -> None:
+    """Issue 17 item 11: the console sits near the top of the VM page and has a page of its own;
+    underscores are drawn (xterm's rows clipped DejaVu Sans Mono's "_" at a line height of 1:
+    "x86 64"); full screen; Disconnect, then Reconnect, and the console answers again."""
+    b = Browser(browser, cluster.server.url, DESKTOP)
+    page = b.page
+    try:
+        b.login(cluster.tenants["alpha"][0], PASSWORD, tenant="alpha")
+        b.go(f"/vms/{alpha_vm['id']}")
+        cards = page.eval_on_selector_all("main .card > h2", "hs => hs.map((x) => x.textContent)")
+        assert cards.index("Serial console") < cards.index("Metrics"), cards
+        page.click("main a:text-is('Open on its own page')")
+        page.wait_for_url(f"**/#/vms/{alpha_vm['id']}/console")
+        page.wait_for_selector("text=Connected", timeout=BOOT_S)  # opened at once on its own page
+        page.click(".xterm")
+        # the shell answers once the socket is attached: what is typed before may be lost
+        for attempt in range(5):
+            page.keyboard.type(f"echo ready-$((40+{attempt}))\n")
+            try:
+                _wait_xterm(page, f"^ready-{40 + attempt}$", 10_000)
+                break
+            except Exception:
+                assert attempt < 4, "the console never answered"
+        page.keyboard.type("echo ________________; uname -m\n")
+        _wait_xterm(page, "^x86_64$", 60_000)
+        # 16 underscores: a line of ink, not an empty row
+        assert _row_lit(page, "_" * 16) > 50
+        page.screenshot(path=str(ARTIFACTS / "vm-console-page-desktop-light.png"))
+
+        page.click("button:text-is('Full screen')")
+        page.wait_for_function("() => document.fullscreenElement?.dataset.testid === 'serial-console'")
+        page.evaluate("document.exitFullscreen()")
+        page.wait_for_function("() => !document.fullscreenElement")
+
+        page.click("button:text-is('Disconnect')")
+        page.wait_for_selector("text=Console disconnected: Reconnect opens it again.")
+        assert page.is_hidden("button:text-is('Disconnect')")
+        page.click("button:text-is('Reconnect')")
+        page.wait_for_selector("text=Connected", timeout=30_000)
+        page.click(".xterm")
+        page.keyboard.type("echo back-$((40+2))\n")
+        _wait_xterm(page, "^back-42$", 30_000)
+        assert b.errors == []
+    finally:
+        b.close()
+
+
+def test_backups_page_without_a_target_leads_to_one(cluster: Cluster, browser: Any) -> None:
+    """Issue 17 item 7: with no backup target, the Backups page says so instead of a "Back up now"
+    that can only fail; an administrator gets the link to the Backup targets page, a member is told
+    an administrator makes one."""
+    assert cluster.admin.get("/v1/backup-targets").json()["items"] == []
+    b = Browser(browser, cluster.server.url, DESKTOP)
+    try:
+        b.login(cluster.tenants["alpha"][0], PASSWORD, tenant="alpha")
+        b.go("/backups")
+        note = b.page.inner_text("[data-testid=no-target]")
+        assert note == "There is no backup target yet: an administrator creates one, then back VMs up to it."
+        assert b.page.query_selector("#backup-vm") is None
+        b.close()
+        b = Browser(browser, cluster.server.url, DESKTOP)
+        b.login("admin", cluster.server.admin_password)
+        b.go("/backups")
+        b.follow("[data-testid=no-target] a")
+        assert b.page.inner_text("main h1") == "Backup targets"
+        assert b.page.is_visible("form[aria-label='New backup target']")
+        assert b.errors == []
+    finally:
+        b.close()
 
 
 def _run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:

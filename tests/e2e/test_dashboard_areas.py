@@ -661,3 +661,66 @@ def test_instant_restore_from_the_backups_page(cluster: Cluster, browser: Any, a
         assert vm["name"] == "alpha-instant" and vm["state"] == "running" and vm["task_state"] is None, vm
         r = api.delete(f"/v1/vms/{vm_id}")
         assert r.status_code == 202 and wait_task(api, r.json()["task_id"], 120)["state"] == "succeeded"
+
+
+def test_backup_targets_created_edited_and_deleted(cluster: Cluster, browser: Any, areas: Areas) -> None:
+    """Issue 17 item 7: an admin makes a target in the form, renames one (a bad name refused under
+    its field only), is refused a moved path, deletes a target holding a backup (refused, the API's
+    reason shown), then deletes it with its backup, and an empty one plainly."""
+    admin = cluster.admin
+    spare = {"path": str(cluster.server.state_dir / "bkt-spare")}
+    r = admin.post("/v1/backup-targets", json={"name": "spare", "type": "local", "config": spare})
+    assert r.status_code == 201, r.text
+    r = admin.post("/v1/backups", json={"vm": areas.vm_id, "target": "spare"})
+    assert r.status_code == 202, r.text
+    backup_id = r.json()["backup"]["id"]
+    assert wait_task(admin, r.json()["task_id"], 300)["state"] == "succeeded"
+    b = Browser(browser, cluster.server.url, DESKTOP)
+    page = b.page
+    try:
+        b.login("admin", cluster.server.admin_password)
+        # with several targets, "Back up now" asks which one
+        b.go("/backups")
+        assert "spare" in page.eval_on_selector_all("#backup-target option", "os => os.map((o) => o.value)")
+        b.go("/backup-targets")
+        page.wait_for_selector("tr[data-target=spare]")
+        assert "path=" + spare["path"] in page.inner_text("tr[data-target=spare]")
+        # a new one from the form: the kind's settings are named in the hint
+        page.fill("#bt-name", "extra")
+        assert "path=" in page.inner_text("#bt-config-hint")
+        page.fill("#bt-config", f"path={cluster.server.state_dir / 'bkt-extra'}")
+        page.click("form[aria-label='New backup target'] button[type=submit]")
+        page.wait_for_selector("tr[data-target=extra]")
+
+        page.click("tr[data-target=spare] button:text-is('Edit')")
+        page.fill("#bte-name", "Spare!")
+        page.click("form[aria-label='Edit backup target spare'] button[type=submit]")
+        page.wait_for_selector("#bte-name[aria-invalid=true]")
+        reason = _reason(admin.patch("/v1/backup-targets/spare", json={"name": "Spare!"}), "body.name")
+        assert page.inner_text("#bte-name-error") == reason and page.inner_text("main").count(reason) == 1
+        page.fill("#bte-name", "spare-2")
+        page.fill("#bte-config", "path=/var/tmp/elsewhere")
+        page.click("form[aria-label='Edit backup target spare'] button[type=submit]")
+        page.wait_for_selector("#bte-config[aria-invalid=true]")
+        assert page.inner_text("#bte-config-error") == "a local target's path cannot change"
+        page.fill("#bte-config", f"path={spare['path']}")
+        page.click("form[aria-label='Edit backup target spare'] button[type=submit]")
+        page.wait_for_selector("tr[data-target=spare-2]")
+        assert admin.get("/v1/backup-targets/spare-2").json()["config"] == spare
+
+        _confirm(page, "tr[data-target=spare-2] button:text-is('Delete')")
+        problem = page.wait_for_selector("[data-testid=target-problem] .alert")
+        assert "1 backup stored on it" in problem.inner_text()
+        assert admin.get(f"/v1/backups/{backup_id}").status_code == 200
+        page.click("tr[data-target=spare-2] button:text-is('Delete')")
+        page.check("#bt-force")
+        page.click("dialog button.danger")
+        page.wait_for_selector("tr[data-target=spare-2]", state="detached")
+        assert admin.get("/v1/backup-targets/spare-2").status_code == 404
+        assert admin.get(f"/v1/backups/{backup_id}").status_code == 404
+        _confirm(page, "tr[data-target=extra] button:text-is('Delete')")
+        page.wait_for_selector("tr[data-target=extra]", state="detached")
+        problems = page_problems(b, "/backup-targets", "backup-targets", "desktop", "light")
+        assert problems == [] and b.errors == [], (problems, b.errors)
+    finally:
+        b.close()

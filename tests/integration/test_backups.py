@@ -536,3 +536,47 @@ def test_guest_agent_freezes_the_filesystem_for_an_application_consistent_backup
     ]
     # thawed: the guest writes to the filesystem again
     type_on_console(server, c, vm, "echo after > /mnt/d/after.txt && echo THAWED-$((40+2))", "THAWED-42")
+
+
+def _files(store: Path, backup_id: str) -> list[Path]:
+    """The files of one backup's indexes in a local store."""
+    return [p for p in store.glob(f"snapshots/*/{backup_id}/**/*") if p.is_file()]
+
+
+def test_a_target_holding_backups_is_deleted_only_with_force(env: Env, tmp_path: Path) -> None:
+    """Issue 17 item 7: a second target gets a backup; deleting it is refused (409, saying how),
+    with force the backup goes too, and the module's own target is the only one again. Last in the
+    module: a second target makes every backup that names none ask which one."""
+    c = env.c
+    r = c.post(
+        "/v1/backup-targets",
+        json={
+            "name": "spare",
+            "type": "local",
+            "config": {"path": str(tmp_path / "spare")},
+            "chunk_size": CHUNK,
+        },
+    )
+    assert r.status_code == 201, r.text
+    try:
+        refused = c.post("/v1/backups", json={"vm": env.vm_id})
+        assert refused.status_code == 422
+        assert (
+            refused.json()["errors"][0]["reason"]
+            == "there are several backup targets (local, spare): name one"
+        )
+        snap, _ = _backup(c, env.vm_id, target="spare")
+        r = c.delete("/v1/backup-targets/spare")
+        assert r.status_code == 409, r.text
+        why = "1 backup stored on it: delete them first, or delete the target with force (deletes them too)"
+        assert r.json()["errors"] == [{"field": "path.target_id", "reason": why}]
+        assert r.json()["detail"] == f"Backup target spare holds backups: {why}."
+        assert c.get(f"/v1/backups/{snap['id']}").status_code == 200
+        assert _files(tmp_path / "spare", snap["id"])
+    finally:
+        r = c.delete("/v1/backup-targets/spare", params={"force": "true"})
+    assert r.status_code == 204, r.text
+    assert c.get(f"/v1/backups/{snap['id']}").status_code == 404
+    assert [t["name"] for t in c.get("/v1/backup-targets").json()["items"]] == ["local"]
+    # the backup's index left the store with it; the directory itself is the administrator's
+    assert _files(tmp_path / "spare", snap["id"]) == []

@@ -55,7 +55,7 @@ class Cli:
 @pytest.fixture(scope="module")
 def cli_server() -> Iterator[Server]:
     srv = make_server(NOVACRON_COMPUTE_DRIVER="qemu")
-    srv.start()
+    srv.start(timeout_s=120)  # eight sessions' tests on two cores: a start can take a minute
     try:
         yield srv
     finally:
@@ -231,6 +231,15 @@ def test_vm_lifecycle_from_the_cli(cli: Cli, guest: Guest) -> None:
     # the console without a terminal: stdin piped to the guest, its answer on stdout
     r = cli.ok("vm", "console", "cli-vm", "--linger", "2", stdin="\necho cli-$((6*7))\n")
     assert "cli-42" in r.out
+
+    # metrics as rates per second between samples (issue 17 item 10), not counters since boot
+    rates = cli.ok("vm", "metrics", "cli-vm", "--last", "3", "--json").json()
+    assert 1 <= len(rates["rates"]) <= 3, rates
+    for row in rates["rates"]:
+        assert 0 < row["window_s"] < 10 and 0 <= row["qemu_cpu_percent"] <= 400, row
+        assert row["disk_read_bytes_per_s"] >= 0 and row["net_rx_bytes_per_s"] >= 0, row
+    table = cli.ok("vm", "metrics", "cli-vm").out
+    assert "per second" in table and "GUEST CPU" in table and "Average over" in table, table
 
     for action in ("pause", "resume", "reboot"):
         cli.ok("vm", action, "cli-vm")

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from novacron import errors as domain
+from novacron.api import validation_text as texts
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger(__name__)
@@ -119,10 +120,6 @@ def problem_response(problem: Problem, request: Request) -> JSONResponse:
     )
 
 
-def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
-    return ".".join(str(p) for p in loc)
-
-
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
@@ -134,8 +131,12 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"field": _field_name(e["loc"]), "reason": str(e["msg"])} for e in exc.errors()]
-        detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors)
+        route = request.scope.get("route")
+        errors = [
+            {"field": texts.field_of(e), "reason": texts.reason(e, texts.field_info(route, e["loc"]))}
+            for e in exc.errors()
+        ]
+        detail = "; ".join(f"{texts.short_field(e['field'])}: {e['reason']}" for e in errors)
         return problem_response(Problem(422, "Invalid request", detail, errors=errors), request)
 
     @app.exception_handler(StarletteHTTPException)

@@ -41,10 +41,21 @@ def default_target(
     """The named target, or the only one there is."""
     if ref is not None:
         return resolve(session, principal, BackupTarget, ref, named=Named(field))
-    targets = list(session.scalars(select(BackupTarget).limit(2)))
-    if len(targets) != 1:
-        raise InvalidInput(field, "name a backup target (there are several, or none: an admin creates one)")
+    targets = list(session.scalars(select(BackupTarget).order_by(BackupTarget.name).limit(4)))
+    if not targets:
+        raise InvalidInput(field, NO_TARGET)
+    if len(targets) > 1:
+        names = ", ".join(t.name for t in targets[:3]) + (", ..." if len(targets) > 3 else "")
+        raise InvalidInput(field, f"there are several backup targets ({names}): name one")
     return targets[0]
+
+
+#: what a backup without any target says: how to make one (an administrator's job)
+NO_TARGET = (
+    "there is no backup target yet: create one with `novacron backup target create NAME --kind local "
+    "--set path=/var/lib/novacron/backups` (or s3, azure, gcs: see `novacron backup target create "
+    "--help`), or on the dashboard's Backup targets page"
+)
 
 
 def _busy(session: Session, resource_id: str) -> None:
@@ -355,8 +366,8 @@ class BackupService(Service):
 
     def create(self, vm_ref: str, target_ref: str | None, full: bool) -> tuple[BackupSnapshot, Task]:
         """Back up a VM to a target (the only one when none is named): the pending backup, its task."""
+        target = default_target(self.session, self.principal, target_ref)  # none yet: say how to make one
         vm = visible_vm(self.session, self.principal, vm_ref)
-        target = default_target(self.session, self.principal, target_ref)
         snap, task = request_backup(self.session, vm, target, full)
         self.session.flush()
         return snap, task

@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from novacron.backup import vmstore
+from novacron.backup.service import deletable, delete_snapshot
 from novacron.backup.store import ChunkStore
 from novacron.db.base import new_id
-from novacron.db.models import BackupTarget
+from novacron.db.models import BackupPolicy, BackupSnapshot, BackupTarget, RestoreJob
 from novacron.db.resolve import Named, resolve
-from novacron.errors import InvalidInput, NameTaken
+from novacron.errors import Conflict, FieldError, InvalidInput, NameTaken
 from novacron.identity.encryption import MASK, encryption_for, is_secret_field, redact, scrub, secrets_set
 from novacron.service import Service
 
@@ -49,7 +51,7 @@ class TargetView:
 
 
 class BackupTargetService(Service):
-    """Create, read and reconfigure backup targets (administrators create them; all may read)."""
+    """Create, read, reconfigure, rename and delete backup targets (administrators; all may read)."""
 
     def list(self) -> list[TargetView]:
         """Every target, by name (at most 500)."""
@@ -87,10 +89,20 @@ class BackupTargetService(Service):
         return self._view(target)
 
     def update(
-        self, row: BackupTarget, config: dict[str, Any] | None, replicate_every_s: int | None
+        self,
+        row: BackupTarget,
+        config: dict[str, Any] | None,
+        replicate_every_s: int | None,
+        name: str | None = None,
     ) -> TargetView:
         """Merge ``config`` into the target's settings (None removes one; a credential left out or
-        sent as "***" keeps its value) and check the store still answers; a new replication interval."""
+        sent as "***" keeps its value) and check the store still answers; a new replication interval;
+        a new name (backups, schedules and replicas refer to the target by id: nothing else changes)."""
+        if name is not None and name != row.name:
+            taken = select(BackupTarget.id).where(BackupTarget.name == name, BackupTarget.id != row.id)
+            if self.session.scalar(taken):
+                raise NameTaken("backup target", name, "name", "")
+            row.name = name
         if config is not None:
             enc, aad = encryption_for(self.ctx.settings), vmstore.config_aad(row.id)
             before = enc.open_fields(dict(row.config), aad)
@@ -109,6 +121,54 @@ class BackupTargetService(Service):
         self.session.flush()
         return self._view(row)
 
+    def delete(self, row: BackupTarget, force: bool = False) -> int:
+        """Delete a target nothing needs. Refused (409) while schedules or another target's
+        replication use it, and while backups are stored on it, unless ``force``: then those backups
+        are deleted too (from the store as well; none may be under legal hold, immutable or still
+        being taken), and backups whose DR copy is on it forget that copy. Returns how many backups
+        were deleted. The store itself (the directory or bucket) is left for the administrator."""
+        users = refusal(self.session, row)
+        if users:
+            raise _in_use(row, "is in use", users)
+        stored = list(self.session.scalars(select(BackupSnapshot).where(BackupSnapshot.target_id == row.id)))
+        copies = list(
+            self.session.scalars(select(BackupSnapshot).where(BackupSnapshot.replica_target_id == row.id))
+        )
+        if (stored or copies) and not force:
+            held = [_count(len(stored), "backup", "backups") + " stored on it"]
+            if copies:
+                held.append(_count(len(copies), "DR copy", "DR copies") + " of other targets' backups")
+            why = (
+                f"{' and '.join(held)}: delete them first, or delete the target with force (deletes them too)"
+            )
+            raise _in_use(row, "holds backups", why)
+        restoring = set(
+            self.session.scalars(
+                select(RestoreJob.snapshot_id).where(
+                    RestoreJob.snapshot_id.in_([x.id for x in stored]),
+                    RestoreJob.state.in_(("pending", "running")),
+                )
+            )
+        )  # a restore reading a backup would lose it halfway
+        blocked = [
+            f"{s.id} ({reason})"
+            for s in stored
+            if (reason := "a restore from it is running" if s.id in restoring else _undeletable(s))
+        ]
+        if blocked:
+            raise _in_use(
+                row, "cannot be deleted", "these backups cannot be deleted: " + "; ".join(blocked[:5])
+            )
+        store = vmstore.server_store(self.ctx.settings, row) if stored else None
+        for snap in stored:
+            delete_snapshot(self.session, snap, store)
+        for snap in copies:
+            snap.replica_target_id, snap.replicated_at = None, None
+        self.session.flush()
+        self.session.delete(row)
+        self.session.flush()
+        return len(stored)
+
     def _row(self, ref: str) -> BackupTarget:
         return resolve(self.session, self.principal, BackupTarget, ref)
 
@@ -117,6 +177,35 @@ class BackupTargetService(Service):
         return TargetView(
             t, redact(dict(t.config)) if editor else None, secrets_set(dict(t.config)) if editor else []
         )
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _in_use(row: BackupTarget, what: str, why: str) -> Conflict:
+    return Conflict(f"Backup target {row.name} {what}: {why}.", fields=[FieldError("target_id", why, "path")])
+
+
+def refusal(session: Session, row: BackupTarget) -> str:
+    """What uses the target besides backups (force does not undo these), or ''."""
+    by_policy = select(BackupPolicy.name).where(BackupPolicy.target_id == row.id)
+    policies = list(session.scalars(by_policy.order_by(BackupPolicy.name).limit(6)))
+    sources = list(
+        session.scalars(select(BackupTarget.name).where(BackupTarget.replica_target_id == row.id).limit(6))
+    )
+    uses = []
+    if policies:
+        uses.append(f"backup schedules ({', '.join(policies)}) write to it: delete them first")
+    if sources:
+        uses.append(f"targets {', '.join(sources)} replicate to it: delete them first")
+    return "; ".join(uses)
+
+
+def _undeletable(snap: BackupSnapshot) -> str | None:
+    if snap.state in ("pending", "running"):
+        return "still being taken"
+    return deletable(snap)
 
 
 def _check_target(kind: str, config: dict[str, Any], chunk_size: int) -> ChunkStore:

@@ -22,6 +22,13 @@ app.add_typer(policy_app, name="policy", help="Backup schedules and retention pe
 app.add_typer(target_app, name="target", help="Where backups are stored (admins).")
 dr_app.add_typer(runbook_app, name="runbook", help="Runbooks: VMs restored in order, RPO/RTO targets.")
 
+#: the API's answer to a backup when no target exists (backup/service.py NO_TARGET), said before
+#: the VM is looked up
+NO_TARGET = (
+    "there is no backup target yet: create one with `novacron backup target create NAME --kind local "
+    "--set path=/var/lib/novacron/backups` (or s3, azure, gcs: see `novacron backup target create "
+    "--help`), or on the dashboard's Backup targets page"
+)
 WAIT = typer.Option(True, "--wait/--no-wait", help="wait for the task to finish (default) or return at once")
 
 BACKUP_COLUMNS: list[Column] = [
@@ -76,6 +83,8 @@ def create(
     as_json: bool = JSON,
 ) -> None:
     """Back a VM up (running or stopped); incremental when its disk's changes are tracked."""
+    if target is None and not client_of(ctx).get("/v1/backup-targets").get("items"):
+        raise CliError(NO_TARGET)  # a new admin's first backup: say how to make the target it needs
     vm_id = str(resolve_vm(ctx, vm)["id"])
     accepted = client_of(ctx).post("/v1/backups", {"vm": vm_id, "target": target, "full": full})
     _follow(ctx, accepted, wait, as_json, f"backup {vm}")
@@ -233,18 +242,37 @@ def _target_config(config: list[str], secrets: list[str]) -> dict[str, Any]:
     return conf
 
 
-@target_app.command("create")
+#: each kind's settings, as ``--set KEY=VALUE`` (credentials with ``--secret KEY``): the create help
+TARGET_KINDS_HELP = """Create a backup target (admins): where backups are stored.
+
+Each kind takes its settings as --set KEY=VALUE (repeatable); credentials as --secret KEY (the
+value is asked for, hidden, or read from stdin), never on the command line:
+
+\b
+  local   path=/var/lib/novacron/backups   (absolute; a new or empty directory, or an existing store)
+  s3      bucket=NAME  [prefix=P] [endpoint_url=URL] [region_name=R]
+          --secret aws_access_key_id --secret aws_secret_access_key
+  azure   container=NAME  [prefix=P]   --secret connection_string
+  gcs     bucket=NAME  [prefix=P] [project=ID] [endpoint=URL]
+  any     url=file:///DIR | s3://BUCKET/PREFIX | azure://CONTAINER/PREFIX | gs://BUCKET/PREFIX
+
+\b
+Example:
+  novacron backup target create main --kind local --set path=/var/lib/novacron/backups
+"""
+
+
+@target_app.command("create", help=TARGET_KINDS_HELP)
 def target_create(
     ctx: typer.Context,
     name: str = typer.Argument(...),
-    kind: str = typer.Option("local", "--type", help="local, s3, azure, gcs"),
-    config: list[str] = typer.Option([], "--set", help="KEY=VALUE of the target's configuration, repeatable"),
+    kind: str = typer.Option("local", "--kind", "--type", help="local, s3, azure or gcs"),
+    config: list[str] = typer.Option([], "--set", help="KEY=VALUE of the target's settings (see above)"),
     secret: list[str] = SECRET_OPTION,
     replicate_to: str | None = typer.Option(None, "--replicate-to", help="copy it to this target (DR site)"),
     replicate_every: int = typer.Option(300, "--replicate-every", help="seconds between replication passes"),
     as_json: bool = JSON,
 ) -> None:
-    """Create a backup target (admins). Credentials: ``--secret KEY`` asks for the value (hidden)."""
     conf = _target_config(config, secret)
     body: dict[str, Any] = {"name": name, "type": kind, "config": conf}
     if replicate_to:
@@ -256,13 +284,42 @@ def target_create(
 def target_update(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="target name or id"),
-    config: list[str] = typer.Option([], "--set", help="KEY=VALUE to change, repeatable"),
+    config: list[str] = typer.Option([], "--set", help="KEY=VALUE to change, repeatable; KEY= removes it"),
     secret: list[str] = SECRET_OPTION,
+    new_name: str | None = typer.Option(None, "--name", help="rename the target (its id stays)"),
+    replicate_every: int | None = typer.Option(None, "--replicate-every", help="seconds between passes"),
     as_json: bool = JSON,
 ) -> None:
-    """Change a target's settings, e.g. new credentials; credentials not given are kept."""
-    body = {"config": _target_config(config, secret)}
+    """Change a target's settings (e.g. new credentials), its name or its replication interval;
+    credentials not given are kept, and are never shown back."""
+    conf: dict[str, Any] = {k: (v if v != "" else None) for k, v in _target_config(config, secret).items()}
+    body: dict[str, Any] = {"config": conf or None, "name": new_name, "replicate_every_s": replicate_every}
+    body = {k: v for k, v in body.items() if v is not None}
+    if not body:
+        raise CliError("nothing to change: give --set, --secret, --name or --replicate-every")
     print_detail(client_of(ctx).patch(f"/v1/backup-targets/{name}", body), as_json=as_json)
+
+
+@target_app.command("delete")
+def target_delete(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="target name or id"),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="also delete every backup stored on it (refused for held or immutable backups); "
+        "without it a target holding backups is refused",
+    ),
+    yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation with --force"),
+) -> None:
+    """Delete a backup target. Refused while schedules or replication use it, and while it holds
+    backups unless --force (which deletes them). The directory or bucket itself is left in place."""
+    client = client_of(ctx)
+    target = client.get(f"/v1/backup-targets/{name}")
+    if force and not yes and sys.stdin.isatty():
+        typer.confirm(f"Delete target {target['name']} and every backup stored on it?", abort=True)
+    client.delete(f"/v1/backup-targets/{target['id']}" + ("?force=true" if force else ""))
+    info(f"Deleted backup target {target['name']}.")
 
 
 @target_app.command("list")

@@ -291,15 +291,17 @@ def format_problem(error: CliError) -> str:
         lines.append(f"[bold red]Error: {escape(title)} ({error.status})[/]")
         detail = str(p.get("detail") or "")
         errors = p.get("errors") or []
-        field_text = "; ".join(f"{e.get('field')}: {e.get('reason')}" for e in errors if isinstance(e, dict))
-        if detail and detail != title and detail != field_text:
+        listed = [e for e in errors if isinstance(e, dict)]
+        # the detail that only repeats the field list (as "body.name: ..." or "name: ...") is not printed
+        field_texts = {
+            "; ".join(f"{short(str(e.get('field') or ''))}: {e.get('reason')}" for e in listed)
+            for short in (str, _short_field)
+        }
+        if detail and detail != title and detail not in field_texts:
             lines.append(f"[red]{escape(detail)}[/]")
         for e in errors:
             if isinstance(e, dict):
-                name = str(e.get("field") or "")
-                for prefix in ("body.", "query.", "path."):
-                    name = name.removeprefix(prefix)
-                name = "request body" if name == "body" else name
+                name = _short_field(str(e.get("field") or ""))
                 reason = str(e.get("reason") or "")
                 lines.append(f"[red]  - {escape(name or '(request)')}: {escape(reason)}[/]")
     else:
@@ -307,6 +309,13 @@ def format_problem(error: CliError) -> str:
     if error.hint:
         lines.append(f"[yellow]{escape(error.hint)}[/]")
     return "\n".join(lines)
+
+
+def _short_field(name: str) -> str:
+    """``body.name`` -> ``name``: the API's field as the user typed it."""
+    for prefix in ("body.", "query.", "path.", "header."):
+        name = name.removeprefix(prefix)
+    return "request body" if name == "body" else name
 
 
 def print_error(error: CliError) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from novacron.cli import vmmetrics
 from novacron.cli.client import CliError
 from novacron.cli.common import CURSOR, JSON, LIMIT, client_of, create_in_project, key_values, resolve_vm
 from novacron.cli.names import VM_STATES, choose
@@ -16,10 +17,8 @@ from novacron.cli.output import (
     Column,
     ago,
     gib,
-    human_size,
     info,
     mib,
-    out,
     print_detail,
     print_json,
     print_list,
@@ -453,44 +452,13 @@ def logs(
 def metrics(
     ctx: typer.Context,
     vm: str = VM_ARG,
-    last: int = typer.Option(10, "--last", min=1, help="show this many most recent samples"),
+    last: int = typer.Option(10, "--last", min=1, help="show the rates over this many most recent intervals"),
     as_json: bool = JSON,
 ) -> None:
-    """Show the VM's recent resource samples (CPU, memory, disk and network)."""
+    """Show what the VM does per second: CPU (% of one core), disk and network rates, and memory,
+    between its most recent samples (``--json``: the same rates and their averages, numbers only)."""
     found = resolve_vm(ctx, vm)
-    data = client_of(ctx).get(f"/v1/vms/{found['id']}/metrics")
-    if as_json:
-        print_json(data)
-        return
-    samples: list[dict[str, Any]] = data.get("samples", [])[-last:]
-    if not samples:
-        out.print(f"[dim]No samples for {found['name']} yet (is it running?).[/]")
-        return
-    keys = list(samples[-1].keys())
-    columns: list[Column] = [
-        (k.removesuffix("_bytes").replace("_", " ").upper(), _metric_getter(k)) for k in keys
-    ]
-    print_list(
-        {"items": samples},
-        columns,
-        as_json=False,
-        empty="",
-        title=f"{found['name']}: one sample every {data.get('interval_s')} s",
-    )
-
-
-def _metric_getter(key: str) -> Any:
-    def get(row: dict[str, Any]) -> str:
-        value = row.get(key)
-        if key == "time" and isinstance(value, int | float):
-            return time.strftime("%H:%M:%S", time.localtime(value))
-        if key.endswith("_bytes") and isinstance(value, int | float):
-            return human_size(value)
-        if isinstance(value, float):
-            return f"{value:.2f}"
-        return "" if value is None else str(value)
-
-    return get
+    vmmetrics.show(client_of(ctx), found, last, as_json)
 
 
 def _register_console() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -83,6 +83,7 @@ class TargetOut(BaseModel):
 
 class TargetUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, pattern=NAME, description="a new name (the id stays)")
     config: dict[str, Any] | None = Field(
         default=None,
         description="fields to change (merged into the configuration; null removes one). A credential "
@@ -222,9 +223,26 @@ def update_target(
     """Change a target's settings, e.g. new credentials; a credential not sent is kept."""
     view = targets.get(target_id)
     check_if_match(request, view.row)
-    view = targets.update(view.row, body.config, body.replicate_every_s)
+    view = targets.update(view.row, body.config, body.replicate_every_s, body.name)
     set_etag(response, view.row)
     return TargetOut.of(view)
+
+
+@router.delete("/v1/backup-targets/{target_id}", status_code=204)
+def delete_target(
+    target_id: str,
+    request: Request,
+    targets: TargetWriter,
+    force: Annotated[
+        bool,
+        Query(description="also delete the backups stored on it (refused for held or immutable ones)"),
+    ] = False,
+) -> Response:
+    """Delete a target: 409 while schedules, replication or (without force) backups use it."""
+    view = targets.get(target_id)
+    check_if_match(request, view.row)
+    targets.delete(view.row, force)
+    return Response(status_code=204)
 
 
 # ---- backups ---------------------------------------------------------------------------------

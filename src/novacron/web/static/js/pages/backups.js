@@ -75,18 +75,27 @@ registerPage({
     const vmSel = h('select', { id: 'backup-vm' });
     const vms = ctx.can('vm:read') ? await listAll('/v1/vms', { sort: 'name' }) : [];
     vmSel.append(...vms.map((v) => h('option', { value: v.id }, v.name)));
+    // where to: the only target goes unnamed; with several the user picks; with none, the way to one
+    const targets = await listAll('/v1/backup-targets');
+    const targetSel = h('select', { id: 'backup-target' }, targets.map((t) => h('option', { value: t.name }, t.name)));
+    const noTarget = targets.length ? null : h('p', { class: 'muted', 'data-testid': 'no-target' },
+      'There is no backup target yet: ', ctx.can('backup-target:write')
+        ? link('#/backup-targets', 'create one on the Backup targets page') : 'an administrator creates one',
+      ', then back VMs up to it.');
     const backupNow = async (ev) => {
       ev.preventDefault();
       try {
-        await post('/v1/backups', { vm: vmSel.value }, { idempotent: true });
+        await post('/v1/backups', { vm: vmSel.value, ...(targets.length > 1 ? { target: targetSel.value } : {}) }, { idempotent: true });
         toast('Backup started.');
       } catch (err) { toast(err.message, 'bad'); }
     };
     const load = backupList(ctx, box);
     clear(ctx.main, pageHead('Backups'),
       tasks,
-      ctx.can('backup:create') && vms.length ? card('Back up now', h('form', { class: 'filters', onsubmit: backupNow },
+      noTarget,
+      ctx.can('backup:create') && vms.length && targets.length ? card('Back up now', h('form', { class: 'filters', onsubmit: backupNow },
         h('div', { class: 'field' }, h('label', { for: 'backup-vm' }, 'VM'), vmSel),
+        targets.length > 1 ? h('div', { class: 'field' }, h('label', { for: 'backup-target' }, 'Target'), targetSel) : null,
         h('button', { type: 'submit', class: 'primary' }, 'Back up'))) : null,
       card(null, box));
     await Promise.all([load(), taskBox(tasks, ['backup.'])]);

@@ -89,8 +89,11 @@ export function onSubmit(form, { controls, submit, formError, anyError = false }
       await action((m) => { errorsTo = m; });
     } catch (err) {
       if (!anyError && !(err instanceof ApiError)) throw err;
-      showFieldErrors(err, errorsTo);
-      formError.append(errorBox(err));
+      const placed = showFieldErrors(err, errorsTo);
+      // a field's reason shows once, under the field; the banner only says what no field shows
+      const left = (err?.problem?.errors || []).filter((e) => !placed.has(e));
+      if (!placed.size) formError.append(errorBox(err));
+      else if (left.length) formError.append(errorBox({ problem: err.problem, message: left.map(fieldSentence).join('; ') }));
     } finally {
       submit.disabled = false;
     }
@@ -121,10 +124,10 @@ export function clearFieldErrors(controls) {
 /**
  * Put each problem+json `errors[].reason` next to the control its field names: `controls` maps the
  * API's field (`name` for `body.name`, `dns_servers` for `body.dns_servers.2`) to the element.
- * Focuses the first; returns how many were placed.
+ * Focuses the first; returns the set of the errors placed.
  */
 export function showFieldErrors(err, controls) {
-  let placed = 0;
+  const placed = new Set();
   for (const e of err?.problem?.errors || []) {
     const key = String(e.field).replace(/^(body|query|path)\./, '').split('.')[0];
     const el = controls[key];
@@ -132,10 +135,16 @@ export function showFieldErrors(err, controls) {
     if (!slot) continue;
     el.setAttribute('aria-invalid', 'true');
     slot.textContent = slot.textContent ? `${slot.textContent}; ${e.reason}` : e.reason;
-    if (!placed) el.focus();
-    placed++;
+    if (!placed.size) el.focus();
+    placed.add(e);
   }
   return placed;
+}
+
+/** A problem's field error as a sentence: "name: use 1-63 lowercase letters…" (no `body.`). */
+export function fieldSentence(e) {
+  const name = String(e.field || '').replace(/^(body|query|path|header)\./, '');
+  return name && name !== 'body' ? `${name}: ${e.reason}` : e.reason;
 }
 
 /** Running tasks of the given kinds (prefix match), as progress lines; re-read on task events. */

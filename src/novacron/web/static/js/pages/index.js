@@ -2,6 +2,7 @@
 import './overview.js';
 import './vms.js';
 import './vm_detail.js';
+import './vm_console_page.js';
 import './volumes.js';
 import './catalog.js';
 import './networks.js';
@@ -12,6 +13,7 @@ import './cost.js';
 import './security_groups.js';
 import './quota.js';
 import './backups.js';
+import './backup_targets.js';
 import './dr.js';
 import './hosts.js';
 import './host_metrics.js';

@@ -84,12 +84,12 @@ registerPage({
     const snapshotsBox = h('div', { 'data-testid': 'vm-snapshots' });
     clear(main, head,
       h('div', { class: 'grid' }, card('Details', detailBox), card('Tasks', tasksBox)),
+      card('Serial console', consoleBox),
       card('Metrics', h('p', { class: 'muted' }, 'Guest CPU and memory as the guest sees them, next to the QEMU process\'s own CPU and RSS; sampled every second by the host agent.'), chartsBox),
       card('Snapshots', snapshotsBox),
       can('volume:read') ? card('Volumes', volumesBox) : null,
       can('backup:read') ? card('Backups', backupsBox) : null,
       can('network:read') ? card('Network ports', portsBox) : null,
-      card('Serial console', consoleBox),
       card('Graphical console', vncBox));
     // its attached volumes (detach here; attach from the Volumes page)
     const loadVolumes = async () => clear(volumesBox,
@@ -195,26 +195,13 @@ registerPage({
     }
 
     // the charting and terminal libraries load with the first VM page, not with the shell
-    const [{ mountCharts }, { openConsole }] = await Promise.all([import('./vm_metrics.js'), import('./vm_console.js')]);
+    const [{ mountCharts }, { consolePanel }] = await Promise.all([import('./vm_metrics.js'), import('./vm_console.js')]);
     ctx.onCleanup(mountCharts(chartsBox, vm.id, signal));
-    const openBtn = h('button', { type: 'button', class: 'primary' }, 'Open console');
-    const status = h('p', { class: 'muted', 'aria-live': 'polite' });
-    const term = h('div', { class: 'console-wrap', hidden: true });
-    const fullBtn = fullScreenButton(term);
-    clear(consoleBox, h('div', { class: 'actions' }, openBtn, fullBtn), status, term);
-    if (!can('vm:console')) { openBtn.disabled = true; status.textContent = 'Your role cannot open consoles.'; }
-    mountVnc(ctx, vncBox, vm.id, can('vm:console'));
-    openBtn.addEventListener('click', async () => {
-      openBtn.disabled = true;
-      fullBtn.disabled = false;
-      term.hidden = false;
-      try {
-        const close = await openConsole(term, vm.id, (s) => { status.textContent = s; });
-        ctx.onCleanup(close);
-      } catch (err) {
-        consoleBox.append(errorBox(err));
-      }
+    // near the top, not under the charts and tables; its own page gives it the whole window
+    consolePanel(ctx, consoleBox, vm.id, {
+      allowed: can('vm:console'), own: link(`#/vms/${vm.id}/console`, 'Open on its own page'),
     });
+    mountVnc(ctx, vncBox, vm.id, can('vm:console'));
   },
 });
 
