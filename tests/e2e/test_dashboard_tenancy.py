@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.e2e.browser import Browser, page_problems
-from tests.e2e.conftest import DESKTOP, PASSWORD, PHONE, Cluster
+from tests.e2e.conftest import DESKTOP, PASSWORD, PHONE, VIEWS, Cluster
 
 
 def test_shared_username_signs_in_with_its_tenant_and_hosts_are_a_summary(
@@ -85,6 +85,15 @@ def test_member_makes_a_read_only_api_key_sees_its_token_once_and_revokes_it(
         assert token.startswith("nck_")
         assert "will not be shown again" in page.inner_text("[data-testid=new-key]")
         assert page.inner_text("#key-name-error") == "" and page.inner_text("#key-expires-error") == ""
+        b.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=cluster.server.url)
+        page.click("[data-testid=new-key] button:text-is('Copy token')")
+        page.wait_for_selector("#toasts :text('Token copied.')")
+        assert page.evaluate("navigator.clipboard.readText()") == token
+        # the token box on a phone and on a desktop, light and dark
+        for size, viewport, scheme in VIEWS:
+            page.set_viewport_size(viewport)
+            page.emulate_media(color_scheme=scheme)
+            problems += page_problems(b, "/api-keys", "api-keys-token", size, scheme)
         row = "tr[data-key=ci-read]"
         page.wait_for_selector(f"{row} .badge[data-state=active]")
         assert page.inner_text(f"{row} td[data-label=Permissions]") == "vm:read"
@@ -98,7 +107,7 @@ def test_member_makes_a_read_only_api_key_sees_its_token_once_and_revokes_it(
         assert page.query_selector("[data-testid=new-key]") is None
         assert token not in page.content()
         assert "from 127.0.0.1" in page.inner_text(f"{row} td[data-label='Last used']")
-        problems += page_problems(b, "/api-keys", "api-keys", "desktop", "light")
+        problems += page_problems(b, "/api-keys", "api-keys", "desktop", "dark")
         page.click(f"{row} button:text-is('Revoke')")
         page.click("dialog button.danger")
         page.wait_for_selector(f"{row} .badge[data-state=revoked]")

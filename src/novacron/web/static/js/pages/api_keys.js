@@ -14,6 +14,11 @@ function lastUsed(k) {
 
 /** The one showing of a token: a read-only box, a copy button, and what to do with it. */
 function tokenBox(key) {
+  if (!key.token) {
+    // the answer to the creation was lost and its retry replayed: the API never repeats a token
+    return h('div', { class: 'alert info', role: 'status', 'data-testid': 'new-key' },
+      `Key ${key.name} was created, but its token was lost on the way (the API shows it only once). Revoke it and make another.`);
+  }
   const input = h('input', {
     id: 'new-key-token', readonly: true, value: key.token, class: 'mono', 'data-testid': 'new-key-token',
     'aria-describedby': 'new-key-note', spellcheck: 'false', autocomplete: 'off',
@@ -27,7 +32,7 @@ function tokenBox(key) {
     }
     toast('Token copied.');
   };
-  return h('div', { class: 'alert', role: 'status', 'data-testid': 'new-key' },
+  return h('div', { class: 'alert info', role: 'status', 'data-testid': 'new-key' },
     h('p', {}, h('strong', {}, `Key ${key.name} created.`)),
     field('new-key-token', 'Its token', input),
     h('p', { id: 'new-key-note' }, h('strong', {}, 'Store it now: it will not be shown again. '),
