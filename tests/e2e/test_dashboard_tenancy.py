@@ -1,13 +1,14 @@
 """The dashboard's side of issue 11 finding 16, in Debian's Chromium against a real server: a
 username shared by two tenants signs in with the Tenant field or as name@tenant, and a tenant
-role's overview shows shared hosts as a capacity summary, not their allocation counters."""
+role's overview shows shared hosts as a capacity summary, not their allocation counters. And
+issue 18's API keys page: a member's key made, used, listed and revoked in the browser."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from tests.e2e.browser import Browser
-from tests.e2e.conftest import DESKTOP, PASSWORD, Cluster
+from tests.e2e.browser import Browser, page_problems
+from tests.e2e.conftest import DESKTOP, PASSWORD, PHONE, VIEWS, Cluster
 
 
 def test_shared_username_signs_in_with_its_tenant_and_hosts_are_a_summary(
@@ -49,3 +50,92 @@ def test_shared_username_signs_in_with_its_tenant_and_hosts_are_a_summary(
     finally:
         b.close()
         cluster.admin.delete(f"/v1/users/{r.json()['id']}")
+
+
+def _make_key(b: Browser, name: str, expires: str, permissions: tuple[str, ...]) -> None:
+    page = b.page
+    page.fill("#key-name", name)
+    page.fill("#key-expires", expires)
+    for permission in permissions:
+        page.check(f"#key-permissions input[value='{permission}']")
+    page.click("form[aria-label='New API key'] button[type=submit]")
+
+
+def test_member_makes_a_read_only_api_key_sees_its_token_once_and_revokes_it(
+    cluster: Cluster, browser: Any
+) -> None:
+    """Issue 18's dashboard page: the token is shown once and works with exactly the permission
+    ticked; the list shows its use; revoking it in the page ends it; an administrator sees it
+    among everyone's; phone and desktop render without problems."""
+    username, _ = cluster.tenants["beta"]
+    problems: list[str] = []
+    b = Browser(browser, cluster.server.url, DESKTOP)
+    page = b.page
+    try:
+        b.login(username, PASSWORD, tenant="beta")
+        b.follow("nav a:text-is('API keys')")
+        assert "No API keys yet." in b.main_text()
+        assert page.query_selector("[data-testid=keys-scope]") is None  # a member sees its own only
+        # the API's refusals go under their fields: a bad name, an expiry out of 1-365
+        _make_key(b, "Not A Name", "400", ("vm:read",))
+        page.wait_for_selector("#key-name[aria-invalid=true]")
+        assert page.inner_text("#key-name-error") and page.inner_text("#key-expires-error")
+        assert page.query_selector("[data-testid=new-key]") is None
+        _make_key(b, "ci-read", "30", ())  # the form was not reset: vm:read is still ticked
+        token = page.wait_for_selector("[data-testid=new-key-token]").input_value()
+        assert token.startswith("nck_")
+        assert "will not be shown again" in page.inner_text("[data-testid=new-key]")
+        assert page.inner_text("#key-name-error") == "" and page.inner_text("#key-expires-error") == ""
+        b.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=cluster.server.url)
+        page.click("[data-testid=new-key] button:text-is('Copy token')")
+        page.wait_for_selector("#toasts :text('Token copied.')")
+        assert page.evaluate("navigator.clipboard.readText()") == token
+        # the token box on a phone and on a desktop, light and dark
+        for size, viewport, scheme in VIEWS:
+            page.set_viewport_size(viewport)
+            page.emulate_media(color_scheme=scheme)
+            problems += page_problems(b, "/api-keys", "api-keys-token", size, scheme)
+        row = "tr[data-key=ci-read]"
+        page.wait_for_selector(f"{row} .badge[data-state=active]")
+        assert page.inner_text(f"{row} td[data-label=Permissions]") == "vm:read"
+        assert page.inner_text(f"{row} td[data-label='Last used']") == "never"
+        with cluster.server.client(token) as key:
+            assert key.get("/v1/vms").status_code == 200
+            denied = key.post("/v1/vms", json={"name": "by-key", "image": "test-guest", "flavor": "tiny"})
+            assert denied.status_code == 403, denied.text
+        # shown once: the page loaded again has the key, its use, and no token
+        b._load(page.reload, "main[data-ready=true] tr[data-key=ci-read]")
+        assert page.query_selector("[data-testid=new-key]") is None
+        assert token not in page.content()
+        assert "from 127.0.0.1" in page.inner_text(f"{row} td[data-label='Last used']")
+        problems += page_problems(b, "/api-keys", "api-keys", "desktop", "dark")
+        page.click(f"{row} button:text-is('Revoke')")
+        page.click("dialog button.danger")
+        page.wait_for_selector(f"{row} .badge[data-state=revoked]")
+        with cluster.server.client(token) as key:
+            refused = key.get("/v1/vms")
+            assert refused.status_code == 401 and "revoked" in refused.text, refused.text
+        assert b.errors == [], b.errors
+    finally:
+        b.close()
+    # the tenant's administrator on a phone: its own keys, then everyone's, the member's among them
+    beta = next(t for t in cluster.admin.get("/v1/tenants").json()["items"] if t["name"] == "beta")
+    boss = {"username": "beta-boss", "password": PASSWORD, "role": "tenant-admin", "tenant_id": beta["id"]}
+    r = cluster.admin.post("/v1/users", json=boss)
+    assert r.status_code == 201, r.text
+    phone = Browser(browser, cluster.server.url, PHONE)
+    try:
+        phone.login("beta-boss", PASSWORD, tenant="beta")
+        phone.page.click("button.menu-toggle")  # a phone's navigation is behind its Menu button
+        phone.follow("nav a:text-is('API keys')")
+        assert "No API keys yet." in phone.main_text()
+        problems += page_problems(phone, "/api-keys", "api-keys", "phone", "light")
+        phone.follow("[data-testid=keys-scope]")
+        owner = phone.page.inner_text("tr[data-key=ci-read] td[data-label=Owner]")
+        assert owner == username
+        problems += page_problems(phone, "/api-keys?everyone=true", "api-keys-everyone", "phone", "light")
+        assert phone.errors == [], phone.errors
+    finally:
+        phone.close()
+        cluster.admin.delete(f"/v1/users/{r.json()['id']}")
+    assert problems == []

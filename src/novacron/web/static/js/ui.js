@@ -67,7 +67,7 @@ const TONES = {
   building: 'info', queued: 'info', pending: 'info', importing: 'info', migrating: 'info', paused: 'warn',
   maintenance: 'warn', stopped: 'idle', shutoff: 'idle', cancelled: 'idle', disabled: 'idle',
   associated: 'ok', available: 'ok', met: 'ok', verified: 'ok', unassociated: 'idle', internal: 'idle',
-  expired: 'idle', creating: 'info', missed: 'bad', corrupt: 'bad',
+  expired: 'idle', revoked: 'idle', creating: 'info', missed: 'bad', corrupt: 'bad',
   error: 'bad', failed: 'bad', down: 'bad', host_down: 'bad', denied: 'bad', deleted: 'idle',
 };
 export const STATE_COLORS = { ok: 'var(--ok)', info: 'var(--info)', warn: 'var(--warn)', idle: 'var(--idle)', bad: 'var(--bad)' };

@@ -27,3 +27,4 @@ import './alert_rules.js';
 import './probes.js';
 import './slos.js';
 import './slo_report.js';
+import './api_keys.js';
