@@ -41,10 +41,12 @@ def build_context(settings: Settings) -> Context:
     from novacron.backup.dr import DRDrill
     from novacron.backup.failover import HANDLERS as DR_HANDLERS
     from novacron.backup.tasks import HANDLERS as BACKUP_HANDLERS
+    from novacron.compute.clones import CloneVM
     from novacron.compute.ha import HARestartVM
     from novacron.compute.images import ImportImage
     from novacron.compute.migration import ColdMigrateVM, MigrateVM
     from novacron.compute.tasks import HANDLERS
+    from novacron.compute.templates import TemplateVM
     from novacron.compute.volume_tasks import HANDLERS as VOLUME_HANDLERS
     from novacron.db.migrate import upgrade
     from novacron.identity.sealing import check_openable, seal_clear_rows
@@ -79,6 +81,8 @@ def build_context(settings: Settings) -> Context:
             MigrateVM(),
             ColdMigrateVM(),
             HARestartVM(),
+            CloneVM(),
+            TemplateVM(),
             *BACKUP_HANDLERS,
             DRDrill(),
             *DR_HANDLERS,

@@ -97,6 +97,8 @@ class VMSpec:
     #: the VM's own labels, what label policies select
     labels: Mapping[str, str] = field(default_factory=dict)
     nics: tuple[NicRequest, ...] = ()
+    #: a full clone's source: the new VM takes its size and hardware, not the flavor's
+    like: VM | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,10 @@ def _ensure_idle(vm: VM) -> None:
         raise Conflict(
             f"VM '{vm.name}' is busy ({vm.task_state}); wait for its task to finish (novacron task list).",
         )
+
+
+#: for the services of VM actions kept in their own modules (clones, templates)
+ensure_idle = _ensure_idle
 
 
 def request_action(session: Session, vm: VM, action: str, params: dict[str, Any]) -> Task:
@@ -309,15 +315,23 @@ class VMService(Service):
         """The project a new VM goes to: the one named, or the caller's only project."""
         return resolve_project(self.session, self.principal, project_id)
 
-    def create(self, project: Project, spec: VMSpec, decisions: Decisions) -> tuple[VM, Task]:
-        """A new VM in ``project`` and the task that builds it; quota and ports go in the same
-        transaction, so a refusal or any later failure of the request leaves none of them."""
+    def create(
+        self,
+        project: Project,
+        spec: VMSpec,
+        decisions: Decisions,
+        handler: type[TaskHandler] = vm_tasks.CreateVM,
+        params: dict[str, Any] | None = None,
+    ) -> tuple[VM, Task]:
+        """A new VM in ``project`` and the task that builds it (``handler``: a clone's); quota and
+        ports go in the same transaction, so a refusal or any later failure leaves none of them."""
         image, flavor = self._image_and_flavor(project, spec)
         if len(spec.user_data.encode()) > MAX_USER_DATA:
             raise InvalidInput("user_data", f"larger than {MAX_USER_DATA} bytes")
         disk_gb = root_disk_gb(self.principal, image, flavor)
         placement_spec, group_id = self._placement(project, flavor, spec)
         machine = hardware.for_vm(flavor.hardware, image.hardware, flavor.ram_mb)
+        like = spec.like or VM(vcpus=flavor.vcpus, ram_mb=flavor.ram_mb, disk_gb=disk_gb, hardware=machine)
         vm = VM(
             id=new_id("vm"),
             project_id=project.id,
@@ -325,9 +339,9 @@ class VMService(Service):
             name=spec.name,
             image_id=image.id,
             flavor_id=flavor.id,
-            vcpus=flavor.vcpus,
-            ram_mb=flavor.ram_mb,
-            disk_gb=disk_gb,
+            vcpus=like.vcpus,  # a clone's source's size and hardware, else the flavor's
+            ram_mb=like.ram_mb,
+            disk_gb=like.disk_gb,
             user_data=spec.user_data,
             meta=dict(spec.metadata),
             placement=placement_spec,
@@ -335,7 +349,7 @@ class VMService(Service):
             ha=spec.ha,
             ha_priority=spec.ha_priority,
             labels=dict(spec.labels),
-            hardware=machine,
+            hardware=dict(like.hardware or {}),
             desired_state="running",
             state="building",
             task_state="creating",
@@ -368,9 +382,8 @@ class VMService(Service):
             project_id=vm.project_id,
             name=vm.name,
         )
-        task = create_task(
-            self.session, vm_tasks.CreateVM, "vm", vm.id, tenant_id=vm.tenant_id, project_id=vm.project_id
-        )
+        ids = {"tenant_id": vm.tenant_id, "project_id": vm.project_id}
+        task = create_task(self.session, handler, "vm", vm.id, **ids, params=params)
         if not decisions.items:  # the audit log says why it was let through
             decisions.add("allow", "quota", "within every quota, policy rule and budget")
         return vm, self._started(task)

@@ -374,3 +374,8 @@ class ComputeDriver(abc.ABC):
     ) -> None:
         """Copy into the running instance's disk everything it still reads from its backing file."""
         self.refuse("back VMs up")
+
+    async def clone_disk(self, source_id: str, instance_id: str, report: Progress | None = None) -> None:
+        """Write a full, standalone copy of instance ``source_id``'s disk as ``instance_id``'s disk:
+        of a stopped source from its file, of a running one through a block job (the guest runs on)."""
+        self.refuse("clone disks")
