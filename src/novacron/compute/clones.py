@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+from sqlalchemy import select
+
 from novacron.agent.protocol import CloneDisk
 from novacron.compute import hostops, placement, templates
 from novacron.compute import tasks as vm_tasks
@@ -50,7 +52,8 @@ def request_clone(
     """The clone ``name`` of ``vm`` (in its project) and the task that builds it."""
     if mode == "linked":
         raise _refuse_linked(vm)
-    ensure_idle(vm)
+    if vm.task_state != "cloning":  # clones of one VM may copy its disk side by side
+        ensure_idle(vm)
     if vm.state not in ("running", "stopped") or vm.host_id is None:
         raise Conflict(f"Only a running or stopped VM can be cloned; '{vm.name}' is {vm.state}.")
     if vm.image_id is None or vm.flavor_id is None:
@@ -75,10 +78,19 @@ def request_clone(
 
 
 def _release_source(ctx: Context, task: Task) -> None:
-    """The source is free again (its ``cloning`` hold is this task's)."""
+    """The source is free again once no clone still copies its disk (this one has, or gave up)."""
+    source_id = task.params["source_id"]
     with ctx.db.session() as s:
-        source = s.get(VM, task.params["source_id"])
-        if source is not None and source.task_state == "cloning":
+        source = s.get(VM, source_id)
+        if source is None or source.task_state != "cloning":
+            return
+        others = s.scalars(
+            select(Task).where(
+                Task.kind == CloneVM.kind, Task.state.in_(("pending", "running")), Task.id != task.id
+            )
+        )
+        copying = CloneVM.steps.index("copy_disk")
+        if not any(t.params.get("source_id") == source_id and t.step_index <= copying for t in others):
             source.task_state = None
 
 
@@ -113,6 +125,11 @@ class CloneVM(vm_tasks.CreateVM):
                     placement.claim_on(s, row, task.params["source_host_id"])
             except placement.NoValidHost as exc:
                 raise StepFailed(str(exc)) from exc
+
+    async def on_success(self, ctx: Context, task: Task) -> None:
+        # again: clones whose copies ended at the same moment may each have seen the other copying
+        _release_source(ctx, task)
+        await super().on_success(ctx, task)
 
     async def rollback(self, ctx: Context, task: Task, error: str) -> None:
         _release_source(ctx, task)

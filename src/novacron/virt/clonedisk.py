@@ -25,7 +25,6 @@ from novacron.virt.base import DriverError, Progress
 if TYPE_CHECKING:
     from novacron.virt.qemu import QemuDriver
 
-JOB = "clone-vda"
 POLL_S = 0.2
 TIMEOUT_S = 3600.0
 
@@ -48,21 +47,24 @@ async def clone(drv: QemuDriver, source_id: str, instance_id: str, report: Progr
                 timeout_s=TIMEOUT_S,
             )  # fmt: skip
         else:
-            await _mirror(drv, source_id, tmp, report)
+            await _mirror(drv, source_id, f"clone-{instance_id}", tmp, report)
         os.chmod(tmp, 0o600)
         tmp.replace(dest)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-async def _mirror(drv: QemuDriver, source_id: str, target: Path, report: Progress | None) -> None:
-    """Mirror the running disk (its whole chain) into a new standalone qcow2 ``target``."""
-    await _drop_stale_job(drv, source_id)
+async def _mirror(
+    drv: QemuDriver, source_id: str, job_id: str, target: Path, report: Progress | None
+) -> None:
+    """Mirror the running disk (its whole chain) into a new standalone qcow2 ``target`` by the job
+    ``job_id`` (one per clone: several clones of one VM may copy at once)."""
+    await _drop_stale_job(drv, source_id, job_id)
     await drv.qmp(
         source_id,
         "drive-mirror",
         {
-            "job-id": JOB,
+            "job-id": job_id,
             "device": "vda",
             "target": str(target),
             "format": "qcow2",
@@ -72,7 +74,7 @@ async def _mirror(drv: QemuDriver, source_id: str, target: Path, report: Progres
     )
     deadline = time.monotonic() + TIMEOUT_S
     try:
-        while not (job := await _job(drv, source_id)).get("ready"):
+        while not (job := await _job(drv, source_id, job_id)).get("ready"):
             if time.monotonic() > deadline:
                 raise DriverError(f"the disk copy of {source_id} was not in sync in {TIMEOUT_S:.0f} s")
             if report is not None:
@@ -83,27 +85,27 @@ async def _mirror(drv: QemuDriver, source_id: str, target: Path, report: Progres
                 )
             await asyncio.sleep(POLL_S)
         # in sync: cancelling completes the copy without a pivot (the source keeps its own disk)
-        await drv.qmp(source_id, "block-job-cancel", {"device": JOB})
-        while any(j.get("device") == JOB for j in await drv.qmp(source_id, "query-block-jobs")):
+        await drv.qmp(source_id, "block-job-cancel", {"device": job_id})
+        while any(j.get("device") == job_id for j in await drv.qmp(source_id, "query-block-jobs")):
             await asyncio.sleep(POLL_S / 4)
     except BaseException:
         with contextlib.suppress(DriverError):
-            await drv.qmp(source_id, "block-job-cancel", {"device": JOB, "force": True})
+            await drv.qmp(source_id, "block-job-cancel", {"device": job_id, "force": True})
         raise
 
 
-async def _job(drv: QemuDriver, source_id: str) -> dict[str, Any]:
+async def _job(drv: QemuDriver, source_id: str, job_id: str) -> dict[str, Any]:
     jobs: list[dict[str, Any]] = await drv.qmp(source_id, "query-block-jobs")
-    job = next((j for j in jobs if j.get("device") == JOB), None)
+    job = next((j for j in jobs if j.get("device") == job_id), None)
     if job is None:
         raise DriverError(f"the disk copy job of {source_id} is gone (the VM was stopped?)")
     return job
 
 
-async def _drop_stale_job(drv: QemuDriver, source_id: str) -> None:
+async def _drop_stale_job(drv: QemuDriver, source_id: str, job_id: str) -> None:
     """A copy left by an earlier attempt of the step (its file is gone): cancel it before a new one."""
     jobs: list[dict[str, Any]] = await drv.qmp(source_id, "query-block-jobs")
-    if any(j.get("device") == JOB for j in jobs):
-        await drv.qmp(source_id, "block-job-cancel", {"device": JOB, "force": True})
-        while any(j.get("device") == JOB for j in await drv.qmp(source_id, "query-block-jobs")):
+    if any(j.get("device") == job_id for j in jobs):
+        await drv.qmp(source_id, "block-job-cancel", {"device": job_id, "force": True})
+        while any(j.get("device") == job_id for j in await drv.qmp(source_id, "query-block-jobs")):
             await asyncio.sleep(POLL_S / 4)
