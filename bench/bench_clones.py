@@ -30,7 +30,7 @@ import httpx
 from common import GUEST_OUT, Server, default_project, load, machine, running_server
 
 NEEDLE = b"NOVACRON-GUEST-UP"
-TIMEOUT_S = 600.0
+TIMEOUT_S = 900.0
 
 
 def template_disk(work: Path, data_mib: int) -> Path:
@@ -147,6 +147,8 @@ def run(
     used = disk_bytes(srv, accepted)
     delete_all(c, accepted)
     if source is not None:
+        held = c.get(f"/v1/vms/{source}").json()["task_state"]
+        assert held is None, f"the source is still held ({held}) after its clones copied its disk"
         delete_all(c, [{"vm": {"id": source}}])
     return disks_ready, elapsed, used
 

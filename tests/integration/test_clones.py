@@ -34,7 +34,7 @@ CLONES = 5
 @pytest.fixture(scope="module")
 def lab(guest: Guest) -> Iterator[Server]:
     srv = make_server(NOVACRON_COMPUTE_DRIVER="qemu")
-    srv.start()
+    srv.start(timeout_s=90)  # eight engineers' suites share 2 cores
     try:
         with srv.client() as c:
             import_guest_image(c, guest)
