@@ -18,6 +18,7 @@ import pytest
 from tests.conftest import (
     Guest,
     Server,
+    default_project,
     destroy_server,
     import_guest_image,
     make_server,
@@ -165,3 +166,8 @@ def test_clone_refusals(lab: Server) -> None:
         assert r.status_code == 404
         r = c.post("/v1/images/test-guest/template", json={"template": "maybe"})
         assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.template"
+        r = c.post("/v1/images", json={"name": "no-disk-yet", "project_id": default_project(c)})
+        r = c.post(f"/v1/images/{r.json()['id']}/template", json={})
+        assert r.status_code == 409 and "only an active image" in r.json()["detail"]
+        r = c.post("/v1/vms/nope/template", json={"image_name": "t"})
+        assert r.status_code == 404

@@ -112,7 +112,6 @@ def request_template(session: Session, principal: Principal, vm: VM, image_name:
     assert project is not None
     quota.charge(session, principal, project, "snapshot", image.id, {"snapshots": 1})
     vm.task_state = "templating"
-    vm.desired_state = "deleted"
     session.flush()
     task = create_task(
         session,
@@ -152,9 +151,6 @@ class TemplateVM(vm_tasks.SnapshotVM):
         with ctx.db.session() as s:
             image = s.get(Image, image_id)
             made = image is not None and image.status == "active"
-            vm = s.get(VM, task.resource_id)
-            if vm is not None:
-                vm.desired_state = "stopped"
         if not made:
             await super().rollback(ctx, task, error)
             return
