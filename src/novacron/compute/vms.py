@@ -331,7 +331,12 @@ class VMService(Service):
         disk_gb = root_disk_gb(self.principal, image, flavor)
         placement_spec, group_id = self._placement(project, flavor, spec)
         machine = hardware.for_vm(flavor.hardware, image.hardware, flavor.ram_mb)
-        like = spec.like or VM(vcpus=flavor.vcpus, ram_mb=flavor.ram_mb, disk_gb=disk_gb, hardware=machine)
+        size = (flavor.vcpus, flavor.ram_mb, disk_gb)
+        if spec.like is not None:  # a full clone: its source's size and hardware, not the flavor's
+            size, machine = (
+                (spec.like.vcpus, spec.like.ram_mb, spec.like.disk_gb),
+                dict(spec.like.hardware or {}),
+            )
         vm = VM(
             id=new_id("vm"),
             project_id=project.id,
@@ -339,9 +344,9 @@ class VMService(Service):
             name=spec.name,
             image_id=image.id,
             flavor_id=flavor.id,
-            vcpus=like.vcpus,  # a clone's source's size and hardware, else the flavor's
-            ram_mb=like.ram_mb,
-            disk_gb=like.disk_gb,
+            vcpus=size[0],
+            ram_mb=size[1],
+            disk_gb=size[2],
             user_data=spec.user_data,
             meta=dict(spec.metadata),
             placement=placement_spec,
@@ -349,7 +354,7 @@ class VMService(Service):
             ha=spec.ha,
             ha_priority=spec.ha_priority,
             labels=dict(spec.labels),
-            hardware=dict(like.hardware or {}),
+            hardware=machine,
             desired_state="running",
             state="building",
             task_state="creating",
