@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from novacron.virt.qemu import QemuDriver
 
 POLL_S = 0.2
+#: how ``qemu-img convert -p`` shows its progress: "    (42.00/100%)"
+_PERCENT = re.compile(rb"\((\d+(?:\.\d+)?)/100%\)")
 TIMEOUT_S = 3600.0
 
 
@@ -42,16 +45,37 @@ async def clone(drv: QemuDriver, source_id: str, instance_id: str, report: Progr
     tmp.unlink(missing_ok=True)
     try:
         if drv.pid(source_id) is None:
-            await images.run_tool(
-                images.QEMU_IMG, "convert", "-q", "-f", "qcow2", "-O", "qcow2", str(src), str(tmp),
-                timeout_s=TIMEOUT_S,
-            )  # fmt: skip
+            await asyncio.wait_for(_convert(src, tmp, report), TIMEOUT_S)
         else:
             await _mirror(drv, source_id, f"clone-{instance_id}", tmp, report)
         os.chmod(tmp, 0o600)
         tmp.replace(dest)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+async def _convert(src: Path, target: Path, report: Progress | None) -> None:
+    """``qemu-img convert`` of the stopped disk's chain, its ``-p`` percentage shown as progress."""
+    proc = await asyncio.create_subprocess_exec(
+        images.QEMU_IMG, "convert", "-p", "-f", "qcow2", "-O", "qcow2", str(src), str(target),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    seen, shown = b"", 0.0
+    try:
+        while chunk := await proc.stdout.read(512):
+            seen = (seen + chunk)[-128:]
+            found = _PERCENT.findall(seen)
+            if found and report is not None and float(found[-1]) - shown >= 1:
+                shown = float(found[-1])
+                await report({"phase": "copy", "fraction": shown / 100})
+        err = await proc.stderr.read()
+    except BaseException:
+        proc.kill()
+        await proc.wait()
+        raise
+    if await proc.wait() != 0:
+        raise DriverError(f"qemu-img convert of {src} failed: {err.decode(errors='replace').strip()}")
 
 
 async def _mirror(
