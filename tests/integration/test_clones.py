@@ -26,6 +26,7 @@ from tests.conftest import (
     wait_task,
 )
 from tests.integration.test_cli import Cli
+from tests.integration.test_quota_api import _used
 from tests.integration.test_vm_lifecycle import _act, _create
 from tests.integration.test_vm_resize_snapshot import READ_MARKER, WRITE_MARKER
 
@@ -133,6 +134,12 @@ def test_full_clones_and_vm_to_template(lab: Server, cli: Cli) -> None:
         assert "backing-filename" not in _disk_info(lab, live_id)  # independent of the image too
         assert c.get(f"/v1/vms/{source_id}").json()["state"] == "running"
         assert c.get(f"/v1/vms/{source_id}").json()["task_state"] is None
+        # charged as a create (source and clone: 2 VMs, 2 vCPUs), and audited with its quota decisions
+        project = {"project_id": default_project(c)}
+        assert (_used(c, project, "vms"), _used(c, project, "vcpus")) == (2, 2)
+        audited = c.get("/v1/audit", params={"action": "vm.clone"}).json()["items"]
+        # the refused linked clone (409), the clone and its replay
+        assert sorted(row["outcome"] for row in audited) == ["failed", "success", "success"], audited
 
         # of the stopped source, with the CLI: qemu-img convert
         assert _act(c, source_id, "stop", timeout_s=60)["state"] == "stopped"
