@@ -99,6 +99,8 @@ class VMSpec:
     nics: tuple[NicRequest, ...] = ()
     #: a volume of the project to boot from: the VM's root disk (``compute/boot_volume.py``)
     boot_volume: str | None = None
+    #: a full clone's source: the new VM takes its size and hardware, not the flavor's
+    like: VM | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,10 @@ def _ensure_idle(vm: VM) -> None:
         raise Conflict(
             f"VM '{vm.name}' is busy ({vm.task_state}); wait for its task to finish (novacron task list).",
         )
+
+
+#: for the services of VM actions kept in their own modules (clones, templates)
+ensure_idle = _ensure_idle
 
 
 def request_action(session: Session, vm: VM, action: str, params: dict[str, Any]) -> Task:
@@ -317,9 +323,16 @@ class VMService(Service):
         """The project a new VM goes to: the one named, or the caller's only project."""
         return resolve_project(self.session, self.principal, project_id)
 
-    def create(self, project: Project, spec: VMSpec, decisions: Decisions) -> tuple[VM, Task]:
-        """A new VM in ``project`` and the task that builds it; quota and ports go in the same
-        transaction, so a refusal or any later failure of the request leaves none of them."""
+    def create(
+        self,
+        project: Project,
+        spec: VMSpec,
+        decisions: Decisions,
+        handler: type[TaskHandler] = vm_tasks.CreateVM,
+        params: dict[str, Any] | None = None,
+    ) -> tuple[VM, Task]:
+        """A new VM in ``project`` and the task that builds it (``handler``: a clone's); quota and
+        ports go in the same transaction, so a refusal or any later failure leaves none of them."""
         boot = boot_volume.claimable(self.session, self.principal, project, spec.boot_volume)
         spec = replace(spec, image=boot_volume.image_ref(boot, spec.image))
         image, flavor = self._image_and_flavor(project, spec)
@@ -328,6 +341,12 @@ class VMService(Service):
         disk_gb = root_disk_gb(self.principal, image, flavor)
         placement_spec, group_id = self._placement(project, flavor, spec)
         machine = hardware.for_vm(flavor.hardware, image.hardware, flavor.ram_mb)
+        size = (flavor.vcpus, flavor.ram_mb, disk_gb)
+        if spec.like is not None:  # a full clone: its source's size and hardware, not the flavor's
+            size, machine = (
+                (spec.like.vcpus, spec.like.ram_mb, spec.like.disk_gb),
+                dict(spec.like.hardware or {}),
+            )
         vm = VM(
             id=new_id("vm"),
             project_id=project.id,
@@ -335,9 +354,9 @@ class VMService(Service):
             name=spec.name,
             image_id=image.id,
             flavor_id=flavor.id,
-            vcpus=flavor.vcpus,
-            ram_mb=flavor.ram_mb,
-            disk_gb=disk_gb,
+            vcpus=size[0],
+            ram_mb=size[1],
+            disk_gb=size[2],
             user_data=spec.user_data,
             meta=dict(spec.metadata),
             placement=placement_spec,
@@ -379,9 +398,8 @@ class VMService(Service):
             project_id=vm.project_id,
             name=vm.name,
         )
-        task = create_task(
-            self.session, vm_tasks.CreateVM, "vm", vm.id, tenant_id=vm.tenant_id, project_id=vm.project_id
-        )
+        ids = {"tenant_id": vm.tenant_id, "project_id": vm.project_id}
+        task = create_task(self.session, handler, "vm", vm.id, **ids, params=params)
         if not decisions.items:  # the audit log says why it was let through
             decisions.add("allow", "quota", "within every quota, policy rule and budget")
         return vm, self._started(task)

@@ -442,3 +442,8 @@ class ComputeDriver(abc.ABC):
     async def delete_snapshot(self, instance_id: str, tag: str) -> None:
         """Delete snapshot ``tag`` (running or stopped); the other snapshots keep their data."""
         self.refuse("snapshot VMs")
+
+    async def clone_disk(self, source_id: str, instance_id: str, report: Progress | None = None) -> None:
+        """Write a full, standalone copy of instance ``source_id``'s disk as ``instance_id``'s disk:
+        of a stopped source from its file, of a running one through a block job (the guest runs on)."""
+        self.refuse("clone disks")

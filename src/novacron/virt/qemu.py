@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from novacron.private import mkdir_private
 from novacron.virt import (
     blockstream,
+    clonedisk,
     cmdline,
     coldmove,
     firmware,
@@ -503,6 +504,9 @@ class QemuDriver(ComputeDriver):
         if not disk.exists():
             raise DriverError(f"instance {instance_id} has no disk on this host")
         return await images.flatten(disk, Path(dest))
+
+    async def clone_disk(self, source_id: str, instance_id: str, report: Progress | None = None) -> None:
+        await clonedisk.clone(self, self._check_id(source_id), self._check_id(instance_id), report)
 
     def _instance_taps(self, instance_id: str) -> list[str]:
         """Every tap of the instance (one per port, or the default one), for its traffic counters."""

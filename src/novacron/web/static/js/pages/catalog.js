@@ -4,6 +4,7 @@ import { listAll } from '../api.js';
 import { subscribe } from '../live.js';
 import { registerPage } from '../registry.js';
 import { h, clear, badge, card, pageHead, table, fmtBytes, fmtMB, timeEl, throttle } from '../ui.js';
+import { templateCell } from './clones.js';
 
 registerPage({
   path: '/images',
@@ -23,6 +24,7 @@ registerPage({
         { label: 'Size', cell: (i) => `${fmtBytes(i.size_bytes)} (virtual ${fmtBytes(i.virtual_size_bytes)})` },
         { label: 'Visibility', cell: (i) => (i.public ? 'public' : 'private') },
         { label: 'Boot', cell: (i) => (i.has_kernel ? `kernel${i.has_initrd ? ' + initrd' : ''}` : 'disk') },
+        { label: 'Template', cell: (i) => templateCell(i, ctx.can('image:write'), ctx.can('vm:create')) },
         { label: 'SHA-256', cell: (i) => (i.checksum_sha256 ? h('code', { title: i.checksum_sha256 }, `${i.checksum_sha256.slice(0, 12)}…`) : '–') },
         { label: 'Created', cell: (i) => timeEl(i.created_at) },
       ], images, { caption: 'Images', empty: 'No images yet: import one with novacron image create.' }));

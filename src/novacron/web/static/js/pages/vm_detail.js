@@ -8,6 +8,7 @@ import {
   throttle, timeEl, toast,
 } from '../ui.js';
 import { backupList } from './backups.js';
+import { cloneButtons } from './clones.js';
 import { portTable } from './networks.js';
 import { liveLimits, resizeDialog } from './vm_resize.js';
 import { snapshotPanel } from './vm_snapshots.js';
@@ -143,6 +144,7 @@ registerPage({
           onclick: () => resizeDialog(vm).then(reloadVm),
         }, 'Resize') : null,
         can('vm:update') ? h('button', { type: 'button', onclick: toggleHa }, vm.ha ? 'Turn HA off' : 'Turn HA on') : null,
+        cloneButtons(vm, can),
         can('vm:delete') ? h('button', { type: 'button', class: 'danger', disabled: vm.task_state === 'deleting', onclick: remove }, 'Delete') : null);
       clear(head, h('p', {}, link('#/vms', '← Virtual machines')),
         h('div', { class: 'page-head' },
