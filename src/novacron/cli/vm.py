@@ -11,6 +11,7 @@ import typer
 
 from novacron.cli.client import CliError
 from novacron.cli.common import CURSOR, JSON, LIMIT, client_of, create_in_project, key_values, resolve_vm
+from novacron.cli.guestinfo import GUEST_FIELDS, ip_cell
 from novacron.cli.output import Column, ago, human_size, info, out, print_detail, print_json, print_list
 from novacron.cli.watch import watch_task
 
@@ -22,6 +23,7 @@ VM_COLUMNS: list[Column] = [
     ("NAME", "name"),
     ("ID", "id"),
     ("STATE", "state"),
+    ("IP", ip_cell),
     ("TASK", "task_state"),
     ("VCPUS", "vcpus"),
     ("RAM MB", "ram_mb"),
@@ -49,6 +51,7 @@ VM_FIELDS: list[Column] = [
     ("hardware", "hardware"),
     ("created_at", "created_at"),
     ("updated_at", "updated_at"),
+    *GUEST_FIELDS,
 ]
 WAIT = typer.Option(True, "--wait/--no-wait", help="wait for the task to finish (default) or return at once")
 TIMEOUT = typer.Option(None, "--wait-timeout", help="give up waiting after this many seconds")

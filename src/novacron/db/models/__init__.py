@@ -21,6 +21,7 @@ from novacron.db.models.compute import (
 )
 from novacron.db.models.dashboards import Dashboard
 from novacron.db.models.gslb import GslbName, GslbRegion
+from novacron.db.models.guestinfo import VMGuestInfo
 from novacron.db.models.identity import (
     AccessTicket,
     LoginFailure,
@@ -65,6 +66,7 @@ from novacron.db.models.traces import TraceSpan
 from novacron.db.models.volumes import Volume
 
 __all__ = [
+    "VMGuestInfo",
     "Volume",
     "ScalingActivity",
     "ScalingGroup",

@@ -8,6 +8,7 @@ import {
   throttle, timeEl, toast,
 } from '../ui.js';
 import { backupList } from './backups.js';
+import { mountGuest } from './guest_info.js';
 import { portTable } from './networks.js';
 import { volumeTable } from './volumes.js';
 
@@ -71,6 +72,7 @@ registerPage({
     const head = h('div');
     const actions = h('div', { class: 'actions', role: 'group', 'aria-label': 'VM actions' });
     const detailBox = h('div');
+    const guestBox = h('div', { 'aria-live': 'polite' });
     const tasksBox = h('div', { 'aria-live': 'polite' });
     const consoleBox = h('div', { class: 'stack' });
     const vncBox = h('div', { class: 'stack', 'data-testid': 'vm-vnc' });
@@ -80,6 +82,7 @@ registerPage({
     const volumesBox = h('div', { 'aria-live': 'polite', 'data-testid': 'vm-volumes' });
     clear(main, head,
       h('div', { class: 'grid' }, card('Details', detailBox), card('Tasks', tasksBox)),
+      card('Guest', guestBox),
       card('Metrics', h('p', { class: 'muted' }, 'Guest CPU and memory as the guest sees them, next to the QEMU process\'s own CPU and RSS; sampled every second by the host agent.'), chartsBox),
       can('volume:read') ? card('Volumes', volumesBox) : null,
       can('backup:read') ? card('Backups', backupsBox) : null,
@@ -154,6 +157,7 @@ registerPage({
         ], page.items, { empty: 'No tasks.' }));
     };
     drawHead();
+    const drawGuest = mountGuest(ctx, guestBox, vm);
     const loadBackups = backupList(ctx, backupsBox, vm.id);
     await Promise.all([
       loadTasks(),
@@ -166,6 +170,7 @@ registerPage({
       try {
         vm = await get(`/v1/vms/${vm.id}`);
         drawHead();
+        drawGuest(vm);
       } catch (err) {
         if (err instanceof ApiError && err.status === 404) {
           clear(main, pageHead(`${vm.name} was deleted`), h('p', {}, link('#/vms', 'Back to the VM list')));
