@@ -31,6 +31,8 @@ AGENT_INTERVAL_S = 10.0
 #: a guest without an agent is looked at again after this, then ever less often, up to the maximum
 NO_AGENT_FIRST_S = 2.0
 NO_AGENT_MAX_S = 30.0
+#: a guest whose agent answered before keeps that answer until it misses this many times in a row
+MISSES = 3
 #: guests asked at once (each one is a unix-socket round trip into QEMU)
 CONCURRENCY = 8
 #: how often the host's lease files are looked at (only a changed file is read)
@@ -45,6 +47,7 @@ class GuestInfoCollector:
         self.network = network
         self._due: dict[str, float] = {}
         self._wait: dict[str, float] = {}
+        self._misses: dict[str, int] = {}
         #: the newest answer of each guest ({} when it has no agent)
         self._latest: dict[str, dict[str, Any]] = {}
         #: what the server was last sent (accepted), per guest
@@ -62,6 +65,7 @@ class GuestInfoCollector:
             self._latest.pop(gone, None)
             self._due.pop(gone, None)
             self._wait.pop(gone, None)
+            self._misses.pop(gone, None)
         if self._task is not None and not self._task.done():
             return
         due = [i for i in running if self._due.get(i, 0.0) <= now]
@@ -91,10 +95,13 @@ class GuestInfoCollector:
         now = time.monotonic()
         if answer is not None:
             self._latest[instance_id] = answer
+            self._misses.pop(instance_id, None)
             self._wait.pop(instance_id, None)
             self._due[instance_id] = now + AGENT_INTERVAL_S
             return
-        self._latest[instance_id] = {}
+        misses = self._misses[instance_id] = self._misses.get(instance_id, 0) + 1
+        if not self._latest.get(instance_id) or misses >= MISSES:
+            self._latest[instance_id] = {}  # a busy guest's one slow answer changes nothing
         wait = min(NO_AGENT_MAX_S, self._wait.get(instance_id, NO_AGENT_FIRST_S / 1.5) * 1.5)
         self._wait[instance_id] = wait
         self._due[instance_id] = now + wait
