@@ -58,7 +58,7 @@ def _tenant_user(admin: httpx.Client, name: str) -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def cluster(guest: Guest) -> Iterator[Cluster]:
     srv = make_server()
-    srv.start()
+    srv.start(60)  # a loaded 2-core machine: VictoriaMetrics and the first migrations take a while
     try:
         with srv.client() as admin:
             import_guest_image(admin, guest)
