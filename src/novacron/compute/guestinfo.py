@@ -4,10 +4,12 @@ A host's agent sends, with its reports, what each running guest's qemu-guest-age
 (``agent/guestinfo.py``: addresses per NIC, hostname, OS, filesystems; ``{}`` once none answers)
 and the leases of the DHCP servers it runs (MAC -> IPv4). Both land in ``vm_guest_info``, whose
 ``ips``/``source`` summary the VM list reads in its own query (an outer join, no query per row).
+A host's first report of a running VM makes its row, the ports' fixed IPs its summary until the
+guest's agent or a lease tells more.
 
 An address's source, as the API and the dashboard show it: ``agent`` (the guest's agent says so),
 ``lease`` (the tenant network's dnsmasq leased it to the VM's NIC) or ``port`` (nothing answered
-yet: the fixed IPs IPAM gave the VM's ports, read for the page's VMs in one query).
+yet: the fixed IPs IPAM gave the VM's ports).
 """
 
 from __future__ import annotations
@@ -53,14 +55,21 @@ def _agent_ips(interfaces: Sequence[Mapping[str, Any]]) -> list[str]:
     return [str(a) for a in sorted(found, key=lambda a: (a.version, a))]
 
 
-def _summarise(row: VMGuestInfo) -> None:
-    agent = _agent_ips(row.interfaces or []) if row.agent_at is not None else []
-    if row.agent_at is not None:
-        row.ips, row.source = agent, "agent"
-    elif row.lease_ips:
-        row.ips, row.source = list(row.lease_ips), "lease"
-    else:
-        row.ips, row.source = [], ""
+def _summarise(session: Session, rows: Sequence[VMGuestInfo]) -> None:
+    """Each row's summary: the agent's addresses while one answers, else the leased ones, else its
+    ports' fixed IPs (one query for the rows that need them), so the list never asks the ports."""
+    for row in rows:
+        if row.agent_at is not None:
+            row.ips, row.source = _agent_ips(row.interfaces or []), "agent"
+        elif row.lease_ips:
+            row.ips, row.source = list(row.lease_ips), "lease"
+        else:
+            row.ips, row.source = [], ""
+    bare = [row for row in rows if not row.ips]
+    fixed = port_ips(session, [row.vm_id for row in bare])
+    for row in bare:
+        row.ips = fixed.get(row.vm_id, [])
+        row.source = "port" if row.ips else ""
 
 
 def _row(session: Session, vm_id: str) -> VMGuestInfo:
@@ -75,22 +84,26 @@ def _row(session: Session, vm_id: str) -> VMGuestInfo:
 
 def record_agent(session: Session, keep: set[str], answers: Mapping[str, Mapping[str, Any]]) -> None:
     """The answers of a host's guests' agents (only for VMs the host keeps: no host speaks for
-    another's); an empty answer: no agent answers any more, the lease or port shows instead."""
+    another's); an empty answer: no agent answers (now), the lease or the ports show instead. A
+    host's first report of a VM makes its row, so the list reads every running VM's summary."""
+    touched = []
     for vm_id, info in answers.items():
         if vm_id not in keep:
             continue
-        row = _row(session, vm_id)
+        known = session.get(VMGuestInfo, vm_id)
+        if not info and known is not None and known.agent_at is None:
+            continue  # still no agent: nothing changes
+        row = known or _row(session, vm_id)
         if info:
             row.agent_at = utcnow()
             row.hostname = str(info.get("hostname") or "")[:255]
             row.os = dict(info.get("os") or {})
             row.interfaces = list(info.get("interfaces") or [])
             row.filesystems = list(info.get("filesystems") or [])
-        elif row.agent_at is None:
-            continue
         else:
             row.agent_at, row.hostname, row.os, row.interfaces, row.filesystems = None, "", {}, [], []
-        _summarise(row)
+        touched.append(row)
+    _summarise(session, touched)
 
 
 def record_leases(session: Session, leases: Mapping[str, str]) -> None:
@@ -103,11 +116,13 @@ def record_leases(session: Session, leases: Mapping[str, str]) -> None:
     for vm_id, mac, ip in session.execute(held.where(Port.mac.in_(list(leases)), Port.vm_id.is_not(None))):
         if vm_id is not None and leases.get(mac.lower()) == ip:
             by_vm.setdefault(vm_id, []).append(ip)
+    touched = []
     for vm_id, ips in by_vm.items():
         row = _row(session, vm_id)
         if sorted(row.lease_ips or []) != sorted(ips):
             row.lease_ips, row.lease_at = sorted(ips), utcnow()
-            _summarise(row)
+            touched.append(row)
+    _summarise(session, touched)
 
 
 def port_ips(session: Session, vm_ids: Sequence[str]) -> dict[str, list[str]]:
@@ -127,13 +142,14 @@ def port_ips(session: Session, vm_ids: Sequence[str]) -> dict[str, list[str]]:
 
 
 def with_port_ips(session: Session, rows: Sequence[Any]) -> list[dict[str, Any]]:
-    """List rows (with the outer-joined ``ips``/``ip_source``) as dicts; the VMs nothing has told
-    about get their ports' fixed IPs, source ``port``."""
+    """List rows (with the outer-joined ``ips``/``ip_source``) as dicts; the VMs no host reported
+    yet (no row: building, or just started) get their ports' fixed IPs, in one query for the page
+    (none when every VM of the page has its row, the usual case)."""
     out = [dict(r._mapping) for r in rows]
-    missing = [r["id"] for r in out if not r.get("ips")]
+    missing = [r["id"] for r in out if r.get("ips") is None]
     fixed = port_ips(session, missing)
     for r in out:
-        if not r.get("ips"):
+        if r.get("ips") is None:
             r["ips"] = fixed.get(r["id"], [])
             r["ip_source"] = "port" if r["ips"] else ""
     return out

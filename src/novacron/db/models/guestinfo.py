@@ -30,7 +30,7 @@ class VMGuestInfo(Base):
     #: IPv4 addresses the network's DHCP server leased to the VM's NICs
     lease_ips: Mapped[list[str]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
     lease_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    #: the summary: the agent's addresses when it answers, else the leased ones
+    #: the summary: the agent's addresses when it answers, else the leased ones, else the ports'
     ips: Mapped[list[str]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
-    #: agent | lease | "" (nothing known)
+    #: agent | lease | port | "" (nothing known)
     source: Mapped[str] = mapped_column(String(8), default="")
