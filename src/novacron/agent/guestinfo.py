@@ -58,8 +58,10 @@ class GuestInfoCollector:
         self._lease_stamps: dict[Path, float] = {}
         self._task: asyncio.Task[None] | None = None
 
-    def poll(self, running: list[str]) -> None:
-        """Start asking the guests that are due (in the background; one round at a time)."""
+    def poll(self, running: list[str], busy: set[str] | frozenset[str] = frozenset()) -> None:
+        """Start asking the guests that are due (in the background; one round at a time). A
+        ``busy`` guest (an operation runs on it: a backup freezing its filesystems through the
+        same channel, a migration) is left alone until it is done."""
         now = time.monotonic()
         for gone in set(self._latest) - set(running):
             self._latest.pop(gone, None)
@@ -68,7 +70,7 @@ class GuestInfoCollector:
             self._misses.pop(gone, None)
         if self._task is not None and not self._task.done():
             return
-        due = [i for i in running if self._due.get(i, 0.0) <= now]
+        due = [i for i in running if i not in busy and self._due.get(i, 0.0) <= now]
         leases_due = self.network is not None and now - self._leases_at >= LEASES_INTERVAL_S
         if due or leases_due:
             self._task = asyncio.create_task(self._round(due, leases_due))

@@ -159,7 +159,7 @@ class AgentRuntime:
                     samples[instance_id] = sample.as_dict()
         host_sample = self._host_sample()
         lb = await self.lb_report()
-        self.guest_info.poll(list(samples))
+        self.guest_info.poll(list(samples), self._busy)
         guest = self.guest_info.take()
         if guest:  # the report's extras travel together (control.py)
             lb = {**(lb or {}), **guest}
