@@ -12,6 +12,7 @@ import typer
 from novacron.cli import vmmetrics
 from novacron.cli.client import CliError
 from novacron.cli.common import CURSOR, JSON, LIMIT, client_of, create_in_project, key_values, resolve_vm
+from novacron.cli.guestinfo import GUEST_FIELDS, ip_cell
 from novacron.cli.names import VM_STATES, choose
 from novacron.cli.output import (
     Column,
@@ -33,6 +34,7 @@ VM_COLUMNS: list[Column] = [
     ("NAME", "name"),
     ("ID", "id"),
     ("STATE", "state"),
+    ("IP", ip_cell),
     ("TASK", "task_state"),
     ("VCPUS", "vcpus"),
     ("RAM", lambda v: mib(v.get("ram_mb"))),
@@ -64,6 +66,7 @@ VM_FIELDS: list[Column] = [
     ("hardware", "hardware"),
     ("created_at", "created_at"),
     ("updated_at", "updated_at"),
+    *GUEST_FIELDS,
 ]
 WAIT = typer.Option(True, "--wait/--no-wait", help="wait for the task to finish (default) or return at once")
 TIMEOUT = typer.Option(None, "--wait-timeout", help="give up waiting after this many seconds")

@@ -17,13 +17,13 @@ from sqlalchemy.orm import Session, object_session
 
 from novacron import events
 from novacron.agent.protocol import ConsoleRead
-from novacron.compute import boot_volume, hardware, hostops, live_resize, placement
+from novacron.compute import boot_volume, guestinfo, hardware, hostops, live_resize, placement
 from novacron.compute import tasks as vm_tasks
 from novacron.compute.placement.requests import request_for_create
 from novacron.compute.scope import resolve_project
 from novacron.db.base import new_id
 from novacron.db.listing import ListParams, paginate, where_equal
-from novacron.db.models import VM, Flavor, Host, Image, Project, Task
+from novacron.db.models import VM, Flavor, Host, Image, Project, Task, VMGuestInfo
 from novacron.db.resolve import Named, resolve, scoped
 from novacron.errors import Conflict, InvalidInput, NameTaken, Unavailable, on_field
 from novacron.identity.principal import Principal
@@ -307,13 +307,20 @@ class VMService(Service):
         state: str | None = None,
         project_id: str | None = None,
         host_id: str | None = None,
-    ) -> tuple[list[Any], str | None]:
-        """One page of VMs as plain rows of ``LIST_COLUMNS`` (no ORM objects: the hottest read)."""
-        stmt = scoped(select(*LIST_COLUMNS), VM, self.principal)
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of VMs as plain dicts of ``LIST_COLUMNS`` (no ORM objects: the hottest read),
+        with their addresses (``compute/guestinfo.py``: joined, ports' in one query for the rest)."""
+        cols = (*LIST_COLUMNS, VMGuestInfo.ips, VMGuestInfo.source.label("ip_source"))
+        stmt = scoped(select(*cols).outerjoin(VMGuestInfo, VMGuestInfo.vm_id == VM.id), VM, self.principal)
         stmt = where_equal(
             stmt, (VM.name, name), (VM.state, state), (VM.project_id, project_id), (VM.host_id, host_id)
         )
-        return paginate(self.session, stmt, VM, params, as_rows=True)
+        rows, nxt = paginate(self.session, stmt, VM, params, as_rows=True)
+        return guestinfo.with_port_ips(self.session, rows), nxt
+
+    def guest(self, vm: VM) -> guestinfo.GuestView:
+        """What ``vm``'s guest says about itself, and its addresses' source."""
+        return guestinfo.view(self.session, vm.id)
 
     def get(self, ref: str) -> VM:
         """The VM of this id (or name unique among the caller's), if the caller may see it."""

@@ -308,6 +308,10 @@ class ComputeDriver(abc.ABC):
     def console_log(self, instance_id: str) -> Path:
         """Everything the guest wrote on its serial console, kept across restarts."""
 
+    async def guest_info(self, instance_id: str) -> dict[str, Any] | None:
+        """What the guest's own agent says about it (``virt/guestagent.info``); None without one."""
+        return None
+
     def vnc_socket(self, instance_id: str) -> Path:
         """A unix stream socket serving the instance's screen as VNC (RFB), when it has one."""
         self.refuse("show a graphical console")

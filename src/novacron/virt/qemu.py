@@ -38,6 +38,7 @@ from novacron.virt import (
     cmdline,
     coldmove,
     firmware,
+    guestagent,
     hotplug,
     images,
     migration,
@@ -192,6 +193,14 @@ class QemuDriver(ComputeDriver):
     def qga_socket(self, instance_id: str) -> Path:
         """The guest agent's channel (``org.qemu.guest_agent.0``): backups freeze filesystems through it."""
         return self.run_dir / f"{self._key(instance_id)}.qga"
+
+    async def guest_info(self, instance_id: str) -> dict[str, Any] | None:
+        """Asked only while a guest agent holds the channel (QEMU's chardev frontend is open then):
+        a guest without one costs a QMP query, never a wait."""
+        for dev in await self.qmp(instance_id, "query-chardev"):
+            if dev.get("label") == "qga0" and dev.get("frontend-open"):
+                return await guestagent.info(self.qga_socket(instance_id))
+        return None
 
     def tpm_files(self, instance_id: str) -> tuple[Path, Path, Path, Path]:
         """A vTPM's state dir, control socket, swtpm pidfile and log (virt/tpm.py)."""

@@ -9,6 +9,7 @@ import {
 } from '../ui.js';
 import { backupList } from './backups.js';
 import { cloneButtons } from './clones.js';
+import { mountGuest } from './guest_info.js';
 import { portTable } from './networks.js';
 import { liveLimits, resizeDialog } from './vm_resize.js';
 import { snapshotPanel } from './vm_snapshots.js';
@@ -75,6 +76,7 @@ registerPage({
     const head = h('div');
     const actions = h('div', { class: 'actions', role: 'group', 'aria-label': 'VM actions' });
     const detailBox = h('div');
+    const guestBox = h('div', { 'aria-live': 'polite' });
     const tasksBox = h('div', { 'aria-live': 'polite' });
     const consoleBox = h('div', { class: 'stack' });
     const vncBox = h('div', { class: 'stack', 'data-testid': 'vm-vnc' });
@@ -86,6 +88,7 @@ registerPage({
     clear(main, head,
       h('div', { class: 'grid' }, card('Details', detailBox), card('Tasks', tasksBox)),
       card('Serial console', consoleBox),
+      card('Guest', guestBox),
       card('Metrics', h('p', { class: 'muted' }, 'Guest CPU and memory as the guest sees them, next to the QEMU process\'s own CPU and RSS; sampled every second by the host agent.'), chartsBox),
       card('Snapshots', snapshotsBox),
       can('volume:read') ? card('Volumes', volumesBox) : null,
@@ -165,6 +168,7 @@ registerPage({
         ], page.items, { empty: 'No tasks.' }));
     };
     drawHead();
+    const drawGuest = mountGuest(ctx, guestBox, vm);
     const loadBackups = backupList(ctx, backupsBox, vm.id);
     const loadSnapshots = snapshotPanel(snapshotsBox, () => vm, can('vm:snapshot'));
     await Promise.all([
@@ -180,6 +184,7 @@ registerPage({
         vm = await get(`/v1/vms/${vm.id}`);
         drawHead();
         loadSnapshots().catch(() => {});  // its buttons follow the VM's task_state
+        drawGuest(vm);
       } catch (err) {
         if (err instanceof ApiError && err.status === 404) {
           clear(main, pageHead(`${vm.name} was deleted`), h('p', {}, link('#/vms', 'Back to the VM list')));

@@ -5,6 +5,7 @@ import { subscribe } from '../live.js';
 import { registerPage } from '../registry.js';
 import { h, clear, badge, card, link, pageHead, table, fmtMB, timeEl, throttle, toast } from '../ui.js';
 import { hostNames, onSubmit } from './common.js';
+import { ipCell } from './guest_info.js';
 
 const STATES = ['building', 'running', 'stopped', 'paused', 'migrating', 'error', 'host_down'];
 
@@ -49,6 +50,7 @@ registerPage({
         table([
           { label: 'Name', cell: (v) => link(`#/vms/${v.id}`, v.name) },
           { label: 'State', cell: (v) => badge(v.state, v.task_state) },
+          { label: 'IP', cell: ipCell },
           { label: 'Size', cell: (v) => `${v.vcpus} vCPU · ${fmtMB(v.ram_mb)} · ${v.disk_gb} GB` },
           { label: 'Host', cell: (v) => (v.host_id ? hosts[v.host_id] || v.host_id.slice(0, 8) : '–') },
           { label: 'HA', cell: (v) => (v.ha ? `yes (${v.ha_priority})` : 'no') },
