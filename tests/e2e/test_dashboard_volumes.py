@@ -53,3 +53,63 @@ def test_limits_and_snapshots_in_the_browser(cluster: Cluster, browser: Any) -> 
         assert b.errors == [], b.errors
     finally:
         b.close()
+
+
+def _reason(resp: Any, field: str) -> str:
+    return str(next(e["reason"] for e in resp.json()["errors"] if e["field"] == field))
+
+
+SCHEMA_READ = "performance.getEntriesByName(location.origin + '/openapi.json').length > 0"
+#: (page, its form, the name control, the operation it submits to, the rest of a valid body)
+NAME_FORMS: tuple[tuple[str, str, str, str, dict[str, Any]], ...] = (
+    ("/vms/new", "form.card", "#f-name", "/v1/vms", {"image": "test-guest", "flavor": "tiny"}),
+    ("/volumes", "form[aria-label='New volume']", "#vol-name", "/v1/volumes", {"size_gb": 1}),
+    ("/networks", "form[aria-label='New network']", "#net-name", "/v1/networks", {}),
+)
+
+
+def test_forms_refuse_a_bad_name_before_sending_in_the_apis_words(cluster: Cluster, browser: Any) -> None:
+    """Issue 17: the dashboard checks a form against the OpenAPI schema before sending, with the
+    API's own sentence (the schema's x-errors); a form the check lets through gets the server's answer."""
+    user = cluster.tenants["alpha"][0]
+    b = Browser(browser, cluster.server.url, DESKTOP)
+    page = b.page
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(f"{r.method} {r.url}"))
+    bad = "Bad_Name!"
+    try:
+        b.login(user, PASSWORD, tenant="alpha")
+        with cluster.server.client(cluster.server.token(user, PASSWORD, "alpha")) as api:
+            for route, form, control, path, rest in NAME_FORMS:
+                refused = api.post(path, json={"name": bad, **rest})
+                assert refused.status_code == 422, refused.text
+                reason = _reason(refused, "body.name")
+                b.go(route)
+                # the schema is read once, when the form is built: wait for it, then count requests
+                page.wait_for_function(SCHEMA_READ)
+                if route == "/vms/new":
+                    page.select_option("#f-image", "test-guest")
+                    page.select_option("#f-flavor", "tiny")
+                page.fill(control, bad)
+                sent.clear()
+                page.click(f"{form} button[type=submit]")
+                page.wait_for_selector(f"{control}[aria-invalid=true]")
+                assert page.inner_text(f"{control}-error") == reason, route
+                assert page.inner_text("main").count(reason) == 1  # under the field only
+                assert [s for s in sent if not s.startswith("GET ") or path in s] == [], sent
+
+            # the server stays the authority: a name the schema allows but the project already has
+            taken = api.post("/v1/volumes", json={"name": "web-taken", "size_gb": 1})
+            assert taken.status_code in (201, 202), taken.text
+            again = api.post("/v1/volumes", json={"name": "web-taken", "size_gb": 1})
+            assert again.status_code == 409, again.text
+            b.go("/volumes")
+            page.fill("#vol-name", "web-taken")
+            sent.clear()
+            page.click("form[aria-label='New volume'] button[type=submit]")
+            page.wait_for_selector("#vol-name[aria-invalid=true]")
+            assert page.inner_text("#vol-name-error") == _reason(again, "body.name")
+            assert any(s.startswith("POST ") and s.endswith("/v1/volumes") for s in sent), sent
+        assert b.errors == [], b.errors
+    finally:
+        b.close()
