@@ -28,9 +28,14 @@ _NUMBER = {
 }
 
 
-def _number(value: Any) -> Any:
-    """576.0 -> 576: the schema writes bounds as floats, the error's context has the declared int."""
-    return int(value) if isinstance(value, float) and value.is_integer() else value
+def _number(value: Any, kind: Any) -> Any:
+    """A bound as pydantic's error context has it: the schema writes 576.0 for an int field's
+    ``ge=576`` (the API says "576"), and pydantic makes a float field's ``gt=0`` 0.0 ("0.0")."""
+    if kind == "integer" and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if kind == "number" and isinstance(value, int):
+        return float(value)
+    return value
 
 
 def _expected(values: list[Any]) -> str:
@@ -45,14 +50,15 @@ def _sentences(node: dict[str, Any], field: FieldInfo) -> dict[str, str]:
     lengths = _ARRAY if node.get("type") == "array" else _STRING
     for keyword, (kind, key) in {**lengths, **_NUMBER}.items():
         if keyword in node:
-            out[keyword] = reason({"type": kind, "ctx": {key: _number(node[keyword])}}, field)
+            bound = _number(node[keyword], node.get("type"))
+            out[keyword] = reason({"type": kind, "ctx": {key: bound}}, field)
     if "pattern" in node:
         error = {"type": "string_pattern_mismatch", "ctx": {"pattern": node["pattern"]}}
         out["pattern"] = reason(error, field)
     if "enum" in node:
         out["enum"] = reason({"type": "enum", "ctx": {"expected": _expected(node["enum"])}}, field)
     if "multipleOf" in node:
-        n = _number(node["multipleOf"])
+        n = _number(node["multipleOf"], node.get("type"))
         error = {"type": "multiple_of", "msg": f"Input should be a multiple of {n}"}
         out["multipleOf"] = reason(error, field)
     return out
