@@ -98,6 +98,22 @@ def test_forms_refuse_a_bad_name_before_sending_in_the_apis_words(cluster: Clust
                 assert page.inner_text("main").count(reason) == 1  # under the field only
                 assert [s for s in sent if not s.startswith("GET ") or path in s] == [], sent
 
+            # the network form's subnet step is checked before the network is made: nothing is sent
+            refused = api.post("/v1/subnets", json={"network": "x", "name": bad, "cidr": "10.9.9.0/24"})
+            assert refused.status_code == 422, refused.text
+            page.fill("#net-name", "web-checked")  # still on /networks, the last of NAME_FORMS
+            page.fill("#sub-cidr", "10.9.9.0/24")
+            page.fill("#sub-name", bad)
+            sent.clear()
+            page.click("form[aria-label='New network'] button[type=submit]")
+            page.wait_for_selector("#sub-name[aria-invalid=true]")
+            assert page.inner_text("#sub-name-error") == _reason(refused, "body.name")
+            assert [s for s in sent if not s.startswith("GET ") or "/v1/networks" in s] == [], sent
+            assert api.get("/v1/networks", params={"name": "web-checked"}).json()["items"] == []
+            page.fill("#sub-name", "web-checked-sub")  # once right, both are made as before
+            page.click("form[aria-label='New network'] button[type=submit]")
+            page.wait_for_selector("tr[data-network=web-checked]:has-text('10.9.9.0/24')")
+
             # the server stays the authority: a name the schema allows but the project already has
             taken = api.post("/v1/volumes", json={"name": "web-taken", "size_gb": 1})
             assert taken.status_code in (201, 202), taken.text

@@ -145,7 +145,7 @@ export async function request(path, { method = 'GET', body, ifMatch, idempotent 
  * Every write is checked before it is sent, with the schema's rules and the API's sentences
  * (formcheck.js): a body the API would refuse is refused here, as the same 422 problem, unsent.
  */
-async function refuseInvalid(method, path, body) {
+export async function refuseInvalid(method, path, body) {
   let errors = [];
   try { errors = await checkBody(method, path, body); } catch { errors = []; /* the server checks anyway */ }
   if (!errors.length) return;
