@@ -63,7 +63,8 @@ def test_times_with_zone_sorting_copy_ids_and_search(cluster: Cluster, browser: 
     username = cluster.tenants["alpha"][0]
     with cluster.server.client(cluster.server.token(username, PASSWORD, "alpha")) as api:
         vols = {
-            n: api.post("/v1/volumes", json={"name": n, "size_gb": 1}).json() for n in ("aa-sort", "zz-sort")
+            n: api.post("/v1/volumes", json={"name": n, "size_gb": 1}).json()["volume"]
+            for n in ("aa-sort", "zz-sort")
         }
         r = api.post("/v1/vms", json={"name": "findme", "image": "test-guest", "flavor": "tiny"})
         assert r.status_code == 202, r.text

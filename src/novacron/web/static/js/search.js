@@ -30,11 +30,11 @@ export function searchBox(permissions) {
   const input = h('input', {
     id: 'global-search', type: 'search', autocomplete: 'off', placeholder: 'Search ( / )',
     'aria-label': 'Search VMs, images, networks and volumes by name or id',
-    'aria-controls': 'global-search-results', 'aria-expanded': 'false',
+    'aria-controls': 'global-search-results',
   });
   const list = h('ul', { id: 'global-search-results', 'aria-label': 'Search results', hidden: true });
   const status = h('span', { class: 'visually-hidden', role: 'status', 'aria-live': 'polite' });
-  const close = () => { list.hidden = true; input.setAttribute('aria-expanded', 'false'); };
+  const close = () => { list.hidden = true; };
   let seq = 0;
   const update = async () => {
     const q = input.value.trim().toLowerCase();
@@ -48,7 +48,6 @@ export function searchBox(permissions) {
         `${k.kind} ${x.name || x.id} `, h('span', { class: 'muted' }, x.id)))));
     if (!found.length) list.append(h('li', { class: 'muted' }, h('span', { class: 'empty' }, 'Nothing found.')));
     list.hidden = false;
-    input.setAttribute('aria-expanded', 'true');
     status.textContent = `${found.length} found`;
   };
   input.addEventListener('input', update);
