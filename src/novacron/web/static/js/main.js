@@ -181,7 +181,8 @@ async function route() {
 }
 
 async function boot() {
-  if (!api.session.get()) { renderLogin(); return; }
+  // a new tab, a reload or a deep link: the session cookie (if any) gives this page its token
+  if (!api.session.get() && !(await api.refresh())) { renderLogin(); return; }
   try {
     me = await api.get('/v1/tokens/current');
   } catch {
