@@ -8,8 +8,9 @@ graphical console as the dashboard does: ``POST /v1/tickets``, then the WebSocke
 Peer (raw VNC): in the same run, at the same time, a second RFB client on QEMU's VNC unix socket
 itself (``<state_dir>/run/<key>.vnc``, shared session), so both see the very same screen change.
 
-Each sample: over the serial console the guest is told to write one character, white on red, into
-VGA text memory (busybox ``devmem`` at 0xB8000 + cell); the clock starts when that command is sent
+Each sample: over the serial console the guest is told to write one character, white on red, at a
+cell of its screen (the kernel's framebuffer console on the VGA, bochs-drm: an escape sequence to
+``/dev/tty0``, its cursor hidden so only the cell changes); the clock starts when that command is sent
 and stops, for each client, when an update covering that cell has arrived. Both figures include
 the guest running the command (TCG here) and QEMU's display refresh; their difference is what the
 relay (ticket, WebSocket, server process) adds.
@@ -43,7 +44,7 @@ from tests.conftest import wait_console, wait_task
 from tests.rfb import RFBClient, Update
 
 COLS = 80
-CELL_W, CELL_H = 9, 16
+CELL_W, CELL_H = 8, 16  # fbcon's 8x16 font
 FIRST_ROW = 12
 TIMEOUT_S = 30.0
 
@@ -116,7 +117,10 @@ async def measure(srv: Server, token: str, vm_id: str, samples: int) -> tuple[li
     serial_url = f"ws://127.0.0.1:{srv.port}/v1/vms/{vm_id}/console"
     auth = {"Authorization": f"Bearer {token}"}
     async with websockets.connect(serial_url, additional_headers=auth) as serial:
-        await serial.send(b"\necho READY-$((40+2))\n")
+        await serial.send(
+            b"\necho 0 > /sys/class/graphics/fbcon/cursor_blink; printf '\\033[?25l' > /dev/tty0; "
+            b"echo READY-$((40+2))\n"
+        )
         await wait_serial(serial, b"READY-42")
         key = hashlib.sha256(vm_id.encode()).hexdigest()[:16]
         clients = [await platform_rfb(srv, token, vm_id), await raw_rfb(srv.state_dir / "run" / f"{key}.vnc")]
@@ -135,7 +139,10 @@ async def measure(srv: Server, token: str, vm_id: str, samples: int) -> tuple[li
                 x, y = (cell % COLS) * CELL_W + CELL_W // 2, (cell // COLS) * CELL_H + CELL_H // 2
                 marks = [len(w.updates) for w in watchers]
                 t0 = time.perf_counter()
-                await serial.send(f"devmem {0xB8000 + cell * 2} 16 {0x4F41 + i % 26}\n".encode())
+                row, col, char = cell // COLS + 1, cell % COLS + 1, chr(65 + i % 26)
+                await serial.send(
+                    f"printf '\\033[{row};{col}H\\033[1;37;41m{char}\\033[0m' > /dev/tty0\n".encode()
+                )
                 at = [await w.wait_cell(x, y, m) for w, m in zip(watchers, marks, strict=True)]
                 if i >= 5:
                     plat.append(at[0] - t0)

@@ -31,13 +31,18 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-CMDLINE = "console=ttyS0 quiet panic=-1"
+#: tty0 (the VGA screen) first, ttyS0 last: the last console= is /dev/console, which the serial
+#: tests and the guest's shell use; the kernel still prints its messages on both
+CMDLINE = "console=tty0 console=ttyS0 quiet panic=-1"
 DISK_SIZE = "64M"
+OS_RELEASE = 'NAME="NovaCron test guest"\nPRETTY_NAME="NovaCron test guest (busybox)"\nID=novacron-guest\nVERSION_ID=1\n'
 #: modules the guest loads, by name; their dependencies are added automatically.
 #: virtio_balloon reports the guest's own memory figures (QMP ``guest-stats``) for monitoring
 WANTED_MODULES = [
     "virtio_pci", "virtio_blk", "virtio_net", "virtio_console", "virtio_balloon", "crc32c_generic", "ext4", "isofs",
     "button", "evdev", "pvpanic_mmio",
+    # bochs-drm drives QEMU's std VGA: fbcon then draws the kernel console on the graphical console
+    "bochs",
 ]
 #: apt package -> a command it provides
 APT_NEEDS = {
@@ -230,6 +235,8 @@ def build_initrd(kroot: Path, kver: str, dest: Path) -> None:
     entries.append(("init", f, (HERE / "init").read_bytes()))
     entries.append(("etc/passwd", 0o100644, b"root:x:0:0:root:/root:/bin/sh\n"))
     entries.append(("etc/group", 0o100644, b"root:x:0:\n"))
+    # what qemu-guest-agent's guest-get-osinfo reads
+    entries.append(("etc/os-release", 0o100644, OS_RELEASE.encode()))
     entries.append(("etc/profile", 0o100644, b'export PATH=/sbin:/bin:/usr/sbin:/usr/bin\nPS1="\\h# "\n'))
     have = {e[0] for e in entries}
     entries += [e for e in program_entries(GUEST_PROGRAMS) if e[0] not in have]

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import ssl
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -31,31 +31,62 @@ from novacron.monitoring.alerting.engines import AlertingStack, start_alerting
 from novacron.monitoring.process import EngineFailed
 from novacron.private import set_private_umask
 
+if TYPE_CHECKING:
+    from novacron.tasks.runner import TaskHandler
 
-def build_context(settings: Settings) -> Context:
-    from novacron.agent.control import LocalControlPlane
-    from novacron.agent.hoststats import HostSampler
-    from novacron.agent.runtime import AgentRuntime
+
+def _task_handlers() -> list[TaskHandler]:
+    """Every kind of durable task the server runs, by area."""
     from novacron.autoscaling.refresh import HANDLERS as REFRESH_HANDLERS
     from novacron.autoscaling.tasks import HANDLERS as SCALING_HANDLERS
     from novacron.backup.dr import DRDrill
     from novacron.backup.failover import HANDLERS as DR_HANDLERS
     from novacron.backup.tasks import HANDLERS as BACKUP_HANDLERS
+    from novacron.compute.clones import CloneVM
     from novacron.compute.ha import HARestartVM
     from novacron.compute.images import ImportImage
     from novacron.compute.live_resize import HANDLERS as RESIZE_HANDLERS
     from novacron.compute.migration import ColdMigrateVM, MigrateVM
     from novacron.compute.tasks import HANDLERS
+    from novacron.compute.templates import TemplateVM
     from novacron.compute.vm_snapshot_tasks import HANDLERS as VM_SNAPSHOT_HANDLERS
     from novacron.compute.volume_snapshots import HANDLERS as VOLUME_SNAPSHOT_HANDLERS
     from novacron.compute.volume_tasks import HANDLERS as VOLUME_HANDLERS
+    from novacron.lbaas.acme_service import IssueCertificate
+    from novacron.lbaas.failover import HANDLERS as LB_FAILOVER_HANDLERS
+    from novacron.lbaas.tasks import HANDLERS as LB_HANDLERS
+
+    return [
+        *HANDLERS,
+        *VOLUME_HANDLERS,
+        *VOLUME_SNAPSHOT_HANDLERS,
+        *VM_SNAPSHOT_HANDLERS,
+        *RESIZE_HANDLERS,
+        ImportImage(),
+        MigrateVM(),
+        ColdMigrateVM(),
+        HARestartVM(),
+        CloneVM(),
+        TemplateVM(),
+        *BACKUP_HANDLERS,
+        DRDrill(),
+        *DR_HANDLERS,
+        IssueCertificate(),
+        *LB_HANDLERS,
+        *LB_FAILOVER_HANDLERS,
+        *SCALING_HANDLERS,
+        *REFRESH_HANDLERS,
+    ]
+
+
+def build_context(settings: Settings) -> Context:
+    from novacron.agent.control import LocalControlPlane
+    from novacron.agent.hoststats import HostSampler
+    from novacron.agent.runtime import AgentRuntime
     from novacron.db.migrate import upgrade
     from novacron.identity.sealing import check_openable, seal_clear_rows
     from novacron.identity.tokens import TokenService
-    from novacron.lbaas.acme_service import IssueCertificate
     from novacron.lbaas.challenges import AgentResponders
-    from novacron.lbaas.failover import HANDLERS as LB_FAILOVER_HANDLERS
-    from novacron.lbaas.tasks import HANDLERS as LB_HANDLERS
     from novacron.monitoring.stack import MonitoringStack
     from novacron.monitoring.tracestore import start_node_tracing
     from novacron.network import make_backend
@@ -73,28 +104,7 @@ def build_context(settings: Settings) -> Context:
     ctx.monitoring = MonitoringStack.for_node(settings, db)
     ctx.acme_responders = AgentResponders(ctx)
     ctx.trace_store = start_node_tracing(settings, db)
-    ctx.tasks = TaskRunner(
-        ctx,
-        [
-            *HANDLERS,
-            *VOLUME_HANDLERS,
-            *VOLUME_SNAPSHOT_HANDLERS,
-            *VM_SNAPSHOT_HANDLERS,
-            *RESIZE_HANDLERS,
-            ImportImage(),
-            MigrateVM(),
-            ColdMigrateVM(),
-            HARestartVM(),
-            *BACKUP_HANDLERS,
-            DRDrill(),
-            *DR_HANDLERS,
-            IssueCertificate(),
-            *LB_HANDLERS,
-            *LB_FAILOVER_HANDLERS,
-            *SCALING_HANDLERS,
-            *REFRESH_HANDLERS,
-        ],
-    )
+    ctx.tasks = TaskRunner(ctx, _task_handlers())
     if settings.embedded_agent:
         driver = make_driver(settings.compute_driver, settings)
         control = LocalControlPlane(ctx, settings.host_name, driver.name)

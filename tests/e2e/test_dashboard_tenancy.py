@@ -1,7 +1,8 @@
 """The dashboard's side of issue 11 finding 16, in Debian's Chromium against a real server: a
 username shared by two tenants signs in with the Tenant field or as name@tenant, and a tenant
 role's overview shows shared hosts as a capacity summary, not their allocation counters. And
-issue 18's API keys page: a member's key made, used, listed and revoked in the browser."""
+issue 18's API keys page: a member's key made, used, listed and revoked in the browser. And
+issue 17 item 13: the session kept across tabs, deep links and reloads, with no token in storage."""
 
 from __future__ import annotations
 
@@ -139,3 +140,57 @@ def test_member_makes_a_read_only_api_key_sees_its_token_once_and_revokes_it(
         phone.close()
         cluster.admin.delete(f"/v1/users/{r.json()['id']}")
     assert problems == []
+
+
+def _signed_in_at(tab: Any, url: str, route: str) -> None:
+    """Open ``route`` in ``tab`` and wait until it rendered signed in (no login form on the way)."""
+    tab.goto(f"{url}/#{route}")
+    tab.wait_for_selector("main[data-ready=true]")
+    assert tab.locator("#username").count() == 0
+    assert tab.locator("[data-testid=who]").count() == 1
+
+
+def test_session_kept_across_tabs_and_reloads_without_a_token_in_storage(
+    cluster: Cluster, browser: Any
+) -> None:
+    """Issue 17 item 13: a new tab, a bookmarked deep link and a reload stay signed in (the
+    refresh token in an HttpOnly cookie, the access token in memory); sign-out ends it everywhere."""
+    username, _ = cluster.tenants["alpha"]
+    b = Browser(browser, cluster.server.url, DESKTOP)
+    try:
+        b.login(username, PASSWORD, "alpha")
+        cookies = [c for c in b.context.cookies() if c["name"] == "novacron_refresh"]
+        assert len(cookies) == 1, b.context.cookies()
+        cookie = cookies[0]
+        assert (cookie["httpOnly"], cookie["secure"], cookie["sameSite"], cookie["path"]) == (
+            True,
+            True,
+            "Strict",
+            "/v1/tokens/refresh",
+        )
+        # the deep link in a new tab of the same browser: straight to the page, signed in
+        tab = b.context.new_page()
+        tab.on("pageerror", lambda e: b.errors.append(str(e)))
+        _signed_in_at(tab, b.url, "/api-keys")
+        assert "API keys" in tab.title()
+        tab.evaluate("delete document.querySelector('main')?.dataset.ready")
+        tab.reload()
+        tab.wait_for_selector("main[data-ready=true]")
+        assert tab.locator("#username").count() == 0 and username in tab.inner_text("[data-testid=who]")
+        for page in (b.page, tab):  # no token any script could read: not in either storage
+            stored = page.evaluate(
+                "[...Object.entries(sessionStorage), ...Object.entries(localStorage)].flat().join(' ')"
+            )
+            assert "eyJ" not in stored and "ncr_" not in stored and "novacron.session" not in stored, stored
+            assert page.evaluate("document.cookie") == ""  # HttpOnly: invisible to the page
+        tab.click("button:has-text('Sign out')")
+        tab.wait_for_selector("#username")
+        b.page.wait_for_selector("#username")  # the first tab heard of the sign-out
+        assert [c for c in b.context.cookies() if c["name"] == "novacron_refresh"] == []
+        again = b.context.new_page()
+        again.goto(f"{b.url}/#/api-keys")
+        again.wait_for_selector("#username")
+        assert again.locator("[data-testid=who]").count() == 0
+        assert b.errors == [], b.errors
+    finally:
+        b.close()

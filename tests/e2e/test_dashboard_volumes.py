@@ -4,10 +4,11 @@ made from that snapshot; each step arrives over the event stream (no reload)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from tests.e2e.browser import Browser
-from tests.e2e.conftest import DESKTOP, PASSWORD, Cluster
+from tests.e2e.browser import Browser, page_problems
+from tests.e2e.conftest import DESKTOP, PASSWORD, VIEWS, Cluster
 
 
 def test_limits_and_snapshots_in_the_browser(cluster: Cluster, browser: Any) -> None:
@@ -129,3 +130,73 @@ def test_forms_refuse_a_bad_name_before_sending_in_the_apis_words(cluster: Clust
         assert b.errors == [], b.errors
     finally:
         b.close()
+
+
+def test_times_with_zone_sorting_copy_ids_and_search(cluster: Cluster, browser: Any) -> None:
+    """Issue 17: in Tokyo a time reads "+09:00" with UTC in its tooltip, a column sorts both ways
+    (by mouse and keyboard), the copy button puts a volume's id on the clipboard, and "/" focuses
+    the search, which finds a VM by name and leads to its page."""
+    username = cluster.tenants["alpha"][0]
+    with cluster.server.client(cluster.server.token(username, PASSWORD, "alpha")) as api:
+        vols = {
+            n: api.post("/v1/volumes", json={"name": n, "size_gb": 1}).json()["volume"]
+            for n in ("aa-sort", "zz-sort")
+        }
+        r = api.post("/v1/vms", json={"name": "findme", "image": "test-guest", "flavor": "tiny"})
+        assert r.status_code == 202, r.text
+        vm_id = r.json()["vm"]["id"]
+    b = Browser(browser, cluster.server.url, DESKTOP, timezone="Asia/Tokyo")
+    b.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=cluster.server.url)
+    page = b.page
+    try:
+        b.login(username, PASSWORD, tenant="alpha")
+        b.go("/volumes")
+        row = "tr[data-volume=aa-sort]"
+        page.wait_for_selector(row)
+        created = datetime.fromisoformat(vols["aa-sort"]["created_at"])
+        tokyo = created.astimezone(timezone(timedelta(hours=9)))
+        shown = page.locator(f"{row} time").first
+        assert shown.inner_text() == tokyo.strftime("%Y-%m-%d %H:%M +09:00")
+        utc = created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert shown.get_attribute("title") == f"{utc} (UTC)"
+
+        # sorting by name: ascending, then descending from the keyboard; aria-sort says which
+        th = "table:has(tr[data-volume=aa-sort]) th:has(button:text-is('Name'))"
+        order = "names => [...document.querySelectorAll('tr[data-volume]')].map(r => r.dataset.volume)"
+        page.click(f"{th} button")
+        assert page.get_attribute(th, "aria-sort") == "ascending"
+        names = page.evaluate(order)
+        assert names.index("aa-sort") < names.index("zz-sort") and names == sorted(names), names
+        page.focus(f"{th} button")
+        page.keyboard.press("Enter")
+        assert page.get_attribute(th, "aria-sort") == "descending"
+        assert page.evaluate(order) == sorted(names, reverse=True)
+
+        page.click("tr[data-volume=zz-sort] button[aria-label='Copy id']")
+        page.wait_for_selector(f".toast:text('Copied {vols['zz-sort']['id']}')")
+        assert page.evaluate("navigator.clipboard.readText()") == vols["zz-sort"]["id"]
+
+        # "/" focuses the search from anywhere outside a field; the VM is found and followed
+        page.click("h1")
+        page.keyboard.press("/")
+        assert page.evaluate("document.activeElement.id") == "global-search"
+        page.keyboard.type("findme")
+        hit = "#global-search-results a[data-kind=vm]"
+        page.wait_for_selector(hit)
+        problems = page_problems(b, "/volumes", "search-open", "desktop", "light")
+        b.follow(hit)
+        assert page.url.endswith(f"#/vms/{vm_id}")
+        assert "findme" in page.inner_text("h1")
+        assert b.errors == [], b.errors
+    finally:
+        b.close()
+    for size, viewport, scheme in VIEWS:
+        v = Browser(browser, cluster.server.url, viewport, scheme)
+        try:
+            v.login(username, PASSWORD, tenant="alpha")
+            for route in ("/volumes", "/vms"):
+                v.go(route)
+                problems += page_problems(v, route, f"lists{route.replace('/', '-')}", size, scheme)
+        finally:
+            v.close()
+    assert problems == [], problems

@@ -157,7 +157,9 @@ def test_agent_joins_runs_vms_survives_restart_and_is_revoked(
         # the interactive console of a VM on another host, relayed through the server
         assert re.search(r"\nremote-\d+", asyncio.run(_console_echo(server, c, vm_id)))
         # and its graphical console: RFB from QEMU's VNC unix socket on that host, through the agent
-        assert asyncio.run(_vnc_screen(server, c, vm_id)) == (720, 400, "QEMU (remote-1)")
+        # (the guest's kernel drives the VGA in a framebuffer mode, bochs-drm, its console on it)
+        width, _, name = asyncio.run(_vnc_screen(server, c, vm_id))
+        assert width >= 1024 and name == "QEMU (remote-1)"
         # the agent fetched the image over HTTPS into its own store
         assert any((agent.state_dir / "images").rglob("file"))
 

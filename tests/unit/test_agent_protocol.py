@@ -27,7 +27,7 @@ SPEC: dict[str, Any] = {
 
 
 def test_every_operation_has_a_request_type_and_a_handler() -> None:
-    assert len(protocol.REQUESTS) == 43
+    assert len(protocol.REQUESTS) == 44
     assert set(HANDLERS) == set(protocol.REQUESTS.values())
     assert all(op == cls.OP for op, cls in protocol.REQUESTS.items())
 

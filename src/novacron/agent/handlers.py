@@ -109,6 +109,14 @@ async def _snapshot(agent: AgentRuntime, instance_id: str, r: p.Snapshot, _: Pro
     return None
 
 
+@handles(p.CloneDisk)
+async def _clone_disk(
+    agent: AgentRuntime, instance_id: str, r: p.CloneDisk, report: Progress | None
+) -> Result:
+    await agent.driver.clone_disk(r.source_id, instance_id, report)
+    return None
+
+
 @handles(p.ConsoleRead)
 async def _console_read(
     agent: AgentRuntime, instance_id: str, r: p.ConsoleRead, _: Progress | None

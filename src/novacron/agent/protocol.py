@@ -191,6 +191,14 @@ class Snapshot(Request):
     image_id: str
 
 
+@operation("clone_disk")
+@dataclass(frozen=True)
+class CloneDisk(Request):
+    """Write a full copy of instance ``source_id``'s disk (stopped or running) as this one's disk."""
+
+    source_id: str
+
+
 @operation("console_read")
 @dataclass(frozen=True)
 class ConsoleRead(Request):

@@ -20,6 +20,7 @@ from opentelemetry.trace import SpanKind
 
 from novacron.agent import protocol
 from novacron.agent.control import AgentRefused, ControlPlane
+from novacron.agent.guestinfo import GuestInfoCollector
 from novacron.agent.handlers import handle
 from novacron.agent.watchdog import Lease
 from novacron.monitoring import tracing
@@ -65,6 +66,8 @@ class AgentRuntime:
         self.host_sampler: HostSampler | None = None
         #: this host's tenant-network datapath (None: the host has none)
         self.network = network
+        #: what the guests say about themselves (agent/guestinfo.py), sent with the reports
+        self.guest_info = GuestInfoCollector(driver, network)
         #: self-fencing (agent/watchdog.py); ``lease_dir`` is where the watchdog process finds it
         self.lease = Lease(lease_dir)
         #: the host's run directory (the lease, load balancers' sockets); None: none kept
@@ -156,8 +159,13 @@ class AgentRuntime:
                     samples[instance_id] = sample.as_dict()
         host_sample = self._host_sample()
         lb = await self.lb_report()
+        self.guest_info.poll(list(samples), self._busy)
+        guest = self.guest_info.take()
+        if guest:  # the report's extras travel together (control.py)
+            lb = {**(lb or {}), **guest}
         sent_at = time.monotonic()
         answer = await self.control.report(power, samples, sent_at - started, host_sample, lb)
+        self.guest_info.accepted(guest)
         self.lease.renew(sent_at, answer.lease_s)
         if self.fenced:
             log.warning("report accepted again: this host is no longer fenced")

@@ -21,6 +21,7 @@ from novacron.api.openapi import document
 from novacron.api.routers import (
     agent_uploads,
     agents,
+    clones,
     cluster,
     console,
     events,
@@ -144,6 +145,7 @@ def create_app(ctx: Context, *, background: bool = True) -> FastAPI:
         migration,
         cluster,
         vms,
+        clones,
         console,
         images,
         flavors,

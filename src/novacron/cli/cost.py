@@ -15,6 +15,7 @@ from novacron.cli.client import CliError
 from novacron.cli.common import JSON, client_of
 from novacron.cli.output import Column, gib, info, mib, money, out, print_detail, print_json, print_list
 from novacron.cli.quota import TENANT, tenant_id
+from novacron.cli.usage_report import TENANT_OPTION, cli_options
 
 cost_app = typer.Typer(no_args_is_help=True)
 capacity_app = typer.Typer(no_args_is_help=True)
@@ -43,7 +44,8 @@ def cost_show(
     """What each VM costs per hour and month, and the cheapest fitting AWS, Azure and GCP shape."""
     client = client_of(ctx)
     params = {"tenant_id": tenant_id(client, tenant) if tenant else None, "project_id": project, "vm_id": vm}
-    r = client.get("/v1/cost", **params)
+    with cli_options(TENANT_OPTION):
+        r = client.get("/v1/cost", **params)
     cur = r["currency"]
     columns: list[Column] = [
         ("NAME", "name"),
@@ -77,7 +79,8 @@ def cost_rightsizing(
     """Over- and under-sized VMs by p95 CPU and memory, the flavor that fits, the monthly saving."""
     client = client_of(ctx)
     params = {"tenant_id": tenant_id(client, tenant) if tenant else None, "window": window, "vm_id": vm}
-    r = client.get("/v1/cost/rightsizing", **params)
+    with cli_options(TENANT_OPTION):
+        r = client.get("/v1/cost/rightsizing", **params)
     columns: list[Column] = [
         ("NAME", "name"),
         ("STATUS", "status"),

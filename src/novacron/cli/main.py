@@ -147,6 +147,7 @@ def _register() -> None:
         apikey,
         autoscale,
         backup,
+        clone,
         cluster,
         cost,
         dr,
@@ -174,6 +175,7 @@ def _register() -> None:
     app.add_typer(
         backup.app, name="backup", help="VM backups: create, list, restore, verify, holds, policies."
     )
+    assert clone.registered  # its commands join the ``vm`` and ``image`` apps on import
     assert dr.failover is not None  # its commands join the ``dr`` app on import
     app.add_typer(
         backup.dr_app, name="dr", help="Disaster recovery: runbooks, drills, failover, fail-back, RPO/RTO."

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import sys
 import uuid
 from datetime import datetime
 from typing import Any
@@ -14,6 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from novacron.cli import usage_report as usage_report_of
 from novacron.cli.client import ApiError, Client, CliError, resolve
 from novacron.cli.common import CURSOR, JSON, LIMIT, client_of, create_in_project, project_id
 from novacron.cli.output import (
@@ -26,7 +24,6 @@ from novacron.cli.output import (
     print_detail,
     print_json,
     print_list,
-    print_table,
     table_box,
 )
 
@@ -268,42 +265,9 @@ def usage_report(
     month: str | None = typer.Option(None, "--month", help="YYYY-MM (default: this month)"),
     fmt: str = typer.Option("table", "--format", "-f", help="table, json or csv"),
 ) -> None:
-    """Metered consumption and cost per project and resource for a month."""
-    if fmt not in ("table", "json", "csv"):
-        raise CliError("--format must be table, json or csv")
-    client = client_of(ctx)
-    r = client.get("/v1/usage", tenant_id=tenant_id(client, tenant) if tenant else None, month=month)
-    if fmt == "json":
-        print_json(r)
-    elif fmt == "csv":
-        buf = io.StringIO()
-        w = csv.writer(buf)
-        w.writerow(["month", "project", "project_id", "resource", "quantity", "unit", "cost"])
-        for i in r["items"]:
-            w.writerow(
-                [
-                    r["month"],
-                    i["project"],
-                    i["project_id"],
-                    i["resource"],
-                    i["quantity"],
-                    i["unit"],
-                    i["cost"],
-                ]
-            )
-        sys.stdout.write(buf.getvalue())
-    else:
-        cur = r.get("currency", "")
-        columns: list[Column] = [
-            ("PROJECT", "project"),
-            ("RESOURCE", "resource"),
-            ("QUANTITY", lambda i: f"{i['quantity']:.4f}"),
-            ("UNIT", "unit"),
-            (f"COST {cur}".strip(), lambda i: f"{i['cost']:.4f}"),
-        ]
-        print_table(r["items"], columns, title=f"Usage of {r['tenant_id']} in {r['month']}")
-        budget = "" if r["budget"] is None else f" of budget {money(r['budget'], cur)}"
-        out.print(f"total cost {money(r['total_cost'], cur)}{budget}")
+    """Metered consumption and cost per project and resource for a month (a platform administrator
+    without --tenant: every tenant's)."""
+    usage_report_of.show(client_of(ctx), tenant, month, fmt)
 
 
 @usage_app.command("meter")

@@ -12,6 +12,7 @@ import typer
 from novacron.cli import vmmetrics
 from novacron.cli.client import CliError
 from novacron.cli.common import CURSOR, JSON, LIMIT, client_of, create_in_project, key_values, resolve_vm
+from novacron.cli.guestinfo import GUEST_FIELDS, ip_cell
 from novacron.cli.names import VM_STATES, choose
 from novacron.cli.output import (
     Column,
@@ -33,6 +34,7 @@ VM_COLUMNS: list[Column] = [
     ("NAME", "name"),
     ("ID", "id"),
     ("STATE", "state"),
+    ("IP", ip_cell),
     ("TASK", "task_state"),
     ("VCPUS", "vcpus"),
     ("RAM", lambda v: mib(v.get("ram_mb"))),
@@ -64,6 +66,7 @@ VM_FIELDS: list[Column] = [
     ("hardware", "hardware"),
     ("created_at", "created_at"),
     ("updated_at", "updated_at"),
+    *GUEST_FIELDS,
 ]
 WAIT = typer.Option(True, "--wait/--no-wait", help="wait for the task to finish (default) or return at once")
 TIMEOUT = typer.Option(None, "--wait-timeout", help="give up waiting after this many seconds")
@@ -149,11 +152,19 @@ def create(
     ),
     security_group: list[str] = typer.Option([], "--security-group", help="for every NIC (default: default)"),
     label: list[str] = typer.Option([], "--label", help="KEY=VALUE for label policies, repeatable"),
+    count: int = typer.Option(
+        1,
+        "--count",
+        min=1,
+        max=100,
+        help="create this many, named NAME-1..NAME-N (from a template: linked clones)",
+    ),
     wait: bool = WAIT,
     wait_timeout: float | None = TIMEOUT,
     as_json: bool = JSON,
 ) -> None:
-    """Create a VM; by default wait until it runs, with a progress bar over the task's steps."""
+    """Create a VM (or --count of them); by default wait until it runs, with a progress bar over
+    the task's steps."""
     meta = key_values(metadata, "--meta")
     body: dict[str, Any] = {"name": name, "flavor": flavor, "metadata": meta}
     body.update({k: v for k, v in (("image", image), ("boot_volume", boot_volume)) if v is not None})
@@ -168,8 +179,44 @@ def create(
             body["user_data"] = user_data.read_text()
         except (OSError, UnicodeDecodeError) as exc:
             raise CliError(f"cannot read user-data {user_data}: {exc}") from exc
+    if count > 1:
+        _create_many(ctx, body, project, count, wait=wait, as_json=as_json, wait_timeout=wait_timeout)
+        return
     accepted = create_in_project(client_of(ctx), "/v1/vms", body, project)
     _finish(ctx, accepted, wait=wait, as_json=as_json, label=f"create {name}", wait_timeout=wait_timeout)
+
+
+def _create_many(
+    ctx: typer.Context,
+    body: dict[str, Any],
+    project: str | None,
+    count: int,
+    *,
+    wait: bool,
+    as_json: bool,
+    wait_timeout: float | None,
+) -> None:
+    """All the creates first (each idempotent: a retry makes no second VM), so that the VMs build
+    side by side on the server; then each task is followed."""
+    client = client_of(ctx)
+    made = [
+        create_in_project(
+            client, "/v1/vms", {**body, "name": f"{body['name']}-{i}"}, project, idempotent=True
+        )
+        for i in range(1, count + 1)
+    ]
+    if not wait:
+        if as_json:
+            print_json(made)
+        else:
+            for accepted in made:
+                info(f"create {accepted['vm']['name']}: accepted as task {accepted['task_id']}")
+        return
+    for accepted in made:
+        label = f"create {accepted['vm']['name']}"
+        watch_task(client, accepted["task_id"], label=label, timeout_s=wait_timeout, show=not as_json)
+    vms = [client.get(f"/v1/vms/{accepted['vm']['id']}") for accepted in made]
+    print_list({"items": vms}, VM_COLUMNS, as_json=as_json, empty="No VMs.")
 
 
 def _nics(networks: list[str], security_groups: list[str]) -> list[dict[str, Any]]:

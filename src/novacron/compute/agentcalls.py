@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import anyio.to_thread
 from sqlalchemy import select
 
-from novacron.compute import hostops, reports, storage
+from novacron.compute import guestinfo, hostops, reports, storage
 from novacron.compute.images import receive_upload
 from novacron.db.models import HostOperation, Image
 from novacron.errors import Conflict, InvalidInput, NotFound
@@ -66,7 +66,8 @@ def record_report(  # noqa: PLR0913 - what one report carries
     with the tenancy the database gives its VMs; the store being down never delays the answer.
     ``lb``: its load balancers' ``lb_health`` ({lb id: {"<pool>/<member>": UP|DOWN|MAINT|NO_CHECK}},
     taken in by ``lbaas.health``), their ``lb_metrics`` (to the store) and the guard's ``lb_bans``
-    (agent/lbaas.py)."""
+    (agent/lbaas.py); and the guests' ``guest_info`` and the host's ``dhcp_leases``
+    (compute/guestinfo.py)."""
     answer = reports.apply_report(
         ctx.db, ctx.live_samples, host_id, power_states, samples, age_s, lease_s=ctx.settings.ha_lease_s
     )
@@ -74,6 +75,10 @@ def record_report(  # noqa: PLR0913 - what one report carries
         ctx.monitoring.record(host_id, samples, answer.tenancy, host_sample)
     if lb.get("lb_health") or lb.get("lb_metrics") or lb.get("lb_bans"):
         _record_lb(ctx, host_id, lb)
+    if lb.get("guest_info") or lb.get("dhcp_leases"):
+        with ctx.db.session() as session:  # what changed only (agent/guestinfo.py)
+            guestinfo.record_agent(session, answer.keep, lb.get("guest_info") or {})
+            guestinfo.record_leases(session, lb.get("dhcp_leases") or {})
     return answer
 
 

@@ -15,12 +15,12 @@ import anyio.to_thread
 from sqlalchemy import select
 
 from novacron import events
-from novacron.compute import hardware, hostops, storage
+from novacron.compute import hardware, hostops, storage, templates
 from novacron.compute import images as imports
 from novacron.compute.scope import resolve_project
 from novacron.db.base import new_id
 from novacron.db.listing import ListParams, paginate, where_equal
-from novacron.db.models import VM, Image
+from novacron.db.models import Image
 from novacron.db.resolve import resolve, scoped
 from novacron.errors import Conflict, FieldError, Forbidden, InvalidInput, MalformedInput, NameTaken, NotFound
 from novacron.identity.encryption import encryption_for
@@ -145,6 +145,10 @@ class ImageService(Service):
     ) -> Image:
         """Publish or withdraw (administrators), change the kernel command line or the hardware the
         guest needs (VMs made from it keep theirs)."""
+        if kernel_cmdline is not None and kernel_cmdline != image.kernel_cmdline:
+            templates.check_mutable(image, "kernel_cmdline")
+        if machine is not None:
+            templates.check_mutable(image, "hardware")
         if public is not None:
             if not self.principal.can("image:publish"):
                 raise _publish_refused()
@@ -159,8 +163,7 @@ class ImageService(Service):
     def delete(self, ref: str) -> None:
         """Delete an image no VM uses, with its files and the quota it holds (a snapshot's)."""
         image = self.owned(ref)
-        if self.session.scalar(select(VM.id).where(VM.image_id == image.id).limit(1)):
-            raise Conflict(f"Image '{image.name}' backs existing VMs; delete them first.")
+        templates.check_unused(self.session, image, "delete")
         self._publish("image.deleted", image)
         self.session.delete(image)
         quota.release(self.session, "snapshot", image.id)
@@ -196,6 +199,8 @@ class ImageService(Service):
 def _writable_part(ctx: Context, principal: Principal, ref: str, part: Part) -> str:
     with ctx.db.session() as s:
         image = _owned(s, principal, ref)
+        if part != "file":
+            templates.check_mutable(image, "part", part="path")
         if part == "file" and image.status not in ("queued", "error"):
             raise Conflict(f"Image '{image.name}' already has its disk ({image.status}).")
         return image.id

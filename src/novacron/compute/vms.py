@@ -17,13 +17,13 @@ from sqlalchemy.orm import Session, object_session
 
 from novacron import events
 from novacron.agent.protocol import ConsoleRead
-from novacron.compute import boot_volume, hardware, hostops, live_resize, placement
+from novacron.compute import boot_volume, guestinfo, hardware, hostops, live_resize, placement
 from novacron.compute import tasks as vm_tasks
 from novacron.compute.placement.requests import request_for_create
 from novacron.compute.scope import resolve_project
 from novacron.db.base import new_id
 from novacron.db.listing import ListParams, paginate, where_equal
-from novacron.db.models import VM, Flavor, Host, Image, Project, Task
+from novacron.db.models import VM, Flavor, Host, Image, Project, Task, VMGuestInfo
 from novacron.db.resolve import Named, resolve, scoped
 from novacron.errors import Conflict, InvalidInput, NameTaken, Unavailable, on_field
 from novacron.identity.principal import Principal
@@ -99,6 +99,8 @@ class VMSpec:
     nics: tuple[NicRequest, ...] = ()
     #: a volume of the project to boot from: the VM's root disk (``compute/boot_volume.py``)
     boot_volume: str | None = None
+    #: a full clone's source: the new VM takes its size and hardware, not the flavor's
+    like: VM | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,10 @@ def _ensure_idle(vm: VM) -> None:
         raise Conflict(
             f"VM '{vm.name}' is busy ({vm.task_state}); wait for its task to finish (novacron task list).",
         )
+
+
+#: for the services of VM actions kept in their own modules (clones, templates)
+ensure_idle = _ensure_idle
 
 
 def request_action(session: Session, vm: VM, action: str, params: dict[str, Any]) -> Task:
@@ -301,13 +307,20 @@ class VMService(Service):
         state: str | None = None,
         project_id: str | None = None,
         host_id: str | None = None,
-    ) -> tuple[list[Any], str | None]:
-        """One page of VMs as plain rows of ``LIST_COLUMNS`` (no ORM objects: the hottest read)."""
-        stmt = scoped(select(*LIST_COLUMNS), VM, self.principal)
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of VMs as plain dicts of ``LIST_COLUMNS`` (no ORM objects: the hottest read),
+        with their addresses (``compute/guestinfo.py``: joined, ports' in one query for the rest)."""
+        cols = (*LIST_COLUMNS, VMGuestInfo.ips, VMGuestInfo.source.label("ip_source"))
+        stmt = scoped(select(*cols).outerjoin(VMGuestInfo, VMGuestInfo.vm_id == VM.id), VM, self.principal)
         stmt = where_equal(
             stmt, (VM.name, name), (VM.state, state), (VM.project_id, project_id), (VM.host_id, host_id)
         )
-        return paginate(self.session, stmt, VM, params, as_rows=True)
+        rows, nxt = paginate(self.session, stmt, VM, params, as_rows=True)
+        return guestinfo.with_port_ips(self.session, rows), nxt
+
+    def guest(self, vm: VM) -> guestinfo.GuestView:
+        """What ``vm``'s guest says about itself, and its addresses' source."""
+        return guestinfo.view(self.session, vm.id)
 
     def get(self, ref: str) -> VM:
         """The VM of this id (or name unique among the caller's), if the caller may see it."""
@@ -317,9 +330,16 @@ class VMService(Service):
         """The project a new VM goes to: the one named, or the caller's only project."""
         return resolve_project(self.session, self.principal, project_id)
 
-    def create(self, project: Project, spec: VMSpec, decisions: Decisions) -> tuple[VM, Task]:
-        """A new VM in ``project`` and the task that builds it; quota and ports go in the same
-        transaction, so a refusal or any later failure of the request leaves none of them."""
+    def create(
+        self,
+        project: Project,
+        spec: VMSpec,
+        decisions: Decisions,
+        handler: type[TaskHandler] = vm_tasks.CreateVM,
+        params: dict[str, Any] | None = None,
+    ) -> tuple[VM, Task]:
+        """A new VM in ``project`` and the task that builds it (``handler``: a clone's); quota and
+        ports go in the same transaction, so a refusal or any later failure leaves none of them."""
         boot = boot_volume.claimable(self.session, self.principal, project, spec.boot_volume)
         spec = replace(spec, image=boot_volume.image_ref(boot, spec.image))
         image, flavor = self._image_and_flavor(project, spec)
@@ -328,6 +348,12 @@ class VMService(Service):
         disk_gb = root_disk_gb(self.principal, image, flavor)
         placement_spec, group_id = self._placement(project, flavor, spec)
         machine = hardware.for_vm(flavor.hardware, image.hardware, flavor.ram_mb)
+        size = (flavor.vcpus, flavor.ram_mb, disk_gb)
+        if spec.like is not None:  # a full clone: its source's size and hardware, not the flavor's
+            size, machine = (
+                (spec.like.vcpus, spec.like.ram_mb, spec.like.disk_gb),
+                dict(spec.like.hardware or {}),
+            )
         vm = VM(
             id=new_id("vm"),
             project_id=project.id,
@@ -335,9 +361,9 @@ class VMService(Service):
             name=spec.name,
             image_id=image.id,
             flavor_id=flavor.id,
-            vcpus=flavor.vcpus,
-            ram_mb=flavor.ram_mb,
-            disk_gb=disk_gb,
+            vcpus=size[0],
+            ram_mb=size[1],
+            disk_gb=size[2],
             user_data=spec.user_data,
             meta=dict(spec.metadata),
             placement=placement_spec,
@@ -379,9 +405,8 @@ class VMService(Service):
             project_id=vm.project_id,
             name=vm.name,
         )
-        task = create_task(
-            self.session, vm_tasks.CreateVM, "vm", vm.id, tenant_id=vm.tenant_id, project_id=vm.project_id
-        )
+        ids = {"tenant_id": vm.tenant_id, "project_id": vm.project_id}
+        task = create_task(self.session, handler, "vm", vm.id, **ids, params=params)
         if not decisions.items:  # the audit log says why it was let through
             decisions.add("allow", "quota", "within every quota, policy rule and budget")
         return vm, self._started(task)

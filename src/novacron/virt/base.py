@@ -308,6 +308,10 @@ class ComputeDriver(abc.ABC):
     def console_log(self, instance_id: str) -> Path:
         """Everything the guest wrote on its serial console, kept across restarts."""
 
+    async def guest_info(self, instance_id: str) -> dict[str, Any] | None:
+        """What the guest's own agent says about it (``virt/guestagent.info``); None without one."""
+        return None
+
     def vnc_socket(self, instance_id: str) -> Path:
         """A unix stream socket serving the instance's screen as VNC (RFB), when it has one."""
         self.refuse("show a graphical console")
@@ -442,3 +446,8 @@ class ComputeDriver(abc.ABC):
     async def delete_snapshot(self, instance_id: str, tag: str) -> None:
         """Delete snapshot ``tag`` (running or stopped); the other snapshots keep their data."""
         self.refuse("snapshot VMs")
+
+    async def clone_disk(self, source_id: str, instance_id: str, report: Progress | None = None) -> None:
+        """Write a full, standalone copy of instance ``source_id``'s disk as ``instance_id``'s disk:
+        of a stopped source from its file, of a running one through a block job (the guest runs on)."""
+        self.refuse("clone disks")

@@ -206,6 +206,8 @@ async def point_backing(disk: Path, base: Path, base_format: str) -> None:
     """
     info = await asyncio.to_thread(qemu_img_info, disk)
     want = str(Path(base).resolve())
+    if not info.get("backing-filename"):
+        return  # a standalone disk (a full clone's) reads nothing from the image: no name to fix
     if info.get("backing-filename") != want:
         await run_tool(QEMU_IMG, "rebase", "-q", "-u", "-b", want, "-F", base_format, str(disk))
 

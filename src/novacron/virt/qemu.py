@@ -34,9 +34,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from novacron.private import mkdir_private
 from novacron.virt import (
     blockstream,
+    clonedisk,
     cmdline,
     coldmove,
     firmware,
+    guestagent,
     hotplug,
     images,
     migration,
@@ -191,6 +193,14 @@ class QemuDriver(ComputeDriver):
     def qga_socket(self, instance_id: str) -> Path:
         """The guest agent's channel (``org.qemu.guest_agent.0``): backups freeze filesystems through it."""
         return self.run_dir / f"{self._key(instance_id)}.qga"
+
+    async def guest_info(self, instance_id: str) -> dict[str, Any] | None:
+        """Asked only while a guest agent holds the channel (QEMU's chardev frontend is open then):
+        a guest without one costs a QMP query, never a wait."""
+        for dev in await self.qmp(instance_id, "query-chardev"):
+            if dev.get("label") == "qga0" and dev.get("frontend-open"):
+                return await guestagent.info(self.qga_socket(instance_id))
+        return None
 
     def tpm_files(self, instance_id: str) -> tuple[Path, Path, Path, Path]:
         """A vTPM's state dir, control socket, swtpm pidfile and log (virt/tpm.py)."""
@@ -503,6 +513,9 @@ class QemuDriver(ComputeDriver):
         if not disk.exists():
             raise DriverError(f"instance {instance_id} has no disk on this host")
         return await images.flatten(disk, Path(dest))
+
+    async def clone_disk(self, source_id: str, instance_id: str, report: Progress | None = None) -> None:
+        await clonedisk.clone(self, self._check_id(source_id), self._check_id(instance_id), report)
 
     def _instance_taps(self, instance_id: str) -> list[str]:
         """Every tap of the instance (one per port, or the default one), for its traffic counters."""

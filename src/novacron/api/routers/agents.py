@@ -105,6 +105,16 @@ class ReportRequest(BaseModel):
         description="statistics by load balancer: [series, labels, value] from HAProxy's exporter",
         max_length=10_000,
     )
+    guest_info: Annotated[dict[str, dict[str, Any]], Finite] = Field(
+        default_factory=dict,
+        description="what changed of each guest's own account (qemu-guest-agent); {}: no agent answers now",
+        max_length=10_000,
+    )
+    dhcp_leases: dict[str, str] = Field(
+        default_factory=dict,
+        description="MAC -> IPv4 leased by the DHCP servers on this host",
+        max_length=100_000,
+    )
 
 
 class ClaimRequest(BaseModel):
@@ -182,6 +192,7 @@ def report(body: ReportRequest, ctx: CtxDep, node: IsAgent) -> dict[str, Any]:
     """The answer names the instances the host keeps and renews its self-fencing lease: the agent
     hard-stops its VMs if no report is accepted within ``lease_s`` (0: not armed, no HA VM here)."""
     lb = {"lb_health": body.lb_health, "lb_bans": body.lb_bans, "lb_metrics": body.lb_metrics}
+    lb |= {"guest_info": body.guest_info, "dhcp_leases": body.dhcp_leases}
     answer = agentcalls.report(ctx, node, body.power_states, body.samples, body.age_s, body.host, lb)
     return {"keep": sorted(answer.keep), "lease_s": answer.lease_s}
 

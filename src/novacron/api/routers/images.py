@@ -59,6 +59,7 @@ class ImageOut(BaseModel):
     has_initrd: bool
     kernel_cmdline: str
     hardware: dict[str, Any]
+    template: bool = Field(default=False, description="the read-only base of linked clones")
     error: str | None
     created_at: datetime
     task_id: str | None = None
@@ -79,6 +80,7 @@ class ImageOut(BaseModel):
             has_initrd=i.has_initrd,
             kernel_cmdline=i.kernel_cmdline,
             hardware=dict(i.hardware or {}),
+            template=i.template,
             error=i.error,
             created_at=i.created_at,
             task_id=task_id,

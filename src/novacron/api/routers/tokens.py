@@ -5,14 +5,22 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Cookie, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from novacron.api.audit import OriginDep
 from novacron.api.deps import CtxDep, service
+from novacron.api.session_cookie import (
+    COOKIE,
+    check_same_site,
+    clear_refresh_cookie,
+    set_refresh_cookie,
+    wants_cookie,
+)
 from novacron.identity.grants import Grants
 from novacron.identity.sessions import Caller, SessionService, SigningKeyService
+from novacron.identity.tokens import unauthorized
 
 router = APIRouter(tags=["tokens"])
 
@@ -51,7 +59,8 @@ class RefreshGrant(BaseModel):
 
 class TokenOut(BaseModel):
     access_token: str
-    refresh_token: str
+    #: null when it was set as the dashboard's HttpOnly cookie instead (``X-Requested-With`` sent)
+    refresh_token: str | None
     token_type: str = "Bearer"
     #: seconds until the access token expires
     expires_in: int
@@ -83,9 +92,16 @@ class WhoAmI(BaseModel):
         )
 
 
-def _token_response(access: str, refresh: str, expires_in: int) -> JSONResponse:
-    out = TokenOut(access_token=access, refresh_token=refresh, expires_in=expires_in)
-    return JSONResponse(out.model_dump(), headers=NO_STORE)
+def _token_response(
+    access: str, refresh: str, expires_in: int, *, cookie_ttl: int | None = None
+) -> JSONResponse:
+    """The tokens in JSON; with ``cookie_ttl`` the refresh token goes into the cookie only."""
+    in_body = refresh if cookie_ttl is None else None
+    out = TokenOut(access_token=access, refresh_token=in_body, expires_in=expires_in)
+    response = JSONResponse(out.model_dump(), headers=NO_STORE)
+    if cookie_ttl is not None:
+        set_refresh_cookie(response, refresh, cookie_ttl)
+    return response
 
 
 async def grants(ctx: CtxDep, origin: OriginDep) -> Grants:
@@ -97,7 +113,7 @@ GrantsDep = Annotated[Grants, Depends(grants)]
 
 
 @router.post("/v1/tokens", response_model=TokenOut)
-async def create_token(body: PasswordGrant, grants: GrantsDep) -> JSONResponse:
+async def create_token(body: PasswordGrant, grants: GrantsDep, request: Request) -> JSONResponse:
     """Log in with username and password; returns an access token and a refresh token.
 
     A user of a tenant other than ``default`` names it: ``tenant`` (its name or id), or the
@@ -105,19 +121,46 @@ async def create_token(body: PasswordGrant, grants: GrantsDep) -> JSONResponse:
     ``default`` are looked at; an unknown tenant is answered like an unknown user.
 
     Failed logins are throttled per account and per client address: after a few, each further
-    try must wait longer (429 with ``Retry-After``), whether or not the password is right."""
+    try must wait longer (429 with ``Retry-After``), whether or not the password is right.
+
+    With an ``X-Requested-With`` header (the dashboard) the refresh token is set as an HttpOnly,
+    Secure, SameSite=Strict cookie for ``/v1/tokens/refresh`` only and ``refresh_token`` is null."""
     done = await grants.password(body.username, body.password, body.tenant)
-    return _token_response(done.access_token, done.refresh_token, done.expires_in)
+    ttl = grants.tokens.settings.refresh_token_ttl_s if wants_cookie(request) else None
+    return _token_response(done.access_token, done.refresh_token, done.expires_in, cookie_ttl=ttl)
 
 
-@router.post("/v1/tokens/refresh", response_model=TokenOut)
-def refresh_token(body: RefreshGrant, grants: GrantsDep) -> JSONResponse:
+# not named refresh_token: the OpenAPI builder follows names, and the tokens' attribute of that
+# name would lend the login this endpoint's 403; the operation id stays the one clients know
+@router.post(
+    "/v1/tokens/refresh",
+    response_model=TokenOut,
+    operation_id="refresh_token_v1_tokens_refresh_post",
+    summary="Refresh Token",
+)
+def trade_refresh_token(
+    grants: GrantsDep,
+    request: Request,
+    body: RefreshGrant | None = None,
+    cookie: Annotated[str | None, Cookie(alias=COOKIE, max_length=256)] = None,
+) -> JSONResponse:
     """Trade a refresh token (single use) for a new access token and a new refresh token.
+
+    The token comes in the JSON body, or, without a body, from the dashboard's session cookie:
+    then the request must carry ``X-Requested-With`` and come from this site (``Origin``,
+    ``Sec-Fetch-Site``), else 403, and the new refresh token replaces the cookie.
 
     Presenting a refresh token that was already used ends its login session (not the user's
     others) and is recorded as a security event naming the user."""
-    done = grants.refresh(body.refresh_token)
-    return _token_response(done.access_token, done.refresh_token, done.expires_in)
+    if body is not None:
+        done = grants.refresh(body.refresh_token)
+        return _token_response(done.access_token, done.refresh_token, done.expires_in)
+    check_same_site(request)
+    if not cookie:
+        raise unauthorized("No refresh token: send one in the body, or sign in to the dashboard again.")
+    done = grants.refresh(cookie)
+    ttl = grants.tokens.settings.refresh_token_ttl_s
+    return _token_response(done.access_token, done.refresh_token, done.expires_in, cookie_ttl=ttl)
 
 
 @router.get("/v1/tokens/current", response_model=WhoAmI)
@@ -133,7 +176,9 @@ def logout(sessions: SessionWriter) -> Response:
     A node's credential is not a session: it stays valid until an administrator revokes it
     (``POST /v1/hosts/{id}/revoke``), so it is refused here instead of answering 204 and working on."""
     sessions.logout()
-    return Response(status_code=204)
+    response = Response(status_code=204)
+    clear_refresh_cookie(response)  # the dashboard's copy of the refresh token, now deleted anyway
+    return response
 
 
 @router.get("/.well-known/jwks.json")

@@ -22,6 +22,7 @@ from novacron.api.routers.metrics_query import (
     live_chart_response,
 )
 from novacron.compute import hardware, live_resize
+from novacron.compute.guestinfo import GuestView
 from novacron.compute.vms import LIST_SORTS, VMChange, VMService, VMSpec
 from novacron.db.listing import ListParams
 from novacron.db.models import VM, Task
@@ -126,6 +127,43 @@ class SnapshotRequest(BaseModel):
     image_name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
+class GuestNic(BaseModel):
+    name: str
+    mac: str
+    ips: list[str] = Field(description="addr/prefix")
+
+
+class GuestFilesystem(BaseModel):
+    mountpoint: str
+    type: str
+    total_bytes: int | None = None
+    used_bytes: int | None = None
+
+
+class GuestOut(BaseModel):
+    """What the guest's qemu-guest-agent tells (empty when none answers) and the DHCP leases."""
+
+    agent_at: datetime | None = Field(description="when a guest agent last answered; null: none answers")
+    hostname: str
+    os: dict[str, str] = Field(description="pretty-name, name, version, kernel-release, machine")
+    interfaces: list[GuestNic]
+    filesystems: list[GuestFilesystem]
+    lease_ips: list[str] = Field(description="addresses the network's DHCP server leased to the VM's NICs")
+
+    @classmethod
+    def of(cls, g: GuestView) -> GuestOut:
+        return cls.model_validate(
+            {
+                "agent_at": g.agent_at,
+                "hostname": g.hostname,
+                "os": g.os,
+                "interfaces": g.interfaces,
+                "filesystems": g.filesystems,
+                "lease_ips": g.lease_ips,
+            }
+        )
+
+
 class VMOut(BaseModel):
     id: str
     name: str
@@ -155,9 +193,17 @@ class VMOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     version: int
+    ips: list[str] = Field(default_factory=list, description="the VM's addresses, by ``ip_source``")
+    ip_source: Literal["agent", "lease", "port", ""] = Field(
+        default="",
+        description="agent: the guest's qemu-guest-agent; lease: the network's DHCP server leased them;"
+        " port: the fixed IPs of its ports (nothing answered yet)",
+    )
+    #: in a single VM's answer only (not in lists)
+    guest: GuestOut | None = None
 
     @classmethod
-    def of(cls, vm: VM) -> VMOut:
+    def of(cls, vm: VM, guest: GuestView | None = None) -> VMOut:
         return cls(
             id=vm.id,
             name=vm.name,
@@ -185,11 +231,15 @@ class VMOut(BaseModel):
             created_at=vm.created_at,
             updated_at=vm.updated_at,
             version=vm.version,
+            ips=guest.ips if guest else [],
+            ip_source=guest.source if guest else "",  # type: ignore[arg-type]
+            guest=GuestOut.of(guest) if guest else None,
         )
 
 
-def _out_of_row(row: Any) -> VMOut:
-    fields = dict(row._mapping)
+def _out_of_row(fields: dict[str, Any]) -> VMOut:
+    fields["ips"] = fields["ips"] or []
+    fields["ip_source"] = fields["ip_source"] or ""
     fields["metadata"] = fields["metadata"] or {}
     fields["placement"] = fields["placement"] or {}
     fields["labels"] = fields["labels"] or {}
@@ -282,7 +332,7 @@ def create_vm(request: Request, vms: VMCreator, body: VMCreate, idem: Idempotenc
 def get_vm(vm_id: str, response: Response, vms: VMReader) -> VMOut:
     vm = vms.get(vm_id)
     set_etag(response, vm)
-    return VMOut.of(vm)
+    return VMOut.of(vm, vms.guest(vm))
 
 
 @router.patch("/{vm_id}", response_model=VMOut)

@@ -188,6 +188,32 @@ def claim(session: Session, vm: VM, strategy: str = "spread") -> Host:
     return host
 
 
+def claim_on(session: Session, vm: VM, host_id: str) -> Host:
+    """Claim ``vm``'s resources on this one host (a full clone goes where its source's disk is);
+    NoValidHost when it is down or full. Idempotent for a placed VM."""
+    if vm.host_id is not None:
+        return claim(session, vm)
+    if vm in session.new:
+        session.flush()
+    if not try_claim(session, host_id, vm.vcpus, vm.ram_mb):
+        raise NoValidHost(
+            f"host {host_id} (where the source's disk is) is down or has no room for "
+            f"{vm.vcpus} vCPU and {vm.ram_mb} MiB of RAM"
+        )
+    session.execute(
+        insert(Allocation).values(
+            vm_id=vm.id, host_id=host_id, vcpus=vm.vcpus, ram_mb=vm.ram_mb, created_at=utcnow()
+        )
+    )
+    session.info.setdefault(_CLAIMED, set()).add(vm.id)
+    view_for(session).invalidate()
+    vm.host_id = host_id
+    session.flush()
+    host = session.get(Host, host_id)
+    assert host is not None
+    return host
+
+
 def reserve_elsewhere(
     session: Session, vm: VM, strategy: str = "spread", require_traits: frozenset[str] = frozenset()
 ) -> Host:

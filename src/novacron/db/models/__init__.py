@@ -21,6 +21,7 @@ from novacron.db.models.compute import (
 )
 from novacron.db.models.dashboards import Dashboard
 from novacron.db.models.gslb import GslbName, GslbRegion
+from novacron.db.models.guestinfo import VMGuestInfo
 from novacron.db.models.identity import (
     AccessTicket,
     ApiKey,
@@ -68,6 +69,7 @@ from novacron.db.models.volumes import Volume, VolumeSnapshot
 
 __all__ = [
     "ApiKey",
+    "VMGuestInfo",
     "Volume",
     "VolumeSnapshot",
     "VmSnapshot",

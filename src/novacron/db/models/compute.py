@@ -47,6 +47,8 @@ class Image(Timestamped, Versioned, Base):
     snapshot_of: Mapped[str | None] = mapped_column(String(40), nullable=True)
     #: machine type, firmware, Secure Boot, vTPM asked for (``compute.hardware``): keys left out are unset
     hardware: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
+    #: a template (``compute/templates.py``): the immutable base of linked clones, kept while they use it
+    template: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Flavor(Timestamped, Versioned, Base):

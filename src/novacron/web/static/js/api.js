@@ -3,7 +3,6 @@
 
 import { checkBody } from './formcheck.js';
 
-const KEY = 'novacron.session';
 // refresh this long before the access token expires
 const REFRESH_MARGIN_MS = 60_000;
 
@@ -21,25 +20,29 @@ export class ApiError extends Error {
   }
 }
 
-// sessionStorage: the token lives as long as the tab, is sent only in the Authorization header
-// (no cookie, so no cross-site request carries it) and is never written into a URL: the console
-// WebSocket, which browsers cannot give a header, opens with a single-use ticket instead.
+// The access token lives in this page's memory only (never in sessionStorage or localStorage,
+// where any script could read it): it is sent only in the Authorization header and never written
+// into a URL (the console WebSocket opens with a single-use ticket). The refresh token is an
+// HttpOnly cookie the server sets for /v1/tokens/refresh alone, so a new tab, a reload or a
+// bookmarked deep link trades it for an access token without asking to sign in again.
+let current = null; // {access, expires}
 export const session = {
-  get() {
-    try { return JSON.parse(sessionStorage.getItem(KEY)); } catch { return null; }
-  },
+  get() { return current; },
   set(tokens) {
-    sessionStorage.setItem(KEY, JSON.stringify({
-      access: tokens.access_token,
-      refresh: tokens.refresh_token,
-      expires: Date.now() + tokens.expires_in * 1000,
-    }));
+    current = { access: tokens.access_token, expires: Date.now() + tokens.expires_in * 1000 };
   },
-  clear() { sessionStorage.removeItem(KEY); },
+  clear() { current = null; },
 };
+
+// the custom header the server requires before it uses the session cookie (a cross-site page
+// cannot send it without a CORS preflight, which the API never grants)
+const COOKIE_MODE = { 'X-Requested-With': 'novacron-dashboard' };
+// tabs tell each other about a sign-out, so none goes on showing a session that ended
+const tabs = typeof BroadcastChannel === 'function' ? new BroadcastChannel('novacron.session') : null;
 
 let onUnauthorized = () => {};
 export function setUnauthorizedHandler(fn) { onUnauthorized = fn; }
+if (tabs) tabs.onmessage = (ev) => { if (ev.data === 'signed-out') { session.clear(); onUnauthorized(); } };
 
 async function parse(resp) {
   const type = resp.headers.get('content-type') || '';
@@ -54,7 +57,7 @@ export async function login(username, password, tenant) {
   const grant = tenant ? { username, password, tenant } : { username, password };
   const resp = await fetch('/v1/tokens', {
     method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
+    headers: { 'Content-Type': 'application/json', ...COOKIE_MODE },
     body: JSON.stringify(grant),
   });
   const body = await parse(resp);
@@ -62,33 +65,30 @@ export async function login(username, password, tenant) {
   session.set(body);
 }
 
+async function spendCookie() {
+  const resp = await fetch('/v1/tokens/refresh', { method: 'POST', headers: COOKIE_MODE, credentials: 'same-origin' });
+  if (!resp.ok) return false;
+  session.set(await resp.json());
+  return true;
+}
+
 let refreshing = null;
-async function refresh() {
-  const s = session.get();
-  if (!s) return false;
-  // one refresh at a time: refresh tokens are single use, a second spend would revoke the family
-  refreshing ??= (async () => {
-    const resp = await fetch('/v1/tokens/refresh', {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ refresh_token: s.refresh }),
-    });
-    if (!resp.ok) return false;
-    session.set(await resp.json());
-    return true;
-  })().finally(() => { refreshing = null; });
+/** Trade the session cookie for a new access token; false when there is no session (any more). */
+export async function refresh() {
+  // one refresh at a time, across tabs too (the cookie is shared and single use: a second spend
+  // of the same one would end the login session as a suspected theft)
+  refreshing ??= (navigator.locks ? navigator.locks.request('novacron.refresh', spendCookie) : spendCookie())
+    .catch(() => false)
+    .finally(() => { refreshing = null; });
   return refreshing;
 }
 
 /** A valid access token (refreshed when close to expiry), or null when signed out. */
 export async function accessToken() {
-  let s = session.get();
-  if (!s) return null;
-  if (s.expires - Date.now() < REFRESH_MARGIN_MS) {
+  if (!current || current.expires - Date.now() < REFRESH_MARGIN_MS) {
     if (!(await refresh())) { session.clear(); return null; }
-    s = session.get();
   }
-  return s.access;
+  return current.access;
 }
 
 /**
@@ -175,6 +175,8 @@ export async function listAll(path, params = {}, max = 2000) {
 }
 
 export async function logout() {
+  // the answer also clears the refresh cookie; the server ends the login session (its family)
   try { await request('/v1/tokens/current', { method: 'DELETE' }); } catch { /* signed out anyway */ }
   session.clear();
+  if (tabs) tabs.postMessage('signed-out');
 }

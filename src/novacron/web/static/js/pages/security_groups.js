@@ -4,6 +4,7 @@ import { get, listAll, post, request } from '../api.js';
 import { subscribe } from '../live.js';
 import { registerPage } from '../registry.js';
 import { h, clear, card, confirmDialog, link, pageHead, table, throttle, timeEl, toast } from '../ui.js';
+import { deleteButton } from './actions.js';
 import { apiForm, field, onSubmit } from './common.js';
 
 const PROTOCOLS = ['', 'tcp', 'udp', 'icmp', 'icmpv6', 'http', 'tls', 'ssh', 'dns'];
@@ -28,6 +29,8 @@ registerPage({
   order: 20,
   async render(ctx) {
     const box = h('div', { 'aria-live': 'polite' });
+    const problems = h('div');
+    const canWrite = ctx.can('network:write');
     const load = async () => {
       const groups = await listAll('/v1/security-groups', { sort: 'name' });
       clear(box, table([
@@ -36,10 +39,14 @@ registerPage({
         { label: 'Rules', cell: (g) => String(g.rules.length) },
         { label: 'Applies to', cell: (g) => (g.selector ? Object.entries(g.selector).map(([k, v]) => `${k}=${v}`).join(', ') : 'ports that name it') },
         { label: 'Created', cell: (g) => timeEl(g.created_at) },
+        ...(canWrite ? [{
+          label: 'Delete',
+          cell: (g) => deleteButton({ what: `security group ${g.name}`, path: `/v1/security-groups/${g.id}`, problems, done: load, warning: 'Its rules go with it; a group some port still uses is refused.' }),
+        }] : []),
       ], groups, { caption: 'Security groups', empty: 'No security groups yet.', rowAttrs: (g) => ({ 'data-group': g.name }) }));
     };
-    clear(ctx.main, pageHead('Security groups'), h('div', { class: 'grid' }, card(null, box),
-      ctx.can('network:write') ? card('New security group', apiForm('sg', [
+    clear(ctx.main, pageHead('Security groups'), problems, h('div', { class: 'grid' }, card(null, box),
+      canWrite ? card('New security group', apiForm('sg', [
         { name: 'name', label: 'Name', hint: 'Letters, digits, . _ -' },
         { name: 'description', label: 'Description' },
       ], 'Create group', async (v) => {
@@ -48,6 +55,7 @@ registerPage({
         ctx.navigate(`/security-groups/${g.id}`);
       })) : null));
     await load();
+    ctx.onCleanup(subscribe(['security_group.*'], throttle(() => load().catch(() => {}), 500)));
   },
 });
 

@@ -3,11 +3,10 @@
 import { ApiError, get, listAll, request } from '../api.js';
 import { subscribe } from '../live.js';
 import { registerPage } from '../registry.js';
-import {
-  h, clear, badge, card, confirmDialog, errorBox, fmtMB, link, pageHead, progress, table,
-  throttle, timeEl, toast,
-} from '../ui.js';
+import { h, clear, badge, card, confirmDialog, errorBox, fmtMB, link, pageHead, progress, table, throttle, timeEl, toast, fmtGiB } from '../ui.js';
 import { backupList } from './backups.js';
+import { cloneButtons } from './clones.js';
+import { mountGuest } from './guest_info.js';
 import { portTable } from './networks.js';
 import { liveLimits, resizeDialog } from './vm_resize.js';
 import { snapshotPanel } from './vm_snapshots.js';
@@ -37,7 +36,7 @@ function details(vm, hosts) {
     ['Desired state', vm.desired_state],
     ['Task', vm.task_state || 'none'],
     ['Host', vm.host_id ? hosts[vm.host_id] || vm.host_id : 'not placed'],
-    ['Size', `${vm.vcpus} vCPU · ${fmtMB(vm.ram_mb)} RAM · ${vm.disk_gb} GB disk`],
+    ['Size', `${vm.vcpus} vCPU · ${fmtMB(vm.ram_mb)} RAM · ${fmtGiB(vm.disk_gb)} disk`],
     ['Live resize', h('span', { 'data-testid': 'vm-limits' }, liveLimits(vm))],
     ['Machine', machine(vm.hardware || {})],
     ['HA', vm.ha ? `restart elsewhere (priority ${vm.ha_priority})` : 'off'],
@@ -74,6 +73,7 @@ registerPage({
     const head = h('div');
     const actions = h('div', { class: 'actions', role: 'group', 'aria-label': 'VM actions' });
     const detailBox = h('div');
+    const guestBox = h('div', { 'aria-live': 'polite' });
     const tasksBox = h('div', { 'aria-live': 'polite' });
     const consoleBox = h('div', { class: 'stack' });
     const vncBox = h('div', { class: 'stack', 'data-testid': 'vm-vnc' });
@@ -85,6 +85,7 @@ registerPage({
     clear(main, head,
       h('div', { class: 'grid' }, card('Details', detailBox), card('Tasks', tasksBox)),
       card('Serial console', consoleBox),
+      card('Guest', guestBox),
       card('Metrics', h('p', { class: 'muted' }, 'Guest CPU and memory as the guest sees them, next to the QEMU process\'s own CPU and RSS; sampled every second by the host agent.'), chartsBox),
       card('Snapshots', snapshotsBox),
       can('volume:read') ? card('Volumes', volumesBox) : null,
@@ -143,6 +144,7 @@ registerPage({
           onclick: () => resizeDialog(vm).then(reloadVm),
         }, 'Resize') : null,
         can('vm:update') ? h('button', { type: 'button', onclick: toggleHa }, vm.ha ? 'Turn HA off' : 'Turn HA on') : null,
+        cloneButtons(vm, can),
         can('vm:delete') ? h('button', { type: 'button', class: 'danger', disabled: vm.task_state === 'deleting', onclick: remove }, 'Delete') : null);
       clear(head, h('p', {}, link('#/vms', '← Virtual machines')),
         h('div', { class: 'page-head' },
@@ -163,6 +165,7 @@ registerPage({
         ], page.items, { empty: 'No tasks.' }));
     };
     drawHead();
+    const drawGuest = mountGuest(ctx, guestBox, vm);
     const loadBackups = backupList(ctx, backupsBox, vm.id);
     const loadSnapshots = snapshotPanel(snapshotsBox, () => vm, can('vm:snapshot'));
     await Promise.all([
@@ -178,6 +181,7 @@ registerPage({
         vm = await get(`/v1/vms/${vm.id}`);
         drawHead();
         loadSnapshots().catch(() => {});  // its buttons follow the VM's task_state
+        drawGuest(vm);
       } catch (err) {
         if (err instanceof ApiError && err.status === 404) {
           clear(main, pageHead(`${vm.name} was deleted`), h('p', {}, link('#/vms', 'Back to the VM list')));

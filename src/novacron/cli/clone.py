@@ -1,0 +1,87 @@
+"""``novacron vm clone``, ``novacron vm template`` and ``novacron image template``: clones and templates.
+
+The commands join the ``vm`` and ``image`` apps on import. Many linked clones of a template are
+``novacron vm create --image TEMPLATE --count N``.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from novacron.cli import image, vm
+from novacron.cli.client import resolve
+from novacron.cli.common import JSON, client_of, post_idempotent, resolve_vm
+from novacron.cli.output import info, print_detail, print_json
+from novacron.cli.watch import watch_task
+
+#: what ``main`` checks, so that importing this module is not dropped as unused
+registered = True
+
+
+@vm.app.command()
+def clone(  # noqa: PLR0913 (the command's options)
+    ctx: typer.Context,
+    source: str = vm.VM_ARG,
+    name: str = typer.Option(..., "--name", "-n", help="the clone's name (same project as the source)"),
+    mode: str = typer.Option(
+        "full", "--mode", help="full (a copy of the disk); linked is made from templates: vm create --image"
+    ),
+    user_data: typer.FileText | None = typer.Option(None, "--user-data", help="the clone's user-data file"),
+    wait: bool = vm.WAIT,
+    wait_timeout: float | None = vm.TIMEOUT,
+    as_json: bool = JSON,
+) -> None:
+    """Clone a VM, running or stopped: a full copy of its disk, booted as a new VM on its host."""
+    found = resolve_vm(ctx, source)
+    body: dict[str, object] = {"name": name, "mode": mode}
+    if user_data is not None:
+        body["user_data"] = user_data.read()
+    accepted = post_idempotent(client_of(ctx), f"/v1/vms/{found['id']}/clone", body)
+    vm._finish(
+        ctx, accepted, wait=wait, as_json=as_json, label=f"clone {found['name']}", wait_timeout=wait_timeout
+    )
+
+
+@vm.app.command()
+def template(
+    ctx: typer.Context,
+    source: str = vm.VM_ARG,
+    image_name: str = typer.Option(..., "--image-name", help="the template's name"),
+    wait: bool = vm.WAIT,
+    wait_timeout: float | None = vm.TIMEOUT,
+    as_json: bool = JSON,
+) -> None:
+    """Turn a stopped VM into a template image (the VM is removed, as Proxmox's convert does)."""
+    client = client_of(ctx)
+    found = resolve_vm(ctx, source)
+    accepted = post_idempotent(client, f"/v1/vms/{found['id']}/template", {"image_name": image_name})
+    if not wait:
+        if as_json:
+            print_json(accepted)
+        else:
+            info(f"template accepted: image {accepted['image_id']}, task {accepted['task_id']}")
+        return
+    label = f"template {found['name']}"
+    watch_task(client, accepted["task_id"], label=label, timeout_s=wait_timeout, show=not as_json)
+    made = client.get(f"/v1/images/{accepted['image_id']}")
+    if as_json:
+        print_json(made)
+    else:
+        info(
+            f"[green]Template {made['name']} ({made['id']}) is {made['status']}; "
+            f"VM {found['name']} is gone.[/]"
+        )
+
+
+@image.app.command("template")
+def mark_template(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="image name or id"),
+    off: bool = typer.Option(False, "--off", help="unmark: an ordinary image again (no VM may use it)"),
+    as_json: bool = JSON,
+) -> None:
+    """Mark an image as a template: its boot settings freeze, it stays while VMs use it."""
+    client = client_of(ctx)
+    found = resolve(client, "images", ref, "image")
+    marked = post_idempotent(client, f"/v1/images/{found['id']}/template", {"template": not off})
+    print_detail(marked, as_json=as_json)
