@@ -11,9 +11,18 @@ from tests.e2e.conftest import ARTIFACTS, AXE
 class Browser:
     """One page in a fresh context; collects uncaught page errors so a test can assert there were none."""
 
-    def __init__(self, browser: Any, url: str, viewport: dict[str, int], scheme: str = "light") -> None:
+    def __init__(
+        self,
+        browser: Any,
+        url: str,
+        viewport: dict[str, int],
+        scheme: str = "light",
+        timezone: str | None = None,
+    ) -> None:
         # bypass_csp only so the test can inject axe-core; the app itself runs under its CSP
-        self.context = browser.new_context(viewport=viewport, color_scheme=scheme, bypass_csp=True)
+        self.context = browser.new_context(
+            viewport=viewport, color_scheme=scheme, bypass_csp=True, timezone_id=timezone
+        )
         self.page = self.context.new_page()
         self.page.set_default_timeout(30_000)
         self.url = url

@@ -372,7 +372,10 @@ def test_quota_backups_dr_and_reservations(cluster: Cluster, browser: Any, areas
             report = api.get("/v1/usage").json()
             assert report["items"] and report["total_cost"] > 0
             b.go("/usage")
-            assert page.inner_text("[data-testid=usage-total]") == f"Total {report['total_cost']:.2f}"
+            prices = api.get("/v1/prices")  # amounts carry the price list's currency when readable
+            items = prices.json()["items"] if prices.status_code == 200 else []
+            cur = f" {items[0]['currency']}" if items else ""
+            assert page.inner_text("[data-testid=usage-total]") == f"Total {report['total_cost']:.2f}{cur}"
             assert len(page.query_selector_all("main tr[data-usage]")) == len(report["items"])
             csv = page.evaluate(
                 "async () => (await fetch(document.querySelector('a[download]').href)).text()"

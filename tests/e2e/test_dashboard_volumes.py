@@ -4,10 +4,11 @@ made from that snapshot; each step arrives over the event stream (no reload)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from tests.e2e.browser import Browser
-from tests.e2e.conftest import DESKTOP, PASSWORD, Cluster
+from tests.e2e.browser import Browser, page_problems
+from tests.e2e.conftest import DESKTOP, PASSWORD, VIEWS, Cluster
 
 
 def test_limits_and_snapshots_in_the_browser(cluster: Cluster, browser: Any) -> None:
@@ -53,3 +54,149 @@ def test_limits_and_snapshots_in_the_browser(cluster: Cluster, browser: Any) -> 
         assert b.errors == [], b.errors
     finally:
         b.close()
+
+
+def _reason(resp: Any, field: str) -> str:
+    return str(next(e["reason"] for e in resp.json()["errors"] if e["field"] == field))
+
+
+SCHEMA_READ = "performance.getEntriesByName(location.origin + '/openapi.json').length > 0"
+#: (page, its form, the name control, the operation it submits to, the rest of a valid body)
+NAME_FORMS: tuple[tuple[str, str, str, str, dict[str, Any]], ...] = (
+    ("/vms/new", "form.card", "#f-name", "/v1/vms", {"image": "test-guest", "flavor": "tiny"}),
+    ("/volumes", "form[aria-label='New volume']", "#vol-name", "/v1/volumes", {"size_gb": 1}),
+    ("/networks", "form[aria-label='New network']", "#net-name", "/v1/networks", {}),
+)
+
+
+def test_forms_refuse_a_bad_name_before_sending_in_the_apis_words(cluster: Cluster, browser: Any) -> None:
+    """Issue 17: the dashboard checks a form against the OpenAPI schema before sending, with the
+    API's own sentence (the schema's x-errors); a form the check lets through gets the server's answer."""
+    user = cluster.tenants["alpha"][0]
+    b = Browser(browser, cluster.server.url, DESKTOP)
+    page = b.page
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(f"{r.method} {r.url}"))
+    bad = "Bad_Name!"
+    try:
+        b.login(user, PASSWORD, tenant="alpha")
+        with cluster.server.client(cluster.server.token(user, PASSWORD, "alpha")) as api:
+            for route, form, control, path, rest in NAME_FORMS:
+                refused = api.post(path, json={"name": bad, **rest})
+                assert refused.status_code == 422, refused.text
+                reason = _reason(refused, "body.name")
+                b.go(route)
+                # the schema is read once, when the form is built: wait for it, then count requests
+                page.wait_for_function(SCHEMA_READ)
+                if route == "/vms/new":
+                    page.select_option("#f-image", "test-guest")
+                    page.select_option("#f-flavor", "tiny")
+                page.fill(control, bad)
+                sent.clear()
+                page.click(f"{form} button[type=submit]")
+                page.wait_for_selector(f"{control}[aria-invalid=true]")
+                assert page.inner_text(f"{control}-error") == reason, route
+                assert page.inner_text("main").count(reason) == 1  # under the field only
+                assert [s for s in sent if not s.startswith("GET ") or path in s] == [], sent
+
+            # the network form's subnet step is checked before the network is made: nothing is sent
+            refused = api.post("/v1/subnets", json={"network": "x", "name": bad, "cidr": "10.9.9.0/24"})
+            assert refused.status_code == 422, refused.text
+            page.fill("#net-name", "web-checked")  # still on /networks, the last of NAME_FORMS
+            page.fill("#sub-cidr", "10.9.9.0/24")
+            page.fill("#sub-name", bad)
+            sent.clear()
+            page.click("form[aria-label='New network'] button[type=submit]")
+            page.wait_for_selector("#sub-name[aria-invalid=true]")
+            assert page.inner_text("#sub-name-error") == _reason(refused, "body.name")
+            assert [s for s in sent if not s.startswith("GET ") or "/v1/networks" in s] == [], sent
+            assert api.get("/v1/networks", params={"name": "web-checked"}).json()["items"] == []
+            page.fill("#sub-name", "web-checked-sub")  # once right, both are made as before
+            page.click("form[aria-label='New network'] button[type=submit]")
+            page.wait_for_selector("tr[data-network=web-checked]:has-text('10.9.9.0/24')")
+
+            # the server stays the authority: a name the schema allows but the project already has
+            taken = api.post("/v1/volumes", json={"name": "web-taken", "size_gb": 1})
+            assert taken.status_code in (201, 202), taken.text
+            again = api.post("/v1/volumes", json={"name": "web-taken", "size_gb": 1})
+            assert again.status_code == 409, again.text
+            b.go("/volumes")
+            page.fill("#vol-name", "web-taken")
+            sent.clear()
+            page.click("form[aria-label='New volume'] button[type=submit]")
+            page.wait_for_selector("#vol-name[aria-invalid=true]")
+            assert page.inner_text("#vol-name-error") == _reason(again, "body.name")
+            assert any(s.startswith("POST ") and s.endswith("/v1/volumes") for s in sent), sent
+        assert b.errors == [], b.errors
+    finally:
+        b.close()
+
+
+def test_times_with_zone_sorting_copy_ids_and_search(cluster: Cluster, browser: Any) -> None:
+    """Issue 17: in Tokyo a time reads "+09:00" with UTC in its tooltip, a column sorts both ways
+    (by mouse and keyboard), the copy button puts a volume's id on the clipboard, and "/" focuses
+    the search, which finds a VM by name and leads to its page."""
+    username = cluster.tenants["alpha"][0]
+    with cluster.server.client(cluster.server.token(username, PASSWORD, "alpha")) as api:
+        vols = {
+            n: api.post("/v1/volumes", json={"name": n, "size_gb": 1}).json()["volume"]
+            for n in ("aa-sort", "zz-sort")
+        }
+        r = api.post("/v1/vms", json={"name": "findme", "image": "test-guest", "flavor": "tiny"})
+        assert r.status_code == 202, r.text
+        vm_id = r.json()["vm"]["id"]
+    b = Browser(browser, cluster.server.url, DESKTOP, timezone="Asia/Tokyo")
+    b.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=cluster.server.url)
+    page = b.page
+    try:
+        b.login(username, PASSWORD, tenant="alpha")
+        b.go("/volumes")
+        row = "tr[data-volume=aa-sort]"
+        page.wait_for_selector(row)
+        created = datetime.fromisoformat(vols["aa-sort"]["created_at"])
+        tokyo = created.astimezone(timezone(timedelta(hours=9)))
+        shown = page.locator(f"{row} time").first
+        assert shown.inner_text() == tokyo.strftime("%Y-%m-%d %H:%M +09:00")
+        utc = created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert shown.get_attribute("title") == f"{utc} (UTC)"
+
+        # sorting by name: ascending, then descending from the keyboard; aria-sort says which
+        th = "table:has(tr[data-volume=aa-sort]) th:has(button:text-is('Name'))"
+        order = "names => [...document.querySelectorAll('tr[data-volume]')].map(r => r.dataset.volume)"
+        page.click(f"{th} button")
+        assert page.get_attribute(th, "aria-sort") == "ascending"
+        names = page.evaluate(order)
+        assert names.index("aa-sort") < names.index("zz-sort") and names == sorted(names), names
+        page.focus(f"{th} button")
+        page.keyboard.press("Enter")
+        assert page.get_attribute(th, "aria-sort") == "descending"
+        assert page.evaluate(order) == sorted(names, reverse=True)
+
+        page.click("tr[data-volume=zz-sort] button[aria-label='Copy id']")
+        page.wait_for_selector(f".toast:text('Copied {vols['zz-sort']['id']}')")
+        assert page.evaluate("navigator.clipboard.readText()") == vols["zz-sort"]["id"]
+
+        # "/" focuses the search from anywhere outside a field; the VM is found and followed
+        page.click("h1")
+        page.keyboard.press("/")
+        assert page.evaluate("document.activeElement.id") == "global-search"
+        page.keyboard.type("findme")
+        hit = "#global-search-results a[data-kind=vm]"
+        page.wait_for_selector(hit)
+        problems = page_problems(b, "/volumes", "search-open", "desktop", "light")
+        b.follow(hit)
+        assert page.url.endswith(f"#/vms/{vm_id}")
+        assert "findme" in page.inner_text("h1")
+        assert b.errors == [], b.errors
+    finally:
+        b.close()
+    for size, viewport, scheme in VIEWS:
+        v = Browser(browser, cluster.server.url, viewport, scheme)
+        try:
+            v.login(username, PASSWORD, tenant="alpha")
+            for route in ("/volumes", "/vms"):
+                v.go(route)
+                problems += page_problems(v, route, f"lists{route.replace('/', '-')}", size, scheme)
+        finally:
+            v.close()
+    assert problems == [], problems

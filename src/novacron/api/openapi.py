@@ -40,6 +40,7 @@ from fastapi.routing import APIRoute, APIWebSocketRoute, iter_route_contexts
 
 from novacron import errors as domain
 from novacron.api.errors import PROBLEM_JSON, Problem, status_of
+from novacron.api.schema_errors import add_error_texts
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 WRITES = frozenset({"post", "put", "patch", "delete"})
@@ -476,5 +477,6 @@ def document(app: FastAPI) -> dict[str, Any]:
             doc["paths"].setdefault(path, {})["get"] = _websocket(route, path)
     _link_creates(doc)
     _components(doc)
+    add_error_texts(doc)  # the validation sentences, for the dashboard's checks before sending
     doc["paths"] = dict(sorted(doc["paths"].items()))
     return doc

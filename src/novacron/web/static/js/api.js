@@ -1,6 +1,8 @@
 // The REST API with the user's own access token: every page reads and writes through here, so
 // authentication and tenant scoping are the API's, never the dashboard's.
 
+import { checkBody } from './formcheck.js';
+
 // refresh this long before the access token expires
 const REFRESH_MARGIN_MS = 60_000;
 
@@ -115,6 +117,7 @@ function randomKey() {
  * `idempotent: true` sends an Idempotency-Key so a retried create is not done twice.
  */
 export async function request(path, { method = 'GET', body, ifMatch, idempotent = false, signal } = {}) {
+  if (body !== undefined && method !== 'GET') await refuseInvalid(method, path, body);
   // one key for every attempt: a create whose answer was lost is answered, not done twice
   const key = idempotent ? randomKey() : null;
   for (let attempt = 0; attempt < 2; attempt++) {
@@ -136,6 +139,22 @@ export async function request(path, { method = 'GET', body, ifMatch, idempotent 
     return { data, etag: resp.headers.get('etag'), status: resp.status };
   }
   throw new ApiError(401, { title: 'Signed out' });
+}
+
+/**
+ * Every write is checked before it is sent, with the schema's rules and the API's sentences
+ * (formcheck.js): a body the API would refuse is refused here, as the same 422 problem, unsent.
+ */
+export async function refuseInvalid(method, path, body) {
+  let errors = [];
+  try { errors = await checkBody(method, path, body); } catch { errors = []; /* the server checks anyway */ }
+  if (!errors.length) return;
+  const short = (f) => f.replace(/^body\./, '').replace(/^body$/, 'request body');
+  throw new ApiError(422, {
+    title: 'Invalid request', status: 422, checked: 'before sending',
+    detail: errors.map((e) => `${short(e.field)}: ${e.reason}`).join('; '),
+    errors: errors.map(({ field, reason }) => ({ field, reason })),
+  });
 }
 
 export async function get(path, opts) { return (await request(path, opts)).data; }

@@ -3,6 +3,7 @@
 import * as api from './api.js';
 import * as live from './live.js';
 import { match, navFor } from './registry.js';
+import { searchBox, slashFocuses } from './search.js';
 import { h, clear, errorBox, pageHead } from './ui.js';
 import './pages/index.js';
 
@@ -21,6 +22,7 @@ function effectiveTheme() {
     || (matchMedia('(prefers-color-scheme: dark)').matches ? 'dark' : 'light');
 }
 applyTheme();
+slashFocuses();
 
 // --- sign-in ------------------------------------------------------------------------------------
 function renderLogin(message) {
@@ -106,6 +108,7 @@ function renderShell() {
       menuBtn,
       h('a', { class: 'brand', href: '#/' }, 'Nova', h('span', {}, 'Cron')),
       liveEl,
+      searchBox(me.permissions),
       h('span', { class: 'spacer' }),
       h('span', { class: 'who', 'data-testid': 'who' }, who),
       themeBtn, signOut),

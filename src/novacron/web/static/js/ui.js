@@ -43,10 +43,25 @@ export function fmtBytes(n) {
 }
 export const fmtMB = (mb) => fmtBytes(mb * 1024 * 1024);
 
+/** Disk sizes the API keeps in GiB (disk_gb, size_gb: binary gigabytes, as the CLI prints them). */
+export const fmtGiB = (gib) => (gib === null || gib === undefined ? '–' : `${gib} GiB`);
+
+const pad = (n) => String(n).padStart(2, '0');
+
+/** Local time with its zone, the one way the dashboard prints a time: "2026-12-07 15:23 +09:00". */
 export function fmtTime(iso) {
   if (!iso) return '–';
   const d = new Date(iso);
-  return d.toLocaleString(undefined, { dateStyle: 'short', timeStyle: 'medium' });
+  if (Number.isNaN(d.getTime())) return String(iso);
+  const off = -d.getTimezoneOffset();
+  const zone = `${off < 0 ? '-' : '+'}${pad(Math.floor(Math.abs(off) / 60))}:${pad(Math.abs(off) % 60)}`;
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())} ${zone}`;
+}
+
+/** The same instant in UTC, ISO-8601 to the second ("2026-12-07T06:23:05Z"): every time's tooltip. */
+export function fmtUtc(iso) {
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? String(iso) : d.toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
 export function ago(iso) {
@@ -58,7 +73,17 @@ export function ago(iso) {
   return `${Math.round(s / 86400)} d ago`;
 }
 
-export function timeEl(iso) { return h('time', { datetime: iso, title: fmtTime(iso) }, fmtTime(iso)); }
+/** A time as the dashboard shows it: local with its zone, UTC in the tooltip. */
+export function timeEl(iso) {
+  if (!iso) return '–';
+  return h('time', { datetime: iso, title: `${fmtUtc(iso)} (UTC)` }, fmtTime(iso));
+}
+
+/** "3 min ago", with the full time (local and UTC) in the tooltip. */
+export function agoEl(iso) {
+  if (!iso) return 'never';
+  return h('time', { datetime: iso, title: `${fmtTime(iso)} · ${fmtUtc(iso)} (UTC)` }, ago(iso));
+}
 
 // --- states, bars, tables -------------------------------------------------------------------
 
@@ -101,16 +126,78 @@ export function progress(label, pct) {
 }
 
 /**
- * A table whose rows become labelled cards on a phone.
- * columns: [{label, cell: (row) => Node|string}]
+ * A table whose rows become labelled cards on a phone. Every labelled column sorts (a header
+ * button: ascending, then descending; aria-sort says which), and a row with a string `id` gets a
+ * "Copy id" button in its first cell.
+ * columns: [{label, cell: (row) => Node|string, sortKey?: (row) => string|number, sort?: false}]
+ * copyId: (row) => the id to copy, or null for none (default: row.id when it is a string)
  */
-export function table(columns, rows, { caption, empty = 'Nothing here yet.', rowAttrs } = {}) {
+export function table(columns, rows, { caption, empty = 'Nothing here yet.', rowAttrs, copyId = defaultId } = {}) {
   if (!rows.length) return h('p', { class: 'empty' }, empty);
-  return h('table', { class: 'responsive' },
-    caption ? h('caption', {}, caption) : null,
-    h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col' }, c.label)))),
-    h('tbody', {}, rows.map((r) => h('tr', rowAttrs ? rowAttrs(r) : {},
-      columns.map((c) => h('td', { 'data-label': c.label }, c.cell(r)))))));
+  const trs = rows.map((r) => {
+    const tr = h('tr', rowAttrs ? rowAttrs(r) : {}, columns.map((c) => h('td', { 'data-label': c.label }, c.cell(r))));
+    const id = copyId ? copyId(r) : null;
+    if (id && tr.cells.length) {
+      const td = tr.cells[0];
+      td.append(h('span', { class: 'with-copy' }, ...td.childNodes, copyButton(id)));
+    }
+    return { r, tr };
+  });
+  const body = h('tbody', {}, trs.map((x) => x.tr));
+  const el = h('table', { class: 'responsive' }, caption ? h('caption', {}, caption) : null);
+  const memoKey = caption || columns.map((c) => c.label).join('|');
+  const ths = columns.map((c, i) => {
+    if (c.sort === false || !c.label || c.label === 'Actions') return h('th', { scope: 'col' }, c.label);
+    const sortBy = (dir) => {
+      const key = (x) => (c.sortKey ? c.sortKey(x.r) : cellKey(x.tr.cells[i]));
+      const sorted = [...trs].sort((a, b) => dir * collate(key(a), key(b)));
+      body.append(...sorted.map((x) => x.tr));
+      ths.forEach((th) => th.removeAttribute('aria-sort'));
+      ths[i].setAttribute('aria-sort', dir > 0 ? 'ascending' : 'descending');
+      sortMemo.set(memoKey, { i, dir });
+    };
+    const btn = h('button', { type: 'button', class: 'sort' }, c.label);
+    btn.addEventListener('click', () => sortBy(ths[i].getAttribute('aria-sort') === 'ascending' ? -1 : 1));
+    const th = h('th', { scope: 'col' }, btn);
+    th.sortBy = sortBy;
+    return th;
+  });
+  el.append(h('thead', {}, h('tr', {}, ths)), body);
+  // a live refresh draws the table again: it keeps the order the user chose
+  const memo = sortMemo.get(memoKey);
+  if (memo && ths[memo.i]?.sortBy) ths[memo.i].sortBy(memo.dir);
+  return el;
+}
+
+const sortMemo = new Map();
+const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: 'base' });
+const defaultId = (r) => (typeof r?.id === 'string' ? r.id : null);
+
+/** What a cell sorts by: a time's instant, else its text. */
+function cellKey(td) {
+  const t = td.querySelector('time[datetime]');
+  return t ? t.getAttribute('datetime') : td.textContent.trim();
+}
+
+function collate(a, b) {
+  if (typeof a === 'number' && typeof b === 'number') return a - b;
+  return collator.compare(String(a ?? ''), String(b ?? ''));
+}
+
+/** A small button that puts `id` on the clipboard (its icon is drawn by CSS, so the cell's text stays the value). */
+export function copyButton(id) {
+  return h('button', {
+    type: 'button', class: 'copy', 'aria-label': 'Copy id', title: id, 'data-copy': id,
+    onclick: async (ev) => {
+      ev.stopPropagation();
+      try {
+        await navigator.clipboard.writeText(id);
+        toast(`Copied ${id}`);
+      } catch (err) {
+        toast(`Could not copy: ${err.message}`, 'bad');
+      }
+    },
+  });
 }
 
 export function card(title, ...children) {

@@ -6,7 +6,9 @@ import { h, clear, card, table, toast } from '../ui.js';
 import { field, onSubmit } from './common.js';
 import { projectOptions } from './networks.js';
 
-const money = (v) => Number(v).toFixed(2);
+/** An amount with the price list's currency ("100.00 USD"); bare when the caller may not read prices. */
+const money = (v, cur = '') => `${Number(v).toFixed(2)}${cur ? ` ${cur}` : ''}`;
+const currency = () => get('/v1/prices').then((p) => p.items[0]?.currency || '', () => '');
 
 /**
  * Budgets (each with what was spent against it this month) and a form to set one: a tenant's
@@ -21,13 +23,13 @@ export async function budgetCard(ctx, done) {
   const tenantName = Object.fromEntries(tenants.map((t) => [t.id, t.name]));
   const box = h('div', { 'aria-live': 'polite' });
   const load = async () => {
-    const budgets = await listAll('/v1/budgets');
+    const [budgets, cur] = await Promise.all([listAll('/v1/budgets'), currency()]);
     clear(box, table([
       { label: 'Tenant', cell: (b) => tenantName[b.tenant_id] || b.tenant_id },
       { label: 'Quota node', cell: (b) => h('code', {}, b.node_id) },
       { label: 'Month', cell: (b) => b.month || 'every month' },
-      { label: 'Budget', cell: (b) => money(b.amount) },
-      { label: 'Spent', cell: (b) => money(b.spent) },
+      { label: 'Budget', cell: (b) => money(b.amount, cur), sortKey: (b) => b.amount },
+      { label: 'Spent', cell: (b) => money(b.spent, cur), sortKey: (b) => b.spent },
     ], budgets, { caption: 'Budgets', empty: 'No budgets set.', rowAttrs: (b) => ({ 'data-budget': b.node_id, 'data-month': b.month || '' }) }));
   };
   await load();
@@ -72,7 +74,7 @@ export async function priceCard(ctx, done) {
     clear(box, table([
       { label: 'Resource', cell: (p) => p.resource },
       { label: 'Billing unit', cell: (p) => p.billing_unit },
-      { label: 'Per hour', cell: (p) => String(p.per_hour) },
+      { label: 'Per hour', cell: (p) => `${p.per_hour}${p.currency ? ` ${p.currency}` : ''}`, sortKey: (p) => p.per_hour },
     ], prices, { caption: 'Prices', rowAttrs: (p) => ({ 'data-price': p.resource }) }));
   };
   await load();

@@ -4,7 +4,7 @@
 import { listAll } from '../api.js';
 import { subscribe } from '../live.js';
 import { registerPage } from '../registry.js';
-import { h, clear, badge, card, pageHead, table, fmtBytes, fmtMB, timeEl, throttle } from '../ui.js';
+import { h, clear, badge, card, pageHead, table, fmtBytes, fmtMB, timeEl, throttle, fmtGiB } from '../ui.js';
 import { deleteButton } from './actions.js';
 import { flavorForm, imageUploadForm } from './catalog_forms.js';
 import { templateCell } from './clones.js';
@@ -60,7 +60,7 @@ registerPage({
         { label: 'Name', cell: (f) => h('strong', {}, f.name) },
         { label: 'vCPUs', cell: (f) => String(f.vcpus) },
         { label: 'RAM', cell: (f) => fmtMB(f.ram_mb) },
-        { label: 'Disk', cell: (f) => `${f.disk_gb} GiB` },
+        { label: 'Disk', cell: (f) => fmtGiB(f.disk_gb) },
         { label: 'Machine', cell: (f) => [f.hardware.machine, f.hardware.firmware].filter(Boolean).join(', ') || 'default' },
         { label: 'Required traits', cell: (f) => f.required_traits.join(', ') || '–' },
         { label: 'Forbidden traits', cell: (f) => f.forbidden_traits.join(', ') || '–' },

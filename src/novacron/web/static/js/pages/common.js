@@ -1,6 +1,7 @@
 // Pieces several pages share: host names, task progress rows, event lines.
 
 import { ApiError, get, listAll } from '../api.js';
+import { loadSchema } from '../formcheck.js';
 import { h, clear, badge, progress, timeEl, link, errorBox } from '../ui.js';
 
 /** {id: name} of the hosts the caller may see (empty when it may not read hosts). */
@@ -79,6 +80,8 @@ export function apiForm(idPrefix, fields, submitLabel, submit) {
  */
 export function onSubmit(form, { controls, submit, formError, anyError = false }, action) {
   const maps = [].concat(controls);
+  // the schema the API's request() checks writes against, read now so a submit waits for nothing
+  loadSchema();
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     clear(formError);

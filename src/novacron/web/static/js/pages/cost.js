@@ -6,7 +6,7 @@
 
 import { get, listAll } from '../api.js';
 import { registerPage } from '../registry.js';
-import { h, clear, card, errorBox, fmtMB, fmtTime, meter, pageHead, table } from '../ui.js';
+import { h, clear, card, errorBox, fmtMB, fmtTime, meter, pageHead, table, fmtGiB, timeEl } from '../ui.js';
 import { field, onSubmit } from './common.js';
 
 const CLOUDS = [['aws', 'AWS'], ['azure', 'Azure'], ['gcp', 'Google Cloud']];
@@ -40,7 +40,7 @@ function vmTable(report) {
   const c = report.currency;
   return table([
     { label: 'VM', cell: (v) => h('a', { href: `#/vms/${v.vm_id}` }, v.name) },
-    { label: 'Shape', cell: (v) => `${v.flavor || 'custom'}: ${v.vcpus} vCPU, ${v.ram_mb} MiB, ${v.disk_gb} GB` },
+    { label: 'Shape', cell: (v) => `${v.flavor || 'custom'}: ${v.vcpus} vCPU, ${fmtMB(v.ram_mb)}, ${fmtGiB(v.disk_gb)}` },
     { label: 'State', cell: (v) => v.state },
     { label: 'Per hour', cell: (v) => money(v.per_hour, c, 4) },
     { label: 'Per month', cell: (v) => money(v.per_month, c) },
@@ -56,7 +56,7 @@ function rightsizingTable(r) {
       + `(p95 over the last ${Math.round(r.window_s / 86400) || 1} day(s)).`),
     table([
       { label: 'VM', cell: (x) => x.name },
-      { label: 'Now', cell: (x) => `${x.vcpus} vCPU, ${x.ram_mb} MiB` },
+      { label: 'Now', cell: (x) => `${x.vcpus} vCPU, ${fmtMB(x.ram_mb)}` },
       { label: 'p95 CPU', cell: (x) => p95(x.cpu_p95_cores, 'cores') },
       { label: 'p95 memory', cell: (x) => p95(x.memory_p95_mb, 'MiB') },
       { label: 'Status', cell: (x) => x.status },
@@ -98,7 +98,7 @@ registerPage({
 function runsOut(p) {
   if (!p.exhausted_expected) return h('span', { class: 'muted' }, 'not within the horizon');
   const range = `between ${p.exhausted_earliest ? fmtTime(p.exhausted_earliest) : 'now'} and ${p.exhausted_latest ? fmtTime(p.exhausted_latest) : 'after the horizon'}`;
-  return h('span', {}, h('time', { datetime: p.exhausted_expected }, fmtTime(p.exhausted_expected)), h('span', { class: 'muted' }, ` (${range})`));
+  return h('span', {}, timeEl(p.exhausted_expected), h('span', { class: 'muted' }, ` (${range})`));
 }
 
 function groupCard(g, coverage) {

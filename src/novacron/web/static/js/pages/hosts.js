@@ -3,9 +3,7 @@
 import { listAll, post, request } from '../api.js';
 import { subscribe } from '../live.js';
 import { registerPage } from '../registry.js';
-import {
-  h, clear, ago, badge, card, confirmDialog, errorBox, meter, pageHead, table, fmtMB, throttle, toast,
-} from '../ui.js';
+import { h, clear, ago, badge, card, confirmDialog, errorBox, meter, pageHead, table, fmtMB, throttle, toast, agoEl } from '../ui.js';
 
 async function setMaintenance(host, on) {
   const ok = await confirmDialog(on ? `Put ${host.name} in maintenance?` : `Take ${host.name} out of maintenance?`,
@@ -91,7 +89,7 @@ registerPage({
           : meter(`${x.name} vCPUs`, x.vcpus_used, Math.floor(x.cpus * x.cpu_allocation_ratio), String, '')) },
         { label: 'RAM', cell: (x) => (x.ram_mb_used === undefined ? `${x.ram_free_percent}% free`
           : meter(`${x.name} RAM`, x.ram_mb_used, Math.floor(x.ram_mb * x.ram_allocation_ratio), fmtMB, '')) },
-        { label: 'Heartbeat', cell: (x) => ago(x.last_heartbeat) },
+        { label: 'Heartbeat', cell: (x) => agoEl(x.last_heartbeat) },
         { label: 'Labels', cell: (x) => Object.entries(x.labels).map(([k, v]) => `${k}=${v}`).join(', ') || '–' },
         { label: 'Actions', cell: (x) => h('div', { class: 'actions', style: { display: 'flex', gap: '.4rem', flexWrap: 'wrap' } },
           can('host:write') ? h('button', { type: 'button', onclick: act(() => setMaintenance(x, x.state !== 'maintenance')) },

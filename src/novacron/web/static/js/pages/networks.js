@@ -1,7 +1,7 @@
 // Networking: networks with their subnets (add, delete) and ports. Routers and floating IPs are in
 // routers.js, security groups in security_groups.js. The API scopes everything by tenant.
 
-import { get, listAll, post, request } from '../api.js';
+import { get, listAll, post, refuseInvalid, request } from '../api.js';
 import { subscribe } from '../live.js';
 import { registerPage } from '../registry.js';
 import { h, clear, card, confirmDialog, link, pageHead, table, throttle, timeEl, toast } from '../ui.js';
@@ -56,13 +56,20 @@ function networkForm(projects, done) {
   onSubmit(form, { controls: [c, s], submit, formError }, async (errorsTo) => {
     const body = { name: c.name.value.trim(), mtu: Number(c.mtu.value) };
     if (projects.length > 1 && c.project_id.value) body.project_id = c.project_id.value;
+    const sub = s.cidr.value.trim() ? {
+      name: s.name.value.trim() || `${body.name}-subnet`, cidr: s.cidr.value.trim(),
+      dns_servers: csv(s.dns_servers.value), dhcp: s.dhcp.checked,
+    } : null;
+    if (sub && s.gateway_ip.value.trim()) sub.gateway_ip = s.gateway_ip.value.trim();
+    if (sub) {
+      // the subnet's schema checks before the network is made (its id stands in as "new")
+      errorsTo(s);
+      await refuseInvalid('POST', '/v1/subnets', { ...sub, network: 'new' });
+      errorsTo(c);
+    }
     const net = await post('/v1/networks', body, { idempotent: true });
-    if (s.cidr.value.trim()) {
-      const sub = {
-        network: net.id, name: s.name.value.trim() || `${net.name}-subnet`, cidr: s.cidr.value.trim(),
-        dns_servers: csv(s.dns_servers.value), dhcp: s.dhcp.checked,
-      };
-      if (s.gateway_ip.value.trim()) sub.gateway_ip = s.gateway_ip.value.trim();
+    if (sub) {
+      sub.network = net.id;
       errorsTo(s);
       try {
         await post('/v1/subnets', sub, { idempotent: true });

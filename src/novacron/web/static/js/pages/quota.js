@@ -207,6 +207,9 @@ registerPage({
     const tenants = ctx.me.tenant_id ? [] : await listAll('/v1/tenants', { sort: 'name' });
     const tenant = h('select', { id: 'usage-tenant' }, tenants.map((t) => h('option', { value: t.id, selected: query.get('tenant') === t.id }, t.name)));
     const box = h('div', { 'aria-live': 'polite' });
+    // amounts are in the price list's currency (the usage report does not repeat it)
+    const cur = await get('/v1/prices').then((p) => p.items[0]?.currency || '', () => '');
+    const money = (v, digits = 2) => `${v.toFixed(digits)}${cur ? ` ${cur}` : ''}`;
     let url = null;
     ctx.onCleanup(() => { if (url) URL.revokeObjectURL(url); });
     const load = async () => {
@@ -219,15 +222,15 @@ registerPage({
         url = URL.createObjectURL(new Blob([csvOf(report)], { type: 'text/csv' }));
         const budget = report.budget;
         clear(box,
-          h('p', {}, h('strong', { 'data-testid': 'usage-total' }, `Total ${report.total_cost.toFixed(2)}`),
-            budget !== null ? [' of a budget of ', budget.toFixed(2)] : ' (no budget set)', ' · ',
+          h('p', {}, h('strong', { 'data-testid': 'usage-total' }, `Total ${money(report.total_cost)}`),
+            budget !== null ? [' of a budget of ', money(budget)] : ' (no budget set)', ' · ',
             h('a', { href: url, download: `usage-${report.month}.csv` }, 'Download CSV')),
-          budget ? meter('Budget spent', report.total_cost, budget, (v) => v.toFixed(2)) : null,
+          budget ? meter('Budget spent', report.total_cost, budget, (v) => money(v)) : null,
           table([
             { label: 'Project', cell: (i) => i.project },
             { label: 'Resource', cell: (i) => i.resource },
             { label: 'Quantity', cell: (i) => `${i.quantity} ${i.unit}` },
-            { label: 'Cost', cell: (i) => i.cost.toFixed(4) },
+            { label: 'Cost', cell: (i) => money(i.cost, 4), sortKey: (i) => i.cost },
           ], report.items, { caption: `Usage in ${report.month}`, rowAttrs: (i) => ({ 'data-usage': i.resource }), empty: 'Nothing metered in this month yet (metering runs hourly).' }));
       } catch (err) {
         clear(box, errorBox(err));

@@ -3,10 +3,7 @@
 import { ApiError, get, listAll, request } from '../api.js';
 import { subscribe } from '../live.js';
 import { registerPage } from '../registry.js';
-import {
-  h, clear, badge, card, confirmDialog, errorBox, fmtMB, link, pageHead, progress, table,
-  throttle, timeEl, toast,
-} from '../ui.js';
+import { h, clear, badge, card, confirmDialog, errorBox, fmtMB, link, pageHead, progress, table, throttle, timeEl, toast, fmtGiB } from '../ui.js';
 import { backupList } from './backups.js';
 import { cloneButtons } from './clones.js';
 import { mountGuest } from './guest_info.js';
@@ -39,7 +36,7 @@ function details(vm, hosts) {
     ['Desired state', vm.desired_state],
     ['Task', vm.task_state || 'none'],
     ['Host', vm.host_id ? hosts[vm.host_id] || vm.host_id : 'not placed'],
-    ['Size', `${vm.vcpus} vCPU · ${fmtMB(vm.ram_mb)} RAM · ${vm.disk_gb} GB disk`],
+    ['Size', `${vm.vcpus} vCPU · ${fmtMB(vm.ram_mb)} RAM · ${fmtGiB(vm.disk_gb)} disk`],
     ['Live resize', h('span', { 'data-testid': 'vm-limits' }, liveLimits(vm))],
     ['Machine', machine(vm.hardware || {})],
     ['HA', vm.ha ? `restart elsewhere (priority ${vm.ha_priority})` : 'off'],

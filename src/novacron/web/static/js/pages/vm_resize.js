@@ -21,7 +21,7 @@ export async function resizeDialog(vm) {
   // a running VM only grows: the current size is the least it accepts
   const vcpus = numberField('resize-vcpus', 'vCPUs', vm.vcpus, { min: live ? vm.vcpus : 1, max: live ? vm.max_vcpus : null });
   const ram = numberField('resize-ram', 'RAM (MiB)', vm.ram_mb, { min: live ? vm.ram_mb : 64, max: live ? vm.max_ram_mb : null });
-  const disk = numberField('resize-disk', 'Root disk (GB, grows only)', vm.disk_gb, { min: vm.disk_gb });
+  const disk = numberField('resize-disk', 'Root disk (GiB, grows only)', vm.disk_gb, { min: vm.disk_gb });
   const message = live
     ? `It grows while it runs: ${liveLimits(vm)}, memory in steps of 128 MiB. Making it smaller needs a stop.`
     : 'The new size applies at its next start.';

@@ -3,7 +3,7 @@
 import { listAll, request } from '../api.js';
 import { subscribe } from '../live.js';
 import { registerPage } from '../registry.js';
-import { h, clear, badge, card, link, pageHead, table, fmtMB, timeEl, throttle, toast } from '../ui.js';
+import { h, clear, badge, card, link, pageHead, table, fmtMB, timeEl, throttle, toast, fmtGiB } from '../ui.js';
 import { hostNames, onSubmit } from './common.js';
 import { ipCell } from './guest_info.js';
 import { nicPicker } from './vm_create_nics.js';
@@ -52,7 +52,7 @@ registerPage({
           { label: 'Name', cell: (v) => link(`#/vms/${v.id}`, v.name) },
           { label: 'State', cell: (v) => badge(v.state, v.task_state) },
           { label: 'IP', cell: ipCell },
-          { label: 'Size', cell: (v) => `${v.vcpus} vCPU · ${fmtMB(v.ram_mb)} · ${v.disk_gb} GB` },
+          { label: 'Size', cell: (v) => `${v.vcpus} vCPU · ${fmtMB(v.ram_mb)} · ${fmtGiB(v.disk_gb)}` },
           { label: 'Host', cell: (v) => (v.host_id ? hosts[v.host_id] || v.host_id.slice(0, 8) : '–') },
           { label: 'HA', cell: (v) => (v.ha ? `yes (${v.ha_priority})` : 'no') },
           { label: 'Created', cell: (v) => timeEl(v.created_at) },
@@ -101,7 +101,7 @@ registerPage({
     const image = h('select', { id: 'f-image', 'aria-describedby': 'f-image-error' }, h('option', { value: '' }, 'Choose an image'),
       active.map((i) => h('option', { value: i.name }, `${i.name} (${i.disk_format || '?'}${i.public ? ', public' : ''})`)));
     const flavor = h('select', { id: 'f-flavor', 'aria-describedby': 'f-flavor-error' }, h('option', { value: '' }, 'Choose a flavor'),
-      flavors.map((f) => h('option', { value: f.name }, `${f.name}: ${f.vcpus} vCPU, ${fmtMB(f.ram_mb)}, ${f.disk_gb} GB`)));
+      flavors.map((f) => h('option', { value: f.name }, `${f.name}: ${f.vcpus} vCPU, ${fmtMB(f.ram_mb)}, ${fmtGiB(f.disk_gb)}`)));
     const project = h('select', { id: 'f-project', 'aria-describedby': 'f-project-error' },
       projects.map((p) => h('option', { value: p.id }, tenantName[p.tenant_id] ? `${tenantName[p.tenant_id]} / ${p.name}` : p.name)));
     const userData = h('textarea', { id: 'f-user_data', spellcheck: false, 'aria-describedby': 'f-user_data-hint f-user_data-error' });

@@ -3,7 +3,7 @@
 // "Delete" action), and the sources a new volume may copy (image, snapshot, or a volume: a clone).
 
 import { post, request } from '../api.js';
-import { h, badge, confirmDialog, table, timeEl, toast } from '../ui.js';
+import { h, badge, confirmDialog, table, timeEl, toast, fmtGiB } from '../ui.js';
 import { field } from './common.js';
 
 const MIB = 1 << 20;
@@ -78,7 +78,7 @@ export function snapshotTable(snaps, volumes, canWrite, act) {
   return table([
     { label: 'Name', cell: (s) => h('strong', {}, s.name) },
     { label: 'Volume', cell: (s) => volumes[s.volume_id]?.name || s.volume_id },
-    { label: 'Size', cell: (s) => `${s.size_gb} GiB` },
+    { label: 'Size', cell: (s) => fmtGiB(s.size_gb) },
     { label: 'Status', cell: (s) => badge(s.status) },
     { label: 'Created', cell: (s) => timeEl(s.created_at) },
     ...(canWrite ? [{

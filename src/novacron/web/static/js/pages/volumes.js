@@ -6,7 +6,7 @@
 import { listAll, post, request } from '../api.js';
 import { subscribe } from '../live.js';
 import { registerPage } from '../registry.js';
-import { h, clear, badge, card, confirmDialog, link, pageHead, table, throttle, timeEl, toast } from '../ui.js';
+import { h, clear, badge, card, confirmDialog, link, pageHead, table, throttle, timeEl, toast, fmtGiB } from '../ui.js';
 import { field, onSubmit } from './common.js';
 import { projectOptions } from './networks.js';
 import { editLimits, limitsText, snapshotTable, sourceOptions, takeSnapshot } from './volume_extras.js';
@@ -41,7 +41,7 @@ export function volumeTable(volumes, vms, canWrite, vmList = []) {
   const busy = (v) => ['creating', 'attaching', 'detaching', 'extending', 'limiting', 'snapshotting'].includes(v.status);
   return table([
     { label: 'Name', cell: (v) => h('strong', {}, v.name) },
-    { label: 'Size', cell: (v) => `${v.size_gb} GiB` },
+    { label: 'Size', cell: (v) => fmtGiB(v.size_gb) },
     { label: 'Pool', cell: (v) => v.pool },
     { label: 'Status', cell: (v) => badge(v.status, v.boot ? 'boot disk' : '') },
     { label: 'VM', cell: (v) => (v.vm_id ? link(`#/vms/${v.vm_id}`, vms[v.vm_id]?.name || v.vm_id) : '–') },
