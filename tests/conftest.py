@@ -74,6 +74,14 @@ class Guest:
     efi_kernel: Path | None = None
 
 
+#: starts qemu-guest-agent on its virtio-serial port, as a tenant's udev would (the test guest has
+#: none); one shell line for user-data or the serial console
+START_QGA = (
+    'for p in /sys/class/virtio-ports/*; do [ "$(cat $p/name)" = org.qemu.guest_agent.0 ] && '
+    "qemu-ga -d -m virtio-serial -p /dev/${p##*/} -t /tmp -f /tmp/qga.pid; done"
+)
+
+
 @pytest.fixture(scope="session")
 def guest() -> Guest:
     """The test guest (Debian kernel + busybox initramfs), built by guest/build.py if missing."""

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import (
+    START_QGA,
     TENANT_PASSWORD,
     Guest,
     Server,
@@ -35,13 +36,7 @@ from tests.integration.test_cli import Cli
 
 CIDR = "10.47.0.0/24"
 #: the tenant starts the agent on its virtio-serial port (udev would name it; the test guest has none)
-START_AGENT = """#!/bin/sh
-for p in /sys/class/virtio-ports/*; do
-  [ "$(cat $p/name)" = org.qemu.guest_agent.0 ] &&
-    qemu-ga -d -m virtio-serial -p /dev/${p##*/} -t /tmp -f /tmp/qga.pid
-done
-echo QGA-STARTED
-"""
+START_AGENT = "#!/bin/sh\n" + START_QGA + "\necho QGA-STARTED\n"
 #: a TCG guest on a busy 2-core machine: boot, DHCP, then the next guest-information round
 WAIT_S = 240.0
 

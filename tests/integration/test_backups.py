@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from tests.conftest import (
+    START_QGA,
     Guest,
     Server,
     default_project,
@@ -521,11 +522,7 @@ def test_guest_agent_freezes_the_filesystem_for_an_application_consistent_backup
     assert crash["consistency"] == "crash"
     assert _restored_files(env, str(crash["id"]), tmp_path, "crash.txt") == [""]
     # the tenant starts the agent on its virtio-serial port (udev would name it; the test guest has none)
-    start_agent = (
-        'for p in /sys/class/virtio-ports/*; do [ "$(cat $p/name)" = org.qemu.guest_agent.0 ] && '
-        "qemu-ga -d -m virtio-serial -p /dev/${p##*/} -t /tmp -f /tmp/qga.pid; done; sleep 1; "
-        "echo QGA-$((40+2))"
-    )
+    start_agent = START_QGA + "; sleep 1; echo QGA-$((40+2))"
     type_on_console(server, c, vm, start_agent, "QGA-42")
     type_on_console(server, c, vm, "echo with-agent > /mnt/d/app.txt; echo W2-$((40+2))", "W2-42")
     app, _ = _backup(c, vm)

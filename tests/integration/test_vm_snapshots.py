@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests.conftest import (
+    START_QGA,
     Guest,
     Server,
     default_project,
@@ -33,11 +34,8 @@ from tests.integration.test_quota_api import _set_limits, _used
 
 pytestmark = pytest.mark.qemu
 
-#: the guest runs qemu-guest-agent on its virtio-serial port (udev would; the test guest has none)
-USER_DATA = """#!/bin/sh
-for p in /sys/class/virtio-ports/*; do [ "$(cat $p/name)" = org.qemu.guest_agent.0 ] && \
-qemu-ga -d -m virtio-serial -p /dev/${p##*/} -t /tmp -f /tmp/qga.pid; done
-"""
+#: the guest runs qemu-guest-agent (application-consistent snapshots)
+USER_DATA = "#!/bin/sh\n" + START_QGA + "\n"
 SECTOR = {"A": 300000, "B": 300001, "C": 300002}
 
 
