@@ -54,3 +54,20 @@ def test_an_rbd_volume_is_a_raw_node_over_the_rbd_driver() -> None:
     assert node["file"] == {"driver": "rbd", "pool": "rbd", "image": "vol-9", "conf": "/etc/ceph/ceph.conf"}
     with pytest.raises(DriverError):
         rbd_location("/var/lib/novacron/volumes/vol-9.qcow2")
+
+
+def test_the_attached_files_are_read_from_the_command_line_under_their_throttle_nodes(tmp_path: Path) -> None:
+    """A volume's -blockdev is throttle -> qcow2 -> file (its I/O limits): the file is found under
+    the chain; an rbd volume has none (it is never copied)."""
+    import json
+
+    from novacron.virt import volmove
+    from novacron.virt.volumes import argv
+
+    a = _host(tmp_path, "a")
+    files = VolumeAttachment("vol-f", "file", "/v/vol-f.qcow2", "vol-f", {"iops_total": 50})
+    ceph = VolumeAttachment("vol-r", "rbd", "rbd:rbd/vol-r:conf=/etc/ceph.conf", "vol-r")
+    (a.instance_dir("vm-1")).mkdir(parents=True)
+    launch = {"argv": ["qemu", *argv((files, ceph))]}
+    (a.instance_dir("vm-1") / "launch.json").write_text(json.dumps(launch))
+    assert volmove._attached_paths(a, "vm-1") == [Path("/v/vol-f.qcow2")]

@@ -57,9 +57,19 @@ def _attached_paths(drv: QemuDriver, instance_id: str) -> list[Path]:
         if flag != "-blockdev" or not value.startswith("{"):
             continue
         node = json.loads(value)
-        if str(node.get("node-name", "")).startswith("vol") and node.get("file", {}).get("filename"):
-            paths.append(Path(node["file"]["filename"]))
+        if str(node.get("node-name", "")).startswith("vol") and (filename := _filename(node)):
+            paths.append(Path(filename))
     return paths
+
+
+def _filename(node: dict[str, Any]) -> str | None:
+    """The file under a volume's node chain (throttle -> qcow2 -> file); None for rbd (no file)."""
+    child: Any = node
+    while isinstance(child, dict):
+        if child.get("filename"):
+            return str(child["filename"])
+        child = child.get("file")
+    return None
 
 
 async def attached(drv: QemuDriver, instance_id: str) -> dict[str, dict[str, Any]]:
