@@ -24,7 +24,7 @@ from novacron.cli.output import (
     print_json,
     print_list,
 )
-from novacron.cli.watch import watch_task
+from novacron.cli.watch import follow_accepted, watch_task
 
 app = typer.Typer(no_args_is_help=True)
 #: states in which a VM's guest runs: `vm delete` wants --force for them
@@ -84,17 +84,11 @@ def _finish(
 ) -> None:
     """After a 202: either print the acceptance, or follow the task and show the VM as it ends up."""
     client = client_of(ctx)
-    task_id = accepted["task_id"]
-    if not wait:
-        if as_json:
-            print_json(accepted)
-        else:
-            info(f"{label}: accepted as task {task_id} (follow it with: novacron task watch {task_id})")
+    if not follow_accepted(client, accepted, label, wait=wait, as_json=as_json, timeout_s=wait_timeout):
         return
-    watch_task(client, task_id, label=label, timeout_s=wait_timeout, show=not as_json)
     if not show_vm:
         if as_json:
-            print_json(client.get(f"/v1/tasks/{task_id}"))
+            print_json(client.get(f"/v1/tasks/{accepted['task_id']}"))
         return
     vm = client.get(f"/v1/vms/{accepted['vm']['id']}")
     if as_json:

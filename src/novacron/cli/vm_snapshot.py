@@ -14,7 +14,7 @@ import typer
 from novacron.cli.common import JSON, client_of, post_idempotent, resolve_vm
 from novacron.cli.output import info, print_detail, print_json
 from novacron.cli.vm import app
-from novacron.cli.watch import watch_task
+from novacron.cli.watch import follow_accepted
 
 VM_ARG = typer.Argument(..., help="VM name or id")
 SNAP_ARG = typer.Argument(..., help="snapshot name or id")
@@ -43,14 +43,8 @@ def _finish(  # noqa: PLR0913 (the command's options, passed on)
 ) -> None:
     """After a 202: print the acceptance, or follow the task with its progress and show the result."""
     client = client_of(ctx)
-    task_id = accepted["task_id"]
-    if not wait:
-        if as_json:
-            print_json(accepted)
-        else:
-            info(f"{label}: accepted as task {task_id} (follow it with: novacron task watch {task_id})")
+    if not follow_accepted(client, accepted, label, wait=wait, as_json=as_json, timeout_s=timeout):
         return
-    watch_task(client, task_id, label=label, timeout_s=timeout, show=not as_json)
     if gone:
         info(f"[green]{label}: done.[/]") if not as_json else print_json(
             {"deleted": accepted["snapshot"]["id"]}

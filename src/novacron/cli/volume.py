@@ -20,8 +20,8 @@ from novacron.cli.common import (
     post_idempotent,
     resolve_vm,
 )
-from novacron.cli.output import Column, ago, gib, info, print_detail, print_json, print_list
-from novacron.cli.watch import watch_task
+from novacron.cli.output import Column, ago, gib, info, print_detail, print_list
+from novacron.cli.watch import follow_accepted
 
 app = typer.Typer(no_args_is_help=True)
 app.add_typer(volume_snapshot.app, name="snapshot", help="Volume snapshots: create, list, delete.")
@@ -89,14 +89,8 @@ def _finish(
 ) -> None:
     """After a 202: print the acceptance, or follow the task with a progress bar and show the volume."""
     client = client_of(ctx)
-    task_id = accepted["task_id"]
-    if not wait:
-        if as_json:
-            print_json(accepted)
-        else:
-            info(f"{label}: accepted as task {task_id} (follow it with: novacron task watch {task_id})")
+    if not follow_accepted(client, accepted, label, wait=wait, as_json=as_json, timeout_s=timeout):
         return
-    watch_task(client, task_id, label=label, timeout_s=timeout, show=not as_json)
     print_detail(client.get(f"/v1/volumes/{accepted['volume']['id']}"), as_json=as_json, fields=FIELDS)
 
 

@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from novacron.cli.client import Client, CliError
-from novacron.cli.output import err
+from novacron.cli.output import err, info, print_json
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 POLL_S = 0.5
@@ -103,3 +103,25 @@ def watch_task(
     if task.get("state") != "succeeded":
         raise task_failed(task)
     return task
+
+
+def follow_accepted(
+    client: Client,
+    accepted: dict[str, Any],
+    label: str,
+    *,
+    wait: bool,
+    as_json: bool,
+    timeout_s: float | None,
+) -> bool:
+    """After a 202: without ``wait``, print the acceptance (how to follow it) and answer False; with
+    it, follow the task with its progress bar (none under ``--json``) and answer True once it succeeded."""
+    task_id = accepted["task_id"]
+    if not wait:
+        if as_json:
+            print_json(accepted)
+        else:
+            info(f"{label}: accepted as task {task_id} (follow it with: novacron task watch {task_id})")
+        return False
+    watch_task(client, task_id, label=label, timeout_s=timeout_s, show=not as_json)
+    return True
