@@ -217,16 +217,19 @@ def _rate(c: httpx.Client, pool_id: str) -> float:
     return float(result[0]["value"][1]) if result else 0.0
 
 
+def _history_items(c: httpx.Client) -> list[dict[str, Any]]:
+    """The group's activities, newest first."""
+    return list(c.get("/v1/scaling-groups/web/activities").json()["items"])
+
+
 def _history(c: httpx.Client) -> list[tuple[str, str, Any, Any]]:
     """The group's activities: action, reason, what was replaced and why, detail."""
-    items = c.get("/v1/scaling-groups/web/activities").json()["items"]
-    return [(a["action"], a["reason"], a["numbers"].get("replacing"), a["detail"]) for a in items]
+    return [(a["action"], a["reason"], a["numbers"].get("replacing"), a["detail"]) for a in _history_items(c)]
 
 
 def _ins(c: httpx.Client) -> list[dict[str, Any]]:
     """The group's scale-in activities, newest first."""
-    items = c.get("/v1/scaling-groups/web/activities").json()["items"]
-    return [dict(a) for a in items if a["action"] == "scale_in"]
+    return [a for a in _history_items(c) if a["action"] == "scale_in"]
 
 
 def _activity(c: httpx.Client, action: str, policy: str | None = None) -> dict[str, Any] | None:
@@ -339,6 +342,14 @@ def test_a_group_scales_out_and_in_with_its_request_rate_and_replaces_a_lost_vm(
         assert "scale_out" in actions, actions
         assert "policy rps" in cli.ok("scaling-group", "activities", "web").out
         cli.ok("scaling-group", "policy", "delete", "web", "rps")
+        # the policy gone, the group goes back to its protected VM whatever the policy's last round
+        # chose (the scale-out above, when it comes), once every scale task of it is done
+        r = c.patch("/v1/scaling-groups/web", json={"desired": 1, "reason": "test: back to one"})
+        assert r.status_code == 200, r.text
+        _until(
+            "the group to be its protected VM", lambda: [m["vm_id"] for m in _members(c, "web")] == [oldest]
+        )
+        _until("its scale tasks to end", lambda: all(a["finished_at"] for a in _history_items(c)))
 
         # deleted behind the group's back: the controller's next round replaces it
         assert c.delete(f"/v1/vms/{oldest}").status_code == 202
