@@ -24,12 +24,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from build import run  # noqa: E402  (the builder's own: this runs beside it, stdlib only)
+
 PACKAGES = {
     "shim-signed": "usr/lib/shim/shimx64.efi.signed",
     "grub-efi-amd64-signed": "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed",
@@ -41,13 +43,6 @@ OUTPUTS = ("secureboot.qcow2", "secureboot-tampered.qcow2")
 
 def log(msg: str) -> None:
     print(f"[guest/secureboot] {msg}", file=sys.stderr, flush=True)
-
-
-def run(*cmd: str, cwd: Path | None = None) -> str:
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
-    if res.returncode != 0:
-        raise SystemExit(f"command failed ({res.returncode}): {' '.join(cmd)}\n{res.stderr.strip()}")
-    return res.stdout
 
 
 def ensure_tools() -> None:

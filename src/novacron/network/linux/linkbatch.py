@@ -11,12 +11,11 @@ in ``bench/bench_network.py`` (see docs/benchmarks.md).
 from __future__ import annotations
 
 import json
-import subprocess
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from novacron.network.linux.links import NetError
+from novacron.network.linux.links import ip
 
 
 @dataclass(frozen=True)
@@ -40,18 +39,10 @@ class Plug:
     create: bool
 
 
-def _ip(args: Sequence[str], stdin: str | None = None, ns: str | None = None) -> str:
-    argv = ["ip", *(["-n", ns] if ns else []), *args]
-    res = subprocess.run(argv, input=stdin, capture_output=True, text=True)
-    if res.returncode != 0:
-        raise NetError(f"ip {' '.join(args)} failed: {res.stderr.strip() or res.stdout.strip()}")
-    return res.stdout
-
-
 def link_table(ns: str | None = None) -> dict[str, LinkState]:
     """Every link of the namespace, by name, from one dump."""
     table = {}
-    for link in json.loads(_ip(["-json", "-details", "link", "show"], ns=ns) or "[]"):
+    for link in json.loads(ip("-json", "-details", "link", "show", ns=ns) or "[]"):
         name = link["ifname"]
         table[name] = LinkState(
             name=name,
@@ -66,7 +57,7 @@ def link_table(ns: str | None = None) -> dict[str, LinkState]:
 def run_batch(commands: Sequence[str], ns: str | None = None) -> None:
     """``ip -batch``: the commands in order, stopping at the first that fails (named in the error)."""
     if commands:
-        _ip(["-batch", "-"], stdin="".join(c + "\n" for c in commands), ns=ns)
+        ip("-batch", "-", stdin="".join(c + "\n" for c in commands), ns=ns)
 
 
 def plug(plugs: Iterable[Plug], ns: str | None = None) -> None:

@@ -197,24 +197,27 @@ def ensure_default_route(ipr: Any, gateway: str | None) -> None:
 
 def ensure_ns(name: str) -> None:
     if name not in netns.listnetns():
-        _ip("netns", "add", name)
+        ip("netns", "add", name)
     with route(name) as ns:
         ns.link("set", index=index(ns, "lo"), state="up")
 
 
 def remove_ns(name: str) -> None:
     if name in netns.listnetns():
-        _ip("netns", "del", name)
+        ip("netns", "del", name)
 
 
 def list_ns(prefix: str) -> list[str]:
     return [n for n in netns.listnetns() if n.startswith(prefix)]
 
 
-def _ip(*argv: str) -> None:
-    res = subprocess.run(["ip", *argv], capture_output=True, text=True)
+def ip(*argv: str, stdin: str | None = None, ns: str | None = None) -> str:
+    """Run ``ip [-n ns] argv`` (``stdin``: its input, e.g. ``-batch -``); NetError with its stderr."""
+    cmd = ["ip", *(["-n", ns] if ns else []), *argv]
+    res = subprocess.run(cmd, input=stdin, capture_output=True, text=True)
     if res.returncode != 0:
-        raise NetError(f"ip {' '.join(argv)} failed: {res.stderr.strip()}")
+        raise NetError(f"ip {' '.join(argv)} failed: {res.stderr.strip() or res.stdout.strip()}")
+    return res.stdout
 
 
 def in_ns(ns: str, *argv: str, stdin: str | None = None) -> str:
