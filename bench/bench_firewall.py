@@ -181,7 +181,7 @@ def main() -> None:
             for i in range(1000)
         ]
         t0 = time.perf_counter()
-        script, _ = compile_ruleset(ports, {})
+        script = compile_ruleset(ports, {}).script()
         t1 = time.perf_counter()
         fw.apply(ports)
         t2 = time.perf_counter()

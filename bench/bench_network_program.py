@@ -69,7 +69,7 @@ def inside(n: int) -> None:
     subprocess.run(["ip", "link", "add", bridge, "type", "bridge"], check=True)
     plugs = [linkbatch.Plug(p.device, bridge, net.mtu, create=True) for p in many]
     floor_links = timed(linkbatch.plug, plugs)
-    script, _ = compile_ruleset(many, {p.device: bridge for p in many})
+    script = compile_ruleset(many, {p.device: bridge for p in many}).script()
     start = time.perf_counter()
     subprocess.run(["nft", "-f", "-"], input=script, text=True, check=True)
     floor_nft = time.perf_counter() - start

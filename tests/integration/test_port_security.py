@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from novacron.network.linux.firewall import Firewall
-from novacron.network.model import Rule
+from novacron.network.model import AddressSet, Rule
 from tests.conftest import require, short_tmpdir
 from tests.integration.netsec_topo import DNS_QUERY, Topology, connect, have_netns, sh, tls_connect, udp
+from tests.integration.netsec_topo import VM as TopoVM
 
 WEB_TIER = ("10.9.0.2/32",)  # what the label policy tier=web resolves to: VM 2
 
@@ -96,6 +97,39 @@ def test_tcp80_from_web_tier_only_stateful_with_egress_and_antispoofing(topo: tu
     assert b"from-web" in logs[80] and b"from-other" not in logs[80] and b"spoofed" not in logs[80]
     assert logs[81] == b"" or b"wrong-port" not in logs[81]
     assert b"egress-blocked" not in logs[8080] and b"spoofed-mac" not in logs[8080]
+
+
+def _table_handle(t: Topology) -> str:
+    listing = sh(f"ip netns exec {t.host} nft -a list table inet novacron").stdout
+    return listing.splitlines()[0].split("# handle")[1].strip()
+
+
+def test_a_remote_group_is_a_set_rewritten_in_place(topo: tuple[Topology, Path]) -> None:
+    t, _ = topo
+    vm1, vm2, vm3 = t.vms
+    fw = Firewall(t.host)
+    ports = [
+        vm1.port((Rule("ingress", protocol="tcp", port_min=80, remote_set="rweb_4"),)),
+        vm2.port(),
+        vm3.port(),
+    ]
+
+    def members(*vms: TopoVM) -> dict[str, AddressSet]:
+        return {"rweb_4": AddressSet("rweb_4", "IPv4", tuple(f"{v.ip}/32" for v in vms))}
+
+    fw.apply(ports, members(vm2))
+    handle = _table_handle(t)
+    assert connect(vm2, vm1.ip, 80, b"member", timeout=1) == "OK"
+    assert connect(vm3, vm1.ip, 80, b"not-yet", timeout=1) == "TimeoutError"
+    # VM 3 joins and VM 2 leaves the group: the set's elements change, the tables stay
+    fw.sets_changed(ports, members(vm3))
+    assert _table_handle(t) == handle
+    assert connect(vm3, vm1.ip, 80, b"joined", timeout=1) == "OK"
+    assert connect(vm2, vm1.ip, 80, b"left", timeout=1) == "TimeoutError"
+    # nobody left: the rule matches nothing (never "anywhere")
+    fw.sets_changed(ports, members())
+    assert connect(vm3, vm1.ip, 80, b"empty", timeout=1) == "TimeoutError"
+    assert _table_handle(t) == handle
 
 
 def test_application_protocols_detected_from_traffic(topo: tuple[Topology, Path]) -> None:

@@ -18,7 +18,8 @@ from novacron.db.models import (
     Subnet,
 )
 from novacron.network import ipam
-from novacron.network.model import PortSpec, Rule
+from novacron.network.linux.firewall import compile_ruleset
+from novacron.network.model import AddressSet, PortSpec, Rule
 from novacron.network.specs import host_state, port_spec
 from novacron.network.wire import HostState, from_dict, to_dict
 from tests.unit.network_helpers import db, make_network, make_port, make_subnet
@@ -134,6 +135,49 @@ def test_label_and_group_rules_resolve_to_member_addresses(db: Database) -> None
         dbp.port_security = False
         s.flush()
         assert port_spec(s, dbp).rules == ()
+
+
+def test_a_membership_change_rewrites_the_hosts_set_not_its_rules(db: Database) -> None:
+    with db.session() as s:
+        net = make_network(s)
+        subnet = make_subnet(s, net, "10.0.0.0/24")
+        h1 = _host(s, "h1", "192.168.0.1")
+        web = _vm(s, net, subnet.id, h1, "web", {"tier": "web"})
+        dbp = _vm(s, net, subnet.id, h1, "db", {"tier": "db"})
+        batch = _vm(s, net, subnet.id, h1, "batch", {"tier": "batch"})
+        group = _group(s, net, "db")
+        _rule(s, group, protocol="tcp", port_min=5432, port_max=5432, remote_labels={"tier": "web"})
+        s.add(PortSecurityGroup(port_id=dbp.id, group_id=group.id))
+        s.flush()
+
+        before = host_state(s, h1.id)
+        (rule,) = next(p for p in before.ports if p.id == dbp.id).rules
+        assert rule.remote_set and rule.remote_cidrs == ()
+        assert before.address_sets == (AddressSet(rule.remote_set, "IPv4", (_ip(s, web),)),)
+
+        vm = s.get(VM, batch.vm_id)
+        assert vm is not None
+        vm.labels = {"tier": "web"}
+        s.flush()
+        after = host_state(s, h1.id)
+        # the ports (their firewall chains) are the same; only the set's members moved
+        assert after.ports == before.ports
+        assert after.address_sets == (
+            AddressSet(rule.remote_set, "IPv4", tuple(sorted([_ip(s, web), _ip(s, batch)]))),
+        )
+        assert from_dict(HostState, json.loads(json.dumps(to_dict(after)))) == after
+
+        old = compile_ruleset(before.ports, {}, {a.name: a for a in before.address_sets})
+        new = compile_ruleset(after.ports, {}, {a.name: a for a in after.address_sets})
+        batch_ip = _ip(s, batch).split("/")[0]
+        assert new.skeleton == old.skeleton
+        delta = new.delta(old)
+        assert (
+            delta is not None and f"flush set inet novacron {rule.remote_set}" in delta and batch_ip in delta
+        )
+        assert new.delta(new) == ""
+        # a port change is more than the elements: the tables are replaced
+        assert compile_ruleset(after.ports[:1], {}, {}).delta(new) is None
 
 
 def test_host_state_peers_dhcp_and_wire_round_trip(db: Database) -> None:

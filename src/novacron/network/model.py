@@ -6,7 +6,8 @@ bridges, VXLAN, nftables, tc, dnsmasq in namespaces; OVN later; ``fake`` for tes
 match it with ``sync``, which is idempotent and converges (re-applying the same state changes
 nothing; a changed one is applied in place; what the state no longer lists is removed), so the
 agent can simply re-apply after a restart. Security-group and label policies arrive already
-resolved to addresses: the datapath never reads the database.
+resolved to addresses (a remote group or selector as one named ``AddressSet`` per host, which its
+rules refer to): the datapath never reads the database.
 """
 
 from __future__ import annotations
@@ -65,10 +66,11 @@ class FixedIP:
 
 @dataclass(frozen=True)
 class Rule:
-    """One allow (or deny) rule of a port, with its remote side resolved to CIDRs.
+    """One allow (or deny) rule of a port, with its remote side resolved.
 
-    ``remote_cidrs`` empty means anywhere; a rule naming a remote security group or a label
-    selector arrives as the current addresses of its members (``/32`` or ``/128``).
+    A rule naming a remote security group or a label selector arrives with ``remote_set``: the
+    name of the host state's ``AddressSet`` holding its members' current addresses (an empty set
+    matches nothing). Otherwise ``remote_cidrs``; both empty means anywhere.
     """
 
     direction: Direction
@@ -78,9 +80,24 @@ class Rule:
     port_min: int | None = None
     port_max: int | None = None
     remote_cidrs: tuple[str, ...] = ()
+    remote_set: str | None = None
     #: for ``tls``: the server names allowed (exact, or ``*.example.com`` for a suffix)
     sni_allow: tuple[str, ...] = ()
     action: Literal["allow", "deny"] = "allow"
+
+
+@dataclass(frozen=True)
+class AddressSet:
+    """The current addresses of a remote security group or label selector, for one ethertype.
+
+    Every rule naming the group refers to the set by ``name``, so a membership change rewrites the
+    set's elements in place (an nftables named set) and no rule.
+    """
+
+    name: str
+    ethertype: EtherType
+    #: host addresses (``/32`` or ``/128``), sorted
+    cidrs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """Desired network state, resolved from the database into the datapath's specs (``model.py``).
 
 Pure functions over a session: security-group rules naming a remote group or a label selector are
-resolved to the current addresses of the member ports, so the datapath never reads the database,
-and a change of labels, membership or addresses changes the resolved rules.
+resolved to the current addresses of the member ports, so the datapath never reads the database.
+Those addresses travel once per host as a named ``AddressSet`` that the rules refer to: a change of
+labels, membership or addresses changes the set, not the rules (nor the ports' firewall chains).
 
 Where services run: DHCP for a network and a router run on the first host (by name) that is up
 and carries the trait ``network-node``; without one, on the host of the earliest-created bound
@@ -15,6 +16,7 @@ peers of a host on a network are the underlay addresses of the other hosts where
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 from collections import defaultdict
@@ -41,6 +43,7 @@ from novacron.db.models import (
     Subnet,
 )
 from novacron.network.model import (
+    AddressSet,
     FixedIP,
     LoadBalancerLeg,
     NatRule,
@@ -140,8 +143,9 @@ class _Tenant:
             self.rules[rule.group_id].append(rule)
         self._groups_of: dict[str, list[str]] = {}
         self._members: dict[str, list[str]] | None = None
-        self._remote: dict[tuple[str, str, str], tuple[str, ...]] = {}
-        self._resolved: dict[str, Rule | None] = {}
+        self.tenant_id = tenant_id
+        self._remote: dict[tuple[str, str, str], AddressSet] = {}
+        self._resolved: dict[str, Rule] = {}
 
     def groups_of(self, port_id: str) -> list[str]:
         if port_id not in self._groups_of:
@@ -179,36 +183,39 @@ class _Tenant:
             )
         )
 
-    def remote(self, r: SecurityGroupRule) -> tuple[str, ...]:
-        """The current addresses of a rule's remote group or selector (computed once per tenant read)."""
+    def remote_set(self, r: SecurityGroupRule) -> AddressSet:
+        """The set of a rule's remote group or selector: its members' current addresses."""
         key = (r.remote_group_id or "", json.dumps(r.remote_labels, sort_keys=True), r.ethertype)
         if key not in self._remote:
             if r.remote_group_id:
                 ports = self.members(r.remote_group_id)
             else:
                 ports = self.selected(r.remote_labels or {})
-            self._remote[key] = self.addresses(ports, r.ethertype)
+            # named by what it selects (not by its members), so a membership change keeps the name
+            digest = hashlib.sha1(f"{self.tenant_id} {key}".encode()).hexdigest()[:16]
+            name = f"r{digest}_{4 if r.ethertype == 'IPv4' else 6}"
+            self._remote[key] = AddressSet(name, r.ethertype, self.addresses(ports, r.ethertype))  # type: ignore[arg-type]
         return self._remote[key]
 
-    def rule(self, r: SecurityGroupRule) -> Rule | None:
-        """The rule with its remote side resolved; None when that side has no member (matches nothing)."""
-        remote: tuple[str, ...] = ()
-        if r.remote_cidr:
-            remote = (r.remote_cidr,)
-        elif r.remote_group_id or r.remote_labels:
-            remote = self.remote(r)
-            if not remote:
-                return None
+    def rule(self, r: SecurityGroupRule) -> Rule:
+        """The rule with its remote side resolved: a CIDR, or the set of a group's members."""
+        remote_set = None
+        if r.remote_group_id or r.remote_labels:
+            remote_set = self.remote_set(r).name
         return Rule(
             direction=r.direction,  # type: ignore[arg-type]
             ethertype=r.ethertype,  # type: ignore[arg-type]
             protocol=r.protocol,  # type: ignore[arg-type]
             port_min=r.port_min,
             port_max=r.port_max,
-            remote_cidrs=remote,
+            remote_cidrs=(r.remote_cidr,) if r.remote_cidr else (),
+            remote_set=remote_set,
             sni_allow=tuple(r.sni_allow or ()),
             action=r.action,  # type: ignore[arg-type]
         )
+
+    def address_sets(self) -> dict[str, AddressSet]:
+        return {a.name: a for a in self._remote.values()}
 
     def rules_of(self, port_id: str) -> tuple[Rule, ...]:
         out: list[Rule] = []
@@ -218,7 +225,7 @@ class _Tenant:
                 if r.id not in self._resolved:  # a rule resolves the same for every port
                     self._resolved[r.id] = self.rule(r)
                 resolved = self._resolved[r.id]
-                if resolved is not None and resolved not in seen:
+                if resolved not in seen:
                     seen.add(resolved)
                     out.append(resolved)
         return tuple(out)
@@ -271,9 +278,29 @@ class Resolver:
             vnic_type=port.vnic_type,  # type: ignore[arg-type]
         )
 
+    def address_sets(self, ports: list[PortSpec]) -> tuple[AddressSet, ...]:
+        """The sets the rules of ``ports`` refer to, by name."""
+        known: dict[str, AddressSet] = {}
+        for tenant in self._tenants.values():
+            known.update(tenant.address_sets())
+        names = sorted({r.remote_set for p in ports for r in p.rules if r.remote_set})
+        return tuple(known[n] for n in names)
+
 
 def port_spec(session: Session, port: Port) -> PortSpec:
-    return Resolver(session).port(port)
+    """A port's spec with its remote sets written out as addresses (what an operator reads); a rule
+    whose set is empty matches nothing and is left out."""
+    resolver = Resolver(session)
+    spec = resolver.port(port)
+    sets = {a.name: a for a in resolver.address_sets([spec])}
+    rules = [r for r in spec.rules if not r.remote_set or sets[r.remote_set].cidrs]
+    return replace(
+        spec,
+        rules=tuple(
+            replace(r, remote_cidrs=sets[r.remote_set].cidrs, remote_set=None) if r.remote_set else r
+            for r in rules
+        ),
+    )
 
 
 def router_spec(session: Session, router: Router) -> RouterSpec:
@@ -438,6 +465,7 @@ def host_state(
         ports=tuple(ports),
         routers=tuple(routers),
         loadbalancers=lb_legs(session, host_id),
+        address_sets=resolver.address_sets(ports),
     )
 
 

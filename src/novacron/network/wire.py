@@ -13,7 +13,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
-from novacron.network.model import LoadBalancerLeg, NetworkSpec, PortSpec, RouterSpec
+from novacron.network.model import AddressSet, LoadBalancerLeg, NetworkSpec, PortSpec, RouterSpec
 
 T = TypeVar("T")
 
@@ -40,6 +40,8 @@ class HostState:
     routers: tuple[RouterSpec, ...] = ()
     #: load balancers' (or amphorae's) namespaces placed on this host
     loadbalancers: tuple[LoadBalancerLeg, ...] = ()
+    #: the remote groups' and selectors' addresses the ports' rules refer to (``Rule.remote_set``)
+    address_sets: tuple[AddressSet, ...] = ()
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

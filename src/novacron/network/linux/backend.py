@@ -13,19 +13,29 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from novacron.network import wire
 from novacron.network.linux import dhcp, lbns, linkbatch, links, names, router
-from novacron.network.model import LoadBalancerLeg, NetworkBackend, NetworkSpec, PortSpec, RouterSpec
+from novacron.network.model import (
+    AddressSet,
+    LoadBalancerLeg,
+    NetworkBackend,
+    NetworkSpec,
+    PortSpec,
+    RouterSpec,
+)
 
 
 class PortPolicy(Protocol):
-    """Host-wide port policy (firewall, shaping): replaced as a whole for the ports given."""
+    """Host-wide port policy (firewall, shaping): made to match the ports given, as a whole."""
 
-    def apply(self, ports: Sequence[PortSpec]) -> None: ...
+    def apply(self, ports: Sequence[PortSpec], address_sets: Mapping[str, AddressSet]) -> None: ...
+
+    def sets_changed(self, ports: Sequence[PortSpec], address_sets: Mapping[str, AddressSet]) -> None:
+        """Only the remote address sets changed since ``apply`` (the ports are the same)."""
 
     def clear(self) -> None: ...
 
@@ -53,11 +63,15 @@ class LinuxBackend(NetworkBackend):
         self._lock = threading.RLock()
         self._batch = 0
         self._dirty = False
+        self._sets_dirty = False
         self._shared: Any = None
         self._ports_file = self.state_dir / "ports.json"
         #: the device group this backend deletes its ports through (linkbatch.delete)
         self._group = linkbatch.group_of(str(self.state_dir))
         self._ports: dict[str, PortSpec] = self._load_ports()
+        self._sets_file = self.state_dir / "address_sets.json"
+        #: the remote groups' addresses the ports' rules refer to, as the last sync gave them
+        self._sets: dict[str, AddressSet] = self._load_sets()
         #: the load balancers' legs as last ensured, with their network's MTU (``_ensure_legs``)
         self._legs: dict[str, tuple[LoadBalancerLeg, int]] = {}
         #: the networks whose bridges this backend made: what ``release`` may remove
@@ -157,6 +171,10 @@ class LinuxBackend(NetworkBackend):
                 self.ensure_network(hn.network, hn.peers)
             # one dump and two `ip -batch` runs instead of netlink round trips per port (linkbatch.py)
             table = linkbatch.link_table()
+            sets = {a.name: a for a in state.address_sets}
+            if sets != self._sets:
+                self._sets = sets
+                self._sets_dirty = True
             self._sync_ports(state.ports, nets, table)
             dhcp = [hn for hn in state.networks if hn.dhcp]
             for hn in dhcp:
@@ -327,7 +345,7 @@ class LinuxBackend(NetworkBackend):
                     yield
             finally:
                 self._batch -= 1
-                if self._batch == 0 and self._dirty:
+                if self._batch == 0 and (self._dirty or self._sets_dirty):
                     self._flush()
 
     @contextlib.contextmanager
@@ -344,14 +362,19 @@ class LinuxBackend(NetworkBackend):
             self._flush()
 
     def _flush(self) -> None:
-        self._dirty = False
+        ports_changed, self._dirty, self._sets_dirty = self._dirty, False, False
         tmp = self._ports_file.with_suffix(".tmp")
         tmp.write_text(json.dumps([wire.to_dict(p) for p in self._ports.values()]))
         tmp.replace(self._ports_file)
+        tmp = self._sets_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps([wire.to_dict(a) for a in self._sets.values()]))
+        tmp.replace(self._sets_file)
         ports = sorted(self._ports.values(), key=lambda p: p.device)
         for policy in self.policies:
-            if ports:
-                policy.apply(ports)
+            if ports and not ports_changed:  # a membership change alone
+                policy.sets_changed(ports, self._sets)
+            elif ports:
+                policy.apply(ports, self._sets)
             else:  # no port left: no table, qdisc or classifier either
                 policy.clear()
 
@@ -362,3 +385,10 @@ class LinuxBackend(NetworkBackend):
             return {}
         ports = [wire.from_dict(PortSpec, p) for p in raw]
         return {p.id: p for p in ports}
+
+    def _load_sets(self) -> dict[str, AddressSet]:
+        try:
+            raw = json.loads(self._sets_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return {a.name: a for a in (wire.from_dict(AddressSet, x) for x in raw)}

@@ -18,6 +18,11 @@ then only what they allow (plus DHCP and neighbour discovery); ``deny`` rules ar
 allows; ``port_security=False`` passes everything. Application protocols (http/ssh/dns/tls) are
 recognised from the first payload of a flow (see ``_app_chain``); TLS with an SNI allow-list
 sends the ClientHello to the user-space classifier (``classifier.py``) over NFQUEUE.
+
+A rule naming a remote group matches the group's named interval set (``AddressSet``), declared once
+per host. When only the sets' members changed since the last apply, ``Firewall.apply`` rewrites
+those sets' elements in one transaction (``flush set`` + ``add element``) instead of replacing the
+tables: the chains, and the flows they track, are left alone.
 """
 
 from __future__ import annotations
@@ -28,11 +33,12 @@ import ipaddress
 import json
 import shutil
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from novacron.network.linux import nft
-from novacron.network.model import PortSpec, Rule
+from novacron.network.model import AddressSet, PortSpec, Rule
 
 TABLE = "novacron"
 #: packet mark bits 0-13: the index of the port a bridged packet leaves by
@@ -74,13 +80,45 @@ def _ips(port: PortSpec, version: int) -> list[str]:
     return [f.ip for f in port.fixed_ips if ipaddress.ip_address(f.ip).version == version]
 
 
+@dataclass(frozen=True)
+class Ruleset:
+    """A compiled ruleset: the tables with the remote sets declared empty, and the sets' elements."""
+
+    skeleton: str
+    #: remote set name -> its elements as nft writes them ("" for none)
+    elements: dict[str, str] = field(default_factory=dict)
+    #: classifier table: rule id -> allowed server names
+    sni: dict[int, list[str]] = field(default_factory=dict)
+
+    def script(self) -> str:
+        """The nft script replacing both ``novacron`` tables."""
+        return self.skeleton + "".join(_fill(n, e) for n, e in sorted(self.elements.items()) if e)
+
+    def delta(self, before: Ruleset) -> str | None:
+        """The script turning ``before`` into this ruleset by set elements alone ("" for nothing to
+        do), or None when more than the elements differ."""
+        if before.skeleton != self.skeleton or before.elements.keys() != self.elements.keys():
+            return None
+        changed = [n for n, e in sorted(self.elements.items()) if before.elements[n] != e]
+        return "".join(f"flush set inet {TABLE} {n}\n" + _fill(n, self.elements[n]) for n in changed)
+
+
+def _fill(name: str, elements: str) -> str:
+    return f"add element inet {TABLE} {name} {{ {elements} }}\n" if elements else ""
+
+
 class _Compiler:
-    def __init__(self, ports: Sequence[PortSpec], bridges: dict[str, str]) -> None:
+    def __init__(
+        self, ports: Sequence[PortSpec], bridges: dict[str, str], address_sets: Mapping[str, AddressSet]
+    ) -> None:
         if len(ports) > MAX_PORTS:
             raise ValueError(f"at most {MAX_PORTS} ports per host, got {len(ports)}")
         self.ports = sorted(ports, key=lambda p: p.device)
         self.idx = {p.device: i + 1 for i, p in enumerate(self.ports)}
         self.bridges = bridges
+        self.address_sets = address_sets
+        #: the remote sets referred to, with their elements (declared empty in the tables)
+        self.elements: dict[str, str] = {}
         self.sets: list[str] = []
         self.set_names: set[str] = set()
         self.chains: list[str] = []
@@ -222,7 +260,9 @@ class _Compiler:
     def _match(self, r: Rule) -> str | None:
         fam, addr = ("ip", "ip") if r.ethertype == "IPv4" else ("ip6", "ip6")
         m = [f"meta nfproto {'ipv4' if fam == 'ip' else 'ipv6'}"]
-        if r.remote_cidrs:
+        if r.remote_set:
+            m.append(f"{addr} {'saddr' if r.direction == 'ingress' else 'daddr'} @{self._remote_set(r)}")
+        elif r.remote_cidrs:
             nets = [x for x in map(_network, r.remote_cidrs) if (x.version == 4) == (fam == "ip")]
             if not nets:
                 return None  # a remote group with no member of this family matches nothing
@@ -259,6 +299,19 @@ class _Compiler:
             self.sets.append(
                 f"set {name} {{ type {kind}; flags interval; auto-merge; elements = {{ {elems} }} }}"
             )
+        return name
+
+    def _remote_set(self, r: Rule) -> str:
+        """Declare a remote group's set (once); a set the state does not carry is empty."""
+        name = r.remote_set or ""
+        if name not in self.elements:
+            known = self.address_sets.get(name)
+            cidrs = known.cidrs if known and known.ethertype == r.ethertype else ()
+            # host routes written as addresses: an interval set stores them the same, and nft
+            # prints them back without the prefix
+            self.elements[name] = ", ".join(c.split("/")[0] for c in cidrs)
+            kind = "ipv4_addr" if r.ethertype == "IPv4" else "ipv6_addr"
+            self.sets.append(f"set {name} {{ type {kind}; flags interval; auto-merge; }}")
         return name
 
     def _app_start(self, r: Rule) -> str:
@@ -306,40 +359,59 @@ def _masters(netns: str | None, devices: Sequence[str]) -> dict[str, str]:
     return {ln["ifname"]: ln["master"] for ln in links if ln.get("ifname") in wanted and ln.get("master")}
 
 
-def compile_ruleset(ports: Sequence[PortSpec], bridges: dict[str, str]) -> tuple[str, dict[int, list[str]]]:
-    """The nft script replacing both ``novacron`` tables, and the classifier's SNI lists."""
-    c = _Compiler(ports, bridges)
+def compile_ruleset(
+    ports: Sequence[PortSpec], bridges: dict[str, str], address_sets: Mapping[str, AddressSet] | None = None
+) -> Ruleset:
+    """Both ``novacron`` tables for ``ports``, their remote sets' elements, and the SNI lists."""
+    c = _Compiler(ports, bridges, address_sets or {})
     bridge, inet = c.bridge_table(), c.inet_table()
     # each table's delete right before its new body: nft evaluates this order several times faster
     reset = "table {0} {1} {{}}\ndelete table {0} {1}\n"
-    return reset.format("bridge", TABLE) + bridge + "\n" + reset.format("inet", TABLE) + inet + "\n", c.sni
+    skeleton = reset.format("bridge", TABLE) + bridge + "\n" + reset.format("inet", TABLE) + inet + "\n"
+    return Ruleset(skeleton, c.elements, c.sni)
 
 
 class Firewall:
-    """The host's port firewall. ``apply`` replaces the whole ruleset atomically (idempotent)."""
+    """The host's port firewall. ``apply`` makes it exactly the ports' rules, atomically (idempotent):
+    by replacing both tables, or, when only remote sets' members changed, by rewriting those sets."""
 
     def __init__(self, netns: str | None = None, state_dir: Path | None = None) -> None:
         self.netns = netns
         self.state_dir = state_dir or Path("/run/novacron/firewall") / (netns or "host")
+        #: what this process applied last (a restarted agent replaces the tables once)
+        self._applied: Ruleset | None = None
 
-    def apply(self, ports: Sequence[PortSpec]) -> None:
+    def apply(self, ports: Sequence[PortSpec], address_sets: Mapping[str, AddressSet] | None = None) -> None:
         """Make the host's firewall exactly ``ports``' (all of them, every call). Call it after the
         devices are enslaved: each bridge's conntrack zone is read from the devices' masters."""
+        ruleset = compile_ruleset(ports, _masters(self.netns, [p.device for p in ports]), address_sets)
+        delta = ruleset.delta(self._applied) if self._applied is not None else None
+        if delta is not None:
+            if delta:
+                nft.nft_apply(self.netns, delta)
+            self._applied = ruleset
+            return
         # bridged IP packets must traverse the inet hooks (per namespace since Linux 5.3)
         nft.sysctl(self.netns, "net.bridge.bridge-nf-call-iptables", "1")
         nft.sysctl(self.netns, "net.bridge.bridge-nf-call-ip6tables", "1")
-        script, sni = compile_ruleset(ports, _masters(self.netns, [p.device for p in ports]))
         from novacron.network.linux import classifier
 
-        if sni:
-            classifier.ensure(self.netns, self.state_dir, QUEUE_NUM, sni)
-        nft.nft_apply(self.netns, script)
-        if not sni:
+        if ruleset.sni:
+            classifier.ensure(self.netns, self.state_dir, QUEUE_NUM, ruleset.sni)
+        self._applied = None  # unknown until the replacement succeeded
+        nft.nft_apply(self.netns, ruleset.script())
+        self._applied = ruleset
+        if not ruleset.sni:
             classifier.stop(self.netns, self.state_dir)
+
+    def sets_changed(self, ports: Sequence[PortSpec], address_sets: Mapping[str, AddressSet]) -> None:
+        """Only remote groups' members changed: ``apply`` finds that the sets' elements are the delta."""
+        self.apply(ports, address_sets)
 
     def clear(self) -> None:
         from novacron.network.linux import classifier
 
+        self._applied = None
         script = "".join(
             f"table {fam} {TABLE} {{}}\ndelete table {fam} {TABLE}\n" for fam in ("bridge", "inet")
         )

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from novacron.network.linux import nft
-from novacron.network.model import PortSpec
+from novacron.network.model import AddressSet, PortSpec
 
 UP, DOWN = "ncqos-up", "ncqos-dn"
 LINE_RATE = "10gbit"
@@ -128,7 +128,8 @@ class Shaper:
             batch = "".join(f"qdisc del dev {d} clsact\n" for d in devices)
             nft.run(self.netns, ["tc", "-force", "-batch", "-"], stdin=batch, check=False)
 
-    def apply(self, ports: Sequence[PortSpec]) -> None:
+    def apply(self, ports: Sequence[PortSpec], address_sets: Mapping[str, AddressSet] | None = None) -> None:
+        """Shape ``ports`` (the remote address sets play no part in QoS)."""
         shaped = [
             p for p in ports if p.qos and (p.qos.ingress_kbps or p.qos.egress_kbps or p.qos.guaranteed_kbps)
         ]
@@ -146,6 +147,9 @@ class Shaper:
         nft.nft_apply(self.netns, compile_dscp(ports))
         self.state.parent.mkdir(parents=True, exist_ok=True)
         self.state.write_text(json.dumps(sorted(wanted)))
+
+    def sets_changed(self, ports: Sequence[PortSpec], address_sets: Mapping[str, AddressSet]) -> None:
+        """Nothing to do: no shaping depends on remote groups' members."""
 
     def _remove_ifbs(self) -> None:
         for dev in (UP, DOWN):
