@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +25,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from novacron.network.linux import linkbatch  # noqa: E402
 from novacron.network.linux.backend import LinuxBackend  # noqa: E402
 from novacron.network.linux.firewall import compile_ruleset  # noqa: E402
-from novacron.network.model import FixedIP, NetworkSpec, PortSpec, Rule, SubnetSpec  # noqa: E402
+from novacron.network.model import AddressSet, FixedIP, NetworkSpec, PortSpec, Rule, SubnetSpec  # noqa: E402
 from novacron.network.wire import HostNetwork, HostState  # noqa: E402
 
 NS = "ncbench-prog"
@@ -55,6 +56,33 @@ def timed(fn: Callable[..., object], *args: object) -> float:
     return time.perf_counter() - start
 
 
+def membership_change(
+    backend: LinuxBackend, network: HostNetwork, many: tuple[PortSpec, ...]
+) -> tuple[float, float]:
+    """One member in, one out of a group every port's rule names: as the platform sends it (the
+    rule names an ``AddressSet``) and as it was sent before (the rules carry the addresses)."""
+
+    def group(first: int) -> AddressSet:
+        members = many[first : first + 100]
+        return AddressSet("rweb_4", "IPv4", tuple(f"{p.fixed_ips[0].ip}/32" for p in members))
+
+    def state(rule: Callable[[int], Rule], first: int, sets: tuple[AddressSet, ...] = ()) -> HostState:
+        ports = tuple(replace(p, rules=(*p.rules, rule(first))) for p in many)
+        return HostState("h", None, (network,), ports, address_sets=sets)
+
+    def named(_: int) -> Rule:
+        return Rule("ingress", protocol="tcp", port_min=80, remote_set="rweb_4")
+
+    def written_out(first: int) -> Rule:
+        return Rule("ingress", protocol="tcp", port_min=80, remote_cidrs=group(first).cidrs)
+
+    backend.sync(state(named, 0, (group(0),)))
+    as_set = timed(backend.sync, state(named, 1, (group(1),)))
+    backend.sync(state(written_out, 0))
+    inline = timed(backend.sync, state(written_out, 1))
+    return as_set, inline
+
+
 def inside(n: int) -> None:
     """In the bench's namespace: the platform's sync, then the tools' floor on the same devices."""
     net = NetworkSpec("bench-net", "t", 4242, subnets=(SubnetSpec("s", "10.9.0.0/16", None, dhcp=False),))
@@ -64,6 +92,7 @@ def inside(n: int) -> None:
     backend = LinuxBackend.for_host(Path(tempfile.mkdtemp(prefix="ncbp")), "10.77.0.2", scope="bp")
     program = timed(backend.sync, HostState("h", None, (network,), many))
     again = timed(backend.sync, HostState("h", None, (network,), many))
+    as_set, inline = membership_change(backend, network, many)
     remove = timed(backend.sync, HostState("h", None, (network,), ()))
     bridge = "ncbenchbr"
     subprocess.run(["ip", "link", "add", bridge, "type", "bridge"], check=True)
@@ -78,6 +107,10 @@ def inside(n: int) -> None:
     print(f"{n:,} ports on a VXLAN network's bridge, 2 rules each, via LinuxBackend.sync (firewall + QoS):")
     print(
         f"  program: {program:.2f} s ({program / n * 1000:.2f} ms/port); re-apply unchanged: {again:.2f} s;"
+    )
+    print(
+        f"  a remote group of 100 members gains one and loses one (every port has a rule naming it): "
+        f"{as_set:.3f} s as a named set rewritten in place; {inline:.2f} s with the addresses in the rules"
     )
     print(f"  remove all: {remove:.2f} s")
     print("the tools alone, same namespace (the floor):")

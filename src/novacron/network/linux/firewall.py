@@ -87,6 +87,8 @@ class Ruleset:
     skeleton: str
     #: remote set name -> its elements as nft writes them ("" for none)
     elements: dict[str, str] = field(default_factory=dict)
+    #: remote set name -> the ethertype its rules match
+    ethertypes: dict[str, str] = field(default_factory=dict)
     #: classifier table: rule id -> allowed server names
     sni: dict[int, list[str]] = field(default_factory=dict)
 
@@ -101,6 +103,18 @@ class Ruleset:
             return None
         changed = [n for n, e in sorted(self.elements.items()) if before.elements[n] != e]
         return "".join(f"flush set inet {TABLE} {n}\n" + _fill(n, self.elements[n]) for n in changed)
+
+    def with_sets(self, address_sets: Mapping[str, AddressSet]) -> Ruleset:
+        """The same tables with the sets' elements taken from ``address_sets``."""
+        elements = {n: _elements(address_sets.get(n), e) for n, e in self.ethertypes.items()}
+        return Ruleset(self.skeleton, elements, self.ethertypes, self.sni)
+
+
+def _elements(known: AddressSet | None, ethertype: str) -> str:
+    """A set's elements as nft writes them; a set the state does not carry (or of the other
+    family) is empty. Host routes are written as addresses: an interval set stores them the same."""
+    cidrs = known.cidrs if known and known.ethertype == ethertype else ()
+    return ", ".join(c.split("/")[0] for c in cidrs)
 
 
 def _fill(name: str, elements: str) -> str:
@@ -119,6 +133,7 @@ class _Compiler:
         self.address_sets = address_sets
         #: the remote sets referred to, with their elements (declared empty in the tables)
         self.elements: dict[str, str] = {}
+        self.ethertypes: dict[str, str] = {}
         self.sets: list[str] = []
         self.set_names: set[str] = set()
         self.chains: list[str] = []
@@ -305,11 +320,8 @@ class _Compiler:
         """Declare a remote group's set (once); a set the state does not carry is empty."""
         name = r.remote_set or ""
         if name not in self.elements:
-            known = self.address_sets.get(name)
-            cidrs = known.cidrs if known and known.ethertype == r.ethertype else ()
-            # host routes written as addresses: an interval set stores them the same, and nft
-            # prints them back without the prefix
-            self.elements[name] = ", ".join(c.split("/")[0] for c in cidrs)
+            self.elements[name] = _elements(self.address_sets.get(name), r.ethertype)
+            self.ethertypes[name] = r.ethertype
             kind = "ipv4_addr" if r.ethertype == "IPv4" else "ipv6_addr"
             self.sets.append(f"set {name} {{ type {kind}; flags interval; auto-merge; }}")
         return name
@@ -368,7 +380,7 @@ def compile_ruleset(
     # each table's delete right before its new body: nft evaluates this order several times faster
     reset = "table {0} {1} {{}}\ndelete table {0} {1}\n"
     skeleton = reset.format("bridge", TABLE) + bridge + "\n" + reset.format("inet", TABLE) + inet + "\n"
-    return Ruleset(skeleton, c.elements, c.sni)
+    return Ruleset(skeleton, c.elements, c.ethertypes, c.sni)
 
 
 class Firewall:
@@ -405,8 +417,16 @@ class Firewall:
             classifier.stop(self.netns, self.state_dir)
 
     def sets_changed(self, ports: Sequence[PortSpec], address_sets: Mapping[str, AddressSet]) -> None:
-        """Only remote groups' members changed: ``apply`` finds that the sets' elements are the delta."""
-        self.apply(ports, address_sets)
+        """Only remote groups' members changed: rewrite the sets applied last, without compiling the
+        ports' chains again (a first call in this process compiles and applies everything)."""
+        if self._applied is None:
+            self.apply(ports, address_sets)
+            return
+        ruleset = self._applied.with_sets(address_sets)
+        delta = ruleset.delta(self._applied)
+        if delta:
+            nft.nft_apply(self.netns, delta)
+        self._applied = ruleset
 
     def clear(self) -> None:
         from novacron.network.linux import classifier
