@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import random
 import tempfile
 import time
@@ -45,6 +46,7 @@ from novacron.db.models import (
 from novacron.network import ipam
 from novacron.network.specs import Layout, Resolver, host_state, port_spec
 from novacron.network.sync import push
+from novacron.network.wire import to_dict
 
 TIERS = ["web", "app", "db", "cache", "batch"]
 
@@ -189,9 +191,13 @@ def main() -> None:
         n_ports = sum(len(st.ports) for st in states)
         n_rules = sum(len(p.rules) for st in states for p in st.ports)
         cidrs = sum(len(r.remote_cidrs) for st in states for p in st.ports for r in p.rules)
+        in_sets = sum(len(a.cidrs) for st in states for a in st.address_sets)
+        n_sets = sum(len(st.address_sets) for st in states)
+        wire_bytes = sum(len(json.dumps(to_dict(st))) for st in states)
         print(
             f"host_state for all {len(host_ids)} hosts: {all_hosts * 1000:.0f} ms "
-            f"({n_ports} ports, {n_rules} resolved rules, {cidrs} remote addresses); "
+            f"({n_ports} ports, {n_rules} resolved rules, {cidrs} CIDRs in rules, {n_sets} remote sets "
+            f"holding {in_sets} addresses; {wire_bytes / 1e6:.1f} MB as JSON); "
             f"one host alone: {one_host * 1000:.0f} ms"
         )
 
