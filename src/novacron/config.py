@@ -182,6 +182,14 @@ class Settings:
     quota_reconcile_interval_s: float = 600.0
     #: how often reservation windows are opened and closed
     reservation_tick_s: float = 5.0
+    #: webhooks: how often the outbox is filled from the event log and due deliveries are sent
+    webhook_tick_s: float = 1.0
+    #: webhooks: the first retry's delay (doubled per attempt, with full jitter, at most an hour)
+    webhook_retry_base_s: float = 5.0
+    #: webhooks: attempts per delivery before it is failed; failed attempts in a row that pause a
+    #: subscription
+    webhook_max_attempts: int = 8
+    webhook_pause_after: int = 15
     #: how often scaling groups are checked for unhealthy members and a count off their desired
     autoscaling_reconcile_s: float = 15.0
     #: how often scaling groups' policies are evaluated from their metrics
@@ -353,6 +361,10 @@ class Settings:
             currency=_env("CURRENCY", "USD"),
             quota_reconcile_interval_s=float(_env("QUOTA_RECONCILE_INTERVAL_S", "600")),
             reservation_tick_s=float(_env("RESERVATION_TICK_S", "5")),
+            webhook_tick_s=float(_env("WEBHOOK_TICK_S", "1")),
+            webhook_retry_base_s=float(_env("WEBHOOK_RETRY_BASE_S", "5")),
+            webhook_max_attempts=int(_env("WEBHOOK_MAX_ATTEMPTS", "8")),
+            webhook_pause_after=int(_env("WEBHOOK_PAUSE_AFTER", "15")),
             autoscaling_reconcile_s=float(_env("AUTOSCALING_RECONCILE_S", "15")),
             autoscaling_evaluate_s=float(_env("AUTOSCALING_EVALUATE_S", "30")),
             shared_storage_dir=(

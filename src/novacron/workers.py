@@ -94,6 +94,10 @@ class BackgroundWorkers:
 
         quota = QuotaController(ctx)
         self.controllers.append(Controller.of_loop(QUOTA_CONTROLLER, quota.loop))
+        from novacron.webhooks.dispatch import WEBHOOK_CONTROLLER, WebhookDispatcher
+
+        webhooks = WebhookDispatcher(ctx)
+        self.controllers.append(Controller.of_loop(WEBHOOK_CONTROLLER, webhooks.loop))
         from novacron.monitoring.slo.runner import PROBE_CONTROLLER, ProbeRunner
 
         probes = ProbeRunner(ctx)

@@ -81,6 +81,7 @@ AREA_ROUTERS = (
     "loadbalancer_l7",
     "scaling_groups",
     "scaling_policies",
+    "webhooks",
 )
 
 

@@ -51,6 +51,7 @@ from novacron.db.models import (
     Tenant,
     Volume,
     VolumeSnapshot,
+    WebhookSubscription,
 )
 from novacron.errors import Ambiguous, DomainError, InvalidInput, NotFound, on_field
 from novacron.identity.principal import Principal
@@ -100,6 +101,7 @@ KINDS: dict[type[Any], Kind] = {
     Task: Kind("task", "task_id", "/v1/tasks"),
     AlertRule: Kind("alert rule", "rule_id", "/v1/alert-rules"),
     AlertReceiver: Kind("alert receiver", "receiver_id", "/v1/alert-receivers"),
+    WebhookSubscription: Kind("webhook", "webhook_id", "/v1/webhooks"),
     Probe: Kind("probe", "probe_id", "/v1/probes"),
     SLO: Kind("SLO", "slo_id", "/v1/slos"),
     Dashboard: Kind("dashboard", "dashboard_id", "/v1/dashboards"),

@@ -78,6 +78,9 @@ TENANT_ADMIN = MEMBER | {
     "budget:override",
     # where alerts are sent (webhooks leave the platform with the tenant's alert data)
     "alert-receiver:write",
+    # event subscriptions: the tenant's events leave the platform, signed, to its URLs
+    "webhook:read",
+    "webhook:write",
 }
 ADMIN = TENANT_ADMIN | {
     "tenant:write",

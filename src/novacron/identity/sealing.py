@@ -1,9 +1,9 @@
 """Every secret the database holds, sealed; and KEK rotation, which re-wraps them all.
 
 The sealed places (:data:`PLACES`): JWT signing private keys, the platform CA key, backup-target
-credentials, the keys handed to an agent with a pending host operation, alert webhooks' and scaling
-groups' lifecycle hooks' signing secrets and URLs, load balancers' certificate keys and ACME
-account keys. ``seal_clear_rows`` seals whatever an older version stored in clear (start-up and
+credentials, the keys handed to an agent with a pending host operation, alert webhooks', scaling
+groups' lifecycle hooks' and webhook subscriptions' signing secrets and URLs, load balancers'
+certificate keys and ACME account keys. ``seal_clear_rows`` seals whatever an older version stored in clear (start-up and
 migration 0014 run it), then scrubs SQLite's free pages and WAL so the clear copies do not linger
 in the file.
 
@@ -37,6 +37,7 @@ from novacron.db.models import (
     ScalingLifecycleHook,
     SigningKey,
     Task,
+    WebhookSubscription,
 )
 from novacron.identity.encryption import EncryptionService, is_sealed, scrub
 from novacron.identity.keys import private_pem_aad
@@ -215,6 +216,20 @@ def _sealed_values(s: Session) -> Iterator[tuple[str, str, Put]]:
     yield from _sealed_settings(s)
     yield from _sealed_urls(s)
     yield from _sealed_alert_secrets(s)
+    yield from _sealed_webhooks(s)
+
+
+def _sealed_webhooks(s: Session) -> Iterator[tuple[str, str, Put]]:
+    """Webhook subscriptions' URLs and signing secrets (a list: several during a rotation)."""
+    from novacron.webhooks.service import secret_aad, url_aad
+
+    for sub in s.scalars(select(WebhookSubscription)):
+        if is_sealed(value := sub.url):
+            yield value, url_aad(sub.id), _set_attr(sub, "url")
+        for n, entry in enumerate(sub.secrets or []):
+            secret = entry.get("secret")
+            if isinstance(secret, str) and is_sealed(secret):
+                yield secret, secret_aad(sub.id), _set_field(sub, "secrets", (n, "secret"))
 
 
 def _sealed_alert_secrets(s: Session) -> Iterator[tuple[str, str, Put]]:

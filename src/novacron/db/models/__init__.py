@@ -66,6 +66,7 @@ from novacron.db.models.slo import SLO, Probe, ProbeResult
 from novacron.db.models.traces import TraceSpan
 from novacron.db.models.vm_snapshots import VmSnapshot
 from novacron.db.models.volumes import Volume, VolumeSnapshot
+from novacron.db.models.webhooks import WebhookDelivery, WebhookSubscription
 
 __all__ = [
     "ApiKey",
@@ -146,4 +147,6 @@ __all__ = [
     "TraceSpan",
     "Tenant",
     "User",
+    "WebhookDelivery",
+    "WebhookSubscription",
 ]

@@ -1,0 +1,1 @@
+"""Webhooks: tenants subscribe URLs to event types; the platform delivers each event, signed."""
