@@ -357,16 +357,8 @@ class Settings:
             host_down_after_s=float(_env("HOST_DOWN_AFTER_S", "15")),
             ha_lease_s=float(_env("HA_LEASE_S", "20")),
             ha_fence_margin_s=float(_env("HA_FENCE_MARGIN_S", "5")),
-            metering_interval_s=float(_env("METERING_INTERVAL_S", "3600")),
             currency=_env("CURRENCY", "USD"),
-            quota_reconcile_interval_s=float(_env("QUOTA_RECONCILE_INTERVAL_S", "600")),
-            reservation_tick_s=float(_env("RESERVATION_TICK_S", "5")),
-            webhook_tick_s=float(_env("WEBHOOK_TICK_S", "1")),
-            webhook_retry_base_s=float(_env("WEBHOOK_RETRY_BASE_S", "5")),
-            webhook_max_attempts=int(_env("WEBHOOK_MAX_ATTEMPTS", "8")),
-            webhook_pause_after=int(_env("WEBHOOK_PAUSE_AFTER", "15")),
-            autoscaling_reconcile_s=float(_env("AUTOSCALING_RECONCILE_S", "15")),
-            autoscaling_evaluate_s=float(_env("AUTOSCALING_EVALUATE_S", "30")),
+            **_controller_env(),
             shared_storage_dir=(
                 Path(_env("SHARED_STORAGE_DIR", "")).resolve() if _env("SHARED_STORAGE_DIR", "") else None
             ),
@@ -415,3 +407,18 @@ class Settings:
                 )
             ),
         )
+
+
+def _controller_env() -> dict[str, Any]:
+    """The background controllers' intervals (quota, autoscaling, the webhook dispatcher)."""
+    return {
+        "metering_interval_s": float(_env("METERING_INTERVAL_S", "3600")),
+        "quota_reconcile_interval_s": float(_env("QUOTA_RECONCILE_INTERVAL_S", "600")),
+        "reservation_tick_s": float(_env("RESERVATION_TICK_S", "5")),
+        "autoscaling_reconcile_s": float(_env("AUTOSCALING_RECONCILE_S", "15")),
+        "autoscaling_evaluate_s": float(_env("AUTOSCALING_EVALUATE_S", "30")),
+        "webhook_tick_s": float(_env("WEBHOOK_TICK_S", "1")),
+        "webhook_retry_base_s": float(_env("WEBHOOK_RETRY_BASE_S", "5")),
+        "webhook_max_attempts": int(_env("WEBHOOK_MAX_ATTEMPTS", "8")),
+        "webhook_pause_after": int(_env("WEBHOOK_PAUSE_AFTER", "15")),
+    }
