@@ -163,6 +163,7 @@ def _register() -> None:
         vm,
         vm_snapshot,  # noqa: F401 (registers its commands on the vm sub-app)
         volume,
+        webhook,
     )
 
     app.add_typer(vm.app, name="vm", help="Virtual machines: create, power actions, console, logs, metrics.")
@@ -206,6 +207,7 @@ def _register() -> None:
     )
     app.add_typer(kek.app, name="kek", help="Key-encryption keys: list, rotate (admins).")
     app.add_typer(apikey.app, name="api-key", help="API keys: scoped, expiring tokens for scripts and CI.")
+    app.add_typer(webhook.app, name="webhook", help="Webhooks: signed event deliveries to your URLs.")
     app.add_typer(
         scaling.app, name="scaling-group", help="Scaling groups: desired count, members, activities."
     )
