@@ -2,7 +2,8 @@
 its own network namespace behind a veth, which a test opens with NOVACRON_EGRESS_ALLOW.
 
 The origin serves files, ``/redirect?to=URL`` (302), ``/host`` (echoes the Host header), records
-every POST under ``posts/`` of its directory (a webhook receiver), and on
+every POST under ``posts/`` of its directory (a webhook receiver, answering 204, or the status
+written in the directory's ``status`` file), and on
 ``port + 1`` a TCP listener that accepts and closes without a byte (an open port that does not
 serve HTTP). ``python -m tests.integration.egresslab serve IP PORT DIR`` runs it inside the namespace.
 """
@@ -60,8 +61,15 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         tmp = posts / f".{time.monotonic_ns()}.tmp"
         tmp.write_text(json.dumps(record))
         tmp.rename(posts / f"{time.monotonic_ns()}.json")
-        self.send_response(204)
+        # a test makes the receiver fail by writing the status it should answer into ``status``
+        status = Path(self.directory) / "status"
+        code = int(status.read_text()) if status.exists() else 204
+        body = b"" if code == 204 else f"answered {code} as told".encode()
+        self.send_response(code)
+        if body:
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        self.wfile.write(body)
 
     def log_message(self, *args: object) -> None:
         pass
