@@ -89,3 +89,40 @@ def test_webhook_urls_stored_in_clear_before_are_sealed_at_start_and_rotated(tmp
             sealed = stored[0]["hooks"][0]["url"]
             assert enc.kek_of(sealed) == report.new_kek
             assert enc.open_text(sealed, hook_url_aad("drb-1")) == url
+
+
+def test_webhook_subscriptions_url_and_every_live_secret_are_rotated(tmp_path: Path) -> None:
+    """A subscription's sealed URL and each of its signing secrets (two during a secret rotation)
+    are re-wrapped by a KEK rotation, the old KEK retired, and still open to the same values."""
+    from novacron.db.models import Tenant, WebhookSubscription
+    from novacron.webhooks.service import secret_aad, url_aad
+
+    settings = Settings(state_dir=tmp_path, database_url=f"sqlite:///{tmp_path}/novacron.db")
+    db = Database(settings.database_url)
+    upgrade(db)
+    enc = encryption_for(settings)
+    url, secrets = (
+        "https://hooks.example.com/in?token=" + "t0k3n" * 4,
+        ["whsec_" + "A" * 32, "whsec_" + "B" * 32],
+    )
+    sealed = [{"secret": enc.seal_text(x, secret_aad("whk-1")), "expires_at": None} for x in secrets]
+    with db.session() as s:
+        s.add(Tenant(id="t-1", name="t1"))
+        s.flush()
+        s.add(
+            WebhookSubscription(
+                id="whk-1", tenant_id="t-1", name="h", url=enc.seal_text(url, url_aad("whk-1")),
+                url_shown="https://hooks.example.com/in?***", event_types=["*"], resource_types=[],
+                secrets=sealed,
+            )
+        )  # fmt: skip
+    assert b"t0k3n" not in (tmp_path / "novacron.db").read_bytes()
+    old = enc.keys.current_id
+    report = sealing.rotate(settings, db)
+    assert report.rewrapped == 3 and report.retired == [old]
+    with db.read_session() as s:
+        sub = s.get(WebhookSubscription, "whk-1")
+        assert sub is not None
+        assert enc.open_text(sub.url, url_aad("whk-1")) == url
+        assert [enc.open_text(x["secret"], secret_aad("whk-1")) for x in sub.secrets] == secrets
+        assert {enc.kek_of(x["secret"]) for x in sub.secrets} == {report.new_kek}
