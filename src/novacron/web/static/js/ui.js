@@ -140,8 +140,9 @@ export function table(columns, rows, { caption, empty = 'Nothing here yet.', row
   const trs = rows.map((r) => {
     const tr = h('tr', rowAttrs ? rowAttrs(r) : {}, columns.map((c) => h('td', { 'data-label': c.label }, c.cell(r))));
     const id = copyId ? copyId(r) : null;
-    if (id && tr.cells.length) {
-      const td = tr.cells[0];
+    const at = Math.max(0, columns.findIndex((c) => !c.head)); // not in a selection column
+    if (id && tr.cells.length > at) {
+      const td = tr.cells[at];
       td.append(h('span', { class: 'with-copy' }, ...td.childNodes, copyButton(id)));
     }
     return { r, tr };
