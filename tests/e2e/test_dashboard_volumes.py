@@ -209,6 +209,15 @@ BOOT_S = 240_000
 ROWS = "names => [...document.querySelectorAll('tr[data-vm]')].map(r => r.dataset.vm)"
 
 
+def _booted(api: Any, vm_id: str) -> None:
+    """Wait for the guest's boot marker: a power button pressed before its acpid runs is lost, and
+    the stop would wait out its 60 s before forcing."""
+    deadline = time.monotonic() + BOOT_S / 1000
+    while "NOVACRON-GUEST-UP" not in api.get(f"/v1/vms/{vm_id}/console-log").text:
+        assert time.monotonic() < deadline, f"{vm_id} never booted"
+        time.sleep(0.5)
+
+
 def _menu(page: Any, vm: str) -> set[str]:
     """The actions a VM's row menu offers (opened, read, closed again)."""
     page.click(f"tr[data-vm={vm}] details.row-menu summary")
@@ -275,6 +284,7 @@ def test_vm_list_api_order_row_menus_and_bulk_actions(cluster: Cluster, browser:
             assert _menu(page, "aaa-bulk") == {"stop", "reboot", "console", "snapshot", "delete"}
 
             for n in ids:
+                _booted(api, ids[n])
                 page.check(f"tr[data-vm={n}] input.select")
             assert page.inner_text(".bulk-bar > span") == "2 selected"
             page.click(".bulk-bar button[data-bulk=stop]")

@@ -63,39 +63,36 @@ async function snapshotDialog(vm) {
 }
 
 /**
- * The selection and bulk actions of the list. `getVms()` is the rows loaded now. Returns
- * {bar, results, checkbox(vm), headBox(), ops, prune()} for the page to place.
+ * The card listing a bulk action's VMs: each one's answer, then its task's progress and outcome
+ * (re-read on task events). {element, start(title), run(vms, label, send)}.
  */
-export function bulkActions(ctx, getVms) {
-  const { can } = ctx;
-  const selected = new Set();
-  const results = h('section', { class: 'card bulk-results', 'aria-label': 'Bulk results', 'data-testid': 'bulk-results', hidden: true });
-  const count = h('span', { class: 'muted', 'aria-live': 'polite' }, 'None selected');
-  const buttons = [];
-  const bar = h('div', { class: 'bulk-bar', role: 'group', 'aria-label': 'Bulk actions' }, count);
-  const tasks = new Map(); // task id -> its result line's status cell
-
-  const chosen = () => getVms().filter((v) => selected.has(v.id));
-  const update = () => {
-    const n = chosen().length;
-    count.textContent = n ? `${n} selected` : 'None selected';
-    for (const b of buttons) b.disabled = !n;
-    const head = document.getElementById('vm-select-all');
-    if (head) {
-      const rows = getVms();
-      head.checked = n > 0 && n === rows.length;
-      head.indeterminate = n > 0 && n < rows.length;
-    }
+function resultList(ctx) {
+  const element = h('section', { class: 'card bulk-results', 'aria-label': 'Bulk results', 'data-testid': 'bulk-results', hidden: true });
+  const tasks = new Map(); // task id -> its result line's status element
+  const followTask = async (id) => {
+    const status = tasks.get(id);
+    if (!status) return;
+    try {
+      const t = await get(`/v1/tasks/${id}`);
+      const done = !['pending', 'running'].includes(t.state);
+      clear(status, done ? `${t.kind}: ${t.state}${t.error ? ` (${t.error})` : ''}` : progress(`${t.kind}: ${t.current_step || t.state}`, t.progress));
+      status.dataset.state = t.state;
+      status.classList.toggle('bad', t.state === 'failed');
+      if (done) tasks.delete(id);
+    } catch { /* the next event reads it again */ }
   };
+  // the few tasks started here are read again on any task event (throttled)
+  ctx.onCleanup(subscribe(['task.*'], throttle(() => { for (const t of [...tasks.keys()]) followTask(t); }, 300)));
 
-  const line = (vm) => {
-    const status = h('span', { class: 'status' }, 'waiting');
-    results.querySelector('ul').append(h('li', { 'data-vm': vm.name }, h('strong', {}, vm.name), ': ', status));
-    return status;
-  };
   const start = (title) => {
-    results.hidden = false;
-    clear(results, h('h2', {}, title), h('ul', {}));
+    element.hidden = false;
+    tasks.clear();
+    clear(element, h('h2', {}, title), h('ul', {}));
+  };
+  const line = (vm) => {
+    const status = h('div', { class: 'status' }, 'waiting');
+    element.querySelector('ul').append(h('li', { 'data-vm': vm.name }, h('strong', {}, vm.name), ': ', status));
+    return status;
   };
   const run = async (vms, label, send) => {
     const lines = new Map(vms.map((v) => [v.id, line(v)]));
@@ -116,20 +113,33 @@ export function bulkActions(ctx, getVms) {
     };
     await Promise.all(Array.from({ length: Math.min(PARALLEL, vms.length) }, worker));
   };
-  const followTask = async (id) => {
-    const status = tasks.get(id);
-    if (!status) return;
-    try {
-      const t = await get(`/v1/tasks/${id}`);
-      const done = !['pending', 'running'].includes(t.state);
-      clear(status, done ? `${t.kind}: ${t.state}${t.error ? ` (${t.error})` : ''}` : progress(`${t.kind}: ${t.current_step || t.state}`, t.progress));
-      status.dataset.state = t.state;
-      status.classList.toggle('bad', t.state === 'failed');
-      if (done) tasks.delete(id);
-    } catch { /* the next event reads it again */ }
+  return { element, start, run };
+}
+
+/**
+ * The selection and bulk actions of the list. `getVms()` is the rows loaded now. Returns
+ * {bar, results, checkbox(vm), headBox(), ops, prune()} for the page to place.
+ */
+export function bulkActions(ctx, getVms) {
+  const { can } = ctx;
+  const selected = new Set();
+  const { element: results, start, run } = resultList(ctx);
+  const count = h('span', { class: 'muted', 'aria-live': 'polite' }, 'None selected');
+  const buttons = [];
+  const bar = h('div', { class: 'bulk-bar', role: 'group', 'aria-label': 'Bulk actions' }, count);
+
+  const chosen = () => getVms().filter((v) => selected.has(v.id));
+  const update = () => {
+    const n = chosen().length;
+    count.textContent = n ? `${n} selected` : 'None selected';
+    for (const b of buttons) b.disabled = !n;
+    const head = document.getElementById('vm-select-all');
+    if (head) {
+      const rows = getVms();
+      head.checked = n > 0 && n === rows.length;
+      head.indeterminate = n > 0 && n < rows.length;
+    }
   };
-  // the few tasks started here are read again on any task event (throttled)
-  ctx.onCleanup(subscribe(['task.*'], throttle(() => { for (const t of [...tasks.keys()]) followTask(t); }, 300)));
 
   const ops = {
     bulk: async (a, vms) => {

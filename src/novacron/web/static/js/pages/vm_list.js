@@ -36,6 +36,23 @@ function pageSize(query) {
   return Number.isInteger(n) && n >= 1 && n <= 500 ? n : 50;
 }
 
+/** The list's columns: the selection, the API-sortable ones (sortField), names for ids, the menu. */
+function columns(bulk, named, hosts, can) {
+  return [
+    { label: 'Select', head: bulk.headBox(), cell: (v) => bulk.checkbox(v) },
+    { label: 'Name', sortField: 'name', cell: (v) => link(`#/vms/${v.id}`, v.name) },
+    { label: 'State', sortField: 'state', cell: (v) => badge(v.state, v.task_state) },
+    { label: 'IP', cell: ipCell },
+    { label: 'Image', cell: (v) => (v.image_id ? named.images[v.image_id] || v.image_id.slice(0, 12) : 'boot volume') },
+    { label: 'Project', cell: (v) => named.projects[v.project_id] || v.project_id.slice(0, 12) },
+    { label: 'Size', cell: (v) => `${v.vcpus} vCPU · ${fmtMB(v.ram_mb)} · ${fmtGiB(v.disk_gb)}` },
+    { label: 'Host', cell: (v) => (v.host_id ? hosts[v.host_id] || v.host_id.slice(0, 8) : '–') },
+    { label: 'HA', cell: (v) => (v.ha ? `yes (${v.ha_priority})` : 'no') },
+    { label: 'Created', sortField: 'created_at', cell: (v) => timeEl(v.created_at) },
+    { label: 'Actions', cell: (v) => rowMenu(v, can, bulk.ops) },
+  ];
+}
+
 registerPage({
   path: '/vms',
   title: 'Virtual machines',
@@ -73,27 +90,14 @@ registerPage({
     for (const [id, name] of Object.entries(hosts).sort((a, b) => a[1].localeCompare(b[1]))) {
       hostSel.append(h('option', { value: id, selected: query.get('host') === id }, name));
     }
-    const ops = bulk.ops;
-    const columns = [
-      { label: 'Select', head: bulk.headBox(), cell: (v) => bulk.checkbox(v) },
-      { label: 'Name', sortField: 'name', cell: (v) => link(`#/vms/${v.id}`, v.name) },
-      { label: 'State', sortField: 'state', cell: (v) => badge(v.state, v.task_state) },
-      { label: 'IP', cell: ipCell },
-      { label: 'Image', cell: (v) => (v.image_id ? named.images[v.image_id] || v.image_id.slice(0, 12) : 'boot volume') },
-      { label: 'Project', cell: (v) => named.projects[v.project_id] || v.project_id.slice(0, 12) },
-      { label: 'Size', cell: (v) => `${v.vcpus} vCPU · ${fmtMB(v.ram_mb)} · ${fmtGiB(v.disk_gb)}` },
-      { label: 'Host', cell: (v) => (v.host_id ? hosts[v.host_id] || v.host_id.slice(0, 8) : '–') },
-      { label: 'HA', cell: (v) => (v.ha ? `yes (${v.ha_priority})` : 'no') },
-      { label: 'Created', sortField: 'created_at', cell: (v) => timeEl(v.created_at) },
-      { label: 'Actions', cell: (v) => rowMenu(v, can, ops) },
-    ];
+    const cols = columns(bulk, named, hosts, can);
     const draw = () => {
       const q = search.value.trim().toLowerCase();
       const rows = vms.filter((v) => !q || v.name.includes(q) || v.id.startsWith(q));
       const more = next ? h('button', { type: 'button', id: 'vm-more', onclick: () => { pages += 1; load(); } }, 'Load more') : null;
       clear(results,
         h('p', { class: 'muted', 'data-testid': 'vm-count' }, `${rows.length} of ${vms.length} loaded shown${next ? ' · more in the API' : ''}`),
-        table(columns, rows, {
+        table(cols, rows, {
           caption: 'Virtual machines', empty: vms.length ? 'No VM matches.' : 'No VMs yet.', rowAttrs: (v) => ({ 'data-vm': v.name }),
           serverSort: { current: sort, onSort: (s) => { sort = s; pages = 1; sync(); load(); } },
         }),
