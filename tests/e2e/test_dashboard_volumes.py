@@ -271,6 +271,11 @@ def test_vm_list_api_order_row_menus_and_bulk_actions(cluster: Cluster, browser:
             page.wait_for_function("() => document.querySelectorAll('tr[data-vm]').length === 2")
             assert page.evaluate(ROWS) == api_order("-name", 2)
             assert "sort=-name" in page.url and "limit=1" in page.url
+            size = "th:has(button:text-is('Size'))"
+            page.click(f"{size} button")
+            page.wait_for_selector(f"{size}[aria-sort=ascending]")
+            page.wait_for_function("() => document.querySelectorAll('tr[data-vm]').length === 1")
+            assert page.evaluate(ROWS) == api_order("ram_mb", 1)
 
             b.go("/vms")
             row = "tr[data-vm=aaa-bulk]"

@@ -12,7 +12,7 @@ import { bulkActions, rowMenu } from './vm_bulk.js';
 
 const STATES = ['building', 'running', 'stopped', 'paused', 'migrating', 'error', 'host_down'];
 // the API's sort fields for this list (compute/vms.py LIST_SORTS)
-const SORTS = ['name', 'state', 'created_at', 'updated_at'];
+const SORTS = ['name', 'state', 'created_at', 'updated_at', 'vcpus', 'ram_mb'];
 const SIZES = [25, 50, 100, 200];
 
 function field(id, label, control, hint) {
@@ -45,7 +45,7 @@ function columns(bulk, named, hosts, can) {
     { label: 'IP', cell: ipCell },
     { label: 'Image', cell: (v) => (v.image_id ? named.images[v.image_id] || v.image_id.slice(0, 12) : 'boot volume') },
     { label: 'Project', cell: (v) => named.projects[v.project_id] || v.project_id.slice(0, 12) },
-    { label: 'Size', cell: (v) => `${v.vcpus} vCPU · ${fmtMB(v.ram_mb)} · ${fmtGiB(v.disk_gb)}` },
+    { label: 'Size', sortField: 'ram_mb', cell: (v) => `${v.vcpus} vCPU · ${fmtMB(v.ram_mb)} · ${fmtGiB(v.disk_gb)}` },
     { label: 'Host', cell: (v) => (v.host_id ? hosts[v.host_id] || v.host_id.slice(0, 8) : '–') },
     { label: 'HA', cell: (v) => (v.ha ? `yes (${v.ha_priority})` : 'no') },
     { label: 'Created', sortField: 'created_at', cell: (v) => timeEl(v.created_at) },
