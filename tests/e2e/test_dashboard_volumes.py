@@ -359,6 +359,8 @@ def test_keyboard_shortcuts_and_a_boot_volume_in_the_create_form(cluster: Cluste
         page.keyboard.type("?")
         page.wait_for_selector("dialog#shortcut-help")
         assert "Go to Networks" in page.inner_text("dialog#shortcut-help")
+        problems = page_problems(b, "/vms/new", "shortcut-help", "desktop", "light")
+        assert problems == [], problems
         page.keyboard.press("Escape")
         page.wait_for_selector("dialog#shortcut-help", state="detached")
 
