@@ -15,10 +15,14 @@ const GO = [
 ];
 const PREFIX_MS = 1500;
 
+// inputs nobody types text into: a focused checkbox (a row just selected) leaves the shortcuts on
+const NOT_TEXT = new Set(['checkbox', 'radio', 'button', 'submit', 'reset', 'range', 'color', 'file', 'image']);
+
 function typing(t) {
   if (!(t instanceof Element)) return false;
-  // the consoles take every key (xterm's textarea is caught above; noVNC listens on its canvas)
-  return t.isContentEditable || ['INPUT', 'TEXTAREA', 'SELECT'].includes(t.tagName) || !!t.closest('.xterm, canvas');
+  if (t.tagName === 'INPUT') return !NOT_TEXT.has(t.type);
+  // the consoles take every key (xterm's is a textarea; noVNC listens on its canvas)
+  return t.isContentEditable || ['TEXTAREA', 'SELECT'].includes(t.tagName) || !!t.closest('.xterm, canvas');
 }
 
 /** "c": the page's create control, or the first field of its "New ..." form. */
