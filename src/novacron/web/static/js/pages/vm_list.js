@@ -1,6 +1,7 @@
 // The VM list: filters, the API's order (a header asks GET /v1/vms?sort=, so the order is over all
 // VMs, not the rows loaded), pages of a chosen size with "Load more", image and project by name,
-// the selection with bulk actions and each row's action menu (vm_bulk.js).
+// live usage (guest CPU and memory), the selection with bulk actions and each row's action menu
+// (vm_bulk.js).
 
 import { get, listAll } from '../api.js';
 import { subscribe } from '../live.js';
@@ -9,11 +10,37 @@ import { h, clear, badge, link, pageHead, table, fmtMB, timeEl, throttle, fmtGiB
 import { hostNames } from './common.js';
 import { ipCell } from './guest_info.js';
 import { bulkActions, rowMenu } from './vm_bulk.js';
+import { fmtUnit } from './metric_chart.js';
+import { OVERVIEW_QUERIES } from './monitoring_overview.js';
 
 const STATES = ['building', 'running', 'stopped', 'paused', 'migrating', 'error', 'host_down'];
 // the API's sort fields for this list (compute/vms.py LIST_SORTS)
 const SORTS = ['name', 'state', 'created_at', 'updated_at', 'vcpus', 'ram_mb'];
 const SIZES = [25, 50, 100, 200];
+const USAGE_MS = 10_000;
+
+/**
+ * Live usage: guest CPU (cores) and guest memory used of every VM, from the monitoring overview's
+ * PromQL (GET /v1/metrics/query, tenant-scoped by the API), re-read every 10 s and written into the
+ * rows' Usage cells in place (no redraw: an open menu or a focused box stays). '–' without data.
+ */
+function liveUsage(ctx, main) {
+  const values = [{}, {}];
+  const text = (id) => (id in values[0] || id in values[1]
+    ? `${fmtUnit('cores', values[0][id])} · ${fmtUnit('bytes', values[1][id])}` : '–');
+  const paint = () => { for (const el of main.querySelectorAll('[data-usage]')) el.textContent = text(el.dataset.usage); };
+  const read = async () => {
+    const answers = await Promise.all(OVERVIEW_QUERIES.slice(0, 2).map(([, , q]) => get(`/v1/metrics/query?${new URLSearchParams({ query: q })}`)));
+    answers.forEach((a, i) => { values[i] = Object.fromEntries(a.data.result.map((r) => [r.metric.vm_id, Number(r.value[1])])); });
+    paint();
+  };
+  if (ctx.can('metrics:read')) {
+    read().catch(() => {});
+    const timer = setInterval(() => read().catch(() => {}), USAGE_MS);
+    ctx.onCleanup(() => clearInterval(timer));
+  }
+  return (vm) => h('span', { 'data-usage': vm.id }, text(vm.id));
+}
 
 function field(id, label, control, hint) {
   return h('div', { class: 'field' }, h('label', { for: id }, label), control,
@@ -37,7 +64,7 @@ function pageSize(query) {
 }
 
 /** The list's columns: the selection, the API-sortable ones (sortField), names for ids, the menu. */
-function columns(bulk, named, hosts, can) {
+function columns(bulk, named, hosts, can, usage) {
   return [
     { label: 'Select', head: bulk.headBox(), cell: (v) => bulk.checkbox(v) },
     { label: 'Name', sortField: 'name', cell: (v) => link(`#/vms/${v.id}`, v.name) },
@@ -45,6 +72,7 @@ function columns(bulk, named, hosts, can) {
     { label: 'IP', cell: ipCell },
     { label: 'Image', cell: (v) => (v.image_id ? named.images[v.image_id] || v.image_id.slice(0, 12) : 'boot volume') },
     { label: 'Project', cell: (v) => named.projects[v.project_id] || v.project_id.slice(0, 12) },
+    { label: 'Usage', cell: usage },
     { label: 'Size', sortField: 'ram_mb', cell: (v) => `${v.vcpus} vCPU · ${fmtMB(v.ram_mb)} · ${fmtGiB(v.disk_gb)}` },
     { label: 'Host', cell: (v) => (v.host_id ? hosts[v.host_id] || v.host_id.slice(0, 8) : '–') },
     { label: 'HA', cell: (v) => (v.ha ? `yes (${v.ha_priority})` : 'no') },
@@ -90,7 +118,7 @@ registerPage({
     for (const [id, name] of Object.entries(hosts).sort((a, b) => a[1].localeCompare(b[1]))) {
       hostSel.append(h('option', { value: id, selected: query.get('host') === id }, name));
     }
-    const cols = columns(bulk, named, hosts, can);
+    const cols = columns(bulk, named, hosts, can, liveUsage(ctx, main));
     const draw = () => {
       const q = search.value.trim().toLowerCase();
       const rows = vms.filter((v) => !q || v.name.includes(q) || v.id.startsWith(q));
