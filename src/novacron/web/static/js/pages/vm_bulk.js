@@ -133,11 +133,13 @@ export function bulkActions(ctx, getVms) {
     const n = chosen().length;
     count.textContent = n ? `${n} selected` : 'None selected';
     for (const b of buttons) b.disabled = !n;
+    // the head box speaks for the rows shown (a search may hide some of those loaded)
     const head = document.getElementById('vm-select-all');
+    const boxes = [...document.querySelectorAll('input.select[data-id]')];
     if (head) {
-      const rows = getVms();
-      head.checked = n > 0 && n === rows.length;
-      head.indeterminate = n > 0 && n < rows.length;
+      const on = boxes.filter((b) => selected.has(b.dataset.id)).length;
+      head.checked = on > 0 && on === boxes.length;
+      head.indeterminate = on > 0 && on < boxes.length;
     }
   };
 
@@ -166,14 +168,16 @@ export function bulkActions(ctx, getVms) {
   bar.append(...buttons);
 
   const checkbox = (vm) => h('input', {
-    type: 'checkbox', class: 'select', 'aria-label': `Select ${vm.name}`, checked: selected.has(vm.id),
+    type: 'checkbox', class: 'select', 'data-id': vm.id, 'aria-label': `Select ${vm.name}`, checked: selected.has(vm.id),
     onchange: (ev) => { if (ev.target.checked) selected.add(vm.id); else selected.delete(vm.id); update(); },
   });
   const headBox = () => h('input', {
     type: 'checkbox', id: 'vm-select-all', 'aria-label': 'Select all on this page',
     onchange: (ev) => {
-      for (const v of getVms()) { if (ev.target.checked) selected.add(v.id); else selected.delete(v.id); }
-      for (const box of document.querySelectorAll('input.select')) box.checked = ev.target.checked;
+      for (const box of document.querySelectorAll('input.select[data-id]')) {
+        box.checked = ev.target.checked;
+        if (box.checked) selected.add(box.dataset.id); else selected.delete(box.dataset.id);
+      }
       update();
     },
   });
