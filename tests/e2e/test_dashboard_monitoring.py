@@ -115,6 +115,11 @@ def test_vm_charts_ranges_legend_and_live_updates(cluster: Cluster, vm_id: str, 
             text = row.inner_text()
             assert "cores" in text and "MiB" in text, text
             problems += page_problems(b, "/monitoring", "monitoring", size, scheme)
+            b.go("/vms")  # the VM list's live usage: the same figures in its Usage column
+            usage = f"tr[data-vm={VM_NAME}] td[data-label=Usage]"
+            page.wait_for_function(
+                "sel => /cores · .*MiB/.test(document.querySelector(sel)?.textContent || '')", arg=usage
+            )
             assert b.errors == [], b.errors
         finally:
             b.close()

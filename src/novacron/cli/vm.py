@@ -102,7 +102,9 @@ def list_vms(
     ctx: typer.Context,
     name: str | None = typer.Option(None, "--name", help="only VMs with this exact name"),
     state: str | None = typer.Option(None, "--state", help="only VMs in this state: " + ", ".join(VM_STATES)),
-    sort: str = typer.Option("created_at", "--sort", help="created_at, name, state, updated_at; -x descends"),
+    sort: str = typer.Option(
+        "created_at", "--sort", help="created_at, name, state, updated_at, vcpus, ram_mb; -x descends"
+    ),
     limit: int | None = LIMIT,
     cursor: str | None = CURSOR,
     as_json: bool = JSON,

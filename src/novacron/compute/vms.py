@@ -75,7 +75,7 @@ LIST_COLUMNS = (
     VM.updated_at,
     VM.version,
 )
-LIST_SORTS = ("created_at", "name", "state", "updated_at")
+LIST_SORTS = ("created_at", "name", "state", "updated_at", "vcpus", "ram_mb")
 
 
 @dataclass(frozen=True)

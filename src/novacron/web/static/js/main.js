@@ -4,6 +4,7 @@ import * as api from './api.js';
 import * as live from './live.js';
 import { match, navFor } from './registry.js';
 import { searchBox, slashFocuses } from './search.js';
+import { installShortcuts } from './shortcuts.js';
 import { h, clear, errorBox, pageHead } from './ui.js';
 import './pages/index.js';
 
@@ -23,6 +24,7 @@ function effectiveTheme() {
 }
 applyTheme();
 slashFocuses();
+installShortcuts();
 
 // --- sign-in ------------------------------------------------------------------------------------
 function renderLogin(message) {

@@ -131,14 +131,18 @@ export function progress(label, pct) {
  * "Copy id" button in its first cell.
  * columns: [{label, cell: (row) => Node|string, sortKey?: (row) => string|number, sort?: false}]
  * copyId: (row) => the id to copy, or null for none (default: row.id when it is a string)
+ * A column's `head` (a node) replaces its header text. With `serverSort: {current, onSort}` the
+ * rows are one page of an API list: only columns with a `sortField` sort, by asking `onSort` for
+ * the API's order (`name`, `-name`), never by reordering the page.
  */
-export function table(columns, rows, { caption, empty = 'Nothing here yet.', rowAttrs, copyId = defaultId } = {}) {
+export function table(columns, rows, { caption, empty = 'Nothing here yet.', rowAttrs, copyId = defaultId, serverSort } = {}) {
   if (!rows.length) return h('p', { class: 'empty' }, empty);
   const trs = rows.map((r) => {
     const tr = h('tr', rowAttrs ? rowAttrs(r) : {}, columns.map((c) => h('td', { 'data-label': c.label }, c.cell(r))));
     const id = copyId ? copyId(r) : null;
-    if (id && tr.cells.length) {
-      const td = tr.cells[0];
+    const at = Math.max(0, columns.findIndex((c) => !c.head)); // not in a selection column
+    if (id && tr.cells.length > at) {
+      const td = tr.cells[at];
       td.append(h('span', { class: 'with-copy' }, ...td.childNodes, copyButton(id)));
     }
     return { r, tr };
@@ -147,6 +151,8 @@ export function table(columns, rows, { caption, empty = 'Nothing here yet.', row
   const el = h('table', { class: 'responsive' }, caption ? h('caption', {}, caption) : null);
   const memoKey = caption || columns.map((c) => c.label).join('|');
   const ths = columns.map((c, i) => {
+    if (c.head) return h('th', { scope: 'col' }, c.head);
+    if (serverSort) return serverTh(c, serverSort);
     if (c.sort === false || !c.label || c.label === 'Actions') return h('th', { scope: 'col' }, c.label);
     const sortBy = (dir) => {
       const key = (x) => (c.sortKey ? c.sortKey(x.r) : cellKey(x.tr.cells[i]));
@@ -164,9 +170,19 @@ export function table(columns, rows, { caption, empty = 'Nothing here yet.', row
   });
   el.append(h('thead', {}, h('tr', {}, ths)), body);
   // a live refresh draws the table again: it keeps the order the user chose
-  const memo = sortMemo.get(memoKey);
+  const memo = serverSort ? null : sortMemo.get(memoKey);
   if (memo && ths[memo.i]?.sortBy) ths[memo.i].sortBy(memo.dir);
   return el;
+}
+
+/** A header sorted by the API: its button asks for ascending, then descending. */
+function serverTh(c, { current, onSort }) {
+  if (!c.sortField) return h('th', { scope: 'col' }, c.label);
+  const field = current.replace(/^-/, '');
+  const dir = field !== c.sortField ? null : current.startsWith('-') ? 'descending' : 'ascending';
+  const btn = h('button', { type: 'button', class: 'sort' }, c.label);
+  btn.addEventListener('click', () => onSort(dir === 'ascending' ? `-${c.sortField}` : c.sortField));
+  return h('th', { scope: 'col', 'aria-sort': dir }, btn);
 }
 
 const sortMemo = new Map();
