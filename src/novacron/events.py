@@ -2,12 +2,14 @@
 
 Events are written in the same transaction as the change they describe, so a
 follower never sees an event for a change that rolled back. Followers read by
-sequence number, which works the same with several API processes.
+sequence number, which works the same with several API processes, and are woken
+by the event bus (``eventbus.py``) when an event commits on any replica.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -15,15 +17,13 @@ from anyio import to_thread
 from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
+from novacron import eventbus
 from novacron.db.models import Event
 from novacron.identity.principal import Principal
 from novacron.service import Service
 
 if TYPE_CHECKING:
     from novacron.db.base import Database
-
-#: how often a follower looks for new events when there were none
-POLL_S = 0.25
 
 
 def publish(
@@ -45,6 +45,7 @@ def publish(
         data=data,
     )
     session.add(event)
+    eventbus.announce(session)
     return event
 
 
@@ -128,9 +129,12 @@ async def follow(
 
     cursor = await start_seq(db, after)
     while True:
-        rows = await to_thread.run_sync(batch, cursor)
-        if rows:
-            cursor = rows[-1]["seq"]
-            yield rows
-        else:
-            await asyncio.sleep(POLL_S)
+        with eventbus.BUS.waiter() as woken:
+            rows = await to_thread.run_sync(batch, cursor)
+            if not rows:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(eventbus.FALLBACK_POLL_S):
+                        await woken.wait()
+                continue
+        cursor = rows[-1]["seq"]
+        yield rows

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp
 
-from novacron import __version__
+from novacron import __version__, eventbus
 from novacron.api.clientaddr import ClientAddressMiddleware
 from novacron.api.errors import install_handlers
 from novacron.api.metrics_middleware import RequestMetrics
@@ -117,6 +117,9 @@ def create_app(ctx: Context, *, background: bool = True) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         workers = BackgroundWorkers(ctx) if background else None
+        listener = eventbus.listener_for(ctx.settings.database_url)
+        if listener is not None:
+            listener.start()
         if workers is not None:
             await asyncio.to_thread(workers.start)
         try:
@@ -124,6 +127,8 @@ def create_app(ctx: Context, *, background: bool = True) -> FastAPI:
         finally:
             if workers is not None:
                 await asyncio.to_thread(workers.stop)
+            if listener is not None:
+                await asyncio.to_thread(listener.stop)
 
     app = NovaCronAPI(
         title="NovaCron API",
