@@ -55,9 +55,12 @@ class Follower:
 
     def _run(self, server: Server, token: str, params: dict[str, str]) -> None:
         headers = {"Authorization": f"Bearer {token}"}
-        with httpx.stream(
-            "GET", f"{server.url}/v1/events/stream", params=params, headers=headers, timeout=None
-        ) as r:
+        url = f"{server.url}/v1/events/stream"
+        # the stream ends with its server (a kill -9, the module's teardown): nothing to report then
+        with (
+            contextlib.suppress(httpx.HTTPError),
+            httpx.stream("GET", url, params=params, headers=headers, timeout=None) as r,
+        ):
             for line in r.iter_lines():
                 self.ready.set()
                 if self._stop.is_set():
