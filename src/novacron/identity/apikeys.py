@@ -28,6 +28,7 @@ from novacron.db.base import Database, new_id, utcnow
 from novacron.db.listing import ListParams, paginate
 from novacron.db.models import ApiKey, User
 from novacron.errors import FieldError, Forbidden, InvalidInput, NotFound
+from novacron.identity.mfa_policy import require_step_up
 from novacron.identity.permissions import ROLES, permissions_of
 from novacron.identity.principal import Principal
 from novacron.identity.scoping import duplicate, flush_unique
@@ -63,6 +64,7 @@ class ApiKeyService(Service):
         principal = self.principal
         if principal.kind != "user":
             raise Forbidden("An API key cannot create API keys; log in as the user to make one.")
+        require_step_up(self.session, principal, "Creating an API key")
         wanted = self._granted(spec.permissions)
         if self.session.scalar(
             select(ApiKey.id).where(ApiKey.user_id == principal.user_id, ApiKey.name == spec.name)
