@@ -4,8 +4,8 @@ The sealed places (:data:`PLACES`): JWT signing private keys, the platform CA ke
 credentials, the keys handed to an agent with a pending host operation, alert webhooks' and scaling
 groups' lifecycle hooks' signing secrets and URLs, load balancers' certificate keys and ACME
 account keys, users' TOTP secrets. ``seal_clear_rows`` seals whatever an older version stored in
-clear (start-up and migration 0014 run it), then scrubs SQLite's free pages and WAL so the clear copies do not linger
-in the file.
+clear (start-up and migration 0014 run it), then scrubs SQLite's free pages and WAL so the clear
+copies do not linger in the file.
 
 ``rotate`` (``POST /v1/admin/kek/rotate``, ``novacron admin rotate-kek``): a new current KEK,
 every sealed value's data key re-wrapped under it, every backup target's tenant keys re-wrapped
