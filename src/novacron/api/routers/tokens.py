@@ -93,6 +93,8 @@ class WhoAmI(BaseModel):
     permissions: list[str]
     token_id: str
     expires_at: datetime | None
+    #: your tenant requires a second factor you have not enrolled: this token may only enrol one
+    mfa_enrol_required: bool = False
 
     @classmethod
     def of(cls, caller: Caller) -> WhoAmI:
@@ -107,6 +109,7 @@ class WhoAmI(BaseModel):
             permissions=sorted(principal.permissions),
             token_id=principal.token_id,
             expires_at=datetime.fromtimestamp(int(exp), UTC) if exp else None,
+            mfa_enrol_required=principal.extra.get("mfa") == "enrol",
         )
 
 

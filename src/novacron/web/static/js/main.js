@@ -47,7 +47,8 @@ function renderLogin(message) {
     submit.disabled = true;
     clear(error);
     try {
-      await api.login(user.value.trim(), pass.value, tenant.value.trim());
+      const challenge = await api.login(user.value.trim(), pass.value, tenant.value.trim());
+      if (challenge) { renderCodeStep(challenge.mfaToken, form, error); return; }
       await boot();
     } catch (err) {
       error.append(errorBox(err));
@@ -59,6 +60,34 @@ function renderLogin(message) {
     h('h1', {}, h('span', { class: 'brand' }, 'Nova', h('span', {}, 'Cron')), ' sign in'),
     error, form));
   user.focus();
+}
+
+/** The login's second step: the password was right, the account has a second factor. */
+function renderCodeStep(mfaToken, passwordForm, error) {
+  const code = h('input', {
+    id: 'otp', name: 'otp', autocomplete: 'one-time-code', inputmode: 'numeric', required: true,
+    autocapitalize: 'none', spellcheck: 'false', 'aria-describedby': 'otp-hint',
+  });
+  const submit = h('button', { type: 'submit', class: 'primary' }, 'Verify');
+  const form = h('form', { class: 'card', 'aria-label': 'Second factor' },
+    h('div', { class: 'field' }, h('label', { for: 'otp' }, 'Authentication code'), code,
+      h('div', { class: 'hint', id: 'otp-hint' }, 'The 6 digits your authenticator app shows now, or one of your recovery codes.')),
+    submit);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    submit.disabled = true;
+    clear(error);
+    try {
+      await api.loginCode(mfaToken, code.value.trim());
+      await boot();
+    } catch (err) {
+      error.append(errorBox(err));
+      submit.disabled = false;
+      code.select();
+    }
+  });
+  passwordForm.replaceWith(form);
+  code.focus();
 }
 
 api.setUnauthorizedHandler(() => {
@@ -192,6 +221,8 @@ async function boot() {
   }
   renderShell();
   live.start();
+  // the tenant requires a second factor this user has not enrolled: the API answers only that page
+  if (me.mfa_enrol_required && currentPath().path !== '/mfa') { location.hash = '#/mfa'; return; }
   await route();
 }
 

@@ -28,3 +28,4 @@ import './probes.js';
 import './slos.js';
 import './slo_report.js';
 import './api_keys.js';
+import './mfa.js';
