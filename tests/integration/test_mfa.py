@@ -139,7 +139,7 @@ def test_wrong_codes_count_towards_the_login_throttle(shared: tuple[Env, Databas
     env, _db = shared
     c = env.client
     _, ta = _tenant_with_admin(env, env.headers(), "bravo")
-    _user(env, ta, "ops")
+    ops_id = _user(env, ta, "ops")
     ops = env.headers("ops@bravo", PW)
     app, _ = _enrol(env, ops)
     statuses = []
@@ -154,6 +154,10 @@ def test_wrong_codes_count_towards_the_login_throttle(shared: tuple[Env, Databas
     # the right code does not get through the block either
     r = c.post("/v1/mfa/verify", json={"code": app.code()}, headers=ops)
     assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+    # each refused code is audited with its account, so the tenant's admin sees them
+    audit = c.get("/v1/audit", params={"limit": 500}, headers=ta).json()["items"]
+    refused = [a for a in audit if a["path"] == "/v1/tokens/mfa" and a["status_code"] == 401]
+    assert len(refused) == 5 and {a["actor_id"] for a in refused} == {ops_id}
 
 
 def test_step_up_guards_sensitive_actions(shared: tuple[Env, Database]) -> None:

@@ -66,10 +66,14 @@ class Grants:
 
     def second_factor(self, mfa_token: str, code: str) -> Issued:
         """Tokens for a login's second step: its challenge and a TOTP or recovery code."""
-        done = MfaCodes(self.tokens, self.origin.source).redeem(mfa_token, code)
-        hints = {"actor_id": done.user_id, "actor_name": done.username, "resource_id": done.user_id}
-        self.origin.note.hint(tenant_id=done.tenant_id, **hints)
-        return done
+        codes = MfaCodes(self.tokens, self.origin.source)
+        try:
+            return codes.redeem(mfa_token, code)
+        finally:  # a refused code names its account too, so its tenant-admin sees it
+            if codes.owner is not None:
+                user_id, username, tenant_id = codes.owner
+                hints = {"actor_id": user_id, "actor_name": username, "resource_id": user_id}
+                self.origin.note.hint(tenant_id=tenant_id, **hints)
 
     def refresh(self, refresh_token: str) -> Refreshed:
         """New tokens for a refresh token (single use; a reused one ends its login session)."""

@@ -66,6 +66,8 @@ class MfaCodes:
         self.throttle = tokens.logins.throttle
         self.source = source
         self._enc: EncryptionService | None = None
+        #: (user id, username, tenant id) of the challenge redeemed, for the audit record
+        self.owner: tuple[str, str, str | None] | None = None
 
     @property
     def enc(self) -> EncryptionService:
@@ -82,6 +84,9 @@ class MfaCodes:
             if row is None or row.expires_at <= utcnow():
                 raise unauthorized("The sign-in step expired or is unknown; log in with your password again.")
             user_id, key, challenge_id = row.user_id, row.throttle_key, row.id
+            user = s.get(User, user_id)
+            if user is not None:
+                self.owner = (user.id, user.username, user.tenant_id)
         family = new_id("rt")
         out: list[Issued] = []
 
