@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from novacron.api.audit import OriginDep
 from novacron.api.deps import CtxDep, service
+from novacron.api.openapi import raises
 from novacron.api.session_cookie import (
     COOKIE,
     check_same_site,
@@ -158,6 +159,7 @@ async def create_token(body: PasswordGrant, grants: GrantsDep, request: Request)
 
 
 @router.post("/v1/tokens/mfa", response_model=TokenOut)
+@raises(401, 429)  # MfaCodes.redeem: an expired challenge or a wrong code; the login throttle
 def second_factor(body: SecondFactorGrant, grants: GrantsDep, request: Request) -> JSONResponse:
     """A login's second step: the password step's ``mfa_token`` and a TOTP code (or a recovery
     code, single use). Wrong codes count towards the login throttle; the challenge ends after five."""
