@@ -242,3 +242,39 @@ def test_a_user_enrols_a_second_factor_and_signs_in_with_a_code(cluster: Cluster
     finally:
         b.close()
         cluster.admin.delete(f"/v1/users/{made.json()['id']}")
+
+
+def test_a_tenant_requiring_a_second_factor_sends_its_user_to_enrol(cluster: Cluster, browser: Any) -> None:
+    """Issue 18's tenant policy in the browser: a user without a second factor signs in to the
+    enrolment page only; once it confirms one, Continue opens the dashboard with a whole token."""
+    beta = next(t for t in cluster.admin.get("/v1/tenants").json()["items"] if t["name"] == "beta")
+    policy = f"/v1/tenants/{beta['id']}/mfa-policy"
+    user = {"username": "beta-new", "password": PASSWORD, "role": "member", "tenant_id": beta["id"]}
+    made = cluster.admin.post("/v1/users", json=user)
+    assert made.status_code == 201, made.text
+    assert cluster.admin.put(policy, json={"require": "everyone"}).status_code == 200
+    b = Browser(browser, cluster.server.url, DESKTOP)
+    page = b.page
+    try:
+        b.login("beta-new", PASSWORD, tenant="beta")
+        page.wait_for_selector("[data-testid=mfa-required]")
+        assert page.evaluate("location.hash") == "#/mfa"
+        page.click("#mfa-enrol")
+        page.wait_for_selector("#mfa-secret")
+        app = Authenticator(page.input_value("#mfa-secret"))
+        page.fill("#mfa-confirm-code", app.code())
+        page.click("form[aria-label='Confirm second factor'] button[type=submit]")
+        page.wait_for_selector("#mfa-recovery-codes li")
+        with page.expect_navigation():  # a refreshed token, then the dashboard loaded anew
+            page.click("#mfa-continue")
+        page.wait_for_selector("[data-testid=who]", state="attached")
+        b.ready()
+
+        assert page.evaluate("location.hash") == "#/"
+        assert page.query_selector("[data-testid=mfa-required]") is None
+        assert "Second factor required" not in b.main_text()
+        assert not b.errors, b.errors
+    finally:
+        b.close()
+        cluster.admin.put(policy, json={"require": "none"})
+        cluster.admin.delete(f"/v1/users/{made.json()['id']}")

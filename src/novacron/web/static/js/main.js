@@ -220,9 +220,10 @@ async function boot() {
     return;
   }
   renderShell();
-  live.start();
   // the tenant requires a second factor this user has not enrolled: the API answers only that page
+  // (no live updates either) until it has enrolled one and refreshed its token
   if (me.mfa_enrol_required && currentPath().path !== '/mfa') { location.hash = '#/mfa'; return; }
+  if (!me.mfa_enrol_required) live.start();
   await route();
 }
 
