@@ -132,6 +132,8 @@ def test_enrol_then_log_in_with_a_code_that_cannot_be_replayed(shared: tuple[Env
     r = c.post("/v1/mfa/totp/disable", json={"code": "123456"}, headers=dev)
     assert r.status_code == 422
     assert c.post("/v1/mfa/totp/disable", json={"code": recovery[1]}, headers=dev).status_code == 204
+    r = c.post("/v1/mfa/verify", json={"code": app.code()}, headers=dev)
+    assert r.status_code == 409 and "no confirmed second factor" in r.json()["detail"]
     assert "access_token" in env.login("dev@acme", PW)
 
 

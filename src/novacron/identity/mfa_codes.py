@@ -99,7 +99,7 @@ class MfaCodes:
 
         try:
             self._check(user_id, key, code, then, recovery=True)
-        except InvalidInput:
+        except (InvalidInput, Conflict):  # a wrong code, or the factor was reset meanwhile
             self._spend_attempt(challenge_id)
             raise unauthorized(f"Second factor: {WRONG}.") from None
         return out[0]
@@ -190,11 +190,12 @@ class MfaCodes:
     ) -> bool:
         user = s.get(User, user_id)
         factor = s.get(MfaTotp, user_id)
-        if user is None or user.disabled or factor is None:
+        if user is None or user.disabled:
             return False
-        if (factor.confirmed_at is not None) != confirmed:
-            if confirmed:
-                return False
+        # the caller's own state, not a guess: answered as a conflict, not counted as a failure
+        if factor is None or (confirmed and factor.confirmed_at is None):
+            raise Conflict("You have no confirmed second factor; enrol one with POST /v1/mfa/totp.")
+        if not confirmed and factor.confirmed_at is not None:
             raise Conflict("A second factor is confirmed already; disable it first to enrol again.")
         if recovery and totp.looks_like_recovery(code):
             digest = totp.recovery_hash(user_id, code)
