@@ -2,7 +2,8 @@
 username shared by two tenants signs in with the Tenant field or as name@tenant, and a tenant
 role's overview shows shared hosts as a capacity summary, not their allocation counters. And
 issue 18's API keys page: a member's key made, used, listed and revoked in the browser. And
-issue 17 item 13: the session kept across tabs, deep links and reloads, with no token in storage."""
+issue 17 item 13: the session kept across tabs, deep links and reloads, with no token in storage.
+And issue 18's second factor: enrolled in the page, then a sign-in with a code."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 from tests.e2e.browser import Browser, page_problems
 from tests.e2e.conftest import DESKTOP, PASSWORD, PHONE, VIEWS, Cluster
+from tests.integration.test_mfa import Authenticator
 
 
 def test_shared_username_signs_in_with_its_tenant_and_hosts_are_a_summary(
@@ -194,3 +196,85 @@ def test_session_kept_across_tabs_and_reloads_without_a_token_in_storage(
         assert b.errors == [], b.errors
     finally:
         b.close()
+
+
+def test_a_user_enrols_a_second_factor_and_signs_in_with_a_code(cluster: Cluster, browser: Any) -> None:
+    """Issue 18's second factor in the browser: the page shows the secret and the recovery codes
+    once; then the sign-in asks for a code after the password, refuses a wrong one and lets the
+    right one in."""
+    beta = next(t for t in cluster.admin.get("/v1/tenants").json()["items"] if t["name"] == "beta")
+    user = {"username": "beta-mfa", "password": PASSWORD, "role": "member", "tenant_id": beta["id"]}
+    made = cluster.admin.post("/v1/users", json=user)
+    assert made.status_code == 201, made.text
+    b = Browser(browser, cluster.server.url, DESKTOP)
+    page = b.page
+    try:
+        b.login("beta-mfa", PASSWORD, tenant="beta")
+        b.follow("nav a:text-is('Second factor')")
+        page.click("#mfa-enrol")
+        page.wait_for_selector("#mfa-secret")
+        app = Authenticator(page.input_value("#mfa-secret"))
+        assert page.input_value("#mfa-uri").startswith("otpauth://totp/NovaCron:beta-mfa%40beta?")
+        page.fill("#mfa-confirm-code", app.code())
+        page.click("form[aria-label='Confirm second factor'] button[type=submit]")
+        page.wait_for_selector("#mfa-recovery-codes li")
+        assert len(page.query_selector_all("#mfa-recovery-codes li")) == 10
+        page.wait_for_selector("[data-state=enrolled]")
+        page.click("button:has-text('Sign out')")
+        # the password alone: a code field; a wrong code is refused, the right one signs in
+        page.wait_for_selector("#username")
+        page.fill("#username", "beta-mfa")
+        page.fill("#password", PASSWORD)
+        page.fill("#tenant", "beta")
+        page.click("form button[type=submit]")
+        page.wait_for_selector("#otp")
+        assert page.query_selector("[data-testid=who]") is None
+        page.fill("#otp", "000000")
+        page.click("form[aria-label='Second factor'] button[type=submit]")
+        page.wait_for_selector("#login-error .alert")
+        assert "wrong or already used code" in page.inner_text("#login-error")
+        page.fill("#otp", app.code())
+        page.click("form[aria-label='Second factor'] button[type=submit]")
+        page.wait_for_selector("[data-testid=who]", state="attached")
+        b.ready()
+        assert "beta-mfa" in page.inner_text("[data-testid=who]")
+        assert not b.errors, b.errors
+    finally:
+        b.close()
+        cluster.admin.delete(f"/v1/users/{made.json()['id']}")
+
+
+def test_a_tenant_requiring_a_second_factor_sends_its_user_to_enrol(cluster: Cluster, browser: Any) -> None:
+    """Issue 18's tenant policy in the browser: a user without a second factor signs in to the
+    enrolment page only; once it confirms one, Continue opens the dashboard with a whole token."""
+    beta = next(t for t in cluster.admin.get("/v1/tenants").json()["items"] if t["name"] == "beta")
+    policy = f"/v1/tenants/{beta['id']}/mfa-policy"
+    user = {"username": "beta-new", "password": PASSWORD, "role": "member", "tenant_id": beta["id"]}
+    made = cluster.admin.post("/v1/users", json=user)
+    assert made.status_code == 201, made.text
+    assert cluster.admin.put(policy, json={"require": "everyone"}).status_code == 200
+    b = Browser(browser, cluster.server.url, DESKTOP)
+    page = b.page
+    try:
+        b.login("beta-new", PASSWORD, tenant="beta")
+        page.wait_for_selector("[data-testid=mfa-required]")
+        assert page.evaluate("location.hash") == "#/mfa"
+        page.click("#mfa-enrol")
+        page.wait_for_selector("#mfa-secret")
+        app = Authenticator(page.input_value("#mfa-secret"))
+        page.fill("#mfa-confirm-code", app.code())
+        page.click("form[aria-label='Confirm second factor'] button[type=submit]")
+        page.wait_for_selector("#mfa-recovery-codes li")
+        with page.expect_navigation():  # a refreshed token, then the dashboard loaded anew
+            page.click("#mfa-continue")
+        page.wait_for_selector("[data-testid=who]", state="attached")
+        b.ready()
+
+        assert page.evaluate("location.hash") == "#/"
+        assert page.query_selector("[data-testid=mfa-required]") is None
+        assert "Second factor required" not in b.main_text()
+        assert not b.errors, b.errors
+    finally:
+        b.close()
+        cluster.admin.put(policy, json={"require": "none"})
+        cluster.admin.delete(f"/v1/users/{made.json()['id']}")

@@ -10,7 +10,7 @@ import pytest
 from novacron.api.errors import status_of
 from novacron.db.models import Event, RefreshToken, User
 from novacron.errors import Unauthenticated
-from novacron.identity.login import WRONG, LoginRefused
+from novacron.identity.login import WRONG, LoggedIn, LoginRefused
 from novacron.identity.permissions import permissions_of
 from tests.unit.identity_helpers import add_user, issue, make_service
 
@@ -180,6 +180,7 @@ def test_password_login_same_answer_for_unknown_user(tmp_path: Path) -> None:
     db, ts = make_service(tmp_path)
     uid = add_user(db, password="pw-alice-123456")
     done = asyncio.run(ts.logins.login("alice@t1", "pw-alice-123456", "192.0.2.1"))
+    assert isinstance(done, LoggedIn)
     assert done.account.id == uid and ts.authenticate(done.access_token).user_id == uid
     answers = []
     for username in ("alice@t1", "nobody@t1"):

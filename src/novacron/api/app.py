@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 AREA_ROUTERS = (
     "tokens",
     "api_keys",
+    "mfa",
     "roles",
     "tenants",
     "projects",

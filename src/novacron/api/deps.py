@@ -75,7 +75,9 @@ def handshake_principal(ctx: Context, conn: HTTPConnection) -> Principal:
 
     token = bearer_token(conn)
     if token:
-        return authenticate_any(ctx, token, client_address(conn))
+        principal = authenticate_any(ctx, token, client_address(conn))
+        enrol_gate(principal, conn.url.path)
+        return principal
     ticket = conn.query_params.get("ticket")
     if ticket:
         return tickets.redeem(ctx.db, ctx.tokens, ticket, conn.url.path)
@@ -128,8 +130,25 @@ def current_principal(request: Request) -> Principal:
         principal: Principal = pre[1]
     else:
         principal = authenticate_any(ctx_of(request), token, client_address(request))
+    enrol_gate(principal, request.url.path)
     request.state.principal = principal
     return principal
+
+
+#: what a token that may only enrol a second factor may reach (``identity/mfa_policy.py``)
+ENROL_PATHS = ("/v1/mfa", "/v1/tokens/current")
+
+
+def enrol_gate(principal: Principal, path: str) -> None:
+    """403 for a token of a user whose tenant requires a second factor it has not enrolled,
+    anywhere but the enrolment endpoints and its own session."""
+    if principal.extra.get("mfa") == "enrol" and not path.startswith(ENROL_PATHS):
+        raise Problem(
+            403,
+            "Second factor required",
+            "Your tenant requires a second factor: enrol an authenticator app (POST /v1/mfa/totp, then "
+            "POST /v1/mfa/totp/confirm with a code; novacron mfa enrol), then refresh your token.",
+        )
 
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]

@@ -98,11 +98,15 @@ def login(
         help="your tenant (name or id); needed unless you are a platform user or in tenant 'default'",
     ),
     password_stdin: bool = typer.Option(False, "--password-stdin", help="read the password from stdin"),
+    otp: str | None = typer.Option(
+        None, "--otp", help="the code of your authenticator app (or a recovery code); asked for when needed"
+    ),
     ca_file: str | None = CA_FILE,
 ) -> None:
     """Log in and store the server URL, its CA file and the tokens (mode 0600) for the next commands.
 
-    Users of a tenant other than ``default`` name it: ``--tenant acme`` or ``-u bob@acme``."""
+    Users of a tenant other than ``default`` name it: ``--tenant acme`` or ``-u bob@acme``. A user
+    with a second factor is asked for a code after the password (or gives it with ``--otp``)."""
     state = state_of(ctx)
     if server:
         state.server = server
@@ -117,6 +121,10 @@ def login(
         raise CliError("empty password")
     grant = {"username": username, "password": password, **({"tenant": tenant} if tenant else {})}
     tokens = client.send("POST", "/v1/tokens", json_body=grant, auth=False).json()
+    if tokens.get("mfa_required"):  # a second factor: the password step answered a challenge
+        code = otp or typer.prompt("Code from your authenticator app (or a recovery code)")
+        step = {"mfa_token": tokens["mfa_token"], "code": code.strip()}
+        tokens = client.send("POST", "/v1/tokens/mfa", json_body=step, auth=False).json()
     path = client.store_tokens(tokens, username)
     info(f"[green]Logged in to {client.server} as {username}.[/] Credentials saved in {path}")
 
@@ -155,6 +163,7 @@ def _register() -> None:
         kek,
         lb,
         listings,
+        mfa,
         misc,
         network,
         quota,
@@ -166,6 +175,7 @@ def _register() -> None:
         webhook,
     )
 
+    app.add_typer(mfa.app, name="mfa", help="Your second factor (TOTP), step-up, tenants' MFA policy.")
     app.add_typer(vm.app, name="vm", help="Virtual machines: create, power actions, console, logs, metrics.")
     app.add_typer(volume.app, name="volume", help="Volumes: create, attach and detach (hot-plug), extend.")
     app.add_typer(image.app, name="image", help="Disk images: import from a file or URL, list, delete.")

@@ -28,6 +28,7 @@ from novacron.db.base import Database, new_id, utcnow
 from novacron.db.listing import ListParams, paginate
 from novacron.db.models import ApiKey, User
 from novacron.errors import FieldError, Forbidden, InvalidInput, NotFound
+from novacron.identity.mfa_policy import ENROL, enrol_only, require_step_up
 from novacron.identity.permissions import ROLES, permissions_of
 from novacron.identity.principal import Principal
 from novacron.identity.scoping import duplicate, flush_unique
@@ -63,6 +64,7 @@ class ApiKeyService(Service):
         principal = self.principal
         if principal.kind != "user":
             raise Forbidden("An API key cannot create API keys; log in as the user to make one.")
+        require_step_up(self.session, principal, "Creating an API key")
         wanted = self._granted(spec.permissions)
         if self.session.scalar(
             select(ApiKey.id).where(ApiKey.user_id == principal.user_id, ApiKey.name == spec.name)
@@ -170,7 +172,13 @@ def authenticate(db: Database, token: str, source: str | None) -> Principal:
             permissions=frozenset(key.permissions) & permissions_of(user.role),
             token_id=key.id,
             kind=KIND,
-            extra={"key": key.id, "key_name": key.name},
+            # its owner's tenant requires a second factor the owner has not enrolled: the key is
+            # held to the enrolment endpoints like the owner's tokens (which it cannot use either)
+            extra={
+                "key": key.id,
+                "key_name": key.name,
+                **({"mfa": ENROL} if enrol_only(session, user) else {}),
+            },
         )
 
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from novacron.errors import DomainError, InvalidInput, TooManyRequests, Unavailable
 from novacron.identity.audit import AuditNote
-from novacron.identity.login import LoggedIn, LoginBusy, LoginRefused
+from novacron.identity.login import LoggedIn, LoginBusy, LoginRefused, MfaChallenged
+from novacron.identity.mfa_codes import Issued, MfaCodes
 from novacron.identity.tokens import Owner, Refreshed, RefreshRefused, TokenService, unauthorized
 
 BUSY = "Too many logins are being checked right now; retry in a second."
@@ -48,8 +49,9 @@ class Grants:
         self.tokens = tokens
         self.origin = origin
 
-    async def password(self, username: str, password: str, tenant: str | None) -> LoggedIn:
-        """Tokens for these credentials; throttled per account and per client address."""
+    async def password(self, username: str, password: str, tenant: str | None) -> LoggedIn | MfaChallenged:
+        """Tokens for these credentials, or a challenge for a second-factor code; throttled per
+        account and per client address."""
         note = self.origin.note
         note.hint(actor_name=username[:64])
         try:
@@ -61,6 +63,17 @@ class Grants:
         account = done.account
         note.hint(actor_id=account.id, tenant_id=account.tenant_id, resource_id=account.id)
         return done
+
+    def second_factor(self, mfa_token: str, code: str) -> Issued:
+        """Tokens for a login's second step: its challenge and a TOTP or recovery code."""
+        codes = MfaCodes(self.tokens, self.origin.source)
+        try:
+            return codes.redeem(mfa_token, code)
+        finally:  # a refused code names its account too, so its tenant-admin sees it
+            if codes.owner is not None:
+                user_id, username, tenant_id = codes.owner
+                hints = {"actor_id": user_id, "actor_name": username, "resource_id": user_id}
+                self.origin.note.hint(tenant_id=tenant_id, **hints)
 
     def refresh(self, refresh_token: str) -> Refreshed:
         """New tokens for a refresh token (single use; a reused one ends its login session)."""

@@ -34,6 +34,7 @@ from sqlalchemy import select
 
 from novacron.db.models import User
 from novacron.identity.lookup import account_identity, resolve_login
+from novacron.identity.mfa_policy import CHALLENGE_TTL_S, enrolled, new_challenge
 from novacron.identity.passwords import check_policy, hash_password, needs_rehash, verify_password
 from novacron.identity.throttle import LoginThrottle, Throttled, record_lockouts
 
@@ -90,6 +91,15 @@ class LoggedIn:
     account: Account
 
 
+@dataclass(frozen=True)
+class MfaChallenged:
+    """The password was right and the user has a second factor: a code is owed (``mfa_codes.py``)."""
+
+    mfa_token: str
+    expires_in: int
+    account: Account
+
+
 class HashPool:
     """Password hashing on ``workers`` threads of its own, with at most ``queue`` waiting."""
 
@@ -137,8 +147,9 @@ class PasswordLogin:
 
     async def login(
         self, username: str, password: str, source: str | None, *, tenant: str | None = None
-    ) -> LoggedIn:
-        """Tokens for these credentials, or ``LoginRefused`` (401, 429) / ``LoginBusy``. ``tenant``
+    ) -> LoggedIn | MfaChallenged:
+        """Tokens for these credentials (a challenge for a code when the user has a second factor),
+        or ``LoginRefused`` (401, 429) / ``LoginBusy``. ``tenant``
         (name or id) picks among users of that name in several tenants (identity/lookup.py)."""
         try:
             account, key, admitted = await anyio.to_thread.run_sync(self._precheck, username, source, tenant)
@@ -206,13 +217,17 @@ class PasswordLogin:
                 tenant_id=account.tenant_id if account else None,
             )
 
-    def _issue(self, account: Account, key: str, rehash: str | None) -> LoggedIn:
+    def _issue(self, account: Account, key: str, rehash: str | None) -> LoggedIn | MfaChallenged:
         with self.db.session() as session:
             user = session.get(User, account.id)
             if user is None:  # deleted while we hashed
                 raise LoginRefused(401, WRONG, None)
             if rehash is not None:
                 user.password_hash = rehash
+            if enrolled(session, user.id):
+                # the account's failures are not reset yet: a right password must not buy fresh
+                # guesses at the code (only a right code resets them)
+                return MfaChallenged(new_challenge(session, user.id, key), CHALLENGE_TTL_S, account)
             self.throttle.succeeded(session, key)
             return LoggedIn(*self.tokens.issue(session, user), account=account)
 

@@ -3,9 +3,9 @@
 The sealed places (:data:`PLACES`): JWT signing private keys, the platform CA key, backup-target
 credentials, the keys handed to an agent with a pending host operation, alert webhooks', scaling
 groups' lifecycle hooks' and webhook subscriptions' signing secrets and URLs, load balancers'
-certificate keys and ACME account keys. ``seal_clear_rows`` seals whatever an older version stored
-in clear (start-up and migration 0014 run it), then scrubs SQLite's free pages and WAL so the clear
-copies do not linger in the file.
+certificate keys and ACME account keys, users' TOTP secrets. ``seal_clear_rows`` seals whatever an
+older version stored in clear (start-up and migration 0014 run it), then scrubs SQLite's free pages
+and WAL so the clear copies do not linger in the file.
 
 ``rotate`` (``POST /v1/admin/kek/rotate``, ``novacron admin rotate-kek``): a new current KEK,
 every sealed value's data key re-wrapped under it, every backup target's tenant keys re-wrapped
@@ -34,6 +34,7 @@ from novacron.db.models import (
     DRRunbook,
     HostOperation,
     LbCertificate,
+    MfaTotp,
     ScalingLifecycleHook,
     SigningKey,
     Task,
@@ -70,6 +71,15 @@ def _text_rows(session: Session) -> Iterator[tuple[Any, str, str]]:
         yield ca, "key_pem", key_pem_aad(ca.name)
     yield from _lb_key_rows(session)
     yield from _lifecycle_hook_rows(session)
+    yield from _mfa_rows(session)
+
+
+def _mfa_rows(session: Session) -> Iterator[tuple[Any, str, str]]:
+    """Users' TOTP secrets."""
+    from novacron.identity.mfa_codes import secret_aad
+
+    for factor in session.scalars(select(MfaTotp)):
+        yield factor, "secret", secret_aad(factor.user_id)
 
 
 def _lifecycle_hook_rows(session: Session) -> Iterator[tuple[Any, str, str]]:

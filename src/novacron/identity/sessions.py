@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from novacron.db.models import SigningKey, Tenant
 from novacron.errors import Forbidden
+from novacron.identity.mfa_policy import require_step_up
 from novacron.identity.principal import Principal
 from novacron.service import Service
 
@@ -52,4 +53,5 @@ class SigningKeyService(Service):
 
     def rotate(self, alg: str) -> SigningKey:
         """A new signing key; the old one keeps verifying until its tokens expire."""
+        require_step_up(self.session, self.principal, "Rotating the signing keys")
         return self.ctx.tokens.keys.rotate(self.session, alg)

@@ -12,6 +12,7 @@ from novacron.db.listing import ListParams, paginate
 from novacron.db.models import Project, Tenant
 from novacron.db.resolve import resolve
 from novacron.errors import Conflict
+from novacron.identity.mfa_policy import require_step_up
 from novacron.identity.scoping import duplicate, flush_unique
 from novacron.service import Service
 
@@ -61,6 +62,7 @@ class TenantService(Service):
     def delete(self, ref: str) -> None:
         """Delete a tenant without projects that is not the caller's own."""
         tenant = self.get(ref)
+        require_step_up(self.session, self.principal, "Deleting a tenant")
         if self.session.scalar(select(Project.id).where(Project.tenant_id == tenant.id).limit(1)):
             raise Conflict(f"Tenant '{tenant.name}' still has projects; delete them first.")
         if self.principal.tenant_id == tenant.id:

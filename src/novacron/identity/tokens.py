@@ -1,7 +1,9 @@
 """Access tokens (signed JWTs) and refresh tokens (opaque, single use, rotated).
 
 Access token claims: ``iss``, ``sub`` (user id), ``tid`` (tenant id or null), ``role``,
-``jti``, ``iat`` (millisecond precision), ``exp``, ``sid`` (login session); header ``kid``.
+``jti``, ``iat`` (millisecond precision), ``exp``, ``sid`` (login session), and ``mfa: enrol``
+when the user's tenant requires a second factor it has not enrolled (``mfa_policy.py``: such a
+token may only enrol one); header ``kid``.
 
 ``authenticate`` verifies the signature with the key named by ``kid`` (never trusting the
 header's ``alg``), the expiry and the issuer, then does ONE primary-key lookup that reads
@@ -41,6 +43,7 @@ from novacron.db.models import RefreshToken, RevokedToken, User
 from novacron.errors import Unauthenticated
 from novacron.identity.keys import KeyRing
 from novacron.identity.login import PasswordLogin
+from novacron.identity.mfa_policy import ENROL, enrol_only
 from novacron.identity.permissions import permissions_of
 from novacron.identity.principal import Principal
 
@@ -148,6 +151,8 @@ class TokenService:
             "iat": math.floor(now * 1000) / 1000,
             "exp": int(now) + ttl,
         }
+        if enrol_only(session, user):  # its tenant requires a second factor it has not enrolled yet
+            claims["mfa"] = ENROL
         access = jwt.encode(claims, key.private, algorithm=key.alg, headers={"kid": key.kid})
         refresh = REFRESH_PREFIX + secrets.token_urlsafe(32)
         session.execute(
@@ -323,5 +328,9 @@ class TokenService:
             tenant_id=tenant_id,
             permissions=permissions_of(role),
             token_id=claims["jti"],
-            extra={"exp": str(claims["exp"]), "sid": str(claims.get("sid") or "")},
+            extra={
+                "exp": str(claims["exp"]),
+                "sid": str(claims.get("sid") or ""),
+                "mfa": str(claims.get("mfa") or ""),
+            },
         )

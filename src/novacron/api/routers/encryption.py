@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from novacron.api.audit import audit_detail
 from novacron.api.deps import CtxDep, require
 from novacron.identity.encryption import encryption_for
+from novacron.identity.mfa_policy import require_step_up_now
 from novacron.identity.principal import Principal
 from novacron.identity.sealing import rotate
 
@@ -55,6 +56,7 @@ def list_keks(ctx: CtxDep, principal: CanRotate) -> KEKsOut:
 @router.post("/v1/key-encryption-keys/rotate", response_model=KEKRotationOut)
 def rotate_keks(request: Request, ctx: CtxDep, principal: CanRotate, body: KEKRotate | None = None) -> Any:
     """A new KEK; every stored secret and backup tenant key re-wrapped under it; old KEKs retired."""
+    require_step_up_now(ctx.db, principal, "Rotating the key-encryption keys")
     report = rotate(ctx.settings, ctx.db, retire=body.retire if body else True)
     out = KEKRotationOut(**vars(report))
     audit_detail(request, out.model_dump(mode="json"))

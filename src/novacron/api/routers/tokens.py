@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from novacron.api.audit import OriginDep
 from novacron.api.deps import CtxDep, service
+from novacron.api.openapi import raises
 from novacron.api.session_cookie import (
     COOKIE,
     check_same_site,
@@ -19,6 +20,7 @@ from novacron.api.session_cookie import (
     wants_cookie,
 )
 from novacron.identity.grants import Grants
+from novacron.identity.login import MfaChallenged
 from novacron.identity.sessions import Caller, SessionService, SigningKeyService
 from novacron.identity.tokens import unauthorized
 
@@ -52,6 +54,23 @@ class PasswordGrant(BaseModel):
     tenant: Text | None = Field(None, min_length=1, max_length=64)
 
 
+class SecondFactorGrant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    #: the ``mfa_token`` of the password step's answer
+    mfa_token: str = Field(min_length=1, max_length=128)
+    #: the 6 digits of your authenticator app, or one of your recovery codes
+    code: str = Field(pattern=r"^[0-9A-Za-z -]{6,24}$")
+
+
+class MfaChallengeOut(BaseModel):
+    #: always true: the password was right, now send a code to POST /v1/tokens/mfa
+    mfa_required: bool = True
+    #: good for ``expires_in`` seconds and a few wrong codes
+    mfa_token: str
+    expires_in: int
+    methods: list[str] = ["totp", "recovery_code"]
+
+
 class RefreshGrant(BaseModel):
     model_config = ConfigDict(extra="forbid")
     refresh_token: str = Field(min_length=1, max_length=256)
@@ -75,6 +94,8 @@ class WhoAmI(BaseModel):
     permissions: list[str]
     token_id: str
     expires_at: datetime | None
+    #: your tenant requires a second factor you have not enrolled: this token may only enrol one
+    mfa_enrol_required: bool = False
 
     @classmethod
     def of(cls, caller: Caller) -> WhoAmI:
@@ -89,6 +110,7 @@ class WhoAmI(BaseModel):
             permissions=sorted(principal.permissions),
             token_id=principal.token_id,
             expires_at=datetime.fromtimestamp(int(exp), UTC) if exp else None,
+            mfa_enrol_required=principal.extra.get("mfa") == "enrol",
         )
 
 
@@ -112,7 +134,7 @@ async def grants(ctx: CtxDep, origin: OriginDep) -> Grants:
 GrantsDep = Annotated[Grants, Depends(grants)]
 
 
-@router.post("/v1/tokens", response_model=TokenOut)
+@router.post("/v1/tokens", response_model=TokenOut | MfaChallengeOut)
 async def create_token(body: PasswordGrant, grants: GrantsDep, request: Request) -> JSONResponse:
     """Log in with username and password; returns an access token and a refresh token.
 
@@ -124,8 +146,24 @@ async def create_token(body: PasswordGrant, grants: GrantsDep, request: Request)
     try must wait longer (429 with ``Retry-After``), whether or not the password is right.
 
     With an ``X-Requested-With`` header (the dashboard) the refresh token is set as an HttpOnly,
-    Secure, SameSite=Strict cookie for ``/v1/tokens/refresh`` only and ``refresh_token`` is null."""
+    Secure, SameSite=Strict cookie for ``/v1/tokens/refresh`` only and ``refresh_token`` is null.
+
+    A user with a second factor gets no tokens here but ``mfa_required`` and an ``mfa_token``
+    to send with a code to ``POST /v1/tokens/mfa``."""
     done = await grants.password(body.username, body.password, body.tenant)
+    if isinstance(done, MfaChallenged):
+        out = MfaChallengeOut(mfa_token=done.mfa_token, expires_in=done.expires_in)
+        return JSONResponse(out.model_dump(), headers=NO_STORE)
+    ttl = grants.tokens.settings.refresh_token_ttl_s if wants_cookie(request) else None
+    return _token_response(done.access_token, done.refresh_token, done.expires_in, cookie_ttl=ttl)
+
+
+@router.post("/v1/tokens/mfa", response_model=TokenOut)
+@raises(401, 429)  # MfaCodes.redeem: an expired challenge or a wrong code; the login throttle
+def second_factor(body: SecondFactorGrant, grants: GrantsDep, request: Request) -> JSONResponse:
+    """A login's second step: the password step's ``mfa_token`` and a TOTP code (or a recovery
+    code, single use). Wrong codes count towards the login throttle; the challenge ends after five."""
+    done = grants.second_factor(body.mfa_token, body.code)
     ttl = grants.tokens.settings.refresh_token_ttl_s if wants_cookie(request) else None
     return _token_response(done.access_token, done.refresh_token, done.expires_in, cookie_ttl=ttl)
 

@@ -35,6 +35,7 @@ from novacron.db.models.identity import (
 )
 from novacron.db.models.lbaas import LbAmphora, LbListener, LbMember, LbPool, LoadBalancer
 from novacron.db.models.lbcerts import AcmeAccount, LbCertificate
+from novacron.db.models.mfa import MfaChallenge, MfaRecoveryCode, MfaTotp, TenantMfaPolicy
 from novacron.db.models.monitoring import Alert, AlertingPeer, AlertReceiver, AlertRule
 from novacron.db.models.network import (
     FloatingIP,
@@ -144,6 +145,10 @@ __all__ = [
     "SigningKey",
     "Subnet",
     "Task",
+    "MfaChallenge",
+    "MfaRecoveryCode",
+    "MfaTotp",
+    "TenantMfaPolicy",
     "TraceSpan",
     "Tenant",
     "User",

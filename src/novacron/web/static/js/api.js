@@ -62,6 +62,21 @@ export async function login(username, password, tenant) {
   });
   const body = await parse(resp);
   if (!resp.ok) throw new ApiError(resp.status, typeof body === 'object' && body ? body : { detail: String(body) });
+  // a second factor: no tokens yet, a challenge to answer with a code (loginCode)
+  if (body.mfa_required) return { mfaToken: body.mfa_token };
+  session.set(body);
+  return null;
+}
+
+/** The second step of a login with a second factor: the challenge and a TOTP or recovery code. */
+export async function loginCode(mfaToken, code) {
+  const resp = await fetch('/v1/tokens/mfa', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', ...COOKIE_MODE },
+    body: JSON.stringify({ mfa_token: mfaToken, code }),
+  });
+  const body = await parse(resp);
+  if (!resp.ok) throw new ApiError(resp.status, typeof body === 'object' && body ? body : { detail: String(body) });
   session.set(body);
 }
 

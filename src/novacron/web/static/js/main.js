@@ -49,7 +49,8 @@ function renderLogin(message) {
     submit.disabled = true;
     clear(error);
     try {
-      await api.login(user.value.trim(), pass.value, tenant.value.trim());
+      const challenge = await api.login(user.value.trim(), pass.value, tenant.value.trim());
+      if (challenge) { renderCodeStep(challenge.mfaToken, form, error); return; }
       await boot();
     } catch (err) {
       error.append(errorBox(err));
@@ -61,6 +62,34 @@ function renderLogin(message) {
     h('h1', {}, h('span', { class: 'brand' }, 'Nova', h('span', {}, 'Cron')), ' sign in'),
     error, form));
   user.focus();
+}
+
+/** The login's second step: the password was right, the account has a second factor. */
+function renderCodeStep(mfaToken, passwordForm, error) {
+  const code = h('input', {
+    id: 'otp', name: 'otp', autocomplete: 'one-time-code', inputmode: 'numeric', required: true,
+    autocapitalize: 'none', spellcheck: 'false', 'aria-describedby': 'otp-hint',
+  });
+  const submit = h('button', { type: 'submit', class: 'primary' }, 'Verify');
+  const form = h('form', { class: 'card', 'aria-label': 'Second factor' },
+    h('div', { class: 'field' }, h('label', { for: 'otp' }, 'Authentication code'), code,
+      h('div', { class: 'hint', id: 'otp-hint' }, 'The 6 digits your authenticator app shows now, or one of your recovery codes.')),
+    submit);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    submit.disabled = true;
+    clear(error);
+    try {
+      await api.loginCode(mfaToken, code.value.trim());
+      await boot();
+    } catch (err) {
+      error.append(errorBox(err));
+      submit.disabled = false;
+      code.select();
+    }
+  });
+  passwordForm.replaceWith(form);
+  code.focus();
 }
 
 api.setUnauthorizedHandler(() => {
@@ -193,7 +222,10 @@ async function boot() {
     return;
   }
   renderShell();
-  live.start();
+  // the tenant requires a second factor this user has not enrolled: the API answers only that page
+  // (no live updates either) until it has enrolled one and refreshed its token
+  if (me.mfa_enrol_required && currentPath().path !== '/mfa') { location.hash = '#/mfa'; return; }
+  if (!me.mfa_enrol_required) live.start();
   await route();
 }
 

@@ -29,3 +29,4 @@ import './slos.js';
 import './slo_report.js';
 import './api_keys.js';
 import './webhooks.js';
+import './mfa.js';
