@@ -194,9 +194,11 @@ class Snapshot(Request):
 @operation("clone_disk")
 @dataclass(frozen=True)
 class CloneDisk(Request):
-    """Write a full copy of instance ``source_id``'s disk (stopped or running) as this one's disk."""
+    """Write a full copy of instance ``source_id``'s disk (stopped or running) as this one's disk,
+    or with ``snapshot`` a linked clone of that VM snapshot of it."""
 
     source_id: str
+    snapshot: str | None = None
 
 
 @operation("console_read")

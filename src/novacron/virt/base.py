@@ -447,7 +447,10 @@ class ComputeDriver(abc.ABC):
         """Delete snapshot ``tag`` (running or stopped); the other snapshots keep their data."""
         self.refuse("snapshot VMs")
 
-    async def clone_disk(self, source_id: str, instance_id: str, report: Progress | None = None) -> None:
+    async def clone_disk(
+        self, source_id: str, instance_id: str, report: Progress | None = None, snapshot: str | None = None
+    ) -> None:
         """Write a full, standalone copy of instance ``source_id``'s disk as ``instance_id``'s disk:
-        of a stopped source from its file, of a running one through a block job (the guest runs on)."""
+        of a stopped source from its file, of a running one through a block job (the guest runs on).
+        With ``snapshot`` (one of the source's VM snapshots): a linked clone of that snapshot."""
         self.refuse("clone disks")

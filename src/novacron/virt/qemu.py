@@ -46,6 +46,7 @@ from novacron.virt import (
     nics,
     procs,
     sampling,
+    snapclone,
     snapshots,
     volmove,
     volumes,
@@ -514,7 +515,12 @@ class QemuDriver(ComputeDriver):
             raise DriverError(f"instance {instance_id} has no disk on this host")
         return await images.flatten(disk, Path(dest))
 
-    async def clone_disk(self, source_id: str, instance_id: str, report: Progress | None = None) -> None:
+    async def clone_disk(
+        self, source_id: str, instance_id: str, report: Progress | None = None, snapshot: str | None = None
+    ) -> None:
+        if snapshot is not None:
+            await snapclone.linked(self, self._check_id(source_id), snapshot, self._check_id(instance_id))
+            return
         await clonedisk.clone(self, self._check_id(source_id), self._check_id(instance_id), report)
 
     def _instance_taps(self, instance_id: str) -> list[str]:
