@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, ClassVar
 from sqlalchemy import select
 
 from novacron.agent.protocol import CloneDisk
-from novacron.compute import hostops, placement, templates
+from novacron.compute import boot_volume, hostops, placement, templates
 from novacron.compute import tasks as vm_tasks
 from novacron.compute.imagesvc import ImageService
 from novacron.compute.vm_snapshots import VmSnapshotService
@@ -74,6 +74,11 @@ def request_clone(
         raise _refuse_linked(vm)
     if vm.task_state != "cloning":  # clones of one VM may copy its disk side by side
         ensure_idle(vm)
+    if boot_volume.on_volume(vm):
+        raise Conflict(
+            f"VM '{vm.name}' boots from a volume: clone the volume (novacron volume create --from-volume) "
+            f"and create a VM with it as its boot volume."
+        )
     if vm.state not in ("running", "stopped") or vm.host_id is None:
         raise Conflict(f"Only a running or stopped VM can be cloned; '{vm.name}' is {vm.state}.")
     if vm.image_id is None or vm.flavor_id is None:

@@ -234,7 +234,10 @@ class QemuDriver(ComputeDriver):
         disk = self.disk_path(spec.id)
         mkdir_private(disk.parent)
         stopped = self.pid(spec.id) is None
-        await images.prepare_disk(disk, spec, rebase=self.shared_dir is not None and stopped, resize=stopped)
+        if not any(v.boot for v in spec.volumes):  # a boot volume is the root disk: no local one
+            await images.prepare_disk(
+                disk, spec, rebase=self.shared_dir is not None and stopped, resize=stopped
+            )
         await asyncio.to_thread(firmware.ensure_nvram, spec, self.nvram_path(spec.id))
         await self.write_seed(spec)
 
@@ -262,7 +265,8 @@ class QemuDriver(ComputeDriver):
         i = spec.id
         if self.pid(i) is not None:
             return
-        if not self.disk_path(i).exists() or not self.seed_path(i).exists():
+        rooted = self.disk_path(i).exists() or any(v.boot for v in spec.volumes)
+        if not rooted or not self.seed_path(i).exists():
             await self.prepare(spec)
         await asyncio.to_thread(firmware.ensure_nvram, spec, self.nvram_path(i))
         for mac in [spec.mac, *(nic.mac for nic in spec.nics)]:
