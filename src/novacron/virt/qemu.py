@@ -330,8 +330,8 @@ class QemuDriver(ComputeDriver):
     async def snapshot_volume(self, instance_id: str, volume_id: str, name: str, delete: bool) -> None:
         await volumes.snapshot(self, instance_id, volume_id, name, delete)
 
-    async def migration_storage(self, instance_id: str) -> dict[str, Any]:
-        return await migration.storage_of(self, instance_id)
+    async def migration_storage(self, instance_id: str, volumes: tuple[str, ...] = ()) -> dict[str, Any]:
+        return await migration.storage_of(self, instance_id, volumes)
 
     def choose_migration_storage(self, instance_id: str, requested: str, source: dict[str, Any]) -> str:
         return migration.choose_storage(self, instance_id, requested, source)
@@ -364,13 +364,19 @@ class QemuDriver(ComputeDriver):
     async def migrate_finish(self, instance_id: str, storage: str = "local") -> float:
         return await migration.finish(self, instance_id, storage)
 
-    async def serve_disk(self, instance_id: str, host: str) -> DiskSource:
-        return await coldmove.serve_disk(self, instance_id, host)
+    async def serve_disk(
+        self, instance_id: str, host: str, volumes: tuple[str, ...] = (), disk: bool = True
+    ) -> DiskSource:
+        return await coldmove.serve_disk(self, instance_id, host, volumes, disk)
 
     async def fetch_disk(
-        self, spec: InstanceSpec, source: DiskSource, report: Progress | None = None
-    ) -> None:
-        await coldmove.fetch_disk(self, spec, source, report)
+        self,
+        spec: InstanceSpec,
+        source: DiskSource,
+        report: Progress | None = None,
+        volume_ids: tuple[str, ...] = (),
+    ) -> dict[str, str]:
+        return await coldmove.fetch_disk(self, spec, source, report, volume_ids)
 
     def scratch_dir(self, instance_id: str) -> Path:
         return self.instance_dir(instance_id)
