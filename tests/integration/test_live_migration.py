@@ -454,9 +454,9 @@ def test_cold_migration_by_drain_moves_a_stopped_vm_with_its_disk(
 ) -> None:
     server, agent = two_hosts
     with server.client() as c:
-        hosts = _join(c, agent)
         import_guest_image(c, guest)
-        vm_id = _create(c, "cold", DISKS_SAY)
+        vm_id = _create(c, "cold", DISKS_SAY)  # on the all-in-one host, the only one yet
+        hosts = _join(c, agent)
         wait_console(c, vm_id, "NOVACRON-USER-DATA-DONE", 120)
         assert "disk says cold-marker-42" not in c.get(f"/v1/vms/{vm_id}/console-log").text
         r = c.post(f"/v1/vms/{vm_id}/actions/stop")
@@ -474,10 +474,9 @@ def test_cold_migration_by_drain_moves_a_stopped_vm_with_its_disk(
         assert task["result"]["storage"] == "local"
         vm = c.get(f"/v1/vms/{vm_id}").json()
         assert vm["host_id"] != source and vm["state"] == "stopped" and vm["task_state"] is None
-        # copied into node-b's own volumes dir; back to the all-in-one host it is in its pool's root
-        copied = [vid] if hosts[vm["host_id"]] == "node-b" else []
-        assert task["result"]["volumes_copied"] == copied, task["result"]
-        _volume_follows(server, agent, hosts[vm["host_id"]], vid, before)
+        # node-b does not reach the all-in-one host's volumes dir: copied into its own
+        assert hosts[vm["host_id"]] == "node-b" and task["result"]["volumes_copied"] == [vid], task
+        _volume_follows(server, agent, "node-b", vid, before)
         assert _moved_at(server, vm_id) is not None
         assert _qemu_count(vm_id) == 0
 
