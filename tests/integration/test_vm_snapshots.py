@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -188,6 +190,11 @@ def test_linked_clone_from_a_snapshot_boots_with_its_data(env: Env, cli: Cli) ->
     clone = json.loads(made.out)
     clone_id = str(clone.get("id") or clone["vm"]["id"])
     wait_console(c, clone_id, "NOVACRON-GUEST-READY", timeout_s=240)
+    # linked: its disk is an overlay on the snapshot's base, itself thin over the image
+    disk = env.server.state_dir / "instances" / clone_id / "disk.qcow2"
+    info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", str(disk)],
+                                     capture_output=True, check=True, text=True).stdout)  # fmt: skip
+    assert Path(info["backing-filename"]).parent.name == ".snapbases" and info["actual-size"] < 2 << 20, info
     read = f"echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/vda bs=512 skip={SECTOR['A']} count=4 2>/dev/null"
     held = _guest(env, f"{read} | tr -d '\\000' | tr '\\n' ' '", vm_id=clone_id)
     assert set(re.findall(r"MARK-([ABCD])-42", held)) == {"A", "B"}, held

@@ -5,6 +5,7 @@ Per instance:
   instances_dir/<id>/seed.iso     NoCloud seed (label ``cidata``)
   instances_dir/<id>/nvram.fd     a UEFI VM's own firmware variables (beside the disk: see firmware.py)
   instances_dir/<id>/console.log  everything the guest wrote on its serial console (appended)
+  instances_dir/.snapbases/<snapshot id>.qcow2  a VM snapshot written out for its linked clones (snapclone.py)
   instances_dir/<id>/qemu.log     QEMU's own stderr (launch errors)
   run_dir/<key>.qmp .ser .pid     QMP socket, serial-console socket, pidfile (short paths)
   run_dir/<key>.vnc               the graphical console: QEMU's VNC server on a unix socket only
