@@ -38,7 +38,11 @@ MIN_RAM_MB = 112
 
 @pytest.fixture(scope="module")
 def lab(guest: Guest) -> Iterator[Server]:
-    srv = make_server(NOVACRON_COMPUTE_DRIVER="qemu")
+    # 20 TCG guests booting at once on 2 shared cores can starve the embedded agent's reports for
+    # longer than the default 15 s down / 20 s lease: the host would fence itself (HA is not tested here)
+    srv = make_server(
+        NOVACRON_COMPUTE_DRIVER="qemu", NOVACRON_HOST_DOWN_AFTER_S="120", NOVACRON_HA_LEASE_S="150"
+    )
     srv.start(timeout_s=90)  # eight engineers' suites share 2 cores
     try:
         with srv.client() as c:

@@ -202,6 +202,7 @@ def test_linked_clone_from_a_snapshot_boots_with_its_data(env: Env, cli: Cli) ->
     r = c.delete(f"/v1/vms/{clone_id}")
     assert r.status_code == 202, r.text
     assert wait_task(c, r.json()["task_id"], timeout_s=300)["state"] == "succeeded"
+    assert not Path(info["backing-filename"]).exists()  # its last clone gone, the base went too
     print(f"linked clone from a snapshot, booted and read: {time.monotonic() - started:.1f} s")
 
 

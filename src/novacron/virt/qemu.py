@@ -502,9 +502,11 @@ class QemuDriver(ComputeDriver):
         await self.qmp(instance_id, "cont")
 
     async def destroy(self, instance_id: str) -> None:
+        base = await asyncio.to_thread(snapclone.base_of, self.disk_path(instance_id))
         await self.forget(instance_id)
         if self.shared_dir is not None:
             await asyncio.to_thread(shutil.rmtree, self.disk_path(instance_id).parent, True)
+        await snapclone.reclaim(base)  # its last linked clone gone: the snapshot's base goes too
 
     async def forget(self, instance_id: str) -> None:
         await self.power_off(instance_id)

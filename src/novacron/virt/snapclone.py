@@ -10,7 +10,9 @@ clone -> base -> image, and N clones of one snapshot share one base.
 Bases live beside the instances' disks in ``.snapbases/<snapshot id>.qcow2`` (a name no instance
 id can take), on shared storage when the disks are, so they outlive the snapshot and the source VM
 (neither is needed by the clones once the base exists). Both files are written beside their final
-name and renamed when whole: a repeated step finds them done.
+name and renamed when whole: a repeated step finds them done. When a clone is destroyed and no disk
+beside it still reads its base, the base goes (a later clone of the snapshot, if it still exists,
+writes it again); one lock per host orders that with a clone being made.
 """
 
 from __future__ import annotations
@@ -22,13 +24,15 @@ from typing import TYPE_CHECKING
 
 from novacron.private import mkdir_private
 from novacron.virt import images
-from novacron.virt.base import DriverError
+from novacron.virt.base import DriverError, InvalidImage
 
 if TYPE_CHECKING:
     from novacron.virt.qemu import QemuDriver
 
 BASES = ".snapbases"
 TIMEOUT_S = 3600.0
+#: a base is not removed while a clone is being linked to it (one agent process per host)
+_lock = asyncio.Lock()
 
 
 def base_path(drv: QemuDriver, source_id: str, snapshot: str) -> Path:
@@ -70,11 +74,35 @@ async def linked(drv: QemuDriver, source_id: str, snapshot: str, instance_id: st
     if dest.exists():
         return
     base = base_path(drv, source_id, snapshot)
-    if not base.exists():
-        src = drv.disk_path(source_id)
-        if not src.exists():
-            raise DriverError(f"instance {source_id} has no disk on this host")
-        await _write_base(src, snapshot, base)
-    size = int((await asyncio.to_thread(images.qemu_img_info, base)).get("virtual-size", 0))
-    mkdir_private(dest.parent)
-    await images.create_overlay(base, "qcow2", dest, size or None)
+    async with _lock:
+        if not base.exists():
+            src = drv.disk_path(source_id)
+            if not src.exists():
+                raise DriverError(f"instance {source_id} has no disk on this host")
+            await _write_base(src, snapshot, base)
+        size = int((await asyncio.to_thread(images.qemu_img_info, base)).get("virtual-size", 0))
+        mkdir_private(dest.parent)
+        await images.create_overlay(base, "qcow2", dest, size or None)
+
+
+def base_of(disk: Path) -> Path | None:
+    """The snapshot base ``disk`` is an overlay on, if it is a linked clone of a snapshot."""
+    if not disk.exists():
+        return None
+    try:
+        backing = images.qemu_img_info(disk).get("backing-filename")
+    except (DriverError, InvalidImage):
+        return None
+    return Path(backing) if backing and is_base(backing) else None
+
+
+async def reclaim(base: Path | None) -> bool:
+    """Remove ``base`` when no disk beside it reads it any more (its last clone is gone)."""
+    if base is None or not base.exists():
+        return False
+    async with _lock:
+        for disk in base.parent.parent.glob("*/disk.qcow2"):
+            if await asyncio.to_thread(base_of, disk) == base:
+                return False
+        base.unlink(missing_ok=True)
+        return True
