@@ -1,11 +1,12 @@
 """Templates and clones in a real browser: mark an image as a template, make VMs from it on the
-Images page, then clone a running VM from its page; real QEMU guests behind."""
+Images page, then clone a running VM from its page (a linked clone of one of its snapshots); real QEMU
+guests behind."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import Guest
+from tests.conftest import Guest, wait_task
 from tests.e2e.browser import Browser, axe_violations
 from tests.e2e.conftest import DESKTOP, PASSWORD, Cluster
 
@@ -47,8 +48,16 @@ def test_template_new_vms_and_clone_in_the_browser(cluster: Cluster, browser: An
         # a template is made from a stopped VM: the button says so while it runs
         assert page.is_disabled("main button:text-is('Make template')")
 
+        # a snapshot of the running VM, which the clone dialog offers as a linked clone's source
+        vm_id = page.url.rsplit("/", 1)[-1]
+        with cluster.server.client(cluster.server.token(username, PASSWORD, "alpha")) as alpha:
+            r = alpha.post(f"/v1/vms/{vm_id}/snapshots", json={"name": "before-copy"})
+            assert r.status_code == 202, r.text
+            assert wait_task(alpha, r.json()["task_id"], timeout_s=180)["state"] == "succeeded"
+        page.wait_for_selector("main button:text-is('Clone'):enabled")
         page.click("main button:text-is('Clone')")
         page.fill("#clone-name", "tmpl-copy")
+        page.select_option("#clone-from", label="Snapshot before-copy (linked clone)")
         page.click("dialog button.primary")
         page.wait_for_url("**/#/vms/vm-*")
         page.wait_for_selector("h1:has-text('tmpl-copy')")

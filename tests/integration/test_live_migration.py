@@ -46,6 +46,11 @@ VOLUME_READER = (
 VOLUME_SAYS = "vol-says ZZZZZZZZ guest-mark-77"
 #: prints what the disk holds, then writes a marker: a second boot shows the first one's write
 DISK_MARKER = '#!/bin/sh\necho "disk says $(head -c 14 /dev/vda)"\nprintf cold-marker-42 > /dev/vda\nsync\n'
+#: and the first bytes of every other virtio disk (a volume attached while the VM was stopped)
+DISKS_SAY = (
+    DISK_MARKER
+    + 'for d in /sys/block/vd[b-z]; do [ -e "$d" ] && echo "blk-says $(head -c 8 /dev/${d##*/})"; done\n'
+)
 
 
 @pytest.fixture
@@ -449,14 +454,17 @@ def test_cold_migration_by_drain_moves_a_stopped_vm_with_its_disk(
 ) -> None:
     server, agent = two_hosts
     with server.client() as c:
-        _join(c, agent)
         import_guest_image(c, guest)
-        vm_id = _create(c, "cold", DISK_MARKER)
+        vm_id = _create(c, "cold", DISKS_SAY)  # on the all-in-one host, the only one yet
+        hosts = _join(c, agent)
         wait_console(c, vm_id, "NOVACRON-USER-DATA-DONE", 120)
         assert "disk says cold-marker-42" not in c.get(f"/v1/vms/{vm_id}/console-log").text
         r = c.post(f"/v1/vms/{vm_id}/actions/stop")
         assert wait_task(c, r.json()["task_id"], timeout_s=120)["state"] == "succeeded"
         source = c.get(f"/v1/vms/{vm_id}").json()["host_id"]
+        # a volume attached while it is stopped (recorded only) moves with it like its disk
+        vid = _attach_marked_volume(c, server, vm_id)
+        before = _location(server, vid)
 
         r = c.post(f"/v1/hosts/{source}/drain")
         assert r.status_code == 202 and r.json()["left"] == [], r.text
@@ -466,10 +474,14 @@ def test_cold_migration_by_drain_moves_a_stopped_vm_with_its_disk(
         assert task["result"]["storage"] == "local"
         vm = c.get(f"/v1/vms/{vm_id}").json()
         assert vm["host_id"] != source and vm["state"] == "stopped" and vm["task_state"] is None
+        # node-b does not reach the all-in-one host's volumes dir: copied into its own
+        assert hosts[vm["host_id"]] == "node-b" and task["result"]["volumes_copied"] == [vid], task
+        _volume_follows(server, agent, "node-b", vid, before)
         assert _moved_at(server, vm_id) is not None
         assert _qemu_count(vm_id) == 0
 
         r = c.post(f"/v1/vms/{vm_id}/actions/start")
         assert wait_task(c, r.json()["task_id"], timeout_s=120)["state"] == "succeeded"
         wait_console(c, vm_id, "disk says cold-marker-42", 120)
+        wait_console(c, vm_id, "blk-says ZZZZZZZZ", 60)  # the volume, whole, on the new host
         assert c.get(f"/v1/vms/{vm_id}").json()["host_id"] == vm["host_id"]

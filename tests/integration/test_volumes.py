@@ -25,6 +25,7 @@ from tests.conftest import (
     wait_task,
 )
 from tests.integration.test_cli import Cli
+from tests.integration.test_quota_api import _used
 
 pytestmark = pytest.mark.qemu
 
@@ -328,6 +329,8 @@ def test_a_vm_boots_from_a_volume_which_is_refused_elsewhere(env: Env) -> None:
     r = c.post("/v1/vms", json={**vm, "boot_volume": "slow"})
     assert r.status_code == 409 and "in use by VM 'vol-a'" in r.json()["detail"], r.text
 
+    scope = {"project_id": env.project}
+    disk_before, volume_before = _used(c, scope, "disk_gb"), _used(c, scope, "volume_gb")
     r = c.post("/v1/vms", json={**vm, "boot_volume": "root"})  # the image: the volume's source
     assert r.status_code == 202, r.text
     env.vms["vol-boot"] = vm_id = r.json()["vm"]["id"]
@@ -338,6 +341,15 @@ def test_a_vm_boots_from_a_volume_which_is_refused_elsewhere(env: Env) -> None:
     assert vol["boot"] is True and vol["vm_id"] == vm_id and vol["status"] == "in-use"
     # the guest's first disk (the boot disk) is the volume
     assert _guest(env, "vol-boot", "cat /sys/block/vda/serial", "S") == str(root["id"])[:20]
+    # and the only root disk: no local copy of the image beside it, the flavor's disk not charged
+    assert not (env.server.state_dir / "instances" / vm_id / "disk.qcow2").exists()
+    assert c.get(f"/v1/vms/{vm_id}").json()["disk_gb"] == 0
+    assert (_used(c, scope, "disk_gb"), _used(c, scope, "volume_gb")) == (disk_before, volume_before)
+    grow = c.patch(f"/v1/vms/{vm_id}", json={"disk_gb": 5})
+    assert grow.status_code == 422 and "volume extend" in grow.text, grow.text
+    for path in ("snapshots", "clone"):  # what works on a local root disk names the volume's way
+        r = c.post(f"/v1/vms/{vm_id}/{path}", json={"name": "of-boot"})
+        assert r.status_code == 409 and "boots from a volume" in r.json()["detail"], r.text
 
     again = c.post("/v1/vms", json={**vm, "name": "vol-boot-2", "boot_volume": "root"})
     assert again.status_code == 409 and "as its root disk" in again.json()["detail"], again.text

@@ -50,7 +50,7 @@ def test_payloads_of_before_the_types_parse_and_encode_back() -> None:
         again = json.loads(json.dumps(protocol.encode(parse(op, payload))))  # as queued: JSON
         expected = {k: v for k, v in payload.items() if k != "spec"}
         if op == "migrate_fetch_disk":  # a source without NVRAM, as every one was before UEFI
-            expected["source"] = {**expected["source"], "nvram_size": 0, "tpm_size": 0}
+            expected["source"] = {**expected["source"], "nvram_size": 0, "tpm_size": 0, "volume_sizes": []}
         if op == "migrate_send":  # a VM without volumes to copy, as every one was before volumes
             expected["target"] = {**expected["target"], "volumes": {}}
         assert {k: again[k] for k in payload if k != "spec"} == expected

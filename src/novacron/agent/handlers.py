@@ -113,7 +113,7 @@ async def _snapshot(agent: AgentRuntime, instance_id: str, r: p.Snapshot, _: Pro
 async def _clone_disk(
     agent: AgentRuntime, instance_id: str, r: p.CloneDisk, report: Progress | None
 ) -> Result:
-    await agent.driver.clone_disk(r.source_id, instance_id, report)
+    await agent.driver.clone_disk(r.source_id, instance_id, report, r.snapshot)
     return None
 
 
@@ -226,7 +226,7 @@ def _mover(agent: AgentRuntime) -> ComputeDriver:
 async def _source_disk(
     agent: AgentRuntime, instance_id: str, r: p.MigrateSourceDisk, _: Progress | None
 ) -> Result:
-    return await _mover(agent).migration_storage(instance_id)
+    return await _mover(agent).migration_storage(instance_id, r.volumes)
 
 
 @handles(p.MigrateStorage)
@@ -270,7 +270,7 @@ async def _forget(agent: AgentRuntime, instance_id: str, r: p.MigrateForget, _: 
 
 @handles(p.MigrateServeDisk)
 async def _serve(agent: AgentRuntime, instance_id: str, r: p.MigrateServeDisk, _: Progress | None) -> Result:
-    return asdict(await _mover(agent).serve_disk(instance_id, agent.migration_address))
+    return asdict(await _mover(agent).serve_disk(instance_id, agent.migration_address, r.volumes, r.disk))
 
 
 @handles(p.MigrateFetchDisk)
@@ -278,8 +278,7 @@ async def _fetch(
     agent: AgentRuntime, instance_id: str, r: p.MigrateFetchDisk, report: Progress | None
 ) -> Result:
     driver = _mover(agent)
-    await driver.fetch_disk(await agent.instance_spec(r.spec), r.source, report)
-    return None
+    return await driver.fetch_disk(await agent.instance_spec(r.spec), r.source, report, r.volume_ids)
 
 
 # ---- backup and restore (novacron.backup: the driver refuses when it cannot) --------------------

@@ -194,9 +194,11 @@ class Snapshot(Request):
 @operation("clone_disk")
 @dataclass(frozen=True)
 class CloneDisk(Request):
-    """Write a full copy of instance ``source_id``'s disk (stopped or running) as this one's disk."""
+    """Write a full copy of instance ``source_id``'s disk (stopped or running) as this one's disk,
+    or with ``snapshot`` a linked clone of that VM snapshot of it."""
 
     source_id: str
+    snapshot: str | None = None
 
 
 @operation("console_read")
@@ -311,7 +313,10 @@ class ResizeLive(Request):
 @operation("migrate_source_disk")
 @dataclass(frozen=True)
 class MigrateSourceDisk(Request):
-    """Source: where the instance's disk lives."""
+    """Source: where the instance's disk lives (and its volumes: those it runs with, and the files
+    ``volumes`` of the volume rows, which a stopped VM may not have started with yet)."""
+
+    volumes: tuple[str, ...] = ()
 
 
 @operation("migrate_storage")
@@ -368,16 +373,22 @@ class MigrateDropVolumes(Request):
 @operation("migrate_serve_disk")
 @dataclass(frozen=True)
 class MigrateServeDisk(Request):
-    """Cold migration, source: serve the stopped instance's disk."""
+    """Cold migration, source: serve the stopped instance's disk (unless not ``disk``: shared
+    storage), then the files of ``volumes``."""
+
+    volumes: tuple[str, ...] = ()
+    disk: bool = True
 
 
 @operation("migrate_fetch_disk")
 @dataclass(frozen=True)
 class MigrateFetchDisk(Request):
-    """Cold migration, destination: fetch the disk the ``source`` serves."""
+    """Cold migration, destination: fetch the disk the ``source`` serves, then the volumes
+    ``volume_ids`` (in the order served); answers id -> the volume's new path."""
 
     spec: VmSpec
     source: DiskSource
+    volume_ids: tuple[str, ...] = ()
 
 
 # ---- backup and restore -----------------------------------------------------------------------

@@ -23,17 +23,28 @@ def clone(  # noqa: PLR0913 (the command's options)
     ctx: typer.Context,
     source: str = vm.VM_ARG,
     name: str = typer.Option(..., "--name", "-n", help="the clone's name (same project as the source)"),
-    mode: str = typer.Option(
-        "full", "--mode", help="full (a copy of the disk); linked is made from templates: vm create --image"
+    mode: str | None = typer.Option(
+        None,
+        "--mode",
+        help="full (a copy of the disk; the default) or linked (the default with --from-snapshot); "
+        "linked clones of a template: vm create --image",
+    ),
+    snapshot: str | None = typer.Option(
+        None, "--from-snapshot", help="one of the VM's snapshots (name or id): a linked clone of it"
     ),
     user_data: typer.FileText | None = typer.Option(None, "--user-data", help="the clone's user-data file"),
     wait: bool = vm.WAIT,
     wait_timeout: float | None = vm.TIMEOUT,
     as_json: bool = JSON,
 ) -> None:
-    """Clone a VM, running or stopped: a full copy of its disk, booted as a new VM on its host."""
+    """Clone a VM, running or stopped: a full copy of its disk, or a linked clone of one of its
+    snapshots, booted as a new VM on its host."""
     found = resolve_vm(ctx, source)
-    body: dict[str, object] = {"name": name, "mode": mode}
+    body: dict[str, object] = {"name": name}
+    if mode is not None:
+        body["mode"] = mode
+    if snapshot is not None:
+        body["snapshot"] = snapshot
     if user_data is not None:
         body["user_data"] = user_data.read()
     accepted = post_idempotent(client_of(ctx), f"/v1/vms/{found['id']}/clone", body)

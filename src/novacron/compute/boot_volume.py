@@ -5,6 +5,10 @@ VM's first start plugs it in as the first disk with ``bootindex=1`` in place of 
 (``virt/cmdline.py``). A volume in use elsewhere (attached, busy, or another VM's root disk) is
 refused. The image still gives what the volume cannot: a kernel and initrd for an image booted
 directly; without an image named, the volume's source image is used.
+
+Such a VM has no local root disk at all (the driver makes none) and its ``disk_gb`` is
+``ROOT_GB`` (0): the flavor's disk is neither made nor charged, the volume's ``volume_gb`` is. Its
+disk grows by extending the volume, not by a resize.
 """
 
 from __future__ import annotations
@@ -15,6 +19,23 @@ from novacron.db.models import VM, Project, Volume
 from novacron.db.resolve import Named, resolve
 from novacron.errors import Conflict, InvalidInput
 from novacron.identity.principal import Principal
+
+#: the ``disk_gb`` of a VM whose root disk is a volume: it has no local disk to size or charge
+ROOT_GB = 0
+
+
+def on_volume(vm: VM) -> bool:
+    """The VM's root disk is a volume (boot from volume)."""
+    return vm.disk_gb == ROOT_GB
+
+
+def keep_disk(vm: VM, disk_gb: int | None) -> None:
+    """Refuse a resize that asks a boot-from-volume VM for a local disk size."""
+    if on_volume(vm) and disk_gb:
+        raise InvalidInput(
+            "disk_gb",
+            f"VM '{vm.name}' boots from a volume: extend the volume instead (novacron volume extend)",
+        )
 
 
 def claimable(session: Session, principal: Principal, project: Project, ref: str | None) -> Volume | None:

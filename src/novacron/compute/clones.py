@@ -4,9 +4,11 @@
   (``virt/clonedisk.py``): of a stopped source by ``qemu-img convert``, of a running one by a QEMU
   ``drive-mirror`` block job while its guest runs on. The clone goes on the source's host (where
   its disk is), with the source's size and hardware, and boots on its own.
-- ``linked``: as in Proxmox, only from a template: a VM created from a template image is a linked
-  clone (``compute/templates.py``). A VM's own disk changes while it lives, so nothing may be built
-  on it; a linked clone of a VM is refused, saying to turn it into a template or make a full clone.
+- ``linked``: from a template (a VM created from a template image is a linked clone,
+  ``compute/templates.py``) or from one of the VM's snapshots (``snapshot``): a snapshot never
+  changes, so the clone's disk is an overlay on it (``virt/snapclone.py``: the snapshot written out
+  once as a thin base shared by all its clones). A VM's live disk changes while it lives, so a
+  linked clone of the VM itself is refused, saying to name a snapshot, make a template or a full clone.
 
 A clone is created like any VM (``VMService.create``: quota, name, placement spec, audit) and built
 by ``CloneVM``, the create task with a ``copy_disk`` step before ``prepare`` (which keeps a disk
@@ -21,9 +23,10 @@ from typing import TYPE_CHECKING, ClassVar
 from sqlalchemy import select
 
 from novacron.agent.protocol import CloneDisk
-from novacron.compute import hostops, placement, templates
+from novacron.compute import boot_volume, hostops, placement, templates
 from novacron.compute import tasks as vm_tasks
 from novacron.compute.imagesvc import ImageService
+from novacron.compute.vm_snapshots import VmSnapshotService
 from novacron.compute.vms import VMService, VMSpec, ensure_idle
 from novacron.db.models import VM, Image, Task
 from novacron.errors import Conflict, InvalidInput
@@ -40,20 +43,42 @@ COPY_TIMEOUT_S = 3600.0
 
 def _refuse_linked(vm: VM) -> Conflict:
     return Conflict(
-        f"A linked clone is made from a template, not from VM '{vm.name}' (its disk still changes): "
-        f"turn it into a template (POST /v1/vms/{vm.id}/template) and create VMs from that image, "
-        f"or clone it with mode 'full'.",
+        f"A linked clone is made from a snapshot or a template, not from VM '{vm.name}' (its disk "
+        f"still changes): name one of its snapshots ('snapshot'), or turn it into a template "
+        f"(POST /v1/vms/{vm.id}/template) and create VMs from that image, or clone it with mode 'full'.",
     )
 
 
+def _snapshot(vms: VMService, vm: VM, ref: str, mode: str) -> str:
+    """The id of ``vm``'s snapshot ``ref`` (id or name), ready to be cloned from."""
+    if mode != "linked":
+        raise InvalidInput(
+            "mode", "A clone from a snapshot is a linked clone: leave 'mode' out or say 'linked'."
+        )
+    snap = VmSnapshotService(vms.session, vms.principal).get(vm, ref)
+    if snap.status != "available":
+        raise Conflict(
+            f"Snapshot '{snap.name}' of VM '{vm.name}' is {snap.status}; clone it once it is available."
+        )
+    return snap.id
+
+
 def request_clone(
-    vms: VMService, vm: VM, name: str, mode: str, user_data: str | None, decisions: Decisions
-) -> tuple[VM, Task]:
-    """The clone ``name`` of ``vm`` (in its project) and the task that builds it."""
-    if mode == "linked":
+    vms: VMService, vm: VM, name: str, mode: str | None, snapshot: str | None, user_data: str | None,
+    decisions: Decisions,
+) -> tuple[VM, Task]:  # fmt: skip
+    """The clone ``name`` of ``vm`` (in its project, of its ``snapshot`` when given) and its task."""
+    mode = mode or ("linked" if snapshot else "full")
+    snapshot_id = _snapshot(vms, vm, snapshot, mode) if snapshot else None
+    if mode == "linked" and snapshot_id is None:
         raise _refuse_linked(vm)
     if vm.task_state != "cloning":  # clones of one VM may copy its disk side by side
         ensure_idle(vm)
+    if boot_volume.on_volume(vm):
+        raise Conflict(
+            f"VM '{vm.name}' boots from a volume: clone the volume (novacron volume create --from-volume) "
+            f"and create a VM with it as its boot volume."
+        )
     if vm.state not in ("running", "stopped") or vm.host_id is None:
         raise Conflict(f"Only a running or stopped VM can be cloned; '{vm.name}' is {vm.state}.")
     if vm.image_id is None or vm.flavor_id is None:
@@ -70,7 +95,13 @@ def request_clone(
         ha_priority=vm.ha_priority,
         like=vm,
     )
-    params = {"source_id": vm.id, "source_host_id": vm.host_id, "mode": mode, "live": vm.state == "running"}
+    params = {
+        "source_id": vm.id,
+        "source_host_id": vm.host_id,
+        "mode": mode,
+        "live": vm.state == "running",
+        "snapshot_id": snapshot_id,
+    }
     clone, task = vms.create(project, spec, decisions, CloneVM, params)
     vm.task_state = "cloning"
     vms.session.flush()
@@ -107,7 +138,7 @@ class CloneVM(vm_tasks.CreateVM):
             with ctx.db.session() as s:
                 if s.get(VM, task.params["source_id"]) is None:
                     raise StepFailed(f"The clone's source VM {task.params['source_id']} no longer exists.")
-            request = CloneDisk(task.params["source_id"])
+            request = CloneDisk(task.params["source_id"], task.params.get("snapshot_id"))
             await hostops.call(
                 ctx, task.params["source_host_id"], task, request, task.resource_id, COPY_TIMEOUT_S
             )
@@ -140,10 +171,11 @@ class CloneService(VMService):
     """The caller's VMs, cloned or turned into templates."""
 
     def clone(
-        self, ref: str, name: str, mode: str, user_data: str | None, decisions: Decisions
-    ) -> tuple[VM, Task]:
-        """A clone ``name`` of the VM ``ref`` in its project, and the task that builds it."""
-        return request_clone(self, self.get(ref), name, mode, user_data, decisions)
+        self, ref: str, name: str, mode: str | None, snapshot: str | None, user_data: str | None,
+        decisions: Decisions,
+    ) -> tuple[VM, Task]:  # fmt: skip
+        """A clone ``name`` of the VM ``ref`` (or of its ``snapshot``) in its project, and its task."""
+        return request_clone(self, self.get(ref), name, mode, snapshot, user_data, decisions)
 
     def to_template(self, ref: str, image_name: str) -> tuple[Image, Task]:
         """Turn the stopped VM ``ref`` into the template image ``image_name`` (the VM is consumed)."""

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from novacron import events
 from novacron.agent.protocol import ResizeLive
-from novacron.compute import hostops, placement
+from novacron.compute import boot_volume, hostops, placement
 from novacron.db.models import VM, Flavor, Host, Task
 from novacron.errors import Conflict, InvalidInput, on_field
 from novacron.quota import enforce as quota
@@ -129,7 +129,10 @@ def request(
     vcpus, ram_mb, disk_gb = sizes
     new_vcpus = vcpus if vcpus is not None else flavor.vcpus if flavor is not None else vm.vcpus
     new_ram = ram_mb if ram_mb is not None else flavor.ram_mb if flavor is not None else vm.ram_mb
+    boot_volume.keep_disk(vm, disk_gb)
     new_disk = disk_gb if disk_gb is not None else max(vm.disk_gb, flavor.disk_gb if flavor else 0)
+    if boot_volume.on_volume(vm):  # no local disk: a flavor's disk is neither made nor charged
+        new_disk = boot_volume.ROOT_GB
     _check(vm, new_vcpus, new_ram, new_disk)
     quota.resize(session, "vm", vm.id, vm_amounts(new_vcpus, new_ram, new_disk), role=None)
     try:  # the host must have the room before the row grows (its claim follows the row)

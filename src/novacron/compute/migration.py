@@ -140,12 +140,19 @@ class _Move(TaskHandler):
     async def _choose_storage(self, ctx: Context, task: Task, vm: VM) -> str:
         """Ask the destination whether it reaches the source's disk on shared storage."""
         source, target = task.params["source_host_id"], task.params["target_host_id"]
-        where = await hostops.call(ctx, source, task, MigrateSourceDisk(), vm.id, timeout_s=60)
+        with ctx.db.session() as s:
+            files = volmove.files(s, vm.id)
+        where = await hostops.call(ctx, source, task, MigrateSourceDisk(files), vm.id, timeout_s=60)
         requested = task.params.get("options", {}).get("storage", "auto")
         answer = await hostops.call(ctx, target, task, MigrateStorage(requested, where), vm.id, 60)
         chosen = str(answer["storage"])
         if chosen == "local":
             _refuse_local_with_snapshots(ctx, vm)
+            if where.get("snapshot_base"):  # virt/snapclone.py: the base is on the source host only
+                raise StepFailed(
+                    f"VM '{vm.name}' is a linked clone of a snapshot whose base disk stays on this host: "
+                    "move it between hosts sharing its storage, or make a full clone of it and move that."
+                )
         with ctx.db.session() as s:  # and, volume by volume, whether it reaches each one
             copies, sources = volmove.plan(s, vm.id, where, answer.get("volumes", {}))
         _save_params(ctx, task, storage=chosen, copy_volumes=copies, volume_sources=sources)
@@ -314,24 +321,26 @@ class ColdMigrateVM(_Move):
             with ctx.db.session() as s:
                 spec = vm_spec(spec_payload(s, vm))
             storage = await self._choose_storage(ctx, task, vm)
-            if task.params.get("copy_volumes"):
-                raise StepFailed(
-                    "The destination does not reach the VM's volumes and a cold migration does not copy "
-                    "volumes yet: start the VM and migrate it live, or detach its volumes first."
-                )
-            if storage == "shared":
+            # the volumes the destination does not reach follow the disk (id order on both ends)
+            ids = tuple(sorted(task.params.get("copy_volumes", {})))
+            paths = tuple(task.params["volume_sources"][v] for v in ids)
+            if storage == "shared" and not ids:
                 # nothing to copy; the destination takes the instance now (its dir and seed, the
                 # disk backed by its own image copy), so its reports show the VM there, stopped
                 await hostops.call(ctx, target, task, Prepare(spec), vm.id, timeout_s=300)
                 return
-            served = await hostops.call(ctx, source, task, MigrateServeDisk(), vm.id, timeout_s=60)
+            # on shared storage the disk stays where both hosts see it: only the volumes move
+            serve = MigrateServeDisk(paths, disk=storage != "shared")
+            served = await hostops.call(ctx, source, task, serve, vm.id, timeout_s=60)
             _save_params(ctx, task, copying=True)
-            fetch = MigrateFetchDisk(spec, from_dict(DiskSource, served))
-            await hostops.call(ctx, target, task, fetch, vm.id, 4 * 3600)
+            fetch = MigrateFetchDisk(spec, from_dict(DiskSource, served), ids)
+            moved = await hostops.call(ctx, target, task, fetch, vm.id, 4 * 3600)
+            _save_params(ctx, task, migration_target={"volumes": dict(moved or {})})
         elif step == "switch":
             self._switch(ctx, task, vm.id, None)
         elif step == "cleanup_source":
             await hostops.call(ctx, source, task, self._release_op(task), vm.id, timeout_s=120)
+            await self._drop_volumes(ctx, task, source, list(task.params.get("volume_sources", {}).values()))
 
     async def rollback(self, ctx: Context, task: Task, error: str) -> None:
         if await self._rollback(ctx, task, bool(task.params.get("copying"))):

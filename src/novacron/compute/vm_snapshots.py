@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from novacron import events
+from novacron.compute import boot_volume
 from novacron.compute import vm_snapshot_tasks as tasks
 from novacron.db.base import new_id
 from novacron.db.models import VM, Project, Task, VmSnapshot
@@ -146,6 +147,10 @@ def _ensure_vm_ready(vm: VM) -> None:
         raise Conflict(f"VM '{vm.name}' is busy ({vm.task_state}); wait for its task to finish.")
     if vm.state not in SNAPSHOTTABLE or vm.host_id is None:
         raise Conflict(f"VM '{vm.name}' is {vm.state}; snapshots are of running, paused or stopped VMs.")
+    if boot_volume.on_volume(vm):
+        raise Conflict(
+            f"VM '{vm.name}' boots from a volume: snapshot the volume (novacron volume snapshot create)."
+        )
 
 
 def _ensure_available(snap: VmSnapshot) -> None:

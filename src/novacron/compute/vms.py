@@ -244,6 +244,7 @@ def resize(
     _ensure_idle(vm)
     if vm.state not in ("stopped", "error"):
         raise Conflict(f"Stop VM '{vm.name}' before resizing it (it is {vm.state}).")
+    boot_volume.keep_disk(vm, disk_gb)
     if flavor is not None and 0 < flavor.disk_gb < vm.disk_gb:  # a disk is not shrunk
         raise InvalidInput(
             "flavor",
@@ -345,7 +346,7 @@ class VMService(Service):
         image, flavor = self._image_and_flavor(project, spec)
         if len(spec.user_data.encode()) > MAX_USER_DATA:
             raise InvalidInput("user_data", f"larger than {MAX_USER_DATA} bytes")
-        disk_gb = root_disk_gb(self.principal, image, flavor)
+        disk_gb = boot_volume.ROOT_GB if boot is not None else root_disk_gb(self.principal, image, flavor)
         placement_spec, group_id = self._placement(project, flavor, spec)
         machine = hardware.for_vm(flavor.hardware, image.hardware, flavor.ram_mb)
         size = (flavor.vcpus, flavor.ram_mb, disk_gb)

@@ -4,7 +4,11 @@ The source names each attached volume's file, storage id and size; the destinati
 file, whether it reaches it on the same storage (``shared``: kept) or not (``local``: copied over
 NBD during a live migration, see ``virt.volmove``). After the switch, a copied volume's row names
 its path on the new host, and the source's copy is removed with the source instance. A cold
-migration does not copy volumes yet: it refuses a VM with a volume the destination cannot reach.
+migration copies them too: their files follow the root disk on its connection (``virt/coldmove.py``).
+
+Which volumes: the source reads those its VM runs with from ``launch.json``, and is also given the
+``file`` pool locations of the rows (``files``): a stopped VM may have had a volume attached since
+its last start. An ``rbd`` volume is never copied: every host of the cluster reaches the pool.
 """
 
 from __future__ import annotations
@@ -18,6 +22,12 @@ from novacron.db.models import Volume
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
+
+
+def files(s: Session, vm_id: str) -> tuple[str, ...]:
+    """The files of the VM's ``file`` pool volumes (an ``rbd`` volume has none to move)."""
+    rows = s.scalars(select(Volume).where(Volume.vm_id == vm_id, Volume.pool == "file")).all()
+    return tuple(sorted(r.location for r in rows if r.location))
 
 
 def plan(

@@ -171,6 +171,8 @@ class DiskSource:
     nvram_size: int = 0
     #: a vTPM's state file, served after those (0: none)
     tpm_size: int = 0
+    #: the files of the volumes asked for, served last, in the order asked
+    volume_sizes: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -349,8 +351,9 @@ class ComputeDriver(abc.ABC):
 
     # ---- live and cold migration (CAN_MIGRATE; see novacron.virt.migration and coldmove) ----
 
-    async def migration_storage(self, instance_id: str) -> dict[str, Any]:
-        """Source: where the instance's disk and volumes live, for the destination to compare."""
+    async def migration_storage(self, instance_id: str, volumes: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Source: where the instance's disk and volumes (those it runs with, and the files
+        ``volumes``) live, for the destination to compare."""
         self.refuse("migrate")
 
     def choose_migration_storage(self, instance_id: str, requested: str, source: dict[str, Any]) -> str:
@@ -385,14 +388,22 @@ class ComputeDriver(abc.ABC):
         """Destination step 2: run the guest; returns the wall-clock time it ran again."""
         self.refuse("migrate")
 
-    async def serve_disk(self, instance_id: str, host: str) -> DiskSource:
-        """Cold migration, source: serve the stopped instance's disk once, on ``host``."""
+    async def serve_disk(
+        self, instance_id: str, host: str, volumes: tuple[str, ...] = (), disk: bool = True
+    ) -> DiskSource:
+        """Cold migration, source: serve the stopped instance's disk (unless not ``disk``) once, on
+        ``host``, then the files of ``volumes``, which the destination does not reach."""
         self.refuse("migrate")
 
     async def fetch_disk(
-        self, spec: InstanceSpec, source: DiskSource, report: Progress | None = None
-    ) -> None:
-        """Cold migration, destination: pull the disk ``source`` serves and make it the instance's."""
+        self,
+        spec: InstanceSpec,
+        source: DiskSource,
+        report: Progress | None = None,
+        volume_ids: tuple[str, ...] = (),
+    ) -> dict[str, str]:
+        """Cold migration, destination: pull the disk ``source`` serves and make it the instance's;
+        the volumes ``volume_ids`` served after it land in this host's volumes dir (id -> path)."""
         self.refuse("migrate")
 
     # ---- backup and restore (CAN_BACKUP; see novacron.virt.cbt, novacron.backup) ---------------
@@ -447,7 +458,10 @@ class ComputeDriver(abc.ABC):
         """Delete snapshot ``tag`` (running or stopped); the other snapshots keep their data."""
         self.refuse("snapshot VMs")
 
-    async def clone_disk(self, source_id: str, instance_id: str, report: Progress | None = None) -> None:
+    async def clone_disk(
+        self, source_id: str, instance_id: str, report: Progress | None = None, snapshot: str | None = None
+    ) -> None:
         """Write a full, standalone copy of instance ``source_id``'s disk as ``instance_id``'s disk:
-        of a stopped source from its file, of a running one through a block job (the guest runs on)."""
+        of a stopped source from its file, of a running one through a block job (the guest runs on).
+        With ``snapshot`` (one of the source's VM snapshots): a linked clone of that snapshot."""
         self.refuse("clone disks")

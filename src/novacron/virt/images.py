@@ -208,6 +208,9 @@ async def point_backing(disk: Path, base: Path, base_format: str) -> None:
     want = str(Path(base).resolve())
     if not info.get("backing-filename"):
         return  # a standalone disk (a full clone's) reads nothing from the image: no name to fix
+    if Path(info["backing-filename"]).parent.name == ".snapbases":  # virt/snapclone.py: a linked
+        disk = Path(info["backing-filename"])  # clone of a snapshot; its base names the image
+        info = await asyncio.to_thread(qemu_img_info, disk)
     if info.get("backing-filename") != want:
         await run_tool(QEMU_IMG, "rebase", "-q", "-u", "-b", want, "-F", base_format, str(disk))
 

@@ -32,7 +32,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from novacron.virt import volmove
+from novacron.virt import images, snapclone, volmove
 from novacron.virt.base import DriverError, InstanceSpec, Progress
 
 if TYPE_CHECKING:
@@ -110,12 +110,20 @@ def _free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
-async def storage_of(drv: QemuDriver, instance_id: str) -> dict[str, Any]:
+async def storage_of(drv: QemuDriver, instance_id: str, volumes: tuple[str, ...] = ()) -> dict[str, Any]:
     """Source: where the VM's disk and volumes live, for the destination to tell what it reaches."""
+    disk = drv.disk_path(instance_id)
+    backing = (
+        (await asyncio.to_thread(images.qemu_img_info, disk)).get("backing-filename")
+        if disk.exists()
+        else None
+    )
     return {
         "storage_id": drv.storage_id,
-        "disk": str(drv.disk_path(instance_id)),
-        "volumes": await volmove.attached(drv, instance_id),
+        "disk": str(disk),
+        "volumes": await volmove.attached(drv, instance_id, volumes),
+        # a linked clone of a snapshot reads a base a copy of its overlay would not find elsewhere
+        "snapshot_base": bool(backing and snapclone.is_base(backing)),
     }
 
 

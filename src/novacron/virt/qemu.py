@@ -5,6 +5,7 @@ Per instance:
   instances_dir/<id>/seed.iso     NoCloud seed (label ``cidata``)
   instances_dir/<id>/nvram.fd     a UEFI VM's own firmware variables (beside the disk: see firmware.py)
   instances_dir/<id>/console.log  everything the guest wrote on its serial console (appended)
+  instances_dir/.snapbases/<snapshot id>.qcow2  a VM snapshot written out for its linked clones (snapclone.py)
   instances_dir/<id>/qemu.log     QEMU's own stderr (launch errors)
   run_dir/<key>.qmp .ser .pid     QMP socket, serial-console socket, pidfile (short paths)
   run_dir/<key>.vnc               the graphical console: QEMU's VNC server on a unix socket only
@@ -46,6 +47,7 @@ from novacron.virt import (
     nics,
     procs,
     sampling,
+    snapclone,
     snapshots,
     volmove,
     volumes,
@@ -233,7 +235,10 @@ class QemuDriver(ComputeDriver):
         disk = self.disk_path(spec.id)
         mkdir_private(disk.parent)
         stopped = self.pid(spec.id) is None
-        await images.prepare_disk(disk, spec, rebase=self.shared_dir is not None and stopped, resize=stopped)
+        if not any(v.boot for v in spec.volumes):  # a boot volume is the root disk: no local one
+            await images.prepare_disk(
+                disk, spec, rebase=self.shared_dir is not None and stopped, resize=stopped
+            )
         await asyncio.to_thread(firmware.ensure_nvram, spec, self.nvram_path(spec.id))
         await self.write_seed(spec)
 
@@ -261,7 +266,8 @@ class QemuDriver(ComputeDriver):
         i = spec.id
         if self.pid(i) is not None:
             return
-        if not self.disk_path(i).exists() or not self.seed_path(i).exists():
+        rooted = self.disk_path(i).exists() or any(v.boot for v in spec.volumes)
+        if not rooted or not self.seed_path(i).exists():
             await self.prepare(spec)
         await asyncio.to_thread(firmware.ensure_nvram, spec, self.nvram_path(i))
         for mac in [spec.mac, *(nic.mac for nic in spec.nics)]:
@@ -325,8 +331,8 @@ class QemuDriver(ComputeDriver):
     async def snapshot_volume(self, instance_id: str, volume_id: str, name: str, delete: bool) -> None:
         await volumes.snapshot(self, instance_id, volume_id, name, delete)
 
-    async def migration_storage(self, instance_id: str) -> dict[str, Any]:
-        return await migration.storage_of(self, instance_id)
+    async def migration_storage(self, instance_id: str, volumes: tuple[str, ...] = ()) -> dict[str, Any]:
+        return await migration.storage_of(self, instance_id, volumes)
 
     def choose_migration_storage(self, instance_id: str, requested: str, source: dict[str, Any]) -> str:
         return migration.choose_storage(self, instance_id, requested, source)
@@ -359,13 +365,19 @@ class QemuDriver(ComputeDriver):
     async def migrate_finish(self, instance_id: str, storage: str = "local") -> float:
         return await migration.finish(self, instance_id, storage)
 
-    async def serve_disk(self, instance_id: str, host: str) -> DiskSource:
-        return await coldmove.serve_disk(self, instance_id, host)
+    async def serve_disk(
+        self, instance_id: str, host: str, volumes: tuple[str, ...] = (), disk: bool = True
+    ) -> DiskSource:
+        return await coldmove.serve_disk(self, instance_id, host, volumes, disk)
 
     async def fetch_disk(
-        self, spec: InstanceSpec, source: DiskSource, report: Progress | None = None
-    ) -> None:
-        await coldmove.fetch_disk(self, spec, source, report)
+        self,
+        spec: InstanceSpec,
+        source: DiskSource,
+        report: Progress | None = None,
+        volume_ids: tuple[str, ...] = (),
+    ) -> dict[str, str]:
+        return await coldmove.fetch_disk(self, spec, source, report, volume_ids)
 
     def scratch_dir(self, instance_id: str) -> Path:
         return self.instance_dir(instance_id)
@@ -490,9 +502,11 @@ class QemuDriver(ComputeDriver):
         await self.qmp(instance_id, "cont")
 
     async def destroy(self, instance_id: str) -> None:
+        base = await asyncio.to_thread(snapclone.base_of, self.disk_path(instance_id))
         await self.forget(instance_id)
         if self.shared_dir is not None:
             await asyncio.to_thread(shutil.rmtree, self.disk_path(instance_id).parent, True)
+        await snapclone.reclaim(base)  # its last linked clone gone: the snapshot's base goes too
 
     async def forget(self, instance_id: str) -> None:
         await self.power_off(instance_id)
@@ -514,7 +528,12 @@ class QemuDriver(ComputeDriver):
             raise DriverError(f"instance {instance_id} has no disk on this host")
         return await images.flatten(disk, Path(dest))
 
-    async def clone_disk(self, source_id: str, instance_id: str, report: Progress | None = None) -> None:
+    async def clone_disk(
+        self, source_id: str, instance_id: str, report: Progress | None = None, snapshot: str | None = None
+    ) -> None:
+        if snapshot is not None:
+            await snapclone.linked(self, self._check_id(source_id), snapshot, self._check_id(instance_id))
+            return
         await clonedisk.clone(self, self._check_id(source_id), self._check_id(instance_id), report)
 
     def _instance_taps(self, instance_id: str) -> list[str]:

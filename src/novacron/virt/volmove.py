@@ -72,10 +72,13 @@ def _filename(node: dict[str, Any]) -> str | None:
     return None
 
 
-async def attached(drv: QemuDriver, instance_id: str) -> dict[str, dict[str, Any]]:
-    """Source: each attached volume's path -> its storage id and virtual size."""
+async def attached(
+    drv: QemuDriver, instance_id: str, also: tuple[str, ...] = ()
+) -> dict[str, dict[str, Any]]:
+    """Source: each attached volume's path (those it runs with, and ``also``: a stopped VM's
+    volumes attached since its last start) -> its storage id and virtual size."""
     out: dict[str, dict[str, Any]] = {}
-    for path in _attached_paths(drv, instance_id):
+    for path in dict.fromkeys([*_attached_paths(drv, instance_id), *map(Path, also)]):
         info = await images.run_tool(images.QEMU_IMG, "info", "-U", "--output=json", str(path))
         out[str(path)] = {"store": store_id(path), "size": int(json.loads(info)["virtual-size"])}
     return out

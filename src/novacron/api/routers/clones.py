@@ -25,10 +25,16 @@ ImageTemplater = Annotated[TemplateImages, Depends(service(TemplateImages, "imag
 class CloneRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=NAME, description="the clone's name, unique in the source's project")
-    mode: Literal["full", "linked"] = Field(
-        default="full",
-        description="full: an independent copy of the disk (running or stopped source); linked: from "
-        "templates only (create a VM from the template image)",
+    mode: Literal["full", "linked"] | None = Field(
+        default=None,
+        description="full (the default without 'snapshot'): an independent copy of the disk (running or "
+        "stopped source); linked (the default with 'snapshot'): an overlay on one of the VM's snapshots "
+        "(or create a VM from a template image)",
+    )
+    snapshot: str | None = Field(
+        default=None,
+        max_length=128,
+        description="one of the VM's snapshots (id or name): a linked clone of it",
     )
     user_data: str | None = Field(default=None, description="the clone's user-data (default: the source's)")
 
@@ -50,7 +56,7 @@ def clone_vm(vm_id: str, body: CloneRequest, request: Request, vms: Cloner, idem
         return replay
     decisions = Decisions()
     audit_detail(request, decisions.items)
-    vm, task = vms.clone(vm_id, body.name, body.mode, body.user_data, decisions)
+    vm, task = vms.clone(vm_id, body.name, body.mode, body.snapshot, body.user_data, decisions)
     return accepted(idem, task, Accepted(task_id=task.id, vm=VMOut.of(vm), warnings=decisions.warnings))
 
 

@@ -12,13 +12,20 @@ function field(id, label, input) {
 
 async function cloneDialog(vm) {
   const name = h('input', { id: 'clone-name', required: true, pattern: NAME, value: `${vm.name}-clone` });
+  // what the clone starts from: the disk as it is now (a full copy), or one of its snapshots (linked)
+  const { data: snaps } = await request(`/v1/vms/${vm.id}/snapshots`);
+  const from = h('select', { id: 'clone-from' },
+    h('option', { value: '' }, 'Its disk now (full copy)'),
+    snaps.items.filter((s) => s.status === 'available').map((s) => h('option', { value: s.id }, `Snapshot ${s.name} (linked clone)`)));
   const ok = await confirmDialog(`Clone ${vm.name}?`,
-    vm.state === 'running'
+    (vm.state === 'running'
       ? 'A full copy of its disk is taken while it runs (a block job), then booted as a new VM on the same host.'
-      : 'A full copy of its disk is made, then booted as a new VM on the same host.',
-    { confirm: 'Clone', body: field('clone-name', 'Name of the clone', name) });
+      : 'A full copy of its disk is made, then booted as a new VM on the same host.')
+      + ' A clone of a snapshot is linked instead: a small overlay on what the snapshot holds.',
+    { confirm: 'Clone', body: h('div', {}, field('clone-name', 'Name of the clone', name), field('clone-from', 'Clone from', from)) });
   if (!ok) return;
-  const { data } = await request(`/v1/vms/${vm.id}/clone`, { method: 'POST', body: { name: name.value, mode: 'full' }, idempotent: true });
+  const body = from.value ? { name: name.value, snapshot: from.value } : { name: name.value, mode: 'full' };
+  const { data } = await request(`/v1/vms/${vm.id}/clone`, { method: 'POST', body, idempotent: true });
   toast(`Cloning ${vm.name} into ${data.vm.name}.`);
   window.location.hash = `#/vms/${data.vm.id}`;
 }
