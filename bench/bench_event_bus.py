@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 import httpx
-import psutil
+import psutil  # type: ignore[import-untyped]  # no stubs among the dev dependencies
 from common import Server, load, machine, make_server, pct
 
 
