@@ -1,11 +1,18 @@
 """The CLI says what to type (issue 17, items 4 and 7): validation errors as the API's sentences,
-printed once; the way to the first backup target; a target renamed and deleted from the CLI.
+printed once; the way to the first backup target (said when piped, offered at a terminal); a target
+renamed and deleted from the CLI.
 
 Its own server (no guest): the CLI runs as a user would, as a subprocess (``test_cli.Cli``).
 """
 
 from __future__ import annotations
 
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,4 +62,59 @@ def test_first_backup_target_then_rename_and_delete(cli: Cli, tmp_path: Path) ->
     r = cli("backup", "target", "update", "main")
     assert r.code == 1 and "nothing to change" in r.err
     cli.ok("backup", "target", "delete", "main")
+    assert cli.ok("backup", "target", "list", "--json").json()["items"] == []
+
+
+def at_a_terminal(
+    cli: Cli, args: list[str], answers: list[tuple[str, str]], timeout_s: float = 60
+) -> tuple[int, str]:
+    """Run the CLI with a pseudo-terminal as its stdin/stdout/stderr, answering each prompt (a text
+    it waits for, then the line typed); its exit code and everything it printed."""
+    exe = Path(sys.executable).with_name("novacron")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("NOVACRON_")}
+    environ.update(NOVACRON_CONFIG=str(cli.config), COLUMNS="200", TERM="dumb")
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([str(exe), *args], stdin=slave, stdout=slave, stderr=slave, env=environ)
+    os.close(slave)
+    seen, pending = "", list(answers)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    seen += os.read(master, 4096).decode(errors="replace")
+                except OSError:  # the CLI exited and closed the terminal
+                    break
+            if pending and pending[0][0] in seen:
+                os.write(master, (pending.pop(0)[1] + "\n").encode())
+            if not ready and proc.poll() is not None:
+                break
+        return proc.wait(timeout=10), seen
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_a_first_backup_at_a_terminal_offers_to_make_a_local_target(cli: Cli, tmp_path: Path) -> None:
+    assert cli.ok("backup", "target", "list", "--json").json()["items"] == []
+    where = tmp_path / "guided"
+    code, seen = at_a_terminal(
+        cli,
+        ["backup", "create", "no-such-vm"],
+        [("Create a local backup target now?", "y"), ("Its name", "guided"), ("Its directory", str(where))],
+    )
+    assert "There is no backup target yet" in seen, seen
+    assert "backup target guided created" in seen, seen
+    (made,) = cli.ok("backup", "target", "list", "--json").json()["items"]
+    assert made["name"] == "guided" and made["type"] == "local"
+    # then the backup itself goes on: here it names the VM that does not exist
+    assert code == 1 and "no-such-vm" in seen, seen
+    cli.ok("backup", "target", "delete", "guided")
+    # declined: nothing made, and the way to make one is said
+    code, seen = at_a_terminal(
+        cli, ["backup", "create", "no-such-vm"], [("Create a local backup target now?", "n")]
+    )
+    assert code == 1 and "novacron backup target create" in seen, seen
     assert cli.ok("backup", "target", "list", "--json").json()["items"] == []

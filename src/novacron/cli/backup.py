@@ -69,6 +69,28 @@ def _follow(
     return watch_task(client, accepted["task_id"], label=label, show=not as_json)
 
 
+def _first_target(ctx: typer.Context) -> str:
+    """No target exists: at a terminal, offer to make a local one now (the guided way); otherwise,
+    or when declined, say how to make one. Returns the new target's name."""
+    if not sys.stdin.isatty():
+        raise CliError(NO_TARGET)
+    info("There is no backup target yet: backups need one (where their chunks are stored).")
+    if not typer.confirm("Create a local backup target now?", default=True, err=True):
+        raise CliError(NO_TARGET)
+    name = typer.prompt("Its name", default="local", err=True)
+    path = typer.prompt(
+        "Its directory (absolute; new or empty)", default="/var/lib/novacron/backups", err=True
+    )
+    made = client_of(ctx).post(
+        "/v1/backup-targets", {"name": name, "type": "local", "config": {"path": path}}
+    )
+    info(
+        f"backup target {made['name']} created in {path}; for object storage (s3, azure, gcs) see "
+        "`novacron backup target create --help`"
+    )
+    return str(made["name"])
+
+
 def _show_backup(ctx: typer.Context, backup_id: str, as_json: bool) -> None:
     print_detail(client_of(ctx).get(f"/v1/backups/{backup_id}"), as_json=as_json, fields=BACKUP_FIELDS)
 
@@ -84,7 +106,7 @@ def create(
 ) -> None:
     """Back a VM up (running or stopped); incremental when its disk's changes are tracked."""
     if target is None and not client_of(ctx).get("/v1/backup-targets").get("items"):
-        raise CliError(NO_TARGET)  # a new admin's first backup: say how to make the target it needs
+        target = _first_target(ctx)  # a new admin's first backup: make the target it needs
     vm_id = str(resolve_vm(ctx, vm)["id"])
     accepted = client_of(ctx).post("/v1/backups", {"vm": vm_id, "target": target, "full": full})
     _follow(ctx, accepted, wait, as_json, f"backup {vm}")
