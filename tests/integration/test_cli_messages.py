@@ -7,12 +7,6 @@ Its own server (no guest): the CLI runs as a user would, as a subprocess (``test
 
 from __future__ import annotations
 
-import os
-import pty
-import select
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +15,7 @@ import pytest
 from novacron.backup.service import NO_TARGET
 from novacron.cli import backup as cli_backup
 from tests.conftest import Server, destroy_server, make_server
+from tests.integration.terminal import at_a_terminal
 from tests.integration.test_cli import Cli, cli
 
 __all__ = ["cli"]  # test_cli's logged-in CLI, on this module's server
@@ -65,45 +60,17 @@ def test_first_backup_target_then_rename_and_delete(cli: Cli, tmp_path: Path) ->
     assert cli.ok("backup", "target", "list", "--json").json()["items"] == []
 
 
-def at_a_terminal(
-    cli: Cli, args: list[str], answers: list[tuple[str, str]], timeout_s: float = 60
-) -> tuple[int, str]:
-    """Run the CLI with a pseudo-terminal as its stdin/stdout/stderr, answering each prompt (a text
-    it waits for, then the line typed); its exit code and everything it printed."""
-    exe = Path(sys.executable).with_name("novacron")
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("NOVACRON_")}
-    environ.update(NOVACRON_CONFIG=str(cli.config), COLUMNS="200", TERM="dumb")
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([str(exe), *args], stdin=slave, stdout=slave, stderr=slave, env=environ)
-    os.close(slave)
-    seen, pending = "", list(answers)
-    deadline = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if ready:
-                try:
-                    seen += os.read(master, 4096).decode(errors="replace")
-                except OSError:  # the CLI exited and closed the terminal
-                    break
-            if pending and pending[0][0] in seen:
-                os.write(master, (pending.pop(0)[1] + "\n").encode())
-            if not ready and proc.poll() is not None:
-                break
-        return proc.wait(timeout=10), seen
-    finally:
-        os.close(master)
-        if proc.poll() is None:
-            proc.kill()
-
-
 def test_a_first_backup_at_a_terminal_offers_to_make_a_local_target(cli: Cli, tmp_path: Path) -> None:
     assert cli.ok("backup", "target", "list", "--json").json()["items"] == []
     where = tmp_path / "guided"
     code, seen = at_a_terminal(
         cli,
         ["backup", "create", "no-such-vm"],
-        [("Create a local backup target now?", "y"), ("Its name", "guided"), ("Its directory", str(where))],
+        [
+            ("Create a local backup target now?", "y\n"),
+            ("Its name", "guided\n"),
+            ("Its directory", f"{where}\n"),
+        ],
     )
     assert "There is no backup target yet" in seen, seen
     assert "backup target guided created" in seen, seen
@@ -114,7 +81,7 @@ def test_a_first_backup_at_a_terminal_offers_to_make_a_local_target(cli: Cli, tm
     cli.ok("backup", "target", "delete", "guided")
     # declined: nothing made, and the way to make one is said
     code, seen = at_a_terminal(
-        cli, ["backup", "create", "no-such-vm"], [("Create a local backup target now?", "n")]
+        cli, ["backup", "create", "no-such-vm"], [("Create a local backup target now?", "n\n")]
     )
     assert code == 1 and "novacron backup target create" in seen, seen
     assert cli.ok("backup", "target", "list", "--json").json()["items"] == []

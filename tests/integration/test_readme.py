@@ -2,10 +2,13 @@
 
 The fenced ``sh`` blocks of the README's Quick start are read from README.md itself, so an example
 that is changed there is what runs here. Left out: the two setup commands (``export PATH``, the
-first ``login``), a login as another user, what needs a real guest (``vm create`` and every
-command on the VM ``demo`` it makes) and placeholders (``subnet show NAME``). Every other command
-runs through ``bash`` (pipes and redirections as typed, with ``pipefail``) in an empty directory
-and must exit 0. One server with no guest, the admin logged in as ``test_cli`` does.
+first ``login``), a login as another user and placeholders (``subnet show NAME``). Every other
+command runs in order through ``bash`` (pipes and redirections as typed, with ``pipefail``) in an
+empty directory and must exit 0, the VM ``demo`` included: the server has the test guest imported
+by ``scripts/import_test_guest.py`` as ``scripts/up.sh`` does. The two interactive ones run as a
+user would: ``vm logs demo --follow`` until the guest's boot log shows, then Ctrl-C; ``vm console
+demo`` at a pseudo-terminal, a command typed at the guest's shell and its answer read, then
+detached with Ctrl-]. The admin is logged in as ``test_cli`` does.
 """
 
 from __future__ import annotations
@@ -14,26 +17,28 @@ import csv
 import io
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, Server, destroy_server, make_server
+from tests.conftest import GUEST_OUT, ROOT, Server, destroy_server, make_server
+from tests.integration.terminal import at_a_terminal
 from tests.integration.test_cli import Cli, cli
 
 __all__ = ["cli"]  # test_cli's logged-in CLI, on this module's server
 
 README = ROOT / "README.md"
-#: commands that are setup (done by the fixture) or need a real guest
-SKIPPED = (
-    re.compile(r"^export "),
-    re.compile(r"\bnovacron login\b"),
-    re.compile(r"\bnovacron vm create\b"),
-    re.compile(r"\bdemo\b"),  # the VM that ``vm create`` makes
-)
+#: commands that are setup (done by the fixture)
+SKIPPED = (re.compile(r"^export "), re.compile(r"\bnovacron login\b"))
+#: what the guest prints on its serial console once booted (guest/init)
+BOOTED = "NOVACRON-GUEST-UP"
+#: typed at the guest's shell through ``vm console``, and what its answer shows (not the echo)
+TYPED, ANSWER = "echo $((6*7))-console\r", "42-console"
 PLACEHOLDER = re.compile(r"\b[A-Z]{3,}\b")  # NAME, HOST, TRACE...
 
 
@@ -55,13 +60,39 @@ def runnable(command: str) -> bool:
 
 @pytest.fixture(scope="module")
 def cli_server() -> Iterator[Server]:
-    """A server with no guest (the commands that need one are left out)."""
+    """A server with the test guest imported as ``novacron-test-guest``, as ``scripts/up.sh`` does."""
     srv = make_server()
     srv.start(timeout_s=120)
     try:
+        subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "import_test_guest.py"), "--url", srv.url,
+             "--state-dir", str(srv.state_dir), "--guest-dir", str(GUEST_OUT)],
+            check=True, timeout=300,
+        )  # fmt: skip
         yield srv
     finally:
         destroy_server(srv)
+
+
+def follow_logs(command: str, env: dict[str, str], cwd: Path) -> str | None:
+    """``vm logs demo --follow`` as typed, until the boot log shows, then Ctrl-C; None if it did
+    what it should (the log, a clean stop), else what went wrong."""
+    proc = subprocess.Popen(
+        ["bash", "-c", f"exec {command}"], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    seen, deadline = "", time.monotonic() + 60
+    while BOOTED not in seen and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen += line
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=15)
+    if BOOTED not in seen or "Traceback" in err:
+        return f"{command}: no boot log or a traceback\n{seen[-2000:]}\n{err}"
+    return None
 
 
 def test_the_readme_quick_start_runs_as_written(cli: Cli, tmp_path: Path) -> None:
@@ -70,6 +101,9 @@ def test_the_readme_quick_start_runs_as_written(cli: Cli, tmp_path: Path) -> Non
     # the parse found the blocks: the listings, the formats and the admin's commands
     for expected in (
         "novacron image list",
+        "novacron vm create --image novacron-test-guest --flavor tiny --name demo",
+        "novacron vm console demo",
+        "novacron vm delete demo --force",
         "novacron task list",
         "novacron flavor list -f csv > flavors.csv",
         "novacron usage report --format csv > usage.csv",
@@ -80,13 +114,23 @@ def test_the_readme_quick_start_runs_as_written(cli: Cli, tmp_path: Path) -> Non
     env.update(NOVACRON_CONFIG=str(cli.config), PATH=f"{bindir}:{env.get('PATH', '')}", COLUMNS="100")
     failed: list[str] = []
     for command in chosen:
+        if command.endswith("--follow"):
+            failed += [why] if (why := follow_logs(command, env, tmp_path)) else []
+            continue
+        if " vm console " in f" {command} ":
+            code, seen = at_a_terminal(
+                cli, command.split()[1:], [("Press Ctrl-] to detach", TYPED), (ANSWER, "\x1d")]
+            )
+            if code != 0 or "Traceback" in seen:
+                failed.append(f"{command} -> {code}\n{seen[-2000:]}")
+            continue
         p = subprocess.run(
             ["bash", "-o", "pipefail", "-c", command],
             cwd=tmp_path,
             env=env,
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=300,
         )
         if p.returncode != 0 or "Traceback" in p.stderr:
             failed.append(f"{command} -> {p.returncode}\n{p.stdout}\n{p.stderr}")
