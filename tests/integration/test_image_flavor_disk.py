@@ -9,12 +9,27 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.conftest import Guest, Server, require, tenant_user, wait_task
+from tests.conftest import Guest, Server, destroy_server, make_server, require, tenant_user, wait_task
 from tests.integration.test_vm_lifecycle import _act
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    """One server for this module's tests: none changes what another one checks (a server start
+    and stop cost each test ~6 s)."""
+    srv = make_server()
+    srv.start()
+    try:
+        yield srv
+    finally:
+        destroy_server(srv)
+
 
 PIB = 1 << 50
 
