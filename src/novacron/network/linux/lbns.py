@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import socket
 from typing import Any
 
 from pyroute2 import NetlinkError, netns
@@ -86,8 +87,9 @@ def forget_neighbours(scope: str, leg_id: str, addresses: list[str]) -> None:
         if idx is None:
             return
         for address in addresses:
+            family = socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
             try:
-                ipr.neigh("del", dst=address, ifindex=idx)
+                ipr.neigh("del", dst=address, ifindex=idx, family=family)
             except NetlinkError as exc:
                 if exc.code not in (errno.ENOENT, errno.ESRCH):
                     raise
