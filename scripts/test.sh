@@ -7,7 +7,8 @@
 #   bash scripts/test.sh tests/unit -x    extra arguments go to pytest (lint still runs)
 #
 # Environment: NOVACRON_SKIP_LINT=1 skips ruff and mypy; NOVACRON_TEST_TIMEOUT (seconds, default
-# 4800) bounds the pytest run as a whole. The exit code is non-zero if any stage failed, and pytest
+# 4800) bounds the pytest run as a whole. Per-test timings go to build/junit.xml
+# (NOVACRON_JUNIT overrides the path); `python scripts/suite_times.py` sums them per file. The exit code is non-zero if any stage failed, and pytest
 # collecting no test at all counts as a failure.
 set -euo pipefail
 
@@ -45,7 +46,9 @@ fi
 
 timeout_s="${NOVACRON_TEST_TIMEOUT:-4800}"
 say "pytest (limit ${timeout_s}s)"
-pytest_args=(-p no:cacheprovider -q -rfEs -o faulthandler_timeout=600 --durations=15)
+junit="${NOVACRON_JUNIT:-$ROOT/build/junit.xml}"
+mkdir -p "$(dirname "$junit")"
+pytest_args=(-p no:cacheprovider -q -rfEs -o faulthandler_timeout=600 --durations=20 --junitxml="$junit")
 if [ "$#" -gt 0 ]; then
     pytest_args+=("$@")
 else
@@ -63,6 +66,9 @@ case "$rc" in
     *) failed+=("pytest(exit $rc)") ;;
 esac
 
+if [ -s "$junit" ]; then
+    python scripts/suite_times.py "$junit" --top 20 >&2 || true
+fi
 say "setup ${setup_s}s, total ${SECONDS}s"
 if [ "${#failed[@]}" -gt 0 ]; then
     say "FAILED: ${failed[*]}"

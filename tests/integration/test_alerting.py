@@ -96,8 +96,11 @@ def _victoria(tmp_path: Path) -> SupervisedProcess:
     return SupervisedProcess("victoria-metrics", argv, f"http://127.0.0.1:{port}/health", tmp_path / "vm.log")
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    """One alerting stack for the module's tests (their tenants, rules and webhook paths are their
+    own); its start costs a test several seconds."""
+    tmp_path = tmp_path_factory.mktemp("alerting")
     require(shutil.which("vmalert") is not None, "vmalert is not installed (scripts/setup.sh)")
     require(shutil.which("prometheus-alertmanager") is not None, "prometheus-alertmanager is not installed")
     from aiosmtpd.controller import Controller

@@ -9,13 +9,35 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Iterator
 
 import httpx
 import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.conftest import Guest, Server, import_guest_image, tenant_user, wait_console, wait_task
+from tests.conftest import (
+    Guest,
+    Server,
+    destroy_server,
+    import_guest_image,
+    make_server,
+    tenant_user,
+    wait_console,
+    wait_task,
+)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    """One server for this module's tests: none changes what another one checks (a server start
+    and stop cost each test ~6 s)."""
+    srv = make_server()
+    srv.start()
+    try:
+        yield srv
+    finally:
+        destroy_server(srv)
 
 
 def test_rest_calls_refuse_a_token_in_the_url_or_a_cookie(server: Server) -> None:

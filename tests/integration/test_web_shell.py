@@ -3,10 +3,25 @@ and the newest events, each scoped like the rest of the API."""
 
 from __future__ import annotations
 
-import httpx
+from collections.abc import Iterator
 
-from tests.conftest import Server, require
+import httpx
+import pytest
+
+from tests.conftest import Server, destroy_server, make_server, require
 from tests.e2e.conftest import VENDOR
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    """One server for this module's tests: none changes what another one checks (a server start
+    and stop cost each test ~6 s)."""
+    srv = make_server()
+    srv.start()
+    try:
+        yield srv
+    finally:
+        destroy_server(srv)
 
 
 def test_shell_vendor_files_and_csp(server: Server) -> None:

@@ -5,11 +5,12 @@ in the same shape from memory."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from novacron.agent.lbaas import member_state
+from novacron.agent.lbaas import _new_member_addresses, member_state
 from novacron.agent.runtime import AgentRuntime
 from novacron.errors import InvalidInput, Unavailable
 from novacron.lbaas.model import (
@@ -104,3 +105,18 @@ def test_a_simulated_host_answers_from_the_applied_spec() -> None:
     assert run(runtime, "lb_remove", {"loadbalancer_id": "lb-3", "leg_id": "leg-3"}) == {"removed": True}
     with pytest.raises(Unavailable, match="not on this host"):
         run(runtime, "lb_status", {"loadbalancer_id": "lb-3"})
+
+
+def test_members_new_to_a_pool_have_their_addresses_forgotten() -> None:
+    """A replacement VM often gets a deleted one's address: the leg must not keep its old MAC."""
+    old = (MemberSpec("m1", "10.0.0.10", 80), MemberSpec("m2", "10.0.0.11", 80))
+    new = (
+        MemberSpec("m1", "10.0.0.10", 80),
+        MemberSpec("m3", "10.0.0.11", 80),
+        MemberSpec("m4", "10.0.0.12", 80),
+    )
+    before = dataclasses.replace(SPEC, pools=(PoolSpec("p1", members=old),))
+    after = dataclasses.replace(SPEC, pools=(PoolSpec("p1", members=new), PoolSpec("p2", members=old[:1])))
+    assert _new_member_addresses(before, after) == ["10.0.0.10", "10.0.0.11", "10.0.0.12"]
+    assert _new_member_addresses(after, after) == []
+    assert _new_member_addresses(None, before) == ["10.0.0.10", "10.0.0.11"]

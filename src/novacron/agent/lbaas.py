@@ -34,7 +34,7 @@ from novacron.lbaas import exporter
 from novacron.lbaas.haproxy import HAProxyInstance
 from novacron.lbaas.keepalived import VRRPInstance
 from novacron.lbaas.model import LoadBalancerSpec
-from novacron.network.linux import links, names
+from novacron.network.linux import lbns, links, names
 from novacron.network.wire import from_dict, to_dict
 from novacron.private import mkdir_private, write_private
 
@@ -152,6 +152,8 @@ class HostLoadBalancers:
         with placed.lock:
             for ref, pem in dict(r.secrets.get("certificates") or {}).items():
                 placed.haproxy.put_certificate(str(ref), str(pem))
+            # before the reload: the new members' first checks must not go to a deleted VM's MAC
+            lbns.forget_neighbours(self.scope, r.leg_id, _new_member_addresses(placed.haproxy.spec, spec))
             placed.haproxy.apply(spec)
             if placed.vrrp is not None and amphora_id is not None:
                 placed.vrrp.apply(spec, amphora_id)
@@ -292,6 +294,12 @@ class HostLoadBalancers:
         with self._lock:
             bans, self._bans = self._bans, {}
         return bans
+
+
+def _new_member_addresses(before: LoadBalancerSpec | None, after: LoadBalancerSpec) -> list[str]:
+    """The addresses of members ``after`` has and ``before`` had not (by pool and member id)."""
+    known = {(pool.id, m.id) for pool in before.pools for m in pool.members} if before else set()
+    return sorted({m.address for pool in after.pools for m in pool.members if (pool.id, m.id) not in known})
 
 
 def host_load_balancers(agent: AgentRuntime) -> LoadBalancerHost:

@@ -7,12 +7,21 @@ through the subnet's gateway, so members behind a router and clients from outsid
 ``ip_nonlocal_bind`` lets HAProxy bind the VIP before keepalived puts it on the standby's
 interface. A leg no longer wanted goes as a router's namespace does (``router.remove_ns_named``);
 the agent stops what ran in it (``lb_remove``).
+
+A member new to the load balancer may have an address a deleted VM had (a scaling group's
+replacement often does): the leg's neighbour entry for it still names the old VM's MAC and,
+until the kernel re-probes it (reachable time: 15-45 s), HAProxy's checks and requests go to a
+MAC nobody has. ``forget_neighbours`` drops those entries when such members join.
 """
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import socket
 from typing import Any
+
+from pyroute2 import NetlinkError, netns
 
 from novacron.network.linux import links, names
 from novacron.network.model import LoadBalancerLeg, NetworkSpec
@@ -65,3 +74,22 @@ def _ensure_addresses(ipr: Any, wanted: tuple[str, ...]) -> None:
     for add in sorted(want, key=str):
         ipr.addr("add", index=idx, address=str(add.ip), prefixlen=add.network.prefixlen)
     ipr.link("set", index=idx, state="up")
+
+
+def forget_neighbours(scope: str, leg_id: str, addresses: list[str]) -> None:
+    """Drop the leg's neighbour (ARP/NDP) entries for ``addresses``: they are resolved afresh on
+    the next packet (a missing entry or namespace is fine)."""
+    ns = names.lb_ns(scope, leg_id)
+    if not addresses or ns not in netns.listnetns():
+        return
+    with links.route(ns) as ipr:
+        idx = links.index(ipr, names.LB_INNER)
+        if idx is None:
+            return
+        for address in addresses:
+            family = socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
+            try:
+                ipr.neigh("del", dst=address, ifindex=idx, family=family)
+            except NetlinkError as exc:
+                if exc.code not in (errno.ENOENT, errno.ESRCH):
+                    raise
