@@ -27,6 +27,13 @@ def test_dirty_chunks_come_from_dirty_extents_only() -> None:
 
 def test_extent_across_chunk_boundary_marks_both() -> None:
     assert cbt.dirty_chunks([(3 * MiB, 2 * MiB, cbt.DIRTY)], 4 * MiB) == [0, 1]
+    # the spans are split at the chunk boundary, adjacent dirty extents merged
+    extents = [(3 * MiB, MiB, cbt.DIRTY), (4 * MiB, MiB, cbt.DIRTY), (9 * MiB, 64 << 10, cbt.DIRTY)]
+    assert cbt.dirty_spans(extents, 4 * MiB) == {
+        0: [(3 * MiB, 4 * MiB)],
+        1: [(4 * MiB, 5 * MiB)],
+        2: [(9 * MiB, 9 * MiB + (64 << 10))],
+    }
 
 
 def test_reader_answers_zero_spans_without_reading(tmp_path: Path) -> None:
@@ -54,4 +61,7 @@ def test_bitmap_trust() -> None:
     assert "no change-tracking bitmap" in str(cbt._usable(None, 4 * MiB))
     assert "inconsistent" in str(cbt._usable({**good, "inconsistent": True}, 4 * MiB))
     assert "granularity" in str(cbt._usable(good, MiB))
+    # a 64 KiB bitmap (today's) and a chunk-sized one (older backups') both drive a 4 MiB store
+    assert cbt._usable({**good, "granularity": cbt.granularity(4 * MiB)}, 4 * MiB) is None
+    assert cbt.granularity(4 * MiB) == 64 << 10 and cbt.granularity(16 << 10) == 16 << 10
     assert "not persistent" in str(cbt._usable({**good, "persistent": False}, 4 * MiB))

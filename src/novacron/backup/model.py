@@ -39,6 +39,8 @@ class WriteStats:
     full_read_reason: str = ""
     #: chunks re-uploaded because a garbage collection ran during the backup and removed them
     chunks_repaired: int = 0
+    #: changed chunks rebuilt from the parent's copy and their dirty spans (the rest not read)
+    chunks_rebuilt: int = 0
     seconds: float = 0.0
 
 

@@ -48,7 +48,7 @@ from novacron.backup.model import (
 )
 from novacron.backup.retention import RetentionPolicy
 from novacron.backup.targets import ObjectNotFound, Target, target_from_url
-from novacron.backup.upload import ChunkUpload, DiskWrite, missing_chunks
+from novacron.backup.upload import ChunkUpload, DiskWrite, missing_chunks, rebuild_plan
 
 MiB = 1 << 20
 Reader = Callable[[int, int], "bytes | None"]
@@ -226,6 +226,7 @@ class ChunkStore:
         created_at: float | None = None,
         immutable_until: float | None = None,
         progress: Callable[[int, int], None] | None = None,
+        dirty: dict[int, list[tuple[int, int]]] | None = None,
     ) -> SnapshotInfo:
         """Back up one disk of a snapshot.
 
@@ -234,7 +235,9 @@ class ChunkStore:
         read; every other entry comes from ``parent``'s index of the same disk (if the parent lacks
         the disk or the disk changed size, everything is read, and the stats say why). Calling it
         again after a crash resumes from the journal; calling it for a finished disk returns it.
-        ``progress(done, total)`` is called as chunks complete.
+        ``progress(done, total)`` is called as chunks complete. ``dirty`` gives each changed chunk's
+        dirty (start, end) byte spans: such a chunk is rebuilt from the parent's copy and only its
+        spans are read (see upload.py).
         """
         self._check(tenant_id, snapshot_id, disk_name)
         if size < 0:
@@ -253,7 +256,10 @@ class ChunkStore:
         disk = DiskWrite(tenant_id, reader, size, entries, stats, journal)
         known = set(base.referenced()) if base else set()
         known.update(c for c in entries if c)
-        ChunkUpload(self, codec, disk, known, progress).run(sorted(pending))
+        plan = rebuild_plan(base.chunks, dirty, pending, size, self.chunk_size) if base and dirty else {}
+        if stats.full_read:
+            plan = {}
+        ChunkUpload(self, codec, disk, known, progress).run(sorted(pending), plan)
         self._gc_fence(codec, disk)
         stats.seconds = round(time.monotonic() - started, 3)
         index = DiskIndex(

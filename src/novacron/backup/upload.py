@@ -4,6 +4,13 @@
 what a crashed earlier attempt journalled); a ``ChunkUpload`` reads them on the caller's thread in
 increasing offsets, seals and uploads each distinct chunk once in the store's worker threads, and
 journals what is done so that a second call after a crash resumes after it.
+
+An incremental backup that knows each changed chunk's dirty byte spans (a fine-grained dirty
+bitmap) does not read that chunk whole: it reads only the dirty spans from the disk, and a worker
+rebuilds the chunk from the parent snapshot's copy (fetched from the target, opened and checked
+against its digest, as a restore does; a hole in the parent is zeros) with the spans laid over it.
+The result is an ordinary whole chunk, named by its digest, so deduplication and every reader of
+the store are unchanged. A chunk whose every byte is dirty is simply read.
 """
 
 from __future__ import annotations
@@ -23,6 +30,26 @@ if TYPE_CHECKING:
 
 #: journal a backup's progress after this many chunks (and at the end)
 JOURNAL_EVERY = 32
+
+Spans = list[tuple[int, int]]
+#: chunk index -> (the parent's chunk id or None for a hole, the dirty (start, end) spans)
+Rebuilds = dict[int, tuple[str | None, Spans]]
+
+
+def rebuild_plan(
+    parent: list[str | None], dirty: dict[int, Spans], pending: set[int], size: int, chunk_size: int
+) -> Rebuilds:
+    """The pending chunks to rebuild from the parent's copy: those with a parent entry of the same
+    length that are not dirty throughout (those are read whole)."""
+    plan: Rebuilds = {}
+    for i in pending:
+        spans = dirty.get(i)
+        length = min(chunk_size, size - i * chunk_size)
+        if spans is None or i >= len(parent) or length != chunk_size:
+            continue
+        if sum(end - start for start, end in spans) < length:
+            plan[i] = (parent[i], spans)
+    return plan
 
 
 @dataclass(frozen=True)
@@ -58,17 +85,26 @@ class ChunkUpload:
         self._lock = threading.Lock()
         self._claimed: set[str] = set()  # ids being uploaded by this pass: one upload per distinct chunk
         self._finished: dict[int, str | None] = {}
-        self._inflight: list[Future[tuple[int, str]]] = []
+        self._inflight: list[Future[tuple[int, str | None]]] = []
         self._completed = 0
         self._base_done = 0
 
-    def run(self, todo: list[int]) -> None:
-        """Read the chunks ``todo`` and upload those the target lacks; journal them as they finish."""
+    def run(self, todo: list[int], rebuild: Rebuilds | None = None) -> None:
+        """Read the chunks ``todo`` (only the dirty spans of those in ``rebuild``) and upload those the
+        target lacks; journal them as they finish."""
         disk, stats, cs = self.disk, self.disk.stats, self.store.chunk_size
         zero = bytes(cs)
+        rebuild = rebuild or {}
         self._base_done = len(disk.entries) - len(todo)
         with ThreadPoolExecutor(self.store.workers, thread_name_prefix="backup") as pool:
             for i in todo:
+                if i in rebuild:
+                    base, spans = rebuild[i]
+                    pieces = [(s - i * cs, e - s, self._read(s, e - s)) for s, e in spans]
+                    stats.chunks_rebuilt += 1
+                    self._inflight.append(pool.submit(self._rebuild, i, base, pieces))
+                    self._drain(self.store.workers * 2)
+                    continue
                 offset = i * cs
                 length = min(cs, disk.size - offset)
                 data = disk.reader(offset, length)
@@ -90,7 +126,33 @@ class ChunkUpload:
         if self.progress:
             self.progress(len(disk.entries), len(disk.entries))
 
-    def _seal_and_store(self, i: int, data: bytes) -> tuple[int, str]:
+    def _read(self, offset: int, length: int) -> bytes | None:
+        data = self.disk.reader(offset, length)
+        if data is not None and len(data) != length:
+            raise OSError(f"short read at offset {offset}: {len(data)} of {length} bytes")
+        self.disk.stats.bytes_read += length
+        return data
+
+    def _rebuild(
+        self, i: int, base: str | None, pieces: list[tuple[int, int, bytes | None]]
+    ) -> tuple[int, str | None]:
+        """The parent's chunk ``base`` (checked against its digest) with the dirty ``pieces``
+        (offset in the chunk, length, bytes or None for zeros) laid over it."""
+        cs = self.store.chunk_size
+        if base is None:
+            chunk = bytearray(cs)
+        else:
+            blob = self.store.target.get(self.store.chunk_key(self.disk.tenant_id, base))
+            chunk = bytearray(self.codec.open_chunk(base, blob))
+            if len(chunk) != cs:
+                raise OSError(f"the parent's chunk {base} holds {len(chunk)} bytes, not {cs}")
+        for at, length, data in pieces:
+            chunk[at : at + length] = data if data is not None else bytes(length)
+        if not chunk.strip(b"\0"):
+            return i, None
+        return self._seal_and_store(i, bytes(chunk))
+
+    def _seal_and_store(self, i: int, data: bytes) -> tuple[int, str | None]:
         stats, lock = self.disk.stats, self._lock
         cid = self.codec.chunk_id(data)
         with lock:
@@ -117,6 +179,8 @@ class ChunkUpload:
         entries = self.disk.entries
         while len(self._inflight) > limit:
             i, cid = self._inflight.pop(0).result()
+            if cid is None:  # a rebuilt chunk that now reads as zeros
+                self.disk.stats.holes += 1
             entries[i] = cid
             self._finished[i] = cid
             self._completed += 1

@@ -4,7 +4,8 @@ How a backup of a running VM reads its disk (pull-mode backup with image fleecin
 does it for oVirt and Proxmox-style incremental backups):
 
 - Every backup leaves a persistent dirty bitmap ``nc-<snapshot id>`` on the disk's format node
-  (``vda-disk``) whose granularity is the chunk size of the store, so one dirty bit is one chunk.
+  (``vda-disk``) at a 64 KiB granularity (the chunk size, when that is smaller), independent of
+  the store's chunk size: one 64 KiB guest write dirties 64 KiB, not a whole 4 MiB chunk.
   QEMU keeps it in the qcow2 overlay across a clean restart; a QEMU killed without closing the
   image leaves it marked in use ("inconsistent"), and then it is not trusted.
 - The point in time is one QMP ``transaction``: add the new bitmap; for an incremental, add a
@@ -16,8 +17,9 @@ does it for oVirt and Proxmox-style incremental backups):
   time while the guest keeps running and writing (it is never paused).
 - QEMU exports the overlay read-only over NBD on a unix socket (``nbd-server-start`` +
   ``block-export-add``, with the frozen bitmap as the ``qemu:dirty-bitmap:`` meta context). The
-  agent's NBD client (libnbd) asks block status for the dirty and allocated extents, and reads
-  only the dirty chunks that hold data, straight into the chunk store: no intermediate file.
+  agent's NBD client (libnbd) asks block status for the dirty and allocated extents and hands the
+  store the dirty byte spans of each touched chunk; the store reads only those spans and rebuilds
+  the chunk from the parent snapshot's copy (``ChunkStore.write_snapshot``): no intermediate file.
 - The parent's bitmap is never disabled or cleared: it keeps recording, so if anything fails the
   next backup from the same parent still sees every change, and only this backup's bitmaps are
   dropped. Once the snapshot is stored, the older bitmaps are removed.
@@ -55,6 +57,9 @@ STATUS_SPAN = 1 << 30
 #: NBD reads are asked in requests of this size: QEMU 7.2 serves a 4 MiB chunk 3-4x faster as four
 #: 1 MiB requests than as one (measured here: 748 MiB in 1.2-2.1 s vs 5.4 s over a unix socket)
 READ_REQUEST = 1 << 20
+#: the dirty bitmaps' granularity: QEMU's default for a qcow2 with 64 KiB clusters, and the
+#: smallest write a guest's filesystem usually makes dirty at once
+GRANULARITY = 64 << 10
 #: block-status flags: ``qemu:dirty-bitmap`` bit 0 (libnbd 1.14 has no name for it); base:allocation
 DIRTY = 1
 ZERO = nbd.STATE_ZERO
@@ -71,6 +76,8 @@ class PointInTime:
     reason: str
     consistency: str
     reader: NbdReader
+    #: for an incremental, each changed chunk's dirty (start, end) byte spans
+    dirty: dict[int, list[tuple[int, int]]] | None = None
 
     @property
     def bytes_read(self) -> int:
@@ -80,6 +87,11 @@ class PointInTime:
 
 def bitmap_name(snapshot_id: str) -> str:
     return PREFIX + snapshot_id
+
+
+def granularity(chunk_size: int) -> int:
+    """The dirty bitmaps' granularity for a store of ``chunk_size`` (both powers of two)."""
+    return min(GRANULARITY, chunk_size)
 
 
 @dataclass
@@ -139,10 +151,20 @@ def _spans(extents: list[tuple[int, int, int]], flag: int) -> list[tuple[int, in
 
 def dirty_chunks(extents: list[tuple[int, int, int]], chunk_size: int) -> list[int]:
     """Chunk indexes overlapping the extents the dirty-bitmap context marks dirty."""
-    chunks: set[int] = set()
+    return sorted(dirty_spans(extents, chunk_size))
+
+
+def dirty_spans(extents: list[tuple[int, int, int]], chunk_size: int) -> dict[int, list[tuple[int, int]]]:
+    """The dirty (start, end) byte spans of each touched chunk, split at chunk boundaries."""
+    out: dict[int, list[tuple[int, int]]] = {}
     for start, end in _spans(extents, DIRTY):
-        chunks.update(range(start // chunk_size, -(-end // chunk_size)))
-    return sorted(chunks)
+        pos = start
+        while pos < end:
+            i = pos // chunk_size
+            stop = min(end, (i + 1) * chunk_size)
+            out.setdefault(i, []).append((pos, stop))
+            pos = stop
+    return out
 
 
 def block_status(handle: Any, size: int, contexts: list[str]) -> dict[str, list[tuple[int, int, int]]]:
@@ -191,9 +213,9 @@ def _connect(sock: Path | None, argv: list[str] | None, contexts: list[str]) -> 
 
 def open_reader(
     size: int, chunk_size: int, bitmap: str | None, sock: Path | None = None, argv: list[str] | None = None
-) -> tuple[NbdReader, list[int] | None]:
+) -> tuple[NbdReader, dict[int, list[tuple[int, int]]] | None]:
     """Connect to the export (a unix socket, or a socket-activated ``argv``); the reader, and the
-    dirty chunks when ``bitmap`` is given."""
+    dirty spans of each touched chunk when ``bitmap`` is given."""
     contexts = ["base:allocation"] + ([BITMAP_CONTEXT + bitmap] if bitmap else [])
     handle = _connect(sock, argv, contexts)
     try:
@@ -202,8 +224,8 @@ def open_reader(
         _disconnect(handle)
         raise
     reader = NbdReader(handle, _spans(status["base:allocation"], ZERO))
-    changed = dirty_chunks(status[contexts[1]], chunk_size) if bitmap else None
-    return reader, changed
+    dirty = dirty_spans(status[contexts[1]], chunk_size) if bitmap else None
+    return reader, dirty
 
 
 async def _run(*argv: str) -> str:
@@ -256,8 +278,9 @@ def _usable(found: dict[str, Any] | None, chunk_size: int) -> str | None:
         return "the change-tracking bitmap is inconsistent (QEMU ended without closing the disk)"
     if not found.get("persistent") or not found.get("recording", True):
         return "the change-tracking bitmap is not persistent or not recording"
-    if int(found.get("granularity", 0)) != chunk_size:
-        return f"the change-tracking bitmap's granularity is not the chunk size {chunk_size}"
+    grain = int(found.get("granularity", 0))
+    if grain <= 0 or grain > chunk_size or chunk_size % grain:
+        return f"the change-tracking bitmap's granularity {grain} does not divide the chunk size {chunk_size}"
     return None
 
 
@@ -306,7 +329,7 @@ class _Fleece:
             {
                 "type": "block-dirty-bitmap-add",
                 "data": {"node": NODE, "name": bitmap_name(self.snapshot_id), "persistent": True,
-                         "granularity": chunk_size},
+                         "granularity": granularity(chunk_size)},
             }
         ]  # fmt: skip
         if parent_id is not None:
@@ -314,7 +337,12 @@ class _Fleece:
             actions += [
                 {
                     "type": "block-dirty-bitmap-add",
-                    "data": {**frozen, "persistent": False, "disabled": True, "granularity": chunk_size},
+                    "data": {
+                        **frozen,
+                        "persistent": False,
+                        "disabled": True,
+                        "granularity": granularity(chunk_size),
+                    },
                 },
                 {
                     "type": "block-dirty-bitmap-merge",
@@ -458,13 +486,14 @@ async def point_in_time(  # noqa: PLR0913 (the backup request's fields, as agent
         await fleece.export(mode == "incremental")
         if report is not None:
             await report({"phase": "point-in-time", "fraction": 0.0})
-        reader, changed = await asyncio.to_thread(
+        reader, dirty = await asyncio.to_thread(
             open_reader, size, chunk_size, fleece.frozen if mode == "incremental" else None, fleece.sock
         )
         try:
             yield PointInTime(
                 size=size,
-                changed=changed,
+                changed=None if dirty is None else sorted(dirty),
+                dirty=dirty,
                 mode=mode,
                 reason=reason or "changed chunks from the dirty bitmap of the previous backup",
                 consistency="application" if frozen_fs else "crash",
@@ -542,7 +571,7 @@ async def commit(driver: QemuDriver, instance_id: str, snapshot_id: str, chunk_s
         if name.startswith(PREFIX) and name != keep:
             await _run("qemu-img", "bitmap", "--remove", disk, name)
     if keep not in names:
-        await _run("qemu-img", "bitmap", "--add", "-g", str(chunk_size), disk, keep)
+        await _run("qemu-img", "bitmap", "--add", "-g", str(granularity(chunk_size)), disk, keep)
 
 
 async def discard(driver: QemuDriver, instance_id: str, snapshot_id: str) -> None:
