@@ -130,7 +130,8 @@ def print_table(rows: list[dict[str, Any]], peers: list[str]) -> None:
         cells = " | ".join(f"{r[p]:.2f} s" for p in peers)
         print(
             f"| {r['pct']:g} % | {r['label']} | {r['chunks']} of {r['total']} | "
-            f"{r['t']:.2f} s, {r['read'] / MiB:,.0f} MiB read, {r['rebuilt']} rebuilt | {cells} | {ups} |"
+            f"{r['t']:.2f} s, {r['read'] / MiB:,.0f} MiB read, {r['patched']} patched, "
+            f"{r['rebuilt']} compacted | {cells} | {ups} |"
         )
 
 
@@ -159,12 +160,17 @@ async def main() -> None:
             id="bkt-bench", type="local", config={"path": str(work / "target")}, chunk_size=chunk
         )
         secrets = vmstore.agent_payload(settings, row, "bench")  # type: ignore[arg-type]
+        # the old-style full backup goes to another tenant: its chunks are named apart (no dedup)
+        old_secrets = vmstore.agent_payload(settings, row, "bench-old")  # type: ignore[arg-type]
         assert base64.b64decode(secrets["key"])
         size = args.disk_gib << 30
 
-        async def backup(snap: str, parent: str | None, full: bool = False) -> tuple[dict[str, Any], float]:
+        async def backup(
+            snap: str, parent: str | None, full: bool = False, old: bool = False
+        ) -> tuple[dict[str, Any], float]:
             t0 = time.perf_counter()
-            request = BackupDisk(snapshot_id=snap, parent_id=parent, secrets=secrets, full=full)
+            keys = old_secrets if old else secrets
+            request = BackupDisk(snapshot_id=snap, parent_id=parent, secrets=keys, full=full)
             result = await agentops.backup_disk(d, iid, request, None)
             return result, time.perf_counter() - t0
 
@@ -175,7 +181,7 @@ async def main() -> None:
         # the same data, the page cache equally warm (the raw export above read the whole disk)
         grain = cbt.GRANULARITY
         cbt.GRANULARITY = chunk
-        _, t_old = await backup("s-old", None, full=True)
+        _, t_old = await backup("s-old", None, full=True, old=True)
         cbt.GRANULARITY = grain
         full, t_full = await backup("s0", None, full=True)
         peer.backup(0, raw)
@@ -198,6 +204,7 @@ async def main() -> None:
                 {
                     "pct": pct, "label": label, "t": t_inc, "read": inc["bytes_read"],
                     "chunks": inc["chunks_changed"], "total": size // chunk,
+                    "patched": inc["store"].get("chunks_patched", 0),
                     "rebuilt": inc["store"].get("chunks_rebuilt", 0),
                     **{p: times[-1] for p, times in peer.times.items()},
                 }

@@ -1,5 +1,6 @@
 """Incremental backups from fine-grained dirty spans: only the spans are read, each touched chunk is
-rebuilt from the parent's stored copy, and the snapshot stays logically full and restorable."""
+kept as a patch over the parent's chunk (compacted into a whole chunk past half a chunk), and the
+snapshot stays logically full, restorable, deduplicated and verifiable."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from novacron.backup import nbdsource
 from novacron.backup.codec import CorruptObject
 from novacron.backup.keys import KeyService
 from novacron.backup.store import ChunkStore
@@ -63,49 +65,70 @@ def test_incremental_reads_only_dirty_spans_and_rebuilds_chunks(tmp_path: Path) 
     )
     stats = inc.disks["vda"].stats
     assert changed == [1, 2, 3, 5, 7, 9]
-    assert stats["chunks_rebuilt"] == 5 and stats["chunks_read"] == 1 and not stats["full_read"]
+    assert stats["chunks_patched"] == 5 and stats["chunks_read"] == 1 and not stats["full_read"]
     # only the dirty granules were read from the disk, never a whole chunk but the rewritten one
     assert sum(n for _, n in reads) == stats["bytes_read"] == sum(e - s for v in dirty.values() for s, e in v)
     assert stats["bytes_read"] == 9 * GRAIN + CHUNK
+    assert store.collect_garbage(grace_s=0).chunks_removed == 0  # the patches' pieces are referenced
     for sid, want in (("s1", original), ("s2", bytes(disk))):
         store.restore_to("t", sid, "vda", tmp_path / sid)
         assert (tmp_path / sid).read_bytes() == want, sid
+        assert (
+            store.read_snapshot("t", sid, "vda", CHUNK - 10, 2 * CHUNK) == want[CHUNK - 10 : 3 * CHUNK - 10]
+        )
     assert store.verify("t", "s2").ok
+    # instant restore's nbdkit source serves the patched chunks, a patched hole as data
+    source = nbdsource.SnapshotSource(store, "t", "s2", 2)
+    served = bytearray(len(disk))
+    source.read_into(memoryview(served), 0)
+    assert served == disk and source.extents(CHUNK, 5 * CHUNK, 3) == [(5 * CHUNK, CHUNK, 0)]
 
-    # rewriting chunk 1 back to its old bytes: rebuilt, it is the parent's chunk again (dedup)
-    disk[CHUNK : 2 * CHUNK] = original[CHUNK : 2 * CHUNK]
+    # the same bytes written again (dirty, unchanged): the merged patch is the stored piece (dedup)
     before = set(target.list("chunks/t/"))
-    back = store.write_snapshot(
+    again = store.write_snapshot(
         "t", "s3", "vda", _reader(disk, []), len(disk), [1], parent="s2", dirty=_spans(writes[:2])
     )
     assert set(target.list("chunks/t/")) == before
-    assert back.disks["vda"].stats["chunks_deduplicated"] == 1
-    assert store.load_index("t", "s3", "vda").chunks[1] == store.load_index("t", "s1", "vda").chunks[1]
+    assert again.disks["vda"].stats["chunks_deduplicated"] == 1
+
+    # more than half of chunk 1 dirty in scattered granules: compacted into a whole chunk
+    grains = [(CHUNK + g * GRAIN, GRAIN) for g in range(0, 64, 2)] + [(CHUNK + 3 * GRAIN, GRAIN)]
+    for off, n in grains:
+        disk[off : off + n] = os.urandom(n)
+    big = store.write_snapshot(
+        "t", "s4", "vda", _reader(disk, []), len(disk), [1], "s3", dirty=_spans(grains)
+    )
+    assert big.disks["vda"].stats["chunks_rebuilt"] == 1
+    index = store.load_index("t", "s4", "vda")
+    assert "1" not in index.patches and {"2", "3", "5", "9"} <= set(index.patches)
+    store.restore_to("t", "s4", "vda", tmp_path / "s4")
+    assert (tmp_path / "s4").read_bytes() == bytes(disk)
+    assert store.verify("t", "s4").ok
 
 
-def test_a_corrupted_parent_chunk_is_found_by_verify_and_never_built_upon(tmp_path: Path) -> None:
+def test_a_corrupted_patch_is_found_by_verify_and_never_built_upon(tmp_path: Path) -> None:
     target = LocalTarget(tmp_path / "repo", fsync=False)
     store = ChunkStore(target, KeyService(tmp_path / "kek"), chunk_size=CHUNK)
     disk = bytearray(os.urandom(CHUNK * 4))
     store.write_snapshot("t", "s1", "vda", _reader(disk, []), len(disk))
-    cid = store.load_index("t", "s1", "vda").chunks[2]
-    assert cid is not None
-    key = store.chunk_key("t", cid)
+    disk[2 * CHUNK : 2 * CHUNK + GRAIN] = os.urandom(GRAIN)
+    dirty = _spans([(2 * CHUNK, GRAIN)])
+    store.write_snapshot("t", "s2", "vda", _reader(disk, []), len(disk), [2], "s1", dirty=dirty)
+    piece = str(store.load_index("t", "s2", "vda").patches["2"][0])
+    key = store.chunk_key("t", piece)
     blob = bytearray(target.get(key))
     blob[-1] ^= 1
     target.put(key, bytes(blob))
-    disk[2 * CHUNK : 2 * CHUNK + GRAIN] = os.urandom(GRAIN)
-    with pytest.raises(CorruptObject):
-        store.write_snapshot(
-            "t", "s2", "vda", _reader(disk, []), len(disk), [2], "s1", dirty=_spans([(2 * CHUNK, GRAIN)])
-        )
-    assert store.snapshot_ids("t") == ["s1"]  # no snapshot built on damaged data
-    report = store.verify("t", "s1")
-    assert not report.ok and report.errors[0][1] == 2
-    # verify moved the damaged chunk out of the way; a full backup (no change list) reads it all
-    full = store.write_snapshot("t", "s3", "vda", _reader(disk, []), len(disk), parent="s1")
+    with pytest.raises(CorruptObject):  # merging into the damaged patch opens it first
+        store.write_snapshot("t", "s3", "vda", _reader(disk, []), len(disk), [2], "s2", dirty=dirty)
+    assert store.snapshot_ids("t") == ["s1", "s2"]  # no snapshot built on damaged data
+    report = store.verify("t", "s2")
+    assert not report.ok and [(e[1], e[2]) for e in report.errors] == [(2, piece)]
+    assert store.verify("t", "s1").ok
+    # lost change tracking (no change list): read whole, no patch, and sound again
+    full = store.write_snapshot("t", "s4", "vda", _reader(disk, []), len(disk), parent="s2")
     assert full.disks["vda"].stats["full_read_reason"].startswith("no change list")
-    assert store.verify("t", "s3").ok
+    assert not store.load_index("t", "s4", "vda").patches and store.verify("t", "s4").ok
 
 
 def test_qemu_bitmap_at_64k_drives_a_byte_identical_incremental(tmp_path: Path) -> None:
@@ -138,8 +161,8 @@ def test_qemu_bitmap_at_64k_drives_a_byte_identical_incremental(tmp_path: Path) 
     finally:
         reader.close()
     stats = inc.disks["vda"].stats
-    # chunk 6 (24-28 MiB) was a hole in the parent: rebuilt from zeros, not read whole
-    assert stats["chunks_rebuilt"] == 4 and stats["bytes_read"] == 64 * KiB * 4 + MiB
+    # chunk 6 (24-28 MiB) was a hole in the parent: a patch over zeros, not read whole
+    assert stats["chunks_patched"] == 4 and stats["bytes_read"] == 64 * KiB * 4 + MiB
     raw = tmp_path / "restored.raw"
     store.restore_to("t", "s2", "vda", raw)
     compare = subprocess.run(

@@ -6,11 +6,11 @@ increasing offsets, seals and uploads each distinct chunk once in the store's wo
 journals what is done so that a second call after a crash resumes after it.
 
 An incremental backup that knows each changed chunk's dirty byte spans (a fine-grained dirty
-bitmap) does not read that chunk whole: it reads only the dirty spans from the disk, and a worker
-rebuilds the chunk from the parent snapshot's copy (fetched from the target, opened and checked
-against its digest, as a restore does; a hole in the parent is zeros) with the spans laid over it.
-The result is an ordinary whole chunk, named by its digest, so deduplication and every reader of
-the store are unchanged. A chunk whose every byte is dirty is simply read.
+bitmap) does not read that chunk whole: it reads only the dirty spans from the disk and stores
+them as a patch over the parent's chunk (patches.py), merged with the parent's patch of that chunk
+if it had one; past half a chunk of spans, a worker compacts it: the parent's chunk is fetched,
+checked against its digest, the spans laid over it, and the result stored as a whole chunk. A
+chunk whose every byte is dirty is simply read.
 """
 
 from __future__ import annotations
@@ -18,37 +18,40 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from novacron.backup import gc as gcmod
+from novacron.backup import patches as patchmod
 from novacron.backup.codec import Codec
 from novacron.backup.model import WriteStats
 
 if TYPE_CHECKING:
+    from novacron.backup.model import DiskIndex
     from novacron.backup.store import ChunkStore, Reader
 
 #: journal a backup's progress after this many chunks (and at the end)
 JOURNAL_EVERY = 32
 
 Spans = list[tuple[int, int]]
-#: chunk index -> (the parent's chunk id or None for a hole, the dirty (start, end) spans)
-Rebuilds = dict[int, tuple[str | None, Spans]]
+#: chunk index -> (the parent's chunk id or None for zeros, its patch, the dirty (start, end) spans)
+Rebuilds = dict[int, tuple[str | None, "patchmod.Patch | None", Spans]]
+#: what a worker answers for chunk i: (i, chunk id or None for zeros, patch or None)
+Done = tuple[int, str | None, "patchmod.Patch | None"]
 
 
-def rebuild_plan(
-    parent: list[str | None], dirty: dict[int, Spans], pending: set[int], size: int, chunk_size: int
-) -> Rebuilds:
-    """The pending chunks to rebuild from the parent's copy: those with a parent entry of the same
-    length that are not dirty throughout (those are read whole)."""
+def rebuild_plan(parent: DiskIndex, dirty: dict[int, Spans], pending: set[int], size: int) -> Rebuilds:
+    """The pending chunks to patch over the parent's: those with a parent entry of the same length
+    that are not dirty throughout (those are read whole)."""
     plan: Rebuilds = {}
+    cs = parent.chunk_size
     for i in pending:
         spans = dirty.get(i)
-        length = min(chunk_size, size - i * chunk_size)
-        if spans is None or i >= len(parent) or length != chunk_size:
+        length = min(cs, size - i * cs)
+        if spans is None or i >= len(parent.chunks) or length != cs or parent.size != size:
             continue
         if sum(end - start for start, end in spans) < length:
-            plan[i] = (parent[i], spans)
+            plan[i] = (parent.chunks[i], parent.patches.get(str(i)), spans)
     return plan
 
 
@@ -63,6 +66,8 @@ class DiskWrite:
     entries: list[str | None]
     stats: WriteStats
     journal: gcmod.Journal
+    #: str(chunk index) -> patch, for the chunks stored as a patch over their base (patches.py)
+    patches: dict[str, Any] = field(default_factory=dict)
 
 
 class ChunkUpload:
@@ -85,7 +90,7 @@ class ChunkUpload:
         self._lock = threading.Lock()
         self._claimed: set[str] = set()  # ids being uploaded by this pass: one upload per distinct chunk
         self._finished: dict[int, str | None] = {}
-        self._inflight: list[Future[tuple[int, str | None]]] = []
+        self._inflight: list[Future[Done]] = []
         self._completed = 0
         self._base_done = 0
 
@@ -99,10 +104,9 @@ class ChunkUpload:
         with ThreadPoolExecutor(self.store.workers, thread_name_prefix="backup") as pool:
             for i in todo:
                 if i in rebuild:
-                    base, spans = rebuild[i]
+                    base, patch, spans = rebuild[i]
                     pieces = [(s - i * cs, e - s, self._read(s, e - s)) for s, e in spans]
-                    stats.chunks_rebuilt += 1
-                    self._inflight.append(pool.submit(self._rebuild, i, base, pieces))
+                    self._inflight.append(pool.submit(self._patch, i, base, patch, pieces))
                     self._drain(self.store.workers * 2)
                     continue
                 offset = i * cs
@@ -133,26 +137,34 @@ class ChunkUpload:
         self.disk.stats.bytes_read += length
         return data
 
-    def _rebuild(
-        self, i: int, base: str | None, pieces: list[tuple[int, int, bytes | None]]
-    ) -> tuple[int, str | None]:
-        """The parent's chunk ``base`` (checked against its digest) with the dirty ``pieces``
-        (offset in the chunk, length, bytes or None for zeros) laid over it."""
-        cs = self.store.chunk_size
-        if base is None:
-            chunk = bytearray(cs)
-        else:
-            blob = self.store.target.get(self.store.chunk_key(self.disk.tenant_id, base))
-            chunk = bytearray(self.codec.open_chunk(base, blob))
-            if len(chunk) != cs:
-                raise OSError(f"the parent's chunk {base} holds {len(chunk)} bytes, not {cs}")
-        for at, length, data in pieces:
-            chunk[at : at + length] = data if data is not None else bytes(length)
-        if not chunk.strip(b"\0"):
-            return i, None
-        return self._seal_and_store(i, bytes(chunk))
+    def _open(self, cid: str) -> bytes:
+        """A stored chunk or piece, checked against its digest."""
+        return self.codec.open_chunk(
+            cid, self.store.target.get(self.store.chunk_key(self.disk.tenant_id, cid))
+        )
 
-    def _seal_and_store(self, i: int, data: bytes) -> tuple[int, str | None]:
+    def _patch(
+        self, i: int, base: str | None, old: patchmod.Patch | None, new: list[tuple[int, int, bytes | None]]
+    ) -> Done:
+        """Chunk i as its base and the dirty ``new`` spans (offset in the chunk, length, bytes or
+        None for zeros) merged into its old patch; compacted into a whole chunk past the limit."""
+        cs = self.store.chunk_size
+        before = None if old is None else (patchmod.spans_of(old), self._open(str(old[0])))
+        spans, piece = patchmod.merge(cs, before, new)
+        if patchmod.too_big(spans, cs):
+            chunk = bytearray(self._open(base) if base else bytes(cs))
+            patchmod.overlay(chunk, spans, piece)
+            with self._lock:
+                self.disk.stats.chunks_rebuilt += 1
+            if not chunk.strip(b"\0"):
+                return i, None, None
+            return self._seal_and_store(i, bytes(chunk))
+        with self._lock:
+            self.disk.stats.chunks_patched += 1
+        _, pid, _ = self._seal_and_store(i, piece)
+        return i, base, [pid, [list(span) for span in spans]]
+
+    def _seal_and_store(self, i: int, data: bytes) -> Done:
         stats, lock = self.disk.stats, self._lock
         cid = self.codec.chunk_id(data)
         with lock:
@@ -172,17 +184,22 @@ class ChunkUpload:
         else:
             with lock:
                 stats.chunks_deduplicated += 1
-        return i, cid
+        return i, cid, None
 
     def _drain(self, limit: int) -> None:
         """Wait for uploads until at most ``limit`` are in flight, recording each in order."""
         entries = self.disk.entries
         while len(self._inflight) > limit:
-            i, cid = self._inflight.pop(0).result()
-            if cid is None:  # a rebuilt chunk that now reads as zeros
-                self.disk.stats.holes += 1
+            i, cid, patch = self._inflight.pop(0).result()
             entries[i] = cid
-            self._finished[i] = cid
+            if patch is not None:
+                # the garbage collector keeps what the journal names; a resumed attempt redoes patches
+                self.disk.patches[str(i)] = patch
+                self._finished[-2 * i - 1], self._finished[-2 * i - 2] = str(patch[0]), cid
+            else:
+                self.disk.patches.pop(str(i), None)
+                self._finished[i] = cid
+                self.disk.stats.holes += cid is None
             self._completed += 1
             if len(self._finished) >= JOURNAL_EVERY:
                 self.disk.journal.record(self._finished)
