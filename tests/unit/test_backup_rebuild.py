@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from novacron.backup import nbdsource
+from novacron.backup import nbdsource, patches
 from novacron.backup.codec import CorruptObject
 from novacron.backup.keys import KeyService
 from novacron.backup.store import ChunkStore
 from novacron.backup.targets import LocalTarget
-from novacron.virt import cbt
+from novacron.virt import cbt, nbdread
 from tests.conftest import require
 
 KiB, MiB = 1 << 10, 1 << 20
@@ -35,8 +35,8 @@ def _reader(disk: bytearray, log: list[tuple[int, int]]):  # type: ignore[no-unt
 def _spans(writes: list[tuple[int, int]]) -> dict[int, list[tuple[int, int]]]:
     """What a dirty bitmap of GRAIN would report for the writes (offset, length)."""
     grains = [(off // GRAIN * GRAIN, -(-(off + n) // GRAIN) * GRAIN) for off, n in writes]
-    extents = [(start, end - start, cbt.DIRTY) for start, end in grains]
-    return cbt.dirty_spans(sorted(extents), CHUNK)
+    extents = [(start, end - start, nbdread.DIRTY) for start, end in grains]
+    return nbdread.dirty_spans(sorted(extents), CHUNK)
 
 
 def test_incremental_reads_only_dirty_spans_and_rebuilds_chunks(tmp_path: Path) -> None:
@@ -143,8 +143,8 @@ def test_qemu_bitmap_at_64k_drives_a_byte_identical_incremental(tmp_path: Path) 
     run("qemu-img", "create", "-q", "-f", "qcow2", str(img), "32M")
     run("qemu-io", "-f", "qcow2", "-c", "write -P 3 0 20M", str(img))
     store = ChunkStore(LocalTarget(tmp_path / "repo", fsync=False), KeyService(tmp_path / "kek"))
-    argv = ["qemu-nbd", "--read-only", "--format=qcow2", f"--export-name={cbt.EXPORT}", str(img)]
-    reader, _ = cbt.open_reader(32 * MiB, store.chunk_size, None, argv=argv)
+    argv = ["qemu-nbd", "--read-only", "--format=qcow2", f"--export-name={nbdread.EXPORT}", str(img)]
+    reader, _ = nbdread.open_reader(32 * MiB, store.chunk_size, None, argv=argv)
     try:
         store.write_snapshot("t", "s1", "vda", reader.read, 32 * MiB)
     finally:
@@ -152,11 +152,12 @@ def test_qemu_bitmap_at_64k_drives_a_byte_identical_incremental(tmp_path: Path) 
     run("qemu-img", "bitmap", "--add", "-g", str(cbt.granularity(store.chunk_size)), str(img), "nc-s1")
     writes = ["write -P 9 1000 10", "write -P 7 9M 64k", "write -z 13M 128k", "write -P 5 24M 1M"]
     run("qemu-io", "-f", "qcow2", *(a for w in writes for a in ("-c", w)), str(img))
-    reader, dirty = cbt.open_reader(32 * MiB, store.chunk_size, "nc-s1", argv=[*argv, "--bitmap=nc-s1"])
+    # the reader itself (not its read method): the store plans its reads, issued ahead over NBD
+    reader, dirty = nbdread.open_reader(32 * MiB, store.chunk_size, "nc-s1", argv=[*argv, "--bitmap=nc-s1"])
     try:
         assert dirty is not None and sorted(dirty) == [0, 2, 3, 6]
         inc = store.write_snapshot(
-            "t", "s2", "vda", reader.read, 32 * MiB, sorted(dirty), parent="s1", dirty=dirty
+            "t", "s2", "vda", reader, 32 * MiB, sorted(dirty), parent="s1", dirty=dirty
         )
     finally:
         reader.close()
@@ -171,3 +172,10 @@ def test_qemu_bitmap_at_64k_drives_a_byte_identical_incremental(tmp_path: Path) 
         text=True,
     )
     assert compare.returncode == 0 and "identical" in compare.stdout, compare.stdout + compare.stderr
+
+
+def test_patch_merge_keeps_the_newest_bytes_of_overlapping_spans() -> None:
+    spans, piece = patches.merge(64, ([(0, 4), (8, 4)], b"aaaabbbb"), [(2, 4, b"cccc"), (20, 2, None)])
+    assert spans == [(0, 6), (8, 4), (20, 2)] and piece == b"aacccc" + b"bbbb" + b"\0\0"
+    with pytest.raises(ValueError, match="outside the chunk"):
+        patches.merge(64, None, [(62, 4, b"dddd")])

@@ -63,7 +63,7 @@ async def backup_disk(
                     str(secrets["tenant_id"]),
                     snapshot_id,
                     DISK,
-                    pit.reader.read,
+                    pit.reader,
                     pit.size,
                     changed=pit.changed,
                     parent=parent_id if pit.changed is not None else None,

@@ -20,6 +20,7 @@ This module is plain standard library: nbdkit's embedded Python imports it (``nb
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable
 from typing import Any
 
@@ -48,23 +49,33 @@ def merge(
     chunk_size: int, old: tuple[Spans, bytes] | None, new: list[tuple[int, int, bytes | None]]
 ) -> tuple[Spans, bytes]:
     """The union of an old patch's spans and the new (offset, length, bytes or None for zeros)
-    spans, newer bytes winning, and the piece holding the union's bytes."""
-    buf = bytearray(chunk_size)
-    covered: Spans = []
+    spans, newer bytes winning, and the piece holding the union's bytes (no chunk-sized buffer:
+    a scattered write costs its own bytes only)."""
+    segments: list[tuple[int, bytes]] = []  # (offset, bytes), later ones win
     if old is not None:
-        overlay(buf, old[0], old[1])
-        covered += old[0]
-    for at, n, data in new:
-        buf[at : at + n] = data if data is not None else bytes(n)
-        covered.append((at, n))
+        pos = 0
+        for at, n in old[0]:
+            segments.append((at, old[1][pos : pos + n]))
+            pos += n
+        if pos != len(old[1]):
+            raise ValueError(f"a patch piece of {len(old[1])} bytes for spans of {pos}")
+    segments += [(at, data if data is not None else bytes(n)) for at, n, data in new]
     union: Spans = []
-    for at, n in sorted(covered):
+    for at, data in sorted(segments, key=lambda seg: seg[0]):
+        if at < 0 or at + len(data) > chunk_size:
+            raise ValueError(f"a span at {at} of {len(data)} bytes is outside the chunk")
         if union and at <= union[-1][0] + union[-1][1]:
             start, length = union[-1]
-            union[-1] = (start, max(length, at + n - start))
+            union[-1] = (start, max(length, at + len(data) - start))
         else:
-            union.append((at, n))
-    return union, b"".join(bytes(buf[at : at + n]) for at, n in union)
+            union.append((at, len(data)))
+    starts = [start for start, _ in union]
+    bufs = [bytearray(n) for _, n in union]
+    for at, data in segments:
+        k = bisect.bisect_right(starts, at) - 1
+        rel = at - starts[k]
+        bufs[k][rel : rel + len(data)] = data
+    return union, b"".join(bufs)
 
 
 def too_big(spans: Spans, chunk_size: int) -> bool:

@@ -101,6 +101,9 @@ class ChunkUpload:
         zero = bytes(cs)
         rebuild = rebuild or {}
         self._base_done = len(disk.entries) - len(todo)
+        plan = getattr(disk.reader, "plan", None)
+        if plan is not None:  # a reader that reads ahead (virt/nbdread.py) is told what comes next
+            plan(self._reads(todo, rebuild))
         with ThreadPoolExecutor(self.store.workers, thread_name_prefix="backup") as pool:
             for i in todo:
                 if i in rebuild:
@@ -129,6 +132,17 @@ class ChunkUpload:
             disk.journal.record(self._finished)
         if self.progress:
             self.progress(len(disk.entries), len(disk.entries))
+
+    def _reads(self, todo: list[int], rebuild: Rebuilds) -> list[tuple[int, int]]:
+        """The (offset, length) reads ``run`` will make, in order."""
+        cs, size = self.store.chunk_size, self.disk.size
+        reads: list[tuple[int, int]] = []
+        for i in todo:
+            if i in rebuild:
+                reads += [(s, e - s) for s, e in rebuild[i][2]]
+            else:
+                reads.append((i * cs, min(cs, size - i * cs)))
+        return reads
 
     def _read(self, offset: int, length: int) -> bytes | None:
         data = self.disk.reader(offset, length)
