@@ -9,22 +9,23 @@ AES-256-GCM). No server: the driver and store are called directly.
 
 Data: an ext4 filesystem holding a copy of ``/usr/share`` (``mkfs.ext4 -d``), in a disk of
 ``--disk-gib`` GiB, as the base image of the guest's qcow2 overlay. The test guest (guest/out)
-runs on it under TCG. Between the two backups, 1 % of the disk's 64 KiB clusters, chosen at
-random, are rewritten through the guest's block device while it runs (QMP ``qemu-io`` on the
-device, so the dirty bitmap sees them as guest writes).
+runs on it under TCG. Between backups, a share of the disk is rewritten through the guest's block
+device while it runs (QMP ``qemu-io`` on the device, so the dirty bitmap sees guest writes), in
+runs of 1 MiB or as scattered 64 KiB clusters at random places.
 
-Peers, on the same two states of the disk: ``restic backup`` and ``borg create`` of the disk as a
-raw image file (the way one backs up a VM disk without change tracking: every run reads it all).
-The raw images are exported with ``qemu-img convert`` outside the timings; each peer backs up a
-state right after novacron did (the guest still running, idle), so all three see the same load.
+Peers, on the same states of the disk: ``restic backup`` and ``borg create`` of the disk as a raw
+image file (the way one backs up a VM disk without change tracking: every run reads it all). The
+raw images are exported with ``qemu-img convert`` outside the timings, a new file per state; each
+peer backs up a state right after novacron did (the guest still running), so all three see the
+same load.
 
-Run: .venv/bin/python bench/bench_backup_vm.py [--disk-gib 4] [--changed-pct 1] [--chunk-kib 4096]
+Run: .venv/bin/python bench/bench_backup_vm.py [--disk-gib 4] [--pcts 1,3,10] [--chunk-kib 4096]
 
-``--chunk-kib`` is the target's chunk size, which is also the dirty bitmap's granularity (an
-operator sets it per backup target, 64 KiB to 64 MiB).
-
-Two incremental rounds follow the full backup: 1 % rewritten as scattered 64 KiB clusters (the
-worst case for fixed 4 MiB chunks: about half the chunks are touched), then 1 % more as 1 MiB runs.
+First two full backups of the same state: one as before issue 22 (dirty bitmap at the chunk
+size, into another tenant so nothing deduplicates), one as now (64 KiB bitmap). Then one
+incremental per cell of the matrix, each from the previous one: for each of ``--pcts`` % (1, 3 and
+10 by default), that share rewritten as 1 MiB runs, then as scattered 64 KiB clusters. It prints
+the matrix as a Markdown table (novacron incremental vs each peer's re-run, speed-ups).
 """
 
 from __future__ import annotations

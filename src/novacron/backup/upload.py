@@ -215,7 +215,7 @@ class ChunkUpload:
                 self._finished[i] = cid
                 self.disk.stats.holes += cid is None
             self._completed += 1
-            if len(self._finished) >= JOURNAL_EVERY:
+            if len(self._finished) >= JOURNAL_EVERY * (2 if self.disk.patches else 1):  # a patch: 2 entries
                 self.disk.journal.record(self._finished)
                 self._finished.clear()
             if self.progress:
