@@ -39,7 +39,7 @@ def _spans(writes: list[tuple[int, int]]) -> dict[int, list[tuple[int, int]]]:
     return nbdread.dirty_spans(sorted(extents), CHUNK)
 
 
-def test_incremental_reads_only_dirty_spans_and_rebuilds_chunks(tmp_path: Path) -> None:
+def test_incremental_reads_only_dirty_spans_and_patches_chunks(tmp_path: Path) -> None:
     target = LocalTarget(tmp_path / "repo", fsync=False)
     store = ChunkStore(target, KeyService(tmp_path / "kek"), chunk_size=CHUNK)
     disk = bytearray(os.urandom(CHUNK * 12))
