@@ -9,22 +9,23 @@ AES-256-GCM). No server: the driver and store are called directly.
 
 Data: an ext4 filesystem holding a copy of ``/usr/share`` (``mkfs.ext4 -d``), in a disk of
 ``--disk-gib`` GiB, as the base image of the guest's qcow2 overlay. The test guest (guest/out)
-runs on it under TCG. Between the two backups, 1 % of the disk's 64 KiB clusters, chosen at
-random, are rewritten through the guest's block device while it runs (QMP ``qemu-io`` on the
-device, so the dirty bitmap sees them as guest writes).
+runs on it under TCG. Between backups, a share of the disk is rewritten through the guest's block
+device while it runs (QMP ``qemu-io`` on the device, so the dirty bitmap sees guest writes), in
+runs of 1 MiB or as scattered 64 KiB clusters at random places.
 
-Peers, on the same two states of the disk: ``restic backup`` and ``borg create`` of the disk as a
-raw image file (the way one backs up a VM disk without change tracking: every run reads it all).
-The raw images are exported with ``qemu-img convert`` outside the timings; each peer backs up a
-state right after novacron did (the guest still running, idle), so all three see the same load.
+Peers, on the same states of the disk: ``restic backup`` and ``borg create`` of the disk as a raw
+image file (the way one backs up a VM disk without change tracking: every run reads it all). The
+raw images are exported with ``qemu-img convert`` outside the timings, a new file per state; each
+peer backs up a state right after novacron did (the guest still running), so all three see the
+same load.
 
-Run: .venv/bin/python bench/bench_backup_vm.py [--disk-gib 4] [--changed-pct 1] [--chunk-kib 4096]
+Run: .venv/bin/python bench/bench_backup_vm.py [--disk-gib 4] [--pcts 1,3,10] [--chunk-kib 4096]
 
-``--chunk-kib`` is the target's chunk size, which is also the dirty bitmap's granularity (an
-operator sets it per backup target, 64 KiB to 64 MiB).
-
-Two incremental rounds follow the full backup: 1 % rewritten as scattered 64 KiB clusters (the
-worst case for fixed 4 MiB chunks: about half the chunks are touched), then 1 % more as 1 MiB runs.
+First two full backups of the same state: one as before issue 22 (dirty bitmap at the chunk
+size, into another tenant so nothing deduplicates), one as now (64 KiB bitmap). Then one
+incremental per cell of the matrix, each from the previous one: for each of ``--pcts`` % (1, 3 and
+10 by default), that share rewritten as 1 MiB runs, then as scattered 64 KiB clusters. It prints
+the matrix as a Markdown table (novacron incremental vs each peer's re-run, speed-ups).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from common import GUEST_OUT, machine
 from novacron.agent.protocol import BackupDisk
 from novacron.backup import agentops, vmstore
 from novacron.config import Settings
+from novacron.virt import cbt
 from novacron.virt.base import InstanceSpec
 from novacron.virt.qemu import QemuDriver
 
@@ -113,13 +115,35 @@ class Peers:
             self.times["borg"].append(timed_sh(*borg, env=self.borg))
 
 
+PATTERNS = ((MiB, "1 MiB runs"), (CLUSTER, "scattered 64 KiB"))
+ROUNDS = [(pct, run, label) for pct in (1.0, 3.0, 10.0) for run, label in PATTERNS]
+
+
+def print_table(rows: list[dict[str, Any]], peers: list[str]) -> None:
+    """The matrix as a Markdown table (one row per line), speed-ups against each peer's re-run."""
+    head = "| changed | write pattern | chunks touched | novacron incremental | " + " | ".join(
+        f"{p} re-run" for p in peers
+    )
+    print(head + " | speed-up |")
+    print("|" + "---|" * (5 + len(peers)))
+    for r in rows:
+        ups = ", ".join(f"{r[p] / r['t']:.1f}x {p}" for p in peers)
+        cells = " | ".join(f"{r[p]:.2f} s" for p in peers)
+        print(
+            f"| {r['pct']:g} % | {r['label']} | {r['chunks']} of {r['total']} | "
+            f"{r['t']:.2f} s, {r['read'] / MiB:,.0f} MiB read, {r['patched']} patched, "
+            f"{r['rebuilt']} compacted | {cells} | {ups} |"
+        )
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--disk-gib", type=int, default=4)
-    ap.add_argument("--changed-pct", type=float, default=1.0)
     ap.add_argument("--chunk-kib", type=int, default=4096, help="the target's chunk size (a power of two)")
+    ap.add_argument("--pcts", default="1,3,10", help="the changed percentages to run, comma-separated")
     args = ap.parse_args()
     chunk = args.chunk_kib << 10
+    pcts = {float(p) for p in args.pcts.split(",")}
     rng = random.Random(42)
     work = Path(tempfile.mkdtemp(prefix="ncbk", dir="/tmp"))
     d = QemuDriver(work / "inst", work / "run", bridge=None)
@@ -137,65 +161,67 @@ async def main() -> None:
             id="bkt-bench", type="local", config={"path": str(work / "target")}, chunk_size=chunk
         )
         secrets = vmstore.agent_payload(settings, row, "bench")  # type: ignore[arg-type]
+        # the old-style full backup goes to another tenant: its chunks are named apart (no dedup)
+        old_secrets = vmstore.agent_payload(settings, row, "bench-old")  # type: ignore[arg-type]
         assert base64.b64decode(secrets["key"])
         size = args.disk_gib << 30
 
-        async def backup(snap: str, parent: str | None) -> tuple[dict[str, Any], float]:
+        async def backup(
+            snap: str, parent: str | None, full: bool = False, old: bool = False
+        ) -> tuple[dict[str, Any], float]:
             t0 = time.perf_counter()
-            request = BackupDisk(snapshot_id=snap, parent_id=parent, secrets=secrets)
+            keys = old_secrets if old else secrets
+            request = BackupDisk(snapshot_id=snap, parent_id=parent, secrets=keys, full=full)
             result = await agentops.backup_disk(d, iid, request, None)
             return result, time.perf_counter() - t0
 
-        # state 0: as made; 1: 1 % rewritten as scattered 64 KiB clusters; 2: 1 % more as 1 MiB runs
-        raws = [work / f"state{n}.raw" for n in range(3)]
-        sh("qemu-img", "convert", "-U", "-O", "raw", str(d.disk_path(iid)), str(raws[0]))
+        raw = work / "state0.raw"
+        sh("qemu-img", "convert", "-U", "-O", "raw", str(d.disk_path(iid)), str(raw))
         peer = Peers(work)
+        # the full backup as before this change (the bitmap at the chunk size), then as now (64 KiB):
+        # the same data, the page cache equally warm (the raw export above read the whole disk)
+        grain = cbt.GRANULARITY
+        cbt.GRANULARITY = chunk
+        _, t_old = await backup("s-old", None, full=True, old=True)
+        cbt.GRANULARITY = grain
+        full, t_full = await backup("s0", None, full=True)
+        peer.backup(0, raw)
+        rows: list[dict[str, Any]] = []
         loads = [os.getloadavg()[0]]
-        full, t_full = await backup("s0", None)
-        peer.backup(0, raws[0])
-        runs = [(CLUSTER, "scattered 64 KiB"), (MiB, "1 MiB runs")]
-        incs: list[tuple[str, int, dict[str, Any], float]] = []
-        for n, (run, label) in enumerate(runs, start=1):
-            changed = await change(d, iid, size, args.changed_pct, run, rng)
-            sh("qemu-img", "convert", "-U", "-O", "raw", str(d.disk_path(iid)), str(raws[n]))
+        parent = "s0"
+        for n, (pct, run, label) in enumerate(ROUNDS, start=1):
+            if pct not in pcts:
+                continue
+            await change(d, iid, size, pct, run, rng)
+            raw.unlink()  # a new file per state: the peers' file caches must not skip it
+            raw = work / f"state{n}.raw"
+            sh("qemu-img", "convert", "-U", "-O", "raw", str(d.disk_path(iid)), str(raw))
             loads.append(os.getloadavg()[0])
-            inc, t_inc = await backup(f"s{n}", f"s{n - 1}")
-            incs.append((label, changed, inc, t_inc))
-            peer.backup(n, raws[n])
+            inc, t_inc = await backup(f"s{n}", parent)
+            assert inc["mode"] == "incremental", inc
+            parent = f"s{n}"
+            peer.backup(n, raw)
+            rows.append(
+                {
+                    "pct": pct, "label": label, "t": t_inc, "read": inc["bytes_read"],
+                    "chunks": inc["chunks_changed"], "total": size // chunk,
+                    "patched": inc["store"].get("chunks_patched", 0),
+                    "rebuilt": inc["store"].get("chunks_rebuilt", 0),
+                    **{p: times[-1] for p, times in peer.times.items()},
+                }
+            )  # fmt: skip
         status = (await d.qmp(iid, "query-status"))["status"]
         stored = sum(p.stat().st_size for p in (work / "target").rglob("*") if p.is_file())
-        figures = [
-            (label, round(t, 2), inc["bytes_read"], inc["chunks_changed"]) for label, _, inc, t in incs
-        ]
-        print(
-            "novacron:",
-            json.dumps({"full_s": round(t_full, 2), "full_read": full["bytes_read"], "incs": figures}),
-        )
-        print(f"1-minute load average before each novacron backup: {', '.join(f'{x:.1f}' for x in loads)}")
         used = int(sh("du", "-sb", "/usr/share").split()[0])
         print(json.dumps({"machine": machine(), "disk_gib": args.disk_gib, "fs_data_bytes": used}, indent=1))
-        print(f"guest status after the backups: {status}")
-        print(f"{'':26}{'full':>10}" + "".join(f"{label:>22}" for label, *_ in incs))
-        row_ = f"{'novacron (CBT)':26}{t_full:>9.2f}s"
-        for _, _changed, inc, t_inc in incs:
-            row_ += f"{t_inc:>9.2f}s {int(inc['bytes_read']) / MiB:>7.0f} MiB rd"
-        print(row_)
-        for name, times in peer.times.items():
-            print(
-                f"{name + ' (raw image)':26}{times[0]:>9.2f}s"
-                + "".join(f"{t:>9.2f}s {size / MiB:>7.0f} MiB rd" for t in times[1:])
-            )
-        read_mib = int(full["bytes_read"]) / MiB
-        print(f"full backup read {read_mib:.0f} MiB; chunks {size // chunk} of {args.chunk_kib} KiB")
-        for label, changed, inc, _ in incs:
-            print(
-                f"{label}: {changed / MiB:.0f} MiB rewritten ({args.changed_pct} %), {inc['mode']}, "
-                f"{inc['chunks_changed']} chunks changed"
-            )
-        print(f"novacron target after all backups: {stored / MiB:.0f} MiB")
-        for name, times in peer.times.items():
-            for (label, _, _, t_inc), t_peer in zip(incs, times[1:], strict=True):
-                print(f"incremental speed-up vs {name} re-run ({label}): {t_peer / t_inc:.1f}x")
+        print(f"1-minute load average before each novacron backup: {', '.join(f'{x:.1f}' for x in loads)}")
+        print(f"guest status after the backups: {status}; novacron target after all: {stored / MiB:.0f} MiB")
+        fulls = ", ".join(f"{p} {t[0]:.2f} s" for p, t in peer.times.items())
+        print(
+            f"full backup: {t_full:.2f} s with 64 KiB bitmaps, {t_old:.2f} s with the old chunk-sized "
+            f"bitmap, reading {int(full['bytes_read']) / MiB:.0f} MiB; {fulls}; {args.chunk_kib} KiB chunks"
+        )
+        print_table(rows, list(peer.times))
     finally:
         await d.destroy(iid)
         shutil.rmtree(work, ignore_errors=True)

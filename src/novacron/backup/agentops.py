@@ -63,7 +63,7 @@ async def backup_disk(
                     str(secrets["tenant_id"]),
                     snapshot_id,
                     DISK,
-                    pit.reader.read,
+                    pit.reader,
                     pit.size,
                     changed=pit.changed,
                     parent=parent_id if pit.changed is not None else None,
@@ -75,6 +75,7 @@ async def backup_disk(
                     },
                     progress=counted,
                     immutable_until=request.immutable_until,
+                    dirty=pit.dirty,
                 )
 
             def poll() -> dict[str, Any]:
@@ -94,6 +95,7 @@ async def backup_disk(
             await d.discard_backup(instance_id, snapshot_id)
         raise
     changed = pit.size // chunk + (1 if pit.size % chunk else 0) if pit.changed is None else len(pit.changed)
+    dirty = pit.size if pit.dirty is None else sum(e - s for spans in pit.dirty.values() for s, e in spans)
     return {
         "mode": pit.mode,
         "reason": pit.reason,
@@ -101,7 +103,7 @@ async def backup_disk(
         "size": pit.size,
         "bytes_read": pit.bytes_read,
         "chunks_changed": changed,
-        "changed_bytes": min(changed * chunk, pit.size),
+        "changed_bytes": dirty,
         "store": _stats(stats),
     }
 

@@ -117,7 +117,7 @@ async def instant_restore_disk(
         agent_store(secrets).load_index, str(secrets["tenant_id"]), request.snapshot_id, DISK
     )
     size = request.size
-    runs = nbdsource.chunk_runs(index.chunks, int(index.chunk_size), size)
+    runs = nbdsource.chunk_runs(index.stored(), int(index.chunk_size), size)
     holes = [(offset, length) for offset, length, stored in runs if not stored]
     sock = await start_source(d, instance_id, request)
     disk = d.disk_path(instance_id)

@@ -39,6 +39,10 @@ class WriteStats:
     full_read_reason: str = ""
     #: chunks re-uploaded because a garbage collection ran during the backup and removed them
     chunks_repaired: int = 0
+    #: changed chunks stored as a patch of their dirty spans over the parent's chunk (patches.py)
+    chunks_patched: int = 0
+    #: changed chunks whose patch grew past the limit, rebuilt whole from the parent's copy
+    chunks_rebuilt: int = 0
     seconds: float = 0.0
 
 
@@ -56,9 +60,15 @@ class DiskIndex:
     meta: dict[str, Any] = field(default_factory=dict)
     immutable_until: float | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    #: str(chunk index) -> [piece id, [[offset, length], ...]]: spans laid over the chunk (patches.py)
+    patches: dict[str, list[Any]] = field(default_factory=dict)
 
     def referenced(self) -> set[str]:
-        return {c for c in self.chunks if c}
+        return {c for c in self.chunks if c} | {str(p[0]) for p in self.patches.values()}
+
+    def stored(self) -> list[bool]:
+        """Whether each chunk holds stored data (a base chunk or a patch); False: zeros."""
+        return [c is not None or str(i) in self.patches for i, c in enumerate(self.chunks)]
 
 
 @dataclass

@@ -42,17 +42,27 @@ class SnapshotSource:
         self._cache_chunks = max(1, cache_chunks)
         self._lock = threading.Lock()
 
+    def _open(self, cid: str) -> bytes:
+        data: bytes = self.codec.open_chunk(
+            cid, self.store.target.get(self.store.chunk_key(self.tenant_id, cid))
+        )
+        return data
+
     def chunk(self, i: int) -> bytes | None:
-        cid = self.index.chunks[i]
-        if cid is None:
+        from novacron.backup import patches  # after config_complete put the venv on sys.path
+
+        cid, patch = self.index.chunks[i], self.index.patches.get(str(i))
+        if cid is None and patch is None:
             return None
         with self._lock:
             if i in self._cache:
                 self._cache.move_to_end(i)
                 return self._cache[i]
         # fetched outside the lock: QEMU reads in parallel and a remote target is slow
-        blob = self.store.target.get(self.store.chunk_key(self.tenant_id, cid))
-        data: bytes = self.codec.open_chunk(cid, blob)
+        length = min(self.chunk_size, self.size - i * self.chunk_size)
+        data = patches.assemble(self._open(cid) if cid else None, length, patch, self._open)
+        if data is None:
+            return None
         with self._lock:
             self._cache[i] = data
             while len(self._cache) > self._cache_chunks:
@@ -65,7 +75,7 @@ class SnapshotSource:
         return [
             (start, length, 0 if stored else hole)
             for start, length, stored in chunk_runs(
-                self.index.chunks, self.chunk_size, self.size, offset, offset + count
+                self.index.stored(), self.chunk_size, self.size, offset, offset + count
             )
         ]
 
@@ -87,7 +97,7 @@ class SnapshotSource:
 
 
 def chunk_runs(
-    chunks: list[str | None], chunk_size: int, size: int, start: int = 0, end: int | None = None
+    chunks: list[bool], chunk_size: int, size: int, start: int = 0, end: int | None = None
 ) -> list[tuple[int, int, bool]]:
     """(offset, length, stored) runs of a snapshot's bytes from ``start`` to ``end`` (the disk's
     end by default): ``stored`` is False where the chunks were never stored (all zeros)."""
@@ -96,7 +106,7 @@ def chunk_runs(
     while pos < end:
         i = pos // chunk_size
         take = min((i + 1) * chunk_size, end) - pos
-        stored = chunks[i] is not None
+        stored = chunks[i]
         if runs and runs[-1][2] == stored:
             runs[-1] = (runs[-1][0], runs[-1][1] + take, stored)
         else:

@@ -13,10 +13,11 @@ itself, so a replicated copy is a complete store and no database is needed):
     gc/state.json, gc/lock                    garbage-collection generation and mutual exclusion
 
 Every snapshot is logically full: its index lists a chunk (or a hole) for every chunk-sized span of
-the disk; an incremental backup reads only the ``changed`` chunks and copies the other entries
-from its parent's index. Chunks the target already has are not uploaded again. A backup journals
-its progress under ``inflight/`` so that a second call after a crash re-reads and re-uploads nothing
-already done, and so that garbage collection sees what it references (see gc.py for the protocol).
+the disk; an incremental backup reads only the ``changed`` chunks (or only their dirty spans, kept
+as a patch over the parent's chunk: patches.py) and copies the other entries from its parent's
+index. Chunks the target already has are not uploaded again. A backup journals its progress under
+``inflight/`` so that a second call after a crash re-reads and re-uploads nothing already done,
+and so that garbage collection sees what it references (see gc.py for the protocol).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from novacron.backup import gc as gcmod
-from novacron.backup import retention
+from novacron.backup import patches, retention
 from novacron.backup.codec import AEADS, DIGESTS, Codec, CorruptObject
 from novacron.backup.keys import KeyService, TenantKeyring, check_id
 from novacron.backup.model import (
@@ -48,7 +49,7 @@ from novacron.backup.model import (
 )
 from novacron.backup.retention import RetentionPolicy
 from novacron.backup.targets import ObjectNotFound, Target, target_from_url
-from novacron.backup.upload import ChunkUpload, DiskWrite, missing_chunks
+from novacron.backup.upload import ChunkUpload, DiskWrite, missing_chunks, rebuild_plan
 
 MiB = 1 << 20
 Reader = Callable[[int, int], "bytes | None"]
@@ -199,7 +200,7 @@ class ChunkStore:
             meta=first.meta,
             immutable_until=max((i.immutable_until or 0.0 for i in indexes), default=0.0) or None,
             disks={
-                i.disk: DiskInfo(i.disk, i.size, len(i.chunks), sum(c is None for c in i.chunks), i.stats)
+                i.disk: DiskInfo(i.disk, i.size, len(i.chunks), i.stored().count(False), i.stats)
                 for i in indexes
             },
             holds=sorted(self.holds(tenant_id, snapshot_id)),
@@ -226,6 +227,7 @@ class ChunkStore:
         created_at: float | None = None,
         immutable_until: float | None = None,
         progress: Callable[[int, int], None] | None = None,
+        dirty: dict[int, list[tuple[int, int]]] | None = None,
     ) -> SnapshotInfo:
         """Back up one disk of a snapshot.
 
@@ -234,7 +236,9 @@ class ChunkStore:
         read; every other entry comes from ``parent``'s index of the same disk (if the parent lacks
         the disk or the disk changed size, everything is read, and the stats say why). Calling it
         again after a crash resumes from the journal; calling it for a finished disk returns it.
-        ``progress(done, total)`` is called as chunks complete.
+        ``progress(done, total)`` is called as chunks complete. ``dirty`` gives each changed chunk's
+        dirty (start, end) byte spans: such a chunk is rebuilt from the parent's copy and only its
+        spans are read (see upload.py).
         """
         self._check(tenant_id, snapshot_id, disk_name)
         if size < 0:
@@ -248,12 +252,14 @@ class ChunkStore:
         entries: list[str | None] = [None] * n
         base = self._parent_index(tenant_id, parent, disk_name, stats)
         pending = self._take_from_parent(base, changed, size, entries, stats)
+        kept = {k: p for k, p in base.patches.items() if int(k) not in pending} if base else {}
         journal = gcmod.Journal(self.target, tenant_id, snapshot_id, disk_name)
         _resume(journal, entries, pending, stats)
-        disk = DiskWrite(tenant_id, reader, size, entries, stats, journal)
+        disk = DiskWrite(tenant_id, reader, size, entries, stats, journal, kept)
         known = set(base.referenced()) if base else set()
         known.update(c for c in entries if c)
-        ChunkUpload(self, codec, disk, known, progress).run(sorted(pending))
+        plan = rebuild_plan(base, dirty, pending, size) if base and dirty and not stats.full_read else {}
+        ChunkUpload(self, codec, disk, known, progress).run(sorted(pending), plan)
         self._gc_fence(codec, disk)
         stats.seconds = round(time.monotonic() - started, 3)
         index = DiskIndex(
@@ -269,6 +275,7 @@ class ChunkStore:
             meta=dict(meta or {}),
             immutable_until=immutable_until,
             stats=asdict(stats),
+            patches=disk.patches,
         )
         self._save_index(index)
         journal.close()
@@ -318,7 +325,14 @@ class ChunkStore:
             generation = disk.journal.wait_for_quiet_gc()
             if generation is None:
                 break
+            pieces = [
+                str(disk.patches[str(i)][0]) if str(i) in disk.patches else None
+                for i in range(len(disk.entries))
+            ]
             missing = missing_chunks(self, disk.tenant_id, disk.entries)
+            missing |= missing_chunks(self, disk.tenant_id, pieces)
+            for i in missing:  # read whole again: a patch is dropped with what it relied on
+                disk.patches.pop(str(i), None)
             if missing:
                 disk.stats.chunks_repaired += len(missing)
                 ChunkUpload(self, codec, disk, set(), None).run(sorted(missing))
@@ -329,25 +343,35 @@ class ChunkStore:
     def read_chunks(self, tenant_id: str, snapshot_id: str, disk: str) -> Iterator[tuple[int, bytes | None]]:
         """(offset, data) of every chunk in order; data None for a hole. Fetches ahead in parallel."""
         index = self.load_index(tenant_id, snapshot_id, disk)
-        codec = self.codec(tenant_id)
+        stored = index.stored()
 
-        def fetch(cid: str) -> bytes:
-            return codec.open_chunk(cid, self.target.get(self.chunk_key(tenant_id, cid)))
+        def fetch(i: int) -> bytes | None:
+            return self.chunk_of(index, i)
 
         with ThreadPoolExecutor(self.workers, thread_name_prefix="restore") as pool:
-            window: list[tuple[int, Future[bytes] | None]] = []
-            for i, cid in enumerate(index.chunks):
-                window.append((i, pool.submit(fetch, cid) if cid else None))
+            window: list[tuple[int, Future[bytes | None] | None]] = []
+            for i in range(len(index.chunks)):
+                window.append((i, pool.submit(fetch, i) if stored[i] else None))
                 if len(window) > self.workers * 2:
                     j, fut = window.pop(0)
                     yield j * index.chunk_size, fut.result() if fut else None
             for j, fut in window:
                 yield j * index.chunk_size, fut.result() if fut else None
 
+    def chunk_of(self, index: DiskIndex, i: int) -> bytes | None:
+        """Chunk ``i`` of a snapshot's disk, its base and patch checked against their digests."""
+        codec = self.codec(index.tenant_id)
+
+        def fetch(cid: str) -> bytes:
+            return codec.open_chunk(cid, self.target.get(self.chunk_key(index.tenant_id, cid)))
+
+        cid, cs = index.chunks[i], index.chunk_size
+        length = min(cs, index.size - i * cs)
+        return patches.assemble(fetch(cid) if cid else None, length, index.patches.get(str(i)), fetch)
+
     def read_snapshot(self, tenant_id: str, snapshot_id: str, disk: str, offset: int, length: int) -> bytes:
         """Random access into a snapshot's disk (file-level browsing, instant restore)."""
         index = self.load_index(tenant_id, snapshot_id, disk)
-        codec = self.codec(tenant_id)
         end = min(offset + length, index.size)
         out = bytearray()
         cs = index.chunk_size
@@ -355,12 +379,8 @@ class ChunkStore:
         while pos < end:
             i, within = divmod(pos, cs)
             take = min(cs - within, end - pos)
-            cid = index.chunks[i]
-            if cid is None:
-                out += bytes(take)
-            else:
-                data = codec.open_chunk(cid, self.target.get(self.chunk_key(tenant_id, cid)))
-                out += data[within : within + take]
+            data = self.chunk_of(index, i)
+            out += bytes(take) if data is None else data[within : within + take]
             pos += take
         return bytes(out)
 
@@ -407,7 +427,9 @@ class ChunkStore:
         checked = nbytes = 0
         by_chunk: dict[str, list[tuple[str, int]]] = {}
         for disk in self.disks(tenant_id, snapshot_id):
-            for i, cid in enumerate(self.load_index(tenant_id, snapshot_id, disk).chunks):
+            index = self.load_index(tenant_id, snapshot_id, disk)
+            pieces = [(int(k), str(p[0])) for k, p in index.patches.items()]  # patches.py
+            for i, cid in [*enumerate(index.chunks), *pieces]:
                 if cid:
                     by_chunk.setdefault(cid, []).append((disk, i))
         if not by_chunk and not self.disks(tenant_id, snapshot_id):

@@ -4,6 +4,13 @@
 what a crashed earlier attempt journalled); a ``ChunkUpload`` reads them on the caller's thread in
 increasing offsets, seals and uploads each distinct chunk once in the store's worker threads, and
 journals what is done so that a second call after a crash resumes after it.
+
+An incremental backup that knows each changed chunk's dirty byte spans (a fine-grained dirty
+bitmap) does not read that chunk whole: it reads only the dirty spans from the disk and stores
+them as a patch over the parent's chunk (patches.py), merged with the parent's patch of that chunk
+if it had one; past half a chunk of spans, a worker compacts it: the parent's chunk is fetched,
+checked against its digest, the spans laid over it, and the result stored as a whole chunk. A
+chunk whose every byte is dirty is simply read.
 """
 
 from __future__ import annotations
@@ -11,18 +18,41 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from novacron.backup import gc as gcmod
+from novacron.backup import patches as patchmod
 from novacron.backup.codec import Codec
 from novacron.backup.model import WriteStats
 
 if TYPE_CHECKING:
+    from novacron.backup.model import DiskIndex
     from novacron.backup.store import ChunkStore, Reader
 
 #: journal a backup's progress after this many chunks (and at the end)
 JOURNAL_EVERY = 32
+
+Spans = list[tuple[int, int]]
+#: chunk index -> (the parent's chunk id or None for zeros, its patch, the dirty (start, end) spans)
+Rebuilds = dict[int, tuple[str | None, "patchmod.Patch | None", Spans]]
+#: what a worker answers for chunk i: (i, chunk id or None for zeros, patch or None)
+Done = tuple[int, str | None, "patchmod.Patch | None"]
+
+
+def rebuild_plan(parent: DiskIndex, dirty: dict[int, Spans], pending: set[int], size: int) -> Rebuilds:
+    """The pending chunks to patch over the parent's: those with a parent entry of the same length
+    that are not dirty throughout (those are read whole)."""
+    plan: Rebuilds = {}
+    cs = parent.chunk_size
+    for i in pending:
+        spans = dirty.get(i)
+        length = min(cs, size - i * cs)
+        if spans is None or i >= len(parent.chunks) or length != cs or parent.size != size:
+            continue
+        if sum(end - start for start, end in spans) < length:
+            plan[i] = (parent.chunks[i], parent.patches.get(str(i)), spans)
+    return plan
 
 
 @dataclass(frozen=True)
@@ -36,6 +66,8 @@ class DiskWrite:
     entries: list[str | None]
     stats: WriteStats
     journal: gcmod.Journal
+    #: str(chunk index) -> patch, for the chunks stored as a patch over their base (patches.py)
+    patches: dict[str, Any] = field(default_factory=dict)
 
 
 class ChunkUpload:
@@ -58,17 +90,28 @@ class ChunkUpload:
         self._lock = threading.Lock()
         self._claimed: set[str] = set()  # ids being uploaded by this pass: one upload per distinct chunk
         self._finished: dict[int, str | None] = {}
-        self._inflight: list[Future[tuple[int, str]]] = []
+        self._inflight: list[Future[Done]] = []
         self._completed = 0
         self._base_done = 0
 
-    def run(self, todo: list[int]) -> None:
-        """Read the chunks ``todo`` and upload those the target lacks; journal them as they finish."""
+    def run(self, todo: list[int], rebuild: Rebuilds | None = None) -> None:
+        """Read the chunks ``todo`` (only the dirty spans of those in ``rebuild``) and upload those the
+        target lacks; journal them as they finish."""
         disk, stats, cs = self.disk, self.disk.stats, self.store.chunk_size
         zero = bytes(cs)
+        rebuild = rebuild or {}
         self._base_done = len(disk.entries) - len(todo)
+        plan = getattr(disk.reader, "plan", None)
+        if plan is not None:  # a reader that reads ahead (virt/nbdread.py) is told what comes next
+            plan(self._reads(todo, rebuild))
         with ThreadPoolExecutor(self.store.workers, thread_name_prefix="backup") as pool:
             for i in todo:
+                if i in rebuild:
+                    base, patch, spans = rebuild[i]
+                    pieces = [(s - i * cs, e - s, self._read(s, e - s)) for s, e in spans]
+                    self._inflight.append(pool.submit(self._patch, i, base, patch, pieces))
+                    self._drain(self.store.workers * 2)
+                    continue
                 offset = i * cs
                 length = min(cs, disk.size - offset)
                 data = disk.reader(offset, length)
@@ -90,7 +133,52 @@ class ChunkUpload:
         if self.progress:
             self.progress(len(disk.entries), len(disk.entries))
 
-    def _seal_and_store(self, i: int, data: bytes) -> tuple[int, str]:
+    def _reads(self, todo: list[int], rebuild: Rebuilds) -> list[tuple[int, int]]:
+        """The (offset, length) reads ``run`` will make, in order."""
+        cs, size = self.store.chunk_size, self.disk.size
+        reads: list[tuple[int, int]] = []
+        for i in todo:
+            if i in rebuild:
+                reads += [(s, e - s) for s, e in rebuild[i][2]]
+            else:
+                reads.append((i * cs, min(cs, size - i * cs)))
+        return reads
+
+    def _read(self, offset: int, length: int) -> bytes | None:
+        data = self.disk.reader(offset, length)
+        if data is not None and len(data) != length:
+            raise OSError(f"short read at offset {offset}: {len(data)} of {length} bytes")
+        self.disk.stats.bytes_read += length
+        return data
+
+    def _open(self, cid: str) -> bytes:
+        """A stored chunk or piece, checked against its digest."""
+        return self.codec.open_chunk(
+            cid, self.store.target.get(self.store.chunk_key(self.disk.tenant_id, cid))
+        )
+
+    def _patch(
+        self, i: int, base: str | None, old: patchmod.Patch | None, new: list[tuple[int, int, bytes | None]]
+    ) -> Done:
+        """Chunk i as its base and the dirty ``new`` spans (offset in the chunk, length, bytes or
+        None for zeros) merged into its old patch; compacted into a whole chunk past the limit."""
+        cs = self.store.chunk_size
+        before = None if old is None else (patchmod.spans_of(old), self._open(str(old[0])))
+        spans, piece = patchmod.merge(cs, before, new)
+        if patchmod.too_big(spans, cs):
+            chunk = bytearray(self._open(base) if base else bytes(cs))
+            patchmod.overlay(chunk, spans, piece)
+            with self._lock:
+                self.disk.stats.chunks_rebuilt += 1
+            if not chunk.strip(b"\0"):
+                return i, None, None
+            return self._seal_and_store(i, bytes(chunk))
+        with self._lock:
+            self.disk.stats.chunks_patched += 1
+        _, pid, _ = self._seal_and_store(i, piece)
+        return i, base, [pid, [list(span) for span in spans]]
+
+    def _seal_and_store(self, i: int, data: bytes) -> Done:
         stats, lock = self.disk.stats, self._lock
         cid = self.codec.chunk_id(data)
         with lock:
@@ -110,17 +198,24 @@ class ChunkUpload:
         else:
             with lock:
                 stats.chunks_deduplicated += 1
-        return i, cid
+        return i, cid, None
 
     def _drain(self, limit: int) -> None:
         """Wait for uploads until at most ``limit`` are in flight, recording each in order."""
         entries = self.disk.entries
         while len(self._inflight) > limit:
-            i, cid = self._inflight.pop(0).result()
+            i, cid, patch = self._inflight.pop(0).result()
             entries[i] = cid
-            self._finished[i] = cid
+            if patch is not None:
+                # the garbage collector keeps what the journal names; a resumed attempt redoes patches
+                self.disk.patches[str(i)] = patch
+                self._finished[-2 * i - 1], self._finished[-2 * i - 2] = str(patch[0]), cid
+            else:
+                self.disk.patches.pop(str(i), None)
+                self._finished[i] = cid
+                self.disk.stats.holes += cid is None
             self._completed += 1
-            if len(self._finished) >= JOURNAL_EVERY:
+            if len(self._finished) >= JOURNAL_EVERY * (2 if self.disk.patches else 1):  # a patch: 2 entries
                 self.disk.journal.record(self._finished)
                 self._finished.clear()
             if self.progress:

@@ -4,7 +4,8 @@ How a backup of a running VM reads its disk (pull-mode backup with image fleecin
 does it for oVirt and Proxmox-style incremental backups):
 
 - Every backup leaves a persistent dirty bitmap ``nc-<snapshot id>`` on the disk's format node
-  (``vda-disk``) whose granularity is the chunk size of the store, so one dirty bit is one chunk.
+  (``vda-disk``) at a 64 KiB granularity (the chunk size, when that is smaller), independent of
+  the store's chunk size: one 64 KiB guest write dirties 64 KiB, not a whole 4 MiB chunk.
   QEMU keeps it in the qcow2 overlay across a clean restart; a QEMU killed without closing the
   image leaves it marked in use ("inconsistent"), and then it is not trusted.
 - The point in time is one QMP ``transaction``: add the new bitmap; for an incremental, add a
@@ -16,8 +17,9 @@ does it for oVirt and Proxmox-style incremental backups):
   time while the guest keeps running and writing (it is never paused).
 - QEMU exports the overlay read-only over NBD on a unix socket (``nbd-server-start`` +
   ``block-export-add``, with the frozen bitmap as the ``qemu:dirty-bitmap:`` meta context). The
-  agent's NBD client (libnbd) asks block status for the dirty and allocated extents, and reads
-  only the dirty chunks that hold data, straight into the chunk store: no intermediate file.
+  agent's NBD client (libnbd) asks block status for the dirty and allocated extents and hands the
+  store the dirty byte spans of each touched chunk; the store reads only those spans and rebuilds
+  the chunk from the parent snapshot's copy (``ChunkStore.write_snapshot``): no intermediate file.
 - The parent's bitmap is never disabled or cleared: it keeps recording, so if anything fails the
   next backup from the same parent still sees every change, and only this backup's bitmaps are
   dropped. Once the snapshot is stored, the older bitmaps are removed.
@@ -29,7 +31,6 @@ whole through the same reader.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import json
 import shutil
@@ -39,25 +40,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import nbd
-
 from novacron.virt import guestagent
 from novacron.virt.base import BackupView, DriverError, Progress
+from novacron.virt.nbdread import EXPORT, NbdReader, open_reader
 from novacron.virt.qemu import QemuDriver
 
 NODE = "vda-disk"
 PREFIX = "nc-"
-EXPORT = "vda"
 JOB_POLL_S = 0.1
-BITMAP_CONTEXT = "qemu:dirty-bitmap:"
-#: block status is asked in spans of at most this (QEMU answers up to 4 GiB - 1 per request)
-STATUS_SPAN = 1 << 30
-#: NBD reads are asked in requests of this size: QEMU 7.2 serves a 4 MiB chunk 3-4x faster as four
-#: 1 MiB requests than as one (measured here: 748 MiB in 1.2-2.1 s vs 5.4 s over a unix socket)
-READ_REQUEST = 1 << 20
-#: block-status flags: ``qemu:dirty-bitmap`` bit 0 (libnbd 1.14 has no name for it); base:allocation
-DIRTY = 1
-ZERO = nbd.STATE_ZERO
+#: the dirty bitmaps' granularity: QEMU's default for a qcow2 with 64 KiB clusters, and the
+#: smallest write a guest's filesystem usually makes dirty at once
+GRANULARITY = 64 << 10
 
 
 @dataclass
@@ -71,6 +64,8 @@ class PointInTime:
     reason: str
     consistency: str
     reader: NbdReader
+    #: for an incremental, each changed chunk's dirty (start, end) byte spans
+    dirty: dict[int, list[tuple[int, int]]] | None = None
 
     @property
     def bytes_read(self) -> int:
@@ -82,128 +77,9 @@ def bitmap_name(snapshot_id: str) -> str:
     return PREFIX + snapshot_id
 
 
-@dataclass
-class NbdReader:
-    """Reads a point-in-time export; holes and zeroed spans answer None without being read.
-
-    ``zero`` lists the (start, end) spans the export reports as reading zeros. The store calls
-    ``read`` from one thread; libnbd releases the GIL while it waits on the socket, so the
-    reads overlap the hashing and sealing in the store's worker threads.
-    """
-
-    handle: Any
-    zero: list[tuple[int, int]] = field(default_factory=list)
-    bytes_read: int = 0
-
-    def _all_zero(self, start: int, end: int) -> bool:
-        # the zero spans are sorted and disjoint: start from the first one ending after ``start``
-        i = bisect.bisect_right(self.zero, start, key=lambda span: span[1])
-        pos = start
-        while i < len(self.zero) and self.zero[i][0] <= pos < end:
-            pos = self.zero[i][1]
-            i += 1
-        return pos >= end
-
-    def read(self, offset: int, length: int) -> bytes | None:
-        if length <= 0 or self._all_zero(offset, offset + length):
-            return None
-        parts = [
-            self.handle.pread(min(READ_REQUEST, length - at), offset + at)
-            for at in range(0, length, READ_REQUEST)
-        ]
-        self.bytes_read += length
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
-    def close(self) -> None:
-        _disconnect(self.handle)
-        self.handle = None
-
-
-def _disconnect(handle: Any) -> None:
-    # libnbd 1.14 has no close(): the handle (and a socket-activated server) goes when freed
-    with contextlib.suppress(nbd.Error):
-        handle.shutdown()
-
-
-def _spans(extents: list[tuple[int, int, int]], flag: int) -> list[tuple[int, int]]:
-    """Merged (start, end) spans of the extents whose flags include ``flag``."""
-    out: list[tuple[int, int]] = []
-    for start, length, flags in extents:
-        if flags & flag:
-            if out and out[-1][1] == start:
-                out[-1] = (out[-1][0], start + length)
-            else:
-                out.append((start, start + length))
-    return out
-
-
-def dirty_chunks(extents: list[tuple[int, int, int]], chunk_size: int) -> list[int]:
-    """Chunk indexes overlapping the extents the dirty-bitmap context marks dirty."""
-    chunks: set[int] = set()
-    for start, end in _spans(extents, DIRTY):
-        chunks.update(range(start // chunk_size, -(-end // chunk_size)))
-    return sorted(chunks)
-
-
-def block_status(handle: Any, size: int, contexts: list[str]) -> dict[str, list[tuple[int, int, int]]]:
-    """Every extent of each meta context, (start, length, flags), covering [0, size) once."""
-    found: dict[str, list[tuple[int, int, int]]] = {c: [] for c in contexts}
-    covered = dict.fromkeys(contexts, 0)
-
-    def extent(metacontext: str, offset: int, entries: list[int], err: Any) -> int:
-        if metacontext not in found:
-            return 0
-        pos = offset
-        for i in range(0, len(entries) - 1, 2):
-            length, flags = entries[i], entries[i + 1]
-            start, end = max(pos, covered[metacontext]), min(pos + length, size)
-            if end > start:  # a context can answer past what another did: keep each byte once
-                found[metacontext].append((start, end - start, flags))
-                covered[metacontext] = end
-            pos += length
-        return 0
-
-    offset = 0
-    while offset < size:
-        handle.block_status(min(size - offset, STATUS_SPAN), offset, extent)
-        reached = min(covered.values())
-        if reached <= offset:
-            raise DriverError(f"the NBD server answered no block status at offset {offset}")
-        offset = reached
-    return found
-
-
-def _connect(sock: Path | None, argv: list[str] | None, contexts: list[str]) -> Any:
-    handle = nbd.NBD()
-    for context in contexts:
-        handle.add_meta_context(context)
-    handle.set_export_name(EXPORT)
-    if sock is not None:
-        handle.connect_unix(str(sock))
-    else:
-        handle.connect_systemd_socket_activation(argv)
-    for context in contexts:
-        if not handle.can_meta_context(context):
-            _disconnect(handle)
-            raise DriverError(f"the NBD export does not offer the {context} meta context")
-    return handle
-
-
-def open_reader(
-    size: int, chunk_size: int, bitmap: str | None, sock: Path | None = None, argv: list[str] | None = None
-) -> tuple[NbdReader, list[int] | None]:
-    """Connect to the export (a unix socket, or a socket-activated ``argv``); the reader, and the
-    dirty chunks when ``bitmap`` is given."""
-    contexts = ["base:allocation"] + ([BITMAP_CONTEXT + bitmap] if bitmap else [])
-    handle = _connect(sock, argv, contexts)
-    try:
-        status = block_status(handle, size, contexts)
-    except BaseException:
-        _disconnect(handle)
-        raise
-    reader = NbdReader(handle, _spans(status["base:allocation"], ZERO))
-    changed = dirty_chunks(status[contexts[1]], chunk_size) if bitmap else None
-    return reader, changed
+def granularity(chunk_size: int) -> int:
+    """The dirty bitmaps' granularity for a store of ``chunk_size`` (both powers of two)."""
+    return min(GRANULARITY, chunk_size)
 
 
 async def _run(*argv: str) -> str:
@@ -256,8 +132,9 @@ def _usable(found: dict[str, Any] | None, chunk_size: int) -> str | None:
         return "the change-tracking bitmap is inconsistent (QEMU ended without closing the disk)"
     if not found.get("persistent") or not found.get("recording", True):
         return "the change-tracking bitmap is not persistent or not recording"
-    if int(found.get("granularity", 0)) != chunk_size:
-        return f"the change-tracking bitmap's granularity is not the chunk size {chunk_size}"
+    grain = int(found.get("granularity", 0))
+    if grain <= 0 or grain > chunk_size or chunk_size % grain:
+        return f"the change-tracking bitmap's granularity {grain} does not divide the chunk size {chunk_size}"
     return None
 
 
@@ -306,7 +183,7 @@ class _Fleece:
             {
                 "type": "block-dirty-bitmap-add",
                 "data": {"node": NODE, "name": bitmap_name(self.snapshot_id), "persistent": True,
-                         "granularity": chunk_size},
+                         "granularity": granularity(chunk_size)},
             }
         ]  # fmt: skip
         if parent_id is not None:
@@ -314,7 +191,12 @@ class _Fleece:
             actions += [
                 {
                     "type": "block-dirty-bitmap-add",
-                    "data": {**frozen, "persistent": False, "disabled": True, "granularity": chunk_size},
+                    "data": {
+                        **frozen,
+                        "persistent": False,
+                        "disabled": True,
+                        "granularity": granularity(chunk_size),
+                    },
                 },
                 {
                     "type": "block-dirty-bitmap-merge",
@@ -458,13 +340,14 @@ async def point_in_time(  # noqa: PLR0913 (the backup request's fields, as agent
         await fleece.export(mode == "incremental")
         if report is not None:
             await report({"phase": "point-in-time", "fraction": 0.0})
-        reader, changed = await asyncio.to_thread(
+        reader, dirty = await asyncio.to_thread(
             open_reader, size, chunk_size, fleece.frozen if mode == "incremental" else None, fleece.sock
         )
         try:
             yield PointInTime(
                 size=size,
-                changed=changed,
+                changed=None if dirty is None else sorted(dirty),
+                dirty=dirty,
                 mode=mode,
                 reason=reason or "changed chunks from the dirty bitmap of the previous backup",
                 consistency="application" if frozen_fs else "crash",
@@ -542,7 +425,7 @@ async def commit(driver: QemuDriver, instance_id: str, snapshot_id: str, chunk_s
         if name.startswith(PREFIX) and name != keep:
             await _run("qemu-img", "bitmap", "--remove", disk, name)
     if keep not in names:
-        await _run("qemu-img", "bitmap", "--add", "-g", str(chunk_size), disk, keep)
+        await _run("qemu-img", "bitmap", "--add", "-g", str(granularity(chunk_size)), disk, keep)
 
 
 async def discard(driver: QemuDriver, instance_id: str, snapshot_id: str) -> None:
