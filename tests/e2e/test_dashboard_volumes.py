@@ -331,7 +331,9 @@ def test_vm_list_api_order_row_menus_and_bulk_actions(cluster: Cluster, browser:
             b.close()
 
 
-def test_keyboard_shortcuts_and_a_boot_volume_in_the_create_form(cluster: Cluster, browser: Any) -> None:
+def test_keyboard_shortcuts_and_boot_and_data_volumes_in_the_create_form(
+    cluster: Cluster, browser: Any
+) -> None:
     """Issue 17: "g v" / "g n" go to VMs / networks, "c" opens the VM list's create form, typing the
     same keys in a field does nothing, and "?" lists the shortcuts. In that form a blank volume
     picked to boot from without an image gets the API's reason under Image; with the image, the VM
@@ -340,10 +342,12 @@ def test_keyboard_shortcuts_and_a_boot_volume_in_the_create_form(cluster: Cluste
     token = cluster.server.token(username, PASSWORD, "alpha")
     with cluster.server.client(token) as api:
         vol = api.post("/v1/volumes", json={"name": "boot-blank", "size_gb": 1}).json()["volume"]
+        extra = api.post("/v1/volumes", json={"name": "data-blank", "size_gb": 1}).json()["volume"]
         deadline = time.monotonic() + 30
-        while api.get(f"/v1/volumes/{vol['id']}").json()["status"] != "available":
-            assert time.monotonic() < deadline, "the volume never became available"
-            time.sleep(0.2)
+        for made in (vol, extra):
+            while api.get(f"/v1/volumes/{made['id']}").json()["status"] != "available":
+                assert time.monotonic() < deadline, "the volume never became available"
+                time.sleep(0.2)
     b = Browser(browser, cluster.server.url, DESKTOP)
     page = b.page
     try:
@@ -370,6 +374,12 @@ def test_keyboard_shortcuts_and_a_boot_volume_in_the_create_form(cluster: Cluste
         page.fill("#f-name", "from-volume")
         page.select_option("#f-flavor", "tiny")
         page.select_option("#f-boot_volume", vol["id"])
+        # the boot volume ticked as a data volume too: the API's reason under the data volumes
+        page.check(f"#f-volume-{vol['id']}")
+        page.click("form.card button[type=submit]")
+        page.wait_for_selector("#f-volumes-error:has-text('named twice')")
+        page.uncheck(f"#f-volume-{vol['id']}")
+        page.check(f"#f-volume-{extra['id']}")
         page.click("form.card button[type=submit]")
         page.wait_for_selector("#f-image-error:has-text('was not made from an image')")
         page.select_option("#f-image", "test-guest")
@@ -379,6 +389,8 @@ def test_keyboard_shortcuts_and_a_boot_volume_in_the_create_form(cluster: Cluste
         with cluster.server.client(token) as api:
             root = api.get(f"/v1/volumes/{vol['id']}").json()
             assert (root["vm_id"], root["boot"]) == (vm_id, True), root
+            data = api.get(f"/v1/volumes/{extra['id']}").json()
+            assert (data["vm_id"], data["boot"], data["status"]) == (vm_id, False, "in-use"), data
         # left building (a delete is refused until then): the module's server goes next
         assert b.errors == [], b.errors
     finally:

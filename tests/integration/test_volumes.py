@@ -329,9 +329,17 @@ def test_a_vm_boots_from_a_volume_which_is_refused_elsewhere(env: Env) -> None:
     r = c.post("/v1/vms", json={**vm, "boot_volume": "slow"})
     assert r.status_code == 409 and "in use by VM 'vol-a'" in r.json()["detail"], r.text
 
+    data = _ok(c, c.post("/v1/volumes", json={"name": "boot-data", "size_gb": 1, "project_id": env.project}))
+    # a volume named twice, or the boot volume again as data: refused by field, nothing claimed
+    for volumes, field in ((["boot-data", "boot-data"], "body.volumes[1]"), (["root"], "body.volumes[0]")):
+        r = c.post("/v1/vms", json={**vm, "boot_volume": "root", "volumes": volumes})
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == field, r.text
+    assert c.get(f"/v1/volumes/{data['id']}").json()["status"] == "available"
+
     scope = {"project_id": env.project}
     disk_before, volume_before = _used(c, scope, "disk_gb"), _used(c, scope, "volume_gb")
-    r = c.post("/v1/vms", json={**vm, "boot_volume": "root"})  # the image: the volume's source
+    # the image: the volume's source; a data volume attached from the first start
+    r = c.post("/v1/vms", json={**vm, "boot_volume": "root", "volumes": ["boot-data"]})
     assert r.status_code == 202, r.text
     env.vms["vol-boot"] = vm_id = r.json()["vm"]["id"]
     done = wait_task(c, r.json()["task_id"], timeout_s=300)
@@ -339,8 +347,13 @@ def test_a_vm_boots_from_a_volume_which_is_refused_elsewhere(env: Env) -> None:
     wait_console(c, vm_id, "NOVACRON-GUEST-READY", timeout_s=180)
     vol = c.get(f"/v1/volumes/{root['id']}").json()
     assert vol["boot"] is True and vol["vm_id"] == vm_id and vol["status"] == "in-use"
-    # the guest's first disk (the boot disk) is the volume
+    # the guest's first disk (the boot disk) is the volume; the data volume is there too (after
+    # the seed disk: vdc)
     assert _guest(env, "vol-boot", "cat /sys/block/vda/serial", "S") == str(root["id"])[:20]
+    found = _guest(env, "vol-boot", f"grep -l {str(data['id'])[:20]} /sys/block/vd*/serial", "D")
+    assert found == "/sys/block/vdc/serial", found
+    attached = c.get(f"/v1/volumes/{data['id']}").json()
+    assert attached["vm_id"] == vm_id and attached["status"] == "in-use" and attached["boot"] is False
     # and the only root disk: no local copy of the image beside it, the flavor's disk not charged
     assert not (env.server.state_dir / "instances" / vm_id / "disk.qcow2").exists()
     assert c.get(f"/v1/vms/{vm_id}").json()["disk_gb"] == 0
@@ -360,6 +373,7 @@ def test_a_vm_boots_from_a_volume_which_is_refused_elsewhere(env: Env) -> None:
     assert done["state"] == "succeeded", done["error"]
     vol = c.get(f"/v1/volumes/{root['id']}").json()
     assert vol["status"] == "available" and vol["vm_id"] is None and vol["boot"] is False
+    assert c.get(f"/v1/volumes/{data['id']}").json()["vm_id"] is None  # released with its VM
 
 
 def test_cli_limits_snapshots_and_volumes_from_them(env: Env, tmp_path: Path) -> None:

@@ -134,6 +134,7 @@ def create(
     boot_volume: str | None = typer.Option(
         None, "--boot-volume", help="boot from this available volume (name or id): the root disk"
     ),
+    volume: list[str] = typer.Option([], "--volume", help="attach this volume from the start (repeat)"),
     user_data: Path | None = typer.Option(
         None, "--user-data", exists=True, dir_okay=False, readable=True, help="cloud-init user-data file"
     ),
@@ -164,6 +165,8 @@ def create(
     meta = key_values(metadata, "--meta")
     body: dict[str, Any] = {"name": name, "flavor": flavor, "metadata": meta}
     body.update({k: v for k, v in (("image", image), ("boot_volume", boot_volume)) if v is not None})
+    if volume:
+        body["volumes"] = volume
     if ha:
         body.update(ha=True, ha_priority=ha_priority)
     if network:

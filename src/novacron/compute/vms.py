@@ -99,6 +99,8 @@ class VMSpec:
     nics: tuple[NicRequest, ...] = ()
     #: a volume of the project to boot from: the VM's root disk (``compute/boot_volume.py``)
     boot_volume: str | None = None
+    #: volumes of the project attached from its first start
+    volumes: tuple[str, ...] = ()
     #: a full clone's source: the new VM takes its size and hardware, not the flavor's
     like: VM | None = None
 
@@ -341,11 +343,11 @@ class VMService(Service):
     ) -> tuple[VM, Task]:
         """A new VM in ``project`` and the task that builds it (``handler``: a clone's); quota and
         ports go in the same transaction, so a refusal or any later failure leaves none of them."""
-        boot = boot_volume.claimable(self.session, self.principal, project, spec.boot_volume)
+        boot, data = boot_volume.claimable_all(
+            self.session, self.principal, project, spec.boot_volume, spec.volumes
+        )
         spec = replace(spec, image=boot_volume.image_ref(boot, spec.image))
         image, flavor = self._image_and_flavor(project, spec)
-        if len(spec.user_data.encode()) > MAX_USER_DATA:
-            raise InvalidInput("user_data", f"larger than {MAX_USER_DATA} bytes")
         disk_gb = boot_volume.ROOT_GB if boot is not None else root_disk_gb(self.principal, image, flavor)
         placement_spec, group_id = self._placement(project, flavor, spec)
         machine = hardware.for_vm(flavor.hardware, image.hardware, flavor.ram_mb)
@@ -393,7 +395,7 @@ class VMService(Service):
             decisions,
             budget_override=spec.budget_override,
         )
-        boot_volume.claim(boot, vm)
+        boot_volume.claim(boot, vm, data)
         if spec.nics:
             with syncing(self.session, vm.tenant_id):  # its addresses may join others' remote groups
                 network_service.create_vm_ports(self.session, self.principal, project, vm, list(spec.nics))
@@ -413,7 +415,10 @@ class VMService(Service):
         return vm, self._started(task)
 
     def _image_and_flavor(self, project: Project, spec: VMSpec) -> tuple[Image, Flavor]:
-        """The image (one ``project`` may use, and active) and the flavor the VM is made of."""
+        """The image (one ``project`` may use, and active) and the flavor the VM is made of (its
+        user-data checked first: a refusal names what the request got wrong in its order)."""
+        if len(spec.user_data.encode()) > MAX_USER_DATA:
+            raise InvalidInput("user_data", f"larger than {MAX_USER_DATA} bytes")
         image = resolve(
             self.session, self.principal, Image, spec.image, project=project, named=Named("image")
         )

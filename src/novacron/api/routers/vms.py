@@ -84,6 +84,11 @@ class VMCreate(BaseModel):
         max_length=64,
         description="boot from this available volume (its root disk)",
     )
+    volumes: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list,
+        max_length=16,
+        description="available volumes (ids or names) attached from the start",
+    )
     project_id: str | None = Field(default=None, max_length=40)
     user_data: str = Field(default="", description="cloud-init user-data, up to 64 KiB")
     metadata: dict[str, Annotated[str, Field(max_length=255)]] = Field(default_factory=dict, max_length=64)
@@ -279,6 +284,7 @@ def _spec(body: VMCreate) -> VMSpec:
         image=body.image or "",
         flavor=body.flavor,
         boot_volume=body.boot_volume,
+        volumes=tuple(body.volumes),
         user_data=body.user_data,
         metadata=body.metadata,
         server_group=body.server_group,
