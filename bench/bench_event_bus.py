@@ -141,6 +141,8 @@ def main() -> None:
             f"max {max(ms):.1f} ms"
         )
     print(f"  server CPU {cpu:.2f} s over {wall:.1f} s: {cpu / args.clients * 1000:.2f} ms per follower")
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    print(f"  this client process (all followers): {own.ru_utime + own.ru_stime:.1f} s CPU in total")
     print(f"# {load()}")
 
 

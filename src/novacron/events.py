@@ -9,7 +9,7 @@ by the event bus (``eventbus.py``) when an event commits on any replica.
 from __future__ import annotations
 
 import asyncio
-import collections
+import bisect
 import contextlib
 import re
 import threading
@@ -129,44 +129,67 @@ class Tail:
     """The newest events of the log, read once per bus wake-up for every follower of this process.
 
     Without it each follower ran its own query per wake-up (1,000 followers: 1,000 queries per event).
-    It holds every event after ``floor``; a follower whose cursor is behind ``floor`` (catching up
-    from an old ``after``) reads the log itself until it has caught up.
+    It holds every event after ``floor``, in ``seq`` order; a follower whose cursor is behind
+    ``floor`` (catching up from an old ``after``) reads the log itself until it has caught up.
     """
 
     SIZE = 2000
 
     def __init__(self) -> None:
-        self._events: collections.deque[dict[str, Any]] = collections.deque()
+        self._events: list[dict[str, Any]] = []
+        self._seqs: list[int] = []
         self._lock = threading.Lock()
+        #: one reader of the log at a time (threads of several event loops may refresh)
+        self._reading = threading.Lock()
         self._read_at = -1
         self.floor: int | None = None
+        #: one refresh at a time per event loop (a refresh is a thread hop; every follower awaits it)
+        self._refreshing: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+
+    def fresh(self) -> bool:
+        return self._read_at == eventbus.BUS.bumps
 
     def refresh(self, db: Database) -> None:
-        """Read what committed since the last read, once per bump (blocking: call it in a thread)."""
-        with self._lock:
+        """Read what committed since the last read, once per bump (blocking: call it in a thread).
+        The query runs outside the data lock, so followers reading the tail never wait on it."""
+        with self._reading:
             bumps = eventbus.BUS.bumps
             if bumps == self._read_at:
                 return
             with db.read_session() as s:
-                if self.floor is None:
-                    self.floor = latest_seq(s)
-                last = self._events[-1]["seq"] if self._events else self.floor
-                rows = s.scalars(select(Event).where(Event.seq > last).order_by(Event.seq).limit(self.SIZE))
-                self._events.extend(as_dict(e) for e in rows)
-            while len(self._events) > self.SIZE:
-                self.floor = self._events.popleft()["seq"]
+                floor = self.floor if self.floor is not None else latest_seq(s)
+                last = self._seqs[-1] if self._seqs else floor
+                stmt = select(Event).where(Event.seq > last).order_by(Event.seq).limit(self.SIZE)
+                rows = [(e.seq, as_dict(e)) for e in s.scalars(stmt)]
+            with self._lock:
+                self.floor = floor
+                for seq, e in rows:
+                    self._seqs.append(seq)
+                    self._events.append(e)
+                if len(self._events) > 2 * self.SIZE:  # trimmed in steps: a slice, not a pop per event
+                    self.floor = self._seqs[-self.SIZE - 1]
+                    del self._events[: -self.SIZE], self._seqs[: -self.SIZE]
             self._read_at = bumps
+
+    async def refreshed(self, db: Database) -> None:
+        """Make the tail fresh, with one thread hop per wake-up however many followers await it."""
+        if self.fresh():
+            return
+        lock = self._refreshing.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+        async with lock:
+            if not self.fresh():
+                await to_thread.run_sync(self.refresh, db)
 
     def since(self, cursor: int, principal: Principal, types: Sequence[str]) -> list[dict[str, Any]] | None:
         """What ``principal`` may see after ``cursor`` (at most 500), or None if the tail does not
-        reach back that far."""
+        reach back that far. Memory only: called on the event loop."""
         with self._lock:
             if self.floor is None or cursor < self.floor:
                 return None
             wanted = _matcher(types)
             out = []
-            for e in self._events:
-                if e["seq"] <= cursor or not (principal.is_global or e["tenant_id"] == principal.tenant_id):
+            for e in self._events[bisect.bisect_right(self._seqs, cursor) :]:
+                if not (principal.is_global or e["tenant_id"] == principal.tenant_id):
                     continue
                 if wanted is None or wanted.fullmatch(e["type"]):
                     out.append(e)
@@ -183,23 +206,24 @@ async def follow(
 ) -> AsyncIterator[list[dict[str, Any]]]:
     """The events the principal may see from ``after`` on, in batches, for as long as it is followed.
 
-    Reads go through the shared ``TAIL`` (one query per wake-up for every follower of this
-    process) or, for a follower behind it, the log itself; both in a worker thread (the event loop
-    must not wait on the database).
+    Reads go through the shared ``TAIL`` (one query per wake-up for all the followers of this
+    process, then memory) or, for a follower behind it, the log itself in a worker thread (the
+    event loop must not wait on the database).
     """
 
-    def batch(after_seq: int) -> list[dict[str, Any]]:
-        TAIL.refresh(db)
-        shared = TAIL.since(after_seq, principal, types)
-        if shared is not None:
-            return shared
+    def from_log(after_seq: int) -> list[dict[str, Any]]:
         with db.read_session() as s:
             return [as_dict(e) for e in visible_since(s, principal, after_seq, 500, types)]
+
+    async def batch(after_seq: int) -> list[dict[str, Any]]:
+        await TAIL.refreshed(db)
+        shared = TAIL.since(after_seq, principal, types)
+        return shared if shared is not None else await to_thread.run_sync(from_log, after_seq)
 
     cursor = await start_seq(db, after)
     while True:
         with eventbus.BUS.waiter() as woken:
-            rows = await to_thread.run_sync(batch, cursor)
+            rows = await batch(cursor)
             if not rows:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(eventbus.FALLBACK_POLL_S):
