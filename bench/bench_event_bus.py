@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import psutil  # type: ignore[import-untyped]  # no stubs among the dev dependencies
@@ -60,19 +61,25 @@ def replicas(count: int) -> Iterator[list[Server]]:
 
 
 async def follow(url: str, token: str, got: list[float], opened: asyncio.Event, ready: list[int]) -> None:
-    headers = {"Authorization": f"Bearer {token}"}
-    async with (
-        httpx.AsyncClient(timeout=None) as client,
-        client.stream("GET", f"{url}/v1/events/stream", params={"types": "flavor.*"}, headers=headers) as r,
-    ):
-        async for line in r.aiter_lines():
-            if line.startswith(":"):
+    """One SSE follower on a bare asyncio connection (an HTTP client library would make this process,
+    not the server, the bottleneck at 1,000 streams): each message is one chunk, one line of data."""
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    writer.write(
+        f"GET /v1/events/stream?types=flavor.* HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        f"Authorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n".encode()
+    )
+    try:
+        async for raw in reader:
+            if raw.startswith(b": following"):
                 ready[0] += 1
                 if ready[0] == ready[1]:
                     opened.set()
-            elif line.startswith("data: "):
-                e = json.loads(line[6:])
+            elif raw.startswith(b"data: "):
+                e = json.loads(raw[6:])
                 got.append(time.time() - datetime.fromisoformat(e["time"]).timestamp())
+    finally:
+        writer.close()
 
 
 def cpu_seconds(servers: list[Server]) -> float:
