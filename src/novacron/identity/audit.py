@@ -2,7 +2,9 @@
 for every request refused for a bad credential (401 on a request that presented a token).
 
 ``api/audit.py`` watches each request go by and writes its record (``write_record``) once the
-request is over; this module names what the record says and reads the log back.
+request is over; this module names what the record says and reads the log back. Every record is
+a link of a hash chain with signed checkpoints (``db/models/audit_chain.py``,
+``audit_chain.py``); ``audit_export.py`` exports it for a SIEM.
 
 Who: the authenticated principal; a request without one (e.g. the password login) is named by
 what its handler or service notes down (``AuditNote``), which can also carry a ``detail``.
@@ -18,6 +20,7 @@ the log; their ``detail`` says why (the problem's ``detail``) and how many were 
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -28,6 +31,9 @@ from novacron.db.base import Database
 from novacron.db.listing import where_equal
 from novacron.db.models import AuditRecord
 from novacron.errors import MalformedInput
+from novacron.identity.audit_chain import maybe_checkpoint
+from novacron.identity.audit_export import export_lines
+from novacron.identity.keys import KeyRing
 from novacron.service import Service
 
 _VERB = {"POST": "create", "PUT": "update", "PATCH": "update", "DELETE": "delete"}
@@ -99,10 +105,14 @@ def outcome_of(status: int) -> str:
     return "failed"
 
 
-def write_record(db: Database, record: AuditRecord) -> None:
-    """Store one audit record in a transaction of its own (the request's own one is over)."""
+def write_record(db: Database, record: AuditRecord, keys: KeyRing | None = None) -> None:
+    """Store one audit record in a transaction of its own (the request's own one is over),
+    chained (``db/models/audit_chain.py``), and a signed checkpoint when one is due (``keys``)."""
     with db.session() as session:
         session.add(record)
+        session.flush()
+        if keys is not None:
+            maybe_checkpoint(session, keys)
 
 
 @dataclass(frozen=True)
@@ -164,3 +174,7 @@ class AuditLog(Service):
             return rows, None
         rows = rows[: query.limit]
         return rows, _audit_cursor(rows[-1].id)
+
+    def export(self, fmt: str) -> Iterator[str]:
+        """Every record this caller may read, oldest first, as lines of ``fmt`` (``audit_export.py``)."""
+        return export_lines(self.ctx.db, self.principal, fmt)
