@@ -136,3 +136,26 @@ def test_tampering_is_named(env: Env, tmp_path: Path, monkeypatch: pytest.Monkey
     for rid in (edited["id"], forged_id):
         assert f"record {rid} " in done.output
     assert "truncated" in done.output and "deleted" in done.output
+
+
+def test_the_migration_chains_records_already_written(tmp_path: Path) -> None:
+    from novacron.db.base import Database
+    from novacron.db.migrate import upgrade
+
+    db = Database(f"sqlite:///{tmp_path}/nc.db")
+    upgrade(db, "0039")
+    with sqlite3.connect(tmp_path / "nc.db") as conn:
+        for i in range(3):
+            conn.execute(
+                "INSERT INTO audit_log (time, actor_name, action, method, path, status_code, outcome)"
+                " VALUES (?, 'admin', 'project.create', 'POST', '/v1/projects', 201, 'success')",
+                (f"2026-12-0{i + 1} 10:00:00.000000",),
+            )
+    db.engine.dispose()
+    with in_process_app(tmp_path) as (client, password, _db):
+        env = Env(client, password, tmp_path)
+        report = _verify(env, env.headers())
+    assert report["ok"] is True, report["problems"]
+    rows = _rows(tmp_path / "nc.db")
+    assert [r["seq"] for r in rows[:3]] == [1, 2, 3] and rows[0]["actor_name"] == "admin"
+    assert rows[1]["prev_hash"] == rows[0]["hash"] and rows[3]["prev_hash"] == rows[2]["hash"]
