@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import sqlite3
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from novacron.cli import main as cli_main
@@ -159,3 +162,51 @@ def test_the_migration_chains_records_already_written(tmp_path: Path) -> None:
     rows = _rows(tmp_path / "nc.db")
     assert [r["seq"] for r in rows[:3]] == [1, 2, 3] and rows[0]["actor_name"] == "admin"
     assert rows[1]["prev_hash"] == rows[0]["hash"] and rows[3]["prev_hash"] == rows[2]["hash"]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgres":
+        pg = request.getfixturevalue("postgres")
+        return str(pg.create_database(f"audit_{secrets.token_hex(4)}"))
+    return f"sqlite:///{tmp_path}/nc.db"
+
+
+def test_concurrent_writers_never_fork_the_chain(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from novacron.config import Settings
+    from novacron.context import Context
+    from novacron.db.base import Database
+    from novacron.db.migrate import upgrade
+    from novacron.db.models import AuditRecord
+    from novacron.identity import audit_chain
+    from novacron.identity.audit import write_record
+    from novacron.identity.principal import Principal
+    from novacron.identity.tokens import TokenService
+
+    monkeypatch.setattr(audit_chain, "CHECKPOINT_EVERY", 16)  # several checkpoints while they race
+    settings = Settings(state_dir=tmp_path, database_url=database_url, embedded_agent=False)
+    settings.ensure_dirs()
+    db = Database(database_url)
+    upgrade(db)
+    ctx = Context(settings=settings, db=db, tokens=TokenService(db, settings))
+
+    def writer(n: int) -> None:
+        for i in range(20):
+            record = AuditRecord(action="vm.create", method="POST", path=f"/v1/vms/{n}-{i}", status_code=201,
+                                 outcome="success", actor_name=f"writer-{n}")  # fmt: skip
+            write_record(db, record, ctx.tokens.keys)
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(writer, range(8)))
+        admin = Principal("u-admin", "admin", "admin", None, frozenset({"global", "audit:verify"}))
+        with db.read_session() as session:
+            report = audit_chain.AuditChain(session, admin, ctx).verify()
+            seqs = list(session.scalars(select(AuditRecord.seq).order_by(AuditRecord.seq)))
+    finally:
+        db.engine.dispose()
+    assert report.ok, report.problems
+    assert seqs == list(range(1, 161)) and report.records == report.head_count == 160
+    assert report.checkpoints >= 160 // 16

@@ -5,7 +5,8 @@ Each ``AuditRecord`` gets a position ``seq`` (1, 2, ...), the ``prev_hash`` of t
 (``GENESIS`` for the first) and ``hash`` = SHA-256 over a canonical JSON of its fields, ``seq``
 and ``prev_hash`` (``record_hash``). The hook runs in the writer's own transaction, so a record
 and its link are committed together, wherever the record is added (the audit middleware, the
-login throttle's lockouts). Appends are serialised by updating the single ``audit_chain_head``
+login throttle's lockouts): ``Database`` installs the hook on its writing sessions when it is made,
+before any thread uses them. Appends are serialised by updating the single ``audit_chain_head``
 row first: on PostgreSQL that row lock makes a concurrent writer wait for this transaction, on
 SQLite the update takes the database's write lock; so two writers can never link to the same
 head and fork the chain.
@@ -23,7 +24,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, Integer, String, Table, Text, event, insert, select, update
+from sqlalchemy import BigInteger, Integer, String, Table, Text, insert, select, update
 from sqlalchemy.orm import Mapped, Session, UOWTransaction, mapped_column
 
 from novacron.db.base import Base, UTCDateTime, utcnow
@@ -126,6 +127,6 @@ def chain(session: Session, records: Iterable[AuditRecord]) -> None:
     session.connection().execute(update(_HEAD).where(_HEAD.c.id == 1).values(head_hash=prev))
 
 
-@event.listens_for(Session, "before_flush")
-def _chain_new_records(session: Session, _flush: UOWTransaction, _instances: object) -> None:
+def chain_new_records(session: Session, _flush: UOWTransaction, _instances: object) -> None:
+    """The ``before_flush`` hook ``Database`` installs on its writing sessions."""
     chain(session, (o for o in session.new if isinstance(o, AuditRecord) and o.hash is None))
