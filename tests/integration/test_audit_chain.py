@@ -54,7 +54,7 @@ def _cli(env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *args: str) 
     return CliRunner().invoke(cli_main.app, ["audit", *args])
 
 
-def test_export_and_who_may_verify(env: Env) -> None:
+def test_export_and_who_may_verify(env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     admin = env.headers()
     tid, ta = _tenant_with_admin(env, admin, "acme")
     r = env.client.post("/v1/projects", json={"name": "web"}, headers=ta)
@@ -78,6 +78,9 @@ def test_export_and_who_may_verify(env: Env) -> None:
         assert m, line
         assert int(m.group(1)) in (13 * 8 + 4, 13 * 8 + 5)
     assert len(syslog.text.splitlines()) == len(everything)
+    done = _cli(env, tmp_path, monkeypatch, "export", "--format", "syslog")
+    assert done.exit_code == 0, done.output
+    assert all(SYSLOG.match(line) for line in done.output.splitlines()[: len(everything)])
     r = env.client.get("/v1/audit/export", params={"format": "xml"}, headers=admin)
     assert r.status_code == 422 and "format" in r.text
 
