@@ -25,7 +25,7 @@ from novacron.cli.client import Client
 from novacron.cli.common import State
 from novacron.db.models.audit_chain import record_hash
 from tests.conftest import in_process_app
-from tests.integration.test_api_identity import Env, _tenant_with_admin
+from tests.integration.test_api_identity import PW, Env, _tenant_with_admin
 
 #: RFC 5424: <PRI>VERSION TIMESTAMP HOSTNAME APP-NAME PROCID MSGID [SD-ID params] MSG
 SYSLOG = re.compile(
@@ -59,6 +59,12 @@ def test_export_and_who_may_verify(env: Env, tmp_path: Path, monkeypatch: pytest
     tid, ta = _tenant_with_admin(env, admin, "acme")
     r = env.client.post("/v1/projects", json={"name": "web"}, headers=ta)
     assert r.status_code == 201, r.text
+    # a platform admin's action answered without a body: the tenant owning the user still sees it
+    r = env.client.post("/v1/users", json={"username": "bob", "password": PW, "role": "member"}, headers=ta)
+    assert r.status_code == 201, r.text
+    reset = {"password": "a-new-long-passphrase-77"}
+    r = env.client.post(f"/v1/users/{r.json()['id']}/password", json=reset, headers=admin)
+    assert r.status_code == 204, r.text
     # a tenant-admin reads its tenant's log but may not verify the platform's chain
     r = env.client.get("/v1/audit/verify", headers=ta)
     assert r.status_code == 403 and r.headers["content-type"] == "application/problem+json"
@@ -66,7 +72,8 @@ def test_export_and_who_may_verify(env: Env, tmp_path: Path, monkeypatch: pytest
     mine = [json.loads(line) for line in lines]
     assert mine and {d["tenant_id"] for d in mine} == {tid}
     by_admin = [d for d in mine if d["actor_name"] == "admin"]
-    assert by_admin and all(d["platform_admin"] for d in by_admin)  # creating the tenant's admin
+    assert by_admin and all(d["platform_admin"] for d in by_admin)
+    assert {d["action"] for d in by_admin} >= {"user.create", "user.password"}
     assert any(d["action"] == "project.create" and not d["platform_admin"] for d in mine)
     everything = env.client.get("/v1/audit/export", headers=admin).text.splitlines()
     assert len(everything) > len(mine)

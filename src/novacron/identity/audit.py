@@ -11,6 +11,8 @@ what its handler or service notes down (``AuditNote``), which can also carry a `
 Action: ``<resource>.<verb>`` from the route template, e.g. ``POST /v1/projects`` ->
 ``project.create``, ``POST /v1/users/{user_id}/password`` -> ``user.password``,
 ``DELETE /v1/tokens/current`` -> ``token.delete``; unmatched paths keep ``METHOD path``.
+Tenant: the caller's; a platform administrator's record names the tenant that owns the resource
+it acted on (by the response, a handler's note, or the row the path names), so that tenant sees it.
 Outcome: ``success`` (< 400), ``denied`` (401, 403, 404), ``failed`` (anything else).
 The source IP is the client address (``clientaddr.py``: the peer, or what a trusted proxy
 reports). Refusals (401, 429) are bounded (``audit_limit.py``) so an anonymous flood cannot fill
@@ -26,8 +28,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
 
-from novacron.db.base import Database
+from novacron.db.base import Base, Database
 from novacron.db.listing import where_equal
 from novacron.db.models import AuditRecord
 from novacron.errors import MalformedInput
@@ -105,10 +108,26 @@ def outcome_of(status: int) -> str:
     return "failed"
 
 
+def _owner_tenant(session: Session, path: str) -> str | None:
+    """The tenant owning the resource a platform administrator (an actor of no tenant) acted on,
+    so that tenant sees the action: the table the path names (``/v1/vms/{id}/...`` -> ``vms``),
+    if it has a tenant and the row still exists (a deleted one is gone: not attributed)."""
+    parts = [p for p in path.split("/") if p]
+    if len(parts) < 3 or parts[0] != "v1":
+        return None
+    table = Base.metadata.tables.get(parts[1].replace("-", "_"))
+    if table is None or "tenant_id" not in table.c or "id" not in table.c:
+        return None
+    owner = session.execute(select(table.c.tenant_id).where(table.c.id == parts[2])).scalar()
+    return str(owner) if owner else None
+
+
 def write_record(db: Database, record: AuditRecord, keys: KeyRing | None = None) -> None:
     """Store one audit record in a transaction of its own (the request's own one is over),
     chained (``db/models/audit_chain.py``), and a signed checkpoint when one is due (``keys``)."""
     with db.session() as session:
+        if record.tenant_id is None and record.actor_id is not None:
+            record.tenant_id = _owner_tenant(session, record.path)
         session.add(record)
         session.flush()
         if keys is not None:
