@@ -201,7 +201,7 @@ class AuditMiddleware:
         if ctx is None:
             log.warning("no context on the app: audit record not written: %s %s", record.method, record.path)
             return
-        write_record(ctx.db, record)
+        write_record(ctx.db, record, ctx.tokens.keys)
 
 
 def install_audit(app: FastAPI) -> None:

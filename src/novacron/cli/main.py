@@ -153,6 +153,7 @@ def _register() -> None:
     from novacron.cli import (
         agent,
         apikey,
+        audit,
         autoscale,
         backup,
         clone,
@@ -175,6 +176,7 @@ def _register() -> None:
         webhook,
     )
 
+    app.add_typer(audit.app, name="audit", help="The audit log: verify its hash chain, checkpoints, export.")
     app.add_typer(mfa.app, name="mfa", help="Your second factor (TOTP), step-up, tenants' MFA policy.")
     app.add_typer(vm.app, name="vm", help="Virtual machines: create, power actions, console, logs, metrics.")
     app.add_typer(volume.app, name="volume", help="Volumes: create, attach and detach (hot-plug), extend.")

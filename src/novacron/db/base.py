@@ -99,6 +99,12 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # every audit record written is linked into the hash chain in its transaction; listening
+        # on this factory here (not on the Session class) registers the hook before any thread
+        # opens a session: SQLAlchemy copies class-level listeners to a new subclass lazily
+        from novacron.db.models.audit_chain import chain_new_records  # noqa: PLC0415 - imports this module
+
+        event.listen(self.sessions, "before_flush", chain_new_records)
         self.read_engine = make_engine(url, readonly=True) if url.startswith("sqlite") else self.engine
         self.read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
 

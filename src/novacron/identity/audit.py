@@ -2,13 +2,17 @@
 for every request refused for a bad credential (401 on a request that presented a token).
 
 ``api/audit.py`` watches each request go by and writes its record (``write_record``) once the
-request is over; this module names what the record says and reads the log back.
+request is over; this module names what the record says and reads the log back. Every record is
+a link of a hash chain with signed checkpoints (``db/models/audit_chain.py``,
+``audit_chain.py``); ``audit_export.py`` exports it for a SIEM.
 
 Who: the authenticated principal; a request without one (e.g. the password login) is named by
 what its handler or service notes down (``AuditNote``), which can also carry a ``detail``.
 Action: ``<resource>.<verb>`` from the route template, e.g. ``POST /v1/projects`` ->
 ``project.create``, ``POST /v1/users/{user_id}/password`` -> ``user.password``,
 ``DELETE /v1/tokens/current`` -> ``token.delete``; unmatched paths keep ``METHOD path``.
+Tenant: the caller's; a platform administrator's record names the tenant that owns the resource
+it acted on (by the response, a handler's note, or the row the path names), so that tenant sees it.
 Outcome: ``success`` (< 400), ``denied`` (401, 403, 404), ``failed`` (anything else).
 The source IP is the client address (``clientaddr.py``: the peer, or what a trusted proxy
 reports). Refusals (401, 429) are bounded (``audit_limit.py``) so an anonymous flood cannot fill
@@ -18,16 +22,21 @@ the log; their ``detail`` says why (the problem's ``detail``) and how many were 
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
 
-from novacron.db.base import Database
+from novacron.db.base import Base, Database
 from novacron.db.listing import where_equal
 from novacron.db.models import AuditRecord
 from novacron.errors import MalformedInput
+from novacron.identity.audit_chain import maybe_checkpoint
+from novacron.identity.audit_export import export_lines
+from novacron.identity.keys import KeyRing
 from novacron.service import Service
 
 _VERB = {"POST": "create", "PUT": "update", "PATCH": "update", "DELETE": "delete"}
@@ -99,10 +108,30 @@ def outcome_of(status: int) -> str:
     return "failed"
 
 
-def write_record(db: Database, record: AuditRecord) -> None:
-    """Store one audit record in a transaction of its own (the request's own one is over)."""
+def _owner_tenant(session: Session, path: str) -> str | None:
+    """The tenant owning the resource a platform administrator (an actor of no tenant) acted on,
+    so that tenant sees the action: the table the path names (``/v1/vms/{id}/...`` -> ``vms``),
+    if it has a tenant and the row still exists (a deleted one is gone: not attributed)."""
+    parts = [p for p in path.split("/") if p]
+    if len(parts) < 3 or parts[0] != "v1":
+        return None
+    table = Base.metadata.tables.get(parts[1].replace("-", "_"))
+    if table is None or "tenant_id" not in table.c or "id" not in table.c:
+        return None
+    owner = session.execute(select(table.c.tenant_id).where(table.c.id == parts[2])).scalar()
+    return str(owner) if owner else None
+
+
+def write_record(db: Database, record: AuditRecord, keys: KeyRing | None = None) -> None:
+    """Store one audit record in a transaction of its own (the request's own one is over),
+    chained (``db/models/audit_chain.py``), and a signed checkpoint when one is due (``keys``)."""
     with db.session() as session:
+        if record.tenant_id is None and record.actor_id is not None:
+            record.tenant_id = _owner_tenant(session, record.path)
         session.add(record)
+        session.flush()
+        if keys is not None:
+            maybe_checkpoint(session, keys)
 
 
 @dataclass(frozen=True)
@@ -164,3 +193,7 @@ class AuditLog(Service):
             return rows, None
         rows = rows[: query.limit]
         return rows, _audit_cursor(rows[-1].id)
+
+    def export(self, fmt: str) -> Iterator[str]:
+        """Every record this caller may read, oldest first, as lines of ``fmt`` (``audit_export.py``)."""
+        return export_lines(self.ctx.db, self.principal, fmt)

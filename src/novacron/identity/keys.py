@@ -6,7 +6,8 @@ not in the database), so a copy of the database alone cannot mint tokens.
 
 Rotation makes a new active key and retires the old one. A retired key keeps verifying
 and stays in the JWKS until the longest access-token TTL has passed since its retirement
-(every token it signed has expired by then); after that it is pruned.
+(every token it signed has expired by then); after that it is pruned, unless it signed audit
+checkpoints (``audit_chain.py``): those keep it, unpublished, to be verified.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from novacron.config import Settings
 from novacron.db.base import Database, new_id, utcnow
-from novacron.db.models import SigningKey
+from novacron.db.models import AuditCheckpoint, SigningKey
 from novacron.identity.encryption import encryption_for
 
 SUPPORTED_ALGS = ("ES256", "RS256")
@@ -202,11 +203,13 @@ class KeyRing:
         if alg not in SUPPORTED_ALGS:
             raise ValueError(f"unsupported signing algorithm {alg!r}; use one of {', '.join(SUPPORTED_ALGS)}")
         now = utcnow()
+        # a key that signed audit checkpoints stays (unpublished) so they can still be verified
+        signed = set(session.scalars(select(AuditCheckpoint.kid).distinct()))
         for row in session.scalars(select(SigningKey)):
             if row.active:
                 row.active = False
                 row.retired_at = now
-            elif not self._usable(row.retired_at, now):
+            elif not self._usable(row.retired_at, now) and row.kid not in signed:
                 session.delete(row)
         new = self._create(session, alg)
         session.flush()

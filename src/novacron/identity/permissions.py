@@ -98,6 +98,8 @@ ADMIN = TENANT_ADMIN | {
     # the CIDR -> region table of global load balancing
     "gslb-region:write",
     "network:admin",
+    # verify the audit log's hash chain and sign its checkpoints
+    "audit:verify",
     # see and act across every tenant
     "global",
 }

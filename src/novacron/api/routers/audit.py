@@ -1,4 +1,5 @@
-"""/v1/audit: the audit log, newest first (what is recorded: ``identity/audit.py``)."""
+"""/v1/audit: the audit log, newest first (what is recorded: ``identity/audit.py``); its
+verification against the hash chain and signed checkpoints, on-demand checkpoints, and export."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from novacron.api.deps import service
 from novacron.api.listing import Page
 from novacron.db.listing import MAX_LIMIT
 from novacron.identity.audit import AuditLog, AuditQuery
+from novacron.identity.audit_chain import AuditChain
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
@@ -58,3 +61,78 @@ def list_audit(log: AuditReader, query: Annotated[AuditQuery, Depends(audit_quer
     return Page[AuditOut](
         items=[AuditOut.model_validate(r, from_attributes=True) for r in rows], next_cursor=nxt
     )
+
+
+AuditProver = Annotated[AuditChain, Depends(service(AuditChain, "audit:verify", write=False))]
+AuditSigner = Annotated[AuditChain, Depends(service(AuditChain, "audit:verify"))]
+
+
+class AuditProblemOut(BaseModel):
+    #: edited, deleted, inserted, truncated or checkpoint
+    kind: str
+    detail: str
+    #: the record concerned (None for missing positions and checkpoints without one)
+    record_id: int | None
+    #: the chain position concerned
+    seq: int | None
+
+
+class CheckpointOut(BaseModel):
+    id: int
+    count: int
+    head_hash: str
+    time: datetime
+    kid: str
+
+
+class AuditVerificationOut(BaseModel):
+    #: no problem found: no record edited, deleted or inserted, no tail cut, every checkpoint sound
+    ok: bool
+    #: records in the chain walked
+    records: int
+    #: what the chain's head row says
+    head_count: int
+    head_hash: str
+    #: checkpoints whose signature verified
+    checkpoints: int
+    last_checkpoint: CheckpointOut | None
+    #: records written after the last checkpoint (chained; no signature covers them yet)
+    unsigned: int
+    problems: list[AuditProblemOut]
+
+
+@router.get("/verify", response_model=AuditVerificationOut)
+def verify_audit(chain: AuditProver) -> AuditVerificationOut:
+    """Walk the audit log's hash chain and its signed checkpoints; name every record edited,
+    deleted or inserted, and a cut tail (administrators). 200 with ``ok: false`` on tampering."""
+    report = chain.verify()
+    return AuditVerificationOut(
+        ok=report.ok,
+        records=report.records,
+        head_count=report.head_count,
+        head_hash=report.head_hash,
+        checkpoints=report.checkpoints,
+        last_checkpoint=CheckpointOut.model_validate(last) if (last := report.last_checkpoint) else None,
+        unsigned=report.unsigned,
+        problems=[AuditProblemOut.model_validate(p, from_attributes=True) for p in report.problems],
+    )
+
+
+@router.post("/checkpoints", status_code=201, response_model=CheckpointOut | None)
+def sign_audit_checkpoint(chain: AuditSigner) -> CheckpointOut | None:
+    """Sign the chain's head now with the platform's signing key (administrators); null when the
+    last checkpoint already covers it. Repeating it is harmless: no Idempotency-Key needed."""
+    point = chain.checkpoint()
+    return CheckpointOut.model_validate(point, from_attributes=True) if point else None
+
+
+@router.get(
+    "/export",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/jsonl": {}, "text/plain": {}}}},
+)
+def export_audit(log: AuditReader, format: Literal["jsonl", "syslog"] = "jsonl") -> StreamingResponse:  # noqa: A002
+    """The audit log, oldest first, as JSON lines or RFC 5424 syslog lines, streamed: a
+    tenant-admin gets its tenant's records (platform administrators' ones marked), an admin all."""
+    media = "application/jsonl" if format == "jsonl" else "text/plain; charset=utf-8"
+    return StreamingResponse(log.export(format), media_type=media)

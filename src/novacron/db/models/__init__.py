@@ -1,6 +1,7 @@
 """All tables, one module per area; importing this package registers them."""
 
 from novacron.db.models.agents import CertificateAuthority, HostOperation, JoinToken, NodeCredential
+from novacron.db.models.audit_chain import AuditChainHead, AuditCheckpoint
 from novacron.db.models.autoscaling import (
     ScalingActivity,
     ScalingGroup,
@@ -70,6 +71,8 @@ from novacron.db.models.volumes import Volume, VolumeSnapshot
 from novacron.db.models.webhooks import WebhookDelivery, WebhookSubscription
 
 __all__ = [
+    "AuditChainHead",
+    "AuditCheckpoint",
     "ApiKey",
     "VMGuestInfo",
     "Volume",

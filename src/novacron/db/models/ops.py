@@ -71,6 +71,11 @@ class AuditRecord(Base):
     outcome: Mapped[str] = mapped_column(String(16))
     #: what the handler decided and why (the policy engine's decisions, as JSON)
     detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: the hash chain (``db/models/audit_chain.py``): position in the chain (1, 2, ...), the hash
+    #: of the record before, and SHA-256 over this record's fields and ``prev_hash``
+    seq: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), nullable=True)
+    prev_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class IdempotencyRecord(Base):

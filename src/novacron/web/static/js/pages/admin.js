@@ -5,6 +5,7 @@ import { get, listAll, post } from '../api.js';
 import { registerPage } from '../registry.js';
 import { h, clear, badge, card, pageHead, table, timeEl, toast } from '../ui.js';
 import { apiForm } from './common.js';
+import { auditProof } from './audit_chain.js';
 
 registerPage({
   path: '/tenants',
@@ -157,7 +158,7 @@ registerPage({
       h('button', { type: 'submit' }, 'Filter'));
     form.addEventListener('submit', (e) => { e.preventDefault(); load(true); });
     more.addEventListener('click', () => load(false));
-    clear(ctx.main, pageHead('Audit log'), card(null, form, box, more));
+    clear(ctx.main, pageHead('Audit log'), auditProof(ctx), card(null, form, box, more));
     await load(true);
   },
 });
