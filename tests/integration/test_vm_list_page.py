@@ -20,7 +20,7 @@ from novacron.db.models.guestinfo import VMGuestInfo
 from tests.conftest import TENANT_PASSWORD, in_process_app
 
 #: the fields a list item carries as the VM's own answer does (the rest are in one VM's answer only)
-SAME = ("id", "name", "project_id", "tenant_id", "state", "desired_state", "metadata", "labels")
+SAME = ("id", "name", "project_id", "tenant_id", "state", "desired_state", "metadata", "labels", "placement")
 
 
 def _seed(db: Database, project_id: str, prefix: str, n: int) -> None:
@@ -38,7 +38,10 @@ def _seed(db: Database, project_id: str, prefix: str, n: int) -> None:
                     ram_mb=512,
                     disk_gb=1,
                     state="running" if i % 2 else "stopped",
-                    meta={"n": str(i)},
+                    meta={"n": str(i), "note": "Zoë \u2603"},
+                    placement={"aggregate": None, "labels": {"rack": f"r{i}"}, "weight": 0.5}
+                    if i == 2
+                    else {},
                     labels={"tier": "web"} if i % 3 == 0 else {},
                 )
             )
