@@ -145,7 +145,9 @@ def with_port_ips(session: Session, rows: Sequence[Any]) -> list[dict[str, Any]]
     """List rows (with the outer-joined ``ips``/``ip_source``) as dicts; the VMs no host reported
     yet (no row: building, or just started) get their ports' fixed IPs, in one query for the page
     (none when every VM of the page has its row, the usual case)."""
-    out = [dict(r._mapping) for r in rows]
+    # one zip per row over the keys read once (``Row._mapping`` per row was a tenth of a page's cost)
+    keys = tuple(rows[0]._fields) if rows else ()
+    out = [dict(zip(keys, r, strict=True)) for r in rows]
     missing = [r["id"] for r in out if r.get("ips") is None]
     fixed = port_ips(session, missing)
     for r in out:

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
-from sqlalchemy import select
+from pydantic_core import from_json
+from sqlalchemy import Text, select, type_coerce
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session
 
@@ -49,8 +50,11 @@ ACTIONS: dict[str, tuple[type[TaskHandler], tuple[str, ...], str]] = {
     "resume": (vm_tasks.ResumeVM, ("paused",), "resuming"),
 }
 
+#: a list row's JSON columns, read as their text and parsed in pydantic-core (``_parse_json``):
+#: SQLAlchemy's JSON type costs three Python calls and a ``json.loads`` per value, 2,000 a page of 500
+LIST_JSON = ("metadata", "placement", "labels", "ips")
 #: a VM list selects plain rows of these columns: no ORM objects on the hottest read path
-LIST_COLUMNS = (
+LIST_COLUMNS: tuple[Any, ...] = (
     VM.id,
     VM.name,
     VM.project_id,
@@ -65,12 +69,12 @@ LIST_COLUMNS = (
     VM.desired_state,
     VM.task_state,
     VM.error,
-    VM.meta.label("metadata"),
+    type_coerce(VM.meta, Text).label("metadata"),
     VM.server_group_id,
-    VM.placement,
+    type_coerce(VM.placement, Text).label("placement"),
     VM.ha,
     VM.ha_priority,
-    VM.labels,
+    type_coerce(VM.labels, Text).label("labels"),
     VM.created_at,
     VM.updated_at,
     VM.version,
@@ -313,13 +317,14 @@ class VMService(Service):
     ) -> tuple[list[dict[str, Any]], str | None]:
         """One page of VMs as plain dicts of ``LIST_COLUMNS`` (no ORM objects: the hottest read),
         with their addresses (``compute/guestinfo.py``: joined, ports' in one query for the rest)."""
-        cols = (*LIST_COLUMNS, VMGuestInfo.ips, VMGuestInfo.source.label("ip_source"))
+        ips = type_coerce(VMGuestInfo.ips, Text).label("ips")
+        cols = (*LIST_COLUMNS, ips, VMGuestInfo.source.label("ip_source"))
         stmt = scoped(select(*cols).outerjoin(VMGuestInfo, VMGuestInfo.vm_id == VM.id), VM, self.principal)
         stmt = where_equal(
             stmt, (VM.name, name), (VM.state, state), (VM.project_id, project_id), (VM.host_id, host_id)
         )
         rows, nxt = paginate(self.session, stmt, VM, params, as_rows=True)
-        return guestinfo.with_port_ips(self.session, rows), nxt
+        return _parse_json(guestinfo.with_port_ips(self.session, rows)), nxt
 
     def guest(self, vm: VM) -> guestinfo.GuestView:
         """What ``vm``'s guest says about itself, and its addresses' source."""
@@ -528,3 +533,13 @@ class VMService(Service):
     def _started(self, task: Task) -> Task:
         wake_on_commit(self.session, self.ctx)
         return task
+
+
+def _parse_json(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` with their ``LIST_JSON`` texts parsed (a driver that parses JSON itself, psycopg,
+    hands over objects already; the ports' addresses of ``with_port_ips`` are a list too)."""
+    for row in rows:
+        for key in LIST_JSON:
+            if isinstance(value := row[key], str):
+                row[key] = from_json(value)
+    return rows

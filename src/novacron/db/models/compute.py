@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -146,7 +147,11 @@ class ServerGroup(Timestamped, Versioned, Base):
 
 class VM(Timestamped, Versioned, Base):
     __tablename__ = "vms"
-    __table_args__ = (UniqueConstraint("project_id", "name"),)
+    __table_args__ = (
+        UniqueConstraint("project_id", "name"),
+        # the list's default order: a page is read in order and stops at its limit, no sort of all
+        Index("ix_vms_created_at_id", "created_at", "id"),
+    )
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
