@@ -3,8 +3,8 @@
 A page of ``GET /v1/vms`` is then read in index order and stops at its limit instead of sorting
 every VM row the caller may see (docs/benchmarks.md, VM list at 1,000 VMs).
 
-Revision ID: 0040
-Revises: 0039
+Revision ID: 0041
+Revises: 0040
 Create Date: 2026-12-07
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0040"
-down_revision = "0039"
+revision = "0041"
+down_revision = "0040"
 branch_labels = None
 depends_on = None
 
