@@ -6,24 +6,12 @@ against the API, with no agent process behind it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
-import pytest
 
-from tests.conftest import Server, destroy_server, make_server, tenant_user
+from tests.conftest import Server, tenant_user
+from tests.integration.shared_server import server
 
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    """One server for this module's tests: none changes what another one checks (a server start
-    and stop cost each test ~6 s)."""
-    srv = make_server()
-    srv.start()
-    try:
-        yield srv
-    finally:
-        destroy_server(srv)
+__all__ = ["server"]  # the module-scoped server its tests share
 
 
 def _node_client(server: Server, admin: httpx.Client, name: str) -> httpx.Client:

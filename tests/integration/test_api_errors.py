@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import jsonschema
-import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import Server, default_project, destroy_server, make_server
+from tests.conftest import Server, default_project
+from tests.integration.shared_server import server
 
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    """One server for this module's tests: none changes what another one checks (a server start
-    and stop cost each test ~6 s)."""
-    srv = make_server()
-    srv.start()
-    try:
-        yield srv
-    finally:
-        destroy_server(srv)
+__all__ = ["server"]  # the module-scoped server its tests share
 
 
 PROBLEM = "application/problem+json"

@@ -9,26 +9,15 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.conftest import Guest, Server, destroy_server, make_server, require, tenant_user, wait_task
+from tests.conftest import Guest, Server, require, tenant_user, wait_task
+from tests.integration.shared_server import server
 from tests.integration.test_vm_lifecycle import _act
 
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    """One server for this module's tests: none changes what another one checks (a server start
-    and stop cost each test ~6 s)."""
-    srv = make_server()
-    srv.start()
-    try:
-        yield srv
-    finally:
-        destroy_server(srv)
+__all__ = ["server"]  # the module-scoped server its tests share
 
 
 PIB = 1 << 50

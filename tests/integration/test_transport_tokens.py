@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -19,25 +18,14 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from tests.conftest import (
     Guest,
     Server,
-    destroy_server,
     import_guest_image,
-    make_server,
     tenant_user,
     wait_console,
     wait_task,
 )
+from tests.integration.shared_server import server
 
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    """One server for this module's tests: none changes what another one checks (a server start
-    and stop cost each test ~6 s)."""
-    srv = make_server()
-    srv.start()
-    try:
-        yield srv
-    finally:
-        destroy_server(srv)
+__all__ = ["server"]  # the module-scoped server its tests share
 
 
 def test_rest_calls_refuse_a_token_in_the_url_or_a_cookie(server: Server) -> None:

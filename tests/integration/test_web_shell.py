@@ -3,25 +3,13 @@ and the newest events, each scoped like the rest of the API."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
-import pytest
 
-from tests.conftest import Server, destroy_server, make_server, require
+from tests.conftest import Server, require
 from tests.e2e.conftest import VENDOR
+from tests.integration.shared_server import server
 
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    """One server for this module's tests: none changes what another one checks (a server start
-    and stop cost each test ~6 s)."""
-    srv = make_server()
-    srv.start()
-    try:
-        yield srv
-    finally:
-        destroy_server(srv)
+__all__ = ["server"]  # the module-scoped server its tests share
 
 
 def test_shell_vendor_files_and_csp(server: Server) -> None:
