@@ -233,8 +233,8 @@ def _menu(page: Any, vm: str) -> set[str]:
 def test_vm_list_api_order_row_menus_and_bulk_actions(cluster: Cluster, browser: Any) -> None:
     """Issue 17: a header orders the VM list by the API (one row a page, so what shows after a click
     was never loaded before), image and project read by name, a row menu offers only what the VM's
-    state allows, and a bulk stop then a bulk delete (one confirmation naming the count) change the
-    rows, with each VM's outcome listed."""
+    state allows, and a bulk stop, start and reboot, then a bulk delete (one confirmation naming the
+    count) change the rows, with each VM's outcome listed."""
     username = cluster.tenants["alpha"][0]
     with cluster.server.client(cluster.server.token(username, PASSWORD, "alpha")) as api:
         ids = {}
@@ -318,6 +318,14 @@ def test_vm_list_api_order_row_menus_and_bulk_actions(cluster: Cluster, browser:
                 assert time.monotonic() < deadline, "the snapshot never finished"
                 time.sleep(0.3)
 
+            # bulk start, then bulk reboot (a cold restart): each VM's task listed as succeeded
+            assert page.inner_text(".bulk-bar > span") == "2 selected"
+            for action, state in (("start", "running"), ("reboot", "running")):
+                page.click(f".bulk-bar button[data-bulk={action}]")
+                for n in ids:
+                    done = f"[data-testid=bulk-results] li[data-vm={n}] .status[data-state=succeeded]"
+                    page.wait_for_selector(f"{done}:has-text('{action}')", timeout=120_000)
+                    page.wait_for_selector(f"tr[data-vm={n}] .badge[data-state={state}]", timeout=60_000)
             # the selection outlived the live redraws; one confirmation names the count
             assert page.inner_text(".bulk-bar > span") == "2 selected"
             page.click(".bulk-bar button[data-bulk=delete]")
