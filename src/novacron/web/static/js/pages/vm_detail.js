@@ -197,6 +197,10 @@ registerPage({
       const reloadBackups = throttle(() => loadBackups().catch(() => {}), 500);
       ctx.onCleanup(subscribe(['backup.*', 'task.*'], reloadBackups));
     }
+    // events arrive the moment they commit: one that came between the first reads above and these
+    // subscriptions (a new VM turning running while this page loaded) is read again now
+    reloadVm();
+    reloadTasks();
 
     // the charting and terminal libraries load with the first VM page, not with the shell
     const [{ mountCharts }, { consolePanel }] = await Promise.all([import('./vm_metrics.js'), import('./vm_console.js')]);
