@@ -79,7 +79,9 @@ def syslog_line(r: AuditRecord, platform_admin: bool, hostname: str) -> str:
         msg += f" {r.detail}"
     pri = _FACILITY_AUDIT * 8 + severity
     header = f"<{pri}>1 {time} {_token(hostname, 255)} novacron - {_token(r.action, 32)}"
-    return f"{header} [{_SD_ID} {params}] {msg}"
+    # a request's path is what the client sent: lone surrogates and the like are written escaped,
+    # or the stream would break at the first line UTF-8 cannot encode
+    return f"{header} [{_SD_ID} {params}] {msg}".encode(errors="backslashreplace").decode()
 
 
 def export_lines(db: Database, principal: Principal, fmt: str) -> Iterator[str]:
