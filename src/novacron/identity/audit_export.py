@@ -102,6 +102,7 @@ def export_lines(db: Database, principal: Principal, fmt: str) -> Iterator[str]:
                     yield syslog_line(r, marked, hostname) + "\n"
                 else:
                     yield json.dumps(record_doc(r, marked), separators=(",", ":")) + "\n"
+            # read before the session ends: its rollback expires the rows
+            after = page[-1].id if page else after
         if len(page) < _BATCH:
             return
-        after = page[-1].id
