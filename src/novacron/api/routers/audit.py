@@ -134,5 +134,6 @@ def sign_audit_checkpoint(chain: AuditSigner) -> CheckpointOut | None:
 def export_audit(log: AuditReader, format: Literal["jsonl", "syslog"] = "jsonl") -> StreamingResponse:  # noqa: A002
     """The audit log, oldest first, as JSON lines or RFC 5424 syslog lines, streamed: a
     tenant-admin gets its tenant's records (platform administrators' ones marked), an admin all."""
-    media = "application/jsonl" if format == "jsonl" else "text/plain; charset=utf-8"
+    # Starlette adds "; charset=utf-8" to text/plain itself; the document lists the types named here
+    media = "application/jsonl" if format == "jsonl" else "text/plain"
     return StreamingResponse(log.export(format), media_type=media)
