@@ -76,7 +76,10 @@ def announce(session: Session) -> None:
     session.info[_ANNOUNCED] = True
     bind = session.get_bind()
     if bind.dialect.name == "postgresql":
-        session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+        # no autoflush: the caller may still be filling in the rows it has added (the NOTIFY
+        # depends on none of them and is sent at commit anyway)
+        with session.no_autoflush:
+            session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
 
     def committed(s: Session) -> None:
         s.info.pop(_ANNOUNCED, None)
