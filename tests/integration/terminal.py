@@ -16,10 +16,17 @@ if TYPE_CHECKING:
 
 
 def at_a_terminal(
-    cli: Cli, args: list[str], answers: list[tuple[str, str]], timeout_s: float = 60
+    cli: Cli,
+    args: list[str],
+    answers: list[tuple[str, str]],
+    timeout_s: float = 60,
+    resend_s: float | None = None,
 ) -> tuple[int, str]:
-    """Run the CLI with a pseudo-terminal as its stdin/stdout/stderr, answering each prompt (a text
-    it waits for, then the line typed); its exit code and everything it printed."""
+    """Run the CLI with a pseudo-terminal as its stdin/stdout/stderr, answering each prompt: a text
+    it waits for, then what is typed, sent as is ("y\n", or "\x1d" for Ctrl-]). ``resend_s``: what
+    was typed last is typed again when the next text has not shown after that long (a guest's
+    shell may drop a line typed while its console attaches). Its exit code (-9: killed at the
+    timeout) and everything it printed."""
     exe = Path(sys.executable).with_name("novacron")
     environ = {k: v for k, v in os.environ.items() if not k.startswith("NOVACRON_")}
     environ.update(NOVACRON_CONFIG=str(cli.config), COLUMNS="200", TERM="dumb")
@@ -27,6 +34,7 @@ def at_a_terminal(
     proc = subprocess.Popen([str(exe), *args], stdin=slave, stdout=slave, stderr=slave, env=environ)
     os.close(slave)
     seen, pending = "", list(answers)
+    last: tuple[str, float] | None = None  # what was typed last, and when
     deadline = time.monotonic() + timeout_s
     try:
         while time.monotonic() < deadline:
@@ -37,10 +45,19 @@ def at_a_terminal(
                 except OSError:  # the CLI exited and closed the terminal
                     break
             if pending and pending[0][0] in seen:
-                os.write(master, pending.pop(0)[1].encode())
+                typed = pending.pop(0)[1]
+                os.write(master, typed.encode())
+                last = (typed, time.monotonic())
+            elif pending and last and resend_s and time.monotonic() - last[1] > resend_s:
+                os.write(master, last[0].encode())
+                last = (last[0], time.monotonic())
             if not ready and proc.poll() is not None:
                 break
-        return proc.wait(timeout=10), seen
+        try:
+            return proc.wait(timeout=10), seen
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return -9, seen
     finally:
         os.close(master)
         if proc.poll() is None:

@@ -119,7 +119,10 @@ def test_the_readme_quick_start_runs_as_written(cli: Cli, tmp_path: Path) -> Non
             continue
         if " vm console " in f" {command} ":
             code, seen = at_a_terminal(
-                cli, command.split()[1:], [("Press Ctrl-] to detach", TYPED), (ANSWER, "\x1d")]
+                cli,
+                command.split()[1:],
+                [("Press Ctrl-] to detach", TYPED), (ANSWER, "\x1d")],
+                resend_s=5,
             )
             if code != 0 or "Traceback" in seen:
                 failed.append(f"{command} -> {code}\n{seen[-2000:]}")
