@@ -252,14 +252,19 @@ def release_host_network(server: Server) -> None:
     LinuxBackend.for_host(net_dir, None, server.env["NOVACRON_HOST_NAME"]).release()
 
 
-@pytest.fixture
-def server() -> Iterator[Server]:
+def started_server() -> Iterator[Server]:
+    """A default server, started, and destroyed when the generator is closed (for fixtures)."""
     srv = make_server()
     srv.start()
     try:
         yield srv
     finally:
         destroy_server(srv)
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    yield from started_server()
 
 
 def import_guest_image(

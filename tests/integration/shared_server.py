@@ -8,14 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import Server, destroy_server, make_server
+from tests.conftest import Server, started_server
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    srv = make_server()
-    srv.start()
-    try:
-        yield srv
-    finally:
-        destroy_server(srv)
+    yield from started_server()
