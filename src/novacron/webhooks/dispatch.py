@@ -20,16 +20,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from novacron import events, netguard
+from novacron import netguard
 from novacron.db.base import utcnow
 from novacron.db.models import WebhookDelivery, WebhookSubscription
 from novacron.identity.encryption import encryption_for
 from novacron.tasks.controller import ControllerLoop, Job
 from novacron.webhooks import outbox, signing
-from novacron.webhooks.service import secret_aad, url_aad
+from novacron.webhooks.service import publish, secret_aad, url_aad
 
 if TYPE_CHECKING:
     from novacron.config import Settings
@@ -189,38 +189,20 @@ def record(session: Session, delivery_id: str, outcome: Outcome, settings: Setti
         return
     if outcome.ok:
         delivery.state, delivery.delivered_at = "succeeded", now
-        _set(session, sub.id, consecutive_failures=0)
+        outbox.set_fields(session, sub.id, consecutive_failures=0)
         return
     if delivery.attempts >= settings.webhook_max_attempts:
         delivery.state = "failed"
-        _publish(session, "webhook.delivery_failed", sub, delivery_id=delivery.id, error=outcome.error)
+        publish(session, "webhook.delivery_failed", sub, delivery_id=delivery.id, error=outcome.error)
     else:
         delay = backoff(delivery.attempts, settings.webhook_retry_base_s)
         delivery.next_attempt_at = now + timedelta(seconds=delay)
     failures = sub.consecutive_failures + 1
     if failures >= settings.webhook_pause_after and sub.state == "active":
         reason = f"{failures} failed attempts in a row; the last: {outcome.error}"
-        _set(session, sub.id, consecutive_failures=failures, state="paused", paused_reason=reason, bump=True)
-        _publish(session, "webhook.paused", sub, reason=reason)
+        outbox.set_fields(
+            session, sub.id, consecutive_failures=failures, state="paused", paused_reason=reason, bump=True
+        )
+        publish(session, "webhook.paused", sub, reason=reason)
     else:
-        _set(session, sub.id, consecutive_failures=failures)
-
-
-def _set(session: Session, sub_id: str, *, bump: bool = False, **values: object) -> None:
-    """Change a subscription without the ORM's version check (the dispatcher's bookkeeping must not
-    fail a tenant's concurrent PATCH, nor be failed by it); ``bump``: a change the tenant sees."""
-    if bump:
-        values["version"] = WebhookSubscription.version + 1
-    session.execute(
-        update(WebhookSubscription)
-        .where(WebhookSubscription.id == sub_id)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-
-
-def _publish(session: Session, kind: str, sub: WebhookSubscription, **data: object) -> None:
-    events.publish(
-        session, kind, "webhook", sub.id, tenant_id=sub.tenant_id, project_id=sub.project_id,
-        name=sub.name, **data,
-    )  # fmt: skip
+        outbox.set_fields(session, sub.id, consecutive_failures=failures)

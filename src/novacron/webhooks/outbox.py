@@ -72,14 +72,7 @@ def fill(session: Session) -> int:
                 )
             )
             room, queued = room - 1, queued + 1
-        # a Core update: the cursor is bookkeeping, not a change of the subscription (its version,
-        # the ETag a tenant's PATCH may hold, stays)
-        session.execute(
-            update(WebhookSubscription)
-            .where(WebhookSubscription.id == sub.id)
-            .values(cursor_seq=batch[-1].seq)
-            .execution_options(synchronize_session=False)
-        )
+        set_fields(session, sub.id, cursor_seq=batch[-1].seq)
     return queued
 
 
@@ -91,4 +84,18 @@ def _pending(session: Session, subscription_id: str) -> int:
             .where(WebhookDelivery.subscription_id == subscription_id, WebhookDelivery.state == "pending")
         )
         or 0
+    )
+
+
+def set_fields(session: Session, sub_id: str, *, bump: bool = False, **values: object) -> None:
+    """Change a subscription without the ORM's version check: the dispatcher's bookkeeping (the
+    cursor, the failure count) must not fail a tenant's concurrent PATCH nor be failed by it, nor
+    move the ETag; ``bump``: a change the tenant sees (a pause)."""
+    if bump:
+        values["version"] = WebhookSubscription.version + 1
+    session.execute(
+        update(WebhookSubscription)
+        .where(WebhookSubscription.id == sub_id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
     )

@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Select, select, update
+from sqlalchemy.orm import Session
 
 from novacron import events, netguard
 from novacron.db.base import new_id, utcnow
@@ -29,6 +30,14 @@ from novacron.service import Service
 from novacron.webhooks import outbox, signing
 
 EVENT_PATTERN = re.compile(r"^[a-z*][a-z0-9_.*-]{0,63}$")
+
+
+def publish(session: Session, kind: str, sub: WebhookSubscription, **data: Any) -> None:
+    """An event about a subscription (its changes, its pause, a delivery given up), for its tenant."""
+    events.publish(
+        session, kind, "webhook", sub.id, tenant_id=sub.tenant_id, project_id=sub.project_id,
+        name=sub.name, **data,
+    )  # fmt: skip
 
 
 def url_aad(subscription_id: str) -> str:
@@ -107,7 +116,7 @@ class WebhookService(Service):
         )
         self.session.add(sub)
         self.session.flush()
-        self._publish("webhook.created", sub, url=sub.url_shown, event_types=sub.event_types)
+        publish(self.session, "webhook.created", sub, url=sub.url_shown, event_types=sub.event_types)
         return sub, secret
 
     def update(self, sub: WebhookSubscription, change: SubscriptionChange) -> WebhookSubscription:
@@ -124,7 +133,7 @@ class WebhookService(Service):
         if change.state is not None:
             self._set_state(sub, change.state)
         self.session.flush()
-        self._publish("webhook.updated", sub, state=sub.state)
+        publish(self.session, "webhook.updated", sub, state=sub.state)
         return sub
 
     def _set_state(self, sub: WebhookSubscription, state: str) -> None:
@@ -154,11 +163,11 @@ class WebhookService(Service):
         ]
         sub.secrets = [{"secret": enc.seal_text(secret, secret_aad(sub.id)), "expires_at": None}, *kept]
         self.session.flush()
-        self._publish("webhook.secret_rotated", sub, previous_kept_s=keep_previous_s)
+        publish(self.session, "webhook.secret_rotated", sub, previous_kept_s=keep_previous_s)
         return secret
 
     def delete(self, sub: WebhookSubscription) -> None:
-        self._publish("webhook.deleted", sub)
+        publish(self.session, "webhook.deleted", sub)
         self.session.delete(sub)
         self.session.flush()
 
@@ -215,12 +224,6 @@ class WebhookService(Service):
         if tenant_id is not None and project.tenant_id != tenant_id:
             raise InvalidInput("project", "a project of the subscription's tenant")
         return project.id
-
-    def _publish(self, kind: str, sub: WebhookSubscription, **data: Any) -> None:
-        events.publish(
-            self.session, kind, "webhook", sub.id, tenant_id=sub.tenant_id, project_id=sub.project_id,
-            name=sub.name, **data,
-        )  # fmt: skip
 
 
 def _check_types(event_types: tuple[str, ...], resource_types: tuple[str, ...]) -> None:
