@@ -1,9 +1,12 @@
-"""The audit log's HTTP side: a middleware that records each request once it is over.
+"""The audit log's HTTP side: a middleware that records each request before its answer is complete.
 
 What a record says, and why, is ``identity/audit.py``'s. A pure ASGI middleware watches the response
-go by (status and, for small JSON bodies, the resource id), lets the whole request finish (so the
-handler's own transaction is closed), then writes the record in a separate transaction in a worker
-thread. Auditing never breaks a request: a failure to write is logged and the response is unaffected.
+go by (status and, for small JSON bodies, the resource id) and holds back the response's last body
+message until the record is written, in a separate transaction in a worker thread: the handler's own
+transaction has committed by then (``SessionDep`` closes before the response starts), and a client
+that has its answer can already read the record. A request that ends without a last body message
+(the handler raised, the client left) is recorded when it is over. Auditing never breaks a request:
+a failure to write is logged and the response is unaffected.
 
 A handler, or a service it hands the note to, tells the record what it cannot see for itself with
 ``audit_note(request)`` (``audit_hint``/``audit_detail`` for short).
@@ -90,11 +93,23 @@ class AuditMiddleware:
         if not mutating and not _presents_credential(scope):
             await self.app(scope, receive, send)
             return
+        await self._http(scope, receive, send, mutating)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send, mutating: bool) -> None:
         scope.setdefault("state", {})
         status = 500
         is_json = False
         chunks: list[bytes] = []
         size = 0
+        audited = False
+
+        async def audit() -> None:
+            nonlocal audited
+            if not audited and (mutating or status in REFUSED):
+                audited = True
+                await self._audit(
+                    scope, status, b"".join(chunks) if is_json and size <= _BODY_CAPTURE_MAX else b""
+                )
 
         async def watch(message: Message) -> None:
             nonlocal status, is_json, size
@@ -103,19 +118,20 @@ class AuditMiddleware:
                 for name, value in message.get("headers", []):
                     if name.lower() == b"content-type" and b"json" in value.lower():
                         is_json = mutating or status in REFUSED
-            elif message["type"] == "http.response.body" and is_json and size <= _BODY_CAPTURE_MAX:
-                body = message.get("body", b"")
-                chunks.append(body)
-                size += len(body)
+            elif message["type"] == "http.response.body":
+                if is_json and size <= _BODY_CAPTURE_MAX:
+                    body = message.get("body", b"")
+                    chunks.append(body)
+                    size += len(body)
+                if not message.get("more_body", False):
+                    # the last byte waits for the record: a client that saw its answer finds it audited
+                    await audit()
             await send(message)
 
         try:
             await self.app(scope, receive, watch)
         finally:
-            if mutating or status in REFUSED:
-                await self._audit(
-                    scope, status, b"".join(chunks) if is_json and size <= _BODY_CAPTURE_MAX else b""
-                )
+            await audit()
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A WebSocket whose credential is refused is closed with 4401 and a reason: audit that."""
