@@ -26,6 +26,7 @@ from novacron.agent.protocol import CloneDisk
 from novacron.compute import boot_volume, hostops, placement, templates
 from novacron.compute import tasks as vm_tasks
 from novacron.compute.imagesvc import ImageService
+from novacron.compute.reports import announce_idle
 from novacron.compute.vm_snapshots import VmSnapshotService
 from novacron.compute.vms import VMService, VMSpec, ensure_idle
 from novacron.db.models import VM, Image, Task
@@ -122,6 +123,7 @@ def _release_source(ctx: Context, task: Task) -> None:
         )
         copying = CloneVM.steps.index("copy_disk")
         if not any(t.params.get("source_id") == source_id and t.step_index <= copying for t in others):
+            announce_idle(s, source, source.task_state or "cloning")
             source.task_state = None
 
 

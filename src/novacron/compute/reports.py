@@ -148,6 +148,15 @@ def record_state(s: Any, vm: VM, new_state: str, error: str | None = None) -> No
     )
 
 
+def announce_idle(s: Any, vm: VM, operation: str, error: str | None = None) -> None:
+    """Tell clients the VM's operation is over when no state change says so (``task_state`` is not
+    an event by itself: a page would keep the VM busy)."""
+    events.publish(
+        s, "vm.operation_ended", "vm", vm.id, tenant_id=vm.tenant_id, project_id=vm.project_id,
+        operation=operation, error=error,
+    )  # fmt: skip
+
+
 def apply_report(
     db: Database,
     live: LiveSamples,

@@ -90,16 +90,20 @@ def _payload(ctx: Context, vm: VM, fresh: bool = False) -> dict[str, Any]:
 
 def end_operation(ctx: Context, vm_id: str, power_state: str | None = None, error: str | None = None) -> None:
     """End the VM's operation: clear ``task_state`` and record the state the host observed."""
-    from novacron.compute.reports import record_state
+    from novacron.compute.reports import announce_idle, record_state
 
     with ctx.db.session() as s:
         vm = s.get(VM, vm_id)
         if vm is None:
             return
+        ended = vm.task_state
         vm.task_state = None
         vm.error = error
+        before = vm.state
         if power_state is not None:
             record_state(s, vm, STATE_OF.get(power_state, power_state), error)
+        if ended is not None and vm.state == before:
+            announce_idle(s, vm, ended, error)
 
 
 class VMOperation(TaskHandler):

@@ -23,6 +23,7 @@ from novacron.agent.protocol import (
 )
 from novacron.compute import hostops, storage
 from novacron.compute.pools import GIB, attachment, pool_for
+from novacron.compute.reports import announce_idle
 from novacron.db.models import VM, Image, Task, Volume
 from novacron.db.models import VolumeSnapshot as VolumeSnapshotRow
 from novacron.quota import enforce as quota
@@ -91,6 +92,7 @@ async def snapshot_op(ctx: Context, task: Task, volume_id: str, name: str, delet
 def _vm_idle(s: Session, task: Task) -> None:
     vm = s.get(VM, task.params.get("vm_id", ""))
     if vm is not None and vm.task_state in ("attaching_volume", "detaching_volume"):
+        announce_idle(s, vm, vm.task_state)
         vm.task_state = None
 
 

@@ -199,6 +199,7 @@ async function route() {
     onCleanup: (fn) => cleanups.push(fn),
     navigate: (to) => { location.hash = `#${to}`; },
   };
+  live.pageStarted();
   try {
     await found.page.render(ctx);
   } catch (err) {

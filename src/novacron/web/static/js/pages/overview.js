@@ -77,7 +77,9 @@ registerPage({
 
     const refreshTop = throttle(() => loadTop().catch(() => {}), 700);
     const refreshTasks = throttle(() => loadTasks().catch(() => {}), 400);
+    const shown = Math.max(0, ...page.items.map((e) => e.seq));
     ctx.onCleanup(subscribe(['*'], (e) => {
+      if (e.seq <= shown) return; // already in the list loaded above
       eventsList.querySelector('li.muted')?.remove();
       eventsList.prepend(eventLine(e));
       while (eventsList.children.length > 15) eventsList.lastChild.remove();

@@ -176,9 +176,13 @@ registerPage({
       can('network:read') ? listAll('/v1/ports', { vm_id: vm.id }).then((ports) => clear(portsBox, portTable(ports, 'No network ports.'))) : null,
     ]);
 
+    let vmLoads = 0;
     reloadVm = throttle(async () => {
+      const mine = ++vmLoads;
       try {
-        vm = await get(`/v1/vms/${vm.id}`);
+        const fresh = await get(`/v1/vms/${vm.id}`);
+        if (mine !== vmLoads) return; // a later reload is under way: an older answer must not win
+        vm = fresh;
         drawHead();
         loadSnapshots().catch(() => {});  // its buttons follow the VM's task_state
         drawGuest(vm);

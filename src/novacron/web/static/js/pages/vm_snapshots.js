@@ -83,9 +83,12 @@ function createForm(vmRef) {
 export function snapshotPanel(box, vmRef, canWrite) {
   const treeBox = h('div', { 'aria-live': 'polite' });
   clear(box, treeBox, canWrite ? createForm(vmRef) : null);
+  let latest = 0;
   return async () => {
-    const vm = vmRef();
-    const page = await get(`/v1/vms/${vm.id}/snapshots`);
-    clear(treeBox, snapshotTree(vm, page.items, canWrite));
+    const mine = ++latest;
+    const page = await get(`/v1/vms/${vmRef().id}/snapshots`);
+    // loads overlap (events, the VM's own reload): only the last one started draws, with the VM
+    // as it is now, so an older answer never brings back buttons disabled by a finished task
+    if (mine === latest) clear(treeBox, snapshotTree(vmRef(), page.items, canWrite));
   };
 }
