@@ -164,6 +164,7 @@ def _register() -> None:
         kek,
         lb,
         listings,
+        liveconfig,
         mfa,
         misc,
         network,
@@ -217,6 +218,7 @@ def _register() -> None:
     app.add_typer(
         autoscale.app, name="autoscale", help="Autoscaling offline: replay a load trace through a policy."
     )
+    app.add_typer(liveconfig.app, name="config", help="Live settings: get, set, diff, history, rollback.")
     app.add_typer(kek.app, name="kek", help="Key-encryption keys: list, rotate (admins).")
     app.add_typer(apikey.app, name="api-key", help="API keys: scoped, expiring tokens for scripts and CI.")
     app.add_typer(webhook.app, name="webhook", help="Webhooks: signed event deliveries to your URLs.")
