@@ -164,7 +164,6 @@ def _register() -> None:
         kek,
         lb,
         listings,
-        liveconfig,
         mfa,
         misc,
         network,
@@ -218,7 +217,6 @@ def _register() -> None:
     app.add_typer(
         autoscale.app, name="autoscale", help="Autoscaling offline: replay a load trace through a policy."
     )
-    app.add_typer(liveconfig.app, name="config", help="Live settings: get, set, diff, history, rollback.")
     app.add_typer(kek.app, name="kek", help="Key-encryption keys: list, rotate (admins).")
     app.add_typer(apikey.app, name="api-key", help="API keys: scoped, expiring tokens for scripts and CI.")
     app.add_typer(webhook.app, name="webhook", help="Webhooks: signed event deliveries to your URLs.")
@@ -232,7 +230,14 @@ def _register() -> None:
     app.command(name="agent")(agent.agent)
 
 
+def _register_config() -> None:
+    from novacron.cli import liveconfig
+
+    app.add_typer(liveconfig.app, name="config", help="Live settings: get, set, diff, history, rollback.")
+
+
 _register()
+_register_config()
 
 if __name__ == "__main__":  # pragma: no cover
     app()
