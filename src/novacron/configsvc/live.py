@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from anyio import to_thread
@@ -54,6 +55,9 @@ class LiveConfig:
             settings = schema.overlay(self.base, document)
             self.ctx.settings = settings
             self.ctx.tokens.settings = settings
+            if self.ctx.trace_store is not None:  # its pruning reads these two, set at start
+                self.ctx.trace_store.retention = timedelta(hours=settings.trace_retention_hours)
+                self.ctx.trace_store.max_spans = settings.trace_max_spans
             self.version, self.document = version, dict(document)
             self.applied += 1
         log.info("live configuration version %d applied", version)

@@ -89,6 +89,15 @@ class IntervalsSection(_Section):
     )
 
 
+class RetentionSection(_Section):
+    trace_hours: float | None = Field(
+        default=None, ge=1.0, le=366 * 24.0, description="the local trace store keeps spans this long"
+    )
+    trace_max_spans: int | None = Field(
+        default=None, ge=1000, le=10_000_000, description="and at most this many, the oldest dropped first"
+    )
+
+
 class LiveDocument(_Section):
     """The live settings an operator may change; ``null`` (or absent) keeps the start-up value."""
 
@@ -97,6 +106,7 @@ class LiveDocument(_Section):
     tokens: TokensSection = Field(default_factory=TokensSection)
     webhooks: WebhooksSection = Field(default_factory=WebhooksSection)
     intervals: IntervalsSection = Field(default_factory=IntervalsSection)
+    retention: RetentionSection = Field(default_factory=RetentionSection)
 
 
 #: (section, key) -> the ``Settings`` field it overlays
@@ -117,6 +127,8 @@ FIELDS: dict[tuple[str, str], str] = {
     ("intervals", "metering_interval_s"): "metering_interval_s",
     ("intervals", "quota_reconcile_interval_s"): "quota_reconcile_interval_s",
     ("intervals", "autoscaling_evaluate_s"): "autoscaling_evaluate_s",
+    ("retention", "trace_hours"): "trace_retention_hours",
+    ("retention", "trace_max_spans"): "trace_max_spans",
 }
 
 
