@@ -76,7 +76,7 @@ class WebhooksSection(_Section):
 
 class IntervalsSection(_Section):
     host_down_after_s: float | None = Field(
-        default=None, ge=2.0, le=3600.0, description="a host silent this long is marked down (HA)"
+        default=None, ge=5.0, le=3600.0, description="a host silent this long is marked down (HA)"
     )
     metering_interval_s: float | None = Field(
         default=None, ge=1.0, le=DAY, description="how often usage is metered into the ledger"
