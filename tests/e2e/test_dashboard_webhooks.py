@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.e2e.browser import Browser, page_problems
-from tests.e2e.conftest import DESKTOP, PASSWORD, Cluster
+from tests.e2e.conftest import DESKTOP, PASSWORD, PHONE, Cluster
 
 
 def _fill(b: Browser, name: str, url: str, events: str) -> None:
@@ -104,7 +104,17 @@ def test_an_admin_changes_live_settings_sees_a_bad_value_refused_compares_and_ro
             restored["rollback_of"] == start
             and restored["effective"]["scheduler"]["placement_strategy"] == "spread"
         )
-        assert problems == [], problems
         assert b.errors == [], b.errors
     finally:
         b.close()
+    for size, viewport, scheme in (("phone", PHONE, "light"), ("desktop", DESKTOP, "dark")):
+        other = Browser(browser, cluster.server.url, viewport, scheme)
+        try:
+            other.login("admin", cluster.server.admin_password)
+            other.go("/settings")
+            other.page.wait_for_selector("[data-testid=config-history] tr[data-version]")
+            problems += page_problems(other, "/settings", "settings", size, scheme)
+            assert other.errors == [], other.errors
+        finally:
+            other.close()
+    assert problems == [], problems
