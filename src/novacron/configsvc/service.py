@@ -105,8 +105,6 @@ def validate(document: dict[str, Any]) -> dict[str, Any]:
 class ConfigService(Service):
     """The live configuration as the caller (a platform administrator) reads and changes it."""
 
-    raises = (PreconditionFailed, Conflict)
-
     def state(self, version: int | None = None) -> ConfigState:
         """The newest version (or ``version``), 0 being the start-up values."""
         if version is None:
