@@ -14,6 +14,7 @@ from novacron.monitoring.platform import PlatformMetrics
 if TYPE_CHECKING:
     from novacron.agent.runtime import AgentRuntime
     from novacron.compute.consoles import ConsoleRelay
+    from novacron.configsvc.live import LiveConfig
     from novacron.identity.pki import ServerTLS
     from novacron.identity.tokens import TokenService
     from novacron.lbaas.acme_service import ChallengeResponders
@@ -70,6 +71,14 @@ class Context:
     #: where ACME HTTP-01 challenges of a tenant's load balancer are answered (None: ACME
     #: certificates cannot be issued here; see ``lbaas/acme_service.py``)
     acme_responders: ChallengeResponders | None = None
+    #: the live configuration applied in this process: it swaps ``settings`` for the start-up
+    #: settings overlaid by the newest version (``configsvc/live.py``); None: start-up values only
+    live_config: LiveConfig | None = None
+
+    @property
+    def live_base(self) -> Settings:
+        """The settings this process started with (what the live configuration overlays)."""
+        return self.live_config.base if self.live_config is not None else self.settings
 
     @property
     def metrics_store(self) -> MetricsStore | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.e2e.browser import Browser, page_problems
-from tests.e2e.conftest import DESKTOP, PASSWORD, Cluster
+from tests.e2e.conftest import DESKTOP, PASSWORD, PHONE, Cluster
 
 
 def _fill(b: Browser, name: str, url: str, events: str) -> None:
@@ -59,3 +59,62 @@ def test_a_tenant_admin_subscribes_pauses_tests_and_deletes_a_webhook(cluster: C
         assert b.errors == [], b.errors
     finally:
         b.close()
+
+
+def test_an_admin_changes_live_settings_sees_a_bad_value_refused_compares_and_rolls_back(
+    cluster: Cluster, browser: Any
+) -> None:
+    """Issue 19's live configuration page: a value out of bounds shown under its field and not
+    stored, a change saved as a new version in force at once, compared and rolled back."""
+    b = Browser(browser, cluster.server.url, DESKTOP)
+    page = b.page
+    submit = "form[aria-label='Live settings'] button[type=submit]"
+    threshold = "#cfg-scheduler-rebalance_threshold"
+    try:
+        b.login("admin", cluster.server.admin_password)
+        b.follow("nav a:text-is('Live settings')")
+        start = cluster.admin.get("/v1/config").json()["version"]
+        page.fill(threshold, "2")
+        page.click(submit)
+        page.wait_for_selector(f"{threshold}[aria-invalid=true]")
+        assert "at most 1" in page.inner_text(f"{threshold}-error")
+        assert cluster.admin.get("/v1/config").json()["version"] == start
+        page.fill(threshold, "0.25")
+        page.select_option("#cfg-scheduler-placement_strategy", "pack")
+        page.fill("#cfg-reason", "pack the hosts")
+        page.click(submit)
+        page.wait_for_selector(f"[data-testid=config-history] tr[data-version='{start + 1}'] .badge")
+        config = cluster.admin.get("/v1/config").json()
+        assert config["effective"]["scheduler"] == {
+            **config["effective"]["scheduler"],
+            "placement_strategy": "pack",
+            "rebalance_threshold": 0.25,
+        }
+        assert "pack the hosts" in page.inner_text("[data-testid=config-history]")
+        problems = page_problems(b, "/settings", "settings", "desktop", "light")
+        before = f"[data-testid=config-history] tr[data-version='{start}']"
+        page.click(f"{before} button:text-is('Compare')")
+        page.wait_for_selector("[data-testid=config-diff] tr:has-text('scheduler.placement_strategy')")
+        assert "pack" in page.inner_text("[data-testid=config-diff]")
+        page.click(f"{before} button:text-is('Roll back to this')")
+        page.click("dialog button.primary")
+        page.wait_for_selector(f"[data-testid=config-history] tr[data-version='{start + 2}'] .badge")
+        restored = cluster.admin.get("/v1/config").json()
+        assert (
+            restored["rollback_of"] == start
+            and restored["effective"]["scheduler"]["placement_strategy"] == "spread"
+        )
+        assert b.errors == [], b.errors
+    finally:
+        b.close()
+    for size, viewport, scheme in (("phone", PHONE, "light"), ("desktop", DESKTOP, "dark")):
+        other = Browser(browser, cluster.server.url, viewport, scheme)
+        try:
+            other.login("admin", cluster.server.admin_password)
+            other.go("/settings")
+            other.page.wait_for_selector("[data-testid=config-history] tr[data-version]")
+            problems += page_problems(other, "/settings", "settings", size, scheme)
+            assert other.errors == [], other.errors
+        finally:
+            other.close()
+    assert problems == [], problems

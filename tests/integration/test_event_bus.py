@@ -122,3 +122,34 @@ def test_an_event_committed_on_one_replica_reaches_the_others_followers_at_once(
         assert len(seqs) == len(set(seqs)) == 4 and min(seqs) > last_seen
     finally:
         resumed.close()
+
+
+def _token_lifetime(server: Server, password: str) -> int:
+    body = {"username": "admin", "password": password}
+    r = httpx.post(f"{server.url}/v1/tokens", json=body, timeout=10, verify=server.verify)
+    assert r.status_code == 200, r.text
+    return int(r.json()["expires_in"])
+
+
+def _applied(client: httpx.Client, version: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while client.get("/v1/config").json()["applied_version"] != version:
+        assert time.monotonic() < deadline, f"version {version} not applied within {timeout_s}s"
+        time.sleep(0.1)
+
+
+def test_a_live_configuration_change_is_applied_on_every_replica(replicas: tuple[Server, Server]) -> None:
+    a, b = replicas
+    token, password = a.token(), a.admin_password  # the bootstrap ran on A; B shares the database
+    with a.client(token) as admin_a, b.client(token) as admin_b:
+        r = admin_a.patch("/v1/config", json={"tokens": {"access_token_ttl_s": 240}, "reason": "shorter"})
+        assert r.status_code == 200, r.text
+        version = r.json()["version"]
+        # B applies it within seconds though its fallback poll is a minute: the bus brought it
+        _applied(admin_b, version, timeout_s=10)
+        assert _token_lifetime(a, password) == _token_lifetime(b, password) == 240
+        # a rollback made on B is applied on A the same way
+        r = admin_b.post("/v1/config/rollback", json={"version": version - 1, "reason": "undo"})
+        assert r.status_code == 200, r.text
+        _applied(admin_a, r.json()["version"], timeout_s=10)
+        assert _token_lifetime(a, password) == _token_lifetime(b, password) == 900

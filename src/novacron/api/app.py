@@ -37,6 +37,7 @@ from novacron.api.routers import (
 )
 from novacron.api.tracing import TraceRequests
 from novacron.api.transport import BodyGuard, SecurityHeaders
+from novacron.configsvc import live as configsvc_live
 from novacron.context import Context
 from novacron.workers import BackgroundWorkers, is_leader
 
@@ -54,6 +55,7 @@ AREA_ROUTERS = (
     "users",
     "audit",
     "encryption",
+    "config",
     "aggregates",
     "server_groups",
     "volumes",
@@ -121,6 +123,7 @@ def create_app(ctx: Context, *, background: bool = True) -> FastAPI:
         listener = eventbus.listener_for(ctx.settings.database_url)
         if listener is not None:
             listener.start()
+        live_config = await configsvc_live.start(ctx)
         if workers is not None:
             await asyncio.to_thread(workers.start)
         try:
@@ -128,6 +131,7 @@ def create_app(ctx: Context, *, background: bool = True) -> FastAPI:
         finally:
             if workers is not None:
                 await asyncio.to_thread(workers.stop)
+            live_config.cancel()
             if listener is not None:
                 await asyncio.to_thread(listener.stop)
 

@@ -73,10 +73,14 @@ class AutoscalingController:
         self.ctx = ctx
         tick = ctx.settings.autoscaling_reconcile_s
         self.evaluator = Evaluator(StoreMetrics(ctx))
+
+        def every() -> float:  # the live configuration's, read each round
+            return ctx.settings.autoscaling_evaluate_s
+
         jobs = [
             Job("reconcile", self.reconcile),
-            Job("evaluate", self.evaluate, every_s=ctx.settings.autoscaling_evaluate_s),
-            Job("forecasts", self.evaluator.forecasts.refit, every_s=ctx.settings.autoscaling_evaluate_s),
+            Job("evaluate", self.evaluate, every_s=every),
+            Job("forecasts", self.evaluator.forecasts.refit, every_s=every),
         ]
         self.loop = ControllerLoop("autoscaling controller", jobs, tick_s=tick)
 

@@ -230,7 +230,14 @@ def _register() -> None:
     app.command(name="agent")(agent.agent)
 
 
+def _register_config() -> None:
+    from novacron.cli import liveconfig
+
+    app.add_typer(liveconfig.app, name="config", help="Live settings: get, set, diff, history, rollback.")
+
+
 _register()
+_register_config()
 
 if __name__ == "__main__":  # pragma: no cover
     app()

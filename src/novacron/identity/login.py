@@ -139,7 +139,7 @@ class PasswordLogin:
     def __init__(self, tokens: TokenService) -> None:
         self.tokens = tokens
         self.db = tokens.db
-        self.throttle = LoginThrottle(tokens.db, tokens.settings)
+        self.throttle = LoginThrottle(tokens.db, lambda: tokens.settings)
         settings = tokens.settings
         self.hashes = HashPool(settings.login_hash_workers, settings.login_hash_queue)
 

@@ -100,6 +100,9 @@ ADMIN = TENANT_ADMIN | {
     "network:admin",
     # verify the audit log's hash chain and sign its checkpoints
     "audit:verify",
+    # the live configuration: scheduler policy, login throttle, intervals (configsvc)
+    "config:read",
+    "config:write",
     # see and act across every tenant
     "global",
 }

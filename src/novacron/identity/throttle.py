@@ -27,6 +27,7 @@ import json
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -83,9 +84,11 @@ def source_key(source: str | None) -> str | None:
 
 
 class LoginThrottle:
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, settings: Settings | Callable[[], Settings]) -> None:
         self.db = db
-        self.settings = settings
+        #: a callable: the settings in force when a login is counted (the live configuration may
+        #: change the thresholds while the process runs, ``configsvc``)
+        self._settings = settings
         self._pruned_at = 0.0
         self._lock = threading.Lock()
         #: blocks this process has seen (key -> (until, when the database said so)): a flood of
@@ -94,6 +97,10 @@ class LoginThrottle:
         self._blocked: dict[str, tuple[datetime, float]] = {}
         #: attempts of each key being hashed in this process (``admit``/``release``)
         self._inflight: dict[str, int] = {}
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings() if callable(self._settings) else self._settings
 
     def _keys(self, username: str, source: str | None) -> dict[str, int]:
         """Each key with the failures it may have before its backoff starts."""

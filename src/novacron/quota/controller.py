@@ -28,8 +28,10 @@ class QuotaController:
             "quota controller",
             [
                 Job("reservations", self._reservations),
-                Job("metering", self._meter, every_s=settings.metering_interval_s),
-                Job("reconciliation", self._reconcile, every_s=settings.quota_reconcile_interval_s),
+                Job("metering", self._meter, every_s=lambda: ctx.settings.metering_interval_s),
+                Job(
+                    "reconciliation", self._reconcile, every_s=lambda: ctx.settings.quota_reconcile_interval_s
+                ),
             ],
             tick_s=settings.reservation_tick_s,
         )

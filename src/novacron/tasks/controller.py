@@ -26,7 +26,13 @@ class Job:
 
     name: str
     run: Callable[[], object]
-    every_s: float | None = None
+    #: a callable is read before each round: an interval of the live configuration (``configsvc``)
+    #: takes effect at once, measured from the job's last run
+    every_s: float | Callable[[], float] | None = None
+
+    def interval(self) -> float | None:
+        """The interval in force now (None: every round)."""
+        return self.every_s() if callable(self.every_s) else self.every_s
 
 
 class ControllerLoop:
@@ -41,14 +47,15 @@ class ControllerLoop:
     async def run_forever(self) -> None:
         """Run rounds until stopped; a loop stopped when leadership was lost runs again when it is won."""
         self._stop.clear()
-        next_due = dict.fromkeys(range(len(self.jobs)), 0.0)
+        last_run: dict[int, float] = {}
         while not self._stop.is_set():
             for i, job in enumerate(self.jobs):
                 now = time.monotonic()
-                if now < next_due[i] or self._stop.is_set():
+                every = job.interval()
+                due = i not in last_run or every is None or now >= last_run[i] + every
+                if not due or self._stop.is_set():
                     continue
-                if job.every_s is not None:
-                    next_due[i] = now + job.every_s
+                last_run[i] = now
                 await self._run(job)
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the controller's cancel
             with contextlib.suppress(TimeoutError):

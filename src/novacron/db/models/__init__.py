@@ -36,6 +36,7 @@ from novacron.db.models.identity import (
 )
 from novacron.db.models.lbaas import LbAmphora, LbListener, LbMember, LbPool, LoadBalancer
 from novacron.db.models.lbcerts import AcmeAccount, LbCertificate
+from novacron.db.models.liveconfig import ConfigVersion
 from novacron.db.models.mfa import MfaChallenge, MfaRecoveryCode, MfaTotp, TenantMfaPolicy
 from novacron.db.models.monitoring import Alert, AlertingPeer, AlertReceiver, AlertRule
 from novacron.db.models.network import (
@@ -108,6 +109,7 @@ __all__ = [
     "Budget",
     "CapacityReservation",
     "CertificateAuthority",
+    "ConfigVersion",
     "Event",
     "Flavor",
     "FloatingIP",

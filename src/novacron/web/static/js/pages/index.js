@@ -30,3 +30,4 @@ import './slo_report.js';
 import './api_keys.js';
 import './webhooks.js';
 import './mfa.js';
+import './settings.js';
