@@ -9,6 +9,7 @@ guest migrates live with an rbd volume attached: nothing is copied, it reads its
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -119,6 +120,71 @@ def test_rbd_volume_attached_written_detached_and_read_from_ceph(env: Env, ceph:
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.pool", r.text
     assert c.delete(f"/v1/volumes/{vid}").status_code == 204
     assert vid not in _images(ceph)
+
+
+def _read(ceph: Ceph, volume_id: str) -> str:
+    """The first bytes of an RBD image, read with QEMU's rbd driver (no guest involved)."""
+    image = f"rbd:rbd/{volume_id}:conf={ceph.conf}"
+    read = subprocess.run(
+        ["qemu-io", "-r", "-U", "-f", "raw", "-c", "read -v 0 16", image],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return read.stdout + read.stderr
+
+
+def _snaps(ceph: Ceph, volume_id: str) -> list[str]:
+    out = subprocess.run(
+        ["rbd", "-c", str(ceph.conf), "snap", "ls", "--format", "json", f"rbd/{volume_id}"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return [s["name"] for s in json.loads(out.stdout or "[]")]
+
+
+def test_rbd_snapshot_a_volume_from_it_and_a_live_clone(env: Env, ceph: Ceph) -> None:
+    """A snapshot of an attached rbd volume (``rbd snap``), then a later write: a volume made from
+    the snapshot holds the old marker, a clone of the running volume the new one (``rbd cp`` of a
+    snapshot taken for it, dropped after); both stay in the rbd pool without naming it."""
+    c = env.c
+    body = {"name": "snapped", "size_gb": 1, "pool": "rbd", "project_id": env.project}
+    vid = str(_ok(c, c.post("/v1/volumes", json=body))["id"])
+    _ok(c, c.post(f"/v1/volumes/{vid}/attach", json={"vm": "rbd-vm"}))
+    dev = _disk(env, "rbd-vm", vid).partition(":")[0]
+    write = "echo MARK$((6000+{n})){word} | dd of=/dev/" + dev + " 2>/dev/null; sync; echo ok"
+    assert _guest(env, "rbd-vm", write.format(n=10, word="OLD"), "W") == "ok"
+    r = c.post("/v1/volume-snapshots", json={"name": "rbd-before", "volume": vid})
+    assert r.status_code == 202 and wait_task(c, r.json()["task_id"])["state"] == "succeeded", r.text
+    snap_id = r.json()["snapshot"]["id"]
+    assert _snaps(ceph, vid) == [snap_id], "the snapshot is the RBD image's own"
+    assert c.get(f"/v1/volumes/{vid}").json()["status"] == "in-use"
+
+    assert _guest(env, "rbd-vm", write.format(n=11, word="NEW"), "W") == "ok"
+    old = _ok(
+        c,
+        c.post("/v1/volumes", json={"name": "rbd-old", "snapshot": "rbd-before", "project_id": env.project}),
+    )
+    clone = _ok(
+        c, c.post("/v1/volumes", json={"name": "rbd-clone", "source_volume": vid, "project_id": env.project})
+    )
+    assert old["pool"] == clone["pool"] == "rbd" and old["source_snapshot_id"] == snap_id
+    assert "MARK6010OLD" in _read(ceph, str(old["id"]))
+    assert "MARK6011NEW" in _read(ceph, str(clone["id"]))
+    assert _snaps(ceph, vid) == [snap_id], "the clone's own snapshot of its source is dropped"
+    assert c.get(f"/v1/volumes/{vid}").json()["status"] == "in-use"
+    # a copy in another pool than its source's is refused by field
+    r = c.post(
+        "/v1/volumes", json={"name": "x", "source_volume": vid, "pool": "file", "project_id": env.project}
+    )
+    assert r.status_code == 422 and "pool" in r.text, r.text
+
+    r = c.delete(f"/v1/volume-snapshots/{snap_id}")
+    assert r.status_code == 202 and wait_task(c, r.json()["task_id"])["state"] == "succeeded", r.text
+    assert _snaps(ceph, vid) == []
+    _ok(c, c.post(f"/v1/volumes/{vid}/detach"))
+    for gone in (vid, str(old["id"]), str(clone["id"])):
+        assert c.delete(f"/v1/volumes/{gone}").status_code == 204
+        assert gone not in _images(ceph)
 
 
 def test_an_rbd_volume_stays_in_ceph_while_its_vm_migrates_live(env: Env, ceph: Ceph) -> None:
