@@ -1,7 +1,8 @@
 """The ``rbd`` volume pool on a real single-node Ceph 16 cluster (tests/services/ceph.py).
 
-One monitor, one manager, one OSD on a BlueStore file, started for this module; a server whose
-``rbd`` pool is that cluster; one TCG guest. A volume made in RBD is hot-plugged through QEMU's
+One monitor, one manager, one OSD on a BlueStore file, started for this module with cephx; a
+server whose ``rbd`` pool is that cluster, reached as client.novacron with its keyring; one TCG
+guest. A volume made in RBD is hot-plugged through QEMU's
 rbd block driver, the guest writes a marker, the volume is detached and the marker is read back
 from the RBD image itself; deleting the volume removes the image. Then a second host joins and the
 guest migrates live with an rbd volume attached: nothing is copied, it reads its marker there.
@@ -9,14 +10,20 @@ guest migrates live with an rbd volume attached: nothing is copied, it reads its
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
+from novacron.compute.pools import RbdPool
+from novacron.config import Settings
+from novacron.virt.base import DriverError
 from tests.conftest import (
     Guest,
     default_project,
@@ -28,7 +35,7 @@ from tests.conftest import (
     wait_task,
 )
 from tests.integration.test_remote_agent import Agent, _wait_host
-from tests.integration.test_volumes import Env, _disk, _guest
+from tests.integration.test_volumes import Env, _disk, _guest, _qemu_pid
 from tests.services.ceph import Ceph, CephUnavailable, start_ceph
 
 pytestmark = pytest.mark.qemu
@@ -50,7 +57,12 @@ def ceph() -> Iterator[Ceph]:
 
 @pytest.fixture(scope="module")
 def env(ceph: Ceph, guest: Guest) -> Iterator[Env]:
-    server = make_server(NOVACRON_RBD_CONF=str(ceph.conf))
+    # cephx: the platform is client.novacron (profile rbd on the pool), not the cluster's admin
+    server = make_server(
+        NOVACRON_RBD_CONF=str(ceph.conf),
+        NOVACRON_RBD_USER="novacron",
+        NOVACRON_RBD_KEYRING=str(ceph.client_keyring),
+    )
     server.start(timeout_s=180)
     try:
         with server.client() as c:
@@ -187,6 +199,27 @@ def test_rbd_snapshot_a_volume_from_it_and_a_live_clone(env: Env, ceph: Ceph) ->
         assert gone not in _images(ceph)
 
 
+def test_a_wrong_rbd_key_or_an_open_keyring_is_refused_naming_the_settings(
+    ceph: Ceph, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool as the platform runs it, with a key Ceph does not know for client.novacron: the
+    error says which settings give it (and fails at once, not after librados' mount timeout)."""
+    bad = tmp_path / "wrong.keyring"
+    bad.write_text("[client.novacron]\n\tkey = AQBd0dRlAAAAABAAnK2O8kLZHn7Yl3Zzh0hI9Q==\n")
+    bad.chmod(0o600)
+    started = time.monotonic()
+    with pytest.raises(DriverError) as refused:
+        asyncio.run(RbdPool(ceph.conf, "rbd", "novacron", bad).create("vol-wrong", 1, None))
+    assert "NOVACRON_RBD_USER and NOVACRON_RBD_KEYRING" in str(refused.value), refused.value
+    assert time.monotonic() - started < 30
+    # a keyring others may read is refused when the settings are read, naming the setting
+    bad.chmod(0o644)
+    monkeypatch.setenv("NOVACRON_RBD_CONF", str(ceph.conf))
+    monkeypatch.setenv("NOVACRON_RBD_KEYRING", str(bad))
+    with pytest.raises(ValueError, match="NOVACRON_RBD_KEYRING.*chmod 600"):
+        Settings.from_env()
+
+
 def test_an_rbd_volume_stays_in_ceph_while_its_vm_migrates_live(env: Env, ceph: Ceph) -> None:
     """The last test of the module: the VM ends on the second host and is deleted there."""
     c, vm_id = env.c, env.vms["rbd-vm"]
@@ -214,6 +247,12 @@ def test_an_rbd_volume_stays_in_ceph_while_its_vm_migrates_live(env: Env, ceph: 
         read = f"echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/{name} bs=16 count=1 2>/dev/null"
         assert _guest(env, "rbd-vm", read, "R") == "MARK6009MARK"
         assert vid in _images(ceph)
+        # the destination started QEMU with the volume on its command line: the cephx key goes by
+        # a secret object reading a 0600 file, never on the command line itself
+        argv = Path(f"/proc/{_qemu_pid(vm_id)}/cmdline").read_bytes().decode()
+        key = ceph.client_keyring.read_text().split("key = ")[1].strip()
+        assert '"qom-type":"secret"' in argv and '"key-secret"' in argv, argv
+        assert all(key not in p.read_text(errors="replace") for p in Path("/proc").glob("[0-9]*/cmdline"))
         done = wait_task(c, c.delete(f"/v1/vms/{vm_id}").json()["task_id"], timeout_s=120)
         assert done["state"] == "succeeded", done["error"]
     finally:

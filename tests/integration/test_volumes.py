@@ -104,15 +104,18 @@ def _wait_boots(c: httpx.Client, vm_id: str, boots: int, timeout_s: float = 120)
 
 
 def _qemu_pid(vm_id: str) -> int:
-    """The pid of the QEMU process running ``vm_id`` (its command line names the VM's directory)."""
+    """The pid of the QEMU process running ``vm_id`` (its command line names the VM's directory;
+    the newest one when a migration's source is still going)."""
+    found = []
     for proc in Path("/proc").iterdir():
         try:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
         if proc.name.isdigit() and b"qemu-system" in argv[0] and any(vm_id.encode() in a for a in argv):
-            return int(proc.name)
-    raise AssertionError(f"no QEMU process of {vm_id}")
+            found.append(int(proc.name))
+    assert found, f"no QEMU process of {vm_id}"
+    return max(found)
 
 
 def _disk(env: Env, vm: str, serial: str, present: bool = True) -> str:
