@@ -5,7 +5,8 @@ server whose ``rbd`` pool is that cluster, reached as client.novacron with its k
 guest. A volume made in RBD is hot-plugged through QEMU's
 rbd block driver, the guest writes a marker, the volume is detached and the marker is read back
 from the RBD image itself; deleting the volume removes the image. Then a second host joins and the
-guest migrates live with an rbd volume attached: nothing is copied, it reads its marker there.
+guest migrates live with an rbd volume attached: nothing is copied, it reads its marker there; it
+moves back cold (stopped), again copying nothing, and reads the marker after its start.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from tests.conftest import (
     wait_task,
 )
 from tests.integration.test_remote_agent import Agent, _wait_host
-from tests.integration.test_volumes import Env, _disk, _guest, _qemu_pid
+from tests.integration.test_volumes import Env, _disk, _guest, _qemu_pid, _wait_boots
 from tests.services.ceph import Ceph, CephUnavailable, start_ceph
 
 pytestmark = pytest.mark.qemu
@@ -221,7 +222,7 @@ def test_a_wrong_rbd_key_or_an_open_keyring_is_refused_naming_the_settings(
 
 
 def test_an_rbd_volume_stays_in_ceph_while_its_vm_migrates_live(env: Env, ceph: Ceph) -> None:
-    """The last test of the module: the VM ends on the second host and is deleted there."""
+    """The last test of the module: the VM moves to the second host live, back cold, and is deleted."""
     c, vm_id = env.c, env.vms["rbd-vm"]
     agent = Agent(env.server, "node-b")
     try:
@@ -253,6 +254,24 @@ def test_an_rbd_volume_stays_in_ceph_while_its_vm_migrates_live(env: Env, ceph: 
         key = ceph.client_keyring.read_text().split("key = ")[1].strip()
         assert '"qom-type":"secret"' in argv and '"key-secret"' in argv, argv
         assert all(key not in p.read_text(errors="replace") for p in Path("/proc").glob("[0-9]*/cmdline"))
+
+        # stopped, it moves back cold: the rbd volume is not copied either, and the VM started on
+        # its first host again reads the marker through its new QEMU's cephx secret
+        r = c.post(f"/v1/vms/{vm_id}/actions/stop", json={"timeout_s": 30})
+        assert r.status_code == 202 and wait_task(c, r.json()["task_id"])["state"] == "succeeded", r.text
+        r = c.post(f"/v1/vms/{vm_id}/migrate", json={"host": source})
+        assert r.status_code == 202, r.text
+        task = wait_task(c, r.json()["task_id"], timeout_s=300)
+        assert task["state"] == "succeeded", task["error"]
+        assert task["result"]["volumes_copied"] == [], task["result"]
+        vm = c.get(f"/v1/vms/{vm_id}").json()
+        assert vm["host_id"] == source and vm["state"] == "stopped", vm
+        boots = c.get(f"/v1/vms/{vm_id}/console-log").text.count("NOVACRON-GUEST-READY")
+        r = c.post(f"/v1/vms/{vm_id}/actions/start")
+        assert r.status_code == 202 and wait_task(c, r.json()["task_id"])["state"] == "succeeded", r.text
+        _wait_boots(c, vm_id, boots + 1, timeout_s=240)
+        name = _disk(env, "rbd-vm", vid).partition(":")[0]
+        assert _guest(env, "rbd-vm", f"dd if=/dev/{name} bs=16 count=1 2>/dev/null", "R") == "MARK6009MARK"
         done = wait_task(c, c.delete(f"/v1/vms/{vm_id}").json()["task_id"], timeout_s=120)
         assert done["state"] == "succeeded", done["error"]
     finally:
