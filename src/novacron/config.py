@@ -64,6 +64,22 @@ def _proxy_header(value: str) -> str:
     return value.lower()
 
 
+def _keyring(value: str) -> Path | None:
+    """NOVACRON_RBD_KEYRING: a readable keyring file that only its owner reads (it holds a key)."""
+    if not value:
+        return None
+    path = Path(value).resolve()
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise ValueError(f"NOVACRON_RBD_KEYRING: cannot read {path}: {exc.strerror}") from exc
+    if mode & 0o077:
+        raise ValueError(
+            f"NOVACRON_RBD_KEYRING: {path} is readable by others (mode {mode & 0o777:o}): chmod 600 it"
+        )
+    return path
+
+
 def _strategy(value: str) -> str:
     if value not in ("spread", "pack"):
         raise ValueError(f"NOVACRON_PLACEMENT_STRATEGY must be 'spread' or 'pack', not {value!r}")
@@ -159,6 +175,10 @@ class Settings:
     #: the Ceph cluster of the ``rbd`` volume pool (its ceph.conf; unset: no rbd pool) and its pool
     rbd_conf: Path | None = None
     rbd_pool: str = "rbd"
+    #: cephx: the platform's Ceph client (``novacron``: client.novacron) and its keyring file, at the
+    #: same path on every host like the conf, mode 0600 (NOVACRON_RBD_USER, NOVACRON_RBD_KEYRING)
+    rbd_user: str | None = None
+    rbd_keyring: Path | None = None
     #: a VM moved (migration, HA restart, rebalance) this recently is not moved again by a rebalance
     rebalance_cooldown_s: float = 1800.0
     #: a rebalance moves a VM only to a host whose load is at least this much lower (0.10: 10 points)
@@ -352,6 +372,8 @@ class Settings:
             shared_volumes_dir=Path(_env("VOLUMES_DIR", "")).resolve() if _env("VOLUMES_DIR", "") else None,
             rbd_conf=Path(_env("RBD_CONF", "")).resolve() if _env("RBD_CONF", "") else None,
             rbd_pool=_env("RBD_POOL", "rbd"),
+            rbd_user=_env("RBD_USER", "") or ("admin" if _env("RBD_KEYRING", "") else None),
+            rbd_keyring=_keyring(_env("RBD_KEYRING", "")),
             rebalance_cooldown_s=float(_env("REBALANCE_COOLDOWN_S", "1800")),
             rebalance_threshold=float(_env("REBALANCE_THRESHOLD", "0.10")),
             host_down_after_s=float(_env("HOST_DOWN_AFTER_S", "15")),

@@ -1,9 +1,11 @@
 """Templates and clones in a real browser: mark an image as a template, make VMs from it on the
-Images page, then clone a running VM from its page (a linked clone of one of its snapshots); real QEMU
-guests behind."""
+Images page, then clone a running VM from its page (a full copy of one of its snapshots; the dialog
+offers a linked clone of it too); real QEMU guests behind."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 from typing import Any
 
 from tests.conftest import Guest, wait_task
@@ -48,7 +50,8 @@ def test_template_new_vms_and_clone_in_the_browser(cluster: Cluster, browser: An
         # a template is made from a stopped VM: the button says so while it runs
         assert page.is_disabled("main button:text-is('Make template')")
 
-        # a snapshot of the running VM, which the clone dialog offers as a linked clone's source
+        # a snapshot of the running VM, which the clone dialog offers as a linked clone's or a full
+        # copy's source
         vm_id = page.url.rsplit("/", 1)[-1]
         with cluster.server.client(cluster.server.token(username, PASSWORD, "alpha")) as alpha:
             r = alpha.post(f"/v1/vms/{vm_id}/snapshots", json={"name": "before-copy"})
@@ -57,7 +60,9 @@ def test_template_new_vms_and_clone_in_the_browser(cluster: Cluster, browser: An
         page.wait_for_selector("main button:text-is('Clone'):enabled")
         page.click("main button:text-is('Clone')")
         page.fill("#clone-name", "tmpl-copy")
-        page.select_option("#clone-from", label="Snapshot before-copy (linked clone)")
+        offered = page.locator("#clone-from option").all_inner_texts()
+        assert "Snapshot before-copy (linked clone)" in offered, offered
+        page.select_option("#clone-from", label="Snapshot before-copy (full copy)")
         page.click("dialog button.primary")
         page.wait_for_url("**/#/vms/vm-*")
         page.wait_for_selector("h1:has-text('tmpl-copy')")
@@ -66,5 +71,10 @@ def test_template_new_vms_and_clone_in_the_browser(cluster: Cluster, browser: An
             "() => /vm.clone\\s+succeeded\\s+100%/.test(document.querySelector('main').innerText)",
             timeout=30_000,
         )
+        # a full copy: its disk stands alone (no backing file: neither the snapshot's base nor the image)
+        disk = cluster.server.state_dir / "instances" / page.url.rsplit("/", 1)[-1] / "disk.qcow2"
+        info = subprocess.run(["qemu-img", "info", "-U", "--output=json", str(disk)],
+                              capture_output=True, check=True, text=True).stdout  # fmt: skip
+        assert "backing-filename" not in json.loads(info), info
     finally:
         b.close()

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -174,9 +175,22 @@ def test_revert_to_a_snapshot_and_delete_the_middle_one_while_running(env: Env, 
     print(f"snapshot tree scenario: {time.monotonic() - started:.1f} s")
 
 
-def test_linked_clone_from_a_snapshot_boots_with_its_data(env: Env, cli: Cli) -> None:
-    """A linked clone of the running VM's current snapshot s2 (taken with A and B on the disk) boots
-    with what s2 held: A and B, not D, written by the source after s2."""
+def _info(disk: Path) -> dict[str, Any]:
+    out = subprocess.run(["qemu-img", "info", "-U", "--output=json", str(disk)],
+                         capture_output=True, check=True, text=True).stdout  # fmt: skip
+    return dict(json.loads(out))
+
+
+def _held(env: Env, vm_id: str) -> set[str]:
+    """The markers of sectors A..D on ``vm_id``'s disk (read past its page cache)."""
+    read = f"echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/vda bs=512 skip={SECTOR['A']} count=4 2>/dev/null"
+    return set(re.findall(r"MARK-([ABCD])-42", _guest(env, f"{read} | tr -d '\\000' | tr '\\n' ' '", vm_id)))
+
+
+def test_linked_clone_and_full_copy_of_a_snapshot_boot_with_its_data(env: Env, cli: Cli) -> None:
+    """A linked clone and a full copy of the running VM's current snapshot s2 (taken with A and B on
+    the disk) boot side by side with what s2 held: A and B, not D, written by the source after s2.
+    The linked one is an overlay on the snapshot's base; the full one a standalone disk."""
     c, started = env.c, time.monotonic()
     _guest(
         env, f"echo MARK-D-42 | dd of=/dev/vda bs=512 seek={SECTOR['C'] + 1} conv=notrunc,fsync 2>/dev/null"
@@ -184,26 +198,34 @@ def test_linked_clone_from_a_snapshot_boots_with_its_data(env: Env, cli: Cli) ->
     # linked without a snapshot is refused (the live disk changes); a snapshot's clone is linked
     r = c.post(f"/v1/vms/{env.vm_id}/clone", json={"name": "no-base", "mode": "linked"})
     assert r.status_code == 409 and "snapshot" in r.text, r.text
-    r = c.post(f"/v1/vms/{env.vm_id}/clone", json={"name": "no-base", "mode": "full", "snapshot": "s2"})
-    assert r.status_code == 422 and "mode" in r.text, r.text
-    made = cli.ok("vm", "clone", "snap-vm", "--from-snapshot", "s2", "--name", "snap-clone", "--json")
-    clone = json.loads(made.out)
-    clone_id = str(clone.get("id") or clone["vm"]["id"])
+    scope = {"project_id": default_project(c)}
+    disk_used, disk_gb = _used(c, scope, "disk_gb"), int(c.get(f"/v1/vms/{env.vm_id}").json()["disk_gb"])
+    made = cli.ok(
+        "vm", "clone", "snap-vm", "--from-snapshot", "s2", "--name", "snap-clone", "--no-wait", "--json"
+    )
+    clone_id = str(json.loads(made.out)["vm"]["id"])
+    # a full copy of s2 (the source is still held by the linked clone's copy: clones share it)
+    copied = cli.ok("vm", "clone", "snap-vm", "--from-snapshot", "s2", "--full", "--name", "snap-copy")
+    assert "100%" in copied.err, copied.err  # the task's progress bar, to its end
+    copy_id = str(c.get("/v1/vms", params={"name": "snap-copy"}).json()["items"][0]["id"])
     wait_console(c, clone_id, "NOVACRON-GUEST-READY", timeout_s=240)
+    wait_console(c, copy_id, "NOVACRON-GUEST-READY", timeout_s=240)
     # linked: its disk is an overlay on the snapshot's base, itself thin over the image
-    disk = env.server.state_dir / "instances" / clone_id / "disk.qcow2"
-    info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", str(disk)],
-                                     capture_output=True, check=True, text=True).stdout)  # fmt: skip
+    info = _info(env.server.state_dir / "instances" / clone_id / "disk.qcow2")
     assert Path(info["backing-filename"]).parent.name == ".snapbases" and info["actual-size"] < 2 << 20, info
-    read = f"echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/vda bs=512 skip={SECTOR['A']} count=4 2>/dev/null"
-    held = _guest(env, f"{read} | tr -d '\\000' | tr '\\n' ' '", vm_id=clone_id)
-    assert set(re.findall(r"MARK-([ABCD])-42", held)) == {"A", "B"}, held
+    # full: a standalone disk (no backing file: neither the base nor the image)
+    full = _info(env.server.state_dir / "instances" / copy_id / "disk.qcow2")
+    assert "backing-filename" not in full and full["virtual-size"] == disk_gb << 30, full
+    assert _held(env, clone_id) == {"A", "B"}
+    assert _held(env, copy_id) == {"A", "B"}
     assert c.get(f"/v1/vms/{env.vm_id}").json()["task_state"] is None  # the source is free again
-    r = c.delete(f"/v1/vms/{clone_id}")
-    assert r.status_code == 202, r.text
-    assert wait_task(c, r.json()["task_id"], timeout_s=300)["state"] == "succeeded"
+    assert _used(c, scope, "disk_gb") == disk_used + 2 * disk_gb  # each clone is charged its disk
+    for vm_id in (clone_id, copy_id):
+        r = c.delete(f"/v1/vms/{vm_id}")
+        assert r.status_code == 202, r.text
+        assert wait_task(c, r.json()["task_id"], timeout_s=300)["state"] == "succeeded"
     assert not Path(info["backing-filename"]).exists()  # its last clone gone, the base went too
-    print(f"linked clone from a snapshot, booted and read: {time.monotonic() - started:.1f} s")
+    print(f"linked clone and full copy of a snapshot, booted and read: {time.monotonic() - started:.1f} s")
 
 
 def test_refusals_name_the_field(env: Env) -> None:

@@ -1,21 +1,30 @@
 """The ``rbd`` volume pool on a real single-node Ceph 16 cluster (tests/services/ceph.py).
 
-One monitor, one manager, one OSD on a BlueStore file, started for this module; a server whose
-``rbd`` pool is that cluster; one TCG guest. A volume made in RBD is hot-plugged through QEMU's
+One monitor, one manager, one OSD on a BlueStore file, started for this module with cephx; a
+server whose ``rbd`` pool is that cluster, reached as client.novacron with its keyring; one TCG
+guest. A volume made in RBD is hot-plugged through QEMU's
 rbd block driver, the guest writes a marker, the volume is detached and the marker is read back
 from the RBD image itself; deleting the volume removes the image. Then a second host joins and the
-guest migrates live with an rbd volume attached: nothing is copied, it reads its marker there.
+guest migrates live with an rbd volume attached: nothing is copied, it reads its marker there; it
+moves back cold (stopped), again copying nothing, and reads the marker after its start.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
+from novacron.compute.pools import RbdPool
+from novacron.config import Settings
+from novacron.virt.base import DriverError
 from tests.conftest import (
     Guest,
     default_project,
@@ -27,7 +36,7 @@ from tests.conftest import (
     wait_task,
 )
 from tests.integration.test_remote_agent import Agent, _wait_host
-from tests.integration.test_volumes import Env, _disk, _guest
+from tests.integration.test_volumes import Env, _disk, _guest, _qemu_pid, _wait_boots
 from tests.services.ceph import Ceph, CephUnavailable, start_ceph
 
 pytestmark = pytest.mark.qemu
@@ -49,7 +58,12 @@ def ceph() -> Iterator[Ceph]:
 
 @pytest.fixture(scope="module")
 def env(ceph: Ceph, guest: Guest) -> Iterator[Env]:
-    server = make_server(NOVACRON_RBD_CONF=str(ceph.conf))
+    # cephx: the platform is client.novacron (profile rbd on the pool), not the cluster's admin
+    server = make_server(
+        NOVACRON_RBD_CONF=str(ceph.conf),
+        NOVACRON_RBD_USER="novacron",
+        NOVACRON_RBD_KEYRING=str(ceph.client_keyring),
+    )
     server.start(timeout_s=180)
     try:
         with server.client() as c:
@@ -121,8 +135,94 @@ def test_rbd_volume_attached_written_detached_and_read_from_ceph(env: Env, ceph:
     assert vid not in _images(ceph)
 
 
+def _read(ceph: Ceph, volume_id: str) -> str:
+    """The first bytes of an RBD image, read with QEMU's rbd driver (no guest involved)."""
+    image = f"rbd:rbd/{volume_id}:conf={ceph.conf}"
+    read = subprocess.run(
+        ["qemu-io", "-r", "-U", "-f", "raw", "-c", "read -v 0 16", image],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return read.stdout + read.stderr
+
+
+def _snaps(ceph: Ceph, volume_id: str) -> list[str]:
+    out = subprocess.run(
+        ["rbd", "-c", str(ceph.conf), "snap", "ls", "--format", "json", f"rbd/{volume_id}"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return [s["name"] for s in json.loads(out.stdout or "[]")]
+
+
+def test_rbd_snapshot_a_volume_from_it_and_a_live_clone(env: Env, ceph: Ceph) -> None:
+    """A snapshot of an attached rbd volume (``rbd snap``), then a later write: a volume made from
+    the snapshot holds the old marker, a clone of the running volume the new one (``rbd cp`` of a
+    snapshot taken for it, dropped after); both stay in the rbd pool without naming it."""
+    c = env.c
+    body = {"name": "snapped", "size_gb": 1, "pool": "rbd", "project_id": env.project}
+    vid = str(_ok(c, c.post("/v1/volumes", json=body))["id"])
+    _ok(c, c.post(f"/v1/volumes/{vid}/attach", json={"vm": "rbd-vm"}))
+    dev = _disk(env, "rbd-vm", vid).partition(":")[0]
+    write = "echo MARK$((6000+{n})){word} | dd of=/dev/" + dev + " 2>/dev/null; sync; echo ok"
+    assert _guest(env, "rbd-vm", write.format(n=10, word="OLD"), "W") == "ok"
+    r = c.post("/v1/volume-snapshots", json={"name": "rbd-before", "volume": vid})
+    assert r.status_code == 202 and wait_task(c, r.json()["task_id"])["state"] == "succeeded", r.text
+    snap_id = r.json()["snapshot"]["id"]
+    assert _snaps(ceph, vid) == [snap_id], "the snapshot is the RBD image's own"
+    assert c.get(f"/v1/volumes/{vid}").json()["status"] == "in-use"
+
+    assert _guest(env, "rbd-vm", write.format(n=11, word="NEW"), "W") == "ok"
+    old = _ok(
+        c,
+        c.post("/v1/volumes", json={"name": "rbd-old", "snapshot": "rbd-before", "project_id": env.project}),
+    )
+    clone = _ok(
+        c, c.post("/v1/volumes", json={"name": "rbd-clone", "source_volume": vid, "project_id": env.project})
+    )
+    assert old["pool"] == clone["pool"] == "rbd" and old["source_snapshot_id"] == snap_id
+    assert "MARK6010OLD" in _read(ceph, str(old["id"]))
+    assert "MARK6011NEW" in _read(ceph, str(clone["id"]))
+    assert _snaps(ceph, vid) == [snap_id], "the clone's own snapshot of its source is dropped"
+    assert c.get(f"/v1/volumes/{vid}").json()["status"] == "in-use"
+    # a copy in another pool than its source's is refused by field
+    r = c.post(
+        "/v1/volumes", json={"name": "x", "source_volume": vid, "pool": "file", "project_id": env.project}
+    )
+    assert r.status_code == 422 and "pool" in r.text, r.text
+
+    r = c.delete(f"/v1/volume-snapshots/{snap_id}")
+    assert r.status_code == 202 and wait_task(c, r.json()["task_id"])["state"] == "succeeded", r.text
+    assert _snaps(ceph, vid) == []
+    _ok(c, c.post(f"/v1/volumes/{vid}/detach"))
+    for gone in (vid, str(old["id"]), str(clone["id"])):
+        assert c.delete(f"/v1/volumes/{gone}").status_code == 204
+        assert gone not in _images(ceph)
+
+
+def test_a_wrong_rbd_key_or_an_open_keyring_is_refused_naming_the_settings(
+    ceph: Ceph, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool as the platform runs it, with a key Ceph does not know for client.novacron: the
+    error says which settings give it (and fails at once, not after librados' mount timeout)."""
+    bad = tmp_path / "wrong.keyring"
+    bad.write_text("[client.novacron]\n\tkey = AQBd0dRlAAAAABAAnK2O8kLZHn7Yl3Zzh0hI9Q==\n")
+    bad.chmod(0o600)
+    started = time.monotonic()
+    with pytest.raises(DriverError) as refused:
+        asyncio.run(RbdPool(ceph.conf, "rbd", "novacron", bad).create("vol-wrong", 1, None))
+    assert "NOVACRON_RBD_USER and NOVACRON_RBD_KEYRING" in str(refused.value), refused.value
+    assert time.monotonic() - started < 30
+    # a keyring others may read is refused when the settings are read, naming the setting
+    bad.chmod(0o644)
+    monkeypatch.setenv("NOVACRON_RBD_CONF", str(ceph.conf))
+    monkeypatch.setenv("NOVACRON_RBD_KEYRING", str(bad))
+    with pytest.raises(ValueError, match="NOVACRON_RBD_KEYRING.*chmod 600"):
+        Settings.from_env()
+
+
 def test_an_rbd_volume_stays_in_ceph_while_its_vm_migrates_live(env: Env, ceph: Ceph) -> None:
-    """The last test of the module: the VM ends on the second host and is deleted there."""
+    """The last test of the module: the VM moves to the second host live, back cold, and is deleted."""
     c, vm_id = env.c, env.vms["rbd-vm"]
     agent = Agent(env.server, "node-b")
     try:
@@ -148,6 +248,30 @@ def test_an_rbd_volume_stays_in_ceph_while_its_vm_migrates_live(env: Env, ceph: 
         read = f"echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/{name} bs=16 count=1 2>/dev/null"
         assert _guest(env, "rbd-vm", read, "R") == "MARK6009MARK"
         assert vid in _images(ceph)
+        # the destination started QEMU with the volume on its command line: the cephx key goes by
+        # a secret object reading a 0600 file, never on the command line itself
+        argv = Path(f"/proc/{_qemu_pid(vm_id)}/cmdline").read_bytes().decode()
+        key = ceph.client_keyring.read_text().split("key = ")[1].strip()
+        assert '"qom-type":"secret"' in argv and '"key-secret"' in argv, argv
+        assert all(key not in p.read_text(errors="replace") for p in Path("/proc").glob("[0-9]*/cmdline"))
+
+        # stopped, it moves back cold: the rbd volume is not copied either, and the VM started on
+        # its first host again reads the marker through its new QEMU's cephx secret
+        r = c.post(f"/v1/vms/{vm_id}/actions/stop", json={"timeout_s": 30})
+        assert r.status_code == 202 and wait_task(c, r.json()["task_id"])["state"] == "succeeded", r.text
+        r = c.post(f"/v1/vms/{vm_id}/migrate", json={"host": source})
+        assert r.status_code == 202, r.text
+        task = wait_task(c, r.json()["task_id"], timeout_s=300)
+        assert task["state"] == "succeeded", task["error"]
+        assert task["result"]["volumes_copied"] == [], task["result"]
+        vm = c.get(f"/v1/vms/{vm_id}").json()
+        assert vm["host_id"] == source and vm["state"] == "stopped", vm
+        boots = c.get(f"/v1/vms/{vm_id}/console-log").text.count("NOVACRON-GUEST-READY")
+        r = c.post(f"/v1/vms/{vm_id}/actions/start")
+        assert r.status_code == 202 and wait_task(c, r.json()["task_id"])["state"] == "succeeded", r.text
+        _wait_boots(c, vm_id, boots + 1, timeout_s=240)
+        name = _disk(env, "rbd-vm", vid).partition(":")[0]
+        assert _guest(env, "rbd-vm", f"dd if=/dev/{name} bs=16 count=1 2>/dev/null", "R") == "MARK6009MARK"
         done = wait_task(c, c.delete(f"/v1/vms/{vm_id}").json()["task_id"], timeout_s=120)
         assert done["state"] == "succeeded", done["error"]
     finally:

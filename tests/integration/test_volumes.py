@@ -3,7 +3,9 @@ API's refusals (validation, tenancy, quota), on one server with two VMs shared b
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -99,6 +101,21 @@ def _wait_boots(c: httpx.Client, vm_id: str, boots: int, timeout_s: float = 120)
     while c.get(f"/v1/vms/{vm_id}/console-log").text.count("NOVACRON-GUEST-READY") < boots:
         assert time.monotonic() < deadline, f"VM {vm_id} did not boot {boots} times"
         time.sleep(0.3)
+
+
+def _qemu_pid(vm_id: str) -> int:
+    """The pid of the QEMU process running ``vm_id`` (its command line names the VM's directory;
+    the newest one when a migration's source is still going)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if proc.name.isdigit() and b"qemu-system" in argv[0] and any(vm_id.encode() in a for a in argv):
+            found.append(int(proc.name))
+    assert found, f"no QEMU process of {vm_id}"
+    return max(found)
 
 
 def _disk(env: Env, vm: str, serial: str, present: bool = True) -> str:
@@ -293,10 +310,25 @@ def test_snapshot_then_write_a_volume_from_it_holds_the_old_data_and_a_clone_the
         c, c.post("/v1/volumes", json={"name": "from-snap", "snapshot": "before", "project_id": env.project})
     )
     assert old["source_snapshot_id"] == snap["id"] and old["size_gb"] == 1
-    clone = _ok(
-        c, c.post("/v1/volumes", json={"name": "clone", "source_volume": vid, "project_id": env.project})
-    )
+    # failure injection: vol-a's QEMU is frozen, so the clone waits at its snapshot of the source;
+    # meanwhile the source is busy (cloning): its VM does not move, it is not detached or cloned again
+    qemu = _qemu_pid(env.vms["vol-a"])
+    os.kill(qemu, signal.SIGSTOP)
+    try:
+        r = c.post("/v1/volumes", json={"name": "clone", "source_volume": vid, "project_id": env.project})
+        assert c.get(f"/v1/volumes/{vid}").json()["status"] == "cloning"
+        moved = c.post(f"/v1/vms/{env.vms['vol-a']}/migrate", json={})
+        assert moved.status_code == 409 and "being cloned" in moved.json()["detail"], moved.text
+        for refused in (
+            c.post(f"/v1/volumes/{vid}/detach"),
+            c.post("/v1/volumes", json={"name": "clone-2", "source_volume": vid, "project_id": env.project}),
+        ):
+            assert refused.status_code == 409 and "busy (cloning)" in refused.json()["detail"], refused.text
+    finally:
+        os.kill(qemu, signal.SIGCONT)
+    clone = _ok(c, r)
     assert clone["source_volume_id"] == vid
+    assert c.get(f"/v1/volumes/{vid}").json()["status"] == "in-use"  # its snapshot dropped: free again
     for made, want in ((old, "MARK4001OLD"), (clone, "MARK4002NEW")):
         _ok(c, c.post(f"/v1/volumes/{made['id']}/attach", json={"vm": "vol-b"}))
         name = _disk(env, "vol-b", str(made["id"])).partition(":")[0]

@@ -3,9 +3,12 @@
 Started from Debian 12's packages (``ceph-mon``, ``ceph-mgr``, ``ceph-osd``; ``scripts/setup.sh``)
 without systemd or cephadm: a monmap made with ``monmaptool``, the monitor's store with
 ``ceph-mon --mkfs``, then each daemon in the foreground with every file (config, stores, sockets,
-logs, the OSD's BlueStore block file) under one directory. Authentication is off (``none``): the
-cluster listens on a free loopback port only. The pool ``rbd`` has size 1. ``stop()`` kills the
-daemons (by their pids) and removes the directory.
+logs, the OSD's BlueStore block file) under one directory, on a free loopback port. Authentication
+is cephx, as a real cluster's: ``keyring`` holds the monitor's, the daemons' and client.admin's keys
+(what the tests' own ``ceph``/``rbd``/``qemu-io`` calls use through the conf), and
+``client.novacron.keyring`` (mode 0600) the platform's client, allowed the ``rbd`` pool only
+(``profile rbd``). The pool ``rbd`` has size 1. ``stop()`` kills the daemons (by their pids) and
+removes the directory.
 
 ``python -m tests.services.ceph`` starts one, prints how long it took, the daemons' memory and CPU
 time, and stops it (the figures in docs/architecture.md, "Ceph RBD").
@@ -50,6 +53,15 @@ class Ceph:
     def conf(self) -> Path:
         return self.root / "ceph.conf"
 
+    @property
+    def client_keyring(self) -> Path:
+        """The keyring of ``client.novacron`` (NOVACRON_RBD_USER=novacron), mode 0600."""
+        return self.root / "client.novacron.keyring"
+
+    def add_key(self, entity: str, *caps: str) -> str:
+        """Create ``entity``'s key with ``caps`` (pairs: service, grant); its keyring text."""
+        return self.ceph("auth", "get-or-create", entity, *caps)
+
     def ceph(self, *args: str, timeout_s: float = 30) -> str:
         out = subprocess.run(
             ["ceph", "-c", str(self.conf), *args], capture_output=True, text=True, timeout=timeout_s
@@ -86,11 +98,11 @@ def _config(root: Path, fsid: str, port: int) -> str:
 fsid = {fsid}
 mon host = [v2:127.0.0.1:{port}]
 public network = 127.0.0.0/8
-auth cluster required = none
-auth service required = none
-auth client required = none
+auth cluster required = cephx
+auth service required = cephx
+auth client required = cephx
 run dir = {root}/run
-admin socket = {root}/run/$name.asok
+admin socket = {root}/run/$name.$pid.asok
 log file = {root}/log/$name.log
 mon data = {root}/$name
 mgr data = {root}/$name
@@ -131,21 +143,36 @@ def start_ceph(root: Path | None = None) -> Ceph:
         (root / sub).mkdir(parents=True, exist_ok=True)
     cluster.conf.write_text(_config(root, cluster.fsid, cluster.port))
     try:
-        _run("ceph-authtool", "--create-keyring", str(root / "keyring"), "--gen-key", "-n", "mon.",
-             "--cap", "mon", "allow *")  # fmt: skip
+        keyring = str(root / "keyring")
+        _run(
+            "ceph-authtool", "--create-keyring", keyring, "--gen-key", "-n", "mon.", "--cap", "mon", "allow *"
+        )
+        _run("ceph-authtool", keyring, "--gen-key", "-n", "client.admin", "--cap", "mon", "allow *",
+             "--cap", "osd", "allow *", "--cap", "mgr", "allow *", "--cap", "mds", "allow *")  # fmt: skip
         _run("monmaptool", "--create", "--add", "a", f"127.0.0.1:{cluster.port}", "--fsid", cluster.fsid,
              str(root / "monmap"))  # fmt: skip
         _run("ceph-mon", "--mkfs", "-i", "a", "--monmap", str(root / "monmap"), "-c", str(cluster.conf))
         cluster._daemon("mon", "ceph-mon", "-i", "a")
         cluster.ceph("status", timeout_s=60)
+        with open(keyring, "a") as keys:  # every daemon reads its key from the one keyring
+            keys.write(
+                cluster.add_key("mgr.x", "mon", "allow profile mgr", "osd", "allow *", "mds", "allow *")
+            )
         cluster._daemon("mgr", "ceph-mgr", "-i", "x")
         osd_uuid = str(uuid.uuid4())
         osd_id = cluster.ceph("osd", "new", osd_uuid).strip()
+        with open(keyring, "a") as keys:
+            osd_caps = ("mon", "allow profile osd", "mgr", "allow profile osd", "osd", "allow *")
+            keys.write(cluster.add_key(f"osd.{osd_id}", *osd_caps))
         _run("ceph-osd", "-i", osd_id, "--mkfs", "--osd-uuid", osd_uuid, "-c", str(cluster.conf))
         cluster._daemon("osd", "ceph-osd", "-i", osd_id)
         cluster.ceph("osd", "pool", "create", "rbd", "8")
         cluster.ceph("osd", "pool", "set", "rbd", "size", "1", "--yes-i-really-mean-it")
         cluster.ceph("osd", "pool", "application", "enable", "rbd", "rbd")
+        client = cluster.add_key("client.novacron", "mon", "profile rbd", "osd", "profile rbd pool=rbd",
+                                 "mgr", "profile rbd pool=rbd")  # fmt: skip
+        cluster.client_keyring.write_text(client)
+        cluster.client_keyring.chmod(0o600)
         _wait_clean(cluster, started + START_TIMEOUT_S)
     except BaseException:
         cluster.stop()

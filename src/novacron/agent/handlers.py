@@ -113,7 +113,7 @@ async def _snapshot(agent: AgentRuntime, instance_id: str, r: p.Snapshot, _: Pro
 async def _clone_disk(
     agent: AgentRuntime, instance_id: str, r: p.CloneDisk, report: Progress | None
 ) -> Result:
-    await agent.driver.clone_disk(r.source_id, instance_id, report, r.snapshot)
+    await agent.driver.clone_disk(r.source_id, instance_id, report, r.snapshot, r.full)
     return None
 
 

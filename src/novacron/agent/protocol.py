@@ -195,10 +195,11 @@ class Snapshot(Request):
 @dataclass(frozen=True)
 class CloneDisk(Request):
     """Write a full copy of instance ``source_id``'s disk (stopped or running) as this one's disk,
-    or with ``snapshot`` a linked clone of that VM snapshot of it."""
+    or with ``snapshot`` a linked clone of that VM snapshot of it (``full``: a standalone copy of it)."""
 
     source_id: str
     snapshot: str | None = None
+    full: bool = False
 
 
 @operation("console_read")

@@ -30,15 +30,21 @@ def clone(  # noqa: PLR0913 (the command's options)
         "linked clones of a template: vm create --image",
     ),
     snapshot: str | None = typer.Option(
-        None, "--from-snapshot", help="one of the VM's snapshots (name or id): a linked clone of it"
+        None,
+        "--from-snapshot",
+        help="one of the VM's snapshots (name or id): a linked clone of it (--full: a copy of it)",
     ),
+    full: bool = typer.Option(False, "--full", help="a full, standalone copy (same as --mode full)"),
     user_data: typer.FileText | None = typer.Option(None, "--user-data", help="the clone's user-data file"),
     wait: bool = vm.WAIT,
     wait_timeout: float | None = vm.TIMEOUT,
     as_json: bool = JSON,
 ) -> None:
     """Clone a VM, running or stopped: a full copy of its disk, or a linked clone of one of its
-    snapshots, booted as a new VM on its host."""
+    snapshots (linked, or with --full a standalone copy of it), booted as a new VM on its host."""
+    if full and mode not in (None, "full"):
+        raise typer.BadParameter("--full is --mode full", param_hint="--full")
+    mode = "full" if full else mode
     found = resolve_vm(ctx, source)
     body: dict[str, object] = {"name": name}
     if mode is not None:

@@ -125,7 +125,9 @@ def create(  # noqa: PLR0913 (the command's options)
     source: str | None = typer.Option(None, "--from-volume", help="clone this volume (name or id)"),
     limit: list[str] = LIMITS,
     project: str | None = typer.Option(None, "--project", help="project name or id (default: your project)"),
-    pool: str | None = typer.Option(None, "--pool", help="storage pool: file (default) or rbd (Ceph)"),
+    pool: str | None = typer.Option(
+        None, "--pool", help="storage pool: file or rbd (Ceph); default: the source's pool, else file"
+    ),
     wait: bool = WAIT,
     wait_timeout: float | None = TIMEOUT,
     as_json: bool = JSON,

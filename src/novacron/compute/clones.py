@@ -2,7 +2,8 @@
 
 - ``full``: an independent copy of the source's disk, a standalone qcow2 with no backing file
   (``virt/clonedisk.py``): of a stopped source by ``qemu-img convert``, of a running one by a QEMU
-  ``drive-mirror`` block job while its guest runs on. The clone goes on the source's host (where
+  ``drive-mirror`` block job while its guest runs on, of one of its snapshots by ``qemu-img
+  convert`` out of that internal snapshot (running or not). The clone goes on the source's host (where
   its disk is), with the source's size and hardware, and boots on its own.
 - ``linked``: from a template (a VM created from a template image is a linked clone,
   ``compute/templates.py``) or from one of the VM's snapshots (``snapshot``): a snapshot never
@@ -50,12 +51,8 @@ def _refuse_linked(vm: VM) -> Conflict:
     )
 
 
-def _snapshot(vms: VMService, vm: VM, ref: str, mode: str) -> str:
+def _snapshot(vms: VMService, vm: VM, ref: str) -> str:
     """The id of ``vm``'s snapshot ``ref`` (id or name), ready to be cloned from."""
-    if mode != "linked":
-        raise InvalidInput(
-            "mode", "A clone from a snapshot is a linked clone: leave 'mode' out or say 'linked'."
-        )
     snap = VmSnapshotService(vms.session, vms.principal).get(vm, ref)
     if snap.status != "available":
         raise Conflict(
@@ -70,7 +67,7 @@ def request_clone(
 ) -> tuple[VM, Task]:  # fmt: skip
     """The clone ``name`` of ``vm`` (in its project, of its ``snapshot`` when given) and its task."""
     mode = mode or ("linked" if snapshot else "full")
-    snapshot_id = _snapshot(vms, vm, snapshot, mode) if snapshot else None
+    snapshot_id = _snapshot(vms, vm, snapshot) if snapshot else None
     if mode == "linked" and snapshot_id is None:
         raise _refuse_linked(vm)
     if vm.task_state != "cloning":  # clones of one VM may copy its disk side by side
@@ -140,7 +137,8 @@ class CloneVM(vm_tasks.CreateVM):
             with ctx.db.session() as s:
                 if s.get(VM, task.params["source_id"]) is None:
                     raise StepFailed(f"The clone's source VM {task.params['source_id']} no longer exists.")
-            request = CloneDisk(task.params["source_id"], task.params.get("snapshot_id"))
+            full = task.params.get("mode") == "full"  # of a snapshot: a copy, not an overlay
+            request = CloneDisk(task.params["source_id"], task.params.get("snapshot_id"), full)
             await hostops.call(
                 ctx, task.params["source_host_id"], task, request, task.resource_id, COPY_TIMEOUT_S
             )

@@ -29,6 +29,13 @@ from novacron.virt import images, procs
 from novacron.virt.base import DriverError, VolumeAttachment
 
 GIB = 1 << 30
+#: how the rbd tool and librados say a client's key was refused (or none was found for it)
+AUTH_FAILED = (
+    "Permission denied",
+    "Operation not permitted",
+    "handle_auth_bad_method",
+    "unable to find a keyring",
+)
 
 
 class StoragePool(abc.ABC):
@@ -151,19 +158,44 @@ class RbdPool(StoragePool):
 
     driver = "rbd"
 
-    def __init__(self, conf: Path, pool: str) -> None:
-        self.conf, self.pool = conf, pool
+    def __init__(self, conf: Path, pool: str, user: str | None = None, keyring: Path | None = None) -> None:
+        self.conf, self.pool, self.user, self.keyring = conf, pool, user, keyring
 
     def _rbd(self, *args: str) -> list[str]:
-        return ["rbd", "-c", str(self.conf), *args]
+        auth = [
+            *(["--id", self.user] if self.user else []),
+            *(["--keyring", str(self.keyring)] if self.keyring else []),
+        ]
+        return ["rbd", "-c", str(self.conf), *auth, *args]
+
+    def _target(self, image: str) -> str:
+        """QEMU's name of an image (``qemu-img`` reads its options; ``virt/rbdauth.py`` for QEMU)."""
+        auth = (f":id={self.user}" if self.user else "") + (
+            f":keyring={self.keyring}" if self.keyring else ""
+        )
+        return f"rbd:{self.pool}/{image}:conf={self.conf}{auth}"
 
     def location(self, volume_id: str) -> str:
-        return f"rbd:{self.pool}/{volume_id}:conf={self.conf}"
+        return self._target(volume_id)
+
+    async def _run(self, *argv: str, timeout_s: float = 600) -> str:
+        """Run a tool on the cluster; a refused key is said as the settings that give it."""
+        try:
+            return await images.run_tool(*argv, timeout_s=timeout_s)
+        except DriverError as exc:
+            if self.keyring is not None and any(m in str(exc) for m in AUTH_FAILED):
+                raise DriverError(
+                    f"Ceph refused client.{self.user} with the key of {self.keyring}: check "
+                    f"NOVACRON_RBD_USER and NOVACRON_RBD_KEYRING ({exc})"
+                ) from exc
+            raise
 
     async def _exists(self, image: str) -> bool:
         try:
-            await images.run_tool(*self._rbd("info", f"{self.pool}/{image}"), timeout_s=60)
-        except DriverError:
+            await self._run(*self._rbd("info", f"{self.pool}/{image}"), timeout_s=60)
+        except DriverError as exc:
+            if "NOVACRON_RBD_KEYRING" in str(exc):
+                raise
             return False
         return True
 
@@ -172,20 +204,26 @@ class RbdPool(StoragePool):
             return
         tmp = f"{volume_id}.new"  # renamed once whole: a crash never leaves a half copy in place
         if await self._exists(tmp):
-            await images.run_tool(*self._rbd("rm", "--no-progress", f"{self.pool}/{tmp}"))
+            await self._run(*self._rbd("rm", "--no-progress", f"{self.pool}/{tmp}"))
         if image is None:
-            await images.run_tool(*self._rbd("create", "--size", f"{size_gb}G", f"{self.pool}/{tmp}"))
+            await self._run(*self._rbd("create", "--size", f"{size_gb}G", f"{self.pool}/{tmp}"))
         else:
             fmt = ["-f", image_format] if image_format else []
-            target = f"rbd:{self.pool}/{tmp}:conf={self.conf}"
-            await images.run_tool(images.QEMU_IMG, "convert", "-q", *fmt, "-O", "raw", str(image), target)
-            await images.run_tool(
-                *self._rbd("resize", "--no-progress", "--size", f"{size_gb}G", f"{self.pool}/{tmp}")
+            target = self._target(tmp)
+            await self._run(images.QEMU_IMG, "convert", "-q", *fmt, "-O", "raw", str(image), target)
+            await self._grow(tmp, size_gb)
+        await self._run(*self._rbd("rename", f"{self.pool}/{tmp}", f"{self.pool}/{volume_id}"))
+
+    async def _grow(self, image: str, size_gb: int) -> None:
+        """Grow ``image`` to ``size_gb`` (``rbd resize`` refuses the size it has already)."""
+        info = json.loads(await self._run(*self._rbd("info", "--format", "json", f"{self.pool}/{image}")))
+        if int(info.get("size", 0)) < size_gb * GIB:
+            await self._run(
+                *self._rbd("resize", "--no-progress", "--size", f"{size_gb}G", f"{self.pool}/{image}")
             )
-        await images.run_tool(*self._rbd("rename", f"{self.pool}/{tmp}", f"{self.pool}/{volume_id}"))
 
     async def extend(self, volume_id: str, size_gb: int, location: str = "") -> None:
-        await images.run_tool(
+        await self._run(
             *self._rbd("resize", "--no-progress", "--size", f"{size_gb}G", f"{self.pool}/{volume_id}")
         )
 
@@ -196,31 +234,27 @@ class RbdPool(StoragePool):
             )
 
     async def _snaps(self, volume_id: str) -> set[str]:
-        out = await images.run_tool(*self._rbd("snap", "ls", "--format", "json", f"{self.pool}/{volume_id}"))
+        out = await self._run(*self._rbd("snap", "ls", "--format", "json", f"{self.pool}/{volume_id}"))
         return {str(s.get("name")) for s in json.loads(out or "[]")}
 
     async def snapshot(self, volume_id: str, name: str, delete: bool = False) -> None:
         taken = name in await self._snaps(volume_id)
         if taken == delete:  # to take and not there, or to drop and there
             verb = "rm" if delete else "create"
-            await images.run_tool(
-                *self._rbd("snap", verb, "--no-progress", f"{self.pool}/{volume_id}@{name}")
-            )
+            await self._run(*self._rbd("snap", verb, "--no-progress", f"{self.pool}/{volume_id}@{name}"))
 
     async def copy(self, volume_id: str, size_gb: int, source_id: str, snapshot: str) -> None:
         if await self._exists(volume_id):
             return
         tmp = f"{volume_id}.new"
         if await self._exists(tmp):
-            await images.run_tool(*self._rbd("rm", "--no-progress", f"{self.pool}/{tmp}"))
-        await images.run_tool(
+            await self._run(*self._rbd("rm", "--no-progress", f"{self.pool}/{tmp}"))
+        await self._run(
             *self._rbd("cp", "--no-progress", f"{self.pool}/{source_id}@{snapshot}", f"{self.pool}/{tmp}"),
             timeout_s=86400,
         )
-        await images.run_tool(
-            *self._rbd("resize", "--no-progress", "--size", f"{size_gb}G", f"{self.pool}/{tmp}")
-        )
-        await images.run_tool(*self._rbd("rename", f"{self.pool}/{tmp}", f"{self.pool}/{volume_id}"))
+        await self._grow(tmp, size_gb)
+        await self._run(*self._rbd("rename", f"{self.pool}/{tmp}", f"{self.pool}/{volume_id}"))
 
 
 def kinds(settings: Settings) -> tuple[str, ...]:
@@ -238,7 +272,7 @@ def attachment(
 def pool_for(settings: Settings, driver: str = "file") -> StoragePool:
     """The pool of ``driver`` (``file``, or ``rbd`` when a Ceph cluster is configured)."""
     if driver == "rbd" and settings.rbd_conf is not None:
-        return RbdPool(settings.rbd_conf, settings.rbd_pool)
+        return RbdPool(settings.rbd_conf, settings.rbd_pool, settings.rbd_user, settings.rbd_keyring)
     if driver != "file":
         raise ValueError(f"no storage pool of driver {driver!r}")
     return FilePool(settings.volumes_dir, shared=settings.shared_volumes_dir is not None)

@@ -15,7 +15,7 @@ from novacron.network.service import nics_of
 
 #: the volume states a VM starts with (attaching and detaching ones have the VM busy; a start
 #: during a snapshot's ``qemu-img`` fails on its lock rather than start without the disk)
-ATTACHED = ("in-use", "extending", "limiting", "snapshotting")
+ATTACHED = ("in-use", "extending", "limiting", "snapshotting", "cloning")
 
 
 def spec_payload(session: Session, vm: VM) -> dict[str, Any]:

@@ -280,8 +280,10 @@ def request_migrate(
 ) -> Task:
     """Live-migrate a running VM, cold-migrate a stopped one (``options``: storage, limits)."""
     from novacron.compute.migration import ColdMigrateVM, MigrateVM
+    from novacron.compute.volumes import ensure_vm_volumes_idle
 
     _ensure_idle(vm)
+    ensure_vm_volumes_idle(session, vm)
     if vm.state not in ("running", "stopped") or vm.host_id is None:
         raise Conflict(
             f"Only a running (live) or stopped (cold) VM can be migrated; '{vm.name}' is {vm.state}.",

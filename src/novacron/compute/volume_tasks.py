@@ -74,13 +74,16 @@ def plug(v: Volume) -> VolumeAttach:
 
 async def snapshot_op(ctx: Context, task: Task, volume_id: str, name: str, delete: bool = False) -> None:
     """Take (or drop) the internal snapshot ``name`` of a volume: through the host of its VM when a
-    guest runs it (QMP, atomic for the guest), else with ``qemu-img`` on the pool."""
+    guest runs it (QMP, atomic for the guest), else with ``qemu-img`` on the pool. An ``rbd``
+    volume's snapshot is always the cluster's (``rbd snap``): Ceph takes it consistently while a
+    guest has the image open (librbd's watchers are told), as OpenStack Cinder does."""
     with ctx.db.session() as s:
         volume = s.get(Volume, volume_id)
         if volume is None:
             raise StepFailed(f"Volume {volume_id} no longer exists.")
         vm = s.get(VM, volume.vm_id) if volume.vm_id else None
-        pool, live = volume.pool, vm is not None and vm.host_id is not None and vm.state in LIVE
+        pool = volume.pool
+        live = pool == "file" and vm is not None and vm.host_id is not None and vm.state in LIVE
         host_id, vm_id = (vm.host_id or "", vm.id) if vm is not None else ("", "")
     if live:
         request = VolumeSnapshot(volume_id, name, delete)
@@ -134,6 +137,7 @@ class CreateVolume(TaskHandler):
         with ctx.db.session() as s:
             volume = _volume(s, task)
             volume.status = "available"
+            _source_idle(s, volume.source_volume_id)
             _publish(s, "volume.available", volume, size_gb=volume.size_gb)
 
     async def rollback(self, ctx: Context, task: Task, error: str) -> None:
@@ -148,6 +152,15 @@ class CreateVolume(TaskHandler):
         if clone_of:  # the clone's snapshot of its source goes too (best effort: a rollback never fails)
             with contextlib.suppress(Exception):
                 await snapshot_op(ctx, task, clone_of, f"clone-{task.resource_id}", delete=True)
+            with ctx.db.session() as s:
+                _source_idle(s, clone_of)
+
+
+def _source_idle(s: Session, source_id: str | None) -> None:
+    """A clone's source is usable again once the clone's snapshot of it is dropped."""
+    source = s.get(Volume, source_id) if source_id else None
+    if source is not None and source.status == "cloning":
+        source.status = "in-use" if source.vm_id else "available"
 
 
 class AttachVolume(TaskHandler):
@@ -259,7 +272,9 @@ def release_vm_volumes(s: Session, vm_id: str) -> None:
     """A deleted VM's volumes are detached (its process is gone): they stay, available (a boot
     volume too, no longer anyone's root disk)."""
     for volume in list(s.scalars(select(Volume).where(Volume.vm_id == vm_id))):
-        volume.vm_id, volume.status, volume.boot = None, "available", False
+        volume.vm_id, volume.boot = None, False
+        if volume.status != "cloning":  # a clone's source stays busy until its clone is made
+            volume.status = "available"
         _publish(s, "volume.detached", volume, vm_id=vm_id)
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from novacron import events
 from novacron.compute import volume_limits
@@ -36,7 +37,8 @@ from novacron.tasks.service import wake_on_commit
 
 MAX_SIZE_GB = 16384
 #: a volume in one of these is being worked on: every other change waits
-BUSY = ("creating", "attaching", "detaching", "extending", "deleting", "limiting", "snapshotting")
+#: (``cloning``: a clone reads it through a snapshot taken for the clone and dropped at its end)
+BUSY = ("creating", "attaching", "detaching", "extending", "deleting", "limiting", "snapshotting", "cloning")
 #: what a hot-plug needs the VM to be (a stopped VM takes the volume at its next start)
 ATTACHABLE_VM = ("running", "stopped")
 
@@ -53,8 +55,9 @@ class VolumeSpec:
     snapshot: str | None = None
     source_volume: str | None = None
     io_limits: dict[str, int | None] | None = None
-    #: the storage pool (``compute/pools.py``): ``file``, or ``rbd`` when Ceph is configured
-    pool: str = "file"
+    #: the storage pool (``compute/pools.py``): ``file``, or ``rbd`` when Ceph is configured; None:
+    #: the source volume's (or snapshot's), else ``file``
+    pool: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,8 @@ class _Source:
     snapshot: VolumeSnapshot | None = None
     volume: Volume | None = None
     min_gb: int = 0
+    #: the pool of the volume read (a copy is made by that pool: ``rbd cp``, ``qemu-img convert``)
+    pool: str | None = None
 
 
 class VolumeService(Service):
@@ -95,11 +100,14 @@ class VolumeService(Service):
     def create(self, spec: VolumeSpec) -> tuple[Volume, Task]:
         """The volume's row, its quota and the task that makes it in its pool (one transaction)."""
         project = resolve_project(self.session, self.principal, spec.project_id)
-        if spec.pool not in kinds(self.ctx.settings):
-            raise InvalidInput(
-                "pool", f"no storage pool {spec.pool!r} here; pools: {', '.join(kinds(self.ctx.settings))}"
-            )
         source = self._source(spec, project)
+        pool = spec.pool or source.pool or "file"
+        if pool not in kinds(self.ctx.settings):
+            raise InvalidInput(
+                "pool", f"no storage pool {pool!r} here; pools: {', '.join(kinds(self.ctx.settings))}"
+            )
+        if source.pool not in (None, pool):
+            raise InvalidInput("pool", f"a copy stays in its source's pool {source.pool!r}: leave 'pool' out")
         limits = volume_limits.validate(spec.io_limits or {})
         size_gb = _size_gb(spec.size_gb, source)
         volume_id = new_id("vol")
@@ -109,14 +117,16 @@ class VolumeService(Service):
             tenant_id=project.tenant_id,
             name=spec.name,
             size_gb=size_gb,
-            pool=spec.pool,
-            location=pool_for(self.ctx.settings, spec.pool).location(volume_id),
+            pool=pool,
+            location=pool_for(self.ctx.settings, pool).location(volume_id),
             status="creating",
             source_image_id=source.image.id if source.image is not None else None,
             source_snapshot_id=source.snapshot.id if source.snapshot is not None else None,
             source_volume_id=source.volume.id if source.volume is not None else None,
             io_limits=limits,
         )
+        if source.volume is not None:  # busy while the clone's snapshot of it exists (volume_tasks)
+            source.volume.status = "cloning"
         self.session.add(volume)
         try:
             self.session.flush()
@@ -146,16 +156,18 @@ class VolumeService(Service):
                 raise InvalidInput(
                     "snapshot", f"snapshot '{snap.name}' is {snap.status} or of another project"
                 )
-            return _Source(snapshot=snap, min_gb=snap.size_gb)
+            of = self.session.get(Volume, snap.volume_id)
+            return _Source(snapshot=snap, min_gb=snap.size_gb, pool=of.pool if of is not None else None)
         if spec.source_volume is not None:
             vol = resolve(
                 self.session, self.principal, Volume, spec.source_volume, named=Named("source_volume")
             )
+            ensure_idle(vol)  # one clone at a time: each one's snapshot is a write to its file
             if vol.project_id != project_id or vol.status not in ("available", "in-use"):
                 raise InvalidInput(
                     "source_volume", f"volume '{vol.name}' is {vol.status} or of another project"
                 )
-            return _Source(volume=vol, min_gb=vol.size_gb)
+            return _Source(volume=vol, min_gb=vol.size_gb, pool=vol.pool)
         return _Source()
 
     def set_limits(self, volume: Volume, limits: dict[str, int | None]) -> Task:
@@ -281,6 +293,17 @@ def _size_gb(size_gb: int | None, source: _Source) -> int:
 def ensure_idle(volume: Volume) -> None:
     if volume.status in BUSY:
         raise Conflict(f"Volume '{volume.name}' is busy ({volume.status}); wait for its task to finish.")
+
+
+def ensure_vm_volumes_idle(session: Session, vm: VM) -> None:
+    """Refuse (409) to move a VM while one of its volumes is being cloned (read through a snapshot
+    of its file, which a move would copy or drop under the clone)."""
+    busy = session.scalar(select(Volume).where(Volume.vm_id == vm.id, Volume.status == "cloning").limit(1))
+    if busy is not None:
+        raise Conflict(
+            f"Volume '{busy.name}' of VM '{vm.name}' is being cloned; move the VM once the clone is made "
+            f"(novacron volume list --vm {vm.name})."
+        )
 
 
 def _ensure_vm_ready(vm: VM) -> None:

@@ -459,9 +459,15 @@ class ComputeDriver(abc.ABC):
         self.refuse("snapshot VMs")
 
     async def clone_disk(
-        self, source_id: str, instance_id: str, report: Progress | None = None, snapshot: str | None = None
+        self,
+        source_id: str,
+        instance_id: str,
+        report: Progress | None = None,
+        snapshot: str | None = None,
+        full: bool = False,
     ) -> None:
         """Write a full, standalone copy of instance ``source_id``'s disk as ``instance_id``'s disk:
         of a stopped source from its file, of a running one through a block job (the guest runs on).
-        With ``snapshot`` (one of the source's VM snapshots): a linked clone of that snapshot."""
+        With ``snapshot`` (one of the source's VM snapshots): a linked clone of that snapshot, or
+        with ``full`` a standalone copy of what the snapshot holds."""
         self.refuse("clone disks")

@@ -4,6 +4,10 @@
 - A running source: a QEMU ``drive-mirror sync=full`` job to a new file; once the mirror is in sync
   it is cancelled, which completes it without pivoting: the source keeps its disk, and the copy
   holds the disk as it was at that moment (crash-consistent, as a power cut would leave it).
+- One of its VM snapshots (a qcow2 internal snapshot, ``virt/snapshots.py``), running or not:
+  ``qemu-img convert -U -l snapshot.name=<id>`` of the chain, no ``-B``: what the snapshot holds
+  over the image and the image below it, in one file. ``-U`` because a running guest holds the
+  disk locked; the read is consistent because an internal snapshot's clusters are never rewritten.
 
 Either way the copy is written beside its final name and renamed when whole, so a failed or
 repeated step never leaves a half disk that a later ``prepare`` would boot.
@@ -32,8 +36,11 @@ _PERCENT = re.compile(rb"\((\d+(?:\.\d+)?)/100%\)")
 TIMEOUT_S = 3600.0
 
 
-async def clone(drv: QemuDriver, source_id: str, instance_id: str, report: Progress | None) -> None:
-    """Copy ``source_id``'s disk into ``instance_id``'s disk path (idempotent: a whole copy stays)."""
+async def clone(
+    drv: QemuDriver, source_id: str, instance_id: str, report: Progress | None, snapshot: str | None = None
+) -> None:
+    """Copy ``source_id``'s disk (or its VM snapshot ``snapshot``) into ``instance_id``'s disk path
+    (idempotent: a whole copy stays)."""
     dest = drv.disk_path(instance_id)
     if dest.exists():
         return
@@ -44,7 +51,11 @@ async def clone(drv: QemuDriver, source_id: str, instance_id: str, report: Progr
     tmp = dest.with_name(dest.name + ".clone")
     tmp.unlink(missing_ok=True)
     try:
-        if drv.pid(source_id) is None:
+        if snapshot is not None:
+            await _has_snapshot(src, snapshot)
+            read = ["-U", "-l", f"snapshot.name={snapshot}"]
+            await asyncio.wait_for(_convert(src, tmp, report, read), TIMEOUT_S)
+        elif drv.pid(source_id) is None:
             await asyncio.wait_for(_convert(src, tmp, report), TIMEOUT_S)
         else:
             await _mirror(drv, source_id, f"clone-{instance_id}", tmp, report)
@@ -54,10 +65,17 @@ async def clone(drv: QemuDriver, source_id: str, instance_id: str, report: Progr
         tmp.unlink(missing_ok=True)
 
 
-async def _convert(src: Path, target: Path, report: Progress | None) -> None:
-    """``qemu-img convert`` of the stopped disk's chain, its ``-p`` percentage shown as progress."""
+async def _has_snapshot(src: Path, snapshot: str) -> None:
+    info = await asyncio.to_thread(images.qemu_img_info, src)
+    if snapshot not in {s.get("name") for s in info.get("snapshots", [])}:
+        raise DriverError(f"the disk has no snapshot {snapshot} (deleted meanwhile?)")
+
+
+async def _convert(src: Path, target: Path, report: Progress | None, read: list[str] | None = None) -> None:
+    """``qemu-img convert`` of the disk's chain (``read``: how to open it), no backing file left, its
+    ``-p`` percentage shown as progress."""
     proc = await asyncio.create_subprocess_exec(
-        images.QEMU_IMG, "convert", "-p", "-f", "qcow2", "-O", "qcow2", str(src), str(target),
+        images.QEMU_IMG, "convert", "-p", *(read or []), "-f", "qcow2", "-O", "qcow2", str(src), str(target),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert proc.stdout is not None and proc.stderr is not None

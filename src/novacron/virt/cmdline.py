@@ -92,7 +92,7 @@ def argv(drv: QemuDriver, spec: InstanceSpec) -> list[str]:
     # graphical console: a VGA after the devices above (their PCI slots stay), VNC on a unix socket
     argv += ["-device", "VGA,id=vga0", "-vnc", f"unix:{opt(drv.vnc_socket(i))}"]
     argv += volumes.argv(
-        tuple(v for v in spec.volumes if not v.boot)
+        tuple(v for v in spec.volumes if not v.boot), drv.run_dir
     )  # after every fixed device: hot-plugs take the next slots
     # CPUs and memory hot-added while it ran (a migration's destination has them as the source)
     argv += hotplug.cpu_args(spec, f"{cpu}-x86_64-cpu") + hotplug.dimm_args(spec)
@@ -107,7 +107,7 @@ def argv(drv: QemuDriver, spec: InstanceSpec) -> list[str]:
 def _root_disk(drv: QemuDriver, spec: InstanceSpec) -> list[str]:
     """The root disk: the image's copy, or a boot volume in its place (same slot, bootindex 1)."""
     if boot := tuple(v for v in spec.volumes if v.boot):
-        return volumes.argv(boot)
+        return volumes.argv(boot, drv.run_dir)
     disk = str(drv.disk_path(spec.id)).replace(",", ",,")
     return [
         "-drive",

@@ -529,12 +529,17 @@ class QemuDriver(ComputeDriver):
         return await images.flatten(disk, Path(dest))
 
     async def clone_disk(
-        self, source_id: str, instance_id: str, report: Progress | None = None, snapshot: str | None = None
+        self,
+        source_id: str,
+        instance_id: str,
+        report: Progress | None = None,
+        snapshot: str | None = None,
+        full: bool = False,
     ) -> None:
-        if snapshot is not None:
+        if snapshot is not None and not full:
             await snapclone.linked(self, self._check_id(source_id), snapshot, self._check_id(instance_id))
             return
-        await clonedisk.clone(self, self._check_id(source_id), self._check_id(instance_id), report)
+        await clonedisk.clone(self, self._check_id(source_id), self._check_id(instance_id), report, snapshot)
 
     def _instance_taps(self, instance_id: str) -> list[str]:
         """Every tap of the instance (one per port, or the default one), for its traffic counters."""

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from novacron.private import write_private
+from novacron.virt import rbdauth
 from novacron.virt.base import DriverError, VolumeAttachment
 from novacron.virt.qmp import qmp_call_until_event
 
@@ -79,7 +81,7 @@ def blockdev(volume: VolumeAttachment) -> dict[str, Any]:
             "driver": "raw",
             "node-name": node_name(volume.volume_id),
             "discard": "unmap",
-            "file": {"driver": "rbd", **rbd_location(volume.path)},
+            "file": rbdauth.blockdev_options(rbdauth.parse(volume.path), node_name(volume.volume_id)),
         }
     if volume.driver != "file":
         raise DriverError(
@@ -98,13 +100,17 @@ def blockdev(volume: VolumeAttachment) -> dict[str, Any]:
     }
 
 
-def rbd_location(location: str) -> dict[str, str]:
-    """``rbd:<pool>/<image>:conf=<path>`` (the rbd pool's location) as blockdev-add's rbd options."""
-    head, _, conf = location.partition(":conf=")
-    pool, _, image = head.removeprefix("rbd:").partition("/")
-    if not (location.startswith("rbd:") and pool and image and conf):
-        raise DriverError(f"not an rbd location: {location!r}")
-    return {"pool": pool, "image": image, "conf": conf}
+def rbd_location(location: str) -> dict[str, Any]:
+    """``rbd:<pool>/<image>:conf=<path>[:id=..][:keyring=..]`` (the rbd pool's location) as
+    blockdev-add's rbd options (a keyring's key goes by a ``secret`` object: ``key_secret``)."""
+    return rbdauth.blockdev_options(rbdauth.parse(location), "")
+
+
+def key_secret(volume: VolumeAttachment, run_dir: Path) -> dict[str, Any] | None:
+    """The ``secret`` object of an rbd volume's cephx key (None: no cephx, or not rbd)."""
+    if volume.driver != "rbd":
+        return None
+    return rbdauth.secret_object(rbdauth.parse(volume.path), node_name(volume.volume_id), run_dir)
 
 
 def device(volume: VolumeAttachment) -> dict[str, Any]:
@@ -117,11 +123,14 @@ def device(volume: VolumeAttachment) -> dict[str, Any]:
     }
 
 
-def argv(volumes: tuple[VolumeAttachment, ...]) -> list[str]:
-    """The command-line options of the volumes a VM starts with."""
+def argv(volumes: tuple[VolumeAttachment, ...], run_dir: Path | None = None) -> list[str]:
+    """The command-line options of the volumes a VM starts with (``run_dir``: where the host keeps
+    an rbd volume's cephx key for QEMU)."""
     out: list[str] = []
     for v in volumes:
         dev = device(v)
+        if run_dir is not None and (secret := key_secret(v, run_dir)) is not None:
+            out += ["-object", json.dumps(secret, separators=(",", ":"))]
         out += ["-object", json.dumps(group(v), separators=(",", ":"))]
         out += ["-blockdev", json.dumps(blockdev(v), separators=(",", ":"))]
         boot = ",bootindex=1" if v.boot else ""
@@ -149,13 +158,17 @@ async def _objects(driver: QemuDriver, instance_id: str) -> set[str]:
 
 async def attach(driver: QemuDriver, instance_id: str, volume: VolumeAttachment) -> None:
     """Plug the volume in; each part is skipped when it is there already (a step run again)."""
-    if group_id(volume.volume_id) not in await _objects(driver, instance_id):
+    objects = await _objects(driver, instance_id)
+    secret = key_secret(volume, driver.run_dir)
+    if secret is not None and secret["id"] not in objects:
+        await driver.qmp(instance_id, "object-add", secret)
+    if group_id(volume.volume_id) not in objects:
         await driver.qmp(instance_id, "object-add", group(volume))
     if node_name(volume.volume_id) not in await _nodes(driver, instance_id):
         await driver.qmp(instance_id, "blockdev-add", blockdev(volume))
     if device_id(volume.volume_id) not in await _devices(driver, instance_id):
         await driver.qmp(instance_id, "device_add", device(volume))
-    _remember(driver, instance_id, volume.volume_id, argv((volume,)))
+    _remember(driver, instance_id, volume.volume_id, argv((volume,), driver.run_dir))
 
 
 async def detach(driver: QemuDriver, instance_id: str, volume_id: str, timeout_s: float) -> None:
@@ -172,8 +185,11 @@ async def detach(driver: QemuDriver, instance_id: str, volume_id: str, timeout_s
         )
     if node_name(volume_id) in await _nodes(driver, instance_id):
         await driver.qmp(instance_id, "blockdev-del", {"node-name": node_name(volume_id)})
-    if group_id(volume_id) in await _objects(driver, instance_id):
-        await driver.qmp(instance_id, "object-del", {"id": group_id(volume_id)})
+    objects = await _objects(driver, instance_id)
+    for obj in (group_id(volume_id), rbdauth.secret_id(node_name(volume_id))):
+        if obj in objects:
+            await driver.qmp(instance_id, "object-del", {"id": obj})
+    rbdauth.key_file(driver.run_dir, node_name(volume_id)).unlink(missing_ok=True)
     _remember(driver, instance_id, volume_id, [])
 
 
@@ -197,7 +213,7 @@ async def set_limits(driver: QemuDriver, instance_id: str, volume: VolumeAttachm
         "qom-set",
         {"path": f"/objects/{group_id(volume.volume_id)}", "property": "limits", "value": value},
     )
-    _remember(driver, instance_id, volume.volume_id, argv((volume,)))
+    _remember(driver, instance_id, volume.volume_id, argv((volume,), driver.run_dir))
 
 
 async def snapshot(driver: QemuDriver, instance_id: str, volume_id: str, name: str, delete: bool) -> None:

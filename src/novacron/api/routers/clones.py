@@ -28,13 +28,15 @@ class CloneRequest(BaseModel):
     mode: Literal["full", "linked"] | None = Field(
         default=None,
         description="full (the default without 'snapshot'): an independent copy of the disk (running or "
-        "stopped source); linked (the default with 'snapshot'): an overlay on one of the VM's snapshots "
-        "(or create a VM from a template image)",
+        "stopped source, or with 'snapshot' a standalone copy of what that snapshot holds); linked (the "
+        "default with 'snapshot'): an overlay on one of the VM's snapshots (or create a VM from a "
+        "template image)",
     )
     snapshot: str | None = Field(
         default=None,
         max_length=128,
-        description="one of the VM's snapshots (id or name): a linked clone of it",
+        description="one of the VM's snapshots (id or name): a linked clone of it, or a full copy of it "
+        "with mode 'full'",
     )
     user_data: str | None = Field(default=None, description="the clone's user-data (default: the source's)")
 

@@ -69,8 +69,10 @@ class VolumeCreate(BaseModel):
     )
     io_limits: IoLimits | None = None
     project_id: str | None = Field(default=None, max_length=40)
-    pool: Literal["file", "rbd"] = Field(
-        default="file", description="storage pool: file (qcow2 files), rbd (Ceph, when configured)"
+    pool: Literal["file", "rbd"] | None = Field(
+        default=None,
+        description="storage pool: file (qcow2 files), rbd (Ceph, when configured); default: the "
+        "source volume's or snapshot's pool (a copy stays in its source's pool), else file",
     )
 
 

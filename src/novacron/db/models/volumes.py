@@ -15,8 +15,8 @@ class Volume(Timestamped, Versioned, Base):
     """A block device in a storage pool (``compute/pools.py``); ``vm_id`` is the VM it is attached to.
 
     ``status``: creating, available, attaching, in-use, detaching, extending, snapshotting,
-    limiting, deleting, error. A volume attached to a stopped VM is ``in-use`` too: the VM's spec
-    carries it to its next start.
+    limiting, cloning (a clone reads it), deleting, error. A volume attached to a stopped VM is
+    ``in-use`` too: the VM's spec carries it to its next start.
     """
 
     __tablename__ = "volumes"

@@ -16,15 +16,19 @@ async function cloneDialog(vm) {
   const { data: snaps } = await request(`/v1/vms/${vm.id}/snapshots`);
   const from = h('select', { id: 'clone-from' },
     h('option', { value: '' }, 'Its disk now (full copy)'),
-    snaps.items.filter((s) => s.status === 'available').map((s) => h('option', { value: s.id }, `Snapshot ${s.name} (linked clone)`)));
+    snaps.items.filter((s) => s.status === 'available').flatMap((s) => [
+      h('option', { value: `linked:${s.id}` }, `Snapshot ${s.name} (linked clone)`),
+      h('option', { value: `full:${s.id}` }, `Snapshot ${s.name} (full copy)`),
+    ]));
   const ok = await confirmDialog(`Clone ${vm.name}?`,
     (vm.state === 'running'
       ? 'A full copy of its disk is taken while it runs (a block job), then booted as a new VM on the same host.'
       : 'A full copy of its disk is made, then booted as a new VM on the same host.')
-      + ' A clone of a snapshot is linked instead: a small overlay on what the snapshot holds.',
+      + ' A clone of a snapshot is linked (a small overlay on what the snapshot holds) or a full, standalone copy of it.',
     { confirm: 'Clone', body: h('div', {}, field('clone-name', 'Name of the clone', name), field('clone-from', 'Clone from', from)) });
   if (!ok) return;
-  const body = from.value ? { name: name.value, snapshot: from.value } : { name: name.value, mode: 'full' };
+  const [mode, snapshot] = from.value ? from.value.split(':') : ['full', undefined];
+  const body = snapshot ? { name: name.value, mode, snapshot } : { name: name.value, mode };
   const { data } = await request(`/v1/vms/${vm.id}/clone`, { method: 'POST', body, idempotent: true });
   toast(`Cloning ${vm.name} into ${data.vm.name}.`);
   window.location.hash = `#/vms/${data.vm.id}`;

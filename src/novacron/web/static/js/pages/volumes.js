@@ -38,7 +38,7 @@ async function remove(vol) {
 
 /** The table of `volumes`; with `vms` (id -> VM) the VM column links to it; `canWrite`: actions. */
 export function volumeTable(volumes, vms, canWrite, vmList = []) {
-  const busy = (v) => ['creating', 'attaching', 'detaching', 'extending', 'limiting', 'snapshotting'].includes(v.status);
+  const busy = (v) => ['creating', 'attaching', 'detaching', 'extending', 'limiting', 'snapshotting', 'cloning'].includes(v.status);
   return table([
     { label: 'Name', cell: (v) => h('strong', {}, v.name) },
     { label: 'Size', cell: (v) => fmtGiB(v.size_gb) },
