@@ -1,0 +1,226 @@
+"""GraphQL at /v1/graphql: tenant isolation through queries, mutations and subscriptions, batched
+loading, the depth and cost limits, a hypothesis-graphql fuzzing run, and the committed schema.
+
+One server for the module (simulated compute driver: GraphQL is about the API, not the guests)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis_graphql import queries as gql_queries
+from sqlalchemy import event
+from websockets.sync.client import ClientConnection, connect
+
+from tests.conftest import (
+    Guest,
+    Server,
+    destroy_server,
+    import_guest_image,
+    in_process_app,
+    make_server,
+    tenant_user,
+    wait_task,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+NESTED = """{ tenants(first: 5) { items { id name projects { name vms { name ports { mac securityGroups
+  { name } } tasks { kind state } backups { id } volumes { name } } } } } }"""
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    srv = make_server(NOVACRON_COMPUTE_DRIVER="simulated")
+    srv.start(timeout_s=90)
+    try:
+        yield srv
+    finally:
+        destroy_server(srv)
+
+
+def gql(client: httpx.Client, query: str, **variables: Any) -> dict[str, Any]:
+    r = client.post("/v1/graphql", json={"query": query, "variables": variables or None})
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def ws(server: Server, token: str) -> ClientConnection:
+    conn = connect(
+        server.url.replace("http", "ws") + "/v1/graphql",
+        subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+        additional_headers={"Authorization": f"Bearer {token}"},
+        open_timeout=10,
+    )
+    conn.send(json.dumps({"type": "connection_init"}))
+    assert json.loads(conn.recv(10))["type"] == "connection_ack"
+    return conn
+
+
+def subscribe(conn: ClientConnection, ident: str, query: str, **variables: Any) -> None:
+    payload = {"query": query, "variables": variables or None}
+    conn.send(json.dumps({"id": ident, "type": "subscribe", "payload": payload}))
+
+
+def test_nested_query_loads_each_relation_in_one_query(tmp_path: Path) -> None:
+    """Six tenants with a project each cost as many SQL queries as two: no query per row."""
+    with in_process_app(tmp_path) as (client, password, db):
+        r = client.post("/v1/tokens", json={"username": "admin", "password": password})
+        client.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
+        statements: list[str] = []
+        event.listen(db.read_engine if hasattr(db, "read_engine") else db.engine, "before_cursor_execute",
+                     lambda *a: statements.append(str(a[2])))  # fmt: skip
+
+        def count() -> int:
+            statements.clear()
+            r = client.post("/v1/graphql", json={"query": NESTED})
+            assert r.status_code == 200 and "errors" not in r.json(), r.text
+            return len(statements)
+
+        for i in range(2):
+            t = client.post("/v1/tenants", json={"name": f"t{i}"}).json()
+            assert client.post("/v1/projects", json={"name": "p", "tenant_id": t["id"]}).status_code == 201
+        few = count()
+        for i in range(2, 6):
+            t = client.post("/v1/tenants", json={"name": f"t{i}"}).json()
+            assert client.post("/v1/projects", json={"name": "p", "tenant_id": t["id"]}).status_code == 201
+        assert count() == few, statements
+        assert few <= 12, statements
+
+
+CREATE = """mutation($input: CreateVMInput!, $key: String) { createVm(input: $input, idempotencyKey: $key)
+  { taskId vmId replayed vm { id name projectId } } }"""
+
+
+def test_tenants_see_only_their_own_through_queries_mutations_and_subscriptions(
+    server: Server, guest: Guest
+) -> None:
+    with server.client() as admin:
+        import_guest_image(admin, guest)
+        alice, alice_project = tenant_user(admin, server, "gqa", role="tenant-admin")
+        bob, _bob_project = tenant_user(admin, server, "gqb", role="tenant-admin")
+    bob_token = bob.headers["Authorization"].split()[1]
+    with alice, bob, ws(server, bob_token) as bob_ws:
+        subscribe(bob_ws, "e", "subscription { events { type tenantId resourceId } }")
+        vm_input = {"name": "gql-vm", "image": "test-guest", "flavor": "tiny", "projectId": alice_project}
+        first = gql(alice, CREATE, input=vm_input, key="k-1")["data"]["createVm"]
+        again = gql(alice, CREATE, input=vm_input, key="k-1")["data"]["createVm"]
+        assert (again["taskId"], again["vmId"], again["replayed"]) == (first["taskId"], first["vmId"], True)
+        other = gql(alice, CREATE, input={**vm_input, "name": "gql-other"}, key="k-1")
+        assert other["errors"][0]["extensions"]["status"] == 422, other
+        assert first["vm"]["name"] == "gql-vm" and not first["replayed"]
+        assert wait_task(alice, first["taskId"])["state"] == "succeeded"
+        vm_id = first["vmId"]
+        # the mutation is audited under its name
+        audit = alice.get("/v1/audit", params={"action": "graphql.createVm"}).json()["items"]
+        assert any(a["resource_id"] == vm_id for a in audit), audit
+        # alice's own view, across relations
+        mine = gql(alice, NESTED)
+        assert "errors" not in mine, mine
+        [tenant] = mine["data"]["tenants"]["items"]
+        vms = [v for p in tenant["projects"] for v in p["vms"]]
+        assert [v["name"] for v in vms] == ["gql-vm"] and vms[0]["tasks"][0]["kind"] == "vm.create"
+        # bob: alice's tenant, project, VM and task are simply absent
+        theirs = gql(bob, NESTED)["data"]["tenants"]["items"]
+        assert [t["name"] for t in theirs] == ["gqb"] and all(p["vms"] == [] for p in theirs[0]["projects"])
+        lookups = f"""{{ vm(id: "{vm_id}") {{ id }} task(id: "{first["taskId"]}") {{ id }}
+          project(id: "{alice_project}") {{ id }} tenant(id: "gqa") {{ id }} vms {{ items {{ id }} }}
+          tasks {{ items {{ resourceId }} }} volumes {{ items {{ id }} }} backups {{ items {{ id }} }}
+          events(tail: true, limit: 1000) {{ tenantId resourceId }} }}"""
+        seen = gql(bob, lookups)
+        assert "errors" not in seen, seen
+        data = seen["data"]
+        assert (
+            data["vm"] is None and data["task"] is None and data["project"] is None and data["tenant"] is None
+        )
+        assert vm_id not in json.dumps(data) and first["taskId"] not in json.dumps(data)
+        refused = gql(bob, f'mutation {{ stopVm(id: "{vm_id}") {{ taskId }} }}')
+        assert refused["errors"][0]["extensions"]["status"] == 404 and refused["data"] is None
+        # alice follows a stop's progress to the end; bob's subscription never saw any of it
+        with ws(server, alice.headers["Authorization"].split()[1]) as alice_ws:
+            stop = gql(alice, f'mutation {{ stopVm(id: "{vm_id}", force: true) {{ taskId }} }}')
+            task_id = stop["data"]["stopVm"]["taskId"]
+            progress = "subscription($id: ID!) { taskProgress(id: $id) { id state progress } }"
+            subscribe(alice_ws, "t", progress, id=task_id)
+            states = []
+            while (m := json.loads(alice_ws.recv(60)))["type"] == "next":
+                states.append(m["payload"]["data"]["taskProgress"])
+            assert m == {"type": "complete", "id": "t"} and states[-1]["state"] == "succeeded", states
+            subscribe(bob_ws, "t", progress, id=task_id)
+            refused_ws = json.loads(bob_ws.recv(10))
+            assert refused_ws["type"] == "error" and refused_ws["payload"][0]["extensions"]["status"] == 404
+        # volumes: create and delete, bob's event stream gets his own only
+        vol = gql(bob, 'mutation { createVolume(input: {name: "gqv", sizeGb: 1}) { taskId volumeId } }')
+        assert "errors" not in vol, vol
+        assert wait_task(bob, vol["data"]["createVolume"]["taskId"])["state"] == "succeeded"
+        volume_id = vol["data"]["createVolume"]["volumeId"]
+        deleted = gql(bob, f'mutation {{ deleteVolume(id: "{volume_id}") {{ volumeId }} }}')
+        assert "errors" not in deleted, deleted
+        seen_events: list[dict[str, Any]] = []
+        while not any(e["resourceId"] == volume_id for e in seen_events):
+            m = json.loads(bob_ws.recv(30))
+            assert m["type"] == "next" and m["id"] == "e", m
+            seen_events.append(m["payload"]["data"]["events"])
+        assert all(e["tenantId"] == theirs[0]["id"] and vm_id not in json.dumps(e) for e in seen_events)
+        gone = gql(alice, f'mutation {{ deleteVm(id: "{vm_id}", idempotencyKey: "d-1") {{ taskId }} }}')
+        assert wait_task(alice, gone["data"]["deleteVm"]["taskId"])["state"] == "succeeded"
+
+
+def test_depth_cost_and_authentication_are_refused_clearly(server: Server) -> None:
+    with server.client() as admin:
+        costly = gql(
+            admin,
+            "{ tenants(first: 200) { items { projects { vms { ports { securityGroups { name } } } } } } }",
+        )
+        assert costly["data"] is None and costly["errors"][0]["extensions"]["code"] == "QUERY_TOO_COSTLY"
+        assert "first:" in costly["errors"][0]["message"]
+        nested = '{ vm(id: "x") { ' + "ports { securityGroups { name } } " + "} }"
+        assert "errors" not in gql(admin, nested)
+        cycle = "vms { project { " * 5
+        too_deep = gql(
+            admin, "{ vms(first: 1) { items { project { " + cycle + "name" + " } }" * 5 + " } } } }"
+        )
+        assert too_deep["data"] is None and too_deep["errors"][0]["extensions"]["code"] == "QUERY_TOO_DEEP"
+        assert "at most 10" in too_deep["errors"][0]["message"]
+        intro = gql(
+            admin,
+            "{ __schema { queryType { name } types { name fields { name type { name ofType { name "
+            "ofType { name ofType { name } } } } } } } }",
+        )
+        assert intro["data"]["__schema"]["queryType"]["name"] == "Query"
+    r = httpx.post(f"{server.url}/v1/graphql", json={"query": "{ vms { items { id } } }"})
+    assert r.status_code == 401 and r.headers["content-type"].startswith("application/problem+json")
+    with pytest.raises(Exception, match="4401"), ws(server, "not-a-token") as conn:
+        conn.recv(5)
+
+
+def test_fuzzing_the_schema_finds_no_server_error(server: Server) -> None:
+    from novacron.api.graphql.schema import schema
+
+    text = schema.as_str()
+    with server.client() as admin:
+
+        @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(query=gql_queries(text))
+        def run(query: str) -> None:
+            r = admin.post("/v1/graphql", json={"query": query})
+            assert r.status_code == 200, (query, r.text)
+            for error in r.json().get("errors", []):
+                assert error.get("extensions", {}).get("code") != "INTERNAL_SERVER_ERROR", (query, error)
+
+        run()
+    assert "GraphQL resolver failed" not in server.log_path.read_text()
+
+
+def test_committed_schema_is_what_the_code_builds() -> None:
+    r = subprocess.run(
+        [sys.executable, "scripts/graphql_schema.py", "--check"], cwd=ROOT, capture_output=True
+    )
+    assert r.returncode == 0, r.stderr.decode()
