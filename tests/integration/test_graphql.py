@@ -54,7 +54,7 @@ def gql(client: httpx.Client, query: str, **variables: Any) -> dict[str, Any]:
 
 def ws(server: Server, token: str) -> ClientConnection:
     conn = connect(
-        server.url.replace("http", "ws") + "/v1/graphql",
+        server.url.replace("http", "ws") + "/v1/graphql/ws",
         subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
         additional_headers={"Authorization": f"Bearer {token}"},
         open_timeout=10,
@@ -224,3 +224,16 @@ def test_committed_schema_is_what_the_code_builds() -> None:
         [sys.executable, "scripts/graphql_schema.py", "--check"], cwd=ROOT, capture_output=True
     )
     assert r.returncode == 0, r.stderr.decode()
+
+
+def test_the_openapi_operation_answers_as_declared(server: Server) -> None:
+    """Schemathesis over POST /v1/graphql alone (the suite's run covers it too, among 200 paths)."""
+    from tests.integration.test_api_fuzz import run, st_command
+
+    command = [
+        *st_command(server.url, server.token(), "examples,coverage,fuzzing"),
+        "--include-path",
+        "/v1/graphql",
+    ]
+    result = run(command)
+    assert result.returncode == 0 and "Server error" not in result.stdout, result.stdout[-4000:]

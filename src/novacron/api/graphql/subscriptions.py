@@ -30,7 +30,7 @@ def _task(c: GraphContext, task_id: str) -> TaskNode:
 
 @strawberry.type
 class Subscription:
-    """Live events and task progress (graphql-transport-ws at ``/v1/graphql``)."""
+    """Live events and task progress (graphql-transport-ws at ``/v1/graphql/ws``)."""
 
     @strawberry.subscription(description="events as they commit (types: e.g. vm.*, task.failed)")
     async def events(

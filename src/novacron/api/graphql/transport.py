@@ -6,9 +6,10 @@ with an event loop of its own: resolvers call the (blocking) services directly, 
 still gather their keys. A query reads in a read-only session and is not audited; a mutation writes
 in one transaction and its audit record names the mutations it ran (``graphql.createVm``, ...).
 
-The WebSocket speaks ``graphql-transport-ws`` (the protocol of the ``graphql-ws`` library). The
-caller authenticates at the handshake as on ``/v1/events/ws`` (a bearer header, or a browser's
-``?ticket=``); a refused one is closed with 4000 + the REST status (4401, 4403), and audited.
+The WebSocket at ``/v1/graphql/ws`` speaks ``graphql-transport-ws`` (the protocol of the
+``graphql-ws`` library). The caller authenticates at the handshake as on ``/v1/events/ws`` (a bearer
+header, or a browser's ``?ticket=`` for this path); a refused one is closed with 4000 + the REST
+status (4401, 4403), and audited.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ async def _handshake(websocket: WebSocket) -> Principal | None:
         return None
 
 
-@router.websocket("/v1/graphql")
+@router.websocket("/v1/graphql/ws")
 async def graphql_ws(websocket: WebSocket) -> None:
     """Subscriptions over ``graphql-transport-ws``."""
     if PROTOCOL not in websocket.scope.get("subprotocols", []):
