@@ -5,6 +5,7 @@ One server for the module (simulated compute driver: GraphQL is about the API, n
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis_graphql import queries as gql_queries
+from hypothesis_graphql import from_schema
 from sqlalchemy import event
 from websockets.sync.client import ClientConnection, connect
 
@@ -52,16 +53,18 @@ def gql(client: httpx.Client, query: str, **variables: Any) -> dict[str, Any]:
     return body
 
 
-def ws(server: Server, token: str) -> ClientConnection:
-    conn = connect(
+@contextlib.contextmanager
+def ws(server: Server, token: str) -> Iterator[ClientConnection]:
+    """A graphql-transport-ws connection, initialised."""
+    with connect(
         server.url.replace("http", "ws") + "/v1/graphql/ws",
         subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
         additional_headers={"Authorization": f"Bearer {token}"},
         open_timeout=10,
-    )
-    conn.send(json.dumps({"type": "connection_init"}))
-    assert json.loads(conn.recv(10))["type"] == "connection_ack"
-    return conn
+    ) as conn:
+        conn.send(json.dumps({"type": "connection_init"}))
+        assert json.loads(conn.recv(10))["type"] == "connection_ack"
+        yield conn
 
 
 def subscribe(conn: ClientConnection, ident: str, query: str, **variables: Any) -> None:
@@ -202,20 +205,25 @@ def test_depth_cost_and_authentication_are_refused_clearly(server: Server) -> No
 
 
 def test_fuzzing_the_schema_finds_no_server_error(server: Server) -> None:
+    """hypothesis-graphql's queries and mutations (valid against the schema, any argument values)."""
     from novacron.api.graphql.schema import schema
 
     text = schema.as_str()
+    mutations: list[str] = []
     with server.client() as admin:
 
-        @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
-        @given(query=gql_queries(text))
+        @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(query=from_schema(text))
         def run(query: str) -> None:
             r = admin.post("/v1/graphql", json={"query": query})
             assert r.status_code == 200, (query, r.text)
             for error in r.json().get("errors", []):
                 assert error.get("extensions", {}).get("code") != "INTERNAL_SERVER_ERROR", (query, error)
+            if query.lstrip().startswith("mutation"):
+                mutations.append(query)
 
         run()
+    assert mutations, "no mutation was generated"
     assert "GraphQL resolver failed" not in server.log_path.read_text()
 
 
