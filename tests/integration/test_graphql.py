@@ -202,6 +202,16 @@ def test_depth_cost_and_authentication_are_refused_clearly(server: Server) -> No
     assert r.status_code == 401 and r.headers["content-type"].startswith("application/problem+json")
     with pytest.raises(Exception, match="4401"), ws(server, "not-a-token") as conn:
         conn.recv(5)
+    # a browser cannot send the header: a single-use ticket for this path instead
+    with server.client() as admin:
+        ticket = admin.post("/v1/tickets", json={"path": "/v1/graphql/ws"}).json()["ticket"]
+    url = server.url.replace("http", "ws") + f"/v1/graphql/ws?ticket={ticket}"
+    with connect(url, subprotocols=["graphql-transport-ws"], open_timeout=10) as conn:  # type: ignore[list-item]
+        conn.send(json.dumps({"type": "connection_init"}))
+        assert json.loads(conn.recv(10))["type"] == "connection_ack"
+        subscribe(conn, "1", 'subscription { taskProgress(id: "nope") { id } }')
+        refused = json.loads(conn.recv(10))
+        assert refused["type"] == "error" and refused["payload"][0]["extensions"]["status"] == 404
 
 
 def test_fuzzing_the_schema_finds_no_server_error(server: Server) -> None:
