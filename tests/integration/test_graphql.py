@@ -9,6 +9,7 @@ import contextlib
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -192,6 +193,14 @@ def test_depth_cost_and_authentication_are_refused_clearly(server: Server) -> No
         )
         assert too_deep["data"] is None and too_deep["errors"][0]["extensions"]["code"] == "QUERY_TOO_DEEP"
         assert "at most 10" in too_deep["errors"][0]["message"]
+        # each fragment spreads the one before twice: 2^39 VMs' projects, refused at once, not walked
+        spread = "fragment F{0} on VM {{ ...F{1} a{0}: project {{ id }} ...F{1} }}"
+        chain = [spread.format(i, i - 1) for i in range(1, 40)]
+        bomb = "{ vms(first: 1) { items { ...F39 } } }\nfragment F0 on VM { id }\n" + "\n".join(chain)
+        started = time.monotonic()
+        refused = gql(admin, bomb)
+        assert refused["errors"][0]["extensions"]["code"] == "QUERY_TOO_COSTLY"
+        assert time.monotonic() - started < 5
         intro = gql(
             admin,
             "{ __schema { queryType { name } types { name fields { name type { name ofType { name "

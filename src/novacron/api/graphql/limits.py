@@ -64,6 +64,7 @@ class LimitsRule(ValidationRule):
         if root is None:
             return
         self.deepest = 0
+        self.memo: dict[tuple[str, str, int, int], tuple[int, int]] = {}
         cost = self._cost(node.selection_set, root, 1, 1, set())
         name = node.name.value if node.name else "the operation"
         if self.deepest > MAX_DEPTH:
@@ -99,11 +100,25 @@ class LimitsRule(ValidationRule):
                     target = named if isinstance(named, GraphQLObjectType) else parent
                 cost += self._cost(sel.selection_set, target, rows, depth, seen)
             elif isinstance(sel, FragmentSpreadNode) and sel.name.value not in seen:
-                fragment = self.context.get_fragment(sel.name.value)
-                if fragment is not None:  # an unknown one is another rule's error
-                    named = self.context.schema.get_type(fragment.type_condition.name.value)
-                    target = named if isinstance(named, GraphQLObjectType) else parent
-                    cost += self._cost(fragment.selection_set, target, rows, depth, seen | {sel.name.value})
+                cost += self._spread(sel.name.value, parent, rows, depth, seen)
+        return cost
+
+    def _spread(self, name: str, parent: GraphQLObjectType, rows: int, depth: int, seen: set[str]) -> int:
+        """A named fragment's cost, once per place: spread twice in each of a chain of fragments, it
+        would otherwise be walked 2^n times (a denial of service by validation)."""
+        key = (name, parent.name, rows, depth)
+        if key not in self.memo:
+            fragment = self.context.get_fragment(name)
+            if fragment is None:  # an unknown one is another rule's error
+                return 0
+            named = self.context.schema.get_type(fragment.type_condition.name.value)
+            target = named if isinstance(named, GraphQLObjectType) else parent
+            outer, self.deepest = self.deepest, 0
+            cost = self._cost(fragment.selection_set, target, rows, depth, seen | {name})
+            self.memo[key] = (cost, self.deepest)
+            self.deepest = outer
+        cost, deepest = self.memo[key]
+        self.deepest = max(self.deepest, deepest)
         return cost
 
     def _field_cost(

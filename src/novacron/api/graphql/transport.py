@@ -41,6 +41,8 @@ router = APIRouter(tags=["graphql"])
 PROTOCOL = "graphql-transport-ws"
 #: how long a WebSocket may stay open without ``connection_init`` (the protocol's 4408)
 INIT_TIMEOUT_S = 10
+#: subscriptions one connection may run at once (each is a follower of the event log)
+MAX_SUBSCRIPTIONS = 32
 
 
 class GraphQLRequest(BaseModel):
@@ -183,6 +185,10 @@ class Connection:
             if not isinstance(ident, str) or not isinstance(payload, dict):
                 await self.ws.close(code=4400, reason="Invalid message received")
                 return False
+            if len(self.running) >= MAX_SUBSCRIPTIONS:
+                error = [{"message": f"At most {MAX_SUBSCRIPTIONS} subscriptions per connection"}]
+                await self.ws.send_json({"type": "error", "id": ident, "payload": error})
+                return True
             if ident in self.running:
                 await self.ws.close(code=4409, reason=f"Subscriber for {ident[:64]} already exists")
                 return False
