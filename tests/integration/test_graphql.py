@@ -120,6 +120,9 @@ def test_tenants_see_only_their_own_through_queries_mutations_and_subscriptions(
         other = gql(alice, CREATE, input={**vm_input, "name": "gql-other"}, key="k-1")
         assert other["errors"][0]["extensions"]["status"] == 422, other
         assert first["vm"]["name"] == "gql-vm" and not first["replayed"]
+        bad = gql(alice, CREATE, input={**vm_input, "name": "Not_A_Name"})
+        [problem] = bad["errors"][0]["extensions"]["errors"]
+        assert problem["field"] == "name" and "lowercase letters" in problem["reason"], bad
         assert wait_task(alice, first["taskId"])["state"] == "succeeded"
         vm_id = first["vmId"]
         # the mutation is audited under its name
@@ -148,7 +151,7 @@ def test_tenants_see_only_their_own_through_queries_mutations_and_subscriptions(
         )
         assert vm_id not in json.dumps(data) and first["taskId"] not in json.dumps(data)
         refused = gql(bob, f'mutation {{ stopVm(id: "{vm_id}") {{ taskId }} }}')
-        assert refused["errors"][0]["extensions"]["status"] == 404 and refused["data"] is None
+        assert refused["errors"][0]["extensions"]["status"] == 404 and refused["data"] == {"stopVm": None}
         # alice follows a stop's progress to the end; bob's subscription never saw any of it
         with ws(server, alice.headers["Authorization"].split()[1]) as alice_ws:
             stop = gql(alice, f'mutation {{ stopVm(id: "{vm_id}", force: true) {{ taskId }} }}')
@@ -167,6 +170,16 @@ def test_tenants_see_only_their_own_through_queries_mutations_and_subscriptions(
         assert "errors" not in vol, vol
         assert wait_task(bob, vol["data"]["createVolume"]["taskId"])["state"] == "succeeded"
         volume_id = vol["data"]["createVolume"]["volumeId"]
+        # two mutations in one operation: the refused one leaves nothing behind, the other stands
+        both = gql(
+            bob,
+            'mutation { ok: createVolume(input: {name: "gqv2", sizeGb: 1}) { volumeId taskId } '
+            'bad: createVm(input: {name: "gqb-vm", flavor: "no-such-flavor"}) { vmId } }',
+        )
+        assert both["data"]["bad"] is None and both["data"]["ok"]["volumeId"], both
+        assert both["errors"][0]["path"] == ["bad"] and both["errors"][0]["extensions"]["status"] == 422
+        assert gql(bob, '{ vms(name: "gqb-vm") { items { id } } }')["data"]["vms"]["items"] == []
+        assert wait_task(bob, both["data"]["ok"]["taskId"])["state"] == "succeeded"
         deleted = gql(bob, f'mutation {{ deleteVolume(id: "{volume_id}") {{ volumeId }} }}')
         assert "errors" not in deleted, deleted
         seen_events: list[dict[str, Any]] = []

@@ -117,7 +117,7 @@ def _valid(model: type[BaseModel], body: Any) -> Any:
     return model.model_validate(body)
 
 
-def _act(info: Info, vm_ref: str, action: str, params: dict[str, Any], key: str | None) -> VMAccepted:
+def _act(info: Info, vm_ref: str, action: str, params: dict[str, Any], key: str | None) -> VMAccepted | None:
     c = info.context
     c.require("vm:power")
     service = VMService(c.db, c.principal, c.ctx)
@@ -136,7 +136,9 @@ class Mutation:
     """VM create/start/stop/delete and volume create/delete, through the REST routes' services."""
 
     @strawberry.mutation(description="POST /v1/vms")
-    def create_vm(self, info: Info, input: CreateVMInput, idempotency_key: str | None = None) -> VMAccepted:
+    def create_vm(
+        self, info: Info, input: CreateVMInput, idempotency_key: str | None = None
+    ) -> VMAccepted | None:
         c = info.context
         c.require("vm:create")
         body = _valid(vms_api.VMCreate, _dump(input))
@@ -150,7 +152,9 @@ class Mutation:
         return VMAccepted(**keyed(info, "createVm", idempotency_key, body, run))
 
     @strawberry.mutation(description="POST /v1/vms/{id}/actions/start")
-    def start_vm(self, info: Info, id: strawberry.ID, idempotency_key: str | None = None) -> VMAccepted:
+    def start_vm(
+        self, info: Info, id: strawberry.ID, idempotency_key: str | None = None
+    ) -> VMAccepted | None:
         return _act(info, str(id), "start", {}, idempotency_key)
 
     @strawberry.mutation(description="POST /v1/vms/{id}/actions/stop: ACPI shutdown, forced after timeoutS")
@@ -161,12 +165,14 @@ class Mutation:
         force: bool = False,
         timeout_s: float = 60,
         idempotency_key: str | None = None,
-    ) -> VMAccepted:
+    ) -> VMAccepted | None:
         params = _valid(vms_api.ActionRequest, {"force": force, "timeout_s": timeout_s}).model_dump()
         return _act(info, str(id), "stop", params, idempotency_key)
 
     @strawberry.mutation(description="DELETE /v1/vms/{id}")
-    def delete_vm(self, info: Info, id: strawberry.ID, idempotency_key: str | None = None) -> VMAccepted:
+    def delete_vm(
+        self, info: Info, id: strawberry.ID, idempotency_key: str | None = None
+    ) -> VMAccepted | None:
         c = info.context
         c.require("vm:delete")
         service = VMService(c.db, c.principal, c.ctx)
@@ -180,7 +186,7 @@ class Mutation:
     @strawberry.mutation(description="POST /v1/volumes")
     def create_volume(
         self, info: Info, input: CreateVolumeInput, idempotency_key: str | None = None
-    ) -> VolumeAccepted:
+    ) -> VolumeAccepted | None:
         c = info.context
         c.require("volume:write")
         body = _valid(volumes_api.VolumeCreate, _dump(input))
@@ -195,7 +201,7 @@ class Mutation:
     @strawberry.mutation(description="DELETE /v1/volumes/{id}")
     def delete_volume(
         self, info: Info, id: strawberry.ID, idempotency_key: str | None = None
-    ) -> VolumeAccepted:
+    ) -> VolumeAccepted | None:
         c = info.context
         c.require("volume:write")
         service = VolumeService(c.db, c.principal, c.ctx)

@@ -64,7 +64,7 @@ class Query:
     @strawberry.field(description="the tenants the caller sees (its own, or all for an admin)")
     def tenants(
         self, info: Info, first: int = DEFAULT_FIRST, after: str | None = None, name: str | None = None
-    ) -> Page[TenantNode]:
+    ) -> Page[TenantNode] | None:
         c = info.context
         c.require("tenant:read")
         params = page_params(first, after, ("name", "created_at"), "name")
@@ -81,7 +81,7 @@ class Query:
     @strawberry.field(description="the projects the caller sees")
     def projects(
         self, info: Info, first: int = DEFAULT_FIRST, after: str | None = None, name: str | None = None
-    ) -> Page[ProjectNode]:
+    ) -> Page[ProjectNode] | None:
         c = info.context
         c.require("project:read")
         params = page_params(first, after, ("name", "created_at"), "name")
@@ -104,7 +104,7 @@ class Query:
         name: str | None = None,
         state: str | None = None,
         project_id: str | None = None,
-    ) -> Page[VMNode]:
+    ) -> Page[VMNode] | None:
         c = info.context
         c.require("vm:read")
         params = page_params(first, after, LIST_SORTS, "created_at")
@@ -128,7 +128,7 @@ class Query:
         after: str | None = None,
         state: str | None = None,
         resource_id: str | None = None,
-    ) -> Page[TaskNode]:
+    ) -> Page[TaskNode] | None:
         c = info.context
         c.require("task:read")
         params = page_params(first, after, ("created_at", "updated_at", "state"), "-created_at")
@@ -145,7 +145,7 @@ class Query:
     @strawberry.field(description="the caller's volumes")
     def volumes(
         self, info: Info, first: int = DEFAULT_FIRST, after: str | None = None, project_id: str | None = None
-    ) -> Page[VolumeNode]:
+    ) -> Page[VolumeNode] | None:
         c = info.context
         c.require("volume:read")
         params = page_params(first, after, ("created_at", "name"), "created_at")
@@ -155,7 +155,7 @@ class Query:
     @strawberry.field(description="the caller's backups")
     def backups(
         self, info: Info, first: int = DEFAULT_FIRST, after: str | None = None, vm_id: str | None = None
-    ) -> Page[BackupNode]:
+    ) -> Page[BackupNode] | None:
         c = info.context
         c.require("backup:read")
         params = page_params(first, after, ("created_at",), "-created_at")
@@ -170,7 +170,7 @@ class Query:
         limit: int = 100,
         types: list[str] | None = None,
         tail: bool = False,
-    ) -> list[EventNode]:
+    ) -> list[EventNode] | None:
         c = info.context
         c.require("event:read")
         if not 1 <= limit <= 1000:

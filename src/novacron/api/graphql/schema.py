@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from strawberry.extensions import AddValidationRules
 from strawberry.types import ExecutionContext
 
+from novacron.api import validation_text as texts
 from novacron.api.errors import Problem, from_domain
 from novacron.api.graphql.limits import LimitsRule
 from novacron.api.graphql.mutations import Mutation
@@ -34,11 +35,20 @@ def _problem_of(exc: BaseException) -> Problem | None:
     if isinstance(exc, DomainError):
         return from_domain(exc)
     if isinstance(exc, ValidationError):
+        # the REST route's model refused it: its sentences (api/validation_text.py), not pydantic's,
+        # and the field as the GraphQL input names it (projectId, not project_id)
         errors = [
-            {"field": ".".join(str(p) for p in e["loc"]) or "input", "reason": e["msg"]} for e in exc.errors()
+            {"field": ".".join(_camel(p) for p in e["loc"]) or "input", "reason": texts.reason(e)}
+            for e in exc.errors()
         ]
-        return Problem(422, "Invalid request", "The input is not valid: see errors.", errors=errors)
+        detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors)
+        return Problem(422, "Invalid request", detail, errors=errors)
     return None
+
+
+def _camel(part: object) -> str:
+    head, *rest = str(part).split("_")
+    return head + "".join(w.title() for w in rest)
 
 
 def client_error(error: GraphQLError) -> dict[str, Any]:

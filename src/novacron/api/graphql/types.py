@@ -52,7 +52,7 @@ class PortNode:
     port_security: bool
 
     @strawberry.field(description="the security groups the port is in")
-    async def security_groups(self, info: Info) -> list[SecurityGroupNode]:
+    async def security_groups(self, info: Info) -> list[SecurityGroupNode] | None:
         info.context.require("network:read")
         return [SecurityGroupNode.of(g) for g in await info.context.load.groups_of_port.load(self.id)]
 
@@ -190,27 +190,27 @@ class VMNode:
         return ProjectNode.of(found) if found else None
 
     @strawberry.field(description="the VM's NICs")
-    async def ports(self, info: Info) -> list[PortNode]:
+    async def ports(self, info: Info) -> list[PortNode] | None:
         info.context.require("network:read")
         return [PortNode.of(p) for p in await info.context.load.ports_of_vm.load(self.id)]
 
     @strawberry.field(description="its tasks, newest first (at most 100)")
-    async def tasks(self, info: Info) -> list[TaskNode]:
+    async def tasks(self, info: Info) -> list[TaskNode] | None:
         info.context.require("task:read")
         return [TaskNode.of(t) for t in await info.context.load.tasks_of_resource.load(self.id)]
 
     @strawberry.field(description="its backups, newest first (at most 100)")
-    async def backups(self, info: Info) -> list[BackupNode]:
+    async def backups(self, info: Info) -> list[BackupNode] | None:
         info.context.require("backup:read")
         return [BackupNode.of(b) for b in await info.context.load.backups_of_vm.load(self.id)]
 
     @strawberry.field(description="the volumes attached to it")
-    async def volumes(self, info: Info) -> list[VolumeNode]:
+    async def volumes(self, info: Info) -> list[VolumeNode] | None:
         info.context.require("volume:read")
         return [VolumeNode.of(v) for v in await info.context.load.volumes_of_vm.load(self.id)]
 
     @strawberry.field(description="its recent raw samples, as GET /v1/vms/{id}/metrics (memory: no query)")
-    def metrics(self, info: Info, since: float | None = None) -> list[JSON]:
+    def metrics(self, info: Info, since: float | None = None) -> list[JSON] | None:
         info.context.require("metrics:read")
         samples: list[Any] = info.context.ctx.live_samples.get(str(self.id), since)
         return samples
@@ -245,7 +245,7 @@ class ProjectNode:
     created_at: datetime
 
     @strawberry.field(description="the project's VMs, oldest first (at most 100)")
-    async def vms(self, info: Info) -> list[VMNode]:
+    async def vms(self, info: Info) -> list[VMNode] | None:
         info.context.require("vm:read")
         return [VMNode.of(vm) for vm in await info.context.load.vms_of_project.load(self.id)]
 
@@ -270,7 +270,7 @@ class TenantNode:
     created_at: datetime
 
     @strawberry.field(description="the tenant's projects, by name (at most 100)")
-    async def projects(self, info: Info) -> list[ProjectNode]:
+    async def projects(self, info: Info) -> list[ProjectNode] | None:
         info.context.require("project:read")
         return [ProjectNode.of(p) for p in await info.context.load.projects_of_tenant.load(self.id)]
 
