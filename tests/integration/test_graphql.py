@@ -239,6 +239,8 @@ def test_depth_cost_and_authentication_are_refused_clearly(server: Server) -> No
             "ofType { name ofType { name } } } } } } } }",
         )
         assert intro["data"]["__schema"]["queryType"]["name"] == "Query"
+        over_post = gql(admin, "subscription { events { type } }")
+        assert over_post["data"] is None and "/v1/graphql/ws" in over_post["errors"][0]["message"]
     r = httpx.post(f"{server.url}/v1/graphql", json={"query": "{ vms { items { id } } }"})
     assert r.status_code == 401 and r.headers["content-type"].startswith("application/problem+json")
     with pytest.raises(Exception, match="4401"), ws(server, "not-a-token") as conn:

@@ -74,7 +74,12 @@ def _answer(result: ExecutionResult) -> dict[str, Any]:
 async def graphql_http(request: Request, body: GraphQLRequest, principal: PrincipalDep) -> JSONResponse:
     """Run a GraphQL query or mutation (the schema: ``docs/schema.graphql``, or introspection)."""
     ctx = ctx_of(request)
-    mutation = _operation(body) == OperationType.MUTATION
+    kind = _operation(body)
+    mutation = kind == OperationType.MUTATION
+    if kind == OperationType.SUBSCRIPTION:
+        request.scope["state"][READ_ONLY_KEY] = True
+        message = "Subscriptions go over the WebSocket at /v1/graphql/ws (graphql-transport-ws)"
+        return JSONResponse({"data": None, "errors": [{"message": message}]})
     if not mutation:
         request.scope["state"][READ_ONLY_KEY] = True  # a read: the audit middleware lets it by
     audited: list[Any] = []
