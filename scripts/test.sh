@@ -42,6 +42,8 @@ if [ "${NOVACRON_SKIP_LINT:-0}" != "1" ]; then
     python scripts/check_sizes.py src/novacron || failed+=("sizes")
     say "docs/openapi.json is what the code generates (python scripts/openapi.py --write)"
     python scripts/openapi.py --check || failed+=("openapi")
+    say "docs/schema.graphql is what the code generates (python scripts/graphql_schema.py --write)"
+    python scripts/graphql_schema.py --check || failed+=("graphql-schema")
 fi
 
 timeout_s="${NOVACRON_TEST_TIMEOUT:-4800}"

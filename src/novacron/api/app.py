@@ -94,6 +94,7 @@ def _include_optional(app: FastAPI) -> None:
 
     for name in AREA_ROUTERS:
         app.include_router(importlib.import_module(f"novacron.api.routers.{name}").router)
+    app.include_router(importlib.import_module("novacron.api.graphql.transport").router)
     install_audit(app)
 
 

@@ -35,6 +35,8 @@ REFUSED = frozenset({401, 429})
 _BODY_CAPTURE_MAX = 64 * 1024
 #: where a request's ``AuditNote`` is kept in its ASGI scope's state
 NOTE_KEY = "audit_note"
+#: set in a request's ASGI scope state by a handler that found the POST only reads (a GraphQL query)
+READ_ONLY_KEY = "audit_read_only"
 
 
 def audit_note(request: Request) -> AuditNote:
@@ -48,7 +50,8 @@ def audit_note(request: Request) -> AuditNote:
 
 def audit_hint(request: Request, **fields: str | None) -> None:
     """Tell the audit record about this request (``actor_id``, ``actor_name``, ``tenant_id``,
-    ``resource_id``) when there is no authenticated principal or the response does not show it."""
+    ``resource_id``, ``action``) when there is no authenticated principal or the response does not
+    show it (``action``: a GraphQL operation names its mutations)."""
     audit_note(request).hint(**fields)
 
 
@@ -105,6 +108,8 @@ class AuditMiddleware:
 
         async def audit() -> None:
             nonlocal audited
+            if scope["state"].get(READ_ONLY_KEY) and status not in REFUSED:
+                audited = True  # a read sent as a POST (a GraphQL query): not a change
             if not audited and (mutating or status in REFUSED):
                 audited = True
                 await self._audit(
@@ -201,7 +206,7 @@ class AuditMiddleware:
             actor_id=principal.user_id if principal is not None else hints.get("actor_id"),
             actor_name=principal.username if principal is not None else hints.get("actor_name"),
             tenant_id=tenant_id,
-            action=action_name(scope["method"], template, scope["path"]),
+            action=hints.get("action") or action_name(scope["method"], template, scope["path"]),
             method=scope["method"],
             path=scope["path"][:512],
             resource_id=resource_id[:40] if resource_id else None,

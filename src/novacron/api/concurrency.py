@@ -59,11 +59,25 @@ class Idempotency:
     """
 
     def __init__(self, request: Request, principal: Principal, session: Session, body: Any = None) -> None:
-        self.key = request.headers.get("idempotency-key")
+        key = request.headers.get("idempotency-key")
+        self._keyed(key, principal, session, request.method, request.url.path)
+        if body is not None:
+            self.bind(body)
+
+    @classmethod
+    def of_call(cls, key: str | None, principal: Principal, session: Session, path: str) -> Idempotency:
+        """A key given another way than the header: a GraphQL mutation's ``idempotencyKey``, for the
+        call ``path`` names (``/v1/graphql#createVm``)."""
+        self = cls.__new__(cls)
+        self._keyed(key, principal, session, "POST", path)
+        return self
+
+    def _keyed(self, key: str | None, principal: Principal, session: Session, method: str, path: str) -> None:
+        self.key = key
         self.session = session
         self.principal = principal
-        self.method = request.method
-        self.path = request.url.path
+        self.method = method
+        self.path = path
         self.request_hash = ""
         if self.key is not None and not 1 <= len(self.key) <= 255:
             raise Problem(
@@ -72,8 +86,6 @@ class Idempotency:
                 "Idempotency-Key must be 1 to 255 characters",
                 errors=[{"field": "header.Idempotency-Key", "reason": "must be 1 to 255 characters"}],
             )
-        if body is not None:
-            self.bind(body)
 
     def bind(self, body: Any) -> None:
         """Fingerprint the request this key stands for: its method, path and body."""

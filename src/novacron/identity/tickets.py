@@ -33,6 +33,7 @@ TTL_S = 30
 HANDSHAKE_PATHS = (
     re.compile(r"/v1/vms/[A-Za-z0-9_.-]{1,64}/(?:console|vnc)"),
     re.compile(r"/v1/events/(?:ws|stream)"),
+    re.compile(r"/v1/graphql/ws"),
 )
 
 
@@ -52,7 +53,7 @@ def check_path(path: str) -> str:
     if not any(p.fullmatch(path) for p in HANDSHAKE_PATHS):
         raise TicketPathInvalid(
             "a ticket opens only a WebSocket or event-stream path: /v1/vms/{id}/console, /v1/vms/{id}/vnc, "
-            "/v1/events/ws or /v1/events/stream"
+            "/v1/events/ws, /v1/events/stream or /v1/graphql/ws"
         )
     return path
 

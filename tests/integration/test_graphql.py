@@ -1,0 +1,300 @@
+"""GraphQL at /v1/graphql: tenant isolation through queries, mutations and subscriptions, batched
+loading, the depth and cost limits, a hypothesis-graphql fuzzing run, and the committed schema.
+
+One server for the module (simulated compute driver: GraphQL is about the API, not the guests)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis_graphql import from_schema
+from sqlalchemy import event
+from websockets.sync.client import ClientConnection, connect
+
+from tests.conftest import (
+    Guest,
+    Server,
+    destroy_server,
+    import_guest_image,
+    in_process_app,
+    make_server,
+    tenant_user,
+    wait_task,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+NESTED = """{ tenants(first: 5) { items { id name projects { name vms { name ports { mac securityGroups
+  { name } } tasks { kind state } backups { id } volumes { name } } } } } }"""
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    srv = make_server(NOVACRON_COMPUTE_DRIVER="simulated")
+    srv.start(timeout_s=90)
+    try:
+        yield srv
+    finally:
+        destroy_server(srv)
+
+
+def gql(client: httpx.Client, query: str, **variables: Any) -> dict[str, Any]:
+    r = client.post("/v1/graphql", json={"query": query, "variables": variables or None})
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+@contextlib.contextmanager
+def ws(server: Server, token: str) -> Iterator[ClientConnection]:
+    """A graphql-transport-ws connection, initialised."""
+    with connect(
+        server.url.replace("http", "ws") + "/v1/graphql/ws",
+        subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+        additional_headers={"Authorization": f"Bearer {token}"},
+        open_timeout=10,
+    ) as conn:
+        conn.send(json.dumps({"type": "connection_init"}))
+        assert json.loads(conn.recv(10))["type"] == "connection_ack"
+        yield conn
+
+
+def subscribe(conn: ClientConnection, ident: str, query: str, **variables: Any) -> None:
+    payload = {"query": query, "variables": variables or None}
+    conn.send(json.dumps({"id": ident, "type": "subscribe", "payload": payload}))
+
+
+def test_nested_query_loads_each_relation_in_one_query(tmp_path: Path) -> None:
+    """Six tenants, each with a project of two VMs with a task each, cost as many SQL queries as two
+    such tenants: one per relation and level, never one per row."""
+    from novacron.db.base import new_id
+    from novacron.db.models import VM, Task
+
+    with in_process_app(tmp_path) as (client, password, db):
+        r = client.post("/v1/tokens", json={"username": "admin", "password": password})
+        client.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
+        statements: list[str] = []
+        event.listen(db.read_engine, "before_cursor_execute", lambda *a: statements.append(str(a[2])))
+
+        def add_tenants(numbers: range) -> None:
+            for i in numbers:
+                t = client.post("/v1/tenants", json={"name": f"t{i}"}).json()
+                p = client.post("/v1/projects", json={"name": "p", "tenant_id": t["id"]}).json()
+                with db.session() as s:  # rows as the services write them; no guest needed to read them
+                    for j in range(2):
+                        vm = VM(id=new_id("vm"), project_id=p["id"], tenant_id=t["id"], name=f"v{j}",
+                                vcpus=1, ram_mb=64, disk_gb=1)  # fmt: skip
+                        s.add(vm)
+                        s.add(Task(id=new_id("task"), tenant_id=t["id"], project_id=p["id"], kind="vm.create",
+                                   resource_type="vm", resource_id=vm.id))  # fmt: skip
+
+        def count() -> tuple[int, int]:
+            statements.clear()
+            r = client.post("/v1/graphql", json={"query": NESTED})
+            assert r.status_code == 200 and "errors" not in r.json(), r.text
+            tenants = r.json()["data"]["tenants"]["items"]
+            vms = [v for t in tenants for p in t["projects"] for v in p["vms"]]
+            assert all(len(v["tasks"]) == 1 for v in vms)
+            return len(statements), len(vms)
+
+        add_tenants(range(2))
+        few, vms_few = count()
+        add_tenants(range(2, 6))
+        many, vms_many = count()
+        assert (vms_few, vms_many) == (4, 8)  # the default tenant has none; five tenants on the page
+        assert many == few, statements
+        # BEGIN, then tenants, projects, VMs, and the VMs' ports, tasks, backups and volumes: one each
+        assert few == 8, statements
+
+
+CREATE = """mutation($input: CreateVMInput!, $key: String) { createVm(input: $input, idempotencyKey: $key)
+  { taskId vmId replayed vm { id name projectId } } }"""
+
+
+def test_tenants_see_only_their_own_through_queries_mutations_and_subscriptions(
+    server: Server, guest: Guest
+) -> None:
+    with server.client() as admin:
+        import_guest_image(admin, guest)
+        alice, alice_project = tenant_user(admin, server, "gqa", role="tenant-admin")
+        bob, _bob_project = tenant_user(admin, server, "gqb", role="tenant-admin")
+    bob_token = bob.headers["Authorization"].split()[1]
+    with alice, bob, ws(server, bob_token) as bob_ws:
+        subscribe(bob_ws, "e", "subscription { events { type tenantId resourceId } }")
+        vm_input = {"name": "gql-vm", "image": "test-guest", "flavor": "tiny", "projectId": alice_project}
+        first = gql(alice, CREATE, input=vm_input, key="k-1")["data"]["createVm"]
+        again = gql(alice, CREATE, input=vm_input, key="k-1")["data"]["createVm"]
+        assert (again["taskId"], again["vmId"], again["replayed"]) == (first["taskId"], first["vmId"], True)
+        other = gql(alice, CREATE, input={**vm_input, "name": "gql-other"}, key="k-1")
+        assert other["errors"][0]["extensions"]["status"] == 422, other
+        assert first["vm"]["name"] == "gql-vm" and not first["replayed"]
+        bad = gql(alice, CREATE, input={**vm_input, "name": "Not_A_Name"})
+        [problem] = bad["errors"][0]["extensions"]["errors"]
+        assert problem["field"] == "name" and "lowercase letters" in problem["reason"], bad
+        assert wait_task(alice, first["taskId"])["state"] == "succeeded"
+        vm_id = first["vmId"]
+        # the mutation is audited under its name
+        audit = alice.get("/v1/audit", params={"action": "graphql.createVm"}).json()["items"]
+        assert any(a["resource_id"] == vm_id for a in audit), audit
+        # alice's own view, across relations
+        mine = gql(alice, NESTED)
+        assert "errors" not in mine, mine
+        # reads sent as POSTs are not changes: none audited
+        assert alice.get("/v1/audit", params={"action": "graphql.create"}).json()["items"] == []
+        [tenant] = mine["data"]["tenants"]["items"]
+        vms = [v for p in tenant["projects"] for v in p["vms"]]
+        assert [v["name"] for v in vms] == ["gql-vm"] and vms[0]["tasks"][0]["kind"] == "vm.create"
+        # bob: alice's tenant, project, VM and task are simply absent
+        theirs = gql(bob, NESTED)["data"]["tenants"]["items"]
+        assert [t["name"] for t in theirs] == ["gqb"] and all(p["vms"] == [] for p in theirs[0]["projects"])
+        lookups = f"""{{ vm(id: "{vm_id}") {{ id }} task(id: "{first["taskId"]}") {{ id }}
+          project(id: "{alice_project}") {{ id }} tenant(id: "gqa") {{ id }} vms {{ items {{ id }} }}
+          tasks {{ items {{ resourceId }} }} volumes {{ items {{ id }} }} backups {{ items {{ id }} }}
+          events(tail: true, limit: 1000) {{ tenantId resourceId }} }}"""
+        seen = gql(bob, lookups)
+        assert "errors" not in seen, seen
+        data = seen["data"]
+        assert (
+            data["vm"] is None and data["task"] is None and data["project"] is None and data["tenant"] is None
+        )
+        assert vm_id not in json.dumps(data) and first["taskId"] not in json.dumps(data)
+        refused = gql(bob, f'mutation {{ stopVm(id: "{vm_id}") {{ taskId }} }}')
+        assert refused["errors"][0]["extensions"]["status"] == 404 and refused["data"] == {"stopVm": None}
+        # alice follows a stop's progress to the end; bob's subscription never saw any of it
+        with ws(server, alice.headers["Authorization"].split()[1]) as alice_ws:
+            stop = gql(alice, f'mutation {{ stopVm(id: "{vm_id}", force: true) {{ taskId }} }}')
+            task_id = stop["data"]["stopVm"]["taskId"]
+            progress = "subscription($id: ID!) { taskProgress(id: $id) { id state progress } }"
+            subscribe(alice_ws, "t", progress, id=task_id)
+            states = []
+            while (m := json.loads(alice_ws.recv(60)))["type"] == "next":
+                states.append(m["payload"]["data"]["taskProgress"])
+            assert m == {"type": "complete", "id": "t"} and states[-1]["state"] == "succeeded", states
+            subscribe(bob_ws, "t", progress, id=task_id)
+            refused_ws = json.loads(bob_ws.recv(10))
+            assert refused_ws["type"] == "error" and refused_ws["payload"][0]["extensions"]["status"] == 404
+        # volumes: create and delete, bob's event stream gets his own only
+        vol = gql(bob, 'mutation { createVolume(input: {name: "gqv", sizeGb: 1}) { taskId volumeId } }')
+        assert "errors" not in vol, vol
+        assert wait_task(bob, vol["data"]["createVolume"]["taskId"])["state"] == "succeeded"
+        volume_id = vol["data"]["createVolume"]["volumeId"]
+        # two mutations in one operation: the refused one leaves nothing behind, the other stands
+        both = gql(
+            bob,
+            'mutation { ok: createVolume(input: {name: "gqv2", sizeGb: 1}) { volumeId taskId } '
+            'bad: createVm(input: {name: "gqb-vm", flavor: "no-such-flavor"}) { vmId } }',
+        )
+        assert both["data"]["bad"] is None and both["data"]["ok"]["volumeId"], both
+        assert both["errors"][0]["path"] == ["bad"] and both["errors"][0]["extensions"]["status"] == 422
+        assert gql(bob, '{ vms(name: "gqb-vm") { items { id } } }')["data"]["vms"]["items"] == []
+        assert wait_task(bob, both["data"]["ok"]["taskId"])["state"] == "succeeded"
+        deleted = gql(bob, f'mutation {{ deleteVolume(id: "{volume_id}") {{ volumeId }} }}')
+        assert "errors" not in deleted, deleted
+        seen_events: list[dict[str, Any]] = []
+        while not any(e["resourceId"] == volume_id for e in seen_events):
+            m = json.loads(bob_ws.recv(30))
+            assert m["type"] == "next" and m["id"] == "e", m
+            seen_events.append(m["payload"]["data"]["events"])
+        assert all(e["tenantId"] == theirs[0]["id"] and vm_id not in json.dumps(e) for e in seen_events)
+        gone = gql(alice, f'mutation {{ deleteVm(id: "{vm_id}", idempotencyKey: "d-1") {{ taskId }} }}')
+        assert wait_task(alice, gone["data"]["deleteVm"]["taskId"])["state"] == "succeeded"
+
+
+def test_depth_cost_and_authentication_are_refused_clearly(server: Server) -> None:
+    with server.client() as admin:
+        costly = gql(
+            admin,
+            "{ tenants(first: 200) { items { projects { vms { ports { securityGroups { name } } } } } } }",
+        )
+        assert costly["data"] is None and costly["errors"][0]["extensions"]["code"] == "QUERY_TOO_COSTLY"
+        assert "first:" in costly["errors"][0]["message"]
+        nested = '{ vm(id: "x") { ' + "ports { securityGroups { name } } " + "} }"
+        assert "errors" not in gql(admin, nested)
+        cycle = "vms { project { " * 5
+        too_deep = gql(
+            admin, "{ vms(first: 1) { items { project { " + cycle + "name" + " } }" * 5 + " } } } }"
+        )
+        assert too_deep["data"] is None and too_deep["errors"][0]["extensions"]["code"] == "QUERY_TOO_DEEP"
+        assert "at most 10" in too_deep["errors"][0]["message"]
+        # each fragment spreads the one before twice: 2^39 VMs' projects, refused at once, not walked
+        spread = "fragment F{0} on VM {{ ...F{1} a{0}: project {{ id }} ...F{1} }}"
+        chain = [spread.format(i, i - 1) for i in range(1, 40)]
+        bomb = "{ vms(first: 1) { items { ...F39 } } }\nfragment F0 on VM { id }\n" + "\n".join(chain)
+        started = time.monotonic()
+        refused = gql(admin, bomb)
+        assert refused["errors"][0]["extensions"]["code"] == "QUERY_TOO_COSTLY"
+        assert time.monotonic() - started < 5
+        intro = gql(
+            admin,
+            "{ __schema { queryType { name } types { name fields { name type { name ofType { name "
+            "ofType { name ofType { name } } } } } } } }",
+        )
+        assert intro["data"]["__schema"]["queryType"]["name"] == "Query"
+        over_post = gql(admin, "subscription { events { type } }")
+        assert over_post["data"] is None and "/v1/graphql/ws" in over_post["errors"][0]["message"]
+    r = httpx.post(f"{server.url}/v1/graphql", json={"query": "{ vms { items { id } } }"})
+    assert r.status_code == 401 and r.headers["content-type"].startswith("application/problem+json")
+    with pytest.raises(Exception, match="4401"), ws(server, "not-a-token") as conn:
+        conn.recv(5)
+    # a browser cannot send the header: a single-use ticket for this path instead
+    with server.client() as admin:
+        ticket = admin.post("/v1/tickets", json={"path": "/v1/graphql/ws"}).json()["ticket"]
+    url = server.url.replace("http", "ws") + f"/v1/graphql/ws?ticket={ticket}"
+    with connect(url, subprotocols=["graphql-transport-ws"], open_timeout=10) as conn:  # type: ignore[list-item]
+        conn.send(json.dumps({"type": "connection_init"}))
+        assert json.loads(conn.recv(10))["type"] == "connection_ack"
+        subscribe(conn, "1", 'subscription { taskProgress(id: "nope") { id } }')
+        refused = json.loads(conn.recv(10))
+        assert refused["type"] == "error" and refused["payload"][0]["extensions"]["status"] == 404
+
+
+def test_fuzzing_the_schema_finds_no_server_error(server: Server) -> None:
+    """hypothesis-graphql's queries and mutations (valid against the schema, any argument values)."""
+    from novacron.api.graphql.schema import schema
+
+    text = schema.as_str()
+    mutations: list[str] = []
+    with server.client() as admin:
+
+        @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(query=from_schema(text))
+        def run(query: str) -> None:
+            r = admin.post("/v1/graphql", json={"query": query})
+            assert r.status_code == 200, (query, r.text)
+            for error in r.json().get("errors", []):
+                assert error.get("extensions", {}).get("code") != "INTERNAL_SERVER_ERROR", (query, error)
+            if query.lstrip().startswith("mutation"):
+                mutations.append(query)
+
+        run()
+    assert mutations, "no mutation was generated"
+    assert "GraphQL resolver failed" not in server.log_path.read_text()
+
+
+def test_committed_schema_is_what_the_code_builds() -> None:
+    r = subprocess.run(
+        [sys.executable, "scripts/graphql_schema.py", "--check"], cwd=ROOT, capture_output=True
+    )
+    assert r.returncode == 0, r.stderr.decode()
+
+
+def test_the_openapi_operation_answers_as_declared(server: Server) -> None:
+    """Schemathesis over POST /v1/graphql alone (the suite's run covers it too, among 200 paths)."""
+    from tests.integration.test_api_fuzz import run, st_command
+
+    command = [
+        *st_command(server.url, server.token(), "examples,coverage,fuzzing"),
+        "--include-path",
+        "/v1/graphql",
+    ]
+    result = run(command)
+    assert result.returncode == 0 and "Server error" not in result.stdout, result.stdout[-4000:]
