@@ -130,23 +130,22 @@ def announce(session: Session, row: Any = None) -> None:
         # numbered by the flush, not yet expired by the commit: read the rows' values now
         numbered.extend((r.seq, r.tenant_id) for r in s.info.pop(_PENDING, ()) if r.seq is not None)
 
-    def committed(s: Session) -> None:
-        s.info.pop(_ANNOUNCED, None)
-        event.remove(s, "after_flush", flushed)
-        BUS.bump()
-        if publisher is not None and numbered:
-            publisher(numbered)
-
-    def rolled_back(s: Session) -> None:
+    def forget(s: Session) -> None:
         s.info.pop(_ANNOUNCED, None)
         s.info.pop(_PENDING, None)
         if event.contains(s, "after_flush", flushed):
             event.remove(s, "after_flush", flushed)
 
+    def committed(s: Session) -> None:
+        forget(s)
+        BUS.bump()
+        if publisher is not None and numbered:
+            publisher(numbered)
+
     if publisher is not None:
         event.listen(session, "after_flush", flushed)
     event.listen(session, "after_commit", committed, once=True)
-    event.listen(session, "after_rollback", rolled_back, once=True)
+    event.listen(session, "after_rollback", forget, once=True)
 
 
 class Listener:
