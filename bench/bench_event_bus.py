@@ -106,12 +106,15 @@ def cpu_seconds(servers: list[Server]) -> float:
 
 async def run(
     servers: list[Server], clients: int, events: int, gap: float
-) -> tuple[list[float], float, float]:
+) -> tuple[list[list[float]], float, float]:
+    """Latencies per replica (the events are made on the first), server CPU, wall time."""
     token = servers[0].token()
-    got: list[float] = []
+    per_replica: list[list[float]] = [[] for _ in servers]
     opened, ready = asyncio.Event(), [0, clients]
     followers = [
-        asyncio.create_task(follow(servers[i % len(servers)].url, token, got, opened, ready))
+        asyncio.create_task(
+            follow(servers[i % len(servers)].url, token, per_replica[i % len(servers)], opened, ready)
+        )
         for i in range(clients)
     ]
     await asyncio.wait_for(opened.wait(), 120)
@@ -128,14 +131,14 @@ async def run(
             r.raise_for_status()
             await asyncio.sleep(gap)
     deadline = time.monotonic() + 30
-    while len(got) < clients * events and time.monotonic() < deadline:
+    while sum(map(len, per_replica)) < clients * events and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     cpu = cpu_seconds(servers) - cpu0
     wall = time.monotonic() - t0
     for f in followers:
         f.cancel()
     await asyncio.gather(*followers, return_exceptions=True)
-    return got, cpu, wall
+    return per_replica, cpu, wall
 
 
 def main() -> None:
@@ -151,7 +154,8 @@ def main() -> None:
     raise_fd_limit(4 * args.clients + 1024)
     print(f"# {machine()}; {load()}")
     with replicas(args.replicas, args.bus) as servers:
-        got, cpu, wall = asyncio.run(run(servers, args.clients, args.events, args.gap))
+        per_replica, cpu, wall = asyncio.run(run(servers, args.clients, args.events, args.gap))
+    got = [g for latencies in per_replica for g in latencies]
     want = args.clients * args.events
     where = "one replica (SQLite)" if args.replicas == 1 else "two replicas (PostgreSQL), followers split"
     where += ", bus NATS JetStream" if args.bus == "nats" else ""
@@ -162,6 +166,12 @@ def main() -> None:
         print(
             f"  commit -> follower latency: p50 {pct(ms, 0.5):.1f} ms, p99 {pct(ms, 0.99):.1f} ms, "
             f"max {max(ms):.1f} ms"
+        )
+    if len(per_replica) > 1 and per_replica[1]:
+        ms = [g * 1000 for g in per_replica[1]]
+        print(
+            f"  of them on the second replica (through the bus): p50 {pct(ms, 0.5):.1f} ms, "
+            f"p99 {pct(ms, 0.99):.1f} ms"
         )
     print(f"  server CPU {cpu:.2f} s over {wall:.1f} s: {cpu / args.clients * 1000:.2f} ms per follower")
     own = resource.getrusage(resource.RUSAGE_SELF)

@@ -73,7 +73,7 @@ class EventBus:
                 DEGRADED_POLL_S,
             )
         elif up and self.degraded:
-            log.warning("event bus (%s): link to the other replicas restored", self.mode)
+            log.warning("event bus (%s): connected to the other replicas", self.mode)
         self.degraded = not up
         self.bump()
 
