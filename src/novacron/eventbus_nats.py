@@ -34,6 +34,7 @@ SUBJECT_PREFIX = "novacron.events"
 #: the stream carries wake-ups, not the log: an hour of them is plenty for anyone replaying
 MAX_AGE_S = 3600.0
 ORIGIN_HEADER = "Novacron-Origin"
+_FIRST_DELAY_S = 0.25
 _MAX_BACKOFF_S = 5.0
 _CONNECT_TIMEOUT_S = 2.0
 
@@ -99,14 +100,17 @@ class NatsRelay:
         self._queue = asyncio.Queue()
         self._stopping = asyncio.Event()
         self._ready.set()
-        delay = 0.25
+        delay = _FIRST_DELAY_S
         while not self._stopping.is_set():
             try:
                 await self._session()
-                delay = 0.25
             except Exception as exc:  # noqa: BLE001 - NATS restarts; the bus must outlive it
+                if not self.bus.degraded:  # it was up: a new outage, retried quickly at first
+                    delay = _FIRST_DELAY_S
                 self.bus.link(False)
-                log.warning("event bus: NATS %s unreachable (%s); again in %.2f s", self.url, exc, delay)
+                # once per outage at warning level (then every retry at debug: up to one per 5 s)
+                say = log.warning if delay == _FIRST_DELAY_S else log.debug
+                say("event bus: NATS %s unreachable (%s); again in %.2f s", self.url, exc, delay)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._stopping.wait()
