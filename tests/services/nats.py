@@ -8,6 +8,7 @@ event bus's fallback). Under ``CI`` a missing binary fails the test (``tests.con
 
 from __future__ import annotations
 
+import ctypes
 import shutil
 import signal
 import subprocess
@@ -21,6 +22,11 @@ import httpx
 from tests.conftest import free_port, require
 
 BINARY = "/usr/sbin/nats-server"
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class Nats:
@@ -37,7 +43,10 @@ class Nats:
         argv = [BINARY, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-m", str(self.monitor_port)]
         argv += ["-sd", str(self.workdir / "store")]
         with (self.workdir / "nats.log").open("ab") as log:
-            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+            # dies with the test process (SIGTERM on its death), so a killed run leaves no server
+            self.process = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+            )
         health = f"http://127.0.0.1:{self.monitor_port}/healthz?js-enabled-only=true"
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
