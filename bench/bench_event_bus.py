@@ -1,6 +1,7 @@
 """Live event clients: latency from an event's commit to each of N followers, and server CPU per
 follower, on one replica (SQLite) and across two replicas on PostgreSQL (followers split over both,
-events made on the first: the second learns of them by LISTEN/NOTIFY).
+events made on the first: the second learns of them by LISTEN/NOTIFY, or with ``--bus nats`` from a
+NATS JetStream server, Debian's ``nats-server -js`` started here).
 
 Each follower is an SSE stream (``/v1/events/stream?types=flavor.*``) held by this process (one
 asyncio loop); the events are flavors created by an administrator, one every ``--gap`` seconds.
@@ -8,7 +9,8 @@ Latency is the follower's receipt time minus the event's ``time`` (stamped in th
 before its commit; same clock). No peer runs here: the figure before the bus was a 250 ms poll per
 follower (a mean wait of 125 ms by construction, and one query per follower every 250 ms).
 
-Run: ``.venv/bin/python bench/bench_event_bus.py [--clients 1000] [--events 20] [--replicas 1|2]``
+Run: ``.venv/bin/python bench/bench_event_bus.py [--clients 1000] [--events 20] [--replicas 1|2]
+[--bus postgres|nats]`` (``--bus nats`` implies two replicas)
 """
 
 from __future__ import annotations
@@ -35,8 +37,18 @@ def raise_fd_limit(want: int) -> None:
 
 
 @contextlib.contextmanager
-def replicas(count: int) -> Iterator[list[Server]]:
+def replicas(count: int, bus: str) -> Iterator[list[Server]]:
     env: dict[str, str] = {"NOVACRON_NETWORK_BACKEND": "none"}
+    with contextlib.ExitStack() as stack:
+        if bus == "nats":
+            from tests.conftest import short_tmpdir
+            from tests.services.nats import start_nats
+
+            env["NOVACRON_EVENT_BUS"] = stack.enter_context(start_nats(short_tmpdir("nats"))).url
+        yield from _replicas(count, env)
+
+
+def _replicas(count: int, env: dict[str, str]) -> Iterator[list[Server]]:
     pg: Any = None
     if count > 1:
         from tests.conftest import short_tmpdir
@@ -94,12 +106,15 @@ def cpu_seconds(servers: list[Server]) -> float:
 
 async def run(
     servers: list[Server], clients: int, events: int, gap: float
-) -> tuple[list[float], float, float]:
+) -> tuple[list[list[float]], float, float]:
+    """Latencies per replica (the events are made on the first), server CPU, wall time."""
     token = servers[0].token()
-    got: list[float] = []
+    per_replica: list[list[float]] = [[] for _ in servers]
     opened, ready = asyncio.Event(), [0, clients]
     followers = [
-        asyncio.create_task(follow(servers[i % len(servers)].url, token, got, opened, ready))
+        asyncio.create_task(
+            follow(servers[i % len(servers)].url, token, per_replica[i % len(servers)], opened, ready)
+        )
         for i in range(clients)
     ]
     await asyncio.wait_for(opened.wait(), 120)
@@ -116,14 +131,14 @@ async def run(
             r.raise_for_status()
             await asyncio.sleep(gap)
     deadline = time.monotonic() + 30
-    while len(got) < clients * events and time.monotonic() < deadline:
+    while sum(map(len, per_replica)) < clients * events and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     cpu = cpu_seconds(servers) - cpu0
     wall = time.monotonic() - t0
     for f in followers:
         f.cancel()
     await asyncio.gather(*followers, return_exceptions=True)
-    return got, cpu, wall
+    return per_replica, cpu, wall
 
 
 def main() -> None:
@@ -132,13 +147,18 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=20)
     ap.add_argument("--gap", type=float, default=0.5, help="seconds between events")
     ap.add_argument("--replicas", type=int, default=1, choices=(1, 2))
+    ap.add_argument("--bus", default="postgres", choices=("postgres", "nats"), help="between replicas")
     args = ap.parse_args()
+    if args.bus == "nats":
+        args.replicas = 2
     raise_fd_limit(4 * args.clients + 1024)
     print(f"# {machine()}; {load()}")
-    with replicas(args.replicas) as servers:
-        got, cpu, wall = asyncio.run(run(servers, args.clients, args.events, args.gap))
+    with replicas(args.replicas, args.bus) as servers:
+        per_replica, cpu, wall = asyncio.run(run(servers, args.clients, args.events, args.gap))
+    got = [g for latencies in per_replica for g in latencies]
     want = args.clients * args.events
     where = "one replica (SQLite)" if args.replicas == 1 else "two replicas (PostgreSQL), followers split"
+    where += ", bus NATS JetStream" if args.bus == "nats" else ""
     print(f"{args.clients} SSE followers on {where}, {args.events} events {args.gap} s apart:")
     print(f"  delivered {len(got)} of {want}")
     if got:
@@ -146,6 +166,12 @@ def main() -> None:
         print(
             f"  commit -> follower latency: p50 {pct(ms, 0.5):.1f} ms, p99 {pct(ms, 0.99):.1f} ms, "
             f"max {max(ms):.1f} ms"
+        )
+    if len(per_replica) > 1 and per_replica[1]:
+        ms = [g * 1000 for g in per_replica[1]]
+        print(
+            f"  of them on the second replica (through the bus): p50 {pct(ms, 0.5):.1f} ms, "
+            f"p99 {pct(ms, 0.99):.1f} ms"
         )
     print(f"  server CPU {cpu:.2f} s over {wall:.1f} s: {cpu / args.clients * 1000:.2f} ms per follower")
     own = resource.getrusage(resource.RUSAGE_SELF)

@@ -49,6 +49,8 @@ APT_PACKAGES=(
     softhsm2
     victoria-metrics prometheus prometheus-alertmanager
     haproxy wrk keepalived socat pebble
+    # NATS with JetStream (nats-server -js) for the event bus's NATS mode (tests/services/nats.py)
+    nats-server
     pdns-server pdns-backend-sqlite3 dnsutils
     # Ceph 16 for the rbd volume pool's tests (a single-node cluster each test module starts,
     # tests/services/ceph.py) and QEMU's rbd block driver
@@ -97,6 +99,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
         systemctl disable --now pdns >/dev/null 2>&1 || true
     else
         service pdns stop >/dev/null 2>&1 || true
+    fi
+    # nats-server ships a system unit; tests start their own (tests/services/nats.py)
+    if [ -d /run/systemd/system ]; then
+        systemctl disable --now nats-server >/dev/null 2>&1 || true
     fi
 fi
 [ -x /usr/lib/postgresql/15/bin/initdb ] || die "PostgreSQL 15 binaries missing in /usr/lib/postgresql/15/bin"

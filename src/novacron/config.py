@@ -31,6 +31,12 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(f"NOVACRON_{name}", default)
 
 
+def _event_bus(url: str) -> str:
+    if url and not url.startswith(("nats://", "tls://")):
+        raise ValueError(f"NOVACRON_EVENT_BUS={url!r}: expected nats://host:port (or empty)")
+    return url
+
+
 def _host_port(name: str, default: str) -> str:
     value = _env(name, default)
     host, _, port = value.rpartition(":")
@@ -202,6 +208,9 @@ class Settings:
     quota_reconcile_interval_s: float = 600.0
     #: how often reservation windows are opened and closed
     reservation_tick_s: float = 5.0
+    #: the event bus between replicas (NOVACRON_EVENT_BUS): "" (LISTEN/NOTIFY on PostgreSQL, one
+    #: process on SQLite) or a NATS JetStream server, ``nats://host:port`` (eventbus_nats.py)
+    event_bus: str = ""
     #: webhooks: how often the outbox is filled from the event log and due deliveries are sent
     webhook_tick_s: float = 1.0
     #: webhooks: the first retry's delay (doubled per attempt, with full jitter, at most an hour)
@@ -374,6 +383,7 @@ class Settings:
             rbd_pool=_env("RBD_POOL", "rbd"),
             rbd_user=_env("RBD_USER", "") or ("admin" if _env("RBD_KEYRING", "") else None),
             rbd_keyring=_keyring(_env("RBD_KEYRING", "")),
+            event_bus=_event_bus(_env("EVENT_BUS", "")),
             rebalance_cooldown_s=float(_env("REBALANCE_COOLDOWN_S", "1800")),
             rebalance_threshold=float(_env("REBALANCE_THRESHOLD", "0.10")),
             host_down_after_s=float(_env("HOST_DOWN_AFTER_S", "15")),

@@ -13,6 +13,7 @@ import bisect
 import contextlib
 import re
 import threading
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +49,7 @@ def publish(
         data=data,
     )
     session.add(event)
-    eventbus.announce(session)
+    eventbus.announce(session, event)
     return event
 
 
@@ -142,20 +143,25 @@ class Tail:
         #: one reader of the log at a time (threads of several event loops may refresh)
         self._reading = threading.Lock()
         self._read_at = -1
+        self._read_time = 0.0
         self.floor: int | None = None
         #: one refresh at a time per event loop (a refresh is a thread hop; every follower awaits it)
         self._refreshing: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
 
     def fresh(self) -> bool:
-        return self._read_at == eventbus.BUS.bumps
+        """Read since the last bump, and within the poll interval: a follower whose wait for a
+        wake-up timed out (a link down, a wake-up lost) has the log read again."""
+        bus = eventbus.BUS
+        return self._read_at == bus.bumps and time.monotonic() - self._read_time < bus.poll_interval()
 
     def refresh(self, db: Database) -> None:
         """Read what committed since the last read, once per bump (blocking: call it in a thread).
         The query runs outside the data lock, so followers reading the tail never wait on it."""
         with self._reading:
             bumps = eventbus.BUS.bumps
-            if bumps == self._read_at:
+            if self.fresh():
                 return
+            read_time = time.monotonic()
             with db.read_session() as s:
                 floor = self.floor if self.floor is not None else latest_seq(s)
                 last = self._seqs[-1] if self._seqs else floor
@@ -169,7 +175,7 @@ class Tail:
                 if len(self._events) > 2 * self.SIZE:  # trimmed in steps: a slice, not a pop per event
                     self.floor = self._seqs[-self.SIZE - 1]
                     del self._events[: -self.SIZE], self._seqs[: -self.SIZE]
-            self._read_at = bumps
+            self._read_at, self._read_time = bumps, read_time
 
     async def refreshed(self, db: Database) -> None:
         """Make the tail fresh, with one thread hop per wake-up however many followers await it."""
@@ -226,7 +232,7 @@ async def follow(
             rows = await batch(cursor)
             if not rows:
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(eventbus.FALLBACK_POLL_S):
+                    async with asyncio.timeout(eventbus.BUS.poll_interval()):
                         await woken.wait()
                 continue
         cursor = rows[-1]["seq"]

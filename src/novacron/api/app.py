@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp
 
-from novacron import __version__, eventbus
+from novacron import __version__, eventbus, eventbus_nats
 from novacron.api.clientaddr import ClientAddressMiddleware
 from novacron.api.errors import install_handlers
 from novacron.api.metrics_middleware import RequestMetrics
@@ -121,7 +121,10 @@ def create_app(ctx: Context, *, background: bool = True) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         workers = BackgroundWorkers(ctx) if background else None
-        listener = eventbus.listener_for(ctx.settings.database_url)
+        # NATS JetStream when configured, else LISTEN/NOTIFY on PostgreSQL, else this process only
+        listener = eventbus_nats.relay_for(ctx.settings.event_bus) or eventbus.listener_for(
+            ctx.settings.database_url
+        )
         if listener is not None:
             listener.start()
         live_config = await configsvc_live.start(ctx)

@@ -38,7 +38,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import QueuePool
 
-from novacron import __version__
+from novacron import __version__, eventbus
 from novacron.compute.placement import view as placement_view
 from novacron.db.models import Host, Task
 
@@ -175,6 +175,7 @@ class _ScrapeTimeCollector(Collector):
         yield from self._placement()
         yield from self._metrics_writer()
         yield from self._anomaly_feed()
+        yield from self._event_bus()
         try:
             yield from self._from_database()
         except SQLAlchemyError:
@@ -195,6 +196,21 @@ class _ScrapeTimeCollector(Collector):
         for name, leadership in sorted(self.ctx.leaders.items()):
             leader.add_metric([name], 1 if leadership.is_leader else 0)
         yield leader
+
+    def _event_bus(self) -> Iterator[Metric]:
+        bus = eventbus.BUS
+        up = GaugeMetricFamily(
+            "novacron_event_bus_up",
+            "1 while the event bus reaches the other replicas (0: followers fall back to polling).",
+            labels=["mode"],
+        )
+        up.add_metric([bus.mode], 0 if bus.degraded else 1)
+        yield up
+        yield CounterMetricFamily(
+            "novacron_event_bus_fallbacks",
+            "Times the event bus lost the other replicas.",
+            value=bus.fallbacks,
+        )
 
     def _pools(self) -> Iterator[Metric]:
         db = self.ctx.db
