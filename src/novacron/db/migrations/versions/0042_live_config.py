@@ -1,6 +1,6 @@
 """config_versions: the versions of the live configuration (configsvc)
 
-Revision ID: 0045
+Revision ID: 0042
 Revises: 0041
 Create Date: 2026-12-07
 """
@@ -12,7 +12,7 @@ from alembic import op
 
 from novacron.db.base import UTCDateTime
 
-revision = "0045"
+revision = "0042"
 down_revision = "0041"
 branch_labels = None
 depends_on = None
