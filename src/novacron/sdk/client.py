@@ -15,7 +15,7 @@ The operations (``nc.<tag>.<operation>``) are generated from docs/openapi.json
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from types import TracebackType
 from typing import Any
 
@@ -25,6 +25,7 @@ from novacron.sdk import follow
 from novacron.sdk.core import Core, RetryPolicy
 from novacron.sdk.errors import NovaCronError
 from novacron.sdk.generated import Api
+from novacron.sdk.generated import models as m
 
 
 class Client(Api):
@@ -51,12 +52,16 @@ class Client(Api):
         super().__init__(self.core)
 
     @classmethod
-    def login(cls, base_url: str, username: str, password: str, **settings: Any) -> Client:
-        """A client holding an access token for ``username`` (no second factor)."""
+    def login(
+        cls, base_url: str, username: str, password: str, *, tenant: str | None = None, **settings: Any
+    ) -> Client:
+        """A client holding an access token for ``username`` (of ``tenant``, when a name is shared
+        across tenants); a user who must give a second factor gets ``NovaCronError``."""
         client = cls(base_url, **settings)
-        tokens: dict[str, Any] = dict(
-            client.tokens.create_token({"username": username, "password": password})
-        )
+        grant: m.PasswordGrant = {"username": username, "password": password}
+        if tenant is not None:
+            grant["tenant"] = tenant
+        tokens: dict[str, Any] = dict(client.tokens.create_token(grant))
         if "access_token" not in tokens:
             client.close()
             raise NovaCronError(f"{username} needs a second factor: log in with tokens.second_factor")
@@ -93,7 +98,7 @@ class Client(Api):
         types: Iterable[str] | str | None = None,
         last_event_id: int | None = None,
         max_reconnects: int = 10,
-    ) -> Iterator[follow.Event]:
+    ) -> Generator[follow.Event, None, None]:
         """Events as they happen, resuming after a broken connection. See ``follow.follow_events``."""
         return follow.follow_events(
             self.core, types=types, last_event_id=last_event_id, max_reconnects=max_reconnects

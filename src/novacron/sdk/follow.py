@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,7 +120,7 @@ def follow_events(
     types: Iterable[str] | str | None = None,
     last_event_id: int | None = None,
     max_reconnects: int = 10,
-) -> Iterator[Event]:
+) -> Generator[Event, None, None]:
     """Events as they happen, after ``last_event_id`` (default: from now). Endless: stop by
     breaking out of the loop. ``max_reconnects`` consecutive failed reconnections raise."""
     kinds = types if isinstance(types, str) or types is None else ",".join(types)
