@@ -86,10 +86,16 @@ class Client(Api):
         on_progress: follow.ProgressCallback | None = None,
         timeout: float | None = None,
         raise_on_failure: bool = True,
+        use_events: bool = True,
     ) -> dict[str, Any]:
         """Wait until the task ends; ``on_progress(task)`` on each change. See ``follow.wait_task``."""
         return follow.wait_task(
-            self.core, task_id, on_progress=on_progress, timeout=timeout, raise_on_failure=raise_on_failure
+            self.core,
+            task_id,
+            on_progress=on_progress,
+            timeout=timeout,
+            raise_on_failure=raise_on_failure,
+            use_events=use_events,
         )
 
     def follow_events(

@@ -227,9 +227,15 @@ class Core:
 
     @contextlib.contextmanager
     def stream(
-        self, path: str, *, params: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None
+        self,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        read_timeout: float | None = None,
     ) -> Iterator[httpx.Response]:
-        """A streaming GET (server-sent events, an export): no read timeout, one refresh on 401."""
+        """A streaming GET (server-sent events, an export): no read timeout unless given (a quiet
+        stream is not a dead one), one refresh on 401."""
         query = {k: v for k, v in (params or {}).items() if v is not None}
         for attempt in (1, 2):
             try:
@@ -238,7 +244,7 @@ class Core:
                     path,
                     params=query,
                     headers=self.headers({"Accept": "text/event-stream", **(headers or {})}),
-                    timeout=httpx.Timeout(30.0, read=None),
+                    timeout=httpx.Timeout(30.0, read=read_timeout),
                 ) as response:
                     refresh = response.status_code == 401 and attempt == 1 and self.on_unauthorized
                     if refresh and self.on_unauthorized is not None and self.on_unauthorized():
