@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from novacron.cli.main import app
 from novacron.sdk import ApiError, Client, RetryPolicy, TransportError
 from novacron.sdk.generated import OPERATIONS
 from tests.conftest import TENANT_PASSWORD, Guest, Server, destroy_server, import_guest_image, make_server
@@ -73,7 +76,6 @@ class Injecting(httpx.BaseTransport):
 
 def test_every_operation_of_the_openapi_document_is_a_method(admin: Client) -> None:
     import json
-    from pathlib import Path
 
     spec = json.loads((Path(__file__).parents[2] / "docs" / "openapi.json").read_text())
     ids = {op["operationId"] for item in spec["paths"].values() for op in item.values()}
@@ -83,11 +85,15 @@ def test_every_operation_of_the_openapi_document_is_a_method(admin: Client) -> N
         assert callable(getattr(getattr(admin, group), method)), where
 
 
-def test_a_vm_is_created_and_its_task_waited_with_progress(
-    server: Server, admin: Client, member: Client, tenant: dict[str, str], guest: Guest
-) -> None:
+@pytest.fixture(scope="module")
+def image(server: Server, guest: Guest) -> str:
     with server.client() as raw:
-        import_guest_image(raw, guest, name="sdk-guest")
+        return import_guest_image(raw, guest, name="sdk-guest")
+
+
+def test_a_vm_is_created_and_its_task_waited_with_progress(
+    member: Client, tenant: dict[str, str], image: str
+) -> None:
     accepted = member.vms.create_vm(
         {"name": "sdk-vm", "image": "sdk-guest", "flavor": "tiny", "project_id": tenant["project_id"]}
     )
@@ -233,3 +239,20 @@ def test_following_events_resumes_after_a_cut_without_losing_or_repeating_one(
     streams = [r for r in transport.seen if r.url.path == "/v1/events/stream"]
     assert len(streams) == 3 and not cuts
     assert [r.headers["Last-Event-ID"] for r in streams] == [str(start), str(got[1].seq), str(got[3].seq)]
+
+
+def test_the_cli_waits_through_the_sdk(
+    server: Server, admin: Client, tenant: dict[str, str], image: str, tmp_path: Path
+) -> None:
+    env = {
+        "NOVACRON_URL": server.url,
+        "NOVACRON_TOKEN": admin.core.token,
+        "NOVACRON_CONFIG": str(tmp_path / "credentials.json"),
+        "COLUMNS": "200",
+    }
+    args = ["vm", "create", "--name", "cli-vm", "--image", "sdk-guest", "--flavor", "tiny"]
+    r = CliRunner().invoke(app, [*args, "--project", tenant["project_id"]], env=env, prog_name="novacron")
+    assert r.exit_code == 0, (r.stdout, r.stderr)
+    assert "100%" in r.stderr  # the progress bar, fed by the SDK's wait_task
+    (vm,) = admin.vms.iter_vms(name="cli-vm")
+    assert vm["state"] == "running"

@@ -246,7 +246,7 @@ class Client:
         return ConnectError(f"cannot connect to {self.server}: {reason}", hint=START_HINT)
 
     @contextlib.contextmanager
-    def _translated(self) -> Iterator[None]:
+    def translated(self) -> Iterator[None]:
         """The SDK's errors as the CLI's, with their hints."""
         try:
             yield
@@ -268,7 +268,7 @@ class Client:
         auth: bool = True,
     ) -> httpx.Response:
         """One request (the SDK core: retried when safe, refreshed once on 401). Raises on any error."""
-        with self._translated():
+        with self.translated():
             return self.core.request(
                 method,
                 path,
@@ -344,13 +344,13 @@ class Client:
         if limit is not None:
             page: dict[str, Any] = self.get(path, limit=limit, **params)
             return page
-        with self._translated():
+        with self.translated():
             return {"items": list(self.core.paginate(path, params=params)), "next_cursor": None}
 
     @contextlib.contextmanager
     def stream(self, path: str, **params: Any) -> Iterator[httpx.Response]:
         """A streaming GET (server-sent events); refreshes once on 401 like ``send``."""
-        with self._translated(), self.core.stream(path, params=params) as response:
+        with self.translated(), self.core.stream(path, params=params) as response:
             yield response
 
 
