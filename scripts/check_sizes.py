@@ -1,4 +1,4 @@
-"""Fail when a module passes 600 lines or a function 80 (migrations aside): small units stay readable.
+"""Fail when a module passes 600 lines or a function 80 (generated code aside): small units stay readable.
 
     python scripts/check_sizes.py [src/novacron]
 
@@ -13,7 +13,8 @@ from pathlib import Path
 
 MAX_MODULE_LINES = 600
 MAX_FUNCTION_LINES = 80
-EXEMPT = ("db/migrations/versions/",)
+# generated code (migrations, the SDK's operations: scripts/sdk_gen.py) is read through its generator
+EXEMPT = ("db/migrations/versions/", "sdk/generated/")
 
 
 def offenders(root: Path) -> list[str]:

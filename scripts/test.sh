@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set everything up (scripts/setup.sh), then run the whole check: ruff, mypy, the import layers,
-# module and function sizes, the committed OpenAPI document, and the pytest suite
+# module and function sizes, the committed OpenAPI document and the SDK generated from it, and the pytest suite
 # (unit, integration with real QEMU / PostgreSQL / networking, e2e in headless Chromium).
 #
 #   bash scripts/test.sh                  everything, as CI does (.ci/run calls exactly this)
@@ -44,6 +44,8 @@ if [ "${NOVACRON_SKIP_LINT:-0}" != "1" ]; then
     python scripts/openapi.py --check || failed+=("openapi")
     say "docs/schema.graphql is what the code generates (python scripts/graphql_schema.py --write)"
     python scripts/graphql_schema.py --check || failed+=("graphql-schema")
+    say "the SDK's generated operations are what docs/openapi.json gives (python scripts/sdk_gen.py --write)"
+    python scripts/sdk_gen.py --check || failed+=("sdk")
 fi
 
 timeout_s="${NOVACRON_TEST_TIMEOUT:-4800}"

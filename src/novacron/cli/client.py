@@ -1,6 +1,9 @@
 """The CLI's REST client: server URL and stored tokens, automatic refresh, errors as exceptions.
 
-The CLI talks to NovaCron only through this client, never to the database.
+The CLI talks to NovaCron only through this client, never to the database. Its HTTP layer is the
+SDK's request core (novacron.sdk.core: retries of safe requests, an ``Idempotency-Key`` on every
+write, problem+json errors); this module adds the CLI's credentials file, its CA choice and its
+error messages with hints.
 Credentials live in ``$NOVACRON_CONFIG`` or ``~/.config/novacron/credentials.json`` (mode 0600);
 ``NOVACRON_URL`` and ``NOVACRON_TOKEN`` override what is stored.
 
@@ -25,6 +28,21 @@ from urllib.parse import quote
 import httpx
 
 from novacron.config import is_loopback
+from novacron.sdk import errors as sdk_errors
+from novacron.sdk.core import Core, RetryPolicy
+from novacron.sdk.errors import problem_of
+from novacron.sdk.follow import parse_sse
+
+__all__ = [
+    "ApiError",
+    "CliError",
+    "Client",
+    "ConnectError",
+    "Credentials",
+    "parse_sse",
+    "problem_of",
+    "resolve",
+]
 
 DEFAULT_SERVER = "https://127.0.0.1:8080"
 DEFAULT_STATE_DIR = "/var/lib/novacron"
@@ -58,23 +76,6 @@ class ApiError(CliError):
 
 class ConnectError(CliError):
     exit_code = 2
-
-
-def problem_of(response: httpx.Response) -> dict[str, Any]:
-    """The problem document of an error response; a synthesized one when the body is not JSON."""
-    try:
-        body = response.json()
-    except (ValueError, UnicodeDecodeError):
-        body = None
-    if isinstance(body, dict) and ("title" in body or "detail" in body):
-        return body
-    text = response.text.strip()[:500] if response.content else ""
-    return {
-        "type": "about:blank",
-        "title": response.reason_phrase or f"HTTP {response.status_code}",
-        "status": response.status_code,
-        "detail": text or response.reason_phrase or "",
-    }
 
 
 # ---------------------------------------------------------------- credentials
@@ -178,7 +179,7 @@ class Credentials:
 
 
 class Client:
-    """A thin synchronous client. Every method raises ``ApiError``/``ConnectError``, never httpx errors."""
+    """The CLI's session. Every method raises ``ApiError``/``ConnectError``, never httpx or SDK errors."""
 
     def __init__(
         self,
@@ -201,27 +202,30 @@ class Client:
         self.ssl_context = tls_context(self.ca_file) if self.server.startswith("https://") else None
         env_token = token or os.environ.get("NOVACRON_TOKEN")
         self.fixed_token = bool(env_token)
-        if env_token:
-            self.token = env_token
-        elif self.creds.server and normalize_server(self.creds.server) == self.server:
-            self.token = self.creds.access_token
-        else:
-            self.token = ""
-        self.http = httpx.Client(
-            base_url=self.server, timeout=timeout, transport=transport, verify=self.ssl_context or True
+        self.core = Core(
+            self.server,
+            token=env_token or (self.creds.access_token if same_server else ""),
+            verify=self.ssl_context or True,
+            timeout=timeout,
+            # a command line waits less than a program would before saying the server is away
+            retry=RetryPolicy(attempts=3),
+            transport=transport,
+            on_unauthorized=self.try_refresh,
         )
+        self.http = self.core.http
+
+    @property
+    def token(self) -> str:
+        return self.core.token
+
+    @token.setter
+    def token(self, value: str) -> None:
+        self.core.token = value
 
     def close(self) -> None:
-        self.http.close()
+        self.core.close()
 
     # -- low level
-
-    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        headers = {"Accept": "application/json, application/problem+json"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        headers.update(extra or {})
-        return headers
 
     def _connect_error(self, exc: httpx.TransportError) -> ConnectError:
         reason = str(exc) or type(exc).__name__
@@ -241,6 +245,16 @@ class Client:
             )
         return ConnectError(f"cannot connect to {self.server}: {reason}", hint=START_HINT)
 
+    @contextlib.contextmanager
+    def translated(self) -> Iterator[None]:
+        """The SDK's errors as the CLI's, with their hints."""
+        try:
+            yield
+        except sdk_errors.ApiError as exc:
+            raise self.api_error(exc.status, exc.problem) from exc
+        except sdk_errors.TransportError as exc:
+            raise self._connect_error(exc.cause) from exc
+
     def send(  # noqa: PLR0913  (httpx's request options, all keyword-only)
         self,
         method: str,
@@ -253,40 +267,33 @@ class Client:
         timeout: float | httpx.Timeout | None = None,
         auth: bool = True,
     ) -> httpx.Response:
-        """One request, refreshing the access token once on 401. Raises on any error status."""
-        params = {k: v for k, v in (params or {}).items() if v is not None}
-        for attempt in (1, 2):
-            try:
-                response = self.http.request(
-                    method,
-                    path,
-                    json=json_body,
-                    params=params,
-                    content=content() if content is not None else None,
-                    headers=self._headers(headers) if auth else {**(headers or {})},
-                    timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
-                )
-            except httpx.TransportError as exc:
-                raise self._connect_error(exc) from exc
-            if response.status_code == 401 and auth and attempt == 1 and self.try_refresh():
-                continue
-            break
-        if response.is_error:
-            raise self.error_for(response)
-        return response
+        """One request (the SDK core: retried when safe, refreshed once on 401). Raises on any error."""
+        with self.translated():
+            return self.core.request(
+                method,
+                path,
+                json=json_body,
+                params=params,
+                content=content,
+                headers=headers,
+                timeout=timeout,
+                auth=auth,
+            )
 
     def error_for(self, response: httpx.Response) -> ApiError:
+        return self.api_error(response.status_code, problem_of(response))
+
+    def api_error(self, status: int, problem: dict[str, Any]) -> ApiError:
         hint = ""
-        if response.status_code == 401:
+        if status == 401:
             hint = (
                 "NOVACRON_TOKEN was refused; unset it or use a valid token."
                 if self.fixed_token
                 else f"Log in first: novacron login --server {self.server}"
             )
-        problem = problem_of(response)
-        if response.status_code == 409 and isinstance(problem.get("candidates"), list):
+        if status == 409 and isinstance(problem.get("candidates"), list):
             hint = "Give the id of the one you mean instead of the name."
-        return ApiError(response.status_code, problem, hint=hint)
+        return ApiError(status, problem, hint=hint)
 
     def try_refresh(self) -> bool:
         """Exchange the stored refresh token for new tokens; False when that is not possible."""
@@ -337,62 +344,14 @@ class Client:
         if limit is not None:
             page: dict[str, Any] = self.get(path, limit=limit, **params)
             return page
-        items: list[Any] = []
-        cursor: str | None = params.pop("cursor", None)
-        while True:
-            page = self.get(path, limit=500, cursor=cursor, **params)
-            items.extend(page.get("items", []))
-            cursor = page.get("next_cursor")
-            if not cursor:
-                return {"items": items, "next_cursor": None}
+        with self.translated():
+            return {"items": list(self.core.paginate(path, params=params)), "next_cursor": None}
 
     @contextlib.contextmanager
     def stream(self, path: str, **params: Any) -> Iterator[httpx.Response]:
         """A streaming GET (server-sent events); refreshes once on 401 like ``send``."""
-        params = {k: v for k, v in params.items() if v is not None}
-        for attempt in (1, 2):
-            try:
-                with self.http.stream(
-                    "GET",
-                    path,
-                    params=params,
-                    headers=self._headers({"Accept": "text/event-stream"}),
-                    timeout=httpx.Timeout(30.0, read=None),
-                ) as response:
-                    if response.status_code == 401 and attempt == 1 and self.try_refresh():
-                        continue
-                    if response.is_error:
-                        response.read()
-                        raise self.error_for(response)
-                    yield response
-                    return
-            except httpx.TransportError as exc:
-                raise self._connect_error(exc) from exc
-
-
-def parse_sse(lines: Iterable[str]) -> Iterator[tuple[str, str, str]]:
-    """``(id, event, data)`` for each server-sent event in a stream of lines; comments are skipped."""
-    ident = event = ""
-    data: list[str] = []
-    for raw in lines:
-        line = raw.rstrip("\r\n")
-        if not line:
-            if data:
-                yield ident, event or "message", "\n".join(data)
-            event, data = "", []
-            continue
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
-        if name == "id":
-            ident = value
-        elif name == "event":
-            event = value
-        elif name == "data":
-            data.append(value)
-    if data:
-        yield ident, event or "message", "\n".join(data)
+        with self.translated(), self.core.stream(path, params=params) as response:
+            yield response
 
 
 # ---------------------------------------------------------------- name resolution

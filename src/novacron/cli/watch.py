@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from rich.markup import escape
@@ -10,6 +9,8 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from novacron.cli.client import Client, CliError
 from novacron.cli.output import err, info, print_json
+from novacron.sdk.errors import WaitTimeout
+from novacron.sdk.follow import wait_task
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 POLL_S = 0.5
@@ -63,8 +64,7 @@ def task_failed(task: dict[str, Any]) -> CliError:
 def watch_task(
     client: Client, task_id: str, *, label: str = "", timeout_s: float | None = None, show: bool = True
 ) -> dict[str, Any]:
-    """Poll the task until it is terminal. Returns it when it succeeded, raises ``CliError`` otherwise."""
-    deadline = time.monotonic() + timeout_s if timeout_s else None
+    """Follow the task until it is terminal. Returns it when it succeeded, raises ``CliError`` otherwise."""
     progress = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -76,24 +76,31 @@ def watch_task(
         transient=False,
         disable=not show,
     )
-    task: dict[str, Any] = client.get(f"/v1/tasks/{task_id}")
-    title = escape(label or f"{task.get('kind', 'task')} {task.get('resource_id', '')}".strip())
+    first: dict[str, Any] = client.get(f"/v1/tasks/{task_id}")
+    title = escape(label or f"{first.get('kind', 'task')} {first.get('resource_id', '')}".strip())
     try:
         with progress:
-            bar = progress.add_task(title, total=100, step=step_label(task))
-            while True:
-                progress.update(bar, completed=int(task.get("progress") or 0), step=escape(step_label(task)))
-                if task.get("state") in TERMINAL:
-                    if task.get("state") == "succeeded":
-                        progress.update(bar, completed=100)
-                    break
-                if deadline is not None and time.monotonic() > deadline:
-                    raise CliError(
-                        f"task {task_id} is still {task.get('state')} after {timeout_s:.0f} s",
-                        hint=f"It goes on in the background: novacron task watch {task_id}",
-                    )
-                time.sleep(POLL_S)
-                task = client.get(f"/v1/tasks/{task_id}")
+            bar = progress.add_task(title, total=100, step=step_label(first))
+
+            def show_progress(task: dict[str, Any]) -> None:
+                done = 100 if task.get("state") == "succeeded" else int(task.get("progress") or 0)
+                progress.update(bar, completed=done, step=escape(step_label(task)))
+
+            # the SDK's wait: the task's events as they come (polling without event:read)
+            with client.translated():
+                task = wait_task(
+                    client.core,
+                    task_id,
+                    on_progress=show_progress,
+                    timeout=timeout_s or None,
+                    raise_on_failure=False,
+                )
+    except WaitTimeout as exc:
+        state = (exc.last or {}).get("state")
+        raise CliError(
+            f"task {task_id} is still {state} after {timeout_s:.0f} s",
+            hint=f"It goes on in the background: novacron task watch {task_id}",
+        ) from None
     except KeyboardInterrupt:
         raise CliError(
             f"stopped watching task {task_id}; it goes on in the background",
