@@ -207,6 +207,73 @@ def test_tenants_see_only_their_own_through_queries_mutations_and_subscriptions(
         assert all(e["tenantId"] == theirs[0]["id"] and vm_id not in json.dumps(e) for e in seen_events)
         gone = gql(alice, f'mutation {{ deleteVm(id: "{vm_id}", idempotencyKey: "d-1") {{ taskId }} }}')
         assert wait_task(alice, gone["data"]["deleteVm"]["taskId"])["state"] == "succeeded"
+        networks_and_groups_are_the_callers_own(alice, bob)
+
+
+NET = """mutation($input: CreateNetworkInput!, $key: String) {
+  createNetwork(input: $input, idempotencyKey: $key) { networkId replayed network { name } } }"""
+RULE = """mutation($g: ID!, $input: RuleInput!, $key: String) {
+  addSecurityGroupRule(groupId: $g, input: $input, idempotencyKey: $key)
+  { ruleId replayed group { name rules { id portMin } } } }"""
+MINE = """{ networks { items { id subnets { cidr } ports { id } } }
+  securityGroups { items { id rules { id } } }
+  images { items { name } } flavors { items { name } } flavor(id: "tiny") { name } }"""
+
+
+def networks_and_groups_are_the_callers_own(alice: httpx.Client, bob: httpx.Client) -> None:
+    """The network and security-group mutations (replayed by key, refused naming the field), and
+    the new roots and relations: bob sees none of alice's networks, subnets, groups or rules."""
+    first = gql(alice, NET, input={"name": "gqnet"}, key="n-1")["data"]["createNetwork"]
+    again = gql(alice, NET, input={"name": "gqnet"}, key="n-1")["data"]["createNetwork"]
+    assert (again["networkId"], again["replayed"], first["replayed"]) == (first["networkId"], True, False)
+    assert first["network"]["name"] == "gqnet"
+    net_id = first["networkId"]
+    bad = gql(alice, NET, input={"name": "not a name"})
+    assert bad["data"]["createNetwork"] is None, bad
+    assert bad["errors"][0]["extensions"]["errors"][0]["field"] == "name", bad
+    r = alice.post("/v1/subnets", json={"network": net_id, "name": "gqs", "cidr": "10.77.0.0/24"})
+    assert r.status_code == 201, r.text
+    made = gql(alice, 'mutation { createSecurityGroup(input: {name: "gqsg"}) { groupId } }')
+    group_id = made["data"]["createSecurityGroup"]["groupId"]
+    rule = {"direction": "ingress", "protocol": "tcp", "portMin": 22, "portMax": 22}
+    added = gql(alice, RULE, g=group_id, input=rule, key="r-1")["data"]["addSecurityGroupRule"]
+    replay = gql(alice, RULE, g=group_id, input=rule, key="r-1")["data"]["addSecurityGroupRule"]
+    assert (replay["ruleId"], replay["replayed"]) == (added["ruleId"], True)
+    assert [r["id"] for r in replay["group"]["rules"]] == [added["ruleId"]]
+    wrong = gql(alice, RULE, g=group_id, input={**rule, "direction": "sideways"})
+    assert wrong["errors"][0]["extensions"]["errors"][0]["field"] == "direction", wrong
+    mine = gql(alice, MINE)
+    assert "errors" not in mine, mine
+    [net] = [n for n in mine["data"]["networks"]["items"] if n["id"] == net_id]
+    assert net["subnets"] == [{"cidr": "10.77.0.0/24"}] and net["ports"] == []
+    [group] = [g for g in mine["data"]["securityGroups"]["items"] if g["id"] == group_id]
+    assert group["rules"] == [{"id": added["ruleId"]}]
+    assert "test-guest" in json.dumps(mine["data"]["images"]) and mine["data"]["flavor"] == {"name": "tiny"}
+    lookups = f"""{{ network(id: "{net_id}") {{ id }} securityGroup(id: "{group_id}") {{ id }}
+      networks(first: 200) {{ items {{ id tenantId subnets {{ cidr }} ports {{ id }} }} }}
+      securityGroups(first: 200) {{ items {{ id tenantId rules {{ id }} }} }}
+      images {{ items {{ projectId }} }} }}"""
+    theirs = gql(bob, lookups)
+    assert "errors" not in theirs, theirs
+    data = theirs["data"]
+    assert data["network"] is None and data["securityGroup"] is None
+    seen = json.dumps(data)
+    assert net_id not in seen and group_id not in seen and added["ruleId"] not in seen
+    assert "10.77.0.0/24" not in seen
+    refused = gql(bob, f'mutation {{ deleteNetwork(id: "{net_id}") {{ networkId }} }}')
+    assert refused["errors"][0]["extensions"]["status"] == 404 and refused["data"] == {"deleteNetwork": None}
+    rule_id = added["ruleId"]
+    drop_rule = f'deleteSecurityGroupRule(groupId: "{group_id}", ruleId: "{rule_id}")'
+    refused = gql(bob, f"mutation {{ {drop_rule} {{ ruleId }} }}")
+    assert refused["errors"][0]["extensions"]["status"] == 404, refused
+    # each mutation sees what the ones before it did (the loaders forget between mutations)
+    cleanup = f"""mutation {{ a: {drop_rule} {{ group {{ rules {{ id }} }} }}
+      b: deleteSecurityGroup(id: "{group_id}") {{ group {{ id }} }} }}"""
+    done = gql(alice, cleanup)
+    assert "errors" not in done, done
+    assert done["data"]["a"]["group"]["rules"] == [] and done["data"]["b"]["group"] is None
+    audit = alice.get("/v1/audit", params={"action": "graphql.createNetwork"}).json()["items"]
+    assert any(a["resource_id"] == net_id for a in audit), audit
 
 
 def test_depth_cost_and_authentication_are_refused_clearly(server: Server) -> None:
