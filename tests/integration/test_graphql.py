@@ -114,6 +114,24 @@ def test_nested_query_loads_each_relation_in_one_query(tmp_path: Path) -> None:
         assert many == few, statements
         # BEGIN, then tenants, projects, VMs, and the VMs' ports, tasks, backups and volumes: one each
         assert few == 8, statements
+        # networks → subnets, ports and security groups → rules: one query per relation too
+        nets = "{ networks { items { subnets { cidr } ports { id } } }"
+        nets += " securityGroups { items { rules { id } } } }"
+        t = client.post("/v1/tenants", json={"name": "tn"}).json()
+        pid = client.post("/v1/projects", json={"name": "p", "tenant_id": t["id"]}).json()["id"]
+
+        def add_networks(numbers: range) -> int:
+            for i in numbers:
+                n = client.post("/v1/networks", json={"name": f"n{i}", "project_id": pid}).json()
+                client.post("/v1/subnets", json={"network": n["id"], "name": "s", "cidr": f"10.9.{i}.0/24"})
+                g = client.post("/v1/security-groups", json={"name": f"g{i}", "project_id": pid}).json()
+                client.post(f"/v1/security-groups/{g['id']}/rules", json={"direction": "ingress"})
+            statements.clear()
+            r = client.post("/v1/graphql", json={"query": nets})
+            assert "errors" not in r.json() and len(r.json()["data"]["networks"]["items"]) == numbers.stop
+            return len(statements)
+
+        assert add_networks(range(2)) == add_networks(range(2, 6)) == 6, statements
 
 
 CREATE = """mutation($input: CreateVMInput!, $key: String) { createVm(input: $input, idempotencyKey: $key)
