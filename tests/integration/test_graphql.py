@@ -22,6 +22,7 @@ from sqlalchemy import event
 from websockets.sync.client import ClientConnection, connect
 
 from tests.conftest import (
+    TENANT_PASSWORD,
     Guest,
     Server,
     destroy_server,
@@ -77,7 +78,7 @@ def test_nested_query_loads_each_relation_in_one_query(tmp_path: Path) -> None:
     """Six tenants, each with a project of two VMs with a task each, cost as many SQL queries as two
     such tenants: one per relation and level, never one per row."""
     from novacron.db.base import new_id
-    from novacron.db.models import VM, Task
+    from novacron.db.models import VM, LbListener, LbPool, LoadBalancer, Task
 
     with in_process_app(tmp_path) as (client, password, db):
         r = client.post("/v1/tokens", json={"username": "admin", "password": password})
@@ -114,24 +115,80 @@ def test_nested_query_loads_each_relation_in_one_query(tmp_path: Path) -> None:
         assert many == few, statements
         # BEGIN, then tenants, projects, VMs, and the VMs' ports, tasks, backups and volumes: one each
         assert few == 8, statements
-        # networks → subnets, ports and security groups → rules: one query per relation too
+        # networks → subnets, ports; security groups → rules; load balancers → listeners, pools:
+        # one query per relation too
         nets = "{ networks { items { subnets { cidr } ports { id } } }"
-        nets += " securityGroups { items { rules { id } } } }"
+        nets += " securityGroups { items { rules { id } } } loadBalancers { items { listeners { name }"
+        nets += " pools { protocol } } } }"
         t = client.post("/v1/tenants", json={"name": "tn"}).json()
         pid = client.post("/v1/projects", json={"name": "p", "tenant_id": t["id"]}).json()["id"]
 
         def add_networks(numbers: range) -> int:
             for i in numbers:
                 n = client.post("/v1/networks", json={"name": f"n{i}", "project_id": pid}).json()
-                client.post("/v1/subnets", json={"network": n["id"], "name": "s", "cidr": f"10.9.{i}.0/24"})
+                sub = {"network": n["id"], "name": "s", "cidr": f"10.9.{i}.0/24"}
+                sub_id = client.post("/v1/subnets", json=sub).json()["id"]
+                with db.session() as s:  # rows as the service writes them: a real one needs hosts
+                    lb = LoadBalancer(
+                        id=new_id("lb"),
+                        project_id=pid,
+                        tenant_id=t["id"],
+                        name=f"lb{i}",
+                        vip_subnet_id=sub_id,
+                        vip_network_id=n["id"],
+                        vip_address="10.9.0.9",
+                    )
+                    s.add(lb)
+                    s.flush()
+                    s.add(
+                        LbListener(
+                            id=new_id("li"),
+                            loadbalancer_id=lb.id,
+                            tenant_id=t["id"],
+                            name="web",
+                            protocol="HTTP",
+                            protocol_port=80,
+                        )
+                    )
+                    s.add(
+                        LbPool(id=new_id("pool"), loadbalancer_id=lb.id, tenant_id=t["id"], protocol="HTTP")
+                    )
                 g = client.post("/v1/security-groups", json={"name": f"g{i}", "project_id": pid}).json()
                 client.post(f"/v1/security-groups/{g['id']}/rules", json={"direction": "ingress"})
             statements.clear()
             r = client.post("/v1/graphql", json={"query": nets})
-            assert "errors" not in r.json() and len(r.json()["data"]["networks"]["items"]) == numbers.stop
+            data = r.json()["data"]
+            assert "errors" not in r.json() and len(data["networks"]["items"]) == numbers.stop
+            assert all(lb["listeners"] == [{"name": "web"}] for lb in data["loadBalancers"]["items"])
             return len(statements)
 
-        assert add_networks(range(2)) == add_networks(range(2, 6)) == 6, statements
+        assert add_networks(range(2)) == add_networks(range(2, 6)) == 9, statements
+        # a user of another tenant sees none of them: lists empty, lookups null
+        ids = client.post(
+            "/v1/graphql", json={"query": "{ loadBalancers { items { id } } networks { items { id } } }"}
+        )
+        lb_ids = [lb["id"] for lb in ids.json()["data"]["loadBalancers"]["items"]]
+        net_ids = [n["id"] for n in ids.json()["data"]["networks"]["items"]]
+        other = client.post("/v1/tenants", json={"name": "other"}).json()
+        user = {
+            "username": "other-user",
+            "password": TENANT_PASSWORD,
+            "role": "tenant-admin",
+            "tenant_id": other["id"],
+        }
+        assert client.post("/v1/users", json=user).status_code == 201
+        login = {"username": "other-user", "password": TENANT_PASSWORD, "tenant": "other"}
+        admin_auth = client.headers["Authorization"]
+        client.headers["Authorization"] = (
+            f"Bearer {client.post('/v1/tokens', json=login).json()['access_token']}"
+        )
+        theirs = client.post("/v1/graphql", json={"query": nets}).json()
+        assert theirs["data"] == {"networks": {"items": []}, "securityGroups": {"items": []},
+                                  "loadBalancers": {"items": []}}, theirs  # fmt: skip
+        lookups = f'{{ loadBalancer(id: "{lb_ids[0]}") {{ id }} network(id: "{net_ids[0]}") {{ id }} }}'
+        assert client.post("/v1/graphql", json={"query": lookups}).json()["data"] == {
+            "loadBalancer": None, "network": None}  # fmt: skip
+        client.headers["Authorization"] = admin_auth
 
 
 CREATE = """mutation($input: CreateVMInput!, $key: String) { createVm(input: $input, idempotencyKey: $key)

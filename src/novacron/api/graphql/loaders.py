@@ -20,6 +20,8 @@ from strawberry.dataloader import DataLoader
 from novacron.db.models import (
     VM,
     BackupSnapshot,
+    LbListener,
+    LbPool,
     Network,
     Port,
     PortSecurityGroup,
@@ -110,6 +112,10 @@ class Loaders:
         self.volumes_of_vm = grouped(Volume, Volume.vm_id, Volume.created_at, Volume.id)
         self.subnets_of_network = grouped(Subnet, Subnet.network_id, Subnet.created_at, Subnet.id)
         self.ports_of_network = grouped(Port, Port.network_id, Port.created_at, Port.id)
+        self.listeners_of_lb = grouped(
+            LbListener, LbListener.loadbalancer_id, LbListener.created_at, LbListener.id
+        )
+        self.pools_of_lb = grouped(LbPool, LbPool.loadbalancer_id, LbPool.created_at, LbPool.id)
         self.rules_of_group = grouped(
             SecurityGroupRule, SecurityGroupRule.group_id, SecurityGroupRule.created_at, SecurityGroupRule.id
         )

@@ -10,6 +10,7 @@ import strawberry
 
 from novacron.api.graphql.catalog import CatalogQuery
 from novacron.api.graphql.context import Info
+from novacron.api.graphql.lbaas import LbQuery
 from novacron.api.graphql.limits import DEFAULT_FIRST
 from novacron.api.graphql.network import NetworkQuery
 from novacron.api.graphql.pages import Page, absent, page_params
@@ -33,9 +34,10 @@ from novacron.tasks.service import TaskService
 
 
 @strawberry.type
-class Query(NetworkQuery, CatalogQuery):
+class Query(NetworkQuery, CatalogQuery, LbQuery):
     """Reads: tenants, projects, VMs, tasks, volumes, backups and events, and their relations; networks
-    and security groups (``network.py``), images and flavors (``catalog.py``)."""
+    and security groups (``network.py``), images and flavors (``catalog.py``), load balancers
+    (``lbaas.py``)."""
 
     @strawberry.field(description="the tenants the caller sees (its own, or all for an admin)")
     def tenants(
