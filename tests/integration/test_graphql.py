@@ -22,6 +22,7 @@ from sqlalchemy import event
 from websockets.sync.client import ClientConnection, connect
 
 from tests.conftest import (
+    TENANT_PASSWORD,
     Guest,
     Server,
     destroy_server,
@@ -77,7 +78,7 @@ def test_nested_query_loads_each_relation_in_one_query(tmp_path: Path) -> None:
     """Six tenants, each with a project of two VMs with a task each, cost as many SQL queries as two
     such tenants: one per relation and level, never one per row."""
     from novacron.db.base import new_id
-    from novacron.db.models import VM, Task
+    from novacron.db.models import VM, LbListener, LbPool, LoadBalancer, Task
 
     with in_process_app(tmp_path) as (client, password, db):
         r = client.post("/v1/tokens", json={"username": "admin", "password": password})
@@ -114,6 +115,80 @@ def test_nested_query_loads_each_relation_in_one_query(tmp_path: Path) -> None:
         assert many == few, statements
         # BEGIN, then tenants, projects, VMs, and the VMs' ports, tasks, backups and volumes: one each
         assert few == 8, statements
+        # networks → subnets, ports; security groups → rules; load balancers → listeners, pools:
+        # one query per relation too
+        nets = "{ networks { items { subnets { cidr } ports { id } } }"
+        nets += " securityGroups { items { rules { id } } } loadBalancers { items { listeners { name }"
+        nets += " pools { protocol } } } }"
+        t = client.post("/v1/tenants", json={"name": "tn"}).json()
+        pid = client.post("/v1/projects", json={"name": "p", "tenant_id": t["id"]}).json()["id"]
+
+        def add_networks(numbers: range) -> int:
+            for i in numbers:
+                n = client.post("/v1/networks", json={"name": f"n{i}", "project_id": pid}).json()
+                sub = {"network": n["id"], "name": "s", "cidr": f"10.9.{i}.0/24"}
+                sub_id = client.post("/v1/subnets", json=sub).json()["id"]
+                with db.session() as s:  # rows as the service writes them: a real one needs hosts
+                    lb = LoadBalancer(
+                        id=new_id("lb"),
+                        project_id=pid,
+                        tenant_id=t["id"],
+                        name=f"lb{i}",
+                        vip_subnet_id=sub_id,
+                        vip_network_id=n["id"],
+                        vip_address="10.9.0.9",
+                    )
+                    s.add(lb)
+                    s.flush()
+                    s.add(
+                        LbListener(
+                            id=new_id("li"),
+                            loadbalancer_id=lb.id,
+                            tenant_id=t["id"],
+                            name="web",
+                            protocol="HTTP",
+                            protocol_port=80,
+                        )
+                    )
+                    s.add(
+                        LbPool(id=new_id("pool"), loadbalancer_id=lb.id, tenant_id=t["id"], protocol="HTTP")
+                    )
+                g = client.post("/v1/security-groups", json={"name": f"g{i}", "project_id": pid}).json()
+                client.post(f"/v1/security-groups/{g['id']}/rules", json={"direction": "ingress"})
+            statements.clear()
+            r = client.post("/v1/graphql", json={"query": nets})
+            data = r.json()["data"]
+            assert "errors" not in r.json() and len(data["networks"]["items"]) == numbers.stop
+            assert all(lb["listeners"] == [{"name": "web"}] for lb in data["loadBalancers"]["items"])
+            return len(statements)
+
+        assert add_networks(range(2)) == add_networks(range(2, 6)) == 9, statements
+        # a user of another tenant sees none of them: lists empty, lookups null
+        ids = client.post(
+            "/v1/graphql", json={"query": "{ loadBalancers { items { id } } networks { items { id } } }"}
+        )
+        lb_ids = [lb["id"] for lb in ids.json()["data"]["loadBalancers"]["items"]]
+        net_ids = [n["id"] for n in ids.json()["data"]["networks"]["items"]]
+        other = client.post("/v1/tenants", json={"name": "other"}).json()
+        user = {
+            "username": "other-user",
+            "password": TENANT_PASSWORD,
+            "role": "tenant-admin",
+            "tenant_id": other["id"],
+        }
+        assert client.post("/v1/users", json=user).status_code == 201
+        login = {"username": "other-user", "password": TENANT_PASSWORD, "tenant": "other"}
+        admin_auth = client.headers["Authorization"]
+        client.headers["Authorization"] = (
+            f"Bearer {client.post('/v1/tokens', json=login).json()['access_token']}"
+        )
+        theirs = client.post("/v1/graphql", json={"query": nets}).json()
+        assert theirs["data"] == {"networks": {"items": []}, "securityGroups": {"items": []},
+                                  "loadBalancers": {"items": []}}, theirs  # fmt: skip
+        lookups = f'{{ loadBalancer(id: "{lb_ids[0]}") {{ id }} network(id: "{net_ids[0]}") {{ id }} }}'
+        assert client.post("/v1/graphql", json={"query": lookups}).json()["data"] == {
+            "loadBalancer": None, "network": None}  # fmt: skip
+        client.headers["Authorization"] = admin_auth
 
 
 CREATE = """mutation($input: CreateVMInput!, $key: String) { createVm(input: $input, idempotencyKey: $key)
@@ -207,6 +282,73 @@ def test_tenants_see_only_their_own_through_queries_mutations_and_subscriptions(
         assert all(e["tenantId"] == theirs[0]["id"] and vm_id not in json.dumps(e) for e in seen_events)
         gone = gql(alice, f'mutation {{ deleteVm(id: "{vm_id}", idempotencyKey: "d-1") {{ taskId }} }}')
         assert wait_task(alice, gone["data"]["deleteVm"]["taskId"])["state"] == "succeeded"
+        networks_and_groups_are_the_callers_own(alice, bob)
+
+
+NET = """mutation($input: CreateNetworkInput!, $key: String) {
+  createNetwork(input: $input, idempotencyKey: $key) { networkId replayed network { name } } }"""
+RULE = """mutation($g: ID!, $input: RuleInput!, $key: String) {
+  addSecurityGroupRule(groupId: $g, input: $input, idempotencyKey: $key)
+  { ruleId replayed group { name rules { id portMin } } } }"""
+MINE = """{ networks { items { id subnets { cidr } ports { id } } }
+  securityGroups { items { id rules { id } } }
+  images { items { name } } flavors { items { name } } flavor(id: "tiny") { name } }"""
+
+
+def networks_and_groups_are_the_callers_own(alice: httpx.Client, bob: httpx.Client) -> None:
+    """The network and security-group mutations (replayed by key, refused naming the field), and
+    the new roots and relations: bob sees none of alice's networks, subnets, groups or rules."""
+    first = gql(alice, NET, input={"name": "gqnet"}, key="n-1")["data"]["createNetwork"]
+    again = gql(alice, NET, input={"name": "gqnet"}, key="n-1")["data"]["createNetwork"]
+    assert (again["networkId"], again["replayed"], first["replayed"]) == (first["networkId"], True, False)
+    assert first["network"]["name"] == "gqnet"
+    net_id = first["networkId"]
+    bad = gql(alice, NET, input={"name": "not a name"})
+    assert bad["data"]["createNetwork"] is None, bad
+    assert bad["errors"][0]["extensions"]["errors"][0]["field"] == "name", bad
+    r = alice.post("/v1/subnets", json={"network": net_id, "name": "gqs", "cidr": "10.77.0.0/24"})
+    assert r.status_code == 201, r.text
+    made = gql(alice, 'mutation { createSecurityGroup(input: {name: "gqsg"}) { groupId } }')
+    group_id = made["data"]["createSecurityGroup"]["groupId"]
+    rule = {"direction": "ingress", "protocol": "tcp", "portMin": 22, "portMax": 22}
+    added = gql(alice, RULE, g=group_id, input=rule, key="r-1")["data"]["addSecurityGroupRule"]
+    replay = gql(alice, RULE, g=group_id, input=rule, key="r-1")["data"]["addSecurityGroupRule"]
+    assert (replay["ruleId"], replay["replayed"]) == (added["ruleId"], True)
+    assert [r["id"] for r in replay["group"]["rules"]] == [added["ruleId"]]
+    wrong = gql(alice, RULE, g=group_id, input={**rule, "direction": "sideways"})
+    assert wrong["errors"][0]["extensions"]["errors"][0]["field"] == "direction", wrong
+    mine = gql(alice, MINE)
+    assert "errors" not in mine, mine
+    [net] = [n for n in mine["data"]["networks"]["items"] if n["id"] == net_id]
+    assert net["subnets"] == [{"cidr": "10.77.0.0/24"}] and net["ports"] == []
+    [group] = [g for g in mine["data"]["securityGroups"]["items"] if g["id"] == group_id]
+    assert group["rules"] == [{"id": added["ruleId"]}]
+    assert "test-guest" in json.dumps(mine["data"]["images"]) and mine["data"]["flavor"] == {"name": "tiny"}
+    lookups = f"""{{ network(id: "{net_id}") {{ id }} securityGroup(id: "{group_id}") {{ id }}
+      networks(first: 200) {{ items {{ id tenantId subnets {{ cidr }} ports {{ id }} }} }}
+      securityGroups(first: 200) {{ items {{ id tenantId rules {{ id }} }} }}
+      images {{ items {{ projectId }} }} }}"""
+    theirs = gql(bob, lookups)
+    assert "errors" not in theirs, theirs
+    data = theirs["data"]
+    assert data["network"] is None and data["securityGroup"] is None
+    seen = json.dumps(data)
+    assert net_id not in seen and group_id not in seen and added["ruleId"] not in seen
+    assert "10.77.0.0/24" not in seen
+    refused = gql(bob, f'mutation {{ deleteNetwork(id: "{net_id}") {{ networkId }} }}')
+    assert refused["errors"][0]["extensions"]["status"] == 404 and refused["data"] == {"deleteNetwork": None}
+    rule_id = added["ruleId"]
+    drop_rule = f'deleteSecurityGroupRule(groupId: "{group_id}", ruleId: "{rule_id}")'
+    refused = gql(bob, f"mutation {{ {drop_rule} {{ ruleId }} }}")
+    assert refused["errors"][0]["extensions"]["status"] == 404, refused
+    # each mutation sees what the ones before it did (the loaders forget between mutations)
+    cleanup = f"""mutation {{ a: {drop_rule} {{ group {{ rules {{ id }} }} }}
+      b: deleteSecurityGroup(id: "{group_id}") {{ group {{ id }} }} }}"""
+    done = gql(alice, cleanup)
+    assert "errors" not in done, done
+    assert done["data"]["a"]["group"]["rules"] == [] and done["data"]["b"]["group"] is None
+    audit = alice.get("/v1/audit", params={"action": "graphql.createNetwork"}).json()["items"]
+    assert any(a["resource_id"] == net_id for a in audit), audit
 
 
 def test_depth_cost_and_authentication_are_refused_clearly(server: Server) -> None:

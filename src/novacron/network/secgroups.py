@@ -50,10 +50,16 @@ class SecurityGroupService(Service):
     """Create, read, change and delete security groups and their rules."""
 
     def list(
-        self, params: ListParams, *, name: str | None = None, project_id: str | None = None
+        self,
+        params: ListParams,
+        *,
+        name: str | None = None,
+        project_id: str | None = None,
+        make_defaults: bool = True,
     ) -> tuple[list[SecurityGroup], str | None]:
-        """One page of the groups the caller sees; the first page makes the projects' defaults."""
-        if self.principal.tenant_id is not None and params.cursor is None:
+        """One page of the groups the caller sees; the first page makes the projects' defaults
+        (unless ``make_defaults`` is false: a read-only caller such as a GraphQL query)."""
+        if make_defaults and self.principal.tenant_id is not None and params.cursor is None:
             # every project has its default group, made on first sight
             stmt = select(Project).where(Project.tenant_id == self.principal.tenant_id)
             for project in self.session.scalars(stmt):

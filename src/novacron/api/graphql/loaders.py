@@ -20,10 +20,15 @@ from strawberry.dataloader import DataLoader
 from novacron.db.models import (
     VM,
     BackupSnapshot,
+    LbListener,
+    LbPool,
+    Network,
     Port,
     PortSecurityGroup,
     Project,
     SecurityGroup,
+    SecurityGroupRule,
+    Subnet,
     Task,
     Tenant,
     Volume,
@@ -94,6 +99,8 @@ class Loaders:
         self.vm = by_id(VM)
         self.task = by_id(Task)
         self.volume = by_id(Volume)
+        self.network = by_id(Network)
+        self.security_group = by_id(SecurityGroup)
         self.projects_of_tenant = grouped(Project, Project.tenant_id, Project.name, Project.id)
         self.vms_of_project = grouped(VM, VM.project_id, VM.created_at, VM.id)
         self.ports_of_vm = grouped(Port, Port.vm_id, Port.position, Port.id)
@@ -103,6 +110,21 @@ class Loaders:
             BackupSnapshot, BackupSnapshot.vm_id, BackupSnapshot.created_at.desc(), BackupSnapshot.id
         )
         self.volumes_of_vm = grouped(Volume, Volume.vm_id, Volume.created_at, Volume.id)
+        self.subnets_of_network = grouped(Subnet, Subnet.network_id, Subnet.created_at, Subnet.id)
+        self.ports_of_network = grouped(Port, Port.network_id, Port.created_at, Port.id)
+        self.listeners_of_lb = grouped(
+            LbListener, LbListener.loadbalancer_id, LbListener.created_at, LbListener.id
+        )
+        self.pools_of_lb = grouped(LbPool, LbPool.loadbalancer_id, LbPool.created_at, LbPool.id)
+        self.rules_of_group = grouped(
+            SecurityGroupRule, SecurityGroupRule.group_id, SecurityGroupRule.created_at, SecurityGroupRule.id
+        )
+
+    def forget(self) -> None:
+        """Empty every cache: a mutation changed rows a loader may already hold."""
+        for loader in vars(self).values():
+            if isinstance(loader, DataLoader):
+                loader.clear_all()
 
 
 def rows(found: Sequence[M | None]) -> list[M]:

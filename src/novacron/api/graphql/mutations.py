@@ -101,6 +101,7 @@ def keyed(info: Info, mutation: str, key: str | None, request: Any, run: Callabl
     """``run``'s answer (a JSON-able dict), or the stored one of an earlier call with this key;
     in a savepoint, and noted for the audit record."""
     c = info.context
+    c.load.forget()  # the fields of an earlier mutation in this operation may have loaded rows it changes
     idem = Idempotency.of_call(key, c.principal, c.db, f"/v1/graphql#{mutation}")
     with c.db.begin_nested():
         replay = idem.replay(request)
@@ -109,7 +110,8 @@ def keyed(info: Info, mutation: str, key: str | None, request: Any, run: Callabl
         else:
             answer = {**run(), "replayed": False}
             idem.remember(200, answer)
-    c.audited.append(Audited(mutation, answer.get("vm_id") or answer.get("volume_id")))
+    touched = (answer.get(k) for k in ("vm_id", "volume_id", "network_id", "group_id"))
+    c.audited.append(Audited(mutation, next((t for t in touched if t), None)))
     return answer
 
 

@@ -6,13 +6,14 @@ name is ``null`` when the caller may not see it, as if it did not exist (REST's 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Generic, TypeVar
-
 import strawberry
 
+from novacron.api.graphql.catalog import CatalogQuery
 from novacron.api.graphql.context import Info
-from novacron.api.graphql.limits import DEFAULT_FIRST, MAX_FIRST
+from novacron.api.graphql.lbaas import LbQuery
+from novacron.api.graphql.limits import DEFAULT_FIRST
+from novacron.api.graphql.network import NetworkQuery
+from novacron.api.graphql.pages import Page, absent, page_params
 from novacron.api.graphql.types import (
     BackupNode,
     EventNode,
@@ -25,41 +26,18 @@ from novacron.api.graphql.types import (
 from novacron.backup.service import BackupFilter, BackupService
 from novacron.compute.vms import LIST_SORTS, VMService
 from novacron.compute.volumes import VolumeService
-from novacron.db.listing import ListParams
-from novacron.errors import InvalidInput, NotFound
+from novacron.errors import InvalidInput
 from novacron.events import EventService
 from novacron.identity.projects import ProjectService
 from novacron.identity.tenants import TenantService
 from novacron.tasks.service import TaskService
 
-T = TypeVar("T")
-R = TypeVar("R")
-
-
-@strawberry.type(description="one page of a list; pass nextCursor as after for the next one")
-class Page(Generic[T]):
-    items: list[T]
-    next_cursor: str | None
-
-
-def page_params(first: int, after: str | None, sortable: tuple[str, ...], sort: str) -> ListParams:
-    """The REST listing's parameters, refused the same way (a 422 naming the argument)."""
-    if not 1 <= first <= MAX_FIRST:
-        raise InvalidInput("first", f"must be 1 to {MAX_FIRST}", part="query")
-    return ListParams(limit=first, cursor=after, sort=sort, sortable=sortable)
-
-
-def absent(get: Callable[[], R]) -> R | None:
-    """What ``get`` finds, or None where REST answers 404: another tenant's resource is absent."""
-    try:
-        return get()
-    except NotFound:
-        return None
-
 
 @strawberry.type
-class Query:
-    """Reads: tenants, projects, VMs, tasks, volumes, backups and events, and their relations."""
+class Query(NetworkQuery, CatalogQuery, LbQuery):
+    """Reads: tenants, projects, VMs, tasks, volumes, backups and events, and their relations; networks
+    and security groups (``network.py``), images and flavors (``catalog.py``), load balancers
+    (``lbaas.py``)."""
 
     @strawberry.field(description="the tenants the caller sees (its own, or all for an admin)")
     def tenants(

@@ -20,7 +20,7 @@ from strawberry.types import ExecutionContext
 from novacron.api import validation_text as texts
 from novacron.api.errors import Problem, from_domain
 from novacron.api.graphql.limits import LimitsRule
-from novacron.api.graphql.mutations import Mutation
+from novacron.api.graphql.network_mutations import Mutations
 from novacron.api.graphql.queries import Query
 from novacron.api.graphql.subscriptions import Subscription
 from novacron.errors import DomainError
@@ -82,7 +82,7 @@ class NovaSchema(strawberry.Schema):
 
 schema = NovaSchema(
     query=Query,
-    mutation=Mutation,
+    mutation=Mutations,
     subscription=Subscription,
     extensions=[lambda: AddValidationRules([LimitsRule])],
 )

@@ -9,13 +9,59 @@ through ``loaders.py``: batched, and only what the caller's tenant may see.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import strawberry
 from strawberry.scalars import JSON
 
 from novacron.api.graphql.context import Info
-from novacron.db.models import VM, BackupSnapshot, Event, Port, Project, SecurityGroup, Task, Tenant, Volume
+from novacron.db.models import (
+    VM,
+    BackupSnapshot,
+    Event,
+    Port,
+    Project,
+    SecurityGroup,
+    SecurityGroupRule,
+    Task,
+    Tenant,
+    Volume,
+)
+
+
+@strawberry.type(name="SecurityGroupRule")
+class RuleNode:
+    """A rule of a security group (``/v1/security-groups/{id}/rules``)."""
+
+    id: strawberry.ID
+    group_id: str
+    direction: str
+    ethertype: str
+    protocol: str | None
+    port_min: int | None
+    port_max: int | None
+    remote_cidr: str | None
+    remote_group_id: str | None
+    remote_labels: JSON | None
+    sni_allow: list[str]
+    action: str
+
+    @classmethod
+    def of(cls, r: SecurityGroupRule) -> RuleNode:
+        return cls(
+            id=strawberry.ID(r.id),
+            group_id=r.group_id,
+            direction=r.direction,
+            ethertype=r.ethertype,
+            protocol=r.protocol,
+            port_min=r.port_min,
+            port_max=r.port_max,
+            remote_cidr=r.remote_cidr,
+            remote_group_id=r.remote_group_id,
+            remote_labels=cast(Any, r.remote_labels),
+            sni_allow=list(r.sni_allow or []),
+            action=r.action,
+        )
 
 
 @strawberry.type(name="SecurityGroup")
@@ -37,6 +83,11 @@ class SecurityGroupNode:
             project_id=g.project_id,
             tenant_id=g.tenant_id,
         )
+
+    @strawberry.field(description="its rules, oldest first (at most 100)")
+    async def rules(self, info: Info) -> list[RuleNode] | None:
+        info.context.require("network:read")
+        return [RuleNode.of(r) for r in await info.context.load.rules_of_group.load(self.id)]
 
 
 @strawberry.type(name="Port")
