@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from novacron.tasks.controller import ControllerLoop, Job
 if TYPE_CHECKING:
     from novacron.db.base import Database
     from novacron.db.models import WebhookSubscription
+
+log = logging.getLogger(__name__)
 
 #: rounds woken by the bus are at least this far apart (a burst of commits coalesces)
 MIN_GAP_S = 0.05
@@ -115,11 +118,20 @@ class BusWokenLoop(ControllerLoop):
             woken.clear()
             if self._stop.is_set():
                 return
-            if await self._matters():
+            if await self._judged():
                 self.woken_rounds += 1
                 await asyncio.sleep(max(0.0, self._round_at + MIN_GAP_S - time.monotonic()))
                 break
         self._round_at = time.monotonic()
+
+    async def _judged(self) -> bool:
+        """``_matters``, a failure of which (the database restarting) runs the round anyway: the
+        controller's loop must outlive it, and the round's own failure is logged by the loop."""
+        try:
+            return await self._matters()
+        except Exception:  # noqa: BLE001 - judged "maybe": the round decides
+            log.warning("webhook dispatcher: reading the events of a wake-up failed", exc_info=True)
+            return True
 
     async def _matters(self) -> bool:
         """Whether what committed since the last look may go to a subscription (when unsure: yes).
