@@ -211,8 +211,9 @@ class Settings:
     #: the event bus between replicas (NOVACRON_EVENT_BUS): "" (LISTEN/NOTIFY on PostgreSQL, one
     #: process on SQLite) or a NATS JetStream server, ``nats://host:port`` (eventbus_nats.py)
     event_bus: str = ""
-    #: webhooks: how often the outbox is filled from the event log and due deliveries are sent
-    webhook_tick_s: float = 1.0
+    #: webhooks: the dispatcher's fallback round (it is woken by the event bus as events commit,
+    #: and when a retry falls due; this catches what a lost wake-up missed)
+    webhook_tick_s: float = 5.0
     #: webhooks: the first retry's delay (doubled per attempt, with full jitter, at most an hour)
     webhook_retry_base_s: float = 5.0
     #: webhooks: attempts per delivery before it is failed; failed attempts in a row that pause a
@@ -449,7 +450,7 @@ def _controller_env() -> dict[str, Any]:
         "reservation_tick_s": float(_env("RESERVATION_TICK_S", "5")),
         "autoscaling_reconcile_s": float(_env("AUTOSCALING_RECONCILE_S", "15")),
         "autoscaling_evaluate_s": float(_env("AUTOSCALING_EVALUATE_S", "30")),
-        "webhook_tick_s": float(_env("WEBHOOK_TICK_S", "1")),
+        "webhook_tick_s": float(_env("WEBHOOK_TICK_S", "5")),
         "webhook_retry_base_s": float(_env("WEBHOOK_RETRY_BASE_S", "5")),
         "webhook_max_attempts": int(_env("WEBHOOK_MAX_ATTEMPTS", "8")),
         "webhook_pause_after": int(_env("WEBHOOK_PAUSE_AFTER", "15")),

@@ -57,10 +57,14 @@ class ControllerLoop:
                     continue
                 last_run[i] = now
                 await self._run(job)
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the controller's cancel
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.tick_s):
-                    await self._stop.wait()
+            await self._pause()
+
+    async def _pause(self) -> None:
+        """Wait between rounds: ``tick_s``, or less if stopped (a subclass may be woken sooner)."""
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the controller's cancel
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.tick_s):
+                await self._stop.wait()
 
     async def stop(self) -> None:
         """End the loop after the job now running (``workers.py`` also cancels it)."""

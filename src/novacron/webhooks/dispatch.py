@@ -1,6 +1,8 @@
 """The webhook dispatcher (leader only): fills the outbox from the event log and sends what is due.
 
-Each round: ``outbox.fill``; then the due deliveries of active subscriptions are read with their
+A round runs when an event a subscription may want commits on any replica (``wake.py``: the event
+bus), when a retry falls due, and at the latest every ``webhook_tick_s`` (the fallback). Each round:
+``outbox.fill``; then the due deliveries of active subscriptions are read with their
 URL and live secrets opened, sent concurrently (at most ``CONCURRENCY``, each bounded by
 ``TIMEOUT_S``) with no database transaction open, and their outcomes written in one short one.
 A 2xx answer is success; anything else (another status, a redirect, a refused or failed connection)
@@ -17,19 +19,20 @@ import json
 import random
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from novacron import netguard
 from novacron.db.base import utcnow
 from novacron.db.models import WebhookDelivery, WebhookSubscription
 from novacron.identity.encryption import encryption_for
-from novacron.tasks.controller import ControllerLoop, Job
+from novacron.tasks.controller import Job
 from novacron.webhooks import outbox, signing
 from novacron.webhooks.service import publish, secret_aad, url_aad
+from novacron.webhooks.wake import BusWokenLoop, Interest
 
 if TYPE_CHECKING:
     from novacron.config import Settings
@@ -74,30 +77,51 @@ def backoff(attempts: int, base_s: float, rng: random.Random | None = None) -> f
 
 
 class WebhookDispatcher:
-    """The controller: every ``webhook_tick_s``, fill the outbox and send the due deliveries."""
+    """The controller: on a bus wake-up, a retry due or the fallback tick, fill the outbox and send
+    the due deliveries."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self.loop = ControllerLoop(
+        self._next_due: float | None = None
+        self.loop = BusWokenLoop(
             "webhook dispatcher",
             [Job("outbox", self._fill), Job("deliver", self._deliver)],
             tick_s=ctx.settings.webhook_tick_s,
+            db=ctx.db,
+            next_due=lambda: self._next_due,
         )
 
     def _fill(self) -> None:
         with self.ctx.db.session() as s:
-            outbox.fill(s)
+            subs = outbox.subscriptions(s)
+            self.loop.interests = tuple(Interest.of(sub) for sub in subs)
+            outbox.fill(s, subs)
 
     def _deliver(self) -> None:
         with self.ctx.db.read_session() as s:
             attempts = due(s, self.ctx.settings)
-        if not attempts:
-            return
-        policy = netguard.EgressPolicy.from_settings(self.ctx.settings)
-        outcomes = asyncio.run(_send_all(attempts, policy))
-        with self.ctx.db.session() as s:
-            for attempt, outcome in zip(attempts, outcomes, strict=True):
-                record(s, attempt.delivery_id, outcome, self.ctx.settings)
+        if attempts:
+            policy = netguard.EgressPolicy.from_settings(self.ctx.settings)
+            outcomes = asyncio.run(_send_all(attempts, policy))
+            with self.ctx.db.session() as s:
+                for attempt, outcome in zip(attempts, outcomes, strict=True):
+                    record(s, attempt.delivery_id, outcome, self.ctx.settings)
+        with self.ctx.db.read_session() as s:
+            self._next_due = next_due(s)
+
+
+def next_due(session: Session) -> float | None:
+    """When (``time.monotonic``) the earliest pending delivery of an active subscription is due."""
+    at = session.scalar(
+        select(func.min(WebhookDelivery.next_attempt_at))
+        .join(WebhookSubscription, WebhookSubscription.id == WebhookDelivery.subscription_id)
+        .where(WebhookDelivery.state == "pending", WebhookSubscription.state == "active")
+    )
+    if at is None:
+        return None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return time.monotonic() + (at - utcnow()).total_seconds()
 
 
 def due(session: Session, settings: Settings, limit: int = ROUND) -> list[Attempt]:

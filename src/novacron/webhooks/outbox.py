@@ -44,10 +44,15 @@ def payload_of(event: Event) -> dict[str, object]:
     return {"type": event.type, "timestamp": event.time.isoformat(), "data": events.as_dict(event)}
 
 
-def fill(session: Session) -> int:
-    """Queue every subscription's new matching events; the number queued."""
+def subscriptions(session: Session) -> list[WebhookSubscription]:
+    """Every subscription, paused ones too (they keep queueing)."""
+    return list(session.scalars(select(WebhookSubscription).order_by(WebhookSubscription.id)))
+
+
+def fill(session: Session, subs: list[WebhookSubscription] | None = None) -> int:
+    """Queue every subscription's (or ``subs``') new matching events; the number queued."""
     queued = 0
-    for sub in session.scalars(select(WebhookSubscription).order_by(WebhookSubscription.id)):
+    for sub in subscriptions(session) if subs is None else subs:
         stmt = select(Event).where(Event.seq > sub.cursor_seq).order_by(Event.seq).limit(BATCH)
         if sub.tenant_id is not None:
             stmt = stmt.where(Event.tenant_id == sub.tenant_id)

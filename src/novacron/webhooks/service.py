@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 
-from novacron import events, netguard
+from novacron import eventbus, events, netguard
 from novacron.db.base import new_id, utcnow
 from novacron.db.listing import ListParams, paginate
 from novacron.db.models import Project, WebhookDelivery, WebhookSubscription
@@ -187,6 +187,7 @@ class WebhookService(Service):
         )
         self.session.add(delivery)
         self.session.flush()
+        eventbus.announce(self.session)  # the dispatcher sends it at once, not at its next tick
         return delivery
 
     def deliveries(
@@ -208,6 +209,7 @@ class WebhookService(Service):
             raise InvalidInput("delivery_id", "this delivery already succeeded", part="path")
         delivery.state, delivery.attempts, delivery.next_attempt_at = "pending", 0, utcnow()
         self.session.flush()
+        eventbus.announce(self.session)
         return delivery
 
     def _check_url(self, url: str) -> None:
