@@ -101,7 +101,7 @@ def build_context(settings: Settings) -> Context:
     seal_clear_rows(db, enc)
     check_openable(db, enc)
     ctx = Context(settings=settings, db=db, tokens=TokenService(db, settings))
-    ctx.monitoring = MonitoringStack.for_node(settings, db)
+    ctx.monitoring = MonitoringStack.for_node(settings, db, lambda: ctx.settings.anomaly_detection)
     ctx.acme_responders = AgentResponders(ctx)
     ctx.trace_store = start_node_tracing(settings, db)
     ctx.tasks = TaskRunner(ctx, _task_handlers())

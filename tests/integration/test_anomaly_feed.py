@@ -74,6 +74,7 @@ def env(tmp_path: Path) -> Iterator[Env]:
         store = MetricsStore(endpoint.engine, endpoint.query_url, f"{endpoint.query_url}/api/v1/write")
         # the node's stack (MonitoringStack.for_node) with the test's engine as its store
         ctx.monitoring = MonitoringStack(store, SeriesMap(str), []).with_anomaly_feed(ctx.settings, ctx.db)
+        ctx.monitoring.scoring = lambda: ctx.settings.anomaly_detection  # as server.py wires it
         ctx.monitoring.start()
         alerting = start_alerting(ctx)
         try:
@@ -132,13 +133,27 @@ def test_a_cpu_spike_is_an_event_a_score_series_and_an_alert_of_its_tenant_only(
         assert r.json()["expr"].startswith("max_over_time(novacron_anomaly_score{")
     busy = Agent(env.ctx, "vm-alpha", (alpha_id, "p-alpha"))
     calm = Agent(env.ctx, "vm-beta", (beta_id, "p-beta"))
-    start = time.time() - HISTORY_S
+    start = time.time() - HISTORY_S - 10  # ends 10 s ago: room for the switched-off reports below
     for i in range(HISTORY_S):  # four minutes of a VM using ~0.05 cores, learnt in the first one
         busy.report(start + i, 0.05)
         calm.report(start + i, 0.05)
     feed = env.ctx.monitoring.anomaly  # type: ignore[union-attr]
     assert feed is not None and feed.flush(30)
     assert anomaly_events(alpha) == [] and feed.events == 0  # normal samples, no event
+
+    # the live switch: off, reports are not scored (no restart); on again, they are
+    r = env.admin.patch("/v1/config", json={"features": {"anomaly_detection": False}})
+    assert r.status_code == 200, r.text
+    scored = feed.scored
+    for ago in (8, 6, 4):  # steps apart: each would be scored
+        for agent in (busy, calm):
+            agent.report(time.time() - ago, 0.05)
+    assert feed.flush(30) and feed.scored == scored
+    r = env.admin.patch("/v1/config", json={"features": {"anomaly_detection": None}})
+    assert r.status_code == 200 and r.json()["effective"]["features"]["anomaly_detection"] is True, r.text
+    for agent in (busy, calm):  # scored again: the rate since the last scored report is still calm
+        agent.report(time.time() - 2, 0.05)
+    assert feed.flush(30) and feed.scored > scored
 
     busy.report(time.time(), 0.95)  # a busy loop starts
     calm.report(time.time(), 0.05)

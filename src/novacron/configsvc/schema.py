@@ -98,6 +98,12 @@ class RetentionSection(_Section):
     )
 
 
+class FeaturesSection(_Section):
+    anomaly_detection: bool | None = Field(
+        default=None, description="score VM series for anomalies (vm.anomaly events, anomaly alerts)"
+    )
+
+
 class LiveDocument(_Section):
     """The live settings an operator may change; ``null`` (or absent) keeps the start-up value."""
 
@@ -107,6 +113,7 @@ class LiveDocument(_Section):
     webhooks: WebhooksSection = Field(default_factory=WebhooksSection)
     intervals: IntervalsSection = Field(default_factory=IntervalsSection)
     retention: RetentionSection = Field(default_factory=RetentionSection)
+    features: FeaturesSection = Field(default_factory=FeaturesSection)
 
 
 #: (section, key) -> the ``Settings`` field it overlays
@@ -129,6 +136,7 @@ FIELDS: dict[tuple[str, str], str] = {
     ("intervals", "autoscaling_evaluate_s"): "autoscaling_evaluate_s",
     ("retention", "trace_hours"): "trace_retention_hours",
     ("retention", "trace_max_spans"): "trace_max_spans",
+    ("features", "anomaly_detection"): "anomaly_detection",
 }
 
 

@@ -2,15 +2,16 @@
 
 ``MonitoringStack.for_node`` reads the settings: the embedded VictoriaMetrics (default) or
 Prometheus on a loopback port with data under ``<state_dir>/metrics/<engine>``, or an external
-store at two URLs; and, unless ``anomaly_detection`` is off, the anomaly feed that scores VM series
-beside the writer (``anomaly_feed.py``). Other engines (vmalert, Alertmanager) join with ``add``
+store at two URLs; and the anomaly feed that scores VM series beside the writer
+(``anomaly_feed.py``) while ``anomaly_detection`` is on (a live setting: reports are not handed to
+it while it is off). Other engines (vmalert, Alertmanager) join with ``add``
 before ``start``; they start after the store, in the order added, and stop before it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -44,6 +45,8 @@ class MonitoringStack:
         self.processes = processes
         self.writer = SeriesWriter(store)
         self.anomaly = anomaly
+        #: whether reports are scored now (anomaly detection may be switched while running)
+        self.scoring: Callable[[], bool] = lambda: True
 
     def with_anomaly_feed(self, settings: Settings, db: Database | None) -> MonitoringStack:
         """Score the VM series of the reports with the settings' detector; events go to ``db``."""
@@ -58,10 +61,14 @@ class MonitoringStack:
         return self
 
     @classmethod
-    def for_node(cls, settings: Settings, db: Database) -> MonitoringStack:
-        """The stack the settings name (not started)."""
-        stack = cls._store_for(settings, db)
-        return stack.with_anomaly_feed(settings, db) if settings.anomaly_detection else stack
+    def for_node(
+        cls, settings: Settings, db: Database, scoring: Callable[[], bool] | None = None
+    ) -> MonitoringStack:
+        """The stack the settings name (not started). ``scoring`` answers, at each report, whether
+        anomaly detection is on (the live configuration's switch); without it, the settings say."""
+        stack = cls._store_for(settings, db).with_anomaly_feed(settings, db)
+        stack.scoring = scoring or (lambda: settings.anomaly_detection)
+        return stack
 
     @classmethod
     def _store_for(cls, settings: Settings, db: Database) -> MonitoringStack:
@@ -116,7 +123,7 @@ class MonitoringStack:
         self.writer.submit(self.series.vm_block(host_id, vm_samples, tenancy))
         if host_sample:
             self.writer.submit(self.series.host_samples(host_id, host_sample))
-        if self.anomaly is not None and vm_samples:
+        if self.anomaly is not None and vm_samples and self.scoring():
             self.anomaly.submit(host_id, vm_samples, tenancy)
 
     def record_lb(
