@@ -541,6 +541,7 @@ class ConfigOut(TypedDict, total=False):
 class ConfigPatch(TypedDict, total=False):
     """The settings to change (``null``: back to the start-up value) and why."""
 
+    features: FeaturesSection
     intervals: IntervalsSection
     login: LoginSection
     reason: str
@@ -655,6 +656,12 @@ class FailoverAccepted(TypedDict, total=False):
 
     loadbalancer: Required[LoadBalancerOut]
     task_id: Required[str]
+
+
+class FeaturesSection(TypedDict, total=False):
+    """FeaturesSection"""
+
+    anomaly_detection: bool | None
 
 
 class FieldError(TypedDict, total=False):
