@@ -79,8 +79,6 @@ def request_backup(
     """A pending backup of the VM to the target, and its durable task (refused when quota is full)."""
     if vm.host_id is None or vm.state in ("building", "error", "deleted"):
         raise Conflict(f"VM '{vm.name}' is {vm.state} and has no disk to back up yet.")
-    if vm.disk_gb == 0:  # compute/boot_volume.py ROOT_GB: the root disk is a volume, no local disk
-        raise Conflict(f"VM '{vm.name}' boots from a volume; backups of volumes are not built yet.")
     project = session.get(Project, vm.project_id)
     assert project is not None
     # its size is known only once taken (charged then, BackupVM): refused while the project is full

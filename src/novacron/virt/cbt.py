@@ -166,7 +166,7 @@ async def _agent_connected(driver: QemuDriver, instance_id: str) -> bool:
     return False
 
 
-def _usable(found: dict[str, Any] | None, chunk_size: int, disk: TrackedDisk) -> str | None:
+def _usable(found: dict[str, Any] | None, chunk_size: int, disk: TrackedDisk | None = None) -> str | None:
     """Why a parent's bitmap cannot drive an incremental backup of ``disk``, or None when it can."""
     if found is None:
         return (
@@ -175,7 +175,8 @@ def _usable(found: dict[str, Any] | None, chunk_size: int, disk: TrackedDisk) ->
         )
     if found.get("inconsistent"):
         return "the change-tracking bitmap is inconsistent (QEMU ended without closing the disk)"
-    if (disk.persistent and not found.get("persistent")) or not found.get("recording", True):
+    persistent = disk is None or disk.persistent  # a raw (rbd) disk's bitmap lives as long as QEMU
+    if (persistent and not found.get("persistent")) or not found.get("recording", True):
         return "the change-tracking bitmap is not persistent or not recording"
     grain = int(found.get("granularity", 0))
     if grain <= 0 or grain > chunk_size or chunk_size % grain:
