@@ -636,3 +636,21 @@ def test_a_backup_holds_the_attached_volume_incrementally_and_restores_it_in_pla
     assert done["state"] == "succeeded", done["error"]
     assert done["result"]["disks"] == ["vda", vid], done["result"]
     assert _raw_at(path, 16384 * 512, 7) == b"VOL-TWO" and _raw_at(path, 2048 * 512, 7) == b"VOL-ONE"
+    # restore to a new VM: a new volume in the project (charged), attached to it, byte-identical
+    used = _used(c, {"project_id": project}, "volume_gb")
+    r = c.post(f"/v1/backups/{second['id']}/restore", json={"new_vm": "restored-vol"})
+    assert r.status_code == 202, r.text
+    done = wait_task(c, r.json()["task_id"], timeout_s=600)
+    assert done["state"] == "succeeded", done["error"]
+    new_id = r.json()["vm_id"]
+    (new_vol,) = c.get("/v1/volumes", params={"vm_id": new_id}).json()["items"]
+    assert new_vol["status"] == "in-use" and new_vol["size_gb"] == 1 and new_vol["id"] != vid, new_vol
+    assert _used(c, {"project_id": project}, "volume_gb") == used + 1
+    assert c.get(f"/v1/vms/{new_id}").json()["disk_gb"] == 1  # the root disk alone, not the volume
+    _power(c, new_id, "stop")
+    for source, copy in ((path, server.state_dir / "volumes" / f"{new_vol['id']}.qcow2"),
+                         (_disk(server, env.vm_id), _disk(server, new_id))):  # fmt: skip
+        compare = subprocess.run(
+            ["qemu-img", "compare", "-U", str(source), str(copy)], capture_output=True, text=True
+        )
+        assert compare.returncode == 0 and "identical" in compare.stdout, compare.stdout + compare.stderr

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from novacron import events
 from novacron.backup import tasks as backup_tasks
-from novacron.backup import vmstore
+from novacron.backup import vmstore, volrestore
 from novacron.compute import hardware
 from novacron.compute.vms import new_derived_image
 from novacron.db.base import new_id, utcnow
@@ -151,7 +151,8 @@ def new_vm_row(
         flavor_id=src.get("flavor_id"),
         vcpus=int(src["vcpus"]),
         ram_mb=int(src["ram_mb"]),
-        disk_gb=max(int(src["disk_gb"]), -(-snap.size_bytes // 2**30)),
+        # the root disk's size (a snapshot's size_bytes counts its volumes too)
+        disk_gb=max(int(src["disk_gb"]), -(-volrestore.root_size(snap) // 2**30)),
         user_data=str(src.get("user_data") or ""),
         meta={**dict(src.get("metadata") or {}), "restored_from": snap.id},
         placement={},
@@ -195,8 +196,13 @@ def request_restore(
         mode=("instant" if instant else "new_vm") if new_vm else "existing_vm",
         state="running",
     )
+    volumes: list[dict[str, str]] = []
     if new_vm:
+        if instant and volrestore.volume_disks(snap):
+            why = "an instant restore of a backup holding volumes is not built: restore without instant"
+            raise on_field(Conflict, "instant", why)
         target_vm = new_vm_row(session, snap, new_vm, principal=principal)
+        volumes = volrestore.new_volumes(session, snap, target_vm, principal)
         handler: type[TaskHandler] = (
             backup_tasks.InstantRestoreNewVM if instant else backup_tasks.RestoreNewVM
         )
@@ -221,7 +227,7 @@ def request_restore(
         target_vm.id,
         tenant_id=snap.tenant_id,
         project_id=snap.project_id,
-        params={"snapshot_id": snap.id, "job_id": job.id, "copy_rate_mib": copy_rate_mib},
+        params={"snapshot_id": snap.id, "job_id": job.id, "copy_rate_mib": copy_rate_mib, "volumes": volumes},
     )
     job.task_id = task.id
     return job, task, target_vm

@@ -29,7 +29,7 @@ from novacron.agent.protocol import (
     WaitState,
     vm_spec,
 )
-from novacron.backup import vmstore
+from novacron.backup import vmstore, volrestore
 from novacron.compute import hostops, scheduler, storage
 from novacron.compute.images import describe_derived, remove_files
 from novacron.compute.pools import attachment
@@ -284,13 +284,28 @@ async def restore_new_vm(  # noqa: PLR0913 (a task step: the task, its ids, and 
                 raise StepFailed(str(exc)) from exc
         host_id = vm.host_id
         assert host_id is not None
+    # the new VM's volumes (made with it) get their files and are attached before its spec is read
+    made = list(task.params.get("volumes") or [])
+    attached = await volrestore.allocate(ctx, made)
+    with ctx.db.session() as s:
+        vm = s.get(VM, vm_id)
+        assert vm is not None
         try:
             spec = vm_spec(spec_payload(s, vm))
         except ValueError as exc:
             raise StepFailed(str(exc)) from exc
     await hostops.call(ctx, host_id, task, Prepare(spec), vm_id, 300, key)
-    restore = InstantRestoreDisk if instant else RestoreDisk
-    request = restore(snap.id, snap.size_bytes, secrets_for(ctx, target, snap.tenant_id))
+    secrets = secrets_for(ctx, target, snap.tenant_id)
+    request: InstantRestoreDisk | RestoreDisk = RestoreDisk(
+        snap.id,
+        snap.size_bytes,
+        secrets,
+        volumes=tuple(attached),
+        sources=tuple(m["source"] for m in made),
+        root=any(d.get("name") == "vda" for d in snap.disks or [{"name": "vda"}]),
+    )
+    if instant:
+        request = InstantRestoreDisk(snap.id, snap.size_bytes, secrets)
     await hostops.call(ctx, host_id, task, request, vm_id, BACKUP_TIMEOUT_S, key)
     restored_s = time.monotonic() - started
     await hostops.call(ctx, host_id, task, Launch(spec), vm_id, 300, key)
@@ -347,6 +362,7 @@ class RestoreNewVM(TaskHandler):
             if row is not None:
                 row.host_id = None
             quota.release(s, "vm", task.resource_id)  # left in error without a host: it holds nothing
+        volrestore.release(ctx, list(task.params.get("volumes") or []))
         end_operation(ctx, task.resource_id, "absent", error)
         _finish_job(ctx, task.params.get("job_id"), "failed", None, error)
 

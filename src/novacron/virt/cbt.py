@@ -43,53 +43,16 @@ from pathlib import Path
 from typing import Any
 
 from novacron.virt import guestagent
-from novacron.virt import volumes as vols
+from novacron.virt.backupdisks import NODE, TrackedDisk, tracked_disks
 from novacron.virt.base import BackupView, DriverError, Progress, VolumeAttachment
 from novacron.virt.nbdread import EXPORT, NbdReader, open_reader
 from novacron.virt.qemu import QemuDriver
 
-NODE = "vda-disk"
 PREFIX = "nc-"
 JOB_POLL_S = 0.1
 #: the dirty bitmaps' granularity: QEMU's default for a qcow2 with 64 KiB clusters, and the
 #: smallest write a guest's filesystem usually makes dirty at once
 GRANULARITY = 64 << 10
-
-
-@dataclass(frozen=True)
-class TrackedDisk:
-    """One disk of a VM's backup: the root disk ``vda`` or an attached volume."""
-
-    #: the chunk store's name of the disk: ``vda``, or the volume's id (stable across attachments)
-    name: str
-    #: the block node that carries the dirty bitmaps and is fleeced (the format node)
-    node: str
-    #: the guest's device: ``vda`` or the volume's ``virtio-blk`` id
-    device: str
-    #: the file read when the VM is stopped
-    path: str
-    volume_id: str | None = None
-    fmt: str = "qcow2"
-
-    @property
-    def persistent(self) -> bool:
-        """Only a qcow2 keeps bitmaps across a restart (an rbd volume's raw node cannot)."""
-        return self.fmt == "qcow2"
-
-
-def tracked_disks(
-    driver: QemuDriver, instance_id: str, volumes: tuple[VolumeAttachment, ...]
-) -> list[TrackedDisk]:
-    """The VM's disks, root disk first: its image copy, or its boot volume in its place."""
-    found: list[TrackedDisk] = []
-    if not any(v.boot for v in volumes):
-        found.append(TrackedDisk("vda", NODE, "vda", str(driver.disk_path(instance_id))))
-    for v in sorted(volumes, key=lambda v: not v.boot):
-        qcow2 = v.driver == "file"
-        node = vols.format_node(v.volume_id) if qcow2 else vols.node_name(v.volume_id)
-        fmt = "qcow2" if qcow2 else "raw"
-        found.append(TrackedDisk(v.volume_id, node, vols.device_id(v.volume_id), v.path, v.volume_id, fmt))
-    return found
 
 
 @dataclass
@@ -389,6 +352,34 @@ async def _take(fleeces: list[_Fleece], actions: list[dict[str, Any]]) -> bool:
     return frozen_fs
 
 
+async def _open_views(
+    fleeces: list[_Fleece],
+    chunk_size: int,
+    reasons: dict[str, str],
+    frozen_fs: bool,
+    views: list[PointInTime],
+) -> None:
+    """Connect to each disk's export; its view (the reader, and the dirty spans of an incremental)."""
+    for f in fleeces:
+        incremental = not reasons[f.disk.name]
+        size = await disk_size(f.driver, f.instance_id, f.disk)
+        reader, dirty = await asyncio.to_thread(
+            open_reader, size, chunk_size, f.frozen if incremental else None, f.sock, None, f.disk.name
+        )
+        views.append(
+            PointInTime(
+                size=size,
+                changed=None if dirty is None else sorted(dirty),
+                dirty=dirty,
+                mode="incremental" if incremental else "full",
+                reason=reasons[f.disk.name] or "changed chunks from the dirty bitmap of the previous backup",
+                consistency="application" if frozen_fs else "crash",
+                reader=reader,
+                disk=f.disk,
+            )
+        )
+
+
 @contextlib.asynccontextmanager
 async def point_in_time(  # noqa: PLR0913 (the backup request's fields, as agentops passes them)
     driver: QemuDriver,
@@ -437,25 +428,7 @@ async def point_in_time(  # noqa: PLR0913 (the backup request's fields, as agent
             await f.export(not reasons[f.disk.name])
         if report is not None:
             await report({"phase": "point-in-time", "fraction": 0.0})
-        for f in fleeces:
-            incremental = not reasons[f.disk.name]
-            size = await disk_size(driver, instance_id, f.disk)
-            reader, dirty = await asyncio.to_thread(
-                open_reader, size, chunk_size, f.frozen if incremental else None, sock, None, f.disk.name
-            )
-            views.append(
-                PointInTime(
-                    size=size,
-                    changed=None if dirty is None else sorted(dirty),
-                    dirty=dirty,
-                    mode="incremental" if incremental else "full",
-                    reason=reasons[f.disk.name]
-                    or "changed chunks from the dirty bitmap of the previous backup",
-                    consistency="application" if frozen_fs else "crash",
-                    reader=reader,
-                    disk=f.disk,
-                )
-            )
+        await _open_views(fleeces, chunk_size, reasons, frozen_fs, views)
         yield views
         for f in fleeces:
             await f.check_job()
