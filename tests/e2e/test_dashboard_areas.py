@@ -90,6 +90,13 @@ def areas(cluster: Cluster, booting: tuple[str, str]) -> Iterator[Areas]:
         vm_id, task_id = booting
         assert wait_task(alpha, task_id, 180)["state"] == "succeeded"
         wait_console(alpha, vm_id, "WEB-DISK-WRITTEN", 180)
+        # a data volume hot-plugged in: the backup holds it beside the root disk
+        r = alpha.post("/v1/volumes", json={"name": "alpha-data", "size_gb": 1, "project_id": project})
+        assert r.status_code == 202, r.text
+        volume_id = r.json()["volume"]["id"]
+        assert wait_task(alpha, r.json()["task_id"], 120)["state"] == "succeeded"
+        r = alpha.post(f"/v1/volumes/{volume_id}/attach", json={"vm": vm_id})
+        assert wait_task(alpha, r.json()["task_id"], 120)["state"] == "succeeded"
         r = alpha.post("/v1/backups", json={"vm": vm_id})
         assert r.status_code == 202, r.text
         backup_id = r.json()["backup"]["id"]
@@ -406,6 +413,14 @@ def test_quota_backups_dr_and_reservations(cluster: Cluster, browser: Any, areas
             text = row.inner_text()
             assert "alpha-app" in text and "available" in text
             assert f"verified {snap['verify_result']['chunks_checked']} chunks" in text
+            # the disks it holds: the root disk and the attached volume, by id, each with its size
+            (vol,) = [d for d in snap["disks"] if d["volume_id"]]
+            disks = row.query_selector("[data-testid=backup-disks]")
+            assert disks is not None
+            lines = disks.inner_text().split("\n")
+            assert (
+                lines[0].startswith("root disk vda · ") and lines[1] == f"volume {vol['volume_id']} · 1.0 GiB"
+            ), lines
             # verify again from the page: the row follows the new result without a reload
             page.click(f"tr[data-backup='{areas.backup_id}'] button:text-is('Verify')")
             old = snap["verify_result"]["at"]

@@ -51,5 +51,6 @@ def tracked_disks(
         qcow2 = v.driver == "file"
         node = vols.format_node(v.volume_id) if qcow2 else vols.node_name(v.volume_id)
         fmt = "qcow2" if qcow2 else "raw"
-        found.append(TrackedDisk(v.volume_id, node, vols.device_id(v.volume_id), v.path, v.volume_id, fmt))
+        device = "vda" if v.boot else vols.device_id(v.volume_id)  # a boot volume is the guest's vda
+        found.append(TrackedDisk(v.volume_id, node, device, v.path, v.volume_id, fmt))
     return found

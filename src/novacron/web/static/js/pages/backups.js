@@ -15,10 +15,21 @@ export function verifyCell(b) {
     timeEl(v.at));
 }
 
+/** The disks a backup holds: the root disk and each volume (by id; a boot volume is the guest's vda). */
+export function disksCell(b) {
+  const disks = b.disks || [];
+  if (!disks.length) return h('span', { class: 'muted' }, '–');
+  return h('div', { 'data-testid': 'backup-disks' }, disks.map((d) => h('div', { 'data-disk': d.name },
+    d.volume_id ? h('span', {}, 'volume ', link('#/volumes', d.volume_id), d.device === 'vda' ? ' (boot, vda)' : '') : 'root disk vda',
+    ` · ${fmtBytes(d.size)}`, d.mode && d.mode !== b.mode ? ` · ${d.mode}` : '')));
+}
+
 async function restoreDialog(b) {
   const name = h('input', { id: 'restore-name', autocomplete: 'off', value: `${b.vm_name}-restored`.slice(0, 63) });
   const instant = h('input', { id: 'restore-instant', type: 'checkbox' });
-  const ok = await confirmDialog(`Restore ${b.vm_name}?`, 'The backup becomes a new VM, booted from the restored disk.',
+  const ok = await confirmDialog(`Restore ${b.vm_name}?`, (b.disks || []).some((d) => d.volume_id)
+    ? 'The backup becomes a new VM, booted from the restored disk, with a new volume for each volume it holds.'
+    : 'The backup becomes a new VM, booted from the restored disk.',
     { confirm: 'Restore', body: h('div', {},
       h('div', { class: 'field' }, h('label', { for: 'restore-name' }, 'New VM name'), name),
       checkField('restore-instant', 'Instant: boot now, reading from the backup, and copy the disk in behind', instant)) });
@@ -51,6 +62,7 @@ export function backupList(ctx, box, vmId = null) {
       { label: 'Taken', cell: (b) => timeEl(b.completed_at || b.created_at) },
       { label: 'Kind', cell: (b) => `${b.mode || '–'}${b.consistency ? ` · ${b.consistency}` : ''}` },
       { label: 'Size', cell: (b) => `${fmtBytes(b.size_bytes)} (${fmtBytes(b.bytes_uploaded)} sent)` },
+      { label: 'Disks', cell: disksCell },
       { label: 'Verified', cell: verifyCell },
       ...(canRestore ? [{
         label: 'Actions',
