@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from novacron import events
 from novacron.backup import tasks as backup_tasks
-from novacron.backup import vmstore, volrestore
+from novacron.backup import vmstore, volbackup, volrestore
 from novacron.compute import hardware
 from novacron.compute.vms import new_derived_image
 from novacron.db.base import new_id, utcnow
@@ -338,6 +338,7 @@ class RestoreSpec:
     image_name: str | None = None
     instant: bool = False
     copy_rate_mib: int | None = None
+    new_volume: str | None = None
 
 
 @dataclass(frozen=True)
@@ -348,6 +349,7 @@ class Restore:
     task: Task
     vm_id: str | None = None
     image_id: str | None = None
+    volume_id: str | None = None
 
 
 class BackupService(Service):
@@ -370,9 +372,21 @@ class BackupService(Service):
         """The backup of this id or name, if the caller sees it."""
         return resolve(self.session, self.principal, BackupSnapshot, ref)
 
-    def create(self, vm_ref: str, target_ref: str | None, full: bool) -> tuple[BackupSnapshot, Task]:
-        """Back up a VM to a target (the only one when none is named): the pending backup, its task."""
+    def create(
+        self, vm_ref: str | None, target_ref: str | None, full: bool, volume_ref: str | None = None
+    ) -> tuple[BackupSnapshot, Task]:
+        """Back up a VM (with its volumes), or a detached volume alone, to a target (the only one
+        when none is named): the pending backup, its task."""
+        if (vm_ref is None) == (volume_ref is None):
+            raise InvalidInput("vm", "give the VM to back up, or a detached volume (volume); one of them")
         target = default_target(self.session, self.principal, target_ref)  # none yet: say how to make one
+        if volume_ref is not None:
+            snap, task = volbackup.request_volume_backup(
+                self.session, self.principal, volume_ref, target, full
+            )
+            self.session.flush()
+            return snap, task
+        assert vm_ref is not None
         vm = visible_vm(self.session, self.principal, vm_ref)
         snap, task = request_backup(self.session, vm, target, full)
         self.session.flush()
@@ -390,6 +404,15 @@ class BackupService(Service):
             raise InvalidInput("instant", "an instant restore makes a new VM: give new_vm")
         if spec.copy_rate_mib is not None and not spec.instant:
             raise InvalidInput("copy_rate_mib", "the copy rate applies to an instant restore only")
+        if spec.new_volume is not None or volbackup.volume_of(snap):
+            if spec.new_volume is None or spec.new_vm or spec.vm or spec.image_name:
+                why = "a volume's backup restores as a new volume: give new_volume only"
+                raise InvalidInput("new_volume", why)
+            job, task, volume = volbackup.request_volume_restore(
+                self.session, self.principal, snap, spec.new_volume
+            )
+            self.session.flush()
+            return Restore(job, task, volume_id=volume.id)
         if spec.image_name is not None:
             job, task, image = request_restore_image(self.session, snap, spec.image_name)
             self.session.flush()

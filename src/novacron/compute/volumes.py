@@ -36,7 +36,16 @@ from novacron.tasks.service import wake_on_commit
 
 MAX_SIZE_GB = 16384
 #: a volume in one of these is being worked on: every other change waits
-BUSY = ("creating", "attaching", "detaching", "extending", "deleting", "limiting", "snapshotting")
+BUSY = (
+    "creating",
+    "attaching",
+    "detaching",
+    "extending",
+    "deleting",
+    "limiting",
+    "snapshotting",
+    "backing-up",
+)
 #: what a hot-plug needs the VM to be (a stopped VM takes the volume at its next start)
 ATTACHABLE_VM = ("running", "stopped")
 

@@ -541,10 +541,11 @@ async def commit(
         return
     for disk in disks:  # stopped: the bitmaps live in the qcow2 files themselves
         if disk.fmt == "qcow2":
-            await _commit_file(disk.path, keep, chunk_size)
+            await commit_file(disk.path, keep, chunk_size)
 
 
-async def _commit_file(path: str, keep: str, chunk_size: int) -> None:
+async def commit_file(path: str, keep: str, chunk_size: int) -> None:
+    """A qcow2 file (of a stopped VM, or a detached volume) keeps bitmap ``keep`` only."""
     info = json.loads(await _run("qemu-img", "info", "--output=json", path))
     names = [b["name"] for b in info.get("format-specific", {}).get("data", {}).get("bitmaps", [])]
     for name in names:
