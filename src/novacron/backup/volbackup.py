@@ -9,8 +9,8 @@ volume's name, ``source.volume_id``) and a durable task ``backup.volume``. The v
 when the file holds the persistent bitmap of the volume's previous backup of its own (kept in the
 file, and recording while a VM used the volume in between: QEMU loads and stores persistent
 bitmaps with the qcow2), the export carries it (``-B``) and only the dirty spans are read, as for
-a running VM; a VM's backup of the volume meanwhile replaces that bitmap (then: a full read). The snapshot's one disk
-is named by the volume id, so its chain continues across attachments. ``POST
+a running VM; a VM's backup of the volume meanwhile replaces that bitmap (then: a full read).
+The snapshot's one disk is named by the volume id. ``POST
 /v1/backups/{id}/restore {"new_volume": name}`` makes a new volume of the backup's project
 (charged like any volume) and a task ``backup.restore_volume`` that creates its file and writes
 the backed-up bytes into it.
