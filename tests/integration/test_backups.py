@@ -597,7 +597,9 @@ def _raw_at(path: Path, offset: int, length: int) -> bytes:
         out.unlink()
 
 
-def test_a_backup_holds_the_attached_volume_incrementally_and_restores_it_in_place(env: Env) -> None:
+def test_a_backup_holds_the_attached_volume_incrementally_and_restores_it_in_place(
+    env: Env, tmp_path: Path
+) -> None:
     c, server = env.c, env.server
     if c.get(f"/v1/vms/{env.vm_id}").json()["state"] != "running":
         _power(c, env.vm_id, "start")
@@ -654,10 +656,10 @@ def test_a_backup_holds_the_attached_volume_incrementally_and_restores_it_in_pla
             ["qemu-img", "compare", "-U", str(source), str(copy)], capture_output=True, text=True
         )
         assert compare.returncode == 0 and "identical" in compare.stdout, compare.stdout + compare.stderr
-    _detached_volume_backup_and_restore(env, new_id, new_vol["id"], second["id"])
+    _detached_volume_backup_and_restore(env, new_id, new_vol["id"], second["id"], tmp_path)
 
 
-def _detached_volume_backup_and_restore(env: Env, vm_id: str, vid: str, vm_backup: str) -> None:
+def _detached_volume_backup_and_restore(env: Env, vm_id: str, vid: str, vm_backup: str, tmp: Path) -> None:
     """A detached volume backed up alone (incremental from the bitmap its VM's backup left in the
     file), restored as a new volume that is byte-identical; refusals name the field."""
     c, server = env.c, env.server
@@ -675,19 +677,15 @@ def _detached_volume_backup_and_restore(env: Env, vm_id: str, vid: str, vm_backu
     first = c.get(f"/v1/backups/{r.json()['backup']['id']}").json()
     assert first["vm_id"] is None and first["mode"] == "full" and first["disks"][0]["volume_id"] == vid
     assert c.get(f"/v1/volumes/{vid}").json()["status"] == "available"
-    r = c.post("/v1/backups", json={"volume": vid})
-    task = wait_task(c, r.json()["task_id"], timeout_s=300)
-    assert task["state"] == "succeeded", task["error"]
-    assert task["result"]["mode"] == "incremental" and task["result"]["bytes_read"] == 0, task["result"]
-    second = c.get(f"/v1/backups/{r.json()['backup']['id']}").json()
+    # through the CLI: the next backup (nothing written) reads nothing; restored as a new volume
+    cli = Cli(tmp / "novacron" / "credentials.json", server)
+    cli.ok("login", "--server", server.url, "--username", "admin", "--password-stdin",
+           stdin=server.admin_password + "\n")  # fmt: skip
+    second = cli.ok("volume", "backup", vid, "--json").json()
+    assert second["mode"] == "incremental" and second["bytes_read"] == 0, second
     assert second["parent_id"] == first["id"]
-    # restored as a new volume of the project: the same bytes
-    r = c.post(f"/v1/backups/{second['id']}/restore", json={"new_volume": "vol-from-backup"})
-    assert r.status_code == 202, r.text
-    task = wait_task(c, r.json()["task_id"], timeout_s=300)
-    assert task["state"] == "succeeded", task["error"]
-    made = c.get(f"/v1/volumes/{r.json()['volume_id']}").json()
-    assert made["status"] == "available" and made["size_gb"] == 1 and made["name"] == "vol-from-backup", made
+    made = cli.ok("volume", "restore", second["id"], "vol-from-backup", "--json").json()
+    assert made["status"] == "available" and made["size_gb"] == 1 and made["source_volume_id"] == vid, made
     copy = server.state_dir / "volumes" / f"{made['id']}.qcow2"
     compare = subprocess.run(
         ["qemu-img", "compare", "-U", str(path), str(copy)], capture_output=True, text=True

@@ -18,6 +18,7 @@ from novacron.api.deps import CtxDep, IdempotencyDep, service
 from novacron.api.listing import Page, list_query
 from novacron.backup.service import BackupFilter, BackupService, RestoreSpec
 from novacron.backup.target_service import BackupTargetService, TargetSpec, TargetView
+from novacron.backup.volbackup import volume_of
 from novacron.db.listing import ListParams
 from novacron.db.models import BackupSnapshot
 
@@ -185,10 +186,14 @@ class BackupOut(BaseModel):
     replica_target_id: str | None = None
     replicated_at: datetime | None = None
     version: int
+    #: a detached volume's own backup: the volume (``vm_name`` is its name then; ``vm_id`` is empty)
+    volume_id: str | None = None
 
     @classmethod
     def of(cls, s: BackupSnapshot) -> BackupOut:
-        return cls.model_validate(s, from_attributes=True)
+        out = cls.model_validate(s, from_attributes=True)
+        out.volume_id = volume_of(s)
+        return out
 
 
 class Accepted(BaseModel):

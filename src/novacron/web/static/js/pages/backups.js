@@ -24,7 +24,17 @@ export function disksCell(b) {
     ` · ${fmtBytes(d.size)}`, d.mode && d.mode !== b.mode ? ` · ${d.mode}` : '')));
 }
 
+async function restoreVolumeDialog(b) {
+  const name = h('input', { id: 'restore-name', autocomplete: 'off', value: `${b.vm_name}-restored`.slice(0, 63) });
+  const ok = await confirmDialog(`Restore volume ${b.vm_name}?`, 'The backup becomes a new volume of its project.',
+    { confirm: 'Restore', body: h('div', { class: 'field' }, h('label', { for: 'restore-name' }, 'New volume name'), name) });
+  if (!ok) return;
+  await post(`/v1/backups/${b.id}/restore`, { new_volume: name.value.trim() }, { idempotent: true });
+  toast(h('span', {}, 'Restoring into volume ', link('#/volumes', name.value.trim()), '.'));
+}
+
 async function restoreDialog(b) {
+  if (b.volume_id) return restoreVolumeDialog(b);
   const name = h('input', { id: 'restore-name', autocomplete: 'off', value: `${b.vm_name}-restored`.slice(0, 63) });
   const instant = h('input', { id: 'restore-instant', type: 'checkbox' });
   const ok = await confirmDialog(`Restore ${b.vm_name}?`, (b.disks || []).some((d) => d.volume_id)
@@ -57,7 +67,8 @@ export function backupList(ctx, box, vmId = null) {
     if (vmId) params.vm_id = vmId;
     const rows = await listAll('/v1/backups', params, 500);
     clear(box, table([
-      ...(vmId ? [] : [{ label: 'VM', cell: (b) => (b.vm_id ? link(`#/vms/${b.vm_id}`, b.vm_name) : `${b.vm_name} (deleted)`) }]),
+      ...(vmId ? [] : [{ label: 'VM', cell: (b) => (b.vm_id ? link(`#/vms/${b.vm_id}`, b.vm_name)
+        : (b.volume_id ? h('span', {}, 'volume ', link('#/volumes', b.vm_name)) : `${b.vm_name} (deleted)`)) }]),
       { label: 'State', cell: (b) => badge(b.state, b.legal_hold ? 'legal hold' : null) },
       { label: 'Taken', cell: (b) => timeEl(b.completed_at || b.created_at) },
       { label: 'Kind', cell: (b) => `${b.mode || '–'}${b.consistency ? ` · ${b.consistency}` : ''}` },
