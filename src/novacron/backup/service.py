@@ -198,9 +198,6 @@ def request_restore(
     )
     volumes: list[dict[str, str]] = []
     if new_vm:
-        if instant and volrestore.volume_disks(snap):
-            why = "an instant restore of a backup holding volumes is not built: restore without instant"
-            raise on_field(Conflict, "instant", why)
         target_vm = new_vm_row(session, snap, new_vm, principal=principal)
         volumes = volrestore.new_volumes(session, snap, target_vm, principal)
         handler: type[TaskHandler] = (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -296,7 +297,7 @@ async def restore_new_vm(  # noqa: PLR0913 (a task step: the task, its ids, and 
             raise StepFailed(str(exc)) from exc
     await hostops.call(ctx, host_id, task, Prepare(spec), vm_id, 300, key)
     secrets = secrets_for(ctx, target, snap.tenant_id)
-    request: InstantRestoreDisk | RestoreDisk = RestoreDisk(
+    whole = RestoreDisk(
         snap.id,
         snap.size_bytes,
         secrets,
@@ -304,8 +305,12 @@ async def restore_new_vm(  # noqa: PLR0913 (a task step: the task, its ids, and 
         sources=tuple(m["source"] for m in made),
         root=any(d.get("name") == "vda" for d in snap.disks or [{"name": "vda"}]),
     )
+    request: InstantRestoreDisk | RestoreDisk = whole
     if instant:
-        request = InstantRestoreDisk(snap.id, snap.size_bytes, secrets)
+        if made:  # the volumes are written in first; only the root disk boots from the backup
+            volumes_only = dataclasses.replace(whole, root=False)
+            await hostops.call(ctx, host_id, task, volumes_only, vm_id, BACKUP_TIMEOUT_S, key)
+        request = InstantRestoreDisk(snap.id, volrestore.root_size(snap), secrets)
     await hostops.call(ctx, host_id, task, request, vm_id, BACKUP_TIMEOUT_S, key)
     restored_s = time.monotonic() - started
     await hostops.call(ctx, host_id, task, Launch(spec), vm_id, 300, key)
@@ -391,7 +396,7 @@ class InstantRestoreNewVM(RestoreNewVM):
         started = time.monotonic()
         stream = StreamDisk(
             snapshot_id=snap.id,
-            size=snap.size_bytes,
+            size=volrestore.root_size(snap),
             speed_bytes=int(task.params.get("copy_rate_mib") or 0) * 2**20,
             secrets=secrets_for(ctx, target, snap.tenant_id),
         )
