@@ -772,7 +772,7 @@ def test_a_volume_backup_restores_as_a_new_volume_from_the_backups_page(
         body = {"name": "alpha-spare", "size_gb": 1, "project_id": cluster.tenants["alpha"][1]}
         r = api.post("/v1/volumes", json=body)
         assert r.status_code == 202 and wait_task(api, r.json()["task_id"], 120)["state"] == "succeeded"
-        r = api.post("/v1/backups", json={"volume": "alpha-spare"})
+        r = api.post("/v1/backups", json={"volume": "alpha-spare", "target": "local"})
         assert r.status_code == 202, r.text
         backup_id = r.json()["backup"]["id"]
         assert wait_task(api, r.json()["task_id"], 120)["state"] == "succeeded"

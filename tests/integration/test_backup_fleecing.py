@@ -34,6 +34,8 @@ from tests.conftest import Guest, short_tmpdir
 MiB = 1 << 20
 CHUNK = 4 * MiB
 VM = "fleece-vm"
+#: the volume the volume test hot-plugs (still attached when the VM is stopped)
+VOLUME = "vol-0123456789abcdef"
 TENANT = "t1"
 
 
@@ -173,7 +175,7 @@ def _volume_bitmaps(env: Env, volume_id: str) -> list[str]:
 
 
 def test_attached_volumes_are_backed_up_with_the_root_disk_at_one_point_in_time(env: Env) -> None:
-    vol_id = "vol-0123456789abcdef"
+    vol_id = VOLUME
     path = env.work / "volume.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), str(64 * MiB)], check=True)
     attachment = VolumeAttachment(vol_id, "file", str(path), vol_id[:20])
@@ -230,9 +232,20 @@ def test_attached_volumes_are_backed_up_with_the_root_disk_at_one_point_in_time(
 
 def test_a_stopped_vm_is_read_whole_over_qemu_nbd(env: Env) -> None:
     env.run(env.d.power_off(VM))  # QMP quit: QEMU closes the disk and stores its bitmap
-    full = env.backup("s5", "s4")
+    volume = env.work / "volume.qcow2"
+    attachment = VolumeAttachment(VOLUME, "file", str(volume), VOLUME[:20])
+    request = BackupDisk(snapshot_id="s5", parent_id="s4", secrets=env.secrets, volumes=(attachment,))
+    full: dict[str, Any] = env.run(agentops.backup_disk(env.d, VM, request, None))
     assert full["mode"] == "full" and "stopped" in full["reason"], full
     assert full["bytes_read"] < 64 * MiB, full  # the allocated data only, not the 1 GiB disk
+    # the stopped VM's volume is read whole from its file too, and keeps the new bitmap only
+    assert [d["name"] for d in full["disks"]] == ["vda", VOLUME], full
+    volume_info = json.loads(
+        subprocess.run(
+            ["qemu-img", "info", "--output=json", str(volume)], capture_output=True, check=True
+        ).stdout
+    )
+    assert [b["name"] for b in volume_info["format-specific"]["data"]["bitmaps"]] == ["nc-s5"], volume_info
     restored = env.work / "restored-offline.raw"
     env.store().restore_to(TENANT, "s5", "vda", restored)
     compare = subprocess.run(
