@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from novacron import events
@@ -42,6 +43,12 @@ def root_size(snap: BackupSnapshot) -> int:
     return sum(int(d.get("size") or 0) for d in disks if d.get("name") == "vda")
 
 
+def _free_name(session: Session, project_id: str, name: str, volume_id: str) -> str:
+    """``name``, or with the new volume's id in it when the project has a volume of that name."""
+    taken = session.scalar(select(Volume.id).where(Volume.project_id == project_id, Volume.name == name[:64]))
+    return (name[:50] + "-" + volume_id[-8:]) if taken else name[:64]
+
+
 def new_volumes(
     session: Session, snap: BackupSnapshot, vm: VM, principal: Principal | None
 ) -> list[dict[str, str]]:
@@ -59,7 +66,7 @@ def new_volumes(
             id=volume_id,
             project_id=vm.project_id,
             tenant_id=vm.tenant_id,
-            name=f"{vm.name}-vol{i}"[:64],
+            name=_free_name(session, vm.project_id, f"{vm.name}-vol{i}", volume_id),
             size_gb=size_gb,
             pool=pool,
             location="",
