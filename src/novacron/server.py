@@ -42,6 +42,7 @@ def _task_handlers() -> list[TaskHandler]:
     from novacron.backup.dr import DRDrill
     from novacron.backup.failover import HANDLERS as DR_HANDLERS
     from novacron.backup.tasks import HANDLERS as BACKUP_HANDLERS
+    from novacron.backup.volbackup import HANDLERS as VOLUME_BACKUP_HANDLERS
     from novacron.compute.clones import CloneVM
     from novacron.compute.ha import HARestartVM
     from novacron.compute.images import ImportImage
@@ -59,6 +60,7 @@ def _task_handlers() -> list[TaskHandler]:
     return [
         *HANDLERS,
         *VOLUME_HANDLERS,
+        *VOLUME_BACKUP_HANDLERS,
         *VOLUME_SNAPSHOT_HANDLERS,
         *VM_SNAPSHOT_HANDLERS,
         *RESIZE_HANDLERS,

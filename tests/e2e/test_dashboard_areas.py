@@ -90,6 +90,13 @@ def areas(cluster: Cluster, booting: tuple[str, str]) -> Iterator[Areas]:
         vm_id, task_id = booting
         assert wait_task(alpha, task_id, 180)["state"] == "succeeded"
         wait_console(alpha, vm_id, "WEB-DISK-WRITTEN", 180)
+        # a data volume hot-plugged in: the backup holds it beside the root disk
+        r = alpha.post("/v1/volumes", json={"name": "alpha-data", "size_gb": 1, "project_id": project})
+        assert r.status_code == 202, r.text
+        volume_id = r.json()["volume"]["id"]
+        assert wait_task(alpha, r.json()["task_id"], 120)["state"] == "succeeded"
+        r = alpha.post(f"/v1/volumes/{volume_id}/attach", json={"vm": vm_id})
+        assert wait_task(alpha, r.json()["task_id"], 120)["state"] == "succeeded"
         r = alpha.post("/v1/backups", json={"vm": vm_id})
         assert r.status_code == 202, r.text
         backup_id = r.json()["backup"]["id"]
@@ -406,6 +413,14 @@ def test_quota_backups_dr_and_reservations(cluster: Cluster, browser: Any, areas
             text = row.inner_text()
             assert "alpha-app" in text and "available" in text
             assert f"verified {snap['verify_result']['chunks_checked']} chunks" in text
+            # the disks it holds: the root disk and the attached volume, by id, each with its size
+            (vol,) = [d for d in snap["disks"] if d["volume_id"]]
+            disks = row.query_selector("[data-testid=backup-disks]")
+            assert disks is not None
+            lines = disks.inner_text().split("\n")
+            assert (
+                lines[0].startswith("root disk vda · ") and lines[1] == f"volume {vol['volume_id']} · 1.0 GiB"
+            ), lines
             # verify again from the page: the row follows the new result without a reload
             page.click(f"tr[data-backup='{areas.backup_id}'] button:text-is('Verify')")
             old = snap["verify_result"]["at"]
@@ -676,9 +691,12 @@ def test_instant_restore_from_the_backups_page(cluster: Cluster, browser: Any, a
         tasks = api.get("/v1/tasks", params={"resource_id": vm_id}).json()["items"]
         assert [t["kind"] for t in tasks] == ["backup.restore_instant"], tasks
         done = wait_task(api, tasks[0]["id"], 300)
-        assert done["state"] == "succeeded", done
+        assert done["state"] == "succeeded", done["error"]
         vm = api.get(f"/v1/vms/{vm_id}").json()
         assert vm["name"] == "alpha-instant" and vm["state"] == "running" and vm["task_state"] is None, vm
+        # the backup's volume was written into a new volume of the new VM before it booted
+        (vol,) = api.get("/v1/volumes", params={"vm_id": vm_id}).json()["items"]
+        assert vol["status"] == "in-use" and vol["source_volume_id"], vol
         r = api.delete(f"/v1/vms/{vm_id}")
         assert r.status_code == 202 and wait_task(api, r.json()["task_id"], 120)["state"] == "succeeded"
 
@@ -744,3 +762,39 @@ def test_backup_targets_created_edited_and_deleted(cluster: Cluster, browser: An
         assert problems == [] and b.errors == [], (problems, b.errors)
     finally:
         b.close()
+
+
+def test_a_volume_backup_restores_as_a_new_volume_from_the_backups_page(
+    cluster: Cluster, browser: Any, areas: Areas
+) -> None:
+    """A detached volume's own backup is listed by its volume; its restore dialog makes a new volume."""
+    with _member(cluster, "alpha") as api:
+        body = {"name": "alpha-spare", "size_gb": 1, "project_id": cluster.tenants["alpha"][1]}
+        r = api.post("/v1/volumes", json=body)
+        assert r.status_code == 202 and wait_task(api, r.json()["task_id"], 120)["state"] == "succeeded"
+        r = api.post("/v1/backups", json={"volume": "alpha-spare", "target": "local"})
+        assert r.status_code == 202, r.text
+        backup_id = r.json()["backup"]["id"]
+        assert wait_task(api, r.json()["task_id"], 120)["state"] == "succeeded"
+    b = Browser(browser, cluster.server.url, DESKTOP)
+    page = b.page
+    try:
+        b.login(cluster.tenants["alpha"][0], PASSWORD, tenant="alpha")
+        b.go("/backups")
+        row = page.wait_for_selector(f"tr[data-backup='{backup_id}']")
+        assert "volume alpha-spare" in row.inner_text()
+        page.click(f"tr[data-backup='{backup_id}'] button:text-is('Restore')")
+        assert page.inner_text("dialog label[for=restore-name]") == "New volume name"
+        page.fill("#restore-name", "alpha-spare-copy")
+        page.click("dialog button.primary")
+        page.wait_for_selector("dialog", state="detached")
+        page.wait_for_selector("#toasts a")
+        assert "Restoring into volume" in str(page.inner_text("#toasts"))
+    finally:
+        b.close()
+    with _member(cluster, "alpha") as api:
+        (made,) = api.get("/v1/volumes", params={"name": "alpha-spare-copy"}).json()["items"]
+        tasks = api.get("/v1/tasks", params={"resource_id": made["id"]}).json()["items"]
+        assert [t["kind"] for t in tasks] == ["backup.restore_volume"], tasks
+        assert wait_task(api, tasks[0]["id"], 120)["state"] == "succeeded"
+        assert api.get(f"/v1/volumes/{made['id']}").json()["status"] == "available"

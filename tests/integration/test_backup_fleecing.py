@@ -26,13 +26,16 @@ from novacron.agent.protocol import BackupDisk
 from novacron.backup import agentops, vmstore
 from novacron.backup.store import ChunkStore
 from novacron.config import Settings
-from novacron.virt.base import InstanceSpec
+from novacron.virt import volumes
+from novacron.virt.base import InstanceSpec, VolumeAttachment
 from novacron.virt.qemu import QemuDriver
 from tests.conftest import Guest, short_tmpdir
 
 MiB = 1 << 20
 CHUNK = 4 * MiB
 VM = "fleece-vm"
+#: the volume the volume test hot-plugs (still attached when the VM is stopped)
+VOLUME = "vol-0123456789abcdef"
 TENANT = "t1"
 
 
@@ -158,11 +161,91 @@ def test_a_failed_incremental_leaves_the_next_one_complete(env: Env, monkeypatch
     assert compare.returncode == 0 and "identical" in compare.stdout, compare.stdout + compare.stderr
 
 
+def _volume_io(env: Env, volume_id: str, cmd: str) -> None:
+    """A write (or flush) through the volume's guest device, above the backup's filter, as the guest's."""
+    line = f'qemu-io -d {volumes.device_id(volume_id)}/virtio-backend "{cmd}"'
+    out = env.run(env.d.qmp(VM, "human-monitor-command", {"command-line": line}))
+    assert "error" not in str(out).lower(), out
+
+
+def _volume_bitmaps(env: Env, volume_id: str) -> list[str]:
+    nodes = env.run(env.d.qmp(VM, "query-named-block-nodes", {"flat": True}))
+    node = next(n for n in nodes if n["node-name"] == volumes.format_node(volume_id))
+    return sorted(b["name"] for b in node.get("dirty-bitmaps", []))
+
+
+def test_attached_volumes_are_backed_up_with_the_root_disk_at_one_point_in_time(env: Env) -> None:
+    vol_id = VOLUME
+    path = env.work / "volume.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), str(64 * MiB)], check=True)
+    attachment = VolumeAttachment(vol_id, "file", str(path), vol_id[:20])
+    env.run(env.d.attach_volume(VM, attachment))
+    env.write(3 * CHUNK, 64 << 10, 0x61)
+    _volume_io(env, vol_id, f"write -P 0x62 {MiB} {64 << 10}")
+    _volume_io(env, vol_id, f"write -P 0x63 {5 * CHUNK} {MiB}")
+
+    def backup(snap: str, parent: str) -> dict[str, Any]:
+        request = BackupDisk(snapshot_id=snap, parent_id=parent, secrets=env.secrets, volumes=(attachment,))
+        result: dict[str, Any] = env.run(agentops.backup_disk(env.d, VM, request, None))
+        return result
+
+    # the root disk's bitmap of s4 drives an incremental; the new volume has none: read whole, and why
+    first = backup("v1", "s4")
+    disks = {d["name"]: d for d in first["disks"]}
+    assert list(disks) == ["vda", vol_id], first
+    assert disks["vda"]["mode"] == "incremental" and disks["vda"]["bytes_read"] == 64 << 10, disks
+    assert disks[vol_id]["mode"] == "full" and "no change-tracking bitmap" in disks[vol_id]["reason"]
+    assert disks[vol_id]["size"] == 64 * MiB and disks[vol_id]["device"] == volumes.device_id(vol_id)
+    assert disks[vol_id]["bytes_read"] == 2 * CHUNK, disks  # its two allocated chunks, whole
+    assert first["mode"] == "incremental" and first["bytes_read"] == (64 << 10) + 2 * CHUNK, first
+    assert sorted(env.store().disks(TENANT, "v1")) == sorted(["vda", vol_id])
+    assert env.store().read_snapshot(TENANT, "v1", vol_id, MiB, 64 << 10) == bytes([0x62]) * (64 << 10)
+    # the guest writes on the volume only: the next incremental reads just that 64 KiB of it
+    _volume_io(env, vol_id, f"write -P 0x64 {9 * CHUNK} {64 << 10}")
+    second = backup("v2", "v1")
+    disks = {d["name"]: d for d in second["disks"]}
+    assert disks["vda"]["mode"] == "incremental" and disks["vda"]["bytes_read"] == 0, disks
+    assert disks[vol_id]["mode"] == "incremental" and disks[vol_id]["bytes_read"] == 64 << 10, disks
+    assert second["bytes_read"] == 64 << 10 and second["chunks_changed"] == 1, second
+    _volume_io(env, vol_id, "flush")
+    restored = env.work / "volume-restored.raw"
+    env.store().restore_to(TENANT, "v2", vol_id, restored)
+    compare = subprocess.run(
+        ["qemu-img", "compare", "-U", "-f", "qcow2", "-F", "raw", str(path), str(restored)],
+        capture_output=True,
+        text=True,
+    )
+    assert compare.returncode == 0 and "identical" in compare.stdout, compare.stdout + compare.stderr
+    assert _volume_bitmaps(env, vol_id) == ["nc-v2"]
+    # the volume's bitmap is lost: that disk alone is read whole again, with the reason
+    env.run(
+        env.d.qmp(VM, "block-dirty-bitmap-remove", {"node": volumes.format_node(vol_id), "name": "nc-v2"})
+    )
+    third = backup("v3", "v2")
+    disks = {d["name"]: d for d in third["disks"]}
+    assert disks["vda"]["mode"] == "incremental", disks
+    assert disks[vol_id]["mode"] == "full" and "no change-tracking bitmap" in disks[vol_id]["reason"], disks
+    assert f"{vol_id}: no change-tracking bitmap" in third["reason"], third
+    assert env.leftovers() == {"jobs": [], "exports": [], "nodes": [], "bitmaps": ["nc-v3"]}
+    assert _volume_bitmaps(env, vol_id) == ["nc-v3"]
+
+
 def test_a_stopped_vm_is_read_whole_over_qemu_nbd(env: Env) -> None:
     env.run(env.d.power_off(VM))  # QMP quit: QEMU closes the disk and stores its bitmap
-    full = env.backup("s5", "s4")
+    volume = env.work / "volume.qcow2"
+    attachment = VolumeAttachment(VOLUME, "file", str(volume), VOLUME[:20])
+    request = BackupDisk(snapshot_id="s5", parent_id="s4", secrets=env.secrets, volumes=(attachment,))
+    full: dict[str, Any] = env.run(agentops.backup_disk(env.d, VM, request, None))
     assert full["mode"] == "full" and "stopped" in full["reason"], full
     assert full["bytes_read"] < 64 * MiB, full  # the allocated data only, not the 1 GiB disk
+    # the stopped VM's volume is read whole from its file too, and keeps the new bitmap only
+    assert [d["name"] for d in full["disks"]] == ["vda", VOLUME], full
+    volume_info = json.loads(
+        subprocess.run(
+            ["qemu-img", "info", "--output=json", str(volume)], capture_output=True, check=True
+        ).stdout
+    )
+    assert [b["name"] for b in volume_info["format-specific"]["data"]["bitmaps"]] == ["nc-s5"], volume_info
     restored = env.work / "restored-offline.raw"
     env.store().restore_to(TENANT, "s5", "vda", restored)
     compare = subprocess.run(

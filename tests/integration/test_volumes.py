@@ -396,6 +396,8 @@ def test_a_vm_boots_from_a_volume_which_is_refused_elsewhere(env: Env) -> None:
         r = c.post(f"/v1/vms/{vm_id}/{path}", json={"name": "of-boot"})
         assert r.status_code == 409 and "boots from a volume" in r.json()["detail"], r.text
 
+    _backup_and_restore_boot_from_volume(env, str(root["id"]), str(data["id"]))
+
     again = c.post("/v1/vms", json={**vm, "name": "vol-boot-2", "boot_volume": "root"})
     assert again.status_code == 409 and "as its root disk" in again.json()["detail"], again.text
     detach = c.post(f"/v1/volumes/{root['id']}/detach")
@@ -406,6 +408,40 @@ def test_a_vm_boots_from_a_volume_which_is_refused_elsewhere(env: Env) -> None:
     vol = c.get(f"/v1/volumes/{root['id']}").json()
     assert vol["status"] == "available" and vol["vm_id"] is None and vol["boot"] is False
     assert c.get(f"/v1/volumes/{data['id']}").json()["vm_id"] is None  # released with its VM
+
+
+def _backup_and_restore_boot_from_volume(env: Env, root_id: str, data_id: str) -> None:
+    """A boot-from-volume VM's backup holds its boot volume (as vda) and its data volume; restored
+    to a new VM, both are new volumes and the guest boots from its copy, which has the marker."""
+    c = env.c
+    cmd = "echo BFV-MARK | dd of=/dev/vda bs=512 seek=300000 conv=notrunc,fsync 2>/dev/null; echo ok"
+    assert _guest(env, "vol-boot", cmd, "W") == "ok"
+    target = {"name": "vols", "type": "local", "config": {"path": str(env.server.state_dir / "bk")}}
+    assert c.post("/v1/backup-targets", json=target).status_code == 201
+    r = c.post("/v1/backups", json={"vm": "vol-boot"})
+    assert r.status_code == 202, r.text
+    task = wait_task(c, r.json()["task_id"], timeout_s=600)
+    assert task["state"] == "succeeded", task["error"]
+    snap = c.get(f"/v1/backups/{r.json()['backup']['id']}").json()
+    held = [(d["name"], d["device"], d["volume_id"], d["size"]) for d in snap["disks"]]
+    size = int(c.get(f"/v1/volumes/{root_id}").json()["size_gb"]) << 30
+    assert held == [(root_id, "vda", root_id, size), (data_id, held[1][1], data_id, 1 << 30)], held
+    r = c.post(f"/v1/backups/{snap['id']}/restore", json={"new_vm": "vol-boot-r"})
+    assert r.status_code == 202, r.text
+    done = wait_task(c, r.json()["task_id"], timeout_s=600)
+    assert done["state"] == "succeeded", done["error"]
+    env.vms["vol-boot-r"] = new_id = r.json()["vm_id"]
+    wait_console(c, new_id, "NOVACRON-GUEST-READY", timeout_s=180)
+    made = {v["boot"]: v for v in c.get("/v1/volumes", params={"vm_id": new_id}).json()["items"]}
+    assert set(made) == {True, False} and made[True]["id"] != root_id, made
+    assert _guest(env, "vol-boot-r", "cat /sys/block/vda/serial", "S") == str(made[True]["id"])[:20]
+    read = "dd if=/dev/vda bs=512 skip=300000 count=1 2>/dev/null | head -c 8"
+    assert _guest(env, "vol-boot-r", read, "M") == "BFV-MARK"
+    assert c.get(f"/v1/vms/{new_id}").json()["disk_gb"] == 0
+    done = wait_task(c, c.delete(f"/v1/vms/{new_id}").json()["task_id"])
+    assert done["state"] == "succeeded", done["error"]
+    for v in made.values():
+        assert c.delete(f"/v1/volumes/{v['id']}").status_code == 204
 
 
 def test_cli_limits_snapshots_and_volumes_from_them(env: Env, tmp_path: Path) -> None:

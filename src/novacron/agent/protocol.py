@@ -406,16 +406,23 @@ class BackupDisk(Request):
     full: bool = False
     #: the store refuses to delete the snapshot before then (s since the epoch)
     immutable_until: float | None = None
+    #: the instance's attached volumes: disks of the same snapshot, at the same point in time
+    volumes: tuple[VolumeAttachment, ...] = ()
 
 
 @operation("restore_disk")
 @dataclass(frozen=True)
 class RestoreDisk(Request):
-    """Write a snapshot's disk as the stopped instance's disk."""
+    """Write a snapshot's disks as the stopped instance's disk and volumes."""
 
     snapshot_id: str
     size: int
     secrets: dict[str, Any]
+    #: volumes to write, each from the snapshot's disk named at the same place in ``sources``
+    volumes: tuple[VolumeAttachment, ...] = ()
+    sources: tuple[str, ...] = ()
+    #: whether the snapshot holds a root disk ``vda`` to write (a boot-from-volume VM's has not)
+    root: bool = True
 
 
 @operation("instant_restore_disk")

@@ -11,12 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from novacron.agent.protocol import BackupDisk, RestoreDisk, WaitConsole
 from novacron.backup.vmstore import agent_store
 from novacron.virt.base import BackupView, ComputeDriver, DriverError, Progress
 from novacron.virt.images import raw_to_qcow2
+
+if TYPE_CHECKING:
+    from novacron.virt.cbt import PointInTime  # libnbd: only on hosts that back VMs up
 
 DISK = "vda"
 
@@ -43,110 +47,193 @@ def backer(driver: ComputeDriver) -> ComputeDriver:
 async def backup_disk(
     driver: ComputeDriver, instance_id: str, request: BackupDisk, report: Progress | None
 ) -> dict[str, Any]:
-    """Store the disk as it is now (running or stopped) as snapshot ``request.snapshot_id``."""
+    """Store the disks as they are now (running or stopped: the root disk or boot volume and every
+    attached volume, at one point in time) as snapshot ``request.snapshot_id``."""
     d = backer(driver)
     secrets = request.secrets
     store = agent_store(secrets)
     snapshot_id, parent_id = request.snapshot_id, request.parent_id
     chunk = int(secrets["chunk_size"])
+    view = BackupView(snapshot_id, parent_id, chunk, request.full, request.volumes)
     try:
-        async with d.backup_view(
-            instance_id, BackupView(snapshot_id, parent_id, chunk, request.full), report
-        ) as pit:
+        async with d.backup_view(instance_id, view, report) as pits:
             done = [0, 1]
+            finished: list[Any] = []
 
-            def counted(finished: int, total: int) -> None:
-                done[0], done[1] = finished, max(total, 1)
+            def counted(n: int, total: int) -> None:  # of the disk being written
+                done[0], done[1] = n, max(total, 1)
 
-            def write() -> Any:
-                return store.write_snapshot(
-                    str(secrets["tenant_id"]),
-                    snapshot_id,
-                    DISK,
-                    pit.reader,
-                    pit.size,
-                    changed=pit.changed,
-                    parent=parent_id if pit.changed is not None else None,
-                    meta={
-                        "vm_id": instance_id,
-                        "mode": pit.mode,
-                        "reason": pit.reason,
-                        "consistency": pit.consistency,
-                    },
-                    progress=counted,
-                    immutable_until=request.immutable_until,
-                    dirty=pit.dirty,
-                )
+            def write() -> None:
+                for pit in pits:
+                    finished.append(_write_disk(store, secrets, instance_id, request, pit, counted))
 
             def poll() -> dict[str, Any]:
                 return {
                     "phase": "read",
-                    "bytes_read": pit.bytes_read,
+                    "disk": pits[min(len(finished), len(pits) - 1)].disk.name,
+                    "disks_done": len(finished),
+                    "disks": len(pits),
+                    "bytes_read": sum(p.bytes_read for p in pits),
                     "chunks_done": done[0],
                     "chunks_to_do": done[1],
-                    "fraction": done[0] / done[1],
+                    "fraction": (len(finished) + done[0] / done[1]) / len(pits) if pits else 1.0,
                 }
 
-            stats = await _with_progress(write, poll, report)
+            await _with_progress(write, poll, report)
         # only now does the new change tracking become the one the next backup starts from
-        await d.commit_backup(instance_id, snapshot_id, chunk)
+        await d.commit_backup(instance_id, snapshot_id, chunk, request.volumes)
     except BaseException:
         with contextlib.suppress(Exception):
-            await d.discard_backup(instance_id, snapshot_id)
+            await d.discard_backup(instance_id, snapshot_id, request.volumes)
         raise
-    changed = pit.size // chunk + (1 if pit.size % chunk else 0) if pit.changed is None else len(pit.changed)
+    disks = [_disk_result(pit, info, chunk) for pit, info in zip(pits, finished, strict=True)]
+    return _summary(disks)
+
+
+def _write_disk(  # noqa: PLR0913 - one disk of the snapshot, and where its progress goes
+    store: Any,
+    secrets: dict[str, Any],
+    instance_id: str,
+    request: BackupDisk,
+    pit: PointInTime,
+    counted: Callable[[int, int], None],
+) -> Any:
+    return store.write_snapshot(
+        str(secrets["tenant_id"]),
+        request.snapshot_id,
+        pit.disk.name,
+        pit.reader,
+        pit.size,
+        changed=pit.changed,
+        parent=request.parent_id if pit.changed is not None else None,
+        meta={
+            "vm_id": instance_id,
+            "mode": pit.mode,
+            "reason": pit.reason,
+            "consistency": pit.consistency,
+            "device": pit.disk.device,
+            "volume_id": pit.disk.volume_id,
+        },
+        progress=counted,
+        immutable_until=request.immutable_until,
+        dirty=pit.dirty,
+    )
+
+
+def _disk_result(pit: PointInTime, info: Any, chunk: int) -> dict[str, Any]:
+    """What one disk's backup read and stored."""
+    changed = -(-pit.size // chunk) if pit.changed is None else len(pit.changed)
     dirty = pit.size if pit.dirty is None else sum(e - s for spans in pit.dirty.values() for s, e in spans)
+    disk = info.disks.get(pit.disk.name) if info is not None else None
     return {
+        "name": pit.disk.name,
+        "device": pit.disk.device,
+        "volume_id": pit.disk.volume_id,
+        "size": pit.size,
         "mode": pit.mode,
         "reason": pit.reason,
         "consistency": pit.consistency,
-        "size": pit.size,
         "bytes_read": pit.bytes_read,
         "chunks_changed": changed,
         "changed_bytes": dirty,
-        "store": _stats(stats),
+        "store": dict(disk.stats) if disk is not None else {},
     }
 
 
-def _stats(info: Any) -> dict[str, Any]:
-    """The chunk store's figures for the disk (chunks read, uploaded, deduplicated, ...)."""
-    disk = info.disks.get(DISK) if info is not None else None
-    return dict(disk.stats) if disk is not None else {}
+#: the store's counters summed over a snapshot's disks
+_SUMMED = (
+    "chunks_total",
+    "chunks_uploaded",
+    "bytes_uploaded",
+    "chunks_patched",
+    "chunks_rebuilt",
+    "bytes_read",
+)
+
+
+def _summary(disks: list[dict[str, Any]]) -> dict[str, Any]:
+    """The snapshot's answer: the root disk's figures as before, totals over every disk, and each disk."""
+    reasons = {d["reason"] for d in disks}
+    reason = (
+        disks[0]["reason"] if len(reasons) == 1 else "; ".join(f"{d['name']}: {d['reason']}" for d in disks)
+    )
+    stores = [d["store"] for d in disks]
+    store = {**stores[0], **{k: sum(int(s.get(k, 0)) for s in stores) for k in _SUMMED if k in stores[0]}}
+    return {
+        "mode": "incremental" if any(d["mode"] == "incremental" for d in disks) else "full",
+        "reason": reason,
+        "consistency": disks[0]["consistency"],
+        "size": sum(d["size"] for d in disks),
+        "bytes_read": sum(d["bytes_read"] for d in disks),
+        "chunks_changed": sum(d["chunks_changed"] for d in disks),
+        "changed_bytes": sum(d["changed_bytes"] for d in disks),
+        "store": store,
+        "disks": disks,
+    }
 
 
 async def restore_disk(
     driver: ComputeDriver, instance_id: str, request: RestoreDisk, report: Progress | None
 ) -> dict[str, Any]:
-    """Write a snapshot's disk as the stopped VM's disk (a standalone qcow2, no backing file)."""
+    """Write a snapshot's disks back into the stopped VM: its root disk (a standalone qcow2, no
+    backing file) and each volume of ``request.volumes`` (written into the volume's file in place)."""
     d = backer(driver)
     if d.pid(instance_id) is not None:
         raise DriverError("the VM is running: stop it before restoring over its disk")
-    secrets = request.secrets
-    store = agent_store(secrets)
+    store = agent_store(request.secrets)
     disk = d.disk_path(instance_id)
     disk.parent.mkdir(parents=True, exist_ok=True)
     raw = disk.parent / f"restore-{request.snapshot_id}.raw"
-    size = request.size
+    steps = ([(DISK, None)] if request.root else []) + list(
+        zip(request.sources, request.volumes, strict=True)
+    )
+    done: list[str] = []
     try:
-
-        def restore() -> Any:
-            return store.restore_to(str(secrets["tenant_id"]), request.snapshot_id, DISK, raw)
-
-        def poll() -> dict[str, Any]:
-            written = raw.stat().st_blocks * 512 if raw.exists() else 0
-            return {
-                "phase": "restore",
-                "bytes_written": written,
-                "fraction": min(written / max(size, 1), 1.0),
-            }
-
-        await _with_progress(restore, poll, report)
-        tmp = disk.with_suffix(".restoring")
-        await raw_to_qcow2(raw, tmp)  # -f raw: the bytes are the guest's
-        tmp.replace(disk)
+        for name, volume in steps:
+            if volume is not None and volume.driver != "file":
+                raise DriverError(
+                    f"restoring into a {volume.driver} volume is not built (volume {volume.volume_id})"
+                )
+            await _restore_one(store, request, name, raw, report, (len(done), len(steps)))
+            if volume is None:
+                tmp = disk.with_suffix(".restoring")
+                await raw_to_qcow2(raw, tmp)  # -f raw: the bytes are the guest's
+                tmp.replace(disk)
+            else:  # in place: the volume keeps its file (and its internal snapshots)
+                await _run_tool(
+                    "qemu-img", "convert", "-n", "-f", "raw", "-O", "qcow2", str(raw), volume.path
+                )
+            done.append(name)
+            raw.unlink(missing_ok=True)
     finally:
         raw.unlink(missing_ok=True)
-    return {"size": size, "disk": str(disk.name)}
+    return {"size": request.size, "disk": str(disk.name), "disks": done}
+
+
+async def _restore_one(  # noqa: PLR0913 - one disk of the restore, and where its progress goes
+    store: Any, request: RestoreDisk, name: str, raw: Path, report: Progress | None, place: tuple[int, int]
+) -> None:
+    """The snapshot's disk ``name`` into the sparse raw file ``raw``."""
+    size = max(request.size, 1)
+
+    def restore() -> Any:
+        return store.restore_to(str(request.secrets["tenant_id"]), request.snapshot_id, name, raw)
+
+    def poll() -> dict[str, Any]:
+        written = raw.stat().st_blocks * 512 if raw.exists() else 0
+        fraction = (place[0] + min(written / size, 1.0)) / max(place[1], 1)
+        return {"phase": "restore", "disk": name, "bytes_written": written, "fraction": min(fraction, 1.0)}
+
+    await _with_progress(restore, poll, report)
+
+
+async def _run_tool(*argv: str) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise DriverError(f"{argv[0]} {argv[1]} failed: {err.decode(errors='replace').strip()}")
 
 
 async def wait_console(

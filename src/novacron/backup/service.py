@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from novacron import events
 from novacron.backup import tasks as backup_tasks
-from novacron.backup import vmstore
+from novacron.backup import vmstore, volbackup, volrestore
 from novacron.compute import hardware
 from novacron.compute.vms import new_derived_image
 from novacron.db.base import new_id, utcnow
@@ -79,8 +79,6 @@ def request_backup(
     """A pending backup of the VM to the target, and its durable task (refused when quota is full)."""
     if vm.host_id is None or vm.state in ("building", "error", "deleted"):
         raise Conflict(f"VM '{vm.name}' is {vm.state} and has no disk to back up yet.")
-    if vm.disk_gb == 0:  # compute/boot_volume.py ROOT_GB: the root disk is a volume, no local disk
-        raise Conflict(f"VM '{vm.name}' boots from a volume; backups of volumes are not built yet.")
     project = session.get(Project, vm.project_id)
     assert project is not None
     # its size is known only once taken (charged then, BackupVM): refused while the project is full
@@ -153,7 +151,8 @@ def new_vm_row(
         flavor_id=src.get("flavor_id"),
         vcpus=int(src["vcpus"]),
         ram_mb=int(src["ram_mb"]),
-        disk_gb=max(int(src["disk_gb"]), -(-snap.size_bytes // 2**30)),
+        # the root disk's size (a snapshot's size_bytes counts its volumes too)
+        disk_gb=max(int(src["disk_gb"]), -(-volrestore.root_size(snap) // 2**30)),
         user_data=str(src.get("user_data") or ""),
         meta={**dict(src.get("metadata") or {}), "restored_from": snap.id},
         placement={},
@@ -197,8 +196,10 @@ def request_restore(
         mode=("instant" if instant else "new_vm") if new_vm else "existing_vm",
         state="running",
     )
+    volumes: list[dict[str, str]] = []
     if new_vm:
         target_vm = new_vm_row(session, snap, new_vm, principal=principal)
+        volumes = volrestore.new_volumes(session, snap, target_vm, principal)
         handler: type[TaskHandler] = (
             backup_tasks.InstantRestoreNewVM if instant else backup_tasks.RestoreNewVM
         )
@@ -223,7 +224,7 @@ def request_restore(
         target_vm.id,
         tenant_id=snap.tenant_id,
         project_id=snap.project_id,
-        params={"snapshot_id": snap.id, "job_id": job.id, "copy_rate_mib": copy_rate_mib},
+        params={"snapshot_id": snap.id, "job_id": job.id, "copy_rate_mib": copy_rate_mib, "volumes": volumes},
     )
     job.task_id = task.id
     return job, task, target_vm
@@ -334,6 +335,7 @@ class RestoreSpec:
     image_name: str | None = None
     instant: bool = False
     copy_rate_mib: int | None = None
+    new_volume: str | None = None
 
 
 @dataclass(frozen=True)
@@ -344,6 +346,7 @@ class Restore:
     task: Task
     vm_id: str | None = None
     image_id: str | None = None
+    volume_id: str | None = None
 
 
 class BackupService(Service):
@@ -366,9 +369,21 @@ class BackupService(Service):
         """The backup of this id or name, if the caller sees it."""
         return resolve(self.session, self.principal, BackupSnapshot, ref)
 
-    def create(self, vm_ref: str, target_ref: str | None, full: bool) -> tuple[BackupSnapshot, Task]:
-        """Back up a VM to a target (the only one when none is named): the pending backup, its task."""
+    def create(
+        self, vm_ref: str | None, target_ref: str | None, full: bool, volume_ref: str | None = None
+    ) -> tuple[BackupSnapshot, Task]:
+        """Back up a VM (with its volumes), or a detached volume alone, to a target (the only one
+        when none is named): the pending backup, its task."""
+        if (vm_ref is None) == (volume_ref is None):
+            raise InvalidInput("vm", "give the VM to back up, or a detached volume (volume); one of them")
         target = default_target(self.session, self.principal, target_ref)  # none yet: say how to make one
+        if volume_ref is not None:
+            snap, task = volbackup.request_volume_backup(
+                self.session, self.principal, volume_ref, target, full
+            )
+            self.session.flush()
+            return snap, task
+        assert vm_ref is not None
         vm = visible_vm(self.session, self.principal, vm_ref)
         snap, task = request_backup(self.session, vm, target, full)
         self.session.flush()
@@ -386,6 +401,15 @@ class BackupService(Service):
             raise InvalidInput("instant", "an instant restore makes a new VM: give new_vm")
         if spec.copy_rate_mib is not None and not spec.instant:
             raise InvalidInput("copy_rate_mib", "the copy rate applies to an instant restore only")
+        if spec.new_volume is not None or volbackup.volume_of(snap):
+            if spec.new_volume is None or spec.new_vm or spec.vm or spec.image_name:
+                why = "a volume's backup restores as a new volume: give new_volume only"
+                raise InvalidInput("new_volume", why)
+            job, task, volume = volbackup.request_volume_restore(
+                self.session, self.principal, snap, spec.new_volume
+            )
+            self.session.flush()
+            return Restore(job, task, volume_id=volume.id)
         if spec.image_name is not None:
             job, task, image = request_restore_image(self.session, snap, spec.image_name)
             self.session.flush()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -29,11 +30,12 @@ from novacron.agent.protocol import (
     WaitState,
     vm_spec,
 )
-from novacron.backup import vmstore
+from novacron.backup import vmstore, volrestore
 from novacron.compute import hostops, scheduler, storage
 from novacron.compute.images import describe_derived, remove_files
+from novacron.compute.pools import attachment
 from novacron.compute.reports import record_state
-from novacron.compute.spec import spec_payload
+from novacron.compute.spec import ATTACHED, spec_payload
 from novacron.compute.tasks import BOOT_TIMEOUT_S, end_operation, remove_vm
 from novacron.db.base import utcnow
 from novacron.db.models import (
@@ -45,13 +47,14 @@ from novacron.db.models import (
     QuotaCharge,
     RestoreJob,
     Task,
+    Volume,
 )
 from novacron.identity.encryption import scrub
 from novacron.quota import enforce as quota
 from novacron.quota.registry import backup_amounts
 from novacron.quota.tree import node_for_ref
 from novacron.tasks.runner import StepFailed, TaskHandler
-from novacron.virt.base import DriverError
+from novacron.virt.base import DriverError, VolumeAttachment
 from novacron.virt.images import inspect_image, raw_to_qcow2
 
 if TYPE_CHECKING:
@@ -144,6 +147,7 @@ class BackupVM(TaskHandler):
             immutable_until=time.time() + immutable_s if immutable_s else None,
             full=bool(task.params.get("full")) or damaged,
             secrets=secrets_for(ctx, target, vm.tenant_id),
+            volumes=attached_volumes(ctx, vm.id),
         )
         started = time.monotonic()
         result = await hostops.call(ctx, vm.host_id, task, backup, vm.id, BACKUP_TIMEOUT_S)
@@ -158,6 +162,25 @@ class BackupVM(TaskHandler):
             row = s.get(BackupSnapshot, task.params["snapshot_id"])
             if row is not None and row.state != "available":
                 row.state, row.error = "failed", error
+
+
+def attached_volumes(ctx: Context, vm_id: str) -> tuple[VolumeAttachment, ...]:
+    """The VM's attached volumes as its host opens them: each is a disk of its backup."""
+    with ctx.db.session() as s:
+        rows = s.scalars(
+            select(Volume)
+            .where(Volume.vm_id == vm_id, Volume.status.in_(ATTACHED))
+            .order_by(Volume.created_at)
+        )
+        return tuple(attachment(v.pool, v.id, v.location, v.io_limits, v.boot) for v in rows)
+
+
+def disks_of(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The disks a snapshot holds, as the catalogue shows them (an older agent answers for vda only)."""
+    keys = ("name", "device", "volume_id", "size", "mode", "reason", "bytes_read")
+    if "disks" not in result:
+        return [{"name": "vda", "device": "vda", "volume_id": None, "size": int(result["size"])}]
+    return [{k: d.get(k) for k in keys} for d in result["disks"]]
 
 
 def _damaged_since_full(s: Any, vm_id: str, target_id: str) -> bool:
@@ -195,7 +218,7 @@ def record_backup(  # noqa: PLR0913 - the backup, where it went, and what its ho
         policy = s.get(BackupPolicy, row.policy_id) if row.policy_id else None
         row.state = "available"
         row.mode, row.reason, row.consistency = result["mode"], result["reason"], result["consistency"]
-        row.disks = [{"name": "vda", "size": int(result["size"])}]
+        row.disks = disks_of(result)
         row.size_bytes = int(result["size"])
         row.bytes_read = int(result["bytes_read"])
         row.changed_bytes = int(result["changed_bytes"])
@@ -262,13 +285,32 @@ async def restore_new_vm(  # noqa: PLR0913 (a task step: the task, its ids, and 
                 raise StepFailed(str(exc)) from exc
         host_id = vm.host_id
         assert host_id is not None
+    # the new VM's volumes (made with it) get their files and are attached before its spec is read
+    made = list(task.params.get("volumes") or [])
+    attached = await volrestore.allocate(ctx, made)
+    with ctx.db.session() as s:
+        vm = s.get(VM, vm_id)
+        assert vm is not None
         try:
             spec = vm_spec(spec_payload(s, vm))
         except ValueError as exc:
             raise StepFailed(str(exc)) from exc
     await hostops.call(ctx, host_id, task, Prepare(spec), vm_id, 300, key)
-    restore = InstantRestoreDisk if instant else RestoreDisk
-    request = restore(snap.id, snap.size_bytes, secrets_for(ctx, target, snap.tenant_id))
+    secrets = secrets_for(ctx, target, snap.tenant_id)
+    whole = RestoreDisk(
+        snap.id,
+        snap.size_bytes,
+        secrets,
+        volumes=tuple(attached),
+        sources=tuple(m["source"] for m in made),
+        root=any(d.get("name") == "vda" for d in snap.disks or [{"name": "vda"}]),
+    )
+    request: InstantRestoreDisk | RestoreDisk = whole
+    if instant:
+        if made:  # the volumes are written in first; only the root disk boots from the backup
+            volumes_only = dataclasses.replace(whole, root=False)
+            await hostops.call(ctx, host_id, task, volumes_only, vm_id, BACKUP_TIMEOUT_S, key)
+        request = InstantRestoreDisk(snap.id, volrestore.root_size(snap), secrets)
     await hostops.call(ctx, host_id, task, request, vm_id, BACKUP_TIMEOUT_S, key)
     restored_s = time.monotonic() - started
     await hostops.call(ctx, host_id, task, Launch(spec), vm_id, 300, key)
@@ -325,6 +367,7 @@ class RestoreNewVM(TaskHandler):
             if row is not None:
                 row.host_id = None
             quota.release(s, "vm", task.resource_id)  # left in error without a host: it holds nothing
+        volrestore.release(ctx, list(task.params.get("volumes") or []))
         end_operation(ctx, task.resource_id, "absent", error)
         _finish_job(ctx, task.params.get("job_id"), "failed", None, error)
 
@@ -353,7 +396,7 @@ class InstantRestoreNewVM(RestoreNewVM):
         started = time.monotonic()
         stream = StreamDisk(
             snapshot_id=snap.id,
-            size=snap.size_bytes,
+            size=volrestore.root_size(snap),
             speed_bytes=int(task.params.get("copy_rate_mib") or 0) * 2**20,
             secrets=secrets_for(ctx, target, snap.tenant_id),
         )
@@ -387,7 +430,18 @@ class RestoreOverVM(TaskHandler):
         vm = _vm(ctx, task.resource_id)
         if vm.host_id is None:
             raise StepFailed(f"VM {vm.name} is not placed on any host.")
-        restore = RestoreDisk(snap.id, snap.size_bytes, secrets_for(ctx, target, snap.tenant_id))
+        volumes = {v.volume_id: v for v in attached_volumes(ctx, vm.id)}
+        names = [str(d.get("name")) for d in snap.disks or [{"name": "vda"}]]
+        # each backed-up volume still attached to the VM is written back in place
+        back = [n for n in names if n in volumes]
+        restore = RestoreDisk(
+            snap.id,
+            snap.size_bytes,
+            secrets_for(ctx, target, snap.tenant_id),
+            volumes=tuple(volumes[n] for n in back),
+            sources=tuple(back),
+            root="vda" in names,
+        )
         result = await hostops.call(ctx, vm.host_id, task, restore, vm.id, BACKUP_TIMEOUT_S)
         set_result(ctx, task, result)
         _finish_job(ctx, task.params.get("job_id"), "succeeded", result, None)

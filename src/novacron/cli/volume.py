@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from novacron.cli import volume_snapshot
+from novacron.cli import volume_backup, volume_snapshot
 from novacron.cli.client import CliError, resolve
 from novacron.cli.common import (
     CURSOR,
@@ -25,6 +25,8 @@ from novacron.cli.watch import follow_accepted
 
 app = typer.Typer(no_args_is_help=True)
 app.add_typer(volume_snapshot.app, name="snapshot", help="Volume snapshots: create, list, delete.")
+app.command("backup")(volume_backup.backup)
+app.command("restore")(volume_backup.restore)
 
 COLUMNS: list[Column] = [
     ("NAME", "name"),

@@ -37,8 +37,19 @@ from novacron.tasks.service import wake_on_commit
 
 MAX_SIZE_GB = 16384
 #: a volume in one of these is being worked on: every other change waits
-#: (``cloning``: a clone reads it through a snapshot taken for the clone and dropped at its end)
-BUSY = ("creating", "attaching", "detaching", "extending", "deleting", "limiting", "snapshotting", "cloning")
+#: (``cloning``: a clone reads it through a snapshot taken for the clone and dropped at its end;
+#: ``backing-up``: a detached volume's own backup reads it)
+BUSY = (
+    "creating",
+    "attaching",
+    "detaching",
+    "extending",
+    "deleting",
+    "limiting",
+    "snapshotting",
+    "cloning",
+    "backing-up",
+)
 #: what a hot-plug needs the VM to be (a stopped VM takes the volume at its next start)
 ATTACHABLE_VM = ("running", "stopped")
 

@@ -186,6 +186,8 @@ class BackupView:
     chunk_size: int
     #: read the whole disk even when the parent's change tracking is usable
     full: bool = False
+    #: the VM's attached volumes: each is a disk of the backup too, in the same point in time
+    volumes: tuple[VolumeAttachment, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -418,16 +420,21 @@ class ComputeDriver(abc.ABC):
 
     def backup_view(
         self, instance_id: str, view: BackupView, report: Progress | None = None
-    ) -> AbstractAsyncContextManager[PointInTime]:
-        """The disk as it is now, readable while the body of the ``async with`` reads it (running
-        or stopped); with change tracking since ``view.parent_id`` where the driver has it."""
+    ) -> AbstractAsyncContextManager[list[PointInTime]]:
+        """The disks (root disk, then ``view.volumes``) as they are now, all at one point in time,
+        readable while the body of the ``async with`` reads them (running or stopped); with change
+        tracking since ``view.parent_id`` where the driver has it."""
         self.refuse("back VMs up")
 
-    async def commit_backup(self, instance_id: str, snapshot_id: str, chunk_size: int) -> None:
+    async def commit_backup(
+        self, instance_id: str, snapshot_id: str, chunk_size: int, volumes: tuple[VolumeAttachment, ...] = ()
+    ) -> None:
         """The backup is stored: its change tracking becomes the one the next backup starts from."""
         self.refuse("back VMs up")
 
-    async def discard_backup(self, instance_id: str, snapshot_id: str) -> None:
+    async def discard_backup(
+        self, instance_id: str, snapshot_id: str, volumes: tuple[VolumeAttachment, ...] = ()
+    ) -> None:
         """The backup failed: drop its change tracking (the parent's still covers every change)."""
         self.refuse("back VMs up")
 

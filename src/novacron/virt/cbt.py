@@ -3,9 +3,11 @@
 How a backup of a running VM reads its disk (pull-mode backup with image fleecing, as libvirt
 does it for oVirt and Proxmox-style incremental backups):
 
-- Every backup leaves a persistent dirty bitmap ``nc-<snapshot id>`` on the disk's format node
-  (``vda-disk``) at a 64 KiB granularity (the chunk size, when that is smaller), independent of
-  the store's chunk size: one 64 KiB guest write dirties 64 KiB, not a whole 4 MiB chunk.
+- Every disk of the VM (the root disk ``vda`` and each attached volume: ``TrackedDisk``) is
+  tracked and read the same way, all in the one transaction below so the disks are mutually
+  consistent; a boot volume stands in for ``vda``. Every backup leaves a persistent dirty bitmap
+  ``nc-<snapshot id>`` on each disk's format node (``vda-disk``, a volume's ``vol<hex>-q``) at a
+  64 KiB granularity (the chunk size, when smaller): one 64 KiB guest write dirties 64 KiB.
   QEMU keeps it in the qcow2 overlay across a clean restart; a QEMU killed without closing the
   image leaves it marked in use ("inconsistent"), and then it is not trusted.
 - The point in time is one QMP ``transaction``: add the new bitmap; for an incremental, add a
@@ -41,11 +43,11 @@ from pathlib import Path
 from typing import Any
 
 from novacron.virt import guestagent
-from novacron.virt.base import BackupView, DriverError, Progress
+from novacron.virt.backupdisks import NODE, TrackedDisk, tracked_disks
+from novacron.virt.base import BackupView, DriverError, Progress, VolumeAttachment
 from novacron.virt.nbdread import EXPORT, NbdReader, open_reader
 from novacron.virt.qemu import QemuDriver
 
-NODE = "vda-disk"
 PREFIX = "nc-"
 JOB_POLL_S = 0.1
 #: the dirty bitmaps' granularity: QEMU's default for a qcow2 with 64 KiB clusters, and the
@@ -66,6 +68,7 @@ class PointInTime:
     reader: NbdReader
     #: for an incremental, each changed chunk's dirty (start, end) byte spans
     dirty: dict[int, list[tuple[int, int]]] | None = None
+    disk: TrackedDisk = field(default_factory=lambda: TrackedDisk("vda", NODE, "vda", ""))
 
     @property
     def bytes_read(self) -> int:
@@ -92,22 +95,27 @@ async def _run(*argv: str) -> str:
     return out.decode()
 
 
-async def bitmaps(driver: QemuDriver, instance_id: str) -> list[dict[str, Any]]:
-    """The dirty bitmaps of the running VM's disk, as QEMU reports them."""
-    for dev in await driver.qmp(instance_id, "query-block"):
-        if dev.get("device") == "vda":
-            return list(dev.get("inserted", {}).get("dirty-bitmaps", []))
-    raise DriverError(f"instance {instance_id} has no disk vda")
+async def _nodes(driver: QemuDriver, instance_id: str) -> dict[str, dict[str, Any]]:
+    nodes = await driver.qmp(instance_id, "query-named-block-nodes", {"flat": True})
+    return {str(n.get("node-name")): n for n in nodes or []}
 
 
-async def disk_size(driver: QemuDriver, instance_id: str) -> int:
+async def bitmaps(driver: QemuDriver, instance_id: str, node: str = NODE) -> list[dict[str, Any]]:
+    """The dirty bitmaps of the running VM's disk node, as QEMU reports them."""
+    found = (await _nodes(driver, instance_id)).get(node)
+    if found is None:
+        raise DriverError(f"instance {instance_id} has no disk node {node}")
+    return list(found.get("dirty-bitmaps", []))
+
+
+async def disk_size(driver: QemuDriver, instance_id: str, disk: TrackedDisk | None = None) -> int:
+    disk = disk or TrackedDisk("vda", NODE, "vda", str(driver.disk_path(instance_id)))
     if driver.pid(instance_id) is not None:
-        for dev in await driver.qmp(instance_id, "query-block"):
-            if dev.get("device") == "vda":
-                return int(dev["inserted"]["image"]["virtual-size"])
-    info = json.loads(
-        await _run("qemu-img", "info", "-U", "--output=json", str(driver.disk_path(instance_id)))
-    )
+        found = (await _nodes(driver, instance_id)).get(disk.node)
+        if found is None:
+            raise DriverError(f"instance {instance_id} has no disk node {disk.node}")
+        return int(found["image"]["virtual-size"])
+    info = json.loads(await _run("qemu-img", "info", "-U", "--output=json", disk.path))
     return int(info["virtual-size"])
 
 
@@ -121,8 +129,8 @@ async def _agent_connected(driver: QemuDriver, instance_id: str) -> bool:
     return False
 
 
-def _usable(found: dict[str, Any] | None, chunk_size: int) -> str | None:
-    """Why a parent's bitmap cannot drive an incremental backup, or None when it can."""
+def _usable(found: dict[str, Any] | None, chunk_size: int, disk: TrackedDisk | None = None) -> str | None:
+    """Why a parent's bitmap cannot drive an incremental backup of ``disk``, or None when it can."""
     if found is None:
         return (
             "no change-tracking bitmap of the previous backup on the disk "
@@ -130,7 +138,8 @@ def _usable(found: dict[str, Any] | None, chunk_size: int) -> str | None:
         )
     if found.get("inconsistent"):
         return "the change-tracking bitmap is inconsistent (QEMU ended without closing the disk)"
-    if not found.get("persistent") or not found.get("recording", True):
+    persistent = disk is None or disk.persistent  # a raw (rbd) disk's bitmap lives as long as QEMU
+    if (persistent and not found.get("persistent")) or not found.get("recording", True):
         return "the change-tracking bitmap is not persistent or not recording"
     grain = int(found.get("granularity", 0))
     if grain <= 0 or grain > chunk_size or chunk_size % grain:
@@ -140,25 +149,24 @@ def _usable(found: dict[str, Any] | None, chunk_size: int) -> str | None:
 
 @dataclass
 class _Fleece:
-    """The QEMU objects of one point-in-time view, torn down in reverse order."""
+    """The QEMU objects of one disk's point-in-time view, torn down in reverse order."""
 
     driver: QemuDriver
     instance_id: str
     snapshot_id: str
-    workdir: Path
+    disk: TrackedDisk
+    #: the disk's place in the backup: names its QEMU objects; the first one owns the NBD server
+    index: int
+    sock: Path
     made: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
-        return f"nc-bk-{self.snapshot_id}"[:31]
+        return (f"nc-bk{self.index}-" if self.index else "nc-bk-") + self.snapshot_id[:25]
 
     @property
     def frozen(self) -> str:
         return f"nc-frozen-{self.snapshot_id}"
-
-    @property
-    def sock(self) -> Path:
-        return self.workdir / "nbd.sock"
 
     async def qmp(self, command: str, args: dict[str, Any] | None = None) -> Any:
         return await self.driver.qmp(self.instance_id, command, args)
@@ -171,28 +179,30 @@ class _Fleece:
                 "driver": "qcow2",
                 "node-name": self.name,
                 "file": {"driver": "file", "filename": str(overlay)},
-                "backing": NODE,
+                "backing": self.disk.node,
             },
         )
         self.made.append("node")
 
     def actions(self, chunk_size: int, parent_id: str | None) -> list[dict[str, Any]]:
-        """The point in time's one transaction: the new bitmap; for an incremental (``parent_id``), the
-        parent's changes frozen into a disabled bitmap; and the copy-before-write job into the overlay."""
+        """This disk's part of the point in time's one transaction: the new bitmap; for an
+        incremental (``parent_id``), the parent's changes frozen into a disabled bitmap; and the
+        copy-before-write job into the overlay."""
+        node = self.disk.node
         actions: list[dict[str, Any]] = [
             {
                 "type": "block-dirty-bitmap-add",
-                "data": {"node": NODE, "name": bitmap_name(self.snapshot_id), "persistent": True,
-                         "granularity": granularity(chunk_size)},
+                "data": {"node": node, "name": bitmap_name(self.snapshot_id),
+                         "persistent": self.disk.persistent, "granularity": granularity(chunk_size)},
             }
         ]  # fmt: skip
         if parent_id is not None:
-            frozen = {"node": NODE, "name": self.frozen}
             actions += [
                 {
                     "type": "block-dirty-bitmap-add",
                     "data": {
-                        **frozen,
+                        "node": node,
+                        "name": self.frozen,
                         "persistent": False,
                         "disabled": True,
                         "granularity": granularity(chunk_size),
@@ -200,11 +210,11 @@ class _Fleece:
                 },
                 {
                     "type": "block-dirty-bitmap-merge",
-                    "data": {"node": NODE, "target": self.frozen, "bitmaps": [bitmap_name(parent_id)]},
+                    "data": {"node": node, "target": self.frozen, "bitmaps": [bitmap_name(parent_id)]},
                 },
             ]
         job = {
-            "device": NODE,
+            "device": node,
             "target": self.name,
             "sync": "none",
             "job-id": self.name,
@@ -213,32 +223,38 @@ class _Fleece:
         return [*actions, {"type": "blockdev-backup", "data": job}]
 
     async def export(self, incremental: bool) -> None:
-        """Export the overlay read-only over NBD on the socket (with the frozen bitmap if ``incremental``)."""
-        await self.qmp("nbd-server-start", {"addr": {"type": "unix", "data": {"path": str(self.sock)}}})
-        self.made.append("server")
-        export: dict[str, Any] = {"type": "nbd", "id": self.name, "node-name": self.name, "name": EXPORT}
+        """Export the overlay read-only over NBD as the disk's name (with the frozen bitmap if
+        ``incremental``); the first disk starts the one server all of them share."""
+        if self.index == 0:
+            await self.qmp("nbd-server-start", {"addr": {"type": "unix", "data": {"path": str(self.sock)}}})
+            self.made.append("server")
+        export: dict[str, Any] = {
+            "type": "nbd",
+            "id": self.name,
+            "node-name": self.name,
+            "name": self.disk.name,
+        }
         if incremental:
             export["bitmaps"] = [self.frozen]
         await self.qmp("block-export-add", {**export, "writable": False})
         self.made.append("export")
 
-    async def stale(self) -> None:
-        """A retry of this very backup on the same QEMU: drop what the failed try left."""
+    async def stale(self) -> bool:
+        """A retry of this very backup on the same QEMU: drop what the failed try left; whether
+        an export of it was still there."""
         jobs = {j["id"] for j in await self.qmp("query-jobs")}
         exports = {e["id"] for e in await self.qmp("query-block-exports")}
-        nodes = {n["node-name"] for n in await self.qmp("query-named-block-nodes", {"flat": True})}
-        names = {b["name"] for b in await bitmaps(self.driver, self.instance_id)}
+        nodes = await _nodes(self.driver, self.instance_id)
+        names = {b["name"] for b in nodes.get(self.disk.node, {}).get("dirty-bitmaps", [])}
         self.made = [
             *(["bitmap:" + bitmap_name(self.snapshot_id)] if bitmap_name(self.snapshot_id) in names else []),
             *(["bitmap:" + self.frozen] if self.frozen in names else []),
             *(["node"] if self.name in nodes else []),
             *(["job"] if self.name in jobs else []),
-            *(["server", "export"] if self.name in exports else []),
+            *(["export"] if self.name in exports else []),
         ]
         await self.close()
-        if not exports:  # an NBD server with nothing exported is a crashed try's: QEMU runs one at most
-            with contextlib.suppress(DriverError):
-                await self.qmp("nbd-server-stop")
+        return self.name in exports
 
     async def close(self) -> None:
         """Undo what was made, newest first; every step is tried."""
@@ -267,7 +283,9 @@ class _Fleece:
         elif what == "node":
             await self.qmp("blockdev-del", {"node-name": self.name})
         elif what.startswith("bitmap:"):
-            await self.qmp("block-dirty-bitmap-remove", {"node": NODE, "name": what.partition(":")[2]})
+            await self.qmp(
+                "block-dirty-bitmap-remove", {"node": self.disk.node, "name": what.partition(":")[2]}
+            )
 
     async def _gone(self, query: str, key: str) -> bool:
         return all(item[key] != self.name for item in await self.qmp(query))
@@ -287,7 +305,79 @@ class _Fleece:
         job = jobs.get(self.name)
         if job is None or job["status"] not in ("running", "ready"):
             why = (job or {}).get("error", "it is gone")
-            raise DriverError(f"the point-in-time (copy-before-write) job stopped: {why}")
+            raise DriverError(f"the point-in-time (copy-before-write) job of {self.disk.name} stopped: {why}")
+
+
+async def _close_all(fleeces: list[_Fleece]) -> None:
+    """Tear every disk's view down, the last disk first (the first one's NBD server goes last)."""
+    errors = []
+    for f in reversed(fleeces):
+        try:
+            await f.close()
+        except DriverError as e:
+            errors.append(str(e))
+    if errors:
+        raise DriverError("; ".join(errors))
+
+
+async def _plan(
+    fleeces: list[_Fleece], chunk_size: int, parent_id: str | None, force_full: bool
+) -> dict[str, str]:
+    """Each disk's reason for a full read ("" for an incremental), its own bitmap decides."""
+    nodes = await _nodes(fleeces[0].driver, fleeces[0].instance_id)
+    reasons = {}
+    for f in fleeces:
+        if force_full:
+            reasons[f.disk.name] = "a full backup was asked for"
+        elif parent_id is None:
+            reasons[f.disk.name] = "first backup of this disk"
+        else:
+            present = {b["name"]: b for b in nodes.get(f.disk.node, {}).get("dirty-bitmaps", [])}
+            reasons[f.disk.name] = _usable(present.get(bitmap_name(parent_id)), chunk_size, f.disk) or ""
+    return reasons
+
+
+async def _take(fleeces: list[_Fleece], actions: list[dict[str, Any]]) -> bool:
+    """The one transaction of every disk, inside the guest's filesystem freeze when it has an
+    agent; whether it was application-consistent."""
+    driver, instance_id = fleeces[0].driver, fleeces[0].instance_id
+    frozen_fs = await _agent_connected(driver, instance_id) and await guestagent.freeze(
+        driver.qga_socket(instance_id)
+    )
+    try:
+        await driver.qmp(instance_id, "transaction", {"actions": actions})
+    finally:
+        if frozen_fs:
+            await guestagent.thaw(driver.qga_socket(instance_id))
+    return frozen_fs
+
+
+async def _open_views(
+    fleeces: list[_Fleece],
+    chunk_size: int,
+    reasons: dict[str, str],
+    frozen_fs: bool,
+    views: list[PointInTime],
+) -> None:
+    """Connect to each disk's export; its view (the reader, and the dirty spans of an incremental)."""
+    for f in fleeces:
+        incremental = not reasons[f.disk.name]
+        size = await disk_size(f.driver, f.instance_id, f.disk)
+        reader, dirty = await asyncio.to_thread(
+            open_reader, size, chunk_size, f.frozen if incremental else None, f.sock, None, f.disk.name
+        )
+        views.append(
+            PointInTime(
+                size=size,
+                changed=None if dirty is None else sorted(dirty),
+                dirty=dirty,
+                mode="incremental" if incremental else "full",
+                reason=reasons[f.disk.name] or "changed chunks from the dirty bitmap of the previous backup",
+                consistency="application" if frozen_fs else "crash",
+                reader=reader,
+                disk=f.disk,
+            )
+        )
 
 
 @contextlib.asynccontextmanager
@@ -300,141 +390,184 @@ async def point_in_time(  # noqa: PLR0913 (the backup request's fields, as agent
     parent_id: str | None,
     report: Progress | None = None,
     force_full: bool = False,
-) -> AsyncIterator[PointInTime]:
-    """The running VM's disk as it is now, exported by QEMU over NBD while the body reads it.
+    disks: list[TrackedDisk] | None = None,
+) -> AsyncIterator[list[PointInTime]]:
+    """The running VM's disks as they are now (one transaction: mutually consistent), exported
+    by QEMU over NBD while the body reads them.
 
-    On a clean exit the new bitmap stays (``commit`` makes it the only one once the snapshot is
-    stored); on an error it is dropped and the parent's bitmap, which never stopped recording,
-    still covers every change.
+    On a clean exit the new bitmaps stay (``commit`` makes them the only ones once the snapshot
+    is stored); on an error they are dropped and the parent's bitmaps, which never stopped
+    recording, still cover every change.
     """
-    size = await disk_size(driver, instance_id)
+    disks = disks or [TrackedDisk("vda", NODE, "vda", str(driver.disk_path(instance_id)))]
     # the socket path must fit a sockaddr_un: a short private directory, not the instance's
-    fleece = _Fleece(driver, instance_id, snapshot_id, Path(tempfile.mkdtemp(prefix="nc-fleece-")))
+    private = Path(tempfile.mkdtemp(prefix="nc-fleece-"))
+    sock = private / "nbd.sock"
+    fleeces = [_Fleece(driver, instance_id, snapshot_id, d, i, sock) for i, d in enumerate(disks)]
     workdir.mkdir(parents=True, exist_ok=True)
     new = bitmap_name(snapshot_id)
+    views: list[PointInTime] = []
     try:
-        await fleece.stale()
-        present = {b["name"]: b for b in await bitmaps(driver, instance_id)}
-        if force_full:
-            reason = "a full backup was asked for"
-        elif parent_id is None:
-            reason = "first backup of this disk"
-        else:
-            reason = _usable(present.get(bitmap_name(parent_id)), chunk_size) or ""
-        mode = "incremental" if not reason else "full"
-        overlay = workdir / "fleece.qcow2"
-        await _run("qemu-img", "create", "-q", "-f", "qcow2", str(overlay), str(size))
-        await fleece.add_overlay(overlay)
-        actions = fleece.actions(chunk_size, parent_id if mode == "incremental" else None)
-        frozen_fs = await _agent_connected(driver, instance_id) and await guestagent.freeze(
-            driver.qga_socket(instance_id)
-        )
-        try:
-            await fleece.qmp("transaction", {"actions": actions})
-        finally:
-            if frozen_fs:
-                await guestagent.thaw(driver.qga_socket(instance_id))
-        fleece.made += ["bitmap:" + new, "job"]
-        if mode == "incremental":
-            fleece.made.insert(-1, "bitmap:" + fleece.frozen)
-        await fleece.export(mode == "incremental")
+        exported = [await f.stale() for f in fleeces]
+        if not any(exported):  # an NBD server with nothing exported is a crashed try's: QEMU runs one at most
+            with contextlib.suppress(DriverError):
+                await driver.qmp(instance_id, "nbd-server-stop")
+        reasons = await _plan(fleeces, chunk_size, parent_id, force_full)
+        actions: list[dict[str, Any]] = []
+        for f in fleeces:
+            size = await disk_size(driver, instance_id, f.disk)
+            overlay = workdir / f"fleece-{f.index}.qcow2"
+            await _run("qemu-img", "create", "-q", "-f", "qcow2", str(overlay), str(size))
+            await f.add_overlay(overlay)
+            actions += f.actions(chunk_size, None if reasons[f.disk.name] else parent_id)
+        frozen_fs = await _take(fleeces, actions)
+        for f in fleeces:
+            f.made += ["bitmap:" + new, "job"]
+            if not reasons[f.disk.name]:
+                f.made.insert(-1, "bitmap:" + f.frozen)
+            await f.export(not reasons[f.disk.name])
         if report is not None:
             await report({"phase": "point-in-time", "fraction": 0.0})
-        reader, dirty = await asyncio.to_thread(
-            open_reader, size, chunk_size, fleece.frozen if mode == "incremental" else None, fleece.sock
-        )
-        try:
-            yield PointInTime(
-                size=size,
-                changed=None if dirty is None else sorted(dirty),
-                dirty=dirty,
-                mode=mode,
-                reason=reason or "changed chunks from the dirty bitmap of the previous backup",
-                consistency="application" if frozen_fs else "crash",
-                reader=reader,
-            )
-            await fleece.check_job()
-        finally:
-            await asyncio.to_thread(reader.close)
-        fleece.made.remove("bitmap:" + new)  # read whole: it becomes the next backup's parent bitmap
+        await _open_views(fleeces, chunk_size, reasons, frozen_fs, views)
+        yield views
+        for f in fleeces:
+            await f.check_job()
+        for f in fleeces:
+            f.made.remove("bitmap:" + new)  # read whole: it becomes the next backup's parent bitmap
     except BaseException:
         with contextlib.suppress(Exception):  # the first error is the one to report
-            await fleece.close()
+            await _close_readers(views)
+        with contextlib.suppress(Exception):
+            await _close_all(fleeces)
         raise
     else:
-        await fleece.close()
+        await _close_readers(views)
+        await _close_all(fleeces)
     finally:
-        shutil.rmtree(fleece.workdir, ignore_errors=True)
-        (workdir / "fleece.qcow2").unlink(missing_ok=True)
+        shutil.rmtree(private, ignore_errors=True)
+        for f in fleeces:
+            (workdir / f"fleece-{f.index}.qcow2").unlink(missing_ok=True)
+
+
+async def _close_readers(views: list[PointInTime]) -> None:
+    for view in views:
+        await asyncio.to_thread(view.reader.close)
 
 
 @contextlib.asynccontextmanager
-async def offline_view(driver: QemuDriver, instance_id: str) -> AsyncIterator[PointInTime]:
-    """A stopped VM: its disk file is the point in time; ``qemu-nbd`` exports it read-only, whole."""
-    disk = driver.disk_path(instance_id)
-    if not disk.exists():
-        raise DriverError(f"instance {instance_id} has no disk on this host")
-    size = await disk_size(driver, instance_id)
-    argv = ["qemu-nbd", "--read-only", "--format=qcow2", f"--export-name={EXPORT}", "--shared=1", str(disk)]
-    reader, _ = await asyncio.to_thread(open_reader, size, 1, None, None, argv)
+async def offline_view(
+    driver: QemuDriver, instance_id: str, disks: list[TrackedDisk] | None = None
+) -> AsyncIterator[list[PointInTime]]:
+    """A stopped VM: its disk files are the point in time; ``qemu-nbd`` exports each read-only, whole."""
+    disks = disks or [TrackedDisk("vda", NODE, "vda", str(driver.disk_path(instance_id)))]
+    views: list[PointInTime] = []
     try:
-        yield PointInTime(
-            size=size,
-            changed=None,
-            mode="full",
-            reason="the VM is stopped: its disk is read whole",
-            consistency="application",  # a cleanly stopped guest has nothing in flight
-            reader=reader,
-        )
+        for disk in disks:
+            if disk.fmt != "qcow2" or not Path(disk.path).exists():
+                raise DriverError(f"instance {instance_id} has no disk {disk.name} on this host to read")
+            size = await disk_size(driver, instance_id, disk)
+            argv = [
+                "qemu-nbd",
+                "--read-only",
+                "--format=qcow2",
+                f"--export-name={EXPORT}",
+                "--shared=1",
+                disk.path,
+            ]
+            reader, _ = await asyncio.to_thread(open_reader, size, 1, None, None, argv)
+            views.append(
+                PointInTime(
+                    size=size,
+                    changed=None,
+                    mode="full",
+                    reason="the VM is stopped: its disk is read whole",
+                    consistency="application",  # a cleanly stopped guest has nothing in flight
+                    reader=reader,
+                    disk=disk,
+                )
+            )
+        yield views
     finally:
-        await asyncio.to_thread(reader.close)
+        await _close_readers(views)
 
 
 @contextlib.asynccontextmanager
 async def backup_view(
     driver: QemuDriver, instance_id: str, view: BackupView, report: Progress | None
-) -> AsyncIterator[PointInTime]:
-    """A running VM's point in time (``point_in_time``), a stopped VM's disk read whole (``offline_view``)."""
+) -> AsyncIterator[list[PointInTime]]:
+    """A running VM's point in time (``point_in_time``), a stopped one's disks whole (``offline_view``)."""
+    disks = tracked_disks(driver, instance_id, view.volumes)
     if driver.pid(instance_id) is None:
-        async with offline_view(driver, instance_id) as pit:
-            yield pit
+        async with offline_view(driver, instance_id, disks) as pits:
+            yield pits
         return
     workdir = driver.instance_dir(instance_id) / f"backup-{view.snapshot_id}"
     try:
         async with point_in_time(
-            driver, instance_id, workdir, view.chunk_size, view.snapshot_id, view.parent_id, report, view.full
-        ) as pit:
-            yield pit
+            driver,
+            instance_id,
+            workdir,
+            view.chunk_size,
+            view.snapshot_id,
+            view.parent_id,
+            report,
+            view.full,
+            disks,
+        ) as pits:
+            yield pits
     finally:
         await asyncio.to_thread(shutil.rmtree, workdir, True)
 
 
-async def commit(driver: QemuDriver, instance_id: str, snapshot_id: str, chunk_size: int) -> None:
-    """The snapshot is stored: its bitmap is now the only one, tracking changes from its point in time."""
+async def commit(
+    driver: QemuDriver,
+    instance_id: str,
+    snapshot_id: str,
+    chunk_size: int,
+    volumes: tuple[VolumeAttachment, ...] = (),
+) -> None:
+    """The snapshot is stored: its bitmap is now the only one of each disk, tracking changes from
+    its point in time."""
     keep = bitmap_name(snapshot_id)
+    disks = tracked_disks(driver, instance_id, volumes)
     if driver.pid(instance_id) is not None:
-        for b in await bitmaps(driver, instance_id):
-            if b["name"].startswith(PREFIX) and b["name"] != keep:
-                await driver.qmp(instance_id, "block-dirty-bitmap-remove", {"node": NODE, "name": b["name"]})
+        nodes = await _nodes(driver, instance_id)
+        for disk in disks:
+            for b in nodes.get(disk.node, {}).get("dirty-bitmaps", []):
+                if b["name"].startswith(PREFIX) and b["name"] != keep:
+                    await driver.qmp(
+                        instance_id, "block-dirty-bitmap-remove", {"node": disk.node, "name": b["name"]}
+                    )
         return
-    # stopped: the bitmaps live in the qcow2 file itself
-    disk = str(driver.disk_path(instance_id))
-    info = json.loads(await _run("qemu-img", "info", "--output=json", disk))
+    for disk in disks:  # stopped: the bitmaps live in the qcow2 files themselves
+        if disk.fmt == "qcow2":
+            await commit_file(disk.path, keep, chunk_size)
+
+
+async def commit_file(path: str, keep: str, chunk_size: int) -> None:
+    """A qcow2 file (of a stopped VM, or a detached volume) keeps bitmap ``keep`` only."""
+    info = json.loads(await _run("qemu-img", "info", "--output=json", path))
     names = [b["name"] for b in info.get("format-specific", {}).get("data", {}).get("bitmaps", [])]
     for name in names:
         if name.startswith(PREFIX) and name != keep:
-            await _run("qemu-img", "bitmap", "--remove", disk, name)
+            await _run("qemu-img", "bitmap", "--remove", path, name)
     if keep not in names:
-        await _run("qemu-img", "bitmap", "--add", "-g", str(granularity(chunk_size)), disk, keep)
+        await _run("qemu-img", "bitmap", "--add", "-g", str(granularity(chunk_size)), path, keep)
 
 
-async def discard(driver: QemuDriver, instance_id: str, snapshot_id: str) -> None:
-    """The backup failed after its view was closed: drop its bitmap; the parent's still records
+async def discard(
+    driver: QemuDriver, instance_id: str, snapshot_id: str, volumes: tuple[VolumeAttachment, ...] = ()
+) -> None:
+    """The backup failed after its view was closed: drop its bitmaps; the parent's still record
     every change since."""
     if driver.pid(instance_id) is None:
         return
-    names = {b["name"] for b in await bitmaps(driver, instance_id)}
-    if bitmap_name(snapshot_id) in names:
-        await driver.qmp(
-            instance_id, "block-dirty-bitmap-remove", {"node": NODE, "name": bitmap_name(snapshot_id)}
-        )
+    nodes = await _nodes(driver, instance_id)
+    for disk in tracked_disks(driver, instance_id, volumes):
+        names = {b["name"] for b in nodes.get(disk.node, {}).get("dirty-bitmaps", [])}
+        if bitmap_name(snapshot_id) in names:
+            await driver.qmp(
+                instance_id,
+                "block-dirty-bitmap-remove",
+                {"node": disk.node, "name": bitmap_name(snapshot_id)},
+            )

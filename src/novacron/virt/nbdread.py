@@ -171,11 +171,11 @@ def block_status(handle: Any, size: int, contexts: list[str]) -> dict[str, list[
     return found
 
 
-def _connect(sock: Path | None, argv: list[str] | None, contexts: list[str]) -> Any:
+def _connect(sock: Path | None, argv: list[str] | None, contexts: list[str], export: str = EXPORT) -> Any:
     handle = nbd.NBD()
     for context in contexts:
         handle.add_meta_context(context)
-    handle.set_export_name(EXPORT)
+    handle.set_export_name(export)
     if sock is not None:
         handle.connect_unix(str(sock))
     else:
@@ -188,12 +188,17 @@ def _connect(sock: Path | None, argv: list[str] | None, contexts: list[str]) -> 
 
 
 def open_reader(
-    size: int, chunk_size: int, bitmap: str | None, sock: Path | None = None, argv: list[str] | None = None
+    size: int,
+    chunk_size: int,
+    bitmap: str | None,
+    sock: Path | None = None,
+    argv: list[str] | None = None,
+    export: str = EXPORT,
 ) -> tuple[NbdReader, dict[int, list[tuple[int, int]]] | None]:
     """Connect to the export (a unix socket, or a socket-activated ``argv``); the reader, and the
     dirty spans of each touched chunk when ``bitmap`` is given."""
     contexts = ["base:allocation"] + ([BITMAP_CONTEXT + bitmap] if bitmap else [])
-    handle = _connect(sock, argv, contexts)
+    handle = _connect(sock, argv, contexts, export)
     try:
         status = block_status(handle, size, contexts)
     except BaseException:

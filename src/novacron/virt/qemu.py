@@ -384,20 +384,24 @@ class QemuDriver(ComputeDriver):
 
     def backup_view(
         self, instance_id: str, view: BackupView, report: Progress | None = None
-    ) -> AbstractAsyncContextManager[PointInTime]:
+    ) -> AbstractAsyncContextManager[list[PointInTime]]:
         from novacron.virt import cbt  # libnbd: only on hosts that back VMs up
 
         return cbt.backup_view(self, instance_id, view, report)
 
-    async def commit_backup(self, instance_id: str, snapshot_id: str, chunk_size: int) -> None:
+    async def commit_backup(
+        self, instance_id: str, snapshot_id: str, chunk_size: int, volumes: tuple[VolumeAttachment, ...] = ()
+    ) -> None:
         from novacron.virt import cbt
 
-        await cbt.commit(self, instance_id, snapshot_id, chunk_size)
+        await cbt.commit(self, instance_id, snapshot_id, chunk_size, volumes)
 
-    async def discard_backup(self, instance_id: str, snapshot_id: str) -> None:
+    async def discard_backup(
+        self, instance_id: str, snapshot_id: str, volumes: tuple[VolumeAttachment, ...] = ()
+    ) -> None:
         from novacron.virt import cbt
 
-        await cbt.discard(self, instance_id, snapshot_id)
+        await cbt.discard(self, instance_id, snapshot_id, volumes)
 
     async def stream_backing(
         self, instance_id: str, speed_bytes: int, report: Progress | None = None

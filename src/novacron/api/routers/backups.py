@@ -18,6 +18,7 @@ from novacron.api.deps import CtxDep, IdempotencyDep, service
 from novacron.api.listing import Page, list_query
 from novacron.backup.service import BackupFilter, BackupService, RestoreSpec
 from novacron.backup.target_service import BackupTargetService, TargetSpec, TargetView
+from novacron.backup.volbackup import volume_of
 from novacron.db.listing import ListParams
 from novacron.db.models import BackupSnapshot
 
@@ -94,7 +95,18 @@ class TargetUpdate(BaseModel):
 
 class BackupCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    vm: str = Field(min_length=1, max_length=64, description="VM id or name")
+    vm: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="VM id or name (its attached volumes are in the backup)",
+    )
+    volume: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="a detached volume's id or name, backed up alone",
+    )
     target: str | None = Field(
         default=None, max_length=64, description="target id or name (default: the only one)"
     )
@@ -117,11 +129,14 @@ class RestoreRequest(BaseModel):
     copy_rate_mib: int | None = Field(
         default=None, ge=1, le=100_000, description="instant restore: cap the copy at this many MiB/s"
     )
+    new_volume: str | None = Field(
+        default=None, pattern=NAME, description="a volume's backup: restore it as a new volume of this name"
+    )
 
     @model_validator(mode="after")
     def _one(self) -> RestoreRequest:
-        if sum(v is not None for v in (self.new_vm, self.vm, self.image_name)) != 1:
-            raise ValueError("give exactly one of new_vm, vm and image_name")
+        if sum(v is not None for v in (self.new_vm, self.vm, self.image_name, self.new_volume)) != 1:
+            raise ValueError("give exactly one of new_vm, vm, image_name and new_volume")
         return self
 
 
@@ -171,10 +186,14 @@ class BackupOut(BaseModel):
     replica_target_id: str | None = None
     replicated_at: datetime | None = None
     version: int
+    #: a detached volume's own backup: the volume (``vm_name`` is its name then; ``vm_id`` is empty)
+    volume_id: str | None = None
 
     @classmethod
     def of(cls, s: BackupSnapshot) -> BackupOut:
-        return cls.model_validate(s, from_attributes=True)
+        out = cls.model_validate(s, from_attributes=True)
+        out.volume_id = volume_of(s)
+        return out
 
 
 class Accepted(BaseModel):
@@ -183,6 +202,7 @@ class Accepted(BaseModel):
     restore_job_id: str | None = None
     vm_id: str | None = None
     image_id: str | None = None
+    volume_id: str | None = None
 
 
 def _accepted(ctx: CtxDep, idem: Idempotency, body: Accepted) -> JSONResponse:
@@ -252,8 +272,10 @@ def delete_target(
 def create_backup(body: BackupCreate, ctx: CtxDep, backups: BackupCreator, idem: IdempotencyDep) -> Response:
     if (replay := idem.replay(body)) is not None:
         return replay
-    snap, task = backups.create(body.vm, body.target, body.full)
-    return _accepted(ctx, idem, Accepted(task_id=task.id, backup=BackupOut.of(snap), vm_id=snap.vm_id))
+    snap, task = backups.create(body.vm, body.target, body.full, body.volume)
+    volume_id = task.resource_id if task.resource_type == "volume" else None
+    accepted = Accepted(task_id=task.id, backup=BackupOut.of(snap), vm_id=snap.vm_id, volume_id=volume_id)
+    return _accepted(ctx, idem, accepted)
 
 
 @router.get("/v1/backups", response_model=Page[BackupOut])
@@ -295,7 +317,11 @@ def restore_backup(
         return replay
     done = backups.restore(snap, RestoreSpec(**body.model_dump()))
     accepted = Accepted(
-        task_id=done.task.id, restore_job_id=done.job.id, vm_id=done.vm_id, image_id=done.image_id
+        task_id=done.task.id,
+        restore_job_id=done.job.id,
+        vm_id=done.vm_id,
+        image_id=done.image_id,
+        volume_id=done.volume_id,
     )
     return _accepted(ctx, idem, accepted)
 

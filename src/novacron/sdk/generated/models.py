@@ -243,7 +243,8 @@ class BackupCreate(TypedDict, total=False):
 
     full: bool
     target: str | None
-    vm: Required[str]
+    vm: str | None
+    volume: str | None
 
 
 class BackupOut(TypedDict, total=False):
@@ -281,6 +282,7 @@ class BackupOut(TypedDict, total=False):
     version: Required[int]
     vm_id: Required[str | None]
     vm_name: Required[str]
+    volume_id: str | None
 
 
 class BackupPoliciesPolicyCreate(TypedDict, total=False):
@@ -322,6 +324,7 @@ class BackupsAccepted(TypedDict, total=False):
     restore_job_id: str | None
     task_id: Required[str]
     vm_id: str | None
+    volume_id: str | None
 
 
 class BudgetCheckOut(TypedDict, total=False):
@@ -2408,6 +2411,7 @@ class RestoreRequest(TypedDict, total=False):
     image_name: str | None
     instant: bool
     new_vm: str | None
+    new_volume: str | None
     vm: str | None
 
 

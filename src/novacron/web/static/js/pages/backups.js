@@ -15,10 +15,31 @@ export function verifyCell(b) {
     timeEl(v.at));
 }
 
+/** The disks a backup holds: the root disk and each volume (by id; a boot volume is the guest's vda). */
+export function disksCell(b) {
+  const disks = b.disks || [];
+  if (!disks.length) return h('span', { class: 'muted' }, '–');
+  return h('div', { 'data-testid': 'backup-disks' }, disks.map((d) => h('div', { 'data-disk': d.name },
+    d.volume_id ? h('span', {}, 'volume ', link('#/volumes', d.volume_id), d.device === 'vda' ? ' (boot, vda)' : '') : 'root disk vda',
+    ` · ${fmtBytes(d.size)}`, d.mode && d.mode !== b.mode ? ` · ${d.mode}` : '')));
+}
+
+async function restoreVolumeDialog(b) {
+  const name = h('input', { id: 'restore-name', autocomplete: 'off', value: `${b.vm_name}-restored`.slice(0, 63) });
+  const ok = await confirmDialog(`Restore volume ${b.vm_name}?`, 'The backup becomes a new volume of its project.',
+    { confirm: 'Restore', body: h('div', { class: 'field' }, h('label', { for: 'restore-name' }, 'New volume name'), name) });
+  if (!ok) return;
+  await post(`/v1/backups/${b.id}/restore`, { new_volume: name.value.trim() }, { idempotent: true });
+  toast(h('span', {}, 'Restoring into volume ', link('#/volumes', name.value.trim()), '.'));
+}
+
 async function restoreDialog(b) {
+  if (b.volume_id) return restoreVolumeDialog(b);
   const name = h('input', { id: 'restore-name', autocomplete: 'off', value: `${b.vm_name}-restored`.slice(0, 63) });
   const instant = h('input', { id: 'restore-instant', type: 'checkbox' });
-  const ok = await confirmDialog(`Restore ${b.vm_name}?`, 'The backup becomes a new VM, booted from the restored disk.',
+  const ok = await confirmDialog(`Restore ${b.vm_name}?`, (b.disks || []).some((d) => d.volume_id)
+    ? 'The backup becomes a new VM, booted from the restored disk, with a new volume for each volume it holds.'
+    : 'The backup becomes a new VM, booted from the restored disk.',
     { confirm: 'Restore', body: h('div', {},
       h('div', { class: 'field' }, h('label', { for: 'restore-name' }, 'New VM name'), name),
       checkField('restore-instant', 'Instant: boot now, reading from the backup, and copy the disk in behind', instant)) });
@@ -46,11 +67,13 @@ export function backupList(ctx, box, vmId = null) {
     if (vmId) params.vm_id = vmId;
     const rows = await listAll('/v1/backups', params, 500);
     clear(box, table([
-      ...(vmId ? [] : [{ label: 'VM', cell: (b) => (b.vm_id ? link(`#/vms/${b.vm_id}`, b.vm_name) : `${b.vm_name} (deleted)`) }]),
+      ...(vmId ? [] : [{ label: 'VM', cell: (b) => (b.vm_id ? link(`#/vms/${b.vm_id}`, b.vm_name)
+        : (b.volume_id ? h('span', {}, 'volume ', link('#/volumes', b.vm_name)) : `${b.vm_name} (deleted)`)) }]),
       { label: 'State', cell: (b) => badge(b.state, b.legal_hold ? 'legal hold' : null) },
       { label: 'Taken', cell: (b) => timeEl(b.completed_at || b.created_at) },
       { label: 'Kind', cell: (b) => `${b.mode || '–'}${b.consistency ? ` · ${b.consistency}` : ''}` },
       { label: 'Size', cell: (b) => `${fmtBytes(b.size_bytes)} (${fmtBytes(b.bytes_uploaded)} sent)` },
+      { label: 'Disks', cell: disksCell },
       { label: 'Verified', cell: verifyCell },
       ...(canRestore ? [{
         label: 'Actions',
