@@ -36,7 +36,7 @@ from tests.conftest import (
     wait_task,
 )
 from tests.integration.test_remote_agent import Agent, _wait_host
-from tests.integration.test_volumes import Env, _disk, _guest, _qemu_pid, _wait_boots
+from tests.integration.test_volumes import Env, _disk, _guest, _iops, _qemu_pid, _wait_boots
 from tests.services.ceph import Ceph, CephUnavailable, start_ceph
 
 pytestmark = pytest.mark.qemu
@@ -101,7 +101,8 @@ def _ok(c: httpx.Client, r: httpx.Response) -> dict[str, object]:
 def test_rbd_volume_attached_written_detached_and_read_from_ceph(env: Env, ceph: Ceph) -> None:
     c = env.c
     body = {"name": "in-ceph", "size_gb": 1, "pool": "rbd", "project_id": env.project}
-    vol = _ok(c, c.post("/v1/volumes", json=body))
+    limited = {**body, "io_limits": {"iops_total": 50}}
+    vol = _ok(c, c.post("/v1/volumes", json=limited))
     vid = str(vol["id"])
     assert vol["pool"] == "rbd" and vol["status"] == "available"
     assert vid in _images(ceph), "the volume is an RBD image of the cluster's pool"
@@ -111,6 +112,16 @@ def test_rbd_volume_attached_written_detached_and_read_from_ceph(env: Env, ceph:
     assert vol["status"] == "in-use"
     name = _disk(env, "rbd-vm", vid).partition(":")[0]
     assert name.startswith("vd") and name != "vda"
+    # its raw node is under the throttle filter as a file volume's is: 4 s of direct 4 KiB reads
+    # at 50 IOPS, then the limit changed live (qom-set of its group) to 100 IOPS of writes
+    reads = _iops(env, "rbd-vm", f"if=/dev/{name} of=/dev/null iflag=direct", 200)
+    assert 45 <= reads <= 55, f"{reads:.1f} read IOPS on an rbd volume under a 50 IOPS limit"
+    assert _ok(c, c.put(f"/v1/volumes/{vid}/limits", json={"iops_total": 100}))["io_limits"] == {
+        "iops_total": 100
+    }
+    writes = _iops(env, "rbd-vm", f"if=/dev/zero of=/dev/{name} seek=1024 oflag=direct", 400)
+    assert 90 <= writes <= 110, f"{writes:.1f} write IOPS on an rbd volume under a 100 IOPS limit"
+    print(f"rbd volume, measured in the guest: {reads:.1f} read IOPS (50), {writes:.1f} write IOPS (100)")
     wrote = _guest(
         env, "rbd-vm", f"echo MARK$((6000+8))MARK | dd of=/dev/{name} 2>/dev/null; sync; echo ok", "W"
     )

@@ -9,7 +9,7 @@ import pytest
 from novacron.virt.base import DriverError, VolumeAttachment
 from novacron.virt.qemu import QemuDriver
 from novacron.virt.volmove import MARKER, choose, drop, volumes_dir
-from novacron.virt.volumes import blockdev, rbd_location
+from novacron.virt.volumes import blockdev, format_node, group_id, rbd_location
 
 
 def _host(tmp_path: Path, name: str) -> QemuDriver:
@@ -47,11 +47,13 @@ def test_a_host_removes_only_files_of_its_own_volumes_directory(tmp_path: Path) 
     assert elsewhere.exists() and not mine.exists()
 
 
-def test_an_rbd_volume_is_a_raw_node_over_the_rbd_driver() -> None:
+def test_an_rbd_volume_is_a_raw_node_over_the_rbd_driver_under_its_throttle_filter() -> None:
     vol = VolumeAttachment("vol-9", "rbd", "rbd:rbd/vol-9:conf=/etc/ceph/ceph.conf", "vol-9")
     node = blockdev(vol)
-    assert node["driver"] == "raw"
-    assert node["file"] == {"driver": "rbd", "pool": "rbd", "image": "vol-9", "conf": "/etc/ceph/ceph.conf"}
+    assert node["driver"] == "throttle" and node["throttle-group"] == group_id("vol-9")
+    raw = node["file"]
+    assert raw["driver"] == "raw" and raw["node-name"] == format_node("vol-9")
+    assert raw["file"] == {"driver": "rbd", "pool": "rbd", "image": "vol-9", "conf": "/etc/ceph/ceph.conf"}
     with pytest.raises(DriverError):
         rbd_location("/var/lib/novacron/volumes/vol-9.qcow2")
 
@@ -71,3 +73,19 @@ def test_the_attached_files_are_read_from_the_command_line_under_their_throttle_
     launch = {"argv": ["qemu", *argv((files, ceph))]}
     (a.instance_dir("vm-1") / "launch.json").write_text(json.dumps(launch))
     assert volmove._attached_paths(a, "vm-1") == [Path("/v/vol-f.qcow2")]
+
+
+def test_a_boot_from_volume_vm_mirrors_its_boot_volume_never_a_vda_it_does_not_have() -> None:
+    """The source's mirror jobs of a local (shared-nothing) migration: the root disk's ``vda`` job
+    only when the VM has a root disk; a boot-from-volume VM's boot volume is a copied volume."""
+    from novacron.virt.migration import MIRROR_JOB, MigrationTarget
+    from novacron.virt.volumes import node_name
+
+    copied = {"vol-boot": "/b/volumes/vol-boot.qcow2", "vol-data": "/b/volumes/vol-data.qcow2"}
+    vols = [f"mirror-{node_name('vol-boot')}", f"mirror-{node_name('vol-data')}"]
+    assert MigrationTarget("h", 1, 2, "local", copied).mirror_jobs() == [MIRROR_JOB, *vols]
+    boot = MigrationTarget("h", 1, 2, "local", copied, root=False)
+    assert not boot.mirrors_root and boot.mirror_jobs() == vols
+    # its volumes all reached (shared storage): nothing to mirror, no NBD export either
+    assert MigrationTarget("h", 1, 0, "local", {}, root=False).mirror_jobs() == []
+    assert MigrationTarget("h", 1, 0, "shared", copied).mirror_jobs() == vols

@@ -49,7 +49,7 @@ def tracked_disks(
         found.append(TrackedDisk("vda", NODE, "vda", str(driver.disk_path(instance_id))))
     for v in sorted(volumes, key=lambda v: not v.boot):
         qcow2 = v.driver == "file"
-        node = vols.format_node(v.volume_id) if qcow2 else vols.node_name(v.volume_id)
+        node = vols.format_node(v.volume_id)  # qcow2 or raw (rbd), under the throttle filter
         fmt = "qcow2" if qcow2 else "raw"
         device = "vda" if v.boot else vols.device_id(v.volume_id)  # a boot volume is the guest's vda
         found.append(TrackedDisk(v.volume_id, node, device, v.path, v.volume_id, fmt))

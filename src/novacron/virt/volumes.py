@@ -2,7 +2,8 @@
 command line of a start.
 
 A volume is a ``throttle`` filter node (``node_name``, in its own ``throttle-group`` object
-``group_id`` holding the volume's I/O limits) over its qcow2 node (``format_node``), under a
+``group_id`` holding the volume's I/O limits) over its format node (``format_node``: qcow2 over a
+file for the ``file`` pool, raw over QEMU's ``rbd`` driver for the ``rbd`` pool), under a
 ``virtio-blk-pci`` device (``device_id``), with the volume id's head as the disk's serial; a boot
 volume's device has ``bootindex=1``. Limits change live with ``qom-set`` of the group's ``limits``;
 snapshots are qcow2 internal snapshots (``blockdev-snapshot-internal-sync`` through the filter).
@@ -39,7 +40,7 @@ def device_id(volume_id: str) -> str:
 
 
 def format_node(volume_id: str) -> str:
-    """The qcow2 node under the volume's throttle filter."""
+    """The format node under the volume's throttle filter (qcow2 of a file, raw of an rbd image)."""
     return node_name(volume_id) + "-q"
 
 
@@ -76,28 +77,28 @@ def group(volume: VolumeAttachment) -> dict[str, Any]:
 
 def blockdev(volume: VolumeAttachment) -> dict[str, Any]:
     """The volume's ``blockdev-add`` arguments (also its ``-blockdev`` JSON on a command line)."""
+    node = node_name(volume.volume_id)
     if volume.driver == "rbd":  # a raw RBD image: QEMU's rbd driver (qemu-block-extra) reads it
-        return {
+        fmt: dict[str, Any] = {
             "driver": "raw",
-            "node-name": node_name(volume.volume_id),
+            "node-name": format_node(volume.volume_id),
             "discard": "unmap",
-            "file": rbdauth.blockdev_options(rbdauth.parse(volume.path), node_name(volume.volume_id)),
+            "file": rbdauth.blockdev_options(rbdauth.parse(volume.path), node),
         }
-    if volume.driver != "file":
-        raise DriverError(
-            f"volume {volume.volume_id}: the QEMU driver knows no storage pool {volume.driver!r}"
-        )
-    return {
-        "driver": "throttle",
-        "node-name": node_name(volume.volume_id),
-        "throttle-group": group_id(volume.volume_id),
-        "file": {
+    elif volume.driver == "file":
+        fmt = {
             "driver": "qcow2",
             "node-name": format_node(volume.volume_id),
             "discard": "unmap",
             "file": {"driver": "file", "filename": volume.path, "aio": "threads"},
-        },
-    }
+        }
+    else:
+        raise DriverError(
+            f"volume {volume.volume_id}: the QEMU driver knows no storage pool {volume.driver!r}"
+        )
+    # both pools under the same filter: the group's limits apply whatever the storage
+    group = group_id(volume.volume_id)
+    return {"driver": "throttle", "node-name": node, "throttle-group": group, "file": fmt}
 
 
 def rbd_location(location: str) -> dict[str, Any]:
