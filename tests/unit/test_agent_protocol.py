@@ -52,7 +52,7 @@ def test_payloads_of_before_the_types_parse_and_encode_back() -> None:
         if op == "migrate_fetch_disk":  # a source without NVRAM, as every one was before UEFI
             expected["source"] = {**expected["source"], "nvram_size": 0, "tpm_size": 0, "volume_sizes": []}
         if op == "migrate_send":  # a VM without volumes to copy, as every one was before volumes
-            expected["target"] = {**expected["target"], "volumes": {}}
+            expected["target"] = {**expected["target"], "volumes": {}, "root": True}  # and a root disk
         assert {k: again[k] for k in payload if k != "spec"} == expected
         if "spec" in payload:
             assert {k: again["spec"][k] for k in SPEC if k != "nics"} == {

@@ -60,6 +60,9 @@ class MigrationTarget:
     storage: str = "local"
     #: volumes copied to the destination (``virt.volmove``): volume id -> its path there
     volumes: dict[str, str] = field(default_factory=dict)
+    #: the VM has a root disk of its own (``vda``); False: it boots from a volume, which is
+    #: mirrored like any copied volume (or reached), never as ``vda``
+    root: bool = True
 
     @property
     def ram_uri(self) -> str:
@@ -73,9 +76,15 @@ class MigrationTarget:
     def nbd_uri(self) -> str:
         return f"{self.nbd_base}/{DISK_NODE}"
 
+    @property
+    def mirrors_root(self) -> bool:
+        """The source mirrors a root disk ``vda`` (local mode, and the VM has one)."""
+        return self.storage == "local" and self.root
+
     def mirror_jobs(self) -> list[str]:
-        """The source's mirror jobs: the root disk's (local mode), then one per copied volume."""
-        return ([MIRROR_JOB] if self.storage == "local" else []) + volmove.mirror_jobs(self.volumes)
+        """The source's mirror jobs: the root disk's (local mode), then one per copied volume
+        (a boot volume among them: a boot-from-volume VM has no ``vda``)."""
+        return ([MIRROR_JOB] if self.mirrors_root else []) + volmove.mirror_jobs(self.volumes)
 
 
 @dataclass(frozen=True)
@@ -166,15 +175,16 @@ async def receive(
     else:
         await drv.prepare(spec)
     await drv._start(spec.id, drv._argv(spec) + INCOMING_ARGS)
-    target = MigrationTarget(host, _free_port(host), 0, storage, moved)
-    if storage == "local" or moved:
-        target = MigrationTarget(host, target.ram_port, _free_port(host), storage, moved)
+    root = not any(v.boot for v in spec.volumes)  # a boot volume is the root disk: no vda-disk node
+    target = MigrationTarget(host, _free_port(host), 0, storage, moved, root)
+    if target.mirrors_root or moved:
+        target = MigrationTarget(host, target.ram_port, _free_port(host), storage, moved, root)
         await drv.qmp(
             spec.id,
             "nbd-server-start",
             {"addr": {"type": "inet", "data": {"host": host, "port": str(target.nbd_port)}}},
         )
-    if storage == "local":
+    if target.mirrors_root:
         await drv.qmp(
             spec.id,
             "block-export-add",
@@ -295,7 +305,7 @@ async def send(
     mirrored = bool(jobs)
     applied = await _configure(drv, instance_id, settings)
     reporter = _Reporter(drv, instance_id, report, jobs, applied)
-    if target.storage == "local":
+    if target.mirrors_root:
         await _start_mirror(drv, instance_id, target, settings)
     await volmove.start_mirrors(drv, instance_id, target.nbd_base, target.volumes, settings.max_bandwidth_bps)
     migrating = False
