@@ -656,6 +656,18 @@ def test_a_backup_holds_the_attached_volume_incrementally_and_restores_it_in_pla
             ["qemu-img", "compare", "-U", str(source), str(copy)], capture_output=True, text=True
         )
         assert compare.returncode == 0 and "identical" in compare.stdout, compare.stdout + compare.stderr
+    # a restore test of that backup: its scratch VM boots with the volume restored and attached,
+    # then both are gone (nothing left charged to the project)
+    used = _used(c, {"project_id": project}, "volume_gb")
+    r = c.post(f"/v1/backups/{second['id']}/restore-test", json={})
+    assert r.status_code == 202, r.text
+    done = wait_task(c, r.json()["task_id"], timeout_s=600)
+    assert done["state"] == "succeeded", done["error"]
+    result = c.get(f"/v1/backups/{second['id']}").json()["restore_test_result"]
+    assert result["ok"] is True and result["volumes"] == 1, result
+    assert c.get(f"/v1/vms/{r.json()['vm_id']}").status_code == 404
+    assert c.get("/v1/volumes", params={"vm_id": r.json()["vm_id"]}).json()["items"] == []
+    assert _used(c, {"project_id": project}, "volume_gb") == used
     _detached_volume_backup_and_restore(env, new_id, new_vol["id"], second["id"], tmp_path)
 
 

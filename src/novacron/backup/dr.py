@@ -16,7 +16,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from novacron import events
-from novacron.backup import service
+from novacron.backup import service, volrestore
 from novacron.backup.tasks import restore_new_vm, set_result
 from novacron.db.base import utcnow
 from novacron.db.models import BackupSnapshot, DRRunbook, Task
@@ -92,6 +92,7 @@ class DRDrill(TaskHandler):
                         "vm": step["vm"],
                         "backup_id": snap.id,
                         "vm_id": vm.id,
+                        "volumes": volrestore.new_volumes(s, snap, vm, None),  # its backed-up volumes
                         "name": name,
                         "wait_for": step.get("wait_for"),
                         "rpo_s": round((started - snap.completed_at).total_seconds(), 1),
@@ -107,8 +108,9 @@ class DRDrill(TaskHandler):
         for n, item in enumerate(task.params["plan"]):
             # in order: the next VM starts once this one is up (a database before its app servers)
             result = await restore_new_vm(
-                ctx, task, item["backup_id"], item["vm_id"], item["wait_for"], key=str(n)
-            )
+                ctx, task, item["backup_id"], item["vm_id"], item["wait_for"], key=str(n),
+                volumes=item.get("volumes") or [],
+            )  # fmt: skip
             results.append({**item, **result, "up_after_s": round(time.time() - float(task.params["t0"]), 1)})
         with ctx.db.session() as s:
             row = s.get(Task, task.id)

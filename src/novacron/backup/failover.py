@@ -27,7 +27,7 @@ from sqlalchemy import or_, select
 
 from novacron import events
 from novacron.agent.protocol import BackupDisk, Launch, PowerOff, Prepare, RestoreDisk, Shutdown, vm_spec
-from novacron.backup import drsteps, service
+from novacron.backup import drsteps, service, volrestore
 from novacron.backup.drwatch import newest_replicated
 from novacron.backup.tasks import record_backup, restore_new_vm, secrets_for, set_result
 from novacron.compute import hostops
@@ -135,6 +135,7 @@ class _Recover(TaskHandler):
         elif step == "cleanup":
             for n, item in enumerate(task.params["plan"]):
                 await remove_vm(ctx, task, item["vm_id"], str(n))
+                volrestore.release(ctx, item.get("volumes") or [])  # a dry run's volumes go too
         else:
             self._report(ctx, task)
 
@@ -165,6 +166,7 @@ class _Recover(TaskHandler):
                     vm = service.new_vm_row(s, snap, name, f"steps.{n}.name")
                 except DomainError as exc:
                     raise StepFailed(f"Step {n + 1}: {exc.detail}") from exc
+                volumes = volrestore.new_volumes(s, snap, vm, None)  # its backed-up volumes
                 vm.placement = {"aggregate": runbook.recovery_group}
                 vm.meta = {**vm.meta, "dr_runbook": runbook.id, "dr_task": task.id}
                 networks = drsteps.map_ports(
@@ -175,7 +177,8 @@ class _Recover(TaskHandler):
                 )
                 plan.append(
                     {"vm": step["vm"], "source_vm_id": source.id if source else None, "backup_id": snap.id,
-                     "target_id": snap.replica_target_id, "vm_id": vm.id, "name": name, "networks": networks,
+                     "target_id": snap.replica_target_id, "vm_id": vm.id, "volumes": volumes,
+                     "name": name, "networks": networks,
                      "health": health, "hooks": step.get("hooks", []),
                      "rpo_s": round((utcnow() - snap.completed_at).total_seconds(), 1)
                      if snap.completed_at else None}
@@ -191,8 +194,9 @@ class _Recover(TaskHandler):
                 if source_state == "stopped":  # known at once: a later failure of this step restarts it
                     _save(ctx, task, stopped=[*task.params.get("stopped", []), item["source_vm_id"]])
             restored = await restore_new_vm(
-                ctx, task, item["backup_id"], item["vm_id"], None, key=str(n), target_id=item["target_id"]
-            )
+                ctx, task, item["backup_id"], item["vm_id"], None, key=str(n), target_id=item["target_id"],
+                volumes=item.get("volumes") or [],
+            )  # fmt: skip
             with ctx.db.session() as s:
                 vm = s.get(VM, item["vm_id"])
                 assert vm is not None and vm.host_id is not None
@@ -242,6 +246,8 @@ class _Recover(TaskHandler):
         for n, item in enumerate(plan):
             with contextlib.suppress(Exception):
                 await remove_vm(ctx, task, item["vm_id"], f"x{n}")
+            with contextlib.suppress(Exception):
+                volrestore.release(ctx, item.get("volumes") or [])
         restarted = []
         with ctx.db.session() as s:
             if not self.dry_run:

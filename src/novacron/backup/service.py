@@ -276,6 +276,7 @@ def request_restore_test(
     _available(snap)
     _busy(session, snap.id)
     vm = new_vm_row(session, snap, f"restore-test-{snap.id[-8:]}", "snapshot_id", principal, part="path")
+    volumes = volrestore.new_volumes(session, snap, vm, principal)  # deleted again by its cleanup
     return create_task(
         session,
         backup_tasks.RestoreTest,
@@ -283,7 +284,7 @@ def request_restore_test(
         snap.id,
         tenant_id=snap.tenant_id,
         project_id=snap.project_id,
-        params={"vm_id": vm.id, "marker": marker},
+        params={"vm_id": vm.id, "marker": marker, "volumes": volumes},
     )
 
 

@@ -266,12 +266,15 @@ async def restore_new_vm(  # noqa: PLR0913 (a task step: the task, its ids, and 
     key: str = "",
     target_id: str | None = None,
     instant: bool = False,
+    volumes: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     """Place, prepare, restore the disk into, and boot a VM row made for this restore.
 
     ``target_id``: read the snapshot from that target (its replica at a recovery site).
     ``instant``: the disk reads from the backup until ``stream_restored_disk`` has copied it in;
-    the VM is then running but its operation goes on (``task_state`` stays ``restoring``)."""
+    the VM is then running but its operation goes on (``task_state`` stays ``restoring``).
+    ``volumes``: the new volumes made with the VM (``volrestore.new_volumes``), by default the
+    task's ``volumes`` (a DR run restores several VMs, each with its own)."""
     snap, target = _snapshot(ctx, snapshot_id, target_id)
     started = time.monotonic()
     with ctx.db.session() as s:
@@ -286,7 +289,7 @@ async def restore_new_vm(  # noqa: PLR0913 (a task step: the task, its ids, and 
         host_id = vm.host_id
         assert host_id is not None
     # the new VM's volumes (made with it) get their files and are attached before its spec is read
-    made = list(task.params.get("volumes") or [])
+    made = list(task.params.get("volumes") or [] if volumes is None else volumes)
     attached = await volrestore.allocate(ctx, made)
     with ctx.db.session() as s:
         vm = s.get(VM, vm_id)
@@ -330,6 +333,7 @@ async def restore_new_vm(  # noqa: PLR0913 (a task step: the task, its ids, and 
         "vm_id": vm_id,
         "restore_s": round(restored_s, 2),
         "ready_s": round(time.monotonic() - started, 2),
+        "volumes": [m["volume_id"] for m in made],
     }
 
 
@@ -500,9 +504,11 @@ class RestoreTest(TaskHandler):
             marker = task.params.get("marker") or DEFAULT_MARKER
             result = await restore_new_vm(ctx, task, task.resource_id, vm_id, marker)
             outcome = {"ok": True, "marker": marker, "boot_s": result["ready_s"], "at": utcnow().isoformat()}
+            outcome["volumes"] = len(result["volumes"])  # restored and attached to the scratch VM
             self._record(ctx, task, outcome)
         else:
             await remove_vm(ctx, task, vm_id, "rt")
+            volrestore.release(ctx, list(task.params.get("volumes") or []))  # scratch volumes too
 
     def _record(self, ctx: Context, task: Task, outcome: dict[str, Any]) -> None:
         with ctx.db.session() as s:
@@ -515,6 +521,7 @@ class RestoreTest(TaskHandler):
         self._record(ctx, task, {"ok": False, "error": error, "at": utcnow().isoformat()})
         with contextlib.suppress(StepFailed):
             await remove_vm(ctx, task, task.params["vm_id"], "rt")
+        volrestore.release(ctx, list(task.params.get("volumes") or []))
 
 
 class RestoreImage(TaskHandler):
