@@ -78,7 +78,7 @@ def test_nested_query_loads_each_relation_in_one_query(tmp_path: Path) -> None:
     """Six tenants, each with a project of two VMs with a task each, cost as many SQL queries as two
     such tenants: one per relation and level, never one per row."""
     from novacron.db.base import new_id
-    from novacron.db.models import VM, LbListener, LbPool, LoadBalancer, Task
+    from novacron.db.models import VM, LbListener, LbMember, LbPool, LoadBalancer, Task
 
     with in_process_app(tmp_path) as (client, password, db):
         r = client.post("/v1/tokens", json={"username": "admin", "password": password})
@@ -115,11 +115,13 @@ def test_nested_query_loads_each_relation_in_one_query(tmp_path: Path) -> None:
         assert many == few, statements
         # BEGIN, then tenants, projects, VMs, and the VMs' ports, tasks, backups and volumes: one each
         assert few == 8, statements
-        # networks → subnets, ports; security groups → rules; load balancers → listeners, pools:
-        # one query per relation too
+        # networks → subnets, ports; security groups → rules; load balancers → listeners,
+        # pools → members; routers → interfaces: one query per relation too
         nets = "{ networks { items { subnets { cidr } ports { id } } }"
         nets += " securityGroups { items { rules { id } } } loadBalancers { items { listeners { name }"
-        nets += " pools { protocol } } } }"
+        nets += " pools { protocol members { address } } } }"
+        nets += " subnets { items { cidr } } routers { items { interfaces { id } } }"
+        nets += " floatingIps { items { ip } } }"
         t = client.post("/v1/tenants", json={"name": "tn"}).json()
         pid = client.post("/v1/projects", json={"name": "p", "tenant_id": t["id"]}).json()["id"]
 
@@ -150,25 +152,41 @@ def test_nested_query_loads_each_relation_in_one_query(tmp_path: Path) -> None:
                             protocol_port=80,
                         )
                     )
-                    s.add(
-                        LbPool(id=new_id("pool"), loadbalancer_id=lb.id, tenant_id=t["id"], protocol="HTTP")
-                    )
+                    pool = LbPool(id=new_id("pool"), loadbalancer_id=lb.id, tenant_id=t["id"],
+                                  protocol="HTTP")  # fmt: skip
+                    s.add(pool)
+                    s.flush()
+                    s.add(LbMember(id=new_id("member"), pool_id=pool.id, loadbalancer_id=lb.id,
+                                   tenant_id=t["id"], address=f"10.9.{i}.20", protocol_port=80,
+                                   subnet_id=sub_id))  # fmt: skip
+                rt = client.post("/v1/routers", json={"name": f"r{i}", "project_id": pid}).json()
+                r = client.post(f"/v1/routers/{rt['id']}/interfaces", json={"subnet": sub_id})
+                assert r.status_code == 200, r.text
+                fip = client.post("/v1/floating-ips", json={"network": "gqext", "project_id": pid})
+                assert fip.status_code == 201, fip.text
                 g = client.post("/v1/security-groups", json={"name": f"g{i}", "project_id": pid}).json()
                 client.post(f"/v1/security-groups/{g['id']}/rules", json={"direction": "ingress"})
             statements.clear()
             r = client.post("/v1/graphql", json={"query": nets})
             data = r.json()["data"]
-            assert "errors" not in r.json() and len(data["networks"]["items"]) == numbers.stop
+            assert "errors" not in r.json() and len(data["networks"]["items"]) == numbers.stop + 1  # + gqext
             assert all(lb["listeners"] == [{"name": "web"}] for lb in data["loadBalancers"]["items"])
+            members = [m for lb in data["loadBalancers"]["items"] for p in lb["pools"] for m in p["members"]]
+            assert sorted(m["address"] for m in members) == [f"10.9.{i}.20" for i in range(numbers.stop)]
+            assert [len(rt["interfaces"]) for rt in data["routers"]["items"]] == [1] * numbers.stop, data
+            assert len(data["floatingIps"]["items"]) == numbers.stop
             return len(statements)
 
-        assert add_networks(range(2)) == add_networks(range(2, 6)) == 9, statements
+        ext = client.post("/v1/networks", json={"name": "gqext", "external": True, "project_id": pid}).json()
+        sub = {"network": ext["id"], "name": "ext", "cidr": "198.51.100.0/24"}
+        assert client.post("/v1/subnets", json=sub).status_code == 201
+        # 9 before, then pools → members, and the subnets, routers → interfaces, floating IPs roots
+        assert add_networks(range(2)) == add_networks(range(2, 6)) == 14, statements
         # a user of another tenant sees none of them: lists empty, lookups null
-        ids = client.post(
-            "/v1/graphql", json={"query": "{ loadBalancers { items { id } } networks { items { id } } }"}
-        )
-        lb_ids = [lb["id"] for lb in ids.json()["data"]["loadBalancers"]["items"]]
-        net_ids = [n["id"] for n in ids.json()["data"]["networks"]["items"]]
+        every = "{ loadBalancers { items { id } } networks(external: false) { items { id } }"
+        every += " subnets { items { id } } routers { items { id } } floatingIps { items { id } } }"
+        mine = client.post("/v1/graphql", json={"query": every}).json()["data"]
+        first_of = {root: page["items"][-1]["id"] for root, page in mine.items()}
         other = client.post("/v1/tenants", json={"name": "other"}).json()
         user = {
             "username": "other-user",
@@ -183,11 +201,13 @@ def test_nested_query_loads_each_relation_in_one_query(tmp_path: Path) -> None:
             f"Bearer {client.post('/v1/tokens', json=login).json()['access_token']}"
         )
         theirs = client.post("/v1/graphql", json={"query": nets}).json()
-        assert theirs["data"] == {"networks": {"items": []}, "securityGroups": {"items": []},
-                                  "loadBalancers": {"items": []}}, theirs  # fmt: skip
-        lookups = f'{{ loadBalancer(id: "{lb_ids[0]}") {{ id }} network(id: "{net_ids[0]}") {{ id }} }}'
-        assert client.post("/v1/graphql", json={"query": lookups}).json()["data"] == {
-            "loadBalancer": None, "network": None}  # fmt: skip
+        external = {"subnets": [{"cidr": "198.51.100.0/24"}], "ports": []}  # everyone's, not its ports
+        assert theirs["data"] == {"networks": {"items": [external]}, "securityGroups": {"items": []},
+                                  "loadBalancers": {"items": []}, "subnets": {"items": external["subnets"]},
+                                  "routers": {"items": []}, "floatingIps": {"items": []}}, theirs  # fmt: skip
+        lookups = " ".join(f'{root[:-1]}(id: "{ident}") {{ id }}' for root, ident in first_of.items())
+        found = client.post("/v1/graphql", json={"query": f"{{ {lookups} }}"}).json()
+        assert found["data"] == {root[:-1]: None for root in first_of}, found
         client.headers["Authorization"] = admin_auth
 
 
