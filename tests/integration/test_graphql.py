@@ -78,7 +78,7 @@ def test_nested_query_loads_each_relation_in_one_query(tmp_path: Path) -> None:
     """Six tenants, each with a project of two VMs with a task each, cost as many SQL queries as two
     such tenants: one per relation and level, never one per row."""
     from novacron.db.base import new_id
-    from novacron.db.models import VM, LbListener, LbPool, LoadBalancer, Task
+    from novacron.db.models import VM, LbListener, LbMember, LbPool, LoadBalancer, Task
 
     with in_process_app(tmp_path) as (client, password, db):
         r = client.post("/v1/tokens", json={"username": "admin", "password": password})
@@ -115,11 +115,13 @@ def test_nested_query_loads_each_relation_in_one_query(tmp_path: Path) -> None:
         assert many == few, statements
         # BEGIN, then tenants, projects, VMs, and the VMs' ports, tasks, backups and volumes: one each
         assert few == 8, statements
-        # networks → subnets, ports; security groups → rules; load balancers → listeners, pools:
-        # one query per relation too
+        # networks → subnets, ports; security groups → rules; load balancers → listeners,
+        # pools → members; routers → interfaces: one query per relation too
         nets = "{ networks { items { subnets { cidr } ports { id } } }"
         nets += " securityGroups { items { rules { id } } } loadBalancers { items { listeners { name }"
-        nets += " pools { protocol } } } }"
+        nets += " pools { protocol members { address } } } }"
+        nets += " subnets { items { cidr } } routers { items { interfaces { id } } }"
+        nets += " floatingIps { items { ip } } }"
         t = client.post("/v1/tenants", json={"name": "tn"}).json()
         pid = client.post("/v1/projects", json={"name": "p", "tenant_id": t["id"]}).json()["id"]
 
@@ -150,25 +152,41 @@ def test_nested_query_loads_each_relation_in_one_query(tmp_path: Path) -> None:
                             protocol_port=80,
                         )
                     )
-                    s.add(
-                        LbPool(id=new_id("pool"), loadbalancer_id=lb.id, tenant_id=t["id"], protocol="HTTP")
-                    )
+                    pool = LbPool(id=new_id("pool"), loadbalancer_id=lb.id, tenant_id=t["id"],
+                                  protocol="HTTP")  # fmt: skip
+                    s.add(pool)
+                    s.flush()
+                    s.add(LbMember(id=new_id("member"), pool_id=pool.id, loadbalancer_id=lb.id,
+                                   tenant_id=t["id"], address=f"10.9.{i}.20", protocol_port=80,
+                                   subnet_id=sub_id))  # fmt: skip
+                rt = client.post("/v1/routers", json={"name": f"r{i}", "project_id": pid}).json()
+                r = client.post(f"/v1/routers/{rt['id']}/interfaces", json={"subnet": sub_id})
+                assert r.status_code == 200, r.text
+                fip = client.post("/v1/floating-ips", json={"network": "gqext", "project_id": pid})
+                assert fip.status_code == 201, fip.text
                 g = client.post("/v1/security-groups", json={"name": f"g{i}", "project_id": pid}).json()
                 client.post(f"/v1/security-groups/{g['id']}/rules", json={"direction": "ingress"})
             statements.clear()
             r = client.post("/v1/graphql", json={"query": nets})
             data = r.json()["data"]
-            assert "errors" not in r.json() and len(data["networks"]["items"]) == numbers.stop
+            assert "errors" not in r.json() and len(data["networks"]["items"]) == numbers.stop + 1  # + gqext
             assert all(lb["listeners"] == [{"name": "web"}] for lb in data["loadBalancers"]["items"])
+            members = [m for lb in data["loadBalancers"]["items"] for p in lb["pools"] for m in p["members"]]
+            assert sorted(m["address"] for m in members) == [f"10.9.{i}.20" for i in range(numbers.stop)]
+            assert [len(rt["interfaces"]) for rt in data["routers"]["items"]] == [1] * numbers.stop, data
+            assert len(data["floatingIps"]["items"]) == numbers.stop
             return len(statements)
 
-        assert add_networks(range(2)) == add_networks(range(2, 6)) == 9, statements
+        ext = client.post("/v1/networks", json={"name": "gqext", "external": True, "project_id": pid}).json()
+        sub = {"network": ext["id"], "name": "ext", "cidr": "198.51.100.0/24"}
+        assert client.post("/v1/subnets", json=sub).status_code == 201
+        # 9 before, then pools → members, and the subnets, routers → interfaces, floating IPs roots
+        assert add_networks(range(2)) == add_networks(range(2, 6)) == 14, statements
         # a user of another tenant sees none of them: lists empty, lookups null
-        ids = client.post(
-            "/v1/graphql", json={"query": "{ loadBalancers { items { id } } networks { items { id } } }"}
-        )
-        lb_ids = [lb["id"] for lb in ids.json()["data"]["loadBalancers"]["items"]]
-        net_ids = [n["id"] for n in ids.json()["data"]["networks"]["items"]]
+        every = "{ loadBalancers { items { id } } networks(external: false) { items { id } }"
+        every += " subnets { items { id } } routers { items { id } } floatingIps { items { id } } }"
+        mine = client.post("/v1/graphql", json={"query": every}).json()["data"]
+        first_of = {root: page["items"][-1]["id"] for root, page in mine.items()}
         other = client.post("/v1/tenants", json={"name": "other"}).json()
         user = {
             "username": "other-user",
@@ -183,11 +201,13 @@ def test_nested_query_loads_each_relation_in_one_query(tmp_path: Path) -> None:
             f"Bearer {client.post('/v1/tokens', json=login).json()['access_token']}"
         )
         theirs = client.post("/v1/graphql", json={"query": nets}).json()
-        assert theirs["data"] == {"networks": {"items": []}, "securityGroups": {"items": []},
-                                  "loadBalancers": {"items": []}}, theirs  # fmt: skip
-        lookups = f'{{ loadBalancer(id: "{lb_ids[0]}") {{ id }} network(id: "{net_ids[0]}") {{ id }} }}'
-        assert client.post("/v1/graphql", json={"query": lookups}).json()["data"] == {
-            "loadBalancer": None, "network": None}  # fmt: skip
+        external = {"subnets": [{"cidr": "198.51.100.0/24"}], "ports": []}  # everyone's, not its ports
+        assert theirs["data"] == {"networks": {"items": [external]}, "securityGroups": {"items": []},
+                                  "loadBalancers": {"items": []}, "subnets": {"items": external["subnets"]},
+                                  "routers": {"items": []}, "floatingIps": {"items": []}}, theirs  # fmt: skip
+        lookups = " ".join(f'{root[:-1]}(id: "{ident}") {{ id }}' for root, ident in first_of.items())
+        found = client.post("/v1/graphql", json={"query": f"{{ {lookups} }}"}).json()
+        assert found["data"] == {root[:-1]: None for root in first_of}, found
         client.headers["Authorization"] = admin_auth
 
 
@@ -280,9 +300,38 @@ def test_tenants_see_only_their_own_through_queries_mutations_and_subscriptions(
             assert m["type"] == "next" and m["id"] == "e", m
             seen_events.append(m["payload"]["data"]["events"])
         assert all(e["tenantId"] == theirs[0]["id"] and vm_id not in json.dumps(e) for e in seen_events)
+        vm_update_is_guarded_by_its_etag(alice, bob, vm_id)
         gone = gql(alice, f'mutation {{ deleteVm(id: "{vm_id}", idempotencyKey: "d-1") {{ taskId }} }}')
         assert wait_task(alice, gone["data"]["deleteVm"]["taskId"])["state"] == "succeeded"
         networks_and_groups_are_the_callers_own(alice, bob)
+
+
+UPDATE = """mutation($id: ID!, $input: UpdateVMInput!, $tag: String, $key: String) {
+  updateVm(id: $id, input: $input, ifMatch: $tag, idempotencyKey: $key)
+  { etag replayed vm { labels etag } } }"""
+
+
+def vm_update_is_guarded_by_its_etag(alice: httpx.Client, bob: httpx.Client, vm_id: str) -> None:
+    """updateVm: REST's ETag as ifMatch, a stale one refused (412, nothing changed), a replay by key,
+    a bad value named; bob cannot touch it."""
+    tag = gql(alice, f'{{ vm(id: "{vm_id}") {{ etag }} }}')["data"]["vm"]["etag"]
+    assert alice.get(f"/v1/vms/{vm_id}").headers["etag"] == tag
+    done = gql(alice, UPDATE, id=vm_id, input={"labels": {"tier": "web"}}, tag=tag, key="u-1")["data"]
+    updated = done["updateVm"]
+    assert updated["vm"] == {"labels": {"tier": "web"}, "etag": updated["etag"]} and updated["etag"] != tag
+    again = gql(alice, UPDATE, id=vm_id, input={"labels": {"tier": "web"}}, tag=tag, key="u-1")["data"]
+    assert (again["updateVm"]["etag"], again["updateVm"]["replayed"]) == (updated["etag"], True)
+    stale = gql(alice, UPDATE, id=vm_id, input={"labels": {"tier": "db"}}, tag=tag)
+    assert stale["data"] == {"updateVm": None} and stale["errors"][0]["extensions"]["status"] == 412, stale
+    assert alice.get(f"/v1/vms/{vm_id}").json()["labels"] == {"tier": "web"}
+    r = alice.patch(f"/v1/vms/{vm_id}", json={"labels": {}}, headers={"If-Match": tag})
+    assert r.status_code == 412, r.text  # REST refuses the same stale tag
+    bad = gql(alice, UPDATE, id=vm_id, input={"vcpus": 0}, tag=updated["etag"])
+    assert bad["errors"][0]["extensions"]["errors"][0]["field"] == "vcpus", bad
+    theirs = gql(bob, UPDATE, id=vm_id, input={"labels": {"x": "y"}})
+    assert theirs["data"] == {"updateVm": None} and theirs["errors"][0]["extensions"]["status"] == 404
+    audit = alice.get("/v1/audit", params={"action": "graphql.updateVm"}).json()["items"]
+    assert any(a["resource_id"] == vm_id for a in audit), audit
 
 
 NET = """mutation($input: CreateNetworkInput!, $key: String) {
@@ -293,6 +342,45 @@ RULE = """mutation($g: ID!, $input: RuleInput!, $key: String) {
 MINE = """{ networks { items { id subnets { cidr } ports { id } } }
   securityGroups { items { id rules { id } } }
   images { items { name } } flavors { items { name } } flavor(id: "tiny") { name } }"""
+
+
+SUBNET = """mutation($input: CreateSubnetInput!, $key: String) {
+  createSubnet(input: $input, idempotencyKey: $key) { subnetId replayed subnet { cidr networkId } } }"""
+
+
+def subnets_and_routers_are_the_callers_own(alice: httpx.Client, bob: httpx.Client, net_id: str) -> str:
+    """createSubnet replayed by key, a bad CIDR named, deleteSubnet; a router with an interface on
+    the subnet; bob sees neither, nor deletes the subnet. The subnet's id."""
+    made = {"network": net_id, "name": "gqs", "cidr": "10.77.0.0/24"}
+    first = gql(alice, SUBNET, input=made, key="s-1")["data"]["createSubnet"]
+    again = gql(alice, SUBNET, input=made, key="s-1")["data"]["createSubnet"]
+    assert first["subnet"] == {"cidr": "10.77.0.0/24", "networkId": net_id} and not first["replayed"]
+    assert (again["subnetId"], again["replayed"]) == (first["subnetId"], True)
+    bad = gql(alice, SUBNET, input={**made, "name": "gqs-bad", "cidr": "10.78.0.0/99"})
+    assert bad["data"] == {"createSubnet": None} and bad["errors"][0]["extensions"]["status"] == 422, bad
+    spare = gql(alice, SUBNET, input={**made, "name": "gqs2", "cidr": "10.79.0.0/24"})
+    spare_id = spare["data"]["createSubnet"]["subnetId"]
+    router = alice.post("/v1/routers", json={"name": "gqr"}).json()
+    r = alice.post(f"/v1/routers/{router['id']}/interfaces", json={"subnet": first["subnetId"]})
+    assert r.status_code == 200, r.text
+    mine = gql(alice, "{ subnets { items { id } } routers { items { id interfaces { networkId } } } }")
+    assert {s["id"] for s in mine["data"]["subnets"]["items"]} == {first["subnetId"], spare_id}, mine
+    assert mine["data"]["routers"]["items"] == [{"id": router["id"], "interfaces": [{"networkId": net_id}]}]
+    lookups = f"""{{ subnet(id: "{first["subnetId"]}") {{ id }} router(id: "{router["id"]}") {{ id }}
+      subnets(first: 200) {{ items {{ id }} }} routers(first: 200) {{ items {{ id }} }}
+      floatingIps(first: 200) {{ items {{ id }} }} }}"""
+    theirs = gql(bob, lookups)
+    assert "errors" not in theirs and theirs["data"]["subnet"] is None and theirs["data"]["router"] is None
+    assert first["subnetId"] not in json.dumps(theirs) and router["id"] not in json.dumps(theirs)
+    refused = gql(bob, f'mutation {{ deleteSubnet(id: "{spare_id}") {{ subnetId }} }}')
+    assert refused["errors"][0]["extensions"]["status"] == 404, refused
+    drop = f'mutation {{ deleteSubnet(id: "{spare_id}", idempotencyKey: "sd")'
+    drop += " { subnetId subnet { id } } }"
+    assert gql(alice, drop)["data"]["deleteSubnet"] == {"subnetId": spare_id, "subnet": None}
+    assert gql(alice, drop)["errors"][0]["extensions"]["status"] == 404  # gone: REST's 404, not a replay
+    audit = alice.get("/v1/audit", params={"action": "graphql.createSubnet"}).json()["items"]
+    assert any(a["resource_id"] == first["subnetId"] for a in audit), audit
+    return str(first["subnetId"])
 
 
 def networks_and_groups_are_the_callers_own(alice: httpx.Client, bob: httpx.Client) -> None:
@@ -306,8 +394,7 @@ def networks_and_groups_are_the_callers_own(alice: httpx.Client, bob: httpx.Clie
     bad = gql(alice, NET, input={"name": "not a name"})
     assert bad["data"]["createNetwork"] is None, bad
     assert bad["errors"][0]["extensions"]["errors"][0]["field"] == "name", bad
-    r = alice.post("/v1/subnets", json={"network": net_id, "name": "gqs", "cidr": "10.77.0.0/24"})
-    assert r.status_code == 201, r.text
+    subnet_id = subnets_and_routers_are_the_callers_own(alice, bob, net_id)
     made = gql(alice, 'mutation { createSecurityGroup(input: {name: "gqsg"}) { groupId } }')
     group_id = made["data"]["createSecurityGroup"]["groupId"]
     rule = {"direction": "ingress", "protocol": "tcp", "portMin": 22, "portMax": 22}
@@ -320,7 +407,7 @@ def networks_and_groups_are_the_callers_own(alice: httpx.Client, bob: httpx.Clie
     mine = gql(alice, MINE)
     assert "errors" not in mine, mine
     [net] = [n for n in mine["data"]["networks"]["items"] if n["id"] == net_id]
-    assert net["subnets"] == [{"cidr": "10.77.0.0/24"}] and net["ports"] == []
+    assert net["subnets"] == [{"cidr": "10.77.0.0/24"}] and len(net["ports"]) == 1  # the router's leg
     [group] = [g for g in mine["data"]["securityGroups"]["items"] if g["id"] == group_id]
     assert group["rules"] == [{"id": added["ruleId"]}]
     assert "test-guest" in json.dumps(mine["data"]["images"]) and mine["data"]["flavor"] == {"name": "tiny"}
@@ -334,7 +421,7 @@ def networks_and_groups_are_the_callers_own(alice: httpx.Client, bob: httpx.Clie
     assert data["network"] is None and data["securityGroup"] is None
     seen = json.dumps(data)
     assert net_id not in seen and group_id not in seen and added["ruleId"] not in seen
-    assert "10.77.0.0/24" not in seen
+    assert "10.77.0.0/24" not in seen and subnet_id not in seen
     refused = gql(bob, f'mutation {{ deleteNetwork(id: "{net_id}") {{ networkId }} }}')
     assert refused["errors"][0]["extensions"]["status"] == 404 and refused["data"] == {"deleteNetwork": None}
     rule_id = added["ruleId"]

@@ -30,7 +30,12 @@ def set_etag(response: Response, resource: Any) -> None:
 @raises(412, header="If-Match")
 def check_if_match(request: Request, resource: Any) -> None:
     """412 when the client edited a copy older than what is stored now."""
-    expected = request.headers.get("if-match")
+    refuse_stale(request.headers.get("if-match"), resource)
+
+
+def refuse_stale(expected: str | None, resource: Any) -> None:
+    """412 unless ``expected`` (an ``If-Match`` value, or GraphQL's ``ifMatch``) names ``resource``
+    as it is now, or is absent or ``*``."""
     if expected is None or expected.strip() == "*":
         return
     candidates = {tag.strip().removeprefix("W/") for tag in expected.split(",")}

@@ -1,8 +1,8 @@
 """GraphQL load balancers: ``GET /v1/loadbalancers``'s service reads and ``loadbalancer:read``.
 
 As in REST, a load balancer names its listeners and pools (id and name); here they are relations,
-loaded for a whole page in one query each (``loaders.py``), narrowed to the caller's tenant. Members,
-amphorae and the floating IP are not in the schema.
+loaded for a whole page in one query each (``loaders.py``), narrowed to the caller's tenant; a pool's
+members likewise (``GET .../pools/{id}/members``). Amphorae and the floating IP are not in the schema.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import strawberry
 from novacron.api.graphql.context import Info
 from novacron.api.graphql.limits import DEFAULT_FIRST
 from novacron.api.graphql.pages import Page, absent, page_params
-from novacron.db.models import LoadBalancer
+from novacron.db.models import LbMember, LoadBalancer
 from novacron.lbaas.loadbalancers import LoadBalancerService
 
 
-@strawberry.type(description="a listener or pool of a load balancer: its id and name, as in REST")
+@strawberry.type(description="a listener of a load balancer: its id and name, as in REST")
 class LbPart:
     id: strawberry.ID
     name: str
@@ -27,6 +27,53 @@ class LbPart:
 
     @classmethod
     def of(cls, part: Any) -> LbPart:
+        return cls(id=strawberry.ID(part.id), name=part.name, protocol=part.protocol)
+
+
+@strawberry.type(name="LbMember")
+class LbMemberNode:
+    """A backend of a pool (``/v1/loadbalancers/{id}/pools/{id}/members``)."""
+
+    id: strawberry.ID
+    pool_id: str
+    loadbalancer_id: str
+    name: str
+    address: str
+    protocol_port: int
+    subnet_id: str
+    vm_id: str | None
+    weight: int
+    backup: bool
+    admin_state_up: bool
+    drain: bool
+    operating_status: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, m: LbMember) -> LbMemberNode:
+        fields = {k: getattr(m, k) for k in _MEMBER_FIELDS}
+        return cls(**{**fields, "id": strawberry.ID(m.id)})
+
+
+_MEMBER_FIELDS = (
+    "pool_id", "loadbalancer_id", "name", "address", "protocol_port", "subnet_id", "vm_id", "weight",
+    "backup", "admin_state_up", "drain", "operating_status", "created_at",
+)  # fmt: skip
+
+
+@strawberry.type(description="a pool of a load balancer: its id and name, as in REST, and its members")
+class LbPool:
+    id: strawberry.ID
+    name: str
+    protocol: str
+
+    @strawberry.field(description="its members, oldest first (at most 100)")
+    async def members(self, info: Info) -> list[LbMemberNode] | None:
+        info.context.require("loadbalancer:read")
+        return [LbMemberNode.of(m) for m in await info.context.load.members_of_pool.load(self.id)]
+
+    @classmethod
+    def of(cls, part: Any) -> LbPool:
         return cls(id=strawberry.ID(part.id), name=part.name, protocol=part.protocol)
 
 
@@ -56,9 +103,9 @@ class LoadBalancerNode:
         return [LbPart.of(li) for li in await info.context.load.listeners_of_lb.load(self.id)]
 
     @strawberry.field(description="its pools, oldest first (at most 100)")
-    async def pools(self, info: Info) -> list[LbPart] | None:
+    async def pools(self, info: Info) -> list[LbPool] | None:
         info.context.require("loadbalancer:read")
-        return [LbPart.of(p) for p in await info.context.load.pools_of_lb.load(self.id)]
+        return [LbPool.of(p) for p in await info.context.load.pools_of_lb.load(self.id)]
 
     @classmethod
     def of(cls, lb: LoadBalancer) -> LoadBalancerNode:

@@ -21,6 +21,7 @@ from novacron.db.models import (
     VM,
     BackupSnapshot,
     LbListener,
+    LbMember,
     LbPool,
     Network,
     Port,
@@ -100,6 +101,7 @@ class Loaders:
         self.task = by_id(Task)
         self.volume = by_id(Volume)
         self.network = by_id(Network)
+        self.subnet = by_id(Subnet)
         self.security_group = by_id(SecurityGroup)
         self.projects_of_tenant = grouped(Project, Project.tenant_id, Project.name, Project.id)
         self.vms_of_project = grouped(VM, VM.project_id, VM.created_at, VM.id)
@@ -116,6 +118,8 @@ class Loaders:
             LbListener, LbListener.loadbalancer_id, LbListener.created_at, LbListener.id
         )
         self.pools_of_lb = grouped(LbPool, LbPool.loadbalancer_id, LbPool.created_at, LbPool.id)
+        self.members_of_pool = grouped(LbMember, LbMember.pool_id, LbMember.created_at, LbMember.id)
+        self.ports_of_router = grouped(Port, Port.router_id, Port.created_at, Port.id)
         self.rules_of_group = grouped(
             SecurityGroupRule, SecurityGroupRule.group_id, SecurityGroupRule.created_at, SecurityGroupRule.id
         )

@@ -110,7 +110,7 @@ def keyed(info: Info, mutation: str, key: str | None, request: Any, run: Callabl
         else:
             answer = {**run(), "replayed": False}
             idem.remember(200, answer)
-    touched = (answer.get(k) for k in ("vm_id", "volume_id", "network_id", "group_id"))
+    touched = (answer.get(k) for k in ("vm_id", "volume_id", "network_id", "group_id", "subnet_id"))
     c.audited.append(Audited(mutation, next((t for t in touched if t), None)))
     return answer
 

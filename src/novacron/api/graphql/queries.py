@@ -14,6 +14,7 @@ from novacron.api.graphql.lbaas import LbQuery
 from novacron.api.graphql.limits import DEFAULT_FIRST
 from novacron.api.graphql.network import NetworkQuery
 from novacron.api.graphql.pages import Page, absent, page_params
+from novacron.api.graphql.routing import RoutingQuery
 from novacron.api.graphql.types import (
     BackupNode,
     EventNode,
@@ -34,10 +35,10 @@ from novacron.tasks.service import TaskService
 
 
 @strawberry.type
-class Query(NetworkQuery, CatalogQuery, LbQuery):
+class Query(NetworkQuery, RoutingQuery, CatalogQuery, LbQuery):
     """Reads: tenants, projects, VMs, tasks, volumes, backups and events, and their relations; networks
     and security groups (``network.py``), images and flavors (``catalog.py``), load balancers
-    (``lbaas.py``)."""
+    (``lbaas.py``), subnets, routers and floating IPs (``routing.py``)."""
 
     @strawberry.field(description="the tenants the caller sees (its own, or all for an admin)")
     def tenants(

@@ -20,9 +20,9 @@ from strawberry.types import ExecutionContext
 from novacron.api import validation_text as texts
 from novacron.api.errors import Problem, from_domain
 from novacron.api.graphql.limits import LimitsRule
-from novacron.api.graphql.network_mutations import Mutations
 from novacron.api.graphql.queries import Query
 from novacron.api.graphql.subscriptions import Subscription
+from novacron.api.graphql.update_mutations import Mutations
 from novacron.errors import DomainError
 
 log = logging.getLogger(__name__)

@@ -14,6 +14,7 @@ from typing import Any, cast
 import strawberry
 from strawberry.scalars import JSON
 
+from novacron.api.concurrency import etag_of
 from novacron.api.graphql.context import Info
 from novacron.db.models import (
     VM,
@@ -233,6 +234,11 @@ class VMNode:
     labels: JSON
     created_at: datetime
     updated_at: datetime
+    version: int
+
+    @strawberry.field(description="what REST's ETag says: updateVm's ifMatch")
+    def etag(self) -> str:
+        return etag_of(self)
 
     @strawberry.field(description="the VM's project")
     async def project(self, info: Info) -> ProjectNode | None:
@@ -282,6 +288,7 @@ class VMNode:
 _VM_FIELDS = (
     "id", "name", "project_id", "tenant_id", "host_id", "image_id", "flavor_id", "vcpus", "ram_mb",
     "disk_gb", "state", "desired_state", "task_state", "error", "labels", "created_at", "updated_at",
+    "version",
 )  # fmt: skip
 
 
