@@ -23,7 +23,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from novacron.db.base import Database, new_id, utcnow
-from novacron.db.models import MfaChallenge, MfaTotp, TenantMfaPolicy, User
+from novacron.db.models import MfaChallenge, MfaPasskey, MfaTotp, TenantMfaPolicy, User
 from novacron.errors import Forbidden
 from novacron.identity.principal import Principal
 
@@ -59,9 +59,11 @@ def new_challenge(session: Session, user_id: str, key: str) -> str:
 
 
 def enrolled(session: Session, user_id: str) -> bool:
-    """Whether the user has a confirmed second factor."""
+    """Whether the user has a confirmed second factor (a TOTP authenticator or a passkey)."""
     confirmed = session.scalar(select(MfaTotp.confirmed_at).where(MfaTotp.user_id == user_id))
-    return confirmed is not None
+    if confirmed is not None:
+        return True
+    return session.scalar(select(MfaPasskey.id).where(MfaPasskey.user_id == user_id).limit(1)) is not None
 
 
 def policy_of(session: Session, tenant_id: str | None) -> str:
