@@ -9,15 +9,18 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import cbor2
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import update
 from webauthn.helpers import bytes_to_base64url as b64
 
-from novacron.db.base import Database
+from novacron.db.base import Database, utcnow
+from novacron.db.models import MfaPasskey
 from tests.conftest import in_process_app
 from tests.integration.test_api_identity import PW, Env, _tenant_with_admin
 from tests.integration.test_mfa import _bearer, _user
@@ -159,3 +162,30 @@ def test_the_last_passkey_under_a_policy_stays(shared: tuple[Env, Database]) -> 
     r = env.client.put(f"/v1/tenants/{tid}/mfa-policy", json={"require": "none"}, headers=ta)
     assert env.client.delete(f"/v1/mfa/webauthn/credentials/{made['id']}", headers=who).status_code == 204
     assert "access_token" in env.login("max@pk2", PW)
+
+
+def test_a_passkey_proves_step_up(shared: tuple[Env, Database]) -> None:
+    env, db = shared
+    c = env.client
+    _, ta = _tenant_with_admin(env, env.headers(), "pk3")
+    uid = _user(env, ta, "ned")
+    device = SoftAuthenticator()
+    _register(env, env.headers("ned@pk3", PW), device)
+    token, options = _step(env, "ned@pk3")
+    r = c.post("/v1/tokens/mfa/webauthn", json={"mfa_token": token, "credential": device.get(options)})
+    ned = _bearer(r.json()["access_token"])
+    # the login's passkey counts as a step-up for five minutes
+    assert c.post("/v1/api-keys", json={"name": "fresh"}, headers=ned).status_code == 201
+    with db.session() as s:  # six minutes later
+        stale = utcnow() - timedelta(minutes=6)
+        s.execute(update(MfaPasskey).where(MfaPasskey.user_id == uid).values(stepup_at=stale))
+    r = c.post("/v1/api-keys", json={"name": "late"}, headers=ned)
+    assert r.status_code == 403 and r.json()["title"] == "Step-up required", r.text
+    options = c.post("/v1/mfa/webauthn/verify/options", headers=ned).json()
+    signed = device.get(options)
+    r = c.post("/v1/mfa/webauthn/verify", json={"credential": signed}, headers=ned)
+    assert r.status_code == 200 and r.json()["step_up_until"] is not None, r.text
+    assert c.post("/v1/api-keys", json={"name": "late"}, headers=ned).status_code == 201
+    # the step-up's challenge was single use
+    r = c.post("/v1/mfa/webauthn/verify", json={"credential": signed}, headers=ned)
+    assert r.status_code == 422 and "passkey was refused" in r.text, r.text

@@ -20,9 +20,10 @@ an older state is refused).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import webauthn
 from sqlalchemy import delete, func, select
@@ -40,14 +41,17 @@ from novacron import events
 from novacron.db.base import new_id, utcnow
 from novacron.db.models import MfaChallenge, MfaPasskey, MfaPasskeyChallenge, MfaTotp, User
 from novacron.errors import Conflict, Forbidden, InvalidInput, NotFound, TooManyRequests
+from novacron.identity.lookup import account_identity
 from novacron.identity.mfa_codes import Issued, MfaCodes
 from novacron.identity.mfa_policy import challenge_hash, required_for
+from novacron.identity.principal import Principal
 from novacron.identity.throttle import Throttled
 from novacron.identity.tokens import unauthorized
 from novacron.service import Service
 
 RP_NAME = "NovaCron"
 CHALLENGE_TTL_S = 120
+T = TypeVar("T")
 REFUSED = "the passkey was refused (unknown, not yours, or its challenge was used or expired)"
 
 
@@ -208,24 +212,30 @@ class PasskeyService(Service):
         )
 
 
+#: what a verified assertion does, in the transaction that accepted it
+Then = Callable[[Session, User, MfaPasskey], T]
+
+
 class PasskeyLogin(MfaCodes):
-    """The login's second step with a passkey, counted by the login throttle like a code."""
+    """Assertions: the login's second step and step-up, counted by the login throttle like codes."""
+
+    def _options(self, s: Session, user_id: str, purpose: str, rp: Rp) -> dict[str, Any]:
+        allowed = _descriptors(s, user_id)
+        if not allowed:
+            raise InvalidInput("credential", "this account has no passkey; use a code")
+        options = webauthn.generate_authentication_options(
+            rp_id=rp.rp_id,
+            allow_credentials=allowed,
+            user_verification=UserVerificationRequirement.PREFERRED,
+        )
+        _new_challenge(s, user_id, purpose, options.challenge)
+        out: dict[str, Any] = json.loads(webauthn.options_to_json(options))
+        return out
 
     def options(self, mfa_token: str, rp: Rp) -> dict[str, Any]:
         """The options for ``navigator.credentials.get``: the user's passkeys, a new challenge."""
         with self.db.session() as s:
-            row = self._challenge(s, mfa_token)
-            allowed = _descriptors(s, row.user_id)
-            if not allowed:
-                raise InvalidInput("mfa_token", "this account has no passkey; use a code")
-            options = webauthn.generate_authentication_options(
-                rp_id=rp.rp_id,
-                allow_credentials=allowed,
-                user_verification=UserVerificationRequirement.PREFERRED,
-            )
-            _new_challenge(s, row.user_id, "login", options.challenge)
-        out: dict[str, Any] = json.loads(webauthn.options_to_json(options))
-        return out
+            return self._options(s, self._challenge(s, mfa_token).user_id, "login", rp)
 
     @staticmethod
     def _challenge(s: Session, mfa_token: str) -> MfaChallenge:
@@ -242,51 +252,81 @@ class PasskeyLogin(MfaCodes):
             user = s.get(User, user_id)
             if user is not None:
                 self.owner = (user.id, user.username, user.tenant_id)
+        family = new_id("rt")
+
+        def then(s: Session, user: User, passkey: MfaPasskey) -> Issued:
+            s.execute(delete(MfaChallenge).where(MfaChallenge.id == challenge_id))
+            self.throttle.succeeded(s, key)
+            # the login's own factor counts for step-up, as a code's does
+            passkey.stepup_sid, passkey.stepup_at = family, utcnow()
+            access, refresh, ttl = self.tokens.issue(s, user, family_id=family)
+            return Issued(access, refresh, ttl, user.id, user.username, user.tenant_id)
+
         try:
-            admitted = self._admit(key)
-            try:
-                return self._verify(user_id, key, challenge_id, credential, rp)
-            finally:
-                self.throttle.release(admitted)
+            return self._throttled(user_id, key, "login", credential, rp, then)
         except InvalidInput:
             self._spend_attempt(challenge_id)
             raise unauthorized(f"Second factor: {REFUSED}.") from None
 
-    def _admit(self, key: str) -> Any:
+    # -- step-up -----------------------------------------------------------------------------
+
+    def _own(self, principal: Principal) -> str:
+        if principal.kind != "user":
+            raise InvalidInput("credential", "only a signed-in user signs with a passkey (not an API key)")
+        with self.db.read_session() as s:
+            return account_identity(s, principal.username, principal.tenant_id)
+
+    def stepup_options(self, principal: Principal, rp: Rp) -> dict[str, Any]:
+        """Options for a step-up assertion by one of the caller's passkeys."""
+        self._own(principal)
+        with self.db.session() as s:
+            return self._options(s, principal.user_id, "stepup", rp)
+
+    def stepup(self, principal: Principal, credential: dict[str, Any], rp: Rp) -> None:
+        """Step-up: an assertion by one of the caller's passkeys marks this login session as having
+        proved a factor now (``InvalidInput('credential')`` if refused, counted by the throttle)."""
+        key = self._own(principal)
+        sid = principal.extra.get("sid") or None
+
+        def then(s: Session, user: User, passkey: MfaPasskey) -> None:
+            passkey.stepup_sid, passkey.stepup_at = sid, utcnow()
+
+        self._throttled(principal.user_id, key, "stepup", credential, rp, then)
+
+    # -- the check ---------------------------------------------------------------------------
+
+    def _throttled(
+        self, user_id: str, key: str, purpose: str, credential: dict[str, Any], rp: Rp, then: Then[T]
+    ) -> T:
         try:
             with self.db.read_session() as s:
-                return self.throttle.admit(s, key, self.source)
+                admitted = self.throttle.admit(s, key, self.source)
         except Throttled as exc:
             raise TooManyRequests(
                 f"Too many failed logins or codes for this account or from this address; try again in "
                 f"{exc.retry_after} s.",
                 retry_after=exc.retry_after,
             ) from None
-
-    def _verify(
-        self, user_id: str, key: str, challenge_id: str, credential: dict[str, Any], rp: Rp
-    ) -> Issued:
-        with self.db.session() as s:  # the challenge is spent even if the assertion is refused
-            challenge = _take_challenge(s, user_id, "login", credential)
         try:
-            if challenge is None:
-                raise InvalidInput("credential", REFUSED)
-            with self.db.session() as s:
-                return self._accept_assertion(s, user_id, key, challenge_id, credential, challenge, rp)
-        except InvalidInput:
-            self._failed(user_id, key)
-            raise
+            with self.db.session() as s:  # the challenge is spent even if the assertion is refused
+                challenge = _take_challenge(s, user_id, purpose, credential)
+            try:
+                if challenge is None:
+                    raise InvalidInput("credential", REFUSED)
+                with self.db.session() as s:
+                    passkey, user = self._assert(s, user_id, credential, challenge, rp)
+                    return then(s, user, passkey)
+            except InvalidInput:
+                self._failed(user_id, key)
+                raise
+        finally:
+            self.throttle.release(admitted)
 
-    def _accept_assertion(
-        self,
-        s: Session,
-        user_id: str,
-        key: str,
-        challenge_id: str,
-        credential: dict[str, Any],
-        challenge: bytes,
-        rp: Rp,
-    ) -> Issued:
+    @staticmethod
+    def _assert(
+        s: Session, user_id: str, credential: dict[str, Any], challenge: bytes, rp: Rp
+    ) -> tuple[MfaPasskey, User]:
+        """The user's passkey that signed ``challenge`` (its counter and last use updated)."""
         user = s.get(User, user_id)
         cid = str(credential.get("rawId") or credential.get("id") or "")
         passkey = s.scalar(select(MfaPasskey).where(MfaPasskey.credential_id == cid))
@@ -304,11 +344,4 @@ class PasskeyLogin(MfaCodes):
         except InvalidAuthenticationResponse as exc:
             raise InvalidInput("credential", f"refused: {exc}") from None
         passkey.sign_count, passkey.last_used_at = done.new_sign_count, utcnow()
-        s.execute(delete(MfaChallenge).where(MfaChallenge.id == challenge_id))
-        self.throttle.succeeded(s, key)
-        family = new_id("rt")
-        totp = s.get(MfaTotp, user_id)
-        if totp is not None:  # the login's own factor counts for step-up, as a code's does
-            totp.stepup_sid, totp.stepup_at = family, utcnow()
-        access, refresh, ttl = self.tokens.issue(s, user, family_id=family)
-        return Issued(access, refresh, ttl, user.id, user.username, user.tenant_id)
+        return passkey, user

@@ -15,8 +15,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from novacron.api.audit import OriginDep
-from novacron.api.deps import CtxDep, IdempotencyDep, service
+from novacron.api.deps import CtxDep, IdempotencyDep, PrincipalDep, service
 from novacron.api.openapi import raises
+from novacron.api.routers.mfa import MfaReader, StepUpOut
 from novacron.api.session_cookie import set_refresh_cookie, wants_cookie
 from novacron.db.models import MfaPasskey
 from novacron.identity.passkeys import PasskeyLogin, PasskeyService, Rp
@@ -82,6 +83,12 @@ class PasskeyList(BaseModel):
     items: list[PasskeyOut]
 
 
+class AssertionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    #: what ``navigator.credentials.get`` returned, as JSON
+    credential: dict[str, Any]
+
+
 class LoginOptionsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     #: the password step's challenge (``POST /v1/tokens``)
@@ -133,6 +140,23 @@ def passkey_delete(passkey_id: str, passkeys: PasskeyWriter) -> Response:
     """Remove one of your passkeys (refused for the last factor your tenant requires)."""
     passkeys.delete(passkey_id)
     return Response(status_code=204)
+
+
+@router.post("/v1/mfa/webauthn/verify/options")
+def passkey_stepup_options(checker: LoginDep, principal: PrincipalDep, rp: RpDep) -> JSONResponse:
+    """Step-up with a passkey: options for ``navigator.credentials.get`` (your passkeys)."""
+    return JSONResponse(checker.stepup_options(principal, rp), headers=NO_STORE)
+
+
+@router.post("/v1/mfa/webauthn/verify", response_model=StepUpOut)
+@raises(429)
+def passkey_stepup(
+    body: AssertionIn, checker: LoginDep, principal: PrincipalDep, rp: RpDep, mfa: MfaReader
+) -> StepUpOut:
+    """Step-up: sign with one of your passkeys; this login session may do sensitive actions for
+    5 minutes (like ``POST /v1/mfa/verify`` with a code)."""
+    checker.stepup(principal, body.credential, rp)
+    return StepUpOut(step_up_until=mfa.status().step_up_until)
 
 
 @router.post("/v1/tokens/mfa/webauthn/options")

@@ -26,6 +26,9 @@ class MfaPasskey(Timestamped, Base):
     sign_count: Mapped[int] = mapped_column(Integer, default=0)
     name: Mapped[str] = mapped_column(String(64))
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: step-up: the login session (access tokens' ``sid``) that last signed with it, and when
+    stepup_sid: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    stepup_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class MfaPasskeyChallenge(Timestamped, Base):

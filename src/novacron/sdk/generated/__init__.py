@@ -264,6 +264,8 @@ OPERATIONS: dict[str, str] = {
     "passkey_register_v1_mfa_webauthn_register_post": "mfa.passkey_register",
     "passkey_register_options_v1_mfa_webauthn_register_options_post": "mfa.passkey_register_options",
     "passkey_rename_v1_mfa_webauthn_credentials__passkey_id__patch": "mfa.passkey_rename",
+    "passkey_stepup_v1_mfa_webauthn_verify_post": "mfa.passkey_stepup",
+    "passkey_stepup_options_v1_mfa_webauthn_verify_options_post": "mfa.passkey_stepup_options",
     "regenerate_recovery_codes_v1_mfa_recovery_codes_post": "mfa.regenerate_recovery_codes",
     "reset_user_mfa_v1_users__user_id__mfa_delete": "mfa.reset_user_mfa",
     "set_mfa_policy_v1_tenants__tenant_id__mfa_policy_put": "mfa.set_mfa_policy",

@@ -89,6 +89,14 @@ class MfaApi:
             ),
         )
 
+    def passkey_stepup(self, body: m.AssertionIn) -> m.StepUpOut:
+        """Passkey Stepup (``POST /v1/mfa/webauthn/verify``)"""
+        return cast("m.StepUpOut", self._core.call("POST", "/v1/mfa/webauthn/verify", json=body))
+
+    def passkey_stepup_options(self) -> Any:
+        """Passkey Stepup Options (``POST /v1/mfa/webauthn/verify/options``)"""
+        return self._core.call("POST", "/v1/mfa/webauthn/verify/options")
+
     def regenerate_recovery_codes(self, *, idempotency_key: str | None = None) -> m.RecoveryCodesOut:
         """Regenerate Recovery Codes (``POST /v1/mfa/recovery-codes``)"""
         return cast(

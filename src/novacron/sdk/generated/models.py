@@ -192,6 +192,12 @@ class ApiKeyOut(TypedDict, total=False):
     user_id: Required[str]
 
 
+class AssertionIn(TypedDict, total=False):
+    """AssertionIn"""
+
+    credential: Required[dict[str, Any]]
+
+
 class AttachRequest(TypedDict, total=False):
     """AttachRequest"""
 

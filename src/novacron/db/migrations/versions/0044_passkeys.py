@@ -40,6 +40,8 @@ def upgrade() -> None:
         sa.Column("sign_count", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(64), nullable=False),
         sa.Column("last_used_at", UTCDateTime(timezone=True), nullable=True),
+        sa.Column("stepup_sid", sa.String(40), nullable=True),
+        sa.Column("stepup_at", UTCDateTime(timezone=True), nullable=True),
         *_stamps(),
     )
     op.create_index("ix_mfa_passkeys_user_id", "mfa_passkeys", ["user_id"])
