@@ -277,8 +277,8 @@ def _password_step(page: Any, username: str, tenant: str) -> None:
 
 def test_a_user_adds_a_passkey_and_signs_in_with_it(cluster: Cluster, browser: Any) -> None:
     """Issue 18's passkeys in Chromium with its virtual authenticator: added in the Second factor
-    page, then the sign-in's second step "Use a passkey" lets the user in; the same account from
-    another browser, whose authenticator holds no passkey of it, is refused. WebAuthn wants a
+    page, then the sign-in's second step "Use a passkey" lets the user in and the passkey proves
+    step-up; a clone of the credential (its id, another key) in another browser is refused. WebAuthn wants a
     secure context and a domain name: the dashboard is opened at localhost."""
     beta = next(t for t in cluster.admin.get("/v1/tenants").json()["items"] if t["name"] == "beta")
     user = {"username": "beta-passkey", "password": PASSWORD, "role": "member", "tenant_id": beta["id"]}
@@ -303,6 +303,14 @@ def test_a_user_adds_a_passkey_and_signs_in_with_it(cluster: Cluster, browser: A
         page.wait_for_selector("[data-testid=who]", state="attached")
         b.ready()
         assert "beta-passkey" in page.inner_text("[data-testid=who]")
+        # the page shows its use, and it proves step-up for sensitive actions (the sign-in kept
+        # the route it signed out from: through the overview, so the page renders anew)
+        b.go("/")
+        b.follow("nav a:text-is('Second factor')")
+        page.wait_for_selector("#passkeys li[data-passkey]:has-text('last used')")
+        page.click("#passkey-verify")
+        page.wait_for_selector("#passkey-verify[data-until]")
+        assert "Sensitive actions allowed until" in page.inner_text("main")
         assert not b.errors, b.errors
         # a clone in another browser: the passkey's credential id with another key, and a higher
         # signature counter (what a cloned authenticator would claim): refused

@@ -33,6 +33,14 @@ export async function addPasskey(name) {
   return post('/v1/mfa/webauthn/register', { credential: credentialJSON(cred), name }, { idempotent: true });
 }
 
+/** Step-up with a passkey: this login session may do sensitive actions for five minutes. */
+export async function verifyWithPasskey() {
+  const o = await post('/v1/mfa/webauthn/verify/options', {});
+  const publicKey = { ...o, challenge: fromB64(o.challenge), allowCredentials: descriptors(o.allowCredentials) };
+  const cred = await navigator.credentials.get({ publicKey });
+  return post('/v1/mfa/webauthn/verify', { credential: credentialJSON(cred) });
+}
+
 /** The login's second step with a passkey (navigator.credentials.get); keeps the tokens. */
 export async function signInWithPasskey(mfaToken) {
   const o = await signInStep('/v1/tokens/mfa/webauthn/options', { mfa_token: mfaToken });

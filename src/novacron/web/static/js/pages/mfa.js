@@ -6,7 +6,7 @@ import { get, post, refresh, request } from '../api.js';
 import { registerPage } from '../registry.js';
 import { h, clear, badge, card, pageHead, timeEl, toast } from '../ui.js';
 import { field, onSubmit } from './common.js';
-import { addPasskey, passkeysSupported } from '../webauthn.js';
+import { addPasskey, passkeysSupported, verifyWithPasskey } from '../webauthn.js';
 
 function codeInput(id, recovery = false) {
   return h('input', {
@@ -58,12 +58,23 @@ function enrolBox(ctx, made, shown, reload) {
 }
 
 /** The caller's passkeys: listed with their last use, added (navigator.credentials.create), removed. */
-function passkeysCard(ctx) {
+function passkeysCard(ctx, reloadStatus) {
   const list = h('ul', { id: 'passkeys', 'aria-live': 'polite' });
+  const verify = h('button', { type: 'button', id: 'passkey-verify', hidden: true }, 'Verify with a passkey');
+  verify.addEventListener('click', async () => {
+    verify.disabled = true;
+    try {
+      const { step_up_until: until } = await verifyWithPasskey();
+      toast('Verified.');
+      await reloadStatus();
+      verify.dataset.until = until;
+    } catch (err) { toast(err.message, 'bad'); } finally { verify.disabled = false; }
+  });
   const name = h('input', { id: 'passkey-name', value: 'Passkey', maxlength: 64 });
   const add = h('button', { type: 'button', class: 'primary', id: 'passkey-add' }, 'Add a passkey');
   const load = async () => {
     const { items } = await get('/v1/mfa/webauthn/credentials');
+    verify.hidden = !items.length || !passkeysSupported();
     clear(list, items.length ? null : h('li', { class: 'muted' }, 'No passkey yet.'), items.map((p) => {
       const remove = h('button', { type: 'button', class: 'danger' }, 'Remove');
       remove.addEventListener('click', async () => {
@@ -92,7 +103,8 @@ function passkeysCard(ctx) {
     : [h('p', { class: 'muted' }, 'This browser does not offer passkeys (WebAuthn).')];
   load().catch((err) => toast(err.message, 'bad'));
   return card('Passkeys', h('p', { class: 'muted' },
-    'A passkey (a security key, or this device\'s screen lock) instead of a code at sign-in.'), list, ...controls);
+    'A passkey (a security key, or this device\'s screen lock) instead of a code at sign-in, and for sensitive actions.'),
+  list, ...controls, verify);
 }
 
 registerPage({
@@ -141,7 +153,7 @@ registerPage({
         'Your tenant requires a second factor: enrol an authenticator app to use NovaCron.') : null;
     clear(ctx.main, pageHead('Second factor'), required,
       h('p', { class: 'muted' }, 'A code from an authenticator app (TOTP), or a passkey, after your password at sign-in.'),
-      shown, body, passkeysCard(ctx));
+      shown, body, passkeysCard(ctx, load));
     await load();
   },
 });
