@@ -222,7 +222,10 @@ class PasskeyLogin(MfaCodes):
     def _options(self, s: Session, user_id: str, purpose: str, rp: Rp) -> dict[str, Any]:
         allowed = _descriptors(s, user_id)
         if not allowed:
-            raise InvalidInput("credential", "this account has no passkey; use a code")
+            # the caller's own state, not a guess: a conflict, as for TOTP without a factor
+            raise Conflict(
+                "This account has no passkey: use a code, or add one (POST /v1/mfa/webauthn/register)."
+            )
         options = webauthn.generate_authentication_options(
             rp_id=rp.rp_id,
             allow_credentials=allowed,
@@ -272,7 +275,7 @@ class PasskeyLogin(MfaCodes):
 
     def _own(self, principal: Principal) -> str:
         if principal.kind != "user":
-            raise InvalidInput("credential", "only a signed-in user signs with a passkey (not an API key)")
+            raise Forbidden("Only a signed-in user signs with a passkey (not an API key or a node).")
         with self.db.read_session() as s:
             return account_identity(s, principal.username, principal.tenant_id)
 

@@ -143,13 +143,14 @@ def passkey_delete(passkey_id: str, passkeys: PasskeyWriter) -> Response:
 
 
 @router.post("/v1/mfa/webauthn/verify/options")
+@raises(403, 409)
 def passkey_stepup_options(checker: LoginDep, principal: PrincipalDep, rp: RpDep) -> JSONResponse:
     """Step-up with a passkey: options for ``navigator.credentials.get`` (your passkeys)."""
     return JSONResponse(checker.stepup_options(principal, rp), headers=NO_STORE)
 
 
 @router.post("/v1/mfa/webauthn/verify", response_model=StepUpOut)
-@raises(429)
+@raises(403, 429)
 def passkey_stepup(
     body: AssertionIn, checker: LoginDep, principal: PrincipalDep, rp: RpDep, mfa: MfaReader
 ) -> StepUpOut:
@@ -160,7 +161,7 @@ def passkey_stepup(
 
 
 @router.post("/v1/tokens/mfa/webauthn/options")
-@raises(401)
+@raises(401, 409)
 def passkey_login_options(body: LoginOptionsIn, checker: LoginDep, rp: RpDep) -> JSONResponse:
     """A login's second step with a passkey: options for ``navigator.credentials.get``."""
     return JSONResponse(checker.options(body.mfa_token, rp), headers=NO_STORE)
