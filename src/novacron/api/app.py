@@ -49,6 +49,7 @@ AREA_ROUTERS = (
     "tokens",
     "api_keys",
     "mfa",
+    "passkeys",
     "roles",
     "tenants",
     "projects",

@@ -22,7 +22,14 @@ from novacron.errors import Conflict, Forbidden, InvalidInput
 from novacron.identity import totp
 from novacron.identity.encryption import encryption_for
 from novacron.identity.mfa_codes import secret_aad
-from novacron.identity.mfa_policy import POLICIES, STEP_UP_S, policy_of, require_step_up, required_for
+from novacron.identity.mfa_policy import (
+    POLICIES,
+    STEP_UP_S,
+    policy_of,
+    require_step_up,
+    required_for,
+    step_up_at,
+)
 from novacron.service import Service
 
 
@@ -62,10 +69,9 @@ class MfaService(Service):
         left = self.session.scalar(
             select(func.count()).where(MfaRecoveryCode.user_id == user.id, MfaRecoveryCode.used_at.is_(None))
         )
-        until = None
         sid = self.principal.extra.get("sid")
-        if factor is not None and factor.stepup_at and sid and factor.stepup_sid == sid:
-            until = factor.stepup_at + timedelta(seconds=STEP_UP_S)
+        proved = step_up_at(self.session, user.id, sid) if sid else None
+        until = proved + timedelta(seconds=STEP_UP_S) if proved else None
         return MfaStatus(state, int(left or 0), required_for(self.session, user), until)
 
     def enrol(self) -> Enrolment:

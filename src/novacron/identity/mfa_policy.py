@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from novacron.db.base import Database, new_id, utcnow
-from novacron.db.models import MfaChallenge, MfaTotp, TenantMfaPolicy, User
+from novacron.db.models import MfaChallenge, MfaPasskey, MfaTotp, TenantMfaPolicy, User
 from novacron.errors import Forbidden
 from novacron.identity.principal import Principal
 
@@ -59,9 +59,11 @@ def new_challenge(session: Session, user_id: str, key: str) -> str:
 
 
 def enrolled(session: Session, user_id: str) -> bool:
-    """Whether the user has a confirmed second factor."""
+    """Whether the user has a confirmed second factor (a TOTP authenticator or a passkey)."""
     confirmed = session.scalar(select(MfaTotp.confirmed_at).where(MfaTotp.user_id == user_id))
-    return confirmed is not None
+    if confirmed is not None:
+        return True
+    return session.scalar(select(MfaPasskey.id).where(MfaPasskey.user_id == user_id).limit(1)) is not None
 
 
 def policy_of(session: Session, tenant_id: str | None) -> str:
@@ -106,11 +108,23 @@ def require_step_up(session: Session, principal: Principal, action: str) -> None
     login session. An API key cannot prove a code: its owner's factor makes the action refused."""
     if principal.kind not in ("user", "api-key"):
         return
-    row = session.get(MfaTotp, principal.user_id)
-    if row is None or row.confirmed_at is None:
+    if not enrolled(session, principal.user_id):
         return
     sid = principal.extra.get("sid")
-    fresh = row.stepup_at is not None and utcnow() - row.stepup_at <= timedelta(seconds=STEP_UP_S)
-    if principal.kind == "user" and sid and row.stepup_sid == sid and fresh:
+    if principal.kind == "user" and sid and step_up_at(session, principal.user_id, sid) is not None:
         return
     raise step_up_required(action)
+
+
+def step_up_at(session: Session, user_id: str, sid: str) -> datetime | None:
+    """When login session ``sid`` last proved a factor (a TOTP code or a passkey), if within
+    ``STEP_UP_S``; None otherwise."""
+    totp = session.get(MfaTotp, user_id)
+    times = [totp.stepup_at] if totp is not None and totp.confirmed_at and totp.stepup_sid == sid else []
+    times += session.scalars(
+        select(MfaPasskey.stepup_at).where(MfaPasskey.user_id == user_id, MfaPasskey.stepup_sid == sid)
+    )
+    latest = max((t for t in times if t is not None), default=None)
+    if latest is None or utcnow() - latest > timedelta(seconds=STEP_UP_S):
+        return None
+    return latest

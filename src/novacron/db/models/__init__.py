@@ -52,6 +52,7 @@ from novacron.db.models.network import (
     Subnet,
 )
 from novacron.db.models.ops import AuditRecord, Event, IdempotencyRecord, Task
+from novacron.db.models.passkeys import MfaPasskey, MfaPasskeyChallenge
 from novacron.db.models.quota import (
     Budget,
     CapacityReservation,
@@ -153,6 +154,8 @@ __all__ = [
     "MfaChallenge",
     "MfaRecoveryCode",
     "MfaTotp",
+    "MfaPasskey",
+    "MfaPasskeyChallenge",
     "TenantMfaPolicy",
     "TraceSpan",
     "Tenant",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 from novacron.sdk.core import Core
 from novacron.sdk.generated import models as m
@@ -41,6 +41,61 @@ class MfaApi:
     def mfa_status(self) -> m.MfaStatusOut:
         """Mfa Status (``GET /v1/mfa``)"""
         return cast("m.MfaStatusOut", self._core.call("GET", "/v1/mfa"))
+
+    def passkey_delete(self, passkey_id: str) -> None:
+        """Passkey Delete (``DELETE /v1/mfa/webauthn/credentials/{passkey_id}``)"""
+        self._core.call(
+            "DELETE", "/v1/mfa/webauthn/credentials/{passkey_id}", path_params={"passkey_id": passkey_id}
+        )
+
+    def passkey_list(self) -> m.PasskeyList:
+        """Passkey List (``GET /v1/mfa/webauthn/credentials``)"""
+        return cast("m.PasskeyList", self._core.call("GET", "/v1/mfa/webauthn/credentials"))
+
+    def passkey_login_options(self, body: m.LoginOptionsIn) -> Any:
+        """Passkey Login Options (``POST /v1/tokens/mfa/webauthn/options``)"""
+        return self._core.call("POST", "/v1/tokens/mfa/webauthn/options", json=body)
+
+    def passkey_login_verify(self, body: m.LoginIn) -> m.TokensOut:
+        """Passkey Login Verify (``POST /v1/tokens/mfa/webauthn``)"""
+        return cast("m.TokensOut", self._core.call("POST", "/v1/tokens/mfa/webauthn", json=body))
+
+    def passkey_register(self, body: m.RegisterIn, *, idempotency_key: str | None = None) -> m.PasskeyOut:
+        """Passkey Register (``POST /v1/mfa/webauthn/register``)"""
+        return cast(
+            "m.PasskeyOut",
+            self._core.call(
+                "POST",
+                "/v1/mfa/webauthn/register",
+                json=body,
+                idempotent=True,
+                idempotency_key=idempotency_key,
+            ),
+        )
+
+    def passkey_register_options(self) -> Any:
+        """Passkey Register Options (``POST /v1/mfa/webauthn/register/options``)"""
+        return self._core.call("POST", "/v1/mfa/webauthn/register/options")
+
+    def passkey_rename(self, passkey_id: str, body: m.RenameIn) -> m.PasskeyOut:
+        """Passkey Rename (``PATCH /v1/mfa/webauthn/credentials/{passkey_id}``)"""
+        return cast(
+            "m.PasskeyOut",
+            self._core.call(
+                "PATCH",
+                "/v1/mfa/webauthn/credentials/{passkey_id}",
+                path_params={"passkey_id": passkey_id},
+                json=body,
+            ),
+        )
+
+    def passkey_stepup(self, body: m.AssertionIn) -> m.StepUpOut:
+        """Passkey Stepup (``POST /v1/mfa/webauthn/verify``)"""
+        return cast("m.StepUpOut", self._core.call("POST", "/v1/mfa/webauthn/verify", json=body))
+
+    def passkey_stepup_options(self) -> Any:
+        """Passkey Stepup Options (``POST /v1/mfa/webauthn/verify/options``)"""
+        return self._core.call("POST", "/v1/mfa/webauthn/verify/options")
 
     def regenerate_recovery_codes(self, *, idempotency_key: str | None = None) -> m.RecoveryCodesOut:
         """Regenerate Recovery Codes (``POST /v1/mfa/recovery-codes``)"""

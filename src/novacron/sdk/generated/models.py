@@ -192,6 +192,12 @@ class ApiKeyOut(TypedDict, total=False):
     user_id: Required[str]
 
 
+class AssertionIn(TypedDict, total=False):
+    """AssertionIn"""
+
+    credential: Required[dict[str, Any]]
+
+
 class AttachRequest(TypedDict, total=False):
     """AttachRequest"""
 
@@ -1350,6 +1356,19 @@ class LoadbalancersProtectionIn(TypedDict, total=False):
     syn_flood: bool
 
 
+class LoginIn(TypedDict, total=False):
+    """LoginIn"""
+
+    credential: Required[dict[str, Any]]
+    mfa_token: Required[str]
+
+
+class LoginOptionsIn(TypedDict, total=False):
+    """LoginOptionsIn"""
+
+    mfa_token: Required[str]
+
+
 class LoginSection(TypedDict, total=False):
     """LoginSection"""
 
@@ -1872,6 +1891,23 @@ class PartOut(TypedDict, total=False):
     name: Required[str]
 
 
+class PasskeyList(TypedDict, total=False):
+    """PasskeyList"""
+
+    items: Required[list[PasskeyOut]]
+
+
+class PasskeyOut(TypedDict, total=False):
+    """PasskeyOut"""
+
+    created_at: Required[str]
+    credential_id: Required[str]
+    id: Required[str]
+    last_used_at: Required[str | None]
+    name: Required[str]
+    sign_count: Required[int]
+
+
 class PasswordChange(TypedDict, total=False):
     """PasswordChange"""
 
@@ -2343,11 +2379,24 @@ class RegionOut(TypedDict, total=False):
     region: Required[str]
 
 
+class RegisterIn(TypedDict, total=False):
+    """RegisterIn"""
+
+    credential: Required[dict[str, Any]]
+    name: str
+
+
 class RegisterRequest(TypedDict, total=False):
     """RegisterRequest"""
 
     driver: Required[Literal["qemu", "simulated"]]
     facts: Required[dict[str, Any]]
+
+
+class RenameIn(TypedDict, total=False):
+    """RenameIn"""
+
+    name: Required[str]
 
 
 class ReportRequest(TypedDict, total=False):
@@ -3078,6 +3127,15 @@ class TicketRequest(TypedDict, total=False):
 
 class TokenOut(TypedDict, total=False):
     """TokenOut"""
+
+    access_token: Required[str]
+    expires_in: Required[int]
+    refresh_token: Required[str | None]
+    token_type: str
+
+
+class TokensOut(TypedDict, total=False):
+    """TokensOut"""
 
     access_token: Required[str]
     expires_in: Required[int]

@@ -70,14 +70,19 @@ export async function login(username, password, tenant) {
 
 /** The second step of a login with a second factor: the challenge and a TOTP or recovery code. */
 export async function loginCode(mfaToken, code) {
-  const resp = await fetch('/v1/tokens/mfa', {
+  session.set(await signInStep('/v1/tokens/mfa', { mfa_token: mfaToken, code }));
+}
+
+/** A POST of the login's second step (no token yet): the code, or a passkey's options and assertion. */
+export async function signInStep(path, grant) {
+  const resp = await fetch(path, {
     method: 'POST',
     headers: { 'Content-Type': 'application/json', ...COOKIE_MODE },
-    body: JSON.stringify({ mfa_token: mfaToken, code }),
+    body: JSON.stringify(grant),
   });
   const body = await parse(resp);
   if (!resp.ok) throw new ApiError(resp.status, typeof body === 'object' && body ? body : { detail: String(body) });
-  session.set(body);
+  return body;
 }
 
 async function spendCookie() {

@@ -6,6 +6,7 @@ import { match, navFor } from './registry.js';
 import { searchBox, slashFocuses } from './search.js';
 import { installShortcuts } from './shortcuts.js';
 import { h, clear, errorBox, pageHead } from './ui.js';
+import { passkeysSupported, signInWithPasskey } from './webauthn.js';
 import './pages/index.js';
 
 const app = document.getElementById('app');
@@ -74,7 +75,7 @@ function renderCodeStep(mfaToken, passwordForm, error) {
   const form = h('form', { class: 'card', 'aria-label': 'Second factor' },
     h('div', { class: 'field' }, h('label', { for: 'otp' }, 'Authentication code'), code,
       h('div', { class: 'hint', id: 'otp-hint' }, 'The 6 digits your authenticator app shows now, or one of your recovery codes.')),
-    submit);
+    submit, passkeyButton(mfaToken, error));
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     submit.disabled = true;
@@ -90,6 +91,24 @@ function renderCodeStep(mfaToken, passwordForm, error) {
   });
   passwordForm.replaceWith(form);
   code.focus();
+}
+
+/** "Use a passkey" in the login's second step: navigator.credentials.get instead of a code. */
+function passkeyButton(mfaToken, error) {
+  if (!passkeysSupported()) return null;
+  const button = h('button', { type: 'button', id: 'use-passkey' }, 'Use a passkey');
+  button.addEventListener('click', async () => {
+    button.disabled = true;
+    clear(error);
+    try {
+      await signInWithPasskey(mfaToken);
+      await boot();
+    } catch (err) {
+      error.append(errorBox(err));
+      button.disabled = false;
+    }
+  });
+  return button;
 }
 
 api.setUnauthorizedHandler(() => {

@@ -2,10 +2,11 @@
 // code for sensitive actions (step-up), regenerate the codes, or remove the factor. The secret and
 // the codes are shown in this page only, held nowhere else, as the API intends (shown once).
 
-import { get, post, refresh } from '../api.js';
+import { get, post, refresh, request } from '../api.js';
 import { registerPage } from '../registry.js';
 import { h, clear, badge, card, pageHead, timeEl, toast } from '../ui.js';
 import { field, onSubmit } from './common.js';
+import { addPasskey, passkeysSupported, verifyWithPasskey } from '../webauthn.js';
 
 function codeInput(id, recovery = false) {
   return h('input', {
@@ -56,6 +57,56 @@ function enrolBox(ctx, made, shown, reload) {
     codeForm('Confirm second factor', 'mfa-confirm-code', '/v1/mfa/totp/confirm', 'Confirm', confirmed));
 }
 
+/** The caller's passkeys: listed with their last use, added (navigator.credentials.create), removed. */
+function passkeysCard(ctx, reloadStatus) {
+  const list = h('ul', { id: 'passkeys', 'aria-live': 'polite' });
+  const verify = h('button', { type: 'button', id: 'passkey-verify', hidden: true }, 'Verify with a passkey');
+  verify.addEventListener('click', async () => {
+    verify.disabled = true;
+    try {
+      const { step_up_until: until } = await verifyWithPasskey();
+      toast('Verified.');
+      await reloadStatus();
+      verify.dataset.until = until;
+    } catch (err) { toast(err.message, 'bad'); } finally { verify.disabled = false; }
+  });
+  const name = h('input', { id: 'passkey-name', value: 'Passkey', maxlength: 64 });
+  const add = h('button', { type: 'button', class: 'primary', id: 'passkey-add' }, 'Add a passkey');
+  const load = async () => {
+    const { items } = await get('/v1/mfa/webauthn/credentials');
+    verify.hidden = !items.length || !passkeysSupported();
+    clear(list, items.length ? null : h('li', { class: 'muted' }, 'No passkey yet.'), items.map((p) => {
+      const remove = h('button', { type: 'button', class: 'danger' }, 'Remove');
+      remove.addEventListener('click', async () => {
+        try {
+          await request(`/v1/mfa/webauthn/credentials/${encodeURIComponent(p.id)}`, { method: 'DELETE' });
+          toast('Passkey removed.');
+          await load();
+        } catch (err) { toast(err.message, 'bad'); }
+      });
+      return h('li', { 'data-passkey': p.id }, h('strong', {}, p.name), ' added ', timeEl(p.created_at),
+        p.last_used_at ? h('span', {}, ', last used ', timeEl(p.last_used_at)) : ' (never used) ', remove);
+    }));
+  };
+  add.addEventListener('click', async () => {
+    add.disabled = true;
+    try {
+      await addPasskey(name.value.trim() || 'Passkey');
+      toast('Passkey added.');
+      // a token that could only enrol becomes a whole one at the next refresh
+      if (ctx.me.mfa_enrol_required) { await refresh(); location.hash = '#/'; location.reload(); return; }
+      await load();
+    } catch (err) { toast(err.message, 'bad'); } finally { add.disabled = false; }
+  });
+  const controls = passkeysSupported()
+    ? [field('passkey-name', 'Name', name, 'To tell your passkeys apart.'), add]
+    : [h('p', { class: 'muted' }, 'This browser does not offer passkeys (WebAuthn).')];
+  load().catch((err) => toast(err.message, 'bad'));
+  return card('Passkeys', h('p', { class: 'muted' },
+    'A passkey (a security key, or this device\'s screen lock) instead of a code at sign-in, and for sensitive actions.'),
+  list, ...controls, verify);
+}
+
 registerPage({
   path: '/mfa',
   title: 'Second factor',
@@ -101,7 +152,8 @@ registerPage({
       ? h('div', { class: 'alert', role: 'alert', 'data-testid': 'mfa-required' },
         'Your tenant requires a second factor: enrol an authenticator app to use NovaCron.') : null;
     clear(ctx.main, pageHead('Second factor'), required,
-      h('p', { class: 'muted' }, 'A code from an authenticator app (TOTP) after your password at sign-in.'), shown, body);
+      h('p', { class: 'muted' }, 'A code from an authenticator app (TOTP), or a passkey, after your password at sign-in.'),
+      shown, body, passkeysCard(ctx, load));
     await load();
   },
 });
