@@ -327,6 +327,25 @@ class BackupsAccepted(TypedDict, total=False):
     volume_id: str | None
 
 
+class BlockList(TypedDict, total=False):
+    """BlockList"""
+
+    items: Required[list[BlockOut]]
+
+
+class BlockOut(TypedDict, total=False):
+    """BlockOut"""
+
+    created_at: Required[str]
+    expires_at: Required[str]
+    id: Required[str]
+    kind: Required[str]
+    lifted_at: Required[str | None]
+    lifted_by: Required[str | None]
+    reason: Required[str]
+    source: Required[str]
+
+
 class BudgetCheckOut(TypedDict, total=False):
     """BudgetCheckOut"""
 
