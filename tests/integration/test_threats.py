@@ -6,11 +6,16 @@ enumeration is detected; ``/metrics`` counts both."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
+from novacron.cli import main as cli_main
+from novacron.cli.client import Client
+from novacron.cli.common import State
 from tests.conftest import in_process_app
 from tests.integration.test_api_identity import PW
 
@@ -55,7 +60,9 @@ def _events(c: TestClient, token: str, type_: str) -> list[dict[str, Any]]:
     return list(r.json()["items"])
 
 
-def test_credential_stuffing_is_blocked_and_a_user_elsewhere_is_not(env: tuple[TestClient, str]) -> None:
+def test_credential_stuffing_is_blocked_and_a_user_elsewhere_is_not(
+    env: tuple[TestClient, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     c, password = env
     admin = _admin(c, password)
     r = c.post("/v1/tenants", json={"name": "acme"}, headers=_from(ADMIN_SRC, admin))
@@ -88,9 +95,17 @@ def test_credential_stuffing_is_blocked_and_a_user_elsewhere_is_not(env: tuple[T
     # only administrators see or lift blocks
     alice = _login(c, USER_SRC, "alice@acme", PW).json()["access_token"]
     assert c.delete(f"/v1/security/blocks/{block['id']}", headers=_from(USER_SRC, alice)).status_code == 403
-    for _ in range(2):  # idempotent
-        r = c.delete(f"/v1/security/blocks/{block['id']}", headers=_from(ADMIN_SRC, admin))
-        assert r.status_code == 200 and r.json()["lifted_by"] == "admin"
+    # the CLI lists and lifts it
+    cli = Client(
+        "http://testserver", token=admin, credentials_path=tmp_path / "c.json", transport=c._transport
+    )
+    monkeypatch.setattr(State, "client", lambda _self: cli)
+    listed = CliRunner().invoke(cli_main.app, ["security", "blocks", "list"])
+    assert listed.exit_code == 0 and ATTACKER in listed.output, listed.output
+    lifted = CliRunner().invoke(cli_main.app, ["security", "blocks", "lift", block["id"]])
+    assert lifted.exit_code == 0 and f"{ATTACKER} is served again" in lifted.output, lifted.output
+    r = c.delete(f"/v1/security/blocks/{block['id']}", headers=_from(ADMIN_SRC, admin))
+    assert r.status_code == 200 and r.json()["lifted_by"] == "admin"  # idempotent
     assert _login(c, ATTACKER, "alice@acme", PW).status_code == 200
     assert _events(c, admin, "security.block_lifted")[0]["data"]["source"] == ATTACKER
 
