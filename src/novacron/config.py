@@ -114,6 +114,7 @@ def _login_settings() -> dict[str, Any]:
         "threat_enumeration_404s": int(_env("THREAT_ENUMERATION_404S", "30")),
         "threat_window_s": float(_env("THREAT_WINDOW_S", "60")),
         "threat_block_s": float(_env("THREAT_BLOCK_S", "900")),
+        "threat_delete_burst": int(_env("THREAT_DELETE_BURST", "50")),
         "threat_allowlist": _networks(_env("THREAT_ALLOWLIST", "127.0.0.0/8,::1")),
     }
 
@@ -286,6 +287,8 @@ class Settings:
     threat_enumeration_404s: int = 30
     threat_window_s: float = 60.0
     threat_block_s: float = 900.0
+    #: successful DELETEs by one principal within ``threat_window_s`` reported as a burst (no block)
+    threat_delete_burst: int = 50
     #: addresses (CIDRs) threat detection never blocks (NOVACRON_THREAT_ALLOWLIST, comma-separated)
     #: (loopback by default: a local proxy not declared trusted would make every client look like it)
     threat_allowlist: tuple[str, ...] = ("127.0.0.0/8", "::1")

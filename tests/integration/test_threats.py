@@ -30,7 +30,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, 
         "login_source_failures": 1000,  # the throttle's own per-source limit is not what is tested
         "threat_stuffing_accounts": 6,
         "threat_enumeration_404s": 6,
-        "threat_allowlist": ("10.9.0.0/16",),
+        "threat_delete_burst": 3,
+        "threat_allowlist": ("10.9.0.0/16", "127.0.0.0/8"),
     }
     with in_process_app(tmp_path_factory.mktemp("threats"), **settings) as (client, password, _db):
         # the same app, reached through a proxy on 127.0.0.1 that reports each client's address
@@ -124,3 +125,25 @@ def test_enumeration_is_detected_and_counted(env: tuple[TestClient, str]) -> Non
     metrics = c.get("/metrics", headers=_from(ADMIN_SRC, admin)).text
     assert 'novacron_security_detections_total{kind="enumeration"} 1.0' in metrics
     assert 'novacron_security_detections_total{kind="credential_stuffing"} 1.0' in metrics
+
+
+def test_token_misuse_and_destructive_bursts_are_reported(env: tuple[TestClient, str]) -> None:
+    c, password = env
+    admin = _admin(c, password)
+    token = _login(c, "198.51.100.30", "admin", password).json()["access_token"]
+    assert c.get("/v1/tokens/current", headers=_from("198.51.100.30", token)).status_code == 200
+    # the same token from another network: reported, not refused (the owner may have moved)
+    assert c.get("/v1/tokens/current", headers=_from("203.0.113.200", token)).status_code == 200
+    (event,) = _events(c, admin, "security.token_misuse")
+    assert event["data"]["sources"] == ["198.51.100.0/24", "203.0.113.0/24"]
+    assert event["data"]["action"] == "reported"
+
+    hdr = _from(ADMIN_SRC, admin)
+    tenant = c.post("/v1/tenants", json={"name": "burst"}, headers=hdr).json()["id"]
+    for i in range(3):
+        spec = {"username": f"temp-{i}", "password": PW, "tenant_id": tenant}
+        uid = c.post("/v1/users", json=spec, headers=hdr).json()["id"]
+        assert c.delete(f"/v1/users/{uid}", headers=hdr).status_code == 204
+    (burst,) = _events(c, admin, "security.destructive_burst")
+    assert burst["data"]["actor"] == "admin" and burst["data"]["count"] == 3
+    assert burst["data"]["action"] == "reported"

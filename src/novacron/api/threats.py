@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from novacron.api.clientaddr import client_address
 from novacron.api.errors import PROBLEM_JSON
-from novacron.identity.threats import Detection, ThreatDetector
+from novacron.identity.threats import Detection, Finding, ThreatDetector
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,7 @@ class ThreatMiddleware:
 
         await self.app(scope, keep if login else receive, watch)
         try:
+            await _report(detector, address, scope, status)
             found: Detection | None = None
             if login and status == 401 and (name := _username(b"".join(body))):
                 found = await anyio.to_thread.run_sync(detector.failed_login, address, name)
@@ -117,7 +118,21 @@ class ThreatMiddleware:
             log.exception("threat detection failed for %s %s", scope["method"], scope["path"])
 
 
-def _count(scope: Scope, found: Detection) -> None:
+async def _report(detector: ThreatDetector, address: str, scope: Scope, status: int) -> None:
+    """Token misuse and bursts of deletions: reported (an event), never blocked."""
+    principal = (scope.get("state") or {}).get("principal")
+    if principal is None or status >= 400:
+        return
+    findings = [detector.token_used(address, principal.token_id) if principal.token_id else None]
+    if scope["method"] == "DELETE":
+        findings.append(detector.deleted(address, principal.username, scope["path"]))
+    for finding in findings:
+        if finding is not None:
+            await anyio.to_thread.run_sync(detector.report, finding)
+            _count(scope, finding)
+
+
+def _count(scope: Scope, found: Detection | Finding) -> None:
     ctx: Any = getattr(getattr(scope.get("app"), "state", None), "ctx", None)
     metrics = getattr(ctx, "platform_metrics", None)
     if metrics is not None:

@@ -23,12 +23,14 @@ enough of it.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 
@@ -45,7 +47,7 @@ from novacron.service import Service
 _RECHECK_S = 2.0
 _MAX_SOURCES = 10_000
 _SAMPLE = 5
-KINDS = ("credential_stuffing", "enumeration")
+KINDS = ("credential_stuffing", "enumeration", "token_misuse", "destructive_burst")
 
 
 @functools.lru_cache(maxsize=8)
@@ -73,6 +75,23 @@ class Detection:
     until: datetime
 
 
+@dataclass(frozen=True)
+class Finding:
+    """Something reported without a block: its kind, the source, what the event's data explains."""
+
+    kind: str
+    source: str
+    data: dict[str, Any]
+
+
+def _network_of(address: str) -> str:
+    addr = parse_address(address)
+    if addr is None:
+        return address[:64]
+    prefix = 24 if addr.version == 4 else 64
+    return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
+
+
 def normalise(address: str) -> str:
     """The source a block names: the address, or its IPv6 /64 (one host usually holds it whole)."""
     key = source_key(address)
@@ -87,6 +106,9 @@ class ThreatDetector:
         self._windows: dict[tuple[str, str], _Window] = {}
         #: source -> (blocked until or None, monotonic time the database said so)
         self._blocks: dict[str, tuple[datetime | None, float]] = {}
+        #: token id -> (network it was last used from, monotonic time); tokens reported lately
+        self._tokens: dict[str, tuple[str, float]] = {}
+        self._reported: dict[str, float] = {}
         #: detections by kind, for ``novacron_security_detections_total``
         self.detections: dict[str, int] = dict.fromkeys(KINDS, 0)
 
@@ -161,6 +183,63 @@ class ThreatDetector:
             del self._windows[(kind, source)]  # blocked now: its next detection starts afresh
         sample = list(dict.fromkeys(items))[:_SAMPLE]
         return self._block(kind, source, count, window_s, sample)
+
+    # -- reported, not blocked ------------------------------------------------------------------
+
+    def token_used(self, address: str, token_id: str) -> Finding | None:
+        """A token seen from a network (IPv4 /24, IPv6 /64) other than the one it was used from
+        within the window: a copied token, most likely. Reported once per token and window."""
+        if self.allowed(address):
+            return None
+        net = _network_of(address)
+        now = time.monotonic()
+        window_s = self._settings().threat_window_s
+        with self._lock:
+            last = self._tokens.get(token_id)
+            if len(self._tokens) >= _MAX_SOURCES:
+                self._tokens.clear()
+            self._tokens[token_id] = (net, now)
+            if last is None or last[0] == net or now - last[1] > window_s or token_id in self._reported:
+                return None
+            self._reported[token_id] = now
+            self._reported = {t: at for t, at in self._reported.items() if now - at <= window_s}
+        data = {"token_id": token_id, "sources": [last[0], net], "seconds_apart": round(now - last[1], 1)}
+        return Finding("token_misuse", net, data)
+
+    def deleted(self, address: str, actor: str, path: str) -> Finding | None:
+        """A successful DELETE by ``actor``: a burst of them is reported (an account taken over,
+        or a script gone wrong), not blocked: the actor may mean it."""
+        settings = self._settings()
+        with self._lock:
+            window = self._windows.setdefault(("destructive_burst", actor), _Window())
+            window.add(time.monotonic(), path[:128], settings.threat_window_s)
+            paths = [p for _, p in window.seen]
+            if len(paths) < settings.threat_delete_burst:
+                return None
+            del self._windows[("destructive_burst", actor)]
+        data = {
+            "actor": actor,
+            "count": len(paths),
+            "window_s": settings.threat_window_s,
+            "sample": paths[:_SAMPLE],
+        }
+        return Finding("destructive_burst", normalise(address), data)
+
+    def report(self, finding: Finding) -> None:
+        """The event of a finding that blocks nothing."""
+        with self.db.session() as session:
+            events.publish(
+                session,
+                f"security.{finding.kind}",
+                "source",
+                finding.source[:40],
+                tenant_id=None,
+                source=finding.source,
+                action="reported",
+                **finding.data,
+            )
+        with self._lock:
+            self.detections[finding.kind] = self.detections.get(finding.kind, 0) + 1
 
     def _block(self, kind: str, source: str, count: int, window_s: float, sample: list[str]) -> Detection:
         now = utcnow()
