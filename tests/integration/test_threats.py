@@ -147,3 +147,16 @@ def test_token_misuse_and_destructive_bursts_are_reported(env: tuple[TestClient,
     (burst,) = _events(c, admin, "security.destructive_burst")
     assert burst["data"]["actor"] == "admin" and burst["data"]["count"] == 3
     assert burst["data"]["action"] == "reported"
+
+
+def test_thresholds_are_live_configuration(env: tuple[TestClient, str]) -> None:
+    c, password = env
+    admin = _admin(c, password)
+    hdr = _from(ADMIN_SRC, admin)
+    r = c.patch("/v1/config", json={"threats": {"stuffing_accounts": 2}}, headers=hdr)
+    assert r.status_code == 200 and r.json()["effective"]["threats"]["stuffing_accounts"] == 2, r.text
+    for name in ("x-1", "x-2"):
+        assert _login(c, "203.0.113.150", name, "wrong-password-1").status_code == 401
+    assert _login(c, "203.0.113.150", "admin", password).status_code == 403
+    r = c.patch("/v1/config", json={"threats": {"stuffing_accounts": None}}, headers=hdr)
+    assert r.json()["effective"]["threats"]["stuffing_accounts"] == 6

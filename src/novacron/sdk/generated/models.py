@@ -569,6 +569,7 @@ class ConfigPatch(TypedDict, total=False):
     reason: str
     retention: RetentionSection
     scheduler: SchedulerSection
+    threats: ThreatsSection
     tokens: TokensSection
     webhooks: WebhooksSection
 
@@ -3079,6 +3080,16 @@ class TenantUpdate(TypedDict, total=False):
 
     description: str | None
     name: str | None
+
+
+class ThreatsSection(TypedDict, total=False):
+    """ThreatsSection"""
+
+    block_s: float | None
+    delete_burst: int | None
+    enumeration_404s: int | None
+    stuffing_accounts: int | None
+    window_s: float | None
 
 
 class TicketOut(TypedDict, total=False):
