@@ -110,6 +110,12 @@ def _login_settings() -> dict[str, Any]:
         "login_reset_s": float(_env("LOGIN_RESET_S", "3600")),
         "login_hash_workers": int(_env("LOGIN_HASH_WORKERS", str(max(1, (os.cpu_count() or 2) // 2)))),
         "login_hash_queue": int(_env("LOGIN_HASH_QUEUE", "32")),
+        "threat_stuffing_accounts": int(_env("THREAT_STUFFING_ACCOUNTS", "10")),
+        "threat_enumeration_404s": int(_env("THREAT_ENUMERATION_404S", "30")),
+        "threat_window_s": float(_env("THREAT_WINDOW_S", "60")),
+        "threat_block_s": float(_env("THREAT_BLOCK_S", "900")),
+        "threat_delete_burst": int(_env("THREAT_DELETE_BURST", "50")),
+        "threat_allowlist": _networks(_env("THREAT_ALLOWLIST", "127.0.0.0/8,::1")),
     }
 
 
@@ -274,6 +280,18 @@ class Settings:
     login_backoff_max_s: float = 900.0
     #: failures older than this (since the last one) are forgotten
     login_reset_s: float = 3600.0
+    #: threat detection (identity/threats.py): failed logins for this many distinct accounts from
+    #: one address within ``threat_window_s`` is credential stuffing; this many 404s on resources
+    #: by id is enumeration; either blocks the address for ``threat_block_s`` seconds
+    threat_stuffing_accounts: int = 10
+    threat_enumeration_404s: int = 30
+    threat_window_s: float = 60.0
+    threat_block_s: float = 900.0
+    #: successful DELETEs by one principal within ``threat_window_s`` reported as a burst (no block)
+    threat_delete_burst: int = 50
+    #: addresses (CIDRs) threat detection never blocks (NOVACRON_THREAT_ALLOWLIST, comma-separated)
+    #: (loopback by default: a local proxy not declared trusted would make every client look like it)
+    threat_allowlist: tuple[str, ...] = ("127.0.0.0/8", "::1")
     #: password hashes computed at once (threads of their own); 0: unbounded, in the shared
     #: thread pool (the old behaviour, for benchmarks only)
     login_hash_workers: int = max(1, (os.cpu_count() or 2) // 2)

@@ -399,3 +399,50 @@ def test_the_audit_page_verifies_the_chain_signs_a_checkpoint_and_exports(
         assert b.errors == [], b.errors
     finally:
         b.close()
+
+
+def test_the_security_page_lists_blocks_and_lifts_one(cluster: Cluster, browser: Any) -> None:
+    """Issue 18's threat detection: a blocked source listed with its reason, lifted with a click.
+    The e2e server trusts no proxy and allow-lists loopback, so its browser cannot be the attacker:
+    the block is written as the detector writes it (tests/integration/test_threats.py detects one
+    for real); the page, the listing and the lift are the real ones."""
+    from datetime import timedelta
+
+    from novacron.db.base import Database, utcnow
+    from novacron.db.models import SecurityBlock
+
+    srv = cluster.server
+    db = Database(srv.env.get("NOVACRON_DATABASE_URL", f"sqlite:///{srv.state_dir}/novacron.db"))
+    with db.session() as s:
+        s.add(
+            SecurityBlock(
+                id="blk-e2e0000000000001",
+                source="203.0.113.66",
+                kind="credential_stuffing",
+                reason="10 accounts in 60 s from 203.0.113.66",
+                created_at=utcnow(),
+                expires_at=utcnow() + timedelta(minutes=15),
+            )
+        )
+    db.engine.dispose()
+    b = Browser(browser, srv.url, DESKTOP)
+    page = b.page
+    try:
+        b.login("admin", srv.admin_password)
+        b.go("/security")
+        row = "[data-testid=security-blocks] tr[data-source='203.0.113.66']"
+        assert "10 accounts in 60 s" in page.inner_text(row)
+        page.click(f"{row} button:text-is('Lift')")
+        page.click("dialog button.primary")
+        page.wait_for_selector(row, state="detached")
+        assert "No source is blocked" in page.inner_text("[data-testid=security-blocks]")
+        [lifted] = [
+            x
+            for x in cluster.admin.get("/v1/security/blocks", params={"active": "false"}).json()["items"]
+            if x["id"] == "blk-e2e0000000000001"
+        ]
+        assert lifted["lifted_by"] == "admin"
+        assert page_problems(b, "/security", "security", "desktop", "light") == []
+        assert b.errors == [], b.errors
+    finally:
+        b.close()

@@ -35,6 +35,7 @@ from novacron.api.routers import (
     traces,
     vms,
 )
+from novacron.api.threats import ThreatMiddleware
 from novacron.api.tracing import TraceRequests
 from novacron.api.transport import BodyGuard, SecurityHeaders
 from novacron.configsvc import live as configsvc_live
@@ -55,6 +56,7 @@ AREA_ROUTERS = (
     "projects",
     "users",
     "audit",
+    "security",
     "encryption",
     "config",
     "aggregates",
@@ -186,6 +188,8 @@ def create_app(ctx: Context, *, background: bool = True) -> FastAPI:
     app.add_middleware(RequestMetrics, api=app, metrics=ctx.platform_metrics)
     # outside the audit middleware and the routes: the request's span covers all of it
     app.add_middleware(TraceRequests)
+    # just inside the client address: a blocked source is refused before anything else runs
+    app.add_middleware(ThreatMiddleware)
     # added last, so outermost: audit and login throttling see the client a trusted proxy reports
     settings = ctx.settings
     app.add_middleware(

@@ -14,6 +14,7 @@ from novacron.cli import formats, tables
 from novacron.cli.client import CliError, config_path
 from novacron.cli.common import JSON, State, client_of, state_of
 from novacron.cli.output import info, print_detail, print_error, use_utc
+from novacron.cli.security import app as security_app  # small: typer only, no deferral needed
 
 
 class NovaGroup(TyperGroup):
@@ -177,6 +178,7 @@ def _register() -> None:
     )
 
     app.add_typer(audit.app, name="audit", help="The audit log: verify its hash chain, checkpoints, export.")
+    app.add_typer(security_app, name="security", help="Threat detection: blocked addresses, lifting a block.")
     app.add_typer(mfa.app, name="mfa", help="Your second factor (TOTP), step-up, tenants' MFA policy.")
     app.add_typer(vm.app, name="vm", help="Virtual machines: create, power actions, console, logs, metrics.")
     app.add_typer(volume.app, name="volume", help="Volumes: create, attach and detach (hot-plug), extend.")

@@ -104,6 +104,25 @@ class FeaturesSection(_Section):
     )
 
 
+class ThreatsSection(_Section):
+    stuffing_accounts: int | None = Field(
+        default=None,
+        ge=2,
+        le=100_000,
+        description="distinct accounts failed from one address: credential stuffing",
+    )
+    enumeration_404s: int | None = Field(
+        default=None, ge=2, le=1_000_000, description="404s on resources by id to one address: enumeration"
+    )
+    window_s: float | None = Field(default=None, ge=1.0, le=DAY, description="the detection window")
+    block_s: float | None = Field(
+        default=None, ge=1.0, le=30 * DAY, description="how long a detection blocks"
+    )
+    delete_burst: int | None = Field(
+        default=None, ge=2, le=1_000_000, description="DELETEs by one principal reported as a burst"
+    )
+
+
 class LiveDocument(_Section):
     """The live settings an operator may change; ``null`` (or absent) keeps the start-up value."""
 
@@ -114,6 +133,7 @@ class LiveDocument(_Section):
     intervals: IntervalsSection = Field(default_factory=IntervalsSection)
     retention: RetentionSection = Field(default_factory=RetentionSection)
     features: FeaturesSection = Field(default_factory=FeaturesSection)
+    threats: ThreatsSection = Field(default_factory=ThreatsSection)
 
 
 #: (section, key) -> the ``Settings`` field it overlays
@@ -137,6 +157,11 @@ FIELDS: dict[tuple[str, str], str] = {
     ("retention", "trace_hours"): "trace_retention_hours",
     ("retention", "trace_max_spans"): "trace_max_spans",
     ("features", "anomaly_detection"): "anomaly_detection",
+    ("threats", "stuffing_accounts"): "threat_stuffing_accounts",
+    ("threats", "enumeration_404s"): "threat_enumeration_404s",
+    ("threats", "window_s"): "threat_window_s",
+    ("threats", "block_s"): "threat_block_s",
+    ("threats", "delete_burst"): "threat_delete_burst",
 }
 
 

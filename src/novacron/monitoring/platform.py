@@ -120,6 +120,12 @@ class PlatformMetrics:
             buckets=BACKUP_BUCKETS,
             registry=r,
         )
+        self._security = Counter(
+            "novacron_security_detections",
+            "Threats detected from the API's traffic (identity/threats.py), by kind.",
+            ["kind"],
+            registry=r,
+        )
         ProcessCollector(registry=r)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -127,6 +133,10 @@ class PlatformMetrics:
         method = method if method in METHODS else "other"
         self._requests.labels(method, route, str(status)).inc()
         self._latency.labels(method, route).observe(seconds)
+
+    def security_detection(self, kind: str) -> None:
+        """Threat detection raised a ``security.<kind>`` event (and blocked its source)."""
+        self._security.labels(kind).inc()
 
     def task_finished(self, kind: str, outcome: str, seconds: float) -> None:
         """A task ended ``succeeded``, ``failed`` or ``cancelled`` after ``seconds`` since its creation."""

@@ -94,6 +94,22 @@ class AccessTicket(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
+class SecurityBlock(Base):
+    """A client address blocked by threat detection (``identity/threats.py``) until ``expires_at``,
+    unless an administrator lifted it first; every replica reads it before serving that address."""
+
+    __tablename__ = "security_blocks"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    #: the address (or IPv6 /64) as ``throttle.source_key`` spells it, without its prefix
+    source: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    lifted_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
 class LoginFailure(Base):
     """Recent failed logins of one account or one client address: the brute-force throttle's
     state, in the database so every API replica sees the same counts. Pruned once forgotten."""

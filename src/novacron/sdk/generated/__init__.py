@@ -34,6 +34,7 @@ from novacron.sdk.generated.reservations import ReservationsApi
 from novacron.sdk.generated.roles import RolesApi
 from novacron.sdk.generated.routers import RoutersApi
 from novacron.sdk.generated.scaling_groups import ScalingGroupsApi
+from novacron.sdk.generated.security import SecurityApi
 from novacron.sdk.generated.security_groups import SecurityGroupsApi
 from novacron.sdk.generated.server_groups import ServerGroupsApi
 from novacron.sdk.generated.slos import SlosApi
@@ -84,6 +85,7 @@ class Api:
         self.roles = RolesApi(core)
         self.routers = RoutersApi(core)
         self.scaling_groups = ScalingGroupsApi(core)
+        self.security = SecurityApi(core)
         self.security_groups = SecurityGroupsApi(core)
         self.server_groups = ServerGroupsApi(core)
         self.slos = SlosApi(core)
@@ -340,6 +342,8 @@ OPERATIONS: dict[str, str] = {
     "set_protection_v1_scaling_groups__group_id__members__vm_id__protection_put": "scaling_groups.set_protection",
     "update_group_v1_scaling_groups__group_id__patch": "scaling_groups.update_group",
     "update_policy_v1_scaling_groups__group_id__policies__policy_id__patch": "scaling_groups.update_policy",
+    "lift_block_v1_security_blocks__block_id__delete": "security.lift_block",
+    "list_blocks_v1_security_blocks_get": "security.list_blocks",
     "add_rule_v1_security_groups__group_id__rules_post": "security_groups.add_rule",
     "create_group_v1_security_groups_post": "security_groups.create_group",
     "create_qos_v1_qos_policies_post": "security_groups.create_qos",

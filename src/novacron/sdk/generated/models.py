@@ -333,6 +333,25 @@ class BackupsAccepted(TypedDict, total=False):
     volume_id: str | None
 
 
+class BlockList(TypedDict, total=False):
+    """BlockList"""
+
+    items: Required[list[BlockOut]]
+
+
+class BlockOut(TypedDict, total=False):
+    """BlockOut"""
+
+    created_at: Required[str]
+    expires_at: Required[str]
+    id: Required[str]
+    kind: Required[str]
+    lifted_at: Required[str | None]
+    lifted_by: Required[str | None]
+    reason: Required[str]
+    source: Required[str]
+
+
 class BudgetCheckOut(TypedDict, total=False):
     """BudgetCheckOut"""
 
@@ -556,6 +575,7 @@ class ConfigPatch(TypedDict, total=False):
     reason: str
     retention: RetentionSection
     scheduler: SchedulerSection
+    threats: ThreatsSection
     tokens: TokensSection
     webhooks: WebhooksSection
 
@@ -3109,6 +3129,16 @@ class TenantUpdate(TypedDict, total=False):
 
     description: str | None
     name: str | None
+
+
+class ThreatsSection(TypedDict, total=False):
+    """ThreatsSection"""
+
+    block_s: float | None
+    delete_burst: int | None
+    enumeration_404s: int | None
+    stuffing_accounts: int | None
+    window_s: float | None
 
 
 class TicketOut(TypedDict, total=False):

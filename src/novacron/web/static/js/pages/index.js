@@ -31,3 +31,4 @@ import './api_keys.js';
 import './webhooks.js';
 import './mfa.js';
 import './settings.js';
+import './security.js';
