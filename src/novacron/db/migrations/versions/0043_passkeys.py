@@ -1,6 +1,6 @@
 """mfa_passkeys, mfa_passkey_challenges: WebAuthn passkeys as a second factor
 
-Revision ID: 0044
+Revision ID: 0043
 Revises: 0042
 Create Date: 2026-12-07
 """
@@ -12,7 +12,7 @@ from alembic import op
 
 from novacron.db.base import UTCDateTime
 
-revision = "0044"
+revision = "0043"
 down_revision = "0042"
 branch_labels = None
 depends_on = None

@@ -1,7 +1,7 @@
 """security_blocks: client addresses blocked by threat detection (identity/threats.py)
 
-Revision ID: 0045
-Revises: 0042
+Revision ID: 0044
+Revises: 0043
 Create Date: 2026-12-07
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 from novacron.db.base import UTCDateTime
 
-revision = "0045"
-down_revision = "0042"
+revision = "0044"
+down_revision = "0043"
 branch_labels = None
 depends_on = None
 
