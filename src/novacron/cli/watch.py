@@ -21,15 +21,19 @@ def _mib(n: int) -> str:
 
 
 def transfer_label(result: object) -> str:
-    """``RAM 12.0/256.0 MiB, disk 3.0/40.0 MiB`` from a running task's ``result.progress``."""
+    """``RAM 12.0/256.0 MiB, disk 3.0/40.0 MiB`` (or ``vdb, read 12.0 MiB``) from a running task's
+    ``result.progress``."""
     detail = result.get("progress") if isinstance(result, dict) else None
     if not isinstance(detail, dict):
         return ""
     parts = []
     if ram := detail.get("ram"):
         parts.append(f"RAM {_mib(ram['total'] - ram['remaining'])}/{_mib(ram['total'])} MiB")
-    if disk := detail.get("disk"):
+    disk = detail.get("disk")
+    if isinstance(disk, dict):  # a migration's disk mirror
         parts.append(f"disk {_mib(disk['offset'])}/{_mib(disk['len'])} MiB")
+    elif isinstance(disk, str):  # a backup or restore names the disk it is on
+        parts.append(disk)
     if "bytes_read" in detail:  # a backup: what QEMU read, then chunks stored
         parts.append(f"read {_mib(detail['bytes_read'])} MiB")
         if "chunks_done" in detail:
