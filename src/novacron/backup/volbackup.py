@@ -36,6 +36,7 @@ from novacron.db.models import BackupSnapshot, BackupTarget, Project, RestoreJob
 from novacron.db.resolve import Named, resolve
 from novacron.errors import Conflict, InvalidInput, NameTaken, NotFound
 from novacron.identity.principal import Principal
+from novacron.private import mkdir_private
 from novacron.quota import enforce as quota
 from novacron.quota.registry import volume_amounts
 from novacron.tasks.runner import StepFailed, TaskHandler, create_task
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
     from novacron.context import Context
 
 STATUS = "backing-up"
+#: the format of a volume of each pool, as ``qemu-nbd`` reads it and ``qemu-img`` writes it
+FORMATS = {"file": "qcow2", "rbd": "raw"}
 GIB = 1 << 30
 
 
@@ -81,7 +84,7 @@ def request_volume_backup(
         raise Conflict(
             f"Volume '{volume.name}' is {volume.status}; only an available volume is backed up alone."
         )
-    if volume.pool != "file":
+    if volume.pool not in FORMATS:
         raise Conflict(
             f"Volume '{volume.name}' is in the {volume.pool} pool: backing it up alone is not built."
         )
@@ -104,7 +107,8 @@ def request_volume_backup(
     params = {
         "snapshot_id": snap.id,
         "full": full,
-        "parent_id": None if full else _parent(session, volume.id, target.id),
+        # an rbd volume has no change tracking of its own: each of its backups is a full read
+        "parent_id": None if full or volume.pool != "file" else _parent(session, volume.id, target.id),
     }
     task = create_task(
         session, BackupVolume, "volume", volume.id,
@@ -130,11 +134,18 @@ async def _qemu_img_info(path: str) -> dict[str, Any]:
     return dict(json.loads(out))
 
 
-async def read_volume(
-    path: str, snapshot_id: str, parent_id: str | None, chunk: int, store: Any, tenant: str
-) -> dict[str, Any]:  # noqa: PLR0913
-    """Store the qcow2 at ``path`` as the snapshot's disk; incremental when the file holds the
-    parent's bitmap, whole otherwise (and why)."""
+async def read_volume(  # noqa: PLR0913
+    path: str,
+    snapshot_id: str,
+    parent_id: str | None,
+    chunk: int,
+    store: Any,
+    tenant: str,
+    name: str,
+    fmt: str = "qcow2",
+) -> dict[str, Any]:
+    """Store the volume at ``path`` as the snapshot's disk ``name``: a qcow2 incrementally when the
+    file holds the parent's bitmap, whole otherwise (and why); a raw RBD image whole."""
     from novacron.virt import cbt  # libnbd: only where disks are read
     from novacron.virt.nbdread import EXPORT, open_reader
 
@@ -143,17 +154,18 @@ async def read_volume(
     found = {b["name"]: b for b in info.get("format-specific", {}).get("data", {}).get("bitmaps", [])}
     wanted = cbt.bitmap_name(parent_id) if parent_id else ""
     bitmap = found.get(wanted) if wanted else None
-    if parent_id is None:
+    if fmt != "qcow2":
+        reason, bitmap = "an rbd volume is read whole (its change tracking lives only in a running VM)", None
+    elif parent_id is None:
         reason = "first backup of this volume, or a full one asked for"
     elif bitmap is None or "in-use" in bitmap.get("flags", []):
         reason = "no usable change-tracking bitmap of the previous backup in the volume's file"
         bitmap = None
     else:
         reason = ""
-    argv = ["qemu-nbd", "--read-only", "--format=qcow2", f"--export-name={EXPORT}", "--shared=1"]
+    argv = ["qemu-nbd", "--read-only", f"--format={fmt}", f"--export-name={EXPORT}", "--shared=1"]
     argv += (["-B", wanted] if bitmap else []) + [path]
     reader, dirty = await asyncio.to_thread(open_reader, size, chunk, wanted if bitmap else None, None, argv)
-    name = Path(path).stem
     try:
         await asyncio.to_thread(
             store.write_snapshot, tenant, snapshot_id, name, reader, size,
@@ -163,7 +175,8 @@ async def read_volume(
         )  # fmt: skip
     finally:
         await asyncio.to_thread(reader.close)
-    await cbt.commit_file(path, cbt.bitmap_name(snapshot_id), chunk)
+    if fmt == "qcow2":  # the next backup of the file reads what changed after this one
+        await cbt.commit_file(path, cbt.bitmap_name(snapshot_id), chunk)
     mode = "incremental" if bitmap else "full"
     why = reason or "changed chunks from the dirty bitmap of the previous backup"
     dirty_bytes = size if dirty is None else sum(e - s for spans in dirty.values() for s, e in spans)
@@ -203,15 +216,16 @@ class BackupVolume(TaskHandler):
             volume = s.get(Volume, task.resource_id)
             if volume is None:
                 raise StepFailed(f"Volume {task.resource_id} no longer exists.")
-            path, name = volume.location, volume.name
+            path, name, volume_id, fmt = volume.location, volume.name, volume.id, FORMATS[volume.pool]
             row = s.get(BackupSnapshot, snap.id)
             assert row is not None
             row.state, row.parent_id = "running", task.params.get("parent_id")
         store = vmstore.server_store(ctx.settings, target)
         started = time.monotonic()
         result = await read_volume(
-            path, snap.id, task.params.get("parent_id"), target.chunk_size, store, snap.tenant_id
-        )
+            path, snap.id, task.params.get("parent_id"), target.chunk_size, store, snap.tenant_id,
+            volume_id, fmt,
+        )  # fmt: skip
         record_backup(ctx, snap.id, target, name, result, time.monotonic() - started)
         set_result(ctx, task, {"snapshot_id": snap.id, "parent_id": task.params.get("parent_id"), **result})
 
@@ -242,7 +256,8 @@ def request_volume_restore(
         raise NameTaken("volume", name, "new_volume")
     volume = Volume(
         id=new_id("vol"), project_id=project.id, tenant_id=project.tenant_id, name=name, size_gb=size_gb,
-        pool="file", location="", status="creating", source_volume_id=volume_id,
+        pool=str((snap.source or {}).get("pool") or "file"), location="", status="creating",
+        source_volume_id=volume_id,
     )  # fmt: skip
     session.add(volume)
     session.flush()
@@ -278,15 +293,18 @@ class RestoreVolume(TaskHandler):
             assert volume is not None
             pool = pool_for(ctx.settings, volume.pool)
             volume.location = volume.location or pool.location(volume.id)
-            path, size_gb = volume.location, volume.size_gb
-        if not Path(path).exists():
-            await pool.create(task.resource_id, size_gb, None)
-        raw = Path(path).with_suffix(".restoring.raw")
+            path, size_gb, fmt = volume.location, volume.size_gb, FORMATS[volume.pool]
+        await pool.create(task.resource_id, size_gb, None)  # nothing when made already
+        # the sparse raw file beside a file volume; with the pools' directory for an RBD image
+        beside = Path(path) if volume.pool == "file" else ctx.settings.volumes_dir / task.resource_id
+        mkdir_private(beside.parent)
+        raw = beside.with_suffix(".restoring.raw")
         store = vmstore.server_store(ctx.settings, target)
         try:
             await asyncio.to_thread(store.restore_to, snap.tenant_id, snap.id, task.params["disk"], raw)
+            # into the qcow2, or the RBD image by its location (the keyring's path, not the key)
             proc = await asyncio.create_subprocess_exec(
-                "qemu-img", "convert", "-n", "-f", "raw", "-O", "qcow2", str(raw), path,
+                "qemu-img", "convert", "-n", "-f", "raw", "-O", fmt, str(raw), path,
                 stderr=asyncio.subprocess.PIPE,
             )  # fmt: skip
             _, err = await proc.communicate()
