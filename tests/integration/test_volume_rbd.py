@@ -18,6 +18,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -277,33 +278,45 @@ def test_rbd_volumes_backed_up_with_their_vm_and_alone(env: Env, ceph: Ceph) -> 
     assert _guest(env, "rbd-vm", write.format(n=13, word="GONE"), "W") == "ok"
     BACKED.update(backup=r.json()["backup"]["id"], volume=vid)
 
-    # a detached rbd volume alone (409 before): read whole, restored as a new rbd volume
+    # a detached rbd volume alone (409 before): read whole from an RBD snapshot of the backup's
+    # own, then incrementally (``rbd diff`` from that snapshot), restored as a new rbd volume
     alone = str(_ok(c, c.post("/v1/volumes", json={**body, "name": "alone-rbd"}))["id"])
-    wrote = subprocess.run(
-        ["qemu-io", "-f", "raw", "-c", "write -P 0x5a 1M 64k", "-c", "write -P 0xa5 700M 4k",
-         f"rbd:rbd/{alone}:conf={ceph.conf}"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert wrote.returncode == 0, wrote.stderr
-    r = c.post("/v1/backups", json={"volume": alone})
-    assert r.status_code == 202 and r.json()["volume_id"] == alone, r.text
-    assert c.get(f"/v1/volumes/{alone}").json()["status"] == "backing-up"
-    task = wait_task(c, r.json()["task_id"], timeout_s=300)
-    assert task["state"] == "succeeded", task["error"]
-    own = c.get(f"/v1/backups/{r.json()['backup']['id']}").json()
-    assert own["mode"] == "full" and own["disks"][0]["volume_id"] == alone, own
-    assert "rbd volume is read whole" in own["disks"][0]["reason"], own["disks"]
-    assert c.get(f"/v1/volumes/{alone}").json()["status"] == "available"
-    r = c.post(f"/v1/backups/{own['id']}/restore", json={"new_volume": "alone-restored"})
+    _qemu_io(ceph, alone, "write -P 0x5a 1M 64k", "write -P 0xa5 700M 4k")
+    first = _volume_backup(c, alone)
+    assert first["mode"] == "full" and first["disks"][0]["volume_id"] == alone, first
+    assert _snaps(ceph, alone) == [f"nc-{first['id']}"], "the backup keeps its RBD snapshot"
+    _qemu_io(ceph, alone, "write -P 0x3c 300M 64k")
+    second = _volume_backup(c, alone)
+    assert second["mode"] == "incremental" and second["parent_id"] == first["id"], second
+    assert 64 * 1024 <= second["bytes_read"] <= 4 << 20, second  # the written span, not the volume
+    assert _snaps(ceph, alone) == [f"nc-{second['id']}"], "the older backup's snapshot is dropped"
+    print(f"rbd volume's own backups: full {first['bytes_read']} B read, then {second['bytes_read']} B")
+    r = c.post(f"/v1/backups/{second['id']}/restore", json={"new_volume": "alone-restored"})
     assert r.status_code == 202, r.text
     task = wait_task(c, r.json()["task_id"], timeout_s=300)
     assert task["state"] == "succeeded", task["error"]
     made = c.get(f"/v1/volumes/{task['result']['volume_id']}").json()
     assert made["pool"] == "rbd" and made["status"] == "available" and made["source_volume_id"] == alone
-    assert made["id"] in _images(ceph)
-    _compare(ceph, alone, str(made["id"]))
-    for gone in (alone, str(made["id"])):
+    _compare(ceph, alone, str(made["id"]))  # the full and the incremental backup together
+    for gone in (alone, str(made["id"])):  # with its backup's snapshot, the image goes
         assert c.delete(f"/v1/volumes/{gone}").status_code == 204
+        assert gone not in _images(ceph)
+
+
+def _qemu_io(ceph: Ceph, volume_id: str, *commands: str) -> None:
+    argv = ["qemu-io", "-f", "raw", *(a for cmd in commands for a in ("-c", cmd))]
+    wrote = subprocess.run([*argv, f"rbd:rbd/{volume_id}:conf={ceph.conf}"], capture_output=True, timeout=60)
+    assert wrote.returncode == 0, wrote.stderr
+
+
+def _volume_backup(c: httpx.Client, volume_id: str) -> dict[str, Any]:
+    r = c.post("/v1/backups", json={"volume": volume_id})
+    assert r.status_code == 202 and r.json()["volume_id"] == volume_id, r.text
+    assert c.get(f"/v1/volumes/{volume_id}").json()["status"] == "backing-up"
+    task = wait_task(c, r.json()["task_id"], timeout_s=300)
+    assert task["state"] == "succeeded", task["error"]
+    assert c.get(f"/v1/volumes/{volume_id}").json()["status"] == "available"
+    return dict(c.get(f"/v1/backups/{r.json()['backup']['id']}").json())
 
 
 def test_an_rbd_volume_stays_in_ceph_while_its_vm_migrates_live(env: Env, ceph: Ceph) -> None:

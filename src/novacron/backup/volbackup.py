@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -30,7 +31,7 @@ from sqlalchemy.orm import Session
 from novacron import events
 from novacron.backup import vmstore
 from novacron.backup.tasks import _snapshot, record_backup, set_result
-from novacron.compute.pools import pool_for
+from novacron.compute.pools import BACKUP_SNAPSHOT, RbdPool, pool_for
 from novacron.db.base import new_id, utcnow
 from novacron.db.models import BackupSnapshot, BackupTarget, Project, RestoreJob, Task, Volume
 from novacron.db.resolve import Named, resolve
@@ -107,8 +108,7 @@ def request_volume_backup(
     params = {
         "snapshot_id": snap.id,
         "full": full,
-        # an rbd volume has no change tracking of its own: each of its backups is a full read
-        "parent_id": None if full or volume.pool != "file" else _parent(session, volume.id, target.id),
+        "parent_id": None if full else _parent(session, volume.id, target.id),
     }
     task = create_task(
         session, BackupVolume, "volume", volume.id,
@@ -134,51 +134,86 @@ async def _qemu_img_info(path: str) -> dict[str, Any]:
     return dict(json.loads(out))
 
 
-async def read_volume(  # noqa: PLR0913
-    path: str,
-    snapshot_id: str,
-    parent_id: str | None,
-    chunk: int,
-    store: Any,
-    tenant: str,
-    name: str,
-    fmt: str = "qcow2",
-) -> dict[str, Any]:
-    """Store the volume at ``path`` as the snapshot's disk ``name``: a qcow2 incrementally when the
-    file holds the parent's bitmap, whole otherwise (and why); a raw RBD image whole."""
-    from novacron.virt import cbt  # libnbd: only where disks are read
-    from novacron.virt.nbdread import EXPORT, open_reader
+def bitmap_name(snapshot_id: str) -> str:
+    """The change tracking a backup leaves (``virt/cbt.bitmap_name``): a qcow2's bitmap, an RBD snapshot."""
+    return BACKUP_SNAPSHOT + snapshot_id
 
+
+@dataclass
+class VolumeRead:
+    """How a volume's own backup reads it: a socket-activated read-only export, and what changed."""
+
+    argv: list[str]
+    size: int
+    #: why it is read whole, or how its changes are known
+    reason: str
+    #: the qcow2's bitmap of the parent backup, exported with it (``-B``)
+    bitmap: str | None = None
+    #: the changed spans of each chunk, known beforehand (``rbd diff``); None: read it whole
+    dirty: dict[int, list[tuple[int, int]]] | None = None
+
+
+def _nbd(fmt: str, *more: str) -> list[str]:
+    from novacron.virt.nbdread import EXPORT  # libnbd: only where disks are read
+
+    return ["qemu-nbd", "--read-only", f"--format={fmt}", f"--export-name={EXPORT}", "--shared=1", *more]
+
+
+async def qcow2_read(path: str, parent_id: str | None) -> VolumeRead:
+    """A ``file`` volume: incremental when the file holds the parent's bitmap, else whole (and why)."""
     info = await _qemu_img_info(path)
     size = int(info["virtual-size"])
     found = {b["name"]: b for b in info.get("format-specific", {}).get("data", {}).get("bitmaps", [])}
-    wanted = cbt.bitmap_name(parent_id) if parent_id else ""
+    wanted = bitmap_name(parent_id) if parent_id else ""
     bitmap = found.get(wanted) if wanted else None
-    if fmt != "qcow2":
-        reason, bitmap = "an rbd volume is read whole (its change tracking lives only in a running VM)", None
-    elif parent_id is None:
-        reason = "first backup of this volume, or a full one asked for"
-    elif bitmap is None or "in-use" in bitmap.get("flags", []):
-        reason = "no usable change-tracking bitmap of the previous backup in the volume's file"
-        bitmap = None
-    else:
-        reason = ""
-    argv = ["qemu-nbd", "--read-only", f"--format={fmt}", f"--export-name={EXPORT}", "--shared=1"]
-    argv += (["-B", wanted] if bitmap else []) + [path]
-    reader, dirty = await asyncio.to_thread(open_reader, size, chunk, wanted if bitmap else None, None, argv)
+    if parent_id is None:
+        return VolumeRead(_nbd("qcow2", path), size, "first backup of this volume, or a full one asked for")
+    if bitmap is None or "in-use" in bitmap.get("flags", []):
+        why = "no usable change-tracking bitmap of the previous backup in the volume's file"
+        return VolumeRead(_nbd("qcow2", path), size, why)
+    why = "changed chunks from the dirty bitmap of the previous backup"
+    return VolumeRead(_nbd("qcow2", "-B", wanted, path), size, why, bitmap=wanted)
+
+
+async def rbd_read(
+    pool: RbdPool, volume_id: str, snapshot_id: str, parent_id: str | None, chunk: int
+) -> VolumeRead:
+    """An ``rbd`` volume: its RBD snapshot ``nc-<backup>`` (taken now, kept for the next backup)
+    read over NBD; incremental (``rbd diff`` from the parent's snapshot) when that is still there."""
+    from novacron.virt.nbdread import DIRTY, dirty_spans  # libnbd: only where disks are read
+
+    snap = bitmap_name(snapshot_id)
+    await pool.snapshot(volume_id, snap)
+    size = await pool.size(f"{volume_id}@{snap}")
+    argv = _nbd("raw", pool.location(f"{volume_id}@{snap}"))
+    since = bitmap_name(parent_id) if parent_id else ""
+    if not since:
+        return VolumeRead(argv, size, "first backup of this volume, or a full one asked for")
+    if since not in await pool.snapshots(volume_id):
+        return VolumeRead(argv, size, "the RBD snapshot of the previous backup is gone")
+    extents = [(o, n, DIRTY) for o, n in await pool.diff(volume_id, snap, since)]
+    why = "changed extents since the previous backup's RBD snapshot (rbd diff)"
+    return VolumeRead(argv, size, why, dirty=dirty_spans(extents, chunk))
+
+
+async def read_volume(  # noqa: PLR0913
+    read: VolumeRead, snapshot_id: str, parent_id: str | None, chunk: int, store: Any, tenant: str, name: str
+) -> dict[str, Any]:
+    """Store the volume's export as the snapshot's disk ``name``: its changed spans, or all of it."""
+    from novacron.virt.nbdread import open_reader  # libnbd: only where disks are read
+
+    reader, found = await asyncio.to_thread(open_reader, read.size, chunk, read.bitmap, None, read.argv)
+    dirty = found if read.bitmap else read.dirty
+    size, mode = read.size, "full" if dirty is None else "incremental"
     try:
         await asyncio.to_thread(
             store.write_snapshot, tenant, snapshot_id, name, reader, size,
             None if dirty is None else sorted(dirty), parent_id if dirty is not None else None,
-            {"volume_id": name, "mode": "incremental" if bitmap else "full", "reason": reason},
+            {"volume_id": name, "mode": mode, "reason": read.reason if dirty is None else ""},
             dirty=dirty,
         )  # fmt: skip
     finally:
         await asyncio.to_thread(reader.close)
-    if fmt == "qcow2":  # the next backup of the file reads what changed after this one
-        await cbt.commit_file(path, cbt.bitmap_name(snapshot_id), chunk)
-    mode = "incremental" if bitmap else "full"
-    why = reason or "changed chunks from the dirty bitmap of the previous backup"
     dirty_bytes = size if dirty is None else sum(e - s for spans in dirty.values() for s, e in spans)
     disk = {
         "name": name,
@@ -186,15 +221,43 @@ async def read_volume(  # noqa: PLR0913
         "volume_id": name,
         "size": size,
         "mode": mode,
-        "reason": why,
+        "reason": read.reason,
         "bytes_read": reader.bytes_read,
     }
     return {
-        "mode": mode, "reason": why, "consistency": "application", "size": size,
+        "mode": mode, "reason": read.reason, "consistency": "application", "size": size,
         "bytes_read": reader.bytes_read, "changed_bytes": dirty_bytes,
         "chunks_changed": -(-size // chunk) if dirty is None else len(dirty),
         "store": store.get_snapshot(tenant, snapshot_id).disks[name].stats, "disks": [disk],
     }  # fmt: skip
+
+
+async def _read_and_commit(  # noqa: PLR0913
+    ctx: Context,
+    pool_name: str,
+    path: str,
+    volume_id: str,
+    snap: BackupSnapshot,
+    parent_id: str | None,
+    chunk: int,
+    store: Any,
+) -> dict[str, Any]:
+    """Read the volume of its pool, then keep only this backup's change tracking for the next."""
+    keep = bitmap_name(snap.id)
+    pool = pool_for(ctx.settings, pool_name)
+    if not isinstance(pool, RbdPool):
+        read = await qcow2_read(path, parent_id)
+        result = await read_volume(read, snap.id, parent_id, chunk, store, snap.tenant_id, volume_id)
+        from novacron.virt import cbt  # libnbd: only where disks are read
+
+        await cbt.commit_file(path, keep, chunk)
+        return result
+    read = await rbd_read(pool, volume_id, snap.id, parent_id, chunk)
+    result = await read_volume(read, snap.id, parent_id, chunk, store, snap.tenant_id, volume_id)
+    for older in await pool.snapshots(volume_id):  # the next diff starts from this backup's snapshot
+        if older.startswith(BACKUP_SNAPSHOT) and older != keep:
+            await pool.snapshot(volume_id, older, delete=True)
+    return result
 
 
 def _set_status(ctx: Context, volume_id: str, status: str) -> None:
@@ -216,16 +279,15 @@ class BackupVolume(TaskHandler):
             volume = s.get(Volume, task.resource_id)
             if volume is None:
                 raise StepFailed(f"Volume {task.resource_id} no longer exists.")
-            path, name, volume_id, fmt = volume.location, volume.name, volume.id, FORMATS[volume.pool]
+            path, name, volume_id, pool_name = volume.location, volume.name, volume.id, volume.pool
             row = s.get(BackupSnapshot, snap.id)
             assert row is not None
             row.state, row.parent_id = "running", task.params.get("parent_id")
         store = vmstore.server_store(ctx.settings, target)
         started = time.monotonic()
-        result = await read_volume(
-            path, snap.id, task.params.get("parent_id"), target.chunk_size, store, snap.tenant_id,
-            volume_id, fmt,
-        )  # fmt: skip
+        result = await _read_and_commit(
+            ctx, pool_name, path, volume_id, snap, task.params.get("parent_id"), target.chunk_size, store
+        )
         record_backup(ctx, snap.id, target, name, result, time.monotonic() - started)
         set_result(ctx, task, {"snapshot_id": snap.id, "parent_id": task.params.get("parent_id"), **result})
 
