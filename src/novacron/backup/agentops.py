@@ -180,7 +180,8 @@ async def restore_disk(
     driver: ComputeDriver, instance_id: str, request: RestoreDisk, report: Progress | None
 ) -> dict[str, Any]:
     """Write a snapshot's disks back into the stopped VM: its root disk (a standalone qcow2, no
-    backing file) and each volume of ``request.volumes`` (written into the volume's file in place)."""
+    backing file) and each volume of ``request.volumes`` (written in place into the volume's qcow2
+    file or RBD image)."""
     d = backer(driver)
     if d.pid(instance_id) is not None:
         raise DriverError("the VM is running: stop it before restoring over its disk")

@@ -1,19 +1,22 @@
 """Backups of a detached volume on its own, and their restore as a new volume.
 
 A volume attached to a VM is backed up with its VM (``virt/cbt.py``: one point in time for all of
-the VM's disks). A detached (``available``) ``file`` volume is backed up alone by the control
-plane, which reaches the pool's files (it made them, ``compute/pools.py``): ``POST /v1/backups
-{"volume": ...}`` makes a catalogue row like a VM's backup (``vm_id`` empty, ``vm_name`` the
-volume's name, ``source.volume_id``) and a durable task ``backup.volume``. The volume is
+the VM's disks). A detached (``available``) ``file`` or ``rbd`` volume is backed up alone by the
+control plane, which reaches the pool's files and images (it made them, ``compute/pools.py``):
+``POST /v1/backups {"volume": ...}`` makes a catalogue row like a VM's backup (``vm_id`` empty,
+``vm_name`` the volume's name, ``source.volume_id``) and a durable task ``backup.volume``. The volume is
 ``backing-up`` meanwhile (attach, extend, delete wait). ``qemu-nbd`` exports its qcow2 read-only;
 when the file holds the persistent bitmap of the volume's previous backup of its own (kept in the
 file, and recording while a VM used the volume in between: QEMU loads and stores persistent
 bitmaps with the qcow2), the export carries it (``-B``) and only the dirty spans are read, as for
 a running VM; a VM's backup of the volume meanwhile replaces that bitmap (then: a full read).
+An ``rbd`` volume's backup takes an RBD snapshot ``nc-<backup>`` of its image and reads it over
+NBD (a point in time); from the parent backup's snapshot, only what ``rbd diff`` lists is read
+(a VM's writes in between included), and the older snapshots are dropped once it is stored.
 The snapshot's one disk is named by the volume id. ``POST
 /v1/backups/{id}/restore {"new_volume": name}`` makes a new volume of the backup's project
-(charged like any volume) and a task ``backup.restore_volume`` that creates its file and writes
-the backed-up bytes into it.
+(in the original's pool, charged like any volume) and a task ``backup.restore_volume`` that
+creates its file or image and writes the backed-up bytes into it.
 """
 
 from __future__ import annotations

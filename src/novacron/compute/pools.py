@@ -12,7 +12,9 @@ taken (a write to them is copied), so the read is consistent even while a guest 
 The ``rbd`` pool keeps one RBD image per volume in a Ceph pool (``NOVACRON_RBD_CONF``,
 ``NOVACRON_RBD_POOL``): the control plane makes it with the ``rbd`` tool (or ``qemu-img convert``
 for a copy of an image), every host opens it with QEMU's ``rbd`` block driver, so a live migration
-never copies it; its snapshots are RBD snapshots (``rbd snap``), copies ``rbd cp`` of one.
+never copies it; its snapshots are RBD snapshots (``rbd snap``), copies ``rbd cp`` of one. A
+volume's own backup keeps an RBD snapshot ``nc-<backup>`` (``backup/volbackup.py``): ``delete``
+drops it before the image.
 """
 
 from __future__ import annotations
