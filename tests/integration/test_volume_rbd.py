@@ -18,6 +18,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -232,6 +233,92 @@ def test_a_wrong_rbd_key_or_an_open_keyring_is_refused_naming_the_settings(
         Settings.from_env()
 
 
+#: the VM backup holding an rbd volume, restored over the VM by the last test while it is stopped
+#: (that test's cold move stops it already: the restore costs no extra guest boot)
+BACKED: dict[str, str] = {}
+
+
+def _rbd(ceph: Ceph, *args: str) -> None:
+    subprocess.run(["rbd", "-c", str(ceph.conf), *args], capture_output=True, check=True, timeout=60)
+
+
+def _compare(ceph: Ceph, a: str, b: str) -> None:
+    """Byte-identical RBD images (``<image>`` or ``<image>@<snap>``), read with the admin key."""
+    compare = subprocess.run(
+        ["qemu-img", "compare", "-U", "-f", "raw", "-F", "raw",
+         f"rbd:rbd/{a}:conf={ceph.conf}", f"rbd:rbd/{b}:conf={ceph.conf}"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert compare.returncode == 0 and "identical" in compare.stdout, compare.stdout + compare.stderr
+
+
+def test_rbd_volumes_backed_up_with_their_vm_and_alone(env: Env, ceph: Ceph) -> None:
+    """A VM's backup holds its attached rbd volume (restored over the VM in the last test); a
+    detached rbd volume's own backup (a full read) restores as a new, byte-identical rbd volume."""
+    c, vm_id = env.c, env.vms["rbd-vm"]
+    r = c.post(
+        "/v1/backup-targets",
+        json={"name": "local", "type": "local", "config": {"path": str(env.server.state_dir / "bk")}},
+    )
+    assert r.status_code == 201, r.text
+    body = {"name": "bk-rbd", "size_gb": 1, "pool": "rbd", "project_id": env.project}
+    vid = str(_ok(c, c.post("/v1/volumes", json=body))["id"])
+    _ok(c, c.post(f"/v1/volumes/{vid}/attach", json={"vm": vm_id}))
+    dev = _disk(env, "rbd-vm", vid).partition(":")[0]
+    write = "echo MARK$((6000+{n})){word} | dd of=/dev/" + dev + " 2>/dev/null; sync; echo ok"
+    assert _guest(env, "rbd-vm", write.format(n=12, word="KEEP"), "W") == "ok"
+    r = c.post("/v1/backups", json={"vm": vm_id})
+    assert r.status_code == 202, r.text
+    task = wait_task(c, r.json()["task_id"], timeout_s=600)
+    assert task["state"] == "succeeded", task["error"]
+    disks = {d["name"]: d for d in task["result"]["disks"]}
+    assert disks[vid]["size"] == 1 << 30 and disks[vid]["mode"] == "full", disks
+    # the image as the backup read it (the guest wrote nothing since), for the byte compare later
+    _rbd(ceph, "snap", "create", f"rbd/{vid}@as-backed-up")
+    assert _guest(env, "rbd-vm", write.format(n=13, word="GONE"), "W") == "ok"
+    BACKED.update(backup=r.json()["backup"]["id"], volume=vid)
+
+    # a detached rbd volume alone (409 before): read whole from an RBD snapshot of the backup's
+    # own, then incrementally (``rbd diff`` from that snapshot), restored as a new rbd volume
+    alone = str(_ok(c, c.post("/v1/volumes", json={**body, "name": "alone-rbd"}))["id"])
+    _qemu_io(ceph, alone, "write -P 0x5a 1M 64k", "write -P 0xa5 700M 4k")
+    first = _volume_backup(c, alone)
+    assert first["mode"] == "full" and first["disks"][0]["volume_id"] == alone, first
+    assert _snaps(ceph, alone) == [f"nc-{first['id']}"], "the backup keeps its RBD snapshot"
+    _qemu_io(ceph, alone, "write -P 0x3c 300M 64k")
+    second = _volume_backup(c, alone)
+    assert second["mode"] == "incremental" and second["parent_id"] == first["id"], second
+    assert 64 * 1024 <= second["bytes_read"] <= 4 << 20, second  # the written span, not the volume
+    assert _snaps(ceph, alone) == [f"nc-{second['id']}"], "the older backup's snapshot is dropped"
+    print(f"rbd volume's own backups: full {first['bytes_read']} B read, then {second['bytes_read']} B")
+    r = c.post(f"/v1/backups/{second['id']}/restore", json={"new_volume": "alone-restored"})
+    assert r.status_code == 202, r.text
+    task = wait_task(c, r.json()["task_id"], timeout_s=300)
+    assert task["state"] == "succeeded", task["error"]
+    made = c.get(f"/v1/volumes/{task['result']['volume_id']}").json()
+    assert made["pool"] == "rbd" and made["status"] == "available" and made["source_volume_id"] == alone
+    _compare(ceph, alone, str(made["id"]))  # the full and the incremental backup together
+    for gone in (alone, str(made["id"])):  # with its backup's snapshot, the image goes
+        assert c.delete(f"/v1/volumes/{gone}").status_code == 204
+        assert gone not in _images(ceph)
+
+
+def _qemu_io(ceph: Ceph, volume_id: str, *commands: str) -> None:
+    argv = ["qemu-io", "-f", "raw", *(a for cmd in commands for a in ("-c", cmd))]
+    wrote = subprocess.run([*argv, f"rbd:rbd/{volume_id}:conf={ceph.conf}"], capture_output=True, timeout=60)
+    assert wrote.returncode == 0, wrote.stderr
+
+
+def _volume_backup(c: httpx.Client, volume_id: str) -> dict[str, Any]:
+    r = c.post("/v1/backups", json={"volume": volume_id})
+    assert r.status_code == 202 and r.json()["volume_id"] == volume_id, r.text
+    assert c.get(f"/v1/volumes/{volume_id}").json()["status"] == "backing-up"
+    task = wait_task(c, r.json()["task_id"], timeout_s=300)
+    assert task["state"] == "succeeded", task["error"]
+    assert c.get(f"/v1/volumes/{volume_id}").json()["status"] == "available"
+    return dict(c.get(f"/v1/backups/{r.json()['backup']['id']}").json())
+
+
 def test_an_rbd_volume_stays_in_ceph_while_its_vm_migrates_live(env: Env, ceph: Ceph) -> None:
     """The last test of the module: the VM moves to the second host live, back cold, and is deleted."""
     c, vm_id = env.c, env.vms["rbd-vm"]
@@ -277,14 +364,32 @@ def test_an_rbd_volume_stays_in_ceph_while_its_vm_migrates_live(env: Env, ceph: 
         assert task["result"]["volumes_copied"] == [], task["result"]
         vm = c.get(f"/v1/vms/{vm_id}").json()
         assert vm["host_id"] == source and vm["state"] == "stopped", vm
+        _restore_over_the_vm(env, ceph)
         boots = c.get(f"/v1/vms/{vm_id}/console-log").text.count("NOVACRON-GUEST-READY")
         r = c.post(f"/v1/vms/{vm_id}/actions/start")
         assert r.status_code == 202 and wait_task(c, r.json()["task_id"])["state"] == "succeeded", r.text
         _wait_boots(c, vm_id, boots + 1, timeout_s=240)
         name = _disk(env, "rbd-vm", vid).partition(":")[0]
         assert _guest(env, "rbd-vm", f"dd if=/dev/{name} bs=16 count=1 2>/dev/null", "R") == "MARK6009MARK"
+        restored = _disk(env, "rbd-vm", BACKED["volume"]).partition(":")[0]  # and the guest reads it
+        read = f"dd if=/dev/{restored} bs=16 count=1 2>/dev/null"
+        assert _guest(env, "rbd-vm", read, "R") == "MARK6012KEEP"
         done = wait_task(c, c.delete(f"/v1/vms/{vm_id}").json()["task_id"], timeout_s=120)
         assert done["state"] == "succeeded", done["error"]
     finally:
         agent.stop()
         shutil.rmtree(agent.state_dir, ignore_errors=True)
+
+
+def _restore_over_the_vm(env: Env, ceph: Ceph) -> None:
+    """The stopped VM restored from its backup: its rbd volume holds the backed-up bytes again."""
+    c, vm_id, vid = env.c, env.vms["rbd-vm"], BACKED["volume"]
+    assert "MARK6013GONE" in _read(ceph, vid)
+    r = c.post(f"/v1/backups/{BACKED['backup']}/restore", json={"vm": vm_id})
+    assert r.status_code == 202, r.text
+    done = wait_task(c, r.json()["task_id"], timeout_s=600)
+    assert done["state"] == "succeeded", done["error"]
+    assert done["result"]["disks"] == ["vda", vid], done["result"]
+    assert "MARK6012KEEP" in _read(ceph, vid)
+    _compare(ceph, f"{vid}@as-backed-up", vid)
+    _rbd(ceph, "snap", "rm", f"rbd/{vid}@as-backed-up")

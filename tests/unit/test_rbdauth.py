@@ -18,7 +18,7 @@ def test_a_keyring_location_is_a_user_and_a_key_secret_whose_file_only_the_host_
     keyring.write_text("[client.novacron]\n\tkey = AQAPtRZrRju/DxAAoOcWLj52a7y1+2eb8BOLwg==\n")
     where = f"rbd:rbd/vol-7:conf=/etc/ceph/ceph.conf:id=novacron:keyring={keyring}"
     vol = VolumeAttachment("vol-7", "rbd", where, "vol-7")
-    node = blockdev(vol)["file"]
+    node = blockdev(vol)["file"]["file"]  # throttle filter -> raw format node -> rbd
     assert node["user"] == "novacron" and node["auth-client-required"] == ["cephx"]
     assert node["key-secret"] == rbdauth.secret_id(node_name("vol-7"))
     options = argv((vol,), tmp_path)

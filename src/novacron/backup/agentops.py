@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from novacron.virt.cbt import PointInTime  # libnbd: only on hosts that back VMs up
 
 DISK = "vda"
+#: the format ``qemu-img`` writes into a volume of each pool: a ``file`` volume is a qcow2, an
+#: ``rbd`` one a raw RBD image, named by its location (``rbd:<pool>/<image>:conf=..:id=..:keyring=..``:
+#: the keyring's path, never the key, is on the command line; ``virt/rbdauth.py``)
+FORMATS = {"file": "qcow2", "rbd": "raw"}
 
 
 async def _with_progress(
@@ -176,7 +180,8 @@ async def restore_disk(
     driver: ComputeDriver, instance_id: str, request: RestoreDisk, report: Progress | None
 ) -> dict[str, Any]:
     """Write a snapshot's disks back into the stopped VM: its root disk (a standalone qcow2, no
-    backing file) and each volume of ``request.volumes`` (written into the volume's file in place)."""
+    backing file) and each volume of ``request.volumes`` (written in place into the volume's qcow2
+    file or RBD image)."""
     d = backer(driver)
     if d.pid(instance_id) is not None:
         raise DriverError("the VM is running: stop it before restoring over its disk")
@@ -190,7 +195,7 @@ async def restore_disk(
     done: list[str] = []
     try:
         for name, volume in steps:
-            if volume is not None and volume.driver != "file":
+            if volume is not None and volume.driver not in FORMATS:
                 raise DriverError(
                     f"restoring into a {volume.driver} volume is not built (volume {volume.volume_id})"
                 )
@@ -199,10 +204,11 @@ async def restore_disk(
                 tmp = disk.with_suffix(".restoring")
                 await raw_to_qcow2(raw, tmp)  # -f raw: the bytes are the guest's
                 tmp.replace(disk)
-            else:  # in place: the volume keeps its file (and its internal snapshots)
+            else:  # in place: the volume keeps its file or RBD image (and its snapshots)
                 await _run_tool(
-                    "qemu-img", "convert", "-n", "-f", "raw", "-O", "qcow2", str(raw), volume.path
-                )
+                    "qemu-img", "convert", "-n", "-f", "raw", "-O", FORMATS[volume.driver], str(raw),
+                    volume.path,
+                )  # fmt: skip
             done.append(name)
             raw.unlink(missing_ok=True)
     finally:

@@ -12,7 +12,9 @@ taken (a write to them is copied), so the read is consistent even while a guest 
 The ``rbd`` pool keeps one RBD image per volume in a Ceph pool (``NOVACRON_RBD_CONF``,
 ``NOVACRON_RBD_POOL``): the control plane makes it with the ``rbd`` tool (or ``qemu-img convert``
 for a copy of an image), every host opens it with QEMU's ``rbd`` block driver, so a live migration
-never copies it; its snapshots are RBD snapshots (``rbd snap``), copies ``rbd cp`` of one.
+never copies it; its snapshots are RBD snapshots (``rbd snap``), copies ``rbd cp`` of one. A
+volume's own backup keeps an RBD snapshot ``nc-<backup>`` (``backup/volbackup.py``): ``delete``
+drops it before the image.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from novacron.virt import images, procs
 from novacron.virt.base import DriverError, VolumeAttachment
 
 GIB = 1 << 30
+#: the name prefix of the RBD snapshot a volume's own backup keeps (``backup/volbackup.py``)
+BACKUP_SNAPSHOT = "nc-"
 #: how the rbd tool and librados say a client's key was refused (or none was found for it)
 AUTH_FAILED = (
     "Permission denied",
@@ -228,10 +232,41 @@ class RbdPool(StoragePool):
         )
 
     def delete(self, volume_id: str, location: str = "") -> None:
+        # the snapshot a volume's own backup keeps (``nc-<backup>``) would make ``rbd rm`` refuse
+        listed = subprocess.run(
+            self._rbd("snap", "ls", "--format", "json", f"{self.pool}/{volume_id}"),
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        for snap in json.loads(listed.stdout or "[]") if listed.returncode == 0 else []:
+            if str(snap.get("name", "")).startswith(BACKUP_SNAPSHOT):
+                subprocess.run(
+                    self._rbd("snap", "rm", "--no-progress", f"{self.pool}/{volume_id}@{snap['name']}"),
+                    capture_output=True, timeout=120,
+                )  # fmt: skip
         for image in (volume_id, f"{volume_id}.new"):  # an absent image: nothing to do
             subprocess.run(
                 self._rbd("rm", "--no-progress", f"{self.pool}/{image}"), capture_output=True, timeout=120
             )
+
+    async def size(self, image: str) -> int:
+        """The size in bytes of ``image`` (``<volume>`` or ``<volume>@<snapshot>``)."""
+        info = json.loads(await self._run(*self._rbd("info", "--format", "json", f"{self.pool}/{image}")))
+        return int(info["size"])
+
+    async def diff(self, volume_id: str, snapshot: str, since: str) -> list[tuple[int, int]]:
+        """The (offset, length) extents of the volume written (or discarded) between its snapshots
+        ``since`` and ``snapshot`` (``rbd diff``: what a volume's own incremental backup reads)."""
+        out = await self._run(
+            *self._rbd(
+                "diff", "--from-snap", since, "--format", "json", f"{self.pool}/{volume_id}@{snapshot}"
+            ),
+            timeout_s=3600,
+        )
+        return [(int(e["offset"]), int(e["length"])) for e in json.loads(out or "[]")]
+
+    async def snapshots(self, volume_id: str) -> set[str]:
+        """The names of the volume's RBD snapshots."""
+        return await self._snaps(volume_id)
 
     async def _snaps(self, volume_id: str) -> set[str]:
         out = await self._run(*self._rbd("snap", "ls", "--format", "json", f"{self.pool}/{volume_id}"))

@@ -463,13 +463,13 @@ async def offline_view(
     views: list[PointInTime] = []
     try:
         for disk in disks:
-            if disk.fmt != "qcow2" or not Path(disk.path).exists():
+            if disk.fmt == "qcow2" and not Path(disk.path).exists():  # an rbd image: every host's
                 raise DriverError(f"instance {instance_id} has no disk {disk.name} on this host to read")
             size = await disk_size(driver, instance_id, disk)
             argv = [
                 "qemu-nbd",
                 "--read-only",
-                "--format=qcow2",
+                f"--format={disk.fmt}",
                 f"--export-name={EXPORT}",
                 "--shared=1",
                 disk.path,
