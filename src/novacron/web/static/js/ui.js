@@ -258,6 +258,17 @@ export function toast(message, kind = 'info') {
 }
 
 /** Call fn at most once per `ms`, the last call winning (for refreshes driven by events). */
+/** Wrap an async read so only the last call started keeps its answer (earlier ones resolve to
+ *  `undefined`): reloads that overlap never draw an older answer over a newer one. */
+export function latestOnly(read) {
+  let calls = 0;
+  return async (...args) => {
+    const mine = ++calls;
+    const value = await read(...args);
+    return mine === calls ? value : undefined;
+  };
+}
+
 export function throttle(fn, ms = 400) {
   let timer = null;
   return (...args) => {

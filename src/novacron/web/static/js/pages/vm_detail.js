@@ -3,7 +3,7 @@
 import { ApiError, get, listAll, request } from '../api.js';
 import { subscribe } from '../live.js';
 import { registerPage } from '../registry.js';
-import { h, clear, badge, card, confirmDialog, errorBox, fmtMB, link, pageHead, progress, table, throttle, timeEl, toast, fmtGiB } from '../ui.js';
+import { h, clear, badge, card, confirmDialog, errorBox, fmtMB, latestOnly, link, pageHead, progress, table, throttle, timeEl, toast, fmtGiB } from '../ui.js';
 import { backupList } from './backups.js';
 import { cloneButtons } from './clones.js';
 import { mountGuest } from './guest_info.js';
@@ -176,12 +176,11 @@ registerPage({
       can('network:read') ? listAll('/v1/ports', { vm_id: vm.id }).then((ports) => clear(portsBox, portTable(ports, 'No network ports.'))) : null,
     ]);
 
-    let vmLoads = 0;
+    const readVm = latestOnly((id) => get(`/v1/vms/${id}`));
     reloadVm = throttle(async () => {
-      const mine = ++vmLoads;
       try {
-        const fresh = await get(`/v1/vms/${vm.id}`);
-        if (mine !== vmLoads) return; // a later reload is under way: an older answer must not win
+        const fresh = await readVm(vm.id);
+        if (!fresh) return; // a later reload is under way
         vm = fresh;
         drawHead();
         loadSnapshots().catch(() => {});  // its buttons follow the VM's task_state

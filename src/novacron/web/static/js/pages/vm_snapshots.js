@@ -4,7 +4,7 @@
 // snapshot the VM's disk stands on now.
 
 import { get, post, request } from '../api.js';
-import { h, clear, badge, confirmDialog, timeEl, toast } from '../ui.js';
+import { h, clear, badge, confirmDialog, latestOnly, timeEl, toast } from '../ui.js';
 import { checkField, field, onSubmit } from './common.js';
 
 async function act(fn) {
@@ -83,12 +83,10 @@ function createForm(vmRef) {
 export function snapshotPanel(box, vmRef, canWrite) {
   const treeBox = h('div', { 'aria-live': 'polite' });
   clear(box, treeBox, canWrite ? createForm(vmRef) : null);
-  let latest = 0;
+  const read = latestOnly((id) => get(`/v1/vms/${id}/snapshots`));
   return async () => {
-    const mine = ++latest;
-    const page = await get(`/v1/vms/${vmRef().id}/snapshots`);
-    // loads overlap (events, the VM's own reload): only the last one started draws, with the VM
-    // as it is now, so an older answer never brings back buttons disabled by a finished task
-    if (mine === latest) clear(treeBox, snapshotTree(vmRef(), page.items, canWrite));
+    const page = await read(vmRef().id);
+    // drawn with the VM as it is now: an older answer never brings back buttons a finished task enabled
+    if (page) clear(treeBox, snapshotTree(vmRef(), page.items, canWrite));
   };
 }
