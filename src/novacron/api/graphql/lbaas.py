@@ -14,7 +14,7 @@ import strawberry
 
 from novacron.api.graphql.context import Info
 from novacron.api.graphql.limits import DEFAULT_FIRST
-from novacron.api.graphql.pages import Page, absent, page_params
+from novacron.api.graphql.pages import Page, absent, node_of, page_params
 from novacron.db.models import LbMember, LoadBalancer
 from novacron.lbaas.loadbalancers import LoadBalancerService
 
@@ -27,7 +27,7 @@ class LbPart:
 
     @classmethod
     def of(cls, part: Any) -> LbPart:
-        return cls(id=strawberry.ID(part.id), name=part.name, protocol=part.protocol)
+        return node_of(cls, part)
 
 
 @strawberry.type(name="LbMember")
@@ -51,14 +51,7 @@ class LbMemberNode:
 
     @classmethod
     def of(cls, m: LbMember) -> LbMemberNode:
-        fields = {k: getattr(m, k) for k in _MEMBER_FIELDS}
-        return cls(**{**fields, "id": strawberry.ID(m.id)})
-
-
-_MEMBER_FIELDS = (
-    "pool_id", "loadbalancer_id", "name", "address", "protocol_port", "subnet_id", "vm_id", "weight",
-    "backup", "admin_state_up", "drain", "operating_status", "created_at",
-)  # fmt: skip
+        return node_of(cls, m)
 
 
 @strawberry.type(description="a pool of a load balancer: its id and name, as in REST, and its members")
@@ -74,7 +67,7 @@ class LbPool:
 
     @classmethod
     def of(cls, part: Any) -> LbPool:
-        return cls(id=strawberry.ID(part.id), name=part.name, protocol=part.protocol)
+        return node_of(cls, part)
 
 
 @strawberry.type(name="LoadBalancer")
@@ -109,15 +102,7 @@ class LoadBalancerNode:
 
     @classmethod
     def of(cls, lb: LoadBalancer) -> LoadBalancerNode:
-        fields = {k: getattr(lb, k) for k in _LB_FIELDS}
-        return cls(**{**fields, "id": strawberry.ID(lb.id)})
-
-
-_LB_FIELDS = (
-    "id", "name", "description", "project_id", "tenant_id", "vip_subnet_id", "vip_network_id",
-    "vip_port_id", "vip_address", "topology", "admin_state_up", "provisioning_status",
-    "operating_status", "task_id", "created_at",
-)  # fmt: skip
+        return node_of(cls, lb)
 
 
 @strawberry.type

@@ -14,7 +14,7 @@ import strawberry
 
 from novacron.api.graphql.context import Info
 from novacron.api.graphql.limits import DEFAULT_FIRST
-from novacron.api.graphql.pages import Page, absent, page_params
+from novacron.api.graphql.pages import Page, absent, node_of, page_params
 from novacron.api.graphql.types import PortNode, SecurityGroupNode
 from novacron.db.models import Network, Subnet
 from novacron.network.networks import NetworkService
@@ -80,17 +80,7 @@ class NetworkNode:
 
     @classmethod
     def of(cls, n: Network) -> NetworkNode:
-        return cls(
-            id=strawberry.ID(n.id),
-            name=n.name,
-            project_id=n.project_id,
-            tenant_id=n.tenant_id,
-            vni=n.vni,
-            mtu=n.mtu,
-            external=n.external,
-            shared=n.shared,
-            created_at=n.created_at,
-        )
+        return node_of(cls, n)
 
 
 @strawberry.type

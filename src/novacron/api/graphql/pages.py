@@ -1,4 +1,4 @@
-"""A GraphQL list page and the by-id lookup, shared by the query roots.
+"""A GraphQL list page, the by-id lookup and a node made from its row, shared by the query roots.
 
 A list is a page (``first``, ``after``: the REST ``limit`` and ``cursor``); a single resource by id or
 name is ``null`` when the caller may not see it, as if it did not exist (REST's 404).
@@ -7,9 +7,10 @@ name is ``null`` when the caller may not see it, as if it did not exist (REST's 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import strawberry
+from strawberry.types import get_object_definition
 
 from novacron.api.graphql.limits import MAX_FIRST
 from novacron.db.listing import ListParams
@@ -17,6 +18,16 @@ from novacron.errors import InvalidInput, NotFound
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+def node_of(cls: type[T], row: Any) -> T:
+    """``cls`` with each of its plain fields (not the relations it resolves) read from ``row``'s
+    attribute of that name, ``id`` as a GraphQL ID: the type's own fields say what is copied."""
+    fields = get_object_definition(cls, strict=True).fields
+    values = {f.python_name: getattr(row, f.python_name) for f in fields if f.base_resolver is None}
+    if "id" in values:
+        values["id"] = strawberry.ID(values["id"])
+    return cls(**values)
 
 
 @strawberry.type(description="one page of a list; pass nextCursor as after for the next one")

@@ -17,7 +17,7 @@ import strawberry
 from novacron.api.graphql.context import Info
 from novacron.api.graphql.limits import DEFAULT_FIRST
 from novacron.api.graphql.network import SubnetNode
-from novacron.api.graphql.pages import Page, absent, page_params
+from novacron.api.graphql.pages import Page, absent, node_of, page_params
 from novacron.api.graphql.types import PortNode
 from novacron.db.models import FloatingIP, Router
 from novacron.network.floating import FloatingIPService
@@ -45,15 +45,7 @@ class RouterNode:
 
     @classmethod
     def of(cls, r: Router) -> RouterNode:
-        return cls(
-            id=strawberry.ID(r.id),
-            name=r.name,
-            project_id=r.project_id,
-            tenant_id=r.tenant_id,
-            external_network_id=r.external_network_id,
-            snat=r.snat,
-            created_at=r.created_at,
-        )
+        return node_of(cls, r)
 
 
 @strawberry.type(name="FloatingIP")
@@ -71,16 +63,7 @@ class FloatingIPNode:
 
     @classmethod
     def of(cls, f: FloatingIP) -> FloatingIPNode:
-        return cls(
-            id=strawberry.ID(f.id),
-            ip=f.ip,
-            network_id=f.network_id,
-            project_id=f.project_id,
-            tenant_id=f.tenant_id,
-            port_id=f.port_id,
-            router_id=f.router_id,
-            created_at=f.created_at,
-        )
+        return node_of(cls, f)
 
 
 @strawberry.type
