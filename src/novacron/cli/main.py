@@ -238,8 +238,15 @@ def _register_config() -> None:
     app.add_typer(liveconfig.app, name="config", help="Live settings: get, set, diff, history, rollback.")
 
 
+def _register_completion() -> None:
+    from novacron.cli.completion import completion
+
+    app.command(name="completion")(completion)
+
+
 _register()
 _register_config()
+_register_completion()
 
 if __name__ == "__main__":  # pragma: no cover
     app()
