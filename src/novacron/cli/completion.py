@@ -7,7 +7,7 @@ Dockerfile) cannot rely on it; this command names the shell and always prints th
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 import typer
 from typer._completion_shared import get_completion_script
@@ -16,7 +16,7 @@ PROG_NAME = "novacron"
 COMPLETE_VAR = "_NOVACRON_COMPLETE"  # the variable Typer's completion reads, from the program's name
 
 
-class Shell(str, Enum):
+class Shell(StrEnum):
     bash = "bash"
     zsh = "zsh"
     fish = "fish"
