@@ -260,12 +260,14 @@ async def _one_by_hand(
     if downtime_ms is not None:
         params["downtime-limit"] = downtime_ms
     await qmp_call(s, "migrate-set-parameters", params)
+    asked_at = time.time()
     await qmp_call(s, "migrate", {"uri": f"tcp:127.0.0.1:{ram_port}"})
     while (info := await qmp_call(s, "query-migrate")).get("status") != "completed":
         if info.get("status") in ("failed", "cancelled"):
             raise RuntimeError(f"migration {info}")
         await asyncio.sleep(0.02)
-    stopped_at = time.time() - info["downtime"] / 1000
+    # as the platform reads it: QEMU's own times from the start, the earliest the guest stopped
+    stopped_at = asked_at + (info["total-time"] - info["downtime"]) / 1000
     if mode == "local":
         await qmp_call(s, "block-job-cancel", {"device": "m"})
         while await qmp_call(s, "query-block-jobs"):

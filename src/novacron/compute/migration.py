@@ -283,12 +283,29 @@ class MigrateVM(_Move):
             await hostops.call(ctx, source, task, self._release_op(task), vm.id, timeout_s=120)
             await self._drop_volumes(ctx, task, source, list(task.params.get("volume_sources", {}).values()))
 
+    async def _ran_at_target(self, ctx: Context, task: Task) -> bool:
+        """On shared storage: may the destination have run the guest on the disk? It runs it by
+        itself once the state is in, so from the transfer on, unless it says it is still paused."""
+        if task.params.get("storage") != "shared" or task.step_index < self.steps.index("transfer"):
+            return False
+        if task.step_index >= self.steps.index("start_target"):
+            return True
+        try:
+            observed = await hostops.call(
+                ctx, task.params["target_host_id"], task, Observe(), task.resource_id, timeout_s=30
+            )
+        except StepFailed:
+            return True  # cannot tell: never resume the source over a disk the destination wrote
+        # still waiting for its state (paused), or gone with a failed transfer (absent)
+        return observed["power_state"] not in ("paused", "absent")
+
     async def rollback(self, ctx: Context, task: Task, error: str) -> None:
         """Before the switch: the VM stays (or runs again) at the source; the destination goes."""
+        ran_at_target = await self._ran_at_target(ctx, task)
         if not await self._rollback(ctx, task, bool(task.params.get("migration_target"))):
             return
         source = task.params["source_host_id"]
-        if task.params.get("storage") == "shared" and task.step_index >= self.steps.index("start_target"):
+        if ran_at_target:
             # the destination may have run the guest on the shared disk: the source's older state
             # resumed over it would corrupt it. Neither runs; the VM boots again from its disk.
             with contextlib.suppress(StepFailed):

@@ -2,11 +2,13 @@
 
 Two storage modes:
 
-- ``local`` (shared-nothing, as libvirt does it): the destination starts paused with
-  ``-incoming defer`` and exports its (new, empty) overlay over NBD; the source mirrors its
-  overlay into that export (``drive-mirror sync=top``: the base image must exist at the same
-  path on both hosts), migrates RAM and device state once the mirror is in sync, then completes
-  the mirror while paused; the destination stops its NBD server and continues.
+- ``local`` (shared-nothing, as libvirt does it): the destination starts with ``-incoming
+  defer`` and exports its (new, empty) overlay over NBD; the source mirrors its overlay into that
+  export (``drive-mirror sync=top``: the base image must exist at the same path on both hosts),
+  migrates RAM once the mirror is in sync, completes the mirror while paused before the
+  switchover (QEMU's ``pause-before-switchover``), then sends the device state; the destination
+  runs the guest by itself as it loads it (no ``-S``: no control-plane round trip in the guest's
+  pause) and stops its NBD server afterwards.
 - ``shared``: both hosts reach the VM's disk on the same shared storage (same storage id, see
   ``QemuDriver.shared_dir``). Nothing is mirrored: the destination opens the very same overlay,
   and QEMU's migration itself hands the image over (the source inactivates it when it stops, the
@@ -32,7 +34,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from novacron.virt import images, snapclone, volmove
+from novacron.virt import images, resumewatch, snapclone, volmove
 from novacron.virt.base import DriverError, InstanceSpec, Progress
 
 if TYPE_CHECKING:
@@ -40,7 +42,8 @@ if TYPE_CHECKING:
 
 DISK_NODE = "vda-disk"
 MIRROR_JOB = "mirror-vda"
-INCOMING_ARGS = ["-incoming", "defer", "-S"]
+#: no ``-S``: the destination runs the guest by itself once the state is in (``virt/resumewatch.py``)
+INCOMING_ARGS = ["-incoming", "defer"]
 STORAGE_MODES = ("auto", "local", "shared")
 #: bytes/s when no bandwidth is asked for (QEMU's own default, 128 MiB/s, would slow a LAN)
 UNLIMITED = 1 << 30
@@ -155,6 +158,11 @@ def choose_storage(drv: QemuDriver, instance_id: str, requested: str, source: di
     return "shared" if shared else "local"
 
 
+def incoming_args(drv: QemuDriver, instance_id: str) -> list[str]:
+    """What the destination's command line adds for the move (dropped from launch.json after it)."""
+    return INCOMING_ARGS + resumewatch.monitor_args(drv, instance_id)
+
+
 async def receive(
     drv: QemuDriver,
     spec: InstanceSpec,
@@ -162,7 +170,8 @@ async def receive(
     storage: str = "local",
     copy_volumes: dict[str, int] | None = None,
 ) -> MigrationTarget:
-    """Destination: start QEMU paused, waiting for the incoming state (disks to copy exported).
+    """Destination: start QEMU waiting for the incoming state (disks to copy exported); it runs
+    the guest by itself once the state is in, and ``resumewatch`` keeps when.
 
     ``copy_volumes`` (volume id -> virtual size) are the volumes this host does not reach: it makes
     blank ones of its own, which the source mirrors into.
@@ -174,7 +183,8 @@ async def receive(
         await drv.write_seed(spec)  # the disk is shared and in use: leave it alone
     else:
         await drv.prepare(spec)
-    await drv._start(spec.id, drv._argv(spec) + INCOMING_ARGS)
+    await drv._start(spec.id, drv._argv(spec) + incoming_args(drv, spec.id))
+    resumewatch.watch(drv, spec.id)
     root = not any(v.boot for v in spec.volumes)  # a boot volume is the root disk: no vda-disk node
     target = MigrationTarget(host, _free_port(host), 0, storage, moved, root)
     if target.mirrors_root or moved:
@@ -260,12 +270,16 @@ async def _wait_mirror_ready(drv: QemuDriver, instance_id: str, deadline: float,
         await asyncio.sleep(0.05)
 
 
-async def _configure(drv: QemuDriver, instance_id: str, settings: MigrationSettings) -> dict[str, Any]:
-    await drv.qmp(
-        instance_id,
-        "migrate-set-capabilities",
-        {"capabilities": [{"capability": "auto-converge", "state": settings.auto_converge}]},
-    )
+async def _configure(
+    drv: QemuDriver, instance_id: str, settings: MigrationSettings, mirrored: bool
+) -> dict[str, Any]:
+    # with mirrors, QEMU stops before the device state goes (``pre-switchover``) for them to finish
+    # here, while paused: the destination, which runs by itself, then starts on complete disks
+    capabilities = [
+        {"capability": "auto-converge", "state": settings.auto_converge},
+        {"capability": "pause-before-switchover", "state": mirrored},
+    ]
+    await drv.qmp(instance_id, "migrate-set-capabilities", {"capabilities": capabilities})
     params: dict[str, Any] = {"max-bandwidth": settings.max_bandwidth_bps or UNLIMITED}
     if settings.max_downtime_ms is not None:
         params["downtime-limit"] = settings.max_downtime_ms
@@ -303,7 +317,7 @@ async def send(
     deadline = time.monotonic() + timeout_s
     jobs = target.mirror_jobs()
     mirrored = bool(jobs)
-    applied = await _configure(drv, instance_id, settings)
+    applied = await _configure(drv, instance_id, settings, mirrored)
     reporter = _Reporter(drv, instance_id, report, jobs, applied)
     if target.mirrors_root:
         await _start_mirror(drv, instance_id, target, settings)
@@ -312,9 +326,10 @@ async def send(
     try:
         if mirrored:
             await _wait_mirror_ready(drv, instance_id, deadline, reporter)
+        asked_at = time.time()  # QEMU's clock of the migration starts a little later
         await drv.qmp(instance_id, "migrate", {"uri": target.ram_uri})
         migrating = True
-        info, stopped_at = await _wait_migrated(drv, instance_id, deadline, timeout_s, reporter)
+        info = await _wait_migrated(drv, instance_id, jobs, deadline, timeout_s, reporter)
     except BaseException:
         with contextlib.suppress(DriverError):
             if migrating:
@@ -323,8 +338,6 @@ async def send(
                 with contextlib.suppress(DriverError):
                     await drv.qmp(instance_id, "block-job-cancel", {"device": job, "force": True})
         raise
-    if mirrored:
-        await _complete_mirror(drv, instance_id, jobs, deadline)
     ram = info.get("ram", {})
     return MigrationStats(
         total_time_ms=int(info.get("total-time", 0)),
@@ -332,7 +345,9 @@ async def send(
         transferred_bytes=int(ram.get("transferred", 0)),
         storage=target.storage,
         settings=applied,
-        stopped_at=stopped_at,
+        # QEMU's own times, from the start: the earliest the guest can have stopped (a poll's
+        # moment would come later, and the pause read against the destination's clock shorter)
+        stopped_at=asked_at + (int(info.get("total-time", 0)) - int(info.get("downtime", 0))) / 1000,
     )
 
 
@@ -352,21 +367,26 @@ async def _start_mirror(
     await drv.qmp(instance_id, "drive-mirror", mirror)
 
 
-async def _wait_migrated(
-    drv: QemuDriver, instance_id: str, deadline: float, timeout_s: float, reporter: _Reporter
-) -> tuple[dict[str, Any], float]:
-    """Poll ``query-migrate`` until it completed: (its last answer, when the source stopped)."""
+async def _wait_migrated(  # noqa: PLR0913 (the migration, its mirrors and its bounds)
+    drv: QemuDriver, instance_id: str, jobs: list[str], deadline: float, timeout_s: float, reporter: _Reporter
+) -> dict[str, Any]:
+    """Poll ``query-migrate`` until it completed: its last answer.
+    Paused before the switchover (mirrors only), the mirrors complete and the migration goes on."""
     while True:
         info: dict[str, Any] = await drv.qmp(instance_id, "query-migrate")
         status = str(info.get("status"))
         if status == "completed" and info.get("total-time"):
-            return info, time.time() - int(info.get("downtime", 0)) / 1000
+            return info
+        if status == "pre-switchover":
+            await _complete_mirror(drv, instance_id, jobs, deadline)
+            await drv.qmp(instance_id, "migrate-continue", {"state": "pre-switchover"})
+            continue
         if status in ("failed", "cancelled"):
             raise DriverError(f"migration of {instance_id} {status}: {info.get('error-desc', '')}")
         if time.monotonic() > deadline:
             raise DriverError(f"migration of {instance_id} did not finish in {timeout_s:.0f} s")
         await reporter.tick(status, info)
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.01)  # each poll of the last phase is the guest's pause
 
 
 async def _complete_mirror(drv: QemuDriver, instance_id: str, jobs: list[str], deadline: float) -> None:
@@ -376,15 +396,13 @@ async def _complete_mirror(drv: QemuDriver, instance_id: str, jobs: list[str], d
     while await drv.qmp(instance_id, "query-block-jobs"):
         if time.monotonic() > deadline:
             raise DriverError(f"disk mirror of {instance_id} did not complete")
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.005)
 
 
 async def finish(drv: QemuDriver, instance_id: str, storage: str = "local", timeout_s: float = 60.0) -> float:
-    """Destination: once the incoming state is loaded, run the guest, then stop the NBD export.
-
-    The source completed its mirror before this is called, so the export is idle: the guest runs
-    first, since every QMP round trip before ``cont`` adds to its pause. Returns the wall-clock
-    time the guest runs again.
+    """Destination: once the incoming state is loaded (QEMU then runs the guest by itself), stop
+    the NBD export. The source completed its mirrors before the switchover, so the export is idle.
+    Returns the wall-clock time the guest ran again (QEMU's ``RESUME``, when watched here).
     """
     deadline = time.monotonic() + timeout_s
     while True:
@@ -394,9 +412,12 @@ async def finish(drv: QemuDriver, instance_id: str, storage: str = "local", time
         if time.monotonic() > deadline:
             raise DriverError(f"incoming migration of {instance_id} did not complete (status {status})")
         await asyncio.sleep(0.02)
-    if status != "running":
+    if status != "running":  # a guest paused at the source is paused here too: it runs now
+        resumewatch.stop(drv, instance_id)
         await drv.qmp(instance_id, "cont")
-    resumed_at = time.time()
+        resumed_at = time.time()
+    else:
+        resumed_at = await resumewatch.resumed_at(drv, instance_id) or time.time()
     # the NBD server (root disk and copied volumes) goes with all its exports; none in shared mode
     # without copies, and gone already when this step runs again
     with contextlib.suppress(DriverError):
@@ -404,8 +425,8 @@ async def finish(drv: QemuDriver, instance_id: str, storage: str = "local", time
     # a later reboot restarts QEMU from launch.json: drop the incoming-migration arguments
     launch = drv.instance_dir(instance_id) / "launch.json"
     data = json.loads(launch.read_text())
-    argv = data["argv"]
-    if argv[-len(INCOMING_ARGS) :] == INCOMING_ARGS:
-        data["argv"] = argv[: -len(INCOMING_ARGS)]
+    argv, incoming = data["argv"], incoming_args(drv, instance_id)
+    if argv[-len(incoming) :] == incoming:
+        data["argv"] = argv[: -len(incoming)]
         launch.write_text(json.dumps(data, indent=1))
     return resumed_at
