@@ -65,7 +65,10 @@ def _volume_data(server: Server, c: httpx.Client, vm_id: str, volume_id: str, wr
     """The first 10 bytes of the volume (the guest's vdc, after its seed disk) as the guest reads
     them, after writing ``write``'s output there. The commands stay shorter than the console's 80
     columns: a line the guest's shell wraps while it prints TICKs can come out garbled."""
-    assert _in_guest(server, c, vm_id, "cat /sys/block/vdc/serial", "S") == volume_id[:20]
+    deadline = time.monotonic() + 30  # a hot-plugged disk shows up in the guest a moment after its task
+    while not (serial := _in_guest(server, c, vm_id, "cat /sys/block/vdc/serial", "S")):
+        assert time.monotonic() < deadline, "no vdc in the guest"
+    assert serial == volume_id[:20], serial
     if write:
         assert _in_guest(server, c, vm_id, f"{write}>/dev/vdc;sync;echo ok", "W") == "ok"
     return _in_guest(server, c, vm_id, "head -c 10 /dev/vdc", "R")
