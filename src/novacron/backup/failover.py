@@ -11,8 +11,10 @@ or no NIC, the originals are not touched, and everything made is removed at the 
 RTO is kept as the runbook's ``last_test`` (a miss raises ``dr.rto_missed``).
 
 ``dr.failback``: each recovered VM is shut down and backed up at the recovery site (to the replica
-target), that backup is restored over the original VM in its own group, which boots and passes its
-health check; the recovered VMs are removed and the runbook is ``failed-back``.
+target) with its attached volumes, that backup is restored over the original VM in its own group
+(each volume over the original volume it was recovered from, or into a new one when that is gone:
+``volrestore.home_volumes``), which boots and passes its health check; the recovered VMs are
+removed with their volumes and the runbook is ``failed-back``.
 """
 
 from __future__ import annotations
