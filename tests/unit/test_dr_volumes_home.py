@@ -35,10 +35,10 @@ def db(tmp_path: Path) -> Iterator[Database]:
             ("vol-dr-1", "vm-dr", "vol-kept", "file"),
             ("vol-dr-2", "vm-dr", "vol-gone", "rbd"),
         )
-        for vid, vm_id, source, pool in volumes:
+        for vid, owner, source, pool in volumes:
             s.add(Volume(
                 id=vid, name=vid, project_id="p1", tenant_id="t1", size_gb=2, pool=pool,
-                location=f"/nowhere/{vid}", status="in-use" if vm_id else "available", vm_id=vm_id,
+                location=f"/nowhere/{vid}", status="in-use" if owner else "available", vm_id=owner,
                 source_volume_id=source, io_limits={"iops_total": 50} if vid == "vol-dr-2" else {},
             ))  # fmt: skip
     yield database
