@@ -6,7 +6,9 @@ VM's project (the snapshot's), charged to its ``volumes``/``volume_gb`` quota li
 (``compute/volumes.py``), claimed by the new VM as an attach to a stopped VM is recorded
 (``in-use``, ``vm_id``, ``boot`` as the original). Its file is made in its pool by the restore
 task just before the agent writes the backed-up bytes into it (``agentops.restore_disk``), and the
-VM then starts with it. A failed restore gives the volumes back (file, quota, row).
+VM then starts with it. A failed restore gives the volumes back (file, quota, row). A DR
+fail-back (``home_volumes``) writes each recovered volume over the original volume it came from, or
+into a new one made the same way when that is no longer the original VM's.
 """
 
 from __future__ import annotations
