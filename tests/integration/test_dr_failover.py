@@ -8,6 +8,7 @@ restore from the replica. The tests run in order and share the guests (TCG boots
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
@@ -45,6 +46,32 @@ class Site:
     hosts: dict[str, str]
     vms: dict[str, str]
     backups: dict[str, str]
+    volume: str  # the data volume of "db", written in the guest before its backup
+
+
+_calls = iter(range(7000, 10**6))
+
+
+def _in_guest(server: Server, c: httpx.Client, vm_id: str, command: str, tag: str) -> str:
+    """Run ``command`` in the guest's shell; what it printed between ``<tag>=`` and this call's end."""
+    n = next(_calls)  # the end mark is computed by the guest's shell: the echoed command never matches
+    type_on_console(server, c, vm_id, f"echo {tag}=$({command})=E$(({n}-1+1))E", f"=E{n}E")
+    found = re.findall(rf"{tag}=(.*?)=E{n}E", wait_console(c, vm_id, f"=E{n}E"))
+    assert found, f"no {tag} answer on the console of {vm_id}"
+    return str(found[-1]).strip()
+
+
+def _volume_data(server: Server, c: httpx.Client, vm_id: str, volume_id: str, write: str = "") -> str:
+    """The first 10 bytes of the volume (the guest's vdc, after its seed disk) as the guest reads
+    them, after writing ``write``'s output there. The commands stay shorter than the console's 80
+    columns: a line the guest's shell wraps while it prints TICKs can come out garbled."""
+    deadline = time.monotonic() + 30  # a hot-plugged disk shows up in the guest a moment after its task
+    while not (serial := _in_guest(server, c, vm_id, "cat /sys/block/vdc/serial", "S")):
+        assert time.monotonic() < deadline, "no vdc in the guest"
+    assert serial == volume_id[:20], serial
+    if write:
+        assert _in_guest(server, c, vm_id, f"{write}>/dev/vdc;sync;echo ok", "W") == "ok"
+    return _in_guest(server, c, vm_id, "head -c 10 /dev/vdc", "R")
 
 
 def _pids(vm_id: str) -> list[str]:
@@ -95,6 +122,17 @@ def site(guest: Guest) -> Iterator[Site]:
                 assert r.status_code == 202, r.text
                 vms[name] = r.json()["vm"]["id"]
                 assert wait_task(c, r.json()["task_id"], timeout_s=300)["state"] == "succeeded"
+            # "db" keeps its data on a volume, hot-plugged and written before the backup
+            wait_console(c, vms["db"], "TICK 2", timeout_s=180)
+            r = c.post("/v1/volumes", json={"name": "db-data", "size_gb": 1, "project_id": project})
+            assert r.status_code == 202, r.text
+            volume = r.json()["volume"]["id"]
+            assert wait_task(c, r.json()["task_id"], timeout_s=120)["state"] == "succeeded"
+            r = c.post(f"/v1/volumes/{volume}/attach", json={"vm": vms["db"]})
+            assert r.status_code == 202, r.text
+            assert wait_task(c, r.json()["task_id"], timeout_s=120)["state"] == "succeeded"
+            data = _volume_data(server, c, vms["db"], volume, "echo VOL$((100+23))AT-A")
+            assert data == "VOL123AT-A", data
             backups = {}
             for name, vm_id in vms.items():
                 assert c.get(f"/v1/vms/{vm_id}").json()["host_id"] == hosts[embedded]
@@ -106,7 +144,7 @@ def site(guest: Guest) -> Iterator[Site]:
             while not all(c.get(f"/v1/backups/{b}").json()["replicated_at"] for b in backups.values()):
                 assert time.monotonic() < deadline, c.get("/v1/backup-targets").text
                 time.sleep(0.5)
-            yield Site(server, agent, c, hosts, vms, backups)
+            yield Site(server, agent, c, hosts, vms, backups, volume)
     finally:
         agent.stop()
         subprocess.run(["pkill", "-9", "-f", f"{agent.state_dir}/"], check=False)
@@ -198,12 +236,22 @@ def test_failover_to_group_b_from_the_replica_in_order_with_hooks(site: Site, tm
     type_on_console(site.server, c, steps[0]["vm_id"],
              "echo CHANGED-AT-B | dd of=/dev/vda bs=512 seek=300000 conv=notrunc,fsync 2>/dev/null; "
              "echo WROTE-$((40+2))", "WROTE-42")  # fmt: skip
+    # its data volume came with it: a new volume on the recovery site, attached, holding what the
+    # guest wrote at site A; the database changes it there too
+    (moved,) = c.get("/v1/volumes", params={"vm_id": steps[0]["vm_id"]}).json()["items"]
+    assert moved["id"] != site.volume and moved["status"] == "in-use", moved
+    assert _volume_data(site.server, c, steps[0]["vm_id"], moved["id"]) == "VOL123AT-A"
+    assert (
+        _volume_data(site.server, c, steps[0]["vm_id"], moved["id"], "echo VOL$((400+56))AT-B")
+        == "VOL456AT-B"
+    )
 
 
 def test_failback_brings_the_changes_home_to_group_a(site: Site, tmp_path: Path) -> None:
     c = site.c
     rid = c.get("/v1/dr/runbooks", params={"name": "site"}).json()["items"][0]["id"]
     recovered = [f["recovered_vm_id"] for f in c.get(f"/v1/dr/runbooks/{rid}").json()["failover"]]
+    (moved,) = c.get("/v1/volumes", params={"vm_id": recovered[0]}).json()["items"]
     r = c.post(f"/v1/dr/runbooks/{rid}/failback")
     assert r.status_code == 202, r.text
     task = wait_task(c, r.json()["task_id"], timeout_s=900)
@@ -217,6 +265,12 @@ def test_failback_brings_the_changes_home_to_group_a(site: Site, tmp_path: Path)
         assert c.get(f"/v1/vms/{vm_id}/console-log").text.count(f"{MARKER} hostname={name}") == 2
     # the change made at the recovery site came back with the fail-back
     wait_console(c, site.vms["db"], "DISK-B: CHANGED-AT-B", timeout_s=60)
+    # and so did the change to its data volume: written over the original volume, still attached
+    assert [s["volumes"] for s in task["result"]["steps"]] == [1, 0]
+    home = c.get(f"/v1/volumes/{site.volume}").json()
+    assert home["vm_id"] == site.vms["db"] and home["status"] == "in-use", home
+    assert _volume_data(site.server, c, site.vms["db"], site.volume) == "VOL456AT-B"
+    assert c.get(f"/v1/volumes/{moved['id']}").status_code == 404  # the recovery site's copy is gone
     for vm_id in recovered:
         assert c.get(f"/v1/vms/{vm_id}").status_code == 404 and _pids(vm_id) == []
     shown = c.get(f"/v1/dr/runbooks/{rid}").json()

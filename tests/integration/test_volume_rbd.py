@@ -365,6 +365,7 @@ def test_an_rbd_volume_stays_in_ceph_while_its_vm_migrates_live(env: Env, ceph: 
         vm = c.get(f"/v1/vms/{vm_id}").json()
         assert vm["host_id"] == source and vm["state"] == "stopped", vm
         _restore_over_the_vm(env, ceph)
+        _stopped_backup_restored_as_a_new_vm(env, ceph, [BACKED["volume"], vid])
         boots = c.get(f"/v1/vms/{vm_id}/console-log").text.count("NOVACRON-GUEST-READY")
         r = c.post(f"/v1/vms/{vm_id}/actions/start")
         assert r.status_code == 202 and wait_task(c, r.json()["task_id"])["state"] == "succeeded", r.text
@@ -393,3 +394,31 @@ def _restore_over_the_vm(env: Env, ceph: Ceph) -> None:
     assert "MARK6012KEEP" in _read(ceph, vid)
     _compare(ceph, f"{vid}@as-backed-up", vid)
     _rbd(ceph, "snap", "rm", f"rbd/{vid}@as-backed-up")
+
+
+def _stopped_backup_restored_as_a_new_vm(env: Env, ceph: Ceph, volumes: list[str]) -> None:
+    """The stopped VM's backup reads its rbd volumes whole (``qemu-nbd``); restored into a new VM,
+    each becomes a new rbd image byte-identical to the volume it was backed up from."""
+    c, vm_id = env.c, env.vms["rbd-vm"]
+    r = c.post("/v1/backups", json={"vm": vm_id})
+    assert r.status_code == 202, r.text
+    task = wait_task(c, r.json()["task_id"], timeout_s=600)
+    assert task["state"] == "succeeded", task["error"]
+    disks = {d["name"]: d for d in task["result"]["disks"]}
+    assert all(disks[v]["size"] == 1 << 30 for v in volumes), disks
+    r = c.post(f"/v1/backups/{r.json()['backup']['id']}/restore", json={"new_vm": "rbd-vm-copy"})
+    assert r.status_code == 202, r.text
+    done = wait_task(c, r.json()["task_id"], timeout_s=600)
+    assert done["state"] == "succeeded", done["error"]
+    copy = done["result"]["vm_id"]
+    made = {v["source_volume_id"]: v for v in c.get("/v1/volumes", params={"vm_id": copy}).json()["items"]}
+    assert set(volumes) <= set(made), made  # each rbd volume of the VM got its copy
+    for original in volumes:  # the original VM is stopped: nothing writes either image
+        assert made[original]["pool"] == "rbd" and made[original]["status"] == "in-use", made[original]
+        assert made[original]["id"] in _images(ceph)
+        _compare(ceph, original, str(made[original]["id"]))
+    done = wait_task(c, c.delete(f"/v1/vms/{copy}").json()["task_id"], timeout_s=120)
+    assert done["state"] == "succeeded", done["error"]
+    for v in made.values():  # detached with the VM's deletion; deleting them removes their images
+        assert c.delete(f"/v1/volumes/{v['id']}").status_code == 204
+        assert v["id"] not in _images(ceph)

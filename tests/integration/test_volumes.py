@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from tests.conftest import (
 )
 from tests.integration.test_cli import Cli
 from tests.integration.test_quota_api import _used
+from tests.integration.test_remote_agent import Agent, _wait_host
 
 pytestmark = pytest.mark.qemu
 
@@ -402,6 +404,7 @@ def test_a_vm_boots_from_a_volume_which_is_refused_elsewhere(env: Env) -> None:
     assert again.status_code == 409 and "as its root disk" in again.json()["detail"], again.text
     detach = c.post(f"/v1/volumes/{root['id']}/detach")
     assert detach.status_code == 409 and "root disk" in detach.json()["detail"], detach.text
+    _boot_volume_migrates_live(env, str(root["id"]), str(data["id"]))
 
     done = wait_task(c, c.delete(f"/v1/vms/{vm_id}").json()["task_id"])
     assert done["state"] == "succeeded", done["error"]
@@ -475,3 +478,42 @@ def test_cli_limits_snapshots_and_volumes_from_them(env: Env, tmp_path: Path) ->
     for name in ("cli-restored", "cli-lim"):
         cli.ok("volume", "delete", name)
     assert env.c.get("/v1/volume-snapshots").json()["items"] == []
+
+
+def _boot_volume_migrates_live(env: Env, root_id: str, data_id: str) -> None:
+    """A second host joins; the boot-from-volume VM migrates there live (it has no root disk file:
+    its boot volume and data volume are mirrored into node-b's volumes directory) and the guest runs
+    on, reading its data there; draining node-b brings it home the same way."""
+    c, vm_id = env.c, env.vms["vol-boot"]
+    agent = Agent(env.server, "node-b")
+    try:
+        token = c.post("/v1/hosts/join-tokens", json={}).json()
+        agent.start(token["join_token"], token["ca_fingerprint"])
+        node_b = _wait_host(c, "node-b", timeout_s=60)["id"]
+        up = float(_guest(env, "vol-boot", "cut -d' ' -f1 /proc/uptime", "U"))
+        r = c.post(f"/v1/vms/{vm_id}/migrate", json={"host": node_b})
+        assert r.status_code == 202, r.text
+        task = wait_task(c, r.json()["task_id"], timeout_s=300)
+        assert task["state"] == "succeeded", task["error"]
+        assert sorted(task["result"]["volumes_copied"]) == sorted([root_id, data_id]), task["result"]
+        vm = c.get(f"/v1/vms/{vm_id}").json()
+        assert vm["host_id"] == node_b and vm["state"] == "running", vm
+        for vid in (root_id, data_id):  # the rows follow the copies on node-b
+            assert (agent.state_dir / "volumes" / f"{vid}.qcow2").exists(), vid
+        # the same guest (its uptime went on; the console log is per host) reads its boot disk's
+        # marker from node-b's copy
+        read = "echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/vda bs=512 skip=300000 count=1 2>/dev/null"
+        read += " | head -c 8"
+        assert _guest(env, "vol-boot", read, "M") == "BFV-MARK"
+        assert float(_guest(env, "vol-boot", "cut -d' ' -f1 /proc/uptime", "U")) > up
+        r = c.post(f"/v1/hosts/{node_b}/drain")
+        assert r.status_code == 202, r.text
+        for task_id in r.json()["task_ids"]:
+            done = wait_task(c, task_id, timeout_s=300)
+            assert done["state"] == "succeeded", done["error"]
+        assert c.get(f"/v1/vms/{vm_id}").json()["host_id"] != node_b
+        assert _guest(env, "vol-boot", read, "M") == "BFV-MARK"
+        assert float(_guest(env, "vol-boot", "cut -d' ' -f1 /proc/uptime", "U")) > up  # never rebooted
+    finally:
+        agent.stop()
+        shutil.rmtree(agent.state_dir, ignore_errors=True)

@@ -11,8 +11,10 @@ or no NIC, the originals are not touched, and everything made is removed at the 
 RTO is kept as the runbook's ``last_test`` (a miss raises ``dr.rto_missed``).
 
 ``dr.failback``: each recovered VM is shut down and backed up at the recovery site (to the replica
-target), that backup is restored over the original VM in its own group, which boots and passes its
-health check; the recovered VMs are removed and the runbook is ``failed-back``.
+target) with its attached volumes, that backup is restored over the original VM in its own group
+(each volume over the original volume it was recovered from, or into a new one when that is gone:
+``volrestore.home_volumes``), which boots and passes its health check; the recovered VMs are
+removed with their volumes and the runbook is ``failed-back``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from novacron import events
 from novacron.agent.protocol import BackupDisk, Launch, PowerOff, Prepare, RestoreDisk, Shutdown, vm_spec
 from novacron.backup import drsteps, service, volrestore
 from novacron.backup.drwatch import newest_replicated
-from novacron.backup.tasks import record_backup, restore_new_vm, secrets_for, set_result
+from novacron.backup.tasks import attached_volumes, record_backup, restore_new_vm, secrets_for, set_result
 from novacron.compute import hostops
 from novacron.compute.spec import spec_payload
 from novacron.compute.tasks import end_operation, remove_vm
@@ -327,6 +329,7 @@ class DRFailback(TaskHandler):
                 plan.append(
                     {"vm": entry["vm"], "vm_id": original.id, "recovered_vm_id": recovered.id,
                      "snapshot_id": snap.id, "target_id": entry["target_id"],
+                     "volumes": volrestore.home_volumes(s, recovered.id, original),
                      "hooks": hooks.get(entry["vm"], []), "health": health.get(entry["vm"], {})}
                 )  # fmt: skip
             runbook_name = runbook.name
@@ -343,9 +346,10 @@ class DRFailback(TaskHandler):
                 target = s.get(BackupTarget, item["target_id"])
                 if vm is None or vm.host_id is None or target is None:
                     raise StepFailed(f"Step {n + 1}: the recovered VM or the recovery-site target is gone.")
-            backup = BackupDisk(
-                item["snapshot_id"], secrets_for(ctx, target, vm.tenant_id), parent_id=None, full=True
-            )
+            backup = BackupDisk(  # the volumes with the root disk, at the same point in time
+                item["snapshot_id"], secrets_for(ctx, target, vm.tenant_id), parent_id=None, full=True,
+                volumes=attached_volumes(ctx, vm.id),
+            )  # fmt: skip
             started = time.monotonic()
             result = await hostops.call(ctx, vm.host_id, task, backup, vm.id, 6 * 3600.0, f"b{n}")
             record_backup(ctx, item["snapshot_id"], target, vm.name, result, time.monotonic() - started)
@@ -363,27 +367,41 @@ class DRFailback(TaskHandler):
                 if vm is None or vm.host_id is None or target is None or snap is None:
                     raise StepFailed(f"Step {n + 1}: the original VM, its host or the backup is gone.")
                 vm.task_state, vm.desired_state = "restoring", "running"
+                host_id, names = vm.host_id, [str(d.get("name")) for d in snap.disks or [{"name": "vda"}]]
+            # volumes made for the original (its own one is gone) get their files and are attached
+            await volrestore.allocate(ctx, [m for m in item.get("volumes") or [] if m["kind"] == "new"])
+            attached = {v.volume_id: v for v in attached_volumes(ctx, vm.id)}
+            pairs = [
+                m for m in item.get("volumes") or [] if m["volume_id"] in attached and m["source"] in names
+            ]
+            restore_disk = RestoreDisk(
+                snap.id, snap.size_bytes, secrets_for(ctx, target, snap.tenant_id),
+                volumes=tuple(attached[m["volume_id"]] for m in pairs),
+                sources=tuple(m["source"] for m in pairs), root="vda" in names,
+            )  # fmt: skip
+            await hostops.call(ctx, host_id, task, restore_disk, vm.id, 6 * 3600.0, f"r{n}")
+            with ctx.db.session() as s:
+                row = s.get(VM, vm.id)
+                assert row is not None
                 try:
-                    spec = vm_spec(spec_payload(s, vm))
+                    spec = vm_spec(spec_payload(s, row))  # with the volumes now attached
                 except ValueError as exc:
                     raise StepFailed(str(exc)) from exc
-                host_id = vm.host_id
-            secrets = secrets_for(ctx, target, snap.tenant_id)
-            restore_disk = RestoreDisk(snap.id, snap.size_bytes, secrets)
-            await hostops.call(ctx, host_id, task, restore_disk, vm.id, 6 * 3600.0, f"r{n}")
             await hostops.call(ctx, host_id, task, Prepare(spec), vm.id, 300, f"r{n}")
             # the original booted before: only what its console prints from now on counts
             since = await asyncio.to_thread(drsteps.console_end, ctx, host_id, vm.id)
             await hostops.call(ctx, host_id, task, Launch(spec), vm.id, 300, f"r{n}")
             health = await drsteps.check_health(ctx, task, host_id, vm.id, item["health"], f"r{n}", since)
             end_operation(ctx, vm.id, "running")
-            return {"vm_id": vm.id, "backup_id": snap.id, "health": health}
+            return {"vm_id": vm.id, "backup_id": snap.id, "health": health, "volumes": len(pairs)}
 
         await _run_steps(ctx, task, 50, 40, restore)
 
     async def _report(self, ctx: Context, task: Task) -> None:
         for n, item in enumerate(task.params["plan"]):
             await remove_vm(ctx, task, item["recovered_vm_id"], f"f{n}")
+            # the recovered VM's volumes: their bytes are home now, and they go with it
+            volrestore.release(ctx, [{"volume_id": m["source"]} for m in item.get("volumes") or []])
         with ctx.db.session() as s:
             runbook = _runbook(s, task)
             runbook.state, runbook.state_changed_at, runbook.failover = "failed-back", utcnow(), None
@@ -403,6 +421,9 @@ class DRFailback(TaskHandler):
         back = {r["vm_id"] for r in task.params.get("results", [])}
         for item in task.params.get("plan") or []:
             if item["vm_id"] not in back:
+                # the volumes made for the original go; its own ones keep what was written
+                with contextlib.suppress(Exception):
+                    volrestore.release(ctx, [m for m in item.get("volumes") or [] if m["kind"] == "new"])
                 end_operation(ctx, item["vm_id"], "stopped")
         with ctx.db.session() as s:
             for item in task.params.get("plan") or []:
