@@ -136,6 +136,7 @@ class TokenService:
         """A new (access_token, refresh_token, expires_in) for ``user``; rows go into ``session``."""
         key = self.keys.ensure_active(session)
         now = time.time()
+        user.last_login_at = utcnow()  # the compliance check of dormant accounts reads it
         ttl = self.settings.access_token_ttl_s
         refresh_id = new_id("rt")
         family = family_id or refresh_id
