@@ -165,6 +165,6 @@ class GdprService(Service):
             tenant.id,
             tenant_id=None,
             by=self.principal.username,
-            **result,
+            **{k: v for k, v in result.items() if k != "tenant_id"},
         )
         return result
