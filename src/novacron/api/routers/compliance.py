@@ -135,7 +135,11 @@ def latest_run(compliance: Reader, tenant_id: str | None = None) -> RunOut:
     return RunOut.of(*compliance.latest(tenant_id))
 
 
-@router.get("/v1/compliance/report", response_class=Response)
+@router.get(
+    "/v1/compliance/report",
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}, "text/csv": {}, "text/html": {}}}},
+)
 def evidence_report(
     compliance: Reader, tenant_id: str | None = None, format: Literal["json", "csv", "html"] = "json"
 ) -> Response:

@@ -35,9 +35,14 @@ class ComplianceApi:
 
     def evidence_report(
         self, *, tenant_id: str | None = None, format: Literal["json", "csv", "html"] | None = None
-    ) -> None:
+    ) -> httpx.Response:
         """Evidence Report (``GET /v1/compliance/report``)"""
-        self._core.call("GET", "/v1/compliance/report", params={"tenant_id": tenant_id, "format": format})
+        return cast(
+            "httpx.Response",
+            self._core.call(
+                "GET", "/v1/compliance/report", params={"tenant_id": tenant_id, "format": format}, raw=True
+            ),
+        )
 
     def export_tenant(self, tenant_id: str) -> httpx.Response:
         """Export Tenant (``GET /v1/tenants/{tenant_id}/export``)"""
