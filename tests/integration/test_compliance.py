@@ -333,6 +333,9 @@ def test_broken_control_fails_with_evidence_and_drift(env: Env, check: str) -> N
     )
     drift = [e for e in events["items"] if e["resource_id"] == check]
     assert drift and drift[-1]["data"]["controls"], events
+    # and the counter alert rules use (increase(novacron_compliance_drift_total[1h]) > 0)
+    metrics = env.client.get("/metrics", headers=env.admin).text
+    assert f'novacron_compliance_drift_total{{check="{check}"}} 1.0' in metrics
     assert _run(env)[check]["status"] == "pass"  # repaired: the check passes again
 
 
