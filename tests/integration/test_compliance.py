@@ -9,9 +9,13 @@ are written directly, the target and its tenant key are made by the real backup 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
 import io
 import json
+import threading
+import time
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -31,6 +35,7 @@ from novacron.cli.common import State
 from novacron.compliance.catalogue import CHECKS, CONTROLS, FRAMEWORKS
 from novacron.compliance.checks import Scope
 from novacron.compliance.checks import tls_listeners as tls_check
+from novacron.compliance.export_task import HANDLERS as EXPORT_HANDLERS
 from novacron.compliance.service import ComplianceController
 from novacron.context import Context
 from novacron.db.base import Database, new_id, utcnow
@@ -42,6 +47,7 @@ from novacron.db.models import (
     SigningKey,
     User,
 )
+from novacron.tasks.runner import TaskRunner
 from tests.conftest import in_process_app
 from tests.integration.test_api_identity import PW
 from tests.integration.test_mfa import Authenticator
@@ -112,7 +118,26 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         ctx: Context = c.app.state.ctx  # type: ignore[attr-defined]
         env = Env(c, db, ctx, admin, alice, tenant["id"], project["id"], pol["id"], target_dir)
         _seed_backups(env)
-        yield env
+        with _task_runner(ctx):
+            yield env
+
+
+@contextlib.contextmanager
+def _task_runner(ctx: Context) -> Iterator[None]:
+    """A real task runner for the export tasks, on a thread of its own (the in-process app has none)."""
+    loop = asyncio.new_event_loop()
+    runner = TaskRunner(ctx, list(EXPORT_HANDLERS))
+    runner.bind_loop(loop)
+    ctx.tasks = runner
+    thread = threading.Thread(target=loop.run_until_complete, args=(runner.run_forever(0.2),), daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.stop(), loop).result(10)
+        thread.join(10)
+        loop.close()
+        ctx.tasks = None
 
 
 def _seed_backups(env: Env) -> None:
@@ -407,6 +432,17 @@ def test_gdpr_export_and_erasure(env: Env, tmp_path: Path, monkeypatch: pytest.M
     assert "ssh-office" in {g["name"] for g in json.loads(z.read("security_groups.json"))}
     assert json.loads(z.read("manifest.json"))["tables"]["security_group_rules"] >= 1
     assert json.loads(z.read("audit_log.json")), "the tenant's audit records are exported"
+    # the same as a durable task (a large tenant): accepted, run by the task runner, downloaded
+    task_id = _ok(c.post(f"/v1/tenants/{env.tenant_id}/exports", headers=env.alice), 202)["task_id"]
+    for _ in range(300):
+        task = _ok(c.get(f"/v1/tasks/{task_id}", headers=env.alice))
+        if task["state"] in ("succeeded", "failed"):
+            break
+        time.sleep(0.1)
+    assert task["state"] == "succeeded", task
+    r = c.get(f"/v1/tenants/{env.tenant_id}/exports/{task_id}", headers=env.alice)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    assert json.loads(zipfile.ZipFile(io.BytesIO(r.content)).read("manifest.json"))["tables"]["users"] == 1
     # erasure: a tenant without projects is anonymised and deleted
     gone = _ok(c.post("/v1/tenants", json={"name": "leaving"}, headers=env.admin), 201)
     spec = {"username": "carol", "password": PW, "tenant_id": gone["id"]}

@@ -82,9 +82,17 @@ def export(
     ctx: typer.Context,
     tenant: str,
     output: Path = typer.Option(..., "-o", "--output", help="the zip file to write"),
+    timeout: float = typer.Option(3600, help="seconds to wait for the export task"),
 ) -> None:
-    """GDPR export: a zip of the tenant's rows (JSON per table) and its audit records."""
-    r = client_of(ctx).send("GET", f"/v1/tenants/{quote(tenant, safe='')}/export", timeout=600)
+    """GDPR export: a zip of the tenant's rows (JSON per table) and its audit records, made by a
+    durable task (its progress shown), then downloaded."""
+    from novacron.cli.watch import watch_task
+
+    client = client_of(ctx)
+    ref = quote(tenant, safe="")
+    accepted = client.post(f"/v1/tenants/{ref}/exports")
+    watch_task(client, accepted["task_id"], label=f"export of {tenant}", timeout_s=timeout)
+    r = client.send("GET", f"/v1/tenants/{ref}/exports/{accepted['task_id']}", timeout=600)
     output.write_bytes(r.content)
     out.print(f"wrote {output} ({len(r.content)} bytes)")
 

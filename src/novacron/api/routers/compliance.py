@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from novacron.api.deps import IdempotencyDep, service
@@ -21,6 +21,7 @@ router = APIRouter(tags=["compliance"])
 Reader = Annotated[ComplianceService, Depends(service(ComplianceService, "compliance:run", write=False))]
 Runner = Annotated[ComplianceService, Depends(service(ComplianceService, "compliance:run"))]
 Exporter = Annotated[GdprService, Depends(service(GdprService, "compliance:run"))]
+ExportReader = Annotated[GdprService, Depends(service(GdprService, "compliance:run", write=False))]
 Eraser = Annotated[GdprService, Depends(service(GdprService, "tenant:write"))]
 
 
@@ -160,6 +161,31 @@ def export_tenant(tenant_id: str, gdpr: Exporter) -> Response:
     return Response(
         data, media_type="application/zip", headers={"Content-Disposition": f'attachment; filename="{name}"'}
     )
+
+
+class ExportAccepted(BaseModel):
+    task_id: str
+
+
+@router.post("/v1/tenants/{tenant_id}/exports", status_code=202, response_model=ExportAccepted)
+def start_export(tenant_id: str, gdpr: Exporter, idem: IdempotencyDep) -> Response:
+    """GDPR export as a durable task with progress (a large tenant); download it when it succeeded."""
+    if (replay := idem.replay()) is not None:
+        return replay
+    payload = ExportAccepted(task_id=gdpr.start_export(tenant_id).id).model_dump(mode="json")
+    idem.remember(202, payload)
+    return JSONResponse(payload, status_code=202)
+
+
+@router.get(
+    "/v1/tenants/{tenant_id}/exports/{task_id}",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/zip": {}}}},
+)
+def download_export(tenant_id: str, task_id: str, gdpr: ExportReader) -> FileResponse:
+    """The zip an export task wrote (409 until the task succeeded)."""
+    name, path = gdpr.export_file(tenant_id, task_id)
+    return FileResponse(path, media_type="application/zip", filename=name)
 
 
 @router.post("/v1/tenants/{tenant_id}/erase", response_model=ErasureOut)

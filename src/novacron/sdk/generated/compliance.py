@@ -20,6 +20,18 @@ class ComplianceApi:
         """Catalogue (``GET /v1/compliance/catalogue``)"""
         return cast("m.CatalogueOut", self._core.call("GET", "/v1/compliance/catalogue"))
 
+    def download_export(self, tenant_id: str, task_id: str) -> httpx.Response:
+        """Download Export (``GET /v1/tenants/{tenant_id}/exports/{task_id}``)"""
+        return cast(
+            "httpx.Response",
+            self._core.call(
+                "GET",
+                "/v1/tenants/{tenant_id}/exports/{task_id}",
+                path_params={"tenant_id": tenant_id, "task_id": task_id},
+                raw=True,
+            ),
+        )
+
     def erase_tenant(self, tenant_id: str, *, idempotency_key: str | None = None) -> m.ErasureOut:
         """Erase Tenant (``POST /v1/tenants/{tenant_id}/erase``)"""
         return cast(
@@ -71,5 +83,18 @@ class ComplianceApi:
             "m.RunOut",
             self._core.call(
                 "POST", "/v1/compliance/runs", json=body, idempotent=True, idempotency_key=idempotency_key
+            ),
+        )
+
+    def start_export(self, tenant_id: str, *, idempotency_key: str | None = None) -> m.ExportAccepted:
+        """Start Export (``POST /v1/tenants/{tenant_id}/exports``)"""
+        return cast(
+            "m.ExportAccepted",
+            self._core.call(
+                "POST",
+                "/v1/tenants/{tenant_id}/exports",
+                path_params={"tenant_id": tenant_id},
+                idempotent=True,
+                idempotency_key=idempotency_key,
             ),
         )

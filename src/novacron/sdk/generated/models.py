@@ -707,6 +707,12 @@ class EventPage(TypedDict, total=False):
     last_seq: Required[int]
 
 
+class ExportAccepted(TypedDict, total=False):
+    """ExportAccepted"""
+
+    task_id: Required[str]
+
+
 class ExtendRequest(TypedDict, total=False):
     """ExtendRequest"""
 
