@@ -5,13 +5,15 @@ transaction and stores a ``compliance_runs`` row with one ``compliance_results``
 When a check that passed in the previous run of the same scope fails now, it publishes a
 ``compliance.drift`` event (the tenant's, or a platform event for administrators) naming the check,
 the controls it backs and the failure, and counts ``novacron_compliance_drift{check}`` for alert
-rules. The leader runs the platform and every tenant each ``INTERVAL_S`` (``ComplianceController``);
+rules. The leader runs the platform and every tenant each ``INTERVAL_S`` (``ComplianceController``,
+from ``STARTUP_DELAY_S`` after it starts);
 ``ComplianceService.run`` runs one scope on demand.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
@@ -34,6 +36,7 @@ log = logging.getLogger(__name__)
 COMPLIANCE_CONTROLLER = "novacron.compliance"
 #: how often the leader runs every scope
 INTERVAL_S = 3600.0
+STARTUP_DELAY_S = 300.0
 
 
 def _run_check(scope: Scope, check_id: str) -> Outcome:
@@ -160,16 +163,29 @@ class ComplianceService(Service):
 
 
 class ComplianceController:
-    """Leader only: every ``INTERVAL_S``, a run for the platform and one for each tenant."""
+    """Leader only: a run for the platform and one for each tenant when the platform's last run is
+    ``interval_s`` old, not before ``STARTUP_DELAY_S`` after this process started (a node starting,
+    or a short-lived test server, has other work first)."""
 
     def __init__(self, ctx: Context, interval_s: float = INTERVAL_S) -> None:
         self.ctx = ctx
-        self.loop = ControllerLoop(
-            "compliance", [Job("checks", self.run_all, every_s=interval_s)], tick_s=min(60.0, interval_s)
-        )
+        self.interval_s = interval_s
+        self._started = time.monotonic()
+        self.loop = ControllerLoop("compliance", [Job("checks", self.run_due, every_s=60.0)], tick_s=30.0)
+
+    def run_due(self) -> int | None:
+        """``run_all`` if due (see the class); None when not."""
+        if time.monotonic() - self._started < STARTUP_DELAY_S:
+            return None
+        with self.ctx.db.read_session() as s:
+            last = last_run(s, None)
+            started = last.started_at if last is not None else None
+        if started is not None and (utcnow() - started).total_seconds() < self.interval_s:
+            return None
+        return self.run_all()
 
     def run_all(self) -> int:
-        """One run per scope, each in its own transaction; returns how many failed checks."""
+        """One run per scope, each in its own transaction; returns how many checks failed."""
         with self.ctx.db.read_session() as s:
             tenants = list(s.scalars(select(Tenant.id)))
         failed = 0
