@@ -441,7 +441,7 @@ def test_gdpr_export_and_erasure(env: Env, tmp_path: Path, monkeypatch: pytest.M
         time.sleep(0.1)
     assert task["state"] == "succeeded", task
     r = c.get(f"/v1/tenants/{env.tenant_id}/exports/{task_id}", headers=env.alice)
-    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    assert r.status_code == 200 and r.headers["content-type"] == "application/octet-stream"
     assert json.loads(zipfile.ZipFile(io.BytesIO(r.content)).read("manifest.json"))["tables"]["users"] == 1
     # erasure: a tenant without projects is anonymised and deleted
     gone = _ok(c.post("/v1/tenants", json={"name": "leaving"}, headers=env.admin), 201)

@@ -180,12 +180,11 @@ def start_export(tenant_id: str, gdpr: Exporter, idem: IdempotencyDep) -> Respon
 @router.get(
     "/v1/tenants/{tenant_id}/exports/{task_id}",
     response_class=FileResponse,
-    responses={200: {"content": {"application/zip": {}}}},
 )
 def download_export(tenant_id: str, task_id: str, gdpr: ExportReader) -> FileResponse:
     """The zip an export task wrote (409 until the task succeeded)."""
     name, path = gdpr.export_file(tenant_id, task_id)
-    return FileResponse(path, media_type="application/zip", filename=name)
+    return FileResponse(path, media_type="application/octet-stream", filename=name)
 
 
 @router.post("/v1/tenants/{tenant_id}/erase", response_model=ErasureOut)
