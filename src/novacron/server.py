@@ -43,6 +43,7 @@ def _task_handlers() -> list[TaskHandler]:
     from novacron.backup.failover import HANDLERS as DR_HANDLERS
     from novacron.backup.tasks import HANDLERS as BACKUP_HANDLERS
     from novacron.backup.volbackup import HANDLERS as VOLUME_BACKUP_HANDLERS
+    from novacron.compliance.export_task import HANDLERS as EXPORT_HANDLERS
     from novacron.compute.clones import CloneVM
     from novacron.compute.ha import HARestartVM
     from novacron.compute.images import ImportImage
@@ -61,6 +62,7 @@ def _task_handlers() -> list[TaskHandler]:
         *HANDLERS,
         *VOLUME_HANDLERS,
         *VOLUME_BACKUP_HANDLERS,
+        *EXPORT_HANDLERS,
         *VOLUME_SNAPSHOT_HANDLERS,
         *VM_SNAPSHOT_HANDLERS,
         *RESIZE_HANDLERS,

@@ -102,6 +102,10 @@ class BackgroundWorkers:
 
         probes = ProbeRunner(ctx)
         self.controllers.append(Controller.of_loop(PROBE_CONTROLLER, probes.loop))
+        from novacron.compliance.service import COMPLIANCE_CONTROLLER, ComplianceController
+
+        compliance = ComplianceController(ctx)
+        self.controllers.append(Controller.of_loop(COMPLIANCE_CONTROLLER, compliance.loop))
         self.leaders: dict[str, Leadership] = {
             c.name: leadership_for(ctx.settings.database_url, c.name) for c in self.controllers
         }

@@ -57,6 +57,7 @@ AREA_ROUTERS = (
     "users",
     "audit",
     "security",
+    "compliance",
     "encryption",
     "config",
     "aggregates",

@@ -236,6 +236,11 @@ def _register_config() -> None:
     from novacron.cli import liveconfig
 
     app.add_typer(liveconfig.app, name="config", help="Live settings: get, set, diff, history, rollback.")
+    from novacron.cli import compliance
+
+    app.add_typer(
+        compliance.app, name="compliance", help="Compliance checks, evidence reports, GDPR export/erasure."
+    )
 
 
 def _register_completion() -> None:

@@ -81,6 +81,8 @@ TENANT_ADMIN = MEMBER | {
     # event subscriptions: the tenant's events leave the platform, signed, to its URLs
     "webhook:read",
     "webhook:write",
+    # run the compliance checks of the tenant, read their evidence, export its data (GDPR)
+    "compliance:run",
 }
 ADMIN = TENANT_ADMIN | {
     "tenant:write",
@@ -110,7 +112,7 @@ ADMIN = TENANT_ADMIN | {
 #: legal holds: placed and released only by the compliance role, never by admins (separation of
 #: duties); an admin may grant the role without holding its permission
 SEPARATED = frozenset({"backup:hold"})
-COMPLIANCE = VIEW | SEPARATED
+COMPLIANCE = VIEW | SEPARATED | {"compliance:run"}
 
 ROLES: dict[str, frozenset[str]] = {
     "viewer": frozenset(VIEW),

@@ -136,6 +136,11 @@ class TokenService:
         """A new (access_token, refresh_token, expires_in) for ``user``; rows go into ``session``."""
         key = self.keys.ensure_active(session)
         now = time.time()
+        # the compliance check of dormant accounts reads it; a plain UPDATE, so a login changes
+        # neither the user's version (its ETag) nor its updated_at, and two at once never conflict
+        session.execute(
+            update(User).where(User.id == user.id).values(last_login_at=utcnow(), updated_at=User.updated_at)
+        )
         ttl = self.settings.access_token_ttl_s
         refresh_id = new_id("rt")
         family = family_id or refresh_id

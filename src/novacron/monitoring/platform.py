@@ -126,6 +126,12 @@ class PlatformMetrics:
             ["kind"],
             registry=r,
         )
+        self._compliance_drift = Counter(
+            "novacron_compliance_drift",
+            "Compliance checks that went from pass to fail (compliance/service.py), by check.",
+            ["check"],
+            registry=r,
+        )
         ProcessCollector(registry=r)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -137,6 +143,10 @@ class PlatformMetrics:
     def security_detection(self, kind: str) -> None:
         """Threat detection raised a ``security.<kind>`` event (and blocked its source)."""
         self._security.labels(kind).inc()
+
+    def compliance_drift(self, check: str) -> None:
+        """A compliance check failed after passing in the run before (a ``compliance.drift`` event)."""
+        self._compliance_drift.labels(check).inc()
 
     def task_finished(self, kind: str, outcome: str, seconds: float) -> None:
         """A task ended ``succeeded``, ``failed`` or ``cancelled`` after ``seconds`` since its creation."""

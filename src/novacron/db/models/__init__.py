@@ -10,6 +10,7 @@ from novacron.db.models.autoscaling import (
     ScalingPolicy,
 )
 from novacron.db.models.backups import BackupPolicy, BackupSnapshot, BackupTarget, DRRunbook, RestoreJob
+from novacron.db.models.compliance import ComplianceResult, ComplianceRun
 from novacron.db.models.compute import (
     VM,
     Aggregate,
@@ -74,6 +75,8 @@ from novacron.db.models.volumes import Volume, VolumeSnapshot
 from novacron.db.models.webhooks import WebhookDelivery, WebhookSubscription
 
 __all__ = [
+    "ComplianceResult",
+    "ComplianceRun",
     "AuditChainHead",
     "AuditCheckpoint",
     "ApiKey",

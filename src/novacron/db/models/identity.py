@@ -43,6 +43,8 @@ class User(Timestamped, Versioned, Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     #: access tokens issued before this instant are refused (password change, "log out everywhere")
     tokens_valid_after: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: when tokens were last issued to it (a login, an MFA login or a refresh): dormant accounts
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class SigningKey(Timestamped, Base):

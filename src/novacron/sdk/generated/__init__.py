@@ -11,6 +11,7 @@ from novacron.sdk.generated.audit import AuditApi
 from novacron.sdk.generated.backups import BackupsApi
 from novacron.sdk.generated.capacity import CapacityApi
 from novacron.sdk.generated.cluster import ClusterApi
+from novacron.sdk.generated.compliance import ComplianceApi
 from novacron.sdk.generated.config import ConfigApi
 from novacron.sdk.generated.cost import CostApi
 from novacron.sdk.generated.dashboards import DashboardsApi
@@ -62,6 +63,7 @@ class Api:
         self.backups = BackupsApi(core)
         self.capacity = CapacityApi(core)
         self.cluster = ClusterApi(core)
+        self.compliance = ComplianceApi(core)
         self.config = ConfigApi(core)
         self.cost = CostApi(core)
         self.dashboards = DashboardsApi(core)
@@ -162,6 +164,15 @@ OPERATIONS: dict[str, str] = {
     "verify_backup_v1_backups__backup_id__verify_post": "backups.verify_backup",
     "capacity_forecast_v1_capacity_forecast_get": "capacity.capacity_forecast",
     "rebalance_cluster_v1_cluster_rebalance_post": "cluster.rebalance_cluster",
+    "catalogue_v1_compliance_catalogue_get": "compliance.catalogue",
+    "download_export_v1_tenants__tenant_id__exports__task_id__get": "compliance.download_export",
+    "erase_tenant_v1_tenants__tenant_id__erase_post": "compliance.erase_tenant",
+    "evidence_report_v1_compliance_report_get": "compliance.evidence_report",
+    "export_tenant_v1_tenants__tenant_id__export_get": "compliance.export_tenant",
+    "latest_run_v1_compliance_latest_get": "compliance.latest_run",
+    "list_runs_v1_compliance_runs_get": "compliance.list_runs",
+    "run_checks_v1_compliance_runs_post": "compliance.run_checks",
+    "start_export_v1_tenants__tenant_id__exports_post": "compliance.start_export",
     "change_config_v1_config_patch": "config.change_config",
     "config_diff_v1_config_diff_get": "config.config_diff",
     "config_history_v1_config_history_get": "config.config_history",

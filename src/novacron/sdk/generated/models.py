@@ -405,6 +405,13 @@ class CapacityPoolOut(TypedDict, total=False):
     utilisation: Required[float]
 
 
+class CatalogueOut(TypedDict, total=False):
+    """CatalogueOut"""
+
+    checks: Required[list[CheckOut]]
+    controls: Required[list[ControlOut]]
+
+
 class CertificateCreate(TypedDict, total=False):
     """CertificateCreate"""
 
@@ -469,6 +476,14 @@ class ChartSeriesOut(TypedDict, total=False):
     points: Required[list[list[Any]]]
     title: Required[str]
     unit: Required[str]
+
+
+class CheckOut(TypedDict, total=False):
+    """CheckOut"""
+
+    description: Required[str]
+    id: Required[str]
+    title: Required[str]
 
 
 class CheckpointOut(TypedDict, total=False):
@@ -580,6 +595,15 @@ class ConfigPatch(TypedDict, total=False):
     webhooks: WebhooksSection
 
 
+class ControlOut(TypedDict, total=False):
+    """ControlOut"""
+
+    checks: Required[list[str]]
+    framework: Required[str]
+    id: Required[str]
+    title: Required[str]
+
+
 class CostOut(TypedDict, total=False):
     """CostOut"""
 
@@ -654,6 +678,15 @@ class EnrolmentOut(TypedDict, total=False):
     secret: Required[str | None]
 
 
+class ErasureOut(TypedDict, total=False):
+    """ErasureOut"""
+
+    kept_because: Required[str | None]
+    tenant_deleted: Required[bool]
+    tenant_id: Required[str]
+    users_anonymised: Required[int]
+
+
 class EventOut(TypedDict, total=False):
     """EventOut"""
 
@@ -672,6 +705,12 @@ class EventPage(TypedDict, total=False):
 
     items: Required[list[EventOut]]
     last_seq: Required[int]
+
+
+class ExportAccepted(TypedDict, total=False):
+    """ExportAccepted"""
+
+    task_id: Required[str]
 
 
 class ExtendRequest(TypedDict, total=False):
@@ -2490,6 +2529,16 @@ class RestoreTestRequest(TypedDict, total=False):
     marker: str | None
 
 
+class ResultOut(TypedDict, total=False):
+    """ResultOut"""
+
+    check: Required[str]
+    checked_at: Required[str]
+    evidence: Required[dict[str, Any]]
+    status: Required[str]
+    summary: Required[str]
+
+
 class RetentionSection(TypedDict, total=False):
     """RetentionSection"""
 
@@ -2578,6 +2627,32 @@ RuleCreate = TypedDict(
     },
     total=False,
 )
+
+
+class RunCreate(TypedDict, total=False):
+    """RunCreate"""
+
+    tenant_id: str | None
+
+
+class RunList(TypedDict, total=False):
+    """RunList"""
+
+    items: Required[list[RunOut]]
+
+
+class RunOut(TypedDict, total=False):
+    """RunOut"""
+
+    failed: Required[int]
+    finished_at: Required[str]
+    id: Required[str]
+    not_applicable: Required[int]
+    passed: Required[int]
+    results: Required[list[ResultOut]]
+    started_at: Required[str]
+    tenant_id: Required[str | None]
+    trigger: Required[str]
 
 
 class RunRequest(TypedDict, total=False):

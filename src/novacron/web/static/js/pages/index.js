@@ -32,3 +32,4 @@ import './webhooks.js';
 import './mfa.js';
 import './settings.js';
 import './security.js';
+import './compliance.js';
