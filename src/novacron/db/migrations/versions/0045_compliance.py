@@ -1,6 +1,6 @@
 """compliance_runs, compliance_results; users.last_login_at (compliance/)
 
-Revision ID: 0048
+Revision ID: 0045
 Revises: 0044
 Create Date: 2026-12-07
 """
@@ -12,7 +12,7 @@ from alembic import op
 
 from novacron.db.base import UTCDateTime
 
-revision = "0048"
+revision = "0045"
 down_revision = "0044"
 branch_labels = None
 depends_on = None
