@@ -169,6 +169,7 @@ def _register() -> None:
         misc,
         network,
         quota,
+        roles,
         scaling,
         slo,
         vm,
@@ -221,6 +222,9 @@ def _register() -> None:
     )
     app.add_typer(kek.app, name="kek", help="Key-encryption keys: list, rotate (admins).")
     app.add_typer(apikey.app, name="api-key", help="API keys: scoped, expiring tokens for scripts and CI.")
+    app.add_typer(roles.role_app, name="role", help="Roles: built-in and your tenant's custom ones.")
+    app.add_typer(roles.assignment_app, name="role-assignment", help="Who holds which role, where.")
+    app.add_typer(roles.auth_app, name="auth", help="Authorization: explain a decision.")
     app.add_typer(webhook.app, name="webhook", help="Webhooks: signed event deliveries to your URLs.")
     app.add_typer(
         scaling.app, name="scaling-group", help="Scaling groups: desired count, members, activities."
