@@ -169,7 +169,6 @@ def _register() -> None:
         misc,
         network,
         quota,
-        roles,
         scaling,
         slo,
         vm,
@@ -222,9 +221,6 @@ def _register() -> None:
     )
     app.add_typer(kek.app, name="kek", help="Key-encryption keys: list, rotate (admins).")
     app.add_typer(apikey.app, name="api-key", help="API keys: scoped, expiring tokens for scripts and CI.")
-    app.add_typer(roles.role_app, name="role", help="Roles: built-in and your tenant's custom ones.")
-    app.add_typer(roles.assignment_app, name="role-assignment", help="Who holds which role, where.")
-    app.add_typer(roles.auth_app, name="auth", help="Authorization: explain a decision.")
     app.add_typer(webhook.app, name="webhook", help="Webhooks: signed event deliveries to your URLs.")
     app.add_typer(
         scaling.app, name="scaling-group", help="Scaling groups: desired count, members, activities."
@@ -242,8 +238,17 @@ def _register_config() -> None:
     app.add_typer(liveconfig.app, name="config", help="Live settings: get, set, diff, history, rollback.")
 
 
+def _register_roles() -> None:
+    from novacron.cli import roles
+
+    app.add_typer(roles.role_app, name="role", help="Roles: built-in and your tenant's custom ones.")
+    app.add_typer(roles.assignment_app, name="role-assignment", help="Who holds which role, where.")
+    app.add_typer(roles.auth_app, name="auth", help="Authorization: explain a decision.")
+
+
 _register()
 _register_config()
+_register_roles()
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -414,16 +414,8 @@ class VMService(Service):
         if spec.nics:
             with syncing(self.session, vm.tenant_id):  # its addresses may join others' remote groups
                 network_service.create_vm_ports(self.session, self.principal, project, vm, list(spec.nics))
-        events.publish(
-            self.session,
-            "vm.created",
-            "vm",
-            vm.id,
-            tenant_id=vm.tenant_id,
-            project_id=vm.project_id,
-            name=vm.name,
-        )
         ids = {"tenant_id": vm.tenant_id, "project_id": vm.project_id}
+        events.publish(self.session, "vm.created", "vm", vm.id, **ids, name=vm.name)
         task = create_task(self.session, handler, "vm", vm.id, **ids, params=params)
         if not decisions.items:  # the audit log says why it was let through
             decisions.add("allow", "quota", "within every quota, policy rule and budget")

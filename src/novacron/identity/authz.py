@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, or_, select
+from sqlalchemy import ColumnElement, and_, bindparam, false, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -178,10 +178,15 @@ _ROWS = (
 )
 
 
+#: built once with bind parameters: each request only binds the id (no statement to construct)
+_BY_USER = _ROWS.where(RoleAssignment.user_id == bindparam("who"))
+_BY_KEY = _ROWS.where(RoleAssignment.api_key_id == bindparam("who"))
+
+
 def load(db: Connection | Session, *, user_id: str | None = None, key_id: str | None = None) -> Loaded:
     """The assignments of a user (or of an API key), as permissions and grants."""
-    where = RoleAssignment.user_id == user_id if key_id is None else RoleAssignment.api_key_id == key_id
-    return fold(db.execute(_ROWS.where(where)).all())
+    stmt, who = (_BY_USER, user_id) if key_id is None else (_BY_KEY, key_id)
+    return fold(db.execute(stmt, {"who": who}).all())
 
 
 def fold(rows: Iterable[Any]) -> Loaded:
