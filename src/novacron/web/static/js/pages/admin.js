@@ -102,22 +102,6 @@ registerPage({
 });
 
 registerPage({
-  path: '/roles',
-  title: 'Roles',
-  section: 'Administration',
-  order: 40,
-  async render(ctx) {
-    const roles = await get('/v1/roles');
-    clear(ctx.main, pageHead('Roles'),
-      h('p', { class: 'muted' }, `You are ${ctx.me.role}. Each role is a set of permissions; the API checks permissions, not role names.`),
-      card(null, table([
-        { label: 'Role', cell: (r) => h('strong', {}, r.name) },
-        { label: 'Permissions', cell: (r) => h('span', { class: 'mono' }, r.permissions.join(' ')) },
-      ], roles, { caption: 'Roles' })));
-  },
-});
-
-registerPage({
   path: '/audit',
   title: 'Audit log',
   section: 'Administration',
