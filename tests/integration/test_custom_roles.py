@@ -187,6 +187,12 @@ def test_a_project_scoped_api_key_does_exactly_its_scope(world: World) -> None:
     assert c.get("/v1/volumes", headers=as_key).status_code == 403  # only its project's VMs
     r = c.post("/v1/api-keys", json=body | {"name": "x", "project": "nope"}, headers=dev)
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.project"
+    # a key of a user whose roles are label-limited stays within them
+    bob = world.env.headers("bob@acme", PW)
+    r = c.post("/v1/api-keys", json={"name": "bob-ci", "permissions": ["vm:read"]}, headers=bob)
+    assert r.status_code == 201, r.text
+    bob_key = {"Authorization": f"Bearer {r.json()['token']}"}
+    assert world.names(bob_key) == world.names(bob) and "red-1" not in world.names(bob_key)
     with world.db.session() as s:
         s.execute(
             update(ApiKey).where(ApiKey.id == key["id"]).values(expires_at=utcnow() - timedelta(seconds=1))

@@ -96,7 +96,8 @@ class ApiKeyService(Service):
 
     def _granted(self, asked: tuple[str, ...] | None) -> frozenset[str]:
         """The permissions to give: each known and held by the caller (nobody delegates more)."""
-        held = self.principal.permissions
+        # held anywhere: a key of a user with project- or label-limited roles stays within them
+        held = self.principal.permissions.union(*(g.permissions for g in self.principal.grants))
         if asked is None:
             return held
         for i, permission in enumerate(asked):

@@ -140,10 +140,10 @@ class AssignmentService(Service):
         if not self.principal.is_global:
             stmt = stmt.where(RoleAssignment.tenant_id == self.principal.tenant_id)
         if user is not None:
-            stmt = stmt.where(RoleAssignment.user_id == self.user(user, "user").id)
+            stmt = stmt.where(RoleAssignment.user_id == self.user(user, "user", "query").id)
         return list(self.session.scalars(stmt))
 
-    def user(self, ref: str, field: str) -> User:
+    def user(self, ref: str, field: str, part: str = "body") -> User:
         """A user of the caller's tenant (any, for platform administrators) by id or username."""
         stmt = select(User).where(or_(User.id == ref, User.username == ref))
         if not self.principal.is_global:
@@ -151,7 +151,7 @@ class AssignmentService(Service):
         rows = list(self.session.scalars(stmt))
         if len(rows) != 1:
             raise InvalidInput(
-                field, f"no user '{ref}' in your tenant" if not rows else f"'{ref}' is ambiguous"
+                field, f"no user '{ref}' in your tenant" if not rows else f"'{ref}' is ambiguous", part=part
             )
         return rows[0]
 

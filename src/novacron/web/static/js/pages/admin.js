@@ -82,7 +82,7 @@ registerPage({
         { label: 'Created', cell: (u) => timeEl(u.created_at) },
       ], users, { caption: 'Users' }));
     };
-    const roles = ctx.me.tenant_id === null ? ['member', 'viewer', 'tenant-admin', 'admin'] : ['member', 'viewer', 'tenant-admin'];
+    const roles = ctx.me.tenant_id === null ? ['member', 'viewer', 'tenant-admin', 'none', 'admin'] : ['member', 'viewer', 'tenant-admin', 'none'];
     const fields = [
       { name: 'username', label: 'Username' },
       { name: 'password', label: 'Password', type: 'password', hint: 'at least 12 characters, not a common password: a passphrase of several uncommon words' },
