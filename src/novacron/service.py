@@ -30,6 +30,9 @@ class Service:
         self.session = session
         self.principal = principal
         self._ctx = ctx
+        #: the permission the request was let through with (``api/deps.service``); a service whose
+        #: resources are checked one by one (``identity/authz.py``) decides each with it
+        self.gate: str | None = None
 
     @property
     def ctx(self) -> Context:

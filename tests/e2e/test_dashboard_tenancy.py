@@ -5,7 +5,8 @@ issue 18's API keys page: a member's key made, used, listed and revoked in the b
 issue 17 item 13: the session kept across tabs, deep links and reloads, with no token in storage.
 And issue 18's second factor: enrolled in the page, then a sign-in with a code; a passkey added in
 the page and used to sign in (Chromium's virtual authenticator). And issue 18's
-provable audit log: the chain verified, a checkpoint signed and the log exported from the page."""
+provable audit log: the chain verified, a checkpoint signed and the log exported from the page.
+And issue 18's authorization: a custom role made, assigned and a decision explained in the page."""
 
 from __future__ import annotations
 
@@ -471,6 +472,56 @@ def test_the_compliance_page_runs_the_checks_and_downloads_the_report(cluster: C
         text = Path(download.value.path()).read_text()
         assert text.startswith("run_id,scope,tenant_id,check,status") and "audit_chain" in text
         assert page_problems(b, "/compliance", "compliance", "desktop", "light") == []
+def test_the_roles_page_makes_a_custom_role_assigns_it_and_explains_a_decision(
+    cluster: Cluster, browser: Any
+) -> None:
+    """Issue 18's custom roles in the browser: a tenant-admin makes a label-conditioned role from
+    the permission catalogue, assigns it to a user, and the page explains what the user may do
+    (the per-VM label decisions themselves: tests/integration/test_custom_roles.py)."""
+    alpha = next(t for t in cluster.admin.get("/v1/tenants").json()["items"] if t["name"] == "alpha")
+    body = {"username": "alpha-roles", "password": PASSWORD, "role": "tenant-admin", "tenant_id": alpha["id"]}
+    assert cluster.admin.post("/v1/users", json=body).status_code == 201
+    member, _ = cluster.tenants["alpha"]
+    b = Browser(browser, cluster.server.url, DESKTOP)
+    page = b.page
+    try:
+        b.login("alpha-roles", PASSWORD, tenant="alpha")
+        b.follow("nav a:text-is('Roles')")
+        assert "read-only" in page.inner_text("[data-testid=roles] tr[data-role=viewer]")
+        page.fill("#role-name", "blue-ops")
+        page.fill("#role-labels", "team=blue")
+        for permission in ("vm:read", "vm:power"):
+            page.check(f"#role-permissions input[value='{permission}']")
+        page.click("button:text-is('Create role')")
+        row = "[data-testid=roles] tr[data-role=blue-ops]"
+        page.wait_for_selector(row)
+        assert "team=blue" in page.inner_text(row) and "vm:power vm:read" in page.inner_text(row)
+        page.select_option("#ra-user", member)
+        page.select_option("#ra-role", "blue-ops")
+        page.fill("#ra-labels", "team=blue")
+        page.click("button:text-is('Assign')")
+        page.wait_for_selector("[data-testid=role-assignments] tr[data-assignment]")
+        assigned = page.inner_text("[data-testid=role-assignments]")
+        assert member in assigned and "blue-ops" in assigned and "whole tenant" in assigned
+        result = "[data-testid=explain-result]"
+        for action, verdict, why in (
+            # the refusal names every role the user holds, the assigned one too
+            (
+                "user:write",
+                "denied",
+                f"no role of '{member}' holds user:write (role 'member', assignment ra-",
+            ),
+            ("vm:read", "allowed", "role 'member' (the user's role)"),
+        ):
+            page.fill("#explain-user", member)
+            page.fill("#explain-action", action)
+            page.fill("#explain-resource", "tenant")
+            page.click("button:text-is('Explain')")
+            page.wait_for_selector(f"{result} :text('{action} on the tenant')")
+            text = page.inner_text(result)
+            assert verdict in text and why in text, text
+            assert action != "user:write" or "role 'blue-ops'" in text, text
+        assert page_problems(b, "/roles", "roles", "desktop", "light") == []
         assert b.errors == [], b.errors
     finally:
         b.close()

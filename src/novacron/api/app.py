@@ -52,6 +52,8 @@ AREA_ROUTERS = (
     "mfa",
     "passkeys",
     "roles",
+    "role_assignments",
+    "auth_explain",
     "tenants",
     "projects",
     "users",

@@ -14,6 +14,7 @@ from novacron.api.concurrency import Idempotency
 from novacron.api.errors import Problem, from_domain, status_of
 from novacron.api.openapi import raises
 from novacron.errors import DomainError
+from novacron.identity.authz import scoped_kind
 from novacron.identity.principal import Principal
 from novacron.service import Service
 
@@ -158,7 +159,9 @@ def require(permission: str) -> Callable[[Principal], Coroutine[Any, Any, Princi
     """A dependency that lets through only a principal holding ``permission`` (else 403)."""
 
     async def check(principal: PrincipalDep) -> Principal:
-        if not principal.can(permission):
+        # a VM permission held on a project or labelled VMs only lets through to the service,
+        # which decides per VM (identity/authz.py)
+        if not (principal.may(permission) if scoped_kind(permission) else principal.can(permission)):
             raise Problem(
                 403, "Forbidden", f"Your role '{principal.role}' lacks the permission '{permission}'."
             )
@@ -195,7 +198,9 @@ def service(cls: type[S], permission: str | None, *, write: bool = True) -> Call
     """
 
     def build(session: Session, principal: Principal, request: Request) -> S:
-        return cls(session, principal, ctx_of(request))
+        built = cls(session, principal, ctx_of(request))
+        built.gate = permission
+        return built
 
     # set as objects, not the strings this module's annotations are: ``Depends(require(...))`` is
     # local to this call, where FastAPI's resolution of string annotations cannot see it

@@ -249,9 +249,18 @@ def _register_completion() -> None:
     app.command(name="completion")(completion)
 
 
+def _register_roles() -> None:
+    from novacron.cli import roles
+
+    app.add_typer(roles.role_app, name="role", help="Roles: built-in and your tenant's custom ones.")
+    app.add_typer(roles.assignment_app, name="role-assignment", help="Who holds which role, where.")
+    app.add_typer(roles.auth_app, name="auth", help="Authorization: explain a decision.")
+
+
 _register()
 _register_config()
 _register_completion()
+_register_roles()
 
 if __name__ == "__main__":  # pragma: no cover
     app()

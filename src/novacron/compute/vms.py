@@ -27,6 +27,7 @@ from novacron.db.listing import ListParams, paginate, where_equal
 from novacron.db.models import VM, Flavor, Host, Image, Project, Task, VMGuestInfo
 from novacron.db.resolve import Named, resolve, scoped
 from novacron.errors import Conflict, InvalidInput, NameTaken, Unavailable, on_field
+from novacron.identity import authz
 from novacron.identity.principal import Principal
 from novacron.network import service as network_service
 from novacron.network.service import NicRequest
@@ -322,6 +323,8 @@ class VMService(Service):
         ips = type_coerce(VMGuestInfo.ips, Text).label("ips")
         cols = (*LIST_COLUMNS, ips, VMGuestInfo.source.label("ip_source"))
         stmt = scoped(select(*cols).outerjoin(VMGuestInfo, VMGuestInfo.vm_id == VM.id), VM, self.principal)
+        if (visible := authz.vm_filter(self.principal, "vm:read")) is not None:
+            stmt = stmt.where(visible)  # a caller holding vm:read on a project or labels only
         stmt = where_equal(
             stmt, (VM.name, name), (VM.state, state), (VM.project_id, project_id), (VM.host_id, host_id)
         )
@@ -334,7 +337,11 @@ class VMService(Service):
 
     def get(self, ref: str) -> VM:
         """The VM of this id (or name unique among the caller's), if the caller may see it."""
-        return resolve(self.session, self.principal, VM, ref)
+        vm = resolve(self.session, self.principal, VM, ref)
+        gate = self.gate or "vm:read"
+        if authz.scoped_kind(gate) and not self.principal.can(gate):
+            authz.check(self.principal, gate, authz.vm_scope(vm))
+        return vm
 
     def project(self, project_id: str | None) -> Project:
         """The project a new VM goes to: the one named, or the caller's only project."""
@@ -350,6 +357,7 @@ class VMService(Service):
     ) -> tuple[VM, Task]:
         """A new VM in ``project`` and the task that builds it (``handler``: a clone's); quota and
         ports go in the same transaction, so a refusal or any later failure leaves none of them."""
+        self._may(project.tenant_id, project.id, dict(spec.labels), spec.name)
         boot, data = boot_volume.claimable_all(
             self.session, self.principal, project, spec.boot_volume, spec.volumes
         )
@@ -406,20 +414,20 @@ class VMService(Service):
         if spec.nics:
             with syncing(self.session, vm.tenant_id):  # its addresses may join others' remote groups
                 network_service.create_vm_ports(self.session, self.principal, project, vm, list(spec.nics))
-        events.publish(
-            self.session,
-            "vm.created",
-            "vm",
-            vm.id,
-            tenant_id=vm.tenant_id,
-            project_id=vm.project_id,
-            name=vm.name,
-        )
         ids = {"tenant_id": vm.tenant_id, "project_id": vm.project_id}
+        events.publish(self.session, "vm.created", "vm", vm.id, **ids, name=vm.name)
         task = create_task(self.session, handler, "vm", vm.id, **ids, params=params)
         if not decisions.items:  # the audit log says why it was let through
             decisions.add("allow", "quota", "within every quota, policy rule and budget")
         return vm, self._started(task)
+
+    def _may(self, tenant_id: str, project_id: str, labels: dict[str, str], name: str) -> None:
+        """Refuse a VM the caller's project- or label-limited roles do not cover (``identity/authz.py``)."""
+        gate = self.gate or "vm:create"
+        if authz.scoped_kind(gate) and not self.principal.can(gate):
+            authz.check(
+                self.principal, gate, authz.ResourceScope(tenant_id, project_id, labels, f"VM '{name}'")
+            )
 
     def _image_and_flavor(self, project: Project, spec: VMSpec) -> tuple[Image, Flavor]:
         """The image (one ``project`` may use, and active) and the flavor the VM is made of (its
@@ -474,6 +482,7 @@ class VMService(Service):
         if change.ha_priority is not None:
             vm.ha_priority = change.ha_priority
         if change.labels is not None and change.labels != (vm.labels or {}):
+            self._may(vm.tenant_id, vm.project_id, dict(change.labels), vm.name)  # no relabelling out
             with syncing(self.session, vm.tenant_id):  # label policies now select other addresses
                 vm.labels = dict(change.labels)
         self.session.flush()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import Select, select, update
@@ -26,8 +26,10 @@ from sqlalchemy.orm import Session
 
 from novacron.db.base import Database, new_id, utcnow
 from novacron.db.listing import ListParams, paginate
-from novacron.db.models import ApiKey, User
+from novacron.db.models import ApiKey, Project, User
+from novacron.db.resolve import Named, resolve
 from novacron.errors import FieldError, Forbidden, InvalidInput, NotFound
+from novacron.identity import authz
 from novacron.identity.mfa_policy import ENROL, enrol_only, require_step_up
 from novacron.identity.permissions import ROLES, permissions_of
 from novacron.identity.principal import Principal
@@ -49,6 +51,8 @@ class ApiKeySpec:
     #: None: every permission the caller holds now
     permissions: tuple[str, ...] | None
     expires_in_days: int
+    #: a project (id or name) the key is limited to; None: the owner's tenant
+    project: str | None = None
 
 
 def _digest(secret: str) -> str:
@@ -79,14 +83,21 @@ class ApiKeyService(Service):
             secret_hash=_digest(secret),
             permissions=sorted(wanted),
             expires_at=utcnow() + timedelta(days=spec.expires_in_days),
+            project_id=self._project(spec.project),
         )
         self.session.add(key)
         flush_unique(self.session, "name", spec.name, "API key of yours")
         return key, f"{PREFIX}{key.id}_{secret}"
 
+    def _project(self, ref: str | None) -> str | None:
+        if ref is None:
+            return None
+        return resolve(self.session, self.principal, Project, ref, named=Named("project")).id
+
     def _granted(self, asked: tuple[str, ...] | None) -> frozenset[str]:
         """The permissions to give: each known and held by the caller (nobody delegates more)."""
-        held = self.principal.permissions
+        # held anywhere: a key of a user with project- or label-limited roles stays within them
+        held = self.principal.permissions.union(*(g.permissions for g in self.principal.grants))
         if asked is None:
             return held
         for i, permission in enumerate(asked):
@@ -164,12 +175,14 @@ def authenticate(db: Database, token: str, source: str | None) -> Principal:
         if user.disabled:
             raise unauthorized(f"The account '{user.username}' that owns this API key is disabled.")
         _note_use(session, key, source, now)
-        return Principal(
-            user_id=user.id,
-            username=user.username,
-            role=user.role,
-            tenant_id=user.tenant_id,
-            permissions=frozenset(key.permissions) & permissions_of(user.role),
+        owner = authz.with_assignments(
+            Principal(user.id, user.username, user.role, user.tenant_id, permissions_of(user.role)),
+            authz.load(session, user_id=user.id),
+        )
+        own = authz.load(session, key_id=key.id)
+        scoped = authz.narrowed_to_key(owner, frozenset(key.permissions), key.id, key.project_id, own)
+        return replace(
+            scoped,
             token_id=key.id,
             kind=KIND,
             # its owner's tenant requires a second factor the owner has not enrolled: the key is
@@ -177,6 +190,7 @@ def authenticate(db: Database, token: str, source: str | None) -> Principal:
             extra={
                 "key": key.id,
                 "key_name": key.name,
+                **({"project": key.project_id} if key.project_id else {}),
                 **({"mfa": ENROL} if enrol_only(session, user) else {}),
             },
         )

@@ -120,6 +120,8 @@ ROLES: dict[str, frozenset[str]] = {
     "tenant-admin": frozenset(TENANT_ADMIN),
     "admin": frozenset(ADMIN),
     "compliance": frozenset(COMPLIANCE),
+    #: holds only what role assignments give (a project, labelled VMs: ``identity/authz.py``)
+    "none": frozenset(),
 }
 
 

@@ -41,6 +41,7 @@ from novacron.config import Settings
 from novacron.db.base import Database, new_id, utcnow
 from novacron.db.models import RefreshToken, RevokedToken, User
 from novacron.errors import Unauthenticated
+from novacron.identity import authz
 from novacron.identity.keys import KeyRing
 from novacron.identity.login import PasswordLogin
 from novacron.identity.mfa_policy import ENROL, enrol_only
@@ -317,6 +318,8 @@ class TokenService:
         with self.db.engine.connect() as conn:
             params = {"uid": claims["sub"], "jti": claims["jti"], "sid": str(claims.get("sid") or "")}
             row = conn.execute(self._lookup, params).first()
+            # the roles assigned beyond the user's own (per project, label-conditioned, custom)
+            loaded = authz.load(conn, user_id=claims["sub"])
         if row is None:
             raise unauthorized("The token's user no longer exists.")
         username, role, tenant_id, disabled, valid_after, revoked = row
@@ -326,6 +329,10 @@ class TokenService:
             raise unauthorized(f"The account '{username}' is disabled.")
         if valid_after is not None and float(claims["iat"]) < valid_after.timestamp():
             raise unauthorized("All sessions of this account were ended (password change?); log in again.")
+        return authz.with_assignments(self._principal(claims, username, role, tenant_id), loaded)
+
+    @staticmethod
+    def _principal(claims: dict[str, Any], username: str, role: str, tenant_id: str | None) -> Principal:
         return Principal(
             user_id=claims["sub"],
             username=username,

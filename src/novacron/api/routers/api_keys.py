@@ -41,6 +41,9 @@ class ApiKeyCreate(BaseModel):
     )
     #: days until it stops working (1 to 365)
     expires_in_days: int = Field(90, ge=1, le=365)
+    #: a project (id or name): the key acts only on that project's VMs (and reads images and
+    #: flavors); omitted: your whole tenant
+    project: str | None = Field(None, max_length=64)
 
 
 class ApiKeyOut(BaseModel):
@@ -56,6 +59,8 @@ class ApiKeyOut(BaseModel):
     last_used_at: datetime | None
     last_used_from: str | None
     revoked_at: datetime | None
+    #: the project it is limited to (null: the owner's tenant)
+    project_id: str | None = None
 
     @classmethod
     def of(cls, k: ApiKey) -> ApiKeyOut:
@@ -72,6 +77,7 @@ class ApiKeyOut(BaseModel):
             last_used_at=k.last_used_at,
             last_used_from=k.last_used_from,
             revoked_at=k.revoked_at,
+            project_id=k.project_id,
         )
 
 
@@ -85,7 +91,8 @@ class ApiKeyCreated(ApiKeyOut):
 def create_api_key(body: ApiKeyCreate, keys: KeyWriter, idem: IdempotencyDep) -> Response:
     if (replay := idem.replay(body)) is not None:
         return replay
-    spec = ApiKeySpec(body.name, tuple(body.permissions) if body.permissions else None, body.expires_in_days)
+    perms = tuple(body.permissions) if body.permissions else None
+    spec = ApiKeySpec(body.name, perms, body.expires_in_days, body.project)
     key, token = keys.create(spec)
     out = ApiKeyOut.of(key).model_dump(mode="json")
     idem.remember(201, {**out, "token": None})  # the secret is never stored, not even for a replay

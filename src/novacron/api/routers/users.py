@@ -26,7 +26,7 @@ PasswordSetter = Annotated[UserService, Depends(service(UserService, None, write
 UserList = Annotated[ListParams, Depends(list_query(("username", "created_at", "role"), "username"))]
 
 USERNAME = r"^[a-z0-9][a-z0-9._@-]{0,63}$"
-Role = Literal["admin", "tenant-admin", "member", "viewer", "compliance"]
+Role = Literal["admin", "tenant-admin", "member", "viewer", "compliance", "none"]
 
 
 class UserCreate(BaseModel):

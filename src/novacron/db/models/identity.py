@@ -144,3 +144,44 @@ class ApiKey(Timestamped, Base):
     #: the client address of that last use
     last_used_from: Mapped[str | None] = mapped_column(String(64), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: None: the owner's whole tenant; else only VMs of this project (``identity/authz.py``)
+    project_id: Mapped[str | None] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+
+
+class CustomRole(Timestamped, Versioned, Base):
+    """A tenant's own role: a named set of permissions of the catalogue (``identity/roles.py``),
+    optionally acting only on resources whose labels match ``labels``."""
+
+    __tablename__ = "custom_roles"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(String(255), default="")
+    #: sorted permission names, each of the catalogue
+    permissions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: ``{"team": "blue"}``: the role acts only on resources labelled so ({}: any)
+    labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+
+
+class RoleAssignment(Timestamped, Versioned, Base):
+    """A role (built-in or the tenant's own, by name) held by a user or an API key, on the whole
+    tenant or one project, optionally only on resources whose labels match ``labels``."""
+
+    __tablename__ = "role_assignments"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    api_key_id: Mapped[str | None] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    role: Mapped[str] = mapped_column(String(64))
+    #: None: the whole tenant
+    project_id: Mapped[str | None] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)

@@ -157,6 +157,7 @@ class ApiKeyCreate(TypedDict, total=False):
     expires_in_days: int
     name: Required[str]
     permissions: list[str] | None
+    project: str | None
 
 
 class ApiKeyCreated(TypedDict, total=False):
@@ -169,6 +170,7 @@ class ApiKeyCreated(TypedDict, total=False):
     last_used_from: Required[str | None]
     name: Required[str]
     permissions: Required[list[str]]
+    project_id: str | None
     revoked_at: Required[str | None]
     state: Required[str]
     tenant_id: Required[str | None]
@@ -186,6 +188,7 @@ class ApiKeyOut(TypedDict, total=False):
     last_used_from: Required[str | None]
     name: Required[str]
     permissions: Required[list[str]]
+    project_id: str | None
     revoked_at: Required[str | None]
     state: Required[str]
     tenant_id: Required[str | None]
@@ -196,6 +199,30 @@ class AssertionIn(TypedDict, total=False):
     """AssertionIn"""
 
     credential: Required[dict[str, Any]]
+
+
+class AssignmentCreate(TypedDict, total=False):
+    """AssignmentCreate"""
+
+    api_key: str | None
+    labels: dict[str, Any]
+    project: str | None
+    role: Required[str]
+    user: str | None
+
+
+class AssignmentOut(TypedDict, total=False):
+    """AssignmentOut"""
+
+    api_key_id: Required[str | None]
+    created_at: Required[str]
+    id: Required[str]
+    labels: Required[dict[str, str]]
+    project_id: Required[str | None]
+    role: Required[str]
+    scope: Required[str]
+    tenant_id: Required[str]
+    user_id: Required[str | None]
 
 
 class AttachRequest(TypedDict, total=False):
@@ -705,6 +732,18 @@ class EventPage(TypedDict, total=False):
 
     items: Required[list[EventOut]]
     last_seq: Required[int]
+
+
+class ExplainOut(TypedDict, total=False):
+    """ExplainOut"""
+
+    action: Required[str]
+    allowed_by: Required[str | None]
+    decision: Required[str]
+    reasons: Required[list[str]]
+    resource: Required[str]
+    user_id: Required[str]
+    username: Required[str]
 
 
 class ExportAccepted(TypedDict, total=False):
@@ -2555,11 +2594,36 @@ class RightsizingOut(TypedDict, total=False):
     window_s: Required[int]
 
 
+class RoleCreate(TypedDict, total=False):
+    """RoleCreate"""
+
+    description: str
+    labels: dict[str, Any]
+    name: Required[str]
+    permissions: Required[list[str]]
+    tenant_id: str | None
+
+
 class RoleOut(TypedDict, total=False):
     """RoleOut"""
 
+    builtin: bool
+    created_at: str | None
+    description: str
+    id: str | None
+    labels: dict[str, str]
     name: Required[str]
     permissions: Required[list[str]]
+    tenant_id: str | None
+    version: int | None
+
+
+class RoleUpdate(TypedDict, total=False):
+    """RoleUpdate"""
+
+    description: str | None
+    labels: dict[str, Any] | None
+    permissions: list[str] | None
 
 
 class Rollback(TypedDict, total=False):
@@ -3289,7 +3353,7 @@ class UserCreate(TypedDict, total=False):
     """UserCreate"""
 
     password: Required[str]
-    role: Literal["admin", "tenant-admin", "member", "viewer", "compliance"]
+    role: Literal["admin", "tenant-admin", "member", "viewer", "compliance", "none"]
     tenant_id: str | None
     username: Required[str]
 
@@ -3311,7 +3375,7 @@ class UserUpdate(TypedDict, total=False):
     """UserUpdate"""
 
     disabled: bool | None
-    role: Literal["admin", "tenant-admin", "member", "viewer", "compliance"] | None
+    role: Literal["admin", "tenant-admin", "member", "viewer", "compliance", "none"] | None
 
 
 class VMCostOut(TypedDict, total=False):

@@ -14,6 +14,75 @@ class RolesApi:
     def __init__(self, core: Core) -> None:
         self._core = core
 
+    def create_assignment(
+        self, body: m.AssignmentCreate, *, idempotency_key: str | None = None
+    ) -> m.AssignmentOut:
+        """Create Assignment (``POST /v1/role-assignments``)"""
+        return cast(
+            "m.AssignmentOut",
+            self._core.call(
+                "POST", "/v1/role-assignments", json=body, idempotent=True, idempotency_key=idempotency_key
+            ),
+        )
+
+    def create_role(self, body: m.RoleCreate, *, idempotency_key: str | None = None) -> m.RoleOut:
+        """Create Role (``POST /v1/roles``)"""
+        return cast(
+            "m.RoleOut",
+            self._core.call("POST", "/v1/roles", json=body, idempotent=True, idempotency_key=idempotency_key),
+        )
+
+    def delete_assignment(self, assignment_id: str) -> None:
+        """Delete Assignment (``DELETE /v1/role-assignments/{assignment_id}``)"""
+        self._core.call(
+            "DELETE", "/v1/role-assignments/{assignment_id}", path_params={"assignment_id": assignment_id}
+        )
+
+    def delete_role(self, role: str) -> None:
+        """Delete Role (``DELETE /v1/roles/{role}``)"""
+        self._core.call("DELETE", "/v1/roles/{role}", path_params={"role": role})
+
+    def explain(self, *, user: str, action: str, resource: str) -> m.ExplainOut:
+        """Explain (``GET /v1/auth/explain``)"""
+        return cast(
+            "m.ExplainOut",
+            self._core.call(
+                "GET", "/v1/auth/explain", params={"user": user, "action": action, "resource": resource}
+            ),
+        )
+
+    def get_assignment(self, assignment_id: str) -> m.AssignmentOut:
+        """Get Assignment (``GET /v1/role-assignments/{assignment_id}``)"""
+        return cast(
+            "m.AssignmentOut",
+            self._core.call(
+                "GET", "/v1/role-assignments/{assignment_id}", path_params={"assignment_id": assignment_id}
+            ),
+        )
+
+    def get_role(self, role: str) -> m.RoleOut:
+        """Get Role (``GET /v1/roles/{role}``)"""
+        return cast("m.RoleOut", self._core.call("GET", "/v1/roles/{role}", path_params={"role": role}))
+
+    def list_assignments(self, *, user: str | None = None) -> list[m.AssignmentOut]:
+        """List Assignments (``GET /v1/role-assignments``)"""
+        return cast(
+            "list[m.AssignmentOut]", self._core.call("GET", "/v1/role-assignments", params={"user": user})
+        )
+
     def list_roles(self) -> list[m.RoleOut]:
         """List Roles (``GET /v1/roles``)"""
         return cast("list[m.RoleOut]", self._core.call("GET", "/v1/roles"))
+
+    def update_role(self, role: str, body: m.RoleUpdate, *, if_match: str | None = None) -> m.RoleOut:
+        """Update Role (``PATCH /v1/roles/{role}``)"""
+        return cast(
+            "m.RoleOut",
+            self._core.call(
+                "PATCH",
+                "/v1/roles/{role}",
+                path_params={"role": role},
+                json=body,
+                headers={"If-Match": if_match},
+            ),
+        )

@@ -82,7 +82,7 @@ registerPage({
         { label: 'Created', cell: (u) => timeEl(u.created_at) },
       ], users, { caption: 'Users' }));
     };
-    const roles = ctx.me.tenant_id === null ? ['member', 'viewer', 'tenant-admin', 'admin'] : ['member', 'viewer', 'tenant-admin'];
+    const roles = ctx.me.tenant_id === null ? ['member', 'viewer', 'tenant-admin', 'none', 'admin'] : ['member', 'viewer', 'tenant-admin', 'none'];
     const fields = [
       { name: 'username', label: 'Username' },
       { name: 'password', label: 'Password', type: 'password', hint: 'at least 12 characters, not a common password: a passphrase of several uncommon words' },
@@ -98,22 +98,6 @@ registerPage({
         await post('/v1/users', body, { idempotent: true }); toast(`User ${v.username} created.`); await load();
       })) : null));
     await load();
-  },
-});
-
-registerPage({
-  path: '/roles',
-  title: 'Roles',
-  section: 'Administration',
-  order: 40,
-  async render(ctx) {
-    const roles = await get('/v1/roles');
-    clear(ctx.main, pageHead('Roles'),
-      h('p', { class: 'muted' }, `You are ${ctx.me.role}. Each role is a set of permissions; the API checks permissions, not role names.`),
-      card(null, table([
-        { label: 'Role', cell: (r) => h('strong', {}, r.name) },
-        { label: 'Permissions', cell: (r) => h('span', { class: 'mono' }, r.permissions.join(' ')) },
-      ], roles, { caption: 'Roles' })));
   },
 });
 
