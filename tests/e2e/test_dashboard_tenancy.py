@@ -472,6 +472,10 @@ def test_the_compliance_page_runs_the_checks_and_downloads_the_report(cluster: C
         text = Path(download.value.path()).read_text()
         assert text.startswith("run_id,scope,tenant_id,check,status") and "audit_chain" in text
         assert page_problems(b, "/compliance", "compliance", "desktop", "light") == []
+    finally:
+        b.close()
+
+
 def test_the_roles_page_makes_a_custom_role_assigns_it_and_explains_a_decision(
     cluster: Cluster, browser: Any
 ) -> None:
