@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -19,13 +18,10 @@ def daily_series(days: int, step_s: int = 900, noise: float = 2.0, seed: int = 1
 
 def test_a_seasonal_series_gets_a_seasonal_model_that_beats_seasonal_naive() -> None:
     values = daily_series(10)
-    started = time.perf_counter()
-    f = fit(values, 900, horizon_steps=4)
-    elapsed = time.perf_counter() - started
+    f = fit(values, 900, horizon_steps=4)  # its time is measured in bench/bench_autoscale_replay.py
     assert f.model in ("holt_winters", "sarima", "regression")
     assert f.mase < f.scores["seasonal_naive"]
     assert f.mase < 1.0
-    assert elapsed < 5  # a fraction of a second alone; generous for a loaded machine
     mean, lower, upper = f.predict(4)
     assert mean.shape == lower.shape == upper.shape == (4,)
     assert (lower <= mean).all() and (mean <= upper).all()
