@@ -181,7 +181,6 @@ def _register() -> None:
         quota,
         scaling,
         slo,
-        sso,
         vm,
         vm_snapshot,  # noqa: F401 (registers its commands on the vm sub-app)
         volume,
@@ -232,7 +231,6 @@ def _register() -> None:
     )
     app.add_typer(kek.app, name="kek", help="Key-encryption keys: list, rotate (admins).")
     app.add_typer(apikey.app, name="api-key", help="API keys: scoped, expiring tokens for scripts and CI.")
-    app.add_typer(sso.app, name="identity-provider", help="Single sign-on: a tenant's identity providers.")
     app.add_typer(webhook.app, name="webhook", help="Webhooks: signed event deliveries to your URLs.")
     app.add_typer(
         scaling.app, name="scaling-group", help="Scaling groups: desired count, members, activities."
@@ -245,8 +243,9 @@ def _register() -> None:
 
 
 def _register_config() -> None:
-    from novacron.cli import liveconfig
+    from novacron.cli import liveconfig, sso
 
+    app.add_typer(sso.app, name="identity-provider", help="Single sign-on: a tenant's identity providers.")
     app.add_typer(liveconfig.app, name="config", help="Live settings: get, set, diff, history, rollback.")
 
 

@@ -45,9 +45,7 @@ def device_login(client: Any, tenant: str, provider: str | None) -> None:
             me = client.send("GET", "/v1/tokens/current", headers={"Authorization": f"Bearer {client.token}"})
             username = me.json()["username"]
             path = client.store_tokens(tokens, username)
-            info(
-                f"[green]Logged in to {client.server} as {username} ({provider}).[/] Credentials saved in {path}"
-            )
+            info(f"[green]Logged in to {client.server} as {username} ({provider}).[/] Credentials in {path}")
             return
     raise CliError("the sign-in was not approved in time; run novacron login --sso again")
 

@@ -184,7 +184,7 @@ class Client:
             if nonce is not None:
                 params["nonce"] = nonce
             options = {"iss": {"essential": True, "value": self.endpoints.issuer}, "aud": {"essential": True}}
-            claims = CodeIDToken(token.claims, token.header, options, params)  # type: ignore[arg-type]
+            claims = CodeIDToken(token.claims, token.header, options, params)
             claims.validate(now=int(time.time()), leeway=60)
         except (JoseError, ValueError) as exc:  # authlib's claim errors are JoseError too
             raise ProviderError(f"the provider's ID token was refused: {exc}") from exc
