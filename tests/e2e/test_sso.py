@@ -21,8 +21,8 @@ import httpx
 import pytest
 
 from tests.conftest import Server, destroy_server, make_server
-from tests.e2e.browser import Browser
-from tests.e2e.conftest import DESKTOP
+from tests.e2e.browser import Browser, page_problems
+from tests.e2e.conftest import DESKTOP, PASSWORD
 from tests.services.oidc import CLIENT_ID, CLIENT_SECRET, OidcProvider, oidc_provider
 
 TENANT = "acme"
@@ -49,7 +49,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         try:
             with srv.client() as root:
                 tenant = root.post("/v1/tenants", json={"name": TENANT}).json()
-                body = {"username": "boss", "password": "correct-horse-battery-9", "role": "tenant-admin"}
+                body = {"username": "boss", "password": PASSWORD, "role": "tenant-admin"}
                 r = root.post("/v1/users", json={**body, "tenant_id": tenant["id"]})
                 assert r.status_code == 201, r.text
             token = httpx.post(
@@ -79,13 +79,45 @@ def _provider_body(world: World, **changes: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def corp(world: World) -> dict[str, Any]:
-    r = world.admin.post(
-        "/v1/identity-providers", json=_provider_body(world), headers={"Idempotency-Key": "corp-1"}
+def corp(world: World, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The provider, added by the tenant-admin with the CLI."""
+    config = tmp_path_factory.mktemp("boss") / "credentials.json"
+    login = ["login", "--server", world.server.url, "-u", "boss", "-t", TENANT, "--password-stdin"]
+    _run(config, login, PASSWORD)
+    create = [
+        "identity-provider",
+        "create",
+        "corp",
+        "--issuer",
+        world.provider.issuer,
+        "--client-id",
+        CLIENT_ID,
+    ]
+    create += ["--client-secret-stdin", "--display-name", "Corp SSO", "--default-role", "viewer"]
+    create += ["--scope", "openid", "--scope", "profile", "--scope", "email", "--scope", "groups"]
+    create += ["--group-role", "ops-admins=tenant-admin", "--group-role", "devs=member"]
+    _run(config, create, CLIENT_SECRET)
+    listed = _run(config, ["identity-provider", "list"], "")
+    assert "corp" in listed and "ops-admins=tenant-admin" in listed, listed
+    provider = world.admin.get("/v1/identity-providers/corp").json()
+    assert "client_secret" not in provider and provider["client_secret_set"] is True
+    return dict(provider)
+
+
+def _cli(config: Path, *args: str, stdin: int = subprocess.PIPE) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOVACRON_")}
+    env.update(NOVACRON_CONFIG=str(config), COLUMNS="200")
+    argv = [sys.executable, "-m", "novacron.cli.main", *args]
+    return subprocess.Popen(
+        argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
-    assert r.status_code == 201, r.text
-    assert "client_secret" not in r.json() and r.json()["client_secret_set"] is True
-    return dict(r.json())
+
+
+def _run(config: Path, args: list[str], stdin: str) -> str:
+    p = _cli(config, *args)
+    out, err = p.communicate(stdin + "\n", timeout=60)
+    assert p.returncode == 0, f"novacron {' '.join(args)}: {out}{err}"
+    return out
 
 
 def _field(r: httpx.Response) -> str:
@@ -94,7 +126,7 @@ def _field(r: httpx.Response) -> str:
     return str(r.json()["errors"][0]["field"]).removeprefix("body.")
 
 
-def test_bad_provider_config_refused_by_field(world: World) -> None:
+def test_bad_provider_config_refused_by_field(world: World, corp: dict[str, Any]) -> None:
     create = world.admin.post
     # 127.0.0.1 is the platform's own address: the egress guard refuses it, named on the issuer
     r = create("/v1/identity-providers", json=_provider_body(world, name="own", issuer="http://127.0.0.1:1"))
@@ -110,7 +142,13 @@ def test_bad_provider_config_refused_by_field(world: World) -> None:
     assert _field(create("/v1/identity-providers", json=platform_role)) == "group_roles[0].role"
     entra = _provider_body(world, name="x", preset="entra", issuer="https://login.example.com/v2.0")
     assert _field(create("/v1/identity-providers", json=entra)) == "issuer"
-    assert world.admin.get("/v1/identity-providers").json()["items"] == []  # nothing stored
+    assert [p["name"] for p in world.admin.get("/v1/identity-providers").json()["items"]] == ["corp"]
+    # a create retried with its Idempotency-Key is answered again, not done twice
+    key = {"Idempotency-Key": "spare-1"}
+    first = create("/v1/identity-providers", json=_provider_body(world, name="spare"), headers=key)
+    again = create("/v1/identity-providers", json=_provider_body(world, name="spare"), headers=key)
+    assert first.status_code == again.status_code == 201 and first.json()["id"] == again.json()["id"]
+    assert world.admin.delete("/v1/identity-providers/spare").status_code == 204
 
 
 def _sign_in_at_provider(page: Any, account: str) -> None:
@@ -129,6 +167,8 @@ def test_dashboard_sign_in_creates_user_with_group_role(
         b.page.goto(f"{world.server.url}/")
         b.page.fill("#tenant", TENANT)
         b.page.dispatch_event("#tenant", "change")
+        b.page.wait_for_selector("text=Sign in with Corp SSO")
+        problems = page_problems(b, "/", "sso-sign-in", "desktop", "light")
         b.page.click("text=Sign in with Corp SSO")
         _sign_in_at_provider(b.page, "alice")
         b.page.wait_for_selector("[data-testid=who]", state="attached")
@@ -137,6 +177,14 @@ def test_dashboard_sign_in_creates_user_with_group_role(
         b.go("/identity-providers")  # alice (tenant-admin) sees the page with the provider
         assert b.page.locator("[data-provider=corp]").count() == 1
         assert "ops-admins → tenant-admin" in (b.page.text_content("[data-provider=corp]") or "")
+        problems += page_problems(b, "/identity-providers", "identity-providers", "desktop", "light")
+        assert problems == []
+        # sign out: the session ends here, then at the provider (RP-initiated logout)
+        b.page.click("text=Sign out")
+        b.page.wait_for_url(f"{world.provider.issuer}/session/end**")
+        # a sign-in the platform never began: back at the sign-in page, saying why
+        b.page.goto(f"{world.server.url}/v1/sso/callback?state=forged&code=x")
+        b.page.wait_for_selector("#login-error >> text=Single sign-on failed")
         assert b.errors == []
     finally:
         b.context.close()
@@ -144,28 +192,12 @@ def test_dashboard_sign_in_creates_user_with_group_role(
     assert users["alice"]["role"] == "tenant-admin"
 
 
-def _cli(world: World, config: Path, *args: str) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOVACRON_")}
-    env.update(NOVACRON_CONFIG=str(config), COLUMNS="200")
-    argv = [sys.executable, "-m", "novacron.cli.main", *args]
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-
-
 def test_cli_device_sign_in_then_disabled_user_loses_access(
     world: World, corp: dict[str, Any], browser: Any, tmp_path: Path
 ) -> None:
     config = tmp_path / "credentials.json"
     cli = _cli(
-        world,
-        config,
-        "login",
-        "--server",
-        world.server.url,
-        "--sso",
-        "--tenant",
-        TENANT,
-        "--provider",
-        "corp",
+        config, "login", "--server", world.server.url, "--sso", "--tenant", TENANT, "--provider", "corp"
     )
     assert cli.stdout is not None
     line = cli.stdout.readline()

@@ -86,6 +86,7 @@ def create(  # noqa: PLR0913 - a provider is all of these
     group_role: list[str] = typer.Option([], "--group-role", help="GROUP=ROLE (repeat)"),
     default_role: str | None = typer.Option(None, "--default-role", help="role of users in no mapped group"),
     username_claim: str | None = typer.Option(None, "--username-claim"),
+    scope: list[str] = typer.Option([], "--scope", help="a scope to ask for (repeat; default: the preset's)"),
     tenant: str | None = typer.Option(None, "--tenant", help="platform administrators: the tenant"),
     as_json: bool = JSON,
 ) -> None:
@@ -107,6 +108,8 @@ def create(  # noqa: PLR0913 - a provider is all of these
     body.update({k: v for k, v in extra.items() if v is not None})
     if username_claim:
         body["username_claim"] = username_claim
+    if scope:
+        body["scopes"] = scope
     if group_role:
         body["group_roles"] = _mappings(group_role)
     provider = client_of(ctx).post("/v1/identity-providers", body)
@@ -114,6 +117,47 @@ def create(  # noqa: PLR0913 - a provider is all of these
         print_json(provider)
         return
     out.print(f"Identity provider {provider['name']} ({provider['id']}) added.")
+
+
+@app.command("set")
+def set_provider(  # noqa: PLR0913 - what may change
+    ctx: typer.Context,
+    name: str,
+    issuer: str | None = typer.Option(None, "--issuer"),
+    client_id: str | None = typer.Option(None, "--client-id"),
+    client_secret_stdin: bool = typer.Option(False, "--client-secret-stdin", help="a new secret from stdin"),
+    display_name: str | None = typer.Option(None, "--display-name"),
+    group_role: list[str] = typer.Option(
+        [], "--group-role", help="GROUP=ROLE (repeat; replaces the mapping)"
+    ),
+    default_role: str | None = typer.Option(None, "--default-role", help="a role, or 'none'"),
+    enabled: bool | None = typer.Option(None, "--enabled/--disabled"),
+    as_json: bool = JSON,
+) -> None:
+    """Change a provider (a new issuer is checked at it first)."""
+    import sys
+
+    body: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "issuer": issuer,
+            "client_id": client_id,
+            "display_name": display_name,
+            "enabled": enabled,
+        }.items()
+        if v is not None
+    }
+    if client_secret_stdin:
+        body["client_secret"] = sys.stdin.readline().rstrip("\r\n")
+    if group_role:
+        body["group_roles"] = _mappings(group_role)
+    if default_role is not None:
+        body["default_role"] = None if default_role == "none" else default_role
+    provider = client_of(ctx).patch(f"/v1/identity-providers/{name}", body)
+    if as_json:
+        print_json(provider)
+        return
+    out.print(f"Identity provider {provider['name']} changed.")
 
 
 @app.command("list")

@@ -44,7 +44,7 @@ from novacron.db.models import IdentityProvider, RefreshToken, SsoLink, SsoLogin
 from novacron.errors import InvalidInput, NotFound, Unavailable
 from novacron.identity import sso_client
 from novacron.identity.encryption import encryption_for
-from novacron.identity.sso_providers import client_of, endpoints_of, role_of
+from novacron.identity.sso_providers import client_of, endpoints_of, public_providers, role_of
 from novacron.identity.tokens import Owner, TokenService, hash_refresh_token, unauthorized
 
 LOGIN_TTL_S = 600
@@ -119,6 +119,15 @@ class SsoLogins:
         except sso_client.ProviderError as exc:
             raise Unavailable(f"The identity provider '{provider.name}' is unavailable: {exc}") from exc
         return client_of(provider, settings, endpoints)
+
+    async def providers(self, tenant: str) -> list[tuple[str, str, str]]:
+        """(name, display name, preset) of the tenant's enabled providers, for its sign-in page."""
+
+        def read() -> list[tuple[str, str, str]]:
+            with self.db.read_session() as s:
+                return [(p.name, p.display_name, p.preset) for p in public_providers(s, tenant)]
+
+        return await asyncio.to_thread(read)
 
     # -- dashboard ---------------------------------------------------------------------------
 

@@ -11,20 +11,21 @@ the provider's end-session URL (RP-initiated logout) when it has one.
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from novacron.api.audit import OriginDep
-from novacron.api.deps import CtxDep, ReadSessionDep, service
+from novacron.api.deps import CtxDep, service
 from novacron.api.openapi import raises
 from novacron.api.routers.tokens import NO_STORE, TokenOut, _token_response
 from novacron.api.session_cookie import clear_refresh_cookie, set_refresh_cookie
+from novacron.errors import Unauthenticated, Unavailable
 from novacron.identity.grants import Origin
 from novacron.identity.sessions import SessionService
 from novacron.identity.sso import SignedOn, SsoLogins
-from novacron.identity.sso_providers import public_providers
 
 router = APIRouter(prefix="/v1/sso", tags=["sso"])
 NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
@@ -59,13 +60,13 @@ class SignInProvider(BaseModel):
 
 
 @router.get("/providers", response_model=list[SignInProvider])
-def sign_in_providers(
-    session: ReadSessionDep, tenant: Annotated[str, Query(min_length=1, max_length=64)] = "default"
+async def sign_in_providers(
+    logins: LoginsDep, tenant: Annotated[str, Query(min_length=1, max_length=64)] = "default"
 ) -> list[SignInProvider]:
     """The identity providers a tenant's users may sign in with (for the sign-in page; no token)."""
     return [
-        SignInProvider(name=p.name, display_name=p.display_name, preset=p.preset)
-        for p in public_providers(session, tenant)
+        SignInProvider(name=name, display_name=display, preset=preset)
+        for name, display, preset in await logins.providers(tenant)
     ]
 
 
@@ -83,7 +84,6 @@ async def authorize(
 
 
 @router.get("/callback", status_code=303, response_class=RedirectResponse)
-@raises(401, 503)
 async def callback(
     logins: LoginsDep,
     origin: OriginDep,
@@ -92,12 +92,16 @@ async def callback(
     error: Annotated[str | None, Query(max_length=256)] = None,
 ) -> RedirectResponse:
     """Where the provider sends the browser back: the dashboard's session starts (its cookie is
-    set) and the browser goes on to the dashboard."""
-    from novacron.identity.tokens import unauthorized
-
+    set) and the browser goes on to the dashboard; a refused sign-in goes back to the sign-in page
+    with ``sso_error`` saying why."""
     if error or not code:
-        raise unauthorized(f"The identity provider did not sign you in: {error or 'no code'}.")
-    done = await logins.finish_browser(state, code)
+        why = f"the identity provider did not sign you in ({error or 'no code'})"
+        return RedirectResponse("/?" + urlencode({"sso_error": why}), status_code=303, headers=NO_STORE)
+    try:
+        done = await logins.finish_browser(state, code)
+    except (Unauthenticated, Unavailable) as exc:  # back to the sign-in page, which says why
+        origin.note.hint(actor_name="(single sign-on)")
+        return RedirectResponse("/?" + urlencode({"sso_error": str(exc)}), status_code=303, headers=NO_STORE)
     _note(origin, done)
     response = RedirectResponse("/", status_code=303, headers=NO_STORE)
     set_refresh_cookie(response, done.refresh_token, logins.tokens.settings.refresh_token_ttl_s)

@@ -249,9 +249,16 @@ async function route() {
   if (document.activeElement === document.body) mainEl.focus({ preventScroll: true });
 }
 
+/** Why a sign-in at an identity provider failed: the callback sends the browser back with it. */
+function ssoError() {
+  const why = new URLSearchParams(location.search).get('sso_error');
+  if (why) history.replaceState(null, '', location.pathname + location.hash);
+  return why ? `Single sign-on failed: ${why}` : undefined;
+}
+
 async function boot() {
   // a new tab, a reload or a deep link: the session cookie (if any) gives this page its token
-  if (!api.session.get() && !(await api.refresh())) { renderLogin(); return; }
+  if (!api.session.get() && !(await api.refresh())) { renderLogin(ssoError()); return; }
   try {
     me = await api.get('/v1/tokens/current');
   } catch {
