@@ -34,6 +34,8 @@ class World:
     provider: OidcProvider
     #: a tenant-admin of TENANT
     admin: httpx.Client
+    #: the platform administrator
+    root: httpx.Client
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +49,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     with oidc_provider(f"{srv.url}/v1/sso/callback", log) as provider:
         srv.start(timeout_s=120)
         try:
-            with srv.client() as root:
-                tenant = root.post("/v1/tenants", json={"name": TENANT}).json()
-                body = {"username": "boss", "password": PASSWORD, "role": "tenant-admin"}
-                r = root.post("/v1/users", json={**body, "tenant_id": tenant["id"]})
-                assert r.status_code == 201, r.text
+            root = srv.client()
+            tenant = root.post("/v1/tenants", json={"name": TENANT}).json()
+            body = {"username": "boss", "password": PASSWORD, "role": "tenant-admin"}
+            r = root.post("/v1/users", json={**body, "tenant_id": tenant["id"]})
+            assert r.status_code == 201, r.text
             token = httpx.post(
                 f"{srv.url}/v1/tokens",
                 json={"username": "boss", "password": body["password"], "tenant": TENANT},
@@ -59,7 +61,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             with httpx.Client(
                 base_url=srv.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
             ) as admin:
-                yield World(srv, provider, admin)
+                yield World(srv, provider, admin, root)
+            root.close()
         finally:
             destroy_server(srv)
 
@@ -220,7 +223,14 @@ def test_cli_device_sign_in_then_disabled_user_loses_access(
         f"{world.server.url}/v1/tokens/current", headers={"Authorization": f"Bearer {creds['access_token']}"}
     )
     assert me.json()["username"] == "bob" and me.json()["role"] == "member"  # group devs -> member
-    # a refresh re-checks bob at the provider: still fine
+    # the client secret and bob's provider tokens are sealed at rest, and re-wrapped by a KEK rotation
+    state = world.server.state_dir
+    stored = b"".join(
+        p.read_bytes() for p in (state / "novacron.db", state / "novacron.db-wal") if p.exists()
+    )
+    assert CLIENT_SECRET.encode() not in stored
+    assert world.root.post("/v1/key-encryption-keys/rotate", json={}).json()["retired"]
+    # a refresh re-checks bob at the provider (secret and tokens opened under the new KEK): still fine
     r = httpx.post(f"{world.server.url}/v1/tokens/refresh", json={"refresh_token": creds["refresh_token"]})
     assert r.status_code == 200, r.text
     refresh = r.json()["refresh_token"]
