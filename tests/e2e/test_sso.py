@@ -152,6 +152,11 @@ def test_bad_provider_config_refused_by_field(world: World, corp: dict[str, Any]
     again = create("/v1/identity-providers", json=_provider_body(world, name="spare"), headers=key)
     assert first.status_code == again.status_code == 201 and first.json()["id"] == again.json()["id"]
     assert world.admin.delete("/v1/identity-providers/spare").status_code == 204
+    # audited, refusals included, in the tenant's own audit log
+    audit = world.admin.get("/v1/audit", params={"limit": 100}).json()["items"]
+    done = {(r["method"], r["path"], r["status_code"]) for r in audit if "identity-providers" in r["path"]}
+    assert ("POST", "/v1/identity-providers", 201) in done and ("POST", "/v1/identity-providers", 422) in done
+    assert ("DELETE", "/v1/identity-providers/spare", 204) in done
 
 
 def _sign_in_at_provider(page: Any, account: str) -> None:

@@ -31,6 +31,9 @@ import hashlib
 import json
 import re
 import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -44,7 +47,7 @@ from novacron.db.models import IdentityProvider, RefreshToken, SsoLink, SsoLogin
 from novacron.errors import InvalidInput, NotFound, Unavailable
 from novacron.identity import sso_client
 from novacron.identity.encryption import encryption_for
-from novacron.identity.sso_providers import client_of, endpoints_of, public_providers, role_of
+from novacron.identity.sso_providers import AUTH_PARAMS, client_of, endpoints_of, public_providers, role_of
 from novacron.identity.tokens import Owner, TokenService, hash_refresh_token, unauthorized
 
 LOGIN_TTL_S = 600
@@ -135,7 +138,9 @@ class SsoLogins:
         """The provider's authorization URL for a new sign-in (stored for the callback)."""
         provider = self._provider(tenant, name)
         client = await self._client(provider)
-        url, pending = client.authorization_url(redirect_uri, provider.scopes)
+        url, pending = client.authorization_url(
+            redirect_uri, provider.scopes, AUTH_PARAMS.get(provider.preset)
+        )
         login_id = _key(pending["state"])
         secret = json.dumps({"nonce": pending["nonce"], "verifier": pending["verifier"]})
         with self.db.session() as s:
@@ -333,7 +338,8 @@ class SsoLogins:
         if row is None:
             return  # not a signed-on user (or an unknown token: tokens.refresh says so)
         user_id, family, provider_id = row
-        refused = asyncio.run(self._ask_provider(user_id, provider_id))
+        with _user_lock(user_id):  # the provider's refresh token is single use: one re-check at a time
+            refused = asyncio.run(self._ask_provider(user_id, provider_id))
         if refused is None:
             return
         with self.db.session() as s:
@@ -394,6 +400,24 @@ class SsoLogins:
         if tokens.get("id_token"):
             query["id_token_hint"] = tokens["id_token"]
         return f"{client.endpoints.end_session}?{urlencode(query)}"
+
+
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+@contextmanager
+def _user_lock(user_id: str) -> Iterator[None]:
+    """One re-check of a user at a time in this process: two sessions of the user refreshing at
+    once would otherwise both spend the same (rotating) provider refresh token, and the provider
+    would refuse the second as a replay."""
+    with _locks_guard:
+        lock = _locks.setdefault(user_id, threading.Lock())
+    with lock:
+        yield
+    with _locks_guard:
+        if not lock.locked():
+            _locks.pop(user_id, None)
 
 
 def _groups(value: Any) -> list[str]:

@@ -99,13 +99,15 @@ class Client:
 
     # -- browser: authorization code with PKCE -----------------------------------------------
 
-    def authorization_url(self, redirect_uri: str, scopes: list[str]) -> tuple[str, dict[str, str]]:
+    def authorization_url(
+        self, redirect_uri: str, scopes: list[str], params: dict[str, str] | None = None
+    ) -> tuple[str, dict[str, str]]:
         """The URL to send the browser to, and what the callback must match (state, nonce,
-        the PKCE verifier)."""
+        the PKCE verifier). ``params``: a provider's own extra parameters."""
         pending = {"state": generate_token(43), "nonce": generate_token(32), "verifier": generate_token(64)}
-        extra: dict[str, str] = {}
+        extra: dict[str, str] = dict(params or {})
         if self.endpoints.oidc:
-            extra = {
+            extra |= {
                 "nonce": pending["nonce"],
                 "code_challenge": create_s256_code_challenge(pending["verifier"]),
                 "code_challenge_method": "S256",
@@ -132,6 +134,8 @@ class Client:
 
     async def _tokens(self, form: dict[str, str]) -> dict[str, Any]:
         status, body = await self._call("POST", self.endpoints.token, form=form)
+        if status >= 500:  # the provider failing is not the provider refusing
+            raise ProviderError(f"the provider's token endpoint failed (HTTP {status})")
         if status != 200 or "error" in body or "access_token" not in body:
             error = str(body.get("error") or f"HTTP {status}")
             raise ProviderError(f"the provider's token endpoint refused: {error}", error)
@@ -165,10 +169,12 @@ class Client:
         if not self.endpoints.userinfo:
             raise ProviderError("the provider offers no userinfo endpoint")
         status, body = await self._call("GET", self.endpoints.userinfo, bearer=access_token)
-        if status != 200:
+        if status in (401, 403):
             raise ProviderError(
                 f"the provider's userinfo endpoint refused the token (HTTP {status})", "userinfo"
             )
+        if status != 200:
+            raise ProviderError(f"the provider's userinfo endpoint failed (HTTP {status})")
         return body
 
     async def id_token_claims(self, tokens: dict[str, Any], nonce: str | None) -> dict[str, Any]:

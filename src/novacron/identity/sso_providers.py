@@ -49,6 +49,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "username_claim": "login",
     },
 }
+#: extra authorization parameters: Google issues a refresh token (which the platform re-checks each
+#: user with at every refresh of its session) only for access_type=offline with prompt=consent
+AUTH_PARAMS: dict[str, dict[str, str]] = {"google": {"access_type": "offline", "prompt": "consent"}}
 _ENTRA = re.compile(r"^https://login\.microsoftonline\.com/[A-Za-z0-9.-]+/v2\.0$")
 #: the roles a provider's users may get, most powerful first
 SSO_ROLES = ("tenant-admin", "member", "compliance", "viewer")
