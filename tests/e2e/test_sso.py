@@ -190,9 +190,10 @@ def test_dashboard_sign_in_creates_user_with_group_role(
         # sign out: the session ends here, then at the provider (RP-initiated logout)
         b.page.click("text=Sign out")
         b.page.wait_for_url(f"{world.provider.issuer}/session/end**")
-        # a sign-in the platform never began: back at the sign-in page, saying why
+        # a callback this browser did not begin (login CSRF): back at the sign-in page, saying why
         b.page.goto(f"{world.server.url}/v1/sso/callback?state=forged&code=x")
         b.page.wait_for_selector("#login-error >> text=Single sign-on failed")
+        assert "not begun in this browser" in (b.page.text_content("#login-error") or "")
         assert b.errors == []
     finally:
         b.context.close()

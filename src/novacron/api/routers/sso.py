@@ -6,14 +6,20 @@ session cookie (``api/session_cookie.py``) and redirects to the dashboard. The C
 authorization grant: ``POST /v1/sso/device``, then ``POST /v1/sso/device/token`` every
 ``interval`` seconds until the user approved. ``POST /v1/sso/logout`` ends the session and names
 the provider's end-session URL (RP-initiated logout) when it has one.
+
+A browser sign-in is bound to the browser that began it: ``authorize`` sets a cookie holding its
+``state`` (HttpOnly, Secure, SameSite=Lax, for the callback's path only) and the callback refuses a
+``state`` that is not the cookie's, so a callback URL begun by someone else (login CSRF: signing
+the victim into the attacker's account) goes nowhere.
 """
 
 from __future__ import annotations
 
+import secrets
 from typing import Annotated
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Cookie, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,10 +31,12 @@ from novacron.api.session_cookie import clear_refresh_cookie, set_refresh_cookie
 from novacron.errors import Unauthenticated, Unavailable
 from novacron.identity.grants import Origin
 from novacron.identity.sessions import SessionService
-from novacron.identity.sso import SignedOn, SsoLogins
+from novacron.identity.sso import LOGIN_TTL_S, SignedOn, SsoLogins
 
 router = APIRouter(prefix="/v1/sso", tags=["sso"])
 NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+#: the state of the sign-in this browser began (checked against the callback's)
+STATE_COOKIE = "novacron_sso_state"
 SessionWriter = Annotated[SessionService, Depends(service(SessionService, None))]
 
 
@@ -80,7 +88,20 @@ async def authorize(
 ) -> RedirectResponse:
     """Begin signing in at ``provider`` (authorization code with PKCE): redirects to the provider."""
     url = await logins.begin_browser(tenant, provider, _base(request) + "/v1/sso/callback")
-    return RedirectResponse(url, status_code=302, headers=NO_STORE)
+    response = RedirectResponse(url, status_code=302, headers=NO_STORE)
+    # binds the sign-in to this browser: a callback URL someone else began (login CSRF: their code,
+    # their account) is refused. Lax, not Strict: the provider's redirect back is a cross-site GET.
+    state = parse_qs(urlsplit(url).query).get("state", [""])[0]
+    response.set_cookie(
+        STATE_COOKIE,
+        state,
+        max_age=LOGIN_TTL_S,
+        path="/v1/sso/callback",
+        secure=True,
+        httponly=True,
+        samesite="lax",
+    )
+    return response
 
 
 @router.get("/callback", status_code=303, response_class=RedirectResponse)
@@ -90,12 +111,16 @@ async def callback(
     state: Annotated[str, Query(min_length=1, max_length=256)],
     code: Annotated[str | None, Query(max_length=2048)] = None,
     error: Annotated[str | None, Query(max_length=256)] = None,
+    bound: Annotated[str | None, Cookie(alias=STATE_COOKIE, max_length=256)] = None,
 ) -> RedirectResponse:
     """Where the provider sends the browser back: the dashboard's session starts (its cookie is
     set) and the browser goes on to the dashboard; a refused sign-in goes back to the sign-in page
     with ``sso_error`` saying why."""
     if error or not code:
         why = f"the identity provider did not sign you in ({error or 'no code'})"
+        return RedirectResponse("/?" + urlencode({"sso_error": why}), status_code=303, headers=NO_STORE)
+    if not secrets.compare_digest(bound or "", state):
+        why = "this sign-in was not begun in this browser; sign in again"
         return RedirectResponse("/?" + urlencode({"sso_error": why}), status_code=303, headers=NO_STORE)
     try:
         done = await logins.finish_browser(state, code)
@@ -104,6 +129,7 @@ async def callback(
         return RedirectResponse("/?" + urlencode({"sso_error": str(exc)}), status_code=303, headers=NO_STORE)
     _note(origin, done)
     response = RedirectResponse("/", status_code=303, headers=NO_STORE)
+    response.delete_cookie(STATE_COOKIE, path="/v1/sso/callback", secure=True, httponly=True, samesite="lax")
     set_refresh_cookie(response, done.refresh_token, logins.tokens.settings.refresh_token_ttl_s)
     return response
 
