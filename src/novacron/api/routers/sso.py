@@ -15,9 +15,10 @@ the victim into the attacker's account) goes nowhere.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from typing import Annotated
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from fastapi import APIRouter, Cookie, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
@@ -33,6 +34,7 @@ from novacron.identity.grants import Origin
 from novacron.identity.sessions import SessionService
 from novacron.identity.sso import LOGIN_TTL_S, SignedOn, SsoLogins
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/sso", tags=["sso"])
 NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 #: the state of the sign-in this browser began (checked against the callback's)
@@ -110,28 +112,35 @@ async def callback(
     origin: OriginDep,
     state: Annotated[str, Query(min_length=1, max_length=256)],
     code: Annotated[str | None, Query(max_length=2048)] = None,
-    error: Annotated[str | None, Query(max_length=256)] = None,
+    error: Annotated[str | None, Query(pattern=r"^[\x20-\x7e]{1,256}$")] = None,
     bound: Annotated[str | None, Cookie(alias=STATE_COOKIE, max_length=256)] = None,
 ) -> RedirectResponse:
     """Where the provider sends the browser back: the dashboard's session starts (its cookie is
     set) and the browser goes on to the dashboard; a refused sign-in goes back to the sign-in page
-    with ``sso_error`` saying why."""
+    with ``sso_error`` naming why (``provider``, ``browser``, ``refused``, ``unavailable``)."""
     if error or not code:
-        why = f"the identity provider did not sign you in ({error or 'no code'})"
-        return RedirectResponse("/?" + urlencode({"sso_error": why}), status_code=303, headers=NO_STORE)
-    if not secrets.compare_digest(bound or "", state):
-        why = "this sign-in was not begun in this browser; sign in again"
-        return RedirectResponse("/?" + urlencode({"sso_error": why}), status_code=303, headers=NO_STORE)
+        return _back_to_sign_in("provider", f"the provider answered error={error!r}")
+    if not secrets.compare_digest((bound or "").encode(), state.encode()):
+        return _back_to_sign_in("browser", "no state cookie, or another one")
     try:
         done = await logins.finish_browser(state, code)
-    except (Unauthenticated, Unavailable) as exc:  # back to the sign-in page, which says why
+    except Unauthenticated as exc:
         origin.note.hint(actor_name="(single sign-on)")
-        return RedirectResponse("/?" + urlencode({"sso_error": str(exc)}), status_code=303, headers=NO_STORE)
+        return _back_to_sign_in("refused", str(exc))
+    except Unavailable as exc:
+        return _back_to_sign_in("unavailable", str(exc))
     _note(origin, done)
     response = RedirectResponse("/", status_code=303, headers=NO_STORE)
     response.delete_cookie(STATE_COOKIE, path="/v1/sso/callback", secure=True, httponly=True, samesite="lax")
     set_refresh_cookie(response, done.refresh_token, logins.tokens.settings.refresh_token_ttl_s)
     return response
+
+
+def _back_to_sign_in(code: str, detail: str) -> RedirectResponse:
+    """To the sign-in page, which says what ``code`` means in its own words: the URL carries no
+    text of ours (anyone can make such a URL, and the page must not repeat what it says)."""
+    log.info("single sign-on refused (%s): %s", code, detail)
+    return RedirectResponse(f"/?sso_error={code}", status_code=303, headers=NO_STORE)
 
 
 class DeviceIn(BaseModel):

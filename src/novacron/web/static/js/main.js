@@ -249,11 +249,18 @@ async function route() {
   if (document.activeElement === document.body) mainEl.focus({ preventScroll: true });
 }
 
-/** Why a sign-in at an identity provider failed: the callback sends the browser back with it. */
+// why a sign-in at an identity provider failed, by the code the callback sends the browser back
+// with: the page says it in its own words (a URL anyone can make must not put text on this page)
+const SSO_ERRORS = {
+  provider: 'the identity provider did not sign you in.',
+  browser: 'this sign-in was not begun in this browser; sign in again.',
+  refused: 'your sign-in was refused (it expired or was used already, or your account may not sign in to this tenant); sign in again, or ask an administrator.',
+  unavailable: 'the identity provider could not be reached; try again later.',
+};
 function ssoError() {
-  const why = new URLSearchParams(location.search).get('sso_error');
-  if (why) history.replaceState(null, '', location.pathname + location.hash);
-  return why ? `Single sign-on failed: ${why}` : undefined;
+  const code = new URLSearchParams(location.search).get('sso_error');
+  if (code) history.replaceState(null, '', location.pathname + location.hash);
+  return code ? `Single sign-on failed: ${SSO_ERRORS[code] || 'sign in again.'}` : undefined;
 }
 
 async function boot() {
