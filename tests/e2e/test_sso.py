@@ -199,6 +199,9 @@ def test_dashboard_sign_in_creates_user_with_group_role(
         b.context.close()
     users = {u["username"]: u for u in world.admin.get("/v1/users").json()["items"]}
     assert users["alice"]["role"] == "tenant-admin"
+    events = world.admin.get("/v1/events", params={"types": "user.signed_on", "tail": True}).json()["items"]
+    signed_on = [e for e in events if e["resource_id"] == users["alice"]["id"]]
+    assert signed_on and signed_on[0]["data"]["identity_provider"] == "corp"
 
 
 def test_cli_device_sign_in_then_disabled_user_loses_access(

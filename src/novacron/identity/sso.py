@@ -318,6 +318,11 @@ class SsoLogins:
             link.tokens = self._seal_tokens(user.id, tokens, None)
             link.checked_at = utcnow()
             access, refresh, ttl = self.tokens.issue(s, user)
+            # the browser's callback is a GET, which the audit log does not record: the event does
+            events.publish(
+                s, "user.signed_on", "user", user.id, tenant_id=user.tenant_id, username=user.username,
+                role=role, identity_provider=provider.name,
+            )  # fmt: skip
             return SignedOn(access, refresh, ttl, Owner.of(user))
 
     def _seal_tokens(self, user_id: str, tokens: dict[str, Any], old: dict[str, Any] | None) -> str:
