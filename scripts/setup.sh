@@ -188,6 +188,19 @@ if [ "$(cat "$NPM_DIR/node_modules/azurite/package.json" 2>/dev/null \
     npm install --prefix "$NPM_DIR" --no-audit --no-fund --loglevel=error "azurite@$AZURITE_VERSION" >/dev/null
 fi
 
+# panva's oidc-provider (a certified OpenID provider), for the single sign-on tests: they start it on a
+# loopback address (tests/services/oidc_provider.mjs, build/oidc-provider/node_modules/oidc-provider).
+OIDC_PROVIDER_VERSION=9.6.0
+OIDC_DIR="$ROOT/build/oidc-provider"
+if [ "$(cat "$OIDC_DIR/node_modules/oidc-provider/package.json" 2>/dev/null \
+        | "$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["version"])' 2>/dev/null)" \
+        != "$OIDC_PROVIDER_VERSION" ]; then
+    say "npm install oidc-provider@$OIDC_PROVIDER_VERSION into $OIDC_DIR"
+    mkdir -p "$OIDC_DIR"
+    npm install --prefix "$OIDC_DIR" --no-audit --no-fund --loglevel=error \
+        "oidc-provider@$OIDC_PROVIDER_VERSION" >/dev/null
+fi
+
 # --- dashboard vendor files ------------------------------------------------------------------------
 # xterm.js, noVNC, uPlot and axe-core from the npm registry at the versions web/package-lock.json pins, into
 # web/node_modules (git-ignored, served by the API server under /vendor). Re-run when the lock changes.

@@ -51,6 +51,8 @@ AREA_ROUTERS = (
     "api_keys",
     "mfa",
     "passkeys",
+    "sso",
+    "identity_providers",
     "roles",
     "role_assignments",
     "auth_explain",

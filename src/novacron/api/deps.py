@@ -137,7 +137,7 @@ def current_principal(request: Request) -> Principal:
 
 
 #: what a token that may only enrol a second factor may reach (``identity/mfa_policy.py``)
-ENROL_PATHS = ("/v1/mfa", "/v1/tokens/current")
+ENROL_PATHS = ("/v1/mfa", "/v1/tokens/current", "/v1/sso/logout")
 
 
 def enrol_gate(principal: Principal, path: str) -> None:

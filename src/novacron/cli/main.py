@@ -103,8 +103,13 @@ def login(
         None, "--otp", help="the code of your authenticator app (or a recovery code); asked for when needed"
     ),
     ca_file: str | None = CA_FILE,
+    sso: bool = typer.Option(False, "--sso", help="sign in at your tenant's identity provider (device code)"),
+    provider: str | None = typer.Option(None, "--provider", help="with --sso: which provider (if several)"),
 ) -> None:
     """Log in and store the server URL, its CA file and the tokens (mode 0600) for the next commands.
+
+    ``--sso``: sign in at the tenant's identity provider instead of with a password; the command
+    prints a URL and a code to enter there, in any browser, and waits.
 
     Users of a tenant other than ``default`` name it: ``--tenant acme`` or ``-u bob@acme``. A user
     with a second factor is asked for a code after the password (or gives it with ``--otp``)."""
@@ -114,6 +119,11 @@ def login(
     if ca_file:
         state.ca_file = ca_file
     client = state.client()
+    if sso:
+        from novacron.cli.sso import device_login
+
+        device_login(client, tenant or "default", provider)
+        return
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
@@ -233,8 +243,9 @@ def _register() -> None:
 
 
 def _register_config() -> None:
-    from novacron.cli import liveconfig
+    from novacron.cli import liveconfig, sso
 
+    app.add_typer(sso.app, name="identity-provider", help="Single sign-on: a tenant's identity providers.")
     app.add_typer(liveconfig.app, name="config", help="Live settings: get, set, diff, history, rollback.")
     from novacron.cli import compliance
 

@@ -13,6 +13,7 @@ from novacron.errors import DomainError, InvalidInput, TooManyRequests, Unavaila
 from novacron.identity.audit import AuditNote
 from novacron.identity.login import LoggedIn, LoginBusy, LoginRefused, MfaChallenged
 from novacron.identity.mfa_codes import Issued, MfaCodes
+from novacron.identity.sso import SsoLogins
 from novacron.identity.tokens import Owner, Refreshed, RefreshRefused, TokenService, unauthorized
 
 BUSY = "Too many logins are being checked right now; retry in a second."
@@ -78,6 +79,7 @@ class Grants:
     def refresh(self, refresh_token: str) -> Refreshed:
         """New tokens for a refresh token (single use; a reused one ends its login session)."""
         try:
+            SsoLogins(self.tokens).recheck(refresh_token)  # a signed-on user: its provider first
             done = self.tokens.refresh(refresh_token)
         except RefreshRefused as exc:
             if exc.owner is not None:

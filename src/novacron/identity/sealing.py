@@ -3,9 +3,10 @@
 The sealed places (:data:`PLACES`): JWT signing private keys, the platform CA key, backup-target
 credentials, the keys handed to an agent with a pending host operation, alert webhooks', scaling
 groups' lifecycle hooks' and webhook subscriptions' signing secrets and URLs, load balancers'
-certificate keys and ACME account keys, users' TOTP secrets. ``seal_clear_rows`` seals whatever an
-older version stored in clear (start-up and migration 0014 run it), then scrubs SQLite's free pages
-and WAL so the clear copies do not linger in the file.
+certificate keys and ACME account keys, users' TOTP secrets, identity providers' client secrets
+and the provider tokens of users signed on with one (and of sign-ins under way).
+``seal_clear_rows`` seals whatever an older version stored in clear (start-up and migration 0014
+run it), then scrubs SQLite's free pages and WAL so the clear copies do not linger in the file.
 
 ``rotate`` (``POST /v1/admin/kek/rotate``, ``novacron admin rotate-kek``): a new current KEK,
 every sealed value's data key re-wrapped under it, every backup target's tenant keys re-wrapped
@@ -33,10 +34,13 @@ from novacron.db.models import (
     CertificateAuthority,
     DRRunbook,
     HostOperation,
+    IdentityProvider,
     LbCertificate,
     MfaTotp,
     ScalingLifecycleHook,
     SigningKey,
+    SsoLink,
+    SsoLogin,
     Task,
     WebhookSubscription,
 )
@@ -72,6 +76,20 @@ def _text_rows(session: Session) -> Iterator[tuple[Any, str, str]]:
     yield from _lb_key_rows(session)
     yield from _lifecycle_hook_rows(session)
     yield from _mfa_rows(session)
+    yield from _sso_rows(session)
+
+
+def _sso_rows(session: Session) -> Iterator[tuple[Any, str, str]]:
+    """Identity providers' client secrets, users' provider tokens, sign-ins under way."""
+    from novacron.identity.sso import link_aad, login_aad
+    from novacron.identity.sso_providers import secret_aad
+
+    for provider in session.scalars(select(IdentityProvider)):
+        yield provider, "client_secret", secret_aad(provider.id)
+    for link in session.scalars(select(SsoLink).where(SsoLink.tokens != "")):
+        yield link, "tokens", link_aad(link.user_id)
+    for login in session.scalars(select(SsoLogin)):
+        yield login, "secret", login_aad(login.id)
 
 
 def _mfa_rows(session: Session) -> Iterator[tuple[Any, str, str]]:

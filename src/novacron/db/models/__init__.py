@@ -71,6 +71,7 @@ from novacron.db.models.quota import (
     QuotaUsage,
 )
 from novacron.db.models.slo import SLO, Probe, ProbeResult
+from novacron.db.models.sso import IdentityProvider, SsoLink, SsoLogin
 from novacron.db.models.traces import TraceSpan
 from novacron.db.models.vm_snapshots import VmSnapshot
 from novacron.db.models.volumes import Volume, VolumeSnapshot
@@ -79,6 +80,9 @@ from novacron.db.models.webhooks import WebhookDelivery, WebhookSubscription
 __all__ = [
     "ComplianceResult",
     "ComplianceRun",
+    "IdentityProvider",
+    "SsoLink",
+    "SsoLogin",
     "AuditChainHead",
     "AuditCheckpoint",
     "ApiKey",

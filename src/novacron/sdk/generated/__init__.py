@@ -22,6 +22,7 @@ from novacron.sdk.generated.graphql import GraphqlApi
 from novacron.sdk.generated.gslb import GslbApi
 from novacron.sdk.generated.hosts import HostsApi
 from novacron.sdk.generated.identity import IdentityApi
+from novacron.sdk.generated.identity_providers import IdentityProvidersApi
 from novacron.sdk.generated.images import ImagesApi
 from novacron.sdk.generated.load_balancers import LoadBalancersApi
 from novacron.sdk.generated.meta import MetaApi
@@ -39,6 +40,7 @@ from novacron.sdk.generated.security import SecurityApi
 from novacron.sdk.generated.security_groups import SecurityGroupsApi
 from novacron.sdk.generated.server_groups import ServerGroupsApi
 from novacron.sdk.generated.slos import SlosApi
+from novacron.sdk.generated.sso import SsoApi
 from novacron.sdk.generated.tasks import TasksApi
 from novacron.sdk.generated.tenants import TenantsApi
 from novacron.sdk.generated.tokens import TokensApi
@@ -74,6 +76,7 @@ class Api:
         self.gslb = GslbApi(core)
         self.hosts = HostsApi(core)
         self.identity = IdentityApi(core)
+        self.identity_providers = IdentityProvidersApi(core)
         self.images = ImagesApi(core)
         self.load_balancers = LoadBalancersApi(core)
         self.meta = MetaApi(core)
@@ -91,6 +94,7 @@ class Api:
         self.security_groups = SecurityGroupsApi(core)
         self.server_groups = ServerGroupsApi(core)
         self.slos = SlosApi(core)
+        self.sso = SsoApi(core)
         self.tasks = TasksApi(core)
         self.tenants = TenantsApi(core)
         self.tokens = TokensApi(core)
@@ -215,6 +219,11 @@ OPERATIONS: dict[str, str] = {
     "list_hosts_v1_hosts_get": "hosts.list_hosts",
     "update_host_v1_hosts__host_id__patch": "hosts.update_host",
     "create_ticket_v1_tickets_post": "identity.create_ticket",
+    "create_identity_provider_v1_identity_providers_post": "identity_providers.create_identity_provider",
+    "delete_identity_provider_v1_identity_providers__ref__delete": "identity_providers.delete_identity_provider",
+    "get_identity_provider_v1_identity_providers__ref__get": "identity_providers.get_identity_provider",
+    "list_identity_providers_v1_identity_providers_get": "identity_providers.list_identity_providers",
+    "update_identity_provider_v1_identity_providers__ref__patch": "identity_providers.update_identity_provider",
     "create_image_v1_images_post": "images.create_image",
     "delete_image_v1_images__image_id__delete": "images.delete_image",
     "get_image_v1_images__image_id__get": "images.get_image",
@@ -389,6 +398,12 @@ OPERATIONS: dict[str, str] = {
     "list_slos_v1_slos_get": "slos.list_slos",
     "slo_report_v1_slo_report_get": "slos.slo_report",
     "slo_status_v1_slos__slo_id__status_get": "slos.slo_status",
+    "authorize_v1_sso_authorize_get": "sso.authorize",
+    "callback_v1_sso_callback_get": "sso.callback",
+    "device_v1_sso_device_post": "sso.device",
+    "device_token_v1_sso_device_token_post": "sso.device_token",
+    "logout_v1_sso_logout_post": "sso.logout",
+    "sign_in_providers_v1_sso_providers_get": "sso.sign_in_providers",
     "cancel_task_v1_tasks__task_id__cancel_post": "tasks.cancel_task",
     "get_task_v1_tasks__task_id__get": "tasks.get_task",
     "list_tasks_v1_tasks_get": "tasks.list_tasks",

@@ -680,6 +680,36 @@ class DeliveryOut(TypedDict, total=False):
     state: Required[str]
 
 
+class DeviceIn(TypedDict, total=False):
+    """DeviceIn"""
+
+    provider: Required[str]
+    tenant: str
+
+
+class DeviceOut(TypedDict, total=False):
+    """DeviceOut"""
+
+    expires_in: Required[int]
+    handle: Required[str]
+    interval: Required[int]
+    user_code: Required[str]
+    verification_uri: Required[str]
+    verification_uri_complete: Required[str | None]
+
+
+class DevicePending(TypedDict, total=False):
+    """DevicePending"""
+
+    pending: bool
+
+
+class DeviceTokenIn(TypedDict, total=False):
+    """DeviceTokenIn"""
+
+    handle: Required[str]
+
+
 class DiffOut(TypedDict, total=False):
     """DiffOut"""
 
@@ -872,6 +902,13 @@ class GroupCreate(TypedDict, total=False):
     project_id: str | None
     rules: list[SecurityGroupsRuleIn]
     selector: dict[str, Any] | None
+
+
+class GroupRole(TypedDict, total=False):
+    """GroupRole"""
+
+    group: Required[str]
+    role: Required[str]
 
 
 class GroupUpdate(TypedDict, total=False):
@@ -1477,6 +1514,12 @@ class LoginSection(TypedDict, total=False):
     source_failures: int | None
 
 
+class LogoutOut(TypedDict, total=False):
+    """LogoutOut"""
+
+    end_session_url: Required[str | None]
+
+
 class Matcher(TypedDict, total=False):
     """Matcher"""
 
@@ -1821,6 +1864,13 @@ class Page_ProjectOut_(TypedDict, total=False):
     """Page[ProjectOut]"""
 
     items: Required[list[ProjectOut]]
+    next_cursor: str | None
+
+
+class Page_ProviderOut_(TypedDict, total=False):
+    """Page[ProviderOut]"""
+
+    items: Required[list[ProviderOut]]
     next_cursor: str | None
 
 
@@ -2262,6 +2312,62 @@ class PromResponse(TypedDict, total=False):
     data: Required[Any]
     status: Required[str]
     warnings: list[str] | None
+
+
+class ProviderChange(TypedDict, total=False):
+    """ProviderChange"""
+
+    client_id: str | None
+    client_secret: str | None
+    default_role: str | None
+    display_name: str | None
+    email_claim: str | None
+    enabled: bool | None
+    group_roles: list[GroupRole] | None
+    groups_claim: str | None
+    issuer: str | None
+    scopes: list[str] | None
+    username_claim: str | None
+
+
+class ProviderCreate(TypedDict, total=False):
+    """ProviderCreate"""
+
+    client_id: Required[str]
+    client_secret: Required[str]
+    default_role: str | None
+    display_name: str | None
+    email_claim: str | None
+    enabled: bool | None
+    group_roles: list[GroupRole] | None
+    groups_claim: str | None
+    issuer: str | None
+    name: Required[str]
+    preset: Literal["oidc", "google", "entra", "github"]
+    scopes: list[str] | None
+    tenant_id: str | None
+    username_claim: str | None
+
+
+class ProviderOut(TypedDict, total=False):
+    """ProviderOut"""
+
+    client_id: Required[str]
+    client_secret_set: Required[bool]
+    created_at: Required[str]
+    default_role: Required[str | None]
+    display_name: Required[str]
+    email_claim: Required[str]
+    enabled: Required[bool]
+    group_roles: Required[list[GroupRole]]
+    groups_claim: Required[str]
+    id: Required[str]
+    issuer: Required[str]
+    name: Required[str]
+    preset: Required[str]
+    scopes: Required[list[str]]
+    tenant_id: Required[str]
+    username_claim: Required[str]
 
 
 class ProvisioningOut(TypedDict, total=False):
@@ -3014,6 +3120,14 @@ class SettingInfo(TypedDict, total=False):
     maximum: Required[float | None]
     minimum: Required[float | None]
     type: Required[str]
+
+
+class SignInProvider(TypedDict, total=False):
+    """SignInProvider"""
+
+    display_name: Required[str]
+    name: Required[str]
+    preset: Required[str]
 
 
 class SigningKeyOut(TypedDict, total=False):

@@ -195,8 +195,11 @@ export async function listAll(path, params = {}, max = 2000) {
 }
 
 export async function logout() {
-  // the answer also clears the refresh cookie; the server ends the login session (its family)
-  try { await request('/v1/tokens/current', { method: 'DELETE' }); } catch { /* signed out anyway */ }
+  // the answer also clears the refresh cookie; the server ends the login session (its family) and,
+  // for a user of single sign-on, names where to sign out at the provider too (returned)
+  let atProvider = null;
+  try { atProvider = (await post('/v1/sso/logout')).end_session_url; } catch { /* signed out anyway */ }
   session.clear();
   if (tabs) tabs.postMessage('signed-out');
+  return atProvider;
 }

@@ -59,10 +59,25 @@ function renderLogin(message) {
       pass.select();
     }
   });
+  const sso = h('div', { class: 'sso-buttons', 'data-testid': 'sso-buttons' });
+  const showProviders = () => ssoButtons(sso, tenant.value.trim() || 'default');
+  tenant.addEventListener('change', showProviders);
+  showProviders();
   clear(app, h('main', { class: 'login', id: 'main' },
     h('h1', {}, h('span', { class: 'brand' }, 'Nova', h('span', {}, 'Cron')), ' sign in'),
-    error, form));
+    error, form, sso));
   user.focus();
+}
+
+/** "Sign in with <provider>" for each identity provider of the tenant (single sign-on). */
+async function ssoButtons(box, tenant) {
+  try {
+    const resp = await fetch(`/v1/sso/providers?tenant=${encodeURIComponent(tenant)}`);
+    const providers = resp.ok ? await resp.json() : [];
+    clear(box, providers.map((p) => h('a', {
+      class: 'button', href: `/v1/sso/authorize?tenant=${encodeURIComponent(tenant)}&provider=${encodeURIComponent(p.name)}`,
+    }, `Sign in with ${p.display_name}`)));
+  } catch { clear(box); }
 }
 
 /** The login's second step: the password was right, the account has a second factor. */
@@ -152,7 +167,10 @@ function renderShell() {
   mainEl = h('main', { id: 'main', tabindex: '-1' });
   const who = `${me.username} · ${me.role}${me.tenant_name ? ` · ${me.tenant_name}` : ''}`;
   const signOut = h('button', { type: 'button' }, 'Sign out');
-  signOut.addEventListener('click', async () => { await api.logout(); renderLogin('Signed out.'); });
+  signOut.addEventListener('click', async () => {
+    const atProvider = await api.logout();
+    if (atProvider) location.assign(atProvider); else renderLogin('Signed out.');
+  });
   clear(app, h('div', { class: 'shell' },
     h('header', { class: 'topbar' },
       menuBtn,
@@ -231,9 +249,23 @@ async function route() {
   if (document.activeElement === document.body) mainEl.focus({ preventScroll: true });
 }
 
+// why a sign-in at an identity provider failed, by the code the callback sends the browser back
+// with: the page says it in its own words (a URL anyone can make must not put text on this page)
+const SSO_ERRORS = {
+  provider: 'the identity provider did not sign you in.',
+  browser: 'this sign-in was not begun in this browser; sign in again.',
+  refused: 'your sign-in was refused (it expired or was used already, or your account may not sign in to this tenant); sign in again, or ask an administrator.',
+  unavailable: 'the identity provider could not be reached; try again later.',
+};
+function ssoError() {
+  const code = new URLSearchParams(location.search).get('sso_error');
+  if (code) history.replaceState(null, '', location.pathname + location.hash);
+  return code ? `Single sign-on failed: ${SSO_ERRORS[code] || 'sign in again.'}` : undefined;
+}
+
 async function boot() {
   // a new tab, a reload or a deep link: the session cookie (if any) gives this page its token
-  if (!api.session.get() && !(await api.refresh())) { renderLogin(); return; }
+  if (!api.session.get() && !(await api.refresh())) { renderLogin(ssoError()); return; }
   try {
     me = await api.get('/v1/tokens/current');
   } catch {

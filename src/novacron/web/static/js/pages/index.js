@@ -29,6 +29,7 @@ import './slos.js';
 import './slo_report.js';
 import './api_keys.js';
 import './roles.js';
+import './identity_providers.js';
 import './webhooks.js';
 import './mfa.js';
 import './settings.js';
