@@ -127,12 +127,14 @@ def piece_of(patch: Patch, fetch: Callable[[str], bytes]) -> bytes:
 
 
 class PackCache:
-    """The last few packs opened (thread-safe): the chunks of a pack are read one after the other."""
+    """The last packs opened (thread-safe): the chunks of a pack are read one after the other, often
+    by several threads at once, so a pack being opened is waited for, not opened a second time."""
 
-    def __init__(self, fetch: Callable[[str], bytes], keep: int = 8) -> None:
+    def __init__(self, fetch: Callable[[str], bytes], keep: int = 16) -> None:
         self._fetch = fetch
         self._keep = keep
         self._packs: OrderedDict[str, bytes] = OrderedDict()
+        self._loading: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 
     def __call__(self, pid: str) -> bytes:
@@ -140,12 +142,25 @@ class PackCache:
             if pid in self._packs:
                 self._packs.move_to_end(pid)
                 return self._packs[pid]
-        data = self._fetch(pid)  # outside the lock: two threads may fetch one pack, both check it
-        with self._lock:
-            self._packs[pid] = data
-            while len(self._packs) > self._keep:
-                self._packs.popitem(last=False)
-        return data
+            loading = self._loading.get(pid)
+            if loading is None:
+                self._loading[pid] = threading.Event()
+        if loading is not None:  # another thread opens it: wait (it may fail: then open it here)
+            loading.wait()
+            with self._lock:
+                if pid in self._packs:
+                    return self._packs[pid]
+            return self._fetch(pid)
+        try:
+            data = self._fetch(pid)  # outside the lock: a remote target is slow
+            with self._lock:
+                self._packs[pid] = data
+                while len(self._packs) > self._keep:
+                    self._packs.popitem(last=False)
+            return data
+        finally:
+            with self._lock:
+                self._loading.pop(pid).set()
 
 
 def assemble(
