@@ -66,6 +66,7 @@ def test_incremental_reads_only_dirty_spans_and_patches_chunks(tmp_path: Path) -
     stats = inc.disks["vda"].stats
     assert changed == [1, 2, 3, 5, 7, 9]
     assert stats["chunks_patched"] == 5 and stats["chunks_read"] == 1 and not stats["full_read"]
+    assert stats["packs"] == 1  # the five chunks' pieces are in one object
     # only the dirty granules were read from the disk, never a whole chunk but the rewritten one
     assert sum(n for _, n in reads) == stats["bytes_read"] == sum(e - s for v in dirty.values() for s, e in v)
     assert stats["bytes_read"] == 9 * GRAIN + CHUNK
@@ -83,13 +84,16 @@ def test_incremental_reads_only_dirty_spans_and_patches_chunks(tmp_path: Path) -
     source.read_into(memoryview(served), 0)
     assert served == disk and source.extents(CHUNK, 5 * CHUNK, 3) == [(5 * CHUNK, CHUNK, 0)]
 
-    # the same bytes written again (dirty, unchanged): the merged patch is the stored piece (dedup)
+    # the next incremental adds a layer over chunk 1's patch, in one new pack, without fetching the old
     before = set(target.list("chunks/t/"))
-    again = store.write_snapshot(
-        "t", "s3", "vda", _reader(disk, []), len(disk), [1], parent="s2", dirty=_spans(writes[:2])
-    )
-    assert set(target.list("chunks/t/")) == before
-    assert again.disks["vda"].stats["chunks_deduplicated"] == 1
+    disk[CHUNK + 20 * GRAIN : CHUNK + 21 * GRAIN] = os.urandom(GRAIN)
+    dirty = _spans([(CHUNK + 20 * GRAIN, 1)])
+    again = store.write_snapshot("t", "s3", "vda", _reader(disk, []), len(disk), [1], "s2", dirty=dirty)
+    assert len(set(target.list("chunks/t/")) - before) == 1 and again.disks["vda"].stats["packs"] == 1
+    layers = patches.layers_of(store.load_index("t", "s3", "vda").patches["1"])
+    parent_layers = patches.layers_of(store.load_index("t", "s2", "vda").patches["1"])
+    assert len(layers) == 2 and [layers[0]] == parent_layers
+    assert store.read_snapshot("t", "s3", "vda", 0, len(disk)) == bytes(disk)
 
     # more than half of chunk 1 dirty in scattered granules: compacted into a whole chunk
     grains = [(CHUNK + g * GRAIN, GRAIN) for g in range(0, 64, 2)] + [(CHUNK + 3 * GRAIN, GRAIN)]
@@ -106,7 +110,7 @@ def test_incremental_reads_only_dirty_spans_and_patches_chunks(tmp_path: Path) -
     assert store.verify("t", "s4").ok
 
 
-def test_a_corrupted_patch_is_found_by_verify_and_never_built_upon(tmp_path: Path) -> None:
+def test_a_corrupted_patch_is_found_by_verify_and_a_full_backup_mends_it(tmp_path: Path) -> None:
     target = LocalTarget(tmp_path / "repo", fsync=False)
     store = ChunkStore(target, KeyService(tmp_path / "kek"), chunk_size=CHUNK)
     disk = bytearray(os.urandom(CHUNK * 4))
@@ -114,17 +118,17 @@ def test_a_corrupted_patch_is_found_by_verify_and_never_built_upon(tmp_path: Pat
     disk[2 * CHUNK : 2 * CHUNK + GRAIN] = os.urandom(GRAIN)
     dirty = _spans([(2 * CHUNK, GRAIN)])
     store.write_snapshot("t", "s2", "vda", _reader(disk, []), len(disk), [2], "s1", dirty=dirty)
-    piece = str(store.load_index("t", "s2", "vda").patches["2"][0])
+    piece = patches.ids_of(store.load_index("t", "s2", "vda").patches["2"])[0]
     key = store.chunk_key("t", piece)
     blob = bytearray(target.get(key))
     blob[-1] ^= 1
     target.put(key, bytes(blob))
-    with pytest.raises(CorruptObject):  # merging into the damaged patch opens it first
-        store.write_snapshot("t", "s3", "vda", _reader(disk, []), len(disk), [2], "s2", dirty=dirty)
-    assert store.snapshot_ids("t") == ["s1", "s2"]  # no snapshot built on damaged data
+    with pytest.raises(CorruptObject):  # a read of the chunk opens its layers' packs
+        store.read_snapshot("t", "s2", "vda", 2 * CHUNK, 1)
     report = store.verify("t", "s2")
     assert not report.ok and [(e[1], e[2]) for e in report.errors] == [(2, piece)]
     assert store.verify("t", "s1").ok
+    assert not target.has(key)  # removed, as a damaged chunk: nothing deduplicates against it
     # lost change tracking (no change list): read whole, no patch, and sound again
     full = store.write_snapshot("t", "s4", "vda", _reader(disk, []), len(disk), parent="s2")
     assert full.disks["vda"].stats["full_read_reason"].startswith("no change list")
@@ -179,3 +183,20 @@ def test_patch_merge_keeps_the_newest_bytes_of_overlapping_spans() -> None:
     assert spans == [(0, 6), (8, 4), (20, 2)] and piece == b"aacccc" + b"bbbb" + b"\0\0"
     with pytest.raises(ValueError, match="outside the chunk"):
         patches.merge(64, None, [(62, 4, b"dddd")])
+
+
+def test_layers_are_compacted_past_the_limit_and_restore_identically(tmp_path: Path) -> None:
+    target = LocalTarget(tmp_path / "repo", fsync=False)
+    store = ChunkStore(target, KeyService(tmp_path / "kek"), chunk_size=CHUNK)
+    disk = bytearray(os.urandom(CHUNK * 2))
+    store.write_snapshot("t", "s0", "vda", _reader(disk, []), len(disk))
+    for n in range(1, patches.MAX_LAYERS + 2):
+        disk[CHUNK + n * GRAIN : CHUNK + n * GRAIN + 10] = os.urandom(10)
+        dirty = _spans([(CHUNK + n * GRAIN, 10)])
+        read = _reader(disk, [])
+        info = store.write_snapshot("t", f"s{n}", "vda", read, len(disk), [1], f"s{n - 1}", dirty=dirty)
+        layers = patches.layers_of(store.load_index("t", f"s{n}", "vda").patches.get("1"))
+        assert len(layers) == (n if n <= patches.MAX_LAYERS else 0), n
+        assert info.disks["vda"].stats["chunks_rebuilt"] == (n > patches.MAX_LAYERS)
+        assert store.read_snapshot("t", f"s{n}", "vda", 0, len(disk)) == bytes(disk)
+    assert store.verify("t", f"s{patches.MAX_LAYERS}").ok

@@ -151,6 +151,7 @@ _SUMMED = (
     "bytes_uploaded",
     "chunks_patched",
     "chunks_rebuilt",
+    "packs",
     "bytes_read",
 )
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from novacron.backup.patches import piece_ids
+
 
 class SnapshotNotFound(LookupError):
     pass
@@ -43,6 +45,8 @@ class WriteStats:
     chunks_patched: int = 0
     #: changed chunks whose patch grew past the limit, rebuilt whole from the parent's copy
     chunks_rebuilt: int = 0
+    #: objects holding the patches' pieces, many chunks' pieces each (patches.py)
+    packs: int = 0
     seconds: float = 0.0
 
 
@@ -60,11 +64,11 @@ class DiskIndex:
     meta: dict[str, Any] = field(default_factory=dict)
     immutable_until: float | None = None
     stats: dict[str, Any] = field(default_factory=dict)
-    #: str(chunk index) -> [piece id, [[offset, length], ...]]: spans laid over the chunk (patches.py)
+    #: str(chunk index) -> [[pack id, [[offset, length], ...], at], ...]: layers over the chunk (patches.py)
     patches: dict[str, list[Any]] = field(default_factory=dict)
 
     def referenced(self) -> set[str]:
-        return {c for c in self.chunks if c} | {str(p[0]) for p in self.patches.values()}
+        return {c for c in self.chunks if c} | piece_ids(self.patches)
 
     def stored(self) -> list[bool]:
         """Whether each chunk holds stored data (a base chunk or a patch); False: zeros."""

@@ -41,6 +41,7 @@ class SnapshotSource:
         self._cache: OrderedDict[int, bytes] = OrderedDict()
         self._cache_chunks = max(1, cache_chunks)
         self._lock = threading.Lock()
+        self._packs: Any = None  # patches.PackCache, made once the venv is on sys.path
 
     def _open(self, cid: str) -> bytes:
         data: bytes = self.codec.open_chunk(
@@ -60,7 +61,9 @@ class SnapshotSource:
                 return self._cache[i]
         # fetched outside the lock: QEMU reads in parallel and a remote target is slow
         length = min(self.chunk_size, self.size - i * self.chunk_size)
-        data = patches.assemble(self._open(cid) if cid else None, length, patch, self._open)
+        if self._packs is None:
+            self._packs = patches.PackCache(self._open)
+        data = patches.assemble(self._open(cid) if cid else None, length, patch, self._packs)
         if data is None:
             return None
         with self._lock:

@@ -325,12 +325,11 @@ class ChunkStore:
             generation = disk.journal.wait_for_quiet_gc()
             if generation is None:
                 break
-            pieces = [
-                str(disk.patches[str(i)][0]) if str(i) in disk.patches else None
-                for i in range(len(disk.entries))
-            ]
+            layers = [patches.ids_of(disk.patches.get(str(i))) for i in range(len(disk.entries))]
             missing = missing_chunks(self, disk.tenant_id, disk.entries)
-            missing |= missing_chunks(self, disk.tenant_id, pieces)
+            for k in range(max(map(len, layers), default=0)):
+                pieces = [ids[k] if k < len(ids) else None for ids in layers]
+                missing |= missing_chunks(self, disk.tenant_id, pieces)
             for i in missing:  # read whole again: a patch is dropped with what it relied on
                 disk.patches.pop(str(i), None)
             if missing:
@@ -344,9 +343,10 @@ class ChunkStore:
         """(offset, data) of every chunk in order; data None for a hole. Fetches ahead in parallel."""
         index = self.load_index(tenant_id, snapshot_id, disk)
         stored = index.stored()
+        packs = self.pack_cache(tenant_id)
 
         def fetch(i: int) -> bytes | None:
-            return self.chunk_of(index, i)
+            return self.chunk_of(index, i, packs)
 
         with ThreadPoolExecutor(self.workers, thread_name_prefix="restore") as pool:
             window: list[tuple[int, Future[bytes | None] | None]] = []
@@ -358,16 +358,21 @@ class ChunkStore:
             for j, fut in window:
                 yield j * index.chunk_size, fut.result() if fut else None
 
-    def chunk_of(self, index: DiskIndex, i: int) -> bytes | None:
+    def open_object(self, tenant_id: str, cid: str) -> bytes:
+        """A stored chunk or pack, checked against its digest."""
+        return self.codec(tenant_id).open_chunk(cid, self.target.get(self.chunk_key(tenant_id, cid)))
+
+    def pack_cache(self, tenant_id: str) -> patches.PackCache:
+        """Keeps the last packs opened, for a reader of many chunks (they share packs)."""
+        return patches.PackCache(lambda cid: self.open_object(tenant_id, cid))
+
+    def chunk_of(self, index: DiskIndex, i: int, packs: patches.PackCache | None = None) -> bytes | None:
         """Chunk ``i`` of a snapshot's disk, its base and patch checked against their digests."""
-        codec = self.codec(index.tenant_id)
-
-        def fetch(cid: str) -> bytes:
-            return codec.open_chunk(cid, self.target.get(self.chunk_key(index.tenant_id, cid)))
-
+        tenant = index.tenant_id
         cid, cs = index.chunks[i], index.chunk_size
         length = min(cs, index.size - i * cs)
-        return patches.assemble(fetch(cid) if cid else None, length, index.patches.get(str(i)), fetch)
+        base = self.open_object(tenant, cid) if cid else None
+        return patches.assemble(base, length, index.patches.get(str(i)), packs or self.pack_cache(tenant))
 
     def read_snapshot(self, tenant_id: str, snapshot_id: str, disk: str, offset: int, length: int) -> bytes:
         """Random access into a snapshot's disk (file-level browsing, instant restore)."""
@@ -375,11 +380,12 @@ class ChunkStore:
         end = min(offset + length, index.size)
         out = bytearray()
         cs = index.chunk_size
+        packs = self.pack_cache(tenant_id)
         pos = offset
         while pos < end:
             i, within = divmod(pos, cs)
             take = min(cs - within, end - pos)
-            data = self.chunk_of(index, i)
+            data = self.chunk_of(index, i, packs)
             out += bytes(take) if data is None else data[within : within + take]
             pos += take
         return bytes(out)
@@ -428,7 +434,7 @@ class ChunkStore:
         by_chunk: dict[str, list[tuple[str, int]]] = {}
         for disk in self.disks(tenant_id, snapshot_id):
             index = self.load_index(tenant_id, snapshot_id, disk)
-            pieces = [(int(k), str(p[0])) for k, p in index.patches.items()]  # patches.py
+            pieces = [(int(k), pid) for k, p in index.patches.items() for pid in patches.ids_of(p)]
             for i, cid in [*enumerate(index.chunks), *pieces]:
                 if cid:
                     by_chunk.setdefault(cid, []).append((disk, i))

@@ -7,10 +7,13 @@ journals what is done so that a second call after a crash resumes after it.
 
 An incremental backup that knows each changed chunk's dirty byte spans (a fine-grained dirty
 bitmap) does not read that chunk whole: it reads only the dirty spans from the disk and stores
-them as a patch over the parent's chunk (patches.py), merged with the parent's patch of that chunk
-if it had one; past half a chunk of spans, a worker compacts it: the parent's chunk is fetched,
-checked against its digest, the spans laid over it, and the result stored as a whole chunk. A
-chunk whose every byte is dirty is simply read.
+them as a patch over the parent's chunk (patches.py), on top of the parent's patch of that chunk
+if it had one; past half a chunk of spans (or too many layers), a worker compacts it: the
+parent's chunk and layers are fetched, checked against their digests, the spans laid over them,
+and the result stored as a whole chunk. A
+chunk whose every byte is dirty is simply read. The patches' pieces are gathered, in chunk order,
+into packs of about a chunk each, and each pack is stored as one object; a chunk's new piece is a
+layer added over the parent's layers of it, not merged into them (patches.py).
 """
 
 from __future__ import annotations
@@ -32,12 +35,30 @@ if TYPE_CHECKING:
 
 #: journal a backup's progress after this many chunks (and at the end)
 JOURNAL_EVERY = 32
+#: a patched chunk i journals its layers' packs and its base under keys -(i * STRIDE + 1) and below
+JOURNAL_STRIDE = patchmod.MAX_LAYERS + 2
 
 Spans = list[tuple[int, int]]
 #: chunk index -> (the parent's chunk id or None for zeros, its patch, the dirty (start, end) spans)
 Rebuilds = dict[int, tuple[str | None, "patchmod.Patch | None", Spans]]
 #: what a worker answers for chunk i: (i, chunk id or None for zeros, patch or None)
 Done = tuple[int, str | None, "patchmod.Patch | None"]
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A chunk's merged patch before it is packed: its base, spans and their bytes."""
+
+    i: int
+    base: str | None
+    spans: Spans
+    data: bytes
+    #: the parent's layers of the chunk, kept under the new one
+    layers: list[Any]
+
+
+#: what a future of the pass answers: a chunk done, a piece to pack, or a stored pack's chunks
+Result = Done | Piece | list[Done]
 
 
 def rebuild_plan(parent: DiskIndex, dirty: dict[int, Spans], pending: set[int], size: int) -> Rebuilds:
@@ -90,9 +111,14 @@ class ChunkUpload:
         self._lock = threading.Lock()
         self._claimed: set[str] = set()  # ids being uploaded by this pass: one upload per distinct chunk
         self._finished: dict[int, str | None] = {}
-        self._inflight: list[Future[Done]] = []
+        self._inflight: list[Future[Result]] = []
         self._completed = 0
         self._base_done = 0
+        self._pool: ThreadPoolExecutor | None = None
+        self._pack: list[Piece] = []  # pieces waiting for their pack, in chunk order
+        self._pack_bytes = 0
+        #: the parent's packs, opened once for the several chunks whose old patch each holds
+        self._packs = patchmod.PackCache(self._open)
 
     def run(self, todo: list[int], rebuild: Rebuilds | None = None) -> None:
         """Read the chunks ``todo`` (only the dirty spans of those in ``rebuild``) and upload those the
@@ -105,6 +131,7 @@ class ChunkUpload:
         if plan is not None:  # a reader that reads ahead (virt/nbdread.py) is told what comes next
             plan(self._reads(todo, rebuild))
         with ThreadPoolExecutor(self.store.workers, thread_name_prefix="backup") as pool:
+            self._pool = pool
             for i in todo:
                 if i in rebuild:
                     base, patch, spans = rebuild[i]
@@ -127,6 +154,8 @@ class ChunkUpload:
                     continue
                 self._inflight.append(pool.submit(self._seal_and_store, i, data))
                 self._drain(self.store.workers * 2)
+            self._drain(0)
+            self._add_piece(None, flush=True)
             self._drain(0)
         if self._finished:
             disk.journal.record(self._finished)
@@ -159,14 +188,15 @@ class ChunkUpload:
 
     def _patch(
         self, i: int, base: str | None, old: patchmod.Patch | None, new: list[tuple[int, int, bytes | None]]
-    ) -> Done:
-        """Chunk i as its base and the dirty ``new`` spans (offset in the chunk, length, bytes or
-        None for zeros) merged into its old patch; compacted into a whole chunk past the limit."""
+    ) -> Done | Piece:
+        """Chunk i as its base, its old layers and a new layer of the dirty ``new`` spans (offset
+        in the chunk, length, bytes or None for zeros) to pack; compacted into a whole chunk past
+        the limits (patches.py)."""
         cs = self.store.chunk_size
-        before = None if old is None else (patchmod.spans_of(old), self._open(str(old[0])))
-        spans, piece = patchmod.merge(cs, before, new)
-        if patchmod.too_big(spans, cs):
-            chunk = bytearray(self._open(base) if base else bytes(cs))
+        spans, piece = patchmod.merge(cs, None, new)
+        if patchmod.too_big(old, spans, cs):
+            whole = patchmod.assemble(self._open(base) if base else None, cs, old, self._packs)
+            chunk = bytearray(whole if whole is not None else bytes(cs))
             patchmod.overlay(chunk, spans, piece)
             with self._lock:
                 self.disk.stats.chunks_rebuilt += 1
@@ -175,8 +205,29 @@ class ChunkUpload:
             return self._seal_and_store(i, bytes(chunk))
         with self._lock:
             self.disk.stats.chunks_patched += 1
-        _, pid, _ = self._seal_and_store(i, piece)
-        return i, base, [pid, [list(span) for span in spans]]
+        return Piece(i, base, spans, piece, patchmod.layers_of(old))
+
+    def _add_piece(self, piece: Piece | None, flush: bool = False) -> None:
+        """Put a piece in the current pack; once it holds a chunk's worth (or ``flush``), store it."""
+        if piece is not None:
+            self._pack.append(piece)
+            self._pack_bytes += len(piece.data)
+        if self._pack and (flush or self._pack_bytes >= self.store.chunk_size):
+            members, self._pack, self._pack_bytes = self._pack, [], 0
+            assert self._pool is not None
+            self._inflight.append(self._pool.submit(self._store_pack, members))
+
+    def _store_pack(self, members: list[Piece]) -> list[Done]:
+        """Store the pieces as one pack object; each member chunk's patch names it and its place."""
+        _, pid, _ = self._seal_and_store(-1, b"".join(m.data for m in members))
+        done: list[Done] = []
+        at = 0
+        for m in members:
+            done.append((m.i, m.base, [*m.layers, [pid, [list(span) for span in m.spans], at]]))
+            at += len(m.data)
+        with self._lock:
+            self.disk.stats.packs += 1
+        return done
 
     def _seal_and_store(self, i: int, data: bytes) -> Done:
         stats, lock = self.disk.stats, self._lock
@@ -202,24 +253,35 @@ class ChunkUpload:
 
     def _drain(self, limit: int) -> None:
         """Wait for uploads until at most ``limit`` are in flight, recording each in order."""
-        entries = self.disk.entries
         while len(self._inflight) > limit:
-            i, cid, patch = self._inflight.pop(0).result()
-            entries[i] = cid
-            if patch is not None:
-                # the garbage collector keeps what the journal names; a resumed attempt redoes patches
-                self.disk.patches[str(i)] = patch
-                self._finished[-2 * i - 1], self._finished[-2 * i - 2] = str(patch[0]), cid
-            else:
-                self.disk.patches.pop(str(i), None)
-                self._finished[i] = cid
-                self.disk.stats.holes += cid is None
-            self._completed += 1
-            if len(self._finished) >= JOURNAL_EVERY * (2 if self.disk.patches else 1):  # a patch: 2 entries
-                self.disk.journal.record(self._finished)
-                self._finished.clear()
-            if self.progress:
-                self.progress(self._base_done + self._completed, len(entries))
+            result = self._inflight.pop(0).result()
+            if isinstance(result, Piece):
+                self._add_piece(result)
+                continue
+            for done in result if isinstance(result, list) else [result]:
+                self._record(done)
+
+    def _record(self, done: Done) -> None:
+        """A chunk is stored (whole, a hole, or as a patch in a stored pack): note and journal it."""
+        entries = self.disk.entries
+        i, cid, patch = done
+        entries[i] = cid
+        if patch is not None:
+            # the garbage collector keeps what the journal names; a resumed attempt redoes patches
+            self.disk.patches[str(i)] = patch
+            for k, pid in enumerate(patchmod.ids_of(patch)):  # negative keys: never resumed from
+                self._finished[-(i * JOURNAL_STRIDE + k + 1)] = pid
+            self._finished[-(i + 1) * JOURNAL_STRIDE] = cid
+        else:
+            self.disk.patches.pop(str(i), None)
+            self._finished[i] = cid
+            self.disk.stats.holes += cid is None
+        self._completed += 1
+        if len(self._finished) >= JOURNAL_EVERY * (JOURNAL_STRIDE if self.disk.patches else 1):
+            self.disk.journal.record(self._finished)
+            self._finished.clear()
+        if self.progress:
+            self.progress(self._base_done + self._completed, len(entries))
 
 
 def missing_chunks(store: ChunkStore, tenant_id: str, entries: list[str | None]) -> set[int]:
