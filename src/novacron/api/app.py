@@ -58,6 +58,8 @@ AREA_ROUTERS = (
     "audit",
     "security",
     "encryption",
+    "kms",
+    "kms_secrets",
     "config",
     "aggregates",
     "server_groups",

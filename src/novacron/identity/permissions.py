@@ -62,6 +62,9 @@ MEMBER = VIEW | {
     "scaling-group:write",
     # volumes: create, attach, detach, extend, delete
     "volume:write",
+    # encrypt, decrypt, data keys and re-wrap with the tenant's keys; write its secrets
+    "kms:use",
+    "secret:write",
 }
 TENANT_ADMIN = MEMBER | {
     "project:write",
@@ -81,6 +84,8 @@ TENANT_ADMIN = MEMBER | {
     # event subscriptions: the tenant's events leave the platform, signed, to its URLs
     "webhook:read",
     "webhook:write",
+    # the tenant's keys: create, rotate, disable, schedule deletion, shred
+    "kms:write",
 }
 ADMIN = TENANT_ADMIN | {
     "tenant:write",

@@ -3,9 +3,9 @@
 The sealed places (:data:`PLACES`): JWT signing private keys, the platform CA key, backup-target
 credentials, the keys handed to an agent with a pending host operation, alert webhooks', scaling
 groups' lifecycle hooks' and webhook subscriptions' signing secrets and URLs, load balancers'
-certificate keys and ACME account keys, users' TOTP secrets. ``seal_clear_rows`` seals whatever an
-older version stored in clear (start-up and migration 0014 run it), then scrubs SQLite's free pages
-and WAL so the clear copies do not linger in the file.
+certificate keys and ACME account keys, users' TOTP secrets, tenants' KMS key material.
+``seal_clear_rows`` seals whatever an older version stored in clear (start-up and migration 0014
+run it), then scrubs SQLite's free pages and WAL so the clear copies do not linger in the file.
 
 ``rotate`` (``POST /v1/admin/kek/rotate``, ``novacron admin rotate-kek``): a new current KEK,
 every sealed value's data key re-wrapped under it, every backup target's tenant keys re-wrapped
@@ -72,6 +72,16 @@ def _text_rows(session: Session) -> Iterator[tuple[Any, str, str]]:
     yield from _lb_key_rows(session)
     yield from _lifecycle_hook_rows(session)
     yield from _mfa_rows(session)
+    yield from _kms_rows(session)
+
+
+def _kms_rows(session: Session) -> Iterator[tuple[Any, str, str]]:
+    """Tenants' KMS key versions' material (none once a key is destroyed)."""
+    from novacron.db.models import KmsKeyVersion
+    from novacron.identity.kms import material_aad
+
+    for row in session.scalars(select(KmsKeyVersion).where(KmsKeyVersion.material.is_not(None))):
+        yield row, "material", material_aad(row.key_id, row.version)
 
 
 def _mfa_rows(session: Session) -> Iterator[tuple[Any, str, str]]:
