@@ -68,12 +68,14 @@ class TenantWrappedKeys(KeyService):
     def current_id(self) -> str:
         return self.platform.current_id
 
-    def _backup_key(self, tenant_id: str) -> KmsKey:
-        """The tenant's backup key, made on its first backup."""
+    def _backup_key(self, tenant_id: str) -> str:
+        """The id of the tenant's backup key, made on its first backup."""
         with self.db.read_session() as s:
-            key = s.scalar(select(KmsKey).where(KmsKey.tenant_id == tenant_id, KmsKey.purpose == BACKUP_KEY))
-        if key is not None:
-            return key
+            found = s.scalar(
+                select(KmsKey.id).where(KmsKey.tenant_id == tenant_id, KmsKey.purpose == BACKUP_KEY)
+            )
+        if found is not None:
+            return found
         with self.db.session() as s:
             key = s.scalar(select(KmsKey).where(KmsKey.tenant_id == tenant_id, KmsKey.purpose == BACKUP_KEY))
             if key is None:
@@ -89,13 +91,17 @@ class TenantWrappedKeys(KeyService):
                 s.add(key)
                 s.flush()
                 KeyCrypto(s, self.enc).new_version(key, 1)
-            return key
+            key_id: str = key.id
+        return key_id
 
     def wrap(self, key: bytes, context: str) -> dict[str, str]:
-        kms_key = self._backup_key(context)
+        key_id = self._backup_key(context)
         with self.db.read_session() as s:
+            kms_key = s.get(KmsKey, key_id)
+            if kms_key is None:  # the tenant was deleted meanwhile
+                raise BackupKeyShredded(f"tenant {context} was deleted: its backup key is gone")
             inner = KeyCrypto(s, self.enc).encrypt(kms_key, key, _aad(context))
-        return {**self.platform.wrap(inner.encode(), context), "kms": kms_key.id}
+        return {**self.platform.wrap(inner.encode(), context), "kms": key_id}
 
     def unwrap(self, wrapped: dict[str, str], context: str) -> bytes:
         if "kms" not in wrapped:  # a record from before the KMS layer

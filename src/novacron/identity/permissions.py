@@ -31,6 +31,8 @@ VIEW = frozenset(
         "gslb:read",
         "scaling-group:read",
         "volume:read",
+        # the tenant's keys (identity/kms.py) and its secrets' names, never their values
+        "kms:read",
         # a user's own custom dashboards (panels of queries over what metrics:read shows)
         "dashboard:write",
     }
