@@ -11,20 +11,21 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from novacron.backup import vmstore
 from novacron.backup.keys import TenantKeyring
 from novacron.backup.store import ChunkStore
 from novacron.backup.targets import LocalTarget
 from novacron.config import Settings
-from novacron.db.base import Database
-from novacron.db.models import AuditRecord, KmsKey, KmsKeyVersion
+from novacron.db.base import Database, utcnow
+from novacron.db.models import AuditRecord, KmsKey, KmsKeyVersion, MfaTotp
 from novacron.identity import kms_backup
 from novacron.identity.encryption import encryption_for
 from novacron.identity.kms_backup import BackupKeyShredded
@@ -287,3 +288,55 @@ def test_deleting_a_tenant_or_shredding_its_backup_key_makes_its_backups_unreada
     assert _ok(env.c.post(f"/v1/kms/keys/{bkey['id']}/shred", headers=ta))["state"] == "destroyed"
     with pytest.raises(BackupKeyShredded, match="crypto-shredded"):
         _restore(env, targets[0], kept, tmp_path / "gone.raw")
+
+
+def test_rotating_a_key_needs_a_step_up_once_the_user_has_a_second_factor(env: Env) -> None:
+    from tests.integration.test_mfa import Authenticator
+
+    c = env.c
+    _tid, ta = _tenant(env, "kms-mfa")
+    _ok(c.post("/v1/kms/keys", json={"name": "k"}, headers=ta), 201)
+    r = c.post("/v1/mfa/totp", headers=ta)
+    assert r.status_code == 201, r.text
+    app = Authenticator(r.json()["secret"])
+    assert c.post("/v1/mfa/totp/confirm", json={"code": app.code()}, headers=ta).status_code == 200
+    with env.db.session() as s:  # six minutes later: the confirmation's code no longer counts
+        s.execute(update(MfaTotp).values(stepup_at=utcnow() - timedelta(minutes=6)))
+    refused = c.post("/v1/kms/keys/k/rotate", headers=ta)
+    assert refused.status_code == 403 and refused.json()["title"] == "Step-up required", refused.text
+    assert _ok(c.get("/v1/kms/keys/k", headers=ta))["primary_version"] == 1
+    assert c.post("/v1/mfa/verify", json={"code": app.code()}, headers=ta).status_code == 200
+    assert _ok(c.post("/v1/kms/keys/k/rotate", headers=ta))["primary_version"] == 2
+
+
+def test_the_cli_encrypts_decrypts_rotates_and_stores_a_secret(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from novacron.cli import kms as kms_cli
+    from novacron.cli.client import Client
+
+    _tid, ta = _tenant(env, "kms-cli")
+    token = ta["Authorization"].removeprefix("Bearer ")
+    client = Client(
+        "http://testserver", token=token, credentials_path=tmp_path / "c.json", transport=env.c._transport
+    )
+    monkeypatch.setattr(kms_cli, "client_of", lambda _ctx: client)
+    run = CliRunner()
+    made = run.invoke(kms_cli.app, ["create", "cli-key", "--algorithm", "chacha20-poly1305"])
+    assert made.exit_code == 0 and "version 1" in made.output, made.output
+    enc = run.invoke(kms_cli.app, ["encrypt", "cli-key", "--aad", "a"], input="top secret")
+    assert enc.exit_code == 0 and enc.output.startswith("kms1:"), enc.output
+    ct = enc.output.strip()
+    assert run.invoke(kms_cli.app, ["rotate", "cli-key"]).exit_code == 0
+    dec = run.invoke(kms_cli.app, ["decrypt", ct, "--aad", "a"])
+    assert dec.exit_code == 0 and dec.output == "top secret", dec.output
+    rew = run.invoke(kms_cli.app, ["rewrap", ct, "--aad", "a"])
+    assert rew.exit_code == 0 and ":2:" in rew.output, rew.output
+    listed = run.invoke(kms_cli.app, ["list"])
+    assert "cli-key" in listed.output and "chacha20-poly1305" in listed.output, listed.output
+    stored = run.invoke(kms_cli.app, ["secret", "set", "api-token"], input="s3cr3t-value")
+    assert stored.exit_code == 0 and "/run/novacron/secrets/api-token" in stored.output, stored.output
+    shown = run.invoke(kms_cli.app, ["secret", "list"])
+    assert "api-token" in shown.output and "s3cr3t-value" not in shown.output
