@@ -28,6 +28,7 @@ import './probes.js';
 import './slos.js';
 import './slo_report.js';
 import './api_keys.js';
+import './kms.js';
 import './webhooks.js';
 import './mfa.js';
 import './settings.js';
