@@ -176,7 +176,6 @@ def _register() -> None:
         volume,
         webhook,
     )
-    from novacron.cli import kms as kms_cli
 
     app.add_typer(audit.app, name="audit", help="The audit log: verify its hash chain, checkpoints, export.")
     app.add_typer(security_app, name="security", help="Threat detection: blocked addresses, lifting a block.")
@@ -221,7 +220,6 @@ def _register() -> None:
         autoscale.app, name="autoscale", help="Autoscaling offline: replay a load trace through a policy."
     )
     app.add_typer(kek.app, name="kek", help="Key-encryption keys: list, rotate (admins).")
-    app.add_typer(kms_cli.app, name="kms", help="Your tenant's keys and secrets: encrypt, rotate, shred.")
     app.add_typer(apikey.app, name="api-key", help="API keys: scoped, expiring tokens for scripts and CI.")
     app.add_typer(webhook.app, name="webhook", help="Webhooks: signed event deliveries to your URLs.")
     app.add_typer(
@@ -234,6 +232,12 @@ def _register() -> None:
     app.command(name="agent")(agent.agent)
 
 
+def _register_kms() -> None:
+    from novacron.cli import kms
+
+    app.add_typer(kms.app, name="kms", help="Your tenant's keys and secrets: encrypt, rotate, shred.")
+
+
 def _register_config() -> None:
     from novacron.cli import liveconfig
 
@@ -242,6 +246,7 @@ def _register_config() -> None:
 
 _register()
 _register_config()
+_register_kms()
 
 if __name__ == "__main__":  # pragma: no cover
     app()
