@@ -282,6 +282,16 @@ def test_deleting_a_tenant_or_shredding_its_backup_key_makes_its_backups_unreada
     # another tenant shreds its backup key explicitly: the same, the tenant itself stays
     kept, ta = _tenant(env, "shred-key")
     disk = _backup(env, targets[:1], kept, marker)
+    # a KEK rotation re-wraps the outer layer of its key file and keeps the KMS layer (what
+    # sealing.rotate does for every registered target)
+    from novacron.identity.kek import key_service
+
+    before = json.loads((targets[0] / TenantKeyring.object_key(kept)).read_bytes())["wrapped"]
+    platform = key_service(env.settings)
+    platform.rotate()
+    assert TenantKeyring(platform, LocalTarget(targets[0])).rewrap() >= 1
+    after = json.loads((targets[0] / TenantKeyring.object_key(kept)).read_bytes())["wrapped"]
+    assert after["kek"] != before["kek"] and after["kms"] == before["kms"]
     assert _restore(env, targets[0], kept, tmp_path / "kept.raw") == disk
     keys = _ok(env.c.get("/v1/kms/keys", headers=ta))["items"]
     (bkey,) = [k for k in keys if k["purpose"] == "backup"]

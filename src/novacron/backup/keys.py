@@ -98,8 +98,10 @@ class TenantKeyring:
             record = json.loads(self.target.get(okey))
             if record["wrapped"]["kek"] == current:
                 continue
-            master = self.kek.unwrap(record["wrapped"], tenant_id)
-            record["wrapped"] = self.kek.wrap(master, tenant_id)
+            # the outer layer only: under the tenant's KMS key (``kms``) it stays as it is
+            inner = self.kek.unwrap(record["wrapped"], tenant_id)
+            kms = {k: v for k, v in record["wrapped"].items() if k == "kms"}
+            record["wrapped"] = {**self.kek.wrap(inner, tenant_id), **kms}
             self.target.put(okey, json.dumps(record).encode())
             changed += 1
         return changed
