@@ -88,6 +88,7 @@ def build_context(settings: Settings) -> Context:
     from novacron.agent.hoststats import HostSampler
     from novacron.agent.runtime import AgentRuntime
     from novacron.db.migrate import upgrade
+    from novacron.identity import kms_backup
     from novacron.identity.sealing import check_openable, seal_clear_rows
     from novacron.identity.tokens import TokenService
     from novacron.lbaas.challenges import AgentResponders
@@ -99,6 +100,7 @@ def build_context(settings: Settings) -> Context:
 
     settings.ensure_dirs()
     db = Database(settings.database_url)
+    kms_backup.register(db)  # the backup code reaches the tenants' keys through this one
     enc = encryption_for(settings)
     upgrade(db, encryption=enc)
     _make_private(settings, db)

@@ -6,7 +6,8 @@ issue 17 item 13: the session kept across tabs, deep links and reloads, with no 
 And issue 18's second factor: enrolled in the page, then a sign-in with a code; a passkey added in
 the page and used to sign in (Chromium's virtual authenticator). And issue 18's
 provable audit log: the chain verified, a checkpoint signed and the log exported from the page.
-And issue 18's authorization: a custom role made, assigned and a decision explained in the page."""
+And issue 18's authorization: a custom role made, assigned and a decision explained in the page.
+And issue 18's key service: keys made, rotated and shredded, a write-only secret stored."""
 
 from __future__ import annotations
 
@@ -526,6 +527,56 @@ def test_the_roles_page_makes_a_custom_role_assigns_it_and_explains_a_decision(
             assert verdict in text and why in text, text
             assert action != "user:write" or "role 'blue-ops'" in text, text
         assert page_problems(b, "/roles", "roles", "desktop", "light") == []
+        assert b.errors == [], b.errors
+    finally:
+        b.close()
+
+
+def test_the_keys_page_makes_rotates_and_shreds_a_key_and_stores_a_write_only_secret(
+    cluster: Cluster, browser: Any
+) -> None:
+    """Issue 18's key service in the page: a tenant admin makes a key (a bad name refused under its
+    field), rotates it to version 2, stores a secret whose value the page never shows again, and
+    shreds the key after confirming; phone and desktop render without problems."""
+    beta = next(t for t in cluster.admin.get("/v1/tenants").json()["items"] if t["name"] == "beta")
+    body = {"username": "beta-keys", "password": PASSWORD, "role": "tenant-admin", "tenant_id": beta["id"]}
+    r = cluster.admin.post("/v1/users", json=body)
+    assert r.status_code == 201, r.text
+    value = "page-secret-" + base64.b32encode(b"kms-e2e").decode()
+    b = Browser(browser, cluster.server.url, DESKTOP)
+    page = b.page
+    problems: list[str] = []
+    try:
+        b.login("beta-keys", PASSWORD, tenant="beta")
+        b.follow("nav a:text-is('Keys & secrets')")
+        assert "No keys yet." in b.main_text()
+        page.fill("#kms-key-name", "Bad Name")
+        page.click("form:has(#kms-key-name) button[type=submit]")
+        page.wait_for_selector("#kms-key-name-error:not(:empty)")
+        page.fill("#kms-key-name", "app")
+        page.select_option("#kms-key-algorithm", "chacha20-poly1305")
+        page.click("form:has(#kms-key-name) button[type=submit]")
+        row = "tr[data-key=app]"
+        page.wait_for_selector(f"{row} .badge[data-state=enabled]")
+        assert page.inner_text(f"{row} td[data-label=Algorithm]") == "chacha20-poly1305"
+        page.click(f"{row} button:text-is('Rotate')")
+        page.wait_for_selector(f"{row} td[data-label=Version]:text-is('2')")
+        page.fill("#kms-secret-name", "db-password")
+        page.fill("#kms-secret-secret_value", value)
+        page.click("form:has(#kms-secret-name) button[type=submit]")
+        page.wait_for_selector("tr[data-secret=db-password]")
+        assert "/run/novacron/secrets/db-password" in page.inner_text("tr[data-secret=db-password]")
+        assert value not in page.content()
+        for size, viewport, scheme in VIEWS:
+            page.set_viewport_size(viewport)
+            page.emulate_media(color_scheme=scheme)
+            problems += page_problems(b, "/kms", "kms", size, scheme)
+        page.set_viewport_size(DESKTOP)
+        page.click(f"{row} button:text-is('Shred')")
+        assert "unreadable for ever" in page.inner_text("dialog")
+        page.click("dialog button.danger")
+        page.wait_for_selector(f"{row} .badge[data-state=destroyed]")
+        assert problems == [], problems
         assert b.errors == [], b.errors
     finally:
         b.close()

@@ -14,6 +14,7 @@ an older version (or a plain ``mkdir -p``) left it; the server must tighten it. 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -43,6 +44,8 @@ from tests.conftest import (
 SECRET = "wJalrXUtnFEMI-K7MDENG-" + uuid.uuid4().hex
 SECRET2 = "rotated-" + uuid.uuid4().hex
 SEED_SECRET = "seed-password-" + uuid.uuid4().hex
+#: a tenant secret (issue 18) the VM is created with: cloud-init vendor-data in its seed only
+VM_SECRET = "vm-secret-" + uuid.uuid4().hex
 USER_DATA = f"#!/bin/sh\necho 'root:{SEED_SECRET}' > /dev/null\necho READY-SEED\n"
 
 
@@ -74,6 +77,15 @@ def env(guest: Guest, s3_emulator: object) -> Iterator[Env]:
         with server.client() as c:
             c.timeout = httpx.Timeout(60)
             import_guest_image(c, guest)
+            project = default_project(c)
+            tenant = c.get(f"/v1/projects/{project}").json()["tenant_id"]
+            body = {
+                "name": "db-password",
+                "secret_value": VM_SECRET,
+                "path": "/etc/app/db.pw",
+                "tenant": tenant,
+            }
+            assert c.post("/v1/kms/secrets", json=body).status_code == 201
             r = c.post(
                 "/v1/vms",
                 json={
@@ -81,7 +93,8 @@ def env(guest: Guest, s3_emulator: object) -> Iterator[Env]:
                     "image": "test-guest",
                     "flavor": "tiny",
                     "user_data": USER_DATA,
-                    "project_id": default_project(c),
+                    "project_id": project,
+                    "secrets": ["db-password"],
                 },
             )
             assert r.status_code == 202, r.text
@@ -193,6 +206,21 @@ def test_vm_disk_seed_and_console_log_are_private_to_the_qemu_account(env: Env) 
     finally:
         for d in (idir, env.server.state_dir / "instances", env.server.state_dir):
             os.chmod(d, 0o700)
+
+
+def test_a_tenant_secret_reaches_the_seed_as_vendor_data_and_is_in_clear_nowhere_else(env: Env) -> None:
+    from novacron.virt.cidata import read_cidata_iso
+
+    seed = read_cidata_iso(env.server.state_dir / "instances" / env.vm_id / "seed.iso")
+    assert seed["vendor-data"].startswith("#cloud-config\n") and VM_SECRET not in seed["user-data"]
+    (entry,) = json.loads(seed["vendor-data"].split("\n", 1)[1])["write_files"]
+    assert entry["path"] == "/etc/app/db.pw" and entry["permissions"] == "0600"
+    assert base64.b64decode(entry["content"]).decode() == VM_SECRET
+    # write-only in the API; in the database, the log and the host operations only as ciphertext
+    assert VM_SECRET not in env.c.get("/v1/kms/secrets").text
+    encoded = base64.b64encode(VM_SECRET.encode())
+    for blob in (_db_bytes(env.server), env.server.log_path.read_bytes()):
+        assert VM_SECRET.encode() not in blob and encoded not in blob
 
 
 def _s3_config(env: Env, bucket: str) -> dict[str, object]:

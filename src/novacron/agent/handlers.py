@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from novacron.agent import protocol as p
@@ -52,7 +52,10 @@ async def handle(
 
 @handles(p.Prepare)
 async def _prepare(agent: AgentRuntime, instance_id: str, r: p.Prepare, _: Progress | None) -> Result:
-    await agent.driver.prepare(await agent.instance_spec(r.spec))
+    spec = await agent.instance_spec(r.spec)
+    if r.secrets.get("vendor_data"):
+        spec = replace(spec, vendor_data=r.secrets["vendor_data"])
+    await agent.driver.prepare(spec)
     return None
 
 

@@ -117,9 +117,11 @@ def vm_spec(payload: dict[str, Any]) -> VmSpec:
 @operation("prepare")
 @dataclass(frozen=True)
 class Prepare(Request):
-    """Create the instance's disk and seed."""
+    """Create the instance's disk and seed; ``secrets["vendor_data"]``: the cloud-config that writes
+    the tenant's secrets into the guest (sealed while it waits, ``identity/kms_secrets.py``)."""
 
     spec: VmSpec
+    secrets: dict[str, str] = field(default_factory=dict)
 
 
 @operation("launch")

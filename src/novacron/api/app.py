@@ -63,6 +63,8 @@ AREA_ROUTERS = (
     "security",
     "compliance",
     "encryption",
+    "kms",
+    "kms_secrets",
     "config",
     "aggregates",
     "server_groups",

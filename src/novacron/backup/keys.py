@@ -75,6 +75,11 @@ class TenantKeyring:
                 self.target.put_if_absent(okey, blob.encode())
             record = json.loads(self.target.get(okey))
             master = self.kek.unwrap(record["wrapped"], tenant_id)
+            if getattr(self.kek, "layered", False) and "kms" not in record["wrapped"]:
+                # a key from before the tenant's KMS key wrapped it: wrapped by it now, so that
+                # destroying the tenant's keys shreds these backups too (identity/kms_backup.py)
+                record["wrapped"] = self.kek.wrap(master, tenant_id)
+                self.target.put(okey, json.dumps(record).encode())
             key = TenantKey(tenant_id, _derive(master, b"enc"), _derive(master, b"id"))
             self._cache[tenant_id] = key
             return key
@@ -93,8 +98,10 @@ class TenantKeyring:
             record = json.loads(self.target.get(okey))
             if record["wrapped"]["kek"] == current:
                 continue
-            master = self.kek.unwrap(record["wrapped"], tenant_id)
-            record["wrapped"] = self.kek.wrap(master, tenant_id)
+            # the outer layer only: under the tenant's KMS key (``kms``) it stays as it is
+            inner = self.kek.unwrap(record["wrapped"], tenant_id)
+            kms = {k: v for k, v in record["wrapped"].items() if k == "kms"}
+            record["wrapped"] = {**self.kek.wrap(inner, tenant_id), **kms}
             self.target.put(okey, json.dumps(record).encode())
             changed += 1
         return changed

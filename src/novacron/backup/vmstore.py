@@ -69,8 +69,11 @@ class HandedKey(KeyService):
 
 
 def key_service(settings: Settings) -> KeyService:
-    """The platform's one KEK service (``identity/kek.py``): it wraps the tenants' data keys."""
-    return platform_key_service(settings)
+    """What wraps the tenants' data keys: each tenant's ``backup`` KMS key inside the platform's
+    one KEK service (``identity/kms_backup.py``), so destroying the tenant's keys shreds its backups."""
+    from novacron.identity.kms_backup import backup_key_service
+
+    return backup_key_service(settings, platform_key_service(settings), encryption_for(settings))
 
 
 def config_aad(target_id: str) -> str:

@@ -242,6 +242,12 @@ def _register() -> None:
     app.command(name="agent")(agent.agent)
 
 
+def _register_kms() -> None:
+    from novacron.cli import kms
+
+    app.add_typer(kms.app, name="kms", help="Your tenant's keys and secrets: encrypt, rotate, shred.")
+
+
 def _register_config() -> None:
     from novacron.cli import liveconfig, sso
 
@@ -272,6 +278,7 @@ _register()
 _register_config()
 _register_completion()
 _register_roles()
+_register_kms()
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -149,6 +149,9 @@ def create(
     ),
     security_group: list[str] = typer.Option([], "--security-group", help="for every NIC (default: default)"),
     label: list[str] = typer.Option([], "--label", help="KEY=VALUE for label policies, repeatable"),
+    secret: list[str] = typer.Option(
+        [], "--secret", help="a secret of the tenant cloud-init writes into the guest (repeat)"
+    ),
     count: int = typer.Option(
         1,
         "--count",
@@ -173,6 +176,8 @@ def create(
         body["networks"] = _nics(network, security_group)
     if label:
         body["labels"] = key_values(label, "--label")
+    if secret:
+        body["secrets"] = secret
     if user_data is not None:
         try:
             body["user_data"] = user_data.read_text()

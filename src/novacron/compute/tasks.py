@@ -88,6 +88,22 @@ def _payload(ctx: Context, vm: VM, fresh: bool = False) -> dict[str, Any]:
             raise StepFailed(str(exc)) from exc
 
 
+def _spec_request(ctx: Context, step: str, vm: VM) -> Request:
+    """The prepare or launch request of the VM; prepare carries the tenant's secrets the VM was
+    created with (cloud-init vendor-data, sealed in the host operation until the agent has it)."""
+    spec = vm_spec(_payload(ctx, vm, fresh=True))
+    if step != "prepare":
+        return SPEC_STEPS[step](spec)
+    from novacron.identity.encryption import encryption_for
+    from novacron.identity.kms_secrets import vendor_data_of
+
+    try:
+        vendor = vendor_data_of(ctx.db, encryption_for(ctx.settings), vm.id)
+    except ValueError as exc:
+        raise StepFailed(str(exc)) from exc
+    return Prepare(spec, secrets={"vendor_data": vendor}) if vendor else Prepare(spec)
+
+
 def end_operation(ctx: Context, vm_id: str, power_state: str | None = None, error: str | None = None) -> None:
     """End the VM's operation: clear ``task_state`` and record the state the host observed."""
     from novacron.compute.reports import announce_idle, record_state
@@ -156,7 +172,7 @@ class CreateVM(VMOperation):
                         host=host.name,
                     )
         elif step in ("prepare", "launch"):
-            await _on_host(ctx, task, vm, SPEC_STEPS[step](vm_spec(_payload(ctx, vm, fresh=True))))
+            await _on_host(ctx, task, vm, _spec_request(ctx, step, vm))
         elif step == "wait_running":
             await _on_host(ctx, task, vm, WaitState(("running",), BOOT_TIMEOUT_S))
 
@@ -186,7 +202,7 @@ class StartVM(VMOperation):
             await _on_host(ctx, task, vm, WaitState(("running",), BOOT_TIMEOUT_S))
         else:
             # prepare rebuilds the seed (name, user-data) and keeps the disk; a resize applies here
-            await _on_host(ctx, task, vm, SPEC_STEPS[step](vm_spec(_payload(ctx, vm, fresh=True))))
+            await _on_host(ctx, task, vm, _spec_request(ctx, step, vm))
 
 
 class StopVM(VMOperation):

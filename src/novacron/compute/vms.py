@@ -27,7 +27,7 @@ from novacron.db.listing import ListParams, paginate, where_equal
 from novacron.db.models import VM, Flavor, Host, Image, Project, Task, VMGuestInfo
 from novacron.db.resolve import Named, resolve, scoped
 from novacron.errors import Conflict, InvalidInput, NameTaken, Unavailable, on_field
-from novacron.identity import authz
+from novacron.identity import authz, kms_secrets
 from novacron.identity.principal import Principal
 from novacron.network import service as network_service
 from novacron.network.service import NicRequest
@@ -108,6 +108,8 @@ class VMSpec:
     volumes: tuple[str, ...] = ()
     #: a full clone's source: the new VM takes its size and hardware, not the flavor's
     like: VM | None = None
+    #: the tenant's secrets (names) cloud-init writes into the guest (``identity/kms_secrets.py``)
+    secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -399,16 +401,11 @@ class VMService(Service):
             self.session.flush()
         except IntegrityError as exc:
             raise NameTaken("VM", spec.name, "name") from exc
+        kms_secrets.attach_names(self.session, vm, spec.secrets)  # its tenant's, written by cloud-init
         amounts = vm_amounts(vm.vcpus, vm.ram_mb, vm.disk_gb)
+        override = spec.budget_override
         quota.charge(
-            self.session,
-            self.principal,
-            project,
-            "vm",
-            vm.id,
-            amounts,
-            decisions,
-            budget_override=spec.budget_override,
+            self.session, self.principal, project, "vm", vm.id, amounts, decisions, budget_override=override
         )
         boot_volume.claim(boot, vm, data)
         if spec.nics:

@@ -31,6 +31,8 @@ VIEW = frozenset(
         "gslb:read",
         "scaling-group:read",
         "volume:read",
+        # the tenant's keys (identity/kms.py) and its secrets' names, never their values
+        "kms:read",
         # a user's own custom dashboards (panels of queries over what metrics:read shows)
         "dashboard:write",
     }
@@ -62,6 +64,9 @@ MEMBER = VIEW | {
     "scaling-group:write",
     # volumes: create, attach, detach, extend, delete
     "volume:write",
+    # encrypt, decrypt, data keys and re-wrap with the tenant's keys; write its secrets
+    "kms:use",
+    "secret:write",
 }
 TENANT_ADMIN = MEMBER | {
     "project:write",
@@ -83,6 +88,8 @@ TENANT_ADMIN = MEMBER | {
     "webhook:write",
     # run the compliance checks of the tenant, read their evidence, export its data (GDPR)
     "compliance:run",
+    # the tenant's keys: create, rotate, disable, schedule deletion, shred
+    "kms:write",
 }
 ADMIN = TENANT_ADMIN | {
     "tenant:write",

@@ -4,7 +4,8 @@ The sealed places (:data:`PLACES`): JWT signing private keys, the platform CA ke
 credentials, the keys handed to an agent with a pending host operation, alert webhooks', scaling
 groups' lifecycle hooks' and webhook subscriptions' signing secrets and URLs, load balancers'
 certificate keys and ACME account keys, users' TOTP secrets, identity providers' client secrets
-and the provider tokens of users signed on with one (and of sign-ins under way).
+and the provider tokens of users signed on with one (and of sign-ins under way), tenants' KMS key
+material.
 ``seal_clear_rows`` seals whatever an older version stored in clear (start-up and migration 0014
 run it), then scrubs SQLite's free pages and WAL so the clear copies do not linger in the file.
 
@@ -77,6 +78,7 @@ def _text_rows(session: Session) -> Iterator[tuple[Any, str, str]]:
     yield from _lifecycle_hook_rows(session)
     yield from _mfa_rows(session)
     yield from _sso_rows(session)
+    yield from _kms_rows(session)
 
 
 def _sso_rows(session: Session) -> Iterator[tuple[Any, str, str]]:
@@ -90,6 +92,15 @@ def _sso_rows(session: Session) -> Iterator[tuple[Any, str, str]]:
         yield link, "tokens", link_aad(link.user_id)
     for login in session.scalars(select(SsoLogin)):
         yield login, "secret", login_aad(login.id)
+
+
+def _kms_rows(session: Session) -> Iterator[tuple[Any, str, str]]:
+    """Tenants' KMS key versions' material (none once a key is destroyed)."""
+    from novacron.db.models import KmsKeyVersion
+    from novacron.identity.kms import material_aad
+
+    for row in session.scalars(select(KmsKeyVersion).where(KmsKeyVersion.material.is_not(None))):
+        yield row, "material", material_aad(row.key_id, row.version)
 
 
 def _mfa_rows(session: Session) -> Iterator[tuple[Any, str, str]]:

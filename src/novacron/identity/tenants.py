@@ -12,6 +12,8 @@ from novacron.db.listing import ListParams, paginate
 from novacron.db.models import Project, Tenant
 from novacron.db.resolve import resolve
 from novacron.errors import Conflict
+from novacron.identity.encryption import encryption_for
+from novacron.identity.kms import shred_tenant
 from novacron.identity.mfa_policy import require_step_up
 from novacron.identity.scoping import duplicate, flush_unique
 from novacron.service import Service
@@ -60,13 +62,16 @@ class TenantService(Service):
         return tenant
 
     def delete(self, ref: str) -> None:
-        """Delete a tenant without projects that is not the caller's own."""
+        """Delete a tenant without projects that is not the caller's own; its keys are destroyed."""
         tenant = self.get(ref)
         require_step_up(self.session, self.principal, "Deleting a tenant")
         if self.session.scalar(select(Project.id).where(Project.tenant_id == tenant.id).limit(1)):
             raise Conflict(f"Tenant '{tenant.name}' still has projects; delete them first.")
         if self.principal.tenant_id == tenant.id:
             raise Conflict("You cannot delete your own tenant.")
+        # crypto-shredding: its keys' material erased first (the rows then go with the tenant),
+        # so its backups in every target can never be opened again (identity/kms_backup.py)
+        shred_tenant(self.session, encryption_for(self.ctx.settings), tenant.id)
         self.session.delete(tenant)
 
     def _check_name_free(self, name: str) -> None:

@@ -127,6 +127,8 @@ class InstanceSpec:
     kernel_cmdline: str = ""
     user_data: str = ""
     meta_data: dict[str, Any] = field(default_factory=dict)
+    #: cloud-init vendor-data: the tenant's secrets as ``write_files`` (never in the VM row)
+    vendor_data: str | None = None
     #: one NIC per tenant-network port, in guest order; none: the host's default NIC
     nics: tuple[Nic, ...] = ()
     #: no NIC at all (a DR dry run's VM must not reach production networks)

@@ -256,6 +256,7 @@ class QemuDriver(ComputeDriver):
             render_meta_data(meta, spec.id, spec.name),
             spec.user_data,
             network_config,
+            spec.vendor_data,
         )
         os.chmod(self.seed_path(spec.id), 0o600)
 

@@ -106,6 +106,11 @@ class VMCreate(BaseModel):
     )
     networks: list[NicIn] | None = Field(default=None, max_length=8, description="NICs on tenant networks")
     labels: Labels = Field(default_factory=dict, max_length=32, description="what label policies select")
+    secrets: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]] = Field(
+        default_factory=list,
+        max_length=32,
+        description="the tenant's secrets (names) cloud-init writes into the guest (POST /v1/kms/secrets)",
+    )
 
 
 class VMUpdate(BaseModel):
@@ -299,6 +304,7 @@ def _spec(body: VMCreate) -> VMSpec:
         ha_priority=body.ha_priority,
         budget_override=body.budget_override,
         labels=body.labels,
+        secrets=tuple(body.secrets),
         nics=tuple(
             NicRequest(
                 n.network,

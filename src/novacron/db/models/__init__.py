@@ -38,6 +38,7 @@ from novacron.db.models.identity import (
     Tenant,
     User,
 )
+from novacron.db.models.kms import KmsKey, KmsKeyVersion, TenantSecret, VmSecret
 from novacron.db.models.lbaas import LbAmphora, LbListener, LbMember, LbPool, LoadBalancer
 from novacron.db.models.lbcerts import AcmeAccount, LbCertificate
 from novacron.db.models.liveconfig import ConfigVersion
@@ -172,6 +173,10 @@ __all__ = [
     "TenantMfaPolicy",
     "TraceSpan",
     "Tenant",
+    "KmsKey",
+    "KmsKeyVersion",
+    "TenantSecret",
+    "VmSecret",
     "User",
     "WebhookDelivery",
     "WebhookSubscription",

@@ -24,6 +24,7 @@ from novacron.sdk.generated.hosts import HostsApi
 from novacron.sdk.generated.identity import IdentityApi
 from novacron.sdk.generated.identity_providers import IdentityProvidersApi
 from novacron.sdk.generated.images import ImagesApi
+from novacron.sdk.generated.kms import KmsApi
 from novacron.sdk.generated.load_balancers import LoadBalancersApi
 from novacron.sdk.generated.meta import MetaApi
 from novacron.sdk.generated.metrics import MetricsApi
@@ -78,6 +79,7 @@ class Api:
         self.identity = IdentityApi(core)
         self.identity_providers = IdentityProvidersApi(core)
         self.images = ImagesApi(core)
+        self.kms = KmsApi(core)
         self.load_balancers = LoadBalancersApi(core)
         self.meta = MetaApi(core)
         self.metrics = MetricsApi(core)
@@ -230,6 +232,23 @@ OPERATIONS: dict[str, str] = {
     "list_images_v1_images_get": "images.list_images",
     "update_image_v1_images__image_id__patch": "images.update_image",
     "upload_part_v1_images__image_id___part__put": "images.upload_part",
+    "cancel_key_deletion_v1_kms_keys__key__cancel_deletion_post": "kms.cancel_key_deletion",
+    "create_key_v1_kms_keys_post": "kms.create_key",
+    "create_secret_v1_kms_secrets_post": "kms.create_secret",
+    "decrypt_v1_kms_decrypt_post": "kms.decrypt",
+    "delete_secret_v1_kms_secrets__secret__delete": "kms.delete_secret",
+    "disable_key_v1_kms_keys__key__disable_post": "kms.disable_key",
+    "enable_key_v1_kms_keys__key__enable_post": "kms.enable_key",
+    "encrypt_v1_kms_encrypt_post": "kms.encrypt",
+    "generate_data_key_v1_kms_data_keys_post": "kms.generate_data_key",
+    "get_key_v1_kms_keys__key__get": "kms.get_key",
+    "get_secret_v1_kms_secrets__secret__get": "kms.get_secret",
+    "list_keys_v1_kms_keys_get": "kms.list_keys",
+    "list_secrets_v1_kms_secrets_get": "kms.list_secrets",
+    "rewrap_v1_kms_rewrap_post": "kms.rewrap",
+    "rotate_key_v1_kms_keys__key__rotate_post": "kms.rotate_key",
+    "schedule_key_deletion_v1_kms_keys__key__schedule_deletion_post": "kms.schedule_key_deletion",
+    "shred_key_v1_kms_keys__key__shred_post": "kms.shred_key",
     "create_certificate_v1_certificates_post": "load_balancers.create_certificate",
     "create_l7policy_v1_loadbalancers__loadbalancer_id__listeners__listener_id__l7policies_post": "load_balancers.create_l7policy",
     "create_listener_v1_loadbalancers__loadbalancer_id__listeners_post": "load_balancers.create_listener",

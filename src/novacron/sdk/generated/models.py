@@ -523,6 +523,21 @@ class CheckpointOut(TypedDict, total=False):
     time: Required[str]
 
 
+class CiphertextIn(TypedDict, total=False):
+    """CiphertextIn"""
+
+    aad: str
+    ciphertext: Required[str]
+
+
+class CiphertextOut(TypedDict, total=False):
+    """CiphertextOut"""
+
+    ciphertext: Required[str]
+    key_id: Required[str]
+    version: Required[int]
+
+
 class ClaimRequest(TypedDict, total=False):
     """ClaimRequest"""
 
@@ -663,6 +678,29 @@ class DashboardOut(TypedDict, total=False):
     version: Required[int]
 
 
+class DataKeyIn(TypedDict, total=False):
+    """DataKeyIn"""
+
+    aad: str
+    bytes: int
+    key: Required[str]
+
+
+class DataKeyOut(TypedDict, total=False):
+    """DataKeyOut"""
+
+    ciphertext: Required[str]
+    key_id: Required[str]
+    plaintext: Required[str]
+    version: Required[int]
+
+
+class DeletionSchedule(TypedDict, total=False):
+    """DeletionSchedule"""
+
+    days: int
+
+
 class DeliveryOut(TypedDict, total=False):
     """DeliveryOut"""
 
@@ -725,6 +763,14 @@ class DrainOut(TypedDict, total=False):
     left: Required[list[str]]
     state: Required[str]
     task_ids: Required[list[str]]
+
+
+class EncryptIn(TypedDict, total=False):
+    """EncryptIn"""
+
+    aad: str
+    key: Required[str]
+    plaintext: str
 
 
 class EnrolmentOut(TypedDict, total=False):
@@ -1214,6 +1260,32 @@ class KEKsOut(TypedDict, total=False):
     current: Required[str]
     keks: Required[list[str]]
     provider: Required[str]
+
+
+class KeyCreate(TypedDict, total=False):
+    """KeyCreate"""
+
+    algorithm: str
+    description: str
+    name: Required[str]
+    tenant: str | None
+
+
+class KeyOut(TypedDict, total=False):
+    """KeyOut"""
+
+    algorithm: Required[str]
+    created_at: Required[str]
+    deletion_at: Required[str | None]
+    description: Required[str]
+    destroyed_at: Required[str | None]
+    id: Required[str]
+    name: Required[str]
+    primary_version: Required[int]
+    purpose: Required[str]
+    rotated_at: Required[str | None]
+    state: Required[str]
+    tenant_id: Required[str]
 
 
 class L7PolicyIn(TypedDict, total=False):
@@ -1790,6 +1862,13 @@ class Page_ImageOut_(TypedDict, total=False):
     next_cursor: str | None
 
 
+class Page_KeyOut_(TypedDict, total=False):
+    """Page[KeyOut]"""
+
+    items: Required[list[KeyOut]]
+    next_cursor: str | None
+
+
 class Page_ListenerOut_(TypedDict, total=False):
     """Page[ListenerOut]"""
 
@@ -1927,6 +2006,13 @@ class Page_ScalingGroupOut_(TypedDict, total=False):
     """Page[ScalingGroupOut]"""
 
     items: Required[list[ScalingGroupOut]]
+    next_cursor: str | None
+
+
+class Page_SecretOut_(TypedDict, total=False):
+    """Page[SecretOut]"""
+
+    items: Required[list[SecretOut]]
     next_cursor: str | None
 
 
@@ -2084,6 +2170,14 @@ class PlacementRequest(TypedDict, total=False):
 
     aggregate: str | None
     labels: dict[str, Any]
+
+
+class PlaintextOut(TypedDict, total=False):
+    """PlaintextOut"""
+
+    key_id: Required[str]
+    plaintext: Required[str]
+    version: Required[int]
 
 
 class PolicyIn(TypedDict, total=False):
@@ -3042,6 +3136,29 @@ class SecondFactorGrant(TypedDict, total=False):
     mfa_token: Required[str]
 
 
+class SecretCreate(TypedDict, total=False):
+    """SecretCreate"""
+
+    key: str | None
+    name: Required[str]
+    path: str | None
+    secret_b64: str | None
+    secret_value: str | None
+    tenant: str | None
+
+
+class SecretOut(TypedDict, total=False):
+    """SecretOut"""
+
+    created_at: Required[str]
+    id: Required[str]
+    key_id: Required[str]
+    name: Required[str]
+    path: Required[str]
+    tenant_id: Required[str]
+    updated_at: Required[str]
+
+
 class SecurityGroupsGroupOut(TypedDict, total=False):
     """GroupOut"""
 
@@ -3524,6 +3641,7 @@ class VMCreate(TypedDict, total=False):
     networks: list[VmsNicIn] | None
     placement: PlacementRequest | None
     project_id: str | None
+    secrets: list[str]
     server_group: str | None
     user_data: str
     volumes: list[str]

@@ -30,6 +30,7 @@ import './slo_report.js';
 import './api_keys.js';
 import './roles.js';
 import './identity_providers.js';
+import './kms.js';
 import './webhooks.js';
 import './mfa.js';
 import './settings.js';
