@@ -87,7 +87,7 @@ def out(line: str = "") -> None:
 
 
 @contextmanager
-def control_plane(stack: ExitStack) -> Iterator[Plane]:
+def control_plane(stack: ExitStack, task_concurrency: int) -> Iterator[Plane]:
     from tests.conftest import short_tmpdir
     from tests.services.postgres import start_postgres
 
@@ -101,6 +101,7 @@ def control_plane(stack: ExitStack) -> Iterator[Plane]:
         "NOVACRON_COMPUTE_DRIVER": "simulated",
         "NOVACRON_NETWORK_BACKEND": "simulated",
         "NOVACRON_TENANT_QUOTA_DEFAULTS": "none",
+        "NOVACRON_TASK_CONCURRENCY": str(task_concurrency),
         # the replicas' shared image store (a deployment of several replicas shares it)
         "NOVACRON_IMAGES_DIR": str(short_tmpdir("nci")),
     }
@@ -271,9 +272,12 @@ async def post_many(plane: Plane, bodies: list[dict[str, Any]], concurrency: int
 def wait_running(plane: Plane, want: int, timeout_s: float) -> tuple[float, int]:
     """Seconds until ``want`` VMs run (or the timeout), and how many ran."""
     t0 = time.monotonic()
-    running = 0
+    running, said = 0, t0
     while time.monotonic() - t0 < timeout_s:
         running = int(plane.scalar("SELECT count(*) FROM vms WHERE state = 'running'"))
+        if want and time.monotonic() - said >= 30:
+            said = time.monotonic()
+            out(f"  ... {running} running after {said - t0:.0f} s more")
         busy = int(plane.scalar("SELECT count(*) FROM tasks WHERE state IN ('pending', 'running')"))
         if running >= want or not busy:
             break
@@ -581,6 +585,12 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--net-tenants", type=int, default=2)
     ap.add_argument("--ha-fraction", type=float, default=0.1)
     ap.add_argument("--concurrency", type=int, default=16, help="create requests in flight")
+    ap.add_argument(
+        "--task-concurrency",
+        type=int,
+        default=8,
+        help="NOVACRON_TASK_CONCURRENCY (the platform's default: 8)",
+    )
     ap.add_argument("--report-interval", type=float, default=1.0, help="the agents' (production: 1 s)")
     ap.add_argument("--host-cpus", type=int, default=64)
     ap.add_argument("--host-ram-mb", type=int, default=256 * 1024)
@@ -605,12 +615,13 @@ def main() -> None:
     out(f"# bench_scale: {machine()}; {load()}")
     out("# SCALE SIMULATION: simulated compute driver and network backend (no QEMU); the control plane,")
     out("# the agent runtimes and the agent protocol are the production code paths (rule 6)")
+    out(f"# task concurrency {args.task_concurrency}, agents report every {args.report_interval:g} s")
     out(
         f"# {args.hosts} hosts, {args.tenants} tenants, {args.vms} VMs, {args.networks} networks in each of "
         f"{args.net_tenants} tenants; 2 replicas on PostgreSQL 15; workdir {workdir}"
     )
     stop = threading.Event()
-    with ExitStack() as stack, control_plane(stack) as plane:
+    with ExitStack() as stack, control_plane(stack, args.task_concurrency) as plane:
         stack.callback(_end_hosts, plane)
         threading.Thread(target=sample_rss, args=(plane, stop), daemon=True).start()
         stack.callback(stop.set)
