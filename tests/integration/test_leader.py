@@ -216,7 +216,7 @@ def test_a_busy_thread_pool_does_not_cost_the_leader_its_lock(postgres: Any) -> 
                     await asyncio.sleep(0.05)
             # the shared pool busy for 2 s: 6 jobs of 0.6 s on its 2 workers
             busy = [asyncio.ensure_future(asyncio.to_thread(time.sleep, 0.6)) for _ in range(6)]
-            seen = []
+            seen: list[bool] = []
             for _ in range(40):
                 await asyncio.sleep(0.05)
                 seen.append(lead.is_leader)
