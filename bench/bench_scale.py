@@ -54,6 +54,8 @@ import sqlalchemy as sa
 from common import ROOT, Server, load, machine, make_server, pct
 
 HERE = Path(__file__).resolve().parent
+#: creates stop being waited for when no VM has come up for this long (a task stuck)
+STALL_S = 90.0
 
 
 @dataclass
@@ -272,17 +274,22 @@ async def post_many(plane: Plane, bodies: list[dict[str, Any]], concurrency: int
 def wait_running(plane: Plane, want: int, timeout_s: float) -> tuple[float, int]:
     """Seconds until ``want`` VMs run (or the timeout), and how many ran."""
     t0 = time.monotonic()
-    running, said = 0, t0
+    running, said, moved, last = 0, t0, t0, -1
     while time.monotonic() - t0 < timeout_s:
         running = int(plane.scalar("SELECT count(*) FROM vms WHERE state = 'running'"))
+        if running != last:
+            moved, last = time.monotonic(), running
         if want and time.monotonic() - said >= 30:
             said = time.monotonic()
             out(f"  ... {running} running after {said - t0:.0f} s more")
-        busy = int(plane.scalar("SELECT count(*) FROM tasks WHERE state IN ('pending', 'running')"))
+        busy = plane.rows("SELECT id, step_index FROM tasks WHERE state IN ('pending', 'running')")
         if running >= want or not busy:
             break
+        if want and time.monotonic() - moved > STALL_S:
+            out(f"  STALLED: no VM came up for {STALL_S:g} s; tasks left: {len(busy)}, e.g. {busy[:3]}")
+            break
         time.sleep(0.5)
-    return time.monotonic() - t0, running
+    return time.monotonic() - t0 - (STALL_S if want and running < want and busy else 0), running
 
 
 def phase_create(plane: Plane, world: dict[str, Any], args: argparse.Namespace) -> None:
