@@ -643,6 +643,7 @@ def main() -> None:
         )
         phase_create(plane, world, args)
         phase_steady(plane, args)
+        plane.token = plane.servers[0].token()  # a fresh one: a slow run outlives the first
         phase_churn(plane, world, args)
         phase_ha(plane, args)
         for i, s in enumerate(plane.servers):
