@@ -110,7 +110,7 @@ def build_context(settings: Settings) -> Context:
     ctx.monitoring = MonitoringStack.for_node(settings, db, lambda: ctx.settings.anomaly_detection)
     ctx.acme_responders = AgentResponders(ctx)
     ctx.trace_store = start_node_tracing(settings, db)
-    ctx.tasks = TaskRunner(ctx, _task_handlers())
+    ctx.tasks = TaskRunner(ctx, _task_handlers(), concurrency=ctx.settings.task_concurrency)
     if settings.embedded_agent:
         driver = make_driver(settings.compute_driver, settings)
         control = LocalControlPlane(ctx, settings.host_name, driver.name)

@@ -70,3 +70,22 @@ def test_node_bodies_with_nan_are_422_naming_the_field(server: Server) -> None:
         assert r.headers["content-type"].startswith("application/problem+json")
         assert [e["field"] for e in r.json()["errors"]] == [field], r.text
         assert "finite" in r.text
+
+
+def test_heartbeats_are_not_audited_but_refused_ones_are(server: Server) -> None:
+    """A host's reports and claims (its heartbeat, every second) leave no audit record; a refused
+    credential still does (bench/bench_scale.py: audited heartbeats serialised on the chain head)."""
+    admin = server.client()
+    node = _node_client(server, admin, "beat-host")
+    facts = {"cpus": 2, "ram_mb": 2048, "accelerator": "none"}
+    assert node.post("/v1/agent/register", json={"driver": "simulated", "facts": facts}).status_code == 200
+    assert node.post("/v1/agent/report", json={}).status_code == 200
+    assert node.post("/v1/agent/claim", json={"wait_s": 0}).status_code == 200
+    stranger = server.client("not-a-credential")
+    assert stranger.post("/v1/agent/report", json={}).status_code == 401
+    done = admin.get("/v1/audit", params={"limit": 100, "outcome": "success"}).json()["items"]
+    assert any(e["action"] == "agent.register" for e in done)
+    beats = [e for e in done if e["path"] in ("/v1/agent/report", "/v1/agent/claim")]
+    assert beats == [], beats
+    refused = admin.get("/v1/audit", params={"limit": 50, "outcome": "denied"}).json()["items"]
+    assert any(e["path"] == "/v1/agent/report" for e in refused), refused

@@ -192,3 +192,40 @@ def test_kill_the_leader_replica_and_another_finishes_the_task_in_flight(
             assert "this runner leads" in b.log_path.read_text()
     finally:
         engine.dispose()
+
+
+def test_a_busy_thread_pool_does_not_cost_the_leader_its_lock(postgres: Any) -> None:
+    """The leader's check runs on its own thread: with the loop's shared pool full of slow work (a
+    busy replica), it still answers in time and the replica keeps leading (bench/bench_scale.py
+    saw leaders of two busy replicas give their locks up every few seconds)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from novacron.tasks.leader import PostgresAdvisoryLock
+
+    url = postgres.create_database("leader_busy_pool")
+
+    async def run() -> list[bool]:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=2))
+        lead = PostgresAdvisoryLock("novacron.test-busy", url, check_s=0.1, timeout_s=0.5)
+        campaign = asyncio.create_task(lead.run())
+        try:
+            async with asyncio.timeout(10):
+                while not lead.is_leader:
+                    await asyncio.sleep(0.05)
+            # the shared pool busy for 2 s: 6 jobs of 0.6 s on its 2 workers
+            busy = [asyncio.ensure_future(asyncio.to_thread(time.sleep, 0.6)) for _ in range(6)]
+            seen: list[bool] = []
+            for _ in range(40):
+                await asyncio.sleep(0.05)
+                seen.append(lead.is_leader)
+            await asyncio.gather(*busy)
+            return seen
+        finally:
+            campaign.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await campaign
+
+    seen = asyncio.run(run())
+    assert all(seen), f"leadership lost while the shared pool was busy: {seen}"

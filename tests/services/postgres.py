@@ -211,8 +211,10 @@ def start_postgres(
     dbname: str = DEFAULT_DB,
     timeout_s: float = 60.0,
     attempts: int = 3,
+    options: tuple[str, ...] = (),
 ) -> PostgresServer:
     """Start a fresh PostgreSQL 15 server and create ``dbname``; the caller must ``stop()`` it.
+    ``options``: more server settings (``-c name=value``), e.g. a benchmark's pg_stat_statements.
 
     Raises :class:`PostgresUnavailable` when the binaries are missing or the server fails to start.
     """
@@ -263,6 +265,7 @@ def start_postgres(
                     "-c full_page_writes=off",
                     "-c max_connections=200",
                     "-c shared_buffers=64MB",
+                    *options,
                 ]
             )
             res = server._run(

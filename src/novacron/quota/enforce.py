@@ -159,8 +159,10 @@ def apply(  # noqa: PLR0913  (the quota engine's entry: keyword-only overrides, 
     got = _update(session, rows, now)
     if len(got) < len(rows):
         left = [r for r in rows if (r.node, r.res) not in got]
-        if _ensure_usage_pairs(session, left):  # counters of a resource registered after the node
-            got.update(_update(session, left, now))
+        # counters of a resource registered after the node: made here, or by a concurrent first
+        # charge (this insert then adds none, but the row is there): move them either way
+        _ensure_usage_pairs(session, left)
+        got.update(_update(session, left, now))
         for r in rows:
             if (r.node, r.res) not in got:
                 c = ceilings[(r.node, r.res)]

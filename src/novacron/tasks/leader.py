@@ -29,6 +29,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.pool import NullPool
@@ -142,6 +143,9 @@ class PostgresAdvisoryLock(Leadership):
         # it, and ``_closed`` stops it opening a session (that would hold the lock) after close()
         self._io = threading.Lock()
         self._closed = False
+        # its own thread, not the loop's shared pool: on a busy replica that pool's queue made the
+        # check time out, and the leader gave up a lock it still held (bench/bench_scale.py)
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"leader:{name}")
 
     # -- blocking calls, run in a worker thread -------------------------------------------------
 
@@ -223,7 +227,7 @@ class PostgresAdvisoryLock(Leadership):
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the result when a cancel
         # arrives as the thread finishes (gh-86296), and the campaign would never stop
         async with asyncio.timeout(self.timeout_s):
-            return await asyncio.to_thread(fn)
+            return await asyncio.get_running_loop().run_in_executor(self._worker, fn)
 
     async def run(self) -> None:
         self._closed = False
