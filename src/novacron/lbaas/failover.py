@@ -111,11 +111,12 @@ def recover(ctx: Context, fenced_host_ids: Collection[str], now: datetime) -> bo
                 start(s, ctx, lb, reason)
                 queued = True
     with ctx.db.session() as s:
+        # a subquery, not DISTINCT over the rows: PostgreSQL has no equality for their JSON columns
+        legless = select(LbAmphora.loadbalancer_id).where(LbAmphora.host_id.is_(None))
         waiting = s.scalars(
-            select(LoadBalancer)
-            .join(LbAmphora, LbAmphora.loadbalancer_id == LoadBalancer.id)
-            .where(LbAmphora.host_id.is_(None), LoadBalancer.provisioning_status == "ACTIVE")
-            .distinct()
+            select(LoadBalancer).where(
+                LoadBalancer.id.in_(legless), LoadBalancer.provisioning_status == "ACTIVE"
+            )
         )
         for lb in list(waiting):
             if _due(s, lb, now):
