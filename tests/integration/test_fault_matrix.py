@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg2
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
@@ -96,7 +97,7 @@ def _join(c: httpx.Client, agent: FleetAgent, labels: dict[str, str], room: int)
     token = c.post("/v1/hosts/join-tokens", json={}).json()
     agent.start(token["join_token"], token["ca_fingerprint"])
     try:
-        host = _wait_host(c, agent.name, timeout_s=60)
+        host = _wait_host(c, agent.name, timeout_s=120)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\nagent:\n{agent.log()[-2000:]}") from None
     r = c.patch(
@@ -112,7 +113,14 @@ def fleet(guest: Guest) -> Iterator[Fleet]:
         pg = start_postgres()
     except PostgresUnavailable as exc:
         pytest.fail(f"PostgreSQL could not start: {exc}")
-    url = pg.create_database(f"faults_{secrets.token_hex(4)}")
+    name = f"faults_{secrets.token_hex(4)}"
+    url = pg.create_database(name)
+    # the suite's PostgreSQL acknowledges commits before their WAL is written (fast, fine for a
+    # server that never crashes); this database is crashed, so it commits as a production one does
+    with contextlib.closing(psycopg2.connect(host=pg.host, port=pg.port, user=pg.user, dbname=name)) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = on')
     server = make_server(NOVACRON_EMBEDDED_AGENT="0", NOVACRON_DATABASE_URL=url)
     real = FleetAgent(server, "node-q")
     sim = FleetAgent(server, "node-s", driver="simulated", NOVACRON_NETWORK_BACKEND="none")
