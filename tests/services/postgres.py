@@ -100,6 +100,8 @@ class PostgresServer:
     host: str = "127.0.0.1"
     user: str = SUPERUSER
     dbname: str = DEFAULT_DB
+    #: the options it was started with (``restart`` starts it again with them)
+    opts: str = ""
     _stopped: bool = field(default=False, repr=False)
 
     @property
@@ -162,6 +164,31 @@ class PostgresServer:
             return self.log_path.read_text(errors="replace")[-n:]
         except OSError:
             return ""
+
+    def restart(self, timeout_s: float = 60.0) -> None:
+        """Failure injection: stop at once (``-m immediate``, as a crash: no checkpoint, every
+        session dropped) and start again on the same port, data and options."""
+        pid = self.postmaster_pid()
+        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "-w", "stop")
+        if pid is not None:
+            _wait_gone(pid, 15.0)
+        self._start(timeout_s)
+
+    def _start(self, timeout_s: float) -> subprocess.CompletedProcess[str]:
+        return self._run(
+            str(PG_BIN / "pg_ctl"),
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.log_path),
+            "-o",
+            self.opts,
+            "-w",
+            "-t",
+            str(int(timeout_s)),
+            "start",
+            timeout=timeout_s + 10,
+        )
 
     def stop(self) -> None:
         if self._stopped:
@@ -255,7 +282,7 @@ def start_postgres(
         last_error = ""
         for _ in range(attempts):
             server.port = _free_port()
-            opts = " ".join(
+            server.opts = " ".join(
                 [
                     "-c listen_addresses=127.0.0.1",
                     f"-p {server.port}",
@@ -268,20 +295,7 @@ def start_postgres(
                     *options,
                 ]
             )
-            res = server._run(
-                str(PG_BIN / "pg_ctl"),
-                "-D",
-                str(server.data_dir),
-                "-l",
-                str(server.log_path),
-                "-o",
-                opts,
-                "-w",
-                "-t",
-                str(int(timeout_s)),
-                "start",
-                timeout=timeout_s + 10,
-            )
+            res = server._start(timeout_s)
             if res.returncode == 0:
                 break
             last_error = f"pg_ctl start failed ({res.returncode}):\n{res.stderr}\n{server.log_tail()}"

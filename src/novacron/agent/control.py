@@ -9,9 +9,11 @@ from __future__ import annotations
 import abc
 import asyncio
 import hashlib
+import logging
 import os
 import ssl
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +28,13 @@ if TYPE_CHECKING:
     from novacron.context import Context
 
 IMAGE_PARTS = ("file", "kernel", "initrd")
+#: how long an operation's answer is sent again while the control plane cannot take it (a step
+#: waits 5 minutes for most answers: past that its task has given up on it)
+COMPLETE_RETRY_S = 600.0
+#: how long an image download is tried again (the prepare step waiting for it gives up at 5 minutes)
+FETCH_RETRY_S = 120.0
+
+log = logging.getLogger(__name__)
 ReportAnswer = reports.ReportAnswer
 
 
@@ -208,7 +217,9 @@ class HttpControlPlane(ControlPlane):
         body: dict[str, Any] = {"id": op_id, "result": result, "error": error}
         if spans:
             body["spans"] = list(spans)
-        await self._post("/v1/agent/complete", body)
+        # the answer is the only record of what the host did: a server down, restarting or failing
+        # over loses it unless it is sent again (the step waiting for it resumes on the new server)
+        await _through_outages(f"answer to {op_id}", COMPLETE_RETRY_S, self._post, "/v1/agent/complete", body)
 
     async def progress(self, op_id: str, detail: dict[str, Any]) -> bool:
         answer = await self._post("/v1/agent/progress", {"id": op_id, "detail": detail})
@@ -218,8 +229,10 @@ class HttpControlPlane(ControlPlane):
         dest = self.images_dir / image_id / part
         # concurrent creates from one image fetch it once
         async with self._fetch_locks.setdefault((image_id, part), asyncio.Lock()):
-            if not dest.exists():
-                await self._fetch(image_id, part, sha256, dest)
+            if not dest.exists():  # a server restarting mid-download: fetched again once it is back
+                await _through_outages(
+                    f"{part} of image {image_id}", FETCH_RETRY_S, self._fetch, image_id, part, sha256, dest
+                )
         return dest
 
     def snapshot_dest(self, image_id: str) -> Path:
@@ -275,6 +288,22 @@ class HttpControlPlane(ControlPlane):
             tmp.rename(dest)
         finally:
             tmp.unlink(missing_ok=True)
+
+
+async def _through_outages(what: str, limit_s: float, call: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    """``call(*args)``, made again (backing off up to 5 s) while the control plane is unreachable or
+    answers 5xx, for at most ``limit_s``; a 4xx is an answer and is raised at once."""
+    delay, deadline = 0.5, time.monotonic() + limit_s
+    while True:
+        try:
+            return await call(*args)
+        except (httpx.TransportError, AgentRefused) as exc:
+            transient = not isinstance(exc, AgentRefused) or exc.status >= 500
+            if not transient or time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s not through (%s): again in %.1fs", what, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def _sha256_of(path: Path) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from novacron import errors as domain
@@ -152,6 +153,18 @@ def install_handlers(app: FastAPI) -> None:
         errors = [{"field": "body", "reason": str(exc.detail)}] if exc.status_code == 413 else None
         errors = getattr(exc, "errors", None) or errors
         problem = Problem(exc.status_code, title, str(exc.detail), headers=headers, errors=errors)
+        return problem_response(problem, request)
+
+    @app.exception_handler(OperationalError)
+    async def _database_gone(request: Request, exc: OperationalError) -> JSONResponse:
+        # the database restarting or failing over: the pool drops the dead connection and a retry
+        # gets a fresh one, so say so instead of "unexpected error"
+        log.warning("database unreachable on %s %s: %s", request.method, request.url.path, exc.orig)
+        detail = (
+            "The database could not be reached; retry shortly "
+            "(a change retried with its Idempotency-Key is made once)."
+        )
+        problem = Problem(503, "Database unavailable", detail, headers={"Retry-After": "1"})
         return problem_response(problem, request)
 
     @app.exception_handler(Exception)

@@ -71,24 +71,36 @@ class HAMonitor:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.loop = ControllerLoop("HA monitor", [Job("HA check", self._check)], tick_s=CHECK_S)
+        #: when this monitor began watching (its first pass)
+        self.watching_since: datetime | None = None
 
     def _check(self) -> None:
-        if self.check_once() and self.ctx.tasks is not None:
+        if self.watching_since is None:
+            self.watching_since = utcnow()
+        if self.check_once(since=self.watching_since) and self.ctx.tasks is not None:
             self.ctx.tasks.wake()  # the restarts it queued start now, not at the runner's next poll
 
-    def check_once(self, now: datetime | None = None) -> bool:
-        """One pass; True when it queued restarts."""
+    def check_once(self, now: datetime | None = None, since: datetime | None = None) -> bool:
+        """One pass; True when it queued restarts. ``since``: when the monitor began watching; a
+        host's silence before then is not counted (the control plane was down or restarting, not
+        necessarily the host: its agent could not report), so a restart fences no live host."""
         now = now or utcnow()
         st = self.ctx.settings
+
+        def heard(host: Host) -> datetime | None:
+            last = host.last_heartbeat
+            return max(last, since) if last is not None and since is not None else last
+
         with self.ctx.db.session() as s:
             for host in s.scalars(select(Host).where(Host.state.in_(("up", "maintenance")))):
-                if is_down(host.last_heartbeat, now, st.host_down_after_s):
+                if is_down(heard(host), now, st.host_down_after_s):
                     self._mark_down(s, host)
         with self.ctx.db.session() as s:
             for host in s.scalars(select(Host).where(Host.state == "down", Host.fenced_at.is_(None))):
-                if host.last_heartbeat is None:
+                last = heard(host)
+                if last is None:
                     continue
-                if now >= fence_deadline(host.last_heartbeat, st.ha_lease_s, st.ha_fence_margin_s):
+                if now >= fence_deadline(last, st.ha_lease_s, st.ha_fence_margin_s):
                     self._mark_fenced(s, host, now)
         queued = False
         with self.ctx.db.session() as s:

@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from novacron import events
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 LEASE = timedelta(seconds=15)
+#: a database restart or failover is waited out this long (retries x seconds) before a task fails
+DB_RETRIES, DB_RETRY_S = 30, 2.0
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
@@ -257,12 +260,16 @@ class TaskRunner:
     async def _renew_lease(self, task_id: str) -> None:
         while True:
             await asyncio.sleep(LEASE.total_seconds() / 3)
-            with self.ctx.db.session() as s:
-                renewed = s.execute(
-                    update(Task)
-                    .where(Task.id == task_id, Task.lease_owner == self.owner, Task.state == "running")
-                    .values(lease_expires=utcnow() + LEASE)
-                ).rowcount  # type: ignore[attr-defined]
+            try:
+                with self.ctx.db.session() as s:
+                    renewed = s.execute(
+                        update(Task)
+                        .where(Task.id == task_id, Task.lease_owner == self.owner, Task.state == "running")
+                        .values(lease_expires=utcnow() + LEASE)
+                    ).rowcount  # type: ignore[attr-defined]
+            except OperationalError as exc:  # the database restarting: renew at the next round
+                log.warning("task %s: lease not renewed (database unreachable: %s)", task_id, exc.orig)
+                continue
             if not renewed:
                 log.warning("task %s: lease taken over by another runner; stopping here", task_id)
                 running = self._running.get(task_id)
@@ -273,8 +280,7 @@ class TaskRunner:
     async def _execute(self, task_id: str) -> None:
         renew = asyncio.create_task(self._renew_lease(task_id))
         try:
-            with self._span(task_id):
-                await self._execute_steps(task_id)
+            await self._execute_through_outages(task_id)
         except asyncio.CancelledError:
             raise
         except LeaseLost:
@@ -289,6 +295,20 @@ class TaskRunner:
             renew.cancel()
             self._running.pop(task_id, None)
             self._wake.set()
+
+    async def _execute_through_outages(self, task_id: str) -> None:
+        """Run the task's steps; the database going away (a restart, a failover) is waited out and
+        the interrupted step run again (every step is idempotent), rather than failing the task."""
+        for attempt in range(DB_RETRIES + 1):
+            try:
+                with self._span(task_id):
+                    await self._execute_steps(task_id)
+                return
+            except OperationalError as exc:
+                if attempt == DB_RETRIES:
+                    raise
+                log.warning("task %s: database unreachable (%s); its step runs again", task_id, exc.orig)
+                await asyncio.sleep(DB_RETRY_S)
 
     def _span(self, task_id: str) -> contextlib.AbstractContextManager[Any]:
         """The task's span, in the trace of the request that created it (a new trace otherwise)."""
@@ -318,8 +338,8 @@ class TaskRunner:
                     raise Cancelled
                 with tracing.child(tracing.API, f"step {step}", {"novacron.task.step": step}):
                     await handler.run_step(self.ctx, task, step)
-            except asyncio.CancelledError:
-                raise
+            except (asyncio.CancelledError, OperationalError):
+                raise  # an unreachable database is no failure of the step: _execute_through_outages
             except Exception as exc:
                 # a step cut short by the user's cancel fails with the cancel as its cause
                 cancelled = isinstance(exc, Cancelled) or self._cancel_requested(task_id, handler, step)
