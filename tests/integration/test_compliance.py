@@ -146,15 +146,17 @@ def _seed_backups(env: Env) -> None:
     from novacron.backup.vmstore import server_store
     from novacron.db.models import BackupTarget
 
-    with env.db.session() as s:
+    with env.db.read_session() as s:  # not a write transaction: the first key makes a KMS key
         target = s.scalars(select(BackupTarget)).one()
         server_store(env.ctx.settings, target).keyring.key(env.tenant_id)
+        target_id = target.id
+    with env.db.session() as s:
         snap = BackupSnapshot(
             id=new_id("bak"),
             tenant_id=env.tenant_id,
             project_id=env.project_id,
             vm_name="db1",
-            target_id=target.id,
+            target_id=target_id,
             policy_id=env.policy_id,
             state="available",
             completed_at=utcnow(),
