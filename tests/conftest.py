@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -237,7 +238,21 @@ def destroy_server(server: Server) -> None:
     server.stop()
     subprocess.run(["pkill", "-9", "-f", f"{server.state_dir}/"], check=False)
     release_host_network(server)
+    release_taps(server.state_dir)
     shutil.rmtree(server.state_dir, ignore_errors=True)
+
+
+def release_taps(state_dir: Path) -> None:
+    """Delete the persistent taps of the VMs a killed QEMU left (the platform's own delete would
+    have removed them; left behind, hundreds piled up on the default bridge across runs)."""
+    if os.geteuid() != 0:
+        return
+    names = set()
+    for launch in state_dir.glob("**/launch.json"):
+        with contextlib.suppress(OSError):
+            names.update(re.findall(r"ifname=([A-Za-z0-9_.-]+)", launch.read_text()))
+    for name in sorted(names):
+        subprocess.run(["ip", "link", "del", name], check=False, capture_output=True)
 
 
 def release_host_network(server: Server) -> None:
