@@ -140,7 +140,8 @@ def test_the_cli_makes_lists_and_revokes_keys(
     shared: tuple[Env, Database], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env, _db = shared
-    _, user, _ = _member(env, "echo", "cli-user")
+    admin, user, _ = _member(env, "echo", "cli-user")
+    assert env.client.post("/v1/projects", json={"name": "nightly-builds"}, headers=admin).status_code == 201
     token = user["Authorization"].removeprefix("Bearer ")
     client = Client(
         "http://testserver",
@@ -155,6 +156,16 @@ def test_the_cli_makes_lists_and_revokes_keys(
     listed = CliRunner().invoke(apikey.app, ["list"])
     assert listed.exit_code == 0 and "nightly" in listed.output and "vm:read" in listed.output
     assert "never" in listed.output  # not used yet
+    assert "(whole tenant)" in listed.output
     key_id = env.client.get("/v1/api-keys", headers=user).json()["items"][0]["id"]
     assert CliRunner().invoke(apikey.app, ["revoke", key_id]).exit_code == 0
     assert env.client.get(f"/v1/api-keys/{key_id}", headers=user).json()["state"] == "revoked"
+    # limited to one project, named as the user knows it
+    scoped_args = ["create", "builds", "-p", "vm:read", "--project", "nightly-builds"]
+    scoped = CliRunner().invoke(apikey.app, scoped_args)
+    assert scoped.exit_code == 0 and "only its VMs" in scoped.output, scoped.output
+    keys = {k["name"]: k for k in env.client.get("/v1/api-keys", headers=user).json()["items"]}
+    assert keys["builds"]["project_id"] and keys["builds"]["project_id"] in scoped.output
+    refused = CliRunner().invoke(apikey.app, ["create", "nowhere", "--project", "no-such-project"])
+    # (the CLI's group turns the API's refusal into its message; this sub-app alone raises it)
+    assert refused.exit_code != 0 and "no project 'no-such-project'" in str(refused.exception)

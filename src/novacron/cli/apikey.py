@@ -24,6 +24,7 @@ COLUMNS: list[Column] = [
     ("NAME", "name"),
     ("STATE", "state"),
     ("PERMISSIONS", lambda k: ", ".join(k["permissions"])),
+    ("PROJECT", lambda k: k.get("project_id") or "(whole tenant)"),
     ("EXPIRES", lambda k: human_time(k["expires_at"])),
     ("LAST USED", _last_used),
 ]
@@ -37,16 +38,23 @@ def create(
         [], "--permission", "-p", help="a permission it may use (repeat); none given: all of yours"
     ),
     expires_in_days: int = typer.Option(90, "--expires-in-days", help="1 to 365"),
+    project: str | None = typer.Option(
+        None, "--project", help="limit it to one project (name or id): it acts only on that project's VMs"
+    ),
     as_json: bool = JSON,
 ) -> None:
     """A new key acting as you with the permissions given; its token is shown only now."""
     body = {"name": name, "permissions": permission or None, "expires_in_days": expires_in_days}
+    if project is not None:
+        body["project"] = project
     key = client_of(ctx).post("/v1/api-keys", body)
     if as_json:
         print_json(key)
         return
     out.print(f"API key {key['name']} ({key['id']}), expires {human_time(key['expires_at'])}")
     out.print(f"permissions: {', '.join(key['permissions'])}")
+    if key.get("project_id"):
+        out.print(f"project: {key['project_id']} (only its VMs)")
     out.print("token (shown only now, store it safely; use it as NOVACRON_TOKEN):")
     print(key["token"])
 
