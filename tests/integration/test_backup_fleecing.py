@@ -25,11 +25,11 @@ import pytest
 from novacron.agent.protocol import BackupDisk
 from novacron.backup import agentops, vmstore
 from novacron.backup.store import ChunkStore
-from novacron.config import Settings
 from novacron.virt import volumes
 from novacron.virt.base import InstanceSpec, VolumeAttachment
 from novacron.virt.qemu import QemuDriver
 from tests.conftest import Guest, short_tmpdir
+from tests.integration.backupkeys import backup_settings
 
 MiB = 1 << 20
 CHUNK = 4 * MiB
@@ -89,7 +89,7 @@ def env(guest: Guest) -> Iterator[Env]:
             initrd_path=guest.initrd, kernel_cmdline=guest.cmdline,
         )  # fmt: skip
         loop.run_until_complete(d.launch(spec))
-        settings = Settings(state_dir=work / "state", database_url="sqlite://")
+        settings = backup_settings(work, TENANT)
         row = SimpleNamespace(
             id="bkt-test", type="local", config={"path": str(work / "target")}, chunk_size=CHUNK
         )

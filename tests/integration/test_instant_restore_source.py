@@ -24,8 +24,8 @@ import pytest
 from novacron.agent.protocol import InstantRestoreDisk, StreamDisk
 from novacron.backup import instant, vmstore
 from novacron.backup.store import file_reader
-from novacron.config import Settings
 from novacron.virt.qemu import QemuDriver
+from tests.integration.backupkeys import backup_settings
 
 MiB = 1 << 20
 CHUNK = 4 * MiB
@@ -45,7 +45,7 @@ def served(tmp_path: Path) -> tuple[QemuDriver, dict[str, Any], Path]:
         f.write(os.urandom(MiB + 100))  # chunk 1
         f.seek(SIZE - 1000)
         f.write(os.urandom(1000))  # the short chunk 2
-    settings = Settings(state_dir=tmp_path / "state", database_url="sqlite://")
+    settings = backup_settings(tmp_path, "tenant-a")
     row = SimpleNamespace(
         id="bkt-test", type="local", config={"path": str(tmp_path / "target")}, chunk_size=CHUNK
     )
