@@ -341,7 +341,7 @@ class VMService(Service):
         """The VM of this id (or name unique among the caller's), if the caller may see it."""
         vm = resolve(self.session, self.principal, VM, ref)
         gate = self.gate or "vm:read"
-        if authz.scoped_kind(gate) and not self.principal.can(gate):
+        if authz.narrowed(self.principal, gate):
             authz.check(self.principal, gate, authz.vm_scope(vm))
         return vm
 
@@ -421,7 +421,7 @@ class VMService(Service):
     def _may(self, tenant_id: str, project_id: str, labels: dict[str, str], name: str) -> None:
         """Refuse a VM the caller's project- or label-limited roles do not cover (``identity/authz.py``)."""
         gate = self.gate or "vm:create"
-        if authz.scoped_kind(gate) and not self.principal.can(gate):
+        if authz.narrowed(self.principal, gate):
             authz.check(
                 self.principal, gate, authz.ResourceScope(tenant_id, project_id, labels, f"VM '{name}'")
             )

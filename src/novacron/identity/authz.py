@@ -38,6 +38,14 @@ def scoped_kind(permission: str) -> bool:
     return permission.startswith(SCOPED_KINDS)
 
 
+def narrowed(principal: Principal, permission: str) -> bool:
+    """Whether ``permission`` is held only on some projects or labelled resources, so each
+    resource is decided on its own. A principal with no such grants is not narrowed: the request's
+    gate decided already, and the platform's own principals (a scaling group acting in its tenant)
+    hold no permissions of their own and are never refused here."""
+    return bool(principal.grants) and scoped_kind(permission) and not principal.can(permission)
+
+
 @dataclass(frozen=True)
 class ResourceScope:
     """Where a resource lives: its tenant, its project (None: tenant-wide) and its labels."""
@@ -142,7 +150,7 @@ def check(principal: Principal, permission: str, scope: ResourceScope) -> Decisi
 
 def vm_filter(principal: Principal, permission: str) -> ColumnElement[bool] | None:
     """The VMs ``principal`` may ``permission`` beyond tenant scoping (None: all of its tenant)."""
-    if principal.can(permission):
+    if not narrowed(principal, permission):
         return None
     conds: list[ColumnElement[bool]] = []
     for g in principal.grants:
