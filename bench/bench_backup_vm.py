@@ -44,11 +44,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from common import GUEST_OUT, machine
+from common import GUEST_OUT, backup_settings, machine
 
 from novacron.agent.protocol import BackupDisk
 from novacron.backup import agentops, vmstore
-from novacron.config import Settings
 from novacron.virt import cbt
 from novacron.virt.base import InstanceSpec
 from novacron.virt.qemu import QemuDriver
@@ -156,7 +155,7 @@ async def main() -> None:
             initrd_path=GUEST_OUT / "initrd.img", kernel_cmdline=(GUEST_OUT / "cmdline").read_text().strip(),
         )  # fmt: skip
         await d.launch(spec)
-        settings = Settings(state_dir=work / "state", database_url="sqlite://")
+        settings = backup_settings(work, "bench", "bench-old")
         row = SimpleNamespace(
             id="bkt-bench", type="local", config={"path": str(work / "target")}, chunk_size=chunk
         )

@@ -30,11 +30,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from common import GUEST_OUT, machine
+from common import GUEST_OUT, backup_settings, machine
 
 from novacron.agent.protocol import BackupDisk
 from novacron.backup import agentops, vmstore
-from novacron.config import Settings
 from novacron.virt import volumes as vols
 from novacron.virt.base import InstanceSpec, VolumeAttachment
 from novacron.virt.qemu import QemuDriver
@@ -96,7 +95,7 @@ async def main() -> None:
             v = VolumeAttachment(f"vol-bench{n:011d}", "file", str(path), f"vol-bench{n}")
             await d.attach_volume(iid, v)
             attached.append(v)
-        settings = Settings(state_dir=work / "state", database_url="sqlite://")
+        settings = backup_settings(work, "bench")
         row = SimpleNamespace(
             id="bkt-bench", type="local", config={"path": str(work / "target")}, chunk_size=4 * MiB
         )

@@ -30,11 +30,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from bench_backup_vm import make_base, sh
-from common import GUEST_OUT, machine
+from common import GUEST_OUT, backup_settings, machine
 
 from novacron.agent.protocol import BackupDisk, InstantRestoreDisk, RestoreDisk, StreamDisk
 from novacron.backup import agentops, instant, vmstore
-from novacron.config import Settings
 from novacron.virt.base import InstanceSpec
 from novacron.virt.qemu import QemuDriver
 
@@ -69,7 +68,7 @@ async def main() -> None:
     try:
         base = make_base(work, args.disk_gib)
         await d.launch(spec("src", base, args.disk_gib, args.read_mib))
-        settings = Settings(state_dir=work / "state", database_url="sqlite://")
+        settings = backup_settings(work, "bench")
         row = SimpleNamespace(
             id="bkt-bench", type="local", config={"path": str(work / "target")}, chunk_size=4 * MiB
         )

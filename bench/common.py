@@ -25,11 +25,13 @@ from tests.conftest import (  # noqa: E402
     import_guest_image,
     make_server,
 )
+from tests.integration.backupkeys import backup_settings  # noqa: E402
 
 __all__ = [
     "GUEST_OUT",
     "Guest",
     "Server",
+    "backup_settings",
     "default_project",
     "import_guest_image",
     "kill_pid",
